@@ -1,0 +1,220 @@
+//! Confined host file operations: every open goes through `openat2` with
+//! `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS`, so no
+//! path the gofer opens can leave the directory it starts from, follow a
+//! symlink, or follow a /proc magic link.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+use crate::protocol::{DirEntry, FileStat, FileType, MAX_DIR_ENTRIES, MAX_NAME, MAX_PATH};
+
+/// The resolution every open uses.
+const RESOLVE: u64 = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
+
+/// Flags every open gets: never follow the last component either, never take
+/// a controlling terminal, never leak into a child.
+const ALWAYS: libc::c_int = libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC;
+
+/// `openat2(dir, path, flags | ALWAYS, RESOLVE)`, retried on the `EAGAIN`
+/// the kernel gives when a rename raced the lookup.
+pub(crate) fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: libc::c_int) -> Result<OwnedFd, Errno> {
+    let how = libc::open_how {
+        // `flags` holds only non-negative O_* bits.
+        flags: (flags | ALWAYS) as u32 as u64,
+        mode: 0,
+        resolve: RESOLVE,
+    };
+    for _ in 0..16 {
+        // SAFETY: `path` is a valid NUL-terminated string and `how` a valid
+        // open_how whose size we pass; both outlive the call. The kernel does
+        // not keep either pointer.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if ret >= 0 {
+            let fd = libc::c_int::try_from(ret).map_err(|_| Errno::EBADF)?;
+            // SAFETY: openat2 returned a new fd that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        match Errno::last() {
+            Errno::EAGAIN | Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+    Err(Errno::EAGAIN)
+}
+
+/// `fstat` of any fd, `O_PATH` ones included (for an `O_PATH` fd of a
+/// symlink this is the link's own stat).
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    Ok(FileStat {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        mode: st.st_mode,
+        nlink: u64::from(st.st_nlink),
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev,
+        size: st.st_size,
+        blksize: i64::from(st.st_blksize),
+        blocks: st.st_blocks,
+        atime_sec: st.st_atime,
+        atime_nsec: st.st_atime_nsec,
+        mtime_sec: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec,
+        ctime_sec: st.st_ctime,
+        ctime_nsec: st.st_ctime_nsec,
+    })
+}
+
+/// Checks one walk name and makes it a C string. Only plain single
+/// components pass: `..` is resolved by the Sentry, `.` is pointless, and a
+/// `/` would make it a path.
+pub(crate) fn component(name: &[u8]) -> Result<CString, Errno> {
+    if name.len() > MAX_NAME {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+        return Err(Errno::EINVAL);
+    }
+    CString::new(name).map_err(|_| Errno::EINVAL)
+}
+
+/// Checks a relative path for `WalkOpen`: no `..`, not absolute, no NUL.
+/// Empty and `.` components are dropped, as path resolution would.
+pub(crate) fn relative_path(path: &[u8]) -> Result<CString, Errno> {
+    if path.len() > MAX_PATH {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if path.first() == Some(&b'/') {
+        return Err(Errno::EINVAL);
+    }
+    let mut parts = Vec::new();
+    for c in path.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(Errno::EINVAL),
+            c if c.len() > MAX_NAME => return Err(Errno::ENAMETOOLONG),
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Ok(c".".to_owned());
+    }
+    CString::new(parts.join(&b'/')).map_err(|_| Errno::EINVAL)
+}
+
+/// Opens `path` below `dir` for I/O, and checks that it is the file
+/// `(dev, ino)` that the caller looked at: a rename between the look and the
+/// open gives `ESTALE` instead of some other file.
+///
+/// The open is non-blocking so that a FIFO swapped in meanwhile cannot stall
+/// the gofer; the flag is cleared again once the file is known.
+pub(crate) fn open_verified(
+    dir: BorrowedFd<'_>,
+    path: &CStr,
+    flags: libc::c_int,
+    dev: u64,
+    ino: u64,
+) -> Result<OwnedFd, Errno> {
+    let fd = openat2(dir, path, flags | libc::O_NONBLOCK)?;
+    let st = fstat(fd.as_fd())?;
+    if st.dev != dev || st.ino != ino {
+        return Err(Errno::ESTALE);
+    }
+    let fl = OFlag::from_bits_retain(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(fl & !OFlag::O_NONBLOCK))?;
+    Ok(fd)
+}
+
+/// Whether the gofer hands out fds for files of this type. Only regular
+/// files and directories: a device or FIFO of the host is no business of the
+/// sandbox (the Sentry has its own /dev), and opening one can have effects.
+pub(crate) fn openable(t: FileType) -> Result<(), Errno> {
+    match t {
+        FileType::Regular | FileType::Directory => Ok(()),
+        FileType::Symlink => Err(Errno::ELOOP),
+        FileType::Socket => Err(Errno::ENXIO),
+        _ => Err(Errno::EPERM),
+    }
+}
+
+/// Lists an open directory, without `.` and `..`.
+pub(crate) fn read_dir(dir: OwnedFd) -> Result<Vec<DirEntry>, Errno> {
+    let mut d = nix::dir::Dir::from(dir)?;
+    let mut out = Vec::new();
+    for e in d.iter() {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if out.len() >= MAX_DIR_ENTRIES {
+            return Err(Errno::EOVERFLOW);
+        }
+        let file_type = match e.file_type() {
+            Some(nix::dir::Type::File) => FileType::Regular,
+            Some(nix::dir::Type::Directory) => FileType::Directory,
+            Some(nix::dir::Type::Symlink) => FileType::Symlink,
+            Some(nix::dir::Type::CharacterDevice) => FileType::CharDevice,
+            Some(nix::dir::Type::BlockDevice) => FileType::BlockDevice,
+            Some(nix::dir::Type::Fifo) => FileType::Fifo,
+            Some(nix::dir::Type::Socket) => FileType::Socket,
+            None => FileType::Unknown,
+        };
+        out.push(DirEntry {
+            name: name.to_vec(),
+            ino: e.ino(),
+            file_type,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads the target of a symlink held as an `O_PATH | O_NOFOLLOW` fd.
+pub(crate) fn read_link(link: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
+    // An empty path names the fd itself (readlinkat allows this since 2.6.39).
+    let target = nix::fcntl::readlinkat(Some(link.as_raw_fd()), "")?;
+    let target = target.into_vec();
+    if target.len() > MAX_PATH {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components() {
+        assert!(component(b"a").is_ok());
+        assert!(component(&[0xff, b'x']).is_ok());
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0b"] {
+            assert_eq!(component(bad), Err(Errno::EINVAL), "{bad:?}");
+        }
+        assert_eq!(component(&[b'a'; 256]), Err(Errno::ENAMETOOLONG));
+        assert!(component(&[b'a'; 255]).is_ok());
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(relative_path(b"a//b/./c/").unwrap().as_bytes(), b"a/b/c");
+        assert_eq!(relative_path(b"").unwrap().as_bytes(), b".");
+        assert_eq!(relative_path(b"/etc"), Err(Errno::EINVAL));
+        assert_eq!(relative_path(b"a/../b"), Err(Errno::EINVAL));
+        assert_eq!(relative_path(b"a\0"), Err(Errno::EINVAL));
+        assert_eq!(relative_path(&[b'a'; 5000]), Err(Errno::ENAMETOOLONG));
+    }
+}

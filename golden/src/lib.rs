@@ -1,0 +1,1 @@
+//! Golden statefiles: regression data for every released format version.

@@ -1,0 +1,109 @@
+//! x86_64 registers.
+
+use serde::{Deserialize, Serialize};
+
+/// The general-purpose registers, in the order of the kernel's
+/// `struct user_regs_struct` (what PTRACE_GETREGS returns), so a platform can
+/// convert without reordering. fs_base/gs_base carry TLS (arch_prctl).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registers {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub orig_rax: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub eflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub ds: u64,
+    pub es: u64,
+    pub fs: u64,
+    pub gs: u64,
+}
+
+impl Registers {
+    /// The registers of a fresh thread about to run at `entry` with stack `sp`
+    /// (as after execve: everything else zero, user code/stack segments).
+    pub fn new_user(entry: u64, sp: u64) -> Registers {
+        Registers {
+            rip: entry,
+            rsp: sp,
+            cs: USER_CS,
+            ss: USER_DS,
+            eflags: EFLAGS_DEFAULT,
+            ..Registers::default()
+        }
+    }
+
+    /// The syscall number of a syscall stop.
+    pub fn syscall_nr(&self) -> u64 {
+        self.orig_rax
+    }
+
+    /// The six syscall arguments, in ABI order.
+    pub fn syscall_args(&self) -> [u64; 6] {
+        [self.rdi, self.rsi, self.rdx, self.r10, self.r8, self.r9]
+    }
+
+    /// Sets a syscall's return value.
+    pub fn set_return(&mut self, value: u64) {
+        self.rax = value;
+    }
+
+    pub fn ip(&self) -> u64 {
+        self.rip
+    }
+
+    pub fn sp(&self) -> u64 {
+        self.rsp
+    }
+}
+
+/// User code segment selector on x86_64 Linux.
+pub const USER_CS: u64 = 0x33;
+/// User data/stack segment selector on x86_64 Linux.
+pub const USER_DS: u64 = 0x2b;
+/// IF set, the reserved bit 1 set.
+pub const EFLAGS_DEFAULT: u64 = 0x202;
+
+/// The FP/SSE/AVX state in the standard (non-compacted) XSAVE layout, as
+/// PTRACE_GETREGSET(NT_X86_XSTATE) returns it: the 512-byte legacy FXSAVE
+/// area, the 64-byte XSAVE header, then the extended components. The bytes
+/// are host-independent as long as the features in XSTATE_BV exist on the
+/// host that loads them (the Sentry records and checks that).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FpState {
+    pub xsave: Vec<u8>,
+}
+
+impl FpState {
+    /// The XSTATE_BV bitmap: which components the state holds.
+    pub fn xstate_bv(&self) -> u64 {
+        self.xsave
+            .get(512..520)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+    }
+}
+
+/// A thread's CPU state as the Sentry holds it between switches.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuState {
+    pub regs: Registers,
+}

@@ -1,0 +1,20 @@
+use thiserror::Error;
+
+/// What can go wrong in a platform.
+#[derive(Debug, Error)]
+pub enum PlatformError {
+    #[error("{op} failed: {source}")]
+    Host { op: &'static str, source: nix::Error },
+    #[error("stub process {pid} died unexpectedly ({how})")]
+    StubDied { pid: i32, how: String },
+    #[error("injected {syscall} in stub failed with errno {errno}")]
+    Injected { syscall: &'static str, errno: i32 },
+    #[error("address space belongs to another platform")]
+    ForeignAddressSpace,
+    #[error("host has no usable address space layout: {0}")]
+    Layout(String),
+    #[error("FP state of {got} bytes does not fit this host's {want}-byte XSAVE area")]
+    FpStateSize { got: usize, want: usize },
+    #[error("unexpected stop of stub {pid}: {what}")]
+    UnexpectedStop { pid: i32, what: String },
+}

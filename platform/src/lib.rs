@@ -1,0 +1,148 @@
+//! How application code is run and stopped.
+//!
+//! A platform knows registers, address spaces and context switches; it knows
+//! nothing about Linux semantics. The Sentry drives it through three traits:
+//!
+//! * [`Platform`] creates address spaces and contexts and reports the host
+//!   [`Layout`] (usable virtual address bits, page size, where the stub lives).
+//! * [`AddressSpace`] is one application address space. Every mapping in it is
+//!   a range of the Sentry's memory file (invariant 1 of DESIGN.md): the
+//!   platform is told the memory file's fd once, at creation, and afterwards
+//!   only maps, unmaps and protects ranges of it.
+//! * [`Context`] runs application code on a [`CpuState`] inside an address
+//!   space until the application makes a system call, faults, or is
+//!   interrupted by the Sentry ([`Interrupter`]).
+//!
+//! The ptrace implementation lives in [`ptrace`]; a KVM one can implement the
+//! same traits later. All ptrace unsafety lives in this crate.
+
+pub mod arch;
+mod error;
+pub mod layout;
+pub mod ptrace;
+
+use std::any::Any;
+use std::sync::Arc;
+
+pub use arch::{CpuState, FpState, Registers};
+pub use error::PlatformError;
+pub use layout::Layout;
+
+/// Page protections of a mapping, as in `mmap(2)`'s `PROT_*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Prot {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+}
+
+impl Prot {
+    pub const NONE: Prot = Prot { read: false, write: false, exec: false };
+    pub const READ: Prot = Prot { read: true, write: false, exec: false };
+    pub const READ_WRITE: Prot = Prot { read: true, write: true, exec: false };
+    pub const READ_EXEC: Prot = Prot { read: true, write: false, exec: true };
+    pub const ALL: Prot = Prot { read: true, write: true, exec: true };
+
+    /// From the `PROT_*` bits of mmap(2). Unknown bits are the caller's to reject.
+    pub fn from_bits(bits: u64) -> Prot {
+        Prot {
+            read: bits & libc::PROT_READ as u64 != 0,
+            write: bits & libc::PROT_WRITE as u64 != 0,
+            exec: bits & libc::PROT_EXEC as u64 != 0,
+        }
+    }
+
+    /// The `PROT_*` bits for a host mmap/mprotect.
+    pub fn to_bits(self) -> i32 {
+        let mut bits = libc::PROT_NONE;
+        if self.read {
+            bits |= libc::PROT_READ;
+        }
+        if self.write {
+            bits |= libc::PROT_WRITE;
+        }
+        if self.exec {
+            bits |= libc::PROT_EXEC;
+        }
+        bits
+    }
+}
+
+/// Why a [`Context::switch`] returned to the Sentry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The application executed a system call instruction. The call number is
+    /// in `Registers::orig_rax`, the arguments in rdi, rsi, rdx, r10, r8, r9.
+    /// The host did not execute it; the Sentry sets `rax` to the result.
+    Syscall,
+    /// The application faulted (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP from
+    /// an int3 or single step). `addr` is the faulting address (si_addr),
+    /// `code` the si_code, `access` what the access tried, when the host says.
+    Fault { signo: i32, code: i32, addr: u64, access: Access },
+    /// [`Interrupter::interrupt`] was called: the application was stopped at
+    /// an instruction boundary and its registers are in the `CpuState`.
+    Interrupted,
+}
+
+/// The kind of memory access that faulted, where the host reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Exec,
+    Unknown,
+}
+
+/// One application address space.
+///
+/// All ranges are page-aligned; `offset` is an offset into the memory file the
+/// platform was created with.
+pub trait AddressSpace: Send + Any {
+    /// Maps `[offset, offset + len)` of the memory file at `addr` with `prot`,
+    /// shared (writes land in the memory file), replacing whatever was there.
+    fn map(&mut self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError>;
+    /// Removes every mapping in `[addr, addr + len)`.
+    fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError>;
+    /// Changes the protection of `[addr, addr + len)`, which is mapped.
+    fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
+    /// For a platform's own context to reach its address-space type.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// A context runs application code: a task's view of a CPU.
+pub trait Context: Send {
+    /// Loads `state` into the CPU, runs the application in `aspace` until the
+    /// next [`Event`], and stores the registers back into `state`.
+    ///
+    /// The floating point / vector state stays with the context between
+    /// switches (it is not copied on every syscall); use [`Context::fp_state`]
+    /// and [`Context::set_fp_state`] where it must be read or replaced
+    /// (checkpoint, restore, signal frames).
+    fn switch(&mut self, aspace: &mut dyn AddressSpace, state: &mut CpuState) -> Result<Event, PlatformError>;
+    /// The full FP/SSE/AVX state (XSAVE layout) of this context in `aspace`.
+    fn fp_state(&mut self, aspace: &mut dyn AddressSpace) -> Result<FpState, PlatformError>;
+    /// Replaces the FP/SSE/AVX state before the next switch into `aspace`.
+    fn set_fp_state(&mut self, aspace: &mut dyn AddressSpace, fp: &FpState) -> Result<(), PlatformError>;
+    /// A handle another thread can use to stop a running switch.
+    fn interrupter(&self) -> Arc<dyn Interrupter>;
+}
+
+/// Stops a context that is running application code, from any thread.
+pub trait Interrupter: Send + Sync {
+    /// Makes the current (or, if none is running, the next) `switch` return
+    /// [`Event::Interrupted`] promptly. Idempotent while pending.
+    fn interrupt(&self);
+}
+
+/// Creates address spaces and contexts.
+pub trait Platform: Send + Sync {
+    /// The platform's name as the CLI spells it (`ptrace`, `kvm`).
+    fn name(&self) -> &'static str;
+    /// The host's usable address-space layout, probed at start.
+    fn layout(&self) -> &Layout;
+    /// A new, empty address space (nothing mapped but the platform's own stub).
+    fn new_address_space(&self) -> Result<Box<dyn AddressSpace>, PlatformError>;
+    /// A new context. With ptrace, it must be used from the thread that
+    /// created it (ptrace requests are bound to the tracer thread).
+    fn new_context(&self) -> Result<Box<dyn Context>, PlatformError>;
+}

@@ -1,0 +1,13 @@
+//! The Sentry: cryo's user-space kernel.
+//!
+//! Layout follows gVisor's pkg/sentry: `kernel/` (tasks, thread groups,
+//! fd tables, clocks), `mm/` (the memory file, VMAs, the memory manager),
+//! `vfs/` (mounts, overlay, tmpfs, devfs, procfs, gofer-backed files, pipes),
+//! `loader/` (ELF, the initial stack), `syscalls/` (the table, one file per
+//! family), `state/` (checkpoint and restore of the whole kernel).
+
+pub mod errno;
+pub mod loader;
+pub mod mm;
+
+pub use errno::Errno;

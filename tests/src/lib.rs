@@ -1,0 +1,1 @@
+//! End-to-end tests: guests run natively and under cryo, outputs compared.
