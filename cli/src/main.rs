@@ -1,1 +1,68 @@
-fn main() {}
+//! `cryo`: the command line. runsc-compatible commands plus cryo's own.
+
+mod do_cmd;
+mod doctor;
+mod gofer_cmd;
+mod inspect;
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// cryo: a user-space kernel sandbox whose state freezes into a statefile.
+#[derive(Parser, Debug)]
+#[command(name = "cryo", version, about)]
+struct Cli {
+    /// Directory where sandbox state is kept.
+    #[arg(long, global = true, default_value = "/var/run/cryo")]
+    root: PathBuf,
+    /// Write debug logs to this file.
+    #[arg(long, global = true)]
+    debug_log: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a command in a new sandbox whose root is the host's, read-only,
+    /// with an in-memory upper layer (like `runsc do`).
+    Do(do_cmd::DoArgs),
+    /// Print a statefile's contents (header, types, sections, memory map).
+    Inspect {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        statefile: PathBuf,
+    },
+    /// Check whether this host can run cryo, and say why not.
+    Doctor,
+    /// Internal: serve a root directory to a Sentry over an inherited socket.
+    #[command(hide = true)]
+    Gofer(gofer_cmd::GoferArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.debug_log.as_deref()) {
+        eprintln!("cryo: cannot open debug log: {e:#}");
+        return ExitCode::from(125);
+    }
+    let result = match cli.command {
+        Command::Do(args) => do_cmd::run(args),
+        Command::Inspect { json, statefile } => inspect::run(&statefile, json),
+        Command::Doctor => doctor::run(),
+        Command::Gofer(args) => gofer_cmd::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("cryo: {e:#}");
+            // 125, like runsc and docker, for errors of cryo itself rather than
+            // of the program it runs.
+            ExitCode::from(125)
+        }
+    }
+}

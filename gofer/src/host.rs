@@ -13,18 +13,38 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use crate::protocol::{DirEntry, FileStat, FileType, MAX_DIR_ENTRIES, MAX_NAME, MAX_PATH};
 
 /// The resolution every open uses.
-const RESOLVE: u64 = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
+const RESOLVE: u64 =
+    libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
 
-/// Flags every open gets: never follow the last component either, never take
-/// a controlling terminal, never leak into a child.
-const ALWAYS: libc::c_int = libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC;
+/// Flags every open gets: never follow the last component either, never
+/// leak into a child.
+const ALWAYS: libc::c_int = libc::O_NOFOLLOW | libc::O_CLOEXEC;
+
+/// The kernel's `struct open_how` (libc's is `non_exhaustive`, so it cannot
+/// be built without `unsafe`).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
 
 /// `openat2(dir, path, flags | ALWAYS, RESOLVE)`, retried on the `EAGAIN`
 /// the kernel gives when a rename raced the lookup.
-pub(crate) fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: libc::c_int) -> Result<OwnedFd, Errno> {
-    let how = libc::open_how {
+pub(crate) fn openat2(
+    dir: BorrowedFd<'_>,
+    path: &CStr,
+    flags: libc::c_int,
+) -> Result<OwnedFd, Errno> {
+    let mut flags = flags | ALWAYS;
+    // Never take a controlling terminal; openat2 refuses O_NOCTTY (like any
+    // flag but O_DIRECTORY, O_NOFOLLOW and O_CLOEXEC) alongside O_PATH.
+    if flags & libc::O_PATH == 0 {
+        flags |= libc::O_NOCTTY;
+    }
+    let how = OpenHow {
         // `flags` holds only non-negative O_* bits.
-        flags: (flags | ALWAYS) as u32 as u64,
+        flags: flags as u32 as u64,
         mode: 0,
         resolve: RESOLVE,
     };
@@ -37,8 +57,8 @@ pub(crate) fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: libc::c_int) -> R
                 libc::SYS_openat2,
                 dir.as_raw_fd(),
                 path.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
             )
         };
         if ret >= 0 {
@@ -56,6 +76,8 @@ pub(crate) fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: libc::c_int) -> R
 
 /// `fstat` of any fd, `O_PATH` ones included (for an `O_PATH` fd of a
 /// symlink this is the link's own stat).
+// `st_nlink` and `st_blksize` are u64/i64 on x86_64 but u32/i32 on aarch64.
+#[allow(clippy::useless_conversion)]
 pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
     let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
     Ok(FileStat {

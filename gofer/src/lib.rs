@@ -1,1 +1,47 @@
-//! gofer
+//! The gofer: cryo's only door to the host file system.
+//!
+//! A gofer process serves a root directory to the Sentry over a unix
+//! `SOCK_SEQPACKET` socket: the Sentry names files by handles, walks one
+//! component at a time, and receives open host fds with `SCM_RIGHTS`. Every
+//! path the gofer opens is confined to its root with `openat2`
+//! (`RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS`): `..`,
+//! symlinks (absolute or relative) and /proc magic links never lead out.
+//! Path resolution proper — following symlinks, `..`, mounts — is the
+//! Sentry's; the gofer only takes single steps.
+//!
+//! - [`protocol`]: the messages, their encoding and limits (read its docs
+//!   for the protocol).
+//! - [`serve`]: the server loop; [`harden`]: what the gofer process drops.
+//! - [`Client`]: the Sentry's side.
+//!
+//! ```no_run
+//! use gofer::{Client, OpenFlags};
+//! let (sentry_end, gofer_end) = gofer::socketpair()?;
+//! std::thread::spawn(move || gofer::serve("/srv/root".as_ref(), gofer_end, true));
+//! let client = Client::new(sentry_end);
+//! let root = client.attach()?;
+//! let walk = client.walk(&root, &["etc", "hostname"])?;
+//! let file = &walk.nodes[1];
+//! let fd = client.open(&file.handle, OpenFlags::READ_ONLY)?;
+//! let _fingerprint = file.stat.fingerprint();
+//! # let _ = fd;
+//! # Ok::<(), gofer::GoferError>(())
+//! ```
+
+mod client;
+mod error;
+mod harden;
+mod host;
+pub mod protocol;
+mod server;
+mod wire;
+
+pub use client::Client;
+pub use error::GoferError;
+pub use harden::harden;
+pub use protocol::{
+    Access, DirEntry, FileStat, FileType, Fingerprint, Handle, OpenFlags, Walk, WalkStatus,
+    WalkedNode,
+};
+pub use server::serve;
+pub use wire::socketpair;

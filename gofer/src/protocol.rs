@@ -331,10 +331,15 @@ pub enum Response {
     Closed,
 }
 
+/// What decoding one message may allocate. bincode counts a container's
+/// in-memory size against its limit (a `DirEntry` is 40 bytes in memory but
+/// can be 4 on the wire), so this is a bound on memory, not on the message,
+/// whose length the socket already bounds. It makes the decoder refuse a
+/// length prefix claiming more before it allocates for it.
+const DECODE_LIMIT: usize = 32 * MAX_MESSAGE;
+
 fn config() -> impl bincode::config::Config {
-    // The limit makes the decoder refuse a length prefix that claims more
-    // than a message can hold, before it allocates for it.
-    bincode::config::standard().with_limit::<MAX_MESSAGE>()
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
 }
 
 /// Encodes a message, refusing one longer than [`MAX_MESSAGE`].
@@ -491,7 +496,10 @@ mod tests {
     fn fingerprint_has_only_identity() {
         let s = stat();
         let f = s.fingerprint();
-        assert_eq!((f.dev, f.ino, f.size, f.mtime_sec, f.mtime_nsec), (1, 2, 10, 3, 4));
+        assert_eq!(
+            (f.dev, f.ino, f.size, f.mtime_sec, f.mtime_nsec),
+            (1, 2, 10, 3, 4)
+        );
         let mut t = s.clone();
         t.atime_sec = 99;
         assert_eq!(t.fingerprint(), f);

@@ -44,13 +44,7 @@ pub(crate) fn send(
     let rights = [ControlMessage::ScmRights(&fds)];
     let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
     loop {
-        match sendmsg::<()>(
-            sock.as_raw_fd(),
-            &iov,
-            cmsgs,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
             Ok(n) if n == bytes.len() => return Ok(()),
             Ok(n) => {
                 return Err(GoferError::Protocol(format!(

@@ -17,4 +17,11 @@ pub enum PlatformError {
     FpStateSize { got: usize, want: usize },
     #[error("unexpected stop of stub {pid}: {what}")]
     UnexpectedStop { pid: i32, what: String },
+    /// ptrace requests must come from the thread that created the stub.
+    #[error("stub {stub} is traced by thread {tracer}, not by the calling thread {caller}")]
+    WrongThread { stub: i32, tracer: i32, caller: i32 },
+    #[error("invalid range [{addr:#x}, {addr:#x} + {len:#x}): {why}")]
+    InvalidRange { addr: u64, len: u64, why: &'static str },
+    #[error("cannot place the stub code page: {0}")]
+    StubPage(String),
 }

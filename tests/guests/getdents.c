@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
-struct entry { char name[64]; int type; };
+struct entry { char name[256]; int type; };
 
 static int cmp(const void *a, const void *b)
 {

@@ -13,12 +13,14 @@ static __thread char name[16] = "tls-init";
 int main(void)
 {
 	unsigned long fs = 0, gs = 1;
-	printf("get_fs=%ld nonzero=%d\n", syscall(SYS_arch_prctl, ARCH_GET_FS, &fs), fs != 0);
+	long r = syscall(SYS_arch_prctl, ARCH_GET_FS, &fs);
+	printf("get_fs=%ld nonzero=%d\n", r, fs != 0);
 	void *tp;
 	__asm__("mov %%fs:0, %0" : "=r"(tp));
 	printf("fs_is_thread_pointer=%d\n", (unsigned long)tp == fs);
 	printf("set_fs_same=%ld\n", syscall(SYS_arch_prctl, ARCH_SET_FS, fs));
-	printf("get_gs=%ld value=%lu\n", syscall(SYS_arch_prctl, ARCH_GET_GS, &gs), gs);
+	r = syscall(SYS_arch_prctl, ARCH_GET_GS, &gs);
+	printf("get_gs=%ld value=%lu\n", r, gs);
 	EXPECT_ERR("bad_code", syscall(SYS_arch_prctl, 0x9999, &fs));
 
 	counter++;

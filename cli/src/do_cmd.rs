@@ -1,0 +1,87 @@
+//! `cryo do`: run a command in a new sandbox over the host's root.
+
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+
+#[derive(clap::Args, Debug)]
+pub struct DoArgs {
+    /// Working directory inside the sandbox.
+    #[arg(long, default_value = "/")]
+    cwd: String,
+    /// Set an environment variable (KEY=VALUE); may be repeated.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Print every system call with its arguments and result.
+    #[arg(long)]
+    strace: bool,
+    /// The sandbox's hostname.
+    #[arg(long, default_value = "cryo")]
+    hostname: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// Starts the gofer over the host root (read-only: writes go to the
+/// Sentry's in-memory upper layer) and returns the Sentry's end of its socket.
+fn start_gofer() -> anyhow::Result<(std::os::fd::OwnedFd, std::process::Child)> {
+    let (sentry_end, gofer_end) = gofer::socketpair().context("creating the gofer socket")?;
+    // The gofer's end must survive exec: it is the only fd it inherits on
+    // purpose (it closes every other one when it hardens itself).
+    nix::fcntl::fcntl(gofer_end.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+        .context("clearing close-on-exec on the gofer socket")?;
+    let exe = std::env::current_exe().context("finding the cryo binary")?;
+    let child = Command::new(exe)
+        .arg("gofer")
+        .arg("--root")
+        .arg("/")
+        .arg("--fd")
+        .arg(gofer_end.as_raw_fd().to_string())
+        .arg("--read-only")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the gofer")?;
+    drop(gofer_end);
+    Ok((sentry_end, child))
+}
+
+fn parse_env(pairs: &[String]) -> anyhow::Result<Vec<String>> {
+    // The sandbox starts with the caller's environment, as `runsc do` does;
+    // --env adds or replaces variables.
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    for pair in pairs {
+        let Some((k, v)) = pair.split_once('=') else {
+            bail!("--env {pair:?}: expected KEY=VALUE");
+        };
+        if k.is_empty() {
+            bail!("--env {pair:?}: empty variable name");
+        }
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+pub fn run(args: DoArgs) -> anyhow::Result<i32> {
+    let env = parse_env(&args.env)?;
+    if !args.cwd.starts_with('/') {
+        bail!("--cwd {:?}: must be an absolute path", args.cwd);
+    }
+    let (gofer_sock, mut gofer) = start_gofer()?;
+    let config = sentry::sandbox::DoConfig {
+        argv: args.command,
+        env,
+        cwd: args.cwd,
+        hostname: args.hostname,
+        strace: args.strace,
+    };
+    let result = sentry::sandbox::run_do(config, gofer_sock);
+    // The gofer serves until its socket closes, which run_do's return did.
+    let _ = gofer.wait();
+    let status = result.map_err(anyhow::Error::new)?;
+    Ok(status.shell_code())
+}
+

@@ -1,0 +1,369 @@
+//! The gofer's side: serves one Sentry connection over a root directory.
+//!
+//! Each handle is an `O_PATH` fd opened beneath the root with
+//! `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS` and
+//! `O_NOFOLLOW`, one name at a time, from the fd of a handle that was itself
+//! opened that way: so every handle is the root or lies beneath it, and a
+//! symlink (a /proc magic link included) is only ever held, never followed.
+//! `..` names are refused; the Sentry resolves `..` from its own dentries.
+//!
+//! Opening a handle for I/O reopens it from its parent's fd and its name
+//! (a directory reopens as `.` from itself), with the same resolution flags,
+//! and checks that the result is the same inode (`ESTALE` otherwise): an
+//! `O_PATH` fd cannot be upgraded in place except through /proc/self/fd,
+//! which is the magic link the gofer refuses to follow.
+//!
+//! Known limit, shared with gVisor's gofer: a directory that the *host*
+//! moves out of the root after the Sentry walked to it stays reachable
+//! through its handle. Nothing the sandbox asks for can move it.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::sys::socket::{getsockopt, sockopt, SockType};
+use tracing::{debug, warn};
+
+use crate::error::GoferError;
+use crate::host;
+use crate::protocol::{
+    self, Access, DirEntry, FileType, Handle, OpenFlags, Request, Response, Walk, WalkStatus,
+    WalkedNode, MAX_MESSAGE, MAX_WALK_NAMES, PROTOCOL_VERSION,
+};
+use crate::wire::{self, Received};
+
+/// The most handles one connection may hold at once.
+const MAX_HANDLES: usize = 1 << 18;
+
+/// Serves the Sentry on `sock` (a `SOCK_SEQPACKET` socket) until it closes
+/// the connection, confining every file operation to `root`.
+///
+/// With `read_only`, every open that could change a file fails with
+/// `EROFS`: the host root is shared read-only and writes go to the Sentry's
+/// own upper layer.
+pub fn serve(root: &Path, sock: OwnedFd, read_only: bool) -> Result<(), GoferError> {
+    if getsockopt(&sock, sockopt::SockType).map_err(|e| GoferError::Io(e.into()))?
+        != SockType::SeqPacket
+    {
+        return Err(GoferError::Protocol(
+            "the gofer socket must be SOCK_SEQPACKET".into(),
+        ));
+    }
+    let root_fd: OwnedFd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(root)?
+        .into();
+    let mut session = Session::new(root_fd, read_only)?;
+    debug!(root = %root.display(), read_only, "gofer serving");
+
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let (reply, fd) = match wire::recv(sock.as_fd(), &mut buf)? {
+            Received::Eof => {
+                debug!("gofer connection closed");
+                return Ok(());
+            }
+            Received::Truncated => {
+                debug!("request longer than {MAX_MESSAGE} bytes");
+                (error(Errno::EMSGSIZE), None)
+            }
+            Received::Message { len, fds } => {
+                if !fds.is_empty() {
+                    debug!(count = fds.len(), "closing fds sent to the gofer");
+                }
+                drop(fds);
+                match protocol::decode::<Request>(&buf[..len]) {
+                    Ok(req) => session.dispatch(req),
+                    Err(e) => {
+                        debug!(error = %e, "malformed request");
+                        (error(Errno::EINVAL), None)
+                    }
+                }
+            }
+        };
+        let bytes = match protocol::encode(&reply) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "reply could not be encoded");
+                protocol::encode(&error(Errno::EOVERFLOW))?
+            }
+        };
+        match wire::send(sock.as_fd(), &bytes, fd.as_ref().map(|f| f.as_fd())) {
+            Ok(()) => {}
+            Err(GoferError::Closed) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn error(e: Errno) -> Response {
+    Response::Error { errno: e as i32 }
+}
+
+/// What the server knows of one handle.
+struct Node {
+    /// `O_PATH | O_NOFOLLOW`, beneath the root.
+    fd: Arc<OwnedFd>,
+    /// Where the node was reached from, to reopen it for I/O; `None` for the
+    /// root.
+    parent: Option<(Arc<OwnedFd>, CString)>,
+    kind: FileType,
+    dev: u64,
+    ino: u64,
+    /// The snapshot a paged `ReadDir` is reading.
+    listing: Option<Vec<DirEntry>>,
+}
+
+struct Session {
+    root: Arc<OwnedFd>,
+    read_only: bool,
+    nodes: HashMap<u64, Node>,
+    next_id: u64,
+}
+
+type Reply = (Response, Option<OwnedFd>);
+
+impl Session {
+    fn new(root: OwnedFd, read_only: bool) -> Result<Session, GoferError> {
+        Ok(Session {
+            root: Arc::new(root),
+            read_only,
+            nodes: HashMap::new(),
+            next_id: 1,
+        })
+    }
+
+    fn dispatch(&mut self, req: Request) -> Reply {
+        debug!(request = ?req, "gofer request");
+        match self.handle(req) {
+            Ok(reply) => reply,
+            Err(e) => {
+                debug!(errno = %e, "gofer request failed");
+                (error(e), None)
+            }
+        }
+    }
+
+    fn handle(&mut self, req: Request) -> Result<Reply, Errno> {
+        Ok(match req {
+            Request::Attach { version } => (self.attach(version)?, None),
+            Request::Walk { dir, names } => (Response::Walked(self.walk(dir, &names)?), None),
+            Request::Open { handle, flags } => {
+                let (resp, fd) = self.open(handle, flags)?;
+                (resp, Some(fd))
+            }
+            Request::WalkOpen { dir, path, flags } => {
+                let (resp, fd) = self.walk_open(dir, &path, flags)?;
+                (resp, Some(fd))
+            }
+            Request::Stat { handle } => {
+                let node = self.node(handle)?;
+                let stat = host::fstat(node.fd.as_fd())?;
+                (Response::Stat { stat }, None)
+            }
+            Request::ReadDir { handle, offset } => (self.read_dir(handle, offset)?, None),
+            Request::ReadLink { handle } => {
+                let node = self.node(handle)?;
+                if node.kind != FileType::Symlink {
+                    return Err(Errno::EINVAL);
+                }
+                let target = host::read_link(node.fd.as_fd())?;
+                (Response::Link { target }, None)
+            }
+            Request::Close { handle } => {
+                self.nodes.remove(&handle.0).ok_or(Errno::EBADF)?;
+                (Response::Closed, None)
+            }
+        })
+    }
+
+    fn node(&self, h: Handle) -> Result<&Node, Errno> {
+        self.nodes.get(&h.0).ok_or(Errno::EBADF)
+    }
+
+    fn insert(&mut self, node: Node) -> Result<Handle, Errno> {
+        if self.nodes.len() >= MAX_HANDLES {
+            return Err(Errno::EMFILE);
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.checked_add(1).ok_or(Errno::EMFILE)?;
+        self.nodes.insert(id, node);
+        Ok(Handle(id))
+    }
+
+    fn attach(&mut self, version: u32) -> Result<Response, Errno> {
+        if version != PROTOCOL_VERSION {
+            return Err(Errno::EPROTO);
+        }
+        let stat = host::fstat(self.root.as_fd())?;
+        let root = self.insert(Node {
+            fd: self.root.clone(),
+            parent: None,
+            kind: stat.file_type(),
+            dev: stat.dev,
+            ino: stat.ino,
+            listing: None,
+        })?;
+        Ok(Response::Attached { root })
+    }
+
+    fn walk(&mut self, dir: Handle, names: &[Vec<u8>]) -> Result<Walk, Errno> {
+        if names.len() > MAX_WALK_NAMES {
+            return Err(Errno::E2BIG);
+        }
+        // Check every name before walking any, so that a refused request
+        // makes no handles.
+        let names = names
+            .iter()
+            .map(|n| host::component(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut cur = self.node(dir)?.fd.clone();
+        let mut nodes = Vec::with_capacity(names.len());
+        let mut status = WalkStatus::Complete;
+        let last = names.len().saturating_sub(1);
+        for (i, name) in names.into_iter().enumerate() {
+            let step = host::openat2(cur.as_fd(), &name, libc::O_PATH)
+                .and_then(|fd| host::fstat(fd.as_fd()).map(|st| (fd, st)));
+            let (fd, stat) = match step {
+                Ok(x) => x,
+                Err(e) => {
+                    status = WalkStatus::Failed { errno: e as i32 };
+                    break;
+                }
+            };
+            let fd = Arc::new(fd);
+            let kind = stat.file_type();
+            let handle = match self.insert(Node {
+                fd: fd.clone(),
+                parent: Some((cur, name)),
+                kind,
+                dev: stat.dev,
+                ino: stat.ino,
+                listing: None,
+            }) {
+                Ok(h) => h,
+                Err(e) => {
+                    status = WalkStatus::Failed { errno: e as i32 };
+                    break;
+                }
+            };
+            nodes.push(WalkedNode { handle, stat });
+            if kind == FileType::Symlink && i < last {
+                status = WalkStatus::Symlink;
+                break;
+            }
+            cur = fd;
+        }
+        Ok(Walk { nodes, status })
+    }
+
+    /// The `open` flags for `flags` on a file of type `kind`, or why not.
+    fn open_flags(&self, flags: OpenFlags, kind: FileType) -> Result<libc::c_int, Errno> {
+        host::openable(kind)?;
+        if flags.modifies() {
+            if kind == FileType::Directory {
+                return Err(Errno::EISDIR);
+            }
+            if self.read_only {
+                return Err(Errno::EROFS);
+            }
+        }
+        let mut o = match flags.access {
+            Access::ReadOnly => libc::O_RDONLY,
+            Access::WriteOnly => libc::O_WRONLY,
+            Access::ReadWrite => libc::O_RDWR,
+        };
+        if flags.truncate {
+            o |= libc::O_TRUNC;
+        }
+        if flags.append {
+            o |= libc::O_APPEND;
+        }
+        if kind == FileType::Directory {
+            o |= libc::O_DIRECTORY;
+        }
+        Ok(o)
+    }
+
+    /// Opens a node for I/O; see the module docs for why from its parent.
+    fn reopen(&self, node: &Node, oflags: libc::c_int) -> Result<OwnedFd, Errno> {
+        match (&node.parent, node.kind) {
+            (Some((parent, name)), kind) if kind != FileType::Directory => {
+                host::open_verified(parent.as_fd(), name, oflags, node.dev, node.ino)
+            }
+            _ => host::open_verified(node.fd.as_fd(), c".", oflags, node.dev, node.ino),
+        }
+    }
+
+    fn open(&self, h: Handle, flags: OpenFlags) -> Result<(Response, OwnedFd), Errno> {
+        let node = self.node(h)?;
+        let oflags = self.open_flags(flags, node.kind)?;
+        let fd = self.reopen(node, oflags)?;
+        let stat = host::fstat(fd.as_fd())?;
+        Ok((Response::Opened { stat }, fd))
+    }
+
+    fn walk_open(
+        &self,
+        dir: Handle,
+        path: &[u8],
+        flags: OpenFlags,
+    ) -> Result<(Response, OwnedFd), Errno> {
+        let path = host::relative_path(path)?;
+        let dir = self.node(dir)?;
+        // Look before opening, so that no device or FIFO is ever opened.
+        let probe = host::openat2(dir.fd.as_fd(), &path, libc::O_PATH)?;
+        let seen = host::fstat(probe.as_fd())?;
+        let oflags = self.open_flags(flags, seen.file_type())?;
+        let fd = host::open_verified(dir.fd.as_fd(), &path, oflags, seen.dev, seen.ino)?;
+        let stat = host::fstat(fd.as_fd())?;
+        Ok((Response::Opened { stat }, fd))
+    }
+
+    fn read_dir(&mut self, h: Handle, offset: u64) -> Result<Response, Errno> {
+        let node = self.node(h)?;
+        if node.kind != FileType::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        let fresh = if offset == 0 || node.listing.is_none() {
+            let fd = self.reopen(node, libc::O_RDONLY | libc::O_DIRECTORY)?;
+            Some(host::read_dir(fd)?)
+        } else {
+            None
+        };
+        let node = self.nodes.get_mut(&h.0).ok_or(Errno::EBADF)?;
+        if let Some(l) = fresh {
+            node.listing = Some(l);
+        }
+        let listing = node.listing.as_deref().unwrap_or(&[]);
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(listing.len());
+        // Leave room for the enum tag, the vector length and `next`.
+        let mut budget = MAX_MESSAGE - 64;
+        let mut end = start;
+        for e in &listing[start..] {
+            // Worst case of an entry: name, its length prefix, ino, type.
+            let cost = e.name.len() + 16;
+            if cost > budget {
+                break;
+            }
+            budget -= cost;
+            end += 1;
+        }
+        let entries = listing[start..end].to_vec();
+        let next = if end < listing.len() {
+            Some(end as u64)
+        } else {
+            node.listing = None;
+            None
+        };
+        Ok(Response::DirEntries { entries, next })
+    }
+}

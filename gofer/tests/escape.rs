@@ -1,0 +1,318 @@
+//! Every way out of the root that the gofer must refuse.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{errno, lookup, read_fd, serve, walk_all};
+use gofer::{FileType, GoferError, OpenFlags, WalkStatus};
+
+/// A root holding its own `etc/passwd`, so that anything read through it can
+/// be told from the host's.
+fn root_with_decoy() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir(t.path().join("etc")).unwrap();
+    fs::write(t.path().join("etc/passwd"), b"inside").unwrap();
+    fs::create_dir(t.path().join("sub")).unwrap();
+    t
+}
+
+const ALL_FLAGS: [OpenFlags; 3] = [
+    OpenFlags::READ_ONLY,
+    OpenFlags::WRITE_ONLY,
+    OpenFlags::READ_WRITE,
+];
+
+#[test]
+fn bad_names_are_refused() {
+    let t = root_with_decoy();
+    let g = serve(t.path(), false);
+    let root = g.attach().unwrap();
+    let sub = lookup(&g, &root, &["sub"]);
+    for dir in [root, sub] {
+        for bad in [
+            &b".."[..],
+            b".",
+            b"",
+            b"etc/passwd",
+            b"/etc",
+            b"..//..",
+            b"a\0b",
+        ] {
+            assert_eq!(errno(g.walk(&dir, &[bad])), libc::EINVAL, "{bad:?}");
+            // Refused even behind a good name, and before walking anything.
+            assert_eq!(errno(g.walk(&dir, &[&b"etc"[..], bad])), libc::EINVAL);
+        }
+        assert_eq!(errno(g.walk(&dir, &[vec![b'a'; 256]])), libc::ENAMETOOLONG);
+    }
+    for bad in [
+        "..",
+        "../etc/passwd",
+        "sub/../../etc",
+        "/etc/passwd",
+        "etc/\0",
+    ] {
+        assert_eq!(
+            errno(g.walk_open(&root, bad, OpenFlags::READ_ONLY)),
+            libc::EINVAL,
+            "{bad}"
+        );
+    }
+    g.finish();
+}
+
+/// Checks that `names` from the root stop at a symlink as the last node, and
+/// that the link cannot be opened, walked through or listed.
+fn assert_stops_at_link(g: &gofer::Client, root: &gofer::Handle, names: &[&str], link_at: usize) {
+    let w = g.walk(root, names).unwrap();
+    assert_eq!(w.nodes.len(), link_at + 1, "{names:?}: {w:?}");
+    let expected = if link_at + 1 < names.len() {
+        WalkStatus::Symlink
+    } else {
+        WalkStatus::Complete
+    };
+    assert_eq!(w.status, expected);
+    let link = w.nodes[link_at].clone();
+    assert_eq!(link.stat.file_type(), FileType::Symlink);
+    for flags in ALL_FLAGS {
+        assert_eq!(errno(g.open(&link.handle, flags)), libc::ELOOP, "{names:?}");
+    }
+    let through = g.walk(&link.handle, &["etc"]).unwrap();
+    assert!(through.nodes.is_empty());
+    assert_eq!(
+        through.status,
+        WalkStatus::Failed {
+            errno: libc::ENOTDIR
+        }
+    );
+    assert_eq!(errno(g.readdir(&link.handle)), libc::ENOTDIR);
+    assert_eq!(
+        errno(g.walk_open(&link.handle, "etc", OpenFlags::READ_ONLY)),
+        libc::ENOTDIR
+    );
+    let path = names.join("/");
+    assert_eq!(
+        errno(g.walk_open(root, &path, OpenFlags::READ_ONLY)),
+        libc::ELOOP,
+        "{path}"
+    );
+}
+
+#[test]
+fn absolute_symlink_to_etc() {
+    let t = root_with_decoy();
+    symlink("/etc", t.path().join("etc_link")).unwrap();
+    symlink("/etc/passwd", t.path().join("sub/passwd_link")).unwrap();
+    let g = serve(t.path(), false);
+    let root = g.attach().unwrap();
+    assert_stops_at_link(&g, &root, &["etc_link", "passwd"], 0);
+    assert_stops_at_link(&g, &root, &["etc_link"], 0);
+    assert_stops_at_link(&g, &root, &["sub", "passwd_link"], 1);
+    // What the Sentry does with it: read the target and walk it from its own
+    // root, which is the gofer's root: the decoy, not the host's file.
+    let link = lookup(&g, &root, &["etc_link"]);
+    let target = g.readlink(&link).unwrap();
+    assert_eq!(target, b"/etc");
+    let f = lookup(&g, &root, &["etc", "passwd"]);
+    assert_eq!(
+        read_fd(g.open(&f, OpenFlags::READ_ONLY).unwrap()),
+        b"inside"
+    );
+    g.finish();
+}
+
+#[test]
+fn relative_symlink_out_of_the_root() {
+    let t = root_with_decoy();
+    symlink("../../etc/passwd", t.path().join("sub/up")).unwrap();
+    symlink("../../../../../../..", t.path().join("sub/far")).unwrap();
+    let g = serve(t.path(), false);
+    let root = g.attach().unwrap();
+    assert_stops_at_link(&g, &root, &["sub", "up"], 1);
+    assert_stops_at_link(&g, &root, &["sub", "far", "etc", "passwd"], 1);
+    g.finish();
+}
+
+#[test]
+fn relative_symlink_in_a_parent_component() {
+    let t = root_with_decoy();
+    fs::write(t.path().join("sub/x"), b"x").unwrap();
+    // Harmless targets, but the gofer still follows none of them.
+    symlink("sub", t.path().join("d")).unwrap();
+    symlink("..", t.path().join("sub/parent")).unwrap();
+    symlink(".", t.path().join("sub/self")).unwrap();
+    let g = serve(t.path(), false);
+    let root = g.attach().unwrap();
+    assert_stops_at_link(&g, &root, &["d", "x"], 0);
+    assert_stops_at_link(&g, &root, &["sub", "parent", "etc", "passwd"], 1);
+    assert_stops_at_link(&g, &root, &["sub", "self", "x"], 1);
+    g.finish();
+}
+
+#[test]
+fn symlink_to_proc_self_root() {
+    let t = root_with_decoy();
+    symlink("/proc/self/root", t.path().join("pr")).unwrap();
+    symlink("/proc/self/root/etc/passwd", t.path().join("sub/prp")).unwrap();
+    symlink("/proc/self/cwd", t.path().join("cwd")).unwrap();
+    let g = serve(t.path(), false);
+    let root = g.attach().unwrap();
+    assert_stops_at_link(&g, &root, &["pr", "etc", "passwd"], 0);
+    assert_stops_at_link(&g, &root, &["sub", "prp"], 1);
+    assert_stops_at_link(&g, &root, &["cwd", "etc"], 0);
+    g.finish();
+}
+
+#[test]
+fn root_is_slash_and_proc_magic_links_do_not_escape() {
+    // Serving the host's `/`, as `cryo do` does: /proc is inside the root,
+    // and its magic links would jump anywhere if followed.
+    let g = serve("/".as_ref(), true);
+    let root = g.attach().unwrap();
+    let pid = std::process::id().to_string();
+    // /proc/self is an ordinary symlink: reported, not followed.
+    assert_stops_at_link(&g, &root, &["proc", "self", "root", "etc", "passwd"], 1);
+    let self_link = walk_all(&g, &root, &["proc", "self"]).nodes[1].handle;
+    assert_eq!(g.readlink(&self_link).unwrap(), pid.as_bytes());
+    // /proc/<pid>/root, cwd, exe: magic links, held but never followed.
+    for magic in ["root", "cwd", "exe"] {
+        assert_stops_at_link(&g, &root, &["proc", &pid, magic, "etc", "passwd"], 2);
+        assert_stops_at_link(&g, &root, &["proc", &pid, magic], 2);
+        let l = lookup(&g, &root, &["proc", &pid, magic]);
+        // Reading the link is fine: it is only a string for the Sentry.
+        assert!(!g.readlink(&l).unwrap().is_empty());
+    }
+    assert_stops_at_link(&g, &root, &["proc", "thread-self", "root"], 1);
+    // /proc/<pid>/fd/N: magic links to whatever the gofer has open,
+    // including its O_PATH handles and its socket.
+    let fd_dir = lookup(&g, &root, &["proc", &pid, "fd"]);
+    let entries = g.readdir(&fd_dir).unwrap();
+    assert!(!entries.is_empty());
+    for e in entries.iter().take(32) {
+        let w = g.walk(&fd_dir, &[&e.name]).unwrap();
+        let Some(node) = w.nodes.first() else {
+            continue; // closed since the listing
+        };
+        assert!(node.stat.is_symlink());
+        assert_eq!(
+            errno(g.open(&node.handle, OpenFlags::READ_ONLY)),
+            libc::ELOOP
+        );
+        assert_eq!(
+            g.walk(&node.handle, &["x"]).unwrap().status,
+            WalkStatus::Failed {
+                errno: libc::ENOTDIR
+            }
+        );
+    }
+    for path in [
+        "proc/self/root/etc/passwd".to_string(),
+        format!("proc/{pid}/root/etc/passwd"),
+        format!("proc/{pid}/cwd"),
+        format!("proc/{pid}/fd/0"),
+    ] {
+        assert_eq!(
+            errno(g.walk_open(&root, &path, OpenFlags::READ_ONLY)),
+            libc::ELOOP,
+            "{path}"
+        );
+    }
+    // The root really is `/`: its own files are served.
+    if std::path::Path::new("/etc/hostname").is_file() {
+        let (fd, _) = g
+            .walk_open(&root, "etc/hostname", OpenFlags::READ_ONLY)
+            .unwrap();
+        assert_eq!(read_fd(fd), fs::read("/etc/hostname").unwrap());
+    }
+    g.finish();
+}
+
+#[test]
+fn hardlinks_are_the_files_the_host_put_in_the_root() {
+    // A hard link has no "target": a file linked into the root by the host
+    // *is* in the root, and the gofer serves it. The sandbox cannot make
+    // one: the protocol has no link operation. A hard link to a symlink is
+    // still a symlink, and is not followed.
+    let outer = tempfile::tempdir().unwrap();
+    let root = outer.path().join("root");
+    fs::create_dir(&root).unwrap();
+    fs::write(outer.path().join("secret"), b"linked in").unwrap();
+    fs::hard_link(outer.path().join("secret"), root.join("hl")).unwrap();
+    symlink("/etc", outer.path().join("outside_link")).unwrap();
+    nix::unistd::linkat(
+        None,
+        &outer.path().join("outside_link"),
+        None,
+        &root.join("hl_link"),
+        nix::fcntl::AtFlags::empty(),
+    )
+    .unwrap();
+    let g = serve(&root, true);
+    let r = g.attach().unwrap();
+    let hl = walk_all(&g, &r, &["hl"]);
+    assert_eq!(hl.nodes[0].stat.nlink, 2);
+    assert_eq!(
+        read_fd(g.open(&hl.nodes[0].handle, OpenFlags::READ_ONLY).unwrap()),
+        b"linked in"
+    );
+    assert_stops_at_link(&g, &r, &["hl_link", "passwd"], 0);
+    g.finish();
+}
+
+#[test]
+fn swapping_a_directory_for_a_symlink_during_walks() {
+    // Best effort at the race: while the host swaps `a/b` between a real
+    // directory and a symlink to the host's /etc, every walk and open either
+    // reaches the directory inside the root or stops at the link.
+    let t = root_with_decoy();
+    let a = t.path().join("a");
+    fs::create_dir_all(a.join("b_dir")).unwrap();
+    fs::write(a.join("b_dir/passwd"), b"inside").unwrap();
+    symlink("/etc", a.join("b_link")).unwrap();
+    let g = serve(t.path(), true);
+    let root = g.attach().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let a = a.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = fs::rename(a.join("b_dir"), a.join("b"));
+                let _ = fs::rename(a.join("b"), a.join("b_dir"));
+                let _ = fs::rename(a.join("b_link"), a.join("b"));
+                let _ = fs::rename(a.join("b"), a.join("b_link"));
+            }
+        })
+    };
+    let mut reached = 0;
+    for _ in 0..2000 {
+        let w = g.walk(&root, &["a", "b", "passwd"]).unwrap();
+        if w.status == WalkStatus::Complete {
+            match g.open(&w.nodes[2].handle, OpenFlags::READ_ONLY) {
+                Ok(fd) => {
+                    assert_eq!(read_fd(fd), b"inside");
+                    reached += 1;
+                }
+                Err(GoferError::Errno(libc::ESTALE | libc::ENOENT)) => {}
+                Err(e) => panic!("open: {e}"),
+            }
+        } else if w.status == WalkStatus::Symlink {
+            assert!(w.nodes[1].stat.is_symlink());
+        }
+        for n in w.nodes {
+            g.close(n.handle).unwrap();
+        }
+        match g.walk_open(&root, "a/b/passwd", OpenFlags::READ_ONLY) {
+            Ok((fd, _)) => assert_eq!(read_fd(fd), b"inside"),
+            Err(GoferError::Errno(libc::ELOOP | libc::ENOENT | libc::ESTALE)) => {}
+            Err(e) => panic!("walk_open: {e}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    eprintln!("reached the directory {reached} times of 2000");
+    g.finish();
+}

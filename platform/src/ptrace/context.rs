@@ -1,0 +1,222 @@
+//! Contexts: running application code in a stub thread until the next event.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nix::unistd::Pid;
+
+use super::address_space::PtraceAddressSpace;
+use super::inject::gone_or;
+use super::regs::{get_fp, get_regs, initial_fp, padded, set_fp, set_regs, xsave_size};
+use super::stub::{wait_stop, FpOwner, Stop, StubThread};
+use crate::{Access, AddressSpace, Context, CpuState, Event, FpState, Interrupter, PlatformError};
+
+/// The signal [`PtraceInterrupter`] sends to a running stub thread. SIGSTOP
+/// cannot be blocked or handled, so it always produces a signal-delivery-stop.
+pub const INTERRUPT_SIGNAL: i32 = libc::SIGSTOP;
+
+/// `WSTOPSIG` of a syscall stop with `PTRACE_O_TRACESYSGOOD`.
+const SYSCALL_STOP: i32 = libc::SIGTRAP | 0x80;
+
+static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A ptrace context. Its FP state lives in the stub thread it last ran in; if
+/// another context runs in that thread meanwhile, the state is saved into this
+/// context and restored when it returns. A context entering an address space
+/// for the first time starts with the initial FP state (or the one given to
+/// [`Context::set_fp_state`]): the state does not follow a context into
+/// another address space by itself (execve resets it; fork copies it with
+/// `fp_state`/`set_fp_state`).
+pub struct PtraceContext {
+    id: u64,
+    /// This context's FP state while it is not loaded in a stub thread.
+    fp: Arc<Mutex<Option<FpState>>>,
+    interrupter: Arc<PtraceInterrupter>,
+}
+
+/// Stops a running [`PtraceContext`] from any thread, by sending
+/// [`INTERRUPT_SIGNAL`] to the stub thread it runs in.
+#[derive(Debug, Default)]
+pub struct PtraceInterrupter {
+    /// `tgid << 32 | tid` of the stub thread while a switch runs, else 0.
+    running: AtomicU64,
+    /// An interrupt was requested and not yet reported.
+    pending: AtomicBool,
+}
+
+impl Interrupter for PtraceInterrupter {
+    fn interrupt(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+        let running = self.running.load(Ordering::SeqCst);
+        if running != 0 {
+            let (tgid, tid) = ((running >> 32) as i32, running as u32 as i32);
+            // SAFETY: tgkill(2) with plain integers. If the stub thread has
+            // just stopped, the signal stays pending and is discarded by the
+            // next switch (`pending` was already consumed).
+            unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, INTERRUPT_SIGNAL) };
+        }
+    }
+}
+
+impl Default for PtraceContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PtraceContext {
+    pub fn new() -> Self {
+        PtraceContext {
+            id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
+            fp: Arc::new(Mutex::new(None)),
+            interrupter: Arc::new(PtraceInterrupter::default()),
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<FpState>> {
+        self.fp.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn owns(&self, thread: &StubThread) -> bool {
+        thread.fp_owner.as_ref().is_some_and(|o| o.ctx == self.id)
+    }
+
+    /// Makes `thread` hold this context's FP state, saving the previous
+    /// owner's.
+    fn claim(&self, thread: &mut StubThread) -> Result<(), PlatformError> {
+        if self.owns(thread) {
+            return Ok(());
+        }
+        if let Some(prev) = thread.fp_owner.take() {
+            if let Some(slot) = prev.slot.upgrade() {
+                let fp = get_fp(thread.tid)?;
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(fp);
+            }
+        }
+        let mine = self.slot().take();
+        let fp = match mine {
+            Some(fp) => fp,
+            None => initial_fp(xsave_size(thread.tid)?),
+        };
+        set_fp(thread.tid, &fp)?;
+        thread.fp_owner = Some(FpOwner { ctx: self.id, slot: Arc::downgrade(&self.fp) });
+        // Another context's registers may be loaded.
+        thread.regs = None;
+        Ok(())
+    }
+
+    fn run(&self, pid: i32, thread: &mut StubThread, state: &mut CpuState) -> Result<Event, PlatformError> {
+        let tid = thread.tid;
+        if thread.regs != Some(state.regs) {
+            thread.regs = None;
+            set_regs(tid, &state.regs).map_err(|e| gone_or(pid, tid, e))?;
+        }
+        let event = loop {
+            if let Err(source) = nix::sys::ptrace::sysemu(Pid::from_raw(tid), None) {
+                return Err(gone_or(pid, tid, PlatformError::Host { op: "PTRACE_SYSEMU", source }));
+            }
+            match wait_stop(tid)? {
+                Stop::Gone(how) => return Err(PlatformError::StubDied { pid, how }),
+                Stop::Signal(SYSCALL_STOP) => break Event::Syscall,
+                Stop::Signal(INTERRUPT_SIGNAL) => {
+                    if self.interrupter.pending.swap(false, Ordering::SeqCst) {
+                        break Event::Interrupted;
+                    }
+                    // A stale interrupt (its request was already reported) or
+                    // someone else's SIGSTOP: suppressed.
+                    tracing::trace!(pid, "stale stop signal suppressed");
+                }
+                Stop::Signal(signo @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP)) => {
+                    let info = nix::sys::ptrace::getsiginfo(Pid::from_raw(tid))
+                        .map_err(|source| gone_or(pid, tid, PlatformError::Host { op: "PTRACE_GETSIGINFO", source }))?;
+                    if info.si_code <= 0 {
+                        // Sent by kill/tgkill/sigqueue, not raised by the CPU.
+                        tracing::trace!(pid, signo, "user-sent fault signal suppressed");
+                        continue;
+                    }
+                    // SAFETY: for these signals raised by the kernel, si_addr
+                    // is the member of the union the kernel filled in.
+                    let addr = unsafe { info.si_addr() } as u64;
+                    break Event::Fault { signo, code: info.si_code, addr, access: Access::Unknown };
+                }
+                // Any other signal (SIGCHLD, SIGWINCH, ... sent to the stub)
+                // is never delivered.
+                Stop::Signal(sig) => tracing::trace!(pid, sig, "signal suppressed"),
+            }
+        };
+        let regs = get_regs(tid).map_err(|e| gone_or(pid, tid, e))?;
+        state.regs = regs;
+        thread.regs = Some(regs);
+        let event = match event {
+            // Executing from an address that faults is an exec access.
+            Event::Fault { signo: libc::SIGSEGV, code, addr, .. } if addr == regs.rip => {
+                Event::Fault { signo: libc::SIGSEGV, code, addr, access: Access::Exec }
+            }
+            e => e,
+        };
+        tracing::trace!(pid, ?event, rip = format_args!("{:#x}", regs.rip), nr = regs.orig_rax as i64, "stub stopped");
+        Ok(event)
+    }
+}
+
+fn downcast(aspace: &mut dyn AddressSpace) -> Result<&mut PtraceAddressSpace, PlatformError> {
+    aspace.as_any_mut().downcast_mut::<PtraceAddressSpace>().ok_or(PlatformError::ForeignAddressSpace)
+}
+
+impl Context for PtraceContext {
+    fn switch(&mut self, aspace: &mut dyn AddressSpace, state: &mut CpuState) -> Result<Event, PlatformError> {
+        let aspace = downcast(aspace)?;
+        let i = aspace.thread_index()?;
+        let pid = aspace.stub_pid();
+        let r = (|| {
+            let thread = &mut aspace.threads[i];
+            self.claim(thread)?;
+            let running = (pid as u32 as u64) << 32 | thread.tid as u32 as u64;
+            self.interrupter.running.store(running, Ordering::SeqCst);
+            if self.interrupter.pending.swap(false, Ordering::SeqCst) {
+                self.interrupter.running.store(0, Ordering::SeqCst);
+                return Ok(Event::Interrupted);
+            }
+            let r = self.run(pid, thread, state);
+            self.interrupter.running.store(0, Ordering::SeqCst);
+            r
+        })();
+        aspace.note(r)
+    }
+
+    fn fp_state(&mut self, aspace: &mut dyn AddressSpace) -> Result<FpState, PlatformError> {
+        let aspace = downcast(aspace)?;
+        let i = aspace.thread_index()?;
+        let thread = &aspace.threads[i];
+        let r = if self.owns(thread) {
+            get_fp(thread.tid)
+        } else {
+            match self.slot().clone() {
+                Some(fp) => Ok(fp),
+                None => xsave_size(thread.tid).map(initial_fp),
+            }
+        };
+        aspace.note(r)
+    }
+
+    fn set_fp_state(&mut self, aspace: &mut dyn AddressSpace, fp: &FpState) -> Result<(), PlatformError> {
+        let aspace = downcast(aspace)?;
+        let i = aspace.thread_index()?;
+        let thread = &aspace.threads[i];
+        let r = (|| {
+            // Check the size now, not at the next switch.
+            padded(fp, xsave_size(thread.tid)?)?;
+            if self.owns(thread) {
+                set_fp(thread.tid, fp)
+            } else {
+                *self.slot() = Some(fp.clone());
+                Ok(())
+            }
+        })();
+        aspace.note(r)
+    }
+
+    fn interrupter(&self) -> Arc<dyn Interrupter> {
+        self.interrupter.clone()
+    }
+}

@@ -1,0 +1,106 @@
+//! The ptrace platform: application code runs in stub processes traced with
+//! `PTRACE_SYSEMU`, so the host never executes an application syscall.
+//!
+//! * A **stub process** is one per address space. It is forked from the
+//!   Sentry, stops itself for its tracer, and is then cleaned by *injected*
+//!   syscalls (close every fd but the memory file, unmap everything but the
+//!   stub code page). Afterwards it holds only the stub page and what the
+//!   Sentry maps from the memory file.
+//! * The **stub code page** (`syscall; int3`) is mapped in the Sentry itself at
+//!   [`Layout::stub_addr`], once per process, so every forked stub inherits it
+//!   at the same address. An injected syscall points `rip` at it, sets the
+//!   registers, `PTRACE_CONT`s, and waits for the `int3`.
+//! * A [`PtraceContext`] loads registers with `PTRACE_SETREGS`, resumes with
+//!   `PTRACE_SYSEMU` and classifies the next stop.
+//!
+//! # Thread affinity
+//!
+//! Linux binds a tracee to one tracer *thread*. Every request on an address
+//! space (`map`, `unmap`, `protect`, `switch`, `fp_state`, ...) must come from
+//! the thread that called [`Platform::new_address_space`] for it; any other
+//! thread gets [`PlatformError::WrongThread`]. That thread must also outlive
+//! the address space: when it exits, the kernel kills the stub
+//! (`PTRACE_O_EXITKILL`, `PR_SET_PDEATHSIG`). Dropping an address space may
+//! happen on any thread.
+//!
+//! The structure is ready for one stub thread per application thread (as
+//! gVisor's `subprocess.newThread`: inject a `clone` in the stub and
+//! `PTRACE_ATTACH` the new thread from the task's host thread): an address
+//! space holds a list of [`stub::StubThread`]s keyed by tracer tid, and every
+//! operation looks up the one traced by the calling thread.
+
+mod address_space;
+mod context;
+mod inject;
+mod regs;
+mod stub;
+
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+pub use address_space::PtraceAddressSpace;
+pub use context::{PtraceContext, PtraceInterrupter};
+
+use crate::{AddressSpace, Context, Layout, Platform, PlatformError};
+
+/// The ptrace platform. See the [module documentation](self).
+#[derive(Debug)]
+pub struct PtracePlatform {
+    layout: Layout,
+    /// The Sentry's own duplicate of the memory file. Stubs inherit it at the
+    /// same fd number across fork, and keep only it.
+    memory_file: OwnedFd,
+}
+
+impl PtracePlatform {
+    /// Probes the layout, duplicates `memory_file` (the platform keeps its own
+    /// descriptor; the caller may close theirs) and maps the stub code page in
+    /// this process.
+    pub fn new(memory_file: BorrowedFd<'_>) -> Result<Self, PlatformError> {
+        let mut layout = Layout::probe()?;
+        layout.stub_addr = stub::install_stub_page(&layout)?;
+        let memory_file = memory_file
+            .try_clone_to_owned()
+            .map_err(|e| PlatformError::Host { op: "dup(memory file)", source: io_to_nix(e) })?;
+        tracing::debug!(?layout, memory_fd = memory_file.as_raw_fd(), "ptrace platform ready");
+        Ok(PtracePlatform { layout, memory_file })
+    }
+
+    /// The platform's own descriptor of the memory file (also the descriptor
+    /// number inside every stub).
+    pub fn memory_fd(&self) -> RawFd {
+        self.memory_file.as_raw_fd()
+    }
+
+    /// [`Platform::new_address_space`] without the box, for callers that want
+    /// the concrete type (e.g. to learn the stub's pid).
+    pub fn new_ptrace_address_space(&self) -> Result<PtraceAddressSpace, PlatformError> {
+        PtraceAddressSpace::new(self.layout, self.memory_file.as_raw_fd())
+    }
+}
+
+impl Platform for PtracePlatform {
+    fn name(&self) -> &'static str {
+        "ptrace"
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn new_address_space(&self) -> Result<Box<dyn AddressSpace>, PlatformError> {
+        Ok(Box::new(self.new_ptrace_address_space()?))
+    }
+
+    fn new_context(&self) -> Result<Box<dyn Context>, PlatformError> {
+        Ok(Box::new(PtraceContext::new()))
+    }
+}
+
+fn io_to_nix(e: std::io::Error) -> nix::Error {
+    e.raw_os_error().map(nix::Error::from_raw).unwrap_or(nix::Error::UnknownErrno)
+}
+
+/// The calling thread's id.
+fn current_tid() -> i32 {
+    nix::unistd::gettid().as_raw()
+}

@@ -1,0 +1,231 @@
+//! The stub code page and stub processes.
+
+use std::sync::{Mutex, OnceLock, Weak};
+
+use nix::errno::Errno;
+
+use crate::{FpState, Layout, PlatformError, Registers};
+
+/// `syscall; int3`: an injected syscall runs the first instruction and stops
+/// at the second.
+pub(crate) const STUB_CODE: [u8; 3] = [0x0f, 0x05, 0xcc];
+/// Where `rip` is after the injected syscall's `int3`.
+pub(crate) const STUB_TRAP_OFFSET: u64 = STUB_CODE.len() as u64;
+
+/// How far down from the preferred address the stub page may move when that
+/// address is taken in the Sentry.
+const STUB_SEARCH_STEP: u64 = 16 << 20;
+
+/// The Sentry's stub page: mapped once per process, never unmapped.
+static STUB_PAGE: OnceLock<Result<u64, String>> = OnceLock::new();
+
+/// Maps the stub code page in this process (once) and returns its address:
+/// `layout.stub_addr`, or lower in the gap above `layout.stack_top` if that
+/// address is taken.
+pub(crate) fn install_stub_page(layout: &Layout) -> Result<u64, PlatformError> {
+    STUB_PAGE.get_or_init(|| map_stub_page(layout)).clone().map_err(PlatformError::StubPage)
+}
+
+fn map_stub_page(layout: &Layout) -> Result<u64, String> {
+    let page = layout.page_size as usize;
+    let lowest = layout.stack_top + layout.page_size;
+    let mut addr = layout.stub_addr;
+    while addr >= lowest {
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping: this
+        // creates a fresh private page or fails.
+        let ptr = unsafe {
+            libc::mmap(
+                addr as usize as *mut libc::c_void,
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            let errno = Errno::last();
+            if errno == Errno::EEXIST {
+                addr -= STUB_SEARCH_STEP;
+                continue;
+            }
+            return Err(format!("mmap at {addr:#x}: {errno}"));
+        }
+        if ptr as u64 != addr {
+            // SAFETY: the page was just mapped by this call and is unused.
+            unsafe { libc::munmap(ptr, page) };
+            return Err("the kernel ignores MAP_FIXED_NOREPLACE (Linux >= 4.17 is needed)".into());
+        }
+        // SAFETY: `ptr` is a fresh, writable, page-sized private mapping owned
+        // by this function; filling it with int3 and the stub code stays in
+        // bounds (STUB_CODE is 3 bytes, a page is at least 4096).
+        unsafe {
+            std::ptr::write_bytes(ptr as *mut u8, 0xcc, page);
+            std::ptr::copy_nonoverlapping(STUB_CODE.as_ptr(), ptr as *mut u8, STUB_CODE.len());
+        }
+        // SAFETY: changes the protection of the page mapped above only.
+        if unsafe { libc::mprotect(ptr, page, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
+            return Err(format!("mprotect of the stub page: {}", Errno::last()));
+        }
+        tracing::debug!(addr = format_args!("{addr:#x}"), "stub code page mapped");
+        return Ok(addr);
+    }
+    Err(format!(
+        "every candidate address between {:#x} and {:#x} is taken in this process",
+        lowest, layout.stub_addr
+    ))
+}
+
+/// Whose FP state is loaded in a stub thread (the context that last ran
+/// there) and where to save it when another context takes the thread.
+pub(crate) struct FpOwner {
+    pub ctx: u64,
+    pub slot: Weak<Mutex<Option<FpState>>>,
+}
+
+/// One traced thread of a stub process.
+pub(crate) struct StubThread {
+    /// The Sentry thread that traces it; only it may issue ptrace requests.
+    pub tracer: i32,
+    /// The stub thread's host tid.
+    pub tid: i32,
+    /// The registers (as the Sentry sees them) currently loaded in the thread,
+    /// when known: a switch with the same registers skips PTRACE_SETREGS.
+    pub regs: Option<Registers>,
+    /// The context whose FP state is loaded.
+    pub fp_owner: Option<FpOwner>,
+}
+
+/// How a wait for a traced thread ended.
+pub(crate) enum Stop {
+    /// A ptrace stop; the value is WSTOPSIG (SIGTRAP | 0x80 for syscall stops).
+    Signal(i32),
+    /// The thread is gone (and reaped); how, for the error message.
+    Gone(String),
+}
+
+/// Waits for the next stop or exit of traced thread `tid`.
+pub(crate) fn wait_stop(tid: i32) -> Result<Stop, PlatformError> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes only to `status`, a live local.
+        let r = unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
+        if r == tid {
+            break;
+        }
+        let errno = Errno::last();
+        if r < 0 && errno == Errno::EINTR {
+            continue;
+        }
+        if r < 0 && errno == Errno::ECHILD {
+            return Ok(Stop::Gone("already reaped".into()));
+        }
+        return Err(PlatformError::Host { op: "waitpid(stub)", source: errno });
+    }
+    if libc::WIFSTOPPED(status) {
+        // WSTOPSIG plus any PTRACE_EVENT_* in the next byte.
+        Ok(Stop::Signal((status >> 8) & 0xffff))
+    } else if libc::WIFEXITED(status) {
+        Ok(Stop::Gone(format!("exited with status {}", libc::WEXITSTATUS(status))))
+    } else if libc::WIFSIGNALED(status) {
+        Ok(Stop::Gone(format!("killed by signal {}", libc::WTERMSIG(status))))
+    } else {
+        Err(PlatformError::UnexpectedStop { pid: tid, what: format!("wait status {status:#x}") })
+    }
+}
+
+/// Forks a stub process that stops itself for the calling thread to trace.
+/// Returns its pid once it is in its initial SIGSTOP stop, with the ptrace
+/// options set. The stub is not cleaned yet.
+pub(crate) fn fork_stub() -> Result<i32, PlatformError> {
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: the child runs only `stub_child`, which makes raw
+    // async-signal-safe syscalls and never returns into Rust code, so the
+    // state of other threads' locks copied into the child does not matter.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(PlatformError::Host { op: "fork(stub)", source: Errno::last() });
+    }
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; see stub_child.
+        unsafe { stub_child(parent) }
+    }
+    match wait_stop(pid)? {
+        Stop::Signal(libc::SIGSTOP) => {}
+        Stop::Signal(sig) => {
+            kill_and_reap(pid);
+            return Err(PlatformError::UnexpectedStop { pid, what: format!("initial stop by signal {sig}") });
+        }
+        Stop::Gone(how) => return Err(PlatformError::StubDied { pid, how }),
+    }
+    let options = nix::sys::ptrace::Options::PTRACE_O_TRACESYSGOOD | nix::sys::ptrace::Options::PTRACE_O_EXITKILL;
+    if let Err(source) = nix::sys::ptrace::setoptions(nix::unistd::Pid::from_raw(pid), options) {
+        kill_and_reap(pid);
+        return Err(PlatformError::Host { op: "PTRACE_SETOPTIONS", source });
+    }
+    Ok(pid)
+}
+
+/// The child side of [`fork_stub`].
+///
+/// # Safety
+///
+/// Must only be called in the child of a fork. Uses raw syscalls only and
+/// never returns.
+unsafe fn stub_child(parent: libc::pid_t) -> ! {
+    // Die with the tracer thread.
+    if libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+        libc::syscall(libc::SYS_exit_group, 101);
+    }
+    // The parent may have died before PR_SET_PDEATHSIG took effect.
+    if libc::syscall(libc::SYS_getppid) != parent as libc::c_long {
+        libc::syscall(libc::SYS_exit_group, 102);
+    }
+    // Leave the caller's session and process group: terminal signals (^C,
+    // SIGWINCH, SIGHUP) must not reach stubs.
+    if libc::syscall(libc::SYS_setsid) < 0 {
+        libc::syscall(libc::SYS_exit_group, 103);
+    }
+    // Unblock every signal so the tracer's interrupt signal stops us even if
+    // the forking thread had it blocked.
+    let empty: u64 = 0;
+    if libc::syscall(
+        libc::SYS_rt_sigprocmask,
+        libc::SIG_SETMASK,
+        &empty as *const u64,
+        std::ptr::null_mut::<u64>(),
+        8usize,
+    ) != 0
+    {
+        libc::syscall(libc::SYS_exit_group, 104);
+    }
+    if libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+        libc::syscall(libc::SYS_exit_group, 105);
+    }
+    let me = libc::syscall(libc::SYS_getpid);
+    libc::syscall(libc::SYS_kill, me, libc::SIGSTOP);
+    // The tracer redirects us to the stub page and never lets us get here.
+    loop {
+        libc::syscall(libc::SYS_exit_group, 106);
+    }
+}
+
+/// Kills a stub process and reaps it. Any thread of the Sentry may call this.
+pub(crate) fn kill_and_reap(pid: i32) {
+    // SAFETY: plain kill(2) of a child we have not reaped yet (so `pid`
+    // cannot have been reused).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    loop {
+        match wait_stop(pid) {
+            Ok(Stop::Gone(how)) => {
+                tracing::debug!(pid, how, "stub reaped");
+                return;
+            }
+            Ok(Stop::Signal(_)) => continue,
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "could not reap stub");
+                return;
+            }
+        }
+    }
+}

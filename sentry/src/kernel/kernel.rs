@@ -1,0 +1,82 @@
+//! The kernel: what all tasks of a sandbox share.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use platform::Platform;
+
+use super::time::Clocks;
+use super::uts::UtsNamespace;
+use crate::mm::MemoryFile;
+use crate::vfs::Vfs;
+
+/// How a sandbox's kernel is set up.
+#[derive(Clone, Debug)]
+pub struct KernelConfig {
+    pub hostname: String,
+    /// Print every syscall with its arguments and result (`--strace`).
+    pub strace: bool,
+}
+
+/// The kernel (gVisor's kernel.Kernel): the platform, the memory file, the
+/// mount namespace, clocks and the UTS namespace.
+pub struct Kernel {
+    pub platform: Arc<dyn Platform>,
+    pub memory_file: Arc<MemoryFile>,
+    pub vfs: Arc<Vfs>,
+    pub clocks: Clocks,
+    pub uts: Mutex<UtsNamespace>,
+    pub strace: bool,
+    next_tid: AtomicI32,
+    enosys_logged: Mutex<HashSet<u64>>,
+}
+
+impl Kernel {
+    pub fn new(
+        platform: Arc<dyn Platform>,
+        memory_file: Arc<MemoryFile>,
+        vfs: Arc<Vfs>,
+        clocks: Clocks,
+        config: &KernelConfig,
+    ) -> Kernel {
+        Kernel {
+            platform,
+            memory_file,
+            vfs,
+            clocks,
+            uts: Mutex::new(UtsNamespace::new(&config.hostname)),
+            strace: config.strace,
+            // The first task is the init task, pid 1 (invariant 6).
+            next_tid: AtomicI32::new(1),
+            enosys_logged: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// A fresh thread id in the sandbox's pid namespace.
+    pub fn allocate_tid(&self) -> i32 {
+        self.next_tid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Continues tid allocation after a restore.
+    pub fn set_next_tid(&self, next: i32) {
+        self.next_tid.store(next, Ordering::Relaxed);
+    }
+
+    pub fn next_tid(&self) -> i32 {
+        self.next_tid.load(Ordering::Relaxed)
+    }
+
+    /// Invariant 5: an unknown syscall is logged once, with its name.
+    pub fn log_unimplemented(&self, nr: u64) {
+        let first = self.enosys_logged.lock().map(|mut s| s.insert(nr)).unwrap_or(false);
+        if first {
+            let name = crate::arch::syscall_name(nr).unwrap_or("unknown");
+            tracing::warn!(nr, name, "unimplemented syscall: returning ENOSYS");
+        }
+    }
+
+    pub fn hostname(&self) -> String {
+        self.uts.lock().map(|u| u.hostname.clone()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,17 @@
+//! Tasks, thread groups, file descriptor tables, signals, clocks and limits
+//! (gVisor's pkg/sentry/kernel).
+
+pub mod creds;
+pub mod fd_table;
+pub mod interrupt;
+#[allow(clippy::module_inception)]
+mod kernel;
+pub mod limits;
+pub mod run;
+pub mod signal;
+pub mod task;
+pub mod time;
+pub mod uts;
+
+pub use kernel::{Kernel, KernelConfig};
+pub use task::{ExitStatus, Task};

@@ -1,0 +1,158 @@
+//! Signal dispositions and masks (gVisor's kernel/signal_handlers.go).
+//!
+//! Handlers are recorded with Linux's rules; delivering a signal to a handler
+//! (building the rt_sigframe) is not implemented yet, so a signal that must be
+//! delivered to a handler terminates the task as its default action would,
+//! and says so in the debug log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::errno::Errno;
+
+/// Linux's _NSIG.
+pub const NSIG: usize = 64;
+
+/// A set of signals, bit N-1 for signal N (the kernel's sigset_t).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigSet(pub u64);
+
+impl SigSet {
+    /// SIGKILL and SIGSTOP can never be blocked.
+    pub const UNBLOCKABLE: SigSet = SigSet((1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)));
+
+    pub fn without_unblockable(self) -> SigSet {
+        SigSet(self.0 & !Self::UNBLOCKABLE.0)
+    }
+}
+
+/// `struct sigaction` as the kernel's rt_sigaction sees it on x86_64.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigAction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: SigSet,
+}
+
+impl SigAction {
+    pub const SIZE: usize = 32;
+
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> SigAction {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        SigAction { handler: word(0), flags: word(1), restorer: word(2), mask: SigSet(word(3)) }
+    }
+
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        for (i, w) in [self.handler, self.flags, self.restorer, self.mask.0].iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.handler == libc::SIG_DFL as u64
+    }
+
+    pub fn is_ignored(&self) -> bool {
+        self.handler == libc::SIG_IGN as u64
+    }
+}
+
+/// The dispositions of all signals of a thread group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalHandlers {
+    actions: Vec<SigAction>,
+}
+
+impl Default for SignalHandlers {
+    fn default() -> Self {
+        SignalHandlers { actions: vec![SigAction::default(); NSIG] }
+    }
+}
+
+fn index(signo: i32) -> Result<usize, Errno> {
+    if (1..=NSIG as i32).contains(&signo) {
+        Ok(signo as usize - 1)
+    } else {
+        Err(Errno::EINVAL)
+    }
+}
+
+impl SignalHandlers {
+    pub fn get(&self, signo: i32) -> Result<SigAction, Errno> {
+        Ok(self.actions[index(signo)?])
+    }
+
+    /// rt_sigaction's update: SIGKILL and SIGSTOP cannot be changed.
+    pub fn set(&mut self, signo: i32, mut action: SigAction) -> Result<SigAction, Errno> {
+        let i = index(signo)?;
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            return Err(Errno::EINVAL);
+        }
+        action.mask = action.mask.without_unblockable();
+        Ok(std::mem::replace(&mut self.actions[i], action))
+    }
+
+    /// execve resets caught signals to their default; ignored ones stay ignored.
+    pub fn reset_for_exec(&mut self) {
+        for a in &mut self.actions {
+            if !a.is_ignored() {
+                *a = SigAction::default();
+            }
+        }
+    }
+
+    pub fn validate(&self) -> bool {
+        self.actions.len() == NSIG
+    }
+}
+
+/// What a signal does by default (signal(7)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultAction {
+    Terminate,
+    CoreDump,
+    Ignore,
+    Stop,
+    Continue,
+}
+
+pub fn default_action(signo: i32) -> DefaultAction {
+    match signo {
+        libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH => DefaultAction::Ignore,
+        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => DefaultAction::Stop,
+        libc::SIGCONT => DefaultAction::Continue,
+        libc::SIGQUIT | libc::SIGILL | libc::SIGTRAP | libc::SIGABRT | libc::SIGBUS | libc::SIGFPE
+        | libc::SIGSEGV | libc::SIGXCPU | libc::SIGXFSZ | libc::SIGSYS => DefaultAction::CoreDump,
+        _ => DefaultAction::Terminate,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigaction_bytes_round_trip() {
+        let a = SigAction { handler: 0x1234, flags: 0x0400_0000, restorer: 0x5678, mask: SigSet(0b1010) };
+        assert_eq!(SigAction::from_bytes(&a.to_bytes()), a);
+    }
+
+    #[test]
+    fn kill_and_stop_cannot_be_caught() {
+        let mut h = SignalHandlers::default();
+        let a = SigAction { handler: 0x1000, ..Default::default() };
+        assert_eq!(h.set(libc::SIGKILL, a), Err(Errno::EINVAL));
+        assert_eq!(h.set(0, a), Err(Errno::EINVAL));
+        assert_eq!(h.set(65, a), Err(Errno::EINVAL));
+        assert!(h.set(libc::SIGINT, a).is_ok());
+        assert_eq!(h.get(libc::SIGINT).unwrap().handler, 0x1000);
+        h.reset_for_exec();
+        assert!(h.get(libc::SIGINT).unwrap().is_default());
+    }
+}

@@ -1,0 +1,231 @@
+//! Copy-in and copy-out: how syscall handlers read and write application
+//! memory. Addresses are translated through the VMAs to memory-file offsets
+//! and the bytes copied through the Sentry's own mapping of the memory file,
+//! with the application's permissions checked (EFAULT otherwise), as Linux's
+//! copy_from_user/copy_to_user. An access just below the stack grows it,
+//! as a fault in the kernel would.
+
+use super::manager::MemoryManager;
+use crate::errno::Errno;
+
+/// Linux's UIO_MAXIOV: the most iovecs one readv/writev takes.
+pub const UIO_MAXIOV: usize = 1024;
+
+/// One `struct iovec`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoVec {
+    pub base: u64,
+    pub len: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Read,
+    Write,
+    /// Mapped is enough (the loader, ptrace PEEK/POKE).
+    Any,
+}
+
+impl MemoryManager {
+    /// Calls `f(mf_offset, buf_range)` for each piece of `[addr, addr + len)`,
+    /// in order, after checking each piece's VMA allows `need`.
+    fn for_each_piece(
+        &mut self,
+        addr: u64,
+        len: usize,
+        need: Need,
+        mut f: impl FnMut(&MemoryManager, u64, std::ops::Range<usize>) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        let len64 = u64::try_from(len).map_err(|_| Errno::EFAULT)?;
+        addr.checked_add(len64).filter(|e| *e <= self.top).ok_or(Errno::EFAULT)?;
+        let mut done = 0usize;
+        while done < len {
+            let cur = addr + done as u64;
+            let v = match self.vma_at(cur) {
+                Some(v) => v,
+                None => {
+                    self.grow_stack(cur).map_err(|_| Errno::EFAULT)?;
+                    continue;
+                }
+            };
+            let ok = match need {
+                Need::Read => v.prot.read,
+                Need::Write => v.prot.write,
+                Need::Any => true,
+            };
+            if !ok {
+                return Err(Errno::EFAULT);
+            }
+            let n = usize::try_from(v.end - cur).unwrap_or(usize::MAX).min(len - done);
+            let off = v.mf_offset_of(cur);
+            f(self, off, done..done + n)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes from application address `addr` (copy_from_user).
+    pub fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.copy_in_as(addr, buf, Need::Read)
+    }
+
+    /// Copies `data` to application address `addr` (copy_to_user).
+    pub fn copy_out(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.copy_out_as(addr, data, Need::Write)
+    }
+
+    /// Like [`copy_in`](Self::copy_in), ignoring protections (ptrace PEEK,
+    /// /proc/pid/mem): only that the range is mapped.
+    pub fn copy_in_force(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.copy_in_as(addr, buf, Need::Any)
+    }
+
+    /// Like [`copy_out`](Self::copy_out), ignoring protections (the loader,
+    /// ptrace POKE). Private file mappings stay private: the file is untouched.
+    pub fn copy_out_force(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.copy_out_as(addr, data, Need::Any)
+    }
+
+    fn copy_in_as(&mut self, addr: u64, buf: &mut [u8], need: Need) -> Result<(), Errno> {
+        self.for_each_piece(addr, buf.len(), need, |mm, off, r| mm.mf.read_at(off, &mut buf[r]))
+    }
+
+    fn copy_out_as(&mut self, addr: u64, data: &[u8], need: Need) -> Result<(), Errno> {
+        self.for_each_piece(addr, data.len(), need, |mm, off, r| mm.mf.write_at(off, &data[r]))
+    }
+
+    /// Writes `len` zero bytes at `addr` (clear_user); `force` ignores protections.
+    pub fn zero_out(&mut self, addr: u64, len: u64, force: bool) -> Result<(), Errno> {
+        let len = usize::try_from(len).map_err(|_| Errno::EFAULT)?;
+        let need = if force { Need::Any } else { Need::Write };
+        self.for_each_piece(addr, len, need, |mm, off, r| mm.mf.zero(off, r.len() as u64))
+    }
+
+    /// Reads `N` bytes.
+    pub fn read_bytes<const N: usize>(&mut self, addr: u64) -> Result<[u8; N], Errno> {
+        let mut b = [0u8; N];
+        self.copy_in(addr, &mut b)?;
+        Ok(b)
+    }
+
+    pub fn read_u32(&mut self, addr: u64) -> Result<u32, Errno> {
+        self.read_bytes::<4>(addr).map(u32::from_le_bytes)
+    }
+
+    pub fn read_u64(&mut self, addr: u64) -> Result<u64, Errno> {
+        self.read_bytes::<8>(addr).map(u64::from_le_bytes)
+    }
+
+    pub fn write_u32(&mut self, addr: u64, v: u32) -> Result<(), Errno> {
+        self.copy_out(addr, &v.to_le_bytes())
+    }
+
+    pub fn write_u64(&mut self, addr: u64, v: u64) -> Result<(), Errno> {
+        self.copy_out(addr, &v.to_le_bytes())
+    }
+
+    /// Reads a NUL-terminated string (without the NUL). ENAMETOOLONG when no
+    /// NUL is found in the first `max_len` bytes (pass PATH_MAX for paths).
+    /// Reads page by page, so a string ending just before unmapped memory is fine.
+    pub fn read_c_string(&mut self, addr: u64, max_len: usize) -> Result<Vec<u8>, Errno> {
+        let page = self.layout.page_size;
+        let mut out = Vec::new();
+        let mut cur = addr;
+        while out.len() < max_len {
+            let to_page_end = page - (cur % page);
+            let n = usize::try_from(to_page_end).unwrap_or(usize::MAX).min(max_len - out.len());
+            let mut chunk = vec![0u8; n];
+            self.copy_in(cur, &mut chunk)?;
+            if let Some(nul) = chunk.iter().position(|b| *b == 0) {
+                out.extend_from_slice(&chunk[..nul]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk);
+            cur = cur.checked_add(n as u64).ok_or(Errno::EFAULT)?;
+        }
+        Err(Errno::ENAMETOOLONG)
+    }
+
+    /// Reads a NULL-terminated array of string pointers (argv, envp), at
+    /// most `max_count` of them, each at most `max_len` bytes.
+    pub fn read_string_array(&mut self, addr: u64, max_count: usize, max_len: usize) -> Result<Vec<Vec<u8>>, Errno> {
+        let mut out = Vec::new();
+        if addr == 0 {
+            return Ok(out);
+        }
+        loop {
+            let at = addr.checked_add(8 * out.len() as u64).ok_or(Errno::EFAULT)?;
+            let p = self.read_u64(at)?;
+            if p == 0 {
+                return Ok(out);
+            }
+            if out.len() >= max_count {
+                return Err(Errno::E2BIG);
+            }
+            let s = self.read_c_string(p, max_len).map_err(|e| if e == Errno::ENAMETOOLONG { Errno::E2BIG } else { e })?;
+            out.push(s);
+        }
+    }
+
+    /// Reads `count` iovecs (readv/writev). EINVAL for more than
+    /// [`UIO_MAXIOV`] or lengths whose sum overflows ssize_t.
+    pub fn read_iovecs(&mut self, addr: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
+        let count = usize::try_from(count).map_err(|_| Errno::EINVAL)?;
+        if count > UIO_MAXIOV {
+            return Err(Errno::EINVAL);
+        }
+        let mut raw = vec![0u8; count * 16];
+        self.copy_in(addr, &mut raw)?;
+        let mut total: u64 = 0;
+        let mut out = Vec::with_capacity(count);
+        for c in raw.chunks_exact(16) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&c[..8]);
+            let base = u64::from_le_bytes(b);
+            b.copy_from_slice(&c[8..]);
+            let len = u64::from_le_bytes(b);
+            total = total.checked_add(len).filter(|t| *t <= i64::MAX as u64).ok_or(Errno::EINVAL)?;
+            out.push(IoVec { base, len });
+        }
+        Ok(out)
+    }
+
+    /// Copies `data` out across `iovs` in order; returns the bytes copied
+    /// (less than `data.len()` if the iovecs are shorter). A fault after some
+    /// bytes were copied returns the count so far, as Linux does.
+    pub fn copy_out_iovecs(&mut self, iovs: &[IoVec], data: &[u8]) -> Result<usize, Errno> {
+        let mut done = 0usize;
+        for iov in iovs {
+            if done == data.len() {
+                break;
+            }
+            let n = usize::try_from(iov.len).unwrap_or(usize::MAX).min(data.len() - done);
+            if let Err(e) = self.copy_out(iov.base, &data[done..done + n]) {
+                return if done > 0 { Ok(done) } else { Err(e) };
+            }
+            done += n;
+        }
+        Ok(done)
+    }
+
+    /// Gathers up to `max` bytes from `iovs`, in order.
+    pub fn copy_in_iovecs(&mut self, iovs: &[IoVec], max: usize) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        for iov in iovs {
+            if out.len() >= max {
+                break;
+            }
+            let n = usize::try_from(iov.len).unwrap_or(usize::MAX).min(max - out.len());
+            let at = out.len();
+            out.resize(at + n, 0);
+            if let Err(e) = self.copy_in(iov.base, &mut out[at..]) {
+                out.truncate(at);
+                if at > 0 {
+                    break;
+                }
+                return Err(e);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,501 @@
+//! The memory file: one memfd that holds every byte of application memory
+//! (invariant 1 of DESIGN.md), gVisor's pgalloc.MemoryFile.
+//!
+//! The memfd is sized to its full capacity once, at creation: a memfd is
+//! sparse, so pages cost nothing until touched, and a fixed size means no
+//! mapping (the Sentry's or a stub's) can ever point past EOF and SIGBUS.
+//! The Sentry maps the whole file once, shared, and reads and writes
+//! application memory through that mapping. Offsets are handed out by a
+//! first-fit allocator over page-aligned ranges; freeing a range punches a
+//! hole so that freed memory reads back as zero and costs nothing.
+//!
+//! Together with nothing else in the Sentry, this file holds `unsafe` code:
+//! the Sentry's own mapping of the file.
+
+use std::collections::BTreeMap;
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::{Mutex, MutexGuard};
+
+use nix::fcntl::{fallocate, FallocateFlags};
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use nix::unistd::{ftruncate, lseek, Whence};
+
+use crate::errno::Errno;
+
+/// The page size the memory file allocates in. Every offset and length it
+/// hands out or accepts is a multiple of it.
+pub const MF_PAGE_SIZE: u64 = 4096;
+
+/// The largest memory file cryo creates (1 TiB of offsets; only touched
+/// pages use memory).
+pub const MAX_CAPACITY: u64 = 1 << 40;
+
+/// A page-aligned range of the memory file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct FileRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl FileRange {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// Why an allocation-map operation on the memory file was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryFileError {
+    #[error("memory file range {start:#x}+{len:#x} is not page-aligned")]
+    Unaligned { start: u64, len: u64 },
+    #[error("memory file range {start:#x}+{len:#x} lies outside the file's {capacity:#x} bytes")]
+    OutOfBounds { start: u64, len: u64, capacity: u64 },
+    #[error("memory file range {start:#x}+{len:#x} overlaps memory already allocated")]
+    Overlap { start: u64, len: u64 },
+    #[error("memory file range {start:#x}+{len:#x} is not allocated")]
+    NotAllocated { start: u64, len: u64 },
+    #[error("memory file: {0}")]
+    Host(Errno),
+}
+
+impl MemoryFileError {
+    /// The errno an application sees when this stops one of its syscalls.
+    pub fn errno(&self) -> Errno {
+        match self {
+            MemoryFileError::Host(e) => *e,
+            MemoryFileError::OutOfBounds { .. } => Errno::EFAULT,
+            _ => Errno::EINVAL,
+        }
+    }
+}
+
+/// The Sentry's memory file.
+pub struct MemoryFile {
+    fd: OwnedFd,
+    /// The Sentry's shared mapping of the whole file.
+    base: NonNull<u8>,
+    capacity: u64,
+    /// Free ranges, start -> end, coalesced (no two touch).
+    free: Mutex<BTreeMap<u64, u64>>,
+}
+
+// SAFETY: `base` points at a shared mapping owned by this object for its
+// whole life; all access to it goes through `read_at`/`write_at`/`zero`,
+// which copy bytes without creating references into the mapping. The free
+// list is behind a mutex.
+unsafe impl Send for MemoryFile {}
+// SAFETY: as for Send: concurrent copies into the mapping are byte copies of
+// shared memory (like the application's own threads racing), never references.
+unsafe impl Sync for MemoryFile {}
+
+impl MemoryFile {
+    /// A new, empty memory file able to hold `capacity` bytes (rounded down to
+    /// pages, at most [`MAX_CAPACITY`]).
+    pub fn new(capacity: u64) -> Result<MemoryFile, Errno> {
+        let capacity = capacity.min(MAX_CAPACITY) & !(MF_PAGE_SIZE - 1);
+        if capacity == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let name: &CStr = c"cryo-memory";
+        // CLOEXEC: the platform dup()s the fd into stubs it forks; stubs never exec.
+        let fd = memfd_create(name, MemFdCreateFlag::MFD_CLOEXEC)?;
+        ftruncate(&fd, i64::try_from(capacity).map_err(|_| Errno::EINVAL)?)?;
+        let len = usize::try_from(capacity).map_err(|_| Errno::ENOMEM)?;
+        // SAFETY: a fresh shared mapping chosen by the kernel (no MAP_FIXED),
+        // so it cannot clobber any existing memory; the fd is valid and the
+        // file is exactly `len` bytes long, so every mapped page is backed.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Errno::from_host(std::io::Error::last_os_error()));
+        }
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::ENOMEM)?;
+        let mut free = BTreeMap::new();
+        free.insert(0, capacity);
+        Ok(MemoryFile { fd, base, capacity, free: Mutex::new(free) })
+    }
+
+    /// A capacity suited to a host whose user address space has `va_bits`
+    /// bits: an eighth of it, so the Sentry's own mapping of the file never
+    /// crowds a small (e.g. 39-bit) address space, and at most 1 TiB.
+    pub fn capacity_for_va_bits(va_bits: u32) -> u64 {
+        let va = 1u64.checked_shl(va_bits).unwrap_or(u64::MAX);
+        (va / 8).clamp(MF_PAGE_SIZE, MAX_CAPACITY)
+    }
+
+    /// The memfd, for the platform to map ranges of into stubs.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn free_list(&self) -> MutexGuard<'_, BTreeMap<u64, u64>> {
+        // A panic elsewhere while holding the lock cannot leave the map
+        // half-updated (every update is a few inserts/removes), so go on.
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_range(&self, start: u64, len: u64) -> Result<u64, MemoryFileError> {
+        if start % MF_PAGE_SIZE != 0 || len % MF_PAGE_SIZE != 0 {
+            return Err(MemoryFileError::Unaligned { start, len });
+        }
+        match start.checked_add(len) {
+            Some(end) if end <= self.capacity => Ok(end),
+            _ => Err(MemoryFileError::OutOfBounds { start, len, capacity: self.capacity }),
+        }
+    }
+
+    /// Allocates `len` bytes (a positive multiple of the page size),
+    /// first fit from the start of the file. ENOMEM when full.
+    pub fn allocate(&self, len: u64) -> Result<u64, Errno> {
+        if len == 0 || len % MF_PAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut free = self.free_list();
+        let (start, end) = free
+            .iter()
+            .find(|(s, e)| *e - *s >= len)
+            .map(|(s, e)| (*s, *e))
+            .ok_or(Errno::ENOMEM)?;
+        free.remove(&start);
+        if end - start > len {
+            free.insert(start + len, end);
+        }
+        Ok(start)
+    }
+
+    /// Allocates exactly `[start, start + len)` if all of it is free; used to
+    /// grow a mapping's backing in place (stack growth, mremap).
+    pub fn allocate_at(&self, start: u64, len: u64) -> Result<(), MemoryFileError> {
+        let end = self.check_range(start, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut free = self.free_list();
+        let (fs, fe) = match free.range(..=start).next_back() {
+            Some((s, e)) if *e >= end => (*s, *e),
+            _ => return Err(MemoryFileError::Overlap { start, len }),
+        };
+        free.remove(&fs);
+        if fs < start {
+            free.insert(fs, start);
+        }
+        if end < fe {
+            free.insert(end, fe);
+        }
+        Ok(())
+    }
+
+    /// Whether all of `[start, start + len)` is allocated.
+    pub fn is_allocated(&self, start: u64, len: u64) -> bool {
+        let Ok(end) = self.check_range(start, len) else {
+            return false;
+        };
+        let free = self.free_list();
+        // Any free range that starts before `end` and ends after `start` overlaps.
+        !free.range(..end).any(|(_, fe)| *fe > start)
+    }
+
+    /// Frees `[start, start + len)`, which must be allocated, and punches it
+    /// out of the file so it reads back as zero when allocated again.
+    pub fn free(&self, start: u64, len: u64) -> Result<(), MemoryFileError> {
+        let end = self.check_range(start, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut free = self.free_list();
+        if free.range(..end).any(|(_, fe)| *fe > start) {
+            return Err(MemoryFileError::NotAllocated { start, len });
+        }
+        self.decommit(start, len).map_err(MemoryFileError::Host)?;
+        let mut new_start = start;
+        let mut new_end = end;
+        if let Some((ps, pe)) = free.range(..start).next_back().map(|(s, e)| (*s, *e)) {
+            if pe == start {
+                free.remove(&ps);
+                new_start = ps;
+            }
+        }
+        if let Some(ne) = free.get(&end).copied() {
+            free.remove(&end);
+            new_end = ne;
+        }
+        free.insert(new_start, new_end);
+        Ok(())
+    }
+
+    /// Drops the contents of `[start, start + len)`: the pages read back as
+    /// zero and stop using memory (fallocate PUNCH_HOLE).
+    pub fn decommit(&self, start: u64, len: u64) -> Result<(), Errno> {
+        self.check_range(start, len).map_err(|e| e.errno())?;
+        if len == 0 {
+            return Ok(());
+        }
+        fallocate(
+            &self.fd,
+            FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            i64::try_from(start).map_err(|_| Errno::EINVAL)?,
+            i64::try_from(len).map_err(|_| Errno::EINVAL)?,
+        )?;
+        Ok(())
+    }
+
+    /// The allocated ranges, in order (what a checkpoint saves).
+    pub fn allocated_ranges(&self) -> Vec<FileRange> {
+        let free = self.free_list();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        for (s, e) in free.iter() {
+            if *s > pos {
+                out.push(FileRange { start: pos, end: *s });
+            }
+            pos = *e;
+        }
+        if pos < self.capacity {
+            out.push(FileRange { start: pos, end: self.capacity });
+        }
+        out
+    }
+
+    /// Bytes allocated.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated_ranges().iter().map(FileRange::len).sum()
+    }
+
+    /// Marks `ranges` allocated in a fresh memory file, for restore. Every
+    /// range is validated (aligned, within the file, not overlapping another);
+    /// on error nothing is allocated.
+    pub fn restore_allocations(&self, ranges: &[FileRange]) -> Result<(), MemoryFileError> {
+        let mut done: Vec<FileRange> = Vec::new();
+        for r in ranges {
+            let len = r.end.checked_sub(r.start).ok_or(MemoryFileError::OutOfBounds {
+                start: r.start,
+                len: 0,
+                capacity: self.capacity,
+            })?;
+            if let Err(e) = self.allocate_at(r.start, len) {
+                for d in &done {
+                    // These were allocated just above, so freeing them succeeds.
+                    let _ = self.free(d.start, d.len());
+                }
+                return Err(e);
+            }
+            done.push(*r);
+        }
+        Ok(())
+    }
+
+    /// The parts of `[start, start + len)` that hold data (not holes), found
+    /// with SEEK_DATA/SEEK_HOLE: a checkpoint saves only these. Pages that
+    /// were touched but hold zeros are still reported; the saver may skip them.
+    pub fn data_ranges(&self, start: u64, len: u64) -> Result<Vec<FileRange>, Errno> {
+        let end = self.check_range(start, len).map_err(|e| e.errno())?;
+        let mut out = Vec::new();
+        let mut pos = start;
+        while pos < end {
+            let data = match lseek(&self.fd, pos as i64, Whence::SeekData) {
+                Ok(d) => d as u64,
+                Err(nix::errno::Errno::ENXIO) => break,
+                Err(e) => return Err(e.into()),
+            };
+            if data >= end {
+                break;
+            }
+            let hole = match lseek(&self.fd, data as i64, Whence::SeekHole) {
+                Ok(h) => (h as u64).min(end),
+                Err(nix::errno::Errno::ENXIO) => end,
+                Err(e) => return Err(e.into()),
+            };
+            if hole <= data {
+                break;
+            }
+            out.push(FileRange { start: data, end: hole });
+            pos = hole;
+        }
+        Ok(out)
+    }
+
+    /// The number of bytes of `[start, start + len)` that hold data.
+    pub fn data_bytes(&self, start: u64, len: u64) -> u64 {
+        self.data_ranges(start, len)
+            .map(|rs| rs.iter().map(FileRange::len).sum())
+            .unwrap_or(0)
+    }
+
+    fn check_io(&self, offset: u64, len: usize) -> Result<usize, Errno> {
+        let len64 = u64::try_from(len).map_err(|_| Errno::EFAULT)?;
+        match offset.checked_add(len64) {
+            Some(end) if end <= self.capacity => usize::try_from(offset).map_err(|_| Errno::EFAULT),
+            _ => Err(Errno::EFAULT),
+        }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the file.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let off = self.check_io(offset, buf.len())?;
+        // SAFETY: `check_io` proved `[off, off + len)` lies within the mapping
+        // of `capacity` bytes at `base`, which lives as long as `self`. The
+        // source is shared memory an application may be writing concurrently;
+        // a byte copy of it yields some mix of old and new bytes, as on Linux,
+        // and no reference into the mapping outlives the copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), buf.as_mut_ptr(), buf.len());
+        }
+        Ok(())
+    }
+
+    /// Copies `data` into the file at `offset`.
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        let off = self.check_io(offset, data.len())?;
+        // SAFETY: as in `read_at`: the destination is within the mapping, and
+        // `data` cannot alias it (it is a Rust slice, never a reference into
+        // the mapping, since none is ever handed out).
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.as_ptr().add(off), data.len());
+        }
+        Ok(())
+    }
+
+    /// Writes `len` zero bytes at `offset`. Whole pages are punched instead,
+    /// so zeroing large ranges costs no memory.
+    pub fn zero(&self, offset: u64, len: u64) -> Result<(), Errno> {
+        let end = offset.checked_add(len).filter(|e| *e <= self.capacity).ok_or(Errno::EFAULT)?;
+        let first_full = offset.next_multiple_of(MF_PAGE_SIZE).min(end);
+        let last_full = (end & !(MF_PAGE_SIZE - 1)).max(first_full);
+        self.fill_zero(offset, first_full - offset)?;
+        if last_full > first_full {
+            self.decommit(first_full, last_full - first_full)?;
+        }
+        self.fill_zero(last_full, end - last_full)
+    }
+
+    fn fill_zero(&self, offset: u64, len: u64) -> Result<(), Errno> {
+        let len = usize::try_from(len).map_err(|_| Errno::EFAULT)?;
+        let off = self.check_io(offset, len)?;
+        // SAFETY: `check_io` proved the range lies within the mapping.
+        unsafe {
+            std::ptr::write_bytes(self.base.as_ptr().add(off), 0, len);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MemoryFile {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`capacity` describe the mapping made in `new`, which
+        // nothing else unmaps; no reference into it exists (none is handed out).
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.capacity as usize);
+        }
+    }
+}
+
+impl std::fmt::Debug for MemoryFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryFile")
+            .field("capacity", &self.capacity)
+            .field("allocated", &self.allocated_bytes())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: u64 = MF_PAGE_SIZE;
+
+    #[test]
+    fn allocate_free_coalesce() {
+        let mf = MemoryFile::new(64 * P).unwrap();
+        let a = mf.allocate(2 * P).unwrap();
+        let b = mf.allocate(3 * P).unwrap();
+        assert_eq!((a, b), (0, 2 * P));
+        assert_eq!(mf.allocated_ranges(), vec![FileRange { start: 0, end: 5 * P }]);
+        mf.free(a, P).unwrap();
+        assert!(!mf.is_allocated(0, P));
+        assert!(mf.is_allocated(P, 4 * P));
+        // Double free is refused.
+        assert!(matches!(mf.free(0, P), Err(MemoryFileError::NotAllocated { .. })));
+        mf.free(P, 4 * P).unwrap();
+        assert!(mf.allocated_ranges().is_empty());
+        // Fully coalesced again: one allocation of everything succeeds.
+        assert_eq!(mf.allocate(64 * P).unwrap(), 0);
+        assert_eq!(mf.allocate(P), Err(Errno::ENOMEM));
+        assert_eq!(mf.allocate(0), Err(Errno::EINVAL));
+        assert_eq!(mf.allocate(100), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn allocate_at_and_restore() {
+        let mf = MemoryFile::new(16 * P).unwrap();
+        mf.allocate_at(4 * P, 2 * P).unwrap();
+        assert!(mf.allocate_at(5 * P, 2 * P).is_err());
+        assert!(mf.allocate_at(15 * P, 2 * P).is_err());
+        assert_eq!(mf.allocate(4 * P).unwrap(), 0);
+        let mf2 = MemoryFile::new(16 * P).unwrap();
+        let ranges = [FileRange { start: 0, end: P }, FileRange { start: 3 * P, end: 5 * P }];
+        mf2.restore_allocations(&ranges).unwrap();
+        assert_eq!(mf2.allocated_ranges(), ranges.to_vec());
+        let mf3 = MemoryFile::new(16 * P).unwrap();
+        let bad = [FileRange { start: 0, end: 2 * P }, FileRange { start: P, end: 3 * P }];
+        assert!(mf3.restore_allocations(&bad).is_err());
+        assert!(mf3.allocated_ranges().is_empty());
+        let reversed = [FileRange { start: 2 * P, end: P }];
+        assert!(mf3.restore_allocations(&reversed).is_err());
+        let huge = [FileRange { start: u64::MAX - P + 1, end: u64::MAX }];
+        assert!(mf3.restore_allocations(&huge).is_err());
+    }
+
+    #[test]
+    fn read_write_zero_and_data_ranges() {
+        let mf = MemoryFile::new(16 * P).unwrap();
+        let off = mf.allocate(4 * P).unwrap();
+        mf.write_at(off + 10, b"hello").unwrap();
+        mf.write_at(off + 2 * P, b"x").unwrap();
+        let mut buf = [0u8; 5];
+        mf.read_at(off + 10, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        assert_eq!(
+            mf.data_ranges(off, 4 * P).unwrap(),
+            vec![FileRange { start: 0, end: P }, FileRange { start: 2 * P, end: 3 * P }]
+        );
+        mf.zero(off + 11, 2).unwrap();
+        mf.read_at(off + 10, &mut buf).unwrap();
+        assert_eq!(&buf, b"h\0\0lo");
+        mf.zero(off, 4 * P).unwrap();
+        assert!(mf.data_ranges(off, 4 * P).unwrap().is_empty());
+        mf.write_at(off + P, b"y").unwrap();
+        mf.free(off, 4 * P).unwrap();
+        let again = mf.allocate(4 * P).unwrap();
+        let mut one = [1u8; 1];
+        mf.read_at(again + P, &mut one).unwrap();
+        assert_eq!(one, [0]);
+        assert_eq!(mf.read_at(16 * P - 1, &mut buf), Err(Errno::EFAULT));
+        assert_eq!(mf.write_at(u64::MAX, b"a"), Err(Errno::EFAULT));
+    }
+
+    #[test]
+    fn capacity_for_small_hosts() {
+        assert_eq!(MemoryFile::capacity_for_va_bits(39), 1 << 36);
+        assert_eq!(MemoryFile::capacity_for_va_bits(47), MAX_CAPACITY);
+        assert_eq!(MemoryFile::capacity_for_va_bits(64), MAX_CAPACITY);
+    }
+}

@@ -1,0 +1,181 @@
+//! Checkpoint and restore of a memory manager.
+//!
+//! The state is the VMA metadata (with each VMA's memory-file offset) and
+//! brk; the memory itself is the memory file's section of the statefile,
+//! saved and loaded through [`MemoryFile::allocated_ranges`],
+//! [`MemoryFile::data_ranges`], [`MemoryFile::restore_allocations`] and
+//! `read_at`/`write_at`. A snapshot is untrusted input on restore: every
+//! value is validated and a bad one is an error, never a panic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use platform::{AddressSpace, Layout};
+use serde::{Deserialize, Serialize};
+
+use super::file::MappableFile;
+use super::manager::{platform_errno, usable_range, MemoryManager};
+use super::memory_file::MemoryFile;
+use super::vma::{FileBacking, Vma, VmaState};
+use crate::errno::Errno;
+
+/// The saved form of a [`MemoryManager`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmState {
+    /// The page size the VMAs were laid out with.
+    pub page_size: u64,
+    /// One past the highest mapped address: a restore refuses a host whose
+    /// address space is smaller.
+    pub highest_address: u64,
+    pub vmas: Vec<VmaState>,
+    pub brk_start: u64,
+    pub brk: u64,
+    pub stack_limit: u64,
+}
+
+/// Why a snapshot cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("statefile page size {saved} differs from this host's {host}")]
+    PageSize { saved: u64, host: u64 },
+    #[error(
+        "the application used addresses up to {highest:#x}, but this host's user address space ends at {top:#x} \
+         ({va_bits}-bit virtual addresses)"
+    )]
+    AddressSpaceTooSmall { highest: u64, top: u64, va_bits: u32 },
+    #[error("mapping {index} ({start:#x}-{end:#x}) is invalid: {why}")]
+    BadVma { index: usize, start: u64, end: u64, why: &'static str },
+    #[error("brk {brk_start:#x}..{brk:#x} is invalid")]
+    BadBrk { brk_start: u64, brk: u64 },
+    #[error("cannot re-open mapped file {name}: {errno}")]
+    Reopen { name: String, errno: Errno },
+    #[error("cannot re-create the address space: {0}")]
+    Map(Errno),
+}
+
+impl MemoryManager {
+    /// The state to save. Call with the application stopped.
+    pub fn snapshot(&self) -> MmState {
+        MmState {
+            page_size: self.layout.page_size,
+            highest_address: self.highest_address(),
+            vmas: self.vmas.values().map(Vma::state).collect(),
+            brk_start: self.brk_start,
+            brk: self.brk,
+            stack_limit: self.stack_limit,
+        }
+    }
+
+    /// Re-creates a saved address space in `aspace` (fresh, empty) on this
+    /// host's `layout`. `mf` must already hold the saved allocations and
+    /// contents ([`MemoryFile::restore_allocations`]); every VMA's backing
+    /// must lie inside them, and no two VMAs may share backing. Files are
+    /// re-opened by name through `reopen`, once each.
+    pub fn from_snapshot(
+        state: &MmState,
+        layout: Layout,
+        mf: Arc<MemoryFile>,
+        aspace: Box<dyn AddressSpace>,
+        reopen: &dyn Fn(&str) -> Result<Arc<dyn MappableFile>, Errno>,
+    ) -> Result<MemoryManager, RestoreError> {
+        if state.page_size != layout.page_size {
+            return Err(RestoreError::PageSize { saved: state.page_size, host: layout.page_size });
+        }
+        let (min_addr, top) = usable_range(&layout);
+        let page = layout.page_size;
+        let too_small = |highest: u64| RestoreError::AddressSpaceTooSmall { highest, top, va_bits: layout.va_bits };
+        if state.highest_address > top {
+            return Err(too_small(state.highest_address));
+        }
+        let mut vmas = BTreeMap::new();
+        let mut backing: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut files: HashMap<String, Arc<dyn MappableFile>> = HashMap::new();
+        let mut prev_end = 0u64;
+        for (index, s) in state.vmas.iter().enumerate() {
+            let bad = |why| RestoreError::BadVma { index, start: s.start, end: s.end, why };
+            if s.start % page != 0 || s.end % page != 0 || s.mf_offset % page != 0 {
+                return Err(bad("not page-aligned"));
+            }
+            if s.start >= s.end {
+                return Err(bad("empty or reversed"));
+            }
+            if s.end > top {
+                return Err(too_small(s.end));
+            }
+            if s.start < min_addr {
+                return Err(bad("below the lowest mappable address"));
+            }
+            if s.start < prev_end {
+                return Err(bad("overlaps or is out of order"));
+            }
+            prev_end = s.end;
+            let len = s.end - s.start;
+            let mf_end = s.mf_offset.checked_add(len).ok_or_else(|| bad("memory offset overflows"))?;
+            if !mf.is_allocated(s.mf_offset, len) {
+                return Err(bad("memory range not in the memory file"));
+            }
+            if let Some((_, e)) = backing.range(..mf_end).next_back() {
+                if *e > s.mf_offset {
+                    return Err(bad("memory range shared with another mapping"));
+                }
+            }
+            backing.insert(s.mf_offset, mf_end);
+            if !(s.prot.read || !s.prot.write) && false {
+                return Err(bad("unreachable"));
+            }
+            if (s.prot.read && !s.max_prot.read) || (s.prot.write && !s.max_prot.write) || (s.prot.exec && !s.max_prot.exec) {
+                return Err(bad("protection exceeds its maximum"));
+            }
+            let file = match &s.file {
+                None => None,
+                Some(f) => {
+                    if f.offset % page != 0 || f.offset.checked_add(len).is_none() {
+                        return Err(bad("file offset unaligned or overflowing"));
+                    }
+                    let file = match files.get(&f.name) {
+                        Some(file) => file.clone(),
+                        None => {
+                            let file = reopen(&f.name)
+                                .map_err(|errno| RestoreError::Reopen { name: f.name.clone(), errno })?;
+                            files.insert(f.name.clone(), file.clone());
+                            file
+                        }
+                    };
+                    Some(FileBacking { file, offset: f.offset })
+                }
+            };
+            let vma = Vma {
+                start: s.start,
+                end: s.end,
+                prot: s.prot,
+                max_prot: s.max_prot,
+                shared: s.shared,
+                growsdown: s.growsdown && file.is_none(),
+                ever_writable: s.ever_writable || s.prot.write,
+                file,
+                mf_offset: s.mf_offset,
+                kind: s.kind,
+            };
+            vmas.insert(vma.start, vma);
+        }
+        let brk_ok = state.brk_start <= state.brk
+            && state.brk <= top
+            && state.brk_start % page == 0
+            && (state.brk_start == 0 || state.brk_start >= min_addr);
+        if !brk_ok {
+            return Err(RestoreError::BadBrk { brk_start: state.brk_start, brk: state.brk });
+        }
+        let mut mm = MemoryManager::new(layout, mf, aspace).map_err(RestoreError::Map)?;
+        mm.brk_start = state.brk_start;
+        mm.brk = state.brk;
+        mm.stack_limit = state.stack_limit;
+        for v in vmas.values() {
+            if let Err(e) = mm.aspace.map(v.start, v.len(), v.mf_offset, v.prot) {
+                return Err(RestoreError::Map(platform_errno("map", e)));
+            }
+        }
+        // Only now does the manager own the backing (and free it on drop).
+        mm.vmas = vmas;
+        Ok(mm)
+    }
+}

@@ -1,0 +1,165 @@
+//! Virtual memory areas: gVisor's mm.vma.
+//!
+//! Every VMA is backed by one contiguous range of the memory file, starting
+//! at `mf_offset`, of exactly the VMA's length: a page at `addr` lives at
+//! `mf_offset + (addr - start)`. Splitting a VMA therefore splits its backing
+//! too, and moving one (mremap) only changes where the same backing is mapped.
+
+use std::sync::Arc;
+
+use platform::Prot;
+use serde::{Deserialize, Serialize};
+
+use super::file::MappableFile;
+
+/// What a VMA is, for /proc/self/maps and for brk and stack bookkeeping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VmaKind {
+    /// An ordinary mapping (anonymous, or of the VMA's file).
+    Normal,
+    /// Part of the brk heap: `[heap]`.
+    Heap,
+    /// The initial thread's stack: `[stack]`.
+    Stack,
+}
+
+/// The file behind a file mapping.
+#[derive(Clone)]
+pub struct FileBacking {
+    pub file: Arc<dyn MappableFile>,
+    /// The file offset of the VMA's first page.
+    pub offset: u64,
+}
+
+impl std::fmt::Debug for FileBacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{:#x}", self.file.mapping_name(), self.offset)
+    }
+}
+
+/// One mapping of the application's address space.
+#[derive(Clone, Debug)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    /// The most `prot` may become (mprotect): a shared mapping of a file
+    /// opened read-only may never become writable.
+    pub max_prot: Prot,
+    /// MAP_SHARED (writes reach the file, or are shared across fork).
+    pub shared: bool,
+    /// MAP_GROWSDOWN: a fault just below grows it.
+    pub growsdown: bool,
+    /// Whether the mapping was ever writable: only such shared file mappings
+    /// are written back to their file.
+    pub ever_writable: bool,
+    pub file: Option<FileBacking>,
+    /// The memory-file offset of `start`.
+    pub mf_offset: u64,
+    pub kind: VmaKind,
+}
+
+impl Vma {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn contains(&self, addr: u64) -> bool {
+        self.start <= addr && addr < self.end
+    }
+
+    /// The memory-file offset of `addr`, which must be inside the VMA.
+    pub fn mf_offset_of(&self, addr: u64) -> u64 {
+        self.mf_offset + (addr - self.start)
+    }
+
+    /// The file offset of `addr` for a file mapping.
+    pub fn file_offset_of(&self, addr: u64) -> Option<u64> {
+        self.file.as_ref().map(|f| f.offset + (addr - self.start))
+    }
+
+    /// Splits at `addr` (strictly inside) into `[start, addr)` and `[addr, end)`.
+    pub fn split(&self, addr: u64) -> (Vma, Vma) {
+        debug_assert!(self.start < addr && addr < self.end);
+        let mut low = self.clone();
+        let mut high = self.clone();
+        low.end = addr;
+        high.start = addr;
+        high.mf_offset = self.mf_offset_of(addr);
+        if let Some(f) = high.file.as_mut() {
+            f.offset += addr - self.start;
+        }
+        (low, high)
+    }
+
+    /// The name /proc/self/maps shows.
+    pub fn name(&self) -> Option<String> {
+        match (&self.file, self.kind) {
+            (Some(f), _) => Some(f.file.mapping_name()),
+            (None, VmaKind::Heap) => Some("[heap]".to_string()),
+            (None, VmaKind::Stack) => Some("[stack]".to_string()),
+            (None, VmaKind::Normal) => None,
+        }
+    }
+
+    /// One line of /proc/self/maps, without the newline.
+    pub fn maps_line(&self) -> String {
+        let flag = |b: bool, c: char| if b { c } else { '-' };
+        let line = format!(
+            "{:08x}-{:08x} {}{}{}{} {:08x} 00:00 0",
+            self.start,
+            self.end,
+            flag(self.prot.read, 'r'),
+            flag(self.prot.write, 'w'),
+            flag(self.prot.exec, 'x'),
+            if self.shared { 's' } else { 'p' },
+            self.file.as_ref().map_or(0, |f| f.offset),
+        );
+        match self.name() {
+            // Linux pads the name to column 73.
+            Some(name) => format!("{line:<72} {name}"),
+            None => line,
+        }
+    }
+
+    pub fn state(&self) -> VmaState {
+        VmaState {
+            start: self.start,
+            end: self.end,
+            prot: self.prot,
+            max_prot: self.max_prot,
+            shared: self.shared,
+            growsdown: self.growsdown,
+            ever_writable: self.ever_writable,
+            file: self.file.as_ref().map(|f| FileState { name: f.file.mapping_name(), offset: f.offset }),
+            mf_offset: self.mf_offset,
+            kind: self.kind,
+        }
+    }
+}
+
+/// The saved form of a file backing: the file's path in the container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileState {
+    pub name: String,
+    pub offset: u64,
+}
+
+/// The saved form of a [`Vma`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmaState {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    pub max_prot: Prot,
+    pub shared: bool,
+    pub growsdown: bool,
+    pub ever_writable: bool,
+    pub file: Option<FileState>,
+    pub mf_offset: u64,
+    pub kind: VmaKind,
+}

@@ -1,0 +1,65 @@
+//! System call handlers, one file per family (gVisor's syscalls/linux), and
+//! the table from number to handler.
+//!
+//! A handler validates its arguments, calls into the kernel objects and
+//! returns `Ok(value)` or `Err(errno)`; Linux semantics live in the objects.
+
+mod args;
+mod fs;
+mod info;
+mod mm;
+mod process;
+mod signal;
+mod strace;
+mod table;
+mod time;
+
+pub use args::Args;
+
+use crate::errno::Errno;
+use crate::kernel::Task;
+
+/// What a handler returns: the value for rax, or an errno.
+pub type SysResult = Result<u64, Errno>;
+
+/// A syscall handler.
+pub type Handler = fn(&mut Task, &Args) -> SysResult;
+
+/// Linux's ERESTARTSYS: an interrupted blocking syscall that is restarted
+/// transparently. Never reaches the application.
+pub const ERESTARTSYS: Errno = Errno(512);
+
+/// Linux's ERESTART_RESTARTBLOCK: the interrupted call continues through
+/// restart_syscall with what the task saved (a sleep's deadline).
+pub const ERESTART_RESTARTBLOCK: Errno = Errno(516);
+
+/// Handles the syscall the task stopped at and puts the result in rax.
+pub fn dispatch(task: &mut Task) {
+    let nr = task.cpu.regs.syscall_nr();
+    let args = Args(task.cpu.regs.syscall_args());
+    let entry = table::lookup(nr);
+    let result = match entry {
+        Some(entry) => (entry.handler)(task, &args),
+        None => {
+            task.kernel.log_unimplemented(nr);
+            Err(Errno::ENOSYS)
+        }
+    };
+    if task.kernel.strace {
+        strace::print(task, nr, entry, &args, &result);
+    }
+    match result {
+        Err(e) if e == ERESTARTSYS => {
+            // Back up over the 2-byte syscall instruction so the call runs
+            // again when the task resumes (after a checkpoint, say).
+            task.cpu.regs.rip = task.cpu.regs.rip.wrapping_sub(2);
+            task.cpu.regs.rax = nr;
+        }
+        Err(e) if e == ERESTART_RESTARTBLOCK => {
+            task.cpu.regs.rip = task.cpu.regs.rip.wrapping_sub(2);
+            task.cpu.regs.rax = libc::SYS_restart_syscall as u64;
+        }
+        Ok(v) => task.cpu.regs.set_return(v),
+        Err(e) => task.cpu.regs.set_return(e.to_return()),
+    }
+}

@@ -1,0 +1,198 @@
+//! Process identity, exit and per-thread setup: exit, exit_group, get*id,
+//! set_tid_address, set_robust_list, arch_prctl, prlimit64, umask.
+
+use super::{Args, SysResult};
+use crate::errno::Errno;
+use crate::kernel::limits::Limit;
+use crate::kernel::{ExitStatus, Task};
+
+pub fn exit(t: &mut Task, a: &Args) -> SysResult {
+    // With one thread per thread group, exit ends the group too.
+    t.exit = Some(ExitStatus::Exited(a.int(0) & 0xff));
+    Ok(0)
+}
+
+pub fn exit_group(t: &mut Task, a: &Args) -> SysResult {
+    t.exit = Some(ExitStatus::Exited(a.int(0) & 0xff));
+    Ok(0)
+}
+
+pub fn getpid(t: &mut Task, _: &Args) -> SysResult {
+    Ok(t.tgid() as u64)
+}
+
+pub fn gettid(t: &mut Task, _: &Args) -> SysResult {
+    Ok(t.tid as u64)
+}
+
+pub fn getppid(t: &mut Task, _: &Args) -> SysResult {
+    Ok(t.ppid() as u64)
+}
+
+pub fn getuid(t: &mut Task, _: &Args) -> SysResult {
+    Ok(t.creds.uid as u64)
+}
+
+pub fn geteuid(t: &mut Task, _: &Args) -> SysResult {
+    Ok(t.creds.euid as u64)
+}
+
+pub fn getgid(t: &mut Task, _: &Args) -> SysResult {
+    Ok(t.creds.gid as u64)
+}
+
+pub fn getegid(t: &mut Task, _: &Args) -> SysResult {
+    Ok(t.creds.egid as u64)
+}
+
+/// getresuid/getresgid write three u32s.
+fn write_ids(t: &mut Task, a: &Args, ids: [u32; 3]) -> SysResult {
+    for (i, id) in ids.iter().enumerate() {
+        t.mm.copy_out(a.addr(i), &id.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
+pub fn getresuid(t: &mut Task, a: &Args) -> SysResult {
+    let c = &t.creds;
+    let ids = [c.uid, c.euid, c.suid];
+    write_ids(t, a, ids)
+}
+
+pub fn getresgid(t: &mut Task, a: &Args) -> SysResult {
+    let c = &t.creds;
+    let ids = [c.gid, c.egid, c.sgid];
+    write_ids(t, a, ids)
+}
+
+pub fn getgroups(t: &mut Task, a: &Args) -> SysResult {
+    let size = a.int(0);
+    if size < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let groups = t.creds.groups.clone();
+    if size == 0 {
+        return Ok(groups.len() as u64);
+    }
+    if (size as usize) < groups.len() {
+        return Err(Errno::EINVAL);
+    }
+    let bytes: Vec<u8> = groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    t.mm.copy_out(a.addr(1), &bytes)?;
+    Ok(groups.len() as u64)
+}
+
+pub fn getpgrp(t: &mut Task, _: &Args) -> SysResult {
+    Ok(t.tgid() as u64)
+}
+
+pub fn getpgid(t: &mut Task, a: &Args) -> SysResult {
+    match a.int(0) {
+        0 => Ok(t.tgid() as u64),
+        pid if pid == t.tgid() => Ok(pid as u64),
+        _ => Err(Errno::ESRCH),
+    }
+}
+
+pub fn getsid(t: &mut Task, a: &Args) -> SysResult {
+    getpgid(t, a)
+}
+
+pub fn set_tid_address(t: &mut Task, a: &Args) -> SysResult {
+    t.clear_child_tid = a.addr(0);
+    Ok(t.tid as u64)
+}
+
+/// `struct robust_list_head` is three words on x86_64.
+const ROBUST_LIST_HEAD_SIZE: u64 = 24;
+
+pub fn set_robust_list(t: &mut Task, a: &Args) -> SysResult {
+    if a.raw(1) != ROBUST_LIST_HEAD_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    t.robust_list = (a.addr(0), a.raw(1));
+    Ok(0)
+}
+
+pub fn arch_prctl(t: &mut Task, a: &Args) -> SysResult {
+    const ARCH_SET_GS: i32 = 0x1001;
+    const ARCH_SET_FS: i32 = 0x1002;
+    const ARCH_GET_FS: i32 = 0x1003;
+    const ARCH_GET_GS: i32 = 0x1004;
+    let addr = a.addr(1);
+    let canonical = addr < t.mm.layout().max_user_addr;
+    match a.int(0) {
+        ARCH_SET_FS if canonical => t.cpu.regs.fs_base = addr,
+        ARCH_SET_GS if canonical => t.cpu.regs.gs_base = addr,
+        ARCH_SET_FS | ARCH_SET_GS => return Err(Errno::EPERM),
+        ARCH_GET_FS => {
+            let v = t.cpu.regs.fs_base;
+            t.mm.copy_out(addr, &v.to_le_bytes())?
+        }
+        ARCH_GET_GS => {
+            let v = t.cpu.regs.gs_base;
+            t.mm.copy_out(addr, &v.to_le_bytes())?
+        }
+        _ => return Err(Errno::EINVAL),
+    }
+    Ok(0)
+}
+
+fn limit_bytes(l: Limit) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&l.cur.to_le_bytes());
+    b[8..].copy_from_slice(&l.max.to_le_bytes());
+    b
+}
+
+fn read_limit(t: &Task, addr: u64) -> Result<Limit, Errno> {
+    let mut b = [0u8; 16];
+    t.mm.copy_in(addr, &mut b)?;
+    let (cur, max) = b.split_at(8);
+    let word = |s: &[u8]| s.try_into().map(u64::from_le_bytes).map_err(|_| Errno::EFAULT);
+    Ok(Limit { cur: word(cur)?, max: word(max)? })
+}
+
+pub fn prlimit64(t: &mut Task, a: &Args) -> SysResult {
+    let pid = a.int(0);
+    if pid != 0 && pid != t.tgid() {
+        return Err(Errno::ESRCH);
+    }
+    let resource = a.uint(1);
+    let old = t.limits.get(resource)?;
+    if a.addr(2) != 0 {
+        let new = read_limit(t, a.addr(2))?;
+        t.limits.set(resource, new)?;
+    }
+    if a.addr(3) != 0 {
+        t.mm.copy_out(a.addr(3), &limit_bytes(old))?;
+    }
+    Ok(0)
+}
+
+pub fn getrlimit(t: &mut Task, a: &Args) -> SysResult {
+    let l = t.limits.get(a.uint(0))?;
+    t.mm.copy_out(a.addr(1), &limit_bytes(l))?;
+    Ok(0)
+}
+
+pub fn setrlimit(t: &mut Task, a: &Args) -> SysResult {
+    let new = read_limit(t, a.addr(1))?;
+    t.limits.set(a.uint(0), new)?;
+    Ok(0)
+}
+
+pub fn umask(t: &mut Task, a: &Args) -> SysResult {
+    let old = t.umask;
+    t.umask = a.uint(0) & 0o777;
+    Ok(old as u64)
+}
+
+pub fn sched_yield(_: &mut Task, _: &Args) -> SysResult {
+    Ok(0)
+}
+
+/// A single task may only wait for children it does not have.
+pub fn wait4(_: &mut Task, _: &Args) -> SysResult {
+    Err(Errno::ECHILD)
+}

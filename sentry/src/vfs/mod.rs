@@ -1,0 +1,37 @@
+//! The virtual file system (gVisor's pkg/sentry/vfs and fsimpl, simplified).
+//!
+//! A [`Vfs`] is a mount namespace: a tree of [`Dentry`]s, each naming an
+//! [`Inode`] of some file system. The Sentry resolves every path itself
+//! (`..`, symlinks, mount crossings): file systems only look up single names.
+//! An open file is an [`OpenFile`] (gVisor's FileDescription) over the
+//! inode's [`FileOps`].
+//!
+//! File systems: `tmpfs` (memory), `gofer_fs` (the host's root, read-only,
+//! through the gofer), `overlay` (the writable root of `cryo do`: tmpfs over
+//! gofer_fs), `devfs`, `procfs`, plus pipes and donated host stdio fds.
+
+pub mod abi;
+pub mod dentry;
+pub mod devfs;
+pub mod file;
+pub mod gofer_fs;
+pub mod host;
+pub mod inode;
+pub mod overlay;
+pub mod pipe;
+pub mod procfs;
+pub mod resolve;
+pub mod state;
+pub mod stat;
+pub mod tmpfs;
+#[allow(clippy::module_inception)]
+pub mod vfs;
+
+#[cfg(test)]
+mod testing;
+
+pub use dentry::{Dentry, Mount};
+pub use file::{FileKind, FileOps, Interrupt, IoCtx, OpenFile, SeekMode};
+pub use inode::{DirEntry, Inode};
+pub use stat::{Clock, HostClock, Stat, Timespec};
+pub use vfs::Vfs;

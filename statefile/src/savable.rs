@@ -1,0 +1,487 @@
+//! `Savable`: how kernel objects save and load themselves, with a stable type
+//! name and a version, and how older versions are migrated.
+//!
+//! An object's record is framed (u64 LE length, then its bytes) so that a
+//! loader that reads too little or too much is caught at the object that did
+//! it. Fields are encoded with bincode 2 (standard config: little-endian,
+//! variable-length integers) through serde; that encoding is part of the
+//! format and must never change for a given type version.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Result, StatefileError};
+use crate::wire::{Get, Put};
+
+/// Longest type name accepted in a type table.
+pub const MAX_TYPE_NAME: usize = 255;
+/// Most types a table may hold.
+pub const MAX_TYPES: u32 = 65536;
+/// Nesting depth of `Decoder::get` beyond which a file is refused (a hostile
+/// file must not overflow the stack through a recursive type).
+pub const MAX_DEPTH: u32 = 128;
+/// Largest single serde value (bincode's own allocation limit).
+const BINCODE_LIMIT: usize = 1 << 30;
+const BLOB_MAGIC: [u8; 8] = *b"CRYOOBJ1";
+
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<BINCODE_LIMIT>,
+> {
+    bincode::config::standard().with_limit::<BINCODE_LIMIT>()
+}
+
+/// A kernel object that can be written to and read back from a statefile.
+///
+/// `load` receives the version the object was *saved* at (from the file's
+/// type table), which is at most `VERSION`; it decodes that version's layout
+/// and migrates it forward in code.
+pub trait Savable: Sized {
+    /// Stable name; never change it once files carry it.
+    const TYPE_NAME: &'static str;
+    /// Current version; bump it whenever the saved layout changes.
+    const VERSION: u32;
+    /// Oldest saved version `load` can still migrate from.
+    const MIN_VERSION: u32 = 1;
+
+    fn save(&self, enc: &mut Encoder) -> Result<()>;
+    fn load(dec: &mut Decoder<'_>, version: u32) -> Result<Self>;
+}
+
+/// Implements `Savable` for a serde type that has a single version (no
+/// migrations): `save` serializes the struct, `load` deserializes it.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Uts { hostname: String }
+/// statefile::savable_serde!(Uts, "kernel.Uts", 1);
+/// ```
+#[macro_export]
+macro_rules! savable_serde {
+    ($t:ty, $name:expr, $version:expr) => {
+        impl $crate::Savable for $t {
+            const TYPE_NAME: &'static str = $name;
+            const VERSION: u32 = $version;
+            const MIN_VERSION: u32 = $version;
+            fn save(&self, enc: &mut $crate::Encoder) -> $crate::Result<()> {
+                enc.serde(self)
+            }
+            fn load(dec: &mut $crate::Decoder<'_>, _version: u32) -> $crate::Result<Self> {
+                dec.serde()
+            }
+        }
+    };
+}
+
+/// The type name -> version table a file was written with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeTable {
+    map: BTreeMap<String, u32>,
+}
+
+impl TypeTable {
+    pub fn new() -> TypeTable {
+        TypeTable::default()
+    }
+
+    /// Records `name` at `version`; the same name at two versions is an error.
+    pub fn register(&mut self, name: &str, version: u32) -> Result<()> {
+        if name.is_empty() || name.len() > MAX_TYPE_NAME || version == 0 {
+            return Err(StatefileError::invalid(format!(
+                "type name {name:?} / version {version} not allowed"
+            )));
+        }
+        match self.map.get(name) {
+            Some(&v) if v != version => Err(StatefileError::TypeConflict {
+                type_name: name.to_string(),
+                first: v,
+                second: version,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                if self.map.len() >= MAX_TYPES as usize {
+                    return Err(StatefileError::invalid("too many types"));
+                }
+                self.map.insert(name.to_string(), version);
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds every entry of `other`.
+    pub fn merge(&mut self, other: &TypeTable) -> Result<()> {
+        for (n, &v) in &other.map {
+            self.register(n, v)?;
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.map.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.map.iter().map(|(k, &v)| (k.as_str(), v))
+    }
+
+    /// u32 count, then per type: u32 name length, name, u32 version.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut p = Put::default();
+        p.u32(self.map.len() as u32);
+        for (n, &v) in &self.map {
+            p.str(n);
+            p.u32(v);
+        }
+        p.0
+    }
+
+    pub fn decode(data: &[u8]) -> Result<TypeTable> {
+        let bad = |reason: String| StatefileError::CorruptSection {
+            section: "type-table".into(),
+            reason,
+        };
+        let mut g = Get::new(data);
+        let count = g.u32("type count").map_err(|e| bad(e.0))?;
+        if count > MAX_TYPES {
+            return Err(StatefileError::LimitExceeded {
+                what: "type count",
+                value: count as u64,
+                limit: MAX_TYPES as u64,
+            });
+        }
+        let mut t = TypeTable::new();
+        for _ in 0..count {
+            let name = g.str("type name", MAX_TYPE_NAME).map_err(|e| bad(e.0))?;
+            let version = g.u32("type version").map_err(|e| bad(e.0))?;
+            if t.map.contains_key(&name) || version == 0 || name.is_empty() {
+                return Err(bad(format!("bad or repeated entry {name:?} v{version}")));
+            }
+            t.map.insert(name, version);
+        }
+        if g.remaining() != 0 {
+            return Err(bad(format!("{} trailing bytes", g.remaining())));
+        }
+        Ok(t)
+    }
+}
+
+/// Encodes objects into a byte buffer and records the type of each.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    buf: Vec<u8>,
+    types: TypeTable,
+}
+
+impl Encoder {
+    pub fn new() -> Encoder {
+        Encoder::default()
+    }
+
+    /// Saves a `Savable` object (framed, its type recorded).
+    pub fn put<T: Savable>(&mut self, v: &T) -> Result<()> {
+        self.types.register(T::TYPE_NAME, T::VERSION)?;
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0u8; 8]);
+        v.save(self)?;
+        let len = (self.buf.len() - start - 8) as u64;
+        self.buf[start..start + 8].copy_from_slice(&len.to_le_bytes());
+        Ok(())
+    }
+
+    /// Encodes plain fields (any serde value) with bincode.
+    pub fn serde<V: Serialize + ?Sized>(&mut self, v: &V) -> Result<()> {
+        bincode::serde::encode_into_std_write(v, &mut self.buf, config()).map_err(|e| {
+            StatefileError::Encode {
+                context: std::any::type_name::<V>().into(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(())
+    }
+
+    pub fn types(&self) -> &TypeTable {
+        &self.types
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn into_parts(self) -> (Vec<u8>, TypeTable) {
+        (self.buf, self.types)
+    }
+}
+
+/// Decodes objects from bytes, using the type table the bytes were written
+/// with. Every read is bounded by the current object's record.
+pub struct Decoder<'a> {
+    data: &'a [u8],
+    pos: usize,
+    end: usize,
+    depth: u32,
+    types: &'a TypeTable,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(data: &'a [u8], types: &'a TypeTable) -> Decoder<'a> {
+        Decoder {
+            data,
+            pos: 0,
+            end: data.len(),
+            depth: 0,
+            types,
+        }
+    }
+
+    /// The version `T` was saved at, checked against what this code loads.
+    pub fn saved_version<T: Savable>(&self) -> Result<u32> {
+        let found = self
+            .types
+            .get(T::TYPE_NAME)
+            .ok_or_else(|| StatefileError::UnknownType {
+                type_name: T::TYPE_NAME.into(),
+            })?;
+        if found > T::VERSION {
+            return Err(StatefileError::FutureTypeVersion {
+                type_name: T::TYPE_NAME.into(),
+                found,
+                supported: T::VERSION,
+            });
+        }
+        if found < T::MIN_VERSION {
+            return Err(StatefileError::TypeVersionTooOld {
+                type_name: T::TYPE_NAME.into(),
+                found,
+                oldest: T::MIN_VERSION,
+            });
+        }
+        Ok(found)
+    }
+
+    /// Loads one `Savable` object, running its migrations if it was saved at
+    /// an older version.
+    pub fn get<T: Savable>(&mut self) -> Result<T> {
+        let version = self.saved_version::<T>()?;
+        if self.depth >= MAX_DEPTH {
+            return Err(StatefileError::LimitExceeded {
+                what: "object nesting depth",
+                value: self.depth as u64 + 1,
+                limit: MAX_DEPTH as u64,
+            });
+        }
+        let short = |what: String| StatefileError::Decode {
+            context: T::TYPE_NAME.into(),
+            reason: what,
+        };
+        if self.end - self.pos < 8 {
+            return Err(short("record length cut short".into()));
+        }
+        let mut lb = [0u8; 8];
+        lb.copy_from_slice(&self.data[self.pos..self.pos + 8]);
+        let len = u64::from_le_bytes(lb);
+        let avail = (self.end - self.pos - 8) as u64;
+        if len > avail {
+            return Err(short(format!("record of {len} bytes, only {avail} left")));
+        }
+        self.pos += 8;
+        let outer_end = self.end;
+        self.end = self.pos + len as usize;
+        self.depth += 1;
+        let result = T::load(self, version);
+        self.depth -= 1;
+        let inner_end = self.end;
+        self.end = outer_end;
+        let v = result?;
+        if self.pos != inner_end {
+            return Err(StatefileError::TrailingBytes {
+                type_name: T::TYPE_NAME.into(),
+                remaining: (inner_end - self.pos) as u64,
+            });
+        }
+        Ok(v)
+    }
+
+    /// Decodes plain fields (any serde value) with bincode, bounded by the
+    /// current record.
+    pub fn serde<V: DeserializeOwned>(&mut self) -> Result<V> {
+        let (v, used) = bincode::serde::decode_from_slice(&self.data[self.pos..self.end], config())
+            .map_err(|e| StatefileError::Decode {
+                context: std::any::type_name::<V>().into(),
+                reason: e.to_string(),
+            })?;
+        self.pos += used;
+        Ok(v)
+    }
+
+    /// Bytes left in the current record.
+    pub fn remaining(&self) -> usize {
+        self.end - self.pos
+    }
+
+    /// Checks that everything was consumed.
+    pub fn finish(self) -> Result<()> {
+        if self.pos != self.data.len() {
+            return Err(StatefileError::TrailingBytes {
+                type_name: "<top level>".into(),
+                remaining: (self.data.len() - self.pos) as u64,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Encodes one object as a standalone blob: magic "CRYOOBJ1", u32 type-table
+/// length, type table, then the object's framed record.
+pub fn to_bytes<T: Savable>(v: &T) -> Result<Vec<u8>> {
+    let mut enc = Encoder::new();
+    enc.put(v)?;
+    let (body, types) = enc.into_parts();
+    let table = types.encode();
+    let mut out = Vec::with_capacity(12 + table.len() + body.len());
+    out.extend_from_slice(&BLOB_MAGIC);
+    out.extend_from_slice(&(table.len() as u32).to_le_bytes());
+    out.extend_from_slice(&table);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Splits a standalone blob into its type table and object bytes.
+pub fn split_blob(data: &[u8]) -> Result<(TypeTable, &[u8])> {
+    let mut g = Get::new(data);
+    let bad = |reason: String| StatefileError::Decode {
+        context: "object blob".into(),
+        reason,
+    };
+    let magic = g.take(8, "magic").map_err(|e| bad(e.0))?;
+    if magic != BLOB_MAGIC {
+        return Err(StatefileError::BadMagic {
+            found: magic.to_vec(),
+        });
+    }
+    let tlen = g.u32("type table length").map_err(|e| bad(e.0))? as usize;
+    let table = TypeTable::decode(g.take(tlen, "type table").map_err(|e| bad(e.0))?)?;
+    let rest = g.remaining();
+    let body = g.take(rest, "object").map_err(|e| bad(e.0))?;
+    Ok((table, body))
+}
+
+/// Decodes a blob written by `to_bytes`, migrating it if it is older.
+pub fn from_bytes<T: Savable>(data: &[u8]) -> Result<T> {
+    let (table, body) = split_blob(data)?;
+    let mut dec = Decoder::new(body, &table);
+    let v = dec.get::<T>()?;
+    dec.finish()?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Leaf {
+        a: u32,
+        s: String,
+    }
+    crate::savable_serde!(Leaf, "test.Leaf", 1);
+
+    #[derive(Debug, PartialEq)]
+    struct Tree {
+        leaves: Vec<Leaf>,
+    }
+    impl Savable for Tree {
+        const TYPE_NAME: &'static str = "test.Tree";
+        const VERSION: u32 = 2;
+        fn save(&self, enc: &mut Encoder) -> Result<()> {
+            enc.serde(&(self.leaves.len() as u64))?;
+            for l in &self.leaves {
+                enc.put(l)?;
+            }
+            Ok(())
+        }
+        fn load(dec: &mut Decoder<'_>, _v: u32) -> Result<Self> {
+            let n: u64 = dec.serde()?;
+            let mut leaves = Vec::new();
+            for _ in 0..n {
+                leaves.push(dec.get()?);
+            }
+            Ok(Tree { leaves })
+        }
+    }
+
+    #[test]
+    fn nested_round_trip_and_table() {
+        let t = Tree {
+            leaves: vec![
+                Leaf { a: 1, s: "x".into() },
+                Leaf { a: 2, s: "y".into() },
+            ],
+        };
+        let bytes = to_bytes(&t).unwrap();
+        assert_eq!(from_bytes::<Tree>(&bytes).unwrap(), t);
+        let (table, _) = split_blob(&bytes).unwrap();
+        assert_eq!(table.get("test.Tree"), Some(2));
+        assert_eq!(table.get("test.Leaf"), Some(1));
+    }
+
+    #[test]
+    fn hostile_count_is_bounded() {
+        // Claims 2^60 leaves; must fail on missing data, not allocate.
+        let mut enc = Encoder::new();
+        enc.types.register("test.Tree", 2).unwrap();
+        enc.types.register("test.Leaf", 1).unwrap();
+        let mut rec = Encoder::new();
+        rec.serde(&(1u64 << 60)).unwrap();
+        let mut body = (rec.buf.len() as u64).to_le_bytes().to_vec();
+        body.extend_from_slice(&rec.buf);
+        let mut dec = Decoder::new(&body, &enc.types);
+        assert!(matches!(dec.get::<Tree>(), Err(StatefileError::Decode { .. })));
+    }
+
+    #[test]
+    fn future_version_names_both() {
+        let mut table = TypeTable::new();
+        table.register("test.Tree", 9).unwrap();
+        let mut dec = Decoder::new(&[], &table);
+        match dec.get::<Tree>() {
+            Err(StatefileError::FutureTypeVersion {
+                type_name,
+                found,
+                supported,
+            }) => {
+                assert_eq!((type_name.as_str(), found, supported), ("test.Tree", 9, 2));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn conflicting_versions_refused() {
+        let mut t = TypeTable::new();
+        t.register("a", 1).unwrap();
+        assert!(matches!(
+            t.register("a", 2),
+            Err(StatefileError::TypeConflict { .. })
+        ));
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what cryo's build, demo and tests need on a fresh Debian machine
+# that has the Rust toolchain. Idempotent; needs root for apt-get.
+set -euo pipefail
+need=()
+command -v gcc >/dev/null || need+=(gcc)
+command -v musl-gcc >/dev/null || need+=(musl-tools)
+command -v zstd >/dev/null || need+=(zstd)
+command -v python3 >/dev/null || need+=(python3)
+command -v busybox >/dev/null || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: need root to install: ${need[*]}" >&2
+    exit 1
+  fi
+  echo "deps: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,249 @@
+//! Our own static C guests (tests/guests/*.c), one test each: run natively
+//! and under cryo, and compare exit status, stdout and stderr.
+
+use cryo_tests::{assert_same, guest, Invocation, Libc, Output};
+
+/// How a guest is run: arguments, extra environment, stdin and the exit
+/// status it must have natively (a guest that fails natively is a bug in
+/// the guest, reported as such before cryo is even tried).
+struct Spec {
+    name: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    stdin: &'static [u8],
+    exit: i32,
+}
+
+const fn spec(name: &'static str) -> Spec {
+    Spec {
+        name,
+        args: &[],
+        env: &[],
+        stdin: b"",
+        exit: 0,
+    }
+}
+
+const SPECS: &[Spec] = &[
+    spec("hello"),
+    Spec {
+        stdin: b"stdin for the rw guest\n",
+        ..spec("rw")
+    },
+    spec("stat"),
+    spec("getdents"),
+    spec("links"),
+    spec("fcntl"),
+    spec("ioctl"),
+    spec("dup"),
+    spec("pipe"),
+    spec("cwd"),
+    spec("mmap"),
+    spec("mprotect"),
+    spec("mremap"),
+    spec("brk"),
+    spec("madvise"),
+    spec("stack"),
+    spec("tls"),
+    spec("rlimit"),
+    spec("random"),
+    spec("uname"),
+    spec("ids"),
+    spec("clock"),
+    spec("sysinfo"),
+    Spec {
+        exit: 3,
+        ..spec("exit_group")
+    },
+    Spec {
+        exit: 7,
+        ..spec("exit_thread")
+    },
+    Spec {
+        exit: 3,
+        ..spec("atexit")
+    },
+    spec("bigwrite"),
+    Spec {
+        args: &["alpha", "beta gamma", ""],
+        env: &[("CRYO_GUEST_VAR", "value with spaces=and equals")],
+        ..spec("auxv")
+    },
+    spec("copyfile"),
+    Spec {
+        exit: 3,
+        ..spec("errno")
+    },
+    spec("enosys"),
+    spec("tmp_roundtrip"),
+    // 8 MiB, 5 lines: the checkpoint workload, run to completion.
+    Spec {
+        args: &["8", "/etc/passwd", "5"],
+        ..spec("ckpt_counter")
+    },
+];
+
+/// Guests also built with musl-gcc (the others use glibc-only headers such
+/// as `struct statx` or `<asm/prctl.h>`). Keep in step with `musl_tests!`.
+const MUSL_GUESTS: &[&str] = &[
+    "hello", "rw", "getdents", "mmap", "clock", "auxv", "copyfile", "errno",
+];
+
+fn invocation(name: &str, libc: Libc) -> Option<Invocation> {
+    let spec = SPECS
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no spec for guest {name}"));
+    let bin = guest(name, libc)?;
+    let mut inv = Invocation::new(bin).args(spec.args).stdin(spec.stdin);
+    for (k, v) in spec.env {
+        inv = inv.env(k, v);
+    }
+    Some(inv)
+}
+
+fn expected_exit(name: &str) -> i32 {
+    SPECS
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.exit)
+        .expect("spec exists")
+}
+
+fn check_native(name: &str, out: &Output) {
+    assert_eq!(
+        out.code,
+        expected_exit(name),
+        "guest {name} misbehaves natively (a guest bug, not a cryo bug)\nstdout:\n{}\nstderr:\n{}",
+        out.stdout_str(),
+        out.stderr_str()
+    );
+}
+
+/// Runs guest `name` natively and under cryo and compares the two.
+fn run(name: &str, libc: Libc) {
+    let Some(inv) = invocation(name, libc) else {
+        println!("SKIP: musl-gcc not installed");
+        return;
+    };
+    let native = inv.native();
+    check_native(name, &native);
+    let cryo = inv.cryo();
+    assert_same(&native, &cryo);
+}
+
+macro_rules! guest_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                run(stringify!($name), Libc::Glibc);
+            }
+        )*
+    };
+}
+
+guest_tests!(
+    hello,
+    rw,
+    stat,
+    getdents,
+    links,
+    fcntl,
+    ioctl,
+    dup,
+    pipe,
+    cwd,
+    mmap,
+    mprotect,
+    mremap,
+    brk,
+    madvise,
+    stack,
+    tls,
+    rlimit,
+    random,
+    uname,
+    ids,
+    clock,
+    sysinfo,
+    exit_group,
+    exit_thread,
+    atexit,
+    bigwrite,
+    auxv,
+    copyfile,
+    errno,
+    enosys,
+    tmp_roundtrip,
+    ckpt_counter,
+);
+
+/// The same guests built with musl: a different libc startup, different
+/// syscall choices (e.g. no vDSO use for clocks in some paths, different
+/// stdio buffering and mmap-based malloc).
+macro_rules! musl_tests {
+    ($($test:ident => $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            #[cfg_attr(no_musl_gcc, ignore = "musl-gcc not installed (apt-get install musl-tools)")]
+            fn $test() {
+                run(stringify!($name), Libc::Musl);
+            }
+        )*
+    };
+}
+
+musl_tests!(
+    musl_hello => hello,
+    musl_rw => rw,
+    musl_getdents => getdents,
+    musl_mmap => mmap,
+    musl_clock => clock,
+    musl_auxv => auxv,
+    musl_copyfile => copyfile,
+    musl_errno => errno,
+);
+
+/// Native-only sanity check of the guests themselves (needs no cryo): every
+/// guest builds, exits as its spec says, and prints the same thing on two
+/// native runs — output that varied between runs would make the cryo
+/// comparison flaky.
+#[test]
+fn guests_are_deterministic_natively() {
+    let mut problems = Vec::new();
+    let glibc = SPECS.iter().map(|s| (s, Libc::Glibc));
+    let musl = SPECS
+        .iter()
+        .filter(|s| MUSL_GUESTS.contains(&s.name))
+        .map(|s| (s, Libc::Musl));
+    for (spec, libc) in glibc.chain(musl) {
+        {
+            let Some(inv) = invocation(spec.name, libc) else {
+                continue;
+            };
+            let first = inv.native();
+            let second = inv.native();
+            if first.code != spec.exit {
+                problems.push(format!(
+                    "{} ({libc:?}): exit {} (want {})\n{}",
+                    spec.name,
+                    first.code,
+                    spec.exit,
+                    first.stdout_str()
+                ));
+            }
+            if first.stdout != second.stdout
+                || first.stderr != second.stderr
+                || first.code != second.code
+            {
+                problems.push(format!(
+                    "{} ({libc:?}): two native runs differ:\n{}",
+                    spec.name,
+                    cryo_tests::diff(&first.stdout, &second.stdout)
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
