@@ -17,7 +17,7 @@
 //! moves out of the root after the Sentry walked to it stays reachable
 //! through its handle. Nothing the sandbox asks for can move it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, OwnedFd};
@@ -39,6 +39,12 @@ use crate::wire::{self, Received};
 
 /// The most handles one connection may hold at once.
 const MAX_HANDLES: usize = 1 << 18;
+
+/// The most directory snapshots kept for paged `ReadDir`s at once. Past
+/// this the oldest is dropped, and its next page is read from a fresh
+/// snapshot: a listing that changed meanwhile may then repeat or miss
+/// entries, as a host `getdents` over a changing directory may.
+const MAX_LISTINGS: usize = 64;
 
 /// Serves the Sentry on `sock` (a `SOCK_SEQPACKET` socket) until it closes
 /// the connection, confining every file operation to `root`.
@@ -125,6 +131,8 @@ struct Session {
     read_only: bool,
     nodes: HashMap<u64, Node>,
     next_id: u64,
+    /// Handles holding a listing, oldest first.
+    listings: VecDeque<u64>,
 }
 
 type Reply = (Response, Option<OwnedFd>);
@@ -136,6 +144,7 @@ impl Session {
             read_only,
             nodes: HashMap::new(),
             next_id: 1,
+            listings: VecDeque::new(),
         })
     }
 
@@ -337,6 +346,17 @@ impl Session {
         } else {
             None
         };
+        if fresh.is_some() {
+            self.listings.retain(|id| *id != h.0);
+            while self.listings.len() >= MAX_LISTINGS {
+                if let Some(old) = self.listings.pop_front() {
+                    if let Some(n) = self.nodes.get_mut(&old) {
+                        n.listing = None;
+                    }
+                }
+            }
+            self.listings.push_back(h.0);
+        }
         let node = self.nodes.get_mut(&h.0).ok_or(Errno::EBADF)?;
         if let Some(l) = fresh {
             node.listing = Some(l);
@@ -362,8 +382,60 @@ impl Session {
             Some(end as u64)
         } else {
             node.listing = None;
+            self.listings.retain(|id| *id != h.0);
             None
         };
         Ok(Response::DirEntries { entries, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_root(path: &Path) -> OwnedFd {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(path)
+            .unwrap()
+            .into()
+    }
+
+    /// Pages through a listing with requests to the session.
+    fn page(s: &mut Session, h: Handle, offset: u64) -> (Vec<DirEntry>, Option<u64>) {
+        match s.read_dir(h, offset).unwrap() {
+            Response::DirEntries { entries, next } => (entries, next),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn many_interleaved_listings_stay_complete() {
+        let t = tempfile::tempdir().unwrap();
+        for i in 0..1500 {
+            std::fs::write(t.path().join(format!("{i:04}-{}", "y".repeat(90))), b"").unwrap();
+        }
+        let mut s = Session::new(open_root(t.path()), true).unwrap();
+        let handles: Vec<Handle> = (0..MAX_LISTINGS + 6)
+            .map(|_| match s.attach(PROTOCOL_VERSION).unwrap() {
+                Response::Attached { root } => root,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Start every listing, then finish them all: the oldest snapshots
+        // were dropped on the way and are read again.
+        let mut got: Vec<(Vec<DirEntry>, Option<u64>)> =
+            handles.iter().map(|h| page(&mut s, *h, 0)).collect();
+        for (h, (entries, next)) in handles.iter().zip(got.iter_mut()) {
+            while let Some(off) = *next {
+                let (more, n) = page(&mut s, *h, off);
+                entries.extend(more);
+                *next = n;
+            }
+            assert_eq!(entries.len(), 1500);
+        }
+        assert!(s.listings.is_empty());
+        assert!(s.nodes.values().all(|n| n.listing.is_none()));
     }
 }

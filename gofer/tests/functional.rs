@@ -250,7 +250,7 @@ fn readdir_pages_large_directories() {
         want.push(name.into_bytes());
     }
     // A name that is not UTF-8.
-    let odd = std::ffi::OsStr::from_encoded_bytes_unchecked_safe(b"\xff\xfeodd");
+    let odd = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff\xfeodd");
     fs::write(t.path().join(odd), b"").unwrap();
     want.push(b"\xff\xfeodd".to_vec());
     let g = serve(t.path(), true);
@@ -269,17 +269,6 @@ fn readdir_pages_large_directories() {
     let w = g.walk(&root, &[&b"\xff\xfeodd"[..]]).unwrap();
     assert_eq!(w.status, WalkStatus::Complete);
     g.finish();
-}
-
-/// `OsStr::from_encoded_bytes_unchecked` is unsafe; on Unix `OsStrExt` gives
-/// the same without it.
-trait FromBytes {
-    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr;
-}
-impl FromBytes for std::ffi::OsStr {
-    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr {
-        std::os::unix::ffi::OsStrExt::from_bytes(b)
-    }
 }
 
 #[test]

@@ -213,3 +213,30 @@ fn savable_through_writer_records_types() {
         Clock { offset_ns: -5 }
     );
 }
+
+/// Small valid files as fuzzing seeds: `cargo test -p statefile --test
+/// roundtrip -- --ignored write_fuzz_seeds` writes them to fuzz/corpus/reader.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/reader");
+    std::fs::create_dir_all(&dir).unwrap();
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Leaf {
+        name: String,
+        data: Vec<u64>,
+    }
+    statefile::savable_serde!(Leaf, "fuzz.Leaf", 1);
+    let leaf = Leaf { name: "x".into(), data: vec![1, 2, 3] };
+    std::fs::write(dir.join("seed-blob"), statefile::to_bytes(&leaf).unwrap()).unwrap();
+    for (i, compression) in [Compression::None, Compression::Zstd(1)].into_iter().enumerate() {
+        let mut w = Writer::new(Vec::new(), header()).unwrap();
+        w.save(SectionKind::Kernel, "", &leaf).unwrap();
+        let mut img = vec![0u8; 3 * 4096];
+        img[4096..8192].fill(0x41);
+        img[9000] = 7;
+        w.write_memory("m", &img, &MemoryOptions { compression, chunk_pages: 64 }).unwrap();
+        w.write_section(SectionKind::Other(0x200), "s", compression, b"abcabcabc").unwrap();
+        std::fs::write(dir.join(format!("seed-file-{i}")), w.finish().unwrap()).unwrap();
+    }
+}

@@ -79,8 +79,8 @@ fn foreign_elf(class64: bool, machine: u16) -> tempfile::NamedTempFile {
     elf.extend_from_slice(&1u32.to_le_bytes()); // p_type
     if class64 {
         elf.extend_from_slice(&5u32.to_le_bytes()); // p_flags
-        for v in [0, 0x40_0000, 0x40_0000, total, total, 0x1000] {
-            elf.extend_from_slice(&(v as u64).to_le_bytes());
+        for v in [0u64, 0x40_0000, 0x40_0000, total, total, 0x1000] {
+            elf.extend_from_slice(&v.to_le_bytes());
         }
     } else {
         for v in [

@@ -120,9 +120,6 @@ impl MemoryManager {
                 }
             }
             backing.insert(s.mf_offset, mf_end);
-            if !(s.prot.read || !s.prot.write) && false {
-                return Err(bad("unreachable"));
-            }
             if (s.prot.read && !s.max_prot.read) || (s.prot.write && !s.max_prot.write) || (s.prot.exec && !s.max_prot.exec) {
                 return Err(bad("protection exceeds its maximum"));
             }

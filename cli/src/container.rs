@@ -1,0 +1,154 @@
+//! The container registry under `--root`: one directory per sandbox holding
+//! its state (`state.json`) and its control socket, so other `cryo`
+//! commands can find a running sandbox by id.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+/// What `cryo` records about a sandbox.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    /// The host pid of the sandbox (Sentry) process.
+    pub pid: i32,
+    pub status: String,
+    pub argv: Vec<String>,
+    /// Seconds since the epoch when the sandbox was created.
+    pub created: u64,
+}
+
+/// A container's directory, held while the sandbox runs; removed on drop.
+pub struct ContainerDir {
+    dir: PathBuf,
+}
+
+/// Ids are file names under --root: keep them short and plain so no id can
+/// reach outside it.
+pub fn validate_id(id: &str) -> anyhow::Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        bail!("invalid container id {id:?}: use 1-128 characters [A-Za-z0-9_.-], starting with a letter or digit");
+    }
+    Ok(())
+}
+
+/// A fresh id: time and pid make it unique on this host.
+pub fn generate_id() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("cryo-{:x}{:05x}", now.as_secs(), std::process::id() & 0xfffff)
+}
+
+fn pid_alive(pid: i32) -> bool {
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+pub fn container_dir(root: &Path, id: &str) -> PathBuf {
+    root.join(id)
+}
+
+pub fn control_socket(root: &Path, id: &str) -> PathBuf {
+    container_dir(root, id).join("control.sock")
+}
+
+/// Reads a container's state; an unknown id is an error naming it.
+pub fn load(root: &Path, id: &str) -> anyhow::Result<ContainerState> {
+    validate_id(id)?;
+    let path = container_dir(root, id).join("state.json");
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("no sandbox with id {id:?} under {}", root.display()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let state: ContainerState =
+        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+    if !pid_alive(state.pid) {
+        bail!("sandbox {id:?} is not running (its process {} is gone)", state.pid);
+    }
+    Ok(state)
+}
+
+impl ContainerDir {
+    /// Claims `id` under `root`. Two sandboxes cannot share an id; the
+    /// directory of one whose process died is reclaimed.
+    pub fn create(root: &Path, id: &str, argv: &[String]) -> anyhow::Result<ContainerDir> {
+        validate_id(id)?;
+        fs::create_dir_all(root).with_context(|| format!("creating --root {}", root.display()))?;
+        let dir = container_dir(root, id);
+        if let Err(e) = fs::create_dir(&dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(e).with_context(|| format!("creating {}", dir.display()));
+            }
+            let stale = fs::read_to_string(dir.join("state.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<ContainerState>(&t).ok())
+                .is_none_or(|s| !pid_alive(s.pid));
+            if !stale {
+                bail!("a sandbox with id {id:?} already exists");
+            }
+            fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
+            fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let state = ContainerState {
+            id: id.to_string(),
+            pid: std::process::id() as i32,
+            status: "running".into(),
+            argv: argv.to_vec(),
+            created,
+        };
+        let cd = ContainerDir { dir };
+        cd.write_state(&state)?;
+        Ok(cd)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn write_state(&self, state: &ContainerState) -> anyhow::Result<()> {
+        let tmp = self.dir.join("state.json.tmp");
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(serde_json::to_string_pretty(state)?.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, self.dir.join("state.json"))?;
+        Ok(())
+    }
+}
+
+impl Drop for ContainerDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        assert!(validate_id("abc-1.2_3").is_ok());
+        for bad in ["", "../x", "a/b", ".hidden", "-x", &"a".repeat(129)] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn two_sandboxes_cannot_share_an_id() {
+        let root = tempfile::tempdir().unwrap();
+        let a = ContainerDir::create(root.path(), "one", &[]).unwrap();
+        let err = ContainerDir::create(root.path(), "one", &[]).err().unwrap();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(load(root.path(), "one").unwrap().id, "one");
+        drop(a);
+        assert!(load(root.path(), "one").is_err());
+        assert!(ContainerDir::create(root.path(), "one", &[]).is_ok());
+    }
+}

@@ -1,0 +1,1 @@
+//! Loading executables (being written).

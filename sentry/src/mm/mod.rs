@@ -1,0 +1,26 @@
+//! Memory management (gVisor's pkg/sentry/mm and pgalloc).
+//!
+//! * [`MemoryFile`]: the one memfd holding all application memory.
+//! * [`Vma`]: one mapping; [`MemoryManager`]: one address space, with the
+//!   memory syscalls' semantics (`ops.rs`), faults (`fault.rs`), copy-in/out
+//!   (`io.rs`) and checkpoint/restore (`state.rs`).
+
+mod fault;
+pub mod file;
+mod io;
+mod manager;
+pub mod memory_file;
+mod ops;
+mod state;
+pub mod vma;
+
+#[cfg(test)]
+mod tests;
+
+pub use file::MappableFile;
+pub use io::{IoVec, UIO_MAXIOV};
+pub use manager::{usable_range, MemoryManager, DEFAULT_STACK_LIMIT, MMAP_MIN_ADDR, STACK_GUARD_GAP};
+pub use memory_file::{FileRange, MemoryFile, MemoryFileError, MF_PAGE_SIZE};
+pub use ops::MmapFile;
+pub use state::{MmState, RestoreError};
+pub use vma::{FileBacking, FileState, Vma, VmaKind, VmaState};

@@ -1,0 +1,179 @@
+//! Dentries: the VFS's tree of names (gVisor's vfs.Dentry plus the
+//! mount-point bookkeeping of vfs.Mount).
+//!
+//! A dentry holds its children strongly and its parent weakly, so the cache
+//! has no reference cycles: a linked dentry is kept alive by its parent, an
+//! unlinked one only by whoever still uses it (an open file, a cwd).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use super::inode::Inode;
+use super::stat::Stat;
+use crate::errno::Errno;
+
+/// One mounted file system.
+#[derive(Debug)]
+pub struct Mount {
+    /// Sandbox-wide mount id.
+    pub id: u64,
+    /// The file system's type, for /proc/mounts.
+    pub fs_type: &'static str,
+    pub read_only: bool,
+    /// `st_dev` of every file on this mount (the sandbox's, not the host's).
+    pub dev: u64,
+}
+
+pub struct Dentry {
+    name: Mutex<Vec<u8>>,
+    parent: Mutex<Weak<Dentry>>,
+    inode: Arc<dyn Inode>,
+    file_type: u32,
+    mount: Arc<Mount>,
+    children: Mutex<HashMap<Vec<u8>, Arc<Dentry>>>,
+    /// The root of a file system mounted on this dentry.
+    mounted: Mutex<Option<Arc<Dentry>>>,
+    /// For the root of a mount: the dentry it covers.
+    mountpoint: Mutex<Weak<Dentry>>,
+    unlinked: AtomicBool,
+}
+
+/// Locks a mutex, taking the data even if a thread panicked while holding
+/// it: a panic elsewhere must not take the whole file system down.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Dentry {
+    /// The root dentry of a file system on `mount`.
+    pub fn new_root(inode: Arc<dyn Inode>, mount: Arc<Mount>) -> Arc<Dentry> {
+        Self::new(Vec::new(), Weak::new(), inode, mount)
+    }
+
+    fn new(name: Vec<u8>, parent: Weak<Dentry>, inode: Arc<dyn Inode>, mount: Arc<Mount>) -> Arc<Dentry> {
+        let file_type = inode.file_type();
+        Arc::new(Dentry {
+            name: Mutex::new(name),
+            parent: Mutex::new(parent),
+            inode,
+            file_type,
+            mount,
+            children: Mutex::new(HashMap::new()),
+            mounted: Mutex::new(None),
+            mountpoint: Mutex::new(Weak::new()),
+            unlinked: AtomicBool::new(false),
+        })
+    }
+
+    pub fn inode(&self) -> &Arc<dyn Inode> {
+        &self.inode
+    }
+
+    pub fn mount(&self) -> &Arc<Mount> {
+        &self.mount
+    }
+
+    pub fn name(&self) -> Vec<u8> {
+        lock(&self.name).clone()
+    }
+
+    pub fn file_type(&self) -> u32 {
+        self.file_type
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.file_type == libc::S_IFDIR
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.file_type == libc::S_IFLNK
+    }
+
+    pub fn is_unlinked(&self) -> bool {
+        self.unlinked.load(Ordering::Relaxed)
+    }
+
+    /// The parent within this file system (`None` at a file system's root
+    /// or once the parent is gone).
+    pub fn parent(&self) -> Option<Arc<Dentry>> {
+        lock(&self.parent).upgrade()
+    }
+
+    /// The dentry this mount root covers, if this is a mounted root.
+    pub fn mountpoint(&self) -> Option<Arc<Dentry>> {
+        lock(&self.mountpoint).upgrade()
+    }
+
+    /// The root of the file system mounted here, if any.
+    pub fn mounted(&self) -> Option<Arc<Dentry>> {
+        lock(&self.mounted).clone()
+    }
+
+    pub(crate) fn set_mounted(self: &Arc<Self>, root: &Arc<Dentry>) {
+        *lock(&root.mountpoint) = Arc::downgrade(self);
+        *lock(&self.mounted) = Some(root.clone());
+    }
+
+    /// The inode's attributes, with this mount's device number.
+    pub fn stat(&self) -> Result<Stat, Errno> {
+        let mut st = self.inode.stat()?;
+        st.dev = self.mount.dev;
+        Ok(st)
+    }
+
+    /// The cached or looked-up child `name` (a real name, not `.`/`..`).
+    pub fn child(self: &Arc<Self>, name: &[u8]) -> Result<Arc<Dentry>, Errno> {
+        let mut children = lock(&self.children);
+        if let Some(d) = children.get(name) {
+            return Ok(d.clone());
+        }
+        let inode = self.inode.lookup(name)?;
+        let d = Dentry::new(name.to_vec(), Arc::downgrade(self), inode, self.mount.clone());
+        children.insert(name.to_vec(), d.clone());
+        Ok(d)
+    }
+
+    /// Whether a child called `name` exists.
+    pub fn has_child(self: &Arc<Self>, name: &[u8]) -> Result<bool, Errno> {
+        match self.child(name) {
+            Ok(_) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs a mutation of this directory with the child cache locked, so
+    /// that no lookup sees the file system and the cache disagree.
+    pub(crate) fn with_children<R>(&self, f: impl FnOnce(&mut HashMap<Vec<u8>, Arc<Dentry>>) -> R) -> R {
+        f(&mut lock(&self.children))
+    }
+
+    /// A dentry for an inode just created as child `name`.
+    pub(crate) fn new_child(self: &Arc<Self>, name: &[u8], inode: Arc<dyn Inode>) -> Arc<Dentry> {
+        Dentry::new(name.to_vec(), Arc::downgrade(self), inode, self.mount.clone())
+    }
+
+    pub(crate) fn mark_unlinked(&self) {
+        self.unlinked.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_parent(&self, parent: &Arc<Dentry>, name: &[u8]) {
+        *lock(&self.parent) = Arc::downgrade(parent);
+        *lock(&self.name) = name.to_vec();
+    }
+
+    /// Forgets every cached child (used after restoring a file system).
+    pub(crate) fn drop_children(&self) {
+        lock(&self.children).clear();
+    }
+}
+
+impl std::fmt::Debug for Dentry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dentry")
+            .field("name", &String::from_utf8_lossy(&self.name()))
+            .field("mount", &self.mount.fs_type)
+            .finish()
+    }
+}

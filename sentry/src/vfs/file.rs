@@ -1,0 +1,523 @@
+//! Open files (gVisor's vfs.FileDescription): the file's operations, the
+//! shared offset, the status flags and the access mode.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::abi;
+use super::dentry::{lock, Dentry};
+use super::inode::{DirEntry, Inode};
+use super::stat::{dirent_type, Stat};
+use crate::errno::Errno;
+use crate::mm::file::MappableFile;
+
+/// What kind of file an open file is (for fstat-free decisions and for
+/// checkpointing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Regular,
+    Directory,
+    Symlink,
+    PipeRead,
+    PipeWrite,
+    CharDevice,
+    /// A host fd donated by the CLI (the sandbox's stdio).
+    HostFd,
+    /// A file whose contents are generated (procfs).
+    Synthetic,
+}
+
+/// How lseek and the file offset behave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeekMode {
+    /// Reads and writes use and advance the open file's offset.
+    Positional,
+    /// Offsets mean nothing but lseek succeeds and returns 0 (/dev/null).
+    Ignored,
+    /// lseek, pread and pwrite fail with ESPIPE (pipes, ttys).
+    Stream,
+    /// The file keeps its own offset (a donated host fd): `FileOps::seek`.
+    Delegated,
+}
+
+/// Asks blocking operations to give up: set by the kernel to deliver a
+/// signal or to stop every task for a checkpoint. A blocked operation then
+/// returns `EINTR`, which the syscall layer turns into a restart (the
+/// operation made no progress) or a short count.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    pub fn new() -> Interrupt {
+        Interrupt::default()
+    }
+
+    pub fn interrupt(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn clear(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How often a blocked operation looks at its [`Interrupt`].
+pub(crate) const INTERRUPT_POLL: Duration = Duration::from_millis(20);
+
+/// The context of one read or write.
+pub struct IoCtx<'a> {
+    pub interrupt: &'a Interrupt,
+    /// O_NONBLOCK: fail with EAGAIN instead of blocking.
+    pub nonblock: bool,
+}
+
+/// The answer of an ioctl: the syscall's return value and the bytes to copy
+/// out to the argument pointer (empty for none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IoctlReply {
+    pub ret: u64,
+    pub out: Vec<u8>,
+}
+
+/// The per-file-system half of an open file.
+pub trait FileOps: Send + Sync + Any {
+    fn as_any(&self) -> &dyn Any;
+
+    fn kind(&self) -> FileKind;
+
+    fn seek_mode(&self) -> SeekMode {
+        SeekMode::Positional
+    }
+
+    /// Reads at `offset` (`None` for a stream's current position; a
+    /// positional file always gets `Some`).
+    fn read(&self, _io: &IoCtx<'_>, _buf: &mut [u8], _offset: Option<u64>) -> Result<usize, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    fn write(&self, _io: &IoCtx<'_>, _buf: &[u8], _offset: Option<u64>) -> Result<usize, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    /// The size that SEEK_END and O_APPEND use.
+    fn size(&self) -> Result<u64, Errno> {
+        Ok(0)
+    }
+
+    /// lseek for `SeekMode::Delegated` files.
+    fn seek(&self, _offset: i64, _whence: i32) -> Result<u64, Errno> {
+        Err(Errno::ESPIPE)
+    }
+
+    fn ioctl(&self, _cmd: u64, _input: &[u8]) -> Result<IoctlReply, Errno> {
+        Err(Errno::ENOTTY)
+    }
+
+    /// poll(2) events ready now (POLLIN, POLLOUT, POLLHUP, POLLERR).
+    fn readiness(&self) -> i16 {
+        libc::POLLIN | libc::POLLOUT
+    }
+}
+
+/// The ops of an open directory: reads are EISDIR; listing goes through
+/// [`OpenFile::getdents64`].
+pub struct DirOps;
+
+impl FileOps for DirOps {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn kind(&self) -> FileKind {
+        FileKind::Directory
+    }
+    fn read(&self, _io: &IoCtx<'_>, _buf: &mut [u8], _off: Option<u64>) -> Result<usize, Errno> {
+        Err(Errno::EISDIR)
+    }
+    fn write(&self, _io: &IoCtx<'_>, _buf: &[u8], _off: Option<u64>) -> Result<usize, Errno> {
+        Err(Errno::EISDIR)
+    }
+}
+
+/// The ops of an O_PATH file: it names a file and does nothing else.
+pub struct PathOps(pub FileKind);
+
+impl FileOps for PathOps {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn kind(&self) -> FileKind {
+        self.0
+    }
+    fn read(&self, _io: &IoCtx<'_>, _buf: &mut [u8], _off: Option<u64>) -> Result<usize, Errno> {
+        Err(Errno::EBADF)
+    }
+    fn write(&self, _io: &IoCtx<'_>, _buf: &[u8], _off: Option<u64>) -> Result<usize, Errno> {
+        Err(Errno::EBADF)
+    }
+    fn ioctl(&self, _cmd: u64, _input: &[u8]) -> Result<IoctlReply, Errno> {
+        Err(Errno::EBADF)
+    }
+}
+
+/// Status flags F_SETFL may change (Linux's SETFL_MASK).
+const SETFL_MASK: i32 = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
+
+/// Flags an open file keeps from open(2): the rest (O_CREAT, O_TRUNC,
+/// O_CLOEXEC, ...) act at open time only.
+const KEPT_FLAGS: i32 = libc::O_ACCMODE
+    | SETFL_MASK
+    | libc::O_PATH
+    | libc::O_SYNC
+    | libc::O_DSYNC
+    | libc::O_LARGEFILE
+    | libc::O_DIRECTORY
+    | libc::O_NOFOLLOW;
+
+/// An open file description, shared by dup'ed descriptors and by fork.
+pub struct OpenFile {
+    dentry: Option<Arc<Dentry>>,
+    inode: Arc<dyn Inode>,
+    ops: Arc<dyn FileOps>,
+    offset: Mutex<u64>,
+    flags: AtomicI32,
+    /// A directory's listing, taken when reading starts at offset 0 so that
+    /// offsets stay stable across getdents64 calls.
+    listing: Mutex<Vec<(DirEntry, i64)>>,
+}
+
+impl OpenFile {
+    /// A new open file. `flags` are open(2)'s; 64-bit Linux always adds
+    /// O_LARGEFILE, which F_GETFL shows.
+    pub fn new(dentry: Option<Arc<Dentry>>, inode: Arc<dyn Inode>, ops: Arc<dyn FileOps>, flags: i32) -> Arc<OpenFile> {
+        Arc::new(OpenFile {
+            dentry,
+            inode,
+            ops,
+            offset: Mutex::new(0),
+            flags: AtomicI32::new((flags & KEPT_FLAGS) | libc::O_LARGEFILE),
+            listing: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn dentry(&self) -> Option<&Arc<Dentry>> {
+        self.dentry.as_ref()
+    }
+
+    pub fn inode(&self) -> &Arc<dyn Inode> {
+        &self.inode
+    }
+
+    pub fn ops(&self) -> &Arc<dyn FileOps> {
+        &self.ops
+    }
+
+    pub fn kind(&self) -> FileKind {
+        self.ops.kind()
+    }
+
+    /// F_GETFL: the access mode and status flags.
+    pub fn status_flags(&self) -> i32 {
+        self.flags.load(Ordering::Relaxed) & !(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+    }
+
+    /// F_SETFL: only O_APPEND, O_NONBLOCK, O_ASYNC, O_DIRECT and O_NOATIME
+    /// change; the access mode and the rest are kept.
+    pub fn set_status_flags(&self, flags: i32) {
+        let _ = self.flags.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            Some((old & !SETFL_MASK) | (flags & SETFL_MASK))
+        });
+    }
+
+    fn flag(&self, f: i32) -> bool {
+        self.flags.load(Ordering::Relaxed) & f != 0
+    }
+
+    pub fn is_path(&self) -> bool {
+        self.flag(libc::O_PATH)
+    }
+
+    pub fn readable(&self) -> bool {
+        let acc = self.flags.load(Ordering::Relaxed) & libc::O_ACCMODE;
+        !self.is_path() && (acc == libc::O_RDONLY || acc == libc::O_RDWR)
+    }
+
+    pub fn writable(&self) -> bool {
+        let acc = self.flags.load(Ordering::Relaxed) & libc::O_ACCMODE;
+        !self.is_path() && (acc == libc::O_WRONLY || acc == libc::O_RDWR)
+    }
+
+    fn io<'a>(&self, interrupt: &'a Interrupt) -> IoCtx<'a> {
+        IoCtx {
+            interrupt,
+            nonblock: self.flag(libc::O_NONBLOCK),
+        }
+    }
+
+    /// The current offset (for /proc/self/fdinfo and checkpointing).
+    pub fn offset(&self) -> u64 {
+        *lock(&self.offset)
+    }
+
+    pub(crate) fn set_offset(&self, off: u64) {
+        *lock(&self.offset) = off;
+    }
+
+    /// read(2).
+    pub fn read(&self, buf: &mut [u8], interrupt: &Interrupt) -> Result<usize, Errno> {
+        if !self.readable() {
+            return Err(Errno::EBADF);
+        }
+        let io = self.io(interrupt);
+        if self.ops.seek_mode() == SeekMode::Positional {
+            let mut off = lock(&self.offset);
+            let n = self.ops.read(&io, buf, Some(*off))?;
+            *off += n as u64;
+            Ok(n)
+        } else {
+            self.ops.read(&io, buf, None)
+        }
+    }
+
+    /// write(2).
+    pub fn write(&self, buf: &[u8], interrupt: &Interrupt) -> Result<usize, Errno> {
+        if !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        let io = self.io(interrupt);
+        if self.ops.seek_mode() == SeekMode::Positional {
+            let mut off = lock(&self.offset);
+            if self.flag(libc::O_APPEND) {
+                *off = self.ops.size()?;
+            }
+            let n = self.ops.write(&io, buf, Some(*off))?;
+            *off += n as u64;
+            Ok(n)
+        } else {
+            self.ops.write(&io, buf, None)
+        }
+    }
+
+    fn check_pos(&self, offset: i64) -> Result<u64, Errno> {
+        if self.ops.seek_mode() == SeekMode::Stream {
+            return Err(Errno::ESPIPE);
+        }
+        u64::try_from(offset).map_err(|_| Errno::EINVAL)
+    }
+
+    /// pread64(2): the offset is neither used nor changed.
+    pub fn pread(&self, buf: &mut [u8], offset: i64, interrupt: &Interrupt) -> Result<usize, Errno> {
+        if !self.readable() {
+            return Err(Errno::EBADF);
+        }
+        let off = self.check_pos(offset)?;
+        self.ops.read(&self.io(interrupt), buf, Some(off))
+    }
+
+    /// pwrite64(2). Like Linux, O_APPEND still appends.
+    pub fn pwrite(&self, buf: &[u8], offset: i64, interrupt: &Interrupt) -> Result<usize, Errno> {
+        if !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        let mut off = self.check_pos(offset)?;
+        if self.flag(libc::O_APPEND) && self.ops.seek_mode() == SeekMode::Positional {
+            off = self.ops.size()?;
+        }
+        self.ops.write(&self.io(interrupt), buf, Some(off))
+    }
+
+    /// lseek(2).
+    pub fn lseek(&self, offset: i64, whence: i32) -> Result<u64, Errno> {
+        match self.ops.seek_mode() {
+            SeekMode::Stream => return Err(Errno::ESPIPE),
+            SeekMode::Ignored => return Ok(0),
+            SeekMode::Delegated => return self.ops.seek(offset, whence),
+            SeekMode::Positional => {}
+        }
+        let is_dir = self.kind() == FileKind::Directory;
+        let mut off = lock(&self.offset);
+        let base: i64 = match whence {
+            libc::SEEK_SET => 0,
+            libc::SEEK_CUR => i64::try_from(*off).map_err(|_| Errno::EOVERFLOW)?,
+            libc::SEEK_END if !is_dir => i64::try_from(self.ops.size()?).map_err(|_| Errno::EOVERFLOW)?,
+            libc::SEEK_DATA | libc::SEEK_HOLE if !is_dir => {
+                // No holes are tracked: all data up to the size, one hole at
+                // the end.
+                let size = self.ops.size()?;
+                let pos = u64::try_from(offset).map_err(|_| Errno::ENXIO)?;
+                if pos >= size {
+                    return Err(Errno::ENXIO);
+                }
+                *off = if whence == libc::SEEK_DATA { pos } else { size };
+                return Ok(*off);
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        let new = base.checked_add(offset).ok_or(Errno::EOVERFLOW)?;
+        let new = u64::try_from(new).map_err(|_| Errno::EINVAL)?;
+        *off = new;
+        Ok(new)
+    }
+
+    /// fstat(2).
+    pub fn stat(&self) -> Result<Stat, Errno> {
+        match &self.dentry {
+            Some(d) => d.stat(),
+            None => self.inode.stat(),
+        }
+    }
+
+    /// getdents64(2): as many `linux_dirent64` records as fit in `limit`
+    /// bytes, from the current position; empty at the end. EINVAL if not
+    /// even one record fits.
+    pub fn getdents64(&self, limit: usize) -> Result<Vec<u8>, Errno> {
+        if self.is_path() {
+            return Err(Errno::EBADF);
+        }
+        if self.kind() != FileKind::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut off = lock(&self.offset);
+        let mut listing = lock(&self.listing);
+        if *off == 0 || listing.is_empty() {
+            *listing = self.list()?;
+        }
+        let mut out = Vec::new();
+        let start = usize::try_from(*off).unwrap_or(usize::MAX);
+        for (i, (e, next)) in listing.iter().enumerate().skip(start) {
+            if !abi::push_dirent(&mut out, limit, e.ino, *next, e.dtype, &e.name) {
+                if out.is_empty() {
+                    return Err(Errno::EINVAL);
+                }
+                break;
+            }
+            *off = (i + 1) as u64;
+        }
+        Ok(out)
+    }
+
+    /// The directory's entries with `.` and `..` first, each with the
+    /// offset of the entry after it (d_off).
+    fn list(&self) -> Result<Vec<(DirEntry, i64)>, Errno> {
+        let st = self.stat()?;
+        let parent_ino = match &self.dentry {
+            Some(d) => match d.parent().or_else(|| d.mountpoint().and_then(|m| m.parent())) {
+                Some(p) => p.stat().map(|s| s.ino).unwrap_or(st.ino),
+                None => st.ino,
+            },
+            None => st.ino,
+        };
+        let mut all = vec![
+            DirEntry {
+                name: b".".to_vec(),
+                ino: st.ino,
+                dtype: libc::DT_DIR,
+            },
+            DirEntry {
+                name: b"..".to_vec(),
+                ino: parent_ino,
+                dtype: libc::DT_DIR,
+            },
+        ];
+        all.extend(self.inode.readdir()?);
+        Ok(all.into_iter().enumerate().map(|(i, e)| (e, (i + 1) as i64)).collect())
+    }
+
+    /// ioctl(2). `input` holds the bytes at the argument pointer for
+    /// commands that take input (see [`ioctl_input_size`]).
+    pub fn ioctl(&self, cmd: u64, input: &[u8]) -> Result<IoctlReply, Errno> {
+        if self.is_path() {
+            return Err(Errno::EBADF);
+        }
+        if cmd == libc::FIONBIO {
+            let on = input.iter().any(|&b| b != 0);
+            let _ = self.flags.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                Some(if on { f | libc::O_NONBLOCK } else { f & !libc::O_NONBLOCK })
+            });
+            return Ok(IoctlReply::default());
+        }
+        self.ops.ioctl(cmd, input)
+    }
+
+    /// poll(2) readiness.
+    pub fn readiness(&self) -> i16 {
+        self.ops.readiness()
+    }
+
+    /// The file as the memory manager maps it: regular files only.
+    pub fn as_mappable(self: &Arc<Self>) -> Option<Arc<dyn MappableFile>> {
+        if self.kind() != FileKind::Regular || self.is_path() {
+            return None;
+        }
+        Some(Arc::new(FileMapping { file: self.clone() }))
+    }
+
+    /// The dentry's path for /proc/self/maps (filled in by the VFS caller
+    /// through `Vfs::dentry_path`; here only the name is known).
+    fn mapping_name(&self) -> String {
+        match &self.dentry {
+            Some(d) => super::vfs::path_of(d),
+            None => String::new(),
+        }
+    }
+}
+
+/// A regular open file seen as a [`MappableFile`].
+struct FileMapping {
+    file: Arc<OpenFile>,
+}
+
+impl MappableFile for FileMapping {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        let intr = Interrupt::new();
+        let io = IoCtx {
+            interrupt: &intr,
+            nonblock: false,
+        };
+        self.file.ops.read(&io, buf, Some(offset))
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize, Errno> {
+        if !self.file.writable() {
+            return Err(Errno::EACCES);
+        }
+        let intr = Interrupt::new();
+        let io = IoCtx {
+            interrupt: &intr,
+            nonblock: false,
+        };
+        self.file.ops.write(&io, buf, Some(offset))
+    }
+
+    fn size(&self) -> Result<u64, Errno> {
+        self.file.ops.size()
+    }
+
+    fn mapping_name(&self) -> String {
+        self.file.mapping_name()
+    }
+}
+
+/// `sizeof(struct termios)` as the kernel's TCGETS/TCSETS use it.
+pub const KERNEL_TERMIOS_SIZE: usize = 36;
+
+/// How many bytes an ioctl reads from its argument pointer, for the
+/// syscall handler to copy in before calling [`OpenFile::ioctl`].
+pub fn ioctl_input_size(cmd: u64) -> usize {
+    match cmd {
+        libc::TCSETS | libc::TCSETSW | libc::TCSETSF => KERNEL_TERMIOS_SIZE,
+        libc::TIOCSWINSZ => 8,
+        libc::FIONBIO | libc::TIOCSPGRP => 4,
+        _ => 0,
+    }
+}
+
+/// The `DT_*` of an inode, for listings.
+pub(crate) fn inode_dtype(inode: &dyn Inode) -> u8 {
+    dirent_type(inode.file_type())
+}
