@@ -45,3 +45,30 @@ pub use protocol::{
 };
 pub use server::serve;
 pub use wire::socketpair;
+
+/// The gofer process's entry point: adopts the socket inherited as `fd`,
+/// hardens the process (closing every other fd from 3 up) and serves `root`
+/// until the Sentry hangs up.
+///
+/// Meant for `cryo gofer` at process start, before anything in the process
+/// owns an fd of 3 or above; that is why this crate, not the CLI, holds the
+/// `unsafe` of adopting and closing fds.
+pub fn serve_inherited(
+    root: &std::path::Path,
+    fd: std::os::fd::RawFd,
+    read_only: bool,
+) -> Result<(), GoferError> {
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    if fd < 3 {
+        return Err(GoferError::Errno(libc::EBADF));
+    }
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD)
+        .map_err(|e| GoferError::Errno(e as i32))?;
+    // SAFETY: `fd` is open (checked above) and was handed to this process by
+    // its parent for the gofer alone; nothing else in the process owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: called at the start of the gofer process, where no other owner
+    // of an fd numbered 3 or above exists and no other thread runs.
+    unsafe { harden(sock.as_fd())? };
+    serve(root, sock, read_only)
+}

@@ -13,9 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use statefile::{
-    Arch, Compression, Encoder, Header, MemoryOptions, Result, SectionKind, Writer,
-};
+use statefile::{Arch, Compression, Encoder, Header, MemoryOptions, Result, SectionKind, Writer};
 
 /// Where the golden files live.
 pub fn data_dir() -> PathBuf {
@@ -189,7 +187,10 @@ pub mod evolving {
             count: 42,
             flags: 3,
             tags: vec!["net".into()],
-            owner: Some(Owner { uid: 1000, gid: 100 }),
+            owner: Some(Owner {
+                uid: 1000,
+                gid: 100,
+            }),
         }
     }
     pub fn sample_v3() -> Evolving {
@@ -197,7 +198,10 @@ pub mod evolving {
             title: "daemon".into(),
             count: 1000,
             tags: vec!["net".into(), "fs".into()],
-            owner: Owner { uid: 65534, gid: 65534 },
+            owner: Owner {
+                uid: 65534,
+                gid: 65534,
+            },
         }
     }
 }

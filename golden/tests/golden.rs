@@ -50,7 +50,10 @@ fn evolving_v2_migrates_to_v3() {
             title: "shell".into(),
             count: 42,
             tags: vec!["net".into(), "shared".into()], // flags bit 1, via v2 -> v3
-            owner: Owner { uid: 1000, gid: 100 },
+            owner: Owner {
+                uid: 1000,
+                gid: 100
+            },
         }
     );
 }
@@ -171,8 +174,20 @@ fn regenerate() {
     }
     let d = data_dir();
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("evolving_v1.bin"), statefile::to_bytes(&evolving::sample_v1()).unwrap()).unwrap();
-    std::fs::write(d.join("evolving_v2.bin"), statefile::to_bytes(&evolving::sample_v2()).unwrap()).unwrap();
-    std::fs::write(d.join("evolving_v3.bin"), statefile::to_bytes(&evolving::sample_v3()).unwrap()).unwrap();
+    std::fs::write(
+        d.join("evolving_v1.bin"),
+        statefile::to_bytes(&evolving::sample_v1()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("evolving_v2.bin"),
+        statefile::to_bytes(&evolving::sample_v2()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("evolving_v3.bin"),
+        statefile::to_bytes(&evolving::sample_v3()).unwrap(),
+    )
+    .unwrap();
     cryo_golden::write_format_v1(&d.join("format-v1.cryo")).unwrap();
 }

@@ -4,7 +4,10 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum PlatformError {
     #[error("{op} failed: {source}")]
-    Host { op: &'static str, source: nix::Error },
+    Host {
+        op: &'static str,
+        source: nix::Error,
+    },
     #[error("stub process {pid} died unexpectedly ({how})")]
     StubDied { pid: i32, how: String },
     #[error("injected {syscall} in stub failed with errno {errno}")]
@@ -21,7 +24,11 @@ pub enum PlatformError {
     #[error("stub {stub} is traced by thread {tracer}, not by the calling thread {caller}")]
     WrongThread { stub: i32, tracer: i32, caller: i32 },
     #[error("invalid range [{addr:#x}, {addr:#x} + {len:#x}): {why}")]
-    InvalidRange { addr: u64, len: u64, why: &'static str },
+    InvalidRange {
+        addr: u64,
+        len: u64,
+        why: &'static str,
+    },
     #[error("cannot place the stub code page: {0}")]
     StubPage(String),
 }

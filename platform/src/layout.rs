@@ -80,7 +80,9 @@ impl Layout {
             )));
         }
         if !page_size.is_power_of_two() || !(4096..=GIB).contains(&page_size) {
-            return Err(PlatformError::Layout(format!("page size {page_size} is not a supported power of two")));
+            return Err(PlatformError::Layout(format!(
+                "page size {page_size} is not a supported power of two"
+            )));
         }
         let space = 1u64 << va_bits;
         let align = |v: u64| v & !(page_size - 1);
@@ -99,7 +101,14 @@ impl Layout {
         // gap is at least 128 MiB, 8 MiB default limit plus randomisation).
         let stack_gap = align((space / 32).min(8 * GIB));
         let mmap_base = stack_top - stack_gap;
-        Ok(Layout { va_bits, max_user_addr, page_size, stub_addr, stack_top, mmap_base })
+        Ok(Layout {
+            va_bits,
+            max_user_addr,
+            page_size,
+            stub_addr,
+            stack_top,
+            mmap_base,
+        })
     }
 
     /// The end of the stub page.
@@ -111,8 +120,13 @@ impl Layout {
     /// clear of the stub page: a range the application may map.
     pub fn is_app_range(&self, addr: u64, len: u64) -> bool {
         let mask = self.page_size - 1;
-        let Some(end) = addr.checked_add(len) else { return false };
-        addr & mask == 0 && len & mask == 0 && end <= self.max_user_addr && (end <= self.stub_addr || addr >= self.stub_end())
+        let Some(end) = addr.checked_add(len) else {
+            return false;
+        };
+        addr & mask == 0
+            && len & mask == 0
+            && end <= self.max_user_addr
+            && (end <= self.stub_addr || addr >= self.stub_end())
     }
 }
 
@@ -120,15 +134,24 @@ impl Layout {
 pub fn host_page_size() -> Result<u64, PlatformError> {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
         Ok(Some(size)) if size > 0 => Ok(size as u64),
-        Ok(_) => Err(PlatformError::Layout("sysconf(_SC_PAGESIZE) returned no value".into())),
-        Err(source) => Err(PlatformError::Host { op: "sysconf(_SC_PAGESIZE)", source }),
+        Ok(_) => Err(PlatformError::Layout(
+            "sysconf(_SC_PAGESIZE) returned no value".into(),
+        )),
+        Err(source) => Err(PlatformError::Host {
+            op: "sysconf(_SC_PAGESIZE)",
+            source,
+        }),
     }
 }
 
 /// Whether the page `[2^bits - 2 * page, 2^bits - page)` is usable.
 fn probe_bits(bits: u32, page_size: u64) -> bool {
-    let Some(space) = 1u64.checked_shl(bits) else { return false };
-    let Some(addr) = space.checked_sub(2 * page_size) else { return false };
+    let Some(space) = 1u64.checked_shl(bits) else {
+        return false;
+    };
+    let Some(addr) = space.checked_sub(2 * page_size) else {
+        return false;
+    };
     if addr > usize::MAX as u64 {
         return false;
     }
@@ -140,7 +163,10 @@ fn probe_bits(bits: u32, page_size: u64) -> bool {
             addr as usize as *mut libc::c_void,
             page_size as usize,
             libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE | libc::MAP_NORESERVE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_FIXED_NOREPLACE
+                | libc::MAP_NORESERVE,
             -1,
             0,
         )
@@ -167,15 +193,29 @@ mod tests {
         let bits = layout.va_bits;
         let page = layout.page_size;
         let space = 1u64 << bits;
-        for v in [layout.max_user_addr, layout.stub_addr, layout.stack_top, layout.mmap_base] {
+        for v in [
+            layout.max_user_addr,
+            layout.stub_addr,
+            layout.stack_top,
+            layout.mmap_base,
+        ] {
             assert_eq!(v % page, 0, "{v:#x} not page aligned in {layout:?}");
             assert!(v < space, "{v:#x} beyond 2^{bits} in {layout:?}");
         }
-        assert!(layout.stub_end() < layout.max_user_addr, "no guard above the stub: {layout:?}");
-        assert!(layout.stub_addr > layout.stack_top, "stub below stack top: {layout:?}");
+        assert!(
+            layout.stub_end() < layout.max_user_addr,
+            "no guard above the stub: {layout:?}"
+        );
+        assert!(
+            layout.stub_addr > layout.stack_top,
+            "stub below stack top: {layout:?}"
+        );
         assert!(layout.stack_top > layout.mmap_base, "{layout:?}");
         // Room for a real stack and for real mmaps.
-        assert!(layout.stack_top - layout.mmap_base >= 128 << 20, "{layout:?}");
+        assert!(
+            layout.stack_top - layout.mmap_base >= 128 << 20,
+            "{layout:?}"
+        );
         assert!(layout.mmap_base >= space / 2, "{layout:?}");
         assert!(!layout.is_app_range(layout.stub_addr, page));
         assert!(layout.is_app_range(layout.mmap_base - page, page));

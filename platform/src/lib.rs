@@ -29,7 +29,9 @@ pub use error::PlatformError;
 pub use layout::Layout;
 
 /// Page protections of a mapping, as in `mmap(2)`'s `PROT_*`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Prot {
     pub read: bool,
     pub write: bool,
@@ -37,11 +39,31 @@ pub struct Prot {
 }
 
 impl Prot {
-    pub const NONE: Prot = Prot { read: false, write: false, exec: false };
-    pub const READ: Prot = Prot { read: true, write: false, exec: false };
-    pub const READ_WRITE: Prot = Prot { read: true, write: true, exec: false };
-    pub const READ_EXEC: Prot = Prot { read: true, write: false, exec: true };
-    pub const ALL: Prot = Prot { read: true, write: true, exec: true };
+    pub const NONE: Prot = Prot {
+        read: false,
+        write: false,
+        exec: false,
+    };
+    pub const READ: Prot = Prot {
+        read: true,
+        write: false,
+        exec: false,
+    };
+    pub const READ_WRITE: Prot = Prot {
+        read: true,
+        write: true,
+        exec: false,
+    };
+    pub const READ_EXEC: Prot = Prot {
+        read: true,
+        write: false,
+        exec: true,
+    };
+    pub const ALL: Prot = Prot {
+        read: true,
+        write: true,
+        exec: true,
+    };
 
     /// From the `PROT_*` bits of mmap(2). Unknown bits are the caller's to reject.
     pub fn from_bits(bits: u64) -> Prot {
@@ -78,7 +100,12 @@ pub enum Event {
     /// The application faulted (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP from
     /// an int3 or single step). `addr` is the faulting address (si_addr),
     /// `code` the si_code, `access` what the access tried, when the host says.
-    Fault { signo: i32, code: i32, addr: u64, access: Access },
+    Fault {
+        signo: i32,
+        code: i32,
+        addr: u64,
+        access: Access,
+    },
     /// [`Interrupter::interrupt`] was called: the application was stopped at
     /// an instruction boundary and its registers are in the `CpuState`.
     Interrupted,
@@ -118,11 +145,19 @@ pub trait Context: Send {
     /// switches (it is not copied on every syscall); use [`Context::fp_state`]
     /// and [`Context::set_fp_state`] where it must be read or replaced
     /// (checkpoint, restore, signal frames).
-    fn switch(&mut self, aspace: &mut dyn AddressSpace, state: &mut CpuState) -> Result<Event, PlatformError>;
+    fn switch(
+        &mut self,
+        aspace: &mut dyn AddressSpace,
+        state: &mut CpuState,
+    ) -> Result<Event, PlatformError>;
     /// The full FP/SSE/AVX state (XSAVE layout) of this context in `aspace`.
     fn fp_state(&mut self, aspace: &mut dyn AddressSpace) -> Result<FpState, PlatformError>;
     /// Replaces the FP/SSE/AVX state before the next switch into `aspace`.
-    fn set_fp_state(&mut self, aspace: &mut dyn AddressSpace, fp: &FpState) -> Result<(), PlatformError>;
+    fn set_fp_state(
+        &mut self,
+        aspace: &mut dyn AddressSpace,
+        fp: &FpState,
+    ) -> Result<(), PlatformError>;
     /// A handle another thread can use to stop a running switch.
     fn interrupter(&self) -> Arc<dyn Interrupter>;
 }

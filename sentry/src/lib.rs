@@ -6,8 +6,13 @@
 //! `loader/` (ELF, the initial stack), `syscalls/` (the table, one file per
 //! family), `state/` (checkpoint and restore of the whole kernel).
 
+pub mod arch;
 pub mod errno;
+pub mod kernel;
 pub mod loader;
 pub mod mm;
+pub mod sandbox;
+pub mod syscalls;
+pub mod vfs;
 
 pub use errno::Errno;

@@ -48,7 +48,9 @@ pub enum StatefileError {
     #[error("corrupt index: {reason}")]
     CorruptIndex { reason: String },
 
-    #[error("checksum mismatch in section {section} (stored {stored:#010x}, computed {computed:#010x})")]
+    #[error(
+        "checksum mismatch in section {section} (stored {stored:#010x}, computed {computed:#010x})"
+    )]
     SectionChecksum {
         section: String,
         stored: u32,
@@ -93,7 +95,9 @@ pub enum StatefileError {
     #[error("type {type_name} is not in the statefile's type table")]
     UnknownType { type_name: String },
 
-    #[error("type {type_name} was saved at version {found}, newer than supported version {supported}")]
+    #[error(
+        "type {type_name} was saved at version {found}, newer than supported version {supported}"
+    )]
     FutureTypeVersion {
         type_name: String,
         found: u32,

@@ -256,7 +256,10 @@ pub(crate) fn decode(prefix: &Prefix, data: &[u8]) -> Result<Header> {
     }
     if g.remaining() != 0 {
         return Err(StatefileError::CorruptHeader {
-            reason: format!("{} unexplained bytes at the end of the header", g.remaining()),
+            reason: format!(
+                "{} unexplained bytes at the end of the header",
+                g.remaining()
+            ),
         });
     }
     Ok(Header {

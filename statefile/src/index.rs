@@ -34,7 +34,11 @@ pub(crate) fn encode(entries: &[SectionInfo]) -> Vec<u8> {
     p.0
 }
 
-pub(crate) fn encode_trailer(index_offset: u64, index_len: u64, index_crc: u32) -> [u8; TRAILER_LEN] {
+pub(crate) fn encode_trailer(
+    index_offset: u64,
+    index_len: u64,
+    index_crc: u32,
+) -> [u8; TRAILER_LEN] {
     let mut p = Put::default();
     p.u64(index_offset);
     p.u64(index_len);
@@ -56,7 +60,11 @@ pub struct Trailer {
 
 /// Decodes and bounds-checks the trailer of a file of `file_len` bytes whose
 /// header ends at `header_len`.
-pub(crate) fn decode_trailer(data: &[u8; TRAILER_LEN], header_len: u64, file_len: u64) -> Result<Trailer> {
+pub(crate) fn decode_trailer(
+    data: &[u8; TRAILER_LEN],
+    header_len: u64,
+    file_len: u64,
+) -> Result<Trailer> {
     let corrupt = |reason: String| StatefileError::CorruptTrailer { reason };
     if data[24..] != TRAILER_MAGIC {
         return Err(corrupt(format!("bad trailer magic {:02x?}", &data[24..])));
@@ -138,7 +146,10 @@ pub(crate) fn decode(data: &[u8], trailer: &Trailer, header_len: u64) -> Result<
                 trailer.index_offset
             )));
         }
-        if compression == Compression::None && kind != SectionKind::Memory && stored_len != uncompressed_len {
+        if compression == Compression::None
+            && kind != SectionKind::Memory
+            && stored_len != uncompressed_len
+        {
             return Err(StatefileError::impossible(format!(
                 "uncompressed section {id} stores {stored_len} bytes but claims {uncompressed_len}"
             )));
@@ -159,7 +170,10 @@ pub(crate) fn decode(data: &[u8], trailer: &Trailer, header_len: u64) -> Result<
         });
     }
     if g.remaining() != 0 {
-        return Err(corrupt(format!("{} unexplained bytes after the last entry", g.remaining())));
+        return Err(corrupt(format!(
+            "{} unexplained bytes after the last entry",
+            g.remaining()
+        )));
     }
     Ok(entries)
 }

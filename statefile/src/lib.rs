@@ -101,8 +101,8 @@ pub use error::{Result, StatefileError};
 pub use header::{Arch, Header, Prefix, FORMAT_VERSION, MAGIC, MAX_HEADER_LEN, PREFIX_LEN};
 pub use index::{TRAILER_LEN, TRAILER_MAGIC};
 pub use memory::{
-    Chunk, ChunkInfo, FileSource, MappedChunk, MemoryOptions, MemoryReader, MemorySource, MemoryStats,
-    DEFAULT_CHUNK_PAGES, MAX_CHUNK_BYTES,
+    Chunk, ChunkInfo, FileSource, MappedChunk, MemoryOptions, MemoryReader, MemorySource,
+    MemoryStats, DEFAULT_CHUNK_PAGES, MAX_CHUNK_BYTES,
 };
 pub use reader::{OpenOptions, ReadAt, Reader, SectionReader};
 pub use savable::{from_bytes, split_blob, to_bytes, Decoder, Encoder, Savable, TypeTable};

@@ -196,7 +196,13 @@ fn compress(level: i32, data: &[u8]) -> io::Result<Vec<u8>> {
     })
 }
 
-fn encode_range(src: &dyn MemorySource, range: u64, page_size: u64, chunk_pages: u64, level: Option<i32>) -> Result<Option<Encoded>> {
+fn encode_range<M: MemorySource + ?Sized>(
+    src: &M,
+    range: u64,
+    page_size: u64,
+    chunk_pages: u64,
+    level: Option<i32>,
+) -> Result<Option<Encoded>> {
     let image_len = src.len();
     let start = range * chunk_pages * page_size;
     let len = (chunk_pages * page_size).min(image_len - start) as usize;
@@ -252,16 +258,24 @@ fn encode_range(src: &dyn MemorySource, range: u64, page_size: u64, chunk_pages:
     })
 }
 
-const ZEROS: [u8; 65536] = [0u8; 65536];
+static ZEROS: [u8; 65536] = [0u8; 65536];
 
 impl<S: Sink + Send> Writer<S> {
     /// Writes a memory image as section `(Memory, name)` plus its map
     /// `(MemoryMap, name)`. Chunks are compressed on all cores while earlier
     /// ones are written, so at most a few chunks per core are in memory.
-    pub fn write_memory(&mut self, name: &str, src: &dyn MemorySource, opts: &MemoryOptions) -> Result<MemoryStats> {
+    pub fn write_memory<M: MemorySource + ?Sized>(
+        &mut self,
+        name: &str,
+        src: &M,
+        opts: &MemoryOptions,
+    ) -> Result<MemoryStats> {
         let page_size = self.header().page_size as u64;
         let chunk_pages = opts.chunk_pages as u64;
-        if chunk_pages == 0 || chunk_pages % 64 != 0 || chunk_pages * page_size > MAX_CHUNK_BYTES {
+        if chunk_pages == 0
+            || !chunk_pages.is_multiple_of(64)
+            || chunk_pages * page_size > MAX_CHUNK_BYTES
+        {
             return Err(StatefileError::invalid(format!(
                 "chunk of {chunk_pages} pages must be a non-zero multiple of 64 and at most {MAX_CHUNK_BYTES} bytes"
             )));
@@ -309,7 +323,10 @@ impl<S: Sink + Send> Writer<S> {
                         crc.update(pad_bytes);
                         let offset = self.position() - section_start;
                         self.raw_write(&e.bytes)?;
-                        crc.combine(&crc32fast::Hasher::new_with_initial_len(e.crc32, e.bytes.len() as u64));
+                        crc.combine(&crc32fast::Hasher::new_with_initial_len(
+                            e.crc32,
+                            e.bytes.len() as u64,
+                        ));
                         present_pages += e.count;
                         chunks.push(ChunkEntry {
                             range: e.range,
@@ -322,7 +339,13 @@ impl<S: Sink + Send> Writer<S> {
                     }
                     Ok(())
                 },
-                || if more { encode_batch(next) } else { Ok(Vec::new()) },
+                || {
+                    if more {
+                        encode_batch(next)
+                    } else {
+                        Ok(Vec::new())
+                    }
+                },
             );
             written?;
             if !more {
@@ -347,13 +370,19 @@ impl<S: Sink + Send> Writer<S> {
             chunks,
         };
         let nchunks = map.chunks.len() as u64;
-        let map_bytes = bincode::serde::encode_to_vec(&map, bincode::config::standard()).map_err(|e| {
-            StatefileError::Encode {
-                context: "memory map".into(),
-                reason: e.to_string(),
-            }
-        })?;
-        self.write_section(SectionKind::MemoryMap, name, Compression::default(), &map_bytes)?;
+        let map_bytes =
+            bincode::serde::encode_to_vec(&map, bincode::config::standard()).map_err(|e| {
+                StatefileError::Encode {
+                    context: "memory map".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        self.write_section(
+            SectionKind::MemoryMap,
+            name,
+            Compression::default(),
+            &map_bytes,
+        )?;
         Ok(MemoryStats {
             image_len,
             pages,
@@ -387,11 +416,20 @@ impl Chunk {
     }
 }
 
-fn pages_of<'a>(present: &'a [u64], base: u64, ps: usize, data: &'a [u8]) -> impl Iterator<Item = (u64, &'a [u8])> + 'a {
+fn pages_of<'a>(
+    present: &'a [u64],
+    base: u64,
+    ps: usize,
+    data: &'a [u8],
+) -> impl Iterator<Item = (u64, &'a [u8])> + 'a {
     present
         .iter()
         .enumerate()
-        .flat_map(|(w, &bits)| (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b))
+        .flat_map(|(w, &bits)| {
+            (0..64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| w * 64 + b)
+        })
         .zip(data.chunks_exact(ps))
         .map(move |(i, page)| (base + (i * ps) as u64, page))
 }
@@ -446,7 +484,7 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
             )));
         }
         let cp = map.chunk_pages as u64;
-        if cp == 0 || cp % 64 != 0 || cp * ps > MAX_CHUNK_BYTES {
+        if cp == 0 || !cp.is_multiple_of(64) || cp * ps > MAX_CHUNK_BYTES {
             return Err(StatefileError::impossible(format!(
                 "memory {sec}: chunk of {cp} pages of {ps} bytes"
             )));
@@ -458,11 +496,17 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
         let mut total = 0u64;
         for (i, c) in map.chunks.iter().enumerate() {
             if prev_range.is_some_and(|p| c.range <= p) || c.range >= ranges {
-                return Err(bad(format!("chunk {i} covers range {} out of order or beyond {ranges}", c.range)));
+                return Err(bad(format!(
+                    "chunk {i} covers range {} out of order or beyond {ranges}",
+                    c.range
+                )));
             }
             prev_range = Some(c.range);
             if c.present.len() as u64 != cp / 64 {
-                return Err(bad(format!("chunk {i} bitmap has {} words", c.present.len())));
+                return Err(bad(format!(
+                    "chunk {i} bitmap has {} words",
+                    c.present.len()
+                )));
             }
             // Pages past the image's end cannot be present.
             let first = c.range * cp;
@@ -472,9 +516,14 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
                 (0..64u64).any(|b| bits & (1 << b) != 0 && (w as u64) * 64 + b >= in_range)
             });
             if count == 0 || beyond {
-                return Err(bad(format!("chunk {i} marks no page, or pages beyond the image")));
+                return Err(bad(format!(
+                    "chunk {i} marks no page, or pages beyond the image"
+                )));
             }
-            let end = c.offset.checked_add(c.stored_len).filter(|&e| e <= section.stored_len);
+            let end = c
+                .offset
+                .checked_add(c.stored_len)
+                .filter(|&e| e <= section.stored_len);
             let Some(end) = end else {
                 return Err(StatefileError::impossible(format!(
                     "memory {sec}: chunk {i} at {} of {} bytes beyond the section's {} bytes",
@@ -516,7 +565,11 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
                 section.uncompressed_len
             )));
         }
-        Ok(MemoryReader { reader, section, map })
+        Ok(MemoryReader {
+            reader,
+            section,
+            map,
+        })
     }
 
     /// Length of the image in bytes.
@@ -602,7 +655,10 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
         if computed != c.crc32 {
             return Err(self.corrupt(
                 n,
-                format!("checksum mismatch (stored {:#010x}, computed {computed:#010x})", c.crc32),
+                format!(
+                    "checksum mismatch (stored {:#010x}, computed {computed:#010x})",
+                    c.crc32
+                ),
             ));
         }
         if c.compression == 0 {
@@ -623,7 +679,10 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
         });
         match got {
             Ok(len) if len == raw_len => Ok(()),
-            Ok(len) => Err(self.corrupt(n, format!("decompressed to {len} bytes, expected {raw_len}"))),
+            Ok(len) => Err(self.corrupt(
+                n,
+                format!("decompressed to {len} bytes, expected {raw_len}"),
+            )),
             Err(e) => Err(self.corrupt(n, format!("zstd: {e}"))),
         }
     }
@@ -669,13 +728,15 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
     where
         F: Fn(u64, &[u8]) -> Result<()> + Sync,
     {
-        (0..self.map.chunks.len()).into_par_iter().try_for_each(|n| {
-            let chunk = self.read_chunk(n)?;
-            for (off, page) in chunk.pages() {
-                f(off, page)?;
-            }
-            Ok(())
-        })
+        (0..self.map.chunks.len())
+            .into_par_iter()
+            .try_for_each(|n| {
+                let chunk = self.read_chunk(n)?;
+                for (off, page) in chunk.pages() {
+                    f(off, page)?;
+                }
+                Ok(())
+            })
     }
 
     /// Restores the whole image into `dest` (exactly `image_len` bytes);
@@ -693,26 +754,34 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
         if range_bytes == 0 || dest.is_empty() {
             return Ok(());
         }
-        dest.par_chunks_mut(range_bytes).enumerate().try_for_each_init(Vec::new, |buf, (r, out)| {
-            let Ok(n) = self.map.chunks.binary_search_by_key(&(r as u64), |c| c.range) else {
-                out.fill(0);
-                return Ok(());
-            };
-            self.decode_into(n, buf)?;
-            let present = &self.map.chunks[n].present;
-            let mut src = buf.chunks_exact(ps);
-            for (i, page) in out.chunks_mut(ps).enumerate() {
-                if present[i / 64] & (1 << (i % 64)) != 0 {
-                    match src.next() {
-                        Some(s) => page.copy_from_slice(&s[..page.len()]),
-                        None => return Err(self.corrupt(n, "fewer pages than its bitmap".into())),
+        dest.par_chunks_mut(range_bytes)
+            .enumerate()
+            .try_for_each_init(Vec::new, |buf, (r, out)| {
+                let Ok(n) = self
+                    .map
+                    .chunks
+                    .binary_search_by_key(&(r as u64), |c| c.range)
+                else {
+                    out.fill(0);
+                    return Ok(());
+                };
+                self.decode_into(n, buf)?;
+                let present = &self.map.chunks[n].present;
+                let mut src = buf.chunks_exact(ps);
+                for (i, page) in out.chunks_mut(ps).enumerate() {
+                    if present[i / 64] & (1 << (i % 64)) != 0 {
+                        match src.next() {
+                            Some(s) => page.copy_from_slice(&s[..page.len()]),
+                            None => {
+                                return Err(self.corrupt(n, "fewer pages than its bitmap".into()))
+                            }
+                        }
+                    } else {
+                        page.fill(0);
                     }
-                } else {
-                    page.fill(0);
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            })
     }
 
     /// Decodes every chunk (in parallel) and checks its checksum and size.
@@ -759,7 +828,10 @@ impl<'r> MemoryReader<'r, File> {
         if computed != info.crc32 {
             return Err(self.corrupt(
                 n,
-                format!("checksum mismatch (stored {:#010x}, computed {computed:#010x})", info.crc32),
+                format!(
+                    "checksum mismatch (stored {:#010x}, computed {computed:#010x})",
+                    info.crc32
+                ),
             ));
         }
         let c = &self.map.chunks[n];

@@ -226,7 +226,7 @@ impl<R: ReadAt> Reader<R> {
     /// Reads, checks and decompresses the section `info` names.
     pub fn read_section(&self, info: &SectionInfo) -> Result<Vec<u8>> {
         let sec = info.id.to_string();
-        if info.id.kind != SectionKind::Memory && info.uncompressed_len > self.opts.max_section_len {
+        if info.uncompressed_len > self.opts.max_section_len {
             return Err(StatefileError::LimitExceeded {
                 what: "section size",
                 value: info.uncompressed_len,
@@ -267,7 +267,11 @@ impl<R: ReadAt> Reader<R> {
                         section: sec,
                         reason: format!(
                             "decompressed to {}{} bytes, index says {}",
-                            if out.len() as u64 > info.uncompressed_len { "more than " } else { "" },
+                            if out.len() as u64 > info.uncompressed_len {
+                                "more than "
+                            } else {
+                                ""
+                            },
                             out.len().min(info.uncompressed_len as usize),
                             info.uncompressed_len
                         ),

@@ -433,8 +433,14 @@ mod tests {
     fn nested_round_trip_and_table() {
         let t = Tree {
             leaves: vec![
-                Leaf { a: 1, s: "x".into() },
-                Leaf { a: 2, s: "y".into() },
+                Leaf {
+                    a: 1,
+                    s: "x".into(),
+                },
+                Leaf {
+                    a: 2,
+                    s: "y".into(),
+                },
             ],
         };
         let bytes = to_bytes(&t).unwrap();
@@ -455,7 +461,10 @@ mod tests {
         let mut body = (rec.buf.len() as u64).to_le_bytes().to_vec();
         body.extend_from_slice(&rec.buf);
         let mut dec = Decoder::new(&body, &enc.types);
-        assert!(matches!(dec.get::<Tree>(), Err(StatefileError::Decode { .. })));
+        assert!(matches!(
+            dec.get::<Tree>(),
+            Err(StatefileError::Decode { .. })
+        ));
     }
 
     #[test]

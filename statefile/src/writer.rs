@@ -34,9 +34,9 @@ pub struct AtomicFile {
 impl AtomicFile {
     pub fn new(target: &Path) -> Result<AtomicFile> {
         let dir = parent_dir(target);
-        let name = target
-            .file_name()
-            .ok_or_else(|| StatefileError::invalid(format!("{} has no file name", target.display())))?;
+        let name = target.file_name().ok_or_else(|| {
+            StatefileError::invalid(format!("{} has no file name", target.display()))
+        })?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", name.to_string_lossy()))
             .suffix(".tmp")
@@ -80,6 +80,18 @@ impl Sink for AtomicFile {
         // The rename is durable only once the directory entry is.
         File::open(parent_dir(&self.target))?.sync_all()?;
         Ok(self.target)
+    }
+}
+
+/// A plain file, written in place (not atomic, no fsync): for callers that
+/// manage the file themselves, e.g. benchmarks or an fd handed over.
+impl Sink for File {
+    type Output = File;
+    fn patch(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.write_all_at(bytes, offset)
+    }
+    fn commit(self) -> Result<File> {
+        Ok(self)
     }
 }
 
@@ -163,13 +175,20 @@ impl<S: Sink> Writer<S> {
 
     pub(crate) fn check_new(&self, id: &SectionId) -> Result<()> {
         if self.poisoned {
-            return Err(StatefileError::invalid("writer is poisoned by an earlier failure"));
+            return Err(StatefileError::invalid(
+                "writer is poisoned by an earlier failure",
+            ));
         }
         if id.name.len() > index::MAX_NAME {
-            return Err(StatefileError::invalid(format!("section name {:?} too long", id.name)));
+            return Err(StatefileError::invalid(format!(
+                "section name {:?} too long",
+                id.name
+            )));
         }
         if self.entries.iter().any(|e| e.id == *id) {
-            return Err(StatefileError::invalid(format!("section {id} written twice")));
+            return Err(StatefileError::invalid(format!(
+                "section {id} written twice"
+            )));
         }
         Ok(())
     }
@@ -196,10 +215,7 @@ impl<S: Sink> Writer<S> {
         let inner = match compression {
             Compression::None => Inner::Plain(tap),
             Compression::Zstd(level) => {
-                let enc = match zstd::stream::write::Encoder::new(tap, level) {
-                    Ok(e) => e,
-                    Err(e) => return Err(e.into()),
-                };
+                let enc = zstd::stream::write::Encoder::new(tap, level)?;
                 Inner::Zstd(enc)
             }
         };
@@ -239,7 +255,12 @@ impl<S: Sink> Writer<S> {
     }
 
     /// Saves one root object as a section (default compression).
-    pub fn save<T: Savable>(&mut self, kind: SectionKind, name: &str, v: &T) -> Result<SectionInfo> {
+    pub fn save<T: Savable>(
+        &mut self,
+        kind: SectionKind,
+        name: &str,
+        v: &T,
+    ) -> Result<SectionInfo> {
         let mut enc = Encoder::new();
         enc.put(v)?;
         self.write_state(kind, name, Compression::default(), &enc)
@@ -249,7 +270,9 @@ impl<S: Sink> Writer<S> {
     /// sink (for `create`: fsync, rename into place, fsync the directory).
     pub fn finish(mut self) -> Result<S::Output> {
         if self.poisoned {
-            return Err(StatefileError::invalid("writer is poisoned by an earlier failure"));
+            return Err(StatefileError::invalid(
+                "writer is poisoned by an earlier failure",
+            ));
         }
         if !self.types.is_empty() {
             let table = self.types.encode();

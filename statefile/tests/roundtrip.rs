@@ -5,7 +5,9 @@ use std::io::{Read, Write};
 use statefile::*;
 
 fn header() -> Header {
-    Header::new("cryo test").with("container-id", "c1").with("created", "0")
+    Header::new("cryo test")
+        .with("container-id", "c1")
+        .with("created", "0")
 }
 
 fn image(pages: usize, ps: usize) -> Vec<u8> {
@@ -15,7 +17,10 @@ fn image(pages: usize, ps: usize) -> Vec<u8> {
     for (i, page) in v.chunks_mut(ps).enumerate() {
         match i % 4 {
             0 => {}
-            1 => page.iter_mut().enumerate().for_each(|(j, b)| *b = b"hello world "[j % 12]),
+            1 => page
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, b)| *b = b"hello world "[j % 12]),
             _ => page.iter_mut().for_each(|b| {
                 x ^= x << 13;
                 x ^= x >> 7;
@@ -30,11 +35,23 @@ fn image(pages: usize, ps: usize) -> Vec<u8> {
 #[test]
 fn sections_round_trip_in_memory_sink() {
     let mut w = Writer::new(Vec::new(), header()).unwrap();
-    w.write_section(SectionKind::Kernel, "", Compression::default(), b"kernel bytes")
+    w.write_section(
+        SectionKind::Kernel,
+        "",
+        Compression::default(),
+        b"kernel bytes",
+    )
+    .unwrap();
+    w.write_section(
+        SectionKind::Other(0x100),
+        "extra",
+        Compression::None,
+        b"raw",
+    )
+    .unwrap();
+    let mut s = w
+        .section(SectionKind::Other(0x101), "stream", Compression::Zstd(3))
         .unwrap();
-    w.write_section(SectionKind::Other(0x100), "extra", Compression::None, b"raw")
-        .unwrap();
-    let mut s = w.section(SectionKind::Other(0x101), "stream", Compression::Zstd(3)).unwrap();
     for i in 0..1000u32 {
         s.write_all(&i.to_le_bytes()).unwrap();
     }
@@ -44,8 +61,14 @@ fn sections_round_trip_in_memory_sink() {
 
     let r = Reader::open_with(bytes, OpenOptions::default()).unwrap();
     assert_eq!(r.header(), &header());
-    assert_eq!(r.section_bytes(SectionKind::Kernel, "").unwrap(), b"kernel bytes");
-    assert_eq!(r.section_bytes(SectionKind::Other(0x100), "extra").unwrap(), b"raw");
+    assert_eq!(
+        r.section_bytes(SectionKind::Kernel, "").unwrap(),
+        b"kernel bytes"
+    );
+    assert_eq!(
+        r.section_bytes(SectionKind::Other(0x100), "extra").unwrap(),
+        b"raw"
+    );
     let mut streamed = Vec::new();
     r.section_reader(SectionKind::Other(0x101), "stream")
         .unwrap()
@@ -69,7 +92,14 @@ fn memory_round_trip_all_ways() {
         let path = dir.path().join("m.cryo");
         let mut w = Writer::create(&path, header()).unwrap();
         let stats = w
-            .write_memory("memfile", &img, &MemoryOptions { compression, chunk_pages: 64 })
+            .write_memory(
+                "memfile",
+                &img,
+                &MemoryOptions {
+                    compression,
+                    chunk_pages: 64,
+                },
+            )
             .unwrap();
         assert_eq!(stats.pages, 1000);
         assert_eq!(stats.zero_pages, 250);
@@ -121,7 +151,10 @@ fn memory_round_trip_all_ways() {
                     assert_eq!(p, &img[off as usize..off as usize + ps]);
                 }
             } else {
-                assert!(matches!(m.map_chunk(i), Err(StatefileError::NotMappable { .. })));
+                assert!(matches!(
+                    m.map_chunk(i),
+                    Err(StatefileError::NotMappable { .. })
+                ));
             }
         }
         if compression == Compression::None {
@@ -144,7 +177,8 @@ fn file_source_and_odd_lengths() {
     let mut w = Writer::create(&path, header()).unwrap();
     w.write_memory("", &FileSource::new(&f).unwrap(), &MemoryOptions::default())
         .unwrap();
-    w.write_memory("empty", &Vec::new(), &MemoryOptions::default()).unwrap();
+    w.write_memory("empty", &Vec::new(), &MemoryOptions::default())
+        .unwrap();
     w.finish().unwrap();
     let r = Reader::open(&path).unwrap();
     let m = r.memory("").unwrap();
@@ -169,12 +203,20 @@ fn atomic_create() {
         // Dropped unfinished.
     }
     assert_eq!(std::fs::read(&path).unwrap(), b"old statefile");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temp file left"
+    );
 
     let mut w = Writer::create(&path, header()).unwrap();
     w.write_section(SectionKind::Kernel, "", Compression::None, &[1; 1000])
         .unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), b"old statefile", "not replaced before finish");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"old statefile",
+        "not replaced before finish"
+    );
     w.finish().unwrap();
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     Reader::open(&path).unwrap().verify().unwrap();
@@ -184,17 +226,25 @@ fn atomic_create() {
 fn unfinished_section_poisons_writer() {
     let mut w = Writer::new(Vec::new(), header()).unwrap();
     {
-        let mut s = w.section(SectionKind::Kernel, "", Compression::default()).unwrap();
+        let mut s = w
+            .section(SectionKind::Kernel, "", Compression::default())
+            .unwrap();
         s.write_all(b"half").unwrap();
     }
-    assert!(matches!(w.finish(), Err(StatefileError::InvalidArgument { .. })));
+    assert!(matches!(
+        w.finish(),
+        Err(StatefileError::InvalidArgument { .. })
+    ));
 }
 
 #[test]
 fn duplicate_section_refused_by_writer() {
     let mut w = Writer::new(Vec::new(), header()).unwrap();
-    w.write_section(SectionKind::Kernel, "", Compression::None, b"a").unwrap();
-    assert!(w.write_section(SectionKind::Kernel, "", Compression::None, b"b").is_err());
+    w.write_section(SectionKind::Kernel, "", Compression::None, b"a")
+        .unwrap();
+    assert!(w
+        .write_section(SectionKind::Kernel, "", Compression::None, b"b")
+        .is_err());
 }
 
 #[test]
@@ -205,7 +255,8 @@ fn savable_through_writer_records_types() {
     }
     statefile::savable_serde!(Clock, "kernel.Clock", 4);
     let mut w = Writer::new(Vec::new(), header()).unwrap();
-    w.save(SectionKind::Kernel, "", &Clock { offset_ns: -5 }).unwrap();
+    w.save(SectionKind::Kernel, "", &Clock { offset_ns: -5 })
+        .unwrap();
     let r = Reader::open_with(w.finish().unwrap(), OpenOptions::default()).unwrap();
     assert_eq!(r.types().get("kernel.Clock"), Some(4));
     assert_eq!(
@@ -227,16 +278,31 @@ fn write_fuzz_seeds() {
         data: Vec<u64>,
     }
     statefile::savable_serde!(Leaf, "fuzz.Leaf", 1);
-    let leaf = Leaf { name: "x".into(), data: vec![1, 2, 3] };
+    let leaf = Leaf {
+        name: "x".into(),
+        data: vec![1, 2, 3],
+    };
     std::fs::write(dir.join("seed-blob"), statefile::to_bytes(&leaf).unwrap()).unwrap();
-    for (i, compression) in [Compression::None, Compression::Zstd(1)].into_iter().enumerate() {
+    for (i, compression) in [Compression::None, Compression::Zstd(1)]
+        .into_iter()
+        .enumerate()
+    {
         let mut w = Writer::new(Vec::new(), header()).unwrap();
         w.save(SectionKind::Kernel, "", &leaf).unwrap();
         let mut img = vec![0u8; 3 * 4096];
         img[4096..8192].fill(0x41);
         img[9000] = 7;
-        w.write_memory("m", &img, &MemoryOptions { compression, chunk_pages: 64 }).unwrap();
-        w.write_section(SectionKind::Other(0x200), "s", compression, b"abcabcabc").unwrap();
+        w.write_memory(
+            "m",
+            &img,
+            &MemoryOptions {
+                compression,
+                chunk_pages: 64,
+            },
+        )
+        .unwrap();
+        w.write_section(SectionKind::Other(0x200), "s", compression, b"abcabcabc")
+            .unwrap();
         std::fs::write(dir.join(format!("seed-file-{i}")), w.finish().unwrap()).unwrap();
     }
 }

@@ -3,7 +3,7 @@
 use std::any::Any;
 
 use super::current_tid;
-use super::inject::inject;
+use super::inject::{gone_or, inject};
 use super::stub::{fork_stub, kill_and_reap, StubThread};
 use crate::{AddressSpace, Layout, PlatformError, Prot};
 
@@ -23,7 +23,10 @@ pub struct PtraceAddressSpace {
 
 impl std::fmt::Debug for PtraceAddressSpace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PtraceAddressSpace").field("pid", &self.pid).field("dead", &self.dead).finish()
+        f.debug_struct("PtraceAddressSpace")
+            .field("pid", &self.pid)
+            .field("dead", &self.dead)
+            .finish()
     }
 }
 
@@ -37,7 +40,12 @@ impl PtraceAddressSpace {
             layout,
             memory_fd,
             pid,
-            threads: vec![StubThread { tracer, tid: pid, regs: None, fp_owner: None }],
+            threads: vec![StubThread {
+                tracer,
+                tid: pid,
+                regs: None,
+                fp_owner: None,
+            }],
             dead: false,
         };
         aspace.clean()?;
@@ -51,7 +59,11 @@ impl PtraceAddressSpace {
         if fd > 0 {
             self.syscall("close_range", libc::SYS_close_range, &[0, fd - 1, 0])?;
         }
-        self.syscall("close_range", libc::SYS_close_range, &[fd + 1, u32::MAX as u64, 0])?;
+        self.syscall(
+            "close_range",
+            libc::SYS_close_range,
+            &[fd + 1, u32::MAX as u64, 0],
+        )?;
         let stub = self.layout.stub_addr;
         let stub_end = self.layout.stub_end();
         self.syscall("munmap", libc::SYS_munmap, &[0, stub])?;
@@ -60,7 +72,10 @@ impl PtraceAddressSpace {
         // (x86_64 refuses that page with EINVAL; arm64 does not.)
         let top = 1u64 << self.layout.va_bits;
         match self.syscall("munmap", libc::SYS_munmap, &[stub_end, top - stub_end]) {
-            Err(PlatformError::Injected { errno: libc::EINVAL, .. }) => {
+            Err(PlatformError::Injected {
+                errno: libc::EINVAL,
+                ..
+            }) => {
                 let max = self.layout.max_user_addr;
                 self.syscall("munmap", libc::SYS_munmap, &[stub_end, max - stub_end])?;
             }
@@ -108,7 +123,12 @@ impl PtraceAddressSpace {
         self.syscall(
             "rseq(RSEQ_FLAG_UNREGISTER)",
             libc::SYS_rseq,
-            &[config.rseq_abi_pointer, config.rseq_abi_size as u64, RSEQ_FLAG_UNREGISTER, config.signature as u64],
+            &[
+                config.rseq_abi_pointer,
+                config.rseq_abi_size as u64,
+                RSEQ_FLAG_UNREGISTER,
+                config.signature as u64,
+            ],
         )?;
         Ok(())
     }
@@ -126,18 +146,27 @@ impl PtraceAddressSpace {
     /// The index of the stub thread traced by the calling thread.
     pub(crate) fn thread_index(&self) -> Result<usize, PlatformError> {
         if self.dead {
-            return Err(PlatformError::StubDied { pid: self.pid, how: "died earlier".into() });
+            return Err(PlatformError::StubDied {
+                pid: self.pid,
+                how: "died earlier".into(),
+            });
         }
         let caller = current_tid();
-        self.threads.iter().position(|t| t.tracer == caller).ok_or(PlatformError::WrongThread {
-            stub: self.pid,
-            tracer: self.threads.first().map_or(0, |t| t.tracer),
-            caller,
-        })
+        self.threads
+            .iter()
+            .position(|t| t.tracer == caller)
+            .ok_or(PlatformError::WrongThread {
+                stub: self.pid,
+                tracer: self.threads.first().map_or(0, |t| t.tracer),
+                caller,
+            })
     }
 
-    /// Records a dead stub, so it is neither used nor signalled again.
+    /// Every result of a ptrace operation passes through here: a request
+    /// that failed with ESRCH on a stub that was killed becomes `StubDied`,
+    /// and a dead stub is recorded so it is neither used nor signalled again.
     pub(crate) fn note<T>(&mut self, r: Result<T, PlatformError>) -> Result<T, PlatformError> {
+        let r = r.map_err(|e| gone_or(self.pid, self.pid, e));
         if let Err(PlatformError::StubDied { .. }) = &r {
             self.dead = true;
         }
@@ -145,21 +174,34 @@ impl PtraceAddressSpace {
     }
 
     /// Injects a syscall through the stub thread the calling thread traces.
-    fn syscall(&mut self, name: &'static str, nr: libc::c_long, args: &[u64]) -> Result<u64, PlatformError> {
+    fn syscall(
+        &mut self,
+        name: &'static str,
+        nr: libc::c_long,
+        args: &[u64],
+    ) -> Result<u64, PlatformError> {
         let i = self.thread_index()?;
         let tid = self.threads[i].tid;
-        let r = inject(self.pid, tid, self.layout.stub_addr, name, nr as i64, args);
+        let r = inject(self.pid, tid, self.layout.stub_addr, name, nr, args);
         self.note(r)
     }
 
     fn check_range(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
         let mask = self.layout.page_size - 1;
         if addr & mask != 0 || len & mask != 0 {
-            return Err(PlatformError::InvalidRange { addr, len, why: "not page aligned" });
+            return Err(PlatformError::InvalidRange {
+                addr,
+                len,
+                why: "not page aligned",
+            });
         }
         match addr.checked_add(len) {
             Some(end) if end <= self.layout.max_user_addr => Ok(()),
-            _ => Err(PlatformError::InvalidRange { addr, len, why: "beyond the end of user address space" }),
+            _ => Err(PlatformError::InvalidRange {
+                addr,
+                len,
+                why: "beyond the end of user address space",
+            }),
         }
     }
 
@@ -168,7 +210,10 @@ impl PtraceAddressSpace {
         let (stub, stub_end, end) = (self.layout.stub_addr, self.layout.stub_end(), addr + len);
         let below = (addr, end.min(stub));
         let above = (addr.max(stub_end), end);
-        [below, above].into_iter().filter(|(a, e)| a < e).map(|(a, e)| (a, e - a))
+        [below, above]
+            .into_iter()
+            .filter(|(a, e)| a < e)
+            .map(|(a, e)| (a, e - a))
     }
 }
 
@@ -179,13 +224,30 @@ impl AddressSpace for PtraceAddressSpace {
             return Ok(());
         }
         if !self.layout.is_app_range(addr, len) {
-            return Err(PlatformError::InvalidRange { addr, len, why: "overlaps the stub page" });
+            return Err(PlatformError::InvalidRange {
+                addr,
+                len,
+                why: "overlaps the stub page",
+            });
         }
-        if offset & (self.layout.page_size - 1) != 0 || !matches!(offset.checked_add(len), Some(e) if e <= i64::MAX as u64) {
-            return Err(PlatformError::InvalidRange { addr: offset, len, why: "bad memory file offset" });
+        if offset & (self.layout.page_size - 1) != 0
+            || !matches!(offset.checked_add(len), Some(e) if e <= i64::MAX as u64)
+        {
+            return Err(PlatformError::InvalidRange {
+                addr: offset,
+                len,
+                why: "bad memory file offset",
+            });
         }
         let flags = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
-        let args = [addr, len, prot.to_bits() as u64, flags, self.memory_fd as u64, offset];
+        let args = [
+            addr,
+            len,
+            prot.to_bits() as u64,
+            flags,
+            self.memory_fd as u64,
+            offset,
+        ];
         let got = self.syscall("mmap", libc::SYS_mmap, &args)?;
         if got != addr {
             return Err(PlatformError::UnexpectedStop {
@@ -209,7 +271,11 @@ impl AddressSpace for PtraceAddressSpace {
         self.check_range(addr, len)?;
         let ranges: Vec<_> = self.around_stub(addr, len).collect();
         for (a, l) in ranges {
-            self.syscall("mprotect", libc::SYS_mprotect, &[a, l, prot.to_bits() as u64])?;
+            self.syscall(
+                "mprotect",
+                libc::SYS_mprotect,
+                &[a, l, prot.to_bits() as u64],
+            )?;
         }
         Ok(())
     }

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use nix::unistd::Pid;
 
 use super::address_space::PtraceAddressSpace;
-use super::inject::gone_or;
 use super::regs::{get_fp, get_regs, initial_fp, padded, set_fp, set_regs, xsave_size};
 use super::stub::{wait_stop, FpOwner, Stop, StubThread};
 use crate::{Access, AddressSpace, Context, CpuState, Event, FpState, Interrupter, PlatformError};
@@ -99,21 +98,32 @@ impl PtraceContext {
             None => initial_fp(xsave_size(thread.tid)?),
         };
         set_fp(thread.tid, &fp)?;
-        thread.fp_owner = Some(FpOwner { ctx: self.id, slot: Arc::downgrade(&self.fp) });
+        thread.fp_owner = Some(FpOwner {
+            ctx: self.id,
+            slot: Arc::downgrade(&self.fp),
+        });
         // Another context's registers may be loaded.
         thread.regs = None;
         Ok(())
     }
 
-    fn run(&self, pid: i32, thread: &mut StubThread, state: &mut CpuState) -> Result<Event, PlatformError> {
+    fn run(
+        &self,
+        pid: i32,
+        thread: &mut StubThread,
+        state: &mut CpuState,
+    ) -> Result<Event, PlatformError> {
         let tid = thread.tid;
         if thread.regs != Some(state.regs) {
             thread.regs = None;
-            set_regs(tid, &state.regs).map_err(|e| gone_or(pid, tid, e))?;
+            set_regs(tid, &state.regs)?;
         }
         let event = loop {
             if let Err(source) = nix::sys::ptrace::sysemu(Pid::from_raw(tid), None) {
-                return Err(gone_or(pid, tid, PlatformError::Host { op: "PTRACE_SYSEMU", source }));
+                return Err(PlatformError::Host {
+                    op: "PTRACE_SYSEMU",
+                    source,
+                });
             }
             match wait_stop(tid)? {
                 Stop::Gone(how) => return Err(PlatformError::StubDied { pid, how }),
@@ -126,9 +136,20 @@ impl PtraceContext {
                     // someone else's SIGSTOP: suppressed.
                     tracing::trace!(pid, "stale stop signal suppressed");
                 }
-                Stop::Signal(signo @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP)) => {
-                    let info = nix::sys::ptrace::getsiginfo(Pid::from_raw(tid))
-                        .map_err(|source| gone_or(pid, tid, PlatformError::Host { op: "PTRACE_GETSIGINFO", source }))?;
+                Stop::Signal(
+                    signo @ (libc::SIGSEGV
+                    | libc::SIGBUS
+                    | libc::SIGILL
+                    | libc::SIGFPE
+                    | libc::SIGTRAP),
+                ) => {
+                    let info =
+                        nix::sys::ptrace::getsiginfo(Pid::from_raw(tid)).map_err(|source| {
+                            PlatformError::Host {
+                                op: "PTRACE_GETSIGINFO",
+                                source,
+                            }
+                        })?;
                     if info.si_code <= 0 {
                         // Sent by kill/tgkill/sigqueue, not raised by the CPU.
                         tracing::trace!(pid, signo, "user-sent fault signal suppressed");
@@ -137,34 +158,60 @@ impl PtraceContext {
                     // SAFETY: for these signals raised by the kernel, si_addr
                     // is the member of the union the kernel filled in.
                     let addr = unsafe { info.si_addr() } as u64;
-                    break Event::Fault { signo, code: info.si_code, addr, access: Access::Unknown };
+                    break Event::Fault {
+                        signo,
+                        code: info.si_code,
+                        addr,
+                        access: Access::Unknown,
+                    };
                 }
                 // Any other signal (SIGCHLD, SIGWINCH, ... sent to the stub)
                 // is never delivered.
                 Stop::Signal(sig) => tracing::trace!(pid, sig, "signal suppressed"),
             }
         };
-        let regs = get_regs(tid).map_err(|e| gone_or(pid, tid, e))?;
+        let regs = get_regs(tid)?;
         state.regs = regs;
         thread.regs = Some(regs);
         let event = match event {
             // Executing from an address that faults is an exec access.
-            Event::Fault { signo: libc::SIGSEGV, code, addr, .. } if addr == regs.rip => {
-                Event::Fault { signo: libc::SIGSEGV, code, addr, access: Access::Exec }
-            }
+            Event::Fault {
+                signo: libc::SIGSEGV,
+                code,
+                addr,
+                ..
+            } if addr == regs.rip => Event::Fault {
+                signo: libc::SIGSEGV,
+                code,
+                addr,
+                access: Access::Exec,
+            },
             e => e,
         };
-        tracing::trace!(pid, ?event, rip = format_args!("{:#x}", regs.rip), nr = regs.orig_rax as i64, "stub stopped");
+        tracing::trace!(
+            pid,
+            ?event,
+            rip = format_args!("{:#x}", regs.rip),
+            nr = regs.orig_rax as i64,
+            "stub stopped"
+        );
         Ok(event)
     }
 }
 
 fn downcast(aspace: &mut dyn AddressSpace) -> Result<&mut PtraceAddressSpace, PlatformError> {
-    aspace.as_any_mut().downcast_mut::<PtraceAddressSpace>().ok_or(PlatformError::ForeignAddressSpace)
+    aspace
+        .as_any_mut()
+        .downcast_mut::<PtraceAddressSpace>()
+        .ok_or(PlatformError::ForeignAddressSpace)
 }
 
 impl Context for PtraceContext {
-    fn switch(&mut self, aspace: &mut dyn AddressSpace, state: &mut CpuState) -> Result<Event, PlatformError> {
+    fn switch(
+        &mut self,
+        aspace: &mut dyn AddressSpace,
+        state: &mut CpuState,
+    ) -> Result<Event, PlatformError> {
         let aspace = downcast(aspace)?;
         let i = aspace.thread_index()?;
         let pid = aspace.stub_pid();
@@ -199,7 +246,11 @@ impl Context for PtraceContext {
         aspace.note(r)
     }
 
-    fn set_fp_state(&mut self, aspace: &mut dyn AddressSpace, fp: &FpState) -> Result<(), PlatformError> {
+    fn set_fp_state(
+        &mut self,
+        aspace: &mut dyn AddressSpace,
+        fp: &FpState,
+    ) -> Result<(), PlatformError> {
         let aspace = downcast(aspace)?;
         let i = aspace.thread_index()?;
         let thread = &aspace.threads[i];

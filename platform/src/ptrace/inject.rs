@@ -19,7 +19,7 @@ pub(crate) fn inject(
     tid: i32,
     stub_addr: u64,
     name: &'static str,
-    nr: i64,
+    nr: libc::c_long,
     args: &[u64],
 ) -> Result<u64, PlatformError> {
     let saved = get_regs(tid)?;
@@ -39,7 +39,10 @@ pub(crate) fn inject(
     let trap_rip = stub_addr + STUB_TRAP_OFFSET;
     let result = loop {
         if let Err(source) = nix::sys::ptrace::cont(Pid::from_raw(tid), None) {
-            return Err(gone_or(pid, tid, PlatformError::Host { op: "PTRACE_CONT(inject)", source }));
+            return Err(PlatformError::Host {
+                op: "PTRACE_CONT(inject)",
+                source,
+            });
         }
         match wait_stop(tid)? {
             Stop::Gone(how) => return Err(PlatformError::StubDied { pid, how }),
@@ -54,7 +57,10 @@ pub(crate) fn inject(
                 });
             }
             Stop::Signal(sig @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE)) => {
-                return Err(PlatformError::UnexpectedStop { pid, what: format!("signal {sig} while injecting {name}") });
+                return Err(PlatformError::UnexpectedStop {
+                    pid,
+                    what: format!("signal {sig} while injecting {name}"),
+                });
             }
             // Anything else (a stale interrupt SIGSTOP, a SIGCHLD or SIGWINCH
             // sent by someone): suppressed; continue to the int3.
@@ -65,15 +71,22 @@ pub(crate) fn inject(
     let ret = result as i64;
     tracing::trace!(pid, name, args = ?&args, ret = format_args!("{ret:#x}"), "injected");
     if (-4095..0).contains(&ret) {
-        return Err(PlatformError::Injected { syscall: name, errno: (-ret) as i32 });
+        return Err(PlatformError::Injected {
+            syscall: name,
+            errno: (-ret) as i32,
+        });
     }
     Ok(result)
 }
 
-/// After a ptrace request failed: if the thread is gone, a StubDied (reaped);
-/// otherwise `err`.
+/// After a ptrace request on `tid` failed with `err`: if the thread was
+/// killed, a StubDied (and the thread reaped); otherwise `err`.
 pub(crate) fn gone_or(pid: i32, tid: i32, err: PlatformError) -> PlatformError {
-    if let PlatformError::Host { source: nix::errno::Errno::ESRCH, .. } = err {
+    if let PlatformError::Host {
+        source: nix::errno::Errno::ESRCH,
+        ..
+    } = err
+    {
         // ESRCH: the tracee is not in a ptrace stop, which for a thread we
         // only resume ourselves means it was killed. Its exit is next.
         if let Ok(Stop::Gone(how)) = wait_stop(tid) {

@@ -26,8 +26,43 @@
 //! The structure is ready for one stub thread per application thread (as
 //! gVisor's `subprocess.newThread`: inject a `clone` in the stub and
 //! `PTRACE_ATTACH` the new thread from the task's host thread): an address
-//! space holds a list of [`stub::StubThread`]s keyed by tracer tid, and every
+//! space holds a list of stub threads keyed by tracer tid, and every
 //! operation looks up the one traced by the calling thread.
+//!
+//! # Events
+//!
+//! * A syscall stop is [`Event::Syscall`](crate::Event::Syscall); the host
+//!   did not run it. The next switch resumes after the `syscall` instruction
+//!   with whatever `rax` the Sentry set. A syscall stop is also what `int
+//!   0x80` or a syscall from a 32-bit code segment produce: the Sentry decides
+//!   what to do with `cs != USER_CS` or an `int 0x80` (bytes `cd 80` before
+//!   `rip`).
+//! * SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGTRAP raised by the CPU are
+//!   [`Event::Fault`](crate::Event::Fault) with `si_addr` and `si_code`; the
+//!   signal is never delivered to the stub, and the next switch re-executes
+//!   the faulting instruction (after the Sentry fixed the mapping, or changed
+//!   `rip`). `access` is [`Access::Exec`](crate::Access::Exec) when the fault
+//!   address is `rip`, else `Unknown` (ptrace does not expose the page-fault
+//!   error code): the Sentry compares with its VMA's protections.
+//! * [`Interrupter::interrupt`](crate::Interrupter::interrupt) sends
+//!   [`INTERRUPT_SIGNAL`] to the running stub thread; the stop becomes
+//!   [`Event::Interrupted`](crate::Event::Interrupted), registers as of the
+//!   interrupted instruction. A request while no switch runs makes the next
+//!   switch return `Interrupted` without running anything.
+//! * Every other signal sent to a stub (by kill(2), a terminal, ...) is
+//!   suppressed. A stub that dies is [`PlatformError::StubDied`] and the
+//!   address space stays dead.
+//!
+//! # The memory file and the stub page
+//!
+//! [`PtracePlatform::new`] duplicates the memory file's fd; stubs inherit the
+//! duplicate across fork at the same number and keep no other fd. The stub
+//! code page is mapped in the Sentry and every stub at
+//! [`Layout::stub_addr`] (the platform's layout says where it really is): the
+//! Sentry must keep application mappings off it ([`Layout::is_app_range`]);
+//! `map` refuses to cover it, `unmap` and `protect` skip it. Stubs are forked
+//! from the Sentry, so they inherit its seccomp filter: fork them before
+//! installing it, or allow mmap, munmap, mprotect, close_range and rseq.
 
 mod address_space;
 mod context;
@@ -38,7 +73,7 @@ mod stub;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 pub use address_space::PtraceAddressSpace;
-pub use context::{PtraceContext, PtraceInterrupter};
+pub use context::{PtraceContext, PtraceInterrupter, INTERRUPT_SIGNAL};
 
 use crate::{AddressSpace, Context, Layout, Platform, PlatformError};
 
@@ -60,9 +95,19 @@ impl PtracePlatform {
         layout.stub_addr = stub::install_stub_page(&layout)?;
         let memory_file = memory_file
             .try_clone_to_owned()
-            .map_err(|e| PlatformError::Host { op: "dup(memory file)", source: io_to_nix(e) })?;
-        tracing::debug!(?layout, memory_fd = memory_file.as_raw_fd(), "ptrace platform ready");
-        Ok(PtracePlatform { layout, memory_file })
+            .map_err(|e| PlatformError::Host {
+                op: "dup(memory file)",
+                source: io_to_nix(e),
+            })?;
+        tracing::debug!(
+            ?layout,
+            memory_fd = memory_file.as_raw_fd(),
+            "ptrace platform ready"
+        );
+        Ok(PtracePlatform {
+            layout,
+            memory_file,
+        })
     }
 
     /// The platform's own descriptor of the memory file (also the descriptor
@@ -97,7 +142,9 @@ impl Platform for PtracePlatform {
 }
 
 fn io_to_nix(e: std::io::Error) -> nix::Error {
-    e.raw_os_error().map(nix::Error::from_raw).unwrap_or(nix::Error::UnknownErrno)
+    e.raw_os_error()
+        .map(nix::Error::from_raw)
+        .unwrap_or(nix::Error::UnknownErrno)
 }
 
 /// The calling thread's id.

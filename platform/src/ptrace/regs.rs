@@ -83,7 +83,10 @@ pub(crate) fn from_libc(r: &libc::user_regs_struct) -> Registers {
 pub(crate) fn get_regs(tid: i32) -> Result<Registers, PlatformError> {
     nix::sys::ptrace::getregs(Pid::from_raw(tid))
         .map(|r| from_libc(&r))
-        .map_err(|source| PlatformError::Host { op: "PTRACE_GETREGS", source })
+        .map_err(|source| PlatformError::Host {
+            op: "PTRACE_GETREGS",
+            source,
+        })
 }
 
 /// PTRACE_SETREGS. `orig_rax` is always written as -1: it only matters to the
@@ -92,7 +95,10 @@ pub(crate) fn get_regs(tid: i32) -> Result<Registers, PlatformError> {
 pub(crate) fn set_regs(tid: i32, r: &Registers) -> Result<(), PlatformError> {
     let mut raw = to_libc(r);
     raw.orig_rax = u64::MAX;
-    nix::sys::ptrace::setregs(Pid::from_raw(tid), raw).map_err(|source| PlatformError::Host { op: "PTRACE_SETREGS", source })
+    nix::sys::ptrace::setregs(Pid::from_raw(tid), raw).map_err(|source| PlatformError::Host {
+        op: "PTRACE_SETREGS",
+        source,
+    })
 }
 
 static XSAVE_SIZE: OnceLock<usize> = OnceLock::new();
@@ -109,14 +115,25 @@ pub(crate) fn xsave_size(tid: i32) -> Result<usize, PlatformError> {
 }
 
 fn getregset(tid: i32, buf: &mut [u8]) -> Result<usize, PlatformError> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: the kernel writes at most iov_len bytes into `buf`, which is
     // live and exclusively borrowed, and updates `iov`, a live local.
     let r = unsafe {
-        libc::ptrace(libc::PTRACE_GETREGSET, tid, NT_X86_XSTATE as usize as *mut libc::c_void, &mut iov as *mut libc::iovec)
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            tid,
+            NT_X86_XSTATE as usize as *mut libc::c_void,
+            &mut iov as *mut libc::iovec,
+        )
     };
     if r < 0 {
-        return Err(PlatformError::Host { op: "PTRACE_GETREGSET(NT_X86_XSTATE)", source: Errno::last() });
+        return Err(PlatformError::Host {
+            op: "PTRACE_GETREGSET(NT_X86_XSTATE)",
+            source: Errno::last(),
+        });
     }
     Ok(iov.iov_len.min(buf.len()))
 }
@@ -136,13 +153,24 @@ pub(crate) fn get_fp(tid: i32) -> Result<FpState, PlatformError> {
 pub(crate) fn set_fp(tid: i32, fp: &FpState) -> Result<(), PlatformError> {
     let size = xsave_size(tid)?;
     let mut buf = padded(fp, size)?;
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: the kernel reads at most iov_len bytes from `buf`, which is live.
     let r = unsafe {
-        libc::ptrace(libc::PTRACE_SETREGSET, tid, NT_X86_XSTATE as usize as *mut libc::c_void, &mut iov as *mut libc::iovec)
+        libc::ptrace(
+            libc::PTRACE_SETREGSET,
+            tid,
+            NT_X86_XSTATE as usize as *mut libc::c_void,
+            &mut iov as *mut libc::iovec,
+        )
     };
     if r < 0 {
-        return Err(PlatformError::Host { op: "PTRACE_SETREGSET(NT_X86_XSTATE)", source: Errno::last() });
+        return Err(PlatformError::Host {
+            op: "PTRACE_SETREGSET(NT_X86_XSTATE)",
+            source: Errno::last(),
+        });
     }
     Ok(())
 }
@@ -150,7 +178,10 @@ pub(crate) fn set_fp(tid: i32, fp: &FpState) -> Result<(), PlatformError> {
 /// `fp` padded to `size` bytes, or `FpStateSize` if it does not fit.
 pub(crate) fn padded(fp: &FpState, size: usize) -> Result<Vec<u8>, PlatformError> {
     if fp.xsave.len() > size {
-        return Err(PlatformError::FpStateSize { got: fp.xsave.len(), want: size });
+        return Err(PlatformError::FpStateSize {
+            got: fp.xsave.len(),
+            want: size,
+        });
     }
     let mut buf = vec![0u8; size];
     buf[..fp.xsave.len()].copy_from_slice(&fp.xsave);
@@ -185,8 +216,14 @@ mod tests {
     #[test]
     fn padding() {
         let fp = FpState { xsave: vec![1; 10] };
-        assert_eq!(padded(&fp, 12).unwrap(), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
-        assert!(matches!(padded(&fp, 8), Err(PlatformError::FpStateSize { got: 10, want: 8 })));
+        assert_eq!(
+            padded(&fp, 12).unwrap(),
+            [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+        );
+        assert!(matches!(
+            padded(&fp, 8),
+            Err(PlatformError::FpStateSize { got: 10, want: 8 })
+        ));
     }
 
     #[test]

@@ -23,7 +23,10 @@ static STUB_PAGE: OnceLock<Result<u64, String>> = OnceLock::new();
 /// `layout.stub_addr`, or lower in the gap above `layout.stack_top` if that
 /// address is taken.
 pub(crate) fn install_stub_page(layout: &Layout) -> Result<u64, PlatformError> {
-    STUB_PAGE.get_or_init(|| map_stub_page(layout)).clone().map_err(PlatformError::StubPage)
+    STUB_PAGE
+        .get_or_init(|| map_stub_page(layout))
+        .clone()
+        .map_err(PlatformError::StubPage)
 }
 
 fn map_stub_page(layout: &Layout) -> Result<u64, String> {
@@ -120,17 +123,29 @@ pub(crate) fn wait_stop(tid: i32) -> Result<Stop, PlatformError> {
         if r < 0 && errno == Errno::ECHILD {
             return Ok(Stop::Gone("already reaped".into()));
         }
-        return Err(PlatformError::Host { op: "waitpid(stub)", source: errno });
+        return Err(PlatformError::Host {
+            op: "waitpid(stub)",
+            source: errno,
+        });
     }
     if libc::WIFSTOPPED(status) {
         // WSTOPSIG plus any PTRACE_EVENT_* in the next byte.
         Ok(Stop::Signal((status >> 8) & 0xffff))
     } else if libc::WIFEXITED(status) {
-        Ok(Stop::Gone(format!("exited with status {}", libc::WEXITSTATUS(status))))
+        Ok(Stop::Gone(format!(
+            "exited with status {}",
+            libc::WEXITSTATUS(status)
+        )))
     } else if libc::WIFSIGNALED(status) {
-        Ok(Stop::Gone(format!("killed by signal {}", libc::WTERMSIG(status))))
+        Ok(Stop::Gone(format!(
+            "killed by signal {}",
+            libc::WTERMSIG(status)
+        )))
     } else {
-        Err(PlatformError::UnexpectedStop { pid: tid, what: format!("wait status {status:#x}") })
+        Err(PlatformError::UnexpectedStop {
+            pid: tid,
+            what: format!("wait status {status:#x}"),
+        })
     }
 }
 
@@ -144,7 +159,10 @@ pub(crate) fn fork_stub() -> Result<i32, PlatformError> {
     // state of other threads' locks copied into the child does not matter.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(PlatformError::Host { op: "fork(stub)", source: Errno::last() });
+        return Err(PlatformError::Host {
+            op: "fork(stub)",
+            source: Errno::last(),
+        });
     }
     if pid == 0 {
         // SAFETY: we are the freshly forked child; see stub_child.
@@ -154,14 +172,21 @@ pub(crate) fn fork_stub() -> Result<i32, PlatformError> {
         Stop::Signal(libc::SIGSTOP) => {}
         Stop::Signal(sig) => {
             kill_and_reap(pid);
-            return Err(PlatformError::UnexpectedStop { pid, what: format!("initial stop by signal {sig}") });
+            return Err(PlatformError::UnexpectedStop {
+                pid,
+                what: format!("initial stop by signal {sig}"),
+            });
         }
         Stop::Gone(how) => return Err(PlatformError::StubDied { pid, how }),
     }
-    let options = nix::sys::ptrace::Options::PTRACE_O_TRACESYSGOOD | nix::sys::ptrace::Options::PTRACE_O_EXITKILL;
+    let options = nix::sys::ptrace::Options::PTRACE_O_TRACESYSGOOD
+        | nix::sys::ptrace::Options::PTRACE_O_EXITKILL;
     if let Err(source) = nix::sys::ptrace::setoptions(nix::unistd::Pid::from_raw(pid), options) {
         kill_and_reap(pid);
-        return Err(PlatformError::Host { op: "PTRACE_SETOPTIONS", source });
+        return Err(PlatformError::Host {
+            op: "PTRACE_SETOPTIONS",
+            source,
+        });
     }
     Ok(pid)
 }
@@ -174,7 +199,15 @@ pub(crate) fn fork_stub() -> Result<i32, PlatformError> {
 /// never returns.
 unsafe fn stub_child(parent: libc::pid_t) -> ! {
     // Die with the tracer thread.
-    if libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+    if libc::syscall(
+        libc::SYS_prctl,
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL,
+        0,
+        0,
+        0,
+    ) != 0
+    {
         libc::syscall(libc::SYS_exit_group, 101);
     }
     // The parent may have died before PR_SET_PDEATHSIG took effect.

@@ -26,7 +26,14 @@ pub fn memfd(size: u64) -> OwnedFd {
 
 pub fn write_at(fd: &OwnedFd, off: u64, bytes: &[u8]) {
     // SAFETY: pwrite reads `bytes.len()` bytes from a live slice.
-    let n = unsafe { libc::pwrite(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), off as i64) };
+    let n = unsafe {
+        libc::pwrite(
+            fd.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            off as i64,
+        )
+    };
     assert_eq!(n, bytes.len() as isize);
 }
 
@@ -139,15 +146,29 @@ impl Fixture {
         write_at(&mem, CODE_OFF, &code.0);
         let platform = PtracePlatform::new(mem.as_fd()).expect("platform");
         let mut aspace = platform.new_address_space().expect("address space");
-        aspace.map(CODE, PAGE, CODE_OFF, Prot::READ_EXEC).expect("map code");
-        aspace.map(DATA, PAGE, DATA_OFF, Prot::READ_WRITE).expect("map data");
+        aspace
+            .map(CODE, PAGE, CODE_OFF, Prot::READ_EXEC)
+            .expect("map code");
+        aspace
+            .map(DATA, PAGE, DATA_OFF, Prot::READ_WRITE)
+            .expect("map data");
         let ctx = platform.new_context().expect("context");
-        let state = CpuState { regs: Registers::new_user(CODE, DATA + PAGE) };
-        Fixture { mem, platform, aspace, ctx, state }
+        let state = CpuState {
+            regs: Registers::new_user(CODE, DATA + PAGE),
+        };
+        Fixture {
+            mem,
+            platform,
+            aspace,
+            ctx,
+            state,
+        }
     }
 
     pub fn switch(&mut self) -> platform::Event {
-        self.ctx.switch(self.aspace.as_mut(), &mut self.state).expect("switch")
+        self.ctx
+            .switch(self.aspace.as_mut(), &mut self.state)
+            .expect("switch")
     }
 
     pub fn stub_pid(&mut self) -> i32 {

@@ -10,6 +10,8 @@ use platform::Interrupter;
 /// Shared between a task and whoever may interrupt it.
 #[derive(Default)]
 pub struct TaskInterrupt {
+    /// What blocking file operations (pipes, host stdio) poll.
+    pub io: crate::vfs::Interrupt,
     pending: Mutex<bool>,
     wake: Condvar,
     platform: Mutex<Option<Arc<dyn Interrupter>>>,
@@ -36,6 +38,7 @@ impl TaskInterrupt {
         if let Ok(mut p) = self.pending.lock() {
             *p = true;
         }
+        self.io.interrupt();
         self.wake.notify_all();
         if let Ok(slot) = self.platform.lock() {
             if let Some(i) = slot.as_ref() {
@@ -53,6 +56,7 @@ impl TaskInterrupt {
         if let Ok(mut p) = self.pending.lock() {
             *p = false;
         }
+        self.io.clear();
     }
 
     /// Sleeps for `d` unless interrupted first.

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use platform::Platform;
 
+use super::proc::ProcTable;
 use super::time::Clocks;
 use super::uts::UtsNamespace;
 use crate::mm::MemoryFile;
@@ -28,6 +29,8 @@ pub struct Kernel {
     pub clocks: Clocks,
     pub uts: Mutex<UtsNamespace>,
     pub strace: bool,
+    /// What procfs shows of the tasks.
+    pub procs: Arc<ProcTable>,
     next_tid: AtomicI32,
     enosys_logged: Mutex<HashSet<u64>>,
 }
@@ -38,9 +41,11 @@ impl Kernel {
         memory_file: Arc<MemoryFile>,
         vfs: Arc<Vfs>,
         clocks: Clocks,
+        procs: Arc<ProcTable>,
         config: &KernelConfig,
     ) -> Kernel {
         Kernel {
+            procs,
             platform,
             memory_file,
             vfs,

@@ -2,11 +2,13 @@
 //! (gVisor's pkg/sentry/kernel).
 
 pub mod creds;
+pub mod exec;
 pub mod fd_table;
 pub mod interrupt;
 #[allow(clippy::module_inception)]
 mod kernel;
 pub mod limits;
+pub mod proc;
 pub mod run;
 pub mod signal;
 pub mod task;

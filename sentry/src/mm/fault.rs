@@ -17,24 +17,12 @@ impl MemoryManager {
     /// `Err(EACCES)` means the address is mapped but `access` is not allowed
     /// (SIGSEGV with SEGV_ACCERR); `Err(EFAULT)` means nothing is mapped there
     /// (SEGV_MAPERR).
-    pub fn handle_fault(&mut self, addr: u64, access: Access) -> Result<(), Errno> {
-        if let Some(v) = self.vma_at(addr) {
-            let allowed = match access {
-                Access::Read => v.prot.read,
-                Access::Write => v.prot.write,
-                Access::Exec => v.prot.exec,
-                Access::Unknown => false,
-            };
-            if allowed {
-                // The host mapping is out of step with the VMA (it cannot be,
-                // unless the platform lost it): map it again.
-                let (s, l, off, p) = (v.start, v.len(), v.mf_offset, v.prot);
-                tracing::warn!("fault at {addr:#x} inside mapped {s:#x}+{l:#x}: remapping");
-                return self
-                    .aspace
-                    .map(s, l, off, p)
-                    .map_err(|e| super::manager::platform_errno("map", e));
-            }
+    pub fn handle_fault(&mut self, addr: u64, _access: Access) -> Result<(), Errno> {
+        if self.vma_at(addr).is_some() {
+            // Every VMA is mapped eagerly with its protections, so a fault
+            // inside one is a protection violation whatever access the
+            // platform could tell (often Unknown). Never "repair" and retry
+            // here: a platform that keeps faulting would spin the task.
             return Err(Errno::EACCES);
         }
         self.grow_stack(addr)
@@ -79,7 +67,10 @@ impl MemoryManager {
     /// Grows `v` (starting at `vstart`) down to `target`.
     fn extend_down(&mut self, vstart: u64, v: &Vma, target: u64) -> Result<(), Errno> {
         let delta = vstart - target;
-        let adjacent = v.mf_offset.checked_sub(delta).filter(|off| self.mf.allocate_at(*off, delta).is_ok());
+        let adjacent = v
+            .mf_offset
+            .checked_sub(delta)
+            .filter(|off| self.mf.allocate_at(*off, delta).is_ok());
         let (mf_off, in_place) = match adjacent {
             Some(off) => (off, true),
             None => (self.mf.allocate(delta)?, false),

@@ -1,5 +1,7 @@
 //! What the memory manager needs of a file it maps.
 
+use std::sync::Arc;
+
 use crate::errno::Errno;
 
 /// A file that can back a mapping. The VFS's regular files implement it.
@@ -15,3 +17,7 @@ pub trait MappableFile: Send + Sync {
     /// in the statefile to re-open the file on restore.
     fn mapping_name(&self) -> String;
 }
+
+/// Opens a file by its path in the container: how the loader reaches
+/// executables and how a restore re-opens the files behind mappings.
+pub type OpenFn<'a> = dyn Fn(&str) -> Result<Arc<dyn MappableFile>, Errno> + 'a;

@@ -2,8 +2,8 @@
 //! memory. Addresses are translated through the VMAs to memory-file offsets
 //! and the bytes copied through the Sentry's own mapping of the memory file,
 //! with the application's permissions checked (EFAULT otherwise), as Linux's
-//! copy_from_user/copy_to_user. An access just below the stack grows it,
-//! as a fault in the kernel would.
+//! copy_from_user/copy_to_user. A write just below the stack grows it, as
+//! a fault in the kernel would; reads only need `&self`.
 
 use super::manager::MemoryManager;
 use crate::errno::Errno;
@@ -26,46 +26,80 @@ enum Need {
     Any,
 }
 
+/// Why a translation stopped.
+enum Miss {
+    /// Not allowed or out of range.
+    Fault,
+    /// Nothing mapped at this address (maybe a stack-growth access).
+    Hole(u64),
+}
+
+type Pieces = Vec<(u64, std::ops::Range<usize>)>;
+
 impl MemoryManager {
-    /// Calls `f(mf_offset, buf_range)` for each piece of `[addr, addr + len)`,
-    /// in order, after checking each piece's VMA allows `need`.
-    fn for_each_piece(
-        &mut self,
-        addr: u64,
-        len: usize,
-        need: Need,
-        mut f: impl FnMut(&MemoryManager, u64, std::ops::Range<usize>) -> Result<(), Errno>,
-    ) -> Result<(), Errno> {
-        let len64 = u64::try_from(len).map_err(|_| Errno::EFAULT)?;
-        addr.checked_add(len64).filter(|e| *e <= self.top).ok_or(Errno::EFAULT)?;
+    /// The memory-file pieces of `[addr, addr + len)`, in order, each as
+    /// (memory-file offset, range within the caller's buffer), after checking
+    /// each piece's VMA allows `need`.
+    fn translate(&self, addr: u64, len: usize, need: Need) -> Result<Pieces, Miss> {
+        let len64 = u64::try_from(len).map_err(|_| Miss::Fault)?;
+        addr.checked_add(len64)
+            .filter(|e| *e <= self.top)
+            .ok_or(Miss::Fault)?;
+        let mut out = Vec::new();
         let mut done = 0usize;
         while done < len {
             let cur = addr + done as u64;
-            let v = match self.vma_at(cur) {
-                Some(v) => v,
-                None => {
-                    self.grow_stack(cur).map_err(|_| Errno::EFAULT)?;
-                    continue;
-                }
-            };
+            let v = self.vma_at(cur).ok_or(Miss::Hole(cur))?;
             let ok = match need {
                 Need::Read => v.prot.read,
                 Need::Write => v.prot.write,
                 Need::Any => true,
             };
             if !ok {
-                return Err(Errno::EFAULT);
+                return Err(Miss::Fault);
             }
-            let n = usize::try_from(v.end - cur).unwrap_or(usize::MAX).min(len - done);
-            let off = v.mf_offset_of(cur);
-            f(self, off, done..done + n)?;
+            let n = usize::try_from(v.end - cur)
+                .unwrap_or(usize::MAX)
+                .min(len - done);
+            out.push((v.mf_offset_of(cur), done..done + n));
             done += n;
+        }
+        Ok(out)
+    }
+
+    /// Like `translate`, growing the stack into holes just below it, as a
+    /// kernel-mode fault on a write would (reads never grow it: untouched
+    /// stack reads as zero in Linux, and readers only hold `&self`).
+    fn translate_growing(&mut self, addr: u64, len: usize, need: Need) -> Result<Pieces, Errno> {
+        loop {
+            match self.translate(addr, len, need) {
+                Ok(p) => return Ok(p),
+                Err(Miss::Fault) => return Err(Errno::EFAULT),
+                // Each growth maps the hole or fails, so this terminates.
+                Err(Miss::Hole(at)) => self.grow_stack(at).map_err(|_| Errno::EFAULT)?,
+            }
+        }
+    }
+
+    fn copy_in_as(&self, addr: u64, buf: &mut [u8], need: Need) -> Result<(), Errno> {
+        let pieces = self
+            .translate(addr, buf.len(), need)
+            .map_err(|_| Errno::EFAULT)?;
+        for (off, r) in pieces {
+            self.mf.read_at(off, &mut buf[r])?;
+        }
+        Ok(())
+    }
+
+    fn copy_out_as(&mut self, addr: u64, data: &[u8], need: Need) -> Result<(), Errno> {
+        for (off, r) in self.translate_growing(addr, data.len(), need)? {
+            self.mf.write_at(off, &data[r])?;
         }
         Ok(())
     }
 
     /// Copies `buf.len()` bytes from application address `addr` (copy_from_user).
-    pub fn copy_in(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
         self.copy_in_as(addr, buf, Need::Read)
     }
 
@@ -76,7 +110,7 @@ impl MemoryManager {
 
     /// Like [`copy_in`](Self::copy_in), ignoring protections (ptrace PEEK,
     /// /proc/pid/mem): only that the range is mapped.
-    pub fn copy_in_force(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    pub fn copy_in_force(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
         self.copy_in_as(addr, buf, Need::Any)
     }
 
@@ -86,33 +120,28 @@ impl MemoryManager {
         self.copy_out_as(addr, data, Need::Any)
     }
 
-    fn copy_in_as(&mut self, addr: u64, buf: &mut [u8], need: Need) -> Result<(), Errno> {
-        self.for_each_piece(addr, buf.len(), need, |mm, off, r| mm.mf.read_at(off, &mut buf[r]))
-    }
-
-    fn copy_out_as(&mut self, addr: u64, data: &[u8], need: Need) -> Result<(), Errno> {
-        self.for_each_piece(addr, data.len(), need, |mm, off, r| mm.mf.write_at(off, &data[r]))
-    }
-
     /// Writes `len` zero bytes at `addr` (clear_user); `force` ignores protections.
     pub fn zero_out(&mut self, addr: u64, len: u64, force: bool) -> Result<(), Errno> {
         let len = usize::try_from(len).map_err(|_| Errno::EFAULT)?;
         let need = if force { Need::Any } else { Need::Write };
-        self.for_each_piece(addr, len, need, |mm, off, r| mm.mf.zero(off, r.len() as u64))
+        for (off, r) in self.translate_growing(addr, len, need)? {
+            self.mf.zero(off, r.len() as u64)?;
+        }
+        Ok(())
     }
 
     /// Reads `N` bytes.
-    pub fn read_bytes<const N: usize>(&mut self, addr: u64) -> Result<[u8; N], Errno> {
+    pub fn read_bytes<const N: usize>(&self, addr: u64) -> Result<[u8; N], Errno> {
         let mut b = [0u8; N];
         self.copy_in(addr, &mut b)?;
         Ok(b)
     }
 
-    pub fn read_u32(&mut self, addr: u64) -> Result<u32, Errno> {
+    pub fn read_u32(&self, addr: u64) -> Result<u32, Errno> {
         self.read_bytes::<4>(addr).map(u32::from_le_bytes)
     }
 
-    pub fn read_u64(&mut self, addr: u64) -> Result<u64, Errno> {
+    pub fn read_u64(&self, addr: u64) -> Result<u64, Errno> {
         self.read_bytes::<8>(addr).map(u64::from_le_bytes)
     }
 
@@ -127,13 +156,15 @@ impl MemoryManager {
     /// Reads a NUL-terminated string (without the NUL). ENAMETOOLONG when no
     /// NUL is found in the first `max_len` bytes (pass PATH_MAX for paths).
     /// Reads page by page, so a string ending just before unmapped memory is fine.
-    pub fn read_c_string(&mut self, addr: u64, max_len: usize) -> Result<Vec<u8>, Errno> {
+    pub fn read_c_string(&self, addr: u64, max_len: usize) -> Result<Vec<u8>, Errno> {
         let page = self.layout.page_size;
         let mut out = Vec::new();
         let mut cur = addr;
         while out.len() < max_len {
             let to_page_end = page - (cur % page);
-            let n = usize::try_from(to_page_end).unwrap_or(usize::MAX).min(max_len - out.len());
+            let n = usize::try_from(to_page_end)
+                .unwrap_or(usize::MAX)
+                .min(max_len - out.len());
             let mut chunk = vec![0u8; n];
             self.copy_in(cur, &mut chunk)?;
             if let Some(nul) = chunk.iter().position(|b| *b == 0) {
@@ -148,13 +179,20 @@ impl MemoryManager {
 
     /// Reads a NULL-terminated array of string pointers (argv, envp), at
     /// most `max_count` of them, each at most `max_len` bytes.
-    pub fn read_string_array(&mut self, addr: u64, max_count: usize, max_len: usize) -> Result<Vec<Vec<u8>>, Errno> {
+    pub fn read_string_array(
+        &self,
+        addr: u64,
+        max_count: usize,
+        max_len: usize,
+    ) -> Result<Vec<Vec<u8>>, Errno> {
         let mut out = Vec::new();
         if addr == 0 {
             return Ok(out);
         }
         loop {
-            let at = addr.checked_add(8 * out.len() as u64).ok_or(Errno::EFAULT)?;
+            let at = addr
+                .checked_add(8 * out.len() as u64)
+                .ok_or(Errno::EFAULT)?;
             let p = self.read_u64(at)?;
             if p == 0 {
                 return Ok(out);
@@ -162,14 +200,20 @@ impl MemoryManager {
             if out.len() >= max_count {
                 return Err(Errno::E2BIG);
             }
-            let s = self.read_c_string(p, max_len).map_err(|e| if e == Errno::ENAMETOOLONG { Errno::E2BIG } else { e })?;
+            let s = self.read_c_string(p, max_len).map_err(|e| {
+                if e == Errno::ENAMETOOLONG {
+                    Errno::E2BIG
+                } else {
+                    e
+                }
+            })?;
             out.push(s);
         }
     }
 
     /// Reads `count` iovecs (readv/writev). EINVAL for more than
     /// [`UIO_MAXIOV`] or lengths whose sum overflows ssize_t.
-    pub fn read_iovecs(&mut self, addr: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
+    pub fn read_iovecs(&self, addr: u64, count: u64) -> Result<Vec<IoVec>, Errno> {
         let count = usize::try_from(count).map_err(|_| Errno::EINVAL)?;
         if count > UIO_MAXIOV {
             return Err(Errno::EINVAL);
@@ -184,7 +228,10 @@ impl MemoryManager {
             let base = u64::from_le_bytes(b);
             b.copy_from_slice(&c[8..]);
             let len = u64::from_le_bytes(b);
-            total = total.checked_add(len).filter(|t| *t <= i64::MAX as u64).ok_or(Errno::EINVAL)?;
+            total = total
+                .checked_add(len)
+                .filter(|t| *t <= i64::MAX as u64)
+                .ok_or(Errno::EINVAL)?;
             out.push(IoVec { base, len });
         }
         Ok(out)
@@ -199,7 +246,9 @@ impl MemoryManager {
             if done == data.len() {
                 break;
             }
-            let n = usize::try_from(iov.len).unwrap_or(usize::MAX).min(data.len() - done);
+            let n = usize::try_from(iov.len)
+                .unwrap_or(usize::MAX)
+                .min(data.len() - done);
             if let Err(e) = self.copy_out(iov.base, &data[done..done + n]) {
                 return if done > 0 { Ok(done) } else { Err(e) };
             }
@@ -209,13 +258,15 @@ impl MemoryManager {
     }
 
     /// Gathers up to `max` bytes from `iovs`, in order.
-    pub fn copy_in_iovecs(&mut self, iovs: &[IoVec], max: usize) -> Result<Vec<u8>, Errno> {
+    pub fn copy_in_iovecs(&self, iovs: &[IoVec], max: usize) -> Result<Vec<u8>, Errno> {
         let mut out = Vec::new();
         for iov in iovs {
             if out.len() >= max {
                 break;
             }
-            let n = usize::try_from(iov.len).unwrap_or(usize::MAX).min(max - out.len());
+            let n = usize::try_from(iov.len)
+                .unwrap_or(usize::MAX)
+                .min(max - out.len());
             let at = out.len();
             out.resize(at + n, 0);
             if let Err(e) = self.copy_in(iov.base, &mut out[at..]) {

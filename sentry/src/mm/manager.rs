@@ -64,8 +64,12 @@ impl MemoryManager {
     ///
     /// The layout's page size must be a power of two and a multiple of the
     /// memory file's page size.
-    pub fn new(layout: Layout, mf: Arc<MemoryFile>, aspace: Box<dyn AddressSpace>) -> Result<MemoryManager, Errno> {
-        if !layout.page_size.is_power_of_two() || layout.page_size % MF_PAGE_SIZE != 0 {
+    pub fn new(
+        layout: Layout,
+        mf: Arc<MemoryFile>,
+        aspace: Box<dyn AddressSpace>,
+    ) -> Result<MemoryManager, Errno> {
+        if !layout.page_size.is_power_of_two() || layout.page_size < MF_PAGE_SIZE {
             return Err(Errno::EINVAL);
         }
         let (min_addr, top) = usable_range(&layout);
@@ -118,7 +122,11 @@ impl MemoryManager {
 
     /// The VMA containing `addr`.
     pub fn vma_at(&self, addr: u64) -> Option<&Vma> {
-        self.vmas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
+        self.vmas
+            .range(..=addr)
+            .next_back()
+            .map(|(_, v)| v)
+            .filter(|v| v.contains(addr))
     }
 
     /// Total mapped bytes (VmSize).
@@ -128,7 +136,10 @@ impl MemoryManager {
 
     /// Bytes of mapped memory that hold data in the memory file (≈ VmRSS).
     pub fn rss(&self) -> u64 {
-        self.vmas.values().map(|v| self.mf.data_bytes(v.mf_offset, v.len())).sum()
+        self.vmas
+            .values()
+            .map(|v| self.mf.data_bytes(v.mf_offset, v.len()))
+            .sum()
     }
 
     /// One past the highest mapped address (0 if nothing is mapped): what a
@@ -159,7 +170,7 @@ impl MemoryManager {
     }
 
     pub(super) fn is_aligned(&self, x: u64) -> bool {
-        x % self.layout.page_size == 0
+        x & (self.layout.page_size - 1) == 0
     }
 
     /// Whether no VMA overlaps `[addr, addr + len)`.
@@ -246,7 +257,11 @@ impl MemoryManager {
     /// Where a non-fixed mapping of `len` bytes goes: at `hint` if that is
     /// free, else top-down below the mmap base, else anywhere top-down.
     pub(super) fn find_unmapped(&self, hint: u64, len: u64, below_2g: bool) -> Result<u64, Errno> {
-        let (lo, hi) = if below_2g { (self.min_addr.max(0x4000_0000), 0x8000_0000) } else { (self.min_addr, self.top) };
+        let (lo, hi) = if below_2g {
+            (self.min_addr.max(0x4000_0000), 0x8000_0000)
+        } else {
+            (self.min_addr, self.top)
+        };
         if hint != 0 {
             if let Some(h) = self.page_align_up(hint) {
                 if h >= lo && h.checked_add(len).is_some_and(|e| e <= hi) && self.is_free(h, len) {
@@ -262,7 +277,13 @@ impl MemoryManager {
 
     /// Copies the bytes of `file` from `file_off` for `len` bytes (stopping
     /// at EOF) into the memory file at `mf_off`.
-    pub(super) fn fill_from_file(&self, file: &dyn MappableFile, file_off: u64, mf_off: u64, len: u64) -> Result<(), Errno> {
+    pub(super) fn fill_from_file(
+        &self,
+        file: &dyn MappableFile,
+        file_off: u64,
+        mf_off: u64,
+        len: u64,
+    ) -> Result<(), Errno> {
         const CHUNK: usize = 64 * 1024;
         let size = file.size()?;
         let avail = size.saturating_sub(file_off).min(len);
@@ -299,10 +320,13 @@ impl MemoryManager {
         let mut done = 0u64;
         while done < len {
             let n = usize::try_from((len - done).min(buf.len() as u64)).unwrap_or(0);
-            self.mf.read_at(v.mf_offset_of(from) + done, &mut buf[..n])?;
+            self.mf
+                .read_at(v.mf_offset_of(from) + done, &mut buf[..n])?;
             let mut written = 0;
             while written < n {
-                let w = fb.file.write_at(file_off + done + written as u64, &buf[written..n])?;
+                let w = fb
+                    .file
+                    .write_at(file_off + done + written as u64, &buf[written..n])?;
                 if w == 0 {
                     return Err(Errno::EIO);
                 }
@@ -367,7 +391,10 @@ impl MemoryManager {
         let v = self.vmas.get(&start).ok_or(Errno::EFAULT)?.clone();
         let old_end = v.end;
         let new_end = old_end.checked_add(delta).ok_or(Errno::ENOMEM)?;
-        let adjacent = v.mf_offset.checked_add(v.len()).filter(|off| self.mf.allocate_at(*off, delta).is_ok());
+        let adjacent = v
+            .mf_offset
+            .checked_add(v.len())
+            .filter(|off| self.mf.allocate_at(*off, delta).is_ok());
         let (mf_off, in_place) = match adjacent {
             Some(off) => (off, true),
             None => (self.mf.allocate(delta)?, false),
@@ -417,7 +444,13 @@ impl MemoryManager {
     }
 
     /// A file VMA template.
-    pub(super) fn file_vma(start: u64, end: u64, prot: Prot, file: Arc<dyn MappableFile>, offset: u64) -> Vma {
+    pub(super) fn file_vma(
+        start: u64,
+        end: u64,
+        prot: Prot,
+        file: Arc<dyn MappableFile>,
+        offset: u64,
+    ) -> Vma {
         Vma {
             file: Some(FileBacking { file, offset }),
             ..Self::anon_vma(start, end, prot, VmaKind::Normal)
@@ -446,7 +479,10 @@ impl std::fmt::Debug for MemoryManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryManager")
             .field("vmas", &self.vmas.len())
-            .field("brk", &format_args!("{:#x}..{:#x}", self.brk_start, self.brk))
+            .field(
+                "brk",
+                &format_args!("{:#x}..{:#x}", self.brk_start, self.brk),
+            )
             .finish()
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::{Mutex, MutexGuard};
 
@@ -116,7 +116,7 @@ impl MemoryFile {
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_NORESERVE,
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                fd.as_raw_fd(),
                 0,
             )
         };
@@ -126,7 +126,12 @@ impl MemoryFile {
         let base = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::ENOMEM)?;
         let mut free = BTreeMap::new();
         free.insert(0, capacity);
-        Ok(MemoryFile { fd, base, capacity, free: Mutex::new(free) })
+        Ok(MemoryFile {
+            fd,
+            base,
+            capacity,
+            free: Mutex::new(free),
+        })
     }
 
     /// A capacity suited to a host whose user address space has `va_bits`
@@ -153,19 +158,23 @@ impl MemoryFile {
     }
 
     fn check_range(&self, start: u64, len: u64) -> Result<u64, MemoryFileError> {
-        if start % MF_PAGE_SIZE != 0 || len % MF_PAGE_SIZE != 0 {
+        if (start | len) & (MF_PAGE_SIZE - 1) != 0 {
             return Err(MemoryFileError::Unaligned { start, len });
         }
         match start.checked_add(len) {
             Some(end) if end <= self.capacity => Ok(end),
-            _ => Err(MemoryFileError::OutOfBounds { start, len, capacity: self.capacity }),
+            _ => Err(MemoryFileError::OutOfBounds {
+                start,
+                len,
+                capacity: self.capacity,
+            }),
         }
     }
 
     /// Allocates `len` bytes (a positive multiple of the page size),
     /// first fit from the start of the file. ENOMEM when full.
     pub fn allocate(&self, len: u64) -> Result<u64, Errno> {
-        if len == 0 || len % MF_PAGE_SIZE != 0 {
+        if len == 0 || len & (MF_PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         let mut free = self.free_list();
@@ -249,7 +258,7 @@ impl MemoryFile {
             return Ok(());
         }
         fallocate(
-            &self.fd,
+            self.fd.as_raw_fd(),
             FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
             i64::try_from(start).map_err(|_| Errno::EINVAL)?,
             i64::try_from(len).map_err(|_| Errno::EINVAL)?,
@@ -264,12 +273,18 @@ impl MemoryFile {
         let mut pos = 0;
         for (s, e) in free.iter() {
             if *s > pos {
-                out.push(FileRange { start: pos, end: *s });
+                out.push(FileRange {
+                    start: pos,
+                    end: *s,
+                });
             }
             pos = *e;
         }
         if pos < self.capacity {
-            out.push(FileRange { start: pos, end: self.capacity });
+            out.push(FileRange {
+                start: pos,
+                end: self.capacity,
+            });
         }
         out
     }
@@ -285,11 +300,14 @@ impl MemoryFile {
     pub fn restore_allocations(&self, ranges: &[FileRange]) -> Result<(), MemoryFileError> {
         let mut done: Vec<FileRange> = Vec::new();
         for r in ranges {
-            let len = r.end.checked_sub(r.start).ok_or(MemoryFileError::OutOfBounds {
-                start: r.start,
-                len: 0,
-                capacity: self.capacity,
-            })?;
+            let len = r
+                .end
+                .checked_sub(r.start)
+                .ok_or(MemoryFileError::OutOfBounds {
+                    start: r.start,
+                    len: 0,
+                    capacity: self.capacity,
+                })?;
             if let Err(e) = self.allocate_at(r.start, len) {
                 for d in &done {
                     // These were allocated just above, so freeing them succeeds.
@@ -310,7 +328,7 @@ impl MemoryFile {
         let mut out = Vec::new();
         let mut pos = start;
         while pos < end {
-            let data = match lseek(&self.fd, pos as i64, Whence::SeekData) {
+            let data = match lseek(self.fd.as_raw_fd(), pos as i64, Whence::SeekData) {
                 Ok(d) => d as u64,
                 Err(nix::errno::Errno::ENXIO) => break,
                 Err(e) => return Err(e.into()),
@@ -318,7 +336,7 @@ impl MemoryFile {
             if data >= end {
                 break;
             }
-            let hole = match lseek(&self.fd, data as i64, Whence::SeekHole) {
+            let hole = match lseek(self.fd.as_raw_fd(), data as i64, Whence::SeekHole) {
                 Ok(h) => (h as u64).min(end),
                 Err(nix::errno::Errno::ENXIO) => end,
                 Err(e) => return Err(e.into()),
@@ -326,7 +344,10 @@ impl MemoryFile {
             if hole <= data {
                 break;
             }
-            out.push(FileRange { start: data, end: hole });
+            out.push(FileRange {
+                start: data,
+                end: hole,
+            });
             pos = hole;
         }
         Ok(out)
@@ -376,7 +397,10 @@ impl MemoryFile {
     /// Writes `len` zero bytes at `offset`. Whole pages are punched instead,
     /// so zeroing large ranges costs no memory.
     pub fn zero(&self, offset: u64, len: u64) -> Result<(), Errno> {
-        let end = offset.checked_add(len).filter(|e| *e <= self.capacity).ok_or(Errno::EFAULT)?;
+        let end = offset
+            .checked_add(len)
+            .filter(|e| *e <= self.capacity)
+            .ok_or(Errno::EFAULT)?;
         let first_full = offset.next_multiple_of(MF_PAGE_SIZE).min(end);
         let last_full = (end & !(MF_PAGE_SIZE - 1)).max(first_full);
         self.fill_zero(offset, first_full - offset)?;
@@ -428,12 +452,21 @@ mod tests {
         let a = mf.allocate(2 * P).unwrap();
         let b = mf.allocate(3 * P).unwrap();
         assert_eq!((a, b), (0, 2 * P));
-        assert_eq!(mf.allocated_ranges(), vec![FileRange { start: 0, end: 5 * P }]);
+        assert_eq!(
+            mf.allocated_ranges(),
+            vec![FileRange {
+                start: 0,
+                end: 5 * P
+            }]
+        );
         mf.free(a, P).unwrap();
         assert!(!mf.is_allocated(0, P));
         assert!(mf.is_allocated(P, 4 * P));
         // Double free is refused.
-        assert!(matches!(mf.free(0, P), Err(MemoryFileError::NotAllocated { .. })));
+        assert!(matches!(
+            mf.free(0, P),
+            Err(MemoryFileError::NotAllocated { .. })
+        ));
         mf.free(P, 4 * P).unwrap();
         assert!(mf.allocated_ranges().is_empty());
         // Fully coalesced again: one allocation of everything succeeds.
@@ -451,16 +484,37 @@ mod tests {
         assert!(mf.allocate_at(15 * P, 2 * P).is_err());
         assert_eq!(mf.allocate(4 * P).unwrap(), 0);
         let mf2 = MemoryFile::new(16 * P).unwrap();
-        let ranges = [FileRange { start: 0, end: P }, FileRange { start: 3 * P, end: 5 * P }];
+        let ranges = [
+            FileRange { start: 0, end: P },
+            FileRange {
+                start: 3 * P,
+                end: 5 * P,
+            },
+        ];
         mf2.restore_allocations(&ranges).unwrap();
         assert_eq!(mf2.allocated_ranges(), ranges.to_vec());
         let mf3 = MemoryFile::new(16 * P).unwrap();
-        let bad = [FileRange { start: 0, end: 2 * P }, FileRange { start: P, end: 3 * P }];
+        let bad = [
+            FileRange {
+                start: 0,
+                end: 2 * P,
+            },
+            FileRange {
+                start: P,
+                end: 3 * P,
+            },
+        ];
         assert!(mf3.restore_allocations(&bad).is_err());
         assert!(mf3.allocated_ranges().is_empty());
-        let reversed = [FileRange { start: 2 * P, end: P }];
+        let reversed = [FileRange {
+            start: 2 * P,
+            end: P,
+        }];
         assert!(mf3.restore_allocations(&reversed).is_err());
-        let huge = [FileRange { start: u64::MAX - P + 1, end: u64::MAX }];
+        let huge = [FileRange {
+            start: u64::MAX - P + 1,
+            end: u64::MAX,
+        }];
         assert!(mf3.restore_allocations(&huge).is_err());
     }
 
@@ -475,7 +529,13 @@ mod tests {
         assert_eq!(&buf, b"hello");
         assert_eq!(
             mf.data_ranges(off, 4 * P).unwrap(),
-            vec![FileRange { start: 0, end: P }, FileRange { start: 2 * P, end: 3 * P }]
+            vec![
+                FileRange { start: 0, end: P },
+                FileRange {
+                    start: 2 * P,
+                    end: 3 * P
+                }
+            ]
         );
         mf.zero(off + 11, 2).unwrap();
         mf.read_at(off + 10, &mut buf).unwrap();

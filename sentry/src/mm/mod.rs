@@ -15,11 +15,13 @@ mod state;
 pub mod vma;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-pub use file::MappableFile;
+pub use file::{MappableFile, OpenFn};
 pub use io::{IoVec, UIO_MAXIOV};
-pub use manager::{usable_range, MemoryManager, DEFAULT_STACK_LIMIT, MMAP_MIN_ADDR, STACK_GUARD_GAP};
+pub use manager::{
+    usable_range, MemoryManager, DEFAULT_STACK_LIMIT, MMAP_MIN_ADDR, STACK_GUARD_GAP,
+};
 pub use memory_file::{FileRange, MemoryFile, MemoryFileError, MF_PAGE_SIZE};
 pub use ops::MmapFile;
 pub use state::{MmState, RestoreError};

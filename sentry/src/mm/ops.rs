@@ -8,7 +8,7 @@ use platform::Prot;
 
 use super::file::MappableFile;
 use super::manager::{platform_errno, MemoryManager};
-use super::vma::VmaKind;
+use super::vma::{Vma, VmaKind};
 use crate::errno::Errno;
 
 /// The file argument of [`MemoryManager::mmap`].
@@ -73,8 +73,22 @@ fn prot_allows(max: Prot, p: Prot) -> bool {
     (!p.read || max.read) && (!p.write || max.write) && (!p.exec || max.exec)
 }
 
+/// Whether `b`, starting where `a` ends, is the same mapping as far as the
+/// application can tell (Linux would have one VMA for both).
+fn mergeable(a: &Vma, b: &Vma) -> bool {
+    let same_file = match (&a.file, &b.file) {
+        (None, None) => true,
+        (Some(fa), Some(fb)) => {
+            Arc::ptr_eq(&fa.file, &fb.file) && fa.offset.checked_add(a.len()) == Some(fb.offset)
+        }
+        _ => false,
+    };
+    a.end == b.start && a.prot == b.prot && a.shared == b.shared && a.kind == b.kind && same_file
+}
+
 impl MemoryManager {
-    /// mmap(2). `file` is `None` for MAP_ANONYMOUS (and ignored then).
+    /// mmap(2), with the application's raw `prot` and `flags`. `file` is
+    /// ignored with MAP_ANONYMOUS and required without (EBADF).
     ///
     /// Memory is backed eagerly: a memory-file range of the full length is
     /// allocated (sparse: untouched pages cost nothing) and mapped at once.
@@ -82,7 +96,14 @@ impl MemoryManager {
     /// zero); a shared one writes its bytes back on msync, munmap and exit.
     /// Two shared mappings of one file, or a shared mapping and write(2),
     /// are not coherent with each other (no page cache yet).
-    pub fn mmap(&mut self, addr: u64, len: u64, prot: u64, flags: u64, file: Option<MmapFile>) -> Result<u64, Errno> {
+    pub fn mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        file: Option<MmapFile>,
+    ) -> Result<u64, Errno> {
         let prot = prot_from(prot)?;
         let shared = match flags & MAP_TYPE {
             MAP_PRIVATE => false,
@@ -100,7 +121,11 @@ impl MemoryManager {
         }
         let len = self.page_align_up(len).ok_or(Errno::ENOMEM)?;
         let anonymous = flags & MAP_ANONYMOUS != 0;
-        let file = if anonymous { None } else { Some(file.ok_or(Errno::EBADF)?) };
+        let file = if anonymous {
+            None
+        } else {
+            Some(file.ok_or(Errno::EBADF)?)
+        };
         if let Some(f) = &file {
             if !self.is_aligned(f.offset) {
                 return Err(Errno::EINVAL);
@@ -143,7 +168,7 @@ impl MemoryManager {
             }
             None => Self::anon_vma(start, end, prot, VmaKind::Normal),
         };
-        if shared && !vma.max_prot.write && prot.write {
+        if prot.write && !vma.max_prot.write {
             return Err(Errno::EACCES);
         }
         vma.shared = shared;
@@ -166,7 +191,8 @@ impl MemoryManager {
         Ok(())
     }
 
-    /// mprotect(2). PROT_GROWSDOWN is accepted and otherwise ignored.
+    /// mprotect(2), with the application's raw `prot`. PROT_GROWSDOWN is
+    /// accepted and has no effect.
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
         if prot & PROT_GROWSDOWN != 0 && prot & PROT_GROWSUP != 0 {
             return Err(Errno::EINVAL);
@@ -192,14 +218,18 @@ impl MemoryManager {
             pos = v.end;
         }
         for start in self.isolate(addr, end) {
-            let Some(v) = self.vmas.get_mut(&start) else { continue };
+            let Some(v) = self.vmas.get_mut(&start) else {
+                continue;
+            };
             if v.prot == prot {
                 continue;
             }
             v.prot = prot;
             v.ever_writable |= prot.write;
             let (s, l) = (v.start, v.len());
-            self.aspace.protect(s, l, prot).map_err(|e| platform_errno("protect", e))?;
+            self.aspace
+                .protect(s, l, prot)
+                .map_err(|e| platform_errno("protect", e))?;
         }
         Ok(())
     }
@@ -207,8 +237,17 @@ impl MemoryManager {
     /// mremap(2). Moving is copy-free: the same memory-file range is mapped
     /// at the new address. MREMAP_DONTUNMAP and old_size 0 (duplicating a
     /// shared mapping) are not supported (EINVAL).
-    pub fn mremap(&mut self, old_addr: u64, old_size: u64, new_size: u64, flags: u64, new_addr: u64) -> Result<u64, Errno> {
-        if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 || flags & MREMAP_DONTUNMAP != 0 {
+    pub fn mremap(
+        &mut self,
+        old_addr: u64,
+        old_size: u64,
+        new_size: u64,
+        flags: u64,
+        new_addr: u64,
+    ) -> Result<u64, Errno> {
+        if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
+            || flags & MREMAP_DONTUNMAP != 0
+        {
             return Err(Errno::EINVAL);
         }
         let fixed = flags & MREMAP_FIXED != 0;
@@ -236,11 +275,12 @@ impl MemoryManager {
                 return Err(Errno::EINVAL);
             }
         }
-        let v = self.vma_at(old_addr).ok_or(Errno::EFAULT)?;
-        if old_end > v.end {
+        // The old range must be one mapping. VMAs are never merged here, so
+        // accept a run of contiguous VMAs Linux would have merged into one.
+        let run_end = self.mergeable_run_end(old_addr).ok_or(Errno::EFAULT)?;
+        if old_end > run_end {
             return Err(Errno::EFAULT);
         }
-        let vma_end = v.end;
         if fixed {
             self.unmap_range(new_addr, new_size);
             let moved = old_size.min(new_size);
@@ -254,12 +294,16 @@ impl MemoryManager {
             return Ok(old_addr);
         }
         let delta = new_size - old_size;
-        let fits_in_place = old_end == vma_end
+        let fits_in_place = old_end == run_end
             && old_end.checked_add(delta).is_some_and(|e| e <= self.top)
             && self.is_free(old_end, delta);
         if fits_in_place {
-            self.split_at(old_addr);
-            self.extend_up(old_addr, delta)?;
+            let last = self
+                .isolate(old_addr, old_end)
+                .last()
+                .copied()
+                .ok_or(Errno::EFAULT)?;
+            self.extend_up(last, delta)?;
             return Ok(old_addr);
         }
         if flags & MREMAP_MAYMOVE == 0 {
@@ -269,29 +313,77 @@ impl MemoryManager {
         self.move_mapping(old_addr, old_size, dest, new_size)
     }
 
-    /// Moves `[old, old + size)`, which lies within one VMA, to `new` (free),
-    /// then grows it to `new_size`.
+    /// The end of the run of contiguous, mergeable VMAs containing `addr`.
+    fn mergeable_run_end(&self, addr: u64) -> Option<u64> {
+        let mut cur = self.vma_at(addr)?;
+        while let Some(next) = self.vmas.get(&cur.end) {
+            if !mergeable(cur, next) {
+                break;
+            }
+            cur = next;
+        }
+        Some(cur.end)
+    }
+
+    /// Moves `[old, old + size)` (mapped) to `new` (free), then grows it to
+    /// `new_size`. Copy-free: each VMA's backing is mapped at its new address.
     fn move_mapping(&mut self, old: u64, size: u64, new: u64, new_size: u64) -> Result<u64, Errno> {
         let end = old.checked_add(size).ok_or(Errno::EFAULT)?;
-        let starts = self.isolate(old, end);
-        let [start] = starts[..] else {
-            return Err(Errno::EFAULT);
-        };
-        let mut v = self.vmas.remove(&start).ok_or(Errno::EFAULT)?;
-        if let Err(e) = self.aspace.map(new, size, v.mf_offset, v.prot) {
-            self.vmas.insert(start, v);
-            return Err(platform_errno("map", e));
+        let mut last = new;
+        for start in self.isolate(old, end) {
+            let Some(mut v) = self.vmas.remove(&start) else {
+                continue;
+            };
+            let to = new + (v.start - old);
+            if let Err(e) = self.aspace.map(to, v.len(), v.mf_offset, v.prot) {
+                self.vmas.insert(start, v);
+                return Err(platform_errno("map", e));
+            }
+            if let Err(e) = self.aspace.unmap(v.start, v.len()) {
+                tracing::warn!("address space unmap failed: {e}");
+            }
+            v.end = to + v.len();
+            v.start = to;
+            last = to;
+            self.vmas.insert(to, v);
         }
-        if let Err(e) = self.aspace.unmap(old, size) {
-            tracing::warn!("address space unmap failed: {e}");
-        }
-        v.start = new;
-        v.end = new + size;
-        self.vmas.insert(new, v);
         if new_size > size {
-            self.extend_up(new, new_size - size)?;
+            self.extend_up(last, new_size - size)?;
         }
         Ok(new)
+    }
+
+    /// Where a non-fixed mapping of `len` bytes (page-aligned) would go:
+    /// for the loader, which places a whole ELF image at once.
+    pub fn unmapped_area(&self, hint: u64, len: u64) -> Result<u64, Errno> {
+        let len = self
+            .page_align_up(len)
+            .filter(|l| *l > 0)
+            .ok_or(Errno::ENOMEM)?;
+        self.find_unmapped(hint, len, false)
+    }
+
+    /// Maps the initial stack: `size` bytes of private anonymous memory
+    /// below `top`, named `[stack]`, growing down on faults up to the stack
+    /// limit. Returns its lowest address.
+    pub fn map_stack(&mut self, top: u64, size: u64, prot: Prot) -> Result<u64, Errno> {
+        let size = self
+            .page_align_up(size)
+            .filter(|s| *s > 0)
+            .ok_or(Errno::EINVAL)?;
+        if !self.is_aligned(top) {
+            return Err(Errno::EINVAL);
+        }
+        let start = top
+            .checked_sub(size)
+            .filter(|s| *s >= self.min_addr)
+            .ok_or(Errno::ENOMEM)?;
+        if top > self.top || !self.is_free(start, size) {
+            return Err(Errno::ENOMEM);
+        }
+        let mut v = Self::anon_vma(start, top, prot, VmaKind::Stack);
+        v.growsdown = true;
+        self.install(v)
     }
 
     /// Where the loader ends the executable: brk starts at the next page.
@@ -317,7 +409,9 @@ impl MemoryManager {
         if addr < self.brk_start || self.brk_start == 0 {
             return self.brk;
         }
-        let (Some(old_end), Some(new_end)) = (self.page_align_up(self.brk), self.page_align_up(addr)) else {
+        let (Some(old_end), Some(new_end)) =
+            (self.page_align_up(self.brk), self.page_align_up(addr))
+        else {
             return self.brk;
         };
         if new_end > self.top {
@@ -334,7 +428,14 @@ impl MemoryManager {
                 .map(|v| v.start);
             let grown = match heap {
                 Some(start) => self.extend_up(start, delta).map(|_| ()),
-                None => self.install(Self::anon_vma(old_end, new_end, Prot::READ_WRITE, VmaKind::Heap)).map(|_| ()),
+                None => self
+                    .install(Self::anon_vma(
+                        old_end,
+                        new_end,
+                        Prot::READ_WRITE,
+                        VmaKind::Heap,
+                    ))
+                    .map(|_| ()),
             };
             if grown.is_err() {
                 return self.brk;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use platform::{AddressSpace, Layout};
 use serde::{Deserialize, Serialize};
 
-use super::file::MappableFile;
+use super::file::{MappableFile, OpenFn};
 use super::manager::{platform_errno, usable_range, MemoryManager};
 use super::memory_file::MemoryFile;
 use super::vma::{FileBacking, Vma, VmaState};
@@ -42,9 +42,18 @@ pub enum RestoreError {
         "the application used addresses up to {highest:#x}, but this host's user address space ends at {top:#x} \
          ({va_bits}-bit virtual addresses)"
     )]
-    AddressSpaceTooSmall { highest: u64, top: u64, va_bits: u32 },
+    AddressSpaceTooSmall {
+        highest: u64,
+        top: u64,
+        va_bits: u32,
+    },
     #[error("mapping {index} ({start:#x}-{end:#x}) is invalid: {why}")]
-    BadVma { index: usize, start: u64, end: u64, why: &'static str },
+    BadVma {
+        index: usize,
+        start: u64,
+        end: u64,
+        why: &'static str,
+    },
     #[error("brk {brk_start:#x}..{brk:#x} is invalid")]
     BadBrk { brk_start: u64, brk: u64 },
     #[error("cannot re-open mapped file {name}: {errno}")]
@@ -76,14 +85,21 @@ impl MemoryManager {
         layout: Layout,
         mf: Arc<MemoryFile>,
         aspace: Box<dyn AddressSpace>,
-        reopen: &dyn Fn(&str) -> Result<Arc<dyn MappableFile>, Errno>,
+        reopen: &OpenFn<'_>,
     ) -> Result<MemoryManager, RestoreError> {
         if state.page_size != layout.page_size {
-            return Err(RestoreError::PageSize { saved: state.page_size, host: layout.page_size });
+            return Err(RestoreError::PageSize {
+                saved: state.page_size,
+                host: layout.page_size,
+            });
         }
         let (min_addr, top) = usable_range(&layout);
         let page = layout.page_size;
-        let too_small = |highest: u64| RestoreError::AddressSpaceTooSmall { highest, top, va_bits: layout.va_bits };
+        let too_small = |highest: u64| RestoreError::AddressSpaceTooSmall {
+            highest,
+            top,
+            va_bits: layout.va_bits,
+        };
         if state.highest_address > top {
             return Err(too_small(state.highest_address));
         }
@@ -92,8 +108,13 @@ impl MemoryManager {
         let mut files: HashMap<String, Arc<dyn MappableFile>> = HashMap::new();
         let mut prev_end = 0u64;
         for (index, s) in state.vmas.iter().enumerate() {
-            let bad = |why| RestoreError::BadVma { index, start: s.start, end: s.end, why };
-            if s.start % page != 0 || s.end % page != 0 || s.mf_offset % page != 0 {
+            let bad = |why| RestoreError::BadVma {
+                index,
+                start: s.start,
+                end: s.end,
+                why,
+            };
+            if (s.start | s.end | s.mf_offset) & (page - 1) != 0 {
                 return Err(bad("not page-aligned"));
             }
             if s.start >= s.end {
@@ -110,7 +131,10 @@ impl MemoryManager {
             }
             prev_end = s.end;
             let len = s.end - s.start;
-            let mf_end = s.mf_offset.checked_add(len).ok_or_else(|| bad("memory offset overflows"))?;
+            let mf_end = s
+                .mf_offset
+                .checked_add(len)
+                .ok_or_else(|| bad("memory offset overflows"))?;
             if !mf.is_allocated(s.mf_offset, len) {
                 return Err(bad("memory range not in the memory file"));
             }
@@ -120,25 +144,33 @@ impl MemoryManager {
                 }
             }
             backing.insert(s.mf_offset, mf_end);
-            if (s.prot.read && !s.max_prot.read) || (s.prot.write && !s.max_prot.write) || (s.prot.exec && !s.max_prot.exec) {
+            if (s.prot.read && !s.max_prot.read)
+                || (s.prot.write && !s.max_prot.write)
+                || (s.prot.exec && !s.max_prot.exec)
+            {
                 return Err(bad("protection exceeds its maximum"));
             }
             let file = match &s.file {
                 None => None,
                 Some(f) => {
-                    if f.offset % page != 0 || f.offset.checked_add(len).is_none() {
+                    if f.offset & (page - 1) != 0 || f.offset.checked_add(len).is_none() {
                         return Err(bad("file offset unaligned or overflowing"));
                     }
                     let file = match files.get(&f.name) {
                         Some(file) => file.clone(),
                         None => {
-                            let file = reopen(&f.name)
-                                .map_err(|errno| RestoreError::Reopen { name: f.name.clone(), errno })?;
+                            let file = reopen(&f.name).map_err(|errno| RestoreError::Reopen {
+                                name: f.name.clone(),
+                                errno,
+                            })?;
                             files.insert(f.name.clone(), file.clone());
                             file
                         }
                     };
-                    Some(FileBacking { file, offset: f.offset })
+                    Some(FileBacking {
+                        file,
+                        offset: f.offset,
+                    })
                 }
             };
             let vma = Vma {
@@ -157,10 +189,13 @@ impl MemoryManager {
         }
         let brk_ok = state.brk_start <= state.brk
             && state.brk <= top
-            && state.brk_start % page == 0
+            && state.brk_start & (page - 1) == 0
             && (state.brk_start == 0 || state.brk_start >= min_addr);
         if !brk_ok {
-            return Err(RestoreError::BadBrk { brk_start: state.brk_start, brk: state.brk });
+            return Err(RestoreError::BadBrk {
+                brk_start: state.brk_start,
+                brk: state.brk,
+            });
         }
         let mut mm = MemoryManager::new(layout, mf, aspace).map_err(RestoreError::Map)?;
         mm.brk_start = state.brk_start;

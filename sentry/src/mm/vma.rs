@@ -135,7 +135,10 @@ impl Vma {
             shared: self.shared,
             growsdown: self.growsdown,
             ever_writable: self.ever_writable,
-            file: self.file.as_ref().map(|f| FileState { name: f.file.mapping_name(), offset: f.offset }),
+            file: self.file.as_ref().map(|f| FileState {
+                name: f.file.mapping_name(),
+                offset: f.offset,
+            }),
             mf_offset: self.mf_offset,
             kind: self.kind,
         }

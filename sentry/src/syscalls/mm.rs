@@ -1,29 +1,21 @@
 //! Memory: mmap, munmap, mprotect, mremap, brk, madvise, msync, mincore.
 
-use platform::Prot;
-
 use super::{Args, SysResult};
 use crate::errno::Errno;
 use crate::kernel::Task;
-
-const KNOWN_PROT: u64 = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC | libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) as u64;
-
-fn prot(bits: u64) -> Result<Prot, Errno> {
-    if bits & !KNOWN_PROT != 0 {
-        return Err(Errno::EINVAL);
-    }
-    Ok(Prot::from_bits(bits))
-}
+use crate::mm::MmapFile;
 
 pub fn mmap(t: &mut Task, a: &Args) -> SysResult {
-    let (addr, len, flags, fd, offset) = (a.addr(0), a.raw(1), a.int(3), a.fd(4), a.raw(5));
-    let prot = prot(a.raw(2))?;
-    let file = if flags & libc::MAP_ANONYMOUS != 0 {
+    let (addr, len, prot, flags, fd, offset) = (a.addr(0), a.raw(1), a.raw(2), a.raw(3), a.fd(4), a.raw(5));
+    let file = if flags & libc::MAP_ANONYMOUS as u64 != 0 {
         None
     } else {
         let open = t.fds.file(fd)?;
-        let mappable = open.mappable(prot.write && flags & libc::MAP_SHARED != 0)?;
-        Some((mappable, offset))
+        if !open.readable() {
+            return Err(Errno::EACCES);
+        }
+        let file = open.as_mappable().ok_or(Errno::ENODEV)?;
+        Some(MmapFile { file, offset, writable: open.writable() })
     };
     t.mm.mmap(addr, len, prot, flags, file)
 }
@@ -34,13 +26,12 @@ pub fn munmap(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn mprotect(t: &mut Task, a: &Args) -> SysResult {
-    let prot = prot(a.raw(2))?;
-    t.mm.mprotect(a.addr(0), a.raw(1), prot)?;
+    t.mm.mprotect(a.addr(0), a.raw(1), a.raw(2))?;
     Ok(0)
 }
 
 pub fn mremap(t: &mut Task, a: &Args) -> SysResult {
-    t.mm.mremap(a.addr(0), a.raw(1), a.raw(2), a.int(3), a.addr(4))
+    t.mm.mremap(a.addr(0), a.raw(1), a.raw(2), a.raw(3), a.addr(4))
 }
 
 pub fn brk(t: &mut Task, a: &Args) -> SysResult {
@@ -53,6 +44,6 @@ pub fn madvise(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn msync(t: &mut Task, a: &Args) -> SysResult {
-    t.mm.msync(a.addr(0), a.raw(1), a.int(2))?;
+    t.mm.msync(a.addr(0), a.raw(1), a.raw(2))?;
     Ok(0)
 }

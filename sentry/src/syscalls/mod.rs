@@ -15,6 +15,7 @@ mod table;
 mod time;
 
 pub use args::Args;
+pub use info::fill_random;
 
 use crate::errno::Errno;
 use crate::kernel::Task;

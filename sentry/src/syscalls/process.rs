@@ -196,3 +196,16 @@ pub fn sched_yield(_: &mut Task, _: &Args) -> SysResult {
 pub fn wait4(_: &mut Task, _: &Args) -> SysResult {
     Err(Errno::ECHILD)
 }
+
+pub fn execve(t: &mut Task, a: &Args) -> SysResult {
+    use crate::kernel::exec::MAX_ARG_STRINGS;
+    use crate::loader::MAX_ARG_STRLEN;
+    let path = t.mm.read_c_string(a.addr(0), 4096)?;
+    let path = String::from_utf8(path).map_err(|_| Errno::ENOENT)?;
+    let argv = if a.addr(1) == 0 { Vec::new() } else { t.mm.read_string_array(a.addr(1), MAX_ARG_STRINGS, MAX_ARG_STRLEN)? };
+    let envp = if a.addr(2) == 0 { Vec::new() } else { t.mm.read_string_array(a.addr(2), MAX_ARG_STRINGS, MAX_ARG_STRLEN)? };
+    t.exec(&path, argv, envp).map_err(|e| e.errno())?;
+    // The new image starts with the registers exec set; rax of a
+    // successful execve is 0.
+    Ok(0)
+}

@@ -112,7 +112,7 @@ pub fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
         ClockId::ThreadCputime => return Err(Errno::EINVAL),
         // Sleeping on a CPU clock while not running would never end; Linux
         // supports it, cryo does not yet.
-        ClockId::ProcessCputime => return Err(Errno::ENOTSUP),
+        ClockId::ProcessCputime => return Err(Errno::EOPNOTSUPP),
         c => c,
     };
     let flags = a.uint(1);

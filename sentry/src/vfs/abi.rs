@@ -119,7 +119,14 @@ pub fn dirent_reclen(name_len: usize) -> usize {
 
 /// Appends one `linux_dirent64` to `out` if it fits in `limit` bytes;
 /// returns whether it did.
-pub fn push_dirent(out: &mut Vec<u8>, limit: usize, ino: u64, off: i64, dtype: u8, name: &[u8]) -> bool {
+pub fn push_dirent(
+    out: &mut Vec<u8>,
+    limit: usize,
+    ino: u64,
+    off: i64,
+    dtype: u8,
+    name: &[u8],
+) -> bool {
     let reclen = dirent_reclen(name.len());
     if out.len() + reclen > limit {
         return false;
@@ -186,7 +193,10 @@ mod tests {
         assert_eq!(STATX_SIZE, std::mem::size_of::<libc::statx>());
         let b = encode_statx(&sample(), STATX_BASIC_STATS);
         assert_eq!(u32_at(&b, 0), STATX_BASIC_STATS);
-        assert_eq!(u16::from_le_bytes([b[28], b[29]]) as u32, libc::S_IFREG | 0o644);
+        assert_eq!(
+            u16::from_le_bytes([b[28], b[29]]) as u32,
+            libc::S_IFREG | 0o644
+        );
         assert_eq!(u64_at(&b, 32), 7);
         assert_eq!(u64_at(&b, 40), 5000);
         assert_eq!(u64_at(&b, 112), 20);
@@ -205,6 +215,6 @@ mod tests {
         assert_eq!(u16::from_le_bytes([out[16], out[17]]), 32);
         assert_eq!(out[18], libc::DT_REG);
         assert_eq!(&out[19..25], b"hello\0");
-        assert!(!push_dirent(&mut out, 64, 9, 2, libc::DT_REG, b"hello"));
+        assert!(!push_dirent(&mut out, 63, 9, 2, libc::DT_REG, b"hello"));
     }
 }

@@ -51,7 +51,12 @@ impl Dentry {
         Self::new(Vec::new(), Weak::new(), inode, mount)
     }
 
-    fn new(name: Vec<u8>, parent: Weak<Dentry>, inode: Arc<dyn Inode>, mount: Arc<Mount>) -> Arc<Dentry> {
+    fn new(
+        name: Vec<u8>,
+        parent: Weak<Dentry>,
+        inode: Arc<dyn Inode>,
+        mount: Arc<Mount>,
+    ) -> Arc<Dentry> {
         let file_type = inode.file_type();
         Arc::new(Dentry {
             name: Mutex::new(name),
@@ -129,7 +134,12 @@ impl Dentry {
             return Ok(d.clone());
         }
         let inode = self.inode.lookup(name)?;
-        let d = Dentry::new(name.to_vec(), Arc::downgrade(self), inode, self.mount.clone());
+        let d = Dentry::new(
+            name.to_vec(),
+            Arc::downgrade(self),
+            inode,
+            self.mount.clone(),
+        );
         children.insert(name.to_vec(), d.clone());
         Ok(d)
     }
@@ -145,13 +155,21 @@ impl Dentry {
 
     /// Runs a mutation of this directory with the child cache locked, so
     /// that no lookup sees the file system and the cache disagree.
-    pub(crate) fn with_children<R>(&self, f: impl FnOnce(&mut HashMap<Vec<u8>, Arc<Dentry>>) -> R) -> R {
+    pub(crate) fn with_children<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<Vec<u8>, Arc<Dentry>>) -> R,
+    ) -> R {
         f(&mut lock(&self.children))
     }
 
     /// A dentry for an inode just created as child `name`.
     pub(crate) fn new_child(self: &Arc<Self>, name: &[u8], inode: Arc<dyn Inode>) -> Arc<Dentry> {
-        Dentry::new(name.to_vec(), Arc::downgrade(self), inode, self.mount.clone())
+        Dentry::new(
+            name.to_vec(),
+            Arc::downgrade(self),
+            inode,
+            self.mount.clone(),
+        )
     }
 
     pub(crate) fn mark_unlinked(&self) {
@@ -161,11 +179,6 @@ impl Dentry {
     pub(crate) fn set_parent(&self, parent: &Arc<Dentry>, name: &[u8]) {
         *lock(&self.parent) = Arc::downgrade(parent);
         *lock(&self.name) = name.to_vec();
-    }
-
-    /// Forgets every cached child (used after restoring a file system).
-    pub(crate) fn drop_children(&self) {
-        lock(&self.children).clear();
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::abi;
 use super::dentry::{lock, Dentry};
 use super::inode::{DirEntry, Inode};
-use super::stat::{dirent_type, Stat};
+use super::stat::Stat;
 use crate::errno::Errno;
 use crate::mm::file::MappableFile;
 
@@ -166,7 +166,8 @@ impl FileOps for PathOps {
 }
 
 /// Status flags F_SETFL may change (Linux's SETFL_MASK).
-const SETFL_MASK: i32 = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
+const SETFL_MASK: i32 =
+    libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
 
 /// Flags an open file keeps from open(2): the rest (O_CREAT, O_TRUNC,
 /// O_CLOEXEC, ...) act at open time only.
@@ -194,7 +195,12 @@ pub struct OpenFile {
 impl OpenFile {
     /// A new open file. `flags` are open(2)'s; 64-bit Linux always adds
     /// O_LARGEFILE, which F_GETFL shows.
-    pub fn new(dentry: Option<Arc<Dentry>>, inode: Arc<dyn Inode>, ops: Arc<dyn FileOps>, flags: i32) -> Arc<OpenFile> {
+    pub fn new(
+        dentry: Option<Arc<Dentry>>,
+        inode: Arc<dyn Inode>,
+        ops: Arc<dyn FileOps>,
+        flags: i32,
+    ) -> Arc<OpenFile> {
         Arc::new(OpenFile {
             dentry,
             inode,
@@ -229,9 +235,11 @@ impl OpenFile {
     /// F_SETFL: only O_APPEND, O_NONBLOCK, O_ASYNC, O_DIRECT and O_NOATIME
     /// change; the access mode and the rest are kept.
     pub fn set_status_flags(&self, flags: i32) {
-        let _ = self.flags.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-            Some((old & !SETFL_MASK) | (flags & SETFL_MASK))
-        });
+        let _ = self
+            .flags
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some((old & !SETFL_MASK) | (flags & SETFL_MASK))
+            });
     }
 
     fn flag(&self, f: i32) -> bool {
@@ -311,7 +319,12 @@ impl OpenFile {
     }
 
     /// pread64(2): the offset is neither used nor changed.
-    pub fn pread(&self, buf: &mut [u8], offset: i64, interrupt: &Interrupt) -> Result<usize, Errno> {
+    pub fn pread(
+        &self,
+        buf: &mut [u8],
+        offset: i64,
+        interrupt: &Interrupt,
+    ) -> Result<usize, Errno> {
         if !self.readable() {
             return Err(Errno::EBADF);
         }
@@ -344,7 +357,9 @@ impl OpenFile {
         let base: i64 = match whence {
             libc::SEEK_SET => 0,
             libc::SEEK_CUR => i64::try_from(*off).map_err(|_| Errno::EOVERFLOW)?,
-            libc::SEEK_END if !is_dir => i64::try_from(self.ops.size()?).map_err(|_| Errno::EOVERFLOW)?,
+            libc::SEEK_END if !is_dir => {
+                i64::try_from(self.ops.size()?).map_err(|_| Errno::EOVERFLOW)?
+            }
             libc::SEEK_DATA | libc::SEEK_HOLE if !is_dir => {
                 // No holes are tracked: all data up to the size, one hole at
                 // the end.
@@ -406,7 +421,10 @@ impl OpenFile {
     fn list(&self) -> Result<Vec<(DirEntry, i64)>, Errno> {
         let st = self.stat()?;
         let parent_ino = match &self.dentry {
-            Some(d) => match d.parent().or_else(|| d.mountpoint().and_then(|m| m.parent())) {
+            Some(d) => match d
+                .parent()
+                .or_else(|| d.mountpoint().and_then(|m| m.parent()))
+            {
                 Some(p) => p.stat().map(|s| s.ino).unwrap_or(st.ino),
                 None => st.ino,
             },
@@ -425,7 +443,11 @@ impl OpenFile {
             },
         ];
         all.extend(self.inode.readdir()?);
-        Ok(all.into_iter().enumerate().map(|(i, e)| (e, (i + 1) as i64)).collect())
+        Ok(all
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (e, (i + 1) as i64))
+            .collect())
     }
 
     /// ioctl(2). `input` holds the bytes at the argument pointer for
@@ -436,9 +458,15 @@ impl OpenFile {
         }
         if cmd == libc::FIONBIO {
             let on = input.iter().any(|&b| b != 0);
-            let _ = self.flags.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
-                Some(if on { f | libc::O_NONBLOCK } else { f & !libc::O_NONBLOCK })
-            });
+            let _ = self
+                .flags
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                    Some(if on {
+                        f | libc::O_NONBLOCK
+                    } else {
+                        f & !libc::O_NONBLOCK
+                    })
+                });
             return Ok(IoctlReply::default());
         }
         self.ops.ioctl(cmd, input)
@@ -515,9 +543,4 @@ pub fn ioctl_input_size(cmd: u64) -> usize {
         libc::FIONBIO | libc::TIOCSPGRP => 4,
         _ => 0,
     }
-}
-
-/// The `DT_*` of an inode, for listings.
-pub(crate) fn inode_dtype(inode: &dyn Inode) -> u8 {
-    dirent_type(inode.file_type())
 }

@@ -99,7 +99,12 @@ pub trait Inode: Send + Sync + Any {
     /// Moves child `old_name` to `new_dir`/`new_name` (same file system),
     /// replacing a compatible existing target. The VFS has checked types,
     /// mounts and that a directory is not moved below itself.
-    fn rename(&self, _old_name: &[u8], _new_dir: &dyn Inode, _new_name: &[u8]) -> Result<(), Errno> {
+    fn rename(
+        &self,
+        _old_name: &[u8],
+        _new_dir: &dyn Inode,
+        _new_name: &[u8],
+    ) -> Result<(), Errno> {
         Err(Errno::EPERM)
     }
 

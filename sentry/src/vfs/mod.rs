@@ -21,8 +21,9 @@ pub mod overlay;
 pub mod pipe;
 pub mod procfs;
 pub mod resolve;
-pub mod state;
+pub mod sandbox;
 pub mod stat;
+pub mod state;
 pub mod tmpfs;
 #[allow(clippy::module_inception)]
 pub mod vfs;

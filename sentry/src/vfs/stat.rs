@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 /// A point in time, seconds and nanoseconds since the epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timespec {
     pub sec: i64,
     pub nsec: i64,

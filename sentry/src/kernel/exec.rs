@@ -1,0 +1,99 @@
+//! execve: replace a task's address space with a new program image.
+//!
+//! The init task of a sandbox is started the same way: a task with an empty
+//! address space execs its command.
+
+use std::sync::Arc;
+
+use platform::{CpuState, Registers};
+
+use super::creds::Credentials;
+use super::task::Task;
+use super::Kernel;
+use crate::errno::Errno;
+use crate::loader::{self, LoadError, LoadParams};
+use crate::mm::{MappableFile, MemoryManager};
+use crate::vfs::{Dentry, Vfs};
+
+/// Why an exec failed, for the CLI's one-line errors at boot; a running
+/// application sees only `errno()`.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{0}")]
+    Load(#[from] LoadError),
+    #[error("cannot create an address space: {0}")]
+    AddressSpace(String),
+}
+
+impl ExecError {
+    pub fn errno(&self) -> Errno {
+        match self {
+            ExecError::Load(e) => e.errno(),
+            ExecError::AddressSpace(_) => Errno::ENOMEM,
+        }
+    }
+}
+
+/// Linux's MAX_ARG_STRINGS.
+pub const MAX_ARG_STRINGS: usize = 0x7fff_ffff;
+
+/// Opens an executable (or interpreter) for the loader: a regular file
+/// with an execute bit.
+fn open_executable(vfs: &Vfs, cwd: &Arc<Dentry>, path: &str) -> Result<Arc<dyn MappableFile>, Errno> {
+    let f = vfs.open_at(cwd, path.as_bytes(), libc::O_RDONLY, 0)?;
+    let st = f.stat()?;
+    if !st.is_regular() || st.mode & 0o111 == 0 {
+        return Err(Errno::EACCES);
+    }
+    f.as_mappable().ok_or(Errno::EACCES)
+}
+
+/// A program loaded into a fresh address space, not yet anyone's.
+pub struct Image {
+    pub mm: MemoryManager,
+    pub regs: Registers,
+    pub path: String,
+}
+
+/// Loads `path` (resolved from `cwd`) into a new address space.
+pub fn load_image(
+    kernel: &Kernel,
+    cwd: &Arc<Dentry>,
+    creds: &Credentials,
+    path: &str,
+    argv: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
+) -> Result<Image, ExecError> {
+    let aspace = kernel.platform.new_address_space().map_err(|e| ExecError::AddressSpace(e.to_string()))?;
+    let layout = *kernel.platform.layout();
+    let mut mm = MemoryManager::new(layout, kernel.memory_file.clone(), aspace)
+        .map_err(|e| ExecError::AddressSpace(e.to_string()))?;
+    let mut random = [0u8; 16];
+    crate::syscalls::fill_random(&mut random).map_err(|e| ExecError::AddressSpace(e.to_string()))?;
+    let mut params = LoadParams::new(random);
+    params.uid = creds.uid;
+    params.euid = creds.euid;
+    params.gid = creds.gid;
+    params.egid = creds.egid;
+    let open = |p: &str| open_executable(&kernel.vfs, cwd, p);
+    let image = loader::load(&mut mm, &open, path, argv, envp, &params)?;
+    Ok(Image { mm, regs: Registers::new_user(image.entry, image.stack_pointer), path: image.path })
+}
+
+impl Task {
+    /// execve: loads `path` and, only when that worked, makes it the task's
+    /// program; a failed exec leaves the caller running.
+    pub fn exec(&mut self, path: &str, argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) -> Result<(), ExecError> {
+        let kernel = self.kernel.clone();
+        let image = load_image(&kernel, &self.cwd, &self.creds, path, argv.clone(), envp)?;
+        self.mm = image.mm;
+        self.cpu = CpuState { regs: image.regs };
+        self.fds.remove_cloexec();
+        self.signal_handlers.reset_for_exec();
+        self.alt_stack = (0, 0, 0);
+        self.exe = image.path;
+        self.argv = argv;
+        self.restart_deadline = None;
+        Ok(())
+    }
+}

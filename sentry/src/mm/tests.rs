@@ -1,0 +1,935 @@
+//! Memory manager tests against a fake address space that keeps a page table,
+//! so every test can check that the host side mirrors the VMAs exactly.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use platform::{Access, AddressSpace, Layout, PlatformError, Prot};
+
+use super::*;
+use crate::errno::Errno;
+
+const P: u64 = 4096;
+const TOP_PAGE: u64 = !(P - 1);
+
+/// Page address -> (memory-file offset, prot), as a stub would have it.
+pub(crate) type Pages = Arc<Mutex<BTreeMap<u64, (u64, Prot)>>>;
+
+pub(crate) struct FakeAddressSpace {
+    pub pages: Pages,
+    pub calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl AddressSpace for FakeAddressSpace {
+    fn map(&mut self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError> {
+        assert!((addr | len | offset) & (P - 1) == 0 && len > 0);
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("map {addr:#x} {len:#x} {offset:#x}"));
+        let mut pages = self.pages.lock().unwrap();
+        for i in 0..len / P {
+            pages.insert(addr + i * P, (offset + i * P, prot));
+        }
+        Ok(())
+    }
+    fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("unmap {addr:#x} {len:#x}"));
+        let mut pages = self.pages.lock().unwrap();
+        for i in 0..len / P {
+            pages.remove(&(addr + i * P));
+        }
+        Ok(())
+    }
+    fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("protect {addr:#x} {len:#x}"));
+        let mut pages = self.pages.lock().unwrap();
+        for i in 0..len / P {
+            let p = pages
+                .get_mut(&(addr + i * P))
+                .expect("protect of an unmapped page");
+            p.1 = prot;
+        }
+        Ok(())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// A file in memory.
+pub(crate) struct MemFile {
+    pub name: String,
+    pub data: Mutex<Vec<u8>>,
+}
+
+impl MemFile {
+    pub fn new(name: &str, data: Vec<u8>) -> Arc<MemFile> {
+        Arc::new(MemFile {
+            name: name.to_string(),
+            data: Mutex::new(data),
+        })
+    }
+}
+
+impl MappableFile for MemFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        let d = self.data.lock().unwrap();
+        let off = (offset as usize).min(d.len());
+        let n = buf.len().min(d.len() - off);
+        buf[..n].copy_from_slice(&d[off..off + n]);
+        Ok(n)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize, Errno> {
+        let mut d = self.data.lock().unwrap();
+        let end = offset as usize + buf.len();
+        if d.len() < end {
+            d.resize(end, 0);
+        }
+        d[offset as usize..end].copy_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn size(&self) -> Result<u64, Errno> {
+        Ok(self.data.lock().unwrap().len() as u64)
+    }
+    fn mapping_name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+pub(crate) fn layout() -> Layout {
+    Layout::for_va_bits(47, P).unwrap()
+}
+
+pub(crate) fn new_mm() -> (MemoryManager, Pages) {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    new_mm_with(mf)
+}
+
+pub(crate) fn new_mm_with(mf: Arc<MemoryFile>) -> (MemoryManager, Pages) {
+    let pages: Pages = Arc::default();
+    let aspace = FakeAddressSpace {
+        pages: pages.clone(),
+        calls: Arc::default(),
+    };
+    (
+        MemoryManager::new(layout(), mf, Box::new(aspace)).unwrap(),
+        pages,
+    )
+}
+
+/// The host page table matches the VMAs page for page, and VMA backings
+/// are allocated and disjoint.
+pub(crate) fn check_consistent(mm: &MemoryManager, pages: &Pages) {
+    let pages = pages.lock().unwrap();
+    let mut expect = BTreeMap::new();
+    let mut backing = BTreeMap::new();
+    for v in mm.vmas() {
+        assert!(
+            v.start < v.end && v.start % P == 0 && v.end % P == 0,
+            "{v:?}"
+        );
+        assert!(mm.memory_file().is_allocated(v.mf_offset, v.len()), "{v:?}");
+        for a in (v.start..v.end).step_by(P as usize) {
+            expect.insert(a, (v.mf_offset_of(a), v.prot));
+            assert!(
+                backing.insert(v.mf_offset_of(a), a).is_none(),
+                "backing shared: {v:?}"
+            );
+        }
+    }
+    assert_eq!(*pages, expect);
+    let allocated: u64 = mm.memory_file().allocated_bytes();
+    assert_eq!(
+        allocated,
+        backing.len() as u64 * P,
+        "memory file leaks or double-counts"
+    );
+}
+
+const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+const R: u64 = libc::PROT_READ as u64;
+const PRIV_ANON: u64 = c::MAP_PRIVATE | c::MAP_ANONYMOUS;
+
+/// The libc flags as the u64 syscall arguments they arrive as.
+mod c {
+    pub const MAP_PRIVATE: u64 = libc::MAP_PRIVATE as u64;
+    pub const MAP_SHARED: u64 = libc::MAP_SHARED as u64;
+    pub const MAP_SHARED_VALIDATE: u64 = libc::MAP_SHARED_VALIDATE as u64;
+    pub const MAP_ANONYMOUS: u64 = libc::MAP_ANONYMOUS as u64;
+    pub const MAP_FIXED: u64 = libc::MAP_FIXED as u64;
+    pub const MAP_FIXED_NOREPLACE: u64 = libc::MAP_FIXED_NOREPLACE as u64;
+    pub const MAP_GROWSDOWN: u64 = libc::MAP_GROWSDOWN as u64;
+    pub const MAP_HUGETLB: u64 = libc::MAP_HUGETLB as u64;
+    pub const MAP_32BIT: u64 = libc::MAP_32BIT as u64;
+    pub const MREMAP_MAYMOVE: u64 = libc::MREMAP_MAYMOVE as u64;
+    pub const MREMAP_FIXED: u64 = libc::MREMAP_FIXED as u64;
+    pub const MS_SYNC: u64 = libc::MS_SYNC as u64;
+    pub const MS_ASYNC: u64 = libc::MS_ASYNC as u64;
+}
+
+fn mfile(f: Arc<dyn MappableFile>, offset: u64) -> Option<MmapFile> {
+    Some(MmapFile {
+        file: f,
+        offset,
+        writable: true,
+    })
+}
+
+fn anon(mm: &mut MemoryManager, len: u64) -> u64 {
+    mm.mmap(0, len, RW, PRIV_ANON, None).unwrap()
+}
+
+#[test]
+fn mmap_anonymous_top_down_and_hint() {
+    let (mut mm, pages) = new_mm();
+    let a = anon(&mut mm, 3 * P);
+    assert_eq!(a, mm.layout().mmap_base - 3 * P);
+    let b = anon(&mut mm, 1);
+    assert_eq!(b, a - P);
+    // A free hint is used (rounded up to a page).
+    let hint = 0x1000_0000_0001;
+    let c = mm.mmap(hint, P, RW, PRIV_ANON, None).unwrap();
+    assert_eq!(c, 0x1000_0000_1000);
+    // A taken hint falls back to the search.
+    let d = mm.mmap(a, P, RW, PRIV_ANON, None).unwrap();
+    assert_eq!(d, b - P);
+    check_consistent(&mm, &pages);
+    assert_eq!(mm.vsize(), 6 * P);
+}
+
+#[test]
+fn mmap_errors() {
+    let (mut mm, _) = new_mm();
+    assert_eq!(mm.mmap(0, 0, RW, PRIV_ANON, None), Err(Errno::EINVAL));
+    assert_eq!(
+        mm.mmap(0, P, RW, c::MAP_ANONYMOUS, None),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        mm.mmap(0, P, RW, c::MAP_ANONYMOUS | 0x0f, None),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        mm.mmap(0, u64::MAX - 10, RW, PRIV_ANON, None),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        mm.mmap(0x10001, P, RW, PRIV_ANON | c::MAP_FIXED, None),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        mm.mmap(0x1000, P, RW, PRIV_ANON | c::MAP_FIXED, None),
+        Err(Errno::EPERM)
+    );
+    let top = mm.layout().max_user_addr;
+    assert_eq!(
+        mm.mmap(top, P, RW, PRIV_ANON | c::MAP_FIXED, None),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        mm.mmap(mm.layout().stub_addr, P, RW, PRIV_ANON | c::MAP_FIXED, None),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(mm.mmap(0, P, RW, c::MAP_PRIVATE, None), Err(Errno::EBADF));
+    let f: Arc<dyn MappableFile> = MemFile::new("/f", vec![1; 10]);
+    assert_eq!(
+        mm.mmap(0, P, RW, c::MAP_PRIVATE, mfile(f.clone(), 100)),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        mm.mmap(0, P, RW, c::MAP_PRIVATE, mfile(f, TOP_PAGE)),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        mm.mmap(
+            0,
+            P,
+            RW,
+            c::MAP_SHARED_VALIDATE | c::MAP_ANONYMOUS | 0x0400_0000,
+            None
+        ),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        mm.mmap(0, P, RW, PRIV_ANON | c::MAP_HUGETLB, None),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(mm.vsize(), 0);
+}
+
+#[test]
+fn mmap_fixed_replaces_and_noreplace_refuses() {
+    let (mut mm, pages) = new_mm();
+    let a = 0x2000_0000;
+    mm.mmap(a, 4 * P, RW, PRIV_ANON | c::MAP_FIXED, None)
+        .unwrap();
+    mm.copy_out(a, &[7u8; 4 * P as usize]).unwrap();
+    assert_eq!(
+        mm.mmap(a + P, P, RW, PRIV_ANON | c::MAP_FIXED_NOREPLACE, None),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(
+        mm.mmap(a + P, P, R, PRIV_ANON | c::MAP_FIXED, None),
+        Ok(a + P)
+    );
+    assert_eq!(mm.vmas().count(), 3);
+    assert_eq!(mm.read_bytes::<1>(a + P).unwrap(), [0]);
+    assert_eq!(mm.read_bytes::<1>(a).unwrap(), [7]);
+    assert_eq!(mm.read_bytes::<1>(a + 2 * P).unwrap(), [7]);
+    check_consistent(&mm, &pages);
+    assert_eq!(
+        mm.mmap(a + 8 * P, P, RW, PRIV_ANON | c::MAP_FIXED_NOREPLACE, None),
+        Ok(a + 8 * P)
+    );
+}
+
+#[test]
+fn mmap_32bit_is_low() {
+    let (mut mm, _) = new_mm();
+    let a = mm.mmap(0, P, RW, PRIV_ANON | c::MAP_32BIT, None).unwrap();
+    assert!((0x4000_0000..0x8000_0000).contains(&a), "{a:#x}");
+}
+
+#[test]
+fn munmap_splits_and_frees() {
+    let (mut mm, pages) = new_mm();
+    let a = anon(&mut mm, 5 * P);
+    mm.copy_out(a + 3 * P, b"keep").unwrap();
+    mm.munmap(a + P, 2 * P).unwrap();
+    let v: Vec<_> = mm.vmas().map(|v| (v.start, v.end)).collect();
+    assert_eq!(v, vec![(a, a + P), (a + 3 * P, a + 5 * P)]);
+    assert_eq!(mm.read_bytes::<4>(a + 3 * P).unwrap(), *b"keep");
+    check_consistent(&mm, &pages);
+    assert_eq!(mm.munmap(a + 1, P), Err(Errno::EINVAL));
+    assert_eq!(mm.munmap(a, 0), Err(Errno::EINVAL));
+    assert_eq!(mm.munmap(TOP_PAGE, P), Err(Errno::EINVAL));
+    // Unmapping nothing is fine.
+    mm.munmap(0x10000, P).unwrap();
+    mm.munmap(a, 5 * P).unwrap();
+    assert_eq!(mm.vsize(), 0);
+    check_consistent(&mm, &pages);
+}
+
+#[test]
+fn mprotect_splits_and_checks() {
+    let (mut mm, pages) = new_mm();
+    let a = anon(&mut mm, 4 * P);
+    mm.mprotect(a + P, P, R).unwrap();
+    assert_eq!(mm.vmas().count(), 3);
+    check_consistent(&mm, &pages);
+    assert_eq!(mm.copy_out(a + P, b"x"), Err(Errno::EFAULT));
+    assert!(mm.copy_out(a, b"x").is_ok());
+    assert_eq!(mm.mprotect(a + 1, P, R), Err(Errno::EINVAL));
+    assert_eq!(mm.mprotect(a, 8 * P, R), Err(Errno::ENOMEM));
+    assert_eq!(mm.mprotect(a, 0, R), Ok(()));
+    // A failed mprotect changed nothing.
+    assert!(mm.copy_out(a, b"x").is_ok());
+    mm.mprotect(a, 4 * P, 0).unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(mm.copy_in(a, &mut b), Err(Errno::EFAULT));
+    // Forced access (loader, ptrace) still works.
+    mm.copy_in_force(a, &mut b).unwrap();
+    assert_eq!(b, *b"x");
+    check_consistent(&mm, &pages);
+}
+
+#[test]
+fn copy_across_vmas_and_holes() {
+    let (mut mm, _) = new_mm();
+    let a = 0x3000_0000;
+    mm.mmap(a, P, RW, PRIV_ANON | c::MAP_FIXED, None).unwrap();
+    mm.mmap(a + P, P, RW, PRIV_ANON | c::MAP_FIXED, None)
+        .unwrap();
+    assert_eq!(mm.vmas().count(), 2);
+    let data: Vec<u8> = (0..100u8).collect();
+    mm.copy_out(a + P - 50, &data).unwrap();
+    let mut back = vec![0u8; 100];
+    mm.copy_in(a + P - 50, &mut back).unwrap();
+    assert_eq!(back, data);
+    // Running into the hole after a + 2P faults.
+    assert_eq!(mm.copy_out(a + 2 * P - 10, &data), Err(Errno::EFAULT));
+    assert_eq!(mm.copy_in(u64::MAX - 5, &mut back), Err(Errno::EFAULT));
+    mm.write_u64(a + 8, 0x1122_3344_5566_7788).unwrap();
+    assert_eq!(mm.read_u64(a + 8).unwrap(), 0x1122_3344_5566_7788);
+    mm.write_u32(a + 4, 0xdead_beef).unwrap();
+    assert_eq!(mm.read_u32(a + 4).unwrap(), 0xdead_beef);
+    mm.zero_out(a, 16, false).unwrap();
+    assert_eq!(mm.read_u64(a + 8).unwrap(), 0);
+}
+
+#[test]
+fn c_strings_and_iovecs() {
+    let (mut mm, _) = new_mm();
+    let a = 0x3000_0000;
+    mm.mmap(a, 2 * P, RW, PRIV_ANON | c::MAP_FIXED, None)
+        .unwrap();
+    // A string ending exactly at the end of the mapping.
+    let s = a + 2 * P - 6;
+    mm.copy_out(s, b"hello\0").unwrap();
+    assert_eq!(mm.read_c_string(s, 4096).unwrap(), b"hello");
+    assert_eq!(mm.read_c_string(s, 5), Err(Errno::ENAMETOOLONG));
+    assert_eq!(mm.read_c_string(s, 6).unwrap(), b"hello");
+    mm.copy_out(a + 2 * P - 3, b"abc").unwrap();
+    assert_eq!(mm.read_c_string(a + 2 * P - 3, 4096), Err(Errno::EFAULT));
+    mm.copy_out(s, b"hello\0").unwrap();
+    // argv-style arrays.
+    mm.write_u64(a, s).unwrap();
+    mm.write_u64(a + 8, s + 1).unwrap();
+    mm.write_u64(a + 16, 0).unwrap();
+    assert_eq!(
+        mm.read_string_array(a, 10, 100).unwrap(),
+        vec![b"hello".to_vec(), b"ello".to_vec()]
+    );
+    assert_eq!(mm.read_string_array(a, 1, 100), Err(Errno::E2BIG));
+    // iovecs.
+    let iov = a + 100;
+    mm.write_u64(iov, a + 1000).unwrap();
+    mm.write_u64(iov + 8, 3).unwrap();
+    mm.write_u64(iov + 16, a + 2000).unwrap();
+    mm.write_u64(iov + 24, 10).unwrap();
+    let iovs = mm.read_iovecs(iov, 2).unwrap();
+    assert_eq!(
+        iovs,
+        vec![
+            IoVec {
+                base: a + 1000,
+                len: 3
+            },
+            IoVec {
+                base: a + 2000,
+                len: 10
+            }
+        ]
+    );
+    assert_eq!(mm.copy_out_iovecs(&iovs, b"abcdefg").unwrap(), 7);
+    assert_eq!(
+        mm.copy_in_iovecs(&iovs, 100).unwrap(),
+        b"abcdefg\0\0\0\0\0\0"
+    );
+    assert_eq!(mm.read_iovecs(iov, 1025), Err(Errno::EINVAL));
+    mm.write_u64(iov + 8, u64::MAX).unwrap();
+    assert_eq!(mm.read_iovecs(iov, 2), Err(Errno::EINVAL));
+}
+
+#[test]
+fn brk_grows_and_shrinks() {
+    let (mut mm, pages) = new_mm();
+    assert_eq!(mm.brk(0), 0);
+    mm.set_brk_start(0x55_0000_0123).unwrap();
+    let start = 0x55_0000_1000;
+    assert_eq!(mm.brk_range(), (start, start));
+    assert_eq!(mm.brk(0), start);
+    assert_eq!(mm.brk(start + 10), start + 10);
+    mm.write_u64(start, 42).unwrap();
+    assert_eq!(mm.brk(start + 3 * P + 1), start + 3 * P + 1);
+    assert_eq!(mm.vmas().count(), 1, "heap grown in place");
+    assert!(mm.maps_text().contains("[heap]"));
+    assert_eq!(mm.read_u64(start).unwrap(), 42);
+    mm.write_u64(start + 3 * P, 1).unwrap();
+    assert_eq!(mm.brk(start + P), start + P);
+    assert_eq!(mm.read_u64(start + 3 * P), Err(Errno::EFAULT));
+    // Below the start: unchanged.
+    assert_eq!(mm.brk(start - P), start + P);
+    // Something in the way: unchanged.
+    mm.mmap(start + 10 * P, P, RW, PRIV_ANON | c::MAP_FIXED, None)
+        .unwrap();
+    assert_eq!(mm.brk(start + 20 * P), start + P);
+    // Regrowing reads zeros.
+    assert_eq!(mm.brk(start + 4 * P), start + 4 * P);
+    assert_eq!(mm.read_u64(start + 3 * P).unwrap(), 0);
+    assert_eq!(mm.brk(u64::MAX), start + 4 * P);
+    check_consistent(&mm, &pages);
+}
+
+#[test]
+fn mremap_shrink_grow_move() {
+    let (mut mm, pages) = new_mm();
+    let a = 0x4000_0000;
+    mm.mmap(a, 4 * P, RW, PRIV_ANON | c::MAP_FIXED, None)
+        .unwrap();
+    mm.copy_out(a, b"data").unwrap();
+    // Shrink.
+    assert_eq!(mm.mremap(a, 4 * P, 2 * P, 0, 0), Ok(a));
+    check_consistent(&mm, &pages);
+    // Grow in place.
+    assert_eq!(mm.mremap(a, 2 * P, 6 * P, 0, 0), Ok(a));
+    assert_eq!(mm.vsize(), 6 * P);
+    check_consistent(&mm, &pages);
+    // Blocked: ENOMEM without MAYMOVE, moved with it (same content, no copy).
+    mm.mmap(a + 6 * P, P, RW, PRIV_ANON | c::MAP_FIXED, None)
+        .unwrap();
+    assert_eq!(mm.mremap(a, 6 * P, 8 * P, 0, 0), Err(Errno::ENOMEM));
+    let backing = mm.vma_at(a).unwrap().mf_offset;
+    let b = mm.mremap(a, 6 * P, 8 * P, c::MREMAP_MAYMOVE, 0).unwrap();
+    assert_ne!(b, a);
+    assert_eq!(mm.read_bytes::<4>(b).unwrap(), *b"data");
+    assert_eq!(mm.vma_at(b).unwrap().mf_offset, backing);
+    assert!(mm.vma_at(a).is_none());
+    mm.write_u64(b + 7 * P, 5).unwrap();
+    check_consistent(&mm, &pages);
+    // MREMAP_FIXED.
+    let c = 0x5000_0000;
+    mm.mmap(c, P, RW, PRIV_ANON | c::MAP_FIXED, None).unwrap();
+    assert_eq!(mm.mremap(b, P, P, c::MREMAP_FIXED, c), Err(Errno::EINVAL));
+    assert_eq!(
+        mm.mremap(b, 8 * P, 2 * P, c::MREMAP_FIXED | c::MREMAP_MAYMOVE, c),
+        Ok(c)
+    );
+    assert_eq!(mm.read_bytes::<4>(c).unwrap(), *b"data");
+    check_consistent(&mm, &pages);
+    // Errors.
+    assert_eq!(mm.mremap(c + 1, P, P, 0, 0), Err(Errno::EINVAL));
+    assert_eq!(mm.mremap(c, P, 0, 0, 0), Err(Errno::EINVAL));
+    assert_eq!(
+        mm.mremap(c, 4 * P, 8 * P, c::MREMAP_MAYMOVE, 0),
+        Err(Errno::EFAULT)
+    );
+    assert_eq!(
+        mm.mremap(0x7000_0000, P, 2 * P, c::MREMAP_MAYMOVE, 0),
+        Err(Errno::EFAULT)
+    );
+    assert_eq!(mm.mremap(c, P, P, 0x100, 0), Err(Errno::EINVAL));
+    assert_eq!(
+        mm.mremap(c, P, 2 * P, c::MREMAP_MAYMOVE | c::MREMAP_FIXED, c),
+        Err(Errno::EINVAL)
+    );
+    check_consistent(&mm, &pages);
+}
+
+#[test]
+fn madvise_dontneed_zeroes_private() {
+    let (mut mm, pages) = new_mm();
+    let a = anon(&mut mm, 2 * P);
+    mm.copy_out(a, b"gone").unwrap();
+    mm.copy_out(a + P, b"gone").unwrap();
+    mm.madvise(a, P, libc::MADV_DONTNEED).unwrap();
+    assert_eq!(mm.read_bytes::<4>(a).unwrap(), [0; 4]);
+    assert_eq!(mm.read_bytes::<4>(a + P).unwrap(), *b"gone");
+    // Shared memory keeps its contents.
+    let s = mm
+        .mmap(0, P, RW, c::MAP_SHARED | c::MAP_ANONYMOUS, None)
+        .unwrap();
+    mm.copy_out(s, b"stay").unwrap();
+    mm.madvise(s, P, libc::MADV_DONTNEED).unwrap();
+    assert_eq!(mm.read_bytes::<4>(s).unwrap(), *b"stay");
+    mm.madvise(s, P, libc::MADV_REMOVE).unwrap();
+    assert_eq!(mm.read_bytes::<4>(s).unwrap(), [0; 4]);
+    assert_eq!(mm.madvise(a, P, libc::MADV_REMOVE), Err(Errno::EINVAL));
+    // Private file mappings go back to the file's bytes.
+    let f: Arc<dyn MappableFile> = MemFile::new("/lib/x", b"file".to_vec());
+    let m = mm.mmap(0, P, RW, c::MAP_PRIVATE, mfile(f, 0)).unwrap();
+    mm.copy_out(m, b"FILE").unwrap();
+    mm.madvise(m, P, libc::MADV_DONTNEED).unwrap();
+    assert_eq!(mm.read_bytes::<4>(m).unwrap(), *b"file");
+    // Hints, errors.
+    mm.madvise(a, 2 * P, libc::MADV_WILLNEED).unwrap();
+    assert_eq!(mm.madvise(a, P, 9999), Err(Errno::EINVAL));
+    assert_eq!(mm.madvise(a + 1, P, libc::MADV_NORMAL), Err(Errno::EINVAL));
+    assert_eq!(mm.madvise(a, 3 * P, libc::MADV_NORMAL), Err(Errno::ENOMEM));
+    check_consistent(&mm, &pages);
+}
+
+#[test]
+fn private_file_mapping_copies_and_never_writes_back() {
+    let (mut mm, pages) = new_mm();
+    let mut content = vec![0u8; (P + 100) as usize];
+    content[..5].copy_from_slice(b"hello");
+    content[P as usize..P as usize + 5].copy_from_slice(b"page2");
+    let file = MemFile::new("/bin/prog", content.clone());
+    let f: Arc<dyn MappableFile> = file.clone();
+    let a = mm
+        .mmap(0, 3 * P, RW, c::MAP_PRIVATE, mfile(f.clone(), 0))
+        .unwrap();
+    assert_eq!(mm.read_bytes::<5>(a).unwrap(), *b"hello");
+    assert_eq!(mm.read_bytes::<5>(a + P).unwrap(), *b"page2");
+    // Past EOF reads zero.
+    assert_eq!(mm.read_bytes::<4>(a + P + 100).unwrap(), [0; 4]);
+    mm.copy_out(a, b"HELLO").unwrap();
+    mm.msync(a, 3 * P, c::MS_SYNC).unwrap();
+    mm.munmap(a, 3 * P).unwrap();
+    assert_eq!(*file.data.lock().unwrap(), content);
+    // With an offset.
+    let b = mm.mmap(0, P, R, c::MAP_PRIVATE, mfile(f, P)).unwrap();
+    assert_eq!(mm.read_bytes::<5>(b).unwrap(), *b"page2");
+    assert!(mm.maps_text().contains("00001000 00:00 0"));
+    assert!(mm.maps_text().contains("/bin/prog"));
+    check_consistent(&mm, &pages);
+}
+
+#[test]
+fn shared_file_mapping_writes_back() {
+    let (mut mm, pages) = new_mm();
+    let file = MemFile::new("/data", vec![b'.'; 10]);
+    let f: Arc<dyn MappableFile> = file.clone();
+    let a = mm
+        .mmap(0, P, RW, c::MAP_SHARED, mfile(f.clone(), 0))
+        .unwrap();
+    mm.copy_out(a, b"shared").unwrap();
+    mm.msync(a, P, c::MS_SYNC).unwrap();
+    // Written up to the file size only: a mapping never extends a file.
+    assert_eq!(*file.data.lock().unwrap(), b"shared....");
+    mm.copy_out(a + 6, b"!!").unwrap();
+    mm.munmap(a, P).unwrap();
+    assert_eq!(*file.data.lock().unwrap(), b"shared!!..");
+    assert_eq!(mm.msync(a, P, c::MS_SYNC), Err(Errno::ENOMEM));
+    assert_eq!(mm.msync(a, P, c::MS_SYNC | c::MS_ASYNC), Err(Errno::EINVAL));
+    assert_eq!(mm.msync(a + 1, P, c::MS_SYNC), Err(Errno::EINVAL));
+    // Read-only shared mappings never write back.
+    let b = mm.mmap(0, P, R, c::MAP_SHARED, mfile(f, 0)).unwrap();
+    file.data.lock().unwrap()[0] = b'S';
+    mm.munmap(b, P).unwrap();
+    assert_eq!(file.data.lock().unwrap()[0], b'S');
+    // Exit writes back too.
+    let f: Arc<dyn MappableFile> = file.clone();
+    let c = mm.mmap(0, P, RW, c::MAP_SHARED, mfile(f, 0)).unwrap();
+    mm.copy_out(c, b"bye").unwrap();
+    check_consistent(&mm, &pages);
+    drop(mm);
+    assert_eq!(*file.data.lock().unwrap(), b"byered!!..");
+}
+
+#[test]
+fn stack_grows_on_fault_within_limit() {
+    let (mut mm, pages) = new_mm();
+    let top = mm.layout().stack_top;
+    let s = top - 4 * P;
+    mm.mmap(
+        s,
+        4 * P,
+        RW,
+        PRIV_ANON | c::MAP_FIXED | c::MAP_GROWSDOWN,
+        None,
+    )
+    .unwrap();
+    // Just below: grows.
+    mm.handle_fault(s - 8, Access::Write).unwrap();
+    let v = mm.vma_at(s - 8).unwrap();
+    assert!(v.growsdown && v.start <= s - P);
+    check_consistent(&mm, &pages);
+    // Copy-out below the stack grows it too (as a kernel fault would).
+    mm.copy_out(s - 200 * 1024, b"deep").unwrap();
+    assert_eq!(mm.read_bytes::<4>(s - 200 * 1024).unwrap(), *b"deep");
+    // Beyond the limit: no.
+    assert_eq!(
+        mm.handle_fault(top - 9 * 1024 * 1024, Access::Write),
+        Err(Errno::EFAULT)
+    );
+    // Mapped but not allowed: EACCES.
+    let ro = mm.mmap(0, P, R, PRIV_ANON, None).unwrap();
+    assert_eq!(mm.handle_fault(ro, Access::Write), Err(Errno::EACCES));
+    // Below an ordinary mapping: no.
+    assert_eq!(mm.handle_fault(ro - 8, Access::Read), Err(Errno::EFAULT));
+    // Content survives growth.
+    mm.copy_out(top - 8, b"topmost!").unwrap();
+    let low = mm.vmas().find(|v| v.growsdown).unwrap().start;
+    mm.handle_fault(low - 1, Access::Write).unwrap();
+    assert_eq!(mm.read_bytes::<8>(top - 8).unwrap(), *b"topmost!");
+    check_consistent(&mm, &pages);
+    // Growth stops at the guard gap above another mapping.
+    let low = mm.vmas().find(|v| v.growsdown).unwrap().start;
+    mm.mmap(
+        low - STACK_GUARD_GAP - P,
+        P,
+        RW,
+        PRIV_ANON | c::MAP_FIXED,
+        None,
+    )
+    .unwrap();
+    assert_eq!(mm.handle_fault(low - 8, Access::Write), Err(Errno::EFAULT));
+}
+
+#[test]
+fn maps_text_format() {
+    let (mut mm, _) = new_mm();
+    mm.mmap(0x40_0000, P, 5, PRIV_ANON | c::MAP_FIXED, None)
+        .unwrap();
+    let text = mm.maps_text();
+    assert_eq!(text, "00400000-00401000 r-xp 00000000 00:00 0\n");
+    assert_eq!(mm.highest_address(), 0x40_1000);
+    mm.copy_out_force(0x40_0000, b"x").unwrap();
+    assert_eq!(mm.rss(), P);
+}
+
+#[test]
+fn snapshot_round_trip() {
+    let (mut mm, pages) = new_mm();
+    let file = MemFile::new("/lib/libc.so", vec![9u8; 2 * P as usize]);
+    let f: Arc<dyn MappableFile> = file.clone();
+    let a = anon(&mut mm, 3 * P);
+    mm.copy_out(a + P, b"anon").unwrap();
+    let b = mm
+        .mmap(0, 2 * P, R, c::MAP_PRIVATE, mfile(f.clone(), 0))
+        .unwrap();
+    let c = mm.mmap(0, P, RW, c::MAP_SHARED, mfile(f, P)).unwrap();
+    mm.set_brk_start(0x56_0000_0000).unwrap();
+    mm.brk(0x56_0000_2000);
+    mm.mprotect(a, P, R).unwrap();
+    check_consistent(&mm, &pages);
+    let state = mm.snapshot();
+    // Through serde, as a statefile would.
+    let json = serde_json_like(&state);
+    assert_eq!(json, state);
+
+    // "Save" the memory file and load it into a new one.
+    let old = mm.memory_file().clone();
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    mf.restore_allocations(&old.allocated_ranges()).unwrap();
+    for r in old.allocated_ranges() {
+        for d in old.data_ranges(r.start, r.len()).unwrap() {
+            let mut buf = vec![0u8; d.len() as usize];
+            old.read_at(d.start, &mut buf).unwrap();
+            mf.write_at(d.start, &buf).unwrap();
+        }
+    }
+    let opened = Mutex::new(Vec::new());
+    let reopen = |name: &str| -> Result<Arc<dyn MappableFile>, Errno> {
+        opened.lock().unwrap().push(name.to_string());
+        Ok(file.clone())
+    };
+    let pages2: Pages = Arc::default();
+    let aspace = FakeAddressSpace {
+        pages: pages2.clone(),
+        calls: Arc::default(),
+    };
+    let mut mm2 =
+        MemoryManager::from_snapshot(&state, layout(), mf, Box::new(aspace), &reopen).unwrap();
+    assert_eq!(
+        *opened.lock().unwrap(),
+        vec!["/lib/libc.so".to_string()],
+        "each file re-opened once"
+    );
+    check_consistent(&mm2, &pages2);
+    assert_eq!(mm2.maps_text(), mm.maps_text());
+    assert_eq!(mm2.read_bytes::<4>(a + P).unwrap(), *b"anon");
+    assert_eq!(mm2.read_bytes::<1>(b).unwrap(), [9]);
+    assert_eq!(mm2.brk_range(), (0x56_0000_0000, 0x56_0000_2000));
+    mm2.copy_out(c, b"w").unwrap();
+    mm2.msync(c, P, c::MS_SYNC).unwrap();
+    assert_eq!(file.data.lock().unwrap()[P as usize], b'w');
+    assert_eq!(mm2.snapshot(), state.clone_with_highest(&mm2));
+}
+
+impl MmState {
+    fn clone_with_highest(&self, mm: &MemoryManager) -> MmState {
+        MmState {
+            highest_address: mm.highest_address(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Through serde, as a statefile would carry it.
+fn serde_json_like(state: &MmState) -> MmState {
+    serde_json::from_str(&serde_json::to_string(state).unwrap()).unwrap()
+}
+
+fn restore(state: &MmState, mf: Arc<MemoryFile>) -> Result<MemoryManager, RestoreError> {
+    let aspace = FakeAddressSpace {
+        pages: Arc::default(),
+        calls: Arc::default(),
+    };
+    let reopen = |name: &str| -> Result<Arc<dyn MappableFile>, Errno> {
+        if name == "/missing" {
+            Err(Errno::ENOENT)
+        } else {
+            Ok(MemFile::new(name, vec![]) as Arc<dyn MappableFile>)
+        }
+    };
+    MemoryManager::from_snapshot(state, layout(), mf, Box::new(aspace), &reopen)
+}
+
+#[test]
+fn hostile_snapshots_are_refused() {
+    let good_vma = VmaState {
+        start: 0x1000_0000,
+        end: 0x1000_0000 + 2 * P,
+        prot: Prot::READ_WRITE,
+        max_prot: Prot::ALL,
+        shared: false,
+        growsdown: false,
+        ever_writable: true,
+        file: None,
+        mf_offset: 0,
+        kind: VmaKind::Normal,
+    };
+    let base = MmState {
+        page_size: P,
+        highest_address: good_vma.end,
+        vmas: vec![good_vma.clone()],
+        brk_start: 0,
+        brk: 0,
+        stack_limit: DEFAULT_STACK_LIMIT,
+    };
+    let mf = || {
+        let mf = Arc::new(MemoryFile::new(1 << 30).unwrap());
+        mf.restore_allocations(&[FileRange {
+            start: 0,
+            end: 4 * P,
+        }])
+        .unwrap();
+        mf
+    };
+    assert!(restore(&base, mf()).is_ok());
+    type Mutation = Box<dyn Fn(&mut MmState)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("page size", Box::new(|s| s.page_size = 65536)),
+        ("unaligned", Box::new(|s| s.vmas[0].start += 1)),
+        (
+            "reversed",
+            Box::new(|s| s.vmas[0].end = s.vmas[0].start - P),
+        ),
+        ("empty", Box::new(|s| s.vmas[0].end = s.vmas[0].start)),
+        (
+            "beyond top",
+            Box::new(|s| {
+                s.vmas[0].start = 0x7fff_ffff_0000;
+                s.vmas[0].end = TOP_PAGE;
+            }),
+        ),
+        ("highest", Box::new(|s| s.highest_address = 1 << 60)),
+        (
+            "below min",
+            Box::new(|s| {
+                s.vmas[0].start = 0;
+                s.vmas[0].end = 2 * P;
+            }),
+        ),
+        ("mf unaligned", Box::new(|s| s.vmas[0].mf_offset = 5)),
+        (
+            "mf not allocated",
+            Box::new(|s| s.vmas[0].mf_offset = 8 * P),
+        ),
+        ("mf overflow", Box::new(|s| s.vmas[0].mf_offset = TOP_PAGE)),
+        (
+            "overlap",
+            Box::new(|s| {
+                let mut v = s.vmas[0].clone();
+                v.start += P;
+                v.end += P;
+                v.mf_offset = 2 * P;
+                s.vmas.push(v);
+            }),
+        ),
+        (
+            "shared backing",
+            Box::new(|s| {
+                let mut v = s.vmas[0].clone();
+                v.start += 4 * P;
+                v.end += 4 * P;
+                v.mf_offset = P;
+                s.vmas.push(v);
+            }),
+        ),
+        (
+            "prot over max",
+            Box::new(|s| s.vmas[0].max_prot = Prot::READ),
+        ),
+        (
+            "missing file",
+            Box::new(|s| {
+                s.vmas[0].file = Some(FileState {
+                    name: "/missing".into(),
+                    offset: 0,
+                })
+            }),
+        ),
+        (
+            "file offset",
+            Box::new(|s| {
+                s.vmas[0].file = Some(FileState {
+                    name: "/f".into(),
+                    offset: TOP_PAGE,
+                })
+            }),
+        ),
+        (
+            "brk reversed",
+            Box::new(|s| {
+                s.brk_start = 0x2000_0000;
+                s.brk = 0x1000_0000;
+            }),
+        ),
+        (
+            "brk beyond",
+            Box::new(|s| {
+                s.brk_start = 0x2000_0000;
+                s.brk = u64::MAX;
+            }),
+        ),
+    ];
+    for (what, mutate) in cases {
+        let mut s = base.clone();
+        mutate(&mut s);
+        let mf = mf();
+        let before = mf.allocated_ranges();
+        let err = restore(&s, mf.clone()).err();
+        assert!(err.is_some(), "{what}: accepted");
+        assert_eq!(
+            mf.allocated_ranges(),
+            before,
+            "{what}: a refused restore freed memory"
+        );
+        eprintln!("{what}: {}", err.unwrap());
+    }
+    // A smaller host says so plainly.
+    let mut s = base.clone();
+    s.vmas[0].start = 0x100_0000_0000;
+    s.vmas[0].end = 0x100_0000_2000;
+    s.highest_address = s.vmas[0].end;
+    let small = Layout::for_va_bits(39, P).unwrap();
+    let aspace = FakeAddressSpace {
+        pages: Arc::default(),
+        calls: Arc::default(),
+    };
+    let reopen = |_: &str| -> Result<Arc<dyn MappableFile>, Errno> { Err(Errno::ENOENT) };
+    let err = MemoryManager::from_snapshot(&s, small, mf(), Box::new(aspace), &reopen)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("39-bit"), "{err}");
+}
+
+#[test]
+fn dropping_the_manager_frees_memory() {
+    let mf = Arc::new(MemoryFile::new(1 << 30).unwrap());
+    let (mut mm, _) = new_mm_with(mf.clone());
+    anon(&mut mm, 10 * P);
+    assert_eq!(mf.allocated_bytes(), 10 * P);
+    drop(mm);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn shared_mapping_of_read_only_fd_never_becomes_writable() {
+    let (mut mm, _) = new_mm();
+    let f: Arc<dyn MappableFile> = MemFile::new("/ro", vec![1; 10]);
+    let ro = |f: &Arc<dyn MappableFile>| {
+        Some(MmapFile {
+            file: f.clone(),
+            offset: 0,
+            writable: false,
+        })
+    };
+    assert_eq!(mm.mmap(0, P, RW, c::MAP_SHARED, ro(&f)), Err(Errno::EACCES));
+    let a = mm.mmap(0, P, R, c::MAP_SHARED, ro(&f)).unwrap();
+    assert_eq!(mm.mprotect(a, P, RW), Err(Errno::EACCES));
+    // A private mapping of the same fd may be written (copy-on-write).
+    let b = mm.mmap(0, P, R, c::MAP_PRIVATE, ro(&f)).unwrap();
+    mm.mprotect(b, P, RW).unwrap();
+    assert_eq!(mm.mprotect(b, P, 0x100), Err(Errno::EINVAL));
+    assert_eq!(
+        mm.mprotect(
+            b,
+            P,
+            RW | libc::PROT_GROWSDOWN as u64 | libc::PROT_GROWSUP as u64
+        ),
+        Err(Errno::EINVAL)
+    );
+}

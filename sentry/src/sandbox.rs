@@ -1,0 +1,167 @@
+//! Booting a sandbox: the memory file, the platform, the gofer-backed file
+//! system, the kernel and its init task.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use platform::ptrace::PtracePlatform;
+use platform::{CpuState, Layout, PlatformError};
+
+use crate::errno::Errno;
+use crate::kernel::creds::Credentials;
+use crate::kernel::exec::{load_image, ExecError};
+use crate::kernel::fd_table::FdTable;
+use crate::kernel::interrupt::TaskInterrupt;
+use crate::kernel::limits::LimitSet;
+use crate::kernel::proc::ProcTable;
+use crate::kernel::run::{Interruption, RunError};
+use crate::kernel::signal::{SigSet, SignalHandlers};
+use crate::kernel::time::Clocks;
+use crate::kernel::{ExitStatus, Kernel, KernelConfig, Task};
+use crate::mm::MemoryFile;
+use crate::vfs::{self, Dentry, HostClock, Vfs};
+
+/// What `cryo do` asks of a sandbox.
+#[derive(Clone, Debug)]
+pub struct DoConfig {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub hostname: String,
+    pub strace: bool,
+}
+
+/// Why a sandbox could not boot or run. Each names its cause in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("this host cannot run cryo: {0}")]
+    Host(PlatformError),
+    #[error("cannot create the memory file: {0}")]
+    MemoryFile(Errno),
+    #[error("cannot set up the sandbox's file system: {0}")]
+    Vfs(String),
+    #[error("--cwd {path}: {errno}")]
+    Cwd { path: String, errno: Errno },
+    #[error("{0}: command not found")]
+    CommandNotFound(String),
+    #[error("no command given")]
+    NoCommand,
+    #[error("{path}: {source}")]
+    Exec { path: String, source: ExecError },
+    #[error("cannot attach stdio: {0}")]
+    Stdio(Errno),
+    #[error("sandbox failed: {0}")]
+    Run(#[from] RunError),
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Finds `cmd` like execvp: as given if it has a slash, else in PATH, inside
+/// the sandbox's own file system.
+fn find_command(vfs: &Vfs, cwd: &Arc<Dentry>, cmd: &str, env: &[String]) -> Result<String, SandboxError> {
+    if cmd.contains('/') {
+        return Ok(cmd.to_string());
+    }
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = format!("{dir}/{cmd}");
+        if let Ok(st) = vfs.stat_at(cwd, candidate.as_bytes(), true) {
+            if st.is_regular() && st.mode & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(SandboxError::CommandNotFound(cmd.to_string()))
+}
+
+/// The host's stdio, donated to the sandbox as its fds 0, 1 and 2.
+fn donate_stdio(fds: &mut FdTable<Arc<vfs::OpenFile>>) -> Result<(), SandboxError> {
+    use std::os::fd::AsFd;
+    let host = [
+        (0, libc::O_RDONLY, std::io::stdin().as_fd().try_clone_to_owned()),
+        (1, libc::O_WRONLY, std::io::stdout().as_fd().try_clone_to_owned()),
+        (2, libc::O_WRONLY, std::io::stderr().as_fd().try_clone_to_owned()),
+    ];
+    for (fd, flags, dup) in host {
+        // A closed host fd stays closed in the sandbox.
+        let Ok(owned) = dup else { continue };
+        let file = vfs::host::open_host_fd(owned, fd as u32, flags).map_err(SandboxError::Stdio)?;
+        fds.insert_at(fd, file, false, u64::MAX).map_err(SandboxError::Stdio)?;
+    }
+    Ok(())
+}
+
+/// The pieces every sandbox has, before it has tasks.
+pub struct Booted {
+    pub kernel: Arc<Kernel>,
+}
+
+/// Creates the kernel: memory file, ptrace platform, VFS over the gofer.
+pub fn boot_kernel(gofer_sock: OwnedFd, hostname: &str, strace: bool) -> Result<Arc<Kernel>, SandboxError> {
+    let layout = Layout::probe().map_err(SandboxError::Host)?;
+    let memory_file =
+        Arc::new(MemoryFile::new(MemoryFile::capacity_for_va_bits(layout.va_bits)).map_err(SandboxError::MemoryFile)?);
+    let platform = Arc::new(PtracePlatform::new(memory_file.fd()).map_err(SandboxError::Host)?);
+    let procs = ProcTable::new();
+    let client = gofer::Client::new(gofer_sock);
+    let vfs = vfs::sandbox::build_sandbox_vfs(client, Arc::new(HostClock), procs.clone())
+        .map_err(|e| SandboxError::Vfs(e.to_string()))?;
+    let config = KernelConfig { hostname: hostname.to_string(), strace };
+    let kernel = Arc::new(Kernel::new(platform, memory_file, Arc::new(vfs), Clocks::boot(), procs.clone(), &config));
+    procs.set_kernel(&kernel);
+    Ok(kernel)
+}
+
+/// Boots a `cryo do` sandbox and returns its init task, ready to run.
+pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxError> {
+    let cmd = config.argv.first().ok_or(SandboxError::NoCommand)?;
+    let kernel = boot_kernel(gofer_sock, &config.hostname, config.strace)?;
+    let root = kernel.vfs.root().clone();
+    let cwd = kernel
+        .vfs
+        .lookup_dir(&root, config.cwd.as_bytes())
+        .map_err(|errno| SandboxError::Cwd { path: config.cwd.clone(), errno })?;
+    let path = find_command(&kernel.vfs, &cwd, cmd, &config.env)?;
+    let creds = Credentials::of_caller();
+    let argv: Vec<Vec<u8>> = config.argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let envp: Vec<Vec<u8>> = config.env.iter().map(|e| e.as_bytes().to_vec()).collect();
+    let image = load_image(&kernel, &cwd, &creds, &path, argv.clone(), envp)
+        .map_err(|source| SandboxError::Exec { path: path.clone(), source })?;
+    let mut fds = FdTable::new();
+    donate_stdio(&mut fds)?;
+    let context = kernel.platform.new_context().map_err(SandboxError::Host)?;
+    let interrupt = TaskInterrupt::new();
+    interrupt.set_platform(context.interrupter());
+    Ok(Task {
+        tid: kernel.allocate_tid(),
+        creds,
+        cpu: CpuState { regs: image.regs },
+        context,
+        mm: image.mm,
+        fds,
+        root,
+        cwd,
+        umask: 0o022,
+        signal_handlers: SignalHandlers::default(),
+        signal_mask: SigSet::default(),
+        alt_stack: (0, 0, 0),
+        clear_child_tid: 0,
+        robust_list: (0, 0),
+        limits: LimitSet::default(),
+        exe: image.path,
+        argv,
+        cpu_time: Default::default(),
+        exit: None,
+        interrupt,
+        restart_deadline: None,
+        restart_clock: None,
+        kernel,
+    })
+}
+
+/// `cryo do`: boots, runs the command to its end, returns its status.
+pub fn run_do(config: DoConfig, gofer_sock: OwnedFd) -> Result<ExitStatus, SandboxError> {
+    let mut task = boot_do(&config, gofer_sock)?;
+    let status = task.run(&mut |_| Interruption::Continue)?;
+    Ok(status.unwrap_or(ExitStatus::Signaled(libc::SIGKILL)))
+}

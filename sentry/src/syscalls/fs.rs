@@ -1,0 +1,617 @@
+//! Files and descriptors: read/write family, open/close, stat family, lseek,
+//! getdents64, readlink, access, fcntl, ioctl, dup, pipe, cwd, directory and
+//! link operations.
+
+use std::sync::Arc;
+
+use super::{Args, SysResult};
+use crate::errno::Errno;
+use crate::kernel::Task;
+use crate::vfs::{abi, file::ioctl_input_size, pipe::new_pipe, Dentry, FileKind, OpenFile};
+
+/// Linux's PATH_MAX, including the NUL.
+const PATH_MAX: usize = 4096;
+/// Reads and writes move at most this much per step, so a hostile length
+/// never makes the Sentry allocate without bound; a regular file's read
+/// continues step by step, as Linux's would, until the request or EOF.
+const IO_STEP: usize = 1 << 20;
+/// Linux caps one read or write at 2 GiB minus a page.
+const MAX_RW: usize = 0x7fff_f000;
+
+/// Reads a path argument. Any path may lead into /proc, so the task's
+/// /proc view is published first.
+fn path_arg(t: &mut Task, addr: u64) -> Result<Vec<u8>, Errno> {
+    let path = t.mm.read_c_string(addr, PATH_MAX)?;
+    if path.starts_with(b"/proc") || path.starts_with(b"/dev") || path.first() != Some(&b'/') {
+        t.publish_proc();
+    }
+    Ok(path)
+}
+
+fn file(t: &Task, fd: i32) -> Result<Arc<OpenFile>, Errno> {
+    t.fds.file(fd)
+}
+
+/// Where a `*at` syscall's relative path starts: the cwd for AT_FDCWD, else
+/// the directory `dirfd` refers to.
+fn start_dir(t: &Task, dirfd: i32, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
+    if path.first() == Some(&b'/') || dirfd == libc::AT_FDCWD {
+        return Ok(t.cwd.clone());
+    }
+    let f = file(t, dirfd)?;
+    let d = f.dentry().cloned().ok_or(Errno::ENOTDIR)?;
+    if !d.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    Ok(d)
+}
+
+fn install(t: &mut Task, f: Arc<OpenFile>, cloexec: bool) -> SysResult {
+    let limit = t.nofile_limit();
+    t.fds.insert(f, cloexec, limit).map(|fd| fd as u64)
+}
+
+/// Reads into application memory at `addr`, in steps, stopping at a short
+/// read (EOF, a pipe with less data) like the kernel's own loop.
+fn read_to(t: &mut Task, f: &OpenFile, addr: u64, len: usize, mut offset: Option<u64>) -> SysResult {
+    if !f.readable() {
+        return Err(Errno::EBADF);
+    }
+    if f.kind() == FileKind::Directory {
+        return Err(Errno::EISDIR);
+    }
+    let mut done = 0usize;
+    let mut buf = vec![0u8; len.min(IO_STEP)];
+    while done < len {
+        let want = (len - done).min(IO_STEP);
+        let r = match offset {
+            Some(off) => f.pread(&mut buf[..want], off as i64, &t.interrupt.io),
+            None => f.read(&mut buf[..want], &t.interrupt.io),
+        };
+        let n = match r {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        t.mm.copy_out(addr + done as u64, &buf[..n])?;
+        done += n;
+        offset = offset.map(|o| o + n as u64);
+        if n < want {
+            break;
+        }
+    }
+    Ok(done as u64)
+}
+
+fn write_from(t: &mut Task, f: &OpenFile, addr: u64, len: usize, mut offset: Option<u64>) -> SysResult {
+    if !f.writable() {
+        return Err(Errno::EBADF);
+    }
+    let mut done = 0usize;
+    let mut buf = vec![0u8; len.min(IO_STEP)];
+    while done < len {
+        let want = (len - done).min(IO_STEP);
+        if let Err(e) = t.mm.copy_in(addr + done as u64, &mut buf[..want]) {
+            if done == 0 {
+                return Err(e);
+            }
+            break;
+        }
+        let r = match offset {
+            Some(off) => f.pwrite(&buf[..want], off as i64, &t.interrupt.io),
+            None => f.write(&buf[..want], &t.interrupt.io),
+        };
+        let n = match r {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        done += n;
+        offset = offset.map(|o| o + n as u64);
+        if n < want {
+            break;
+        }
+    }
+    Ok(done as u64)
+}
+
+pub fn read(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    read_to(t, &f, a.addr(1), a.len(2, MAX_RW)?, None)
+}
+
+pub fn write(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    let r = write_from(t, &f, a.addr(1), a.len(2, MAX_RW)?, None);
+    raise_sigpipe(t, r)
+}
+
+/// A write to a pipe without readers raises SIGPIPE as well as EPIPE.
+fn raise_sigpipe(t: &mut Task, r: SysResult) -> SysResult {
+    if r == Err(Errno::EPIPE) {
+        let ignored = t.signal_handlers.get(libc::SIGPIPE).map(|a| a.is_ignored()).unwrap_or(false);
+        let blocked = t.signal_mask.0 & (1 << (libc::SIGPIPE - 1)) != 0;
+        if !ignored && !blocked {
+            t.exit_by_signal(libc::SIGPIPE);
+        }
+    }
+    r
+}
+
+fn offset_arg(a: &Args, i: usize) -> Result<u64, Errno> {
+    u64::try_from(a.off(i)).map_err(|_| Errno::EINVAL)
+}
+
+pub fn pread64(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    let off = offset_arg(a, 3)?;
+    read_to(t, &f, a.addr(1), a.len(2, MAX_RW)?, Some(off))
+}
+
+pub fn pwrite64(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    let off = offset_arg(a, 3)?;
+    write_from(t, &f, a.addr(1), a.len(2, MAX_RW)?, Some(off))
+}
+
+/// readv/preadv: one read into a buffer, scattered over the iovecs.
+fn readv_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    if !f.readable() {
+        return Err(Errno::EBADF);
+    }
+    let iovs = t.mm.read_iovecs(a.addr(1), a.raw(2))?;
+    let total = iovs.iter().map(|v| v.len).fold(0u64, u64::saturating_add).min(MAX_RW as u64) as usize;
+    let mut buf = vec![0u8; total.min(IO_STEP * 8)];
+    let n = match offset {
+        Some(off) => f.pread(&mut buf, off as i64, &t.interrupt.io)?,
+        None => f.read(&mut buf, &t.interrupt.io)?,
+    };
+    t.mm.copy_out_iovecs(&iovs, &buf[..n]).map(|n| n as u64)
+}
+
+fn writev_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    if !f.writable() {
+        return Err(Errno::EBADF);
+    }
+    let iovs = t.mm.read_iovecs(a.addr(1), a.raw(2))?;
+    let data = t.mm.copy_in_iovecs(&iovs, IO_STEP * 8)?;
+    let r = match offset {
+        Some(off) => f.pwrite(&data, off as i64, &t.interrupt.io),
+        None => f.write(&data, &t.interrupt.io),
+    };
+    raise_sigpipe(t, r.map(|n| n as u64))
+}
+
+pub fn readv(t: &mut Task, a: &Args) -> SysResult {
+    readv_at(t, a, None)
+}
+
+pub fn writev(t: &mut Task, a: &Args) -> SysResult {
+    writev_at(t, a, None)
+}
+
+pub fn preadv(t: &mut Task, a: &Args) -> SysResult {
+    let off = offset_arg(a, 3)?;
+    readv_at(t, a, Some(off))
+}
+
+pub fn pwritev(t: &mut Task, a: &Args) -> SysResult {
+    let off = offset_arg(a, 3)?;
+    writev_at(t, a, Some(off))
+}
+
+fn do_openat(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysResult {
+    let path = path_arg(t, path_addr)?;
+    let start = start_dir(t, dirfd, &path)?;
+    let mode = mode & 0o7777 & !t.umask;
+    let f = t.kernel.vfs.open_at(&start, &path, flags, mode)?;
+    install(t, f, flags & libc::O_CLOEXEC != 0)
+}
+
+pub fn open(t: &mut Task, a: &Args) -> SysResult {
+    do_openat(t, libc::AT_FDCWD, a.addr(0), a.int(1), a.uint(2))
+}
+
+pub fn openat(t: &mut Task, a: &Args) -> SysResult {
+    do_openat(t, a.fd(0), a.addr(1), a.int(2), a.uint(3))
+}
+
+pub fn creat(t: &mut Task, a: &Args) -> SysResult {
+    do_openat(t, libc::AT_FDCWD, a.addr(0), libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, a.uint(1))
+}
+
+pub fn close(t: &mut Task, a: &Args) -> SysResult {
+    t.fds.remove(a.fd(0))?;
+    Ok(0)
+}
+
+pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
+    const CLOSE_RANGE_UNSHARE: u32 = 2;
+    const CLOSE_RANGE_CLOEXEC: u32 = 4;
+    let (first, last, flags) = (a.uint(0), a.uint(1), a.uint(2));
+    if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+        return Err(Errno::EINVAL);
+    }
+    let fds: Vec<i32> = t.fds.iter().map(|(fd, _)| fd).filter(|&fd| (first..=last).contains(&(fd as u32))).collect();
+    for fd in fds {
+        if flags & CLOSE_RANGE_CLOEXEC != 0 {
+            t.fds.get_mut(fd)?.cloexec = true;
+        } else {
+            t.fds.remove(fd)?;
+        }
+    }
+    Ok(0)
+}
+
+fn stat_out(t: &mut Task, st: &crate::vfs::Stat, addr: u64) -> SysResult {
+    t.mm.copy_out(addr, &abi::encode_stat(st))?;
+    Ok(0)
+}
+
+pub fn fstat(t: &mut Task, a: &Args) -> SysResult {
+    let st = file(t, a.fd(0))?.stat()?;
+    stat_out(t, &st, a.addr(1))
+}
+
+/// The stat of `dirfd`+`path` honouring AT_EMPTY_PATH and AT_SYMLINK_NOFOLLOW.
+fn stat_at(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32) -> Result<crate::vfs::Stat, Errno> {
+    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_SYNC_TYPE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_arg(t, path_addr)?;
+    if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+        if dirfd == libc::AT_FDCWD {
+            return t.cwd.stat();
+        }
+        return file(t, dirfd)?.stat();
+    }
+    let start = start_dir(t, dirfd, &path)?;
+    t.kernel.vfs.stat_at(&start, &path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)
+}
+
+pub fn stat(t: &mut Task, a: &Args) -> SysResult {
+    let st = stat_at(t, libc::AT_FDCWD, a.addr(0), 0)?;
+    stat_out(t, &st, a.addr(1))
+}
+
+pub fn lstat(t: &mut Task, a: &Args) -> SysResult {
+    let st = stat_at(t, libc::AT_FDCWD, a.addr(0), libc::AT_SYMLINK_NOFOLLOW)?;
+    stat_out(t, &st, a.addr(1))
+}
+
+pub fn newfstatat(t: &mut Task, a: &Args) -> SysResult {
+    let st = stat_at(t, a.fd(0), a.addr(1), a.int(3))?;
+    stat_out(t, &st, a.addr(2))
+}
+
+pub fn statx(t: &mut Task, a: &Args) -> SysResult {
+    let mask = a.uint(3);
+    if mask & libc::STATX__RESERVED as u32 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let st = stat_at(t, a.fd(0), a.addr(1), a.int(2))?;
+    t.mm.copy_out(a.addr(4), &abi::encode_statx(&st, mask))?;
+    Ok(0)
+}
+
+pub fn lseek(t: &mut Task, a: &Args) -> SysResult {
+    file(t, a.fd(0))?.lseek(a.off(1), a.int(2))
+}
+
+pub fn getdents64(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    let limit = a.len(2, IO_STEP)?;
+    let bytes = f.getdents64(limit)?;
+    t.mm.copy_out(a.addr(1), &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+fn do_readlinkat(t: &mut Task, dirfd: i32, path_addr: u64, buf: u64, size: i32) -> SysResult {
+    if size <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_arg(t, path_addr)?;
+    let start = start_dir(t, dirfd, &path)?;
+    let target = t.kernel.vfs.readlink_at(&start, &path)?;
+    let n = target.len().min(size as usize);
+    t.mm.copy_out(buf, &target[..n])?;
+    Ok(n as u64)
+}
+
+pub fn readlink(t: &mut Task, a: &Args) -> SysResult {
+    do_readlinkat(t, libc::AT_FDCWD, a.addr(0), a.addr(1), a.int(2))
+}
+
+pub fn readlinkat(t: &mut Task, a: &Args) -> SysResult {
+    do_readlinkat(t, a.fd(0), a.addr(1), a.addr(2), a.int(3))
+}
+
+fn do_faccessat(t: &mut Task, dirfd: i32, path_addr: u64, mode: i32, flags: i32) -> SysResult {
+    if mode & !(libc::R_OK | libc::W_OK | libc::X_OK) != 0
+        || flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EACCESS | libc::AT_EMPTY_PATH) != 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_arg(t, path_addr)?;
+    let start = start_dir(t, dirfd, &path)?;
+    t.kernel.vfs.access_at(&start, &path, mode, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+    Ok(0)
+}
+
+pub fn access(t: &mut Task, a: &Args) -> SysResult {
+    do_faccessat(t, libc::AT_FDCWD, a.addr(0), a.int(1), 0)
+}
+
+pub fn faccessat(t: &mut Task, a: &Args) -> SysResult {
+    do_faccessat(t, a.fd(0), a.addr(1), a.int(2), 0)
+}
+
+pub fn faccessat2(t: &mut Task, a: &Args) -> SysResult {
+    do_faccessat(t, a.fd(0), a.addr(1), a.int(2), a.int(3))
+}
+
+pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
+    let fd = a.fd(0);
+    let f = file(t, fd)?;
+    match a.int(1) {
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+            let min = a.int(2);
+            let limit = t.nofile_limit();
+            if min < 0 || min as u64 >= limit {
+                return Err(Errno::EINVAL);
+            }
+            let cloexec = a.int(1) == libc::F_DUPFD_CLOEXEC;
+            t.fds.insert_from(min, f, cloexec, limit).map(|fd| fd as u64)
+        }
+        libc::F_GETFD => Ok(if t.fds.get(fd)?.cloexec { libc::FD_CLOEXEC as u64 } else { 0 }),
+        libc::F_SETFD => {
+            t.fds.get_mut(fd)?.cloexec = a.int(2) & libc::FD_CLOEXEC != 0;
+            Ok(0)
+        }
+        libc::F_GETFL => Ok(f.status_flags() as u32 as u64),
+        libc::F_SETFL => {
+            f.set_status_flags(a.int(2));
+            Ok(0)
+        }
+        libc::F_GETLK => {
+            // With one process in the sandbox no other owner can hold a
+            // conflicting lock: report the range unlocked (l_type = F_UNLCK).
+            let mut flock = [0u8; 32];
+            t.mm.copy_in(a.addr(2), &mut flock)?;
+            flock[..2].copy_from_slice(&(libc::F_UNLCK as i16).to_le_bytes());
+            t.mm.copy_out(a.addr(2), &flock)?;
+            Ok(0)
+        }
+        // Likewise every lock a sole process asks for is granted at once.
+        libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn ioctl(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    let cmd = a.raw(1) & 0xffff_ffff;
+    let mut input = vec![0u8; ioctl_input_size(cmd)];
+    if !input.is_empty() {
+        t.mm.copy_in(a.addr(2), &mut input)?;
+    }
+    let reply = f.ioctl(cmd, &input)?;
+    if !reply.out.is_empty() {
+        t.mm.copy_out(a.addr(2), &reply.out)?;
+    }
+    Ok(reply.ret)
+}
+
+pub fn dup(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    install(t, f, false)
+}
+
+fn do_dup3(t: &mut Task, old: i32, new: i32, flags: i32) -> SysResult {
+    let f = file(t, old)?;
+    let limit = t.nofile_limit();
+    t.fds.insert_at(new, f, flags & libc::O_CLOEXEC != 0, limit)?;
+    Ok(new as u64)
+}
+
+pub fn dup2(t: &mut Task, a: &Args) -> SysResult {
+    let (old, new) = (a.fd(0), a.fd(1));
+    if old == new {
+        file(t, old)?;
+        return Ok(new as u64);
+    }
+    do_dup3(t, old, new, 0)
+}
+
+pub fn dup3(t: &mut Task, a: &Args) -> SysResult {
+    let (old, new, flags) = (a.fd(0), a.fd(1), a.int(2));
+    if old == new || flags & !libc::O_CLOEXEC != 0 {
+        return Err(Errno::EINVAL);
+    }
+    do_dup3(t, old, new, flags)
+}
+
+fn do_pipe2(t: &mut Task, addr: u64, flags: i32) -> SysResult {
+    if flags & !(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let now = crate::vfs::Clock::now(&crate::vfs::HostClock);
+    let (r, w) = new_pipe(flags, now);
+    let cloexec = flags & libc::O_CLOEXEC != 0;
+    let rfd = install(t, r, cloexec)? as i32;
+    let wfd = match install(t, w, cloexec) {
+        Ok(fd) => fd as i32,
+        Err(e) => {
+            let _ = t.fds.remove(rfd);
+            return Err(e);
+        }
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&rfd.to_le_bytes());
+    out[4..].copy_from_slice(&wfd.to_le_bytes());
+    if let Err(e) = t.mm.copy_out(addr, &out) {
+        let _ = t.fds.remove(rfd);
+        let _ = t.fds.remove(wfd);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+pub fn pipe(t: &mut Task, a: &Args) -> SysResult {
+    do_pipe2(t, a.addr(0), 0)
+}
+
+pub fn pipe2(t: &mut Task, a: &Args) -> SysResult {
+    do_pipe2(t, a.addr(0), a.int(1))
+}
+
+pub fn getcwd(t: &mut Task, a: &Args) -> SysResult {
+    let mut path = t.kernel.vfs.dentry_path_bytes(&t.cwd);
+    path.push(0);
+    if (a.raw(1) as usize) < path.len() {
+        return Err(Errno::ERANGE);
+    }
+    t.mm.copy_out(a.addr(0), &path)?;
+    Ok(path.len() as u64)
+}
+
+pub fn chdir(t: &mut Task, a: &Args) -> SysResult {
+    let path = path_arg(t, a.addr(0))?;
+    let start = start_dir(t, libc::AT_FDCWD, &path)?;
+    t.cwd = t.kernel.vfs.lookup_dir(&start, &path)?;
+    Ok(0)
+}
+
+pub fn fchdir(t: &mut Task, a: &Args) -> SysResult {
+    let d = file(t, a.fd(0))?.dentry().cloned().ok_or(Errno::ENOTDIR)?;
+    if !d.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    t.cwd = d;
+    Ok(0)
+}
+
+fn do_mkdirat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32) -> SysResult {
+    let path = path_arg(t, path_addr)?;
+    let start = start_dir(t, dirfd, &path)?;
+    t.kernel.vfs.mkdir_at(&start, &path, mode & 0o7777 & !t.umask)?;
+    Ok(0)
+}
+
+pub fn mkdir(t: &mut Task, a: &Args) -> SysResult {
+    do_mkdirat(t, libc::AT_FDCWD, a.addr(0), a.uint(1))
+}
+
+pub fn mkdirat(t: &mut Task, a: &Args) -> SysResult {
+    do_mkdirat(t, a.fd(0), a.addr(1), a.uint(2))
+}
+
+fn do_unlinkat(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32) -> SysResult {
+    if flags & !libc::AT_REMOVEDIR != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_arg(t, path_addr)?;
+    let start = start_dir(t, dirfd, &path)?;
+    t.kernel.vfs.unlink_at(&start, &path, flags)?;
+    Ok(0)
+}
+
+pub fn unlink(t: &mut Task, a: &Args) -> SysResult {
+    do_unlinkat(t, libc::AT_FDCWD, a.addr(0), 0)
+}
+
+pub fn unlinkat(t: &mut Task, a: &Args) -> SysResult {
+    do_unlinkat(t, a.fd(0), a.addr(1), a.int(2))
+}
+
+pub fn rmdir(t: &mut Task, a: &Args) -> SysResult {
+    do_unlinkat(t, libc::AT_FDCWD, a.addr(0), libc::AT_REMOVEDIR)
+}
+
+fn do_symlinkat(t: &mut Task, target_addr: u64, dirfd: i32, path_addr: u64) -> SysResult {
+    let target = path_arg(t, target_addr)?;
+    if target.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    let path = path_arg(t, path_addr)?;
+    let start = start_dir(t, dirfd, &path)?;
+    t.kernel.vfs.symlink_at(&target, &start, &path)?;
+    Ok(0)
+}
+
+pub fn symlink(t: &mut Task, a: &Args) -> SysResult {
+    do_symlinkat(t, a.addr(0), libc::AT_FDCWD, a.addr(1))
+}
+
+pub fn symlinkat(t: &mut Task, a: &Args) -> SysResult {
+    do_symlinkat(t, a.addr(0), a.fd(1), a.addr(2))
+}
+
+fn do_renameat2(t: &mut Task, olddir: i32, old_addr: u64, newdir: i32, new_addr: u64, flags: u32) -> SysResult {
+    let old = path_arg(t, old_addr)?;
+    let new = path_arg(t, new_addr)?;
+    let old_start = start_dir(t, olddir, &old)?;
+    let new_start = start_dir(t, newdir, &new)?;
+    t.kernel.vfs.rename_at(&old_start, &old, &new_start, &new, flags)?;
+    Ok(0)
+}
+
+pub fn rename(t: &mut Task, a: &Args) -> SysResult {
+    do_renameat2(t, libc::AT_FDCWD, a.addr(0), libc::AT_FDCWD, a.addr(1), 0)
+}
+
+pub fn renameat(t: &mut Task, a: &Args) -> SysResult {
+    do_renameat2(t, a.fd(0), a.addr(1), a.fd(2), a.addr(3), 0)
+}
+
+pub fn renameat2(t: &mut Task, a: &Args) -> SysResult {
+    do_renameat2(t, a.fd(0), a.addr(1), a.fd(2), a.addr(3), a.uint(4))
+}
+
+pub fn truncate(t: &mut Task, a: &Args) -> SysResult {
+    let path = path_arg(t, a.addr(0))?;
+    let start = start_dir(t, libc::AT_FDCWD, &path)?;
+    t.kernel.vfs.truncate(&start, &path, a.off(1))?;
+    Ok(0)
+}
+
+pub fn ftruncate(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    let len = u64::try_from(a.off(1)).map_err(|_| Errno::EINVAL)?;
+    if !f.writable() || f.kind() != FileKind::Regular {
+        return Err(Errno::EINVAL);
+    }
+    f.inode().set_size(len)?;
+    Ok(0)
+}
+
+/// The sandbox's files live in memory or on a read-only lower layer:
+/// there is nothing to flush, so fsync only checks the descriptor.
+pub fn fsync(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    if f.is_path() {
+        return Err(Errno::EBADF);
+    }
+    Ok(0)
+}
+
+/// posix_fadvise is advice the kernel may ignore; it validates its
+/// arguments as Linux does.
+pub fn fadvise64(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    if matches!(f.kind(), FileKind::PipeRead | FileKind::PipeWrite) {
+        return Err(Errno::ESPIPE);
+    }
+    if a.off(2) < 0 || !(0..=5).contains(&a.int(3)) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+/// None of cryo's file systems store extended attributes yet, which Linux
+/// reports as EOPNOTSUPP.
+pub fn xattr_unsupported(_: &mut Task, _: &Args) -> SysResult {
+    Err(Errno::EOPNOTSUPP)
+}

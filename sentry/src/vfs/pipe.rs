@@ -1,0 +1,378 @@
+//! Pipes (gVisor's kernel/pipe): a 64 KiB buffer with a read end and a
+//! write end, each an [`OpenFile`].
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use super::dentry::lock;
+use super::file::{FileKind, FileOps, IoCtx, IoctlReply, OpenFile, SeekMode, INTERRUPT_POLL};
+use super::inode::Inode;
+use super::stat::{Stat, Timespec};
+use crate::errno::Errno;
+
+/// The buffer size (Linux's default pipe size).
+pub const PIPE_SIZE: usize = 64 * 1024;
+/// Writes up to this size are atomic (POSIX PIPE_BUF).
+pub const PIPE_BUF: usize = 4096;
+
+/// Pipe ids are sandbox ids (checkpoint names pipes by them); they also
+/// serve as the pipefs inode numbers.
+static NEXT_PIPE: AtomicU64 = AtomicU64::new(1);
+
+struct PipeState {
+    buf: VecDeque<u8>,
+    readers: usize,
+    writers: usize,
+}
+
+pub struct Pipe {
+    id: u64,
+    created: Timespec,
+    state: Mutex<PipeState>,
+    cond: Condvar,
+}
+
+impl Pipe {
+    /// A pipe holding `data` (restore) and no ends yet.
+    pub fn new(id: Option<u64>, data: &[u8], now: Timespec) -> Arc<Pipe> {
+        let id = match id {
+            Some(id) => {
+                NEXT_PIPE.fetch_max(id.saturating_add(1), Ordering::Relaxed);
+                id
+            }
+            None => NEXT_PIPE.fetch_add(1, Ordering::Relaxed),
+        };
+        let keep = data.len().min(PIPE_SIZE);
+        Arc::new(Pipe {
+            id,
+            created: now,
+            state: Mutex::new(PipeState {
+                buf: data[..keep].iter().copied().collect(),
+                readers: 0,
+                writers: 0,
+            }),
+            cond: Condvar::new(),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The bytes buffered now (for checkpointing).
+    pub fn contents(&self) -> Vec<u8> {
+        lock(&self.state).buf.iter().copied().collect()
+    }
+
+    /// Opens one end; `flags` carries O_NONBLOCK (and is the open file's
+    /// status flags).
+    pub fn open_end(self: &Arc<Self>, read: bool, flags: i32) -> Arc<OpenFile> {
+        {
+            let mut st = lock(&self.state);
+            if read {
+                st.readers += 1;
+            } else {
+                st.writers += 1;
+            }
+        }
+        let acc = if read { libc::O_RDONLY } else { libc::O_WRONLY };
+        let inode: Arc<dyn Inode> = Arc::new(PipeInode { pipe: self.clone() });
+        let ops: Arc<dyn FileOps> = Arc::new(PipeEnd {
+            pipe: self.clone(),
+            read,
+        });
+        OpenFile::new(None, inode, ops, (flags & !libc::O_ACCMODE) | acc)
+    }
+
+    fn wait<'a>(
+        &self,
+        g: std::sync::MutexGuard<'a, PipeState>,
+    ) -> std::sync::MutexGuard<'a, PipeState> {
+        match self.cond.wait_timeout(g, INTERRUPT_POLL) {
+            Ok((g, _)) => g,
+            Err(e) => e.into_inner().0,
+        }
+    }
+
+    fn read(&self, io: &IoCtx<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut st = lock(&self.state);
+        loop {
+            if !st.buf.is_empty() {
+                let n = buf.len().min(st.buf.len());
+                for (dst, src) in buf.iter_mut().zip(st.buf.drain(..n)) {
+                    *dst = src;
+                }
+                self.cond.notify_all();
+                return Ok(n);
+            }
+            if st.writers == 0 {
+                return Ok(0);
+            }
+            if io.nonblock {
+                return Err(Errno::EAGAIN);
+            }
+            if io.interrupt.is_set() {
+                return Err(Errno::EINTR);
+            }
+            st = self.wait(st);
+        }
+    }
+
+    fn write(&self, io: &IoCtx<'_>, buf: &[u8]) -> Result<usize, Errno> {
+        let mut st = lock(&self.state);
+        let mut done = 0;
+        loop {
+            if st.readers == 0 {
+                // The kernel raises SIGPIPE on EPIPE.
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EPIPE)
+                };
+            }
+            let room = PIPE_SIZE - st.buf.len();
+            let left = buf.len() - done;
+            // A write of at most PIPE_BUF bytes goes in whole or waits.
+            let atomic = buf.len() <= PIPE_BUF;
+            if room > 0 && (!atomic || room >= left) {
+                let n = room.min(left);
+                st.buf.extend(&buf[done..done + n]);
+                done += n;
+                self.cond.notify_all();
+                if done == buf.len() {
+                    return Ok(done);
+                }
+                continue;
+            }
+            if io.nonblock {
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EAGAIN)
+                };
+            }
+            if io.interrupt.is_set() {
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EINTR)
+                };
+            }
+            st = self.wait(st);
+        }
+    }
+}
+
+/// One end of a pipe; dropping it (the last reference to its open file)
+/// closes the end.
+struct PipeEnd {
+    pipe: Arc<Pipe>,
+    read: bool,
+}
+
+impl Drop for PipeEnd {
+    fn drop(&mut self) {
+        let mut st = lock(&self.pipe.state);
+        if self.read {
+            st.readers = st.readers.saturating_sub(1);
+        } else {
+            st.writers = st.writers.saturating_sub(1);
+        }
+        self.pipe.cond.notify_all();
+    }
+}
+
+impl FileOps for PipeEnd {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn kind(&self) -> FileKind {
+        if self.read {
+            FileKind::PipeRead
+        } else {
+            FileKind::PipeWrite
+        }
+    }
+
+    fn seek_mode(&self) -> SeekMode {
+        SeekMode::Stream
+    }
+
+    fn read(&self, io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
+        if offset.is_some() {
+            return Err(Errno::ESPIPE);
+        }
+        if !self.read {
+            return Err(Errno::EBADF);
+        }
+        self.pipe.read(io, buf)
+    }
+
+    fn write(&self, io: &IoCtx<'_>, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
+        if offset.is_some() {
+            return Err(Errno::ESPIPE);
+        }
+        if self.read {
+            return Err(Errno::EBADF);
+        }
+        self.pipe.write(io, buf)
+    }
+
+    fn ioctl(&self, cmd: u64, _input: &[u8]) -> Result<IoctlReply, Errno> {
+        if cmd == libc::FIONREAD {
+            let n = lock(&self.pipe.state).buf.len() as i32;
+            return Ok(IoctlReply {
+                ret: 0,
+                out: n.to_le_bytes().to_vec(),
+            });
+        }
+        Err(Errno::ENOTTY)
+    }
+
+    fn readiness(&self) -> i16 {
+        let st = lock(&self.pipe.state);
+        if self.read {
+            let mut r = 0;
+            if !st.buf.is_empty() {
+                r |= libc::POLLIN;
+            }
+            if st.writers == 0 {
+                r |= libc::POLLHUP;
+            }
+            r
+        } else {
+            let mut r = 0;
+            if st.buf.len() < PIPE_SIZE {
+                r |= libc::POLLOUT;
+            }
+            if st.readers == 0 {
+                r |= libc::POLLERR;
+            }
+            r
+        }
+    }
+}
+
+impl PipeEnd {
+    pub(crate) fn pipe(&self) -> &Arc<Pipe> {
+        &self.pipe
+    }
+}
+
+/// Returns the pipe and end of a pipe open file, for checkpointing.
+pub fn pipe_of(file: &OpenFile) -> Option<(Arc<Pipe>, bool)> {
+    let end = file.ops().as_any().downcast_ref::<PipeEnd>()?;
+    Some((end.pipe().clone(), end.read))
+}
+
+/// pipefs's inode: what fstat on a pipe reports.
+struct PipeInode {
+    pipe: Arc<Pipe>,
+}
+
+impl Inode for PipeInode {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn file_type(&self) -> u32 {
+        libc::S_IFIFO
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(Stat {
+            dev: super::stat::makedev(0, 12),
+            ino: self.pipe.id,
+            mode: libc::S_IFIFO | 0o600,
+            nlink: 1,
+            blksize: PIPE_BUF as u32,
+            atime: self.pipe.created,
+            mtime: self.pipe.created,
+            ctime: self.pipe.created,
+            ..Stat::default()
+        })
+    }
+
+    fn open(&self, _flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
+        Err(Errno::ENXIO)
+    }
+}
+
+/// pipe2(2): a new pipe's read and write ends. `flags` may hold O_NONBLOCK
+/// (O_CLOEXEC is the caller's).
+pub fn new_pipe(flags: i32, now: Timespec) -> (Arc<OpenFile>, Arc<OpenFile>) {
+    let pipe = Pipe::new(None, &[], now);
+    let status = flags & libc::O_NONBLOCK;
+    (pipe.open_end(true, status), pipe.open_end(false, status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vfs::file::Interrupt;
+
+    #[test]
+    fn eof_epipe_eagain() {
+        let intr = Interrupt::new();
+        let (r, w) = new_pipe(libc::O_NONBLOCK, Timespec::default());
+        let mut buf = [0u8; 8];
+        assert_eq!(r.read(&mut buf, &intr), Err(Errno::EAGAIN));
+        assert_eq!(w.write(b"abc", &intr), Ok(3));
+        assert_eq!(r.read(&mut buf, &intr), Ok(3));
+        assert_eq!(&buf[..3], b"abc");
+        assert_eq!(r.lseek(0, libc::SEEK_SET), Err(Errno::ESPIPE));
+        assert_eq!(r.pread(&mut buf, 0, &intr), Err(Errno::ESPIPE));
+        assert_eq!(r.write(b"x", &intr), Err(Errno::EBADF));
+        // Fill it: a non-blocking write then takes what fits.
+        let big = vec![7u8; PIPE_SIZE + 10];
+        assert_eq!(w.write(&big, &intr), Ok(PIPE_SIZE));
+        assert_eq!(w.write(b"x", &intr), Err(Errno::EAGAIN));
+        drop(w);
+        let mut all = vec![0u8; PIPE_SIZE * 2];
+        assert_eq!(r.read(&mut all, &intr), Ok(PIPE_SIZE));
+        assert_eq!(r.read(&mut all, &intr), Ok(0), "EOF without writers");
+
+        let (r, w) = new_pipe(0, Timespec::default());
+        drop(r);
+        assert_eq!(w.write(b"x", &intr), Err(Errno::EPIPE));
+    }
+
+    #[test]
+    fn blocking_read_wakes_and_interrupts() {
+        let (r, w) = new_pipe(0, Timespec::default());
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            w.write(b"hi", &Interrupt::new())
+        });
+        let mut buf = [0u8; 4];
+        assert_eq!(r.read(&mut buf, &Interrupt::new()), Ok(2));
+        assert_eq!(t.join().unwrap(), Ok(2));
+
+        let (r, _w) = new_pipe(0, Timespec::default());
+        let intr = Interrupt::new();
+        let i2 = intr.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            i2.interrupt();
+        });
+        assert_eq!(r.read(&mut buf, &intr), Err(Errno::EINTR));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn fionread_and_stat() {
+        let (r, w) = new_pipe(0, Timespec::default());
+        w.write(b"12345", &Interrupt::new()).unwrap();
+        let rep = r.ioctl(libc::FIONREAD, &[]).unwrap();
+        assert_eq!(rep.out, 5i32.to_le_bytes());
+        assert_eq!(r.stat().unwrap().mode & libc::S_IFMT, libc::S_IFIFO);
+        assert_eq!(r.status_flags() & libc::O_ACCMODE, libc::O_RDONLY);
+        assert_eq!(w.status_flags() & libc::O_ACCMODE, libc::O_WRONLY);
+    }
+}

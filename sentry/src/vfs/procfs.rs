@@ -1,0 +1,498 @@
+//! procfs at /proc, minimal but real (gVisor's fsimpl/proc): files are
+//! generated when opened from what the kernel reports through
+//! [`ProcessTable`] and [`ProcessInfo`]. There is no /proc/kallsyms or any
+//! other view of the host: a missing file is the right answer.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::devfs::StaticSymlink;
+use super::file::{DirOps, FileKind, FileOps, IoCtx, OpenFile};
+use super::inode::{DirEntry, Inode};
+use super::stat::{dirent_type, Stat, Timespec};
+use crate::errno::Errno;
+
+/// The kernel's process table as procfs sees it.
+pub trait ProcessTable: Send + Sync {
+    /// The thread group of the calling task (what /proc/self names).
+    fn current_pid(&self) -> Option<i32>;
+    fn pids(&self) -> Vec<i32>;
+    fn process(&self, pid: i32) -> Option<Arc<dyn ProcessInfo>>;
+    fn hostname(&self) -> String;
+    /// Time since the sandbox booted (continues across restore).
+    fn uptime(&self) -> Duration;
+    /// MemTotal for /proc/meminfo, in bytes.
+    fn mem_total(&self) -> u64 {
+        4 << 30
+    }
+    fn cpus(&self) -> usize {
+        1
+    }
+}
+
+/// One process (thread group), as /proc/<pid> shows it.
+pub trait ProcessInfo: Send + Sync {
+    fn pid(&self) -> i32;
+    fn comm(&self) -> String;
+    /// The NUL-separated arguments.
+    fn cmdline(&self) -> Vec<u8>;
+    fn environ(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    /// /proc/<pid>/maps, already formatted.
+    fn maps_text(&self) -> String;
+    /// /proc/<pid>/status; the default has the fields programs read most.
+    fn status_text(&self) -> String {
+        format!(
+            "Name:\t{}\nState:\tR (running)\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t1\n",
+            self.comm(),
+            pid = self.pid()
+        )
+    }
+    fn exe_path(&self) -> Option<String>;
+    fn cwd_path(&self) -> Option<String> {
+        None
+    }
+    /// The open descriptors.
+    fn fds(&self) -> Vec<i32> {
+        Vec::new()
+    }
+    /// The open file behind descriptor `fd` (/proc/<pid>/fd/N).
+    fn fd_file(&self, _fd: i32) -> Option<Arc<OpenFile>> {
+        None
+    }
+    /// The text of the /proc/<pid>/fd/N link ("/path", "pipe:[ino]").
+    fn fd_path(&self, _fd: i32) -> Option<String> {
+        None
+    }
+}
+
+type Gen = Arc<dyn Fn() -> Result<Vec<u8>, Errno> + Send + Sync>;
+type Entries = Arc<dyn Fn() -> Vec<(Vec<u8>, Arc<dyn Inode>)> + Send + Sync>;
+
+/// A file whose contents are generated at open.
+struct ProcFile {
+    ino: u64,
+    gen: Gen,
+}
+
+fn proc_stat(ino: u64, mode: u32) -> Stat {
+    Stat {
+        dev: 0,
+        ino,
+        mode,
+        nlink: if mode & libc::S_IFMT == libc::S_IFDIR {
+            2
+        } else {
+            1
+        },
+        blksize: 4096,
+        ..Stat::default()
+    }
+}
+
+impl Inode for ProcFile {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn file_type(&self) -> u32 {
+        libc::S_IFREG
+    }
+    fn stat(&self) -> Result<Stat, Errno> {
+        // Like Linux, /proc files report size 0.
+        Ok(proc_stat(self.ino, libc::S_IFREG | 0o444))
+    }
+    fn open(&self, flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY {
+            return Err(Errno::EACCES);
+        }
+        Ok(Arc::new(GeneratedOps {
+            data: (self.gen)()?,
+        }))
+    }
+}
+
+/// An open generated file: the contents as of open.
+struct GeneratedOps {
+    data: Vec<u8>,
+}
+
+impl FileOps for GeneratedOps {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn kind(&self) -> FileKind {
+        FileKind::Synthetic
+    }
+    fn read(&self, _io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
+        let off = usize::try_from(offset.unwrap_or(0)).unwrap_or(usize::MAX);
+        if off >= self.data.len() {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.data.len() - off);
+        buf[..n].copy_from_slice(&self.data[off..off + n]);
+        Ok(n)
+    }
+    fn size(&self) -> Result<u64, Errno> {
+        Ok(self.data.len() as u64)
+    }
+}
+
+/// A symlink whose text is computed at readlink; optionally a magic link.
+struct ProcLink {
+    ino: u64,
+    target: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+    magic: Option<Arc<dyn Fn() -> Option<Arc<OpenFile>> + Send + Sync>>,
+}
+
+impl Inode for ProcLink {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn file_type(&self) -> u32 {
+        libc::S_IFLNK
+    }
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(proc_stat(self.ino, libc::S_IFLNK | 0o777))
+    }
+    fn readlink(&self) -> Result<Vec<u8>, Errno> {
+        (self.target)().map(String::into_bytes).ok_or(Errno::ENOENT)
+    }
+    fn open(&self, _flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
+        Err(Errno::ELOOP)
+    }
+    fn magic_target(&self) -> Option<Arc<OpenFile>> {
+        self.magic.as_ref().and_then(|m| m())
+    }
+}
+
+/// A directory whose entries are computed at each lookup and listing.
+struct ProcDir {
+    ino: u64,
+    entries: Entries,
+}
+
+impl Inode for ProcDir {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn file_type(&self) -> u32 {
+        libc::S_IFDIR
+    }
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(proc_stat(self.ino, libc::S_IFDIR | 0o555))
+    }
+    fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
+        (self.entries)()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, i)| i)
+            .ok_or(Errno::ENOENT)
+    }
+    fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
+        Ok((self.entries)()
+            .into_iter()
+            .map(|(name, i)| DirEntry {
+                ino: i.stat().map(|s| s.ino).unwrap_or(0),
+                dtype: dirent_type(i.file_type()),
+                name,
+            })
+            .collect())
+    }
+    fn open(&self, _flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
+        Ok(Arc::new(DirOps))
+    }
+}
+
+fn file(
+    ino: u64,
+    gen: impl Fn() -> Result<Vec<u8>, Errno> + Send + Sync + 'static,
+) -> Arc<dyn Inode> {
+    Arc::new(ProcFile {
+        ino,
+        gen: Arc::new(gen),
+    })
+}
+
+fn text(ino: u64, s: impl Into<String>) -> Arc<dyn Inode> {
+    let s: String = s.into();
+    file(ino, move || Ok(s.clone().into_bytes()))
+}
+
+/// Inode numbers: fixed ones below 4096, per-process ones above.
+fn pid_ino(pid: i32, n: u64) -> u64 {
+    (u64::from(pid.unsigned_abs()) << 12) | n
+}
+
+fn pid_dir(pid: i32, table: Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
+    let entries = move || -> Vec<(Vec<u8>, Arc<dyn Inode>)> {
+        let Some(p) = table.process(pid) else {
+            return Vec::new();
+        };
+        let mut v: Vec<(Vec<u8>, Arc<dyn Inode>)> = Vec::new();
+        let q = p.clone();
+        v.push((
+            b"cmdline".to_vec(),
+            file(pid_ino(pid, 1), move || Ok(q.cmdline())),
+        ));
+        let q = p.clone();
+        v.push((
+            b"comm".to_vec(),
+            file(pid_ino(pid, 2), move || {
+                Ok(format!("{}\n", q.comm()).into_bytes())
+            }),
+        ));
+        let q = p.clone();
+        v.push((
+            b"environ".to_vec(),
+            file(pid_ino(pid, 3), move || Ok(q.environ())),
+        ));
+        let q = p.clone();
+        v.push((
+            b"maps".to_vec(),
+            file(pid_ino(pid, 4), move || Ok(q.maps_text().into_bytes())),
+        ));
+        let q = p.clone();
+        v.push((
+            b"status".to_vec(),
+            file(pid_ino(pid, 5), move || Ok(q.status_text().into_bytes())),
+        ));
+        let q = p.clone();
+        v.push((
+            b"exe".to_vec(),
+            Arc::new(ProcLink {
+                ino: pid_ino(pid, 6),
+                target: Arc::new(move || q.exe_path()),
+                magic: None,
+            }),
+        ));
+        let q = p.clone();
+        v.push((
+            b"cwd".to_vec(),
+            Arc::new(ProcLink {
+                ino: pid_ino(pid, 7),
+                target: Arc::new(move || q.cwd_path()),
+                magic: None,
+            }),
+        ));
+        let q = p.clone();
+        v.push((
+            b"fd".to_vec(),
+            Arc::new(ProcDir {
+                ino: pid_ino(pid, 8),
+                entries: Arc::new(move || {
+                    q.fds()
+                        .into_iter()
+                        .map(|fd| {
+                            let (a, b) = (q.clone(), q.clone());
+                            let link: Arc<dyn Inode> = Arc::new(ProcLink {
+                                ino: pid_ino(pid, 64 + u64::from(fd.unsigned_abs() % 4000)),
+                                target: Arc::new(move || a.fd_path(fd)),
+                                magic: Some(Arc::new(move || b.fd_file(fd))),
+                            });
+                            (fd.to_string().into_bytes(), link)
+                        })
+                        .collect()
+                }),
+            }),
+        ));
+        v.push((
+            b"mounts".to_vec(),
+            Arc::new(StaticSymlink {
+                ino: pid_ino(pid, 9),
+                target: b"/proc/mounts".to_vec(),
+                time: Timespec::default(),
+            }),
+        ));
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    Arc::new(ProcDir {
+        ino: pid_ino(pid, 0),
+        entries: Arc::new(entries),
+    })
+}
+
+const VERSION: &str = "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016\n";
+
+fn meminfo(total: u64) -> String {
+    let kb = total / 1024;
+    format!(
+        "MemTotal:       {kb:8} kB\nMemFree:        {free:8} kB\nMemAvailable:   {free:8} kB\nBuffers:               0 kB\nCached:                0 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n",
+        free = kb / 2
+    )
+}
+
+fn cpuinfo(n: usize) -> String {
+    let mut s = String::new();
+    for i in 0..n.max(1) {
+        s.push_str(&format!(
+            "processor\t: {i}\nvendor_id\t: cryo\nmodel name\t: cryo virtual CPU\ncpu MHz\t\t: 2000.000\ncpu cores\t: {n}\nflags\t\t: fpu sse sse2\n\n"
+        ));
+    }
+    s
+}
+
+/// The /proc root. `mounts` is the text of /proc/mounts.
+pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode> {
+    let t = table.clone();
+    let sys_kernel = {
+        let t = table.clone();
+        let host = file(30, move || Ok(format!("{}\n", t.hostname()).into_bytes()));
+        let entries: Vec<(Vec<u8>, Arc<dyn Inode>)> = vec![
+            (b"hostname".to_vec(), host),
+            (b"osrelease".to_vec(), text(31, "4.4.0\n")),
+            (b"ostype".to_vec(), text(32, "Linux\n")),
+            (b"pid_max".to_vec(), text(33, "4194304\n")),
+        ];
+        Arc::new(ProcDir {
+            ino: 29,
+            entries: Arc::new(move || entries.clone()),
+        }) as Arc<dyn Inode>
+    };
+    let sys: Arc<dyn Inode> = Arc::new(ProcDir {
+        ino: 28,
+        entries: Arc::new(move || vec![(b"kernel".to_vec(), sys_kernel.clone())]),
+    });
+    let fixed: Vec<(Vec<u8>, Arc<dyn Inode>)> = {
+        let (t1, t2, t3) = (t.clone(), t.clone(), t.clone());
+        vec![
+            (
+                b"cpuinfo".to_vec(),
+                file(10, move || Ok(cpuinfo(t1.cpus()).into_bytes())),
+            ),
+            (
+                b"filesystems".to_vec(),
+                text(
+                    11,
+                    "nodev\tsysfs\nnodev\ttmpfs\nnodev\tproc\nnodev\tdevtmpfs\nnodev\toverlay\n",
+                ),
+            ),
+            (b"loadavg".to_vec(), text(12, "0.00 0.00 0.00 1/1 1\n")),
+            (
+                b"meminfo".to_vec(),
+                file(13, move || Ok(meminfo(t2.mem_total()).into_bytes())),
+            ),
+            (b"mounts".to_vec(), text(14, mounts)),
+            (
+                b"uptime".to_vec(),
+                file(15, move || {
+                    let up = t3.uptime();
+                    Ok(format!(
+                        "{}.{:02} {}.{:02}\n",
+                        up.as_secs(),
+                        up.subsec_millis() / 10,
+                        up.as_secs(),
+                        up.subsec_millis() / 10
+                    )
+                    .into_bytes())
+                }),
+            ),
+            (b"version".to_vec(), text(16, VERSION)),
+            (b"sys".to_vec(), sys),
+        ]
+    };
+    let entries = move || -> Vec<(Vec<u8>, Arc<dyn Inode>)> {
+        let mut v = fixed.clone();
+        let t2 = table.clone();
+        v.push((
+            b"self".to_vec(),
+            Arc::new(ProcLink {
+                ino: 20,
+                target: Arc::new(move || t2.current_pid().map(|p| p.to_string())),
+                magic: None,
+            }),
+        ));
+        for pid in table.pids() {
+            v.push((pid.to_string().into_bytes(), pid_dir(pid, table.clone())));
+        }
+        v
+    };
+    Arc::new(ProcDir {
+        ino: 1,
+        entries: Arc::new(entries),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::vfs::file::Interrupt;
+    use crate::vfs::vfs::{MountOpts, Vfs};
+
+    pub(crate) struct OneProc;
+
+    impl ProcessInfo for OneProc {
+        fn pid(&self) -> i32 {
+            1
+        }
+        fn comm(&self) -> String {
+            "init".into()
+        }
+        fn cmdline(&self) -> Vec<u8> {
+            b"/bin/init\0-v\0".to_vec()
+        }
+        fn maps_text(&self) -> String {
+            "00400000-00401000 r-xp 00000000 00:00 0 /bin/init\n".into()
+        }
+        fn exe_path(&self) -> Option<String> {
+            Some("/bin/init".into())
+        }
+    }
+
+    impl ProcessTable for OneProc {
+        fn current_pid(&self) -> Option<i32> {
+            Some(1)
+        }
+        fn pids(&self) -> Vec<i32> {
+            vec![1]
+        }
+        fn process(&self, pid: i32) -> Option<Arc<dyn ProcessInfo>> {
+            (pid == 1).then(|| Arc::new(OneProc) as Arc<dyn ProcessInfo>)
+        }
+        fn hostname(&self) -> String {
+            "sandbox".into()
+        }
+        fn uptime(&self) -> Duration {
+            Duration::from_millis(1500)
+        }
+    }
+
+    fn read(vfs: &Vfs, p: &[u8]) -> Result<String, Errno> {
+        let f = vfs.open_at(vfs.root(), p, libc::O_RDONLY, 0)?;
+        let mut buf = vec![0u8; 8192];
+        let n = f.read(&mut buf, &Interrupt::new())?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    #[test]
+    fn proc_files() {
+        let vfs = Vfs::new(
+            new_procfs(Arc::new(OneProc), "none / overlay rw 0 0\n".into()),
+            MountOpts {
+                fs_type: "proc",
+                read_only: false,
+            },
+        );
+        assert_eq!(read(&vfs, b"/self/cmdline").unwrap(), "/bin/init\0-v\0");
+        assert!(read(&vfs, b"/1/maps").unwrap().contains("/bin/init"));
+        assert!(read(&vfs, b"/self/status").unwrap().contains("Pid:\t1"));
+        assert_eq!(read(&vfs, b"/version").unwrap(), VERSION);
+        assert_eq!(read(&vfs, b"/sys/kernel/hostname").unwrap(), "sandbox\n");
+        assert_eq!(read(&vfs, b"/uptime").unwrap(), "1.50 1.50\n");
+        assert!(read(&vfs, b"/meminfo").unwrap().starts_with("MemTotal:"));
+        assert!(read(&vfs, b"/cpuinfo").unwrap().contains("processor"));
+        assert_eq!(read(&vfs, b"/kallsyms").err(), Some(Errno::ENOENT));
+        assert_eq!(read(&vfs, b"/2/maps").err(), Some(Errno::ENOENT));
+        assert_eq!(
+            vfs.readlink_at(vfs.root(), b"/self/exe").unwrap(),
+            b"/bin/init"
+        );
+        assert_eq!(
+            vfs.open_at(vfs.root(), b"/version", libc::O_WRONLY, 0)
+                .err(),
+            Some(Errno::EACCES)
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! The namespace of a `cryo do` sandbox: overlay(tmpfs over the host root
+//! through the gofer) at /, devfs at /dev, a tmpfs at /dev/shm, procfs at
+//! /proc.
+
+use std::sync::Arc;
+
+use super::devfs::new_devfs;
+use super::gofer_fs::{GoferHostFs, GoferInode, HostFs};
+use super::overlay;
+use super::procfs::{new_procfs, ProcessTable};
+use super::stat::Clock;
+use super::state::{RestoreError, VfsState, VFS_STATE_VERSION};
+use super::tmpfs::Tmpfs;
+use super::vfs::{MountOpts, Vfs};
+use crate::errno::Errno;
+
+/// Builds the sandbox namespace over a gofer connection.
+pub fn build_sandbox_vfs(
+    client: gofer::Client,
+    clock: Arc<dyn Clock>,
+    procs: Arc<dyn ProcessTable>,
+) -> Result<Vfs, RestoreError> {
+    build_with_host(Arc::new(GoferHostFs::new(client)), clock, procs, None)
+}
+
+/// Builds the namespace over any [`HostFs`], from a saved state if given.
+pub fn build_with_host(
+    host: Arc<dyn HostFs>,
+    clock: Arc<dyn Clock>,
+    procs: Arc<dyn ProcessTable>,
+    state: Option<&VfsState>,
+) -> Result<Vfs, RestoreError> {
+    let errno = |what: &str| {
+        let what = what.to_string();
+        move |errno: Errno| RestoreError::Missing {
+            path: what.clone(),
+            errno,
+        }
+    };
+    let (upper, shm) = match state {
+        Some(s) => {
+            if s.version != VFS_STATE_VERSION {
+                return Err(RestoreError::Version(s.version));
+            }
+            (
+                Tmpfs::restore(&s.upper, clock.clone())?,
+                Tmpfs::restore(&s.shm, clock.clone())?,
+            )
+        }
+        None => (
+            Tmpfs::new(clock.clone(), 0o755),
+            Tmpfs::new(clock.clone(), 0o1777),
+        ),
+    };
+    let lower = GoferInode::root(host).map_err(errno("/ (gofer root)"))?;
+    let root = overlay::new_root(&upper, Some(lower));
+    let vfs = Vfs::new(
+        root,
+        MountOpts {
+            fs_type: "overlay",
+            read_only: false,
+        },
+    );
+    let r = vfs.root().clone();
+    for dir in [&b"/dev"[..], b"/proc"] {
+        match vfs.lookup_dir(&r, dir) {
+            Ok(_) => {}
+            Err(Errno::ENOENT) => vfs.mkdir_at(&r, dir, 0o755).map_err(errno("mkdir"))?,
+            Err(e) => return Err(errno(&String::from_utf8_lossy(dir))(e)),
+        }
+    }
+    let now = clock.now();
+    let mount = |path: &[u8], inode, fs_type| {
+        vfs.mount(
+            path,
+            inode,
+            MountOpts {
+                fs_type,
+                read_only: false,
+            },
+        )
+        .map_err(errno(&String::from_utf8_lossy(path)))
+    };
+    mount(b"/dev", new_devfs(now), "devtmpfs")?;
+    mount(b"/dev/shm", shm.root(), "tmpfs")?;
+    let mounts = "none / overlay rw 0 0\nnone /dev devtmpfs rw 0 0\nnone /dev/shm tmpfs rw 0 0\nnone /proc proc rw 0 0\n";
+    mount(b"/proc", new_procfs(procs, mounts.into()), "proc")?;
+    {
+        let mut parts = super::dentry::lock(&vfs.parts);
+        parts.upper = Some(upper);
+        parts.shm = Some(shm);
+    }
+    Ok(vfs)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::vfs::file::Interrupt;
+    use crate::vfs::pipe::new_pipe;
+    use crate::vfs::procfs::tests::OneProc;
+    use crate::vfs::stat::Timespec;
+    use crate::vfs::state::{FileStateKind, RestoreCtx, SaveCtx};
+    use crate::vfs::testing::{FixedClock, LocalDirFs};
+
+    fn host() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(d.path().join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
+        std::fs::write(d.path().join("etc/motd"), b"hello").unwrap();
+        d
+    }
+
+    fn build(dir: &std::path::Path, state: Option<&VfsState>) -> Result<Vfs, RestoreError> {
+        build_with_host(
+            LocalDirFs::new(dir),
+            Arc::new(FixedClock(50)),
+            Arc::new(OneProc),
+            state,
+        )
+    }
+
+    #[test]
+    fn sandbox_layout() {
+        let d = host();
+        let vfs = build(d.path(), None).unwrap();
+        let r = vfs.root().clone();
+        let intr = Interrupt::new();
+        let null = vfs.open_at(&r, b"/dev/null", libc::O_WRONLY, 0).unwrap();
+        assert_eq!(null.write(b"x", &intr), Ok(1));
+        assert_eq!(vfs.readlink_at(&r, b"/proc/self").unwrap(), b"1");
+        let shm = vfs
+            .open_at(&r, b"/dev/shm/seg", libc::O_CREAT | libc::O_RDWR, 0o600)
+            .unwrap();
+        assert_eq!(shm.write(b"s", &intr), Ok(1));
+        assert_eq!(vfs.dentry_path(shm.dentry().unwrap()), "/dev/shm/seg");
+        assert_eq!(vfs.stat_at(&r, b"/etc/hosts", true).unwrap().size, 20);
+        assert!(!d.path().join("dev").exists() && !d.path().join("proc").exists());
+        let st = vfs.stat_at(&r, b"/dev/shm", true).unwrap();
+        assert_eq!(st.mode, libc::S_IFDIR | 0o1777);
+        // `..` from a mount root goes to the covered directory's parent.
+        let shm_dir = vfs.lookup_dir(&r, b"/dev/shm/..").unwrap();
+        assert_eq!(vfs.dentry_path(&shm_dir), "/dev");
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_reopen() {
+        let d = host();
+        let vfs = build(d.path(), None).unwrap();
+        let r = vfs.root().clone();
+        let intr = Interrupt::new();
+        vfs.mkdir_at(&r, b"/work", 0o700).unwrap();
+        let f = vfs
+            .open_at(
+                &r,
+                b"/work/data",
+                libc::O_CREAT | libc::O_RDWR | libc::O_APPEND,
+                0o640,
+            )
+            .unwrap();
+        f.write(b"0123456789", &intr).unwrap();
+        // O_APPEND: pwrite appends too, as on Linux.
+        f.pwrite(b"far", 10_000, &intr).unwrap();
+        vfs.symlink_at(b"/work/data", &r, b"/link").unwrap();
+        vfs.unlink_at(&r, b"/etc/motd", 0).unwrap();
+        let hosts = vfs.open_at(&r, b"/etc/hosts", libc::O_RDONLY, 0).unwrap();
+        hosts.lseek(4, libc::SEEK_SET).unwrap();
+        let (pr, pw) = new_pipe(0, Timespec::default());
+        pw.write(b"queued", &intr).unwrap();
+        let shm = vfs
+            .open_at(&r, b"/dev/shm/s", libc::O_CREAT | libc::O_RDWR, 0o600)
+            .unwrap();
+        shm.write(b"shm!", &intr).unwrap();
+
+        let mut ctx = SaveCtx::default();
+        let saved: Vec<_> = [&f, &hosts, &pr, &pw, &shm]
+            .iter()
+            .map(|o| o.save(&mut ctx).unwrap())
+            .collect();
+        assert!(saved[1].fingerprint.is_some());
+        assert_eq!(saved[0].fingerprint, None);
+        assert!(matches!(saved[2].kind, FileStateKind::PipeRead { .. }));
+        let state = vfs.save_state().unwrap();
+        // Through a serialised form, as a statefile would carry it.
+        let bytes = bincode::serde::encode_to_vec(&state, bincode::config::standard()).unwrap();
+        let (state2, _): (VfsState, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+        assert_eq!(state, state2);
+        let pipes: Vec<_> = ctx.pipes.values().cloned().collect();
+
+        let vfs2 = build(d.path(), Some(&state2)).unwrap();
+        let r2 = vfs2.root().clone();
+        let mut rctx = RestoreCtx::new(&pipes, HashMap::new(), Timespec::default());
+        let files: Vec<_> = saved
+            .iter()
+            .map(|s| vfs2.reopen(s, &mut rctx).unwrap())
+            .collect();
+        let mut buf = [0u8; 16];
+        assert_eq!(files[0].pread(&mut buf[..10], 0, &intr), Ok(10));
+        assert_eq!(&buf[..10], b"0123456789");
+        assert_eq!(files[0].stat().unwrap().size, 13);
+        assert_eq!(files[0].stat().unwrap().mode, libc::S_IFREG | 0o640);
+        assert_eq!(files[0].status_flags() & libc::O_APPEND, libc::O_APPEND);
+        assert_eq!(
+            vfs2.stat_at(&r2, b"/etc/motd", true).err(),
+            Some(Errno::ENOENT)
+        );
+        assert_eq!(vfs2.readlink_at(&r2, b"/link").unwrap(), b"/work/data");
+        assert_eq!(files[1].read(&mut buf[..5], &intr), Ok(5));
+        assert_eq!(&buf[..5], b"0.0.1");
+        assert_eq!(files[2].read(&mut buf, &intr), Ok(6));
+        assert_eq!(&buf[..6], b"queued");
+        assert_eq!(files[4].pread(&mut buf[..4], 0, &intr), Ok(4));
+        assert_eq!(&buf[..4], b"shm!");
+
+        // A host file that changed is refused, naming the file.
+        std::fs::write(d.path().join("etc/hosts"), b"changed").unwrap();
+        let vfs3 = build(d.path(), Some(&state2)).unwrap();
+        let mut rctx = RestoreCtx::new(&pipes, HashMap::new(), Timespec::default());
+        match vfs3.reopen(&saved[1], &mut rctx) {
+            Err(RestoreError::Changed { path, .. }) => assert_eq!(path, "/etc/hosts"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn hostile_snapshots_are_refused() {
+        let d = host();
+        let vfs = build(d.path(), None).unwrap();
+        let r = vfs.root().clone();
+        vfs.open_at(&r, b"/f", libc::O_CREAT | libc::O_WRONLY, 0o644)
+            .unwrap()
+            .write(b"x", &Interrupt::new())
+            .unwrap();
+        let good = vfs.save_state().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock(1));
+        use crate::vfs::state::NodeKindSnapshot as K;
+        let mutate = |f: &dyn Fn(&mut VfsState)| {
+            let mut s = good.clone();
+            f(&mut s);
+            Tmpfs::restore(&s.upper, clock.clone()).err()
+        };
+        assert!(mutate(&|_| {}).is_none());
+        let bad_name = mutate(&|s| {
+            if let K::Dir { children, .. } = &mut s.upper.root.kind {
+                children[0].0 = b"a/b".to_vec();
+            }
+        });
+        assert!(matches!(bad_name, Some(RestoreError::Invalid(_))));
+        let bad_page = mutate(&|s| {
+            if let K::Dir { children, .. } = &mut s.upper.root.kind {
+                for (_, c) in children.iter_mut() {
+                    if let K::File { pages, .. } = &mut c.kind {
+                        pages[0].0 = 1 << 60;
+                    }
+                }
+            }
+        });
+        assert!(bad_page.is_some());
+        let bad_mode = mutate(&|s| s.upper.root.mode = libc::S_IFREG | 0o755);
+        assert!(bad_mode.is_some());
+        let mut deep = good.clone();
+        let mut node = deep.upper.root.clone();
+        for i in 0..3000u64 {
+            node = crate::vfs::state::NodeSnapshot {
+                ino: 10_000 + i,
+                kind: K::Dir {
+                    children: vec![(b"d".to_vec(), node)],
+                    whiteouts: vec![],
+                    opaque: false,
+                },
+                ..deep.upper.root.clone()
+            };
+        }
+        deep.upper.root = node;
+        assert!(Tmpfs::restore(&deep.upper, clock.clone()).is_err());
+        let mut v = good.clone();
+        v.version = 99;
+        assert!(matches!(
+            build(d.path(), Some(&v)).err(),
+            Some(RestoreError::Version(99))
+        ));
+    }
+}

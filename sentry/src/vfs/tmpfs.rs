@@ -1,0 +1,861 @@
+//! tmpfs: directories, regular files and symlinks in memory (gVisor's
+//! fsimpl/tmpfs). Also the upper layer of the overlay, for which its
+//! directories keep whiteouts and an opaque flag.
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use super::dentry::lock;
+use super::file::{DirOps, FileKind, FileOps, IoCtx};
+use super::inode::{DirEntry, Inode};
+use super::stat::{dirent_type, Clock, Stat, Timespec};
+use crate::errno::Errno;
+
+/// Files keep their data in pages, allocated only where written, so a write
+/// at a huge offset costs one page, not the whole gap.
+pub(crate) const PAGE: usize = 4096;
+
+/// Linux's MAX_LFS_FILESIZE on 64-bit.
+const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+pub(crate) struct TmpfsShared {
+    pub(crate) next_ino: AtomicU64,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// One tmpfs instance.
+pub struct Tmpfs {
+    pub(crate) shared: Arc<TmpfsShared>,
+    pub(crate) root: Mutex<Arc<TmpfsInode>>,
+}
+
+impl Tmpfs {
+    /// An empty tmpfs whose root directory has permission bits `mode`.
+    pub fn new(clock: Arc<dyn Clock>, mode: u32) -> Arc<Tmpfs> {
+        let shared = Arc::new(TmpfsShared {
+            next_ino: AtomicU64::new(1),
+            clock,
+        });
+        let root = TmpfsInode::new(
+            &shared,
+            Node::new(
+                libc::S_IFDIR | (mode & 0o7777),
+                Kind::Dir(DirData::default()),
+                shared.clock.now(),
+            ),
+        );
+        Arc::new(Tmpfs {
+            shared,
+            root: Mutex::new(root),
+        })
+    }
+
+    pub fn root(&self) -> Arc<TmpfsInode> {
+        lock(&self.root).clone()
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct DirData {
+    pub(crate) children: BTreeMap<Vec<u8>, Arc<TmpfsInode>>,
+    /// Overlay whiteouts: names of the lower layer deleted in the overlay.
+    pub(crate) whiteouts: BTreeSet<Vec<u8>>,
+    /// Overlay: the lower layer's directory of the same name is hidden.
+    pub(crate) opaque: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct FileData {
+    pub(crate) size: u64,
+    pub(crate) pages: BTreeMap<u64, Box<[u8]>>,
+}
+
+pub(crate) enum Kind {
+    Dir(DirData),
+    File(FileData),
+    Symlink(Vec<u8>),
+}
+
+pub(crate) struct Node {
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) atime: Timespec,
+    pub(crate) mtime: Timespec,
+    pub(crate) ctime: Timespec,
+    pub(crate) kind: Kind,
+}
+
+impl Node {
+    pub(crate) fn new(mode: u32, kind: Kind, now: Timespec) -> Node {
+        Node {
+            mode,
+            uid: 0,
+            gid: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            kind,
+        }
+    }
+
+    fn dir(&mut self) -> Result<&mut DirData, Errno> {
+        match &mut self.kind {
+            Kind::Dir(d) => Ok(d),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+}
+
+pub struct TmpfsInode {
+    pub(crate) ino: u64,
+    file_type: u32,
+    pub(crate) fs: Arc<TmpfsShared>,
+    me: Weak<TmpfsInode>,
+    pub(crate) node: Mutex<Node>,
+}
+
+impl FileData {
+    fn read(&self, off: u64, buf: &mut [u8]) -> usize {
+        if off >= self.size {
+            return 0;
+        }
+        let n = buf
+            .len()
+            .min(usize::try_from(self.size - off).unwrap_or(usize::MAX));
+        let mut done = 0;
+        while done < n {
+            let pos = off + done as u64;
+            let page = pos / PAGE as u64;
+            let in_page = (pos % PAGE as u64) as usize;
+            let len = (PAGE - in_page).min(n - done);
+            match self.pages.get(&page) {
+                Some(p) => buf[done..done + len].copy_from_slice(&p[in_page..in_page + len]),
+                None => buf[done..done + len].fill(0),
+            }
+            done += len;
+        }
+        n
+    }
+
+    pub(crate) fn write_bytes(&mut self, off: u64, buf: &[u8]) -> Result<usize, Errno> {
+        let end = off.checked_add(buf.len() as u64).ok_or(Errno::EFBIG)?;
+        if end > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = off + done as u64;
+            let page = pos / PAGE as u64;
+            let in_page = (pos % PAGE as u64) as usize;
+            let len = (PAGE - in_page).min(buf.len() - done);
+            let p = self
+                .pages
+                .entry(page)
+                .or_insert_with(|| vec![0u8; PAGE].into_boxed_slice());
+            p[in_page..in_page + len].copy_from_slice(&buf[done..done + len]);
+            done += len;
+        }
+        self.size = self.size.max(end);
+        Ok(buf.len())
+    }
+
+    fn set_size(&mut self, size: u64) -> Result<(), Errno> {
+        if size > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        if size < self.size {
+            let first_gone = size.div_ceil(PAGE as u64);
+            self.pages.split_off(&first_gone);
+            let in_page = (size % PAGE as u64) as usize;
+            if in_page != 0 {
+                if let Some(p) = self.pages.get_mut(&(size / PAGE as u64)) {
+                    p[in_page..].fill(0);
+                }
+            }
+        }
+        self.size = size;
+        Ok(())
+    }
+}
+
+impl TmpfsInode {
+    pub(crate) fn new(fs: &Arc<TmpfsShared>, node: Node) -> Arc<TmpfsInode> {
+        let ino = fs.next_ino.fetch_add(1, Ordering::Relaxed);
+        Self::with_ino(fs, node, ino)
+    }
+
+    pub(crate) fn with_ino(fs: &Arc<TmpfsShared>, node: Node, ino: u64) -> Arc<TmpfsInode> {
+        Arc::new_cyclic(|me| TmpfsInode {
+            ino,
+            file_type: node.mode & libc::S_IFMT,
+            fs: fs.clone(),
+            me: me.clone(),
+            node: Mutex::new(node),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Node> {
+        lock(&self.node)
+    }
+
+    fn arc(&self) -> Option<Arc<TmpfsInode>> {
+        self.me.upgrade()
+    }
+
+    fn now(&self) -> Timespec {
+        self.fs.clock.now()
+    }
+
+    /// The child `name`, if any.
+    pub fn child(&self, name: &[u8]) -> Option<Arc<TmpfsInode>> {
+        match &self.lock().kind {
+            Kind::Dir(d) => d.children.get(name).cloned(),
+            _ => None,
+        }
+    }
+
+    pub fn has_whiteout(&self, name: &[u8]) -> bool {
+        match &self.lock().kind {
+            Kind::Dir(d) => d.whiteouts.contains(name),
+            _ => false,
+        }
+    }
+
+    pub fn add_whiteout(&self, name: &[u8]) -> Result<(), Errno> {
+        self.lock().dir()?.whiteouts.insert(name.to_vec());
+        Ok(())
+    }
+
+    /// Removes a whiteout, returning whether there was one.
+    pub fn remove_whiteout(&self, name: &[u8]) -> bool {
+        match &mut self.lock().kind {
+            Kind::Dir(d) => d.whiteouts.remove(name),
+            _ => false,
+        }
+    }
+
+    pub fn whiteouts(&self) -> Vec<Vec<u8>> {
+        match &self.lock().kind {
+            Kind::Dir(d) => d.whiteouts.iter().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn is_opaque(&self) -> bool {
+        matches!(&self.lock().kind, Kind::Dir(d) if d.opaque)
+    }
+
+    pub fn set_opaque(&self) {
+        if let Kind::Dir(d) = &mut self.lock().kind {
+            d.opaque = true;
+        }
+    }
+
+    /// Inserts a new node as child `name` (EEXIST if taken).
+    pub(crate) fn insert(&self, name: &[u8], node: Node) -> Result<Arc<TmpfsInode>, Errno> {
+        let now = self.now();
+        let mut me = self.lock();
+        let dir = me.dir()?;
+        if dir.children.contains_key(name) {
+            return Err(Errno::EEXIST);
+        }
+        let child = TmpfsInode::new(&self.fs, node);
+        dir.children.insert(name.to_vec(), child.clone());
+        me.mtime = now;
+        me.ctime = now;
+        Ok(child)
+    }
+
+    /// A new child with the given attributes (overlay copy-up).
+    pub(crate) fn insert_copy(
+        &self,
+        name: &[u8],
+        st: &Stat,
+        kind: Kind,
+    ) -> Result<Arc<TmpfsInode>, Errno> {
+        let node = Node {
+            mode: st.mode,
+            uid: st.uid,
+            gid: st.gid,
+            atime: st.atime,
+            mtime: st.mtime,
+            ctime: st.ctime,
+            kind,
+        };
+        // Keep the parent's times: a copy-up is not a change the
+        // application made to the directory.
+        let (mt, ct) = {
+            let me = self.lock();
+            (me.mtime, me.ctime)
+        };
+        let child = self.insert(name, node)?;
+        let mut me = self.lock();
+        me.mtime = mt;
+        me.ctime = ct;
+        Ok(child)
+    }
+
+    fn remove(&self, name: &[u8], want_dir: bool) -> Result<(), Errno> {
+        let now = self.now();
+        let mut me = self.lock();
+        let dir = me.dir()?;
+        let child = dir.children.get(name).ok_or(Errno::ENOENT)?;
+        let is_dir = child.file_type == libc::S_IFDIR;
+        if want_dir && !is_dir {
+            return Err(Errno::ENOTDIR);
+        }
+        if !want_dir && is_dir {
+            return Err(Errno::EISDIR);
+        }
+        if is_dir {
+            if let Kind::Dir(d) = &child.lock().kind {
+                if !d.children.is_empty() {
+                    return Err(Errno::ENOTEMPTY);
+                }
+            }
+        }
+        if let Some(child) = dir.children.remove(name) {
+            child.lock().ctime = now;
+        }
+        me.mtime = now;
+        me.ctime = now;
+        Ok(())
+    }
+
+    /// Reads the file's bytes at `off`.
+    pub(crate) fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        match &self.lock().kind {
+            Kind::File(f) => Ok(f.read(off, buf)),
+            Kind::Dir(_) => Err(Errno::EISDIR),
+            Kind::Symlink(_) => Err(Errno::EINVAL),
+        }
+    }
+
+    pub(crate) fn write_at(&self, off: u64, buf: &[u8]) -> Result<usize, Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        let written = match &mut n.kind {
+            Kind::File(f) => f.write_bytes(off, buf)?,
+            Kind::Dir(_) => return Err(Errno::EISDIR),
+            Kind::Symlink(_) => return Err(Errno::EINVAL),
+        };
+        n.mtime = now;
+        n.ctime = now;
+        Ok(written)
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        match &self.lock().kind {
+            Kind::File(f) => f.size,
+            Kind::Symlink(t) => t.len() as u64,
+            Kind::Dir(_) => 0,
+        }
+    }
+}
+
+impl Inode for TmpfsInode {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn file_type(&self) -> u32 {
+        self.file_type
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        let n = self.lock();
+        let (size, nlink, blocks) = match &n.kind {
+            Kind::File(f) => (f.size, 1, f.pages.len() as u64 * (PAGE as u64 / 512)),
+            Kind::Symlink(t) => (t.len() as u64, 1, 0),
+            Kind::Dir(d) => {
+                let subdirs = d
+                    .children
+                    .values()
+                    .filter(|c| c.file_type == libc::S_IFDIR)
+                    .count();
+                (4096, 2 + subdirs as u64, 8)
+            }
+        };
+        Ok(Stat {
+            dev: 0,
+            ino: self.ino,
+            mode: n.mode,
+            nlink,
+            uid: n.uid,
+            gid: n.gid,
+            rdev: 0,
+            size,
+            blksize: PAGE as u32,
+            blocks,
+            atime: n.atime,
+            mtime: n.mtime,
+            ctime: n.ctime,
+        })
+    }
+
+    fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
+        let mut n = self.lock();
+        let dir = n.dir()?;
+        match dir.children.get(name) {
+            Some(c) => Ok(c.clone()),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
+        let mut n = self.lock();
+        let dir = n.dir()?;
+        Ok(dir
+            .children
+            .iter()
+            .map(|(name, c)| DirEntry {
+                name: name.clone(),
+                ino: c.ino,
+                dtype: dirent_type(c.file_type),
+            })
+            .collect())
+    }
+
+    fn readlink(&self) -> Result<Vec<u8>, Errno> {
+        match &self.lock().kind {
+            Kind::Symlink(t) => Ok(t.clone()),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn open(&self, _flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
+        match self.file_type {
+            libc::S_IFDIR => Ok(Arc::new(DirOps)),
+            libc::S_IFREG => {
+                let inode = self.arc().ok_or(Errno::ENOENT)?;
+                Ok(Arc::new(TmpfsFileOps { inode }))
+            }
+            _ => Err(Errno::ELOOP),
+        }
+    }
+
+    fn create(&self, name: &[u8], mode: u32) -> Result<Arc<dyn Inode>, Errno> {
+        let node = Node::new(
+            libc::S_IFREG | (mode & 0o7777),
+            Kind::File(FileData::default()),
+            self.now(),
+        );
+        Ok(self.insert(name, node)?)
+    }
+
+    fn mkdir(&self, name: &[u8], mode: u32) -> Result<Arc<dyn Inode>, Errno> {
+        let node = Node::new(
+            libc::S_IFDIR | (mode & 0o7777),
+            Kind::Dir(DirData::default()),
+            self.now(),
+        );
+        Ok(self.insert(name, node)?)
+    }
+
+    fn symlink(&self, name: &[u8], target: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
+        let node = Node::new(
+            libc::S_IFLNK | 0o777,
+            Kind::Symlink(target.to_vec()),
+            self.now(),
+        );
+        Ok(self.insert(name, node)?)
+    }
+
+    fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
+        self.remove(name, false)
+    }
+
+    fn rmdir(&self, name: &[u8]) -> Result<(), Errno> {
+        self.remove(name, true)
+    }
+
+    fn rename(&self, old_name: &[u8], new_dir: &dyn Inode, new_name: &[u8]) -> Result<(), Errno> {
+        let new_dir = new_dir
+            .as_any()
+            .downcast_ref::<TmpfsInode>()
+            .ok_or(Errno::EXDEV)?;
+        rename(self, old_name, new_dir, new_name)
+    }
+
+    fn set_size(&self, size: u64) -> Result<(), Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        match &mut n.kind {
+            Kind::File(f) => f.set_size(size)?,
+            Kind::Dir(_) => return Err(Errno::EISDIR),
+            Kind::Symlink(_) => return Err(Errno::EINVAL),
+        }
+        n.mtime = now;
+        n.ctime = now;
+        Ok(())
+    }
+
+    fn set_times(&self, atime: Option<Timespec>, mtime: Option<Timespec>) -> Result<(), Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        if let Some(a) = atime {
+            n.atime = a;
+        }
+        if let Some(m) = mtime {
+            n.mtime = m;
+        }
+        n.ctime = now;
+        Ok(())
+    }
+
+    fn chmod(&self, mode: u32) -> Result<(), Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        n.mode = (n.mode & libc::S_IFMT) | (mode & 0o7777);
+        n.ctime = now;
+        Ok(())
+    }
+
+    fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        if let Some(u) = uid {
+            n.uid = u;
+        }
+        if let Some(g) = gid {
+            n.gid = g;
+        }
+        n.ctime = now;
+        Ok(())
+    }
+}
+
+/// Moves `old_dir/old_name` to `new_dir/new_name`, replacing a compatible
+/// target (an empty directory for a directory, a non-directory otherwise).
+pub(crate) fn rename(
+    old_dir: &TmpfsInode,
+    old_name: &[u8],
+    new_dir: &TmpfsInode,
+    new_name: &[u8],
+) -> Result<(), Errno> {
+    let now = old_dir.now();
+    let same = std::ptr::eq(old_dir, new_dir);
+    // Two directories are locked in inode order so that concurrent renames
+    // cannot deadlock; a parent is always locked before its children.
+    let (mut a, mut b);
+    let (old_node, new_node): (&mut Node, Option<&mut Node>) = if same {
+        a = old_dir.lock();
+        (&mut a, None)
+    } else if old_dir.ino < new_dir.ino {
+        a = old_dir.lock();
+        b = new_dir.lock();
+        (&mut a, Some(&mut b))
+    } else {
+        b = new_dir.lock();
+        a = old_dir.lock();
+        (&mut a, Some(&mut b))
+    };
+    let src = old_node
+        .dir()?
+        .children
+        .get(old_name)
+        .cloned()
+        .ok_or(Errno::ENOENT)?;
+    if std::ptr::eq(Arc::as_ptr(&src), new_dir) {
+        return Err(Errno::EINVAL);
+    }
+    let target_dir: &mut DirData = match new_node {
+        Some(n) => n.dir()?,
+        None => old_node.dir()?,
+    };
+    if let Some(dst) = target_dir.children.get(new_name) {
+        if Arc::ptr_eq(dst, &src) {
+            return Ok(());
+        }
+        if std::ptr::eq(Arc::as_ptr(dst), old_dir) {
+            return Err(Errno::ENOTEMPTY);
+        }
+        let src_dir = src.file_type == libc::S_IFDIR;
+        let dst_dir = dst.file_type == libc::S_IFDIR;
+        match (src_dir, dst_dir) {
+            (true, false) => return Err(Errno::ENOTDIR),
+            (false, true) => return Err(Errno::EISDIR),
+            (true, true) => {
+                if let Kind::Dir(d) = &dst.lock().kind {
+                    if !d.children.is_empty() {
+                        return Err(Errno::ENOTEMPTY);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    target_dir.children.insert(new_name.to_vec(), src.clone());
+    target_dir.whiteouts.remove(new_name);
+    // `target_dir` borrows the new directory; the old one is removed from
+    // afterwards (for a same-directory rename both are `old_node`).
+    let old = old_node.dir()?;
+    if !same || old_name != new_name {
+        old.children.remove(old_name);
+    }
+    old_node.mtime = now;
+    old_node.ctime = now;
+    src.lock().ctime = now;
+    Ok(())
+}
+
+/// The open-file operations of a tmpfs regular file.
+pub struct TmpfsFileOps {
+    inode: Arc<TmpfsInode>,
+}
+
+impl FileOps for TmpfsFileOps {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn kind(&self) -> FileKind {
+        FileKind::Regular
+    }
+
+    fn read(&self, _io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
+        self.inode.read_at(offset.unwrap_or(0), buf)
+    }
+
+    fn write(&self, _io: &IoCtx<'_>, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
+        self.inode.write_at(offset.unwrap_or(0), buf)
+    }
+
+    fn size(&self) -> Result<u64, Errno> {
+        Ok(self.inode.size())
+    }
+}
+
+impl TmpfsFileOps {
+    pub fn inode(&self) -> &Arc<TmpfsInode> {
+        &self.inode
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::vfs::file::Interrupt;
+    use crate::vfs::resolve::tests::tmpfs_vfs;
+
+    fn names(vfs: &crate::vfs::Vfs, dir: &[u8]) -> Vec<String> {
+        let r = vfs.root().clone();
+        let f = vfs
+            .open_at(&r, dir, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .unwrap();
+        let buf = f.getdents64(4096).unwrap();
+        parse_dirents(&buf)
+            .into_iter()
+            .map(|(_, _, _, n)| n)
+            .collect()
+    }
+
+    /// (ino, off, type, name) of each record.
+    pub(crate) fn parse_dirents(mut buf: &[u8]) -> Vec<(u64, i64, u8, String)> {
+        let mut out = Vec::new();
+        while !buf.is_empty() {
+            let ino = u64::from_le_bytes(buf[0..8].try_into().unwrap());
+            let off = i64::from_le_bytes(buf[8..16].try_into().unwrap());
+            let reclen = u16::from_le_bytes([buf[16], buf[17]]) as usize;
+            assert_eq!(reclen % 8, 0);
+            let name = &buf[19..reclen];
+            let end = name.iter().position(|&b| b == 0).unwrap();
+            out.push((
+                ino,
+                off,
+                buf[18],
+                String::from_utf8_lossy(&name[..end]).into_owned(),
+            ));
+            buf = &buf[reclen..];
+        }
+        out
+    }
+
+    #[test]
+    fn read_write_truncate() {
+        let vfs = tmpfs_vfs();
+        let r = vfs.root().clone();
+        let intr = Interrupt::new();
+        let f = vfs
+            .open_at(&r, b"/f", libc::O_CREAT | libc::O_RDWR, 0o644)
+            .unwrap();
+        assert_eq!(f.write(b"hello world", &intr), Ok(11));
+        assert_eq!(f.lseek(0, libc::SEEK_SET), Ok(0));
+        let mut buf = [0u8; 32];
+        assert_eq!(f.read(&mut buf, &intr), Ok(11));
+        assert_eq!(&buf[..11], b"hello world");
+        assert_eq!(f.read(&mut buf, &intr), Ok(0));
+        assert_eq!(f.pwrite(b"W", 6, &intr), Ok(1));
+        assert_eq!(f.pread(&mut buf[..5], 6, &intr), Ok(5));
+        assert_eq!(&buf[..5], b"World");
+        assert_eq!(f.lseek(-5, libc::SEEK_END), Ok(6));
+        assert_eq!(f.lseek(-100, libc::SEEK_CUR), Err(Errno::EINVAL));
+        assert_eq!(f.lseek(0, 99), Err(Errno::EINVAL));
+        assert_eq!(f.lseek(3, libc::SEEK_DATA), Ok(3));
+        assert_eq!(f.lseek(3, libc::SEEK_HOLE), Ok(11));
+        assert_eq!(f.lseek(11, libc::SEEK_DATA), Err(Errno::ENXIO));
+        // Sparse: a write far out costs a page and reads zeros in between.
+        assert_eq!(f.pwrite(b"z", 1 << 40, &intr), Ok(1));
+        assert_eq!(f.stat().unwrap().size, (1 << 40) + 1);
+        assert_eq!(f.pread(&mut buf[..4], 1 << 30, &intr), Ok(4));
+        assert_eq!(&buf[..4], &[0, 0, 0, 0]);
+        assert_eq!(f.pwrite(b"z", i64::MAX, &intr), Err(Errno::EFBIG));
+        vfs.truncate(&r, b"/f", 5).unwrap();
+        assert_eq!(vfs.stat_at(&r, b"/f", true).unwrap().size, 5);
+        vfs.truncate(&r, b"/f", 8).unwrap();
+        assert_eq!(f.pread(&mut buf, 0, &intr), Ok(8));
+        assert_eq!(&buf[..8], b"hello\0\0\0");
+        // O_TRUNC on open; O_APPEND writes at the end.
+        let g = vfs
+            .open_at(
+                &r,
+                b"/f",
+                libc::O_WRONLY | libc::O_TRUNC | libc::O_APPEND,
+                0,
+            )
+            .unwrap();
+        assert_eq!(vfs.stat_at(&r, b"/f", true).unwrap().size, 0);
+        g.write(b"ab", &intr).unwrap();
+        g.pwrite(b"cd", 0, &intr).unwrap();
+        assert_eq!(f.pread(&mut buf, 0, &intr), Ok(4));
+        assert_eq!(&buf[..4], b"abcd");
+        assert_eq!(g.read(&mut buf, &intr), Err(Errno::EBADF));
+        let ro = vfs.open_at(&r, b"/f", libc::O_RDONLY, 0).unwrap();
+        assert_eq!(ro.write(b"x", &intr), Err(Errno::EBADF));
+        // F_SETFL changes only the status flags.
+        assert_eq!(
+            g.status_flags(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_LARGEFILE
+        );
+        g.set_status_flags(libc::O_NONBLOCK | libc::O_RDWR);
+        assert_eq!(
+            g.status_flags(),
+            libc::O_WRONLY | libc::O_NONBLOCK | libc::O_LARGEFILE
+        );
+        assert_eq!(ro.ioctl(libc::TCGETS, &[]).err(), Some(Errno::ENOTTY));
+    }
+
+    #[test]
+    fn unlink_keeps_open_file_and_rename() {
+        let vfs = tmpfs_vfs();
+        let r = vfs.root().clone();
+        let intr = Interrupt::new();
+        let f = vfs
+            .open_at(&r, b"/f", libc::O_CREAT | libc::O_RDWR, 0o644)
+            .unwrap();
+        f.write(b"data", &intr).unwrap();
+        vfs.unlink_at(&r, b"/f", 0).unwrap();
+        assert_eq!(vfs.stat_at(&r, b"/f", true).err(), Some(Errno::ENOENT));
+        let mut buf = [0u8; 4];
+        assert_eq!(f.pread(&mut buf, 0, &intr), Ok(4));
+        assert_eq!(vfs.dentry_path(f.dentry().unwrap()), "/f (deleted)");
+
+        vfs.mkdir_at(&r, b"/d", 0o755).unwrap();
+        vfs.mkdir_at(&r, b"/d/sub", 0o755).unwrap();
+        vfs.open_at(&r, b"/d/x", libc::O_CREAT | libc::O_WRONLY, 0o644)
+            .unwrap();
+        vfs.open_at(&r, b"/y", libc::O_CREAT | libc::O_WRONLY, 0o644)
+            .unwrap();
+        let x = vfs.resolve(&r, b"/d/x", true).unwrap();
+        vfs.rename_at(&r, b"/d/x", &r, b"/z", 0).unwrap();
+        assert_eq!(vfs.dentry_path(&x), "/z");
+        assert_eq!(
+            vfs.rename_at(&r, b"/z", &r, b"/y", libc::RENAME_NOREPLACE),
+            Err(Errno::EEXIST)
+        );
+        vfs.rename_at(&r, b"/z", &r, b"/y", 0).unwrap();
+        assert_eq!(vfs.stat_at(&r, b"/z", true).err(), Some(Errno::ENOENT));
+        assert_eq!(
+            vfs.rename_at(&r, b"/d", &r, b"/d/sub/in", 0),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(vfs.rename_at(&r, b"/y", &r, b"/d", 0), Err(Errno::EISDIR));
+        assert_eq!(vfs.rename_at(&r, b"/d", &r, b"/y", 0), Err(Errno::ENOTDIR));
+        vfs.mkdir_at(&r, b"/e", 0o755).unwrap();
+        vfs.rename_at(&r, b"/d", &r, b"/e", 0).unwrap();
+        assert!(vfs.stat_at(&r, b"/e/sub", true).unwrap().is_dir());
+        vfs.rename_at(&r, b"/e/sub", &r, b"/e/sub2", 0).unwrap();
+        assert_eq!(names(&vfs, b"/e"), [".", "..", "sub2"]);
+        assert_eq!(names(&vfs, b"/"), [".", "..", "e", "y"]);
+        assert_eq!(vfs.stat_at(&r, b"/", true).unwrap().nlink, 3);
+    }
+
+    #[test]
+    fn getdents_resumes_with_small_buffer() {
+        let vfs = tmpfs_vfs();
+        let r = vfs.root().clone();
+        for i in 0..20 {
+            vfs.open_at(
+                &r,
+                format!("/file{i:02}").as_bytes(),
+                libc::O_CREAT | libc::O_WRONLY,
+                0o644,
+            )
+            .unwrap();
+        }
+        let d = vfs
+            .open_at(&r, b"/", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .unwrap();
+        assert_eq!(d.getdents64(10).err(), Some(Errno::EINVAL));
+        let mut all = Vec::new();
+        loop {
+            let buf = d.getdents64(70).unwrap();
+            if buf.is_empty() {
+                break;
+            }
+            let recs = parse_dirents(&buf);
+            assert!(!recs.is_empty() && recs.len() <= 2);
+            all.extend(recs);
+        }
+        assert_eq!(all.len(), 22);
+        assert_eq!(all[0].3, ".");
+        assert_eq!(all[1].3, "..");
+        assert_eq!(all[2].3, "file00");
+        assert_eq!(all[2].2, libc::DT_REG);
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(e.1, i as i64 + 1, "d_off is the next entry's position");
+        }
+        // Rewinding lists again.
+        assert_eq!(d.lseek(0, libc::SEEK_SET), Ok(0));
+        assert_eq!(parse_dirents(&d.getdents64(1 << 16).unwrap()).len(), 22);
+        assert_eq!(d.lseek(0, libc::SEEK_END), Err(Errno::EINVAL));
+        let mut buf = [0u8; 4];
+        assert_eq!(d.read(&mut buf, &Interrupt::new()), Err(Errno::EISDIR));
+        let f = vfs.open_at(&r, b"/file00", libc::O_RDONLY, 0).unwrap();
+        assert_eq!(f.getdents64(4096).err(), Some(Errno::ENOTDIR));
+    }
+
+    #[test]
+    fn mappable_and_times() {
+        let vfs = tmpfs_vfs();
+        let r = vfs.root().clone();
+        let f = vfs
+            .open_at(&r, b"/m", libc::O_CREAT | libc::O_RDWR, 0o755)
+            .unwrap();
+        let m = f.as_mappable().unwrap();
+        assert_eq!(m.write_at(2, b"xy"), Ok(2));
+        assert_eq!(m.size(), Ok(4));
+        let mut buf = [9u8; 4];
+        assert_eq!(m.read_at(0, &mut buf), Ok(4));
+        assert_eq!(buf, [0, 0, b'x', b'y']);
+        assert_eq!(m.mapping_name(), "/m");
+        let st = f.stat().unwrap();
+        assert_eq!(st.mtime.sec, 100);
+        vfs.utimes_at(&r, b"/m", Some(Timespec { sec: 5, nsec: 6 }), None, true)
+            .unwrap();
+        assert_eq!(
+            vfs.stat_at(&r, b"/m", true).unwrap().atime,
+            Timespec { sec: 5, nsec: 6 }
+        );
+        vfs.chmod_at(&r, b"/m", 0o600, true).unwrap();
+        assert_eq!(
+            vfs.stat_at(&r, b"/m", true).unwrap().mode,
+            libc::S_IFREG | 0o600
+        );
+        let d = vfs.open_at(&r, b"/", libc::O_RDONLY, 0).unwrap();
+        assert!(d.as_mappable().is_none());
+    }
+}

@@ -1,0 +1,527 @@
+//! The mount namespace and the path-based operations the syscalls call
+//! (gVisor's vfs.VirtualFilesystem).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::dentry::{lock, Dentry, Mount};
+use super::file::{OpenFile, PathOps};
+use super::inode::Inode;
+use super::resolve::ParentAndName;
+use super::stat::{makedev, Stat, Timespec};
+use crate::errno::Errno;
+
+/// Options of a mount.
+#[derive(Clone, Copy, Debug)]
+pub struct MountOpts {
+    pub fs_type: &'static str,
+    pub read_only: bool,
+}
+
+pub struct Vfs {
+    root: Arc<Dentry>,
+    next_mount: AtomicU64,
+    /// Serialises renames, so that two renames never lock two directories
+    /// in opposite orders and the ancestor check stays true until done.
+    rename_lock: Mutex<()>,
+    pub(crate) mounts: Mutex<Vec<(Vec<u8>, Arc<Mount>)>>,
+    pub(crate) parts: Mutex<super::state::SandboxParts>,
+}
+
+/// The anonymous device major Linux gives virtual file systems.
+const ANON_MAJOR: u32 = 0;
+
+impl Vfs {
+    /// A namespace whose root is `root` of a file system of type `opts`.
+    pub fn new(root: Arc<dyn Inode>, opts: MountOpts) -> Vfs {
+        let mount = Arc::new(Mount {
+            id: 1,
+            fs_type: opts.fs_type,
+            read_only: opts.read_only,
+            dev: makedev(ANON_MAJOR, 1),
+        });
+        Vfs {
+            root: Dentry::new_root(root, mount.clone()),
+            next_mount: AtomicU64::new(2),
+            rename_lock: Mutex::new(()),
+            mounts: Mutex::new(vec![(b"/".to_vec(), mount)]),
+            parts: Mutex::new(Default::default()),
+        }
+    }
+
+    pub fn root(&self) -> &Arc<Dentry> {
+        &self.root
+    }
+
+    /// Mounts the file system rooted at `inode` on the directory `path`
+    /// (absolute), returning the new mount's root dentry.
+    pub fn mount(
+        &self,
+        path: &[u8],
+        inode: Arc<dyn Inode>,
+        opts: MountOpts,
+    ) -> Result<Arc<Dentry>, Errno> {
+        let at = self.resolve(&self.root, path, true)?;
+        if !at.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let id = self.next_mount.fetch_add(1, Ordering::Relaxed);
+        let mount = Arc::new(Mount {
+            id,
+            fs_type: opts.fs_type,
+            read_only: opts.read_only,
+            dev: makedev(ANON_MAJOR, u32::try_from(id).unwrap_or(u32::MAX)),
+        });
+        let root = Dentry::new_root(inode, mount.clone());
+        at.set_mounted(&root);
+        lock(&self.mounts).push((path.to_vec(), mount));
+        Ok(root)
+    }
+
+    /// The mounts as /proc/mounts lists them: (mount point, type, read-only).
+    pub fn mount_list(&self) -> Vec<(Vec<u8>, &'static str, bool)> {
+        lock(&self.mounts)
+            .iter()
+            .map(|(p, m)| (p.clone(), m.fs_type, m.read_only))
+            .collect()
+    }
+
+    /// open(2)/openat(2). O_CLOEXEC is the caller's (it belongs to the
+    /// descriptor, not the open file).
+    pub fn open_at(
+        &self,
+        start: &Arc<Dentry>,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+    ) -> Result<Arc<OpenFile>, Errno> {
+        self.open_inner(start, path, flags, mode, 0)
+    }
+
+    fn open_inner(
+        &self,
+        start: &Arc<Dentry>,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+        depth: u32,
+    ) -> Result<Arc<OpenFile>, Errno> {
+        let path_only = flags & libc::O_PATH != 0;
+        let nofollow = flags & libc::O_NOFOLLOW != 0;
+        let dentry = if flags & libc::O_CREAT != 0 && !path_only {
+            let pn = self.resolve_parent(start, path)?;
+            if pn.is_special() {
+                return Err(Errno::EISDIR);
+            }
+            match pn.parent.child(&pn.name) {
+                Ok(d) => {
+                    if flags & libc::O_EXCL != 0 {
+                        return Err(Errno::EEXIST);
+                    }
+                    if d.is_symlink() && !nofollow {
+                        // Following a link with O_CREAT may create its
+                        // target (a dangling link), so open the target.
+                        if depth >= super::resolve::MAX_SYMLINKS {
+                            return Err(Errno::ELOOP);
+                        }
+                        if d.inode().magic_target().is_none() {
+                            let target = d.inode().readlink()?;
+                            return self.open_inner(&pn.parent, &target, flags, mode, depth + 1);
+                        }
+                        self.resolve(start, path, true)?
+                    } else {
+                        if let Some(root) = d.mounted() {
+                            return self.finish_open(root, flags);
+                        }
+                        if pn.trailing_slash && !d.is_dir() {
+                            return Err(Errno::ENOTDIR);
+                        }
+                        d
+                    }
+                }
+                Err(Errno::ENOENT) => {
+                    if pn.trailing_slash {
+                        return Err(Errno::EISDIR);
+                    }
+                    let d = self.create_child(&pn, |dir| dir.create(&pn.name, mode & 0o7777))?;
+                    let ops = d.inode().open(flags)?;
+                    return Ok(OpenFile::new(
+                        Some(d.clone()),
+                        d.inode().clone(),
+                        ops,
+                        flags,
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.resolve(start, path, !nofollow)?
+        };
+        self.finish_open(dentry, flags)
+    }
+
+    pub(crate) fn finish_open(&self, d: Arc<Dentry>, flags: i32) -> Result<Arc<OpenFile>, Errno> {
+        let inode = d.inode().clone();
+        let acc = flags & libc::O_ACCMODE;
+        if flags & libc::O_DIRECTORY != 0 && !d.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if flags & libc::O_PATH != 0 {
+            let kind = kind_of(d.file_type());
+            return Ok(OpenFile::new(
+                Some(d),
+                inode,
+                Arc::new(PathOps(kind)),
+                flags,
+            ));
+        }
+        if d.is_symlink() {
+            if let Some(file) = inode.magic_target() {
+                return Ok(file);
+            }
+            // Reached only with O_NOFOLLOW.
+            return Err(Errno::ELOOP);
+        }
+        let writes = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        if d.is_dir() && (writes || flags & libc::O_CREAT != 0) {
+            return Err(Errno::EISDIR);
+        }
+        let regular = d.file_type() == libc::S_IFREG;
+        if regular && d.mount().read_only && (writes || flags & libc::O_TRUNC != 0) {
+            return Err(Errno::EROFS);
+        }
+        if writes && d.mount().read_only && d.is_dir() {
+            return Err(Errno::EROFS);
+        }
+        if flags & libc::O_TRUNC != 0 && regular {
+            inode.set_size(0)?;
+        }
+        let ops = inode.open(flags)?;
+        Ok(OpenFile::new(Some(d), inode, ops, flags))
+    }
+
+    /// Creates a child of `pn.parent` with `make`, refusing an existing
+    /// name, and caches its dentry.
+    fn create_child(
+        &self,
+        pn: &ParentAndName,
+        make: impl FnOnce(&dyn Inode) -> Result<Arc<dyn Inode>, Errno>,
+    ) -> Result<Arc<Dentry>, Errno> {
+        if pn.parent.is_unlinked() {
+            return Err(Errno::ENOENT);
+        }
+        if pn.parent.mount().read_only {
+            return Err(Errno::EROFS);
+        }
+        if pn.parent.has_child(&pn.name)? {
+            return Err(Errno::EEXIST);
+        }
+        let parent = pn.parent.clone();
+        parent.with_children(|children| {
+            let inode = make(parent.inode().as_ref())?;
+            let d = parent.new_child(&pn.name, inode);
+            children.insert(pn.name.clone(), d.clone());
+            Ok(d)
+        })
+    }
+
+    /// mkdir(2)/mkdirat(2).
+    pub fn mkdir_at(&self, start: &Arc<Dentry>, path: &[u8], mode: u32) -> Result<(), Errno> {
+        let pn = self.resolve_parent(start, path)?;
+        if pn.is_special() {
+            return Err(Errno::EEXIST);
+        }
+        self.create_child(&pn, |dir| dir.mkdir(&pn.name, mode & 0o7777))
+            .map(|_| ())
+    }
+
+    /// symlink(2)/symlinkat(2): a link at `path` whose text is `target`.
+    pub fn symlink_at(&self, target: &[u8], start: &Arc<Dentry>, path: &[u8]) -> Result<(), Errno> {
+        if target.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        if target.len() >= super::resolve::PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let pn = self.resolve_parent(start, path)?;
+        if pn.is_special() || pn.trailing_slash {
+            return Err(Errno::EEXIST);
+        }
+        self.create_child(&pn, |dir| dir.symlink(&pn.name, target))
+            .map(|_| ())
+    }
+
+    /// unlink(2)/unlinkat(2); `flags` may hold AT_REMOVEDIR.
+    pub fn unlink_at(&self, start: &Arc<Dentry>, path: &[u8], flags: i32) -> Result<(), Errno> {
+        if flags & !libc::AT_REMOVEDIR != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let rmdir = flags & libc::AT_REMOVEDIR != 0;
+        let pn = self.resolve_parent(start, path)?;
+        match (rmdir, pn.name.as_slice()) {
+            (true, b".") => return Err(Errno::EINVAL),
+            (true, b"..") => return Err(Errno::ENOTEMPTY),
+            (true, b"") => return Err(Errno::EBUSY),
+            (false, b"" | b"." | b"..") => return Err(Errno::EISDIR),
+            _ => {}
+        }
+        let child = pn.parent.child(&pn.name)?;
+        if rmdir && !child.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if !rmdir && child.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        if !rmdir && pn.trailing_slash {
+            return Err(Errno::ENOTDIR);
+        }
+        if child.mounted().is_some() {
+            return Err(Errno::EBUSY);
+        }
+        if pn.parent.mount().read_only {
+            return Err(Errno::EROFS);
+        }
+        let parent = pn.parent.clone();
+        parent.with_children(|children| {
+            if rmdir {
+                parent.inode().rmdir(&pn.name)?;
+            } else {
+                parent.inode().unlink(&pn.name)?;
+            }
+            if let Some(d) = children.remove(&pn.name) {
+                d.mark_unlinked();
+            }
+            Ok(())
+        })
+    }
+
+    /// readlink(2)/readlinkat(2): the link's text.
+    pub fn readlink_at(&self, start: &Arc<Dentry>, path: &[u8]) -> Result<Vec<u8>, Errno> {
+        let d = self.resolve(start, path, false)?;
+        if !d.is_symlink() {
+            return Err(Errno::EINVAL);
+        }
+        d.inode().readlink()
+    }
+
+    /// rename(2)/renameat2(2) with flags 0 or RENAME_NOREPLACE.
+    pub fn rename_at(
+        &self,
+        old_start: &Arc<Dentry>,
+        old_path: &[u8],
+        new_start: &Arc<Dentry>,
+        new_path: &[u8],
+        flags: u32,
+    ) -> Result<(), Errno> {
+        if flags & !libc::RENAME_NOREPLACE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let _guard = lock(&self.rename_lock);
+        let old = self.resolve_parent(old_start, old_path)?;
+        let new = self.resolve_parent(new_start, new_path)?;
+        if old.is_special() || new.is_special() {
+            return Err(Errno::EBUSY);
+        }
+        let src = old.parent.child(&old.name)?;
+        if (old.trailing_slash || new.trailing_slash) && !src.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if old.parent.mount().id != new.parent.mount().id {
+            return Err(Errno::EXDEV);
+        }
+        if src.mounted().is_some() {
+            return Err(Errno::EBUSY);
+        }
+        if old.parent.mount().read_only {
+            return Err(Errno::EROFS);
+        }
+        match new.parent.child(&new.name) {
+            Ok(dst) => {
+                if Arc::ptr_eq(&dst, &src) {
+                    return Ok(());
+                }
+                if flags & libc::RENAME_NOREPLACE != 0 {
+                    return Err(Errno::EEXIST);
+                }
+                if dst.mounted().is_some() {
+                    return Err(Errno::EBUSY);
+                }
+                match (src.is_dir(), dst.is_dir()) {
+                    (true, false) => return Err(Errno::ENOTDIR),
+                    (false, true) => return Err(Errno::EISDIR),
+                    _ => {}
+                }
+            }
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        // A directory cannot move below itself.
+        if src.is_dir() {
+            let mut p = Some(new.parent.clone());
+            while let Some(d) = p {
+                if Arc::ptr_eq(&d, &src) {
+                    return Err(Errno::EINVAL);
+                }
+                p = d.parent();
+            }
+        }
+        old.parent
+            .inode()
+            .rename(&old.name, new.parent.inode().as_ref(), &new.name)?;
+        let moved = old.parent.with_children(|c| c.remove(&old.name));
+        let moved = moved.unwrap_or(src);
+        new.parent.with_children(|c| {
+            if let Some(replaced) = c.insert(new.name.clone(), moved.clone()) {
+                replaced.mark_unlinked();
+            }
+        });
+        moved.set_parent(&new.parent, &new.name);
+        Ok(())
+    }
+
+    /// stat(2)/lstat(2)/newfstatat(2).
+    pub fn stat_at(&self, start: &Arc<Dentry>, path: &[u8], follow: bool) -> Result<Stat, Errno> {
+        self.resolve(start, path, follow)?.stat()
+    }
+
+    /// access(2)/faccessat(2). The sandbox's user is root: only existence,
+    /// read-only mounts (W_OK: EROFS) and execute bits (X_OK on a file with
+    /// none: EACCES) can refuse.
+    pub fn access_at(
+        &self,
+        start: &Arc<Dentry>,
+        path: &[u8],
+        mode: i32,
+        follow: bool,
+    ) -> Result<(), Errno> {
+        if mode & !(libc::R_OK | libc::W_OK | libc::X_OK) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let d = self.resolve(start, path, follow)?;
+        if mode & libc::W_OK != 0 && d.mount().read_only {
+            return Err(Errno::EROFS);
+        }
+        if mode & libc::X_OK != 0 && !d.is_dir() {
+            let st = d.stat()?;
+            if st.mode & 0o111 == 0 {
+                return Err(Errno::EACCES);
+            }
+        }
+        Ok(())
+    }
+
+    /// truncate(2).
+    pub fn truncate(&self, start: &Arc<Dentry>, path: &[u8], len: i64) -> Result<(), Errno> {
+        let len = u64::try_from(len).map_err(|_| Errno::EINVAL)?;
+        let d = self.resolve(start, path, true)?;
+        if d.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        if d.file_type() != libc::S_IFREG {
+            return Err(Errno::EINVAL);
+        }
+        if d.mount().read_only {
+            return Err(Errno::EROFS);
+        }
+        d.inode().set_size(len)
+    }
+
+    /// chmod(2)/fchmodat(2).
+    pub fn chmod_at(
+        &self,
+        start: &Arc<Dentry>,
+        path: &[u8],
+        mode: u32,
+        follow: bool,
+    ) -> Result<(), Errno> {
+        let d = self.resolve(start, path, follow)?;
+        if d.mount().read_only {
+            return Err(Errno::EROFS);
+        }
+        d.inode().chmod(mode & 0o7777)
+    }
+
+    /// utimensat(2) with a path; `None` leaves a time unchanged (UTIME_OMIT;
+    /// the caller turns UTIME_NOW into the current time).
+    pub fn utimes_at(
+        &self,
+        start: &Arc<Dentry>,
+        path: &[u8],
+        atime: Option<Timespec>,
+        mtime: Option<Timespec>,
+        follow: bool,
+    ) -> Result<(), Errno> {
+        let d = self.resolve(start, path, follow)?;
+        if d.mount().read_only {
+            return Err(Errno::EROFS);
+        }
+        d.inode().set_times(atime, mtime)
+    }
+
+    /// chdir(2)/chroot helper: the directory at `path`.
+    pub fn lookup_dir(&self, start: &Arc<Dentry>, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
+        let d = self.resolve(start, path, true)?;
+        if !d.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(d)
+    }
+
+    /// The absolute path of `d` in this namespace (getcwd, /proc/self/fd,
+    /// /proc/self/maps); " (deleted)" is appended for an unlinked file.
+    pub fn dentry_path(&self, d: &Arc<Dentry>) -> String {
+        path_of(d)
+    }
+
+    /// The raw bytes of [`Vfs::dentry_path`] (names need not be UTF-8).
+    pub fn dentry_path_bytes(&self, d: &Arc<Dentry>) -> Vec<u8> {
+        path_bytes(d)
+    }
+}
+
+/// The absolute path of `d`, as a string.
+pub(crate) fn path_of(d: &Arc<Dentry>) -> String {
+    let mut s = String::from_utf8_lossy(&path_bytes(d)).into_owned();
+    if d.is_unlinked() {
+        s.push_str(" (deleted)");
+    }
+    s
+}
+
+/// The absolute path of `d`: its names up to the top, crossing mounts.
+pub(crate) fn path_bytes(d: &Arc<Dentry>) -> Vec<u8> {
+    let mut names = Vec::new();
+    let mut cur = d.clone();
+    // The depth bound guards against a cycle a bug could make.
+    for _ in 0..super::resolve::PATH_MAX {
+        if let Some(p) = cur.parent() {
+            names.push(cur.name());
+            cur = p;
+        } else if let Some(mp) = cur.mountpoint() {
+            cur = mp;
+        } else {
+            break;
+        }
+    }
+    if names.is_empty() {
+        return b"/".to_vec();
+    }
+    let mut out = Vec::new();
+    for n in names.iter().rev() {
+        out.push(b'/');
+        out.extend_from_slice(n);
+    }
+    out
+}
+
+/// The open-file kind of an `S_IFMT` value.
+pub(crate) fn kind_of(file_type: u32) -> super::file::FileKind {
+    use super::file::FileKind;
+    match file_type {
+        libc::S_IFDIR => FileKind::Directory,
+        libc::S_IFLNK => FileKind::Symlink,
+        libc::S_IFCHR => FileKind::CharDevice,
+        libc::S_IFIFO => FileKind::PipeRead,
+        _ => FileKind::Regular,
+    }
+}

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Syscall cost and startup: cryo against native Linux and gVisor's runsc
+# (ptrace and systrap platforms), in one interleaved run.
+#
+#   sudo tests/bench/syscalls.sh > results.md
+#
+# Measures, for each system:
+#   getppid          ns per syscall(SYS_getppid), timed inside the guest
+#   open/read/close  ns per open(/etc/hostname)+read+close, timed inside the guest
+#   do /bin/true     wall time of starting a sandbox that runs /bin/true
+#                    (hyperfine -N when installed, else a timed loop)
+# Each guest runs REPS times per system, the systems interleaved; the table
+# gives the median, min–max and ratios against native and against runsc.
+# A system that cannot run gets "failed: <reason>" in its rows.
+#
+# Needs: root (runsc do), gcc with static glibc, the anchors
+# (shared/anchors/install-anchors -> /opt/cryo-anchors), optionally hyperfine.
+# Knobs (environment): CRYO (a cryo binary; default target/release/cryo, built
+# if missing), ANCHORS, RUNSC, REPS (5), N_GETPPID_NATIVE (2000000),
+# N_GETPPID (20000), N_ORC_NATIVE (200000), N_ORC (5000), ORC_FILE
+# (/etc/hostname), TRUE_RUNS (10), SYSTEMS ("native cryo runsc-ptrace
+# runsc-systrap"), TIMEOUT (120 s per guest run).
+set -euo pipefail
+export LC_ALL=C
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+REPS=${REPS:-5}
+N_GETPPID_NATIVE=${N_GETPPID_NATIVE:-2000000}
+N_GETPPID=${N_GETPPID:-20000}
+N_ORC_NATIVE=${N_ORC_NATIVE:-200000}
+N_ORC=${N_ORC:-5000}
+ORC_FILE=${ORC_FILE:-/etc/hostname}
+TRUE_RUNS=${TRUE_RUNS:-10}
+TIMEOUT=${TIMEOUT:-120}
+read -r -a SYSTEMS <<<"${SYSTEMS:-native cryo runsc-ptrace runsc-systrap}"
+
+need_root
+[[ -x $RUNSC ]] || die "no runsc at $RUNSC: run shared/anchors/install-anchors as root first"
+[[ -r $ORC_FILE ]] || die "ORC_FILE=$ORC_FILE is not readable"
+
+# The work dir must be visible inside the sandboxes: runsc do (and cryo do)
+# show the host's root read-only, so /tmp is fine.
+W=$(mktemp -d /tmp/cryo-bench-syscalls.XXXXXX)
+chmod 755 "$W"
+cleanup() {
+	local rc=$?
+	rm -rf "$W"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "work dir $W"
+build_static "$W/getppid_loop" "$BENCH_DIR/guests/getppid_loop.c"
+build_static "$W/open_read_close" "$BENCH_DIR/guests/open_read_close.c"
+
+declare -A FAIL=() # FAIL[system]: why the system could not run at all
+declare -A BFAIL=() # BFAIL[system.bench]: why one benchmark failed
+
+CRYO_BIN=""
+CRYO_FAIL=""
+for s in "${SYSTEMS[@]}"; do
+	if [[ $s == cryo ]]; then
+		find_cryo "$W/cargo-build.log"
+		[[ -z $CRYO_FAIL ]] || FAIL[cryo]=$CRYO_FAIL
+	fi
+done
+
+# prefix SYSTEM: sets PREFIX to the command line that runs a program in SYSTEM.
+prefix() {
+	case $1 in
+	native) PREFIX=() ;;
+	cryo) PREFIX=("$CRYO_BIN" --root "$W/cryo-root" "do" --) ;;
+	runsc-ptrace | runsc-systrap)
+		PREFIX=("$RUNSC" --network=none "--platform=${1#runsc-}" "do")
+		;;
+	*) die "unknown system $1 (known: native cryo runsc-ptrace runsc-systrap)" ;;
+	esac
+}
+
+# run_guest SYSTEM BENCH: one run; appends ns/op to $W/SYSTEM.BENCH or sets BFAIL.
+run_guest() {
+	local sys=$1 bench=$2 n out rc=0 ns
+	local -a args
+	case $bench in
+	getppid)
+		n=$N_GETPPID
+		[[ $sys == native ]] && n=$N_GETPPID_NATIVE
+		args=("$W/getppid_loop" "$n")
+		;;
+	orc)
+		n=$N_ORC
+		[[ $sys == native ]] && n=$N_ORC_NATIVE
+		args=("$W/open_read_close" "$n" "$ORC_FILE")
+		;;
+	esac
+	prefix "$sys"
+	out=$(timeout -k 5 "$TIMEOUT" "${PREFIX[@]}" "${args[@]}" </dev/null 2>&1) || rc=$?
+	ns=$(printf '%s\n' "$out" | sed -n 's/.*ns_per_op=\([0-9.]*\).*/\1/p' | tail -n1)
+	if [[ $rc -ne 0 || -z $ns ]]; then
+		if [[ $rc -eq 124 ]]; then
+			BFAIL[$sys.$bench]="timed out after ${TIMEOUT}s"
+		else
+			BFAIL[$sys.$bench]="exit $rc: $(one_line "$out")"
+		fi
+		log "$sys $bench failed: ${BFAIL[$sys.$bench]}"
+		return 0
+	fi
+	printf '%s\n' "$ns" >>"$W/$sys.$bench"
+	log "$sys $bench: $ns ns/op"
+}
+
+# --- syscalls: REPS rounds, systems interleaved ---------------------------------
+for ((rep = 1; rep <= REPS; rep++)); do
+	log "round $rep/$REPS"
+	for bench in getppid orc; do
+		for s in "${SYSTEMS[@]}"; do
+			[[ -z ${FAIL[$s]:-} && -z ${BFAIL[$s.$bench]:-} ]] || continue
+			run_guest "$s" "$bench"
+		done
+	done
+done
+
+# --- do /bin/true wall time ------------------------------------------------------
+# true_time SYSTEM: appends wall times (ms) of "SYSTEM do /bin/true" to $W/SYSTEM.true.
+true_time() {
+	local sys=$1 out rc=0 i t0 t1
+	prefix "$sys"
+	# One checked run first, of a program whose output proves that it ran: a
+	# broken system gets a reason, not a hyperfine abort or a bogus time.
+	out=$(timeout -k 5 "$TIMEOUT" "${PREFIX[@]}" /bin/echo cryo-bench-ran </dev/null 2>&1) || rc=$?
+	if [[ $rc -ne 0 || $out != *cryo-bench-ran* ]]; then
+		BFAIL[$sys.true]="do /bin/echo: exit $rc: $(one_line "$out")"
+		log "$sys do /bin/true failed: ${BFAIL[$sys.true]}"
+		return 0
+	fi
+	if command -v hyperfine >/dev/null; then
+		local cmd runs=$TRUE_RUNS
+		[[ $sys == native ]] && runs=$((TRUE_RUNS * 10))
+		cmd=$(printf '%q ' "${PREFIX[@]}" /bin/true)
+		if ! hyperfine -N --warmup 2 --runs "$runs" --export-json "$W/$sys.true.json" \
+			--style none "$cmd" >"$W/$sys.hyperfine.log" 2>&1; then
+			BFAIL[$sys.true]="hyperfine: $(one_line "$(cat "$W/$sys.hyperfine.log")")"
+			return 0
+		fi
+		# The JSON has every run's time in seconds under "times".
+		tr -d ' \n' <"$W/$sys.true.json" | sed -n 's/.*"times":\[\([^]]*\)\].*/\1/p' |
+			tr ',' '\n' | awk 'NF { printf "%.6f\n", $1 * 1000 }' >"$W/$sys.true"
+	else
+		for ((i = 0; i < 2; i++)); do "${PREFIX[@]}" /bin/true </dev/null >/dev/null 2>&1 || true; done
+		for ((i = 0; i < TRUE_RUNS; i++)); do
+			t0=$(now_us)
+			timeout -k 5 "$TIMEOUT" "${PREFIX[@]}" /bin/true </dev/null >/dev/null 2>&1 || rc=$?
+			t1=$(now_us)
+			if [[ $rc -ne 0 ]]; then
+				BFAIL[$sys.true]="exit $rc on run $i"
+				return 0
+			fi
+			awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1000 }' >>"$W/$sys.true"
+		done
+	fi
+	log "$sys do /bin/true: median $(stats "$W/$sys.true" | cut -d' ' -f1) ms"
+}
+for s in "${SYSTEMS[@]}"; do
+	[[ -z ${FAIL[$s]:-} ]] || continue
+	log "do /bin/true: $s"
+	true_time "$s"
+done
+
+# --- report ----------------------------------------------------------------------
+median_of() { stats "$W/$1.$2" | cut -d' ' -f1; }
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+printf '# cryo syscall benchmarks\n\n'
+printf -- '- date: %s; host: Linux %s, %s, %s CPUs\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(uname -r)" "$cpu" "$(nproc)"
+while read -r line; do printf -- '- %s\n' "$line"; done < <(anchors_versions)
+if [[ -n $CRYO_BIN ]]; then
+	printf -- '- cryo: %s (%s)\n' "$CRYO_BIN" "$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+fi
+printf -- '- %s runs per system, interleaved; iterations per run: getppid %s native / %s sandboxed, open/read/close of %s %s native / %s sandboxed\n' \
+	"$REPS" "$N_GETPPID_NATIVE" "$N_GETPPID" "$ORC_FILE" "$N_ORC_NATIVE" "$N_ORC"
+if command -v hyperfine >/dev/null; then
+	printf -- '- do /bin/true: %s (-N, 2 warm-up runs, %s runs; %s natively)\n' "$(hyperfine --version)" "$TRUE_RUNS" "$((TRUE_RUNS * 10))"
+else
+	printf -- '- do /bin/true: %s timed runs (no hyperfine)\n' "$TRUE_RUNS"
+fi
+# shellcheck disable=SC2016 # backquotes are Markdown
+printf -- '- runsc: %s; cryo: %s\n\n' '`runsc --network=none --platform=P do GUEST`' '`cryo --root TMP do -- GUEST`'
+
+printf '| benchmark | system | median | min–max | × native | × runsc-ptrace | × runsc-systrap |\n'
+printf '|---|---|---:|---:|---:|---:|---:|\n'
+for bench in getppid orc true; do
+	case $bench in
+	getppid) label="getppid (ns/call)" dec=0 ;;
+	orc) label="open/read/close (ns/iteration)" dec=0 ;;
+	true) label="do /bin/true (ms)" dec=2 ;;
+	esac
+	nat=$(median_of native "$bench")
+	rp=$(median_of runsc-ptrace "$bench")
+	rs=$(median_of runsc-systrap "$bench")
+	for s in "${SYSTEMS[@]}"; do
+		reason=${FAIL[$s]:-${BFAIL[$s.$bench]:-}}
+		if [[ -n $reason ]]; then
+			printf '| %s | %s | failed: %s | | | | |\n' "$label" "$s" "$reason"
+			continue
+		fi
+		med="" lo="" hi=""
+		read -r med lo hi < <(stats "$W/$s.$bench") || true
+		if [[ -z ${med:-} ]]; then
+			printf '| %s | %s | failed: no result | | | | |\n' "$label" "$s"
+			continue
+		fi
+		printf '| %s | %s | %s | %s–%s | %s | %s | %s |\n' "$label" "$s" \
+			"$(fmt "$med" "$dec")" "$(fmt "$lo" "$dec")" "$(fmt "$hi" "$dec")" \
+			"$(ratio "$med" "$nat")" "$(ratio "$med" "$rp")" "$(ratio "$med" "$rs")"
+	done
+done
+printf '\nRatios are median / median (the row system against the column system); lower is faster.\n'
