@@ -31,6 +31,7 @@ pub struct Kernel {
     pub strace: bool,
     /// What procfs shows of the tasks.
     pub procs: Arc<ProcTable>,
+    pub futexes: super::futex::FutexTable,
     next_tid: AtomicI32,
     enosys_logged: Mutex<HashSet<u64>>,
 }
@@ -46,6 +47,7 @@ impl Kernel {
     ) -> Kernel {
         Kernel {
             procs,
+            futexes: Default::default(),
             platform,
             memory_file,
             vfs,

@@ -4,6 +4,7 @@
 pub mod creds;
 pub mod exec;
 pub mod fd_table;
+pub mod futex;
 pub mod interrupt;
 #[allow(clippy::module_inception)]
 mod kernel;

@@ -6,6 +6,7 @@
 
 mod args;
 mod fs;
+mod futex;
 mod info;
 mod mm;
 mod process;

@@ -43,6 +43,8 @@ fn buffer(task: &Task, addr: u64, len: u64) -> String {
 fn format_arg(task: &Task, kind: Arg, args: &Args, i: usize, result: &SysResult) -> String {
     let v = args.raw(i);
     match kind {
+        // 32-bit int arguments (fds, AT_FDCWD) arrive zero-extended.
+        Arg::Dec if v >> 32 == 0 => format!("{}", v as u32 as i32),
         Arg::Dec => format!("{}", v as i64),
         Arg::Hex => format!("{v:#x}"),
         Arg::Oct => format!("{v:#o}"),

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use super::{fs, info, mm, process, signal, time, Handler};
+use super::{fs, futex, info, mm, process, signal, time, Handler};
 
 /// How strace shows an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +129,7 @@ fn build() -> Vec<Option<Entry>> {
     reg(libc::SYS_sched_yield, "sched_yield", process::sched_yield, &[]);
     reg(libc::SYS_wait4, "wait4", process::wait4, &[Dec, Hex, Hex, Hex]);
     reg(libc::SYS_execve, "execve", process::execve, &[Path, Hex, Hex]);
+    reg(libc::SYS_futex, "futex", futex::futex, &[Hex, Dec, Dec, Hex, Hex, Dec]);
     // signals
     reg(libc::SYS_rt_sigaction, "rt_sigaction", signal::rt_sigaction, &[Dec, Hex, Hex, Dec]);
     reg(libc::SYS_rt_sigprocmask, "rt_sigprocmask", signal::rt_sigprocmask, &[Dec, Hex, Hex, Dec]);
