@@ -43,9 +43,11 @@ fn timeout() -> Duration {
 /// developer's shell: `LC_ALL=C` pins sorting and message language.
 pub const BASE_ENV: &[(&str, &str)] = &[("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LC_ALL", "C")];
 
-/// Host variables passed to the `cryo` process itself (not to the guest):
-/// logging knobs a developer may set while debugging the Sentry.
-const CRYO_PASSTHROUGH: &[&str] = &["RUST_LOG", "RUST_BACKTRACE", "CRYO_LOG"];
+/// Host variables passed to the `cryo` process itself: the Sentry's logging
+/// knob. `cryo do` hands its own environment to the guest, as `runsc do`
+/// does, so only a variable a developer sets on purpose belongs here (cargo
+/// sets RUST_BACKTRACE for tests, which would leak into every guest).
+const CRYO_PASSTHROUGH: &[&str] = &["CRYO_LOG"];
 
 /// Which C library a guest is linked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

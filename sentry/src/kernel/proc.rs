@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+
 use std::time::Duration;
 
 use super::task::Task;
@@ -23,7 +24,9 @@ pub struct ProcSnapshot {
     maps: String,
     exe: String,
     cwd: String,
-    fds: Vec<(i32, Arc<OpenFile>)>,
+    /// Weak, so a snapshot never keeps a file open (a pipe's writer alive)
+    /// after the task closed it.
+    fds: Vec<(i32, Weak<OpenFile>)>,
 }
 
 impl ProcessInfo for ProcSnapshot {
@@ -49,7 +52,7 @@ impl ProcessInfo for ProcSnapshot {
         self.fds.iter().map(|(fd, _)| *fd).collect()
     }
     fn fd_file(&self, fd: i32) -> Option<Arc<OpenFile>> {
-        self.fds.iter().find(|(n, _)| *n == fd).map(|(_, f)| f.clone())
+        self.fds.iter().find(|(n, _)| *n == fd).and_then(|(_, f)| f.upgrade())
     }
 }
 
@@ -117,7 +120,7 @@ impl Task {
             maps: self.mm.maps_text(),
             exe: self.exe.clone(),
             cwd: self.kernel.vfs.dentry_path(&self.cwd),
-            fds: self.fds.iter().map(|(fd, e)| (fd, e.file.clone())).collect(),
+            fds: self.fds.iter().map(|(fd, e)| (fd, Arc::downgrade(&e.file))).collect(),
         };
         let table = &self.kernel.procs;
         if let Ok(mut p) = table.procs.lock() {

@@ -615,3 +615,128 @@ pub fn fadvise64(t: &mut Task, a: &Args) -> SysResult {
 pub fn xattr_unsupported(_: &mut Task, _: &Args) -> SysResult {
     Err(Errno::EOPNOTSUPP)
 }
+
+/// sendfile: copies up to `count` bytes from `in_fd` (at `*offset` when
+/// given, leaving the file offset alone) to `out_fd`.
+pub fn sendfile(t: &mut Task, a: &Args) -> SysResult {
+    let out = file(t, a.fd(0))?;
+    let input = file(t, a.fd(1))?;
+    if !input.readable() || !out.writable() {
+        return Err(Errno::EBADF);
+    }
+    let offset_addr = a.addr(2);
+    let mut offset = if offset_addr != 0 {
+        let off = t.mm.read_u64(offset_addr)? as i64;
+        if off < 0 {
+            return Err(Errno::EINVAL);
+        }
+        Some(off)
+    } else {
+        None
+    };
+    let count = a.len(3, MAX_RW)?;
+    let mut buf = vec![0u8; count.min(IO_STEP)];
+    let mut done = 0usize;
+    while done < count {
+        let want = (count - done).min(IO_STEP);
+        let r = match offset {
+            Some(off) => input.pread(&mut buf[..want], off, &t.interrupt.io),
+            None => input.read(&mut buf[..want], &t.interrupt.io),
+        };
+        let n = match r {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        let w = match out.write(&buf[..n], &t.interrupt.io) {
+            Ok(w) => w,
+            Err(e) if done == 0 => return raise_sigpipe(t, Err(e)),
+            Err(_) => break,
+        };
+        done += w;
+        offset = offset.map(|o| o + w as i64);
+        if w < n || n < want {
+            break;
+        }
+    }
+    if let (Some(off), true) = (offset, offset_addr != 0) {
+        t.mm.write_u64(offset_addr, off as u64)?;
+    }
+    Ok(done as u64)
+}
+
+fn do_fchmodat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32, flags: i32) -> SysResult {
+    if flags & !libc::AT_SYMLINK_NOFOLLOW != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_arg(t, path_addr)?;
+    let start = start_dir(t, dirfd, &path)?;
+    t.kernel.vfs.chmod_at(&start, &path, mode & 0o7777, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+    Ok(0)
+}
+
+pub fn chmod(t: &mut Task, a: &Args) -> SysResult {
+    do_fchmodat(t, libc::AT_FDCWD, a.addr(0), a.uint(1), 0)
+}
+
+pub fn fchmodat(t: &mut Task, a: &Args) -> SysResult {
+    do_fchmodat(t, a.fd(0), a.addr(1), a.uint(2), 0)
+}
+
+pub fn fchmod(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    if f.is_path() {
+        return Err(Errno::EBADF);
+    }
+    if f.dentry().is_some_and(|d| d.mount().read_only) {
+        return Err(Errno::EROFS);
+    }
+    f.inode().chmod(a.uint(1) & 0o7777)?;
+    Ok(0)
+}
+
+/// utimensat: `times` NULL means now for both; UTIME_NOW and UTIME_OMIT
+/// per field; a NULL path names `dirfd` itself (futimens).
+pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
+    const UTIME_NOW: i64 = (1 << 30) - 1;
+    const UTIME_OMIT: i64 = (1 << 30) - 2;
+    let (dirfd, path_addr, times_addr, flags) = (a.fd(0), a.addr(1), a.addr(2), a.int(3));
+    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let now = crate::vfs::Clock::now(&crate::vfs::HostClock);
+    let (atime, mtime) = if times_addr == 0 {
+        (Some(now), Some(now))
+    } else {
+        let mut b = [0u8; 32];
+        t.mm.copy_in(times_addr, &mut b)?;
+        let field = |i: usize| -> Result<Option<crate::vfs::Timespec>, Errno> {
+            let word = |j: usize| b[j..j + 8].try_into().map(i64::from_le_bytes).map_err(|_| Errno::EFAULT);
+            let (sec, nsec) = (word(i * 16)?, word(i * 16 + 8)?);
+            match nsec {
+                UTIME_NOW => Ok(Some(now)),
+                UTIME_OMIT => Ok(None),
+                n if (0..1_000_000_000).contains(&n) => Ok(Some(crate::vfs::Timespec { sec, nsec: n })),
+                _ => Err(Errno::EINVAL),
+            }
+        };
+        (field(0)?, field(1)?)
+    };
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    let path = if path_addr == 0 { Vec::new() } else { path_arg(t, path_addr)? };
+    if path.is_empty() {
+        if path_addr != 0 && flags & libc::AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        let d = if dirfd == libc::AT_FDCWD { t.cwd.clone() } else { file(t, dirfd)?.dentry().cloned().ok_or(Errno::EBADF)? };
+        if d.mount().read_only {
+            return Err(Errno::EROFS);
+        }
+        d.inode().set_times(atime, mtime)?;
+        return Ok(0);
+    }
+    let start = start_dir(t, dirfd, &path)?;
+    t.kernel.vfs.utimes_at(&start, &path, atime, mtime, follow)?;
+    Ok(0)
+}

@@ -31,10 +31,10 @@ pub fn sysinfo(t: &mut Task, a: &Args) -> SysResult {
     // loads[3] stay zero: the sandbox reports no load of its own yet.
     put(32, host.ram_total());
     put(40, host.ram_unused());
-    put(72, host.swap_total());
-    put(80, host.swap_free());
-    // procs (u16 at 80+16=96) is the number of tasks: one.
-    b[96..98].copy_from_slice(&1u16.to_le_bytes());
+    put(64, host.swap_total());
+    put(72, host.swap_free());
+    // procs: the number of tasks, one.
+    b[80..82].copy_from_slice(&1u16.to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes()); // mem_unit
     t.mm.copy_out(a.addr(0), &b)?;
     Ok(0)

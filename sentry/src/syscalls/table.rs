@@ -88,6 +88,11 @@ fn build() -> Vec<Option<Entry>> {
     reg(libc::SYS_ftruncate, "ftruncate", fs::ftruncate, &[Dec, Dec]);
     reg(libc::SYS_fsync, "fsync", fs::fsync, &[Dec]);
     reg(libc::SYS_fdatasync, "fdatasync", fs::fsync, &[Dec]);
+    reg(libc::SYS_sendfile, "sendfile", fs::sendfile, &[Dec, Dec, Hex, Dec]);
+    reg(libc::SYS_chmod, "chmod", fs::chmod, &[Path, Oct]);
+    reg(libc::SYS_fchmod, "fchmod", fs::fchmod, &[Dec, Oct]);
+    reg(libc::SYS_fchmodat, "fchmodat", fs::fchmodat, &[Dec, Path, Oct]);
+    reg(libc::SYS_utimensat, "utimensat", fs::utimensat, &[Dec, Path, Hex, Hex]);
     reg(libc::SYS_fadvise64, "fadvise64", fs::fadvise64, &[Dec, Dec, Dec, Dec]);
     reg(libc::SYS_getxattr, "getxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
     reg(libc::SYS_lgetxattr, "lgetxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
