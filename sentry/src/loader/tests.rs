@@ -28,6 +28,10 @@ impl MappableFile for HostFile {
     fn mapping_name(&self) -> String {
         self.name.clone()
     }
+
+    fn identity(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
 }
 
 /// Opens paths on the host, under `root` when given (for test files).

@@ -16,6 +16,9 @@ pub trait MappableFile: Send + Sync {
     /// The file's path in the container: shown in /proc/self/maps and saved
     /// in the statefile to re-open the file on restore.
     fn mapping_name(&self) -> String;
+    /// Which file this is: equal for every mapping of the same file, so a
+    /// write(2) can be reflected in its shared mappings.
+    fn identity(&self) -> usize;
 }
 
 /// Opens a file by its path in the container: how the loader reaches

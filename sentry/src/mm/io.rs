@@ -5,6 +5,7 @@
 //! copy_from_user/copy_to_user. A write just below the stack grows it, as
 //! a fault in the kernel would; reads only need `&self`.
 
+use super::file::MappableFile;
 use super::manager::MemoryManager;
 use crate::errno::Errno;
 
@@ -278,5 +279,27 @@ impl MemoryManager {
             }
         }
         Ok(out)
+    }
+}
+
+impl MemoryManager {
+    /// Reflects a write(2) of `data` at `offset` of `file` in every shared
+    /// mapping of that file, as Linux's page cache makes them coherent.
+    pub fn file_written(&self, file: &dyn MappableFile, offset: u64, data: &[u8]) {
+        let id = file.identity();
+        let end = offset.saturating_add(data.len() as u64);
+        for vma in self.vmas() {
+            let Some(backing) = vma.file.as_ref().filter(|b| vma.shared && b.file.identity() == id) else {
+                continue;
+            };
+            let (map_start, map_end) = (backing.offset, backing.offset.saturating_add(vma.len()));
+            let (lo, hi) = (offset.max(map_start), end.min(map_end));
+            if lo >= hi {
+                continue;
+            }
+            let src = &data[(lo - offset) as usize..(hi - offset) as usize];
+            // The range lies inside the VMA, whose memory-file range is allocated.
+            let _ = self.memory_file().write_at(vma.mf_offset + (lo - map_start), src);
+        }
     }
 }

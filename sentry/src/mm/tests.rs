@@ -102,6 +102,10 @@ impl MappableFile for MemFile {
     fn mapping_name(&self) -> String {
         self.name.clone()
     }
+
+    fn identity(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
 }
 
 pub(crate) fn layout() -> Layout {

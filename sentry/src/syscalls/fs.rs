@@ -83,7 +83,16 @@ fn read_to(t: &mut Task, f: &OpenFile, addr: u64, len: usize, mut offset: Option
     Ok(done as u64)
 }
 
-fn write_from(t: &mut Task, f: &OpenFile, addr: u64, len: usize, mut offset: Option<u64>) -> SysResult {
+/// Keeps the shared mappings of a regular file coherent with write(2).
+fn reflect_write(t: &Task, f: &Arc<OpenFile>, start: u64, data: &[u8]) {
+    if f.kind() == FileKind::Regular && !data.is_empty() {
+        if let Some(m) = f.as_mappable() {
+            t.mm.file_written(m.as_ref(), start, data);
+        }
+    }
+}
+
+fn write_from(t: &mut Task, f: &Arc<OpenFile>, addr: u64, len: usize, mut offset: Option<u64>) -> SysResult {
     if !f.writable() {
         return Err(Errno::EBADF);
     }
@@ -106,6 +115,8 @@ fn write_from(t: &mut Task, f: &OpenFile, addr: u64, len: usize, mut offset: Opt
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
+        let start = offset.unwrap_or_else(|| f.offset().saturating_sub(n as u64));
+        reflect_write(t, f, start, &buf[..n]);
         done += n;
         offset = offset.map(|o| o + n as u64);
         if n < want {
@@ -181,6 +192,10 @@ fn writev_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
         Some(off) => f.pwrite(&data, off as i64, &t.interrupt.io),
         None => f.write(&data, &t.interrupt.io),
     };
+    if let Ok(n) = r {
+        let start = offset.unwrap_or_else(|| f.offset().saturating_sub(n as u64));
+        reflect_write(t, &f, start, &data[..n]);
+    }
     raise_sigpipe(t, r.map(|n| n as u64))
 }
 
@@ -654,6 +669,7 @@ pub fn sendfile(t: &mut Task, a: &Args) -> SysResult {
             Err(e) if done == 0 => return raise_sigpipe(t, Err(e)),
             Err(_) => break,
         };
+        reflect_write(t, &out, out.offset().saturating_sub(w as u64), &buf[..w]);
         done += w;
         offset = offset.map(|o| o + w as i64);
         if w < n || n < want {

@@ -529,6 +529,10 @@ impl MappableFile for FileMapping {
     fn mapping_name(&self) -> String {
         self.file.mapping_name()
     }
+
+    fn identity(&self) -> usize {
+        Arc::as_ptr(&self.file.inode) as *const () as usize
+    }
 }
 
 /// `sizeof(struct termios)` as the kernel's TCGETS/TCSETS use it.
