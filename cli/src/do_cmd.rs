@@ -30,8 +30,11 @@ fn start_gofer() -> anyhow::Result<(std::os::fd::OwnedFd, std::process::Child)> 
     let (sentry_end, gofer_end) = gofer::socketpair().context("creating the gofer socket")?;
     // The gofer's end must survive exec: it is the only fd it inherits on
     // purpose (it closes every other one when it hardens itself).
-    nix::fcntl::fcntl(gofer_end.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
-        .context("clearing close-on-exec on the gofer socket")?;
+    nix::fcntl::fcntl(
+        gofer_end.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .context("clearing close-on-exec on the gofer socket")?;
     let exe = std::env::current_exe().context("finding the cryo binary")?;
     let child = Command::new(exe)
         .arg("gofer")
@@ -84,4 +87,3 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
     let status = result.map_err(anyhow::Error::new)?;
     Ok(status.shell_code())
 }
-

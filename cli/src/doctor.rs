@@ -34,7 +34,11 @@ fn ptrace_check() -> Check {
         Ok(s) => format!("yama ptrace_scope {}", s.trim()),
         Err(_) => "no yama restrictions".into(),
     };
-    Check { name: "ptrace", ok: true, detail }
+    Check {
+        name: "ptrace",
+        ok: true,
+        detail,
+    }
 }
 
 fn arch_check() -> Check {
@@ -50,7 +54,11 @@ fn kvm_check() -> Check {
     Check {
         name: "kvm (optional)",
         ok: true,
-        detail: if present { "/dev/kvm present (no KVM platform yet)".into() } else { "/dev/kvm absent".into() },
+        detail: if present {
+            "/dev/kvm present (no KVM platform yet)".into()
+        } else {
+            "/dev/kvm absent".into()
+        },
     }
 }
 
@@ -58,7 +66,12 @@ pub fn run() -> anyhow::Result<i32> {
     let checks = [arch_check(), layout_check(), ptrace_check(), kvm_check()];
     let mut failed = 0;
     for c in &checks {
-        println!("{:<6} {:<16} {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
+        println!(
+            "{:<6} {:<16} {}",
+            if c.ok { "ok" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
         if !c.ok {
             failed += 1;
         }

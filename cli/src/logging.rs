@@ -7,16 +7,23 @@ use tracing_subscriber::EnvFilter;
 pub fn init(debug_log: Option<&Path>) -> anyhow::Result<()> {
     match debug_log {
         Some(path) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
             tracing_subscriber::fmt()
-                .with_env_filter(EnvFilter::try_from_env("CRYO_LOG").unwrap_or_else(|_| EnvFilter::new("debug")))
+                .with_env_filter(
+                    EnvFilter::try_from_env("CRYO_LOG").unwrap_or_else(|_| EnvFilter::new("debug")),
+                )
                 .with_writer(std::sync::Mutex::new(file))
                 .with_ansi(false)
                 .init();
         }
         None => {
             tracing_subscriber::fmt()
-                .with_env_filter(EnvFilter::try_from_env("CRYO_LOG").unwrap_or_else(|_| EnvFilter::new("error")))
+                .with_env_filter(
+                    EnvFilter::try_from_env("CRYO_LOG").unwrap_or_else(|_| EnvFilter::new("error")),
+                )
                 .with_writer(std::io::stderr)
                 .init();
         }

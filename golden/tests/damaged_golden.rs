@@ -40,11 +40,18 @@ fn bit_flips_are_detected() {
 #[test]
 fn flipped_kernel_section_is_named() {
     let mut b = golden();
-    let off = open(b.clone()).unwrap().section(SectionKind::Kernel, "").unwrap().offset as usize;
+    let off = open(b.clone())
+        .unwrap()
+        .section(SectionKind::Kernel, "")
+        .unwrap()
+        .offset as usize;
     b[off + 5] ^= 1;
     let r = open(b).unwrap();
     let e = r.verify().unwrap_err();
-    assert_eq!(e.to_string().split(" (").next().unwrap(), "checksum mismatch in section kernel");
+    assert_eq!(
+        e.to_string().split(" (").next().unwrap(),
+        "checksum mismatch in section kernel"
+    );
 }
 
 #[test]
@@ -58,6 +65,9 @@ fn flipped_chunk_is_named() {
     b[off + len / 2] ^= 1;
     let r = open(b).unwrap();
     let m = r.memory("memfile").unwrap();
-    assert!(matches!(m.read_chunk(2), Err(StatefileError::CorruptChunk { chunk: 2, .. })));
+    assert!(matches!(
+        m.read_chunk(2),
+        Err(StatefileError::CorruptChunk { chunk: 2, .. })
+    ));
     assert!(m.read_chunk(0).is_ok() && m.read_chunk(1).is_ok());
 }

@@ -58,11 +58,19 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// Finds `cmd` like execvp: as given if it has a slash, else in PATH, inside
 /// the sandbox's own file system.
-fn find_command(vfs: &Vfs, cwd: &Arc<Dentry>, cmd: &str, env: &[String]) -> Result<String, SandboxError> {
+fn find_command(
+    vfs: &Vfs,
+    cwd: &Arc<Dentry>,
+    cmd: &str,
+    env: &[String],
+) -> Result<String, SandboxError> {
     if cmd.contains('/') {
         return Ok(cmd.to_string());
     }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = format!("{dir}/{cmd}");
         if let Ok(st) = vfs.stat_at(cwd, candidate.as_bytes(), true) {
@@ -78,15 +86,28 @@ fn find_command(vfs: &Vfs, cwd: &Arc<Dentry>, cmd: &str, env: &[String]) -> Resu
 fn donate_stdio(fds: &mut FdTable<Arc<vfs::OpenFile>>) -> Result<(), SandboxError> {
     use std::os::fd::AsFd;
     let host = [
-        (0, libc::O_RDONLY, std::io::stdin().as_fd().try_clone_to_owned()),
-        (1, libc::O_WRONLY, std::io::stdout().as_fd().try_clone_to_owned()),
-        (2, libc::O_WRONLY, std::io::stderr().as_fd().try_clone_to_owned()),
+        (
+            0,
+            libc::O_RDONLY,
+            std::io::stdin().as_fd().try_clone_to_owned(),
+        ),
+        (
+            1,
+            libc::O_WRONLY,
+            std::io::stdout().as_fd().try_clone_to_owned(),
+        ),
+        (
+            2,
+            libc::O_WRONLY,
+            std::io::stderr().as_fd().try_clone_to_owned(),
+        ),
     ];
     for (fd, flags, dup) in host {
         // A closed host fd stays closed in the sandbox.
         let Ok(owned) = dup else { continue };
         let file = vfs::host::open_host_fd(owned, fd as u32, flags).map_err(SandboxError::Stdio)?;
-        fds.insert_at(fd, file, false, u64::MAX).map_err(SandboxError::Stdio)?;
+        fds.insert_at(fd, file, false, u64::MAX)
+            .map_err(SandboxError::Stdio)?;
     }
     Ok(())
 }
@@ -97,17 +118,33 @@ pub struct Booted {
 }
 
 /// Creates the kernel: memory file, ptrace platform, VFS over the gofer.
-pub fn boot_kernel(gofer_sock: OwnedFd, hostname: &str, strace: bool) -> Result<Arc<Kernel>, SandboxError> {
+pub fn boot_kernel(
+    gofer_sock: OwnedFd,
+    hostname: &str,
+    strace: bool,
+) -> Result<Arc<Kernel>, SandboxError> {
     let layout = Layout::probe().map_err(SandboxError::Host)?;
-    let memory_file =
-        Arc::new(MemoryFile::new(MemoryFile::capacity_for_va_bits(layout.va_bits)).map_err(SandboxError::MemoryFile)?);
+    let memory_file = Arc::new(
+        MemoryFile::new(MemoryFile::capacity_for_va_bits(layout.va_bits))
+            .map_err(SandboxError::MemoryFile)?,
+    );
     let platform = Arc::new(PtracePlatform::new(memory_file.fd()).map_err(SandboxError::Host)?);
     let procs = ProcTable::new();
     let client = gofer::Client::new(gofer_sock);
     let vfs = vfs::sandbox::build_sandbox_vfs(client, Arc::new(HostClock), procs.clone())
         .map_err(|e| SandboxError::Vfs(e.to_string()))?;
-    let config = KernelConfig { hostname: hostname.to_string(), strace };
-    let kernel = Arc::new(Kernel::new(platform, memory_file, Arc::new(vfs), Clocks::boot(), procs.clone(), &config));
+    let config = KernelConfig {
+        hostname: hostname.to_string(),
+        strace,
+    };
+    let kernel = Arc::new(Kernel::new(
+        platform,
+        memory_file,
+        Arc::new(vfs),
+        Clocks::boot(),
+        procs.clone(),
+        &config,
+    ));
     procs.set_kernel(&kernel);
     Ok(kernel)
 }
@@ -120,13 +157,20 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxEr
     let cwd = kernel
         .vfs
         .lookup_dir(&root, config.cwd.as_bytes())
-        .map_err(|errno| SandboxError::Cwd { path: config.cwd.clone(), errno })?;
+        .map_err(|errno| SandboxError::Cwd {
+            path: config.cwd.clone(),
+            errno,
+        })?;
     let path = find_command(&kernel.vfs, &cwd, cmd, &config.env)?;
     let creds = Credentials::of_caller();
     let argv: Vec<Vec<u8>> = config.argv.iter().map(|a| a.as_bytes().to_vec()).collect();
     let envp: Vec<Vec<u8>> = config.env.iter().map(|e| e.as_bytes().to_vec()).collect();
-    let image = load_image(&kernel, &cwd, &creds, &path, argv.clone(), envp)
-        .map_err(|source| SandboxError::Exec { path: path.clone(), source })?;
+    let image = load_image(&kernel, &cwd, &creds, &path, argv.clone(), envp).map_err(|source| {
+        SandboxError::Exec {
+            path: path.clone(),
+            source,
+        }
+    })?;
     let mut fds = FdTable::new();
     donate_stdio(&mut fds)?;
     let context = kernel.platform.new_context().map_err(SandboxError::Host)?;

@@ -18,11 +18,12 @@ die() {
 # LC_ALL=C keeps its decimal separator a dot).
 now_us() { local t=$EPOCHREALTIME; printf '%s' "${t/./}"; }
 
-# one_line TEXT: the last non-empty line of TEXT, made safe for a Markdown
-# table cell (no pipes, at most 100 characters).
+# one_line TEXT: the first line of TEXT that mentions an error, else its last
+# non-empty line, made safe for a Markdown table cell (no pipes, at most 100
+# characters).
 one_line() {
 	local s
-	s=$(printf '%s\n' "$1" | tr -d '\r' | awk 'NF { l = $0 } END { print l }')
+	s=$(printf '%s\n' "$1" | tr -d '\r\0' | awk 'NF { l = $0 } NF && !e && tolower($0) ~ /error|fail|panic|unrecognized|unexpected|no such/ { e = $0 } END { print (e != "" ? e : l) }')
 	s=${s//|/\/}
 	[[ -n $s ]] || s="no output"
 	printf '%s' "${s:0:100}"

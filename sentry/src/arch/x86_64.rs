@@ -2,7 +2,10 @@
 
 /// The name of syscall `nr`, for strace and the ENOSYS log.
 pub fn syscall_name(nr: u64) -> Option<&'static str> {
-    SYSCALL_NAMES.get(usize::try_from(nr).ok()?).copied().flatten()
+    SYSCALL_NAMES
+        .get(usize::try_from(nr).ok()?)
+        .copied()
+        .flatten()
 }
 
 /// Indexed by syscall number.

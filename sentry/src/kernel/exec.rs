@@ -39,7 +39,11 @@ pub const MAX_ARG_STRINGS: usize = 0x7fff_ffff;
 
 /// Opens an executable (or interpreter) for the loader: a regular file
 /// with an execute bit.
-fn open_executable(vfs: &Vfs, cwd: &Arc<Dentry>, path: &str) -> Result<Arc<dyn MappableFile>, Errno> {
+fn open_executable(
+    vfs: &Vfs,
+    cwd: &Arc<Dentry>,
+    path: &str,
+) -> Result<Arc<dyn MappableFile>, Errno> {
     let f = vfs.open_at(cwd, path.as_bytes(), libc::O_RDONLY, 0)?;
     let st = f.stat()?;
     if !st.is_regular() || st.mode & 0o111 == 0 {
@@ -64,12 +68,16 @@ pub fn load_image(
     argv: Vec<Vec<u8>>,
     envp: Vec<Vec<u8>>,
 ) -> Result<Image, ExecError> {
-    let aspace = kernel.platform.new_address_space().map_err(|e| ExecError::AddressSpace(e.to_string()))?;
+    let aspace = kernel
+        .platform
+        .new_address_space()
+        .map_err(|e| ExecError::AddressSpace(e.to_string()))?;
     let layout = *kernel.platform.layout();
     let mut mm = MemoryManager::new(layout, kernel.memory_file.clone(), aspace)
         .map_err(|e| ExecError::AddressSpace(e.to_string()))?;
     let mut random = [0u8; 16];
-    crate::syscalls::fill_random(&mut random).map_err(|e| ExecError::AddressSpace(e.to_string()))?;
+    crate::syscalls::fill_random(&mut random)
+        .map_err(|e| ExecError::AddressSpace(e.to_string()))?;
     let mut params = LoadParams::new(random);
     params.uid = creds.uid;
     params.euid = creds.euid;
@@ -77,13 +85,22 @@ pub fn load_image(
     params.egid = creds.egid;
     let open = |p: &str| open_executable(&kernel.vfs, cwd, p);
     let image = loader::load(&mut mm, &open, path, argv, envp, &params)?;
-    Ok(Image { mm, regs: Registers::new_user(image.entry, image.stack_pointer), path: image.path })
+    Ok(Image {
+        mm,
+        regs: Registers::new_user(image.entry, image.stack_pointer),
+        path: image.path,
+    })
 }
 
 impl Task {
     /// execve: loads `path` and, only when that worked, makes it the task's
     /// program; a failed exec leaves the caller running.
-    pub fn exec(&mut self, path: &str, argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) -> Result<(), ExecError> {
+    pub fn exec(
+        &mut self,
+        path: &str,
+        argv: Vec<Vec<u8>>,
+        envp: Vec<Vec<u8>>,
+    ) -> Result<(), ExecError> {
         let kernel = self.kernel.clone();
         let image = load_image(&kernel, &self.cwd, &self.creds, path, argv.clone(), envp)?;
         self.mm = image.mm;

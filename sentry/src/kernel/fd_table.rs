@@ -21,7 +21,9 @@ pub struct FdTable<F> {
 
 impl<F: Clone> Default for FdTable<F> {
     fn default() -> Self {
-        FdTable { entries: BTreeMap::new() }
+        FdTable {
+            entries: BTreeMap::new(),
+        }
     }
 }
 
@@ -44,7 +46,13 @@ impl<F: Clone> FdTable<F> {
 
     /// Installs `file` at the lowest free descriptor >= `min`, below `limit`
     /// (RLIMIT_NOFILE).
-    pub fn insert_from(&mut self, min: i32, file: F, cloexec: bool, limit: u64) -> Result<i32, Errno> {
+    pub fn insert_from(
+        &mut self,
+        min: i32,
+        file: F,
+        cloexec: bool,
+        limit: u64,
+    ) -> Result<i32, Errno> {
         if min < 0 {
             return Err(Errno::EINVAL);
         }
@@ -67,11 +75,20 @@ impl<F: Clone> FdTable<F> {
     }
 
     /// Installs `file` exactly at `fd` (dup2/dup3), returning what was there.
-    pub fn insert_at(&mut self, fd: i32, file: F, cloexec: bool, limit: u64) -> Result<Option<F>, Errno> {
+    pub fn insert_at(
+        &mut self,
+        fd: i32,
+        file: F,
+        cloexec: bool,
+        limit: u64,
+    ) -> Result<Option<F>, Errno> {
         if fd < 0 || fd as u64 >= limit {
             return Err(Errno::EBADF);
         }
-        Ok(self.entries.insert(fd, FdEntry { file, cloexec }).map(|e| e.file))
+        Ok(self
+            .entries
+            .insert(fd, FdEntry { file, cloexec })
+            .map(|e| e.file))
     }
 
     pub fn remove(&mut self, fd: i32) -> Result<F, Errno> {
@@ -80,8 +97,16 @@ impl<F: Clone> FdTable<F> {
 
     /// Closes every close-on-exec descriptor, as execve does.
     pub fn remove_cloexec(&mut self) -> Vec<F> {
-        let fds: Vec<i32> = self.entries.iter().filter(|(_, e)| e.cloexec).map(|(&fd, _)| fd).collect();
-        fds.into_iter().filter_map(|fd| self.entries.remove(&fd)).map(|e| e.file).collect()
+        let fds: Vec<i32> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.cloexec)
+            .map(|(&fd, _)| fd)
+            .collect();
+        fds.into_iter()
+            .filter_map(|fd| self.entries.remove(&fd))
+            .map(|e| e.file)
+            .collect()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (i32, &FdEntry<F>)> {

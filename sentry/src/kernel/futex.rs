@@ -34,7 +34,9 @@ impl Waiter {
 
     /// Waits up to `d` for a wake-up. Returns whether it came.
     pub fn wait_for(&self, d: std::time::Duration) -> bool {
-        let Ok(guard) = self.woken.lock() else { return false };
+        let Ok(guard) = self.woken.lock() else {
+            return false;
+        };
         match self.cond.wait_timeout_while(guard, d, |w| !*w) {
             Ok((g, _)) => *g,
             Err(_) => false,
@@ -42,10 +44,13 @@ impl Waiter {
     }
 }
 
-/// Waiters on each futex word, with the bitset each waits for.
+/// The waiters on one futex word, each with the bitset it waits for.
+type Queue = Vec<(u32, Arc<Waiter>)>;
+
+/// Waiters on each futex word.
 #[derive(Default)]
 pub struct FutexTable {
-    waiters: Mutex<HashMap<u64, Vec<(u32, Arc<Waiter>)>>>,
+    waiters: Mutex<HashMap<u64, Queue>>,
 }
 
 impl FutexTable {
@@ -68,7 +73,9 @@ impl FutexTable {
 
     /// Wakes up to `n` waiters on `addr` whose bitset intersects `bitset`.
     pub fn wake(&self, addr: u64, bitset: u32, n: usize) -> usize {
-        let Ok(mut t) = self.waiters.lock() else { return 0 };
+        let Ok(mut t) = self.waiters.lock() else {
+            return 0;
+        };
         let Some(q) = t.get_mut(&addr) else { return 0 };
         let mut woken = 0;
         q.retain(|(bits, w)| {

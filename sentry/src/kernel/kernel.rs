@@ -76,7 +76,11 @@ impl Kernel {
 
     /// Invariant 5: an unknown syscall is logged once, with its name.
     pub fn log_unimplemented(&self, nr: u64) {
-        let first = self.enosys_logged.lock().map(|mut s| s.insert(nr)).unwrap_or(false);
+        let first = self
+            .enosys_logged
+            .lock()
+            .map(|mut s| s.insert(nr))
+            .unwrap_or(false);
         if first {
             let name = crate::arch::syscall_name(nr).unwrap_or("unknown");
             tracing::warn!(nr, name, "unimplemented syscall: returning ENOSYS");
@@ -84,6 +88,9 @@ impl Kernel {
     }
 
     pub fn hostname(&self) -> String {
-        self.uts.lock().map(|u| u.hostname.clone()).unwrap_or_default()
+        self.uts
+            .lock()
+            .map(|u| u.hostname.clone())
+            .unwrap_or_default()
     }
 }

@@ -23,15 +23,39 @@ pub struct LimitSet {
 impl Default for LimitSet {
     /// Linux's defaults for a fresh init task, as gVisor uses them.
     fn default() -> Self {
-        let inf = Limit { cur: RLIM_INFINITY, max: RLIM_INFINITY };
+        let inf = Limit {
+            cur: RLIM_INFINITY,
+            max: RLIM_INFINITY,
+        };
         let mut limits = vec![inf; NLIMITS];
-        limits[libc::RLIMIT_STACK as usize] = Limit { cur: 8 << 20, max: RLIM_INFINITY };
-        limits[libc::RLIMIT_CORE as usize] = Limit { cur: 0, max: RLIM_INFINITY };
-        limits[libc::RLIMIT_NOFILE as usize] = Limit { cur: 1 << 20, max: 1 << 20 };
-        limits[libc::RLIMIT_NPROC as usize] = Limit { cur: 1 << 16, max: 1 << 16 };
-        limits[libc::RLIMIT_MEMLOCK as usize] = Limit { cur: 8 << 20, max: 8 << 20 };
-        limits[libc::RLIMIT_SIGPENDING as usize] = Limit { cur: 1 << 16, max: 1 << 16 };
-        limits[libc::RLIMIT_MSGQUEUE as usize] = Limit { cur: 819_200, max: 819_200 };
+        limits[libc::RLIMIT_STACK as usize] = Limit {
+            cur: 8 << 20,
+            max: RLIM_INFINITY,
+        };
+        limits[libc::RLIMIT_CORE as usize] = Limit {
+            cur: 0,
+            max: RLIM_INFINITY,
+        };
+        limits[libc::RLIMIT_NOFILE as usize] = Limit {
+            cur: 1 << 20,
+            max: 1 << 20,
+        };
+        limits[libc::RLIMIT_NPROC as usize] = Limit {
+            cur: 1 << 16,
+            max: 1 << 16,
+        };
+        limits[libc::RLIMIT_MEMLOCK as usize] = Limit {
+            cur: 8 << 20,
+            max: 8 << 20,
+        };
+        limits[libc::RLIMIT_SIGPENDING as usize] = Limit {
+            cur: 1 << 16,
+            max: 1 << 16,
+        };
+        limits[libc::RLIMIT_MSGQUEUE as usize] = Limit {
+            cur: 819_200,
+            max: 819_200,
+        };
         limits[libc::RLIMIT_NICE as usize] = Limit { cur: 0, max: 0 };
         limits[libc::RLIMIT_RTPRIO as usize] = Limit { cur: 0, max: 0 };
         LimitSet { limits }
@@ -40,7 +64,10 @@ impl Default for LimitSet {
 
 impl LimitSet {
     pub fn get(&self, resource: u32) -> Result<Limit, Errno> {
-        self.limits.get(resource as usize).copied().ok_or(Errno::EINVAL)
+        self.limits
+            .get(resource as usize)
+            .copied()
+            .ok_or(Errno::EINVAL)
     }
 
     /// Sets a limit. Raising the hard limit needs CAP_SYS_RESOURCE, which the
@@ -49,10 +76,13 @@ impl LimitSet {
         if new.cur > new.max {
             return Err(Errno::EINVAL);
         }
-        if resource == libc::RLIMIT_NOFILE as u32 && new.max > (1 << 20) {
+        if resource == libc::RLIMIT_NOFILE && new.max > (1 << 20) {
             return Err(Errno::EPERM);
         }
-        let slot = self.limits.get_mut(resource as usize).ok_or(Errno::EINVAL)?;
+        let slot = self
+            .limits
+            .get_mut(resource as usize)
+            .ok_or(Errno::EINVAL)?;
         Ok(std::mem::replace(slot, new))
     }
 

@@ -52,7 +52,10 @@ impl ProcessInfo for ProcSnapshot {
         self.fds.iter().map(|(fd, _)| *fd).collect()
     }
     fn fd_file(&self, fd: i32) -> Option<Arc<OpenFile>> {
-        self.fds.iter().find(|(n, _)| *n == fd).and_then(|(_, f)| f.upgrade())
+        self.fds
+            .iter()
+            .find(|(n, _)| *n == fd)
+            .and_then(|(_, f)| f.upgrade())
     }
 }
 
@@ -90,7 +93,10 @@ impl ProcessTable for ProcTable {
         self.current.lock().ok().and_then(|c| *c)
     }
     fn pids(&self) -> Vec<i32> {
-        self.procs.lock().map(|p| p.keys().copied().collect()).unwrap_or_default()
+        self.procs
+            .lock()
+            .map(|p| p.keys().copied().collect())
+            .unwrap_or_default()
     }
     fn process(&self, pid: i32) -> Option<Arc<dyn ProcessInfo>> {
         let p = self.procs.lock().ok()?;
@@ -107,7 +113,14 @@ impl ProcessTable for ProcTable {
 impl Task {
     /// Publishes what /proc shows of this task, and makes it /proc/self.
     pub fn publish_proc(&self) {
-        let comm = self.exe.rsplit('/').next().unwrap_or("").chars().take(15).collect();
+        let comm = self
+            .exe
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(15)
+            .collect();
         let mut cmdline = Vec::new();
         for a in &self.argv {
             cmdline.extend_from_slice(a);
@@ -120,7 +133,11 @@ impl Task {
             maps: self.mm.maps_text(),
             exe: self.exe.clone(),
             cwd: self.kernel.vfs.dentry_path(&self.cwd),
-            fds: self.fds.iter().map(|(fd, e)| (fd, Arc::downgrade(&e.file))).collect(),
+            fds: self
+                .fds
+                .iter()
+                .map(|(fd, e)| (fd, Arc::downgrade(&e.file)))
+                .collect(),
         };
         let table = &self.kernel.procs;
         if let Ok(mut p) = table.procs.lock() {

@@ -25,23 +25,40 @@ pub enum Interruption {
 impl Task {
     /// Runs the task until it exits (or `on_interrupt` says stop), returning
     /// its exit status (None when stopped from outside).
-    pub fn run(&mut self, on_interrupt: &mut dyn FnMut(&mut Task) -> Interruption) -> Result<Option<ExitStatus>, RunError> {
+    pub fn run(
+        &mut self,
+        on_interrupt: &mut dyn FnMut(&mut Task) -> Interruption,
+    ) -> Result<Option<ExitStatus>, RunError> {
         loop {
             if let Some(status) = self.exit {
                 return Ok(Some(status));
             }
             let started = Instant::now();
-            let event = self.context.switch(self.mm.address_space(), &mut self.cpu)?;
+            let event = self
+                .context
+                .switch(self.mm.address_space(), &mut self.cpu)?;
             match event {
                 Event::Syscall => {
                     syscalls::dispatch(self);
                 }
-                Event::Fault { signo, addr, access, code } => {
+                Event::Fault {
+                    signo,
+                    addr,
+                    access,
+                    code,
+                } => {
                     if signo == libc::SIGSEGV && self.mm.handle_fault(addr, access).is_ok() {
                         // A stack growth or similar fault the Sentry resolved:
                         // the faulting instruction runs again.
                     } else {
-                        tracing::debug!(tid = self.tid, signo, code, addr = format_args!("{addr:#x}"), rip = format_args!("{:#x}", self.cpu.regs.rip), "fault");
+                        tracing::debug!(
+                            tid = self.tid,
+                            signo,
+                            code,
+                            addr = format_args!("{addr:#x}"),
+                            rip = format_args!("{:#x}", self.cpu.regs.rip),
+                            "fault"
+                        );
                         self.force_signal(signo);
                     }
                 }
@@ -59,9 +76,16 @@ impl Task {
     /// ignore (a fault). Handlers cannot run yet (no signal frames), so the
     /// default action applies.
     pub fn force_signal(&mut self, signo: i32) {
-        let handled = self.signal_handlers.get(signo).map(|a| !a.is_default()).unwrap_or(false);
+        let handled = self
+            .signal_handlers
+            .get(signo)
+            .map(|a| !a.is_default())
+            .unwrap_or(false);
         if handled {
-            tracing::debug!(signo, "signal handler installed but frames are not implemented: default action");
+            tracing::debug!(
+                signo,
+                "signal handler installed but frames are not implemented: default action"
+            );
         }
         self.exit_by_signal(signo);
     }

@@ -43,12 +43,20 @@ impl SigAction {
             w.copy_from_slice(&b[i * 8..i * 8 + 8]);
             u64::from_le_bytes(w)
         };
-        SigAction { handler: word(0), flags: word(1), restorer: word(2), mask: SigSet(word(3)) }
+        SigAction {
+            handler: word(0),
+            flags: word(1),
+            restorer: word(2),
+            mask: SigSet(word(3)),
+        }
     }
 
     pub fn to_bytes(self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
-        for (i, w) in [self.handler, self.flags, self.restorer, self.mask.0].iter().enumerate() {
+        for (i, w) in [self.handler, self.flags, self.restorer, self.mask.0]
+            .iter()
+            .enumerate()
+        {
             b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
         }
         b
@@ -71,7 +79,9 @@ pub struct SignalHandlers {
 
 impl Default for SignalHandlers {
     fn default() -> Self {
-        SignalHandlers { actions: vec![SigAction::default(); NSIG] }
+        SignalHandlers {
+            actions: vec![SigAction::default(); NSIG],
+        }
     }
 }
 
@@ -127,8 +137,16 @@ pub fn default_action(signo: i32) -> DefaultAction {
         libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH => DefaultAction::Ignore,
         libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => DefaultAction::Stop,
         libc::SIGCONT => DefaultAction::Continue,
-        libc::SIGQUIT | libc::SIGILL | libc::SIGTRAP | libc::SIGABRT | libc::SIGBUS | libc::SIGFPE
-        | libc::SIGSEGV | libc::SIGXCPU | libc::SIGXFSZ | libc::SIGSYS => DefaultAction::CoreDump,
+        libc::SIGQUIT
+        | libc::SIGILL
+        | libc::SIGTRAP
+        | libc::SIGABRT
+        | libc::SIGBUS
+        | libc::SIGFPE
+        | libc::SIGSEGV
+        | libc::SIGXCPU
+        | libc::SIGXFSZ
+        | libc::SIGSYS => DefaultAction::CoreDump,
         _ => DefaultAction::Terminate,
     }
 }
@@ -139,14 +157,22 @@ mod tests {
 
     #[test]
     fn sigaction_bytes_round_trip() {
-        let a = SigAction { handler: 0x1234, flags: 0x0400_0000, restorer: 0x5678, mask: SigSet(0b1010) };
+        let a = SigAction {
+            handler: 0x1234,
+            flags: 0x0400_0000,
+            restorer: 0x5678,
+            mask: SigSet(0b1010),
+        };
         assert_eq!(SigAction::from_bytes(&a.to_bytes()), a);
     }
 
     #[test]
     fn kill_and_stop_cannot_be_caught() {
         let mut h = SignalHandlers::default();
-        let a = SigAction { handler: 0x1000, ..Default::default() };
+        let a = SigAction {
+            handler: 0x1000,
+            ..Default::default()
+        };
         assert_eq!(h.set(libc::SIGKILL, a), Err(Errno::EINVAL));
         assert_eq!(h.set(0, a), Err(Errno::EINVAL));
         assert_eq!(h.set(65, a), Err(Errno::EINVAL));

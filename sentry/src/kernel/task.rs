@@ -83,6 +83,9 @@ impl Task {
     }
 
     pub fn nofile_limit(&self) -> u64 {
-        self.limits.get(libc::RLIMIT_NOFILE as u32).map(|l| l.cur).unwrap_or(1024)
+        self.limits
+            .get(libc::RLIMIT_NOFILE)
+            .map(|l| l.cur)
+            .unwrap_or(1024)
     }
 }

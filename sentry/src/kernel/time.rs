@@ -27,7 +27,9 @@ impl ClockId {
     /// From a clockid_t. Coarse and raw variants read the same clocks.
     pub fn from_raw(id: i32) -> Result<ClockId, Errno> {
         match id {
-            libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_COARSE | libc::CLOCK_TAI => Ok(ClockId::Realtime),
+            libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_COARSE | libc::CLOCK_TAI => {
+                Ok(ClockId::Realtime)
+            }
             libc::CLOCK_MONOTONIC | libc::CLOCK_MONOTONIC_RAW | libc::CLOCK_MONOTONIC_COARSE => {
                 Ok(ClockId::Monotonic)
             }
@@ -67,16 +69,22 @@ const BOOT_MONOTONIC: Nanos = 1_000_000_000;
 impl Clocks {
     /// Clocks of a freshly booted sandbox.
     pub fn boot() -> Clocks {
-        Clocks { monotonic_offset: BOOT_MONOTONIC - host_clock(libc::CLOCK_MONOTONIC) }
+        Clocks {
+            monotonic_offset: BOOT_MONOTONIC - host_clock(libc::CLOCK_MONOTONIC),
+        }
     }
 
     /// Clocks continuing from a checkpoint.
     pub fn restore(state: &ClocksState) -> Clocks {
-        Clocks { monotonic_offset: state.monotonic_at_save - host_clock(libc::CLOCK_MONOTONIC) }
+        Clocks {
+            monotonic_offset: state.monotonic_at_save - host_clock(libc::CLOCK_MONOTONIC),
+        }
     }
 
     pub fn save(&self) -> ClocksState {
-        ClocksState { monotonic_at_save: self.monotonic() }
+        ClocksState {
+            monotonic_at_save: self.monotonic(),
+        }
     }
 
     pub fn monotonic(&self) -> Nanos {
@@ -105,7 +113,9 @@ mod tests {
     #[test]
     fn monotonic_continues_from_saved_value() {
         let c = Clocks::boot();
-        let saved = ClocksState { monotonic_at_save: 50_000_000_000 };
+        let saved = ClocksState {
+            monotonic_at_save: 50_000_000_000,
+        };
         let r = Clocks::restore(&saved);
         let now = r.monotonic();
         assert!(now >= saved.monotonic_at_save);

@@ -18,13 +18,23 @@ pub struct UtsNamespace {
 
 impl UtsNamespace {
     pub fn new(hostname: &str) -> UtsNamespace {
-        UtsNamespace { hostname: hostname.to_string(), domainname: "(none)".to_string() }
+        UtsNamespace {
+            hostname: hostname.to_string(),
+            domainname: "(none)".to_string(),
+        }
     }
 
     /// `struct utsname`: six fields of 65 bytes, NUL-padded.
     pub fn utsname_bytes(&self) -> [u8; 6 * 65] {
         let mut out = [0u8; 6 * 65];
-        let fields = [SYSNAME, &self.hostname, RELEASE, VERSION, MACHINE, &self.domainname];
+        let fields = [
+            SYSNAME,
+            &self.hostname,
+            RELEASE,
+            VERSION,
+            MACHINE,
+            &self.domainname,
+        ];
         for (i, f) in fields.iter().enumerate() {
             let bytes = f.as_bytes();
             let n = bytes.len().min(64);

@@ -289,7 +289,11 @@ impl MemoryManager {
         let id = file.identity();
         let end = offset.saturating_add(data.len() as u64);
         for vma in self.vmas() {
-            let Some(backing) = vma.file.as_ref().filter(|b| vma.shared && b.file.identity() == id) else {
+            let Some(backing) = vma
+                .file
+                .as_ref()
+                .filter(|b| vma.shared && b.file.identity() == id)
+            else {
                 continue;
             };
             let (map_start, map_end) = (backing.offset, backing.offset.saturating_add(vma.len()));
@@ -299,7 +303,9 @@ impl MemoryManager {
             }
             let src = &data[(lo - offset) as usize..(hi - offset) as usize];
             // The range lies inside the VMA, whose memory-file range is allocated.
-            let _ = self.memory_file().write_at(vma.mf_offset + (lo - map_start), src);
+            let _ = self
+                .memory_file()
+                .write_at(vma.mf_offset + (lo - map_start), src);
         }
     }
 }

@@ -53,7 +53,13 @@ fn install(t: &mut Task, f: Arc<OpenFile>, cloexec: bool) -> SysResult {
 
 /// Reads into application memory at `addr`, in steps, stopping at a short
 /// read (EOF, a pipe with less data) like the kernel's own loop.
-fn read_to(t: &mut Task, f: &OpenFile, addr: u64, len: usize, mut offset: Option<u64>) -> SysResult {
+fn read_to(
+    t: &mut Task,
+    f: &OpenFile,
+    addr: u64,
+    len: usize,
+    mut offset: Option<u64>,
+) -> SysResult {
     if !f.readable() {
         return Err(Errno::EBADF);
     }
@@ -92,7 +98,13 @@ fn reflect_write(t: &Task, f: &Arc<OpenFile>, start: u64, data: &[u8]) {
     }
 }
 
-fn write_from(t: &mut Task, f: &Arc<OpenFile>, addr: u64, len: usize, mut offset: Option<u64>) -> SysResult {
+fn write_from(
+    t: &mut Task,
+    f: &Arc<OpenFile>,
+    addr: u64,
+    len: usize,
+    mut offset: Option<u64>,
+) -> SysResult {
     if !f.writable() {
         return Err(Errno::EBADF);
     }
@@ -140,7 +152,11 @@ pub fn write(t: &mut Task, a: &Args) -> SysResult {
 /// A write to a pipe without readers raises SIGPIPE as well as EPIPE.
 fn raise_sigpipe(t: &mut Task, r: SysResult) -> SysResult {
     if r == Err(Errno::EPIPE) {
-        let ignored = t.signal_handlers.get(libc::SIGPIPE).map(|a| a.is_ignored()).unwrap_or(false);
+        let ignored = t
+            .signal_handlers
+            .get(libc::SIGPIPE)
+            .map(|a| a.is_ignored())
+            .unwrap_or(false);
         let blocked = t.signal_mask.0 & (1 << (libc::SIGPIPE - 1)) != 0;
         if !ignored && !blocked {
             t.exit_by_signal(libc::SIGPIPE);
@@ -172,7 +188,11 @@ fn readv_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
         return Err(Errno::EBADF);
     }
     let iovs = t.mm.read_iovecs(a.addr(1), a.raw(2))?;
-    let total = iovs.iter().map(|v| v.len).fold(0u64, u64::saturating_add).min(MAX_RW as u64) as usize;
+    let total = iovs
+        .iter()
+        .map(|v| v.len)
+        .fold(0u64, u64::saturating_add)
+        .min(MAX_RW as u64) as usize;
     let mut buf = vec![0u8; total.min(IO_STEP * 8)];
     let n = match offset {
         Some(off) => f.pread(&mut buf, off as i64, &t.interrupt.io)?,
@@ -234,7 +254,13 @@ pub fn openat(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn creat(t: &mut Task, a: &Args) -> SysResult {
-    do_openat(t, libc::AT_FDCWD, a.addr(0), libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, a.uint(1))
+    do_openat(
+        t,
+        libc::AT_FDCWD,
+        a.addr(0),
+        libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+        a.uint(1),
+    )
 }
 
 pub fn close(t: &mut Task, a: &Args) -> SysResult {
@@ -249,7 +275,12 @@ pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
     if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
         return Err(Errno::EINVAL);
     }
-    let fds: Vec<i32> = t.fds.iter().map(|(fd, _)| fd).filter(|&fd| (first..=last).contains(&(fd as u32))).collect();
+    let fds: Vec<i32> = t
+        .fds
+        .iter()
+        .map(|(fd, _)| fd)
+        .filter(|&fd| (first..=last).contains(&(fd as u32)))
+        .collect();
     for fd in fds {
         if flags & CLOSE_RANGE_CLOEXEC != 0 {
             t.fds.get_mut(fd)?.cloexec = true;
@@ -271,8 +302,19 @@ pub fn fstat(t: &mut Task, a: &Args) -> SysResult {
 }
 
 /// The stat of `dirfd`+`path` honouring AT_EMPTY_PATH and AT_SYMLINK_NOFOLLOW.
-fn stat_at(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32) -> Result<crate::vfs::Stat, Errno> {
-    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_SYNC_TYPE) != 0 {
+fn stat_at(
+    t: &mut Task,
+    dirfd: i32,
+    path_addr: u64,
+    flags: i32,
+) -> Result<crate::vfs::Stat, Errno> {
+    if flags
+        & !(libc::AT_SYMLINK_NOFOLLOW
+            | libc::AT_EMPTY_PATH
+            | libc::AT_NO_AUTOMOUNT
+            | libc::AT_STATX_SYNC_TYPE)
+        != 0
+    {
         return Err(Errno::EINVAL);
     }
     let path = path_arg(t, path_addr)?;
@@ -283,7 +325,9 @@ fn stat_at(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32) -> Result<crate
         return file(t, dirfd)?.stat();
     }
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel.vfs.stat_at(&start, &path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)
+    t.kernel
+        .vfs
+        .stat_at(&start, &path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)
 }
 
 pub fn stat(t: &mut Task, a: &Args) -> SysResult {
@@ -351,7 +395,9 @@ fn do_faccessat(t: &mut Task, dirfd: i32, path_addr: u64, mode: i32, flags: i32)
     }
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel.vfs.access_at(&start, &path, mode, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+    t.kernel
+        .vfs
+        .access_at(&start, &path, mode, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
     Ok(0)
 }
 
@@ -378,9 +424,15 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
                 return Err(Errno::EINVAL);
             }
             let cloexec = a.int(1) == libc::F_DUPFD_CLOEXEC;
-            t.fds.insert_from(min, f, cloexec, limit).map(|fd| fd as u64)
+            t.fds
+                .insert_from(min, f, cloexec, limit)
+                .map(|fd| fd as u64)
         }
-        libc::F_GETFD => Ok(if t.fds.get(fd)?.cloexec { libc::FD_CLOEXEC as u64 } else { 0 }),
+        libc::F_GETFD => Ok(if t.fds.get(fd)?.cloexec {
+            libc::FD_CLOEXEC as u64
+        } else {
+            0
+        }),
         libc::F_SETFD => {
             t.fds.get_mut(fd)?.cloexec = a.int(2) & libc::FD_CLOEXEC != 0;
             Ok(0)
@@ -427,7 +479,8 @@ pub fn dup(t: &mut Task, a: &Args) -> SysResult {
 fn do_dup3(t: &mut Task, old: i32, new: i32, flags: i32) -> SysResult {
     let f = file(t, old)?;
     let limit = t.nofile_limit();
-    t.fds.insert_at(new, f, flags & libc::O_CLOEXEC != 0, limit)?;
+    t.fds
+        .insert_at(new, f, flags & libc::O_CLOEXEC != 0, limit)?;
     Ok(new as u64)
 }
 
@@ -511,7 +564,9 @@ pub fn fchdir(t: &mut Task, a: &Args) -> SysResult {
 fn do_mkdirat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32) -> SysResult {
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel.vfs.mkdir_at(&start, &path, mode & 0o7777 & !t.umask)?;
+    t.kernel
+        .vfs
+        .mkdir_at(&start, &path, mode & 0o7777 & !t.umask)?;
     Ok(0)
 }
 
@@ -564,12 +619,21 @@ pub fn symlinkat(t: &mut Task, a: &Args) -> SysResult {
     do_symlinkat(t, a.addr(0), a.fd(1), a.addr(2))
 }
 
-fn do_renameat2(t: &mut Task, olddir: i32, old_addr: u64, newdir: i32, new_addr: u64, flags: u32) -> SysResult {
+fn do_renameat2(
+    t: &mut Task,
+    olddir: i32,
+    old_addr: u64,
+    newdir: i32,
+    new_addr: u64,
+    flags: u32,
+) -> SysResult {
     let old = path_arg(t, old_addr)?;
     let new = path_arg(t, new_addr)?;
     let old_start = start_dir(t, olddir, &old)?;
     let new_start = start_dir(t, newdir, &new)?;
-    t.kernel.vfs.rename_at(&old_start, &old, &new_start, &new, flags)?;
+    t.kernel
+        .vfs
+        .rename_at(&old_start, &old, &new_start, &new, flags)?;
     Ok(0)
 }
 
@@ -688,7 +752,12 @@ fn do_fchmodat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32, flags: i32) 
     }
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel.vfs.chmod_at(&start, &path, mode & 0o7777, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+    t.kernel.vfs.chmod_at(
+        &start,
+        &path,
+        mode & 0o7777,
+        flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+    )?;
     Ok(0)
 }
 
@@ -728,24 +797,39 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
         let mut b = [0u8; 32];
         t.mm.copy_in(times_addr, &mut b)?;
         let field = |i: usize| -> Result<Option<crate::vfs::Timespec>, Errno> {
-            let word = |j: usize| b[j..j + 8].try_into().map(i64::from_le_bytes).map_err(|_| Errno::EFAULT);
+            let word = |j: usize| {
+                b[j..j + 8]
+                    .try_into()
+                    .map(i64::from_le_bytes)
+                    .map_err(|_| Errno::EFAULT)
+            };
             let (sec, nsec) = (word(i * 16)?, word(i * 16 + 8)?);
             match nsec {
                 UTIME_NOW => Ok(Some(now)),
                 UTIME_OMIT => Ok(None),
-                n if (0..1_000_000_000).contains(&n) => Ok(Some(crate::vfs::Timespec { sec, nsec: n })),
+                n if (0..1_000_000_000).contains(&n) => {
+                    Ok(Some(crate::vfs::Timespec { sec, nsec: n }))
+                }
                 _ => Err(Errno::EINVAL),
             }
         };
         (field(0)?, field(1)?)
     };
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-    let path = if path_addr == 0 { Vec::new() } else { path_arg(t, path_addr)? };
+    let path = if path_addr == 0 {
+        Vec::new()
+    } else {
+        path_arg(t, path_addr)?
+    };
     if path.is_empty() {
         if path_addr != 0 && flags & libc::AT_EMPTY_PATH == 0 {
             return Err(Errno::ENOENT);
         }
-        let d = if dirfd == libc::AT_FDCWD { t.cwd.clone() } else { file(t, dirfd)?.dentry().cloned().ok_or(Errno::EBADF)? };
+        let d = if dirfd == libc::AT_FDCWD {
+            t.cwd.clone()
+        } else {
+            file(t, dirfd)?.dentry().cloned().ok_or(Errno::EBADF)?
+        };
         if d.mount().read_only {
             return Err(Errno::EROFS);
         }
@@ -753,6 +837,8 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
         return Ok(0);
     }
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel.vfs.utimes_at(&start, &path, atime, mtime, follow)?;
+    t.kernel
+        .vfs
+        .utimes_at(&start, &path, atime, mtime, follow)?;
     Ok(0)
 }

@@ -17,7 +17,12 @@ const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
 
 /// How long a FUTEX_WAIT may sleep: a relative timespec for FUTEX_WAIT, an
 /// absolute one for FUTEX_WAIT_BITSET.
-fn timeout(t: &mut Task, addr: u64, absolute: bool, realtime: bool) -> Result<Option<Duration>, Errno> {
+fn timeout(
+    t: &mut Task,
+    addr: u64,
+    absolute: bool,
+    realtime: bool,
+) -> Result<Option<Duration>, Errno> {
     if addr == 0 {
         return Ok(None);
     }
@@ -30,7 +35,11 @@ fn timeout(t: &mut Task, addr: u64, absolute: bool, realtime: bool) -> Result<Op
     }
     let ns = sec.saturating_mul(1_000_000_000).saturating_add(nsec);
     let rel = if absolute {
-        let now = if realtime { t.kernel.clocks.realtime() } else { t.kernel.clocks.monotonic() };
+        let now = if realtime {
+            t.kernel.clocks.realtime()
+        } else {
+            t.kernel.clocks.monotonic()
+        };
         (ns - now).max(0)
     } else {
         ns
@@ -39,7 +48,7 @@ fn timeout(t: &mut Task, addr: u64, absolute: bool, realtime: bool) -> Result<Op
 }
 
 fn wait(t: &mut Task, addr: u64, val: u32, bitset: u32, limit: Option<Duration>) -> SysResult {
-    if addr % 4 != 0 {
+    if !addr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
     if bitset == 0 {
@@ -87,7 +96,10 @@ pub fn futex(t: &mut Task, a: &Args) -> SysResult {
             let limit = timeout(t, a.addr(3), true, realtime)?;
             wait(t, addr, val, a.uint(5), limit)
         }
-        FUTEX_WAKE => Ok(t.kernel.futexes.wake(addr, FUTEX_BITSET_MATCH_ANY, val as usize) as u64),
+        FUTEX_WAKE => Ok(t
+            .kernel
+            .futexes
+            .wake(addr, FUTEX_BITSET_MATCH_ANY, val as usize) as u64),
         FUTEX_WAKE_BITSET => {
             if a.uint(5) == 0 {
                 return Err(Errno::EINVAL);

@@ -6,7 +6,8 @@ use crate::kernel::Task;
 use crate::mm::MmapFile;
 
 pub fn mmap(t: &mut Task, a: &Args) -> SysResult {
-    let (addr, len, prot, flags, fd, offset) = (a.addr(0), a.raw(1), a.raw(2), a.raw(3), a.fd(4), a.raw(5));
+    let (addr, len, prot, flags, fd, offset) =
+        (a.addr(0), a.raw(1), a.raw(2), a.raw(3), a.fd(4), a.raw(5));
     let file = if flags & libc::MAP_ANONYMOUS as u64 != 0 {
         None
     } else {
@@ -15,7 +16,11 @@ pub fn mmap(t: &mut Task, a: &Args) -> SysResult {
             return Err(Errno::EACCES);
         }
         let file = open.as_mappable().ok_or(Errno::ENODEV)?;
-        Some(MmapFile { file, offset, writable: open.writable() })
+        Some(MmapFile {
+            file,
+            offset,
+            writable: open.writable(),
+        })
     };
     t.mm.mmap(addr, len, prot, flags, file)
 }

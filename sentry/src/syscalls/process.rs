@@ -149,8 +149,15 @@ fn read_limit(t: &Task, addr: u64) -> Result<Limit, Errno> {
     let mut b = [0u8; 16];
     t.mm.copy_in(addr, &mut b)?;
     let (cur, max) = b.split_at(8);
-    let word = |s: &[u8]| s.try_into().map(u64::from_le_bytes).map_err(|_| Errno::EFAULT);
-    Ok(Limit { cur: word(cur)?, max: word(max)? })
+    let word = |s: &[u8]| {
+        s.try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| Errno::EFAULT)
+    };
+    Ok(Limit {
+        cur: word(cur)?,
+        max: word(max)?,
+    })
 }
 
 pub fn prlimit64(t: &mut Task, a: &Args) -> SysResult {
@@ -202,8 +209,16 @@ pub fn execve(t: &mut Task, a: &Args) -> SysResult {
     use crate::loader::MAX_ARG_STRLEN;
     let path = t.mm.read_c_string(a.addr(0), 4096)?;
     let path = String::from_utf8(path).map_err(|_| Errno::ENOENT)?;
-    let argv = if a.addr(1) == 0 { Vec::new() } else { t.mm.read_string_array(a.addr(1), MAX_ARG_STRINGS, MAX_ARG_STRLEN)? };
-    let envp = if a.addr(2) == 0 { Vec::new() } else { t.mm.read_string_array(a.addr(2), MAX_ARG_STRINGS, MAX_ARG_STRLEN)? };
+    let argv = if a.addr(1) == 0 {
+        Vec::new()
+    } else {
+        t.mm.read_string_array(a.addr(1), MAX_ARG_STRINGS, MAX_ARG_STRLEN)?
+    };
+    let envp = if a.addr(2) == 0 {
+        Vec::new()
+    } else {
+        t.mm.read_string_array(a.addr(2), MAX_ARG_STRINGS, MAX_ARG_STRLEN)?
+    };
     t.exec(&path, argv, envp).map_err(|e| e.errno())?;
     // The new image starts with the registers exec set; rax of a
     // successful execve is 0.

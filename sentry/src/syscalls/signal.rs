@@ -58,7 +58,11 @@ pub fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
         if flags & !SS_DISABLE != 0 {
             return Err(Errno::EINVAL);
         }
-        t.alt_stack = if flags & SS_DISABLE != 0 { (0, SS_DISABLE, 0) } else { (sp, 0, size) };
+        t.alt_stack = if flags & SS_DISABLE != 0 {
+            (0, SS_DISABLE, 0)
+        } else {
+            (sp, 0, size)
+        };
     }
     if a.addr(1) != 0 {
         let mut b = [0u8; 24];

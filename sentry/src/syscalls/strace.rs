@@ -66,14 +66,24 @@ pub fn print(task: &Task, nr: u64, entry: Option<&Entry>, args: &Args, result: &
         Some(e) => {
             line.push_str(e.name);
             line.push('(');
-            let parts: Vec<String> =
-                e.args.iter().enumerate().map(|(i, &k)| format_arg(task, k, args, i, result)).collect();
+            let parts: Vec<String> = e
+                .args
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| format_arg(task, k, args, i, result))
+                .collect();
             line.push_str(&parts.join(", "));
             line.push(')');
         }
         None => {
             let name = crate::arch::syscall_name(nr).unwrap_or("unknown");
-            let _ = write!(line, "{name}#{nr}({:#x}, {:#x}, {:#x}, ...)", args.raw(0), args.raw(1), args.raw(2));
+            let _ = write!(
+                line,
+                "{name}#{nr}({:#x}, {:#x}, {:#x}, ...)",
+                args.raw(0),
+                args.raw(1),
+                args.raw(2)
+            );
         }
     }
     match result {
@@ -81,7 +91,12 @@ pub fn print(task: &Task, nr: u64, entry: Option<&Entry>, args: &Args, result: &
             let _ = write!(line, " = {} ({v:#x})", *v as i64);
         }
         Err(e) => {
-            let _ = write!(line, " = -1 {} ({})", e.name(), std::io::Error::from_raw_os_error(e.0));
+            let _ = write!(
+                line,
+                " = -1 {} ({})",
+                e.name(),
+                std::io::Error::from_raw_os_error(e.0)
+            );
         }
     }
     eprintln!("{line}");

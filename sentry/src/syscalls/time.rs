@@ -117,7 +117,11 @@ pub fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
     };
     let flags = a.uint(1);
     let ts = read_timespec(t, a.addr(2))?;
-    let deadline = if flags & TIMER_ABSTIME != 0 { ts } else { read_clock(t, clock).saturating_add(ts) };
+    let deadline = if flags & TIMER_ABSTIME != 0 {
+        ts
+    } else {
+        read_clock(t, clock).saturating_add(ts)
+    };
     sleep_until(t, clock, deadline)
 }
 
