@@ -32,7 +32,9 @@ pub fn validate_id(id: &str) -> anyhow::Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
         bail!("invalid container id {id:?}: use 1-128 characters [A-Za-z0-9_.-], starting with a letter or digit");
     }
@@ -41,8 +43,14 @@ pub fn validate_id(id: &str) -> anyhow::Result<()> {
 
 /// A fresh id: time and pid make it unique on this host.
 pub fn generate_id() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format!("cryo-{:x}{:05x}", now.as_secs(), std::process::id() & 0xfffff)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "cryo-{:x}{:05x}",
+        now.as_secs(),
+        std::process::id() & 0xfffff
+    )
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -63,13 +71,18 @@ pub fn load(root: &Path, id: &str) -> anyhow::Result<ContainerState> {
     let path = container_dir(root, id).join("state.json");
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("no sandbox with id {id:?} under {}", root.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("no sandbox with id {id:?} under {}", root.display())
+        }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let state: ContainerState =
         serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
     if !pid_alive(state.pid) {
-        bail!("sandbox {id:?} is not running (its process {} is gone)", state.pid);
+        bail!(
+            "sandbox {id:?} is not running (its process {} is gone)",
+            state.pid
+        );
     }
     Ok(state)
 }
@@ -92,10 +105,14 @@ impl ContainerDir {
             if !stale {
                 bail!("a sandbox with id {id:?} already exists");
             }
-            fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
+            fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing stale {}", dir.display()))?;
             fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let state = ContainerState {
             id: id.to_string(),
             pid: std::process::id() as i32,
@@ -106,10 +123,6 @@ impl ContainerDir {
         let cd = ContainerDir { dir };
         cd.write_state(&state)?;
         Ok(cd)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.dir
     }
 
     fn write_state(&self, state: &ContainerState) -> anyhow::Result<()> {

@@ -7,9 +7,10 @@ use anyhow::{bail, Context};
 
 #[derive(clap::Args, Debug)]
 pub struct DoArgs {
-    /// Working directory inside the sandbox.
-    #[arg(long, default_value = "/")]
-    cwd: String,
+    /// Working directory inside the sandbox (default: the caller's, as with
+    /// `runsc do`; the sandbox's root is the host's).
+    #[arg(long)]
+    cwd: Option<String>,
     /// Set an environment variable (KEY=VALUE); may be repeated.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -19,6 +20,10 @@ pub struct DoArgs {
     /// The sandbox's hostname.
     #[arg(long, default_value = "cryo")]
     hostname: String,
+    /// The sandbox's id, for checkpoint and other commands (generated if
+    /// not given).
+    #[arg(long)]
+    id: Option<String>,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -26,7 +31,7 @@ pub struct DoArgs {
 
 /// Starts the gofer over the host root (read-only: writes go to the
 /// Sentry's in-memory upper layer) and returns the Sentry's end of its socket.
-fn start_gofer() -> anyhow::Result<(std::os::fd::OwnedFd, std::process::Child)> {
+pub fn start_gofer() -> anyhow::Result<(std::os::fd::OwnedFd, std::process::Child)> {
     let (sentry_end, gofer_end) = gofer::socketpair().context("creating the gofer socket")?;
     // The gofer's end must survive exec: it is the only fd it inherits on
     // purpose (it closes every other one when it hardens itself).
@@ -68,22 +73,34 @@ fn parse_env(pairs: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
 }
 
-pub fn run(args: DoArgs) -> anyhow::Result<i32> {
+pub fn run(args: DoArgs, root: &std::path::Path) -> anyhow::Result<i32> {
     let env = parse_env(&args.env)?;
-    if !args.cwd.starts_with('/') {
-        bail!("--cwd {:?}: must be an absolute path", args.cwd);
+    let cwd = match args.cwd {
+        Some(cwd) => cwd,
+        None => std::env::current_dir()?.to_string_lossy().into_owned(),
+    };
+    if !cwd.starts_with('/') {
+        bail!("--cwd {cwd:?}: must be an absolute path");
     }
+    let id = match args.id {
+        Some(id) => {
+            crate::container::validate_id(&id)?;
+            id
+        }
+        None => crate::container::generate_id(),
+    };
     let (gofer_sock, mut gofer) = start_gofer()?;
     let config = sentry::sandbox::DoConfig {
-        argv: args.command,
+        argv: args.command.clone(),
         env,
-        cwd: args.cwd,
+        cwd,
         hostname: args.hostname,
         strace: args.strace,
     };
-    let result = sentry::sandbox::run_do(config, gofer_sock);
-    // The gofer serves until its socket closes, which run_do's return did.
+    let result = sentry::sandbox::boot_do(&config, gofer_sock)
+        .map_err(anyhow::Error::new)
+        .and_then(|mut task| crate::sandbox::run(&mut task, root, &id, &args.command));
+    // The gofer serves until its socket closes, which the task's end did.
     let _ = gofer.wait();
-    let status = result.map_err(anyhow::Error::new)?;
-    Ok(status.shell_code())
+    result
 }

@@ -1,10 +1,15 @@
 //! `cryo`: the command line. runsc-compatible commands plus cryo's own.
 
+mod checkpoint_cmd;
+mod container;
+mod control;
 mod do_cmd;
 mod doctor;
 mod gofer_cmd;
 mod inspect;
 mod logging;
+mod restore_cmd;
+mod sandbox;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +35,10 @@ enum Command {
     /// Run a command in a new sandbox whose root is the host's, read-only,
     /// with an in-memory upper layer (like `runsc do`).
     Do(do_cmd::DoArgs),
+    /// Freeze a running sandbox into a statefile (like `runsc checkpoint`).
+    Checkpoint(checkpoint_cmd::CheckpointArgs),
+    /// Thaw a statefile into a new sandbox, in the foreground.
+    Restore(restore_cmd::RestoreArgs),
     /// Print a statefile's contents (header, types, sections, memory map).
     Inspect {
         /// Machine-readable output.
@@ -51,7 +60,9 @@ fn main() -> ExitCode {
         return ExitCode::from(125);
     }
     let result = match cli.command {
-        Command::Do(args) => do_cmd::run(args),
+        Command::Do(args) => do_cmd::run(args, &cli.root),
+        Command::Checkpoint(args) => checkpoint_cmd::run(args, &cli.root),
+        Command::Restore(args) => restore_cmd::run(args, &cli.root),
         Command::Inspect { json, statefile } => inspect::run(&statefile, json),
         Command::Doctor => doctor::run(),
         Command::Gofer(args) => gofer_cmd::run(args),
@@ -59,10 +70,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("cryo: {e:#}");
+            eprintln!("cryo: {}", one_line(&e));
             // 125, like runsc and docker, for errors of cryo itself rather than
             // of the program it runs.
             ExitCode::from(125)
         }
     }
+}
+
+/// The error and its causes on one line. Typed errors often already include
+/// their cause's text; a cause is only appended when it adds something.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }

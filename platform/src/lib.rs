@@ -24,7 +24,7 @@ pub mod ptrace;
 use std::any::Any;
 use std::sync::Arc;
 
-pub use arch::{CpuState, FpState, Registers};
+pub use arch::{host_xfeatures, CpuState, FpState, Registers};
 pub use error::PlatformError;
 pub use layout::Layout;
 

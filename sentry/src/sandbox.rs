@@ -11,14 +11,12 @@ use crate::errno::Errno;
 use crate::kernel::creds::Credentials;
 use crate::kernel::exec::{load_image, ExecError};
 use crate::kernel::fd_table::FdTable;
-use crate::kernel::interrupt::TaskInterrupt;
-use crate::kernel::limits::LimitSet;
 use crate::kernel::proc::ProcTable;
 use crate::kernel::run::{Interruption, RunError};
-use crate::kernel::signal::{SigSet, SignalHandlers};
 use crate::kernel::time::Clocks;
 use crate::kernel::{ExitStatus, Kernel, KernelConfig, Task};
 use crate::mm::MemoryFile;
+use crate::vfs::state::VfsState;
 use crate::vfs::{self, Dentry, HostClock, Vfs};
 
 /// What `cryo do` asks of a sandbox.
@@ -46,8 +44,9 @@ pub enum SandboxError {
     CommandNotFound(String),
     #[error("no command given")]
     NoCommand,
-    #[error("{path}: {source}")]
-    Exec { path: String, source: ExecError },
+    /// The loader's errors already name the path.
+    #[error("{error}")]
+    Exec { path: String, error: ExecError },
     #[error("cannot attach stdio: {0}")]
     Stdio(Errno),
     #[error("sandbox failed: {0}")]
@@ -82,8 +81,9 @@ fn find_command(
     Err(SandboxError::CommandNotFound(cmd.to_string()))
 }
 
-/// The host's stdio, donated to the sandbox as its fds 0, 1 and 2.
-fn donate_stdio(fds: &mut FdTable<Arc<vfs::OpenFile>>) -> Result<(), SandboxError> {
+/// The host's stdio, donated to the sandbox as its stdio 0, 1 and 2 (by
+/// index). A closed host fd stays closed in the sandbox.
+pub(crate) fn host_stdio() -> Result<Vec<(u32, Arc<vfs::OpenFile>)>, SandboxError> {
     use std::os::fd::AsFd;
     let host = [
         (
@@ -102,48 +102,60 @@ fn donate_stdio(fds: &mut FdTable<Arc<vfs::OpenFile>>) -> Result<(), SandboxErro
             std::io::stderr().as_fd().try_clone_to_owned(),
         ),
     ];
-    for (fd, flags, dup) in host {
-        // A closed host fd stays closed in the sandbox.
+    let mut files = Vec::new();
+    for (index, flags, dup) in host {
         let Ok(owned) = dup else { continue };
-        let file = vfs::host::open_host_fd(owned, fd as u32, flags).map_err(SandboxError::Stdio)?;
-        fds.insert_at(fd, file, false, u64::MAX)
-            .map_err(SandboxError::Stdio)?;
+        files.push((
+            index,
+            vfs::host::open_host_fd(owned, index, flags).map_err(SandboxError::Stdio)?,
+        ));
     }
-    Ok(())
+    Ok(files)
 }
 
-/// The pieces every sandbox has, before it has tasks.
-pub struct Booted {
-    pub kernel: Arc<Kernel>,
+/// The host resources of a sandbox: its layout, memory file and platform.
+pub(crate) struct Host {
+    pub layout: Layout,
+    pub memory_file: Arc<MemoryFile>,
 }
 
-/// Creates the kernel: memory file, ptrace platform, VFS over the gofer.
-pub fn boot_kernel(
-    gofer_sock: OwnedFd,
-    hostname: &str,
-    strace: bool,
-) -> Result<Arc<Kernel>, SandboxError> {
+pub(crate) fn host_memory() -> Result<Host, SandboxError> {
     let layout = Layout::probe().map_err(SandboxError::Host)?;
     let memory_file = Arc::new(
         MemoryFile::new(MemoryFile::capacity_for_va_bits(layout.va_bits))
             .map_err(SandboxError::MemoryFile)?,
     );
-    let platform = Arc::new(PtracePlatform::new(memory_file.fd()).map_err(SandboxError::Host)?);
+    Ok(Host {
+        layout,
+        memory_file,
+    })
+}
+
+/// Creates the kernel over `host`: the ptrace platform and the VFS served by
+/// the gofer (from a saved upper layer on restore).
+pub(crate) fn new_kernel(
+    host: &Host,
+    gofer_sock: OwnedFd,
+    vfs_state: Option<&VfsState>,
+    clocks: Clocks,
+    config: &KernelConfig,
+) -> Result<Arc<Kernel>, SandboxError> {
+    let platform =
+        Arc::new(PtracePlatform::new(host.memory_file.fd()).map_err(SandboxError::Host)?);
     let procs = ProcTable::new();
-    let client = gofer::Client::new(gofer_sock);
-    let vfs = vfs::sandbox::build_sandbox_vfs(client, Arc::new(HostClock), procs.clone())
-        .map_err(|e| SandboxError::Vfs(e.to_string()))?;
-    let config = KernelConfig {
-        hostname: hostname.to_string(),
-        strace,
-    };
+    let gofer_fs = Arc::new(vfs::gofer_fs::GoferHostFs::new(gofer::Client::new(
+        gofer_sock,
+    )));
+    let vfs =
+        vfs::sandbox::build_with_host(gofer_fs, Arc::new(HostClock), procs.clone(), vfs_state)
+            .map_err(|e| SandboxError::Vfs(e.to_string()))?;
     let kernel = Arc::new(Kernel::new(
         platform,
-        memory_file,
+        host.memory_file.clone(),
         Arc::new(vfs),
-        Clocks::boot(),
+        clocks,
         procs.clone(),
-        &config,
+        config,
     ));
     procs.set_kernel(&kernel);
     Ok(kernel)
@@ -152,7 +164,12 @@ pub fn boot_kernel(
 /// Boots a `cryo do` sandbox and returns its init task, ready to run.
 pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxError> {
     let cmd = config.argv.first().ok_or(SandboxError::NoCommand)?;
-    let kernel = boot_kernel(gofer_sock, &config.hostname, config.strace)?;
+    let host = host_memory()?;
+    let kconfig = KernelConfig {
+        hostname: config.hostname.clone(),
+        strace: config.strace,
+    };
+    let kernel = new_kernel(&host, gofer_sock, None, Clocks::boot(), &kconfig)?;
     let root = kernel.vfs.root().clone();
     let cwd = kernel
         .vfs
@@ -165,42 +182,33 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxEr
     let creds = Credentials::of_caller();
     let argv: Vec<Vec<u8>> = config.argv.iter().map(|a| a.as_bytes().to_vec()).collect();
     let envp: Vec<Vec<u8>> = config.env.iter().map(|e| e.as_bytes().to_vec()).collect();
-    let image = load_image(&kernel, &cwd, &creds, &path, argv.clone(), envp).map_err(|source| {
+    let image = load_image(&kernel, &cwd, &creds, &path, argv.clone(), envp).map_err(|error| {
         SandboxError::Exec {
             path: path.clone(),
-            source,
+            error,
         }
     })?;
     let mut fds = FdTable::new();
-    donate_stdio(&mut fds)?;
+    for (index, file) in host_stdio()? {
+        fds.insert_at(index as i32, file, false, u64::MAX)
+            .map_err(SandboxError::Stdio)?;
+    }
     let context = kernel.platform.new_context().map_err(SandboxError::Host)?;
-    let interrupt = TaskInterrupt::new();
-    interrupt.set_platform(context.interrupter());
-    Ok(Task {
-        tid: kernel.allocate_tid(),
+    let tid = kernel.allocate_tid();
+    let mut task = Task::new(
+        kernel,
+        tid,
         creds,
-        cpu: CpuState { regs: image.regs },
+        CpuState { regs: image.regs },
         context,
-        mm: image.mm,
+        image.mm,
         fds,
         root,
         cwd,
-        umask: 0o022,
-        signal_handlers: SignalHandlers::default(),
-        signal_mask: SigSet::default(),
-        alt_stack: (0, 0, 0),
-        clear_child_tid: 0,
-        robust_list: (0, 0),
-        limits: LimitSet::default(),
-        exe: image.path,
-        argv,
-        cpu_time: Default::default(),
-        exit: None,
-        interrupt,
-        restart_deadline: None,
-        restart_clock: None,
-        kernel,
-    })
+    );
+    task.exe = image.path;
+    task.argv = argv;
+    Ok(task)
 }
 
 /// `cryo do`: boots, runs the command to its end, returns its status.

@@ -181,8 +181,11 @@ done
 # wait_counters LOG N [PID]: until LOG has N counter lines; fails when PID
 # (if given) exits first or after START_TIMEOUT.
 wait_counters() {
-	local logf=$1 n=$2 pid=${3:-} deadline=$((SECONDS + START_TIMEOUT))
-	while (($(grep -c '^counter=' "$logf" 2>/dev/null || true) < n)); do
+	local logf=$1 n=$2 pid=${3:-} deadline=$((SECONDS + START_TIMEOUT)) c
+	while :; do
+		# (LOG may not exist yet: the background job opens it itself.)
+		c=$(grep -c '^counter=' "$logf" 2>/dev/null || true)
+		((${c:-0} < n)) || break
 		if [[ -n $pid ]] && { [[ ! -e /proc/$pid ]] || [[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) == Z ]]; }; then
 			REASON="guest exited before printing $n counters"
 			return 1

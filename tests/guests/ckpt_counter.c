@@ -10,6 +10,7 @@
  * fileoff is the fd's offset (fds must survive too). Stops after `count`
  * lines (forever if absent). The buffer is also mutated deterministically
  * each iteration so a restore from a stale image is detected. */
+#include <sys/mman.h>
 #include "common.h"
 #include <fcntl.h>
 #include <time.h>
@@ -42,8 +43,10 @@ int main(int argc, char **argv)
 	CHECK(mib > 0 && mib <= 4096);
 
 	const size_t pg = 4096, size = (size_t)mib << 20;
-	unsigned char *buf = malloc(size);
-	CHECK(buf != NULL);
+	/* Page-aligned (malloc's header would shift every "zero page" across a
+	 * page boundary), so the zero pages really are whole zero pages. */
+	unsigned char *buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(buf != MAP_FAILED);
 	for (size_t p = 0; p < size / pg; p++) {
 		if (p % 4 == 3)
 			memset(buf + p * pg, 0, pg); /* a quarter of the pages are zero */

@@ -107,3 +107,11 @@ impl FpState {
 pub struct CpuState {
     pub regs: Registers,
 }
+
+/// The XSAVE state components this CPU supports (CPUID leaf 0xD, sub-leaf 0:
+/// EDX:EAX). A saved [`FpState`] whose XSTATE_BV has a bit outside this mask
+/// cannot be loaded here.
+pub fn host_xfeatures() -> u64 {
+    let leaf = std::arch::x86_64::__cpuid_count(0xd, 0);
+    (u64::from(leaf.edx) << 32) | u64::from(leaf.eax)
+}

@@ -19,7 +19,7 @@ use crate::vfs::{Dentry, Vfs};
 /// application sees only `errno()`.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("{0}")]
+    #[error(transparent)]
     Load(#[from] LoadError),
     #[error("cannot create an address space: {0}")]
     AddressSpace(String),
@@ -85,10 +85,16 @@ pub fn load_image(
     params.egid = creds.egid;
     let open = |p: &str| open_executable(&kernel.vfs, cwd, p);
     let image = loader::load(&mut mm, &open, path, argv, envp, &params)?;
+    // /proc/self/exe is absolute (glibc's $ORIGIN asserts it).
+    let exe = kernel
+        .vfs
+        .resolve(cwd, image.path.as_bytes(), true)
+        .map(|d| kernel.vfs.dentry_path(&d))
+        .unwrap_or(image.path);
     Ok(Image {
         mm,
         regs: Registers::new_user(image.entry, image.stack_pointer),
-        path: image.path,
+        path: exe,
     })
 }
 

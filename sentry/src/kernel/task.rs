@@ -89,3 +89,49 @@ impl Task {
             .unwrap_or(1024)
     }
 }
+
+impl Task {
+    /// A task in the state a fresh execve leaves it: default signal
+    /// dispositions and limits, nothing pending. Boot and restore fill in
+    /// the rest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kernel: Arc<Kernel>,
+        tid: i32,
+        creds: Credentials,
+        cpu: CpuState,
+        context: Box<dyn Context>,
+        mm: MemoryManager,
+        fds: FdTable<Arc<OpenFile>>,
+        root: Arc<Dentry>,
+        cwd: Arc<Dentry>,
+    ) -> Task {
+        let interrupt = TaskInterrupt::new();
+        interrupt.set_platform(context.interrupter());
+        Task {
+            kernel,
+            tid,
+            creds,
+            cpu,
+            context,
+            mm,
+            fds,
+            root,
+            cwd,
+            umask: 0o022,
+            signal_handlers: SignalHandlers::default(),
+            signal_mask: SigSet::default(),
+            alt_stack: (0, 0, 0),
+            clear_child_tid: 0,
+            robust_list: (0, 0),
+            limits: LimitSet::default(),
+            exe: String::new(),
+            argv: Vec::new(),
+            cpu_time: Duration::ZERO,
+            exit: None,
+            interrupt,
+            restart_deadline: None,
+            restart_clock: None,
+        }
+    }
+}

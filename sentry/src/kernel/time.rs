@@ -14,7 +14,7 @@ use crate::errno::Errno;
 pub type Nanos = i64;
 
 /// The clocks a Linux task can read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClockId {
     Realtime,
     Monotonic,

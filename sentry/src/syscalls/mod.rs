@@ -47,6 +47,13 @@ pub fn dispatch(task: &mut Task) {
             Err(Errno::ENOSYS)
         }
     };
+    // A blocking call that gave up because the task is being stopped (a
+    // checkpoint) made no progress: restart it rather than show EINTR,
+    // since no signal handler ran.
+    let result = match result {
+        Err(e) if e == Errno::EINTR && task.interrupt.is_pending() => Err(ERESTARTSYS),
+        r => r,
+    };
     if task.kernel.strace {
         strace::print(task, nr, entry, &args, &result);
     }

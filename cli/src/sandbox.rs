@@ -1,0 +1,105 @@
+//! Running a sandbox's init task with its control channel: the task loop
+//! handles queued control requests (checkpoint) whenever it is interrupted.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+
+use anyhow::Context;
+use sentry::kernel::run::Interruption;
+use sentry::kernel::{ExitStatus, Task};
+use sentry::state::{checkpoint, CheckpointOptions};
+use statefile::Compression;
+
+use crate::container::{self, ContainerDir};
+use crate::control::{self, Pending, Reply, Request};
+
+/// Parses `none` or `zstd[:LEVEL]`.
+pub fn parse_compression(s: &str) -> anyhow::Result<Compression> {
+    match s.split_once(':') {
+        None if s == "none" => Ok(Compression::None),
+        None if s == "zstd" => Ok(Compression::default()),
+        Some(("zstd", level)) => {
+            let level: i32 = level
+                .parse()
+                .with_context(|| format!("--compression {s}: bad zstd level"))?;
+            if !(1..=22).contains(&level) {
+                anyhow::bail!("--compression {s}: zstd level must be 1..=22");
+            }
+            Ok(Compression::Zstd(level))
+        }
+        _ => anyhow::bail!("--compression {s}: expected none or zstd[:LEVEL]"),
+    }
+}
+
+/// Handles one control request on the task's thread. Returns whether the
+/// sandbox should stop.
+fn handle(task: &mut Task, id: &str, req: Request) -> (Reply, bool) {
+    match req {
+        Request::Checkpoint {
+            image_path,
+            leave_running,
+            compression,
+            force,
+        } => {
+            let compression = match parse_compression(&compression) {
+                Ok(c) => c,
+                Err(e) => return (Reply::Error(format!("{e:#}")), false),
+            };
+            let opts = CheckpointOptions {
+                image_dir: PathBuf::from(image_path),
+                compression,
+                force,
+                container_id: id.to_string(),
+            };
+            match checkpoint(task, &opts) {
+                Ok(stats) => (
+                    Reply::Checkpointed {
+                        path: stats.path.display().to_string(),
+                        file_bytes: stats.file_bytes,
+                        memory_bytes: stats.memory_bytes,
+                    },
+                    !leave_running,
+                ),
+                // A failed checkpoint leaves the sandbox running.
+                Err(e) => (Reply::Error(e.to_string()), false),
+            }
+        }
+    }
+}
+
+fn drain(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> Interruption {
+    let mut stop = false;
+    while let Ok((req, reply_to)) = queue.try_recv() {
+        let (reply, s) = handle(task, id, req);
+        stop |= s;
+        let _ = reply_to.send(reply);
+    }
+    task.interrupt.clear();
+    if stop {
+        Interruption::Stop
+    } else {
+        Interruption::Continue
+    }
+}
+
+/// Runs `task` as container `id` under `root` until it exits or is
+/// checkpointed without --leave-running; returns the status to exit with.
+pub fn run(
+    task: &mut Task,
+    root: &std::path::Path,
+    id: &str,
+    argv: &[String],
+) -> anyhow::Result<i32> {
+    let dir = ContainerDir::create(root, id, argv)?;
+    let queue =
+        control::start_server(&container::control_socket(root, id), task.interrupt.clone())?;
+    let status = task
+        .run(&mut |t| drain(t, id, &queue))
+        .map_err(anyhow::Error::new)?;
+    drop(dir);
+    Ok(match status {
+        Some(s) => s.shell_code(),
+        // Checkpointed and asked to exit: the statefile holds the program.
+        None => ExitStatus::Exited(0).shell_code(),
+    })
+}

@@ -1,0 +1,244 @@
+//! Restore: validate the whole statefile first, then re-create every host
+//! resource (memory file, stub, gofer connection, files re-opened by path and
+//! checked against their fingerprints) and rebuild the task where it stopped.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::CpuState;
+use statefile::{Decoder, Reader, SectionKind};
+
+use super::records::*;
+use super::save::statefile_path;
+use super::MEMORY_SECTION;
+use crate::errno::Errno;
+use crate::kernel::fd_table::FdTable;
+use crate::kernel::time::Clocks;
+use crate::kernel::{KernelConfig, Task};
+use crate::mm::{MappableFile, MemoryManager};
+use crate::sandbox::{host_memory, host_stdio, new_kernel, SandboxError};
+use crate::vfs::state::{FileStateKind, OpenFileState, RestoreCtx};
+use crate::vfs::{Clock, HostClock};
+
+/// Why a restore was refused. Nothing has started running when it is.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("no statefile in {0}")]
+    NoStatefile(String),
+    #[error("statefile {path}: {source}")]
+    Statefile {
+        path: String,
+        source: statefile::StatefileError,
+    },
+    #[error("the application used CPU features this host lacks (XSAVE components {missing:#x})")]
+    CpuFeatures { missing: u64 },
+    #[error("the application's address space ends at {highest:#x}, beyond this host's {va_bits}-bit user address space")]
+    AddressSpace { highest: u64, va_bits: u32 },
+    #[error("the statefile holds {0} tasks; this cryo restores single-task sandboxes")]
+    Tasks(u32),
+    #[error("{0}")]
+    Boot(#[from] SandboxError),
+    #[error("restoring memory: {0}")]
+    Memory(String),
+    #[error("{0}")]
+    File(#[from] crate::vfs::state::RestoreError),
+    #[error("restoring the address space: {0}")]
+    Mm(#[from] crate::mm::RestoreError),
+    #[error("restoring registers: {0}")]
+    Platform(#[from] platform::PlatformError),
+    #[error("working directory {path}: {errno}")]
+    Cwd { path: String, errno: Errno },
+}
+
+/// The records of a statefile, in the order `save` wrote them.
+struct Records {
+    kernel: KernelRecord,
+    vfs: VfsRecord,
+    memory: MemoryFileRecord,
+    task: TaskRecord,
+    fds: FdTableRecord,
+    mm: MmRecord,
+}
+
+fn read_records(reader: &Reader) -> Result<Records, statefile::StatefileError> {
+    let bytes = reader.section_bytes(SectionKind::Kernel, "")?;
+    let mut dec = Decoder::new(&bytes, reader.types());
+    let records = Records {
+        kernel: dec.get()?,
+        vfs: dec.get()?,
+        memory: dec.get()?,
+        task: dec.get()?,
+        fds: dec.get()?,
+        mm: dec.get()?,
+    };
+    dec.finish()?;
+    Ok(records)
+}
+
+/// Restores the sandbox saved in `image_dir`. `hostname` is unused: the
+/// saved UTS namespace wins, as the application already saw it.
+pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Task, RestoreError> {
+    let path = statefile_path(image_dir);
+    if !path.is_file() {
+        return Err(RestoreError::NoStatefile(image_dir.display().to_string()));
+    }
+    let shown = path.display().to_string();
+    let sf_err = |source| RestoreError::Statefile {
+        path: shown.clone(),
+        source,
+    };
+    // Validate everything (header, index, every section and memory chunk)
+    // before creating any host resource.
+    let reader = Reader::open(&path).map_err(sf_err)?;
+    reader.verify().map_err(sf_err)?;
+    let rec = read_records(&reader).map_err(sf_err)?;
+    if rec.kernel.tasks != 1 {
+        return Err(RestoreError::Tasks(rec.kernel.tasks));
+    }
+    let missing = rec.task.fp.xstate_bv() & !platform::host_xfeatures();
+    if missing != 0 {
+        return Err(RestoreError::CpuFeatures { missing });
+    }
+    if !rec.kernel.uts.hostname.is_empty() && rec.kernel.uts.hostname.len() > 64 {
+        return Err(RestoreError::Memory("hostname longer than 64 bytes".into()));
+    }
+
+    let host = host_memory()?;
+    if rec.mm.mm.highest_address > host.layout.max_user_addr {
+        return Err(RestoreError::AddressSpace {
+            highest: rec.mm.mm.highest_address,
+            va_bits: host.layout.va_bits,
+        });
+    }
+    let mf = host.memory_file.clone();
+    mf.restore_allocations(&rec.memory.ranges)
+        .map_err(|e| RestoreError::Memory(e.to_string()))?;
+    let memory = reader.memory(MEMORY_SECTION).map_err(sf_err)?;
+    memory
+        .restore_with(|offset, page| {
+            let end = offset.checked_add(page.len() as u64);
+            let inside = rec
+                .memory
+                .ranges
+                .iter()
+                .any(|r| offset >= r.start && end.is_some_and(|e| e <= r.end));
+            if !inside {
+                return Err(statefile::StatefileError::PageOutOfRange {
+                    offset,
+                    len: page.len() as u64,
+                });
+            }
+            mf.write_at(offset, page)
+                .map_err(|e| statefile::StatefileError::Io(std::io::Error::from_raw_os_error(e.0)))
+        })
+        .map_err(sf_err)?;
+
+    let config = KernelConfig {
+        hostname: rec.kernel.uts.hostname.clone(),
+        strace,
+    };
+    let kernel = new_kernel(
+        &host,
+        gofer_sock,
+        Some(&rec.vfs.state),
+        Clocks::restore(&rec.kernel.clocks),
+        &config,
+    )?;
+    if let Ok(mut uts) = kernel.uts.lock() {
+        *uts = rec.kernel.uts.clone();
+    }
+    kernel.set_next_tid(rec.kernel.next_tid.max(rec.task.tid + 1));
+
+    // Descriptors: host stdio from this restore's caller, the rest re-opened
+    // by path and fingerprint.
+    let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = host_stdio()?.into_iter().collect();
+    let mut ctx = RestoreCtx::new(&rec.fds.pipes, stdio, HostClock.now());
+    let mut fds = FdTable::new();
+    for fd in &rec.fds.fds {
+        let file = kernel.vfs.reopen(&fd.file, &mut ctx)?;
+        fds.insert_at(fd.fd, file, fd.cloexec, u64::MAX)
+            .map_err(|e| RestoreError::Memory(format!("fd {}: {e}", fd.fd)))?;
+    }
+
+    // The address space: every mapping re-created in a fresh stub.
+    let files: HashMap<&str, &MappedFileRecord> =
+        rec.mm.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let reopen = |name: &str| -> Result<Arc<dyn MappableFile>, Errno> {
+        let f = files.get(name).ok_or(Errno::ENOENT)?;
+        let state = OpenFileState {
+            path: f.path.as_bytes().to_vec(),
+            flags: if f.writable {
+                libc::O_RDWR
+            } else {
+                libc::O_RDONLY
+            },
+            offset: 0,
+            kind: FileStateKind::Regular,
+            fingerprint: f.fingerprint,
+        };
+        let mut none = RestoreCtx::new(&[], HashMap::new(), HostClock.now());
+        let file = kernel.vfs.reopen(&state, &mut none).map_err(|e| {
+            tracing::warn!(file = name, error = %e, "mapped file cannot be re-opened");
+            Errno::ENOENT
+        })?;
+        file.as_mappable().ok_or(Errno::EACCES)
+    };
+    // A changed or missing mapped file is named before the generic error.
+    for f in &rec.mm.files {
+        let state = OpenFileState {
+            path: f.path.as_bytes().to_vec(),
+            flags: libc::O_RDONLY,
+            offset: 0,
+            kind: FileStateKind::Regular,
+            fingerprint: f.fingerprint,
+        };
+        let mut none = RestoreCtx::new(&[], HashMap::new(), HostClock.now());
+        kernel.vfs.reopen(&state, &mut none)?;
+    }
+    let aspace = kernel.platform.new_address_space()?;
+    let mut mm = MemoryManager::from_snapshot(&rec.mm.mm, host.layout, mf, aspace, &reopen)?;
+
+    let mut context = kernel.platform.new_context()?;
+    context.set_fp_state(mm.address_space(), &rec.task.fp)?;
+    let root = kernel.vfs.root().clone();
+    let cwd = kernel
+        .vfs
+        .lookup_dir(&root, &rec.task.cwd)
+        .map_err(|errno| RestoreError::Cwd {
+            path: String::from_utf8_lossy(&rec.task.cwd).into_owned(),
+            errno,
+        })?;
+    let t = rec.task;
+    if !t.limits.validate() || !t.signal_handlers.validate() {
+        return Err(RestoreError::Memory(
+            "invalid task limits or signal handlers".into(),
+        ));
+    }
+    let mut task = Task::new(
+        kernel,
+        t.tid,
+        t.creds,
+        CpuState { regs: t.regs },
+        context,
+        mm,
+        fds,
+        root,
+        cwd,
+    );
+    task.umask = t.umask & 0o777;
+    task.signal_handlers = t.signal_handlers;
+    task.signal_mask = t.signal_mask.without_unblockable();
+    task.alt_stack = t.alt_stack;
+    task.clear_child_tid = t.clear_child_tid;
+    task.robust_list = t.robust_list;
+    task.limits = t.limits;
+    task.exe = t.exe;
+    task.argv = t.argv;
+    task.cpu_time = Duration::from_nanos(t.cpu_time_ns);
+    task.restart_deadline = t.restart.map(|(d, _)| d);
+    task.restart_clock = t.restart.map(|(_, c)| c);
+    Ok(task)
+}

@@ -1,0 +1,231 @@
+//! Checkpoint: walk the kernel from its root, write the kernel section, then
+//! the memory section, atomically into one statefile.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use statefile::{Compression, Encoder, Header, MemoryOptions, MemorySource, SectionKind, Writer};
+
+use super::records::*;
+use super::{MEMORY_SECTION, STATEFILE_NAME};
+use crate::kernel::Task;
+use crate::mm::MemoryFile;
+use crate::vfs::state::SaveCtx;
+
+/// What `cryo checkpoint` asks for.
+#[derive(Clone, Debug)]
+pub struct CheckpointOptions {
+    pub image_dir: PathBuf,
+    pub compression: Compression,
+    /// Replace a statefile already in `image_dir`.
+    pub force: bool,
+    /// Recorded in the header for `cryo inspect`.
+    pub container_id: String,
+}
+
+/// Why a checkpoint failed. The sandbox keeps running and no statefile
+/// appears (the temporary file is removed).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{0} already holds a statefile (use --force to replace it)")]
+    Exists(PathBuf),
+    #[error("cannot create image directory {path}: {source}")]
+    ImageDir { path: PathBuf, source: io::Error },
+    #[error("cannot save the file system: {0}")]
+    Vfs(#[from] crate::vfs::state::SaveError),
+    #[error("cannot read the task's registers: {0}")]
+    Platform(#[from] platform::PlatformError),
+    #[error("cannot read the memory file: {0}")]
+    Memory(crate::errno::Errno),
+    #[error("writing the statefile: {0}")]
+    Statefile(#[from] statefile::StatefileError),
+}
+
+/// What a checkpoint wrote.
+#[derive(Clone, Debug)]
+pub struct CheckpointStats {
+    pub path: PathBuf,
+    pub memory_bytes: u64,
+    pub file_bytes: u64,
+}
+
+/// The memory file as the statefile's memory section reads it.
+struct MemoryFileSource<'a> {
+    mf: &'a MemoryFile,
+    len: u64,
+}
+
+impl MemorySource for MemoryFileSource<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.mf
+            .read_at(offset, buf)
+            .map_err(|e| io::Error::from_raw_os_error(e.0))
+    }
+}
+
+/// The record of a task's address space, with the files it maps.
+fn mm_record(task: &Task) -> MmRecord {
+    let mm = task.mm.snapshot();
+    let mut files: BTreeMap<String, MappedFileRecord> = BTreeMap::new();
+    for vma in &mm.vmas {
+        let Some(f) = &vma.file else { continue };
+        let writable = vma.shared && vma.ever_writable;
+        let root = task.kernel.vfs.root().clone();
+        let fingerprint = task
+            .kernel
+            .vfs
+            .resolve(&root, f.name.as_bytes(), false)
+            .ok()
+            .and_then(|d| d.inode().fingerprint());
+        let e = files.entry(f.name.clone()).or_insert(MappedFileRecord {
+            path: f.name.clone(),
+            writable: false,
+            fingerprint,
+        });
+        e.writable |= writable;
+    }
+    MmRecord {
+        mm,
+        files: files.into_values().collect(),
+    }
+}
+
+fn task_record(task: &mut Task) -> Result<TaskRecord, CheckpointError> {
+    let fp = task.context.fp_state(task.mm.address_space())?;
+    Ok(TaskRecord {
+        tid: task.tid,
+        creds: task.creds.clone(),
+        regs: task.cpu.regs,
+        fp,
+        umask: task.umask,
+        cwd: task.kernel.vfs.dentry_path_bytes(&task.cwd),
+        signal_handlers: task.signal_handlers.clone(),
+        signal_mask: task.signal_mask,
+        alt_stack: task.alt_stack,
+        clear_child_tid: task.clear_child_tid,
+        robust_list: task.robust_list,
+        limits: task.limits.clone(),
+        exe: task.exe.clone(),
+        argv: task.argv.clone(),
+        cpu_time_ns: task.cpu_time.as_nanos() as u64,
+        restart: task.restart_deadline.zip(task.restart_clock),
+    })
+}
+
+fn fd_table_record(task: &Task) -> Result<FdTableRecord, CheckpointError> {
+    let mut ctx = SaveCtx::default();
+    let mut fds = Vec::new();
+    for (fd, entry) in task.fds.iter() {
+        fds.push(FdRecord {
+            fd,
+            cloexec: entry.cloexec,
+            file: entry.file.save(&mut ctx)?,
+        });
+    }
+    Ok(FdTableRecord {
+        fds,
+        pipes: ctx.pipes.into_values().collect(),
+    })
+}
+
+/// The header: what `cryo inspect` shows and what a restore checks before
+/// reading anything else.
+fn header(task: &Task, record: &TaskRecord, opts: &CheckpointOptions) -> Header {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let argv: Vec<String> = task
+        .argv
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Header::new(format!("cryo {}", env!("CARGO_PKG_VERSION")))
+        .with("container-id", opts.container_id.clone())
+        .with("created", created.to_string())
+        .with("argv", argv.join(" "))
+        .with("platform", task.kernel.platform.name())
+        .with(
+            "va.highest-address",
+            format!("{:#x}", task.mm.highest_address()),
+        )
+        .with(
+            "cpu.xfeatures-used",
+            format!("{:#x}", record.fp.xstate_bv()),
+        )
+}
+
+/// Saves `task` (with its kernel) into `opts.image_dir`. Runs on the task's
+/// own thread while the task is stopped at a clean boundary.
+pub fn checkpoint(
+    task: &mut Task,
+    opts: &CheckpointOptions,
+) -> Result<CheckpointStats, CheckpointError> {
+    let target = statefile_path(&opts.image_dir);
+    if target.exists() && !opts.force {
+        return Err(CheckpointError::Exists(opts.image_dir.clone()));
+    }
+    std::fs::create_dir_all(&opts.image_dir).map_err(|source| CheckpointError::ImageDir {
+        path: opts.image_dir.clone(),
+        source,
+    })?;
+
+    let task_rec = task_record(task)?;
+    let kernel = &task.kernel;
+    let uts = kernel
+        .uts
+        .lock()
+        .map(|u| u.clone())
+        .unwrap_or_else(|_| crate::kernel::uts::UtsNamespace::new("cryo"));
+    let mut enc = Encoder::new();
+    enc.put(&KernelRecord {
+        uts,
+        clocks: kernel.clocks.save(),
+        next_tid: kernel.next_tid(),
+        tasks: 1,
+    })?;
+    enc.put(&VfsRecord {
+        state: kernel.vfs.save_state()?,
+    })?;
+    let ranges = kernel.memory_file.allocated_ranges();
+    enc.put(&MemoryFileRecord {
+        ranges: ranges.clone(),
+    })?;
+    enc.put(&task_rec)?;
+    enc.put(&fd_table_record(task)?)?;
+    enc.put(&mm_record(task))?;
+
+    let mut w = Writer::create(&target, header(task, &task_rec, opts))?;
+    w.write_state(SectionKind::Kernel, "", opts.compression, &enc)?;
+    let len = ranges.iter().map(|r| r.end).max().unwrap_or(0);
+    let src = MemoryFileSource {
+        mf: &kernel.memory_file,
+        len,
+    };
+    let stats = w.write_memory(
+        MEMORY_SECTION,
+        &src,
+        &MemoryOptions {
+            compression: opts.compression,
+            ..Default::default()
+        },
+    )?;
+    w.finish()?;
+    let file_bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+    tracing::info!(path = %target.display(), ?stats, "checkpoint written");
+    Ok(CheckpointStats {
+        path: target,
+        memory_bytes: len,
+        file_bytes,
+    })
+}
+
+/// Where a checkpoint in `image_dir` lives.
+pub fn statefile_path(image_dir: &Path) -> PathBuf {
+    image_dir.join(STATEFILE_NAME)
+}
