@@ -48,8 +48,8 @@ fn format_arg(task: &Task, kind: Arg, args: &Args, i: usize, result: &SysResult)
         Arg::Dec => format!("{}", v as i64),
         Arg::Hex => format!("{v:#x}"),
         Arg::Oct => format!("{v:#o}"),
-        Arg::Path => match task.mm.read_c_string(v, SHOWN) {
-            Ok(s) => quote(&s, false),
+        Arg::Path => match task.mm.read_c_string(v, 4096) {
+            Ok(s) => quote(&s[..s.len().min(SHOWN * 4)], s.len() > SHOWN * 4),
             Err(_) => format!("{v:#x}"),
         },
         Arg::InBuf(len_arg) => buffer(task, v, args.raw(len_arg)),
