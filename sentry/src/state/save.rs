@@ -148,7 +148,7 @@ fn header(task: &Task, record: &TaskRecord, opts: &CheckpointOptions) -> Header 
     Header::new(format!("cryo {}", env!("CARGO_PKG_VERSION")))
         .with("container-id", opts.container_id.clone())
         .with("created", created.to_string())
-        .with("argv", argv.join(" "))
+        .with("argv", format!("{argv:?}"))
         .with("platform", task.kernel.platform.name())
         .with(
             "va.highest-address",
