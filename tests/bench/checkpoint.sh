@@ -151,6 +151,7 @@ declare -A FAIL=()  # FAIL[system] or FAIL[system.size]: why it did not run
 declare -a NOTES=()
 CRYO_BIN=""
 CRYO_FAIL=""
+CRYO_NOTE=""
 for s in "${SYSTEMS[@]}"; do
 	case $s in
 	cryo)
@@ -454,7 +455,7 @@ printf '# cryo checkpoint/restore benchmarks\n\n'
 printf -- '- date: %s; host: Linux %s, %s, %s CPUs\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(uname -r)" "$cpu" "$(nproc)"
 while read -r line; do printf -- '- %s\n' "$line"; done < <(anchors_versions)
 if [[ -n $CRYO_BIN ]]; then
-	printf -- '- cryo: %s (%s)\n' "$CRYO_BIN" "$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+	printf -- '- cryo: %s (%s)\n' "$CRYO_BIN" "$CRYO_NOTE"
 fi
 printf -- '- guest: tests/guests/ckpt_counter.c (static), a quarter of its pages zero; %s runs per system and size, systems interleaved\n' "$REPS"
 # shellcheck disable=SC2016 # backquotes are Markdown

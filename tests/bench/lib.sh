@@ -61,26 +61,37 @@ build_static() {
 		die "gcc -static failed for $*"
 }
 
-# find_cryo LOGFILE: sets CRYO_BIN to a cryo binary ($CRYO, else
-# target/release/cryo, built with cargo if missing) or, when there is none,
-# sets CRYO_FAIL to the reason. Never exits.
-# shellcheck disable=SC2034 # CRYO_BIN and CRYO_FAIL are the results
+# find_cryo LOGFILE: sets CRYO_BIN to a cryo binary or, when there is none,
+# CRYO_FAIL to the reason; CRYO_NOTE says where the binary came from. With
+# $CRYO set, that binary is used as is; otherwise `cargo build --release -p cli`
+# brings target/release/cryo up to date (a no-op when it is), and if that
+# build fails an existing older binary is used, marked stale. Never exits.
+# shellcheck disable=SC2034 # CRYO_BIN, CRYO_FAIL and CRYO_NOTE are the results
 find_cryo() {
 	CRYO_BIN=""
 	CRYO_FAIL=""
+	CRYO_NOTE=""
 	if [[ -n ${CRYO:-} ]]; then
 		if [[ -x $CRYO ]]; then
 			CRYO_BIN=$(realpath "$CRYO")
+			CRYO_NOTE="\$CRYO"
 		else
 			CRYO_FAIL="\$CRYO=$CRYO is not an executable"
 		fi
 		return 0
 	fi
 	local bin=$REPO_ROOT/target/release/cryo
-	if [[ ! -x $bin ]]; then
-		log "building cryo: cargo build --release -p cli (log: $1)"
-		if ! (cd "$REPO_ROOT" && cargo build --release -p cli) >"$1" 2>&1; then
-			CRYO_FAIL="cargo build --release -p cli failed: $(one_line "$(grep -m1 -E '^error' "$1" || tail -n1 "$1")")"
+	log "building cryo: cargo build --release -p cli (log: $1)"
+	if (cd "$REPO_ROOT" && cargo build --release -p cli) >"$1" 2>&1; then
+		CRYO_NOTE="built from $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') plus uncommitted changes, if any"
+	else
+		local why
+		why="cargo build --release -p cli failed: $(one_line "$(grep -m1 -E '^error' "$1" || tail -n1 "$1")")"
+		if [[ -x $bin ]]; then
+			log "warning: $why; using the older $bin"
+			CRYO_NOTE="STALE binary of $(date -r "$bin" -u +%Y-%m-%dT%H:%M:%SZ) ($why)"
+		else
+			CRYO_FAIL=$why
 			return 0
 		fi
 	fi

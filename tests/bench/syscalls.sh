@@ -60,6 +60,7 @@ declare -A BFAIL=() # BFAIL[system.bench]: why one benchmark failed
 
 CRYO_BIN=""
 CRYO_FAIL=""
+CRYO_NOTE=""
 for s in "${SYSTEMS[@]}"; do
 	if [[ $s == cryo ]]; then
 		find_cryo "$W/cargo-build.log"
@@ -176,7 +177,7 @@ printf '# cryo syscall benchmarks\n\n'
 printf -- '- date: %s; host: Linux %s, %s, %s CPUs\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(uname -r)" "$cpu" "$(nproc)"
 while read -r line; do printf -- '- %s\n' "$line"; done < <(anchors_versions)
 if [[ -n $CRYO_BIN ]]; then
-	printf -- '- cryo: %s (%s)\n' "$CRYO_BIN" "$(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+	printf -- '- cryo: %s (%s)\n' "$CRYO_BIN" "$CRYO_NOTE"
 fi
 printf -- '- %s runs per system, interleaved; iterations per run: getppid %s native / %s sandboxed, open/read/close of %s %s native / %s sandboxed\n' \
 	"$REPS" "$N_GETPPID_NATIVE" "$N_GETPPID" "$ORC_FILE" "$N_ORC_NATIVE" "$N_ORC"
