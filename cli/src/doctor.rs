@@ -52,8 +52,12 @@ fn arch_check() -> Check {
 /// The host kernel must have openat2 (5.6, the gofer's confinement) and
 /// PTRACE_GET_RSEQ_CONFIGURATION (5.13, cleaning rseq out of new stubs).
 fn kernel_check() -> Check {
-    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
     let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     let ok = version >= (5, 13);
     Check {
@@ -81,7 +85,13 @@ fn kvm_check() -> Check {
 }
 
 pub fn run() -> anyhow::Result<i32> {
-    let checks = [arch_check(), kernel_check(), layout_check(), ptrace_check(), kvm_check()];
+    let checks = [
+        arch_check(),
+        kernel_check(),
+        layout_check(),
+        ptrace_check(),
+        kvm_check(),
+    ];
     let mut failed = 0;
     for c in &checks {
         println!(

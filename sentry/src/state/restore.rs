@@ -163,11 +163,11 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
             .map_err(|e| RestoreError::Memory(format!("fd {}: {e}", fd.fd)))?;
     }
 
-    // The address space: every mapping re-created in a fresh stub.
-    let files: HashMap<&str, &MappedFileRecord> =
-        rec.mm.files.iter().map(|f| (f.path.as_str(), f)).collect();
-    let reopen = |name: &str| -> Result<Arc<dyn MappableFile>, Errno> {
-        let f = files.get(name).ok_or(Errno::ENOENT)?;
+    // The address space: the files it maps are re-opened first (a missing
+    // or changed one refuses the restore, named), then every mapping is
+    // re-created in a fresh stub.
+    let mut mapped: HashMap<&str, Arc<dyn MappableFile>> = HashMap::new();
+    for f in &rec.mm.files {
         let state = OpenFileState {
             path: f.path.as_bytes().to_vec(),
             flags: if f.writable {
@@ -180,24 +180,16 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
             fingerprint: f.fingerprint,
         };
         let mut none = RestoreCtx::new(&[], HashMap::new(), HostClock.now());
-        let file = kernel.vfs.reopen(&state, &mut none).map_err(|e| {
-            tracing::warn!(file = name, error = %e, "mapped file cannot be re-opened");
-            Errno::ENOENT
+        let file = kernel.vfs.reopen(&state, &mut none)?;
+        let mappable = file.as_mappable().ok_or_else(|| {
+            RestoreError::File(crate::vfs::state::RestoreError::Invalid(format!(
+                "{} cannot be mapped",
+                f.path
+            )))
         })?;
-        file.as_mappable().ok_or(Errno::EACCES)
-    };
-    // A changed or missing mapped file is named before the generic error.
-    for f in &rec.mm.files {
-        let state = OpenFileState {
-            path: f.path.as_bytes().to_vec(),
-            flags: libc::O_RDONLY,
-            offset: 0,
-            kind: FileStateKind::Regular,
-            fingerprint: f.fingerprint,
-        };
-        let mut none = RestoreCtx::new(&[], HashMap::new(), HostClock.now());
-        kernel.vfs.reopen(&state, &mut none)?;
+        mapped.insert(f.path.as_str(), mappable);
     }
+    let reopen = |name: &str| mapped.get(name).cloned().ok_or(Errno::ENOENT);
     let aspace = kernel.platform.new_address_space()?;
     let mut mm = MemoryManager::from_snapshot(&rec.mm.mm, host.layout, mf, aspace, &reopen)?;
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::time::read_timespec;
 use super::{Args, SysResult, ERESTARTSYS};
 use crate::errno::Errno;
 use crate::kernel::futex::Waiter;
@@ -26,14 +27,7 @@ fn timeout(
     if addr == 0 {
         return Ok(None);
     }
-    let mut b = [0u8; 16];
-    t.mm.copy_in(addr, &mut b)?;
-    let sec = i64::from_le_bytes(b[..8].try_into().map_err(|_| Errno::EFAULT)?);
-    let nsec = i64::from_le_bytes(b[8..].try_into().map_err(|_| Errno::EFAULT)?);
-    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-        return Err(Errno::EINVAL);
-    }
-    let ns = sec.saturating_mul(1_000_000_000).saturating_add(nsec);
+    let ns = read_timespec(t, addr)?;
     let rel = if absolute {
         let now = if realtime {
             t.kernel.clocks.realtime()

@@ -25,7 +25,7 @@ fn timespec_bytes(ns: Nanos) -> [u8; 16] {
 }
 
 /// Reads a `struct timespec`, rejecting what Linux rejects.
-fn read_timespec(t: &Task, addr: u64) -> Result<Nanos, Errno> {
+pub(super) fn read_timespec(t: &Task, addr: u64) -> Result<Nanos, Errno> {
     let mut b = [0u8; 16];
     t.mm.copy_in(addr, &mut b)?;
     let sec = i64::from_le_bytes(b[..8].try_into().map_err(|_| Errno::EFAULT)?);
