@@ -1,0 +1,1023 @@
+//! Checkpoint and restore end to end: `cryo do` runs the `ckpt_counter`
+//! guest (or a host program), `cryo checkpoint` freezes it into a statefile,
+//! `cryo restore` continues it — from a moved image directory, twice at
+//! once, after `--leave-running`, twice in a row — and every line the
+//! restored program prints must be the line a native run prints for the
+//! same counter (same memory checksum, same fd offset, a monotonic clock
+//! that never went back). Then the refusals: damaged statefiles, files
+//! changed on the host, unknown ids, occupied or unwritable image paths, a
+//! checkpoint that runs out of space halfway, bad flags and duplicate ids —
+//! each exits 125 with one line naming the cause, and leaves nothing
+//! running or half-written.
+//!
+//! Every test has its own temporary `--root` and image directories; every
+//! process it starts runs in its own process group, which is killed when
+//! the test ends (pass or fail).
+
+use std::cell::RefCell;
+use std::ffi::{CString, OsStr, OsString};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cryo_tests::{cryo_bin, exit_code, guest, run_cryo_cli, run_native, Libc, Output, BASE_ENV};
+
+const STATEFILE: &str = "checkpoint.cryo";
+/// The exit status of every refusal.
+const REFUSED: i32 = 125;
+/// How long to wait for a sandbox to print its first lines (the guest
+/// fills its buffer first) or for a checkpointed sandbox to exit.
+const START: Duration = Duration::from_secs(20);
+const EXIT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// Running sandboxes
+
+/// A `cryo do` / `cryo restore` running in its own process group, its stdout
+/// read line by line by a thread. Dropping it kills the whole group.
+struct Sandbox {
+    what: String,
+    child: Child,
+    pgid: libc::pid_t,
+    rx: Receiver<String>,
+    /// Every stdout line received so far (without the newline).
+    lines: Vec<String>,
+    stdout_eof: bool,
+    stderr: RefCell<Option<Receiver<Vec<u8>>>>,
+    stderr_data: RefCell<Vec<u8>>,
+    status: Option<i32>,
+}
+
+fn cryo_command(root: &Path) -> Command {
+    let mut cmd = Command::new(cryo_bin());
+    cmd.arg("--root").arg(root);
+    cmd.env_clear()
+        .envs(BASE_ENV.iter().copied())
+        .current_dir("/");
+    if let Some(v) = std::env::var_os("CRYO_LOG") {
+        cmd.env("CRYO_LOG", v);
+    }
+    cmd
+}
+
+impl Sandbox {
+    fn spawn(mut cmd: Command, what: String) -> Sandbox {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // SAFETY: only a raw syscall between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+                Ok(())
+            });
+        }
+        Self::try_start(cmd, what.clone()).unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"))
+    }
+
+    /// Spawns an already configured command (own process group, piped
+    /// stdout and stderr).
+    fn try_start(mut cmd: Command, what: String) -> std::io::Result<Sandbox> {
+        let mut child = cmd.spawn()?;
+        let pgid = child.id() as libc::pid_t;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let (etx, erx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            let _ = etx.send(buf);
+        });
+        Ok(Sandbox {
+            what,
+            child,
+            pgid,
+            rx,
+            lines: Vec::new(),
+            stdout_eof: false,
+            stderr: RefCell::new(Some(erx)),
+            stderr_data: RefCell::new(Vec::new()),
+            status: None,
+        })
+    }
+
+    /// `cryo --root ROOT do --id ID -- PROGRAM ARGS…`
+    fn run(root: &Path, id: &str, program: &Path, args: &[&OsStr]) -> Sandbox {
+        let mut cmd = cryo_command(root);
+        cmd.args(["do", "--id", id, "--cwd", "/"]);
+        for (k, v) in BASE_ENV {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        cmd.arg("--").arg(program).args(args);
+        let what = format!("cryo do --id {id} -- {} {args:?}", program.display());
+        Sandbox::spawn(cmd, what)
+    }
+
+    /// `cryo --root ROOT restore --image-path IMG --id ID`
+    fn restore(root: &Path, img: &Path, id: &str) -> Sandbox {
+        let mut cmd = cryo_command(root);
+        cmd.arg("restore").arg("--image-path").arg(img).args(["--id", id]);
+        Sandbox::spawn(cmd, format!("cryo restore --image-path {} --id {id}", img.display()))
+    }
+
+    /// Moves lines from the reader thread into `lines`, waiting until
+    /// `deadline` for the first one. Returns false once stdout is closed
+    /// and drained.
+    fn pump(&mut self, deadline: Instant) -> bool {
+        if self.stdout_eof {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(l) => self.lines.push(l),
+            Err(RecvTimeoutError::Timeout) => return true,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.stdout_eof = true;
+                return false;
+            }
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(l) => self.lines.push(l),
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.stdout_eof = true;
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Takes whatever lines have arrived, without waiting.
+    fn drain(&mut self) {
+        self.pump(Instant::now());
+    }
+
+    /// Waits until `done(lines)` holds; fails the test after `timeout`.
+    fn wait_for(&mut self, timeout: Duration, why: &str, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.lines) {
+            if Instant::now() >= deadline || !self.pump(deadline) && !done(&self.lines) {
+                let status = self.child.try_wait().ok().flatten().map(exit_code);
+                self.kill();
+                panic!(
+                    "{}: waited {:?} for {why}; exit status {status:?}; {} lines, last {:?}; stderr:\n{}",
+                    self.what,
+                    timeout,
+                    self.lines.len(),
+                    self.lines.last(),
+                    self.final_stderr()
+                );
+            }
+        }
+    }
+
+    fn wait_lines(&mut self, n: usize, timeout: Duration) {
+        self.wait_for(timeout, &format!("{n} lines"), |l| l.len() >= n);
+    }
+
+    /// Waits for the process to exit and its stdout/stderr to close;
+    /// returns the exit code. Fails the test after `timeout`.
+    fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        if let Some(code) = self.status {
+            return code;
+        }
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "{}: still running after {timeout:?}; last line {:?}; stderr:\n{}",
+                    self.what,
+                    self.lines.last(),
+                    self.final_stderr()
+                );
+            }
+            self.pump((Instant::now() + Duration::from_millis(20)).min(deadline));
+        };
+        let code = exit_code(status);
+        self.status = Some(code);
+        // The pipes close once the last holder exits.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.pump(deadline) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: exited but its stdout stayed open",
+                self.what
+            );
+        }
+        self.collect_stderr(deadline);
+        code
+    }
+
+    fn collect_stderr(&self, deadline: Instant) {
+        let rx = self.stderr.borrow_mut().take();
+        if let Some(rx) = rx {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(buf) => *self.stderr_data.borrow_mut() = buf,
+                Err(_) => panic!("{}: exited but its stderr stayed open", self.what),
+            }
+        }
+    }
+
+    /// All of stderr after the process was killed (waits briefly for it).
+    fn final_stderr(&self) -> String {
+        let rx = self.stderr.borrow_mut().take();
+        if let Some(rx) = rx {
+            if let Ok(buf) = rx.recv_timeout(Duration::from_secs(2)) {
+                *self.stderr_data.borrow_mut() = buf;
+            }
+        }
+        self.stderr_str()
+    }
+
+    /// stderr so far: all of it once the process has exited, else whatever
+    /// is known (the reader hands it over only at EOF).
+    fn stderr_str(&self) -> String {
+        let mut slot = self.stderr.borrow_mut();
+        if let Some(rx) = slot.as_ref() {
+            if let Ok(buf) = rx.try_recv() {
+                *self.stderr_data.borrow_mut() = buf;
+                *slot = None;
+            }
+        }
+        String::from_utf8_lossy(&self.stderr_data.borrow()).into_owned()
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.status.is_none() && self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// SIGKILLs the whole process group and reaps the child.
+    fn kill(&mut self) {
+        // SAFETY: kill(2) of the process group this test created.
+        unsafe {
+            libc::kill(-self.pgid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        if let Ok(s) = self.child.wait() {
+            self.status.get_or_insert(exit_code(s));
+        }
+    }
+
+    /// Counters of the lines received so far.
+    fn counters(&self) -> Vec<u64> {
+        self.lines.iter().map(|l| parse(l).counter).collect()
+    }
+
+    fn last_counter(&self) -> u64 {
+        parse(self.lines.last().expect("no lines")).counter
+    }
+
+    /// Waits until the process group is gone (cryo, its gofer, anything
+    /// else it started in its group).
+    fn assert_group_gone(&self) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            // SAFETY: signal 0 only checks for existence.
+            let r = unsafe { libc::kill(-self.pgid, 0) };
+            if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: processes of its group are still running after it exited",
+                self.what
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of the process group this test created.
+        unsafe {
+            libc::kill(-self.pgid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The guest's lines
+
+#[derive(Debug, Clone, PartialEq)]
+struct Line {
+    counter: u64,
+    checksum: String,
+    clock_back: u32,
+    fileoff: u64,
+}
+
+fn parse(line: &str) -> Line {
+    let field = |name: &str| -> &str {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("no {name}= in guest line {line:?}"))
+    };
+    let num = |name: &str| -> u64 {
+        field(name)
+            .parse()
+            .unwrap_or_else(|_| panic!("bad {name} in guest line {line:?}"))
+    };
+    Line {
+        counter: num("counter"),
+        checksum: field("checksum").to_string(),
+        clock_back: num("clock_back") as u32,
+        fileoff: num("fileoff"),
+    }
+}
+
+fn counter_guest() -> PathBuf {
+    guest("ckpt_counter", Libc::Glibc).expect("gcc builds ckpt_counter")
+}
+
+/// The first `count` lines of a native run of `ckpt_counter MIB FILE COUNT`.
+fn reference(mib: u32, file: &Path, count: u64) -> Vec<String> {
+    let file = file.to_str().unwrap();
+    let out = run_native(counter_guest(), &[&mib.to_string(), file, &count.to_string()], b"");
+    assert_eq!(out.code, 0, "native ckpt_counter failed: {}", out.stderr_str());
+    let lines: Vec<String> = out.stdout_str().lines().map(str::to_string).collect();
+    assert_eq!(lines.len() as u64, count, "native run printed {} lines", lines.len());
+    lines
+}
+
+/// Checks that `got` are exactly the native lines `first`, `first+1`, …:
+/// same memory checksum, the fd still at offset 17, the clock never back.
+fn assert_continues(what: &str, got: &[String], first: u64, native: &[String]) {
+    assert!(!got.is_empty(), "{what}: no lines");
+    for (i, line) in got.iter().enumerate() {
+        let n = first + i as u64;
+        let l = parse(line);
+        assert_eq!(l.counter, n, "{what}: line {i} is {line:?}, expected counter {n}; all: {got:#?}");
+        assert_eq!(l.clock_back, 0, "{what}: CLOCK_MONOTONIC went back: {line:?}");
+        assert_eq!(l.fileoff, 17, "{what}: the file offset was lost: {line:?}");
+        let want = native
+            .get(n as usize)
+            .unwrap_or_else(|| panic!("{what}: no native line for counter {n}"));
+        assert_eq!(line, want, "{what}: counter {n} differs from the native run (memory changed?)");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scratch space and CLI calls
+
+/// A temporary directory holding a test's `--root`, image directories and
+/// the host file the guest opens.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::Builder::new().prefix("cryo-ckpt-").tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn root(&self) -> PathBuf {
+        let root = self.path("root");
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    }
+
+    /// `data/file.bin`: 4 KiB of deterministic content for the guest to open.
+    fn data_file(&self) -> PathBuf {
+        let dir = self.path("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("file.bin");
+        if !file.exists() {
+            let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 31 + 7) as u8).collect();
+            std::fs::write(&file, bytes).unwrap();
+        }
+        file
+    }
+}
+
+/// `cryo --root ROOT ARGS…` to completion.
+fn cli(root: &Path, args: &[&OsStr]) -> Output {
+    let mut all: Vec<OsString> = vec!["--root".into(), root.into()];
+    all.extend(args.iter().map(|a| a.to_os_string()));
+    run_cryo_cli(&all)
+}
+
+fn checkpoint(root: &Path, img: &Path, id: &str, flags: &[&str]) -> Output {
+    let mut args: Vec<&OsStr> = vec![OsStr::new("checkpoint"), OsStr::new("--image-path"), img.as_os_str()];
+    args.extend(flags.iter().map(OsStr::new));
+    args.push(OsStr::new(id));
+    cli(root, &args)
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert_eq!(
+        out.code,
+        0,
+        "{what}: exit {}; stderr: {}",
+        out.code,
+        out.stderr_str()
+    );
+}
+
+/// Exit 125, exactly one line on stderr, containing every one of `needles`.
+fn assert_refused(code: i32, stderr: &str, what: &str, needles: &[&str]) {
+    assert_eq!(code, REFUSED, "{what}: expected exit {REFUSED}, got {code}; stderr: {stderr}");
+    let trimmed = stderr.trim_end();
+    assert_eq!(
+        trimmed.lines().count(),
+        1,
+        "{what}: expected a one-line error, got:\n{stderr}"
+    );
+    assert!(trimmed.starts_with("cryo"), "{what}: error does not start with `cryo`: {trimmed}");
+    eprintln!("{what}: refused as expected: {trimmed}");
+    for n in needles {
+        assert!(trimmed.contains(n), "{what}: error should mention {n:?}: {trimmed}");
+    }
+}
+
+/// Every non-directory under `dir` (recursively); empty if `dir` is absent.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Exactly `IMG/checkpoint.cryo` and nothing else (no temporary files).
+fn assert_only_statefile(img: &Path) {
+    let files = files_under(img);
+    assert_eq!(files, vec![img.join(STATEFILE)], "image directory {} holds {files:?}", img.display());
+}
+
+/// The sandbox's record is gone from `--root` (nothing half-registered).
+fn assert_no_record(root: &Path, id: &str) {
+    assert!(
+        !root.join(id).exists(),
+        "{} is still recorded under {}: {:?}",
+        id,
+        root.display(),
+        files_under(&root.join(id))
+    );
+}
+
+/// Starts `ckpt_counter MIB DATAFILE` as sandbox `id` and waits for 3 lines.
+fn start_counter(s: &Scratch, id: &str, mib: u32) -> Sandbox {
+    let file = s.data_file();
+    let mut sb = Sandbox::run(
+        &s.root(),
+        id,
+        &counter_guest(),
+        &[OsStr::new(&mib.to_string()), file.as_os_str()],
+    );
+    sb.wait_lines(3, START);
+    sb
+}
+
+/// Checkpoints running sandbox `sb` (id `id`) into `img` without
+/// --leave-running: the checkpoint succeeds, `cryo do` exits 0, the image
+/// holds only the statefile. Returns the last counter printed.
+fn checkpoint_and_exit(s: &Scratch, sb: &mut Sandbox, id: &str, img: &Path) -> u64 {
+    let out = checkpoint(&s.root(), img, id, &[]);
+    assert_ok(&out, &format!("cryo checkpoint {id}"));
+    let code = sb.wait_exit(EXIT);
+    assert_eq!(code, 0, "{} after checkpoint: exit {code}; stderr: {}", sb.what, sb.stderr_str());
+    assert_only_statefile(img);
+    assert_no_record(&s.root(), id);
+    // Its own lines were consecutive from 0.
+    let counters = sb.counters();
+    let first = counters[0];
+    assert!(
+        counters.iter().enumerate().all(|(i, c)| *c == first + i as u64),
+        "{}: counters not consecutive: {counters:?}",
+        sb.what
+    );
+    sb.last_counter()
+}
+
+// ---------------------------------------------------------------------------
+// Checkpoint and restore
+
+#[test]
+fn checkpoint_moved_and_restored() {
+    let s = Scratch::new();
+    let file = s.data_file();
+    let mut a = start_counter(&s, "A", 64);
+    let img = s.path("img");
+    let last = checkpoint_and_exit(&s, &mut a, "A", &img);
+    let native = reference(64, &file, last + 4);
+    assert_continues("cryo do before the checkpoint", &a.lines, 0, &native);
+
+    // Move the image directory elsewhere; restore from there.
+    std::fs::create_dir_all(s.path("elsewhere")).unwrap();
+    let moved = s.path("elsewhere/moved-img");
+    std::fs::rename(&img, &moved).unwrap();
+    let mut b = Sandbox::restore(&s.root(), &moved, "B");
+    b.wait_lines(3, START);
+    assert_continues("restored from a moved image", &b.lines[..3], last + 1, &native);
+    assert!(b.is_running(), "the restored program stopped early");
+}
+
+#[test]
+fn restore_twice_gives_two_sandboxes() {
+    let s = Scratch::new();
+    let file = s.data_file();
+    let mut a = start_counter(&s, "A", 16);
+    let img = s.path("img");
+    let last = checkpoint_and_exit(&s, &mut a, "A", &img);
+    let native = reference(16, &file, last + 10);
+
+    let mut b = Sandbox::restore(&s.root(), &img, "B");
+    let mut c = Sandbox::restore(&s.root(), &img, "C");
+    b.wait_lines(3, START);
+    c.wait_lines(3, START);
+    assert_eq!(b.lines[..3], c.lines[..3], "the two restored sandboxes differ");
+    assert_continues("restore B", &b.lines[..3], last + 1, &native);
+    assert_continues("restore C", &c.lines[..3], last + 1, &native);
+
+    // Killing B leaves C running, still correct.
+    b.kill();
+    b.assert_group_gone();
+    c.drain();
+    let have = c.lines.len();
+    c.wait_lines(have + 3, Duration::from_secs(10));
+    assert!(c.is_running(), "C stopped when B was killed: {}", c.stderr_str());
+    let upto = c.lines.len().min(9);
+    assert_continues("restore C after B was killed", &c.lines[..upto], last + 1, &native);
+}
+
+#[test]
+fn leave_running_then_restore() {
+    let s = Scratch::new();
+    let file = s.data_file();
+    let mut a = start_counter(&s, "A", 16);
+    a.drain();
+    let before = a.last_counter();
+    let img = s.path("img");
+    let out = checkpoint(&s.root(), &img, "A", &["--leave-running"]);
+    assert_ok(&out, "cryo checkpoint --leave-running A");
+    assert_only_statefile(&img);
+    // Every line printed before the checkpoint returned has been read by now.
+    thread::sleep(Duration::from_millis(300));
+    a.drain();
+    let at_return = a.last_counter();
+
+    // The original carries on past the checkpoint.
+    a.wait_for(Duration::from_secs(10), "counter to pass the checkpoint by 3", |l| {
+        parse(l.last().unwrap()).counter >= at_return + 3
+    });
+    assert!(a.is_running(), "the original stopped after --leave-running");
+
+    let mut b = Sandbox::restore(&s.root(), &img, "B");
+    b.wait_lines(3, START);
+    let first = parse(&b.lines[0]).counter;
+    assert!(
+        before < first && first <= at_return + 1,
+        "restored copy starts at counter {first}; the checkpoint was taken between counters {before} and {at_return}"
+    );
+    // The restored copy prints exactly what the original printed for the same counters.
+    a.wait_for(Duration::from_secs(10), "the original to reach the restored counters", |l| {
+        parse(l.last().unwrap()).counter >= first + 2
+    });
+    let a0 = parse(&a.lines[0]).counter;
+    let same: Vec<String> = a.lines[(first - a0) as usize..][..3].to_vec();
+    assert_eq!(b.lines[..3], same[..], "restored copy and original differ");
+    let native = reference(16, &file, first + 3);
+    assert_continues("restored after --leave-running", &b.lines[..3], first, &native);
+    assert_continues("original after --leave-running", &a.lines, a0, &reference(16, &file, a.last_counter() + 1));
+}
+
+#[test]
+fn checkpoint_restore_checkpoint_restore() {
+    let s = Scratch::new();
+    let file = s.data_file();
+    let mut a = start_counter(&s, "A", 16);
+    let img1 = s.path("img1");
+    let last1 = checkpoint_and_exit(&s, &mut a, "A", &img1);
+
+    let mut b = Sandbox::restore(&s.root(), &img1, "B");
+    b.wait_lines(3, START);
+    let img2 = s.path("img2");
+    let out = checkpoint(&s.root(), &img2, "B", &[]);
+    assert_ok(&out, "cryo checkpoint B (a restored sandbox)");
+    let code = b.wait_exit(EXIT);
+    assert_eq!(code, 0, "restored B after its checkpoint: exit {code}; stderr: {}", b.stderr_str());
+    assert_only_statefile(&img2);
+    let last2 = b.last_counter();
+
+    let mut c = Sandbox::restore(&s.root(), &img2, "C");
+    c.wait_lines(3, START);
+    let native = reference(16, &file, last2 + 4);
+    assert_continues("first restore", &b.lines, last1 + 1, &native);
+    assert_continues("second restore", &c.lines[..3], last2 + 1, &native);
+}
+
+const PY_LOOP: &str = "import time,sys\nfor i in range(10**6):\n print(i, flush=True); time.sleep(0.1)";
+
+#[test]
+fn dynamic_program_checkpointed() {
+    let python = Path::new("/usr/bin/python3");
+    if !python.exists() {
+        eprintln!("skipped: /usr/bin/python3 is not installed");
+        return;
+    }
+    let s = Scratch::new();
+    let mut a = Sandbox::run(&s.root(), "P", python, &[OsStr::new("-c"), OsStr::new(PY_LOOP)]);
+    a.wait_lines(3, START);
+    let img = s.path("img");
+    let out = checkpoint(&s.root(), &img, "P", &[]);
+    assert_ok(&out, "cryo checkpoint P (python3)");
+    let code = a.wait_exit(EXIT);
+    assert_eq!(code, 0, "python3 after checkpoint: exit {code}; stderr: {}", a.stderr_str());
+    assert_only_statefile(&img);
+    let nums = |lines: &[String]| -> Vec<u64> {
+        lines
+            .iter()
+            .map(|l| l.parse().unwrap_or_else(|_| panic!("python3 printed {l:?}")))
+            .collect()
+    };
+    let before = nums(&a.lines);
+    assert_eq!(before, (0..before.len() as u64).collect::<Vec<_>>());
+    let last = *before.last().unwrap();
+
+    let mut b = Sandbox::restore(&s.root(), &img, "Q");
+    b.wait_lines(5, START);
+    let after = nums(&b.lines[..5]);
+    assert_eq!(after, (last + 1..last + 6).collect::<Vec<_>>(), "restored python3 printed {after:?}");
+    assert!(b.is_running(), "restored python3 stopped: {}", b.stderr_str());
+}
+
+#[test]
+fn dynamic_sleep_finishes_after_restore() {
+    // A dynamically linked coreutils program blocked in nanosleep: after
+    // restore it finishes the remaining time and exits 0 by itself.
+    let s = Scratch::new();
+    let started = Instant::now();
+    let mut a = Sandbox::run(&s.root(), "S", Path::new("/usr/bin/sleep"), &[OsStr::new("3")]);
+    thread::sleep(Duration::from_millis(1000));
+    assert!(a.is_running(), "sleep 3 ended early: {}", a.stderr_str());
+    let img = s.path("img");
+    let out = checkpoint(&s.root(), &img, "S", &[]);
+    assert_ok(&out, "cryo checkpoint S (sleep 3)");
+    assert_eq!(a.wait_exit(EXIT), 0, "sleep after checkpoint: {}", a.stderr_str());
+    let slept = started.elapsed();
+    let mut b = Sandbox::restore(&s.root(), &img, "T");
+    let restored = Instant::now();
+    let code = b.wait_exit(Duration::from_secs(10));
+    let took = restored.elapsed();
+    assert_eq!(code, 0, "restored sleep: exit {code}; stderr: {}", b.stderr_str());
+    // It slept the rest of its 3 s (give or take), not 0 and not 3 again.
+    assert!(
+        took + slept >= Duration::from_millis(2500) && took < Duration::from_secs(6),
+        "restored sleep 3 took {took:?} after {slept:?} before the checkpoint"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Refusals
+
+/// A statefile of a small counter (8 MiB) with the data file open; returns
+/// the image directory.
+fn small_statefile(s: &Scratch) -> PathBuf {
+    let mut a = start_counter(s, "A", 8);
+    let img = s.path("img");
+    checkpoint_and_exit(s, &mut a, "A", &img);
+    img
+}
+
+/// Runs a restore expected to be refused: exit 125, one line mentioning
+/// `needles`, its process group gone, no record left under the root.
+fn assert_restore_refused(s: &Scratch, img: &Path, what: &str, needles: &[&str]) {
+    let mut r = Sandbox::restore(&s.root(), img, "R");
+    let code = r.wait_exit(Duration::from_secs(20));
+    let err = r.stderr_str();
+    assert_refused(code, &err, what, needles);
+    assert!(r.lines.is_empty(), "{what}: the refused restore printed {:?}", r.lines);
+    r.assert_group_gone();
+    assert_no_record(&s.root(), "R");
+}
+
+/// Copies `img` into a new image directory `name` with its statefile
+/// transformed by `damage`.
+fn damaged_copy(s: &Scratch, img: &Path, name: &str, damage: impl Fn(&mut Vec<u8>)) -> PathBuf {
+    let mut bytes = std::fs::read(img.join(STATEFILE)).unwrap();
+    damage(&mut bytes);
+    let dir = s.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(STATEFILE), &bytes).unwrap();
+    dir
+}
+
+#[test]
+fn restore_refuses_truncated_statefile() {
+    let s = Scratch::new();
+    let img = small_statefile(&s);
+    let bad = damaged_copy(&s, &img, "truncated", |b| b.truncate(b.len() / 2));
+    assert_restore_refused(&s, &bad, "restore of a half statefile", &["truncated"]);
+    // The damaged file is left as it was.
+    let len = std::fs::metadata(img.join(STATEFILE)).unwrap().len();
+    assert_eq!(std::fs::metadata(bad.join(STATEFILE)).unwrap().len(), len / 2);
+}
+
+#[test]
+fn restore_refuses_bit_flipped_statefile() {
+    let s = Scratch::new();
+    let img = small_statefile(&s);
+    let bad = damaged_copy(&s, &img, "flipped", |b| {
+        let mid = b.len() / 2;
+        b[mid] ^= 0x40;
+    });
+    assert_restore_refused(&s, &bad, "restore of a bit-flipped statefile", &["checksum"]);
+}
+
+#[test]
+fn restore_refuses_changed_host_file() {
+    let s = Scratch::new();
+    let img = small_statefile(&s);
+    let file = s.data_file();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    std::io::Write::write_all(&mut f, b"x").unwrap();
+    drop(f);
+    assert_restore_refused(
+        &s,
+        &img,
+        "restore after the open file grew by a byte",
+        &[file.to_str().unwrap(), "changed"],
+    );
+}
+
+#[test]
+fn restore_refuses_deleted_host_file() {
+    let s = Scratch::new();
+    let img = small_statefile(&s);
+    let file = s.data_file();
+    std::fs::remove_file(&file).unwrap();
+    assert_restore_refused(&s, &img, "restore after the open file was deleted", &[file.to_str().unwrap()]);
+}
+
+#[test]
+fn checkpoint_refuses_unknown_id() {
+    let s = Scratch::new();
+    let img = s.path("img");
+    let out = checkpoint(&s.root(), &img, "nosuchid", &[]);
+    assert_refused(out.code, &out.stderr_str(), "checkpoint of an unknown id", &["no sandbox", "nosuchid"]);
+    assert!(!img.exists(), "a refused checkpoint created {}", img.display());
+}
+
+#[test]
+fn checkpoint_refuses_occupied_image_dir_unless_forced() {
+    let s = Scratch::new();
+    let mut a = start_counter(&s, "A", 8);
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "A", &["--leave-running"]), "first checkpoint");
+    let old = std::fs::read(img.join(STATEFILE)).unwrap();
+
+    let out = checkpoint(&s.root(), &img, "A", &["--leave-running"]);
+    assert_refused(out.code, &out.stderr_str(), "checkpoint into an occupied image dir", &["already holds a statefile"]);
+    let out = checkpoint(&s.root(), &img, "A", &[]);
+    assert_refused(out.code, &out.stderr_str(), "checkpoint (exit) into an occupied image dir", &["already holds a statefile"]);
+    assert_eq!(std::fs::read(img.join(STATEFILE)).unwrap(), old, "the old statefile was touched");
+    assert_only_statefile(&img);
+
+    // The sandbox keeps running.
+    a.drain();
+    let have = a.lines.len();
+    a.wait_lines(have + 2, Duration::from_secs(10));
+    assert!(a.is_running());
+
+    // --force replaces it (the counter has moved on: the bytes differ).
+    let out = checkpoint(&s.root(), &img, "A", &["--force"]);
+    assert_ok(&out, "checkpoint --force");
+    assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
+    assert_only_statefile(&img);
+    assert_ne!(std::fs::read(img.join(STATEFILE)).unwrap(), old, "--force did not replace the statefile");
+    let last = a.last_counter();
+    let mut b = Sandbox::restore(&s.root(), &img, "B");
+    b.wait_lines(1, START);
+    assert_eq!(parse(&b.lines[0]).counter, last + 1, "restored from the forced statefile");
+}
+
+/// A sandbox keeps running and stays correct after a failed checkpoint.
+fn assert_still_running(s: &Scratch, a: &mut Sandbox, mib: u32) {
+    a.drain();
+    let have = a.lines.len();
+    a.wait_lines(have + 2, Duration::from_secs(10));
+    assert!(a.is_running(), "the sandbox stopped after a failed checkpoint: {}", a.stderr_str());
+    let a0 = parse(&a.lines[0]).counter;
+    let native = reference(mib, &s.data_file(), a.last_counter() + 1);
+    assert_continues("after a failed checkpoint", &a.lines, a0, &native);
+}
+
+#[test]
+fn checkpoint_to_unwritable_path_is_refused() {
+    let s = Scratch::new();
+    let mut a = start_counter(&s, "A", 8);
+    let plain = s.path("plain-file");
+    std::fs::write(&plain, b"not a directory").unwrap();
+    for img in [plain.join("img"), PathBuf::from("/proc/cryo-no-such/img")] {
+        let out = checkpoint(&s.root(), &img, "A", &[]);
+        assert_refused(out.code, &out.stderr_str(), &format!("checkpoint to {}", img.display()), &[]);
+        assert!(!img.exists());
+        assert_still_running(&s, &mut a, 8);
+    }
+    assert_eq!(std::fs::read(&plain).unwrap(), b"not a directory");
+    let stray: Vec<_> = files_under(s.dir.path())
+        .into_iter()
+        .filter(|p| !p.starts_with(s.path("root")) && *p != plain && !p.starts_with(s.path("data")))
+        .collect();
+    assert!(stray.is_empty(), "failed checkpoints left files: {stray:?}");
+}
+
+#[test]
+fn checkpoint_failing_halfway_leaves_nothing() {
+    // The image directory is on a 2 MiB tmpfs, mounted in a private mount
+    // namespace of the sandbox process (nothing changes on the host): the
+    // statefile of a 16 MiB counter runs out of space halfway through.
+    let s = Scratch::new();
+    let small = s.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let file = s.data_file();
+    let mut cmd = cryo_command(&s.root());
+    cmd.args(["do", "--id", "A", "--"])
+        .arg(counter_guest())
+        .arg("16")
+        .arg(&file);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let target = CString::new(small.to_str().unwrap()).unwrap();
+    // SAFETY: only raw syscalls between fork and exec; the strings were
+    // allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(
+                    c"tmpfs".as_ptr(),
+                    target.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    c"size=2m".as_ptr().cast(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut a = match Sandbox::try_start(cmd, "cryo do (private mount namespace) -- ckpt_counter 16".into()) {
+        Ok(a) => a,
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            eprintln!("skipped: cannot mount a tmpfs in a private mount namespace: {e}");
+            return;
+        }
+        Err(e) => panic!("cannot start cryo do in a private mount namespace: {e}"),
+    };
+    a.wait_lines(3, START);
+    // The sandbox's view of the small directory.
+    let inside = PathBuf::from(format!("/proc/{}/root{}", a.child.id(), small.display()));
+    let img = small.join("img");
+    let out = checkpoint(&s.root(), &img, "A", &[]);
+    assert_refused(out.code, &out.stderr_str(), "checkpoint onto a full tmpfs", &[]);
+    assert_still_running(&s, &mut a, 16);
+    let left = files_under(&inside);
+    assert!(left.is_empty(), "the failed checkpoint left {left:?} in the sandbox's tmpfs");
+    assert!(files_under(&small).is_empty(), "files appeared under {} on the host", small.display());
+
+    // A checkpoint that fits still works afterwards and restores correctly.
+    let good = s.path("good");
+    let out = checkpoint(&s.root(), &good, "A", &[]);
+    assert_ok(&out, "checkpoint after the failed one");
+    assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
+    let last = a.last_counter();
+    let mut b = Sandbox::restore(&s.root(), &good, "B");
+    b.wait_lines(2, START);
+    assert_continues("restore after a failed checkpoint", &b.lines[..2], last + 1, &reference(16, &file, last + 3));
+}
+
+#[test]
+fn checkpoint_refuses_bad_compression_before_touching_the_sandbox() {
+    let s = Scratch::new();
+    let mut a = start_counter(&s, "A", 8);
+    let img = s.path("img");
+    let out = checkpoint(&s.root(), &img, "A", &["--compression", "lz4"]);
+    assert_refused(out.code, &out.stderr_str(), "checkpoint --compression lz4", &["lz4"]);
+    assert!(!img.exists(), "a refused checkpoint created {}", img.display());
+    assert_still_running(&s, &mut a, 8);
+}
+
+#[test]
+fn duplicate_id_is_refused() {
+    let s = Scratch::new();
+    let mut a = start_counter(&s, "A", 8);
+    let mut dup = Sandbox::run(&s.root(), "A", Path::new("/usr/bin/true"), &[]);
+    let code = dup.wait_exit(Duration::from_secs(20));
+    assert_refused(code, &dup.stderr_str(), "a second cryo do --id A", &["already exists"]);
+    dup.assert_group_gone();
+    assert_still_running(&s, &mut a, 8);
+    // A's record still works: it can be checkpointed.
+    let img = s.path("img");
+    checkpoint_and_exit(&s, &mut a, "A", &img);
+}
+
+// ---------------------------------------------------------------------------
+// inspect
+
+#[test]
+fn inspect_shows_kernel_objects() {
+    let s = Scratch::new();
+    let img = small_statefile(&s);
+    let statefile = img.join(STATEFILE);
+    let out = run_cryo_cli(&[OsStr::new("inspect"), OsStr::new("--json"), statefile.as_os_str()]);
+    assert_ok(&out, "cryo inspect --json");
+    let json = out.stdout_str();
+    for ty in [
+        "kernel.Task",
+        "kernel.Kernel",
+        "mm.MemoryManager",
+        "vfs.Vfs",
+        "kernel.FdTable",
+        "mm.MemoryFile",
+    ] {
+        // "types": { "kernel.Task": <version>, … }
+        let key = format!("\"{ty}\":");
+        let at = json
+            .find(&key)
+            .unwrap_or_else(|| panic!("inspect --json does not list {ty}:\n{json}"));
+        let version: String = json[at + key.len()..]
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        assert!(!version.is_empty(), "{ty} has no version in:\n{json}");
+    }
+    assert!(json.contains("\"status\": \"ok\""), "no status ok in:\n{json}");
+    assert!(json.contains("\"damage\": []"), "damage reported in:\n{json}");
+
+    let out = run_cryo_cli(&[OsStr::new("inspect"), statefile.as_os_str()]);
+    assert_ok(&out, "cryo inspect");
+    let text = out.stdout_str();
+    assert!(text.contains("kernel.Task v"), "{text}");
+    assert!(text.trim_end().ends_with("status: ok"), "{text}");
+
+    let bad = damaged_copy(&s, &img, "truncated", |b| b.truncate(b.len() / 2));
+    for json in [true, false] {
+        let mut args = vec![OsStr::new("inspect")];
+        if json {
+            args.push(OsStr::new("--json"));
+        }
+        let path = bad.join(STATEFILE);
+        args.push(path.as_os_str());
+        let out = run_cryo_cli(&args);
+        assert_ne!(out.code, 0, "cryo inspect (json={json}) of a truncated statefile exited 0:\n{}", out.stdout_str());
+        assert!(
+            out.stdout_str().contains("truncated") || out.stderr_str().contains("truncated"),
+            "inspect (json={json}) does not say truncated: {} {}",
+            out.stdout_str(),
+            out.stderr_str()
+        );
+    }
+}
