@@ -73,7 +73,12 @@ impl Sandbox {
         // SAFETY: only a raw syscall between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
                 Ok(())
             });
         }
@@ -134,8 +139,14 @@ impl Sandbox {
     /// `cryo --root ROOT restore --image-path IMG --id ID`
     fn restore(root: &Path, img: &Path, id: &str) -> Sandbox {
         let mut cmd = cryo_command(root);
-        cmd.arg("restore").arg("--image-path").arg(img).args(["--id", id]);
-        Sandbox::spawn(cmd, format!("cryo restore --image-path {} --id {id}", img.display()))
+        cmd.arg("restore")
+            .arg("--image-path")
+            .arg(img)
+            .args(["--id", id]);
+        Sandbox::spawn(
+            cmd,
+            format!("cryo restore --image-path {} --id {id}", img.display()),
+        )
     }
 
     /// Moves lines from the reader thread into `lines`, waiting until
@@ -359,10 +370,24 @@ fn counter_guest() -> PathBuf {
 /// The first `count` lines of a native run of `ckpt_counter MIB FILE COUNT`.
 fn reference(mib: u32, file: &Path, count: u64) -> Vec<String> {
     let file = file.to_str().unwrap();
-    let out = run_native(counter_guest(), &[&mib.to_string(), file, &count.to_string()], b"");
-    assert_eq!(out.code, 0, "native ckpt_counter failed: {}", out.stderr_str());
+    let out = run_native(
+        counter_guest(),
+        &[&mib.to_string(), file, &count.to_string()],
+        b"",
+    );
+    assert_eq!(
+        out.code,
+        0,
+        "native ckpt_counter failed: {}",
+        out.stderr_str()
+    );
     let lines: Vec<String> = out.stdout_str().lines().map(str::to_string).collect();
-    assert_eq!(lines.len() as u64, count, "native run printed {} lines", lines.len());
+    assert_eq!(
+        lines.len() as u64,
+        count,
+        "native run printed {} lines",
+        lines.len()
+    );
     lines
 }
 
@@ -373,13 +398,22 @@ fn assert_continues(what: &str, got: &[String], first: u64, native: &[String]) {
     for (i, line) in got.iter().enumerate() {
         let n = first + i as u64;
         let l = parse(line);
-        assert_eq!(l.counter, n, "{what}: line {i} is {line:?}, expected counter {n}; all: {got:#?}");
-        assert_eq!(l.clock_back, 0, "{what}: CLOCK_MONOTONIC went back: {line:?}");
+        assert_eq!(
+            l.counter, n,
+            "{what}: line {i} is {line:?}, expected counter {n}; all: {got:#?}"
+        );
+        assert_eq!(
+            l.clock_back, 0,
+            "{what}: CLOCK_MONOTONIC went back: {line:?}"
+        );
         assert_eq!(l.fileoff, 17, "{what}: the file offset was lost: {line:?}");
         let want = native
             .get(n as usize)
             .unwrap_or_else(|| panic!("{what}: no native line for counter {n}"));
-        assert_eq!(line, want, "{what}: counter {n} differs from the native run (memory changed?)");
+        assert_eq!(
+            line, want,
+            "{what}: counter {n} differs from the native run (memory changed?)"
+        );
     }
 }
 
@@ -395,7 +429,10 @@ struct Scratch {
 impl Scratch {
     fn new() -> Scratch {
         Scratch {
-            dir: tempfile::Builder::new().prefix("cryo-ckpt-").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("cryo-ckpt-")
+                .tempdir()
+                .unwrap(),
         }
     }
 
@@ -430,7 +467,11 @@ fn cli(root: &Path, args: &[&OsStr]) -> Output {
 }
 
 fn checkpoint(root: &Path, img: &Path, id: &str, flags: &[&str]) -> Output {
-    let mut args: Vec<&OsStr> = vec![OsStr::new("checkpoint"), OsStr::new("--image-path"), img.as_os_str()];
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new("checkpoint"),
+        OsStr::new("--image-path"),
+        img.as_os_str(),
+    ];
     args.extend(flags.iter().map(OsStr::new));
     args.push(OsStr::new(id));
     cli(root, &args)
@@ -448,17 +489,26 @@ fn assert_ok(out: &Output, what: &str) {
 
 /// Exit 125, exactly one line on stderr, containing every one of `needles`.
 fn assert_refused(code: i32, stderr: &str, what: &str, needles: &[&str]) {
-    assert_eq!(code, REFUSED, "{what}: expected exit {REFUSED}, got {code}; stderr: {stderr}");
+    assert_eq!(
+        code, REFUSED,
+        "{what}: expected exit {REFUSED}, got {code}; stderr: {stderr}"
+    );
     let trimmed = stderr.trim_end();
     assert_eq!(
         trimmed.lines().count(),
         1,
         "{what}: expected a one-line error, got:\n{stderr}"
     );
-    assert!(trimmed.starts_with("cryo"), "{what}: error does not start with `cryo`: {trimmed}");
+    assert!(
+        trimmed.starts_with("cryo"),
+        "{what}: error does not start with `cryo`: {trimmed}"
+    );
     eprintln!("{what}: refused as expected: {trimmed}");
     for n in needles {
-        assert!(trimmed.contains(n), "{what}: error should mention {n:?}: {trimmed}");
+        assert!(
+            trimmed.contains(n),
+            "{what}: error should mention {n:?}: {trimmed}"
+        );
     }
 }
 
@@ -482,7 +532,12 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Exactly `IMG/checkpoint.cryo` and nothing else (no temporary files).
 fn assert_only_statefile(img: &Path) {
     let files = files_under(img);
-    assert_eq!(files, vec![img.join(STATEFILE)], "image directory {} holds {files:?}", img.display());
+    assert_eq!(
+        files,
+        vec![img.join(STATEFILE)],
+        "image directory {} holds {files:?}",
+        img.display()
+    );
 }
 
 /// The sandbox's record is gone from `--root` (nothing half-registered).
@@ -516,14 +571,23 @@ fn checkpoint_and_exit(s: &Scratch, sb: &mut Sandbox, id: &str, img: &Path) -> u
     let out = checkpoint(&s.root(), img, id, &[]);
     assert_ok(&out, &format!("cryo checkpoint {id}"));
     let code = sb.wait_exit(EXIT);
-    assert_eq!(code, 0, "{} after checkpoint: exit {code}; stderr: {}", sb.what, sb.stderr_str());
+    assert_eq!(
+        code,
+        0,
+        "{} after checkpoint: exit {code}; stderr: {}",
+        sb.what,
+        sb.stderr_str()
+    );
     assert_only_statefile(img);
     assert_no_record(&s.root(), id);
     // Its own lines were consecutive from 0.
     let counters = sb.counters();
     let first = counters[0];
     assert!(
-        counters.iter().enumerate().all(|(i, c)| *c == first + i as u64),
+        counters
+            .iter()
+            .enumerate()
+            .all(|(i, c)| *c == first + i as u64),
         "{}: counters not consecutive: {counters:?}",
         sb.what
     );
@@ -549,7 +613,12 @@ fn checkpoint_moved_and_restored() {
     std::fs::rename(&img, &moved).unwrap();
     let mut b = Sandbox::restore(&s.root(), &moved, "B");
     b.wait_lines(3, START);
-    assert_continues("restored from a moved image", &b.lines[..3], last + 1, &native);
+    assert_continues(
+        "restored from a moved image",
+        &b.lines[..3],
+        last + 1,
+        &native,
+    );
     assert!(b.is_running(), "the restored program stopped early");
 }
 
@@ -566,7 +635,11 @@ fn restore_twice_gives_two_sandboxes() {
     let mut c = Sandbox::restore(&s.root(), &img, "C");
     b.wait_lines(3, START);
     c.wait_lines(3, START);
-    assert_eq!(b.lines[..3], c.lines[..3], "the two restored sandboxes differ");
+    assert_eq!(
+        b.lines[..3],
+        c.lines[..3],
+        "the two restored sandboxes differ"
+    );
     assert_continues("restore B", &b.lines[..3], last + 1, &native);
     assert_continues("restore C", &c.lines[..3], last + 1, &native);
 
@@ -576,9 +649,18 @@ fn restore_twice_gives_two_sandboxes() {
     c.drain();
     let have = c.lines.len();
     c.wait_lines(have + 3, Duration::from_secs(10));
-    assert!(c.is_running(), "C stopped when B was killed: {}", c.stderr_str());
+    assert!(
+        c.is_running(),
+        "C stopped when B was killed: {}",
+        c.stderr_str()
+    );
     let upto = c.lines.len().min(9);
-    assert_continues("restore C after B was killed", &c.lines[..upto], last + 1, &native);
+    assert_continues(
+        "restore C after B was killed",
+        &c.lines[..upto],
+        last + 1,
+        &native,
+    );
 }
 
 #[test]
@@ -598,9 +680,11 @@ fn leave_running_then_restore() {
     let at_return = a.last_counter();
 
     // The original carries on past the checkpoint.
-    a.wait_for(Duration::from_secs(10), "counter to pass the checkpoint by 3", |l| {
-        parse(l.last().unwrap()).counter >= at_return + 3
-    });
+    a.wait_for(
+        Duration::from_secs(10),
+        "counter to pass the checkpoint by 3",
+        |l| parse(l.last().unwrap()).counter >= at_return + 3,
+    );
     assert!(a.is_running(), "the original stopped after --leave-running");
 
     let mut b = Sandbox::restore(&s.root(), &img, "B");
@@ -611,15 +695,27 @@ fn leave_running_then_restore() {
         "restored copy starts at counter {first}; the checkpoint was taken between counters {before} and {at_return}"
     );
     // The restored copy prints exactly what the original printed for the same counters.
-    a.wait_for(Duration::from_secs(10), "the original to reach the restored counters", |l| {
-        parse(l.last().unwrap()).counter >= first + 2
-    });
+    a.wait_for(
+        Duration::from_secs(10),
+        "the original to reach the restored counters",
+        |l| parse(l.last().unwrap()).counter >= first + 2,
+    );
     let a0 = parse(&a.lines[0]).counter;
     let same: Vec<String> = a.lines[(first - a0) as usize..][..3].to_vec();
     assert_eq!(b.lines[..3], same[..], "restored copy and original differ");
     let native = reference(16, &file, first + 3);
-    assert_continues("restored after --leave-running", &b.lines[..3], first, &native);
-    assert_continues("original after --leave-running", &a.lines, a0, &reference(16, &file, a.last_counter() + 1));
+    assert_continues(
+        "restored after --leave-running",
+        &b.lines[..3],
+        first,
+        &native,
+    );
+    assert_continues(
+        "original after --leave-running",
+        &a.lines,
+        a0,
+        &reference(16, &file, a.last_counter() + 1),
+    );
 }
 
 #[test]
@@ -636,7 +732,12 @@ fn checkpoint_restore_checkpoint_restore() {
     let out = checkpoint(&s.root(), &img2, "B", &[]);
     assert_ok(&out, "cryo checkpoint B (a restored sandbox)");
     let code = b.wait_exit(EXIT);
-    assert_eq!(code, 0, "restored B after its checkpoint: exit {code}; stderr: {}", b.stderr_str());
+    assert_eq!(
+        code,
+        0,
+        "restored B after its checkpoint: exit {code}; stderr: {}",
+        b.stderr_str()
+    );
     assert_only_statefile(&img2);
     let last2 = b.last_counter();
 
@@ -647,7 +748,8 @@ fn checkpoint_restore_checkpoint_restore() {
     assert_continues("second restore", &c.lines[..3], last2 + 1, &native);
 }
 
-const PY_LOOP: &str = "import time,sys\nfor i in range(10**6):\n print(i, flush=True); time.sleep(0.1)";
+const PY_LOOP: &str =
+    "import time,sys\nfor i in range(10**6):\n print(i, flush=True); time.sleep(0.1)";
 
 #[test]
 fn dynamic_program_checkpointed() {
@@ -657,18 +759,31 @@ fn dynamic_program_checkpointed() {
         return;
     }
     let s = Scratch::new();
-    let mut a = Sandbox::run(&s.root(), "P", python, &[OsStr::new("-c"), OsStr::new(PY_LOOP)]);
+    let mut a = Sandbox::run(
+        &s.root(),
+        "P",
+        python,
+        &[OsStr::new("-c"), OsStr::new(PY_LOOP)],
+    );
     a.wait_lines(3, START);
     let img = s.path("img");
     let out = checkpoint(&s.root(), &img, "P", &[]);
     assert_ok(&out, "cryo checkpoint P (python3)");
     let code = a.wait_exit(EXIT);
-    assert_eq!(code, 0, "python3 after checkpoint: exit {code}; stderr: {}", a.stderr_str());
+    assert_eq!(
+        code,
+        0,
+        "python3 after checkpoint: exit {code}; stderr: {}",
+        a.stderr_str()
+    );
     assert_only_statefile(&img);
     let nums = |lines: &[String]| -> Vec<u64> {
         lines
             .iter()
-            .map(|l| l.parse().unwrap_or_else(|_| panic!("python3 printed {l:?}")))
+            .map(|l| {
+                l.parse()
+                    .unwrap_or_else(|_| panic!("python3 printed {l:?}"))
+            })
             .collect()
     };
     let before = nums(&a.lines);
@@ -678,8 +793,16 @@ fn dynamic_program_checkpointed() {
     let mut b = Sandbox::restore(&s.root(), &img, "Q");
     b.wait_lines(5, START);
     let after = nums(&b.lines[..5]);
-    assert_eq!(after, (last + 1..last + 6).collect::<Vec<_>>(), "restored python3 printed {after:?}");
-    assert!(b.is_running(), "restored python3 stopped: {}", b.stderr_str());
+    assert_eq!(
+        after,
+        (last + 1..last + 6).collect::<Vec<_>>(),
+        "restored python3 printed {after:?}"
+    );
+    assert!(
+        b.is_running(),
+        "restored python3 stopped: {}",
+        b.stderr_str()
+    );
 }
 
 #[test]
@@ -688,19 +811,34 @@ fn dynamic_sleep_finishes_after_restore() {
     // restore it finishes the remaining time and exits 0 by itself.
     let s = Scratch::new();
     let started = Instant::now();
-    let mut a = Sandbox::run(&s.root(), "S", Path::new("/usr/bin/sleep"), &[OsStr::new("3")]);
+    let mut a = Sandbox::run(
+        &s.root(),
+        "S",
+        Path::new("/usr/bin/sleep"),
+        &[OsStr::new("3")],
+    );
     thread::sleep(Duration::from_millis(1000));
     assert!(a.is_running(), "sleep 3 ended early: {}", a.stderr_str());
     let img = s.path("img");
     let out = checkpoint(&s.root(), &img, "S", &[]);
     assert_ok(&out, "cryo checkpoint S (sleep 3)");
-    assert_eq!(a.wait_exit(EXIT), 0, "sleep after checkpoint: {}", a.stderr_str());
+    assert_eq!(
+        a.wait_exit(EXIT),
+        0,
+        "sleep after checkpoint: {}",
+        a.stderr_str()
+    );
     let slept = started.elapsed();
     let mut b = Sandbox::restore(&s.root(), &img, "T");
     let restored = Instant::now();
     let code = b.wait_exit(Duration::from_secs(10));
     let took = restored.elapsed();
-    assert_eq!(code, 0, "restored sleep: exit {code}; stderr: {}", b.stderr_str());
+    assert_eq!(
+        code,
+        0,
+        "restored sleep: exit {code}; stderr: {}",
+        b.stderr_str()
+    );
     // It slept the rest of its 3 s (give or take), not 0 and not 3 again.
     assert!(
         took + slept >= Duration::from_millis(2500) && took < Duration::from_secs(6),
@@ -727,7 +865,11 @@ fn assert_restore_refused(s: &Scratch, img: &Path, what: &str, needles: &[&str])
     let code = r.wait_exit(Duration::from_secs(20));
     let err = r.stderr_str();
     assert_refused(code, &err, what, needles);
-    assert!(r.lines.is_empty(), "{what}: the refused restore printed {:?}", r.lines);
+    assert!(
+        r.lines.is_empty(),
+        "{what}: the refused restore printed {:?}",
+        r.lines
+    );
     r.assert_group_gone();
     assert_no_record(&s.root(), "R");
 }
@@ -751,7 +893,10 @@ fn restore_refuses_truncated_statefile() {
     assert_restore_refused(&s, &bad, "restore of a half statefile", &["truncated"]);
     // The damaged file is left as it was.
     let len = std::fs::metadata(img.join(STATEFILE)).unwrap().len();
-    assert_eq!(std::fs::metadata(bad.join(STATEFILE)).unwrap().len(), len / 2);
+    assert_eq!(
+        std::fs::metadata(bad.join(STATEFILE)).unwrap().len(),
+        len / 2
+    );
 }
 
 #[test]
@@ -762,7 +907,12 @@ fn restore_refuses_bit_flipped_statefile() {
         let mid = b.len() / 2;
         b[mid] ^= 0x40;
     });
-    assert_restore_refused(&s, &bad, "restore of a bit-flipped statefile", &["checksum"]);
+    assert_restore_refused(
+        &s,
+        &bad,
+        "restore of a bit-flipped statefile",
+        &["checksum"],
+    );
 }
 
 #[test]
@@ -770,7 +920,10 @@ fn restore_refuses_changed_host_file() {
     let s = Scratch::new();
     let img = small_statefile(&s);
     let file = s.data_file();
-    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
     std::io::Write::write_all(&mut f, b"x").unwrap();
     drop(f);
     assert_restore_refused(
@@ -787,7 +940,12 @@ fn restore_refuses_deleted_host_file() {
     let img = small_statefile(&s);
     let file = s.data_file();
     std::fs::remove_file(&file).unwrap();
-    assert_restore_refused(&s, &img, "restore after the open file was deleted", &[file.to_str().unwrap()]);
+    assert_restore_refused(
+        &s,
+        &img,
+        "restore after the open file was deleted",
+        &[file.to_str().unwrap()],
+    );
 }
 
 #[test]
@@ -795,8 +953,17 @@ fn checkpoint_refuses_unknown_id() {
     let s = Scratch::new();
     let img = s.path("img");
     let out = checkpoint(&s.root(), &img, "nosuchid", &[]);
-    assert_refused(out.code, &out.stderr_str(), "checkpoint of an unknown id", &["no sandbox", "nosuchid"]);
-    assert!(!img.exists(), "a refused checkpoint created {}", img.display());
+    assert_refused(
+        out.code,
+        &out.stderr_str(),
+        "checkpoint of an unknown id",
+        &["no sandbox", "nosuchid"],
+    );
+    assert!(
+        !img.exists(),
+        "a refused checkpoint created {}",
+        img.display()
+    );
 }
 
 #[test]
@@ -804,14 +971,31 @@ fn checkpoint_refuses_occupied_image_dir_unless_forced() {
     let s = Scratch::new();
     let mut a = start_counter(&s, "A", 8);
     let img = s.path("img");
-    assert_ok(&checkpoint(&s.root(), &img, "A", &["--leave-running"]), "first checkpoint");
+    assert_ok(
+        &checkpoint(&s.root(), &img, "A", &["--leave-running"]),
+        "first checkpoint",
+    );
     let old = std::fs::read(img.join(STATEFILE)).unwrap();
 
     let out = checkpoint(&s.root(), &img, "A", &["--leave-running"]);
-    assert_refused(out.code, &out.stderr_str(), "checkpoint into an occupied image dir", &["already holds a statefile"]);
+    assert_refused(
+        out.code,
+        &out.stderr_str(),
+        "checkpoint into an occupied image dir",
+        &["already holds a statefile"],
+    );
     let out = checkpoint(&s.root(), &img, "A", &[]);
-    assert_refused(out.code, &out.stderr_str(), "checkpoint (exit) into an occupied image dir", &["already holds a statefile"]);
-    assert_eq!(std::fs::read(img.join(STATEFILE)).unwrap(), old, "the old statefile was touched");
+    assert_refused(
+        out.code,
+        &out.stderr_str(),
+        "checkpoint (exit) into an occupied image dir",
+        &["already holds a statefile"],
+    );
+    assert_eq!(
+        std::fs::read(img.join(STATEFILE)).unwrap(),
+        old,
+        "the old statefile was touched"
+    );
     assert_only_statefile(&img);
 
     // The sandbox keeps running.
@@ -825,11 +1009,19 @@ fn checkpoint_refuses_occupied_image_dir_unless_forced() {
     assert_ok(&out, "checkpoint --force");
     assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
     assert_only_statefile(&img);
-    assert_ne!(std::fs::read(img.join(STATEFILE)).unwrap(), old, "--force did not replace the statefile");
+    assert_ne!(
+        std::fs::read(img.join(STATEFILE)).unwrap(),
+        old,
+        "--force did not replace the statefile"
+    );
     let last = a.last_counter();
     let mut b = Sandbox::restore(&s.root(), &img, "B");
     b.wait_lines(1, START);
-    assert_eq!(parse(&b.lines[0]).counter, last + 1, "restored from the forced statefile");
+    assert_eq!(
+        parse(&b.lines[0]).counter,
+        last + 1,
+        "restored from the forced statefile"
+    );
 }
 
 /// A sandbox keeps running and stays correct after a failed checkpoint.
@@ -837,7 +1029,11 @@ fn assert_still_running(s: &Scratch, a: &mut Sandbox, mib: u32) {
     a.drain();
     let have = a.lines.len();
     a.wait_lines(have + 2, Duration::from_secs(10));
-    assert!(a.is_running(), "the sandbox stopped after a failed checkpoint: {}", a.stderr_str());
+    assert!(
+        a.is_running(),
+        "the sandbox stopped after a failed checkpoint: {}",
+        a.stderr_str()
+    );
     let a0 = parse(&a.lines[0]).counter;
     let native = reference(mib, &s.data_file(), a.last_counter() + 1);
     assert_continues("after a failed checkpoint", &a.lines, a0, &native);
@@ -851,7 +1047,12 @@ fn checkpoint_to_unwritable_path_is_refused() {
     std::fs::write(&plain, b"not a directory").unwrap();
     for img in [plain.join("img"), PathBuf::from("/proc/cryo-no-such/img")] {
         let out = checkpoint(&s.root(), &img, "A", &[]);
-        assert_refused(out.code, &out.stderr_str(), &format!("checkpoint to {}", img.display()), &[]);
+        assert_refused(
+            out.code,
+            &out.stderr_str(),
+            &format!("checkpoint to {}", img.display()),
+            &[],
+        );
         assert!(!img.exists());
         assert_still_running(&s, &mut a, 8);
     }
@@ -886,7 +1087,12 @@ fn checkpoint_failing_halfway_leaves_nothing() {
     // allocated before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             if libc::unshare(libc::CLONE_NEWNS) != 0
                 || libc::mount(
                     c"none".as_ptr(),
@@ -908,7 +1114,10 @@ fn checkpoint_failing_halfway_leaves_nothing() {
             Ok(())
         });
     }
-    let mut a = match Sandbox::try_start(cmd, "cryo do (private mount namespace) -- ckpt_counter 16".into()) {
+    let mut a = match Sandbox::try_start(
+        cmd,
+        "cryo do (private mount namespace) -- ckpt_counter 16".into(),
+    ) {
         Ok(a) => a,
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             eprintln!("skipped: cannot mount a tmpfs in a private mount namespace: {e}");
@@ -921,11 +1130,23 @@ fn checkpoint_failing_halfway_leaves_nothing() {
     let inside = PathBuf::from(format!("/proc/{}/root{}", a.child.id(), small.display()));
     let img = small.join("img");
     let out = checkpoint(&s.root(), &img, "A", &[]);
-    assert_refused(out.code, &out.stderr_str(), "checkpoint onto a full tmpfs", &[]);
+    assert_refused(
+        out.code,
+        &out.stderr_str(),
+        "checkpoint onto a full tmpfs",
+        &[],
+    );
     assert_still_running(&s, &mut a, 16);
     let left = files_under(&inside);
-    assert!(left.is_empty(), "the failed checkpoint left {left:?} in the sandbox's tmpfs");
-    assert!(files_under(&small).is_empty(), "files appeared under {} on the host", small.display());
+    assert!(
+        left.is_empty(),
+        "the failed checkpoint left {left:?} in the sandbox's tmpfs"
+    );
+    assert!(
+        files_under(&small).is_empty(),
+        "files appeared under {} on the host",
+        small.display()
+    );
 
     // A checkpoint that fits still works afterwards and restores correctly.
     let good = s.path("good");
@@ -935,7 +1156,12 @@ fn checkpoint_failing_halfway_leaves_nothing() {
     let last = a.last_counter();
     let mut b = Sandbox::restore(&s.root(), &good, "B");
     b.wait_lines(2, START);
-    assert_continues("restore after a failed checkpoint", &b.lines[..2], last + 1, &reference(16, &file, last + 3));
+    assert_continues(
+        "restore after a failed checkpoint",
+        &b.lines[..2],
+        last + 1,
+        &reference(16, &file, last + 3),
+    );
 }
 
 #[test]
@@ -944,8 +1170,17 @@ fn checkpoint_refuses_bad_compression_before_touching_the_sandbox() {
     let mut a = start_counter(&s, "A", 8);
     let img = s.path("img");
     let out = checkpoint(&s.root(), &img, "A", &["--compression", "lz4"]);
-    assert_refused(out.code, &out.stderr_str(), "checkpoint --compression lz4", &["lz4"]);
-    assert!(!img.exists(), "a refused checkpoint created {}", img.display());
+    assert_refused(
+        out.code,
+        &out.stderr_str(),
+        "checkpoint --compression lz4",
+        &["lz4"],
+    );
+    assert!(
+        !img.exists(),
+        "a refused checkpoint created {}",
+        img.display()
+    );
     assert_still_running(&s, &mut a, 8);
 }
 
@@ -955,7 +1190,12 @@ fn duplicate_id_is_refused() {
     let mut a = start_counter(&s, "A", 8);
     let mut dup = Sandbox::run(&s.root(), "A", Path::new("/usr/bin/true"), &[]);
     let code = dup.wait_exit(Duration::from_secs(20));
-    assert_refused(code, &dup.stderr_str(), "a second cryo do --id A", &["already exists"]);
+    assert_refused(
+        code,
+        &dup.stderr_str(),
+        "a second cryo do --id A",
+        &["already exists"],
+    );
     dup.assert_group_gone();
     assert_still_running(&s, &mut a, 8);
     // A's record still works: it can be checkpointed.
@@ -971,7 +1211,11 @@ fn inspect_shows_kernel_objects() {
     let s = Scratch::new();
     let img = small_statefile(&s);
     let statefile = img.join(STATEFILE);
-    let out = run_cryo_cli(&[OsStr::new("inspect"), OsStr::new("--json"), statefile.as_os_str()]);
+    let out = run_cryo_cli(&[
+        OsStr::new("inspect"),
+        OsStr::new("--json"),
+        statefile.as_os_str(),
+    ]);
     assert_ok(&out, "cryo inspect --json");
     let json = out.stdout_str();
     for ty in [
@@ -994,8 +1238,14 @@ fn inspect_shows_kernel_objects() {
             .collect();
         assert!(!version.is_empty(), "{ty} has no version in:\n{json}");
     }
-    assert!(json.contains("\"status\": \"ok\""), "no status ok in:\n{json}");
-    assert!(json.contains("\"damage\": []"), "damage reported in:\n{json}");
+    assert!(
+        json.contains("\"status\": \"ok\""),
+        "no status ok in:\n{json}"
+    );
+    assert!(
+        json.contains("\"damage\": []"),
+        "damage reported in:\n{json}"
+    );
 
     let out = run_cryo_cli(&[OsStr::new("inspect"), statefile.as_os_str()]);
     assert_ok(&out, "cryo inspect");
@@ -1012,7 +1262,12 @@ fn inspect_shows_kernel_objects() {
         let path = bad.join(STATEFILE);
         args.push(path.as_os_str());
         let out = run_cryo_cli(&args);
-        assert_ne!(out.code, 0, "cryo inspect (json={json}) of a truncated statefile exited 0:\n{}", out.stdout_str());
+        assert_ne!(
+            out.code,
+            0,
+            "cryo inspect (json={json}) of a truncated statefile exited 0:\n{}",
+            out.stdout_str()
+        );
         assert!(
             out.stdout_str().contains("truncated") || out.stderr_str().contains("truncated"),
             "inspect (json={json}) does not say truncated: {} {}",
