@@ -416,6 +416,40 @@ impl Chunk {
     }
 }
 
+/// Calls `f` once per run of consecutive pages of a chunk whose present
+/// pages are packed in order in `data`.
+fn for_each_run<'a, F>(
+    pages: impl Iterator<Item = (u64, &'a [u8])>,
+    data: &[u8],
+    ps: usize,
+    f: &F,
+) -> Result<()>
+where
+    F: Fn(u64, &[u8]) -> Result<()>,
+{
+    // (image offset, first packed index) of the run being gathered.
+    let mut run: Option<(u64, usize)> = None;
+    let mut len = 0usize;
+    for (i, (off, _)) in pages.enumerate() {
+        match run {
+            Some((start, _)) if start + (len * ps) as u64 == off => len += 1,
+            Some((start, first)) => {
+                f(start, &data[first * ps..(first + len) * ps])?;
+                run = Some((off, i));
+                len = 1;
+            }
+            None => {
+                run = Some((off, i));
+                len = 1;
+            }
+        }
+    }
+    if let Some((start, first)) = run {
+        f(start, &data[first * ps..(first + len) * ps])?;
+    }
+    Ok(())
+}
+
 fn pages_of<'a>(
     present: &'a [u64],
     base: u64,
@@ -722,6 +756,22 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
         }
     }
 
+    /// Like [`MemoryReader::restore_with`], but calls `f` once per run of
+    /// consecutive present pages (at most a chunk), so a caller writing into
+    /// a file pays one write per run instead of one per page.
+    pub fn restore_runs_with<F>(&self, f: F) -> Result<()>
+    where
+        F: Fn(u64, &[u8]) -> Result<()> + Sync,
+    {
+        let ps = self.page_size() as usize;
+        (0..self.map.chunks.len())
+            .into_par_iter()
+            .try_for_each(|n| {
+                let chunk = self.read_chunk(n)?;
+                for_each_run(chunk.pages(), chunk.data(), ps, &f)
+            })
+    }
+
     /// Calls `f(image offset, page bytes)` for every present page, chunks
     /// decoded in parallel (so `f` runs on several threads, in no order).
     pub fn restore_with<F>(&self, f: F) -> Result<()>
@@ -802,6 +852,28 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
 }
 
 impl<'r> MemoryReader<'r, File> {
+    /// [`MemoryReader::restore_runs_with`] that maps raw chunks from the
+    /// statefile instead of reading them into a buffer: the bytes go from
+    /// the page cache straight to `f` (and, with pwrite, to their target).
+    pub fn restore_runs_mapped_with<F>(&self, f: F) -> Result<()>
+    where
+        F: Fn(u64, &[u8]) -> Result<()> + Sync,
+    {
+        let ps = self.page_size() as usize;
+        (0..self.map.chunks.len())
+            .into_par_iter()
+            .try_for_each(|n| {
+                let raw = self.chunk_info(n).is_some_and(|c| !c.compressed);
+                if raw {
+                    let chunk = self.map_chunk(n)?;
+                    for_each_run(chunk.pages(), chunk.data(), ps, &f)
+                } else {
+                    let chunk = self.read_chunk(n)?;
+                    for_each_run(chunk.pages(), chunk.data(), ps, &f)
+                }
+            })
+    }
+
     /// Maps a raw (uncompressed) chunk read-only from the statefile instead
     /// of copying it; its checksum is verified first.
     pub fn map_chunk(&self, n: usize) -> Result<MappedChunk> {

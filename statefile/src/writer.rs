@@ -67,7 +67,10 @@ impl AtomicFile {
         }
         use std::os::fd::AsRawFd;
         let fd = self.file.get_ref().as_file().as_raw_fd();
-        let (offset, len) = (self.kicked as libc::off64_t, (in_cache - self.kicked) as libc::off64_t);
+        let (offset, len) = (
+            self.kicked as libc::off64_t,
+            (in_cache - self.kicked) as libc::off64_t,
+        );
         // SAFETY: sync_file_range only starts writeback of a range of an fd
         // this writer owns; it touches no memory of this process. Advisory:
         // a failure here surfaces at the final fsync.

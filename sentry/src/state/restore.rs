@@ -90,10 +90,17 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
         path: shown.clone(),
         source,
     };
-    // Validate everything (header, index, every section and memory chunk)
-    // before creating any host resource.
+    // Validate everything before the sandbox runs: the header, index and
+    // every non-memory section here; each memory chunk's checksum as it is
+    // loaded below, before any stub exists (so memory is read only once).
     let reader = Reader::open(&path).map_err(sf_err)?;
-    reader.verify().map_err(sf_err)?;
+    for section in reader
+        .sections()
+        .iter()
+        .filter(|s| s.id.kind != SectionKind::Memory)
+    {
+        reader.verify_section(section).map_err(sf_err)?;
+    }
     let rec = read_records(&reader).map_err(sf_err)?;
     if rec.kernel.tasks != 1 {
         return Err(RestoreError::Tasks(rec.kernel.tasks));
@@ -106,6 +113,7 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
         return Err(RestoreError::Memory("hostname longer than 64 bytes".into()));
     }
 
+    tracing::debug!("restore: statefile validated, records read");
     let host = host_memory()?;
     if rec.mm.mm.highest_address > host.layout.max_user_addr {
         return Err(RestoreError::AddressSpace {
@@ -118,7 +126,7 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
         .map_err(|e| RestoreError::Memory(e.to_string()))?;
     let memory = reader.memory(MEMORY_SECTION).map_err(sf_err)?;
     memory
-        .restore_with(|offset, page| {
+        .restore_runs_mapped_with(|offset, page| {
             let end = offset.checked_add(page.len() as u64);
             let inside = rec
                 .memory
@@ -131,7 +139,7 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
                     len: page.len() as u64,
                 });
             }
-            mf.write_at(offset, page)
+            mf.pwrite_at(offset, page)
                 .map_err(|e| statefile::StatefileError::Io(std::io::Error::from_raw_os_error(e.0)))
         })
         .map_err(sf_err)?;
@@ -193,6 +201,7 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     let aspace = kernel.platform.new_address_space()?;
     let mut mm = MemoryManager::from_snapshot(&rec.mm.mm, host.layout, mf, aspace, &reopen)?;
 
+    tracing::debug!("restore: address space mapped");
     let mut context = kernel.platform.new_context()?;
     context.set_fp_state(mm.address_space(), &rec.task.fp)?;
     let root = kernel.vfs.root().clone();
