@@ -126,6 +126,29 @@ fn memory_round_trip_all_ways() {
         .unwrap();
         assert!(out2.into_inner().unwrap() == img);
 
+        // Runs of consecutive pages (read and mapped): every run is a whole
+        // number of pages, never crosses a zero page, and together they
+        // rebuild the image.
+        for mapped in [false, true] {
+            let out3 = std::sync::Mutex::new(vec![0u8; img.len()]);
+            let runs = std::sync::atomic::AtomicUsize::new(0);
+            let f = |off: u64, run: &[u8]| {
+                assert_eq!(run.len() % ps, 0);
+                runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut o = out3.lock().unwrap();
+                o[off as usize..off as usize + run.len()].copy_from_slice(run);
+                Ok(())
+            };
+            if mapped {
+                m.restore_runs_mapped_with(f).unwrap();
+            } else {
+                m.restore_runs_with(f).unwrap();
+            }
+            assert!(out3.into_inner().unwrap() == img);
+            // Every fourth page is zero: runs of three pages, never longer.
+            assert_eq!(runs.into_inner(), 250);
+        }
+
         // Lazy: one page at a time.
         let mut page = vec![0u8; ps];
         for p in [0usize, 1, 2, 3, 500, 999] {
