@@ -45,6 +45,8 @@ impl PtraceAddressSpace {
                 tid: pid,
                 regs: None,
                 fp_owner: None,
+                cpu: None,
+                switches: 0,
             }],
             dead: false,
         };

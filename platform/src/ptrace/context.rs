@@ -224,6 +224,7 @@ impl Context for PtraceContext {
                 self.interrupter.running.store(0, Ordering::SeqCst);
                 return Ok(Event::Interrupted);
             }
+            thread.bind_to_tracer_cpu();
             let r = self.run(pid, thread, state);
             self.interrupter.running.store(0, Ordering::SeqCst);
             r

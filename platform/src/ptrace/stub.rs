@@ -97,6 +97,52 @@ pub(crate) struct StubThread {
     pub regs: Option<Registers>,
     /// The context whose FP state is loaded.
     pub fp_owner: Option<FpOwner>,
+    /// The CPU the thread and its tracer are bound to.
+    pub cpu: Option<usize>,
+    /// Switches since the binding was last reconsidered.
+    pub switches: u32,
+}
+
+/// How many switches a binding lasts before the tracer is let go, so the
+/// host scheduler can move a busy sandbox to a less loaded CPU.
+const REBIND_EVERY: u32 = 8192;
+
+impl StubThread {
+    /// Binds the stub thread and its tracer (the calling thread) to the CPU
+    /// the tracer is on. A ptrace stop and resume is a wake-up of the other
+    /// side: on one CPU a plain context switch, across CPUs an
+    /// inter-processor wake-up that costs several times more (gVisor's ptrace
+    /// platform binds its stubs for the same reason). Every REBIND_EVERY
+    /// switches the tracer is released to any CPU, and both follow wherever
+    /// the scheduler puts it.
+    pub fn bind_to_tracer_cpu(&mut self) {
+        use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
+        use nix::unistd::Pid;
+        self.switches += 1;
+        if self.cpu.is_some() && self.switches < REBIND_EVERY {
+            return;
+        }
+        let original = ORIGINAL_AFFINITY.get_or_init(|| sched_getaffinity(Pid::from_raw(0)).ok());
+        if self.cpu.is_some() {
+            // Release the tracer; the next switch binds again where it runs.
+            if let Some(all) = original {
+                let _ = sched_setaffinity(Pid::from_raw(0), all);
+            }
+            self.cpu = None;
+            self.switches = 0;
+            return;
+        }
+        let Ok(cpu) = sched_getcpu() else { return };
+        let mut set = CpuSet::new();
+        if set.set(cpu).is_err() {
+            return;
+        }
+        if sched_setaffinity(Pid::from_raw(self.tid), &set).is_ok() {
+            let _ = sched_setaffinity(Pid::from_raw(0), &set);
+            self.cpu = Some(cpu);
+            self.switches = 0;
+        }
+    }
 }
 
 /// How a wait for a traced thread ended.
@@ -262,3 +308,8 @@ pub(crate) fn kill_and_reap(pid: i32) {
         }
     }
 }
+
+/// The CPUs the process was allowed before any binding: what a released
+/// tracer goes back to.
+static ORIGINAL_AFFINITY: std::sync::OnceLock<Option<nix::sched::CpuSet>> =
+    std::sync::OnceLock::new();

@@ -9,7 +9,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::dentry::lock;
 use super::file::{DirOps, FileKind, FileOps, IoCtx};
@@ -153,6 +153,10 @@ pub struct GoferInode {
     /// The stat from the walk: the lower layer does not change under a
     /// running sandbox, and the fingerprint must be the one first seen.
     stat: Stat,
+    /// The host fd of a regular file, asked of the gofer on the first open
+    /// and shared by every later one: reads are positional (pread), so open
+    /// files need no fd of their own, and an open costs no gofer round trip.
+    host_fd: OnceLock<Arc<OwnedFd>>,
 }
 
 impl GoferInode {
@@ -162,7 +166,12 @@ impl GoferInode {
         if !stat.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        Ok(Arc::new(GoferInode { fs, node, stat }))
+        Ok(Arc::new(GoferInode {
+            fs,
+            node,
+            stat,
+            host_fd: OnceLock::new(),
+        }))
     }
 }
 
@@ -194,6 +203,7 @@ impl Inode for GoferInode {
             fs: self.fs.clone(),
             node,
             stat,
+            host_fd: OnceLock::new(),
         }))
     }
 
@@ -218,7 +228,14 @@ impl Inode for GoferInode {
         match self.stat.file_type() {
             libc::S_IFDIR => Ok(Arc::new(DirOps)),
             libc::S_IFREG => {
-                let fd = self.fs.open(self.node)?;
+                let fd = match self.host_fd.get() {
+                    Some(fd) => fd.clone(),
+                    None => {
+                        let fd = Arc::new(self.fs.open(self.node)?);
+                        // A racing open may have won; either fd reads the same file.
+                        self.host_fd.get_or_init(|| fd).clone()
+                    }
+                };
                 Ok(Arc::new(HostFileOps {
                     fd,
                     size: self.stat.size,
@@ -268,7 +285,7 @@ impl Inode for GoferInode {
 
 /// A host regular file opened read-only through the gofer.
 pub struct HostFileOps {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     size: u64,
 }
 
@@ -284,7 +301,7 @@ impl FileOps for HostFileOps {
     fn read(&self, _io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         let off = i64::try_from(offset.unwrap_or(0)).map_err(|_| Errno::EINVAL)?;
         loop {
-            match nix::sys::uio::pread(&self.fd, buf, off) {
+            match nix::sys::uio::pread(self.fd.as_ref(), buf, off) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 r => return r.map_err(Errno::from),
             }
