@@ -59,6 +59,9 @@ fn main() -> ExitCode {
         eprintln!("cryo: cannot open debug log: {e:#}");
         return ExitCode::from(125);
     }
+    // Before any thread is bound to a CPU (the sandbox's task thread is),
+    // so checkpoints compress on every core.
+    statefile::start_workers();
     let result = match cli.command {
         Command::Do(args) => do_cmd::run(args, &cli.root),
         Command::Checkpoint(args) => checkpoint_cmd::run(args, &cli.root),

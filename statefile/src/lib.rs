@@ -126,3 +126,13 @@ pub fn read_header(src: &impl ReadAt) -> Result<(Prefix, Header)> {
     src.read_exact_at(&mut hb, 0)?;
     Ok((prefix, header::decode(&prefix, &hb)?))
 }
+
+/// Starts the worker threads that compress and decompress memory chunks,
+/// from the calling thread. Threads inherit the CPU affinity of the thread
+/// that creates them, so a process whose threads get bound to one CPU (a
+/// Sentry task thread is, with its stub) calls this first, while it may
+/// still use every CPU; otherwise the pool is made on first use.
+pub fn start_workers() {
+    // An already-built global pool is the one wanted here too.
+    let _ = rayon::ThreadPoolBuilder::new().build_global();
+}
