@@ -1,7 +1,6 @@
 //! Running a sandbox's init task with its control channel: the task loop
 //! handles queued control requests (checkpoint) whenever it is interrupted.
 
-use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 
 use anyhow::Context;
@@ -33,35 +32,47 @@ pub fn parse_compression(s: &str) -> anyhow::Result<Compression> {
 
 /// Handles one control request on the task's thread. Returns whether the
 /// sandbox should stop.
-fn handle(task: &mut Task, id: &str, req: Request) -> (Reply, bool) {
-    match req {
+fn handle(task: &mut Task, id: &str, pending: Pending) -> bool {
+    let Pending {
+        request,
+        file,
+        reply,
+        commit,
+    } = pending;
+    match request {
         Request::Checkpoint {
-            image_path,
             leave_running,
             compression,
-            force,
         } => {
-            let compression = match parse_compression(&compression) {
-                Ok(c) => c,
-                Err(e) => return (Reply::Error(format!("{e:#}")), false),
-            };
-            let opts = CheckpointOptions {
-                image_dir: PathBuf::from(image_path),
-                compression,
-                force,
-                container_id: id.to_string(),
-            };
-            match checkpoint(task, &opts) {
-                Ok(stats) => (
-                    Reply::Checkpointed {
-                        path: stats.path.display().to_string(),
+            let result = parse_compression(&compression).and_then(|compression| {
+                let file = file.context("no statefile was passed with the checkpoint request")?;
+                let opts = CheckpointOptions {
+                    compression,
+                    container_id: id.to_string(),
+                };
+                checkpoint(task, std::fs::File::from(file), &opts).map_err(anyhow::Error::new)
+            });
+            match result {
+                Ok(stats) => {
+                    let _ = reply.send(Reply::Written {
                         file_bytes: stats.file_bytes,
                         memory_bytes: stats.memory_bytes,
-                    },
-                    !leave_running,
-                ),
-                // A failed checkpoint leaves the sandbox running.
-                Err(e) => (Reply::Error(e.to_string()), false),
+                    });
+                    // Stop only once the command has the statefile durably in
+                    // place; without its commit the sandbox carries on.
+                    let committed = commit.recv().unwrap_or(false);
+                    if !committed {
+                        tracing::warn!(
+                            "checkpoint not committed by the command: the sandbox keeps running"
+                        );
+                    }
+                    committed && !leave_running
+                }
+                Err(e) => {
+                    // A failed checkpoint leaves the sandbox running.
+                    let _ = reply.send(Reply::Error(format!("{e:#}")));
+                    false
+                }
             }
         }
     }
@@ -69,10 +80,8 @@ fn handle(task: &mut Task, id: &str, req: Request) -> (Reply, bool) {
 
 fn drain(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> Interruption {
     let mut stop = false;
-    while let Ok((req, reply_to)) = queue.try_recv() {
-        let (reply, s) = handle(task, id, req);
-        stop |= s;
-        let _ = reply_to.send(reply);
+    while let Ok(pending) = queue.try_recv() {
+        stop |= handle(task, id, pending);
     }
     task.interrupt.clear();
     if stop {

@@ -34,7 +34,7 @@ mod harden;
 mod host;
 pub mod protocol;
 mod server;
-mod wire;
+pub mod wire;
 
 pub use client::Client;
 pub use error::GoferError;

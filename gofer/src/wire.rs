@@ -1,4 +1,5 @@
-//! Moving messages and fds over the `SOCK_SEQPACKET` socket.
+//! Moving messages and fds over a unix socket: the gofer's `SOCK_SEQPACKET`
+//! connection, and the CLI's control socket, which passes files the same way.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -34,7 +35,7 @@ fn io(e: Errno) -> GoferError {
 }
 
 /// Sends one message, with `fd` attached if given.
-pub(crate) fn send(
+pub fn send(
     sock: BorrowedFd<'_>,
     bytes: &[u8],
     fd: Option<BorrowedFd<'_>>,
@@ -61,7 +62,7 @@ pub(crate) fn send(
 }
 
 /// One received message.
-pub(crate) enum Received {
+pub enum Received {
     /// `len` bytes of `buf`, and the fds that came with them.
     Message { len: usize, fds: Vec<OwnedFd> },
     /// The message did not fit in the buffer and was cut; its fds are
@@ -72,7 +73,7 @@ pub(crate) enum Received {
 }
 
 /// Receives one message into `buf`.
-pub(crate) fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, GoferError> {
+pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, GoferError> {
     let mut cmsg_buf = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
     loop {
         let mut iov = [IoSliceMut::new(buf)];

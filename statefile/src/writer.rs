@@ -132,6 +132,20 @@ impl Sink for File {
     }
 }
 
+/// A buffered plain file (e.g. an fd handed over by another process, which
+/// makes it durable and renames it itself): written in place, no fsync.
+impl Sink for BufWriter<File> {
+    type Output = File;
+    fn patch(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.flush()?;
+        self.get_ref().write_all_at(bytes, offset)
+    }
+    fn commit(self) -> Result<File> {
+        self.into_inner()
+            .map_err(|e| StatefileError::Io(e.into_error()))
+    }
+}
+
 impl Sink for Vec<u8> {
     type Output = Vec<u8>;
     fn patch(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {

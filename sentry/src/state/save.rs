@@ -1,7 +1,13 @@
 //! Checkpoint: walk the kernel from its root, write the kernel section, then
-//! the memory section, atomically into one statefile.
+//! the memory section into one statefile.
+//!
+//! The Sentry opens no host file after boot: the statefile is written into a
+//! file the `cryo checkpoint` command created (a temporary file beside the
+//! target) and passed over the control socket; the command makes it durable
+//! and renames it into place.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -16,22 +22,15 @@ use crate::vfs::state::SaveCtx;
 /// What `cryo checkpoint` asks for.
 #[derive(Clone, Debug)]
 pub struct CheckpointOptions {
-    pub image_dir: PathBuf,
     pub compression: Compression,
-    /// Replace a statefile already in `image_dir`.
-    pub force: bool,
     /// Recorded in the header for `cryo inspect`.
     pub container_id: String,
 }
 
-/// Why a checkpoint failed. The sandbox keeps running and no statefile
-/// appears (the temporary file is removed).
+/// Why a checkpoint failed. The sandbox keeps running; the command removes
+/// its temporary file, so no statefile appears.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{0} already holds a statefile (use --force to replace it)")]
-    Exists(PathBuf),
-    #[error("cannot create image directory {path}: {source}")]
-    ImageDir { path: PathBuf, source: io::Error },
     #[error("cannot save the file system: {0}")]
     Vfs(#[from] crate::vfs::state::SaveError),
     #[error("cannot read the task's registers: {0}")]
@@ -45,7 +44,6 @@ pub enum CheckpointError {
 /// What a checkpoint wrote.
 #[derive(Clone, Debug)]
 pub struct CheckpointStats {
-    pub path: PathBuf,
     pub memory_bytes: u64,
     pub file_bytes: u64,
 }
@@ -160,21 +158,14 @@ fn header(task: &Task, record: &TaskRecord, opts: &CheckpointOptions) -> Header 
         )
 }
 
-/// Saves `task` (with its kernel) into `opts.image_dir`. Runs on the task's
-/// own thread while the task is stopped at a clean boundary.
+/// Saves `task` (with its kernel) into `file`, an empty file opened for
+/// writing. Runs on the task's own thread while the task is stopped at a
+/// clean boundary. The file is complete but not yet durable on return.
 pub fn checkpoint(
     task: &mut Task,
+    file: File,
     opts: &CheckpointOptions,
 ) -> Result<CheckpointStats, CheckpointError> {
-    let target = statefile_path(&opts.image_dir);
-    if target.exists() && !opts.force {
-        return Err(CheckpointError::Exists(opts.image_dir.clone()));
-    }
-    std::fs::create_dir_all(&opts.image_dir).map_err(|source| CheckpointError::ImageDir {
-        path: opts.image_dir.clone(),
-        source,
-    })?;
-
     let task_rec = task_record(task)?;
     let kernel = &task.kernel;
     let uts = kernel
@@ -200,7 +191,10 @@ pub fn checkpoint(
     enc.put(&fd_table_record(task)?)?;
     enc.put(&mm_record(task))?;
 
-    let mut w = Writer::create(&target, header(task, &task_rec, opts))?;
+    let mut w = Writer::new(
+        io::BufWriter::with_capacity(1 << 20, file),
+        header(task, &task_rec, opts),
+    )?;
     w.write_state(SectionKind::Kernel, "", opts.compression, &enc)?;
     let len = ranges.iter().map(|r| r.end).max().unwrap_or(0);
     let src = MemoryFileSource {
@@ -215,11 +209,10 @@ pub fn checkpoint(
             ..Default::default()
         },
     )?;
+    let file_bytes = w.position();
     w.finish()?;
-    let file_bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
-    tracing::info!(path = %target.display(), ?stats, "checkpoint written");
+    tracing::info!(?stats, file_bytes, "checkpoint written");
     Ok(CheckpointStats {
-        path: target,
         memory_bytes: len,
         file_bytes,
     })
