@@ -83,7 +83,7 @@ fn main() -> ExitCode {
 
 /// The error and its causes on one line. Typed errors often already include
 /// their cause's text; a cause is only appended when it adds something.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut msg = e.to_string();
     for cause in e.chain().skip(1) {
         let c = cause.to_string();

@@ -70,7 +70,7 @@ fn handle(task: &mut Task, id: &str, pending: Pending) -> bool {
                 }
                 Err(e) => {
                     // A failed checkpoint leaves the sandbox running.
-                    let _ = reply.send(Reply::Error(format!("{e:#}")));
+                    let _ = reply.send(Reply::Error(crate::one_line(&e)));
                     false
                 }
             }

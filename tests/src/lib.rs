@@ -527,10 +527,23 @@ pub fn guest(name: &str, libc: Libc) -> Option<PathBuf> {
         .iter()
         .filter_map(|p| mtime(p))
         .max();
-    if let (Some(built), Some(input)) = (mtime(&out), newest_input) {
-        if built >= input {
-            return Some(out);
-        }
+    let fresh =
+        || matches!((mtime(&out), newest_input), (Some(built), Some(input)) if built >= input);
+    if fresh() {
+        return Some(out);
+    }
+    // One build at a time, across this process's threads and across test
+    // processes: a guest rebuilt (a new inode) under a sandbox that runs it
+    // would look like a changed file to a restore.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _in_process = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let lock_path = out_dir.join(".build.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+    if fresh() {
+        return Some(out);
     }
     // Build under a unique name and rename into place, so tests compiling
     // the same guest concurrently never see a half-written binary.
