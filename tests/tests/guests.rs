@@ -76,6 +76,11 @@ const SPECS: &[Spec] = &[
     },
     spec("enosys"),
     spec("tmp_roundtrip"),
+    // Ends by raising SIGUSR1 with its default action: killed, 128 + 10.
+    Spec {
+        exit: 128 + libc::SIGUSR1,
+        ..spec("signals")
+    },
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -176,6 +181,7 @@ guest_tests!(
     errno,
     enosys,
     tmp_roundtrip,
+    signals,
     ckpt_counter,
 );
 
@@ -203,6 +209,7 @@ musl_tests!(
     musl_auxv => auxv,
     musl_copyfile => copyfile,
     musl_errno => errno,
+    musl_signals => signals,
 );
 
 /// Native-only sanity check of the guests themselves (needs no cryo): every

@@ -2,6 +2,7 @@
 //! (gVisor's pkg/sentry/kernel).
 
 pub mod creds;
+mod deliver;
 pub mod exec;
 pub mod fd_table;
 pub mod futex;

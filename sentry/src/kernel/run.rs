@@ -40,6 +40,7 @@ impl Task {
             match event {
                 Event::Syscall => {
                     syscalls::dispatch(self);
+                    self.deliver_signals();
                 }
                 Event::Fault {
                     signo,
@@ -59,7 +60,8 @@ impl Task {
                             rip = format_args!("{:#x}", self.cpu.regs.rip),
                             "fault"
                         );
-                        self.force_signal(signo);
+                        self.force_fault(signo, code, addr);
+                        self.deliver_signals();
                     }
                 }
                 Event::Interrupted => {
@@ -70,24 +72,6 @@ impl Task {
             }
             self.cpu_time += started.elapsed();
         }
-    }
-
-    /// Delivers a synchronous signal the application cannot be allowed to
-    /// ignore (a fault). Handlers cannot run yet (no signal frames), so the
-    /// default action applies.
-    pub fn force_signal(&mut self, signo: i32) {
-        let handled = self
-            .signal_handlers
-            .get(signo)
-            .map(|a| !a.is_default())
-            .unwrap_or(false);
-        if handled {
-            tracing::debug!(
-                signo,
-                "signal handler installed but frames are not implemented: default action"
-            );
-        }
-        self.exit_by_signal(signo);
     }
 
     /// Applies a signal's default action for a terminating signal.

@@ -182,3 +182,67 @@ mod tests {
         assert!(h.get(libc::SIGINT).unwrap().is_default());
     }
 }
+
+/// A queued signal: what the handler's `siginfo_t` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigInfo {
+    pub signo: i32,
+    pub code: i32,
+    /// For faults: the address (si_addr).
+    pub addr: u64,
+    /// For kill/tgkill: the sender (si_pid, si_uid).
+    pub pid: i32,
+    pub uid: u32,
+}
+
+/// si_code of a signal sent with kill(2).
+pub const SI_USER: i32 = 0;
+/// si_code of a signal sent with tkill/tgkill.
+pub const SI_TKILL: i32 = -6;
+/// si_code a kernel-generated signal carries (SIGPIPE).
+pub const SI_KERNEL: i32 = 0x80;
+
+impl SigInfo {
+    /// `siginfo_t` (128 bytes on x86_64).
+    pub fn to_bytes(&self) -> [u8; 128] {
+        let mut b = [0u8; 128];
+        b[0..4].copy_from_slice(&self.signo.to_le_bytes());
+        b[8..12].copy_from_slice(&self.code.to_le_bytes());
+        if is_fault(self.signo) && self.code > 0 {
+            b[16..24].copy_from_slice(&self.addr.to_le_bytes());
+        } else {
+            b[16..20].copy_from_slice(&self.pid.to_le_bytes());
+            b[20..24].copy_from_slice(&self.uid.to_le_bytes());
+        }
+        b
+    }
+}
+
+/// Signals the CPU raises for the instruction that faulted.
+pub fn is_fault(signo: i32) -> bool {
+    matches!(
+        signo,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
+    )
+}
+
+impl SigSet {
+    pub fn bit(signo: i32) -> u64 {
+        if (1..=NSIG as i32).contains(&signo) {
+            1u64 << (signo - 1)
+        } else {
+            0
+        }
+    }
+
+    pub fn contains(self, signo: i32) -> bool {
+        self.0 & Self::bit(signo) != 0
+    }
+}
+
+/// SA_* flags cryo honours.
+pub const SA_SIGINFO: u64 = 0x4;
+pub const SA_ONSTACK: u64 = 0x0800_0000;
+pub const SA_RESTORER: u64 = 0x0400_0000;
+pub const SA_NODEFER: u64 = 0x4000_0000;
+pub const SA_RESETHAND: u64 = 0x8000_0000;

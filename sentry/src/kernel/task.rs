@@ -48,6 +48,8 @@ pub struct Task {
     pub umask: u32,
     pub signal_handlers: SignalHandlers,
     pub signal_mask: SigSet,
+    /// Signals generated but not yet delivered.
+    pub pending: Vec<super::signal::SigInfo>,
     /// sigaltstack: (ss_sp, ss_flags, ss_size).
     pub alt_stack: (u64, u32, u64),
     /// set_tid_address: cleared and futex-woken when the thread exits.
@@ -121,6 +123,7 @@ impl Task {
             umask: 0o022,
             signal_handlers: SignalHandlers::default(),
             signal_mask: SigSet::default(),
+            pending: Vec::new(),
             alt_stack: (0, 0, 0),
             clear_child_tid: 0,
             robust_list: (0, 0),

@@ -12,7 +12,7 @@ use platform::{FpState, Registers};
 
 use crate::kernel::creds::Credentials;
 use crate::kernel::limits::LimitSet;
-use crate::kernel::signal::{SigSet, SignalHandlers};
+use crate::kernel::signal::{SigInfo, SigSet, SignalHandlers};
 use crate::kernel::time::{ClockId, ClocksState};
 use crate::kernel::uts::UtsNamespace;
 use crate::mm::{FileRange, MmState};
@@ -57,6 +57,8 @@ pub struct TaskRecord {
     pub cwd: Vec<u8>,
     pub signal_handlers: SignalHandlers,
     pub signal_mask: SigSet,
+    /// Signals generated but not yet delivered (blocked ones).
+    pub pending: Vec<SigInfo>,
     pub alt_stack: (u64, u32, u64),
     pub clear_child_tid: u64,
     pub robust_list: (u64, u64),

@@ -49,6 +49,8 @@ pub enum RestoreError {
     Mm(#[from] crate::mm::RestoreError),
     #[error("restoring registers: {0}")]
     Platform(#[from] platform::PlatformError),
+    #[error("invalid task state: {0}")]
+    Invalid(String),
     #[error("working directory {path}: {errno}")]
     Cwd { path: String, errno: Errno },
 }
@@ -110,7 +112,7 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
         return Err(RestoreError::CpuFeatures { missing });
     }
     if !rec.kernel.uts.hostname.is_empty() && rec.kernel.uts.hostname.len() > 64 {
-        return Err(RestoreError::Memory("hostname longer than 64 bytes".into()));
+        return Err(RestoreError::Invalid("hostname longer than 64 bytes".into()));
     }
 
     tracing::debug!("restore: statefile validated, records read");
@@ -232,6 +234,10 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     task.umask = t.umask & 0o777;
     task.signal_handlers = t.signal_handlers;
     task.signal_mask = t.signal_mask.without_unblockable();
+    if t.pending.iter().any(|p| !(1..=64).contains(&p.signo)) || t.pending.len() > 64 * 1024 {
+        return Err(RestoreError::Invalid("pending signals out of range".into()));
+    }
+    task.pending = t.pending;
     task.alt_stack = t.alt_stack;
     task.clear_child_tid = t.clear_child_tid;
     task.robust_list = t.robust_list;

@@ -104,6 +104,7 @@ fn task_record(task: &mut Task) -> Result<TaskRecord, CheckpointError> {
         cwd: task.kernel.vfs.dentry_path_bytes(&task.cwd),
         signal_handlers: task.signal_handlers.clone(),
         signal_mask: task.signal_mask,
+        pending: task.pending.clone(),
         alt_stack: task.alt_stack,
         clear_child_tid: task.clear_child_tid,
         robust_list: task.robust_list,

@@ -1,8 +1,9 @@
 //! Signals: rt_sigaction, rt_sigprocmask, sigaltstack, kill, tgkill, tkill.
 
 use super::{Args, SysResult};
+use crate::arch::signal_frame::{decode_ucontext, UCONTEXT_SIZE};
 use crate::errno::Errno;
-use crate::kernel::signal::{default_action, DefaultAction, SigAction, SigSet};
+use crate::kernel::signal::{SigAction, SigInfo, SigSet, SI_TKILL, SI_USER};
 use crate::kernel::Task;
 
 pub fn rt_sigaction(t: &mut Task, a: &Args) -> SysResult {
@@ -75,28 +76,50 @@ pub fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// Sends `signo` to the (only) task. Handlers cannot run yet (no signal
-/// frames): a caught signal is refused with ENOSYS rather than faked, an
-/// ignored or blocked one is dropped as Linux would leave it pending.
-fn send_to_self(t: &mut Task, signo: i32) -> SysResult {
+/// Sends `signo` to the (only) task; it is delivered when the syscall
+/// returns (before the application runs again).
+fn send_to_self(t: &mut Task, signo: i32, code: i32) -> SysResult {
     if signo == 0 {
         return Ok(0);
     }
-    let action = t.signal_handlers.get(signo)?;
-    let blocked = t.signal_mask.0 & (1u64 << (signo - 1)) != 0;
-    if signo != libc::SIGKILL && signo != libc::SIGSTOP {
-        if action.is_ignored() || blocked {
-            return Ok(0);
-        }
-        if !action.is_default() {
-            tracing::warn!(signo, "signal handlers are not supported yet");
-            return Err(Errno::ENOSYS);
-        }
+    if !(1..=64).contains(&signo) {
+        return Err(Errno::EINVAL);
     }
-    if default_action(signo) != DefaultAction::Ignore {
-        t.exit_by_signal(signo);
-    }
+    let info = SigInfo {
+        signo,
+        code,
+        addr: 0,
+        pid: t.tgid(),
+        uid: t.creds.uid,
+    };
+    t.send_signal(info);
     Ok(0)
+}
+
+/// rt_sigreturn: back from a handler to where the signal interrupted the
+/// task, with its registers, FP state and signal mask.
+pub fn rt_sigreturn(t: &mut Task, _: &Args) -> SysResult {
+    // The handler's `ret` popped the restorer address: rsp is the ucontext.
+    let uc_addr = t.cpu.regs.rsp;
+    let mut uc = [0u8; UCONTEXT_SIZE];
+    t.mm.copy_in(uc_addr, &mut uc)?;
+    let mut regs = t.cpu.regs;
+    let restored = decode_ucontext(&uc, &mut regs);
+    let mut fp = t
+        .context
+        .fp_state(t.mm.address_space())
+        .map_err(|_| Errno::EFAULT)?;
+    if restored.fpstate != 0 {
+        t.mm.copy_in(restored.fpstate, &mut fp.xsave)?;
+        // The software bytes are the kernel's note to itself, not state.
+        t.context
+            .set_fp_state(t.mm.address_space(), &fp)
+            .map_err(|_| Errno::EFAULT)?;
+    }
+    t.cpu.regs = regs;
+    t.signal_mask = SigSet(restored.mask).without_unblockable();
+    // The return value is the interrupted code's rax, not a result.
+    Ok(regs.rax)
 }
 
 pub fn kill(t: &mut Task, a: &Args) -> SysResult {
@@ -104,19 +127,34 @@ pub fn kill(t: &mut Task, a: &Args) -> SysResult {
     if pid != t.tgid() && pid != 0 && pid != -1 {
         return Err(Errno::ESRCH);
     }
-    send_to_self(t, a.int(1))
+    send_to_self(t, a.int(1), SI_USER)
 }
 
 pub fn tgkill(t: &mut Task, a: &Args) -> SysResult {
     if a.int(0) != t.tgid() || a.int(1) != t.tid {
         return Err(Errno::ESRCH);
     }
-    send_to_self(t, a.int(2))
+    send_to_self(t, a.int(2), SI_TKILL)
 }
 
 pub fn tkill(t: &mut Task, a: &Args) -> SysResult {
     if a.int(0) != t.tid {
         return Err(Errno::ESRCH);
     }
-    send_to_self(t, a.int(1))
+    send_to_self(t, a.int(1), SI_TKILL)
+}
+
+/// rt_sigpending: the pending signals that are blocked (the others have
+/// been delivered by the time the application can ask).
+pub fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
+    if a.raw(1) != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let set = t
+        .pending
+        .iter()
+        .fold(0u64, |acc, p| acc | SigSet::bit(p.signo))
+        & t.signal_mask.0;
+    t.mm.copy_out(a.addr(0), &set.to_le_bytes())?;
+    Ok(0)
 }

@@ -373,6 +373,18 @@ fn build() -> Vec<Option<Entry>> {
         &[Dec, Hex, Hex, Dec],
     );
     reg(
+        libc::SYS_rt_sigreturn,
+        "rt_sigreturn",
+        signal::rt_sigreturn,
+        &[],
+    );
+    reg(
+        libc::SYS_rt_sigpending,
+        "rt_sigpending",
+        signal::rt_sigpending,
+        &[Hex, Dec],
+    );
+    reg(
         libc::SYS_sigaltstack,
         "sigaltstack",
         signal::sigaltstack,

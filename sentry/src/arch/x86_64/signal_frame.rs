@@ -1,0 +1,208 @@
+//! The x86_64 signal frame (Linux's `struct rt_sigframe`): what a handler
+//! finds on its stack, and what rt_sigreturn reads back.
+//!
+//! ```text
+//! frame (16-byte aligned, minus 8, like a call) -> pretcode (sa_restorer)
+//!                                                  ucontext (304 bytes)
+//!                                                  siginfo  (128 bytes)
+//! ...
+//! fpstate (64-byte aligned)                     -> XSAVE area, then FP_XSTATE_MAGIC2
+//! ```
+
+use platform::{FpState, Registers};
+
+/// `sizeof(struct ucontext)`: flags, link, stack_t, sigcontext, sigmask.
+pub const UCONTEXT_SIZE: usize = 8 + 8 + 24 + SIGCONTEXT_SIZE + 8;
+const SIGCONTEXT_SIZE: usize = 256;
+pub const SIGINFO_SIZE: usize = 128;
+/// pretcode + ucontext + siginfo.
+pub const FRAME_SIZE: usize = 8 + UCONTEXT_SIZE + SIGINFO_SIZE;
+/// The red zone below the stack pointer that a handler must not clobber.
+pub const RED_ZONE: u64 = 128;
+
+const UC_FP_XSTATE: u64 = 0x1;
+const UC_SIGCONTEXT_SS: u64 = 0x2;
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
+/// Offset of `struct _fpx_sw_bytes` in the FXSAVE area's reserved bytes.
+const SW_BYTES: usize = 464;
+/// The eflags bits a signal handler may change through its ucontext
+/// (Linux's FIX_EFLAGS): CF PF AF ZF SF TF DF OF RF AC.
+const FIX_EFLAGS: u64 =
+    0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x1_0000 | 0x4_0000;
+
+/// Where the pieces of a frame go, for a stack pointer and XSAVE size.
+pub struct FrameLayout {
+    pub frame: u64,
+    pub fpstate: u64,
+    pub fp_len: usize,
+}
+
+impl FrameLayout {
+    /// Lays out a frame below `sp` (already past the red zone or at the top
+    /// of an alternate stack). None if the stack would wrap.
+    pub fn below(sp: u64, xsave_len: usize) -> Option<FrameLayout> {
+        let fp_len = xsave_len + 4;
+        let fpstate = sp.checked_sub(fp_len as u64)? & !63;
+        let frame = (fpstate.checked_sub(FRAME_SIZE as u64)? & !15).checked_sub(8)?;
+        Some(FrameLayout {
+            frame,
+            fpstate,
+            fp_len,
+        })
+    }
+
+    pub fn ucontext(&self) -> u64 {
+        self.frame + 8
+    }
+
+    pub fn siginfo(&self) -> u64 {
+        self.frame + 8 + UCONTEXT_SIZE as u64
+    }
+}
+
+fn put(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+fn get(b: &[u8], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The ucontext of a handler interrupted at `regs`, with the mask to restore
+/// and the alternate stack in force.
+pub fn encode_ucontext(
+    regs: &Registers,
+    mask: u64,
+    alt_stack: (u64, u32, u64),
+    fpstate: u64,
+) -> [u8; UCONTEXT_SIZE] {
+    let mut b = [0u8; UCONTEXT_SIZE];
+    put(&mut b, 0, UC_FP_XSTATE | UC_SIGCONTEXT_SS);
+    // uc_link 0; uc_stack.
+    put(&mut b, 16, alt_stack.0);
+    b[24..28].copy_from_slice(&alt_stack.1.to_le_bytes());
+    put(&mut b, 32, alt_stack.2);
+    let sc = 40;
+    let gprs = [
+        regs.r8,
+        regs.r9,
+        regs.r10,
+        regs.r11,
+        regs.r12,
+        regs.r13,
+        regs.r14,
+        regs.r15,
+        regs.rdi,
+        regs.rsi,
+        regs.rbp,
+        regs.rbx,
+        regs.rdx,
+        regs.rax,
+        regs.rcx,
+        regs.rsp,
+        regs.rip,
+        regs.eflags,
+    ];
+    for (i, v) in gprs.iter().enumerate() {
+        put(&mut b, sc + i * 8, *v);
+    }
+    // cs, gs, fs, ss as u16s.
+    b[sc + 144..sc + 146].copy_from_slice(&(regs.cs as u16).to_le_bytes());
+    b[sc + 150..sc + 152].copy_from_slice(&(regs.ss as u16).to_le_bytes());
+    // err, trapno, oldmask, cr2 stay zero; fpstate pointer.
+    put(&mut b, sc + 184, fpstate);
+    put(&mut b, sc + SIGCONTEXT_SIZE, mask);
+    b
+}
+
+/// The XSAVE area as a handler sees it, with the software bytes that mark
+/// it as extended state, followed by FP_XSTATE_MAGIC2.
+pub fn encode_fpstate(fp: &FpState) -> Vec<u8> {
+    let mut b = fp.xsave.clone();
+    let size = b.len() as u32;
+    if b.len() >= SW_BYTES + 16 {
+        b[SW_BYTES..SW_BYTES + 4].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
+        b[SW_BYTES + 4..SW_BYTES + 8].copy_from_slice(&(size + 4).to_le_bytes());
+        b[SW_BYTES + 8..SW_BYTES + 16].copy_from_slice(&fp.xstate_bv().to_le_bytes());
+        if b.len() >= SW_BYTES + 20 {
+            b[SW_BYTES + 16..SW_BYTES + 20].copy_from_slice(&size.to_le_bytes());
+        }
+    }
+    b.extend_from_slice(&FP_XSTATE_MAGIC2.to_le_bytes());
+    b
+}
+
+/// What rt_sigreturn restores from a ucontext.
+pub struct Restored {
+    pub mask: u64,
+    pub fpstate: u64,
+}
+
+/// Applies the ucontext a handler returns through to `regs`. Only the bits
+/// of eflags a program may set are taken; segments stay the user ones.
+pub fn decode_ucontext(b: &[u8; UCONTEXT_SIZE], regs: &mut Registers) -> Restored {
+    let sc = 40;
+    let g = |i: usize| get(b, sc + i * 8);
+    regs.r8 = g(0);
+    regs.r9 = g(1);
+    regs.r10 = g(2);
+    regs.r11 = g(3);
+    regs.r12 = g(4);
+    regs.r13 = g(5);
+    regs.r14 = g(6);
+    regs.r15 = g(7);
+    regs.rdi = g(8);
+    regs.rsi = g(9);
+    regs.rbp = g(10);
+    regs.rbx = g(11);
+    regs.rdx = g(12);
+    regs.rax = g(13);
+    regs.rcx = g(14);
+    regs.rsp = g(15);
+    regs.rip = g(16);
+    regs.eflags = (regs.eflags & !FIX_EFLAGS) | (g(17) & FIX_EFLAGS);
+    // Not a syscall any more: nothing to restart.
+    regs.orig_rax = u64::MAX;
+    Restored {
+        mask: get(b, sc + SIGCONTEXT_SIZE),
+        fpstate: get(b, sc + 184),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_is_aligned_like_a_call() {
+        let l = FrameLayout::below(0x7fff_0000_0000 - 128, 2696).unwrap();
+        assert_eq!(
+            (l.frame + 8) % 16,
+            0,
+            "rsp+8 is 16-aligned at handler entry"
+        );
+        assert_eq!(l.fpstate % 64, 0);
+        assert!(l.siginfo() + SIGINFO_SIZE as u64 <= l.fpstate);
+        assert!(FrameLayout::below(100, 2696).is_none());
+    }
+
+    #[test]
+    fn ucontext_round_trip_keeps_registers_and_mask() {
+        let mut regs = Registers::new_user(0x401000, 0x7ffd_0000);
+        regs.rax = 7;
+        regs.r15 = 15;
+        regs.eflags = 0x202;
+        let uc = encode_ucontext(&regs, 0b1010, (0, 2, 0), 0x1234);
+        let mut back = Registers::new_user(0, 0);
+        let r = decode_ucontext(&uc, &mut back);
+        assert_eq!(
+            (back.rax, back.r15, back.rip, back.rsp),
+            (7, 15, 0x401000, 0x7ffd_0000)
+        );
+        assert_eq!(r.mask, 0b1010);
+        assert_eq!(r.fpstate, 0x1234);
+    }
+}

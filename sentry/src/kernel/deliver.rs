@@ -1,0 +1,175 @@
+//! Signal generation and delivery to a task (gVisor's task_signals.go):
+//! signals are queued, then delivered when the task is about to return to
+//! application code, either by their default action or by building a
+//! signal frame and entering the handler.
+
+use platform::Registers;
+
+use super::signal::{
+    default_action, DefaultAction, SigInfo, SigSet, SA_NODEFER, SA_ONSTACK, SA_RESETHAND,
+};
+use super::task::Task;
+use crate::arch::signal_frame::{encode_fpstate, encode_ucontext, FrameLayout, RED_ZONE};
+
+/// sigaltstack's SS_ONSTACK / SS_DISABLE.
+const SS_ONSTACK: u32 = 1;
+const SS_DISABLE: u32 = 2;
+
+impl Task {
+    /// Queues a signal. A signal whose disposition is to be ignored is
+    /// discarded at once, as Linux does; a standard signal already pending is
+    /// not queued twice.
+    pub fn send_signal(&mut self, info: SigInfo) {
+        let Ok(action) = self.signal_handlers.get(info.signo) else {
+            return;
+        };
+        let ignored = action.is_ignored()
+            || (action.is_default() && default_action(info.signo) == DefaultAction::Ignore);
+        if ignored && info.signo != libc::SIGKILL {
+            return;
+        }
+        if info.signo < 32 && self.pending.iter().any(|p| p.signo == info.signo) {
+            return;
+        }
+        self.pending.push(info);
+    }
+
+    /// A fault of the instruction at rip: if the program blocks or ignores
+    /// the signal it cannot make progress, so (like Linux's force_sig) the
+    /// disposition is reset to the default and the signal unblocked.
+    pub fn force_fault(&mut self, signo: i32, code: i32, addr: u64) {
+        let blocked = self.signal_mask.contains(signo);
+        let ignored = self
+            .signal_handlers
+            .get(signo)
+            .map(|a| a.is_ignored())
+            .unwrap_or(true);
+        if blocked || ignored {
+            let _ = self.signal_handlers.set(signo, Default::default());
+            self.signal_mask = SigSet(self.signal_mask.0 & !SigSet::bit(signo));
+        }
+        self.send_signal(SigInfo {
+            signo,
+            code,
+            addr,
+            pid: 0,
+            uid: 0,
+        });
+    }
+
+    /// Delivers the first pending unblocked signal, if any: its default
+    /// action, or its handler. Called before the task returns to the
+    /// application.
+    pub fn deliver_signals(&mut self) {
+        while self.exit.is_none() {
+            let mask = self.signal_mask;
+            let Some(i) = self.pending.iter().position(|p| {
+                !mask.contains(p.signo) || p.signo == libc::SIGKILL || p.signo == libc::SIGSTOP
+            }) else {
+                return;
+            };
+            let info = self.pending.remove(i);
+            let Ok(action) = self.signal_handlers.get(info.signo) else {
+                continue;
+            };
+            if action.is_ignored() {
+                continue;
+            }
+            if action.is_default() {
+                match default_action(info.signo) {
+                    DefaultAction::Terminate | DefaultAction::CoreDump => {
+                        self.exit_by_signal(info.signo)
+                    }
+                    // No job control yet: stop and continue change nothing.
+                    DefaultAction::Ignore | DefaultAction::Stop | DefaultAction::Continue => {}
+                }
+                continue;
+            }
+            if let Err(what) = self.enter_handler(&info) {
+                // The frame cannot be written: Linux kills with SIGSEGV.
+                tracing::debug!(signo = info.signo, what, "cannot deliver signal: SIGSEGV");
+                self.exit_by_signal(libc::SIGSEGV);
+            }
+            // One handler frame per return to the application.
+            return;
+        }
+    }
+
+    fn on_alt_stack(&self, sp: u64) -> bool {
+        let (base, _, size) = self.alt_stack;
+        size != 0 && sp > base && sp - base <= size
+    }
+
+    /// Builds the signal frame for `info` and points the registers at the
+    /// handler.
+    fn enter_handler(&mut self, info: &SigInfo) -> Result<(), &'static str> {
+        let action = self
+            .signal_handlers
+            .get(info.signo)
+            .map_err(|_| "bad signal")?;
+        let regs = self.cpu.regs;
+        let (alt_base, alt_flags, alt_size) = self.alt_stack;
+        let use_alt = action.flags & SA_ONSTACK != 0
+            && alt_size != 0
+            && alt_flags & SS_DISABLE == 0
+            && !self.on_alt_stack(regs.rsp);
+        let sp = if use_alt {
+            alt_base.wrapping_add(alt_size)
+        } else {
+            regs.rsp.wrapping_sub(RED_ZONE)
+        };
+        let fp = self
+            .context
+            .fp_state(self.mm.address_space())
+            .map_err(|_| "cannot read FP state")?;
+        let fp_bytes = encode_fpstate(&fp);
+        let layout = FrameLayout::below(sp, fp.xsave.len()).ok_or("stack pointer too low")?;
+        let alt_state = if self.on_alt_stack(regs.rsp) {
+            SS_ONSTACK
+        } else {
+            alt_flags
+        };
+        let uc = encode_ucontext(
+            &regs,
+            self.signal_mask.0,
+            (alt_base, alt_state, alt_size),
+            layout.fpstate,
+        );
+        self.mm
+            .copy_out(layout.fpstate, &fp_bytes)
+            .map_err(|_| "cannot write the FP state")?;
+        self.mm
+            .copy_out(layout.siginfo(), &info.to_bytes())
+            .map_err(|_| "cannot write siginfo")?;
+        self.mm
+            .copy_out(layout.ucontext(), &uc)
+            .map_err(|_| "cannot write the ucontext")?;
+        self.mm
+            .copy_out(layout.frame, &action.restorer.to_le_bytes())
+            .map_err(|_| "cannot write the frame")?;
+
+        let mut new = Registers {
+            rip: action.handler,
+            rsp: layout.frame,
+            ..regs
+        };
+        new.rdi = info.signo as u64;
+        new.rsi = layout.siginfo();
+        new.rdx = layout.ucontext();
+        new.rax = 0;
+        // DF and TF clear on handler entry, as Linux does.
+        new.eflags &= !(0x400 | 0x100);
+        new.orig_rax = u64::MAX;
+        self.cpu.regs = new;
+
+        let mut blocked = self.signal_mask.0 | action.mask.0;
+        if action.flags & SA_NODEFER == 0 {
+            blocked |= SigSet::bit(info.signo);
+        }
+        self.signal_mask = SigSet(blocked).without_unblockable();
+        if action.flags & SA_RESETHAND != 0 {
+            let _ = self.signal_handlers.set(info.signo, Default::default());
+        }
+        Ok(())
+    }
+}
