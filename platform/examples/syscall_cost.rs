@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "new_address_space (fork + clean + kill): {:.0} us each",
         start.elapsed().as_micros() as f64 / 20.0
     );
-    let mut aspace = platform.new_address_space()?;
+    let aspace = platform.new_address_space()?;
     aspace.map(CODE, 4096, 0, Prot::READ_EXEC)?;
     let mut ctx = platform.new_context()?;
     let mut state = CpuState {
@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let mut calls = 0u64;
     loop {
-        match ctx.switch(aspace.as_mut(), &mut state)? {
+        match ctx.switch(aspace.as_ref(), &mut state)? {
             Event::Syscall if state.regs.syscall_nr() == 39 => {
                 calls += 1;
                 state.regs.set_return(1);

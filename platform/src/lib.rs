@@ -120,20 +120,43 @@ pub enum Access {
     Unknown,
 }
 
+/// Opaque: a stub thread created by [`AddressSpace::new_thread`], not yet
+/// adopted by the host thread that will run the new application thread.
+#[derive(Debug)]
+pub struct ThreadToken(pub(crate) u64);
+
 /// One application address space.
 ///
 /// All ranges are page-aligned; `offset` is an offset into the memory file the
 /// platform was created with.
-pub trait AddressSpace: Send + Any {
+///
+/// An address space is shared (`Arc`) by the host threads that run its
+/// application threads; each of them has its own thread in the platform's
+/// machinery (with ptrace: its own stub thread, traced by it). Every method
+/// acts through the calling host thread's own stub thread, so the caller must
+/// be one of them (created the address space, or adopted a thread of it and
+/// has not exited it yet).
+pub trait AddressSpace: Send + Sync + Any {
     /// Maps `[offset, offset + len)` of the memory file at `addr` with `prot`,
     /// shared (writes land in the memory file), replacing whatever was there.
-    fn map(&mut self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError>;
+    fn map(&self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError>;
     /// Removes every mapping in `[addr, addr + len)`.
-    fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError>;
+    fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError>;
     /// Changes the protection of `[addr, addr + len)`, which is mapped.
-    fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
+    fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
+    /// Creates a stub thread for a new application thread. Called by a host
+    /// thread that already runs application code in this address space; the
+    /// token is handed to the new host thread, which calls
+    /// [`AddressSpace::adopt_thread`] before its first switch.
+    fn new_thread(&self) -> Result<ThreadToken, PlatformError>;
+    /// Makes the calling host thread the owner (tracer) of the token's thread.
+    fn adopt_thread(&self, token: ThreadToken) -> Result<(), PlatformError>;
+    /// The calling host thread's application thread has exited: its stub
+    /// thread exits (the address space and its other threads stay). After
+    /// this the caller has no thread here.
+    fn exit_thread(&self) -> Result<(), PlatformError>;
     /// For a platform's own context to reach its address-space type.
-    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// A context runs application code: a task's view of a CPU.
@@ -145,17 +168,20 @@ pub trait Context: Send {
     /// switches (it is not copied on every syscall); use [`Context::fp_state`]
     /// and [`Context::set_fp_state`] where it must be read or replaced
     /// (checkpoint, restore, signal frames).
+    ///
+    /// Several host threads may switch into the same address space at once,
+    /// each on its own thread of it.
     fn switch(
         &mut self,
-        aspace: &mut dyn AddressSpace,
+        aspace: &dyn AddressSpace,
         state: &mut CpuState,
     ) -> Result<Event, PlatformError>;
     /// The full FP/SSE/AVX state (XSAVE layout) of this context in `aspace`.
-    fn fp_state(&mut self, aspace: &mut dyn AddressSpace) -> Result<FpState, PlatformError>;
+    fn fp_state(&mut self, aspace: &dyn AddressSpace) -> Result<FpState, PlatformError>;
     /// Replaces the FP/SSE/AVX state before the next switch into `aspace`.
     fn set_fp_state(
         &mut self,
-        aspace: &mut dyn AddressSpace,
+        aspace: &dyn AddressSpace,
         fp: &FpState,
     ) -> Result<(), PlatformError>;
     /// A handle another thread can use to stop a running switch.
@@ -175,8 +201,9 @@ pub trait Platform: Send + Sync {
     fn name(&self) -> &'static str;
     /// The host's usable address-space layout, probed at start.
     fn layout(&self) -> &Layout;
-    /// A new, empty address space (nothing mapped but the platform's own stub).
-    fn new_address_space(&self) -> Result<Box<dyn AddressSpace>, PlatformError>;
+    /// A new, empty address space (nothing mapped but the platform's own
+    /// stub), whose first thread belongs to the calling host thread.
+    fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError>;
     /// A new context. With ptrace, it must be used from the thread that
     /// created it (ptrace requests are bound to the tracer thread).
     fn new_context(&self) -> Result<Box<dyn Context>, PlatformError>;

@@ -293,7 +293,7 @@ fn fp_state_round_trip() {
         .syscall()
         .int3();
     let mut f = Fixture::new(&code);
-    let mut fp = f.ctx.fp_state(f.aspace.as_mut()).unwrap();
+    let mut fp = f.ctx.fp_state(f.aspace.as_ref()).unwrap();
     assert!(
         fp.xsave.len() >= 576,
         "XSAVE area of {} bytes",
@@ -303,10 +303,10 @@ fn fp_state_round_trip() {
     fp.xsave[160..168].copy_from_slice(&V.to_le_bytes());
     let bv = fp.xstate_bv() | 2;
     fp.xsave[512..520].copy_from_slice(&bv.to_le_bytes());
-    f.ctx.set_fp_state(f.aspace.as_mut(), &fp).unwrap();
+    f.ctx.set_fp_state(f.aspace.as_ref(), &fp).unwrap();
     assert_eq!(f.switch(), Event::Syscall);
     assert_eq!(f.state.regs.rdi, V);
-    let back = f.ctx.fp_state(f.aspace.as_mut()).unwrap();
+    let back = f.ctx.fp_state(f.aspace.as_ref()).unwrap();
     assert_eq!(back.xsave[160..168], V.to_le_bytes());
 
     // Too big for this host.
@@ -314,7 +314,7 @@ fn fp_state_round_trip() {
         xsave: vec![0; 1 << 20],
     };
     assert!(matches!(
-        f.ctx.set_fp_state(f.aspace.as_mut(), &huge),
+        f.ctx.set_fp_state(f.aspace.as_ref(), &huge),
         Err(PlatformError::FpStateSize { .. })
     ));
 }
@@ -341,7 +341,7 @@ fn contexts_sharing_a_stub_keep_their_fp_state() {
     };
     s2.regs.rax = 222;
     assert_eq!(
-        ctx2.switch(f.aspace.as_mut(), &mut s2).unwrap(),
+        ctx2.switch(f.aspace.as_ref(), &mut s2).unwrap(),
         Event::Syscall
     );
     assert_eq!(f.switch(), Event::Syscall);
@@ -350,13 +350,13 @@ fn contexts_sharing_a_stub_keep_their_fp_state() {
         (SYS_EXIT, 111)
     );
     assert_eq!(
-        ctx2.switch(f.aspace.as_mut(), &mut s2).unwrap(),
+        ctx2.switch(f.aspace.as_ref(), &mut s2).unwrap(),
         Event::Syscall
     );
     assert_eq!((s2.regs.syscall_nr(), s2.regs.rdi), (SYS_EXIT, 222));
     // A fresh context starts with the initial state, not a neighbour's.
     let mut ctx3 = f.platform.new_context().unwrap();
-    let fp = ctx3.fp_state(f.aspace.as_mut()).unwrap();
+    let fp = ctx3.fp_state(f.aspace.as_ref()).unwrap();
     assert_eq!(fp.xsave[160..168], [0; 8]);
     assert_eq!(fp.xsave[24..28], 0x1f80u32.to_le_bytes());
 }
@@ -383,7 +383,7 @@ fn maps(pid: i32) -> Vec<String> {
 #[test]
 fn stub_holds_nothing_but_the_stub_page_and_the_memory_file() {
     let code = Asm::new().int3();
-    let mut f = Fixture::new(&code);
+    let f = Fixture::new(&code);
     let pid = f.stub_pid();
     let layout = *f.platform.layout();
     let stub = format!("{:x}-{:x} r-xp", layout.stub_addr, layout.stub_end());
@@ -425,7 +425,7 @@ fn stub_holds_nothing_but_the_stub_page_and_the_memory_file() {
 
 #[test]
 fn dropping_the_address_space_kills_the_stub() {
-    let mut f = Fixture::new(&Asm::new().jmp_self());
+    let f = Fixture::new(&Asm::new().jmp_self());
     let pid = f.stub_pid();
     drop(f.aspace);
     // SAFETY: kill with signal 0 only checks existence.
@@ -442,7 +442,7 @@ fn killed_stub_is_reported() {
     let pid = f.stub_pid();
     // SAFETY: kill(2) of our stub.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    let r = f.ctx.switch(f.aspace.as_mut(), &mut f.state);
+    let r = f.ctx.switch(f.aspace.as_ref(), &mut f.state);
     assert!(
         matches!(r, Err(PlatformError::StubDied { pid: p, .. }) if p == pid),
         "{r:?}"
@@ -459,7 +459,7 @@ fn requests_from_another_thread_are_refused() {
     let mut f = Fixture::new(&Asm::new().int3());
     let r = std::thread::scope(|s| {
         s.spawn(|| {
-            let a = f.ctx.switch(f.aspace.as_mut(), &mut f.state).map(|_| ());
+            let a = f.ctx.switch(f.aspace.as_ref(), &mut f.state).map(|_| ());
             let b = f.aspace.unmap(DATA, PAGE);
             (a, b)
         })
@@ -490,23 +490,32 @@ fn requests_from_another_thread_are_refused() {
 fn foreign_address_space_is_refused() {
     struct Other;
     impl AddressSpace for Other {
-        fn map(&mut self, _: u64, _: u64, _: u64, _: Prot) -> Result<(), PlatformError> {
+        fn map(&self, _: u64, _: u64, _: u64, _: Prot) -> Result<(), PlatformError> {
             Ok(())
         }
-        fn unmap(&mut self, _: u64, _: u64) -> Result<(), PlatformError> {
+        fn unmap(&self, _: u64, _: u64) -> Result<(), PlatformError> {
             Ok(())
         }
-        fn protect(&mut self, _: u64, _: u64, _: Prot) -> Result<(), PlatformError> {
+        fn protect(&self, _: u64, _: u64, _: Prot) -> Result<(), PlatformError> {
             Ok(())
         }
-        fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        fn new_thread(&self) -> Result<platform::ThreadToken, PlatformError> {
+            Err(PlatformError::Thread("no threads"))
+        }
+        fn adopt_thread(&self, _: platform::ThreadToken) -> Result<(), PlatformError> {
+            Err(PlatformError::Thread("no threads"))
+        }
+        fn exit_thread(&self) -> Result<(), PlatformError> {
+            Err(PlatformError::Thread("no threads"))
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
             self
         }
     }
     let mem = memfd(PAGE);
     let platform = PtracePlatform::new(mem.as_fd()).unwrap();
     let mut ctx = platform.new_context().unwrap();
-    let r = ctx.switch(&mut Other, &mut CpuState::default());
+    let r = ctx.switch(&Other, &mut CpuState::default());
     assert!(
         matches!(r, Err(PlatformError::ForeignAddressSpace)),
         "{r:?}"
@@ -597,7 +606,7 @@ fn stub_has_no_rseq_registration() {
         flags: u32,
         pad: u32,
     }
-    let mut f = Fixture::new(&Asm::new().int3());
+    let f = Fixture::new(&Asm::new().int3());
     let pid = f.stub_pid();
     let mut config = RseqConfig::default();
     // SAFETY: the kernel writes at most size_of::<RseqConfig>() bytes into

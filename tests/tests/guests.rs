@@ -76,6 +76,11 @@ const SPECS: &[Spec] = &[
     },
     spec("enosys"),
     spec("tmp_roundtrip"),
+    // Ends with exit(5) from a thread other than main.
+    Spec {
+        exit: 5,
+        ..spec("threads")
+    },
     // Ends by raising SIGUSR1 with its default action: killed, 128 + 10.
     Spec {
         exit: 128 + libc::SIGUSR1,
@@ -182,6 +187,7 @@ guest_tests!(
     enosys,
     tmp_roundtrip,
     signals,
+    threads,
     ckpt_counter,
 );
 
@@ -210,6 +216,7 @@ musl_tests!(
     musl_copyfile => copyfile,
     musl_errno => errno,
     musl_signals => signals,
+    musl_threads => threads,
 );
 
 /// Native-only sanity check of the guests themselves (needs no cryo): every

@@ -1,11 +1,31 @@
-//! An address space: one stub process.
+//! An address space: one stub process, one stub thread per application
+//! thread.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nix::sys::ptrace::Options;
+use nix::unistd::Pid;
 
 use super::current_tid;
-use super::inject::{gone_or, inject};
-use super::stub::{fork_stub, kill_and_reap, StubThread};
-use crate::{AddressSpace, Layout, PlatformError, Prot};
+use super::inject::{gone_or, inject, inject_at, inject_exit};
+use super::stub::{
+    fork_stub, kill_and_reap_threads, wait_stop, Stop, StubThread, CLONE_OFFSET, CLONE_TRAP_OFFSET,
+    SIGMASK_EMPTY_OFFSET, SIGMASK_FULL_OFFSET,
+};
+use crate::{AddressSpace, Layout, PlatformError, Prot, ThreadToken};
+
+/// `WSTOPSIG | event << 8` of the stop `PTRACE_INTERRUPT` causes.
+const INTERRUPT_STOP: i32 = libc::SIGTRAP | (libc::PTRACE_EVENT_STOP << 8);
+
+/// The clone flags of a new stub thread: a plain thread of the stub.
+const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
 
 /// One application address space, backed by a stub process. See the
 /// [module documentation](super) for the thread-affinity rules.
@@ -13,12 +33,36 @@ pub struct PtraceAddressSpace {
     layout: Layout,
     /// The memory file's fd number inside the stub.
     memory_fd: i32,
-    /// The stub process (thread group) id.
+    /// The stub process (thread group) id, also its first thread's tid.
     pid: i32,
-    /// The stub's traced threads, one per tracer thread (only one today).
-    pub(crate) threads: Vec<StubThread>,
-    /// The stub has died and been reaped: its pid must not be signalled again.
-    pub(crate) dead: bool,
+    /// The stub's traced threads, one per tracer thread. The list lock is
+    /// only held to look a thread up or change the list; each thread's own
+    /// lock is only ever taken by its tracer, and is held across its waits.
+    threads: Mutex<Vec<Entry>>,
+    /// A stub thread died: the address space is unusable.
+    dead: AtomicBool,
+    /// The thread group leader has been reaped: `pid` may be reused and must
+    /// never be signalled or waited for again.
+    leader_reaped: AtomicBool,
+}
+
+/// A listed stub thread. Looking a thread up never takes a thread's own lock
+/// (held by its tracer across a whole switch).
+struct Entry {
+    /// The Sentry thread that traces it; only it may issue ptrace requests.
+    tracer: i32,
+    tid: i32,
+    thread: Arc<Mutex<StubThread>>,
+}
+
+impl Entry {
+    fn new(tracer: i32, tid: i32) -> Self {
+        Entry {
+            tracer,
+            tid,
+            thread: Arc::new(Mutex::new(StubThread::new(tid))),
+        }
+    }
 }
 
 impl std::fmt::Debug for PtraceAddressSpace {
@@ -30,56 +74,55 @@ impl std::fmt::Debug for PtraceAddressSpace {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl PtraceAddressSpace {
     /// Forks a stub traced by the calling thread and cleans it: every fd but
     /// `memory_fd` closed, everything but the stub page unmapped.
     pub(crate) fn new(layout: Layout, memory_fd: i32) -> Result<Self, PlatformError> {
         let pid = fork_stub()?;
         let tracer = current_tid();
-        let mut aspace = PtraceAddressSpace {
+        let aspace = PtraceAddressSpace {
             layout,
             memory_fd,
             pid,
-            threads: vec![StubThread {
-                tracer,
-                tid: pid,
-                regs: None,
-                fp_owner: None,
-                cpu: None,
-                switches: 0,
-            }],
-            dead: false,
+            threads: Mutex::new(vec![Entry::new(tracer, pid)]),
+            dead: AtomicBool::new(false),
+            leader_reaped: AtomicBool::new(false),
         };
-        aspace.clean()?;
+        aspace.with_thread(|t| aspace.clean(t))?;
         tracing::debug!(pid, tracer, "stub process ready");
         Ok(aspace)
     }
 
-    fn clean(&mut self) -> Result<(), PlatformError> {
-        self.disable_rseq()?;
+    fn clean(&self, t: &mut StubThread) -> Result<(), PlatformError> {
+        self.disable_rseq(t)?;
         let fd = self.memory_fd as u64;
         if fd > 0 {
-            self.syscall("close_range", libc::SYS_close_range, &[0, fd - 1, 0])?;
+            self.inject(t, "close_range", libc::SYS_close_range, &[0, fd - 1, 0])?;
         }
-        self.syscall(
+        self.inject(
+            t,
             "close_range",
             libc::SYS_close_range,
             &[fd + 1, u32::MAX as u64, 0],
         )?;
         let stub = self.layout.stub_addr;
         let stub_end = self.layout.stub_end();
-        self.syscall("munmap", libc::SYS_munmap, &[0, stub])?;
+        self.inject(t, "munmap", libc::SYS_munmap, &[0, stub])?;
         // Up to the end of the whole address space, not only the usable part
         // we probed: the forked Sentry may have mappings up there too.
         // (x86_64 refuses that page with EINVAL; arm64 does not.)
         let top = 1u64 << self.layout.va_bits;
-        match self.syscall("munmap", libc::SYS_munmap, &[stub_end, top - stub_end]) {
+        match self.inject(t, "munmap", libc::SYS_munmap, &[stub_end, top - stub_end]) {
             Err(PlatformError::Injected {
                 errno: libc::EINVAL,
                 ..
             }) => {
                 let max = self.layout.max_user_addr;
-                self.syscall("munmap", libc::SYS_munmap, &[stub_end, max - stub_end])?;
+                self.inject(t, "munmap", libc::SYS_munmap, &[stub_end, max - stub_end])?;
             }
             r => {
                 r?;
@@ -92,7 +135,7 @@ impl PtraceAddressSpace {
     /// registration; with the area unmapped, the kernel would SIGSEGV the stub
     /// the next time it is preempted. Unregister it (its parameters come from
     /// PTRACE_GET_RSEQ_CONFIGURATION, Linux >= 5.13).
-    fn disable_rseq(&mut self) -> Result<(), PlatformError> {
+    fn disable_rseq(&self, t: &mut StubThread) -> Result<(), PlatformError> {
         #[repr(C)]
         #[derive(Default)]
         struct RseqConfig {
@@ -110,7 +153,7 @@ impl PtraceAddressSpace {
         let r = unsafe {
             libc::ptrace(
                 PTRACE_GET_RSEQ_CONFIGURATION,
-                self.pid,
+                t.tid,
                 std::mem::size_of::<RseqConfig>() as *mut libc::c_void,
                 &mut config as *mut RseqConfig,
             )
@@ -122,7 +165,8 @@ impl PtraceAddressSpace {
         if config.rseq_abi_pointer == 0 {
             return Ok(());
         }
-        self.syscall(
+        self.inject(
+            t,
             "rseq(RSEQ_FLAG_UNREGISTER)",
             libc::SYS_rseq,
             &[
@@ -145,47 +189,156 @@ impl PtraceAddressSpace {
         &self.layout
     }
 
-    /// The index of the stub thread traced by the calling thread.
-    pub(crate) fn thread_index(&self) -> Result<usize, PlatformError> {
-        if self.dead {
+    fn check_alive(&self) -> Result<(), PlatformError> {
+        if self.dead.load(Ordering::SeqCst) {
             return Err(PlatformError::StubDied {
                 pid: self.pid,
                 how: "died earlier".into(),
             });
         }
-        let caller = current_tid();
-        self.threads
-            .iter()
-            .position(|t| t.tracer == caller)
-            .ok_or(PlatformError::WrongThread {
-                stub: self.pid,
-                tracer: self.threads.first().map_or(0, |t| t.tracer),
-                caller,
-            })
+        Ok(())
     }
 
-    /// Every result of a ptrace operation passes through here: a request
-    /// that failed with ESRCH on a stub that was killed becomes `StubDied`,
-    /// and a dead stub is recorded so it is neither used nor signalled again.
-    pub(crate) fn note<T>(&mut self, r: Result<T, PlatformError>) -> Result<T, PlatformError> {
-        let r = r.map_err(|e| gone_or(self.pid, self.pid, e));
+    /// The stub thread traced by the calling thread.
+    fn my_thread(&self) -> Result<Arc<Mutex<StubThread>>, PlatformError> {
+        self.check_alive()?;
+        let caller = current_tid();
+        let threads = lock(&self.threads);
+        if let Some(e) = threads.iter().find(|e| e.tracer == caller) {
+            return Ok(e.thread.clone());
+        }
+        Err(PlatformError::WrongThread {
+            stub: self.pid,
+            tracer: threads.first().map_or(0, |e| e.tracer),
+            caller,
+        })
+    }
+
+    /// Runs `f` on the stub thread traced by the calling thread; every
+    /// ptrace operation goes through here. No lock but the thread's own is
+    /// held while `f` runs (and waits).
+    pub(crate) fn with_thread<T>(
+        &self,
+        f: impl FnOnce(&mut StubThread) -> Result<T, PlatformError>,
+    ) -> Result<T, PlatformError> {
+        let thread = self.my_thread()?;
+        let mut thread = lock(&thread);
+        let r = f(&mut thread);
+        self.note(&mut thread, r)
+    }
+
+    /// Every result of a ptrace operation on `thread` passes through here: a
+    /// request that failed with ESRCH on a stub that was killed becomes
+    /// `StubDied`, and a dead stub is recorded so it is neither used nor
+    /// signalled again.
+    fn note<T>(
+        &self,
+        thread: &mut StubThread,
+        r: Result<T, PlatformError>,
+    ) -> Result<T, PlatformError> {
+        let r = r.map_err(|e| gone_or(self.pid, thread.tid, e));
         if let Err(PlatformError::StubDied { .. }) = &r {
-            self.dead = true;
+            // Every StubDied from a thread operation comes from a wait that
+            // reaped the thread.
+            thread.gone = true;
+            if thread.tid == self.pid {
+                self.leader_reaped.store(true, Ordering::SeqCst);
+            }
+            self.dead.store(true, Ordering::SeqCst);
         }
         r
     }
 
-    /// Injects a syscall through the stub thread the calling thread traces.
-    fn syscall(
-        &mut self,
+    /// Injects a syscall through stub thread `t` (traced by the caller).
+    fn inject(
+        &self,
+        t: &StubThread,
         name: &'static str,
         nr: libc::c_long,
         args: &[u64],
     ) -> Result<u64, PlatformError> {
-        let i = self.thread_index()?;
-        let tid = self.threads[i].tid;
-        let r = inject(self.pid, tid, self.layout.stub_addr, name, nr, args);
-        self.note(r)
+        inject(self.pid, t.tid, self.layout.stub_addr, name, nr, args)
+    }
+
+    /// Injects a syscall through the stub thread the calling thread traces.
+    fn syscall(
+        &self,
+        name: &'static str,
+        nr: libc::c_long,
+        args: &[u64],
+    ) -> Result<u64, PlatformError> {
+        self.with_thread(|t| self.inject(t, name, nr, args))
+    }
+
+    /// The host tids of the stub threads with a tracer (for tests and
+    /// diagnostics).
+    pub fn thread_tids(&self) -> Vec<i32> {
+        lock(&self.threads).iter().map(|e| e.tid).collect()
+    }
+
+    /// Clones a new stub thread through `t`. It starts with every signal
+    /// blocked (so nothing sent to the stub reaches it while it has no
+    /// tracer) and parks in the clone entry's pause loop.
+    fn clone_thread(&self, t: &StubThread) -> Result<i32, PlatformError> {
+        let stub = self.layout.stub_addr;
+        let set_mask = |offset: u64| {
+            self.inject(
+                t,
+                "rt_sigprocmask",
+                libc::SYS_rt_sigprocmask,
+                &[libc::SIG_SETMASK as u64, stub + offset, 0, 8],
+            )
+        };
+        set_mask(SIGMASK_FULL_OFFSET)?;
+        let cloned = inject_at(
+            self.pid,
+            t.tid,
+            stub + CLONE_OFFSET,
+            stub + CLONE_TRAP_OFFSET,
+            "clone",
+            libc::SYS_clone,
+            &[THREAD_FLAGS, 0, 0, 0, 0],
+        );
+        let restored = set_mask(SIGMASK_EMPTY_OFFSET);
+        let tid = cloned?;
+        restored?;
+        Ok(tid as i32)
+    }
+
+    /// Seizes the parked stub thread `tid` for the calling thread and waits
+    /// until it is in a ptrace stop.
+    fn seize(&self, tid: i32) -> Result<(), PlatformError> {
+        let options = Options::PTRACE_O_TRACESYSGOOD | Options::PTRACE_O_EXITKILL;
+        nix::sys::ptrace::seize(Pid::from_raw(tid), options).map_err(|source| {
+            PlatformError::Host {
+                op: "PTRACE_SEIZE",
+                source,
+            }
+        })?;
+        nix::sys::ptrace::interrupt(Pid::from_raw(tid)).map_err(|source| PlatformError::Host {
+            op: "PTRACE_INTERRUPT",
+            source,
+        })?;
+        loop {
+            match wait_stop(tid)? {
+                Stop::Signal(INTERRUPT_STOP) => return Ok(()),
+                Stop::Gone(how) => {
+                    self.dead.store(true, Ordering::SeqCst);
+                    return Err(PlatformError::StubDied { pid: self.pid, how });
+                }
+                // Only an unblockable signal can come first: suppress it; the
+                // interrupt stop follows.
+                Stop::Signal(sig) => {
+                    tracing::trace!(pid = self.pid, tid, sig, "signal suppressed at adoption");
+                    nix::sys::ptrace::cont(Pid::from_raw(tid), None).map_err(|source| {
+                        PlatformError::Host {
+                            op: "PTRACE_CONT(adopt)",
+                            source,
+                        }
+                    })?;
+                }
+            }
+        }
     }
 
     fn check_range(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
@@ -220,7 +373,7 @@ impl PtraceAddressSpace {
 }
 
 impl AddressSpace for PtraceAddressSpace {
-    fn map(&mut self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError> {
+    fn map(&self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError> {
         self.check_range(addr, len)?;
         if len == 0 {
             return Ok(());
@@ -260,7 +413,7 @@ impl AddressSpace for PtraceAddressSpace {
         Ok(())
     }
 
-    fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError> {
+    fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
         self.check_range(addr, len)?;
         let ranges: Vec<_> = self.around_stub(addr, len).collect();
         for (a, l) in ranges {
@@ -269,7 +422,7 @@ impl AddressSpace for PtraceAddressSpace {
         Ok(())
     }
 
-    fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
+    fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
         self.check_range(addr, len)?;
         let ranges: Vec<_> = self.around_stub(addr, len).collect();
         for (a, l) in ranges {
@@ -282,16 +435,104 @@ impl AddressSpace for PtraceAddressSpace {
         Ok(())
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn Any {
+    fn new_thread(&self) -> Result<ThreadToken, PlatformError> {
+        let tid = self.with_thread(|t| self.clone_thread(t))?;
+        tracing::debug!(pid = self.pid, tid, "stub thread created");
+        Ok(ThreadToken(
+            (self.pid as u32 as u64) << 32 | tid as u32 as u64,
+        ))
+    }
+
+    fn adopt_thread(&self, token: ThreadToken) -> Result<(), PlatformError> {
+        let (pid, tid) = ((token.0 >> 32) as i32, token.0 as u32 as i32);
+        if pid != self.pid || tid <= 0 {
+            return Err(PlatformError::Thread(
+                "the token belongs to another address space",
+            ));
+        }
+        self.check_alive()?;
+        let caller = current_tid();
+        if lock(&self.threads).iter().any(|e| e.tracer == caller) {
+            return Err(PlatformError::Thread(
+                "the calling thread already has a thread in this address space",
+            ));
+        }
+        self.seize(tid)?;
+        lock(&self.threads).push(Entry::new(caller, tid));
+        // Let signals reach (and stop) the thread as they do its siblings.
+        self.syscall(
+            "rt_sigprocmask",
+            libc::SYS_rt_sigprocmask,
+            &[
+                libc::SIG_SETMASK as u64,
+                self.layout.stub_addr + SIGMASK_EMPTY_OFFSET,
+                0,
+                8,
+            ],
+        )?;
+        tracing::debug!(pid, tid, tracer = caller, "stub thread adopted");
+        Ok(())
+    }
+
+    fn exit_thread(&self) -> Result<(), PlatformError> {
+        let thread = self.my_thread()?;
+        let mut t = lock(&thread);
+        let r = if t.tid != self.pid {
+            inject_exit(self.pid, t.tid, self.layout.stub_addr, true)
+        } else {
+            // The leader: its exit is not reported while other threads live,
+            // so it is not reaped here (but when the address space is
+            // dropped). Neither the death of the thread that forked it
+            // (PR_SET_PDEATHSIG) nor of its tracer (PTRACE_O_EXITKILL) may
+            // take the other threads down with it any more.
+            (|| {
+                self.inject(
+                    &t,
+                    "prctl",
+                    libc::SYS_prctl,
+                    &[libc::PR_SET_PDEATHSIG as u64, 0],
+                )?;
+                nix::sys::ptrace::setoptions(Pid::from_raw(t.tid), Options::PTRACE_O_TRACESYSGOOD)
+                    .map_err(|source| PlatformError::Host {
+                        op: "PTRACE_SETOPTIONS",
+                        source,
+                    })?;
+                inject_exit(self.pid, t.tid, self.layout.stub_addr, false)
+            })()
+        };
+        t.release_tracer();
+        let r = self.note(&mut t, r);
+        if r.is_ok() && t.tid != self.pid {
+            t.gone = true;
+        }
+        // A thread that failed to exit stays listed (and traced), so that
+        // dropping the address space reaps it.
+        let (tid, remove) = (t.tid, r.is_ok() || t.gone);
+        drop(t);
+        if remove {
+            lock(&self.threads).retain(|e| !Arc::ptr_eq(&e.thread, &thread));
+            tracing::debug!(pid = self.pid, tid, "stub thread exited");
+        }
+        r
+    }
+
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }
 
 impl Drop for PtraceAddressSpace {
     fn drop(&mut self) {
-        if !self.dead {
-            kill_and_reap(self.pid);
-            self.dead = true;
+        if self.leader_reaped.load(Ordering::SeqCst) {
+            return;
         }
+        let others: Vec<i32> = lock(&self.threads)
+            .iter()
+            .filter(|e| e.tid != self.pid && !lock(&e.thread).gone)
+            .map(|e| e.tid)
+            .collect();
+        kill_and_reap_threads(self.pid, &others);
+        self.leader_reaped.store(true, Ordering::SeqCst);
+        self.dead.store(true, Ordering::SeqCst);
     }
 }

@@ -199,24 +199,22 @@ impl PtraceContext {
     }
 }
 
-fn downcast(aspace: &mut dyn AddressSpace) -> Result<&mut PtraceAddressSpace, PlatformError> {
+fn downcast(aspace: &dyn AddressSpace) -> Result<&PtraceAddressSpace, PlatformError> {
     aspace
-        .as_any_mut()
-        .downcast_mut::<PtraceAddressSpace>()
+        .as_any()
+        .downcast_ref::<PtraceAddressSpace>()
         .ok_or(PlatformError::ForeignAddressSpace)
 }
 
 impl Context for PtraceContext {
     fn switch(
         &mut self,
-        aspace: &mut dyn AddressSpace,
+        aspace: &dyn AddressSpace,
         state: &mut CpuState,
     ) -> Result<Event, PlatformError> {
         let aspace = downcast(aspace)?;
-        let i = aspace.thread_index()?;
         let pid = aspace.stub_pid();
-        let r = (|| {
-            let thread = &mut aspace.threads[i];
+        aspace.with_thread(|thread| {
             self.claim(thread)?;
             let running = (pid as u32 as u64) << 32 | thread.tid as u32 as u64;
             self.interrupter.running.store(running, Ordering::SeqCst);
@@ -228,34 +226,30 @@ impl Context for PtraceContext {
             let r = self.run(pid, thread, state);
             self.interrupter.running.store(0, Ordering::SeqCst);
             r
-        })();
-        aspace.note(r)
+        })
     }
 
-    fn fp_state(&mut self, aspace: &mut dyn AddressSpace) -> Result<FpState, PlatformError> {
+    fn fp_state(&mut self, aspace: &dyn AddressSpace) -> Result<FpState, PlatformError> {
         let aspace = downcast(aspace)?;
-        let i = aspace.thread_index()?;
-        let thread = &aspace.threads[i];
-        let r = if self.owns(thread) {
-            get_fp(thread.tid)
-        } else {
-            match self.slot().clone() {
-                Some(fp) => Ok(fp),
-                None => xsave_size(thread.tid).map(initial_fp),
+        aspace.with_thread(|thread| {
+            if self.owns(thread) {
+                get_fp(thread.tid)
+            } else {
+                match self.slot().clone() {
+                    Some(fp) => Ok(fp),
+                    None => xsave_size(thread.tid).map(initial_fp),
+                }
             }
-        };
-        aspace.note(r)
+        })
     }
 
     fn set_fp_state(
         &mut self,
-        aspace: &mut dyn AddressSpace,
+        aspace: &dyn AddressSpace,
         fp: &FpState,
     ) -> Result<(), PlatformError> {
         let aspace = downcast(aspace)?;
-        let i = aspace.thread_index()?;
-        let thread = &aspace.threads[i];
-        let r = (|| {
+        aspace.with_thread(|thread| {
             // Check the size now, not at the next switch.
             padded(fp, xsave_size(thread.tid)?)?;
             if self.owns(thread) {
@@ -264,8 +258,7 @@ impl Context for PtraceContext {
                 *self.slot() = Some(fp.clone());
                 Ok(())
             }
-        })();
-        aspace.note(r)
+        })
     }
 
     fn interrupter(&self) -> Arc<dyn Interrupter> {

@@ -22,9 +22,31 @@ pub(crate) fn inject(
     nr: libc::c_long,
     args: &[u64],
 ) -> Result<u64, PlatformError> {
+    inject_at(
+        pid,
+        tid,
+        stub_addr,
+        stub_addr + STUB_TRAP_OFFSET,
+        name,
+        nr,
+        args,
+    )
+}
+
+/// [`inject`] through the stub code at `entry` (a `syscall` instruction),
+/// whose `int3` leaves `rip` at `trap_rip`.
+pub(crate) fn inject_at(
+    pid: i32,
+    tid: i32,
+    entry: u64,
+    trap_rip: u64,
+    name: &'static str,
+    nr: libc::c_long,
+    args: &[u64],
+) -> Result<u64, PlatformError> {
     let saved = get_regs(tid)?;
     let mut regs = saved;
-    regs.rip = stub_addr;
+    regs.rip = entry;
     regs.rax = nr as u64;
     let mut full = [0u64; 6];
     full[..args.len().min(6)].copy_from_slice(&args[..args.len().min(6)]);
@@ -36,7 +58,6 @@ pub(crate) fn inject(
     regs.ss = USER_DS;
     set_regs(tid, &regs)?;
 
-    let trap_rip = stub_addr + STUB_TRAP_OFFSET;
     let result = loop {
         if let Err(source) = nix::sys::ptrace::cont(Pid::from_raw(tid), None) {
             return Err(PlatformError::Host {
@@ -94,4 +115,43 @@ pub(crate) fn gone_or(pid: i32, tid: i32, err: PlatformError) -> PlatformError {
         }
     }
     err
+}
+
+/// Makes the stopped stub thread `tid` (traced by the calling thread) call
+/// `exit(0)`: only that thread ends. With `reap`, waits until its exit is
+/// reported (a thread group leader's is not before every other thread's, so
+/// the leader is never reaped here).
+pub(crate) fn inject_exit(
+    pid: i32,
+    tid: i32,
+    stub_addr: u64,
+    reap: bool,
+) -> Result<(), PlatformError> {
+    let mut regs = get_regs(tid)?;
+    regs.rip = stub_addr;
+    regs.rax = libc::SYS_exit as u64;
+    regs.rdi = 0;
+    regs.eflags = EFLAGS_DEFAULT;
+    regs.cs = USER_CS;
+    regs.ss = USER_DS;
+    set_regs(tid, &regs)?;
+    loop {
+        if let Err(source) = nix::sys::ptrace::cont(Pid::from_raw(tid), None) {
+            return Err(PlatformError::Host {
+                op: "PTRACE_CONT(exit)",
+                source,
+            });
+        }
+        if !reap {
+            return Ok(());
+        }
+        match wait_stop(tid)? {
+            Stop::Gone(how) => {
+                tracing::debug!(pid, tid, how, "stub thread exited");
+                return Ok(());
+            }
+            // A stale interrupt or a signal sent by someone: suppressed.
+            Stop::Signal(sig) => tracing::trace!(pid, tid, sig, "signal suppressed during exit"),
+        }
+    }
 }

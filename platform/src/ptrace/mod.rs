@@ -13,21 +13,45 @@
 //! * A [`PtraceContext`] loads registers with `PTRACE_SETREGS`, resumes with
 //!   `PTRACE_SYSEMU` and classifies the next stop.
 //!
-//! # Thread affinity
+//! # Threads and thread affinity
 //!
-//! Linux binds a tracee to one tracer *thread*. Every request on an address
-//! space (`map`, `unmap`, `protect`, `switch`, `fp_state`, ...) must come from
-//! the thread that called [`Platform::new_address_space`] for it; any other
-//! thread gets [`PlatformError::WrongThread`]. That thread must also outlive
-//! the address space: when it exits, the kernel kills the stub
-//! (`PTRACE_O_EXITKILL`, `PR_SET_PDEATHSIG`). Dropping an address space may
-//! happen on any thread.
+//! Linux binds a tracee to one tracer *thread*. An address space has one stub
+//! thread per application thread, each traced by the host thread that runs
+//! that application thread; every request (`map`, `unmap`, `protect`,
+//! `new_thread`, `exit_thread`, `switch`, `fp_state`, ...) acts through the
+//! calling thread's own stub thread, so it must come from a host thread that
+//! has one here; any other thread gets [`PlatformError::WrongThread`].
+//! Requests from different host threads run concurrently (no lock is held
+//! across a switch's wait); `map` and friends from one thread while others
+//! run application code are fine (mappings are process-wide in the stub).
 //!
-//! The structure is ready for one stub thread per application thread (as
-//! gVisor's `subprocess.newThread`: inject a `clone` in the stub and
-//! `PTRACE_ATTACH` the new thread from the task's host thread): an address
-//! space holds a list of stub threads keyed by tracer tid, and every
-//! operation looks up the one traced by the calling thread.
+//! * [`Platform::new_address_space`] forks the stub; its first thread belongs
+//!   to the calling host thread.
+//! * [`AddressSpace::new_thread`] (from a thread that has a stub thread here)
+//!   injects a `clone` at the stub page's clone entry: the new stub thread,
+//!   untraced and with every signal blocked, parks in a `pause` loop that
+//!   uses no stack. The [`ThreadToken`](crate::ThreadToken) goes to the new
+//!   host thread, which calls [`AddressSpace::adopt_thread`]
+//!   (`PTRACE_SEIZE` + `PTRACE_INTERRUPT`) before its first switch; that
+//!   switch sets every register (the parked `pause` is not restarted). A
+//!   token never adopted leaves a parked thread until the address space is
+//!   dropped.
+//! * [`AddressSpace::exit_thread`] injects `exit(0)` in the caller's stub
+//!   thread (never a SIGKILL: that would kill the whole stub) and reaps it.
+//!   The stub's first thread (the thread group leader) cannot be reaped
+//!   while others live: it exits too, and is reaped when the address space
+//!   is dropped; before it exits, the parent-death signal and
+//!   `PTRACE_O_EXITKILL` are taken off it, so the host thread that created
+//!   the address space may end first.
+//! * A host thread that has a stub thread here must call `exit_thread`
+//!   before it ends: a tracer that exits with a tracee kills the whole stub
+//!   (`PTRACE_O_EXITKILL`; for the creator also `PR_SET_PDEATHSIG`).
+//! * Dropping the address space (any thread; the last `Arc`) kills the stub
+//!   and reaps every thread.
+//!
+//! Each stub thread and its tracer are bound to one CPU (see
+//! `StubThread::bind_to_tracer_cpu`), per thread; `exit_thread` releases
+//! the tracer's binding.
 //!
 //! # Events
 //!
@@ -71,6 +95,7 @@ mod regs;
 mod stub;
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 pub use address_space::PtraceAddressSpace;
 pub use context::{PtraceContext, PtraceInterrupter, INTERRUPT_SIGNAL};
@@ -116,7 +141,7 @@ impl PtracePlatform {
         self.memory_file.as_raw_fd()
     }
 
-    /// [`Platform::new_address_space`] without the box, for callers that want
+    /// [`Platform::new_address_space`] without the `Arc<dyn>`, for callers that want
     /// the concrete type (e.g. to learn the stub's pid).
     pub fn new_ptrace_address_space(&self) -> Result<PtraceAddressSpace, PlatformError> {
         PtraceAddressSpace::new(self.layout, self.memory_file.as_raw_fd())
@@ -132,8 +157,8 @@ impl Platform for PtracePlatform {
         &self.layout
     }
 
-    fn new_address_space(&self) -> Result<Box<dyn AddressSpace>, PlatformError> {
-        Ok(Box::new(self.new_ptrace_address_space()?))
+    fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError> {
+        Ok(Arc::new(self.new_ptrace_address_space()?))
     }
 
     fn new_context(&self) -> Result<Box<dyn Context>, PlatformError> {

@@ -12,6 +12,32 @@ pub(crate) const STUB_CODE: [u8; 3] = [0x0f, 0x05, 0xcc];
 /// Where `rip` is after the injected syscall's `int3`.
 pub(crate) const STUB_TRAP_OFFSET: u64 = STUB_CODE.len() as u64;
 
+/// Where the clone entry starts in the stub page.
+pub(crate) const CLONE_OFFSET: u64 = 16;
+/// The clone entry: the parent stops at the `int3` like any injection, the
+/// new thread (rax 0) parks in a `pause` loop that uses no stack until its
+/// tracer takes it over:
+///
+/// ```text
+///  16: 0f 05             syscall
+///  18: 48 85 c0          test rax, rax
+///  21: 74 01             jz child
+///  23: cc                int3
+///  24: b8 22 00 00 00    child: mov eax, 34 (pause)
+///  29: 0f 05             syscall
+///  31: eb f7             jmp child
+/// ```
+pub(crate) const CLONE_CODE: [u8; 17] = [
+    0x0f, 0x05, 0x48, 0x85, 0xc0, 0x74, 0x01, 0xcc, 0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb,
+    0xf7,
+];
+/// Where the parent's `rip` is after the clone entry's `int3`.
+pub(crate) const CLONE_TRAP_OFFSET: u64 = CLONE_OFFSET + 8;
+/// An 8-byte signal mask with every signal set, for `rt_sigprocmask`.
+pub(crate) const SIGMASK_FULL_OFFSET: u64 = 48;
+/// An 8-byte empty signal mask, for `rt_sigprocmask`.
+pub(crate) const SIGMASK_EMPTY_OFFSET: u64 = 56;
+
 /// How far down from the preferred address the stub page may move when that
 /// address is taken in the Sentry.
 const STUB_SEARCH_STEP: u64 = 16 << 20;
@@ -61,10 +87,18 @@ fn map_stub_page(layout: &Layout) -> Result<u64, String> {
         }
         // SAFETY: `ptr` is a fresh, writable, page-sized private mapping owned
         // by this function; filling it with int3 and the stub code stays in
-        // bounds (STUB_CODE is 3 bytes, a page is at least 4096).
+        // bounds (everything written lies below offset 64, a page is at least 4096).
         unsafe {
             std::ptr::write_bytes(ptr as *mut u8, 0xcc, page);
-            std::ptr::copy_nonoverlapping(STUB_CODE.as_ptr(), ptr as *mut u8, STUB_CODE.len());
+            let base = ptr as *mut u8;
+            std::ptr::copy_nonoverlapping(STUB_CODE.as_ptr(), base, STUB_CODE.len());
+            std::ptr::copy_nonoverlapping(
+                CLONE_CODE.as_ptr(),
+                base.add(CLONE_OFFSET as usize),
+                CLONE_CODE.len(),
+            );
+            std::ptr::write_bytes(base.add(SIGMASK_FULL_OFFSET as usize), 0xff, 8);
+            std::ptr::write_bytes(base.add(SIGMASK_EMPTY_OFFSET as usize), 0, 8);
         }
         // SAFETY: changes the protection of the page mapped above only.
         if unsafe { libc::mprotect(ptr, page, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
@@ -88,8 +122,6 @@ pub(crate) struct FpOwner {
 
 /// One traced thread of a stub process.
 pub(crate) struct StubThread {
-    /// The Sentry thread that traces it; only it may issue ptrace requests.
-    pub tracer: i32,
     /// The stub thread's host tid.
     pub tid: i32,
     /// The registers (as the Sentry sees them) currently loaded in the thread,
@@ -101,6 +133,22 @@ pub(crate) struct StubThread {
     pub cpu: Option<usize>,
     /// Switches since the binding was last reconsidered.
     pub switches: u32,
+    /// The thread has exited and been reaped: its tid must not be waited for
+    /// or signalled again.
+    pub gone: bool,
+}
+
+impl StubThread {
+    pub fn new(tid: i32) -> Self {
+        StubThread {
+            tid,
+            regs: None,
+            fp_owner: None,
+            cpu: None,
+            switches: 0,
+            gone: false,
+        }
+    }
 }
 
 /// How many switches a binding lasts before the tracer is let go, so the
@@ -108,6 +156,16 @@ pub(crate) struct StubThread {
 const REBIND_EVERY: u32 = 8192;
 
 impl StubThread {
+    /// Lets the tracer (the calling thread) run on any CPU again, if a
+    /// binding holds it.
+    pub fn release_tracer(&mut self) {
+        if self.cpu.take().is_some() {
+            if let Some(Some(all)) = ORIGINAL_AFFINITY.get() {
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), all);
+            }
+        }
+    }
+
     /// Binds the stub thread and its tracer (the calling thread) to the CPU
     /// the tracer is on. A ptrace stop and resume is a wake-up of the other
     /// side: on one CPU a plain context switch, across CPUs an
@@ -291,18 +349,33 @@ unsafe fn stub_child(parent: libc::pid_t) -> ! {
 
 /// Kills a stub process and reaps it. Any thread of the Sentry may call this.
 pub(crate) fn kill_and_reap(pid: i32) {
+    kill_and_reap_threads(pid, &[]);
+}
+
+/// Kills stub process `pid` and reaps it: first its traced threads `others`
+/// (not the leader; each not reaped yet), whose exits the kernel reports
+/// before the leader's. Any thread of the Sentry may call this: a thread
+/// waits for the children and tracees of every thread in its group.
+pub(crate) fn kill_and_reap_threads(pid: i32, others: &[i32]) {
     // SAFETY: plain kill(2) of a child we have not reaped yet (so `pid`
     // cannot have been reused).
     unsafe { libc::kill(pid, libc::SIGKILL) };
+    for &tid in others {
+        reap(pid, tid);
+    }
+    reap(pid, pid);
+}
+
+fn reap(pid: i32, tid: i32) {
     loop {
-        match wait_stop(pid) {
+        match wait_stop(tid) {
             Ok(Stop::Gone(how)) => {
-                tracing::debug!(pid, how, "stub reaped");
+                tracing::debug!(pid, tid, how, "stub thread reaped");
                 return;
             }
             Ok(Stop::Signal(_)) => continue,
             Err(e) => {
-                tracing::warn!(pid, error = %e, "could not reap stub");
+                tracing::warn!(pid, tid, error = %e, "could not reap stub thread");
                 return;
             }
         }

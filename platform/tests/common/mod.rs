@@ -119,6 +119,17 @@ impl Asm {
     pub fn syscall(self) -> Self {
         self.b(&[0x0f, 0x05])
     }
+    /// jmp to absolute offset `target` in this code (rel8).
+    pub fn jmp_to(self, target: usize) -> Self {
+        let rel = target as isize - (self.0.len() as isize + 2);
+        self.b(&[0xeb, rel as i8 as u8])
+    }
+    /// Pads with nops up to offset `at`.
+    pub fn pad_to(mut self, at: usize) -> Self {
+        assert!(self.0.len() <= at, "code overlaps offset {at}");
+        self.0.resize(at, 0x90);
+        self
+    }
     pub fn jmp_self(self) -> Self {
         self.b(&[0xeb, 0xfe])
     }
@@ -133,7 +144,7 @@ impl Asm {
 pub struct Fixture {
     pub mem: OwnedFd,
     pub platform: PtracePlatform,
-    pub aspace: Box<dyn AddressSpace>,
+    pub aspace: std::sync::Arc<dyn AddressSpace>,
     pub ctx: Box<dyn Context>,
     pub state: CpuState,
 }
@@ -145,7 +156,7 @@ impl Fixture {
         let mem = memfd(16 * PAGE);
         write_at(&mem, CODE_OFF, &code.0);
         let platform = PtracePlatform::new(mem.as_fd()).expect("platform");
-        let mut aspace = platform.new_address_space().expect("address space");
+        let aspace = platform.new_address_space().expect("address space");
         aspace
             .map(CODE, PAGE, CODE_OFF, Prot::READ_EXEC)
             .expect("map code");
@@ -167,14 +178,14 @@ impl Fixture {
 
     pub fn switch(&mut self) -> platform::Event {
         self.ctx
-            .switch(self.aspace.as_mut(), &mut self.state)
+            .switch(self.aspace.as_ref(), &mut self.state)
             .expect("switch")
     }
 
-    pub fn stub_pid(&mut self) -> i32 {
+    pub fn stub_pid(&self) -> i32 {
         self.aspace
-            .as_any_mut()
-            .downcast_mut::<platform::ptrace::PtraceAddressSpace>()
+            .as_any()
+            .downcast_ref::<platform::ptrace::PtraceAddressSpace>()
             .expect("ptrace address space")
             .stub_pid()
     }

@@ -20,7 +20,7 @@ impl Task {
     /// discarded at once, as Linux does; a standard signal already pending is
     /// not queued twice.
     pub fn send_signal(&mut self, info: SigInfo) {
-        let Ok(action) = self.signal_handlers.get(info.signo) else {
+        let Ok(action) = self.handlers().get(info.signo) else {
             return;
         };
         let ignored = action.is_ignored()
@@ -28,10 +28,10 @@ impl Task {
         if ignored && info.signo != libc::SIGKILL {
             return;
         }
-        if info.signo < 32 && self.pending.iter().any(|p| p.signo == info.signo) {
+        if info.signo < 32 && self.pending().iter().any(|p| p.signo == info.signo) {
             return;
         }
-        self.pending.push(info);
+        self.pending().push(info);
     }
 
     /// A fault of the instruction at rip: if the program blocks or ignores
@@ -40,12 +40,12 @@ impl Task {
     pub fn force_fault(&mut self, signo: i32, code: i32, addr: u64) {
         let blocked = self.signal_mask.contains(signo);
         let ignored = self
-            .signal_handlers
+            .handlers()
             .get(signo)
             .map(|a| a.is_ignored())
             .unwrap_or(true);
         if blocked || ignored {
-            let _ = self.signal_handlers.set(signo, Default::default());
+            let _ = self.handlers().set(signo, Default::default());
             self.signal_mask = SigSet(self.signal_mask.0 & !SigSet::bit(signo));
         }
         self.send_signal(SigInfo {
@@ -63,13 +63,13 @@ impl Task {
     pub fn deliver_signals(&mut self) {
         while self.exit.is_none() {
             let mask = self.signal_mask;
-            let Some(i) = self.pending.iter().position(|p| {
+            let Some(i) = self.pending().iter().position(|p| {
                 !mask.contains(p.signo) || p.signo == libc::SIGKILL || p.signo == libc::SIGSTOP
             }) else {
                 return;
             };
-            let info = self.pending.remove(i);
-            let Ok(action) = self.signal_handlers.get(info.signo) else {
+            let info = self.pending().remove(i);
+            let Ok(action) = self.handlers().get(info.signo) else {
                 continue;
             };
             if action.is_ignored() {
@@ -103,10 +103,7 @@ impl Task {
     /// Builds the signal frame for `info` and points the registers at the
     /// handler.
     fn enter_handler(&mut self, info: &SigInfo) -> Result<(), &'static str> {
-        let action = self
-            .signal_handlers
-            .get(info.signo)
-            .map_err(|_| "bad signal")?;
+        let action = self.handlers().get(info.signo).map_err(|_| "bad signal")?;
         let regs = self.cpu.regs;
         let (alt_base, alt_flags, alt_size) = self.alt_stack;
         let use_alt = action.flags & SA_ONSTACK != 0
@@ -120,7 +117,7 @@ impl Task {
         };
         let fp = self
             .context
-            .fp_state(self.mm.address_space())
+            .fp_state(&*self.aspace)
             .map_err(|_| "cannot read FP state")?;
         let fp_bytes = encode_fpstate(&fp);
         let layout = FrameLayout::below(sp, fp.xsave.len()).ok_or("stack pointer too low")?;
@@ -135,16 +132,16 @@ impl Task {
             (alt_base, alt_state, alt_size),
             layout.fpstate,
         );
-        self.mm
+        self.mm()
             .copy_out(layout.fpstate, &fp_bytes)
             .map_err(|_| "cannot write the FP state")?;
-        self.mm
+        self.mm()
             .copy_out(layout.siginfo(), &info.to_bytes())
             .map_err(|_| "cannot write siginfo")?;
-        self.mm
+        self.mm()
             .copy_out(layout.ucontext(), &uc)
             .map_err(|_| "cannot write the ucontext")?;
-        self.mm
+        self.mm()
             .copy_out(layout.frame, &action.restorer.to_le_bytes())
             .map_err(|_| "cannot write the frame")?;
 
@@ -168,7 +165,7 @@ impl Task {
         }
         self.signal_mask = SigSet(blocked).without_unblockable();
         if action.flags & SA_RESETHAND != 0 {
-            let _ = self.signal_handlers.set(info.signo, Default::default());
+            let _ = self.handlers().set(info.signo, Default::default());
         }
         Ok(())
     }

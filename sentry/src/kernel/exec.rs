@@ -23,6 +23,8 @@ pub enum ExecError {
     Load(#[from] LoadError),
     #[error("cannot create an address space: {0}")]
     AddressSpace(String),
+    #[error("execve from a multi-threaded process is not supported yet")]
+    Threads,
 }
 
 impl ExecError {
@@ -30,6 +32,7 @@ impl ExecError {
         match self {
             ExecError::Load(e) => e.errno(),
             ExecError::AddressSpace(_) => Errno::ENOMEM,
+            ExecError::Threads => Errno::ENOSYS,
         }
     }
 }
@@ -107,12 +110,21 @@ impl Task {
         argv: Vec<Vec<u8>>,
         envp: Vec<Vec<u8>>,
     ) -> Result<(), ExecError> {
+        if self.tg.live() > 1 {
+            // Linux would end the other threads first; cryo cannot yet.
+            tracing::warn!(
+                tid = self.tid,
+                "execve from a multi-threaded process is not supported yet"
+            );
+            return Err(ExecError::Threads);
+        }
         let kernel = self.kernel.clone();
         let image = load_image(&kernel, &self.cwd, &self.creds, path, argv.clone(), envp)?;
-        self.mm = image.mm;
+        self.aspace = image.mm.address_space_arc();
+        *self.mm() = image.mm;
         self.cpu = CpuState { regs: image.regs };
-        self.fds.remove_cloexec();
-        self.signal_handlers.reset_for_exec();
+        self.fds().remove_cloexec();
+        self.handlers().reset_for_exec();
         self.alt_stack = (0, 0, 0);
         self.exe = image.path;
         self.argv = argv;

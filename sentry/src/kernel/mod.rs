@@ -1,6 +1,7 @@
 //! Tasks, thread groups, file descriptor tables, signals, clocks and limits
 //! (gVisor's pkg/sentry/kernel).
 
+pub mod clone;
 pub mod creds;
 mod deliver;
 pub mod exec;
@@ -14,6 +15,7 @@ pub mod proc;
 pub mod run;
 pub mod signal;
 pub mod task;
+pub mod thread_group;
 pub mod time;
 pub mod uts;
 

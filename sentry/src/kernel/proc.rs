@@ -130,11 +130,11 @@ impl Task {
             pid: self.tgid(),
             comm,
             cmdline,
-            maps: self.mm.maps_text(),
+            maps: self.mm().maps_text(),
             exe: self.exe.clone(),
             cwd: self.kernel.vfs.dentry_path(&self.cwd),
             fds: self
-                .fds
+                .fds()
                 .iter()
                 .map(|(fd, e)| (fd, Arc::downgrade(&e.file)))
                 .collect(),

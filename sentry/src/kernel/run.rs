@@ -23,9 +23,34 @@ pub enum Interruption {
 }
 
 impl Task {
-    /// Runs the task until it exits (or `on_interrupt` says stop), returning
-    /// its exit status (None when stopped from outside).
+    /// Runs the task until it exits (or `on_interrupt` says stop). The init
+    /// task then waits for the rest of its thread group and returns the
+    /// group's status; None when stopped from outside.
     pub fn run(
+        &mut self,
+        on_interrupt: &mut dyn FnMut(&mut Task) -> Interruption,
+    ) -> Result<Option<ExitStatus>, RunError> {
+        let status = match self.run_until_exit(on_interrupt) {
+            Ok(Some(status)) => status,
+            other => return other,
+        };
+        self.exit_thread(status);
+        if self.tid != self.tgid() {
+            return Ok(Some(status));
+        }
+        // The leader's host thread stays until the whole group is gone,
+        // still answering control requests (which refuse: it has exited).
+        loop {
+            if let Some(group) = self.tg.wait(std::time::Duration::from_millis(50)) {
+                return Ok(Some(group));
+            }
+            if self.interrupt.is_pending() {
+                let _ = on_interrupt(self);
+            }
+        }
+    }
+
+    fn run_until_exit(
         &mut self,
         on_interrupt: &mut dyn FnMut(&mut Task) -> Interruption,
     ) -> Result<Option<ExitStatus>, RunError> {
@@ -33,10 +58,13 @@ impl Task {
             if let Some(status) = self.exit {
                 return Ok(Some(status));
             }
+            if let Some(group) = self.tg.exit_status() {
+                // Another thread ended the group (exit_group, fatal signal).
+                self.exit = Some(group);
+                continue;
+            }
             let started = Instant::now();
-            let event = self
-                .context
-                .switch(self.mm.address_space(), &mut self.cpu)?;
+            let event = self.context.switch(&*self.aspace, &mut self.cpu)?;
             match event {
                 Event::Syscall => {
                     syscalls::dispatch(self);
@@ -48,10 +76,11 @@ impl Task {
                     access,
                     code,
                 } => {
-                    if signo == libc::SIGSEGV && self.mm.handle_fault(addr, access).is_ok() {
-                        // A stack growth or similar fault the Sentry resolved:
-                        // the faulting instruction runs again.
-                    } else {
+                    let resolved =
+                        signo == libc::SIGSEGV && self.mm().handle_fault(addr, access).is_ok();
+                    // Otherwise the fault becomes a signal; a resolved one
+                    // (stack growth) runs the instruction again.
+                    if !resolved {
                         tracing::debug!(
                             tid = self.tid,
                             signo,
@@ -65,8 +94,12 @@ impl Task {
                     }
                 }
                 Event::Interrupted => {
-                    if let Interruption::Stop = on_interrupt(self) {
-                        return Ok(None);
+                    if self.tg.exit_status().is_none() {
+                        if let Interruption::Stop = on_interrupt(self) {
+                            return Ok(None);
+                        }
+                        // A signal from another thread may be why.
+                        self.deliver_signals();
                     }
                 }
             }
@@ -74,12 +107,34 @@ impl Task {
         }
     }
 
-    /// Applies a signal's default action for a terminating signal.
+    /// A thread's end: clear_child_tid is zeroed and woken (pthread_join
+    /// waits on it), its stub thread goes, and the group learns of it.
+    fn exit_thread(&mut self, status: ExitStatus) {
+        let others = self.tg.live() > 1;
+        if self.clear_child_tid != 0 && others {
+            let addr = self.clear_child_tid;
+            if self.mm().write_u32(addr, 0).is_ok() {
+                self.kernel.futexes.wake(addr, u32::MAX, 1);
+            }
+        }
+        if others {
+            // The stub process lives on for the other threads.
+            if let Err(e) = self.aspace.exit_thread() {
+                tracing::warn!(tid = self.tid, error = %e, "stub thread did not exit cleanly");
+            }
+        }
+        self.tg.remove(self.tid, status);
+    }
+
+    /// A signal's default action that ends the process: the whole thread
+    /// group goes.
     pub fn exit_by_signal(&mut self, signo: i32) {
         match default_action(signo) {
             DefaultAction::Ignore | DefaultAction::Continue | DefaultAction::Stop => {}
             DefaultAction::Terminate | DefaultAction::CoreDump => {
-                self.exit = Some(ExitStatus::Signaled(signo));
+                let status = ExitStatus::Signaled(signo);
+                self.tg.begin_exit(status, self.tid);
+                self.exit = Some(status);
             }
         }
     }

@@ -1,15 +1,16 @@
 //! A task: one application thread (gVisor's kernel.Task).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use platform::{Context, CpuState};
+use platform::{AddressSpace, Context, CpuState};
 
 use super::creds::Credentials;
 use super::fd_table::FdTable;
 use super::interrupt::TaskInterrupt;
 use super::limits::LimitSet;
-use super::signal::{SigSet, SignalHandlers};
+use super::signal::{SigInfo, SigSet, SignalHandlers};
+use super::thread_group::{Member, ThreadGroup};
 use super::Kernel;
 use crate::mm::MemoryManager;
 use crate::vfs::{Dentry, OpenFile};
@@ -33,30 +34,42 @@ impl ExitStatus {
     }
 }
 
-/// One application thread. With no fork or clone yet, a task is also its
-/// thread group: tid == pid.
+/// Locks a mutex whose holder panicking leaves nothing half-done that later
+/// users could trip on (each critical section is a single update).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One application thread. The threads of a process share their address
+/// space, descriptor table, signal dispositions and limits (clone with
+/// CLONE_VM|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD).
 pub struct Task {
     pub kernel: Arc<Kernel>,
     pub tid: i32,
+    pub tg: Arc<ThreadGroup>,
     pub creds: Credentials,
     pub cpu: CpuState,
     pub context: Box<dyn Context>,
-    pub mm: MemoryManager,
-    pub fds: FdTable<Arc<OpenFile>>,
+    /// The platform address space this task's context switches into: the
+    /// memory manager's, held apart so a running task never holds the
+    /// memory manager's lock.
+    pub aspace: Arc<dyn AddressSpace>,
+    pub shared_mm: Arc<Mutex<MemoryManager>>,
+    pub shared_fds: Arc<Mutex<FdTable<Arc<OpenFile>>>>,
+    pub shared_handlers: Arc<Mutex<SignalHandlers>>,
+    pub shared_limits: Arc<Mutex<LimitSet>>,
     pub root: Arc<Dentry>,
     pub cwd: Arc<Dentry>,
     pub umask: u32,
-    pub signal_handlers: SignalHandlers,
     pub signal_mask: SigSet,
-    /// Signals generated but not yet delivered.
-    pub pending: Vec<super::signal::SigInfo>,
+    /// Signals generated for this thread but not yet delivered.
+    pub shared_pending: Arc<Mutex<Vec<SigInfo>>>,
     /// sigaltstack: (ss_sp, ss_flags, ss_size).
     pub alt_stack: (u64, u32, u64),
     /// set_tid_address: cleared and futex-woken when the thread exits.
     pub clear_child_tid: u64,
     /// set_robust_list's head and length.
     pub robust_list: (u64, u64),
-    pub limits: LimitSet,
     /// The executable's path in the container and the argv it ran with, for
     /// /proc/self/{exe,cmdline}.
     pub exe: String,
@@ -74,9 +87,37 @@ pub struct Task {
 }
 
 impl Task {
-    /// The thread group id; equal to tid while every task is single-threaded.
+    /// The thread group id: the pid.
     pub fn tgid(&self) -> i32 {
-        self.tid
+        self.tg.tgid
+    }
+
+    pub fn mm(&self) -> MutexGuard<'_, MemoryManager> {
+        lock(&self.shared_mm)
+    }
+
+    pub fn fds(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
+        lock(&self.shared_fds)
+    }
+
+    pub fn handlers(&self) -> MutexGuard<'_, SignalHandlers> {
+        lock(&self.shared_handlers)
+    }
+
+    pub fn limits(&self) -> MutexGuard<'_, LimitSet> {
+        lock(&self.shared_limits)
+    }
+
+    pub fn pending(&self) -> MutexGuard<'_, Vec<SigInfo>> {
+        lock(&self.shared_pending)
+    }
+
+    /// What the thread group knows of this task.
+    pub fn member(&self) -> Arc<Member> {
+        Arc::new(Member {
+            interrupt: self.interrupt.clone(),
+            pending: self.shared_pending.clone(),
+        })
     }
 
     /// The parent's pid in this pid namespace: the init task has none.
@@ -85,7 +126,7 @@ impl Task {
     }
 
     pub fn nofile_limit(&self) -> u64 {
-        self.limits
+        self.limits()
             .get(libc::RLIMIT_NOFILE)
             .map(|l| l.cur)
             .unwrap_or(1024)
@@ -93,9 +134,9 @@ impl Task {
 }
 
 impl Task {
-    /// A task in the state a fresh execve leaves it: default signal
-    /// dispositions and limits, nothing pending. Boot and restore fill in
-    /// the rest.
+    /// The first task of a new thread group (a process), in the state a
+    /// fresh execve leaves it: default signal dispositions and limits,
+    /// nothing pending. Boot and restore fill in the rest.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         kernel: Arc<Kernel>,
@@ -110,24 +151,27 @@ impl Task {
     ) -> Task {
         let interrupt = TaskInterrupt::new();
         interrupt.set_platform(context.interrupter());
-        Task {
+        let aspace = mm.address_space_arc();
+        let task = Task {
             kernel,
             tid,
+            tg: ThreadGroup::new(tid),
             creds,
             cpu,
             context,
-            mm,
-            fds,
+            aspace,
+            shared_mm: Arc::new(Mutex::new(mm)),
+            shared_fds: Arc::new(Mutex::new(fds)),
+            shared_handlers: Arc::new(Mutex::new(SignalHandlers::default())),
+            shared_limits: Arc::new(Mutex::new(LimitSet::default())),
             root,
             cwd,
             umask: 0o022,
-            signal_handlers: SignalHandlers::default(),
             signal_mask: SigSet::default(),
-            pending: Vec::new(),
+            shared_pending: Arc::new(Mutex::new(Vec::new())),
             alt_stack: (0, 0, 0),
             clear_child_tid: 0,
             robust_list: (0, 0),
-            limits: LimitSet::default(),
             exe: String::new(),
             argv: Vec::new(),
             cpu_time: Duration::ZERO,
@@ -135,6 +179,8 @@ impl Task {
             interrupt,
             restart_deadline: None,
             restart_clock: None,
-        }
+        };
+        task.tg.add(tid, task.member());
+        task
     }
 }

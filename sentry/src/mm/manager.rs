@@ -30,7 +30,7 @@ pub const STACK_GUARD_GAP: u64 = 256 * 4096;
 pub struct MemoryManager {
     pub(super) layout: Layout,
     pub(super) mf: Arc<MemoryFile>,
-    pub(super) aspace: Box<dyn AddressSpace>,
+    pub(super) aspace: Arc<dyn AddressSpace>,
     /// VMAs by start address; they never overlap.
     pub(super) vmas: BTreeMap<u64, Vma>,
     /// Where the heap starts (set by the loader) and the current break.
@@ -67,7 +67,7 @@ impl MemoryManager {
     pub fn new(
         layout: Layout,
         mf: Arc<MemoryFile>,
-        aspace: Box<dyn AddressSpace>,
+        aspace: Arc<dyn AddressSpace>,
     ) -> Result<MemoryManager, Errno> {
         if !layout.page_size.is_power_of_two() || layout.page_size < MF_PAGE_SIZE {
             return Err(Errno::EINVAL);
@@ -98,8 +98,13 @@ impl MemoryManager {
     }
 
     /// The platform address space (for a context to run in).
-    pub fn address_space(&mut self) -> &mut dyn AddressSpace {
-        self.aspace.as_mut()
+    pub fn address_space(&self) -> &dyn AddressSpace {
+        self.aspace.as_ref()
+    }
+
+    /// The platform address space, shared with the tasks that run in it.
+    pub fn address_space_arc(&self) -> Arc<dyn AddressSpace> {
+        self.aspace.clone()
     }
 
     pub fn page_size(&self) -> u64 {

@@ -84,7 +84,7 @@ impl MemoryManager {
         state: &MmState,
         layout: Layout,
         mf: Arc<MemoryFile>,
-        aspace: Box<dyn AddressSpace>,
+        aspace: Arc<dyn AddressSpace>,
         reopen: &OpenFn<'_>,
     ) -> Result<MemoryManager, RestoreError> {
         if state.page_size != layout.page_size {

@@ -22,7 +22,7 @@ pub(crate) struct FakeAddressSpace {
 }
 
 impl AddressSpace for FakeAddressSpace {
-    fn map(&mut self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError> {
+    fn map(&self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError> {
         assert!((addr | len | offset) & (P - 1) == 0 && len > 0);
         self.calls
             .lock()
@@ -34,7 +34,7 @@ impl AddressSpace for FakeAddressSpace {
         }
         Ok(())
     }
-    fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError> {
+    fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
         self.calls
             .lock()
             .unwrap()
@@ -45,7 +45,7 @@ impl AddressSpace for FakeAddressSpace {
         }
         Ok(())
     }
-    fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
+    fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
         self.calls
             .lock()
             .unwrap()
@@ -59,7 +59,16 @@ impl AddressSpace for FakeAddressSpace {
         }
         Ok(())
     }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
+    fn new_thread(&self) -> Result<platform::ThreadToken, PlatformError> {
+        Err(PlatformError::ForeignAddressSpace)
+    }
+    fn adopt_thread(&self, _: platform::ThreadToken) -> Result<(), PlatformError> {
+        Err(PlatformError::ForeignAddressSpace)
+    }
+    fn exit_thread(&self) -> Result<(), PlatformError> {
+        Ok(())
+    }
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }
@@ -124,7 +133,7 @@ pub(crate) fn new_mm_with(mf: Arc<MemoryFile>) -> (MemoryManager, Pages) {
         calls: Arc::default(),
     };
     (
-        MemoryManager::new(layout(), mf, Box::new(aspace)).unwrap(),
+        MemoryManager::new(layout(), mf, Arc::new(aspace)).unwrap(),
         pages,
     )
 }
@@ -704,7 +713,7 @@ fn snapshot_round_trip() {
         calls: Arc::default(),
     };
     let mut mm2 =
-        MemoryManager::from_snapshot(&state, layout(), mf, Box::new(aspace), &reopen).unwrap();
+        MemoryManager::from_snapshot(&state, layout(), mf, Arc::new(aspace), &reopen).unwrap();
     assert_eq!(
         *opened.lock().unwrap(),
         vec!["/lib/libc.so".to_string()],
@@ -747,7 +756,7 @@ fn restore(state: &MmState, mf: Arc<MemoryFile>) -> Result<MemoryManager, Restor
             Ok(MemFile::new(name, vec![]) as Arc<dyn MappableFile>)
         }
     };
-    MemoryManager::from_snapshot(state, layout(), mf, Box::new(aspace), &reopen)
+    MemoryManager::from_snapshot(state, layout(), mf, Arc::new(aspace), &reopen)
 }
 
 #[test]
@@ -894,7 +903,7 @@ fn hostile_snapshots_are_refused() {
         calls: Arc::default(),
     };
     let reopen = |_: &str| -> Result<Arc<dyn MappableFile>, Errno> { Err(Errno::ENOENT) };
-    let err = MemoryManager::from_snapshot(&s, small, mf(), Box::new(aspace), &reopen)
+    let err = MemoryManager::from_snapshot(&s, small, mf(), Arc::new(aspace), &reopen)
         .err()
         .unwrap();
     assert!(err.to_string().contains("39-bit"), "{err}");

@@ -112,7 +112,9 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
         return Err(RestoreError::CpuFeatures { missing });
     }
     if !rec.kernel.uts.hostname.is_empty() && rec.kernel.uts.hostname.len() > 64 {
-        return Err(RestoreError::Invalid("hostname longer than 64 bytes".into()));
+        return Err(RestoreError::Invalid(
+            "hostname longer than 64 bytes".into(),
+        ));
     }
 
     tracing::debug!("restore: statefile validated, records read");
@@ -201,7 +203,7 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     }
     let reopen = |name: &str| mapped.get(name).cloned().ok_or(Errno::ENOENT);
     let aspace = kernel.platform.new_address_space()?;
-    let mut mm = MemoryManager::from_snapshot(&rec.mm.mm, host.layout, mf, aspace, &reopen)?;
+    let mm = MemoryManager::from_snapshot(&rec.mm.mm, host.layout, mf, aspace, &reopen)?;
 
     tracing::debug!("restore: address space mapped");
     let mut context = kernel.platform.new_context()?;
@@ -216,9 +218,12 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
         })?;
     let t = rec.task;
     if !t.limits.validate() || !t.signal_handlers.validate() {
-        return Err(RestoreError::Memory(
-            "invalid task limits or signal handlers".into(),
+        return Err(RestoreError::Invalid(
+            "limits or signal handlers out of range".into(),
         ));
+    }
+    if t.pending.iter().any(|p| !(1..=64).contains(&p.signo)) || t.pending.len() > 64 * 1024 {
+        return Err(RestoreError::Invalid("pending signals out of range".into()));
     }
     let mut task = Task::new(
         kernel,
@@ -232,16 +237,13 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
         cwd,
     );
     task.umask = t.umask & 0o777;
-    task.signal_handlers = t.signal_handlers;
+    *task.handlers() = t.signal_handlers;
     task.signal_mask = t.signal_mask.without_unblockable();
-    if t.pending.iter().any(|p| !(1..=64).contains(&p.signo)) || t.pending.len() > 64 * 1024 {
-        return Err(RestoreError::Invalid("pending signals out of range".into()));
-    }
-    task.pending = t.pending;
+    *task.pending() = t.pending;
     task.alt_stack = t.alt_stack;
     task.clear_child_tid = t.clear_child_tid;
     task.robust_list = t.robust_list;
-    task.limits = t.limits;
+    *task.limits() = t.limits;
     task.exe = t.exe;
     task.argv = t.argv;
     task.cpu_time = Duration::from_nanos(t.cpu_time_ns);

@@ -31,6 +31,12 @@ pub struct CheckpointOptions {
 /// its temporary file, so no statefile appears.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    #[error(
+        "the sandbox has {0} threads; checkpoint of multi-threaded sandboxes is not supported yet"
+    )]
+    Threads(usize),
+    #[error("the sandbox's program has exited")]
+    Exited,
     #[error("cannot save the file system: {0}")]
     Vfs(#[from] crate::vfs::state::SaveError),
     #[error("cannot read the task's registers: {0}")]
@@ -68,7 +74,7 @@ impl MemorySource for MemoryFileSource<'_> {
 
 /// The record of a task's address space, with the files it maps.
 fn mm_record(task: &Task) -> MmRecord {
-    let mm = task.mm.snapshot();
+    let mm = task.mm().snapshot();
     let mut files: BTreeMap<String, MappedFileRecord> = BTreeMap::new();
     for vma in &mm.vmas {
         let Some(f) = &vma.file else { continue };
@@ -94,7 +100,7 @@ fn mm_record(task: &Task) -> MmRecord {
 }
 
 fn task_record(task: &mut Task) -> Result<TaskRecord, CheckpointError> {
-    let fp = task.context.fp_state(task.mm.address_space())?;
+    let fp = task.context.fp_state(&*task.aspace)?;
     Ok(TaskRecord {
         tid: task.tid,
         creds: task.creds.clone(),
@@ -102,13 +108,13 @@ fn task_record(task: &mut Task) -> Result<TaskRecord, CheckpointError> {
         fp,
         umask: task.umask,
         cwd: task.kernel.vfs.dentry_path_bytes(&task.cwd),
-        signal_handlers: task.signal_handlers.clone(),
+        signal_handlers: task.handlers().clone(),
         signal_mask: task.signal_mask,
-        pending: task.pending.clone(),
+        pending: task.pending().clone(),
         alt_stack: task.alt_stack,
         clear_child_tid: task.clear_child_tid,
         robust_list: task.robust_list,
-        limits: task.limits.clone(),
+        limits: task.limits().clone(),
         exe: task.exe.clone(),
         argv: task.argv.clone(),
         cpu_time_ns: task.cpu_time.as_nanos() as u64,
@@ -119,7 +125,7 @@ fn task_record(task: &mut Task) -> Result<TaskRecord, CheckpointError> {
 fn fd_table_record(task: &Task) -> Result<FdTableRecord, CheckpointError> {
     let mut ctx = SaveCtx::default();
     let mut fds = Vec::new();
-    for (fd, entry) in task.fds.iter() {
+    for (fd, entry) in task.fds().iter() {
         fds.push(FdRecord {
             fd,
             cloexec: entry.cloexec,
@@ -151,7 +157,7 @@ fn header(task: &Task, record: &TaskRecord, opts: &CheckpointOptions) -> Header 
         .with("platform", task.kernel.platform.name())
         .with(
             "va.highest-address",
-            format!("{:#x}", task.mm.highest_address()),
+            format!("{:#x}", task.mm().highest_address()),
         )
         .with(
             "cpu.xfeatures-used",

@@ -21,7 +21,7 @@ const MAX_RW: usize = 0x7fff_f000;
 /// Reads a path argument. Any path may lead into /proc, so the task's
 /// /proc view is published first.
 fn path_arg(t: &mut Task, addr: u64) -> Result<Vec<u8>, Errno> {
-    let path = t.mm.read_c_string(addr, PATH_MAX)?;
+    let path = t.mm().read_c_string(addr, PATH_MAX)?;
     if path.starts_with(b"/proc") || path.starts_with(b"/dev") || path.first() != Some(&b'/') {
         t.publish_proc();
     }
@@ -29,7 +29,7 @@ fn path_arg(t: &mut Task, addr: u64) -> Result<Vec<u8>, Errno> {
 }
 
 fn file(t: &Task, fd: i32) -> Result<Arc<OpenFile>, Errno> {
-    t.fds.file(fd)
+    t.fds().file(fd)
 }
 
 /// Where a `*at` syscall's relative path starts: the cwd for AT_FDCWD, else
@@ -48,7 +48,7 @@ fn start_dir(t: &Task, dirfd: i32, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
 
 fn install(t: &mut Task, f: Arc<OpenFile>, cloexec: bool) -> SysResult {
     let limit = t.nofile_limit();
-    t.fds.insert(f, cloexec, limit).map(|fd| fd as u64)
+    t.fds().insert(f, cloexec, limit).map(|fd| fd as u64)
 }
 
 /// Reads into application memory at `addr`, in steps, stopping at a short
@@ -79,7 +79,7 @@ fn read_to(
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
-        t.mm.copy_out(addr + done as u64, &buf[..n])?;
+        t.mm().copy_out(addr + done as u64, &buf[..n])?;
         done += n;
         offset = offset.map(|o| o + n as u64);
         if n < want {
@@ -93,7 +93,7 @@ fn read_to(
 fn reflect_write(t: &Task, f: &Arc<OpenFile>, start: u64, data: &[u8]) {
     if f.kind() == FileKind::Regular && !data.is_empty() {
         if let Some(m) = f.as_mappable() {
-            t.mm.file_written(m.as_ref(), start, data);
+            t.mm().file_written(m.as_ref(), start, data);
         }
     }
 }
@@ -112,7 +112,7 @@ fn write_from(
     let mut buf = vec![0u8; len.min(IO_STEP)];
     while done < len {
         let want = (len - done).min(IO_STEP);
-        if let Err(e) = t.mm.copy_in(addr + done as u64, &mut buf[..want]) {
+        if let Err(e) = t.mm().copy_in(addr + done as u64, &mut buf[..want]) {
             if done == 0 {
                 return Err(e);
             }
@@ -153,7 +153,7 @@ pub fn write(t: &mut Task, a: &Args) -> SysResult {
 fn raise_sigpipe(t: &mut Task, r: SysResult) -> SysResult {
     if r == Err(Errno::EPIPE) {
         let ignored = t
-            .signal_handlers
+            .handlers()
             .get(libc::SIGPIPE)
             .map(|a| a.is_ignored())
             .unwrap_or(false);
@@ -187,7 +187,7 @@ fn readv_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
     if !f.readable() {
         return Err(Errno::EBADF);
     }
-    let iovs = t.mm.read_iovecs(a.addr(1), a.raw(2))?;
+    let iovs = t.mm().read_iovecs(a.addr(1), a.raw(2))?;
     let total = iovs
         .iter()
         .map(|v| v.len)
@@ -198,7 +198,7 @@ fn readv_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
         Some(off) => f.pread(&mut buf, off as i64, &t.interrupt.io)?,
         None => f.read(&mut buf, &t.interrupt.io)?,
     };
-    t.mm.copy_out_iovecs(&iovs, &buf[..n]).map(|n| n as u64)
+    t.mm().copy_out_iovecs(&iovs, &buf[..n]).map(|n| n as u64)
 }
 
 fn writev_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
@@ -206,8 +206,8 @@ fn writev_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
     if !f.writable() {
         return Err(Errno::EBADF);
     }
-    let iovs = t.mm.read_iovecs(a.addr(1), a.raw(2))?;
-    let data = t.mm.copy_in_iovecs(&iovs, IO_STEP * 8)?;
+    let iovs = t.mm().read_iovecs(a.addr(1), a.raw(2))?;
+    let data = t.mm().copy_in_iovecs(&iovs, IO_STEP * 8)?;
     let r = match offset {
         Some(off) => f.pwrite(&data, off as i64, &t.interrupt.io),
         None => f.write(&data, &t.interrupt.io),
@@ -264,7 +264,7 @@ pub fn creat(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn close(t: &mut Task, a: &Args) -> SysResult {
-    t.fds.remove(a.fd(0))?;
+    t.fds().remove(a.fd(0))?;
     Ok(0)
 }
 
@@ -276,23 +276,23 @@ pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let fds: Vec<i32> = t
-        .fds
+        .fds()
         .iter()
         .map(|(fd, _)| fd)
         .filter(|&fd| (first..=last).contains(&(fd as u32)))
         .collect();
     for fd in fds {
         if flags & CLOSE_RANGE_CLOEXEC != 0 {
-            t.fds.get_mut(fd)?.cloexec = true;
+            t.fds().get_mut(fd)?.cloexec = true;
         } else {
-            t.fds.remove(fd)?;
+            t.fds().remove(fd)?;
         }
     }
     Ok(0)
 }
 
 fn stat_out(t: &mut Task, st: &crate::vfs::Stat, addr: u64) -> SysResult {
-    t.mm.copy_out(addr, &abi::encode_stat(st))?;
+    t.mm().copy_out(addr, &abi::encode_stat(st))?;
     Ok(0)
 }
 
@@ -351,7 +351,7 @@ pub fn statx(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let st = stat_at(t, a.fd(0), a.addr(1), a.int(2))?;
-    t.mm.copy_out(a.addr(4), &abi::encode_statx(&st, mask))?;
+    t.mm().copy_out(a.addr(4), &abi::encode_statx(&st, mask))?;
     Ok(0)
 }
 
@@ -363,7 +363,7 @@ pub fn getdents64(t: &mut Task, a: &Args) -> SysResult {
     let f = file(t, a.fd(0))?;
     let limit = a.len(2, IO_STEP)?;
     let bytes = f.getdents64(limit)?;
-    t.mm.copy_out(a.addr(1), &bytes)?;
+    t.mm().copy_out(a.addr(1), &bytes)?;
     Ok(bytes.len() as u64)
 }
 
@@ -375,7 +375,7 @@ fn do_readlinkat(t: &mut Task, dirfd: i32, path_addr: u64, buf: u64, size: i32) 
     let start = start_dir(t, dirfd, &path)?;
     let target = t.kernel.vfs.readlink_at(&start, &path)?;
     let n = target.len().min(size as usize);
-    t.mm.copy_out(buf, &target[..n])?;
+    t.mm().copy_out(buf, &target[..n])?;
     Ok(n as u64)
 }
 
@@ -424,17 +424,17 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
                 return Err(Errno::EINVAL);
             }
             let cloexec = a.int(1) == libc::F_DUPFD_CLOEXEC;
-            t.fds
+            t.fds()
                 .insert_from(min, f, cloexec, limit)
                 .map(|fd| fd as u64)
         }
-        libc::F_GETFD => Ok(if t.fds.get(fd)?.cloexec {
+        libc::F_GETFD => Ok(if t.fds().get(fd)?.cloexec {
             libc::FD_CLOEXEC as u64
         } else {
             0
         }),
         libc::F_SETFD => {
-            t.fds.get_mut(fd)?.cloexec = a.int(2) & libc::FD_CLOEXEC != 0;
+            t.fds().get_mut(fd)?.cloexec = a.int(2) & libc::FD_CLOEXEC != 0;
             Ok(0)
         }
         libc::F_GETFL => Ok(f.status_flags() as u32 as u64),
@@ -446,9 +446,9 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
             // With one process in the sandbox no other owner can hold a
             // conflicting lock: report the range unlocked (l_type = F_UNLCK).
             let mut flock = [0u8; 32];
-            t.mm.copy_in(a.addr(2), &mut flock)?;
+            t.mm().copy_in(a.addr(2), &mut flock)?;
             flock[..2].copy_from_slice(&(libc::F_UNLCK as i16).to_le_bytes());
-            t.mm.copy_out(a.addr(2), &flock)?;
+            t.mm().copy_out(a.addr(2), &flock)?;
             Ok(0)
         }
         // Likewise every lock a sole process asks for is granted at once.
@@ -462,11 +462,11 @@ pub fn ioctl(t: &mut Task, a: &Args) -> SysResult {
     let cmd = a.raw(1) & 0xffff_ffff;
     let mut input = vec![0u8; ioctl_input_size(cmd)];
     if !input.is_empty() {
-        t.mm.copy_in(a.addr(2), &mut input)?;
+        t.mm().copy_in(a.addr(2), &mut input)?;
     }
     let reply = f.ioctl(cmd, &input)?;
     if !reply.out.is_empty() {
-        t.mm.copy_out(a.addr(2), &reply.out)?;
+        t.mm().copy_out(a.addr(2), &reply.out)?;
     }
     Ok(reply.ret)
 }
@@ -479,7 +479,7 @@ pub fn dup(t: &mut Task, a: &Args) -> SysResult {
 fn do_dup3(t: &mut Task, old: i32, new: i32, flags: i32) -> SysResult {
     let f = file(t, old)?;
     let limit = t.nofile_limit();
-    t.fds
+    t.fds()
         .insert_at(new, f, flags & libc::O_CLOEXEC != 0, limit)?;
     Ok(new as u64)
 }
@@ -512,16 +512,16 @@ fn do_pipe2(t: &mut Task, addr: u64, flags: i32) -> SysResult {
     let wfd = match install(t, w, cloexec) {
         Ok(fd) => fd as i32,
         Err(e) => {
-            let _ = t.fds.remove(rfd);
+            let _ = t.fds().remove(rfd);
             return Err(e);
         }
     };
     let mut out = [0u8; 8];
     out[..4].copy_from_slice(&rfd.to_le_bytes());
     out[4..].copy_from_slice(&wfd.to_le_bytes());
-    if let Err(e) = t.mm.copy_out(addr, &out) {
-        let _ = t.fds.remove(rfd);
-        let _ = t.fds.remove(wfd);
+    if let Err(e) = t.mm().copy_out(addr, &out) {
+        let _ = t.fds().remove(rfd);
+        let _ = t.fds().remove(wfd);
         return Err(e);
     }
     Ok(0)
@@ -541,7 +541,7 @@ pub fn getcwd(t: &mut Task, a: &Args) -> SysResult {
     if (a.raw(1) as usize) < path.len() {
         return Err(Errno::ERANGE);
     }
-    t.mm.copy_out(a.addr(0), &path)?;
+    t.mm().copy_out(a.addr(0), &path)?;
     Ok(path.len() as u64)
 }
 
@@ -705,7 +705,7 @@ pub fn sendfile(t: &mut Task, a: &Args) -> SysResult {
     }
     let offset_addr = a.addr(2);
     let mut offset = if offset_addr != 0 {
-        let off = t.mm.read_u64(offset_addr)? as i64;
+        let off = t.mm().read_u64(offset_addr)? as i64;
         if off < 0 {
             return Err(Errno::EINVAL);
         }
@@ -741,7 +741,7 @@ pub fn sendfile(t: &mut Task, a: &Args) -> SysResult {
         }
     }
     if let (Some(off), true) = (offset, offset_addr != 0) {
-        t.mm.write_u64(offset_addr, off as u64)?;
+        t.mm().write_u64(offset_addr, off as u64)?;
     }
     Ok(done as u64)
 }
@@ -795,7 +795,7 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
         (Some(now), Some(now))
     } else {
         let mut b = [0u8; 32];
-        t.mm.copy_in(times_addr, &mut b)?;
+        t.mm().copy_in(times_addr, &mut b)?;
         let field = |i: usize| -> Result<Option<crate::vfs::Timespec>, Errno> {
             let word = |j: usize| {
                 b[j..j + 8]

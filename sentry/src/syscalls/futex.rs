@@ -48,7 +48,7 @@ fn wait(t: &mut Task, addr: u64, val: u32, bitset: u32, limit: Option<Duration>)
     if bitset == 0 {
         return Err(Errno::EINVAL);
     }
-    if t.mm.read_u32(addr)? != val {
+    if t.mm().read_u32(addr)? != val {
         return Err(Errno::EAGAIN);
     }
     let w = Waiter::new();

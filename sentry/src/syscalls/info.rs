@@ -6,7 +6,7 @@ use crate::kernel::Task;
 
 pub fn uname(t: &mut Task, a: &Args) -> SysResult {
     let bytes = t.kernel.uts.lock().map_err(|_| Errno::EIO)?.utsname_bytes();
-    t.mm.copy_out(a.addr(0), &bytes)?;
+    t.mm().copy_out(a.addr(0), &bytes)?;
     Ok(0)
 }
 
@@ -16,7 +16,7 @@ pub fn sethostname(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let mut name = vec![0u8; len];
-    t.mm.copy_in(a.addr(0), &mut name)?;
+    t.mm().copy_in(a.addr(0), &mut name)?;
     let name = String::from_utf8(name).map_err(|_| Errno::EINVAL)?;
     t.kernel.uts.lock().map_err(|_| Errno::EIO)?.hostname = name;
     Ok(0)
@@ -36,7 +36,7 @@ pub fn sysinfo(t: &mut Task, a: &Args) -> SysResult {
     // procs: the number of tasks, one.
     b[80..82].copy_from_slice(&1u16.to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes()); // mem_unit
-    t.mm.copy_out(a.addr(0), &b)?;
+    t.mm().copy_out(a.addr(0), &b)?;
     Ok(0)
 }
 
@@ -54,7 +54,7 @@ pub fn getrandom(t: &mut Task, a: &Args) -> SysResult {
     let len = a.len(1, (32 << 20) - 1)?;
     let mut buf = vec![0u8; len];
     fill_random(&mut buf)?;
-    t.mm.copy_out(a.addr(0), &buf)?;
+    t.mm().copy_out(a.addr(0), &buf)?;
     Ok(len as u64)
 }
 

@@ -11,7 +11,7 @@ pub fn mmap(t: &mut Task, a: &Args) -> SysResult {
     let file = if flags & libc::MAP_ANONYMOUS as u64 != 0 {
         None
     } else {
-        let open = t.fds.file(fd)?;
+        let open = t.fds().file(fd)?;
         if !open.readable() {
             return Err(Errno::EACCES);
         }
@@ -22,33 +22,34 @@ pub fn mmap(t: &mut Task, a: &Args) -> SysResult {
             writable: open.writable(),
         })
     };
-    t.mm.mmap(addr, len, prot, flags, file)
+    t.mm().mmap(addr, len, prot, flags, file)
 }
 
 pub fn munmap(t: &mut Task, a: &Args) -> SysResult {
-    t.mm.munmap(a.addr(0), a.raw(1))?;
+    t.mm().munmap(a.addr(0), a.raw(1))?;
     Ok(0)
 }
 
 pub fn mprotect(t: &mut Task, a: &Args) -> SysResult {
-    t.mm.mprotect(a.addr(0), a.raw(1), a.raw(2))?;
+    t.mm().mprotect(a.addr(0), a.raw(1), a.raw(2))?;
     Ok(0)
 }
 
 pub fn mremap(t: &mut Task, a: &Args) -> SysResult {
-    t.mm.mremap(a.addr(0), a.raw(1), a.raw(2), a.raw(3), a.addr(4))
+    t.mm()
+        .mremap(a.addr(0), a.raw(1), a.raw(2), a.raw(3), a.addr(4))
 }
 
 pub fn brk(t: &mut Task, a: &Args) -> SysResult {
-    Ok(t.mm.brk(a.addr(0)))
+    Ok(t.mm().brk(a.addr(0)))
 }
 
 pub fn madvise(t: &mut Task, a: &Args) -> SysResult {
-    t.mm.madvise(a.addr(0), a.raw(1), a.int(2))?;
+    t.mm().madvise(a.addr(0), a.raw(1), a.int(2))?;
     Ok(0)
 }
 
 pub fn msync(t: &mut Task, a: &Args) -> SysResult {
-    t.mm.msync(a.addr(0), a.raw(1), a.raw(2))?;
+    t.mm().msync(a.addr(0), a.raw(1), a.raw(2))?;
     Ok(0)
 }

@@ -3,17 +3,21 @@
 
 use super::{Args, SysResult};
 use crate::errno::Errno;
+use crate::kernel::clone::CloneArgs;
 use crate::kernel::limits::Limit;
 use crate::kernel::{ExitStatus, Task};
 
+/// exit: this thread only.
 pub fn exit(t: &mut Task, a: &Args) -> SysResult {
-    // With one thread per thread group, exit ends the group too.
     t.exit = Some(ExitStatus::Exited(a.int(0) & 0xff));
     Ok(0)
 }
 
+/// exit_group: every thread of the process.
 pub fn exit_group(t: &mut Task, a: &Args) -> SysResult {
-    t.exit = Some(ExitStatus::Exited(a.int(0) & 0xff));
+    let status = ExitStatus::Exited(a.int(0) & 0xff);
+    t.tg.begin_exit(status, t.tid);
+    t.exit = Some(status);
     Ok(0)
 }
 
@@ -48,7 +52,7 @@ pub fn getegid(t: &mut Task, _: &Args) -> SysResult {
 /// getresuid/getresgid write three u32s.
 fn write_ids(t: &mut Task, a: &Args, ids: [u32; 3]) -> SysResult {
     for (i, id) in ids.iter().enumerate() {
-        t.mm.copy_out(a.addr(i), &id.to_le_bytes())?;
+        t.mm().copy_out(a.addr(i), &id.to_le_bytes())?;
     }
     Ok(0)
 }
@@ -78,7 +82,7 @@ pub fn getgroups(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let bytes: Vec<u8> = groups.iter().flat_map(|g| g.to_le_bytes()).collect();
-    t.mm.copy_out(a.addr(1), &bytes)?;
+    t.mm().copy_out(a.addr(1), &bytes)?;
     Ok(groups.len() as u64)
 }
 
@@ -120,18 +124,18 @@ pub fn arch_prctl(t: &mut Task, a: &Args) -> SysResult {
     const ARCH_GET_FS: i32 = 0x1003;
     const ARCH_GET_GS: i32 = 0x1004;
     let addr = a.addr(1);
-    let canonical = addr < t.mm.layout().max_user_addr;
+    let canonical = addr < t.mm().layout().max_user_addr;
     match a.int(0) {
         ARCH_SET_FS if canonical => t.cpu.regs.fs_base = addr,
         ARCH_SET_GS if canonical => t.cpu.regs.gs_base = addr,
         ARCH_SET_FS | ARCH_SET_GS => return Err(Errno::EPERM),
         ARCH_GET_FS => {
             let v = t.cpu.regs.fs_base;
-            t.mm.copy_out(addr, &v.to_le_bytes())?
+            t.mm().copy_out(addr, &v.to_le_bytes())?
         }
         ARCH_GET_GS => {
             let v = t.cpu.regs.gs_base;
-            t.mm.copy_out(addr, &v.to_le_bytes())?
+            t.mm().copy_out(addr, &v.to_le_bytes())?
         }
         _ => return Err(Errno::EINVAL),
     }
@@ -147,7 +151,7 @@ fn limit_bytes(l: Limit) -> [u8; 16] {
 
 fn read_limit(t: &Task, addr: u64) -> Result<Limit, Errno> {
     let mut b = [0u8; 16];
-    t.mm.copy_in(addr, &mut b)?;
+    t.mm().copy_in(addr, &mut b)?;
     let (cur, max) = b.split_at(8);
     let word = |s: &[u8]| {
         s.try_into()
@@ -166,26 +170,26 @@ pub fn prlimit64(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::ESRCH);
     }
     let resource = a.uint(1);
-    let old = t.limits.get(resource)?;
+    let old = t.limits().get(resource)?;
     if a.addr(2) != 0 {
         let new = read_limit(t, a.addr(2))?;
-        t.limits.set(resource, new)?;
+        t.limits().set(resource, new)?;
     }
     if a.addr(3) != 0 {
-        t.mm.copy_out(a.addr(3), &limit_bytes(old))?;
+        t.mm().copy_out(a.addr(3), &limit_bytes(old))?;
     }
     Ok(0)
 }
 
 pub fn getrlimit(t: &mut Task, a: &Args) -> SysResult {
-    let l = t.limits.get(a.uint(0))?;
-    t.mm.copy_out(a.addr(1), &limit_bytes(l))?;
+    let l = t.limits().get(a.uint(0))?;
+    t.mm().copy_out(a.addr(1), &limit_bytes(l))?;
     Ok(0)
 }
 
 pub fn setrlimit(t: &mut Task, a: &Args) -> SysResult {
     let new = read_limit(t, a.addr(1))?;
-    t.limits.set(a.uint(0), new)?;
+    t.limits().set(a.uint(0), new)?;
     Ok(0)
 }
 
@@ -207,20 +211,74 @@ pub fn wait4(_: &mut Task, _: &Args) -> SysResult {
 pub fn execve(t: &mut Task, a: &Args) -> SysResult {
     use crate::kernel::exec::MAX_ARG_STRINGS;
     use crate::loader::MAX_ARG_STRLEN;
-    let path = t.mm.read_c_string(a.addr(0), 4096)?;
+    let path = t.mm().read_c_string(a.addr(0), 4096)?;
     let path = String::from_utf8(path).map_err(|_| Errno::ENOENT)?;
     let argv = if a.addr(1) == 0 {
         Vec::new()
     } else {
-        t.mm.read_string_array(a.addr(1), MAX_ARG_STRINGS, MAX_ARG_STRLEN)?
+        t.mm()
+            .read_string_array(a.addr(1), MAX_ARG_STRINGS, MAX_ARG_STRLEN)?
     };
     let envp = if a.addr(2) == 0 {
         Vec::new()
     } else {
-        t.mm.read_string_array(a.addr(2), MAX_ARG_STRINGS, MAX_ARG_STRLEN)?
+        t.mm()
+            .read_string_array(a.addr(2), MAX_ARG_STRINGS, MAX_ARG_STRLEN)?
     };
     t.exec(&path, argv, envp).map_err(|e| e.errno())?;
     // The new image starts with the registers exec set; rax of a
     // successful execve is 0.
     Ok(0)
+}
+
+/// clone(flags, stack, parent_tid, child_tid, tls): threads only for now.
+pub fn clone(t: &mut Task, a: &Args) -> SysResult {
+    let args = CloneArgs {
+        flags: a.raw(0),
+        stack: a.addr(1),
+        parent_tid: a.addr(2),
+        child_tid: a.addr(3),
+        tls: a.raw(4),
+    };
+    t.clone_thread(args).map(|tid| tid as u64)
+}
+
+/// clone3(struct clone_args *, size).
+pub fn clone3(t: &mut Task, a: &Args) -> SysResult {
+    const CLONE_ARGS_SIZE_VER0: u64 = 64;
+    let size = a.raw(1);
+    if !(CLONE_ARGS_SIZE_VER0..=4096).contains(&size) {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 64];
+    t.mm().copy_in(a.addr(0), &mut b)?;
+    let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    let (flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls) = (
+        word(0),
+        word(1),
+        word(2),
+        word(3),
+        word(4),
+        word(5),
+        word(6),
+        word(7),
+    );
+    // pidfd is only read with CLONE_PIDFD, which clone_thread refuses.
+    let _ = pidfd;
+    if exit_signal != 0 && flags & libc::CLONE_THREAD as u64 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let stack_top = if stack == 0 {
+        0
+    } else {
+        stack.checked_add(stack_size).ok_or(Errno::EINVAL)?
+    };
+    t.clone_thread(CloneArgs {
+        flags,
+        stack: stack_top,
+        parent_tid,
+        child_tid,
+        tls,
+    })
+    .map(|tid| tid as u64)
 }

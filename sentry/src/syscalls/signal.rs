@@ -11,14 +11,14 @@ pub fn rt_sigaction(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let signo = a.int(0);
-    let old = t.signal_handlers.get(signo)?;
+    let old = t.handlers().get(signo)?;
     if a.addr(1) != 0 {
         let mut b = [0u8; SigAction::SIZE];
-        t.mm.copy_in(a.addr(1), &mut b)?;
-        t.signal_handlers.set(signo, SigAction::from_bytes(&b))?;
+        t.mm().copy_in(a.addr(1), &mut b)?;
+        t.handlers().set(signo, SigAction::from_bytes(&b))?;
     }
     if a.addr(2) != 0 {
-        t.mm.copy_out(a.addr(2), &old.to_bytes())?;
+        t.mm().copy_out(a.addr(2), &old.to_bytes())?;
     }
     Ok(0)
 }
@@ -30,7 +30,7 @@ pub fn rt_sigprocmask(t: &mut Task, a: &Args) -> SysResult {
     let old = t.signal_mask;
     if a.addr(1) != 0 {
         let mut b = [0u8; 8];
-        t.mm.copy_in(a.addr(1), &mut b)?;
+        t.mm().copy_in(a.addr(1), &mut b)?;
         let set = u64::from_le_bytes(b);
         let new = match a.int(0) {
             libc::SIG_BLOCK => old.0 | set,
@@ -41,7 +41,7 @@ pub fn rt_sigprocmask(t: &mut Task, a: &Args) -> SysResult {
         t.signal_mask = SigSet(new).without_unblockable();
     }
     if a.addr(2) != 0 {
-        t.mm.copy_out(a.addr(2), &old.0.to_le_bytes())?;
+        t.mm().copy_out(a.addr(2), &old.0.to_le_bytes())?;
     }
     Ok(0)
 }
@@ -52,7 +52,7 @@ pub fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
     let old = t.alt_stack;
     if a.addr(0) != 0 {
         let mut b = [0u8; 24];
-        t.mm.copy_in(a.addr(0), &mut b)?;
+        t.mm().copy_in(a.addr(0), &mut b)?;
         let sp = u64::from_le_bytes(b[..8].try_into().map_err(|_| Errno::EFAULT)?);
         let flags = u32::from_le_bytes(b[8..12].try_into().map_err(|_| Errno::EFAULT)?);
         let size = u64::from_le_bytes(b[16..24].try_into().map_err(|_| Errno::EFAULT)?);
@@ -71,7 +71,7 @@ pub fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
         let flags = if old.2 == 0 { SS_DISABLE } else { old.1 };
         b[8..12].copy_from_slice(&flags.to_le_bytes());
         b[16..24].copy_from_slice(&old.2.to_le_bytes());
-        t.mm.copy_out(a.addr(1), &b)?;
+        t.mm().copy_out(a.addr(1), &b)?;
     }
     Ok(0)
 }
@@ -102,18 +102,15 @@ pub fn rt_sigreturn(t: &mut Task, _: &Args) -> SysResult {
     // The handler's `ret` popped the restorer address: rsp is the ucontext.
     let uc_addr = t.cpu.regs.rsp;
     let mut uc = [0u8; UCONTEXT_SIZE];
-    t.mm.copy_in(uc_addr, &mut uc)?;
+    t.mm().copy_in(uc_addr, &mut uc)?;
     let mut regs = t.cpu.regs;
     let restored = decode_ucontext(&uc, &mut regs);
-    let mut fp = t
-        .context
-        .fp_state(t.mm.address_space())
-        .map_err(|_| Errno::EFAULT)?;
+    let mut fp = t.context.fp_state(&*t.aspace).map_err(|_| Errno::EFAULT)?;
     if restored.fpstate != 0 {
-        t.mm.copy_in(restored.fpstate, &mut fp.xsave)?;
+        t.mm().copy_in(restored.fpstate, &mut fp.xsave)?;
         // The software bytes are the kernel's note to itself, not state.
         t.context
-            .set_fp_state(t.mm.address_space(), &fp)
+            .set_fp_state(&*t.aspace, &fp)
             .map_err(|_| Errno::EFAULT)?;
     }
     t.cpu.regs = regs;
@@ -131,17 +128,44 @@ pub fn kill(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn tgkill(t: &mut Task, a: &Args) -> SysResult {
-    if a.int(0) != t.tgid() || a.int(1) != t.tid {
+    if a.int(0) != t.tgid() {
         return Err(Errno::ESRCH);
     }
-    send_to_self(t, a.int(2), SI_TKILL)
+    send_to_thread(t, a.int(1), a.int(2))
+}
+
+/// A thread-directed signal: to the caller itself, or queued on a sibling
+/// thread, which is interrupted so that it delivers it promptly.
+fn send_to_thread(t: &mut Task, tid: i32, signo: i32) -> SysResult {
+    if tid == t.tid {
+        return send_to_self(t, signo, SI_TKILL);
+    }
+    let member = t.tg.member(tid).ok_or(Errno::ESRCH)?;
+    if signo == 0 {
+        return Ok(0);
+    }
+    if !(1..=64).contains(&signo) {
+        return Err(Errno::EINVAL);
+    }
+    let info = SigInfo {
+        signo,
+        code: SI_TKILL,
+        addr: 0,
+        pid: t.tgid(),
+        uid: t.creds.uid,
+    };
+    {
+        let mut pending = member.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if !(signo < 32 && pending.iter().any(|p| p.signo == signo)) {
+            pending.push(info);
+        }
+    }
+    member.interrupt.interrupt();
+    Ok(0)
 }
 
 pub fn tkill(t: &mut Task, a: &Args) -> SysResult {
-    if a.int(0) != t.tid {
-        return Err(Errno::ESRCH);
-    }
-    send_to_self(t, a.int(1), SI_TKILL)
+    send_to_thread(t, a.int(0), a.int(1))
 }
 
 /// rt_sigpending: the pending signals that are blocked (the others have
@@ -151,10 +175,33 @@ pub fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let set = t
-        .pending
+        .pending()
         .iter()
         .fold(0u64, |acc, p| acc | SigSet::bit(p.signo))
         & t.signal_mask.0;
-    t.mm.copy_out(a.addr(0), &set.to_le_bytes())?;
+    t.mm().copy_out(a.addr(0), &set.to_le_bytes())?;
     Ok(0)
+}
+
+/// pause: sleeps until a signal is delivered (EINTR). A stop for a
+/// checkpoint restarts it.
+pub fn pause(t: &mut Task, _: &Args) -> SysResult {
+    let deliverable = |t: &Task| {
+        let mask = t.signal_mask;
+        t.pending().iter().any(|p| !mask.contains(p.signo))
+    };
+    loop {
+        if deliverable(t) {
+            return Err(Errno::EINTR);
+        }
+        // Interrupted: a signal from another thread was queued (EINTR on
+        // the next pass) or the task is being stopped (restart).
+        if t.interrupt
+            .sleep(std::time::Duration::from_secs(3600))
+            .is_err()
+            && !deliverable(t)
+        {
+            return Err(super::ERESTARTSYS);
+        }
+    }
 }

@@ -34,7 +34,7 @@ fn quote(bytes: &[u8], truncated: bool) -> String {
 fn buffer(task: &Task, addr: u64, len: u64) -> String {
     let shown = len.min(SHOWN as u64) as usize;
     let mut buf = vec![0u8; shown];
-    match task.mm.copy_in(addr, &mut buf) {
+    match task.mm().copy_in(addr, &mut buf) {
         Ok(()) => quote(&buf, len as usize > shown),
         Err(_) => format!("{addr:#x}"),
     }
@@ -48,7 +48,7 @@ fn format_arg(task: &Task, kind: Arg, args: &Args, i: usize, result: &SysResult)
         Arg::Dec => format!("{}", v as i64),
         Arg::Hex => format!("{v:#x}"),
         Arg::Oct => format!("{v:#o}"),
-        Arg::Path => match task.mm.read_c_string(v, 4096) {
+        Arg::Path => match task.mm().read_c_string(v, 4096) {
             Ok(s) => quote(&s[..s.len().min(SHOWN * 4)], s.len() > SHOWN * 4),
             Err(_) => format!("{v:#x}"),
         },

@@ -348,6 +348,13 @@ fn build() -> Vec<Option<Entry>> {
         &[Dec, Hex, Hex, Hex],
     );
     reg(
+        libc::SYS_clone,
+        "clone",
+        process::clone,
+        &[Hex, Hex, Hex, Hex, Hex],
+    );
+    reg(libc::SYS_clone3, "clone3", process::clone3, &[Hex, Dec]);
+    reg(
         libc::SYS_execve,
         "execve",
         process::execve,
@@ -372,6 +379,7 @@ fn build() -> Vec<Option<Entry>> {
         signal::rt_sigprocmask,
         &[Dec, Hex, Hex, Dec],
     );
+    reg(libc::SYS_pause, "pause", signal::pause, &[]);
     reg(
         libc::SYS_rt_sigreturn,
         "rt_sigreturn",

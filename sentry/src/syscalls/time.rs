@@ -27,7 +27,7 @@ fn timespec_bytes(ns: Nanos) -> [u8; 16] {
 /// Reads a `struct timespec`, rejecting what Linux rejects.
 pub(super) fn read_timespec(t: &Task, addr: u64) -> Result<Nanos, Errno> {
     let mut b = [0u8; 16];
-    t.mm.copy_in(addr, &mut b)?;
+    t.mm().copy_in(addr, &mut b)?;
     let sec = i64::from_le_bytes(b[..8].try_into().map_err(|_| Errno::EFAULT)?);
     let nsec = i64::from_le_bytes(b[8..].try_into().map_err(|_| Errno::EFAULT)?);
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
@@ -39,14 +39,14 @@ pub(super) fn read_timespec(t: &Task, addr: u64) -> Result<Nanos, Errno> {
 pub fn clock_gettime(t: &mut Task, a: &Args) -> SysResult {
     let id = ClockId::from_raw(a.int(0))?;
     let now = read_clock(t, id);
-    t.mm.copy_out(a.addr(1), &timespec_bytes(now))?;
+    t.mm().copy_out(a.addr(1), &timespec_bytes(now))?;
     Ok(0)
 }
 
 pub fn clock_getres(t: &mut Task, a: &Args) -> SysResult {
     ClockId::from_raw(a.int(0))?;
     if a.addr(1) != 0 {
-        t.mm.copy_out(a.addr(1), &timespec_bytes(1))?;
+        t.mm().copy_out(a.addr(1), &timespec_bytes(1))?;
     }
     Ok(0)
 }
@@ -57,11 +57,11 @@ pub fn gettimeofday(t: &mut Task, a: &Args) -> SysResult {
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&sec.to_le_bytes());
         b[8..].copy_from_slice(&(nsec / 1000).to_le_bytes());
-        t.mm.copy_out(a.addr(0), &b)?;
+        t.mm().copy_out(a.addr(0), &b)?;
     }
     if a.addr(1) != 0 {
         // struct timezone: UTC, as the sandbox has no timezone of its own.
-        t.mm.copy_out(a.addr(1), &[0u8; 8])?;
+        t.mm().copy_out(a.addr(1), &[0u8; 8])?;
     }
     Ok(0)
 }
@@ -69,7 +69,7 @@ pub fn gettimeofday(t: &mut Task, a: &Args) -> SysResult {
 pub fn time(t: &mut Task, a: &Args) -> SysResult {
     let (sec, _) = to_timespec(t.kernel.clocks.realtime());
     if a.addr(0) != 0 {
-        t.mm.copy_out(a.addr(0), &sec.to_le_bytes())?;
+        t.mm().copy_out(a.addr(0), &sec.to_le_bytes())?;
     }
     Ok(sec as u64)
 }
