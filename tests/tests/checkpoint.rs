@@ -1257,3 +1257,56 @@ fn inspect_shows_kernel_objects() {
         );
     }
 }
+
+/// A python3 program with a second thread: each line is printed by the
+/// worker thread while the main thread waits for it.
+const PY_THREADS: &str = "import threading, time\n\
+def work():\n    for i in range(10**6):\n        print(i, flush=True); time.sleep(0.1)\n\
+t = threading.Thread(target=work); t.start(); t.join()\n";
+
+#[test]
+fn multi_threaded_checkpoint_is_refused_and_the_sandbox_runs_on() {
+    let python = Path::new("/usr/bin/python3");
+    if !python.exists() {
+        eprintln!("skipped: /usr/bin/python3 is not installed");
+        return;
+    }
+    let s = Scratch::new();
+    let mut a = Sandbox::run(
+        &s.root(),
+        "T",
+        python,
+        &[OsStr::new("-c"), OsStr::new(PY_THREADS)],
+    );
+    a.wait_lines(3, START);
+    let img = s.path("img");
+    let out = checkpoint(&s.root(), &img, "T", &[]);
+    assert_refused(
+        out.code,
+        &out.stderr_str(),
+        "checkpoint of a two-thread python3",
+        &["multi-threaded"],
+    );
+    assert!(
+        files_under(&img).is_empty(),
+        "a refused checkpoint left files in {}",
+        img.display()
+    );
+    let have = a.lines.len();
+    a.wait_lines(have + 2, Duration::from_secs(10));
+    assert!(
+        a.is_running(),
+        "the sandbox stopped after a refused checkpoint: {}",
+        a.stderr_str()
+    );
+    let nums: Vec<u64> = a
+        .lines
+        .iter()
+        .map(|l| l.parse().expect("a number"))
+        .collect();
+    assert_eq!(
+        nums,
+        (0..nums.len() as u64).collect::<Vec<_>>(),
+        "the worker thread kept counting"
+    );
+}

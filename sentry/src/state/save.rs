@@ -173,6 +173,13 @@ pub fn checkpoint(
     file: File,
     opts: &CheckpointOptions,
 ) -> Result<CheckpointStats, CheckpointError> {
+    if task.exit.is_some() {
+        return Err(CheckpointError::Exited);
+    }
+    let threads = task.tg.live();
+    if threads != 1 {
+        return Err(CheckpointError::Threads(threads));
+    }
     let task_rec = task_record(task)?;
     let kernel = &task.kernel;
     let uts = kernel
