@@ -753,11 +753,7 @@ const PY_LOOP: &str =
 
 #[test]
 fn dynamic_program_checkpointed() {
-    let python = Path::new("/usr/bin/python3");
-    if !python.exists() {
-        eprintln!("skipped: /usr/bin/python3 is not installed");
-        return;
-    }
+    let Some(python) = python3() else { return };
     let s = Scratch::new();
     let mut a = Sandbox::run(
         &s.root(),
@@ -1258,6 +1254,16 @@ fn inspect_shows_kernel_objects() {
     }
 }
 
+/// The host's python3, or None (with the reason printed) if it is missing.
+fn python3() -> Option<&'static Path> {
+    let python = Path::new("/usr/bin/python3");
+    if !python.exists() {
+        eprintln!("skipped: /usr/bin/python3 is not installed");
+        return None;
+    }
+    Some(python)
+}
+
 /// A python3 program with a second thread: each line is printed by the
 /// worker thread while the main thread waits for it.
 const PY_THREADS: &str = "import threading, time\n\
@@ -1266,11 +1272,7 @@ t = threading.Thread(target=work); t.start(); t.join()\n";
 
 #[test]
 fn multi_threaded_checkpoint_is_refused_and_the_sandbox_runs_on() {
-    let python = Path::new("/usr/bin/python3");
-    if !python.exists() {
-        eprintln!("skipped: /usr/bin/python3 is not installed");
-        return;
-    }
+    let Some(python) = python3() else { return };
     let s = Scratch::new();
     let mut a = Sandbox::run(
         &s.root(),

@@ -28,10 +28,7 @@ impl Task {
         if ignored && info.signo != libc::SIGKILL {
             return;
         }
-        if info.signo < 32 && self.pending().iter().any(|p| p.signo == info.signo) {
-            return;
-        }
-        self.pending().push(info);
+        super::signal::enqueue(&mut self.pending(), info);
     }
 
     /// A fault of the instruction at rip: if the program blocks or ignores

@@ -246,3 +246,11 @@ pub const SA_ONSTACK: u64 = 0x0800_0000;
 pub const SA_RESTORER: u64 = 0x0400_0000;
 pub const SA_NODEFER: u64 = 0x4000_0000;
 pub const SA_RESETHAND: u64 = 0x8000_0000;
+
+/// Adds `info` to a pending queue: a standard signal already pending is not
+/// queued twice (only real-time signals queue several instances).
+pub fn enqueue(pending: &mut Vec<SigInfo>, info: SigInfo) {
+    if !(info.signo < 32 && pending.iter().any(|p| p.signo == info.signo)) {
+        pending.push(info);
+    }
+}

@@ -22,6 +22,18 @@ pub struct Member {
     pub pending: Arc<Mutex<Vec<SigInfo>>>,
 }
 
+impl Member {
+    /// Queues a signal for this thread (a standard signal already pending
+    /// is not queued twice) and interrupts it so it delivers promptly.
+    pub fn queue(&self, info: SigInfo) {
+        super::signal::enqueue(
+            &mut self.pending.lock().unwrap_or_else(|e| e.into_inner()),
+            info,
+        );
+        self.interrupt.interrupt();
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// Set by exit_group, a fatal signal, or the last thread's exit.

@@ -76,23 +76,30 @@ pub fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// Sends `signo` to the (only) task; it is delivered when the syscall
-/// returns (before the application runs again).
-fn send_to_self(t: &mut Task, signo: i32, code: i32) -> SysResult {
+/// The siginfo of a signal `t` sends with kill/tkill/tgkill; None for
+/// signal 0, which only checks that the target exists.
+fn user_signal(t: &Task, signo: i32, code: i32) -> Result<Option<SigInfo>, Errno> {
     if signo == 0 {
-        return Ok(0);
+        return Ok(None);
     }
     if !(1..=64).contains(&signo) {
         return Err(Errno::EINVAL);
     }
-    let info = SigInfo {
+    Ok(Some(SigInfo {
         signo,
         code,
         addr: 0,
         pid: t.tgid(),
         uid: t.creds.uid,
-    };
-    t.send_signal(info);
+    }))
+}
+
+/// Sends `signo` to the calling task; it is delivered when the syscall
+/// returns (before the application runs again).
+fn send_to_self(t: &mut Task, signo: i32, code: i32) -> SysResult {
+    if let Some(info) = user_signal(t, signo, code)? {
+        t.send_signal(info);
+    }
     Ok(0)
 }
 
@@ -141,26 +148,9 @@ fn send_to_thread(t: &mut Task, tid: i32, signo: i32) -> SysResult {
         return send_to_self(t, signo, SI_TKILL);
     }
     let member = t.tg.member(tid).ok_or(Errno::ESRCH)?;
-    if signo == 0 {
-        return Ok(0);
+    if let Some(info) = user_signal(t, signo, SI_TKILL)? {
+        member.queue(info);
     }
-    if !(1..=64).contains(&signo) {
-        return Err(Errno::EINVAL);
-    }
-    let info = SigInfo {
-        signo,
-        code: SI_TKILL,
-        addr: 0,
-        pid: t.tgid(),
-        uid: t.creds.uid,
-    };
-    {
-        let mut pending = member.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if !(signo < 32 && pending.iter().any(|p| p.signo == signo)) {
-            pending.push(info);
-        }
-    }
-    member.interrupt.interrupt();
     Ok(0)
 }
 
