@@ -5,6 +5,7 @@ use std::sync::mpsc::Receiver;
 
 use anyhow::Context;
 use sentry::kernel::run::Interruption;
+use sentry::kernel::thread_group::Release;
 use sentry::kernel::{ExitStatus, Task};
 use sentry::state::{checkpoint, CheckpointOptions};
 use statefile::Compression;
@@ -66,7 +67,14 @@ fn handle(task: &mut Task, id: &str, pending: Pending) -> bool {
                             "checkpoint not committed by the command: the sandbox keeps running"
                         );
                     }
-                    committed && !leave_running
+                    let exit = committed && !leave_running;
+                    // The other threads, parked for the checkpoint, go on or end.
+                    task.tg.release(if exit {
+                        Release::Exit
+                    } else {
+                        Release::Continue
+                    });
+                    exit
                 }
                 Err(e) => {
                     // A failed checkpoint leaves the sandbox running.

@@ -1271,7 +1271,7 @@ def work():\n    for i in range(10**6):\n        print(i, flush=True); time.slee
 t = threading.Thread(target=work); t.start(); t.join()\n";
 
 #[test]
-fn multi_threaded_checkpoint_is_refused_and_the_sandbox_runs_on() {
+fn multi_threaded_program_checkpointed_and_restored() {
     let Some(python) = python3() else { return };
     let s = Scratch::new();
     let mut a = Sandbox::run(
@@ -1283,32 +1283,30 @@ fn multi_threaded_checkpoint_is_refused_and_the_sandbox_runs_on() {
     a.wait_lines(3, START);
     let img = s.path("img");
     let out = checkpoint(&s.root(), &img, "T", &[]);
-    assert_refused(
-        out.code,
-        &out.stderr_str(),
-        "checkpoint of a two-thread python3",
-        &["multi-threaded"],
-    );
-    assert!(
-        files_under(&img).is_empty(),
-        "a refused checkpoint left files in {}",
-        img.display()
-    );
-    let have = a.lines.len();
-    a.wait_lines(have + 2, Duration::from_secs(10));
-    assert!(
-        a.is_running(),
-        "the sandbox stopped after a refused checkpoint: {}",
+    assert_ok(&out, "cryo checkpoint T (two-thread python3)");
+    assert_eq!(
+        a.wait_exit(EXIT),
+        0,
+        "python3 after checkpoint: {}",
         a.stderr_str()
     );
-    let nums: Vec<u64> = a
-        .lines
-        .iter()
-        .map(|l| l.parse().expect("a number"))
-        .collect();
-    assert_eq!(
-        nums,
-        (0..nums.len() as u64).collect::<Vec<_>>(),
-        "the worker thread kept counting"
-    );
+    assert_only_statefile(&img);
+    let nums = |lines: &[String]| -> Vec<u64> {
+        lines.iter().map(|l| l.parse().expect("a number")).collect()
+    };
+    let before = nums(&a.lines);
+    assert_eq!(before, (0..before.len() as u64).collect::<Vec<_>>());
+    let last = *before.last().expect("lines before the checkpoint");
+
+    // Restored twice: the worker thread goes on counting in each.
+    for id in ["U", "V"] {
+        let mut b = Sandbox::restore(&s.root(), &img, id);
+        b.wait_lines(3, START);
+        let after = nums(&b.lines[..3]);
+        assert_eq!(
+            after,
+            vec![last + 1, last + 2, last + 3],
+            "restore {id} of the two-thread python3"
+        );
+    }
 }

@@ -83,17 +83,35 @@ impl Task {
         if args.flags & libc::CLONE_SETTLS as u64 != 0 {
             regs.fs_base = args.tls;
         }
-        // The child's context is made on its own host thread (ptrace binds a
-        // stub thread to its tracer); until then it has no platform
-        // interrupter, and an interrupt is only recorded.
-        let context = kernel.platform.new_context().map_err(|_| Errno::EAGAIN)?;
-        let interrupt = TaskInterrupt::new();
-        let child = Task {
-            kernel: kernel.clone(),
+        let mut child = self
+            .sibling(tid, CpuState { regs })
+            .map_err(|_| Errno::EAGAIN)?;
+        child.clear_child_tid = if args.flags & libc::CLONE_CHILD_CLEARTID as u64 != 0 {
+            args.child_tid
+        } else {
+            0
+        };
+        spawn_thread(child, token, fp).map_err(|e| {
+            tracing::warn!(error = %e, "cannot start a host thread");
+            Errno::EAGAIN
+        })?;
+        Ok(tid)
+    }
+}
+
+impl Task {
+    /// A new thread of this task's group with `cpu`: shares the address
+    /// space, descriptors, dispositions and limits; inherits the signal mask,
+    /// credentials and working directory. Its context is bound to a stub
+    /// thread on its own host thread ([`spawn_thread`]).
+    pub fn sibling(&self, tid: i32, cpu: CpuState) -> Result<Task, platform::PlatformError> {
+        let context = self.kernel.platform.new_context()?;
+        Ok(Task {
+            kernel: self.kernel.clone(),
             tid,
             tg: self.tg.clone(),
             creds: self.creds.clone(),
-            cpu: CpuState { regs },
+            cpu,
             context,
             aspace: self.aspace.clone(),
             shared_mm: self.shared_mm.clone(),
@@ -106,36 +124,33 @@ impl Task {
             signal_mask: self.signal_mask,
             shared_pending: Default::default(),
             alt_stack: (0, 0, 0),
-            clear_child_tid: if args.flags & libc::CLONE_CHILD_CLEARTID as u64 != 0 {
-                args.child_tid
-            } else {
-                0
-            },
+            clear_child_tid: 0,
             robust_list: (0, 0),
             exe: self.exe.clone(),
             argv: self.argv.clone(),
             cpu_time: Default::default(),
             exit: None,
-            interrupt,
+            interrupt: TaskInterrupt::new(),
             restart_deadline: None,
             restart_clock: None,
-        };
-        self.tg.add(tid, child.member());
-        let seed = Seed {
-            task: child,
-            token,
-            fp,
-        };
-        let spawned = std::thread::Builder::new()
-            .name(format!("cryo-task-{tid}"))
-            .spawn(move || thread_main(seed));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start a host thread");
-            self.tg.remove(tid, ExitStatus::Signaled(libc::SIGKILL));
-            return Err(Errno::EAGAIN);
-        }
-        Ok(tid)
+        })
     }
+}
+
+/// Joins `task` to its group and runs it on a host thread of its own, which
+/// adopts the stub thread `token` and loads `fp`.
+pub fn spawn_thread(task: Task, token: ThreadToken, fp: FpState) -> std::io::Result<()> {
+    let (tg, tid) = (task.tg.clone(), task.tid);
+    tg.add(tid, task.member());
+    let seed = Seed { task, token, fp };
+    let spawned = std::thread::Builder::new()
+        .name(format!("cryo-task-{tid}"))
+        .spawn(move || thread_main(seed));
+    if let Err(e) = spawned {
+        tg.remove(tid, ExitStatus::Signaled(libc::SIGKILL));
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// The host thread of a new application thread: adopt the stub thread, load

@@ -6,6 +6,7 @@ use platform::{Event, PlatformError};
 
 use super::signal::{default_action, DefaultAction};
 use super::task::{ExitStatus, Task};
+use super::thread_group::Release;
 use crate::syscalls;
 
 /// Why a task's loop stopped other than by the application exiting.
@@ -63,6 +64,10 @@ impl Task {
                 self.exit = Some(group);
                 continue;
             }
+            if self.tg.must_park(self.tid) {
+                self.park();
+                continue;
+            }
             let started = Instant::now();
             let event = self.context.switch(&*self.aspace, &mut self.cpu)?;
             match event {
@@ -94,7 +99,9 @@ impl Task {
                     }
                 }
                 Event::Interrupted => {
-                    if self.tg.exit_status().is_none() {
+                    if self.tg.must_park(self.tid) {
+                        self.park();
+                    } else if self.tg.exit_status().is_none() {
                         if let Interruption::Stop = on_interrupt(self) {
                             return Ok(None);
                         }
@@ -104,6 +111,16 @@ impl Task {
                 }
             }
             self.cpu_time += started.elapsed();
+        }
+    }
+
+    /// Another thread is checkpointing: save this thread's own state (its
+    /// FP registers can only be read on its own host thread) and wait.
+    fn park(&mut self) {
+        let record = crate::state::task_record(self).map_err(|e| e.to_string());
+        match self.tg.park(self.tid, record) {
+            Release::Continue => self.interrupt.clear(),
+            Release::Exit => self.exit = Some(ExitStatus::Exited(0)),
         }
     }
 

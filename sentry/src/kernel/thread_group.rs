@@ -7,13 +7,33 @@
 //! reach them, and its exit status.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::interrupt::TaskInterrupt;
 use super::signal::SigInfo;
 use super::task::ExitStatus;
+use crate::state::records::TaskRecord;
+
+/// How threads parked for a checkpoint go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    Continue,
+    /// The sandbox ends after the checkpoint.
+    Exit,
+}
+
+/// A stop of every thread but one (the checkpointing thread): each parked
+/// thread leaves its record here, saved on its own host thread (only it can
+/// read its FP state through ptrace).
+#[derive(Default)]
+struct Stop {
+    generation: u64,
+    parked: BTreeMap<i32, Result<TaskRecord, String>>,
+    released: u64,
+    how: Option<Release>,
+}
 
 /// What the group knows of one member: how to stop it and where its
 /// thread-directed signals go.
@@ -50,6 +70,10 @@ pub struct ThreadGroup {
     exiting: AtomicBool,
     state: Mutex<State>,
     done: Condvar,
+    /// The tid stopping the others (0: no stop in progress).
+    stopper: AtomicI32,
+    stop: Mutex<Stop>,
+    stop_cv: Condvar,
 }
 
 impl ThreadGroup {
@@ -59,6 +83,9 @@ impl ThreadGroup {
             exiting: AtomicBool::new(false),
             state: Mutex::default(),
             done: Condvar::new(),
+            stopper: AtomicI32::new(0),
+            stop: Mutex::default(),
+            stop_cv: Condvar::new(),
         })
     }
 
@@ -134,5 +161,99 @@ impl ThreadGroup {
         } else {
             None
         }
+    }
+}
+
+impl ThreadGroup {
+    fn stop_state(&self) -> MutexGuard<'_, Stop> {
+        self.stop.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `tid` should park now: a stop is in progress and `tid` is not
+    /// the thread that asked for it.
+    pub fn must_park(&self, tid: i32) -> bool {
+        let stopper = self.stopper.load(Ordering::Acquire);
+        stopper != 0 && stopper != tid
+    }
+
+    /// Stops every thread but `stopper` at its next clean boundary and waits
+    /// up to `timeout` for them to park. Their records, or the reason they
+    /// could not be had; on failure the others are released again.
+    pub fn stop_others(&self, stopper: i32, timeout: Duration) -> Result<Vec<TaskRecord>, String> {
+        let members: Vec<(i32, Arc<Member>)> = {
+            let st = self.state();
+            st.members
+                .iter()
+                .filter(|(&t, _)| t != stopper)
+                .map(|(&t, m)| (t, m.clone()))
+                .collect()
+        };
+        {
+            let mut stop = self.stop_state();
+            stop.generation += 1;
+            stop.parked.clear();
+            stop.how = None;
+        }
+        self.stopper.store(stopper, Ordering::Release);
+        for (_, m) in &members {
+            m.interrupt.interrupt();
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut stop = self.stop_state();
+        loop {
+            // A thread that exited meanwhile has nothing left to save.
+            let all = members
+                .iter()
+                .all(|(t, _)| stop.parked.contains_key(t) || self.member(*t).is_none());
+            if all {
+                break;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                drop(stop);
+                self.release(Release::Continue);
+                return Err(format!("{} thread(s) did not stop in time", members.len()));
+            }
+            stop = self
+                .stop_cv
+                .wait_timeout(stop, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let mut records = Vec::new();
+        for (t, _) in &members {
+            match stop.parked.get(t) {
+                Some(Ok(r)) => records.push(r.clone()),
+                Some(Err(e)) => {
+                    let e = format!("thread {t}: {e}");
+                    drop(stop);
+                    self.release(Release::Continue);
+                    return Err(e);
+                }
+                None => {}
+            }
+        }
+        Ok(records)
+    }
+
+    /// Parks the calling thread `tid` with its record until released.
+    pub fn park(&self, tid: i32, record: Result<TaskRecord, String>) -> Release {
+        let mut stop = self.stop_state();
+        let generation = stop.generation;
+        stop.parked.insert(tid, record);
+        self.stop_cv.notify_all();
+        while stop.released < generation {
+            stop = self.stop_cv.wait(stop).unwrap_or_else(|e| e.into_inner());
+        }
+        stop.how.unwrap_or(Release::Continue)
+    }
+
+    /// Ends a stop: the parked threads continue, or end with the sandbox.
+    pub fn release(&self, how: Release) {
+        let mut stop = self.stop_state();
+        stop.released = stop.generation;
+        stop.how = Some(how);
+        self.stopper.store(0, Ordering::Release);
+        self.stop_cv.notify_all();
     }
 }

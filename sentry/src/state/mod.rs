@@ -7,7 +7,9 @@ mod restore;
 mod save;
 
 pub use restore::{restore, RestoreError};
-pub use save::{checkpoint, statefile_path, CheckpointError, CheckpointOptions, CheckpointStats};
+pub use save::{
+    checkpoint, statefile_path, task_record, CheckpointError, CheckpointOptions, CheckpointStats,
+};
 
 /// The statefile's name inside an image directory (runsc's is
 /// `checkpoint.img`; cryo's own format gets its own name).

@@ -15,6 +15,7 @@ use super::records::*;
 use super::save::statefile_path;
 use super::MEMORY_SECTION;
 use crate::errno::Errno;
+use crate::kernel::clone::spawn_thread;
 use crate::kernel::fd_table::FdTable;
 use crate::kernel::time::Clocks;
 use crate::kernel::{KernelConfig, Task};
@@ -60,24 +61,74 @@ struct Records {
     kernel: KernelRecord,
     vfs: VfsRecord,
     memory: MemoryFileRecord,
-    task: TaskRecord,
     fds: FdTableRecord,
     mm: MmRecord,
+    /// The leader first, then its other threads.
+    tasks: Vec<TaskRecord>,
 }
 
-fn read_records(reader: &Reader) -> Result<Records, statefile::StatefileError> {
-    let bytes = reader.section_bytes(SectionKind::Kernel, "")?;
-    let mut dec = Decoder::new(&bytes, reader.types());
-    let records = Records {
-        kernel: dec.get()?,
-        vfs: dec.get()?,
-        memory: dec.get()?,
-        task: dec.get()?,
-        fds: dec.get()?,
-        mm: dec.get()?,
+/// More threads than this in a statefile is taken as damage.
+const MAX_TASKS: u32 = 4096;
+
+fn read_records(reader: &Reader) -> Result<Records, RestoreError> {
+    let sf = |source| RestoreError::Statefile {
+        path: String::new(),
+        source,
     };
-    dec.finish()?;
-    Ok(records)
+    let bytes = reader.section_bytes(SectionKind::Kernel, "").map_err(sf)?;
+    let mut dec = Decoder::new(&bytes, reader.types());
+    let kernel: KernelRecord = dec.get().map_err(sf)?;
+    if kernel.tasks == 0 || kernel.tasks > MAX_TASKS {
+        return Err(RestoreError::Tasks(kernel.tasks));
+    }
+    let vfs = dec.get().map_err(sf)?;
+    let memory = dec.get().map_err(sf)?;
+    let fds = dec.get().map_err(sf)?;
+    let mm = dec.get().map_err(sf)?;
+    let tasks = (0..kernel.tasks)
+        .map(|_| dec.get())
+        .collect::<Result<Vec<TaskRecord>, _>>()
+        .map_err(sf)?;
+    dec.finish().map_err(sf)?;
+    Ok(Records {
+        kernel,
+        vfs,
+        memory,
+        fds,
+        mm,
+        tasks,
+    })
+}
+
+/// Checks a task record's values before any is used.
+fn validate_task(t: &TaskRecord) -> Result<(), RestoreError> {
+    if !t.limits.validate() || !t.signal_handlers.validate() {
+        return Err(RestoreError::Invalid(
+            "limits or signal handlers out of range".into(),
+        ));
+    }
+    if t.pending.iter().any(|p| !(1..=64).contains(&p.signo)) || t.pending.len() > 64 * 1024 {
+        return Err(RestoreError::Invalid("pending signals out of range".into()));
+    }
+    if t.tid <= 0 {
+        return Err(RestoreError::Invalid(format!("thread id {}", t.tid)));
+    }
+    Ok(())
+}
+
+/// Restores the per-thread state of a record into a task.
+fn apply_task(task: &mut Task, t: &TaskRecord) {
+    task.umask = t.umask & 0o777;
+    task.signal_mask = t.signal_mask.without_unblockable();
+    *task.pending() = t.pending.clone();
+    task.alt_stack = t.alt_stack;
+    task.clear_child_tid = t.clear_child_tid;
+    task.robust_list = t.robust_list;
+    task.exe = t.exe.clone();
+    task.argv = t.argv.clone();
+    task.cpu_time = Duration::from_nanos(t.cpu_time_ns);
+    task.restart_deadline = t.restart.map(|(d, _)| d);
+    task.restart_clock = t.restart.map(|(_, c)| c);
 }
 
 /// Restores the sandbox saved in `image_dir`. `hostname` is unused: the
@@ -103,11 +154,16 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     {
         reader.verify_section(section).map_err(sf_err)?;
     }
-    let rec = read_records(&reader).map_err(sf_err)?;
-    if rec.kernel.tasks != 1 {
-        return Err(RestoreError::Tasks(rec.kernel.tasks));
+    let rec = read_records(&reader).map_err(|e| match e {
+        RestoreError::Statefile { source, .. } => sf_err(source),
+        e => e,
+    })?;
+    for t in &rec.tasks {
+        validate_task(t)?;
     }
-    let missing = rec.task.fp.xstate_bv() & !platform::host_xfeatures();
+    let leader = &rec.tasks[0];
+    let used = rec.tasks.iter().fold(0, |acc, t| acc | t.fp.xstate_bv());
+    let missing = used & !platform::host_xfeatures();
     if missing != 0 {
         return Err(RestoreError::CpuFeatures { missing });
     }
@@ -162,7 +218,8 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     if let Ok(mut uts) = kernel.uts.lock() {
         *uts = rec.kernel.uts.clone();
     }
-    kernel.set_next_tid(rec.kernel.next_tid.max(rec.task.tid + 1));
+    let highest_tid = rec.tasks.iter().map(|t| t.tid).max().unwrap_or(1);
+    kernel.set_next_tid(rec.kernel.next_tid.max(highest_tid + 1));
 
     // Descriptors: host stdio from this restore's caller, the rest re-opened
     // by path and fingerprint.
@@ -207,47 +264,37 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
 
     tracing::debug!("restore: address space mapped");
     let mut context = kernel.platform.new_context()?;
-    context.set_fp_state(mm.address_space(), &rec.task.fp)?;
+    context.set_fp_state(mm.address_space(), &leader.fp)?;
     let root = kernel.vfs.root().clone();
     let cwd = kernel
         .vfs
-        .lookup_dir(&root, &rec.task.cwd)
+        .lookup_dir(&root, &leader.cwd)
         .map_err(|errno| RestoreError::Cwd {
-            path: String::from_utf8_lossy(&rec.task.cwd).into_owned(),
+            path: String::from_utf8_lossy(&leader.cwd).into_owned(),
             errno,
         })?;
-    let t = rec.task;
-    if !t.limits.validate() || !t.signal_handlers.validate() {
-        return Err(RestoreError::Invalid(
-            "limits or signal handlers out of range".into(),
-        ));
-    }
-    if t.pending.iter().any(|p| !(1..=64).contains(&p.signo)) || t.pending.len() > 64 * 1024 {
-        return Err(RestoreError::Invalid("pending signals out of range".into()));
-    }
     let mut task = Task::new(
-        kernel,
-        t.tid,
-        t.creds,
-        CpuState { regs: t.regs },
+        kernel.clone(),
+        leader.tid,
+        leader.creds.clone(),
+        CpuState { regs: leader.regs },
         context,
         mm,
         fds,
         root,
         cwd,
     );
-    task.umask = t.umask & 0o777;
-    *task.handlers() = t.signal_handlers;
-    task.signal_mask = t.signal_mask.without_unblockable();
-    *task.pending() = t.pending;
-    task.alt_stack = t.alt_stack;
-    task.clear_child_tid = t.clear_child_tid;
-    task.robust_list = t.robust_list;
-    *task.limits() = t.limits;
-    task.exe = t.exe;
-    task.argv = t.argv;
-    task.cpu_time = Duration::from_nanos(t.cpu_time_ns);
-    task.restart_deadline = t.restart.map(|(d, _)| d);
-    task.restart_clock = t.restart.map(|(_, c)| c);
+    *task.handlers() = leader.signal_handlers.clone();
+    *task.limits() = leader.limits.clone();
+    apply_task(&mut task, leader);
+    // The other threads: each gets a stub thread of the leader's address
+    // space and a host thread of its own.
+    for t in &rec.tasks[1..] {
+        let token = task.aspace.new_thread()?;
+        let mut sibling = task.sibling(t.tid, CpuState { regs: t.regs })?;
+        apply_task(&mut sibling, t);
+        spawn_thread(sibling, token, t.fp.clone())
+            .map_err(|e| RestoreError::Invalid(format!("cannot start thread {}: {e}", t.tid)))?;
+    }
     Ok(task)
 }

@@ -31,10 +31,8 @@ pub struct CheckpointOptions {
 /// its temporary file, so no statefile appears.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error(
-        "the sandbox has {0} threads; checkpoint of multi-threaded sandboxes is not supported yet"
-    )]
-    Threads(usize),
+    #[error("cannot stop the sandbox's threads: {0}")]
+    Threads(String),
     #[error("the sandbox's program has exited")]
     Exited,
     #[error("cannot save the file system: {0}")]
@@ -99,7 +97,8 @@ fn mm_record(task: &Task) -> MmRecord {
     }
 }
 
-fn task_record(task: &mut Task) -> Result<TaskRecord, CheckpointError> {
+/// One task's record. Runs on the task's own host thread.
+pub fn task_record(task: &mut Task) -> Result<TaskRecord, CheckpointError> {
     let fp = task.context.fp_state(&*task.aspace)?;
     Ok(TaskRecord {
         tid: task.tid,
@@ -140,7 +139,15 @@ fn fd_table_record(task: &Task) -> Result<FdTableRecord, CheckpointError> {
 
 /// The header: what `cryo inspect` shows and what a restore checks before
 /// reading anything else.
-fn header(task: &Task, record: &TaskRecord, opts: &CheckpointOptions) -> Header {
+fn header(
+    task: &Task,
+    record: &TaskRecord,
+    others: &[TaskRecord],
+    opts: &CheckpointOptions,
+) -> Header {
+    let xfeatures = others
+        .iter()
+        .fold(record.fp.xstate_bv(), |acc, r| acc | r.fp.xstate_bv());
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -155,14 +162,12 @@ fn header(task: &Task, record: &TaskRecord, opts: &CheckpointOptions) -> Header 
         .with("created", created.to_string())
         .with("argv", format!("{argv:?}"))
         .with("platform", task.kernel.platform.name())
+        .with("threads", (1 + others.len()).to_string())
         .with(
             "va.highest-address",
             format!("{:#x}", task.mm().highest_address()),
         )
-        .with(
-            "cpu.xfeatures-used",
-            format!("{:#x}", record.fp.xstate_bv()),
-        )
+        .with("cpu.xfeatures-used", format!("{xfeatures:#x}"))
 }
 
 /// Saves `task` (with its kernel) into `file`, an empty file opened for
@@ -176,11 +181,34 @@ pub fn checkpoint(
     if task.exit.is_some() {
         return Err(CheckpointError::Exited);
     }
-    let threads = task.tg.live();
-    if threads != 1 {
-        return Err(CheckpointError::Threads(threads));
-    }
     let task_rec = task_record(task)?;
+    // Every other thread parks at a clean boundary and saves itself; they
+    // stay parked until the caller releases them (after the commit).
+    let others = if task.tg.live() > 1 {
+        task.tg
+            .stop_others(task.tid, STOP_TIMEOUT)
+            .map_err(CheckpointError::Threads)?
+    } else {
+        Vec::new()
+    };
+    let result = write_statefile(task, file, opts, &task_rec, &others);
+    if result.is_err() && !others.is_empty() {
+        task.tg
+            .release(crate::kernel::thread_group::Release::Continue);
+    }
+    result
+}
+
+/// How long the other threads get to reach a clean boundary.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn write_statefile(
+    task: &mut Task,
+    file: File,
+    opts: &CheckpointOptions,
+    task_rec: &TaskRecord,
+    others: &[TaskRecord],
+) -> Result<CheckpointStats, CheckpointError> {
     let kernel = &task.kernel;
     let uts = kernel
         .uts
@@ -192,7 +220,7 @@ pub fn checkpoint(
         uts,
         clocks: kernel.clocks.save(),
         next_tid: kernel.next_tid(),
-        tasks: 1,
+        tasks: 1 + others.len() as u32,
     })?;
     enc.put(&VfsRecord {
         state: kernel.vfs.save_state()?,
@@ -201,13 +229,17 @@ pub fn checkpoint(
     enc.put(&MemoryFileRecord {
         ranges: ranges.clone(),
     })?;
-    enc.put(&task_rec)?;
     enc.put(&fd_table_record(task)?)?;
     enc.put(&mm_record(task))?;
+    // The thread group's leader first, then its other threads.
+    enc.put(task_rec)?;
+    for r in others {
+        enc.put(r)?;
+    }
 
     let mut w = Writer::new(
         io::BufWriter::with_capacity(1 << 20, file),
-        header(task, &task_rec, opts),
+        header(task, task_rec, others, opts),
     )?;
     w.write_state(SectionKind::Kernel, "", opts.compression, &enc)?;
     let len = ranges.iter().map(|r| r.end).max().unwrap_or(0);
