@@ -55,6 +55,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Do(_) | Command::Restore(_)) {
+        // Before any other thread exists: the sandbox's program gets these.
+        if let Err(e) = sandbox::block_forwarded_signals() {
+            eprintln!("cryo: {e:#}");
+            return ExitCode::from(125);
+        }
+    }
     if let Err(e) = logging::init(cli.debug_log.as_deref()) {
         eprintln!("cryo: cannot open debug log: {e:#}");
         return ExitCode::from(125);

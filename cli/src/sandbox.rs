@@ -4,7 +4,9 @@
 use std::sync::mpsc::Receiver;
 
 use anyhow::Context;
+use nix::sys::signal::{SigSet, Signal};
 use sentry::kernel::run::Interruption;
+use sentry::kernel::signal::{SigInfo, SI_USER};
 use sentry::kernel::thread_group::Release;
 use sentry::kernel::{ExitStatus, Task};
 use sentry::state::{checkpoint, CheckpointOptions};
@@ -110,6 +112,7 @@ pub fn run(
     let dir = ContainerDir::create(root, id, argv)?;
     let queue =
         control::start_server(&container::control_socket(root, id), task.interrupt.clone())?;
+    forward_signals(task.tg.clone())?;
     let status = task
         .run(&mut |t| drain(t, id, &queue))
         .map_err(anyhow::Error::new)?;
@@ -119,4 +122,58 @@ pub fn run(
         // Checkpointed and asked to exit: the statefile holds the program.
         None => ExitStatus::Exited(0).shell_code(),
     })
+}
+
+/// The signals a `cryo do` or `cryo restore` passes on to the sandbox's
+/// program instead of dying of them (like runsc): the terminal's and
+/// `kill`'s usual ones.
+pub fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// Blocks the forwarded signals in the calling thread, so that every thread
+/// started afterwards has them blocked too and only the forwarding thread
+/// receives them. Called first thing in `main`.
+pub fn block_forwarded_signals() -> anyhow::Result<()> {
+    forwarded_signals()
+        .thread_block()
+        .context("blocking signals")?;
+    Ok(())
+}
+
+/// Receives the forwarded signals and queues each on the sandbox's
+/// process, as if sent with kill(2) from outside its pid namespace.
+fn forward_signals(
+    tg: std::sync::Arc<sentry::kernel::thread_group::ThreadGroup>,
+) -> anyhow::Result<()> {
+    let set = forwarded_signals();
+    std::thread::Builder::new()
+        .name("cryo-signals".into())
+        .spawn(move || {
+            while let Ok(sig) = set.wait() {
+                let info = SigInfo {
+                    signo: sig as i32,
+                    code: SI_USER,
+                    addr: 0,
+                    pid: 0,
+                    uid: 0,
+                };
+                tracing::debug!(signal = ?sig, "forwarding a signal to the sandbox");
+                if !tg.signal_process(info) {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
 }

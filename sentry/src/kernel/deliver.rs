@@ -31,6 +31,15 @@ impl Task {
         super::signal::enqueue(&mut self.pending(), info);
     }
 
+    /// Whether a pending signal is not blocked: an interrupted blocking
+    /// syscall then returns EINTR (its handler runs) instead of restarting.
+    pub fn has_deliverable_signal(&self) -> bool {
+        let mask = self.signal_mask;
+        self.pending()
+            .iter()
+            .any(|p| !mask.contains(p.signo) || p.signo == libc::SIGKILL)
+    }
+
     /// A fault of the instruction at rip: if the program blocks or ignores
     /// the signal it cannot make progress, so (like Linux's force_sig) the
     /// disposition is reset to the default and the signal unblocked.

@@ -97,6 +97,25 @@ impl ThreadGroup {
         self.state().members.insert(tid, member);
     }
 
+    /// Queues a process-directed signal (kill(2) from outside): on the
+    /// leader while it runs, else on any remaining thread.
+    pub fn signal_process(&self, info: SigInfo) -> bool {
+        let target = {
+            let st = self.state();
+            st.members
+                .get(&self.tgid)
+                .or_else(|| st.members.values().next())
+                .cloned()
+        };
+        match target {
+            Some(m) => {
+                m.queue(info);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn member(&self, tid: i32) -> Option<Arc<Member>> {
         self.state().members.get(&tid).cloned()
     }

@@ -61,7 +61,11 @@ fn wait(t: &mut Task, addr: u64, val: u32, bitset: u32, limit: Option<Duration>)
             break Ok(0);
         }
         if t.interrupt.is_pending() {
-            break Err(ERESTARTSYS);
+            break Err(if t.has_deliverable_signal() {
+                Errno::EINTR
+            } else {
+                ERESTARTSYS
+            });
         }
         let left = match limit {
             Some(l) => match l.checked_sub(start.elapsed()) {

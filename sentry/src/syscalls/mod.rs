@@ -51,7 +51,13 @@ pub fn dispatch(task: &mut Task) {
     // checkpoint) made no progress: restart it rather than show EINTR,
     // since no signal handler ran.
     let result = match result {
-        Err(e) if e == Errno::EINTR && task.interrupt.is_pending() => Err(ERESTARTSYS),
+        Err(e)
+            if e == Errno::EINTR
+                && task.interrupt.is_pending()
+                && !task.has_deliverable_signal() =>
+        {
+            Err(ERESTARTSYS)
+        }
         r => r,
     };
     if task.kernel.strace {

@@ -176,12 +176,8 @@ pub fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
 /// pause: sleeps until a signal is delivered (EINTR). A stop for a
 /// checkpoint restarts it.
 pub fn pause(t: &mut Task, _: &Args) -> SysResult {
-    let deliverable = |t: &Task| {
-        let mask = t.signal_mask;
-        t.pending().iter().any(|p| !mask.contains(p.signo))
-    };
     loop {
-        if deliverable(t) {
+        if t.has_deliverable_signal() {
             return Err(Errno::EINTR);
         }
         // Interrupted: a signal from another thread was queued (EINTR on
@@ -189,7 +185,7 @@ pub fn pause(t: &mut Task, _: &Args) -> SysResult {
         if t.interrupt
             .sleep(std::time::Duration::from_secs(3600))
             .is_err()
-            && !deliverable(t)
+            && !t.has_deliverable_signal()
         {
             return Err(super::ERESTARTSYS);
         }

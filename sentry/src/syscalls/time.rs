@@ -89,6 +89,11 @@ fn sleep_until(t: &mut Task, clock: ClockId, deadline: Nanos) -> SysResult {
             t.restart_deadline = None;
             Ok(0)
         }
+        Err(_) if t.has_deliverable_signal() => {
+            // A handler runs: nanosleep returns EINTR, as on Linux.
+            t.restart_deadline = None;
+            Err(Errno::EINTR)
+        }
         Err(_) => {
             // Only monotonic deadlines survive a restore unchanged; a realtime
             // sleep restarts against the host's clock, which is what Linux does
