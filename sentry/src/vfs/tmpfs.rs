@@ -201,6 +201,16 @@ impl TmpfsInode {
         lock(&self.node)
     }
 
+    /// An attribute change (chmod, chown, utimes): applies `f` and, as every
+    /// such change does, moves ctime to now.
+    fn change_attrs(&self, f: impl FnOnce(&mut Node)) -> Result<(), Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        f(&mut n);
+        n.ctime = now;
+        Ok(())
+    }
+
     fn arc(&self) -> Option<Arc<TmpfsInode>> {
         self.me.upgrade()
     }
@@ -494,37 +504,29 @@ impl Inode for TmpfsInode {
     }
 
     fn set_times(&self, atime: Option<Timespec>, mtime: Option<Timespec>) -> Result<(), Errno> {
-        let now = self.now();
-        let mut n = self.lock();
-        if let Some(a) = atime {
-            n.atime = a;
-        }
-        if let Some(m) = mtime {
-            n.mtime = m;
-        }
-        n.ctime = now;
-        Ok(())
+        self.change_attrs(|n| {
+            if let Some(a) = atime {
+                n.atime = a;
+            }
+            if let Some(m) = mtime {
+                n.mtime = m;
+            }
+        })
     }
 
     fn chmod(&self, mode: u32) -> Result<(), Errno> {
-        let now = self.now();
-        let mut n = self.lock();
-        n.mode = (n.mode & libc::S_IFMT) | (mode & 0o7777);
-        n.ctime = now;
-        Ok(())
+        self.change_attrs(|n| n.mode = (n.mode & libc::S_IFMT) | (mode & 0o7777))
     }
 
     fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
-        let now = self.now();
-        let mut n = self.lock();
-        if let Some(u) = uid {
-            n.uid = u;
-        }
-        if let Some(g) = gid {
-            n.gid = g;
-        }
-        n.ctime = now;
-        Ok(())
+        self.change_attrs(|n| {
+            if let Some(u) = uid {
+                n.uid = u;
+            }
+            if let Some(g) = gid {
+                n.gid = g;
+            }
+        })
     }
 }
 
