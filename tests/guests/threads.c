@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #define N 6
@@ -66,6 +67,15 @@ static void *exiter(void *arg)
 	pthread_exit((void *)42);
 }
 
+/* Threads share the working directory and umask (CLONE_FS). */
+static void *chdirer(void *arg)
+{
+	(void)arg;
+	CHECK(chdir("/tmp") == 0);
+	umask(027);
+	return NULL;
+}
+
 static void *ender(void *arg)
 {
 	(void)arg;
@@ -104,6 +114,16 @@ int main(void)
 	CHECK(pthread_kill(w, SIGUSR1) == 0);
 	CHECK(pthread_join(w, NULL) == 0);
 	printf("pthread_kill: handled_on_other_thread=%d\n", got_usr1_tid != main_tid && got_usr1_tid != 0);
+
+	CHECK(chdir("/") == 0);
+	umask(022);
+	pthread_t c;
+	CHECK(pthread_create(&c, NULL, chdirer, NULL) == 0);
+	CHECK(pthread_join(c, NULL) == 0);
+	char cwd[64];
+	CHECK(getcwd(cwd, sizeof cwd) != NULL);
+	mode_t old = umask(022);
+	printf("clone_fs: cwd=%s umask=%03o\n", cwd, (unsigned)old);
 
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);

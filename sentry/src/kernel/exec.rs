@@ -119,7 +119,7 @@ impl Task {
             return Err(ExecError::Threads);
         }
         let kernel = self.kernel.clone();
-        let image = load_image(&kernel, &self.cwd, &self.creds, path, argv.clone(), envp)?;
+        let image = load_image(&kernel, &self.cwd(), &self.creds, path, argv.clone(), envp)?;
         self.aspace = image.mm.address_space_arc();
         *self.mm() = image.mm;
         self.cpu = CpuState { regs: image.regs };

@@ -132,7 +132,7 @@ impl Task {
             cmdline,
             maps: self.mm().maps_text(),
             exe: self.exe.clone(),
-            cwd: self.kernel.vfs.dentry_path(&self.cwd),
+            cwd: self.kernel.vfs.dentry_path(&self.cwd()),
             fds: self
                 .fds()
                 .iter()

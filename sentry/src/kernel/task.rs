@@ -34,6 +34,13 @@ impl ExitStatus {
     }
 }
 
+/// What CLONE_FS shares: the root, the working directory, the umask.
+pub struct FsContext {
+    pub root: Arc<Dentry>,
+    pub cwd: Arc<Dentry>,
+    pub umask: u32,
+}
+
 /// Locks a mutex whose holder panicking leaves nothing half-done that later
 /// users could trip on (each critical section is a single update).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -58,9 +65,9 @@ pub struct Task {
     pub shared_fds: Arc<Mutex<FdTable<Arc<OpenFile>>>>,
     pub shared_handlers: Arc<Mutex<SignalHandlers>>,
     pub shared_limits: Arc<Mutex<LimitSet>>,
-    pub root: Arc<Dentry>,
-    pub cwd: Arc<Dentry>,
-    pub umask: u32,
+    /// Root, working directory and umask: shared by the threads of a
+    /// process (CLONE_FS).
+    pub shared_fs: Arc<Mutex<FsContext>>,
     pub signal_mask: SigSet,
     /// Signals generated for this thread but not yet delivered.
     pub shared_pending: Arc<Mutex<Vec<SigInfo>>>,
@@ -106,6 +113,27 @@ impl Task {
 
     pub fn limits(&self) -> MutexGuard<'_, LimitSet> {
         lock(&self.shared_limits)
+    }
+
+    pub fn cwd(&self) -> Arc<Dentry> {
+        lock(&self.shared_fs).cwd.clone()
+    }
+
+    pub fn set_cwd(&self, cwd: Arc<Dentry>) {
+        lock(&self.shared_fs).cwd = cwd;
+    }
+
+    pub fn root(&self) -> Arc<Dentry> {
+        lock(&self.shared_fs).root.clone()
+    }
+
+    pub fn umask(&self) -> u32 {
+        lock(&self.shared_fs).umask
+    }
+
+    /// Sets the umask, returning the old one.
+    pub fn set_umask(&self, umask: u32) -> u32 {
+        std::mem::replace(&mut lock(&self.shared_fs).umask, umask & 0o777)
     }
 
     pub fn pending(&self) -> MutexGuard<'_, Vec<SigInfo>> {
@@ -164,9 +192,11 @@ impl Task {
             shared_fds: Arc::new(Mutex::new(fds)),
             shared_handlers: Arc::new(Mutex::new(SignalHandlers::default())),
             shared_limits: Arc::new(Mutex::new(LimitSet::default())),
-            root,
-            cwd,
-            umask: 0o022,
+            shared_fs: Arc::new(Mutex::new(FsContext {
+                root,
+                cwd,
+                umask: 0o022,
+            })),
             signal_mask: SigSet::default(),
             shared_pending: Arc::new(Mutex::new(Vec::new())),
             alt_stack: (0, 0, 0),

@@ -118,7 +118,7 @@ fn validate_task(t: &TaskRecord) -> Result<(), RestoreError> {
 
 /// Restores the per-thread state of a record into a task.
 fn apply_task(task: &mut Task, t: &TaskRecord) {
-    task.umask = t.umask & 0o777;
+    task.set_umask(t.umask);
     task.signal_mask = t.signal_mask.without_unblockable();
     *task.pending() = t.pending.clone();
     task.alt_stack = t.alt_stack;

@@ -36,7 +36,7 @@ fn file(t: &Task, fd: i32) -> Result<Arc<OpenFile>, Errno> {
 /// the directory `dirfd` refers to.
 fn start_dir(t: &Task, dirfd: i32, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
     if path.first() == Some(&b'/') || dirfd == libc::AT_FDCWD {
-        return Ok(t.cwd.clone());
+        return Ok(t.cwd());
     }
     let f = file(t, dirfd)?;
     let d = f.dentry().cloned().ok_or(Errno::ENOTDIR)?;
@@ -240,7 +240,7 @@ pub fn pwritev(t: &mut Task, a: &Args) -> SysResult {
 fn do_openat(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysResult {
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    let mode = mode & 0o7777 & !t.umask;
+    let mode = mode & 0o7777 & !t.umask();
     let f = t.kernel.vfs.open_at(&start, &path, flags, mode)?;
     install(t, f, flags & libc::O_CLOEXEC != 0)
 }
@@ -320,7 +320,7 @@ fn stat_at(
     let path = path_arg(t, path_addr)?;
     if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
         if dirfd == libc::AT_FDCWD {
-            return t.cwd.stat();
+            return t.cwd().stat();
         }
         return file(t, dirfd)?.stat();
     }
@@ -536,7 +536,7 @@ pub fn pipe2(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn getcwd(t: &mut Task, a: &Args) -> SysResult {
-    let mut path = t.kernel.vfs.dentry_path_bytes(&t.cwd);
+    let mut path = t.kernel.vfs.dentry_path_bytes(&t.cwd());
     path.push(0);
     if (a.raw(1) as usize) < path.len() {
         return Err(Errno::ERANGE);
@@ -548,7 +548,8 @@ pub fn getcwd(t: &mut Task, a: &Args) -> SysResult {
 pub fn chdir(t: &mut Task, a: &Args) -> SysResult {
     let path = path_arg(t, a.addr(0))?;
     let start = start_dir(t, libc::AT_FDCWD, &path)?;
-    t.cwd = t.kernel.vfs.lookup_dir(&start, &path)?;
+    let dir = t.kernel.vfs.lookup_dir(&start, &path)?;
+    t.set_cwd(dir);
     Ok(0)
 }
 
@@ -557,7 +558,7 @@ pub fn fchdir(t: &mut Task, a: &Args) -> SysResult {
     if !d.is_dir() {
         return Err(Errno::ENOTDIR);
     }
-    t.cwd = d;
+    t.set_cwd(d);
     Ok(0)
 }
 
@@ -566,7 +567,7 @@ fn do_mkdirat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32) -> SysResult 
     let start = start_dir(t, dirfd, &path)?;
     t.kernel
         .vfs
-        .mkdir_at(&start, &path, mode & 0o7777 & !t.umask)?;
+        .mkdir_at(&start, &path, mode & 0o7777 & !t.umask())?;
     Ok(0)
 }
 
@@ -826,7 +827,7 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
             return Err(Errno::ENOENT);
         }
         let d = if dirfd == libc::AT_FDCWD {
-            t.cwd.clone()
+            t.cwd()
         } else {
             file(t, dirfd)?.dentry().cloned().ok_or(Errno::EBADF)?
         };

@@ -194,8 +194,7 @@ pub fn setrlimit(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn umask(t: &mut Task, a: &Args) -> SysResult {
-    let old = t.umask;
-    t.umask = a.uint(0) & 0o777;
+    let old = t.set_umask(a.uint(0));
     Ok(old as u64)
 }
 
