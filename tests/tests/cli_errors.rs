@@ -163,7 +163,16 @@ fn crafted_elves_are_foreign_natively() {
         let path = file.path().to_path_buf();
         // Close our write handle first, or exec fails with ETXTBSY instead.
         let temp_path = file.into_temp_path();
-        let err = std::process::Command::new(&path).output().err();
+        // Another test thread forking at this moment briefly holds a copy
+        // of the write fd (until its exec closes it): ETXTBSY, so retry.
+        let mut err = std::process::Command::new(&path).output().err();
+        for _ in 0..100 {
+            if err.as_ref().and_then(|e| e.raw_os_error()) != Some(libc::ETXTBSY) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            err = std::process::Command::new(&path).output().err();
+        }
         match err {
             Some(e) => assert_eq!(
                 e.raw_os_error(),
