@@ -200,13 +200,9 @@ pub fn run_cryo_cli<S: AsRef<OsStr>>(args: &[S]) -> Output {
     run_command(cmd, b"", &format!("cryo {}", shown.join(" ")))
 }
 
-/// Spawns `cmd` in its own process group with piped stdio, feeds `stdin`,
-/// collects stdout/stderr, and kills the whole group if it outlives
-/// the timeout (a hang is a test failure, not a stuck suite).
-fn run_command(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+/// Makes `cmd` start in a process group of its own (so a hung run can be
+/// killed whole) with only fds 0, 1 and 2.
+pub fn isolate(cmd: &mut Command) {
     cmd.process_group(0);
     // SAFETY: the closure only makes a raw syscall, which is async-signal-safe.
     unsafe {
@@ -223,6 +219,16 @@ fn run_command(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
             Ok(())
         });
     }
+}
+
+/// Spawns `cmd` in its own process group with piped stdio, feeds `stdin`,
+/// collects stdout/stderr, and kills the whole group if it outlives
+/// the timeout (a hang is a test failure, not a stuck suite).
+fn run_command(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    isolate(&mut cmd);
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"));

@@ -17,14 +17,15 @@
 use std::cell::RefCell;
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cryo_tests::{cryo_bin, exit_code, guest, run_cryo_cli, run_native, Libc, Output, BASE_ENV};
+use cryo_tests::{
+    cryo_bin, exit_code, guest, isolate, run_cryo_cli, run_native, Libc, Output, BASE_ENV,
+};
 
 const STATEFILE: &str = "checkpoint.cryo";
 /// The exit status of every refusal.
@@ -68,20 +69,8 @@ impl Sandbox {
     fn spawn(mut cmd: Command, what: String) -> Sandbox {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        // SAFETY: only a raw syscall between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::syscall(
-                    libc::SYS_close_range,
-                    3u32,
-                    u32::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC,
-                );
-                Ok(())
-            });
-        }
+            .stderr(Stdio::piped());
+        isolate(&mut cmd);
         Self::try_start(cmd, what.clone()).unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"))
     }
 

@@ -15,69 +15,24 @@ const XSAVE_PROBE_SIZE: usize = 64 << 10;
 /// Offset of XSTATE_BV in the XSAVE header.
 const XSTATE_BV_OFFSET: usize = 512;
 
-pub(crate) fn to_libc(r: &Registers) -> libc::user_regs_struct {
-    libc::user_regs_struct {
-        r15: r.r15,
-        r14: r.r14,
-        r13: r.r13,
-        r12: r.r12,
-        rbp: r.rbp,
-        rbx: r.rbx,
-        r11: r.r11,
-        r10: r.r10,
-        r9: r.r9,
-        r8: r.r8,
-        rax: r.rax,
-        rcx: r.rcx,
-        rdx: r.rdx,
-        rsi: r.rsi,
-        rdi: r.rdi,
-        orig_rax: r.orig_rax,
-        rip: r.rip,
-        cs: r.cs,
-        eflags: r.eflags,
-        rsp: r.rsp,
-        ss: r.ss,
-        fs_base: r.fs_base,
-        gs_base: r.gs_base,
-        ds: r.ds,
-        es: r.es,
-        fs: r.fs,
-        gs: r.gs,
-    }
+/// The conversions both ways from one list of the fields the two structs
+/// share, so that they cannot drift apart.
+macro_rules! convert_regs {
+    ($($field:ident),* $(,)?) => {
+        pub(crate) fn to_libc(r: &Registers) -> libc::user_regs_struct {
+            libc::user_regs_struct { $($field: r.$field),* }
+        }
+
+        pub(crate) fn from_libc(r: &libc::user_regs_struct) -> Registers {
+            Registers { $($field: r.$field),* }
+        }
+    };
 }
 
-pub(crate) fn from_libc(r: &libc::user_regs_struct) -> Registers {
-    Registers {
-        r15: r.r15,
-        r14: r.r14,
-        r13: r.r13,
-        r12: r.r12,
-        rbp: r.rbp,
-        rbx: r.rbx,
-        r11: r.r11,
-        r10: r.r10,
-        r9: r.r9,
-        r8: r.r8,
-        rax: r.rax,
-        rcx: r.rcx,
-        rdx: r.rdx,
-        rsi: r.rsi,
-        rdi: r.rdi,
-        orig_rax: r.orig_rax,
-        rip: r.rip,
-        cs: r.cs,
-        eflags: r.eflags,
-        rsp: r.rsp,
-        ss: r.ss,
-        fs_base: r.fs_base,
-        gs_base: r.gs_base,
-        ds: r.ds,
-        es: r.es,
-        fs: r.fs,
-        gs: r.gs,
-    }
-}
+convert_regs!(
+    r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs,
+    eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs,
+);
 
 /// PTRACE_GETREGS.
 pub(crate) fn get_regs(tid: i32) -> Result<Registers, PlatformError> {
