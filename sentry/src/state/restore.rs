@@ -229,7 +229,7 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     for fd in &rec.fds.fds {
         let file = kernel.vfs.reopen(&fd.file, &mut ctx)?;
         fds.insert_at(fd.fd, file, fd.cloexec, u64::MAX)
-            .map_err(|e| RestoreError::Memory(format!("fd {}: {e}", fd.fd)))?;
+            .map_err(|e| RestoreError::Invalid(format!("descriptor {}: {e}", fd.fd)))?;
     }
 
     // The address space: the files it maps are re-opened first (a missing
