@@ -129,6 +129,15 @@ pub enum StatefileError {
 
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
+
+    #[error("object {type_name} #{id} appears twice")]
+    DuplicateObject { type_name: String, id: u64 },
+
+    #[error("object {type_name} #{id} is referred to but not in the statefile")]
+    MissingObject { type_name: String, id: u64 },
+
+    #[error("object {type_name} #{id} is in the statefile but nothing refers to it")]
+    UnreferencedObject { type_name: String, id: u64 },
 }
 
 /// Result alias used throughout the crate.
@@ -181,6 +190,9 @@ impl StatefileError {
             Encode { .. } => "encode",
             TrailingBytes { .. } => "trailing_bytes",
             InvalidArgument { .. } => "invalid_argument",
+            DuplicateObject { .. } => "duplicate_object",
+            MissingObject { .. } => "missing_object",
+            UnreferencedObject { .. } => "unreferenced_object",
         }
     }
 }

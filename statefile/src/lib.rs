@@ -91,6 +91,7 @@ mod error;
 mod header;
 mod index;
 mod memory;
+mod objects;
 mod reader;
 mod savable;
 mod section;
@@ -105,7 +106,11 @@ pub use memory::{
     MemoryStats, DEFAULT_CHUNK_PAGES, MAX_CHUNK_BYTES,
 };
 pub use reader::{OpenOptions, ReadAt, Reader, SectionReader};
-pub use savable::{from_bytes, split_blob, to_bytes, Decoder, Encoder, Savable, TypeTable};
+pub use objects::{ObjectEncoder, Objects, MAX_OBJECTS};
+pub use savable::{
+    check_saved_versions, from_bytes, register_versioned, split_blob, to_bytes, Decoder, Encoder,
+    Savable, TypeTable, TypeVisitor, Versioned,
+};
 pub use section::{Compression, SectionId, SectionInfo, SectionKind, DEFAULT_ZSTD_LEVEL};
 pub use writer::{AtomicFile, SectionWriter, Sink, Writer};
 
