@@ -28,6 +28,8 @@ pub fn run(args: RestoreArgs, root: &Path) -> anyhow::Result<i32> {
         .map_err(anyhow::Error::new)
         .and_then(|mut task| {
             let argv: Vec<String> = task
+                .tg
+                .image()
                 .argv
                 .iter()
                 .map(|a| String::from_utf8_lossy(a).into_owned())

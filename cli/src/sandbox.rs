@@ -7,9 +7,8 @@ use anyhow::Context;
 use nix::sys::signal::{SigSet, Signal};
 use sentry::kernel::run::Interruption;
 use sentry::kernel::signal::{SigInfo, SI_USER};
-use sentry::kernel::thread_group::Release;
 use sentry::kernel::{ExitStatus, Task};
-use sentry::state::{checkpoint, CheckpointOptions};
+use sentry::state::{checkpoint, CheckpointOptions, CheckpointStats};
 use statefile::Compression;
 
 use crate::container::{self, ContainerDir};
@@ -47,37 +46,33 @@ fn handle(task: &mut Task, id: &str, pending: Pending) -> bool {
             leave_running,
             compression,
         } => {
+            // The sandbox stops only once the command has the statefile
+            // durably in place (its commit); without it the sandbox carries
+            // on. The kernel releases the stopped tasks either way.
+            let mut commit_and_stop = |stats: &CheckpointStats| {
+                let _ = reply.send(Reply::Written {
+                    file_bytes: stats.file_bytes,
+                    memory_bytes: stats.memory_bytes,
+                });
+                let committed = commit.recv().unwrap_or(false);
+                if !committed {
+                    tracing::warn!(
+                        "checkpoint not committed by the command: the sandbox keeps running"
+                    );
+                }
+                committed && !leave_running
+            };
             let result = parse_compression(&compression).and_then(|compression| {
                 let file = file.context("no statefile was passed with the checkpoint request")?;
                 let opts = CheckpointOptions {
                     compression,
                     container_id: id.to_string(),
                 };
-                checkpoint(task, std::fs::File::from(file), &opts).map_err(anyhow::Error::new)
+                checkpoint(task, std::fs::File::from(file), &opts, &mut commit_and_stop)
+                    .map_err(anyhow::Error::new)
             });
             match result {
-                Ok(stats) => {
-                    let _ = reply.send(Reply::Written {
-                        file_bytes: stats.file_bytes,
-                        memory_bytes: stats.memory_bytes,
-                    });
-                    // Stop only once the command has the statefile durably in
-                    // place; without its commit the sandbox carries on.
-                    let committed = commit.recv().unwrap_or(false);
-                    if !committed {
-                        tracing::warn!(
-                            "checkpoint not committed by the command: the sandbox keeps running"
-                        );
-                    }
-                    let exit = committed && !leave_running;
-                    // The other threads, parked for the checkpoint, go on or end.
-                    task.tg.release(if exit {
-                        Release::Exit
-                    } else {
-                        Release::Continue
-                    });
-                    exit
-                }
+                Ok(outcome) => outcome.exit,
                 Err(e) => {
                     // A failed checkpoint leaves the sandbox running.
                     let _ = reply.send(Reply::Error(crate::one_line(&e)));
@@ -112,7 +107,7 @@ pub fn run(
     let dir = ContainerDir::create(root, id, argv)?;
     let queue =
         control::start_server(&container::control_socket(root, id), task.interrupt.clone())?;
-    forward_signals(task.tg.clone())?;
+    forward_signals(std::sync::Arc::downgrade(&task.tg))?;
     let status = task
         .run(&mut |t| drain(t, id, &queue))
         .map_err(anyhow::Error::new)?;
@@ -155,7 +150,7 @@ pub fn block_forwarded_signals() -> anyhow::Result<()> {
 /// Receives the forwarded signals and queues each on the sandbox's
 /// process, as if sent with kill(2) from outside its pid namespace.
 fn forward_signals(
-    tg: std::sync::Arc<sentry::kernel::thread_group::ThreadGroup>,
+    tg: std::sync::Weak<sentry::kernel::thread_group::ThreadGroup>,
 ) -> anyhow::Result<()> {
     let set = forwarded_signals();
     std::thread::Builder::new()
@@ -170,6 +165,8 @@ fn forward_signals(
                     uid: 0,
                 };
                 tracing::debug!(signal = ?sig, "forwarding a signal to the sandbox");
+                // The process is gone once nothing else holds it.
+                let Some(tg) = tg.upgrade() else { return };
                 if !tg.signal_process(info) {
                     return;
                 }

@@ -37,6 +37,7 @@ pub struct Prot {
     pub write: bool,
     pub exec: bool,
 }
+statefile::versioned!(Prot, "platform.Prot", 1);
 
 impl Prot {
     pub const NONE: Prot = Prot {

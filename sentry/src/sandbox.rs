@@ -2,7 +2,7 @@
 //! system, the kernel and its init task.
 
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use platform::ptrace::PtracePlatform;
 use platform::{CpuState, Layout, PlatformError};
@@ -11,8 +11,11 @@ use crate::errno::Errno;
 use crate::kernel::creds::Credentials;
 use crate::kernel::exec::{load_image, ExecError};
 use crate::kernel::fd_table::FdTable;
+use crate::kernel::limits::LimitSet;
 use crate::kernel::proc::ProcTable;
 use crate::kernel::run::{Interruption, RunError};
+use crate::kernel::task::FsContext;
+use crate::kernel::thread_group::{ProcessImage, ProcessLinks, ProcessParts, ThreadGroup};
 use crate::kernel::time::Clocks;
 use crate::kernel::{ExitStatus, Kernel, KernelConfig, Task};
 use crate::mm::MemoryFile;
@@ -194,20 +197,35 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxEr
             .map_err(SandboxError::Stdio)?;
     }
     let context = kernel.platform.new_context().map_err(SandboxError::Host)?;
-    let tid = kernel.allocate_tid();
-    let mut task = Task::new(
+    let tid = kernel.allocate_tid().map_err(SandboxError::Stdio)?;
+    let tg = ThreadGroup::new(
+        tid,
+        ProcessParts {
+            mm: Arc::new(Mutex::new(image.mm)),
+            fds: Arc::new(Mutex::new(fds)),
+            handlers: Default::default(),
+            limits: LimitSet::default(),
+            fs: Arc::new(Mutex::new(FsContext {
+                root,
+                cwd,
+                umask: 0o022,
+            })),
+            image: ProcessImage {
+                exe: image.path,
+                argv,
+            },
+            links: ProcessLinks::leader(tid),
+        },
+    );
+    let task = Task::new(
         kernel,
         tid,
+        tg,
         creds,
         CpuState { regs: image.regs },
         context,
-        image.mm,
-        fds,
-        root,
-        cwd,
     );
-    task.exe = image.path;
-    task.argv = argv;
+    task.join();
     Ok(task)
 }
 

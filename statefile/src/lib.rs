@@ -105,8 +105,8 @@ pub use memory::{
     Chunk, ChunkInfo, FileSource, MappedChunk, MemoryOptions, MemoryReader, MemorySource,
     MemoryStats, DEFAULT_CHUNK_PAGES, MAX_CHUNK_BYTES,
 };
-pub use reader::{OpenOptions, ReadAt, Reader, SectionReader};
 pub use objects::{ObjectEncoder, Objects, MAX_OBJECTS};
+pub use reader::{OpenOptions, ReadAt, Reader, SectionReader};
 pub use savable::{
     check_saved_versions, from_bytes, register_versioned, split_blob, to_bytes, Decoder, Encoder,
     Savable, TypeTable, TypeVisitor, Versioned,

@@ -89,9 +89,7 @@ impl<'a> Objects<'a> {
         let mut g = Get::new(data);
         let mut index = BTreeMap::new();
         while g.remaining() > 0 {
-            let name = g
-                .str("object type", MAX_TYPE_NAME)
-                .map_err(|e| bad(e.0))?;
+            let name = g.str("object type", MAX_TYPE_NAME).map_err(|e| bad(e.0))?;
             if types.get(&name).is_none() {
                 return Err(StatefileError::UnknownType { type_name: name });
             }

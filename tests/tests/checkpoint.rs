@@ -1187,10 +1187,16 @@ fn inspect_shows_kernel_objects() {
     for ty in [
         "kernel.Task",
         "kernel.Kernel",
+        "kernel.ThreadGroup",
         "mm.MemoryManager",
-        "vfs.Vfs",
+        "vfs.MountNamespace",
         "kernel.FdTable",
+        "vfs.OpenFile",
         "mm.MemoryFile",
+        // Nested types carry their own versions too.
+        "kernel.SigInfo",
+        "platform.Registers",
+        "vfs.TmpfsNode",
     ] {
         // "types": { "kernel.Task": <version>, … }
         let key = format!("\"{ty}\":");
@@ -1204,6 +1210,33 @@ fn inspect_shows_kernel_objects() {
             .collect();
         assert!(!version.is_empty(), "{ty} has no version in:\n{json}");
     }
+    // Every record is listed with its type, its sandbox id and its version:
+    // the kernel and its mount namespace and memory file (id 0), the init
+    // process and its task (pid 1).
+    let v: serde_json::Value = serde_json::from_str(&json).expect("inspect --json is JSON");
+    let objects = v["objects"].as_array().expect("objects listed");
+    for (ty, id) in [
+        ("kernel.Kernel", 0),
+        ("vfs.MountNamespace", 0),
+        ("mm.MemoryFile", 0),
+        ("kernel.ThreadGroup", 1),
+        ("kernel.Task", 1),
+        ("mm.MemoryManager", 1),
+        ("kernel.FdTable", 1),
+    ] {
+        let found = objects
+            .iter()
+            .find(|o| o["type"] == ty && o["id"] == id)
+            .unwrap_or_else(|| panic!("no object {ty} #{id} in {objects:?}"));
+        assert!(
+            found["version"].as_u64().is_some_and(|v| v >= 1),
+            "{ty} #{id} has no version: {found}"
+        );
+    }
+    assert!(
+        objects.iter().any(|o| o["type"] == "vfs.OpenFile"),
+        "no open file listed in {objects:?}"
+    );
     assert!(
         json.contains("\"status\": \"ok\""),
         "no status ok in:\n{json}"

@@ -6,7 +6,6 @@
 
 use platform::{CpuState, FpState, ThreadToken};
 
-use super::interrupt::TaskInterrupt;
 use super::run::Interruption;
 use super::task::{ExitStatus, Task};
 use crate::errno::Errno;
@@ -58,8 +57,16 @@ impl Task {
             );
             return Err(Errno::EINVAL);
         }
-        let kernel = self.kernel.clone();
-        let tid = kernel.allocate_tid();
+        let tid = self.kernel.allocate_tid()?;
+        let started = self.start_thread(tid, args);
+        if started.is_err() {
+            // The tid was reserved for a task that never joined.
+            self.kernel.pids.remove_task(tid);
+        }
+        started.map(|()| tid)
+    }
+
+    fn start_thread(&mut self, tid: i32, args: CloneArgs) -> Result<(), Errno> {
         if args.flags & libc::CLONE_PARENT_SETTID as u64 != 0 {
             self.mm().write_u32(args.parent_tid, tid as u32)?;
         }
@@ -94,8 +101,7 @@ impl Task {
         spawn_thread(child, token, fp).map_err(|e| {
             tracing::warn!(error = %e, "cannot start a host thread");
             Errno::EAGAIN
-        })?;
-        Ok(tid)
+        })
     }
 }
 
@@ -106,46 +112,31 @@ impl Task {
     /// thread on its own host thread ([`spawn_thread`]).
     pub fn sibling(&self, tid: i32, cpu: CpuState) -> Result<Task, platform::PlatformError> {
         let context = self.kernel.platform.new_context()?;
-        Ok(Task {
-            kernel: self.kernel.clone(),
+        let mut task = Task::new(
+            self.kernel.clone(),
             tid,
-            tg: self.tg.clone(),
-            creds: self.creds.clone(),
+            self.tg.clone(),
+            self.creds.clone(),
             cpu,
             context,
-            aspace: self.aspace.clone(),
-            shared_mm: self.shared_mm.clone(),
-            shared_fds: self.shared_fds.clone(),
-            shared_handlers: self.shared_handlers.clone(),
-            shared_limits: self.shared_limits.clone(),
-            shared_fs: self.shared_fs.clone(),
-            signal_mask: self.signal_mask,
-            shared_pending: Default::default(),
-            alt_stack: (0, 0, 0),
-            clear_child_tid: 0,
-            robust_list: (0, 0),
-            exe: self.exe.clone(),
-            argv: self.argv.clone(),
-            cpu_time: Default::default(),
-            exit: None,
-            interrupt: TaskInterrupt::new(),
-            restart_deadline: None,
-            restart_clock: None,
-        })
+        );
+        task.signal_mask = self.signal_mask;
+        Ok(task)
     }
 }
 
 /// Joins `task` to its group and runs it on a host thread of its own, which
 /// adopts the stub thread `token` and loads `fp`.
 pub fn spawn_thread(task: Task, token: ThreadToken, fp: FpState) -> std::io::Result<()> {
-    let (tg, tid) = (task.tg.clone(), task.tid);
-    tg.add(tid, task.member());
+    let (tg, tid, kernel) = (task.tg.clone(), task.tid, task.kernel.clone());
+    task.join();
     let seed = Seed { task, token, fp };
     let spawned = std::thread::Builder::new()
         .name(format!("cryo-task-{tid}"))
         .spawn(move || thread_main(seed));
     if let Err(e) = spawned {
         tg.remove(tid, ExitStatus::Signaled(libc::SIGKILL));
+        kernel.pids.remove_task(tid);
         return Err(e);
     }
     Ok(())
@@ -169,8 +160,7 @@ fn thread_main(seed: Seed) {
         tracing::warn!(tid = task.tid, error = %e, "new thread cannot start: the process is killed");
         task.tg
             .begin_exit(ExitStatus::Signaled(libc::SIGKILL), task.tid);
-        task.tg
-            .remove(task.tid, ExitStatus::Signaled(libc::SIGKILL));
+        task.leave(ExitStatus::Signaled(libc::SIGKILL));
         return;
     }
     let mut only_exit = |t: &mut Task| {
@@ -181,7 +171,6 @@ fn thread_main(seed: Seed) {
         tracing::warn!(tid = task.tid, error = %e, "thread failed: the process is killed");
         task.tg
             .begin_exit(ExitStatus::Signaled(libc::SIGKILL), task.tid);
-        task.tg
-            .remove(task.tid, ExitStatus::Signaled(libc::SIGKILL));
+        task.leave(ExitStatus::Signaled(libc::SIGKILL));
     }
 }

@@ -31,6 +31,7 @@ impl Task {
         &mut self,
         on_interrupt: &mut dyn FnMut(&mut Task) -> Interruption,
     ) -> Result<Option<ExitStatus>, RunError> {
+        super::proc::set_current(self.tgid());
         let status = match self.run_until_exit(on_interrupt) {
             Ok(Some(status)) => status,
             other => return other,
@@ -117,7 +118,7 @@ impl Task {
     /// Another thread is checkpointing: save this thread's own state (its
     /// FP registers can only be read on its own host thread) and wait.
     fn park(&mut self) {
-        let record = crate::state::task_record(self).map_err(|e| e.to_string());
+        let record = self.save_record().map_err(|e| e.to_string());
         match self.tg.park(self.tid, record) {
             Release::Continue => self.interrupt.clear(),
             Release::Exit => self.exit = Some(ExitStatus::Exited(0)),
@@ -140,7 +141,18 @@ impl Task {
                 tracing::warn!(tid = self.tid, error = %e, "stub thread did not exit cleanly");
             }
         }
+        self.leave(status);
+    }
+
+    /// The task leaves its thread group and the pid namespace.
+    pub(crate) fn leave(&self, status: ExitStatus) {
         self.tg.remove(self.tid, status);
+        self.kernel.pids.remove_task(self.tid);
+        if self.tg.live() == 0 {
+            // Like Linux's exit_files: an exited process holds no files (a
+            // pipe's reader sees EOF, the gofer's files are released).
+            self.tg.fds().clear();
+        }
     }
 
     /// A signal's default action that ends the process: the whole thread

@@ -22,6 +22,7 @@ pub enum ClockId {
     ProcessCputime,
     ThreadCputime,
 }
+statefile::versioned!(ClockId, "kernel.ClockId", 1);
 
 impl ClockId {
     /// From a clockid_t. Coarse and raw variants read the same clocks.
@@ -54,6 +55,7 @@ pub struct ClocksState {
     /// The sandbox's CLOCK_MONOTONIC at the moment of the checkpoint.
     pub monotonic_at_save: Nanos,
 }
+statefile::versioned!(ClocksState, "kernel.ClocksState", 1);
 
 fn host_clock(id: libc::clockid_t) -> Nanos {
     nix::time::clock_gettime(nix::time::ClockId::from_raw(id))
@@ -77,7 +79,9 @@ impl Clocks {
     /// Clocks continuing from a checkpoint.
     pub fn restore(state: &ClocksState) -> Clocks {
         Clocks {
-            monotonic_offset: state.monotonic_at_save - host_clock(libc::CLOCK_MONOTONIC),
+            monotonic_offset: state
+                .monotonic_at_save
+                .saturating_sub(host_clock(libc::CLOCK_MONOTONIC)),
         }
     }
 

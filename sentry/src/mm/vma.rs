@@ -22,6 +22,7 @@ pub enum VmaKind {
     /// The initial thread's stack: `[stack]`.
     Stack,
 }
+statefile::versioned!(VmaKind, "mm.VmaKind", 1);
 
 /// The file behind a file mapping.
 #[derive(Clone)]
@@ -151,6 +152,7 @@ pub struct FileState {
     pub name: String,
     pub offset: u64,
 }
+statefile::versioned!(FileState, "mm.FileBacking", 1);
 
 /// The saved form of a [`Vma`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,3 +168,4 @@ pub struct VmaState {
     pub mf_offset: u64,
     pub kind: VmaKind,
 }
+statefile::versioned!(VmaState, "mm.Vma", 1, [Prot, FileState, VmaKind]);

@@ -38,6 +38,7 @@ pub struct TmpfsSnapshot {
     pub next_ino: u64,
     pub root: NodeSnapshot,
 }
+statefile::versioned!(TmpfsSnapshot, "vfs.Tmpfs", 1, [NodeSnapshot]);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeSnapshot {
@@ -50,6 +51,12 @@ pub struct NodeSnapshot {
     pub ctime: Timespec,
     pub kind: NodeKindSnapshot,
 }
+statefile::versioned!(
+    NodeSnapshot,
+    "vfs.TmpfsNode",
+    1,
+    [Timespec, NodeKindSnapshot]
+);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeKindSnapshot {
@@ -67,6 +74,7 @@ pub enum NodeKindSnapshot {
         target: Vec<u8>,
     },
 }
+statefile::versioned!(NodeKindSnapshot, "vfs.TmpfsNodeKind", 1, [NodeSnapshot]);
 
 /// The namespace of a `cryo do` sandbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +83,7 @@ pub struct VfsState {
     pub upper: TmpfsSnapshot,
     pub shm: TmpfsSnapshot,
 }
+statefile::savable_serde!(VfsState, "vfs.MountNamespace", 1, [TmpfsSnapshot]);
 
 /// What an open file is, for re-opening it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +106,7 @@ pub enum FileStateKind {
         index: u32,
     },
 }
+statefile::versioned!(FileStateKind, "vfs.FileKind", 1);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenFileState {
@@ -109,6 +119,12 @@ pub struct OpenFileState {
     /// For a file still read from the host: what it was.
     pub fingerprint: Option<Fingerprint>,
 }
+statefile::savable_serde!(
+    OpenFileState,
+    "vfs.OpenFile",
+    1,
+    [FileStateKind, Fingerprint]
+);
 
 /// A pipe's buffered bytes, saved once for all its ends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +132,7 @@ pub struct PipeSnapshot {
     pub id: u64,
     pub data: Vec<u8>,
 }
+statefile::savable_serde!(PipeSnapshot, "vfs.Pipe", 1);
 
 /// Collects what open files share (pipes) while saving.
 #[derive(Default)]
