@@ -9,6 +9,7 @@ use platform::{CpuState, FpState, ThreadToken};
 use super::interrupt::TaskInterrupt;
 use super::run::Interruption;
 use super::task::{ExitStatus, Task};
+use crate::arch::UserRegs;
 use crate::errno::Errno;
 
 /// What clone and clone3 ask for.
@@ -76,12 +77,12 @@ impl Task {
         })?;
 
         let mut regs = self.cpu.regs;
-        regs.rax = 0;
+        regs.set_syscall_return(0);
         if args.stack != 0 {
-            regs.rsp = args.stack;
+            regs.set_stack_pointer(args.stack);
         }
         if args.flags & libc::CLONE_SETTLS as u64 != 0 {
-            regs.fs_base = args.tls;
+            regs.set_tls(args.tls);
         }
         let mut child = self
             .sibling(tid, CpuState { regs })

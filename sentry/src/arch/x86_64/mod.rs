@@ -1,6 +1,12 @@
-//! x86_64: syscall numbers and names, and the signal frame.
+//! x86_64: syscall numbers and names, the syscall ABI on the registers,
+//! the signal frame, `struct stat` and arch_prctl.
 
+mod prctl;
+mod regs;
 pub mod signal_frame;
+mod stat;
 mod syscalls;
 
-pub use syscalls::syscall_name;
+pub use regs::UserRegs;
+pub use stat::{encode_stat, STAT_SIZE};
+pub use syscalls::{syscall_name, syscall_number, ARCH_SYSCALLS};
