@@ -34,6 +34,9 @@ pub enum PlatformError {
     /// that already has a thread there, and the like.
     #[error("thread request refused: {0}")]
     Thread(&'static str),
+    /// A platform name no entry of [`crate::PLATFORMS`] has.
+    #[error("unknown platform {name:?} (this cryo has: {known})")]
+    UnknownPlatform { name: String, known: String },
     #[error("cannot place the stub code page: {0}")]
     StubPage(String),
 }

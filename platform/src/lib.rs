@@ -22,6 +22,7 @@ pub mod layout;
 pub mod ptrace;
 
 use std::any::Any;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 pub use arch::{host_xfeatures, CpuState, FpState, Registers};
@@ -207,4 +208,71 @@ pub trait Platform: Send + Sync {
     /// A new context. With ptrace, it must be used from the thread that
     /// created it (ptrace requests are bound to the tracer thread).
     fn new_context(&self) -> Result<Box<dyn Context>, PlatformError>;
+}
+
+/// One platform this build can run on: its name as `--platform` spells it
+/// and how to create it over the Sentry's memory file.
+pub struct PlatformEntry {
+    pub name: &'static str,
+    /// Creates the platform. The platform keeps its own duplicate of the
+    /// memory file's descriptor.
+    pub create: fn(BorrowedFd<'_>) -> Result<Arc<dyn Platform>, PlatformError>,
+}
+
+/// Every platform of this build; the first is the default. A new platform
+/// adds its row here.
+pub const PLATFORMS: &[PlatformEntry] = &[PlatformEntry {
+    name: "ptrace",
+    create: |memory_file| Ok(Arc::new(ptrace::PtracePlatform::new(memory_file)?)),
+}];
+
+/// The platform used when none is asked for.
+pub const DEFAULT_PLATFORM: &str = "ptrace";
+
+/// The registry row of `name`, or [`PlatformError::UnknownPlatform`]
+/// naming the known ones. Cheap: lets a caller refuse a bad name before it
+/// creates anything.
+pub fn lookup(name: &str) -> Result<&'static PlatformEntry, PlatformError> {
+    PLATFORMS
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| PlatformError::UnknownPlatform {
+            name: name.to_string(),
+            known: PLATFORMS
+                .iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Creates the platform called `name` over the memory file.
+pub fn by_name(
+    name: &str,
+    memory_file: BorrowedFd<'_>,
+) -> Result<Arc<dyn Platform>, PlatformError> {
+    (lookup(name)?.create)(memory_file)
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_registered_and_unknown_names_are_refused() {
+        assert_eq!(
+            lookup(DEFAULT_PLATFORM).map(|p| p.name).ok(),
+            Some("ptrace")
+        );
+        let err = lookup("bogus")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("\"bogus\"") && err.contains("ptrace"), "{err}");
+        let names: Vec<_> = PLATFORMS.iter().map(|p| p.name).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len(), "{names:?}");
+    }
 }

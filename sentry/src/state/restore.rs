@@ -117,6 +117,15 @@ fn validate_task(t: &TaskRecord) -> Result<(), RestoreError> {
 }
 
 /// Restores the per-thread state of a record into a task.
+/// The platform a restore runs on: the one asked for, else the one the
+/// statefile was saved from (its header's `platform`), else the default.
+fn chosen_platform(header: &statefile::Header, asked: Option<&str>) -> String {
+    asked
+        .or(header.metadata.get("platform").map(String::as_str))
+        .unwrap_or(platform::DEFAULT_PLATFORM)
+        .to_string()
+}
+
 fn apply_task(task: &mut Task, t: &TaskRecord) {
     task.set_umask(t.umask);
     task.signal_mask = t.signal_mask.without_unblockable();
@@ -132,8 +141,14 @@ fn apply_task(task: &mut Task, t: &TaskRecord) {
 }
 
 /// Restores the sandbox saved in `image_dir`. `hostname` is unused: the
-/// saved UTS namespace wins, as the application already saw it.
-pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Task, RestoreError> {
+/// saved UTS namespace wins, as the application already saw it. The sandbox
+/// runs on `platform`, or else on the platform the statefile was saved from.
+pub fn restore(
+    image_dir: &Path,
+    gofer_sock: OwnedFd,
+    strace: bool,
+    platform: Option<&str>,
+) -> Result<Task, RestoreError> {
     let path = statefile_path(image_dir);
     if !path.is_file() {
         return Err(RestoreError::NoStatefile(image_dir.display().to_string()));
@@ -147,6 +162,9 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     // every non-memory section here; each memory chunk's checksum as it is
     // loaded below, before any stub exists (so memory is read only once).
     let reader = Reader::open(&path).map_err(sf_err)?;
+    // A platform this cryo lacks is refused before anything is loaded.
+    let platform_name = chosen_platform(reader.header(), platform);
+    platform::lookup(&platform_name).map_err(SandboxError::Platform)?;
     for section in reader
         .sections()
         .iter()
@@ -207,6 +225,7 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     let config = KernelConfig {
         hostname: rec.kernel.uts.hostname.clone(),
         strace,
+        platform: platform_name,
     };
     let kernel = new_kernel(
         &host,
@@ -297,4 +316,18 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
             .map_err(|e| RestoreError::Invalid(format!("cannot start thread {}: {e}", t.tid)))?;
     }
     Ok(task)
+}
+
+#[cfg(test)]
+mod platform_choice_tests {
+    use super::chosen_platform;
+
+    #[test]
+    fn asked_platform_wins_then_the_saved_one_then_the_default() {
+        let saved = statefile::Header::new("test").with("platform", "saved");
+        let bare = statefile::Header::new("test");
+        assert_eq!(chosen_platform(&saved, Some("asked")), "asked");
+        assert_eq!(chosen_platform(&saved, None), "saved");
+        assert_eq!(chosen_platform(&bare, None), platform::DEFAULT_PLATFORM);
+    }
 }
