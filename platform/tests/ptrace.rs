@@ -499,10 +499,7 @@ fn foreign_address_space_is_refused() {
         fn protect(&self, _: u64, _: u64, _: Prot) -> Result<(), PlatformError> {
             Ok(())
         }
-        fn new_thread(&self) -> Result<platform::ThreadToken, PlatformError> {
-            Err(PlatformError::Thread("no threads"))
-        }
-        fn adopt_thread(&self, _: platform::ThreadToken) -> Result<(), PlatformError> {
+        fn new_thread(&self) -> Result<Box<dyn platform::Context>, PlatformError> {
             Err(PlatformError::Thread("no threads"))
         }
         fn exit_thread(&self) -> Result<(), PlatformError> {

@@ -306,13 +306,13 @@ pub fn restore(
     *task.handlers() = leader.signal_handlers.clone();
     *task.limits() = leader.limits.clone();
     apply_task(&mut task, leader);
-    // The other threads: each gets a stub thread of the leader's address
-    // space and a host thread of its own.
+    // The other threads: each gets a thread of the leader's address space
+    // and a host thread of its own.
     for t in &rec.tasks[1..] {
-        let token = task.aspace.new_thread()?;
-        let mut sibling = task.sibling(t.tid, CpuState { regs: t.regs })?;
+        let context = task.aspace.new_thread()?;
+        let mut sibling = task.sibling(t.tid, CpuState { regs: t.regs }, context);
         apply_task(&mut sibling, t);
-        spawn_thread(sibling, token, t.fp.clone())
+        spawn_thread(sibling, t.fp.clone())
             .map_err(|e| RestoreError::Invalid(format!("cannot start thread {}: {e}", t.tid)))?;
     }
     Ok(task)
