@@ -23,7 +23,7 @@ use crate::arch::UserRegs;
 use crate::errno::Errno;
 use crate::kernel::Task;
 
-/// What a handler returns: the value for rax, or an errno.
+/// What a handler returns: the value for the return register, or an errno.
 pub type SysResult = Result<u64, Errno>;
 
 /// A syscall handler.
@@ -37,7 +37,8 @@ pub const ERESTARTSYS: Errno = Errno(512);
 /// restart_syscall with what the task saved (a sleep's deadline).
 pub const ERESTART_RESTARTBLOCK: Errno = Errno(516);
 
-/// Handles the syscall the task stopped at and puts the result in rax.
+/// Handles the syscall the task stopped at and puts the result in the
+/// return register.
 pub fn dispatch(task: &mut Task) {
     let nr = task.cpu.regs.syscall_number();
     let args = Args(task.cpu.regs.syscall_arguments());

@@ -206,16 +206,11 @@ pub fn execve(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// clone(flags, stack, parent_tid, child_tid, tls): threads only for now.
+/// clone(flags, stack, parent_tid, child_tid, tls) (the order is the
+/// architecture's): threads only for now.
 pub fn clone(t: &mut Task, a: &Args) -> SysResult {
-    let args = CloneArgs {
-        flags: a.raw(0),
-        stack: a.addr(1),
-        parent_tid: a.addr(2),
-        child_tid: a.addr(3),
-        tls: a.raw(4),
-    };
-    t.clone_thread(args).map(|tid| tid as u64)
+    t.clone_thread(crate::arch::clone_args(a))
+        .map(|tid| tid as u64)
 }
 
 /// clone3(struct clone_args *, size).
