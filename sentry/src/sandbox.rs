@@ -4,7 +4,6 @@
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
-use platform::ptrace::PtracePlatform;
 use platform::{CpuState, Layout, PlatformError};
 
 use crate::errno::Errno;
@@ -30,6 +29,8 @@ pub struct DoConfig {
     pub cwd: String,
     pub hostname: String,
     pub strace: bool,
+    /// The platform's name (`--platform`).
+    pub platform: String,
 }
 
 /// Why a sandbox could not boot or run. Each names its cause in one line.
@@ -52,6 +53,9 @@ pub enum SandboxError {
     Exec { path: String, error: ExecError },
     #[error("cannot attach stdio: {0}")]
     Stdio(Errno),
+    /// An unknown platform name; the error lists the known ones.
+    #[error("{0}")]
+    Platform(PlatformError),
     #[error("sandbox failed: {0}")]
     Run(#[from] RunError),
 }
@@ -134,8 +138,8 @@ pub(crate) fn host_memory() -> Result<Host, SandboxError> {
     })
 }
 
-/// Creates the kernel over `host`: the ptrace platform and the VFS served by
-/// the gofer (from a saved upper layer on restore).
+/// Creates the kernel over `host`: the platform `config` names and the VFS
+/// served by the gofer (from a saved upper layer on restore).
 pub(crate) fn new_kernel(
     host: &Host,
     gofer_sock: OwnedFd,
@@ -144,7 +148,10 @@ pub(crate) fn new_kernel(
     config: &KernelConfig,
 ) -> Result<Arc<Kernel>, SandboxError> {
     let platform =
-        Arc::new(PtracePlatform::new(host.memory_file.fd()).map_err(SandboxError::Host)?);
+        platform::by_name(&config.platform, host.memory_file.fd()).map_err(|e| match e {
+            PlatformError::UnknownPlatform { .. } => SandboxError::Platform(e),
+            e => SandboxError::Host(e),
+        })?;
     let procs = ProcTable::new();
     let gofer_fs = Arc::new(vfs::gofer_fs::GoferHostFs::new(gofer::Client::new(
         gofer_sock,
@@ -171,6 +178,7 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxEr
     let kconfig = KernelConfig {
         hostname: config.hostname.clone(),
         strace: config.strace,
+        platform: config.platform.clone(),
     };
     let kernel = new_kernel(&host, gofer_sock, None, Clocks::boot(), &kconfig)?;
     let root = kernel.vfs.root().clone();

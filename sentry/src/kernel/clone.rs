@@ -4,10 +4,11 @@
 //!
 //! A new process (fork: clone without CLONE_VM) is not supported yet.
 
-use platform::{CpuState, FpState, ThreadToken};
+use platform::{Context, CpuState, FpState};
 
 use super::run::Interruption;
 use super::task::{ExitStatus, Task};
+use crate::arch::UserRegs;
 use crate::errno::Errno;
 
 /// What clone and clone3 ask for.
@@ -36,7 +37,6 @@ const OPTIONAL_FLAGS: u64 = (libc::CLONE_SYSVSEM
 /// Everything a new thread starts from, handed to its host thread.
 struct Seed {
     task: Task,
-    token: ThreadToken,
     fp: FpState,
 }
 
@@ -77,28 +77,26 @@ impl Task {
             .context
             .fp_state(&*self.aspace)
             .map_err(|_| Errno::EAGAIN)?;
-        let token = self.aspace.new_thread().map_err(|e| {
-            tracing::warn!(error = %e, "cannot create a stub thread");
+        let context = self.aspace.new_thread().map_err(|e| {
+            tracing::warn!(error = %e, "cannot create a platform thread");
             Errno::EAGAIN
         })?;
 
         let mut regs = self.cpu.regs;
-        regs.rax = 0;
+        regs.set_syscall_return(0);
         if args.stack != 0 {
-            regs.rsp = args.stack;
+            regs.set_stack_pointer(args.stack);
         }
         if args.flags & libc::CLONE_SETTLS as u64 != 0 {
-            regs.fs_base = args.tls;
+            regs.set_tls(args.tls);
         }
-        let mut child = self
-            .sibling(tid, CpuState { regs })
-            .map_err(|_| Errno::EAGAIN)?;
+        let mut child = self.sibling(tid, CpuState { regs }, context);
         child.clear_child_tid = if args.flags & libc::CLONE_CHILD_CLEARTID as u64 != 0 {
             args.child_tid
         } else {
             0
         };
-        spawn_thread(child, token, fp).map_err(|e| {
+        spawn_thread(child, fp).map_err(|e| {
             tracing::warn!(error = %e, "cannot start a host thread");
             Errno::EAGAIN
         })
@@ -108,10 +106,10 @@ impl Task {
 impl Task {
     /// A new thread of this task's group with `cpu`: shares the address
     /// space, descriptors, dispositions and limits; inherits the signal mask,
-    /// credentials and working directory. Its context is bound to a stub
-    /// thread on its own host thread ([`spawn_thread`]).
-    pub fn sibling(&self, tid: i32, cpu: CpuState) -> Result<Task, platform::PlatformError> {
-        let context = self.kernel.platform.new_context()?;
+    /// credentials and working directory. `context` comes from the address
+    /// space's `new_thread`; it runs on the new task's own host thread
+    /// ([`spawn_thread`]).
+    pub fn sibling(&self, tid: i32, cpu: CpuState, context: Box<dyn Context>) -> Task {
         let mut task = Task::new(
             self.kernel.clone(),
             tid,
@@ -121,16 +119,16 @@ impl Task {
             context,
         );
         task.signal_mask = self.signal_mask;
-        Ok(task)
+        task
     }
 }
 
 /// Joins `task` to its group and runs it on a host thread of its own, which
-/// adopts the stub thread `token` and loads `fp`.
-pub fn spawn_thread(task: Task, token: ThreadToken, fp: FpState) -> std::io::Result<()> {
+/// loads `fp`.
+pub fn spawn_thread(task: Task, fp: FpState) -> std::io::Result<()> {
     let (tg, tid, kernel) = (task.tg.clone(), task.tid, task.kernel.clone());
     task.join();
-    let seed = Seed { task, token, fp };
+    let seed = Seed { task, fp };
     let spawned = std::thread::Builder::new()
         .name(format!("cryo-task-{tid}"))
         .spawn(move || thread_main(seed));
@@ -142,19 +140,12 @@ pub fn spawn_thread(task: Task, token: ThreadToken, fp: FpState) -> std::io::Res
     Ok(())
 }
 
-/// The host thread of a new application thread: adopt the stub thread, load
-/// the FP state the parent had, run.
+/// The host thread of a new application thread: load the FP state the
+/// parent had (the context's first request, which makes this host thread
+/// the one that runs the new platform thread), run.
 fn thread_main(seed: Seed) {
-    let Seed {
-        mut task,
-        token,
-        fp,
-    } = seed;
-    let setup = (|| {
-        task.aspace.adopt_thread(token)?;
-        task.context.set_fp_state(&*task.aspace, &fp)?;
-        Ok::<_, platform::PlatformError>(())
-    })();
+    let Seed { mut task, fp } = seed;
+    let setup = task.context.set_fp_state(&*task.aspace, &fp);
     task.interrupt.set_platform(task.context.interrupter());
     if let Err(e) = setup {
         tracing::warn!(tid = task.tid, error = %e, "new thread cannot start: the process is killed");

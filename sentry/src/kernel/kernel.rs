@@ -20,6 +20,8 @@ pub struct KernelConfig {
     pub hostname: String,
     /// Print every syscall with its arguments and result (`--strace`).
     pub strace: bool,
+    /// The platform's name in `platform::PLATFORMS` (`--platform`).
+    pub platform: String,
 }
 
 /// The kernel (gVisor's kernel.Kernel), the root of the object graph: the

@@ -7,6 +7,7 @@ use platform::{Event, PlatformError};
 use super::signal::{default_action, DefaultAction};
 use super::task::{ExitStatus, Task};
 use super::thread_group::Release;
+use crate::arch::UserRegs;
 use crate::syscalls;
 
 /// Why a task's loop stopped other than by the application exiting.
@@ -92,7 +93,7 @@ impl Task {
                             signo,
                             code,
                             addr = format_args!("{addr:#x}"),
-                            rip = format_args!("{:#x}", self.cpu.regs.rip),
+                            ip = format_args!("{:#x}", self.cpu.regs.instruction_pointer()),
                             "fault"
                         );
                         self.force_fault(signo, code, addr);

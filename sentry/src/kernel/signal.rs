@@ -26,7 +26,8 @@ impl SigSet {
     }
 }
 
-/// `struct sigaction` as the kernel's rt_sigaction sees it on x86_64.
+/// `struct sigaction` as the kernel's rt_sigaction sees it: the same on
+/// x86_64 and arm64 (both have sa_restorer), as gVisor's one linux.SigAction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigAction {
     pub handler: u64,

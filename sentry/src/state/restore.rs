@@ -58,9 +58,24 @@ pub enum RestoreError {
     Cwd { path: String, errno: Errno },
 }
 
+/// The platform a restore runs on: the one asked for, else the one the
+/// statefile was saved from (its header's `platform`), else the default.
+fn chosen_platform(header: &statefile::Header, asked: Option<&str>) -> String {
+    asked
+        .or(header.metadata.get("platform").map(String::as_str))
+        .unwrap_or(platform::DEFAULT_PLATFORM)
+        .to_string()
+}
+
 /// Restores the sandbox saved in `image_dir`. `hostname` is unused: the
-/// saved UTS namespace wins, as the application already saw it.
-pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Task, RestoreError> {
+/// saved UTS namespace wins, as the application already saw it. The sandbox
+/// runs on `platform`, or else on the platform the statefile was saved from.
+pub fn restore(
+    image_dir: &Path,
+    gofer_sock: OwnedFd,
+    strace: bool,
+    platform: Option<&str>,
+) -> Result<Task, RestoreError> {
     let path = statefile_path(image_dir);
     if !path.is_file() {
         return Err(RestoreError::NoStatefile(image_dir.display().to_string()));
@@ -75,6 +90,9 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     // checksum as it is loaded below, before any stub exists (so memory is
     // read only once).
     let reader = Reader::open(&path).map_err(sf_err)?;
+    // A platform this cryo lacks is refused before anything is loaded.
+    let platform_name = chosen_platform(reader.header(), platform);
+    platform::lookup(&platform_name).map_err(SandboxError::Platform)?;
     for section in reader
         .sections()
         .iter()
@@ -127,6 +145,7 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     let config = KernelConfig {
         hostname: rec.kernel.uts.hostname.clone(),
         strace,
+        platform: platform_name,
     };
     let kernel = new_kernel(
         &host,
@@ -233,21 +252,19 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     );
     task.load_record(leader);
     task.join();
-    // The other threads: each gets a stub thread of the leader's address
-    // space and a host thread of its own. One that cannot start ends the
-    // whole restore: the threads already started are killed with it.
+    // The other threads: each gets a thread of the leader's address space
+    // and a host thread of its own. One that cannot start ends the whole
+    // restore: the threads already started are killed with it.
     for t in &rec.tasks[1..] {
-        let started = (|| {
-            let token = task.aspace.new_thread()?;
-            let mut sibling = task.sibling(t.tid, CpuState { regs: t.regs })?;
-            sibling.creds = t.creds.clone();
-            sibling.load_record(t);
-            Ok::<_, platform::PlatformError>((sibling, token))
-        })();
-        let result = started
+        let result = task
+            .aspace
+            .new_thread()
             .map_err(|e| e.to_string())
-            .and_then(|(sibling, token)| {
-                spawn_thread(sibling, token, t.fp.clone()).map_err(|e| e.to_string())
+            .and_then(|context| {
+                let mut sibling = task.sibling(t.tid, CpuState { regs: t.regs }, context);
+                sibling.creds = t.creds.clone();
+                sibling.load_record(t);
+                spawn_thread(sibling, t.fp.clone()).map_err(|e| e.to_string())
             });
         if let Err(e) = result {
             task.tg
@@ -259,4 +276,18 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
         }
     }
     Ok(task)
+}
+
+#[cfg(test)]
+mod platform_choice_tests {
+    use super::chosen_platform;
+
+    #[test]
+    fn asked_platform_wins_then_the_saved_one_then_the_default() {
+        let saved = statefile::Header::new("test").with("platform", "saved");
+        let bare = statefile::Header::new("test");
+        assert_eq!(chosen_platform(&saved, Some("asked")), "asked");
+        assert_eq!(chosen_platform(&saved, None), "saved");
+        assert_eq!(chosen_platform(&bare, None), platform::DEFAULT_PLATFORM);
+    }
 }

@@ -287,7 +287,7 @@ pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn stat_out(t: &mut Task, st: &crate::vfs::Stat, addr: u64) -> SysResult {
-    t.mm().copy_out(addr, &abi::encode_stat(st))?;
+    t.mm().copy_out(addr, &crate::arch::encode_stat(st))?;
     Ok(0)
 }
 
