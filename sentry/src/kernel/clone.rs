@@ -131,6 +131,7 @@ impl Task {
             interrupt: TaskInterrupt::new(),
             restart_deadline: None,
             restart_clock: None,
+            restart_rem: None,
         })
     }
 }

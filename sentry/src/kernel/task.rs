@@ -91,6 +91,8 @@ pub struct Task {
     /// absolute deadline on the sandbox's monotonic clock.
     pub restart_deadline: Option<i64>,
     pub restart_clock: Option<super::time::ClockId>,
+    /// Where the interrupted sleep writes its remaining time (its `rem`).
+    pub restart_rem: Option<u64>,
 }
 
 impl Task {
@@ -209,6 +211,7 @@ impl Task {
             interrupt,
             restart_deadline: None,
             restart_clock: None,
+            restart_rem: None,
         };
         task.tg.add(tid, task.member());
         task
