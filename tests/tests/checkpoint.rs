@@ -476,8 +476,10 @@ fn assert_ok(out: &Output, what: &str) {
     );
 }
 
-/// Exit 125, exactly one line on stderr, containing every one of `needles`.
+/// Exit 125, exactly one line on stderr, containing every one of `needles`
+/// (at least one: a refusal for the wrong reason must not pass).
 fn assert_refused(code: i32, stderr: &str, what: &str, needles: &[&str]) {
+    assert!(!needles.is_empty(), "{what}: say what the refusal must name");
     assert_eq!(
         code, REFUSED,
         "{what}: expected exit {REFUSED}, got {code}; stderr: {stderr}"
@@ -492,13 +494,13 @@ fn assert_refused(code: i32, stderr: &str, what: &str, needles: &[&str]) {
         trimmed.starts_with("cryo"),
         "{what}: error does not start with `cryo`: {trimmed}"
     );
-    eprintln!("{what}: refused as expected: {trimmed}");
     for n in needles {
         assert!(
             trimmed.contains(n),
             "{what}: error should mention {n:?}: {trimmed}"
         );
     }
+    eprintln!("{what}: refused as expected: {trimmed}");
 }
 
 /// Every non-directory under `dir` (recursively); empty if `dir` is absent.
@@ -793,27 +795,34 @@ fn dynamic_program_checkpointed() {
 #[test]
 fn dynamic_sleep_finishes_after_restore() {
     // A dynamically linked coreutils program blocked in nanosleep: after
-    // restore it finishes the remaining time and exits 0 by itself.
+    // restore it sleeps what was left of its time (the sandbox's monotonic
+    // clock continues from the checkpoint) and exits 0 by itself — neither
+    // at once nor after a whole new sleep.
+    const SLEEP: Duration = Duration::from_secs(4);
+    // Startup before the sleep began plus the restore's own work: generous,
+    // yet well below the 2 s a full re-sleep would add.
+    const MARGIN: Duration = Duration::from_millis(1000);
     let s = Scratch::new();
     let started = Instant::now();
     let mut a = Sandbox::run(
         &s.root(),
         "S",
         Path::new("/usr/bin/sleep"),
-        &[OsStr::new("3")],
+        &[OsStr::new("4")],
     );
-    thread::sleep(Duration::from_millis(1000));
-    assert!(a.is_running(), "sleep 3 ended early: {}", a.stderr_str());
+    thread::sleep(Duration::from_millis(2000));
+    assert!(a.is_running(), "sleep 4 ended early: {}", a.stderr_str());
     let img = s.path("img");
+    let asked = started.elapsed();
     let out = checkpoint(&s.root(), &img, "S", &[]);
-    assert_ok(&out, "cryo checkpoint S (sleep 3)");
+    let answered = started.elapsed();
+    assert_ok(&out, "cryo checkpoint S (sleep 4)");
     assert_eq!(
         a.wait_exit(EXIT),
         0,
         "sleep after checkpoint: {}",
         a.stderr_str()
     );
-    let slept = started.elapsed();
     let mut b = Sandbox::restore(&s.root(), &img, "T");
     let restored = Instant::now();
     let code = b.wait_exit(Duration::from_secs(10));
@@ -824,11 +833,101 @@ fn dynamic_sleep_finishes_after_restore() {
         "restored sleep: exit {code}; stderr: {}",
         b.stderr_str()
     );
-    // It slept the rest of its 3 s (give or take), not 0 and not 3 again.
+    // The sleep began after `started` and was frozen between `asked` and
+    // `answered`, so it had slept at most `answered` and at least `asked`
+    // minus its startup; what is left is the rest of the 4 s.
+    let least = SLEEP.saturating_sub(answered);
+    let most = SLEEP.saturating_sub(asked) + MARGIN;
     assert!(
-        took + slept >= Duration::from_millis(2500) && took < Duration::from_secs(6),
-        "restored sleep 3 took {took:?} after {slept:?} before the checkpoint"
+        took + Duration::from_millis(100) >= least,
+        "restored sleep 4 ended after {took:?}, but at most {answered:?} of it had passed"
     );
+    assert!(
+        took <= most,
+        "restored sleep 4 took {took:?} after a checkpoint {asked:?} into it: \
+         a fresh sleep rather than the {least:?}..{most:?} left"
+    );
+}
+
+/// The clocks of the `mono_ticker` guest on one of its lines.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    n: u64,
+    mono: i64,
+    boot: i64,
+}
+
+fn tick(line: &str) -> Tick {
+    let field = |name: &str| -> i64 {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in mono_ticker line {line:?}"))
+    };
+    Tick {
+        n: field("n") as u64,
+        mono: field("mono"),
+        boot: field("boot"),
+    }
+}
+
+/// Each clock of `ticks` never goes back, line after line.
+fn assert_clocks_forward(what: &str, ticks: &[Tick]) {
+    for w in ticks.windows(2) {
+        assert!(
+            w[1].n == w[0].n + 1 && w[1].mono >= w[0].mono && w[1].boot >= w[0].boot,
+            "{what}: {:?} followed by {:?}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+#[test]
+fn monotonic_clock_does_not_jump_over_the_frozen_time() {
+    // Invariant 6: CLOCK_MONOTONIC and CLOCK_BOOTTIME continue across a
+    // restore from where the checkpoint left them. The sandbox stays
+    // frozen for 3 s; across the restore the guest's clocks may move on by
+    // its 100 ms nap and the checkpoint's own work, far less than the
+    // pause, and never back.
+    const PAUSE: Duration = Duration::from_secs(3);
+    const MOST: i64 = 1_000_000_000;
+    let s = Scratch::new();
+    let ticker = guest("mono_ticker", Libc::Glibc);
+    let mut a = Sandbox::run(&s.root(), "M", &ticker, &[]);
+    a.wait_lines(3, START);
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "M", &[]), "cryo checkpoint M");
+    let checkpointed = Instant::now();
+    assert_eq!(a.wait_exit(EXIT), 0, "mono_ticker after checkpoint: {}", a.stderr_str());
+    // Every line printed before the freeze has been read (stdout closed).
+    let before: Vec<Tick> = a.lines.iter().map(|l| tick(l)).collect();
+    assert_clocks_forward("before the checkpoint", &before);
+    let last = *before.last().expect("lines before the checkpoint");
+
+    thread::sleep(PAUSE.saturating_sub(checkpointed.elapsed()));
+    let mut b = Sandbox::restore(&s.root(), &img, "N");
+    b.wait_lines(3, START);
+    assert!(
+        checkpointed.elapsed() >= PAUSE,
+        "the pause was shorter than {PAUSE:?}"
+    );
+    let after: Vec<Tick> = b.lines[..3].iter().map(|l| tick(l)).collect();
+    let first = after[0];
+    assert_eq!(first.n, last.n + 1, "the restored guest continues where it was");
+    assert_clocks_forward("after the restore", &after);
+    for (clock, was, now) in [
+        ("CLOCK_MONOTONIC", last.mono, first.mono),
+        ("CLOCK_BOOTTIME", last.boot, first.boot),
+    ] {
+        let moved = now - was;
+        assert!(moved >= 0, "{clock} went back by {} ns across the restore", -moved);
+        assert!(
+            moved < MOST,
+            "{clock} jumped forward by {moved} ns across the restore after a {PAUSE:?} pause \
+             (the frozen time must not count)"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1030,13 +1129,19 @@ fn checkpoint_to_unwritable_path_is_refused() {
     let mut a = start_counter(&s, "A", 8);
     let plain = s.path("plain-file");
     std::fs::write(&plain, b"not a directory").unwrap();
-    for img in [plain.join("img"), PathBuf::from("/proc/cryo-no-such/img")] {
+    for (img, why) in [
+        (plain.join("img"), "Not a directory"),
+        (
+            PathBuf::from("/proc/cryo-no-such/img"),
+            "No such file or directory",
+        ),
+    ] {
         let out = checkpoint(&s.root(), &img, "A", &[]);
         assert_refused(
             out.code,
             &out.stderr_str(),
             &format!("checkpoint to {}", img.display()),
-            &[],
+            &[img.to_str().unwrap(), why],
         );
         assert!(!img.exists());
         assert_still_running(&s, &mut a, 8);
@@ -1101,7 +1206,8 @@ fn checkpoint_failing_halfway_leaves_nothing() {
         out.code,
         &out.stderr_str(),
         "checkpoint onto a full tmpfs",
-        &[],
+        // ENOSPC, not any failure (a refused open would also exit 125).
+        &["No space left on device"],
     );
     assert_still_running(&s, &mut a, 16);
     let left = files_under(&small);
