@@ -285,7 +285,12 @@ fn swapping_a_directory_for_a_symlink_during_walks() {
         std::thread::spawn(move || {
             let mut renames = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                for (from, to) in [("b_dir", "b"), ("b", "b_dir"), ("b_link", "b"), ("b", "b_link")] {
+                for (from, to) in [
+                    ("b_dir", "b"),
+                    ("b", "b_dir"),
+                    ("b_link", "b"),
+                    ("b", "b_link"),
+                ] {
                     // Only the swapper renames: each one succeeds.
                     fs::rename(a.join(from), a.join(to)).unwrap();
                     renames += 1;
@@ -304,8 +309,7 @@ fn swapping_a_directory_for_a_symlink_during_walks() {
     let (mut reached, mut stopped, mut swaps_seen, mut walks) = (0u32, 0u32, 0u32, 0u32);
     let mut last: Option<Seen> = None;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while walks < MIN_WALKS
-        || (swaps_seen < MIN_SWAPS_SEEN && std::time::Instant::now() < deadline)
+    while walks < MIN_WALKS || (swaps_seen < MIN_SWAPS_SEEN && std::time::Instant::now() < deadline)
     {
         walks += 1;
         let w = g.walk(&root, &["a", "b", "passwd"]).unwrap();

@@ -628,7 +628,7 @@ fn stub_has_no_rseq_registration() {
             Some(libc::EIO),
             "PTRACE_GET_RSEQ_CONFIGURATION failed: {err}"
         );
-        eprintln!("SKIPPED: the kernel has no PTRACE_GET_RSEQ_CONFIGURATION (older than 5.13)");
+        skipped("stub_has_no_rseq_registration: the kernel has no PTRACE_GET_RSEQ_CONFIGURATION (older than 5.13)");
         return;
     }
     assert_eq!(config.pointer, 0, "rseq area still registered in the stub");

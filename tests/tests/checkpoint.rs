@@ -479,7 +479,10 @@ fn assert_ok(out: &Output, what: &str) {
 /// Exit 125, exactly one line on stderr, containing every one of `needles`
 /// (at least one: a refusal for the wrong reason must not pass).
 fn assert_refused(code: i32, stderr: &str, what: &str, needles: &[&str]) {
-    assert!(!needles.is_empty(), "{what}: say what the refusal must name");
+    assert!(
+        !needles.is_empty(),
+        "{what}: say what the refusal must name"
+    );
     assert_eq!(
         code, REFUSED,
         "{what}: expected exit {REFUSED}, got {code}; stderr: {stderr}"
@@ -899,7 +902,12 @@ fn monotonic_clock_does_not_jump_over_the_frozen_time() {
     let img = s.path("img");
     assert_ok(&checkpoint(&s.root(), &img, "M", &[]), "cryo checkpoint M");
     let checkpointed = Instant::now();
-    assert_eq!(a.wait_exit(EXIT), 0, "mono_ticker after checkpoint: {}", a.stderr_str());
+    assert_eq!(
+        a.wait_exit(EXIT),
+        0,
+        "mono_ticker after checkpoint: {}",
+        a.stderr_str()
+    );
     // Every line printed before the freeze has been read (stdout closed).
     let before: Vec<Tick> = a.lines.iter().map(|l| tick(l)).collect();
     assert_clocks_forward("before the checkpoint", &before);
@@ -914,14 +922,22 @@ fn monotonic_clock_does_not_jump_over_the_frozen_time() {
     );
     let after: Vec<Tick> = b.lines[..3].iter().map(|l| tick(l)).collect();
     let first = after[0];
-    assert_eq!(first.n, last.n + 1, "the restored guest continues where it was");
+    assert_eq!(
+        first.n,
+        last.n + 1,
+        "the restored guest continues where it was"
+    );
     assert_clocks_forward("after the restore", &after);
     for (clock, was, now) in [
         ("CLOCK_MONOTONIC", last.mono, first.mono),
         ("CLOCK_BOOTTIME", last.boot, first.boot),
     ] {
         let moved = now - was;
-        assert!(moved >= 0, "{clock} went back by {} ns across the restore", -moved);
+        assert!(
+            moved >= 0,
+            "{clock} went back by {} ns across the restore",
+            -moved
+        );
         assert!(
             moved < MOST,
             "{clock} jumped forward by {moved} ns across the restore after a {PAUSE:?} pause \

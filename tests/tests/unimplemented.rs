@@ -40,5 +40,8 @@ fn each_unimplemented_syscall_is_logged_once_by_name() {
         .lines()
         .filter(|l| l.contains("unimplemented syscall futex"))
         .count();
-    assert_eq!(futex_lines, 1, "futex logged {futex_lines} times; log:\n{text}");
+    assert_eq!(
+        futex_lines, 1,
+        "futex logged {futex_lines} times; log:\n{text}"
+    );
 }

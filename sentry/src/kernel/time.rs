@@ -230,9 +230,9 @@ mod tests {
         let c = Clocks::boot();
         let rel = Sleep::relative(&c, 10_000_000_000);
         match rel.interrupted(&c, true) {
-            SleepInterrupted::Eintr {
-                remaining: Some(r),
-            } => assert!(r > 9_000_000_000 && r <= 10_000_000_000, "{r}"),
+            SleepInterrupted::Eintr { remaining: Some(r) } => {
+                assert!(r > 9_000_000_000 && r <= 10_000_000_000, "{r}")
+            }
             other => panic!("relative, handler: {other:?}"),
         }
         assert!(matches!(
