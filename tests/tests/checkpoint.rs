@@ -1044,7 +1044,7 @@ fn restore_refuses_deleted_host_file() {
         &s,
         &img,
         "restore after the open file was deleted",
-        &[file.to_str().unwrap()],
+        &[file.to_str().unwrap(), "ENOENT"],
     );
 }
 
