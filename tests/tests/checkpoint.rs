@@ -4,7 +4,10 @@
 //! once, after `--leave-running`, twice in a row — and every line the
 //! restored program prints must be the line a native run prints for the
 //! same counter (same memory checksum, same fd offset, a monotonic clock
-//! that never went back). Then the refusals: damaged statefiles, files
+//! that never went back). A sleep restored mid-way sleeps only what was
+//! left, and the monotonic clocks do not jump over the time the sandbox
+//! spent frozen (`mono_ticker`, restored after a 3 s pause). Then the
+//! refusals: damaged statefiles, files
 //! changed on the host, unknown ids, occupied or unwritable image paths, a
 //! checkpoint that runs out of space halfway, bad flags and duplicate ids —
 //! each exits 125 with one line naming the cause, and leaves nothing

@@ -92,6 +92,8 @@ pub struct Task {
     pub restart_deadline: Option<i64>,
     pub restart_clock: Option<super::time::ClockId>,
     /// Where the interrupted sleep writes its remaining time (its `rem`).
+    /// Not in the statefile yet: after a restore, a handler interrupting
+    /// the resumed sleep leaves `rem` as the checkpoint's stop wrote it.
     pub restart_rem: Option<u64>,
 }
 
