@@ -855,6 +855,75 @@ fn dynamic_sleep_finishes_after_restore() {
     );
 }
 
+#[test]
+fn absolute_sleeps_end_at_their_deadline_after_restore() {
+    // clock_nanosleep(TIMER_ABSTIME) frozen mid-way runs again after the
+    // restore with the same deadline: on CLOCK_MONOTONIC it sleeps what was
+    // left when it was frozen (the clock continues from the checkpoint), on
+    // CLOCK_REALTIME it wakes when the host's wall clock reaches the
+    // deadline. Neither starts a new 4 s sleep.
+    const SLEEP: Duration = Duration::from_secs(4);
+    const MARGIN: Duration = Duration::from_millis(500);
+    let sleeper = guest("abs_sleep", Libc::Glibc);
+    for clock in ["monotonic", "realtime"] {
+        let s = Scratch::new();
+        let started = Instant::now();
+        let mut a = Sandbox::run(
+            &s.root(),
+            "S",
+            &sleeper,
+            &[OsStr::new(clock), OsStr::new("4")],
+        );
+        a.wait_lines(1, START);
+        // The deadline was read before the line was printed.
+        let printed = Instant::now();
+        assert_eq!(a.lines, ["sleeping"]);
+        thread::sleep(Duration::from_millis(2000));
+        let img = s.path("img");
+        let asked = Instant::now();
+        let out = checkpoint(&s.root(), &img, "S", &[]);
+        let answered = Instant::now();
+        assert_ok(&out, &format!("cryo checkpoint S (abs_sleep {clock})"));
+        assert_eq!(
+            a.wait_exit(EXIT),
+            0,
+            "abs_sleep {clock}: {}",
+            a.stderr_str()
+        );
+        assert_eq!(
+            a.lines,
+            ["sleeping"],
+            "abs_sleep {clock} woke before the checkpoint"
+        );
+
+        let mut b = Sandbox::restore(&s.root(), &img, "T");
+        let restored = Instant::now();
+        let code = b.wait_exit(Duration::from_secs(10));
+        let took = restored.elapsed();
+        assert_eq!(code, 0, "restored abs_sleep {clock}: {}", b.stderr_str());
+        assert_eq!(b.lines, ["reached=1"], "restored abs_sleep {clock}");
+        // The deadline lies between started+4 s and printed+4 s: on the
+        // sandbox's monotonic clock it is that far from the freeze, on the
+        // wall clock that far from now.
+        let (least, most) = if clock == "monotonic" {
+            (
+                (started + SLEEP).saturating_duration_since(answered),
+                (printed + SLEEP).saturating_duration_since(asked),
+            )
+        } else {
+            (
+                (started + SLEEP).saturating_duration_since(restored),
+                (printed + SLEEP).saturating_duration_since(restored),
+            )
+        };
+        assert!(
+            took + Duration::from_millis(100) >= least && took <= most + MARGIN,
+            "restored abs_sleep {clock} took {took:?}, expected {least:?}..{:?} (a fresh sleep is {SLEEP:?})",
+            most + MARGIN
+        );
+    }
+}
+
 /// The clocks of the `mono_ticker` guest on one of its lines.
 #[derive(Debug, Clone, Copy)]
 struct Tick {
