@@ -85,9 +85,8 @@ impl Kernel {
 
     /// A syscall cryo has, called in a way it does not support (a futex
     /// operation, fork through clone): ENOSYS too, logged once per
-    /// `name (detail)`.
-    /// The plain name then counts as logged, so the dispatcher's catch-all
-    /// does not log it again.
+    /// `name (detail)`. The plain name then counts as logged, so the
+    /// dispatcher's catch-all does not log it again.
     pub fn log_unsupported(&self, nr: u64, detail: &str) {
         let name = crate::arch::syscall_name(nr).unwrap_or("unknown");
         self.log_enosys(nr, format!("{name} ({detail})"));
