@@ -44,7 +44,7 @@ impl Task {
     /// clone(CLONE_THREAD …): starts a new thread and returns its tid.
     pub fn clone_thread(&mut self, args: CloneArgs) -> Result<i32, Errno> {
         if args.flags & THREAD_FLAGS != THREAD_FLAGS {
-            tracing::warn!(
+            tracing::debug!(
                 flags = format_args!("{:#x}", args.flags),
                 "clone of a new process (fork) is not supported yet"
             );

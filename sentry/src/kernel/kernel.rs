@@ -39,7 +39,8 @@ pub struct Kernel {
     /// What procfs shows of the tasks.
     pub procs: Arc<ProcTable>,
     pub futexes: super::futex::FutexTable,
-    enosys_logged: Mutex<HashSet<u64>>,
+    /// What was logged as unimplemented: "name" or "name (detail)".
+    enosys_logged: Mutex<HashSet<String>>,
 }
 
 impl Kernel {
@@ -72,14 +73,32 @@ impl Kernel {
 
     /// Invariant 5: an unknown syscall is logged once, with its name.
     pub fn log_unimplemented(&self, nr: u64) {
+        match crate::arch::syscall_name(nr) {
+            Some(name) => self.log_enosys(nr, name.to_string()),
+            None => self.log_enosys(nr, format!("#{nr}")),
+        }
+    }
+
+    /// A syscall cryo has, called in a way it does not support (a futex
+    /// operation, fork through clone): ENOSYS too, logged once per
+    /// `name (detail)`. The plain name then counts as logged, so the
+    /// dispatcher's catch-all does not log it again.
+    pub fn log_unsupported(&self, nr: u64, detail: &str) {
+        let name = crate::arch::syscall_name(nr).unwrap_or("unknown");
+        self.log_enosys(nr, format!("{name} ({detail})"));
+        if let Ok(mut logged) = self.enosys_logged.lock() {
+            logged.insert(name.to_string());
+        }
+    }
+
+    fn log_enosys(&self, nr: u64, what: String) {
         let first = self
             .enosys_logged
             .lock()
-            .map(|mut s| s.insert(nr))
+            .map(|mut logged| logged.insert(what.clone()))
             .unwrap_or(false);
         if first {
-            let name = crate::arch::syscall_name(nr).unwrap_or("unknown");
-            tracing::warn!(nr, name, "unimplemented syscall: returning ENOSYS");
+            tracing::warn!(nr, "unimplemented syscall {what}: returning ENOSYS");
         }
     }
 

@@ -77,6 +77,8 @@ pub struct Task {
     /// absolute deadline on the sandbox's monotonic clock.
     pub restart_deadline: Option<i64>,
     pub restart_clock: Option<super::time::ClockId>,
+    /// Where the interrupted sleep writes its remaining time (its `rem`).
+    pub restart_rem: Option<u64>,
 }
 
 impl Task {
@@ -181,6 +183,7 @@ impl Task {
             interrupt,
             restart_deadline: None,
             restart_clock: None,
+            restart_rem: None,
         }
     }
 
@@ -211,6 +214,8 @@ pub struct TaskRecord {
     pub cpu_time_ns: u64,
     /// An interrupted sleep's deadline, on its clock (restart_syscall).
     pub restart: Option<(i64, ClockId)>,
+    /// Where that sleep writes its remaining time (its `rem`), if anywhere.
+    pub restart_rem: Option<u64>,
 }
 statefile::savable_serde!(
     TaskRecord,
@@ -237,6 +242,7 @@ impl Task {
             robust_list: self.robust_list,
             cpu_time_ns: u64::try_from(self.cpu_time.as_nanos()).unwrap_or(u64::MAX),
             restart: self.restart_deadline.zip(self.restart_clock),
+            restart_rem: self.restart_rem,
         })
     }
 
@@ -251,5 +257,6 @@ impl Task {
         self.cpu_time = Duration::from_nanos(r.cpu_time_ns);
         self.restart_deadline = r.restart.map(|(d, _)| d);
         self.restart_clock = r.restart.map(|(_, c)| c);
+        self.restart_rem = r.restart_rem;
     }
 }

@@ -234,6 +234,12 @@ fn check_task(t: &TaskRecord, id: u64, tgid: i32, max_user_addr: u64) -> Result<
             return Err(bad("restart", format!("deadline {deadline} ns")));
         }
     }
+    if t.restart_rem.is_some_and(|a| a > max_user_addr) {
+        return Err(bad(
+            "restart_rem",
+            format!("{:#x}", t.restart_rem.unwrap_or(0)),
+        ));
+    }
     if t.cpu_time_ns > MAX_CLOCK_NANOS as u64 {
         return Err(bad("cpu_time_ns", format!("{}", t.cpu_time_ns)));
     }
