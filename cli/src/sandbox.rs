@@ -1,19 +1,27 @@
 //! Running a sandbox's init task with its control channel: the task loop
 //! handles queued control requests (checkpoint) whenever it is interrupted.
+//! A checkpoint is committed here, by the sandbox, with the fds the command
+//! passed (see `checkpoint_cmd` for the protocol and what it guarantees).
 
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 use anyhow::Context;
+use nix::errno::Errno;
+use nix::fcntl::{renameat, AtFlags};
 use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 use sentry::kernel::run::Interruption;
 use sentry::kernel::signal::{SigInfo, SI_USER};
 use sentry::kernel::thread_group::Release;
 use sentry::kernel::{ExitStatus, Task};
-use sentry::state::{checkpoint, CheckpointOptions};
+use sentry::state::{checkpoint, CheckpointOptions, CheckpointStats, STATEFILE_NAME};
 use statefile::Compression;
 
 use crate::container::{self, ContainerDir};
-use crate::control::{self, Pending, Reply, Request};
+use crate::control::{self, Pending, Reply, Request, TEMP_PREFIX};
 
 /// Parses `none` or `zstd[:LEVEL]`.
 pub fn parse_compression(s: &str) -> anyhow::Result<Compression> {
@@ -33,59 +41,142 @@ pub fn parse_compression(s: &str) -> anyhow::Result<Compression> {
     }
 }
 
+/// How long a sandbox about to exit waits for its reply to leave.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Handles one control request on the task's thread. Returns whether the
 /// sandbox should stop.
 fn handle(task: &mut Task, id: &str, pending: Pending) -> bool {
     let Pending {
         request,
-        file,
+        files,
         reply,
-        commit,
+        delivered,
     } = pending;
     match request {
         Request::Checkpoint {
             leave_running,
             compression,
+            force,
         } => {
-            let result = parse_compression(&compression).and_then(|compression| {
-                let file = file.context("no statefile was passed with the checkpoint request")?;
-                let opts = CheckpointOptions {
-                    compression,
-                    container_id: id.to_string(),
-                };
-                checkpoint(task, std::fs::File::from(file), &opts).map_err(anyhow::Error::new)
-            });
-            match result {
-                Ok(stats) => {
-                    let _ = reply.send(Reply::Written {
-                        file_bytes: stats.file_bytes,
-                        memory_bytes: stats.memory_bytes,
-                    });
-                    // Stop only once the command has the statefile durably in
-                    // place; without its commit the sandbox carries on.
-                    let committed = commit.recv().unwrap_or(false);
-                    if !committed {
-                        tracing::warn!(
-                            "checkpoint not committed by the command: the sandbox keeps running"
-                        );
-                    }
-                    let exit = committed && !leave_running;
-                    // The other threads, parked for the checkpoint, go on or end.
-                    task.tg.release(if exit {
-                        Release::Exit
-                    } else {
-                        Release::Continue
-                    });
-                    exit
-                }
-                Err(e) => {
-                    // A failed checkpoint leaves the sandbox running.
-                    let _ = reply.send(Reply::Error(crate::one_line(&e)));
-                    false
-                }
+            let result = checkpoint_into(task, id, &compression, force, files);
+            let saved = result.is_ok();
+            let exit = saved && !leave_running;
+            let answer = match result {
+                Ok(stats) => Reply::Saved {
+                    file_bytes: stats.file_bytes,
+                    memory_bytes: stats.memory_bytes,
+                },
+                // A failed checkpoint leaves the sandbox running.
+                Err(e) => Reply::Error(crate::one_line(&e)),
+            };
+            if reply.send(answer).is_ok() && exit {
+                // The statefile is in place whatever happens to the reply;
+                // waiting only lets a live command hear of it.
+                let _ = delivered.recv_timeout(DELIVERY_TIMEOUT);
             }
+            if saved {
+                // The other threads, parked for the checkpoint, go on or end.
+                task.tg.release(if exit {
+                    Release::Exit
+                } else {
+                    Release::Continue
+                });
+            }
+            exit
         }
     }
+}
+
+/// Writes the statefile into the passed unnamed file and publishes it in
+/// the passed directory (see `checkpoint_cmd` for why the sandbox, not the
+/// command, commits). On success the other threads are still parked and
+/// the caller's reply decides their fate; on failure they run again.
+fn checkpoint_into(
+    task: &mut Task,
+    id: &str,
+    compression: &str,
+    force: bool,
+    files: Vec<OwnedFd>,
+) -> anyhow::Result<CheckpointStats> {
+    let compression = parse_compression(compression)?;
+    let [file, dir]: [OwnedFd; 2] = files.try_into().map_err(|f: Vec<OwnedFd>| {
+        anyhow::anyhow!(
+            "a checkpoint request passes a statefile and its directory, not {} files",
+            f.len()
+        )
+    })?;
+    let file = File::from(file);
+    let dir = File::from(dir);
+    let opts = CheckpointOptions {
+        compression,
+        container_id: id.to_string(),
+    };
+    let writer = file.try_clone().context("duplicating the statefile's fd")?;
+    let stats = checkpoint(task, writer, &opts).map_err(anyhow::Error::new)?;
+    match publish(&file, &dir, force) {
+        Ok(()) => Ok(stats),
+        Err(e) => {
+            task.tg.release(Release::Continue);
+            Err(e)
+        }
+    }
+}
+
+/// Makes the written statefile durable and gives it its name: the commit
+/// point of a checkpoint is the one `linkat` (or, with `force`, `renameat`)
+/// that makes `checkpoint.cryo` appear complete. Uses only the passed fds.
+fn publish(file: &File, dir: &File, force: bool) -> anyhow::Result<()> {
+    file.sync_all().context("syncing the statefile")?;
+    let dirfd = dir.as_raw_fd();
+    if force {
+        let temp = format!(
+            "{TEMP_PREFIX}{}.{}.link",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
+        link_unnamed(file, dirfd, &temp)?;
+        if let Err(e) = renameat(Some(dirfd), temp.as_str(), Some(dirfd), STATEFILE_NAME) {
+            let _ = unlinkat(Some(dirfd), temp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e).context(format!("renaming the statefile to {STATEFILE_NAME}"));
+        }
+    } else {
+        link_unnamed(file, dirfd, STATEFILE_NAME).map_err(|e| {
+            if e.downcast_ref::<Errno>() == Some(&Errno::EEXIST) {
+                anyhow::anyhow!(
+                    "the image directory already holds a statefile (use --force to replace it)"
+                )
+            } else {
+                e
+            }
+        })?;
+    }
+    dir.sync_all().context("syncing the image directory")?;
+    Ok(())
+}
+
+/// Gives the unnamed file `file` the name `name` in directory `dirfd`.
+fn link_unnamed(file: &File, dirfd: RawFd, name: &str) -> anyhow::Result<()> {
+    let fd = file.as_raw_fd();
+    match linkat(Some(fd), "", Some(dirfd), name, AtFlags::AT_EMPTY_PATH) {
+        Ok(()) => return Ok(()),
+        // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc form does not
+        // (it names this process's own fd, not a host file).
+        Err(Errno::EPERM | Errno::ENOENT) => {}
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("linking {name}"))),
+    }
+    let proc_path = format!("/proc/self/fd/{fd}");
+    linkat(
+        None,
+        proc_path.as_str(),
+        Some(dirfd),
+        name,
+        AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(|e| anyhow::Error::new(e).context(format!("linking {name}")))
 }
 
 fn drain(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> Interruption {
