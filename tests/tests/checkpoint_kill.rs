@@ -410,8 +410,34 @@ fn killed_checkpoint_with_leave_running_over_an_older_statefile() {
     // The older statefile every kill point starts from (hard-linked in, so
     // an untouched one keeps its inode and a replaced one gets a new one).
     let older_dir = s.path().join("older");
+    std::fs::create_dir_all(&older_dir).unwrap();
+    // While a checkpoint holds the directory, another is refused at once.
+    let held = File::open(&older_dir).unwrap();
+    held.lock().unwrap();
+    let mut refused = cryo(&root);
+    let out = refused
+        .arg("checkpoint")
+        .arg("--image-path")
+        .arg(&older_dir)
+        .arg("L")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(125) && err.contains("in progress"),
+        "checkpoint into a locked directory: {:?} {err}",
+        out.status
+    );
+    drop(held);
+    // What an older cryo, or a sandbox killed between its link and its
+    // rename, may leave is removed by the next checkpoint into the directory.
+    std::fs::write(older_dir.join(".checkpoint.cryo.a1B2c3.tmp"), b"partial").unwrap();
+    std::fs::write(older_dir.join(".checkpoint.cryo.42.17.link"), b"whole").unwrap();
+    assert_eq!(names(&older_dir).len(), 2);
     let d = full_checkpoint(&root, &older_dir, "L", &["--leave-running"]);
     eprintln!("a whole checkpoint of {MIB} MiB takes {d:?}");
+    assert_eq!(names(&older_dir), [STATEFILE], "leftovers were not removed");
     let older = older_dir.join(STATEFILE);
     let older_ino = std::fs::metadata(&older).unwrap().ino();
 
