@@ -106,7 +106,10 @@ pub use memory::{
 };
 pub use reader::{OpenOptions, ReadAt, Reader, SectionReader};
 pub use savable::{from_bytes, split_blob, to_bytes, Decoder, Encoder, Savable, TypeTable};
-pub use section::{Compression, SectionId, SectionInfo, SectionKind, DEFAULT_ZSTD_LEVEL};
+pub use section::{
+    max_uncompressed_len, Compression, SectionId, SectionInfo, SectionKind, DEFAULT_ZSTD_LEVEL,
+    EXPANSION_SLACK, MAX_EXPANSION,
+};
 pub use writer::{AtomicFile, SectionWriter, Sink, Writer};
 
 /// Reads just the header of a file (even a damaged one, as far as the header
