@@ -27,11 +27,9 @@ pub fn run(args: RestoreArgs, root: &Path) -> anyhow::Result<i32> {
     let result = sentry::state::restore(&args.image_path, gofer_sock, args.strace)
         .map_err(anyhow::Error::new)
         .and_then(|mut task| {
-            let argv: Vec<String> = task
-                .argv
-                .iter()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
+            // The argv comes from the statefile: only a bounded part of it
+            // is copied into --root.
+            let argv = crate::container::recorded_argv(task.argv.iter().map(Vec::as_slice));
             crate::sandbox::run(&mut task, root, &id, &argv)
         });
     let _ = gofer.wait();
