@@ -67,17 +67,16 @@ pub fn run(args: CheckpointArgs, root: &Path) -> anyhow::Result<i32> {
     let dir = std::path::absolute(&args.image_path)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create image directory {}", dir.display()))?;
-    let dir_file =
-        File::open(&dir).with_context(|| format!("cannot open image directory {}", dir.display()))?;
+    let dir_file = File::open(&dir)
+        .with_context(|| format!("cannot open image directory {}", dir.display()))?;
     if !dir_file.metadata()?.is_dir() {
         bail!("image path {} is not a directory", dir.display());
     }
     match dir_file.try_lock() {
         Ok(()) => {}
-        Err(TryLockError::WouldBlock) => bail!(
-            "another checkpoint into {} is in progress",
-            dir.display()
-        ),
+        Err(TryLockError::WouldBlock) => {
+            bail!("another checkpoint into {} is in progress", dir.display())
+        }
         Err(TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("cannot lock {}", dir.display()))
         }
@@ -123,7 +122,9 @@ fn remove_leftovers(dir_file: &File, dir: &Path) {
             UnlinkatFlags::NoRemoveDir,
         ) {
             Ok(()) => tracing::info!(name = ?name, "removed a leftover of an earlier checkpoint"),
-            Err(e) => tracing::warn!(name = ?name, error = %e, "cannot remove a checkpoint leftover"),
+            Err(e) => {
+                tracing::warn!(name = ?name, error = %e, "cannot remove a checkpoint leftover")
+            }
         }
     }
 }

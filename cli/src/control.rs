@@ -45,7 +45,10 @@ pub enum Request {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Reply {
     /// The statefile is complete, durable and in place.
-    Saved { file_bytes: u64, memory_bytes: u64 },
+    Saved {
+        file_bytes: u64,
+        memory_bytes: u64,
+    },
     Error(String),
 }
 
@@ -150,7 +153,10 @@ fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> 
     loop {
         match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
             Ok(n) if n == bytes.len() => return Ok(()),
-            Ok(n) => bail!("short send on the control socket: {n} of {} bytes", bytes.len()),
+            Ok(n) => bail!(
+                "short send on the control socket: {n} of {} bytes",
+                bytes.len()
+            ),
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e).context("sending a control request"),
         }

@@ -54,8 +54,13 @@ fn bomb_file(stored: &[u8], claimed: u64, filler: usize) -> Vec<u8> {
     let noise: Vec<u8> = (0..filler as u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
-    w.write_section(SectionKind::Other(0x100), "filler", Compression::None, &noise)
-        .unwrap();
+    w.write_section(
+        SectionKind::Other(0x100),
+        "filler",
+        Compression::None,
+        &noise,
+    )
+    .unwrap();
     let mut b = w.finish().unwrap();
     // Index entry 0: kind u32, name length u32, name, compression u8,
     // level i32, offset u64, stored u64, uncompressed u64, crc u32.
@@ -75,8 +80,13 @@ fn bomb_file(stored: &[u8], claimed: u64, filler: usize) -> Vec<u8> {
 /// What cryo's own writer makes of a kernel section of `len` zeros.
 fn padded_zeros_file(len: usize) -> Vec<u8> {
     let mut w = Writer::new(Vec::new(), header()).unwrap();
-    w.write_section(SectionKind::Kernel, "", Compression::Zstd(1), &vec![0u8; len])
-        .unwrap();
+    w.write_section(
+        SectionKind::Kernel,
+        "",
+        Compression::Zstd(1),
+        &vec![0u8; len],
+    )
+    .unwrap();
     w.finish().unwrap()
 }
 
@@ -114,7 +124,12 @@ fn restore_refused(scratch: &Path, name: &str, statefile: &[u8]) -> String {
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
     eprintln!("{name}: {took:?}: {stderr}");
-    assert_eq!(out.status.code(), Some(125), "{name}: {:?}: {stderr}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "{name}: {:?}: {stderr}",
+        out.status
+    );
     assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
     assert!(stderr.starts_with("cryo: "), "{name}: {stderr}");
     assert!(
@@ -138,7 +153,11 @@ fn restore_of_decompression_bombs_is_refused_cheaply() {
         file.len()
     );
     let err = restore_refused(scratch.path(), "gib-claim", &file);
-    for needle in ["checkpoint.cryo", "section kernel", "claims 1073741824 bytes"] {
+    for needle in [
+        "checkpoint.cryo",
+        "section kernel",
+        "claims 1073741824 bytes",
+    ] {
         assert!(err.contains(needle), "should mention {needle:?}: {err}");
     }
 

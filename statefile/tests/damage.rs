@@ -800,9 +800,15 @@ fn writer_pads_a_very_compressible_section_so_it_reads_back() {
     };
     let b = w.finish().unwrap();
     for i in [&info, &streamed] {
-        assert!(i.uncompressed_len <= max_uncompressed_len(i.stored_len), "{i:?}");
+        assert!(
+            i.uncompressed_len <= max_uncompressed_len(i.stored_len),
+            "{i:?}"
+        );
         // Padded, but no more than needed.
-        assert!(i.stored_len <= i.uncompressed_len / MAX_EXPANSION + 64, "{i:?}");
+        assert!(
+            i.stored_len <= i.uncompressed_len / MAX_EXPANSION + 64,
+            "{i:?}"
+        );
     }
     let r = open(b).unwrap();
     r.verify().unwrap();

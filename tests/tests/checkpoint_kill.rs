@@ -251,7 +251,12 @@ fn assert_valid(statefile: &Path, what: &str) {
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     v.sort();
     v
@@ -356,11 +361,19 @@ fn killed_checkpoint_without_leave_running() {
             assert_eq!(names(&again), [STATEFILE], "{what}: after the retry");
             std::fs::remove_dir_all(&again).unwrap();
             sb.wait_ticks(1, START);
-            assert!(names(&img).is_empty(), "{what}: {:?} appeared late", names(&img));
+            assert!(
+                names(&img).is_empty(),
+                "{what}: {:?} appeared late",
+                names(&img)
+            );
             tally.untouched += 1;
         } else {
             // (b): exactly the statefile, valid; the sandbox exits.
-            assert_eq!(files, [STATEFILE], "{what}: image directory holds {files:?}");
+            assert_eq!(
+                files,
+                [STATEFILE],
+                "{what}: image directory holds {files:?}"
+            );
             assert_valid(&img.join(STATEFILE), &what);
             let code = sb.wait_exit(EXIT);
             assert_eq!(code, 0, "{what}: the checkpointed sandbox exited {code}");
@@ -384,7 +397,10 @@ fn killed_checkpoint_without_leave_running() {
         eprintln!("{what}: {}", if files.is_empty() { "(a)" } else { "(b)" });
     }
     eprintln!("without --leave-running: {tally:?}");
-    assert!(tally.untouched > 0, "no kill landed before the request: {tally:?}");
+    assert!(
+        tally.untouched > 0,
+        "no kill landed before the request: {tally:?}"
+    );
     assert!(
         tally.saved_after_kill > 0,
         "no kill landed during a checkpoint: {tally:?}"
@@ -451,7 +467,11 @@ fn killed_checkpoint_with_leave_running_over_an_older_statefile() {
         let finished = kill_after(start_checkpoint(&root, &img, "L", &flags), delay);
         wait_unlocked(&img, &what);
         let files = names(&img);
-        assert_eq!(files, [STATEFILE], "{what}: image directory holds {files:?}");
+        assert_eq!(
+            files,
+            [STATEFILE],
+            "{what}: image directory holds {files:?}"
+        );
         let ino = std::fs::metadata(img.join(STATEFILE)).unwrap().ino();
         // Either way the sandbox runs on.
         assert!(sb.alive(), "{what}: the sandbox is gone");
@@ -479,13 +499,13 @@ fn killed_checkpoint_with_leave_running_over_an_older_statefile() {
         }
         assert_eq!(names(&img), [STATEFILE], "{what}: stray files appeared");
         std::fs::remove_dir_all(&img).unwrap();
-        eprintln!(
-            "{what}: {}",
-            if ino == older_ino { "(a)" } else { "(b)" }
-        );
+        eprintln!("{what}: {}", if ino == older_ino { "(a)" } else { "(b)" });
     }
     eprintln!("with --leave-running: {tally:?}");
-    assert!(tally.untouched > 0, "no kill landed before the request: {tally:?}");
+    assert!(
+        tally.untouched > 0,
+        "no kill landed before the request: {tally:?}"
+    );
     assert!(
         tally.saved_after_kill > 0,
         "no kill landed during a checkpoint: {tally:?}"
