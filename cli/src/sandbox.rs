@@ -165,7 +165,9 @@ fn link_unnamed(file: &File, dirfd: RawFd, name: &str) -> anyhow::Result<()> {
         Ok(()) => return Ok(()),
         // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc form does not
         // (it names this process's own fd, not a host file).
-        Err(Errno::EPERM | Errno::ENOENT) => {}
+        Err(e @ (Errno::EPERM | Errno::ENOENT)) => {
+            tracing::debug!(error = %e, "linkat AT_EMPTY_PATH refused; linking through /proc/self/fd")
+        }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("linking {name}"))),
     }
     let proc_path = format!("/proc/self/fd/{fd}");

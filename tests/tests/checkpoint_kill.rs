@@ -19,7 +19,10 @@
 //! flight and the sandbox alike) — and asserts (a) or (b) exactly. Each
 //! sweep must see both outcomes, and at least one (b) whose command was
 //! killed before it finished. One statefile written after its command was
-//! killed is restored and must run on with intact memory.
+//! killed is restored and must run on with intact memory. Every other
+//! sandbox of the first sweep runs without CAP_DAC_READ_SEARCH, so both
+//! ways a sandbox links its unnamed statefile in (AT_EMPTY_PATH, and
+//! /proc/self/fd when that is refused) are killed around.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -91,9 +94,25 @@ impl Sandbox {
     }
 
     /// `cryo do --id ID -- ckpt_big 256`, once it has filled its memory.
-    fn boot(root: &Path, id: &str) -> Sandbox {
+    /// `no_dac_read_search`: without CAP_DAC_READ_SEARCH (via setpriv), so
+    /// the sandbox must link its statefile in through /proc/self/fd rather
+    /// than with AT_EMPTY_PATH.
+    fn boot(root: &Path, id: &str, no_dac_read_search: bool) -> Sandbox {
         let program = guest("ckpt_big", Libc::Glibc).expect("gcc builds ckpt_big");
-        let mut cmd = cryo(root);
+        let mut cmd = if no_dac_read_search {
+            let mut c = Command::new("setpriv");
+            c.args(["--bounding-set", "-dac_read_search", "--"])
+                .arg(cryo_bin())
+                .arg("--root")
+                .arg(root);
+            c.env_clear()
+                .envs(BASE_ENV.iter().copied())
+                .current_dir("/");
+            isolate(&mut c);
+            c
+        } else {
+            cryo(root)
+        };
         cmd.args(["do", "--id", id, "--cwd", "/"]);
         for (k, v) in BASE_ENV {
             cmd.arg("--env").arg(format!("{k}={v}"));
@@ -329,14 +348,19 @@ fn killed_checkpoint_without_leave_running() {
     let s = scratch();
     let root = s.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let mut id_n = 0;
-    let mut next_id = || {
-        id_n += 1;
-        format!("K{id_n}")
-    };
+    let mut boots = 1;
 
-    let mut id = next_id();
-    let mut sb = Sandbox::boot(&root, &id);
+    // Half the sandboxes of this sweep run without CAP_DAC_READ_SEARCH, so
+    // both ways the sandbox links its statefile in are killed around.
+    let setpriv = Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !setpriv {
+        eprintln!("setpriv not found: every sandbox links with AT_EMPTY_PATH");
+    }
+    let mut id = format!("K{boots}");
+    let mut sb = Sandbox::boot(&root, &id, false);
     let d = full_checkpoint(&root, &s.path().join("measure"), &id, &["--leave-running"]);
     eprintln!("a whole checkpoint of {MIB} MiB takes {d:?}");
     std::fs::remove_dir_all(s.path().join("measure")).unwrap();
@@ -391,8 +415,9 @@ fn killed_checkpoint_without_leave_running() {
                     restorable.get_or_insert(img.clone());
                 }
             }
-            id = next_id();
-            sb = Sandbox::boot(&root, &id);
+            boots += 1;
+            id = format!("K{boots}");
+            sb = Sandbox::boot(&root, &id, setpriv && boots % 2 == 0);
         }
         eprintln!("{what}: {}", if files.is_empty() { "(a)" } else { "(b)" });
     }
@@ -422,7 +447,7 @@ fn killed_checkpoint_with_leave_running_over_an_older_statefile() {
     let s = scratch();
     let root = s.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let mut sb = Sandbox::boot(&root, "L");
+    let mut sb = Sandbox::boot(&root, "L", false);
     // The older statefile every kill point starts from (hard-linked in, so
     // an untouched one keeps its inode and a replaced one gets a new one).
     let older_dir = s.path().join("older");
