@@ -130,7 +130,7 @@ fn remove_leftovers(dir_file: &File, dir: &Path) {
 }
 
 /// The statefile-to-be: a file in `dir` without a name.
-fn create_unnamed(dir: &Path) -> anyhow::Result<File> {
+pub(crate) fn create_unnamed(dir: &Path) -> anyhow::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)

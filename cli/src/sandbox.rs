@@ -270,3 +270,56 @@ fn forward_signals(
         })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn unnamed(dir: &std::path::Path, content: &[u8]) -> File {
+        let mut f = crate::checkpoint_cmd::create_unnamed(dir).unwrap();
+        f.write_all(content).unwrap();
+        f
+    }
+
+    #[test]
+    fn publish_links_refuses_to_replace_unless_forced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = File::open(tmp.path()).unwrap();
+        let target = tmp.path().join(STATEFILE_NAME);
+
+        let a = unnamed(tmp.path(), b"first");
+        // Nothing is named until it is published.
+        assert!(names(tmp.path()).is_empty());
+        publish(&a, &dir, false).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+
+        // Without force, an existing statefile is never replaced, even one
+        // that appeared after the command looked.
+        let b = unnamed(tmp.path(), b"second");
+        let err = publish(&b, &dir, false).unwrap_err();
+        assert!(
+            crate::one_line(&err).contains("already holds a statefile"),
+            "{err:#}"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+        assert_eq!(names(tmp.path()), [STATEFILE_NAME]);
+
+        // With force it is replaced in one rename, leaving no other name.
+        let before = std::fs::metadata(&target).unwrap().ino();
+        publish(&b, &dir, true).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"second");
+        assert_ne!(std::fs::metadata(&target).unwrap().ino(), before);
+        assert_eq!(names(tmp.path()), [STATEFILE_NAME]);
+    }
+}
