@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::dentry::lock;
-use super::file::{DirOps, FileKind, FileOps, IoCtx};
+use super::file::{DirOps, FileKind, FileOps, IoCtx, SaveAs};
 use super::inode::{DirEntry, Fingerprint, Inode};
 use super::stat::{Stat, Timespec};
 use crate::errno::Errno;
@@ -296,6 +296,9 @@ impl FileOps for HostFileOps {
 
     fn kind(&self) -> FileKind {
         FileKind::Regular
+    }
+    fn save_as(&self) -> SaveAs {
+        SaveAs::Path
     }
 
     fn read(&self, _io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::file::{FileKind, OpenFile};
+use super::file::{FileKind, OpenFile, SaveAs};
 use super::inode::Fingerprint;
 use super::pipe::{pipe_of, Pipe};
 use super::resolve::{NAME_MAX, PATH_MAX};
@@ -147,6 +147,8 @@ pub enum SaveError {
     Deleted(String),
     #[error("cannot save an open file of kind {0:?}")]
     Unsupported(FileKind),
+    #[error("open file {file} cannot be checkpointed: {why}")]
+    NotCheckpointable { file: String, why: &'static str },
     #[error("the namespace has no saved parts (not built by build_sandbox_vfs)")]
     NotASandbox,
 }
@@ -355,32 +357,36 @@ impl OpenFile {
     /// The state to re-open this file after a restore.
     pub fn save(&self, ctx: &mut SaveCtx) -> Result<OpenFileState, SaveError> {
         let flags = self.status_flags() | if self.is_path() { libc::O_PATH } else { 0 };
-        if let Some((pipe, read)) = pipe_of(self) {
-            ctx.pipes.entry(pipe.id()).or_insert_with(|| PipeSnapshot {
-                id: pipe.id(),
-                data: pipe.contents(),
-            });
-            let kind = if read {
-                FileStateKind::PipeRead { pipe: pipe.id() }
-            } else {
-                FileStateKind::PipeWrite { pipe: pipe.id() }
-            };
-            return Ok(OpenFileState {
-                path: Vec::new(),
-                flags,
-                offset: 0,
-                kind,
-                fingerprint: None,
-            });
-        }
-        if let Some(index) = super::host::host_fd_index(self) {
-            return Ok(OpenFileState {
-                path: Vec::new(),
-                flags,
-                offset: 0,
-                kind: FileStateKind::HostStdio { index },
-                fingerprint: None,
-            });
+        let stream = |kind| OpenFileState {
+            path: Vec::new(),
+            flags,
+            offset: 0,
+            kind,
+            fingerprint: None,
+        };
+        match self.ops().save_as() {
+            SaveAs::PipeEnd { pipe, read } => {
+                if let Some((p, _)) = pipe_of(self) {
+                    ctx.pipes.entry(pipe).or_insert_with(|| PipeSnapshot {
+                        id: pipe,
+                        data: p.contents(),
+                    });
+                }
+                return Ok(stream(if read {
+                    FileStateKind::PipeRead { pipe }
+                } else {
+                    FileStateKind::PipeWrite { pipe }
+                }));
+            }
+            SaveAs::HostStdio(index) => return Ok(stream(FileStateKind::HostStdio { index })),
+            SaveAs::Refuse(why) => {
+                let name = self
+                    .dentry()
+                    .map(super::vfs::path_of)
+                    .unwrap_or_else(|| format!("{:?}", self.kind()));
+                return Err(SaveError::NotCheckpointable { file: name, why });
+            }
+            SaveAs::Path => {}
         }
         let d = self.dentry().ok_or(SaveError::Unsupported(self.kind()))?;
         if d.is_unlinked() {
@@ -525,5 +531,64 @@ impl Vfs {
             .map_err(|errno| RestoreError::Missing { path, errno })?;
         file.set_offset(st.offset);
         Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+
+    use super::*;
+    use crate::vfs::file::FileOps;
+    use crate::vfs::pipe::new_pipe;
+
+    /// A file kind that declares it cannot be checkpointed.
+    struct Unsavable;
+
+    impl FileOps for Unsavable {
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+        fn kind(&self) -> FileKind {
+            FileKind::CharDevice
+        }
+        fn save_as(&self) -> SaveAs {
+            SaveAs::Refuse("a test device keeps no saved form")
+        }
+    }
+
+    #[test]
+    fn a_file_kind_that_cannot_be_checkpointed_is_refused_with_its_reason() {
+        let (read, _write) = new_pipe(0, Timespec::default());
+        let file = OpenFile::new(
+            None,
+            read.inode().clone(),
+            Arc::new(Unsavable),
+            libc::O_RDWR,
+        );
+        let err = file.save(&mut SaveCtx::default()).unwrap_err();
+        assert_eq!(
+            err,
+            SaveError::NotCheckpointable {
+                file: "CharDevice".into(),
+                why: "a test device keeps no saved form"
+            }
+        );
+        assert!(err.to_string().contains("cannot be checkpointed"), "{err}");
+    }
+
+    #[test]
+    fn pipe_ends_save_their_pipe_once() {
+        let (read, write) = new_pipe(0, Timespec::default());
+        let mut ctx = SaveCtx::default();
+        let r = read.save(&mut ctx).unwrap();
+        let w = write.save(&mut ctx).unwrap();
+        let (FileStateKind::PipeRead { pipe: a }, FileStateKind::PipeWrite { pipe: b }) =
+            (r.kind, w.kind)
+        else {
+            panic!("pipe ends saved as something else");
+        };
+        assert_eq!(a, b);
+        assert_eq!(ctx.pipes.len(), 1);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::dentry::lock;
-use super::file::{DirOps, FileKind, FileOps, IoCtx};
+use super::file::{DirOps, FileKind, FileOps, IoCtx, SaveAs};
 use super::inode::{DirEntry, Inode};
 use super::stat::{dirent_type, Clock, Stat, Timespec};
 use crate::errno::Errno;
@@ -616,6 +616,9 @@ impl FileOps for TmpfsFileOps {
 
     fn kind(&self) -> FileKind {
         FileKind::Regular
+    }
+    fn save_as(&self) -> SaveAs {
+        SaveAs::Path
     }
 
     fn read(&self, _io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
