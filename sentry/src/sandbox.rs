@@ -147,8 +147,14 @@ pub(crate) fn new_kernel(
         gofer_sock,
     )));
     let vfs =
-        vfs::sandbox::build_with_host(gofer_fs, Arc::new(HostClock), procs.clone(), vfs_state)
-            .map_err(|e| SandboxError::Vfs(e.to_string()))?;
+        vfs::sandbox::build_with_host(
+            gofer_fs,
+            Arc::new(HostClock),
+            procs.clone(),
+            host.memory_file.clone(),
+            vfs_state,
+        )
+        .map_err(|e| SandboxError::Vfs(e.to_string()))?;
     let kernel = Arc::new(Kernel::new(
         platform,
         host.memory_file.clone(),

@@ -13,17 +13,15 @@ use super::inode::Fingerprint;
 use super::pipe::{pipe_of, Pipe};
 use super::resolve::{NAME_MAX, PATH_MAX};
 use super::stat::{Clock, Timespec};
-use super::tmpfs::{DirData, FileData, Kind, Node, Tmpfs, TmpfsInode, TmpfsShared, PAGE};
+use super::tmpfs::{
+    DirData, FileData, Kind, Node, Tmpfs, TmpfsInode, TmpfsShared, MAX_FILE_SIZE, PAGE,
+};
 use super::vfs::Vfs;
 use crate::errno::Errno;
+use crate::mm::MemoryFile;
 
 /// The format version of these structs.
-pub const VFS_STATE_VERSION: u32 = 1;
-
-/// Deepest directory tree a snapshot may hold, so that restoring (which
-/// recurses) cannot overflow a thread's stack on hostile input.
-/// TODO: make validate/build iterative and raise this to PATH_MAX / 2.
-const MAX_DEPTH: usize = 256;
+pub const VFS_STATE_VERSION: u32 = 2;
 
 /// The parts of a sandbox's namespace that hold state.
 #[derive(Default)]
@@ -32,40 +30,60 @@ pub(crate) struct SandboxParts {
     pub(crate) shm: Option<Arc<Tmpfs>>,
 }
 
-/// A whole tmpfs: the overlay's upper layer or /dev/shm.
+/// A whole tmpfs (the overlay's upper layer or /dev/shm) as a flat table of
+/// nodes keyed by inode number. Directories name their children by inode
+/// number, so a file named twice (a hard link) is one record, and nothing
+/// nests: saving, encoding, decoding and validating never recurse, however
+/// deep the tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TmpfsSnapshot {
     pub next_ino: u64,
-    pub root: NodeSnapshot,
+    /// The root directory's inode number.
+    pub root: u64,
+    pub nodes: Vec<TmpfsNodeRecord>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeSnapshot {
+pub struct TmpfsNodeRecord {
     pub ino: u64,
+    /// How many directory entries name this node (0 for the root, 1 for any
+    /// other directory).
+    pub nlink: u32,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
     pub atime: Timespec,
     pub mtime: Timespec,
     pub ctime: Timespec,
-    pub kind: NodeKindSnapshot,
+    pub kind: TmpfsNodeKind,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NodeKindSnapshot {
+pub enum TmpfsNodeKind {
     Dir {
-        children: Vec<(Vec<u8>, NodeSnapshot)>,
+        entries: Vec<TmpfsDirEntry>,
+        /// Overlay whiteouts.
         whiteouts: Vec<Vec<u8>>,
         opaque: bool,
     },
-    /// Only the pages that were written: (page index, PAGE bytes).
-    File {
-        size: u64,
-        pages: Vec<(u64, Vec<u8>)>,
-    },
-    Symlink {
-        target: Vec<u8>,
-    },
+    /// The file's pages stay in the memory file; only where they are is
+    /// saved, and the statefile's memory section carries their bytes.
+    File { size: u64, pages: Vec<TmpfsPage> },
+    Symlink { target: Vec<u8> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsDirEntry {
+    pub name: Vec<u8>,
+    pub ino: u64,
+}
+
+/// One page of a file: page `index` of the file is the memory-file page at
+/// `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsPage {
+    pub index: u64,
+    pub offset: u64,
 }
 
 /// The namespace of a `cryo do` sandbox.
@@ -149,6 +167,8 @@ pub enum RestoreError {
     },
     #[error("invalid state: {0}")]
     Invalid(String),
+    #[error("invalid tmpfs state: {field}: {why}")]
+    Tmpfs { field: String, why: String },
     #[error("unsupported state version {0}")]
     Version(u32),
 }
@@ -157,69 +177,180 @@ fn invalid(s: impl Into<String>) -> RestoreError {
     RestoreError::Invalid(s.into())
 }
 
+fn bad_field(field: impl Into<String>, why: impl Into<String>) -> RestoreError {
+    RestoreError::Tmpfs {
+        field: field.into(),
+        why: why.into(),
+    }
+}
+
+/// Memory-file pages already attached to a file while restoring: no page may
+/// back two files (or two pages of one), across every tmpfs of a sandbox.
+#[derive(Default)]
+pub struct PageClaims {
+    claimed: HashSet<u64>,
+}
+
 impl Tmpfs {
-    /// The whole tree, contents included.
+    /// The whole tree as a flat table, root first. Call with the
+    /// application stopped. File contents are not copied: the records name
+    /// their memory-file pages.
     pub fn snapshot(&self) -> TmpfsSnapshot {
+        let root = self.root();
+        let mut nodes: Vec<TmpfsNodeRecord> = Vec::new();
+        // Inode number -> (index in `nodes`, names seen so far).
+        let mut seen: HashMap<u64, (usize, u32)> = HashMap::new();
+        let mut pending: Vec<Arc<TmpfsInode>> = vec![root.clone()];
+        seen.insert(root.ino, (0, 0));
+        while let Some(inode) = pending.pop() {
+            let index = nodes.len();
+            if let Some(entry) = seen.get_mut(&inode.ino) {
+                entry.0 = index;
+            }
+            let node = inode.lock();
+            let kind = match &node.kind {
+                Kind::Dir(d) => {
+                    let mut entries = Vec::with_capacity(d.children.len());
+                    for (name, child) in &d.children {
+                        entries.push(TmpfsDirEntry {
+                            name: name.clone(),
+                            ino: child.ino,
+                        });
+                        match seen.get_mut(&child.ino) {
+                            Some(entry) => entry.1 += 1,
+                            None => {
+                                seen.insert(child.ino, (usize::MAX, 1));
+                                pending.push(child.clone());
+                            }
+                        }
+                    }
+                    TmpfsNodeKind::Dir {
+                        entries,
+                        whiteouts: d.whiteouts.iter().cloned().collect(),
+                        opaque: d.opaque,
+                    }
+                }
+                Kind::File(f) => TmpfsNodeKind::File {
+                    size: f.size,
+                    pages: f
+                        .pages
+                        .iter()
+                        .map(|(index, offset)| TmpfsPage {
+                            index: *index,
+                            offset: *offset,
+                        })
+                        .collect(),
+                },
+                Kind::Symlink(t) => TmpfsNodeKind::Symlink { target: t.clone() },
+            };
+            nodes.push(TmpfsNodeRecord {
+                ino: inode.ino,
+                nlink: 0,
+                mode: node.mode,
+                uid: node.uid,
+                gid: node.gid,
+                atime: node.atime,
+                mtime: node.mtime,
+                ctime: node.ctime,
+                kind,
+            });
+        }
+        // Link counts are those of the saved graph, whatever the live
+        // counters say, so a restore's consistency check holds by design.
+        for (index, names) in seen.into_values() {
+            if let Some(n) = nodes.get_mut(index) {
+                n.nlink = names;
+            }
+        }
         TmpfsSnapshot {
             next_ino: self
                 .shared
                 .next_ino
                 .load(std::sync::atomic::Ordering::Relaxed),
-            root: snap_node(&self.root()),
+            root: root.ino,
+            nodes,
         }
     }
 
-    /// A tmpfs holding `snap`, validated first: a hostile snapshot is
-    /// refused, never trusted.
+    /// A tmpfs holding `snap`, its files re-attached to their pages in `mf`,
+    /// which must already hold the restored memory. The whole table is
+    /// validated first (and nothing is built from a hostile one): unique
+    /// inode numbers, one root directory, every named child present, every
+    /// node reachable from the root exactly as often as its link count
+    /// says (so no cycles and no shared directories), valid names and
+    /// targets, and file pages page-aligned, inside the memory file's
+    /// restored allocations and used once across `claims`.
     pub fn restore(
         snap: &TmpfsSnapshot,
         clock: Arc<dyn Clock>,
+        mf: Arc<MemoryFile>,
+        claims: &mut PageClaims,
     ) -> Result<Arc<Tmpfs>, RestoreError> {
-        let mut inos = HashSet::new();
-        validate(&snap.root, 0, &mut inos)?;
-        if snap.root.mode & libc::S_IFMT != libc::S_IFDIR {
-            return Err(invalid("tmpfs root is not a directory"));
-        }
-        let max = inos.iter().copied().max().unwrap_or(0);
+        let index = validate_table(snap, &mf, claims)?;
+        let max_ino = snap.nodes.iter().map(|n| n.ino).max().unwrap_or(0);
         let shared = Arc::new(TmpfsShared {
-            next_ino: std::sync::atomic::AtomicU64::new(snap.next_ino.max(max.saturating_add(1))),
+            next_ino: std::sync::atomic::AtomicU64::new(
+                snap.next_ino.max(max_ino.saturating_add(1)),
+            ),
             clock,
+            mf,
         });
-        let root = build(&shared, &snap.root);
+        let inodes: Vec<Arc<TmpfsInode>> = snap
+            .nodes
+            .iter()
+            .map(|n| {
+                let kind = match &n.kind {
+                    TmpfsNodeKind::Dir {
+                        whiteouts, opaque, ..
+                    } => Kind::Dir(DirData {
+                        children: BTreeMap::new(),
+                        whiteouts: whiteouts.iter().cloned().collect(),
+                        opaque: *opaque,
+                    }),
+                    TmpfsNodeKind::File { size, pages } => {
+                        let mut data = FileData::new(shared.mf.clone());
+                        data.size = *size;
+                        data.pages = pages.iter().map(|p| (p.index, p.offset)).collect();
+                        Kind::File(data)
+                    }
+                    TmpfsNodeKind::Symlink { target } => Kind::Symlink(target.clone()),
+                };
+                let node = Node {
+                    links: n.nlink,
+                    mode: n.mode,
+                    uid: n.uid,
+                    gid: n.gid,
+                    atime: n.atime,
+                    mtime: n.mtime,
+                    ctime: n.ctime,
+                    kind,
+                };
+                TmpfsInode::with_ino(&shared, node, n.ino)
+            })
+            .collect();
+        for (n, inode) in snap.nodes.iter().zip(&inodes) {
+            let TmpfsNodeKind::Dir { entries, .. } = &n.kind else {
+                continue;
+            };
+            let mut node = inode.lock();
+            if let Kind::Dir(d) = &mut node.kind {
+                for e in entries {
+                    // Every entry's inode was found by `validate_table`.
+                    if let Some(child) = index.get(&e.ino).and_then(|i| inodes.get(*i)) {
+                        d.children.insert(e.name.clone(), child.clone());
+                    }
+                }
+            }
+        }
+        let root = index
+            .get(&snap.root)
+            .and_then(|i| inodes.get(*i))
+            .cloned()
+            .ok_or_else(|| bad_field("root", "no such node"))?;
         Ok(Arc::new(Tmpfs {
             shared,
             root: std::sync::Mutex::new(root),
         }))
-    }
-}
-
-fn snap_node(n: &Arc<TmpfsInode>) -> NodeSnapshot {
-    let node = n.lock();
-    let kind = match &node.kind {
-        Kind::Dir(d) => NodeKindSnapshot::Dir {
-            children: d
-                .children
-                .iter()
-                .map(|(k, c)| (k.clone(), snap_node(c)))
-                .collect(),
-            whiteouts: d.whiteouts.iter().cloned().collect(),
-            opaque: d.opaque,
-        },
-        Kind::File(f) => NodeKindSnapshot::File {
-            size: f.size,
-            pages: f.pages.iter().map(|(i, p)| (*i, p.to_vec())).collect(),
-        },
-        Kind::Symlink(t) => NodeKindSnapshot::Symlink { target: t.clone() },
-    };
-    NodeSnapshot {
-        ino: n.ino,
-        mode: node.mode,
-        uid: node.uid,
-        gid: node.gid,
-        atime: node.atime,
-        mtime: node.mtime,
-        ctime: node.ctime,
-        kind,
     }
 }
 
@@ -232,95 +363,167 @@ fn valid_name(n: &[u8]) -> bool {
         && !n.contains(&0)
 }
 
-fn validate(n: &NodeSnapshot, depth: usize, inos: &mut HashSet<u64>) -> Result<(), RestoreError> {
-    if depth > MAX_DEPTH {
-        return Err(invalid("tmpfs tree too deep"));
+/// Checks a tmpfs table (see [`Tmpfs::restore`]) without recursion and
+/// returns the index of each inode number in it. Pages are claimed in
+/// `claims` only if the whole table is valid.
+fn validate_table(
+    snap: &TmpfsSnapshot,
+    mf: &MemoryFile,
+    claims: &mut PageClaims,
+) -> Result<HashMap<u64, usize>, RestoreError> {
+    let mut index: HashMap<u64, usize> = HashMap::with_capacity(snap.nodes.len());
+    for (i, n) in snap.nodes.iter().enumerate() {
+        if n.ino == 0 {
+            return Err(bad_field(format!("nodes[{i}].ino"), "inode number 0"));
+        }
+        if index.insert(n.ino, i).is_some() {
+            return Err(bad_field(
+                format!("nodes[{i}].ino"),
+                format!("inode number {} used twice", n.ino),
+            ));
+        }
     }
-    if !inos.insert(n.ino) || n.ino == 0 {
-        return Err(invalid(format!("bad or duplicate inode number {}", n.ino)));
-    }
-    let want = match &n.kind {
-        NodeKindSnapshot::Dir {
-            children,
-            whiteouts,
-            ..
-        } => {
-            let mut seen = HashSet::new();
-            for (name, c) in children {
-                if !valid_name(name) || !seen.insert(name) {
-                    return Err(invalid(format!(
-                        "bad name {:?}",
-                        String::from_utf8_lossy(name)
-                    )));
+    let root = *index
+        .get(&snap.root)
+        .ok_or_else(|| bad_field("root", format!("no node has inode number {}", snap.root)))?;
+    let mut names = vec![0u32; snap.nodes.len()];
+    let mut new_pages: HashSet<u64> = HashSet::new();
+    for (i, n) in snap.nodes.iter().enumerate() {
+        let want = match &n.kind {
+            TmpfsNodeKind::Dir {
+                entries, whiteouts, ..
+            } => {
+                let mut seen = HashSet::with_capacity(entries.len());
+                for (j, e) in entries.iter().enumerate() {
+                    if !valid_name(&e.name) {
+                        return Err(bad_field(
+                            format!("nodes[{i}].entries[{j}].name"),
+                            format!("invalid name {:?}", String::from_utf8_lossy(&e.name)),
+                        ));
+                    }
+                    if !seen.insert(&e.name) {
+                        return Err(bad_field(
+                            format!("nodes[{i}].entries[{j}].name"),
+                            "name listed twice",
+                        ));
+                    }
+                    let child = *index.get(&e.ino).ok_or_else(|| {
+                        bad_field(
+                            format!("nodes[{i}].entries[{j}].ino"),
+                            format!("no node has inode number {}", e.ino),
+                        )
+                    })?;
+                    names[child] = names[child].saturating_add(1);
                 }
-                validate(c, depth + 1, inos)?;
+                if let Some(k) = whiteouts.iter().position(|w| !valid_name(w)) {
+                    return Err(bad_field(
+                        format!("nodes[{i}].whiteouts[{k}]"),
+                        "invalid name",
+                    ));
+                }
+                libc::S_IFDIR
             }
-            if whiteouts.iter().any(|w| !valid_name(w)) {
-                return Err(invalid("bad whiteout name"));
+            TmpfsNodeKind::File { size, pages } => {
+                if *size > MAX_FILE_SIZE {
+                    return Err(bad_field(format!("nodes[{i}].size"), "file too large"));
+                }
+                let mut indices = HashSet::with_capacity(pages.len());
+                for (k, p) in pages.iter().enumerate() {
+                    let in_file = p
+                        .index
+                        .checked_mul(PAGE as u64)
+                        .is_some_and(|start| start < *size);
+                    if !in_file || !indices.insert(p.index) {
+                        return Err(bad_field(
+                            format!("nodes[{i}].pages[{k}].index"),
+                            format!("page {} is past the end or listed twice", p.index),
+                        ));
+                    }
+                    let field = || format!("nodes[{i}].pages[{k}].offset");
+                    if p.offset % PAGE as u64 != 0 {
+                        return Err(bad_field(field(), format!("{:#x} is not page-aligned", p.offset)));
+                    }
+                    if !mf.is_allocated(p.offset, PAGE as u64) {
+                        return Err(bad_field(
+                            field(),
+                            format!("{:#x} is not inside the restored memory", p.offset),
+                        ));
+                    }
+                    if claims.claimed.contains(&p.offset) || !new_pages.insert(p.offset) {
+                        return Err(bad_field(
+                            field(),
+                            format!("memory page {:#x} used twice", p.offset),
+                        ));
+                    }
+                }
+                libc::S_IFREG
             }
-            libc::S_IFDIR
+            TmpfsNodeKind::Symlink { target } => {
+                if target.is_empty() || target.len() >= PATH_MAX || target.contains(&0) {
+                    return Err(bad_field(format!("nodes[{i}].target"), "invalid symlink target"));
+                }
+                libc::S_IFLNK
+            }
+        };
+        if n.mode & libc::S_IFMT != want || n.mode & !(libc::S_IFMT | 0o7777) != 0 {
+            return Err(bad_field(
+                format!("nodes[{i}].mode"),
+                format!("mode {:o} does not fit the node", n.mode),
+            ));
         }
-        NodeKindSnapshot::File { size, pages } => {
-            if *size > i64::MAX as u64 {
-                return Err(invalid("file too large"));
-            }
-            let mut seen = HashSet::new();
-            for (i, p) in pages {
-                let in_range = i
-                    .checked_mul(PAGE as u64)
-                    .is_some_and(|start| start < *size);
-                if p.len() != PAGE || !in_range || !seen.insert(i) {
-                    return Err(invalid(format!("bad file page {i}")));
+    }
+    if snap.nodes[root].mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(bad_field("root", "the root is not a directory"));
+    }
+    for (i, n) in snap.nodes.iter().enumerate() {
+        let is_dir = n.mode & libc::S_IFMT == libc::S_IFDIR;
+        let expected = if i == root {
+            0
+        } else if is_dir {
+            1
+        } else {
+            n.nlink.max(1)
+        };
+        if names[i] != expected || n.nlink != names[i] {
+            return Err(bad_field(
+                format!("nodes[{i}].nlink"),
+                format!(
+                    "inode {} has link count {} but is named {} times",
+                    n.ino, n.nlink, names[i]
+                ),
+            ));
+        }
+    }
+    // Every node named as often as it should be, with directories named
+    // once and the root never: then the nodes reachable from the root are
+    // all of them exactly when there is no cycle (a cycle would be a set of
+    // directories naming each other, out of the root's reach).
+    let mut reached = vec![false; snap.nodes.len()];
+    reached[root] = true;
+    let mut pending = vec![root];
+    let mut count = 1usize;
+    while let Some(i) = pending.pop() {
+        if let TmpfsNodeKind::Dir { entries, .. } = &snap.nodes[i].kind {
+            for e in entries {
+                if let Some(&c) = index.get(&e.ino) {
+                    if !reached[c] {
+                        reached[c] = true;
+                        count += 1;
+                        pending.push(c);
+                    }
                 }
             }
-            libc::S_IFREG
         }
-        NodeKindSnapshot::Symlink { target } => {
-            if target.is_empty() || target.len() >= PATH_MAX {
-                return Err(invalid("bad symlink target"));
-            }
-            libc::S_IFLNK
-        }
-    };
-    if n.mode & libc::S_IFMT != want || n.mode & !(libc::S_IFMT | 0o7777) != 0 {
-        return Err(invalid(format!("mode {:o} does not fit the node", n.mode)));
     }
-    Ok(())
-}
-
-fn build(shared: &Arc<TmpfsShared>, n: &NodeSnapshot) -> Arc<TmpfsInode> {
-    let kind = match &n.kind {
-        NodeKindSnapshot::Dir {
-            children,
-            whiteouts,
-            opaque,
-        } => Kind::Dir(DirData {
-            children: children
-                .iter()
-                .map(|(k, c)| (k.clone(), build(shared, c)))
-                .collect(),
-            whiteouts: whiteouts.iter().cloned().collect(),
-            opaque: *opaque,
-        }),
-        NodeKindSnapshot::File { size, pages } => Kind::File(FileData {
-            size: *size,
-            pages: pages
-                .iter()
-                .map(|(i, p)| (*i, p.clone().into_boxed_slice()))
-                .collect(),
-        }),
-        NodeKindSnapshot::Symlink { target } => Kind::Symlink(target.clone()),
-    };
-    let node = Node {
-        mode: n.mode,
-        uid: n.uid,
-        gid: n.gid,
-        atime: n.atime,
-        mtime: n.mtime,
-        ctime: n.ctime,
-        kind,
-    };
-    TmpfsInode::with_ino(shared, node, n.ino)
+    if count != snap.nodes.len() {
+        let i = reached.iter().position(|r| !r).unwrap_or(0);
+        return Err(bad_field(
+            format!("nodes[{i}]"),
+            "not reachable from the root (a directory cycle or a detached subtree)",
+        ));
+    }
+    claims.claimed.extend(new_pages);
+    Ok(index)
 }
 
 fn kind_name(ft: u32) -> &'static str {
