@@ -713,3 +713,518 @@ impl Vfs {
         Ok(file)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::{MmapFile, MF_PAGE_SIZE};
+    use crate::vfs::file::Interrupt;
+    use crate::vfs::inode::Inode;
+    use crate::vfs::testing::{clone_memory, test_memory_file, FixedClock};
+    use crate::vfs::vfs::MountOpts;
+
+    const P: u64 = MF_PAGE_SIZE;
+
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(FixedClock(3))
+    }
+
+    fn new_file(dir: &Arc<TmpfsInode>, name: &[u8]) -> Arc<TmpfsInode> {
+        dir.create(name, 0o644).unwrap();
+        dir.child(name).unwrap()
+    }
+
+    fn new_dir(dir: &Arc<TmpfsInode>, name: &[u8]) -> Arc<TmpfsInode> {
+        dir.mkdir(name, 0o755).unwrap();
+        dir.child(name).unwrap()
+    }
+
+    fn read(f: &TmpfsInode, off: u64, n: usize) -> Vec<u8> {
+        let mut buf = vec![0xaa; n];
+        let got = f.read_at(off, &mut buf).unwrap();
+        buf.truncate(got);
+        buf
+    }
+
+    fn page_offsets(f: &TmpfsInode) -> Vec<(u64, u64)> {
+        match &f.lock().kind {
+            Kind::File(d) => d.pages.iter().map(|(i, o)| (*i, *o)).collect(),
+            _ => panic!("not a file"),
+        }
+    }
+
+    #[test]
+    fn file_bytes_live_in_the_memory_file() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let f = new_file(&fs.root(), b"f");
+        assert_eq!(mf.allocated_bytes(), 0, "an empty file holds no page");
+        assert_eq!(f.write_at(10, b"0123456789").unwrap(), 10);
+        assert_eq!(mf.allocated_bytes(), P);
+        // The bytes are in the memory file, at the page the map names.
+        let [(0, off)] = page_offsets(&f)[..] else {
+            panic!("{:?}", page_offsets(&f))
+        };
+        let mut raw = [0u8; 10];
+        mf.read_at(off + 10, &mut raw).unwrap();
+        assert_eq!(&raw, b"0123456789");
+        // And the memory file's bytes are the file's.
+        mf.write_at(off + 12, b"AB").unwrap();
+        assert_eq!(read(&f, 10, 10), b"01AB456789");
+        assert_eq!(read(&f, 0, 4), [0, 0, 0, 0]);
+
+        // Sparse: a write far out takes only the pages it touches.
+        let big = vec![7u8; 3 * P as usize];
+        f.write_at((1 << 30) + 100, &big).unwrap();
+        assert_eq!(mf.allocated_bytes(), 5 * P);
+        assert_eq!(f.stat().unwrap().blocks, 5 * P / 512);
+        assert_eq!(read(&f, 1 << 20, 3), [0, 0, 0]);
+        assert_eq!(read(&f, (1 << 30) + 99, 3), [0, 7, 7]);
+
+        // Truncate gives pages back and zeroes the tail of the last one, so
+        // growing again reads zeros, not the old bytes.
+        f.set_size(14).unwrap();
+        assert_eq!(mf.allocated_bytes(), P);
+        f.set_size(30).unwrap();
+        assert_eq!(read(&f, 10, 20), b"01AB\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        f.set_size(0).unwrap();
+        assert_eq!(mf.allocated_bytes(), 0);
+
+        // Unlinked but still held: pages stay until the last user goes.
+        f.write_at(0, b"still here").unwrap();
+        fs.root().unlink(b"f").unwrap();
+        assert_eq!(f.stat().unwrap().nlink, 0);
+        assert_eq!(read(&f, 0, 10), b"still here");
+        assert_eq!(mf.allocated_bytes(), P);
+        drop(f);
+        assert_eq!(mf.allocated_bytes(), 0);
+    }
+
+    #[test]
+    fn full_memory_file_is_enospc_and_takes_nothing() {
+        let mf = Arc::new(MemoryFile::new(4 * P).unwrap());
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let f = new_file(&fs.root(), b"f");
+        f.write_at(0, b"x").unwrap();
+        let big = vec![1u8; 5 * P as usize];
+        assert_eq!(f.write_at(P, &big), Err(Errno::ENOSPC));
+        assert_eq!(mf.allocated_bytes(), P, "a failed write gives its pages back");
+        assert_eq!(f.size(), 1);
+        f.write_at(P, &big[..3 * P as usize]).unwrap();
+        assert_eq!(mf.allocated_bytes(), 4 * P);
+    }
+
+    #[test]
+    fn shared_mapping_is_coherent_with_write() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let vfs = Vfs::new(
+            fs.root(),
+            MountOpts {
+                fs_type: "tmpfs",
+                read_only: false,
+            },
+        );
+        let r = vfs.root().clone();
+        let intr = Interrupt::new();
+        let f = vfs
+            .open_at(&r, b"/m", libc::O_CREAT | libc::O_RDWR, 0o644)
+            .unwrap();
+        f.write(b"hello", &intr).unwrap();
+        let m = f.as_mappable().unwrap();
+        let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
+        let addr = mm
+            .mmap(
+                0,
+                P,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                libc::MAP_SHARED as u64,
+                Some(MmapFile {
+                    file: m.clone(),
+                    offset: 0,
+                    writable: true,
+                }),
+            )
+            .unwrap();
+        let mut buf = [0u8; 5];
+        mm.copy_in(addr, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        // Through the mapping, then msync: write(2)'s view sees it.
+        mm.copy_out(addr + 1, b"E").unwrap();
+        mm.msync(addr, P, libc::MS_SYNC as u64).unwrap();
+        assert_eq!(f.pread(&mut buf, 0, &intr), Ok(5));
+        assert_eq!(&buf, b"hEllo");
+        // write(2), reflected in the mapping the way the write syscall does.
+        f.pwrite(b"L", 2, &intr).unwrap();
+        mm.file_written(m.as_ref(), 2, b"L");
+        mm.copy_in(addr, &mut buf).unwrap();
+        assert_eq!(&buf, b"hELlo");
+        // Both the file's page and the mapping's live in the one memory file.
+        assert_eq!(mf.allocated_bytes(), 2 * P);
+        mm.munmap(addr, P).unwrap();
+        assert_eq!(mf.allocated_bytes(), P);
+    }
+
+    const DEPTH: usize = 20_000;
+
+    fn encode_decode(snap: &TmpfsSnapshot) -> TmpfsSnapshot {
+        let bytes = bincode::serde::encode_to_vec(snap, bincode::config::standard()).unwrap();
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn round_trip_keeps_hard_links_and_a_deep_chain() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let root = fs.root();
+        let a = new_dir(&root, b"a");
+        let shared = new_file(&a, b"file");
+        shared.write_at(0, b"shared bytes").unwrap();
+        root.link(b"b", &shared).unwrap();
+        assert_eq!(shared.stat().unwrap().nlink, 2);
+        root.symlink(b"s", b"a/file").unwrap();
+        a.add_whiteout(b"gone").unwrap();
+        let mut cur = root.clone();
+        for _ in 0..DEPTH {
+            cur = new_dir(&cur, b"d");
+        }
+        new_file(&cur, b"bottom").write_at(5000, b"deep").unwrap();
+        drop(cur);
+
+        let snap = fs.snapshot();
+        // root, a, a/file (also b), s, the chain, bottom.
+        assert_eq!(snap.nodes.len(), 4 + DEPTH + 1);
+        let shared_rec = snap.nodes.iter().find(|n| n.ino == shared.ino).unwrap();
+        assert_eq!(shared_rec.nlink, 2);
+        let decoded = encode_decode(&snap);
+        assert_eq!(decoded, snap);
+
+        // A restore: the memory file is loaded first, then tmpfs re-attached.
+        let mf2 = clone_memory(&mf);
+        let before = mf2.allocated_bytes();
+        let fs2 =
+            Tmpfs::restore(&decoded, clock(), mf2.clone(), &mut PageClaims::default()).unwrap();
+        let root2 = fs2.root();
+        let a2 = root2.child(b"a").unwrap();
+        let f2 = a2.child(b"file").unwrap();
+        let b2 = root2.child(b"b").unwrap();
+        assert!(Arc::ptr_eq(&f2, &b2), "a hard link stays one inode");
+        assert_eq!(f2.stat().unwrap().nlink, 2);
+        assert_eq!(f2.ino, shared.ino);
+        b2.write_at(0, b"SHARED").unwrap();
+        assert_eq!(read(&f2, 0, 12), b"SHARED bytes");
+        assert_eq!(read(&shared, 0, 12), b"shared bytes", "the original is untouched");
+        assert_eq!(root2.readlink().err(), Some(Errno::EINVAL));
+        assert_eq!(root2.child(b"s").unwrap().readlink().unwrap(), b"a/file");
+        assert!(a2.has_whiteout(b"gone"));
+        let mut cur = root2.clone();
+        for _ in 0..DEPTH {
+            cur = cur.child(b"d").expect("chain level");
+        }
+        let bottom = cur.child(b"bottom").unwrap();
+        assert_eq!(read(&bottom, 4998, 10), b"\0\0deep");
+        assert_eq!(bottom.size(), 5004);
+        // A new inode does not reuse a restored number.
+        let fresh = new_file(&root2, b"new");
+        assert!(fresh.ino > snap.nodes.iter().map(|n| n.ino).max().unwrap());
+        // The restored files own their pages: dropping the tree (without
+        // recursion, 20,000 levels deep) gives every one of them back.
+        assert_eq!(mf2.allocated_bytes(), before);
+        drop((root2, a2, f2, b2, cur, bottom, fresh));
+        drop(fs2);
+        assert_eq!(mf2.allocated_bytes(), 0);
+    }
+
+    /// A valid table to break: root, dir "d", file "d/f" with one page,
+    /// file "g" with one page, in a memory file that holds those pages.
+    fn base() -> (TmpfsSnapshot, Arc<MemoryFile>) {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let d = new_dir(&fs.root(), b"d");
+        new_file(&d, b"f").write_at(0, b"f").unwrap();
+        new_file(&fs.root(), b"g").write_at(0, b"g").unwrap();
+        let snap = fs.snapshot();
+        let copy = clone_memory(&mf);
+        (snap, copy)
+    }
+
+    fn node_index(s: &TmpfsSnapshot, pred: impl Fn(&TmpfsNodeRecord) -> bool) -> usize {
+        s.nodes.iter().position(pred).unwrap()
+    }
+
+    fn file_index(s: &TmpfsSnapshot, size: u64) -> Vec<usize> {
+        s.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.kind, TmpfsNodeKind::File { size: sz, .. } if sz == size))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn pages_mut(n: &mut TmpfsNodeRecord) -> &mut Vec<TmpfsPage> {
+        match &mut n.kind {
+            TmpfsNodeKind::File { pages, .. } => pages,
+            _ => panic!("not a file"),
+        }
+    }
+
+    fn entries_mut(n: &mut TmpfsNodeRecord) -> &mut Vec<TmpfsDirEntry> {
+        match &mut n.kind {
+            TmpfsNodeKind::Dir { entries, .. } => entries,
+            _ => panic!("not a dir"),
+        }
+    }
+
+    /// Restores a mutated `base()`; returns the refused field and reason.
+    fn refused(f: impl Fn(&mut TmpfsSnapshot)) -> (String, String) {
+        let (mut s, mf) = base();
+        f(&mut s);
+        let s = encode_decode(&s);
+        let mut claims = PageClaims::default();
+        match Tmpfs::restore(&s, clock(), mf.clone(), &mut claims) {
+            Err(RestoreError::Tmpfs { field, why }) => {
+                // Nothing was attached: the memory file is as loaded.
+                assert!(claims.claimed.is_empty());
+                (field, why)
+            }
+            Err(e) => panic!("refused with a non-tmpfs error {e}"),
+            Ok(_) => panic!("hostile table accepted"),
+        }
+    }
+
+    #[test]
+    fn the_base_table_is_accepted() {
+        let (s, mf) = base();
+        let before = mf.allocated_bytes();
+        let fs = Tmpfs::restore(&s, clock(), mf.clone(), &mut PageClaims::default()).unwrap();
+        let f = fs.root().child(b"d").unwrap().child(b"f").unwrap();
+        assert_eq!(read(&f, 0, 1), b"f");
+        drop(f);
+        drop(fs);
+        assert_eq!(mf.allocated_bytes(), before - 2 * P);
+    }
+
+    #[test]
+    fn hostile_tables_are_refused_naming_the_field() {
+        // A cycle out of the root's reach: two directories naming each other.
+        let (field, why) = refused(|s| {
+            let d = node_index(s, |n| n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root);
+            let root = node_index(s, |n| n.ino == s.root);
+            entries_mut(&mut s.nodes[root]).retain(|e| e.name != b"d");
+            let (e, ino) = (s.nodes[d].ino, 900);
+            s.nodes.push(TmpfsNodeRecord {
+                ino,
+                kind: TmpfsNodeKind::Dir {
+                    entries: vec![TmpfsDirEntry {
+                        name: b"back".to_vec(),
+                        ino: e,
+                    }],
+                    whiteouts: vec![],
+                    opaque: false,
+                },
+                ..s.nodes[d].clone()
+            });
+            entries_mut(&mut s.nodes[d]).push(TmpfsDirEntry {
+                name: b"loop".to_vec(),
+                ino,
+            });
+        });
+        assert!(field.starts_with("nodes["), "{field}");
+        assert!(why.contains("not reachable"), "{why}");
+        // A cycle through the root: a directory naming the root.
+        let (field, why) = refused(|s| {
+            let d = node_index(s, |n| n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root);
+            let root_ino = s.root;
+            entries_mut(&mut s.nodes[d]).push(TmpfsDirEntry {
+                name: b"up".to_vec(),
+                ino: root_ino,
+            });
+        });
+        assert_eq!(field, "nodes[0].nlink", "{why}");
+        // A directory named twice (a hard-linked directory).
+        let (field, _) = refused(|s| {
+            let d = node_index(s, |n| n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root);
+            let ino = s.nodes[d].ino;
+            s.nodes[d].nlink = 2;
+            entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
+                name: b"again".to_vec(),
+                ino,
+            });
+        });
+        assert!(field.ends_with(".nlink"), "{field}");
+        // A missing child.
+        let (field, why) = refused(|s| {
+            entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
+                name: b"ghost".to_vec(),
+                ino: 4242,
+            });
+        });
+        assert!(
+            field.starts_with("nodes[0].entries[") && field.ends_with("].ino"),
+            "{field}"
+        );
+        assert!(why.contains("4242"), "{why}");
+        // A file named twice with a link count of one.
+        let (field, _) = refused(|s| {
+            let g = s.nodes[0].kind.clone();
+            let TmpfsNodeKind::Dir { entries, .. } = g else { panic!() };
+            let ino = entries.iter().find(|e| e.name == b"g").unwrap().ino;
+            entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
+                name: b"h".to_vec(),
+                ino,
+            });
+        });
+        assert!(field.ends_with(".nlink"), "{field}");
+        // A page outside the restored memory.
+        let (field, why) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            pages_mut(&mut s.nodes[i])[0].offset = 1 << 31;
+        });
+        assert!(
+            field.starts_with("nodes[") && field.ends_with("].pages[0].offset"),
+            "{field}"
+        );
+        assert!(why.contains("not inside the restored memory"), "{why}");
+        // An unaligned page.
+        let (field, why) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            pages_mut(&mut s.nodes[i])[0].offset += 1;
+        });
+        assert!(field.ends_with("].pages[0].offset"), "{field}");
+        assert!(why.contains("page-aligned"), "{why}");
+        // One page used by two files.
+        let (field, why) = refused(|s| {
+            let files = file_index(s, 1);
+            let off = pages_mut(&mut s.nodes[files[0]])[0].offset;
+            pages_mut(&mut s.nodes[files[1]])[0].offset = off;
+        });
+        assert!(field.ends_with("].pages[0].offset"), "{field}");
+        assert!(why.contains("used twice"), "{why}");
+        // One page used twice by one file.
+        let (field, why) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            s.nodes[i].kind = TmpfsNodeKind::File {
+                size: 2 * P,
+                pages: vec![pages_mut(&mut s.nodes[i])[0]; 2],
+            };
+            if let TmpfsNodeKind::File { pages, .. } = &mut s.nodes[i].kind {
+                pages[1].index = 1;
+            }
+        });
+        assert!(field.ends_with("].pages[1].offset"), "{field}");
+        assert!(why.contains("used twice"), "{why}");
+        // A page past the end of its file.
+        let (field, _) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            pages_mut(&mut s.nodes[i])[0].index = 1;
+        });
+        assert!(field.ends_with("].pages[0].index"), "{field}");
+        // Names: a slash, a NUL, one byte over NAME_MAX, a dot.
+        for bad in [
+            b"a/b".to_vec(),
+            b"a\0b".to_vec(),
+            vec![b'n'; NAME_MAX + 1],
+            b"..".to_vec(),
+        ] {
+            let (field, _) = refused(|s| entries_mut(&mut s.nodes[0])[0].name = bad.clone());
+            assert_eq!(field, "nodes[0].entries[0].name");
+        }
+        // A symlink target of PATH_MAX bytes.
+        let (field, _) = refused(|s| {
+            s.nodes.push(TmpfsNodeRecord {
+                ino: 777,
+                nlink: 1,
+                mode: libc::S_IFLNK | 0o777,
+                kind: TmpfsNodeKind::Symlink {
+                    target: vec![b'x'; PATH_MAX],
+                },
+                ..s.nodes[0].clone()
+            });
+            entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
+                name: b"l".to_vec(),
+                ino: 777,
+            });
+        });
+        assert_eq!(field, "nodes[4].target");
+        // Duplicate inode numbers, a missing root, a root that is a file.
+        let (field, _) = refused(|s| {
+            let n = s.nodes.len();
+            s.nodes[n - 1].ino = s.nodes[0].ino;
+        });
+        assert!(field.ends_with(".ino"), "{field}");
+        let (field, _) = refused(|s| s.root = 31337);
+        assert_eq!(field, "root");
+        let (field, _) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            s.root = s.nodes[i].ino;
+        });
+        assert_eq!(field, "root");
+        // A mode that does not fit the node.
+        let (field, _) = refused(|s| s.nodes[0].mode = libc::S_IFREG | 0o755);
+        assert_eq!(field, "nodes[0].mode");
+    }
+
+    /// A hostile statefile's deep chain decodes and validates without
+    /// recursion: 5,000 levels are fine, and the same chain closed into a
+    /// cycle is refused.
+    #[test]
+    fn a_deep_hostile_chain_decodes_and_is_judged() {
+        let chain = |cycle: bool| {
+            let (mut s, mf) = base();
+            let template = s.nodes[0].clone();
+            let first = 10_000u64;
+            let depth = 5_000u64;
+            for k in 0..depth {
+                let ino = first + k;
+                let child = if k + 1 < depth {
+                    vec![TmpfsDirEntry {
+                        name: b"d".to_vec(),
+                        ino: ino + 1,
+                    }]
+                } else if cycle {
+                    vec![TmpfsDirEntry {
+                        name: b"d".to_vec(),
+                        ino: first,
+                    }]
+                } else {
+                    vec![]
+                };
+                s.nodes.push(TmpfsNodeRecord {
+                    ino,
+                    nlink: 1,
+                    kind: TmpfsNodeKind::Dir {
+                        entries: child,
+                        whiteouts: vec![],
+                        opaque: false,
+                    },
+                    ..template.clone()
+                });
+            }
+            if !cycle {
+                entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
+                    name: b"chain".to_vec(),
+                    ino: first,
+                });
+            }
+            (encode_decode(&s), mf)
+        };
+        let (ok, mf) = chain(false);
+        let fs = Tmpfs::restore(&ok, clock(), mf.clone(), &mut PageClaims::default()).unwrap();
+        let mut cur = fs.root().child(b"chain").unwrap();
+        for _ in 1..5_000 {
+            cur = cur.child(b"d").unwrap();
+        }
+        assert!(cur.child(b"d").is_none());
+        drop((cur, fs));
+        let (bad, mf) = chain(true);
+        match Tmpfs::restore(&bad, clock(), mf, &mut PageClaims::default()) {
+            Err(RestoreError::Tmpfs { field, why }) => {
+                assert!(field.starts_with("nodes["), "{field}");
+                assert!(why.contains("not reachable"), "{why}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+}
