@@ -16,6 +16,7 @@
 #include "common.h"
 #include <fcntl.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define FILE_SIZE (64u << 20)
@@ -46,7 +47,7 @@ static void fill_text(void)
 	size_t off = 0;
 	unsigned line = 0;
 	while (off + 64 <= sizeof buf) {
-		snprintf(buf + off, 65, "%08u the quick brown fox jumps over the lazy dog, again.....\n",
+		snprintf(buf + off, 65, "%08u the quick brown fox jumps over the lazy dog, again....\n",
 			 line++ % 100000000u);
 		off += 64;
 	}

@@ -217,10 +217,51 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
+/// What `cryo inspect` says of a statefile: where the bytes went.
+#[derive(Debug)]
+struct Layout {
+    /// The kernel section's uncompressed length (the tmpfs table is in it).
+    kernel_bytes: u64,
+    /// The memory image's length and its non-zero pages.
+    memory_bytes: u64,
+    present_pages: u64,
+}
+
+fn inspect(statefile: &Path) -> Layout {
+    let out = run_cryo_cli(&[OsString::from("inspect"), statefile.into()]);
+    assert_eq!(out.code, 0, "cryo inspect: {}", out.stderr_str());
+    let text = out.stdout_str();
+    let kernel_bytes = text
+        .lines()
+        .find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.first() == Some(&"kernel") && w.len() >= 4).then(|| w[3].parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no kernel section in:\n{text}"));
+    // "memory/memory-file: N bytes, P pages of 4096: X present, Y zero ..."
+    let mem = text
+        .lines()
+        .find(|l| l.starts_with("memory/memory-file:"))
+        .unwrap_or_else(|| panic!("no memory summary in:\n{text}"));
+    let words: Vec<&str> = mem.split_whitespace().collect();
+    let before = |word: &str| -> u64 {
+        let i = words
+            .iter()
+            .position(|w| w.trim_end_matches(',') == word)
+            .unwrap_or_else(|| panic!("no {word:?} in {mem:?}"));
+        words[i - 1].parse().unwrap_or_else(|_| panic!("bad number in {mem:?}"))
+    };
+    Layout {
+        kernel_bytes,
+        memory_bytes: before("bytes"),
+        present_pages: before("present"),
+    }
+}
+
 /// Runs the guest in `mode` until its first report, checkpoints it (the
 /// sandbox exits 0), restores it under a new id and returns (first report,
-/// first report after the restore, statefile size).
-fn round_trip(mode: &str) -> (String, String, u64) {
+/// first report after the restore, statefile size, where the bytes went).
+fn round_trip(mode: &str) -> (String, String, u64, Layout) {
     let s = Scratch::new();
     let root = s.root();
     let img = s.img();
@@ -246,16 +287,17 @@ fn round_trip(mode: &str) -> (String, String, u64) {
     let size = std::fs::metadata(img.join(STATEFILE))
         .unwrap_or_else(|e| panic!("statefile of {mode}: {e}"))
         .len();
+    let layout = inspect(&img.join(STATEFILE));
     let mut restored = Sandbox::restore(&root, &img, "T2");
     // A report that was under way at the checkpoint may finish first; every
     // report re-reads the state, so any of them tells.
     let after = restored.next_line(START);
-    (before, after, size)
+    (before, after, size, layout)
 }
 
 #[test]
 fn zero_file_costs_no_statefile_space() {
-    let (before, after, size) = round_trip("zeros");
+    let (before, after, size, layout) = round_trip("zeros");
     assert_eq!(field(&before, "size"), (64u64 << 20).to_string());
     // FNV-1a of 64 MiB of zeros, as the guest computes it natively too.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -268,18 +310,27 @@ fn zero_file_costs_no_statefile_space() {
         size < 2 << 20,
         "a 64 MiB file of zeros in /tmp made a {size}-byte statefile (want < 2 MiB)"
     );
+    // The file's pages are memory-file pages (all zero, so skipped), not
+    // bytes in the kernel section.
+    assert!(layout.kernel_bytes < 1 << 20, "{layout:?}");
+    assert!(layout.memory_bytes >= 64 << 20, "{layout:?}");
+    assert!(layout.present_pages < 1024, "{layout:?}");
     assert_eq!(field(&after, "sum"), zeros_sum, "after restore: {after}");
     assert_eq!(field(&after, "size"), field(&before, "size"));
 }
 
 #[test]
 fn text_file_is_compressed_and_survives() {
-    let (before, after, size) = round_trip("text");
+    let (before, after, size, layout) = round_trip("text");
     assert_eq!(field(&before, "size"), (64u64 << 20).to_string());
     assert!(
         size < 16 << 20,
         "64 MiB of text in /tmp made a {size}-byte statefile (want < 16 MiB: compressed like memory)"
     );
+    // The text travelled as memory pages, the kernel section holds only
+    // where they are.
+    assert!(layout.kernel_bytes < 1 << 20, "{layout:?}");
+    assert!(layout.present_pages >= 16384, "{layout:?}");
     assert_eq!(
         field(&after, "sum"),
         field(&before, "sum"),
@@ -290,7 +341,9 @@ fn text_file_is_compressed_and_survives() {
 
 #[test]
 fn deep_directory_chain_survives() {
-    let (before, after, _) = round_trip("deep");
+    let (before, after, _, layout) = round_trip("deep");
+    // 20,000 small records, no contents.
+    assert!(layout.kernel_bytes < 4 << 20, "{layout:?}");
     assert_eq!(field(&before, "depth"), "20000", "{before}");
     assert_eq!(field(&before, "marker"), "bottom", "{before}");
     assert_eq!(field(&after, "depth"), "20000", "after restore: {after}");
