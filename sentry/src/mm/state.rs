@@ -62,6 +62,58 @@ pub enum RestoreError {
     Map(Errno),
 }
 
+/// Re-pins the file pages of every direct VMA. The restored file must hold
+/// them where the mapping says; if it no longer lists them (it was
+/// truncated while mapped, so the pages were the mapping's alone), the
+/// mapping keeps them as its own backing, which then must not overlap any
+/// other, nor any file's pages. On error every pin taken is dropped again.
+fn pin_direct(
+    vmas: &mut BTreeMap<u64, Vma>,
+    backing: &mut BTreeMap<u64, u64>,
+    mf: &MemoryFile,
+) -> Result<(), RestoreError> {
+    let mut pinned: Vec<(Arc<dyn MappableFile>, u64, u64)> = Vec::new();
+    let mut result = Ok(());
+    for (index, v) in vmas.values_mut().enumerate() {
+        let Some(fb) = v.file.as_ref().filter(|_| v.direct) else {
+            continue;
+        };
+        let len = v.len();
+        match fb.file.map_shared(fb.offset, len) {
+            Some(off) if off == v.mf_offset => {
+                pinned.push((fb.file.clone(), off, len));
+                continue;
+            }
+            Some(off) => fb.file.unmap_shared(off, len),
+            None => {}
+        }
+        let end = v.mf_offset + len;
+        let overlaps = backing
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, e)| *e > v.mf_offset);
+        // Claimed last, so that a range already given to a file (or to
+        // another mapping) is refused here.
+        if overlaps || mf.claim_restored(v.mf_offset, len).is_err() {
+            result = Err(RestoreError::BadVma {
+                index,
+                start: v.start,
+                end: v.end,
+                why: "memory range shared with another mapping",
+            });
+            break;
+        }
+        backing.insert(v.mf_offset, end);
+        v.direct = false;
+    }
+    if result.is_err() {
+        for (file, off, len) in pinned {
+            file.unmap_shared(off, len);
+        }
+    }
+    result
+}
+
 impl MemoryManager {
     /// The state to save. Call with the application stopped.
     pub fn snapshot(&self) -> MmState {
@@ -138,12 +190,22 @@ impl MemoryManager {
             if !mf.is_allocated(s.mf_offset, len) {
                 return Err(bad("memory range not in the memory file"));
             }
-            if let Some((_, e)) = backing.range(..mf_end).next_back() {
-                if *e > s.mf_offset {
-                    return Err(bad("memory range shared with another mapping"));
-                }
+            if s.direct && !(s.shared && s.file.is_some()) {
+                return Err(bad("direct backing without a shared file"));
             }
-            backing.insert(s.mf_offset, mf_end);
+            // A direct mapping's pages are its file's (checked when they are
+            // pinned below); every other backing is the mapping's own.
+            if !s.direct {
+                if let Some((_, e)) = backing.range(..mf_end).next_back() {
+                    if *e > s.mf_offset {
+                        return Err(bad("memory range shared with another mapping"));
+                    }
+                }
+                if mf.claim_restored(s.mf_offset, len).is_err() {
+                    return Err(bad("memory range belongs to a file"));
+                }
+                backing.insert(s.mf_offset, mf_end);
+            }
             if (s.prot.read && !s.max_prot.read)
                 || (s.prot.write && !s.max_prot.write)
                 || (s.prot.exec && !s.max_prot.exec)
@@ -184,6 +246,7 @@ impl MemoryManager {
                 file,
                 mf_offset: s.mf_offset,
                 kind: s.kind,
+                direct: s.direct,
             };
             vmas.insert(vma.start, vma);
         }
@@ -206,6 +269,7 @@ impl MemoryManager {
                 return Err(RestoreError::Map(platform_errno("map", e)));
             }
         }
+        pin_direct(&mut vmas, &mut backing, &mm.mf)?;
         // Only now does the manager own the backing (and free it on drop).
         mm.vmas = vmas;
         Ok(mm)

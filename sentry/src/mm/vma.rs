@@ -4,6 +4,10 @@
 //! at `mf_offset`, of exactly the VMA's length: a page at `addr` lives at
 //! `mf_offset + (addr - start)`. Splitting a VMA therefore splits its backing
 //! too, and moving one (mremap) only changes where the same backing is mapped.
+//!
+//! The backing belongs to the VMA, except for a `direct` VMA: a shared
+//! mapping of a file whose pages are memory-file pages (tmpfs), which maps
+//! the file's own pages, pinned in the file, and never frees them.
 
 use std::sync::Arc;
 
@@ -57,6 +61,8 @@ pub struct Vma {
     /// The memory-file offset of `start`.
     pub mf_offset: u64,
     pub kind: VmaKind,
+    /// The backing is the file's own pages (see the module comment).
+    pub direct: bool,
 }
 
 impl Vma {
@@ -141,6 +147,7 @@ impl Vma {
             }),
             mf_offset: self.mf_offset,
             kind: self.kind,
+            direct: self.direct,
         }
     }
 }
@@ -165,4 +172,7 @@ pub struct VmaState {
     pub file: Option<FileState>,
     pub mf_offset: u64,
     pub kind: VmaKind,
+    /// The backing is the mapped file's own pages: restore re-pins them in
+    /// the restored file (which must still hold them at `mf_offset`).
+    pub direct: bool,
 }

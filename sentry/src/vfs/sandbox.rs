@@ -9,7 +9,7 @@ use super::gofer_fs::{GoferHostFs, GoferInode, HostFs};
 use super::overlay;
 use super::procfs::{new_procfs, ProcessTable};
 use super::stat::Clock;
-use super::state::{PageClaims, RestoreError, VfsState, VFS_STATE_VERSION};
+use super::state::{RestoreError, VfsState, VFS_STATE_VERSION};
 use super::tmpfs::Tmpfs;
 use super::vfs::{MountOpts, Vfs};
 use crate::errno::Errno;
@@ -48,10 +48,9 @@ pub fn build_with_host(
             if s.version != VFS_STATE_VERSION {
                 return Err(RestoreError::Version(s.version));
             }
-            let mut claims = PageClaims::default();
             (
-                Tmpfs::restore(&s.upper, clock.clone(), mf.clone(), &mut claims)?,
-                Tmpfs::restore(&s.shm, clock.clone(), mf.clone(), &mut claims)?,
+                Tmpfs::restore(&s.upper, clock.clone(), mf.clone())?,
+                Tmpfs::restore(&s.shm, clock.clone(), mf.clone())?,
             )
         }
         None => (

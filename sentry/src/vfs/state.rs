@@ -184,13 +184,6 @@ fn bad_field(field: impl Into<String>, why: impl Into<String>) -> RestoreError {
     }
 }
 
-/// Memory-file pages already attached to a file while restoring: no page may
-/// back two files (or two pages of one), across every tmpfs of a sandbox.
-#[derive(Default)]
-pub struct PageClaims {
-    claimed: HashSet<u64>,
-}
-
 impl Tmpfs {
     /// The whole tree as a flat table, root first. Call with the
     /// application stopped. File contents are not copied: the records name
@@ -279,14 +272,15 @@ impl Tmpfs {
     /// node reachable from the root exactly as often as its link count
     /// says (so no cycles and no shared directories), valid names and
     /// targets, and file pages page-aligned, inside the memory file's
-    /// restored allocations and used once across `claims`.
+    /// restored allocations and given to no other owner (each page is
+    /// claimed with [`MemoryFile::claim_restored`], which every other owner
+    /// of restored memory, tmpfs or mapping, goes through too).
     pub fn restore(
         snap: &TmpfsSnapshot,
         clock: Arc<dyn Clock>,
         mf: Arc<MemoryFile>,
-        claims: &mut PageClaims,
     ) -> Result<Arc<Tmpfs>, RestoreError> {
-        let index = validate_table(snap, &mf, claims)?;
+        let index = validate_table(snap, &mf)?;
         let max_ino = snap.nodes.iter().map(|n| n.ino).max().unwrap_or(0);
         let shared = Arc::new(TmpfsShared {
             next_ino: std::sync::atomic::AtomicU64::new(
@@ -364,12 +358,11 @@ fn valid_name(n: &[u8]) -> bool {
 }
 
 /// Checks a tmpfs table (see [`Tmpfs::restore`]) without recursion and
-/// returns the index of each inode number in it. Pages are claimed in
-/// `claims` only if the whole table is valid.
+/// returns the index of each inode number in it. A refused table may have
+/// claimed some of its pages: the restore is abandoned then anyway.
 fn validate_table(
     snap: &TmpfsSnapshot,
     mf: &MemoryFile,
-    claims: &mut PageClaims,
 ) -> Result<HashMap<u64, usize>, RestoreError> {
     let mut index: HashMap<u64, usize> = HashMap::with_capacity(snap.nodes.len());
     for (i, n) in snap.nodes.iter().enumerate() {
@@ -387,7 +380,6 @@ fn validate_table(
         .get(&snap.root)
         .ok_or_else(|| bad_field("root", format!("no node has inode number {}", snap.root)))?;
     let mut names = vec![0u32; snap.nodes.len()];
-    let mut new_pages: HashSet<u64> = HashSet::new();
     for (i, n) in snap.nodes.iter().enumerate() {
         let want = match &n.kind {
             TmpfsNodeKind::Dir {
@@ -449,7 +441,7 @@ fn validate_table(
                             format!("{:#x} is not inside the restored memory", p.offset),
                         ));
                     }
-                    if claims.claimed.contains(&p.offset) || !new_pages.insert(p.offset) {
+                    if mf.claim_restored(p.offset, PAGE as u64).is_err() {
                         return Err(bad_field(
                             field(),
                             format!("memory page {:#x} used twice", p.offset),
@@ -522,7 +514,6 @@ fn validate_table(
             "not reachable from the root (a directory cycle or a detached subtree)",
         ));
     }
-    claims.claimed.extend(new_pages);
     Ok(index)
 }
 
@@ -717,13 +708,15 @@ impl Vfs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::{MmapFile, MF_PAGE_SIZE};
+    use crate::mm::{MappableFile, MmapFile, MF_PAGE_SIZE};
     use crate::vfs::file::Interrupt;
     use crate::vfs::inode::Inode;
     use crate::vfs::testing::{clone_memory, test_memory_file, FixedClock};
     use crate::vfs::vfs::MountOpts;
 
     const P: u64 = MF_PAGE_SIZE;
+    /// The page size as the file-offset arguments of the VFS take it.
+    const PI: i64 = MF_PAGE_SIZE as i64;
 
     fn clock() -> Arc<dyn Clock> {
         Arc::new(FixedClock(3))
@@ -814,17 +807,36 @@ mod tests {
         assert_eq!(mf.allocated_bytes(), 4 * P);
     }
 
-    #[test]
-    fn shared_mapping_is_coherent_with_write() {
-        let mf = test_memory_file();
-        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
-        let vfs = Vfs::new(
+    fn tmpfs_vfs_in(fs: &Arc<Tmpfs>) -> Vfs {
+        Vfs::new(
             fs.root(),
             MountOpts {
                 fs_type: "tmpfs",
                 read_only: false,
             },
-        );
+        )
+    }
+
+    fn map_shared(mm: &mut crate::mm::MemoryManager, m: &Arc<dyn MappableFile>, off: u64, len: u64) -> u64 {
+        mm.mmap(
+            0,
+            len,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            libc::MAP_SHARED as u64,
+            Some(MmapFile {
+                file: m.clone(),
+                offset: off,
+                writable: true,
+            }),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn shared_mapping_maps_the_file_pages() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let vfs = tmpfs_vfs_in(&fs);
         let r = vfs.root().clone();
         let intr = Interrupt::new();
         let f = vfs
@@ -833,36 +845,162 @@ mod tests {
         f.write(b"hello", &intr).unwrap();
         let m = f.as_mappable().unwrap();
         let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
-        let addr = mm
-            .mmap(
-                0,
-                P,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                libc::MAP_SHARED as u64,
-                Some(MmapFile {
-                    file: m.clone(),
-                    offset: 0,
-                    writable: true,
-                }),
-            )
-            .unwrap();
+        let addr = map_shared(&mut mm, &m, 0, P);
+        assert!(mm.vma_at(addr).unwrap().direct);
+        assert_eq!(mf.allocated_bytes(), P, "the mapping is the file's page, no copy");
         let mut buf = [0u8; 5];
         mm.copy_in(addr, &mut buf).unwrap();
         assert_eq!(&buf, b"hello");
-        // Through the mapping, then msync: write(2)'s view sees it.
+        // Through the mapping: read(2) sees it at once, no msync.
         mm.copy_out(addr + 1, b"E").unwrap();
-        mm.msync(addr, P, libc::MS_SYNC as u64).unwrap();
         assert_eq!(f.pread(&mut buf, 0, &intr), Ok(5));
         assert_eq!(&buf, b"hEllo");
-        // write(2), reflected in the mapping the way the write syscall does.
+        // write(2): the mapping sees it at once, without file_written.
         f.pwrite(b"L", 2, &intr).unwrap();
-        mm.file_written(m.as_ref(), 2, b"L");
         mm.copy_in(addr, &mut buf).unwrap();
         assert_eq!(&buf, b"hELlo");
-        // Both the file's page and the mapping's live in the one memory file.
-        assert_eq!(mf.allocated_bytes(), 2 * P);
-        mm.munmap(addr, P).unwrap();
+        // The write syscall's reflection into copying mappings leaves a
+        // direct one alone (the bytes are already there).
+        mm.file_written(m.as_ref(), 0, b"XXXXX");
+        mm.copy_in(addr, &mut buf).unwrap();
+        assert_eq!(&buf, b"hELlo");
+        // A second mapping of the same page shares it too.
+        let addr2 = map_shared(&mut mm, &m, 0, P);
+        mm.copy_out(addr2, b"H").unwrap();
+        mm.copy_in(addr, &mut buf).unwrap();
+        assert_eq!(&buf, b"HELlo");
         assert_eq!(mf.allocated_bytes(), P);
+        mm.munmap(addr2, P).unwrap();
+        // Truncated while mapped: the page stays (an orphan) until unmapped.
+        vfs.truncate(&r, b"/m", 0).unwrap();
+        mm.copy_in(addr, &mut buf).unwrap();
+        assert_eq!(&buf, b"HELlo");
+        assert_eq!(mf.allocated_bytes(), P);
+        mm.munmap(addr, P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 0);
+
+        // A sparse file's pages are gathered into one run; bytes move along.
+        vfs.truncate(&r, b"/m", 3 * PI).unwrap();
+        f.pwrite(b"mid", PI + 7, &intr).unwrap();
+        f.pwrite(b"end", 2 * PI, &intr).unwrap();
+        assert_eq!(mf.allocated_bytes(), 2 * P);
+        let addr = map_shared(&mut mm, &m, 0, 3 * P);
+        assert!(mm.vma_at(addr).unwrap().direct);
+        assert_eq!(mf.allocated_bytes(), 3 * P, "old pages freed, one run of three");
+        let mut three = [0u8; 3];
+        mm.copy_in(addr + P + 7, &mut three).unwrap();
+        assert_eq!(&three, b"mid");
+        mm.copy_in(addr + 2 * P, &mut three).unwrap();
+        assert_eq!(&three, b"end");
+        // Past the end of the file: the mapping copies instead.
+        let beyond = map_shared(&mut mm, &m, 0, 4 * P);
+        assert!(!mm.vma_at(beyond).unwrap().direct);
+        assert_eq!(mf.allocated_bytes(), 7 * P);
+        mm.munmap(beyond, 4 * P).unwrap();
+        // A partial munmap unpins only its part; the rest stays coherent.
+        mm.munmap(addr, P).unwrap();
+        f.pwrite(b"END", 2 * PI, &intr).unwrap();
+        mm.copy_in(addr + 2 * P, &mut three).unwrap();
+        assert_eq!(&three, b"END");
+        drop(mm);
+        assert_eq!(mf.allocated_bytes(), 3 * P, "the file keeps its pages");
+    }
+
+    #[test]
+    fn direct_mapping_survives_checkpoint() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let vfs = tmpfs_vfs_in(&fs);
+        let r = vfs.root().clone();
+        let intr = Interrupt::new();
+        let f = vfs
+            .open_at(&r, b"/shm", libc::O_CREAT | libc::O_RDWR, 0o600)
+            .unwrap();
+        vfs.truncate(&r, b"/shm", 2 * PI).unwrap();
+        let m = f.as_mappable().unwrap();
+        let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
+        let addr = map_shared(&mut mm, &m, 0, 2 * P);
+        let addr2 = map_shared(&mut mm, &m, P, P);
+        mm.copy_out(addr + P + 1, b"shared").unwrap();
+        let fs_snap = fs.snapshot();
+        let mm_snap = mm.snapshot();
+        assert!(mm_snap.vmas.iter().all(|v| v.direct));
+
+        let mf2 = clone_memory(&mf);
+        let fs2 = Tmpfs::restore(&fs_snap, clock(), mf2.clone()).unwrap();
+        let vfs2 = tmpfs_vfs_in(&fs2);
+        let (scratch, _) = crate::mm::tests::new_mm_with(mf2.clone());
+        let aspace = scratch.address_space_arc();
+        drop(scratch);
+        let reopen = |name: &str| -> Result<Arc<dyn MappableFile>, Errno> {
+            let root = vfs2.root().clone();
+            let file = vfs2.open_at(&root, name.as_bytes(), libc::O_RDWR, 0)?;
+            file.as_mappable().ok_or(Errno::ENODEV)
+        };
+        let mut mm2 = crate::mm::MemoryManager::from_snapshot(
+            &mm_snap,
+            crate::mm::tests::layout(),
+            mf2.clone(),
+            aspace,
+            &reopen,
+        )
+        .unwrap();
+        assert!(mm2.vma_at(addr).unwrap().direct && mm2.vma_at(addr2).unwrap().direct);
+        assert_eq!(mf2.allocated_bytes(), 2 * P, "still one copy of the pages");
+        let g = vfs2.open_at(vfs2.root(), b"/shm", libc::O_RDWR, 0).unwrap();
+        let mut buf = [0u8; 6];
+        assert_eq!(g.pread(&mut buf, PI + 1, &intr), Ok(6));
+        assert_eq!(&buf, b"shared");
+        mm2.copy_out(addr2 + 1, b"SHARED").unwrap();
+        assert_eq!(g.pread(&mut buf, PI + 1, &intr), Ok(6));
+        assert_eq!(&buf, b"SHARED");
+        mm2.copy_in(addr + P + 1, &mut buf).unwrap();
+        assert_eq!(&buf, b"SHARED");
+        // The pins were re-taken: the file keeps the pages when truncated.
+        vfs2.truncate(vfs2.root(), b"/shm", 0).unwrap();
+        mm2.copy_in(addr2 + 1, &mut buf).unwrap();
+        assert_eq!(&buf, b"SHARED");
+        drop(mm2);
+        assert_eq!(mf2.allocated_bytes(), 0);
+
+        // A direct mapping whose pages the restored file does not hold is
+        // refused if they belong to another mapping.
+        // The one-page mapping (of file page 1) claims to be file page 0.
+        let mut hostile = mm_snap.clone();
+        let (one, two) = if hostile.vmas[0].end - hostile.vmas[0].start == P {
+            (0, 1)
+        } else {
+            (1, 0)
+        };
+        hostile.vmas[one].mf_offset = hostile.vmas[two].mf_offset;
+        let mf3 = clone_memory(&mf);
+        let fs3 = Tmpfs::restore(&fs_snap, clock(), mf3.clone()).unwrap();
+        let vfs3 = tmpfs_vfs_in(&fs3);
+        let (scratch, _) = crate::mm::tests::new_mm_with(mf3.clone());
+        let aspace = scratch.address_space_arc();
+        drop(scratch);
+        let reopen3 = |name: &str| -> Result<Arc<dyn MappableFile>, Errno> {
+            let root = vfs3.root().clone();
+            let file = vfs3.open_at(&root, name.as_bytes(), libc::O_RDWR, 0)?;
+            file.as_mappable().ok_or(Errno::ENODEV)
+        };
+        // Not where the file holds page 1, so not re-pinned; and not the
+        // mapping's own to keep either: the other mapping maps it.
+        let got = crate::mm::MemoryManager::from_snapshot(
+            &hostile,
+            crate::mm::tests::layout(),
+            mf3.clone(),
+            aspace,
+            &reopen3,
+        );
+        match got {
+            Err(crate::mm::RestoreError::BadVma { why, .. }) => {
+                assert_eq!(why, "memory range shared with another mapping")
+            }
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(_) => panic!("a direct mapping onto pages it does not own was accepted"),
+        }
+        let _ = fs3;
     }
 
     const DEPTH: usize = 20_000;
@@ -905,7 +1043,7 @@ mod tests {
         let mf2 = clone_memory(&mf);
         let before = mf2.allocated_bytes();
         let fs2 =
-            Tmpfs::restore(&decoded, clock(), mf2.clone(), &mut PageClaims::default()).unwrap();
+            Tmpfs::restore(&decoded, clock(), mf2.clone()).unwrap();
         let root2 = fs2.root();
         let a2 = root2.child(b"a").unwrap();
         let f2 = a2.child(b"file").unwrap();
@@ -982,13 +1120,8 @@ mod tests {
         let (mut s, mf) = base();
         f(&mut s);
         let s = encode_decode(&s);
-        let mut claims = PageClaims::default();
-        match Tmpfs::restore(&s, clock(), mf.clone(), &mut claims) {
-            Err(RestoreError::Tmpfs { field, why }) => {
-                // Nothing was attached: the memory file is as loaded.
-                assert!(claims.claimed.is_empty());
-                (field, why)
-            }
+        match Tmpfs::restore(&s, clock(), mf.clone()) {
+            Err(RestoreError::Tmpfs { field, why }) => (field, why),
             Err(e) => panic!("refused with a non-tmpfs error {e}"),
             Ok(_) => panic!("hostile table accepted"),
         }
@@ -998,7 +1131,7 @@ mod tests {
     fn the_base_table_is_accepted() {
         let (s, mf) = base();
         let before = mf.allocated_bytes();
-        let fs = Tmpfs::restore(&s, clock(), mf.clone(), &mut PageClaims::default()).unwrap();
+        let fs = Tmpfs::restore(&s, clock(), mf.clone()).unwrap();
         let f = fs.root().child(b"d").unwrap().child(b"f").unwrap();
         assert_eq!(read(&f, 0, 1), b"f");
         drop(f);
@@ -1211,7 +1344,7 @@ mod tests {
             (encode_decode(&s), mf)
         };
         let (ok, mf) = chain(false);
-        let fs = Tmpfs::restore(&ok, clock(), mf.clone(), &mut PageClaims::default()).unwrap();
+        let fs = Tmpfs::restore(&ok, clock(), mf.clone()).unwrap();
         let mut cur = fs.root().child(b"chain").unwrap();
         for _ in 1..5_000 {
             cur = cur.child(b"d").unwrap();
@@ -1219,7 +1352,7 @@ mod tests {
         assert!(cur.child(b"d").is_none());
         drop((cur, fs));
         let (bad, mf) = chain(true);
-        match Tmpfs::restore(&bad, clock(), mf, &mut PageClaims::default()) {
+        match Tmpfs::restore(&bad, clock(), mf) {
             Err(RestoreError::Tmpfs { field, why }) => {
                 assert!(field.starts_with("nodes["), "{field}");
                 assert!(why.contains("not reachable"), "{why}");

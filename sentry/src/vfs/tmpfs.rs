@@ -111,16 +111,30 @@ impl Drop for DirData {
 /// A regular file's bytes: `pages` maps a page index of the file to the
 /// memory-file offset of that page (each page owned by this file alone).
 /// Pages absent from the map read as zeros.
+///
+/// Shared mappings map the file's pages themselves (`map_shared`); while a
+/// page is mapped it is pinned and never freed. A pinned page the file lets
+/// go of (truncate) stays allocated, an orphan, until its last mapping goes.
 pub(crate) struct FileData {
     pub(crate) size: u64,
     pub(crate) pages: BTreeMap<u64, u64>,
     pub(crate) mf: Arc<MemoryFile>,
+    /// Memory-file offset -> number of mappings of that page.
+    pins: BTreeMap<u64, u32>,
+    /// Pinned pages no longer part of the file.
+    orphans: BTreeSet<u64>,
 }
 
 impl Drop for FileData {
     fn drop(&mut self) {
         let pages = std::mem::take(&mut self.pages);
-        free_pages(&self.mf, pages.into_values());
+        if !self.pins.is_empty() {
+            // A mapping holds the file open, so this cannot happen; leaking
+            // the pinned pages is the safe way out if it does.
+            tracing::error!("tmpfs: a file with mapped pages was freed");
+        }
+        let pins = &self.pins;
+        free_pages(&self.mf, pages.into_values().filter(|o| !pins.contains_key(o)));
     }
 }
 
@@ -200,7 +214,100 @@ impl FileData {
             size: 0,
             pages: BTreeMap::new(),
             mf,
+            pins: BTreeMap::new(),
+            orphans: BTreeSet::new(),
         }
+    }
+
+    /// Lets go of pages the file no longer holds: freed, unless mapped.
+    fn release(&mut self, offsets: impl Iterator<Item = u64>) {
+        let mut free = Vec::new();
+        for o in offsets {
+            if self.pins.contains_key(&o) {
+                self.orphans.insert(o);
+            } else {
+                free.push(o);
+            }
+        }
+        free_pages(&self.mf, free.into_iter());
+    }
+
+    /// See [`crate::mm::MappableFile::map_shared`]. Pages of the range not
+    /// yet backed are backed; pages not already one run are moved into a new
+    /// run (their bytes copied), unless some are pinned by another mapping.
+    fn map_shared(&mut self, offset: u64, len: u64) -> Option<u64> {
+        let page = PAGE as u64;
+        if len == 0 || (offset | len) % page != 0 {
+            return None;
+        }
+        let end = offset.checked_add(len)?;
+        // Past the end of the file Linux raises SIGBUS; such a mapping is
+        // left to the copying path rather than growing the file's pages.
+        if end > self.size.next_multiple_of(page) {
+            return None;
+        }
+        let (first, n) = (offset / page, len / page);
+        let start = self.pages.get(&first).copied();
+        let contiguous = start.is_some_and(|s| {
+            (0..n).all(|i| self.pages.get(&(first + i)) == Some(&(s + i * page)))
+        });
+        let run = match start {
+            Some(s) if contiguous => s,
+            _ => {
+                let pinned = (first..first + n)
+                    .any(|i| self.pages.get(&i).is_some_and(|o| self.pins.contains_key(o)));
+                if pinned {
+                    return None;
+                }
+                let run = self.mf.allocate(len).ok()?;
+                let mut buf = vec![0u8; PAGE];
+                let mut old = Vec::new();
+                for i in 0..n {
+                    let Some(o) = self.pages.get(&(first + i)).copied() else {
+                        continue; // A hole: the fresh page reads zero already.
+                    };
+                    let copied = self
+                        .mf
+                        .read_at(o, &mut buf)
+                        .and_then(|()| self.mf.pwrite_at(run + i * page, &buf));
+                    if copied.is_err() {
+                        free_pages(&self.mf, std::iter::once(run).chain((1..n).map(|k| run + k * page)));
+                        return None;
+                    }
+                    old.push(o);
+                }
+                for i in 0..n {
+                    self.pages.insert(first + i, run + i * page);
+                }
+                self.release(old.into_iter());
+                run
+            }
+        };
+        for i in 0..n {
+            *self.pins.entry(run + i * page).or_insert(0) += 1;
+        }
+        Some(run)
+    }
+
+    /// See [`crate::mm::MappableFile::unmap_shared`].
+    fn unmap_shared(&mut self, mf_offset: u64, len: u64) {
+        let page = PAGE as u64;
+        let mut free = Vec::new();
+        for i in 0..len / page {
+            let o = mf_offset + i * page;
+            let Some(count) = self.pins.get_mut(&o) else {
+                tracing::error!("tmpfs: unpinning page {o:#x}, which is not pinned");
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                self.pins.remove(&o);
+                if self.orphans.remove(&o) {
+                    free.push(o);
+                }
+            }
+        }
+        free_pages(&self.mf, free.into_iter());
     }
 
     fn read(&self, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
@@ -265,7 +372,7 @@ impl FileData {
         };
         if result.is_err() {
             let offs: Vec<u64> = added.iter().filter_map(|i| self.pages.remove(i)).collect();
-            free_pages(&self.mf, offs.into_iter());
+            self.release(offs.into_iter());
         }
         result
     }
@@ -299,7 +406,7 @@ impl FileData {
         if size < self.size {
             let first_gone = size.div_ceil(PAGE as u64);
             let gone = self.pages.split_off(&first_gone);
-            free_pages(&self.mf, gone.into_values());
+            self.release(gone.into_values());
             let in_page = size % PAGE as u64;
             if in_page != 0 {
                 if let Some(mo) = self.pages.get(&(size / PAGE as u64)) {
@@ -521,6 +628,21 @@ impl TmpfsInode {
         n.mtime = now;
         n.ctime = now;
         Ok(written)
+    }
+
+    /// A shared mapping of the file's own pages (see
+    /// [`crate::mm::MappableFile::map_shared`]).
+    pub(crate) fn map_shared(&self, offset: u64, len: u64) -> Option<u64> {
+        match &mut self.lock().kind {
+            Kind::File(f) => f.map_shared(offset, len),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn unmap_shared(&self, mf_offset: u64, len: u64) {
+        if let Kind::File(f) = &mut self.lock().kind {
+            f.unmap_shared(mf_offset, len);
+        }
     }
 
     pub(crate) fn size(&self) -> u64 {
