@@ -6,9 +6,14 @@
  *   tmpfs_state text    writes 64 MiB of repetitive ASCII lines
  *   tmpfs_state deep    builds a directory chain 20,000 deep with a marker
  *                       file at the bottom
+ *   tmpfs_state shm     maps a /dev/shm file MAP_SHARED and writes through
+ *                       the mapping and with write(2), never msync
  *
  * Every report re-reads what was written: "sum=<fnv1a64> size=<bytes> n=<i>"
- * for a file, "depth=<reached> marker=<text> n=<i>" for the chain. The first
+ * for a file, "depth=<reached> marker=<text> n=<i>" for the chain,
+ * "map=<text> file=<text> mapsees=<text> coherent=<0|1> n=<i>" for shm (what
+ * the mapping and read(2) show of what each wrote, and whether a fresh write
+ * each way is seen the other way at once). The first
  * report follows the writing at once; later ones come every second, and the
  * chain is walked only just before a report, so a checkpoint taken right
  * after a report finds the guest asleep with no directory of the chain open.
@@ -16,6 +21,7 @@
 #include "common.h"
 #include <fcntl.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -100,6 +106,23 @@ static void report_chain(unsigned n)
 	fflush(stdout);
 }
 
+static void report_shm(int fd, char *m, long pg, unsigned n)
+{
+	char file[16] = { 0 }, tag[16], back[16] = { 0 };
+	CHECK(pread(fd, file, 6, 100) == 6);
+	/* A fresh write each way, seen the other way with no msync. */
+	snprintf(tag, sizeof tag, "m%05u", n % 100000);
+	memcpy(m + 200, tag, 6);
+	CHECK(pread(fd, back, 6, 200) == 6);
+	int coherent = memcmp(back, tag, 6) == 0;
+	snprintf(tag, sizeof tag, "w%05u", n % 100000);
+	CHECK(pwrite(fd, tag, 6, 300) == 6);
+	coherent = coherent && memcmp(m + 300, tag, 6) == 0;
+	printf("map=%.6s file=%s mapsees=%.5s coherent=%d n=%u\n", m + 100, file, m + pg + 7,
+	       coherent, n);
+	fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
 	CHECK(argc == 2);
@@ -123,6 +146,20 @@ int main(int argc, char **argv)
 		close(fd);
 		for (unsigned n = 0;; n++) {
 			report_chain(n);
+			nap();
+		}
+	}
+	if (strcmp(mode, "shm") == 0) {
+		long pg = sysconf(_SC_PAGESIZE);
+		int fd = open("/dev/shm/tmpfs_state.seg", O_RDWR | O_CREAT | O_EXCL, 0600);
+		CHECK(fd >= 0);
+		CHECK(ftruncate(fd, 2 * pg) == 0);
+		char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		CHECK(m != MAP_FAILED);
+		memcpy(m + 100, "mapped", 6);
+		CHECK(pwrite(fd, "wrote", 5, pg + 7) == 5);
+		for (unsigned n = 0;; n++) {
+			report_shm(fd, m, pg, n);
 			nap();
 		}
 	}

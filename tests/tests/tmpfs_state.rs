@@ -8,7 +8,9 @@
 //! zstd-compressed) rather than as raw bytes in the kernel section. A 64 MiB
 //! file of zeros makes a statefile of well under 2 MiB; 64 MiB of text one
 //! far under 64 MiB. A directory chain 20,000 deep is saved and restored
-//! (the saved tree is a flat table, so neither side recurses).
+//! (the saved tree is a flat table, so neither side recurses). A shared
+//! mapping of a /dev/shm file is the file's own pages, before and after a
+//! restore: what the mapping writes read(2) sees at once, and the reverse.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
@@ -337,6 +339,21 @@ fn text_file_is_compressed_and_survives() {
         "checksum changed across restore: before {before:?}, after {after:?}"
     );
     assert_eq!(field(&after, "size"), field(&before, "size"));
+}
+
+#[test]
+fn shared_mapping_of_shm_file_stays_coherent() {
+    let (before, after, _, _) = round_trip("shm");
+    for (when, line) in [("before", &before), ("after restore", &after)] {
+        assert_eq!(field(line, "map"), "mapped", "{when}: {line}");
+        assert_eq!(
+            field(line, "file"),
+            "mapped",
+            "{when}: read(2) does not see the mapping's write: {line}"
+        );
+        assert_eq!(field(line, "mapsees"), "wrote", "{when}: {line}");
+        assert_eq!(field(line, "coherent"), "1", "{when}: {line}");
+    }
 }
 
 #[test]
