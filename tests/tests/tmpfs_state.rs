@@ -251,7 +251,9 @@ fn inspect(statefile: &Path) -> Layout {
             .iter()
             .position(|w| w.trim_end_matches(',') == word)
             .unwrap_or_else(|| panic!("no {word:?} in {mem:?}"));
-        words[i - 1].parse().unwrap_or_else(|_| panic!("bad number in {mem:?}"))
+        words[i - 1]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad number in {mem:?}"))
     };
     Layout {
         kernel_bytes,

@@ -314,7 +314,10 @@ impl MemoryFile {
         if !self.is_allocated(start, len) {
             return Err(MemoryFileError::NotAllocated { start, len });
         }
-        let mut guard = self.restore_claims.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self
+            .restore_claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let Some(claims) = guard.as_mut() else {
             return Ok(());
         };
@@ -337,7 +340,10 @@ impl MemoryFile {
 
     /// Ends the restore's ownership bookkeeping ([`MemoryFile::claim_restored`]).
     pub fn finish_restore(&self) {
-        *self.restore_claims.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .restore_claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Marks `ranges` allocated in a fresh memory file, for restore. Every
@@ -345,7 +351,10 @@ impl MemoryFile {
     /// on error nothing is allocated. Starts the restore's ownership
     /// bookkeeping ([`MemoryFile::claim_restored`]).
     pub fn restore_allocations(&self, ranges: &[FileRange]) -> Result<(), MemoryFileError> {
-        *self.restore_claims.lock().unwrap_or_else(|e| e.into_inner()) = Some(BTreeMap::new());
+        *self
+            .restore_claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(BTreeMap::new());
         let mut done: Vec<FileRange> = Vec::new();
         for r in ranges {
             let len = r
@@ -635,7 +644,10 @@ mod tests {
         mf.claim_restored(0, P).unwrap();
         for (s, l) in [(0, P), (2 * P, 2 * P), (3 * P, 2 * P), (0, 8 * P)] {
             assert!(
-                matches!(mf.claim_restored(s, l), Err(MemoryFileError::Overlap { .. })),
+                matches!(
+                    mf.claim_restored(s, l),
+                    Err(MemoryFileError::Overlap { .. })
+                ),
                 "{s:#x}+{l:#x}"
             );
         }

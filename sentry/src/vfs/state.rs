@@ -68,8 +68,13 @@ pub enum TmpfsNodeKind {
     },
     /// The file's pages stay in the memory file; only where they are is
     /// saved, and the statefile's memory section carries their bytes.
-    File { size: u64, pages: Vec<TmpfsPage> },
-    Symlink { target: Vec<u8> },
+    File {
+        size: u64,
+        pages: Vec<TmpfsPage>,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,8 +437,11 @@ fn validate_table(
                         ));
                     }
                     let field = || format!("nodes[{i}].pages[{k}].offset");
-                    if p.offset % PAGE as u64 != 0 {
-                        return Err(bad_field(field(), format!("{:#x} is not page-aligned", p.offset)));
+                    if !p.offset.is_multiple_of(PAGE as u64) {
+                        return Err(bad_field(
+                            field(),
+                            format!("{:#x} is not page-aligned", p.offset),
+                        ));
                     }
                     if !mf.is_allocated(p.offset, PAGE as u64) {
                         return Err(bad_field(
@@ -452,7 +460,10 @@ fn validate_table(
             }
             TmpfsNodeKind::Symlink { target } => {
                 if target.is_empty() || target.len() >= PATH_MAX || target.contains(&0) {
-                    return Err(bad_field(format!("nodes[{i}].target"), "invalid symlink target"));
+                    return Err(bad_field(
+                        format!("nodes[{i}].target"),
+                        "invalid symlink target",
+                    ));
                 }
                 libc::S_IFLNK
             }
@@ -801,7 +812,11 @@ mod tests {
         f.write_at(0, b"x").unwrap();
         let big = vec![1u8; 5 * P as usize];
         assert_eq!(f.write_at(P, &big), Err(Errno::ENOSPC));
-        assert_eq!(mf.allocated_bytes(), P, "a failed write gives its pages back");
+        assert_eq!(
+            mf.allocated_bytes(),
+            P,
+            "a failed write gives its pages back"
+        );
         assert_eq!(f.size(), 1);
         f.write_at(P, &big[..3 * P as usize]).unwrap();
         assert_eq!(mf.allocated_bytes(), 4 * P);
@@ -817,7 +832,12 @@ mod tests {
         )
     }
 
-    fn map_shared(mm: &mut crate::mm::MemoryManager, m: &Arc<dyn MappableFile>, off: u64, len: u64) -> u64 {
+    fn map_shared(
+        mm: &mut crate::mm::MemoryManager,
+        m: &Arc<dyn MappableFile>,
+        off: u64,
+        len: u64,
+    ) -> u64 {
         mm.mmap(
             0,
             len,
@@ -847,7 +867,11 @@ mod tests {
         let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
         let addr = map_shared(&mut mm, &m, 0, P);
         assert!(mm.vma_at(addr).unwrap().direct);
-        assert_eq!(mf.allocated_bytes(), P, "the mapping is the file's page, no copy");
+        assert_eq!(
+            mf.allocated_bytes(),
+            P,
+            "the mapping is the file's page, no copy"
+        );
         let mut buf = [0u8; 5];
         mm.copy_in(addr, &mut buf).unwrap();
         assert_eq!(&buf, b"hello");
@@ -886,7 +910,11 @@ mod tests {
         assert_eq!(mf.allocated_bytes(), 2 * P);
         let addr = map_shared(&mut mm, &m, 0, 3 * P);
         assert!(mm.vma_at(addr).unwrap().direct);
-        assert_eq!(mf.allocated_bytes(), 3 * P, "old pages freed, one run of three");
+        assert_eq!(
+            mf.allocated_bytes(),
+            3 * P,
+            "old pages freed, one run of three"
+        );
         let mut three = [0u8; 3];
         mm.copy_in(addr + P + 7, &mut three).unwrap();
         assert_eq!(&three, b"mid");
@@ -1042,8 +1070,7 @@ mod tests {
         // A restore: the memory file is loaded first, then tmpfs re-attached.
         let mf2 = clone_memory(&mf);
         let before = mf2.allocated_bytes();
-        let fs2 =
-            Tmpfs::restore(&decoded, clock(), mf2.clone()).unwrap();
+        let fs2 = Tmpfs::restore(&decoded, clock(), mf2.clone()).unwrap();
         let root2 = fs2.root();
         let a2 = root2.child(b"a").unwrap();
         let f2 = a2.child(b"file").unwrap();
@@ -1053,7 +1080,11 @@ mod tests {
         assert_eq!(f2.ino, shared.ino);
         b2.write_at(0, b"SHARED").unwrap();
         assert_eq!(read(&f2, 0, 12), b"SHARED bytes");
-        assert_eq!(read(&shared, 0, 12), b"shared bytes", "the original is untouched");
+        assert_eq!(
+            read(&shared, 0, 12),
+            b"shared bytes",
+            "the original is untouched"
+        );
         assert_eq!(root2.readlink().err(), Some(Errno::EINVAL));
         assert_eq!(root2.child(b"s").unwrap().readlink().unwrap(), b"a/file");
         assert!(a2.has_whiteout(b"gone"));
@@ -1143,7 +1174,9 @@ mod tests {
     fn hostile_tables_are_refused_naming_the_field() {
         // A cycle out of the root's reach: two directories naming each other.
         let (field, why) = refused(|s| {
-            let d = node_index(s, |n| n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root);
+            let d = node_index(s, |n| {
+                n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root
+            });
             let root = node_index(s, |n| n.ino == s.root);
             entries_mut(&mut s.nodes[root]).retain(|e| e.name != b"d");
             let (e, ino) = (s.nodes[d].ino, 900);
@@ -1168,7 +1201,9 @@ mod tests {
         assert!(why.contains("not reachable"), "{why}");
         // A cycle through the root: a directory naming the root.
         let (field, why) = refused(|s| {
-            let d = node_index(s, |n| n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root);
+            let d = node_index(s, |n| {
+                n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root
+            });
             let root_ino = s.root;
             entries_mut(&mut s.nodes[d]).push(TmpfsDirEntry {
                 name: b"up".to_vec(),
@@ -1178,7 +1213,9 @@ mod tests {
         assert_eq!(field, "nodes[0].nlink", "{why}");
         // A directory named twice (a hard-linked directory).
         let (field, _) = refused(|s| {
-            let d = node_index(s, |n| n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root);
+            let d = node_index(s, |n| {
+                n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root
+            });
             let ino = s.nodes[d].ino;
             s.nodes[d].nlink = 2;
             entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
@@ -1202,7 +1239,9 @@ mod tests {
         // A file named twice with a link count of one.
         let (field, _) = refused(|s| {
             let g = s.nodes[0].kind.clone();
-            let TmpfsNodeKind::Dir { entries, .. } = g else { panic!() };
+            let TmpfsNodeKind::Dir { entries, .. } = g else {
+                panic!()
+            };
             let ino = entries.iter().find(|e| e.name == b"g").unwrap().ino;
             entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
                 name: b"h".to_vec(),

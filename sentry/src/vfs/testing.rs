@@ -144,7 +144,8 @@ pub fn test_memory_file() -> Arc<crate::mm::MemoryFile> {
 pub fn clone_memory(mf: &crate::mm::MemoryFile) -> Arc<crate::mm::MemoryFile> {
     let copy = test_memory_file();
     let ranges = mf.allocated_ranges();
-    copy.restore_allocations(&ranges).expect("restore allocations");
+    copy.restore_allocations(&ranges)
+        .expect("restore allocations");
     for r in &ranges {
         for d in mf.data_ranges(r.start, r.len()).expect("data ranges") {
             let mut buf = vec![0u8; d.len() as usize];

@@ -134,7 +134,10 @@ impl Drop for FileData {
             tracing::error!("tmpfs: a file with mapped pages was freed");
         }
         let pins = &self.pins;
-        free_pages(&self.mf, pages.into_values().filter(|o| !pins.contains_key(o)));
+        free_pages(
+            &self.mf,
+            pages.into_values().filter(|o| !pins.contains_key(o)),
+        );
     }
 }
 
@@ -237,7 +240,7 @@ impl FileData {
     /// run (their bytes copied), unless some are pinned by another mapping.
     fn map_shared(&mut self, offset: u64, len: u64) -> Option<u64> {
         let page = PAGE as u64;
-        if len == 0 || (offset | len) % page != 0 {
+        if len == 0 || !(offset | len).is_multiple_of(page) {
             return None;
         }
         let end = offset.checked_add(len)?;
@@ -248,14 +251,16 @@ impl FileData {
         }
         let (first, n) = (offset / page, len / page);
         let start = self.pages.get(&first).copied();
-        let contiguous = start.is_some_and(|s| {
-            (0..n).all(|i| self.pages.get(&(first + i)) == Some(&(s + i * page)))
-        });
+        let contiguous = start
+            .is_some_and(|s| (0..n).all(|i| self.pages.get(&(first + i)) == Some(&(s + i * page))));
         let run = match start {
             Some(s) if contiguous => s,
             _ => {
-                let pinned = (first..first + n)
-                    .any(|i| self.pages.get(&i).is_some_and(|o| self.pins.contains_key(o)));
+                let pinned = (first..first + n).any(|i| {
+                    self.pages
+                        .get(&i)
+                        .is_some_and(|o| self.pins.contains_key(o))
+                });
                 if pinned {
                     return None;
                 }
@@ -271,7 +276,10 @@ impl FileData {
                         .read_at(o, &mut buf)
                         .and_then(|()| self.mf.pwrite_at(run + i * page, &buf));
                     if copied.is_err() {
-                        free_pages(&self.mf, std::iter::once(run).chain((1..n).map(|k| run + k * page)));
+                        free_pages(
+                            &self.mf,
+                            std::iter::once(run).chain((1..n).map(|k| run + k * page)),
+                        );
                         return None;
                     }
                     old.push(o);
