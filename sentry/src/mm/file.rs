@@ -35,9 +35,9 @@ pub trait MappableFile: Send + Sync {
     }
 
     /// Drops the pins [`MappableFile::map_shared`] took on the run of `len`
-    /// bytes at memory-file offset `mf_offset` (or on part of it, after a
-    /// partial munmap).
-    fn unmap_shared(&self, _mf_offset: u64, _len: u64) {}
+    /// bytes at memory-file offset `mf_offset`, which maps the file from
+    /// `offset` (or on part of it, after a partial munmap).
+    fn unmap_shared(&self, _offset: u64, _mf_offset: u64, _len: u64) {}
 }
 
 /// Opens a file by its path in the container: how the loader reaches

@@ -372,7 +372,7 @@ impl MemoryManager {
     /// direct mapping, its pins to the file that owns the pages.
     pub(super) fn release_backing(&self, v: &Vma) {
         match (&v.file, v.direct) {
-            (Some(fb), true) => fb.file.unmap_shared(v.mf_offset, v.len()),
+            (Some(fb), true) => fb.file.unmap_shared(fb.offset, v.mf_offset, v.len()),
             _ => {
                 if let Err(e) = self.mf.free(v.mf_offset, v.len()) {
                     tracing::error!("memory file free failed: {e}");
@@ -391,7 +391,7 @@ impl MemoryManager {
                 // Pinned before the old mapping (maybe of the same pages) goes.
                 self.unmap_range(v.start, len);
                 if let Err(e) = self.aspace.map(v.start, len, mf_off, v.prot) {
-                    fb.file.unmap_shared(mf_off, len);
+                    fb.file.unmap_shared(fb.offset, mf_off, len);
                     return Err(platform_errno("map", e));
                 }
                 v.mf_offset = mf_off;

@@ -72,7 +72,7 @@ fn pin_direct(
     backing: &mut BTreeMap<u64, u64>,
     mf: &MemoryFile,
 ) -> Result<(), RestoreError> {
-    let mut pinned: Vec<(Arc<dyn MappableFile>, u64, u64)> = Vec::new();
+    let mut pinned: Vec<(Arc<dyn MappableFile>, u64, u64, u64)> = Vec::new();
     let mut result = Ok(());
     for (index, v) in vmas.values_mut().enumerate() {
         let Some(fb) = v.file.as_ref().filter(|_| v.direct) else {
@@ -81,10 +81,10 @@ fn pin_direct(
         let len = v.len();
         match fb.file.map_shared(fb.offset, len) {
             Some(off) if off == v.mf_offset => {
-                pinned.push((fb.file.clone(), off, len));
+                pinned.push((fb.file.clone(), fb.offset, off, len));
                 continue;
             }
-            Some(off) => fb.file.unmap_shared(off, len),
+            Some(off) => fb.file.unmap_shared(fb.offset, off, len),
             None => {}
         }
         let end = v.mf_offset + len;
@@ -107,8 +107,8 @@ fn pin_direct(
         v.direct = false;
     }
     if result.is_err() {
-        for (file, off, len) in pinned {
-            file.unmap_shared(off, len);
+        for (file, offset, off, len) in pinned {
+            file.unmap_shared(offset, off, len);
         }
     }
     result

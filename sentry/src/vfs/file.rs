@@ -538,9 +538,9 @@ impl MappableFile for FileMapping {
         self.tmpfs()?.inode().map_shared(offset, len)
     }
 
-    fn unmap_shared(&self, mf_offset: u64, len: u64) {
+    fn unmap_shared(&self, offset: u64, mf_offset: u64, len: u64) {
         if let Some(t) = self.tmpfs() {
-            t.inode().unmap_shared(mf_offset, len);
+            t.inode().unmap_shared(offset, mf_offset, len);
         }
     }
 }

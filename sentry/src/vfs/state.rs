@@ -293,6 +293,8 @@ impl Tmpfs {
             ),
             clock,
             mf,
+            mapped_pages: std::sync::atomic::AtomicU64::new(0),
+            mapped_limit: std::sync::atomic::AtomicU64::new(super::tmpfs::MAX_MAPPED_PAGES),
         });
         let inodes: Vec<Arc<TmpfsInode>> = snap
             .nodes
@@ -920,18 +922,50 @@ mod tests {
         assert_eq!(&three, b"mid");
         mm.copy_in(addr + 2 * P, &mut three).unwrap();
         assert_eq!(&three, b"end");
+        // A partial munmap unpins only its part; the rest stays coherent.
+        // The unpinned page was never touched: the file gives it back.
+        mm.munmap(addr, P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 2 * P);
         // Past the end of the file: the mapping copies instead.
         let beyond = map_shared(&mut mm, &m, 0, 4 * P);
         assert!(!mm.vma_at(beyond).unwrap().direct);
-        assert_eq!(mf.allocated_bytes(), 7 * P);
+        assert_eq!(mf.allocated_bytes(), 6 * P);
+        // The copying mapping writes all of itself back (up to EOF), which
+        // gives the file its page 0 again.
         mm.munmap(beyond, 4 * P).unwrap();
-        // A partial munmap unpins only its part; the rest stays coherent.
-        mm.munmap(addr, P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 3 * P);
         f.pwrite(b"END", 2 * PI, &intr).unwrap();
         mm.copy_in(addr + 2 * P, &mut three).unwrap();
         assert_eq!(&three, b"END");
         drop(mm);
-        assert_eq!(mf.allocated_bytes(), 3 * P, "the file keeps its pages");
+        assert_eq!(mf.allocated_bytes(), 3 * P, "the file keeps its used pages");
+        assert_eq!(f.pread(&mut three, PI + 7, &intr), Ok(3));
+        assert_eq!(&three, b"mid");
+    }
+
+    #[test]
+    fn pinned_pages_are_bounded() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        fs.set_mapped_limit(4);
+        let vfs = tmpfs_vfs_in(&fs);
+        let r = vfs.root().clone();
+        let f = vfs
+            .open_at(&r, b"/big", libc::O_CREAT | libc::O_RDWR, 0o644)
+            .unwrap();
+        vfs.truncate(&r, b"/big", 8 * PI).unwrap();
+        let m = f.as_mappable().unwrap();
+        let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
+        let a = map_shared(&mut mm, &m, 0, 3 * P);
+        assert!(mm.vma_at(a).unwrap().direct);
+        let b = map_shared(&mut mm, &m, 4 * P, 2 * P);
+        assert!(!mm.vma_at(b).unwrap().direct, "over the limit: copied");
+        mm.munmap(a, 3 * P).unwrap();
+        // Untouched pages went back with the mapping: nothing is left but
+        // the copying mapping's own backing.
+        assert_eq!(mf.allocated_bytes(), 2 * P);
+        let c = map_shared(&mut mm, &m, 4 * P, 4 * P);
+        assert!(mm.vma_at(c).unwrap().direct);
     }
 
     #[test]

@@ -19,11 +19,14 @@ use super::file::{DirOps, FileKind, FileOps, IoCtx};
 use super::inode::{DirEntry, Inode};
 use super::stat::{dirent_type, Clock, Stat, Timespec};
 use crate::errno::Errno;
-use crate::mm::{MemoryFile, MF_PAGE_SIZE};
+use crate::mm::{FileRange, MemoryFile, MF_PAGE_SIZE};
 
 /// Files keep their data in pages of the memory file, allocated only where
 /// written, so a write at a huge offset costs one page, not the whole gap.
 pub(crate) const PAGE: usize = MF_PAGE_SIZE as usize;
+
+/// Most pages shared mappings may pin in one tmpfs at once (4 GiB).
+pub(crate) const MAX_MAPPED_PAGES: u64 = 1 << 20;
 
 /// Linux's MAX_LFS_FILESIZE on 64-bit.
 pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
@@ -33,6 +36,10 @@ pub(crate) struct TmpfsShared {
     pub(crate) clock: Arc<dyn Clock>,
     /// Where file pages live.
     pub(crate) mf: Arc<MemoryFile>,
+    /// Pages pinned by shared mappings, and how many may be
+    /// ([`MAX_MAPPED_PAGES`]; lower in tests).
+    pub(crate) mapped_pages: AtomicU64,
+    pub(crate) mapped_limit: AtomicU64,
 }
 
 /// One tmpfs instance.
@@ -49,6 +56,8 @@ impl Tmpfs {
             next_ino: AtomicU64::new(1),
             clock,
             mf,
+            mapped_pages: AtomicU64::new(0),
+            mapped_limit: AtomicU64::new(MAX_MAPPED_PAGES),
         });
         let root = TmpfsInode::new(
             &shared,
@@ -76,6 +85,11 @@ impl Tmpfs {
 
     pub fn memory_file(&self) -> &Arc<MemoryFile> {
         &self.shared.mf
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_mapped_limit(&self, pages: u64) {
+        self.shared.mapped_limit.store(pages, Ordering::Relaxed);
     }
 }
 
@@ -238,6 +252,8 @@ impl FileData {
     /// See [`crate::mm::MappableFile::map_shared`]. Pages of the range not
     /// yet backed are backed; pages not already one run are moved into a new
     /// run (their bytes copied), unless some are pinned by another mapping.
+    /// The work is proportional to the pages the file already has in the
+    /// range plus `len` (which the caller bounds, [`MAX_MAPPED_PAGES`]).
     fn map_shared(&mut self, offset: u64, len: u64) -> Option<u64> {
         let page = PAGE as u64;
         if len == 0 || !(offset | len).is_multiple_of(page) {
@@ -250,46 +266,40 @@ impl FileData {
             return None;
         }
         let (first, n) = (offset / page, len / page);
-        let start = self.pages.get(&first).copied();
-        let contiguous = start
-            .is_some_and(|s| (0..n).all(|i| self.pages.get(&(first + i)) == Some(&(s + i * page))));
-        let run = match start {
-            Some(s) if contiguous => s,
-            _ => {
-                let pinned = (first..first + n).any(|i| {
-                    self.pages
-                        .get(&i)
-                        .is_some_and(|o| self.pins.contains_key(o))
-                });
-                if pinned {
+        let existing: Vec<(u64, u64)> = self
+            .pages
+            .range(first..first + n)
+            .map(|(i, o)| (*i, *o))
+            .collect();
+        let contiguous = existing.len() as u64 == n
+            && existing
+                .iter()
+                .all(|(i, o)| *o == existing[0].1 + (i - first) * page);
+        let run = if contiguous {
+            existing[0].1
+        } else {
+            if existing.iter().any(|(_, o)| self.pins.contains_key(o)) {
+                return None;
+            }
+            let run = self.mf.allocate(len).ok()?;
+            let mut buf = vec![0u8; PAGE];
+            for (i, o) in &existing {
+                let copied = self
+                    .mf
+                    .read_at(*o, &mut buf)
+                    .and_then(|()| self.mf.pwrite_at(run + (i - first) * page, &buf));
+                if copied.is_err() {
+                    if let Err(e) = self.mf.free(run, len) {
+                        tracing::error!("tmpfs: freeing an unused run: {e}");
+                    }
                     return None;
                 }
-                let run = self.mf.allocate(len).ok()?;
-                let mut buf = vec![0u8; PAGE];
-                let mut old = Vec::new();
-                for i in 0..n {
-                    let Some(o) = self.pages.get(&(first + i)).copied() else {
-                        continue; // A hole: the fresh page reads zero already.
-                    };
-                    let copied = self
-                        .mf
-                        .read_at(o, &mut buf)
-                        .and_then(|()| self.mf.pwrite_at(run + i * page, &buf));
-                    if copied.is_err() {
-                        free_pages(
-                            &self.mf,
-                            std::iter::once(run).chain((1..n).map(|k| run + k * page)),
-                        );
-                        return None;
-                    }
-                    old.push(o);
-                }
-                for i in 0..n {
-                    self.pages.insert(first + i, run + i * page);
-                }
-                self.release(old.into_iter());
-                run
             }
+            for i in 0..n {
+                self.pages.insert(first + i, run + i * page);
+            }
+            self.release(existing.into_iter().map(|(_, o)| o));
+            run
         };
         for i in 0..n {
             *self.pins.entry(run + i * page).or_insert(0) += 1;
@@ -297,10 +307,15 @@ impl FileData {
         Some(run)
     }
 
-    /// See [`crate::mm::MappableFile::unmap_shared`].
-    fn unmap_shared(&mut self, mf_offset: u64, len: u64) {
+    /// See [`crate::mm::MappableFile::unmap_shared`]: `offset` is the file
+    /// offset the run maps. Pages no mapping holds any more and that were
+    /// never touched (still holes in the memory file) are dropped from the
+    /// file again, so mapping a large sparse file leaves no bookkeeping for
+    /// the pages nobody used.
+    fn unmap_shared(&mut self, offset: u64, mf_offset: u64, len: u64) {
         let page = PAGE as u64;
         let mut free = Vec::new();
+        let mut idle = Vec::new();
         for i in 0..len / page {
             let o = mf_offset + i * page;
             let Some(count) = self.pins.get_mut(&o) else {
@@ -311,6 +326,24 @@ impl FileData {
             if *count == 0 {
                 self.pins.remove(&o);
                 if self.orphans.remove(&o) {
+                    free.push(o);
+                } else {
+                    idle.push((offset / page + i, o));
+                }
+            }
+        }
+        if !idle.is_empty() {
+            let data = self.mf.data_ranges(mf_offset, len).unwrap_or_else(|e| {
+                tracing::warn!("tmpfs: cannot tell untouched pages: {e}");
+                vec![FileRange {
+                    start: mf_offset,
+                    end: mf_offset + len,
+                }]
+            });
+            for (i, o) in idle {
+                let touched = data.iter().any(|r| r.start < o + page && o < r.end);
+                if !touched && self.pages.get(&i) == Some(&o) {
+                    self.pages.remove(&i);
                     free.push(o);
                 }
             }
@@ -640,17 +673,43 @@ impl TmpfsInode {
 
     /// A shared mapping of the file's own pages (see
     /// [`crate::mm::MappableFile::map_shared`]).
+    /// Bounded by [`MAX_MAPPED_PAGES`] across the file system: each pinned
+    /// page costs the Sentry bookkeeping whether the application touches
+    /// it or not, so beyond that shared mappings copy (as for host files).
     pub(crate) fn map_shared(&self, offset: u64, len: u64) -> Option<u64> {
-        match &mut self.lock().kind {
+        let pages = len / PAGE as u64;
+        let reserved = self
+            .fs
+            .mapped_pages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                cur.checked_add(pages)
+                    .filter(|t| *t <= self.fs.mapped_limit.load(Ordering::Relaxed))
+            })
+            .is_ok();
+        if !reserved {
+            return None;
+        }
+        let run = match &mut self.lock().kind {
             Kind::File(f) => f.map_shared(offset, len),
             _ => None,
+        };
+        if run.is_none() {
+            self.fs.mapped_pages.fetch_sub(pages, Ordering::Relaxed);
         }
+        run
     }
 
-    pub(crate) fn unmap_shared(&self, mf_offset: u64, len: u64) {
+    pub(crate) fn unmap_shared(&self, offset: u64, mf_offset: u64, len: u64) {
         if let Kind::File(f) = &mut self.lock().kind {
-            f.unmap_shared(mf_offset, len);
+            f.unmap_shared(offset, mf_offset, len);
         }
+        let pages = len / PAGE as u64;
+        let _ = self
+            .fs
+            .mapped_pages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                Some(cur.saturating_sub(pages))
+            });
     }
 
     pub(crate) fn size(&self) -> u64 {
