@@ -73,7 +73,7 @@ fn parse_env(pairs: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
 }
 
-pub fn run(args: DoArgs, root: &std::path::Path) -> anyhow::Result<i32> {
+pub fn run(args: DoArgs, root: &std::path::Path, platform: Option<&str>) -> anyhow::Result<i32> {
     let env = parse_env(&args.env)?;
     let cwd = match args.cwd {
         Some(cwd) => cwd,
@@ -96,6 +96,7 @@ pub fn run(args: DoArgs, root: &std::path::Path) -> anyhow::Result<i32> {
         cwd,
         hostname: args.hostname,
         strace: args.strace,
+        platform: platform.unwrap_or(platform::DEFAULT_PLATFORM).to_string(),
     };
     let result = sentry::sandbox::boot_do(&config, gofer_sock)
         .map_err(anyhow::Error::new)

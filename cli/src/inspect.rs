@@ -159,6 +159,37 @@ fn inspect(path: &Path) -> Report {
     }
     j["sections"] = Value::Array(sections);
 
+    // Every kernel object: its type, sandbox id, version and size.
+    for s in r
+        .sections()
+        .iter()
+        .filter(|s| s.id.kind == SectionKind::Kernel && s.id.name == sentry::state::OBJECTS_SECTION)
+    {
+        let parsed = r.read_section(s).and_then(|bytes| {
+            let objs = statefile::Objects::parse(&bytes, r.types())?;
+            Ok(objs
+                .entries()
+                .map(|(t, id, len)| (t.to_string(), id, len))
+                .collect::<Vec<_>>())
+        });
+        match parsed {
+            Ok(entries) => {
+                text += &format!("objects in {} ({}):\n", s.id, entries.len());
+                let mut list = Vec::new();
+                for (t, id, len) in entries {
+                    let v = r.types().get(&t).unwrap_or(0);
+                    text += &format!("  {t:<24} #{id:<8} v{v:<3} {len:>10} bytes\n");
+                    list.push(json!({ "type": t, "id": id, "version": v, "bytes": len }));
+                }
+                j["objects"] = Value::Array(list);
+            }
+            Err(e) => {
+                text += &format!("objects in {}: DAMAGED: {e}\n", s.id);
+                damage.push(e.to_string());
+            }
+        }
+    }
+
     let mut memories = Vec::new();
     for s in r
         .sections()

@@ -26,6 +26,10 @@ struct Cli {
     /// Write debug logs to this file.
     #[arg(long, global = true)]
     debug_log: Option<PathBuf>,
+    /// The platform that runs application code (default: ptrace; a restore
+    /// defaults to the platform the statefile was saved from).
+    #[arg(long, global = true, value_name = "NAME")]
+    platform: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +59,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(name) = &cli.platform {
+        // Refused before anything starts, whatever the command.
+        if let Err(e) = platform::lookup(name) {
+            eprintln!("cryo: --platform: {e}");
+            return ExitCode::from(125);
+        }
+    }
     if matches!(cli.command, Command::Do(_) | Command::Restore(_)) {
         // Before any other thread exists: the sandbox's program gets these.
         if let Err(e) = sandbox::block_forwarded_signals() {
@@ -70,9 +81,9 @@ fn main() -> ExitCode {
     // so checkpoints compress on every core.
     statefile::start_workers();
     let result = match cli.command {
-        Command::Do(args) => do_cmd::run(args, &cli.root),
+        Command::Do(args) => do_cmd::run(args, &cli.root, cli.platform.as_deref()),
         Command::Checkpoint(args) => checkpoint_cmd::run(args, &cli.root),
-        Command::Restore(args) => restore_cmd::run(args, &cli.root),
+        Command::Restore(args) => restore_cmd::run(args, &cli.root, cli.platform.as_deref()),
         Command::Inspect { json, statefile } => inspect::run(&statefile, json),
         Command::Doctor => doctor::run(),
         Command::Gofer(args) => gofer_cmd::run(args),

@@ -15,7 +15,7 @@ pub struct RestoreArgs {
     strace: bool,
 }
 
-pub fn run(args: RestoreArgs, root: &Path) -> anyhow::Result<i32> {
+pub fn run(args: RestoreArgs, root: &Path, platform: Option<&str>) -> anyhow::Result<i32> {
     let id = match args.id {
         Some(id) => {
             crate::container::validate_id(&id)?;
@@ -24,14 +24,15 @@ pub fn run(args: RestoreArgs, root: &Path) -> anyhow::Result<i32> {
         None => crate::container::generate_id(),
     };
     let (gofer_sock, mut gofer) = crate::do_cmd::start_gofer()?;
-    let result = sentry::state::restore(&args.image_path, gofer_sock, args.strace)
+    let result = sentry::state::restore(&args.image_path, gofer_sock, args.strace, platform)
         .map_err(anyhow::Error::new)
         .and_then(|mut task| {
-            let argv: Vec<String> = task
-                .argv
-                .iter()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
+            // The argv comes from the statefile: only a bounded part of it
+            // is copied into --root.
+            let argv = {
+                let image = task.tg.image();
+                crate::container::recorded_argv(image.argv.iter().map(Vec::as_slice))
+            };
             crate::sandbox::run(&mut task, root, &id, &argv)
         });
     let _ = gofer.wait();

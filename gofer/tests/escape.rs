@@ -264,9 +264,13 @@ fn hardlinks_are_the_files_the_host_put_in_the_root() {
 
 #[test]
 fn swapping_a_directory_for_a_symlink_during_walks() {
-    // Best effort at the race: while the host swaps `a/b` between a real
-    // directory and a symlink to the host's /etc, every walk and open either
-    // reaches the directory inside the root or stops at the link.
+    // The race: while the host swaps `a/b` between a real directory and a
+    // symlink to the host's /etc, every walk and open either reaches the
+    // directory inside the root or stops at the link. The test only counts
+    // if the race happened: the walks must have seen `a/b` change from one
+    // to the other many times, or it fails.
+    const MIN_SWAPS_SEEN: u32 = 50;
+    const MIN_WALKS: u32 = 2000;
     let t = root_with_decoy();
     let a = t.path().join("a");
     fs::create_dir_all(a.join("b_dir")).unwrap();
@@ -279,18 +283,37 @@ fn swapping_a_directory_for_a_symlink_during_walks() {
         let stop = stop.clone();
         let a = a.clone();
         std::thread::spawn(move || {
+            let mut renames = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let _ = fs::rename(a.join("b_dir"), a.join("b"));
-                let _ = fs::rename(a.join("b"), a.join("b_dir"));
-                let _ = fs::rename(a.join("b_link"), a.join("b"));
-                let _ = fs::rename(a.join("b"), a.join("b_link"));
+                for (from, to) in [
+                    ("b_dir", "b"),
+                    ("b", "b_dir"),
+                    ("b_link", "b"),
+                    ("b", "b_link"),
+                ] {
+                    // Only the swapper renames: each one succeeds.
+                    fs::rename(a.join(from), a.join(to)).unwrap();
+                    renames += 1;
+                }
             }
+            renames
         })
     };
-    let mut reached = 0;
-    for _ in 0..2000 {
+    /// What one walk of a/b/passwd found at `a/b`.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Seen {
+        Dir,
+        Link,
+        Absent,
+    }
+    let (mut reached, mut stopped, mut swaps_seen, mut walks) = (0u32, 0u32, 0u32, 0u32);
+    let mut last: Option<Seen> = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while walks < MIN_WALKS || (swaps_seen < MIN_SWAPS_SEEN && std::time::Instant::now() < deadline)
+    {
+        walks += 1;
         let w = g.walk(&root, &["a", "b", "passwd"]).unwrap();
-        if w.status == WalkStatus::Complete {
+        let seen = if w.status == WalkStatus::Complete {
             match g.open(&w.nodes[2].handle, OpenFlags::READ_ONLY) {
                 Ok(fd) => {
                     assert_eq!(read_fd(fd), b"inside");
@@ -299,11 +322,24 @@ fn swapping_a_directory_for_a_symlink_during_walks() {
                 Err(GoferError::Errno(libc::ESTALE | libc::ENOENT)) => {}
                 Err(e) => panic!("open: {e}"),
             }
+            Seen::Dir
         } else if w.status == WalkStatus::Symlink {
             assert!(w.nodes[1].stat.is_symlink());
-        }
+            stopped += 1;
+            Seen::Link
+        } else {
+            Seen::Absent
+        };
         for n in w.nodes {
             g.close(n.handle).unwrap();
+        }
+        // A change between a directory and a link from one walk to the
+        // next is a swap the gofer raced with.
+        if seen != Seen::Absent {
+            if last.is_some_and(|l| l != seen) {
+                swaps_seen += 1;
+            }
+            last = Some(seen);
         }
         match g.walk_open(&root, "a/b/passwd", OpenFlags::READ_ONLY) {
             Ok((fd, _)) => assert_eq!(read_fd(fd), b"inside"),
@@ -312,7 +348,15 @@ fn swapping_a_directory_for_a_symlink_during_walks() {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    swapper.join().unwrap();
-    eprintln!("reached the directory {reached} times of 2000");
+    let renames = swapper.join().unwrap();
+    eprintln!(
+        "{walks} walks: {swaps_seen} swaps seen, {reached} reached the directory, \
+         {stopped} stopped at the link; {renames} renames"
+    );
+    assert!(
+        swaps_seen >= MIN_SWAPS_SEEN && reached > 0 && stopped > 0,
+        "the race did not happen: {swaps_seen} swaps seen in {walks} walks \
+         ({reached} reached the directory, {stopped} stopped at the link, {renames} renames)"
+    );
     g.finish();
 }

@@ -21,7 +21,8 @@ pub enum PlatformError {
     #[error("unexpected stop of stub {pid}: {what}")]
     UnexpectedStop { pid: i32, what: String },
     /// ptrace requests must come from a host thread that has a stub thread in
-    /// the address space (created it, or adopted a thread of it).
+    /// the address space (created it, or used a context of a new thread of
+    /// it).
     #[error("stub {stub} is traced by thread {tracer}, not by the calling thread {caller}")]
     WrongThread { stub: i32, tracer: i32, caller: i32 },
     #[error("invalid range [{addr:#x}, {addr:#x} + {len:#x}): {why}")]
@@ -30,10 +31,13 @@ pub enum PlatformError {
         len: u64,
         why: &'static str,
     },
-    /// `adopt_thread` with a token of another address space or by a thread
-    /// that already has a thread there, and the like.
+    /// A new thread's context used with another address space, or by a host
+    /// thread that already has a thread there, and the like.
     #[error("thread request refused: {0}")]
     Thread(&'static str),
+    /// A platform name no entry of [`crate::PLATFORMS`] has.
+    #[error("unknown platform {name:?} (this cryo has: {known})")]
+    UnknownPlatform { name: String, known: String },
     #[error("cannot place the stub code page: {0}")]
     StubPage(String),
 }

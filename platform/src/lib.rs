@@ -13,8 +13,11 @@
 //!   space until the application makes a system call, faults, or is
 //!   interrupted by the Sentry ([`Interrupter`]).
 //!
-//! The ptrace implementation lives in [`ptrace`]; a KVM one can implement the
-//! same traits later. All ptrace unsafety lives in this crate.
+//! The ptrace implementation lives in [`ptrace`], and everything only ptrace
+//! needs (tracer threads, `PTRACE_SEIZE` hand-over, CPU binding) stays there;
+//! a trap-in-stub (systrap-like) or KVM platform implements the same traits
+//! and adds a row to [`PLATFORMS`]. All platform unsafety lives in this
+//! crate.
 
 pub mod arch;
 mod error;
@@ -22,6 +25,7 @@ pub mod layout;
 pub mod ptrace;
 
 use std::any::Any;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 pub use arch::{host_xfeatures, CpuState, FpState, Registers};
@@ -37,6 +41,7 @@ pub struct Prot {
     pub write: bool,
     pub exec: bool,
 }
+statefile::versioned!(Prot, "platform.Prot", 1);
 
 impl Prot {
     pub const NONE: Prot = Prot {
@@ -93,9 +98,11 @@ impl Prot {
 /// Why a [`Context::switch`] returned to the Sentry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// The application executed a system call instruction. The call number is
-    /// in `Registers::orig_rax`, the arguments in rdi, rsi, rdx, r10, r8, r9.
-    /// The host did not execute it; the Sentry sets `rax` to the result.
+    /// The application executed a system call instruction. The number and
+    /// arguments are where the architecture's syscall ABI puts them
+    /// (`Registers::syscall_nr`, `syscall_args`; on x86_64 orig_rax, then
+    /// rdi, rsi, rdx, r10, r8, r9). The host did not execute it; the Sentry
+    /// sets the result (`Registers::set_return`) before the next switch.
     Syscall,
     /// The application faulted (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP from
     /// an int3 or single step). `addr` is the faulting address (si_addr),
@@ -120,22 +127,24 @@ pub enum Access {
     Unknown,
 }
 
-/// Opaque: a stub thread created by [`AddressSpace::new_thread`], not yet
-/// adopted by the host thread that will run the new application thread.
-#[derive(Debug)]
-pub struct ThreadToken(pub(crate) u64);
-
 /// One application address space.
 ///
 /// All ranges are page-aligned; `offset` is an offset into the memory file the
 /// platform was created with.
 ///
+/// # Threads
+///
 /// An address space is shared (`Arc`) by the host threads that run its
-/// application threads; each of them has its own thread in the platform's
-/// machinery (with ptrace: its own stub thread, traced by it). Every method
-/// acts through the calling host thread's own stub thread, so the caller must
-/// be one of them (created the address space, or adopted a thread of it and
-/// has not exited it yet).
+/// application threads. A platform may keep per-host-thread machinery for
+/// each of them (ptrace: a stub thread traced by that host thread; a
+/// trap-in-stub platform: a stub thread and its shared-memory channel; KVM: a
+/// vCPU) and may require every request to come from a host thread that has
+/// such a thread here: the one that created the address space
+/// ([`Platform::new_address_space`]), or one that has used a context from
+/// [`AddressSpace::new_thread`] with it, and has not called
+/// [`AddressSpace::exit_thread`] since. How a thread is handed to its host
+/// thread (ptrace's `PTRACE_SEIZE`, CPU binding, ...) is the platform's own
+/// business, behind these calls.
 pub trait AddressSpace: Send + Sync + Any {
     /// Maps `[offset, offset + len)` of the memory file at `addr` with `prot`,
     /// shared (writes land in the memory file), replacing whatever was there.
@@ -144,22 +153,28 @@ pub trait AddressSpace: Send + Sync + Any {
     fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError>;
     /// Changes the protection of `[addr, addr + len)`, which is mapped.
     fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
-    /// Creates a stub thread for a new application thread. Called by a host
-    /// thread that already runs application code in this address space; the
-    /// token is handed to the new host thread, which calls
-    /// [`AddressSpace::adopt_thread`] before its first switch.
-    fn new_thread(&self) -> Result<ThreadToken, PlatformError>;
-    /// Makes the calling host thread the owner (tracer) of the token's thread.
-    fn adopt_thread(&self, token: ThreadToken) -> Result<(), PlatformError>;
-    /// The calling host thread's application thread has exited: its stub
-    /// thread exits (the address space and its other threads stay). After
-    /// this the caller has no thread here.
+    /// A context for a new application thread of this address space, called
+    /// by a host thread that already runs application code here. The context
+    /// is moved to the host thread that will run the new thread; that host
+    /// thread's first request on it (`switch`, `fp_state`, `set_fp_state`,
+    /// with this address space) makes it the new thread's owner, after which
+    /// it may also `map`, `unmap`, ... here. That host thread must not
+    /// already have a thread in this address space. A context dropped unused
+    /// leaves its thread's resources until the address space is dropped.
+    fn new_thread(&self) -> Result<Box<dyn Context>, PlatformError>;
+    /// The calling host thread's application thread has exited: its
+    /// platform thread goes (the address space and its other threads stay).
+    /// After this the caller has no thread here. A host thread that has a
+    /// thread here must call it before it ends.
     fn exit_thread(&self) -> Result<(), PlatformError>;
     /// For a platform's own context to reach its address-space type.
     fn as_any(&self) -> &dyn Any;
 }
 
-/// A context runs application code: a task's view of a CPU.
+/// A context runs application code: a task's view of a CPU. It is not tied
+/// to one address space (execve switches a task to a new one) but is used by
+/// one host thread at a time, through that host thread's thread in the
+/// address space passed in.
 pub trait Context: Send {
     /// Loads `state` into the CPU, runs the application in `aspace` until the
     /// next [`Event`], and stores the registers back into `state`.
@@ -195,7 +210,22 @@ pub trait Interrupter: Send + Sync {
     fn interrupt(&self);
 }
 
-/// Creates address spaces and contexts.
+/// Creates address spaces and contexts. What a platform provides:
+///
+/// * a name (the `--platform` spelling) and a row in [`PLATFORMS`];
+/// * the host [`Layout`], with the range its own code occupies in every
+///   address space ([`Layout::stub_addr`]) kept off application mappings;
+/// * address spaces made only of memory-file mappings ([`AddressSpace`]),
+///   with one platform thread per host thread that runs application code in
+///   them (see [`AddressSpace`]'s *Threads*);
+/// * contexts that run application code until a syscall, a fault or an
+///   interrupt ([`Context`], [`Event`]): the host never executes an
+///   application syscall, and signals sent to the platform's processes
+///   never reach the application;
+/// * the FP/vector state in the XSAVE layout, per context.
+///
+/// Everything else (how threads are traced or bound to CPUs, how requests
+/// reach the application's process) stays inside the platform.
 pub trait Platform: Send + Sync {
     /// The platform's name as the CLI spells it (`ptrace`, `kvm`).
     fn name(&self) -> &'static str;
@@ -204,7 +234,76 @@ pub trait Platform: Send + Sync {
     /// A new, empty address space (nothing mapped but the platform's own
     /// stub), whose first thread belongs to the calling host thread.
     fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError>;
-    /// A new context. With ptrace, it must be used from the thread that
-    /// created it (ptrace requests are bound to the tracer thread).
+    /// A new context, for the calling host thread's thread in whichever
+    /// address space it is switched into (the one the caller created, or
+    /// will create: execve). A new application thread's context comes from
+    /// [`AddressSpace::new_thread`] instead.
     fn new_context(&self) -> Result<Box<dyn Context>, PlatformError>;
+}
+
+/// One platform this build can run on: its name as `--platform` spells it
+/// and how to create it over the Sentry's memory file.
+pub struct PlatformEntry {
+    pub name: &'static str,
+    /// Creates the platform. The platform keeps its own duplicate of the
+    /// memory file's descriptor.
+    pub create: fn(BorrowedFd<'_>) -> Result<Arc<dyn Platform>, PlatformError>,
+}
+
+/// Every platform of this build; the first is the default. A new platform
+/// adds its row here.
+pub const PLATFORMS: &[PlatformEntry] = &[PlatformEntry {
+    name: "ptrace",
+    create: |memory_file| Ok(Arc::new(ptrace::PtracePlatform::new(memory_file)?)),
+}];
+
+/// The platform used when none is asked for.
+pub const DEFAULT_PLATFORM: &str = "ptrace";
+
+/// The registry row of `name`, or [`PlatformError::UnknownPlatform`]
+/// naming the known ones. Cheap: lets a caller refuse a bad name before it
+/// creates anything.
+pub fn lookup(name: &str) -> Result<&'static PlatformEntry, PlatformError> {
+    PLATFORMS
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| PlatformError::UnknownPlatform {
+            name: name.to_string(),
+            known: PLATFORMS
+                .iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Creates the platform called `name` over the memory file.
+pub fn by_name(
+    name: &str,
+    memory_file: BorrowedFd<'_>,
+) -> Result<Arc<dyn Platform>, PlatformError> {
+    (lookup(name)?.create)(memory_file)
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_registered_and_unknown_names_are_refused() {
+        assert_eq!(
+            lookup(DEFAULT_PLATFORM).map(|p| p.name).ok(),
+            Some("ptrace")
+        );
+        let err = lookup("bogus")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("\"bogus\"") && err.contains("ptrace"), "{err}");
+        let names: Vec<_> = PLATFORMS.iter().map(|p| p.name).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len(), "{names:?}");
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use platform::ptrace::{PtraceAddressSpace, PtracePlatform};
-use platform::{AddressSpace, CpuState, Event, Platform, PlatformError, Prot, Registers};
+use platform::{AddressSpace, CpuState, Event, FpState, Platform, PlatformError, Prot, Registers};
 
 const SYS_GETPID: u64 = 39;
 const MARK: u32 = 1000;
@@ -103,14 +103,13 @@ fn two_threads_run_concurrently_in_one_address_space() {
     assert_eq!(f.switch(), Event::Syscall);
     assert_eq!(f.state.regs.syscall_nr(), SYS_GETPID);
     assert_eq!(f.state.regs.rdi, 0);
-    let token = f.aspace.new_thread().unwrap();
+    let mut ctx = f.aspace.new_thread().unwrap();
     assert_eq!(tasks(pid).len(), 2, "the new stub thread exists");
 
     let aspace = f.aspace.clone();
     let (b_tid, b_pid_seen) = std::thread::scope(|s| {
         let b = s.spawn(move || {
-            aspace.adopt_thread(token).unwrap();
-            let mut ctx = platform_context();
+            // The first switch adopts the new thread for this host thread.
             let mut st = regs_at(B_CODE, 1);
             assert_eq!(
                 ctx.switch(aspace.as_ref(), &mut st).unwrap(),
@@ -167,18 +166,24 @@ fn map_from_a_second_thread_while_the_first_spins() {
     let mut f = Fixture::new(&code());
     let pid = f.stub_pid();
     assert_eq!(f.switch(), Event::Syscall);
-    let token = f.aspace.new_thread().unwrap();
+    let mut ctx = f.aspace.new_thread().unwrap();
     let a_interrupter = f.ctx.interrupter();
     let aspace = f.aspace.clone();
     std::thread::scope(|s| {
         let b = s.spawn(move || {
-            aspace.adopt_thread(token).unwrap();
+            // Before its context's first request, this host thread has no
+            // thread in the address space.
+            assert!(matches!(
+                aspace.map(NEW_PAGE, PAGE, NEW_OFF, Prot::READ_WRITE),
+                Err(PlatformError::WrongThread { .. })
+            ));
+            // The first request (here reading the FP state) adopts it.
+            ctx.fp_state(aspace.as_ref()).unwrap();
             // Let A get into its loop.
             std::thread::sleep(Duration::from_millis(50));
             aspace
                 .map(NEW_PAGE, PAGE, NEW_OFF, Prot::READ_WRITE)
                 .unwrap();
-            let mut ctx = platform_context();
             let mut st = regs_at(STORE_NEW, 1);
             assert_eq!(
                 ctx.switch(aspace.as_ref(), &mut st).unwrap(),
@@ -213,13 +218,11 @@ fn map_from_a_second_thread_while_the_first_spins() {
 fn second_context_is_interruptible() {
     let mut f = Fixture::new(&code());
     assert_eq!(f.switch(), Event::Syscall);
-    let token = f.aspace.new_thread().unwrap();
+    let mut ctx = f.aspace.new_thread().unwrap();
     let aspace = f.aspace.clone();
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         let b = s.spawn(move || {
-            aspace.adopt_thread(token).unwrap();
-            let mut ctx = platform_context();
             tx.send(ctx.interrupter()).unwrap();
             let mut st = regs_at(SPIN, 1);
             let e = ctx.switch(aspace.as_ref(), &mut st).unwrap();
@@ -251,18 +254,24 @@ fn many_threads_each_on_its_own_host_thread() {
     let mut f = Fixture::new(&code());
     let pid = f.stub_pid();
     assert_eq!(f.switch(), Event::Syscall);
-    let tokens: Vec<_> = (0..THREADS)
+    let contexts: Vec<_> = (0..THREADS)
         .map(|_| f.aspace.new_thread().unwrap())
         .collect();
     assert_eq!(tasks(pid).len(), THREADS + 1);
     std::thread::scope(|s| {
         let mut handles = Vec::new();
-        for (i, token) in tokens.into_iter().enumerate() {
+        for (i, mut ctx) in contexts.into_iter().enumerate() {
             let aspace = f.aspace.clone();
             handles.push(s.spawn(move || {
-                aspace.adopt_thread(token).unwrap();
+                let mut st = regs_at(GETPID_LOOP, i as u64 + 1);
+                st.regs.rbx = i as u64;
+                // The first switch adopts the thread.
+                assert_eq!(
+                    ctx.switch(aspace.as_ref(), &mut st).unwrap(),
+                    Event::Syscall
+                );
                 // Concurrent requests from several threads: a page each,
-                // and a further thread each, adopted by a nested host thread.
+                // and a further thread each, run by a nested host thread.
                 let page = NEW_PAGE + (i as u64 + 1) * PAGE;
                 aspace
                     .map(
@@ -272,11 +281,10 @@ fn many_threads_each_on_its_own_host_thread() {
                         Prot::READ_WRITE,
                     )
                     .unwrap();
-                let nested = aspace.new_thread().unwrap();
+                let mut nested = aspace.new_thread().unwrap();
                 let inner = aspace.clone();
                 let grandchild = std::thread::spawn(move || {
-                    inner.adopt_thread(nested).unwrap();
-                    let mut ctx = platform_context();
+                    let ctx = &mut nested;
                     let mut st = regs_at(GETPID_LOOP, 0);
                     for _ in 0..ROUNDS / 4 {
                         assert_eq!(ctx.switch(inner.as_ref(), &mut st).unwrap(), Event::Syscall);
@@ -284,9 +292,6 @@ fn many_threads_each_on_its_own_host_thread() {
                     }
                     inner.exit_thread().unwrap();
                 });
-                let mut ctx = platform_context();
-                let mut st = regs_at(GETPID_LOOP, i as u64 + 1);
-                st.regs.rbx = i as u64;
                 for n in 0..ROUNDS {
                     st.regs.set_return(n as u64);
                     st.regs.r12 = n as u64;
@@ -331,7 +336,7 @@ fn creator_thread_may_exit_first() {
     let platform = PtracePlatform::new(mem.as_fd()).unwrap();
     // The creator (stub leader's tracer and the stub's forking thread) runs a
     // little, makes a thread, exits its own and ends.
-    let (aspace, token) = std::thread::scope(|s| {
+    let (aspace, mut ctx) = std::thread::scope(|s| {
         s.spawn(|| {
             let aspace: Arc<dyn AddressSpace> = platform.new_address_space().unwrap();
             aspace.map(CODE, PAGE, CODE_OFF, Prot::READ_EXEC).unwrap();
@@ -342,9 +347,9 @@ fn creator_thread_may_exit_first() {
                 ctx.switch(aspace.as_ref(), &mut st).unwrap(),
                 Event::Syscall
             );
-            let token = aspace.new_thread().unwrap();
+            let new = aspace.new_thread().unwrap();
             aspace.exit_thread().unwrap();
-            (aspace, token)
+            (aspace, new)
         })
         .join()
         .unwrap()
@@ -353,8 +358,6 @@ fn creator_thread_may_exit_first() {
     // Give PR_SET_PDEATHSIG / PTRACE_O_EXITKILL a chance to (wrongly) act.
     std::thread::sleep(Duration::from_millis(50));
     assert!(alive(pid));
-    aspace.adopt_thread(token).unwrap();
-    let mut ctx = platform_context();
     let mut st = regs_at(B_CODE, 1);
     assert_eq!(
         ctx.switch(aspace.as_ref(), &mut st).unwrap(),
@@ -369,28 +372,29 @@ fn creator_thread_may_exit_first() {
     aspace
         .map(NEW_PAGE, PAGE, NEW_OFF, Prot::READ_WRITE)
         .unwrap();
-    let token2 = aspace.new_thread().unwrap();
-    let _never_adopted = token2; // killed with the stub
+    let never_used = aspace.new_thread().unwrap();
+    drop(never_used); // its parked thread is killed with the stub
     assert_eq!(read_at(&mem, DATA_OFF + 8, 4), 0xb0bu32.to_le_bytes());
     drop(aspace);
     assert!(!alive(pid), "stub survived its address space");
 }
 
 #[test]
-fn bad_tokens_are_refused() {
+fn new_thread_contexts_are_refused_where_they_do_not_belong() {
     let mut f = Fixture::new(&code());
     assert_eq!(f.switch(), Event::Syscall);
     let g = Fixture::new(&code());
-    let token = f.aspace.new_thread().unwrap();
-    // Another address space's token.
+    let mut st = regs_at(GETPID_LOOP, 1);
+    // Used with another address space.
+    let mut ctx = f.aspace.new_thread().unwrap();
     assert!(matches!(
-        g.aspace.adopt_thread(token),
+        ctx.switch(g.aspace.as_ref(), &mut st),
         Err(PlatformError::Thread(_))
     ));
-    // A thread that already has a stub thread here.
-    let token = f.aspace.new_thread().unwrap();
+    // By a host thread that already has a stub thread here.
+    let mut ctx = f.aspace.new_thread().unwrap();
     assert!(matches!(
-        f.aspace.adopt_thread(token),
+        ctx.set_fp_state(f.aspace.as_ref(), &FpState::default()),
         Err(PlatformError::Thread(_))
     ));
     // A thread with no stub thread here cannot make one.

@@ -2,17 +2,19 @@
 //! system, the kernel and its init task.
 
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use platform::ptrace::PtracePlatform;
 use platform::{CpuState, Layout, PlatformError};
 
 use crate::errno::Errno;
 use crate::kernel::creds::Credentials;
 use crate::kernel::exec::{load_image, ExecError};
 use crate::kernel::fd_table::FdTable;
+use crate::kernel::limits::LimitSet;
 use crate::kernel::proc::ProcTable;
 use crate::kernel::run::{Interruption, RunError};
+use crate::kernel::task::FsContext;
+use crate::kernel::thread_group::{ProcessImage, ProcessLinks, ProcessParts, ThreadGroup};
 use crate::kernel::time::Clocks;
 use crate::kernel::{ExitStatus, Kernel, KernelConfig, Task};
 use crate::mm::MemoryFile;
@@ -27,6 +29,8 @@ pub struct DoConfig {
     pub cwd: String,
     pub hostname: String,
     pub strace: bool,
+    /// The platform's name (`--platform`).
+    pub platform: String,
 }
 
 /// Why a sandbox could not boot or run. Each names its cause in one line.
@@ -49,6 +53,9 @@ pub enum SandboxError {
     Exec { path: String, error: ExecError },
     #[error("cannot attach stdio: {0}")]
     Stdio(Errno),
+    /// An unknown platform name; the error lists the known ones.
+    #[error("{0}")]
+    Platform(PlatformError),
     #[error("sandbox failed: {0}")]
     Run(#[from] RunError),
 }
@@ -131,8 +138,8 @@ pub(crate) fn host_memory() -> Result<Host, SandboxError> {
     })
 }
 
-/// Creates the kernel over `host`: the ptrace platform and the VFS served by
-/// the gofer (from a saved upper layer on restore).
+/// Creates the kernel over `host`: the platform `config` names and the VFS
+/// served by the gofer (from a saved upper layer on restore).
 pub(crate) fn new_kernel(
     host: &Host,
     gofer_sock: OwnedFd,
@@ -141,7 +148,10 @@ pub(crate) fn new_kernel(
     config: &KernelConfig,
 ) -> Result<Arc<Kernel>, SandboxError> {
     let platform =
-        Arc::new(PtracePlatform::new(host.memory_file.fd()).map_err(SandboxError::Host)?);
+        platform::by_name(&config.platform, host.memory_file.fd()).map_err(|e| match e {
+            PlatformError::UnknownPlatform { .. } => SandboxError::Platform(e),
+            e => SandboxError::Host(e),
+        })?;
     let procs = ProcTable::new();
     let gofer_fs = Arc::new(vfs::gofer_fs::GoferHostFs::new(gofer::Client::new(
         gofer_sock,
@@ -173,6 +183,7 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxEr
     let kconfig = KernelConfig {
         hostname: config.hostname.clone(),
         strace: config.strace,
+        platform: config.platform.clone(),
     };
     let kernel = new_kernel(&host, gofer_sock, None, Clocks::boot(), &kconfig)?;
     let root = kernel.vfs.root().clone();
@@ -199,20 +210,35 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxEr
             .map_err(SandboxError::Stdio)?;
     }
     let context = kernel.platform.new_context().map_err(SandboxError::Host)?;
-    let tid = kernel.allocate_tid();
-    let mut task = Task::new(
+    let tid = kernel.allocate_tid().map_err(SandboxError::Stdio)?;
+    let tg = ThreadGroup::new(
+        tid,
+        ProcessParts {
+            mm: Arc::new(Mutex::new(image.mm)),
+            fds: Arc::new(Mutex::new(fds)),
+            handlers: Default::default(),
+            limits: LimitSet::default(),
+            fs: Arc::new(Mutex::new(FsContext {
+                root,
+                cwd,
+                umask: 0o022,
+            })),
+            image: ProcessImage {
+                exe: image.path,
+                argv,
+            },
+            links: ProcessLinks::leader(tid),
+        },
+    );
+    let task = Task::new(
         kernel,
         tid,
+        tg,
         creds,
         CpuState { regs: image.regs },
         context,
-        image.mm,
-        fds,
-        root,
-        cwd,
     );
-    task.exe = image.path;
-    task.argv = argv;
+    task.join();
     Ok(task)
 }
 

@@ -60,6 +60,14 @@ pub enum StatefileError {
     #[error("corrupt section {section}: {reason}")]
     CorruptSection { section: String, reason: String },
 
+    #[error("section {section} claims {claimed} bytes uncompressed from {stored} stored; at most {limit} are believable (1:{ratio} plus {slack} bytes)", ratio = crate::section::MAX_EXPANSION, slack = crate::section::EXPANSION_SLACK)]
+    ImplausibleExpansion {
+        section: String,
+        stored: u64,
+        claimed: u64,
+        limit: u64,
+    },
+
     #[error("section {section} not found")]
     MissingSection { section: String },
 
@@ -129,6 +137,15 @@ pub enum StatefileError {
 
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
+
+    #[error("object {type_name} #{id} appears twice")]
+    DuplicateObject { type_name: String, id: u64 },
+
+    #[error("object {type_name} #{id} is referred to but not in the statefile")]
+    MissingObject { type_name: String, id: u64 },
+
+    #[error("object {type_name} #{id} is in the statefile but nothing refers to it")]
+    UnreferencedObject { type_name: String, id: u64 },
 }
 
 /// Result alias used throughout the crate.
@@ -165,6 +182,7 @@ impl StatefileError {
             CorruptIndex { .. } => "corrupt_index",
             SectionChecksum { .. } => "section_checksum",
             CorruptSection { .. } => "corrupt_section",
+            ImplausibleExpansion { .. } => "implausible_expansion",
             MissingSection { .. } => "missing_section",
             DuplicateSection { .. } => "duplicate_section",
             CorruptChunk { .. } => "corrupt_chunk",
@@ -181,6 +199,9 @@ impl StatefileError {
             Encode { .. } => "encode",
             TrailingBytes { .. } => "trailing_bytes",
             InvalidArgument { .. } => "invalid_argument",
+            DuplicateObject { .. } => "duplicate_object",
+            MissingObject { .. } => "missing_object",
+            UnreferencedObject { .. } => "unreferenced_object",
         }
     }
 }

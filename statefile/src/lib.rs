@@ -91,6 +91,7 @@ mod error;
 mod header;
 mod index;
 mod memory;
+mod objects;
 mod reader;
 mod savable;
 mod section;
@@ -104,9 +105,16 @@ pub use memory::{
     Chunk, ChunkInfo, FileSource, MappedChunk, MemoryOptions, MemoryReader, MemorySource,
     MemoryStats, DEFAULT_CHUNK_PAGES, MAX_CHUNK_BYTES,
 };
+pub use objects::{ObjectEncoder, Objects, MAX_OBJECTS};
 pub use reader::{OpenOptions, ReadAt, Reader, SectionReader};
-pub use savable::{from_bytes, split_blob, to_bytes, Decoder, Encoder, Savable, TypeTable};
-pub use section::{Compression, SectionId, SectionInfo, SectionKind, DEFAULT_ZSTD_LEVEL};
+pub use savable::{
+    check_saved_versions, from_bytes, register_versioned, split_blob, to_bytes, Decoder, Encoder,
+    Savable, TypeTable, TypeVisitor, Versioned,
+};
+pub use section::{
+    max_uncompressed_len, Compression, SectionId, SectionInfo, SectionKind, DEFAULT_ZSTD_LEVEL,
+    EXPANSION_SLACK, MAX_EXPANSION,
+};
 pub use writer::{AtomicFile, SectionWriter, Sink, Writer};
 
 /// Reads just the header of a file (even a damaged one, as far as the header

@@ -49,10 +49,151 @@ pub trait Savable: Sized {
 
     fn save(&self, enc: &mut Encoder) -> Result<()>;
     fn load(dec: &mut Decoder<'_>, version: u32) -> Result<Self>;
+
+    /// Records this type, and every saved type nested in it, in `types`.
+    /// A record encoded with serde overrides it (see [`savable_serde!`]) so
+    /// that the versions of its nested types reach the file's type table.
+    fn register(types: &mut TypeTable) -> Result<()> {
+        types.register(Self::TYPE_NAME, Self::VERSION)
+    }
 }
 
-/// Implements `Savable` for a serde type that has a single version (no
-/// migrations): `save` serializes the struct, `load` deserializes it.
+/// A type whose serde encoding reaches a statefile, nested inside a record:
+/// it has a stable name and a version of its own, so that a change of its
+/// shape is a visible version change (the shape test in `golden/` holds a
+/// fingerprint of every such type). Declared with [`versioned!`].
+pub trait Versioned: Serialize + DeserializeOwned {
+    /// Stable name; never change it once files carry it.
+    const TYPE_NAME: &'static str;
+    /// Bump it whenever the serde shape changes.
+    const VERSION: u32;
+    /// The serde container name (the Rust type's own name), which shape
+    /// tracing reports.
+    const SERDE_NAME: &'static str;
+
+    /// Visits this type, then (if the visitor wants) every versioned type
+    /// nested in it.
+    fn visit<V: TypeVisitor>(v: &mut V);
+}
+
+/// Walks a tree of versioned types: registration, version checks on load,
+/// and shape tracing are visitors.
+pub trait TypeVisitor {
+    /// Called for `T`, whose direct nested versioned types have the serde
+    /// names `nested`; returns whether to descend into them (false once `T`
+    /// was seen).
+    fn visit<T: Versioned>(&mut self, nested: &[&'static str]) -> bool;
+}
+
+/// Registers every visited type in a type table.
+struct Register<'a> {
+    types: &'a mut TypeTable,
+    error: Option<StatefileError>,
+}
+
+impl TypeVisitor for Register<'_> {
+    fn visit<T: Versioned>(&mut self, _nested: &[&'static str]) -> bool {
+        if self.types.get(T::TYPE_NAME) == Some(T::VERSION) {
+            return false;
+        }
+        if let Err(e) = self.types.register(T::TYPE_NAME, T::VERSION) {
+            self.error.get_or_insert(e);
+            return false;
+        }
+        true
+    }
+}
+
+/// Registers `T` and its nested types.
+pub fn register_versioned<T: Versioned>(types: &mut TypeTable) -> Result<()> {
+    let mut r = Register { types, error: None };
+    T::visit(&mut r);
+    r.error.map_or(Ok(()), Err)
+}
+
+/// Checks that every type nested in `T` was saved at the version this code
+/// decodes: a serde record has no migration of its own, so an older or newer
+/// nested version is refused by name rather than misread.
+struct CheckSaved<'a> {
+    types: &'a TypeTable,
+    seen: std::collections::BTreeSet<&'static str>,
+    error: Option<StatefileError>,
+}
+
+impl TypeVisitor for CheckSaved<'_> {
+    fn visit<T: Versioned>(&mut self, _nested: &[&'static str]) -> bool {
+        if !self.seen.insert(T::TYPE_NAME) || self.error.is_some() {
+            return false;
+        }
+        let err = match self.types.get(T::TYPE_NAME) {
+            None => StatefileError::UnknownType {
+                type_name: T::TYPE_NAME.into(),
+            },
+            Some(found) if found > T::VERSION => StatefileError::FutureTypeVersion {
+                type_name: T::TYPE_NAME.into(),
+                found,
+                supported: T::VERSION,
+            },
+            Some(found) if found < T::VERSION => StatefileError::TypeVersionTooOld {
+                type_name: T::TYPE_NAME.into(),
+                found,
+                oldest: T::VERSION,
+            },
+            Some(_) => return true,
+        };
+        self.error = Some(err);
+        false
+    }
+}
+
+/// Checks `T` and everything nested in it against the file's type table.
+pub fn check_saved_versions<T: Versioned>(types: &TypeTable) -> Result<()> {
+    let mut c = CheckSaved {
+        types,
+        seen: Default::default(),
+        error: None,
+    };
+    T::visit(&mut c);
+    c.error.map_or(Ok(()), Err)
+}
+
+/// Declares a [`Versioned`] type: its stable name, its version and the
+/// versioned types nested directly in it (the shape test fails when one is
+/// missing from the list).
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Limit { cur: u64, max: u64 }
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Limits { all: Vec<Limit> }
+/// statefile::versioned!(Limit, "kernel.Limit", 1);
+/// statefile::versioned!(Limits, "kernel.Limits", 1, [Limit]);
+/// ```
+#[macro_export]
+macro_rules! versioned {
+    ($t:ident, $name:expr, $version:expr) => {
+        $crate::versioned!($t, $name, $version, []);
+    };
+    ($t:ident, $name:expr, $version:expr, [$($n:ty),* $(,)?]) => {
+        impl $crate::Versioned for $t {
+            const TYPE_NAME: &'static str = $name;
+            const VERSION: u32 = $version;
+            const SERDE_NAME: &'static str = stringify!($t);
+            fn visit<V: $crate::TypeVisitor>(v: &mut V) {
+                let nested: &[&'static str] = &[$(<$n as $crate::Versioned>::SERDE_NAME),*];
+                if v.visit::<Self>(nested) {
+                    $(<$n as $crate::Versioned>::visit(v);)*
+                }
+            }
+        }
+    };
+}
+
+/// Implements `Savable` (and [`Versioned`]) for a serde record that has a
+/// single version (no migrations): `save` serializes it, `load` checks that
+/// it and every nested versioned type were saved at the versions this code
+/// decodes, then deserializes it. The list names the versioned types nested
+/// directly in it.
 ///
 /// ```
 /// #[derive(serde::Serialize, serde::Deserialize)]
@@ -61,7 +202,11 @@ pub trait Savable: Sized {
 /// ```
 #[macro_export]
 macro_rules! savable_serde {
-    ($t:ty, $name:expr, $version:expr) => {
+    ($t:ident, $name:expr, $version:expr) => {
+        $crate::savable_serde!($t, $name, $version, []);
+    };
+    ($t:ident, $name:expr, $version:expr, [$($n:ty),* $(,)?]) => {
+        $crate::versioned!($t, $name, $version, [$($n),*]);
         impl $crate::Savable for $t {
             const TYPE_NAME: &'static str = $name;
             const VERSION: u32 = $version;
@@ -70,7 +215,11 @@ macro_rules! savable_serde {
                 enc.serde(self)
             }
             fn load(dec: &mut $crate::Decoder<'_>, _version: u32) -> $crate::Result<Self> {
+                $crate::check_saved_versions::<Self>(dec.types())?;
                 dec.serde()
+            }
+            fn register(types: &mut $crate::TypeTable) -> $crate::Result<()> {
+                $crate::register_versioned::<Self>(types)
             }
         }
     };
@@ -190,13 +339,18 @@ impl Encoder {
 
     /// Saves a `Savable` object (framed, its type recorded).
     pub fn put<T: Savable>(&mut self, v: &T) -> Result<()> {
-        self.types.register(T::TYPE_NAME, T::VERSION)?;
+        T::register(&mut self.types)?;
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0u8; 8]);
         v.save(self)?;
         let len = (self.buf.len() - start - 8) as u64;
         self.buf[start..start + 8].copy_from_slice(&len.to_le_bytes());
         Ok(())
+    }
+
+    /// Appends bytes as they are (an object table's entry head).
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
     }
 
     /// Encodes plain fields (any serde value) with bincode.
@@ -330,6 +484,30 @@ impl<'a> Decoder<'a> {
             })?;
         self.pos += used;
         Ok(v)
+    }
+
+    /// The type table the bytes were written with.
+    pub fn types(&self) -> &'a TypeTable {
+        self.types
+    }
+
+    /// The version nested type `T` was saved at (for a record's migration
+    /// of a nested type), checked against what this code knows.
+    pub fn saved_version_of<T: Versioned>(&self) -> Result<u32> {
+        let found = self
+            .types
+            .get(T::TYPE_NAME)
+            .ok_or_else(|| StatefileError::UnknownType {
+                type_name: T::TYPE_NAME.into(),
+            })?;
+        if found > T::VERSION {
+            return Err(StatefileError::FutureTypeVersion {
+                type_name: T::TYPE_NAME.into(),
+                found,
+                supported: T::VERSION,
+            });
+        }
+        Ok(found)
     }
 
     /// Bytes left in the current record.
@@ -492,5 +670,39 @@ mod tests {
             t.register("a", 2),
             Err(StatefileError::TypeConflict { .. })
         ));
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Inner {
+        x: u8,
+    }
+    crate::versioned!(Inner, "test.Inner", 3);
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Outer {
+        inner: Vec<Inner>,
+    }
+    crate::savable_serde!(Outer, "test.Outer", 1, [Inner]);
+
+    #[test]
+    fn nested_versions_reach_the_type_table_and_are_checked() {
+        let v = Outer {
+            inner: vec![Inner { x: 1 }],
+        };
+        let bytes = to_bytes(&v).unwrap();
+        let (table, body) = split_blob(&bytes).unwrap();
+        assert_eq!(table.get("test.Inner"), Some(3));
+        assert_eq!(from_bytes::<Outer>(&bytes).unwrap(), v);
+        // The same bytes claiming an older or a newer nested version are
+        // refused by the nested type's name.
+        for (found, want) in [(2, "type_version_too_old"), (4, "future_type_version")] {
+            let mut t = TypeTable::new();
+            t.register("test.Outer", 1).unwrap();
+            t.register("test.Inner", found).unwrap();
+            let mut dec = Decoder::new(body, &t);
+            let err = dec.get::<Outer>().unwrap_err();
+            assert_eq!(err.kind(), want);
+            assert!(err.to_string().contains("test.Inner"), "{err}");
+        }
     }
 }

@@ -5,7 +5,8 @@
 //!   newest of `{$CARGO_TARGET_DIR,<workspace>/target}/{release,debug}/cryo`;
 //! - compiles the C guests in `tests/guests/` at test time ([`guest`]) with
 //!   `gcc -static` or `musl-gcc -static` into `<target>/guests/`, rebuilding a
-//!   guest only when its source (or `common.h`) is newer than the binary;
+//!   guest only when its source (or `common.h`) is newer than the binary (a
+//!   missing compiler fails the test: the setup is broken);
 //! - runs a program natively ([`run_native`]) or under `cryo do`
 //!   ([`run_cryo`]) with the same arguments, environment, working directory
 //!   and stdin, each with a timeout after which the child's process group is
@@ -499,28 +500,17 @@ pub fn guests_src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("guests")
 }
 
-/// Is `musl-gcc` on PATH?
-pub fn have_musl_gcc() -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    *FOUND.get_or_init(|| {
-        std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join("musl-gcc").is_file()))
-            .unwrap_or(false)
-    })
-}
-
 /// Compiles `tests/guests/<name>.c` statically against `libc` (once; again
 /// only when the source or `common.h` is newer than the binary) and returns
-/// the binary's path. Returns `None` for a musl build when musl-gcc is not
-/// installed. Compiler errors fail the test with the compiler's output.
-pub fn guest(name: &str, libc: Libc) -> Option<PathBuf> {
+/// the binary's path. A missing compiler (gcc, or musl-gcc from
+/// musl-tools) is a broken test setup — `tests/scripts/deps.sh` installs
+/// both — and fails the test, as do compiler errors (with the compiler's
+/// output).
+pub fn guest(name: &str, libc: Libc) -> PathBuf {
     let (compiler, suffix) = match libc {
         Libc::Glibc => ("gcc", ""),
         Libc::Musl => ("musl-gcc", ".musl"),
     };
-    if libc == Libc::Musl && !have_musl_gcc() {
-        return None;
-    }
     let src_dir = guests_src_dir();
     let src = src_dir.join(format!("{name}.c"));
     assert!(src.is_file(), "no guest source {}", src.display());
@@ -536,7 +526,7 @@ pub fn guest(name: &str, libc: Libc) -> Option<PathBuf> {
     let fresh =
         || matches!((mtime(&out), newest_input), (Some(built), Some(input)) if built >= input);
     if fresh() {
-        return Some(out);
+        return out;
     }
     // One build at a time, across this process's threads and across test
     // processes: a guest rebuilt (a new inode) under a sandbox that runs it
@@ -549,7 +539,7 @@ pub fn guest(name: &str, libc: Libc) -> Option<PathBuf> {
     lock.lock()
         .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
     if fresh() {
-        return Some(out);
+        return out;
     }
     // Build under a unique name and rename into place, so tests compiling
     // the same guest concurrently never see a half-written binary.
@@ -563,7 +553,9 @@ pub fn guest(name: &str, libc: Libc) -> Option<PathBuf> {
         .arg(&tmp)
         .arg(&src)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {compiler} (is it installed?): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run {compiler}: {e} (a broken test setup: run tests/scripts/deps.sh)")
+        });
     assert!(
         result.status.success(),
         "{compiler} failed on {}:\n{}",
@@ -572,7 +564,7 @@ pub fn guest(name: &str, libc: Libc) -> Option<PathBuf> {
     );
     std::fs::rename(&tmp, &out)
         .unwrap_or_else(|e| panic!("renaming {} to {}: {e}", tmp.display(), out.display()));
-    Some(out)
+    out
 }
 
 /// A unique path under the host's /tmp (not created).

@@ -4,7 +4,10 @@
 //! once, after `--leave-running`, twice in a row — and every line the
 //! restored program prints must be the line a native run prints for the
 //! same counter (same memory checksum, same fd offset, a monotonic clock
-//! that never went back). Then the refusals: damaged statefiles, files
+//! that never went back). A sleep restored mid-way sleeps only what was
+//! left, and the monotonic clocks do not jump over the time the sandbox
+//! spent frozen (`mono_ticker`, restored after a 3 s pause). Then the
+//! refusals: damaged statefiles, files
 //! changed on the host, unknown ids, occupied or unwritable image paths, a
 //! checkpoint that runs out of space halfway, bad flags and duplicate ids —
 //! each exits 125 with one line naming the cause, and leaves nothing
@@ -353,7 +356,7 @@ fn parse(line: &str) -> Line {
 }
 
 fn counter_guest() -> PathBuf {
-    guest("ckpt_counter", Libc::Glibc).expect("gcc builds ckpt_counter")
+    guest("ckpt_counter", Libc::Glibc)
 }
 
 /// The first `count` lines of a native run of `ckpt_counter MIB FILE COUNT`.
@@ -476,8 +479,13 @@ fn assert_ok(out: &Output, what: &str) {
     );
 }
 
-/// Exit 125, exactly one line on stderr, containing every one of `needles`.
+/// Exit 125, exactly one line on stderr, containing every one of `needles`
+/// (at least one: a refusal for the wrong reason must not pass).
 fn assert_refused(code: i32, stderr: &str, what: &str, needles: &[&str]) {
+    assert!(
+        !needles.is_empty(),
+        "{what}: say what the refusal must name"
+    );
     assert_eq!(
         code, REFUSED,
         "{what}: expected exit {REFUSED}, got {code}; stderr: {stderr}"
@@ -492,13 +500,13 @@ fn assert_refused(code: i32, stderr: &str, what: &str, needles: &[&str]) {
         trimmed.starts_with("cryo"),
         "{what}: error does not start with `cryo`: {trimmed}"
     );
-    eprintln!("{what}: refused as expected: {trimmed}");
     for n in needles {
         assert!(
             trimmed.contains(n),
             "{what}: error should mention {n:?}: {trimmed}"
         );
     }
+    eprintln!("{what}: refused as expected: {trimmed}");
 }
 
 /// Every non-directory under `dir` (recursively); empty if `dir` is absent.
@@ -742,7 +750,7 @@ const PY_LOOP: &str =
 
 #[test]
 fn dynamic_program_checkpointed() {
-    let Some(python) = python3() else { return };
+    let python = python3();
     let s = Scratch::new();
     let mut a = Sandbox::run(
         &s.root(),
@@ -793,27 +801,34 @@ fn dynamic_program_checkpointed() {
 #[test]
 fn dynamic_sleep_finishes_after_restore() {
     // A dynamically linked coreutils program blocked in nanosleep: after
-    // restore it finishes the remaining time and exits 0 by itself.
+    // restore it sleeps what was left of its time (the sandbox's monotonic
+    // clock continues from the checkpoint) and exits 0 by itself — neither
+    // at once nor after a whole new sleep.
+    const SLEEP: Duration = Duration::from_secs(4);
+    // Startup before the sleep began plus the restore's own work: generous,
+    // yet well below the 2 s a full re-sleep would add.
+    const MARGIN: Duration = Duration::from_millis(1000);
     let s = Scratch::new();
     let started = Instant::now();
     let mut a = Sandbox::run(
         &s.root(),
         "S",
         Path::new("/usr/bin/sleep"),
-        &[OsStr::new("3")],
+        &[OsStr::new("4")],
     );
-    thread::sleep(Duration::from_millis(1000));
-    assert!(a.is_running(), "sleep 3 ended early: {}", a.stderr_str());
+    thread::sleep(Duration::from_millis(2000));
+    assert!(a.is_running(), "sleep 4 ended early: {}", a.stderr_str());
     let img = s.path("img");
+    let asked = started.elapsed();
     let out = checkpoint(&s.root(), &img, "S", &[]);
-    assert_ok(&out, "cryo checkpoint S (sleep 3)");
+    let answered = started.elapsed();
+    assert_ok(&out, "cryo checkpoint S (sleep 4)");
     assert_eq!(
         a.wait_exit(EXIT),
         0,
         "sleep after checkpoint: {}",
         a.stderr_str()
     );
-    let slept = started.elapsed();
     let mut b = Sandbox::restore(&s.root(), &img, "T");
     let restored = Instant::now();
     let code = b.wait_exit(Duration::from_secs(10));
@@ -824,11 +839,183 @@ fn dynamic_sleep_finishes_after_restore() {
         "restored sleep: exit {code}; stderr: {}",
         b.stderr_str()
     );
-    // It slept the rest of its 3 s (give or take), not 0 and not 3 again.
+    // The sleep began after `started` and was frozen between `asked` and
+    // `answered`, so it had slept at most `answered` and at least `asked`
+    // minus its startup; what is left is the rest of the 4 s.
+    let least = SLEEP.saturating_sub(answered);
+    let most = SLEEP.saturating_sub(asked) + MARGIN;
     assert!(
-        took + slept >= Duration::from_millis(2500) && took < Duration::from_secs(6),
-        "restored sleep 3 took {took:?} after {slept:?} before the checkpoint"
+        took + Duration::from_millis(100) >= least,
+        "restored sleep 4 ended after {took:?}, but at most {answered:?} of it had passed"
     );
+    assert!(
+        took <= most,
+        "restored sleep 4 took {took:?} after a checkpoint {asked:?} into it: \
+         a fresh sleep rather than the {least:?}..{most:?} left"
+    );
+}
+
+#[test]
+fn absolute_sleeps_end_at_their_deadline_after_restore() {
+    // clock_nanosleep(TIMER_ABSTIME) frozen mid-way runs again after the
+    // restore with the same deadline: on CLOCK_MONOTONIC it sleeps what was
+    // left when it was frozen (the clock continues from the checkpoint), on
+    // CLOCK_REALTIME it wakes when the host's wall clock reaches the
+    // deadline. Neither starts a new 4 s sleep.
+    const SLEEP: Duration = Duration::from_secs(4);
+    const MARGIN: Duration = Duration::from_millis(500);
+    let sleeper = guest("abs_sleep", Libc::Glibc);
+    for clock in ["monotonic", "realtime"] {
+        let s = Scratch::new();
+        let started = Instant::now();
+        let mut a = Sandbox::run(
+            &s.root(),
+            "S",
+            &sleeper,
+            &[OsStr::new(clock), OsStr::new("4")],
+        );
+        a.wait_lines(1, START);
+        // The deadline was read before the line was printed.
+        let printed = Instant::now();
+        assert_eq!(a.lines, ["sleeping"]);
+        thread::sleep(Duration::from_millis(2000));
+        let img = s.path("img");
+        let asked = Instant::now();
+        let out = checkpoint(&s.root(), &img, "S", &[]);
+        let answered = Instant::now();
+        assert_ok(&out, &format!("cryo checkpoint S (abs_sleep {clock})"));
+        assert_eq!(
+            a.wait_exit(EXIT),
+            0,
+            "abs_sleep {clock}: {}",
+            a.stderr_str()
+        );
+        assert_eq!(
+            a.lines,
+            ["sleeping"],
+            "abs_sleep {clock} woke before the checkpoint"
+        );
+
+        let mut b = Sandbox::restore(&s.root(), &img, "T");
+        let restored = Instant::now();
+        let code = b.wait_exit(Duration::from_secs(10));
+        let took = restored.elapsed();
+        assert_eq!(code, 0, "restored abs_sleep {clock}: {}", b.stderr_str());
+        assert_eq!(b.lines, ["reached=1"], "restored abs_sleep {clock}");
+        // The deadline lies between started+4 s and printed+4 s: on the
+        // sandbox's monotonic clock it is that far from the freeze, on the
+        // wall clock that far from now.
+        let (least, most) = if clock == "monotonic" {
+            (
+                (started + SLEEP).saturating_duration_since(answered),
+                (printed + SLEEP).saturating_duration_since(asked),
+            )
+        } else {
+            (
+                (started + SLEEP).saturating_duration_since(restored),
+                (printed + SLEEP).saturating_duration_since(restored),
+            )
+        };
+        assert!(
+            took + Duration::from_millis(100) >= least && took <= most + MARGIN,
+            "restored abs_sleep {clock} took {took:?}, expected {least:?}..{:?} (a fresh sleep is {SLEEP:?})",
+            most + MARGIN
+        );
+    }
+}
+
+/// The clocks of the `mono_ticker` guest on one of its lines.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    n: u64,
+    mono: i64,
+    boot: i64,
+}
+
+fn tick(line: &str) -> Tick {
+    let field = |name: &str| -> i64 {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in mono_ticker line {line:?}"))
+    };
+    Tick {
+        n: field("n") as u64,
+        mono: field("mono"),
+        boot: field("boot"),
+    }
+}
+
+/// Each clock of `ticks` never goes back, line after line.
+fn assert_clocks_forward(what: &str, ticks: &[Tick]) {
+    for w in ticks.windows(2) {
+        assert!(
+            w[1].n == w[0].n + 1 && w[1].mono >= w[0].mono && w[1].boot >= w[0].boot,
+            "{what}: {:?} followed by {:?}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+#[test]
+fn monotonic_clock_does_not_jump_over_the_frozen_time() {
+    // Invariant 6: CLOCK_MONOTONIC and CLOCK_BOOTTIME continue across a
+    // restore from where the checkpoint left them. The sandbox stays
+    // frozen for 3 s; across the restore the guest's clocks may move on by
+    // its 100 ms nap and the checkpoint's own work, far less than the
+    // pause, and never back.
+    const PAUSE: Duration = Duration::from_secs(3);
+    const MOST: i64 = 1_000_000_000;
+    let s = Scratch::new();
+    let ticker = guest("mono_ticker", Libc::Glibc);
+    let mut a = Sandbox::run(&s.root(), "M", &ticker, &[]);
+    a.wait_lines(3, START);
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "M", &[]), "cryo checkpoint M");
+    let checkpointed = Instant::now();
+    assert_eq!(
+        a.wait_exit(EXIT),
+        0,
+        "mono_ticker after checkpoint: {}",
+        a.stderr_str()
+    );
+    // Every line printed before the freeze has been read (stdout closed).
+    let before: Vec<Tick> = a.lines.iter().map(|l| tick(l)).collect();
+    assert_clocks_forward("before the checkpoint", &before);
+    let last = *before.last().expect("lines before the checkpoint");
+
+    thread::sleep(PAUSE.saturating_sub(checkpointed.elapsed()));
+    let mut b = Sandbox::restore(&s.root(), &img, "N");
+    b.wait_lines(3, START);
+    assert!(
+        checkpointed.elapsed() >= PAUSE,
+        "the pause was shorter than {PAUSE:?}"
+    );
+    let after: Vec<Tick> = b.lines[..3].iter().map(|l| tick(l)).collect();
+    let first = after[0];
+    assert_eq!(
+        first.n,
+        last.n + 1,
+        "the restored guest continues where it was"
+    );
+    assert_clocks_forward("after the restore", &after);
+    for (clock, was, now) in [
+        ("CLOCK_MONOTONIC", last.mono, first.mono),
+        ("CLOCK_BOOTTIME", last.boot, first.boot),
+    ] {
+        let moved = now - was;
+        assert!(
+            moved >= 0,
+            "{clock} went back by {} ns across the restore",
+            -moved
+        );
+        assert!(
+            moved < MOST,
+            "{clock} jumped forward by {moved} ns across the restore after a {PAUSE:?} pause \
+             (the frozen time must not count)"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -929,7 +1116,7 @@ fn restore_refuses_deleted_host_file() {
         &s,
         &img,
         "restore after the open file was deleted",
-        &[file.to_str().unwrap()],
+        &[file.to_str().unwrap(), "ENOENT"],
     );
 }
 
@@ -1030,13 +1217,19 @@ fn checkpoint_to_unwritable_path_is_refused() {
     let mut a = start_counter(&s, "A", 8);
     let plain = s.path("plain-file");
     std::fs::write(&plain, b"not a directory").unwrap();
-    for img in [plain.join("img"), PathBuf::from("/proc/cryo-no-such/img")] {
+    for (img, why) in [
+        (plain.join("img"), "Not a directory"),
+        (
+            PathBuf::from("/proc/cryo-no-such/img"),
+            "No such file or directory",
+        ),
+    ] {
         let out = checkpoint(&s.root(), &img, "A", &[]);
         assert_refused(
             out.code,
             &out.stderr_str(),
             &format!("checkpoint to {}", img.display()),
-            &[],
+            &[img.to_str().unwrap(), why],
         );
         assert!(!img.exists());
         assert_still_running(&s, &mut a, 8);
@@ -1090,14 +1283,10 @@ fn checkpoint_failing_halfway_leaves_nothing() {
     let s = Scratch::new();
     let small = s.path("small");
     std::fs::create_dir_all(&small).unwrap();
-    let _tmpfs = match SmallTmpfs::mount(&small) {
-        Ok(m) => m,
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            eprintln!("skipped: cannot mount a small tmpfs (not root?): {e}");
-            return;
-        }
-        Err(e) => panic!("cannot mount a tmpfs on {}: {e}", small.display()),
-    };
+    // The tests run as root (cryo itself needs it): a refused mount is a
+    // broken setup, not a reason to pass.
+    let _tmpfs = SmallTmpfs::mount(&small)
+        .unwrap_or_else(|e| panic!("cannot mount a tmpfs on {}: {e}", small.display()));
     let mut a = start_counter(&s, "A", 16);
     let img = small.join("img");
     let out = checkpoint(&s.root(), &img, "A", &[]);
@@ -1105,7 +1294,8 @@ fn checkpoint_failing_halfway_leaves_nothing() {
         out.code,
         &out.stderr_str(),
         "checkpoint onto a full tmpfs",
-        &[],
+        // ENOSPC, not any failure (a refused open would also exit 125).
+        &["No space left on device"],
     );
     assert_still_running(&s, &mut a, 16);
     let left = files_under(&small);
@@ -1187,10 +1377,16 @@ fn inspect_shows_kernel_objects() {
     for ty in [
         "kernel.Task",
         "kernel.Kernel",
+        "kernel.ThreadGroup",
         "mm.MemoryManager",
-        "vfs.Vfs",
+        "vfs.MountNamespace",
         "kernel.FdTable",
+        "vfs.OpenFile",
         "mm.MemoryFile",
+        // Nested types carry their own versions too.
+        "kernel.SigInfo",
+        "platform.Registers",
+        "vfs.TmpfsNode",
     ] {
         // "types": { "kernel.Task": <version>, … }
         let key = format!("\"{ty}\":");
@@ -1204,6 +1400,33 @@ fn inspect_shows_kernel_objects() {
             .collect();
         assert!(!version.is_empty(), "{ty} has no version in:\n{json}");
     }
+    // Every record is listed with its type, its sandbox id and its version:
+    // the kernel and its mount namespace and memory file (id 0), the init
+    // process and its task (pid 1).
+    let v: serde_json::Value = serde_json::from_str(&json).expect("inspect --json is JSON");
+    let objects = v["objects"].as_array().expect("objects listed");
+    for (ty, id) in [
+        ("kernel.Kernel", 0),
+        ("vfs.MountNamespace", 0),
+        ("mm.MemoryFile", 0),
+        ("kernel.ThreadGroup", 1),
+        ("kernel.Task", 1),
+        ("mm.MemoryManager", 1),
+        ("kernel.FdTable", 1),
+    ] {
+        let found = objects
+            .iter()
+            .find(|o| o["type"] == ty && o["id"] == id)
+            .unwrap_or_else(|| panic!("no object {ty} #{id} in {objects:?}"));
+        assert!(
+            found["version"].as_u64().is_some_and(|v| v >= 1),
+            "{ty} #{id} has no version: {found}"
+        );
+    }
+    assert!(
+        objects.iter().any(|o| o["type"] == "vfs.OpenFile"),
+        "no open file listed in {objects:?}"
+    );
     assert!(
         json.contains("\"status\": \"ok\""),
         "no status ok in:\n{json}"
@@ -1243,14 +1466,15 @@ fn inspect_shows_kernel_objects() {
     }
 }
 
-/// The host's python3, or None (with the reason printed) if it is missing.
-fn python3() -> Option<&'static Path> {
+/// The host's python3. tests/scripts/deps.sh installs it: missing, the
+/// setup is broken and the test fails.
+fn python3() -> &'static Path {
     let python = Path::new("/usr/bin/python3");
-    if !python.exists() {
-        eprintln!("skipped: /usr/bin/python3 is not installed");
-        return None;
-    }
-    Some(python)
+    assert!(
+        python.exists(),
+        "/usr/bin/python3 is not installed (a broken test setup: run tests/scripts/deps.sh)"
+    );
+    python
 }
 
 /// A python3 program with a second thread: each line is printed by the
@@ -1261,7 +1485,7 @@ t = threading.Thread(target=work); t.start(); t.join()\n";
 
 #[test]
 fn multi_threaded_program_checkpointed_and_restored() {
-    let Some(python) = python3() else { return };
+    let python = python3();
     let s = Scratch::new();
     let mut a = Sandbox::run(
         &s.root(),

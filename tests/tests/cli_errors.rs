@@ -148,6 +148,61 @@ fn unknown_flag() {
     );
 }
 
+/// An unknown `--platform` is refused before anything starts, naming the
+/// bad name and the platforms this cryo has; before or after the command.
+#[test]
+fn unknown_platform() {
+    for args in [
+        &["--platform", "bogus", "do", "true"][..],
+        &["do", "--platform", "bogus", "true"][..],
+        &[
+            "restore",
+            "--platform",
+            "bogus",
+            "--image-path",
+            "/nonexistent",
+        ][..],
+    ] {
+        let out = run_cryo_cli(args);
+        let what = format!("cryo {}", args.join(" "));
+        assert_failed(&out, &what);
+        assert_eq!(out.code, 125, "{what}: a cryo error, not a usage error");
+        let err = out.stderr_str();
+        assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
+        assert!(
+            err.contains("\"bogus\""),
+            "{what}: names the platform: {err}"
+        );
+        assert!(
+            err.contains("ptrace"),
+            "{what}: lists the known ones: {err}"
+        );
+        assert!(out.stdout_str().is_empty(), "{what}: nothing ran");
+    }
+}
+
+/// `--platform ptrace` (the default, spelt out) is accepted by `do` and
+/// `restore`.
+#[test]
+fn known_platform_is_accepted() {
+    let out = run_cryo_cli(&["--platform", "ptrace", "do", "echo", "on-ptrace"]);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr_str());
+    assert_eq!(out.stdout_str(), "on-ptrace\n");
+    let out = run_cryo_cli(&[
+        "restore",
+        "--platform",
+        "ptrace",
+        "--image-path",
+        "/nonexistent",
+    ]);
+    assert_failed(&out, "cryo restore --platform ptrace (no statefile)");
+    let err = out.stderr_str();
+    assert!(
+        err.contains("no statefile") && !err.contains("platform"),
+        "the flag is accepted; the missing statefile is the error: {err}"
+    );
+}
+
 #[test]
 fn do_without_command() {
     let out = run_cryo_cli(&["do"]);

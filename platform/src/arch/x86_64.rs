@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+mod validate;
+
 /// The general-purpose registers, in the order of the kernel's
 /// `struct user_regs_struct` (what PTRACE_GETREGS returns), so a platform can
 /// convert without reordering. fs_base/gs_base carry TLS (arch_prctl).
@@ -101,6 +103,9 @@ impl FpState {
             .unwrap_or(0)
     }
 }
+
+statefile::versioned!(Registers, "platform.Registers", 1);
+statefile::versioned!(FpState, "platform.FpState", 1);
 
 /// A thread's CPU state as the Sentry holds it between switches.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

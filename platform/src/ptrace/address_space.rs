@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use nix::sys::ptrace::Options;
 use nix::unistd::Pid;
 
+use super::context::PtraceContext;
 use super::current_tid;
 use super::inject::{gone_or, inject, inject_at, inject_exit};
 use super::stub::{
     fork_stub, kill_and_reap_threads, wait_stop, Stop, StubThread, CLONE_OFFSET, CLONE_TRAP_OFFSET,
     SIGMASK_EMPTY_OFFSET, SIGMASK_FULL_OFFSET,
 };
-use crate::{AddressSpace, Layout, PlatformError, Prot, ThreadToken};
+use crate::{AddressSpace, Context, Layout, PlatformError, Prot};
 
 /// `WSTOPSIG | event << 8` of the stop `PTRACE_INTERRUPT` causes.
 const INTERRUPT_STOP: i32 = libc::SIGTRAP | (libc::PTRACE_EVENT_STOP << 8);
@@ -341,6 +342,40 @@ impl PtraceAddressSpace {
         }
     }
 
+    /// Makes the calling thread the tracer of the parked stub thread `tid`
+    /// (from [`AddressSpace::new_thread`]) of stub `pid`: `PTRACE_SEIZE`,
+    /// then its signals unblocked. The first use of the new thread's
+    /// context does this.
+    pub(crate) fn adopt_thread(&self, pid: i32, tid: i32) -> Result<(), PlatformError> {
+        if pid != self.pid || tid <= 0 {
+            return Err(PlatformError::Thread(
+                "the context's new thread belongs to another address space",
+            ));
+        }
+        self.check_alive()?;
+        let caller = current_tid();
+        if lock(&self.threads).iter().any(|e| e.tracer == caller) {
+            return Err(PlatformError::Thread(
+                "the calling thread already has a thread in this address space",
+            ));
+        }
+        self.seize(tid)?;
+        lock(&self.threads).push(Entry::new(caller, tid));
+        // Let signals reach (and stop) the thread as they do its siblings.
+        self.syscall(
+            "rt_sigprocmask",
+            libc::SYS_rt_sigprocmask,
+            &[
+                libc::SIG_SETMASK as u64,
+                self.layout.stub_addr + SIGMASK_EMPTY_OFFSET,
+                0,
+                8,
+            ],
+        )?;
+        tracing::debug!(pid, tid, tracer = caller, "stub thread adopted");
+        Ok(())
+    }
+
     fn check_range(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
         let mask = self.layout.page_size - 1;
         if addr & mask != 0 || len & mask != 0 {
@@ -435,43 +470,10 @@ impl AddressSpace for PtraceAddressSpace {
         Ok(())
     }
 
-    fn new_thread(&self) -> Result<ThreadToken, PlatformError> {
+    fn new_thread(&self) -> Result<Box<dyn Context>, PlatformError> {
         let tid = self.with_thread(|t| self.clone_thread(t))?;
         tracing::debug!(pid = self.pid, tid, "stub thread created");
-        Ok(ThreadToken(
-            (self.pid as u32 as u64) << 32 | tid as u32 as u64,
-        ))
-    }
-
-    fn adopt_thread(&self, token: ThreadToken) -> Result<(), PlatformError> {
-        let (pid, tid) = ((token.0 >> 32) as i32, token.0 as u32 as i32);
-        if pid != self.pid || tid <= 0 {
-            return Err(PlatformError::Thread(
-                "the token belongs to another address space",
-            ));
-        }
-        self.check_alive()?;
-        let caller = current_tid();
-        if lock(&self.threads).iter().any(|e| e.tracer == caller) {
-            return Err(PlatformError::Thread(
-                "the calling thread already has a thread in this address space",
-            ));
-        }
-        self.seize(tid)?;
-        lock(&self.threads).push(Entry::new(caller, tid));
-        // Let signals reach (and stop) the thread as they do its siblings.
-        self.syscall(
-            "rt_sigprocmask",
-            libc::SYS_rt_sigprocmask,
-            &[
-                libc::SIG_SETMASK as u64,
-                self.layout.stub_addr + SIGMASK_EMPTY_OFFSET,
-                0,
-                8,
-            ],
-        )?;
-        tracing::debug!(pid, tid, tracer = caller, "stub thread adopted");
-        Ok(())
+        Ok(Box::new(PtraceContext::for_new_thread(self.pid, tid)))
     }
 
     fn exit_thread(&self) -> Result<(), PlatformError> {

@@ -26,11 +26,18 @@ static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// [`Context::set_fp_state`]): the state does not follow a context into
 /// another address space by itself (execve resets it; fork copies it with
 /// `fp_state`/`set_fp_state`).
+///
+/// A context from [`AddressSpace::new_thread`] carries a parked stub thread
+/// (stub `pid`, thread `tid`) that no host thread traces yet: the first
+/// request on the context (`switch`, `fp_state`, `set_fp_state`) adopts it
+/// for the calling host thread, so the Sentry never sees the hand-over.
 pub struct PtraceContext {
     id: u64,
     /// This context's FP state while it is not loaded in a stub thread.
     fp: Arc<Mutex<Option<FpState>>>,
     interrupter: Arc<PtraceInterrupter>,
+    /// `(pid, tid)` of the new stub thread this context must adopt first.
+    unadopted: Option<(i32, i32)>,
 }
 
 /// Stops a running [`PtraceContext`] from any thread, by sending
@@ -69,6 +76,27 @@ impl PtraceContext {
             id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
             fp: Arc::new(Mutex::new(None)),
             interrupter: Arc::new(PtraceInterrupter::default()),
+            unadopted: None,
+        }
+    }
+
+    /// The context of the new stub thread `tid` of stub `pid`, adopted on
+    /// first use.
+    pub(crate) fn for_new_thread(pid: i32, tid: i32) -> Self {
+        PtraceContext {
+            unadopted: Some((pid, tid)),
+            ..Self::new()
+        }
+    }
+
+    /// Adopts this context's new stub thread for the calling host thread, on
+    /// the first request. Tried once: a failed adoption is not retried (the
+    /// thread may be half seized), and the thread is reaped with its address
+    /// space.
+    fn adopt_if_new(&mut self, aspace: &PtraceAddressSpace) -> Result<(), PlatformError> {
+        match self.unadopted.take() {
+            Some((pid, tid)) => aspace.adopt_thread(pid, tid),
+            None => Ok(()),
         }
     }
 
@@ -213,6 +241,7 @@ impl Context for PtraceContext {
         state: &mut CpuState,
     ) -> Result<Event, PlatformError> {
         let aspace = downcast(aspace)?;
+        self.adopt_if_new(aspace)?;
         let pid = aspace.stub_pid();
         aspace.with_thread(|thread| {
             self.claim(thread)?;
@@ -231,6 +260,7 @@ impl Context for PtraceContext {
 
     fn fp_state(&mut self, aspace: &dyn AddressSpace) -> Result<FpState, PlatformError> {
         let aspace = downcast(aspace)?;
+        self.adopt_if_new(aspace)?;
         aspace.with_thread(|thread| {
             if self.owns(thread) {
                 get_fp(thread.tid)
@@ -249,6 +279,7 @@ impl Context for PtraceContext {
         fp: &FpState,
     ) -> Result<(), PlatformError> {
         let aspace = downcast(aspace)?;
+        self.adopt_if_new(aspace)?;
         aspace.with_thread(|thread| {
             // Check the size now, not at the next switch.
             padded(fp, xsave_size(thread.tid)?)?;

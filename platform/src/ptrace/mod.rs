@@ -30,12 +30,13 @@
 //! * [`AddressSpace::new_thread`] (from a thread that has a stub thread here)
 //!   injects a `clone` at the stub page's clone entry: the new stub thread,
 //!   untraced and with every signal blocked, parks in a `pause` loop that
-//!   uses no stack. The [`ThreadToken`](crate::ThreadToken) goes to the new
-//!   host thread, which calls [`AddressSpace::adopt_thread`]
-//!   (`PTRACE_SEIZE` + `PTRACE_INTERRUPT`) before its first switch; that
-//!   switch sets every register (the parked `pause` is not restarted). A
-//!   token never adopted leaves a parked thread until the address space is
-//!   dropped.
+//!   uses no stack. It returns a [`PtraceContext`] that remembers the parked
+//!   thread; the host thread that first uses that context (`switch`,
+//!   `fp_state`, `set_fp_state`) adopts it (`PTRACE_SEIZE` +
+//!   `PTRACE_INTERRUPT`, then its signals unblocked) and becomes its
+//!   tracer. That first switch sets every register (the parked `pause` is
+//!   not restarted). A context never used leaves a parked thread until the
+//!   address space is dropped.
 //! * [`AddressSpace::exit_thread`] injects `exit(0)` in the caller's stub
 //!   thread (never a SIGKILL: that would kill the whole stub) and reaps it.
 //!   The stub's first thread (the thread group leader) cannot be reaped

@@ -6,6 +6,23 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use platform::ptrace::PtracePlatform;
 use platform::{AddressSpace, Context, CpuState, Platform, Prot, Registers};
 
+/// A test the host cannot run (a kernel too old): says so on stderr and
+/// records it in `<target>/tmp/skipped.log`, which tests/scripts/test.sh
+/// counts, so a skip is never mistaken for a pass.
+pub fn skipped(reason: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED: {reason}");
+    eprintln!("{line}");
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped.log");
+    let _ = std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| writeln!(f, "{line}"))
+        .unwrap_or_else(|e| panic!("{line} — and cannot record it in {}: {e}", log.display()));
+}
+
 pub const PAGE: u64 = 4096;
 pub const CODE: u64 = 0x40_0000;
 pub const DATA: u64 = 0x60_0000;

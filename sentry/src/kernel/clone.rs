@@ -4,11 +4,11 @@
 //!
 //! A new process (fork: clone without CLONE_VM) is not supported yet.
 
-use platform::{CpuState, FpState, ThreadToken};
+use platform::{Context, CpuState, FpState};
 
-use super::interrupt::TaskInterrupt;
 use super::run::Interruption;
 use super::task::{ExitStatus, Task};
+use crate::arch::UserRegs;
 use crate::errno::Errno;
 
 /// What clone and clone3 ask for.
@@ -37,7 +37,6 @@ const OPTIONAL_FLAGS: u64 = (libc::CLONE_SYSVSEM
 /// Everything a new thread starts from, handed to its host thread.
 struct Seed {
     task: Task,
-    token: ThreadToken,
     fp: FpState,
 }
 
@@ -45,7 +44,7 @@ impl Task {
     /// clone(CLONE_THREAD …): starts a new thread and returns its tid.
     pub fn clone_thread(&mut self, args: CloneArgs) -> Result<i32, Errno> {
         if args.flags & THREAD_FLAGS != THREAD_FLAGS {
-            tracing::warn!(
+            tracing::debug!(
                 flags = format_args!("{:#x}", args.flags),
                 "clone of a new process (fork) is not supported yet"
             );
@@ -58,8 +57,16 @@ impl Task {
             );
             return Err(Errno::EINVAL);
         }
-        let kernel = self.kernel.clone();
-        let tid = kernel.allocate_tid();
+        let tid = self.kernel.allocate_tid()?;
+        let started = self.start_thread(tid, args);
+        if started.is_err() {
+            // The tid was reserved for a task that never joined.
+            self.kernel.pids.remove_task(tid);
+        }
+        started.map(|()| tid)
+    }
+
+    fn start_thread(&mut self, tid: i32, args: CloneArgs) -> Result<(), Errno> {
         if args.flags & libc::CLONE_PARENT_SETTID as u64 != 0 {
             self.mm().write_u32(args.parent_tid, tid as u32)?;
         }
@@ -70,107 +77,81 @@ impl Task {
             .context
             .fp_state(&*self.aspace)
             .map_err(|_| Errno::EAGAIN)?;
-        let token = self.aspace.new_thread().map_err(|e| {
-            tracing::warn!(error = %e, "cannot create a stub thread");
+        let context = self.aspace.new_thread().map_err(|e| {
+            tracing::warn!(error = %e, "cannot create a platform thread");
             Errno::EAGAIN
         })?;
 
         let mut regs = self.cpu.regs;
-        regs.rax = 0;
+        regs.set_syscall_return(0);
         if args.stack != 0 {
-            regs.rsp = args.stack;
+            regs.set_stack_pointer(args.stack);
         }
         if args.flags & libc::CLONE_SETTLS as u64 != 0 {
-            regs.fs_base = args.tls;
+            regs.set_tls(args.tls);
         }
-        let mut child = self
-            .sibling(tid, CpuState { regs })
-            .map_err(|_| Errno::EAGAIN)?;
+        let mut child = self.sibling(tid, CpuState { regs }, context);
         child.clear_child_tid = if args.flags & libc::CLONE_CHILD_CLEARTID as u64 != 0 {
             args.child_tid
         } else {
             0
         };
-        spawn_thread(child, token, fp).map_err(|e| {
+        spawn_thread(child, fp).map_err(|e| {
             tracing::warn!(error = %e, "cannot start a host thread");
             Errno::EAGAIN
-        })?;
-        Ok(tid)
+        })
     }
 }
 
 impl Task {
     /// A new thread of this task's group with `cpu`: shares the address
     /// space, descriptors, dispositions and limits; inherits the signal mask,
-    /// credentials and working directory. Its context is bound to a stub
-    /// thread on its own host thread ([`spawn_thread`]).
-    pub fn sibling(&self, tid: i32, cpu: CpuState) -> Result<Task, platform::PlatformError> {
-        let context = self.kernel.platform.new_context()?;
-        Ok(Task {
-            kernel: self.kernel.clone(),
+    /// credentials and working directory. `context` comes from the address
+    /// space's `new_thread`; it runs on the new task's own host thread
+    /// ([`spawn_thread`]).
+    pub fn sibling(&self, tid: i32, cpu: CpuState, context: Box<dyn Context>) -> Task {
+        let mut task = Task::new(
+            self.kernel.clone(),
             tid,
-            tg: self.tg.clone(),
-            creds: self.creds.clone(),
+            self.tg.clone(),
+            self.creds.clone(),
             cpu,
             context,
-            aspace: self.aspace.clone(),
-            shared_mm: self.shared_mm.clone(),
-            shared_fds: self.shared_fds.clone(),
-            shared_handlers: self.shared_handlers.clone(),
-            shared_limits: self.shared_limits.clone(),
-            shared_fs: self.shared_fs.clone(),
-            signal_mask: self.signal_mask,
-            shared_pending: Default::default(),
-            alt_stack: (0, 0, 0),
-            clear_child_tid: 0,
-            robust_list: (0, 0),
-            exe: self.exe.clone(),
-            argv: self.argv.clone(),
-            cpu_time: Default::default(),
-            exit: None,
-            interrupt: TaskInterrupt::new(),
-            restart_deadline: None,
-            restart_clock: None,
-        })
+        );
+        task.signal_mask = self.signal_mask;
+        task
     }
 }
 
 /// Joins `task` to its group and runs it on a host thread of its own, which
-/// adopts the stub thread `token` and loads `fp`.
-pub fn spawn_thread(task: Task, token: ThreadToken, fp: FpState) -> std::io::Result<()> {
-    let (tg, tid) = (task.tg.clone(), task.tid);
-    tg.add(tid, task.member());
-    let seed = Seed { task, token, fp };
+/// loads `fp`.
+pub fn spawn_thread(task: Task, fp: FpState) -> std::io::Result<()> {
+    let (tg, tid, kernel) = (task.tg.clone(), task.tid, task.kernel.clone());
+    task.join();
+    let seed = Seed { task, fp };
     let spawned = std::thread::Builder::new()
         .name(format!("cryo-task-{tid}"))
         .spawn(move || thread_main(seed));
     if let Err(e) = spawned {
         tg.remove(tid, ExitStatus::Signaled(libc::SIGKILL));
+        kernel.pids.remove_task(tid);
         return Err(e);
     }
     Ok(())
 }
 
-/// The host thread of a new application thread: adopt the stub thread, load
-/// the FP state the parent had, run.
+/// The host thread of a new application thread: load the FP state the
+/// parent had (the context's first request, which makes this host thread
+/// the one that runs the new platform thread), run.
 fn thread_main(seed: Seed) {
-    let Seed {
-        mut task,
-        token,
-        fp,
-    } = seed;
-    let setup = (|| {
-        task.aspace.adopt_thread(token)?;
-        task.context.set_fp_state(&*task.aspace, &fp)?;
-        Ok::<_, platform::PlatformError>(())
-    })();
+    let Seed { mut task, fp } = seed;
+    let setup = task.context.set_fp_state(&*task.aspace, &fp);
     task.interrupt.set_platform(task.context.interrupter());
     if let Err(e) = setup {
         tracing::warn!(tid = task.tid, error = %e, "new thread cannot start: the process is killed");
         task.tg
             .begin_exit(ExitStatus::Signaled(libc::SIGKILL), task.tid);
-        task.tg
-            .remove(task.tid, ExitStatus::Signaled(libc::SIGKILL));
+        task.leave(ExitStatus::Signaled(libc::SIGKILL));
         return;
     }
     let mut only_exit = |t: &mut Task| {
@@ -181,7 +162,6 @@ fn thread_main(seed: Seed) {
         tracing::warn!(tid = task.tid, error = %e, "thread failed: the process is killed");
         task.tg
             .begin_exit(ExitStatus::Signaled(libc::SIGKILL), task.tid);
-        task.tg
-            .remove(task.tid, ExitStatus::Signaled(libc::SIGKILL));
+        task.leave(ExitStatus::Signaled(libc::SIGKILL));
     }
 }

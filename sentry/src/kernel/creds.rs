@@ -14,6 +14,7 @@ pub struct Credentials {
     pub sgid: u32,
     pub groups: Vec<u32>,
 }
+statefile::versioned!(Credentials, "kernel.Credentials", 1);
 
 impl Credentials {
     /// The ids of the process starting the sandbox.

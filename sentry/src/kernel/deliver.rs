@@ -3,13 +3,14 @@
 //! application code, either by their default action or by building a
 //! signal frame and entering the handler.
 
-use platform::Registers;
-
 use super::signal::{
     default_action, DefaultAction, SigInfo, SigSet, SA_NODEFER, SA_ONSTACK, SA_RESETHAND,
 };
 use super::task::Task;
-use crate::arch::signal_frame::{encode_fpstate, encode_ucontext, FrameLayout, RED_ZONE};
+use crate::arch::signal_frame::{
+    encode_fpstate, encode_ucontext, handler_entry, FrameLayout, RED_ZONE,
+};
+use crate::arch::UserRegs;
 
 /// sigaltstack's SS_ONSTACK / SS_DISABLE.
 const SS_ONSTACK: u32 = 1;
@@ -115,11 +116,11 @@ impl Task {
         let use_alt = action.flags & SA_ONSTACK != 0
             && alt_size != 0
             && alt_flags & SS_DISABLE == 0
-            && !self.on_alt_stack(regs.rsp);
+            && !self.on_alt_stack(regs.stack_pointer());
         let sp = if use_alt {
             alt_base.wrapping_add(alt_size)
         } else {
-            regs.rsp.wrapping_sub(RED_ZONE)
+            regs.stack_pointer().wrapping_sub(RED_ZONE)
         };
         let fp = self
             .context
@@ -127,7 +128,7 @@ impl Task {
             .map_err(|_| "cannot read FP state")?;
         let fp_bytes = encode_fpstate(&fp);
         let layout = FrameLayout::below(sp, fp.xsave.len()).ok_or("stack pointer too low")?;
-        let alt_state = if self.on_alt_stack(regs.rsp) {
+        let alt_state = if self.on_alt_stack(regs.stack_pointer()) {
             SS_ONSTACK
         } else {
             alt_flags
@@ -151,19 +152,7 @@ impl Task {
             .copy_out(layout.frame, &action.restorer.to_le_bytes())
             .map_err(|_| "cannot write the frame")?;
 
-        let mut new = Registers {
-            rip: action.handler,
-            rsp: layout.frame,
-            ..regs
-        };
-        new.rdi = info.signo as u64;
-        new.rsi = layout.siginfo();
-        new.rdx = layout.ucontext();
-        new.rax = 0;
-        // DF and TF clear on handler entry, as Linux does.
-        new.eflags &= !(0x400 | 0x100);
-        new.orig_rax = u64::MAX;
-        self.cpu.regs = new;
+        self.cpu.regs = handler_entry(&regs, action.handler, &layout, info.signo);
 
         let mut blocked = self.signal_mask.0 | action.mask.0;
         if action.flags & SA_NODEFER == 0 {

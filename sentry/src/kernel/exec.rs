@@ -3,6 +3,7 @@
 //! The init task of a sandbox is started the same way: a task with an empty
 //! address space execs its command.
 
+use super::thread_group::ProcessImage;
 use std::sync::Arc;
 
 use platform::{CpuState, Registers};
@@ -126,8 +127,10 @@ impl Task {
         self.fds().remove_cloexec();
         self.handlers().reset_for_exec();
         self.alt_stack = (0, 0, 0);
-        self.exe = image.path;
-        self.argv = argv;
+        *self.tg.image() = ProcessImage {
+            exe: image.path,
+            argv,
+        };
         self.restart_deadline = None;
         Ok(())
     }

@@ -2,7 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::errno::Errno;
+
+/// Linux's NR_OPEN: no descriptor number is ever this large.
+pub const NR_OPEN: u64 = 1 << 20;
 
 /// One descriptor: the open file it refers to and its per-descriptor flag.
 #[derive(Clone, Debug)]
@@ -119,6 +124,112 @@ impl<F: Clone> FdTable<F> {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Closes every descriptor.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// One descriptor's saved form: its number, its flag and the id of the open
+/// file description it refers to (two descriptors, in one table or two,
+/// sharing a description keep sharing it).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FdRecord {
+    pub fd: i32,
+    pub cloexec: bool,
+    pub file: u64,
+}
+statefile::versioned!(FdRecord, "kernel.FdEntry", 1);
+
+/// A descriptor table's saved form.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FdTableRecord {
+    pub fds: Vec<FdRecord>,
+}
+statefile::savable_serde!(FdTableRecord, "kernel.FdTable", 2, [FdRecord]);
+
+/// Why a saved descriptor table was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FdRecordError {
+    #[error("descriptor {fd} is outside 0..{limit} (RLIMIT_NOFILE)")]
+    OutOfRange { fd: i32, limit: u64 },
+    #[error("descriptor {0} appears twice")]
+    Duplicate(i32),
+    #[error("descriptor {fd} refers to open file #{file}, which is not in the statefile")]
+    MissingFile { fd: i32, file: u64 },
+}
+
+impl<F: Clone> FdTable<F> {
+    /// The table's record; `id_of` names (and saves, the first time) the open
+    /// file behind each descriptor.
+    pub fn save_record<E>(
+        &self,
+        id_of: &mut dyn FnMut(&F) -> Result<u64, E>,
+    ) -> Result<FdTableRecord, E> {
+        let mut fds = Vec::with_capacity(self.entries.len());
+        for (&fd, e) in &self.entries {
+            fds.push(FdRecord {
+                fd,
+                cloexec: e.cloexec,
+                file: id_of(&e.file)?,
+            });
+        }
+        Ok(FdTableRecord { fds })
+    }
+
+    /// Checks a saved table against the process's descriptor limit and the
+    /// open files the statefile holds, before anything is opened.
+    pub fn validate_record(
+        rec: &FdTableRecord,
+        limit: u64,
+        has_file: &dyn Fn(u64) -> bool,
+    ) -> Result<(), FdRecordError> {
+        let limit = limit.min(NR_OPEN);
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &rec.fds {
+            if e.fd < 0 || e.fd as u64 >= limit {
+                return Err(FdRecordError::OutOfRange { fd: e.fd, limit });
+            }
+            if !seen.insert(e.fd) {
+                return Err(FdRecordError::Duplicate(e.fd));
+            }
+            if !has_file(e.file) {
+                return Err(FdRecordError::MissingFile {
+                    fd: e.fd,
+                    file: e.file,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a validated table; `file_of` gives the re-opened file of an id.
+    pub fn from_record(
+        rec: &FdTableRecord,
+        file_of: &dyn Fn(u64) -> Option<F>,
+    ) -> Result<FdTable<F>, FdRecordError> {
+        let mut entries = BTreeMap::new();
+        for e in &rec.fds {
+            let file = file_of(e.file).ok_or(FdRecordError::MissingFile {
+                fd: e.fd,
+                file: e.file,
+            })?;
+            if entries
+                .insert(
+                    e.fd,
+                    FdEntry {
+                        file,
+                        cloexec: e.cloexec,
+                    },
+                )
+                .is_some()
+            {
+                return Err(FdRecordError::Duplicate(e.fd));
+            }
+        }
+        Ok(FdTable { entries })
     }
 }
 

@@ -1,14 +1,16 @@
 //! The kernel: what all tasks of a sandbox share.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use platform::Platform;
+use serde::{Deserialize, Serialize};
 
+use super::pid_namespace::PidNamespace;
 use super::proc::ProcTable;
-use super::time::Clocks;
+use super::time::{Clocks, ClocksState};
 use super::uts::UtsNamespace;
+use crate::errno::Errno;
 use crate::mm::MemoryFile;
 use crate::vfs::Vfs;
 
@@ -18,11 +20,16 @@ pub struct KernelConfig {
     pub hostname: String,
     /// Print every syscall with its arguments and result (`--strace`).
     pub strace: bool,
+    /// The platform's name in `platform::PLATFORMS` (`--platform`).
+    pub platform: String,
 }
 
-/// The kernel (gVisor's kernel.Kernel): the platform, the memory file, the
-/// mount namespace, clocks and the UTS namespace.
+/// The kernel (gVisor's kernel.Kernel), the root of the object graph: the
+/// pid namespace (every thread group and task), the platform, the memory
+/// file, the mount namespace, clocks and the UTS namespace.
 pub struct Kernel {
+    /// Every process and thread of the sandbox.
+    pub pids: PidNamespace,
     pub platform: Arc<dyn Platform>,
     pub memory_file: Arc<MemoryFile>,
     pub vfs: Arc<Vfs>,
@@ -32,8 +39,8 @@ pub struct Kernel {
     /// What procfs shows of the tasks.
     pub procs: Arc<ProcTable>,
     pub futexes: super::futex::FutexTable,
-    next_tid: AtomicI32,
-    enosys_logged: Mutex<HashSet<u64>>,
+    /// What was logged as unimplemented: "name" or "name (detail)".
+    enosys_logged: Mutex<HashSet<String>>,
 }
 
 impl Kernel {
@@ -46,6 +53,7 @@ impl Kernel {
         config: &KernelConfig,
     ) -> Kernel {
         Kernel {
+            pids: PidNamespace::default(),
             procs,
             futexes: Default::default(),
             platform,
@@ -54,36 +62,43 @@ impl Kernel {
             clocks,
             uts: Mutex::new(UtsNamespace::new(&config.hostname)),
             strace: config.strace,
-            // The first task is the init task, pid 1 (invariant 6).
-            next_tid: AtomicI32::new(1),
             enosys_logged: Mutex::new(HashSet::new()),
         }
     }
 
     /// A fresh thread id in the sandbox's pid namespace.
-    pub fn allocate_tid(&self) -> i32 {
-        self.next_tid.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Continues tid allocation after a restore.
-    pub fn set_next_tid(&self, next: i32) {
-        self.next_tid.store(next, Ordering::Relaxed);
-    }
-
-    pub fn next_tid(&self) -> i32 {
-        self.next_tid.load(Ordering::Relaxed)
+    pub fn allocate_tid(&self) -> Result<i32, Errno> {
+        self.pids.allocate_tid()
     }
 
     /// Invariant 5: an unknown syscall is logged once, with its name.
     pub fn log_unimplemented(&self, nr: u64) {
+        match crate::arch::syscall_name(nr) {
+            Some(name) => self.log_enosys(nr, name.to_string()),
+            None => self.log_enosys(nr, format!("#{nr}")),
+        }
+    }
+
+    /// A syscall cryo has, called in a way it does not support (a futex
+    /// operation, fork through clone): ENOSYS too, logged once per
+    /// `name (detail)`. The plain name then counts as logged, so the
+    /// dispatcher's catch-all does not log it again.
+    pub fn log_unsupported(&self, nr: u64, detail: &str) {
+        let name = crate::arch::syscall_name(nr).unwrap_or("unknown");
+        self.log_enosys(nr, format!("{name} ({detail})"));
+        if let Ok(mut logged) = self.enosys_logged.lock() {
+            logged.insert(name.to_string());
+        }
+    }
+
+    fn log_enosys(&self, nr: u64, what: String) {
         let first = self
             .enosys_logged
             .lock()
-            .map(|mut s| s.insert(nr))
+            .map(|mut logged| logged.insert(what.clone()))
             .unwrap_or(false);
         if first {
-            let name = crate::arch::syscall_name(nr).unwrap_or("unknown");
-            tracing::warn!(nr, name, "unimplemented syscall: returning ENOSYS");
+            tracing::warn!(nr, "unimplemented syscall {what}: returning ENOSYS");
         }
     }
 
@@ -92,5 +107,82 @@ impl Kernel {
             .lock()
             .map(|u| u.hostname.clone())
             .unwrap_or_default()
+    }
+}
+
+/// The kernel's saved form: the root record, from which every other record
+/// is reached by id (thread groups by tgid; the mount namespace and the
+/// memory file are the kernel's own, id 0).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KernelRecord {
+    pub uts: UtsNamespace,
+    pub clocks: ClocksState,
+    /// The tid allocation continues from (i64 so that a hostile value is
+    /// seen whole and refused, never truncated).
+    pub next_tid: i64,
+    /// Every thread group, ascending; the init process first.
+    pub thread_groups: Vec<i32>,
+}
+statefile::savable_serde!(
+    KernelRecord,
+    "kernel.Kernel",
+    2,
+    [UtsNamespace, ClocksState]
+);
+
+impl Kernel {
+    /// Stops every task but `stopper` (the task checkpointing, which saves
+    /// itself) at its next clean boundary, in every thread group; returns
+    /// their records, each saved on its own host thread. On failure every
+    /// task stopped so far goes on.
+    pub fn stop_tasks(
+        &self,
+        stopper: i32,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<super::task::TaskRecord>, String> {
+        let mut records = Vec::new();
+        let groups = self.pids.thread_groups();
+        for (i, tg) in groups.iter().enumerate() {
+            if tg.live() == 1 && tg.tids() == [stopper] {
+                continue;
+            }
+            match tg.stop_others(stopper, timeout) {
+                Ok(r) => records.extend(r),
+                Err(e) => {
+                    for stopped in &groups[..i] {
+                        stopped.release(super::thread_group::Release::Continue);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Ends a stop begun by [`Kernel::stop_tasks`].
+    pub fn release_tasks(&self, how: super::thread_group::Release) {
+        for tg in self.pids.thread_groups() {
+            tg.release(how);
+        }
+    }
+
+    /// The root record.
+    pub fn save_record(&self) -> KernelRecord {
+        let uts = self
+            .uts
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        KernelRecord {
+            uts,
+            clocks: self.clocks.save(),
+            next_tid: i64::from(self.pids.next_tid()),
+            thread_groups: self
+                .pids
+                .thread_groups()
+                .iter()
+                .map(|tg| tg.tgid())
+                .collect(),
+        }
     }
 }

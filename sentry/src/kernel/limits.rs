@@ -13,12 +13,14 @@ pub struct Limit {
     pub cur: u64,
     pub max: u64,
 }
+statefile::versioned!(Limit, "kernel.Limit", 1);
 
 /// A thread group's limits, indexed by RLIMIT_*.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitSet {
     limits: Vec<Limit>,
 }
+statefile::versioned!(LimitSet, "kernel.LimitSet", 1, [Limit]);
 
 impl Default for LimitSet {
     /// Linux's defaults for a fresh init task, as gVisor uses them.

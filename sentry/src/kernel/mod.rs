@@ -11,6 +11,7 @@ pub mod interrupt;
 #[allow(clippy::module_inception)]
 mod kernel;
 pub mod limits;
+pub mod pid_namespace;
 pub mod proc;
 pub mod run;
 pub mod signal;
@@ -19,5 +20,5 @@ pub mod thread_group;
 pub mod time;
 pub mod uts;
 
-pub use kernel::{Kernel, KernelConfig};
+pub use kernel::{Kernel, KernelConfig, KernelRecord};
 pub use task::{ExitStatus, Task};

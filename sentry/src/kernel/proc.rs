@@ -1,70 +1,105 @@
-//! What procfs sees of the kernel's processes.
-//!
-//! procfs generates /proc/<pid>/* when a file is opened, which happens
-//! inside a syscall of the very task being shown, while the Sentry holds
-//! that task mutably. So each task publishes a snapshot of what /proc shows
-//! (maps, cmdline, exe, cwd, descriptors) before path-resolving syscalls,
-//! and procfs reads the snapshot.
+//! What procfs sees of the kernel's processes: a live view of the pid
+//! namespace. /proc/<pid>/* reads the thread group itself when a file is
+//! opened; /proc/self is the thread group of the task whose host thread
+//! opens it (every task runs on a host thread of its own, which records its
+//! thread group when it starts running).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-
+use std::cell::Cell;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use super::task::Task;
+use super::thread_group::ThreadGroup;
 use super::Kernel;
 use crate::vfs::procfs::{ProcessInfo, ProcessTable};
 use crate::vfs::OpenFile;
 
-/// One process as /proc/<pid> shows it.
-pub struct ProcSnapshot {
-    pid: i32,
-    comm: String,
-    cmdline: Vec<u8>,
-    maps: String,
-    exe: String,
-    cwd: String,
-    /// Weak, so a snapshot never keeps a file open (a pipe's writer alive)
-    /// after the task closed it.
-    fds: Vec<(i32, Weak<OpenFile>)>,
+thread_local! {
+    /// The thread group of the task this host thread runs (0: none).
+    static CURRENT_TGID: Cell<i32> = const { Cell::new(0) };
 }
 
-impl ProcessInfo for ProcSnapshot {
+/// Records that this host thread runs a task of thread group `tgid`.
+pub fn set_current(tgid: i32) {
+    CURRENT_TGID.with(|c| c.set(tgid));
+}
+
+/// One process as /proc/<pid> shows it, read live from its thread group.
+/// Held weakly: procfs dentries stay cached in the mount tree that the
+/// thread group itself references (its root and cwd), so a strong
+/// reference would keep an exited process, its files and the gofer
+/// connection alive forever. An exited process reads as empty.
+struct LiveProcess {
+    pid: i32,
+    tg: Weak<ThreadGroup>,
+    kernel: Weak<Kernel>,
+}
+
+impl LiveProcess {
+    fn with<T: Default>(&self, f: impl FnOnce(&ThreadGroup) -> T) -> T {
+        self.tg.upgrade().map(|tg| f(&tg)).unwrap_or_default()
+    }
+}
+
+impl ProcessInfo for LiveProcess {
     fn pid(&self) -> i32 {
         self.pid
     }
     fn comm(&self) -> String {
-        self.comm.clone()
+        self.with(|tg| comm_of(&tg.image().exe))
     }
     fn cmdline(&self) -> Vec<u8> {
-        self.cmdline.clone()
+        self.with(|tg| {
+            let mut cmdline = Vec::new();
+            for a in &tg.image().argv {
+                cmdline.extend_from_slice(a);
+                cmdline.push(0);
+            }
+            cmdline
+        })
     }
     fn maps_text(&self) -> String {
-        self.maps.clone()
+        self.with(|tg| tg.mm().maps_text())
+    }
+    fn status_text(&self) -> String {
+        self.with(|tg| {
+            format!(
+                "Name:\t{}\nState:\tR (running)\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t{}\n",
+                comm_of(&tg.image().exe),
+                tg.links().parent,
+                tg.live(),
+                pid = self.pid
+            )
+        })
     }
     fn exe_path(&self) -> Option<String> {
-        Some(self.exe.clone())
+        self.tg.upgrade().map(|tg| tg.image().exe.clone())
     }
     fn cwd_path(&self) -> Option<String> {
-        Some(self.cwd.clone())
+        let cwd = self.tg.upgrade()?.fs().cwd.clone();
+        Some(self.kernel.upgrade()?.vfs.dentry_path(&cwd))
     }
     fn fds(&self) -> Vec<i32> {
-        self.fds.iter().map(|(fd, _)| *fd).collect()
+        self.with(|tg| tg.fds().iter().map(|(fd, _)| fd).collect())
     }
     fn fd_file(&self, fd: i32) -> Option<Arc<OpenFile>> {
-        self.fds
-            .iter()
-            .find(|(n, _)| *n == fd)
-            .and_then(|(_, f)| f.upgrade())
+        self.tg.upgrade()?.fds().file(fd).ok()
     }
+}
+
+/// The command name: the executable's file name, at most 15 bytes.
+fn comm_of(exe: &str) -> String {
+    exe.rsplit('/')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(15)
+        .collect()
 }
 
 /// The kernel's process table, as procfs needs it.
 #[derive(Default)]
 pub struct ProcTable {
     kernel: OnceLock<Weak<Kernel>>,
-    procs: Mutex<BTreeMap<i32, Arc<ProcSnapshot>>>,
-    current: Mutex<Option<i32>>,
 }
 
 impl ProcTable {
@@ -80,71 +115,30 @@ impl ProcTable {
     fn kernel(&self) -> Option<Arc<Kernel>> {
         self.kernel.get().and_then(Weak::upgrade)
     }
-
-    pub fn remove(&self, pid: i32) {
-        if let Ok(mut p) = self.procs.lock() {
-            p.remove(&pid);
-        }
-    }
 }
 
 impl ProcessTable for ProcTable {
     fn current_pid(&self) -> Option<i32> {
-        self.current.lock().ok().and_then(|c| *c)
+        Some(CURRENT_TGID.with(|c| c.get())).filter(|&p| p > 0)
     }
     fn pids(&self) -> Vec<i32> {
-        self.procs
-            .lock()
-            .map(|p| p.keys().copied().collect())
+        self.kernel()
+            .map(|k| k.pids.thread_groups().iter().map(|tg| tg.tgid()).collect())
             .unwrap_or_default()
     }
     fn process(&self, pid: i32) -> Option<Arc<dyn ProcessInfo>> {
-        let p = self.procs.lock().ok()?;
-        p.get(&pid).cloned().map(|s| s as Arc<dyn ProcessInfo>)
+        let kernel = self.kernel()?;
+        let tg = kernel.pids.thread_group(pid)?;
+        Some(Arc::new(LiveProcess {
+            pid,
+            tg: Arc::downgrade(&tg),
+            kernel: Arc::downgrade(&kernel),
+        }))
     }
     fn hostname(&self) -> String {
         self.kernel().map(|k| k.hostname()).unwrap_or_default()
     }
     fn uptime(&self) -> Duration {
         self.kernel().map(|k| k.clocks.uptime()).unwrap_or_default()
-    }
-}
-
-impl Task {
-    /// Publishes what /proc shows of this task, and makes it /proc/self.
-    pub fn publish_proc(&self) {
-        let comm = self
-            .exe
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(15)
-            .collect();
-        let mut cmdline = Vec::new();
-        for a in &self.argv {
-            cmdline.extend_from_slice(a);
-            cmdline.push(0);
-        }
-        let snap = ProcSnapshot {
-            pid: self.tgid(),
-            comm,
-            cmdline,
-            maps: self.mm().maps_text(),
-            exe: self.exe.clone(),
-            cwd: self.kernel.vfs.dentry_path(&self.cwd()),
-            fds: self
-                .fds()
-                .iter()
-                .map(|(fd, e)| (fd, Arc::downgrade(&e.file)))
-                .collect(),
-        };
-        let table = &self.kernel.procs;
-        if let Ok(mut p) = table.procs.lock() {
-            p.insert(self.tgid(), Arc::new(snap));
-        }
-        if let Ok(mut c) = table.current.lock() {
-            *c = Some(self.tgid());
-        }
     }
 }

@@ -7,6 +7,7 @@ use platform::{Event, PlatformError};
 use super::signal::{default_action, DefaultAction};
 use super::task::{ExitStatus, Task};
 use super::thread_group::Release;
+use crate::arch::UserRegs;
 use crate::syscalls;
 
 /// Why a task's loop stopped other than by the application exiting.
@@ -31,6 +32,7 @@ impl Task {
         &mut self,
         on_interrupt: &mut dyn FnMut(&mut Task) -> Interruption,
     ) -> Result<Option<ExitStatus>, RunError> {
+        super::proc::set_current(self.tgid());
         let status = match self.run_until_exit(on_interrupt) {
             Ok(Some(status)) => status,
             other => return other,
@@ -91,7 +93,7 @@ impl Task {
                             signo,
                             code,
                             addr = format_args!("{addr:#x}"),
-                            rip = format_args!("{:#x}", self.cpu.regs.rip),
+                            ip = format_args!("{:#x}", self.cpu.regs.instruction_pointer()),
                             "fault"
                         );
                         self.force_fault(signo, code, addr);
@@ -117,7 +119,7 @@ impl Task {
     /// Another thread is checkpointing: save this thread's own state (its
     /// FP registers can only be read on its own host thread) and wait.
     fn park(&mut self) {
-        let record = crate::state::task_record(self).map_err(|e| e.to_string());
+        let record = self.save_record().map_err(|e| e.to_string());
         match self.tg.park(self.tid, record) {
             Release::Continue => self.interrupt.clear(),
             Release::Exit => self.exit = Some(ExitStatus::Exited(0)),
@@ -140,7 +142,18 @@ impl Task {
                 tracing::warn!(tid = self.tid, error = %e, "stub thread did not exit cleanly");
             }
         }
+        self.leave(status);
+    }
+
+    /// The task leaves its thread group and the pid namespace.
+    pub(crate) fn leave(&self, status: ExitStatus) {
         self.tg.remove(self.tid, status);
+        self.kernel.pids.remove_task(self.tid);
+        if self.tg.live() == 0 {
+            // Like Linux's exit_files: an exited process holds no files (a
+            // pipe's reader sees EOF, the gofer's files are released).
+            self.tg.fds().clear();
+        }
     }
 
     /// A signal's default action that ends the process: the whole thread

@@ -15,6 +15,7 @@ pub const NSIG: usize = 64;
 /// A set of signals, bit N-1 for signal N (the kernel's sigset_t).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigSet(pub u64);
+statefile::versioned!(SigSet, "kernel.SigSet", 1);
 
 impl SigSet {
     /// SIGKILL and SIGSTOP can never be blocked.
@@ -25,7 +26,8 @@ impl SigSet {
     }
 }
 
-/// `struct sigaction` as the kernel's rt_sigaction sees it on x86_64.
+/// `struct sigaction` as the kernel's rt_sigaction sees it: the same on
+/// x86_64 and arm64 (both have sa_restorer), as gVisor's one linux.SigAction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigAction {
     pub handler: u64,
@@ -33,6 +35,7 @@ pub struct SigAction {
     pub restorer: u64,
     pub mask: SigSet,
 }
+statefile::versioned!(SigAction, "kernel.SigAction", 1, [SigSet]);
 
 impl SigAction {
     pub const SIZE: usize = 32;
@@ -76,6 +79,7 @@ impl SigAction {
 pub struct SignalHandlers {
     actions: Vec<SigAction>,
 }
+statefile::versioned!(SignalHandlers, "kernel.SignalHandlers", 1, [SigAction]);
 
 impl Default for SignalHandlers {
     fn default() -> Self {
@@ -194,6 +198,7 @@ pub struct SigInfo {
     pub pid: i32,
     pub uid: u32,
 }
+statefile::versioned!(SigInfo, "kernel.SigInfo", 1);
 
 /// si_code of a signal sent with kill(2).
 pub const SI_USER: i32 = 0;

@@ -3,14 +3,16 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use platform::{AddressSpace, Context, CpuState};
+use platform::{AddressSpace, Context, CpuState, FpState, Registers};
+use serde::{Deserialize, Serialize};
 
 use super::creds::Credentials;
 use super::fd_table::FdTable;
 use super::interrupt::TaskInterrupt;
 use super::limits::LimitSet;
 use super::signal::{SigInfo, SigSet, SignalHandlers};
-use super::thread_group::{Member, ThreadGroup};
+use super::thread_group::{lock, Member, ThreadGroup};
+use super::time::ClockId;
 use super::Kernel;
 use crate::mm::MemoryManager;
 use crate::vfs::{Dentry, OpenFile};
@@ -41,15 +43,10 @@ pub struct FsContext {
     pub umask: u32,
 }
 
-/// Locks a mutex whose holder panicking leaves nothing half-done that later
-/// users could trip on (each critical section is a single update).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// One application thread. The threads of a process share their address
-/// space, descriptor table, signal dispositions and limits (clone with
-/// CLONE_VM|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD).
+/// One application thread. What its process shares (address space,
+/// descriptors, dispositions, limits, fs context) belongs to its thread
+/// group; a task owns its registers, mask, pending signals and the rest of
+/// what Linux keeps per thread.
 pub struct Task {
     pub kernel: Arc<Kernel>,
     pub tid: i32,
@@ -61,13 +58,6 @@ pub struct Task {
     /// memory manager's, held apart so a running task never holds the
     /// memory manager's lock.
     pub aspace: Arc<dyn AddressSpace>,
-    pub shared_mm: Arc<Mutex<MemoryManager>>,
-    pub shared_fds: Arc<Mutex<FdTable<Arc<OpenFile>>>>,
-    pub shared_handlers: Arc<Mutex<SignalHandlers>>,
-    pub shared_limits: Arc<Mutex<LimitSet>>,
-    /// Root, working directory and umask: shared by the threads of a
-    /// process (CLONE_FS).
-    pub shared_fs: Arc<Mutex<FsContext>>,
     pub signal_mask: SigSet,
     /// Signals generated for this thread but not yet delivered.
     pub shared_pending: Arc<Mutex<Vec<SigInfo>>>,
@@ -77,10 +67,6 @@ pub struct Task {
     pub clear_child_tid: u64,
     /// set_robust_list's head and length.
     pub robust_list: (u64, u64),
-    /// The executable's path in the container and the argv it ran with, for
-    /// /proc/self/{exe,cmdline}.
-    pub exe: String,
-    pub argv: Vec<Vec<u8>>,
     /// Time spent running application code and its syscalls: the task's CPU
     /// clock (CLOCK_THREAD_CPUTIME_ID / CLOCK_PROCESS_CPUTIME_ID).
     pub cpu_time: Duration,
@@ -91,49 +77,51 @@ pub struct Task {
     /// absolute deadline on the sandbox's monotonic clock.
     pub restart_deadline: Option<i64>,
     pub restart_clock: Option<super::time::ClockId>,
+    /// Where the interrupted sleep writes its remaining time (its `rem`).
+    pub restart_rem: Option<u64>,
 }
 
 impl Task {
     /// The thread group id: the pid.
     pub fn tgid(&self) -> i32 {
-        self.tg.tgid
+        self.tg.tgid()
     }
 
     pub fn mm(&self) -> MutexGuard<'_, MemoryManager> {
-        lock(&self.shared_mm)
+        self.tg.mm()
     }
 
     pub fn fds(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
-        lock(&self.shared_fds)
+        self.tg.fds()
     }
 
     pub fn handlers(&self) -> MutexGuard<'_, SignalHandlers> {
-        lock(&self.shared_handlers)
+        self.tg.handlers()
     }
 
     pub fn limits(&self) -> MutexGuard<'_, LimitSet> {
-        lock(&self.shared_limits)
+        self.tg.limits()
     }
 
     pub fn cwd(&self) -> Arc<Dentry> {
-        lock(&self.shared_fs).cwd.clone()
+        self.tg.fs().cwd.clone()
     }
 
     pub fn set_cwd(&self, cwd: Arc<Dentry>) {
-        lock(&self.shared_fs).cwd = cwd;
+        self.tg.fs().cwd = cwd;
     }
 
     pub fn root(&self) -> Arc<Dentry> {
-        lock(&self.shared_fs).root.clone()
+        self.tg.fs().root.clone()
     }
 
     pub fn umask(&self) -> u32 {
-        lock(&self.shared_fs).umask
+        self.tg.fs().umask
     }
 
     /// Sets the umask, returning the old one.
     pub fn set_umask(&self, umask: u32) -> u32 {
-        std::mem::replace(&mut lock(&self.shared_fs).umask, umask & 0o777)
+        std::mem::replace(&mut self.tg.fs().umask, umask & 0o777)
     }
 
     pub fn pending(&self) -> MutexGuard<'_, Vec<SigInfo>> {
@@ -150,7 +138,7 @@ impl Task {
 
     /// The parent's pid in this pid namespace: the init task has none.
     pub fn ppid(&self) -> i32 {
-        0
+        self.tg.links().parent
     }
 
     pub fn nofile_limit(&self) -> u64 {
@@ -162,55 +150,113 @@ impl Task {
 }
 
 impl Task {
-    /// The first task of a new thread group (a process), in the state a
-    /// fresh execve leaves it: default signal dispositions and limits,
-    /// nothing pending. Boot and restore fill in the rest.
-    #[allow(clippy::too_many_arguments)]
+    /// A task of thread group `tg` (its first, or a new thread), in the
+    /// state a fresh execve or clone leaves it: nothing pending, the default
+    /// mask. Boot, clone and restore fill in the rest; the task joins its
+    /// group when it starts running ([`Task::join`]).
     pub fn new(
         kernel: Arc<Kernel>,
         tid: i32,
+        tg: Arc<ThreadGroup>,
         creds: Credentials,
         cpu: CpuState,
         context: Box<dyn Context>,
-        mm: MemoryManager,
-        fds: FdTable<Arc<OpenFile>>,
-        root: Arc<Dentry>,
-        cwd: Arc<Dentry>,
     ) -> Task {
         let interrupt = TaskInterrupt::new();
         interrupt.set_platform(context.interrupter());
-        let aspace = mm.address_space_arc();
-        let task = Task {
+        let aspace = tg.mm().address_space_arc();
+        Task {
             kernel,
             tid,
-            tg: ThreadGroup::new(tid),
+            tg,
             creds,
             cpu,
             context,
             aspace,
-            shared_mm: Arc::new(Mutex::new(mm)),
-            shared_fds: Arc::new(Mutex::new(fds)),
-            shared_handlers: Arc::new(Mutex::new(SignalHandlers::default())),
-            shared_limits: Arc::new(Mutex::new(LimitSet::default())),
-            shared_fs: Arc::new(Mutex::new(FsContext {
-                root,
-                cwd,
-                umask: 0o022,
-            })),
             signal_mask: SigSet::default(),
             shared_pending: Arc::new(Mutex::new(Vec::new())),
             alt_stack: (0, 0, 0),
             clear_child_tid: 0,
             robust_list: (0, 0),
-            exe: String::new(),
-            argv: Vec::new(),
             cpu_time: Duration::ZERO,
             exit: None,
             interrupt,
             restart_deadline: None,
             restart_clock: None,
-        };
-        task.tg.add(tid, task.member());
-        task
+            restart_rem: None,
+        }
+    }
+
+    /// Makes the task a member of its thread group and of the kernel's pid
+    /// namespace, where signals, exit_group, procfs and checkpoint find it.
+    pub fn join(&self) {
+        self.tg.add(self.tid, self.member());
+        self.kernel.pids.add_task(self.tid, &self.tg);
+    }
+}
+
+/// A task's saved form: what Linux keeps per thread, with its registers and
+/// full FP/SSE/AVX state. Its process is a reference (`tgid`); what the
+/// process shares is in the thread group's record.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TaskRecord {
+    pub tid: i32,
+    pub tgid: i32,
+    pub creds: Credentials,
+    pub regs: Registers,
+    pub fp: FpState,
+    pub signal_mask: SigSet,
+    /// Signals generated but not yet delivered (blocked ones).
+    pub pending: Vec<SigInfo>,
+    pub alt_stack: (u64, u32, u64),
+    pub clear_child_tid: u64,
+    pub robust_list: (u64, u64),
+    pub cpu_time_ns: u64,
+    /// An interrupted sleep's deadline, on its clock (restart_syscall).
+    pub restart: Option<(i64, ClockId)>,
+    /// Where that sleep writes its remaining time (its `rem`), if anywhere.
+    pub restart_rem: Option<u64>,
+}
+statefile::savable_serde!(
+    TaskRecord,
+    "kernel.Task",
+    2,
+    [Credentials, Registers, FpState, SigSet, SigInfo, ClockId]
+);
+
+impl Task {
+    /// The task's record. Runs on the task's own host thread (only it can
+    /// read its FP state).
+    pub fn save_record(&mut self) -> Result<TaskRecord, platform::PlatformError> {
+        let fp = self.context.fp_state(&*self.aspace)?;
+        Ok(TaskRecord {
+            tid: self.tid,
+            tgid: self.tgid(),
+            creds: self.creds.clone(),
+            regs: self.cpu.regs,
+            fp,
+            signal_mask: self.signal_mask,
+            pending: self.pending().clone(),
+            alt_stack: self.alt_stack,
+            clear_child_tid: self.clear_child_tid,
+            robust_list: self.robust_list,
+            cpu_time_ns: u64::try_from(self.cpu_time.as_nanos()).unwrap_or(u64::MAX),
+            restart: self.restart_deadline.zip(self.restart_clock),
+            restart_rem: self.restart_rem,
+        })
+    }
+
+    /// Puts a validated record's per-thread state (all but the registers,
+    /// which the caller loaded into `cpu`) into a new task.
+    pub fn load_record(&mut self, r: &TaskRecord) {
+        self.signal_mask = r.signal_mask.without_unblockable();
+        *self.pending() = r.pending.clone();
+        self.alt_stack = r.alt_stack;
+        self.clear_child_tid = r.clear_child_tid;
+        self.robust_list = r.robust_list;
+        self.cpu_time = Duration::from_nanos(r.cpu_time_ns);
+        self.restart_deadline = r.restart.map(|(d, _)| d);
+        self.restart_clock = r.restart.map(|(_, c)| c);
+        self.restart_rem = r.restart_rem;
     }
 }

@@ -1,20 +1,79 @@
-//! A thread group (a process): its tasks and how it ends (gVisor's
-//! kernel.ThreadGroup).
+//! A thread group (a process): what its threads share, its tasks and how it
+//! ends (gVisor's kernel.ThreadGroup).
 //!
-//! What the threads of a process share (address space, descriptors, signal
-//! dispositions, limits) is held by each task through a shared reference;
-//! the group itself knows its members, so that exit_group and signals can
-//! reach them, and its exit status.
+//! The group owns what a process shares: the address space, the descriptor
+//! table, the signal dispositions, the limits, the fs context (root, cwd,
+//! umask), the program image's name and arguments, and its place among
+//! processes (parent, process group, session). The address space, the
+//! descriptor table, the dispositions and the fs context sit behind their
+//! own reference because Linux lets processes share them too (clone with
+//! CLONE_VM, CLONE_FILES, CLONE_SIGHAND or CLONE_FS but not CLONE_THREAD),
+//! and a checkpoint saves each once, by id, however many groups hold it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+use super::fd_table::FdTable;
 use super::interrupt::TaskInterrupt;
-use super::signal::SigInfo;
-use super::task::ExitStatus;
-use crate::state::records::TaskRecord;
+use super::limits::LimitSet;
+use super::signal::{SigInfo, SignalHandlers};
+use super::task::{ExitStatus, FsContext, TaskRecord};
+use crate::mm::MemoryManager;
+use crate::vfs::OpenFile;
+
+/// Locks a mutex whose holder panicking leaves nothing half-done that later
+/// users could trip on (each critical section is a single update).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The descriptor table a process uses (shared with CLONE_FILES).
+pub type SharedFdTable = Arc<Mutex<FdTable<Arc<OpenFile>>>>;
+
+/// The program a process runs, as /proc/<pid>/{exe,cmdline} show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessImage {
+    /// The executable's path in the container.
+    pub exe: String,
+    pub argv: Vec<Vec<u8>>,
+}
+
+/// Where a process stands among processes: its parent (0 for the init
+/// process and for a process whose parent is outside the namespace), its
+/// process group and its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessLinks {
+    pub parent: i32,
+    pub pgid: i32,
+    pub sid: i32,
+}
+statefile::versioned!(ProcessLinks, "kernel.ProcessLinks", 1);
+
+impl ProcessLinks {
+    /// A process that leads its own session and group (the init process).
+    pub fn leader(tgid: i32) -> ProcessLinks {
+        ProcessLinks {
+            parent: 0,
+            pgid: tgid,
+            sid: tgid,
+        }
+    }
+}
+
+/// What a new process starts with.
+pub struct ProcessParts {
+    pub mm: Arc<Mutex<MemoryManager>>,
+    pub fds: SharedFdTable,
+    pub handlers: Arc<Mutex<SignalHandlers>>,
+    pub limits: LimitSet,
+    pub fs: Arc<Mutex<FsContext>>,
+    pub image: ProcessImage,
+    pub links: ProcessLinks,
+}
 
 /// How threads parked for a checkpoint go on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +124,14 @@ struct State {
 }
 
 pub struct ThreadGroup {
-    pub tgid: i32,
+    tgid: i32,
+    mm: Arc<Mutex<MemoryManager>>,
+    fds: SharedFdTable,
+    handlers: Arc<Mutex<SignalHandlers>>,
+    limits: Mutex<LimitSet>,
+    fs: Arc<Mutex<FsContext>>,
+    image: Mutex<ProcessImage>,
+    links: Mutex<ProcessLinks>,
     /// A fast check for tasks at every return to the application.
     exiting: AtomicBool,
     state: Mutex<State>,
@@ -77,9 +143,16 @@ pub struct ThreadGroup {
 }
 
 impl ThreadGroup {
-    pub fn new(tgid: i32) -> Arc<ThreadGroup> {
+    pub fn new(tgid: i32, parts: ProcessParts) -> Arc<ThreadGroup> {
         Arc::new(ThreadGroup {
             tgid,
+            mm: parts.mm,
+            fds: parts.fds,
+            handlers: parts.handlers,
+            limits: Mutex::new(parts.limits),
+            fs: parts.fs,
+            image: Mutex::new(parts.image),
+            links: Mutex::new(parts.links),
             exiting: AtomicBool::new(false),
             state: Mutex::default(),
             done: Condvar::new(),
@@ -89,8 +162,63 @@ impl ThreadGroup {
         })
     }
 
+    /// The thread group id: the process's pid.
+    pub fn tgid(&self) -> i32 {
+        self.tgid
+    }
+
+    pub fn mm(&self) -> MutexGuard<'_, MemoryManager> {
+        lock(&self.mm)
+    }
+
+    /// The address space itself, for sharing with a new process.
+    pub fn mm_ref(&self) -> &Arc<Mutex<MemoryManager>> {
+        &self.mm
+    }
+
+    pub fn fds(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
+        lock(&self.fds)
+    }
+
+    pub fn fds_ref(&self) -> &SharedFdTable {
+        &self.fds
+    }
+
+    pub fn handlers(&self) -> MutexGuard<'_, SignalHandlers> {
+        lock(&self.handlers)
+    }
+
+    pub fn handlers_ref(&self) -> &Arc<Mutex<SignalHandlers>> {
+        &self.handlers
+    }
+
+    pub fn limits(&self) -> MutexGuard<'_, LimitSet> {
+        lock(&self.limits)
+    }
+
+    pub fn fs(&self) -> MutexGuard<'_, FsContext> {
+        lock(&self.fs)
+    }
+
+    pub fn fs_ref(&self) -> &Arc<Mutex<FsContext>> {
+        &self.fs
+    }
+
+    pub fn image(&self) -> MutexGuard<'_, ProcessImage> {
+        lock(&self.image)
+    }
+
+    pub fn links(&self) -> ProcessLinks {
+        *lock(&self.links)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
+    }
+
+    /// The tids of its live tasks, ascending.
+    pub fn tids(&self) -> Vec<i32> {
+        self.state().members.keys().copied().collect()
     }
 
     pub fn add(&self, tid: i32, member: Arc<Member>) {
@@ -185,7 +313,7 @@ impl ThreadGroup {
 
 impl ThreadGroup {
     fn stop_state(&self) -> MutexGuard<'_, Stop> {
-        self.stop.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.stop)
     }
 
     /// Whether `tid` should park now: a stop is in progress and `tid` is not
@@ -274,5 +402,71 @@ impl ThreadGroup {
         stop.how = Some(how);
         self.stopper.store(0, Ordering::Release);
         self.stop_cv.notify_all();
+    }
+}
+
+/// The fs context's saved form: paths in the container.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FsContextRecord {
+    pub root: Vec<u8>,
+    pub cwd: Vec<u8>,
+    pub umask: u32,
+}
+statefile::versioned!(FsContextRecord, "kernel.FsContext", 1);
+
+/// A thread group's saved form: what the process shares, with its address
+/// space and descriptor table as references (ids of their own records), and
+/// its tasks by tid.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ThreadGroupRecord {
+    pub tgid: i32,
+    /// Its tasks, ascending (the leader, tid == tgid, first while it runs).
+    pub tasks: Vec<i32>,
+    pub mm: u64,
+    pub fd_table: u64,
+    pub handlers: SignalHandlers,
+    pub limits: LimitSet,
+    pub fs: FsContextRecord,
+    pub exe: String,
+    pub argv: Vec<Vec<u8>>,
+    pub links: ProcessLinks,
+}
+statefile::savable_serde!(
+    ThreadGroupRecord,
+    "kernel.ThreadGroup",
+    1,
+    [SignalHandlers, LimitSet, FsContextRecord, ProcessLinks]
+);
+
+impl ThreadGroup {
+    /// The group's record, given the ids its address space and descriptor
+    /// table were saved under; `path` names a dentry in the container.
+    pub fn save_record(
+        &self,
+        mm: u64,
+        fd_table: u64,
+        path: &dyn Fn(&Arc<crate::vfs::Dentry>) -> Vec<u8>,
+    ) -> ThreadGroupRecord {
+        let (root, cwd, umask) = {
+            let fs = self.fs();
+            (fs.root.clone(), fs.cwd.clone(), fs.umask)
+        };
+        let image = self.image().clone();
+        ThreadGroupRecord {
+            tgid: self.tgid,
+            tasks: self.tids(),
+            mm,
+            fd_table,
+            handlers: self.handlers().clone(),
+            limits: self.limits().clone(),
+            fs: FsContextRecord {
+                root: path(&root),
+                cwd: path(&cwd),
+                umask,
+            },
+            exe: image.exe,
+            argv: image.argv,
+            links: self.links(),
+        }
     }
 }

@@ -22,6 +22,7 @@ pub enum ClockId {
     ProcessCputime,
     ThreadCputime,
 }
+statefile::versioned!(ClockId, "kernel.ClockId", 1);
 
 impl ClockId {
     /// From a clockid_t. Coarse and raw variants read the same clocks.
@@ -54,6 +55,7 @@ pub struct ClocksState {
     /// The sandbox's CLOCK_MONOTONIC at the moment of the checkpoint.
     pub monotonic_at_save: Nanos,
 }
+statefile::versioned!(ClocksState, "kernel.ClocksState", 1);
 
 fn host_clock(id: libc::clockid_t) -> Nanos {
     nix::time::clock_gettime(nix::time::ClockId::from_raw(id))
@@ -77,7 +79,9 @@ impl Clocks {
     /// Clocks continuing from a checkpoint.
     pub fn restore(state: &ClocksState) -> Clocks {
         Clocks {
-            monotonic_offset: state.monotonic_at_save - host_clock(libc::CLOCK_MONOTONIC),
+            monotonic_offset: state
+                .monotonic_at_save
+                .saturating_sub(host_clock(libc::CLOCK_MONOTONIC)),
         }
     }
 
@@ -101,6 +105,99 @@ impl Clocks {
     }
 }
 
+/// A nanosleep or clock_nanosleep, resolved to a deadline.
+///
+/// Like Linux (hrtimer_init), a relative sleep runs on CLOCK_MONOTONIC
+/// whatever clock it names: it lasts the time asked even if the wall clock
+/// is set meanwhile, and across a restore it continues from the saved
+/// monotonic clock instead of losing the time the sandbox was frozen. An
+/// absolute sleep waits for its clock to reach the deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sleep {
+    /// The clock `deadline` is on.
+    pub clock: ClockId,
+    pub deadline: Nanos,
+    pub relative: bool,
+}
+
+/// What an interrupted sleep does next (Linux's do_nanosleep, and how the
+/// signal code treats its ERESTART_RESTARTBLOCK / ERESTARTNOHAND).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SleepInterrupted {
+    /// The deadline had passed anyway: the call succeeds.
+    Elapsed,
+    /// A signal handler is about to run: the call fails with EINTR. A
+    /// relative sleep first writes `remaining` to its `rem` (if given).
+    Eintr { remaining: Option<Nanos> },
+    /// A relative sleep stopped without a handler to run (a checkpoint):
+    /// `remaining` is written to `rem` as Linux does before it knows, and
+    /// the sleep continues through restart_syscall to the same deadline.
+    RestartBlock { remaining: Nanos },
+    /// An absolute sleep stopped without a handler to run: the same call
+    /// runs again (its deadline is in its arguments); `rem` is never
+    /// written.
+    Reexecute,
+}
+
+impl Sleep {
+    /// A sleep of `d` from now; the clock the caller named only matters
+    /// for validation, done before.
+    pub fn relative(clocks: &Clocks, d: Nanos) -> Sleep {
+        Sleep {
+            clock: ClockId::Monotonic,
+            deadline: clocks.monotonic().saturating_add(d),
+            relative: true,
+        }
+    }
+
+    /// A sleep until `clock` reads `deadline` (TIMER_ABSTIME). CPU-time
+    /// clocks have no deadline here: the caller refuses them.
+    pub fn absolute(clock: ClockId, deadline: Nanos) -> Sleep {
+        Sleep {
+            clock,
+            deadline,
+            relative: false,
+        }
+    }
+
+    /// A relative sleep resumed by restart_syscall. Its deadline is on the
+    /// monotonic clock, except in a statefile of an older cryo, which
+    /// kept a relative CLOCK_REALTIME sleep's deadline on that clock.
+    pub fn resumed(clock: ClockId, deadline: Nanos) -> Sleep {
+        Sleep {
+            clock,
+            deadline,
+            relative: true,
+        }
+    }
+
+    /// Time left until the deadline, never negative.
+    pub fn remaining(&self, clocks: &Clocks) -> Nanos {
+        let now = match self.clock {
+            ClockId::Realtime => clocks.realtime(),
+            _ => clocks.monotonic(),
+        };
+        self.deadline.saturating_sub(now).max(0)
+    }
+
+    /// The sleep was interrupted; `handler_runs` says whether a signal
+    /// handler will run before the application continues.
+    pub fn interrupted(&self, clocks: &Clocks, handler_runs: bool) -> SleepInterrupted {
+        let remaining = self.remaining(clocks);
+        if remaining == 0 {
+            return SleepInterrupted::Elapsed;
+        }
+        match (self.relative, handler_runs) {
+            (true, true) => SleepInterrupted::Eintr {
+                remaining: Some(remaining),
+            },
+            (false, true) => SleepInterrupted::Eintr { remaining: None },
+            (true, false) => SleepInterrupted::RestartBlock { remaining },
+            (false, false) => SleepInterrupted::Reexecute,
+        }
+    }
+}
+
 /// Splits nanoseconds into a `struct timespec`'s (sec, nsec).
 pub fn to_timespec(ns: Nanos) -> (i64, i64) {
     (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
@@ -121,6 +218,44 @@ mod tests {
         assert!(now >= saved.monotonic_at_save);
         assert!(now - saved.monotonic_at_save < 1_000_000_000);
         assert!(c.monotonic() >= BOOT_MONOTONIC);
+    }
+
+    #[test]
+    fn relative_sleeps_run_on_the_monotonic_clock() {
+        let c = Clocks::boot();
+        let s = Sleep::relative(&c, 5_000_000_000);
+        assert_eq!(s.clock, ClockId::Monotonic);
+        let left = s.remaining(&c);
+        assert!(left > 4_000_000_000 && left <= 5_000_000_000, "{left}");
+    }
+
+    #[test]
+    fn interrupted_sleeps_follow_linux() {
+        let c = Clocks::boot();
+        let rel = Sleep::relative(&c, 10_000_000_000);
+        match rel.interrupted(&c, true) {
+            SleepInterrupted::Eintr { remaining: Some(r) } => {
+                assert!(r > 9_000_000_000 && r <= 10_000_000_000, "{r}")
+            }
+            other => panic!("relative, handler: {other:?}"),
+        }
+        assert!(matches!(
+            rel.interrupted(&c, false),
+            SleepInterrupted::RestartBlock { remaining } if remaining > 9_000_000_000
+        ));
+        let abs = Sleep::absolute(ClockId::Realtime, c.realtime() + 10_000_000_000);
+        assert_eq!(
+            abs.interrupted(&c, true),
+            SleepInterrupted::Eintr { remaining: None }
+        );
+        assert_eq!(abs.interrupted(&c, false), SleepInterrupted::Reexecute);
+        let past = Sleep::absolute(ClockId::Monotonic, c.monotonic() - 1);
+        assert_eq!(past.remaining(&c), 0);
+        assert_eq!(past.interrupted(&c, true), SleepInterrupted::Elapsed);
+        assert_eq!(
+            Sleep::resumed(ClockId::Monotonic, 0).interrupted(&c, false),
+            SleepInterrupted::Elapsed
+        );
     }
 
     #[test]

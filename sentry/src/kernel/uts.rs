@@ -15,6 +15,7 @@ pub struct UtsNamespace {
     pub hostname: String,
     pub domainname: String,
 }
+statefile::versioned!(UtsNamespace, "kernel.UtsNamespace", 1);
 
 impl UtsNamespace {
     pub fn new(hostname: &str) -> UtsNamespace {

@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use super::file::{MappableFile, OpenFn};
 use super::manager::{platform_errno, usable_range, MemoryManager};
-use super::memory_file::MemoryFile;
+use super::memory_file::{FileRange, MemoryFile};
 use super::vma::{FileBacking, Vma, VmaState};
 use crate::errno::Errno;
+use crate::vfs::inode::Fingerprint;
 
 /// The saved form of a [`MemoryManager`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,60 @@ pub struct MmState {
     pub brk_start: u64,
     pub brk: u64,
     pub stack_limit: u64,
+}
+
+statefile::versioned!(MmState, "mm.MmState", 1, [VmaState]);
+statefile::versioned!(FileRange, "mm.FileRange", 1);
+
+/// A file some mapping of an address space maps, to re-open on restore.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MappedFileRecord {
+    pub path: String,
+    /// Some shared mapping of it writes back, so it re-opens read-write.
+    pub writable: bool,
+    pub fingerprint: Option<Fingerprint>,
+}
+statefile::versioned!(MappedFileRecord, "mm.MappedFile", 1, [Fingerprint]);
+
+/// An address space's saved form: VMAs with their memory-file offsets, brk,
+/// and the files its mappings come from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MmRecord {
+    pub mm: MmState,
+    pub files: Vec<MappedFileRecord>,
+}
+statefile::savable_serde!(MmRecord, "mm.MemoryManager", 1, [MmState, MappedFileRecord]);
+
+/// The memory file's saved form: which ranges hold pages (the memory
+/// section has their contents).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MemoryFileRecord {
+    pub ranges: Vec<FileRange>,
+}
+statefile::savable_serde!(MemoryFileRecord, "mm.MemoryFile", 1, [FileRange]);
+
+impl MemoryManager {
+    /// The address space's record; `fingerprint` names the current identity
+    /// of a mapped file by its path in the container.
+    pub fn save_record(&self, fingerprint: &dyn Fn(&str) -> Option<Fingerprint>) -> MmRecord {
+        let mm = self.snapshot();
+        let mut files: BTreeMap<String, MappedFileRecord> = BTreeMap::new();
+        for vma in &mm.vmas {
+            let Some(f) = &vma.file else { continue };
+            let e = files
+                .entry(f.name.clone())
+                .or_insert_with(|| MappedFileRecord {
+                    path: f.name.clone(),
+                    writable: false,
+                    fingerprint: fingerprint(&f.name),
+                });
+            e.writable |= vma.shared && vma.ever_writable;
+        }
+        MmRecord {
+            mm,
+            files: files.into_values().collect(),
+        }
+    }
 }
 
 /// Why a snapshot cannot be restored.
@@ -114,38 +169,26 @@ fn pin_direct(
     result
 }
 
-impl MemoryManager {
-    /// The state to save. Call with the application stopped.
-    pub fn snapshot(&self) -> MmState {
-        MmState {
-            page_size: self.layout.page_size,
-            highest_address: self.highest_address(),
-            vmas: self.vmas.values().map(Vma::state).collect(),
-            brk_start: self.brk_start,
-            brk: self.brk,
-            stack_limit: self.stack_limit,
-        }
-    }
-
-    /// Re-creates a saved address space in `aspace` (fresh, empty) on this
-    /// host's `layout`. `mf` must already hold the saved allocations and
-    /// contents ([`MemoryFile::restore_allocations`]); every VMA's backing
-    /// must lie inside them, and no two VMAs may share backing. Files are
-    /// re-opened by name through `reopen`, once each.
-    pub fn from_snapshot(
-        state: &MmState,
-        layout: Layout,
-        mf: Arc<MemoryFile>,
-        aspace: Arc<dyn AddressSpace>,
-        reopen: &OpenFn<'_>,
-    ) -> Result<MemoryManager, RestoreError> {
+impl MmState {
+    /// Checks every value against this host's `layout` before anything is
+    /// created: page size, each VMA (aligned, non-empty, ordered without
+    /// overlap, inside the usable address range, backed by allocated
+    /// memory-file pages no other VMA uses, protections within their
+    /// maximum, file offsets aligned) and brk. `is_allocated(offset, len)`
+    /// says whether the memory file holds that range.
+    pub fn validate(
+        &self,
+        layout: &Layout,
+        is_allocated: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<(), RestoreError> {
+        let state = self;
         if state.page_size != layout.page_size {
             return Err(RestoreError::PageSize {
                 saved: state.page_size,
                 host: layout.page_size,
             });
         }
-        let (min_addr, top) = usable_range(&layout);
+        let (min_addr, top) = usable_range(layout);
         let page = layout.page_size;
         let too_small = |highest: u64| RestoreError::AddressSpaceTooSmall {
             highest,
@@ -155,9 +198,7 @@ impl MemoryManager {
         if state.highest_address > top {
             return Err(too_small(state.highest_address));
         }
-        let mut vmas = BTreeMap::new();
         let mut backing: BTreeMap<u64, u64> = BTreeMap::new();
-        let mut files: HashMap<String, Arc<dyn MappableFile>> = HashMap::new();
         let mut prev_end = 0u64;
         for (index, s) in state.vmas.iter().enumerate() {
             let bad = |why| RestoreError::BadVma {
@@ -187,7 +228,7 @@ impl MemoryManager {
                 .mf_offset
                 .checked_add(len)
                 .ok_or_else(|| bad("memory offset overflows"))?;
-            if !mf.is_allocated(s.mf_offset, len) {
+            if !is_allocated(s.mf_offset, len) {
                 return Err(bad("memory range not in the memory file"));
             }
             if s.direct && !(s.shared && s.file.is_some()) {
@@ -201,9 +242,6 @@ impl MemoryManager {
                         return Err(bad("memory range shared with another mapping"));
                     }
                 }
-                if mf.claim_restored(s.mf_offset, len).is_err() {
-                    return Err(bad("memory range belongs to a file"));
-                }
                 backing.insert(s.mf_offset, mf_end);
             }
             if (s.prot.read && !s.max_prot.read)
@@ -212,12 +250,76 @@ impl MemoryManager {
             {
                 return Err(bad("protection exceeds its maximum"));
             }
+            if let Some(f) = &s.file {
+                if f.offset & (page - 1) != 0 || f.offset.checked_add(len).is_none() {
+                    return Err(bad("file offset unaligned or overflowing"));
+                }
+                if f.name.is_empty() || f.name.len() > 4096 || f.name.contains('\0') {
+                    return Err(bad("file name empty, too long or with a NUL"));
+                }
+            }
+        }
+        let brk_ok = state.brk_start <= state.brk
+            && state.brk <= top
+            && state.brk_start & (page - 1) == 0
+            && (state.brk_start == 0 || state.brk_start >= min_addr);
+        if !brk_ok {
+            return Err(RestoreError::BadBrk {
+                brk_start: state.brk_start,
+                brk: state.brk,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl MemoryManager {
+    /// The state to save. Call with the application stopped.
+    pub fn snapshot(&self) -> MmState {
+        MmState {
+            page_size: self.layout.page_size,
+            highest_address: self.highest_address(),
+            vmas: self.vmas.values().map(Vma::state).collect(),
+            brk_start: self.brk_start,
+            brk: self.brk,
+            stack_limit: self.stack_limit,
+        }
+    }
+
+    /// Re-creates a saved address space in `aspace` (fresh, empty) on this
+    /// host's `layout`. `mf` must already hold the saved allocations and
+    /// contents ([`MemoryFile::restore_allocations`]); the state is checked
+    /// first ([`MmState::validate`]). Files are re-opened by name through
+    /// `reopen`, once each.
+    pub fn from_snapshot(
+        state: &MmState,
+        layout: Layout,
+        mf: Arc<MemoryFile>,
+        aspace: Arc<dyn AddressSpace>,
+        reopen: &OpenFn<'_>,
+    ) -> Result<MemoryManager, RestoreError> {
+        state.validate(&layout, &|offset, len| mf.is_allocated(offset, len))?;
+        // Each mapping's own backing is claimed against every other owner
+        // of restored memory (tmpfs files first of all).
+        let mut backing: BTreeMap<u64, u64> = BTreeMap::new();
+        for (index, s) in state.vmas.iter().enumerate().filter(|(_, s)| !s.direct) {
+            let len = s.end - s.start;
+            if mf.claim_restored(s.mf_offset, len).is_err() {
+                return Err(RestoreError::BadVma {
+                    index,
+                    start: s.start,
+                    end: s.end,
+                    why: "memory range belongs to a file",
+                });
+            }
+            backing.insert(s.mf_offset, s.mf_offset + len);
+        }
+        let mut vmas = BTreeMap::new();
+        let mut files: HashMap<String, Arc<dyn MappableFile>> = HashMap::new();
+        for s in &state.vmas {
             let file = match &s.file {
                 None => None,
                 Some(f) => {
-                    if f.offset & (page - 1) != 0 || f.offset.checked_add(len).is_none() {
-                        return Err(bad("file offset unaligned or overflowing"));
-                    }
                     let file = match files.get(&f.name) {
                         Some(file) => file.clone(),
                         None => {
@@ -249,16 +351,6 @@ impl MemoryManager {
                 direct: s.direct,
             };
             vmas.insert(vma.start, vma);
-        }
-        let brk_ok = state.brk_start <= state.brk
-            && state.brk <= top
-            && state.brk_start & (page - 1) == 0
-            && (state.brk_start == 0 || state.brk_start >= min_addr);
-        if !brk_ok {
-            return Err(RestoreError::BadBrk {
-                brk_start: state.brk_start,
-                brk: state.brk,
-            });
         }
         let mut mm = MemoryManager::new(layout, mf, aspace).map_err(RestoreError::Map)?;
         mm.brk_start = state.brk_start;

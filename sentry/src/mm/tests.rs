@@ -59,10 +59,7 @@ impl AddressSpace for FakeAddressSpace {
         }
         Ok(())
     }
-    fn new_thread(&self) -> Result<platform::ThreadToken, PlatformError> {
-        Err(PlatformError::ForeignAddressSpace)
-    }
-    fn adopt_thread(&self, _: platform::ThreadToken) -> Result<(), PlatformError> {
+    fn new_thread(&self) -> Result<Box<dyn platform::Context>, PlatformError> {
         Err(PlatformError::ForeignAddressSpace)
     }
     fn exit_thread(&self) -> Result<(), PlatformError> {

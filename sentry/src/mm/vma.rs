@@ -26,6 +26,7 @@ pub enum VmaKind {
     /// The initial thread's stack: `[stack]`.
     Stack,
 }
+statefile::versioned!(VmaKind, "mm.VmaKind", 1);
 
 /// The file behind a file mapping.
 #[derive(Clone)]
@@ -158,6 +159,7 @@ pub struct FileState {
     pub name: String,
     pub offset: u64,
 }
+statefile::versioned!(FileState, "mm.FileBacking", 1);
 
 /// The saved form of a [`Vma`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,3 +178,4 @@ pub struct VmaState {
     /// the restored file (which must still hold them at `mf_offset`).
     pub direct: bool,
 }
+statefile::versioned!(VmaState, "mm.Vma", 2, [Prot, FileState, VmaKind]);

@@ -2,18 +2,25 @@
 //! restore"): `save` walks the kernel into a statefile, `restore` validates
 //! one completely and re-creates every host resource from it.
 
-pub mod records;
 mod restore;
 mod save;
+pub mod types;
+pub mod validate;
 
 pub use restore::{restore, RestoreError};
 pub use save::{
-    checkpoint, statefile_path, task_record, CheckpointError, CheckpointOptions, CheckpointStats,
+    checkpoint, statefile_path, CheckpointError, CheckpointOptions, CheckpointOutcome,
+    CheckpointStats,
 };
 
 /// The statefile's name inside an image directory (runsc's is
 /// `checkpoint.img`; cryo's own format gets its own name).
 pub const STATEFILE_NAME: &str = "checkpoint.cryo";
+
+/// The kernel section holding the object table (every kernel object's
+/// record, keyed by type and id). A statefile whose kernel section has
+/// another name was written by an earlier cryo with positional records.
+pub const OBJECTS_SECTION: &str = "objects";
 
 /// The memory section holding the memory file's pages.
 pub const MEMORY_SECTION: &str = "memory-file";

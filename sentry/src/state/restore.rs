@@ -5,18 +5,20 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use platform::CpuState;
-use statefile::{Decoder, Reader, SectionKind};
+use statefile::{Reader, SectionKind};
 
-use super::records::*;
 use super::save::statefile_path;
+use super::validate::{load_saved_kernel, LoadError};
 use super::MEMORY_SECTION;
 use crate::errno::Errno;
 use crate::kernel::clone::spawn_thread;
 use crate::kernel::fd_table::FdTable;
+use crate::kernel::pid_namespace::PID_MAX;
+use crate::kernel::task::FsContext;
+use crate::kernel::thread_group::{ProcessImage, ProcessParts, ThreadGroup};
 use crate::kernel::time::Clocks;
 use crate::kernel::{KernelConfig, Task};
 use crate::mm::{MappableFile, MemoryManager};
@@ -38,8 +40,8 @@ pub enum RestoreError {
     CpuFeatures { missing: u64 },
     #[error("the application's address space ends at {highest:#x}, beyond this host's {va_bits}-bit user address space")]
     AddressSpace { highest: u64, va_bits: u32 },
-    #[error("the statefile holds {0} tasks; this cryo restores single-task sandboxes")]
-    Tasks(u32),
+    #[error("{0}")]
+    Records(LoadError),
     #[error("{0}")]
     Boot(#[from] SandboxError),
     #[error("restoring memory: {0}")]
@@ -56,84 +58,24 @@ pub enum RestoreError {
     Cwd { path: String, errno: Errno },
 }
 
-/// The records of a statefile, in the order `save` wrote them.
-struct Records {
-    kernel: KernelRecord,
-    vfs: VfsRecord,
-    memory: MemoryFileRecord,
-    fds: FdTableRecord,
-    mm: MmRecord,
-    /// The leader first, then its other threads.
-    tasks: Vec<TaskRecord>,
-}
-
-/// More threads than this in a statefile is taken as damage.
-const MAX_TASKS: u32 = 4096;
-
-fn read_records(reader: &Reader) -> Result<Records, RestoreError> {
-    let sf = |source| RestoreError::Statefile {
-        path: String::new(),
-        source,
-    };
-    let bytes = reader.section_bytes(SectionKind::Kernel, "").map_err(sf)?;
-    let mut dec = Decoder::new(&bytes, reader.types());
-    let kernel: KernelRecord = dec.get().map_err(sf)?;
-    if kernel.tasks == 0 || kernel.tasks > MAX_TASKS {
-        return Err(RestoreError::Tasks(kernel.tasks));
-    }
-    let vfs = dec.get().map_err(sf)?;
-    let memory = dec.get().map_err(sf)?;
-    let fds = dec.get().map_err(sf)?;
-    let mm = dec.get().map_err(sf)?;
-    let tasks = (0..kernel.tasks)
-        .map(|_| dec.get())
-        .collect::<Result<Vec<TaskRecord>, _>>()
-        .map_err(sf)?;
-    dec.finish().map_err(sf)?;
-    Ok(Records {
-        kernel,
-        vfs,
-        memory,
-        fds,
-        mm,
-        tasks,
-    })
-}
-
-/// Checks a task record's values before any is used.
-fn validate_task(t: &TaskRecord) -> Result<(), RestoreError> {
-    if !t.limits.validate() || !t.signal_handlers.validate() {
-        return Err(RestoreError::Invalid(
-            "limits or signal handlers out of range".into(),
-        ));
-    }
-    if t.pending.iter().any(|p| !(1..=64).contains(&p.signo)) || t.pending.len() > 64 * 1024 {
-        return Err(RestoreError::Invalid("pending signals out of range".into()));
-    }
-    if t.tid <= 0 {
-        return Err(RestoreError::Invalid(format!("thread id {}", t.tid)));
-    }
-    Ok(())
-}
-
-/// Restores the per-thread state of a record into a task.
-fn apply_task(task: &mut Task, t: &TaskRecord) {
-    task.set_umask(t.umask);
-    task.signal_mask = t.signal_mask.without_unblockable();
-    *task.pending() = t.pending.clone();
-    task.alt_stack = t.alt_stack;
-    task.clear_child_tid = t.clear_child_tid;
-    task.robust_list = t.robust_list;
-    task.exe = t.exe.clone();
-    task.argv = t.argv.clone();
-    task.cpu_time = Duration::from_nanos(t.cpu_time_ns);
-    task.restart_deadline = t.restart.map(|(d, _)| d);
-    task.restart_clock = t.restart.map(|(_, c)| c);
+/// The platform a restore runs on: the one asked for, else the one the
+/// statefile was saved from (its header's `platform`), else the default.
+fn chosen_platform(header: &statefile::Header, asked: Option<&str>) -> String {
+    asked
+        .or(header.metadata.get("platform").map(String::as_str))
+        .unwrap_or(platform::DEFAULT_PLATFORM)
+        .to_string()
 }
 
 /// Restores the sandbox saved in `image_dir`. `hostname` is unused: the
-/// saved UTS namespace wins, as the application already saw it.
-pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Task, RestoreError> {
+/// saved UTS namespace wins, as the application already saw it. The sandbox
+/// runs on `platform`, or else on the platform the statefile was saved from.
+pub fn restore(
+    image_dir: &Path,
+    gofer_sock: OwnedFd,
+    strace: bool,
+    platform: Option<&str>,
+) -> Result<Task, RestoreError> {
     let path = statefile_path(image_dir);
     if !path.is_file() {
         return Err(RestoreError::NoStatefile(image_dir.display().to_string()));
@@ -144,9 +86,13 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
         source,
     };
     // Validate everything before the sandbox runs: the header, index and
-    // every non-memory section here; each memory chunk's checksum as it is
-    // loaded below, before any stub exists (so memory is read only once).
+    // every non-memory section, then every record; each memory chunk's
+    // checksum as it is loaded below, before any stub exists (so memory is
+    // read only once).
     let reader = Reader::open(&path).map_err(sf_err)?;
+    // A platform this cryo lacks is refused before anything is loaded.
+    let platform_name = chosen_platform(reader.header(), platform);
+    platform::lookup(&platform_name).map_err(SandboxError::Platform)?;
     for section in reader
         .sections()
         .iter()
@@ -154,33 +100,25 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     {
         reader.verify_section(section).map_err(sf_err)?;
     }
-    let rec = read_records(&reader).map_err(|e| match e {
-        RestoreError::Statefile { source, .. } => sf_err(source),
-        e => e,
-    })?;
-    for t in &rec.tasks {
-        validate_task(t)?;
-    }
-    let leader = &rec.tasks[0];
+    let host = host_memory()?;
+    let rec = match load_saved_kernel(&reader, &host.layout) {
+        Ok(rec) => rec,
+        Err(LoadError::Statefile(source)) => return Err(sf_err(source)),
+        Err(e) => return Err(RestoreError::Records(e)),
+    };
     let used = rec.tasks.iter().fold(0, |acc, t| acc | t.fp.xstate_bv());
     let missing = used & !platform::host_xfeatures();
     if missing != 0 {
         return Err(RestoreError::CpuFeatures { missing });
     }
-    if !rec.kernel.uts.hostname.is_empty() && rec.kernel.uts.hostname.len() > 64 {
-        return Err(RestoreError::Invalid(
-            "hostname longer than 64 bytes".into(),
-        ));
-    }
-
-    tracing::debug!("restore: statefile validated, records read");
-    let host = host_memory()?;
     if rec.mm.mm.highest_address > host.layout.max_user_addr {
         return Err(RestoreError::AddressSpace {
             highest: rec.mm.mm.highest_address,
             va_bits: host.layout.va_bits,
         });
     }
+    tracing::debug!("restore: statefile and records validated");
+
     let mf = host.memory_file.clone();
     mf.restore_allocations(&rec.memory.ranges)
         .map_err(|e| RestoreError::Memory(e.to_string()))?;
@@ -207,30 +145,38 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     let config = KernelConfig {
         hostname: rec.kernel.uts.hostname.clone(),
         strace,
+        platform: platform_name,
     };
     let kernel = new_kernel(
         &host,
         gofer_sock,
-        Some(&rec.vfs.state),
+        Some(&rec.vfs),
         Clocks::restore(&rec.kernel.clocks),
         &config,
     )?;
     if let Ok(mut uts) = kernel.uts.lock() {
         *uts = rec.kernel.uts.clone();
     }
+    // Every tid is below PID_MAX (validated), so the successor fits.
     let highest_tid = rec.tasks.iter().map(|t| t.tid).max().unwrap_or(1);
-    kernel.set_next_tid(rec.kernel.next_tid.max(highest_tid + 1));
+    let next = rec.kernel.next_tid.max(i64::from(highest_tid) + 1);
+    let next = if next > i64::from(PID_MAX) { 1 } else { next };
+    kernel
+        .pids
+        .set_next_tid(next)
+        .map_err(|e| RestoreError::Invalid(e.to_string()))?;
 
-    // Descriptors: host stdio from this restore's caller, the rest re-opened
-    // by path and fingerprint.
+    // Open file descriptions, each once however many descriptors share it:
+    // host stdio from this restore's caller, the rest re-opened by path and
+    // fingerprint.
     let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = host_stdio()?.into_iter().collect();
-    let mut ctx = RestoreCtx::new(&rec.fds.pipes, stdio, HostClock.now());
-    let mut fds = FdTable::new();
-    for fd in &rec.fds.fds {
-        let file = kernel.vfs.reopen(&fd.file, &mut ctx)?;
-        fds.insert_at(fd.fd, file, fd.cloexec, u64::MAX)
-            .map_err(|e| RestoreError::Invalid(format!("descriptor {}: {e}", fd.fd)))?;
+    let mut ctx = RestoreCtx::new(&rec.pipes, stdio, HostClock.now());
+    let mut files: HashMap<u64, Arc<crate::vfs::OpenFile>> = HashMap::new();
+    for (&id, f) in &rec.files {
+        files.insert(id, kernel.vfs.reopen(f, &mut ctx)?);
     }
+    let fds = FdTable::from_record(&rec.fds, &|id| files.get(&id).cloned())
+        .map_err(|e| RestoreError::Invalid(e.to_string()))?;
 
     // The address space: the files it maps are re-opened first (a missing
     // or changed one refuses the restore, named), then every mapping is
@@ -263,40 +209,87 @@ pub fn restore(image_dir: &Path, gofer_sock: OwnedFd, strace: bool) -> Result<Ta
     let mm = MemoryManager::from_snapshot(&rec.mm.mm, host.layout, mf.clone(), aspace, &reopen)?;
     // Every owner of restored memory (tmpfs files, mappings) has claimed it.
     mf.finish_restore();
-
     tracing::debug!("restore: address space mapped");
+
+    let p = &rec.process;
+    let root_dir = kernel.vfs.root().clone();
+    let lookup = |path: &[u8]| {
+        kernel
+            .vfs
+            .lookup_dir(&root_dir, path)
+            .map_err(|errno| RestoreError::Cwd {
+                path: String::from_utf8_lossy(path).into_owned(),
+                errno,
+            })
+    };
+    let tg = ThreadGroup::new(
+        p.tgid,
+        ProcessParts {
+            mm: Arc::new(Mutex::new(mm)),
+            fds: Arc::new(Mutex::new(fds)),
+            handlers: Arc::new(Mutex::new(p.handlers.clone())),
+            limits: p.limits.clone(),
+            fs: Arc::new(Mutex::new(FsContext {
+                root: lookup(&p.fs.root)?,
+                cwd: lookup(&p.fs.cwd)?,
+                umask: p.fs.umask,
+            })),
+            image: ProcessImage {
+                exe: p.exe.clone(),
+                argv: p.argv.clone(),
+            },
+            links: p.links,
+        },
+    );
+    let leader = &rec.tasks[0];
     let mut context = kernel.platform.new_context()?;
-    context.set_fp_state(mm.address_space(), &leader.fp)?;
-    let root = kernel.vfs.root().clone();
-    let cwd = kernel
-        .vfs
-        .lookup_dir(&root, &leader.cwd)
-        .map_err(|errno| RestoreError::Cwd {
-            path: String::from_utf8_lossy(&leader.cwd).into_owned(),
-            errno,
-        })?;
+    context.set_fp_state(&*tg.mm().address_space_arc(), &leader.fp)?;
     let mut task = Task::new(
         kernel.clone(),
         leader.tid,
+        tg,
         leader.creds.clone(),
         CpuState { regs: leader.regs },
         context,
-        mm,
-        fds,
-        root,
-        cwd,
     );
-    *task.handlers() = leader.signal_handlers.clone();
-    *task.limits() = leader.limits.clone();
-    apply_task(&mut task, leader);
-    // The other threads: each gets a stub thread of the leader's address
-    // space and a host thread of its own.
+    task.load_record(leader);
+    task.join();
+    // The other threads: each gets a thread of the leader's address space
+    // and a host thread of its own. One that cannot start ends the whole
+    // restore: the threads already started are killed with it.
     for t in &rec.tasks[1..] {
-        let token = task.aspace.new_thread()?;
-        let mut sibling = task.sibling(t.tid, CpuState { regs: t.regs })?;
-        apply_task(&mut sibling, t);
-        spawn_thread(sibling, token, t.fp.clone())
-            .map_err(|e| RestoreError::Invalid(format!("cannot start thread {}: {e}", t.tid)))?;
+        let result = task
+            .aspace
+            .new_thread()
+            .map_err(|e| e.to_string())
+            .and_then(|context| {
+                let mut sibling = task.sibling(t.tid, CpuState { regs: t.regs }, context);
+                sibling.creds = t.creds.clone();
+                sibling.load_record(t);
+                spawn_thread(sibling, t.fp.clone()).map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            task.tg
+                .begin_exit(crate::kernel::ExitStatus::Signaled(libc::SIGKILL), task.tid);
+            return Err(RestoreError::Invalid(format!(
+                "cannot start thread {}: {e}",
+                t.tid
+            )));
+        }
     }
     Ok(task)
+}
+
+#[cfg(test)]
+mod platform_choice_tests {
+    use super::chosen_platform;
+
+    #[test]
+    fn asked_platform_wins_then_the_saved_one_then_the_default() {
+        let saved = statefile::Header::new("test").with("platform", "saved");
+        let bare = statefile::Header::new("test");
+        assert_eq!(chosen_platform(&saved, Some("asked")), "asked");
+        assert_eq!(chosen_platform(&saved, None), "saved");
+        assert_eq!(chosen_platform(&bare, None), platform::DEFAULT_PLATFORM);
+    }
 }

@@ -1,23 +1,31 @@
-//! Checkpoint: walk the kernel from its root, write the kernel section, then
-//! the memory section into one statefile.
+//! Checkpoint: stop every task, walk the kernel from its root into an object
+//! table (the kernel section), then write the memory section, into one
+//! statefile; then commit or abort in one place.
 //!
-//! The Sentry opens no host file after boot: the statefile is written into a
-//! file the `cryo checkpoint` command created (a temporary file beside the
-//! target) and passed over the control socket; the command makes it durable
-//! and renames it into place.
+//! The Sentry opens no host file after boot: the statefile is written into
+//! an unnamed file the `cryo checkpoint` command created in the image
+//! directory and passed over the control socket with that directory; the
+//! commit (fsync, link into place, fsync the directory) is done by the
+//! sandbox through those fds, so killing the command cannot split it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use statefile::{Compression, Encoder, Header, MemoryOptions, MemorySource, SectionKind, Writer};
+use statefile::{
+    Compression, Header, MemoryOptions, MemorySource, ObjectEncoder, SectionKind, Writer,
+};
 
-use super::records::*;
-use super::{MEMORY_SECTION, STATEFILE_NAME};
-use crate::kernel::Task;
-use crate::mm::MemoryFile;
+use super::{MEMORY_SECTION, OBJECTS_SECTION, STATEFILE_NAME};
+use crate::kernel::fd_table::FdTable;
+use crate::kernel::task::TaskRecord;
+use crate::kernel::thread_group::Release;
+use crate::kernel::{Kernel, Task};
+use crate::mm::{MemoryFile, MemoryFileRecord, MemoryManager};
 use crate::vfs::state::SaveCtx;
+use crate::vfs::OpenFile;
 
 /// What `cryo checkpoint` asks for.
 #[derive(Clone, Debug)]
@@ -43,6 +51,8 @@ pub enum CheckpointError {
     Memory(crate::errno::Errno),
     #[error("writing the statefile: {0}")]
     Statefile(#[from] statefile::StatefileError),
+    #[error("{0}")]
+    Commit(String),
 }
 
 /// What a checkpoint wrote.
@@ -70,89 +80,115 @@ impl MemorySource for MemoryFileSource<'_> {
     }
 }
 
-/// The record of a task's address space, with the files it maps.
-fn mm_record(task: &Task) -> MmRecord {
-    let mm = task.mm().snapshot();
-    let mut files: BTreeMap<String, MappedFileRecord> = BTreeMap::new();
-    for vma in &mm.vmas {
-        let Some(f) = &vma.file else { continue };
-        let writable = vma.shared && vma.ever_writable;
-        let root = task.kernel.vfs.root().clone();
-        let fingerprint = task
-            .kernel
-            .vfs
-            .resolve(&root, f.name.as_bytes(), false)
+/// Gives each shared object (an address space, a descriptor table, an open
+/// file description) one id however many holders it has, so that it is
+/// saved once and the sharing survives. Ids count from 1 in the order the
+/// walk meets the objects: they say nothing about the host.
+struct ObjectIds<T: ?Sized> {
+    by_address: HashMap<usize, u64>,
+    /// Holds every object named, so that no address is reused meanwhile.
+    held: Vec<Arc<T>>,
+}
+
+impl<T: ?Sized> Default for ObjectIds<T> {
+    fn default() -> Self {
+        ObjectIds {
+            by_address: HashMap::new(),
+            held: Vec::new(),
+        }
+    }
+}
+
+impl<T: ?Sized> ObjectIds<T> {
+    /// The object's id, and whether this is the first time it is met.
+    fn id(&mut self, obj: &Arc<T>) -> (u64, bool) {
+        let address = Arc::as_ptr(obj) as *const () as usize;
+        if let Some(&id) = self.by_address.get(&address) {
+            return (id, false);
+        }
+        let id = self.held.len() as u64 + 1;
+        self.held.push(obj.clone());
+        self.by_address.insert(address, id);
+        (id, true)
+    }
+}
+
+/// Walks the kernel from its root into an object table: the kernel, its
+/// mount namespace and memory file, then every thread group with what it
+/// references (address space, descriptor table, open files, pipes) and its
+/// tasks, whose records the stopped tasks made themselves.
+fn save_kernel(
+    kernel: &Kernel,
+    tasks: &BTreeMap<i32, TaskRecord>,
+) -> Result<ObjectEncoder, CheckpointError> {
+    let mut objs = ObjectEncoder::new();
+    objs.put(0, &kernel.save_record())?;
+    objs.put(0, &kernel.vfs.save_state()?)?;
+    objs.put(
+        0,
+        &MemoryFileRecord {
+            ranges: kernel.memory_file.allocated_ranges(),
+        },
+    )?;
+    let vfs = &kernel.vfs;
+    let root = vfs.root().clone();
+    let fingerprint = |name: &str| {
+        vfs.resolve(&root, name.as_bytes(), false)
             .ok()
-            .and_then(|d| d.inode().fingerprint());
-        let e = files.entry(f.name.clone()).or_insert(MappedFileRecord {
-            path: f.name.clone(),
-            writable: false,
-            fingerprint,
-        });
-        e.writable |= writable;
-    }
-    MmRecord {
-        mm,
-        files: files.into_values().collect(),
-    }
-}
-
-/// One task's record. Runs on the task's own host thread.
-pub fn task_record(task: &mut Task) -> Result<TaskRecord, CheckpointError> {
-    let fp = task.context.fp_state(&*task.aspace)?;
-    Ok(TaskRecord {
-        tid: task.tid,
-        creds: task.creds.clone(),
-        regs: task.cpu.regs,
-        fp,
-        umask: task.umask(),
-        cwd: task.kernel.vfs.dentry_path_bytes(&task.cwd()),
-        signal_handlers: task.handlers().clone(),
-        signal_mask: task.signal_mask,
-        pending: task.pending().clone(),
-        alt_stack: task.alt_stack,
-        clear_child_tid: task.clear_child_tid,
-        robust_list: task.robust_list,
-        limits: task.limits().clone(),
-        exe: task.exe.clone(),
-        argv: task.argv.clone(),
-        cpu_time_ns: task.cpu_time.as_nanos() as u64,
-        restart: task.restart_deadline.zip(task.restart_clock),
-    })
-}
-
-fn fd_table_record(task: &Task) -> Result<FdTableRecord, CheckpointError> {
+            .and_then(|d| d.inode().fingerprint())
+    };
+    let mut mms = ObjectIds::<Mutex<MemoryManager>>::default();
+    let mut fd_tables = ObjectIds::<Mutex<FdTable<Arc<OpenFile>>>>::default();
+    let mut files = ObjectIds::<OpenFile>::default();
     let mut ctx = SaveCtx::default();
-    let mut fds = Vec::new();
-    for (fd, entry) in task.fds().iter() {
-        fds.push(FdRecord {
-            fd,
-            cloexec: entry.cloexec,
-            file: entry.file.save(&mut ctx)?,
-        });
+    for tg in kernel.pids.thread_groups() {
+        let (mm_id, new) = mms.id(tg.mm_ref());
+        if new {
+            objs.put(mm_id, &tg.mm().save_record(&fingerprint))?;
+        }
+        let (fdt_id, new) = fd_tables.id(tg.fds_ref());
+        if new {
+            let mut first_seen = Vec::new();
+            let rec = tg.fds().save_record(&mut |f: &Arc<OpenFile>| {
+                let (id, new) = files.id(f);
+                if new {
+                    first_seen.push((id, f.clone()));
+                }
+                Ok::<u64, CheckpointError>(id)
+            })?;
+            for (id, f) in first_seen {
+                objs.put(id, &f.save(&mut ctx)?)?;
+            }
+            objs.put(fdt_id, &rec)?;
+        }
+        objs.put(
+            u64::try_from(tg.tgid()).unwrap_or(0),
+            &tg.save_record(mm_id, fdt_id, &|d| vfs.dentry_path_bytes(d)),
+        )?;
+        for tid in tg.tids() {
+            let rec = tasks
+                .get(&tid)
+                .ok_or_else(|| CheckpointError::Threads(format!("task {tid} did not stop")))?;
+            objs.put(u64::try_from(tid).unwrap_or(0), rec)?;
+        }
     }
-    Ok(FdTableRecord {
-        fds,
-        pipes: ctx.pipes.into_values().collect(),
-    })
+    for pipe in ctx.pipes.into_values() {
+        objs.put(pipe.id, &pipe)?;
+    }
+    Ok(objs)
 }
 
 /// The header: what `cryo inspect` shows and what a restore checks before
 /// reading anything else.
-fn header(
-    task: &Task,
-    record: &TaskRecord,
-    others: &[TaskRecord],
-    opts: &CheckpointOptions,
-) -> Header {
-    let xfeatures = others
-        .iter()
-        .fold(record.fp.xstate_bv(), |acc, r| acc | r.fp.xstate_bv());
+fn header(task: &Task, tasks: &BTreeMap<i32, TaskRecord>, opts: &CheckpointOptions) -> Header {
+    let xfeatures = tasks.values().fold(0, |acc, r| acc | r.fp.xstate_bv());
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     let argv: Vec<String> = task
+        .tg
+        .image()
         .argv
         .iter()
         .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -162,7 +198,7 @@ fn header(
         .with("created", created.to_string())
         .with("argv", format!("{argv:?}"))
         .with("platform", task.kernel.platform.name())
-        .with("threads", (1 + others.len()).to_string())
+        .with("threads", tasks.len().to_string())
         .with(
             "va.highest-address",
             format!("{:#x}", task.mm().highest_address()),
@@ -170,32 +206,51 @@ fn header(
         .with("cpu.xfeatures-used", format!("{xfeatures:#x}"))
 }
 
-/// Saves `task` (with its kernel) into `file`, an empty file opened for
-/// writing. Runs on the task's own thread while the task is stopped at a
-/// clean boundary. The file is complete but not yet durable on return.
+/// What a checkpoint did.
+#[derive(Clone, Debug)]
+pub struct CheckpointOutcome {
+    pub stats: CheckpointStats,
+    /// The sandbox ends now (the statefile was committed and the sandbox was
+    /// not asked to keep running).
+    pub exit: bool,
+}
+
+/// Checkpoints the kernel of `task` into `file`, an empty file opened for
+/// writing: stops every task at a clean boundary, walks the kernel from its
+/// root, writes the statefile, then calls `commit` (given what was written),
+/// which makes it durable and names it, and says whether the sandbox is to
+/// end (or why the commit failed). The stopped tasks then go on, or end
+/// with the sandbox, here and nowhere else. Runs on `task`'s own host thread, the task stopped at a clean
+/// boundary. A failed checkpoint leaves every task running.
 pub fn checkpoint(
     task: &mut Task,
     file: File,
     opts: &CheckpointOptions,
-) -> Result<CheckpointStats, CheckpointError> {
+    commit: &mut dyn FnMut(&CheckpointStats) -> Result<bool, String>,
+) -> Result<CheckpointOutcome, CheckpointError> {
     if task.exit.is_some() {
         return Err(CheckpointError::Exited);
     }
-    let task_rec = task_record(task)?;
-    // Every other thread parks at a clean boundary and saves itself; they
-    // stay parked until the caller releases them (after the commit).
-    let others = if task.tg.live() > 1 {
-        task.tg
-            .stop_others(task.tid, STOP_TIMEOUT)
-            .map_err(CheckpointError::Threads)?
-    } else {
-        Vec::new()
+    let own = task.save_record()?;
+    let kernel = task.kernel.clone();
+    let others = kernel
+        .stop_tasks(task.tid, STOP_TIMEOUT)
+        .map_err(CheckpointError::Threads)?;
+    let mut tasks: BTreeMap<i32, TaskRecord> = others.into_iter().map(|r| (r.tid, r)).collect();
+    tasks.insert(own.tid, own);
+    let written = write_statefile(task, file, opts, &tasks);
+    let (result, how) = match written {
+        Ok(stats) => match commit(&stats) {
+            Ok(true) => (Ok(CheckpointOutcome { stats, exit: true }), Release::Exit),
+            Ok(false) => (
+                Ok(CheckpointOutcome { stats, exit: false }),
+                Release::Continue,
+            ),
+            Err(e) => (Err(CheckpointError::Commit(e)), Release::Continue),
+        },
+        Err(e) => (Err(e), Release::Continue),
     };
-    let result = write_statefile(task, file, opts, &task_rec, &others);
-    if result.is_err() && !others.is_empty() {
-        task.tg
-            .release(crate::kernel::thread_group::Release::Continue);
-    }
+    kernel.release_tasks(how);
     result
 }
 
@@ -206,42 +261,21 @@ fn write_statefile(
     task: &mut Task,
     file: File,
     opts: &CheckpointOptions,
-    task_rec: &TaskRecord,
-    others: &[TaskRecord],
+    tasks: &BTreeMap<i32, TaskRecord>,
 ) -> Result<CheckpointStats, CheckpointError> {
-    let kernel = &task.kernel;
-    let uts = kernel
-        .uts
-        .lock()
-        .map(|u| u.clone())
-        .unwrap_or_else(|_| crate::kernel::uts::UtsNamespace::new("cryo"));
-    let mut enc = Encoder::new();
-    enc.put(&KernelRecord {
-        uts,
-        clocks: kernel.clocks.save(),
-        next_tid: kernel.next_tid(),
-        tasks: 1 + others.len() as u32,
-    })?;
-    enc.put(&VfsRecord {
-        state: kernel.vfs.save_state()?,
-    })?;
+    let kernel = task.kernel.clone();
+    let objs = save_kernel(&kernel, tasks)?;
     let ranges = kernel.memory_file.allocated_ranges();
-    enc.put(&MemoryFileRecord {
-        ranges: ranges.clone(),
-    })?;
-    enc.put(&fd_table_record(task)?)?;
-    enc.put(&mm_record(task))?;
-    // The thread group's leader first, then its other threads.
-    enc.put(task_rec)?;
-    for r in others {
-        enc.put(r)?;
-    }
-
     let mut w = Writer::new(
         io::BufWriter::with_capacity(1 << 20, file),
-        header(task, task_rec, others, opts),
+        header(task, tasks, opts),
     )?;
-    w.write_state(SectionKind::Kernel, "", opts.compression, &enc)?;
+    w.write_state(
+        SectionKind::Kernel,
+        OBJECTS_SECTION,
+        opts.compression,
+        objs.encoder(),
+    )?;
     let len = ranges.iter().map(|r| r.end).max().unwrap_or(0);
     let src = MemoryFileSource {
         mf: &kernel.memory_file,

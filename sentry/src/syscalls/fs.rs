@@ -18,14 +18,9 @@ const IO_STEP: usize = 1 << 20;
 /// Linux caps one read or write at 2 GiB minus a page.
 const MAX_RW: usize = 0x7fff_f000;
 
-/// Reads a path argument. Any path may lead into /proc, so the task's
-/// /proc view is published first.
+/// Reads a path argument.
 fn path_arg(t: &mut Task, addr: u64) -> Result<Vec<u8>, Errno> {
-    let path = t.mm().read_c_string(addr, PATH_MAX)?;
-    if path.starts_with(b"/proc") || path.starts_with(b"/dev") || path.first() != Some(&b'/') {
-        t.publish_proc();
-    }
-    Ok(path)
+    t.mm().read_c_string(addr, PATH_MAX)
 }
 
 fn file(t: &Task, fd: i32) -> Result<Arc<OpenFile>, Errno> {
@@ -292,7 +287,7 @@ pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn stat_out(t: &mut Task, st: &crate::vfs::Stat, addr: u64) -> SysResult {
-    t.mm().copy_out(addr, &abi::encode_stat(st))?;
+    t.mm().copy_out(addr, &crate::arch::encode_stat(st))?;
     Ok(0)
 }
 

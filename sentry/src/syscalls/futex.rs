@@ -104,6 +104,10 @@ pub fn futex(t: &mut Task, a: &Args) -> SysResult {
             }
             Ok(t.kernel.futexes.wake(addr, a.uint(5), val as usize) as u64)
         }
-        _ => Err(Errno::ENOSYS),
+        other => {
+            t.kernel
+                .log_unsupported(libc::SYS_futex as u64, &format!("op {other}"));
+            Err(Errno::ENOSYS)
+        }
     }
 }

@@ -17,11 +17,13 @@ mod time;
 
 pub use args::Args;
 pub use info::fill_random;
+pub(crate) use table::{Arg, Entry};
 
+use crate::arch::UserRegs;
 use crate::errno::Errno;
 use crate::kernel::Task;
 
-/// What a handler returns: the value for rax, or an errno.
+/// What a handler returns: the value for the return register, or an errno.
 pub type SysResult = Result<u64, Errno>;
 
 /// A syscall handler.
@@ -35,18 +37,21 @@ pub const ERESTARTSYS: Errno = Errno(512);
 /// restart_syscall with what the task saved (a sleep's deadline).
 pub const ERESTART_RESTARTBLOCK: Errno = Errno(516);
 
-/// Handles the syscall the task stopped at and puts the result in rax.
+/// Handles the syscall the task stopped at and puts the result in the
+/// return register.
 pub fn dispatch(task: &mut Task) {
-    let nr = task.cpu.regs.syscall_nr();
-    let args = Args(task.cpu.regs.syscall_args());
+    let nr = task.cpu.regs.syscall_number();
+    let args = Args(task.cpu.regs.syscall_arguments());
     let entry = table::lookup(nr);
     let result = match entry {
         Some(entry) => (entry.handler)(task, &args),
-        None => {
-            task.kernel.log_unimplemented(nr);
-            Err(Errno::ENOSYS)
-        }
+        None => Err(Errno::ENOSYS),
     };
+    // Invariant 5, for handlers too: whatever returns ENOSYS is logged
+    // (once; a handler that logged the unsupported variant already counts).
+    if result == Err(Errno::ENOSYS) {
+        task.kernel.log_unimplemented(nr);
+    }
     // A blocking call that gave up because the task is being stopped (a
     // checkpoint) made no progress: restart it rather than show EINTR,
     // since no signal handler ran.
@@ -65,16 +70,12 @@ pub fn dispatch(task: &mut Task) {
     }
     match result {
         Err(e) if e == ERESTARTSYS => {
-            // Back up over the 2-byte syscall instruction so the call runs
-            // again when the task resumes (after a checkpoint, say).
-            task.cpu.regs.rip = task.cpu.regs.rip.wrapping_sub(2);
-            task.cpu.regs.rax = nr;
+            // The call runs again when the task resumes (after a
+            // checkpoint, say).
+            task.cpu.regs.restart_syscall(nr);
         }
-        Err(e) if e == ERESTART_RESTARTBLOCK => {
-            task.cpu.regs.rip = task.cpu.regs.rip.wrapping_sub(2);
-            task.cpu.regs.rax = libc::SYS_restart_syscall as u64;
-        }
-        Ok(v) => task.cpu.regs.set_return(v),
-        Err(e) => task.cpu.regs.set_return(e.to_return()),
+        Err(e) if e == ERESTART_RESTARTBLOCK => task.cpu.regs.restart_with_restart_syscall(),
+        Ok(v) => task.cpu.regs.set_syscall_return(v),
+        Err(e) => task.cpu.regs.set_syscall_return(e.to_return()),
     }
 }

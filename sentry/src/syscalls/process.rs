@@ -118,30 +118,6 @@ pub fn set_robust_list(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-pub fn arch_prctl(t: &mut Task, a: &Args) -> SysResult {
-    const ARCH_SET_GS: i32 = 0x1001;
-    const ARCH_SET_FS: i32 = 0x1002;
-    const ARCH_GET_FS: i32 = 0x1003;
-    const ARCH_GET_GS: i32 = 0x1004;
-    let addr = a.addr(1);
-    let canonical = addr < t.mm().layout().max_user_addr;
-    match a.int(0) {
-        ARCH_SET_FS if canonical => t.cpu.regs.fs_base = addr,
-        ARCH_SET_GS if canonical => t.cpu.regs.gs_base = addr,
-        ARCH_SET_FS | ARCH_SET_GS => return Err(Errno::EPERM),
-        ARCH_GET_FS => {
-            let v = t.cpu.regs.fs_base;
-            t.mm().copy_out(addr, &v.to_le_bytes())?
-        }
-        ARCH_GET_GS => {
-            let v = t.cpu.regs.gs_base;
-            t.mm().copy_out(addr, &v.to_le_bytes())?
-        }
-        _ => return Err(Errno::EINVAL),
-    }
-    Ok(0)
-}
-
 fn limit_bytes(l: Limit) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&l.cur.to_le_bytes());
@@ -224,22 +200,33 @@ pub fn execve(t: &mut Task, a: &Args) -> SysResult {
         t.mm()
             .read_string_array(a.addr(2), MAX_ARG_STRINGS, MAX_ARG_STRLEN)?
     };
-    t.exec(&path, argv, envp).map_err(|e| e.errno())?;
+    t.exec(&path, argv, envp).map_err(|e| {
+        if matches!(e, crate::kernel::exec::ExecError::Threads) {
+            t.kernel
+                .log_unsupported(libc::SYS_execve as u64, "from a multi-threaded process");
+        }
+        e.errno()
+    })?;
     // The new image starts with the registers exec set; rax of a
     // successful execve is 0.
     Ok(0)
 }
 
-/// clone(flags, stack, parent_tid, child_tid, tls): threads only for now.
+/// clone(flags, stack, parent_tid, child_tid, tls) (the order is the
+/// architecture's): threads only for now.
 pub fn clone(t: &mut Task, a: &Args) -> SysResult {
-    let args = CloneArgs {
-        flags: a.raw(0),
-        stack: a.addr(1),
-        parent_tid: a.addr(2),
-        child_tid: a.addr(3),
-        tls: a.raw(4),
-    };
-    t.clone_thread(args).map(|tid| tid as u64)
+    let r = t.clone_thread(crate::arch::clone_args(a));
+    new_thread(t, libc::SYS_clone, r)
+}
+
+/// A clone's result. ENOSYS means a new process was asked for (fork),
+/// which cryo does not do yet: logged once, as every ENOSYS.
+fn new_thread(t: &Task, nr: libc::c_long, r: Result<i32, Errno>) -> SysResult {
+    if r == Err(Errno::ENOSYS) {
+        t.kernel
+            .log_unsupported(nr as u64, "a new process (fork) without CLONE_THREAD");
+    }
+    r.map(|tid| tid as u64)
 }
 
 /// clone3(struct clone_args *, size).
@@ -272,12 +259,12 @@ pub fn clone3(t: &mut Task, a: &Args) -> SysResult {
     } else {
         stack.checked_add(stack_size).ok_or(Errno::EINVAL)?
     };
-    t.clone_thread(CloneArgs {
+    let r = t.clone_thread(CloneArgs {
         flags,
         stack: stack_top,
         parent_tid,
         child_tid,
         tls,
-    })
-    .map(|tid| tid as u64)
+    });
+    new_thread(t, libc::SYS_clone3, r)
 }

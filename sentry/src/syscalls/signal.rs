@@ -1,7 +1,8 @@
 //! Signals: rt_sigaction, rt_sigprocmask, sigaltstack, kill, tgkill, tkill.
 
 use super::{Args, SysResult};
-use crate::arch::signal_frame::{decode_ucontext, UCONTEXT_SIZE};
+use crate::arch::signal_frame::{decode_ucontext, sigreturn_ucontext, UCONTEXT_SIZE};
+use crate::arch::UserRegs;
 use crate::errno::Errno;
 use crate::kernel::signal::{SigAction, SigInfo, SigSet, SI_TKILL, SI_USER};
 use crate::kernel::Task;
@@ -106,8 +107,7 @@ fn send_to_self(t: &mut Task, signo: i32, code: i32) -> SysResult {
 /// rt_sigreturn: back from a handler to where the signal interrupted the
 /// task, with its registers, FP state and signal mask.
 pub fn rt_sigreturn(t: &mut Task, _: &Args) -> SysResult {
-    // The handler's `ret` popped the restorer address: rsp is the ucontext.
-    let uc_addr = t.cpu.regs.rsp;
+    let uc_addr = sigreturn_ucontext(&t.cpu.regs);
     let mut uc = [0u8; UCONTEXT_SIZE];
     t.mm().copy_in(uc_addr, &mut uc)?;
     let mut regs = t.cpu.regs;
@@ -123,7 +123,7 @@ pub fn rt_sigreturn(t: &mut Task, _: &Args) -> SysResult {
     t.cpu.regs = regs;
     t.signal_mask = SigSet(restored.mask).without_unblockable();
     // The return value is the interrupted code's rax, not a result.
-    Ok(regs.rax)
+    Ok(regs.syscall_return())
 }
 
 pub fn kill(t: &mut Task, a: &Args) -> SysResult {

@@ -1,4 +1,8 @@
-//! The table from syscall number to handler (x86_64 numbering).
+//! The table from syscall to handler. Rows name syscalls as Linux does
+//! (`openat`, `clone3`); the architecture numbers them
+//! ([`crate::arch::syscall_number`]) and adds its own syscalls
+//! ([`crate::arch::ARCH_SYSCALLS`]). A row whose name the architecture does
+//! not have (`open` on arm64) is left out there.
 
 use std::sync::OnceLock;
 
@@ -31,429 +35,160 @@ pub struct Entry {
 
 use Arg::*;
 
-fn build() -> Vec<Option<Entry>> {
-    let mut t: Vec<Option<Entry>> = vec![None; 512];
-    let mut reg = |nr: libc::c_long, name: &'static str, handler: Handler, args: &'static [Arg]| {
-        if let Some(slot) = usize::try_from(nr).ok().and_then(|nr| t.get_mut(nr)) {
-            *slot = Some(Entry {
-                name,
-                handler,
-                args,
-            });
-        }
+/// The rows every architecture shares, by name.
+fn generic_rows() -> Vec<Entry> {
+    let mut t = Vec::new();
+    let mut reg = |name: &'static str, handler: Handler, args: &'static [Arg]| {
+        t.push(Entry {
+            name,
+            handler,
+            args,
+        });
     };
     // fs: files, descriptors, directories, paths.
-    reg(libc::SYS_read, "read", fs::read, &[Dec, OutBuf, Dec]);
-    reg(libc::SYS_write, "write", fs::write, &[Dec, InBuf(2), Dec]);
-    reg(
-        libc::SYS_pread64,
-        "pread64",
-        fs::pread64,
-        &[Dec, OutBuf, Dec, Dec],
-    );
-    reg(
-        libc::SYS_pwrite64,
-        "pwrite64",
-        fs::pwrite64,
-        &[Dec, InBuf(2), Dec, Dec],
-    );
-    reg(libc::SYS_readv, "readv", fs::readv, &[Dec, Hex, Dec]);
-    reg(libc::SYS_writev, "writev", fs::writev, &[Dec, Hex, Dec]);
-    reg(
-        libc::SYS_preadv,
-        "preadv",
-        fs::preadv,
-        &[Dec, Hex, Dec, Dec],
-    );
-    reg(
-        libc::SYS_pwritev,
-        "pwritev",
-        fs::pwritev,
-        &[Dec, Hex, Dec, Dec],
-    );
-    reg(libc::SYS_open, "open", fs::open, &[Path, Hex, Oct]);
-    reg(
-        libc::SYS_openat,
-        "openat",
-        fs::openat,
-        &[Dec, Path, Hex, Oct],
-    );
-    reg(libc::SYS_creat, "creat", fs::creat, &[Path, Oct]);
-    reg(libc::SYS_close, "close", fs::close, &[Dec]);
-    reg(
-        libc::SYS_close_range,
-        "close_range",
-        fs::close_range,
-        &[Dec, Dec, Hex],
-    );
-    reg(libc::SYS_fstat, "fstat", fs::fstat, &[Dec, Hex]);
-    reg(libc::SYS_stat, "stat", fs::stat, &[Path, Hex]);
-    reg(libc::SYS_lstat, "lstat", fs::lstat, &[Path, Hex]);
-    reg(
-        libc::SYS_newfstatat,
-        "newfstatat",
-        fs::newfstatat,
-        &[Dec, Path, Hex, Hex],
-    );
-    reg(
-        libc::SYS_statx,
-        "statx",
-        fs::statx,
-        &[Dec, Path, Hex, Hex, Hex],
-    );
-    reg(libc::SYS_lseek, "lseek", fs::lseek, &[Dec, Dec, Dec]);
-    reg(
-        libc::SYS_getdents64,
-        "getdents64",
-        fs::getdents64,
-        &[Dec, Hex, Dec],
-    );
-    reg(
-        libc::SYS_readlink,
-        "readlink",
-        fs::readlink,
-        &[Path, OutBuf, Dec],
-    );
-    reg(
-        libc::SYS_readlinkat,
-        "readlinkat",
-        fs::readlinkat,
-        &[Dec, Path, OutBuf, Dec],
-    );
-    reg(libc::SYS_access, "access", fs::access, &[Path, Oct]);
-    reg(
-        libc::SYS_faccessat,
-        "faccessat",
-        fs::faccessat,
-        &[Dec, Path, Oct],
-    );
-    reg(
-        libc::SYS_faccessat2,
-        "faccessat2",
-        fs::faccessat2,
-        &[Dec, Path, Oct, Hex],
-    );
-    reg(libc::SYS_fcntl, "fcntl", fs::fcntl, &[Dec, Dec, Hex]);
-    reg(libc::SYS_ioctl, "ioctl", fs::ioctl, &[Dec, Hex, Hex]);
-    reg(libc::SYS_dup, "dup", fs::dup, &[Dec]);
-    reg(libc::SYS_dup2, "dup2", fs::dup2, &[Dec, Dec]);
-    reg(libc::SYS_dup3, "dup3", fs::dup3, &[Dec, Dec, Hex]);
-    reg(libc::SYS_pipe, "pipe", fs::pipe, &[Hex]);
-    reg(libc::SYS_pipe2, "pipe2", fs::pipe2, &[Hex, Hex]);
-    reg(libc::SYS_getcwd, "getcwd", fs::getcwd, &[OutBuf, Dec]);
-    reg(libc::SYS_chdir, "chdir", fs::chdir, &[Path]);
-    reg(libc::SYS_fchdir, "fchdir", fs::fchdir, &[Dec]);
-    reg(libc::SYS_mkdir, "mkdir", fs::mkdir, &[Path, Oct]);
-    reg(libc::SYS_mkdirat, "mkdirat", fs::mkdirat, &[Dec, Path, Oct]);
-    reg(libc::SYS_unlink, "unlink", fs::unlink, &[Path]);
-    reg(
-        libc::SYS_unlinkat,
-        "unlinkat",
-        fs::unlinkat,
-        &[Dec, Path, Hex],
-    );
-    reg(libc::SYS_rmdir, "rmdir", fs::rmdir, &[Path]);
-    reg(libc::SYS_symlink, "symlink", fs::symlink, &[Path, Path]);
-    reg(
-        libc::SYS_symlinkat,
-        "symlinkat",
-        fs::symlinkat,
-        &[Path, Dec, Path],
-    );
-    reg(libc::SYS_rename, "rename", fs::rename, &[Path, Path]);
-    reg(
-        libc::SYS_renameat,
-        "renameat",
-        fs::renameat,
-        &[Dec, Path, Dec, Path],
-    );
-    reg(
-        libc::SYS_renameat2,
-        "renameat2",
-        fs::renameat2,
-        &[Dec, Path, Dec, Path, Hex],
-    );
-    reg(libc::SYS_truncate, "truncate", fs::truncate, &[Path, Dec]);
-    reg(libc::SYS_ftruncate, "ftruncate", fs::ftruncate, &[Dec, Dec]);
-    reg(libc::SYS_fsync, "fsync", fs::fsync, &[Dec]);
-    reg(libc::SYS_fdatasync, "fdatasync", fs::fsync, &[Dec]);
-    reg(
-        libc::SYS_sendfile,
-        "sendfile",
-        fs::sendfile,
-        &[Dec, Dec, Hex, Dec],
-    );
-    reg(libc::SYS_chmod, "chmod", fs::chmod, &[Path, Oct]);
-    reg(libc::SYS_fchmod, "fchmod", fs::fchmod, &[Dec, Oct]);
-    reg(
-        libc::SYS_fchmodat,
-        "fchmodat",
-        fs::fchmodat,
-        &[Dec, Path, Oct],
-    );
-    reg(
-        libc::SYS_utimensat,
-        "utimensat",
-        fs::utimensat,
-        &[Dec, Path, Hex, Hex],
-    );
-    reg(
-        libc::SYS_fadvise64,
-        "fadvise64",
-        fs::fadvise64,
-        &[Dec, Dec, Dec, Dec],
-    );
-    reg(
-        libc::SYS_getxattr,
-        "getxattr",
-        fs::xattr_unsupported,
-        &[Path, Path, Hex, Dec],
-    );
-    reg(
-        libc::SYS_lgetxattr,
-        "lgetxattr",
-        fs::xattr_unsupported,
-        &[Path, Path, Hex, Dec],
-    );
-    reg(
-        libc::SYS_fgetxattr,
-        "fgetxattr",
-        fs::xattr_unsupported,
-        &[Dec, Path, Hex, Dec],
-    );
-    reg(
-        libc::SYS_listxattr,
-        "listxattr",
-        fs::xattr_unsupported,
-        &[Path, Hex, Dec],
-    );
-    reg(
-        libc::SYS_llistxattr,
-        "llistxattr",
-        fs::xattr_unsupported,
-        &[Path, Hex, Dec],
-    );
-    reg(
-        libc::SYS_flistxattr,
-        "flistxattr",
-        fs::xattr_unsupported,
-        &[Dec, Hex, Dec],
-    );
+    reg("read", fs::read, &[Dec, OutBuf, Dec]);
+    reg("write", fs::write, &[Dec, InBuf(2), Dec]);
+    reg("pread64", fs::pread64, &[Dec, OutBuf, Dec, Dec]);
+    reg("pwrite64", fs::pwrite64, &[Dec, InBuf(2), Dec, Dec]);
+    reg("readv", fs::readv, &[Dec, Hex, Dec]);
+    reg("writev", fs::writev, &[Dec, Hex, Dec]);
+    reg("preadv", fs::preadv, &[Dec, Hex, Dec, Dec]);
+    reg("pwritev", fs::pwritev, &[Dec, Hex, Dec, Dec]);
+    reg("open", fs::open, &[Path, Hex, Oct]);
+    reg("openat", fs::openat, &[Dec, Path, Hex, Oct]);
+    reg("creat", fs::creat, &[Path, Oct]);
+    reg("close", fs::close, &[Dec]);
+    reg("close_range", fs::close_range, &[Dec, Dec, Hex]);
+    reg("fstat", fs::fstat, &[Dec, Hex]);
+    reg("stat", fs::stat, &[Path, Hex]);
+    reg("lstat", fs::lstat, &[Path, Hex]);
+    reg("newfstatat", fs::newfstatat, &[Dec, Path, Hex, Hex]);
+    reg("statx", fs::statx, &[Dec, Path, Hex, Hex, Hex]);
+    reg("lseek", fs::lseek, &[Dec, Dec, Dec]);
+    reg("getdents64", fs::getdents64, &[Dec, Hex, Dec]);
+    reg("readlink", fs::readlink, &[Path, OutBuf, Dec]);
+    reg("readlinkat", fs::readlinkat, &[Dec, Path, OutBuf, Dec]);
+    reg("access", fs::access, &[Path, Oct]);
+    reg("faccessat", fs::faccessat, &[Dec, Path, Oct]);
+    reg("faccessat2", fs::faccessat2, &[Dec, Path, Oct, Hex]);
+    reg("fcntl", fs::fcntl, &[Dec, Dec, Hex]);
+    reg("ioctl", fs::ioctl, &[Dec, Hex, Hex]);
+    reg("dup", fs::dup, &[Dec]);
+    reg("dup2", fs::dup2, &[Dec, Dec]);
+    reg("dup3", fs::dup3, &[Dec, Dec, Hex]);
+    reg("pipe", fs::pipe, &[Hex]);
+    reg("pipe2", fs::pipe2, &[Hex, Hex]);
+    reg("getcwd", fs::getcwd, &[OutBuf, Dec]);
+    reg("chdir", fs::chdir, &[Path]);
+    reg("fchdir", fs::fchdir, &[Dec]);
+    reg("mkdir", fs::mkdir, &[Path, Oct]);
+    reg("mkdirat", fs::mkdirat, &[Dec, Path, Oct]);
+    reg("unlink", fs::unlink, &[Path]);
+    reg("unlinkat", fs::unlinkat, &[Dec, Path, Hex]);
+    reg("rmdir", fs::rmdir, &[Path]);
+    reg("symlink", fs::symlink, &[Path, Path]);
+    reg("symlinkat", fs::symlinkat, &[Path, Dec, Path]);
+    reg("rename", fs::rename, &[Path, Path]);
+    reg("renameat", fs::renameat, &[Dec, Path, Dec, Path]);
+    reg("renameat2", fs::renameat2, &[Dec, Path, Dec, Path, Hex]);
+    reg("truncate", fs::truncate, &[Path, Dec]);
+    reg("ftruncate", fs::ftruncate, &[Dec, Dec]);
+    reg("fsync", fs::fsync, &[Dec]);
+    reg("fdatasync", fs::fsync, &[Dec]);
+    reg("sendfile", fs::sendfile, &[Dec, Dec, Hex, Dec]);
+    reg("chmod", fs::chmod, &[Path, Oct]);
+    reg("fchmod", fs::fchmod, &[Dec, Oct]);
+    reg("fchmodat", fs::fchmodat, &[Dec, Path, Oct]);
+    reg("utimensat", fs::utimensat, &[Dec, Path, Hex, Hex]);
+    reg("fadvise64", fs::fadvise64, &[Dec, Dec, Dec, Dec]);
+    reg("getxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
+    reg("lgetxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
+    reg("fgetxattr", fs::xattr_unsupported, &[Dec, Path, Hex, Dec]);
+    reg("listxattr", fs::xattr_unsupported, &[Path, Hex, Dec]);
+    reg("llistxattr", fs::xattr_unsupported, &[Path, Hex, Dec]);
+    reg("flistxattr", fs::xattr_unsupported, &[Dec, Hex, Dec]);
     // mm
-    reg(
-        libc::SYS_mmap,
-        "mmap",
-        mm::mmap,
-        &[Hex, Dec, Hex, Hex, Dec, Hex],
-    );
-    reg(libc::SYS_munmap, "munmap", mm::munmap, &[Hex, Dec]);
-    reg(
-        libc::SYS_mprotect,
-        "mprotect",
-        mm::mprotect,
-        &[Hex, Dec, Hex],
-    );
-    reg(
-        libc::SYS_mremap,
-        "mremap",
-        mm::mremap,
-        &[Hex, Dec, Dec, Hex, Hex],
-    );
-    reg(libc::SYS_brk, "brk", mm::brk, &[Hex]);
-    reg(libc::SYS_madvise, "madvise", mm::madvise, &[Hex, Dec, Dec]);
-    reg(libc::SYS_msync, "msync", mm::msync, &[Hex, Dec, Hex]);
+    reg("mmap", mm::mmap, &[Hex, Dec, Hex, Hex, Dec, Hex]);
+    reg("munmap", mm::munmap, &[Hex, Dec]);
+    reg("mprotect", mm::mprotect, &[Hex, Dec, Hex]);
+    reg("mremap", mm::mremap, &[Hex, Dec, Dec, Hex, Hex]);
+    reg("brk", mm::brk, &[Hex]);
+    reg("madvise", mm::madvise, &[Hex, Dec, Dec]);
+    reg("msync", mm::msync, &[Hex, Dec, Hex]);
     // process
-    reg(libc::SYS_exit, "exit", process::exit, &[Dec]);
-    reg(
-        libc::SYS_exit_group,
-        "exit_group",
-        process::exit_group,
-        &[Dec],
-    );
-    reg(libc::SYS_getpid, "getpid", process::getpid, &[]);
-    reg(libc::SYS_gettid, "gettid", process::gettid, &[]);
-    reg(libc::SYS_getppid, "getppid", process::getppid, &[]);
-    reg(libc::SYS_getuid, "getuid", process::getuid, &[]);
-    reg(libc::SYS_geteuid, "geteuid", process::geteuid, &[]);
-    reg(libc::SYS_getgid, "getgid", process::getgid, &[]);
-    reg(libc::SYS_getegid, "getegid", process::getegid, &[]);
-    reg(
-        libc::SYS_getresuid,
-        "getresuid",
-        process::getresuid,
-        &[Hex, Hex, Hex],
-    );
-    reg(
-        libc::SYS_getresgid,
-        "getresgid",
-        process::getresgid,
-        &[Hex, Hex, Hex],
-    );
-    reg(
-        libc::SYS_getgroups,
-        "getgroups",
-        process::getgroups,
-        &[Dec, Hex],
-    );
-    reg(libc::SYS_getpgrp, "getpgrp", process::getpgrp, &[]);
-    reg(libc::SYS_getpgid, "getpgid", process::getpgid, &[Dec]);
-    reg(libc::SYS_getsid, "getsid", process::getsid, &[Dec]);
-    reg(
-        libc::SYS_set_tid_address,
-        "set_tid_address",
-        process::set_tid_address,
-        &[Hex],
-    );
-    reg(
-        libc::SYS_set_robust_list,
-        "set_robust_list",
-        process::set_robust_list,
-        &[Hex, Dec],
-    );
-    reg(
-        libc::SYS_arch_prctl,
-        "arch_prctl",
-        process::arch_prctl,
-        &[Hex, Hex],
-    );
-    reg(
-        libc::SYS_prlimit64,
-        "prlimit64",
-        process::prlimit64,
-        &[Dec, Dec, Hex, Hex],
-    );
-    reg(
-        libc::SYS_getrlimit,
-        "getrlimit",
-        process::getrlimit,
-        &[Dec, Hex],
-    );
-    reg(
-        libc::SYS_setrlimit,
-        "setrlimit",
-        process::setrlimit,
-        &[Dec, Hex],
-    );
-    reg(libc::SYS_umask, "umask", process::umask, &[Oct]);
-    reg(
-        libc::SYS_sched_yield,
-        "sched_yield",
-        process::sched_yield,
-        &[],
-    );
-    reg(
-        libc::SYS_wait4,
-        "wait4",
-        process::wait4,
-        &[Dec, Hex, Hex, Hex],
-    );
-    reg(
-        libc::SYS_clone,
-        "clone",
-        process::clone,
-        &[Hex, Hex, Hex, Hex, Hex],
-    );
-    reg(libc::SYS_clone3, "clone3", process::clone3, &[Hex, Dec]);
-    reg(
-        libc::SYS_execve,
-        "execve",
-        process::execve,
-        &[Path, Hex, Hex],
-    );
-    reg(
-        libc::SYS_futex,
-        "futex",
-        futex::futex,
-        &[Hex, Dec, Dec, Hex, Hex, Dec],
-    );
+    reg("exit", process::exit, &[Dec]);
+    reg("exit_group", process::exit_group, &[Dec]);
+    reg("getpid", process::getpid, &[]);
+    reg("gettid", process::gettid, &[]);
+    reg("getppid", process::getppid, &[]);
+    reg("getuid", process::getuid, &[]);
+    reg("geteuid", process::geteuid, &[]);
+    reg("getgid", process::getgid, &[]);
+    reg("getegid", process::getegid, &[]);
+    reg("getresuid", process::getresuid, &[Hex, Hex, Hex]);
+    reg("getresgid", process::getresgid, &[Hex, Hex, Hex]);
+    reg("getgroups", process::getgroups, &[Dec, Hex]);
+    reg("getpgrp", process::getpgrp, &[]);
+    reg("getpgid", process::getpgid, &[Dec]);
+    reg("getsid", process::getsid, &[Dec]);
+    reg("set_tid_address", process::set_tid_address, &[Hex]);
+    reg("set_robust_list", process::set_robust_list, &[Hex, Dec]);
+    reg("prlimit64", process::prlimit64, &[Dec, Dec, Hex, Hex]);
+    reg("getrlimit", process::getrlimit, &[Dec, Hex]);
+    reg("setrlimit", process::setrlimit, &[Dec, Hex]);
+    reg("umask", process::umask, &[Oct]);
+    reg("sched_yield", process::sched_yield, &[]);
+    reg("wait4", process::wait4, &[Dec, Hex, Hex, Hex]);
+    reg("clone", process::clone, &[Hex, Hex, Hex, Hex, Hex]);
+    reg("clone3", process::clone3, &[Hex, Dec]);
+    reg("execve", process::execve, &[Path, Hex, Hex]);
+    reg("futex", futex::futex, &[Hex, Dec, Dec, Hex, Hex, Dec]);
     // signals
+    reg("rt_sigaction", signal::rt_sigaction, &[Dec, Hex, Hex, Dec]);
     reg(
-        libc::SYS_rt_sigaction,
-        "rt_sigaction",
-        signal::rt_sigaction,
-        &[Dec, Hex, Hex, Dec],
-    );
-    reg(
-        libc::SYS_rt_sigprocmask,
         "rt_sigprocmask",
         signal::rt_sigprocmask,
         &[Dec, Hex, Hex, Dec],
     );
-    reg(libc::SYS_pause, "pause", signal::pause, &[]);
-    reg(
-        libc::SYS_rt_sigreturn,
-        "rt_sigreturn",
-        signal::rt_sigreturn,
-        &[],
-    );
-    reg(
-        libc::SYS_rt_sigpending,
-        "rt_sigpending",
-        signal::rt_sigpending,
-        &[Hex, Dec],
-    );
-    reg(
-        libc::SYS_sigaltstack,
-        "sigaltstack",
-        signal::sigaltstack,
-        &[Hex, Hex],
-    );
-    reg(libc::SYS_kill, "kill", signal::kill, &[Dec, Dec]);
-    reg(libc::SYS_tgkill, "tgkill", signal::tgkill, &[Dec, Dec, Dec]);
-    reg(libc::SYS_tkill, "tkill", signal::tkill, &[Dec, Dec]);
+    reg("pause", signal::pause, &[]);
+    reg("rt_sigreturn", signal::rt_sigreturn, &[]);
+    reg("rt_sigpending", signal::rt_sigpending, &[Hex, Dec]);
+    reg("sigaltstack", signal::sigaltstack, &[Hex, Hex]);
+    reg("kill", signal::kill, &[Dec, Dec]);
+    reg("tgkill", signal::tgkill, &[Dec, Dec, Dec]);
+    reg("tkill", signal::tkill, &[Dec, Dec]);
     // time
+    reg("clock_gettime", time::clock_gettime, &[Dec, Hex]);
+    reg("clock_getres", time::clock_getres, &[Dec, Hex]);
+    reg("gettimeofday", time::gettimeofday, &[Hex, Hex]);
+    reg("time", time::time, &[Hex]);
+    reg("nanosleep", time::nanosleep, &[Hex, Hex]);
     reg(
-        libc::SYS_clock_gettime,
-        "clock_gettime",
-        time::clock_gettime,
-        &[Dec, Hex],
-    );
-    reg(
-        libc::SYS_clock_getres,
-        "clock_getres",
-        time::clock_getres,
-        &[Dec, Hex],
-    );
-    reg(
-        libc::SYS_gettimeofday,
-        "gettimeofday",
-        time::gettimeofday,
-        &[Hex, Hex],
-    );
-    reg(libc::SYS_time, "time", time::time, &[Hex]);
-    reg(
-        libc::SYS_nanosleep,
-        "nanosleep",
-        time::nanosleep,
-        &[Hex, Hex],
-    );
-    reg(
-        libc::SYS_clock_nanosleep,
         "clock_nanosleep",
         time::clock_nanosleep,
         &[Dec, Hex, Hex, Hex],
     );
-    reg(
-        libc::SYS_restart_syscall,
-        "restart_syscall",
-        time::restart_syscall,
-        &[],
-    );
+    reg("restart_syscall", time::restart_syscall, &[]);
     // system information
-    reg(libc::SYS_uname, "uname", info::uname, &[Hex]);
-    reg(
-        libc::SYS_sethostname,
-        "sethostname",
-        info::sethostname,
-        &[Hex, Dec],
-    );
-    reg(libc::SYS_sysinfo, "sysinfo", info::sysinfo, &[Hex]);
-    reg(
-        libc::SYS_getrandom,
-        "getrandom",
-        info::getrandom,
-        &[OutBuf, Dec, Hex],
-    );
+    reg("uname", info::uname, &[Hex]);
+    reg("sethostname", info::sethostname, &[Hex, Dec]);
+    reg("sysinfo", info::sysinfo, &[Hex]);
+    reg("getrandom", info::getrandom, &[OutBuf, Dec, Hex]);
+    t
+}
+
+/// Indexed by this architecture's syscall numbers.
+fn build() -> Vec<Option<Entry>> {
+    let mut t: Vec<Option<Entry>> = vec![None; 512];
+    let rows = generic_rows();
+    for e in rows.iter().chain(crate::arch::ARCH_SYSCALLS) {
+        let Some(nr) = crate::arch::syscall_number(e.name) else {
+            continue;
+        };
+        if let Some(slot) = usize::try_from(nr).ok().and_then(|nr| t.get_mut(nr)) {
+            *slot = Some(*e);
+        }
+    }
     t
 }
 
@@ -477,10 +212,30 @@ mod tests {
                 assert!(e.args.len() <= 6);
             }
         }
-        assert!(
-            lookup(libc::SYS_rseq as u64).is_none(),
-            "rseq is ENOSYS, as in gVisor"
-        );
+        let rseq = crate::arch::syscall_number("rseq").unwrap();
+        assert!(lookup(rseq).is_none(), "rseq is ENOSYS, as in gVisor");
         assert!(lookup(9999).is_none());
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_row_has_an_x86_64_number() {
+        // A misspelt name would silently drop a syscall to ENOSYS.
+        let rows = generic_rows();
+        for e in rows.iter().chain(crate::arch::ARCH_SYSCALLS) {
+            let nr = crate::arch::syscall_number(e.name);
+            assert!(nr.is_some(), "{} has no x86_64 number", e.name);
+            assert_eq!(lookup(nr.unwrap()).map(|l| l.name), Some(e.name));
+        }
+        assert_eq!(crate::arch::syscall_number("read"), Some(0));
+        assert_eq!(
+            crate::arch::syscall_number("openat"),
+            Some(libc::SYS_openat as u64)
+        );
+        assert_eq!(
+            crate::arch::syscall_number("clone3"),
+            Some(libc::SYS_clone3 as u64)
+        );
+        assert_eq!(crate::arch::syscall_number("no_such_call"), None);
     }
 }

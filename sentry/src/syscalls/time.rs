@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::{Args, SysResult, ERESTART_RESTARTBLOCK};
+use super::{Args, SysResult, ERESTARTSYS, ERESTART_RESTARTBLOCK};
 use crate::errno::Errno;
-use crate::kernel::time::{to_timespec, ClockId, Nanos};
+use crate::kernel::time::{to_timespec, ClockId, Nanos, Sleep, SleepInterrupted};
 use crate::kernel::Task;
 
 fn read_clock(t: &Task, id: ClockId) -> Nanos {
@@ -74,41 +74,44 @@ pub fn time(t: &mut Task, a: &Args) -> SysResult {
     Ok(sec as u64)
 }
 
-/// Sleeps until `deadline` on `clock`. An interrupted sleep (a checkpoint)
-/// is restarted through restart_syscall with the same deadline, so it
-/// neither restarts from scratch nor ends early.
-fn sleep_until(t: &mut Task, clock: ClockId, deadline: Nanos) -> SysResult {
-    let now = read_clock(t, clock);
-    if deadline <= now {
-        t.restart_deadline = None;
+/// Sleeps as `s` says. `rem` (0: none) receives the time left when a
+/// relative sleep is interrupted.
+fn sleep(t: &mut Task, s: Sleep, rem: u64) -> SysResult {
+    t.restart_deadline = None;
+    t.restart_rem = None;
+    let left = s.remaining(&t.kernel.clocks);
+    if left == 0 || t.interrupt.sleep(Duration::from_nanos(left as u64)).is_ok() {
         return Ok(0);
     }
-    let wait = Duration::from_nanos((deadline - now) as u64);
-    match t.interrupt.sleep(wait) {
-        Ok(()) => {
-            t.restart_deadline = None;
-            Ok(0)
+    let write_rem = |t: &Task, remaining: Nanos| -> Result<(), Errno> {
+        if rem != 0 {
+            t.mm().copy_out(rem, &timespec_bytes(remaining))?;
         }
-        Err(_) if t.has_deliverable_signal() => {
-            // A handler runs: nanosleep returns EINTR, as on Linux.
-            t.restart_deadline = None;
+        Ok(())
+    };
+    match s.interrupted(&t.kernel.clocks, t.has_deliverable_signal()) {
+        SleepInterrupted::Elapsed => Ok(0),
+        SleepInterrupted::Eintr { remaining } => {
+            if let Some(r) = remaining {
+                write_rem(t, r)?;
+            }
             Err(Errno::EINTR)
         }
-        Err(_) => {
-            // Only monotonic deadlines survive a restore unchanged; a realtime
-            // sleep restarts against the host's clock, which is what Linux does
-            // for an absolute CLOCK_REALTIME sleep too.
-            t.restart_deadline = Some(deadline);
-            t.restart_clock = Some(clock);
+        SleepInterrupted::RestartBlock { remaining } => {
+            write_rem(t, remaining)?;
+            t.restart_deadline = Some(s.deadline);
+            t.restart_clock = Some(s.clock);
+            t.restart_rem = (rem != 0).then_some(rem);
             Err(ERESTART_RESTARTBLOCK)
         }
+        SleepInterrupted::Reexecute => Err(ERESTARTSYS),
     }
 }
 
 pub fn nanosleep(t: &mut Task, a: &Args) -> SysResult {
     let d = read_timespec(t, a.addr(0))?;
-    let deadline = t.kernel.clocks.monotonic().saturating_add(d);
-    sleep_until(t, ClockId::Monotonic, deadline)
+    let s = Sleep::relative(&t.kernel.clocks, d);
+    sleep(t, s, a.addr(1))
 }
 
 pub fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
@@ -120,19 +123,24 @@ pub fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
         ClockId::ProcessCputime => return Err(Errno::EOPNOTSUPP),
         c => c,
     };
-    let flags = a.uint(1);
     let ts = read_timespec(t, a.addr(2))?;
-    let deadline = if flags & TIMER_ABSTIME != 0 {
-        ts
+    if a.uint(1) & TIMER_ABSTIME != 0 {
+        sleep(t, Sleep::absolute(clock, ts), 0)
     } else {
-        read_clock(t, clock).saturating_add(ts)
-    };
-    sleep_until(t, clock, deadline)
+        let s = Sleep::relative(&t.kernel.clocks, ts);
+        sleep(t, s, a.addr(3))
+    }
 }
 
+/// Continues a relative sleep stopped by a checkpoint (or another stop
+/// without a signal handler), to its original deadline.
 pub fn restart_syscall(t: &mut Task, _: &Args) -> SysResult {
-    match (t.restart_deadline, t.restart_clock) {
-        (Some(deadline), Some(clock)) => sleep_until(t, clock, deadline),
-        _ => Err(Errno::EINTR),
+    match t.restart_deadline {
+        Some(deadline) => {
+            let clock = t.restart_clock.unwrap_or(ClockId::Monotonic);
+            let rem = t.restart_rem.unwrap_or(0);
+            sleep(t, Sleep::resumed(clock, deadline), rem)
+        }
+        None => Err(Errno::EINTR),
     }
 }

@@ -1,12 +1,12 @@
-//! The bytes of the Linux structures the VFS hands to the application:
-//! `struct stat` (x86_64, 144 bytes), `struct statx` (256 bytes) and
-//! `struct linux_dirent64`. Encoded field by field (little-endian, the byte
-//! order of every architecture cryo runs on) so no layout depends on Rust's.
+//! The bytes of the Linux structures the VFS hands to the application that
+//! are the same on every architecture: `struct statx` (256 bytes) and
+//! `struct linux_dirent64`. (`struct stat` differs between architectures:
+//! `crate::arch::encode_stat`.) Encoded field by field (little-endian, the
+//! byte order of every architecture cryo runs on) so no layout depends on
+//! Rust's.
 
 use super::stat::{Stat, Timespec};
 
-/// `sizeof(struct stat)` on x86_64.
-pub const STAT_SIZE: usize = 144;
 /// `sizeof(struct statx)`.
 pub const STATX_SIZE: usize = 256;
 
@@ -45,33 +45,6 @@ impl Writer<'_> {
     fn i64(&mut self, off: usize, v: i64) {
         self.put(off, &v.to_le_bytes());
     }
-}
-
-fn clamp_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// `struct stat` as x86_64's `stat`/`fstat`/`newfstatat` return it.
-pub fn encode_stat(st: &Stat) -> [u8; STAT_SIZE] {
-    let mut buf = [0u8; STAT_SIZE];
-    let mut w = Writer { buf: &mut buf };
-    w.u64(0, st.dev);
-    w.u64(8, st.ino);
-    w.u64(16, st.nlink);
-    w.u32(24, st.mode);
-    w.u32(28, st.uid);
-    w.u32(32, st.gid);
-    // 36: __pad0
-    w.u64(40, st.rdev);
-    w.i64(48, clamp_i64(st.size));
-    w.i64(56, i64::from(st.blksize));
-    w.i64(64, clamp_i64(st.blocks));
-    for (off, t) in [(72, st.atime), (88, st.mtime), (104, st.ctime)] {
-        w.i64(off, t.sec);
-        w.i64(off + 8, t.nsec);
-    }
-    // 120..144: __unused[3]
-    buf
 }
 
 fn statx_time(w: &mut Writer<'_>, off: usize, t: Timespec) {
@@ -172,20 +145,6 @@ mod tests {
     }
     fn u32_at(b: &[u8], off: usize) -> u32 {
         u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
-    }
-
-    #[test]
-    fn stat_layout() {
-        #[cfg(target_arch = "x86_64")]
-        assert_eq!(STAT_SIZE, std::mem::size_of::<libc::stat>());
-        let b = encode_stat(&sample());
-        assert_eq!(u64_at(&b, 8), 7);
-        assert_eq!(u64_at(&b, 16), 1);
-        assert_eq!(u32_at(&b, 24), libc::S_IFREG | 0o644);
-        assert_eq!(u64_at(&b, 40), libc::makedev(1, 3));
-        assert_eq!(u64_at(&b, 48), 5000);
-        assert_eq!(u64_at(&b, 88), 20);
-        assert_eq!(u64_at(&b, 112), 31);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Fingerprint {
     pub size: u64,
     pub mtime: Timespec,
 }
+statefile::versioned!(Fingerprint, "vfs.Fingerprint", 1, [Timespec]);
+// Timespec is declared here, beside its one saved user outside vfs::state.
+statefile::versioned!(Timespec, "vfs.Timespec", 1);
 
 impl Fingerprint {
     pub fn of(st: &Stat) -> Fingerprint {

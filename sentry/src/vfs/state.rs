@@ -42,6 +42,7 @@ pub struct TmpfsSnapshot {
     pub root: u64,
     pub nodes: Vec<TmpfsNodeRecord>,
 }
+statefile::versioned!(TmpfsSnapshot, "vfs.Tmpfs", 2, [TmpfsNodeRecord]);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TmpfsNodeRecord {
@@ -57,6 +58,12 @@ pub struct TmpfsNodeRecord {
     pub ctime: Timespec,
     pub kind: TmpfsNodeKind,
 }
+statefile::versioned!(
+    TmpfsNodeRecord,
+    "vfs.TmpfsNode",
+    2,
+    [Timespec, TmpfsNodeKind]
+);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TmpfsNodeKind {
@@ -76,12 +83,19 @@ pub enum TmpfsNodeKind {
         target: Vec<u8>,
     },
 }
+statefile::versioned!(
+    TmpfsNodeKind,
+    "vfs.TmpfsNodeKind",
+    2,
+    [TmpfsDirEntry, TmpfsPage]
+);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TmpfsDirEntry {
     pub name: Vec<u8>,
     pub ino: u64,
 }
+statefile::versioned!(TmpfsDirEntry, "vfs.TmpfsDirEntry", 1);
 
 /// One page of a file: page `index` of the file is the memory-file page at
 /// `offset`.
@@ -90,6 +104,7 @@ pub struct TmpfsPage {
     pub index: u64,
     pub offset: u64,
 }
+statefile::versioned!(TmpfsPage, "vfs.TmpfsPage", 1);
 
 /// The namespace of a `cryo do` sandbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +113,7 @@ pub struct VfsState {
     pub upper: TmpfsSnapshot,
     pub shm: TmpfsSnapshot,
 }
+statefile::savable_serde!(VfsState, "vfs.MountNamespace", 1, [TmpfsSnapshot]);
 
 /// What an open file is, for re-opening it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +136,7 @@ pub enum FileStateKind {
         index: u32,
     },
 }
+statefile::versioned!(FileStateKind, "vfs.FileKind", 1);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenFileState {
@@ -132,6 +149,12 @@ pub struct OpenFileState {
     /// For a file still read from the host: what it was.
     pub fingerprint: Option<Fingerprint>,
 }
+statefile::savable_serde!(
+    OpenFileState,
+    "vfs.OpenFile",
+    1,
+    [FileStateKind, Fingerprint]
+);
 
 /// A pipe's buffered bytes, saved once for all its ends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +162,7 @@ pub struct PipeSnapshot {
     pub id: u64,
     pub data: Vec<u8>,
 }
+statefile::savable_serde!(PipeSnapshot, "vfs.Pipe", 1);
 
 /// Collects what open files share (pipes) while saving.
 #[derive(Default)]

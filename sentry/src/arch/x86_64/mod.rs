@@ -1,6 +1,14 @@
-//! x86_64: syscall numbers and names, and the signal frame.
+//! x86_64: syscall numbers and names, the syscall ABI on the registers,
+//! the signal frame, `struct stat`, clone's argument order and arch_prctl.
 
+mod abi;
+mod prctl;
+mod regs;
 pub mod signal_frame;
+mod stat;
 mod syscalls;
 
-pub use syscalls::syscall_name;
+pub use abi::clone_args;
+pub use regs::UserRegs;
+pub use stat::{encode_stat, STAT_SIZE};
+pub use syscalls::{syscall_name, syscall_number, ARCH_SYSCALLS};

@@ -118,6 +118,35 @@ pub fn encode_ucontext(
     b
 }
 
+/// The registers a handler starts with: at `handler`, the stack pointer on
+/// the frame's return address, `handler(signo, siginfo, ucontext)`, DF and
+/// TF clear (as Linux does), and no syscall to restart.
+pub fn handler_entry(
+    regs: &Registers,
+    handler: u64,
+    layout: &FrameLayout,
+    signo: i32,
+) -> Registers {
+    let mut new = Registers {
+        rip: handler,
+        rsp: layout.frame,
+        ..*regs
+    };
+    new.rdi = signo as u64;
+    new.rsi = layout.siginfo();
+    new.rdx = layout.ucontext();
+    new.rax = 0;
+    new.eflags &= !(0x400 | 0x100);
+    new.orig_rax = u64::MAX;
+    new
+}
+
+/// Where rt_sigreturn finds the ucontext: the handler's `ret` popped the
+/// restorer address, so the stack pointer is on it.
+pub fn sigreturn_ucontext(regs: &Registers) -> u64 {
+    regs.rsp
+}
+
 /// The XSAVE area as a handler sees it, with the software bytes that mark
 /// it as extended state, followed by FP_XSTATE_MAGIC2.
 pub fn encode_fpstate(fp: &FpState) -> Vec<u8> {
@@ -204,5 +233,24 @@ mod tests {
         );
         assert_eq!(r.mask, 0b1010);
         assert_eq!(r.fpstate, 0x1234);
+    }
+
+    #[test]
+    fn handler_entry_passes_the_frame() {
+        let mut regs = Registers::new_user(0x401000, 0x7ffd_0000);
+        regs.eflags = 0x202 | 0x400 | 0x100;
+        regs.orig_rax = 1;
+        let l = FrameLayout::below(0x7ffd_0000 - RED_ZONE, 2696).unwrap();
+        let h = handler_entry(&regs, 0x402000, &l, 10);
+        assert_eq!((h.rip, h.rsp), (0x402000, l.frame));
+        assert_eq!((h.rdi, h.rsi, h.rdx), (10, l.siginfo(), l.ucontext()));
+        assert_eq!((h.eflags, h.orig_rax, h.rax), (0x202, u64::MAX, 0));
+        assert_eq!(
+            sigreturn_ucontext(&Registers {
+                rsp: l.ucontext(),
+                ..h
+            }),
+            l.ucontext()
+        );
     }
 }

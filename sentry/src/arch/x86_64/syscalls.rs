@@ -1,4 +1,7 @@
-//! x86_64 syscall numbers and names, from the kernel's asm/unistd_64.h.
+//! x86_64 syscall numbers and names, from the kernel's asm/unistd_64.h,
+//! and the syscalls only x86_64 has.
+
+use crate::syscalls::{Arg, Entry};
 
 /// The name of syscall `nr`, for strace and the ENOSYS log.
 pub fn syscall_name(nr: u64) -> Option<&'static str> {
@@ -375,3 +378,18 @@ const SYSCALL_NAMES: [Option<&str>; 451] = {
     t[450] = Some("set_mempolicy_home_node");
     t
 };
+
+/// The number of the syscall Linux calls `name` on x86_64.
+pub fn syscall_number(name: &str) -> Option<u64> {
+    SYSCALL_NAMES
+        .iter()
+        .position(|n| *n == Some(name))
+        .map(|nr| nr as u64)
+}
+
+/// The syscalls only x86_64 has, for the generic table.
+pub const ARCH_SYSCALLS: &[Entry] = &[Entry {
+    name: "arch_prctl",
+    handler: super::prctl::arch_prctl,
+    args: &[Arg::Hex, Arg::Hex],
+}];

@@ -1,0 +1,389 @@
+//! Loading a statefile's object table into plain records, every value
+//! checked before anything host-side exists (invariant 4: a statefile is
+//! untrusted). An error names the record and the field. The fuzz target
+//! (sentry/fuzz) drives [`load_saved_kernel`] with hostile records.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use platform::Layout;
+use statefile::{Objects, ReadAt, Reader, SectionKind};
+
+use crate::kernel::fd_table::{FdTable, FdTableRecord};
+use crate::kernel::pid_namespace::PID_MAX;
+use crate::kernel::task::TaskRecord;
+use crate::kernel::thread_group::ThreadGroupRecord;
+use crate::kernel::KernelRecord;
+use crate::mm::{MemoryFileRecord, MmRecord, MF_PAGE_SIZE};
+use crate::vfs::state::{FileStateKind, OpenFileState, PipeSnapshot, VfsState};
+
+use super::OBJECTS_SECTION;
+
+/// More threads than this in one process is taken as damage.
+pub const MAX_TASKS: usize = 4096;
+/// Linux's PATH_MAX, with its NUL.
+const PATH_MAX: usize = 4096;
+/// The longest argument vector restored (Linux's ARG_MAX-like bound).
+const MAX_ARGV_BYTES: usize = 2 << 20;
+/// No saved clock value is this large (146 years of nanoseconds): the
+/// arithmetic on restore never overflows.
+pub const MAX_CLOCK_NANOS: i64 = 1 << 62;
+/// Most pending signals a task may hold (rlimit SIGPENDING's scale).
+const MAX_PENDING: usize = 64 * 1024;
+/// Most bytes a pipe may hold (Linux's pipe-max-size).
+const MAX_PIPE_BYTES: usize = 1 << 20;
+
+/// Why a statefile's records were refused: the record, its id and what is
+/// wrong with which field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{record} #{id}: {field}: {why}")]
+pub struct InvalidRecord {
+    pub record: &'static str,
+    pub id: u64,
+    pub field: &'static str,
+    pub why: String,
+}
+
+fn invalid(
+    record: &'static str,
+    id: u64,
+    field: &'static str,
+    why: impl Into<String>,
+) -> InvalidRecord {
+    InvalidRecord {
+        record,
+        id,
+        field,
+        why: why.into(),
+    }
+}
+
+/// Why loading the records failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Statefile(#[from] statefile::StatefileError),
+    #[error("invalid record {0}")]
+    Invalid(#[from] InvalidRecord),
+    #[error("this statefile was written by an earlier cryo (positional kernel records, no object table); this cryo cannot restore it")]
+    Positional,
+    #[error("the statefile holds {0} processes; this cryo restores sandboxes of one process")]
+    Processes(usize),
+}
+
+/// A statefile's kernel, decoded and validated; nothing host-side exists.
+#[derive(Debug)]
+pub struct SavedKernel {
+    pub kernel: KernelRecord,
+    pub vfs: VfsState,
+    pub memory: MemoryFileRecord,
+    pub process: ThreadGroupRecord,
+    pub mm: MmRecord,
+    pub fds: FdTableRecord,
+    /// Open file descriptions by id.
+    pub files: BTreeMap<u64, OpenFileState>,
+    pub pipes: Vec<PipeSnapshot>,
+    /// The process's tasks, the leader first.
+    pub tasks: Vec<TaskRecord>,
+}
+
+fn path_ok(p: &[u8]) -> Result<(), String> {
+    if p.len() >= PATH_MAX {
+        return Err(format!("{} bytes, beyond PATH_MAX", p.len()));
+    }
+    if p.contains(&0) {
+        return Err("holds a NUL byte".into());
+    }
+    Ok(())
+}
+
+fn absolute_path_ok(p: &[u8]) -> Result<(), String> {
+    path_ok(p)?;
+    if p.first() != Some(&b'/') {
+        return Err(format!("{:?} is not absolute", String::from_utf8_lossy(p)));
+    }
+    Ok(())
+}
+
+fn tid_ok(tid: i32) -> Result<(), String> {
+    if (1..=PID_MAX).contains(&tid) {
+        Ok(())
+    } else {
+        Err(format!("{tid} is outside 1..={PID_MAX}"))
+    }
+}
+
+fn check_kernel(k: &KernelRecord) -> Result<(), InvalidRecord> {
+    let bad = |field, why: String| invalid("kernel.Kernel", 0, field, why);
+    if !(1..=i64::from(PID_MAX)).contains(&k.next_tid) {
+        return Err(bad(
+            "next_tid",
+            format!("{} is outside 1..={PID_MAX}", k.next_tid),
+        ));
+    }
+    let mono = k.clocks.monotonic_at_save;
+    if !(0..=MAX_CLOCK_NANOS).contains(&mono) {
+        return Err(bad(
+            "clocks.monotonic_at_save",
+            format!("{mono} ns is out of range"),
+        ));
+    }
+    for (field, v) in [
+        ("uts.hostname", &k.uts.hostname),
+        ("uts.domainname", &k.uts.domainname),
+    ] {
+        if v.len() > 64 || v.contains('\0') {
+            return Err(bad(field, "longer than 64 bytes or holds a NUL".into()));
+        }
+    }
+    let unique: BTreeSet<_> = k.thread_groups.iter().collect();
+    if unique.len() != k.thread_groups.len() {
+        return Err(bad("thread_groups", "a tgid appears twice".into()));
+    }
+    for &tgid in &k.thread_groups {
+        tid_ok(tgid).map_err(|w| bad("thread_groups", w))?;
+    }
+    Ok(())
+}
+
+fn check_thread_group(tg: &ThreadGroupRecord, id: u64) -> Result<(), InvalidRecord> {
+    let bad = |field, why: String| invalid("kernel.ThreadGroup", id, field, why);
+    if i64::from(tg.tgid) != id as i64 {
+        return Err(bad(
+            "tgid",
+            format!("{} differs from the record's id", tg.tgid),
+        ));
+    }
+    if tg.tasks.is_empty() || tg.tasks.len() > MAX_TASKS {
+        return Err(bad(
+            "tasks",
+            format!("{} tasks (1..={MAX_TASKS} allowed)", tg.tasks.len()),
+        ));
+    }
+    if tg.tasks[0] != tg.tgid {
+        return Err(bad(
+            "tasks",
+            "the leader (tid == tgid) is not the first task".into(),
+        ));
+    }
+    let unique: BTreeSet<_> = tg.tasks.iter().collect();
+    if unique.len() != tg.tasks.len() {
+        return Err(bad("tasks", "a tid appears twice".into()));
+    }
+    for &t in &tg.tasks {
+        tid_ok(t).map_err(|w| bad("tasks", w))?;
+    }
+    if !tg.handlers.validate() {
+        return Err(bad("handlers", "not one disposition per signal".into()));
+    }
+    if !tg.limits.validate() {
+        return Err(bad(
+            "limits",
+            "a soft limit above its hard limit, or a wrong count".into(),
+        ));
+    }
+    absolute_path_ok(&tg.fs.root).map_err(|w| bad("fs.root", w))?;
+    absolute_path_ok(&tg.fs.cwd).map_err(|w| bad("fs.cwd", w))?;
+    if tg.fs.umask & !0o777 != 0 {
+        return Err(bad("fs.umask", format!("{:#o}", tg.fs.umask)));
+    }
+    path_ok(tg.exe.as_bytes()).map_err(|w| bad("exe", w))?;
+    let argv_bytes: usize = tg.argv.iter().map(|a| a.len() + 1).sum();
+    if argv_bytes > MAX_ARGV_BYTES {
+        return Err(bad("argv", format!("{argv_bytes} bytes")));
+    }
+    let l = tg.links;
+    for (field, v) in [("links.pgid", l.pgid), ("links.sid", l.sid)] {
+        tid_ok(v).map_err(|w| bad(field, w))?;
+    }
+    if !(0..=PID_MAX).contains(&l.parent) {
+        return Err(bad("links.parent", format!("{}", l.parent)));
+    }
+    Ok(())
+}
+
+fn check_task(t: &TaskRecord, id: u64, tgid: i32, max_user_addr: u64) -> Result<(), InvalidRecord> {
+    let bad = |field, why: String| invalid("kernel.Task", id, field, why);
+    if i64::from(t.tid) != id as i64 {
+        return Err(bad(
+            "tid",
+            format!("{} differs from the record's id", t.tid),
+        ));
+    }
+    if t.tgid != tgid {
+        return Err(bad(
+            "tgid",
+            format!("{} is not its thread group {tgid}", t.tgid),
+        ));
+    }
+    t.regs
+        .validate_user(max_user_addr)
+        .map_err(|w| bad("regs", w.to_string()))?;
+    t.fp.validate().map_err(|w| bad("fp", w.to_string()))?;
+    if t.pending.len() > MAX_PENDING {
+        return Err(bad("pending", format!("{} signals", t.pending.len())));
+    }
+    if let Some(p) = t.pending.iter().find(|p| !(1..=64).contains(&p.signo)) {
+        return Err(bad("pending", format!("signal number {}", p.signo)));
+    }
+    let (_, flags, _) = t.alt_stack;
+    if flags & !(libc::SS_ONSTACK as u32 | libc::SS_DISABLE as u32 | (1 << 31)) != 0 {
+        return Err(bad("alt_stack", format!("flags {flags:#x}")));
+    }
+    if let Some((deadline, _)) = t.restart {
+        if !(0..=MAX_CLOCK_NANOS).contains(&deadline) {
+            return Err(bad("restart", format!("deadline {deadline} ns")));
+        }
+    }
+    if t.restart_rem.is_some_and(|a| a > max_user_addr) {
+        return Err(bad(
+            "restart_rem",
+            format!("{:#x}", t.restart_rem.unwrap_or(0)),
+        ));
+    }
+    if t.cpu_time_ns > MAX_CLOCK_NANOS as u64 {
+        return Err(bad("cpu_time_ns", format!("{}", t.cpu_time_ns)));
+    }
+    Ok(())
+}
+
+fn check_memory(m: &MemoryFileRecord) -> Result<(), InvalidRecord> {
+    let bad = |why: String| invalid("mm.MemoryFile", 0, "ranges", why);
+    let mut prev_end = 0u64;
+    for r in &m.ranges {
+        if r.start % MF_PAGE_SIZE != 0 || r.end % MF_PAGE_SIZE != 0 {
+            return Err(bad(format!(
+                "{:#x}..{:#x} not page-aligned",
+                r.start, r.end
+            )));
+        }
+        if r.start >= r.end || r.start < prev_end {
+            return Err(bad(format!(
+                "{:#x}..{:#x} empty, reversed or overlapping",
+                r.start, r.end
+            )));
+        }
+        if r.end > crate::mm::memory_file::MAX_CAPACITY {
+            return Err(bad(format!(
+                "{:#x} beyond the memory file's capacity",
+                r.end
+            )));
+        }
+        prev_end = r.end;
+    }
+    Ok(())
+}
+
+fn check_open_file(f: &OpenFileState, id: u64, pipes: &BTreeSet<u64>) -> Result<(), InvalidRecord> {
+    let bad = |field, why: String| invalid("vfs.OpenFile", id, field, why);
+    match f.kind {
+        FileStateKind::PipeRead { pipe } | FileStateKind::PipeWrite { pipe } => {
+            if !pipes.contains(&pipe) {
+                return Err(bad("kind", format!("pipe #{pipe} is not in the statefile")));
+            }
+        }
+        FileStateKind::HostStdio { index } => {
+            if index > 2 {
+                return Err(bad("kind", format!("host stdio {index}")));
+            }
+        }
+        _ => absolute_path_ok(&f.path).map_err(|w| bad("path", w))?,
+    }
+    if f.offset > i64::MAX as u64 {
+        return Err(bad("offset", format!("{}", f.offset)));
+    }
+    Ok(())
+}
+
+/// Decodes and validates every record of `reader`'s kernel section, against
+/// this host's `layout`. Nothing is created.
+pub fn load_saved_kernel<R: ReadAt>(
+    reader: &Reader<R>,
+    layout: &Layout,
+) -> Result<SavedKernel, LoadError> {
+    if reader.find(SectionKind::Kernel, OBJECTS_SECTION).is_none()
+        && reader.find(SectionKind::Kernel, "").is_some()
+    {
+        return Err(LoadError::Positional);
+    }
+    let bytes = reader.section_bytes(SectionKind::Kernel, OBJECTS_SECTION)?;
+    let objs = Objects::parse(&bytes, reader.types())?;
+    let kernel: KernelRecord = objs.get(0)?;
+    check_kernel(&kernel)?;
+    if kernel.thread_groups.len() != 1 {
+        return Err(LoadError::Processes(kernel.thread_groups.len()));
+    }
+    let vfs: VfsState = objs.get(0)?;
+    let memory: MemoryFileRecord = objs.get(0)?;
+    check_memory(&memory)?;
+    let tgid = kernel.thread_groups[0];
+    let process: ThreadGroupRecord = objs.get(tgid as u64)?;
+    check_thread_group(&process, tgid as u64)?;
+
+    let mm: MmRecord = objs.get(process.mm)?;
+    let allocated = |offset: u64, len: u64| {
+        let end = offset.checked_add(len);
+        memory
+            .ranges
+            .iter()
+            .any(|r| offset >= r.start && end.is_some_and(|e| e <= r.end))
+    };
+    mm.mm
+        .validate(layout, &allocated)
+        .map_err(|e| invalid("mm.MemoryManager", process.mm, "mm", e.to_string()))?;
+    for f in &mm.files {
+        absolute_path_ok(f.path.as_bytes())
+            .map_err(|w| invalid("mm.MemoryManager", process.mm, "files.path", w))?;
+    }
+
+    let fds: FdTableRecord = objs.get(process.fd_table)?;
+    let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
+    let mut pipes = Vec::new();
+    for &id in &pipe_ids {
+        let p: PipeSnapshot = objs.get(id)?;
+        if p.id != id || p.data.len() > MAX_PIPE_BYTES {
+            return Err(invalid(
+                "vfs.Pipe",
+                id,
+                "data",
+                format!("id {} / {} bytes", p.id, p.data.len()),
+            )
+            .into());
+        }
+        pipes.push(p);
+    }
+    let mut files = BTreeMap::new();
+    for e in &fds.fds {
+        if files.contains_key(&e.file) {
+            continue;
+        }
+        let f: OpenFileState = objs.get(e.file)?;
+        check_open_file(&f, e.file, &pipe_ids)?;
+        files.insert(e.file, f);
+    }
+    let nofile = process
+        .limits
+        .get(libc::RLIMIT_NOFILE)
+        .map(|l| l.cur)
+        .unwrap_or(1024);
+    FdTable::<()>::validate_record(&fds, nofile, &|id| files.contains_key(&id))
+        .map_err(|e| invalid("kernel.FdTable", process.fd_table, "fds", e.to_string()))?;
+
+    let mut tasks = Vec::with_capacity(process.tasks.len());
+    for &tid in &process.tasks {
+        let t: TaskRecord = objs.get(tid as u64)?;
+        check_task(&t, tid as u64, tgid, layout.max_user_addr)?;
+        tasks.push(t);
+    }
+    objs.finish()?;
+    Ok(SavedKernel {
+        kernel,
+        vfs,
+        memory,
+        process,
+        mm,
+        fds,
+        files,
+        pipes,
+        tasks,
+    })
+}
