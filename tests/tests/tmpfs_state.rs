@@ -209,7 +209,7 @@ fn checkpoint(root: &Path, img: &Path, id: &str) -> Output {
 }
 
 fn tmpfs_guest() -> PathBuf {
-    guest("tmpfs_state", Libc::Glibc).expect("gcc builds tmpfs_state")
+    guest("tmpfs_state", Libc::Glibc)
 }
 
 /// The value of `key=` in a report line.
@@ -237,7 +237,11 @@ fn inspect(statefile: &Path) -> Layout {
         .lines()
         .find_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
-            (w.first() == Some(&"kernel") && w.len() >= 4).then(|| w[3].parse().ok())?
+            // "kernel" or "kernel/<name>": the kernel-state section.
+            let kernel = w
+                .first()
+                .is_some_and(|n| *n == "kernel" || n.starts_with("kernel/"));
+            (kernel && w.len() >= 4).then(|| w[3].parse().ok())?
         })
         .unwrap_or_else(|| panic!("no kernel section in:\n{text}"));
     // "memory/memory-file: N bytes, P pages of 4096: X present, Y zero ..."
