@@ -177,6 +177,10 @@ pub enum SaveError {
     Deleted(String),
     #[error("cannot save an open file of kind {0:?}")]
     Unsupported(FileKind),
+    #[error(
+        "an open file's path is {len} bytes (…{tail}), longer than PATH_MAX: a restore could not re-open it"
+    )]
+    PathTooLong { len: usize, tail: String },
     #[error("the namespace has no saved parts (not built by build_sandbox_vfs)")]
     NotASandbox,
 }
@@ -608,8 +612,19 @@ impl OpenFile {
             (_, libc::S_IFREG) => FileStateKind::Regular,
             (k, _) => return Err(SaveError::Unsupported(k)),
         };
+        let path = super::vfs::path_bytes(d);
+        if path.len() >= PATH_MAX {
+            // Restore re-opens files by path; refusing now keeps the
+            // sandbox running rather than writing a statefile no restore
+            // could load.
+            let shown = String::from_utf8_lossy(&path[path.len() - 64..]).into_owned();
+            return Err(SaveError::PathTooLong {
+                len: path.len(),
+                tail: shown,
+            });
+        }
         Ok(OpenFileState {
-            path: super::vfs::path_bytes(d),
+            path,
             flags,
             offset: self.offset(),
             kind,
@@ -1394,6 +1409,29 @@ mod tests {
         // A mode that does not fit the node.
         let (field, _) = refused(|s| s.nodes[0].mode = libc::S_IFREG | 0o755);
         assert_eq!(field, "nodes[0].mode");
+    }
+
+    #[test]
+    fn an_open_file_deeper_than_path_max_refuses_the_checkpoint() {
+        let fs = Tmpfs::with_memory(clock(), 0o755, test_memory_file());
+        let vfs = tmpfs_vfs_in(&fs);
+        let mut cur = vfs.root().clone();
+        for _ in 0..2100 {
+            vfs.mkdir_at(&cur, b"d", 0o755).unwrap();
+            cur = vfs.lookup_dir(&cur, b"d").unwrap();
+        }
+        let shallow = vfs
+            .open_at(vfs.root(), b"d/d", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .unwrap();
+        let deep = vfs
+            .open_at(&cur, b".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .unwrap();
+        let mut ctx = SaveCtx::default();
+        assert!(shallow.save(&mut ctx).is_ok());
+        match deep.save(&mut ctx) {
+            Err(SaveError::PathTooLong { len, .. }) => assert_eq!(len, 2 * 2100),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A hostile statefile's deep chain decodes and validates without
