@@ -585,6 +585,27 @@ impl MappableFile for FileMapping {
     fn identity(&self) -> usize {
         Arc::as_ptr(&self.file.inode) as *const () as usize
     }
+
+    fn map_shared(&self, offset: u64, len: u64) -> Option<u64> {
+        self.tmpfs()?.inode().map_shared(offset, len)
+    }
+
+    fn unmap_shared(&self, offset: u64, mf_offset: u64, len: u64) {
+        if let Some(t) = self.tmpfs() {
+            t.inode().unmap_shared(offset, mf_offset, len);
+        }
+    }
+}
+
+impl FileMapping {
+    /// A tmpfs file (also an overlay file once copied up): its pages are
+    /// memory-file pages, mapped directly by shared mappings.
+    fn tmpfs(&self) -> Option<&super::tmpfs::TmpfsFileOps> {
+        self.file
+            .ops
+            .as_any()
+            .downcast_ref::<super::tmpfs::TmpfsFileOps>()
+    }
 }
 
 /// `sizeof(struct termios)` as the kernel's TCGETS/TCSETS use it.
