@@ -30,7 +30,7 @@ pub fn run(args: RestoreArgs, root: &Path, platform: Option<&str>) -> anyhow::Re
             // The argv comes from the statefile: only a bounded part of it
             // is copied into --root.
             let argv = {
-                let image = task.tg.image();
+                let image = task.tg().image();
                 crate::container::recorded_argv(image.argv.iter().map(Vec::as_slice))
             };
             crate::supervisor::run(&mut task, root, &id, &argv)

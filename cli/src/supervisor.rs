@@ -178,7 +178,7 @@ fn drain(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> Interruption {
     while let Ok(pending) = queue.try_recv() {
         stop |= handle(task, id, pending);
     }
-    task.interrupt.clear();
+    task.interrupt().clear();
     if stop {
         Interruption::Stop
     } else {
@@ -195,9 +195,11 @@ pub fn run(
     argv: &[String],
 ) -> anyhow::Result<i32> {
     let dir = ContainerDir::create(root, id, argv)?;
-    let queue =
-        control::start_server(&container::control_socket(root, id), task.interrupt.clone())?;
-    forward_signals(std::sync::Arc::downgrade(&task.tg))?;
+    let queue = control::start_server(
+        &container::control_socket(root, id),
+        task.interrupt().clone(),
+    )?;
+    forward_signals(std::sync::Arc::downgrade(task.tg()))?;
     let status = task
         .run(&mut |t| drain(t, id, &queue))
         .map_err(anyhow::Error::new)?;

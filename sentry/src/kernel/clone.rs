@@ -123,6 +123,18 @@ impl Task {
     }
 }
 
+impl Task {
+    /// Starts a saved thread of this task's process (restore) on a platform
+    /// thread and a host thread of its own.
+    pub fn spawn_saved_thread(&self, rec: &super::task::TaskRecord) -> Result<(), String> {
+        let context = self.aspace.new_thread().map_err(|e| e.to_string())?;
+        let mut sibling = self.sibling(rec.tid, CpuState { regs: rec.regs }, context);
+        sibling.creds = rec.creds.clone();
+        sibling.load_record(rec);
+        spawn_thread(sibling, rec.fp.clone()).map_err(|e| e.to_string())
+    }
+}
+
 /// Joins `task` to its group and runs it on a host thread of its own, which
 /// loads `fp`.
 pub fn spawn_thread(task: Task, fp: FpState) -> std::io::Result<()> {

@@ -36,6 +36,16 @@ impl ExitStatus {
     }
 }
 
+/// An interrupted sleep that restart_syscall resumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartSleep {
+    /// Its absolute deadline, in nanoseconds on `clock`.
+    pub deadline: i64,
+    pub clock: ClockId,
+    /// Where it writes the time left when interrupted (its `rem`).
+    pub rem: Option<u64>,
+}
+
 /// What CLONE_FS shares: the root, the working directory, the umask.
 pub struct FsContext {
     pub root: Arc<Dentry>,
@@ -48,43 +58,152 @@ pub struct FsContext {
 /// group; a task owns its registers, mask, pending signals and the rest of
 /// what Linux keeps per thread.
 pub struct Task {
-    pub kernel: Arc<Kernel>,
-    pub tid: i32,
-    pub tg: Arc<ThreadGroup>,
-    pub creds: Credentials,
-    pub cpu: CpuState,
-    pub context: Box<dyn Context>,
+    pub(super) kernel: Arc<Kernel>,
+    pub(super) tid: i32,
+    pub(super) tg: Arc<ThreadGroup>,
+    pub(super) creds: Credentials,
+    pub(super) cpu: CpuState,
+    pub(super) context: Box<dyn Context>,
     /// The platform address space this task's context switches into: the
     /// memory manager's, held apart so a running task never holds the
     /// memory manager's lock.
-    pub aspace: Arc<dyn AddressSpace>,
-    pub signal_mask: SigSet,
+    pub(super) aspace: Arc<dyn AddressSpace>,
+    pub(super) signal_mask: SigSet,
     /// Signals generated for this thread but not yet delivered.
-    pub shared_pending: Arc<Mutex<Vec<SigInfo>>>,
+    pub(super) shared_pending: Arc<Mutex<Vec<SigInfo>>>,
     /// sigaltstack: (ss_sp, ss_flags, ss_size).
-    pub alt_stack: (u64, u32, u64),
+    pub(super) alt_stack: (u64, u32, u64),
     /// set_tid_address: cleared and futex-woken when the thread exits.
-    pub clear_child_tid: u64,
+    pub(super) clear_child_tid: u64,
     /// set_robust_list's head and length.
-    pub robust_list: (u64, u64),
+    pub(super) robust_list: (u64, u64),
     /// Time spent running application code and its syscalls: the task's CPU
     /// clock (CLOCK_THREAD_CPUTIME_ID / CLOCK_PROCESS_CPUTIME_ID).
-    pub cpu_time: Duration,
-    pub exit: Option<ExitStatus>,
+    pub(super) cpu_time: Duration,
+    pub(super) exit: Option<ExitStatus>,
     /// How a checkpoint stops this task.
-    pub interrupt: Arc<TaskInterrupt>,
+    pub(super) interrupt: Arc<TaskInterrupt>,
     /// An interrupted sleep resumes from here (restart_syscall): its
     /// absolute deadline on the sandbox's monotonic clock.
-    pub restart_deadline: Option<i64>,
-    pub restart_clock: Option<super::time::ClockId>,
+    pub(super) restart_deadline: Option<i64>,
+    pub(super) restart_clock: Option<super::time::ClockId>,
     /// Where the interrupted sleep writes its remaining time (its `rem`).
-    pub restart_rem: Option<u64>,
+    pub(super) restart_rem: Option<u64>,
 }
 
 impl Task {
     /// The thread group id: the pid.
     pub fn tgid(&self) -> i32 {
         self.tg.tgid()
+    }
+
+    pub fn kernel(&self) -> &Arc<Kernel> {
+        &self.kernel
+    }
+
+    /// The thread id.
+    pub fn tid(&self) -> i32 {
+        self.tid
+    }
+
+    /// The task's process.
+    pub fn tg(&self) -> &Arc<ThreadGroup> {
+        &self.tg
+    }
+
+    pub fn creds(&self) -> &Credentials {
+        &self.creds
+    }
+
+    pub fn set_creds(&mut self, creds: Credentials) {
+        self.creds = creds;
+    }
+
+    /// The registers as the task stopped (a syscall's arguments, its ip).
+    pub fn regs(&self) -> &Registers {
+        &self.cpu.regs
+    }
+
+    /// The registers to edit (a syscall's return value, a signal frame).
+    pub fn regs_mut(&mut self) -> &mut Registers {
+        &mut self.cpu.regs
+    }
+
+    /// The task's FP/SSE/AVX state, read from its platform thread.
+    pub fn fp_state(&mut self) -> Result<FpState, platform::PlatformError> {
+        self.context.fp_state(&*self.aspace)
+    }
+
+    pub fn set_fp_state(&mut self, fp: &FpState) -> Result<(), platform::PlatformError> {
+        self.context.set_fp_state(&*self.aspace, fp)
+    }
+
+    /// How a checkpoint or another thread stops this task.
+    pub fn interrupt(&self) -> &Arc<TaskInterrupt> {
+        &self.interrupt
+    }
+
+    pub fn signal_mask(&self) -> SigSet {
+        self.signal_mask
+    }
+
+    /// Sets the blocked signals; SIGKILL and SIGSTOP are never blocked.
+    pub fn set_signal_mask(&mut self, mask: SigSet) {
+        self.signal_mask = mask.without_unblockable();
+    }
+
+    /// sigaltstack's (ss_sp, ss_flags, ss_size).
+    pub fn alt_stack(&self) -> (u64, u32, u64) {
+        self.alt_stack
+    }
+
+    pub fn set_alt_stack(&mut self, stack: (u64, u32, u64)) {
+        self.alt_stack = stack;
+    }
+
+    /// set_tid_address: the word cleared and woken when the thread exits.
+    pub fn set_clear_child_tid(&mut self, addr: u64) {
+        self.clear_child_tid = addr;
+    }
+
+    /// set_robust_list's head and length.
+    pub fn set_robust_list(&mut self, head: u64, len: u64) {
+        self.robust_list = (head, len);
+    }
+
+    pub fn robust_list(&self) -> (u64, u64) {
+        self.robust_list
+    }
+
+    /// CPU time spent by this thread.
+    pub fn cpu_time(&self) -> Duration {
+        self.cpu_time
+    }
+
+    /// How the task ended, once it has.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.exit
+    }
+
+    /// Ends the task with `status` at its next return to the loop.
+    pub fn set_exit(&mut self, status: ExitStatus) {
+        self.exit = Some(status);
+    }
+
+    /// An interrupted sleep to resume (restart_syscall): its deadline on
+    /// its clock, and where it writes its remaining time.
+    pub fn restart(&self) -> Option<RestartSleep> {
+        self.restart_deadline.map(|deadline| RestartSleep {
+            deadline,
+            clock: self.restart_clock.unwrap_or(ClockId::Monotonic),
+            rem: self.restart_rem,
+        })
+    }
+
+    pub fn set_restart(&mut self, restart: Option<RestartSleep>) {
+        self.restart_deadline = restart.map(|r| r.deadline);
+        self.restart_clock = restart.map(|r| r.clock);
+        self.restart_rem = restart.and_then(|r| r.rem);
     }
 
     pub fn mm(&self) -> MutexGuard<'_, MemoryManager> {

@@ -15,7 +15,6 @@ use super::validate::{load_saved_kernel, LoadError};
 use super::MEMORY_SECTION;
 use crate::boot::{donated_stdio, host_resources, new_kernel, BootError};
 use crate::errno::Errno;
-use crate::kernel::clone::spawn_thread;
 use crate::kernel::fd_table::FdTable;
 use crate::kernel::pid_namespace::PID_MAX;
 use crate::kernel::task::FsContext;
@@ -258,19 +257,11 @@ pub fn restore(
     // and a host thread of its own. One that cannot start ends the whole
     // restore: the threads already started are killed with it.
     for t in &rec.tasks[1..] {
-        let result = task
-            .aspace
-            .new_thread()
-            .map_err(|e| e.to_string())
-            .and_then(|context| {
-                let mut sibling = task.sibling(t.tid, CpuState { regs: t.regs }, context);
-                sibling.creds = t.creds.clone();
-                sibling.load_record(t);
-                spawn_thread(sibling, t.fp.clone()).map_err(|e| e.to_string())
-            });
-        if let Err(e) = result {
-            task.tg
-                .begin_exit(crate::kernel::ExitStatus::Signaled(libc::SIGKILL), task.tid);
+        if let Err(e) = task.spawn_saved_thread(t) {
+            task.tg().begin_exit(
+                crate::kernel::ExitStatus::Signaled(libc::SIGKILL),
+                task.tid(),
+            );
             return Err(RestoreError::Invalid(format!(
                 "cannot start thread {}: {e}",
                 t.tid

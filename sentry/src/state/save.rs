@@ -187,7 +187,7 @@ fn header(task: &Task, tasks: &BTreeMap<i32, TaskRecord>, opts: &CheckpointOptio
         .unwrap_or_default()
         .as_secs();
     let argv: Vec<String> = task
-        .tg
+        .tg()
         .image()
         .argv
         .iter()
@@ -197,7 +197,7 @@ fn header(task: &Task, tasks: &BTreeMap<i32, TaskRecord>, opts: &CheckpointOptio
         .with("container-id", opts.container_id.clone())
         .with("created", created.to_string())
         .with("argv", format!("{argv:?}"))
-        .with("platform", task.kernel.platform.name())
+        .with("platform", task.kernel().platform.name())
         .with("threads", tasks.len().to_string())
         .with(
             "va.highest-address",
@@ -228,13 +228,13 @@ pub fn checkpoint(
     opts: &CheckpointOptions,
     commit: &mut dyn FnMut(&CheckpointStats) -> Result<bool, String>,
 ) -> Result<CheckpointOutcome, CheckpointError> {
-    if task.exit.is_some() {
+    if task.exit_status().is_some() {
         return Err(CheckpointError::Exited);
     }
     let own = task.save_record()?;
-    let kernel = task.kernel.clone();
+    let kernel = task.kernel().clone();
     let others = kernel
-        .stop_tasks(task.tid, STOP_TIMEOUT)
+        .stop_tasks(task.tid(), STOP_TIMEOUT)
         .map_err(CheckpointError::Threads)?;
     let mut tasks: BTreeMap<i32, TaskRecord> = others.into_iter().map(|r| (r.tid, r)).collect();
     tasks.insert(own.tid, own);
@@ -263,7 +263,7 @@ fn write_statefile(
     opts: &CheckpointOptions,
     tasks: &BTreeMap<i32, TaskRecord>,
 ) -> Result<CheckpointStats, CheckpointError> {
-    let kernel = task.kernel.clone();
+    let kernel = task.kernel().clone();
     let objs = save_kernel(&kernel, tasks)?;
     let ranges = kernel.memory_file.allocated_ranges();
     let mut w = Writer::new(

@@ -66,8 +66,8 @@ fn read_to(
     while done < len {
         let want = (len - done).min(IO_STEP);
         let r = match offset {
-            Some(off) => f.pread(&mut buf[..want], off as i64, &t.interrupt.io),
-            None => f.read(&mut buf[..want], &t.interrupt.io),
+            Some(off) => f.pread(&mut buf[..want], off as i64, &t.interrupt().io),
+            None => f.read(&mut buf[..want], &t.interrupt().io),
         };
         let n = match r {
             Ok(n) => n,
@@ -114,8 +114,8 @@ fn write_from(
             break;
         }
         let r = match offset {
-            Some(off) => f.pwrite(&buf[..want], off as i64, &t.interrupt.io),
-            None => f.write(&buf[..want], &t.interrupt.io),
+            Some(off) => f.pwrite(&buf[..want], off as i64, &t.interrupt().io),
+            None => f.write(&buf[..want], &t.interrupt().io),
         };
         let n = match r {
             Ok(n) => n,
@@ -152,7 +152,7 @@ fn raise_sigpipe(t: &mut Task, r: SysResult) -> SysResult {
             .get(libc::SIGPIPE)
             .map(|a| a.is_ignored())
             .unwrap_or(false);
-        let blocked = t.signal_mask.0 & (1 << (libc::SIGPIPE - 1)) != 0;
+        let blocked = t.signal_mask().0 & (1 << (libc::SIGPIPE - 1)) != 0;
         if !ignored && !blocked {
             t.exit_by_signal(libc::SIGPIPE);
         }
@@ -190,8 +190,8 @@ fn readv_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
         .min(MAX_RW as u64) as usize;
     let mut buf = vec![0u8; total.min(IO_STEP * 8)];
     let n = match offset {
-        Some(off) => f.pread(&mut buf, off as i64, &t.interrupt.io)?,
-        None => f.read(&mut buf, &t.interrupt.io)?,
+        Some(off) => f.pread(&mut buf, off as i64, &t.interrupt().io)?,
+        None => f.read(&mut buf, &t.interrupt().io)?,
     };
     t.mm().copy_out_iovecs(&iovs, &buf[..n]).map(|n| n as u64)
 }
@@ -204,8 +204,8 @@ fn writev_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
     let iovs = t.mm().read_iovecs(a.addr(1), a.raw(2))?;
     let data = t.mm().copy_in_iovecs(&iovs, IO_STEP * 8)?;
     let r = match offset {
-        Some(off) => f.pwrite(&data, off as i64, &t.interrupt.io),
-        None => f.write(&data, &t.interrupt.io),
+        Some(off) => f.pwrite(&data, off as i64, &t.interrupt().io),
+        None => f.write(&data, &t.interrupt().io),
     };
     if let Ok(n) = r {
         let start = offset.unwrap_or_else(|| f.offset().saturating_sub(n as u64));
@@ -236,7 +236,7 @@ fn do_openat(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) ->
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
     let mode = mode & 0o7777 & !t.umask();
-    let f = t.kernel.vfs.open_at(&start, &path, flags, mode)?;
+    let f = t.kernel().vfs.open_at(&start, &path, flags, mode)?;
     install(t, f, flags & libc::O_CLOEXEC != 0)
 }
 
@@ -320,7 +320,7 @@ fn stat_at(
         return file(t, dirfd)?.stat();
     }
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel
+    t.kernel()
         .vfs
         .stat_at(&start, &path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)
 }
@@ -368,7 +368,7 @@ fn do_readlinkat(t: &mut Task, dirfd: i32, path_addr: u64, buf: u64, size: i32) 
     }
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    let target = t.kernel.vfs.readlink_at(&start, &path)?;
+    let target = t.kernel().vfs.readlink_at(&start, &path)?;
     let n = target.len().min(size as usize);
     t.mm().copy_out(buf, &target[..n])?;
     Ok(n as u64)
@@ -390,7 +390,7 @@ fn do_faccessat(t: &mut Task, dirfd: i32, path_addr: u64, mode: i32, flags: i32)
     }
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel
+    t.kernel()
         .vfs
         .access_at(&start, &path, mode, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
     Ok(0)
@@ -531,7 +531,7 @@ pub fn pipe2(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn getcwd(t: &mut Task, a: &Args) -> SysResult {
-    let mut path = t.kernel.vfs.dentry_path_bytes(&t.cwd());
+    let mut path = t.kernel().vfs.dentry_path_bytes(&t.cwd());
     path.push(0);
     if (a.raw(1) as usize) < path.len() {
         return Err(Errno::ERANGE);
@@ -543,7 +543,7 @@ pub fn getcwd(t: &mut Task, a: &Args) -> SysResult {
 pub fn chdir(t: &mut Task, a: &Args) -> SysResult {
     let path = path_arg(t, a.addr(0))?;
     let start = start_dir(t, libc::AT_FDCWD, &path)?;
-    let dir = t.kernel.vfs.lookup_dir(&start, &path)?;
+    let dir = t.kernel().vfs.lookup_dir(&start, &path)?;
     t.set_cwd(dir);
     Ok(0)
 }
@@ -560,7 +560,7 @@ pub fn fchdir(t: &mut Task, a: &Args) -> SysResult {
 fn do_mkdirat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32) -> SysResult {
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel
+    t.kernel()
         .vfs
         .mkdir_at(&start, &path, mode & 0o7777 & !t.umask())?;
     Ok(0)
@@ -580,7 +580,7 @@ fn do_unlinkat(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32) -> SysResul
     }
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel.vfs.unlink_at(&start, &path, flags)?;
+    t.kernel().vfs.unlink_at(&start, &path, flags)?;
     Ok(0)
 }
 
@@ -603,7 +603,7 @@ fn do_symlinkat(t: &mut Task, target_addr: u64, dirfd: i32, path_addr: u64) -> S
     }
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel.vfs.symlink_at(&target, &start, &path)?;
+    t.kernel().vfs.symlink_at(&target, &start, &path)?;
     Ok(0)
 }
 
@@ -627,7 +627,7 @@ fn do_renameat2(
     let new = path_arg(t, new_addr)?;
     let old_start = start_dir(t, olddir, &old)?;
     let new_start = start_dir(t, newdir, &new)?;
-    t.kernel
+    t.kernel()
         .vfs
         .rename_at(&old_start, &old, &new_start, &new, flags)?;
     Ok(0)
@@ -648,7 +648,7 @@ pub fn renameat2(t: &mut Task, a: &Args) -> SysResult {
 pub fn truncate(t: &mut Task, a: &Args) -> SysResult {
     let path = path_arg(t, a.addr(0))?;
     let start = start_dir(t, libc::AT_FDCWD, &path)?;
-    t.kernel.vfs.truncate(&start, &path, a.off(1))?;
+    t.kernel().vfs.truncate(&start, &path, a.off(1))?;
     Ok(0)
 }
 
@@ -715,8 +715,8 @@ pub fn sendfile(t: &mut Task, a: &Args) -> SysResult {
     while done < count {
         let want = (count - done).min(IO_STEP);
         let r = match offset {
-            Some(off) => input.pread(&mut buf[..want], off, &t.interrupt.io),
-            None => input.read(&mut buf[..want], &t.interrupt.io),
+            Some(off) => input.pread(&mut buf[..want], off, &t.interrupt().io),
+            None => input.read(&mut buf[..want], &t.interrupt().io),
         };
         let n = match r {
             Ok(0) => break,
@@ -724,7 +724,7 @@ pub fn sendfile(t: &mut Task, a: &Args) -> SysResult {
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
-        let w = match out.write(&buf[..n], &t.interrupt.io) {
+        let w = match out.write(&buf[..n], &t.interrupt().io) {
             Ok(w) => w,
             Err(e) if done == 0 => return raise_sigpipe(t, Err(e)),
             Err(_) => break,
@@ -748,7 +748,7 @@ fn do_fchmodat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32, flags: i32) 
     }
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel.vfs.chmod_at(
+    t.kernel().vfs.chmod_at(
         &start,
         &path,
         mode & 0o7777,
@@ -833,7 +833,7 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
         return Ok(0);
     }
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel
+    t.kernel()
         .vfs
         .utimes_at(&start, &path, atime, mtime, follow)?;
     Ok(0)

@@ -30,9 +30,9 @@ fn timeout(
     let ns = read_timespec(t, addr)?;
     let rel = if absolute {
         let now = if realtime {
-            t.kernel.clocks.realtime()
+            t.kernel().clocks.realtime()
         } else {
-            t.kernel.clocks.monotonic()
+            t.kernel().clocks.monotonic()
         };
         (ns - now).max(0)
     } else {
@@ -52,7 +52,7 @@ fn wait(t: &mut Task, addr: u64, val: u32, bitset: u32, limit: Option<Duration>)
         return Err(Errno::EAGAIN);
     }
     let w = Waiter::new();
-    t.kernel.futexes.enqueue(addr, bitset, w.clone());
+    t.kernel().futexes.enqueue(addr, bitset, w.clone());
     // Wait in slices so a checkpoint's interrupt is seen promptly.
     let slice = Duration::from_millis(20);
     let start = std::time::Instant::now();
@@ -60,7 +60,7 @@ fn wait(t: &mut Task, addr: u64, val: u32, bitset: u32, limit: Option<Duration>)
         if w.is_woken() {
             break Ok(0);
         }
-        if t.interrupt.is_pending() {
+        if t.interrupt().is_pending() {
             break Err(if t.has_deliverable_signal() {
                 Errno::EINTR
             } else {
@@ -78,7 +78,7 @@ fn wait(t: &mut Task, addr: u64, val: u32, bitset: u32, limit: Option<Duration>)
             break Ok(0);
         }
     };
-    t.kernel.futexes.dequeue(addr, &w);
+    t.kernel().futexes.dequeue(addr, &w);
     result
 }
 
@@ -95,17 +95,17 @@ pub fn futex(t: &mut Task, a: &Args) -> SysResult {
             wait(t, addr, val, a.uint(5), limit)
         }
         FUTEX_WAKE => Ok(t
-            .kernel
+            .kernel()
             .futexes
             .wake(addr, FUTEX_BITSET_MATCH_ANY, val as usize) as u64),
         FUTEX_WAKE_BITSET => {
             if a.uint(5) == 0 {
                 return Err(Errno::EINVAL);
             }
-            Ok(t.kernel.futexes.wake(addr, a.uint(5), val as usize) as u64)
+            Ok(t.kernel().futexes.wake(addr, a.uint(5), val as usize) as u64)
         }
         other => {
-            t.kernel
+            t.kernel()
                 .log_unsupported(libc::SYS_futex as u64, &format!("op {other}"));
             Err(Errno::ENOSYS)
         }

@@ -5,7 +5,12 @@ use crate::errno::Errno;
 use crate::kernel::Task;
 
 pub fn uname(t: &mut Task, a: &Args) -> SysResult {
-    let bytes = t.kernel.uts.lock().map_err(|_| Errno::EIO)?.utsname_bytes();
+    let bytes = t
+        .kernel()
+        .uts
+        .lock()
+        .map_err(|_| Errno::EIO)?
+        .utsname_bytes();
     t.mm().copy_out(a.addr(0), &bytes)?;
     Ok(0)
 }
@@ -18,7 +23,7 @@ pub fn sethostname(t: &mut Task, a: &Args) -> SysResult {
     let mut name = vec![0u8; len];
     t.mm().copy_in(a.addr(0), &mut name)?;
     let name = String::from_utf8(name).map_err(|_| Errno::EINVAL)?;
-    t.kernel.uts.lock().map_err(|_| Errno::EIO)?.hostname = name;
+    t.kernel().uts.lock().map_err(|_| Errno::EIO)?.hostname = name;
     Ok(0)
 }
 
@@ -27,7 +32,7 @@ pub fn sysinfo(t: &mut Task, a: &Args) -> SysResult {
     let host = nix::sys::sysinfo::sysinfo().map_err(Errno::from)?;
     let mut b = [0u8; 112];
     let mut put = |off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
-    put(0, t.kernel.clocks.uptime().as_secs());
+    put(0, t.kernel().clocks.uptime().as_secs());
     // loads[3] stay zero: the sandbox reports no load of its own yet.
     put(32, host.ram_total());
     put(40, host.ram_unused());

@@ -40,8 +40,8 @@ pub const ERESTART_RESTARTBLOCK: Errno = Errno(516);
 /// Handles the syscall the task stopped at and puts the result in the
 /// return register.
 pub fn dispatch(task: &mut Task) {
-    let nr = task.cpu.regs.syscall_number();
-    let args = Args(task.cpu.regs.syscall_arguments());
+    let nr = task.regs().syscall_number();
+    let args = Args(task.regs().syscall_arguments());
     let entry = table::lookup(nr);
     let result = match entry {
         Some(entry) => (entry.handler)(task, &args),
@@ -50,7 +50,7 @@ pub fn dispatch(task: &mut Task) {
     // Invariant 5, for handlers too: whatever returns ENOSYS is logged
     // (once; a handler that logged the unsupported variant already counts).
     if result == Err(Errno::ENOSYS) {
-        task.kernel.log_unimplemented(nr);
+        task.kernel().log_unimplemented(nr);
     }
     // A blocking call that gave up because the task is being stopped (a
     // checkpoint) made no progress: restart it rather than show EINTR,
@@ -58,24 +58,24 @@ pub fn dispatch(task: &mut Task) {
     let result = match result {
         Err(e)
             if e == Errno::EINTR
-                && task.interrupt.is_pending()
+                && task.interrupt().is_pending()
                 && !task.has_deliverable_signal() =>
         {
             Err(ERESTARTSYS)
         }
         r => r,
     };
-    if task.kernel.strace {
+    if task.kernel().strace {
         strace::print(task, nr, entry, &args, &result);
     }
     match result {
         Err(e) if e == ERESTARTSYS => {
             // The call runs again when the task resumes (after a
             // checkpoint, say).
-            task.cpu.regs.restart_syscall(nr);
+            task.regs_mut().restart_syscall(nr);
         }
-        Err(e) if e == ERESTART_RESTARTBLOCK => task.cpu.regs.restart_with_restart_syscall(),
-        Ok(v) => task.cpu.regs.set_syscall_return(v),
-        Err(e) => task.cpu.regs.set_syscall_return(e.to_return()),
+        Err(e) if e == ERESTART_RESTARTBLOCK => task.regs_mut().restart_with_restart_syscall(),
+        Ok(v) => task.regs_mut().set_syscall_return(v),
+        Err(e) => task.regs_mut().set_syscall_return(e.to_return()),
     }
 }

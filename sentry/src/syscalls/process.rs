@@ -9,15 +9,15 @@ use crate::kernel::{ExitStatus, Task};
 
 /// exit: this thread only.
 pub fn exit(t: &mut Task, a: &Args) -> SysResult {
-    t.exit = Some(ExitStatus::Exited(a.int(0) & 0xff));
+    t.set_exit(ExitStatus::Exited(a.int(0) & 0xff));
     Ok(0)
 }
 
 /// exit_group: every thread of the process.
 pub fn exit_group(t: &mut Task, a: &Args) -> SysResult {
     let status = ExitStatus::Exited(a.int(0) & 0xff);
-    t.tg.begin_exit(status, t.tid);
-    t.exit = Some(status);
+    t.tg().begin_exit(status, t.tid());
+    t.set_exit(status);
     Ok(0)
 }
 
@@ -26,7 +26,7 @@ pub fn getpid(t: &mut Task, _: &Args) -> SysResult {
 }
 
 pub fn gettid(t: &mut Task, _: &Args) -> SysResult {
-    Ok(t.tid as u64)
+    Ok(t.tid() as u64)
 }
 
 pub fn getppid(t: &mut Task, _: &Args) -> SysResult {
@@ -34,19 +34,19 @@ pub fn getppid(t: &mut Task, _: &Args) -> SysResult {
 }
 
 pub fn getuid(t: &mut Task, _: &Args) -> SysResult {
-    Ok(t.creds.uid as u64)
+    Ok(t.creds().uid as u64)
 }
 
 pub fn geteuid(t: &mut Task, _: &Args) -> SysResult {
-    Ok(t.creds.euid as u64)
+    Ok(t.creds().euid as u64)
 }
 
 pub fn getgid(t: &mut Task, _: &Args) -> SysResult {
-    Ok(t.creds.gid as u64)
+    Ok(t.creds().gid as u64)
 }
 
 pub fn getegid(t: &mut Task, _: &Args) -> SysResult {
-    Ok(t.creds.egid as u64)
+    Ok(t.creds().egid as u64)
 }
 
 /// getresuid/getresgid write three u32s.
@@ -58,13 +58,13 @@ fn write_ids(t: &mut Task, a: &Args, ids: [u32; 3]) -> SysResult {
 }
 
 pub fn getresuid(t: &mut Task, a: &Args) -> SysResult {
-    let c = &t.creds;
+    let c = &t.creds();
     let ids = [c.uid, c.euid, c.suid];
     write_ids(t, a, ids)
 }
 
 pub fn getresgid(t: &mut Task, a: &Args) -> SysResult {
-    let c = &t.creds;
+    let c = &t.creds();
     let ids = [c.gid, c.egid, c.sgid];
     write_ids(t, a, ids)
 }
@@ -74,7 +74,7 @@ pub fn getgroups(t: &mut Task, a: &Args) -> SysResult {
     if size < 0 {
         return Err(Errno::EINVAL);
     }
-    let groups = t.creds.groups.clone();
+    let groups = t.creds().groups.clone();
     if size == 0 {
         return Ok(groups.len() as u64);
     }
@@ -103,8 +103,8 @@ pub fn getsid(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn set_tid_address(t: &mut Task, a: &Args) -> SysResult {
-    t.clear_child_tid = a.addr(0);
-    Ok(t.tid as u64)
+    t.set_clear_child_tid(a.addr(0));
+    Ok(t.tid() as u64)
 }
 
 /// `struct robust_list_head` is three words on x86_64.
@@ -114,7 +114,7 @@ pub fn set_robust_list(t: &mut Task, a: &Args) -> SysResult {
     if a.raw(1) != ROBUST_LIST_HEAD_SIZE {
         return Err(Errno::EINVAL);
     }
-    t.robust_list = (a.addr(0), a.raw(1));
+    t.set_robust_list(a.addr(0), a.raw(1));
     Ok(0)
 }
 
@@ -202,7 +202,7 @@ pub fn execve(t: &mut Task, a: &Args) -> SysResult {
     };
     t.exec(&path, argv, envp).map_err(|e| {
         if matches!(e, crate::kernel::exec::ExecError::Threads) {
-            t.kernel
+            t.kernel()
                 .log_unsupported(libc::SYS_execve as u64, "from a multi-threaded process");
         }
         e.errno()
@@ -223,7 +223,7 @@ pub fn clone(t: &mut Task, a: &Args) -> SysResult {
 /// which cryo does not do yet: logged once, as every ENOSYS.
 fn new_thread(t: &Task, nr: libc::c_long, r: Result<i32, Errno>) -> SysResult {
     if r == Err(Errno::ENOSYS) {
-        t.kernel
+        t.kernel()
             .log_unsupported(nr as u64, "a new process (fork) without CLONE_THREAD");
     }
     r.map(|tid| tid as u64)

@@ -28,7 +28,7 @@ pub fn rt_sigprocmask(t: &mut Task, a: &Args) -> SysResult {
     if a.raw(3) != 8 {
         return Err(Errno::EINVAL);
     }
-    let old = t.signal_mask;
+    let old = t.signal_mask();
     if a.addr(1) != 0 {
         let mut b = [0u8; 8];
         t.mm().copy_in(a.addr(1), &mut b)?;
@@ -39,7 +39,7 @@ pub fn rt_sigprocmask(t: &mut Task, a: &Args) -> SysResult {
             libc::SIG_SETMASK => set,
             _ => return Err(Errno::EINVAL),
         };
-        t.signal_mask = SigSet(new).without_unblockable();
+        t.set_signal_mask(SigSet(new));
     }
     if a.addr(2) != 0 {
         t.mm().copy_out(a.addr(2), &old.0.to_le_bytes())?;
@@ -50,7 +50,7 @@ pub fn rt_sigprocmask(t: &mut Task, a: &Args) -> SysResult {
 /// `stack_t` is recorded so sigaltstack reports back what was set.
 pub fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
     const SS_DISABLE: u32 = 2;
-    let old = t.alt_stack;
+    let old = t.alt_stack();
     if a.addr(0) != 0 {
         let mut b = [0u8; 24];
         t.mm().copy_in(a.addr(0), &mut b)?;
@@ -60,11 +60,11 @@ pub fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
         if flags & !SS_DISABLE != 0 {
             return Err(Errno::EINVAL);
         }
-        t.alt_stack = if flags & SS_DISABLE != 0 {
+        t.set_alt_stack(if flags & SS_DISABLE != 0 {
             (0, SS_DISABLE, 0)
         } else {
             (sp, 0, size)
-        };
+        });
     }
     if a.addr(1) != 0 {
         let mut b = [0u8; 24];
@@ -91,7 +91,7 @@ fn user_signal(t: &Task, signo: i32, code: i32) -> Result<Option<SigInfo>, Errno
         code,
         addr: 0,
         pid: t.tgid(),
-        uid: t.creds.uid,
+        uid: t.creds().uid,
     }))
 }
 
@@ -107,21 +107,19 @@ fn send_to_self(t: &mut Task, signo: i32, code: i32) -> SysResult {
 /// rt_sigreturn: back from a handler to where the signal interrupted the
 /// task, with its registers, FP state and signal mask.
 pub fn rt_sigreturn(t: &mut Task, _: &Args) -> SysResult {
-    let uc_addr = sigreturn_ucontext(&t.cpu.regs);
+    let uc_addr = sigreturn_ucontext(t.regs());
     let mut uc = [0u8; UCONTEXT_SIZE];
     t.mm().copy_in(uc_addr, &mut uc)?;
-    let mut regs = t.cpu.regs;
+    let mut regs = *t.regs();
     let restored = decode_ucontext(&uc, &mut regs);
-    let mut fp = t.context.fp_state(&*t.aspace).map_err(|_| Errno::EFAULT)?;
+    let mut fp = t.fp_state().map_err(|_| Errno::EFAULT)?;
     if restored.fpstate != 0 {
         t.mm().copy_in(restored.fpstate, &mut fp.xsave)?;
         // The software bytes are the kernel's note to itself, not state.
-        t.context
-            .set_fp_state(&*t.aspace, &fp)
-            .map_err(|_| Errno::EFAULT)?;
+        t.set_fp_state(&fp).map_err(|_| Errno::EFAULT)?;
     }
-    t.cpu.regs = regs;
-    t.signal_mask = SigSet(restored.mask).without_unblockable();
+    *t.regs_mut() = regs;
+    t.set_signal_mask(SigSet(restored.mask));
     // The return value is the interrupted code's rax, not a result.
     Ok(regs.syscall_return())
 }
@@ -144,10 +142,10 @@ pub fn tgkill(t: &mut Task, a: &Args) -> SysResult {
 /// A thread-directed signal: to the caller itself, or queued on a sibling
 /// thread, which is interrupted so that it delivers it promptly.
 fn send_to_thread(t: &mut Task, tid: i32, signo: i32) -> SysResult {
-    if tid == t.tid {
+    if tid == t.tid() {
         return send_to_self(t, signo, SI_TKILL);
     }
-    let member = t.tg.member(tid).ok_or(Errno::ESRCH)?;
+    let member = t.tg().member(tid).ok_or(Errno::ESRCH)?;
     if let Some(info) = user_signal(t, signo, SI_TKILL)? {
         member.queue(info);
     }
@@ -168,7 +166,7 @@ pub fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
         .pending()
         .iter()
         .fold(0u64, |acc, p| acc | SigSet::bit(p.signo))
-        & t.signal_mask.0;
+        & t.signal_mask().0;
     t.mm().copy_out(a.addr(0), &set.to_le_bytes())?;
     Ok(0)
 }
@@ -182,7 +180,7 @@ pub fn pause(t: &mut Task, _: &Args) -> SysResult {
         }
         // Interrupted: a signal from another thread was queued (EINTR on
         // the next pass) or the task is being stopped (restart).
-        if t.interrupt
+        if t.interrupt()
             .sleep(std::time::Duration::from_secs(3600))
             .is_err()
             && !t.has_deliverable_signal()

@@ -61,7 +61,7 @@ fn format_arg(task: &Task, kind: Arg, args: &Args, i: usize, result: &SysResult)
 }
 
 pub fn print(task: &Task, nr: u64, entry: Option<&Entry>, args: &Args, result: &SysResult) {
-    let mut line = format!("[{:>4}] ", task.tid);
+    let mut line = format!("[{:>4}] ", task.tid());
     match entry {
         Some(e) => {
             line.push_str(e.name);

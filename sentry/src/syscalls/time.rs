@@ -1,6 +1,7 @@
 //! Clocks and sleeping: clock_gettime, clock_getres, gettimeofday, time,
 //! nanosleep, clock_nanosleep, restart_syscall.
 
+use crate::kernel::task::RestartSleep;
 use std::time::Duration;
 
 use super::{Args, SysResult, ERESTARTSYS, ERESTART_RESTARTBLOCK};
@@ -10,9 +11,9 @@ use crate::kernel::Task;
 
 fn read_clock(t: &Task, id: ClockId) -> Nanos {
     match id {
-        ClockId::Realtime => t.kernel.clocks.realtime(),
-        ClockId::Monotonic | ClockId::Boottime => t.kernel.clocks.monotonic(),
-        ClockId::ProcessCputime | ClockId::ThreadCputime => t.cpu_time.as_nanos() as Nanos,
+        ClockId::Realtime => t.kernel().clocks.realtime(),
+        ClockId::Monotonic | ClockId::Boottime => t.kernel().clocks.monotonic(),
+        ClockId::ProcessCputime | ClockId::ThreadCputime => t.cpu_time().as_nanos() as Nanos,
     }
 }
 
@@ -53,7 +54,7 @@ pub fn clock_getres(t: &mut Task, a: &Args) -> SysResult {
 
 pub fn gettimeofday(t: &mut Task, a: &Args) -> SysResult {
     if a.addr(0) != 0 {
-        let (sec, nsec) = to_timespec(t.kernel.clocks.realtime());
+        let (sec, nsec) = to_timespec(t.kernel().clocks.realtime());
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&sec.to_le_bytes());
         b[8..].copy_from_slice(&(nsec / 1000).to_le_bytes());
@@ -67,7 +68,7 @@ pub fn gettimeofday(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn time(t: &mut Task, a: &Args) -> SysResult {
-    let (sec, _) = to_timespec(t.kernel.clocks.realtime());
+    let (sec, _) = to_timespec(t.kernel().clocks.realtime());
     if a.addr(0) != 0 {
         t.mm().copy_out(a.addr(0), &sec.to_le_bytes())?;
     }
@@ -77,10 +78,13 @@ pub fn time(t: &mut Task, a: &Args) -> SysResult {
 /// Sleeps as `s` says. `rem` (0: none) receives the time left when a
 /// relative sleep is interrupted.
 fn sleep(t: &mut Task, s: Sleep, rem: u64) -> SysResult {
-    t.restart_deadline = None;
-    t.restart_rem = None;
-    let left = s.remaining(&t.kernel.clocks);
-    if left == 0 || t.interrupt.sleep(Duration::from_nanos(left as u64)).is_ok() {
+    t.set_restart(None);
+    let left = s.remaining(&t.kernel().clocks);
+    if left == 0
+        || t.interrupt()
+            .sleep(Duration::from_nanos(left as u64))
+            .is_ok()
+    {
         return Ok(0);
     }
     let write_rem = |t: &Task, remaining: Nanos| -> Result<(), Errno> {
@@ -89,7 +93,7 @@ fn sleep(t: &mut Task, s: Sleep, rem: u64) -> SysResult {
         }
         Ok(())
     };
-    match s.interrupted(&t.kernel.clocks, t.has_deliverable_signal()) {
+    match s.interrupted(&t.kernel().clocks, t.has_deliverable_signal()) {
         SleepInterrupted::Elapsed => Ok(0),
         SleepInterrupted::Eintr { remaining } => {
             if let Some(r) = remaining {
@@ -99,9 +103,11 @@ fn sleep(t: &mut Task, s: Sleep, rem: u64) -> SysResult {
         }
         SleepInterrupted::RestartBlock { remaining } => {
             write_rem(t, remaining)?;
-            t.restart_deadline = Some(s.deadline);
-            t.restart_clock = Some(s.clock);
-            t.restart_rem = (rem != 0).then_some(rem);
+            t.set_restart(Some(RestartSleep {
+                deadline: s.deadline,
+                clock: s.clock,
+                rem: (rem != 0).then_some(rem),
+            }));
             Err(ERESTART_RESTARTBLOCK)
         }
         SleepInterrupted::Reexecute => Err(ERESTARTSYS),
@@ -110,7 +116,7 @@ fn sleep(t: &mut Task, s: Sleep, rem: u64) -> SysResult {
 
 pub fn nanosleep(t: &mut Task, a: &Args) -> SysResult {
     let d = read_timespec(t, a.addr(0))?;
-    let s = Sleep::relative(&t.kernel.clocks, d);
+    let s = Sleep::relative(&t.kernel().clocks, d);
     sleep(t, s, a.addr(1))
 }
 
@@ -127,7 +133,7 @@ pub fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
     if a.uint(1) & TIMER_ABSTIME != 0 {
         sleep(t, Sleep::absolute(clock, ts), 0)
     } else {
-        let s = Sleep::relative(&t.kernel.clocks, ts);
+        let s = Sleep::relative(&t.kernel().clocks, ts);
         sleep(t, s, a.addr(3))
     }
 }
@@ -135,12 +141,8 @@ pub fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
 /// Continues a relative sleep stopped by a checkpoint (or another stop
 /// without a signal handler), to its original deadline.
 pub fn restart_syscall(t: &mut Task, _: &Args) -> SysResult {
-    match t.restart_deadline {
-        Some(deadline) => {
-            let clock = t.restart_clock.unwrap_or(ClockId::Monotonic);
-            let rem = t.restart_rem.unwrap_or(0);
-            sleep(t, Sleep::resumed(clock, deadline), rem)
-        }
+    match t.restart() {
+        Some(r) => sleep(t, Sleep::resumed(r.clock, r.deadline), r.rem.unwrap_or(0)),
         None => Err(Errno::EINTR),
     }
 }

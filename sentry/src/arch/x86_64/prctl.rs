@@ -14,15 +14,15 @@ pub fn arch_prctl(t: &mut Task, a: &Args) -> SysResult {
     let addr = a.addr(1);
     let canonical = addr < t.mm().layout().max_user_addr;
     match a.int(0) {
-        ARCH_SET_FS if canonical => t.cpu.regs.fs_base = addr,
-        ARCH_SET_GS if canonical => t.cpu.regs.gs_base = addr,
+        ARCH_SET_FS if canonical => t.regs_mut().fs_base = addr,
+        ARCH_SET_GS if canonical => t.regs_mut().gs_base = addr,
         ARCH_SET_FS | ARCH_SET_GS => return Err(Errno::EPERM),
         ARCH_GET_FS => {
-            let v = t.cpu.regs.fs_base;
+            let v = t.regs().fs_base;
             t.mm().copy_out(addr, &v.to_le_bytes())?
         }
         ARCH_GET_GS => {
-            let v = t.cpu.regs.gs_base;
+            let v = t.regs().gs_base;
             t.mm().copy_out(addr, &v.to_le_bytes())?
         }
         _ => return Err(Errno::EINVAL),
