@@ -82,7 +82,8 @@ fn padded_zeros_file(len: usize) -> Vec<u8> {
     let mut w = Writer::new(Vec::new(), header()).unwrap();
     w.write_section(
         SectionKind::Kernel,
-        "",
+        // The object table's section, so restore decompresses it.
+        "objects",
         Compression::Zstd(1),
         &vec![0u8; len],
     )

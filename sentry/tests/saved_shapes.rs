@@ -171,10 +171,9 @@ fn parse(text: &str) -> BTreeMap<(String, u32), String> {
 
 #[test]
 fn every_saved_type_keeps_its_shape_at_its_version() {
-    let now =
-        current_shapes(|t| sentry::state::types::visit_saved_types(t)).unwrap_or_else(|errors| {
-            panic!("saved types are not all versioned:\n{}", errors.join("\n"))
-        });
+    let now = current_shapes(sentry::state::types::visit_saved_types).unwrap_or_else(|errors| {
+        panic!("saved types are not all versioned:\n{}", errors.join("\n"))
+    });
     let path = shapes_file();
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let recorded = parse(&text);
@@ -240,8 +239,8 @@ mod after {
 
 #[test]
 fn a_nested_type_changed_without_a_version_bump_is_named() {
-    let old = current_shapes(|t| <before::Holder as Versioned>::visit(t)).unwrap();
-    let new = current_shapes(|t| <after::Holder as Versioned>::visit(t)).unwrap();
+    let old = current_shapes(<before::Holder as Versioned>::visit).unwrap();
+    let new = current_shapes(<after::Holder as Versioned>::visit).unwrap();
     let (changed, added) = compare(&old, &new);
     assert!(added.is_empty(), "{added:?}");
     assert_eq!(changed.len(), 1, "{changed:?}");
@@ -252,7 +251,7 @@ fn a_nested_type_changed_without_a_version_bump_is_named() {
 
 #[test]
 fn a_nested_type_left_out_of_the_list_is_named() {
-    let errors = current_shapes(|t| <after::Undeclared as Versioned>::visit(t)).unwrap_err();
+    let errors = current_shapes(<after::Undeclared as Versioned>::visit).unwrap_err();
     assert!(
         errors
             .iter()
