@@ -20,7 +20,7 @@
 //! statefile format version must appear in at least one committed golden
 //! statefile. A version bump without a new golden file fails there.
 //!
-//! A new golden file: `CRYO_REGENERATE_GOLDEN=1 cargo test -p cryo-golden
+//! A new golden file: `CRYO_NEW_REAL_GOLDEN=1 cargo test -p cryo-golden
 //! --test real_guest -- --ignored regenerate_real_guest` (writes the next
 //! `vN`, never replaces one).
 
@@ -69,8 +69,7 @@ struct Manifest {
 }
 
 fn parse_manifest(path: &Path) -> Manifest {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut m = Manifest::default();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -390,7 +389,13 @@ fn expected_continuations_cover_every_kind_of_state() {
             g.expect.display(),
             last + 1
         );
-        for kind in [" mem=", " tmp size=", " shm size=", " pipe=", " signal handled="] {
+        for kind in [
+            " mem=",
+            " tmp size=",
+            " shm size=",
+            " pipe=",
+            " signal handled=",
+        ] {
             assert!(
                 expect.iter().filter(|l| l.contains(kind)).count() >= 2,
                 "real-guest-v{}: fewer than two {kind:?} lines in {}",
@@ -441,7 +446,7 @@ fn every_saved_type_version_is_in_a_real_golden_statefile() {
     assert!(
         missing.is_empty(),
         "no committed real golden statefile holds {}: add one (golden/README.md: \
-         CRYO_REGENERATE_GOLDEN=1 cargo test -p cryo-golden --test real_guest -- --ignored regenerate_real_guest)",
+         CRYO_NEW_REAL_GOLDEN=1 cargo test -p cryo-golden --test real_guest -- --ignored regenerate_real_guest)",
         missing.join(", ")
     );
     assert!(
@@ -458,14 +463,15 @@ fn every_saved_type_version_is_in_a_real_golden_statefile() {
 /// [`CHECKPOINT_AFTER_TICK`], and writes the next `data/real-guest-vN.*`:
 /// the statefile, the executable, the manifest and the lines a native run
 /// prints for the [`EXPECT_TICKS`] ticks after the checkpoint. Then
-/// restores what it wrote, as the test does. Never replaces a file.
+/// restores what it wrote, as the test does, and removes it again if that
+/// fails. Never replaces a file.
 #[test]
 #[ignore]
 fn regenerate_real_guest() {
-    if std::env::var_os("CRYO_REGENERATE_GOLDEN").is_none() {
-        eprintln!(
-            "SKIPPED: set CRYO_REGENERATE_GOLDEN=1 to add the next golden/data/real-guest-vN"
-        );
+    // Not CRYO_REGENERATE_GOLDEN: `-- --ignored regenerate` with that set
+    // rewrites the synthetic files and must not add a real one on the way.
+    if std::env::var_os("CRYO_NEW_REAL_GOLDEN").is_none() {
+        eprintln!("SKIPPED: set CRYO_NEW_REAL_GOLDEN=1 to add the next golden/data/real-guest-vN");
         return;
     }
     let version = goldens().last().map_or(1, |g| g.version + 1);
@@ -511,9 +517,7 @@ fn regenerate_real_guest() {
     for (k, v) in BASE_ENV {
         cmd.arg("--env").arg(format!("{k}={v}"));
     }
-    cmd.arg("--")
-        .arg(&exe)
-        .args(["-1", TMP_FILE, SHM_FILE]);
+    cmd.arg("--").arg(&exe).args(["-1", TMP_FILE, SHM_FILE]);
     let mut run = Running::spawn(cmd, format!("cryo do {}", exe.display()));
     let mark = format!("tick {CHECKPOINT_AFTER_TICK} mem=");
     if !run.wait_for(START, |l| l.iter().any(|l| l.starts_with(&mark))) {
@@ -591,7 +595,10 @@ fn regenerate_real_guest() {
         .find(|g| g.version == version)
         .expect("the files just written");
     if let Err(e) = check_golden(&g) {
-        panic!("the new golden file does not restore: {e}");
+        for ext in ["cryo", "expect", "manifest", "golden_counter"] {
+            let _ = std::fs::remove_file(out(ext));
+        }
+        panic!("the new golden file does not restore (its files were removed again): {e}");
     }
     eprintln!(
         "wrote {} ({} bytes), last tick {last_tick}, {} expected lines",

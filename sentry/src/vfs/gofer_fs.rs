@@ -433,6 +433,7 @@ mod tests {
             gofer::Client::new(sentry_end),
             Arc::new(FixedClock(1)),
             Arc::new(OneProc),
+            crate::vfs::testing::test_memory_file(),
         )
         .unwrap();
         let r = vfs.root().clone();
