@@ -62,7 +62,7 @@ pub struct CheckpointArgs {
 
 pub fn run(args: CheckpointArgs, root: &Path) -> anyhow::Result<i32> {
     // Refuse bad input before touching the sandbox or the file system.
-    crate::sandbox::parse_compression(&args.compression)?;
+    crate::supervisor::parse_compression(&args.compression)?;
     container::load(root, &args.id)?;
     let dir = std::path::absolute(&args.image_path)?;
     std::fs::create_dir_all(&dir)

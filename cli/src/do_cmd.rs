@@ -90,7 +90,7 @@ pub fn run(args: DoArgs, root: &std::path::Path, platform: Option<&str>) -> anyh
         None => crate::container::generate_id(),
     };
     let (gofer_sock, mut gofer) = start_gofer()?;
-    let config = sentry::sandbox::DoConfig {
+    let config = sentry::boot::DoConfig {
         argv: args.command.clone(),
         env,
         cwd,
@@ -98,9 +98,9 @@ pub fn run(args: DoArgs, root: &std::path::Path, platform: Option<&str>) -> anyh
         strace: args.strace,
         platform: platform.unwrap_or(platform::DEFAULT_PLATFORM).to_string(),
     };
-    let result = sentry::sandbox::boot_do(&config, gofer_sock)
+    let result = sentry::boot::boot_do(&config, gofer_sock)
         .map_err(anyhow::Error::new)
-        .and_then(|mut task| crate::sandbox::run(&mut task, root, &id, &args.command));
+        .and_then(|mut task| crate::supervisor::run(&mut task, root, &id, &args.command));
     // The gofer serves until its socket closes, which the task's end did.
     let _ = gofer.wait();
     result

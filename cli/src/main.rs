@@ -9,7 +9,7 @@ mod gofer_cmd;
 mod inspect;
 mod logging;
 mod restore_cmd;
-mod sandbox;
+mod supervisor;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     }
     if matches!(cli.command, Command::Do(_) | Command::Restore(_)) {
         // Before any other thread exists: the sandbox's program gets these.
-        if let Err(e) = sandbox::block_forwarded_signals() {
+        if let Err(e) = supervisor::block_forwarded_signals() {
             eprintln!("cryo: {e:#}");
             return ExitCode::from(125);
         }

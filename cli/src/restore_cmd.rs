@@ -33,7 +33,7 @@ pub fn run(args: RestoreArgs, root: &Path, platform: Option<&str>) -> anyhow::Re
                 let image = task.tg.image();
                 crate::container::recorded_argv(image.argv.iter().map(Vec::as_slice))
             };
-            crate::sandbox::run(&mut task, root, &id, &argv)
+            crate::supervisor::run(&mut task, root, &id, &argv)
         });
     let _ = gofer.wait();
     result

@@ -7,11 +7,11 @@
 //! family), `state/` (checkpoint and restore of the whole kernel).
 
 pub mod arch;
+pub mod boot;
 pub mod errno;
 pub mod kernel;
 pub mod loader;
 pub mod mm;
-pub mod sandbox;
 pub mod state;
 pub mod syscalls;
 pub mod vfs;

@@ -24,5 +24,5 @@ pub use manager::{
 };
 pub use memory_file::{FileRange, MemoryFile, MemoryFileError, MF_PAGE_SIZE};
 pub use ops::MmapFile;
-pub use state::{MappedFileRecord, MemoryFileRecord, MmRecord, MmState, RestoreError};
+pub use state::{MappedFileRecord, MemoryFileRecord, MmRecord, MmRestoreError, MmState};
 pub use vma::{FileBacking, FileState, Vma, VmaKind, VmaState};

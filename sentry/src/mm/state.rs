@@ -90,7 +90,7 @@ impl MemoryManager {
 
 /// Why a snapshot cannot be restored.
 #[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
+pub enum MmRestoreError {
     #[error("statefile page size {saved} differs from this host's {host}")]
     PageSize { saved: u64, host: u64 },
     #[error(
@@ -126,7 +126,7 @@ fn pin_direct(
     vmas: &mut BTreeMap<u64, Vma>,
     backing: &mut BTreeMap<u64, u64>,
     mf: &MemoryFile,
-) -> Result<(), RestoreError> {
+) -> Result<(), MmRestoreError> {
     let mut pinned: Vec<(Arc<dyn MappableFile>, u64, u64, u64)> = Vec::new();
     let mut result = Ok(());
     for (index, v) in vmas.values_mut().enumerate() {
@@ -150,7 +150,7 @@ fn pin_direct(
         // Claimed last, so that a range already given to a file (or to
         // another mapping) is refused here.
         if overlaps || mf.claim_restored(v.mf_offset, len).is_err() {
-            result = Err(RestoreError::BadVma {
+            result = Err(MmRestoreError::BadVma {
                 index,
                 start: v.start,
                 end: v.end,
@@ -180,17 +180,17 @@ impl MmState {
         &self,
         layout: &Layout,
         is_allocated: &dyn Fn(u64, u64) -> bool,
-    ) -> Result<(), RestoreError> {
+    ) -> Result<(), MmRestoreError> {
         let state = self;
         if state.page_size != layout.page_size {
-            return Err(RestoreError::PageSize {
+            return Err(MmRestoreError::PageSize {
                 saved: state.page_size,
                 host: layout.page_size,
             });
         }
         let (min_addr, top) = usable_range(layout);
         let page = layout.page_size;
-        let too_small = |highest: u64| RestoreError::AddressSpaceTooSmall {
+        let too_small = |highest: u64| MmRestoreError::AddressSpaceTooSmall {
             highest,
             top,
             va_bits: layout.va_bits,
@@ -201,7 +201,7 @@ impl MmState {
         let mut backing: BTreeMap<u64, u64> = BTreeMap::new();
         let mut prev_end = 0u64;
         for (index, s) in state.vmas.iter().enumerate() {
-            let bad = |why| RestoreError::BadVma {
+            let bad = |why| MmRestoreError::BadVma {
                 index,
                 start: s.start,
                 end: s.end,
@@ -264,7 +264,7 @@ impl MmState {
             && state.brk_start & (page - 1) == 0
             && (state.brk_start == 0 || state.brk_start >= min_addr);
         if !brk_ok {
-            return Err(RestoreError::BadBrk {
+            return Err(MmRestoreError::BadBrk {
                 brk_start: state.brk_start,
                 brk: state.brk,
             });
@@ -297,7 +297,7 @@ impl MemoryManager {
         mf: Arc<MemoryFile>,
         aspace: Arc<dyn AddressSpace>,
         reopen: &OpenFn<'_>,
-    ) -> Result<MemoryManager, RestoreError> {
+    ) -> Result<MemoryManager, MmRestoreError> {
         state.validate(&layout, &|offset, len| mf.is_allocated(offset, len))?;
         // Each mapping's own backing is claimed against every other owner
         // of restored memory (tmpfs files first of all).
@@ -305,7 +305,7 @@ impl MemoryManager {
         for (index, s) in state.vmas.iter().enumerate().filter(|(_, s)| !s.direct) {
             let len = s.end - s.start;
             if mf.claim_restored(s.mf_offset, len).is_err() {
-                return Err(RestoreError::BadVma {
+                return Err(MmRestoreError::BadVma {
                     index,
                     start: s.start,
                     end: s.end,
@@ -323,7 +323,7 @@ impl MemoryManager {
                     let file = match files.get(&f.name) {
                         Some(file) => file.clone(),
                         None => {
-                            let file = reopen(&f.name).map_err(|errno| RestoreError::Reopen {
+                            let file = reopen(&f.name).map_err(|errno| MmRestoreError::Reopen {
                                 name: f.name.clone(),
                                 errno,
                             })?;
@@ -352,13 +352,13 @@ impl MemoryManager {
             };
             vmas.insert(vma.start, vma);
         }
-        let mut mm = MemoryManager::new(layout, mf, aspace).map_err(RestoreError::Map)?;
+        let mut mm = MemoryManager::new(layout, mf, aspace).map_err(MmRestoreError::Map)?;
         mm.brk_start = state.brk_start;
         mm.brk = state.brk;
         mm.stack_limit = state.stack_limit;
         for v in vmas.values() {
             if let Err(e) = mm.aspace.map(v.start, v.len(), v.mf_offset, v.prot) {
-                return Err(RestoreError::Map(platform_errno("map", e)));
+                return Err(MmRestoreError::Map(platform_errno("map", e)));
             }
         }
         pin_direct(&mut vmas, &mut backing, &mm.mf)?;

@@ -741,7 +741,7 @@ fn serde_json_like(state: &MmState) -> MmState {
     serde_json::from_str(&serde_json::to_string(state).unwrap()).unwrap()
 }
 
-fn restore(state: &MmState, mf: Arc<MemoryFile>) -> Result<MemoryManager, RestoreError> {
+fn restore(state: &MmState, mf: Arc<MemoryFile>) -> Result<MemoryManager, MmRestoreError> {
     let aspace = FakeAddressSpace {
         pages: Arc::default(),
         calls: Arc::default(),

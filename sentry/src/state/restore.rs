@@ -13,6 +13,7 @@ use statefile::{Reader, SectionKind};
 use super::save::statefile_path;
 use super::validate::{load_saved_kernel, LoadError};
 use super::MEMORY_SECTION;
+use crate::boot::{donated_stdio, host_resources, new_kernel, BootError};
 use crate::errno::Errno;
 use crate::kernel::clone::spawn_thread;
 use crate::kernel::fd_table::FdTable;
@@ -22,7 +23,6 @@ use crate::kernel::thread_group::{ProcessImage, ProcessParts, ThreadGroup};
 use crate::kernel::time::Clocks;
 use crate::kernel::{KernelConfig, Task};
 use crate::mm::{MappableFile, MemoryManager};
-use crate::sandbox::{host_memory, host_stdio, new_kernel, SandboxError};
 use crate::vfs::state::{FileStateKind, OpenFileState, RestoreCtx};
 use crate::vfs::{Clock, HostClock};
 
@@ -43,13 +43,13 @@ pub enum RestoreError {
     #[error("{0}")]
     Records(LoadError),
     #[error("{0}")]
-    Boot(#[from] SandboxError),
+    Boot(#[from] BootError),
     #[error("restoring memory: {0}")]
     Memory(String),
     #[error("{0}")]
-    File(#[from] crate::vfs::state::RestoreError),
+    File(#[from] crate::vfs::state::VfsRestoreError),
     #[error("restoring the address space: {0}")]
-    Mm(#[from] crate::mm::RestoreError),
+    Mm(#[from] crate::mm::MmRestoreError),
     #[error("restoring registers: {0}")]
     Platform(#[from] platform::PlatformError),
     #[error("invalid task state: {0}")]
@@ -92,7 +92,7 @@ pub fn restore(
     let reader = Reader::open(&path).map_err(sf_err)?;
     // A platform this cryo lacks is refused before anything is loaded.
     let platform_name = chosen_platform(reader.header(), platform);
-    platform::lookup(&platform_name).map_err(SandboxError::Platform)?;
+    platform::lookup(&platform_name).map_err(BootError::Platform)?;
     for section in reader
         .sections()
         .iter()
@@ -100,7 +100,7 @@ pub fn restore(
     {
         reader.verify_section(section).map_err(sf_err)?;
     }
-    let host = host_memory()?;
+    let host = host_resources()?;
     let rec = match load_saved_kernel(&reader, &host.layout) {
         Ok(rec) => rec,
         Err(LoadError::Statefile(source)) => return Err(sf_err(source)),
@@ -169,7 +169,7 @@ pub fn restore(
     // Open file descriptions, each once however many descriptors share it:
     // host stdio from this restore's caller, the rest re-opened by path and
     // fingerprint.
-    let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = host_stdio()?.into_iter().collect();
+    let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = donated_stdio()?.into_iter().collect();
     let mut ctx = RestoreCtx::new(&rec.pipes, stdio, HostClock.now());
     let mut files: HashMap<u64, Arc<crate::vfs::OpenFile>> = HashMap::new();
     for (&id, f) in &rec.files {
@@ -197,7 +197,7 @@ pub fn restore(
         let mut none = RestoreCtx::new(&[], HashMap::new(), HostClock.now());
         let file = kernel.vfs.reopen(&state, &mut none)?;
         let mappable = file.as_mappable().ok_or_else(|| {
-            RestoreError::File(crate::vfs::state::RestoreError::Invalid(format!(
+            RestoreError::File(crate::vfs::state::VfsRestoreError::Invalid(format!(
                 "{} cannot be mapped",
                 f.path
             )))

@@ -24,7 +24,7 @@ pub enum FileKind {
     PipeWrite,
     CharDevice,
     /// A host fd donated by the CLI (the sandbox's stdio).
-    HostFd,
+    DonatedFd,
     /// A file whose contents are generated (procfs).
     Synthetic,
 }

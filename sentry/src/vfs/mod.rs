@@ -13,15 +13,15 @@
 pub mod abi;
 pub mod dentry;
 pub mod devfs;
+pub mod donated;
 pub mod file;
 pub mod gofer_fs;
-pub mod host;
 pub mod inode;
+pub mod namespace;
 pub mod overlay;
 pub mod pipe;
 pub mod procfs;
 pub mod resolve;
-pub mod sandbox;
 pub mod stat;
 pub mod state;
 pub mod tmpfs;

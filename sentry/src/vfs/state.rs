@@ -185,7 +185,7 @@ pub enum SaveError {
 
 /// Why a restore was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RestoreError {
+pub enum VfsRestoreError {
     #[error("{path}: {errno}")]
     Missing { path: String, errno: Errno },
     #[error("{path} changed since the checkpoint: {what}")]
@@ -202,12 +202,12 @@ pub enum RestoreError {
     Tmpfs { field: String, why: String },
 }
 
-fn invalid(s: impl Into<String>) -> RestoreError {
-    RestoreError::Invalid(s.into())
+fn invalid(s: impl Into<String>) -> VfsRestoreError {
+    VfsRestoreError::Invalid(s.into())
 }
 
-fn bad_field(field: impl Into<String>, why: impl Into<String>) -> RestoreError {
-    RestoreError::Tmpfs {
+fn bad_field(field: impl Into<String>, why: impl Into<String>) -> VfsRestoreError {
+    VfsRestoreError::Tmpfs {
         field: field.into(),
         why: why.into(),
     }
@@ -308,7 +308,7 @@ impl Tmpfs {
         snap: &TmpfsSnapshot,
         clock: Arc<dyn Clock>,
         mf: Arc<MemoryFile>,
-    ) -> Result<Arc<Tmpfs>, RestoreError> {
+    ) -> Result<Arc<Tmpfs>, VfsRestoreError> {
         let index = validate_table(snap, &mf)?;
         let max_ino = snap.nodes.iter().map(|n| n.ino).max().unwrap_or(0);
         let shared = Arc::new(TmpfsShared {
@@ -394,7 +394,7 @@ fn valid_name(n: &[u8]) -> bool {
 fn validate_table(
     snap: &TmpfsSnapshot,
     mf: &MemoryFile,
-) -> Result<HashMap<u64, usize>, RestoreError> {
+) -> Result<HashMap<u64, usize>, VfsRestoreError> {
     let mut index: HashMap<u64, usize> = HashMap::with_capacity(snap.nodes.len());
     for (i, n) in snap.nodes.iter().enumerate() {
         if n.ino == 0 {
@@ -675,7 +675,7 @@ impl Vfs {
         &self,
         st: &OpenFileState,
         ctx: &mut RestoreCtx,
-    ) -> Result<Arc<OpenFile>, RestoreError> {
+    ) -> Result<Arc<OpenFile>, VfsRestoreError> {
         let status = st.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC);
         match &st.kind {
             FileStateKind::PipeRead { pipe } | FileStateKind::PipeWrite { pipe } => {
@@ -702,7 +702,7 @@ impl Vfs {
         let root = self.root().clone();
         let d = self
             .resolve(&root, &st.path, false)
-            .map_err(|errno| RestoreError::Missing {
+            .map_err(|errno| VfsRestoreError::Missing {
                 path: path.clone(),
                 errno,
             })?;
@@ -713,7 +713,7 @@ impl Vfs {
             _ => libc::S_IFREG,
         };
         if d.file_type() != expected {
-            return Err(RestoreError::KindMismatch {
+            return Err(VfsRestoreError::KindMismatch {
                 path,
                 expected: kind_name(expected),
                 found: kind_name(d.file_type()),
@@ -729,7 +729,7 @@ impl Vfs {
                 }
                 Some(now) if now == saved => {}
                 Some(now) => {
-                    return Err(RestoreError::Changed {
+                    return Err(VfsRestoreError::Changed {
                         path,
                         what: format!("was {saved}, now {now}"),
                     })
@@ -737,7 +737,7 @@ impl Vfs {
                 // It was copied up since: restored from the upper layer,
                 // which does not match a host file any more.
                 None => {
-                    return Err(RestoreError::Changed {
+                    return Err(VfsRestoreError::Changed {
                         path,
                         what: "no longer the host's file".into(),
                     })
@@ -746,7 +746,7 @@ impl Vfs {
         }
         let file = self
             .finish_open(d, status)
-            .map_err(|errno| RestoreError::Missing { path, errno })?;
+            .map_err(|errno| VfsRestoreError::Missing { path, errno })?;
         file.set_offset(st.offset);
         Ok(file)
     }
@@ -1090,7 +1090,7 @@ mod tests {
             &reopen3,
         );
         match got {
-            Err(crate::mm::RestoreError::BadVma { why, .. }) => {
+            Err(crate::mm::MmRestoreError::BadVma { why, .. }) => {
                 assert_eq!(why, "memory range shared with another mapping")
             }
             Err(e) => panic!("refused for another reason: {e}"),
@@ -1220,7 +1220,7 @@ mod tests {
         f(&mut s);
         let s = encode_decode(&s);
         match Tmpfs::restore(&s, clock(), mf.clone()) {
-            Err(RestoreError::Tmpfs { field, why }) => (field, why),
+            Err(VfsRestoreError::Tmpfs { field, why }) => (field, why),
             Err(e) => panic!("refused with a non-tmpfs error {e}"),
             Ok(_) => panic!("hostile table accepted"),
         }
@@ -1483,7 +1483,7 @@ mod tests {
         drop((cur, fs));
         let (bad, mf) = chain(true);
         match Tmpfs::restore(&bad, clock(), mf) {
-            Err(RestoreError::Tmpfs { field, why }) => {
+            Err(VfsRestoreError::Tmpfs { field, why }) => {
                 assert!(field.starts_with("nodes["), "{field}");
                 assert!(why.contains("not reachable"), "{why}");
             }

@@ -35,7 +35,7 @@ pub struct DoConfig {
 
 /// Why a sandbox could not boot or run. Each names its cause in one line.
 #[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
+pub enum BootError {
     #[error("this host cannot run cryo: {0}")]
     Host(PlatformError),
     #[error("cannot create the memory file: {0}")]
@@ -69,7 +69,7 @@ fn find_command(
     cwd: &Arc<Dentry>,
     cmd: &str,
     env: &[String],
-) -> Result<String, SandboxError> {
+) -> Result<String, BootError> {
     if cmd.contains('/') {
         return Ok(cmd.to_string());
     }
@@ -85,12 +85,12 @@ fn find_command(
             }
         }
     }
-    Err(SandboxError::CommandNotFound(cmd.to_string()))
+    Err(BootError::CommandNotFound(cmd.to_string()))
 }
 
 /// The host's stdio, donated to the sandbox as its stdio 0, 1 and 2 (by
 /// index). A closed host fd stays closed in the sandbox.
-pub(crate) fn host_stdio() -> Result<Vec<(u32, Arc<vfs::OpenFile>)>, SandboxError> {
+pub(crate) fn donated_stdio() -> Result<Vec<(u32, Arc<vfs::OpenFile>)>, BootError> {
     use std::os::fd::AsFd;
     let host = [
         (
@@ -114,25 +114,25 @@ pub(crate) fn host_stdio() -> Result<Vec<(u32, Arc<vfs::OpenFile>)>, SandboxErro
         let Ok(owned) = dup else { continue };
         files.push((
             index,
-            vfs::host::open_host_fd(owned, index, flags).map_err(SandboxError::Stdio)?,
+            vfs::donated::open_donated_fd(owned, index, flags).map_err(BootError::Stdio)?,
         ));
     }
     Ok(files)
 }
 
 /// The host resources of a sandbox: its layout, memory file and platform.
-pub(crate) struct Host {
+pub(crate) struct HostResources {
     pub layout: Layout,
     pub memory_file: Arc<MemoryFile>,
 }
 
-pub(crate) fn host_memory() -> Result<Host, SandboxError> {
-    let layout = Layout::probe().map_err(SandboxError::Host)?;
+pub(crate) fn host_resources() -> Result<HostResources, BootError> {
+    let layout = Layout::probe().map_err(BootError::Host)?;
     let memory_file = Arc::new(
         MemoryFile::new(MemoryFile::capacity_for_va_bits(layout.va_bits))
-            .map_err(SandboxError::MemoryFile)?,
+            .map_err(BootError::MemoryFile)?,
     );
-    Ok(Host {
+    Ok(HostResources {
         layout,
         memory_file,
     })
@@ -141,29 +141,29 @@ pub(crate) fn host_memory() -> Result<Host, SandboxError> {
 /// Creates the kernel over `host`: the platform `config` names and the VFS
 /// served by the gofer (from a saved upper layer on restore).
 pub(crate) fn new_kernel(
-    host: &Host,
+    host: &HostResources,
     gofer_sock: OwnedFd,
     vfs_state: Option<&VfsState>,
     clocks: Clocks,
     config: &KernelConfig,
-) -> Result<Arc<Kernel>, SandboxError> {
+) -> Result<Arc<Kernel>, BootError> {
     let platform =
         platform::by_name(&config.platform, host.memory_file.fd()).map_err(|e| match e {
-            PlatformError::UnknownPlatform { .. } => SandboxError::Platform(e),
-            e => SandboxError::Host(e),
+            PlatformError::UnknownPlatform { .. } => BootError::Platform(e),
+            e => BootError::Host(e),
         })?;
     let procs = ProcTable::new();
     let gofer_fs = Arc::new(vfs::gofer_fs::GoferHostFs::new(gofer::Client::new(
         gofer_sock,
     )));
-    let vfs = vfs::sandbox::build_with_host(
+    let vfs = vfs::namespace::build_with_host(
         gofer_fs,
         Arc::new(HostClock),
         procs.clone(),
         host.memory_file.clone(),
         vfs_state,
     )
-    .map_err(|e| SandboxError::Vfs(e.to_string()))?;
+    .map_err(|e| BootError::Vfs(e.to_string()))?;
     let kernel = Arc::new(Kernel::new(
         platform,
         host.memory_file.clone(),
@@ -177,9 +177,9 @@ pub(crate) fn new_kernel(
 }
 
 /// Boots a `cryo do` sandbox and returns its init task, ready to run.
-pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxError> {
-    let cmd = config.argv.first().ok_or(SandboxError::NoCommand)?;
-    let host = host_memory()?;
+pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError> {
+    let cmd = config.argv.first().ok_or(BootError::NoCommand)?;
+    let host = host_resources()?;
     let kconfig = KernelConfig {
         hostname: config.hostname.clone(),
         strace: config.strace,
@@ -190,7 +190,7 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxEr
     let cwd = kernel
         .vfs
         .lookup_dir(&root, config.cwd.as_bytes())
-        .map_err(|errno| SandboxError::Cwd {
+        .map_err(|errno| BootError::Cwd {
             path: config.cwd.clone(),
             errno,
         })?;
@@ -199,18 +199,18 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxEr
     let argv: Vec<Vec<u8>> = config.argv.iter().map(|a| a.as_bytes().to_vec()).collect();
     let envp: Vec<Vec<u8>> = config.env.iter().map(|e| e.as_bytes().to_vec()).collect();
     let image = load_image(&kernel, &cwd, &creds, &path, argv.clone(), envp).map_err(|error| {
-        SandboxError::Exec {
+        BootError::Exec {
             path: path.clone(),
             error,
         }
     })?;
     let mut fds = FdTable::new();
-    for (index, file) in host_stdio()? {
+    for (index, file) in donated_stdio()? {
         fds.insert_at(index as i32, file, false, u64::MAX)
-            .map_err(SandboxError::Stdio)?;
+            .map_err(BootError::Stdio)?;
     }
-    let context = kernel.platform.new_context().map_err(SandboxError::Host)?;
-    let tid = kernel.allocate_tid().map_err(SandboxError::Stdio)?;
+    let context = kernel.platform.new_context().map_err(BootError::Host)?;
+    let tid = kernel.allocate_tid().map_err(BootError::Stdio)?;
     let tg = ThreadGroup::new(
         tid,
         ProcessParts {
@@ -243,7 +243,7 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, SandboxEr
 }
 
 /// `cryo do`: boots, runs the command to its end, returns its status.
-pub fn run_do(config: DoConfig, gofer_sock: OwnedFd) -> Result<ExitStatus, SandboxError> {
+pub fn run_do(config: DoConfig, gofer_sock: OwnedFd) -> Result<ExitStatus, BootError> {
     let mut task = boot_do(&config, gofer_sock)?;
     let status = task.run(&mut |_| Interruption::Continue)?;
     Ok(status.unwrap_or(ExitStatus::Signaled(libc::SIGKILL)))

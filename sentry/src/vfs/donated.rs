@@ -18,7 +18,7 @@ use super::stat::{Stat, Timespec};
 use crate::errno::Errno;
 
 /// One donated fd.
-pub struct HostFd {
+pub struct DonatedFd {
     fd: OwnedFd,
     /// Which of the CLI's stdio fds this is (0, 1, 2): what a checkpoint
     /// saves instead of the host fd number.
@@ -29,29 +29,34 @@ pub struct HostFd {
 
 /// Wraps the donated `fd`, stdio number `index`, as an open file with the
 /// given access mode flags (O_RDONLY for stdin, O_WRONLY for stdout/err).
-pub fn open_host_fd(fd: OwnedFd, index: u32, flags: i32) -> Result<Arc<OpenFile>, Errno> {
+pub fn open_donated_fd(fd: OwnedFd, index: u32, flags: i32) -> Result<Arc<OpenFile>, Errno> {
     let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
     let is_tty = nix::unistd::isatty(fd.as_raw_fd()).unwrap_or(false);
     let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
-    let host = Arc::new(HostFd {
+    let host = Arc::new(DonatedFd {
         fd,
         index,
         is_tty,
         regular,
     });
     let inode: Arc<dyn Inode> = Arc::new(HostInode(host.clone()));
-    Ok(OpenFile::new(None, inode, Arc::new(HostFdOps(host)), flags))
+    Ok(OpenFile::new(
+        None,
+        inode,
+        Arc::new(DonatedFdOps(host)),
+        flags,
+    ))
 }
 
 /// The stdio number of a donated-fd open file, for checkpointing.
-pub fn host_fd_index(file: &OpenFile) -> Option<u32> {
+pub fn donated_index(file: &OpenFile) -> Option<u32> {
     file.ops()
         .as_any()
-        .downcast_ref::<HostFdOps>()
+        .downcast_ref::<DonatedFdOps>()
         .map(|o| o.0.index)
 }
 
-impl HostFd {
+impl DonatedFd {
     /// Waits until the fd is ready for `events`, checking the interrupt
     /// between short polls so that a checkpoint can stop a blocked read.
     fn wait(&self, io: &IoCtx<'_>, events: PollFlags) -> Result<(), Errno> {
@@ -81,15 +86,15 @@ impl HostFd {
     }
 }
 
-struct HostFdOps(Arc<HostFd>);
+struct DonatedFdOps(Arc<DonatedFd>);
 
-impl FileOps for HostFdOps {
+impl FileOps for DonatedFdOps {
     fn as_any(&self) -> &dyn Any {
         self
     }
 
     fn kind(&self) -> FileKind {
-        FileKind::HostFd
+        FileKind::DonatedFd
     }
     fn save_as(&self) -> SaveAs {
         SaveAs::HostStdio(self.0.index)
@@ -244,7 +249,7 @@ fn decode_termios(b: &[u8], t: &mut libc::termios) -> Result<(), Errno> {
 
 /// What fstat on a donated fd reports: the host's answer, minus host
 /// identity (device and inode numbers are the sandbox's).
-struct HostInode(Arc<HostFd>);
+struct HostInode(Arc<DonatedFd>);
 
 impl Inode for HostInode {
     fn as_any(&self) -> &dyn Any {
@@ -278,7 +283,7 @@ impl Inode for HostInode {
     }
 
     fn open(&self, _flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
-        Ok(Arc::new(HostFdOps(self.0.clone())))
+        Ok(Arc::new(DonatedFdOps(self.0.clone())))
     }
 }
 
@@ -290,8 +295,8 @@ mod tests {
     #[test]
     fn pipe_stdio_forwards() {
         let (r, w) = nix::unistd::pipe().unwrap();
-        let out = open_host_fd(w, 1, libc::O_WRONLY).unwrap();
-        let inp = open_host_fd(r, 0, libc::O_RDONLY).unwrap();
+        let out = open_donated_fd(w, 1, libc::O_WRONLY).unwrap();
+        let inp = open_donated_fd(r, 0, libc::O_RDONLY).unwrap();
         let intr = Interrupt::new();
         assert_eq!(out.write(b"hi", &intr), Ok(2));
         let mut buf = [0u8; 8];
@@ -300,7 +305,7 @@ mod tests {
         assert_eq!(inp.lseek(0, libc::SEEK_SET), Err(Errno::ESPIPE));
         assert_eq!(inp.ioctl(libc::TCGETS, &[]).err(), Some(Errno::ENOTTY));
         assert_eq!(inp.stat().unwrap().mode & libc::S_IFMT, libc::S_IFIFO);
-        assert_eq!(host_fd_index(&out), Some(1));
+        assert_eq!(donated_index(&out), Some(1));
         // Nothing to read: non-blocking says EAGAIN, blocking can be
         // interrupted.
         inp.set_status_flags(libc::O_NONBLOCK);

@@ -9,7 +9,7 @@ use super::gofer_fs::{GoferHostFs, GoferInode, HostFs};
 use super::overlay;
 use super::procfs::{new_procfs, ProcessTable};
 use super::stat::Clock;
-use super::state::{RestoreError, VfsState};
+use super::state::{VfsRestoreError, VfsState};
 use super::tmpfs::Tmpfs;
 use super::vfs::{MountOpts, Vfs};
 use crate::errno::Errno;
@@ -22,7 +22,7 @@ pub fn build_sandbox_vfs(
     clock: Arc<dyn Clock>,
     procs: Arc<dyn ProcessTable>,
     mf: Arc<MemoryFile>,
-) -> Result<Vfs, RestoreError> {
+) -> Result<Vfs, VfsRestoreError> {
     build_with_host(Arc::new(GoferHostFs::new(client)), clock, procs, mf, None)
 }
 
@@ -35,10 +35,10 @@ pub fn build_with_host(
     procs: Arc<dyn ProcessTable>,
     mf: Arc<MemoryFile>,
     state: Option<&VfsState>,
-) -> Result<Vfs, RestoreError> {
+) -> Result<Vfs, VfsRestoreError> {
     let errno = |what: &str| {
         let what = what.to_string();
-        move |errno: Errno| RestoreError::Missing {
+        move |errno: Errno| VfsRestoreError::Missing {
             path: what.clone(),
             errno,
         }
@@ -118,7 +118,7 @@ mod tests {
         dir: &std::path::Path,
         mf: Arc<MemoryFile>,
         state: Option<&VfsState>,
-    ) -> Result<Vfs, RestoreError> {
+    ) -> Result<Vfs, VfsRestoreError> {
         build_with_host(
             LocalDirFs::new(dir),
             Arc::new(FixedClock(50)),
@@ -128,7 +128,7 @@ mod tests {
         )
     }
 
-    fn build(dir: &std::path::Path, state: Option<&VfsState>) -> Result<Vfs, RestoreError> {
+    fn build(dir: &std::path::Path, state: Option<&VfsState>) -> Result<Vfs, VfsRestoreError> {
         build_in(dir, test_memory_file(), state)
     }
 
@@ -232,7 +232,7 @@ mod tests {
         let vfs3 = build_in(d.path(), clone_memory(&mf), Some(&state2)).unwrap();
         let mut rctx = RestoreCtx::new(&pipes, HashMap::new(), Timespec::default());
         match vfs3.reopen(&saved[1], &mut rctx) {
-            Err(RestoreError::Changed { path, .. }) => assert_eq!(path, "/etc/hosts"),
+            Err(VfsRestoreError::Changed { path, .. }) => assert_eq!(path, "/etc/hosts"),
             other => panic!("{:?}", other.map(|_| ())),
         }
     }
@@ -282,7 +282,7 @@ mod tests {
             ..shm_root
         });
         match build_in(d.path(), clone_memory(&mf), Some(&twice)).err() {
-            Some(RestoreError::Tmpfs { field, why }) => {
+            Some(VfsRestoreError::Tmpfs { field, why }) => {
                 assert_eq!(field, "nodes[1].pages[0].offset");
                 assert!(why.contains("used twice"), "{why}");
             }

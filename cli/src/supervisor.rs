@@ -1,6 +1,7 @@
-//! Running a sandbox's init task with its control channel: the task loop
-//! handles queued control requests (checkpoint) whenever it is interrupted.
-//! A checkpoint is committed here, by the sandbox, with the fds the command
+//! The supervisor of a sandbox process: runs its init task with its control
+//! channel (the task loop handles queued control requests, checkpoint,
+//! whenever it is interrupted) and forwards signals to the program. A
+//! checkpoint is committed here, by the sandbox, with the fds the command
 //! passed (see `checkpoint_cmd` for the protocol and what it guarantees).
 
 use std::fs::File;
