@@ -429,7 +429,7 @@ mod tests {
         let (sentry_end, gofer_end) = gofer::socketpair().unwrap();
         let root = dir.path().to_path_buf();
         std::thread::spawn(move || gofer::serve(&root, gofer_end, true));
-        let vfs = super::super::sandbox::build_sandbox_vfs(
+        let vfs = super::super::namespace::build_sandbox_vfs(
             gofer::Client::new(sentry_end),
             Arc::new(FixedClock(1)),
             Arc::new(OneProc),

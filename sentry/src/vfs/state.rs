@@ -722,7 +722,7 @@ impl Vfs {
         if let Some(saved) = st.fingerprint {
             match d.inode().fingerprint() {
                 Some(_) if saved.crc32.is_none() => {
-                    return Err(RestoreError::Changed {
+                    return Err(VfsRestoreError::Changed {
                         path,
                         what: "its content could not be read when it was checkpointed".into(),
                     })
