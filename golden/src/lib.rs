@@ -6,6 +6,11 @@
 //! new version is *added* (`CRYO_REGENERATE_GOLDEN=1 cargo test -p
 //! cryo-golden -- --ignored regenerate`), never to make a failing test pass.
 //!
+//! The real golden statefiles (`data/real-guest-vN.*`, written by `cryo
+//! checkpoint` of a running guest, one more for every version change) are
+//! made and restored by `tests/real_guest.rs`; `README.md` says how to add
+//! one.
+//!
 //! `evolving` shows the migration pattern every kernel object follows: the
 //! type `golden.Evolving` went through three layouts, each old layout is kept
 //! as a private struct, and `load` decodes the saved version's layout and

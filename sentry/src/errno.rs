@@ -69,6 +69,7 @@ errnos!(
     ENODATA,
     EOVERFLOW,
     ETIMEDOUT,
+    ESTALE,
     ENOTSOCK,
     EAFNOSUPPORT,
     EOPNOTSUPP,

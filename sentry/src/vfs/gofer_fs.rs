@@ -151,15 +151,49 @@ pub struct GoferInode {
     fs: Arc<dyn HostFs>,
     node: HostNode,
     /// The stat from the walk: the lower layer does not change under a
-    /// running sandbox, and the fingerprint must be the one first seen.
+    /// running sandbox, and the application sees the size first seen.
     stat: Stat,
     /// The host fd of a regular file, asked of the gofer on the first open
     /// and shared by every later one: reads are positional (pread), so open
     /// files need no fd of their own, and an open costs no gofer round trip.
     host_fd: OnceLock<Arc<OwnedFd>>,
+    /// The content's fingerprint, computed on the first checkpoint that
+    /// needs it (hashing reads the whole file) and kept, like `stat`.
+    fingerprint: OnceLock<Fingerprint>,
 }
 
 impl GoferInode {
+    /// The shared host fd of a regular file (see `host_fd`).
+    fn host_fd(&self) -> Result<Arc<OwnedFd>, Errno> {
+        if let Some(fd) = self.host_fd.get() {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(self.fs.open(self.node)?);
+        // A racing open may have won; either fd reads the same file.
+        Ok(self.host_fd.get_or_init(|| fd).clone())
+    }
+
+    /// What the application reads of this file, hashed.
+    fn compute_fingerprint(&self) -> Result<Fingerprint, Errno> {
+        match self.stat.file_type() {
+            libc::S_IFREG => {
+                let fd = self.host_fd()?;
+                Fingerprint::of_contents(self.stat.size, |off, buf| {
+                    let off = i64::try_from(off).map_err(|_| Errno::EOVERFLOW)?;
+                    loop {
+                        match nix::sys::uio::pread(fd.as_ref(), buf, off) {
+                            Err(nix::errno::Errno::EINTR) => continue,
+                            r => return r.map_err(Errno::from),
+                        }
+                    }
+                })
+            }
+            libc::S_IFDIR => Ok(Fingerprint::of_dir(&self.fs.readdir(self.node)?)),
+            libc::S_IFLNK => Ok(Fingerprint::of_symlink(&self.fs.readlink(self.node)?)),
+            // Nothing else is reachable through the gofer (see `open`).
+            _ => Err(Errno::ENXIO),
+        }
+    }
     /// The root of the host tree.
     pub fn root(fs: Arc<dyn HostFs>) -> Result<Arc<GoferInode>, Errno> {
         let (node, stat) = fs.root()?;
@@ -171,6 +205,7 @@ impl GoferInode {
             node,
             stat,
             host_fd: OnceLock::new(),
+            fingerprint: OnceLock::new(),
         }))
     }
 }
@@ -204,6 +239,7 @@ impl Inode for GoferInode {
             node,
             stat,
             host_fd: OnceLock::new(),
+            fingerprint: OnceLock::new(),
         }))
     }
 
@@ -228,14 +264,7 @@ impl Inode for GoferInode {
         match self.stat.file_type() {
             libc::S_IFDIR => Ok(Arc::new(DirOps)),
             libc::S_IFREG => {
-                let fd = match self.host_fd.get() {
-                    Some(fd) => fd.clone(),
-                    None => {
-                        let fd = Arc::new(self.fs.open(self.node)?);
-                        // A racing open may have won; either fd reads the same file.
-                        self.host_fd.get_or_init(|| fd).clone()
-                    }
-                };
+                let fd = self.host_fd()?;
                 Ok(Arc::new(HostFileOps {
                     fd,
                     size: self.stat.size,
@@ -279,7 +308,18 @@ impl Inode for GoferInode {
     }
 
     fn fingerprint(&self) -> Option<Fingerprint> {
-        Some(Fingerprint::of(&self.stat))
+        if let Some(f) = self.fingerprint.get() {
+            return Some(*f);
+        }
+        match self.compute_fingerprint() {
+            Ok(f) => Some(*self.fingerprint.get_or_init(|| f)),
+            // Not kept: a later try may read it. The saved fingerprint
+            // matches nothing, so a restore refuses the file, saying so.
+            Err(errno) => {
+                tracing::warn!(?errno, "cannot read a host file to fingerprint it");
+                Some(Fingerprint::unreadable(self.stat.size))
+            }
+        }
     }
 }
 
@@ -359,5 +399,58 @@ mod tests {
             .unwrap();
         assert!(!d.getdents64(4096).unwrap().is_empty());
         assert_eq!(vfs.stat_at(&r, b"/nope", true).err(), Some(Errno::ENOENT));
+    }
+
+    /// A copy of a file (another inode, another mtime) has the same
+    /// fingerprint, so a statefile restores against a copy on another
+    /// host; a same-size edit, another length or another listing does not.
+    #[test]
+    fn fingerprints_follow_content_not_inode_or_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + 1) as u8).collect();
+        for sub in ["a", "b", "c", "d"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(dir.path().join("a/f"), &bytes).unwrap();
+        std::fs::write(dir.path().join("b/f"), &bytes).unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("b/f"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mut edited = bytes.clone();
+        edited[123_456] ^= 0x40;
+        std::fs::write(dir.path().join("c/f"), &edited).unwrap();
+        std::fs::write(dir.path().join("d/f"), &bytes[..bytes.len() - 1]).unwrap();
+        std::fs::write(dir.path().join("d/g"), b"").unwrap();
+
+        let (sentry_end, gofer_end) = gofer::socketpair().unwrap();
+        let root = dir.path().to_path_buf();
+        std::thread::spawn(move || gofer::serve(&root, gofer_end, true));
+        let vfs = super::super::namespace::build_sandbox_vfs(
+            gofer::Client::new(sentry_end),
+            Arc::new(FixedClock(1)),
+            Arc::new(OneProc),
+            crate::vfs::testing::test_memory_file(),
+        )
+        .unwrap();
+        let r = vfs.root().clone();
+        let fp = |path: &[u8]| {
+            vfs.resolve(&r, path, false)
+                .unwrap()
+                .inode()
+                .fingerprint()
+                .unwrap()
+        };
+        let a = fp(b"/a/f");
+        assert_eq!(a.size, bytes.len() as u64);
+        assert_eq!(a.crc32, Some(crc32fast::hash(&bytes)));
+        assert_eq!(fp(b"/b/f"), a, "a copy with another inode and mtime");
+        assert_ne!(fp(b"/c/f"), a, "one bit changed");
+        assert_ne!(fp(b"/d/f"), a, "one byte shorter");
+        assert_eq!(fp(b"/a"), fp(b"/b"), "same listing");
+        assert_ne!(fp(b"/a"), fp(b"/d"), "another listing");
     }
 }

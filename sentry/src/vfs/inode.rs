@@ -21,24 +21,105 @@ pub struct DirEntry {
     pub dtype: u8,
 }
 
-/// Identity and version of a host file, kept in a statefile so a restore can
-/// refuse a file that changed while the sandbox was frozen.
+/// What a host file holds, kept in a statefile so a restore can refuse a
+/// file that is not the one the application was reading: changed while the
+/// sandbox was frozen, or a different file on the host it is restored on.
+///
+/// Only what the application reads through the file is compared: its size
+/// and a crc32 of its bytes (read through the gofer's fd, the path the
+/// application's own reads take). No inode number, device or mtime: they
+/// are the host's (invariant 2) and differ for an identical copy (a fresh
+/// checkout, an image unpacked on another machine), which the restored
+/// application cannot tell from the original. Version 1 held ino, size and
+/// mtime; a version-1 statefile is refused by name (nothing but the same
+/// inode on the same host could satisfy it, and no content to check is in
+/// it), see golden/README.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint {
-    pub ino: u64,
+    /// A regular file's length in bytes; a directory's number of entries;
+    /// a symlink target's length.
     pub size: u64,
-    pub mtime: Timespec,
+    /// crc32 (IEEE) of a regular file's bytes, of a directory's entries
+    /// (sorted by name, each `name NUL dtype`), of a symlink's target.
+    /// `None`: the content could not be read when it was saved, so nothing
+    /// can match it (a restore refuses it, saying so).
+    pub crc32: Option<u32>,
 }
-statefile::versioned!(Fingerprint, "vfs.Fingerprint", 1, [Timespec]);
-// Timespec is declared here, beside its one saved user outside vfs::state.
+statefile::versioned!(Fingerprint, "vfs.Fingerprint", 2);
+// Timespec (saved with tmpfs nodes) is declared here, where its first saved
+// user was.
 statefile::versioned!(Timespec, "vfs.Timespec", 1);
 
+/// How much of a file a fingerprint reads at once.
+const FINGERPRINT_CHUNK: usize = 256 * 1024;
+
 impl Fingerprint {
-    pub fn of(st: &Stat) -> Fingerprint {
+    /// The fingerprint of a regular file of `size` bytes that `read_at`
+    /// reads (`read_at(offset, buf)`, short reads allowed). A file that
+    /// ends before `size` or goes on after it is not the file of that size:
+    /// `ESTALE`.
+    pub fn of_contents(
+        size: u64,
+        mut read_at: impl FnMut(u64, &mut [u8]) -> Result<usize, Errno>,
+    ) -> Result<Fingerprint, Errno> {
+        let mut crc = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; FINGERPRINT_CHUNK];
+        let mut off = 0u64;
+        while off < size {
+            let want = usize::try_from(size - off).map_or(buf.len(), |left| left.min(buf.len()));
+            let n = read_at(off, &mut buf[..want])?;
+            if n == 0 {
+                return Err(Errno::ESTALE);
+            }
+            let n = n.min(want);
+            crc.update(&buf[..n]);
+            off += n as u64;
+        }
+        if read_at(off, &mut buf[..1])? != 0 {
+            return Err(Errno::ESTALE);
+        }
+        Ok(Fingerprint {
+            size,
+            crc32: Some(crc.finalize()),
+        })
+    }
+
+    /// The fingerprint of a directory listing (in any order; inode numbers
+    /// are the host's and left out).
+    pub fn of_dir(entries: &[DirEntry]) -> Fingerprint {
+        let mut sorted: Vec<&DirEntry> = entries.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut crc = crc32fast::Hasher::new();
+        for e in &sorted {
+            crc.update(&e.name);
+            crc.update(&[0, e.dtype]);
+        }
         Fingerprint {
-            ino: st.ino,
-            size: st.size,
-            mtime: st.mtime,
+            size: sorted.len() as u64,
+            crc32: Some(crc.finalize()),
+        }
+    }
+
+    /// The fingerprint of a symlink with this target.
+    pub fn of_symlink(target: &[u8]) -> Fingerprint {
+        Fingerprint {
+            size: target.len() as u64,
+            crc32: Some(crc32fast::hash(target)),
+        }
+    }
+
+    /// The fingerprint of a file whose content could not be read: it
+    /// matches nothing.
+    pub fn unreadable(size: u64) -> Fingerprint {
+        Fingerprint { size, crc32: None }
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.crc32 {
+            Some(crc) => write!(f, "size {} crc32 {crc:08x}", self.size),
+            None => write!(f, "size {}, content unreadable", self.size),
         }
     }
 }
@@ -140,5 +221,87 @@ pub trait Inode: Send + Sync + Any {
     /// from the host (a gofer file, or an overlay file not copied up).
     fn fingerprint(&self) -> Option<Fingerprint> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `read_at` over `data`, returning at most `max` bytes per call.
+    fn reader(data: &[u8], max: usize) -> impl FnMut(u64, &mut [u8]) -> Result<usize, Errno> + '_ {
+        move |off, buf| {
+            let off = off as usize;
+            let n = buf.len().min(max).min(data.len().saturating_sub(off));
+            buf[..n].copy_from_slice(&data[off..off + n]);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn contents_hash_is_the_crc32_of_the_bytes_whatever_the_read_sizes() {
+        let data: Vec<u8> = (0..(FINGERPRINT_CHUNK as u32 * 2 + 77))
+            .map(|i| (i * 31 + 7) as u8)
+            .collect();
+        let whole = Fingerprint::of_contents(data.len() as u64, reader(&data, usize::MAX)).unwrap();
+        assert_eq!(whole.size, data.len() as u64);
+        assert_eq!(whole.crc32, Some(crc32fast::hash(&data)));
+        let short_reads = Fingerprint::of_contents(data.len() as u64, reader(&data, 1000)).unwrap();
+        assert_eq!(short_reads, whole);
+        let empty = Fingerprint::of_contents(0, reader(&[], usize::MAX)).unwrap();
+        assert_eq!(empty.crc32, Some(crc32fast::hash(&[])));
+    }
+
+    #[test]
+    fn a_same_size_edit_changes_the_fingerprint() {
+        let a = vec![7u8; 4096];
+        let mut b = a.clone();
+        b[4000] ^= 1;
+        let fa = Fingerprint::of_contents(4096, reader(&a, usize::MAX)).unwrap();
+        let fb = Fingerprint::of_contents(4096, reader(&b, usize::MAX)).unwrap();
+        assert_eq!(fa.size, fb.size);
+        assert_ne!(fa, fb);
+    }
+
+    #[test]
+    fn a_file_shorter_or_longer_than_its_size_is_stale() {
+        let data = vec![1u8; 100];
+        assert_eq!(
+            Fingerprint::of_contents(101, reader(&data, usize::MAX)),
+            Err(Errno::ESTALE)
+        );
+        assert_eq!(
+            Fingerprint::of_contents(99, reader(&data, usize::MAX)),
+            Err(Errno::ESTALE)
+        );
+        let failing = |_: u64, _: &mut [u8]| Err(Errno::EIO);
+        assert_eq!(Fingerprint::of_contents(10, failing), Err(Errno::EIO));
+    }
+
+    #[test]
+    fn directory_fingerprint_ignores_order_and_inode_numbers() {
+        let e = |name: &[u8], ino, dtype| DirEntry {
+            name: name.to_vec(),
+            ino,
+            dtype,
+        };
+        let a = Fingerprint::of_dir(&[e(b"x", 1, 8), e(b"y", 2, 4)]);
+        let b = Fingerprint::of_dir(&[e(b"y", 20, 4), e(b"x", 10, 8)]);
+        assert_eq!(a, b);
+        assert_eq!(a.size, 2);
+        assert_ne!(a, Fingerprint::of_dir(&[e(b"x", 1, 8), e(b"z", 2, 4)]));
+        assert_ne!(a, Fingerprint::of_dir(&[e(b"x", 1, 8), e(b"y", 2, 8)]));
+        assert_ne!(a, Fingerprint::of_dir(&[e(b"x", 1, 8)]));
+    }
+
+    #[test]
+    fn an_unreadable_fingerprint_matches_no_content() {
+        let u = Fingerprint::unreadable(0);
+        assert_ne!(u, Fingerprint::of_contents(0, reader(&[], 1)).unwrap());
+        assert_eq!(u.to_string(), "size 0, content unreadable");
+        assert_eq!(
+            Fingerprint::of_symlink(b"abc").to_string(),
+            format!("size 3 crc32 {:08x}", crc32fast::hash(b"abc"))
+        );
     }
 }

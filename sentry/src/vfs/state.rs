@@ -721,21 +721,17 @@ impl Vfs {
         }
         if let Some(saved) = st.fingerprint {
             match d.inode().fingerprint() {
+                Some(_) if saved.crc32.is_none() => {
+                    return Err(VfsRestoreError::Changed {
+                        path,
+                        what: "its content could not be read when it was checkpointed".into(),
+                    })
+                }
                 Some(now) if now == saved => {}
                 Some(now) => {
                     return Err(VfsRestoreError::Changed {
                         path,
-                        what: format!(
-                            "was ino {} size {} mtime {}.{:09}, now ino {} size {} mtime {}.{:09}",
-                            saved.ino,
-                            saved.size,
-                            saved.mtime.sec,
-                            saved.mtime.nsec,
-                            now.ino,
-                            now.size,
-                            now.mtime.sec,
-                            now.mtime.nsec
-                        ),
+                        what: format!("was {saved}, now {now}"),
                     })
                 }
                 // It was copied up since: restored from the upper layer,

@@ -1,0 +1,280 @@
+/* The real guest of golden/data/real-guest-v*.cryo:
+ *   golden_counter COUNT TMPFILE SHMFILE
+ *
+ * At start it sets up state of every kind a statefile holds:
+ * - memory: a page-aligned anonymous buffer (a quarter of its pages zero),
+ *   an initialised array in .data (a private mapping of the executable),
+ *   an array in .bss and a heap block, each mutated every tick;
+ * - files in the sandbox's tmpfs: TMPFILE (under /tmp: the overlay's
+ *   upper layer) and SHMFILE (under /dev/shm: a plain tmpfs), written at
+ *   start and kept open read-write, the fd at a moving offset;
+ * - a pipe holding bytes nobody has read yet;
+ * - a SIGUSR1 handler (SA_RESTART, SIGHUP in its sa_mask) and SIGUSR2
+ *   blocked in the thread's own mask.
+ *
+ * Then every 50 ms it prints `tick N mem=HEX` (a hash of all that memory,
+ * recomputed each time), and every fourth tick, for each file, re-opens it
+ * by path, compares its whole content with the model it keeps in memory,
+ * reads 8 bytes through the kept fd, then overwrites 24 bytes through it;
+ * reads all 128 bytes the pipe holds, prints the oldest 16 and a hash
+ * of all, writes the other 112 back and 16 new ones (so every byte left
+ * in the pipe at a checkpoint is read, and checked, at the next check
+ * after the restore); raises SIGUSR1 and reports what the handler saw. Every line is a
+ * function of N alone, so a restored run must print exactly what a native
+ * run prints for the same N. Stops after COUNT ticks (never if COUNT < 0).
+ * A broken invariant prints a line saying so and exits 3. */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "../../tests/guests/common.h"
+
+#define BUF_SIZE (64 * 1024)
+#define PAGE 4096
+#define DATA_SIZE 8192
+#define BSS_SIZE 16384
+#define HEAP_SIZE 10240
+#define TMP_SIZE 6000
+#define SHM_SIZE 3000
+#define PATCH 24
+#define CHUNK 16
+#define PIPE_CHUNKS 8
+#define CHECK_EVERY 4
+
+/* Non-zero everywhere, so the whole array is in .data (file-backed). */
+#define X8(v) v, v, v, v, v, v, v, v
+#define X64(v) X8(v), X8(v), X8(v), X8(v), X8(v), X8(v), X8(v), X8(v)
+#define X512(v) X64(v), X64(v), X64(v), X64(v), X64(v), X64(v), X64(v), X64(v)
+static unsigned char data_arr[DATA_SIZE] = {
+	X512(0x11), X512(0x22), X512(0x33), X512(0x44), X512(0x55), X512(0x66), X512(0x77), X512(0x88),
+	X512(0x99), X512(0xaa), X512(0xbb), X512(0xcc), X512(0xdd), X512(0xee), X512(0xf0), X512(0x0f),
+};
+static unsigned char bss_arr[BSS_SIZE];
+
+static volatile sig_atomic_t handled;
+static volatile sig_atomic_t last_sig;
+static volatile sig_atomic_t hup_masked_in_handler;
+
+static void on_usr1(int sig)
+{
+	sigset_t now;
+	handled++;
+	last_sig = sig;
+	sigprocmask(SIG_BLOCK, NULL, &now);
+	hup_masked_in_handler = sigismember(&now, SIGHUP);
+}
+
+struct tfile {
+	const char *label;
+	const char *path;
+	int fd;
+	size_t size;
+	unsigned char *model;
+};
+
+static unsigned long long hash_words(unsigned long long h, const unsigned char *p, size_t n)
+{
+	unsigned long long w;
+	size_t i = 0;
+	for (; i + sizeof w <= n; i += sizeof w) {
+		memcpy(&w, p + i, sizeof w);
+		h = (h ^ w) * 1099511628211ULL;
+		h ^= h >> 29;
+	}
+	return fnv1a(h, p + i, n - i);
+}
+
+static void die(long n, const char *what)
+{
+	printf("tick %ld BROKEN %s\n", n, what);
+	fflush(stdout);
+	_exit(3);
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	while (n > 0) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		CHECK(w > 0);
+		b += w;
+		n -= (size_t)w;
+	}
+}
+
+static size_t read_full(int fd, void *p, size_t n)
+{
+	unsigned char *b = p;
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, b + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		CHECK(r >= 0);
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
+static void tfile_create(struct tfile *f, const char *label, const char *path, size_t size, unsigned seed)
+{
+	f->label = label;
+	f->path = path;
+	f->size = size;
+	f->model = malloc(size);
+	CHECK(f->model != NULL);
+	fill_pattern(f->model, size, seed);
+	f->fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(f->fd >= 0);
+	write_all(f->fd, f->model, size);
+	CHECK(lseek(f->fd, 0, SEEK_SET) == 0);
+}
+
+static void tfile_check(long n, struct tfile *f)
+{
+	/* The whole file, through a new open of its path. */
+	unsigned char *got = malloc(f->size + 1);
+	CHECK(got != NULL);
+	int fd = open(f->path, O_RDONLY);
+	if (fd < 0)
+		die(n, f->label);
+	size_t len = read_full(fd, got, f->size + 1);
+	close(fd);
+	int same = len == f->size && memcmp(got, f->model, f->size) == 0;
+	free(got);
+	if (!same)
+		die(n, f->label);
+
+	/* 8 bytes through the fd kept open since the start. */
+	off_t off = lseek(f->fd, 0, SEEK_CUR);
+	CHECK(off >= 0);
+	if ((size_t)off + 8 > f->size) {
+		CHECK(lseek(f->fd, 0, SEEK_SET) == 0);
+		off = 0;
+	}
+	unsigned char b[8];
+	CHECK(read_full(f->fd, b, sizeof b) == sizeof b);
+	if (memcmp(b, f->model + off, sizeof b) != 0)
+		die(n, f->label);
+
+	printf("tick %ld %s size=%zu hash=%016llx at=%ld read=%02x%02x%02x%02x%02x%02x%02x%02x\n", n,
+	       f->label, f->size, hash_words(FNV_INIT, f->model, f->size), (long)off, b[0], b[1], b[2],
+	       b[3], b[4], b[5], b[6], b[7]);
+
+	/* A patch that only this tick writes, at a place only it chooses. */
+	unsigned char patch[PATCH];
+	fill_pattern(patch, sizeof patch, (unsigned)n * 2654435761u + 17);
+	size_t at = ((size_t)n * 97) % (f->size - PATCH);
+	CHECK(pwrite(f->fd, patch, sizeof patch, (off_t)at) == (ssize_t)sizeof patch);
+	memcpy(f->model + at, patch, sizeof patch);
+}
+
+static void pipe_chunk(char *out, const char *tag, long v)
+{
+	char tmp[40];
+	/* Exactly CHUNK characters: tag, 6 digits, "-golden.". */
+	snprintf(tmp, sizeof tmp, "%.1s%06ld-golden.", tag, v % 1000000);
+	memcpy(out, tmp, CHUNK);
+}
+
+static void sleep_tick(void)
+{
+	struct timespec req = { 0, 50 * 1000 * 1000 };
+	while (nanosleep(&req, &req) != 0 && errno == EINTR)
+		;
+}
+
+int main(int argc, char **argv)
+{
+	CHECK(argc == 4);
+	long count = atol(argv[1]);
+
+	unsigned char *buf = mmap(NULL, BUF_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(buf != MAP_FAILED);
+	for (size_t p = 0; p < BUF_SIZE / PAGE; p++) {
+		if (p % 4 == 3)
+			memset(buf + p * PAGE, 0, PAGE);
+		else
+			fill_pattern(buf + p * PAGE, PAGE, (unsigned)p + 1);
+	}
+	unsigned char *heap = malloc(HEAP_SIZE);
+	CHECK(heap != NULL);
+	fill_pattern(heap, HEAP_SIZE, 4242);
+
+	struct tfile tmp, shm;
+	tfile_create(&tmp, "tmp", argv[2], TMP_SIZE, 777);
+	tfile_create(&shm, "shm", argv[3], SHM_SIZE, 999);
+
+	int p[2];
+	CHECK(pipe(p) == 0);
+	for (long i = 0; i < PIPE_CHUNKS; i++) {
+		char c[CHUNK];
+		pipe_chunk(c, "i", i);
+		write_all(p[1], c, CHUNK);
+	}
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_usr1;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGHUP);
+	CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+	sigset_t block;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR2);
+	CHECK(sigprocmask(SIG_BLOCK, &block, NULL) == 0);
+
+	printf("start\n");
+	fflush(stdout);
+
+	for (long n = 0; count < 0 || n < count; n++) {
+		size_t page = ((size_t)n * 7919) % (BUF_SIZE / PAGE);
+		if (page % 4 == 3)
+			page--;
+		buf[page * PAGE + (size_t)n % PAGE]++;
+		data_arr[((size_t)n * 131) % DATA_SIZE] += 1;
+		bss_arr[((size_t)n * 257) % BSS_SIZE] += 3;
+		heap[((size_t)n * 7) % HEAP_SIZE] ^= (unsigned char)n;
+
+		unsigned long long h = hash_words(FNV_INIT, buf, BUF_SIZE);
+		h = hash_words(h, data_arr, DATA_SIZE);
+		h = hash_words(h, bss_arr, BSS_SIZE);
+		h = hash_words(h, heap, HEAP_SIZE);
+		printf("tick %ld mem=%016llx\n", n, h);
+
+		if (n % CHECK_EVERY == CHECK_EVERY - 1) {
+			tfile_check(n, &tmp);
+			tfile_check(n, &shm);
+
+			/* All of it: the oldest chunk goes, the rest goes back
+			 * in order behind nothing else, then a new chunk. */
+			char all[PIPE_CHUNKS * CHUNK + 1];
+			CHECK(read_full(p[0], all, PIPE_CHUNKS * CHUNK) == PIPE_CHUNKS * CHUNK);
+			all[PIPE_CHUNKS * CHUNK] = 0;
+			printf("tick %ld pipe=%.16s hash=%016llx\n", n, all,
+			       fnv1a(FNV_INIT, all, PIPE_CHUNKS * CHUNK));
+			write_all(p[1], all + CHUNK, (PIPE_CHUNKS - 1) * CHUNK);
+			char c[CHUNK];
+			pipe_chunk(c, "p", n);
+			write_all(p[1], c, CHUNK);
+
+			int before = handled;
+			CHECK(raise(SIGUSR1) == 0);
+			if (handled != before + 1 || last_sig != SIGUSR1)
+				die(n, "SIGUSR1 handler");
+			sigset_t now;
+			CHECK(sigprocmask(SIG_BLOCK, NULL, &now) == 0);
+			printf("tick %ld signal handled=%d hup_masked_in_handler=%d usr2_blocked=%d\n", n,
+			       (int)handled, (int)hup_masked_in_handler, sigismember(&now, SIGUSR2));
+		}
+		fflush(stdout);
+		sleep_tick();
+	}
+	return 0;
+}
