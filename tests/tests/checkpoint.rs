@@ -798,6 +798,56 @@ fn dynamic_program_checkpointed() {
     );
 }
 
+/// Two descriptors of one open file description (dup) and a pipe whose
+/// ends are in one table: each line is `i fd_offset dup_offset piped`.
+const PY_SHARED: &str = "import os,sys,time\nfd=os.open(sys.argv[1],os.O_RDONLY)\ndup=os.dup(fd)\nr,w=os.pipe()\nfor i in range(10**6):\n os.read(fd,1)\n os.write(w,b'x')\n n=len(os.read(r,1))\n print(i,os.lseek(fd,0,1),os.lseek(dup,0,1),n,flush=True); time.sleep(0.05)";
+
+/// References between objects are ids, so sharing survives: after the
+/// restore, the dup'd descriptors are still one open file description (a
+/// read through one moves the other's offset), and the pipe still joins
+/// its two ends.
+#[test]
+fn shared_open_files_stay_shared_after_restore() {
+    let python = python3();
+    let s = Scratch::new();
+    let file = s.data_file();
+    let args = [OsStr::new("-c"), OsStr::new(PY_SHARED), file.as_os_str()];
+    let mut a = Sandbox::run(&s.root(), "S", python, &args);
+    a.wait_lines(3, START);
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "S", &[]), "cryo checkpoint S");
+    assert_eq!(
+        a.wait_exit(EXIT),
+        0,
+        "python3 after checkpoint: {}",
+        a.stderr_str()
+    );
+    let parse = |l: &String| -> [u64; 4] {
+        let v: Vec<u64> = l
+            .split(' ')
+            .map(|x| {
+                x.parse()
+                    .unwrap_or_else(|_| panic!("python3 printed {l:?}"))
+            })
+            .collect();
+        v.try_into()
+            .unwrap_or_else(|_| panic!("python3 printed {l:?}"))
+    };
+    let last = parse(a.lines.last().expect("lines before the checkpoint"))[0];
+    let mut b = Sandbox::restore(&s.root(), &img, "T");
+    b.wait_lines(5, START);
+    for l in &b.lines[..5] {
+        let [i, off, dup_off, piped] = parse(l);
+        assert!(i > last, "restored python3 went back: {l:?} after {last}");
+        assert_eq!(off, i + 1, "the file offset did not continue: {l:?}");
+        assert_eq!(
+            dup_off, off,
+            "dup'd descriptor no longer shares the offset: {l:?}"
+        );
+        assert_eq!(piped, 1, "the pipe's ends were separated: {l:?}");
+    }
+}
+
 #[test]
 fn dynamic_sleep_finishes_after_restore() {
     // A dynamically linked coreutils program blocked in nanosleep: after
