@@ -125,24 +125,17 @@ impl TypeVisitor for CheckSaved<'_> {
         if !self.seen.insert(T::TYPE_NAME) || self.error.is_some() {
             return false;
         }
-        let err = match self.types.get(T::TYPE_NAME) {
-            None => StatefileError::UnknownType {
-                type_name: T::TYPE_NAME.into(),
-            },
-            Some(found) if found > T::VERSION => StatefileError::FutureTypeVersion {
-                type_name: T::TYPE_NAME.into(),
-                found,
-                supported: T::VERSION,
-            },
-            Some(found) if found < T::VERSION => StatefileError::TypeVersionTooOld {
-                type_name: T::TYPE_NAME.into(),
-                found,
-                oldest: T::VERSION,
-            },
-            Some(_) => return true,
-        };
-        self.error = Some(err);
-        false
+        // A serde record decodes its nested types at exactly this version.
+        match self
+            .types
+            .saved_version(T::TYPE_NAME, T::VERSION, T::VERSION)
+        {
+            Ok(_) => true,
+            Err(e) => {
+                self.error = Some(e);
+                false
+            }
+        }
     }
 }
 
@@ -270,6 +263,29 @@ impl TypeTable {
 
     pub fn get(&self, name: &str) -> Option<u32> {
         self.map.get(name).copied()
+    }
+
+    /// The version type `name` was saved at, if this code (which writes
+    /// `current` and reads back to `oldest`) can load it.
+    pub fn saved_version(&self, name: &str, current: u32, oldest: u32) -> Result<u32> {
+        let found = self.get(name).ok_or_else(|| StatefileError::UnknownType {
+            type_name: name.into(),
+        })?;
+        if found > current {
+            return Err(StatefileError::FutureTypeVersion {
+                type_name: name.into(),
+                found,
+                supported: current,
+            });
+        }
+        if found < oldest {
+            return Err(StatefileError::TypeVersionTooOld {
+                type_name: name.into(),
+                found,
+                oldest,
+            });
+        }
+        Ok(found)
     }
 
     pub fn len(&self) -> usize {
@@ -408,27 +424,8 @@ impl<'a> Decoder<'a> {
 
     /// The version `T` was saved at, checked against what this code loads.
     pub fn saved_version<T: Savable>(&self) -> Result<u32> {
-        let found = self
-            .types
-            .get(T::TYPE_NAME)
-            .ok_or_else(|| StatefileError::UnknownType {
-                type_name: T::TYPE_NAME.into(),
-            })?;
-        if found > T::VERSION {
-            return Err(StatefileError::FutureTypeVersion {
-                type_name: T::TYPE_NAME.into(),
-                found,
-                supported: T::VERSION,
-            });
-        }
-        if found < T::MIN_VERSION {
-            return Err(StatefileError::TypeVersionTooOld {
-                type_name: T::TYPE_NAME.into(),
-                found,
-                oldest: T::MIN_VERSION,
-            });
-        }
-        Ok(found)
+        self.types
+            .saved_version(T::TYPE_NAME, T::VERSION, T::MIN_VERSION)
     }
 
     /// Loads one `Savable` object, running its migrations if it was saved at
@@ -494,20 +491,7 @@ impl<'a> Decoder<'a> {
     /// The version nested type `T` was saved at (for a record's migration
     /// of a nested type), checked against what this code knows.
     pub fn saved_version_of<T: Versioned>(&self) -> Result<u32> {
-        let found = self
-            .types
-            .get(T::TYPE_NAME)
-            .ok_or_else(|| StatefileError::UnknownType {
-                type_name: T::TYPE_NAME.into(),
-            })?;
-        if found > T::VERSION {
-            return Err(StatefileError::FutureTypeVersion {
-                type_name: T::TYPE_NAME.into(),
-                found,
-                supported: T::VERSION,
-            });
-        }
-        Ok(found)
+        self.types.saved_version(T::TYPE_NAME, T::VERSION, 1)
     }
 
     /// Bytes left in the current record.

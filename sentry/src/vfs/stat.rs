@@ -53,6 +53,27 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// A stat with a distinct value in every field, for the ABI encoders'
+    /// tests.
+    #[cfg(test)]
+    pub(crate) fn sample() -> Stat {
+        Stat {
+            dev: libc::makedev(0, 42),
+            ino: 7,
+            mode: libc::S_IFREG | 0o644,
+            nlink: 1,
+            uid: 1,
+            gid: 2,
+            rdev: libc::makedev(1, 3),
+            size: 5000,
+            blksize: 4096,
+            blocks: 16,
+            atime: Timespec { sec: 10, nsec: 11 },
+            mtime: Timespec { sec: 20, nsec: 21 },
+            ctime: Timespec { sec: 30, nsec: 31 },
+        }
+    }
+
     /// The `S_IFMT` bits.
     pub fn file_type(&self) -> u32 {
         self.mode & libc::S_IFMT

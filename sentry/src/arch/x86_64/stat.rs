@@ -50,21 +50,7 @@ mod tests {
     #[test]
     fn stat_layout_matches_the_host_struct() {
         assert_eq!(STAT_SIZE, std::mem::size_of::<libc::stat>());
-        let st = Stat {
-            dev: libc::makedev(0, 42),
-            ino: 7,
-            mode: libc::S_IFREG | 0o644,
-            nlink: 1,
-            uid: 1,
-            gid: 2,
-            rdev: libc::makedev(1, 3),
-            size: 5000,
-            blksize: 4096,
-            blocks: 16,
-            atime: Timespec { sec: 10, nsec: 11 },
-            mtime: Timespec { sec: 20, nsec: 21 },
-            ctime: Timespec { sec: 30, nsec: 31 },
-        };
+        let st = Stat::sample();
         let b = encode_stat(&st);
         // The offsets of libc's own struct stat, so the two cannot drift.
         assert_eq!(
