@@ -367,22 +367,27 @@ mod tests {
     use crate::vfs::procfs::tests::OneProc;
     use crate::vfs::testing::FixedClock;
 
+    /// The sandbox's namespace over `root`, served by a real gofer thread.
+    fn vfs_through_a_gofer(root: &std::path::Path) -> crate::vfs::Vfs {
+        let (sentry_end, gofer_end) = gofer::socketpair().unwrap();
+        let root = root.to_path_buf();
+        std::thread::spawn(move || gofer::serve(&root, gofer_end, true));
+        super::super::namespace::build_sandbox_vfs(
+            gofer::Client::new(sentry_end),
+            Arc::new(FixedClock(1)),
+            Arc::new(OneProc),
+            crate::vfs::testing::test_memory_file(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn through_a_real_gofer() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::fs::write(dir.path().join("etc/hostname"), b"host\n").unwrap();
         std::os::unix::fs::symlink("../../../etc/hostname", dir.path().join("up")).unwrap();
-        let (sentry_end, gofer_end) = gofer::socketpair().unwrap();
-        let root = dir.path().to_path_buf();
-        std::thread::spawn(move || gofer::serve(&root, gofer_end, true));
-        let vfs = super::super::namespace::build_sandbox_vfs(
-            gofer::Client::new(sentry_end),
-            Arc::new(FixedClock(1)),
-            Arc::new(OneProc),
-            crate::vfs::testing::test_memory_file(),
-        )
-        .unwrap();
+        let vfs = vfs_through_a_gofer(dir.path());
         let r = vfs.root().clone();
         let f = vfs.open_at(&r, b"/up", libc::O_RDWR, 0).unwrap();
         let intr = Interrupt::new();
@@ -426,16 +431,7 @@ mod tests {
         std::fs::write(dir.path().join("d/f"), &bytes[..bytes.len() - 1]).unwrap();
         std::fs::write(dir.path().join("d/g"), b"").unwrap();
 
-        let (sentry_end, gofer_end) = gofer::socketpair().unwrap();
-        let root = dir.path().to_path_buf();
-        std::thread::spawn(move || gofer::serve(&root, gofer_end, true));
-        let vfs = super::super::namespace::build_sandbox_vfs(
-            gofer::Client::new(sentry_end),
-            Arc::new(FixedClock(1)),
-            Arc::new(OneProc),
-            crate::vfs::testing::test_memory_file(),
-        )
-        .unwrap();
+        let vfs = vfs_through_a_gofer(dir.path());
         let r = vfs.root().clone();
         let fp = |path: &[u8]| {
             vfs.resolve(&r, path, false)
