@@ -83,6 +83,7 @@ const SPECS: &[Spec] = &[
         exit: 5,
         ..spec("threads")
     },
+    spec("condvar"),
     // Ends by raising SIGUSR1 with its default action: killed, 128 + 10.
     Spec {
         exit: 128 + libc::SIGUSR1,
@@ -109,6 +110,7 @@ const MUSL_GUESTS: &[&str] = &[
     "errno",
     "signals",
     "threads",
+    "condvar",
 ];
 
 fn invocation(name: &str, libc: Libc) -> Invocation {
@@ -198,6 +200,7 @@ guest_tests!(
     tmp_roundtrip,
     signals,
     threads,
+    condvar,
     ckpt_counter,
 );
 
@@ -227,6 +230,7 @@ musl_tests!(
     musl_errno => errno,
     musl_signals => signals,
     musl_threads => threads,
+    musl_condvar => condvar,
 );
 
 /// Native-only sanity check of the guests themselves (needs no cryo): every

@@ -1,10 +1,11 @@
 //! Futexes (gVisor's kernel/futex).
 //!
-//! Waiters are keyed by address. Every task is single-threaded today, so no
-//! other task can wake a waiter: FUTEX_WAIT blocks until its timeout or an
-//! interrupt, exactly as a lone Linux thread waiting on itself would. The
-//! table is already shared by the kernel so that threads, when they come,
-//! wake each other through it.
+//! Waiters are keyed by address, in one table the kernel's tasks share. A
+//! waiter is queued only if the futex word still holds the value it
+//! expects, checked under the table's lock (Linux checks under the hash
+//! bucket's): a FUTEX_WAKE that follows the change of the word then either
+//! finds the waiter queued or the waiter sees the new value, so no wake-up
+//! is lost between the check and the wait.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -14,6 +15,8 @@ use std::sync::{Arc, Condvar, Mutex};
 pub struct Waiter {
     woken: Mutex<bool>,
     cond: Condvar,
+    /// The futex word it is queued on now (FUTEX_REQUEUE moves it).
+    key: Mutex<u64>,
 }
 
 impl Waiter {
@@ -54,28 +57,81 @@ pub struct FutexTable {
 }
 
 impl FutexTable {
-    pub fn enqueue(&self, addr: u64, bitset: u32, w: Arc<Waiter>) {
-        if let Ok(mut t) = self.waiters.lock() {
-            t.entry(addr).or_default().push((bitset, w));
+    /// Queues `w` on `addr` if `expected()` (reading the futex word) says it
+    /// still holds the expected value; returns whether it was queued.
+    pub fn enqueue_if<E>(
+        &self,
+        addr: u64,
+        bitset: u32,
+        w: Arc<Waiter>,
+        expected: impl FnOnce() -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        let mut t = self.table();
+        if !expected()? {
+            return Ok(false);
         }
+        *w.key.lock().unwrap_or_else(|e| e.into_inner()) = addr;
+        t.entry(addr).or_default().push((bitset, w));
+        Ok(true)
     }
 
-    pub fn dequeue(&self, addr: u64, w: &Arc<Waiter>) {
-        if let Ok(mut t) = self.waiters.lock() {
-            if let Some(q) = t.get_mut(&addr) {
-                q.retain(|(_, x)| !Arc::ptr_eq(x, w));
-                if q.is_empty() {
-                    t.remove(&addr);
-                }
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Queue>> {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `w` off whichever word it waits on now.
+    pub fn dequeue(&self, w: &Arc<Waiter>) {
+        let mut t = self.table();
+        let addr = *w.key.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = t.get_mut(&addr) {
+            q.retain(|(_, x)| !Arc::ptr_eq(x, w));
+            if q.is_empty() {
+                t.remove(&addr);
             }
         }
     }
 
+    /// FUTEX_REQUEUE / FUTEX_CMP_REQUEUE: if `expected()` holds (checked
+    /// under the table's lock), wakes up to `wake` waiters on `from` and
+    /// moves up to `requeue` of the rest to `to`, where a wake of `to`
+    /// finds them (a condition variable hands its waiters to the mutex this
+    /// way). Returns (woken, requeued), or None if `expected()` failed.
+    pub fn requeue<E>(
+        &self,
+        from: u64,
+        to: u64,
+        wake: usize,
+        requeue: usize,
+        expected: impl FnOnce() -> Result<bool, E>,
+    ) -> Result<Option<(usize, usize)>, E> {
+        let mut t = self.table();
+        if !expected()? {
+            return Ok(None);
+        }
+        let Some(mut q) = t.remove(&from) else {
+            return Ok(Some((0, 0)));
+        };
+        let woken = q.len().min(wake);
+        for (_, w) in q.drain(..woken) {
+            w.wake();
+        }
+        let moved = q.len().min(requeue);
+        let rest = q.split_off(moved);
+        if !rest.is_empty() {
+            t.insert(from, rest);
+        }
+        if moved > 0 {
+            for (_, w) in &q {
+                *w.key.lock().unwrap_or_else(|e| e.into_inner()) = to;
+            }
+            t.entry(to).or_default().extend(q);
+        }
+        Ok(Some((woken, moved)))
+    }
+
     /// Wakes up to `n` waiters on `addr` whose bitset intersects `bitset`.
     pub fn wake(&self, addr: u64, bitset: u32, n: usize) -> usize {
-        let Ok(mut t) = self.waiters.lock() else {
-            return 0;
-        };
+        let mut t = self.table();
         let Some(q) = t.get_mut(&addr) else { return 0 };
         let mut woken = 0;
         q.retain(|(bits, w)| {
@@ -103,14 +159,81 @@ mod tests {
     fn wake_respects_count_and_bitset() {
         let t = FutexTable::default();
         let (a, b, c) = (Waiter::new(), Waiter::new(), Waiter::new());
-        t.enqueue(0x1000, 0b01, a.clone());
-        t.enqueue(0x1000, 0b10, b.clone());
-        t.enqueue(0x1000, 0b11, c.clone());
+        let yes = || Ok::<bool, ()>(true);
+        assert_eq!(t.enqueue_if(0x1000, 0b01, a.clone(), yes), Ok(true));
+        assert_eq!(t.enqueue_if(0x1000, 0b10, b.clone(), yes), Ok(true));
+        assert_eq!(t.enqueue_if(0x1000, 0b11, c.clone(), yes), Ok(true));
         assert_eq!(t.wake(0x1000, 0b10, 1), 1);
         assert!(b.is_woken() && !a.is_woken() && !c.is_woken());
         assert_eq!(t.wake(0x1000, u32::MAX, 10), 2);
         assert!(a.wait_for(Duration::from_millis(1)));
         assert_eq!(t.wake(0x1000, u32::MAX, 10), 0);
         assert_eq!(t.wake(0x2000, u32::MAX, 10), 0);
+    }
+
+    /// The word is read under the table's lock: a waker that changes the
+    /// word and then wakes cannot slip in between the check and the queue.
+    #[test]
+    fn no_wake_up_is_lost_between_check_and_wait() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        for _ in 0..200 {
+            let t = Arc::new(FutexTable::default());
+            let word = Arc::new(AtomicU32::new(0));
+            let w = Waiter::new();
+            let (t2, word2) = (t.clone(), word.clone());
+            let waker = std::thread::spawn(move || {
+                word2.store(1, Ordering::SeqCst);
+                t2.wake(0x1000, u32::MAX, 1);
+            });
+            let queued = t
+                .enqueue_if(0x1000, u32::MAX, w.clone(), || {
+                    Ok::<bool, ()>(word.load(Ordering::SeqCst) == 0)
+                })
+                .unwrap();
+            // Either the waiter saw the new value, or the waker found it
+            // queued: it never waits for a wake that already happened.
+            if queued {
+                assert!(w.wait_for(Duration::from_secs(5)), "a wake-up was lost");
+            }
+            waker.join().unwrap();
+        }
+    }
+    #[test]
+    fn a_changed_word_is_not_waited_on() {
+        let t = FutexTable::default();
+        let w = Waiter::new();
+        assert_eq!(
+            t.enqueue_if(0x1000, u32::MAX, w, || Ok::<bool, ()>(false)),
+            Ok(false)
+        );
+        assert_eq!(t.wake(0x1000, u32::MAX, 1), 0);
+    }
+
+    /// A condition variable's hand-over: the requeued waiter is woken by a
+    /// wake of the word it was moved to, not of the one it waited on.
+    #[test]
+    fn requeued_waiters_are_woken_on_their_new_word() {
+        let t = FutexTable::default();
+        let yes = || Ok::<bool, ()>(true);
+        let (a, b, c) = (Waiter::new(), Waiter::new(), Waiter::new());
+        for w in [&a, &b, &c] {
+            t.enqueue_if(0x1000, u32::MAX, w.clone(), yes).unwrap();
+        }
+        assert_eq!(t.requeue(0x1000, 0x2000, 1, 1, yes), Ok(Some((1, 1))));
+        assert!(a.is_woken() && !b.is_woken() && !c.is_woken());
+        assert_eq!(t.wake(0x1000, u32::MAX, 10), 1, "c stays on the old word");
+        assert!(c.is_woken() && !b.is_woken());
+        assert_eq!(t.wake(0x2000, u32::MAX, 10), 1, "b was moved");
+        assert!(b.is_woken());
+        // A moved waiter that gives up leaves its new word's queue.
+        let d = Waiter::new();
+        t.enqueue_if(0x1000, u32::MAX, d.clone(), yes).unwrap();
+        t.requeue(0x1000, 0x3000, 0, 1, yes).unwrap();
+        t.dequeue(&d);
+        assert_eq!(t.wake(0x3000, u32::MAX, 10), 0);
+        assert_eq!(
+            t.requeue(0x1000, 0x2000, 1, 1, || Ok::<bool, ()>(false)),
+            Ok(None)
+        );
     }
 }

@@ -10,6 +10,8 @@ use crate::kernel::Task;
 
 const FUTEX_WAIT: i32 = 0;
 const FUTEX_WAKE: i32 = 1;
+const FUTEX_REQUEUE: i32 = 3;
+const FUTEX_CMP_REQUEUE: i32 = 4;
 const FUTEX_WAIT_BITSET: i32 = 9;
 const FUTEX_WAKE_BITSET: i32 = 10;
 const FUTEX_PRIVATE_FLAG: i32 = 128;
@@ -48,11 +50,13 @@ fn wait(t: &mut Task, addr: u64, val: u32, bitset: u32, limit: Option<Duration>)
     if bitset == 0 {
         return Err(Errno::EINVAL);
     }
-    if t.mm().read_u32(addr)? != val {
+    let w = Waiter::new();
+    let queued = t.kernel().futexes.enqueue_if(addr, bitset, w.clone(), || {
+        Ok::<bool, Errno>(t.mm().read_u32(addr)? == val)
+    })?;
+    if !queued {
         return Err(Errno::EAGAIN);
     }
-    let w = Waiter::new();
-    t.kernel().futexes.enqueue(addr, bitset, w.clone());
     // Wait in slices so a checkpoint's interrupt is seen promptly.
     let slice = Duration::from_millis(20);
     let start = std::time::Instant::now();
@@ -78,7 +82,7 @@ fn wait(t: &mut Task, addr: u64, val: u32, bitset: u32, limit: Option<Duration>)
             break Ok(0);
         }
     };
-    t.kernel().futexes.dequeue(addr, &w);
+    t.kernel().futexes.dequeue(&w);
     result
 }
 
@@ -98,6 +102,27 @@ pub fn futex(t: &mut Task, a: &Args) -> SysResult {
             .kernel()
             .futexes
             .wake(addr, FUTEX_BITSET_MATCH_ANY, val as usize) as u64),
+        FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
+            // The fourth argument is a count here, not a timeout.
+            let (from, to, requeue) = (addr, a.addr(4), a.uint(3) as usize);
+            let cmp = (op & 0x7f == FUTEX_CMP_REQUEUE).then(|| a.uint(5));
+            if !from.is_multiple_of(4) || !to.is_multiple_of(4) || (val as i32) < 0 {
+                return Err(Errno::EINVAL);
+            }
+            let moved =
+                t.kernel()
+                    .futexes
+                    .requeue(from, to, val as usize, requeue, || match cmp {
+                        Some(expected) => Ok::<bool, Errno>(t.mm().read_u32(from)? == expected),
+                        None => Ok(true),
+                    })?;
+            match moved {
+                None => Err(Errno::EAGAIN),
+                // FUTEX_REQUEUE counts the woken; FUTEX_CMP_REQUEUE both.
+                Some((woken, requeued)) if cmp.is_some() => Ok((woken + requeued) as u64),
+                Some((woken, _)) => Ok(woken as u64),
+            }
+        }
         FUTEX_WAKE_BITSET => {
             if a.uint(5) == 0 {
                 return Err(Errno::EINVAL);
