@@ -11,7 +11,9 @@
 //!   ([`run_cryo`]) with the same arguments, environment, working directory
 //!   and stdin, each with a timeout after which the child's process group is
 //!   killed and the test fails;
-//! - compares the two runs ([`assert_same`]) and prints a line diff.
+//! - compares the two runs ([`assert_same`]) and prints a line diff;
+//! - keeps sandboxes running while a test checkpoints, restores, signals or
+//!   kills them ([`sandbox`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -23,6 +25,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
+
+pub mod sandbox;
 
 /// How long any single run (native or cryo) may take before it is killed,
 /// unless `$CRYO_TEST_TIMEOUT` (seconds) says otherwise.
@@ -271,7 +275,7 @@ fn run_command(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
     }
 }
 
-fn drain(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+pub(crate) fn drain(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut buf = Vec::new();
@@ -293,14 +297,16 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     }
 }
 
-fn kill_group(child: &mut Child) {
+/// SIGKILLs the process group `child` leads (see [`isolate`]) and reaps
+/// the child; its exit status unless it was reaped before.
+pub(crate) fn kill_group(child: &mut Child) -> Option<ExitStatus> {
     let pgid = child.id() as libc::pid_t;
     // SAFETY: plain kill(2) of the process group we created for this child.
     unsafe {
         libc::kill(-pgid, libc::SIGKILL);
     }
     let _ = child.kill();
-    let _ = child.wait();
+    child.wait().ok()
 }
 
 /// The exit code, with death by signal N reported as 128+N.
