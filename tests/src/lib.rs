@@ -52,7 +52,7 @@ pub const BASE_ENV: &[(&str, &str)] = &[("PATH", "/usr/local/bin:/usr/bin:/bin")
 /// knob. `cryo do` hands its own environment to the guest, as `runsc do`
 /// does, so only a variable a developer sets on purpose belongs here (cargo
 /// sets RUST_BACKTRACE for tests, which would leak into every guest).
-const CRYO_PASSTHROUGH: &[&str] = &["CRYO_LOG"];
+pub(crate) const CRYO_PASSTHROUGH: &[&str] = &["CRYO_LOG"];
 
 /// Which C library a guest is linked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,14 +229,8 @@ pub fn isolate(cmd: &mut Command) {
 /// Spawns `cmd` in its own process group with piped stdio, feeds `stdin`,
 /// collects stdout/stderr, and kills the whole group if it outlives
 /// the timeout (a hang is a test failure, not a stuck suite).
-fn run_command(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    isolate(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"));
+fn run_command(cmd: Command, stdin: &[u8], what: &str) -> Output {
+    let mut child = spawn_isolated(cmd, Stdio::piped(), what);
 
     let stdin_data = stdin.to_vec();
     let mut child_stdin = child.stdin.take().expect("stdin was piped");
@@ -273,6 +267,17 @@ fn run_command(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
         stdout,
         stderr,
     }
+}
+
+/// Spawns `cmd` in its own process group ([`isolate`]) with `stdin` and
+/// piped stdout and stderr; a failure to start fails the test.
+pub(crate) fn spawn_isolated(mut cmd: Command, stdin: Stdio, what: &str) -> Child {
+    cmd.stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    isolate(&mut cmd);
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"))
 }
 
 pub(crate) fn drain(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {

@@ -18,7 +18,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{cryo_bin, drain, exit_code, isolate, kill_group, run_cryo_cli, Output, BASE_ENV};
+use crate::{
+    cryo_bin, drain, exit_code, kill_group, run_cryo_cli, spawn_isolated, Output, BASE_ENV,
+    CRYO_PASSTHROUGH,
+};
 
 /// The statefile's name inside an image directory.
 pub const STATEFILE: &str = "checkpoint.cryo";
@@ -29,10 +32,10 @@ pub const REFUSED: i32 = 125;
 /// The arguments of a program run without any (for [`Sandbox::run`]).
 pub const NO_ARGS: &[&str] = &[];
 
-/// `cryo --root ROOT` with the base environment (plus `CRYO_LOG`, the
-/// Sentry's logging knob) and cwd `/`. [`Sandbox::spawn`] puts it in a
+/// `cryo --root ROOT` with the base environment (plus the Sentry's logging
+/// knob, `CRYO_LOG`, if set) and cwd `/`. [`Sandbox::spawn`] puts it in a
 /// process group of its own; a caller that spawns it itself calls
-/// [`isolate`] first.
+/// [`crate::isolate`] first.
 pub fn cryo_command(root: &Path) -> Command {
     cryo_command_under(&[], root)
 }
@@ -52,8 +55,10 @@ pub fn cryo_command_under(wrapper: &[&str], root: &Path) -> Command {
     cmd.env_clear()
         .envs(BASE_ENV.iter().copied())
         .current_dir("/");
-    if let Some(v) = std::env::var_os("CRYO_LOG") {
-        cmd.env("CRYO_LOG", v);
+    for key in CRYO_PASSTHROUGH {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
     }
     cmd
 }
@@ -100,15 +105,9 @@ impl Sandbox {
     /// Spawns `cmd` (a `cryo` command, perhaps under a wrapper) in its own
     /// process group with stdin from /dev/null and stdout and stderr piped.
     /// `what` names it in failure messages.
-    pub fn spawn(mut cmd: Command, what: impl Into<String>) -> Sandbox {
+    pub fn spawn(cmd: Command, what: impl Into<String>) -> Sandbox {
         let what = what.into();
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        isolate(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"));
+        let mut child = spawn_isolated(cmd, Stdio::null(), &what);
         let stdout = child.stdout.take().expect("stdout was piped");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -561,4 +560,54 @@ pub fn assert_no_record(root: &Path, id: &str) {
         root.display(),
         files_under(&root.join(id))
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Sandbox {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]);
+        Sandbox::spawn(cmd, format!("sh -c {script:?}"))
+    }
+
+    #[test]
+    fn lines_and_text_keep_a_last_line_without_newline_apart() {
+        let mut sb = sh("printf 'one\\ntwo\\n'; printf 'three' >&2; exit 3");
+        assert_eq!(sb.wait_exit(Duration::from_secs(10)), 3);
+        assert_eq!(sb.lines(), ["one", "two"]);
+        assert_eq!(sb.stdout_text(), "one\ntwo\n");
+        assert_eq!(sb.stderr_str(), "three");
+
+        let mut sb = sh("printf 'one\\ntwo'");
+        assert_eq!(sb.wait_exit(Duration::from_secs(10)), 0);
+        assert_eq!(sb.lines(), ["one", "two"]);
+        assert_eq!(sb.stdout_text(), "one\ntwo");
+    }
+
+    #[test]
+    fn a_killed_group_is_gone_and_reports_the_signal() {
+        // The shell's child holds stdout too: the whole group must die.
+        let mut sb = sh("echo up; sleep 60 & wait");
+        sb.wait_lines(1, Duration::from_secs(10));
+        assert!(sb.is_running());
+        sb.kill();
+        assert_eq!(sb.try_status(), Some(128 + libc::SIGKILL));
+        sb.assert_group_gone();
+    }
+
+    #[test]
+    fn try_wait_for_gives_up_at_eof() {
+        let mut sb = sh("echo only");
+        assert!(!sb.try_wait_for(Duration::from_secs(10), |l| l.len() >= 2));
+        assert_eq!(sb.lines(), ["only"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "CHECK FAILED page 3")]
+    fn a_broken_line_fails_at_once() {
+        let mut sb = sh("echo ok; echo 'CHECK FAILED page 3'; sleep 60").failing_on("CHECK");
+        sb.wait_lines(5, Duration::from_secs(10));
+    }
 }

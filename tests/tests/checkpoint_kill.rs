@@ -204,6 +204,21 @@ struct Tally {
     saved_before_kill: usize,
 }
 
+impl Tally {
+    /// A sweep saw (a), and (b) with the command killed before it finished.
+    fn assert_both_outcomes(&self, sweep: &str) {
+        eprintln!("{sweep}: {self:?}");
+        assert!(
+            self.untouched > 0,
+            "{sweep}: no kill landed before the request: {self:?}"
+        );
+        assert!(
+            self.saved_after_kill > 0,
+            "{sweep}: no kill landed during a checkpoint: {self:?}"
+        );
+    }
+}
+
 /// Spawns the checkpoint, kills it after `delay`, reaps it. Returns whether
 /// it had already exited (and its exit status then).
 fn kill_after(mut cmd: Child, delay: Duration) -> Option<i32> {
@@ -299,15 +314,7 @@ fn killed_checkpoint_without_leave_running() {
         }
         eprintln!("{what}: {}", if files.is_empty() { "(a)" } else { "(b)" });
     }
-    eprintln!("without --leave-running: {tally:?}");
-    assert!(
-        tally.untouched > 0,
-        "no kill landed before the request: {tally:?}"
-    );
-    assert!(
-        tally.saved_after_kill > 0,
-        "no kill landed during a checkpoint: {tally:?}"
-    );
+    tally.assert_both_outcomes("without --leave-running");
 
     // A statefile whose command was killed restores, and the guest's memory
     // checks pass.
@@ -395,15 +402,7 @@ fn killed_checkpoint_with_leave_running_over_an_older_statefile() {
         std::fs::remove_dir_all(&img).unwrap();
         eprintln!("{what}: {}", if ino == older_ino { "(a)" } else { "(b)" });
     }
-    eprintln!("with --leave-running: {tally:?}");
-    assert!(
-        tally.untouched > 0,
-        "no kill landed before the request: {tally:?}"
-    );
-    assert!(
-        tally.saved_after_kill > 0,
-        "no kill landed during a checkpoint: {tally:?}"
-    );
+    tally.assert_both_outcomes("with --leave-running");
     // The older statefile itself was never written to.
     assert_valid(&older, "the older statefile");
     assert!(sb.is_running(), "sandbox L exited");
