@@ -25,16 +25,14 @@
 //! `vN`, never replaces one).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use cryo_golden::data_dir;
-use cryo_tests::{cryo_bin, diff, exit_code, isolate, BASE_ENV};
+use cryo_tests::sandbox::{assert_ok, checkpoint, Sandbox, Scratch, STATEFILE};
+use cryo_tests::{diff, BASE_ENV};
 use statefile::{TypeVisitor, Versioned};
 
 /// The guest waits this long between ticks; the generator checkpoints once
@@ -151,168 +149,28 @@ fn read_lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-// ---------------------------------------------------------------------------
-// Running cryo
-
-/// A `cryo` command in its own process group, stdout read line by line.
-/// Dropping it kills the whole group.
-struct Running {
-    what: String,
-    child: Child,
-    pgid: libc::pid_t,
-    rx: Receiver<String>,
-    lines: Vec<String>,
-    eof: bool,
-    stderr: Option<Receiver<Vec<u8>>>,
-}
-
-fn cryo(root: &Path) -> Command {
-    let mut cmd = Command::new(cryo_bin());
-    cmd.arg("--root").arg(root);
-    cmd.env_clear()
-        .envs(BASE_ENV.iter().copied())
-        .current_dir("/");
-    if let Some(v) = std::env::var_os("CRYO_LOG") {
-        cmd.env("CRYO_LOG", v);
-    }
-    cmd
-}
-
-impl Running {
-    fn spawn(mut cmd: Command, what: String) -> Running {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        isolate(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"));
-        let pgid = child.id() as libc::pid_t;
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(l) = line else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr = child.stderr.take().expect("piped");
-        let (etx, erx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            let _ = etx.send(buf);
-        });
-        Running {
-            what,
-            child,
-            pgid,
-            rx,
-            lines: Vec::new(),
-            eof: false,
-            stderr: Some(erx),
-        }
-    }
-
-    /// Waits until `done(lines)` or stdout closes or `timeout` passes;
-    /// returns whether `done` holds.
-    fn wait_for(&mut self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        while !done(&self.lines) && !self.eof {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.rx.recv_timeout(left) {
-                Ok(l) => self.lines.push(l),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => self.eof = true,
-            }
-        }
-        done(&self.lines)
-    }
-
-    /// Kills the group and returns stderr (for a failure message).
-    fn kill_and_stderr(&mut self) -> String {
-        self.kill();
-        self.stderr
-            .take()
-            .and_then(|rx| rx.recv_timeout(Duration::from_secs(3)).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        // SAFETY: kill(2) of the process group this test created.
-        unsafe {
-            libc::kill(-self.pgid, libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits for the process to exit and stdout to close; its exit code.
-    fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let err = self.kill_and_stderr();
-                panic!(
-                    "{}: still running after {timeout:?}; stderr:\n{err}",
-                    self.what
-                );
-            }
-            self.wait_for(Duration::from_millis(20), |_| false);
-        };
-        self.wait_for(Duration::from_secs(5), |_| false);
-        assert!(self.eof, "{}: exited but its stdout stayed open", self.what);
-        exit_code(status)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Restores `statefile` (copied into a fresh image directory) and returns
 /// the first `n` lines the restored program prints, or why it did not.
 fn restore_lines(statefile: &Path, n: usize, id: &str) -> Result<Vec<String>, String> {
-    let scratch = tempfile::Builder::new()
-        .prefix("cryo-golden-")
-        .tempdir()
-        .unwrap();
-    let img = scratch.path().join("img");
+    let scratch = Scratch::new("cryo-golden-");
+    let img = scratch.path("img");
     std::fs::create_dir_all(&img).unwrap();
-    std::fs::copy(statefile, img.join("checkpoint.cryo"))
+    std::fs::copy(statefile, img.join(STATEFILE))
         .unwrap_or_else(|e| panic!("{}: {e}", statefile.display()));
-    let root = scratch.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let mut cmd = cryo(&root);
-    cmd.arg("restore")
-        .arg("--image-path")
-        .arg(&img)
-        .args(["--id", id]);
-    let what = format!("cryo restore {}", statefile.display());
-    let mut r = Running::spawn(cmd, what.clone());
-    let got = r.wait_for(START, |l| l.len() >= n);
-    let status = r.child.try_wait().ok().flatten().map(exit_code);
+    let mut r = Sandbox::restore(&scratch.root(), &img, id);
+    let got = r.try_wait_for(START, |l| l.len() >= n);
+    let status = r.try_status();
     let stderr = r.kill_and_stderr();
+    let lines = r.lines();
     if !got {
         return Err(format!(
-            "{what}: {} of {n} lines, exit status {status:?}; last lines {:?}; stderr:\n{stderr}",
-            r.lines.len(),
-            &r.lines[r.lines.len().saturating_sub(3)..]
+            "cryo restore {}: {} of {n} lines, exit status {status:?}; last lines {:?}; stderr:\n{stderr}",
+            statefile.display(),
+            lines.len(),
+            &lines[lines.len().saturating_sub(3)..]
         ));
     }
-    r.lines.truncate(n);
-    Ok(std::mem::take(&mut r.lines))
+    Ok(lines[..n].to_vec())
 }
 
 /// Restores golden file `g` and compares its continuation with `.expect`.
@@ -483,15 +341,12 @@ fn regenerate_real_guest() {
             out(ext).display()
         );
     }
-    let scratch = tempfile::Builder::new()
-        .prefix("cryo-golden-gen-")
-        .tempdir()
-        .unwrap();
+    let scratch = Scratch::new("cryo-golden-gen-");
 
     // The guest, static against musl (small, and no glibc start-up
     // differences between hosts).
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/golden_counter.c");
-    let built = scratch.path().join("golden_counter");
+    let built = scratch.path("golden_counter");
     let cc = Command::new("musl-gcc")
         .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
         .arg(&built)
@@ -509,40 +364,22 @@ fn regenerate_real_guest() {
     place(&exe, &built);
 
     // Under cryo, checkpointed after tick CHECKPOINT_AFTER_TICK.
-    let root = scratch.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
+    let root = scratch.root();
     let id = format!("golden-gen-v{version}");
-    let mut cmd = cryo(&root);
-    cmd.args(["do", "--id", &id, "--cwd", "/"]);
-    for (k, v) in BASE_ENV {
-        cmd.arg("--env").arg(format!("{k}={v}"));
-    }
-    cmd.arg("--").arg(&exe).args(["-1", TMP_FILE, SHM_FILE]);
-    let mut run = Running::spawn(cmd, format!("cryo do {}", exe.display()));
+    let mut run = Sandbox::run(&root, &id, &exe, &["-1", TMP_FILE, SHM_FILE]);
     let mark = format!("tick {CHECKPOINT_AFTER_TICK} mem=");
-    if !run.wait_for(START, |l| l.iter().any(|l| l.starts_with(&mark))) {
+    if !run.try_wait_for(START, |l| l.iter().any(|l| l.starts_with(&mark))) {
         let err = run.kill_and_stderr();
         panic!(
             "the guest under cryo did not reach tick {CHECKPOINT_AFTER_TICK}: {:?}; stderr:\n{err}",
-            run.lines
+            run.lines()
         );
     }
-    let img = scratch.path().join("img");
-    let ck = cryo(&root)
-        .arg("checkpoint")
-        .arg("--image-path")
-        .arg(&img)
-        .arg(&id)
-        .output()
-        .unwrap();
-    assert!(
-        ck.status.success(),
-        "cryo checkpoint: {}",
-        String::from_utf8_lossy(&ck.stderr)
-    );
+    let img = scratch.path("img");
+    assert_ok(&checkpoint(&root, &img, &id, &[]), "cryo checkpoint");
     let code = run.wait_exit(Duration::from_secs(10));
     assert_eq!(code, 0, "cryo do after the checkpoint");
-    let before = std::mem::take(&mut run.lines);
+    let before = run.lines().to_vec();
     let last_tick = before
         .iter()
         .rev()
@@ -552,8 +389,8 @@ fn regenerate_real_guest() {
     // The same program natively, through the ticks after the checkpoint.
     let native = Command::new(&exe)
         .arg((last_tick + 1 + EXPECT_TICKS).to_string())
-        .arg(scratch.path().join("native.tmp"))
-        .arg(scratch.path().join("native.shm"))
+        .arg(scratch.path("native.tmp"))
+        .arg(scratch.path("native.shm"))
         .env_clear()
         .envs(BASE_ENV.iter().copied())
         .output()
@@ -571,7 +408,7 @@ fn regenerate_real_guest() {
     );
     let expect = &native[before.len()..];
 
-    std::fs::copy(img.join("checkpoint.cryo"), out("cryo")).unwrap();
+    std::fs::copy(img.join(STATEFILE), out("cryo")).unwrap();
     std::fs::copy(&built, out("golden_counter")).unwrap();
     std::fs::write(out("expect"), expect.join("\n") + "\n").unwrap();
     std::fs::write(

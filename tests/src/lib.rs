@@ -11,7 +11,9 @@
 //!   ([`run_cryo`]) with the same arguments, environment, working directory
 //!   and stdin, each with a timeout after which the child's process group is
 //!   killed and the test fails;
-//! - compares the two runs ([`assert_same`]) and prints a line diff.
+//! - compares the two runs ([`assert_same`]) and prints a line diff;
+//! - keeps sandboxes running while a test checkpoints, restores, signals or
+//!   kills them ([`sandbox`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -23,6 +25,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
+
+pub mod sandbox;
 
 /// How long any single run (native or cryo) may take before it is killed,
 /// unless `$CRYO_TEST_TIMEOUT` (seconds) says otherwise.
@@ -48,7 +52,7 @@ pub const BASE_ENV: &[(&str, &str)] = &[("PATH", "/usr/local/bin:/usr/bin:/bin")
 /// knob. `cryo do` hands its own environment to the guest, as `runsc do`
 /// does, so only a variable a developer sets on purpose belongs here (cargo
 /// sets RUST_BACKTRACE for tests, which would leak into every guest).
-const CRYO_PASSTHROUGH: &[&str] = &["CRYO_LOG"];
+pub(crate) const CRYO_PASSTHROUGH: &[&str] = &["CRYO_LOG"];
 
 /// Which C library a guest is linked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,14 +229,8 @@ pub fn isolate(cmd: &mut Command) {
 /// Spawns `cmd` in its own process group with piped stdio, feeds `stdin`,
 /// collects stdout/stderr, and kills the whole group if it outlives
 /// the timeout (a hang is a test failure, not a stuck suite).
-fn run_command(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    isolate(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"));
+fn run_command(cmd: Command, stdin: &[u8], what: &str) -> Output {
+    let mut child = spawn_isolated(cmd, Stdio::piped(), what);
 
     let stdin_data = stdin.to_vec();
     let mut child_stdin = child.stdin.take().expect("stdin was piped");
@@ -271,7 +269,18 @@ fn run_command(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
     }
 }
 
-fn drain(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+/// Spawns `cmd` in its own process group ([`isolate`]) with `stdin` and
+/// piped stdout and stderr; a failure to start fails the test.
+pub(crate) fn spawn_isolated(mut cmd: Command, stdin: Stdio, what: &str) -> Child {
+    cmd.stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    isolate(&mut cmd);
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"))
+}
+
+pub(crate) fn drain(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut buf = Vec::new();
@@ -293,14 +302,16 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     }
 }
 
-fn kill_group(child: &mut Child) {
+/// SIGKILLs the process group `child` leads (see [`isolate`]) and reaps
+/// the child; its exit status unless it was reaped before.
+pub(crate) fn kill_group(child: &mut Child) -> Option<ExitStatus> {
     let pgid = child.id() as libc::pid_t;
     // SAFETY: plain kill(2) of the process group we created for this child.
     unsafe {
         libc::kill(-pgid, libc::SIGKILL);
     }
     let _ = child.kill();
-    let _ = child.wait();
+    child.wait().ok()
 }
 
 /// The exit code, with death by signal N reported as 128+N.

@@ -17,313 +17,21 @@
 //! process it starts runs in its own process group, which is killed when
 //! the test ends (pass or fail).
 
-use std::cell::RefCell;
-use std::ffi::{CString, OsStr, OsString};
-use std::io::{BufRead, BufReader, Read};
+use std::ffi::{CString, OsStr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cryo_tests::{
-    cryo_bin, exit_code, guest, isolate, run_cryo_cli, run_native, Libc, Output, BASE_ENV,
+use cryo_tests::sandbox::{
+    assert_no_record, assert_ok, assert_only_statefile, assert_refused, assert_restore_refused,
+    checkpoint, files_under, Sandbox, Scratch, NO_ARGS, STATEFILE,
 };
+use cryo_tests::{guest, run_cryo_cli, run_native, Libc};
 
-const STATEFILE: &str = "checkpoint.cryo";
-/// The exit status of every refusal.
-const REFUSED: i32 = 125;
 /// How long to wait for a sandbox to print its first lines (the guest
 /// fills its buffer first) or for a checkpointed sandbox to exit.
 const START: Duration = Duration::from_secs(20);
 const EXIT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------
-// Running sandboxes
-
-/// A `cryo do` / `cryo restore` running in its own process group, its stdout
-/// read line by line by a thread. Dropping it kills the whole group.
-struct Sandbox {
-    what: String,
-    child: Child,
-    pgid: libc::pid_t,
-    rx: Receiver<String>,
-    /// Every stdout line received so far (without the newline).
-    lines: Vec<String>,
-    stdout_eof: bool,
-    stderr: RefCell<Option<Receiver<Vec<u8>>>>,
-    stderr_data: RefCell<Vec<u8>>,
-    status: Option<i32>,
-}
-
-fn cryo_command(root: &Path) -> Command {
-    let mut cmd = Command::new(cryo_bin());
-    cmd.arg("--root").arg(root);
-    cmd.env_clear()
-        .envs(BASE_ENV.iter().copied())
-        .current_dir("/");
-    if let Some(v) = std::env::var_os("CRYO_LOG") {
-        cmd.env("CRYO_LOG", v);
-    }
-    cmd
-}
-
-impl Sandbox {
-    fn spawn(mut cmd: Command, what: String) -> Sandbox {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        isolate(&mut cmd);
-        Self::try_start(cmd, what.clone()).unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"))
-    }
-
-    /// Spawns an already configured command (own process group, piped
-    /// stdout and stderr).
-    fn try_start(mut cmd: Command, what: String) -> std::io::Result<Sandbox> {
-        let mut child = cmd.spawn()?;
-        let pgid = child.id() as libc::pid_t;
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                match line {
-                    Ok(l) => {
-                        if tx.send(l).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let (etx, erx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            let _ = etx.send(buf);
-        });
-        Ok(Sandbox {
-            what,
-            child,
-            pgid,
-            rx,
-            lines: Vec::new(),
-            stdout_eof: false,
-            stderr: RefCell::new(Some(erx)),
-            stderr_data: RefCell::new(Vec::new()),
-            status: None,
-        })
-    }
-
-    /// `cryo --root ROOT do --id ID -- PROGRAM ARGS…`
-    fn run(root: &Path, id: &str, program: &Path, args: &[&OsStr]) -> Sandbox {
-        let mut cmd = cryo_command(root);
-        cmd.args(["do", "--id", id, "--cwd", "/"]);
-        for (k, v) in BASE_ENV {
-            cmd.arg("--env").arg(format!("{k}={v}"));
-        }
-        cmd.arg("--").arg(program).args(args);
-        let what = format!("cryo do --id {id} -- {} {args:?}", program.display());
-        Sandbox::spawn(cmd, what)
-    }
-
-    /// `cryo --root ROOT restore --image-path IMG --id ID`
-    fn restore(root: &Path, img: &Path, id: &str) -> Sandbox {
-        let mut cmd = cryo_command(root);
-        cmd.arg("restore")
-            .arg("--image-path")
-            .arg(img)
-            .args(["--id", id]);
-        Sandbox::spawn(
-            cmd,
-            format!("cryo restore --image-path {} --id {id}", img.display()),
-        )
-    }
-
-    /// Moves lines from the reader thread into `lines`, waiting until
-    /// `deadline` for the first one. Returns false once stdout is closed
-    /// and drained.
-    fn pump(&mut self, deadline: Instant) -> bool {
-        if self.stdout_eof {
-            return false;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.rx.recv_timeout(left) {
-            Ok(l) => self.lines.push(l),
-            Err(RecvTimeoutError::Timeout) => return true,
-            Err(RecvTimeoutError::Disconnected) => {
-                self.stdout_eof = true;
-                return false;
-            }
-        }
-        loop {
-            match self.rx.try_recv() {
-                Ok(l) => self.lines.push(l),
-                Err(mpsc::TryRecvError::Empty) => return true,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    self.stdout_eof = true;
-                    return false;
-                }
-            }
-        }
-    }
-
-    /// Takes whatever lines have arrived, without waiting.
-    fn drain(&mut self) {
-        self.pump(Instant::now());
-    }
-
-    /// Waits until `done(lines)` holds; fails the test after `timeout`.
-    fn wait_for(&mut self, timeout: Duration, why: &str, done: impl Fn(&[String]) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !done(&self.lines) {
-            if Instant::now() >= deadline || !self.pump(deadline) && !done(&self.lines) {
-                let status = self.child.try_wait().ok().flatten().map(exit_code);
-                self.kill();
-                panic!(
-                    "{}: waited {:?} for {why}; exit status {status:?}; {} lines, last {:?}; stderr:\n{}",
-                    self.what,
-                    timeout,
-                    self.lines.len(),
-                    self.lines.last(),
-                    self.final_stderr()
-                );
-            }
-        }
-    }
-
-    fn wait_lines(&mut self, n: usize, timeout: Duration) {
-        self.wait_for(timeout, &format!("{n} lines"), |l| l.len() >= n);
-    }
-
-    /// Waits for the process to exit and its stdout/stderr to close;
-    /// returns the exit code. Fails the test after `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        if let Some(code) = self.status {
-            return code;
-        }
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                panic!(
-                    "{}: still running after {timeout:?}; last line {:?}; stderr:\n{}",
-                    self.what,
-                    self.lines.last(),
-                    self.final_stderr()
-                );
-            }
-            self.pump((Instant::now() + Duration::from_millis(20)).min(deadline));
-        };
-        let code = exit_code(status);
-        self.status = Some(code);
-        // The pipes close once the last holder exits.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.pump(deadline) {
-            assert!(
-                Instant::now() < deadline,
-                "{}: exited but its stdout stayed open",
-                self.what
-            );
-        }
-        self.collect_stderr(deadline);
-        code
-    }
-
-    fn collect_stderr(&self, deadline: Instant) {
-        let rx = self.stderr.borrow_mut().take();
-        if let Some(rx) = rx {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(buf) => *self.stderr_data.borrow_mut() = buf,
-                Err(_) => panic!("{}: exited but its stderr stayed open", self.what),
-            }
-        }
-    }
-
-    /// All of stderr after the process was killed (waits briefly for it).
-    fn final_stderr(&self) -> String {
-        let rx = self.stderr.borrow_mut().take();
-        if let Some(rx) = rx {
-            if let Ok(buf) = rx.recv_timeout(Duration::from_secs(2)) {
-                *self.stderr_data.borrow_mut() = buf;
-            }
-        }
-        self.stderr_str()
-    }
-
-    /// stderr so far: all of it once the process has exited, else whatever
-    /// is known (the reader hands it over only at EOF).
-    fn stderr_str(&self) -> String {
-        let mut slot = self.stderr.borrow_mut();
-        if let Some(rx) = slot.as_ref() {
-            if let Ok(buf) = rx.try_recv() {
-                *self.stderr_data.borrow_mut() = buf;
-                *slot = None;
-            }
-        }
-        String::from_utf8_lossy(&self.stderr_data.borrow()).into_owned()
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.status.is_none() && self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// SIGKILLs the whole process group and reaps the child.
-    fn kill(&mut self) {
-        // SAFETY: kill(2) of the process group this test created.
-        unsafe {
-            libc::kill(-self.pgid, libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        if let Ok(s) = self.child.wait() {
-            self.status.get_or_insert(exit_code(s));
-        }
-    }
-
-    /// Counters of the lines received so far.
-    fn counters(&self) -> Vec<u64> {
-        self.lines.iter().map(|l| parse(l).counter).collect()
-    }
-
-    fn last_counter(&self) -> u64 {
-        parse(self.lines.last().expect("no lines")).counter
-    }
-
-    /// Waits until the process group is gone (cryo, its gofer, anything
-    /// else it started in its group).
-    fn assert_group_gone(&self) {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            // SAFETY: signal 0 only checks for existence.
-            let r = unsafe { libc::kill(-self.pgid, 0) };
-            if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: processes of its group are still running after it exited",
-                self.what
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) of the process group this test created.
-        unsafe {
-            libc::kill(-self.pgid, libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The guest's lines
@@ -409,148 +117,48 @@ fn assert_continues(what: &str, got: &[String], first: u64, native: &[String]) {
     }
 }
 
+/// The counters of the lines a sandbox running `ckpt_counter` printed.
+trait Counters {
+    /// Counters of the lines received so far.
+    fn counters(&self) -> Vec<u64>;
+    fn last_counter(&self) -> u64;
+}
+
+impl Counters for Sandbox {
+    fn counters(&self) -> Vec<u64> {
+        self.lines().iter().map(|l| parse(l).counter).collect()
+    }
+
+    fn last_counter(&self) -> u64 {
+        parse(self.lines().last().expect("no lines")).counter
+    }
+}
+
 // ---------------------------------------------------------------------------
-// Scratch space and CLI calls
+// Scratch space
 
-/// A temporary directory holding a test's `--root`, image directories and
-/// the host file the guest opens.
-struct Scratch {
-    dir: tempfile::TempDir,
+/// A scratch directory for a test's `--root`, image directories and the
+/// host file the guest opens.
+fn scratch() -> Scratch {
+    Scratch::new("cryo-ckpt-")
 }
 
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::Builder::new()
-                .prefix("cryo-ckpt-")
-                .tempdir()
-                .unwrap(),
-        }
+/// `data/file.bin` in `s`: 4 KiB of deterministic content for the guest to
+/// open.
+fn data_file(s: &Scratch) -> PathBuf {
+    let dir = s.path("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("file.bin");
+    if !file.exists() {
+        let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 31 + 7) as u8).collect();
+        std::fs::write(&file, bytes).unwrap();
     }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn root(&self) -> PathBuf {
-        let root = self.path("root");
-        std::fs::create_dir_all(&root).unwrap();
-        root
-    }
-
-    /// `data/file.bin`: 4 KiB of deterministic content for the guest to open.
-    fn data_file(&self) -> PathBuf {
-        let dir = self.path("data");
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("file.bin");
-        if !file.exists() {
-            let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 31 + 7) as u8).collect();
-            std::fs::write(&file, bytes).unwrap();
-        }
-        file
-    }
-}
-
-/// `cryo --root ROOT ARGS…` to completion.
-fn cli(root: &Path, args: &[&OsStr]) -> Output {
-    let mut all: Vec<OsString> = vec!["--root".into(), root.into()];
-    all.extend(args.iter().map(|a| a.to_os_string()));
-    run_cryo_cli(&all)
-}
-
-fn checkpoint(root: &Path, img: &Path, id: &str, flags: &[&str]) -> Output {
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("checkpoint"),
-        OsStr::new("--image-path"),
-        img.as_os_str(),
-    ];
-    args.extend(flags.iter().map(OsStr::new));
-    args.push(OsStr::new(id));
-    cli(root, &args)
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert_eq!(
-        out.code,
-        0,
-        "{what}: exit {}; stderr: {}",
-        out.code,
-        out.stderr_str()
-    );
-}
-
-/// Exit 125, exactly one line on stderr, containing every one of `needles`
-/// (at least one: a refusal for the wrong reason must not pass).
-fn assert_refused(code: i32, stderr: &str, what: &str, needles: &[&str]) {
-    assert!(
-        !needles.is_empty(),
-        "{what}: say what the refusal must name"
-    );
-    assert_eq!(
-        code, REFUSED,
-        "{what}: expected exit {REFUSED}, got {code}; stderr: {stderr}"
-    );
-    let trimmed = stderr.trim_end();
-    assert_eq!(
-        trimmed.lines().count(),
-        1,
-        "{what}: expected a one-line error, got:\n{stderr}"
-    );
-    assert!(
-        trimmed.starts_with("cryo"),
-        "{what}: error does not start with `cryo`: {trimmed}"
-    );
-    for n in needles {
-        assert!(
-            trimmed.contains(n),
-            "{what}: error should mention {n:?}: {trimmed}"
-        );
-    }
-    eprintln!("{what}: refused as expected: {trimmed}");
-}
-
-/// Every non-directory under `dir` (recursively); empty if `dir` is absent.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// Exactly `IMG/checkpoint.cryo` and nothing else (no temporary files).
-fn assert_only_statefile(img: &Path) {
-    let files = files_under(img);
-    assert_eq!(
-        files,
-        vec![img.join(STATEFILE)],
-        "image directory {} holds {files:?}",
-        img.display()
-    );
-}
-
-/// The sandbox's record is gone from `--root` (nothing half-registered).
-fn assert_no_record(root: &Path, id: &str) {
-    assert!(
-        !root.join(id).exists(),
-        "{} is still recorded under {}: {:?}",
-        id,
-        root.display(),
-        files_under(&root.join(id))
-    );
+    file
 }
 
 /// Starts `ckpt_counter MIB DATAFILE` as sandbox `id` and waits for 3 lines.
 fn start_counter(s: &Scratch, id: &str, mib: u32) -> Sandbox {
-    let file = s.data_file();
+    let file = data_file(s);
     let mut sb = Sandbox::run(
         &s.root(),
         id,
@@ -572,7 +180,7 @@ fn checkpoint_and_exit(s: &Scratch, sb: &mut Sandbox, id: &str, img: &Path) -> u
         code,
         0,
         "{} after checkpoint: exit {code}; stderr: {}",
-        sb.what,
+        sb.what(),
         sb.stderr_str()
     );
     assert_only_statefile(img);
@@ -586,7 +194,7 @@ fn checkpoint_and_exit(s: &Scratch, sb: &mut Sandbox, id: &str, img: &Path) -> u
             .enumerate()
             .all(|(i, c)| *c == first + i as u64),
         "{}: counters not consecutive: {counters:?}",
-        sb.what
+        sb.what()
     );
     sb.last_counter()
 }
@@ -596,13 +204,13 @@ fn checkpoint_and_exit(s: &Scratch, sb: &mut Sandbox, id: &str, img: &Path) -> u
 
 #[test]
 fn checkpoint_moved_and_restored() {
-    let s = Scratch::new();
-    let file = s.data_file();
+    let s = scratch();
+    let file = data_file(&s);
     let mut a = start_counter(&s, "A", 64);
     let img = s.path("img");
     let last = checkpoint_and_exit(&s, &mut a, "A", &img);
     let native = reference(64, &file, last + 4);
-    assert_continues("cryo do before the checkpoint", &a.lines, 0, &native);
+    assert_continues("cryo do before the checkpoint", a.lines(), 0, &native);
 
     // Move the image directory elsewhere; restore from there.
     std::fs::create_dir_all(s.path("elsewhere")).unwrap();
@@ -612,7 +220,7 @@ fn checkpoint_moved_and_restored() {
     b.wait_lines(3, START);
     assert_continues(
         "restored from a moved image",
-        &b.lines[..3],
+        &b.lines()[..3],
         last + 1,
         &native,
     );
@@ -621,8 +229,8 @@ fn checkpoint_moved_and_restored() {
 
 #[test]
 fn restore_twice_gives_two_sandboxes() {
-    let s = Scratch::new();
-    let file = s.data_file();
+    let s = scratch();
+    let file = data_file(&s);
     let mut a = start_counter(&s, "A", 16);
     let img = s.path("img");
     let last = checkpoint_and_exit(&s, &mut a, "A", &img);
@@ -633,28 +241,28 @@ fn restore_twice_gives_two_sandboxes() {
     b.wait_lines(3, START);
     c.wait_lines(3, START);
     assert_eq!(
-        b.lines[..3],
-        c.lines[..3],
+        b.lines()[..3],
+        c.lines()[..3],
         "the two restored sandboxes differ"
     );
-    assert_continues("restore B", &b.lines[..3], last + 1, &native);
-    assert_continues("restore C", &c.lines[..3], last + 1, &native);
+    assert_continues("restore B", &b.lines()[..3], last + 1, &native);
+    assert_continues("restore C", &c.lines()[..3], last + 1, &native);
 
     // Killing B leaves C running, still correct.
     b.kill();
     b.assert_group_gone();
     c.drain();
-    let have = c.lines.len();
+    let have = c.lines().len();
     c.wait_lines(have + 3, Duration::from_secs(10));
     assert!(
         c.is_running(),
         "C stopped when B was killed: {}",
         c.stderr_str()
     );
-    let upto = c.lines.len().min(9);
+    let upto = c.lines().len().min(9);
     assert_continues(
         "restore C after B was killed",
-        &c.lines[..upto],
+        &c.lines()[..upto],
         last + 1,
         &native,
     );
@@ -662,8 +270,8 @@ fn restore_twice_gives_two_sandboxes() {
 
 #[test]
 fn leave_running_then_restore() {
-    let s = Scratch::new();
-    let file = s.data_file();
+    let s = scratch();
+    let file = data_file(&s);
     let mut a = start_counter(&s, "A", 16);
     a.drain();
     let before = a.last_counter();
@@ -686,7 +294,7 @@ fn leave_running_then_restore() {
 
     let mut b = Sandbox::restore(&s.root(), &img, "B");
     b.wait_lines(3, START);
-    let first = parse(&b.lines[0]).counter;
+    let first = parse(&b.lines()[0]).counter;
     assert!(
         before < first && first <= at_return + 1,
         "restored copy starts at counter {first}; the checkpoint was taken between counters {before} and {at_return}"
@@ -697,19 +305,23 @@ fn leave_running_then_restore() {
         "the original to reach the restored counters",
         |l| parse(l.last().unwrap()).counter >= first + 2,
     );
-    let a0 = parse(&a.lines[0]).counter;
-    let same: Vec<String> = a.lines[(first - a0) as usize..][..3].to_vec();
-    assert_eq!(b.lines[..3], same[..], "restored copy and original differ");
+    let a0 = parse(&a.lines()[0]).counter;
+    let same: Vec<String> = a.lines()[(first - a0) as usize..][..3].to_vec();
+    assert_eq!(
+        b.lines()[..3],
+        same[..],
+        "restored copy and original differ"
+    );
     let native = reference(16, &file, first + 3);
     assert_continues(
         "restored after --leave-running",
-        &b.lines[..3],
+        &b.lines()[..3],
         first,
         &native,
     );
     assert_continues(
         "original after --leave-running",
-        &a.lines,
+        a.lines(),
         a0,
         &reference(16, &file, a.last_counter() + 1),
     );
@@ -717,8 +329,8 @@ fn leave_running_then_restore() {
 
 #[test]
 fn checkpoint_restore_checkpoint_restore() {
-    let s = Scratch::new();
-    let file = s.data_file();
+    let s = scratch();
+    let file = data_file(&s);
     let mut a = start_counter(&s, "A", 16);
     let img1 = s.path("img1");
     let last1 = checkpoint_and_exit(&s, &mut a, "A", &img1);
@@ -741,8 +353,8 @@ fn checkpoint_restore_checkpoint_restore() {
     let mut c = Sandbox::restore(&s.root(), &img2, "C");
     c.wait_lines(3, START);
     let native = reference(16, &file, last2 + 4);
-    assert_continues("first restore", &b.lines, last1 + 1, &native);
-    assert_continues("second restore", &c.lines[..3], last2 + 1, &native);
+    assert_continues("first restore", b.lines(), last1 + 1, &native);
+    assert_continues("second restore", &c.lines()[..3], last2 + 1, &native);
 }
 
 const PY_LOOP: &str =
@@ -751,7 +363,7 @@ const PY_LOOP: &str =
 #[test]
 fn dynamic_program_checkpointed() {
     let python = python3();
-    let s = Scratch::new();
+    let s = scratch();
     let mut a = Sandbox::run(
         &s.root(),
         "P",
@@ -779,13 +391,13 @@ fn dynamic_program_checkpointed() {
             })
             .collect()
     };
-    let before = nums(&a.lines);
+    let before = nums(a.lines());
     assert_eq!(before, (0..before.len() as u64).collect::<Vec<_>>());
     let last = *before.last().unwrap();
 
     let mut b = Sandbox::restore(&s.root(), &img, "Q");
     b.wait_lines(5, START);
-    let after = nums(&b.lines[..5]);
+    let after = nums(&b.lines()[..5]);
     assert_eq!(
         after,
         (last + 1..last + 6).collect::<Vec<_>>(),
@@ -809,8 +421,8 @@ const PY_SHARED: &str = "import os,sys,time\nfd=os.open(sys.argv[1],os.O_RDONLY)
 #[test]
 fn shared_open_files_stay_shared_after_restore() {
     let python = python3();
-    let s = Scratch::new();
-    let file = s.data_file();
+    let s = scratch();
+    let file = data_file(&s);
     let args = [OsStr::new("-c"), OsStr::new(PY_SHARED), file.as_os_str()];
     let mut a = Sandbox::run(&s.root(), "S", python, &args);
     a.wait_lines(3, START);
@@ -833,10 +445,10 @@ fn shared_open_files_stay_shared_after_restore() {
         v.try_into()
             .unwrap_or_else(|_| panic!("python3 printed {l:?}"))
     };
-    let last = parse(a.lines.last().expect("lines before the checkpoint"))[0];
+    let last = parse(a.lines().last().expect("lines before the checkpoint"))[0];
     let mut b = Sandbox::restore(&s.root(), &img, "T");
     b.wait_lines(5, START);
-    for l in &b.lines[..5] {
+    for l in &b.lines()[..5] {
         let [i, off, dup_off, piped] = parse(l);
         assert!(i > last, "restored python3 went back: {l:?} after {last}");
         assert_eq!(off, i + 1, "the file offset did not continue: {l:?}");
@@ -858,7 +470,7 @@ fn dynamic_sleep_finishes_after_restore() {
     // Startup before the sleep began plus the restore's own work: generous,
     // yet well below the 2 s a full re-sleep would add.
     const MARGIN: Duration = Duration::from_millis(1000);
-    let s = Scratch::new();
+    let s = scratch();
     let started = Instant::now();
     let mut a = Sandbox::run(
         &s.root(),
@@ -916,7 +528,7 @@ fn absolute_sleeps_end_at_their_deadline_after_restore() {
     const MARGIN: Duration = Duration::from_millis(500);
     let sleeper = guest("abs_sleep", Libc::Glibc);
     for clock in ["monotonic", "realtime"] {
-        let s = Scratch::new();
+        let s = scratch();
         let started = Instant::now();
         let mut a = Sandbox::run(
             &s.root(),
@@ -927,7 +539,7 @@ fn absolute_sleeps_end_at_their_deadline_after_restore() {
         a.wait_lines(1, START);
         // The deadline was read before the line was printed.
         let printed = Instant::now();
-        assert_eq!(a.lines, ["sleeping"]);
+        assert_eq!(a.lines(), ["sleeping"]);
         thread::sleep(Duration::from_millis(2000));
         let img = s.path("img");
         let asked = Instant::now();
@@ -941,7 +553,7 @@ fn absolute_sleeps_end_at_their_deadline_after_restore() {
             a.stderr_str()
         );
         assert_eq!(
-            a.lines,
+            a.lines(),
             ["sleeping"],
             "abs_sleep {clock} woke before the checkpoint"
         );
@@ -951,7 +563,7 @@ fn absolute_sleeps_end_at_their_deadline_after_restore() {
         let code = b.wait_exit(Duration::from_secs(10));
         let took = restored.elapsed();
         assert_eq!(code, 0, "restored abs_sleep {clock}: {}", b.stderr_str());
-        assert_eq!(b.lines, ["reached=1"], "restored abs_sleep {clock}");
+        assert_eq!(b.lines(), ["reached=1"], "restored abs_sleep {clock}");
         // The deadline lies between started+4 s and printed+4 s: on the
         // sandbox's monotonic clock it is that far from the freeze, on the
         // wall clock that far from now.
@@ -1017,9 +629,9 @@ fn monotonic_clock_does_not_jump_over_the_frozen_time() {
     // pause, and never back.
     const PAUSE: Duration = Duration::from_secs(3);
     const MOST: i64 = 1_000_000_000;
-    let s = Scratch::new();
+    let s = scratch();
     let ticker = guest("mono_ticker", Libc::Glibc);
-    let mut a = Sandbox::run(&s.root(), "M", &ticker, &[]);
+    let mut a = Sandbox::run(&s.root(), "M", &ticker, NO_ARGS);
     a.wait_lines(3, START);
     let img = s.path("img");
     assert_ok(&checkpoint(&s.root(), &img, "M", &[]), "cryo checkpoint M");
@@ -1031,7 +643,7 @@ fn monotonic_clock_does_not_jump_over_the_frozen_time() {
         a.stderr_str()
     );
     // Every line printed before the freeze has been read (stdout closed).
-    let before: Vec<Tick> = a.lines.iter().map(|l| tick(l)).collect();
+    let before: Vec<Tick> = a.lines().iter().map(|l| tick(l)).collect();
     assert_clocks_forward("before the checkpoint", &before);
     let last = *before.last().expect("lines before the checkpoint");
 
@@ -1042,7 +654,7 @@ fn monotonic_clock_does_not_jump_over_the_frozen_time() {
         checkpointed.elapsed() >= PAUSE,
         "the pause was shorter than {PAUSE:?}"
     );
-    let after: Vec<Tick> = b.lines[..3].iter().map(|l| tick(l)).collect();
+    let after: Vec<Tick> = b.lines()[..3].iter().map(|l| tick(l)).collect();
     let first = after[0];
     assert_eq!(
         first.n,
@@ -1080,22 +692,6 @@ fn small_statefile(s: &Scratch) -> PathBuf {
     img
 }
 
-/// Runs a restore expected to be refused: exit 125, one line mentioning
-/// `needles`, its process group gone, no record left under the root.
-fn assert_restore_refused(s: &Scratch, img: &Path, what: &str, needles: &[&str]) {
-    let mut r = Sandbox::restore(&s.root(), img, "R");
-    let code = r.wait_exit(Duration::from_secs(20));
-    let err = r.stderr_str();
-    assert_refused(code, &err, what, needles);
-    assert!(
-        r.lines.is_empty(),
-        "{what}: the refused restore printed {:?}",
-        r.lines
-    );
-    r.assert_group_gone();
-    assert_no_record(&s.root(), "R");
-}
-
 /// Copies `img` into a new image directory `name` with its statefile
 /// transformed by `damage`.
 fn damaged_copy(s: &Scratch, img: &Path, name: &str, damage: impl Fn(&mut Vec<u8>)) -> PathBuf {
@@ -1109,10 +705,15 @@ fn damaged_copy(s: &Scratch, img: &Path, name: &str, damage: impl Fn(&mut Vec<u8
 
 #[test]
 fn restore_refuses_truncated_statefile() {
-    let s = Scratch::new();
+    let s = scratch();
     let img = small_statefile(&s);
     let bad = damaged_copy(&s, &img, "truncated", |b| b.truncate(b.len() / 2));
-    assert_restore_refused(&s, &bad, "restore of a half statefile", &["truncated"]);
+    assert_restore_refused(
+        &s.root(),
+        &bad,
+        "restore of a half statefile",
+        &["truncated"],
+    );
     // The damaged file is left as it was.
     let len = std::fs::metadata(img.join(STATEFILE)).unwrap().len();
     assert_eq!(
@@ -1123,14 +724,14 @@ fn restore_refuses_truncated_statefile() {
 
 #[test]
 fn restore_refuses_bit_flipped_statefile() {
-    let s = Scratch::new();
+    let s = scratch();
     let img = small_statefile(&s);
     let bad = damaged_copy(&s, &img, "flipped", |b| {
         let mid = b.len() / 2;
         b[mid] ^= 0x40;
     });
     assert_restore_refused(
-        &s,
+        &s.root(),
         &bad,
         "restore of a bit-flipped statefile",
         &["checksum"],
@@ -1139,9 +740,9 @@ fn restore_refuses_bit_flipped_statefile() {
 
 #[test]
 fn restore_refuses_changed_host_file() {
-    let s = Scratch::new();
+    let s = scratch();
     let img = small_statefile(&s);
-    let file = s.data_file();
+    let file = data_file(&s);
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&file)
@@ -1149,7 +750,7 @@ fn restore_refuses_changed_host_file() {
     std::io::Write::write_all(&mut f, b"x").unwrap();
     drop(f);
     assert_restore_refused(
-        &s,
+        &s.root(),
         &img,
         "restore after the open file grew by a byte",
         &[file.to_str().unwrap(), "changed"],
@@ -1158,12 +759,12 @@ fn restore_refuses_changed_host_file() {
 
 #[test]
 fn restore_refuses_deleted_host_file() {
-    let s = Scratch::new();
+    let s = scratch();
     let img = small_statefile(&s);
-    let file = s.data_file();
+    let file = data_file(&s);
     std::fs::remove_file(&file).unwrap();
     assert_restore_refused(
-        &s,
+        &s.root(),
         &img,
         "restore after the open file was deleted",
         &[file.to_str().unwrap(), "ENOENT"],
@@ -1172,7 +773,7 @@ fn restore_refuses_deleted_host_file() {
 
 #[test]
 fn checkpoint_refuses_unknown_id() {
-    let s = Scratch::new();
+    let s = scratch();
     let img = s.path("img");
     let out = checkpoint(&s.root(), &img, "nosuchid", &[]);
     assert_refused(
@@ -1190,7 +791,7 @@ fn checkpoint_refuses_unknown_id() {
 
 #[test]
 fn checkpoint_refuses_occupied_image_dir_unless_forced() {
-    let s = Scratch::new();
+    let s = scratch();
     let mut a = start_counter(&s, "A", 8);
     let img = s.path("img");
     assert_ok(
@@ -1222,7 +823,7 @@ fn checkpoint_refuses_occupied_image_dir_unless_forced() {
 
     // The sandbox keeps running.
     a.drain();
-    let have = a.lines.len();
+    let have = a.lines().len();
     a.wait_lines(have + 2, Duration::from_secs(10));
     assert!(a.is_running());
 
@@ -1240,7 +841,7 @@ fn checkpoint_refuses_occupied_image_dir_unless_forced() {
     let mut b = Sandbox::restore(&s.root(), &img, "B");
     b.wait_lines(1, START);
     assert_eq!(
-        parse(&b.lines[0]).counter,
+        parse(&b.lines()[0]).counter,
         last + 1,
         "restored from the forced statefile"
     );
@@ -1249,21 +850,21 @@ fn checkpoint_refuses_occupied_image_dir_unless_forced() {
 /// A sandbox keeps running and stays correct after a failed checkpoint.
 fn assert_still_running(s: &Scratch, a: &mut Sandbox, mib: u32) {
     a.drain();
-    let have = a.lines.len();
+    let have = a.lines().len();
     a.wait_lines(have + 2, Duration::from_secs(10));
     assert!(
         a.is_running(),
         "the sandbox stopped after a failed checkpoint: {}",
         a.stderr_str()
     );
-    let a0 = parse(&a.lines[0]).counter;
-    let native = reference(mib, &s.data_file(), a.last_counter() + 1);
-    assert_continues("after a failed checkpoint", &a.lines, a0, &native);
+    let a0 = parse(&a.lines()[0]).counter;
+    let native = reference(mib, &data_file(s), a.last_counter() + 1);
+    assert_continues("after a failed checkpoint", a.lines(), a0, &native);
 }
 
 #[test]
 fn checkpoint_to_unwritable_path_is_refused() {
-    let s = Scratch::new();
+    let s = scratch();
     let mut a = start_counter(&s, "A", 8);
     let plain = s.path("plain-file");
     std::fs::write(&plain, b"not a directory").unwrap();
@@ -1285,7 +886,7 @@ fn checkpoint_to_unwritable_path_is_refused() {
         assert_still_running(&s, &mut a, 8);
     }
     assert_eq!(std::fs::read(&plain).unwrap(), b"not a directory");
-    let stray: Vec<_> = files_under(s.dir.path())
+    let stray: Vec<_> = files_under(s.dir())
         .into_iter()
         .filter(|p| !p.starts_with(s.path("root")) && *p != plain && !p.starts_with(s.path("data")))
         .collect();
@@ -1330,7 +931,7 @@ fn checkpoint_failing_halfway_leaves_nothing() {
     // this test's own): the statefile of a 16 MiB counter, written by the
     // sandbox into the file `cryo checkpoint` created there, runs out of
     // space halfway through.
-    let s = Scratch::new();
+    let s = scratch();
     let small = s.path("small");
     std::fs::create_dir_all(&small).unwrap();
     // The tests run as root (cryo itself needs it): a refused mount is a
@@ -1364,15 +965,15 @@ fn checkpoint_failing_halfway_leaves_nothing() {
     b.wait_lines(2, START);
     assert_continues(
         "restore after a failed checkpoint",
-        &b.lines[..2],
+        &b.lines()[..2],
         last + 1,
-        &reference(16, &s.data_file(), last + 3),
+        &reference(16, &data_file(&s), last + 3),
     );
 }
 
 #[test]
 fn checkpoint_refuses_bad_compression_before_touching_the_sandbox() {
-    let s = Scratch::new();
+    let s = scratch();
     let mut a = start_counter(&s, "A", 8);
     let img = s.path("img");
     let out = checkpoint(&s.root(), &img, "A", &["--compression", "lz4"]);
@@ -1392,9 +993,9 @@ fn checkpoint_refuses_bad_compression_before_touching_the_sandbox() {
 
 #[test]
 fn duplicate_id_is_refused() {
-    let s = Scratch::new();
+    let s = scratch();
     let mut a = start_counter(&s, "A", 8);
-    let mut dup = Sandbox::run(&s.root(), "A", Path::new("/usr/bin/true"), &[]);
+    let mut dup = Sandbox::run(&s.root(), "A", Path::new("/usr/bin/true"), NO_ARGS);
     let code = dup.wait_exit(Duration::from_secs(20));
     assert_refused(
         code,
@@ -1414,7 +1015,7 @@ fn duplicate_id_is_refused() {
 
 #[test]
 fn inspect_shows_kernel_objects() {
-    let s = Scratch::new();
+    let s = scratch();
     let img = small_statefile(&s);
     let statefile = img.join(STATEFILE);
     let out = run_cryo_cli(&[
@@ -1536,7 +1137,7 @@ t = threading.Thread(target=work); t.start(); t.join()\n";
 #[test]
 fn multi_threaded_program_checkpointed_and_restored() {
     let python = python3();
-    let s = Scratch::new();
+    let s = scratch();
     let mut a = Sandbox::run(
         &s.root(),
         "T",
@@ -1557,7 +1158,7 @@ fn multi_threaded_program_checkpointed_and_restored() {
     let nums = |lines: &[String]| -> Vec<u64> {
         lines.iter().map(|l| l.parse().expect("a number")).collect()
     };
-    let before = nums(&a.lines);
+    let before = nums(a.lines());
     assert_eq!(before, (0..before.len() as u64).collect::<Vec<_>>());
     let last = *before.last().expect("lines before the checkpoint");
 
@@ -1565,7 +1166,7 @@ fn multi_threaded_program_checkpointed_and_restored() {
     for id in ["U", "V"] {
         let mut b = Sandbox::restore(&s.root(), &img, id);
         b.wait_lines(3, START);
-        let after = nums(&b.lines[..3]);
+        let after = nums(&b.lines()[..3]);
         assert_eq!(
             after,
             vec![last + 1, last + 2, last + 3],

@@ -1,53 +1,24 @@
 //! Signals sent to `cryo do` reach the sandbox's program, as with runsc:
 //! a handler runs, and without one the default action decides the status.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use cryo_tests::cryo_bin;
+use cryo_tests::sandbox::{Sandbox, Scratch};
 
-/// Starts `cryo do -- args…`, waits for its first stdout line, sends
-/// `signo` to the cryo process, and returns (first line, rest, exit code).
+/// Starts `cryo do -- args…` (with a `--root` of its own), waits for its first stdout line, sends
+/// `signo` to the cryo process, and returns (first line, rest, exit code),
+/// the lines with their newlines.
 fn signal_after_first_line(args: &[&str], signo: i32) -> (String, String, i32) {
-    let mut child = Command::new(cryo_bin())
-        .arg("do")
-        .arg("--cwd")
-        .arg("/")
-        .arg("--")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting cryo do");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    out.read_line(&mut first).expect("reading the first line");
-    // SAFETY: kill(2) of the child this test started.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signo) }, 0);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("waiting for cryo") {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            panic!("cryo do {args:?} did not end 20 s after signal {signo}; stderr:\n{err}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
-    let code = status.code().unwrap_or_else(|| {
-        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-    });
-    (first, rest, code)
+    let s = Scratch::new("cryo-signals-");
+    let (program, args) = args.split_first().expect("a program to run");
+    let mut sb = Sandbox::run(&s.root(), "S", Path::new(program), args);
+    sb.wait_lines(1, Duration::from_secs(30));
+    sb.signal(signo);
+    let code = sb.wait_exit(Duration::from_secs(20));
+    let text = sb.stdout_text();
+    let (first, rest) = text.split_at(text.find('\n').map_or(text.len(), |i| i + 1));
+    (first.to_string(), rest.to_string(), code)
 }
 
 #[test]

@@ -13,199 +13,20 @@
 //! restore: what the mapping writes read(2) sees at once, and the reverse.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cryo_tests::{cryo_bin, exit_code, guest, isolate, run_cryo_cli, Libc, Output, BASE_ENV};
+use cryo_tests::sandbox::{checkpoint, Sandbox, Scratch, STATEFILE};
+use cryo_tests::{guest, run_cryo_cli, Libc};
 
-const STATEFILE: &str = "checkpoint.cryo";
 /// Writing 64 MiB (or 20,000 directories) under ptrace on a busy machine.
 const START: Duration = Duration::from_secs(120);
 const EXIT: Duration = Duration::from_secs(60);
 
-/// A `cryo do` / `cryo restore` in its own process group, stdout read line
-/// by line by a thread; dropping it kills the group.
-struct Sandbox {
-    what: String,
-    child: Child,
-    pgid: libc::pid_t,
-    rx: Receiver<String>,
-    lines: Vec<String>,
-    stderr: Option<Receiver<Vec<u8>>>,
-}
-
-impl Sandbox {
-    fn spawn(mut cmd: Command, what: String) -> Sandbox {
-        cmd.env_clear()
-            .envs(BASE_ENV.iter().copied())
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(v) = std::env::var_os("CRYO_LOG") {
-            cmd.env("CRYO_LOG", v);
-        }
-        isolate(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: cannot spawn: {e}"));
-        let pgid = child.id() as libc::pid_t;
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(l) = line else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr = child.stderr.take().expect("stderr");
-        let (etx, erx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            let _ = etx.send(buf);
-        });
-        Sandbox {
-            what,
-            child,
-            pgid,
-            rx,
-            lines: Vec::new(),
-            stderr: Some(erx),
-        }
-    }
-
-    fn run(root: &Path, id: &str, program: &Path, args: &[&str]) -> Sandbox {
-        let mut cmd = Command::new(cryo_bin());
-        cmd.arg("--root")
-            .arg(root)
-            .args(["do", "--id", id, "--cwd", "/"]);
-        for (k, v) in BASE_ENV {
-            cmd.arg("--env").arg(format!("{k}={v}"));
-        }
-        cmd.arg("--").arg(program).args(args);
-        Sandbox::spawn(cmd, format!("cryo do --id {id} -- tmpfs_state {args:?}"))
-    }
-
-    fn restore(root: &Path, img: &Path, id: &str) -> Sandbox {
-        let mut cmd = Command::new(cryo_bin());
-        cmd.arg("--root")
-            .arg(root)
-            .arg("restore")
-            .arg("--image-path")
-            .arg(img)
-            .args(["--id", id]);
-        Sandbox::spawn(cmd, format!("cryo restore --id {id}"))
-    }
-
-    fn stderr_text(&mut self) -> String {
-        let buf = self
-            .stderr
-            .take()
-            .and_then(|rx| rx.recv_timeout(Duration::from_secs(2)).ok())
-            .unwrap_or_default();
-        String::from_utf8_lossy(&buf).into_owned()
-    }
-
-    fn kill(&mut self) {
-        // SAFETY: kill(2) of the process group this test created.
-        unsafe {
-            libc::kill(-self.pgid, libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The next stdout line, failing the test after `timeout` or at EOF.
-    fn next_line(&mut self, timeout: Duration) -> String {
-        match self.rx.recv_timeout(timeout) {
-            Ok(l) => {
-                assert!(
-                    !l.starts_with("CHECK FAILED"),
-                    "{}: guest failed: {l}",
-                    self.what
-                );
-                self.lines.push(l.clone());
-                l
-            }
-            Err(e) => {
-                let status = self.child.try_wait().ok().flatten().map(exit_code);
-                self.kill();
-                let stderr = self.stderr_text();
-                panic!(
-                    "{}: no line ({e:?}) after {timeout:?}; exit status {status:?}; lines {:?}; stderr:\n{stderr}",
-                    self.what, self.lines,
-                );
-            }
-        }
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return exit_code(s);
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                let stderr = self.stderr_text();
-                panic!(
-                    "{}: still running after {timeout:?}; stderr:\n{stderr}",
-                    self.what
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::Builder::new()
-                .prefix("cryo-tmpfs-")
-                .tempdir()
-                .expect("tempdir"),
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        let root = self.dir.path().join("root");
-        std::fs::create_dir_all(&root).expect("root dir");
-        root
-    }
-
-    fn img(&self) -> PathBuf {
-        self.dir.path().join("img")
-    }
-}
-
-fn checkpoint(root: &Path, img: &Path, id: &str) -> Output {
-    let args: Vec<OsString> = vec![
-        "--root".into(),
-        root.into(),
-        "checkpoint".into(),
-        "--image-path".into(),
-        img.into(),
-        id.into(),
-    ];
-    run_cryo_cli(&args)
+/// The first report line of a `tmpfs_state` sandbox.
+fn first_report(sb: &mut Sandbox) -> String {
+    sb.wait_lines(1, START);
+    sb.lines()[0].clone()
 }
 
 fn tmpfs_guest() -> PathBuf {
@@ -270,15 +91,15 @@ fn inspect(statefile: &Path) -> Layout {
 /// sandbox exits 0), restores it under a new id and returns (first report,
 /// first report after the restore, statefile size, where the bytes went).
 fn round_trip(mode: &str) -> (String, String, u64, Layout) {
-    let s = Scratch::new();
+    let s = Scratch::new("cryo-tmpfs-");
     let root = s.root();
-    let img = s.img();
+    let img = s.path("img");
     let prog = tmpfs_guest();
-    let mut sb = Sandbox::run(&root, "T", &prog, &[mode]);
-    let before = sb.next_line(START);
+    let mut sb = Sandbox::run(&root, "T", &prog, &[mode]).failing_on("CHECK FAILED");
+    let before = first_report(&mut sb);
     // The guest sleeps a second between reports: checkpoint it now, while
     // it is asleep (for the chain: with no directory of it open).
-    let out = checkpoint(&root, &img, "T");
+    let out = checkpoint(&root, &img, "T", &[]);
     assert_eq!(
         out.code,
         0,
@@ -290,16 +111,16 @@ fn round_trip(mode: &str) -> (String, String, u64, Layout) {
         code,
         0,
         "cryo do ({mode}) after checkpoint: stderr {}",
-        sb.stderr_text()
+        sb.stderr_str()
     );
     let size = std::fs::metadata(img.join(STATEFILE))
         .unwrap_or_else(|e| panic!("statefile of {mode}: {e}"))
         .len();
     let layout = inspect(&img.join(STATEFILE));
-    let mut restored = Sandbox::restore(&root, &img, "T2");
+    let mut restored = Sandbox::restore(&root, &img, "T2").failing_on("CHECK FAILED");
     // A report that was under way at the checkpoint may finish first; every
     // report re-reads the state, so any of them tells.
-    let after = restored.next_line(START);
+    let after = first_report(&mut restored);
     (before, after, size, layout)
 }
 
