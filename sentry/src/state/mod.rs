@@ -5,6 +5,7 @@
 mod restore;
 mod save;
 pub mod types;
+pub mod hostile;
 pub mod validate;
 
 pub use restore::{restore, RestoreError};
