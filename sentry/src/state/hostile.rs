@@ -204,6 +204,35 @@ impl ObjectTable {
     }
 }
 
+impl ObjectTable {
+    /// `original` (a complete statefile) with its object table replaced by
+    /// this one: the same header and memory (re-encoded, zstd), every
+    /// checksum valid. For end-to-end tests that restore the result.
+    pub fn to_statefile_like(&self, original: &[u8]) -> Result<Vec<u8>, TableError> {
+        let reader = Reader::open_with(original, OpenOptions::default())?;
+        let memory = reader.memory(MEMORY_SECTION)?;
+        let len = usize::try_from(memory.image_len())
+            .map_err(|_| TableError::Malformed("memory image too large".into()))?;
+        let mut image = vec![0u8; len];
+        memory.restore_into(&mut image)?;
+        let mut w = Writer::new(Vec::new(), reader.header().clone())?;
+        w.write_section(
+            SectionKind::Kernel,
+            OBJECTS_SECTION,
+            Compression::default(),
+            &self.encode(),
+        )?;
+        w.write_section(
+            SectionKind::TypeTable,
+            "",
+            Compression::None,
+            &self.types.encode(),
+        )?;
+        w.write_memory(MEMORY_SECTION, &image, &MemoryOptions::default())?;
+        Ok(w.finish()?)
+    }
+}
+
 /// Restore's validation of a statefile, up to the point where restore
 /// starts creating host resources: the header, index and every non-memory
 /// section's checksum, then every record ([`load_saved_kernel`]) against
