@@ -13,7 +13,7 @@ use crate::kernel::pid_namespace::PID_MAX;
 use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::KernelRecord;
-use crate::mm::{MemoryFileRecord, MmRecord, MF_PAGE_SIZE};
+use crate::mm::{MemoryFileRecord, MmRecord, RestoreError as MmError, MF_PAGE_SIZE};
 use crate::vfs::state::{FileStateKind, OpenFileState, PipeSnapshot, VfsState};
 
 use super::OBJECTS_SECTION;
@@ -34,7 +34,7 @@ const MAX_PIPE_BYTES: usize = 1 << 20;
 
 /// Why a statefile's records were refused: the record, its id and what is
 /// wrong with which field.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{record} #{id}: {field}: {why}")]
 pub struct InvalidRecord {
     pub record: &'static str,
@@ -225,9 +225,28 @@ fn check_task(t: &TaskRecord, id: u64, tgid: i32, max_user_addr: u64) -> Result<
     if let Some(p) = t.pending.iter().find(|p| !(1..=64).contains(&p.signo)) {
         return Err(bad("pending", format!("signal number {}", p.signo)));
     }
-    let (_, flags, _) = t.alt_stack;
+    let (sp, flags, size) = t.alt_stack;
     if flags & !(libc::SS_ONSTACK as u32 | libc::SS_DISABLE as u32 | (1 << 31)) != 0 {
         return Err(bad("alt_stack", format!("flags {flags:#x}")));
+    }
+    if sp.checked_add(size).is_none_or(|end| end > max_user_addr) {
+        return Err(bad(
+            "alt_stack",
+            format!("{sp:#x} + {size:#x} is beyond the user address space"),
+        ));
+    }
+    let (head, head_len) = t.robust_list;
+    if head > max_user_addr || head_len > 4096 {
+        return Err(bad(
+            "robust_list",
+            format!("head {head:#x}, length {head_len}"),
+        ));
+    }
+    if t.clear_child_tid > max_user_addr {
+        return Err(bad(
+            "clear_child_tid",
+            format!("{:#x} is beyond the user address space", t.clear_child_tid),
+        ));
     }
     if let Some((deadline, _)) = t.restart {
         if !(0..=MAX_CLOCK_NANOS).contains(&deadline) {
@@ -327,30 +346,32 @@ pub fn load_saved_kernel<R: ReadAt>(
             .iter()
             .any(|r| offset >= r.start && end.is_some_and(|e| e <= r.end))
     };
-    mm.mm
-        .validate(layout, &allocated)
-        .map_err(|e| invalid("mm.MemoryManager", process.mm, "mm", e.to_string()))?;
+    mm.mm.validate(layout, &allocated).map_err(|e| {
+        let field = match e {
+            MmError::PageSize { .. } => "mm.page_size",
+            MmError::AddressSpaceTooSmall { .. } | MmError::BadVma { .. } => "mm.vmas",
+            MmError::BadBrk { .. } => "mm.brk",
+            _ => "mm",
+        };
+        invalid("mm.MemoryManager", process.mm, field, e.to_string())
+    })?;
     for f in &mm.files {
         absolute_path_ok(f.path.as_bytes())
             .map_err(|w| invalid("mm.MemoryManager", process.mm, "files.path", w))?;
     }
 
     let fds: FdTableRecord = objs.get(process.fd_table)?;
+    // Descriptor numbers and the files they name are checked before any
+    // file is loaded, so a missing one is refused as the table's field.
+    let nofile = process
+        .limits
+        .get(libc::RLIMIT_NOFILE)
+        .map(|l| l.cur)
+        .unwrap_or(1024);
+    let file_ids: BTreeSet<u64> = objs.ids::<OpenFileState>().into_iter().collect();
+    FdTable::<()>::validate_record(&fds, nofile, &|id| file_ids.contains(&id))
+        .map_err(|e| invalid("kernel.FdTable", process.fd_table, "fds", e.to_string()))?;
     let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
-    let mut pipes = Vec::new();
-    for &id in &pipe_ids {
-        let p: PipeSnapshot = objs.get(id)?;
-        if p.id != id || p.data.len() > MAX_PIPE_BYTES {
-            return Err(invalid(
-                "vfs.Pipe",
-                id,
-                "data",
-                format!("id {} / {} bytes", p.id, p.data.len()),
-            )
-            .into());
-        }
-        pipes.push(p);
-    }
     let mut files = BTreeMap::new();
     for e in &fds.fds {
         if files.contains_key(&e.file) {
@@ -360,13 +381,27 @@ pub fn load_saved_kernel<R: ReadAt>(
         check_open_file(&f, e.file, &pipe_ids)?;
         files.insert(e.file, f);
     }
-    let nofile = process
-        .limits
-        .get(libc::RLIMIT_NOFILE)
-        .map(|l| l.cur)
-        .unwrap_or(1024);
-    FdTable::<()>::validate_record(&fds, nofile, &|id| files.contains_key(&id))
-        .map_err(|e| invalid("kernel.FdTable", process.fd_table, "fds", e.to_string()))?;
+    let mut pipes = Vec::new();
+    for &id in &pipe_ids {
+        let p: PipeSnapshot = objs.get(id)?;
+        if p.id != id {
+            return Err(invalid("vfs.Pipe", id, "id", format!("{} differs from the record's id", p.id)).into());
+        }
+        if p.data.len() > MAX_PIPE_BYTES {
+            return Err(invalid("vfs.Pipe", id, "data", format!("{} bytes", p.data.len())).into());
+        }
+        let used = files.values().any(|f| {
+            matches!(f.kind, FileStateKind::PipeRead { pipe } | FileStateKind::PipeWrite { pipe } if pipe == id)
+        });
+        if !used {
+            return Err(statefile::StatefileError::UnreferencedObject {
+                type_name: "vfs.Pipe".into(),
+                id,
+            }
+            .into());
+        }
+        pipes.push(p);
+    }
 
     let mut tasks = Vec::with_capacity(process.tasks.len());
     for &tid in &process.tasks {
