@@ -612,3 +612,81 @@ fn fuzz_regressions_replay() {
         }
     }
 }
+
+#[test]
+fn a_mapping_of_a_file_that_was_not_saved_is_refused() {
+    // The counter seed maps its executable: rename the mapping's file.
+    let mut t = seed(COUNTER);
+    let mm = ids(&t).mm;
+    let mut renamed = false;
+    edit_mm(&mut t, |m| {
+        if let Some(f) = m.mm.vmas.iter_mut().find_map(|v| v.file.as_mut()) {
+            f.name = "/not/saved".into();
+            renamed = true;
+        }
+    });
+    assert!(renamed, "the counter seed has a file mapping");
+    assert_refused(&t, "mm.MemoryManager", mm, "mm.vmas", "not among the saved files");
+}
+
+#[test]
+fn too_many_supplementary_groups_are_refused() {
+    let mut t = seed(THREADS);
+    let tid = second(&t);
+    edit_task(&mut t, tid, |r| r.creds.groups = vec![0; 65537]);
+    assert_refused(&t, "kernel.Task", tid as u64, "creds.groups", "65537");
+}
+
+#[test]
+fn a_pipe_no_open_file_refers_to_is_refused() {
+    let mut t = seed(THREADS);
+    t.push(
+        31,
+        &sentry::vfs::state::PipeSnapshot {
+            id: 31,
+            data: b"left over".to_vec(),
+        },
+    )
+    .unwrap();
+    match validate(&t) {
+        Err(LoadError::Statefile(StatefileError::UnreferencedObject { type_name, id })) => {
+            assert_eq!((type_name.as_str(), id), ("vfs.Pipe", 31))
+        }
+        other => panic!("expected UnreferencedObject, got {other:?}"),
+    }
+}
+
+/// What a fuzz corpus reaches: every input of `$FUZZ_CORPUS` (default
+/// sentry/fuzz/corpus/restore_records) replayed, its outcome tallied by
+/// refusal kind, record and field. For the fuzzing report; ignored.
+#[test]
+#[ignore = "reads a local fuzz corpus; run on purpose"]
+fn corpus_outcomes() {
+    let dir = std::env::var_os("FUZZ_CORPUS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/restore_records"),
+        std::path::PathBuf::from,
+    );
+    let seeds = [seed(COUNTER), seed(THREADS)];
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        let Some((&pick, program)) = data.split_first() else {
+            continue;
+        };
+        n += 1;
+        let key = match run_case(&seeds[pick as usize % 2], program) {
+            Ok(_) => "accepted".to_string(),
+            Err(CaseError::Load(LoadError::Invalid(r))) => {
+                format!("invalid {} {}", r.record, r.field)
+            }
+            Err(CaseError::Load(LoadError::Statefile(s))) => format!("statefile {}", s.kind()),
+            Err(e) => format!("other {e}"),
+        };
+        *tally.entry(key).or_default() += 1;
+    }
+    eprintln!("{n} inputs from {}", dir.display());
+    for (k, v) in &tally {
+        eprintln!("{v:6} {k}");
+    }
+}

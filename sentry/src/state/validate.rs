@@ -29,6 +29,8 @@ const MAX_ARGV_BYTES: usize = 2 << 20;
 pub const MAX_CLOCK_NANOS: i64 = 1 << 62;
 /// Most pending signals a task may hold (rlimit SIGPENDING's scale).
 const MAX_PENDING: usize = 64 * 1024;
+/// Most supplementary groups (Linux's NGROUPS_MAX).
+const NGROUPS_MAX: usize = 65536;
 /// Most bytes a pipe may hold (Linux's pipe-max-size).
 const MAX_PIPE_BYTES: usize = 1 << 20;
 
@@ -219,6 +221,12 @@ fn check_task(t: &TaskRecord, id: u64, tgid: i32, max_user_addr: u64) -> Result<
         .validate_user(max_user_addr)
         .map_err(|w| bad("regs", w.to_string()))?;
     t.fp.validate().map_err(|w| bad("fp", w.to_string()))?;
+    if t.creds.groups.len() > NGROUPS_MAX {
+        return Err(bad(
+            "creds.groups",
+            format!("{} supplementary groups", t.creds.groups.len()),
+        ));
+    }
     if t.pending.len() > MAX_PENDING {
         return Err(bad("pending", format!("{} signals", t.pending.len())));
     }
@@ -355,9 +363,31 @@ pub fn load_saved_kernel<R: ReadAt>(
         };
         invalid("mm.MemoryManager", process.mm, field, e.to_string())
     })?;
+    let mut mapped = BTreeSet::new();
     for f in &mm.files {
         absolute_path_ok(f.path.as_bytes())
             .map_err(|w| invalid("mm.MemoryManager", process.mm, "files.path", w))?;
+        if !mapped.insert(f.path.as_str()) {
+            return Err(invalid(
+                "mm.MemoryManager",
+                process.mm,
+                "files.path",
+                format!("{} is listed twice", f.path),
+            )
+            .into());
+        }
+    }
+    // Every file a mapping maps is among the files re-opened for it.
+    for (i, v) in mm.mm.vmas.iter().enumerate() {
+        if let Some(f) = v.file.as_ref().filter(|f| !mapped.contains(f.name.as_str())) {
+            return Err(invalid(
+                "mm.MemoryManager",
+                process.mm,
+                "mm.vmas",
+                format!("mapping {i} maps {:?}, which is not among the saved files", f.name),
+            )
+            .into());
+        }
     }
 
     let fds: FdTableRecord = objs.get(process.fd_table)?;
