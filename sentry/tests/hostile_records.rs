@@ -535,7 +535,7 @@ fn a_huge_exe_string_is_refused_before_allocating() {
         .windows(encoded.len())
         .position(|w| w == encoded)
         .expect("exe's encoding");
-    let mut hostile = varint((1 << 30) - 1);
+    let mut hostile = varint(1 << 29);
     hostile.extend(marker.as_bytes());
     payload.splice(at..at + encoded.len(), hostile);
     let file = t.to_statefile().unwrap();
