@@ -1,19 +1,46 @@
 //! `cryo checkpoint`: freeze a running sandbox into a statefile.
 //!
-//! The command creates a temporary file beside the target and passes it to
-//! the sandbox, which writes the statefile into it; the command then fsyncs
-//! it, renames it into place and fsyncs the directory before telling the
-//! sandbox to go on (or exit). A checkpoint that fails or is killed halfway
-//! leaves no statefile, an older one untouched, and the sandbox running.
+//! The promise: whenever this command dies (SIGKILL at any instant
+//! included), either (a) there is no new statefile — no temporary file in
+//! the image directory, an older `checkpoint.cryo` untouched — and the
+//! sandbox is still running, or (b) `checkpoint.cryo` is complete and valid
+//! and the sandbox is gone (still running with `--leave-running`).
+//!
+//! How it is kept: the command only prepares and waits; the sandbox
+//! commits. The command
+//! 1. opens the image directory and takes an exclusive `flock` on it (one
+//!    checkpoint per directory at a time; the lock lives as long as the
+//!    directory's open file, which the sandbox holds until it is done);
+//! 2. removes leftovers of earlier checkpoints (names starting with
+//!    `.checkpoint.cryo.`: only a sandbox killed between its two final
+//!    steps under `--force`, or an older cryo, leaves one);
+//! 3. creates the statefile unnamed, with `O_TMPFILE` in the directory —
+//!    whoever dies holding it, the kernel frees it and no name is left;
+//! 4. passes that file and the directory over the control socket.
+//!
+//! The sandbox writes the statefile, fsyncs it, and links it in with
+//! `linkat` (without `--force`: straight to `checkpoint.cryo`, which fails
+//! if one appeared meanwhile; with `--force`: to a unique temporary name,
+//! then `renameat` over `checkpoint.cryo`). That one atomic step is the
+//! commit point. It fsyncs the directory, answers, and exits or resumes.
+//! Once the request is sent (its fds are in flight in the socket, owned by
+//! the kernel), the command's death changes nothing: the sandbox carries
+//! the checkpoint through alone. Before that, nothing named exists and the
+//! sandbox never heard of the checkpoint.
+//!
+//! An image directory on a file system without `O_TMPFILE` is refused: a
+//! named temporary file would break (a) for a killed command.
 
-use std::fs::File;
-use std::os::fd::AsFd;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::container;
-use crate::control::{Connection, Reply, Request};
+use crate::control::{Connection, Reply, Request, TEMP_PREFIX};
 
 #[derive(clap::Args, Debug)]
 pub struct CheckpointArgs {
@@ -38,6 +65,23 @@ pub fn run(args: CheckpointArgs, root: &Path) -> anyhow::Result<i32> {
     crate::sandbox::parse_compression(&args.compression)?;
     container::load(root, &args.id)?;
     let dir = std::path::absolute(&args.image_path)?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create image directory {}", dir.display()))?;
+    let dir_file = File::open(&dir)
+        .with_context(|| format!("cannot open image directory {}", dir.display()))?;
+    if !dir_file.metadata()?.is_dir() {
+        bail!("image path {} is not a directory", dir.display());
+    }
+    match dir_file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            bail!("another checkpoint into {} is in progress", dir.display())
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", dir.display()))
+        }
+    }
+    remove_leftovers(&dir_file, &dir);
     let target = sentry::state::statefile_path(&dir);
     if target.exists() && !args.force {
         bail!(
@@ -45,33 +89,60 @@ pub fn run(args: CheckpointArgs, root: &Path) -> anyhow::Result<i32> {
             dir.display()
         );
     }
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create image directory {}", dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".checkpoint.cryo.")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a statefile in {}", dir.display()))?;
+    let file = create_unnamed(&dir)?;
 
     let mut conn = Connection::open(&container::control_socket(root, &args.id))?;
     let req = Request::Checkpoint {
         leave_running: args.leave_running,
         compression: args.compression,
+        force: args.force,
     };
-    match conn.call(&req, Some(tmp.as_file().as_fd()))? {
-        Reply::Written { .. } => {}
+    match conn.call(&req, &[file.as_fd(), dir_file.as_fd()])? {
+        Reply::Saved { .. } => Ok(0),
         Reply::Error(e) => bail!("checkpoint of {:?} failed: {e}", args.id),
     }
-    // Durable and in place before the sandbox may exit. A failure here
-    // drops the connection uncommitted: the sandbox keeps running, and the
-    // temporary file is removed.
-    tmp.as_file().sync_all().context("syncing the statefile")?;
-    tmp.persist(&target)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming the statefile to {}", target.display()))?;
-    File::open(&dir)?
-        .sync_all()
-        .with_context(|| format!("syncing {}", dir.display()))?;
-    conn.commit()?;
-    Ok(0)
+}
+
+/// Removes what earlier checkpoints into `dir` may have left. Called with
+/// the directory locked, so no live checkpoint owns any of these names.
+fn remove_leftovers(dir_file: &File, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let is_leftover = name.to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX))
+            && e.file_type().is_ok_and(|t| t.is_file());
+        if !is_leftover {
+            continue;
+        }
+        match unlinkat(
+            Some(dir_file.as_raw_fd()),
+            name.as_os_str(),
+            UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) => tracing::info!(name = ?name, "removed a leftover of an earlier checkpoint"),
+            Err(e) => {
+                tracing::warn!(name = ?name, error = %e, "cannot remove a checkpoint leftover")
+            }
+        }
+    }
+}
+
+/// The statefile-to-be: a file in `dir` without a name.
+pub(crate) fn create_unnamed(dir: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP | libc::EISDIR) => anyhow::anyhow!(
+                "the file system of {} cannot create unnamed files (O_TMPFILE), which an atomic checkpoint needs",
+                dir.display()
+            ),
+            _ => anyhow::Error::new(e)
+                .context(format!("cannot create a statefile in {}", dir.display())),
+        })
 }

@@ -21,6 +21,41 @@ pub struct ContainerState {
     pub created: u64,
 }
 
+/// How much of a sandbox's argv `state.json` records. It is there to name
+/// the sandbox to people and tools; a restored sandbox's argv comes from
+/// its statefile, which may be hostile or just huge (Linux allows 128 KiB
+/// per argument and thousands of them), and must not grow `--root`.
+const MAX_RECORDED_ARGV_BYTES: usize = 4096;
+const MAX_RECORDED_ARGS: usize = 64;
+
+/// The argv as `state.json` records it: at most [`MAX_RECORDED_ARGS`]
+/// arguments and [`MAX_RECORDED_ARGV_BYTES`] bytes of them, a clipped
+/// argument ending in `…`, and a last entry saying how many were left out.
+pub fn recorded_argv<'a>(argv: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut budget = MAX_RECORDED_ARGV_BYTES;
+    let mut rest = argv.into_iter();
+    let mut omitted = 0usize;
+    for arg in rest.by_ref() {
+        if out.len() == MAX_RECORDED_ARGS || budget == 0 {
+            omitted = 1;
+            break;
+        }
+        let n = arg.len().min(budget);
+        let mut s = String::from_utf8_lossy(&arg[..n]).into_owned();
+        if n < arg.len() {
+            s.push('…');
+        }
+        budget -= n;
+        out.push(s);
+    }
+    omitted += rest.count();
+    if omitted > 0 {
+        out.push(format!("… ({omitted} more arguments)"));
+    }
+    out
+}
+
 /// A container's directory, held while the sandbox runs; removed on drop.
 pub struct ContainerDir {
     dir: PathBuf,
@@ -117,7 +152,7 @@ impl ContainerDir {
             id: id.to_string(),
             pid: std::process::id() as i32,
             status: "running".into(),
-            argv: argv.to_vec(),
+            argv: recorded_argv(argv.iter().map(|a| a.as_bytes())),
             created,
         };
         let cd = ContainerDir { dir };
@@ -151,6 +186,40 @@ mod tests {
         for bad in ["", "../x", "a/b", ".hidden", "-x", &"a".repeat(129)] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn recorded_argv_is_bounded() {
+        let short = ["prog".to_string(), "-x".to_string()];
+        assert_eq!(recorded_argv(short.iter().map(|a| a.as_bytes())), short);
+
+        // What a hostile or huge statefile's argv may be: 100k arguments of
+        // 128 KiB (not materialised: the same slice repeated).
+        let big = vec![b'a'; 128 << 10];
+        let argv = recorded_argv(std::iter::repeat_n(big.as_slice(), 100_000));
+        assert_eq!(argv.len(), 2);
+        assert_eq!(argv[0].len(), MAX_RECORDED_ARGV_BYTES + '…'.len_utf8());
+        assert_eq!(argv[1], "… (99999 more arguments)");
+
+        let many: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        let argv = recorded_argv(many.iter().map(|a| a.as_bytes()));
+        assert_eq!(argv.len(), MAX_RECORDED_ARGS + 1);
+        assert_eq!(argv[MAX_RECORDED_ARGS], "… (936 more arguments)");
+
+        // Clipping inside a UTF-8 sequence still gives valid text.
+        let wide = "é".repeat(MAX_RECORDED_ARGV_BYTES);
+        let argv = recorded_argv([wide.as_bytes()]);
+        assert!(argv[0].ends_with('…'));
+
+        // And state.json stays small.
+        let root = tempfile::tempdir().unwrap();
+        let huge: Vec<String> = (0..2000).map(|_| "b".repeat(64 << 10)).collect();
+        let _dir = ContainerDir::create(root.path(), "big", &huge).unwrap();
+        let len = fs::metadata(root.path().join("big").join("state.json"))
+            .unwrap()
+            .len();
+        assert!(len < 16 << 10, "state.json is {len} bytes");
+        assert_eq!(load(root.path(), "big").unwrap().argv.len(), 2);
     }
 
     #[test]

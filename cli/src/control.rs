@@ -3,22 +3,26 @@
 //! `control.sock`, with files passed as SCM_RIGHTS so the sandbox opens no
 //! host file itself.
 //!
-//! Checkpoint is two-phase: the command passes a temporary file, the
-//! sandbox writes the statefile into it and answers `Written`, the command
-//! makes the file durable and renames it into place, then sends `commit`;
-//! only then does a sandbox asked to exit after the checkpoint exit. If the
-//! command fails or dies before committing, the sandbox keeps running.
+//! A checkpoint is one request and one reply. The command passes the file
+//! to write (an unnamed `O_TMPFILE` in the image directory) and the image
+//! directory itself; the sandbox writes the statefile, makes it durable,
+//! links it into the directory as `checkpoint.cryo` (the single atomic step
+//! that commits the checkpoint), fsyncs the directory, answers, and only
+//! then exits (without `--leave-running`). Nothing after the request
+//! depends on the command: a command killed at any point changes neither
+//! the outcome nor its consistency (see `checkpoint_cmd`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::io::{BufRead, BufReader, IoSlice, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use gofer::wire::Received;
+use nix::errno::Errno;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use serde::{Deserialize, Serialize};
 
 use sentry::kernel::interrupt::TaskInterrupt;
@@ -26,43 +30,53 @@ use sentry::kernel::interrupt::TaskInterrupt;
 /// What a command asks of a sandbox.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
-    /// Write a statefile into the passed file.
+    /// Write a statefile into the first passed file and publish it as
+    /// `checkpoint.cryo` in the second, a directory.
     Checkpoint {
         leave_running: bool,
         /// `none` or `zstd[:LEVEL]`.
         compression: String,
+        /// Replace a statefile already there (otherwise the link refuses to).
+        force: bool,
     },
 }
 
 /// The sandbox's answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Reply {
-    Written { file_bytes: u64, memory_bytes: u64 },
+    /// The statefile is complete, durable and in place.
+    Saved {
+        file_bytes: u64,
+        memory_bytes: u64,
+    },
     Error(String),
 }
 
-/// A request on its way to the task thread: the passed file, where to send
-/// the reply, and where the command's commit (or its absence) arrives.
+/// Every temporary name a checkpoint may leave in an image directory starts
+/// with this; the next checkpoint into that directory removes such leftovers.
+pub const TEMP_PREFIX: &str = ".checkpoint.cryo.";
+
+/// A request on its way to the task thread: the passed files, where to send
+/// the reply, and where the control thread says the reply has left.
 pub struct Pending {
     pub request: Request,
-    pub file: Option<OwnedFd>,
+    pub files: Vec<OwnedFd>,
     pub reply: Sender<Reply>,
-    pub commit: Receiver<bool>,
+    /// Signalled once the reply is written to the connection (or cannot
+    /// be), so a sandbox about to exit does not cut it off.
+    pub delivered: Receiver<()>,
 }
 
 /// Largest request accepted: requests are a few hundred bytes.
 const MAX_MESSAGE: usize = 64 * 1024;
-/// How long a sandbox waits for the command's commit before carrying on.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
-const COMMIT: &str = "commit\n";
 
-/// Reads one message and the file passed with it.
-fn recv_request(stream: &UnixStream) -> anyhow::Result<(Vec<u8>, Option<OwnedFd>)> {
+/// Reads one message and the files passed with it.
+fn recv_request(stream: &UnixStream) -> anyhow::Result<(Vec<u8>, Vec<OwnedFd>)> {
     let mut buf = vec![0u8; MAX_MESSAGE];
     match gofer::wire::recv(stream.as_fd(), &mut buf)? {
         Received::Message { len, fds } => {
             buf.truncate(len);
-            Ok((buf, fds.into_iter().next()))
+            Ok((buf, fds))
         }
         Received::Truncated => bail!("control request larger than {MAX_MESSAGE} bytes"),
         Received::Eof => bail!("control connection closed before a request"),
@@ -74,41 +88,32 @@ fn serve_one(
     queue: &Sender<Pending>,
     interrupt: &TaskInterrupt,
 ) -> anyhow::Result<()> {
-    let (msg, file) = recv_request(&stream)?;
+    let (msg, files) = recv_request(&stream)?;
     let line = String::from_utf8_lossy(&msg);
-    let reply = match serde_json::from_str::<Request>(line.trim_end()) {
-        Ok(request) => {
-            let (reply_tx, reply_rx) = channel();
-            let (commit_tx, commit_rx) = channel();
-            queue
-                .send(Pending {
-                    request,
-                    file,
-                    reply: reply_tx,
-                    commit: commit_rx,
-                })
-                .map_err(|_| anyhow::anyhow!("sandbox is shutting down"))?;
-            // Stop the task at its next clean boundary; it handles the
-            // queued request on its own thread.
-            interrupt.interrupt();
-            let reply = reply_rx
-                .recv()
-                .unwrap_or_else(|_| Reply::Error("the sandbox exited before answering".into()));
-            send_line(&stream, &reply)?;
-            if let Reply::Written { .. } = reply {
-                let mut answer = String::new();
-                stream.set_read_timeout(Some(COMMIT_TIMEOUT))?;
-                let committed = BufReader::new((&stream).take(64))
-                    .read_line(&mut answer)
-                    .is_ok()
-                    && answer == COMMIT;
-                let _ = commit_tx.send(committed);
-            }
-            return Ok(());
-        }
-        Err(e) => Reply::Error(format!("malformed request: {e}")),
+    let request = match serde_json::from_str::<Request>(line.trim_end()) {
+        Ok(r) => r,
+        Err(e) => return send_line(&stream, &Reply::Error(format!("malformed request: {e}"))),
     };
-    send_line(&stream, &reply)
+    let (reply_tx, reply_rx) = channel();
+    let (delivered_tx, delivered_rx) = channel();
+    queue
+        .send(Pending {
+            request,
+            files,
+            reply: reply_tx,
+            delivered: delivered_rx,
+        })
+        .map_err(|_| anyhow::anyhow!("sandbox is shutting down"))?;
+    // Stop the task at its next clean boundary; it handles the queued
+    // request on its own thread.
+    interrupt.interrupt();
+    let reply = reply_rx
+        .recv()
+        .unwrap_or_else(|_| Reply::Error("the sandbox exited before answering".into()));
+    // The command may be gone (killed): the outcome stands regardless.
+    let sent = send_line(&stream, &reply);
+    let _ = delivered_tx.send(());
+    sent
 }
 
 fn send_line<T: Serialize>(mut stream: &UnixStream, v: &T) -> anyhow::Result<()> {
@@ -139,6 +144,25 @@ pub fn start_server(
     Ok(rx)
 }
 
+/// Sends `bytes` as one message with `fds` attached.
+fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> anyhow::Result<()> {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    let iov = [IoSlice::new(bytes)];
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(n) => bail!(
+                "short send on the control socket: {n} of {} bytes",
+                bytes.len()
+            ),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("sending a control request"),
+        }
+    }
+}
+
 /// An open control connection to a sandbox.
 pub struct Connection {
     stream: UnixStream,
@@ -153,11 +177,14 @@ impl Connection {
         Ok(Connection { stream, reader })
     }
 
-    /// Sends `req`, with `file` passed alongside, and reads the reply.
-    pub fn call(&mut self, req: &Request, file: Option<BorrowedFd<'_>>) -> anyhow::Result<Reply> {
+    /// Sends `req`, with `files` passed alongside, and reads the reply.
+    pub fn call(&mut self, req: &Request, files: &[BorrowedFd<'_>]) -> anyhow::Result<Reply> {
         let mut msg = serde_json::to_string(req)?;
         msg.push('\n');
-        gofer::wire::send(self.stream.as_fd(), msg.as_bytes(), file)?;
+        if msg.len() > MAX_MESSAGE {
+            bail!("control request of {} bytes is too large", msg.len());
+        }
+        send_with_fds(self.stream.as_fd(), msg.as_bytes(), files)?;
         let mut line = String::new();
         self.reader
             .by_ref()
@@ -167,11 +194,5 @@ impl Connection {
             bail!("the sandbox closed the control connection without answering");
         }
         Ok(serde_json::from_str(&line)?)
-    }
-
-    /// Tells the sandbox the statefile is durable and in place.
-    pub fn commit(mut self) -> anyhow::Result<()> {
-        self.stream.write_all(COMMIT.as_bytes())?;
-        Ok(())
     }
 }

@@ -163,7 +163,7 @@ fn inspect(path: &Path) -> Report {
     for s in r
         .sections()
         .iter()
-        .filter(|s| s.id.kind == SectionKind::Kernel)
+        .filter(|s| s.id.kind == SectionKind::Kernel && s.id.name == sentry::state::OBJECTS_SECTION)
     {
         let parsed = r.read_section(s).and_then(|bytes| {
             let objs = statefile::Objects::parse(&bytes, r.types())?;

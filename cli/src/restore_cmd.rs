@@ -27,13 +27,12 @@ pub fn run(args: RestoreArgs, root: &Path, platform: Option<&str>) -> anyhow::Re
     let result = sentry::state::restore(&args.image_path, gofer_sock, args.strace, platform)
         .map_err(anyhow::Error::new)
         .and_then(|mut task| {
-            let argv: Vec<String> = task
-                .tg
-                .image()
-                .argv
-                .iter()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
+            // The argv comes from the statefile: only a bounded part of it
+            // is copied into --root.
+            let argv = {
+                let image = task.tg.image();
+                crate::container::recorded_argv(image.argv.iter().map(Vec::as_slice))
+            };
             crate::sandbox::run(&mut task, root, &id, &argv)
         });
     let _ = gofer.wait();

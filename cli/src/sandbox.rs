@@ -1,18 +1,26 @@
 //! Running a sandbox's init task with its control channel: the task loop
 //! handles queued control requests (checkpoint) whenever it is interrupted.
+//! A checkpoint is committed here, by the sandbox, with the fds the command
+//! passed (see `checkpoint_cmd` for the protocol and what it guarantees).
 
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 use anyhow::Context;
+use nix::errno::Errno;
+use nix::fcntl::{renameat, AtFlags};
 use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 use sentry::kernel::run::Interruption;
 use sentry::kernel::signal::{SigInfo, SI_USER};
 use sentry::kernel::{ExitStatus, Task};
-use sentry::state::{checkpoint, CheckpointOptions, CheckpointStats};
+use sentry::state::{checkpoint, CheckpointOptions, CheckpointOutcome, STATEFILE_NAME};
 use statefile::Compression;
 
 use crate::container::{self, ContainerDir};
-use crate::control::{self, Pending, Reply, Request};
+use crate::control::{self, Pending, Reply, Request, TEMP_PREFIX};
 
 /// Parses `none` or `zstd[:LEVEL]`.
 pub fn parse_compression(s: &str) -> anyhow::Result<Compression> {
@@ -32,55 +40,136 @@ pub fn parse_compression(s: &str) -> anyhow::Result<Compression> {
     }
 }
 
+/// How long a sandbox about to exit waits for its reply to leave.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Handles one control request on the task's thread. Returns whether the
 /// sandbox should stop.
 fn handle(task: &mut Task, id: &str, pending: Pending) -> bool {
     let Pending {
         request,
-        file,
+        files,
         reply,
-        commit,
+        delivered,
     } = pending;
     match request {
         Request::Checkpoint {
             leave_running,
             compression,
+            force,
         } => {
-            // The sandbox stops only once the command has the statefile
-            // durably in place (its commit); without it the sandbox carries
-            // on. The kernel releases the stopped tasks either way.
-            let mut commit_and_stop = |stats: &CheckpointStats| {
-                let _ = reply.send(Reply::Written {
-                    file_bytes: stats.file_bytes,
-                    memory_bytes: stats.memory_bytes,
-                });
-                let committed = commit.recv().unwrap_or(false);
-                if !committed {
-                    tracing::warn!(
-                        "checkpoint not committed by the command: the sandbox keeps running"
-                    );
-                }
-                committed && !leave_running
+            let result = checkpoint_into(task, id, &compression, force, leave_running, files);
+            let exit = result.as_ref().is_ok_and(|o| o.exit);
+            let answer = match result {
+                Ok(o) => Reply::Saved {
+                    file_bytes: o.stats.file_bytes,
+                    memory_bytes: o.stats.memory_bytes,
+                },
+                // A failed checkpoint leaves the sandbox running.
+                Err(e) => Reply::Error(crate::one_line(&e)),
             };
-            let result = parse_compression(&compression).and_then(|compression| {
-                let file = file.context("no statefile was passed with the checkpoint request")?;
-                let opts = CheckpointOptions {
-                    compression,
-                    container_id: id.to_string(),
-                };
-                checkpoint(task, std::fs::File::from(file), &opts, &mut commit_and_stop)
-                    .map_err(anyhow::Error::new)
-            });
-            match result {
-                Ok(outcome) => outcome.exit,
-                Err(e) => {
-                    // A failed checkpoint leaves the sandbox running.
-                    let _ = reply.send(Reply::Error(crate::one_line(&e)));
-                    false
-                }
+            if reply.send(answer).is_ok() && exit {
+                // The statefile is in place whatever happens to the reply;
+                // waiting only lets a live command hear of it.
+                let _ = delivered.recv_timeout(DELIVERY_TIMEOUT);
             }
+            exit
         }
     }
+}
+
+/// Writes the statefile into the passed unnamed file and publishes it in
+/// the passed directory (see `checkpoint_cmd` for why the sandbox, not the
+/// command, commits). On success the other threads are still parked and
+/// the caller's reply decides their fate; on failure they run again.
+fn checkpoint_into(
+    task: &mut Task,
+    id: &str,
+    compression: &str,
+    force: bool,
+    leave_running: bool,
+    files: Vec<OwnedFd>,
+) -> anyhow::Result<CheckpointOutcome> {
+    let compression = parse_compression(compression)?;
+    let [file, dir]: [OwnedFd; 2] = files.try_into().map_err(|f: Vec<OwnedFd>| {
+        anyhow::anyhow!(
+            "a checkpoint request passes a statefile and its directory, not {} files",
+            f.len()
+        )
+    })?;
+    let file = File::from(file);
+    let dir = File::from(dir);
+    let opts = CheckpointOptions {
+        compression,
+        container_id: id.to_string(),
+    };
+    let writer = file.try_clone().context("duplicating the statefile's fd")?;
+    // The kernel calls this once the statefile is written, with every task
+    // stopped, and releases them (to go on, or to end) by its answer.
+    let mut commit = |_: &sentry::state::CheckpointStats| {
+        publish(&file, &dir, force)
+            .map(|()| !leave_running)
+            .map_err(|e| crate::one_line(&e))
+    };
+    checkpoint(task, writer, &opts, &mut commit).map_err(anyhow::Error::new)
+}
+
+/// Makes the written statefile durable and gives it its name: the commit
+/// point of a checkpoint is the one `linkat` (or, with `force`, `renameat`)
+/// that makes `checkpoint.cryo` appear complete. Uses only the passed fds.
+fn publish(file: &File, dir: &File, force: bool) -> anyhow::Result<()> {
+    file.sync_all().context("syncing the statefile")?;
+    let dirfd = dir.as_raw_fd();
+    if force {
+        let temp = format!(
+            "{TEMP_PREFIX}{}.{}.link",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
+        link_unnamed(file, dirfd, &temp)?;
+        if let Err(e) = renameat(Some(dirfd), temp.as_str(), Some(dirfd), STATEFILE_NAME) {
+            let _ = unlinkat(Some(dirfd), temp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e).context(format!("renaming the statefile to {STATEFILE_NAME}"));
+        }
+    } else {
+        link_unnamed(file, dirfd, STATEFILE_NAME).map_err(|e| {
+            if e.downcast_ref::<Errno>() == Some(&Errno::EEXIST) {
+                anyhow::anyhow!(
+                    "the image directory already holds a statefile (use --force to replace it)"
+                )
+            } else {
+                e
+            }
+        })?;
+    }
+    dir.sync_all().context("syncing the image directory")?;
+    Ok(())
+}
+
+/// Gives the unnamed file `file` the name `name` in directory `dirfd`.
+fn link_unnamed(file: &File, dirfd: RawFd, name: &str) -> anyhow::Result<()> {
+    let fd = file.as_raw_fd();
+    match linkat(Some(fd), "", Some(dirfd), name, AtFlags::AT_EMPTY_PATH) {
+        Ok(()) => return Ok(()),
+        // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc form does not
+        // (it names this process's own fd, not a host file).
+        Err(e @ (Errno::EPERM | Errno::ENOENT)) => {
+            tracing::debug!(error = %e, "linkat AT_EMPTY_PATH refused; linking through /proc/self/fd")
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("linking {name}"))),
+    }
+    let proc_path = format!("/proc/self/fd/{fd}");
+    linkat(
+        None,
+        proc_path.as_str(),
+        Some(dirfd),
+        name,
+        AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(|e| anyhow::Error::new(e).context(format!("linking {name}")))
 }
 
 fn drain(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> Interruption {
@@ -173,4 +262,57 @@ fn forward_signals(
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn unnamed(dir: &std::path::Path, content: &[u8]) -> File {
+        let mut f = crate::checkpoint_cmd::create_unnamed(dir).unwrap();
+        f.write_all(content).unwrap();
+        f
+    }
+
+    #[test]
+    fn publish_links_refuses_to_replace_unless_forced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = File::open(tmp.path()).unwrap();
+        let target = tmp.path().join(STATEFILE_NAME);
+
+        let a = unnamed(tmp.path(), b"first");
+        // Nothing is named until it is published.
+        assert!(names(tmp.path()).is_empty());
+        publish(&a, &dir, false).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+
+        // Without force, an existing statefile is never replaced, even one
+        // that appeared after the command looked.
+        let b = unnamed(tmp.path(), b"second");
+        let err = publish(&b, &dir, false).unwrap_err();
+        assert!(
+            crate::one_line(&err).contains("already holds a statefile"),
+            "{err:#}"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+        assert_eq!(names(tmp.path()), [STATEFILE_NAME]);
+
+        // With force it is replaced in one rename, leaving no other name.
+        let before = std::fs::metadata(&target).unwrap().ino();
+        publish(&b, &dir, true).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"second");
+        assert_ne!(std::fs::metadata(&target).unwrap().ino(), before);
+        assert_eq!(names(tmp.path()), [STATEFILE_NAME]);
+    }
 }

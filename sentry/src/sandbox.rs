@@ -156,9 +156,14 @@ pub(crate) fn new_kernel(
     let gofer_fs = Arc::new(vfs::gofer_fs::GoferHostFs::new(gofer::Client::new(
         gofer_sock,
     )));
-    let vfs =
-        vfs::sandbox::build_with_host(gofer_fs, Arc::new(HostClock), procs.clone(), vfs_state)
-            .map_err(|e| SandboxError::Vfs(e.to_string()))?;
+    let vfs = vfs::sandbox::build_with_host(
+        gofer_fs,
+        Arc::new(HostClock),
+        procs.clone(),
+        host.memory_file.clone(),
+        vfs_state,
+    )
+    .map_err(|e| SandboxError::Vfs(e.to_string()))?;
     let kernel = Arc::new(Kernel::new(
         platform,
         host.memory_file.clone(),

@@ -60,6 +60,14 @@ pub enum StatefileError {
     #[error("corrupt section {section}: {reason}")]
     CorruptSection { section: String, reason: String },
 
+    #[error("section {section} claims {claimed} bytes uncompressed from {stored} stored; at most {limit} are believable (1:{ratio} plus {slack} bytes)", ratio = crate::section::MAX_EXPANSION, slack = crate::section::EXPANSION_SLACK)]
+    ImplausibleExpansion {
+        section: String,
+        stored: u64,
+        claimed: u64,
+        limit: u64,
+    },
+
     #[error("section {section} not found")]
     MissingSection { section: String },
 
@@ -174,6 +182,7 @@ impl StatefileError {
             CorruptIndex { .. } => "corrupt_index",
             SectionChecksum { .. } => "section_checksum",
             CorruptSection { .. } => "corrupt_section",
+            ImplausibleExpansion { .. } => "implausible_expansion",
             MissingSection { .. } => "missing_section",
             DuplicateSection { .. } => "duplicate_section",
             CorruptChunk { .. } => "corrupt_chunk",

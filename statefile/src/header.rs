@@ -86,9 +86,14 @@ impl Header {
         }
     }
 
-    /// Adds one metadata pair (builder style).
+    /// Adds one metadata pair (builder style). Metadata is for display, so
+    /// a value longer than a reader accepts (64 KiB) is clipped, ending in
+    /// `…`, rather than making the whole file unwritable (a program's argv
+    /// may be megabytes).
     pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Header {
-        self.metadata.insert(key.into(), value.into());
+        let mut value = value.into();
+        clip(&mut value, MAX_STR);
+        self.metadata.insert(key.into(), value);
         self
     }
 
@@ -145,6 +150,20 @@ impl Header {
         let crc = crc32fast::hash(&buf[..n - 4]);
         buf[n - 4..].copy_from_slice(&crc.to_le_bytes());
     }
+}
+
+/// Shortens `s` to at most `max` bytes at a character boundary, marking
+/// the cut with `…`.
+fn clip(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut end = max - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push('…');
 }
 
 pub(crate) fn valid_page_size(ps: u32) -> bool {
@@ -283,6 +302,23 @@ mod tests {
         let p = Prefix::decode(&buf).unwrap();
         assert_eq!(p.header_len as usize, buf.len());
         assert_eq!(decode(&p, &buf).unwrap(), h);
+    }
+
+    #[test]
+    fn long_metadata_values_are_clipped_not_fatal() {
+        let argv = format!("{:?}", vec!["é".repeat(40_000); 30]);
+        let h = Header::new("cryo test").with("argv", argv.clone());
+        let v = &h.metadata["argv"];
+        assert!(v.len() <= MAX_STR && v.ends_with('…'), "{}", v.len());
+        assert!(argv.starts_with(v.trim_end_matches('…')));
+        let mut buf = h.encode().unwrap();
+        let len = buf.len() as u64;
+        Header::seal(&mut buf, len);
+        let p = Prefix::decode(&buf).unwrap();
+        assert_eq!(decode(&p, &buf).unwrap(), h);
+        // Short values are kept as they are.
+        let h = Header::new("x").with("k", "v");
+        assert_eq!(h.metadata["k"], "v");
     }
 
     #[test]

@@ -111,7 +111,10 @@ pub use savable::{
     check_saved_versions, from_bytes, register_versioned, split_blob, to_bytes, Decoder, Encoder,
     Savable, TypeTable, TypeVisitor, Versioned,
 };
-pub use section::{Compression, SectionId, SectionInfo, SectionKind, DEFAULT_ZSTD_LEVEL};
+pub use section::{
+    max_uncompressed_len, Compression, SectionId, SectionInfo, SectionKind, DEFAULT_ZSTD_LEVEL,
+    EXPANSION_SLACK, MAX_EXPANSION,
+};
 pub use writer::{AtomicFile, SectionWriter, Sink, Writer};
 
 /// Reads just the header of a file (even a damaged one, as far as the header

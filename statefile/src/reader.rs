@@ -12,7 +12,7 @@ use crate::header::{self, Arch, Header, Prefix, PREFIX_LEN};
 use crate::index::{self, Trailer, TRAILER_LEN};
 use crate::memory::MemoryReader;
 use crate::savable::{Decoder, Savable, TypeTable};
-use crate::section::{Compression, SectionId, SectionInfo, SectionKind};
+use crate::section::{max_uncompressed_len, Compression, SectionId, SectionInfo, SectionKind};
 
 /// Random-access byte source a statefile is read from.
 pub trait ReadAt: Sync {
@@ -223,9 +223,10 @@ impl<R: ReadAt> Reader<R> {
         self.read_section(&info)
     }
 
-    /// Reads, checks and decompresses the section `info` names.
-    pub fn read_section(&self, info: &SectionInfo) -> Result<Vec<u8>> {
-        let sec = info.id.to_string();
+    /// Refuses a non-memory section whose claimed size is beyond the
+    /// absolute limit or beyond what its stored bytes can believably
+    /// expand to: checked before anything is read or allocated.
+    fn check_claim(&self, info: &SectionInfo) -> Result<()> {
         if info.uncompressed_len > self.opts.max_section_len {
             return Err(StatefileError::LimitExceeded {
                 what: "section size",
@@ -233,6 +234,22 @@ impl<R: ReadAt> Reader<R> {
                 limit: self.opts.max_section_len,
             });
         }
+        let limit = max_uncompressed_len(info.stored_len);
+        if info.uncompressed_len > limit {
+            return Err(StatefileError::ImplausibleExpansion {
+                section: info.id.to_string(),
+                stored: info.stored_len,
+                claimed: info.uncompressed_len,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads, checks and decompresses the section `info` names.
+    pub fn read_section(&self, info: &SectionInfo) -> Result<Vec<u8>> {
+        let sec = info.id.to_string();
+        self.check_claim(info)?;
         // stored_len lies within the file (checked by the index).
         let mut stored = vec![0u8; info.stored_len as usize];
         self.src.read_exact_at(&mut stored, info.offset)?;
@@ -247,15 +264,21 @@ impl<R: ReadAt> Reader<R> {
         match info.compression {
             Compression::None => Ok(stored),
             Compression::Zstd(_) => {
-                let mut out = Vec::new();
+                // Sized by what the stored bytes hold, not by the claim.
+                let start = info
+                    .uncompressed_len
+                    .min(info.stored_len.saturating_mul(4))
+                    .min(1 << 20) as usize;
+                let mut out = Vec::with_capacity(start);
                 let dec = zstd::stream::read::Decoder::with_buffer(&stored[..]).map_err(|e| {
                     StatefileError::CorruptSection {
                         section: sec.clone(),
                         reason: e.to_string(),
                     }
                 })?;
-                // Grow only as real output appears, one byte past the claim
-                // to notice a section longer than its index says.
+                // Grow only as real output appears, at most one byte past
+                // the (already bounded) claim, to notice a section longer
+                // than its index says.
                 dec.take(info.uncompressed_len.saturating_add(1))
                     .read_to_end(&mut out)
                     .map_err(|e| StatefileError::CorruptSection {
@@ -287,6 +310,9 @@ impl<R: ReadAt> Reader<R> {
     /// the bytes already returned must be discarded).
     pub fn section_reader(&self, kind: SectionKind, name: &str) -> Result<SectionReader<'_>> {
         let info = self.section(kind, name)?.clone();
+        if info.id.kind != SectionKind::Memory {
+            self.check_claim(&info)?;
+        }
         let raw = CrcRange {
             src: &self.src,
             pos: info.offset,

@@ -100,6 +100,36 @@ impl fmt::Display for Compression {
     }
 }
 
+/// A non-memory section may decompress to at most this many bytes per
+/// stored byte (plus [`EXPANSION_SLACK`]). Readers refuse a larger claim
+/// before decompressing anything, so the memory a section can cost is
+/// bounded by what the file really holds: a small file cannot claim a
+/// gigabyte. zstd itself reaches ~1:30000 on runs of one byte (a tmpfs
+/// file of zeros); the writer pads such a section with a zstd skippable
+/// frame up to this ratio, so files it writes always pass (costing at most
+/// 1/32 of the section's size on disk).
+pub const MAX_EXPANSION: u64 = 32;
+
+/// Uncompressed bytes any section may claim beyond [`MAX_EXPANSION`] times
+/// its stored length (so small sections never need padding).
+pub const EXPANSION_SLACK: u64 = 64 << 10;
+
+/// The most uncompressed bytes a non-memory section of `stored_len` stored
+/// bytes may claim.
+pub fn max_uncompressed_len(stored_len: u64) -> u64 {
+    stored_len
+        .saturating_mul(MAX_EXPANSION)
+        .saturating_add(EXPANSION_SLACK)
+}
+
+/// The fewest stored bytes a non-memory section of `uncompressed_len`
+/// bytes may have (the writer pads up to this).
+pub(crate) fn min_stored_len(uncompressed_len: u64) -> u64 {
+    uncompressed_len
+        .saturating_sub(EXPANSION_SLACK)
+        .div_ceil(MAX_EXPANSION)
+}
+
 /// Names a section: its kind and a name unique within that kind (often "").
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SectionId {

@@ -365,6 +365,32 @@ impl<S: Sink> Write for Tap<'_, S> {
     }
 }
 
+/// Appends zstd skippable frames (which every decoder passes over) until
+/// the stored bytes are enough for readers to believe `uncompressed` (see
+/// `section::MAX_EXPANSION`): only sections that compress extremely well,
+/// like runs of zeros, get any.
+fn pad_to_believable<S: Sink>(tap: &mut Tap<'_, S>, uncompressed: u64) -> io::Result<()> {
+    const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+    const FRAME_HEADER: u64 = 8;
+    let zeros = [0u8; 64 << 10];
+    let mut missing = crate::section::min_stored_len(uncompressed).saturating_sub(tap.count);
+    while missing > 0 {
+        let payload = missing
+            .saturating_sub(FRAME_HEADER)
+            .min(u64::from(u32::MAX));
+        tap.write_all(&SKIPPABLE_MAGIC.to_le_bytes())?;
+        tap.write_all(&(payload as u32).to_le_bytes())?;
+        let mut left = payload;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            tap.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        missing = missing.saturating_sub(FRAME_HEADER + payload);
+    }
+    Ok(())
+}
+
 enum Inner<'a, S: Sink> {
     Plain(Tap<'a, S>),
     Zstd(zstd::stream::write::Encoder<'static, Tap<'a, S>>),
@@ -400,7 +426,11 @@ impl<S: Sink> SectionWriter<'_, S> {
     pub fn finish(mut self) -> Result<SectionInfo> {
         let tap = match self.inner.take() {
             Some(Inner::Plain(t)) => t,
-            Some(Inner::Zstd(z)) => z.finish()?,
+            Some(Inner::Zstd(z)) => {
+                let mut tap = z.finish()?;
+                pad_to_believable(&mut tap, self.uncompressed)?;
+                tap
+            }
             None => return Err(StatefileError::invalid("section already finished")),
         };
         let info = SectionInfo {

@@ -664,3 +664,176 @@ fn every_single_bit_flip_is_caught() {
         assert!(res.is_err(), "flip at {pos} went unnoticed");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Decompression bombs: a section's claimed size is bounded by its stored size.
+
+/// zstd of `len` zero bytes, produced as a stream (never holding `len`
+/// bytes): about 1:30000, the best zstd does.
+fn zstd_zeros(len: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        enc.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    enc.finish().unwrap()
+}
+
+/// A statefile whose kernel section stores `stored` (its crc valid) as
+/// zstd claiming `claimed` uncompressed bytes: what a hostile producer
+/// writes, bypassing the writer's padding.
+fn with_kernel_bomb(stored: &[u8], claimed: u64) -> Vec<u8> {
+    let mut w = Writer::new(Vec::new(), header()).unwrap();
+    w.write_section(SectionKind::Kernel, "", Compression::None, stored)
+        .unwrap();
+    let mut b = w.finish().unwrap();
+    let (_, e) = index_entries(&b);
+    let (pos, n) = e[0];
+    assert_eq!(u64_at(&b, pos + 21 + n), stored.len() as u64);
+    b[pos + 8 + n] = 1; // compression: zstd
+    b[pos + 29 + n..pos + 37 + n].copy_from_slice(&claimed.to_le_bytes());
+    reseal_index(&mut b);
+    b
+}
+
+#[test]
+fn zstd_bomb_is_refused_before_decompressing() {
+    let gib = 1u64 << 30;
+    let bomb = zstd_zeros(gib);
+    assert!(bomb.len() < 256 << 10, "bomb of {} bytes", bomb.len());
+    let started = std::time::Instant::now();
+    let r = open(with_kernel_bomb(&bomb, gib)).unwrap();
+    let info = section(&r, SectionKind::Kernel, "").clone();
+    assert_eq!(info.uncompressed_len, gib);
+    let limit = max_uncompressed_len(bomb.len() as u64);
+    assert!(limit < gib / 64, "limit {limit}");
+    for err in [
+        r.section_bytes(SectionKind::Kernel, "").err(),
+        r.read_section(&info).err(),
+        r.verify_section(&info).err(),
+        r.verify().err(),
+        r.section_reader(SectionKind::Kernel, "").err(),
+    ] {
+        match err {
+            Some(StatefileError::ImplausibleExpansion {
+                section,
+                stored,
+                claimed,
+                limit: l,
+            }) => {
+                assert_eq!(section, "kernel");
+                assert_eq!(stored, bomb.len() as u64);
+                assert_eq!(claimed, gib);
+                assert_eq!(l, limit);
+            }
+            other => panic!("expected ImplausibleExpansion, got {other:?}"),
+        }
+    }
+    let e = r.section_bytes(SectionKind::Kernel, "").unwrap_err();
+    assert_eq!(e.kind(), "implausible_expansion");
+    assert!(e.to_string().contains("claims 1073741824 bytes"), "{e}");
+    // Refused from the index alone: no gigabyte was produced.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn zstd_bomb_under_a_modest_claim_is_cut_at_the_claim() {
+    // The claim is believable for the stored bytes, but the stream expands
+    // to far more: decompression stops one byte past the claim.
+    let bomb = zstd_zeros(1 << 30);
+    let claimed = max_uncompressed_len(bomb.len() as u64);
+    let started = std::time::Instant::now();
+    let r = open(with_kernel_bomb(&bomb, claimed)).unwrap();
+    match r.section_bytes(SectionKind::Kernel, "") {
+        Err(StatefileError::CorruptSection { section, reason }) => {
+            assert_eq!(section, "kernel");
+            assert!(reason.contains("more than"), "{reason}");
+        }
+        other => panic!("expected CorruptSection, got {:?}", other.map(|v| v.len())),
+    }
+    let mut rd = r.section_reader(SectionKind::Kernel, "").unwrap();
+    let err = std::io::copy(&mut rd, &mut std::io::sink()).unwrap_err();
+    assert!(err.to_string().contains("longer than"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn claim_beyond_ratio_refused_even_for_a_truthful_stream() {
+    // 4 MiB of zeros really is in the stream, but 1:30000 is beyond what a
+    // reader believes: a writer must pad such a section (see below).
+    let data_len = 4u64 << 20;
+    let z = zstd_zeros(data_len);
+    let r = open(with_kernel_bomb(&z, data_len)).unwrap();
+    assert!(matches!(
+        r.section_bytes(SectionKind::Kernel, ""),
+        Err(StatefileError::ImplausibleExpansion { .. })
+    ));
+}
+
+#[test]
+fn writer_pads_a_very_compressible_section_so_it_reads_back() {
+    // A kernel section of zeros (a tmpfs file of zeros saved with the
+    // kernel) compresses ~1:30000; the writer pads it with a skippable
+    // frame to the believable ratio, and it reads back exactly.
+    let data = vec![0u8; 8 << 20];
+    let mut w = Writer::new(Vec::new(), header()).unwrap();
+    let info = w
+        .write_section(SectionKind::Kernel, "", Compression::Zstd(1), &data)
+        .unwrap();
+    let streamed = {
+        use std::io::Write;
+        let mut s = w
+            .section(SectionKind::Other(0x100), "s", Compression::Zstd(3))
+            .unwrap();
+        for _ in 0..8 {
+            s.write_all(&data[..1 << 20]).unwrap();
+        }
+        s.finish().unwrap()
+    };
+    let b = w.finish().unwrap();
+    for i in [&info, &streamed] {
+        assert!(
+            i.uncompressed_len <= max_uncompressed_len(i.stored_len),
+            "{i:?}"
+        );
+        // Padded, but no more than needed.
+        assert!(
+            i.stored_len <= i.uncompressed_len / MAX_EXPANSION + 64,
+            "{i:?}"
+        );
+    }
+    let r = open(b).unwrap();
+    r.verify().unwrap();
+    assert!(r.section_bytes(SectionKind::Kernel, "").unwrap() == data);
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(
+        &mut r.section_reader(SectionKind::Other(0x100), "s").unwrap(),
+        &mut back,
+    )
+    .unwrap();
+    assert!(back == data);
+    // A section that compresses normally gets no padding.
+    let mut x = 7u64;
+    let text: Vec<u8> = (0..1u32 << 20)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            b"etaoin shrdlu"[(x >> 60) as usize % 13]
+        })
+        .collect();
+    let mut w = Writer::new(Vec::new(), header()).unwrap();
+    let plain = w
+        .write_section(SectionKind::Kernel, "", Compression::Zstd(1), &text)
+        .unwrap();
+    let unpadded = zstd::stream::encode_all(&text[..], 1).unwrap();
+    assert_eq!(plain.stored_len, unpadded.len() as u64);
+}

@@ -8,7 +8,10 @@ use crate::errno::Errno;
 ///
 /// Mappings never map host files directly (invariant 1): a private mapping
 /// copies the file's bytes into the memory file; a shared writable mapping
-/// writes dirty bytes back through `write_at` on msync and munmap.
+/// writes dirty bytes back through `write_at` on msync and munmap — unless
+/// the file's pages already live in the memory file (tmpfs), in which case
+/// a shared mapping maps those very pages ([`MappableFile::map_shared`]) and
+/// the mapping, read(2) and write(2) see one set of bytes.
 pub trait MappableFile: Send + Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno>;
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize, Errno>;
@@ -19,6 +22,22 @@ pub trait MappableFile: Send + Sync {
     /// Which file this is: equal for every mapping of the same file, so a
     /// write(2) can be reflected in its shared mappings.
     fn identity(&self) -> usize;
+
+    /// For a file whose pages are memory-file pages: makes the file's pages
+    /// of `[offset, offset + len)` (page-aligned) one contiguous run of the
+    /// memory file and returns its offset, pinned for a shared mapping until
+    /// [`MappableFile::unmap_shared`]: the file will not free or move them
+    /// while they are mapped, even if truncated. `None` when the file cannot
+    /// (not such a file, a range past its end, pages already pinned
+    /// elsewhere in another arrangement): the mapping then copies.
+    fn map_shared(&self, _offset: u64, _len: u64) -> Option<u64> {
+        None
+    }
+
+    /// Drops the pins [`MappableFile::map_shared`] took on the run of `len`
+    /// bytes at memory-file offset `mf_offset`, which maps the file from
+    /// `offset` (or on part of it, after a partial munmap).
+    fn unmap_shared(&self, _offset: u64, _mf_offset: u64, _len: u64) {}
 }
 
 /// Opens a file by its path in the container: how the loader reaches

@@ -292,7 +292,8 @@ impl MemoryManager {
             let Some(backing) = vma
                 .file
                 .as_ref()
-                .filter(|b| vma.shared && b.file.identity() == id)
+                // A direct mapping already holds the written bytes.
+                .filter(|b| vma.shared && !vma.direct && b.file.identity() == id)
             else {
                 continue;
             };

@@ -311,7 +311,12 @@ impl MemoryManager {
     /// up to the file's current size (Linux never extends a file through a
     /// mapping either).
     pub(super) fn write_back(&self, v: &Vma, from: u64, to: u64) -> Result<(), Errno> {
-        let Some(fb) = v.file.as_ref().filter(|_| v.shared && v.ever_writable) else {
+        // A direct mapping's bytes are the file's already.
+        let Some(fb) = v
+            .file
+            .as_ref()
+            .filter(|_| v.shared && v.ever_writable && !v.direct)
+        else {
             return Ok(());
         };
         let (from, to) = (from.max(v.start), to.min(v.end));
@@ -359,8 +364,19 @@ impl MemoryManager {
             if let Err(e) = self.aspace.unmap(v.start, v.len()) {
                 tracing::warn!("address space unmap failed: {e}");
             }
-            if let Err(e) = self.mf.free(v.mf_offset, v.len()) {
-                tracing::error!("memory file free failed: {e}");
+            self.release_backing(&v);
+        }
+    }
+
+    /// Gives a removed VMA's backing back: to the memory file, or for a
+    /// direct mapping, its pins to the file that owns the pages.
+    pub(super) fn release_backing(&self, v: &Vma) {
+        match (&v.file, v.direct) {
+            (Some(fb), true) => fb.file.unmap_shared(fb.offset, v.mf_offset, v.len()),
+            _ => {
+                if let Err(e) = self.mf.free(v.mf_offset, v.len()) {
+                    tracing::error!("memory file free failed: {e}");
+                }
             }
         }
     }
@@ -370,6 +386,21 @@ impl MemoryManager {
     /// file mapping, filled from the file.
     pub(super) fn install(&mut self, mut v: Vma) -> Result<u64, Errno> {
         let len = v.len();
+        if let Some(fb) = v.file.as_ref().filter(|_| v.shared) {
+            if let Some(mf_off) = fb.file.map_shared(fb.offset, len) {
+                // Pinned before the old mapping (maybe of the same pages) goes.
+                self.unmap_range(v.start, len);
+                if let Err(e) = self.aspace.map(v.start, len, mf_off, v.prot) {
+                    fb.file.unmap_shared(fb.offset, mf_off, len);
+                    return Err(platform_errno("map", e));
+                }
+                v.mf_offset = mf_off;
+                v.direct = true;
+                let start = v.start;
+                self.vmas.insert(start, v);
+                return Ok(start);
+            }
+        }
         let mf_off = self.mf.allocate(len)?;
         if let Some(fb) = &v.file {
             if let Err(e) = self.fill_from_file(fb.file.as_ref(), fb.offset, mf_off, len) {
@@ -396,6 +427,20 @@ impl MemoryManager {
         let v = self.vmas.get(&start).ok_or(Errno::EFAULT)?.clone();
         let old_end = v.end;
         let new_end = old_end.checked_add(delta).ok_or(Errno::ENOMEM)?;
+        let file_off = v.file_offset_of(v.start).map(|o| o + v.len());
+        if v.direct {
+            // The growth maps more of the file's pages, as a VMA of its own
+            // (they are a run of their own), or copies if the file cannot.
+            let mut ext = v.clone();
+            ext.start = old_end;
+            ext.end = new_end;
+            if let (Some(fb), Some(fo)) = (ext.file.as_mut(), file_off) {
+                fb.offset = fo;
+            }
+            ext.direct = false;
+            self.install(ext)?;
+            return Ok(());
+        }
         let adjacent = v
             .mf_offset
             .checked_add(v.len())
@@ -404,7 +449,6 @@ impl MemoryManager {
             Some(off) => (off, true),
             None => (self.mf.allocate(delta)?, false),
         };
-        let file_off = v.file_offset_of(v.start).map(|o| o + v.len());
         if let (Some(fb), Some(fo)) = (&v.file, file_off) {
             if let Err(e) = self.fill_from_file(fb.file.as_ref(), fo, mf_off, delta) {
                 let _ = self.mf.free(mf_off, delta);
@@ -445,6 +489,7 @@ impl MemoryManager {
             file: None,
             mf_offset: 0,
             kind,
+            direct: false,
         }
     }
 
@@ -473,9 +518,7 @@ impl Drop for MemoryManager {
             if let Err(e) = self.write_back(v, v.start, v.end) {
                 tracing::warn!("write-back on exit failed: {e}");
             }
-            if let Err(e) = self.mf.free(v.mf_offset, v.len()) {
-                tracing::error!("memory file free failed: {e}");
-            }
+            self.release_backing(v);
         }
     }
 }

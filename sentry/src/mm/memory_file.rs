@@ -83,6 +83,9 @@ pub struct MemoryFile {
     capacity: u64,
     /// Free ranges, start -> end, coalesced (no two touch).
     free: Mutex<BTreeMap<u64, u64>>,
+    /// During a restore: the allocated ranges already given to an owner (a
+    /// mapping, a tmpfs file), start -> end, coalesced. `None` otherwise.
+    restore_claims: Mutex<Option<BTreeMap<u64, u64>>>,
 }
 
 // SAFETY: `base` points at a shared mapping owned by this object for its
@@ -131,6 +134,7 @@ impl MemoryFile {
             base,
             capacity,
             free: Mutex::new(free),
+            restore_claims: Mutex::new(None),
         })
     }
 
@@ -294,10 +298,63 @@ impl MemoryFile {
         self.allocated_ranges().iter().map(FileRange::len).sum()
     }
 
+    /// Records that `[start, start + len)` of the restored memory belongs to
+    /// one owner: every owner a restore re-attaches (each mapping's backing,
+    /// each tmpfs file page) claims its memory here, so a statefile that
+    /// gives one page to two owners is refused (`Overlap`) instead of
+    /// leaving two objects writing, and later freeing, the same page. The
+    /// range must be allocated. Outside a restore (before
+    /// [`MemoryFile::restore_allocations`] or after
+    /// [`MemoryFile::finish_restore`]) nothing is tracked.
+    pub fn claim_restored(&self, start: u64, len: u64) -> Result<(), MemoryFileError> {
+        let end = self.check_range(start, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        if !self.is_allocated(start, len) {
+            return Err(MemoryFileError::NotAllocated { start, len });
+        }
+        let mut guard = self
+            .restore_claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(claims) = guard.as_mut() else {
+            return Ok(());
+        };
+        let before = claims.range(..end).next_back().map(|(s, e)| (*s, *e));
+        if before.is_some_and(|(_, e)| e > start) {
+            return Err(MemoryFileError::Overlap { start, len });
+        }
+        let (mut new_start, mut new_end) = (start, end);
+        if let Some((s, e)) = before.filter(|(_, e)| *e == start) {
+            claims.remove(&s);
+            new_start = s;
+            debug_assert_eq!(e, start);
+        }
+        if let Some(e) = claims.remove(&end) {
+            new_end = e;
+        }
+        claims.insert(new_start, new_end);
+        Ok(())
+    }
+
+    /// Ends the restore's ownership bookkeeping ([`MemoryFile::claim_restored`]).
+    pub fn finish_restore(&self) {
+        *self
+            .restore_claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Marks `ranges` allocated in a fresh memory file, for restore. Every
     /// range is validated (aligned, within the file, not overlapping another);
-    /// on error nothing is allocated.
+    /// on error nothing is allocated. Starts the restore's ownership
+    /// bookkeeping ([`MemoryFile::claim_restored`]).
     pub fn restore_allocations(&self, ranges: &[FileRange]) -> Result<(), MemoryFileError> {
+        *self
+            .restore_claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(BTreeMap::new());
         let mut done: Vec<FileRange> = Vec::new();
         for r in ranges {
             let len = r
@@ -566,6 +623,45 @@ mod tests {
         assert_eq!(one, [0]);
         assert_eq!(mf.read_at(16 * P - 1, &mut buf), Err(Errno::EFAULT));
         assert_eq!(mf.write_at(u64::MAX, b"a"), Err(Errno::EFAULT));
+    }
+
+    #[test]
+    fn restore_claims_refuse_a_page_given_twice() {
+        let mf = MemoryFile::new(16 * P).unwrap();
+        // Outside a restore nothing is tracked.
+        mf.allocate_at(0, 2 * P).unwrap();
+        mf.claim_restored(0, P).unwrap();
+        mf.claim_restored(0, P).unwrap();
+        let mf = MemoryFile::new(16 * P).unwrap();
+        mf.restore_allocations(&[FileRange {
+            start: 0,
+            end: 8 * P,
+        }])
+        .unwrap();
+        mf.claim_restored(P, P).unwrap();
+        mf.claim_restored(3 * P, P).unwrap();
+        mf.claim_restored(2 * P, P).unwrap(); // Joins both neighbours.
+        mf.claim_restored(0, P).unwrap();
+        for (s, l) in [(0, P), (2 * P, 2 * P), (3 * P, 2 * P), (0, 8 * P)] {
+            assert!(
+                matches!(
+                    mf.claim_restored(s, l),
+                    Err(MemoryFileError::Overlap { .. })
+                ),
+                "{s:#x}+{l:#x}"
+            );
+        }
+        mf.claim_restored(4 * P, 4 * P).unwrap();
+        assert!(matches!(
+            mf.claim_restored(8 * P, P),
+            Err(MemoryFileError::NotAllocated { .. })
+        ));
+        assert!(matches!(
+            mf.claim_restored(P + 1, P),
+            Err(MemoryFileError::Unaligned { .. })
+        ));
+        mf.finish_restore();
+        mf.claim_restored(0, P).unwrap();
     }
 
     #[test]

@@ -93,9 +93,11 @@ impl MemoryManager {
     /// Memory is backed eagerly: a memory-file range of the full length is
     /// allocated (sparse: untouched pages cost nothing) and mapped at once.
     /// A file mapping copies the file's bytes (up to EOF; the rest reads as
-    /// zero); a shared one writes its bytes back on msync, munmap and exit.
-    /// Two shared mappings of one file, or a shared mapping and write(2),
-    /// are not coherent with each other (no page cache yet).
+    /// zero); a shared one writes its bytes back on msync, munmap and exit,
+    /// and write(2) is reflected in it ([`MemoryManager::file_written`]).
+    /// A shared mapping of a tmpfs file within its size maps the file's own
+    /// memory-file pages instead (a `direct` VMA): mapping, read(2) and
+    /// write(2) are then one set of bytes, as with Linux's page cache.
     pub fn mmap(
         &mut self,
         addr: u64,

@@ -117,6 +117,58 @@ pub enum RestoreError {
     Map(Errno),
 }
 
+/// Re-pins the file pages of every direct VMA. The restored file must hold
+/// them where the mapping says; if it no longer lists them (it was
+/// truncated while mapped, so the pages were the mapping's alone), the
+/// mapping keeps them as its own backing, which then must not overlap any
+/// other, nor any file's pages. On error every pin taken is dropped again.
+fn pin_direct(
+    vmas: &mut BTreeMap<u64, Vma>,
+    backing: &mut BTreeMap<u64, u64>,
+    mf: &MemoryFile,
+) -> Result<(), RestoreError> {
+    let mut pinned: Vec<(Arc<dyn MappableFile>, u64, u64, u64)> = Vec::new();
+    let mut result = Ok(());
+    for (index, v) in vmas.values_mut().enumerate() {
+        let Some(fb) = v.file.as_ref().filter(|_| v.direct) else {
+            continue;
+        };
+        let len = v.len();
+        match fb.file.map_shared(fb.offset, len) {
+            Some(off) if off == v.mf_offset => {
+                pinned.push((fb.file.clone(), fb.offset, off, len));
+                continue;
+            }
+            Some(off) => fb.file.unmap_shared(fb.offset, off, len),
+            None => {}
+        }
+        let end = v.mf_offset + len;
+        let overlaps = backing
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, e)| *e > v.mf_offset);
+        // Claimed last, so that a range already given to a file (or to
+        // another mapping) is refused here.
+        if overlaps || mf.claim_restored(v.mf_offset, len).is_err() {
+            result = Err(RestoreError::BadVma {
+                index,
+                start: v.start,
+                end: v.end,
+                why: "memory range shared with another mapping",
+            });
+            break;
+        }
+        backing.insert(v.mf_offset, end);
+        v.direct = false;
+    }
+    if result.is_err() {
+        for (file, offset, off, len) in pinned {
+            file.unmap_shared(offset, off, len);
+        }
+    }
+    result
+}
+
 impl MmState {
     /// Checks every value against this host's `layout` before anything is
     /// created: page size, each VMA (aligned, non-empty, ordered without
@@ -179,12 +231,19 @@ impl MmState {
             if !is_allocated(s.mf_offset, len) {
                 return Err(bad("memory range not in the memory file"));
             }
-            if let Some((_, e)) = backing.range(..mf_end).next_back() {
-                if *e > s.mf_offset {
-                    return Err(bad("memory range shared with another mapping"));
-                }
+            if s.direct && !(s.shared && s.file.is_some()) {
+                return Err(bad("direct backing without a shared file"));
             }
-            backing.insert(s.mf_offset, mf_end);
+            // A direct mapping's pages are its file's (checked when they are
+            // pinned below); every other backing is the mapping's own.
+            if !s.direct {
+                if let Some((_, e)) = backing.range(..mf_end).next_back() {
+                    if *e > s.mf_offset {
+                        return Err(bad("memory range shared with another mapping"));
+                    }
+                }
+                backing.insert(s.mf_offset, mf_end);
+            }
             if (s.prot.read && !s.max_prot.read)
                 || (s.prot.write && !s.max_prot.write)
                 || (s.prot.exec && !s.max_prot.exec)
@@ -240,6 +299,21 @@ impl MemoryManager {
         reopen: &OpenFn<'_>,
     ) -> Result<MemoryManager, RestoreError> {
         state.validate(&layout, &|offset, len| mf.is_allocated(offset, len))?;
+        // Each mapping's own backing is claimed against every other owner
+        // of restored memory (tmpfs files first of all).
+        let mut backing: BTreeMap<u64, u64> = BTreeMap::new();
+        for (index, s) in state.vmas.iter().enumerate().filter(|(_, s)| !s.direct) {
+            let len = s.end - s.start;
+            if mf.claim_restored(s.mf_offset, len).is_err() {
+                return Err(RestoreError::BadVma {
+                    index,
+                    start: s.start,
+                    end: s.end,
+                    why: "memory range belongs to a file",
+                });
+            }
+            backing.insert(s.mf_offset, s.mf_offset + len);
+        }
         let mut vmas = BTreeMap::new();
         let mut files: HashMap<String, Arc<dyn MappableFile>> = HashMap::new();
         for s in &state.vmas {
@@ -274,6 +348,7 @@ impl MemoryManager {
                 file,
                 mf_offset: s.mf_offset,
                 kind: s.kind,
+                direct: s.direct,
             };
             vmas.insert(vma.start, vma);
         }
@@ -286,6 +361,7 @@ impl MemoryManager {
                 return Err(RestoreError::Map(platform_errno("map", e)));
             }
         }
+        pin_direct(&mut vmas, &mut backing, &mm.mf)?;
         // Only now does the manager own the backing (and free it on drop).
         mm.vmas = vmas;
         Ok(mm)

@@ -759,6 +759,7 @@ fn restore(state: &MmState, mf: Arc<MemoryFile>) -> Result<MemoryManager, Restor
 #[test]
 fn hostile_snapshots_are_refused() {
     let good_vma = VmaState {
+        direct: false,
         start: 0x1000_0000,
         end: 0x1000_0000 + 2 * P,
         prot: Prot::READ_WRITE,

@@ -4,6 +4,10 @@
 //! at `mf_offset`, of exactly the VMA's length: a page at `addr` lives at
 //! `mf_offset + (addr - start)`. Splitting a VMA therefore splits its backing
 //! too, and moving one (mremap) only changes where the same backing is mapped.
+//!
+//! The backing belongs to the VMA, except for a `direct` VMA: a shared
+//! mapping of a file whose pages are memory-file pages (tmpfs), which maps
+//! the file's own pages, pinned in the file, and never frees them.
 
 use std::sync::Arc;
 
@@ -58,6 +62,8 @@ pub struct Vma {
     /// The memory-file offset of `start`.
     pub mf_offset: u64,
     pub kind: VmaKind,
+    /// The backing is the file's own pages (see the module comment).
+    pub direct: bool,
 }
 
 impl Vma {
@@ -142,6 +148,7 @@ impl Vma {
             }),
             mf_offset: self.mf_offset,
             kind: self.kind,
+            direct: self.direct,
         }
     }
 }
@@ -167,5 +174,8 @@ pub struct VmaState {
     pub file: Option<FileState>,
     pub mf_offset: u64,
     pub kind: VmaKind,
+    /// The backing is the mapped file's own pages: restore re-pins them in
+    /// the restored file (which must still hold them at `mf_offset`).
+    pub direct: bool,
 }
-statefile::versioned!(VmaState, "mm.Vma", 1, [Prot, FileState, VmaKind]);
+statefile::versioned!(VmaState, "mm.Vma", 2, [Prot, FileState, VmaKind]);

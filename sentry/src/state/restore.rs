@@ -206,7 +206,9 @@ pub fn restore(
     }
     let reopen = |name: &str| mapped.get(name).cloned().ok_or(Errno::ENOENT);
     let aspace = kernel.platform.new_address_space()?;
-    let mm = MemoryManager::from_snapshot(&rec.mm.mm, host.layout, mf, aspace, &reopen)?;
+    let mm = MemoryManager::from_snapshot(&rec.mm.mm, host.layout, mf.clone(), aspace, &reopen)?;
+    // Every owner of restored memory (tmpfs files, mappings) has claimed it.
+    mf.finish_restore();
     tracing::debug!("restore: address space mapped");
 
     let p = &rec.process;

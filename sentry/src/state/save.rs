@@ -2,10 +2,11 @@
 //! table (the kernel section), then write the memory section, into one
 //! statefile; then commit or abort in one place.
 //!
-//! The Sentry opens no host file after boot: the statefile is written into a
-//! file the `cryo checkpoint` command created (a temporary file beside the
-//! target) and passed over the control socket; the command makes it durable
-//! and renames it into place.
+//! The Sentry opens no host file after boot: the statefile is written into
+//! an unnamed file the `cryo checkpoint` command created in the image
+//! directory and passed over the control socket with that directory; the
+//! commit (fsync, link into place, fsync the directory) is done by the
+//! sandbox through those fds, so killing the command cannot split it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -50,6 +51,8 @@ pub enum CheckpointError {
     Memory(crate::errno::Errno),
     #[error("writing the statefile: {0}")]
     Statefile(#[from] statefile::StatefileError),
+    #[error("{0}")]
+    Commit(String),
 }
 
 /// What a checkpoint wrote.
@@ -214,16 +217,16 @@ pub struct CheckpointOutcome {
 
 /// Checkpoints the kernel of `task` into `file`, an empty file opened for
 /// writing: stops every task at a clean boundary, walks the kernel from its
-/// root, writes the statefile, then asks `commit` (given what was written)
-/// whether the statefile is durably in place and the sandbox is to end. The
-/// stopped tasks then go on, or end with the sandbox, here and nowhere
-/// else. Runs on `task`'s own host thread, the task stopped at a clean
+/// root, writes the statefile, then calls `commit` (given what was written),
+/// which makes it durable and names it, and says whether the sandbox is to
+/// end (or why the commit failed). The stopped tasks then go on, or end
+/// with the sandbox, here and nowhere else. Runs on `task`'s own host thread, the task stopped at a clean
 /// boundary. A failed checkpoint leaves every task running.
 pub fn checkpoint(
     task: &mut Task,
     file: File,
     opts: &CheckpointOptions,
-    commit: &mut dyn FnMut(&CheckpointStats) -> bool,
+    commit: &mut dyn FnMut(&CheckpointStats) -> Result<bool, String>,
 ) -> Result<CheckpointOutcome, CheckpointError> {
     if task.exit.is_some() {
         return Err(CheckpointError::Exited);
@@ -237,15 +240,14 @@ pub fn checkpoint(
     tasks.insert(own.tid, own);
     let written = write_statefile(task, file, opts, &tasks);
     let (result, how) = match written {
-        Ok(stats) => {
-            let exit = commit(&stats);
-            let how = if exit {
-                Release::Exit
-            } else {
-                Release::Continue
-            };
-            (Ok(CheckpointOutcome { stats, exit }), how)
-        }
+        Ok(stats) => match commit(&stats) {
+            Ok(true) => (Ok(CheckpointOutcome { stats, exit: true }), Release::Exit),
+            Ok(false) => (
+                Ok(CheckpointOutcome { stats, exit: false }),
+                Release::Continue,
+            ),
+            Err(e) => (Err(CheckpointError::Commit(e)), Release::Continue),
+        },
         Err(e) => (Err(e), Release::Continue),
     };
     kernel.release_tasks(how);

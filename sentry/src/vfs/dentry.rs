@@ -39,6 +39,23 @@ pub struct Dentry {
     unlinked: AtomicBool,
 }
 
+impl Drop for Dentry {
+    /// Takes a subtree apart without recursion: a guest can build a
+    /// directory chain far deeper than the Sentry's stack could unwind one
+    /// frame per level. Children this dentry held the last reference to are
+    /// emptied one at a time.
+    fn drop(&mut self) {
+        let children = self.children.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut pending: Vec<Arc<Dentry>> = std::mem::take(children).into_values().collect();
+        while let Some(child) = pending.pop() {
+            if let Some(mut d) = Arc::into_inner(child) {
+                let grandchildren = d.children.get_mut().unwrap_or_else(|e| e.into_inner());
+                pending.extend(std::mem::take(grandchildren).into_values());
+            }
+        }
+    }
+}
+
 /// Locks a mutex, taking the data even if a thread panicked while holding
 /// it: a panic elsewhere must not take the whole file system down.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

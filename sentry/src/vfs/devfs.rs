@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use super::file::{FileKind, FileOps, IoCtx, SeekMode};
+use super::file::{FileKind, FileOps, IoCtx, SaveAs, SeekMode};
 use super::inode::{DirEntry, Inode};
 use super::stat::{dirent_type, makedev, Stat, Timespec};
 use crate::errno::Errno;
@@ -166,6 +166,9 @@ impl FileOps for DevOps {
     }
     fn kind(&self) -> FileKind {
         FileKind::CharDevice
+    }
+    fn save_as(&self) -> SaveAs {
+        SaveAs::Path
     }
     fn seek_mode(&self) -> SeekMode {
         SeekMode::Ignored

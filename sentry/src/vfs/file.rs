@@ -85,11 +85,57 @@ pub struct IoctlReply {
     pub out: Vec<u8>,
 }
 
+/// How an open file is checkpointed (the answer of [`FileOps::save_as`]).
+///
+/// Every file kind must answer; one that does not, does not compile:
+///
+/// ```compile_fail
+/// use std::any::Any;
+/// use sentry::vfs::{FileKind, FileOps};
+/// struct Unsaved;
+/// impl FileOps for Unsaved {
+///     fn as_any(&self) -> &dyn Any { self }
+///     fn kind(&self) -> FileKind { FileKind::Regular }
+/// }
+/// ```
+///
+/// while the same kind that says how it saves does:
+///
+/// ```
+/// use std::any::Any;
+/// use sentry::vfs::{FileKind, FileOps, SaveAs};
+/// struct Saved;
+/// impl FileOps for Saved {
+///     fn as_any(&self) -> &dyn Any { self }
+///     fn kind(&self) -> FileKind { FileKind::Regular }
+///     fn save_as(&self) -> SaveAs { SaveAs::Refuse("an example") }
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SaveAs {
+    /// Re-opened on restore by its path in the container (a host file is
+    /// checked against its fingerprint), with its flags and offset.
+    Path,
+    /// An end of pipe `pipe` (a sandbox id), saved once with its buffer.
+    PipeEnd { pipe: u64, read: bool },
+    /// The restoring command's own stdio number `index`.
+    HostStdio(u32),
+    /// Cannot be checkpointed, for this reason: checkpoint refuses, naming
+    /// the file.
+    Refuse(&'static str),
+}
+
 /// The per-file-system half of an open file.
 pub trait FileOps: Send + Sync + Any {
     fn as_any(&self) -> &dyn Any;
 
     fn kind(&self) -> FileKind;
+
+    /// How an open file of this kind is checkpointed. Required, with no
+    /// default: a new kind of file does not compile until it says whether
+    /// and how it saves itself (or why it cannot, which checkpoint then
+    /// reports naming the file).
+    fn save_as(&self) -> SaveAs;
 
     fn seek_mode(&self) -> SeekMode {
         SeekMode::Positional
@@ -136,6 +182,9 @@ impl FileOps for DirOps {
     fn kind(&self) -> FileKind {
         FileKind::Directory
     }
+    fn save_as(&self) -> SaveAs {
+        SaveAs::Path
+    }
     fn read(&self, _io: &IoCtx<'_>, _buf: &mut [u8], _off: Option<u64>) -> Result<usize, Errno> {
         Err(Errno::EISDIR)
     }
@@ -153,6 +202,9 @@ impl FileOps for PathOps {
     }
     fn kind(&self) -> FileKind {
         self.0
+    }
+    fn save_as(&self) -> SaveAs {
+        SaveAs::Path
     }
     fn read(&self, _io: &IoCtx<'_>, _buf: &mut [u8], _off: Option<u64>) -> Result<usize, Errno> {
         Err(Errno::EBADF)
@@ -532,6 +584,27 @@ impl MappableFile for FileMapping {
 
     fn identity(&self) -> usize {
         Arc::as_ptr(&self.file.inode) as *const () as usize
+    }
+
+    fn map_shared(&self, offset: u64, len: u64) -> Option<u64> {
+        self.tmpfs()?.inode().map_shared(offset, len)
+    }
+
+    fn unmap_shared(&self, offset: u64, mf_offset: u64, len: u64) {
+        if let Some(t) = self.tmpfs() {
+            t.inode().unmap_shared(offset, mf_offset, len);
+        }
+    }
+}
+
+impl FileMapping {
+    /// A tmpfs file (also an overlay file once copied up): its pages are
+    /// memory-file pages, mapped directly by shared mappings.
+    fn tmpfs(&self) -> Option<&super::tmpfs::TmpfsFileOps> {
+        self.file
+            .ops
+            .as_any()
+            .downcast_ref::<super::tmpfs::TmpfsFileOps>()
     }
 }
 

@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::dentry::lock;
-use super::file::{DirOps, FileKind, FileOps, IoCtx};
+use super::file::{DirOps, FileKind, FileOps, IoCtx, SaveAs};
 use super::inode::{DirEntry, Fingerprint, Inode};
 use super::stat::{Stat, Timespec};
 use crate::errno::Errno;
@@ -297,6 +297,9 @@ impl FileOps for HostFileOps {
     fn kind(&self) -> FileKind {
         FileKind::Regular
     }
+    fn save_as(&self) -> SaveAs {
+        SaveAs::Path
+    }
 
     fn read(&self, _io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         let off = i64::try_from(offset.unwrap_or(0)).map_err(|_| Errno::EINVAL)?;
@@ -337,6 +340,7 @@ mod tests {
             gofer::Client::new(sentry_end),
             Arc::new(FixedClock(1)),
             Arc::new(OneProc),
+            crate::vfs::testing::test_memory_file(),
         )
         .unwrap();
         let r = vfs.root().clone();

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::file::{
-    FileKind, FileOps, IoCtx, IoctlReply, OpenFile, SeekMode, INTERRUPT_POLL, KERNEL_TERMIOS_SIZE,
+    FileKind, FileOps, IoCtx, IoctlReply, OpenFile, SaveAs, SeekMode, INTERRUPT_POLL,
+    KERNEL_TERMIOS_SIZE,
 };
 use super::inode::Inode;
 use super::stat::{Stat, Timespec};
@@ -89,6 +90,9 @@ impl FileOps for HostFdOps {
 
     fn kind(&self) -> FileKind {
         FileKind::HostFd
+    }
+    fn save_as(&self) -> SaveAs {
+        SaveAs::HostStdio(self.0.index)
     }
 
     fn seek_mode(&self) -> SeekMode {

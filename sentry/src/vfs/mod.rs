@@ -32,7 +32,7 @@ pub mod vfs;
 mod testing;
 
 pub use dentry::{Dentry, Mount};
-pub use file::{FileKind, FileOps, Interrupt, IoCtx, OpenFile, SeekMode};
+pub use file::{FileKind, FileOps, Interrupt, IoCtx, OpenFile, SaveAs, SeekMode};
 pub use inode::{DirEntry, Inode};
 pub use stat::{Clock, HostClock, Stat, Timespec};
 pub use vfs::Vfs;

@@ -19,6 +19,7 @@ use super::inode::{DirEntry, Fingerprint, Inode};
 use super::stat::{Stat, Timespec};
 use super::tmpfs::{DirData, FileData, Kind, Tmpfs, TmpfsInode};
 use crate::errno::Errno;
+use crate::mm::MemoryFile;
 
 pub struct OverlayInode {
     me: Weak<OverlayInode>,
@@ -32,6 +33,25 @@ pub struct OverlayInode {
     /// Children handed out and still alive: one object per file, so that a
     /// copy-up through any path is seen by every user of the file.
     children: Mutex<HashMap<Vec<u8>, Weak<OverlayInode>>>,
+}
+
+impl Drop for OverlayInode {
+    /// Lets go of the parent chain without recursion: the last user of a
+    /// file 20,000 directories deep would otherwise drop every ancestor one
+    /// stack frame inside the next.
+    fn drop(&mut self) {
+        let mut next = self
+            .parent
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        while let Some((parent, _)) = next {
+            next = match Arc::into_inner(parent) {
+                Some(mut p) => p.parent.get_mut().unwrap_or_else(|e| e.into_inner()).take(),
+                None => None,
+            };
+        }
+    }
 }
 
 /// The overlay's root over `lower` with the upper layer `upper`.
@@ -149,7 +169,7 @@ impl OverlayInode {
         let kind = match self.file_type {
             libc::S_IFDIR => Kind::Dir(DirData::default()),
             libc::S_IFLNK => Kind::Symlink(lower.readlink()?),
-            libc::S_IFREG => Kind::File(copy_data(lower.as_ref())?),
+            libc::S_IFREG => Kind::File(copy_data(lower.as_ref(), &parent_upper.fs.mf)?),
             // Devices, fifos and sockets of the host are not copied.
             _ => return Err(Errno::EPERM),
         };
@@ -218,15 +238,15 @@ impl OverlayInode {
     }
 }
 
-/// The whole contents of a lower regular file.
-fn copy_data(lower: &dyn Inode) -> Result<FileData, Errno> {
+/// The whole contents of a lower regular file, in pages of `mf`.
+fn copy_data(lower: &dyn Inode, mf: &Arc<MemoryFile>) -> Result<FileData, Errno> {
     let ops = lower.open(libc::O_RDONLY)?;
     let intr = Interrupt::new();
     let io = IoCtx {
         interrupt: &intr,
         nonblock: false,
     };
-    let mut data = FileData::default();
+    let mut data = FileData::new(mf.clone());
     let mut buf = vec![0u8; 64 * 1024];
     let mut off = 0u64;
     loop {

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::dentry::lock;
-use super::file::{FileKind, FileOps, IoCtx, IoctlReply, OpenFile, SeekMode, INTERRUPT_POLL};
+use super::file::{
+    FileKind, FileOps, IoCtx, IoctlReply, OpenFile, SaveAs, SeekMode, INTERRUPT_POLL,
+};
 use super::inode::Inode;
 use super::stat::{Stat, Timespec};
 use crate::errno::Errno;
@@ -197,6 +199,12 @@ impl FileOps for PipeEnd {
             FileKind::PipeRead
         } else {
             FileKind::PipeWrite
+        }
+    }
+    fn save_as(&self) -> SaveAs {
+        SaveAs::PipeEnd {
+            pipe: self.pipe.id(),
+            read: self.read,
         }
     }
 

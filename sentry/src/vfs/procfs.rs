@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::devfs::StaticSymlink;
-use super::file::{DirOps, FileKind, FileOps, IoCtx, OpenFile};
+use super::file::{DirOps, FileKind, FileOps, IoCtx, OpenFile, SaveAs};
 use super::inode::{DirEntry, Inode};
 use super::stat::{dirent_type, Stat, Timespec};
 use crate::errno::Errno;
@@ -124,6 +124,10 @@ impl FileOps for GeneratedOps {
     }
     fn kind(&self) -> FileKind {
         FileKind::Synthetic
+    }
+    /// Regenerated from the live kernel when re-opened.
+    fn save_as(&self) -> SaveAs {
+        SaveAs::Path
     }
     fn read(&self, _io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         let off = usize::try_from(offset.unwrap_or(0)).unwrap_or(usize::MAX);

@@ -9,25 +9,31 @@ use super::gofer_fs::{GoferHostFs, GoferInode, HostFs};
 use super::overlay;
 use super::procfs::{new_procfs, ProcessTable};
 use super::stat::Clock;
-use super::state::{RestoreError, VfsState, VFS_STATE_VERSION};
+use super::state::{RestoreError, VfsState};
 use super::tmpfs::Tmpfs;
 use super::vfs::{MountOpts, Vfs};
 use crate::errno::Errno;
+use crate::mm::MemoryFile;
 
-/// Builds the sandbox namespace over a gofer connection.
+/// Builds the sandbox namespace over a gofer connection, its tmpfs files
+/// kept in `mf`.
 pub fn build_sandbox_vfs(
     client: gofer::Client,
     clock: Arc<dyn Clock>,
     procs: Arc<dyn ProcessTable>,
+    mf: Arc<MemoryFile>,
 ) -> Result<Vfs, RestoreError> {
-    build_with_host(Arc::new(GoferHostFs::new(client)), clock, procs, None)
+    build_with_host(Arc::new(GoferHostFs::new(client)), clock, procs, mf, None)
 }
 
 /// Builds the namespace over any [`HostFs`], from a saved state if given.
+/// Its tmpfs files keep their pages in `mf`; on restore `mf` must already
+/// hold the restored memory, to which the saved files are re-attached.
 pub fn build_with_host(
     host: Arc<dyn HostFs>,
     clock: Arc<dyn Clock>,
     procs: Arc<dyn ProcessTable>,
+    mf: Arc<MemoryFile>,
     state: Option<&VfsState>,
 ) -> Result<Vfs, RestoreError> {
     let errno = |what: &str| {
@@ -38,18 +44,13 @@ pub fn build_with_host(
         }
     };
     let (upper, shm) = match state {
-        Some(s) => {
-            if s.version != VFS_STATE_VERSION {
-                return Err(RestoreError::Version(s.version));
-            }
-            (
-                Tmpfs::restore(&s.upper, clock.clone())?,
-                Tmpfs::restore(&s.shm, clock.clone())?,
-            )
-        }
+        Some(s) => (
+            Tmpfs::restore(&s.upper, clock.clone(), mf.clone())?,
+            Tmpfs::restore(&s.shm, clock.clone(), mf.clone())?,
+        ),
         None => (
-            Tmpfs::new(clock.clone(), 0o755),
-            Tmpfs::new(clock.clone(), 0o1777),
+            Tmpfs::with_memory(clock.clone(), 0o755, mf.clone()),
+            Tmpfs::with_memory(clock.clone(), 0o1777, mf.clone()),
         ),
     };
     let lower = GoferInode::root(host).map_err(errno("/ (gofer root)"))?;
@@ -103,7 +104,7 @@ mod tests {
     use crate::vfs::procfs::tests::OneProc;
     use crate::vfs::stat::Timespec;
     use crate::vfs::state::{FileStateKind, RestoreCtx, SaveCtx};
-    use crate::vfs::testing::{FixedClock, LocalDirFs};
+    use crate::vfs::testing::{clone_memory, test_memory_file, FixedClock, LocalDirFs};
 
     fn host() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -113,13 +114,22 @@ mod tests {
         d
     }
 
-    fn build(dir: &std::path::Path, state: Option<&VfsState>) -> Result<Vfs, RestoreError> {
+    fn build_in(
+        dir: &std::path::Path,
+        mf: Arc<MemoryFile>,
+        state: Option<&VfsState>,
+    ) -> Result<Vfs, RestoreError> {
         build_with_host(
             LocalDirFs::new(dir),
             Arc::new(FixedClock(50)),
             Arc::new(OneProc),
+            mf,
             state,
         )
+    }
+
+    fn build(dir: &std::path::Path, state: Option<&VfsState>) -> Result<Vfs, RestoreError> {
+        build_in(dir, test_memory_file(), state)
     }
 
     #[test]
@@ -148,7 +158,8 @@ mod tests {
     #[test]
     fn snapshot_round_trip_and_reopen() {
         let d = host();
-        let vfs = build(d.path(), None).unwrap();
+        let mf = test_memory_file();
+        let vfs = build_in(d.path(), mf.clone(), None).unwrap();
         let r = vfs.root().clone();
         let intr = Interrupt::new();
         vfs.mkdir_at(&r, b"/work", 0o700).unwrap();
@@ -190,7 +201,8 @@ mod tests {
         assert_eq!(state, state2);
         let pipes: Vec<_> = ctx.pipes.values().cloned().collect();
 
-        let vfs2 = build(d.path(), Some(&state2)).unwrap();
+        // A restore loads the memory file first, then re-attaches the files.
+        let vfs2 = build_in(d.path(), clone_memory(&mf), Some(&state2)).unwrap();
         let r2 = vfs2.root().clone();
         let mut rctx = RestoreCtx::new(&pipes, HashMap::new(), Timespec::default());
         let files: Vec<_> = saved
@@ -217,7 +229,7 @@ mod tests {
 
         // A host file that changed is refused, naming the file.
         std::fs::write(d.path().join("etc/hosts"), b"changed").unwrap();
-        let vfs3 = build(d.path(), Some(&state2)).unwrap();
+        let vfs3 = build_in(d.path(), clone_memory(&mf), Some(&state2)).unwrap();
         let mut rctx = RestoreCtx::new(&pipes, HashMap::new(), Timespec::default());
         match vfs3.reopen(&saved[1], &mut rctx) {
             Err(RestoreError::Changed { path, .. }) => assert_eq!(path, "/etc/hosts"),
@@ -226,61 +238,55 @@ mod tests {
     }
 
     #[test]
-    fn hostile_snapshots_are_refused() {
+    fn hostile_states_are_refused() {
         let d = host();
-        let vfs = build(d.path(), None).unwrap();
+        let mf = test_memory_file();
+        let vfs = build_in(d.path(), mf.clone(), None).unwrap();
         let r = vfs.root().clone();
         vfs.open_at(&r, b"/f", libc::O_CREAT | libc::O_WRONLY, 0o644)
             .unwrap()
             .write(b"x", &Interrupt::new())
             .unwrap();
         let good = vfs.save_state().unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(FixedClock(1));
-        use crate::vfs::state::NodeKindSnapshot as K;
-        let mutate = |f: &dyn Fn(&mut VfsState)| {
-            let mut s = good.clone();
-            f(&mut s);
-            Tmpfs::restore(&s.upper, clock.clone()).err()
+        assert!(build_in(d.path(), clone_memory(&mf), Some(&good)).is_ok());
+        // A shm page also named by the upper layer: used twice across the
+        // two file systems.
+        let mut twice = good.clone();
+        let page = twice
+            .upper
+            .nodes
+            .iter()
+            .find_map(|n| match &n.kind {
+                crate::vfs::state::TmpfsNodeKind::File { pages, .. } => pages.first().copied(),
+                _ => None,
+            })
+            .unwrap();
+        use crate::vfs::state::{TmpfsDirEntry, TmpfsNodeKind, TmpfsNodeRecord};
+        let shm_root = twice.shm.nodes[0].clone();
+        twice.shm.nodes[0].kind = TmpfsNodeKind::Dir {
+            entries: vec![TmpfsDirEntry {
+                name: b"seg".to_vec(),
+                ino: 99,
+            }],
+            whiteouts: vec![],
+            opaque: false,
         };
-        assert!(mutate(&|_| {}).is_none());
-        let bad_name = mutate(&|s| {
-            if let K::Dir { children, .. } = &mut s.upper.root.kind {
-                children[0].0 = b"a/b".to_vec();
-            }
+        twice.shm.nodes.push(TmpfsNodeRecord {
+            ino: 99,
+            nlink: 1,
+            mode: libc::S_IFREG | 0o600,
+            kind: TmpfsNodeKind::File {
+                size: 4096,
+                pages: vec![page],
+            },
+            ..shm_root
         });
-        assert!(matches!(bad_name, Some(RestoreError::Invalid(_))));
-        let bad_page = mutate(&|s| {
-            if let K::Dir { children, .. } = &mut s.upper.root.kind {
-                for (_, c) in children.iter_mut() {
-                    if let K::File { pages, .. } = &mut c.kind {
-                        pages[0].0 = 1 << 60;
-                    }
-                }
+        match build_in(d.path(), clone_memory(&mf), Some(&twice)).err() {
+            Some(RestoreError::Tmpfs { field, why }) => {
+                assert_eq!(field, "nodes[1].pages[0].offset");
+                assert!(why.contains("used twice"), "{why}");
             }
-        });
-        assert!(bad_page.is_some());
-        let bad_mode = mutate(&|s| s.upper.root.mode = libc::S_IFREG | 0o755);
-        assert!(bad_mode.is_some());
-        let mut deep = good.clone();
-        let mut node = deep.upper.root.clone();
-        for i in 0..3000u64 {
-            node = crate::vfs::state::NodeSnapshot {
-                ino: 10_000 + i,
-                kind: K::Dir {
-                    children: vec![(b"d".to_vec(), node)],
-                    whiteouts: vec![],
-                    opaque: false,
-                },
-                ..deep.upper.root.clone()
-            };
+            other => panic!("{:?}", other.map(|_| ())),
         }
-        deep.upper.root = node;
-        assert!(Tmpfs::restore(&deep.upper, clock.clone()).is_err());
-        let mut v = good.clone();
-        v.version = 99;
-        assert!(matches!(
-            build(d.path(), Some(&v)).err(),
-            Some(RestoreError::Version(99))
-        ));
     }
 }

@@ -8,22 +8,17 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::file::{FileKind, OpenFile};
+use super::file::{FileKind, OpenFile, SaveAs};
 use super::inode::Fingerprint;
 use super::pipe::{pipe_of, Pipe};
 use super::resolve::{NAME_MAX, PATH_MAX};
 use super::stat::{Clock, Timespec};
-use super::tmpfs::{DirData, FileData, Kind, Node, Tmpfs, TmpfsInode, TmpfsShared, PAGE};
+use super::tmpfs::{
+    DirData, FileData, Kind, Node, Tmpfs, TmpfsInode, TmpfsShared, MAX_FILE_SIZE, PAGE,
+};
 use super::vfs::Vfs;
 use crate::errno::Errno;
-
-/// The format version of these structs.
-pub const VFS_STATE_VERSION: u32 = 1;
-
-/// Deepest directory tree a snapshot may hold, so that restoring (which
-/// recurses) cannot overflow a thread's stack on hostile input.
-/// TODO: make validate/build iterative and raise this to PATH_MAX / 2.
-const MAX_DEPTH: usize = 256;
+use crate::mm::MemoryFile;
 
 /// The parts of a sandbox's namespace that hold state.
 #[derive(Default)]
@@ -32,54 +27,85 @@ pub(crate) struct SandboxParts {
     pub(crate) shm: Option<Arc<Tmpfs>>,
 }
 
-/// A whole tmpfs: the overlay's upper layer or /dev/shm.
+/// A whole tmpfs (the overlay's upper layer or /dev/shm) as a flat table of
+/// nodes keyed by inode number. Directories name their children by inode
+/// number, so a file named twice (a hard link) is one record, and nothing
+/// nests: saving, encoding, decoding and validating never recurse, however
+/// deep the tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TmpfsSnapshot {
     pub next_ino: u64,
-    pub root: NodeSnapshot,
+    /// The root directory's inode number.
+    pub root: u64,
+    pub nodes: Vec<TmpfsNodeRecord>,
 }
-statefile::versioned!(TmpfsSnapshot, "vfs.Tmpfs", 1, [NodeSnapshot]);
+statefile::versioned!(TmpfsSnapshot, "vfs.Tmpfs", 2, [TmpfsNodeRecord]);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeSnapshot {
+pub struct TmpfsNodeRecord {
     pub ino: u64,
+    /// How many directory entries name this node (0 for the root, 1 for any
+    /// other directory).
+    pub nlink: u32,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
     pub atime: Timespec,
     pub mtime: Timespec,
     pub ctime: Timespec,
-    pub kind: NodeKindSnapshot,
+    pub kind: TmpfsNodeKind,
 }
 statefile::versioned!(
-    NodeSnapshot,
+    TmpfsNodeRecord,
     "vfs.TmpfsNode",
-    1,
-    [Timespec, NodeKindSnapshot]
+    2,
+    [Timespec, TmpfsNodeKind]
 );
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NodeKindSnapshot {
+pub enum TmpfsNodeKind {
     Dir {
-        children: Vec<(Vec<u8>, NodeSnapshot)>,
+        entries: Vec<TmpfsDirEntry>,
+        /// Overlay whiteouts.
         whiteouts: Vec<Vec<u8>>,
         opaque: bool,
     },
-    /// Only the pages that were written: (page index, PAGE bytes).
+    /// The file's pages stay in the memory file; only where they are is
+    /// saved, and the statefile's memory section carries their bytes.
     File {
         size: u64,
-        pages: Vec<(u64, Vec<u8>)>,
+        pages: Vec<TmpfsPage>,
     },
     Symlink {
         target: Vec<u8>,
     },
 }
-statefile::versioned!(NodeKindSnapshot, "vfs.TmpfsNodeKind", 1, [NodeSnapshot]);
+statefile::versioned!(
+    TmpfsNodeKind,
+    "vfs.TmpfsNodeKind",
+    2,
+    [TmpfsDirEntry, TmpfsPage]
+);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsDirEntry {
+    pub name: Vec<u8>,
+    pub ino: u64,
+}
+statefile::versioned!(TmpfsDirEntry, "vfs.TmpfsDirEntry", 1);
+
+/// One page of a file: page `index` of the file is the memory-file page at
+/// `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsPage {
+    pub index: u64,
+    pub offset: u64,
+}
+statefile::versioned!(TmpfsPage, "vfs.TmpfsPage", 1);
 
 /// The namespace of a `cryo do` sandbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VfsState {
-    pub version: u32,
     pub upper: TmpfsSnapshot,
     pub shm: TmpfsSnapshot,
 }
@@ -147,6 +173,12 @@ pub enum SaveError {
     Deleted(String),
     #[error("cannot save an open file of kind {0:?}")]
     Unsupported(FileKind),
+    #[error("open file {file} cannot be checkpointed: {why}")]
+    NotCheckpointable { file: String, why: &'static str },
+    #[error(
+        "an open file's path is {len} bytes (…{tail}), longer than PATH_MAX: a restore could not re-open it"
+    )]
+    PathTooLong { len: usize, tail: String },
     #[error("the namespace has no saved parts (not built by build_sandbox_vfs)")]
     NotASandbox,
 }
@@ -166,77 +198,184 @@ pub enum RestoreError {
     },
     #[error("invalid state: {0}")]
     Invalid(String),
-    #[error("unsupported state version {0}")]
-    Version(u32),
+    #[error("invalid tmpfs state: {field}: {why}")]
+    Tmpfs { field: String, why: String },
 }
 
 fn invalid(s: impl Into<String>) -> RestoreError {
     RestoreError::Invalid(s.into())
 }
 
+fn bad_field(field: impl Into<String>, why: impl Into<String>) -> RestoreError {
+    RestoreError::Tmpfs {
+        field: field.into(),
+        why: why.into(),
+    }
+}
+
 impl Tmpfs {
-    /// The whole tree, contents included.
+    /// The whole tree as a flat table, root first. Call with the
+    /// application stopped. File contents are not copied: the records name
+    /// their memory-file pages.
     pub fn snapshot(&self) -> TmpfsSnapshot {
+        let root = self.root();
+        let mut nodes: Vec<TmpfsNodeRecord> = Vec::new();
+        // Inode number -> (index in `nodes`, names seen so far).
+        let mut seen: HashMap<u64, (usize, u32)> = HashMap::new();
+        let mut pending: Vec<Arc<TmpfsInode>> = vec![root.clone()];
+        seen.insert(root.ino, (0, 0));
+        while let Some(inode) = pending.pop() {
+            let index = nodes.len();
+            if let Some(entry) = seen.get_mut(&inode.ino) {
+                entry.0 = index;
+            }
+            let node = inode.lock();
+            let kind = match &node.kind {
+                Kind::Dir(d) => {
+                    let mut entries = Vec::with_capacity(d.children.len());
+                    for (name, child) in &d.children {
+                        entries.push(TmpfsDirEntry {
+                            name: name.clone(),
+                            ino: child.ino,
+                        });
+                        match seen.get_mut(&child.ino) {
+                            Some(entry) => entry.1 += 1,
+                            None => {
+                                seen.insert(child.ino, (usize::MAX, 1));
+                                pending.push(child.clone());
+                            }
+                        }
+                    }
+                    TmpfsNodeKind::Dir {
+                        entries,
+                        whiteouts: d.whiteouts.iter().cloned().collect(),
+                        opaque: d.opaque,
+                    }
+                }
+                Kind::File(f) => TmpfsNodeKind::File {
+                    size: f.size,
+                    pages: f
+                        .pages
+                        .iter()
+                        .map(|(index, offset)| TmpfsPage {
+                            index: *index,
+                            offset: *offset,
+                        })
+                        .collect(),
+                },
+                Kind::Symlink(t) => TmpfsNodeKind::Symlink { target: t.clone() },
+            };
+            nodes.push(TmpfsNodeRecord {
+                ino: inode.ino,
+                nlink: 0,
+                mode: node.mode,
+                uid: node.uid,
+                gid: node.gid,
+                atime: node.atime,
+                mtime: node.mtime,
+                ctime: node.ctime,
+                kind,
+            });
+        }
+        // Link counts are those of the saved graph, whatever the live
+        // counters say, so a restore's consistency check holds by design.
+        for (index, names) in seen.into_values() {
+            if let Some(n) = nodes.get_mut(index) {
+                n.nlink = names;
+            }
+        }
         TmpfsSnapshot {
             next_ino: self
                 .shared
                 .next_ino
                 .load(std::sync::atomic::Ordering::Relaxed),
-            root: snap_node(&self.root()),
+            root: root.ino,
+            nodes,
         }
     }
 
-    /// A tmpfs holding `snap`, validated first: a hostile snapshot is
-    /// refused, never trusted.
+    /// A tmpfs holding `snap`, its files re-attached to their pages in `mf`,
+    /// which must already hold the restored memory. The whole table is
+    /// validated first (and nothing is built from a hostile one): unique
+    /// inode numbers, one root directory, every named child present, every
+    /// node reachable from the root exactly as often as its link count
+    /// says (so no cycles and no shared directories), valid names and
+    /// targets, and file pages page-aligned, inside the memory file's
+    /// restored allocations and given to no other owner (each page is
+    /// claimed with [`MemoryFile::claim_restored`], which every other owner
+    /// of restored memory, tmpfs or mapping, goes through too).
     pub fn restore(
         snap: &TmpfsSnapshot,
         clock: Arc<dyn Clock>,
+        mf: Arc<MemoryFile>,
     ) -> Result<Arc<Tmpfs>, RestoreError> {
-        let mut inos = HashSet::new();
-        validate(&snap.root, 0, &mut inos)?;
-        if snap.root.mode & libc::S_IFMT != libc::S_IFDIR {
-            return Err(invalid("tmpfs root is not a directory"));
-        }
-        let max = inos.iter().copied().max().unwrap_or(0);
+        let index = validate_table(snap, &mf)?;
+        let max_ino = snap.nodes.iter().map(|n| n.ino).max().unwrap_or(0);
         let shared = Arc::new(TmpfsShared {
-            next_ino: std::sync::atomic::AtomicU64::new(snap.next_ino.max(max.saturating_add(1))),
+            next_ino: std::sync::atomic::AtomicU64::new(
+                snap.next_ino.max(max_ino.saturating_add(1)),
+            ),
             clock,
+            mf,
+            mapped_pages: std::sync::atomic::AtomicU64::new(0),
+            mapped_limit: std::sync::atomic::AtomicU64::new(super::tmpfs::MAX_MAPPED_PAGES),
         });
-        let root = build(&shared, &snap.root);
+        let inodes: Vec<Arc<TmpfsInode>> = snap
+            .nodes
+            .iter()
+            .map(|n| {
+                let kind = match &n.kind {
+                    TmpfsNodeKind::Dir {
+                        whiteouts, opaque, ..
+                    } => Kind::Dir(DirData {
+                        children: BTreeMap::new(),
+                        whiteouts: whiteouts.iter().cloned().collect(),
+                        opaque: *opaque,
+                    }),
+                    TmpfsNodeKind::File { size, pages } => {
+                        let mut data = FileData::new(shared.mf.clone());
+                        data.size = *size;
+                        data.pages = pages.iter().map(|p| (p.index, p.offset)).collect();
+                        Kind::File(data)
+                    }
+                    TmpfsNodeKind::Symlink { target } => Kind::Symlink(target.clone()),
+                };
+                let node = Node {
+                    links: n.nlink,
+                    mode: n.mode,
+                    uid: n.uid,
+                    gid: n.gid,
+                    atime: n.atime,
+                    mtime: n.mtime,
+                    ctime: n.ctime,
+                    kind,
+                };
+                TmpfsInode::with_ino(&shared, node, n.ino)
+            })
+            .collect();
+        for (n, inode) in snap.nodes.iter().zip(&inodes) {
+            let TmpfsNodeKind::Dir { entries, .. } = &n.kind else {
+                continue;
+            };
+            let mut node = inode.lock();
+            if let Kind::Dir(d) = &mut node.kind {
+                for e in entries {
+                    // Every entry's inode was found by `validate_table`.
+                    if let Some(child) = index.get(&e.ino).and_then(|i| inodes.get(*i)) {
+                        d.children.insert(e.name.clone(), child.clone());
+                    }
+                }
+            }
+        }
+        let root = index
+            .get(&snap.root)
+            .and_then(|i| inodes.get(*i))
+            .cloned()
+            .ok_or_else(|| bad_field("root", "no such node"))?;
         Ok(Arc::new(Tmpfs {
             shared,
             root: std::sync::Mutex::new(root),
         }))
-    }
-}
-
-fn snap_node(n: &Arc<TmpfsInode>) -> NodeSnapshot {
-    let node = n.lock();
-    let kind = match &node.kind {
-        Kind::Dir(d) => NodeKindSnapshot::Dir {
-            children: d
-                .children
-                .iter()
-                .map(|(k, c)| (k.clone(), snap_node(c)))
-                .collect(),
-            whiteouts: d.whiteouts.iter().cloned().collect(),
-            opaque: d.opaque,
-        },
-        Kind::File(f) => NodeKindSnapshot::File {
-            size: f.size,
-            pages: f.pages.iter().map(|(i, p)| (*i, p.to_vec())).collect(),
-        },
-        Kind::Symlink(t) => NodeKindSnapshot::Symlink { target: t.clone() },
-    };
-    NodeSnapshot {
-        ino: n.ino,
-        mode: node.mode,
-        uid: node.uid,
-        gid: node.gid,
-        atime: node.atime,
-        mtime: node.mtime,
-        ctime: node.ctime,
-        kind,
     }
 }
 
@@ -249,95 +388,170 @@ fn valid_name(n: &[u8]) -> bool {
         && !n.contains(&0)
 }
 
-fn validate(n: &NodeSnapshot, depth: usize, inos: &mut HashSet<u64>) -> Result<(), RestoreError> {
-    if depth > MAX_DEPTH {
-        return Err(invalid("tmpfs tree too deep"));
+/// Checks a tmpfs table (see [`Tmpfs::restore`]) without recursion and
+/// returns the index of each inode number in it. A refused table may have
+/// claimed some of its pages: the restore is abandoned then anyway.
+fn validate_table(
+    snap: &TmpfsSnapshot,
+    mf: &MemoryFile,
+) -> Result<HashMap<u64, usize>, RestoreError> {
+    let mut index: HashMap<u64, usize> = HashMap::with_capacity(snap.nodes.len());
+    for (i, n) in snap.nodes.iter().enumerate() {
+        if n.ino == 0 {
+            return Err(bad_field(format!("nodes[{i}].ino"), "inode number 0"));
+        }
+        if index.insert(n.ino, i).is_some() {
+            return Err(bad_field(
+                format!("nodes[{i}].ino"),
+                format!("inode number {} used twice", n.ino),
+            ));
+        }
     }
-    if !inos.insert(n.ino) || n.ino == 0 {
-        return Err(invalid(format!("bad or duplicate inode number {}", n.ino)));
-    }
-    let want = match &n.kind {
-        NodeKindSnapshot::Dir {
-            children,
-            whiteouts,
-            ..
-        } => {
-            let mut seen = HashSet::new();
-            for (name, c) in children {
-                if !valid_name(name) || !seen.insert(name) {
-                    return Err(invalid(format!(
-                        "bad name {:?}",
-                        String::from_utf8_lossy(name)
-                    )));
+    let root = *index
+        .get(&snap.root)
+        .ok_or_else(|| bad_field("root", format!("no node has inode number {}", snap.root)))?;
+    let mut names = vec![0u32; snap.nodes.len()];
+    for (i, n) in snap.nodes.iter().enumerate() {
+        let want = match &n.kind {
+            TmpfsNodeKind::Dir {
+                entries, whiteouts, ..
+            } => {
+                let mut seen = HashSet::with_capacity(entries.len());
+                for (j, e) in entries.iter().enumerate() {
+                    if !valid_name(&e.name) {
+                        return Err(bad_field(
+                            format!("nodes[{i}].entries[{j}].name"),
+                            format!("invalid name {:?}", String::from_utf8_lossy(&e.name)),
+                        ));
+                    }
+                    if !seen.insert(&e.name) {
+                        return Err(bad_field(
+                            format!("nodes[{i}].entries[{j}].name"),
+                            "name listed twice",
+                        ));
+                    }
+                    let child = *index.get(&e.ino).ok_or_else(|| {
+                        bad_field(
+                            format!("nodes[{i}].entries[{j}].ino"),
+                            format!("no node has inode number {}", e.ino),
+                        )
+                    })?;
+                    names[child] = names[child].saturating_add(1);
                 }
-                validate(c, depth + 1, inos)?;
+                if let Some(k) = whiteouts.iter().position(|w| !valid_name(w)) {
+                    return Err(bad_field(
+                        format!("nodes[{i}].whiteouts[{k}]"),
+                        "invalid name",
+                    ));
+                }
+                libc::S_IFDIR
             }
-            if whiteouts.iter().any(|w| !valid_name(w)) {
-                return Err(invalid("bad whiteout name"));
+            TmpfsNodeKind::File { size, pages } => {
+                if *size > MAX_FILE_SIZE {
+                    return Err(bad_field(format!("nodes[{i}].size"), "file too large"));
+                }
+                let mut indices = HashSet::with_capacity(pages.len());
+                for (k, p) in pages.iter().enumerate() {
+                    let in_file = p
+                        .index
+                        .checked_mul(PAGE as u64)
+                        .is_some_and(|start| start < *size);
+                    if !in_file || !indices.insert(p.index) {
+                        return Err(bad_field(
+                            format!("nodes[{i}].pages[{k}].index"),
+                            format!("page {} is past the end or listed twice", p.index),
+                        ));
+                    }
+                    let field = || format!("nodes[{i}].pages[{k}].offset");
+                    if !p.offset.is_multiple_of(PAGE as u64) {
+                        return Err(bad_field(
+                            field(),
+                            format!("{:#x} is not page-aligned", p.offset),
+                        ));
+                    }
+                    if !mf.is_allocated(p.offset, PAGE as u64) {
+                        return Err(bad_field(
+                            field(),
+                            format!("{:#x} is not inside the restored memory", p.offset),
+                        ));
+                    }
+                    if mf.claim_restored(p.offset, PAGE as u64).is_err() {
+                        return Err(bad_field(
+                            field(),
+                            format!("memory page {:#x} used twice", p.offset),
+                        ));
+                    }
+                }
+                libc::S_IFREG
             }
-            libc::S_IFDIR
+            TmpfsNodeKind::Symlink { target } => {
+                if target.is_empty() || target.len() >= PATH_MAX || target.contains(&0) {
+                    return Err(bad_field(
+                        format!("nodes[{i}].target"),
+                        "invalid symlink target",
+                    ));
+                }
+                libc::S_IFLNK
+            }
+        };
+        if n.mode & libc::S_IFMT != want || n.mode & !(libc::S_IFMT | 0o7777) != 0 {
+            return Err(bad_field(
+                format!("nodes[{i}].mode"),
+                format!("mode {:o} does not fit the node", n.mode),
+            ));
         }
-        NodeKindSnapshot::File { size, pages } => {
-            if *size > i64::MAX as u64 {
-                return Err(invalid("file too large"));
-            }
-            let mut seen = HashSet::new();
-            for (i, p) in pages {
-                let in_range = i
-                    .checked_mul(PAGE as u64)
-                    .is_some_and(|start| start < *size);
-                if p.len() != PAGE || !in_range || !seen.insert(i) {
-                    return Err(invalid(format!("bad file page {i}")));
+    }
+    if snap.nodes[root].mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(bad_field("root", "the root is not a directory"));
+    }
+    for (i, n) in snap.nodes.iter().enumerate() {
+        let is_dir = n.mode & libc::S_IFMT == libc::S_IFDIR;
+        let expected = if i == root {
+            0
+        } else if is_dir {
+            1
+        } else {
+            n.nlink.max(1)
+        };
+        if names[i] != expected || n.nlink != names[i] {
+            return Err(bad_field(
+                format!("nodes[{i}].nlink"),
+                format!(
+                    "inode {} has link count {} but is named {} times",
+                    n.ino, n.nlink, names[i]
+                ),
+            ));
+        }
+    }
+    // Every node named as often as it should be, with directories named
+    // once and the root never: then the nodes reachable from the root are
+    // all of them exactly when there is no cycle (a cycle would be a set of
+    // directories naming each other, out of the root's reach).
+    let mut reached = vec![false; snap.nodes.len()];
+    reached[root] = true;
+    let mut pending = vec![root];
+    let mut count = 1usize;
+    while let Some(i) = pending.pop() {
+        if let TmpfsNodeKind::Dir { entries, .. } = &snap.nodes[i].kind {
+            for e in entries {
+                if let Some(&c) = index.get(&e.ino) {
+                    if !reached[c] {
+                        reached[c] = true;
+                        count += 1;
+                        pending.push(c);
+                    }
                 }
             }
-            libc::S_IFREG
         }
-        NodeKindSnapshot::Symlink { target } => {
-            if target.is_empty() || target.len() >= PATH_MAX {
-                return Err(invalid("bad symlink target"));
-            }
-            libc::S_IFLNK
-        }
-    };
-    if n.mode & libc::S_IFMT != want || n.mode & !(libc::S_IFMT | 0o7777) != 0 {
-        return Err(invalid(format!("mode {:o} does not fit the node", n.mode)));
     }
-    Ok(())
-}
-
-fn build(shared: &Arc<TmpfsShared>, n: &NodeSnapshot) -> Arc<TmpfsInode> {
-    let kind = match &n.kind {
-        NodeKindSnapshot::Dir {
-            children,
-            whiteouts,
-            opaque,
-        } => Kind::Dir(DirData {
-            children: children
-                .iter()
-                .map(|(k, c)| (k.clone(), build(shared, c)))
-                .collect(),
-            whiteouts: whiteouts.iter().cloned().collect(),
-            opaque: *opaque,
-        }),
-        NodeKindSnapshot::File { size, pages } => Kind::File(FileData {
-            size: *size,
-            pages: pages
-                .iter()
-                .map(|(i, p)| (*i, p.clone().into_boxed_slice()))
-                .collect(),
-        }),
-        NodeKindSnapshot::Symlink { target } => Kind::Symlink(target.clone()),
-    };
-    let node = Node {
-        mode: n.mode,
-        uid: n.uid,
-        gid: n.gid,
-        atime: n.atime,
-        mtime: n.mtime,
-        ctime: n.ctime,
-        kind,
-    };
-    TmpfsInode::with_ino(shared, node, n.ino)
+    if count != snap.nodes.len() {
+        let i = reached.iter().position(|r| !r).unwrap_or(0);
+        return Err(bad_field(
+            format!("nodes[{i}]"),
+            "not reachable from the root (a directory cycle or a detached subtree)",
+        ));
+    }
+    Ok(index)
 }
 
 fn kind_name(ft: u32) -> &'static str {
@@ -355,32 +569,36 @@ impl OpenFile {
     /// The state to re-open this file after a restore.
     pub fn save(&self, ctx: &mut SaveCtx) -> Result<OpenFileState, SaveError> {
         let flags = self.status_flags() | if self.is_path() { libc::O_PATH } else { 0 };
-        if let Some((pipe, read)) = pipe_of(self) {
-            ctx.pipes.entry(pipe.id()).or_insert_with(|| PipeSnapshot {
-                id: pipe.id(),
-                data: pipe.contents(),
-            });
-            let kind = if read {
-                FileStateKind::PipeRead { pipe: pipe.id() }
-            } else {
-                FileStateKind::PipeWrite { pipe: pipe.id() }
-            };
-            return Ok(OpenFileState {
-                path: Vec::new(),
-                flags,
-                offset: 0,
-                kind,
-                fingerprint: None,
-            });
-        }
-        if let Some(index) = super::host::host_fd_index(self) {
-            return Ok(OpenFileState {
-                path: Vec::new(),
-                flags,
-                offset: 0,
-                kind: FileStateKind::HostStdio { index },
-                fingerprint: None,
-            });
+        let stream = |kind| OpenFileState {
+            path: Vec::new(),
+            flags,
+            offset: 0,
+            kind,
+            fingerprint: None,
+        };
+        match self.ops().save_as() {
+            SaveAs::PipeEnd { pipe, read } => {
+                if let Some((p, _)) = pipe_of(self) {
+                    ctx.pipes.entry(pipe).or_insert_with(|| PipeSnapshot {
+                        id: pipe,
+                        data: p.contents(),
+                    });
+                }
+                return Ok(stream(if read {
+                    FileStateKind::PipeRead { pipe }
+                } else {
+                    FileStateKind::PipeWrite { pipe }
+                }));
+            }
+            SaveAs::HostStdio(index) => return Ok(stream(FileStateKind::HostStdio { index })),
+            SaveAs::Refuse(why) => {
+                let name = self
+                    .dentry()
+                    .map(super::vfs::path_of)
+                    .unwrap_or_else(|| format!("{:?}", self.kind()));
+                return Err(SaveError::NotCheckpointable { file: name, why });
+            }
+            SaveAs::Path => {}
         }
         let d = self.dentry().ok_or(SaveError::Unsupported(self.kind()))?;
         if d.is_unlinked() {
@@ -394,8 +612,19 @@ impl OpenFile {
             (_, libc::S_IFREG) => FileStateKind::Regular,
             (k, _) => return Err(SaveError::Unsupported(k)),
         };
+        let path = super::vfs::path_bytes(d);
+        if path.len() >= PATH_MAX {
+            // Restore re-opens files by path; refusing now keeps the
+            // sandbox running rather than writing a statefile no restore
+            // could load.
+            let shown = String::from_utf8_lossy(&path[path.len() - 64..]).into_owned();
+            return Err(SaveError::PathTooLong {
+                len: path.len(),
+                tail: shown,
+            });
+        }
         Ok(OpenFileState {
-            path: super::vfs::path_bytes(d),
+            path,
             flags,
             offset: self.offset(),
             kind,
@@ -435,7 +664,6 @@ impl Vfs {
         let upper = parts.upper.as_ref().ok_or(SaveError::NotASandbox)?;
         let shm = parts.shm.as_ref().ok_or(SaveError::NotASandbox)?;
         Ok(VfsState {
-            version: VFS_STATE_VERSION,
             upper: upper.snapshot(),
             shm: shm.snapshot(),
         })
@@ -525,5 +753,804 @@ impl Vfs {
             .map_err(|errno| RestoreError::Missing { path, errno })?;
         file.set_offset(st.offset);
         Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::{MappableFile, MmapFile, MF_PAGE_SIZE};
+    use crate::vfs::file::Interrupt;
+    use crate::vfs::inode::Inode;
+    use crate::vfs::testing::{clone_memory, test_memory_file, FixedClock};
+    use crate::vfs::vfs::MountOpts;
+
+    const P: u64 = MF_PAGE_SIZE;
+    /// The page size as the file-offset arguments of the VFS take it.
+    const PI: i64 = MF_PAGE_SIZE as i64;
+
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(FixedClock(3))
+    }
+
+    fn new_file(dir: &Arc<TmpfsInode>, name: &[u8]) -> Arc<TmpfsInode> {
+        dir.create(name, 0o644).unwrap();
+        dir.child(name).unwrap()
+    }
+
+    fn new_dir(dir: &Arc<TmpfsInode>, name: &[u8]) -> Arc<TmpfsInode> {
+        dir.mkdir(name, 0o755).unwrap();
+        dir.child(name).unwrap()
+    }
+
+    fn read(f: &TmpfsInode, off: u64, n: usize) -> Vec<u8> {
+        let mut buf = vec![0xaa; n];
+        let got = f.read_at(off, &mut buf).unwrap();
+        buf.truncate(got);
+        buf
+    }
+
+    fn page_offsets(f: &TmpfsInode) -> Vec<(u64, u64)> {
+        match &f.lock().kind {
+            Kind::File(d) => d.pages.iter().map(|(i, o)| (*i, *o)).collect(),
+            _ => panic!("not a file"),
+        }
+    }
+
+    #[test]
+    fn file_bytes_live_in_the_memory_file() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let f = new_file(&fs.root(), b"f");
+        assert_eq!(mf.allocated_bytes(), 0, "an empty file holds no page");
+        assert_eq!(f.write_at(10, b"0123456789").unwrap(), 10);
+        assert_eq!(mf.allocated_bytes(), P);
+        // The bytes are in the memory file, at the page the map names.
+        let [(0, off)] = page_offsets(&f)[..] else {
+            panic!("{:?}", page_offsets(&f))
+        };
+        let mut raw = [0u8; 10];
+        mf.read_at(off + 10, &mut raw).unwrap();
+        assert_eq!(&raw, b"0123456789");
+        // And the memory file's bytes are the file's.
+        mf.write_at(off + 12, b"AB").unwrap();
+        assert_eq!(read(&f, 10, 10), b"01AB456789");
+        assert_eq!(read(&f, 0, 4), [0, 0, 0, 0]);
+
+        // Sparse: a write far out takes only the pages it touches.
+        let big = vec![7u8; 3 * P as usize];
+        f.write_at((1 << 30) + 100, &big).unwrap();
+        assert_eq!(mf.allocated_bytes(), 5 * P);
+        assert_eq!(f.stat().unwrap().blocks, 5 * P / 512);
+        assert_eq!(read(&f, 1 << 20, 3), [0, 0, 0]);
+        assert_eq!(read(&f, (1 << 30) + 99, 3), [0, 7, 7]);
+
+        // Truncate gives pages back and zeroes the tail of the last one, so
+        // growing again reads zeros, not the old bytes.
+        f.set_size(14).unwrap();
+        assert_eq!(mf.allocated_bytes(), P);
+        f.set_size(30).unwrap();
+        assert_eq!(read(&f, 10, 20), b"01AB\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        f.set_size(0).unwrap();
+        assert_eq!(mf.allocated_bytes(), 0);
+
+        // Unlinked but still held: pages stay until the last user goes.
+        f.write_at(0, b"still here").unwrap();
+        fs.root().unlink(b"f").unwrap();
+        assert_eq!(f.stat().unwrap().nlink, 0);
+        assert_eq!(read(&f, 0, 10), b"still here");
+        assert_eq!(mf.allocated_bytes(), P);
+        drop(f);
+        assert_eq!(mf.allocated_bytes(), 0);
+    }
+
+    #[test]
+    fn full_memory_file_is_enospc_and_takes_nothing() {
+        let mf = Arc::new(MemoryFile::new(4 * P).unwrap());
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let f = new_file(&fs.root(), b"f");
+        f.write_at(0, b"x").unwrap();
+        let big = vec![1u8; 5 * P as usize];
+        assert_eq!(f.write_at(P, &big), Err(Errno::ENOSPC));
+        assert_eq!(
+            mf.allocated_bytes(),
+            P,
+            "a failed write gives its pages back"
+        );
+        assert_eq!(f.size(), 1);
+        f.write_at(P, &big[..3 * P as usize]).unwrap();
+        assert_eq!(mf.allocated_bytes(), 4 * P);
+    }
+
+    fn tmpfs_vfs_in(fs: &Arc<Tmpfs>) -> Vfs {
+        Vfs::new(
+            fs.root(),
+            MountOpts {
+                fs_type: "tmpfs",
+                read_only: false,
+            },
+        )
+    }
+
+    fn map_shared(
+        mm: &mut crate::mm::MemoryManager,
+        m: &Arc<dyn MappableFile>,
+        off: u64,
+        len: u64,
+    ) -> u64 {
+        mm.mmap(
+            0,
+            len,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            libc::MAP_SHARED as u64,
+            Some(MmapFile {
+                file: m.clone(),
+                offset: off,
+                writable: true,
+            }),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn shared_mapping_maps_the_file_pages() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let vfs = tmpfs_vfs_in(&fs);
+        let r = vfs.root().clone();
+        let intr = Interrupt::new();
+        let f = vfs
+            .open_at(&r, b"/m", libc::O_CREAT | libc::O_RDWR, 0o644)
+            .unwrap();
+        f.write(b"hello", &intr).unwrap();
+        let m = f.as_mappable().unwrap();
+        let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
+        let addr = map_shared(&mut mm, &m, 0, P);
+        assert!(mm.vma_at(addr).unwrap().direct);
+        assert_eq!(
+            mf.allocated_bytes(),
+            P,
+            "the mapping is the file's page, no copy"
+        );
+        let mut buf = [0u8; 5];
+        mm.copy_in(addr, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        // Through the mapping: read(2) sees it at once, no msync.
+        mm.copy_out(addr + 1, b"E").unwrap();
+        assert_eq!(f.pread(&mut buf, 0, &intr), Ok(5));
+        assert_eq!(&buf, b"hEllo");
+        // write(2): the mapping sees it at once, without file_written.
+        f.pwrite(b"L", 2, &intr).unwrap();
+        mm.copy_in(addr, &mut buf).unwrap();
+        assert_eq!(&buf, b"hELlo");
+        // The write syscall's reflection into copying mappings leaves a
+        // direct one alone (the bytes are already there).
+        mm.file_written(m.as_ref(), 0, b"XXXXX");
+        mm.copy_in(addr, &mut buf).unwrap();
+        assert_eq!(&buf, b"hELlo");
+        // A second mapping of the same page shares it too.
+        let addr2 = map_shared(&mut mm, &m, 0, P);
+        mm.copy_out(addr2, b"H").unwrap();
+        mm.copy_in(addr, &mut buf).unwrap();
+        assert_eq!(&buf, b"HELlo");
+        assert_eq!(mf.allocated_bytes(), P);
+        mm.munmap(addr2, P).unwrap();
+        // Truncated while mapped: the page stays (an orphan) until unmapped.
+        vfs.truncate(&r, b"/m", 0).unwrap();
+        mm.copy_in(addr, &mut buf).unwrap();
+        assert_eq!(&buf, b"HELlo");
+        assert_eq!(mf.allocated_bytes(), P);
+        mm.munmap(addr, P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 0);
+
+        // A sparse file's pages are gathered into one run; bytes move along.
+        vfs.truncate(&r, b"/m", 3 * PI).unwrap();
+        f.pwrite(b"mid", PI + 7, &intr).unwrap();
+        f.pwrite(b"end", 2 * PI, &intr).unwrap();
+        assert_eq!(mf.allocated_bytes(), 2 * P);
+        let addr = map_shared(&mut mm, &m, 0, 3 * P);
+        assert!(mm.vma_at(addr).unwrap().direct);
+        assert_eq!(
+            mf.allocated_bytes(),
+            3 * P,
+            "old pages freed, one run of three"
+        );
+        let mut three = [0u8; 3];
+        mm.copy_in(addr + P + 7, &mut three).unwrap();
+        assert_eq!(&three, b"mid");
+        mm.copy_in(addr + 2 * P, &mut three).unwrap();
+        assert_eq!(&three, b"end");
+        // A partial munmap unpins only its part; the rest stays coherent.
+        // The unpinned page was never touched: the file gives it back.
+        mm.munmap(addr, P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 2 * P);
+        // Past the end of the file: the mapping copies instead.
+        let beyond = map_shared(&mut mm, &m, 0, 4 * P);
+        assert!(!mm.vma_at(beyond).unwrap().direct);
+        assert_eq!(mf.allocated_bytes(), 6 * P);
+        // The copying mapping writes all of itself back (up to EOF), which
+        // gives the file its page 0 again.
+        mm.munmap(beyond, 4 * P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 3 * P);
+        f.pwrite(b"END", 2 * PI, &intr).unwrap();
+        mm.copy_in(addr + 2 * P, &mut three).unwrap();
+        assert_eq!(&three, b"END");
+        drop(mm);
+        assert_eq!(mf.allocated_bytes(), 3 * P, "the file keeps its used pages");
+        assert_eq!(f.pread(&mut three, PI + 7, &intr), Ok(3));
+        assert_eq!(&three, b"mid");
+    }
+
+    #[test]
+    fn pinned_pages_are_bounded() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        fs.set_mapped_limit(4);
+        let vfs = tmpfs_vfs_in(&fs);
+        let r = vfs.root().clone();
+        let f = vfs
+            .open_at(&r, b"/big", libc::O_CREAT | libc::O_RDWR, 0o644)
+            .unwrap();
+        vfs.truncate(&r, b"/big", 8 * PI).unwrap();
+        let m = f.as_mappable().unwrap();
+        let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
+        let a = map_shared(&mut mm, &m, 0, 3 * P);
+        assert!(mm.vma_at(a).unwrap().direct);
+        let b = map_shared(&mut mm, &m, 4 * P, 2 * P);
+        assert!(!mm.vma_at(b).unwrap().direct, "over the limit: copied");
+        mm.munmap(a, 3 * P).unwrap();
+        // Untouched pages went back with the mapping: nothing is left but
+        // the copying mapping's own backing.
+        assert_eq!(mf.allocated_bytes(), 2 * P);
+        let c = map_shared(&mut mm, &m, 4 * P, 4 * P);
+        assert!(mm.vma_at(c).unwrap().direct);
+    }
+
+    #[test]
+    fn direct_mapping_survives_checkpoint() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let vfs = tmpfs_vfs_in(&fs);
+        let r = vfs.root().clone();
+        let intr = Interrupt::new();
+        let f = vfs
+            .open_at(&r, b"/shm", libc::O_CREAT | libc::O_RDWR, 0o600)
+            .unwrap();
+        vfs.truncate(&r, b"/shm", 2 * PI).unwrap();
+        let m = f.as_mappable().unwrap();
+        let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
+        let addr = map_shared(&mut mm, &m, 0, 2 * P);
+        let addr2 = map_shared(&mut mm, &m, P, P);
+        mm.copy_out(addr + P + 1, b"shared").unwrap();
+        let fs_snap = fs.snapshot();
+        let mm_snap = mm.snapshot();
+        assert!(mm_snap.vmas.iter().all(|v| v.direct));
+
+        let mf2 = clone_memory(&mf);
+        let fs2 = Tmpfs::restore(&fs_snap, clock(), mf2.clone()).unwrap();
+        let vfs2 = tmpfs_vfs_in(&fs2);
+        let (scratch, _) = crate::mm::tests::new_mm_with(mf2.clone());
+        let aspace = scratch.address_space_arc();
+        drop(scratch);
+        let reopen = |name: &str| -> Result<Arc<dyn MappableFile>, Errno> {
+            let root = vfs2.root().clone();
+            let file = vfs2.open_at(&root, name.as_bytes(), libc::O_RDWR, 0)?;
+            file.as_mappable().ok_or(Errno::ENODEV)
+        };
+        let mut mm2 = crate::mm::MemoryManager::from_snapshot(
+            &mm_snap,
+            crate::mm::tests::layout(),
+            mf2.clone(),
+            aspace,
+            &reopen,
+        )
+        .unwrap();
+        assert!(mm2.vma_at(addr).unwrap().direct && mm2.vma_at(addr2).unwrap().direct);
+        assert_eq!(mf2.allocated_bytes(), 2 * P, "still one copy of the pages");
+        let g = vfs2.open_at(vfs2.root(), b"/shm", libc::O_RDWR, 0).unwrap();
+        let mut buf = [0u8; 6];
+        assert_eq!(g.pread(&mut buf, PI + 1, &intr), Ok(6));
+        assert_eq!(&buf, b"shared");
+        mm2.copy_out(addr2 + 1, b"SHARED").unwrap();
+        assert_eq!(g.pread(&mut buf, PI + 1, &intr), Ok(6));
+        assert_eq!(&buf, b"SHARED");
+        mm2.copy_in(addr + P + 1, &mut buf).unwrap();
+        assert_eq!(&buf, b"SHARED");
+        // The pins were re-taken: the file keeps the pages when truncated.
+        vfs2.truncate(vfs2.root(), b"/shm", 0).unwrap();
+        mm2.copy_in(addr2 + 1, &mut buf).unwrap();
+        assert_eq!(&buf, b"SHARED");
+        drop(mm2);
+        assert_eq!(mf2.allocated_bytes(), 0);
+
+        // A direct mapping whose pages the restored file does not hold is
+        // refused if they belong to another mapping.
+        // The one-page mapping (of file page 1) claims to be file page 0.
+        let mut hostile = mm_snap.clone();
+        let (one, two) = if hostile.vmas[0].end - hostile.vmas[0].start == P {
+            (0, 1)
+        } else {
+            (1, 0)
+        };
+        hostile.vmas[one].mf_offset = hostile.vmas[two].mf_offset;
+        let mf3 = clone_memory(&mf);
+        let fs3 = Tmpfs::restore(&fs_snap, clock(), mf3.clone()).unwrap();
+        let vfs3 = tmpfs_vfs_in(&fs3);
+        let (scratch, _) = crate::mm::tests::new_mm_with(mf3.clone());
+        let aspace = scratch.address_space_arc();
+        drop(scratch);
+        let reopen3 = |name: &str| -> Result<Arc<dyn MappableFile>, Errno> {
+            let root = vfs3.root().clone();
+            let file = vfs3.open_at(&root, name.as_bytes(), libc::O_RDWR, 0)?;
+            file.as_mappable().ok_or(Errno::ENODEV)
+        };
+        // Not where the file holds page 1, so not re-pinned; and not the
+        // mapping's own to keep either: the other mapping maps it.
+        let got = crate::mm::MemoryManager::from_snapshot(
+            &hostile,
+            crate::mm::tests::layout(),
+            mf3.clone(),
+            aspace,
+            &reopen3,
+        );
+        match got {
+            Err(crate::mm::RestoreError::BadVma { why, .. }) => {
+                assert_eq!(why, "memory range shared with another mapping")
+            }
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(_) => panic!("a direct mapping onto pages it does not own was accepted"),
+        }
+        let _ = fs3;
+    }
+
+    const DEPTH: usize = 20_000;
+
+    fn encode_decode(snap: &TmpfsSnapshot) -> TmpfsSnapshot {
+        let bytes = bincode::serde::encode_to_vec(snap, bincode::config::standard()).unwrap();
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn round_trip_keeps_hard_links_and_a_deep_chain() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let root = fs.root();
+        let a = new_dir(&root, b"a");
+        let shared = new_file(&a, b"file");
+        shared.write_at(0, b"shared bytes").unwrap();
+        root.link(b"b", &shared).unwrap();
+        assert_eq!(shared.stat().unwrap().nlink, 2);
+        root.symlink(b"s", b"a/file").unwrap();
+        a.add_whiteout(b"gone").unwrap();
+        let mut cur = root.clone();
+        for _ in 0..DEPTH {
+            cur = new_dir(&cur, b"d");
+        }
+        new_file(&cur, b"bottom").write_at(5000, b"deep").unwrap();
+        drop(cur);
+
+        let snap = fs.snapshot();
+        // root, a, a/file (also b), s, the chain, bottom.
+        assert_eq!(snap.nodes.len(), 4 + DEPTH + 1);
+        let shared_rec = snap.nodes.iter().find(|n| n.ino == shared.ino).unwrap();
+        assert_eq!(shared_rec.nlink, 2);
+        let decoded = encode_decode(&snap);
+        assert_eq!(decoded, snap);
+
+        // A restore: the memory file is loaded first, then tmpfs re-attached.
+        let mf2 = clone_memory(&mf);
+        let before = mf2.allocated_bytes();
+        let fs2 = Tmpfs::restore(&decoded, clock(), mf2.clone()).unwrap();
+        let root2 = fs2.root();
+        let a2 = root2.child(b"a").unwrap();
+        let f2 = a2.child(b"file").unwrap();
+        let b2 = root2.child(b"b").unwrap();
+        assert!(Arc::ptr_eq(&f2, &b2), "a hard link stays one inode");
+        assert_eq!(f2.stat().unwrap().nlink, 2);
+        assert_eq!(f2.ino, shared.ino);
+        b2.write_at(0, b"SHARED").unwrap();
+        assert_eq!(read(&f2, 0, 12), b"SHARED bytes");
+        assert_eq!(
+            read(&shared, 0, 12),
+            b"shared bytes",
+            "the original is untouched"
+        );
+        assert_eq!(root2.readlink().err(), Some(Errno::EINVAL));
+        assert_eq!(root2.child(b"s").unwrap().readlink().unwrap(), b"a/file");
+        assert!(a2.has_whiteout(b"gone"));
+        let mut cur = root2.clone();
+        for _ in 0..DEPTH {
+            cur = cur.child(b"d").expect("chain level");
+        }
+        let bottom = cur.child(b"bottom").unwrap();
+        assert_eq!(read(&bottom, 4998, 10), b"\0\0deep");
+        assert_eq!(bottom.size(), 5004);
+        // A new inode does not reuse a restored number.
+        let fresh = new_file(&root2, b"new");
+        assert!(fresh.ino > snap.nodes.iter().map(|n| n.ino).max().unwrap());
+        // The restored files own their pages: dropping the tree (without
+        // recursion, 20,000 levels deep) gives every one of them back.
+        assert_eq!(mf2.allocated_bytes(), before);
+        drop((root2, a2, f2, b2, cur, bottom, fresh));
+        drop(fs2);
+        assert_eq!(mf2.allocated_bytes(), 0);
+    }
+
+    /// A valid table to break: root, dir "d", file "d/f" with one page,
+    /// file "g" with one page, in a memory file that holds those pages.
+    fn base() -> (TmpfsSnapshot, Arc<MemoryFile>) {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let d = new_dir(&fs.root(), b"d");
+        new_file(&d, b"f").write_at(0, b"f").unwrap();
+        new_file(&fs.root(), b"g").write_at(0, b"g").unwrap();
+        let snap = fs.snapshot();
+        let copy = clone_memory(&mf);
+        (snap, copy)
+    }
+
+    fn node_index(s: &TmpfsSnapshot, pred: impl Fn(&TmpfsNodeRecord) -> bool) -> usize {
+        s.nodes.iter().position(pred).unwrap()
+    }
+
+    fn file_index(s: &TmpfsSnapshot, size: u64) -> Vec<usize> {
+        s.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.kind, TmpfsNodeKind::File { size: sz, .. } if sz == size))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn pages_mut(n: &mut TmpfsNodeRecord) -> &mut Vec<TmpfsPage> {
+        match &mut n.kind {
+            TmpfsNodeKind::File { pages, .. } => pages,
+            _ => panic!("not a file"),
+        }
+    }
+
+    fn entries_mut(n: &mut TmpfsNodeRecord) -> &mut Vec<TmpfsDirEntry> {
+        match &mut n.kind {
+            TmpfsNodeKind::Dir { entries, .. } => entries,
+            _ => panic!("not a dir"),
+        }
+    }
+
+    /// Restores a mutated `base()`; returns the refused field and reason.
+    fn refused(f: impl Fn(&mut TmpfsSnapshot)) -> (String, String) {
+        let (mut s, mf) = base();
+        f(&mut s);
+        let s = encode_decode(&s);
+        match Tmpfs::restore(&s, clock(), mf.clone()) {
+            Err(RestoreError::Tmpfs { field, why }) => (field, why),
+            Err(e) => panic!("refused with a non-tmpfs error {e}"),
+            Ok(_) => panic!("hostile table accepted"),
+        }
+    }
+
+    #[test]
+    fn the_base_table_is_accepted() {
+        let (s, mf) = base();
+        let before = mf.allocated_bytes();
+        let fs = Tmpfs::restore(&s, clock(), mf.clone()).unwrap();
+        let f = fs.root().child(b"d").unwrap().child(b"f").unwrap();
+        assert_eq!(read(&f, 0, 1), b"f");
+        drop(f);
+        drop(fs);
+        assert_eq!(mf.allocated_bytes(), before - 2 * P);
+    }
+
+    #[test]
+    fn hostile_tables_are_refused_naming_the_field() {
+        // A cycle out of the root's reach: two directories naming each other.
+        let (field, why) = refused(|s| {
+            let d = node_index(s, |n| {
+                n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root
+            });
+            let root = node_index(s, |n| n.ino == s.root);
+            entries_mut(&mut s.nodes[root]).retain(|e| e.name != b"d");
+            let (e, ino) = (s.nodes[d].ino, 900);
+            s.nodes.push(TmpfsNodeRecord {
+                ino,
+                kind: TmpfsNodeKind::Dir {
+                    entries: vec![TmpfsDirEntry {
+                        name: b"back".to_vec(),
+                        ino: e,
+                    }],
+                    whiteouts: vec![],
+                    opaque: false,
+                },
+                ..s.nodes[d].clone()
+            });
+            entries_mut(&mut s.nodes[d]).push(TmpfsDirEntry {
+                name: b"loop".to_vec(),
+                ino,
+            });
+        });
+        assert!(field.starts_with("nodes["), "{field}");
+        assert!(why.contains("not reachable"), "{why}");
+        // A cycle through the root: a directory naming the root.
+        let (field, why) = refused(|s| {
+            let d = node_index(s, |n| {
+                n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root
+            });
+            let root_ino = s.root;
+            entries_mut(&mut s.nodes[d]).push(TmpfsDirEntry {
+                name: b"up".to_vec(),
+                ino: root_ino,
+            });
+        });
+        assert_eq!(field, "nodes[0].nlink", "{why}");
+        // A directory named twice (a hard-linked directory).
+        let (field, _) = refused(|s| {
+            let d = node_index(s, |n| {
+                n.mode & libc::S_IFMT == libc::S_IFDIR && n.ino != s.root
+            });
+            let ino = s.nodes[d].ino;
+            s.nodes[d].nlink = 2;
+            entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
+                name: b"again".to_vec(),
+                ino,
+            });
+        });
+        assert!(field.ends_with(".nlink"), "{field}");
+        // A missing child.
+        let (field, why) = refused(|s| {
+            entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
+                name: b"ghost".to_vec(),
+                ino: 4242,
+            });
+        });
+        assert!(
+            field.starts_with("nodes[0].entries[") && field.ends_with("].ino"),
+            "{field}"
+        );
+        assert!(why.contains("4242"), "{why}");
+        // A file named twice with a link count of one.
+        let (field, _) = refused(|s| {
+            let g = s.nodes[0].kind.clone();
+            let TmpfsNodeKind::Dir { entries, .. } = g else {
+                panic!()
+            };
+            let ino = entries.iter().find(|e| e.name == b"g").unwrap().ino;
+            entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
+                name: b"h".to_vec(),
+                ino,
+            });
+        });
+        assert!(field.ends_with(".nlink"), "{field}");
+        // A page outside the restored memory.
+        let (field, why) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            pages_mut(&mut s.nodes[i])[0].offset = 1 << 31;
+        });
+        assert!(
+            field.starts_with("nodes[") && field.ends_with("].pages[0].offset"),
+            "{field}"
+        );
+        assert!(why.contains("not inside the restored memory"), "{why}");
+        // An unaligned page.
+        let (field, why) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            pages_mut(&mut s.nodes[i])[0].offset += 1;
+        });
+        assert!(field.ends_with("].pages[0].offset"), "{field}");
+        assert!(why.contains("page-aligned"), "{why}");
+        // One page used by two files.
+        let (field, why) = refused(|s| {
+            let files = file_index(s, 1);
+            let off = pages_mut(&mut s.nodes[files[0]])[0].offset;
+            pages_mut(&mut s.nodes[files[1]])[0].offset = off;
+        });
+        assert!(field.ends_with("].pages[0].offset"), "{field}");
+        assert!(why.contains("used twice"), "{why}");
+        // One page used twice by one file.
+        let (field, why) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            s.nodes[i].kind = TmpfsNodeKind::File {
+                size: 2 * P,
+                pages: vec![pages_mut(&mut s.nodes[i])[0]; 2],
+            };
+            if let TmpfsNodeKind::File { pages, .. } = &mut s.nodes[i].kind {
+                pages[1].index = 1;
+            }
+        });
+        assert!(field.ends_with("].pages[1].offset"), "{field}");
+        assert!(why.contains("used twice"), "{why}");
+        // A page past the end of its file.
+        let (field, _) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            pages_mut(&mut s.nodes[i])[0].index = 1;
+        });
+        assert!(field.ends_with("].pages[0].index"), "{field}");
+        // Names: a slash, a NUL, one byte over NAME_MAX, a dot.
+        for bad in [
+            b"a/b".to_vec(),
+            b"a\0b".to_vec(),
+            vec![b'n'; NAME_MAX + 1],
+            b"..".to_vec(),
+        ] {
+            let (field, _) = refused(|s| entries_mut(&mut s.nodes[0])[0].name = bad.clone());
+            assert_eq!(field, "nodes[0].entries[0].name");
+        }
+        // A symlink target of PATH_MAX bytes.
+        let (field, _) = refused(|s| {
+            s.nodes.push(TmpfsNodeRecord {
+                ino: 777,
+                nlink: 1,
+                mode: libc::S_IFLNK | 0o777,
+                kind: TmpfsNodeKind::Symlink {
+                    target: vec![b'x'; PATH_MAX],
+                },
+                ..s.nodes[0].clone()
+            });
+            entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
+                name: b"l".to_vec(),
+                ino: 777,
+            });
+        });
+        assert_eq!(field, "nodes[4].target");
+        // Duplicate inode numbers, a missing root, a root that is a file.
+        let (field, _) = refused(|s| {
+            let n = s.nodes.len();
+            s.nodes[n - 1].ino = s.nodes[0].ino;
+        });
+        assert!(field.ends_with(".ino"), "{field}");
+        let (field, _) = refused(|s| s.root = 31337);
+        assert_eq!(field, "root");
+        let (field, _) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            s.root = s.nodes[i].ino;
+        });
+        assert_eq!(field, "root");
+        // A mode that does not fit the node.
+        let (field, _) = refused(|s| s.nodes[0].mode = libc::S_IFREG | 0o755);
+        assert_eq!(field, "nodes[0].mode");
+    }
+
+    #[test]
+    fn an_open_file_deeper_than_path_max_refuses_the_checkpoint() {
+        let fs = Tmpfs::with_memory(clock(), 0o755, test_memory_file());
+        let vfs = tmpfs_vfs_in(&fs);
+        let mut cur = vfs.root().clone();
+        for _ in 0..2100 {
+            vfs.mkdir_at(&cur, b"d", 0o755).unwrap();
+            cur = vfs.lookup_dir(&cur, b"d").unwrap();
+        }
+        let shallow = vfs
+            .open_at(vfs.root(), b"d/d", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .unwrap();
+        let deep = vfs
+            .open_at(&cur, b".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .unwrap();
+        let mut ctx = SaveCtx::default();
+        assert!(shallow.save(&mut ctx).is_ok());
+        match deep.save(&mut ctx) {
+            Err(SaveError::PathTooLong { len, .. }) => assert_eq!(len, 2 * 2100),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A hostile statefile's deep chain decodes and validates without
+    /// recursion: 5,000 levels are fine, and the same chain closed into a
+    /// cycle is refused.
+    #[test]
+    fn a_deep_hostile_chain_decodes_and_is_judged() {
+        let chain = |cycle: bool| {
+            let (mut s, mf) = base();
+            let template = s.nodes[0].clone();
+            let first = 10_000u64;
+            let depth = 5_000u64;
+            for k in 0..depth {
+                let ino = first + k;
+                let child = if k + 1 < depth {
+                    vec![TmpfsDirEntry {
+                        name: b"d".to_vec(),
+                        ino: ino + 1,
+                    }]
+                } else if cycle {
+                    vec![TmpfsDirEntry {
+                        name: b"d".to_vec(),
+                        ino: first,
+                    }]
+                } else {
+                    vec![]
+                };
+                s.nodes.push(TmpfsNodeRecord {
+                    ino,
+                    nlink: 1,
+                    kind: TmpfsNodeKind::Dir {
+                        entries: child,
+                        whiteouts: vec![],
+                        opaque: false,
+                    },
+                    ..template.clone()
+                });
+            }
+            if !cycle {
+                entries_mut(&mut s.nodes[0]).push(TmpfsDirEntry {
+                    name: b"chain".to_vec(),
+                    ino: first,
+                });
+            }
+            (encode_decode(&s), mf)
+        };
+        let (ok, mf) = chain(false);
+        let fs = Tmpfs::restore(&ok, clock(), mf.clone()).unwrap();
+        let mut cur = fs.root().child(b"chain").unwrap();
+        for _ in 1..5_000 {
+            cur = cur.child(b"d").unwrap();
+        }
+        assert!(cur.child(b"d").is_none());
+        drop((cur, fs));
+        let (bad, mf) = chain(true);
+        match Tmpfs::restore(&bad, clock(), mf) {
+            Err(RestoreError::Tmpfs { field, why }) => {
+                assert!(field.starts_with("nodes["), "{field}");
+                assert!(why.contains("not reachable"), "{why}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod file_kind_tests {
+    use std::any::Any;
+
+    use super::*;
+    use crate::vfs::file::FileOps;
+    use crate::vfs::pipe::new_pipe;
+
+    /// A file kind that declares it cannot be checkpointed.
+    struct Unsavable;
+
+    impl FileOps for Unsavable {
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+        fn kind(&self) -> FileKind {
+            FileKind::CharDevice
+        }
+        fn save_as(&self) -> SaveAs {
+            SaveAs::Refuse("a test device keeps no saved form")
+        }
+    }
+
+    #[test]
+    fn a_file_kind_that_cannot_be_checkpointed_is_refused_with_its_reason() {
+        let (read, _write) = new_pipe(0, Timespec::default());
+        let file = OpenFile::new(
+            None,
+            read.inode().clone(),
+            Arc::new(Unsavable),
+            libc::O_RDWR,
+        );
+        let err = file.save(&mut SaveCtx::default()).unwrap_err();
+        assert_eq!(
+            err,
+            SaveError::NotCheckpointable {
+                file: "CharDevice".into(),
+                why: "a test device keeps no saved form"
+            }
+        );
+        assert!(err.to_string().contains("cannot be checkpointed"), "{err}");
+    }
+
+    #[test]
+    fn pipe_ends_save_their_pipe_once() {
+        let (read, write) = new_pipe(0, Timespec::default());
+        let mut ctx = SaveCtx::default();
+        let r = read.save(&mut ctx).unwrap();
+        let w = write.save(&mut ctx).unwrap();
+        let (FileStateKind::PipeRead { pipe: a }, FileStateKind::PipeWrite { pipe: b }) =
+            (r.kind, w.kind)
+        else {
+            panic!("pipe ends saved as something else");
+        };
+        assert_eq!(a, b);
+        assert_eq!(ctx.pipes.len(), 1);
     }
 }

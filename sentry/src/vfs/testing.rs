@@ -133,6 +133,29 @@ impl HostFs for LocalDirFs {
     }
 }
 
+/// A memory file for tests that need one (tmpfs keeps file pages in it):
+/// 4 GiB of offsets, sparse, so it costs only the pages a test touches.
+pub fn test_memory_file() -> Arc<crate::mm::MemoryFile> {
+    Arc::new(crate::mm::MemoryFile::new(4 << 30).expect("test memory file"))
+}
+
+/// A fresh memory file holding what `mf` holds, allocations and bytes, the
+/// way a restore loads the memory section before it builds the VFS.
+pub fn clone_memory(mf: &crate::mm::MemoryFile) -> Arc<crate::mm::MemoryFile> {
+    let copy = test_memory_file();
+    let ranges = mf.allocated_ranges();
+    copy.restore_allocations(&ranges)
+        .expect("restore allocations");
+    for r in &ranges {
+        for d in mf.data_ranges(r.start, r.len()).expect("data ranges") {
+            let mut buf = vec![0u8; d.len() as usize];
+            mf.read_at(d.start, &mut buf).expect("read");
+            copy.pwrite_at(d.start, &buf).expect("write");
+        }
+    }
+    copy
+}
+
 /// A clock that stands still, for deterministic times.
 pub struct FixedClock(pub i64);
 

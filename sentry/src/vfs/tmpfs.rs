@@ -1,6 +1,13 @@
 //! tmpfs: directories, regular files and symlinks in memory (gVisor's
 //! fsimpl/tmpfs). Also the upper layer of the overlay, for which its
 //! directories keep whiteouts and an opaque flag.
+//!
+//! A regular file's bytes live in the Sentry's memory file (invariant 1 of
+//! DESIGN.md), like gVisor's tmpfs over pgalloc: each file keeps a sparse
+//! map from page index to memory-file offset, filled on first write and
+//! given back on truncate and when the last name and user of the file go.
+//! A checkpoint therefore saves only that map; the pages travel in the
+//! statefile's memory section with the rest of application memory.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,21 +15,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::dentry::lock;
-use super::file::{DirOps, FileKind, FileOps, IoCtx};
+use super::file::{DirOps, FileKind, FileOps, IoCtx, SaveAs};
 use super::inode::{DirEntry, Inode};
 use super::stat::{dirent_type, Clock, Stat, Timespec};
 use crate::errno::Errno;
+use crate::mm::{FileRange, MemoryFile, MF_PAGE_SIZE};
 
-/// Files keep their data in pages, allocated only where written, so a write
-/// at a huge offset costs one page, not the whole gap.
-pub(crate) const PAGE: usize = 4096;
+/// Files keep their data in pages of the memory file, allocated only where
+/// written, so a write at a huge offset costs one page, not the whole gap.
+pub(crate) const PAGE: usize = MF_PAGE_SIZE as usize;
+
+/// Most pages shared mappings may pin in one tmpfs at once (4 GiB).
+pub(crate) const MAX_MAPPED_PAGES: u64 = 1 << 20;
 
 /// Linux's MAX_LFS_FILESIZE on 64-bit.
-const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
 pub(crate) struct TmpfsShared {
     pub(crate) next_ino: AtomicU64,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Where file pages live.
+    pub(crate) mf: Arc<MemoryFile>,
+    /// Pages pinned by shared mappings, and how many may be
+    /// ([`MAX_MAPPED_PAGES`]; lower in tests).
+    pub(crate) mapped_pages: AtomicU64,
+    pub(crate) mapped_limit: AtomicU64,
 }
 
 /// One tmpfs instance.
@@ -32,11 +49,15 @@ pub struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// An empty tmpfs whose root directory has permission bits `mode`.
-    pub fn new(clock: Arc<dyn Clock>, mode: u32) -> Arc<Tmpfs> {
+    /// An empty tmpfs whose root directory has permission bits `mode`, its
+    /// files kept in `mf`.
+    pub fn with_memory(clock: Arc<dyn Clock>, mode: u32, mf: Arc<MemoryFile>) -> Arc<Tmpfs> {
         let shared = Arc::new(TmpfsShared {
             next_ino: AtomicU64::new(1),
             clock,
+            mf,
+            mapped_pages: AtomicU64::new(0),
+            mapped_limit: AtomicU64::new(MAX_MAPPED_PAGES),
         });
         let root = TmpfsInode::new(
             &shared,
@@ -52,8 +73,23 @@ impl Tmpfs {
         })
     }
 
+    /// An empty tmpfs over a memory file of its own, for tests.
+    #[cfg(test)]
+    pub fn new(clock: Arc<dyn Clock>, mode: u32) -> Arc<Tmpfs> {
+        Self::with_memory(clock, mode, super::testing::test_memory_file())
+    }
+
     pub fn root(&self) -> Arc<TmpfsInode> {
         lock(&self.root).clone()
+    }
+
+    pub fn memory_file(&self) -> &Arc<MemoryFile> {
+        &self.shared.mf
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_mapped_limit(&self, pages: u64) {
+        self.shared.mapped_limit.store(pages, Ordering::Relaxed);
     }
 }
 
@@ -66,10 +102,78 @@ pub(crate) struct DirData {
     pub(crate) opaque: bool,
 }
 
-#[derive(Default)]
+impl Drop for DirData {
+    /// Tears a tree down without recursion: a guest may build a directory
+    /// chain far deeper than the Sentry's stack could unwind one frame per
+    /// level. Every subtree this directory held the last reference to is
+    /// taken apart here, one node at a time.
+    fn drop(&mut self) {
+        let mut pending: Vec<Arc<TmpfsInode>> =
+            std::mem::take(&mut self.children).into_values().collect();
+        while let Some(child) = pending.pop() {
+            let Some(inode) = Arc::into_inner(child) else {
+                continue; // Still in use elsewhere (an open file, a cwd).
+            };
+            let node = inode.node.into_inner().unwrap_or_else(|e| e.into_inner());
+            if let Kind::Dir(mut d) = node.kind {
+                pending.extend(std::mem::take(&mut d.children).into_values());
+            }
+        }
+    }
+}
+
+/// A regular file's bytes: `pages` maps a page index of the file to the
+/// memory-file offset of that page (each page owned by this file alone).
+/// Pages absent from the map read as zeros.
+///
+/// Shared mappings map the file's pages themselves (`map_shared`); while a
+/// page is mapped it is pinned and never freed. A pinned page the file lets
+/// go of (truncate) stays allocated, an orphan, until its last mapping goes.
 pub(crate) struct FileData {
     pub(crate) size: u64,
-    pub(crate) pages: BTreeMap<u64, Box<[u8]>>,
+    pub(crate) pages: BTreeMap<u64, u64>,
+    pub(crate) mf: Arc<MemoryFile>,
+    /// Memory-file offset -> number of mappings of that page.
+    pins: BTreeMap<u64, u32>,
+    /// Pinned pages no longer part of the file.
+    orphans: BTreeSet<u64>,
+}
+
+impl Drop for FileData {
+    fn drop(&mut self) {
+        let pages = std::mem::take(&mut self.pages);
+        if !self.pins.is_empty() {
+            // A mapping holds the file open, so this cannot happen; leaking
+            // the pinned pages is the safe way out if it does.
+            tracing::error!("tmpfs: a file with mapped pages was freed");
+        }
+        let pins = &self.pins;
+        free_pages(
+            &self.mf,
+            pages.into_values().filter(|o| !pins.contains_key(o)),
+        );
+    }
+}
+
+/// Gives pages back to the memory file, one call per run of adjacent pages.
+fn free_pages(mf: &MemoryFile, offsets: impl Iterator<Item = u64>) {
+    let mut offsets: Vec<u64> = offsets.collect();
+    offsets.sort_unstable();
+    let mut i = 0;
+    while i < offsets.len() {
+        let start = offsets[i];
+        let mut end = start + PAGE as u64;
+        i += 1;
+        while i < offsets.len() && offsets[i] == end {
+            end += PAGE as u64;
+            i += 1;
+        }
+        if let Err(e) = mf.free(start, end - start) {
+            // The page map and the allocator disagree: a bug, but the file is
+            // going away either way; leaking the range is the safe outcome.
+            tracing::error!("tmpfs: freeing file pages {start:#x}..{end:#x}: {e}");
+        }
+    }
 }
 
 pub(crate) enum Kind {
@@ -79,6 +183,9 @@ pub(crate) enum Kind {
 }
 
 pub(crate) struct Node {
+    /// Directory entries naming this node (st_nlink of a non-directory;
+    /// a directory's is counted from its subdirectories).
+    pub(crate) links: u32,
     pub(crate) mode: u32,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
@@ -91,6 +198,7 @@ pub(crate) struct Node {
 impl Node {
     pub(crate) fn new(mode: u32, kind: Kind, now: Timespec) -> Node {
         Node {
+            links: 1,
             mode,
             uid: 0,
             gid: 0,
@@ -118,9 +226,134 @@ pub struct TmpfsInode {
 }
 
 impl FileData {
-    fn read(&self, off: u64, buf: &mut [u8]) -> usize {
+    pub(crate) fn new(mf: Arc<MemoryFile>) -> FileData {
+        FileData {
+            size: 0,
+            pages: BTreeMap::new(),
+            mf,
+            pins: BTreeMap::new(),
+            orphans: BTreeSet::new(),
+        }
+    }
+
+    /// Lets go of pages the file no longer holds: freed, unless mapped.
+    fn release(&mut self, offsets: impl Iterator<Item = u64>) {
+        let mut free = Vec::new();
+        for o in offsets {
+            if self.pins.contains_key(&o) {
+                self.orphans.insert(o);
+            } else {
+                free.push(o);
+            }
+        }
+        free_pages(&self.mf, free.into_iter());
+    }
+
+    /// See [`crate::mm::MappableFile::map_shared`]. Pages of the range not
+    /// yet backed are backed; pages not already one run are moved into a new
+    /// run (their bytes copied), unless some are pinned by another mapping.
+    /// The work is proportional to the pages the file already has in the
+    /// range plus `len` (which the caller bounds, [`MAX_MAPPED_PAGES`]).
+    fn map_shared(&mut self, offset: u64, len: u64) -> Option<u64> {
+        let page = PAGE as u64;
+        if len == 0 || !(offset | len).is_multiple_of(page) {
+            return None;
+        }
+        let end = offset.checked_add(len)?;
+        // Past the end of the file Linux raises SIGBUS; such a mapping is
+        // left to the copying path rather than growing the file's pages.
+        if end > self.size.next_multiple_of(page) {
+            return None;
+        }
+        let (first, n) = (offset / page, len / page);
+        let existing: Vec<(u64, u64)> = self
+            .pages
+            .range(first..first + n)
+            .map(|(i, o)| (*i, *o))
+            .collect();
+        let contiguous = existing.len() as u64 == n
+            && existing
+                .iter()
+                .all(|(i, o)| *o == existing[0].1 + (i - first) * page);
+        let run = if contiguous {
+            existing[0].1
+        } else {
+            if existing.iter().any(|(_, o)| self.pins.contains_key(o)) {
+                return None;
+            }
+            let run = self.mf.allocate(len).ok()?;
+            let mut buf = vec![0u8; PAGE];
+            for (i, o) in &existing {
+                let copied = self
+                    .mf
+                    .read_at(*o, &mut buf)
+                    .and_then(|()| self.mf.pwrite_at(run + (i - first) * page, &buf));
+                if copied.is_err() {
+                    if let Err(e) = self.mf.free(run, len) {
+                        tracing::error!("tmpfs: freeing an unused run: {e}");
+                    }
+                    return None;
+                }
+            }
+            for i in 0..n {
+                self.pages.insert(first + i, run + i * page);
+            }
+            self.release(existing.into_iter().map(|(_, o)| o));
+            run
+        };
+        for i in 0..n {
+            *self.pins.entry(run + i * page).or_insert(0) += 1;
+        }
+        Some(run)
+    }
+
+    /// See [`crate::mm::MappableFile::unmap_shared`]: `offset` is the file
+    /// offset the run maps. Pages no mapping holds any more and that were
+    /// never touched (still holes in the memory file) are dropped from the
+    /// file again, so mapping a large sparse file leaves no bookkeeping for
+    /// the pages nobody used.
+    fn unmap_shared(&mut self, offset: u64, mf_offset: u64, len: u64) {
+        let page = PAGE as u64;
+        let mut free = Vec::new();
+        let mut idle = Vec::new();
+        for i in 0..len / page {
+            let o = mf_offset + i * page;
+            let Some(count) = self.pins.get_mut(&o) else {
+                tracing::error!("tmpfs: unpinning page {o:#x}, which is not pinned");
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                self.pins.remove(&o);
+                if self.orphans.remove(&o) {
+                    free.push(o);
+                } else {
+                    idle.push((offset / page + i, o));
+                }
+            }
+        }
+        if !idle.is_empty() {
+            let data = self.mf.data_ranges(mf_offset, len).unwrap_or_else(|e| {
+                tracing::warn!("tmpfs: cannot tell untouched pages: {e}");
+                vec![FileRange {
+                    start: mf_offset,
+                    end: mf_offset + len,
+                }]
+            });
+            for (i, o) in idle {
+                let touched = data.iter().any(|r| r.start < o + page && o < r.end);
+                if !touched && self.pages.get(&i) == Some(&o) {
+                    self.pages.remove(&i);
+                    free.push(o);
+                }
+            }
+        }
+        free_pages(&self.mf, free.into_iter());
+    }
+
+    fn read(&self, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         if off >= self.size {
-            return 0;
+            return Ok(0);
         }
         let n = buf
             .len()
@@ -129,15 +362,60 @@ impl FileData {
         while done < n {
             let pos = off + done as u64;
             let page = pos / PAGE as u64;
-            let in_page = (pos % PAGE as u64) as usize;
-            let len = (PAGE - in_page).min(n - done);
+            let in_page = pos % PAGE as u64;
+            let len = (PAGE - in_page as usize).min(n - done);
             match self.pages.get(&page) {
-                Some(p) => buf[done..done + len].copy_from_slice(&p[in_page..in_page + len]),
+                Some(mo) => self.mf.read_at(mo + in_page, &mut buf[done..done + len])?,
                 None => buf[done..done + len].fill(0),
             }
             done += len;
         }
-        n
+        Ok(n)
+    }
+
+    /// Backs every page of `[first, last]` that has no page yet, taking runs
+    /// of missing pages from the memory file in one piece where it can.
+    /// On failure the pages taken by this call are given back.
+    fn populate(&mut self, first: u64, last: u64) -> Result<(), Errno> {
+        let mut added: Vec<u64> = Vec::new();
+        let mut idx = first;
+        let result = loop {
+            if idx > last {
+                break Ok(());
+            }
+            if self.pages.contains_key(&idx) {
+                idx += 1;
+                continue;
+            }
+            let mut run = 1u64;
+            while idx + run <= last && !self.pages.contains_key(&(idx + run)) {
+                run += 1;
+            }
+            // Capped so one allocation never needs a huge free extent.
+            let run = run.min(256);
+            let got = match self.mf.allocate(run * PAGE as u64) {
+                Ok(off) => Ok((off, run)),
+                Err(_) if run > 1 => self.mf.allocate(PAGE as u64).map(|off| (off, 1)),
+                Err(e) => Err(e),
+            };
+            match got {
+                Ok((off, n)) => {
+                    for i in 0..n {
+                        self.pages.insert(idx + i, off + i * PAGE as u64);
+                        added.push(idx + i);
+                    }
+                    idx += n;
+                }
+                // A full memory file is a full file system to the application.
+                Err(Errno::ENOMEM) => break Err(Errno::ENOSPC),
+                Err(e) => break Err(e),
+            }
+        };
+        if result.is_err() {
+            let offs: Vec<u64> = added.iter().filter_map(|i| self.pages.remove(i)).collect();
+            self.release(offs.into_iter());
+        }
+        result
     }
 
     pub(crate) fn write_bytes(&mut self, off: u64, buf: &[u8]) -> Result<usize, Errno> {
@@ -145,17 +423,17 @@ impl FileData {
         if end > MAX_FILE_SIZE {
             return Err(Errno::EFBIG);
         }
+        if !buf.is_empty() {
+            self.populate(off / PAGE as u64, (end - 1) / PAGE as u64)?;
+        }
         let mut done = 0;
         while done < buf.len() {
             let pos = off + done as u64;
             let page = pos / PAGE as u64;
-            let in_page = (pos % PAGE as u64) as usize;
-            let len = (PAGE - in_page).min(buf.len() - done);
-            let p = self
-                .pages
-                .entry(page)
-                .or_insert_with(|| vec![0u8; PAGE].into_boxed_slice());
-            p[in_page..in_page + len].copy_from_slice(&buf[done..done + len]);
+            let in_page = pos % PAGE as u64;
+            let len = (PAGE - in_page as usize).min(buf.len() - done);
+            let mo = *self.pages.get(&page).ok_or(Errno::EIO)?;
+            self.mf.write_at(mo + in_page, &buf[done..done + len])?;
             done += len;
         }
         self.size = self.size.max(end);
@@ -168,16 +446,23 @@ impl FileData {
         }
         if size < self.size {
             let first_gone = size.div_ceil(PAGE as u64);
-            self.pages.split_off(&first_gone);
-            let in_page = (size % PAGE as u64) as usize;
+            let gone = self.pages.split_off(&first_gone);
+            self.release(gone.into_values());
+            let in_page = size % PAGE as u64;
             if in_page != 0 {
-                if let Some(p) = self.pages.get_mut(&(size / PAGE as u64)) {
-                    p[in_page..].fill(0);
+                if let Some(mo) = self.pages.get(&(size / PAGE as u64)) {
+                    // A later extension must read zeros past the old end.
+                    self.mf.zero(mo + in_page, PAGE as u64 - in_page)?;
                 }
             }
         }
         self.size = size;
         Ok(())
+    }
+
+    /// Pages held (st_blocks is counted from them).
+    pub(crate) fn page_count(&self) -> u64 {
+        self.pages.len() as u64
     }
 }
 
@@ -279,6 +564,32 @@ impl TmpfsInode {
         Ok(child)
     }
 
+    /// Names `target` (a non-directory of this file system) `name` here
+    /// too: a hard link, the same inode under two names.
+    // linkat(2) does not reach tmpfs yet; restore and tests make hard links.
+    #[allow(dead_code)]
+    pub(crate) fn link(&self, name: &[u8], target: &Arc<TmpfsInode>) -> Result<(), Errno> {
+        if target.file_type == libc::S_IFDIR {
+            return Err(Errno::EPERM);
+        }
+        if !Arc::ptr_eq(&target.fs, &self.fs) {
+            return Err(Errno::EXDEV);
+        }
+        let now = self.now();
+        let mut me = self.lock();
+        let dir = me.dir()?;
+        if dir.children.contains_key(name) {
+            return Err(Errno::EEXIST);
+        }
+        dir.children.insert(name.to_vec(), target.clone());
+        me.mtime = now;
+        me.ctime = now;
+        let mut t = target.lock();
+        t.links = t.links.saturating_add(1);
+        t.ctime = now;
+        Ok(())
+    }
+
     /// A new child with the given attributes (overlay copy-up).
     pub(crate) fn insert_copy(
         &self,
@@ -287,6 +598,7 @@ impl TmpfsInode {
         kind: Kind,
     ) -> Result<Arc<TmpfsInode>, Errno> {
         let node = Node {
+            links: 1,
             mode: st.mode,
             uid: st.uid,
             gid: st.gid,
@@ -328,7 +640,9 @@ impl TmpfsInode {
             }
         }
         if let Some(child) = dir.children.remove(name) {
-            child.lock().ctime = now;
+            let mut c = child.lock();
+            c.ctime = now;
+            c.links = c.links.saturating_sub(1);
         }
         me.mtime = now;
         me.ctime = now;
@@ -338,7 +652,7 @@ impl TmpfsInode {
     /// Reads the file's bytes at `off`.
     pub(crate) fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         match &self.lock().kind {
-            Kind::File(f) => Ok(f.read(off, buf)),
+            Kind::File(f) => f.read(off, buf),
             Kind::Dir(_) => Err(Errno::EISDIR),
             Kind::Symlink(_) => Err(Errno::EINVAL),
         }
@@ -355,6 +669,47 @@ impl TmpfsInode {
         n.mtime = now;
         n.ctime = now;
         Ok(written)
+    }
+
+    /// A shared mapping of the file's own pages (see
+    /// [`crate::mm::MappableFile::map_shared`]).
+    /// Bounded by [`MAX_MAPPED_PAGES`] across the file system: each pinned
+    /// page costs the Sentry bookkeeping whether the application touches
+    /// it or not, so beyond that shared mappings copy (as for host files).
+    pub(crate) fn map_shared(&self, offset: u64, len: u64) -> Option<u64> {
+        let pages = len / PAGE as u64;
+        let reserved = self
+            .fs
+            .mapped_pages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                cur.checked_add(pages)
+                    .filter(|t| *t <= self.fs.mapped_limit.load(Ordering::Relaxed))
+            })
+            .is_ok();
+        if !reserved {
+            return None;
+        }
+        let run = match &mut self.lock().kind {
+            Kind::File(f) => f.map_shared(offset, len),
+            _ => None,
+        };
+        if run.is_none() {
+            self.fs.mapped_pages.fetch_sub(pages, Ordering::Relaxed);
+        }
+        run
+    }
+
+    pub(crate) fn unmap_shared(&self, offset: u64, mf_offset: u64, len: u64) {
+        if let Kind::File(f) = &mut self.lock().kind {
+            f.unmap_shared(offset, mf_offset, len);
+        }
+        let pages = len / PAGE as u64;
+        let _ = self
+            .fs
+            .mapped_pages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                Some(cur.saturating_sub(pages))
+            });
     }
 
     pub(crate) fn size(&self) -> u64 {
@@ -378,8 +733,12 @@ impl Inode for TmpfsInode {
     fn stat(&self) -> Result<Stat, Errno> {
         let n = self.lock();
         let (size, nlink, blocks) = match &n.kind {
-            Kind::File(f) => (f.size, 1, f.pages.len() as u64 * (PAGE as u64 / 512)),
-            Kind::Symlink(t) => (t.len() as u64, 1, 0),
+            Kind::File(f) => (
+                f.size,
+                u64::from(n.links),
+                f.page_count() * (PAGE as u64 / 512),
+            ),
+            Kind::Symlink(t) => (t.len() as u64, u64::from(n.links), 0),
             Kind::Dir(d) => {
                 let subdirs = d
                     .children
@@ -450,7 +809,7 @@ impl Inode for TmpfsInode {
     fn create(&self, name: &[u8], mode: u32) -> Result<Arc<dyn Inode>, Errno> {
         let node = Node::new(
             libc::S_IFREG | (mode & 0o7777),
-            Kind::File(FileData::default()),
+            Kind::File(FileData::new(self.fs.mf.clone())),
             self.now(),
         );
         Ok(self.insert(name, node)?)
@@ -590,7 +949,11 @@ pub(crate) fn rename(
             _ => {}
         }
     }
-    target_dir.children.insert(new_name.to_vec(), src.clone());
+    if let Some(replaced) = target_dir.children.insert(new_name.to_vec(), src.clone()) {
+        let mut r = replaced.lock();
+        r.links = r.links.saturating_sub(1);
+        r.ctime = now;
+    }
     target_dir.whiteouts.remove(new_name);
     // `target_dir` borrows the new directory; the old one is removed from
     // afterwards (for a same-directory rename both are `old_node`).
@@ -616,6 +979,9 @@ impl FileOps for TmpfsFileOps {
 
     fn kind(&self) -> FileKind {
         FileKind::Regular
+    }
+    fn save_as(&self) -> SaveAs {
+        SaveAs::Path
     }
 
     fn read(&self, _io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {

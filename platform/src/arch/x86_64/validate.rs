@@ -107,7 +107,8 @@ mod tests {
     fn user_registers_pass_and_kernel_ones_do_not() {
         let ok = Registers::new_user(0x40_1000, 0x7fff_0000);
         ok.validate_user(0x7fff_ffff_f000).unwrap();
-        let cases: [(&str, fn(&mut Registers)); 6] = [
+        type Breaker = (&'static str, fn(&mut Registers));
+        let cases: [Breaker; 6] = [
             ("cs", |r| r.cs = 0x10),
             ("ss", |r| r.ss = 0),
             ("rip", |r| r.rip = 0xffff_8000_0000_0000),
