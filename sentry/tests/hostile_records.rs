@@ -215,7 +215,13 @@ fn a_task_whose_tgid_is_not_its_group_is_refused() {
     let mut t = seed(THREADS);
     let tid = second(&t);
     edit_task(&mut t, tid, |r| r.tgid += 7);
-    assert_refused(&t, "kernel.Task", tid as u64, "tgid", "not its thread group");
+    assert_refused(
+        &t,
+        "kernel.Task",
+        tid as u64,
+        "tgid",
+        "not its thread group",
+    );
 }
 
 #[test]
@@ -312,13 +318,7 @@ fn an_fd_beyond_rlimit_nofile_is_refused() {
     let nofile = tg.limits.get(libc::RLIMIT_NOFILE).unwrap().cur as i32;
     t.edit::<FdTableRecord>(i.fd_table, |f| f.fds[0].fd = nofile)
         .unwrap();
-    assert_refused(
-        &t,
-        "kernel.FdTable",
-        i.fd_table,
-        "fds",
-        "RLIMIT_NOFILE",
-    );
+    assert_refused(&t, "kernel.FdTable", i.fd_table, "fds", "RLIMIT_NOFILE");
 }
 
 #[test]
@@ -364,7 +364,11 @@ fn a_null_stack_segment_is_refused() {
 
 #[test]
 fn a_non_canonical_fs_base_is_refused() {
-    assert_regs_refused(|r| r.regs.fs_base = 0x8000_0000_0000_0000, "regs", "fs_base");
+    assert_regs_refused(
+        |r| r.regs.fs_base = 0x8000_0000_0000_0000,
+        "regs",
+        "fs_base",
+    );
 }
 
 #[test]
@@ -391,7 +395,11 @@ fn xsave_with_a_junk_header_is_refused() {
         "XSAVE header",
     );
     assert_regs_refused(|r| r.fp.xsave[560] = 0xaa, "fp", "XSAVE header");
-    assert_regs_refused(|r| r.fp.xsave.truncate(100), "fp", "XSAVE area of 100 bytes");
+    assert_regs_refused(
+        |r| r.fp.xsave.truncate(100),
+        "fp",
+        "XSAVE area of 100 bytes",
+    );
     assert_regs_refused(|r| r.fp.xsave.resize(1 << 17, 0), "fp", "XSAVE area of");
 }
 
@@ -516,7 +524,10 @@ fn an_argv_element_claiming_half_a_gib_is_refused_before_allocating() {
     let file = t.to_statefile().unwrap();
     let (result, peak) = peak_during(|| restore_validate(&file));
     assert!(
-        matches!(result, Err(LoadError::Statefile(StatefileError::Decode { .. }))),
+        matches!(
+            result,
+            Err(LoadError::Statefile(StatefileError::Decode { .. }))
+        ),
         "{result:?}"
     );
     assert!(peak < 4 << 20, "{peak} bytes live");
@@ -626,7 +637,13 @@ fn a_mapping_of_a_file_that_was_not_saved_is_refused() {
         }
     });
     assert!(renamed, "the counter seed has a file mapping");
-    assert_refused(&t, "mm.MemoryManager", mm, "mm.vmas", "not among the saved files");
+    assert_refused(
+        &t,
+        "mm.MemoryManager",
+        mm,
+        "mm.vmas",
+        "not among the saved files",
+    );
 }
 
 #[test]

@@ -511,8 +511,8 @@ impl<'a> Decoder<'a> {
     /// Decodes plain fields (any serde value) with bincode, bounded by the
     /// current record.
     pub fn serde<V: DeserializeOwned>(&mut self) -> Result<V> {
-        let (v, used) = decode_bounded(&self.data[self.pos..self.end])
-            .map_err(|e| StatefileError::Decode {
+        let (v, used) =
+            decode_bounded(&self.data[self.pos..self.end]).map_err(|e| StatefileError::Decode {
                 context: std::any::type_name::<V>().into(),
                 reason: e.to_string(),
             })?;
@@ -707,7 +707,10 @@ mod tests {
         let long = Named {
             name: "x".repeat(1 << 20),
         };
-        assert_eq!(from_bytes::<Named>(&to_bytes(&long).unwrap()).unwrap(), long);
+        assert_eq!(
+            from_bytes::<Named>(&to_bytes(&long).unwrap()).unwrap(),
+            long
+        );
     }
 
     #[test]

@@ -428,7 +428,8 @@ pub fn mutate(base: &ObjectTable, program: &[u8]) -> ObjectTable {
             }
             // One byte set to a marker or a boundary value.
             5 => {
-                let b = [0u8, 1, 0x7f, 0x80, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff][p.u8() as usize % 10];
+                let b =
+                    [0u8, 1, 0x7f, 0x80, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff][p.u8() as usize % 10];
                 if let Some(x) = t.entries[i].payload.get_mut(off) {
                     *x = b;
                 }

@@ -2,10 +2,10 @@
 //! restore"): `save` walks the kernel into a statefile, `restore` validates
 //! one completely and re-creates every host resource from it.
 
+pub mod hostile;
 mod restore;
 mod save;
 pub mod types;
-pub mod hostile;
 pub mod validate;
 
 pub use restore::{restore, RestoreError};

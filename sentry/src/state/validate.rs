@@ -379,12 +379,19 @@ pub fn load_saved_kernel<R: ReadAt>(
     }
     // Every file a mapping maps is among the files re-opened for it.
     for (i, v) in mm.mm.vmas.iter().enumerate() {
-        if let Some(f) = v.file.as_ref().filter(|f| !mapped.contains(f.name.as_str())) {
+        if let Some(f) = v
+            .file
+            .as_ref()
+            .filter(|f| !mapped.contains(f.name.as_str()))
+        {
             return Err(invalid(
                 "mm.MemoryManager",
                 process.mm,
                 "mm.vmas",
-                format!("mapping {i} maps {:?}, which is not among the saved files", f.name),
+                format!(
+                    "mapping {i} maps {:?}, which is not among the saved files",
+                    f.name
+                ),
             )
             .into());
         }
@@ -415,7 +422,13 @@ pub fn load_saved_kernel<R: ReadAt>(
     for &id in &pipe_ids {
         let p: PipeSnapshot = objs.get(id)?;
         if p.id != id {
-            return Err(invalid("vfs.Pipe", id, "id", format!("{} differs from the record's id", p.id)).into());
+            return Err(invalid(
+                "vfs.Pipe",
+                id,
+                "id",
+                format!("{} differs from the record's id", p.id),
+            )
+            .into());
         }
         if p.data.len() > MAX_PIPE_BYTES {
             return Err(invalid("vfs.Pipe", id, "data", format!("{} bytes", p.data.len())).into());
