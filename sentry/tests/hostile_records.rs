@@ -707,3 +707,38 @@ fn corpus_outcomes() {
         eprintln!("{v:6} {k}");
     }
 }
+
+#[test]
+fn an_open_pipe_end_naming_a_missing_pipe_is_refused() {
+    use sentry::vfs::state::{FileStateKind, OpenFileState};
+    let mut t = seed(THREADS);
+    let i = ids(&t);
+    let fds: FdTableRecord = t.get(i.fd_table).unwrap();
+    let end = fds
+        .fds
+        .iter()
+        .map(|e| e.file)
+        .find(|&id| {
+            let f: OpenFileState = t.get(id).unwrap();
+            matches!(f.kind, FileStateKind::PipeRead { .. })
+        })
+        .expect("the threads seed holds a pipe's read end");
+    t.edit::<OpenFileState>(end, |f| f.kind = FileStateKind::PipeRead { pipe: 999 })
+        .unwrap();
+    assert_refused(&t, "vfs.OpenFile", end, "kind", "pipe #999");
+}
+
+#[test]
+fn a_pipe_holding_more_than_pipe_max_size_is_refused() {
+    use sentry::vfs::state::PipeSnapshot;
+    let mut t = seed(THREADS);
+    let pipe = t
+        .entries
+        .iter()
+        .find(|e| e.type_name == "vfs.Pipe")
+        .map(|e| e.id)
+        .expect("the threads seed holds a pipe");
+    t.edit::<PipeSnapshot>(pipe, |p| p.data = vec![7; (1 << 20) + 1])
+        .unwrap();
+    assert_refused(&t, "vfs.Pipe", pipe, "data", "1048577 bytes");
+}
