@@ -742,3 +742,33 @@ fn a_pipe_holding_more_than_pipe_max_size_is_refused() {
         .unwrap();
     assert_refused(&t, "vfs.Pipe", pipe, "data", "1048577 bytes");
 }
+
+#[test]
+fn an_xsave_area_too_short_for_its_components_is_refused() {
+    // AVX's state (component 2) claimed present, the area cut at its start.
+    let avx = std::arch::x86_64::__cpuid_count(0xd, 2);
+    if avx.eax == 0 {
+        println!("SKIPPED: this CPU has no AVX state component");
+        return;
+    }
+    assert_regs_refused(
+        |r| {
+            r.fp.xsave.truncate(avx.ebx as usize);
+            r.fp.xsave[512] |= 0b100;
+        },
+        "fp",
+        "XSAVE area of 576 bytes cannot hold component 2",
+    );
+}
+
+#[test]
+fn an_mxcsr_with_reserved_bits_is_refused_whatever_its_saved_mask() {
+    assert_regs_refused(
+        |r| {
+            r.fp.xsave[24..28].copy_from_slice(&0x0001_1f80u32.to_le_bytes());
+            r.fp.xsave[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
+        },
+        "fp",
+        "MXCSR",
+    );
+}
