@@ -772,3 +772,116 @@ fn an_mxcsr_with_reserved_bits_is_refused_whatever_its_saved_mask() {
         "MXCSR",
     );
 }
+
+// ---------------------------------------------------------------------------
+// Work bounded by the records' size: many records are judged in
+// n log n, not n^2.
+
+#[test]
+fn many_mappings_over_many_memory_ranges_are_judged_quickly() {
+    use sentry::mm::{FileRange, MemoryFileRecord};
+    const N: u64 = 100_000;
+    let mut t = seed(THREADS);
+    let mm = ids(&t).mm;
+    let m: MmRecord = t.get(mm).unwrap();
+    let template =
+        m.mm.vmas
+            .iter()
+            .find(|v| v.file.is_none())
+            .cloned()
+            .expect("an anonymous mapping");
+    // Every other memory-file page allocated; one one-page mapping of each.
+    t.edit::<MemoryFileRecord>(0, |r| {
+        r.ranges = (0..N)
+            .map(|i| FileRange {
+                start: 2 * i * 4096,
+                end: (2 * i + 1) * 4096,
+            })
+            .collect()
+    })
+    .unwrap();
+    let base = 1u64 << 32;
+    t.edit::<MmRecord>(mm, |r| {
+        r.files.clear();
+        r.mm.vmas = (0..N)
+            .map(|i| {
+                let mut v = template.clone();
+                v.start = base + 2 * i * 4096;
+                v.end = v.start + 4096;
+                v.mf_offset = 2 * i * 4096;
+                v
+            })
+            .collect();
+        r.mm.highest_address = base + 2 * N * 4096;
+    })
+    .unwrap();
+    let file = t.to_statefile().unwrap();
+    let started = Instant::now();
+    let result = restore_validate(&file);
+    let took = started.elapsed();
+    // Judged whole (no refusal of the layout itself), and fast.
+    if let Err(e) = &result {
+        assert!(
+            !matches!(e, LoadError::Invalid(r) if r.record == "mm.MemoryManager"),
+            "{e}"
+        );
+    }
+    eprintln!("{N} mappings judged in {took:?}");
+    assert!(took < Duration::from_secs(5), "{N} mappings took {took:?}");
+}
+
+#[test]
+fn many_pipes_are_judged_quickly() {
+    use sentry::kernel::limits::Limit;
+    use sentry::vfs::state::{FileStateKind, OpenFileState, PipeSnapshot};
+    const N: u64 = 60_000;
+    let mut t = seed(THREADS);
+    let i = ids(&t);
+    edit_group(&mut t, |g| {
+        g.limits
+            .set(
+                libc::RLIMIT_NOFILE,
+                Limit {
+                    cur: 1 << 20,
+                    max: 1 << 20,
+                },
+            )
+            .unwrap();
+    });
+    let mut fds: FdTableRecord = t.get(i.fd_table).unwrap();
+    for k in 0..N {
+        let (pipe, file) = (1_000_000 + k, 2_000_000 + k);
+        t.push(
+            pipe,
+            &PipeSnapshot {
+                id: pipe,
+                data: vec![],
+            },
+        )
+        .unwrap();
+        t.push(
+            file,
+            &OpenFileState {
+                path: vec![],
+                flags: 0,
+                offset: 0,
+                kind: FileStateKind::PipeRead { pipe },
+                fingerprint: None,
+            },
+        )
+        .unwrap();
+        fds.fds.push(FdRecord {
+            fd: 1000 + k as i32,
+            cloexec: false,
+            file,
+        });
+    }
+    t.edit::<FdTableRecord>(i.fd_table, |f| *f = fds).unwrap();
+    let file = t.to_statefile().unwrap();
+    let started = Instant::now();
+    let result = restore_validate(&file);
+    let took = started.elapsed();
+    result.unwrap_or_else(|e| panic!("{N} pipes refused: {e}"));
+    eprintln!("{N} pipes judged in {took:?}");
+    assert!(took < Duration::from_secs(5), "{N} pipes took {took:?}");
+}

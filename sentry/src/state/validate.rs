@@ -13,7 +13,7 @@ use crate::kernel::pid_namespace::PID_MAX;
 use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::KernelRecord;
-use crate::mm::{MemoryFileRecord, MmRecord, RestoreError as MmError, MF_PAGE_SIZE};
+use crate::mm::{FileRange, MemoryFileRecord, MmRecord, RestoreError as MmError, MF_PAGE_SIZE};
 use crate::vfs::state::{FileStateKind, OpenFileState, PipeSnapshot, VfsState};
 
 use super::OBJECTS_SECTION;
@@ -300,6 +300,19 @@ fn check_memory(m: &MemoryFileRecord) -> Result<(), InvalidRecord> {
     Ok(())
 }
 
+/// Whether `offset..offset+len` lies inside one of `ranges`, which
+/// [`check_memory`] has checked to be sorted and disjoint: a binary search,
+/// so a table of many mappings over many ranges is not judged in
+/// quadratic time.
+pub fn holds(ranges: &[FileRange], offset: u64, len: u64) -> bool {
+    let Some(end) = offset.checked_add(len) else {
+        return false;
+    };
+    // The last range starting at or before `offset`.
+    let i = ranges.partition_point(|r| r.start <= offset);
+    i > 0 && end <= ranges[i - 1].end
+}
+
 fn check_open_file(f: &OpenFileState, id: u64, pipes: &BTreeSet<u64>) -> Result<(), InvalidRecord> {
     let bad = |field, why: String| invalid("vfs.OpenFile", id, field, why);
     match f.kind {
@@ -347,13 +360,7 @@ pub fn load_saved_kernel<R: ReadAt>(
     check_thread_group(&process, tgid as u64)?;
 
     let mm: MmRecord = objs.get(process.mm)?;
-    let allocated = |offset: u64, len: u64| {
-        let end = offset.checked_add(len);
-        memory
-            .ranges
-            .iter()
-            .any(|r| offset >= r.start && end.is_some_and(|e| e <= r.end))
-    };
+    let allocated = |offset: u64, len: u64| holds(&memory.ranges, offset, len);
     mm.mm.validate(layout, &allocated).map_err(|e| {
         let field = match e {
             MmError::PageSize { .. } => "mm.page_size",
@@ -418,6 +425,13 @@ pub fn load_saved_kernel<R: ReadAt>(
         check_open_file(&f, e.file, &pipe_ids)?;
         files.insert(e.file, f);
     }
+    let used_pipes: BTreeSet<u64> = files
+        .values()
+        .filter_map(|f| match f.kind {
+            FileStateKind::PipeRead { pipe } | FileStateKind::PipeWrite { pipe } => Some(pipe),
+            _ => None,
+        })
+        .collect();
     let mut pipes = Vec::new();
     for &id in &pipe_ids {
         let p: PipeSnapshot = objs.get(id)?;
@@ -433,10 +447,7 @@ pub fn load_saved_kernel<R: ReadAt>(
         if p.data.len() > MAX_PIPE_BYTES {
             return Err(invalid("vfs.Pipe", id, "data", format!("{} bytes", p.data.len())).into());
         }
-        let used = files.values().any(|f| {
-            matches!(f.kind, FileStateKind::PipeRead { pipe } | FileStateKind::PipeWrite { pipe } if pipe == id)
-        });
-        if !used {
+        if !used_pipes.contains(&id) {
             return Err(statefile::StatefileError::UnreferencedObject {
                 type_name: "vfs.Pipe".into(),
                 id,
