@@ -885,3 +885,35 @@ fn many_pipes_are_judged_quickly() {
     eprintln!("{N} pipes judged in {took:?}");
     assert!(took < Duration::from_secs(5), "{N} pipes took {took:?}");
 }
+
+/// A stable-toolchain smoke run of the fuzz target: 1,000 pseudo-random
+/// mutation programs (fixed seed) over both seeds; none may panic, and the
+/// refusals must be of several kinds (the programs reach the validators,
+/// not only the decoder).
+#[test]
+fn pseudo_random_programs_never_panic() {
+    let seeds = [seed(COUNTER), seed(THREADS)];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut fields = std::collections::BTreeSet::new();
+    let mut accepted = 0;
+    for case in 0..1000 {
+        let len = (next() % 48) as usize;
+        let program: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match run_case(&seeds[case % 2], &program) {
+            Ok(_) => accepted += 1,
+            Err(CaseError::Load(LoadError::Invalid(r))) => {
+                fields.insert(format!("{}.{}", r.record, r.field));
+            }
+            Err(CaseError::Load(_)) => {}
+            Err(CaseError::Assemble(e)) => panic!("case {case}: harness: {e}"),
+        }
+    }
+    eprintln!("{accepted} accepted; invalid fields reached: {fields:?}");
+    assert!(fields.len() >= 8, "only {fields:?} reached");
+}

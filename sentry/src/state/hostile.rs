@@ -7,8 +7,11 @@
 //!
 //! A mutation program ([`mutate`]) is a byte string read as a sequence of
 //! edits to record *payloads* (overwrite, insert, delete, replace one
-//! bincode integer by an interesting value) and to the table itself
-//! (duplicate, drop or re-key an entry): the checksums are recomputed, so
+//! bincode integer by an interesting value), to fields of the task, thread
+//! group, address-space, descriptor-table and kernel records through a
+//! decode and re-encode (so the rest of the record stays well-formed), and
+//! to the table itself (duplicate, drop or re-key an entry): the checksums
+//! are recomputed, so
 //! every edit reaches the record decoders and validators instead of being
 //! stopped by a crc.
 
@@ -20,6 +23,13 @@ use statefile::{
 
 use super::validate::{load_saved_kernel, LoadError, SavedKernel};
 use super::{MEMORY_SECTION, OBJECTS_SECTION};
+use crate::kernel::fd_table::FdTableRecord;
+use crate::kernel::signal::SigInfo;
+use crate::kernel::task::TaskRecord;
+use crate::kernel::thread_group::ThreadGroupRecord;
+use crate::kernel::time::ClockId;
+use crate::kernel::KernelRecord;
+use crate::mm::MmRecord;
 
 /// One entry of an object table: its key and its record's bytes (without
 /// the record's length frame, which [`ObjectTable::encode`] recomputes).
@@ -379,7 +389,7 @@ pub fn mutate(base: &ObjectTable, program: &[u8]) -> ObjectTable {
         let i = p.u8() as usize % n;
         let len = t.entries[i].payload.len();
         let off = p.u16() as usize % (len + 1);
-        match op % 12 {
+        match op % 14 {
             // Overwrite up to 16 bytes.
             0 => {
                 let k = p.u8() as usize % 17;
@@ -411,7 +421,7 @@ pub fn mutate(base: &ObjectTable, program: &[u8]) -> ObjectTable {
             // zigzag-encoded (bincode's signed integers).
             3 | 4 => {
                 let v = p.value();
-                let v = if op % 12 == 4 {
+                let v = if op % 14 == 4 {
                     let s = v as i64;
                     ((s << 1) ^ (s >> 63)) as u64
                 } else {
@@ -452,6 +462,60 @@ pub fn mutate(base: &ObjectTable, program: &[u8]) -> ObjectTable {
             }
             // Cut short.
             10 => t.entries[i].payload.truncate(off),
+            // A field of a task changed through a decode and re-encode, so
+            // the rest of the record stays well-formed.
+            12 => {
+                let (field, v) = (p.u8(), p.value());
+                let id = t.entries[i].id;
+                let _ = t.edit::<TaskRecord>(id, |r| edit_task(r, field, v));
+            }
+            // A field of the process's other records, the same way.
+            13 => {
+                let (field, k, v) = (p.u8(), p.u8() as usize, p.value());
+                let id = t.entries[i].id;
+                match t.entries[i].type_name.as_str() {
+                    "kernel.Kernel" => {
+                        let _ = t.edit::<KernelRecord>(id, |r| match field % 3 {
+                            0 => r.next_tid = v as i64,
+                            1 => r.clocks.monotonic_at_save = v as i64,
+                            _ => r.thread_groups.push(v as i32),
+                        });
+                    }
+                    "kernel.ThreadGroup" => {
+                        let _ = t.edit::<ThreadGroupRecord>(id, |r| match field % 5 {
+                            0 => r.tasks.push(v as i32),
+                            1 => r.tgid = v as i32,
+                            2 => r.mm = v,
+                            3 => r.fd_table = v,
+                            _ => r.links.parent = v as i32,
+                        });
+                    }
+                    "mm.MemoryManager" => {
+                        let _ = t.edit::<MmRecord>(id, |r| {
+                            let n = r.mm.vmas.len().max(1);
+                            match (field % 6, r.mm.vmas.get_mut(k % n)) {
+                                (0, Some(vma)) => vma.start = v,
+                                (1, Some(vma)) => vma.end = v,
+                                (2, Some(vma)) => vma.mf_offset = v,
+                                (3, _) => r.mm.highest_address = v,
+                                (4, _) => r.mm.brk = v,
+                                _ => r.mm.brk_start = v,
+                            }
+                        });
+                    }
+                    "kernel.FdTable" => {
+                        let _ = t.edit::<FdTableRecord>(id, |r| {
+                            let n = r.fds.len().max(1);
+                            match (field % 2, r.fds.get_mut(k % n)) {
+                                (0, Some(e)) => e.fd = v as i32,
+                                (_, Some(e)) => e.file = v,
+                                _ => {}
+                            }
+                        });
+                    }
+                    _ => {}
+                }
+            }
             // A little-endian u64 written over 8 bytes (fixed-width fields
             // such as the XSAVE area's words).
             _ => {
@@ -473,6 +537,73 @@ pub enum CaseError {
     Assemble(TableError),
     #[error("{0}")]
     Load(#[from] LoadError),
+}
+
+/// Sets field `field` of a task record to `v` (registers by their order in
+/// `Registers`, then the fields a validator judges).
+fn edit_task(r: &mut TaskRecord, field: u8, v: u64) {
+    let g = &mut r.regs;
+    let regs: [&mut u64; 27] = [
+        &mut g.r15,
+        &mut g.r14,
+        &mut g.r13,
+        &mut g.r12,
+        &mut g.rbp,
+        &mut g.rbx,
+        &mut g.r11,
+        &mut g.r10,
+        &mut g.r9,
+        &mut g.r8,
+        &mut g.rax,
+        &mut g.rcx,
+        &mut g.rdx,
+        &mut g.rsi,
+        &mut g.rdi,
+        &mut g.orig_rax,
+        &mut g.rip,
+        &mut g.cs,
+        &mut g.eflags,
+        &mut g.rsp,
+        &mut g.ss,
+        &mut g.fs_base,
+        &mut g.gs_base,
+        &mut g.ds,
+        &mut g.es,
+        &mut g.fs,
+        &mut g.gs,
+    ];
+    let field = usize::from(field) % 36;
+    if let Some(reg) = regs.into_iter().nth(field) {
+        *reg = v;
+        return;
+    }
+    match field {
+        27 => r.tgid = v as i32,
+        28 => r.pending.push(SigInfo {
+            signo: v as i32,
+            code: 0,
+            addr: 0,
+            pid: 0,
+            uid: 0,
+        }),
+        29 => r.alt_stack.0 = v,
+        30 => r.alt_stack.2 = v,
+        31 => r.restart = Some((v as i64, ClockId::Monotonic)),
+        32 => r.cpu_time_ns = v,
+        33 => r.clear_child_tid = v,
+        34 => r.robust_list.0 = v,
+        _ => {
+            // An XSAVE word: the header (512..576) more often than not.
+            let at = if v & 1 == 0 {
+                512 + (v as usize >> 1) % 8 * 8
+            } else {
+                (v as usize >> 1) % r.fp.xsave.len().max(1) & !7
+            };
+            if let Some(w) = r.fp.xsave.get_mut(at..at + 8) {
+                w.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
 }
 
 /// One fuzz case: `program` applied to `seed`, the result assembled into a
