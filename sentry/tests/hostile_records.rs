@@ -589,7 +589,7 @@ fn a_duplicate_type_and_id_is_refused() {
 // ---------------------------------------------------------------------------
 // The fuzz target's committed inputs (sentry/fuzz/regressions): the first
 // byte picks the seed as in the fuzz target; none may panic, and each is
-// refused or accepted as its name says (`ok-*` accepted, others refused).
+// refused or accepted as its name says (`ok*` accepted, others refused).
 
 #[test]
 fn fuzz_regressions_replay() {
@@ -615,7 +615,7 @@ fn fuzz_regressions_replay() {
             started.elapsed()
         );
         assert!(peak < 64 << 20, "{name}: {peak} bytes live");
-        match (&result, name.starts_with("ok-")) {
+        match (&result, name.starts_with("ok")) {
             (Ok(_), true) | (Err(CaseError::Load(_)), false) => {}
             (Err(CaseError::Assemble(e)), _) => panic!("{name}: harness: {e}"),
             (Ok(_), false) => panic!("{name}: accepted"),
@@ -675,36 +675,62 @@ fn a_pipe_no_open_file_refers_to_is_refused() {
 
 /// What a fuzz corpus reaches: every input of `$FUZZ_CORPUS` (default
 /// sentry/fuzz/corpus/restore_records) replayed, its outcome tallied by
-/// refusal kind, record and field. For the fuzzing report; ignored.
+/// refusal kind, record and field. With `FUZZ_PROMOTE=1` the smallest
+/// input of each outcome is copied into sentry/fuzz/regressions (named by
+/// its outcome, `ok` for an accepted one), where `fuzz_regressions_replay`
+/// runs it on stable. For the fuzzing report; ignored.
 #[test]
 #[ignore = "reads a local fuzz corpus; run on purpose"]
 fn corpus_outcomes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::var_os("FUZZ_CORPUS").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/restore_records"),
+        || root.join("fuzz/corpus/restore_records"),
         std::path::PathBuf::from,
     );
     let seeds = [seed(COUNTER), seed(THREADS)];
-    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    let mut tally = std::collections::BTreeMap::<String, (usize, Vec<u8>)>::new();
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let data = std::fs::read(e.unwrap().path()).unwrap();
+        // A running fuzzer replaces inputs as it reduces them.
+        let Ok(data) = e.and_then(|e| std::fs::read(e.path())) else {
+            continue;
+        };
         let Some((&pick, program)) = data.split_first() else {
             continue;
         };
         n += 1;
         let key = match run_case(&seeds[pick as usize % 2], program) {
-            Ok(_) => "accepted".to_string(),
+            Ok(_) => "ok".to_string(),
             Err(CaseError::Load(LoadError::Invalid(r))) => {
-                format!("invalid {} {}", r.record, r.field)
+                format!("invalid-{}-{}", r.record, r.field)
             }
-            Err(CaseError::Load(LoadError::Statefile(s))) => format!("statefile {}", s.kind()),
-            Err(e) => format!("other {e}"),
+            Err(CaseError::Load(LoadError::Statefile(s))) => format!("statefile-{}", s.kind()),
+            Err(CaseError::Load(e)) => format!("load-{e}"),
+            Err(e) => format!("harness-{e}"),
         };
-        *tally.entry(key).or_default() += 1;
+        let slot = tally.entry(key).or_insert((0, data.clone()));
+        slot.0 += 1;
+        if data.len() < slot.1.len() {
+            slot.1 = data;
+        }
     }
     eprintln!("{n} inputs from {}", dir.display());
-    for (k, v) in &tally {
-        eprintln!("{v:6} {k}");
+    let promote = std::env::var_os("FUZZ_PROMOTE").is_some();
+    for (k, (count, smallest)) in &tally {
+        eprintln!("{count:6} {k}");
+        if promote {
+            let name: String = k
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            std::fs::write(root.join("fuzz/regressions").join(name), smallest).unwrap();
+        }
     }
 }
 
