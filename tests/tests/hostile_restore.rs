@@ -230,12 +230,22 @@ fn restore_refuses_a_kernel_cs_in_the_second_thread() {
         stderr.contains(&task) && stderr.contains("cs"),
         "the refusal should name {task:?} and \"cs\": {stderr}"
     );
-    // Nothing of the refused sandbox is left: its process group is empty
-    // and no sandbox is recorded under the id.
-    thread::sleep(Duration::from_millis(200));
+    // Nothing of the refused sandbox is left: its process group empties,
+    // no process anywhere names the scratch directory, and no sandbox is
+    // recorded under the id.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while restore.group_alive() {
+        assert!(
+            Instant::now() < deadline,
+            "a process of the refused restore is still running"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let leftovers = processes_naming(dir.path());
     assert!(
-        !restore.group_alive(),
-        "a process of the refused restore is still running"
+        leftovers.is_empty(),
+        "processes still name {}: {leftovers:?}",
+        dir.path().display()
     );
     assert!(
         !root.join("H2").exists(),
@@ -247,6 +257,30 @@ fn restore_refuses_a_kernel_cs_in_the_second_thread() {
         started.elapsed(),
         stderr.trim_end()
     );
+}
+
+/// The pids and command lines of every process whose command line
+/// mentions `path`.
+fn processes_naming(path: &Path) -> Vec<(u32, String)> {
+    let needle = path.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        // A process may exit while it is looked at.
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
 }
 
 /// Writes the fuzz seeds: the object tables of real checkpoints of
