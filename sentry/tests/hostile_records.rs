@@ -705,6 +705,7 @@ fn corpus_outcomes() {
                 format!("invalid-{}-{}", r.record, r.field)
             }
             Err(CaseError::Load(LoadError::Statefile(s))) => format!("statefile-{}", s.kind()),
+            Err(CaseError::Load(LoadError::Processes(n))) => format!("load-processes-{n}"),
             Err(CaseError::Load(e)) => format!("load-{e}"),
             Err(e) => format!("harness-{e}"),
         };
