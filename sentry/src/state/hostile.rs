@@ -597,7 +597,7 @@ fn edit_task(r: &mut TaskRecord, field: u8, v: u64) {
             let at = if v & 1 == 0 {
                 512 + (v as usize >> 1) % 8 * 8
             } else {
-                (v as usize >> 1) % r.fp.xsave.len().max(1) & !7
+                ((v as usize >> 1) % r.fp.xsave.len().max(1)) & !7
             };
             if let Some(w) = r.fp.xsave.get_mut(at..at + 8) {
                 w.copy_from_slice(&v.to_le_bytes());
