@@ -34,6 +34,40 @@ fn config() -> bincode::config::Configuration<
     bincode::config::standard().with_limit::<BINCODE_LIMIT>()
 }
 
+/// How many bytes bincode may claim per encoded byte: a value claims its
+/// in-memory size (a string its length, a one-byte varint u128 16 bytes),
+/// and nothing claims more than 16 bytes per byte it reads.
+const CLAIM_PER_BYTE: usize = 16;
+
+/// Decodes one serde value from `bytes` with bincode's allocation limit
+/// scaled to `bytes`: a length prefix claiming more than the record could
+/// hold (a 2^30-byte string in a 40-byte record) is refused before
+/// anything is allocated, instead of bincode allocating it and then finding
+/// the data missing. The limit is a const generic, so it is picked from a
+/// ladder of powers of two.
+fn decode_bounded<V: DeserializeOwned>(
+    bytes: &[u8],
+) -> std::result::Result<(V, usize), bincode::error::DecodeError> {
+    let need = bytes
+        .len()
+        .saturating_mul(CLAIM_PER_BYTE)
+        .saturating_add(4096);
+    macro_rules! ladder {
+        ($($bits:literal),*) => {
+            $(
+                if need <= 1usize << $bits {
+                    return bincode::serde::decode_from_slice(
+                        bytes,
+                        bincode::config::standard().with_limit::<{ 1usize << $bits }>(),
+                    );
+                }
+            )*
+        };
+    }
+    ladder!(13, 16, 19, 22, 25, 28);
+    bincode::serde::decode_from_slice(bytes, config())
+}
+
 /// A kernel object that can be written to and read back from a statefile.
 ///
 /// `load` receives the version the object was *saved* at (from the file's
@@ -474,8 +508,8 @@ impl<'a> Decoder<'a> {
     /// Decodes plain fields (any serde value) with bincode, bounded by the
     /// current record.
     pub fn serde<V: DeserializeOwned>(&mut self) -> Result<V> {
-        let (v, used) = bincode::serde::decode_from_slice(&self.data[self.pos..self.end], config())
-            .map_err(|e| StatefileError::Decode {
+        let (v, used) =
+            decode_bounded(&self.data[self.pos..self.end]).map_err(|e| StatefileError::Decode {
                 context: std::any::type_name::<V>().into(),
                 reason: e.to_string(),
             })?;
@@ -627,6 +661,40 @@ mod tests {
             dec.get::<Tree>(),
             Err(StatefileError::Decode { .. })
         ));
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Named {
+        name: String,
+    }
+    crate::savable_serde!(Named, "test.Named", 1);
+
+    #[test]
+    fn hostile_string_length_is_refused_before_allocating() {
+        // 2^29 bytes claimed (below the global 1 GiB limit) in a record of
+        // a few bytes: refused by the record-scaled limit.
+        let mut rec = Encoder::new();
+        rec.serde(&(1u64 << 29)).unwrap();
+        rec.buf.extend_from_slice(b"abc");
+        let mut body = (rec.buf.len() as u64).to_le_bytes().to_vec();
+        body.extend_from_slice(&rec.buf);
+        let mut types = TypeTable::new();
+        types.register("test.Named", 1).unwrap();
+        let mut dec = Decoder::new(&body, &types);
+        match dec.get::<Named>() {
+            Err(StatefileError::Decode { reason, .. }) => {
+                assert!(reason.to_lowercase().contains("limit"), "{reason}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // A long string that is really there still loads.
+        let long = Named {
+            name: "x".repeat(1 << 20),
+        };
+        assert_eq!(
+            from_bytes::<Named>(&to_bytes(&long).unwrap()).unwrap(),
+            long
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! restore"): `save` walks the kernel into a statefile, `restore` validates
 //! one completely and re-creates every host resource from it.
 
+pub mod hostile;
 mod restore;
 mod save;
 pub mod types;

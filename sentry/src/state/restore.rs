@@ -11,7 +11,7 @@ use platform::CpuState;
 use statefile::{Reader, SectionKind};
 
 use super::save::statefile_path;
-use super::validate::{load_saved_kernel, LoadError};
+use super::validate::{holds, load_saved_kernel, LoadError};
 use super::MEMORY_SECTION;
 use crate::boot::{donated_stdio, host_resources, new_kernel, BootError};
 use crate::errno::Errno;
@@ -124,13 +124,7 @@ pub fn restore(
     let memory = reader.memory(MEMORY_SECTION).map_err(sf_err)?;
     memory
         .restore_runs_mapped_with(|offset, page| {
-            let end = offset.checked_add(page.len() as u64);
-            let inside = rec
-                .memory
-                .ranges
-                .iter()
-                .any(|r| offset >= r.start && end.is_some_and(|e| e <= r.end));
-            if !inside {
+            if !holds(&rec.memory.ranges, offset, page.len() as u64) {
                 return Err(statefile::StatefileError::PageOutOfRange {
                     offset,
                     len: page.len() as u64,

@@ -13,7 +13,7 @@ use crate::kernel::pid_namespace::PID_MAX;
 use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::KernelRecord;
-use crate::mm::{MemoryFileRecord, MmRecord, MF_PAGE_SIZE};
+use crate::mm::{FileRange, MemoryFileRecord, MmRecord, RestoreError as MmError, MF_PAGE_SIZE};
 use crate::vfs::state::{FileStateKind, OpenFileState, PipeSnapshot, VfsState};
 
 use super::OBJECTS_SECTION;
@@ -29,12 +29,14 @@ const MAX_ARGV_BYTES: usize = 2 << 20;
 pub const MAX_CLOCK_NANOS: i64 = 1 << 62;
 /// Most pending signals a task may hold (rlimit SIGPENDING's scale).
 const MAX_PENDING: usize = 64 * 1024;
+/// Most supplementary groups (Linux's NGROUPS_MAX).
+const NGROUPS_MAX: usize = 65536;
 /// Most bytes a pipe may hold (Linux's pipe-max-size).
 const MAX_PIPE_BYTES: usize = 1 << 20;
 
 /// Why a statefile's records were refused: the record, its id and what is
 /// wrong with which field.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{record} #{id}: {field}: {why}")]
 pub struct InvalidRecord {
     pub record: &'static str,
@@ -219,15 +221,40 @@ fn check_task(t: &TaskRecord, id: u64, tgid: i32, max_user_addr: u64) -> Result<
         .validate_user(max_user_addr)
         .map_err(|w| bad("regs", w.to_string()))?;
     t.fp.validate().map_err(|w| bad("fp", w.to_string()))?;
+    if t.creds.groups.len() > NGROUPS_MAX {
+        return Err(bad(
+            "creds.groups",
+            format!("{} supplementary groups", t.creds.groups.len()),
+        ));
+    }
     if t.pending.len() > MAX_PENDING {
         return Err(bad("pending", format!("{} signals", t.pending.len())));
     }
     if let Some(p) = t.pending.iter().find(|p| !(1..=64).contains(&p.signo)) {
         return Err(bad("pending", format!("signal number {}", p.signo)));
     }
-    let (_, flags, _) = t.alt_stack;
+    let (sp, flags, size) = t.alt_stack;
     if flags & !(libc::SS_ONSTACK as u32 | libc::SS_DISABLE as u32 | (1 << 31)) != 0 {
         return Err(bad("alt_stack", format!("flags {flags:#x}")));
+    }
+    if sp.checked_add(size).is_none_or(|end| end > max_user_addr) {
+        return Err(bad(
+            "alt_stack",
+            format!("{sp:#x} + {size:#x} is beyond the user address space"),
+        ));
+    }
+    let (head, head_len) = t.robust_list;
+    if head > max_user_addr || head_len > 4096 {
+        return Err(bad(
+            "robust_list",
+            format!("head {head:#x}, length {head_len}"),
+        ));
+    }
+    if t.clear_child_tid > max_user_addr {
+        return Err(bad(
+            "clear_child_tid",
+            format!("{:#x} is beyond the user address space", t.clear_child_tid),
+        ));
     }
     if let Some((deadline, _)) = t.restart {
         if !(0..=MAX_CLOCK_NANOS).contains(&deadline) {
@@ -271,6 +298,19 @@ fn check_memory(m: &MemoryFileRecord) -> Result<(), InvalidRecord> {
         prev_end = r.end;
     }
     Ok(())
+}
+
+/// Whether `offset..offset+len` lies inside one of `ranges`, which
+/// [`check_memory`] has checked to be sorted and disjoint: a binary search,
+/// so a table of many mappings over many ranges is not judged in
+/// quadratic time.
+pub fn holds(ranges: &[FileRange], offset: u64, len: u64) -> bool {
+    let Some(end) = offset.checked_add(len) else {
+        return false;
+    };
+    // The last range starting at or before `offset`.
+    let i = ranges.partition_point(|r| r.start <= offset);
+    i > 0 && end <= ranges[i - 1].end
 }
 
 fn check_open_file(f: &OpenFileState, id: u64, pipes: &BTreeSet<u64>) -> Result<(), InvalidRecord> {
@@ -320,37 +360,62 @@ pub fn load_saved_kernel<R: ReadAt>(
     check_thread_group(&process, tgid as u64)?;
 
     let mm: MmRecord = objs.get(process.mm)?;
-    let allocated = |offset: u64, len: u64| {
-        let end = offset.checked_add(len);
-        memory
-            .ranges
-            .iter()
-            .any(|r| offset >= r.start && end.is_some_and(|e| e <= r.end))
-    };
-    mm.mm
-        .validate(layout, &allocated)
-        .map_err(|e| invalid("mm.MemoryManager", process.mm, "mm", e.to_string()))?;
+    let allocated = |offset: u64, len: u64| holds(&memory.ranges, offset, len);
+    mm.mm.validate(layout, &allocated).map_err(|e| {
+        let field = match e {
+            MmError::PageSize { .. } => "mm.page_size",
+            MmError::AddressSpaceTooSmall { .. } | MmError::BadVma { .. } => "mm.vmas",
+            MmError::BadBrk { .. } => "mm.brk",
+            _ => "mm",
+        };
+        invalid("mm.MemoryManager", process.mm, field, e.to_string())
+    })?;
+    let mut mapped = BTreeSet::new();
     for f in &mm.files {
         absolute_path_ok(f.path.as_bytes())
             .map_err(|w| invalid("mm.MemoryManager", process.mm, "files.path", w))?;
-    }
-
-    let fds: FdTableRecord = objs.get(process.fd_table)?;
-    let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
-    let mut pipes = Vec::new();
-    for &id in &pipe_ids {
-        let p: PipeSnapshot = objs.get(id)?;
-        if p.id != id || p.data.len() > MAX_PIPE_BYTES {
+        if !mapped.insert(f.path.as_str()) {
             return Err(invalid(
-                "vfs.Pipe",
-                id,
-                "data",
-                format!("id {} / {} bytes", p.id, p.data.len()),
+                "mm.MemoryManager",
+                process.mm,
+                "files.path",
+                format!("{} is listed twice", f.path),
             )
             .into());
         }
-        pipes.push(p);
     }
+    // Every file a mapping maps is among the files re-opened for it.
+    for (i, v) in mm.mm.vmas.iter().enumerate() {
+        if let Some(f) = v
+            .file
+            .as_ref()
+            .filter(|f| !mapped.contains(f.name.as_str()))
+        {
+            return Err(invalid(
+                "mm.MemoryManager",
+                process.mm,
+                "mm.vmas",
+                format!(
+                    "mapping {i} maps {:?}, which is not among the saved files",
+                    f.name
+                ),
+            )
+            .into());
+        }
+    }
+
+    let fds: FdTableRecord = objs.get(process.fd_table)?;
+    // Descriptor numbers and the files they name are checked before any
+    // file is loaded, so a missing one is refused as the table's field.
+    let nofile = process
+        .limits
+        .get(libc::RLIMIT_NOFILE)
+        .map(|l| l.cur)
+        .unwrap_or(1024);
+    let file_ids: BTreeSet<u64> = objs.ids::<OpenFileState>().into_iter().collect();
+    FdTable::<()>::validate_record(&fds, nofile, &|id| file_ids.contains(&id))
+        .map_err(|e| invalid("kernel.FdTable", process.fd_table, "fds", e.to_string()))?;
+    let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
     let mut files = BTreeMap::new();
     for e in &fds.fds {
         if files.contains_key(&e.file) {
@@ -360,13 +425,37 @@ pub fn load_saved_kernel<R: ReadAt>(
         check_open_file(&f, e.file, &pipe_ids)?;
         files.insert(e.file, f);
     }
-    let nofile = process
-        .limits
-        .get(libc::RLIMIT_NOFILE)
-        .map(|l| l.cur)
-        .unwrap_or(1024);
-    FdTable::<()>::validate_record(&fds, nofile, &|id| files.contains_key(&id))
-        .map_err(|e| invalid("kernel.FdTable", process.fd_table, "fds", e.to_string()))?;
+    let used_pipes: BTreeSet<u64> = files
+        .values()
+        .filter_map(|f| match f.kind {
+            FileStateKind::PipeRead { pipe } | FileStateKind::PipeWrite { pipe } => Some(pipe),
+            _ => None,
+        })
+        .collect();
+    let mut pipes = Vec::new();
+    for &id in &pipe_ids {
+        let p: PipeSnapshot = objs.get(id)?;
+        if p.id != id {
+            return Err(invalid(
+                "vfs.Pipe",
+                id,
+                "id",
+                format!("{} differs from the record's id", p.id),
+            )
+            .into());
+        }
+        if p.data.len() > MAX_PIPE_BYTES {
+            return Err(invalid("vfs.Pipe", id, "data", format!("{} bytes", p.data.len())).into());
+        }
+        if !used_pipes.contains(&id) {
+            return Err(statefile::StatefileError::UnreferencedObject {
+                type_name: "vfs.Pipe".into(),
+                id,
+            }
+            .into());
+        }
+        pipes.push(p);
+    }
 
     let mut tasks = Vec::with_capacity(process.tasks.len());
     for &tid in &process.tasks {

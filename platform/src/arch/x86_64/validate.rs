@@ -87,10 +87,29 @@ impl FpState {
         if x[528..XSAVE_HEADER_END].iter().any(|&b| b != 0) {
             return Err("XSAVE header's reserved bytes are not zero".into());
         }
+        // Every component XSTATE_BV says is present must lie inside the
+        // area (its standard-format offset and size are CPUID leaf 0xD's);
+        // a component this host does not know is refused apart, by name of
+        // the missing feature.
+        let present = word(512);
+        for i in 2..63u32 {
+            if present & (1 << i) == 0 {
+                continue;
+            }
+            let leaf = std::arch::x86_64::__cpuid_count(0xd, i);
+            let end = u64::from(leaf.ebx) + u64::from(leaf.eax);
+            if leaf.eax != 0 && end > x.len() as u64 {
+                return Err(format!(
+                    "XSAVE area of {} bytes cannot hold component {i}, which ends at {end}",
+                    x.len()
+                ));
+            }
+        }
         let mxcsr = u32::from_le_bytes([x[24], x[25], x[26], x[27]]);
+        // MXCSR_MASK as saved, but never wider than MXCSR's 16 defined bits.
         let mask = match u32::from_le_bytes([x[28], x[29], x[30], x[31]]) {
             0 => 0xffbf,
-            m => m,
+            m => m & 0xffff,
         };
         if mxcsr & !mask != 0 {
             return Err(format!("MXCSR {mxcsr:#x} has reserved bits set"));
@@ -140,8 +159,28 @@ mod tests {
         let mut reserved = fp.clone();
         reserved.xsave[540] = 1;
         assert!(reserved.validate().is_err());
-        let mut mxcsr = fp;
+        let mut mxcsr = fp.clone();
         mxcsr.xsave[24..28].copy_from_slice(&0xffff_0000u32.to_le_bytes());
         assert!(mxcsr.validate().unwrap_err().contains("MXCSR"));
+        // A saved MXCSR_MASK cannot widen MXCSR beyond its 16 bits.
+        let mut wide = mxcsr.clone();
+        wide.xsave[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(wide.validate().unwrap_err().contains("MXCSR"));
+        // AVX (component 2, bytes 576..832 where the host has it) claimed
+        // present in an area that ends before it.
+        let avx = std::arch::x86_64::__cpuid_count(0xd, 2);
+        if avx.eax != 0 {
+            let mut short = fp.clone();
+            short.xsave.truncate(avx.ebx as usize);
+            short.xsave[512] = 0b111;
+            let err = short.validate().unwrap_err();
+            assert!(err.contains("component 2"), "{err}");
+            let mut whole = fp;
+            whole.xsave.resize((avx.ebx + avx.eax) as usize, 0);
+            whole.xsave[512] = 0b111;
+            whole.validate().unwrap();
+        } else {
+            println!("SKIPPED: this CPU has no AVX state component");
+        }
     }
 }

@@ -1,0 +1,655 @@
+//! Hostile records: an object table taken apart into editable entries, put
+//! back into a statefile whose header, index and checksums are all valid,
+//! and run through the whole of restore's validation. The fuzz target
+//! (sentry/fuzz, `restore_records`) and the regression tests
+//! (sentry/tests/hostile_records.rs) share this code, so every input the
+//! fuzzer found also runs on stable as a plain `#[test]`.
+//!
+//! A mutation program ([`mutate`]) is a byte string read as a sequence of
+//! edits to record *payloads* (overwrite, insert, delete, replace one
+//! bincode integer by an interesting value), to fields of the task, thread
+//! group, address-space, descriptor-table and kernel records through a
+//! decode and re-encode (so the rest of the record stays well-formed), and
+//! to the table itself (duplicate, drop or re-key an entry): the checksums
+//! are recomputed, so
+//! every edit reaches the record decoders and validators instead of being
+//! stopped by a crc.
+
+use platform::Layout;
+use statefile::{
+    Compression, Decoder, Encoder, Header, MemoryOptions, OpenOptions, Reader, Savable,
+    SectionKind, StatefileError, TypeTable, Writer,
+};
+
+use super::validate::{load_saved_kernel, LoadError, SavedKernel};
+use super::{MEMORY_SECTION, OBJECTS_SECTION};
+use crate::kernel::fd_table::FdTableRecord;
+use crate::kernel::signal::SigInfo;
+use crate::kernel::task::TaskRecord;
+use crate::kernel::thread_group::ThreadGroupRecord;
+use crate::kernel::time::ClockId;
+use crate::kernel::KernelRecord;
+use crate::mm::MmRecord;
+
+/// One entry of an object table: its key and its record's bytes (without
+/// the record's length frame, which [`ObjectTable::encode`] recomputes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub type_name: String,
+    pub id: u64,
+    pub payload: Vec<u8>,
+}
+
+/// An object table as a list: entries in file order, duplicates kept, and
+/// the type table the records were written with.
+#[derive(Clone, Debug)]
+pub struct ObjectTable {
+    pub entries: Vec<Entry>,
+    pub types: TypeTable,
+}
+
+/// Why an object table could not be taken apart or put together.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("{0}")]
+    Statefile(#[from] StatefileError),
+    #[error("object table: {0}")]
+    Malformed(String),
+    #[error("no {type_name} #{id} in the table")]
+    Missing { type_name: String, id: u64 },
+}
+
+/// The layout every hostile statefile is validated against: a 47-bit x86_64
+/// host with 4 KiB pages, so results do not depend on the machine.
+pub fn fixed_layout() -> Layout {
+    // 47 bits and 4 KiB pages are inside the supported ranges.
+    Layout::for_va_bits(47, 4096).unwrap_or_else(|e| unreachable!("47-bit layout: {e}"))
+}
+
+fn take<'a>(data: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], TableError> {
+    if data.len() < n {
+        return Err(TableError::Malformed(format!("{what} cut short")));
+    }
+    let (head, rest) = data.split_at(n);
+    *data = rest;
+    Ok(head)
+}
+
+fn take_u32(data: &mut &[u8], what: &str) -> Result<u32, TableError> {
+    let b = take(data, 4, what)?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn take_u64(data: &mut &[u8], what: &str) -> Result<u64, TableError> {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(take(data, 8, what)?);
+    Ok(u64::from_le_bytes(a))
+}
+
+impl ObjectTable {
+    /// Splits an object table's bytes (the kernel section "objects") into
+    /// its entries, in order, without judging them.
+    pub fn parse(mut data: &[u8], types: TypeTable) -> Result<ObjectTable, TableError> {
+        let mut entries = Vec::new();
+        while !data.is_empty() {
+            let name_len = take_u32(&mut data, "type name length")? as usize;
+            let name = take(&mut data, name_len, "type name")?;
+            let type_name = String::from_utf8(name.to_vec())
+                .map_err(|_| TableError::Malformed("type name is not UTF-8".into()))?;
+            let id = take_u64(&mut data, "object id")?;
+            let len = take_u64(&mut data, "record length")?;
+            let len = usize::try_from(len)
+                .map_err(|_| TableError::Malformed(format!("record of {len} bytes")))?;
+            let payload = take(&mut data, len, "record")?.to_vec();
+            entries.push(Entry {
+                type_name,
+                id,
+                payload,
+            });
+        }
+        Ok(ObjectTable { entries, types })
+    }
+
+    /// The object table of a statefile's bytes (all its checksums checked).
+    pub fn from_statefile(file: &[u8]) -> Result<ObjectTable, TableError> {
+        let reader = Reader::open_with(file, OpenOptions::default())?;
+        let bytes = reader.section_bytes(SectionKind::Kernel, OBJECTS_SECTION)?;
+        ObjectTable::parse(&bytes, reader.types().clone())
+    }
+
+    /// The table's bytes, in the layout `statefile::Objects` parses.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in &self.entries {
+            out.extend_from_slice(&(e.type_name.len() as u32).to_le_bytes());
+            out.extend_from_slice(e.type_name.as_bytes());
+            out.extend_from_slice(&e.id.to_le_bytes());
+            out.extend_from_slice(&(e.payload.len() as u64).to_le_bytes());
+            out.extend_from_slice(&e.payload);
+        }
+        out
+    }
+
+    fn position<T: Savable>(&self, id: u64) -> Result<usize, TableError> {
+        self.entries
+            .iter()
+            .position(|e| e.type_name == T::TYPE_NAME && e.id == id)
+            .ok_or_else(|| TableError::Missing {
+                type_name: T::TYPE_NAME.into(),
+                id,
+            })
+    }
+
+    /// Decodes object `id` of type `T` (the first entry with that key).
+    pub fn get<T: Savable>(&self, id: u64) -> Result<T, TableError> {
+        let e = &self.entries[self.position::<T>(id)?];
+        let mut framed = (e.payload.len() as u64).to_le_bytes().to_vec();
+        framed.extend_from_slice(&e.payload);
+        let mut dec = Decoder::new(&framed, &self.types);
+        let v = dec.get::<T>()?;
+        dec.finish()?;
+        Ok(v)
+    }
+
+    /// Appends object `id` (even one whose key is already present).
+    pub fn push<T: Savable>(&mut self, id: u64, v: &T) -> Result<(), TableError> {
+        let payload = self.payload_of(v)?;
+        self.entries.push(Entry {
+            type_name: T::TYPE_NAME.into(),
+            id,
+            payload,
+        });
+        Ok(())
+    }
+
+    fn payload_of<T: Savable>(&mut self, v: &T) -> Result<Vec<u8>, TableError> {
+        let mut enc = Encoder::new();
+        enc.put(v)?;
+        self.types.merge(enc.types())?;
+        Ok(enc.bytes()[8..].to_vec())
+    }
+
+    /// Changes object `id` of type `T` through a decode, `f`, re-encode.
+    pub fn edit<T: Savable>(&mut self, id: u64, f: impl FnOnce(&mut T)) -> Result<(), TableError> {
+        let at = self.position::<T>(id)?;
+        let mut v: T = self.get(id)?;
+        f(&mut v);
+        self.entries[at].payload = self.payload_of(&v)?;
+        Ok(())
+    }
+
+    /// The payload of object `id` of type `T`, for byte-level damage.
+    pub fn payload_mut<T: Savable>(&mut self, id: u64) -> Result<&mut Vec<u8>, TableError> {
+        let at = self.position::<T>(id)?;
+        Ok(&mut self.entries[at].payload)
+    }
+
+    /// Removes object `id` of type `T`.
+    pub fn remove<T: Savable>(&mut self, id: u64) -> Result<Entry, TableError> {
+        let at = self.position::<T>(id)?;
+        Ok(self.entries.remove(at))
+    }
+
+    /// A complete statefile holding this table: a header, the kernel
+    /// section "objects" (uncompressed), the type table and a one-page
+    /// memory section, every checksum valid.
+    pub fn to_statefile(&self) -> Result<Vec<u8>, TableError> {
+        let header = Header::new("cryo hostile-records").with("platform", "ptrace");
+        let mut w = Writer::new(Vec::new(), header)?;
+        w.write_section(
+            SectionKind::Kernel,
+            OBJECTS_SECTION,
+            Compression::None,
+            &self.encode(),
+        )?;
+        w.write_section(
+            SectionKind::TypeTable,
+            "",
+            Compression::None,
+            &self.types.encode(),
+        )?;
+        let page = vec![0x5au8; 4096];
+        w.write_memory(MEMORY_SECTION, &page, &MemoryOptions::default())?;
+        Ok(w.finish()?)
+    }
+}
+
+impl ObjectTable {
+    /// `original` (a complete statefile) with its object table replaced by
+    /// this one: the same header and memory (re-encoded, zstd), every
+    /// checksum valid. For end-to-end tests that restore the result.
+    pub fn to_statefile_like(&self, original: &[u8]) -> Result<Vec<u8>, TableError> {
+        let reader = Reader::open_with(original, OpenOptions::default())?;
+        let memory = reader.memory(MEMORY_SECTION)?;
+        let len = usize::try_from(memory.image_len())
+            .map_err(|_| TableError::Malformed("memory image too large".into()))?;
+        let mut image = vec![0u8; len];
+        memory.restore_into(&mut image)?;
+        let mut w = Writer::new(Vec::new(), reader.header().clone())?;
+        w.write_section(
+            SectionKind::Kernel,
+            OBJECTS_SECTION,
+            Compression::default(),
+            &self.encode(),
+        )?;
+        w.write_section(
+            SectionKind::TypeTable,
+            "",
+            Compression::None,
+            &self.types.encode(),
+        )?;
+        w.write_memory(MEMORY_SECTION, &image, &MemoryOptions::default())?;
+        Ok(w.finish()?)
+    }
+}
+
+/// Restore's validation of a statefile, up to the point where restore
+/// starts creating host resources: the header, index and every non-memory
+/// section's checksum, then every record ([`load_saved_kernel`]) against
+/// [`fixed_layout`]. Nothing is created and nothing runs.
+pub fn restore_validate(file: &[u8]) -> Result<SavedKernel, LoadError> {
+    let reader = Reader::open_with(file, OpenOptions::default())?;
+    for section in reader
+        .sections()
+        .iter()
+        .filter(|s| s.id.kind != SectionKind::Memory)
+    {
+        reader.verify_section(section)?;
+    }
+    load_saved_kernel(&reader, &fixed_layout())
+}
+
+/// Most edits one mutation program applies.
+pub const MAX_EDITS: usize = 24;
+/// Longest record a mutation may grow (the seeds' records are a few KiB).
+const MAX_PAYLOAD: usize = 1 << 16;
+
+/// Values that sit on or just beyond a validator's bounds: tids, signal
+/// numbers, selectors, page and address-space edges, clock extremes.
+const INTERESTING: &[u64] = &[
+    0,
+    1,
+    2,
+    3,
+    0x10,
+    0x2b,
+    0x33,
+    0x3000,
+    63,
+    64,
+    65,
+    250,
+    251,
+    255,
+    256,
+    576,
+    1024,
+    4095,
+    4096,
+    4097,
+    65536,
+    1 << 20,
+    4_194_304,
+    4_194_305,
+    i32::MAX as u64,
+    1 << 31,
+    u32::MAX as u64,
+    1 << 32,
+    1 << 40,
+    (1 << 47) - 4096,
+    1 << 47,
+    1 << 62,
+    (1 << 62) + 1,
+    i64::MAX as u64,
+    1 << 63,
+    0xffff_8000_0000_0000,
+    u64::MAX - 4095,
+    u64::MAX,
+];
+
+/// Reads a mutation program; past its end every read is zero.
+struct Program<'a>(&'a [u8]);
+
+impl Program<'_> {
+    fn done(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+    fn u64(&mut self) -> u64 {
+        (0..8).fold(0, |acc, i| acc | u64::from(self.u8()) << (8 * i))
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.u8()).collect()
+    }
+    /// An interesting value, or (one time in eight) arbitrary bits.
+    fn value(&mut self) -> u64 {
+        let pick = self.u8() as usize;
+        if pick % 8 == 7 {
+            self.u64()
+        } else {
+            INTERESTING[pick % INTERESTING.len()]
+        }
+    }
+}
+
+/// bincode 2's variable-length integer (standard config): one byte below
+/// 251, else a marker (251: u16, 252: u32, 253: u64) and the bytes.
+fn varint(v: u64) -> Vec<u8> {
+    if v < 251 {
+        vec![v as u8]
+    } else if v <= u64::from(u16::MAX) {
+        let mut out = vec![251];
+        out.extend_from_slice(&(v as u16).to_le_bytes());
+        out
+    } else if v <= u64::from(u32::MAX) {
+        let mut out = vec![252];
+        out.extend_from_slice(&(v as u32).to_le_bytes());
+        out
+    } else {
+        let mut out = vec![253];
+        out.extend_from_slice(&v.to_le_bytes());
+        out
+    }
+}
+
+/// The length of the bincode varint starting with `first`.
+fn varint_len(first: u8) -> usize {
+    match first {
+        251 => 3,
+        252 => 5,
+        253 => 9,
+        254 => 17,
+        _ => 1,
+    }
+}
+
+/// Applies mutation program `program` to a copy of `base`. Each edit is an
+/// op byte, an entry index, then op-specific operands; offsets wrap to the
+/// chosen record's length, so every program is valid.
+pub fn mutate(base: &ObjectTable, program: &[u8]) -> ObjectTable {
+    let mut t = base.clone();
+    let mut p = Program(program);
+    for _ in 0..MAX_EDITS {
+        if p.done() || t.entries.is_empty() {
+            break;
+        }
+        let op = p.u8();
+        let n = t.entries.len();
+        let i = p.u8() as usize % n;
+        let len = t.entries[i].payload.len();
+        let off = p.u16() as usize % (len + 1);
+        match op % 14 {
+            // Overwrite up to 16 bytes.
+            0 => {
+                let k = p.u8() as usize % 17;
+                let bytes = p.bytes(k);
+                let payload = &mut t.entries[i].payload;
+                let end = (off + k).min(MAX_PAYLOAD.max(payload.len())).max(off);
+                if payload.len() < end {
+                    payload.resize(end, 0);
+                }
+                payload[off..end].copy_from_slice(&bytes[..end - off]);
+            }
+            // Insert up to 16 bytes.
+            1 => {
+                let k = p.u8() as usize % 17;
+                let bytes = p.bytes(k);
+                let payload = &mut t.entries[i].payload;
+                if payload.len() + k <= MAX_PAYLOAD {
+                    payload.splice(off..off, bytes);
+                }
+            }
+            // Delete up to 64 bytes.
+            2 => {
+                let k = p.u8() as usize % 65;
+                let payload = &mut t.entries[i].payload;
+                let end = (off + k).min(payload.len());
+                payload.drain(off..end);
+            }
+            // Replace the integer at `off` by an interesting one, plain or
+            // zigzag-encoded (bincode's signed integers).
+            3 | 4 => {
+                let v = p.value();
+                let v = if op % 14 == 4 {
+                    let s = v as i64;
+                    ((s << 1) ^ (s >> 63)) as u64
+                } else {
+                    v
+                };
+                let payload = &mut t.entries[i].payload;
+                let old = payload
+                    .get(off)
+                    .map_or(0, |&b| varint_len(b))
+                    .min(payload.len() - off);
+                if payload.len() - old + 9 <= MAX_PAYLOAD {
+                    payload.splice(off..off + old, varint(v));
+                }
+            }
+            // One byte set to a marker or a boundary value.
+            5 => {
+                let b =
+                    [0u8, 1, 0x7f, 0x80, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff][p.u8() as usize % 10];
+                if let Some(x) = t.entries[i].payload.get_mut(off) {
+                    *x = b;
+                }
+            }
+            // The same key twice.
+            6 => {
+                let e = t.entries[i].clone();
+                t.entries.push(e);
+            }
+            // An entry gone.
+            7 => {
+                t.entries.remove(i);
+            }
+            // An entry re-keyed.
+            8 => t.entries[i].id = p.value(),
+            // Another record's bytes under this key.
+            9 => {
+                let j = p.u8() as usize % n;
+                t.entries[i].payload = t.entries[j].payload.clone();
+            }
+            // Cut short.
+            10 => t.entries[i].payload.truncate(off),
+            // A field of a task changed through a decode and re-encode, so
+            // the rest of the record stays well-formed.
+            12 => {
+                let (field, v) = (p.u8(), p.value());
+                let id = t.entries[i].id;
+                let _ = t.edit::<TaskRecord>(id, |r| edit_task(r, field, v));
+            }
+            // A field of the process's other records, the same way.
+            13 => {
+                let (field, k, v) = (p.u8(), p.u8() as usize, p.value());
+                let id = t.entries[i].id;
+                match t.entries[i].type_name.as_str() {
+                    "kernel.Kernel" => {
+                        let _ = t.edit::<KernelRecord>(id, |r| match field % 3 {
+                            0 => r.next_tid = v as i64,
+                            1 => r.clocks.monotonic_at_save = v as i64,
+                            _ => r.thread_groups.push(v as i32),
+                        });
+                    }
+                    "kernel.ThreadGroup" => {
+                        let _ = t.edit::<ThreadGroupRecord>(id, |r| match field % 5 {
+                            0 => r.tasks.push(v as i32),
+                            1 => r.tgid = v as i32,
+                            2 => r.mm = v,
+                            3 => r.fd_table = v,
+                            _ => r.links.parent = v as i32,
+                        });
+                    }
+                    "mm.MemoryManager" => {
+                        let _ = t.edit::<MmRecord>(id, |r| {
+                            let n = r.mm.vmas.len().max(1);
+                            match (field % 6, r.mm.vmas.get_mut(k % n)) {
+                                (0, Some(vma)) => vma.start = v,
+                                (1, Some(vma)) => vma.end = v,
+                                (2, Some(vma)) => vma.mf_offset = v,
+                                (3, _) => r.mm.highest_address = v,
+                                (4, _) => r.mm.brk = v,
+                                _ => r.mm.brk_start = v,
+                            }
+                        });
+                    }
+                    "kernel.FdTable" => {
+                        let _ = t.edit::<FdTableRecord>(id, |r| {
+                            let n = r.fds.len().max(1);
+                            match (field % 2, r.fds.get_mut(k % n)) {
+                                (0, Some(e)) => e.fd = v as i32,
+                                (_, Some(e)) => e.file = v,
+                                _ => {}
+                            }
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            // A little-endian u64 written over 8 bytes (fixed-width fields
+            // such as the XSAVE area's words).
+            _ => {
+                let v = p.value().to_le_bytes();
+                let payload = &mut t.entries[i].payload;
+                let end = (off + 8).min(payload.len());
+                payload[off..end].copy_from_slice(&v[..end - off]);
+            }
+        }
+    }
+    t
+}
+
+/// Why one fuzz case was refused: its records (what a hostile file is
+/// expected to produce), or the harness could not assemble the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error("assembling the statefile: {0}")]
+    Assemble(TableError),
+    #[error("{0}")]
+    Load(#[from] LoadError),
+}
+
+/// Sets field `field` of a task record to `v` (registers by their order in
+/// `Registers`, then the fields a validator judges).
+fn edit_task(r: &mut TaskRecord, field: u8, v: u64) {
+    let g = &mut r.regs;
+    let regs: [&mut u64; 27] = [
+        &mut g.r15,
+        &mut g.r14,
+        &mut g.r13,
+        &mut g.r12,
+        &mut g.rbp,
+        &mut g.rbx,
+        &mut g.r11,
+        &mut g.r10,
+        &mut g.r9,
+        &mut g.r8,
+        &mut g.rax,
+        &mut g.rcx,
+        &mut g.rdx,
+        &mut g.rsi,
+        &mut g.rdi,
+        &mut g.orig_rax,
+        &mut g.rip,
+        &mut g.cs,
+        &mut g.eflags,
+        &mut g.rsp,
+        &mut g.ss,
+        &mut g.fs_base,
+        &mut g.gs_base,
+        &mut g.ds,
+        &mut g.es,
+        &mut g.fs,
+        &mut g.gs,
+    ];
+    let field = usize::from(field) % 36;
+    if let Some(reg) = regs.into_iter().nth(field) {
+        *reg = v;
+        return;
+    }
+    match field {
+        27 => r.tgid = v as i32,
+        28 => r.pending.push(SigInfo {
+            signo: v as i32,
+            code: 0,
+            addr: 0,
+            pid: 0,
+            uid: 0,
+        }),
+        29 => r.alt_stack.0 = v,
+        30 => r.alt_stack.2 = v,
+        31 => r.restart = Some((v as i64, ClockId::Monotonic)),
+        32 => r.cpu_time_ns = v,
+        33 => r.clear_child_tid = v,
+        34 => r.robust_list.0 = v,
+        _ => {
+            // An XSAVE word: the header (512..576) more often than not.
+            let at = if v & 1 == 0 {
+                512 + (v as usize >> 1) % 8 * 8
+            } else {
+                ((v as usize >> 1) % r.fp.xsave.len().max(1)) & !7
+            };
+            if let Some(w) = r.fp.xsave.get_mut(at..at + 8) {
+                w.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// One fuzz case: `program` applied to `seed`, the result assembled into a
+/// statefile and validated. Returns the validation's outcome; it must
+/// never panic, hang or allocate beyond the statefile's size.
+pub fn run_case(seed: &ObjectTable, program: &[u8]) -> Result<SavedKernel, CaseError> {
+    let table = mutate(seed, program);
+    let file = table.to_statefile().map_err(CaseError::Assemble)?;
+    Ok(restore_validate(&file)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_match_bincode() {
+        for v in INTERESTING {
+            let mut enc = Encoder::new();
+            enc.serde(v).unwrap();
+            assert_eq!(enc.bytes(), varint(*v), "{v}");
+            assert_eq!(varint_len(enc.bytes()[0]), enc.bytes().len(), "{v}");
+        }
+    }
+
+    #[test]
+    fn every_program_is_applicable() {
+        let mut t = ObjectTable {
+            entries: vec![Entry {
+                type_name: "x".into(),
+                id: 0,
+                payload: vec![1, 2, 3],
+            }],
+            types: TypeTable::new(),
+        };
+        t.entries.push(t.entries[0].clone());
+        for op in 0..=255u8 {
+            for tail in [&[][..], &[0xff; 40][..], &[7, 0, 0, 5, 9, 9, 9]] {
+                let mut prog = vec![op];
+                prog.extend_from_slice(tail);
+                let m = mutate(&t, &prog);
+                assert!(m.entries.iter().all(|e| e.payload.len() <= MAX_PAYLOAD));
+                let bytes = m.encode();
+                let back = ObjectTable::parse(&bytes, TypeTable::new()).unwrap();
+                assert_eq!(back.entries, m.entries);
+            }
+        }
+    }
+}
