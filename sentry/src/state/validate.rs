@@ -13,7 +13,7 @@ use crate::kernel::pid_namespace::PID_MAX;
 use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::KernelRecord;
-use crate::mm::{FileRange, MemoryFileRecord, MmRecord, RestoreError as MmError, MF_PAGE_SIZE};
+use crate::mm::{FileRange, MemoryFileRecord, MmRecord, MmRestoreError as MmError, MF_PAGE_SIZE};
 use crate::vfs::state::{FileStateKind, OpenFileState, PipeSnapshot, VfsState};
 
 use super::OBJECTS_SECTION;
