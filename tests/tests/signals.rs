@@ -8,8 +8,9 @@ use cryo_tests::sandbox::{Sandbox, Scratch};
 
 /// Starts `cryo do -- args…` (with a `--root` of its own), waits for its first stdout line, sends
 /// `signo` to the cryo process, and returns (first line, rest, exit code),
-/// the lines with their newlines.
-fn signal_after_first_line(args: &[&str], signo: i32) -> (String, String, i32) {
+/// the lines with their newlines, and what cryo printed on stderr (for the
+/// failure messages).
+fn signal_after_first_line(args: &[&str], signo: i32) -> (String, String, i32, String) {
     let s = Scratch::new("cryo-signals-");
     let (program, args) = args.split_first().expect("a program to run");
     let mut sb = Sandbox::run(&s.root(), "S", Path::new(program), args);
@@ -18,7 +19,7 @@ fn signal_after_first_line(args: &[&str], signo: i32) -> (String, String, i32) {
     let code = sb.wait_exit(Duration::from_secs(20));
     let text = sb.stdout_text();
     let (first, rest) = text.split_at(text.find('\n').map_or(text.len(), |i| i + 1));
-    (first.to_string(), rest.to_string(), code)
+    (first.to_string(), rest.to_string(), code, sb.stderr_str())
 }
 
 #[test]
@@ -30,11 +31,14 @@ fn sigterm_reaches_a_python_handler() {
     let script = "import signal, sys, time\n\
 def h(s, f):\n    print('handled', s, flush=True); sys.exit(7)\n\
 signal.signal(signal.SIGTERM, h)\nprint('ready', flush=True)\nwhile True: time.sleep(0.05)\n";
-    let (first, rest, code) =
+    let (first, rest, code, stderr) =
         signal_after_first_line(&["/usr/bin/python3", "-c", script], libc::SIGTERM);
     assert_eq!(first, "ready\n");
-    assert_eq!(rest, "handled 15\n", "the handler ran inside the sandbox");
-    assert_eq!(code, 7, "the program's own exit status");
+    assert_eq!(
+        (rest.as_str(), code),
+        ("handled 15\n", 7),
+        "the handler ran inside the sandbox and set the program's own exit status; stderr: {stderr}"
+    );
 }
 
 #[test]
@@ -42,7 +46,7 @@ fn sigint_without_a_handler_ends_the_program_like_linux() {
     // python3 prints, then sleeps in short naps: Python runs its handlers
     // between bytecodes, so a signal handled just before one long sleep
     // would wait for the whole sleep, natively too.
-    let (first, _, code) = signal_after_first_line(
+    let (first, _, code, _) = signal_after_first_line(
         &[
             "/usr/bin/python3",
             "-c",
@@ -53,7 +57,7 @@ fn sigint_without_a_handler_ends_the_program_like_linux() {
     assert_eq!(first, "up\n");
     // Python turns SIGINT into KeyboardInterrupt: status 130 (128 + SIGINT).
     assert_eq!(code, 130);
-    let (first, _, code) = signal_after_first_line(
+    let (first, _, code, _) = signal_after_first_line(
         &["/bin/sh", "-c", "echo go; exec /bin/sleep 60"],
         libc::SIGINT,
     );
