@@ -159,10 +159,23 @@ impl Kernel {
         Ok(records)
     }
 
-    /// Ends a stop begun by [`Kernel::stop_tasks`].
+    /// Holds (`true`) or lets go (`false`) every process's interval timers.
+    /// A checkpoint holds them from before the first task record to the
+    /// end of the stop ([`Kernel::release_tasks`] lets go): a signal sent
+    /// after its target's record was saved would be in neither that record
+    /// nor the timers' saved state.
+    pub fn freeze_itimers(&self, frozen: bool) {
+        for tg in self.pids.thread_groups() {
+            tg.itimers().freeze(frozen);
+        }
+    }
+
+    /// Ends a stop begun by [`Kernel::stop_tasks`] (and lets the interval
+    /// timers go).
     pub fn release_tasks(&self, how: super::thread_group::Release) {
         for tg in self.pids.thread_groups() {
             tg.release(how);
+            tg.itimers().freeze(false);
         }
     }
 

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod fd_table;
 pub mod futex;
 pub mod interrupt;
+pub mod itimer;
 #[allow(clippy::module_inception)]
 mod kernel;
 pub mod limits;

@@ -71,7 +71,14 @@ impl Task {
                 continue;
             }
             let started = Instant::now();
-            let event = self.context.switch(&*self.aspace, &mut self.cpu)?;
+            // The interval timers' thread interrupts the tasks it finds in
+            // application code when a CPU timer may have run out.
+            let itimers = self.tg.itimers().clone();
+            itimers.enter_user(self.tid);
+            let event = self.context.switch(&*self.aspace, &mut self.cpu);
+            itimers.leave_user(self.tid);
+            let event = event?;
+            let user = started.elapsed();
             match event {
                 Event::Syscall => {
                     syscalls::dispatch(self);
@@ -112,7 +119,21 @@ impl Task {
                     }
                 }
             }
-            self.cpu_time += started.elapsed();
+            let total = started.elapsed();
+            self.cpu_time += total;
+            let fired = itimers.charge(user, total);
+            if !fired.is_empty() {
+                for signo in fired {
+                    self.send_signal(super::signal::SigInfo {
+                        signo,
+                        code: 0x80, // SI_KERNEL
+                        addr: 0,
+                        pid: 0,
+                        uid: 0,
+                    });
+                }
+                self.deliver_signals();
+            }
         }
     }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fd_table::FdTable;
 use super::interrupt::TaskInterrupt;
+use super::itimer::{ITimers, ITimersRecord};
 use super::limits::LimitSet;
 use super::signal::{SigInfo, SignalHandlers};
 use super::task::{ExitStatus, FsContext, TaskRecord};
@@ -132,6 +133,8 @@ pub struct ThreadGroup {
     fs: Arc<Mutex<FsContext>>,
     image: Mutex<ProcessImage>,
     links: Mutex<ProcessLinks>,
+    /// setitimer/alarm: per process, not inherited by fork, kept by exec.
+    itimers: Arc<ITimers>,
     /// A fast check for tasks at every return to the application.
     exiting: AtomicBool,
     state: Mutex<State>,
@@ -153,6 +156,7 @@ impl ThreadGroup {
             fs: parts.fs,
             image: Mutex::new(parts.image),
             links: Mutex::new(parts.links),
+            itimers: ITimers::new(),
             exiting: AtomicBool::new(false),
             state: Mutex::default(),
             done: Condvar::new(),
@@ -210,6 +214,11 @@ impl ThreadGroup {
 
     pub fn links(&self) -> ProcessLinks {
         *lock(&self.links)
+    }
+
+    /// The process's interval timers.
+    pub fn itimers(&self) -> &Arc<ITimers> {
+        &self.itimers
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -430,22 +439,92 @@ pub struct ThreadGroupRecord {
     pub exe: String,
     pub argv: Vec<Vec<u8>>,
     pub links: ProcessLinks,
+    /// The interval timers (since v2).
+    pub itimers: ITimersRecord,
 }
-statefile::savable_serde!(
+statefile::versioned!(
     ThreadGroupRecord,
+    "kernel.ThreadGroup",
+    2,
+    [SignalHandlers, LimitSet, FsContextRecord, ProcessLinks, ITimersRecord]
+);
+
+/// Version 1 of the thread group's record, as statefiles before interval
+/// timers hold it: it loads with no timer armed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ThreadGroupRecordV1 {
+    pub tgid: i32,
+    pub tasks: Vec<i32>,
+    pub mm: u64,
+    pub fd_table: u64,
+    pub handlers: SignalHandlers,
+    pub limits: LimitSet,
+    pub fs: FsContextRecord,
+    pub exe: String,
+    pub argv: Vec<Vec<u8>>,
+    pub links: ProcessLinks,
+}
+statefile::versioned!(
+    ThreadGroupRecordV1,
     "kernel.ThreadGroup",
     1,
     [SignalHandlers, LimitSet, FsContextRecord, ProcessLinks]
 );
 
+impl From<ThreadGroupRecordV1> for ThreadGroupRecord {
+    fn from(v1: ThreadGroupRecordV1) -> ThreadGroupRecord {
+        ThreadGroupRecord {
+            tgid: v1.tgid,
+            tasks: v1.tasks,
+            mm: v1.mm,
+            fd_table: v1.fd_table,
+            handlers: v1.handlers,
+            limits: v1.limits,
+            fs: v1.fs,
+            exe: v1.exe,
+            argv: v1.argv,
+            links: v1.links,
+            itimers: ITimersRecord::default(),
+        }
+    }
+}
+
+impl statefile::Savable for ThreadGroupRecord {
+    const TYPE_NAME: &'static str = "kernel.ThreadGroup";
+    const VERSION: u32 = 2;
+    const MIN_VERSION: u32 = 1;
+
+    fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+        enc.serde(self)
+    }
+
+    /// v1 is decoded in its own layout (its nested types checked at the
+    /// versions it was written with) and migrated: no timer armed.
+    fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
+        if version == 1 {
+            statefile::check_saved_versions::<ThreadGroupRecordV1>(dec.types())?;
+            return dec.serde::<ThreadGroupRecordV1>().map(ThreadGroupRecord::from);
+        }
+        statefile::check_saved_versions::<Self>(dec.types())?;
+        dec.serde()
+    }
+
+    fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+        statefile::register_versioned::<Self>(types)
+    }
+}
+
 impl ThreadGroup {
     /// The group's record, given the ids its address space and descriptor
     /// table were saved under; `path` names a dentry in the container.
+    /// `now` is the sandbox's monotonic clock (the real timer is saved as
+    /// the time it has left).
     pub fn save_record(
         &self,
         mm: u64,
         fd_table: u64,
         path: &dyn Fn(&Arc<crate::vfs::Dentry>) -> Vec<u8>,
+        now: super::time::Nanos,
     ) -> ThreadGroupRecord {
         let (root, cwd, umask) = {
             let fs = self.fs();
@@ -467,6 +546,7 @@ impl ThreadGroup {
             exe: image.exe,
             argv: image.argv,
             links: self.links(),
+            itimers: self.itimers.save(now),
         }
     }
 }

@@ -246,6 +246,7 @@ pub fn restore(
         context,
     );
     task.load_record(leader);
+    task.tg().itimers().load(&p.itimers, kernel.clocks.monotonic());
     task.join();
     // The other threads: each gets a thread of the leader's address space
     // and a host thread of its own. One that cannot start ends the whole
@@ -262,6 +263,9 @@ pub fn restore(
             )));
         }
     }
+    // Once the process has its tasks: the timer thread ends at once in a
+    // process without any.
+    task.tg().itimers().start(&kernel, task.tg());
     Ok(task)
 }
 

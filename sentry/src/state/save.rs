@@ -163,7 +163,12 @@ fn save_kernel(
         }
         objs.put(
             u64::try_from(tg.tgid()).unwrap_or(0),
-            &tg.save_record(mm_id, fdt_id, &|d| vfs.dentry_path_bytes(d)),
+            &tg.save_record(
+                mm_id,
+                fdt_id,
+                &|d| vfs.dentry_path_bytes(d),
+                kernel.clocks.monotonic(),
+            ),
         )?;
         for tid in tg.tids() {
             let rec = tasks
@@ -231,11 +236,21 @@ pub fn checkpoint(
     if task.exit_status().is_some() {
         return Err(CheckpointError::Exited);
     }
-    let own = task.save_record()?;
     let kernel = task.kernel().clone();
-    let others = kernel
-        .stop_tasks(task.tid(), STOP_TIMEOUT)
-        .map_err(CheckpointError::Threads)?;
+    kernel.freeze_itimers(true);
+    let stopped = task.save_record().map_err(CheckpointError::from).and_then(|own| {
+        kernel
+            .stop_tasks(task.tid(), STOP_TIMEOUT)
+            .map(|others| (own, others))
+            .map_err(CheckpointError::Threads)
+    });
+    let (own, others) = match stopped {
+        Ok(s) => s,
+        Err(e) => {
+            kernel.freeze_itimers(false);
+            return Err(e);
+        }
+    };
     let mut tasks: BTreeMap<i32, TaskRecord> = others.into_iter().map(|r| (r.tid, r)).collect();
     tasks.insert(own.tid, own);
     let written = write_statefile(task, file, opts, &tasks);

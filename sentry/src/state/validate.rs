@@ -200,6 +200,7 @@ fn check_thread_group(tg: &ThreadGroupRecord, id: u64) -> Result<(), InvalidReco
     if !(0..=PID_MAX).contains(&l.parent) {
         return Err(bad("links.parent", format!("{}", l.parent)));
     }
+    tg.itimers.check().map_err(|(field, why)| bad(field, why))?;
     Ok(())
 }
 

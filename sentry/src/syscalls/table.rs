@@ -169,6 +169,9 @@ fn generic_rows() -> Vec<Entry> {
         &[Dec, Hex, Hex, Hex],
     );
     reg("restart_syscall", time::restart_syscall, &[]);
+    reg("alarm", time::alarm, &[Dec]);
+    reg("setitimer", time::setitimer, &[Dec, Hex, Hex]);
+    reg("getitimer", time::getitimer, &[Dec, Hex]);
     // system information
     reg("uname", info::uname, &[Hex]);
     reg("sethostname", info::sethostname, &[Hex, Dec]);
