@@ -89,6 +89,11 @@ const SPECS: &[Spec] = &[
         exit: 128 + libc::SIGUSR1,
         ..spec("signals")
     },
+    // Ends with a SIGALRM whose default action kills: 128 + 14.
+    Spec {
+        exit: 128 + libc::SIGALRM,
+        ..spec("itimers")
+    },
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -111,6 +116,7 @@ const MUSL_GUESTS: &[&str] = &[
     "signals",
     "threads",
     "condvar",
+    "itimers",
 ];
 
 fn invocation(name: &str, libc: Libc) -> Invocation {
@@ -201,6 +207,7 @@ guest_tests!(
     signals,
     threads,
     condvar,
+    itimers,
     ckpt_counter,
 );
 
@@ -231,6 +238,7 @@ musl_tests!(
     musl_signals => signals,
     musl_threads => threads,
     musl_condvar => condvar,
+    musl_itimers => itimers,
 );
 
 /// Native-only sanity check of the guests themselves (needs no cryo): every
