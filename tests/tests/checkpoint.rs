@@ -6,7 +6,8 @@
 //! same counter (same memory checksum, same fd offset, a monotonic clock
 //! that never went back). A sleep restored mid-way sleeps only what was
 //! left, and the monotonic clocks do not jump over the time the sandbox
-//! spent frozen (`mono_ticker`, restored after a 3 s pause). Then the
+//! spent frozen (`mono_ticker`, restored after a 3 s pause), nor does an
+//! armed interval timer (`itimer_ckpt`). Then the
 //! refusals: damaged statefiles, files
 //! changed on the host, unknown ids, occupied or unwritable image paths, a
 //! checkpoint that runs out of space halfway, bad flags and duplicate ids —
@@ -676,6 +677,80 @@ fn monotonic_clock_does_not_jump_over_the_frozen_time() {
             moved < MOST,
             "{clock} jumped forward by {moved} ns across the restore after a {PAUSE:?} pause \
              (the frozen time must not count)"
+        );
+    }
+}
+
+/// `name=VALUE` on a guest's line, as a number.
+fn field_of(line: &str, name: &str) -> i64 {
+    line.split(' ')
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in line {line:?}"))
+}
+
+#[test]
+fn armed_itimer_fires_on_time_after_restore() {
+    // An ITIMER_REAL armed for 2 s is checkpointed about half a second in,
+    // the sandbox stays frozen 3 s, and the restored process gets its
+    // SIGALRM 2 s of sandbox time after it armed the timer: the saved
+    // remaining time is sandbox-relative, so neither the frozen time
+    // counts (5 s) nor does the timer fire at once or get lost. Both while
+    // the task sleeps in pause() and while it runs application code.
+    const PAUSE: Duration = Duration::from_secs(3);
+    const ARMED_FOR: i64 = 2_000_000_000;
+    // The checkpoint's and restore's own work runs on the sandbox's clock.
+    const LATE: i64 = 800_000_000;
+    let guest_bin = guest("itimer_ckpt", Libc::Glibc);
+    for mode in ["pause", "spin"] {
+        let s = scratch();
+        let mut a = Sandbox::run(&s.root(), "I", &guest_bin, &[OsStr::new(mode)]);
+        a.wait_lines(1, START);
+        let armed = field_of(&a.lines()[0], "mono");
+        thread::sleep(Duration::from_millis(500));
+        let img = s.path("img");
+        assert_ok(
+            &checkpoint(&s.root(), &img, "I", &[]),
+            &format!("cryo checkpoint I (itimer_ckpt {mode})"),
+        );
+        let checkpointed = Instant::now();
+        assert_eq!(
+            a.wait_exit(EXIT),
+            0,
+            "itimer_ckpt {mode} after checkpoint: {}",
+            a.stderr_str()
+        );
+        assert_eq!(
+            a.lines().len(),
+            1,
+            "itimer_ckpt {mode} fired before the checkpoint: {:?}",
+            a.lines()
+        );
+
+        thread::sleep(PAUSE.saturating_sub(checkpointed.elapsed()));
+        assert!(checkpointed.elapsed() >= PAUSE);
+        let mut b = Sandbox::restore(&s.root(), &img, "J");
+        let restored = Instant::now();
+        let code = b.wait_exit(Duration::from_secs(10));
+        let took = restored.elapsed();
+        assert_eq!(
+            code,
+            0,
+            "restored itimer_ckpt {mode}: exit {code}; stderr: {}",
+            b.stderr_str()
+        );
+        let lines = b.lines();
+        assert_eq!(lines.len(), 1, "restored itimer_ckpt {mode}: {lines:?}");
+        assert_eq!(field_of(&lines[0], "hits"), 1, "{mode}: {lines:?}");
+        let after = field_of(&lines[0], "mono") - armed;
+        assert!(
+            (ARMED_FOR - 10_000_000..=ARMED_FOR + LATE).contains(&after),
+            "itimer_ckpt {mode}: SIGALRM {after} ns of sandbox time after the 2 s timer was armed \
+             (a checkpoint and a {PAUSE:?} pause in between)"
+        );
+        assert!(
+            took < Duration::from_millis(2500),
+            "itimer_ckpt {mode}: the restored timer took {took:?} of host time to fire"
         );
     }
 }
