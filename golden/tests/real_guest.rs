@@ -314,6 +314,35 @@ fn every_saved_type_version_is_in_a_real_golden_statefile() {
     );
 }
 
+#[test]
+fn v1_thread_groups_migrate_with_no_interval_timer_armed() {
+    // kernel.ThreadGroup v2 added the interval timers; a v1 record (every
+    // statefile before them) loads through the migration with none armed.
+    use sentry::kernel::itimer::ITimersRecord;
+    use sentry::kernel::thread_group::ThreadGroupRecord;
+    use sentry::kernel::KernelRecord;
+    use sentry::state::hostile::ObjectTable;
+    let v1 = data_dir().join(name(1, "cryo"));
+    let bytes = std::fs::read(&v1).unwrap_or_else(|e| panic!("{}: {e}", v1.display()));
+    let r = statefile::Reader::open(&v1).unwrap_or_else(|e| panic!("{}: {e}", v1.display()));
+    assert_eq!(
+        r.types().get("kernel.ThreadGroup"),
+        Some(1),
+        "real-guest-v1 holds the v1 layout"
+    );
+    let table = ObjectTable::from_statefile(&bytes).expect("real-guest-v1's object table");
+    let kernel: KernelRecord = table.get(0).expect("the kernel record");
+    assert!(!kernel.thread_groups.is_empty());
+    for tgid in kernel.thread_groups {
+        let tg: ThreadGroupRecord = table
+            .get(tgid as u64)
+            .unwrap_or_else(|e| panic!("thread group {tgid} of real-guest-v1: {e}"));
+        assert_eq!(tg.tgid, tgid);
+        assert_eq!(tg.itimers, ITimersRecord::default(), "thread group {tgid}");
+        assert!(tg.itimers.check().is_ok());
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The generator
 
