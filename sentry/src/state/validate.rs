@@ -477,3 +477,60 @@ pub fn load_saved_kernel<R: ReadAt>(
         tasks,
     })
 }
+
+#[cfg(test)]
+mod itimer_tests {
+    use super::*;
+    use crate::kernel::itimer::{ITimersRecord, MAX_ITIMER_NANOS};
+    use crate::kernel::signal::SignalHandlers;
+    use crate::kernel::thread_group::{FsContextRecord, ProcessLinks};
+
+    fn process(itimers: ITimersRecord) -> ThreadGroupRecord {
+        ThreadGroupRecord {
+            tgid: 1,
+            tasks: vec![1],
+            mm: 1,
+            fd_table: 2,
+            handlers: SignalHandlers::default(),
+            limits: Default::default(),
+            fs: FsContextRecord {
+                root: b"/".to_vec(),
+                cwd: b"/".to_vec(),
+                umask: 0o022,
+            },
+            exe: "/bin/true".into(),
+            argv: vec![b"true".to_vec()],
+            links: ProcessLinks::leader(1),
+            itimers,
+        }
+    }
+
+    #[test]
+    fn hostile_interval_timers_are_refused_by_field() {
+        let mut armed = ITimersRecord::default();
+        armed.real.remaining_ns = 2_000_000_000;
+        armed.real.interval_ns = 20_000_000;
+        armed.prof.remaining_ns = MAX_ITIMER_NANOS;
+        assert!(check_thread_group(&process(armed), 1).is_ok());
+        for (field, edit) in [
+            (
+                "itimers.real.interval_ns",
+                (|r: &mut ITimersRecord| r.real.interval_ns = -1) as fn(&mut ITimersRecord),
+            ),
+            ("itimers.real.remaining_ns", |r| r.real.remaining_ns = i64::MIN),
+            ("itimers.virt.interval_ns", |r| {
+                r.virt.interval_ns = MAX_ITIMER_NANOS + 1
+            }),
+            ("itimers.prof.remaining_ns", |r| r.prof.remaining_ns = i64::MAX),
+        ] {
+            let mut t = armed;
+            edit(&mut t);
+            let e = check_thread_group(&process(t), 1).expect_err(field);
+            assert_eq!(
+                (e.record, e.field),
+                ("kernel.ThreadGroup", field),
+                "{e}"
+            );
+        }
+    }
+}
