@@ -727,6 +727,10 @@ fn armed_itimer_fires_on_time_after_restore() {
             a.lines()
         );
 
+        if mode == "pause" {
+            saved_itimer_is_relative_and_hostile_ones_are_refused(&s, &img);
+        }
+
         thread::sleep(PAUSE.saturating_sub(checkpointed.elapsed()));
         assert!(checkpointed.elapsed() >= PAUSE);
         let mut b = Sandbox::restore(&s.root(), &img, "J");
@@ -751,6 +755,46 @@ fn armed_itimer_fires_on_time_after_restore() {
         assert!(
             took < Duration::from_millis(2500),
             "itimer_ckpt {mode}: the restored timer took {took:?} of host time to fire"
+        );
+    }
+}
+
+/// The statefile in `img` keeps the armed timer as the time it had left
+/// (sandbox-relative, under its 2 s, never a host absolute time), and a
+/// copy with a hostile value (negative, beyond the clock's bound) is
+/// refused by the restore with the field named.
+fn saved_itimer_is_relative_and_hostile_ones_are_refused(s: &Scratch, img: &Path) {
+    use sentry::kernel::itimer::MAX_ITIMER_NANOS;
+    use sentry::kernel::thread_group::ThreadGroupRecord;
+    use sentry::kernel::KernelRecord;
+    use sentry::state::hostile::ObjectTable;
+    let bytes = std::fs::read(img.join(STATEFILE)).expect("the statefile");
+    let table = ObjectTable::from_statefile(&bytes).expect("the object table");
+    let kernel: KernelRecord = table.get(0).expect("the kernel record");
+    let tgid = kernel.thread_groups[0] as u64;
+    let tg: ThreadGroupRecord = table.get(tgid).expect("the thread group record");
+    let real = tg.itimers.real;
+    assert!(
+        real.remaining_ns > 0 && real.remaining_ns < 2_000_000_000 && real.interval_ns == 0,
+        "the saved ITIMER_REAL: {real:?}"
+    );
+    let cases: [(&str, fn(&mut ThreadGroupRecord)); 2] = [
+        ("itimers.real.interval_ns", |r| r.itimers.real.interval_ns = -20_000_000),
+        ("itimers.real.remaining_ns", |r| {
+            r.itimers.real.remaining_ns = MAX_ITIMER_NANOS + 1
+        }),
+    ];
+    for (i, (field, edit)) in cases.into_iter().enumerate() {
+        let hostile = damaged_copy(s, img, &format!("hostile-itimer-{i}"), |file| {
+            let mut t = ObjectTable::from_statefile(file).expect("the object table");
+            t.edit::<ThreadGroupRecord>(tgid, edit).expect("the thread group record");
+            *file = t.to_statefile_like(file).expect("a re-encoded statefile");
+        });
+        assert_restore_refused(
+            &s.root(),
+            &hostile,
+            &format!("a statefile with a hostile {field}"),
+            &["kernel.ThreadGroup", field],
         );
     }
 }
