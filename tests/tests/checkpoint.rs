@@ -778,8 +778,11 @@ fn saved_itimer_is_relative_and_hostile_ones_are_refused(s: &Scratch, img: &Path
         real.remaining_ns > 0 && real.remaining_ns < 2_000_000_000 && real.interval_ns == 0,
         "the saved ITIMER_REAL: {real:?}"
     );
-    let cases: [(&str, fn(&mut ThreadGroupRecord)); 2] = [
-        ("itimers.real.interval_ns", |r| r.itimers.real.interval_ns = -20_000_000),
+    type Edit = fn(&mut ThreadGroupRecord);
+    let cases: [(&str, Edit); 2] = [
+        ("itimers.real.interval_ns", |r| {
+            r.itimers.real.interval_ns = -20_000_000
+        }),
         ("itimers.real.remaining_ns", |r| {
             r.itimers.real.remaining_ns = MAX_ITIMER_NANOS + 1
         }),
@@ -787,7 +790,8 @@ fn saved_itimer_is_relative_and_hostile_ones_are_refused(s: &Scratch, img: &Path
     for (i, (field, edit)) in cases.into_iter().enumerate() {
         let hostile = damaged_copy(s, img, &format!("hostile-itimer-{i}"), |file| {
             let mut t = ObjectTable::from_statefile(file).expect("the object table");
-            t.edit::<ThreadGroupRecord>(tgid, edit).expect("the thread group record");
+            t.edit::<ThreadGroupRecord>(tgid, edit)
+                .expect("the thread group record");
             *file = t.to_statefile_like(file).expect("a re-encoded statefile");
         });
         assert_restore_refused(

@@ -306,12 +306,16 @@ impl ITimers {
         if st.frozen {
             // A checkpoint is running: the time still counts, the expiry
             // waits for the next charge.
-            st.virt.remaining = st.virt.remaining.saturating_sub(nanos(user)).max(
-                if st.virt.armed() { 1 } else { 0 },
-            );
-            st.prof.remaining = st.prof.remaining.saturating_sub(nanos(total)).max(
-                if st.prof.armed() { 1 } else { 0 },
-            );
+            st.virt.remaining = st
+                .virt
+                .remaining
+                .saturating_sub(nanos(user))
+                .max(if st.virt.armed() { 1 } else { 0 });
+            st.prof.remaining = st
+                .prof
+                .remaining
+                .saturating_sub(nanos(total))
+                .max(if st.prof.armed() { 1 } else { 0 });
             return fired;
         }
         if st.virt.charge(nanos(user)) {
@@ -528,10 +532,13 @@ mod tests {
         assert_eq!(t.get(Which::Real, 20_000).value, 1_000);
         let old = t.set(Which::Real, ITimerValue::default(), 11_500);
         assert_eq!(old.value, 1_000);
-        assert_eq!(t.get(Which::Real, 11_500), ITimerValue {
-            value: 0,
-            interval: 0
-        });
+        assert_eq!(
+            t.get(Which::Real, 11_500),
+            ITimerValue {
+                value: 0,
+                interval: 0
+            }
+        );
     }
 
     #[test]
@@ -555,10 +562,13 @@ mod tests {
         );
         let rec = t.save(5_500_000_000);
         assert_eq!(rec.real.remaining_ns, 1_500_000_000);
-        assert_eq!(rec.virt, ITimerRecord {
-            remaining_ns: 300,
-            interval_ns: 100
-        });
+        assert_eq!(
+            rec.virt,
+            ITimerRecord {
+                remaining_ns: 300,
+                interval_ns: 100
+            }
+        );
         let r = ITimers::default();
         r.load(&rec, 90_000_000_000);
         assert_eq!(r.get(Which::Real, 90_000_000_000).value, 1_500_000_000);

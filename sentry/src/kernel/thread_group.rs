@@ -446,7 +446,13 @@ statefile::versioned!(
     ThreadGroupRecord,
     "kernel.ThreadGroup",
     2,
-    [SignalHandlers, LimitSet, FsContextRecord, ProcessLinks, ITimersRecord]
+    [
+        SignalHandlers,
+        LimitSet,
+        FsContextRecord,
+        ProcessLinks,
+        ITimersRecord
+    ]
 );
 
 /// Version 1 of the thread group's record, as statefiles before interval
@@ -503,7 +509,9 @@ impl statefile::Savable for ThreadGroupRecord {
     fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
         if version == 1 {
             statefile::check_saved_versions::<ThreadGroupRecordV1>(dec.types())?;
-            return dec.serde::<ThreadGroupRecordV1>().map(ThreadGroupRecord::from);
+            return dec
+                .serde::<ThreadGroupRecordV1>()
+                .map(ThreadGroupRecord::from);
         }
         statefile::check_saved_versions::<Self>(dec.types())?;
         dec.serde()

@@ -246,7 +246,9 @@ pub fn restore(
         context,
     );
     task.load_record(leader);
-    task.tg().itimers().load(&p.itimers, kernel.clocks.monotonic());
+    task.tg()
+        .itimers()
+        .load(&p.itimers, kernel.clocks.monotonic());
     task.join();
     // The other threads: each gets a thread of the leader's address space
     // and a host thread of its own. One that cannot start ends the whole

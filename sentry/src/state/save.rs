@@ -238,12 +238,15 @@ pub fn checkpoint(
     }
     let kernel = task.kernel().clone();
     kernel.freeze_itimers(true);
-    let stopped = task.save_record().map_err(CheckpointError::from).and_then(|own| {
-        kernel
-            .stop_tasks(task.tid(), STOP_TIMEOUT)
-            .map(|others| (own, others))
-            .map_err(CheckpointError::Threads)
-    });
+    let stopped = task
+        .save_record()
+        .map_err(CheckpointError::from)
+        .and_then(|own| {
+            kernel
+                .stop_tasks(task.tid(), STOP_TIMEOUT)
+                .map(|others| (own, others))
+                .map_err(CheckpointError::Threads)
+        });
     let (own, others) = match stopped {
         Ok(s) => s,
         Err(e) => {

@@ -517,20 +517,20 @@ mod itimer_tests {
                 "itimers.real.interval_ns",
                 (|r: &mut ITimersRecord| r.real.interval_ns = -1) as fn(&mut ITimersRecord),
             ),
-            ("itimers.real.remaining_ns", |r| r.real.remaining_ns = i64::MIN),
+            ("itimers.real.remaining_ns", |r| {
+                r.real.remaining_ns = i64::MIN
+            }),
             ("itimers.virt.interval_ns", |r| {
                 r.virt.interval_ns = MAX_ITIMER_NANOS + 1
             }),
-            ("itimers.prof.remaining_ns", |r| r.prof.remaining_ns = i64::MAX),
+            ("itimers.prof.remaining_ns", |r| {
+                r.prof.remaining_ns = i64::MAX
+            }),
         ] {
             let mut t = armed;
             edit(&mut t);
             let e = check_thread_group(&process(t), 1).expect_err(field);
-            assert_eq!(
-                (e.record, e.field),
-                ("kernel.ThreadGroup", field),
-                "{e}"
-            );
+            assert_eq!((e.record, e.field), ("kernel.ThreadGroup", field), "{e}");
         }
     }
 }

@@ -157,7 +157,9 @@ fn read_timeval(b: &[u8; 16]) -> Result<Nanos, Errno> {
     if sec < 0 || !(0..1_000_000).contains(&usec) {
         return Err(Errno::EINVAL);
     }
-    Ok(sec.saturating_mul(1_000_000_000).saturating_add(usec * 1_000))
+    Ok(sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(usec * 1_000))
 }
 
 /// A `struct itimerval` (interval first, then value), microseconds
@@ -189,9 +191,7 @@ pub fn setitimer(t: &mut Task, a: &Args) -> SysResult {
         let mut b = [0u8; 32];
         t.mm().copy_in(a.addr(1), &mut b)?;
         let half = |i: usize| -> Result<[u8; 16], Errno> {
-            b[i * 16..i * 16 + 16]
-                .try_into()
-                .map_err(|_| Errno::EFAULT)
+            b[i * 16..i * 16 + 16].try_into().map_err(|_| Errno::EFAULT)
         };
         ITimerValue {
             interval: read_timeval(&half(0)?)?,
@@ -207,10 +207,7 @@ pub fn setitimer(t: &mut Task, a: &Args) -> SysResult {
 
 pub fn getitimer(t: &mut Task, a: &Args) -> SysResult {
     let which = Which::from_raw(a.int(0))?;
-    let v = t
-        .tg()
-        .itimers()
-        .get(which, t.kernel().clocks.monotonic());
+    let v = t.tg().itimers().get(which, t.kernel().clocks.monotonic());
     t.mm().copy_out(a.addr(1), &itimerval_bytes(v))?;
     Ok(0)
 }
