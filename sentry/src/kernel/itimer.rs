@@ -231,7 +231,10 @@ impl ITimers {
     /// whose deadline has just passed reads 1 µs, never 0 (Linux's
     /// itimer_get_remtime: 0 would mean disarmed).
     pub fn get(&self, which: Which, now: Nanos) -> ITimerValue {
-        let st = self.state();
+        Self::value(&self.state(), which, now)
+    }
+
+    fn value(st: &State, which: Which, now: Nanos) -> ITimerValue {
         match which {
             Which::Real => ITimerValue {
                 value: st
@@ -255,10 +258,12 @@ impl ITimers {
     /// setting. Values are clamped to [`MAX_ITIMER_NANOS`]. The caller
     /// then starts the timer thread ([`ITimers::start`]).
     pub fn set(&self, which: Which, new: ITimerValue, now: Nanos) -> ITimerValue {
-        let old = self.get(which, now);
         let value = new.value.clamp(0, MAX_ITIMER_NANOS);
         let interval = new.interval.clamp(0, MAX_ITIMER_NANOS);
+        // Read and replaced under one lock: an expiry in between would
+        // otherwise be lost or reported twice.
         let mut st = self.state();
+        let old = Self::value(&st, which, now);
         match which {
             Which::Real => {
                 st.real_deadline = (value > 0).then(|| now.saturating_add(value));
