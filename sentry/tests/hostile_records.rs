@@ -140,7 +140,7 @@ fn refusal(t: &ObjectTable) -> InvalidRecord {
 fn assert_refused(t: &ObjectTable, record: &str, id: u64, field: &str, why: &str) {
     let r = refusal(t);
     assert_eq!(
-        (r.record, r.id, r.field),
+        (r.record, r.id, r.field.as_ref()),
         (record, id, field),
         "wrong record or field: {r}"
     );
@@ -345,7 +345,7 @@ fn assert_regs_refused(f: impl FnOnce(&mut TaskRecord), field: &str, reg: &str) 
     edit_task(&mut t, tid, f);
     let r = refusal(&t);
     assert_eq!(
-        (r.record, r.id, r.field),
+        (r.record, r.id, r.field.as_ref()),
         ("kernel.Task", tid as u64, field),
         "{r}"
     );
