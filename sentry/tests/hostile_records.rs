@@ -1280,7 +1280,8 @@ fn tmpfs_inode_numbers_and_link_counts_are_judged() {
         let (f, d, _) = tmpfs_file(&t);
         (f, d)
     };
-    let cases: [(&dyn Fn(&mut VfsState), String, &str); 4] = [
+    type Edit<'a> = &'a dyn Fn(&mut VfsState);
+    let cases: [(Edit, String, &str); 4] = [
         (
             &|v| v.upper.nodes[file].ino = 0,
             format!("upper.nodes[{file}].ino"),
@@ -1370,4 +1371,51 @@ fn the_harness_tmpfs_edits_reach_every_check() {
         );
     }
     assert!(accepted > 0, "every edit refused");
+}
+
+#[test]
+fn many_tmpfs_files_are_judged_quickly() {
+    use sentry::mm::{FileRange, MemoryFileRecord};
+    const N: u64 = 100_000;
+    let base = 1u64 << 32;
+    let mut t = seed(THREADS);
+    t.edit::<MemoryFileRecord>(0, |r| {
+        r.ranges.push(FileRange {
+            start: base,
+            end: base + N * 4096,
+        })
+    })
+    .unwrap();
+    edit_vfs(&mut t, |v| {
+        // One template, not add_file's copy of the growing root (n^2).
+        let mut template = v.upper.nodes[0].clone();
+        template.nlink = 1;
+        template.mode = libc::S_IFREG | 0o644;
+        for i in 0..N {
+            let ino = 1000 + i;
+            v.upper.nodes.push(TmpfsNodeRecord {
+                ino,
+                kind: TmpfsNodeKind::File {
+                    size: 1,
+                    pages: vec![TmpfsPage {
+                        index: 0,
+                        offset: base + i * 4096,
+                    }],
+                },
+                ..template.clone()
+            });
+            entries_mut(&mut v.upper.nodes[0]).push(TmpfsDirEntry {
+                name: format!("f{i}").into_bytes(),
+                ino,
+            });
+        }
+    });
+    let file = t.to_statefile().unwrap();
+    let started = Instant::now();
+    let result = restore_validate(&file);
+    let took = started.elapsed();
+    let k = result.unwrap_or_else(|e| panic!("{N} tmpfs files refused: {e}"));
+    assert_eq!(k.vfs.upper.nodes.len() as u64, 3 + N);
+    eprintln!("{N} tmpfs files judged in {took:?}");
+    assert!(took < Duration::from_secs(5), "{N} files took {took:?}");
 }
