@@ -140,7 +140,7 @@ fn refusal(t: &ObjectTable) -> InvalidRecord {
 fn assert_refused(t: &ObjectTable, record: &str, id: u64, field: &str, why: &str) {
     let r = refusal(t);
     assert_eq!(
-        (r.record, r.id, r.field),
+        (r.record, r.id, r.field.as_ref()),
         (record, id, field),
         "wrong record or field: {r}"
     );
@@ -345,7 +345,7 @@ fn assert_regs_refused(f: impl FnOnce(&mut TaskRecord), field: &str, reg: &str) 
     edit_task(&mut t, tid, f);
     let r = refusal(&t);
     assert_eq!(
-        (r.record, r.id, r.field),
+        (r.record, r.id, r.field.as_ref()),
         ("kernel.Task", tid as u64, field),
         "{r}"
     );
@@ -945,4 +945,477 @@ fn pseudo_random_programs_never_panic() {
     }
     eprintln!("{accepted} accepted; invalid fields reached: {fields:?}");
     assert!(fields.len() >= 8, "only {fields:?} reached");
+}
+
+// ---------------------------------------------------------------------------
+// The tmpfs tables of the namespace record (the threads seed's upper layer
+// holds /tmp/ckpt_threads.txt, one page): judged with the records, before
+// any memory is loaded, and named by table, node and field.
+
+use sentry::vfs::state::{TmpfsDirEntry, TmpfsNodeKind, TmpfsNodeRecord, TmpfsPage, VfsState};
+
+fn edit_vfs(t: &mut ObjectTable, f: impl FnOnce(&mut VfsState)) {
+    t.edit::<VfsState>(0, f).expect("namespace record");
+}
+
+/// The index in `nodes` of the upper layer's node named `name` somewhere.
+fn upper_node(t: &ObjectTable, name: &[u8]) -> usize {
+    let v: VfsState = t.get(0).unwrap();
+    let ino = v
+        .upper
+        .nodes
+        .iter()
+        .find_map(|n| match &n.kind {
+            TmpfsNodeKind::Dir { entries, .. } => {
+                entries.iter().find(|e| e.name == name).map(|e| e.ino)
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the threads seed has no {:?}", name));
+    v.upper.nodes.iter().position(|n| n.ino == ino).unwrap()
+}
+
+fn entries_mut(n: &mut TmpfsNodeRecord) -> &mut Vec<TmpfsDirEntry> {
+    match &mut n.kind {
+        TmpfsNodeKind::Dir { entries, .. } => entries,
+        _ => panic!("not a directory"),
+    }
+}
+
+fn pages_mut(n: &mut TmpfsNodeRecord) -> &mut Vec<TmpfsPage> {
+    match &mut n.kind {
+        TmpfsNodeKind::File { pages, .. } => pages,
+        _ => panic!("not a file"),
+    }
+}
+
+/// The seed's tmpfs file, its directory and its page's offset.
+fn tmpfs_file(t: &ObjectTable) -> (usize, usize, u64) {
+    let (file, dir) = (upper_node(t, b"ckpt_threads.txt"), upper_node(t, b"tmp"));
+    let mut v: VfsState = t.get(0).unwrap();
+    let offset = pages_mut(&mut v.upper.nodes[file])[0].offset;
+    (file, dir, offset)
+}
+
+/// A new one-page file named `name` in directory node `dir`.
+fn add_file(v: &mut VfsState, dir: usize, name: &[u8], ino: u64, offset: u64) {
+    let template = v.upper.nodes[dir].clone();
+    v.upper.nodes.push(TmpfsNodeRecord {
+        ino,
+        nlink: 1,
+        mode: libc::S_IFREG | 0o644,
+        kind: TmpfsNodeKind::File {
+            size: 1,
+            pages: vec![TmpfsPage { index: 0, offset }],
+        },
+        ..template
+    });
+    entries_mut(&mut v.upper.nodes[dir]).push(TmpfsDirEntry {
+        name: name.to_vec(),
+        ino,
+    });
+}
+
+#[test]
+fn the_seed_tmpfs_file_is_accepted_and_kept() {
+    let t = seed(THREADS);
+    let (file, _, offset) = tmpfs_file(&t);
+    let k = validate(&t).unwrap();
+    let TmpfsNodeKind::File { pages, .. } = &k.vfs.upper.nodes[file].kind else {
+        panic!("not a file")
+    };
+    assert_eq!(pages[0].offset, offset);
+}
+
+#[test]
+fn a_tmpfs_page_outside_the_memory_ranges_is_refused() {
+    use sentry::mm::MemoryFileRecord;
+    let t0 = seed(THREADS);
+    let (file, _, _) = tmpfs_file(&t0);
+    let memory: MemoryFileRecord = t0.get(0).unwrap();
+    // Just past the first range, in the gap before the second, and far out.
+    let gap = memory.ranges[0].end;
+    assert!(memory.ranges.get(1).is_none_or(|r| r.start > gap));
+    for bad in [gap, 1 << 40, u64::MAX - 4095] {
+        let mut t = seed(THREADS);
+        edit_vfs(&mut t, |v| {
+            pages_mut(&mut v.upper.nodes[file])[0].offset = bad
+        });
+        assert_refused(
+            &t,
+            "vfs.MountNamespace",
+            0,
+            &format!("upper.nodes[{file}].pages[0].offset"),
+            "not inside the restored memory",
+        );
+    }
+}
+
+#[test]
+fn an_unaligned_tmpfs_page_is_refused() {
+    let mut t = seed(THREADS);
+    let (file, _, _) = tmpfs_file(&t);
+    edit_vfs(&mut t, |v| {
+        pages_mut(&mut v.upper.nodes[file])[0].offset += 512
+    });
+    assert_refused(
+        &t,
+        "vfs.MountNamespace",
+        0,
+        &format!("upper.nodes[{file}].pages[0].offset"),
+        "page-aligned",
+    );
+}
+
+#[test]
+fn a_tmpfs_page_used_twice_is_refused() {
+    // By a second file of the same table.
+    let mut t = seed(THREADS);
+    let (_, dir, offset) = tmpfs_file(&t);
+    edit_vfs(&mut t, |v| add_file(v, dir, b"twin", 900, offset));
+    let v: VfsState = t.get(0).unwrap();
+    let twin = v.upper.nodes.len() - 1;
+    assert_refused(
+        &t,
+        "vfs.MountNamespace",
+        0,
+        &format!("upper.nodes[{twin}].pages[0].offset"),
+        "used twice",
+    );
+    // By a file of /dev/shm: both tables share the memory file.
+    let mut t = seed(THREADS);
+    edit_vfs(&mut t, |v| {
+        let root = v.shm.nodes[0].clone();
+        v.shm.nodes.push(TmpfsNodeRecord {
+            ino: 50,
+            nlink: 1,
+            mode: libc::S_IFREG | 0o600,
+            kind: TmpfsNodeKind::File {
+                size: 4096,
+                pages: vec![TmpfsPage { index: 0, offset }],
+            },
+            ..root
+        });
+        entries_mut(&mut v.shm.nodes[0]).push(TmpfsDirEntry {
+            name: b"seg".to_vec(),
+            ino: 50,
+        });
+    });
+    assert_refused(
+        &t,
+        "vfs.MountNamespace",
+        0,
+        "shm.nodes[1].pages[0].offset",
+        "used twice",
+    );
+}
+
+#[test]
+fn a_tmpfs_page_inside_a_mappings_own_memory_is_refused() {
+    let mut t = seed(THREADS);
+    let (file, _, _) = tmpfs_file(&t);
+    let m: MmRecord = t.get(ids(&t).mm).unwrap();
+    let (i, v) =
+        m.mm.vmas
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.direct && v.end - v.start >= 2 * 4096)
+            .expect("a mapping of two pages");
+    // Its last page, so a check of the first page alone would miss it.
+    let last = v.mf_offset + (v.end - v.start) - 4096;
+    edit_vfs(&mut t, |s| {
+        pages_mut(&mut s.upper.nodes[file])[0].offset = last
+    });
+    assert_refused(
+        &t,
+        "vfs.MountNamespace",
+        0,
+        &format!("upper.nodes[{file}].pages[0].offset"),
+        &format!("mapping {i}'s own memory"),
+    );
+}
+
+#[test]
+fn a_tmpfs_page_a_direct_mapping_maps_is_accepted() {
+    // A shared mapping of a tmpfs file maps the file's own pages.
+    let mut t = seed(THREADS);
+    let (file, _, offset) = tmpfs_file(&t);
+    let mm = ids(&t).mm;
+    t.edit::<MmRecord>(mm, |m| {
+        let template = m.mm.vmas.iter().find(|v| v.file.is_some()).unwrap().clone();
+        let mut v = template;
+        v.start = 0x1000_0000;
+        v.end = v.start + 4096;
+        v.mf_offset = offset;
+        v.shared = true;
+        v.direct = true;
+        if let Some(f) = v.file.as_mut() {
+            f.name = "/tmp/ckpt_threads.txt".into();
+            f.offset = 0;
+        }
+        let at = m.mm.vmas.partition_point(|x| x.start < v.start);
+        m.mm.vmas.insert(at, v);
+        m.files.push(sentry::mm::MappedFileRecord {
+            path: "/tmp/ckpt_threads.txt".into(),
+            writable: true,
+            fingerprint: None,
+        });
+        m.files.sort_by(|a, b| a.path.cmp(&b.path));
+    })
+    .unwrap();
+    validate(&t).unwrap_or_else(|e| panic!("a direct mapping of a tmpfs page: {e}"));
+    // The same mapping not direct owns that memory: refused.
+    t.edit::<MmRecord>(mm, |m| {
+        for v in &mut m.mm.vmas {
+            v.direct = false;
+        }
+    })
+    .unwrap();
+    assert_refused(
+        &t,
+        "vfs.MountNamespace",
+        0,
+        &format!("upper.nodes[{file}].pages[0].offset"),
+        "own memory",
+    );
+}
+
+#[test]
+fn a_tmpfs_directory_cycle_is_refused() {
+    // Out of the root's reach: /tmp taken out of the root and given a
+    // subdirectory naming it back.
+    let mut t = seed(THREADS);
+    let (_, dir, _) = tmpfs_file(&t);
+    edit_vfs(&mut t, |v| {
+        let tmp = v.upper.nodes[dir].ino;
+        entries_mut(&mut v.upper.nodes[0]).retain(|e| e.ino != tmp);
+        let template = v.upper.nodes[dir].clone();
+        v.upper.nodes.push(TmpfsNodeRecord {
+            ino: 901,
+            nlink: 1,
+            kind: TmpfsNodeKind::Dir {
+                entries: vec![TmpfsDirEntry {
+                    name: b"back".to_vec(),
+                    ino: tmp,
+                }],
+                whiteouts: vec![],
+                opaque: false,
+            },
+            ..template
+        });
+        entries_mut(&mut v.upper.nodes[dir]).push(TmpfsDirEntry {
+            name: b"loop".to_vec(),
+            ino: 901,
+        });
+    });
+    let r = refusal(&t);
+    assert_eq!(r.record, "vfs.MountNamespace", "{r}");
+    assert!(
+        r.field.starts_with("upper.nodes[") && r.field.ends_with(']'),
+        "{r}"
+    );
+    assert!(r.why.contains("not reachable"), "{r}");
+    // Through the root: /tmp naming the root, whose link count is 0.
+    let mut t = seed(THREADS);
+    edit_vfs(&mut t, |v| {
+        let root = v.upper.root;
+        entries_mut(&mut v.upper.nodes[dir]).push(TmpfsDirEntry {
+            name: b"up".to_vec(),
+            ino: root,
+        });
+    });
+    assert_refused(
+        &t,
+        "vfs.MountNamespace",
+        0,
+        "upper.nodes[0].nlink",
+        "named 1 times",
+    );
+}
+
+#[test]
+fn a_dangling_tmpfs_child_is_refused() {
+    let mut t = seed(THREADS);
+    let (_, dir, _) = tmpfs_file(&t);
+    let n = {
+        let mut v: VfsState = t.get(0).unwrap();
+        entries_mut(&mut v.upper.nodes[dir]).len()
+    };
+    edit_vfs(&mut t, |v| {
+        entries_mut(&mut v.upper.nodes[dir]).push(TmpfsDirEntry {
+            name: b"ghost".to_vec(),
+            ino: 4242,
+        })
+    });
+    assert_refused(
+        &t,
+        "vfs.MountNamespace",
+        0,
+        &format!("upper.nodes[{dir}].entries[{n}].ino"),
+        "no node has inode number 4242",
+    );
+}
+
+#[test]
+fn a_tmpfs_name_with_a_slash_or_a_nul_is_refused() {
+    for bad in [&b"a/b"[..], b"/", b"tmp\0", b"..", b""] {
+        let mut t = seed(THREADS);
+        edit_vfs(&mut t, |v| {
+            entries_mut(&mut v.upper.nodes[0])[0].name = bad.to_vec()
+        });
+        assert_refused(
+            &t,
+            "vfs.MountNamespace",
+            0,
+            "upper.nodes[0].entries[0].name",
+            "invalid name",
+        );
+    }
+}
+
+#[test]
+fn tmpfs_inode_numbers_and_link_counts_are_judged() {
+    let (file, dir) = {
+        let t = seed(THREADS);
+        let (f, d, _) = tmpfs_file(&t);
+        (f, d)
+    };
+    type Edit<'a> = &'a dyn Fn(&mut VfsState);
+    let cases: [(Edit, String, &str); 4] = [
+        (
+            &|v| v.upper.nodes[file].ino = 0,
+            format!("upper.nodes[{file}].ino"),
+            "inode number 0",
+        ),
+        (
+            &|v| v.upper.nodes[file].ino = v.upper.nodes[dir].ino,
+            format!("upper.nodes[{file}].ino"),
+            "used twice",
+        ),
+        (
+            &|v| v.upper.nodes[file].nlink = 2,
+            format!("upper.nodes[{file}].nlink"),
+            "link count 2",
+        ),
+        (
+            &|v| v.shm.root = 77,
+            "shm.root".into(),
+            "no node has inode number 77",
+        ),
+    ];
+    for (edit, field, why) in cases {
+        let mut t = seed(THREADS);
+        edit_vfs(&mut t, edit);
+        assert_refused(&t, "vfs.MountNamespace", 0, &field, why);
+    }
+}
+
+/// The harness's typed tmpfs edits (op 13 on the namespace record) reach
+/// every tmpfs check: a sweep over their fields, tables and selectors
+/// produces each refusal, and some edits (a hard link with its count
+/// raised, a new file on free memory) are accepted.
+#[test]
+fn the_harness_tmpfs_edits_reach_every_check() {
+    let seeds = [seed(THREADS), seed(COUNTER)];
+    let mut reached = std::collections::BTreeSet::new();
+    let mut accepted = 0;
+    for s in &seeds {
+        let ns = s
+            .entries
+            .iter()
+            .position(|e| e.type_name == "vfs.MountNamespace")
+            .expect("a namespace record") as u8;
+        for field in 0..16u8 {
+            for k in [0u8, 1, 2, 0x80] {
+                // Interesting values 0, 1, 4095 and 4096, then arbitrary bits.
+                for pick in [0u8, 1, 17, 18, 7] {
+                    for sel in [(0u8, 0u8), (1, 1), (3, 2), (4, 3), (5, 8), (6, 1), (7, 0)] {
+                        let mut prog = vec![13, ns, 0, 0, field, k, pick];
+                        if pick == 7 {
+                            prog.extend_from_slice(&0x1234_5678_9abc_u64.to_le_bytes());
+                        }
+                        prog.extend_from_slice(&[sel.0, sel.1]);
+                        match run_case(s, &prog) {
+                            Ok(_) => accepted += 1,
+                            Err(CaseError::Load(LoadError::Invalid(r)))
+                                if r.record == "vfs.MountNamespace" =>
+                            {
+                                reached.insert(r.why.clone());
+                            }
+                            Err(CaseError::Assemble(e)) => panic!("{prog:?}: harness: {e}"),
+                            Err(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let all: Vec<&String> = reached.iter().collect();
+    for why in [
+        "inode number 0",
+        "used twice",
+        "own memory",
+        "not inside the restored memory",
+        "not page-aligned",
+        "invalid name",
+        "not reachable",
+        "link count",
+        "no node has inode number",
+        "invalid symlink target",
+        "does not fit the node",
+        "past the end",
+    ] {
+        assert!(
+            reached.iter().any(|r| r.contains(why)),
+            "no edit reached {why:?}; reached {all:#?}"
+        );
+    }
+    assert!(accepted > 0, "every edit refused");
+}
+
+#[test]
+fn many_tmpfs_files_are_judged_quickly() {
+    use sentry::mm::{FileRange, MemoryFileRecord};
+    const N: u64 = 100_000;
+    let base = 1u64 << 32;
+    let mut t = seed(THREADS);
+    t.edit::<MemoryFileRecord>(0, |r| {
+        r.ranges.push(FileRange {
+            start: base,
+            end: base + N * 4096,
+        })
+    })
+    .unwrap();
+    edit_vfs(&mut t, |v| {
+        // One template, not add_file's copy of the growing root (n^2).
+        let mut template = v.upper.nodes[0].clone();
+        template.nlink = 1;
+        template.mode = libc::S_IFREG | 0o644;
+        for i in 0..N {
+            let ino = 1000 + i;
+            v.upper.nodes.push(TmpfsNodeRecord {
+                ino,
+                kind: TmpfsNodeKind::File {
+                    size: 1,
+                    pages: vec![TmpfsPage {
+                        index: 0,
+                        offset: base + i * 4096,
+                    }],
+                },
+                ..template.clone()
+            });
+            entries_mut(&mut v.upper.nodes[0]).push(TmpfsDirEntry {
+                name: format!("f{i}").into_bytes(),
+                ino,
+            });
+        }
+    });
+    let file = t.to_statefile().unwrap();
+    let started = Instant::now();
+    let result = restore_validate(&file);
+    let took = started.elapsed();
+    let k = result.unwrap_or_else(|e| panic!("{N} tmpfs files refused: {e}"));
+    assert_eq!(k.vfs.upper.nodes.len() as u64, 3 + N);
+    eprintln!("{N} tmpfs files judged in {took:?}");
+    assert!(took < Duration::from_secs(5), "{N} files took {took:?}");
 }

@@ -8,8 +8,9 @@
 //! A mutation program ([`mutate`]) is a byte string read as a sequence of
 //! edits to record *payloads* (overwrite, insert, delete, replace one
 //! bincode integer by an interesting value), to fields of the task, thread
-//! group, address-space, descriptor-table and kernel records through a
-//! decode and re-encode (so the rest of the record stays well-formed), and
+//! group, address-space, memory-file, descriptor-table, kernel and
+//! namespace records (the tmpfs node tables) through a decode and
+//! re-encode (so the rest of the record stays well-formed), and
 //! to the table itself (duplicate, drop or re-key an entry): the checksums
 //! are recomputed, so
 //! every edit reaches the record decoders and validators instead of being
@@ -29,7 +30,10 @@ use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::time::ClockId;
 use crate::kernel::KernelRecord;
-use crate::mm::MmRecord;
+use crate::mm::{MemoryFileRecord, MmRecord, MF_PAGE_SIZE};
+use crate::vfs::state::{
+    TmpfsDirEntry, TmpfsNodeKind, TmpfsNodeRecord, TmpfsPage, TmpfsSnapshot, VfsState,
+};
 
 /// One entry of an object table: its key and its record's bytes (without
 /// the record's length frame, which [`ObjectTable::encode`] recomputes).
@@ -503,6 +507,25 @@ pub fn mutate(base: &ObjectTable, program: &[u8]) -> ObjectTable {
                             }
                         });
                     }
+                    "vfs.MountNamespace" => {
+                        let owners = Owners::of(&t);
+                        let sel = (p.u8(), p.u8());
+                        let _ = t.edit::<VfsState>(id, |r| {
+                            edit_tmpfs(r, &owners, field, k, v, sel);
+                        });
+                    }
+                    "mm.MemoryFile" => {
+                        let _ = t.edit::<MemoryFileRecord>(id, |r| {
+                            let n = r.ranges.len().max(1);
+                            match (field % 3, r.ranges.get_mut(k % n)) {
+                                (0, Some(x)) => x.start = v,
+                                (1, Some(x)) => x.end = v,
+                                _ => {
+                                    r.ranges.pop();
+                                }
+                            }
+                        });
+                    }
                     "kernel.FdTable" => {
                         let _ = t.edit::<FdTableRecord>(id, |r| {
                             let n = r.fds.len().max(1);
@@ -527,6 +550,304 @@ pub fn mutate(base: &ObjectTable, program: &[u8]) -> ObjectTable {
         }
     }
     t
+}
+
+/// Where memory lies in a table, so that a tmpfs page edit lands where a
+/// validator has to think (inside the saved ranges, on a mapping's own
+/// memory, on another file's page) rather than almost always outside.
+struct Owners {
+    ranges: Vec<(u64, u64)>,
+    /// Each mapping's memory-file range.
+    vmas: Vec<(u64, u64)>,
+}
+
+impl Owners {
+    fn of(t: &ObjectTable) -> Owners {
+        let ranges = t
+            .get::<MemoryFileRecord>(0)
+            .map(|m| m.ranges.iter().map(|r| (r.start, r.end)).collect())
+            .unwrap_or_default();
+        let vmas = t
+            .entries
+            .iter()
+            .find(|e| e.type_name == MmRecord::TYPE_NAME)
+            .and_then(|e| t.get::<MmRecord>(e.id).ok())
+            .map(|m| {
+                m.mm.vmas
+                    .iter()
+                    .map(|v| {
+                        (
+                            v.mf_offset,
+                            v.mf_offset.wrapping_add(v.end.wrapping_sub(v.start)),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Owners { ranges, vmas }
+    }
+
+    /// A memory-file offset chosen by `how` (a selector byte) from `v`.
+    fn offset(&self, vfs: &VfsState, how: u8, v: u64) -> u64 {
+        let page = |(s, e): (u64, u64), v: u64| {
+            let pages = e.saturating_sub(s) / MF_PAGE_SIZE;
+            s.wrapping_add(v % pages.max(1) * MF_PAGE_SIZE)
+        };
+        let pick = |list: &[(u64, u64)]| list.get(v as usize % list.len().max(1)).copied();
+        match how % 8 {
+            // A page of the saved ranges (most often: the other checks
+            // are reached only from there).
+            0..=2 => pick(&self.ranges).map_or(v, |r| page(r, v >> 8)),
+            // Just past a range's end, or just before its start.
+            3 => pick(&self.ranges).map_or(v, |(s, e)| {
+                if v & 1 == 0 {
+                    e
+                } else {
+                    s.wrapping_sub(MF_PAGE_SIZE)
+                }
+            }),
+            // A page of a mapping's memory.
+            4 => pick(&self.vmas).map_or(v, |r| page(r, v >> 8)),
+            // A page some tmpfs file already has.
+            5 => {
+                let used: Vec<u64> = [&vfs.upper, &vfs.shm]
+                    .into_iter()
+                    .flat_map(|t| &t.nodes)
+                    .filter_map(|n| match &n.kind {
+                        TmpfsNodeKind::File { pages, .. } => Some(pages),
+                        _ => None,
+                    })
+                    .flatten()
+                    .map(|p| p.offset)
+                    .collect();
+                used.get(v as usize % used.len().max(1))
+                    .copied()
+                    .unwrap_or(v)
+            }
+            // An unaligned page of the ranges.
+            6 => pick(&self.ranges).map_or(v, |r| page(r, v >> 8) | (v & 0xfff).max(1)),
+            _ => v,
+        }
+    }
+}
+
+/// Names a tmpfs entry may be given: fine ones and every kind of bad one.
+fn tmpfs_name(v: u64) -> Vec<u8> {
+    match v % 12 {
+        0 => b"a".to_vec(),
+        1 => b"a/b".to_vec(),
+        2 => b"/".to_vec(),
+        3 => b"a\0b".to_vec(),
+        4 => b".".to_vec(),
+        5 => b"..".to_vec(),
+        6 => Vec::new(),
+        7 => vec![b'n'; 255],
+        8 => vec![b'n'; 256],
+        9 => b"tmp".to_vec(),
+        10 => b"\0".to_vec(),
+        _ => format!("n{}", v >> 8).into_bytes(),
+    }
+}
+
+/// The smallest inode number above every one of `t`.
+fn fresh_ino(t: &TmpfsSnapshot) -> u64 {
+    t.nodes
+        .iter()
+        .map(|n| n.ino)
+        .max()
+        .unwrap_or(0)
+        .wrapping_add(1)
+}
+
+/// A directory node of `t` (node `k`'s own, else the root's), by index.
+fn some_dir(t: &TmpfsSnapshot, k: usize) -> Option<usize> {
+    let is_dir = |i: &usize| matches!(t.nodes[*i].kind, TmpfsNodeKind::Dir { .. });
+    let n = t.nodes.len();
+    Some(k % n.max(1))
+        .filter(|i| *i < n && is_dir(i))
+        .or_else(|| t.nodes.iter().position(|x| x.ino == t.root).filter(is_dir))
+}
+
+fn entries_of(n: &mut TmpfsNodeRecord) -> Option<&mut Vec<TmpfsDirEntry>> {
+    match &mut n.kind {
+        TmpfsNodeKind::Dir { entries, .. } => Some(entries),
+        _ => None,
+    }
+}
+
+/// A new node with `kind`, named `name` in directory `dir`; its link count
+/// and mode as a saved one would have them.
+fn add_node(t: &mut TmpfsSnapshot, dir: usize, name: Vec<u8>, kind: TmpfsNodeKind) -> u64 {
+    let ino = fresh_ino(t);
+    let mode = match kind {
+        TmpfsNodeKind::Dir { .. } => libc::S_IFDIR | 0o755,
+        TmpfsNodeKind::File { .. } => libc::S_IFREG | 0o644,
+        TmpfsNodeKind::Symlink { .. } => libc::S_IFLNK | 0o777,
+    };
+    let template = t.nodes[dir].clone();
+    t.nodes.push(TmpfsNodeRecord {
+        ino,
+        nlink: 1,
+        mode,
+        kind,
+        ..template
+    });
+    if let Some(e) = entries_of(&mut t.nodes[dir]) {
+        e.push(TmpfsDirEntry { name, ino });
+    }
+    ino
+}
+
+/// Edits one of the namespace's tmpfs tables (the upper layer, or /dev/shm
+/// when `k`'s top bit is set): an inode number, a link count, the root, a
+/// directory entry's inode or name, a hard link, a cycle, a page's offset
+/// or index, a new file, symlink or subtree, a node dropped. `sel` picks
+/// page offsets ([`Owners::offset`]) and names.
+fn edit_tmpfs(r: &mut VfsState, owners: &Owners, field: u8, k: usize, v: u64, sel: (u8, u8)) {
+    let offset = owners.offset(r, sel.0, v);
+    let t = if k & 0x80 == 0 {
+        &mut r.upper
+    } else {
+        &mut r.shm
+    };
+    let n = t.nodes.len();
+    if n == 0 {
+        t.root = v;
+        return;
+    }
+    let i = k % n;
+    let name = tmpfs_name(u64::from(sel.1) | v << 8);
+    match field % 16 {
+        0 => t.nodes[i].ino = v,
+        1 => t.nodes[i].nlink = v as u32,
+        2 => t.root = if v & 1 == 0 { t.nodes[i].ino } else { v },
+        3 => {
+            let target = t.nodes[v as usize % n].ino;
+            if let Some(e) = entries_of(&mut t.nodes[i]).and_then(|e| e.first_mut()) {
+                e.ino = if sel.1 & 1 == 0 { target } else { v };
+            }
+        }
+        4 => {
+            if let Some(e) = entries_of(&mut t.nodes[i]).and_then(|e| e.last_mut()) {
+                e.name = name;
+            }
+        }
+        // A hard link to node `v`: a file's is fine when the link count
+        // is raised too, a directory's is a cycle or a shared directory.
+        5 => {
+            let j = v as usize % n;
+            let ino = t.nodes[j].ino;
+            if let Some(d) = some_dir(t, k) {
+                if let Some(e) = entries_of(&mut t.nodes[d]) {
+                    e.push(TmpfsDirEntry { name, ino });
+                }
+                if sel.1 & 1 == 0 {
+                    t.nodes[j].nlink = t.nodes[j].nlink.wrapping_add(1);
+                }
+            }
+        }
+        // A page moved, or a file given one.
+        6 => {
+            let file = (0..n)
+                .map(|d| (i + d) % n)
+                .find(|&x| matches!(t.nodes[x].kind, TmpfsNodeKind::File { .. }));
+            match file.map(|x| &mut t.nodes[x].kind) {
+                Some(TmpfsNodeKind::File { pages, size }) => match pages.first_mut() {
+                    Some(pg) => pg.offset = offset,
+                    None => {
+                        *size = (*size).max(1);
+                        pages.push(TmpfsPage { index: 0, offset });
+                    }
+                },
+                _ => {
+                    if let Some(d) = some_dir(t, k) {
+                        let kind = TmpfsNodeKind::File {
+                            size: MF_PAGE_SIZE,
+                            pages: vec![TmpfsPage { index: 0, offset }],
+                        };
+                        add_node(t, d, name, kind);
+                    }
+                }
+            }
+        }
+        // A new file of up to four pages from `offset` on.
+        7 => {
+            if let Some(d) = some_dir(t, k) {
+                let count = u64::from(sel.1 % 4) + 1;
+                let pages = (0..count)
+                    .map(|x| TmpfsPage {
+                        index: x,
+                        offset: offset.wrapping_add(x * MF_PAGE_SIZE),
+                    })
+                    .collect();
+                let kind = TmpfsNodeKind::File {
+                    size: count * MF_PAGE_SIZE,
+                    pages,
+                };
+                add_node(t, d, name, kind);
+            }
+        }
+        // A cycle: out of the root's reach (two directories naming each
+        // other), or through it (a directory naming an ancestor).
+        8 => {
+            if let Some(d) = some_dir(t, k) {
+                let empty = || TmpfsNodeKind::Dir {
+                    entries: Vec::new(),
+                    whiteouts: Vec::new(),
+                    opaque: false,
+                };
+                let a = add_node(t, d, name, empty());
+                let back = if v & 1 == 0 { t.nodes[d].ino } else { a };
+                add_node(t, t.nodes.len() - 1, b"b".to_vec(), empty());
+                let last = t.nodes.len() - 1;
+                if let Some(e) = entries_of(&mut t.nodes[last]) {
+                    e.push(TmpfsDirEntry {
+                        name: b"up".to_vec(),
+                        ino: back,
+                    });
+                }
+                if v & 2 != 0 {
+                    // Detached: the pair no longer named from `d`.
+                    if let Some(e) = entries_of(&mut t.nodes[d]) {
+                        e.retain(|x| x.ino != a);
+                    }
+                }
+            }
+        }
+        9 => {
+            if let TmpfsNodeKind::File { pages, .. } = &mut t.nodes[i].kind {
+                if let Some(pg) = pages.first_mut() {
+                    pg.index = v;
+                }
+            }
+        }
+        // A symlink, its target any of the names (empty, NUL, '/', long).
+        10 => {
+            if let Some(d) = some_dir(t, k) {
+                let mut target = tmpfs_name(v);
+                if sel.1 & 1 == 1 {
+                    target.resize(4096, b'x');
+                }
+                add_node(t, d, name, TmpfsNodeKind::Symlink { target });
+            }
+        }
+        11 => t.nodes[i].mode = v as u32,
+        12 => {
+            t.nodes.remove(i);
+        }
+        13 => t.next_ino = v,
+        14 => {
+            if let TmpfsNodeKind::File { size, .. } = &mut t.nodes[i].kind {
+                *size = v;
+            }
+        }
+        // A whiteout named badly.
+        _ => {
+            if let TmpfsNodeKind::Dir { whiteouts, .. } = &mut t.nodes[i].kind {
+                whiteouts.push(name);
+            }
+        }
+    }
 }
 
 /// Why one fuzz case was refused: its records (what a hostile file is

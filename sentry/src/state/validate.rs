@@ -3,7 +3,8 @@
 //! untrusted). An error names the record and the field. The fuzz target
 //! (sentry/fuzz) drives [`load_saved_kernel`] with hostile records.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use platform::Layout;
 use statefile::{Objects, ReadAt, Reader, SectionKind};
@@ -14,7 +15,9 @@ use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::KernelRecord;
 use crate::mm::{FileRange, MemoryFileRecord, MmRecord, MmRestoreError as MmError, MF_PAGE_SIZE};
-use crate::vfs::state::{FileStateKind, OpenFileState, PipeSnapshot, VfsState};
+use crate::vfs::state::{
+    check_table, FileStateKind, OpenFileState, PipeSnapshot, TablePages, TmpfsSnapshot, VfsState,
+};
 
 use super::OBJECTS_SECTION;
 
@@ -41,20 +44,21 @@ const MAX_PIPE_BYTES: usize = 1 << 20;
 pub struct InvalidRecord {
     pub record: &'static str,
     pub id: u64,
-    pub field: &'static str,
+    /// A field name, or a path into a table (`upper.nodes[3].pages[0].offset`).
+    pub field: Cow<'static, str>,
     pub why: String,
 }
 
 fn invalid(
     record: &'static str,
     id: u64,
-    field: &'static str,
+    field: impl Into<Cow<'static, str>>,
     why: impl Into<String>,
 ) -> InvalidRecord {
     InvalidRecord {
         record,
         id,
-        field,
+        field: field.into(),
         why: why.into(),
     }
 }
@@ -314,6 +318,78 @@ pub fn holds(ranges: &[FileRange], offset: u64, len: u64) -> bool {
     i > 0 && end <= ranges[i - 1].end
 }
 
+/// Restored memory as the records describe it, for judging tmpfs pages
+/// before any memory is loaded: the `mm.MemoryFile` record's ranges, the
+/// pages tmpfs files took so far (both tables share one memory file) and
+/// the address space's own backings. A VMA's backing is its own unless it
+/// is `direct` (a shared mapping of a tmpfs file, whose pages it maps):
+/// such a range may be a file's pages, which the mm's restore checks when
+/// it pins them.
+struct SavedPages<'a> {
+    ranges: &'a [FileRange],
+    /// Non-direct backings (start, end, mapping index), by start; disjoint
+    /// (the mm's validation refuses overlapping ones).
+    backing: Vec<(u64, u64, usize)>,
+    claimed: HashSet<u64>,
+}
+
+impl TablePages for SavedPages<'_> {
+    fn allocated(&self, offset: u64) -> bool {
+        holds(self.ranges, offset, MF_PAGE_SIZE)
+    }
+    fn claim(&mut self, offset: u64) -> Result<(), String> {
+        let i = self.backing.partition_point(|b| b.0 <= offset);
+        if let Some(&(start, end, vma)) = i.checked_sub(1).and_then(|i| self.backing.get(i)) {
+            if offset < end {
+                return Err(format!(
+                    "memory page {offset:#x} is mapping {vma}'s own memory ({start:#x}..{end:#x})"
+                ));
+            }
+        }
+        if !self.claimed.insert(offset) {
+            return Err(format!("memory page {offset:#x} used twice"));
+        }
+        Ok(())
+    }
+}
+
+/// Judges both tmpfs tables of the namespace record against the saved
+/// memory and mappings, naming a refused field by its table
+/// (`upper.nodes[3].pages[0].offset`).
+fn check_tmpfs(
+    vfs: &VfsState,
+    memory: &MemoryFileRecord,
+    mm: &MmRecord,
+) -> Result<(), InvalidRecord> {
+    let mut backing: Vec<(u64, u64, usize)> = mm
+        .mm
+        .vmas
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.direct)
+        // Validated: aligned, non-empty, not overflowing.
+        .map(|(i, v)| (v.mf_offset, v.mf_offset.saturating_add(v.end - v.start), i))
+        .collect();
+    backing.sort_unstable();
+    let mut pages = SavedPages {
+        ranges: &memory.ranges,
+        backing,
+        claimed: HashSet::new(),
+    };
+    let tables: [(&str, &TmpfsSnapshot); 2] = [("upper", &vfs.upper), ("shm", &vfs.shm)];
+    for (name, table) in tables {
+        check_table(table, &mut pages).map_err(|e| {
+            invalid(
+                "vfs.MountNamespace",
+                0,
+                format!("{name}.{}", e.field),
+                e.why,
+            )
+        })?;
+    }
+    Ok(())
+}
+
 fn check_open_file(f: &OpenFileState, id: u64, pipes: &BTreeSet<u64>) -> Result<(), InvalidRecord> {
     let bad = |field, why: String| invalid("vfs.OpenFile", id, field, why);
     match f.kind {
@@ -404,6 +480,10 @@ pub fn load_saved_kernel<R: ReadAt>(
             .into());
         }
     }
+
+    // The tmpfs tables: after the mappings, whose own memory no tmpfs file
+    // may hold.
+    check_tmpfs(&vfs, &memory, &mm)?;
 
     let fds: FdTableRecord = objs.get(process.fd_table)?;
     // Descriptor numbers and the files they name are checked before any

@@ -206,13 +206,6 @@ fn invalid(s: impl Into<String>) -> VfsRestoreError {
     VfsRestoreError::Invalid(s.into())
 }
 
-fn bad_field(field: impl Into<String>, why: impl Into<String>) -> VfsRestoreError {
-    VfsRestoreError::Tmpfs {
-        field: field.into(),
-        why: why.into(),
-    }
-}
-
 impl Tmpfs {
     /// The whole tree as a flat table, root first. Call with the
     /// application stopped. File contents are not copied: the records name
@@ -301,9 +294,12 @@ impl Tmpfs {
     /// node reachable from the root exactly as often as its link count
     /// says (so no cycles and no shared directories), valid names and
     /// targets, and file pages page-aligned, inside the memory file's
-    /// restored allocations and given to no other owner (each page is
-    /// claimed with [`MemoryFile::claim_restored`], which every other owner
-    /// of restored memory, tmpfs or mapping, goes through too).
+    /// restored allocations and given to no other owner ([`check_table`];
+    /// each page is claimed with [`MemoryFile::claim_restored`], which
+    /// every other owner of restored memory, tmpfs or mapping, goes through
+    /// too). Restore ran the same check on the records before loading any
+    /// memory (`state::validate`); this second run, against the live
+    /// memory file, is what makes the pages this tmpfs's.
     pub fn restore(
         snap: &TmpfsSnapshot,
         clock: Arc<dyn Clock>,
@@ -388,13 +384,76 @@ fn valid_name(n: &[u8]) -> bool {
         && !n.contains(&0)
 }
 
-/// Checks a tmpfs table (see [`Tmpfs::restore`]) without recursion and
-/// returns the index of each inode number in it. A refused table may have
-/// claimed some of its pages: the restore is abandoned then anyway.
+/// Why a tmpfs table was refused: the field, named from the table
+/// (`nodes[3].pages[0].offset`, `root`), and what is wrong with it.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {why}")]
+pub struct TmpfsTableError {
+    pub field: String,
+    pub why: String,
+}
+
+impl From<TmpfsTableError> for VfsRestoreError {
+    fn from(e: TmpfsTableError) -> VfsRestoreError {
+        VfsRestoreError::Tmpfs {
+            field: e.field,
+            why: e.why,
+        }
+    }
+}
+
+fn bad_field(field: impl Into<String>, why: impl Into<String>) -> TmpfsTableError {
+    TmpfsTableError {
+        field: field.into(),
+        why: why.into(),
+    }
+}
+
+/// The memory a tmpfs table's file pages are judged against: the only part
+/// of [`check_table`] that depends on anything beyond the table. Restore's
+/// record validation implements it over the saved ranges and mappings
+/// (nothing host-side exists yet); [`Tmpfs::restore`] over the live memory
+/// file, whose claims then make the pages the file's.
+pub trait TablePages {
+    /// Whether the page at `offset` (page-aligned) is restored memory.
+    fn allocated(&self, offset: u64) -> bool;
+    /// Gives the page at `offset` to a tmpfs file, or says why it belongs
+    /// to another owner already.
+    fn claim(&mut self, offset: u64) -> Result<(), String>;
+}
+
+/// The live memory file during a restore (after
+/// [`MemoryFile::restore_allocations`]).
+struct LiveMemory<'a>(&'a MemoryFile);
+
+impl TablePages for LiveMemory<'_> {
+    fn allocated(&self, offset: u64) -> bool {
+        self.0.is_allocated(offset, PAGE as u64)
+    }
+    fn claim(&mut self, offset: u64) -> Result<(), String> {
+        // Tmpfs files are the first owners a restore re-attaches, so a
+        // page claimed already is another tmpfs page.
+        self.0
+            .claim_restored(offset, PAGE as u64)
+            .map_err(|_| format!("memory page {offset:#x} used twice"))
+    }
+}
+
 fn validate_table(
     snap: &TmpfsSnapshot,
     mf: &MemoryFile,
 ) -> Result<HashMap<u64, usize>, VfsRestoreError> {
+    Ok(check_table(snap, &mut LiveMemory(mf))?)
+}
+
+/// Checks a tmpfs table (see [`Tmpfs::restore`]) without recursion, its
+/// file pages against `memory`, and returns the index of each inode number
+/// in it. A refused table may have claimed some of its pages: the restore
+/// is abandoned then anyway.
+pub fn check_table(
+    snap: &TmpfsSnapshot,
+    memory: &mut dyn TablePages,
+) -> Result<HashMap<u64, usize>, TmpfsTableError> {
     let mut index: HashMap<u64, usize> = HashMap::with_capacity(snap.nodes.len());
     for (i, n) in snap.nodes.iter().enumerate() {
         if n.ino == 0 {
@@ -469,18 +528,15 @@ fn validate_table(
                             format!("{:#x} is not page-aligned", p.offset),
                         ));
                     }
-                    if !mf.is_allocated(p.offset, PAGE as u64) {
+                    if !memory.allocated(p.offset) {
                         return Err(bad_field(
                             field(),
                             format!("{:#x} is not inside the restored memory", p.offset),
                         ));
                     }
-                    if mf.claim_restored(p.offset, PAGE as u64).is_err() {
-                        return Err(bad_field(
-                            field(),
-                            format!("memory page {:#x} used twice", p.offset),
-                        ));
-                    }
+                    memory
+                        .claim(p.offset)
+                        .map_err(|why| bad_field(field(), why))?;
                 }
                 libc::S_IFREG
             }
