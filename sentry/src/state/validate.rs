@@ -610,7 +610,11 @@ mod itimer_tests {
             let mut t = armed;
             edit(&mut t);
             let e = check_thread_group(&process(t), 1).expect_err(field);
-            assert_eq!((e.record, e.field), ("kernel.ThreadGroup", field), "{e}");
+            assert_eq!(
+                (e.record, e.field.as_ref()),
+                ("kernel.ThreadGroup", field),
+                "{e}"
+            );
         }
     }
 }
