@@ -199,11 +199,23 @@ impl ObjectTable {
     /// memory section, every checksum valid.
     pub fn to_statefile(&self) -> Result<Vec<u8>, TableError> {
         let header = Header::new("cryo hostile-records").with("platform", "ptrace");
+        let page = vec![0x5au8; 4096];
+        self.write_statefile(header, Compression::None, &page)
+    }
+
+    /// A statefile of `header`, this table (compressed as `objects` says),
+    /// the type table and `memory` as the memory image.
+    fn write_statefile(
+        &self,
+        header: Header,
+        objects: Compression,
+        memory: &[u8],
+    ) -> Result<Vec<u8>, TableError> {
         let mut w = Writer::new(Vec::new(), header)?;
         w.write_section(
             SectionKind::Kernel,
             OBJECTS_SECTION,
-            Compression::None,
+            objects,
             &self.encode(),
         )?;
         w.write_section(
@@ -212,8 +224,7 @@ impl ObjectTable {
             Compression::None,
             &self.types.encode(),
         )?;
-        let page = vec![0x5au8; 4096];
-        w.write_memory(MEMORY_SECTION, &page, &MemoryOptions::default())?;
+        w.write_memory(MEMORY_SECTION, memory, &MemoryOptions::default())?;
         Ok(w.finish()?)
     }
 }
@@ -229,21 +240,7 @@ impl ObjectTable {
             .map_err(|_| TableError::Malformed("memory image too large".into()))?;
         let mut image = vec![0u8; len];
         memory.restore_into(&mut image)?;
-        let mut w = Writer::new(Vec::new(), reader.header().clone())?;
-        w.write_section(
-            SectionKind::Kernel,
-            OBJECTS_SECTION,
-            Compression::default(),
-            &self.encode(),
-        )?;
-        w.write_section(
-            SectionKind::TypeTable,
-            "",
-            Compression::None,
-            &self.types.encode(),
-        )?;
-        w.write_memory(MEMORY_SECTION, &image, &MemoryOptions::default())?;
-        Ok(w.finish()?)
+        self.write_statefile(reader.header().clone(), Compression::default(), &image)
     }
 }
 

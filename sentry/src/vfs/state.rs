@@ -924,6 +924,28 @@ mod tests {
         )
     }
 
+    /// A tmpfs over a fresh memory file, seen through a VFS, with `path`
+    /// created (mode `mode`) and open read-write.
+    fn tmpfs_with_file(
+        path: &[u8],
+        mode: u32,
+    ) -> (
+        Arc<MemoryFile>,
+        Arc<Tmpfs>,
+        Vfs,
+        Arc<crate::vfs::Dentry>,
+        Arc<OpenFile>,
+    ) {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let vfs = tmpfs_vfs_in(&fs);
+        let r = vfs.root().clone();
+        let f = vfs
+            .open_at(&r, path, libc::O_CREAT | libc::O_RDWR, mode)
+            .unwrap();
+        (mf, fs, vfs, r, f)
+    }
+
     fn map_shared(
         mm: &mut crate::mm::MemoryManager,
         m: &Arc<dyn MappableFile>,
@@ -946,14 +968,8 @@ mod tests {
 
     #[test]
     fn shared_mapping_maps_the_file_pages() {
-        let mf = test_memory_file();
-        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
-        let vfs = tmpfs_vfs_in(&fs);
-        let r = vfs.root().clone();
+        let (mf, _fs, vfs, r, f) = tmpfs_with_file(b"/m", 0o644);
         let intr = Interrupt::new();
-        let f = vfs
-            .open_at(&r, b"/m", libc::O_CREAT | libc::O_RDWR, 0o644)
-            .unwrap();
         f.write(b"hello", &intr).unwrap();
         let m = f.as_mappable().unwrap();
         let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
@@ -1035,14 +1051,8 @@ mod tests {
 
     #[test]
     fn pinned_pages_are_bounded() {
-        let mf = test_memory_file();
-        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let (mf, fs, vfs, r, f) = tmpfs_with_file(b"/big", 0o644);
         fs.set_mapped_limit(4);
-        let vfs = tmpfs_vfs_in(&fs);
-        let r = vfs.root().clone();
-        let f = vfs
-            .open_at(&r, b"/big", libc::O_CREAT | libc::O_RDWR, 0o644)
-            .unwrap();
         vfs.truncate(&r, b"/big", 8 * PI).unwrap();
         let m = f.as_mappable().unwrap();
         let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
@@ -1060,14 +1070,8 @@ mod tests {
 
     #[test]
     fn direct_mapping_survives_checkpoint() {
-        let mf = test_memory_file();
-        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
-        let vfs = tmpfs_vfs_in(&fs);
-        let r = vfs.root().clone();
+        let (mf, fs, vfs, r, f) = tmpfs_with_file(b"/shm", 0o600);
         let intr = Interrupt::new();
-        let f = vfs
-            .open_at(&r, b"/shm", libc::O_CREAT | libc::O_RDWR, 0o600)
-            .unwrap();
         vfs.truncate(&r, b"/shm", 2 * PI).unwrap();
         let m = f.as_mappable().unwrap();
         let (mut mm, _pages) = crate::mm::tests::new_mm_with(mf.clone());
