@@ -37,8 +37,6 @@ pub enum RestoreError {
     },
     #[error("the application used CPU features this host lacks (XSAVE components {missing:#x})")]
     CpuFeatures { missing: u64 },
-    #[error("the application's address space ends at {highest:#x}, beyond this host's {va_bits}-bit user address space")]
-    AddressSpace { highest: u64, va_bits: u32 },
     #[error("{0}")]
     Records(LoadError),
     #[error("{0}")]
@@ -109,12 +107,6 @@ pub fn restore(
     let missing = used & !platform::host_xfeatures();
     if missing != 0 {
         return Err(RestoreError::CpuFeatures { missing });
-    }
-    if rec.mm.mm.highest_address > host.layout.max_user_addr {
-        return Err(RestoreError::AddressSpace {
-            highest: rec.mm.mm.highest_address,
-            va_bits: host.layout.va_bits,
-        });
     }
     tracing::debug!("restore: statefile and records validated");
 
