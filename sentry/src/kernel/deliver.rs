@@ -32,13 +32,41 @@ impl Task {
         super::signal::enqueue(&mut self.pending(), info);
     }
 
-    /// Whether a pending signal is not blocked: an interrupted blocking
-    /// syscall then returns EINTR (its handler runs) instead of restarting.
+    /// Whether a pending signal is not blocked and not ignored: an
+    /// interrupted blocking syscall then returns EINTR (its handler runs,
+    /// or the process ends) instead of restarting. An ignored one (the
+    /// default SIGCHLD, say) never interrupts a call.
     pub fn has_deliverable_signal(&self) -> bool {
         let mask = self.signal_mask;
-        self.pending()
-            .iter()
-            .any(|p| !mask.contains(p.signo) || p.signo == libc::SIGKILL)
+        let handlers = self.handlers().clone();
+        self.pending().iter().any(|p| {
+            let unblocked = !mask.contains(p.signo) || p.signo == libc::SIGKILL;
+            let acts = handlers.get(p.signo).is_ok_and(|a| {
+                !a.is_ignored()
+                    && !(a.is_default()
+                        && matches!(
+                            default_action(p.signo),
+                            DefaultAction::Ignore | DefaultAction::Continue
+                        ))
+            });
+            unblocked && (acts || p.signo == libc::SIGKILL)
+        })
+    }
+
+    /// Whether a pending signal ends the process by its default action
+    /// (SIGKILL always): such a signal wakes even a stopped process.
+    pub fn fatal_signal_pending(&self) -> bool {
+        let mask = self.signal_mask;
+        let handlers = self.handlers().clone();
+        self.pending().iter().any(|p| {
+            p.signo == libc::SIGKILL
+                || (!mask.contains(p.signo)
+                    && handlers.get(p.signo).is_ok_and(|a| a.is_default())
+                    && matches!(
+                        default_action(p.signo),
+                        DefaultAction::Terminate | DefaultAction::CoreDump
+                    ))
+        })
     }
 
     /// A fault of the instruction at rip: if the program blocks or ignores
@@ -84,11 +112,11 @@ impl Task {
             }
             if action.is_default() {
                 match default_action(info.signo) {
-                    DefaultAction::Terminate | DefaultAction::CoreDump => {
-                        self.exit_by_signal(info.signo)
-                    }
-                    // No job control yet: stop and continue change nothing.
-                    DefaultAction::Ignore | DefaultAction::Stop | DefaultAction::Continue => {}
+                    DefaultAction::Terminate
+                    | DefaultAction::CoreDump
+                    | DefaultAction::Stop => self.exit_by_signal(info.signo),
+                    // SIGCONT acted when it was sent.
+                    DefaultAction::Ignore | DefaultAction::Continue => {}
                 }
                 continue;
             }

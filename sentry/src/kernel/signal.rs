@@ -192,7 +192,9 @@ mod tests {
 pub struct SigInfo {
     pub signo: i32,
     pub code: i32,
-    /// For faults: the address (si_addr).
+    /// For faults: the address (si_addr, the union's first word). For
+    /// every other signal: the union's word after si_pid and si_uid
+    /// (si_status of SIGCHLD, si_value of sigqueue and timers).
     pub addr: u64,
     /// For kill/tgkill: the sender (si_pid, si_uid).
     pub pid: i32,
@@ -208,6 +210,18 @@ pub const SI_TKILL: i32 = -6;
 pub const SI_KERNEL: i32 = 0x80;
 
 impl SigInfo {
+    /// SIGCHLD (or another exit signal) about child `pid`: `code` is a
+    /// CLD_* value, `status` the exit code or signal.
+    pub fn child(signo: i32, code: i32, pid: i32, uid: u32, status: i32) -> SigInfo {
+        SigInfo {
+            signo,
+            code,
+            addr: status as u32 as u64,
+            pid,
+            uid,
+        }
+    }
+
     /// `siginfo_t` (128 bytes on x86_64).
     pub fn to_bytes(&self) -> [u8; 128] {
         let mut b = [0u8; 128];
@@ -218,6 +232,7 @@ impl SigInfo {
         } else {
             b[16..20].copy_from_slice(&self.pid.to_le_bytes());
             b[20..24].copy_from_slice(&self.uid.to_le_bytes());
+            b[24..32].copy_from_slice(&self.addr.to_le_bytes());
         }
         b
     }
@@ -246,6 +261,8 @@ impl SigSet {
 }
 
 /// SA_* flags cryo honours.
+pub const SA_NOCLDSTOP: u64 = 0x1;
+pub const SA_NOCLDWAIT: u64 = 0x2;
 pub const SA_SIGINFO: u64 = 0x4;
 pub const SA_ONSTACK: u64 = 0x0800_0000;
 pub const SA_RESTORER: u64 = 0x0400_0000;

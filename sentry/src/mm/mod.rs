@@ -6,6 +6,7 @@
 //!   (`io.rs`) and checkpoint/restore (`state.rs`).
 
 mod fault;
+mod fork;
 pub mod file;
 mod io;
 mod manager;
@@ -18,6 +19,7 @@ pub mod vma;
 pub(crate) mod tests;
 
 pub use file::{MappableFile, OpenFn};
+pub use fork::ForkedMm;
 pub use io::{IoVec, UIO_MAXIOV};
 pub use manager::{
     usable_range, MemoryManager, DEFAULT_STACK_LIMIT, MMAP_MIN_ADDR, STACK_GUARD_GAP,
