@@ -53,20 +53,9 @@ impl Task {
         })
     }
 
-    /// Whether a pending signal ends the process by its default action
-    /// (SIGKILL always): such a signal wakes even a stopped process.
-    pub fn fatal_signal_pending(&self) -> bool {
-        let mask = self.signal_mask;
-        let handlers = self.handlers().clone();
-        self.pending().iter().any(|p| {
-            p.signo == libc::SIGKILL
-                || (!mask.contains(p.signo)
-                    && handlers.get(p.signo).is_ok_and(|a| a.is_default())
-                    && matches!(
-                        default_action(p.signo),
-                        DefaultAction::Terminate | DefaultAction::CoreDump
-                    ))
-        })
+    /// Whether SIGKILL is pending: it wakes even a stopped process.
+    pub fn sigkill_pending(&self) -> bool {
+        self.pending().iter().any(|p| p.signo == libc::SIGKILL)
     }
 
     /// A fault of the instruction at rip: if the program blocks or ignores

@@ -160,17 +160,17 @@ impl Task {
         }
     }
 
-    /// The process is stopped (job control): wait for SIGCONT, unless a
-    /// signal that kills it by default is pending (Linux wakes a stopped
-    /// process to die) or a checkpoint wants it parked.
+    /// The process is stopped (job control): wait for SIGCONT, unless
+    /// SIGKILL is pending (only it wakes a stopped process; others wait
+    /// for SIGCONT) or a checkpoint wants it parked.
     fn stay_stopped(&mut self) {
-        if self.fatal_signal_pending() {
+        if self.sigkill_pending() {
             self.deliver_signals();
             return;
         }
         self.tg.wait_while_stopped(&self.interrupt);
         let still = self.tg.is_job_stopped() && self.tg.exit_status().is_none();
-        if still && !self.tg.must_park(self.tid) && !self.fatal_signal_pending() {
+        if still && !self.tg.must_park(self.tid) && !self.sigkill_pending() {
             // Woken for nothing it acts on while stopped (a caught signal
             // waits for SIGCONT).
             self.interrupt.clear();
