@@ -9,6 +9,7 @@ mod fs;
 mod futex;
 mod info;
 mod mm;
+mod net;
 mod process;
 mod signal;
 mod strace;
