@@ -1,10 +1,12 @@
-//! Application page faults. Every VMA is mapped eagerly, so the only fault
-//! the memory manager resolves is stack growth: an access just below a
-//! growsdown VMA.
+//! Application page faults. Every VMA is mapped eagerly, so the memory
+//! manager resolves two faults: a write to a copy-on-write page (mapped
+//! read-only on the host after fork), and stack growth: an access just
+//! below a growsdown VMA.
 
 use platform::Access;
 
 use super::manager::{MemoryManager, STACK_GUARD_GAP};
+use super::pma::Piece;
 use super::vma::Vma;
 use crate::errno::Errno;
 
@@ -17,15 +19,65 @@ impl MemoryManager {
     /// `Err(EACCES)` means the address is mapped but `access` is not allowed
     /// (SIGSEGV with SEGV_ACCERR); `Err(EFAULT)` means nothing is mapped there
     /// (SEGV_MAPERR).
-    pub fn handle_fault(&mut self, addr: u64, _access: Access) -> Result<(), Errno> {
-        if self.vma_at(addr).is_some() {
-            // Every VMA is mapped eagerly with its protections, so a fault
-            // inside one is a protection violation whatever access the
-            // platform could tell (often Unknown). Never "repair" and retry
-            // here: a platform that keeps faulting would spin the task.
-            return Err(Errno::EACCES);
+    pub fn handle_fault(&mut self, addr: u64, access: Access) -> Result<(), Errno> {
+        if let Some(v) = self.vma_at(addr) {
+            // Every VMA is mapped eagerly with its protections, except that
+            // copy-on-write pages of a writable private VMA are read-only on
+            // the host. A write there (ptrace reports non-exec faults as
+            // Unknown: on a readable page only a write faults) is resolved;
+            // anything else is a protection violation. Only pages this
+            // address space marked `cow` are "repaired", and the repair
+            // clears the mark, so a platform that keeps faulting cannot
+            // spin the task.
+            let cow = !v.shared
+                && !v.direct
+                && v.prot.write
+                && v.prot.read
+                && matches!(access, Access::Write | Access::Unknown)
+                && self.pmas.get(addr).is_some_and(|p| p.cow);
+            if !cow {
+                return Err(Errno::EACCES);
+            }
+            let v = v.clone();
+            return self.resolve_cow(&v, addr);
         }
         self.grow_stack(addr)
+    }
+
+    /// A write fault on copy-on-write page `addr` of `v`: a page others
+    /// still share is copied; one nobody else holds any more (the other
+    /// owner copied it, exited or exec'd) is made writable again as it is,
+    /// with every such page of its run, like Linux's reuse.
+    fn resolve_cow(&mut self, v: &Vma, addr: u64) -> Result<(), Errno> {
+        let page = self.page_align_down(addr);
+        let page_end = page + self.layout.page_size;
+        let Some(p) = self.pmas.get(page) else {
+            return Err(Errno::EACCES);
+        };
+        if !self.mf.shared_ranges(p.off_of(page), page_end - page).is_empty() {
+            self.break_cow(v, page, page_end)?;
+            return Ok(());
+        }
+        // The run around `page`, within its piece and its VMA, that nobody
+        // else holds.
+        let (lo, hi) = (p.start.max(v.start), p.end.min(v.end));
+        let (mut s, mut e) = (lo, hi);
+        for r in self.mf.shared_ranges(p.off_of(lo), hi - lo) {
+            let (rs, re) = (p.start + (r.start - p.off), p.start + (r.end - p.off));
+            if re <= page {
+                s = s.max(self.page_align_up(re).unwrap_or(re));
+            } else if rs >= page_end {
+                e = e.min(self.page_align_down(rs));
+                break;
+            }
+        }
+        self.aspace
+            .protect(s, e - s, v.prot)
+            .map_err(|e| super::manager::platform_errno("protect", e))?;
+        for q in self.pmas.take(s, e) {
+            self.pmas.insert(Piece { cow: false, ..q });
+        }
+        Ok(())
     }
 
     /// Grows the growsdown VMA just above `addr` down to cover it, within
@@ -67,13 +119,16 @@ impl MemoryManager {
     /// Grows `v` (starting at `vstart`) down to `target`.
     fn extend_down(&mut self, vstart: u64, v: &Vma, target: u64) -> Result<(), Errno> {
         let delta = vstart - target;
-        let adjacent = v
-            .mf_offset
-            .checked_sub(delta)
+        // Continue the backing downward in the memory file where that is free.
+        let adjacent = self
+            .pmas
+            .get(vstart)
+            .filter(|p| p.start == vstart)
+            .and_then(|p| p.off.checked_sub(delta))
             .filter(|off| self.mf.allocate_at(*off, delta).is_ok());
-        let (mf_off, in_place) = match adjacent {
-            Some(off) => (off, true),
-            None => (self.mf.allocate(delta)?, false),
+        let mf_off = match adjacent {
+            Some(off) => off,
+            None => self.mf.allocate(delta)?,
         };
         if let Err(e) = self.aspace.map(target, delta, mf_off, v.prot) {
             let _ = self.mf.free(mf_off, delta);
@@ -81,13 +136,14 @@ impl MemoryManager {
         }
         let mut grown = v.clone();
         grown.start = target;
-        grown.mf_offset = mf_off;
-        if in_place {
-            self.vmas.remove(&vstart);
-        } else {
-            grown.end = vstart;
-        }
+        self.vmas.remove(&vstart);
         self.vmas.insert(target, grown);
+        self.pmas.insert(Piece {
+            start: target,
+            end: vstart,
+            off: mf_off,
+            cow: false,
+        });
         Ok(())
     }
 }

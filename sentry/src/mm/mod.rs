@@ -2,15 +2,18 @@
 //!
 //! * [`MemoryFile`]: the one memfd holding all application memory.
 //! * [`Vma`]: one mapping; [`MemoryManager`]: one address space, with the
-//!   memory syscalls' semantics (`ops.rs`), faults (`fault.rs`), copy-in/out
-//!   (`io.rs`) and checkpoint/restore (`state.rs`).
+//!   memory syscalls' semantics (`ops.rs`), its backing map (`pma.rs`),
+//!   faults (`fault.rs`), copy-in/out (`io.rs`), fork with copy-on-write
+//!   (`fork.rs`) and checkpoint/restore (`state.rs`).
 
 mod fault;
 pub mod file;
+mod fork;
 mod io;
 mod manager;
 pub mod memory_file;
 mod ops;
+mod pma;
 mod state;
 pub mod vma;
 
@@ -18,11 +21,14 @@ pub mod vma;
 pub(crate) mod tests;
 
 pub use file::{MappableFile, OpenFn};
+pub use fork::ForkedMm;
 pub use io::{IoVec, UIO_MAXIOV};
 pub use manager::{
     usable_range, MemoryManager, DEFAULT_STACK_LIMIT, MMAP_MIN_ADDR, STACK_GUARD_GAP,
 };
 pub use memory_file::{FileRange, MemoryFile, MemoryFileError, MF_PAGE_SIZE};
 pub use ops::MmapFile;
-pub use state::{MappedFileRecord, MemoryFileRecord, MmRecord, MmRestoreError, MmState};
+pub use state::{
+    BackingState, MappedFileRecord, MemoryFileRecord, MmRecord, MmRestoreError, MmState,
+};
 pub use vma::{FileBacking, FileState, Vma, VmaKind, VmaState};

@@ -136,32 +136,61 @@ pub(crate) fn new_mm_with(mf: Arc<MemoryFile>) -> (MemoryManager, Pages) {
 }
 
 /// The host page table matches the VMAs page for page, and VMA backings
-/// are allocated and disjoint.
+/// are allocated and disjoint, and nothing else is allocated: `mm` alone
+/// uses the memory file.
 pub(crate) fn check_consistent(mm: &MemoryManager, pages: &Pages) {
-    let pages = pages.lock().unwrap();
-    let mut expect = BTreeMap::new();
-    let mut backing = BTreeMap::new();
-    for v in mm.vmas() {
-        assert!(
-            v.start < v.end && v.start % P == 0 && v.end % P == 0,
-            "{v:?}"
-        );
-        assert!(mm.memory_file().is_allocated(v.mf_offset, v.len()), "{v:?}");
-        for a in (v.start..v.end).step_by(P as usize) {
-            expect.insert(a, (v.mf_offset_of(a), v.prot));
-            assert!(
-                backing.insert(v.mf_offset_of(a), a).is_none(),
-                "backing shared: {v:?}"
-            );
-        }
-    }
-    assert_eq!(*pages, expect);
+    let backing = check_mapped(mm, pages);
     let allocated: u64 = mm.memory_file().allocated_bytes();
     assert_eq!(
         allocated,
         backing.len() as u64 * P,
         "memory file leaks or double-counts"
     );
+}
+
+/// The host page table matches the VMAs and their backing page for page
+/// (copy-on-write pages without write permission, and every private
+/// writable page others share is copy-on-write), every non-direct VMA
+/// page is backed and nothing else is, and no page backs two addresses of
+/// `mm`. Returns the pages `mm` uses: memory-file offset -> address.
+pub(crate) fn check_mapped(mm: &MemoryManager, pages: &Pages) -> BTreeMap<u64, u64> {
+    let pages = pages.lock().unwrap();
+    let mf = mm.memory_file();
+    let mut expect = BTreeMap::new();
+    let mut backing = BTreeMap::new();
+    let mut non_direct = 0;
+    for v in mm.vmas() {
+        assert!(
+            v.start < v.end && v.start % P == 0 && v.end % P == 0,
+            "{v:?}"
+        );
+        if !v.direct {
+            non_direct += v.len();
+        }
+        let pieces = mm.backing_of(v, v.start, v.end);
+        let mut pos = v.start;
+        for p in pieces {
+            assert_eq!(p.start, pos, "a hole in the backing of {v:?}");
+            pos = p.end;
+            assert!(mf.is_allocated(p.off, p.len()), "{v:?} {p:?}");
+            for a in (p.start..p.end).step_by(P as usize) {
+                let off = p.off_of(a);
+                if !v.shared && v.prot.write && mf.refcount(off) > 1 {
+                    assert!(p.cow, "shared private page {a:#x} writable: {v:?}");
+                }
+                expect.insert(a, (off, MemoryManager::host_prot(v, &p)));
+                assert!(
+                    backing.insert(off, a).is_none(),
+                    "backing used twice: {v:?}"
+                );
+            }
+        }
+        assert_eq!(pos, v.end, "backing short of {v:?}");
+    }
+    let backed: u64 = mm.pmas.iter().map(|p| p.len()).sum();
+    assert_eq!(backed, non_direct, "backing outside the VMAs");
+    assert_eq!(*pages, expect);
+    backing
 }
 
 const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
@@ -770,11 +799,18 @@ fn hostile_snapshots_are_refused() {
         file: None,
         mf_offset: 0,
         kind: VmaKind::Normal,
+        dontfork: false,
+        wipeonfork: false,
     };
     let base = MmState {
         page_size: P,
         highest_address: good_vma.end,
         vmas: vec![good_vma.clone()],
+        backing: vec![BackingState {
+            start: good_vma.start,
+            end: good_vma.end,
+            mf_offset: 0,
+        }],
         brk_start: 0,
         brk: 0,
         stack_limit: DEFAULT_STACK_LIMIT,
@@ -813,20 +849,27 @@ fn hostile_snapshots_are_refused() {
                 s.vmas[0].end = 2 * P;
             }),
         ),
-        ("mf unaligned", Box::new(|s| s.vmas[0].mf_offset = 5)),
+        ("mf unaligned", Box::new(|s| s.backing[0].mf_offset = 5)),
         (
             "mf not allocated",
-            Box::new(|s| s.vmas[0].mf_offset = 8 * P),
+            Box::new(|s| s.backing[0].mf_offset = 8 * P),
         ),
-        ("mf overflow", Box::new(|s| s.vmas[0].mf_offset = TOP_PAGE)),
+        (
+            "mf overflow",
+            Box::new(|s| s.backing[0].mf_offset = TOP_PAGE),
+        ),
         (
             "overlap",
             Box::new(|s| {
                 let mut v = s.vmas[0].clone();
                 v.start += P;
                 v.end += P;
-                v.mf_offset = 2 * P;
                 s.vmas.push(v);
+                s.backing.push(BackingState {
+                    start: s.vmas[0].start + P,
+                    end: s.vmas[0].end + P,
+                    mf_offset: 2 * P,
+                });
             }),
         ),
         (
@@ -835,8 +878,58 @@ fn hostile_snapshots_are_refused() {
                 let mut v = s.vmas[0].clone();
                 v.start += 4 * P;
                 v.end += 4 * P;
-                v.mf_offset = P;
+                s.backing.push(BackingState {
+                    start: v.start,
+                    end: v.end,
+                    mf_offset: P,
+                });
                 s.vmas.push(v);
+            }),
+        ),
+        ("no backing", Box::new(|s| s.backing.clear())),
+        (
+            "backing short",
+            Box::new(|s| s.backing[0].end -= P),
+        ),
+        (
+            "backing beyond the mapping",
+            Box::new(|s| {
+                s.backing[0].end += P;
+            }),
+        ),
+        (
+            "backing reversed",
+            Box::new(|s| {
+                s.backing[0].end = s.backing[0].start;
+            }),
+        ),
+        (
+            "backing out of order",
+            Box::new(|s| {
+                let b = s.backing[0];
+                s.backing = vec![
+                    BackingState {
+                        start: b.start + P,
+                        end: b.end,
+                        mf_offset: P,
+                    },
+                    BackingState {
+                        start: b.start,
+                        end: b.start + P,
+                        mf_offset: 0,
+                    },
+                ];
+            }),
+        ),
+        (
+            "offset on a non-direct mapping",
+            Box::new(|s| s.vmas[0].mf_offset = P),
+        ),
+        (
+            "wipe-on-fork shared",
+            Box::new(|s| {
+                s.vmas[0].shared = true;
+                s.vmas[0].wipeonfork = true;
             }),
         ),
         (

@@ -361,14 +361,16 @@ fn check_tmpfs(
     memory: &MemoryFileRecord,
     mm: &MmRecord,
 ) -> Result<(), InvalidRecord> {
+    // Each backing run, named by the mapping whose addresses it backs.
     let mut backing: Vec<(u64, u64, usize)> = mm
         .mm
-        .vmas
+        .backing
         .iter()
-        .enumerate()
-        .filter(|(_, v)| !v.direct)
-        // Validated: aligned, non-empty, not overflowing.
-        .map(|(i, v)| (v.mf_offset, v.mf_offset.saturating_add(v.end - v.start), i))
+        // Validated: aligned, non-empty, not overflowing, covering the VMAs.
+        .map(|b| {
+            let vma = mm.mm.vmas.partition_point(|v| v.end <= b.start);
+            (b.mf_offset, b.mf_offset.saturating_add(b.end - b.start), vma)
+        })
         .collect();
     backing.sort_unstable();
     let mut pages = SavedPages {
@@ -442,6 +444,7 @@ pub fn load_saved_kernel<R: ReadAt>(
         let field = match e {
             MmError::PageSize { .. } => "mm.page_size",
             MmError::AddressSpaceTooSmall { .. } | MmError::BadVma { .. } => "mm.vmas",
+            MmError::BadBacking { .. } => "mm.backing",
             MmError::BadBrk { .. } => "mm.brk",
             _ => "mm",
         };
