@@ -54,7 +54,11 @@ impl MemoryManager {
         let Some(p) = self.pmas.get(page) else {
             return Err(Errno::EACCES);
         };
-        if !self.mf.shared_ranges(p.off_of(page), page_end - page).is_empty() {
+        if !self
+            .mf
+            .shared_ranges(p.off_of(page), page_end - page)
+            .is_empty()
+        {
             self.break_cow(v, page, page_end)?;
             return Ok(());
         }

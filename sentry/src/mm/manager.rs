@@ -318,14 +318,11 @@ impl MemoryManager {
                 let at = p.start + (r.start - p.off);
                 let len = r.len();
                 let fresh = self.mf.allocate(len)?;
-                let placed = self
-                    .mf
-                    .copy_within(r.start, fresh, len)
-                    .and_then(|_| {
-                        self.aspace
-                            .map(at, len, fresh, v.prot)
-                            .map_err(|e| platform_errno("map", e))
-                    });
+                let placed = self.mf.copy_within(r.start, fresh, len).and_then(|_| {
+                    self.aspace
+                        .map(at, len, fresh, v.prot)
+                        .map_err(|e| platform_errno("map", e))
+                });
                 if let Err(e) = placed {
                     let _ = self.mf.free(fresh, len);
                     return Err(e);

@@ -132,11 +132,7 @@ impl RangeSet {
             .next_back()
             .filter(|(_, e)| **e >= start)
             .map_or(start, |(s, _)| *s);
-        let hit: Vec<(u64, u64)> = self
-            .0
-            .range(first..=end)
-            .map(|(s, e)| (*s, *e))
-            .collect();
+        let hit: Vec<(u64, u64)> = self.0.range(first..=end).map(|(s, e)| (*s, *e)).collect();
         for (s, e) in hit {
             self.0.remove(&s);
             lo = lo.min(s);
@@ -207,11 +203,7 @@ impl RefMap {
 
     /// Merges neighbours of equal count around and inside `[start, end)`.
     fn coalesce(&mut self, start: u64, end: u64) {
-        let first = self
-            .0
-            .range(..start)
-            .next_back()
-            .map_or(start, |(s, _)| *s);
+        let first = self.0.range(..start).next_back().map_or(start, |(s, _)| *s);
         let keys: Vec<u64> = self.0.range(first..=end).map(|(s, _)| *s).collect();
         let mut cur: Option<u64> = None;
         for k in keys {
@@ -471,11 +463,14 @@ impl MemoryFile {
             return Vec::new();
         };
         let refs = self.refs_map();
-        refs.pieces(start, end)
-            .into_iter()
-            .filter(|p| p.2 > 0)
-            .map(|(s, e, _)| FileRange { start: s, end: e })
-            .collect()
+        let mut out: Vec<FileRange> = Vec::new();
+        for (s, e, _) in refs.pieces(start, end).into_iter().filter(|p| p.2 > 0) {
+            match out.last_mut() {
+                Some(last) if last.end == s => last.end = e,
+                _ => out.push(FileRange { start: s, end: e }),
+            }
+        }
+        out
     }
 
     /// Copies `len` bytes from `src` to `dst` within the file (breaking a
@@ -488,7 +483,10 @@ impl MemoryFile {
         if src < dst.saturating_add(len) && dst < src.saturating_add(len) {
             return Err(Errno::EINVAL);
         }
-        for d in self.data_ranges(src & !(MF_PAGE_SIZE - 1), len.next_multiple_of(MF_PAGE_SIZE))? {
+        for d in self.data_ranges(
+            src & !(MF_PAGE_SIZE - 1),
+            len.next_multiple_of(MF_PAGE_SIZE),
+        )? {
             let from = d.start.max(src);
             let to = d.end.min(src + len);
             if from >= to {
@@ -949,6 +947,83 @@ mod tests {
         ));
         mf.finish_restore();
         mf.claim_restored(0, P).unwrap();
+    }
+
+    #[test]
+    fn refcounts_free_at_the_last_reference() {
+        let mf = MemoryFile::new(64 * P).unwrap();
+        let a = mf.allocate(4 * P).unwrap();
+        mf.write_at(a, b"keep").unwrap();
+        assert_eq!(mf.refcount(a), 1);
+        assert!(mf.shared_ranges(a, 4 * P).is_empty());
+        mf.incref(a + P, 2 * P).unwrap();
+        mf.incref(a + 2 * P, 2 * P).unwrap();
+        let counts: Vec<u32> = (0..4).map(|i| mf.refcount(a + i * P)).collect();
+        assert_eq!(counts, vec![1, 2, 3, 2]);
+        assert_eq!(
+            mf.shared_ranges(a, 4 * P),
+            vec![FileRange {
+                start: a + P,
+                end: a + 4 * P
+            }]
+        );
+        // One reference dropped everywhere: only page 0 is really freed.
+        mf.free(a, 4 * P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 3 * P);
+        assert_eq!(mf.refcount(a), 0);
+        let counts: Vec<u32> = (1..4).map(|i| mf.refcount(a + i * P)).collect();
+        assert_eq!(counts, vec![1, 2, 1]);
+        mf.write_at(a + 2 * P, b"shared").unwrap();
+        mf.free(a + 2 * P, P).unwrap();
+        let mut buf = [0u8; 6];
+        mf.read_at(a + 2 * P, &mut buf).unwrap();
+        assert_eq!(&buf, b"shared", "freed only at the last reference");
+        mf.free(a + P, 3 * P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 0);
+        assert!(mf.refs_map().0.is_empty(), "no reference left behind");
+        assert!(matches!(
+            mf.incref(a, P),
+            Err(MemoryFileError::NotAllocated { .. })
+        ));
+        // copy_within copies data, leaves holes as holes.
+        let b = mf.allocate(2 * P).unwrap();
+        let c = mf.allocate(2 * P).unwrap();
+        mf.write_at(b + P + 5, b"xy").unwrap();
+        mf.copy_within(b, c, 2 * P).unwrap();
+        mf.read_at(c + P + 5, &mut buf[..2]).unwrap();
+        assert_eq!(&buf[..2], b"xy");
+        assert_eq!(mf.data_bytes(c, 2 * P), P);
+        assert_eq!(mf.copy_within(b, b + P, 2 * P), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn restore_shares_count_every_address_space() {
+        let mf = MemoryFile::new(16 * P).unwrap();
+        mf.restore_allocations(&[FileRange {
+            start: 0,
+            end: 8 * P,
+        }])
+        .unwrap();
+        mf.claim_restored(0, P).unwrap(); // A file's page.
+        mf.share_restored(P, 3 * P).unwrap();
+        mf.share_restored(2 * P, 4 * P).unwrap();
+        mf.share_restored(3 * P, P).unwrap();
+        let counts: Vec<u32> = (0..7).map(|i| mf.refcount(i * P)).collect();
+        assert_eq!(counts, vec![1, 1, 2, 3, 1, 1, 1]);
+        for (s, l) in [(0, P), (0, 2 * P)] {
+            assert!(matches!(
+                mf.share_restored(s, l),
+                Err(MemoryFileError::Overlap { .. })
+            ));
+        }
+        assert!(matches!(
+            mf.claim_restored(5 * P, 2 * P),
+            Err(MemoryFileError::Overlap { .. })
+        ));
+        mf.finish_restore();
+        // Outside a restore, sharing is a plain reference.
+        mf.share_restored(6 * P, P).unwrap();
+        assert_eq!(mf.refcount(6 * P), 2);
     }
 
     #[test]

@@ -161,7 +161,10 @@ mod tests {
         let got = m.take(0x11 * P, 0x13 * P + P / P * P);
         assert_eq!(
             got,
-            vec![piece(0x11 * P, 0x13 * P, P), piece(0x13 * P, 0x14 * P, 9 * P)]
+            vec![
+                piece(0x11 * P, 0x13 * P, P),
+                piece(0x13 * P, 0x14 * P, 9 * P)
+            ]
         );
         assert_eq!(m.pieces(0, u64::MAX), vec![piece(0x10 * P, 0x11 * P, 0)]);
         m.insert(piece(0x20 * P, 0x22 * P, 5 * P));

@@ -138,7 +138,12 @@ pub struct MmRecordV1 {
     pub mm: MmStateV1,
     pub files: Vec<MappedFileRecord>,
 }
-statefile::versioned!(MmRecordV1, "mm.MemoryManager", 1, [MmStateV1, MappedFileRecord]);
+statefile::versioned!(
+    MmRecordV1,
+    "mm.MemoryManager",
+    1,
+    [MmStateV1, MappedFileRecord]
+);
 
 impl statefile::Savable for MmRecord {
     const TYPE_NAME: &'static str = "mm.MemoryManager";
@@ -481,11 +486,7 @@ impl MmState {
                 .zip(backed.iter())
                 .position(|(m, b)| m != b)
                 .unwrap_or(mapped.len().min(backed.len()));
-            let (start, end) = mapped
-                .get(at)
-                .or(backed.get(at))
-                .copied()
-                .unwrap_or((0, 0));
+            let (start, end) = mapped.get(at).or(backed.get(at)).copied().unwrap_or((0, 0));
             return Err(MmRestoreError::BadBacking {
                 index: self.backing.partition_point(|b| b.end <= start),
                 start,

@@ -887,10 +887,7 @@ fn hostile_snapshots_are_refused() {
             }),
         ),
         ("no backing", Box::new(|s| s.backing.clear())),
-        (
-            "backing short",
-            Box::new(|s| s.backing[0].end -= P),
-        ),
+        ("backing short", Box::new(|s| s.backing[0].end -= P)),
         (
             "backing beyond the mapping",
             Box::new(|s| {
@@ -1036,4 +1033,408 @@ fn shared_mapping_of_read_only_fd_never_becomes_writable() {
         ),
         Err(Errno::EINVAL)
     );
+}
+
+// ---- fork and copy-on-write ----
+
+/// A fresh memory file loaded with what `old` holds, as a restore loads
+/// the memory section (its restore bookkeeping started).
+fn clone_mf(old: &MemoryFile) -> Arc<MemoryFile> {
+    let mf = Arc::new(MemoryFile::new(old.capacity()).unwrap());
+    mf.restore_allocations(&old.allocated_ranges()).unwrap();
+    for r in old.allocated_ranges() {
+        for d in old.data_ranges(r.start, r.len()).unwrap() {
+            let mut buf = vec![0u8; d.len() as usize];
+            old.read_at(d.start, &mut buf).unwrap();
+            mf.write_at(d.start, &buf).unwrap();
+        }
+    }
+    mf
+}
+
+fn fake_aspace() -> (Arc<dyn AddressSpace>, Pages, Arc<Mutex<Vec<String>>>) {
+    let pages: Pages = Arc::default();
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let aspace = FakeAddressSpace {
+        pages: pages.clone(),
+        calls: calls.clone(),
+    };
+    (Arc::new(aspace), pages, calls)
+}
+
+/// The child of `parent`, in an address space of its own.
+fn fork_child(parent: &mut MemoryManager) -> (MemoryManager, Pages) {
+    let forked = parent.fork().unwrap();
+    let (aspace, pages, _) = fake_aspace();
+    (MemoryManager::from_fork(forked, aspace).unwrap(), pages)
+}
+
+/// A write by the application itself: through the host mapping, as the
+/// CPU would do it, taking the fault (Access::Unknown, as ptrace reports
+/// it) that a read-only host page raises first.
+fn app_write(mm: &mut MemoryManager, pages: &Pages, addr: u64, data: &[u8]) -> Result<(), Errno> {
+    let page = addr & !(P - 1);
+    for attempt in 0..2 {
+        let entry = pages.lock().unwrap().get(&page).copied();
+        match entry {
+            Some((off, prot)) if prot.write => {
+                return mm.memory_file().write_at(off + (addr - page), data);
+            }
+            _ if attempt == 0 => mm.handle_fault(addr, Access::Unknown)?,
+            _ => panic!("a resolved fault at {addr:#x} left the page unwritable"),
+        }
+    }
+    unreachable!()
+}
+
+fn host_prot(pages: &Pages, addr: u64) -> Prot {
+    pages.lock().unwrap()[&(addr & !(P - 1))].1
+}
+
+fn host_off(pages: &Pages, addr: u64) -> u64 {
+    pages.lock().unwrap()[&(addr & !(P - 1))].0
+}
+
+#[test]
+fn fork_shares_pages_copy_on_write() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 4 * P);
+    for i in 0..4 {
+        parent
+            .copy_out(a + i * P, format!("page{i}").as_bytes())
+            .unwrap();
+    }
+    let ro = anon(&mut parent, P);
+    parent.copy_out(ro, b"ro").unwrap();
+    parent.mprotect(ro, P, R).unwrap();
+    let base = mf.allocated_bytes();
+    assert_eq!(base, 5 * P);
+    let (mut child, cpages) = fork_child(&mut parent);
+    assert_eq!(mf.allocated_bytes(), base, "fork copies nothing");
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    assert_eq!(child.maps_text(), parent.maps_text());
+    for i in 0..4 {
+        let at = a + i * P;
+        assert!(!host_prot(&ppages, at).write, "parent page {i} writable");
+        assert!(!host_prot(&cpages, at).write, "child page {i} writable");
+        assert_eq!(host_off(&ppages, at), host_off(&cpages, at));
+        assert_eq!(mf.refcount(host_off(&ppages, at)), 2);
+    }
+    assert_eq!(child.read_bytes::<5>(a + 2 * P).unwrap(), *b"page2");
+
+    // The parent writes page 0: it gets a copy, the child keeps the old bytes.
+    app_write(&mut parent, &ppages, a, b"PARENT").unwrap();
+    assert_eq!(mf.allocated_bytes(), base + P);
+    assert_eq!(parent.read_bytes::<6>(a).unwrap(), *b"PARENT");
+    assert_eq!(child.read_bytes::<5>(a).unwrap(), *b"page0");
+    assert_ne!(host_off(&ppages, a), host_off(&cpages, a));
+    // The child writes page 1: its copy; then the parent's page 1 is its
+    // own again and is reused, not copied.
+    app_write(&mut child, &cpages, a + P, b"CHILD").unwrap();
+    assert_eq!(mf.allocated_bytes(), base + 2 * P);
+    let before = host_off(&ppages, a + P);
+    app_write(&mut parent, &ppages, a + P + 8, b"!").unwrap();
+    assert_eq!(host_off(&ppages, a + P), before, "reused in place");
+    assert_eq!(mf.allocated_bytes(), base + 2 * P);
+    assert_eq!(parent.read_bytes::<6>(a + P + 3).unwrap(), *b"e1\0\0\0!");
+    assert_eq!(child.read_bytes::<5>(a + P).unwrap(), *b"CHILD");
+    // copy_out (the Sentry writing for a syscall) breaks sharing too.
+    child.copy_out(a + 3 * P, b"read()").unwrap();
+    assert_eq!(parent.read_bytes::<5>(a + 3 * P).unwrap(), *b"page3");
+    assert_eq!(child.read_bytes::<6>(a + 3 * P).unwrap(), *b"read()");
+    assert!(host_prot(&cpages, a + 3 * P).write);
+    // A write to a read-only mapping is still refused, shared or not.
+    assert_eq!(child.handle_fault(ro, Access::Unknown), Err(Errno::EACCES));
+    // Page 2 is untouched: still one page for both.
+    assert_eq!(host_off(&ppages, a + 2 * P), host_off(&cpages, a + 2 * P));
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    drop(child);
+    check_consistent(&parent, &ppages);
+    drop(parent);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn fork_shares_map_shared_memory_truly() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let s = parent
+        .mmap(0, 2 * P, RW, c::MAP_SHARED | c::MAP_ANONYMOUS, None)
+        .unwrap();
+    parent.copy_out(s, b"before").unwrap();
+    let (mut child, cpages) = fork_child(&mut parent);
+    assert!(host_prot(&ppages, s).write && host_prot(&cpages, s).write);
+    app_write(&mut child, &cpages, s, b"child!").unwrap();
+    assert_eq!(parent.read_bytes::<6>(s).unwrap(), *b"child!");
+    parent.copy_out(s + P, b"parent").unwrap();
+    assert_eq!(child.read_bytes::<6>(s + P).unwrap(), *b"parent");
+    assert_eq!(mf.allocated_bytes(), 2 * P);
+    // MADV_REMOVE zeroes it for both.
+    child.madvise(s, P, libc::MADV_REMOVE).unwrap();
+    assert_eq!(parent.read_bytes::<6>(s).unwrap(), [0; 6]);
+    drop(parent);
+    assert_eq!(child.read_bytes::<6>(s + P).unwrap(), *b"parent");
+    check_consistent(&child, &cpages);
+    drop(child);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn fork_advice_dontfork_and_wipeonfork() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 3 * P);
+    for i in 0..3 {
+        parent.copy_out(a + i * P, b"data").unwrap();
+    }
+    parent.madvise(a, P, libc::MADV_DONTFORK).unwrap();
+    parent.madvise(a + 2 * P, P, libc::MADV_WIPEONFORK).unwrap();
+    let shared = parent
+        .mmap(0, P, RW, c::MAP_SHARED | c::MAP_ANONYMOUS, None)
+        .unwrap();
+    assert_eq!(
+        parent.madvise(shared, P, libc::MADV_WIPEONFORK),
+        Err(Errno::EINVAL)
+    );
+    let state = parent.snapshot();
+    let flags: Vec<(bool, bool)> = state
+        .vmas
+        .iter()
+        .map(|v| (v.dontfork, v.wipeonfork))
+        .collect();
+    assert!(flags.contains(&(true, false)) && flags.contains(&(false, true)));
+    let (mut child, cpages) = fork_child(&mut parent);
+    assert!(child.vma_at(a).is_none(), "MADV_DONTFORK left out");
+    assert!(child.vma_at(a + P).is_some());
+    assert_eq!(child.read_bytes::<4>(a + P).unwrap(), *b"data");
+    assert_eq!(child.read_bytes::<4>(a + 2 * P).unwrap(), [0; 4], "wiped");
+    assert_eq!(parent.read_bytes::<4>(a + 2 * P).unwrap(), *b"data");
+    assert!(child.vma_at(a + 2 * P).unwrap().wipeonfork, "inherited");
+    // The parent's DONTFORK page is its own: no copy-on-write there.
+    assert!(host_prot(&ppages, a).write);
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    // MADV_DOFORK / KEEPONFORK undo them.
+    parent.madvise(a, 3 * P, libc::MADV_DOFORK).unwrap();
+    parent.madvise(a, 3 * P, libc::MADV_KEEPONFORK).unwrap();
+    assert!(parent.vmas().all(|v| !v.dontfork && !v.wipeonfork));
+    let (grandchild, gpages) = fork_child(&mut child);
+    check_mapped(&grandchild, &gpages);
+    let (mut second, spages) = fork_child(&mut parent);
+    assert_eq!(second.read_bytes::<4>(a).unwrap(), *b"data");
+    assert_eq!(second.read_bytes::<4>(a + 2 * P).unwrap(), *b"data");
+    app_write(&mut second, &spages, a, b"x").unwrap();
+    drop((grandchild, second, child));
+    check_consistent(&parent, &ppages);
+    drop(parent);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn cow_ranges_under_mprotect_mremap_munmap_madvise() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 4 * P);
+    for i in 0..4 {
+        parent.copy_out(a + i * P, &[b'a' + i as u8; 8]).unwrap();
+    }
+    let (mut child, cpages) = fork_child(&mut parent);
+    // mprotect away and back: shared pages stay read-only on the host.
+    parent.mprotect(a, 4 * P, R).unwrap();
+    parent.mprotect(a, 4 * P, RW).unwrap();
+    for i in 0..4 {
+        assert!(!host_prot(&ppages, a + i * P).write);
+    }
+    check_mapped(&parent, &ppages);
+    // mremap (move and grow): the same shared pages at the new place, still
+    // copy-on-write; the growth is fresh.
+    let moved = parent
+        .mremap(
+            a,
+            4 * P,
+            8 * P,
+            c::MREMAP_MAYMOVE | c::MREMAP_FIXED,
+            0x2000_0000_0000,
+        )
+        .unwrap();
+    assert_eq!(moved, 0x2000_0000_0000);
+    assert!(parent.vma_at(a).is_none());
+    assert_eq!(host_off(&ppages, moved + P), host_off(&cpages, a + P));
+    assert!(!host_prot(&ppages, moved + P).write);
+    assert!(host_prot(&ppages, moved + 5 * P).write);
+    check_mapped(&parent, &ppages);
+    app_write(&mut parent, &ppages, moved + P, b"Z").unwrap();
+    assert_eq!(child.read_bytes::<1>(a + P).unwrap(), *b"b");
+    assert_eq!(parent.read_bytes::<2>(moved + P).unwrap(), *b"Zb");
+    // MADV_DONTNEED on a shared page: zero for the caller only.
+    parent
+        .madvise(moved + 2 * P, P, libc::MADV_DONTNEED)
+        .unwrap();
+    assert_eq!(parent.read_bytes::<1>(moved + 2 * P).unwrap(), [0]);
+    assert_eq!(child.read_bytes::<1>(a + 2 * P).unwrap(), *b"c");
+    // munmap in the parent: the child's pages are its own again, and a
+    // write there reuses them without copying.
+    parent.munmap(moved + 3 * P, P).unwrap();
+    let before = mf.allocated_bytes();
+    let off = host_off(&cpages, a + 3 * P);
+    assert_eq!(mf.refcount(off), 1);
+    app_write(&mut child, &cpages, a + 3 * P, b"D").unwrap();
+    assert_eq!(host_off(&cpages, a + 3 * P), off);
+    assert_eq!(mf.allocated_bytes(), before);
+    // mremap shrink of the child's copy-on-write range.
+    child.mremap(a, 4 * P, P, 0, 0).unwrap();
+    assert_eq!(parent.read_bytes::<1>(moved).unwrap(), *b"a");
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    drop(child);
+    check_consistent(&parent, &ppages);
+    drop(parent);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn cow_brk_and_stack() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    parent.set_brk_start(0x56_0000_0000).unwrap();
+    parent.brk(0x56_0000_2000);
+    parent.copy_out(0x56_0000_1000, b"heap").unwrap();
+    let top = 0x7000_0000_0000;
+    let low = parent.map_stack(top, 2 * P, Prot::READ_WRITE).unwrap();
+    parent.copy_out(top - 8, b"stacktop").unwrap();
+    let (mut child, cpages) = fork_child(&mut parent);
+    // brk shrinks and grows again in the parent: a fresh zero page; the
+    // child keeps its heap.
+    parent.brk(0x56_0000_1000);
+    parent.brk(0x56_0000_2000);
+    assert_eq!(parent.read_bytes::<4>(0x56_0000_1000).unwrap(), [0; 4]);
+    assert_eq!(child.read_bytes::<4>(0x56_0000_1000).unwrap(), *b"heap");
+    // The child grows its heap and stack; the shared parts stay shared.
+    child.brk(0x56_0000_4000);
+    child.copy_out(0x56_0000_3000, b"more").unwrap();
+    child.handle_fault(low - 8, Access::Write).unwrap();
+    app_write(&mut child, &cpages, low - 8, b"deeper").unwrap();
+    assert_eq!(child.read_bytes::<8>(top - 8).unwrap(), *b"stacktop");
+    assert_eq!(host_off(&ppages, top - P), host_off(&cpages, top - P));
+    app_write(&mut child, &cpages, top - 8, b"CHILDTOP").unwrap();
+    assert_eq!(parent.read_bytes::<8>(top - 8).unwrap(), *b"stacktop");
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    drop(parent);
+    check_consistent(&child, &cpages);
+    drop(child);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn forked_mm_dropped_unused_gives_references_back() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 2 * P);
+    parent.copy_out(a, b"x").unwrap();
+    let forked = parent.fork().unwrap();
+    assert_eq!(mf.refcount(host_off(&ppages, a)), 2);
+    assert_eq!(forked.vmas().count(), 1);
+    drop(forked);
+    assert_eq!(mf.refcount(host_off(&ppages, a)), 1);
+    // The parent's first write reprotects its page without copying.
+    let off = host_off(&ppages, a);
+    app_write(&mut parent, &ppages, a, b"y").unwrap();
+    assert_eq!(host_off(&ppages, a), off);
+    assert!(host_prot(&ppages, a + P).write, "the whole run was reused");
+    check_consistent(&parent, &ppages);
+}
+
+#[test]
+fn save_restore_of_two_mms_sharing_pages() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, _ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 3 * P);
+    for i in 0..3 {
+        parent.copy_out(a + i * P, b"shared").unwrap();
+    }
+    let (mut child, cpages) = fork_child(&mut parent);
+    app_write(&mut child, &cpages, a, b"CHILD!").unwrap();
+    let (ps, cs) = (parent.snapshot(), child.snapshot());
+    let ranges = mf.allocated_ranges();
+    let saved: u64 = ranges.iter().map(|r| r.len()).sum();
+    assert_eq!(saved, 4 * P, "three shared pages stored once, one copy");
+    // The two records name the same offsets for the pages they share.
+    let off_at = |s: &MmState, addr: u64| {
+        let b = s
+            .backing
+            .iter()
+            .find(|b| b.start <= addr && addr < b.end)
+            .unwrap();
+        b.mf_offset + (addr - b.start)
+    };
+    assert_eq!(off_at(&ps, a + P), off_at(&cs, a + P));
+    assert_eq!(off_at(&ps, a + 2 * P), off_at(&cs, a + 2 * P));
+    assert_ne!(off_at(&ps, a), off_at(&cs, a));
+
+    let mf2 = clone_mf(&mf);
+    let reopen = |_: &str| -> Result<Arc<dyn MappableFile>, Errno> { Err(Errno::ENOENT) };
+    let (pa, ppages2, _) = fake_aspace();
+    let (ca, cpages2, _) = fake_aspace();
+    let mut parent2 =
+        MemoryManager::from_snapshot(&ps, layout(), mf2.clone(), pa, &reopen).unwrap();
+    let mut child2 = MemoryManager::from_snapshot(&cs, layout(), mf2.clone(), ca, &reopen).unwrap();
+    mf2.finish_restore();
+    assert_eq!(mf2.allocated_bytes(), 4 * P);
+    assert_eq!(mf2.refcount(host_off(&ppages2, a + P)), 2);
+    assert_eq!(mf2.refcount(host_off(&ppages2, a)), 1);
+    assert_eq!(mf2.refcount(host_off(&cpages2, a)), 1);
+    check_mapped(&parent2, &ppages2);
+    check_mapped(&child2, &cpages2);
+    assert_eq!(child2.read_bytes::<6>(a).unwrap(), *b"CHILD!");
+    assert_eq!(parent2.read_bytes::<6>(a).unwrap(), *b"shared");
+    // Copy-on-write still holds: the child's write to a shared page copies.
+    app_write(&mut child2, &cpages2, a + P, b"mine").unwrap();
+    assert_eq!(parent2.read_bytes::<6>(a + P).unwrap(), *b"shared");
+    assert_eq!(mf2.allocated_bytes(), 5 * P);
+    // The parent's unshared page is reused in place on its first write.
+    let off = host_off(&ppages2, a);
+    app_write(&mut parent2, &ppages2, a, b"P").unwrap();
+    assert_eq!(host_off(&ppages2, a), off);
+    drop(parent2);
+    drop(child2);
+    assert_eq!(mf2.allocated_bytes(), 0, "every reference given back");
+    drop((parent, child));
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn restore_refuses_a_backing_shared_with_a_file() {
+    let mf = Arc::new(MemoryFile::new(1 << 30).unwrap());
+    mf.restore_allocations(&[FileRange {
+        start: 0,
+        end: 4 * P,
+    }])
+    .unwrap();
+    // A tmpfs file owns page 1.
+    mf.claim_restored(P, P).unwrap();
+    let v = MemoryManager::anon_vma(
+        0x1000_0000,
+        0x1000_0000 + 2 * P,
+        Prot::READ_WRITE,
+        VmaKind::Normal,
+    );
+    let state = MmState {
+        page_size: P,
+        highest_address: v.end,
+        vmas: vec![v.state()],
+        backing: vec![BackingState {
+            start: v.start,
+            end: v.end,
+            mf_offset: 0,
+        }],
+        brk_start: 0,
+        brk: 0,
+        stack_limit: DEFAULT_STACK_LIMIT,
+    };
+    let err = restore(&state, mf.clone()).err().expect("refused");
+    assert!(err.to_string().contains("belongs to a file"), "{err}");
 }

@@ -369,7 +369,11 @@ fn check_tmpfs(
         // Validated: aligned, non-empty, not overflowing, covering the VMAs.
         .map(|b| {
             let vma = mm.mm.vmas.partition_point(|v| v.end <= b.start);
-            (b.mf_offset, b.mf_offset.saturating_add(b.end - b.start), vma)
+            (
+                b.mf_offset,
+                b.mf_offset.saturating_add(b.end - b.start),
+                vma,
+            )
         })
         .collect();
     backing.sort_unstable();
