@@ -361,21 +361,25 @@ fn check_tmpfs(
     memory: &MemoryFileRecord,
     mm: &MmRecord,
 ) -> Result<(), InvalidRecord> {
-    // Each backing run, named by the mapping whose addresses it backs.
-    let mut backing: Vec<(u64, u64, usize)> = mm
-        .mm
-        .backing
-        .iter()
-        // Validated: aligned, non-empty, not overflowing, covering the VMAs.
-        .map(|b| {
-            let vma = mm.mm.vmas.partition_point(|v| v.end <= b.start);
-            (
-                b.mf_offset,
-                b.mf_offset.saturating_add(b.end - b.start),
-                vma,
-            )
-        })
-        .collect();
+    // Each backing run, cut at the mappings it backs (a run may span
+    // several adjacent ones), so a refusal names the right mapping.
+    // Validated: aligned, non-empty, in order, covering exactly the VMAs.
+    let vmas = &mm.mm.vmas;
+    let mut backing: Vec<(u64, u64, usize)> = Vec::new();
+    let mut vi = 0;
+    for b in &mm.mm.backing {
+        let mut pos = b.start;
+        while pos < b.end {
+            while vi < vmas.len() && (vmas[vi].end <= pos || vmas[vi].direct) {
+                vi += 1;
+            }
+            let Some(v) = vmas.get(vi) else { break };
+            let to = v.end.min(b.end);
+            let off = b.mf_offset.saturating_add(pos - b.start);
+            backing.push((off, off.saturating_add(to - pos), vi));
+            pos = to;
+        }
+    }
     backing.sort_unstable();
     let mut pages = SavedPages {
         ranges: &memory.ranges,
