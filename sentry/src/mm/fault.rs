@@ -24,7 +24,8 @@ impl MemoryManager {
             // Every VMA is mapped eagerly with its protections, except that
             // copy-on-write pages of a writable private VMA are read-only on
             // the host. A write there (ptrace reports non-exec faults as
-            // Unknown: on a readable page only a write faults) is resolved;
+            // Unknown: on a page mapped readable only a write faults; on x86
+            // a writable page is readable too) is resolved;
             // anything else is a protection violation. Only pages this
             // address space marked `cow` are "repaired", and the repair
             // clears the mark, so a platform that keeps faulting cannot
@@ -32,7 +33,6 @@ impl MemoryManager {
             let cow = !v.shared
                 && !v.direct
                 && v.prot.write
-                && v.prot.read
                 && matches!(access, Access::Write | Access::Unknown)
                 && self.pmas.get(addr).is_some_and(|p| p.cow);
             if !cow {

@@ -346,6 +346,10 @@ impl MemoryManager {
     /// Breaks copy-on-write sharing of every private page in `[from, to)`
     /// before the Sentry writes there (copy_out). Whether anything moved.
     pub(super) fn break_cow_range(&mut self, from: u64, to: u64) -> Result<bool, Errno> {
+        if !self.mf.any_shared() {
+            // The common case: no page of the memory file is shared.
+            return Ok(false);
+        }
         let from = self.page_align_down(from);
         let to = self.page_align_up(to).ok_or(Errno::EFAULT)?;
         let vmas: Vec<Vma> = self

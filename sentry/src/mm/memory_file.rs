@@ -444,6 +444,12 @@ impl MemoryFile {
         Ok(())
     }
 
+    /// Whether any page has more than one owner (no fork has shared one, or
+    /// every sharing has been broken since): lets writers skip looking.
+    pub fn any_shared(&self) -> bool {
+        !self.refs_map().0.is_empty()
+    }
+
     /// How many owners hold the page at `offset` (0 if it is free).
     pub fn refcount(&self, offset: u64) -> u32 {
         let page = offset & !(MF_PAGE_SIZE - 1);

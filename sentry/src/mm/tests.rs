@@ -1330,6 +1330,13 @@ fn cow_brk_and_stack() {
 }
 
 #[test]
+fn forked_mm_is_send() {
+    // It travels from the parent's host thread to the child's.
+    fn send<T: Send>() {}
+    send::<ForkedMm>();
+}
+
+#[test]
 fn forked_mm_dropped_unused_gives_references_back() {
     let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
     let (mut parent, ppages) = new_mm_with(mf.clone());
@@ -1437,4 +1444,93 @@ fn restore_refuses_a_backing_shared_with_a_file() {
     };
     let err = restore(&state, mf.clone()).err().expect("refused");
     assert!(err.to_string().contains("belongs to a file"), "{err}");
+}
+
+/// A file whose pages are memory-file pages (like tmpfs): shared
+/// mappings map them directly, pinned.
+struct PagedFile {
+    mf: Arc<MemoryFile>,
+    off: u64,
+    len: u64,
+    pins: Mutex<u32>,
+}
+
+impl MappableFile for PagedFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.mf.read_at(self.off + offset, buf).map(|_| buf.len())
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize, Errno> {
+        self.mf.write_at(self.off + offset, buf).map(|_| buf.len())
+    }
+    fn size(&self) -> Result<u64, Errno> {
+        Ok(self.len)
+    }
+    fn mapping_name(&self) -> String {
+        "/dev/shm/paged".into()
+    }
+    fn identity(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+    fn map_shared(&self, offset: u64, len: u64) -> Option<u64> {
+        if offset + len > self.len {
+            return None;
+        }
+        *self.pins.lock().unwrap() += 1;
+        Some(self.off + offset)
+    }
+    fn unmap_shared(&self, _offset: u64, _mf_offset: u64, _len: u64) {
+        *self.pins.lock().unwrap() -= 1;
+    }
+}
+
+#[test]
+fn fork_of_direct_and_file_mappings() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let off = mf.allocate(2 * P).unwrap();
+    let paged = Arc::new(PagedFile {
+        mf: mf.clone(),
+        off,
+        len: 2 * P,
+        pins: Mutex::new(0),
+    });
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let d = parent
+        .mmap(0, 2 * P, RW, c::MAP_SHARED, mfile(paged.clone(), 0))
+        .unwrap();
+    assert!(parent.vma_at(d).unwrap().direct);
+    let disk = MemFile::new("/data", vec![7u8; 2 * P as usize]);
+    let priv_f = parent
+        .mmap(0, 2 * P, RW, c::MAP_PRIVATE, mfile(disk.clone(), 0))
+        .unwrap();
+    let shared_f = parent
+        .mmap(0, P, RW, c::MAP_SHARED, mfile(disk.clone(), P))
+        .unwrap();
+    parent.copy_out(priv_f, b"private").unwrap();
+    let (mut child, cpages) = fork_child(&mut parent);
+    assert_eq!(
+        *paged.pins.lock().unwrap(),
+        2,
+        "the child pins the file's pages too"
+    );
+    // The direct mapping is one set of bytes for both.
+    app_write(&mut child, &cpages, d + P, b"direct").unwrap();
+    assert_eq!(parent.read_bytes::<6>(d + P).unwrap(), *b"direct");
+    // The private file mapping: DONTNEED in the child rereads the file,
+    // the parent keeps its bytes.
+    child.madvise(priv_f, P, libc::MADV_DONTNEED).unwrap();
+    assert_eq!(child.read_bytes::<2>(priv_f).unwrap(), [7, 7]);
+    assert_eq!(parent.read_bytes::<7>(priv_f).unwrap(), *b"private");
+    // The shared file mapping is shared and written back by either.
+    app_write(&mut child, &cpages, shared_f, b"S").unwrap();
+    assert_eq!(parent.read_bytes::<1>(shared_f).unwrap(), *b"S");
+    child.msync(shared_f, P, c::MS_SYNC).unwrap();
+    assert_eq!(disk.data.lock().unwrap()[P as usize], b'S');
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    drop(child);
+    assert_eq!(*paged.pins.lock().unwrap(), 1);
+    drop(parent);
+    assert_eq!(*paged.pins.lock().unwrap(), 0);
+    mf.free(off, 2 * P).unwrap();
+    assert_eq!(mf.allocated_bytes(), 0);
 }

@@ -101,7 +101,9 @@ impl Vma {
         let mut high = self.clone();
         low.end = addr;
         high.start = addr;
-        high.mf_offset = self.mf_offset_of(addr);
+        if self.direct {
+            high.mf_offset = self.mf_offset_of(addr);
+        }
         if let Some(f) = high.file.as_mut() {
             f.offset += addr - self.start;
         }
