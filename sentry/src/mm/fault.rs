@@ -3,6 +3,8 @@
 //! read-only on the host after fork), and stack growth: an access just
 //! below a growsdown VMA.
 
+use std::time::{Duration, Instant};
+
 use platform::Access;
 
 use super::manager::{MemoryManager, STACK_GUARD_GAP};
@@ -13,6 +15,14 @@ use crate::errno::Errno;
 /// How far below a faulting address the stack grows at once beyond the
 /// page needed: each fault is a round trip through the platform.
 const STACK_GROW_AHEAD: u64 = 64 * 1024;
+
+/// How long a resolved copy-on-write fault lets other threads' faults on
+/// the same page retry: they faulted before it was resolved and reach the
+/// memory manager after (each waits for the lock). Bounded, so a platform
+/// that reports faults on a writable page cannot spin a task for ever.
+const RECENT_COW: Duration = Duration::from_secs(1);
+/// At most this many recently resolved pages are remembered.
+const RECENT_COW_PAGES: usize = 64;
 
 impl MemoryManager {
     /// Resolves a fault at `addr`. `Ok` means the access can be retried.
@@ -30,16 +40,33 @@ impl MemoryManager {
             // address space marked `cow` are "repaired", and the repair
             // clears the mark, so a platform that keeps faulting cannot
             // spin the task.
-            let cow = !v.shared
+            let write = !v.shared
                 && !v.direct
                 && v.prot.write
-                && matches!(access, Access::Write | Access::Unknown)
-                && self.pmas.get(addr).is_some_and(|p| p.cow);
-            if !cow {
+                && matches!(access, Access::Write | Access::Unknown);
+            let Some(p) = self.pmas.get(addr).filter(|_| write) else {
                 return Err(Errno::EACCES);
+            };
+            let page = self.page_align_down(addr);
+            if !p.cow {
+                // Another thread's fault on this page was resolved while
+                // this one waited: retry.
+                let now = Instant::now();
+                self.recent_cow
+                    .retain(|(_, at)| now.duration_since(*at) < RECENT_COW);
+                return if self.recent_cow.iter().any(|(pg, _)| *pg == page) {
+                    Ok(())
+                } else {
+                    Err(Errno::EACCES)
+                };
             }
             let v = v.clone();
-            return self.resolve_cow(&v, addr);
+            self.resolve_cow(&v, addr)?;
+            if self.recent_cow.len() >= RECENT_COW_PAGES {
+                self.recent_cow.pop_front();
+            }
+            self.recent_cow.push_back((page, Instant::now()));
+            return Ok(());
         }
         self.grow_stack(addr)
     }

@@ -5,8 +5,9 @@
 //! The syscall-facing operations live in `ops.rs`, faults in `fault.rs`,
 //! copy-in/out in `io.rs`, checkpoint in `state.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use platform::{AddressSpace, Layout, PlatformError, Prot};
 
@@ -37,6 +38,10 @@ pub struct MemoryManager {
     /// Where every non-direct VMA's pages live (`pma.rs`): exactly the
     /// addresses of those VMAs are backed.
     pub(super) pmas: Pmas,
+    /// Pages whose copy-on-write fault was resolved lately, and when: a
+    /// thread that faulted on the same page meanwhile finds it resolved
+    /// and retries (see `fault.rs`).
+    pub(super) recent_cow: VecDeque<(u64, Instant)>,
     /// Where the heap starts (set by the loader) and the current break.
     pub(super) brk_start: u64,
     pub(super) brk: u64,
@@ -86,6 +91,7 @@ impl MemoryManager {
             aspace,
             vmas: BTreeMap::new(),
             pmas: Pmas::default(),
+            recent_cow: VecDeque::new(),
             brk_start: 0,
             brk: 0,
             stack_limit: DEFAULT_STACK_LIMIT,

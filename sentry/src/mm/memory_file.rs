@@ -371,8 +371,12 @@ impl MemoryFile {
             return false;
         };
         let free = self.free_list();
-        // Any free range that starts before `end` and ends after `start` overlaps.
-        !free.range(..end).any(|(_, fe)| *fe > start)
+        // Free ranges are disjoint and ordered: only the last one starting
+        // before `end` can reach past `start`.
+        !free
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, fe)| *fe > start)
     }
 
     /// Drops one reference on every page of `[start, start + len)`, which
@@ -385,7 +389,11 @@ impl MemoryFile {
         }
         let mut refs = self.refs_map();
         let mut free = self.free_list();
-        if free.range(..end).any(|(_, fe)| *fe > start) {
+        if free
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, fe)| *fe > start)
+        {
             return Err(MemoryFileError::NotAllocated { start, len });
         }
         let pieces = refs.pieces(start, end);

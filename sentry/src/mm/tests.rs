@@ -1147,6 +1147,14 @@ fn fork_shares_pages_copy_on_write() {
     assert!(host_prot(&cpages, a + 3 * P).write);
     // A write to a read-only mapping is still refused, shared or not.
     assert_eq!(child.handle_fault(ro, Access::Unknown), Err(Errno::EACCES));
+    // A second thread's fault on a page just resolved retries; a fault on
+    // a page that was never copy-on-write is a protection error.
+    assert_eq!(
+        child.handle_fault(a + 3 * P + 3, Access::Unknown),
+        Err(Errno::EACCES)
+    );
+    assert_eq!(child.handle_fault(a + P + 9, Access::Unknown), Ok(()));
+    assert_eq!(child.handle_fault(a + P, Access::Exec), Err(Errno::EACCES));
     // Page 2 is untouched: still one page for both.
     assert_eq!(host_off(&ppages, a + 2 * P), host_off(&cpages, a + 2 * P));
     check_mapped(&parent, &ppages);
