@@ -373,10 +373,9 @@ impl MemoryFile {
         let free = self.free_list();
         // Free ranges are disjoint and ordered: only the last one starting
         // before `end` can reach past `start`.
-        !free
-            .range(..end)
+        free.range(..end)
             .next_back()
-            .is_some_and(|(_, fe)| *fe > start)
+            .is_none_or(|(_, fe)| *fe <= start)
     }
 
     /// Drops one reference on every page of `[start, start + len)`, which
