@@ -216,7 +216,7 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError
     let tg = ThreadGroup::new(
         tid,
         ProcessParts {
-            mm: mm.clone(),
+            mm: Some(mm.clone()),
             fds: Arc::new(Mutex::new(fds)),
             handlers: Default::default(),
             limits: LimitSet::default(),

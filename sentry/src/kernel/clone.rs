@@ -311,7 +311,7 @@ impl Task {
         let image = self.tg.image().clone();
         let exit_signal = (f & 0xff) as i32;
         let parts = move |mm: SharedMm| ProcessParts {
-            mm,
+            mm: Some(mm),
             fds,
             handlers,
             limits,
@@ -437,6 +437,12 @@ fn thread_main(seed: Seed) {
         return;
     }
     run_child(task);
+}
+
+/// Runs a restored task on the calling host thread, the one that created
+/// its address space.
+pub(crate) fn run_restored(task: Task, fp: FpState) {
+    thread_main(Seed { task, fp });
 }
 
 /// Runs a task that is not the sandbox's init task: interrupts only make

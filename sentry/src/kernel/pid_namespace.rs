@@ -110,6 +110,14 @@ impl PidNamespace {
         self.table().tasks.remove(&tid);
     }
 
+    /// A restored process, before its tasks join (a zombie has none).
+    pub fn add_group(&self, tg: &Arc<ThreadGroup>) {
+        self.table()
+            .thread_groups
+            .entry(tg.tgid())
+            .or_insert_with(|| tg.clone());
+    }
+
     /// A zombie is reaped: its pid is free again.
     pub fn reap(&self, tgid: i32) {
         let mut t = self.table();

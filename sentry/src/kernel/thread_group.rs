@@ -67,7 +67,8 @@ impl ProcessLinks {
 
 /// What a new process starts with.
 pub struct ProcessParts {
-    pub mm: SharedMm,
+    /// None for a zombie (restore).
+    pub mm: Option<SharedMm>,
     pub fds: SharedFdTable,
     pub handlers: Arc<Mutex<SignalHandlers>>,
     pub limits: LimitSet,
@@ -165,7 +166,7 @@ impl ThreadGroup {
     pub fn new(tgid: i32, parts: ProcessParts) -> Arc<ThreadGroup> {
         Arc::new(ThreadGroup {
             tgid,
-            mm: Mutex::new(Some(parts.mm)),
+            mm: Mutex::new(parts.mm),
             exit_signal: parts.exit_signal,
             life: Mutex::default(),
             life_cv: Condvar::new(),
@@ -522,7 +523,7 @@ statefile::versioned!(FsContextRecord, "kernel.FsContext", 1);
 
 /// A thread group's saved form: what the process shares, with its address
 /// space and descriptor table as references (ids of their own records), and
-/// its tasks by tid.
+/// its tasks by tid. A zombie has no tasks and no address space (`mm` 0).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ThreadGroupRecord {
     pub tgid: i32,
@@ -538,9 +539,73 @@ pub struct ThreadGroupRecord {
     pub links: ProcessLinks,
     /// The interval timers (since v2).
     pub itimers: ITimersRecord,
+    /// Since v3: the process tree.
+    pub life: LifeRecord,
 }
 statefile::versioned!(
     ThreadGroupRecord,
+    "kernel.ThreadGroup",
+    3,
+    [
+        SignalHandlers,
+        LimitSet,
+        FsContextRecord,
+        ProcessLinks,
+        ITimersRecord,
+        LifeRecord
+    ]
+);
+
+/// How a process that has ended ended (a zombie's status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZombieRecord {
+    /// Killed by signal `code` rather than exited with status `code`.
+    pub signaled: bool,
+    pub code: i32,
+}
+statefile::versioned!(ZombieRecord, "kernel.Zombie", 1);
+
+/// A process's place in the process tree beyond its links: its exit
+/// signal, whether it has exec'd, is a subreaper, is stopped, has ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifeRecord {
+    pub exit_signal: i32,
+    pub did_exec: bool,
+    pub subreaper: bool,
+    pub job: super::exit::JobState,
+    pub zombie: Option<ZombieRecord>,
+    pub uid: u32,
+    /// CPU time of exited threads and of reaped children.
+    pub cpu_ns: u64,
+    pub children_cpu_ns: u64,
+}
+statefile::versioned!(
+    LifeRecord,
+    "kernel.ProcessLife",
+    1,
+    [super::exit::JobState, ZombieRecord]
+);
+
+/// Version 2 of the thread group's record, before the process tree: it
+/// loads as the sandbox's only process, a live one.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ThreadGroupRecordV2 {
+    pub tgid: i32,
+    /// Its tasks, ascending (the leader, tid == tgid, first while it runs).
+    pub tasks: Vec<i32>,
+    pub mm: u64,
+    pub fd_table: u64,
+    pub handlers: SignalHandlers,
+    pub limits: LimitSet,
+    pub fs: FsContextRecord,
+    pub exe: String,
+    pub argv: Vec<Vec<u8>>,
+    pub links: ProcessLinks,
+    /// The interval timers (since v2).
+    pub itimers: ITimersRecord,
+}
+statefile::versioned!(
+    ThreadGroupRecordV2,
     "kernel.ThreadGroup",
     2,
     [
@@ -574,9 +639,9 @@ statefile::versioned!(
     [SignalHandlers, LimitSet, FsContextRecord, ProcessLinks]
 );
 
-impl From<ThreadGroupRecordV1> for ThreadGroupRecord {
-    fn from(v1: ThreadGroupRecordV1) -> ThreadGroupRecord {
-        ThreadGroupRecord {
+impl From<ThreadGroupRecordV1> for ThreadGroupRecordV2 {
+    fn from(v1: ThreadGroupRecordV1) -> ThreadGroupRecordV2 {
+        ThreadGroupRecordV2 {
             tgid: v1.tgid,
             tasks: v1.tasks,
             mm: v1.mm,
@@ -592,22 +657,48 @@ impl From<ThreadGroupRecordV1> for ThreadGroupRecord {
     }
 }
 
+impl From<ThreadGroupRecordV2> for ThreadGroupRecord {
+    fn from(v2: ThreadGroupRecordV2) -> ThreadGroupRecord {
+        ThreadGroupRecord {
+            tgid: v2.tgid,
+            tasks: v2.tasks,
+            mm: v2.mm,
+            fd_table: v2.fd_table,
+            handlers: v2.handlers,
+            limits: v2.limits,
+            fs: v2.fs,
+            exe: v2.exe,
+            argv: v2.argv,
+            links: v2.links,
+            itimers: v2.itimers,
+            life: LifeRecord::default(),
+        }
+    }
+}
+
 impl statefile::Savable for ThreadGroupRecord {
     const TYPE_NAME: &'static str = "kernel.ThreadGroup";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const MIN_VERSION: u32 = 1;
 
     fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
         enc.serde(self)
     }
 
-    /// v1 is decoded in its own layout (its nested types checked at the
-    /// versions it was written with) and migrated: no timer armed.
+    /// Older versions are decoded in their own layout (their nested types
+    /// checked at the versions they were written with) and migrated: v1
+    /// has no timer armed, v1 and v2 are one live process.
     fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
         if version == 1 {
             statefile::check_saved_versions::<ThreadGroupRecordV1>(dec.types())?;
             return dec
                 .serde::<ThreadGroupRecordV1>()
+                .map(|v1| ThreadGroupRecord::from(ThreadGroupRecordV2::from(v1)));
+        }
+        if version == 2 {
+            statefile::check_saved_versions::<ThreadGroupRecordV2>(dec.types())?;
+            return dec
+                .serde::<ThreadGroupRecordV2>()
                 .map(ThreadGroupRecord::from);
         }
         statefile::check_saved_versions::<Self>(dec.types())?;
@@ -652,6 +743,59 @@ impl ThreadGroup {
             argv: image.argv,
             links: self.links(),
             itimers: self.itimers.save(now),
+            life: self.save_life(),
+        }
+    }
+
+    fn save_life(&self) -> LifeRecord {
+        let zombie = self.is_zombie().then(|| match self.exit_status() {
+            Some(ExitStatus::Signaled(sig)) => ZombieRecord {
+                signaled: true,
+                code: sig,
+            },
+            Some(ExitStatus::Exited(code)) => ZombieRecord {
+                signaled: false,
+                code,
+            },
+            None => ZombieRecord {
+                signaled: false,
+                code: 0,
+            },
+        });
+        let l = self.life();
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        LifeRecord {
+            exit_signal: self.exit_signal,
+            did_exec: l.did_exec,
+            subreaper: l.subreaper,
+            job: l.job,
+            zombie,
+            uid: l.uid,
+            cpu_ns: ns(l.cpu),
+            children_cpu_ns: ns(l.children_cpu),
+        }
+    }
+
+    /// Restore: a validated record's process-tree state.
+    pub fn load_life(&self, r: &LifeRecord) {
+        let mut l = self.life();
+        l.did_exec = r.did_exec;
+        l.subreaper = r.subreaper;
+        l.job = r.job;
+        l.uid = r.uid;
+        l.cpu = Duration::from_nanos(r.cpu_ns);
+        l.children_cpu = Duration::from_nanos(r.children_cpu_ns);
+        if let Some(z) = r.zombie {
+            l.exited = true;
+            drop(l);
+            let status = if z.signaled {
+                ExitStatus::Signaled(z.code)
+            } else {
+                ExitStatus::Exited(z.code)
+            };
+            let mut st = self.state();
+            st.status = Some(status);
+            self.exiting.store(true, Ordering::Release);
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod hostile;
 mod restore;
+mod restore_tree;
 mod save;
 pub mod types;
 pub mod validate;

@@ -5,9 +5,7 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
-use platform::CpuState;
 use statefile::{Reader, SectionKind};
 
 use super::save::statefile_path;
@@ -15,14 +13,11 @@ use super::validate::{holds, load_saved_kernel, LoadError};
 use super::MEMORY_SECTION;
 use crate::boot::{donated_stdio, host_resources, new_kernel, BootError};
 use crate::errno::Errno;
-use crate::kernel::fd_table::FdTable;
 use crate::kernel::pid_namespace::PID_MAX;
-use crate::kernel::task::FsContext;
-use crate::kernel::thread_group::{ProcessImage, ProcessParts, ThreadGroup};
 use crate::kernel::time::Clocks;
 use crate::kernel::{KernelConfig, Task};
-use crate::mm::{MappableFile, MemoryManager};
-use crate::vfs::state::{FileStateKind, OpenFileState, RestoreCtx};
+use crate::vfs::state::RestoreCtx;
+use std::sync::Arc;
 use crate::vfs::{Clock, HostClock};
 
 /// Why a restore was refused. Nothing has started running when it is.
@@ -103,7 +98,7 @@ pub fn restore(
         Err(LoadError::Statefile(source)) => return Err(sf_err(source)),
         Err(e) => return Err(RestoreError::Records(e)),
     };
-    let used = rec.tasks.iter().fold(0, |acc, t| acc | t.fp.xstate_bv());
+    let used = rec.tasks().fold(0, |acc, t| acc | t.fp.xstate_bv());
     let missing = used & !platform::host_xfeatures();
     if missing != 0 {
         return Err(RestoreError::CpuFeatures { missing });
@@ -144,7 +139,7 @@ pub fn restore(
         *uts = rec.kernel.uts.clone();
     }
     // Every tid is below PID_MAX (validated), so the successor fits.
-    let highest_tid = rec.tasks.iter().map(|t| t.tid).max().unwrap_or(1);
+    let highest_tid = rec.tasks().map(|t| t.tid).max().unwrap_or(1);
     let next = rec.kernel.next_tid.max(i64::from(highest_tid) + 1);
     let next = if next > i64::from(PID_MAX) { 1 } else { next };
     kernel
@@ -161,111 +156,7 @@ pub fn restore(
     for (&id, f) in &rec.files {
         files.insert(id, kernel.vfs.reopen(f, &mut ctx)?);
     }
-    let fds = FdTable::from_record(&rec.fds, &|id| files.get(&id).cloned())
-        .map_err(|e| RestoreError::Invalid(e.to_string()))?;
-
-    // The address space: the files it maps are re-opened first (a missing
-    // or changed one refuses the restore, named), then every mapping is
-    // re-created in a fresh stub.
-    let mut mapped: HashMap<&str, Arc<dyn MappableFile>> = HashMap::new();
-    for f in &rec.mm.files {
-        let state = OpenFileState {
-            path: f.path.as_bytes().to_vec(),
-            flags: if f.writable {
-                libc::O_RDWR
-            } else {
-                libc::O_RDONLY
-            },
-            offset: 0,
-            kind: FileStateKind::Regular,
-            fingerprint: f.fingerprint,
-        };
-        let mut none = RestoreCtx::new(&[], HashMap::new(), HostClock.now());
-        let file = kernel.vfs.reopen(&state, &mut none)?;
-        let mappable = file.as_mappable().ok_or_else(|| {
-            RestoreError::File(crate::vfs::state::VfsRestoreError::Invalid(format!(
-                "{} cannot be mapped",
-                f.path
-            )))
-        })?;
-        mapped.insert(f.path.as_str(), mappable);
-    }
-    let reopen = |name: &str| mapped.get(name).cloned().ok_or(Errno::ENOENT);
-    let aspace = kernel.platform.new_address_space()?;
-    let mm = MemoryManager::from_snapshot(&rec.mm.mm, host.layout, mf.clone(), aspace, &reopen)?;
-    // Every owner of restored memory (tmpfs files, mappings) has claimed it.
-    mf.finish_restore();
-    tracing::debug!("restore: address space mapped");
-
-    let p = &rec.process;
-    let root_dir = kernel.vfs.root().clone();
-    let lookup = |path: &[u8]| {
-        kernel
-            .vfs
-            .lookup_dir(&root_dir, path)
-            .map_err(|errno| RestoreError::Cwd {
-                path: String::from_utf8_lossy(path).into_owned(),
-                errno,
-            })
-    };
-    let mm = Arc::new(Mutex::new(mm));
-    let tg = ThreadGroup::new(
-        p.tgid,
-        ProcessParts {
-            mm: mm.clone(),
-            fds: Arc::new(Mutex::new(fds)),
-            handlers: Arc::new(Mutex::new(p.handlers.clone())),
-            limits: p.limits.clone(),
-            fs: Arc::new(Mutex::new(FsContext {
-                root: lookup(&p.fs.root)?,
-                cwd: lookup(&p.fs.cwd)?,
-                umask: p.fs.umask,
-            })),
-            image: ProcessImage {
-                exe: p.exe.clone(),
-                argv: p.argv.clone(),
-            },
-            links: p.links,
-            exit_signal: 0,
-        },
-    );
-    let leader = &rec.tasks[0];
-    let mut context = kernel.platform.new_context()?;
-    let aspace = crate::kernel::thread_group::lock(&mm).address_space_arc();
-    context.set_fp_state(&*aspace, &leader.fp)?;
-    let mut task = Task::new(
-        kernel.clone(),
-        leader.tid,
-        tg,
-        mm,
-        leader.creds.clone(),
-        CpuState { regs: leader.regs },
-        context,
-    );
-    task.load_record(leader);
-    task.tg()
-        .itimers()
-        .load(&p.itimers, kernel.clocks.monotonic());
-    task.join();
-    // The other threads: each gets a thread of the leader's address space
-    // and a host thread of its own. One that cannot start ends the whole
-    // restore: the threads already started are killed with it.
-    for t in &rec.tasks[1..] {
-        if let Err(e) = task.spawn_saved_thread(t) {
-            task.tg().begin_exit(
-                crate::kernel::ExitStatus::Signaled(libc::SIGKILL),
-                task.tid(),
-            );
-            return Err(RestoreError::Invalid(format!(
-                "cannot start thread {}: {e}",
-                t.tid
-            )));
-        }
-    }
-    // Once the process has its tasks: the timer thread ends at once in a
-    // process without any.
-    task.tg().itimers().start(&kernel, task.tg());
-    Ok(task)
+    super::restore_tree::restore_processes(&kernel, &rec, &files, host.layout)
 }
 
 #[cfg(test)]

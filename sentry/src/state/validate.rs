@@ -72,8 +72,6 @@ pub enum LoadError {
     Invalid(#[from] InvalidRecord),
     #[error("this statefile was written by an earlier cryo (positional kernel records, no object table); this cryo cannot restore it")]
     Positional,
-    #[error("the statefile holds {0} processes; this cryo restores sandboxes of one process")]
-    Processes(usize),
 }
 
 /// A statefile's kernel, decoded and validated; nothing host-side exists.
@@ -82,14 +80,30 @@ pub struct SavedKernel {
     pub kernel: KernelRecord,
     pub vfs: VfsState,
     pub memory: MemoryFileRecord,
-    pub process: ThreadGroupRecord,
-    pub mm: MmRecord,
-    pub fds: FdTableRecord,
+    /// Every process, init first, with its tasks (the leader first; none
+    /// for a zombie).
+    pub processes: Vec<SavedProcess>,
+    /// Address spaces by id (shared by processes that share them).
+    pub mms: BTreeMap<u64, MmRecord>,
+    /// Descriptor tables by id.
+    pub fd_tables: BTreeMap<u64, FdTableRecord>,
     /// Open file descriptions by id.
     pub files: BTreeMap<u64, OpenFileState>,
     pub pipes: Vec<PipeSnapshot>,
-    /// The process's tasks, the leader first.
+}
+
+/// One saved process and its tasks.
+#[derive(Debug)]
+pub struct SavedProcess {
+    pub record: ThreadGroupRecord,
     pub tasks: Vec<TaskRecord>,
+}
+
+impl SavedKernel {
+    /// Every task of every process.
+    pub fn tasks(&self) -> impl Iterator<Item = &TaskRecord> {
+        self.processes.iter().flat_map(|p| p.tasks.iter())
+    }
 }
 
 fn path_ok(p: &[u8]) -> Result<(), String> {
@@ -159,13 +173,41 @@ fn check_thread_group(tg: &ThreadGroupRecord, id: u64) -> Result<(), InvalidReco
             format!("{} differs from the record's id", tg.tgid),
         ));
     }
-    if tg.tasks.is_empty() || tg.tasks.len() > MAX_TASKS {
+    let zombie = tg.life.zombie.is_some();
+    if zombie != tg.tasks.is_empty() || tg.tasks.len() > MAX_TASKS {
         return Err(bad(
             "tasks",
-            format!("{} tasks (1..={MAX_TASKS} allowed)", tg.tasks.len()),
+            format!(
+                "{} tasks (a zombie has none, a live process 1..={MAX_TASKS})",
+                tg.tasks.len()
+            ),
         ));
     }
-    if tg.tasks[0] != tg.tgid {
+    if zombie != (tg.mm == 0) {
+        return Err(bad(
+            "mm",
+            "a zombie has no address space and a live process one".into(),
+        ));
+    }
+    if !(0..=64).contains(&tg.life.exit_signal) {
+        return Err(bad("life.exit_signal", format!("{}", tg.life.exit_signal)));
+    }
+    if let Some(z) = tg.life.zombie {
+        let ok = if z.signaled {
+            (1..=64).contains(&z.code)
+        } else {
+            (0..=255).contains(&z.code)
+        };
+        if !ok {
+            return Err(bad("life.zombie.code", format!("{}", z.code)));
+        }
+    }
+    if let Some(crate::kernel::exit::JobReport::Stopped(sig)) = tg.life.job.report {
+        if !(1..=64).contains(&sig) {
+            return Err(bad("life.job.report", format!("stopped by {sig}")));
+        }
+    }
+    if tg.tasks.first().is_some_and(|&t| t != tg.tgid) {
         return Err(bad(
             "tasks",
             "the leader (tid == tgid) is not the first task".into(),
@@ -353,19 +395,11 @@ impl TablePages for SavedPages<'_> {
     }
 }
 
-/// Judges both tmpfs tables of the namespace record against the saved
-/// memory and mappings, naming a refused field by its table
-/// (`upper.nodes[3].pages[0].offset`).
-fn check_tmpfs(
-    vfs: &VfsState,
-    memory: &MemoryFileRecord,
-    mm: &MmRecord,
-) -> Result<(), InvalidRecord> {
-    // Each backing run, cut at the mappings it backs (a run may span
-    // several adjacent ones), so a refusal names the right mapping.
-    // Validated: aligned, non-empty, in order, covering exactly the VMAs.
+/// Each backing run of `mm`, cut at the mappings it backs (a run may span
+/// several adjacent ones), so a refusal names the right mapping.
+/// Validated: aligned, non-empty, in order, covering exactly the VMAs.
+fn mm_backing(mm: &MmRecord, backing: &mut Vec<(u64, u64, usize)>) {
     let vmas = &mm.mm.vmas;
-    let mut backing: Vec<(u64, u64, usize)> = Vec::new();
     let mut vi = 0;
     for b in &mm.mm.backing {
         let mut pos = b.start;
@@ -380,10 +414,33 @@ fn check_tmpfs(
             pos = to;
         }
     }
+}
+
+/// Judges both tmpfs tables of the namespace record against the saved
+/// memory and mappings, naming a refused field by its table
+/// (`upper.nodes[3].pages[0].offset`).
+fn check_tmpfs<'a>(
+    vfs: &VfsState,
+    memory: &MemoryFileRecord,
+    mms: impl Iterator<Item = &'a MmRecord>,
+) -> Result<(), InvalidRecord> {
+    let mut backing: Vec<(u64, u64, usize)> = Vec::new();
+    for mm in mms {
+        mm_backing(mm, &mut backing);
+    }
     backing.sort_unstable();
+    // Address spaces share pages after fork: one run per stretch of
+    // memory, so the search below sees every run that covers a page.
+    let mut merged: Vec<(u64, u64, usize)> = Vec::with_capacity(backing.len());
+    for b in backing {
+        match merged.last_mut() {
+            Some(last) if b.0 < last.1 => last.1 = last.1.max(b.1),
+            _ => merged.push(b),
+        }
+    }
     let mut pages = SavedPages {
         ranges: &memory.ranges,
-        backing,
+        backing: merged,
         claimed: HashSet::new(),
     };
     let tables: [(&str, &TmpfsSnapshot); 2] = [("upper", &vfs.upper), ("shm", &vfs.shm)];
@@ -436,87 +493,52 @@ pub fn load_saved_kernel<R: ReadAt>(
     let objs = Objects::parse(&bytes, reader.types())?;
     let kernel: KernelRecord = objs.get(0)?;
     check_kernel(&kernel)?;
-    if kernel.thread_groups.len() != 1 {
-        return Err(LoadError::Processes(kernel.thread_groups.len()));
-    }
     let vfs: VfsState = objs.get(0)?;
     let memory: MemoryFileRecord = objs.get(0)?;
     check_memory(&memory)?;
-    let tgid = kernel.thread_groups[0];
-    let process: ThreadGroupRecord = objs.get(tgid as u64)?;
-    check_thread_group(&process, tgid as u64)?;
-
-    let mm: MmRecord = objs.get(process.mm)?;
-    let allocated = |offset: u64, len: u64| holds(&memory.ranges, offset, len);
-    mm.mm.validate(layout, &allocated).map_err(|e| {
-        let field = match e {
-            MmError::PageSize { .. } => "mm.page_size",
-            MmError::AddressSpaceTooSmall { .. } | MmError::BadVma { .. } => "mm.vmas",
-            MmError::BadBacking { .. } => "mm.backing",
-            MmError::BadBrk { .. } => "mm.brk",
-            _ => "mm",
-        };
-        invalid("mm.MemoryManager", process.mm, field, e.to_string())
-    })?;
-    let mut mapped = BTreeSet::new();
-    for f in &mm.files {
-        absolute_path_ok(f.path.as_bytes())
-            .map_err(|w| invalid("mm.MemoryManager", process.mm, "files.path", w))?;
-        if !mapped.insert(f.path.as_str()) {
-            return Err(invalid(
-                "mm.MemoryManager",
-                process.mm,
-                "files.path",
-                format!("{} is listed twice", f.path),
-            )
-            .into());
+    let mut processes = Vec::with_capacity(kernel.thread_groups.len());
+    for &tgid in &kernel.thread_groups {
+        let record: ThreadGroupRecord = objs.get(tgid as u64)?;
+        check_thread_group(&record, tgid as u64)?;
+        processes.push(record);
+    }
+    let file_ids: BTreeSet<u64> = objs.ids::<OpenFileState>().into_iter().collect();
+    let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
+    let mut mms = BTreeMap::new();
+    let mut fd_tables = BTreeMap::new();
+    let mut files = BTreeMap::new();
+    for p in &processes {
+        if p.mm != 0 && !mms.contains_key(&p.mm) {
+            let mm: MmRecord = objs.get(p.mm)?;
+            check_mm(&mm, p.mm, layout, &memory)?;
+            mms.insert(p.mm, mm);
+        }
+        if !fd_tables.contains_key(&p.fd_table) {
+            let fds: FdTableRecord = objs.get(p.fd_table)?;
+            // Descriptor numbers and the files they name are checked
+            // before any file is loaded, so a missing one is refused as
+            // the table's field.
+            let nofile = p
+                .limits
+                .get(libc::RLIMIT_NOFILE)
+                .map(|l| l.cur)
+                .unwrap_or(1024);
+            FdTable::<()>::validate_record(&fds, nofile, &|id| file_ids.contains(&id))
+                .map_err(|e| invalid("kernel.FdTable", p.fd_table, "fds", e.to_string()))?;
+            for e in &fds.fds {
+                if files.contains_key(&e.file) {
+                    continue;
+                }
+                let f: OpenFileState = objs.get(e.file)?;
+                check_open_file(&f, e.file, &pipe_ids)?;
+                files.insert(e.file, f);
+            }
+            fd_tables.insert(p.fd_table, fds);
         }
     }
-    // Every file a mapping maps is among the files re-opened for it.
-    for (i, v) in mm.mm.vmas.iter().enumerate() {
-        if let Some(f) = v
-            .file
-            .as_ref()
-            .filter(|f| !mapped.contains(f.name.as_str()))
-        {
-            return Err(invalid(
-                "mm.MemoryManager",
-                process.mm,
-                "mm.vmas",
-                format!(
-                    "mapping {i} maps {:?}, which is not among the saved files",
-                    f.name
-                ),
-            )
-            .into());
-        }
-    }
-
     // The tmpfs tables: after the mappings, whose own memory no tmpfs file
     // may hold.
-    check_tmpfs(&vfs, &memory, &mm)?;
-
-    let fds: FdTableRecord = objs.get(process.fd_table)?;
-    // Descriptor numbers and the files they name are checked before any
-    // file is loaded, so a missing one is refused as the table's field.
-    let nofile = process
-        .limits
-        .get(libc::RLIMIT_NOFILE)
-        .map(|l| l.cur)
-        .unwrap_or(1024);
-    let file_ids: BTreeSet<u64> = objs.ids::<OpenFileState>().into_iter().collect();
-    FdTable::<()>::validate_record(&fds, nofile, &|id| file_ids.contains(&id))
-        .map_err(|e| invalid("kernel.FdTable", process.fd_table, "fds", e.to_string()))?;
-    let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
-    let mut files = BTreeMap::new();
-    for e in &fds.fds {
-        if files.contains_key(&e.file) {
-            continue;
-        }
-        let f: OpenFileState = objs.get(e.file)?;
-        check_open_file(&f, e.file, &pipe_ids)?;
-        files.insert(e.file, f);
-    }
+    check_tmpfs(&vfs, &memory, mms.values())?;
     let used_pipes: BTreeSet<u64> = files
         .values()
         .filter_map(|f| match f.kind {
@@ -548,25 +570,99 @@ pub fn load_saved_kernel<R: ReadAt>(
         }
         pipes.push(p);
     }
-
-    let mut tasks = Vec::with_capacity(process.tasks.len());
-    for &tid in &process.tasks {
-        let t: TaskRecord = objs.get(tid as u64)?;
-        check_task(&t, tid as u64, tgid, layout.max_user_addr)?;
-        tasks.push(t);
+    let mut saved = Vec::with_capacity(processes.len());
+    let mut seen_tids = BTreeSet::new();
+    for record in processes {
+        let mut tasks = Vec::with_capacity(record.tasks.len());
+        for &tid in &record.tasks {
+            if !seen_tids.insert(tid) {
+                return Err(invalid(
+                    "kernel.ThreadGroup",
+                    record.tgid as u64,
+                    "tasks",
+                    format!("task {tid} belongs to two processes"),
+                )
+                .into());
+            }
+            let t: TaskRecord = objs.get(tid as u64)?;
+            check_task(&t, tid as u64, record.tgid, layout.max_user_addr)?;
+            tasks.push(t);
+        }
+        saved.push(SavedProcess { record, tasks });
+    }
+    if saved.first().is_none_or(|p| p.record.tgid != 1 || p.tasks.is_empty()) {
+        return Err(invalid(
+            "kernel.Kernel",
+            0,
+            "thread_groups",
+            "the first process is not a live init (pid 1)".to_string(),
+        )
+        .into());
     }
     objs.finish()?;
     Ok(SavedKernel {
         kernel,
         vfs,
         memory,
-        process,
-        mm,
-        fds,
+        processes: saved,
+        mms,
+        fd_tables,
         files,
         pipes,
-        tasks,
     })
+}
+
+/// One address space's record: its mappings against this host's layout
+/// and the saved memory, and the files they map.
+fn check_mm(
+    mm: &MmRecord,
+    id: u64,
+    layout: &Layout,
+    memory: &MemoryFileRecord,
+) -> Result<(), InvalidRecord> {
+    let allocated = |offset: u64, len: u64| holds(&memory.ranges, offset, len);
+    mm.mm.validate(layout, &allocated).map_err(|e| {
+        let field = match e {
+            MmError::PageSize { .. } => "mm.page_size",
+            MmError::AddressSpaceTooSmall { .. } | MmError::BadVma { .. } => "mm.vmas",
+            MmError::BadBacking { .. } => "mm.backing",
+            MmError::BadBrk { .. } => "mm.brk",
+            _ => "mm",
+        };
+        invalid("mm.MemoryManager", id, field, e.to_string())
+    })?;
+    let mut mapped = BTreeSet::new();
+    for f in &mm.files {
+        absolute_path_ok(f.path.as_bytes())
+            .map_err(|w| invalid("mm.MemoryManager", id, "files.path", w))?;
+        if !mapped.insert(f.path.as_str()) {
+            return Err(invalid(
+                "mm.MemoryManager",
+                id,
+                "files.path",
+                format!("{} is listed twice", f.path),
+            ));
+        }
+    }
+    // Every file a mapping maps is among the files re-opened for it.
+    for (i, v) in mm.mm.vmas.iter().enumerate() {
+        if let Some(f) = v
+            .file
+            .as_ref()
+            .filter(|f| !mapped.contains(f.name.as_str()))
+        {
+            return Err(invalid(
+                "mm.MemoryManager",
+                id,
+                "mm.vmas",
+                format!(
+                    "mapping {i} maps {:?}, which is not among the saved files",
+                    f.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -593,6 +689,7 @@ mod itimer_tests {
             argv: vec![b"true".to_vec()],
             links: ProcessLinks::leader(1),
             itimers,
+            life: Default::default(),
         }
     }
 

@@ -1,0 +1,325 @@
+//! Restore of the process tree: every address space (each in a stub of its
+//! own, created on the host thread that will run its first task, as the
+//! platform requires), every descriptor table, every process (zombies
+//! too) and task, with their ids; then they all start at once.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use platform::{Context, CpuState, FpState, Layout};
+
+use super::restore::RestoreError;
+use super::validate::{SavedKernel, SavedProcess};
+use crate::errno::Errno;
+use crate::kernel::fd_table::FdTable;
+use crate::kernel::task::{FsContext, TaskRecord};
+use crate::kernel::thread_group::{
+    ProcessImage, ProcessParts, SharedFdTable, SharedMm, ThreadGroup,
+};
+use crate::kernel::{ExitStatus, Kernel, Task};
+use crate::mm::{MappableFile, MemoryManager, MmRecord};
+use crate::vfs::state::{FileStateKind, OpenFileState, RestoreCtx};
+use crate::vfs::{Clock, HostClock, OpenFile};
+
+/// A restored address space and the contexts its tasks will run on.
+struct RestoredMm {
+    mm: SharedMm,
+    /// The context of the host thread that created the address space.
+    own: Option<Box<dyn Context>>,
+    /// Contexts of new platform threads, one for each other task.
+    others: Vec<Box<dyn Context>>,
+    /// The host thread that created it waits here for the task it runs
+    /// (None: the restoring thread itself, for init's address space).
+    runner: Option<mpsc::Sender<(Task, FpState)>>,
+}
+
+/// Re-opens the files an address space maps (a missing or changed one
+/// refuses the restore, named).
+fn mapped_files(
+    kernel: &Kernel,
+    rec: &MmRecord,
+) -> Result<HashMap<String, Arc<dyn MappableFile>>, RestoreError> {
+    let mut mapped = HashMap::new();
+    for f in &rec.files {
+        let state = OpenFileState {
+            path: f.path.as_bytes().to_vec(),
+            flags: if f.writable {
+                libc::O_RDWR
+            } else {
+                libc::O_RDONLY
+            },
+            offset: 0,
+            kind: FileStateKind::Regular,
+            fingerprint: f.fingerprint,
+        };
+        let mut none = RestoreCtx::new(&[], HashMap::new(), HostClock.now());
+        let file = kernel.vfs.reopen(&state, &mut none)?;
+        let mappable = file.as_mappable().ok_or_else(|| {
+            RestoreError::File(crate::vfs::state::VfsRestoreError::Invalid(format!(
+                "{} cannot be mapped",
+                f.path
+            )))
+        })?;
+        mapped.insert(f.path.clone(), mappable);
+    }
+    Ok(mapped)
+}
+
+/// Creates an address space on the calling host thread: a fresh stub with
+/// every saved mapping, and `others` contexts for other tasks.
+fn build_mm(
+    kernel: &Kernel,
+    rec: &MmRecord,
+    layout: Layout,
+    mapped: &HashMap<String, Arc<dyn MappableFile>>,
+    others: usize,
+) -> Result<(SharedMm, Box<dyn Context>, Vec<Box<dyn Context>>), RestoreError> {
+    let reopen = |name: &str| mapped.get(name).cloned().ok_or(Errno::ENOENT);
+    let aspace = kernel.platform.new_address_space()?;
+    let mm = MemoryManager::from_snapshot(
+        &rec.mm,
+        layout,
+        kernel.memory_file.clone(),
+        aspace.clone(),
+        &reopen,
+    )?;
+    let own = kernel.platform.new_context()?;
+    let mut contexts = Vec::with_capacity(others);
+    for _ in 0..others {
+        contexts.push(aspace.new_thread()?);
+    }
+    Ok((Arc::new(Mutex::new(mm)), own, contexts))
+}
+
+/// Restores `rec` on a host thread of its own, which then waits to run
+/// the first task of the address space.
+fn build_mm_on_thread(
+    kernel: &Arc<Kernel>,
+    rec: &MmRecord,
+    layout: Layout,
+    others: usize,
+) -> Result<RestoredMm, RestoreError> {
+    let mapped = mapped_files(kernel, rec)?;
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
+    let (run_tx, run_rx) = mpsc::channel::<(Task, FpState)>();
+    let kernel2 = kernel.clone();
+    let rec = rec.clone();
+    std::thread::Builder::new()
+        .name("cryo-restore".into())
+        .spawn(move || {
+            let built = build_mm(&kernel2, &rec, layout, &mapped, others);
+            drop(mapped);
+            let ok = built.is_ok();
+            let _ = done_tx.send(built);
+            if !ok {
+                return;
+            }
+            // The restore gave up when no task comes.
+            if let Ok((task, fp)) = run_rx.recv() {
+                crate::kernel::clone::run_restored(task, fp);
+            }
+        })
+        .map_err(|e| RestoreError::Invalid(format!("cannot start a host thread: {e}")))?;
+    let (mm, own, others) = done_rx
+        .recv()
+        .map_err(|_| RestoreError::Invalid("an address space's host thread ended".into()))??;
+    Ok(RestoredMm {
+        mm,
+        own: Some(own),
+        others,
+        runner: Some(run_tx),
+    })
+}
+
+/// A task made from its record, not yet a member of anything.
+struct Pending {
+    task: Task,
+    fp: FpState,
+    runner: Option<mpsc::Sender<(Task, FpState)>>,
+}
+
+/// Restores every process of `rec`; init's leader task is returned, for
+/// the calling thread to run. Everything else is running when this
+/// returns Ok.
+pub(super) fn restore_processes(
+    kernel: &Arc<Kernel>,
+    rec: &SavedKernel,
+    files: &HashMap<u64, Arc<OpenFile>>,
+    layout: Layout,
+) -> Result<Task, RestoreError> {
+    let mut fd_tables: HashMap<u64, SharedFdTable> = HashMap::new();
+    for (&id, r) in &rec.fd_tables {
+        let t = FdTable::from_record(r, &|id| files.get(&id).cloned())
+            .map_err(|e| RestoreError::Invalid(e.to_string()))?;
+        fd_tables.insert(id, Arc::new(Mutex::new(t)));
+    }
+    let mut task_counts: HashMap<u64, usize> = HashMap::new();
+    for p in &rec.processes {
+        *task_counts.entry(p.record.mm).or_default() += p.tasks.len();
+    }
+    let mut mms: HashMap<u64, RestoredMm> = HashMap::new();
+    for p in &rec.processes {
+        let id = p.record.mm;
+        if id == 0 || mms.contains_key(&id) {
+            continue;
+        }
+        let mm_rec = rec
+            .mms
+            .get(&id)
+            .ok_or_else(|| RestoreError::Invalid(format!("address space {id} is missing")))?;
+        let others = task_counts.get(&id).copied().unwrap_or(1).saturating_sub(1);
+        let restored = if p.record.tgid == 1 {
+            let mapped = mapped_files(kernel, mm_rec)?;
+            let (mm, own, others) = build_mm(kernel, mm_rec, layout, &mapped, others)?;
+            RestoredMm {
+                mm,
+                own: Some(own),
+                others,
+                runner: None,
+            }
+        } else {
+            build_mm_on_thread(kernel, mm_rec, layout, others)?
+        };
+        mms.insert(id, restored);
+    }
+    // Every owner of restored memory (tmpfs files, mappings) has claimed it.
+    kernel.memory_file.finish_restore();
+    tracing::debug!(address_spaces = mms.len(), "restore: address spaces mapped");
+
+    let mut groups = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    for p in &rec.processes {
+        let tg = restore_group(kernel, p, &mms, &fd_tables)?;
+        let Some(restored) = mms.get_mut(&p.record.mm) else {
+            groups.push(tg);
+            continue;
+        };
+        for t in &p.tasks {
+            let (context, runner) = match restored.own.take() {
+                Some(own) => (own, restored.runner.take()),
+                None => (
+                    restored.others.pop().ok_or_else(|| {
+                        RestoreError::Invalid("more tasks than platform threads".into())
+                    })?,
+                    None,
+                ),
+            };
+            pending.push(Pending {
+                task: new_task(kernel, &tg, &restored.mm, t, context),
+                fp: t.fp.clone(),
+                runner,
+            });
+        }
+        groups.push(tg);
+    }
+    // Every process and task is in the pid namespace before any runs, so a
+    // child that exits at once finds its parent.
+    for tg in &groups {
+        kernel.pids.add_group(tg);
+    }
+    for p in &pending {
+        p.task.join();
+    }
+    let mut init = None;
+    let mut start = Vec::new();
+    for p in pending {
+        if p.task.tid() == 1 {
+            init = Some(p);
+        } else {
+            start.push(p);
+        }
+    }
+    let mut init = init.ok_or_else(|| RestoreError::Invalid("init has no leader task".into()))?;
+    init.task.set_fp_state(&init.fp)?;
+    for p in start {
+        let tid = p.task.tid();
+        let started = match p.runner {
+            Some(runner) => runner
+                .send((p.task, p.fp))
+                .map_err(|_| "its address space's host thread ended".to_string()),
+            None => crate::kernel::clone::spawn_thread(p.task, p.fp).map_err(|e| e.to_string()),
+        };
+        if let Err(e) = started {
+            for tg in &groups {
+                tg.begin_exit(ExitStatus::Signaled(libc::SIGKILL), 0);
+            }
+            return Err(RestoreError::Invalid(format!(
+                "cannot start task {tid}: {e}"
+            )));
+        }
+    }
+    for tg in &groups {
+        // Once each process has its tasks: the timer thread ends at once in
+        // a process without any.
+        tg.itimers().start(kernel, tg);
+    }
+    Ok(init.task)
+}
+
+/// A process from its record (a zombie has no address space).
+fn restore_group(
+    kernel: &Arc<Kernel>,
+    p: &SavedProcess,
+    mms: &HashMap<u64, RestoredMm>,
+    fd_tables: &HashMap<u64, SharedFdTable>,
+) -> Result<Arc<ThreadGroup>, RestoreError> {
+    let r = &p.record;
+    let root_dir = kernel.vfs.root().clone();
+    let lookup = |path: &[u8]| {
+        kernel
+            .vfs
+            .lookup_dir(&root_dir, path)
+            .map_err(|errno| RestoreError::Cwd {
+                path: String::from_utf8_lossy(path).into_owned(),
+                errno,
+            })
+    };
+    let fds = fd_tables
+        .get(&r.fd_table)
+        .cloned()
+        .ok_or_else(|| RestoreError::Invalid(format!("descriptor table {} is missing", r.fd_table)))?;
+    let tg = ThreadGroup::new(
+        r.tgid,
+        ProcessParts {
+            mm: mms.get(&r.mm).map(|m| m.mm.clone()),
+            fds,
+            handlers: Arc::new(Mutex::new(r.handlers.clone())),
+            limits: r.limits.clone(),
+            fs: Arc::new(Mutex::new(FsContext {
+                root: lookup(&r.fs.root)?,
+                cwd: lookup(&r.fs.cwd)?,
+                umask: r.fs.umask,
+            })),
+            image: ProcessImage {
+                exe: r.exe.clone(),
+                argv: r.argv.clone(),
+            },
+            links: r.links,
+            exit_signal: r.life.exit_signal,
+        },
+    );
+    tg.load_life(&r.life);
+    tg.itimers().load(&r.itimers, kernel.clocks.monotonic());
+    Ok(tg)
+}
+
+fn new_task(
+    kernel: &Arc<Kernel>,
+    tg: &Arc<ThreadGroup>,
+    mm: &SharedMm,
+    t: &TaskRecord,
+    context: Box<dyn Context>,
+) -> Task {
+    let mut task = Task::new(
+        kernel.clone(),
+        t.tid,
+        tg.clone(),
+        mm.clone(),
+        t.creds.clone(),
+        CpuState { regs: t.regs },
+        context,
+    );
+    task.load_record(t);
+    task
+}
