@@ -192,9 +192,13 @@ mod tests {
 pub struct SigInfo {
     pub signo: i32,
     pub code: i32,
-    /// For faults: the address (si_addr).
+    /// For faults: the address (si_addr); for other signals the value
+    /// sent with it (si_value: rt_sigqueueinfo's, a POSIX timer's
+    /// sigev_value), 0 for kill.
     pub addr: u64,
-    /// For kill/tgkill: the sender (si_pid, si_uid).
+    /// For kill/tgkill/sigqueue: the sender (si_pid, si_uid). For a POSIX
+    /// timer's signal (SI_TIMER): the timer id (si_timerid) and the
+    /// overrun count (si_overrun).
     pub pid: i32,
     pub uid: u32,
 }
@@ -206,6 +210,10 @@ pub const SI_USER: i32 = 0;
 pub const SI_TKILL: i32 = -6;
 /// si_code a kernel-generated signal carries (SIGPIPE).
 pub const SI_KERNEL: i32 = 0x80;
+/// si_code of sigqueue(3) (rt_sigqueueinfo from glibc).
+pub const SI_QUEUE: i32 = -1;
+/// si_code of a POSIX timer's expiry.
+pub const SI_TIMER: i32 = -2;
 
 impl SigInfo {
     /// `siginfo_t` (128 bytes on x86_64).
@@ -216,8 +224,11 @@ impl SigInfo {
         if is_fault(self.signo) && self.code > 0 {
             b[16..24].copy_from_slice(&self.addr.to_le_bytes());
         } else {
+            // si_pid/si_uid, or si_timerid/si_overrun for SI_TIMER: the
+            // same offsets; then si_value.
             b[16..20].copy_from_slice(&self.pid.to_le_bytes());
             b[20..24].copy_from_slice(&self.uid.to_le_bytes());
+            b[24..32].copy_from_slice(&self.addr.to_le_bytes());
         }
         b
     }
