@@ -64,10 +64,33 @@ impl Task {
         });
     }
 
+    /// Blocks `mask` for the rest of this syscall (rt_sigsuspend, ppoll,
+    /// pselect6, epoll_pwait): the current mask comes back when the task
+    /// returns to the application, or from the frame of the handler that
+    /// the wait was interrupted for, after it returns.
+    pub fn set_temporary_mask(&mut self, mask: SigSet) {
+        if self.saved_mask.is_none() {
+            self.saved_mask = Some(self.signal_mask);
+        }
+        self.signal_mask = mask.without_unblockable();
+    }
+
+    /// Ends a temporary mask now (the wait it was for did not block).
+    pub fn restore_temporary_mask(&mut self) {
+        if let Some(m) = self.saved_mask.take() {
+            self.signal_mask = m;
+        }
+    }
+
     /// Delivers the first pending unblocked signal, if any: its default
     /// action, or its handler. Called before the task returns to the
-    /// application.
+    /// application; a temporary mask ends here.
     pub fn deliver_signals(&mut self) {
+        self.deliver_signals_masked();
+        self.restore_temporary_mask();
+    }
+
+    fn deliver_signals_masked(&mut self) {
         while self.exit.is_none() {
             let mask = self.signal_mask;
             let Some(i) = self.pending().iter().position(|p| {
@@ -75,7 +98,11 @@ impl Task {
             }) else {
                 return;
             };
-            let info = self.pending().remove(i);
+            let mut info = self.pending().remove(i);
+            if info.code == super::signal::SI_TIMER {
+                // A POSIX timer's signal: its overrun count is settled now.
+                info.uid = self.tg.itimers().posix_delivered(info.pid, info.uid);
+            }
             let Ok(action) = self.handlers().get(info.signo) else {
                 continue;
             };
@@ -133,9 +160,12 @@ impl Task {
         } else {
             alt_flags
         };
+        // After a temporary mask, the handler returns to the mask from
+        // before the wait.
+        let uc_mask = self.saved_mask.take().unwrap_or(self.signal_mask);
         let uc = encode_ucontext(
             &regs,
-            self.signal_mask.0,
+            uc_mask.0,
             (alt_base, alt_state, alt_size),
             layout.fpstate,
         );

@@ -126,6 +126,8 @@ impl Task {
         self.cpu = CpuState { regs: image.regs };
         self.fds().remove_cloexec();
         self.handlers().reset_for_exec();
+        // POSIX timers do not survive exec (interval timers do).
+        self.tg.itimers().posix_delete_all();
         self.alt_stack = (0, 0, 0);
         *self.tg.image() = ProcessImage {
             exe: image.path,

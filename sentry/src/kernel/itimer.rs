@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::posix_timer::{Notify, Now, PosixTimers, PosixTimersRecord, TimerSetting};
 use super::signal::SigInfo;
 use super::thread_group::ThreadGroup;
 use super::time::Nanos;
@@ -132,11 +133,16 @@ struct State {
     frozen: bool,
     /// The timer thread runs.
     thread: bool,
+    /// The process's POSIX timers (timer_create), fired by the same thread.
+    posix: PosixTimers,
 }
 
 impl State {
     fn any_armed(&self) -> bool {
-        self.real_deadline.is_some() || self.virt.armed() || self.prof.armed()
+        self.real_deadline.is_some()
+            || self.virt.armed()
+            || self.prof.armed()
+            || self.posix.any_armed()
     }
 }
 
@@ -378,6 +384,64 @@ impl ITimers {
         };
     }
 
+    /// timer_create.
+    pub fn posix_create(
+        &self,
+        clock: super::time::ClockId,
+        notify: Notify,
+        value: Option<u64>,
+    ) -> Result<i32, Errno> {
+        self.state().posix.create(clock, notify, value)
+    }
+
+    /// timer_settime: the old setting. The caller then starts the timer
+    /// thread ([`ITimers::start`]).
+    pub fn posix_set(
+        &self,
+        id: i32,
+        new: TimerSetting,
+        absolute: bool,
+        now: Now,
+    ) -> Result<TimerSetting, Errno> {
+        let old = self.state().posix.set(id, new, absolute, &now);
+        self.wake.notify_all();
+        old
+    }
+
+    pub fn posix_get(&self, id: i32, now: Now) -> Result<TimerSetting, Errno> {
+        self.state().posix.get(id, &now)
+    }
+
+    pub fn posix_overrun(&self, id: i32) -> Result<u32, Errno> {
+        self.state().posix.overrun(id)
+    }
+
+    pub fn posix_delete(&self, id: i32) -> Result<(), Errno> {
+        self.state().posix.delete(id)
+    }
+
+    /// execve: the process's POSIX timers are deleted (its interval
+    /// timers stay).
+    pub fn posix_delete_all(&self) {
+        self.state().posix = PosixTimers::default();
+    }
+
+    /// Timer `id`'s signal is being delivered with `overrun` in it: the
+    /// count timer_getoverrun reports; returns it.
+    pub fn posix_delivered(&self, id: i32, overrun: u32) -> u32 {
+        self.state().posix.delivered(id, overrun)
+    }
+
+    /// The POSIX timers' saved form.
+    pub fn save_posix(&self, now: Now) -> PosixTimersRecord {
+        self.state().posix.save(&now)
+    }
+
+    /// Loads validated POSIX timers (then [`ITimers::start`]).
+    pub fn load_posix(&self, r: &PosixTimersRecord, now: Now) {
+        self.state().posix.load(r, &now);
+    }
+
     /// Starts the group's timer thread if a timer is armed and none runs.
     pub fn start(self: &Arc<Self>, kernel: &Arc<Kernel>, tg: &Arc<ThreadGroup>) {
         {
@@ -414,6 +478,19 @@ impl ITimers {
             }
             let now = kernel.clocks.monotonic();
             let mut wait = RECHECK;
+            if !st.frozen && st.posix.any_armed() {
+                let clocks = Now {
+                    monotonic: now,
+                    realtime: kernel.clocks.realtime(),
+                };
+                // Fired under the lock, as the real timer's signal is.
+                if let Some(next) = st.posix.fire(&tg, &clocks) {
+                    let left = Duration::from_nanos(next.saturating_sub(now).max(0) as u64);
+                    // A realtime timer looks again at least every RECHECK,
+                    // in case the wall clock was set.
+                    wait = wait.min(left.max(Duration::from_micros(50)));
+                }
+            }
             if let Some(deadline) = st.real_deadline {
                 if deadline <= now && !st.frozen {
                     st.real_deadline = (st.real_interval > 0).then(|| {

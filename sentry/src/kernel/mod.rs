@@ -13,6 +13,7 @@ pub mod itimer;
 mod kernel;
 pub mod limits;
 pub mod pid_namespace;
+pub mod posix_timer;
 pub mod proc;
 pub mod run;
 pub mod signal;

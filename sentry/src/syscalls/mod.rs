@@ -9,6 +9,7 @@ mod fs;
 mod futex;
 mod info;
 mod mm;
+mod poll;
 mod process;
 mod signal;
 mod strace;
@@ -43,6 +44,8 @@ pub fn dispatch(task: &mut Task) {
     let nr = task.regs().syscall_number();
     let args = Args(task.regs().syscall_arguments());
     let entry = table::lookup(nr);
+    // A signalfd read or polled by this call sees this task's signals.
+    poll::note_current(task);
     let result = match entry {
         Some(entry) => (entry.handler)(task, &args),
         None => Err(Errno::ENOSYS),
