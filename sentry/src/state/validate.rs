@@ -10,11 +10,13 @@ use platform::Layout;
 use statefile::{Objects, ReadAt, Reader, SectionKind};
 
 use crate::kernel::fd_table::{FdTable, FdTableRecord};
+use crate::kernel::posix_timer::PosixTimersRecord;
 use crate::kernel::pid_namespace::PID_MAX;
 use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::KernelRecord;
 use crate::mm::{FileRange, MemoryFileRecord, MmRecord, MmRestoreError as MmError, MF_PAGE_SIZE};
+use crate::vfs::epoll::EpollRecord;
 use crate::vfs::state::{
     check_table, FileStateKind, OpenFileState, PipeSnapshot, TablePages, TmpfsSnapshot, VfsState,
 };
@@ -36,6 +38,8 @@ const MAX_PENDING: usize = 64 * 1024;
 const NGROUPS_MAX: usize = 65536;
 /// Most bytes a pipe may hold (Linux's pipe-max-size).
 const MAX_PIPE_BYTES: usize = 1 << 20;
+/// Most items one epoll set may hold (Linux's max_user_watches' scale).
+const MAX_EPOLL_ITEMS: usize = 1 << 20;
 
 /// Why a statefile's records were refused: the record, its id and what is
 /// wrong with which field.
@@ -90,6 +94,10 @@ pub struct SavedKernel {
     pub pipes: Vec<PipeSnapshot>,
     /// The process's tasks, the leader first.
     pub tasks: Vec<TaskRecord>,
+    /// The epoll sets' interest lists, by set id.
+    pub epolls: Vec<EpollRecord>,
+    /// The process's POSIX timers (none in statefiles from before them).
+    pub posix_timers: PosixTimersRecord,
 }
 
 fn path_ok(p: &[u8]) -> Result<(), String> {
@@ -390,8 +398,31 @@ fn check_tmpfs(
     Ok(())
 }
 
-fn check_open_file(f: &OpenFileState, id: u64, pipes: &BTreeSet<u64>) -> Result<(), InvalidRecord> {
+fn check_open_file(
+    f: &OpenFileState,
+    id: u64,
+    pipes: &BTreeSet<u64>,
+    epolls: &BTreeSet<u64>,
+) -> Result<(), InvalidRecord> {
     let bad = |field, why: String| invalid("vfs.OpenFile", id, field, why);
+    match &f.kind {
+        FileStateKind::EventFd { count, .. } => {
+            if *count > crate::vfs::eventfd::EVENTFD_MAX {
+                return Err(bad("kind", format!("eventfd counter {count}")));
+            }
+        }
+        FileStateKind::TimerFd(r) => {
+            r.check()
+                .map_err(|(field, why)| bad("kind", format!("timerfd {field}: {why}")))?;
+        }
+        FileStateKind::SignalFd { .. } => {}
+        FileStateKind::Epoll { id: set } => {
+            if !epolls.contains(set) {
+                return Err(bad("kind", format!("epoll set #{set} is not in the statefile")));
+            }
+        }
+        _ => {}
+    }
     match f.kind {
         FileStateKind::PipeRead { pipe } | FileStateKind::PipeWrite { pipe } => {
             if !pipes.contains(&pipe) {
@@ -403,6 +434,10 @@ fn check_open_file(f: &OpenFileState, id: u64, pipes: &BTreeSet<u64>) -> Result<
                 return Err(bad("kind", format!("host stdio {index}")));
             }
         }
+        FileStateKind::EventFd { .. }
+        | FileStateKind::TimerFd(_)
+        | FileStateKind::SignalFd { .. }
+        | FileStateKind::Epoll { .. } => {}
         _ => absolute_path_ok(&f.path).map_err(|w| bad("path", w))?,
     }
     if f.offset > i64::MAX as u64 {
@@ -497,15 +532,17 @@ pub fn load_saved_kernel<R: ReadAt>(
     FdTable::<()>::validate_record(&fds, nofile, &|id| file_ids.contains(&id))
         .map_err(|e| invalid("kernel.FdTable", process.fd_table, "fds", e.to_string()))?;
     let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
+    let epoll_ids: BTreeSet<u64> = objs.ids::<EpollRecord>().into_iter().collect();
     let mut files = BTreeMap::new();
     for e in &fds.fds {
         if files.contains_key(&e.file) {
             continue;
         }
         let f: OpenFileState = objs.get(e.file)?;
-        check_open_file(&f, e.file, &pipe_ids)?;
+        check_open_file(&f, e.file, &pipe_ids, &epoll_ids)?;
         files.insert(e.file, f);
     }
+    let epolls = check_epolls(&objs, &epoll_ids, &files)?;
     let used_pipes: BTreeSet<u64> = files
         .values()
         .filter_map(|f| match f.kind {
@@ -544,6 +581,14 @@ pub fn load_saved_kernel<R: ReadAt>(
         check_task(&t, tid as u64, tgid, layout.max_user_addr)?;
         tasks.push(t);
     }
+    let posix_timers = if objs.ids::<PosixTimersRecord>().contains(&(tgid as u64)) {
+        let r: PosixTimersRecord = objs.get(tgid as u64)?;
+        r.check(&|tid| process.tasks.contains(&tid))
+            .map_err(|(field, why)| invalid("kernel.PosixTimers", tgid as u64, field, why))?;
+        r
+    } else {
+        PosixTimersRecord::default()
+    };
     objs.finish()?;
     Ok(SavedKernel {
         kernel,
@@ -555,7 +600,75 @@ pub fn load_saved_kernel<R: ReadAt>(
         files,
         pipes,
         tasks,
+        epolls,
+        posix_timers,
     })
+}
+
+/// The epoll sets' records: each referenced by exactly one open file,
+/// its items naming open files of the statefile, each (file, fd) once.
+fn check_epolls(
+    objs: &Objects<'_>,
+    ids: &BTreeSet<u64>,
+    files: &BTreeMap<u64, OpenFileState>,
+) -> Result<Vec<EpollRecord>, LoadError> {
+    let mut used: BTreeMap<u64, u64> = BTreeMap::new();
+    for (&fid, f) in files {
+        if let FileStateKind::Epoll { id } = f.kind {
+            if let Some(other) = used.insert(id, fid) {
+                return Err(invalid(
+                    "vfs.OpenFile",
+                    fid,
+                    "kind",
+                    format!("epoll set #{id} is also open file #{other}"),
+                )
+                .into());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for &id in ids {
+        let r: EpollRecord = objs.get(id)?;
+        let bad = |field: String, why: String| invalid("vfs.Epoll", id, field, why);
+        if r.id != id {
+            return Err(bad("id".into(), format!("{} differs from the record's id", r.id)).into());
+        }
+        if !used.contains_key(&id) {
+            return Err(statefile::StatefileError::UnreferencedObject {
+                type_name: "vfs.Epoll".into(),
+                id,
+            }
+            .into());
+        }
+        if r.items.len() > MAX_EPOLL_ITEMS {
+            return Err(bad("items".into(), format!("{} items", r.items.len())).into());
+        }
+        let mut keys = BTreeSet::new();
+        for (i, it) in r.items.iter().enumerate() {
+            if !files.contains_key(&it.file) {
+                return Err(bad(
+                    format!("items[{i}].file"),
+                    format!("open file #{} is not in the statefile", it.file),
+                )
+                .into());
+            }
+            if it.fd < 0 {
+                return Err(bad(format!("items[{i}].fd"), format!("{}", it.fd)).into());
+            }
+            if !keys.insert((it.file, it.fd)) {
+                return Err(bad(
+                    format!("items[{i}]"),
+                    format!("(file #{}, fd {}) listed twice", it.file, it.fd),
+                )
+                .into());
+            }
+            if it.file == used[&id] {
+                return Err(bad(format!("items[{i}].file"), "the set holds itself".into()).into());
+            }
+        }
+        out.push(r);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
