@@ -94,6 +94,12 @@ const SPECS: &[Spec] = &[
         exit: 128 + libc::SIGALRM,
         ..spec("itimers")
     },
+    // Waiting on many things (poll, select, epoll, eventfd, timerfd,
+    // signalfd, POSIX timers, sigtimedwait, sigsuspend).
+    spec("epoll"),
+    spec("poll"),
+    spec("timers"),
+    spec("sigwait"),
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -208,6 +214,10 @@ guest_tests!(
     threads,
     condvar,
     itimers,
+    epoll,
+    poll,
+    timers,
+    sigwait,
     ckpt_counter,
 );
 

@@ -286,7 +286,7 @@ pub fn rt_sigtimedwait(t: &mut Task, a: &Args) -> SysResult {
 fn queued_info(t: &Task, signo: i32, addr: u64, to_self: bool) -> Result<SigInfo, Errno> {
     let mut b = [0u8; 128];
     t.mm().copy_in(addr, &mut b)?;
-    if !(1..=64).contains(&signo) {
+    if !(0..=64).contains(&signo) {
         return Err(Errno::EINVAL);
     }
     let code = i32::from_le_bytes([b[8], b[9], b[10], b[11]]);
@@ -307,6 +307,10 @@ pub fn rt_sigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
     let tgid = a.int(0);
     let tg = t.kernel().pids.thread_group(tgid).ok_or(Errno::ESRCH)?;
     let info = queued_info(t, a.int(1), a.addr(2), tgid == t.tgid())?;
+    if info.signo == 0 {
+        // Signal 0 only checks that the process exists.
+        return Ok(0);
+    }
     if Arc::ptr_eq(&tg, t.tg()) {
         t.send_signal(info);
     } else if !tg.signal_process(info) {
@@ -323,11 +327,15 @@ pub fn rt_tgsigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
     }
     let tg = t.kernel().pids.thread_group(tgid).ok_or(Errno::ESRCH)?;
     let info = queued_info(t, a.int(2), a.addr(3), tid == t.tid())?;
+    let member = tg.member(tid).ok_or(Errno::ESRCH)?;
+    if info.signo == 0 {
+        return Ok(0);
+    }
     if tid == t.tid() {
         t.send_signal(info);
         return Ok(0);
     }
-    tg.member(tid).ok_or(Errno::ESRCH)?.queue(info);
+    member.queue(info);
     Ok(0)
 }
 

@@ -311,25 +311,26 @@ impl Epoll {
     /// blocks).
     pub fn collect(&self, max: usize) -> Vec<Event> {
         let candidates = self.candidates(true);
-        let mut looked: Vec<(Key, u32)> = Vec::with_capacity(candidates.len());
-        for (key, file, mask) in &candidates {
-            looked.push((*key, file.readiness() & (mask | ALWAYS)));
+        let mut looked: Vec<(Key, u32, bool)> = Vec::with_capacity(candidates.len());
+        for (key, file, mask, every) in &candidates {
+            looked.push((*key, file.readiness() & (mask | ALWAYS), *every));
         }
         let mut out = Vec::new();
         let mut st = lock(&self.state);
         let State { items, ready } = &mut *st;
         let mut requeue = Vec::new();
-        for (key, r) in looked {
+        for (key, r, every) in looked {
             let Some(item) = items.get_mut(&key) else {
                 continue;
             };
+            let watched = item.polled || every;
             // What the item asks for now (a MOD may have come between).
             let r = r & (item.events | ALWAYS);
             if item.events & !PRIVATE_BITS == 0 {
                 // A fired one-shot item: nothing until EPOLL_CTL_MOD.
                 continue;
             }
-            if item.polled && item.events & EPOLLET != 0 {
+            if watched && item.events & EPOLLET != 0 {
                 let fresh = r & !item.last;
                 item.last = r;
                 if fresh == 0 {
@@ -363,52 +364,70 @@ impl Epoll {
         out
     }
 
-    /// The items to look at: the ready list's (taken off it when `take`)
-    /// and every polled one, with the events each asks for.
-    fn candidates(&self, take: bool) -> Vec<(Key, Arc<OpenFile>, u32)> {
-        let mut st = lock(&self.state);
-        Self::purge(&mut st);
-        let State { items, ready } = &mut *st;
-        let mut out = Vec::new();
-        let keys: Vec<Key> = if take {
-            ready.drain(..).collect()
-        } else {
-            ready.iter().copied().collect()
-        };
-        for key in keys {
-            if let Some(item) = items.get_mut(&key) {
+    /// The items to look at, each once: the ready list's (taken off it
+    /// when `take`), every polled one, and every one whose readiness
+    /// changes by itself (an armed timerfd, which tells no queue when it
+    /// expires), with the events each asks for and whether it is looked at
+    /// on every wait (an edge is then a readiness bit not seen before).
+    fn candidates(&self, take: bool) -> Vec<(Key, Arc<OpenFile>, u32, bool)> {
+        // (key, file, events, from the ready list, polled)
+        let mut found: Vec<(Key, Arc<OpenFile>, u32, bool, bool)> = Vec::new();
+        {
+            let mut st = lock(&self.state);
+            Self::purge(&mut st);
+            let State { items, ready } = &mut *st;
+            let keys: Vec<Key> = if take {
+                ready.drain(..).collect()
+            } else {
+                ready.iter().copied().collect()
+            };
+            let mut seen = std::collections::BTreeSet::new();
+            for key in keys {
+                let Some(item) = items.get_mut(&key) else {
+                    continue;
+                };
                 if take {
                     item.queued = false;
                 }
                 if let Some(f) = item.file.upgrade() {
-                    out.push((key, f, item.events));
+                    if seen.insert(key) {
+                        found.push((key, f, item.events, true, item.polled));
+                    }
                 }
             }
-        }
-        for (key, item) in items.iter() {
-            if item.polled && !item.queued {
+            for (key, item) in items.iter() {
+                if seen.contains(key) {
+                    continue;
+                }
                 if let Some(f) = item.file.upgrade() {
-                    out.push((*key, f, item.events));
+                    found.push((*key, f, item.events, false, item.polled));
                 }
             }
         }
-        out
+        // Looked at without the set's lock (a timerfd takes its own).
+        found
+            .into_iter()
+            .filter_map(|(key, f, events, queued, polled)| {
+                let every = polled || f.ops().next_change().is_some();
+                (queued || every).then_some((key, f, events, every))
+            })
+            .collect()
     }
 
     /// Whether a wait would report something now (the epoll fd's own
     /// readiness), without taking anything.
     fn any_ready(&self) -> bool {
         let candidates = self.candidates(false);
-        let st_events: Vec<(Key, u32)> = candidates
+        let st_events: Vec<(Key, u32, bool)> = candidates
             .iter()
-            .map(|(k, f, mask)| (*k, f.readiness() & (mask | ALWAYS)))
+            .map(|(k, f, mask, every)| (*k, f.readiness() & (mask | ALWAYS), *every))
             .collect();
         let st = lock(&self.state);
-        st_events.iter().any(|(k, r)| {
+        st_events.iter().any(|(k, r, every)| {
             st.items.get(k).is_some_and(|i| {
                 *r != 0
                     && i.events & !PRIVATE_BITS != 0
-                    && !(i.polled && i.events & EPOLLET != 0 && r & !i.last == 0)
+                    && !((i.polled || *every) && i.events & EPOLLET != 0 && r & !i.last == 0)
             })
         })
     }
