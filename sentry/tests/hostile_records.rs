@@ -1419,3 +1419,180 @@ fn many_tmpfs_files_are_judged_quickly() {
     eprintln!("{N} tmpfs files judged in {took:?}");
     assert!(took < Duration::from_secs(5), "{N} files took {took:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Waiting objects: epoll sets, eventfd/timerfd/signalfd kinds, POSIX timers
+
+/// The id of one open file of the seed's descriptor table (the first).
+fn first_file(t: &ObjectTable) -> u64 {
+    let fds: FdTableRecord = t.get(ids(t).fd_table).unwrap();
+    fds.fds[0].file
+}
+
+#[test]
+fn an_open_file_naming_a_missing_epoll_set_is_refused() {
+    use sentry::vfs::state::{FileStateKind, OpenFileState};
+    let mut t = seed(THREADS);
+    let f = first_file(&t);
+    t.edit::<OpenFileState>(f, |o| o.kind = FileStateKind::Epoll { id: 777 })
+        .unwrap();
+    assert_refused(&t, "vfs.OpenFile", f, "kind", "epoll set #777");
+}
+
+#[test]
+fn hostile_eventfd_and_timerfd_kinds_are_refused() {
+    use sentry::kernel::time::ClockId;
+    use sentry::vfs::state::{FileStateKind, OpenFileState};
+    use sentry::vfs::timerfd::TimerFdRecord;
+    let mut t = seed(THREADS);
+    let f = first_file(&t);
+    t.edit::<OpenFileState>(f, |o| {
+        o.kind = FileStateKind::EventFd {
+            count: u64::MAX,
+            semaphore: false,
+        }
+    })
+    .unwrap();
+    assert_refused(&t, "vfs.OpenFile", f, "kind", "eventfd counter");
+    let good = TimerFdRecord {
+        clock: ClockId::Monotonic,
+        remaining_ns: 1_000,
+        interval_ns: 0,
+        ticks: 0,
+    };
+    for (bad, why) in [
+        (
+            TimerFdRecord {
+                interval_ns: -1,
+                ..good
+            },
+            "interval_ns",
+        ),
+        (
+            TimerFdRecord {
+                clock: ClockId::ProcessCputime,
+                ..good
+            },
+            "clock",
+        ),
+    ] {
+        let mut t = seed(THREADS);
+        t.edit::<OpenFileState>(f, |o| o.kind = FileStateKind::TimerFd(bad))
+            .unwrap();
+        assert_refused(&t, "vfs.OpenFile", f, "kind", why);
+    }
+    // A valid one is accepted (nothing else refers to the file's path).
+    let mut t = seed(THREADS);
+    t.edit::<OpenFileState>(f, |o| o.kind = FileStateKind::TimerFd(good))
+        .unwrap();
+    assert!(validate(&t).is_ok());
+}
+
+#[test]
+fn epoll_records_are_judged_by_field() {
+    use sentry::vfs::epoll::{EpollItemRecord, EpollRecord};
+    use sentry::vfs::state::{FileStateKind, OpenFileState};
+    let base = {
+        let mut t = seed(THREADS);
+        let f = first_file(&t);
+        t.edit::<OpenFileState>(f, |o| o.kind = FileStateKind::Epoll { id: 5 })
+            .unwrap();
+        t
+    };
+    let ep_file = first_file(&base);
+    let fds: FdTableRecord = base.get(ids(&base).fd_table).unwrap();
+    let other = fds
+        .fds
+        .iter()
+        .map(|e| e.file)
+        .find(|&f| f != ep_file)
+        .expect("the seed has a second open file");
+    let item = EpollItemRecord {
+        file: other,
+        fd: 3,
+        events: 1,
+        data: 42,
+        ready: false,
+    };
+    let with = |items: Vec<EpollItemRecord>| {
+        let mut t = base.clone();
+        t.push(5, &EpollRecord { id: 5, items }).unwrap();
+        t
+    };
+    assert!(validate(&with(vec![item])).is_ok(), "a good set is accepted");
+    assert_refused(
+        &with(vec![EpollItemRecord { file: 123_456, ..item }]),
+        "vfs.Epoll",
+        5,
+        "items[0].file",
+        "#123456",
+    );
+    assert_refused(
+        &with(vec![item, item]),
+        "vfs.Epoll",
+        5,
+        "items[1]",
+        "listed twice",
+    );
+    assert_refused(
+        &with(vec![EpollItemRecord { file: ep_file, ..item }]),
+        "vfs.Epoll",
+        5,
+        "items[0].file",
+        "holds itself",
+    );
+    // A set no open file names is refused as unreferenced.
+    let mut t = seed(THREADS);
+    t.push(9, &EpollRecord { id: 9, items: vec![] }).unwrap();
+    match validate(&t) {
+        Err(LoadError::Statefile(StatefileError::UnreferencedObject { type_name, id })) => {
+            assert_eq!((type_name.as_str(), id), ("vfs.Epoll", 9))
+        }
+        other => panic!("expected UnreferencedObject, got {other:?}"),
+    }
+}
+
+#[test]
+fn hostile_posix_timers_are_refused_by_field() {
+    use sentry::kernel::posix_timer::{Notify, PosixTimerRecord, PosixTimersRecord};
+    use sentry::kernel::time::ClockId;
+    let t0 = seed(THREADS);
+    let tgid = ids(&t0).tgid as u64;
+    let good = PosixTimerRecord {
+        id: 0,
+        clock: ClockId::Monotonic,
+        notify: Notify::Signal { signo: 10 },
+        value: 0,
+        remaining_ns: 5_000,
+        interval_ns: 1_000,
+        overrun: 0,
+        overrun_last: 0,
+    };
+    let with = |timers: Vec<PosixTimerRecord>| {
+        let mut t = t0.clone();
+        t.edit::<PosixTimersRecord>(tgid, |r| r.timers = timers)
+            .expect("the seed holds the process's POSIX timers");
+        t
+    };
+    assert!(validate(&with(vec![good])).is_ok());
+    for (timers, field) in [
+        (vec![PosixTimerRecord { remaining_ns: -5, ..good }], "timers[0].remaining_ns"),
+        (vec![good, good], "timers[1].id"),
+        (
+            vec![PosixTimerRecord {
+                notify: Notify::Thread { signo: 10, tid: 31_000 },
+                ..good
+            }],
+            "timers[0].notify",
+        ),
+        (
+            vec![PosixTimerRecord {
+                clock: ClockId::ThreadCputime,
+                ..good
+            }],
+            "timers[0].clock",
+        ),
+    ] {
+        assert_refused(&with(timers), "kernel.PosixTimers", tgid, field, "");
+    }
+}
