@@ -1519,9 +1519,15 @@ fn epoll_records_are_judged_by_field() {
         t.push(5, &EpollRecord { id: 5, items }).unwrap();
         t
     };
-    assert!(validate(&with(vec![item])).is_ok(), "a good set is accepted");
+    assert!(
+        validate(&with(vec![item])).is_ok(),
+        "a good set is accepted"
+    );
     assert_refused(
-        &with(vec![EpollItemRecord { file: 123_456, ..item }]),
+        &with(vec![EpollItemRecord {
+            file: 123_456,
+            ..item
+        }]),
         "vfs.Epoll",
         5,
         "items[0].file",
@@ -1535,7 +1541,10 @@ fn epoll_records_are_judged_by_field() {
         "listed twice",
     );
     assert_refused(
-        &with(vec![EpollItemRecord { file: ep_file, ..item }]),
+        &with(vec![EpollItemRecord {
+            file: ep_file,
+            ..item
+        }]),
         "vfs.Epoll",
         5,
         "items[0].file",
@@ -1543,7 +1552,14 @@ fn epoll_records_are_judged_by_field() {
     );
     // A set no open file names is refused as unreferenced.
     let mut t = seed(THREADS);
-    t.push(9, &EpollRecord { id: 9, items: vec![] }).unwrap();
+    t.push(
+        9,
+        &EpollRecord {
+            id: 9,
+            items: vec![],
+        },
+    )
+    .unwrap();
     match validate(&t) {
         Err(LoadError::Statefile(StatefileError::UnreferencedObject { type_name, id })) => {
             assert_eq!((type_name.as_str(), id), ("vfs.Epoll", 9))
@@ -1576,11 +1592,20 @@ fn hostile_posix_timers_are_refused_by_field() {
     };
     assert!(validate(&with(vec![good])).is_ok());
     for (timers, field) in [
-        (vec![PosixTimerRecord { remaining_ns: -5, ..good }], "timers[0].remaining_ns"),
+        (
+            vec![PosixTimerRecord {
+                remaining_ns: -5,
+                ..good
+            }],
+            "timers[0].remaining_ns",
+        ),
         (vec![good, good], "timers[1].id"),
         (
             vec![PosixTimerRecord {
-                notify: Notify::Thread { signo: 10, tid: 31_000 },
+                notify: Notify::Thread {
+                    signo: 10,
+                    tid: 31_000,
+                },
                 ..good
             }],
             "timers[0].notify",

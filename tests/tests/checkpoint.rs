@@ -1319,7 +1319,12 @@ fn epoll_timerfd_signalfd_and_posix_timer_survive_a_moved_restore() {
     a.wait_lines(4, START);
     let img = s.path("img");
     assert_ok(&checkpoint(&s.root(), &img, "W", &[]), "cryo checkpoint W");
-    assert_eq!(a.wait_exit(EXIT), 0, "wait_ckpt after checkpoint: {}", a.stderr_str());
+    assert_eq!(
+        a.wait_exit(EXIT),
+        0,
+        "wait_ckpt after checkpoint: {}",
+        a.stderr_str()
+    );
     let before = a.lines().to_vec();
     assert!(
         before.len() >= 4 && before.len() < 13,
@@ -1333,7 +1338,12 @@ fn epoll_timerfd_signalfd_and_posix_timer_survive_a_moved_restore() {
     std::fs::rename(&img, &moved).unwrap();
     let mut b = Sandbox::restore(&s.root(), &moved, "X");
     let code = b.wait_exit(Duration::from_secs(20));
-    assert_eq!(code, 0, "restored wait_ckpt: exit {code}; stderr: {}", b.stderr_str());
+    assert_eq!(
+        code,
+        0,
+        "restored wait_ckpt: exit {code}; stderr: {}",
+        b.stderr_str()
+    );
     let mut all = before;
     all.extend(b.lines().iter().cloned());
     assert_eq!(all, native, "checkpointed and restored wait_ckpt vs native");
@@ -1377,7 +1387,8 @@ fn saved_waiting_objects_are_relative_and_hostile_ones_are_refused(s: &Scratch, 
     for (i, (field, edit)) in set_cases.into_iter().enumerate() {
         let hostile = damaged_copy(s, img, &format!("hostile-epoll-{i}"), |file| {
             let mut t = ObjectTable::from_statefile(file).expect("the object table");
-            t.edit::<EpollRecord>(ep_id, edit).expect("the epoll record");
+            t.edit::<EpollRecord>(ep_id, edit)
+                .expect("the epoll record");
             *file = t.to_statefile_like(file).expect("a re-encoded statefile");
         });
         assert_restore_refused(

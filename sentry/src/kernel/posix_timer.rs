@@ -80,12 +80,7 @@ pub struct PosixTimerRecord {
     pub overrun: u32,
     pub overrun_last: u32,
 }
-statefile::versioned!(
-    PosixTimerRecord,
-    "kernel.PosixTimer",
-    1,
-    [ClockId, Notify]
-);
+statefile::versioned!(PosixTimerRecord, "kernel.PosixTimer", 1, [ClockId, Notify]);
 
 /// A process's timers' saved form.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +113,10 @@ impl PosixTimersRecord {
             ) {
                 return Err((f("clock"), format!("{:?}", t.clock)));
             }
-            for (name, v) in [("remaining_ns", t.remaining_ns), ("interval_ns", t.interval_ns)] {
+            for (name, v) in [
+                ("remaining_ns", t.remaining_ns),
+                ("interval_ns", t.interval_ns),
+            ] {
                 if !(0..=MAX_ITIMER_NANOS).contains(&v) {
                     return Err((f(name), format!("{v} (0..={MAX_ITIMER_NANOS} allowed)")));
                 }
@@ -173,7 +171,12 @@ impl PosixTimers {
     }
 
     /// timer_create: the lowest free id.
-    pub fn create(&mut self, clock: ClockId, notify: Notify, value: Option<u64>) -> Result<i32, Errno> {
+    pub fn create(
+        &mut self,
+        clock: ClockId,
+        notify: Notify,
+        value: Option<u64>,
+    ) -> Result<i32, Errno> {
         if self.timers.len() >= MAX_TIMERS {
             return Err(Errno::EAGAIN);
         }
@@ -451,11 +454,41 @@ mod tests {
         };
         assert!(rec(good).check(&|t| t == 1).is_ok());
         for (field, t) in [
-            ("timers[1].clock", PosixTimerRecord { clock: ClockId::ThreadCputime, ..good }),
-            ("timers[1].remaining_ns", PosixTimerRecord { remaining_ns: -1, ..good }),
-            ("timers[1].interval_ns", PosixTimerRecord { interval_ns: i64::MAX, ..good }),
-            ("timers[1].notify", PosixTimerRecord { notify: Notify::Signal { signo: 0 }, ..good }),
-            ("timers[1].notify", PosixTimerRecord { notify: Notify::Thread { signo: 10, tid: 2 }, ..good }),
+            (
+                "timers[1].clock",
+                PosixTimerRecord {
+                    clock: ClockId::ThreadCputime,
+                    ..good
+                },
+            ),
+            (
+                "timers[1].remaining_ns",
+                PosixTimerRecord {
+                    remaining_ns: -1,
+                    ..good
+                },
+            ),
+            (
+                "timers[1].interval_ns",
+                PosixTimerRecord {
+                    interval_ns: i64::MAX,
+                    ..good
+                },
+            ),
+            (
+                "timers[1].notify",
+                PosixTimerRecord {
+                    notify: Notify::Signal { signo: 0 },
+                    ..good
+                },
+            ),
+            (
+                "timers[1].notify",
+                PosixTimerRecord {
+                    notify: Notify::Thread { signo: 10, tid: 2 },
+                    ..good
+                },
+            ),
         ] {
             assert_eq!(rec(t).check(&|t| t == 1).unwrap_err().0, field);
         }

@@ -162,9 +162,10 @@ pub fn restore(
     }
     // Epoll sets get their items once every file they name is open again.
     for r in &rec.epolls {
-        let ep = ctx.epolls().get(&r.id).ok_or_else(|| {
-            RestoreError::Invalid(format!("epoll set {} has no open file", r.id))
-        })?;
+        let ep = ctx
+            .epolls()
+            .get(&r.id)
+            .ok_or_else(|| RestoreError::Invalid(format!("epoll set {} has no open file", r.id)))?;
         ep.restore_items(r, &|id| files.get(&id).cloned())
             .map_err(|e| RestoreError::Invalid(format!("epoll set {}: {e}", r.id)))?;
     }

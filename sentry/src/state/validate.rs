@@ -10,8 +10,8 @@ use platform::Layout;
 use statefile::{Objects, ReadAt, Reader, SectionKind};
 
 use crate::kernel::fd_table::{FdTable, FdTableRecord};
-use crate::kernel::posix_timer::PosixTimersRecord;
 use crate::kernel::pid_namespace::PID_MAX;
+use crate::kernel::posix_timer::PosixTimersRecord;
 use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::KernelRecord;
@@ -406,20 +406,18 @@ fn check_open_file(
 ) -> Result<(), InvalidRecord> {
     let bad = |field, why: String| invalid("vfs.OpenFile", id, field, why);
     match &f.kind {
-        FileStateKind::EventFd { count, .. } => {
-            if *count > crate::vfs::eventfd::EVENTFD_MAX {
-                return Err(bad("kind", format!("eventfd counter {count}")));
-            }
+        FileStateKind::EventFd { count, .. } if *count > crate::vfs::eventfd::EVENTFD_MAX => {
+            return Err(bad("kind", format!("eventfd counter {count}")));
         }
         FileStateKind::TimerFd(r) => {
             r.check()
                 .map_err(|(field, why)| bad("kind", format!("timerfd {field}: {why}")))?;
         }
-        FileStateKind::SignalFd { .. } => {}
-        FileStateKind::Epoll { id: set } => {
-            if !epolls.contains(set) {
-                return Err(bad("kind", format!("epoll set #{set} is not in the statefile")));
-            }
+        FileStateKind::Epoll { id: set } if !epolls.contains(set) => {
+            return Err(bad(
+                "kind",
+                format!("epoll set #{set} is not in the statefile"),
+            ));
         }
         _ => {}
     }
@@ -631,7 +629,11 @@ fn check_epolls(
         let r: EpollRecord = objs.get(id)?;
         let bad = |field: String, why: String| invalid("vfs.Epoll", id, field, why);
         if r.id != id {
-            return Err(bad("id".into(), format!("{} differs from the record's id", r.id)).into());
+            return Err(bad(
+                "id".into(),
+                format!("{} differs from the record's id", r.id),
+            )
+            .into());
         }
         if !used.contains_key(&id) {
             return Err(statefile::StatefileError::UnreferencedObject {

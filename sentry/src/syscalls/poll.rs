@@ -114,7 +114,13 @@ fn deadline_in(t: &Task, ns: Option<Nanos>) -> Option<Nanos> {
 /// Writes the time left until `deadline` back to a timespec (ppoll,
 /// pselect6) or timeval (select), as Linux's poll_select_finish: not for a
 /// zero timeout.
-fn write_back(t: &Task, addr: u64, deadline: Option<Nanos>, timeval: bool, zero: bool) -> Result<(), Errno> {
+fn write_back(
+    t: &Task,
+    addr: u64,
+    deadline: Option<Nanos>,
+    timeval: bool,
+    zero: bool,
+) -> Result<(), Errno> {
     let (Some(d), false) = (deadline, zero || addr == 0) else {
         return Ok(());
     };
@@ -221,12 +227,7 @@ pub fn ppoll(t: &mut Task, a: &Args) -> SysResult {
 }
 
 /// select's three sets, as bitmaps of `nfds` bits.
-fn do_select(
-    t: &mut Task,
-    nfds: i32,
-    sets: [u64; 3],
-    deadline: Option<Nanos>,
-) -> SysResult {
+fn do_select(t: &mut Task, nfds: i32, sets: [u64; 3], deadline: Option<Nanos>) -> SysResult {
     if nfds < 0 {
         return Err(Errno::EINVAL);
     }
@@ -247,7 +248,7 @@ fn do_select(
             bits[i][w] = u64::from_le_bytes(b);
         }
         // Bits past nfds in the last word are not looked at.
-        if nfds % 64 != 0 {
+        if !nfds.is_multiple_of(64) {
             if let Some(last) = bits[i].last_mut() {
                 *last &= (1u64 << (nfds % 64)) - 1;
             }
@@ -256,7 +257,11 @@ fn do_select(
     let mut wanted: Vec<(usize, Arc<OpenFile>, [bool; 3])> = Vec::new();
     for fd in 0..nfds {
         let (w, b) = (fd / 64, 1u64 << (fd % 64));
-        let want = [bits[0][w] & b != 0, bits[1][w] & b != 0, bits[2][w] & b != 0];
+        let want = [
+            bits[0][w] & b != 0,
+            bits[1][w] & b != 0,
+            bits[2][w] & b != 0,
+        ];
         if want.iter().any(|&x| x) {
             let f = t.fds().file(fd as i32).map_err(|_| Errno::EBADF)?;
             wanted.push((fd, f, want));
@@ -304,7 +309,9 @@ fn read_timeval(t: &Task, addr: u64) -> Result<Nanos, Errno> {
     if sec < 0 || !(0..1_000_000).contains(&usec) {
         return Err(Errno::EINVAL);
     }
-    Ok(sec.saturating_mul(1_000_000_000).saturating_add(usec * 1_000))
+    Ok(sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(usec * 1_000))
 }
 
 pub fn select(t: &mut Task, a: &Args) -> SysResult {

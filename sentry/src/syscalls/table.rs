@@ -182,7 +182,11 @@ fn generic_rows() -> Vec<Entry> {
     reg("epoll_create1", poll::epoll_create1, &[Hex]);
     reg("epoll_ctl", poll::epoll_ctl, &[Dec, Dec, Dec, Hex]);
     reg("epoll_wait", poll::epoll_wait, &[Dec, Hex, Dec, Dec]);
-    reg("epoll_pwait", poll::epoll_pwait, &[Dec, Hex, Dec, Dec, Hex, Dec]);
+    reg(
+        "epoll_pwait",
+        poll::epoll_pwait,
+        &[Dec, Hex, Dec, Dec, Hex, Dec],
+    );
     reg(
         "epoll_pwait2",
         poll::epoll_pwait2,

@@ -299,7 +299,10 @@ pub fn timerfd_settime(t: &mut Task, a: &Args) -> SysResult {
     let f = timerfd_file(t, a.fd(0))?;
     let (interval, value) = read_itimerspec(t, a.addr(2))?;
     let tfd = crate::vfs::timerfd::timerfd_of(&f).ok_or(Errno::EINVAL)?;
-    let old = tfd.set(TimerSpec { value, interval }, flags & TFD_TIMER_ABSTIME != 0);
+    let old = tfd.set(
+        TimerSpec { value, interval },
+        flags & TFD_TIMER_ABSTIME != 0,
+    );
     if a.addr(3) != 0 {
         t.mm()
             .copy_out(a.addr(3), &itimerspec_bytes(old.value, old.interval))?;

@@ -216,7 +216,10 @@ impl FileOps for DonatedFdOps {
         )];
         match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
             // poll and epoll bits are the same values.
-            Ok(_) => fds[0].revents().map(|r| r.bits() as u16 as u32).unwrap_or(0),
+            Ok(_) => fds[0]
+                .revents()
+                .map(|r| r.bits() as u16 as u32)
+                .unwrap_or(0),
             Err(_) => super::poll::EPOLLERR,
         }
     }

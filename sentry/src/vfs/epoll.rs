@@ -199,7 +199,14 @@ impl Epoll {
     /// epoll_ctl on `file`, added (or known) as descriptor `fd`. The
     /// caller has checked the descriptors, the flags and that the file
     /// can be polled.
-    pub fn ctl(&self, op: Ctl, file: &Arc<OpenFile>, fd: i32, events: u32, data: u64) -> Result<(), Errno> {
+    pub fn ctl(
+        &self,
+        op: Ctl,
+        file: &Arc<OpenFile>,
+        fd: i32,
+        events: u32,
+        data: u64,
+    ) -> Result<(), Errno> {
         let key = key_of(file, fd);
         // Linux silently drops EPOLLWAKEUP without CAP_BLOCK_SUSPEND;
         // nothing in the sandbox suspends, so it means nothing here.
@@ -485,10 +492,14 @@ impl Epoll {
     ) -> Result<(), String> {
         let mut st = lock(&self.state);
         for (n, it) in r.items.iter().enumerate() {
-            let file = files(it.file).ok_or_else(|| format!("items[{n}].file: no open file #{}", it.file))?;
+            let file = files(it.file)
+                .ok_or_else(|| format!("items[{n}].file: no open file #{}", it.file))?;
             let key = key_of(&file, it.fd);
             if st.items.contains_key(&key) {
-                return Err(format!("items[{n}]: (file #{}, fd {}) listed twice", it.file, it.fd));
+                return Err(format!(
+                    "items[{n}]: (file #{}, fd {}) listed twice",
+                    it.file, it.fd
+                ));
             }
             let listener = Arc::new(ItemListener {
                 ep: self.me.clone(),
@@ -652,7 +663,13 @@ mod tests {
         assert_eq!(ep.len(), 2);
         drop(w);
         let ev = ep.collect(8);
-        assert_eq!(ev, vec![Event { events: super::super::poll::EPOLLHUP, data: 8 }]);
+        assert_eq!(
+            ev,
+            vec![Event {
+                events: super::super::poll::EPOLLHUP,
+                data: 8
+            }]
+        );
         assert_eq!(ep.len(), 1);
     }
 
@@ -681,7 +698,8 @@ mod tests {
         assert_eq!(rec.items.len(), 1);
         assert_eq!(rec.items[0].file, 17);
         let (back, _bf) = Epoll::open(Some(rec.id), 0);
-        back.restore_items(&rec, &|id| (id == 17).then(|| e.clone())).unwrap();
+        back.restore_items(&rec, &|id| (id == 17).then(|| e.clone()))
+            .unwrap();
         assert_eq!(back.len(), 1);
         assert!(back.restore_items(&rec, &|_| None).is_err());
     }

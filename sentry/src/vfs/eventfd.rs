@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use super::dentry::lock;
 use super::file::{FileKind, FileOps, IoCtx, OpenFile, SaveAs, SeekMode};
 use super::inode::Inode;
-use super::poll::{
-    block_on, WaitQueue, EPOLLERR, EPOLLIN, EPOLLOUT, EPOLLRDNORM, EPOLLWRNORM,
-};
+use super::poll::{block_on, WaitQueue, EPOLLERR, EPOLLIN, EPOLLOUT, EPOLLRDNORM, EPOLLWRNORM};
 use super::stat::Stat;
 use super::state::FileStateKind;
 use crate::errno::Errno;
@@ -220,10 +218,7 @@ mod tests {
         assert_eq!(read(&s), Ok(1));
         assert_eq!(read(&s), Ok(1));
         assert_eq!(read(&s), Err(Errno::EAGAIN));
-        assert_eq!(
-            s.read(&mut [0u8; 4], &Interrupt::new()),
-            Err(Errno::EINVAL)
-        );
+        assert_eq!(s.read(&mut [0u8; 4], &Interrupt::new()), Err(Errno::EINVAL));
         // Full: a write that would pass the maximum waits (or EAGAIN).
         let full = EventFd::open(EVENTFD_MAX, false, true);
         assert_eq!(write(&full, 1), Err(Errno::EAGAIN));

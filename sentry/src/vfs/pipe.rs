@@ -201,7 +201,11 @@ impl Drop for PipeEnd {
         drop(st);
         // A reader sees HUP when the last writer goes, a writer ERR when
         // the last reader goes.
-        self.pipe.queue.notify(if self.read { EPOLLERR } else { EPOLLHUP | EPOLLIN });
+        self.pipe.queue.notify(if self.read {
+            EPOLLERR
+        } else {
+            EPOLLHUP | EPOLLIN
+        });
     }
 }
 

@@ -227,10 +227,7 @@ mod tests {
             12
         );
         assert_eq!(lock(&pending).len(), 1, "SIGINT is not in the mask");
-        assert_eq!(
-            f.read(&mut buf, &Interrupt::new()),
-            Err(Errno::EAGAIN)
-        );
+        assert_eq!(f.read(&mut buf, &Interrupt::new()), Err(Errno::EAGAIN));
         assert_eq!(f.readiness(), 0);
         assert_eq!(
             f.read(&mut [0u8; 100], &Interrupt::new()),

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use super::epoll::{epoll_arc, Epoll};
 use super::eventfd::EventFd;
 use super::file::{FileKind, OpenFile, SaveAs};
-use super::signalfd::SignalFd;
-use super::timerfd::{TimerFd, TimerFdRecord};
 use super::inode::Fingerprint;
 use super::pipe::{pipe_of, Pipe};
 use super::resolve::{NAME_MAX, PATH_MAX};
+use super::signalfd::SignalFd;
 use super::stat::{Clock, Timespec};
+use super::timerfd::{TimerFd, TimerFdRecord};
 use super::tmpfs::{
     DirData, FileData, Kind, Node, Tmpfs, TmpfsInode, TmpfsShared, MAX_FILE_SIZE, PAGE,
 };
@@ -195,7 +195,12 @@ pub struct OpenFileState {
     /// For a file still read from the host: what it was.
     pub fingerprint: Option<Fingerprint>,
 }
-statefile::versioned!(OpenFileState, "vfs.OpenFile", 1, [FileStateKind, Fingerprint]);
+statefile::versioned!(
+    OpenFileState,
+    "vfs.OpenFile",
+    1,
+    [FileStateKind, Fingerprint]
+);
 
 /// An open file as statefiles with `vfs.FileKind` v1 hold it (its own
 /// shape is unchanged; only the kind it nests grew).
@@ -207,7 +212,12 @@ pub struct OpenFileStateV1 {
     pub kind: FileStateKindV1,
     pub fingerprint: Option<Fingerprint>,
 }
-statefile::versioned!(OpenFileStateV1, "vfs.OpenFile", 1, [FileStateKindV1, Fingerprint]);
+statefile::versioned!(
+    OpenFileStateV1,
+    "vfs.OpenFile",
+    1,
+    [FileStateKindV1, Fingerprint]
+);
 
 impl statefile::Savable for OpenFileState {
     const TYPE_NAME: &'static str = "vfs.OpenFile";
