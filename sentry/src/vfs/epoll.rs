@@ -74,6 +74,9 @@ struct Item {
     queued: bool,
     /// The file has no wait queue: looked at on every wait.
     polled: bool,
+    /// The file's readiness changes by itself (a timerfd): looked at on
+    /// every wait too.
+    timed: bool,
     /// For a polled edge-triggered item: the readiness last seen.
     last: u32,
     listener: Arc<ItemListener>,
@@ -97,6 +100,9 @@ impl Listener for ItemListener {
 struct State {
     items: BTreeMap<Key, Item>,
     ready: VecDeque<Key>,
+    /// The polled and timed items, looked at on every wait (so a wait
+    /// costs the ready and watched items, not the whole set).
+    watched: std::collections::BTreeSet<Key>,
 }
 
 /// One epoll instance.
@@ -176,7 +182,7 @@ impl Epoll {
     fn mark_ready(&self, key: Key) {
         {
             let mut st = lock(&self.state);
-            let State { items, ready } = &mut *st;
+            let State { items, ready, .. } = &mut *st;
             match items.get_mut(&key) {
                 Some(item) if !item.queued => {
                     item.queued = true;
@@ -192,8 +198,13 @@ impl Epoll {
     /// closed).
     fn purge(st: &mut State) {
         st.items.retain(|_, i| i.file.strong_count() > 0);
-        let State { items, ready } = st;
+        let State {
+            items,
+            ready,
+            watched,
+        } = st;
         ready.retain(|k| items.contains_key(k));
+        watched.retain(|k| items.contains_key(k));
     }
 
     /// epoll_ctl on `file`, added (or known) as descriptor `fd`. The
@@ -229,6 +240,7 @@ impl Epoll {
                 });
                 let queue = file.ops().wait_queue();
                 let registration = queue.as_ref().map(|q| register(q, events, &listener));
+                let (polled, timed) = (queue.is_none(), file.ops().timed());
                 st.items.insert(
                     key,
                     Item {
@@ -238,16 +250,20 @@ impl Epoll {
                         data,
                         // Looked at by the next wait: reported if ready.
                         queued: true,
-                        polled: queue.is_none(),
+                        polled,
+                        timed,
                         last: 0,
                         listener,
                         _registration: registration,
                     },
                 );
                 st.ready.push_back(key);
+                if polled || timed {
+                    st.watched.insert(key);
+                }
             }
             Ctl::Mod => {
-                let State { items, ready } = &mut *st;
+                let State { items, ready, .. } = &mut *st;
                 let item = items.get_mut(&key).ok_or(Errno::ENOENT)?;
                 if item.events & EPOLLEXCLUSIVE != 0 || events & EPOLLEXCLUSIVE != 0 {
                     return Err(Errno::EINVAL);
@@ -266,6 +282,7 @@ impl Epoll {
             Ctl::Del => {
                 st.items.remove(&key).ok_or(Errno::ENOENT)?;
                 st.ready.retain(|k| *k != key);
+                st.watched.remove(&key);
             }
         }
         drop(st);
@@ -324,7 +341,7 @@ impl Epoll {
         }
         let mut out = Vec::new();
         let mut st = lock(&self.state);
-        let State { items, ready } = &mut *st;
+        let State { items, ready, .. } = &mut *st;
         let mut requeue = Vec::new();
         for (key, r, every) in looked {
             let Some(item) = items.get_mut(&key) else {
@@ -377,48 +394,35 @@ impl Epoll {
     /// expires), with the events each asks for and whether it is looked at
     /// on every wait (an edge is then a readiness bit not seen before).
     fn candidates(&self, take: bool) -> Vec<(Key, Arc<OpenFile>, u32, bool)> {
-        // (key, file, events, from the ready list, polled)
-        let mut found: Vec<(Key, Arc<OpenFile>, u32, bool, bool)> = Vec::new();
-        {
-            let mut st = lock(&self.state);
-            Self::purge(&mut st);
-            let State { items, ready } = &mut *st;
-            let keys: Vec<Key> = if take {
-                ready.drain(..).collect()
-            } else {
-                ready.iter().copied().collect()
-            };
-            let mut seen = std::collections::BTreeSet::new();
-            for key in keys {
-                let Some(item) = items.get_mut(&key) else {
-                    continue;
-                };
-                if take {
-                    item.queued = false;
-                }
-                if let Some(f) = item.file.upgrade() {
-                    if seen.insert(key) {
-                        found.push((key, f, item.events, true, item.polled));
-                    }
-                }
+        let mut st = lock(&self.state);
+        Self::purge(&mut st);
+        let State {
+            items,
+            ready,
+            watched,
+        } = &mut *st;
+        let keys: Vec<Key> = if take {
+            ready.drain(..).collect()
+        } else {
+            ready.iter().copied().collect()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for key in keys.into_iter().chain(watched.iter().copied()) {
+            if !seen.insert(key) {
+                continue;
             }
-            for (key, item) in items.iter() {
-                if seen.contains(key) {
-                    continue;
-                }
-                if let Some(f) = item.file.upgrade() {
-                    found.push((*key, f, item.events, false, item.polled));
-                }
+            let Some(item) = items.get_mut(&key) else {
+                continue;
+            };
+            if take {
+                item.queued = false;
+            }
+            if let Some(f) = item.file.upgrade() {
+                out.push((key, f, item.events, item.polled || item.timed));
             }
         }
-        // Looked at without the set's lock (a timerfd takes its own).
-        found
-            .into_iter()
-            .filter_map(|(key, f, events, queued, polled)| {
-                let every = polled || f.ops().next_change().is_some();
-                (queued || every).then_some((key, f, events, every))
-            })
-            .collect()
+        out
     }
 
     /// Whether a wait would report something now (the epoll fd's own
@@ -507,6 +511,10 @@ impl Epoll {
             });
             let queue = file.ops().wait_queue();
             let registration = queue.as_ref().map(|q| register(q, it.events, &listener));
+            let (polled, timed) = (queue.is_none(), file.ops().timed());
+            if polled || timed {
+                st.watched.insert(key);
+            }
             // Level-triggered items are looked at again anyway; an
             // edge-triggered one keeps its unreported edge.
             let queued = it.ready || it.events & EPOLLET == 0;
@@ -518,7 +526,8 @@ impl Epoll {
                     events: it.events,
                     data: it.data,
                     queued,
-                    polled: queue.is_none(),
+                    polled,
+                    timed,
                     last: 0,
                     listener,
                     _registration: registration,

@@ -220,6 +220,13 @@ pub trait FileOps: Send + Sync + Any {
     fn next_change(&self) -> Option<i64> {
         None
     }
+
+    /// Whether readiness may change by itself, at [`FileOps::next_change`],
+    /// without a notification on the wait queue (a timerfd): an epoll set
+    /// looks at such a file on every wait.
+    fn timed(&self) -> bool {
+        false
+    }
 }
 
 /// The ops of an open directory: reads are EISDIR; listing goes through

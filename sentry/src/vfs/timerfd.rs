@@ -298,6 +298,10 @@ impl FileOps for TimerFd {
     fn next_change(&self) -> Option<i64> {
         self.next_expiry()
     }
+
+    fn timed(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
