@@ -100,6 +100,7 @@ const SPECS: &[Spec] = &[
     spec("poll"),
     spec("timers"),
     spec("sigwait"),
+    spec("wakeups"),
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -218,6 +219,7 @@ guest_tests!(
     poll,
     timers,
     sigwait,
+    wakeups,
     ckpt_counter,
 );
 

@@ -41,6 +41,21 @@ impl Task {
             .any(|p| !mask.contains(p.signo) || p.signo == libc::SIGKILL)
     }
 
+    /// The flags of the handler the next delivery will run, if a pending
+    /// unblocked signal has one (an interrupted syscall then returns EINTR
+    /// or, with SA_RESTART, restarts); None when no handler will run (the
+    /// syscall restarts).
+    pub fn handler_to_run(&self) -> Option<u64> {
+        let mask = self.signal_mask;
+        let handlers = self.handlers();
+        self.pending()
+            .iter()
+            .filter(|p| !mask.contains(p.signo) || p.signo == libc::SIGKILL)
+            .filter_map(|p| handlers.get(p.signo).ok())
+            .find(|a| !a.is_default() && !a.is_ignored())
+            .map(|a| a.flags)
+    }
+
     /// A fault of the instruction at rip: if the program blocks or ignores
     /// the signal it cannot make progress, so (like Linux's force_sig) the
     /// disposition is reset to the default and the signal unblocked.

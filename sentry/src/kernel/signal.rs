@@ -258,6 +258,7 @@ impl SigSet {
 
 /// SA_* flags cryo honours.
 pub const SA_SIGINFO: u64 = 0x4;
+pub const SA_RESTART: u64 = 0x1000_0000;
 pub const SA_ONSTACK: u64 = 0x0800_0000;
 pub const SA_RESTORER: u64 = 0x0400_0000;
 pub const SA_NODEFER: u64 = 0x4000_0000;

@@ -90,7 +90,7 @@ fn wait_for(
             return Ok(0);
         }
         if t.has_deliverable_signal() || t.interrupt().io.is_set() {
-            return Err(Errno::EINTR);
+            return Err(super::ERESTARTNOHAND);
         }
         let change = files.iter().filter_map(|f| f.ops().next_change()).min();
         let wake = match (deadline, change) {

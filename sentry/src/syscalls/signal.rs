@@ -178,7 +178,7 @@ pub fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
 pub fn pause(t: &mut Task, _: &Args) -> SysResult {
     loop {
         if t.has_deliverable_signal() {
-            return Err(Errno::EINTR);
+            return Err(super::ERESTARTNOHAND);
         }
         // Interrupted: a signal from another thread was queued (EINTR on
         // the next pass) or the task is being stopped (restart).
@@ -204,7 +204,7 @@ pub fn rt_sigsuspend(t: &mut Task, a: &Args) -> SysResult {
     t.set_temporary_mask(SigSet(u64::from_le_bytes(b)));
     loop {
         if t.has_deliverable_signal() {
-            return Err(Errno::EINTR);
+            return Err(super::ERESTARTNOHAND);
         }
         if t.interrupt()
             .sleep(std::time::Duration::from_secs(3600))
@@ -253,7 +253,7 @@ pub fn rt_sigtimedwait(t: &mut Task, a: &Args) -> SysResult {
             return Ok(info.signo as u64);
         }
         if t.has_deliverable_signal() {
-            return Err(Errno::EINTR);
+            return Err(super::ERESTARTNOHAND);
         }
         let left = match deadline {
             Some(d) => {

@@ -101,7 +101,7 @@ fn sleep(t: &mut Task, s: Sleep, rem: u64) -> SysResult {
             if let Some(r) = remaining {
                 write_rem(t, r)?;
             }
-            Err(Errno::EINTR)
+            Err(super::ERESTARTNOHAND)
         }
         SleepInterrupted::RestartBlock { remaining } => {
             write_rem(t, remaining)?;
