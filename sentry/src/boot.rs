@@ -184,6 +184,7 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError
         hostname: config.hostname.clone(),
         strace: config.strace,
         platform: config.platform.clone(),
+        max_tasks: crate::kernel::DEFAULT_MAX_TASKS,
     };
     let kernel = new_kernel(&host, gofer_sock, None, Clocks::boot(), &kconfig)?;
     let root = kernel.vfs.root().clone();
@@ -211,10 +212,11 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError
     }
     let context = kernel.platform.new_context().map_err(BootError::Host)?;
     let tid = kernel.allocate_tid().map_err(BootError::Stdio)?;
+    let mm = Arc::new(Mutex::new(image.mm));
     let tg = ThreadGroup::new(
         tid,
         ProcessParts {
-            mm: Arc::new(Mutex::new(image.mm)),
+            mm: mm.clone(),
             fds: Arc::new(Mutex::new(fds)),
             handlers: Default::default(),
             limits: LimitSet::default(),
@@ -228,12 +230,15 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError
                 argv,
             },
             links: ProcessLinks::leader(tid),
+            exit_signal: 0,
         },
     );
+    tg.init_life(creds.uid, None);
     let task = Task::new(
         kernel,
         tid,
         tg,
+        mm,
         creds,
         CpuState { regs: image.regs },
         context,

@@ -101,6 +101,10 @@ const SPECS: &[Spec] = &[
     spec("timers"),
     spec("sigwait"),
     spec("wakeups"),
+    // Processes: fork trees, wait4/waitid, SIGCHLD, vfork.
+    spec("fork_tree"),
+    // Job control, sessions, process groups, execve from a thread.
+    spec("job_control"),
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -178,6 +182,8 @@ macro_rules! guest_tests {
 }
 
 guest_tests!(
+    fork_tree,
+    job_control,
     hello,
     rw,
     stat,

@@ -1,15 +1,24 @@
-//! clone for threads: a new task in the caller's thread group, sharing its
-//! address space, descriptors, signal dispositions and limits, running on a
-//! host thread of its own with a stub thread of its own.
-//!
-//! A new process (fork: clone without CLONE_VM) is not supported yet.
+//! clone, fork and vfork (gVisor's task_clone.go): a new thread of the
+//! caller's process, or a new process with its own copy of what the caller
+//! shares (or, with CLONE_VM / CLONE_FILES / CLONE_SIGHAND / CLONE_FS, the
+//! same ones). Every task runs on a host thread of its own; a new process
+//! with its own address space gets it (a stub process) on that host thread,
+//! which the platform requires of its first user.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use platform::{Context, CpuState, FpState};
 
+use super::exit::VforkDone;
 use super::run::Interruption;
-use super::task::{ExitStatus, Task};
+use super::task::{ExitStatus, FsContext, Task};
+use super::thread_group::{ProcessParts, SharedMm, ThreadGroup};
 use crate::arch::UserRegs;
 use crate::errno::Errno;
+use crate::mm::{ForkedMm, MemoryManager};
+use crate::syscalls::ERESTARTSYS;
 
 /// What clone and clone3 ask for.
 #[derive(Clone, Copy, Debug)]
@@ -22,17 +31,39 @@ pub struct CloneArgs {
     pub tls: u64,
 }
 
-const THREAD_FLAGS: u64 = (libc::CLONE_VM
+fn has(flags: u64, f: libc::c_int) -> bool {
+    flags & f as u64 != 0
+}
+
+/// Every flag cryo knows; others are EINVAL.
+const KNOWN_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_FS
     | libc::CLONE_FILES
     | libc::CLONE_SIGHAND
-    | libc::CLONE_THREAD) as u64;
-const OPTIONAL_FLAGS: u64 = (libc::CLONE_SYSVSEM
+    | libc::CLONE_PTRACE
+    | libc::CLONE_VFORK
+    | libc::CLONE_PARENT
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM
     | libc::CLONE_SETTLS
     | libc::CLONE_PARENT_SETTID
     | libc::CLONE_CHILD_CLEARTID
+    | libc::CLONE_DETACHED
+    | libc::CLONE_UNTRACED
     | libc::CLONE_CHILD_SETTID
-    | libc::CLONE_DETACHED) as u64;
+    | 0xff) as u64;
+
+/// Namespaces cryo does not create inside the sandbox.
+const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET) as u64;
+
+/// How long a fork waits for its child's host thread to be ready.
+const CHILD_START: Duration = Duration::from_secs(30);
 
 /// Everything a new thread starts from, handed to its host thread.
 struct Seed {
@@ -40,23 +71,116 @@ struct Seed {
     fp: FpState,
 }
 
+/// How a new process gets its address space.
+enum ChildMm {
+    /// Its own copy, mapped into a stub the child's host thread creates.
+    Forked(ForkedMm),
+    /// The caller's (CLONE_VM), with a platform thread already made for it.
+    Shared(SharedMm, Box<dyn Context>),
+}
+
+/// Everything a new process starts from, handed to its host thread.
+struct ProcessSeed {
+    kernel: Arc<super::Kernel>,
+    tid: i32,
+    mm: ChildMm,
+    parts: Box<dyn FnOnce(SharedMm) -> ProcessParts + Send>,
+    template: TaskTemplate,
+    fp: FpState,
+    /// CLONE_CHILD_SETTID: where the child writes its tid, in its memory.
+    child_settid: Option<u64>,
+    vfork: Option<Arc<VforkDone>>,
+    ready: mpsc::SyncSender<Result<(), Errno>>,
+}
+
+/// The per-thread state a child inherits.
+struct TaskTemplate {
+    creds: super::creds::Credentials,
+    regs: platform::Registers,
+    signal_mask: super::signal::SigSet,
+    alt_stack: (u64, u32, u64),
+    clear_child_tid: u64,
+}
+
 impl Task {
-    /// clone(CLONE_THREAD …): starts a new thread and returns its tid.
-    pub fn clone_thread(&mut self, args: CloneArgs) -> Result<i32, Errno> {
-        if args.flags & THREAD_FLAGS != THREAD_FLAGS {
-            tracing::debug!(
-                flags = format_args!("{:#x}", args.flags),
-                "clone of a new process (fork) is not supported yet"
-            );
+    /// clone(2) and clone3: a new thread or process; its tid.
+    pub fn clone_task(&mut self, args: CloneArgs) -> Result<i32, Errno> {
+        let f = args.flags;
+        if f & NAMESPACE_FLAGS != 0 {
+            tracing::debug!(flags = format_args!("{f:#x}"), "clone of new namespaces");
+            return Err(Errno::EPERM);
+        }
+        if has(f, libc::CLONE_PIDFD) {
+            // pidfds are not implemented: refused, never ignored.
+            self.kernel
+                .log_unsupported(libc::SYS_clone as u64, "CLONE_PIDFD");
             return Err(Errno::ENOSYS);
         }
-        if args.flags & !(THREAD_FLAGS | OPTIONAL_FLAGS | 0xff) != 0 {
-            tracing::debug!(
-                flags = format_args!("{:#x}", args.flags),
-                "clone flags not supported"
-            );
+        if f & !KNOWN_FLAGS != 0 {
             return Err(Errno::EINVAL);
         }
+        // Linux's rules: a thread shares the signal handlers, which need
+        // the address space; a new process cannot share a parent's thread
+        // group with CLONE_PARENT from init.
+        if has(f, libc::CLONE_THREAD) && !has(f, libc::CLONE_SIGHAND) {
+            return Err(Errno::EINVAL);
+        }
+        if has(f, libc::CLONE_SIGHAND) && !has(f, libc::CLONE_VM) {
+            return Err(Errno::EINVAL);
+        }
+        if has(f, libc::CLONE_SETTLS) && args.tls >= self.mm().layout().max_user_addr {
+            return Err(Errno::EPERM);
+        }
+        if has(f, libc::CLONE_PARENT) && self.tgid() == 1 {
+            return Err(Errno::EINVAL);
+        }
+        if self.kernel.pids.task_count() >= self.kernel.max_tasks {
+            return Err(Errno::EAGAIN);
+        }
+        if has(f, libc::CLONE_THREAD) {
+            if !has(f, libc::CLONE_FILES) || !has(f, libc::CLONE_FS) {
+                // A thread with descriptors or cwd of its own: cryo keeps
+                // them per process.
+                tracing::debug!(
+                    flags = format_args!("{f:#x}"),
+                    "thread without CLONE_FILES|CLONE_FS"
+                );
+                return Err(Errno::EINVAL);
+            }
+            return self.clone_thread(args);
+        }
+        self.check_nproc()?;
+        self.clone_process(args)
+    }
+
+    /// RLIMIT_NPROC: the processes of the caller's real uid (root is exempt
+    /// only while the limit is infinite, as with CAP_SYS_RESOURCE absent).
+    fn check_nproc(&self) -> Result<(), Errno> {
+        let limit = self
+            .limits()
+            .get(libc::RLIMIT_NPROC)
+            .map(|l| l.cur)
+            .unwrap_or(u64::MAX);
+        if limit == u64::MAX {
+            return Ok(());
+        }
+        let uid = self.creds.uid;
+        let count = self
+            .kernel
+            .pids
+            .thread_groups()
+            .iter()
+            .filter(|tg| !tg.is_zombie())
+            .filter(|tg| tg.leader_uid() == uid)
+            .count() as u64;
+        if count >= limit {
+            return Err(Errno::EAGAIN);
+        }
+        Ok(())
+    }
+
+    /// clone(CLONE_THREAD …): starts a new thread and returns its tid.
+    fn clone_thread(&mut self, args: CloneArgs) -> Result<i32, Errno> {
         let tid = self.kernel.allocate_tid()?;
         let started = self.start_thread(tid, args);
         if started.is_err() {
@@ -67,10 +191,10 @@ impl Task {
     }
 
     fn start_thread(&mut self, tid: i32, args: CloneArgs) -> Result<(), Errno> {
-        if args.flags & libc::CLONE_PARENT_SETTID as u64 != 0 {
+        if has(args.flags, libc::CLONE_PARENT_SETTID) {
             self.mm().write_u32(args.parent_tid, tid as u32)?;
         }
-        if args.flags & libc::CLONE_CHILD_SETTID as u64 != 0 {
+        if has(args.flags, libc::CLONE_CHILD_SETTID) {
             self.mm().write_u32(args.child_tid, tid as u32)?;
         }
         let fp = self
@@ -81,17 +205,9 @@ impl Task {
             tracing::warn!(error = %e, "cannot create a platform thread");
             Errno::EAGAIN
         })?;
-
-        let mut regs = self.cpu.regs;
-        regs.set_syscall_return(0);
-        if args.stack != 0 {
-            regs.set_stack_pointer(args.stack);
-        }
-        if args.flags & libc::CLONE_SETTLS as u64 != 0 {
-            regs.set_tls(args.tls);
-        }
+        let regs = self.child_regs(&args);
         let mut child = self.sibling(tid, CpuState { regs }, context);
-        child.clear_child_tid = if args.flags & libc::CLONE_CHILD_CLEARTID as u64 != 0 {
+        child.clear_child_tid = if has(args.flags, libc::CLONE_CHILD_CLEARTID) {
             args.child_tid
         } else {
             0
@@ -100,6 +216,166 @@ impl Task {
             tracing::warn!(error = %e, "cannot start a host thread");
             Errno::EAGAIN
         })
+    }
+
+    /// The registers a new task starts with: the caller's, returning 0
+    /// from the clone, on its new stack and TLS if given.
+    fn child_regs(&self, args: &CloneArgs) -> platform::Registers {
+        let mut regs = self.cpu.regs;
+        regs.set_syscall_return(0);
+        if args.stack != 0 {
+            regs.set_stack_pointer(args.stack);
+        }
+        if has(args.flags, libc::CLONE_SETTLS) {
+            regs.set_tls(args.tls);
+        }
+        regs
+    }
+
+    /// fork, vfork and clone without CLONE_THREAD: a new process.
+    fn clone_process(&mut self, args: CloneArgs) -> Result<i32, Errno> {
+        let kernel = self.kernel.clone();
+        // A checkpoint stopping the tasks must not miss a process born
+        // meanwhile: the fork restarts once the checkpoint is over.
+        let gate = kernel.fork_gate.read().unwrap_or_else(|e| e.into_inner());
+        if *gate {
+            return Err(ERESTARTSYS);
+        }
+        let tid = kernel.allocate_tid()?;
+        let r = self.start_process(tid, args);
+        drop(gate);
+        match r {
+            Ok(vfork) => {
+                if let Some(v) = vfork {
+                    // The parent sleeps until the child execs or exits
+                    // (the child borrows its memory until then).
+                    while !v.wait(Duration::from_millis(50)) {
+                        if self.tg.exit_status().is_some() {
+                            break;
+                        }
+                    }
+                }
+                Ok(tid)
+            }
+            Err(e) => {
+                kernel.pids.remove_task(tid);
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates process `tid` and waits until it is a member of the pid
+    /// namespace; its vfork handle when the caller must wait for it.
+    fn start_process(
+        &mut self,
+        tid: i32,
+        args: CloneArgs,
+    ) -> Result<Option<Arc<VforkDone>>, Errno> {
+        let f = args.flags;
+        let fp = self
+            .context
+            .fp_state(&*self.aspace)
+            .map_err(|_| Errno::EAGAIN)?;
+        if has(f, libc::CLONE_PARENT_SETTID) {
+            self.mm().write_u32(args.parent_tid, tid as u32)?;
+        }
+        let mm = if has(f, libc::CLONE_VM) {
+            let context = self.aspace.new_thread().map_err(|e| {
+                tracing::warn!(error = %e, "cannot create a platform thread");
+                Errno::EAGAIN
+            })?;
+            ChildMm::Shared(self.mm.clone(), context)
+        } else {
+            ChildMm::Forked(self.mm().fork()?)
+        };
+        let links = self.tg.links();
+        let parent = if has(f, libc::CLONE_PARENT) {
+            links.parent
+        } else {
+            self.tgid()
+        };
+        let fds = if has(f, libc::CLONE_FILES) {
+            self.tg.fds_ref().clone()
+        } else {
+            Arc::new(Mutex::new(self.fds().clone()))
+        };
+        let handlers = if has(f, libc::CLONE_SIGHAND) {
+            self.tg.handlers_ref().clone()
+        } else {
+            Arc::new(Mutex::new(self.handlers().clone()))
+        };
+        let fs = if has(f, libc::CLONE_FS) {
+            self.tg.fs_ref().clone()
+        } else {
+            let fs = self.tg.fs();
+            Arc::new(Mutex::new(FsContext {
+                root: fs.root.clone(),
+                cwd: fs.cwd.clone(),
+                umask: fs.umask,
+            }))
+        };
+        let limits = self.limits().clone();
+        let image = self.tg.image().clone();
+        let exit_signal = (f & 0xff) as i32;
+        let parts = move |mm: SharedMm| ProcessParts {
+            mm,
+            fds,
+            handlers,
+            limits,
+            fs,
+            image,
+            links: super::thread_group::ProcessLinks {
+                parent,
+                pgid: links.pgid,
+                sid: links.sid,
+            },
+            exit_signal,
+        };
+        let vfork = has(f, libc::CLONE_VFORK).then(VforkDone::new);
+        // A child sharing the memory (vfork) runs on the caller's signal
+        // stack only if it asks: Linux clears it for CLONE_VM without VFORK.
+        let alt_stack = if has(f, libc::CLONE_VM) && !has(f, libc::CLONE_VFORK) {
+            (0, 2, 0) // SS_DISABLE
+        } else {
+            self.alt_stack
+        };
+        let (ready, started) = mpsc::sync_channel(1);
+        let seed = ProcessSeed {
+            kernel: self.kernel.clone(),
+            tid,
+            mm,
+            parts: Box::new(parts),
+            template: TaskTemplate {
+                creds: self.creds.clone(),
+                regs: self.child_regs(&args),
+                signal_mask: self.signal_mask,
+                alt_stack,
+                clear_child_tid: if has(f, libc::CLONE_CHILD_CLEARTID) {
+                    args.child_tid
+                } else {
+                    0
+                },
+            },
+            fp,
+            child_settid: has(f, libc::CLONE_CHILD_SETTID).then_some(args.child_tid),
+            vfork: vfork.clone(),
+            ready,
+        };
+        std::thread::Builder::new()
+            .name(format!("cryo-task-{tid}"))
+            .spawn(move || process_main(seed))
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot start a host thread");
+                Errno::EAGAIN
+            })?;
+        match started.recv_timeout(CHILD_START) {
+            Ok(Ok(())) => Ok(vfork),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                tracing::warn!(tid, "new process did not start");
+                Err(Errno::EAGAIN)
+            }
+        }
     }
 }
 
@@ -114,6 +390,7 @@ impl Task {
             self.kernel.clone(),
             tid,
             self.tg.clone(),
+            self.mm.clone(),
             self.creds.clone(),
             cpu,
             context,
@@ -145,7 +422,9 @@ pub fn spawn_thread(task: Task, fp: FpState) -> std::io::Result<()> {
         .name(format!("cryo-task-{tid}"))
         .spawn(move || thread_main(seed));
     if let Err(e) = spawned {
-        tg.remove(tid, ExitStatus::Signaled(libc::SIGKILL));
+        if tg.remove(tid, ExitStatus::Signaled(libc::SIGKILL)) {
+            kernel.process_exited(&tg);
+        }
         kernel.pids.remove_task(tid);
         return Err(e);
     }
@@ -161,19 +440,110 @@ fn thread_main(seed: Seed) {
     task.interrupt.set_platform(task.context.interrupter());
     if let Err(e) = setup {
         tracing::warn!(tid = task.tid, error = %e, "new thread cannot start: the process is killed");
-        task.tg
-            .begin_exit(ExitStatus::Signaled(libc::SIGKILL), task.tid);
-        task.leave(ExitStatus::Signaled(libc::SIGKILL));
+        task.die(ExitStatus::Signaled(libc::SIGKILL));
         return;
     }
+    run_child(task);
+}
+
+/// Runs a task that is not the sandbox's init task: interrupts only make
+/// it look at signals and its process's state.
+fn run_child(mut task: Task) {
     let mut only_exit = |t: &mut Task| {
         t.interrupt.clear();
         Interruption::Continue
     };
     if let Err(e) = task.run(&mut only_exit) {
         tracing::warn!(tid = task.tid, error = %e, "thread failed: the process is killed");
-        task.tg
-            .begin_exit(ExitStatus::Signaled(libc::SIGKILL), task.tid);
-        task.leave(ExitStatus::Signaled(libc::SIGKILL));
+        task.die(ExitStatus::Signaled(libc::SIGKILL));
+    }
+}
+
+/// The host thread of a new process: its address space (a new stub for
+/// a fork, a platform thread of the parent's for CLONE_VM), its thread
+/// group and first task; then it tells the parent and runs.
+fn process_main(seed: ProcessSeed) {
+    let ProcessSeed {
+        kernel,
+        tid,
+        mm,
+        parts,
+        template,
+        fp,
+        child_settid,
+        vfork,
+        ready,
+    } = seed;
+    let built = (|| -> Result<(SharedMm, Box<dyn Context>), Errno> {
+        match mm {
+            ChildMm::Shared(mm, context) => Ok((mm, context)),
+            ChildMm::Forked(forked) => {
+                let aspace = kernel.platform.new_address_space().map_err(|e| {
+                    tracing::warn!(error = %e, "cannot create the child's address space");
+                    Errno::EAGAIN
+                })?;
+                let mm = MemoryManager::from_fork(forked, aspace)?;
+                let context = kernel.platform.new_context().map_err(|_| Errno::EAGAIN)?;
+                Ok((Arc::new(Mutex::new(mm)), context))
+            }
+        }
+    })();
+    let (mm, context) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let tg = ThreadGroup::new(tid, parts(mm.clone()));
+    tg.init_life(template.creds.uid, vfork);
+    let mut task = Task::new(
+        kernel.clone(),
+        tid,
+        tg,
+        mm,
+        template.creds,
+        CpuState {
+            regs: template.regs,
+        },
+        context,
+    );
+    task.signal_mask = template.signal_mask;
+    task.alt_stack = template.alt_stack;
+    task.clear_child_tid = template.clear_child_tid;
+    let setup = task
+        .context
+        .set_fp_state(&*task.aspace, &fp)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "new process cannot load its FP state");
+            Errno::EAGAIN
+        })
+        .and_then(|()| match child_settid {
+            Some(addr) => task.mm().write_u32(addr, tid as u32),
+            None => Ok(()),
+        });
+    task.interrupt.set_platform(task.context.interrupter());
+    if let Err(e) = setup {
+        let _ = ready.send(Err(e));
+        if task.aspace_shared() {
+            let _ = task.aspace.exit_thread();
+        }
+        return;
+    }
+    task.join();
+    if ready.send(Ok(())).is_err() {
+        // The parent gave up waiting: this child never existed for it.
+        task.die(ExitStatus::Signaled(libc::SIGKILL));
+        return;
+    }
+    run_child(task);
+}
+
+impl Task {
+    /// Ends this task and, with it, its process (a thread that cannot go
+    /// on takes the process down, as a fatal signal would).
+    fn die(&mut self, status: ExitStatus) {
+        self.tg.begin_exit(status, self.tid);
+        self.exit_thread(status);
     }
 }

@@ -32,13 +32,30 @@ impl Task {
         super::signal::enqueue(&mut self.pending(), info);
     }
 
-    /// Whether a pending signal is not blocked: an interrupted blocking
-    /// syscall then returns EINTR (its handler runs) instead of restarting.
+    /// Whether a pending signal is not blocked and not ignored: an
+    /// interrupted blocking syscall then returns EINTR (its handler runs,
+    /// or the process ends) instead of restarting. An ignored one (the
+    /// default SIGCHLD, say) never interrupts a call.
     pub fn has_deliverable_signal(&self) -> bool {
         let mask = self.signal_mask;
-        self.pending()
-            .iter()
-            .any(|p| !mask.contains(p.signo) || p.signo == libc::SIGKILL)
+        let handlers = self.handlers().clone();
+        self.pending().iter().any(|p| {
+            let unblocked = !mask.contains(p.signo) || p.signo == libc::SIGKILL;
+            let acts = handlers.get(p.signo).is_ok_and(|a| {
+                !a.is_ignored()
+                    && !(a.is_default()
+                        && matches!(
+                            default_action(p.signo),
+                            DefaultAction::Ignore | DefaultAction::Continue
+                        ))
+            });
+            unblocked && (acts || p.signo == libc::SIGKILL)
+        })
+    }
+
+    /// Whether SIGKILL is pending: it wakes even a stopped process.
+    pub fn sigkill_pending(&self) -> bool {
+        self.pending().iter().any(|p| p.signo == libc::SIGKILL)
     }
 
     /// The flags of the handler the next delivery will run, if a pending
@@ -126,11 +143,11 @@ impl Task {
             }
             if action.is_default() {
                 match default_action(info.signo) {
-                    DefaultAction::Terminate | DefaultAction::CoreDump => {
+                    DefaultAction::Terminate | DefaultAction::CoreDump | DefaultAction::Stop => {
                         self.exit_by_signal(info.signo)
                     }
-                    // No job control yet: stop and continue change nothing.
-                    DefaultAction::Ignore | DefaultAction::Stop | DefaultAction::Continue => {}
+                    // SIGCONT acted when it was sent.
+                    DefaultAction::Ignore | DefaultAction::Continue => {}
                 }
                 continue;
             }

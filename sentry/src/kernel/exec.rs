@@ -24,8 +24,6 @@ pub enum ExecError {
     Load(#[from] LoadError),
     #[error("cannot create an address space: {0}")]
     AddressSpace(String),
-    #[error("execve from a multi-threaded process is not supported yet")]
-    Threads,
 }
 
 impl ExecError {
@@ -33,7 +31,6 @@ impl ExecError {
         match self {
             ExecError::Load(e) => e.errno(),
             ExecError::AddressSpace(_) => Errno::ENOMEM,
-            ExecError::Threads => Errno::ENOSYS,
         }
     }
 }
@@ -103,37 +100,74 @@ pub fn load_image(
 }
 
 impl Task {
-    /// execve: loads `path` and, only when that worked, makes it the task's
-    /// program; a failed exec leaves the caller running.
-    pub fn exec(
+    /// execve: loads `path` (relative to `start`) and, only when that worked, makes it the task's
+    /// program; a failed exec leaves the caller running. The process's
+    /// other threads end first (the pid stays; a thread that was not the
+    /// leader takes the leader's tid, as Linux's de_thread).
+    pub fn exec_from(
         &mut self,
+        start: &Arc<Dentry>,
         path: &str,
         argv: Vec<Vec<u8>>,
         envp: Vec<Vec<u8>>,
     ) -> Result<(), ExecError> {
-        if self.tg.live() > 1 {
-            // Linux would end the other threads first; cryo cannot yet.
-            tracing::warn!(
-                tid = self.tid,
-                "execve from a multi-threaded process is not supported yet"
-            );
-            return Err(ExecError::Threads);
-        }
         let kernel = self.kernel.clone();
-        let image = load_image(&kernel, &self.cwd(), &self.creds, path, argv.clone(), envp)?;
+        let image = load_image(&kernel, start, &self.creds, path, argv.clone(), envp)?;
+        if self.tg.live() > 1 && !self.end_other_threads() {
+            // Killed while waiting: the new image is dropped unused.
+            return Ok(());
+        }
+        // The old address space stays with a vfork parent sharing it, minus
+        // this task's platform thread.
+        if self.aspace_shared() {
+            if let Err(e) = self.aspace.exit_thread() {
+                tracing::warn!(tid = self.tid, error = %e, "stub thread did not leave the shared address space");
+            }
+        }
         self.aspace = image.mm.address_space_arc();
-        *self.mm() = image.mm;
+        let mm = Arc::new(std::sync::Mutex::new(image.mm));
+        self.mm = mm.clone();
+        self.tg.set_mm(mm);
         self.cpu = CpuState { regs: image.regs };
         self.fds().remove_cloexec();
         self.handlers().reset_for_exec();
         // POSIX timers do not survive exec (interval timers do).
         self.tg.itimers().posix_delete_all();
         self.alt_stack = (0, 0, 0);
+        self.clear_child_tid = 0;
+        self.robust_list = (0, 0);
         *self.tg.image() = ProcessImage {
             exe: image.path,
             argv,
         };
         self.restart_deadline = None;
+        self.tg.exec_done();
         Ok(())
+    }
+
+    /// Linux's de_thread: every other thread of the process ends; if this
+    /// one was not the leader it becomes tid == tgid. False when the
+    /// process was killed meanwhile.
+    fn end_other_threads(&mut self) -> bool {
+        self.tg.begin_exec(self.tid);
+        loop {
+            if self.tg.live() <= 1 {
+                break;
+            }
+            if self.tg.exit_status().is_some() {
+                self.tg.end_exec();
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.tg.end_exec();
+        let tgid = self.tgid();
+        if self.tid != tgid {
+            self.kernel.pids.remove_task(self.tid);
+            self.tg.rekey(self.tid, tgid, self.member());
+            self.kernel.pids.add_task(tgid, &self.tg);
+            self.tid = tgid;
+        }
+        true
     }
 }

@@ -22,7 +22,14 @@ pub struct KernelConfig {
     pub strace: bool,
     /// The platform's name in `platform::PLATFORMS` (`--platform`).
     pub platform: String,
+    /// The most tasks (threads of all processes) the sandbox may hold.
+    pub max_tasks: usize,
 }
+
+/// The default sandbox-wide task limit: every task is a host thread and
+/// every process a stub process, so this is what keeps a fork bomb from
+/// taking the host down.
+pub const DEFAULT_MAX_TASKS: usize = 1024;
 
 /// The kernel (gVisor's kernel.Kernel), the root of the object graph: the
 /// pid namespace (every thread group and task), the platform, the memory
@@ -39,6 +46,18 @@ pub struct Kernel {
     /// What procfs shows of the tasks.
     pub procs: Arc<ProcTable>,
     pub futexes: super::futex::FutexTable,
+    /// The process tree's lock (Linux's tasklist_lock): exits, reparenting,
+    /// waits and process-group changes are serialized by it.
+    pub(crate) tree: Mutex<()>,
+    /// Woken when a child exits, stops or continues (waits sleep on it,
+    /// with `tree`).
+    pub(crate) child_event: std::sync::Condvar,
+    /// Forks hold it (read) while a child joins; a checkpoint sets it
+    /// (write) before it stops the tasks, and a fork that finds it set
+    /// restarts after the checkpoint, so no process is born unstopped.
+    pub(crate) fork_gate: std::sync::RwLock<bool>,
+    /// The most tasks the sandbox may hold (a fork bomb gets EAGAIN).
+    pub max_tasks: usize,
     /// What was logged as unimplemented: "name" or "name (detail)".
     enosys_logged: Mutex<HashSet<String>>,
 }
@@ -56,6 +75,10 @@ impl Kernel {
             pids: PidNamespace::default(),
             procs,
             futexes: Default::default(),
+            tree: Mutex::new(()),
+            child_event: std::sync::Condvar::new(),
+            fork_gate: std::sync::RwLock::new(false),
+            max_tasks: config.max_tasks,
             platform,
             memory_file,
             vfs,

@@ -5,10 +5,12 @@ pub mod clone;
 pub mod creds;
 mod deliver;
 pub mod exec;
+pub mod exit;
 pub mod fd_table;
 pub mod futex;
 pub mod interrupt;
 pub mod itimer;
+pub mod job_control;
 #[allow(clippy::module_inception)]
 mod kernel;
 pub mod limits;
@@ -16,11 +18,13 @@ pub mod pid_namespace;
 pub mod posix_timer;
 pub mod proc;
 pub mod run;
+pub mod sessions;
 pub mod signal;
 pub mod task;
 pub mod thread_group;
 pub mod time;
 pub mod uts;
+pub mod wait;
 
-pub use kernel::{Kernel, KernelConfig, KernelRecord};
+pub use kernel::{Kernel, KernelConfig, KernelRecord, DEFAULT_MAX_TASKS};
 pub use task::{ExitStatus, Task};

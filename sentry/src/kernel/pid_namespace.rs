@@ -104,16 +104,24 @@ impl PidNamespace {
             .or_insert_with(|| tg.clone());
     }
 
-    /// Task `tid` has gone; a group without tasks leaves the namespace.
+    /// Task `tid` has gone (or its reserved tid was never used). Its
+    /// process stays, a zombie, until reaped.
     pub fn remove_task(&self, tid: i32) {
+        self.table().tasks.remove(&tid);
+    }
+
+    /// A zombie is reaped: its pid is free again.
+    pub fn reap(&self, tgid: i32) {
         let mut t = self.table();
-        let Some(tgid) = t.tasks.remove(&tid) else {
-            return;
-        };
-        let empty = t.thread_groups.get(&tgid).is_some_and(|tg| tg.live() == 0);
-        if empty && !t.tasks.values().any(|&g| g == tgid) {
+        if t.thread_groups.get(&tgid).is_some_and(|tg| tg.live() == 0) {
             t.thread_groups.remove(&tgid);
         }
+    }
+
+    /// How many tasks (threads of every process) are live or being
+    /// created: what the sandbox-wide task limit counts.
+    pub fn task_count(&self) -> usize {
+        self.table().tasks.len()
     }
 
     pub fn thread_group(&self, tgid: i32) -> Option<Arc<ThreadGroup>> {

@@ -58,7 +58,11 @@ impl ProcessInfo for LiveProcess {
         })
     }
     fn maps_text(&self) -> String {
-        self.with(|tg| tg.mm().maps_text())
+        self.with(|tg| {
+            tg.mm_arc()
+                .map(|mm| super::thread_group::lock(&mm).maps_text())
+                .unwrap_or_default()
+        })
     }
     fn status_text(&self) -> String {
         self.with(|tg| {

@@ -45,6 +45,11 @@ impl Task {
         // still answering control requests (which refuse: it has exited).
         loop {
             if let Some(group) = self.tg.wait(std::time::Duration::from_millis(50)) {
+                if self.tgid() == 1 {
+                    // The sandbox ends with its init, as a pid namespace.
+                    self.kernel
+                        .end_namespace(std::time::Duration::from_secs(10));
+                }
                 return Ok(Some(group));
             }
             if self.interrupt.is_pending() {
@@ -66,8 +71,16 @@ impl Task {
                 self.exit = Some(group);
                 continue;
             }
+            if self.tg.must_end_for_exec(self.tid) {
+                self.exit = Some(ExitStatus::Exited(0));
+                continue;
+            }
             if self.tg.must_park(self.tid) {
                 self.park();
+                continue;
+            }
+            if self.tg.is_job_stopped() {
+                self.stay_stopped();
                 continue;
             }
             let started = Instant::now();
@@ -147,10 +160,27 @@ impl Task {
         }
     }
 
+    /// The process is stopped (job control): wait for SIGCONT, unless
+    /// SIGKILL is pending (only it wakes a stopped process; others wait
+    /// for SIGCONT) or a checkpoint wants it parked.
+    fn stay_stopped(&mut self) {
+        if self.sigkill_pending() {
+            self.deliver_signals();
+            return;
+        }
+        self.tg.wait_while_stopped(&self.interrupt);
+        let still = self.tg.is_job_stopped() && self.tg.exit_status().is_none();
+        if still && !self.tg.must_park(self.tid) && !self.sigkill_pending() {
+            // Woken for nothing it acts on while stopped (a caught signal
+            // waits for SIGCONT).
+            self.interrupt.clear();
+        }
+    }
+
     /// A thread's end: clear_child_tid is zeroed and woken (pthread_join
     /// waits on it), its stub thread goes, and the group learns of it.
-    fn exit_thread(&mut self, status: ExitStatus) {
-        let others = self.tg.live() > 1;
+    pub(super) fn exit_thread(&mut self, status: ExitStatus) {
+        let others = self.aspace_shared();
         if self.clear_child_tid != 0 && others {
             let addr = self.clear_child_tid;
             if self.mm().write_u32(addr, 0).is_ok() {
@@ -158,7 +188,8 @@ impl Task {
             }
         }
         if others {
-            // The stub process lives on for the other threads.
+            // The stub process lives on for the other threads (of this
+            // process, or of one sharing its memory).
             if let Err(e) = self.aspace.exit_thread() {
                 tracing::warn!(tid = self.tid, error = %e, "stub thread did not exit cleanly");
             }
@@ -166,14 +197,17 @@ impl Task {
         self.leave(status);
     }
 
-    /// The task leaves its thread group and the pid namespace.
+    /// The task leaves its thread group and the pid namespace; the last
+    /// one ends the process.
     pub(crate) fn leave(&self, status: ExitStatus) {
-        self.tg.remove(self.tid, status);
+        self.tg.add_exited_thread(self.cpu_time, self.creds.uid);
+        let last = self.tg.remove(self.tid, status);
         self.kernel.pids.remove_task(self.tid);
-        if self.tg.live() == 0 {
+        if last {
             // Like Linux's exit_files: an exited process holds no files (a
             // pipe's reader sees EOF, the gofer's files are released).
             self.tg.fds().clear();
+            self.kernel.process_exited(&self.tg);
         }
     }
 
@@ -181,7 +215,12 @@ impl Task {
     /// group goes.
     pub fn exit_by_signal(&mut self, signo: i32) {
         match default_action(signo) {
-            DefaultAction::Ignore | DefaultAction::Continue | DefaultAction::Stop => {}
+            DefaultAction::Ignore | DefaultAction::Continue => {}
+            DefaultAction::Stop => {
+                if let Some(report) = self.tg.stop_job(signo) {
+                    self.kernel.notify_job_change(&self.tg, report);
+                }
+            }
             DefaultAction::Terminate | DefaultAction::CoreDump => {
                 let status = ExitStatus::Signaled(signo);
                 self.tg.begin_exit(status, self.tid);

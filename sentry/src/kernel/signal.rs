@@ -192,9 +192,9 @@ mod tests {
 pub struct SigInfo {
     pub signo: i32,
     pub code: i32,
-    /// For faults: the address (si_addr); for other signals the value
-    /// sent with it (si_value: rt_sigqueueinfo's, a POSIX timer's
-    /// sigev_value), 0 for kill.
+    /// For faults: the address (si_addr, the union's first word). For
+    /// every other signal: the union's word after si_pid and si_uid
+    /// (si_status of SIGCHLD, si_value of sigqueue and timers).
     pub addr: u64,
     /// For kill/tgkill/sigqueue: the sender (si_pid, si_uid). For a POSIX
     /// timer's signal (SI_TIMER): the timer id (si_timerid) and the
@@ -216,6 +216,18 @@ pub const SI_QUEUE: i32 = -1;
 pub const SI_TIMER: i32 = -2;
 
 impl SigInfo {
+    /// SIGCHLD (or another exit signal) about child `pid`: `code` is a
+    /// CLD_* value, `status` the exit code or signal.
+    pub fn child(signo: i32, code: i32, pid: i32, uid: u32, status: i32) -> SigInfo {
+        SigInfo {
+            signo,
+            code,
+            addr: status as u32 as u64,
+            pid,
+            uid,
+        }
+    }
+
     /// `siginfo_t` (128 bytes on x86_64).
     pub fn to_bytes(&self) -> [u8; 128] {
         let mut b = [0u8; 128];
@@ -257,6 +269,8 @@ impl SigSet {
 }
 
 /// SA_* flags cryo honours.
+pub const SA_NOCLDSTOP: u64 = 0x1;
+pub const SA_NOCLDWAIT: u64 = 0x2;
 pub const SA_SIGINFO: u64 = 0x4;
 pub const SA_RESTART: u64 = 0x1000_0000;
 pub const SA_ONSTACK: u64 = 0x0800_0000;

@@ -64,6 +64,9 @@ pub struct Task {
     pub(super) creds: Credentials,
     pub(super) cpu: CpuState,
     pub(super) context: Box<dyn Context>,
+    /// The process's address space (the thread group's, held here too so
+    /// a task reaches it without the group's lock).
+    pub(super) mm: super::thread_group::SharedMm,
     /// The platform address space this task's context switches into: the
     /// memory manager's, held apart so a running task never holds the
     /// memory manager's lock.
@@ -211,7 +214,16 @@ impl Task {
     }
 
     pub fn mm(&self) -> MutexGuard<'_, MemoryManager> {
-        self.tg.mm()
+        lock(&self.mm)
+    }
+
+    /// Whether a task other than this one runs in this task's platform
+    /// address space (a thread, or a process sharing it with CLONE_VM):
+    /// then this task's platform thread must go on its own when it ends.
+    pub(super) fn aspace_shared(&self) -> bool {
+        // Held by this task and by its memory manager; any more is
+        // another task's.
+        Arc::strong_count(&self.aspace) > 2
     }
 
     pub fn fds(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
@@ -281,13 +293,14 @@ impl Task {
         kernel: Arc<Kernel>,
         tid: i32,
         tg: Arc<ThreadGroup>,
+        mm: super::thread_group::SharedMm,
         creds: Credentials,
         cpu: CpuState,
         context: Box<dyn Context>,
     ) -> Task {
         let interrupt = TaskInterrupt::new();
         interrupt.set_platform(context.interrupter());
-        let aspace = tg.mm().address_space_arc();
+        let aspace = lock(&mm).address_space_arc();
         Task {
             kernel,
             tid,
@@ -295,6 +308,7 @@ impl Task {
             creds,
             cpu,
             context,
+            mm,
             aspace,
             signal_mask: SigSet::default(),
             shared_pending: Arc::new(Mutex::new(Vec::new())),

@@ -67,14 +67,23 @@ impl ProcessLinks {
 
 /// What a new process starts with.
 pub struct ProcessParts {
-    pub mm: Arc<Mutex<MemoryManager>>,
+    pub mm: SharedMm,
     pub fds: SharedFdTable,
     pub handlers: Arc<Mutex<SignalHandlers>>,
     pub limits: LimitSet,
     pub fs: Arc<Mutex<FsContext>>,
     pub image: ProcessImage,
     pub links: ProcessLinks,
+    /// The signal its parent gets when it ends (clone's CSIGNAL bits:
+    /// SIGCHLD for fork, 0 for none).
+    pub exit_signal: i32,
 }
+
+/// The signals whose default action stops the process.
+pub const TG_STOP_SIGNALS: &[i32] = &[libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// An address space, shared by the processes that use it (CLONE_VM).
+pub type SharedMm = Arc<Mutex<MemoryManager>>;
 
 /// How threads parked for a checkpoint go on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,7 +135,12 @@ struct State {
 
 pub struct ThreadGroup {
     tgid: i32,
-    mm: Arc<Mutex<MemoryManager>>,
+    /// None once the process has exited (a zombie holds no memory).
+    mm: Mutex<Option<SharedMm>>,
+    exit_signal: i32,
+    /// Process-wide state of the process tree (zombie, exec, job control).
+    pub(super) life: Mutex<super::exit::Life>,
+    pub(super) life_cv: Condvar,
     fds: SharedFdTable,
     handlers: Arc<Mutex<SignalHandlers>>,
     limits: Mutex<LimitSet>,
@@ -141,6 +155,8 @@ pub struct ThreadGroup {
     done: Condvar,
     /// The tid stopping the others (0: no stop in progress).
     stopper: AtomicI32,
+    /// The tid whose execve is ending the other threads (0: none).
+    exec_by: AtomicI32,
     stop: Mutex<Stop>,
     stop_cv: Condvar,
 }
@@ -149,7 +165,10 @@ impl ThreadGroup {
     pub fn new(tgid: i32, parts: ProcessParts) -> Arc<ThreadGroup> {
         Arc::new(ThreadGroup {
             tgid,
-            mm: parts.mm,
+            mm: Mutex::new(Some(parts.mm)),
+            exit_signal: parts.exit_signal,
+            life: Mutex::default(),
+            life_cv: Condvar::new(),
             fds: parts.fds,
             handlers: parts.handlers,
             limits: Mutex::new(parts.limits),
@@ -161,6 +180,7 @@ impl ThreadGroup {
             state: Mutex::default(),
             done: Condvar::new(),
             stopper: AtomicI32::new(0),
+            exec_by: AtomicI32::new(0),
             stop: Mutex::default(),
             stop_cv: Condvar::new(),
         })
@@ -171,13 +191,26 @@ impl ThreadGroup {
         self.tgid
     }
 
-    pub fn mm(&self) -> MutexGuard<'_, MemoryManager> {
-        lock(&self.mm)
+    /// The process's address space; None once it has exited.
+    pub fn mm_arc(&self) -> Option<SharedMm> {
+        lock(&self.mm).clone()
     }
 
-    /// The address space itself, for sharing with a new process.
-    pub fn mm_ref(&self) -> &Arc<Mutex<MemoryManager>> {
-        &self.mm
+    /// execve: the process gets its new address space (the old one stays
+    /// with any process that shares it, a vfork parent).
+    pub fn set_mm(&self, mm: SharedMm) {
+        *lock(&self.mm) = Some(mm);
+    }
+
+    /// The last thread has gone: the address space is let go (the stub
+    /// process with it, once no other process shares it).
+    pub fn release_mm(&self) -> Option<SharedMm> {
+        lock(&self.mm).take()
+    }
+
+    /// The signal its parent gets when it ends.
+    pub fn exit_signal(&self) -> i32 {
+        self.exit_signal
     }
 
     pub fn fds(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
@@ -253,6 +286,34 @@ impl ThreadGroup {
         }
     }
 
+    /// Interrupts every thread (to stop, or to look at its process's state).
+    pub fn interrupt_members(&self) {
+        let members: Vec<Arc<Member>> = self.state().members.values().cloned().collect();
+        for m in members {
+            m.interrupt.interrupt();
+        }
+    }
+
+    /// Drops pending instances of `signals` from every thread's queue.
+    pub fn discard_pending(&self, signals: &[i32]) {
+        let members: Vec<Arc<Member>> = self.state().members.values().cloned().collect();
+        for m in members {
+            lock(&m.pending).retain(|p| !signals.contains(&p.signo));
+        }
+    }
+
+    /// Reparenting: `parent` is its new parent.
+    pub fn set_parent(&self, parent: i32) {
+        lock(&self.links).parent = parent;
+    }
+
+    /// setpgid / setsid.
+    pub fn set_pgid_sid(&self, pgid: i32, sid: i32) {
+        let mut l = lock(&self.links);
+        l.pgid = pgid;
+        l.sid = sid;
+    }
+
     pub fn member(&self, tid: i32) -> Option<Arc<Member>> {
         self.state().members.get(&tid).cloned()
     }
@@ -289,10 +350,13 @@ impl ThreadGroup {
     }
 
     /// `tid` has exited with `status`; the last task's status becomes the
-    /// group's unless the group was already ending.
-    pub fn remove(&self, tid: i32, status: ExitStatus) {
+    /// group's unless the group was already ending. True when it was the
+    /// last: the process has ended.
+    pub fn remove(&self, tid: i32, status: ExitStatus) -> bool {
         let mut st = self.state();
-        st.members.remove(&tid);
+        if st.members.remove(&tid).is_none() {
+            return false;
+        }
         if tid == self.tgid {
             st.leader = Some(status);
         }
@@ -301,7 +365,9 @@ impl ThreadGroup {
             st.status.get_or_insert(final_status);
             self.exiting.store(true, Ordering::Release);
             self.done.notify_all();
+            return true;
         }
+        false
     }
 
     /// Waits up to `timeout` for every task to have exited; the group's
@@ -323,6 +389,37 @@ impl ThreadGroup {
 impl ThreadGroup {
     fn stop_state(&self) -> MutexGuard<'_, Stop> {
         lock(&self.stop)
+    }
+
+    /// execve by `tid`: every other thread ends at its next boundary.
+    pub fn begin_exec(&self, tid: i32) {
+        self.exec_by.store(tid, Ordering::Release);
+        self.interrupt_members();
+    }
+
+    pub fn end_exec(&self) {
+        self.exec_by.store(0, Ordering::Release);
+    }
+
+    /// Whether `tid` must end because another thread is exec'ing.
+    pub fn must_end_for_exec(&self, tid: i32) -> bool {
+        let by = self.exec_by.load(Ordering::Acquire);
+        by != 0 && by != tid
+    }
+
+    /// The exec'ing thread `old` takes the leader's tid `new`.
+    pub fn rekey(&self, old: i32, new: i32, member: Arc<Member>) {
+        let mut st = self.state();
+        st.members.remove(&old);
+        st.members.insert(new, member);
+        st.leader = None;
+    }
+
+    /// A successful execve: setpgid now refuses the process, and a vfork
+    /// parent goes on.
+    pub fn exec_done(&self) {
+        self.life().did_exec = true;
+        self.release_vfork();
     }
 
     /// Whether `tid` should park now: a stop is in progress and `tid` is not

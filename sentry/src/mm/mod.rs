@@ -7,6 +7,7 @@
 
 mod fault;
 pub mod file;
+mod fork;
 mod io;
 mod manager;
 pub mod memory_file;
@@ -18,6 +19,7 @@ pub mod vma;
 pub(crate) mod tests;
 
 pub use file::{MappableFile, OpenFn};
+pub use fork::ForkedMm;
 pub use io::{IoVec, UIO_MAXIOV};
 pub use manager::{
     usable_range, MemoryManager, DEFAULT_STACK_LIMIT, MMAP_MIN_ADDR, STACK_GUARD_GAP,

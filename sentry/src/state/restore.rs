@@ -131,6 +131,7 @@ pub fn restore(
         hostname: rec.kernel.uts.hostname.clone(),
         strace,
         platform: platform_name,
+        max_tasks: crate::kernel::DEFAULT_MAX_TASKS,
     };
     let kernel = new_kernel(
         &host,
@@ -216,10 +217,11 @@ pub fn restore(
                 errno,
             })
     };
+    let mm = Arc::new(Mutex::new(mm));
     let tg = ThreadGroup::new(
         p.tgid,
         ProcessParts {
-            mm: Arc::new(Mutex::new(mm)),
+            mm: mm.clone(),
             fds: Arc::new(Mutex::new(fds)),
             handlers: Arc::new(Mutex::new(p.handlers.clone())),
             limits: p.limits.clone(),
@@ -233,15 +235,18 @@ pub fn restore(
                 argv: p.argv.clone(),
             },
             links: p.links,
+            exit_signal: 0,
         },
     );
     let leader = &rec.tasks[0];
     let mut context = kernel.platform.new_context()?;
-    context.set_fp_state(&*tg.mm().address_space_arc(), &leader.fp)?;
+    let aspace = crate::kernel::thread_group::lock(&mm).address_space_arc();
+    context.set_fp_state(&*aspace, &leader.fp)?;
     let mut task = Task::new(
         kernel.clone(),
         leader.tid,
         tg,
+        mm,
         leader.creds.clone(),
         CpuState { regs: leader.regs },
         context,

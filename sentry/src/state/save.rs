@@ -149,9 +149,15 @@ fn save_kernel(
     let mut files = ObjectIds::<OpenFile>::default();
     let mut ctx = SaveCtx::default();
     for tg in kernel.pids.thread_groups() {
-        let (mm_id, new) = mms.id(tg.mm_ref());
-        if new {
-            objs.put(mm_id, &tg.mm().save_record(&fingerprint))?;
+        // A zombie has no address space: id 0.
+        let mut mm_id = 0;
+        if let Some(mm) = tg.mm_arc() {
+            let (id, new) = mms.id(&mm);
+            if new {
+                let rec = crate::kernel::thread_group::lock(&mm).save_record(&fingerprint);
+                objs.put(id, &rec)?;
+            }
+            mm_id = id;
         }
         let (fdt_id, new) = fd_tables.id(tg.fds_ref());
         if new {

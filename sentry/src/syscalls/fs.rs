@@ -29,7 +29,7 @@ fn file(t: &Task, fd: i32) -> Result<Arc<OpenFile>, Errno> {
 
 /// Where a `*at` syscall's relative path starts: the cwd for AT_FDCWD, else
 /// the directory `dirfd` refers to.
-fn start_dir(t: &Task, dirfd: i32, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
+pub(super) fn start_dir(t: &Task, dirfd: i32, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
     if path.first() == Some(&b'/') || dirfd == libc::AT_FDCWD {
         return Ok(t.cwd());
     }

@@ -14,6 +14,9 @@ mod process;
 mod signal;
 mod strace;
 mod table;
+mod thread;
+
+pub use thread::{fork, vfork};
 mod time;
 
 pub use args::Args;

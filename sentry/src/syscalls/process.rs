@@ -1,25 +1,10 @@
-//! Process identity, exit and per-thread setup: exit, exit_group, get*id,
+//! Process identity and per-thread setup: get*id,
 //! set_tid_address, set_robust_list, arch_prctl, prlimit64, umask.
 
 use super::{Args, SysResult};
 use crate::errno::Errno;
-use crate::kernel::clone::CloneArgs;
 use crate::kernel::limits::Limit;
-use crate::kernel::{ExitStatus, Task};
-
-/// exit: this thread only.
-pub fn exit(t: &mut Task, a: &Args) -> SysResult {
-    t.set_exit(ExitStatus::Exited(a.int(0) & 0xff));
-    Ok(0)
-}
-
-/// exit_group: every thread of the process.
-pub fn exit_group(t: &mut Task, a: &Args) -> SysResult {
-    let status = ExitStatus::Exited(a.int(0) & 0xff);
-    t.tg().begin_exit(status, t.tid());
-    t.set_exit(status);
-    Ok(0)
-}
+use crate::kernel::Task;
 
 pub fn getpid(t: &mut Task, _: &Args) -> SysResult {
     Ok(t.tgid() as u64)
@@ -84,22 +69,6 @@ pub fn getgroups(t: &mut Task, a: &Args) -> SysResult {
     let bytes: Vec<u8> = groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     t.mm().copy_out(a.addr(1), &bytes)?;
     Ok(groups.len() as u64)
-}
-
-pub fn getpgrp(t: &mut Task, _: &Args) -> SysResult {
-    Ok(t.tgid() as u64)
-}
-
-pub fn getpgid(t: &mut Task, a: &Args) -> SysResult {
-    match a.int(0) {
-        0 => Ok(t.tgid() as u64),
-        pid if pid == t.tgid() => Ok(pid as u64),
-        _ => Err(Errno::ESRCH),
-    }
-}
-
-pub fn getsid(t: &mut Task, a: &Args) -> SysResult {
-    getpgid(t, a)
 }
 
 pub fn set_tid_address(t: &mut Task, a: &Args) -> SysResult {
@@ -176,95 +145,4 @@ pub fn umask(t: &mut Task, a: &Args) -> SysResult {
 
 pub fn sched_yield(_: &mut Task, _: &Args) -> SysResult {
     Ok(0)
-}
-
-/// A single task may only wait for children it does not have.
-pub fn wait4(_: &mut Task, _: &Args) -> SysResult {
-    Err(Errno::ECHILD)
-}
-
-pub fn execve(t: &mut Task, a: &Args) -> SysResult {
-    use crate::kernel::exec::MAX_ARG_STRINGS;
-    use crate::loader::MAX_ARG_STRLEN;
-    let path = t.mm().read_c_string(a.addr(0), 4096)?;
-    let path = String::from_utf8(path).map_err(|_| Errno::ENOENT)?;
-    let argv = if a.addr(1) == 0 {
-        Vec::new()
-    } else {
-        t.mm()
-            .read_string_array(a.addr(1), MAX_ARG_STRINGS, MAX_ARG_STRLEN)?
-    };
-    let envp = if a.addr(2) == 0 {
-        Vec::new()
-    } else {
-        t.mm()
-            .read_string_array(a.addr(2), MAX_ARG_STRINGS, MAX_ARG_STRLEN)?
-    };
-    t.exec(&path, argv, envp).map_err(|e| {
-        if matches!(e, crate::kernel::exec::ExecError::Threads) {
-            t.kernel()
-                .log_unsupported(libc::SYS_execve as u64, "from a multi-threaded process");
-        }
-        e.errno()
-    })?;
-    // The new image starts with the registers exec set; rax of a
-    // successful execve is 0.
-    Ok(0)
-}
-
-/// clone(flags, stack, parent_tid, child_tid, tls) (the order is the
-/// architecture's): threads only for now.
-pub fn clone(t: &mut Task, a: &Args) -> SysResult {
-    let r = t.clone_thread(crate::arch::clone_args(a));
-    new_thread(t, libc::SYS_clone, r)
-}
-
-/// A clone's result. ENOSYS means a new process was asked for (fork),
-/// which cryo does not do yet: logged once, as every ENOSYS.
-fn new_thread(t: &Task, nr: libc::c_long, r: Result<i32, Errno>) -> SysResult {
-    if r == Err(Errno::ENOSYS) {
-        t.kernel()
-            .log_unsupported(nr as u64, "a new process (fork) without CLONE_THREAD");
-    }
-    r.map(|tid| tid as u64)
-}
-
-/// clone3(struct clone_args *, size).
-pub fn clone3(t: &mut Task, a: &Args) -> SysResult {
-    const CLONE_ARGS_SIZE_VER0: u64 = 64;
-    let size = a.raw(1);
-    if !(CLONE_ARGS_SIZE_VER0..=4096).contains(&size) {
-        return Err(Errno::EINVAL);
-    }
-    let mut b = [0u8; 64];
-    t.mm().copy_in(a.addr(0), &mut b)?;
-    let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-    let (flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls) = (
-        word(0),
-        word(1),
-        word(2),
-        word(3),
-        word(4),
-        word(5),
-        word(6),
-        word(7),
-    );
-    // pidfd is only read with CLONE_PIDFD, which clone_thread refuses.
-    let _ = pidfd;
-    if exit_signal != 0 && flags & libc::CLONE_THREAD as u64 != 0 {
-        return Err(Errno::EINVAL);
-    }
-    let stack_top = if stack == 0 {
-        0
-    } else {
-        stack.checked_add(stack_size).ok_or(Errno::EINVAL)?
-    };
-    let r = t.clone_thread(CloneArgs {
-        flags,
-        stack: stack_top,
-        parent_tid,
-        child_tid,
-        tls,
-    });
-    new_thread(t, libc::SYS_clone3, r)
 }

@@ -97,15 +97,6 @@ fn user_signal(t: &Task, signo: i32, code: i32) -> Result<Option<SigInfo>, Errno
     }))
 }
 
-/// Sends `signo` to the calling task; it is delivered when the syscall
-/// returns (before the application runs again).
-fn send_to_self(t: &mut Task, signo: i32, code: i32) -> SysResult {
-    if let Some(info) = user_signal(t, signo, code)? {
-        t.send_signal(info);
-    }
-    Ok(0)
-}
-
 /// rt_sigreturn: back from a handler to where the signal interrupted the
 /// task, with its registers, FP state and signal mask.
 pub fn rt_sigreturn(t: &mut Task, _: &Args) -> SysResult {
@@ -126,36 +117,62 @@ pub fn rt_sigreturn(t: &mut Task, _: &Args) -> SysResult {
     Ok(regs.syscall_return())
 }
 
+/// kill(pid, sig): one process, the caller's group (0), every process
+/// it may signal (-1) or group -pid.
 pub fn kill(t: &mut Task, a: &Args) -> SysResult {
-    let pid = a.int(0);
-    if pid != t.tgid() && pid != 0 && pid != -1 {
-        return Err(Errno::ESRCH);
+    let info = user_signal(t, a.int(1), SI_USER)?;
+    let targets = t.kill_targets(a.int(0))?;
+    let Some(info) = info else {
+        return Ok(0);
+    };
+    for tg in targets {
+        if tg.tgid() == t.tgid() {
+            t.kernel().on_generate(&tg, info.signo);
+            t.send_signal(info);
+        } else {
+            t.signal_other_process(&tg, info);
+        }
     }
-    send_to_self(t, a.int(1), SI_USER)
+    Ok(0)
 }
 
 pub fn tgkill(t: &mut Task, a: &Args) -> SysResult {
-    if a.int(0) != t.tgid() {
-        return Err(Errno::ESRCH);
+    if a.int(0) <= 0 || a.int(1) <= 0 {
+        return Err(Errno::EINVAL);
     }
-    send_to_thread(t, a.int(1), a.int(2))
+    send_to_thread(t, Some(a.int(0)), a.int(1), a.int(2))
 }
 
-/// A thread-directed signal: to the caller itself, or queued on a sibling
-/// thread, which is interrupted so that it delivers it promptly.
-fn send_to_thread(t: &mut Task, tid: i32, signo: i32) -> SysResult {
-    if tid == t.tid() {
-        return send_to_self(t, signo, SI_TKILL);
+/// A thread-directed signal: to the caller itself, or queued on another
+/// thread (of any process; `tgid` checks it is that process's), which is
+/// interrupted so that it delivers it promptly.
+fn send_to_thread(t: &mut Task, tgid: Option<i32>, tid: i32, signo: i32) -> SysResult {
+    if tid == t.tid() && tgid.is_none_or(|g| g == t.tgid()) {
+        if let Some(info) = user_signal(t, signo, SI_TKILL)? {
+            let tg = t.tg().clone();
+            t.kernel().on_generate(&tg, signo);
+            t.send_signal(info);
+        }
+        return Ok(0);
     }
-    let member = t.tg().member(tid).ok_or(Errno::ESRCH)?;
+    let owner = t.kernel().pids.tgid_of(tid).ok_or(Errno::ESRCH)?;
+    if tgid.is_some_and(|g| g != owner) {
+        return Err(Errno::ESRCH);
+    }
+    let tg = t.kernel().process(owner).ok_or(Errno::ESRCH)?;
+    let member = tg.member(tid).ok_or(Errno::ESRCH)?;
     if let Some(info) = user_signal(t, signo, SI_TKILL)? {
+        t.kernel().on_generate(&tg, signo);
         member.queue(info);
     }
     Ok(0)
 }
 
 pub fn tkill(t: &mut Task, a: &Args) -> SysResult {
-    send_to_thread(t, a.int(0), a.int(1))
+    if a.int(0) <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    send_to_thread(t, None, a.int(0), a.int(1))
 }
 
 /// rt_sigpending: the pending signals that are blocked (the others have

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use super::{fs, futex, info, mm, poll, process, signal, time, Handler};
+use super::{fs, futex, info, mm, poll, process, signal, thread, time, Handler};
 
 /// How strace shows an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,8 +118,8 @@ fn generic_rows() -> Vec<Entry> {
     reg("madvise", mm::madvise, &[Hex, Dec, Dec]);
     reg("msync", mm::msync, &[Hex, Dec, Hex]);
     // process
-    reg("exit", process::exit, &[Dec]);
-    reg("exit_group", process::exit_group, &[Dec]);
+    reg("exit", thread::exit, &[Dec]);
+    reg("exit_group", thread::exit_group, &[Dec]);
     reg("getpid", process::getpid, &[]);
     reg("gettid", process::gettid, &[]);
     reg("getppid", process::getppid, &[]);
@@ -130,9 +130,11 @@ fn generic_rows() -> Vec<Entry> {
     reg("getresuid", process::getresuid, &[Hex, Hex, Hex]);
     reg("getresgid", process::getresgid, &[Hex, Hex, Hex]);
     reg("getgroups", process::getgroups, &[Dec, Hex]);
-    reg("getpgrp", process::getpgrp, &[]);
-    reg("getpgid", process::getpgid, &[Dec]);
-    reg("getsid", process::getsid, &[Dec]);
+    reg("getpgrp", thread::getpgrp, &[]);
+    reg("getpgid", thread::getpgid, &[Dec]);
+    reg("getsid", thread::getsid, &[Dec]);
+    reg("setpgid", thread::setpgid, &[Dec, Dec]);
+    reg("setsid", thread::setsid, &[]);
     reg("set_tid_address", process::set_tid_address, &[Hex]);
     reg("set_robust_list", process::set_robust_list, &[Hex, Dec]);
     reg("prlimit64", process::prlimit64, &[Dec, Dec, Hex, Hex]);
@@ -140,10 +142,12 @@ fn generic_rows() -> Vec<Entry> {
     reg("setrlimit", process::setrlimit, &[Dec, Hex]);
     reg("umask", process::umask, &[Oct]);
     reg("sched_yield", process::sched_yield, &[]);
-    reg("wait4", process::wait4, &[Dec, Hex, Hex, Hex]);
-    reg("clone", process::clone, &[Hex, Hex, Hex, Hex, Hex]);
-    reg("clone3", process::clone3, &[Hex, Dec]);
-    reg("execve", process::execve, &[Path, Hex, Hex]);
+    reg("wait4", thread::wait4, &[Dec, Hex, Hex, Hex]);
+    reg("waitid", thread::waitid, &[Dec, Dec, Hex, Hex, Hex]);
+    reg("clone", thread::clone, &[Hex, Hex, Hex, Hex, Hex]);
+    reg("clone3", thread::clone3, &[Hex, Dec]);
+    reg("execve", thread::execve, &[Path, Hex, Hex]);
+    reg("execveat", thread::execveat, &[Dec, Path, Hex, Hex, Hex]);
     reg("futex", futex::futex, &[Hex, Dec, Dec, Hex, Hex, Dec]);
     // signals
     reg("rt_sigaction", signal::rt_sigaction, &[Dec, Hex, Hex, Dec]);

@@ -105,6 +105,13 @@ pub fn encode(info: &SigInfo) -> [u8; SIGINFO_SIZE] {
         b[72..80].copy_from_slice(&info.addr.to_le_bytes());
         return b;
     }
+    if info.signo == libc::SIGCHLD && info.code > 0 {
+        // A child's: its pid, uid and status (ssi_status).
+        b[12..16].copy_from_slice(&info.pid.to_le_bytes());
+        b[16..20].copy_from_slice(&info.uid.to_le_bytes());
+        b[40..44].copy_from_slice(&(info.addr as u32).to_le_bytes());
+        return b;
+    }
     if info.code == crate::kernel::signal::SI_TIMER {
         // A POSIX timer's: its id (ssi_tid) and overrun count.
         b[24..28].copy_from_slice(&info.pid.to_le_bytes());

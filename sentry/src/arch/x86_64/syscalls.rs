@@ -388,8 +388,21 @@ pub fn syscall_number(name: &str) -> Option<u64> {
 }
 
 /// The syscalls only x86_64 has, for the generic table.
-pub const ARCH_SYSCALLS: &[Entry] = &[Entry {
-    name: "arch_prctl",
-    handler: super::prctl::arch_prctl,
-    args: &[Arg::Hex, Arg::Hex],
-}];
+pub const ARCH_SYSCALLS: &[Entry] = &[
+    Entry {
+        name: "arch_prctl",
+        handler: super::prctl::arch_prctl,
+        args: &[Arg::Hex, Arg::Hex],
+    },
+    // arm64 has only clone for these.
+    Entry {
+        name: "fork",
+        handler: crate::syscalls::fork,
+        args: &[],
+    },
+    Entry {
+        name: "vfork",
+        handler: crate::syscalls::vfork,
+        args: &[],
+    },
+];

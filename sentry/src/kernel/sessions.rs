@@ -1,0 +1,149 @@
+//! Process groups and sessions (gVisor's kernel/sessions.go): setpgid,
+//! setsid, and the groups kill(2) addresses.
+
+use std::sync::Arc;
+
+use super::signal::SigInfo;
+use super::task::Task;
+use super::thread_group::{lock, ThreadGroup};
+use super::Kernel;
+use crate::errno::Errno;
+
+impl Kernel {
+    /// The live processes of process group `pgid`.
+    pub fn process_group(&self, pgid: i32) -> Vec<Arc<ThreadGroup>> {
+        self.pids
+            .thread_groups()
+            .into_iter()
+            .filter(|tg| !tg.is_zombie() && tg.links().pgid == pgid)
+            .collect()
+    }
+
+    /// A live or zombie process by pid.
+    pub fn process(&self, pid: i32) -> Option<Arc<ThreadGroup>> {
+        self.pids.thread_group(pid)
+    }
+}
+
+impl Task {
+    /// setpgid(pid, pgid) with Linux's rules: `pid` is the caller or a
+    /// child of it that has not exec'd (EACCES) in the same session
+    /// (EPERM); a session leader cannot move (EPERM); the group joined
+    /// must exist in the caller's session unless it is `pid`'s own.
+    pub fn setpgid(&self, pid: i32, pgid: i32) -> Result<(), Errno> {
+        if pgid < 0 {
+            return Err(Errno::EINVAL);
+        }
+        let kernel = self.kernel.clone();
+        let _tree = lock(&kernel.tree);
+        let me = self.tgid();
+        let pid = if pid == 0 { me } else { pid };
+        let pgid = if pgid == 0 { pid } else { pgid };
+        let target = kernel
+            .process(pid)
+            .filter(|t| !t.is_zombie())
+            .ok_or(Errno::ESRCH)?;
+        let mine = self.tg.links();
+        let theirs = target.links();
+        if pid != me {
+            if theirs.parent != me {
+                return Err(Errno::ESRCH);
+            }
+            if theirs.sid != mine.sid {
+                return Err(Errno::EPERM);
+            }
+            if target.did_exec() {
+                return Err(Errno::EACCES);
+            }
+        }
+        if theirs.sid == pid {
+            return Err(Errno::EPERM);
+        }
+        if pgid != pid {
+            let exists = kernel
+                .pids
+                .thread_groups()
+                .iter()
+                .any(|tg| tg.links().pgid == pgid && tg.links().sid == mine.sid);
+            if !exists {
+                return Err(Errno::EPERM);
+            }
+        }
+        target.set_pgid_sid(pgid, theirs.sid);
+        Ok(())
+    }
+
+    /// setsid: a new session and group led by the caller; EPERM when it
+    /// already leads a process group.
+    pub fn setsid(&self) -> Result<i32, Errno> {
+        let kernel = self.kernel.clone();
+        let _tree = lock(&kernel.tree);
+        let me = self.tgid();
+        let leads = kernel
+            .pids
+            .thread_groups()
+            .iter()
+            .any(|tg| tg.links().pgid == me);
+        if leads {
+            return Err(Errno::EPERM);
+        }
+        self.tg.set_pgid_sid(me, me);
+        Ok(me)
+    }
+
+    /// getpgid / getsid of `pid` (0: the caller): (pgid, sid).
+    pub fn pgid_sid_of(&self, pid: i32) -> Result<(i32, i32), Errno> {
+        if pid == 0 {
+            let l = self.tg.links();
+            return Ok((l.pgid, l.sid));
+        }
+        let tg = self.kernel.process(pid).ok_or(Errno::ESRCH)?;
+        let l = tg.links();
+        Ok((l.pgid, l.sid))
+    }
+
+    /// kill(2)'s targets: pid > 0 one process, 0 the caller's group, -1
+    /// every process but init and the caller, < -1 group -pid. ESRCH when
+    /// there is none. Signal 0 only checks.
+    pub fn kill_targets(&self, pid: i32) -> Result<Vec<Arc<ThreadGroup>>, Errno> {
+        let targets: Vec<Arc<ThreadGroup>> = match pid {
+            p if p > 0 => self.kernel.process(p).into_iter().collect(),
+            0 => self.kernel.process_group(self.tg.links().pgid),
+            -1 => self
+                .kernel
+                .pids
+                .thread_groups()
+                .into_iter()
+                .filter(|tg| tg.tgid() != 1 && tg.tgid() != self.tgid() && !tg.is_zombie())
+                .collect(),
+            p => self
+                .kernel
+                .process_group(p.checked_neg().ok_or(Errno::ESRCH)?),
+        };
+        if targets.is_empty() {
+            return Err(Errno::ESRCH);
+        }
+        Ok(targets)
+    }
+
+    /// Sends `info` to process `tg` from this task. The sandbox's init
+    /// process is protected as Linux protects a pid namespace's init:
+    /// a signal from inside it whose action is the default is dropped
+    /// (init dies only of what it asks for, or from outside).
+    pub fn signal_other_process(&self, tg: &ThreadGroup, info: SigInfo) {
+        if tg.is_zombie() || info.signo == 0 {
+            return;
+        }
+        if tg.tgid() == 1 && tg.tgid() != self.tgid() {
+            let default = tg
+                .handlers()
+                .get(info.signo)
+                .map(|a| a.is_default())
+                .unwrap_or(true);
+            if default {
+                return;
+            }
+        }
+        self.kernel.send_to_process(tg, info);
+    }
+}
