@@ -12,6 +12,14 @@
 #include <sys/timerfd.h>
 #include <time.h>
 
+/* The thread of a SIGEV_THREAD_ID sigevent (named differently by glibc
+ * and musl). */
+#ifdef sigev_notify_thread_id
+#define SET_TID(ev, tid) ((ev).sigev_notify_thread_id = (tid))
+#else
+#define SET_TID(ev, tid) ((ev)._sigev_un._tid = (tid))
+#endif
+
 static volatile sig_atomic_t fired;
 static volatile int last_code, last_value, last_tid_ok;
 
@@ -150,7 +158,7 @@ int main(void)
 	while (!thread_ready)
 		usleep(1000);
 	struct sigevent tev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGUSR2};
-	tev._sigev_un._tid = target_tid;
+	SET_TID(tev, target_tid);
 	timer_t t4;
 	CHECK(timer_create(CLOCK_MONOTONIC, &tev, &t4) == 0);
 	its.it_value.tv_sec = 0;
@@ -166,7 +174,7 @@ int main(void)
 	struct sigevent badsig = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = 99};
 	EXPECT_ERR("bad signal", timer_create(CLOCK_MONOTONIC, &badsig, &bad));
 	struct sigevent badtid = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGUSR2};
-	badtid._sigev_un._tid = 999999;
+	SET_TID(badtid, 999999);
 	EXPECT_ERR("bad tid", timer_create(CLOCK_MONOTONIC, &badtid, &bad));
 	EXPECT_ERR("bad id", syscall(SYS_timer_settime, 12345, 0, &its, NULL));
 	EXPECT_ERR("bad id overrun", syscall(SYS_timer_getoverrun, 12345));

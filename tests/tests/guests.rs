@@ -128,6 +128,11 @@ const MUSL_GUESTS: &[&str] = &[
     "threads",
     "condvar",
     "itimers",
+    "epoll",
+    "poll",
+    "timers",
+    "sigwait",
+    "wakeups",
 ];
 
 fn invocation(name: &str, libc: Libc) -> Invocation {
@@ -257,6 +262,11 @@ musl_tests!(
     musl_threads => threads,
     musl_condvar => condvar,
     musl_itimers => itimers,
+    musl_epoll => epoll,
+    musl_poll => poll,
+    musl_timers => timers,
+    musl_sigwait => sigwait,
+    musl_wakeups => wakeups,
 );
 
 /// Native-only sanity check of the guests themselves (needs no cryo): every
