@@ -2,12 +2,14 @@
  * pipe holding unread bytes, an armed periodic timerfd and an eventfd
  * whose edge is not yet reported (edge-triggered), a periodic POSIX timer
  * (SIGEV_SIGNAL, a counting handler) and a signalfd with a pending blocked
- * SIGUSR2, prints "setup", then TICKS lines "tick N" 100 ms apart (the
- * checkpoint comes in between), then what the waiting objects hold:
+ * SIGUSR2, prints "setup", then TICKS lines "tick N" 100 ms apart, each
+ * waited for in poll or epoll_wait (the checkpoint comes in one of those
+ * waits), then what the waiting objects hold:
  * the same lines natively and across a checkpoint and restore. */
 #define _GNU_SOURCE
 #include "common.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/epoll.h>
@@ -23,13 +25,6 @@ static void on_usr1(int s)
 {
 	(void)s;
 	timer_hits++;
-}
-
-static void sleep_ms(long n)
-{
-	struct timespec ts = {n / 1000, (n % 1000) * 1000000};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
 }
 
 int main(void)
@@ -75,10 +70,34 @@ int main(void)
 	CHECK(sfd >= 0);
 	raise(SIGUSR2);
 
+	/* The ticks come from a second timerfd, waited for in poll (odd
+	 * ticks) or a second epoll set (even ticks), so the checkpoint stops
+	 * the guest inside those waits. */
+	int tick = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+	CHECK(tick >= 0);
+	struct itimerspec every = {.it_value = {0, 100000000}, .it_interval = {0, 100000000}};
+	CHECK(timerfd_settime(tick, 0, &every, NULL) == 0);
+	int tick_ep = epoll_create1(0);
+	CHECK(tick_ep >= 0);
+	ev.events = EPOLLIN;
+	ev.data.u64 = 1;
+	CHECK(epoll_ctl(tick_ep, EPOLL_CTL_ADD, tick, &ev) == 0);
+
 	printf("setup\n");
 	fflush(stdout);
 	for (int i = 1; i <= TICKS; i++) {
-		sleep_ms(100);
+		uint64_t fired;
+		while (read(tick, &fired, 8) != 8) {
+			if (i % 2) {
+				struct pollfd pf = {.fd = tick, .events = POLLIN};
+				int r = poll(&pf, 1, 5000);
+				CHECK(r == 1 || (r == -1 && errno == EINTR));
+			} else {
+				struct epoll_event te;
+				int r = epoll_wait(tick_ep, &te, 1, 5000);
+				CHECK(r == 1 || (r == -1 && errno == EINTR));
+			}
+		}
 		printf("tick %d\n", i);
 		fflush(stdout);
 	}
