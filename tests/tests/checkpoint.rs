@@ -1383,7 +1383,10 @@ fn saved_waiting_objects_are_relative_and_hostile_ones_are_refused(s: &Scratch, 
     let mut data: Vec<u64> = set.items.iter().map(|i| i.data).collect();
     data.sort();
     assert_eq!(data, vec![7, 8, 9]);
-    let ticks = sets.iter().find(|s| s.items.len() == 1).expect("the tick set");
+    let ticks = sets
+        .iter()
+        .find(|s| s.items.len() == 1)
+        .expect("the tick set");
     assert_eq!(ticks.items[0].data, 1);
 
     let ep_id = set.id;
@@ -1428,6 +1431,53 @@ fn saved_waiting_objects_are_relative_and_hostile_ones_are_refused(s: &Scratch, 
             &hostile,
             &format!("a statefile with a hostile POSIX timer {field}"),
             &["kernel.PosixTimers", field],
+        );
+    }
+}
+
+/// A poll, epoll_wait or rt_sigtimedwait stopped by a checkpoint and
+/// restored after a pause ends when its timeout runs out in sandbox time
+/// (2 s after it began), not a whole timeout after the restore: the
+/// restarted call keeps its deadline, as Linux's restart block for poll.
+#[test]
+fn a_wait_stopped_by_a_checkpoint_keeps_its_deadline() {
+    const TIMEOUT: i64 = 2_000_000_000;
+    const LATE: i64 = 800_000_000;
+    let guest_bin = guest("wait_timeout_ckpt", Libc::Glibc);
+    for mode in ["poll", "epoll", "sigtimedwait"] {
+        let s = scratch();
+        let mut a = Sandbox::run(&s.root(), "T", &guest_bin, &[OsStr::new(mode)]);
+        a.wait_lines(1, START);
+        let began = field_of(&a.lines()[0], "mono");
+        thread::sleep(Duration::from_millis(500));
+        let img = s.path("img");
+        assert_ok(
+            &checkpoint(&s.root(), &img, "T", &[]),
+            &format!("cryo checkpoint T (wait_timeout_ckpt {mode})"),
+        );
+        assert_eq!(a.wait_exit(EXIT), 0, "{mode}: {}", a.stderr_str());
+        assert_eq!(a.lines().len(), 1, "{mode} ended before the checkpoint");
+        thread::sleep(Duration::from_secs(3));
+        let mut b = Sandbox::restore(&s.root(), &img, "U");
+        let restored = Instant::now();
+        assert_eq!(
+            b.wait_exit(Duration::from_secs(10)),
+            0,
+            "{mode}: {}",
+            b.stderr_str()
+        );
+        let took = restored.elapsed();
+        let lines = b.lines();
+        assert_eq!(lines.len(), 1, "restored {mode}: {lines:?}");
+        assert_eq!(field_of(&lines[0], "ret"), 0, "{mode} timed out: {lines:?}");
+        let after = field_of(&lines[0], "mono") - began;
+        assert!(
+            (TIMEOUT - 10_000_000..=TIMEOUT + LATE).contains(&after),
+            "{mode}: the wait ended {after} ns of sandbox time after it began (timeout 2 s)"
+        );
+        assert!(
+            took < Duration::from_millis(1900),
+            "{mode}: the restored wait took {took:?} of host time: a whole new timeout"
         );
     }
 }

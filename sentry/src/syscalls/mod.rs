@@ -79,7 +79,14 @@ pub fn dispatch(task: &mut Task) {
                 {
                     Err(ERESTARTSYS)
                 }
-                Some(_) => Err(Errno::EINTR),
+                Some(_) => {
+                    if e == ERESTARTNOHAND {
+                        // A wait kept its deadline for a restart that a
+                        // handler now replaces with EINTR.
+                        task.set_restart(None);
+                    }
+                    Err(Errno::EINTR)
+                }
                 None if e != Errno::EINTR
                     || task.interrupt().is_pending()
                     || task.has_deliverable_signal() =>

@@ -10,10 +10,11 @@
 use std::sync::Arc;
 
 use super::time::read_timespec;
-use super::{Args, SysResult};
+use super::{Args, SysResult, ERESTARTNOHAND};
 use crate::errno::Errno;
 use crate::kernel::signal::SigSet;
-use crate::kernel::time::{to_timespec, Nanos};
+use crate::kernel::task::RestartSleep;
+use crate::kernel::time::{to_timespec, ClockId, Nanos};
 use crate::kernel::Task;
 use crate::vfs::epoll::{epoll_arc, epoll_of, Ctl, Epoll, EXCLUSIVE_OK};
 use crate::vfs::poll::{
@@ -111,6 +112,35 @@ fn deadline_in(t: &Task, ns: Option<Nanos>) -> Option<Nanos> {
     ns.map(|ns| t.kernel().clocks.monotonic().saturating_add(ns))
 }
 
+/// The deadline of a wait whose timeout is in a register (poll,
+/// epoll_wait): the one this same call had when it was stopped without a
+/// handler to run (a checkpoint) and is now running again, else `ns` from
+/// now. Like Linux's restart block for poll, a restarted wait ends when
+/// the first would have, not a whole timeout later.
+pub(super) fn resumed_deadline(t: &mut Task, ns: Option<Nanos>) -> Option<Nanos> {
+    if let Some(r) = t.restart() {
+        if r.rem.is_none() && r.clock == ClockId::Monotonic {
+            t.set_restart(None);
+            return Some(r.deadline);
+        }
+    }
+    deadline_in(t, ns)
+}
+
+/// Keeps `deadline` for the restart of a wait stopped with no handler to
+/// run; the dispatcher drops it again if the call ends with EINTR instead.
+pub(super) fn keep_for_restart<T>(t: &mut Task, deadline: Option<Nanos>, r: &Result<T, Errno>) {
+    if let (Err(e), Some(deadline)) = (r, deadline) {
+        if *e == ERESTARTNOHAND && t.handler_to_run().is_none() {
+            t.set_restart(Some(RestartSleep {
+                deadline,
+                clock: ClockId::Monotonic,
+                rem: None,
+            }));
+        }
+    }
+}
+
 /// Writes the time left until `deadline` back to a timespec (ppoll,
 /// pselect6) or timeval (select), as Linux's poll_select_finish: not for a
 /// zero timeout.
@@ -202,8 +232,10 @@ fn write_pollfds(t: &Task, addr: u64, fds: &[PollFd]) -> Result<(), Errno> {
 
 pub fn poll(t: &mut Task, a: &Args) -> SysResult {
     let ms = a.int(2);
-    let deadline = deadline_in(t, (ms >= 0).then(|| i64::from(ms) * 1_000_000));
-    let (n, fds) = do_poll(t, a.addr(0), a.raw(1), deadline)?;
+    let deadline = resumed_deadline(t, (ms >= 0).then(|| i64::from(ms) * 1_000_000));
+    let r = do_poll(t, a.addr(0), a.raw(1), deadline);
+    keep_for_restart(t, deadline, &r);
+    let (n, fds) = r?;
     write_pollfds(t, a.addr(0), &fds)?;
     Ok(n as u64)
 }
@@ -434,7 +466,9 @@ fn do_epoll_wait(
         got = ep.collect(max);
         Ok(got.len())
     };
-    let n = wait_for(t, &watched, deadline, &mut scan)?;
+    let r = wait_for(t, &watched, deadline, &mut scan);
+    keep_for_restart(t, deadline, &r);
+    let n = r?;
     let mut out = Vec::with_capacity(n * EPOLL_EVENT_SIZE);
     for e in &got {
         out.extend_from_slice(&e.events.to_le_bytes());
@@ -444,8 +478,8 @@ fn do_epoll_wait(
     Ok(n as u64)
 }
 
-fn ms_deadline(t: &Task, ms: i32) -> Option<Nanos> {
-    deadline_in(t, (ms >= 0).then(|| i64::from(ms) * 1_000_000))
+fn ms_deadline(t: &mut Task, ms: i32) -> Option<Nanos> {
+    resumed_deadline(t, (ms >= 0).then(|| i64::from(ms) * 1_000_000))
 }
 
 pub fn epoll_wait(t: &mut Task, a: &Args) -> SysResult {
@@ -468,7 +502,7 @@ pub fn epoll_pwait2(t: &mut Task, a: &Args) -> SysResult {
     } else {
         Some(read_timespec(t, a.addr(3))?)
     };
-    let deadline = deadline_in(t, timeout);
+    let deadline = resumed_deadline(t, timeout);
     let mask = read_sigmask(t, a.addr(4), a.raw(5))?;
     if let Some(m) = mask {
         t.set_temporary_mask(m);

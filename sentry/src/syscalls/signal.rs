@@ -256,8 +256,22 @@ pub fn rt_sigtimedwait(t: &mut Task, a: &Args) -> SysResult {
     } else {
         Some(super::time::read_timespec(t, a.addr(2))?)
     };
+    let deadline = match timeout {
+        Some(d) => super::poll::resumed_deadline(t, Some(d)),
+        None => None,
+    };
+    let r = sigtimedwait_until(t, a, set, deadline);
+    super::poll::keep_for_restart(t, deadline, &r);
+    r
+}
+
+fn sigtimedwait_until(
+    t: &mut Task,
+    a: &Args,
+    set: SigSet,
+    deadline: Option<crate::kernel::time::Nanos>,
+) -> SysResult {
     let clocks = t.kernel().clocks;
-    let deadline = timeout.map(|d| clocks.monotonic().saturating_add(d));
     loop {
         let taken = crate::vfs::signalfd::take_signal(&mut t.pending(), set);
         if let Some(mut info) = taken {
@@ -292,7 +306,7 @@ pub fn rt_sigtimedwait(t: &mut Task, a: &Args) -> SysResult {
                 // plain sleep would return at once, so look again now.
                 continue;
             }
-            return Err(super::ERESTARTSYS);
+            return Err(super::ERESTARTNOHAND);
         }
     }
 }
