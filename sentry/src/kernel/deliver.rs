@@ -64,11 +64,17 @@ impl Task {
     /// syscall restarts).
     pub fn handler_to_run(&self) -> Option<u64> {
         let mask = self.signal_mask;
-        let handlers = self.handlers();
-        self.pending()
+        // The pending list and the dispositions are never locked together.
+        let deliverable: Vec<i32> = self
+            .pending()
             .iter()
             .filter(|p| !mask.contains(p.signo) || p.signo == libc::SIGKILL)
-            .filter_map(|p| handlers.get(p.signo).ok())
+            .map(|p| p.signo)
+            .collect();
+        let handlers = self.handlers();
+        deliverable
+            .into_iter()
+            .filter_map(|signo| handlers.get(signo).ok())
             .find(|a| !a.is_default() && !a.is_ignored())
             .map(|a| a.flags)
     }

@@ -296,6 +296,9 @@ fn do_select(t: &mut Task, nfds: i32, sets: [u64; 3], deadline: Option<Nanos>) -
         ];
         if want.iter().any(|&x| x) {
             let f = t.fds().file(fd as i32).map_err(|_| Errno::EBADF)?;
+            if f.is_path() {
+                return Err(Errno::EBADF);
+            }
             wanted.push((fd, f, want));
         }
     }
