@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -153,6 +154,16 @@ int main(void)
 	struct pollfd wf = {.fd = q[1], .events = POLLOUT};
 	n = poll(&wf, 1, 0);
 	printf("poll err: n=%d revents=%#x\n", n, wf.revents);
+	/* The sandbox's stdin (a host pipe the runner closes): a HUP, seen
+	 * through poll and through an epoll set. */
+	struct pollfd in = {.fd = 0, .events = POLLIN};
+	n = poll(&in, 1, 5000);
+	printf("poll stdin: n=%d revents=%#x\n", n, in.revents);
+	int ep = epoll_create1(0);
+	struct epoll_event ev = {.events = EPOLLIN}, got;
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev) == 0);
+	n = epoll_wait(ep, &got, 1, 5000);
+	printf("epoll stdin: n=%d hup=%d\n", n, !!(got.events & EPOLLHUP));
 	/* A regular file is always ready. */
 	int reg = open("/etc/passwd", O_RDONLY);
 	struct pollfd rf = {.fd = reg, .events = POLLIN | POLLOUT};
