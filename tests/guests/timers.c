@@ -168,6 +168,28 @@ int main(void)
 	printf("thread timer: fired_in_target=%d\n", last_tid_ok);
 	CHECK(timer_delete(t4) == 0);
 
+	/* A process CPU-time timer: fires once the process has run 30 ms. */
+	before = fired;
+	timer_t t5;
+	CHECK(timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &t5) == 0);
+	its.it_value.tv_sec = 0;
+	its.it_value.tv_nsec = 30000000;
+	its.it_interval.tv_nsec = 0;
+	CHECK(timer_settime(t5, 0, &its, NULL) == 0);
+	CHECK(timer_gettime(t5, &cur) == 0);
+	printf("cpu timer armed: %d\n", cur.it_value.tv_nsec > 0 && cur.it_value.tv_nsec <= 30000000);
+	volatile unsigned long spin = 0;
+	struct timespec c0, c1;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+	while (fired == before)
+		spin++;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+	long used = (c1.tv_sec - c0.tv_sec) * 1000 + (c1.tv_nsec - c0.tv_nsec) / 1000000;
+	printf("cpu timer fired after cpu>=25ms: %d code_is_timer=%d\n", used >= 25, last_code == SI_TIMER);
+	CHECK(timer_gettime(t5, &cur) == 0);
+	printf("cpu timer disarmed: %d\n", cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0);
+	CHECK(timer_delete(t5) == 0);
+
 	/* Errors. */
 	timer_t bad;
 	EXPECT_ERR("bad clock", timer_create(12345, &sev, &bad));

@@ -135,6 +135,9 @@ struct State {
     thread: bool,
     /// The process's POSIX timers (timer_create), fired by the same thread.
     posix: PosixTimers,
+    /// The process, for the CPU-time POSIX timers that fire as its tasks
+    /// charge their time (set when the timer thread starts).
+    group: Weak<ThreadGroup>,
 }
 
 impl State {
@@ -143,6 +146,11 @@ impl State {
             || self.virt.armed()
             || self.prof.armed()
             || self.posix.any_armed()
+    }
+
+    /// A timer that runs on the process's CPU time is armed.
+    fn cpu_armed(&self) -> bool {
+        self.virt.armed() || self.prof.armed() || self.posix.cpu_budget().is_some()
     }
 }
 
@@ -297,7 +305,7 @@ impl ITimers {
     pub fn enter_user(&self, tid: i32) {
         let mut st = self.state();
         st.in_user.insert(tid);
-        if st.virt.armed() || st.prof.armed() {
+        if st.cpu_armed() {
             self.wake.notify_all();
         }
     }
@@ -327,7 +335,17 @@ impl ITimers {
                 .remaining
                 .saturating_sub(nanos(total))
                 .max(if st.prof.armed() { 1 } else { 0 });
+            if let Some(tg) = st.group.upgrade() {
+                st.posix.charge_cpu(&tg, nanos(total), false);
+            }
             return fired;
+        }
+        if st.posix.cpu_budget().is_some() {
+            if let Some(tg) = st.group.upgrade() {
+                // Process CPU time is what cryo accounts per task
+                // (application code and syscalls), as for ITIMER_PROF.
+                st.posix.charge_cpu(&tg, nanos(total), true);
+            }
         }
         if st.virt.charge(nanos(user)) {
             fired.push(libc::SIGVTALRM);
@@ -446,6 +464,7 @@ impl ITimers {
     pub fn start(self: &Arc<Self>, kernel: &Arc<Kernel>, tg: &Arc<ThreadGroup>) {
         {
             let mut st = self.state();
+            st.group = Arc::downgrade(tg);
             if st.thread || !st.any_armed() {
                 return;
             }
@@ -482,6 +501,8 @@ impl ITimers {
                 let clocks = Now {
                     monotonic: now,
                     realtime: kernel.clocks.realtime(),
+                    // CPU-time timers are not fired from here.
+                    cpu: 0,
                 };
                 // Fired under the lock, as the real timer's signal is.
                 if let Some(next) = st.posix.fire(&tg, &clocks) {
@@ -509,7 +530,7 @@ impl ITimers {
                 let left = Duration::from_nanos(deadline.saturating_sub(now).max(0) as u64);
                 wait = wait.min(left.max(Duration::from_micros(50)));
             }
-            if st.virt.armed() || st.prof.armed() {
+            if st.cpu_armed() {
                 let running: Vec<i32> = st
                     .in_user
                     .iter()
@@ -546,6 +567,7 @@ impl ITimers {
                                 .iter()
                                 .filter(|c| c.armed())
                                 .map(|c| c.remaining)
+                                .chain(st.posix.cpu_budget())
                                 .min()
                                 .unwrap_or(0);
                             let per = budget / i64::try_from(running.len()).unwrap_or(1).max(1);

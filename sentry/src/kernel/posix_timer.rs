@@ -52,7 +52,8 @@ pub(super) struct PosixTimer {
     pub notify: Notify,
     /// sigev_value, carried in the signal's si_value.
     pub value: u64,
-    /// The next expiry on `clock` (None: disarmed).
+    /// The next expiry on `clock` (None: disarmed); for a CPU-time timer
+    /// the process CPU time left until it.
     pub deadline: Option<Nanos>,
     pub interval: Nanos,
     /// Expirations missed since the pending signal was queued.
@@ -109,7 +110,10 @@ impl PosixTimersRecord {
             }
             if !matches!(
                 t.clock,
-                ClockId::Realtime | ClockId::Monotonic | ClockId::Boottime
+                ClockId::Realtime
+                    | ClockId::Monotonic
+                    | ClockId::Boottime
+                    | ClockId::ProcessCputime
             ) {
                 return Err((f("clock"), format!("{:?}", t.clock)));
             }
@@ -154,6 +158,9 @@ pub struct TimerSetting {
 pub struct Now {
     pub monotonic: Nanos,
     pub realtime: Nanos,
+    /// The process's CPU time as the calling task reads
+    /// CLOCK_PROCESS_CPUTIME_ID (absolute CPU-time timers count from it).
+    pub cpu: Nanos,
 }
 
 impl Now {
@@ -165,9 +172,49 @@ impl Now {
     }
 }
 
+/// Whether timers on `clock` count the process's CPU time.
+fn is_cpu(clock: ClockId) -> bool {
+    clock == ClockId::ProcessCputime
+}
+
 impl PosixTimers {
     pub fn any_armed(&self) -> bool {
         self.timers.values().any(|t| t.deadline.is_some())
+    }
+
+    /// The least CPU time left among the armed CPU-time timers.
+    pub fn cpu_budget(&self) -> Option<Nanos> {
+        self.timers
+            .values()
+            .filter(|t| is_cpu(t.clock))
+            .filter_map(|t| t.deadline)
+            .min()
+    }
+
+    /// Charges `ns` of the process's CPU time to the CPU-time timers and
+    /// fires those that ran out (`fire` false while a checkpoint is
+    /// saving: the time counts, the expiry waits for the next charge).
+    pub fn charge_cpu(&mut self, tg: &ThreadGroup, ns: Nanos, fire: bool) {
+        for (&id, t) in self.timers.iter_mut() {
+            if !is_cpu(t.clock) {
+                continue;
+            }
+            let Some(left) = t.deadline else {
+                continue;
+            };
+            let left = left.saturating_sub(ns);
+            if left > 0 || !fire {
+                t.deadline = Some(left.max(1));
+                continue;
+            }
+            // As a CPU interval timer: one expiry reloads once, an
+            // overshoot shortening the next period; the missed periods are
+            // overruns.
+            let over = -left;
+            let missed = if t.interval > 0 { over / t.interval } else { 0 };
+            t.deadline = (t.interval > 0).then(|| t.interval - over % t.interval);
+            send(tg, id, t, u32::try_from(missed).unwrap_or(DELAYTIMER_MAX));
+        }
     }
 
     /// timer_create: the lowest free id.
@@ -198,11 +245,15 @@ impl PosixTimers {
     }
 
     fn setting(t: &PosixTimer, now: &Now) -> TimerSetting {
+        let left = |d: Nanos| {
+            if is_cpu(t.clock) {
+                d
+            } else {
+                d.saturating_sub(now.on(t.clock)).max(1)
+            }
+        };
         TimerSetting {
-            value: t
-                .deadline
-                .map(|d| d.saturating_sub(now.on(t.clock)).max(1))
-                .unwrap_or(0),
+            value: t.deadline.map(left).unwrap_or(0),
             interval: t.interval,
         }
     }
@@ -227,6 +278,14 @@ impl PosixTimers {
         t.overrun = 0;
         t.deadline = if value == 0 {
             None
+        } else if is_cpu(t.clock) {
+            // CPU time left: an absolute value is measured from the
+            // process's CPU time now.
+            Some(if absolute {
+                value.saturating_sub(now.cpu).max(1)
+            } else {
+                value
+            })
         } else if absolute {
             Some(value)
         } else {
@@ -261,6 +320,10 @@ impl PosixTimers {
             let Some(deadline) = t.deadline else {
                 continue;
             };
+            if is_cpu(t.clock) {
+                // Fired by charge_cpu as the tasks run.
+                continue;
+            }
             let at = now.on(t.clock);
             if deadline > at {
                 let left = deadline - at;
@@ -296,10 +359,7 @@ impl PosixTimers {
                     clock: t.clock,
                     notify: t.notify,
                     value: t.value,
-                    remaining_ns: t
-                        .deadline
-                        .map(|d| d.saturating_sub(now.on(t.clock)).max(1))
-                        .unwrap_or(0),
+                    remaining_ns: Self::setting(t, now).value,
                     interval_ns: t.interval,
                     overrun: t.overrun,
                     overrun_last: t.overrun_last,
@@ -319,8 +379,13 @@ impl PosixTimers {
                         clock: t.clock,
                         notify: t.notify,
                         value: t.value,
-                        deadline: (t.remaining_ns > 0)
-                            .then(|| now.on(t.clock).saturating_add(t.remaining_ns)),
+                        deadline: (t.remaining_ns > 0).then(|| {
+                            if is_cpu(t.clock) {
+                                t.remaining_ns
+                            } else {
+                                now.on(t.clock).saturating_add(t.remaining_ns)
+                            }
+                        }),
                         interval: t.interval_ns,
                         overrun: t.overrun,
                         overrun_last: t.overrun_last,
@@ -398,6 +463,7 @@ mod tests {
         let now = Now {
             monotonic: 5_000,
             realtime: 1_000_000,
+            cpu: 0,
         };
         p.set(
             a,
@@ -428,6 +494,7 @@ mod tests {
         let later = Now {
             monotonic: 90_000,
             realtime: 7_000_000,
+            cpu: 0,
         };
         q.load(&rec, &later);
         assert_eq!(q.get(a, &later).unwrap().value, 1_000);

@@ -260,6 +260,7 @@ pub fn restore(
         crate::kernel::posix_timer::Now {
             monotonic: kernel.clocks.monotonic(),
             realtime: kernel.clocks.realtime(),
+            cpu: 0,
         },
     );
     task.join();

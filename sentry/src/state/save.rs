@@ -189,6 +189,7 @@ fn save_kernel(
             &tg.itimers().save_posix(crate::kernel::posix_timer::Now {
                 monotonic: kernel.clocks.monotonic(),
                 realtime: kernel.clocks.realtime(),
+                cpu: 0,
             }),
         )?;
         for tid in tg.tids() {

@@ -319,10 +319,33 @@ pub fn timerfd_gettime(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
+/// A dynamic CPU clock id (what glibc passes for CLOCK_PROCESS_CPUTIME_ID
+/// and CLOCK_THREAD_CPUTIME_ID, Linux's MAKE_PROCESS_CPUCLOCK): the bits
+/// name a pid (0: the caller) and whether the clock is a thread's. None
+/// for a non-negative id; EINVAL for another process's clock.
+fn cpu_clock(t: &Task, id: i32) -> Option<Result<ClockId, Errno>> {
+    if id >= 0 {
+        return None;
+    }
+    let pid = !(id >> 3);
+    let per_thread = id & 4 != 0;
+    if id & 3 == 3 {
+        return Some(Err(Errno::EINVAL));
+    }
+    Some(match (pid, per_thread) {
+        (0, false) => Ok(ClockId::ProcessCputime),
+        (p, false) if p == t.tgid() => Ok(ClockId::ProcessCputime),
+        (0, true) => Ok(ClockId::ThreadCputime),
+        (p, true) if p == t.tid() => Ok(ClockId::ThreadCputime),
+        _ => Err(Errno::EINVAL),
+    })
+}
+
 fn timer_now(t: &Task) -> crate::kernel::posix_timer::Now {
     crate::kernel::posix_timer::Now {
         monotonic: t.kernel().clocks.monotonic(),
         realtime: t.kernel().clocks.realtime(),
+        cpu: read_clock(t, ClockId::ProcessCputime),
     }
 }
 
@@ -332,11 +355,14 @@ pub fn timer_create(t: &mut Task, a: &Args) -> SysResult {
     use crate::kernel::posix_timer::{
         Notify, SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD, SIGEV_THREAD_ID,
     };
-    let clock = match ClockId::from_raw(a.int(0))? {
-        // CPU-time timers need per-tick accounting cryo does not do yet.
-        ClockId::ProcessCputime | ClockId::ThreadCputime => {
+    let named = cpu_clock(t, a.int(0)).unwrap_or_else(|| ClockId::from_raw(a.int(0)))?;
+    let clock = match named {
+        ClockId::ProcessCputime => ClockId::ProcessCputime,
+        // A thread's own CPU clock needs per-thread charging of the
+        // timers, which cryo does not do yet.
+        ClockId::ThreadCputime => {
             t.kernel()
-                .log_unsupported(libc::SYS_timer_create as u64, "CPU-time clock");
+                .log_unsupported(libc::SYS_timer_create as u64, "CLOCK_THREAD_CPUTIME_ID");
             return Err(Errno::EOPNOTSUPP);
         }
         _ => timer_clock(a.int(0))?,
