@@ -133,6 +133,16 @@ int main(void)
 	EXPECT_ERR("select bad timeval", select(1, NULL, NULL, NULL, &tv));
 	EXPECT_ERR("select negative nfds", select(-1, NULL, NULL, NULL, NULL));
 
+	/* A descriptor in the second word of the sets. */
+	CHECK(dup2(p[1], 100) == 100);
+	FD_ZERO(&w);
+	FD_SET(100, &w);
+	tv.tv_sec = 0;
+	tv.tv_usec = 0;
+	n = select(101, NULL, &w, NULL, &tv);
+	printf("select fd 100: n=%d w=%d\n", n, FD_ISSET(100, &w));
+	close(100);
+
 	/* pselect: with a data-ready pipe and a timespec. */
 	CHECK(write(p[1], "b", 1) == 1);
 	FD_ZERO(&r);

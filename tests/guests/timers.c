@@ -189,6 +189,12 @@ int main(void)
 	CHECK(timer_gettime(t5, &cur) == 0);
 	printf("cpu timer disarmed: %d\n", cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0);
 	CHECK(timer_delete(t5) == 0);
+	clockid_t own;
+	CHECK(clock_getcpuclockid(getpid(), &own) == 0);
+	struct timespec via;
+	printf("own cpu clock readable: %d\n", clock_gettime(own, &via) == 0 && (via.tv_sec > 0 || via.tv_nsec > 0));
+	CHECK(pthread_getcpuclockid(pthread_self(), &own) == 0);
+	printf("thread cpu clock readable: %d\n", clock_gettime(own, &via) == 0);
 
 	/* Errors. */
 	timer_t bad;

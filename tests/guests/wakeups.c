@@ -127,6 +127,22 @@ int main(void)
 	printf("select + handler: n=%d errno=%s handled=%d\n", n, errname(errno), (int)usr2);
 	pthread_join(th, NULL);
 
+	/* epoll_pwait's mask lets a pending blocked SIGUSR2 in: EINTR, its
+	 * handler runs, and SIGUSR2 is blocked again afterwards. */
+	sigset_t b2, none, after;
+	sigemptyset(&b2);
+	sigaddset(&b2, SIGUSR2);
+	sigemptyset(&none);
+	CHECK(sigprocmask(SIG_BLOCK, &b2, NULL) == 0);
+	raise(SIGUSR2);
+	int h = usr2;
+	errno = 0;
+	n = epoll_pwait(ep, &out, 1, 5000, &none);
+	CHECK(sigprocmask(SIG_BLOCK, NULL, &after) == 0);
+	printf("epoll_pwait mask: n=%d errno=%s handled=%d blocked_again=%d\n", n, errname(errno),
+	       usr2 - h, sigismember(&after, SIGUSR2));
+	CHECK(sigprocmask(SIG_UNBLOCK, &b2, NULL) == 0);
+
 	/* A blocking pipe read with SA_RESTART goes on after the handler. */
 	int p[2];
 	CHECK(pipe(p) == 0);

@@ -40,14 +40,16 @@ pub(super) fn read_timespec(t: &Task, addr: u64) -> Result<Nanos, Errno> {
 }
 
 pub fn clock_gettime(t: &mut Task, a: &Args) -> SysResult {
-    let id = ClockId::from_raw(a.int(0))?;
+    // A dynamic CPU clock (clock_getcpuclockid, pthread_getcpuclockid) of
+    // the caller reads as the named one.
+    let id = cpu_clock(t, a.int(0)).unwrap_or_else(|| ClockId::from_raw(a.int(0)))?;
     let now = read_clock(t, id);
     t.mm().copy_out(a.addr(1), &timespec_bytes(now))?;
     Ok(0)
 }
 
 pub fn clock_getres(t: &mut Task, a: &Args) -> SysResult {
-    ClockId::from_raw(a.int(0))?;
+    cpu_clock(t, a.int(0)).unwrap_or_else(|| ClockId::from_raw(a.int(0)))?;
     if a.addr(1) != 0 {
         t.mm().copy_out(a.addr(1), &timespec_bytes(1))?;
     }
