@@ -1621,3 +1621,64 @@ fn hostile_posix_timers_are_refused_by_field() {
         assert_refused(&with(timers), "kernel.PosixTimers", tgid, field, "");
     }
 }
+
+#[test]
+fn epoll_sets_inside_each_other_in_a_loop_are_refused() {
+    use sentry::vfs::epoll::{EpollItemRecord, EpollRecord};
+    use sentry::vfs::state::{FileStateKind, OpenFileState};
+    let mut t = seed(THREADS);
+    let fds: FdTableRecord = t.get(ids(&t).fd_table).unwrap();
+    let mut files: Vec<u64> = fds.fds.iter().map(|e| e.file).collect();
+    files.dedup();
+    assert!(files.len() >= 2, "the seed has two open files");
+    let (fa, fb) = (files[0], files[1]);
+    t.edit::<OpenFileState>(fa, |o| o.kind = FileStateKind::Epoll { id: 5 })
+        .unwrap();
+    t.edit::<OpenFileState>(fb, |o| o.kind = FileStateKind::Epoll { id: 6 })
+        .unwrap();
+    let item = |file| EpollItemRecord {
+        file,
+        fd: 9,
+        events: 1,
+        data: 0,
+        ready: false,
+    };
+    // 5 holds 6: accepted; 6 holding 5 as well is a loop.
+    let mut ok = t.clone();
+    ok.push(
+        5,
+        &EpollRecord {
+            id: 5,
+            items: vec![item(fb)],
+        },
+    )
+    .unwrap();
+    ok.push(
+        6,
+        &EpollRecord {
+            id: 6,
+            items: vec![],
+        },
+    )
+    .unwrap();
+    assert!(validate(&ok).is_ok(), "{:?}", validate(&ok).err());
+    t.push(
+        5,
+        &EpollRecord {
+            id: 5,
+            items: vec![item(fb)],
+        },
+    )
+    .unwrap();
+    t.push(
+        6,
+        &EpollRecord {
+            id: 6,
+            items: vec![item(fa)],
+        },
+    )
+    .unwrap();
+    let r = refusal(&t);
+    assert_eq!((r.record, r.field.as_ref()), ("vfs.Epoll", "items"), "{r}");
+    assert!(r.why.contains("inside itself"), "{r}");
+}

@@ -142,6 +142,28 @@ int main(void)
 	printf("poll on epoll fd: %d revents_in=%d\n", n, !!(pf.revents & POLLIN));
 	CHECK(read(p[0], buf, sizeof buf) == 1);
 
+	/* How deep sets nest: built from the bottom and from the top. */
+	int chain[8];
+	for (int i = 0; i < 8; i++)
+		CHECK((chain[i] = epoll_create1(0)) >= 0);
+	int ok = 0;
+	errno = 0;
+	for (int i = 0; i < 7 && epoll_ctl(chain[i + 1], EPOLL_CTL_ADD, chain[i], &ev) == 0; i++)
+		ok++;
+	printf("nest bottom-up: %d then %s\n", ok, errname(errno));
+	int top[8];
+	for (int i = 0; i < 8; i++)
+		CHECK((top[i] = epoll_create1(0)) >= 0);
+	ok = 0;
+	errno = 0;
+	for (int i = 0; i < 7 && epoll_ctl(top[i], EPOLL_CTL_ADD, top[i + 1], &ev) == 0; i++)
+		ok++;
+	printf("nest top-down: %d then %s\n", ok, errname(errno));
+	for (int i = 0; i < 8; i++) {
+		close(chain[i]);
+		close(top[i]);
+	}
+
 	/* eventfd: level, edge and HUP-free readiness. */
 	int efd = eventfd(0, EFD_NONBLOCK);
 	CHECK(efd >= 0);

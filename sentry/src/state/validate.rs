@@ -670,7 +670,89 @@ fn check_epolls(
         }
         out.push(r);
     }
+    check_epoll_nesting(&out, files)?;
     Ok(out)
+}
+
+/// Sets inside sets form no loop and nest no deeper than Linux allows (a
+/// loop would make a set's readiness recurse without end).
+fn check_epoll_nesting(
+    sets: &[EpollRecord],
+    files: &BTreeMap<u64, OpenFileState>,
+) -> Result<(), LoadError> {
+    use crate::vfs::epoll::MAX_NESTS;
+    let children: BTreeMap<u64, Vec<u64>> = sets
+        .iter()
+        .map(|s| {
+            let inner = s
+                .items
+                .iter()
+                .filter_map(|it| match files.get(&it.file).map(|f| &f.kind) {
+                    Some(FileStateKind::Epoll { id }) => Some(*id),
+                    _ => None,
+                })
+                .collect();
+            (s.id, inner)
+        })
+        .collect();
+    // Depth-first, without recursion and visiting each set once: a set
+    // met again while its own walk is open is a loop; a finished one
+    // brings its height (the longest chain of sets below it).
+    enum Mark {
+        Open,
+        Height(usize),
+    }
+    let mut marks: BTreeMap<u64, Mark> = BTreeMap::new();
+    for &root in children.keys() {
+        if marks.contains_key(&root) {
+            continue;
+        }
+        marks.insert(root, Mark::Open);
+        let mut stack: Vec<(u64, usize)> = vec![(root, 0)];
+        while let Some(&mut (set, ref mut next)) = stack.last_mut() {
+            let kids = children.get(&set).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(&c) = kids.get(*next) {
+                *next += 1;
+                match marks.get(&c) {
+                    Some(Mark::Open) => {
+                        return Err(invalid(
+                            "vfs.Epoll",
+                            c,
+                            "items",
+                            "the set is inside itself through other sets".to_string(),
+                        )
+                        .into())
+                    }
+                    Some(Mark::Height(_)) => {}
+                    None => {
+                        marks.insert(c, Mark::Open);
+                        stack.push((c, 0));
+                    }
+                }
+                continue;
+            }
+            let height = kids
+                .iter()
+                .map(|c| match marks.get(c) {
+                    Some(Mark::Height(h)) => h + 1,
+                    _ => 0,
+                })
+                .max()
+                .unwrap_or(0);
+            if height > MAX_NESTS {
+                return Err(invalid(
+                    "vfs.Epoll",
+                    set,
+                    "items",
+                    format!("epoll sets nest {height} deep below it (Linux allows {MAX_NESTS})"),
+                )
+                .into());
+            }
+            marks.insert(set, Mark::Height(height));
+            stack.pop();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

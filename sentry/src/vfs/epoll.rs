@@ -57,6 +57,17 @@ pub const EXCLUSIVE_OK: u32 = super::poll::EPOLLIN
 
 static NEXT_EPOLL: AtomicU64 = AtomicU64::new(1);
 
+/// Every live epoll set of the Sentry, for the nesting check of sets
+/// inside sets (which looks for the sets holding one).
+static SETS: Mutex<Vec<Weak<Epoll>>> = Mutex::new(Vec::new());
+
+std::thread_local! {
+    /// How many epoll sets this host thread is computing readiness
+    /// through: bounded, so that no arrangement of sets (however it was
+    /// made) can recurse without end.
+    static READINESS_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// An item's key: its open file (by address, while it lives) and the
 /// descriptor it was added with.
 type Key = (usize, i32);
@@ -103,6 +114,9 @@ struct State {
     /// The polled and timed items, looked at on every wait (so a wait
     /// costs the ready and watched items, not the whole set).
     watched: std::collections::BTreeSet<Key>,
+    /// The items that are epoll sets themselves (their timed items count
+    /// for this set's next change).
+    nested: std::collections::BTreeSet<Key>,
 }
 
 /// One epoll instance.
@@ -167,6 +181,10 @@ impl Epoll {
             queue: WaitQueue::new(),
         });
         let ops: Arc<dyn FileOps> = Arc::new(EpollFile(ep.clone()));
+        let mut sets = lock(&SETS);
+        sets.retain(|s| s.strong_count() > 0);
+        sets.push(Arc::downgrade(&ep));
+        drop(sets);
         (ep, anon_file(ops, libc::O_RDWR | cloexec_free_flags))
     }
 
@@ -202,9 +220,11 @@ impl Epoll {
             items,
             ready,
             watched,
+            nested,
         } = st;
         ready.retain(|k| items.contains_key(k));
         watched.retain(|k| items.contains_key(k));
+        nested.retain(|k| items.contains_key(k));
     }
 
     /// epoll_ctl on `file`, added (or known) as descriptor `fd`. The
@@ -261,6 +281,9 @@ impl Epoll {
                 if polled || timed {
                     st.watched.insert(key);
                 }
+                if epoll_of(file).is_some() {
+                    st.nested.insert(key);
+                }
             }
             Ctl::Mod => {
                 let State { items, ready, .. } = &mut *st;
@@ -283,6 +306,7 @@ impl Epoll {
                 st.items.remove(&key).ok_or(Errno::ENOENT)?;
                 st.ready.retain(|k| *k != key);
                 st.watched.remove(&key);
+                st.nested.remove(&key);
             }
         }
         drop(st);
@@ -320,15 +344,53 @@ impl Epoll {
     }
 
     /// Adding `inner` to this set: EINVAL for the set itself, ELOOP for a
-    /// loop or nesting deeper than Linux allows.
+    /// loop, or for a chain of sets (from the outermost set holding this
+    /// one down to the innermost below `inner`) longer than Linux allows.
     fn check_nesting(&self, inner: &Epoll) -> Result<(), Errno> {
         if std::ptr::eq(self, inner) {
             return Err(Errno::EINVAL);
         }
-        inner
-            .depth_avoiding(self, MAX_NESTS)
-            .map(|_| ())
-            .ok_or(Errno::ELOOP)
+        let below = inner.depth_avoiding(self, MAX_NESTS).ok_or(Errno::ELOOP)?;
+        let above = self.depth_above(MAX_NESTS).ok_or(Errno::ELOOP)?;
+        if above + 1 + below > MAX_NESTS {
+            return Err(Errno::ELOOP);
+        }
+        Ok(())
+    }
+
+    /// The longest chain of sets holding this one (0: none holds it), or
+    /// None past `limit`. Sets are found through the sandbox's list of
+    /// live sets: nesting sets is rare, so a scan is cheap enough.
+    fn depth_above(&self, limit: usize) -> Option<usize> {
+        let sets: Vec<Arc<Epoll>> = lock(&SETS).iter().filter_map(Weak::upgrade).collect();
+        let holders = |of: *const Epoll| -> Vec<Arc<Epoll>> {
+            sets.iter()
+                .filter(|s| {
+                    s.children()
+                        .iter()
+                        .any(|c| std::ptr::eq(Arc::as_ptr(c), of))
+                })
+                .cloned()
+                .collect()
+        };
+        let mut level: Vec<Arc<Epoll>> = holders(self);
+        let mut depth = 0;
+        while !level.is_empty() {
+            depth += 1;
+            if depth > limit {
+                return None;
+            }
+            let mut next: Vec<Arc<Epoll>> = Vec::new();
+            for s in &level {
+                for h in holders(Arc::as_ptr(s)) {
+                    if !next.iter().any(|n| Arc::ptr_eq(n, &h)) {
+                        next.push(h);
+                    }
+                }
+            }
+            level = next;
+        }
+        Some(depth)
     }
 
     /// Takes up to `max` ready events (epoll_wait's harvest, which never
@@ -400,6 +462,7 @@ impl Epoll {
             items,
             ready,
             watched,
+            ..
         } = &mut *st;
         let keys: Vec<Key> = if take {
             ready.drain(..).collect()
@@ -452,12 +515,25 @@ impl Epoll {
     /// The earliest time (sandbox monotonic) one of its files changes by
     /// itself (a timerfd's expiry).
     pub fn next_change(&self) -> Option<i64> {
-        let files: Vec<Arc<OpenFile>> = lock(&self.state)
-            .items
-            .values()
-            .filter_map(|i| i.file.upgrade())
-            .collect();
-        files.iter().filter_map(|f| f.ops().next_change()).min()
+        let files: Vec<Arc<OpenFile>> = {
+            let st = lock(&self.state);
+            // Only timed items change by themselves; a set inside this one
+            // is looked at too (it may hold timed items).
+            st.watched
+                .iter()
+                .chain(st.nested.iter())
+                .filter_map(|k| st.items.get(k))
+                .filter_map(|i| i.file.upgrade())
+                .collect()
+        };
+        let depth = READINESS_DEPTH.with(|d| d.get());
+        if depth > MAX_NESTS + 1 {
+            return None;
+        }
+        READINESS_DEPTH.with(|d| d.set(depth + 1));
+        let next = files.iter().filter_map(|f| f.ops().next_change()).min();
+        READINESS_DEPTH.with(|d| d.set(depth));
+        next
     }
 
     /// The saved form; `file_id` names an open file by its statefile id
@@ -514,6 +590,9 @@ impl Epoll {
             let (polled, timed) = (queue.is_none(), file.ops().timed());
             if polled || timed {
                 st.watched.insert(key);
+            }
+            if epoll_of(&file).is_some() {
+                st.nested.insert(key);
             }
             // Level-triggered items are looked at again anyway; an
             // edge-triggered one keeps its unreported edge.
@@ -598,7 +677,14 @@ impl FileOps for EpollFile {
     }
 
     fn readiness(&self) -> u32 {
-        if self.0.any_ready() {
+        let depth = READINESS_DEPTH.with(|d| d.get());
+        if depth > MAX_NESTS + 1 {
+            return 0;
+        }
+        READINESS_DEPTH.with(|d| d.set(depth + 1));
+        let ready = self.0.any_ready();
+        READINESS_DEPTH.with(|d| d.set(depth));
+        if ready {
             EPOLLIN | EPOLLRDNORM
         } else {
             0
