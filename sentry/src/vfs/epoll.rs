@@ -509,7 +509,10 @@ impl Epoll {
     /// Whether a waiter must re-check this set periodically (it holds a
     /// file without a wait queue).
     pub fn has_polled(&self) -> bool {
-        lock(&self.state).items.values().any(|i| i.polled)
+        let st = lock(&self.state);
+        st.watched
+            .iter()
+            .any(|k| st.items.get(k).is_some_and(|i| i.polled))
     }
 
     /// The earliest time (sandbox monotonic) one of its files changes by
