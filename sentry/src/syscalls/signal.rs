@@ -337,7 +337,8 @@ fn queued_info(t: &Task, signo: i32, addr: u64, to_self: bool) -> Result<SigInfo
 pub fn rt_sigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
     let tgid = a.int(0);
     let tg = t.kernel().pids.thread_group(tgid).ok_or(Errno::ESRCH)?;
-    let info = queued_info(t, a.int(1), a.addr(2), tgid == t.tgid())?;
+    // Linux compares with the calling thread's id, not its process's.
+    let info = queued_info(t, a.int(1), a.addr(2), tgid == t.tid())?;
     if info.signo == 0 {
         // Signal 0 only checks that the process exists.
         return Ok(0);
