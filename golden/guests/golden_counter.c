@@ -11,7 +11,7 @@
  * - a pipe holding bytes nobody has read yet;
  * - a SIGUSR1 handler (SA_RESTART, SIGHUP in its sa_mask) and SIGUSR2
  *   blocked in the thread's own mask;
- * - (from real-guest-v3) an epoll set over the pipe's read end and an
+ * - (from real-guest-v4) an epoll set over the pipe's read end and an
  *   edge-triggered eventfd, a timerfd and a POSIX timer (SIGEV_NONE) both
  *   armed for an hour.
  *

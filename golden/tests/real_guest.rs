@@ -343,6 +343,46 @@ fn v1_thread_groups_migrate_with_no_interval_timer_armed() {
     }
 }
 
+#[test]
+fn v1_mm_records_migrate_to_one_backing_run_per_mapping() {
+    // mm.MemoryManager v2 (mm.MmState v2, mm.Vma v3) moved each VMA's
+    // memory-file offset into a backing map; a v1 record (every statefile
+    // before fork) loads with each non-direct VMA backed by one run at its
+    // old offset, and validates as such.
+    use sentry::kernel::thread_group::ThreadGroupRecord;
+    use sentry::kernel::KernelRecord;
+    use sentry::mm::MmRecord;
+    use sentry::state::hostile::ObjectTable;
+    for version in [1, 2] {
+        let path = data_dir().join(name(version, "cryo"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let r =
+            statefile::Reader::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            r.types().get("mm.MemoryManager"),
+            Some(1),
+            "{}",
+            path.display()
+        );
+        let table = ObjectTable::from_statefile(&bytes).expect("the object table");
+        let kernel: KernelRecord = table.get(0).expect("the kernel record");
+        for tgid in kernel.thread_groups {
+            let tg: ThreadGroupRecord = table.get(tgid as u64).expect("thread group");
+            let mm: MmRecord = table.get(tg.mm).expect("the migrated mm record");
+            let backed: Vec<_> = mm.mm.vmas.iter().filter(|v| !v.direct).collect();
+            assert!(!backed.is_empty());
+            assert_eq!(backed.len(), mm.mm.backing.len(), "one run per mapping");
+            for (v, b) in backed.iter().zip(&mm.mm.backing) {
+                assert_eq!((v.start, v.end), (b.start, b.end));
+                assert_eq!(v.mf_offset, 0, "the offset moved to the backing run");
+                assert!(!v.dontfork && !v.wipeonfork);
+            }
+        }
+        sentry::state::hostile::restore_validate(&bytes)
+            .unwrap_or_else(|e| panic!("{} does not validate: {e}", path.display()));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The generator
 

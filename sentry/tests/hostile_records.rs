@@ -313,6 +313,150 @@ fn a_vma_beyond_the_va_bits_is_refused() {
     assert_refused(&t, "mm.MemoryManager", mm, "mm.vmas", "47-bit");
 }
 
+// The backing map (mm record v2): address range -> memory-file offset.
+
+#[test]
+fn a_backing_run_outside_allocated_memory_is_refused() {
+    let mut t = seed(THREADS);
+    edit_mm(&mut t, |m| m.mm.backing[0].mf_offset = 1 << 39);
+    let mm = ids(&t).mm;
+    assert_refused(
+        &t,
+        "mm.MemoryManager",
+        mm,
+        "mm.backing",
+        "not in the memory file",
+    );
+}
+
+#[test]
+fn a_page_backing_two_addresses_of_one_mm_is_refused() {
+    let mut t = seed(THREADS);
+    edit_mm(&mut t, |m| {
+        assert!(m.mm.backing.len() >= 2, "a seed with two backing runs");
+        m.mm.backing[1].mf_offset = m.mm.backing[0].mf_offset;
+    });
+    let mm = ids(&t).mm;
+    assert_refused(
+        &t,
+        "mm.MemoryManager",
+        mm,
+        "mm.backing",
+        "used twice in one address space",
+    );
+}
+
+#[test]
+fn a_mapping_without_backing_is_refused() {
+    let mut t = seed(THREADS);
+    edit_mm(&mut t, |m| {
+        let b = m.mm.backing.last_mut().expect("a backing run");
+        b.end -= 4096;
+        if b.end == b.start {
+            m.mm.backing.pop();
+        }
+    });
+    let mm = ids(&t).mm;
+    assert_refused(
+        &t,
+        "mm.MemoryManager",
+        mm,
+        "mm.backing",
+        "does not cover exactly the mappings",
+    );
+}
+
+#[test]
+fn a_backing_run_where_nothing_is_mapped_is_refused() {
+    let mut t = seed(THREADS);
+    edit_mm(&mut t, |m| {
+        let offset = m.mm.backing[0].mf_offset;
+        m.mm.backing.insert(
+            0,
+            sentry::mm::BackingState {
+                start: 0x10000,
+                end: 0x11000,
+                mf_offset: offset,
+            },
+        );
+        // Its own page, so only the coverage is wrong.
+        m.mm.backing[1].mf_offset += 4096;
+        m.mm.backing[1].start += 4096;
+    });
+    let mm = ids(&t).mm;
+    let r = refusal(&t);
+    assert_eq!(
+        (r.record, r.id, r.field.as_ref()),
+        ("mm.MemoryManager", mm, "mm.backing"),
+        "{r}"
+    );
+}
+
+#[test]
+fn overlapping_backing_runs_are_refused() {
+    let mut t = seed(THREADS);
+    edit_mm(&mut t, |m| {
+        assert!(m.mm.backing.len() >= 2, "a seed with two backing runs");
+        m.mm.backing[1].start = m.mm.backing[0].start;
+    });
+    let mm = ids(&t).mm;
+    assert_refused(
+        &t,
+        "mm.MemoryManager",
+        mm,
+        "mm.backing",
+        "overlaps or is out of order",
+    );
+}
+
+#[test]
+fn a_memory_offset_on_a_backed_mapping_is_refused() {
+    let mut t = seed(THREADS);
+    edit_mm(&mut t, |m| {
+        let v = m.mm.vmas.iter_mut().find(|v| !v.direct).expect("a vma");
+        v.mf_offset = 4096;
+    });
+    let mm = ids(&t).mm;
+    assert_refused(
+        &t,
+        "mm.MemoryManager",
+        mm,
+        "mm.vmas",
+        "memory offset on a mapping backed by the backing map",
+    );
+}
+
+#[test]
+fn wipe_on_fork_on_a_file_mapping_is_refused() {
+    let mut t = seed(THREADS);
+    edit_mm(&mut t, |m| {
+        let v =
+            m.mm.vmas
+                .iter_mut()
+                .find(|v| v.file.is_some())
+                .expect("a file vma");
+        v.wipeonfork = true;
+    });
+    let mm = ids(&t).mm;
+    assert_refused(&t, "mm.MemoryManager", mm, "mm.vmas", "wipe-on-fork");
+}
+
+#[test]
+fn fork_advice_survives_the_record() {
+    let mut t = seed(THREADS);
+    edit_mm(&mut t, |m| {
+        let v =
+            m.mm.vmas
+                .iter_mut()
+                .find(|v| v.file.is_none())
+                .expect("an anonymous vma");
+        v.dontfork = true;
+        v.wipeonfork = true;
+    });
+    let saved = validate(&t).expect("fork advice on anonymous memory is valid");
+    assert!(saved.mm.mm.vmas.iter().any(|v| v.dontfork && v.wipeonfork));
+}
+
 // ---------------------------------------------------------------------------
 // Descriptors
 
@@ -845,8 +989,14 @@ fn many_mappings_over_many_memory_ranges_are_judged_quickly() {
                 let mut v = template.clone();
                 v.start = base + 2 * i * 4096;
                 v.end = v.start + 4096;
-                v.mf_offset = 2 * i * 4096;
                 v
+            })
+            .collect();
+        r.mm.backing = (0..N)
+            .map(|i| sentry::mm::BackingState {
+                start: base + 2 * i * 4096,
+                end: base + (2 * i + 1) * 4096,
+                mf_offset: 2 * i * 4096,
             })
             .collect();
         r.mm.highest_address = base + 2 * N * 4096;
@@ -1130,8 +1280,13 @@ fn a_tmpfs_page_inside_a_mappings_own_memory_is_refused() {
             .enumerate()
             .find(|(_, v)| !v.direct && v.end - v.start >= 2 * 4096)
             .expect("a mapping of two pages");
+    let b =
+        m.mm.backing
+            .iter()
+            .find(|b| b.start < v.end && v.end <= b.end)
+            .expect("the mapping's last page is backed");
     // Its last page, so a check of the first page alone would miss it.
-    let last = v.mf_offset + (v.end - v.start) - 4096;
+    let last = b.mf_offset + (v.end - b.start) - 4096;
     edit_vfs(&mut t, |s| {
         pages_mut(&mut s.upper.nodes[file])[0].offset = last
     });
@@ -1175,8 +1330,16 @@ fn a_tmpfs_page_a_direct_mapping_maps_is_accepted() {
     validate(&t).unwrap_or_else(|e| panic!("a direct mapping of a tmpfs page: {e}"));
     // The same mapping not direct owns that memory: refused.
     t.edit::<MmRecord>(mm, |m| {
-        for v in &mut m.mm.vmas {
+        for v in m.mm.vmas.iter_mut().filter(|v| v.direct) {
+            let run = sentry::mm::BackingState {
+                start: v.start,
+                end: v.end,
+                mf_offset: v.mf_offset,
+            };
             v.direct = false;
+            v.mf_offset = 0;
+            let at = m.mm.backing.partition_point(|b| b.start < run.start);
+            m.mm.backing.insert(at, run);
         }
     })
     .unwrap();

@@ -223,8 +223,8 @@ impl Kernel {
         };
         let signo = child.exit_signal();
         let action = parent.handlers().get(libc::SIGCHLD).unwrap_or_default();
-        let never_waits =
-            signo == libc::SIGCHLD && (action.is_ignored() || action.flags & SA_NOCLDWAIT != 0);
+        let never_waits = signo == libc::SIGCHLD
+            && (action.is_ignored() || action.flags & SA_NOCLDWAIT != 0);
         if signo != 0 {
             let (code, value) = chld_code(child.exit_status().unwrap_or(ExitStatus::Exited(0)));
             parent.signal_process(SigInfo::child(

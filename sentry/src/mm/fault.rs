@@ -1,10 +1,14 @@
-//! Application page faults. Every VMA is mapped eagerly, so the only fault
-//! the memory manager resolves is stack growth: an access just below a
-//! growsdown VMA.
+//! Application page faults. Every VMA is mapped eagerly, so the memory
+//! manager resolves two faults: a write to a copy-on-write page (mapped
+//! read-only on the host after fork), and stack growth: an access just
+//! below a growsdown VMA.
+
+use std::time::{Duration, Instant};
 
 use platform::Access;
 
 use super::manager::{MemoryManager, STACK_GUARD_GAP};
+use super::pma::Piece;
 use super::vma::Vma;
 use crate::errno::Errno;
 
@@ -12,20 +16,99 @@ use crate::errno::Errno;
 /// page needed: each fault is a round trip through the platform.
 const STACK_GROW_AHEAD: u64 = 64 * 1024;
 
+/// How long a resolved copy-on-write fault lets other threads' faults on
+/// the same page retry: they faulted before it was resolved and reach the
+/// memory manager after (each waits for the lock). Bounded, so a platform
+/// that reports faults on a writable page cannot spin a task for ever.
+const RECENT_COW: Duration = Duration::from_secs(1);
+/// At most this many recently resolved pages are remembered.
+const RECENT_COW_PAGES: usize = 64;
+
 impl MemoryManager {
     /// Resolves a fault at `addr`. `Ok` means the access can be retried.
     /// `Err(EACCES)` means the address is mapped but `access` is not allowed
     /// (SIGSEGV with SEGV_ACCERR); `Err(EFAULT)` means nothing is mapped there
     /// (SEGV_MAPERR).
-    pub fn handle_fault(&mut self, addr: u64, _access: Access) -> Result<(), Errno> {
-        if self.vma_at(addr).is_some() {
-            // Every VMA is mapped eagerly with its protections, so a fault
-            // inside one is a protection violation whatever access the
-            // platform could tell (often Unknown). Never "repair" and retry
-            // here: a platform that keeps faulting would spin the task.
-            return Err(Errno::EACCES);
+    pub fn handle_fault(&mut self, addr: u64, access: Access) -> Result<(), Errno> {
+        if let Some(v) = self.vma_at(addr) {
+            // Every VMA is mapped eagerly with its protections, except that
+            // copy-on-write pages of a writable private VMA are read-only on
+            // the host. A write there (ptrace reports non-exec faults as
+            // Unknown: on a page mapped readable only a write faults; on x86
+            // a writable page is readable too) is resolved;
+            // anything else is a protection violation. Only pages this
+            // address space marked `cow` are "repaired", and the repair
+            // clears the mark, so a platform that keeps faulting cannot
+            // spin the task.
+            let write = !v.shared
+                && !v.direct
+                && v.prot.write
+                && matches!(access, Access::Write | Access::Unknown);
+            let Some(p) = self.pmas.get(addr).filter(|_| write) else {
+                return Err(Errno::EACCES);
+            };
+            let page = self.page_align_down(addr);
+            if !p.cow {
+                // Another thread's fault on this page was resolved while
+                // this one waited: retry.
+                let now = Instant::now();
+                self.recent_cow
+                    .retain(|(_, at)| now.duration_since(*at) < RECENT_COW);
+                return if self.recent_cow.iter().any(|(pg, _)| *pg == page) {
+                    Ok(())
+                } else {
+                    Err(Errno::EACCES)
+                };
+            }
+            let v = v.clone();
+            self.resolve_cow(&v, addr)?;
+            if self.recent_cow.len() >= RECENT_COW_PAGES {
+                self.recent_cow.pop_front();
+            }
+            self.recent_cow.push_back((page, Instant::now()));
+            return Ok(());
         }
         self.grow_stack(addr)
+    }
+
+    /// A write fault on copy-on-write page `addr` of `v`: a page others
+    /// still share is copied; one nobody else holds any more (the other
+    /// owner copied it, exited or exec'd) is made writable again as it is,
+    /// with every such page of its run, like Linux's reuse.
+    fn resolve_cow(&mut self, v: &Vma, addr: u64) -> Result<(), Errno> {
+        let page = self.page_align_down(addr);
+        let page_end = page + self.layout.page_size;
+        let Some(p) = self.pmas.get(page) else {
+            return Err(Errno::EACCES);
+        };
+        if !self
+            .mf
+            .shared_ranges(p.off_of(page), page_end - page)
+            .is_empty()
+        {
+            self.break_cow(v, page, page_end)?;
+            return Ok(());
+        }
+        // The run around `page`, within its piece and its VMA, that nobody
+        // else holds.
+        let (lo, hi) = (p.start.max(v.start), p.end.min(v.end));
+        let (mut s, mut e) = (lo, hi);
+        for r in self.mf.shared_ranges(p.off_of(lo), hi - lo) {
+            let (rs, re) = (p.start + (r.start - p.off), p.start + (r.end - p.off));
+            if re <= page {
+                s = s.max(self.page_align_up(re).unwrap_or(re));
+            } else if rs >= page_end {
+                e = e.min(self.page_align_down(rs));
+                break;
+            }
+        }
+        self.aspace
+            .protect(s, e - s, v.prot)
+            .map_err(|e| super::manager::platform_errno("protect", e))?;
+        for q in self.pmas.take(s, e) {
+            self.pmas.insert(Piece { cow: false, ..q });
+        }
+        Ok(())
     }
 
     /// Grows the growsdown VMA just above `addr` down to cover it, within
@@ -67,13 +150,16 @@ impl MemoryManager {
     /// Grows `v` (starting at `vstart`) down to `target`.
     fn extend_down(&mut self, vstart: u64, v: &Vma, target: u64) -> Result<(), Errno> {
         let delta = vstart - target;
-        let adjacent = v
-            .mf_offset
-            .checked_sub(delta)
+        // Continue the backing downward in the memory file where that is free.
+        let adjacent = self
+            .pmas
+            .get(vstart)
+            .filter(|p| p.start == vstart)
+            .and_then(|p| p.off.checked_sub(delta))
             .filter(|off| self.mf.allocate_at(*off, delta).is_ok());
-        let (mf_off, in_place) = match adjacent {
-            Some(off) => (off, true),
-            None => (self.mf.allocate(delta)?, false),
+        let mf_off = match adjacent {
+            Some(off) => off,
+            None => self.mf.allocate(delta)?,
         };
         if let Err(e) = self.aspace.map(target, delta, mf_off, v.prot) {
             let _ = self.mf.free(mf_off, delta);
@@ -81,13 +167,14 @@ impl MemoryManager {
         }
         let mut grown = v.clone();
         grown.start = target;
-        grown.mf_offset = mf_off;
-        if in_place {
-            self.vmas.remove(&vstart);
-        } else {
-            grown.end = vstart;
-        }
+        self.vmas.remove(&vstart);
         self.vmas.insert(target, grown);
+        self.pmas.insert(Piece {
+            start: target,
+            end: vstart,
+            off: mf_off,
+            cow: false,
+        });
         Ok(())
     }
 }

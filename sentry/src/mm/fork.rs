@@ -1,107 +1,142 @@
-//! fork(2) of an address space: the child's copy.
+//! fork(2) of an address space: the child shares every page with the
+//! parent, copying none. Private pages become copy-on-write (read-only on
+//! both hosts' mappings until the first write copies, or reuses, them);
+//! MAP_SHARED pages are simply shared. The memory file's reference counts
+//! say how many address spaces hold each page.
 //!
-//! Interim: private and shared anonymous pages are copied into fresh
-//! memory-file ranges at fork (the copy-on-write memory file replaces this).
+//! fork runs on two host threads: the parent's, which owns the parent's
+//! platform address space (write-protecting it) and builds a [`ForkedMm`],
+//! and the child's, which creates the child's platform address space and
+//! maps it ([`MemoryManager::from_fork`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use platform::{AddressSpace, Layout};
 
-use super::manager::{platform_errno, MemoryManager};
+use super::manager::{release, MemoryManager};
 use super::memory_file::MemoryFile;
+use super::pma::{Piece, Pmas};
 use super::vma::Vma;
 use crate::errno::Errno;
 
-/// An address space in transit from parent to child: it holds its own
-/// backing; dropped unused, it gives it back.
+/// An address space in transit from parent to child: holds references on
+/// its pages (and pins on the files behind direct mappings); dropped
+/// unused, it gives them back.
 pub struct ForkedMm {
     layout: Layout,
     mf: Arc<MemoryFile>,
     vmas: BTreeMap<u64, Vma>,
+    pmas: Pmas,
     brk_start: u64,
     brk: u64,
     stack_limit: u64,
 }
 
-impl Drop for ForkedMm {
-    fn drop(&mut self) {
-        for v in self.vmas.values() {
-            release(&self.mf, v);
-        }
+impl ForkedMm {
+    /// The child's VMAs, in address order.
+    pub fn vmas(&self) -> impl Iterator<Item = &Vma> {
+        self.vmas.values()
     }
 }
 
-fn release(mf: &MemoryFile, v: &Vma) {
-    match (&v.file, v.direct) {
-        (Some(fb), true) => fb.file.unmap_shared(fb.offset, v.mf_offset, v.len()),
-        _ => {
-            if let Err(e) = mf.free(v.mf_offset, v.len()) {
-                tracing::error!("memory file free failed: {e}");
-            }
+impl Drop for ForkedMm {
+    fn drop(&mut self) {
+        // The parent keeps every byte (and writes shared file data back
+        // itself): only the references go.
+        let vmas = std::mem::take(&mut self.vmas);
+        for v in vmas.values() {
+            release(&self.mf, &mut self.pmas, v);
         }
     }
 }
 
 impl MemoryManager {
-    /// fork(2): the child's copy of this address space.
+    /// fork(2): the child's copy of this address space, sharing every page
+    /// (private ones copy-on-write, MAP_SHARED ones truly), copying no data.
+    /// Write-protects this mm's private writable mappings on the host so the
+    /// parent's next write faults and breaks the sharing. MADV_DONTFORK VMAs
+    /// are left out of the child; MADV_WIPEONFORK ones are fresh zero pages
+    /// in the child. Called on the parent's host thread (it owns self's
+    /// platform address space).
     pub fn fork(&mut self) -> Result<ForkedMm, Errno> {
-        let mut forked = ForkedMm {
+        let mut child = ForkedMm {
             layout: self.layout,
             mf: self.mf.clone(),
             vmas: BTreeMap::new(),
+            pmas: Pmas::default(),
             brk_start: self.brk_start,
             brk: self.brk,
             stack_limit: self.stack_limit,
         };
-        for v in self.vmas.values() {
-            let mut c = v.clone();
-            if let (Some(fb), true) = (&v.file, v.direct) {
-                c.mf_offset = fb
-                    .file
-                    .map_shared(fb.offset, v.len())
-                    .ok_or(Errno::ENOMEM)?;
-            } else {
-                c.mf_offset = self.mf.allocate(v.len())?;
-                forked.vmas.insert(c.start, c.clone());
-                copy_range(&self.mf, v.mf_offset, c.mf_offset, v.len())?;
+        let starts: Vec<u64> = self.vmas.keys().copied().collect();
+        for start in starts {
+            let Some(v) = self.vmas.get(&start).cloned() else {
+                continue;
+            };
+            if v.dontfork {
                 continue;
             }
-            forked.vmas.insert(c.start, c);
+            if v.direct {
+                // The child's mapping holds pins of its own on the file's pages.
+                let Some(fb) = v.file.as_ref() else {
+                    return Err(Errno::EINVAL);
+                };
+                match fb.file.map_shared(fb.offset, v.len()) {
+                    Some(off) if off == v.mf_offset => {}
+                    Some(off) => {
+                        // Pinned pages never move; a file that moved them
+                        // anyway cannot be shared as it is.
+                        fb.file.unmap_shared(fb.offset, off, v.len());
+                        return Err(Errno::ENOMEM);
+                    }
+                    None => return Err(Errno::ENOMEM),
+                }
+                child.vmas.insert(start, v);
+                continue;
+            }
+            // Inserted first, so that a failure below gives back exactly
+            // the references taken for it.
+            child.vmas.insert(start, v.clone());
+            if v.wipeonfork {
+                let off = self.mf.allocate(v.len())?;
+                child.pmas.insert(Piece {
+                    start: v.start,
+                    end: v.end,
+                    off,
+                    cow: false,
+                });
+                continue;
+            }
+            for p in self.pmas.pieces(v.start, v.end) {
+                self.mf.incref(p.off, p.len()).map_err(|e| e.errno())?;
+                child.pmas.insert(Piece { cow: false, ..p });
+            }
+            if !v.shared && v.prot.write {
+                self.sync_host(start, v.start, v.end, false, false)?;
+            }
         }
-        Ok(forked)
+        Ok(child)
     }
 
-    /// The child's memory manager over its new, empty platform address space.
+    /// The child's memory manager over its new, empty platform address
+    /// space (created on the child's host thread, which calls this): maps
+    /// every VMA of `forked` into `aspace` (COW pages read-only).
     pub fn from_fork(
         mut forked: ForkedMm,
         aspace: Arc<dyn AddressSpace>,
     ) -> Result<MemoryManager, Errno> {
         let mut mm = MemoryManager::new(forked.layout, forked.mf.clone(), aspace)?;
-        for v in forked.vmas.values() {
-            mm.aspace
-                .map(v.start, v.len(), v.mf_offset, v.prot)
-                .map_err(|e| platform_errno("map", e))?;
-        }
+        mm.vmas = std::mem::take(&mut forked.vmas);
+        mm.pmas = std::mem::take(&mut forked.pmas);
         mm.brk_start = forked.brk_start;
         mm.brk = forked.brk;
         mm.stack_limit = forked.stack_limit;
-        mm.vmas = std::mem::take(&mut forked.vmas);
+        let ranges: Vec<(u64, u64)> = mm.vmas.values().map(|v| (v.start, v.end)).collect();
+        for (start, end) in ranges {
+            // On error the manager, dropped, gives every reference back.
+            mm.sync_host(start, start, end, true, false)?;
+        }
         Ok(mm)
     }
-}
-
-/// Copies data pages of `[from, from + len)` to `to` (holes stay holes).
-fn copy_range(mf: &MemoryFile, from: u64, to: u64, len: u64) -> Result<(), Errno> {
-    let mut buf = vec![0u8; 256 * 1024];
-    for r in mf.data_ranges(from, len)? {
-        let mut done = 0;
-        while done < r.len() {
-            let n = (r.len() - done).min(buf.len() as u64) as usize;
-            mf.read_at(r.start + done, &mut buf[..n])?;
-            mf.write_at(to + (r.start - from) + done, &buf[..n])?;
-            done += n as u64;
-        }
-    }
-    Ok(())
 }

@@ -3,7 +3,9 @@
 //! and the bytes copied through the Sentry's own mapping of the memory file,
 //! with the application's permissions checked (EFAULT otherwise), as Linux's
 //! copy_from_user/copy_to_user. A write just below the stack grows it, as
-//! a fault in the kernel would; reads only need `&self`.
+//! a fault in the kernel would; reads only need `&self`. A write into a
+//! private page shared copy-on-write gives this address space its own copy
+//! first, as the write fault would.
 
 use super::file::MappableFile;
 use super::manager::MemoryManager;
@@ -62,7 +64,21 @@ impl MemoryManager {
             let n = usize::try_from(v.end - cur)
                 .unwrap_or(usize::MAX)
                 .min(len - done);
-            out.push((v.mf_offset_of(cur), done..done + n));
+            let to = cur + n as u64;
+            let mut pos = cur;
+            for p in self.backing_of(v, cur, to) {
+                // Every page of a VMA is backed; a gap would be a bug, and
+                // copying around it would lose bytes silently.
+                if p.start != pos {
+                    return Err(Miss::Fault);
+                }
+                let (a, b) = ((p.start - addr) as usize, (p.end - addr) as usize);
+                out.push((p.off, a..b));
+                pos = p.end;
+            }
+            if pos != to {
+                return Err(Miss::Fault);
+            }
             done += n;
         }
         Ok(out)
@@ -92,8 +108,20 @@ impl MemoryManager {
         Ok(())
     }
 
+    /// The pieces to write `[addr, addr + len)` through, after growing the
+    /// stack and breaking copy-on-write sharing there.
+    fn translate_for_write(&mut self, addr: u64, len: usize, need: Need) -> Result<Pieces, Errno> {
+        let pieces = self.translate_growing(addr, len, need)?;
+        // `translate_growing` checked the range fits.
+        let end = addr + len as u64;
+        if len == 0 || !self.break_cow_range(addr, end)? {
+            return Ok(pieces);
+        }
+        self.translate(addr, len, need).map_err(|_| Errno::EFAULT)
+    }
+
     fn copy_out_as(&mut self, addr: u64, data: &[u8], need: Need) -> Result<(), Errno> {
-        for (off, r) in self.translate_growing(addr, data.len(), need)? {
+        for (off, r) in self.translate_for_write(addr, data.len(), need)? {
             self.mf.write_at(off, &data[r])?;
         }
         Ok(())
@@ -125,7 +153,7 @@ impl MemoryManager {
     pub fn zero_out(&mut self, addr: u64, len: u64, force: bool) -> Result<(), Errno> {
         let len = usize::try_from(len).map_err(|_| Errno::EFAULT)?;
         let need = if force { Need::Any } else { Need::Write };
-        for (off, r) in self.translate_growing(addr, len, need)? {
+        for (off, r) in self.translate_for_write(addr, len, need)? {
             self.mf.zero(off, r.len() as u64)?;
         }
         Ok(())
@@ -303,10 +331,8 @@ impl MemoryManager {
                 continue;
             }
             let src = &data[(lo - offset) as usize..(hi - offset) as usize];
-            // The range lies inside the VMA, whose memory-file range is allocated.
-            let _ = self
-                .memory_file()
-                .write_at(vma.mf_offset + (lo - map_start), src);
+            // The range lies inside the VMA, whose pages are all backed.
+            let _ = self.write_backed(vma, vma.start + (lo - map_start), src);
         }
     }
 }

@@ -5,13 +5,15 @@
 //! The syscall-facing operations live in `ops.rs`, faults in `fault.rs`,
 //! copy-in/out in `io.rs`, checkpoint in `state.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use platform::{AddressSpace, Layout, PlatformError, Prot};
 
 use super::file::MappableFile;
 use super::memory_file::{MemoryFile, MF_PAGE_SIZE};
+use super::pma::{Piece, Pmas};
 use super::vma::{FileBacking, Vma, VmaKind};
 use crate::errno::Errno;
 
@@ -33,6 +35,13 @@ pub struct MemoryManager {
     pub(super) aspace: Arc<dyn AddressSpace>,
     /// VMAs by start address; they never overlap.
     pub(super) vmas: BTreeMap<u64, Vma>,
+    /// Where every non-direct VMA's pages live (`pma.rs`): exactly the
+    /// addresses of those VMAs are backed.
+    pub(super) pmas: Pmas,
+    /// Pages whose copy-on-write fault was resolved lately, and when: a
+    /// thread that faulted on the same page meanwhile finds it resolved
+    /// and retries (see `fault.rs`).
+    pub(super) recent_cow: VecDeque<(u64, Instant)>,
     /// Where the heap starts (set by the loader) and the current break.
     pub(super) brk_start: u64,
     pub(super) brk: u64,
@@ -81,6 +90,8 @@ impl MemoryManager {
             mf,
             aspace,
             vmas: BTreeMap::new(),
+            pmas: Pmas::default(),
+            recent_cow: VecDeque::new(),
             brk_start: 0,
             brk: 0,
             stack_limit: DEFAULT_STACK_LIMIT,
@@ -143,7 +154,8 @@ impl MemoryManager {
     pub fn rss(&self) -> u64 {
         self.vmas
             .values()
-            .map(|v| self.mf.data_bytes(v.mf_offset, v.len()))
+            .flat_map(|v| self.backing_of(v, v.start, v.end))
+            .map(|p| self.mf.data_bytes(p.off, p.len()))
             .sum()
     }
 
@@ -164,6 +176,201 @@ impl MemoryManager {
     }
 
     // ---- helpers shared by the operations ----
+
+    /// The backing of `[from, to)` clipped to VMA `v`, in address order.
+    pub(super) fn backing_of(&self, v: &Vma, from: u64, to: u64) -> Vec<Piece> {
+        let (from, to) = (from.max(v.start), to.min(v.end));
+        if from >= to {
+            return Vec::new();
+        }
+        if v.direct {
+            return vec![Piece {
+                start: from,
+                end: to,
+                off: v.mf_offset_of(from),
+                cow: false,
+            }];
+        }
+        self.pmas.pieces(from, to)
+    }
+
+    /// Reads `buf.len()` bytes of VMA `v` at `addr` from its backing.
+    pub(super) fn read_backed(&self, v: &Vma, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let end = addr.checked_add(buf.len() as u64).ok_or(Errno::EFAULT)?;
+        for p in self.backing_of(v, addr, end) {
+            let at = usize::try_from(p.start - addr).map_err(|_| Errno::EFAULT)?;
+            let n = usize::try_from(p.len()).map_err(|_| Errno::EFAULT)?;
+            self.mf.read_at(p.off, &mut buf[at..at + n])?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` into VMA `v` at `addr` through its backing, as it is
+    /// (shared pages stay shared: for shared mappings only).
+    pub(super) fn write_backed(&self, v: &Vma, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        let end = addr.checked_add(data.len() as u64).ok_or(Errno::EFAULT)?;
+        for p in self.backing_of(v, addr, end) {
+            let at = usize::try_from(p.start - addr).map_err(|_| Errno::EFAULT)?;
+            let n = usize::try_from(p.len()).map_err(|_| Errno::EFAULT)?;
+            self.mf.write_at(p.off, &data[at..at + n])?;
+        }
+        Ok(())
+    }
+
+    /// The host protections of a piece of `v`: a copy-on-write piece is
+    /// never writable on the host.
+    pub(super) fn host_prot(v: &Vma, p: &Piece) -> Prot {
+        if p.cow {
+            Prot {
+                write: false,
+                ..v.prot
+            }
+        } else {
+            v.prot
+        }
+    }
+
+    /// Tells the host how `[from, to)` of the VMA starting at `vstart` is to
+    /// be mapped (`map`: into an address space that lacks it) or protected:
+    /// with the VMA's protections, except that the pages of a private
+    /// writable VMA that other owners share (refcount > 1) become
+    /// copy-on-write, read-only on the host. With `all_cow` every page of a
+    /// private writable VMA does (restore: the other address spaces that
+    /// share pages with this one may not be restored yet; the first write
+    /// fault re-protects a page nobody shares).
+    pub(super) fn sync_host(
+        &mut self,
+        vstart: u64,
+        from: u64,
+        to: u64,
+        map: bool,
+        all_cow: bool,
+    ) -> Result<(), Errno> {
+        let Some(v) = self.vmas.get(&vstart).cloned() else {
+            return Ok(());
+        };
+        let (from, to) = (from.max(v.start), to.min(v.end));
+        if from >= to {
+            return Ok(());
+        }
+        let host = |aspace: &dyn AddressSpace, p: &Piece, prot: Prot| {
+            if map {
+                aspace.map(p.start, p.len(), p.off, prot)
+            } else {
+                aspace.protect(p.start, p.len(), prot)
+            }
+        };
+        if v.direct {
+            let p = self.backing_of(&v, from, to);
+            for p in &p {
+                host(self.aspace.as_ref(), p, v.prot).map_err(|e| platform_errno("map", e))?;
+            }
+            return Ok(());
+        }
+        let may_cow = !v.shared && v.prot.write;
+        let mut out = Vec::new();
+        for p in self.pmas.take(from, to) {
+            if !may_cow || all_cow {
+                out.push(Piece { cow: may_cow, ..p });
+                continue;
+            }
+            let mut pos = p.start;
+            for r in self.mf.shared_ranges(p.off, p.len()) {
+                let (s, e) = (p.start + (r.start - p.off), p.start + (r.end - p.off));
+                if s > pos {
+                    out.push(Piece {
+                        cow: false,
+                        ..p.clip(pos, s)
+                    });
+                }
+                out.push(Piece {
+                    cow: true,
+                    ..p.clip(s, e)
+                });
+                pos = e;
+            }
+            if pos < p.end {
+                out.push(Piece {
+                    cow: false,
+                    ..p.clip(pos, p.end)
+                });
+            }
+        }
+        let mut result = Ok(());
+        for p in &out {
+            if result.is_ok() {
+                if let Err(e) = host(self.aspace.as_ref(), p, Self::host_prot(&v, p)) {
+                    result = Err(platform_errno(if map { "map" } else { "protect" }, e));
+                }
+            }
+        }
+        for p in out {
+            self.pmas.insert(p);
+        }
+        result
+    }
+
+    /// Gives private pages of `[from, to)` (page-aligned, inside VMA `v`)
+    /// that other owners share a copy of their own: fresh pages with the
+    /// same bytes, mapped with the VMA's protections; the shared pages
+    /// lose one reference. Whether anything was copied.
+    pub(super) fn break_cow(&mut self, v: &Vma, from: u64, to: u64) -> Result<bool, Errno> {
+        if v.shared || v.direct {
+            return Ok(false);
+        }
+        let mut copied = false;
+        for p in self.pmas.pieces(from.max(v.start), to.min(v.end)) {
+            for r in self.mf.shared_ranges(p.off, p.len()) {
+                let at = p.start + (r.start - p.off);
+                let len = r.len();
+                let fresh = self.mf.allocate(len)?;
+                let placed = self.mf.copy_within(r.start, fresh, len).and_then(|_| {
+                    self.aspace
+                        .map(at, len, fresh, v.prot)
+                        .map_err(|e| platform_errno("map", e))
+                });
+                if let Err(e) = placed {
+                    let _ = self.mf.free(fresh, len);
+                    return Err(e);
+                }
+                self.pmas.take(at, at + len);
+                self.pmas.insert(Piece {
+                    start: at,
+                    end: at + len,
+                    off: fresh,
+                    cow: false,
+                });
+                if let Err(e) = self.mf.free(r.start, len) {
+                    tracing::error!("memory file free failed: {e}");
+                }
+                copied = true;
+            }
+        }
+        Ok(copied)
+    }
+
+    /// Breaks copy-on-write sharing of every private page in `[from, to)`
+    /// before the Sentry writes there (copy_out). Whether anything moved.
+    pub(super) fn break_cow_range(&mut self, from: u64, to: u64) -> Result<bool, Errno> {
+        if !self.mf.any_shared() {
+            // The common case: no page of the memory file is shared.
+            return Ok(false);
+        }
+        let from = self.page_align_down(from);
+        let to = self.page_align_up(to).ok_or(Errno::EFAULT)?;
+        let vmas: Vec<Vma> = self
+            .vmas
+            .range(..to)
+            .rev()
+            .take_while(|(_, v)| v.end > from)
+            .map(|(_, v)| v.clone())
+            .collect();
+        let mut copied = false;
+        for v in vmas {
+            copied |= self.break_cow(&v, from, to)?;
+        }
+        Ok(copied)
+    }
 
     pub(super) fn page_align_up(&self, x: u64) -> Option<u64> {
         let p = self.layout.page_size;
@@ -330,8 +537,7 @@ impl MemoryManager {
         let mut done = 0u64;
         while done < len {
             let n = usize::try_from((len - done).min(buf.len() as u64)).unwrap_or(0);
-            self.mf
-                .read_at(v.mf_offset_of(from) + done, &mut buf[..n])?;
+            self.read_backed(v, from + done, &mut buf[..n])?;
             let mut written = 0;
             while written < n {
                 let w = fb
@@ -368,17 +574,10 @@ impl MemoryManager {
         }
     }
 
-    /// Gives a removed VMA's backing back: to the memory file, or for a
-    /// direct mapping, its pins to the file that owns the pages.
-    pub(super) fn release_backing(&self, v: &Vma) {
-        match (&v.file, v.direct) {
-            (Some(fb), true) => fb.file.unmap_shared(fb.offset, v.mf_offset, v.len()),
-            _ => {
-                if let Err(e) = self.mf.free(v.mf_offset, v.len()) {
-                    tracing::error!("memory file free failed: {e}");
-                }
-            }
-        }
+    /// Gives a removed VMA's backing back: its references to the memory
+    /// file, or for a direct mapping, its pins to the file that owns the pages.
+    pub(super) fn release_backing(&mut self, v: &Vma) {
+        release(&self.mf, &mut self.pmas, v);
     }
 
     /// Backs and maps a new VMA at `[v.start, v.end)`, replacing whatever was
@@ -408,13 +607,20 @@ impl MemoryManager {
                 return Err(e);
             }
         }
-        v.mf_offset = mf_off;
+        v.mf_offset = 0;
+        v.direct = false;
         self.unmap_range(v.start, len);
         if let Err(e) = self.aspace.map(v.start, len, mf_off, v.prot) {
             let _ = self.mf.free(mf_off, len);
             return Err(platform_errno("map", e));
         }
         let start = v.start;
+        self.pmas.insert(Piece {
+            start,
+            end: start + len,
+            off: mf_off,
+            cow: false,
+        });
         self.vmas.insert(start, v);
         Ok(start)
     }
@@ -441,13 +647,17 @@ impl MemoryManager {
             self.install(ext)?;
             return Ok(());
         }
-        let adjacent = v
-            .mf_offset
-            .checked_add(v.len())
+        // Continue the backing in the memory file where that is free (one
+        // run instead of two); anywhere else will do.
+        let adjacent = self
+            .pmas
+            .get(old_end - 1)
+            .filter(|p| p.end == old_end)
+            .and_then(|p| p.off.checked_add(p.len()))
             .filter(|off| self.mf.allocate_at(*off, delta).is_ok());
-        let (mf_off, in_place) = match adjacent {
-            Some(off) => (off, true),
-            None => (self.mf.allocate(delta)?, false),
+        let mf_off = match adjacent {
+            Some(off) => off,
+            None => self.mf.allocate(delta)?,
         };
         if let (Some(fb), Some(fo)) = (&v.file, file_off) {
             if let Err(e) = self.fill_from_file(fb.file.as_ref(), fo, mf_off, delta) {
@@ -459,20 +669,15 @@ impl MemoryManager {
             let _ = self.mf.free(mf_off, delta);
             return Err(platform_errno("map", e));
         }
-        if in_place {
-            if let Some(v) = self.vmas.get_mut(&start) {
-                v.end = new_end;
-            }
-        } else {
-            let mut ext = v.clone();
-            ext.start = old_end;
-            ext.end = new_end;
-            ext.mf_offset = mf_off;
-            if let (Some(fb), Some(fo)) = (ext.file.as_mut(), file_off) {
-                fb.offset = fo;
-            }
-            self.vmas.insert(old_end, ext);
+        if let Some(v) = self.vmas.get_mut(&start) {
+            v.end = new_end;
         }
+        self.pmas.insert(Piece {
+            start: old_end,
+            end: new_end,
+            off: mf_off,
+            cow: false,
+        });
         Ok(())
     }
 
@@ -490,6 +695,8 @@ impl MemoryManager {
             mf_offset: 0,
             kind,
             direct: false,
+            dontfork: false,
+            wipeonfork: false,
         }
     }
 
@@ -504,6 +711,20 @@ impl MemoryManager {
         Vma {
             file: Some(FileBacking { file, offset }),
             ..Self::anon_vma(start, end, prot, VmaKind::Normal)
+        }
+    }
+}
+
+/// Gives `v`'s backing back (see [`MemoryManager::release_backing`]).
+pub(super) fn release(mf: &MemoryFile, pmas: &mut Pmas, v: &Vma) {
+    match (&v.file, v.direct) {
+        (Some(fb), true) => fb.file.unmap_shared(fb.offset, v.mf_offset, v.len()),
+        _ => {
+            for p in pmas.take(v.start, v.end) {
+                if let Err(e) = mf.free(p.off, p.len()) {
+                    tracing::error!("memory file free failed: {e}");
+                }
+            }
         }
     }
 }

@@ -9,6 +9,13 @@
 //! first-fit allocator over page-aligned ranges; freeing a range punches a
 //! hole so that freed memory reads back as zero and costs nothing.
 //!
+//! Pages are reference-counted (gVisor's pgalloc does the same): an
+//! allocation holds one reference, [`MemoryFile::incref`] adds one (fork
+//! sharing a page between two address spaces), and [`MemoryFile::free`]
+//! drops one, really freeing a page only when its last reference goes.
+//! Only the extra references are stored, in a sparse range map, so memory
+//! nobody shares costs nothing more than before.
+//!
 //! Together with nothing else in the Sentry, this file holds `unsafe` code:
 //! the Sentry's own mapping of the file.
 
@@ -83,9 +90,150 @@ pub struct MemoryFile {
     capacity: u64,
     /// Free ranges, start -> end, coalesced (no two touch).
     free: Mutex<BTreeMap<u64, u64>>,
-    /// During a restore: the allocated ranges already given to an owner (a
-    /// mapping, a tmpfs file), start -> end, coalesced. `None` otherwise.
-    restore_claims: Mutex<Option<BTreeMap<u64, u64>>>,
+    /// Extra references (beyond the allocation's one) on allocated ranges.
+    refs: Mutex<RefMap>,
+    /// During a restore: which owners the restored memory was given to.
+    /// `None` otherwise.
+    restore_claims: Mutex<Option<RestoreClaims>>,
+}
+
+/// Disjoint ranges, start -> end, coalesced (no two touch).
+#[derive(Default, Debug)]
+struct RangeSet(BTreeMap<u64, u64>);
+
+impl RangeSet {
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.0
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, e)| *e > start)
+    }
+
+    /// The parts of `[start, end)` in the set.
+    fn intersections(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let first = self
+            .0
+            .range(..=start)
+            .next_back()
+            .map_or(start, |(s, _)| *s);
+        self.0
+            .range(first..end)
+            .filter(|(_, e)| **e > start)
+            .map(|(s, e)| ((*s).max(start), (*e).min(end)))
+            .collect()
+    }
+
+    /// Adds `[start, end)`, merging whatever it overlaps or touches.
+    fn insert(&mut self, start: u64, end: u64) {
+        let (mut lo, mut hi) = (start, end);
+        let first = self
+            .0
+            .range(..=start)
+            .next_back()
+            .filter(|(_, e)| **e >= start)
+            .map_or(start, |(s, _)| *s);
+        let hit: Vec<(u64, u64)> = self.0.range(first..=end).map(|(s, e)| (*s, *e)).collect();
+        for (s, e) in hit {
+            self.0.remove(&s);
+            lo = lo.min(s);
+            hi = hi.max(e);
+        }
+        self.0.insert(lo, hi);
+    }
+}
+
+/// Extra reference counts by range: start -> (end, extra), disjoint,
+/// each extra > 0; a range not in it has no extra reference.
+#[derive(Default, Debug)]
+struct RefMap(BTreeMap<u64, (u64, u32)>);
+
+impl RefMap {
+    /// `[start, end)` cut into pieces of one count each, gaps (count 0)
+    /// included, in order.
+    fn pieces(&self, start: u64, end: u64) -> Vec<(u64, u64, u32)> {
+        let mut out = Vec::new();
+        let first = self
+            .0
+            .range(..=start)
+            .next_back()
+            .map_or(start, |(s, _)| *s);
+        let mut pos = start;
+        for (s, (e, c)) in self.0.range(first..end) {
+            if *e <= pos {
+                continue;
+            }
+            let s = (*s).max(pos);
+            if s > pos {
+                out.push((pos, s, 0));
+            }
+            let e = (*e).min(end);
+            out.push((s, e, *c));
+            pos = e;
+        }
+        if pos < end {
+            out.push((pos, end, 0));
+        }
+        out
+    }
+
+    /// Replaces the counts of `[start, end)` by `f(count)`.
+    fn apply(&mut self, start: u64, end: u64, f: impl Fn(u32) -> u32) {
+        let pieces = self.pieces(start, end);
+        // Cut the entries straddling either end, then drop everything inside.
+        for at in [start, end] {
+            if let Some((s, (e, c))) = self.0.range(..at).next_back().map(|(s, v)| (*s, *v)) {
+                if e > at {
+                    self.0.insert(s, (at, c));
+                    self.0.insert(at, (e, c));
+                }
+            }
+        }
+        let inside: Vec<u64> = self.0.range(start..end).map(|(s, _)| *s).collect();
+        for s in inside {
+            self.0.remove(&s);
+        }
+        for (s, e, c) in pieces {
+            let n = f(c);
+            if n > 0 {
+                self.0.insert(s, (e, n));
+            }
+        }
+        self.coalesce(start, end);
+    }
+
+    /// Merges neighbours of equal count around and inside `[start, end)`.
+    fn coalesce(&mut self, start: u64, end: u64) {
+        let first = self.0.range(..start).next_back().map_or(start, |(s, _)| *s);
+        let keys: Vec<u64> = self.0.range(first..=end).map(|(s, _)| *s).collect();
+        let mut cur: Option<u64> = None;
+        for k in keys {
+            let Some((ke, kc)) = self.0.get(&k).copied() else {
+                continue;
+            };
+            if let Some(c) = cur {
+                if let Some((ce, cc)) = self.0.get(&c).copied() {
+                    if ce == k && cc == kc {
+                        self.0.remove(&k);
+                        self.0.insert(c, (ke, cc));
+                        continue;
+                    }
+                }
+            }
+            cur = Some(k);
+        }
+    }
+}
+
+/// Who restored memory was given to, so that a statefile giving one page
+/// to two owners that may not share it is refused.
+#[derive(Default, Debug)]
+struct RestoreClaims {
+    /// Pages with one owner only: tmpfs file pages, a mapping's orphaned
+    /// pages ([`MemoryFile::claim_restored`]).
+    owned: RangeSet,
+    /// Pages some address space's backing references (fork shares these
+    /// between address spaces: [`MemoryFile::share_restored`]).
+    mapped: RangeSet,
 }
 
 // SAFETY: `base` points at a shared mapping owned by this object for its
@@ -134,6 +282,7 @@ impl MemoryFile {
             base,
             capacity,
             free: Mutex::new(free),
+            refs: Mutex::new(RefMap::default()),
             restore_claims: Mutex::new(None),
         })
     }
@@ -222,22 +371,49 @@ impl MemoryFile {
             return false;
         };
         let free = self.free_list();
-        // Any free range that starts before `end` and ends after `start` overlaps.
-        !free.range(..end).any(|(_, fe)| *fe > start)
+        // Free ranges are disjoint and ordered: only the last one starting
+        // before `end` can reach past `start`.
+        free.range(..end)
+            .next_back()
+            .is_none_or(|(_, fe)| *fe <= start)
     }
 
-    /// Frees `[start, start + len)`, which must be allocated, and punches it
-    /// out of the file so it reads back as zero when allocated again.
+    /// Drops one reference on every page of `[start, start + len)`, which
+    /// must be allocated; a page whose last reference this was is freed and
+    /// punched out of the file, so it reads back as zero when allocated again.
     pub fn free(&self, start: u64, len: u64) -> Result<(), MemoryFileError> {
         let end = self.check_range(start, len)?;
         if len == 0 {
             return Ok(());
         }
+        let mut refs = self.refs_map();
         let mut free = self.free_list();
-        if free.range(..end).any(|(_, fe)| *fe > start) {
+        if free
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, fe)| *fe > start)
+        {
             return Err(MemoryFileError::NotAllocated { start, len });
         }
-        self.decommit(start, len).map_err(MemoryFileError::Host)?;
+        let pieces = refs.pieces(start, end);
+        refs.apply(start, end, |c| c.saturating_sub(1));
+        for (s, e, c) in pieces {
+            if c == 0 {
+                self.release(&mut free, s, e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns `[start, end)`, allocated and unreferenced, to the free list.
+    fn release(
+        &self,
+        free: &mut BTreeMap<u64, u64>,
+        start: u64,
+        end: u64,
+    ) -> Result<(), MemoryFileError> {
+        self.decommit(start, end - start)
+            .map_err(MemoryFileError::Host)?;
         let mut new_start = start;
         let mut new_end = end;
         if let Some((ps, pe)) = free.range(..start).next_back().map(|(s, e)| (*s, *e)) {
@@ -251,6 +427,101 @@ impl MemoryFile {
             new_end = ne;
         }
         free.insert(new_start, new_end);
+        Ok(())
+    }
+
+    fn refs_map(&self) -> MutexGuard<'_, RefMap> {
+        // As for the free list: every update leaves the map consistent.
+        self.refs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds one reference to every page of `[start, start + len)`, which
+    /// must be allocated: the range is now shared by one more owner, and
+    /// each page is freed only when every owner has freed it.
+    pub fn incref(&self, start: u64, len: u64) -> Result<(), MemoryFileError> {
+        let end = self.check_range(start, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut refs = self.refs_map();
+        if !self.is_allocated(start, len) {
+            return Err(MemoryFileError::NotAllocated { start, len });
+        }
+        refs.apply(start, end, |c| c.saturating_add(1));
+        Ok(())
+    }
+
+    /// Whether any page has more than one owner (no fork has shared one, or
+    /// every sharing has been broken since): lets writers skip looking.
+    pub fn any_shared(&self) -> bool {
+        !self.refs_map().0.is_empty()
+    }
+
+    /// How many owners hold the page at `offset` (0 if it is free).
+    pub fn refcount(&self, offset: u64) -> u32 {
+        let page = offset & !(MF_PAGE_SIZE - 1);
+        let refs = self.refs_map();
+        if !self.is_allocated(page, MF_PAGE_SIZE) {
+            return 0;
+        }
+        refs.pieces(page, page + MF_PAGE_SIZE)
+            .first()
+            .map_or(1, |p| 1 + p.2)
+    }
+
+    /// The parts of `[start, start + len)` that more than one owner holds,
+    /// in order (empty when nothing is shared: the common case).
+    pub fn shared_ranges(&self, start: u64, len: u64) -> Vec<FileRange> {
+        let Some(end) = start.checked_add(len) else {
+            return Vec::new();
+        };
+        let refs = self.refs_map();
+        let mut out: Vec<FileRange> = Vec::new();
+        for (s, e, _) in refs.pieces(start, end).into_iter().filter(|p| p.2 > 0) {
+            match out.last_mut() {
+                Some(last) if last.end == s => last.end = e,
+                _ => out.push(FileRange { start: s, end: e }),
+            }
+        }
+        out
+    }
+
+    /// Copies `len` bytes from `src` to `dst` within the file (breaking a
+    /// copy-on-write share). Only the parts of `src` holding data are
+    /// copied: `dst` must read as zero (freshly allocated).
+    pub fn copy_within(&self, src: u64, dst: u64, len: u64) -> Result<(), Errno> {
+        let n = usize::try_from(len).map_err(|_| Errno::EFAULT)?;
+        self.check_io(src, n)?;
+        self.check_io(dst, n)?;
+        if src < dst.saturating_add(len) && dst < src.saturating_add(len) {
+            return Err(Errno::EINVAL);
+        }
+        for d in self.data_ranges(
+            src & !(MF_PAGE_SIZE - 1),
+            len.next_multiple_of(MF_PAGE_SIZE),
+        )? {
+            let from = d.start.max(src);
+            let to = d.end.min(src + len);
+            if from >= to {
+                continue;
+            }
+            let (s, t, l) = (
+                usize::try_from(from).map_err(|_| Errno::EFAULT)?,
+                usize::try_from(dst + (from - src)).map_err(|_| Errno::EFAULT)?,
+                usize::try_from(to - from).map_err(|_| Errno::EFAULT)?,
+            );
+            // SAFETY: `check_io` proved both `[src, src + len)` and
+            // `[dst, dst + len)` lie within the mapping of `capacity` bytes
+            // at `base`, and they do not overlap (checked above); the bytes
+            // are copied without creating references into the mapping.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.base.as_ptr().add(s),
+                    self.base.as_ptr().add(t),
+                    l,
+                );
+            }
+        }
         Ok(())
     }
 
@@ -299,9 +570,9 @@ impl MemoryFile {
     }
 
     /// Records that `[start, start + len)` of the restored memory belongs to
-    /// one owner: every owner a restore re-attaches (each mapping's backing,
-    /// each tmpfs file page) claims its memory here, so a statefile that
-    /// gives one page to two owners is refused (`Overlap`) instead of
+    /// one owner alone (a tmpfs file's pages, a mapping's orphaned pages):
+    /// a statefile that gives such a page to a second owner (another file,
+    /// any address space's backing) is refused (`Overlap`) instead of
     /// leaving two objects writing, and later freeing, the same page. The
     /// range must be allocated. Outside a restore (before
     /// [`MemoryFile::restore_allocations`] or after
@@ -321,20 +592,47 @@ impl MemoryFile {
         let Some(claims) = guard.as_mut() else {
             return Ok(());
         };
-        let before = claims.range(..end).next_back().map(|(s, e)| (*s, *e));
-        if before.is_some_and(|(_, e)| e > start) {
+        if claims.owned.overlaps(start, end) || claims.mapped.overlaps(start, end) {
             return Err(MemoryFileError::Overlap { start, len });
         }
-        let (mut new_start, mut new_end) = (start, end);
-        if let Some((s, e)) = before.filter(|(_, e)| *e == start) {
-            claims.remove(&s);
-            new_start = s;
-            debug_assert_eq!(e, start);
+        claims.owned.insert(start, end);
+        Ok(())
+    }
+
+    /// Records that an address space's backing references `[start, start +
+    /// len)` of the restored memory. Address spaces may share pages (after
+    /// fork): the first reference is the allocation's own, every further
+    /// one adds a reference ([`MemoryFile::incref`]), so each page ends
+    /// with one reference per address space that maps it. A page owned
+    /// alone ([`MemoryFile::claim_restored`]) is refused (`Overlap`). The
+    /// range must be allocated; outside a restore this is `incref`.
+    pub fn share_restored(&self, start: u64, len: u64) -> Result<(), MemoryFileError> {
+        let end = self.check_range(start, len)?;
+        if len == 0 {
+            return Ok(());
         }
-        if let Some(e) = claims.remove(&end) {
-            new_end = e;
+        if !self.is_allocated(start, len) {
+            return Err(MemoryFileError::NotAllocated { start, len });
         }
-        claims.insert(new_start, new_end);
+        let again = {
+            let mut guard = self
+                .restore_claims
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let Some(claims) = guard.as_mut() else {
+                drop(guard);
+                return self.incref(start, len);
+            };
+            if claims.owned.overlaps(start, end) {
+                return Err(MemoryFileError::Overlap { start, len });
+            }
+            let again = claims.mapped.intersections(start, end);
+            claims.mapped.insert(start, end);
+            again
+        };
+        for (s, e) in again {
+            self.incref(s, e - s)?;
+        }
         Ok(())
     }
 
@@ -354,7 +652,7 @@ impl MemoryFile {
         *self
             .restore_claims
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(BTreeMap::new());
+            .unwrap_or_else(|e| e.into_inner()) = Some(RestoreClaims::default());
         let mut done: Vec<FileRange> = Vec::new();
         for r in ranges {
             let len = r
@@ -662,6 +960,83 @@ mod tests {
         ));
         mf.finish_restore();
         mf.claim_restored(0, P).unwrap();
+    }
+
+    #[test]
+    fn refcounts_free_at_the_last_reference() {
+        let mf = MemoryFile::new(64 * P).unwrap();
+        let a = mf.allocate(4 * P).unwrap();
+        mf.write_at(a, b"keep").unwrap();
+        assert_eq!(mf.refcount(a), 1);
+        assert!(mf.shared_ranges(a, 4 * P).is_empty());
+        mf.incref(a + P, 2 * P).unwrap();
+        mf.incref(a + 2 * P, 2 * P).unwrap();
+        let counts: Vec<u32> = (0..4).map(|i| mf.refcount(a + i * P)).collect();
+        assert_eq!(counts, vec![1, 2, 3, 2]);
+        assert_eq!(
+            mf.shared_ranges(a, 4 * P),
+            vec![FileRange {
+                start: a + P,
+                end: a + 4 * P
+            }]
+        );
+        // One reference dropped everywhere: only page 0 is really freed.
+        mf.free(a, 4 * P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 3 * P);
+        assert_eq!(mf.refcount(a), 0);
+        let counts: Vec<u32> = (1..4).map(|i| mf.refcount(a + i * P)).collect();
+        assert_eq!(counts, vec![1, 2, 1]);
+        mf.write_at(a + 2 * P, b"shared").unwrap();
+        mf.free(a + 2 * P, P).unwrap();
+        let mut buf = [0u8; 6];
+        mf.read_at(a + 2 * P, &mut buf).unwrap();
+        assert_eq!(&buf, b"shared", "freed only at the last reference");
+        mf.free(a + P, 3 * P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 0);
+        assert!(mf.refs_map().0.is_empty(), "no reference left behind");
+        assert!(matches!(
+            mf.incref(a, P),
+            Err(MemoryFileError::NotAllocated { .. })
+        ));
+        // copy_within copies data, leaves holes as holes.
+        let b = mf.allocate(2 * P).unwrap();
+        let c = mf.allocate(2 * P).unwrap();
+        mf.write_at(b + P + 5, b"xy").unwrap();
+        mf.copy_within(b, c, 2 * P).unwrap();
+        mf.read_at(c + P + 5, &mut buf[..2]).unwrap();
+        assert_eq!(&buf[..2], b"xy");
+        assert_eq!(mf.data_bytes(c, 2 * P), P);
+        assert_eq!(mf.copy_within(b, b + P, 2 * P), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn restore_shares_count_every_address_space() {
+        let mf = MemoryFile::new(16 * P).unwrap();
+        mf.restore_allocations(&[FileRange {
+            start: 0,
+            end: 8 * P,
+        }])
+        .unwrap();
+        mf.claim_restored(0, P).unwrap(); // A file's page.
+        mf.share_restored(P, 3 * P).unwrap();
+        mf.share_restored(2 * P, 4 * P).unwrap();
+        mf.share_restored(3 * P, P).unwrap();
+        let counts: Vec<u32> = (0..7).map(|i| mf.refcount(i * P)).collect();
+        assert_eq!(counts, vec![1, 1, 2, 3, 1, 1, 1]);
+        for (s, l) in [(0, P), (0, 2 * P)] {
+            assert!(matches!(
+                mf.share_restored(s, l),
+                Err(MemoryFileError::Overlap { .. })
+            ));
+        }
+        assert!(matches!(
+            mf.claim_restored(5 * P, 2 * P),
+            Err(MemoryFileError::Overlap { .. })
+        ));
+        mf.finish_restore();
+        // Outside a restore, sharing is a plain reference.
+        mf.share_restored(6 * P, P).unwrap();
+        assert_eq!(mf.refcount(6 * P), 2);
     }
 
     #[test]

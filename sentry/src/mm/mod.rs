@@ -2,8 +2,9 @@
 //!
 //! * [`MemoryFile`]: the one memfd holding all application memory.
 //! * [`Vma`]: one mapping; [`MemoryManager`]: one address space, with the
-//!   memory syscalls' semantics (`ops.rs`), faults (`fault.rs`), copy-in/out
-//!   (`io.rs`) and checkpoint/restore (`state.rs`).
+//!   memory syscalls' semantics (`ops.rs`), its backing map (`pma.rs`),
+//!   faults (`fault.rs`), copy-in/out (`io.rs`), fork with copy-on-write
+//!   (`fork.rs`) and checkpoint/restore (`state.rs`).
 
 mod fault;
 pub mod file;
@@ -12,6 +13,7 @@ mod io;
 mod manager;
 pub mod memory_file;
 mod ops;
+mod pma;
 mod state;
 pub mod vma;
 
@@ -26,5 +28,7 @@ pub use manager::{
 };
 pub use memory_file::{FileRange, MemoryFile, MemoryFileError, MF_PAGE_SIZE};
 pub use ops::MmapFile;
-pub use state::{MappedFileRecord, MemoryFileRecord, MmRecord, MmRestoreError, MmState};
+pub use state::{
+    BackingState, MappedFileRecord, MemoryFileRecord, MmRecord, MmRestoreError, MmState,
+};
 pub use vma::{FileBacking, FileState, Vma, VmaKind, VmaState};

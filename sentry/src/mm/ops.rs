@@ -83,7 +83,13 @@ fn mergeable(a: &Vma, b: &Vma) -> bool {
         }
         _ => false,
     };
-    a.end == b.start && a.prot == b.prot && a.shared == b.shared && a.kind == b.kind && same_file
+    a.end == b.start
+        && a.prot == b.prot
+        && a.shared == b.shared
+        && a.kind == b.kind
+        && a.dontfork == b.dontfork
+        && a.wipeonfork == b.wipeonfork
+        && same_file
 }
 
 impl MemoryManager {
@@ -228,10 +234,9 @@ impl MemoryManager {
             }
             v.prot = prot;
             v.ever_writable |= prot.write;
-            let (s, l) = (v.start, v.len());
-            self.aspace
-                .protect(s, l, prot)
-                .map_err(|e| platform_errno("protect", e))?;
+            let (s, e) = (v.start, v.end);
+            // Copy-on-write pages stay read-only on the host.
+            self.sync_host(s, s, e, false, false)?;
         }
         Ok(())
     }
@@ -333,16 +338,25 @@ impl MemoryManager {
         let end = old.checked_add(size).ok_or(Errno::EFAULT)?;
         let mut last = new;
         for start in self.isolate(old, end) {
-            let Some(mut v) = self.vmas.remove(&start) else {
+            let Some(mut v) = self.vmas.get(&start).cloned() else {
                 continue;
             };
             let to = new + (v.start - old);
-            if let Err(e) = self.aspace.map(to, v.len(), v.mf_offset, v.prot) {
-                self.vmas.insert(start, v);
-                return Err(platform_errno("map", e));
+            // The same pages at the new address, copy-on-write ones still
+            // read-only.
+            for p in self.backing_of(&v, v.start, v.end) {
+                let at = to + (p.start - v.start);
+                if let Err(e) = self.aspace.map(at, p.len(), p.off, Self::host_prot(&v, &p)) {
+                    let _ = self.aspace.unmap(to, v.len());
+                    return Err(platform_errno("map", e));
+                }
             }
             if let Err(e) = self.aspace.unmap(v.start, v.len()) {
                 tracing::warn!("address space unmap failed: {e}");
+            }
+            self.vmas.remove(&start);
+            if !v.direct {
+                self.pmas.shift(v.start, v.len(), to);
             }
             v.end = to + v.len();
             v.start = to;
@@ -451,8 +465,11 @@ impl MemoryManager {
 
     /// madvise(2). MADV_DONTNEED drops private pages (anonymous ones read
     /// back as zero, file ones as the file's bytes); MADV_REMOVE zeroes
-    /// shared anonymous memory; the other Linux advice values are accepted
-    /// and ignored (they are hints); unknown ones are EINVAL.
+    /// shared anonymous memory; MADV_DONTFORK/DOFORK and
+    /// MADV_WIPEONFORK/KEEPONFORK (private anonymous memory only, else
+    /// EINVAL) set what fork does with the range; the other Linux advice
+    /// values are accepted and ignored (they are hints); unknown ones are
+    /// EINVAL.
     pub fn madvise(&mut self, addr: u64, len: u64, advice: i32) -> Result<(), Errno> {
         if !self.is_aligned(addr) {
             return Err(Errno::EINVAL);
@@ -487,6 +504,31 @@ impl MemoryManager {
         }
         let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
         let fully_mapped = self.is_fully_mapped(addr, len);
+        if matches!(
+            advice,
+            libc::MADV_DONTFORK | libc::MADV_DOFORK | libc::MADV_WIPEONFORK | libc::MADV_KEEPONFORK
+        ) {
+            if advice == libc::MADV_WIPEONFORK {
+                let first = self.vma_at(addr).map_or(addr, |v| v.start);
+                if self
+                    .vmas
+                    .range(first..end)
+                    .any(|(_, v)| v.shared || v.file.is_some())
+                {
+                    return Err(Errno::EINVAL);
+                }
+            }
+            for start in self.isolate(addr, end) {
+                if let Some(v) = self.vmas.get_mut(&start) {
+                    match advice {
+                        libc::MADV_DONTFORK => v.dontfork = true,
+                        libc::MADV_DOFORK => v.dontfork = false,
+                        libc::MADV_WIPEONFORK => v.wipeonfork = true,
+                        _ => v.wipeonfork = false,
+                    }
+                }
+            }
+        }
         if advice == libc::MADV_REMOVE {
             let mut pos = addr;
             while let Some(v) = self.vma_at(pos) {
@@ -526,23 +568,71 @@ impl MemoryManager {
     /// MADV_DONTNEED / MADV_REMOVE of `[from, to)` within one VMA.
     fn drop_pages(&mut self, from: u64, to: u64, advice: i32) -> Result<(), Errno> {
         let v = self.vma_at(from).ok_or(Errno::ENOMEM)?.clone();
-        let mf_off = v.mf_offset_of(from);
-        let len = to - from;
         // Shared memory keeps its contents on DONTNEED: the pages are only
         // unmapped from this process in Linux, and read back the same.
         if v.shared && advice == libc::MADV_DONTNEED {
             return Ok(());
         }
-        if v.shared && v.file.is_some() {
-            // MADV_REMOVE on a shared file mapping would punch the file;
-            // zero our copy and write the zeros through.
-            self.mf.decommit(mf_off, len)?;
+        if v.shared {
+            // Zeroes what every sharer sees: MADV_REMOVE on a shared file
+            // mapping would punch the file; zero our copy and write the
+            // zeros through (a direct mapping's pages are the file's).
+            for p in self.backing_of(&v, from, to) {
+                self.mf.decommit(p.off, p.len())?;
+            }
             return self.write_back(&v, from, to);
         }
-        self.mf.decommit(mf_off, len)?;
-        if let (Some(fb), false) = (&v.file, v.shared) {
-            let file_off = v.file_offset_of(from).unwrap_or(fb.offset);
-            self.fill_from_file(fb.file.as_ref(), file_off, mf_off, len)?;
+        for p in self.pmas.pieces(from, to) {
+            // Pages others share (copy-on-write) are left to them: this
+            // address space gets fresh ones. Its own are punched.
+            let mut segs = Vec::new();
+            let mut pos = p.start;
+            for r in self.mf.shared_ranges(p.off, p.len()) {
+                let (s, e) = (p.start + (r.start - p.off), p.start + (r.end - p.off));
+                if s > pos {
+                    segs.push((pos, s, false));
+                }
+                segs.push((s, e, true));
+                pos = e;
+            }
+            if pos < p.end {
+                segs.push((pos, p.end, false));
+            }
+            for (s, e, shared) in segs {
+                let len = e - s;
+                let off = if shared {
+                    self.mf.allocate(len)?
+                } else {
+                    let off = p.off_of(s);
+                    self.mf.decommit(off, len)?;
+                    off
+                };
+                if let Some(fb) = &v.file {
+                    let file_off = v.file_offset_of(s).unwrap_or(fb.offset);
+                    if let Err(e) = self.fill_from_file(fb.file.as_ref(), file_off, off, len) {
+                        if shared {
+                            let _ = self.mf.free(off, len);
+                        }
+                        return Err(e);
+                    }
+                }
+                if shared {
+                    if let Err(e) = self.aspace.map(s, len, off, v.prot) {
+                        let _ = self.mf.free(off, len);
+                        return Err(platform_errno("map", e));
+                    }
+                    self.pmas.take(s, e);
+                    self.pmas.insert(super::pma::Piece {
+                        start: s,
+                        end: e,
+                        off,
+                        cow: false,
+                    });
+                    if let Err(e) = self.mf.free(p.off_of(s), len) {
+                        tracing::error!("memory file free failed: {e}");
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -1,11 +1,15 @@
 //! Checkpoint and restore of a memory manager.
 //!
-//! The state is the VMA metadata (with each VMA's memory-file offset) and
-//! brk; the memory itself is the memory file's section of the statefile,
-//! saved and loaded through [`MemoryFile::allocated_ranges`],
-//! [`MemoryFile::data_ranges`], [`MemoryFile::restore_allocations`] and
-//! `read_at`/`write_at`. A snapshot is untrusted input on restore: every
-//! value is validated and a bad one is an error, never a panic.
+//! The state is the VMA metadata, the backing map (address range ->
+//! memory-file offset) and brk; the memory itself is the memory file's
+//! section of the statefile, saved and loaded through
+//! [`MemoryFile::allocated_ranges`], [`MemoryFile::data_ranges`],
+//! [`MemoryFile::restore_allocations`] and `read_at`/`write_at`. Address
+//! spaces that share pages (after fork) name the same offsets, so a shared
+//! page is stored once; restore rebuilds its reference count from every
+//! address space that names it ([`MemoryFile::share_restored`]). A snapshot
+//! is untrusted input on restore: every value is validated and a bad one is
+//! an error, never a panic.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::file::{MappableFile, OpenFn};
 use super::manager::{platform_errno, usable_range, MemoryManager};
 use super::memory_file::{FileRange, MemoryFile};
-use super::vma::{FileBacking, Vma, VmaState};
+use super::pma::{Piece, Pmas};
+use super::vma::{FileBacking, Vma, VmaState, VmaStateV2};
 use crate::errno::Errno;
 use crate::vfs::inode::Fingerprint;
 
@@ -29,12 +34,83 @@ pub struct MmState {
     /// address space is smaller.
     pub highest_address: u64,
     pub vmas: Vec<VmaState>,
+    /// Where the pages of every non-direct VMA live, in address order
+    /// (since v2): exactly those VMAs' addresses are covered.
+    pub backing: Vec<BackingState>,
     pub brk_start: u64,
     pub brk: u64,
     pub stack_limit: u64,
 }
 
-statefile::versioned!(MmState, "mm.MmState", 1, [VmaState]);
+statefile::versioned!(MmState, "mm.MmState", 2, [VmaState, BackingState]);
+
+/// One run of an address space's backing map: `[start, end)` lives at
+/// `mf_offset` in the memory file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackingState {
+    pub start: u64,
+    pub end: u64,
+    pub mf_offset: u64,
+}
+statefile::versioned!(BackingState, "mm.Backing", 1);
+
+/// Version 1 of [`MmState`]: each VMA's backing is one contiguous range at
+/// its `mf_offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmStateV1 {
+    pub page_size: u64,
+    pub highest_address: u64,
+    pub vmas: Vec<VmaStateV2>,
+    pub brk_start: u64,
+    pub brk: u64,
+    pub stack_limit: u64,
+}
+statefile::versioned!(MmStateV1, "mm.MmState", 1, [VmaStateV2]);
+
+impl From<MmStateV1> for MmState {
+    /// Each non-direct VMA's contiguous range becomes one backing run; no
+    /// fork advice was recorded then.
+    fn from(v1: MmStateV1) -> MmState {
+        let mut backing = Vec::new();
+        let vmas = v1
+            .vmas
+            .into_iter()
+            .map(|v| {
+                if !v.direct {
+                    backing.push(BackingState {
+                        start: v.start,
+                        end: v.end,
+                        mf_offset: v.mf_offset,
+                    });
+                }
+                VmaState {
+                    start: v.start,
+                    end: v.end,
+                    prot: v.prot,
+                    max_prot: v.max_prot,
+                    shared: v.shared,
+                    growsdown: v.growsdown,
+                    ever_writable: v.ever_writable,
+                    file: v.file,
+                    mf_offset: if v.direct { v.mf_offset } else { 0 },
+                    kind: v.kind,
+                    direct: v.direct,
+                    dontfork: false,
+                    wipeonfork: false,
+                }
+            })
+            .collect();
+        MmState {
+            page_size: v1.page_size,
+            highest_address: v1.highest_address,
+            vmas,
+            backing,
+            brk_start: v1.brk_start,
+            brk: v1.brk,
+            stack_limit: v1.stack_limit,
+        }
+    }
+}
 statefile::versioned!(FileRange, "mm.FileRange", 1);
 
 /// A file some mapping of an address space maps, to re-open on restore.
@@ -54,7 +130,49 @@ pub struct MmRecord {
     pub mm: MmState,
     pub files: Vec<MappedFileRecord>,
 }
-statefile::savable_serde!(MmRecord, "mm.MemoryManager", 1, [MmState, MappedFileRecord]);
+statefile::versioned!(MmRecord, "mm.MemoryManager", 2, [MmState, MappedFileRecord]);
+
+/// Version 1 of the address space's record (VMAs with contiguous backing).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MmRecordV1 {
+    pub mm: MmStateV1,
+    pub files: Vec<MappedFileRecord>,
+}
+statefile::versioned!(
+    MmRecordV1,
+    "mm.MemoryManager",
+    1,
+    [MmStateV1, MappedFileRecord]
+);
+
+impl statefile::Savable for MmRecord {
+    const TYPE_NAME: &'static str = "mm.MemoryManager";
+    const VERSION: u32 = 2;
+    const MIN_VERSION: u32 = 1;
+
+    fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+        enc.serde(self)
+    }
+
+    /// v1 is decoded in its own layout (its nested types checked at the
+    /// versions it was written with) and migrated: each VMA's range becomes
+    /// one backing run.
+    fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
+        if version == 1 {
+            statefile::check_saved_versions::<MmRecordV1>(dec.types())?;
+            return dec.serde::<MmRecordV1>().map(|v1| MmRecord {
+                mm: v1.mm.into(),
+                files: v1.files,
+            });
+        }
+        statefile::check_saved_versions::<Self>(dec.types())?;
+        dec.serde()
+    }
+
+    fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+        statefile::register_versioned::<Self>(types)
+    }
+}
 
 /// The memory file's saved form: which ranges hold pages (the memory
 /// section has their contents).
@@ -109,6 +227,13 @@ pub enum MmRestoreError {
         end: u64,
         why: &'static str,
     },
+    #[error("backing run {index} ({start:#x}-{end:#x}) is invalid: {why}")]
+    BadBacking {
+        index: usize,
+        start: u64,
+        end: u64,
+        why: &'static str,
+    },
     #[error("brk {brk_start:#x}..{brk:#x} is invalid")]
     BadBrk { brk_start: u64, brk: u64 },
     #[error("cannot re-open mapped file {name}: {errno}")]
@@ -124,6 +249,7 @@ pub enum MmRestoreError {
 /// other, nor any file's pages. On error every pin taken is dropped again.
 fn pin_direct(
     vmas: &mut BTreeMap<u64, Vma>,
+    pmas: &mut Pmas,
     backing: &mut BTreeMap<u64, u64>,
     mf: &MemoryFile,
 ) -> Result<(), MmRestoreError> {
@@ -159,6 +285,13 @@ fn pin_direct(
             break;
         }
         backing.insert(v.mf_offset, end);
+        pmas.insert(Piece {
+            start: v.start,
+            end: v.end,
+            off: v.mf_offset,
+            cow: false,
+        });
+        v.mf_offset = 0;
         v.direct = false;
     }
     if result.is_err() {
@@ -167,6 +300,18 @@ fn pin_direct(
         }
     }
     result
+}
+
+/// The union of `ranges` (sorted by start, disjoint), touching ones merged.
+fn coalesced(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in ranges {
+        match out.last_mut() {
+            Some(last) if last.1 == s => last.1 = e,
+            _ => out.push((s, e)),
+        }
+    }
+    out
 }
 
 impl MmState {
@@ -198,7 +343,6 @@ impl MmState {
         if state.highest_address > top {
             return Err(too_small(state.highest_address));
         }
-        let mut backing: BTreeMap<u64, u64> = BTreeMap::new();
         let mut prev_end = 0u64;
         for (index, s) in state.vmas.iter().enumerate() {
             let bad = |why| MmRestoreError::BadVma {
@@ -209,6 +353,12 @@ impl MmState {
             };
             if (s.start | s.end | s.mf_offset) & (page - 1) != 0 {
                 return Err(bad("not page-aligned"));
+            }
+            if !s.direct && s.mf_offset != 0 {
+                return Err(bad("memory offset on a mapping backed by the backing map"));
+            }
+            if s.wipeonfork && (s.shared || s.file.is_some() || s.direct) {
+                return Err(bad("wipe-on-fork on a shared or file mapping"));
             }
             if s.start >= s.end {
                 return Err(bad("empty or reversed"));
@@ -224,25 +374,18 @@ impl MmState {
             }
             prev_end = s.end;
             let len = s.end - s.start;
-            let mf_end = s
-                .mf_offset
-                .checked_add(len)
-                .ok_or_else(|| bad("memory offset overflows"))?;
-            if !is_allocated(s.mf_offset, len) {
-                return Err(bad("memory range not in the memory file"));
-            }
-            if s.direct && !(s.shared && s.file.is_some()) {
-                return Err(bad("direct backing without a shared file"));
-            }
-            // A direct mapping's pages are its file's (checked when they are
-            // pinned below); every other backing is the mapping's own.
-            if !s.direct {
-                if let Some((_, e)) = backing.range(..mf_end).next_back() {
-                    if *e > s.mf_offset {
-                        return Err(bad("memory range shared with another mapping"));
-                    }
+            if s.direct {
+                // A direct mapping's pages are its file's (checked when they
+                // are pinned); every other VMA's are in the backing map.
+                if s.mf_offset.checked_add(len).is_none() {
+                    return Err(bad("memory offset overflows"));
                 }
-                backing.insert(s.mf_offset, mf_end);
+                if !is_allocated(s.mf_offset, len) {
+                    return Err(bad("memory range not in the memory file"));
+                }
+                if !(s.shared && s.file.is_some()) {
+                    return Err(bad("direct backing without a shared file"));
+                }
             }
             if (s.prot.read && !s.max_prot.read)
                 || (s.prot.write && !s.max_prot.write)
@@ -259,6 +402,7 @@ impl MmState {
                 }
             }
         }
+        self.validate_backing(page, top, is_allocated)?;
         let brk_ok = state.brk_start <= state.brk
             && state.brk <= top
             && state.brk_start & (page - 1) == 0
@@ -273,13 +417,114 @@ impl MmState {
     }
 }
 
+impl MmState {
+    /// The backing map: runs aligned, non-empty, in address order without
+    /// overlap, inside the address space, on allocated memory-file pages,
+    /// no page named twice in this address space (others may name it: fork
+    /// shares pages), and covering exactly the non-direct VMAs.
+    fn validate_backing(
+        &self,
+        page: u64,
+        top: u64,
+        is_allocated: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<(), MmRestoreError> {
+        let mut prev_end = 0u64;
+        let mut by_offset: Vec<(u64, u64, usize)> = Vec::with_capacity(self.backing.len());
+        for (index, b) in self.backing.iter().enumerate() {
+            let bad = |why| MmRestoreError::BadBacking {
+                index,
+                start: b.start,
+                end: b.end,
+                why,
+            };
+            if (b.start | b.end | b.mf_offset) & (page - 1) != 0 {
+                return Err(bad("not page-aligned"));
+            }
+            if b.start >= b.end {
+                return Err(bad("empty or reversed"));
+            }
+            if b.start < prev_end {
+                return Err(bad("overlaps or is out of order"));
+            }
+            if b.end > top {
+                return Err(bad("beyond the address space"));
+            }
+            prev_end = b.end;
+            let len = b.end - b.start;
+            let mf_end = b
+                .mf_offset
+                .checked_add(len)
+                .ok_or_else(|| bad("memory offset overflows"))?;
+            if !is_allocated(b.mf_offset, len) {
+                return Err(bad("memory range not in the memory file"));
+            }
+            by_offset.push((b.mf_offset, mf_end, index));
+        }
+        by_offset.sort_unstable();
+        for w in by_offset.windows(2) {
+            if w[1].0 < w[0].1 {
+                let b = &self.backing[w[1].2];
+                return Err(MmRestoreError::BadBacking {
+                    index: w[1].2,
+                    start: b.start,
+                    end: b.end,
+                    why: "memory range used twice in one address space",
+                });
+            }
+        }
+        let mapped = coalesced(
+            self.vmas
+                .iter()
+                .filter(|v| !v.direct)
+                .map(|v| (v.start, v.end)),
+        );
+        let backed = coalesced(self.backing.iter().map(|b| (b.start, b.end)));
+        if mapped != backed {
+            // Name the first run that differs.
+            let at = mapped
+                .iter()
+                .zip(backed.iter())
+                .position(|(m, b)| m != b)
+                .unwrap_or(mapped.len().min(backed.len()));
+            let (start, end) = mapped.get(at).or(backed.get(at)).copied().unwrap_or((0, 0));
+            return Err(MmRestoreError::BadBacking {
+                index: self.backing.partition_point(|b| b.end <= start),
+                start,
+                end,
+                why: "backing does not cover exactly the mappings",
+            });
+        }
+        Ok(())
+    }
+}
+
 impl MemoryManager {
+    /// The backing map as saved: runs that continue each other (in
+    /// addresses and offsets) are one, whatever their host protection.
+    fn backing_state(&self) -> Vec<BackingState> {
+        let mut out: Vec<BackingState> = Vec::new();
+        for p in self.pmas.iter() {
+            match out.last_mut() {
+                Some(b) if b.end == p.start && b.mf_offset + (b.end - b.start) == p.off => {
+                    b.end = p.end
+                }
+                _ => out.push(BackingState {
+                    start: p.start,
+                    end: p.end,
+                    mf_offset: p.off,
+                }),
+            }
+        }
+        out
+    }
+
     /// The state to save. Call with the application stopped.
     pub fn snapshot(&self) -> MmState {
         MmState {
             page_size: self.layout.page_size,
             highest_address: self.highest_address(),
             vmas: self.vmas.values().map(Vma::state).collect(),
+            backing: self.backing_state(),
             brk_start: self.brk_start,
             brk: self.brk,
             stack_limit: self.stack_limit,
@@ -291,6 +536,14 @@ impl MemoryManager {
     /// contents ([`MemoryFile::restore_allocations`]); the state is checked
     /// first ([`MmState::validate`]). Files are re-opened by name through
     /// `reopen`, once each.
+    ///
+    /// Several address spaces sharing pages (saved after fork) are restored
+    /// by calling this once for each, into one memory file, before
+    /// [`MemoryFile::finish_restore`]: each page ends with one reference per
+    /// address space naming it. Because the others may not be restored yet,
+    /// every private writable page is mapped copy-on-write: its first write
+    /// fault copies it if it is shared, or makes it (and its unshared run)
+    /// writable if not.
     pub fn from_snapshot(
         state: &MmState,
         layout: Layout,
@@ -299,20 +552,20 @@ impl MemoryManager {
         reopen: &OpenFn<'_>,
     ) -> Result<MemoryManager, MmRestoreError> {
         state.validate(&layout, &|offset, len| mf.is_allocated(offset, len))?;
-        // Each mapping's own backing is claimed against every other owner
-        // of restored memory (tmpfs files first of all).
+        // Each backing run is claimed against every other owner of restored
+        // memory (tmpfs files first of all); address spaces may share runs.
         let mut backing: BTreeMap<u64, u64> = BTreeMap::new();
-        for (index, s) in state.vmas.iter().enumerate().filter(|(_, s)| !s.direct) {
-            let len = s.end - s.start;
-            if mf.claim_restored(s.mf_offset, len).is_err() {
-                return Err(MmRestoreError::BadVma {
+        for (index, b) in state.backing.iter().enumerate() {
+            let len = b.end - b.start;
+            if mf.share_restored(b.mf_offset, len).is_err() {
+                return Err(MmRestoreError::BadBacking {
                     index,
-                    start: s.start,
-                    end: s.end,
+                    start: b.start,
+                    end: b.end,
                     why: "memory range belongs to a file",
                 });
             }
-            backing.insert(s.mf_offset, s.mf_offset + len);
+            backing.insert(b.mf_offset, b.mf_offset + len);
         }
         let mut vmas = BTreeMap::new();
         let mut files: HashMap<String, Arc<dyn MappableFile>> = HashMap::new();
@@ -349,21 +602,56 @@ impl MemoryManager {
                 mf_offset: s.mf_offset,
                 kind: s.kind,
                 direct: s.direct,
+                dontfork: s.dontfork,
+                wipeonfork: s.wipeonfork,
             };
             vmas.insert(vma.start, vma);
+        }
+        let mut pmas = Pmas::default();
+        for b in &state.backing {
+            pmas.insert(Piece {
+                start: b.start,
+                end: b.end,
+                off: b.mf_offset,
+                cow: false,
+            });
         }
         let mut mm = MemoryManager::new(layout, mf, aspace).map_err(MmRestoreError::Map)?;
         mm.brk_start = state.brk_start;
         mm.brk = state.brk;
         mm.stack_limit = state.stack_limit;
         for v in vmas.values() {
-            if let Err(e) = mm.aspace.map(v.start, v.len(), v.mf_offset, v.prot) {
-                return Err(MmRestoreError::Map(platform_errno("map", e)));
+            let cow = !v.shared && !v.direct && v.prot.write;
+            for p in backing_pieces(&pmas, v) {
+                let p = Piece { cow, ..p };
+                let prot = MemoryManager::host_prot(v, &p);
+                if let Err(e) = mm.aspace.map(p.start, p.len(), p.off, prot) {
+                    return Err(MmRestoreError::Map(platform_errno("map", e)));
+                }
+                if cow {
+                    pmas.take(p.start, p.end);
+                    pmas.insert(p);
+                }
             }
         }
-        pin_direct(&mut vmas, &mut backing, &mm.mf)?;
+        pin_direct(&mut vmas, &mut pmas, &mut backing, &mm.mf)?;
         // Only now does the manager own the backing (and free it on drop).
         mm.vmas = vmas;
+        mm.pmas = pmas;
         Ok(mm)
     }
+}
+
+/// The pages of `v` as mapped at restore: its backing runs, or a direct
+/// VMA's file pages.
+fn backing_pieces(pmas: &Pmas, v: &Vma) -> Vec<Piece> {
+    if v.direct {
+        return vec![Piece {
+            start: v.start,
+            end: v.end,
+            off: v.mf_offset,
+            cow: false,
+        }];
+    }
+    pmas.pieces(v.start, v.end)
 }

@@ -136,32 +136,61 @@ pub(crate) fn new_mm_with(mf: Arc<MemoryFile>) -> (MemoryManager, Pages) {
 }
 
 /// The host page table matches the VMAs page for page, and VMA backings
-/// are allocated and disjoint.
+/// are allocated and disjoint, and nothing else is allocated: `mm` alone
+/// uses the memory file.
 pub(crate) fn check_consistent(mm: &MemoryManager, pages: &Pages) {
-    let pages = pages.lock().unwrap();
-    let mut expect = BTreeMap::new();
-    let mut backing = BTreeMap::new();
-    for v in mm.vmas() {
-        assert!(
-            v.start < v.end && v.start % P == 0 && v.end % P == 0,
-            "{v:?}"
-        );
-        assert!(mm.memory_file().is_allocated(v.mf_offset, v.len()), "{v:?}");
-        for a in (v.start..v.end).step_by(P as usize) {
-            expect.insert(a, (v.mf_offset_of(a), v.prot));
-            assert!(
-                backing.insert(v.mf_offset_of(a), a).is_none(),
-                "backing shared: {v:?}"
-            );
-        }
-    }
-    assert_eq!(*pages, expect);
+    let backing = check_mapped(mm, pages);
     let allocated: u64 = mm.memory_file().allocated_bytes();
     assert_eq!(
         allocated,
         backing.len() as u64 * P,
         "memory file leaks or double-counts"
     );
+}
+
+/// The host page table matches the VMAs and their backing page for page
+/// (copy-on-write pages without write permission, and every private
+/// writable page others share is copy-on-write), every non-direct VMA
+/// page is backed and nothing else is, and no page backs two addresses of
+/// `mm`. Returns the pages `mm` uses: memory-file offset -> address.
+pub(crate) fn check_mapped(mm: &MemoryManager, pages: &Pages) -> BTreeMap<u64, u64> {
+    let pages = pages.lock().unwrap();
+    let mf = mm.memory_file();
+    let mut expect = BTreeMap::new();
+    let mut backing = BTreeMap::new();
+    let mut non_direct = 0;
+    for v in mm.vmas() {
+        assert!(
+            v.start < v.end && v.start % P == 0 && v.end % P == 0,
+            "{v:?}"
+        );
+        if !v.direct {
+            non_direct += v.len();
+        }
+        let pieces = mm.backing_of(v, v.start, v.end);
+        let mut pos = v.start;
+        for p in pieces {
+            assert_eq!(p.start, pos, "a hole in the backing of {v:?}");
+            pos = p.end;
+            assert!(mf.is_allocated(p.off, p.len()), "{v:?} {p:?}");
+            for a in (p.start..p.end).step_by(P as usize) {
+                let off = p.off_of(a);
+                if !v.shared && v.prot.write && mf.refcount(off) > 1 {
+                    assert!(p.cow, "shared private page {a:#x} writable: {v:?}");
+                }
+                expect.insert(a, (off, MemoryManager::host_prot(v, &p)));
+                assert!(
+                    backing.insert(off, a).is_none(),
+                    "backing used twice: {v:?}"
+                );
+            }
+        }
+        assert_eq!(pos, v.end, "backing short of {v:?}");
+    }
+    let backed: u64 = mm.pmas.iter().map(|p| p.len()).sum();
+    assert_eq!(backed, non_direct, "backing outside the VMAs");
+    assert_eq!(*pages, expect);
+    backing
 }
 
 const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
@@ -770,11 +799,18 @@ fn hostile_snapshots_are_refused() {
         file: None,
         mf_offset: 0,
         kind: VmaKind::Normal,
+        dontfork: false,
+        wipeonfork: false,
     };
     let base = MmState {
         page_size: P,
         highest_address: good_vma.end,
         vmas: vec![good_vma.clone()],
+        backing: vec![BackingState {
+            start: good_vma.start,
+            end: good_vma.end,
+            mf_offset: 0,
+        }],
         brk_start: 0,
         brk: 0,
         stack_limit: DEFAULT_STACK_LIMIT,
@@ -813,20 +849,27 @@ fn hostile_snapshots_are_refused() {
                 s.vmas[0].end = 2 * P;
             }),
         ),
-        ("mf unaligned", Box::new(|s| s.vmas[0].mf_offset = 5)),
+        ("mf unaligned", Box::new(|s| s.backing[0].mf_offset = 5)),
         (
             "mf not allocated",
-            Box::new(|s| s.vmas[0].mf_offset = 8 * P),
+            Box::new(|s| s.backing[0].mf_offset = 8 * P),
         ),
-        ("mf overflow", Box::new(|s| s.vmas[0].mf_offset = TOP_PAGE)),
+        (
+            "mf overflow",
+            Box::new(|s| s.backing[0].mf_offset = TOP_PAGE),
+        ),
         (
             "overlap",
             Box::new(|s| {
                 let mut v = s.vmas[0].clone();
                 v.start += P;
                 v.end += P;
-                v.mf_offset = 2 * P;
                 s.vmas.push(v);
+                s.backing.push(BackingState {
+                    start: s.vmas[0].start + P,
+                    end: s.vmas[0].end + P,
+                    mf_offset: 2 * P,
+                });
             }),
         ),
         (
@@ -835,8 +878,55 @@ fn hostile_snapshots_are_refused() {
                 let mut v = s.vmas[0].clone();
                 v.start += 4 * P;
                 v.end += 4 * P;
-                v.mf_offset = P;
+                s.backing.push(BackingState {
+                    start: v.start,
+                    end: v.end,
+                    mf_offset: P,
+                });
                 s.vmas.push(v);
+            }),
+        ),
+        ("no backing", Box::new(|s| s.backing.clear())),
+        ("backing short", Box::new(|s| s.backing[0].end -= P)),
+        (
+            "backing beyond the mapping",
+            Box::new(|s| {
+                s.backing[0].end += P;
+            }),
+        ),
+        (
+            "backing reversed",
+            Box::new(|s| {
+                s.backing[0].end = s.backing[0].start;
+            }),
+        ),
+        (
+            "backing out of order",
+            Box::new(|s| {
+                let b = s.backing[0];
+                s.backing = vec![
+                    BackingState {
+                        start: b.start + P,
+                        end: b.end,
+                        mf_offset: P,
+                    },
+                    BackingState {
+                        start: b.start,
+                        end: b.start + P,
+                        mf_offset: 0,
+                    },
+                ];
+            }),
+        ),
+        (
+            "offset on a non-direct mapping",
+            Box::new(|s| s.vmas[0].mf_offset = P),
+        ),
+        (
+            "wipe-on-fork shared",
+            Box::new(|s| {
+                s.vmas[0].shared = true;
+                s.vmas[0].wipeonfork = true;
             }),
         ),
         (
@@ -943,4 +1033,514 @@ fn shared_mapping_of_read_only_fd_never_becomes_writable() {
         ),
         Err(Errno::EINVAL)
     );
+}
+
+// ---- fork and copy-on-write ----
+
+/// A fresh memory file loaded with what `old` holds, as a restore loads
+/// the memory section (its restore bookkeeping started).
+fn clone_mf(old: &MemoryFile) -> Arc<MemoryFile> {
+    let mf = Arc::new(MemoryFile::new(old.capacity()).unwrap());
+    mf.restore_allocations(&old.allocated_ranges()).unwrap();
+    for r in old.allocated_ranges() {
+        for d in old.data_ranges(r.start, r.len()).unwrap() {
+            let mut buf = vec![0u8; d.len() as usize];
+            old.read_at(d.start, &mut buf).unwrap();
+            mf.write_at(d.start, &buf).unwrap();
+        }
+    }
+    mf
+}
+
+fn fake_aspace() -> (Arc<dyn AddressSpace>, Pages, Arc<Mutex<Vec<String>>>) {
+    let pages: Pages = Arc::default();
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let aspace = FakeAddressSpace {
+        pages: pages.clone(),
+        calls: calls.clone(),
+    };
+    (Arc::new(aspace), pages, calls)
+}
+
+/// The child of `parent`, in an address space of its own.
+fn fork_child(parent: &mut MemoryManager) -> (MemoryManager, Pages) {
+    let forked = parent.fork().unwrap();
+    let (aspace, pages, _) = fake_aspace();
+    (MemoryManager::from_fork(forked, aspace).unwrap(), pages)
+}
+
+/// A write by the application itself: through the host mapping, as the
+/// CPU would do it, taking the fault (Access::Unknown, as ptrace reports
+/// it) that a read-only host page raises first.
+fn app_write(mm: &mut MemoryManager, pages: &Pages, addr: u64, data: &[u8]) -> Result<(), Errno> {
+    let page = addr & !(P - 1);
+    for attempt in 0..2 {
+        let entry = pages.lock().unwrap().get(&page).copied();
+        match entry {
+            Some((off, prot)) if prot.write => {
+                return mm.memory_file().write_at(off + (addr - page), data);
+            }
+            _ if attempt == 0 => mm.handle_fault(addr, Access::Unknown)?,
+            _ => panic!("a resolved fault at {addr:#x} left the page unwritable"),
+        }
+    }
+    unreachable!()
+}
+
+fn host_prot(pages: &Pages, addr: u64) -> Prot {
+    pages.lock().unwrap()[&(addr & !(P - 1))].1
+}
+
+fn host_off(pages: &Pages, addr: u64) -> u64 {
+    pages.lock().unwrap()[&(addr & !(P - 1))].0
+}
+
+#[test]
+fn fork_shares_pages_copy_on_write() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 4 * P);
+    for i in 0..4 {
+        parent
+            .copy_out(a + i * P, format!("page{i}").as_bytes())
+            .unwrap();
+    }
+    let ro = anon(&mut parent, P);
+    parent.copy_out(ro, b"ro").unwrap();
+    parent.mprotect(ro, P, R).unwrap();
+    let base = mf.allocated_bytes();
+    assert_eq!(base, 5 * P);
+    let (mut child, cpages) = fork_child(&mut parent);
+    assert_eq!(mf.allocated_bytes(), base, "fork copies nothing");
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    assert_eq!(child.maps_text(), parent.maps_text());
+    for i in 0..4 {
+        let at = a + i * P;
+        assert!(!host_prot(&ppages, at).write, "parent page {i} writable");
+        assert!(!host_prot(&cpages, at).write, "child page {i} writable");
+        assert_eq!(host_off(&ppages, at), host_off(&cpages, at));
+        assert_eq!(mf.refcount(host_off(&ppages, at)), 2);
+    }
+    assert_eq!(child.read_bytes::<5>(a + 2 * P).unwrap(), *b"page2");
+
+    // The parent writes page 0: it gets a copy, the child keeps the old bytes.
+    app_write(&mut parent, &ppages, a, b"PARENT").unwrap();
+    assert_eq!(mf.allocated_bytes(), base + P);
+    assert_eq!(parent.read_bytes::<6>(a).unwrap(), *b"PARENT");
+    assert_eq!(child.read_bytes::<5>(a).unwrap(), *b"page0");
+    assert_ne!(host_off(&ppages, a), host_off(&cpages, a));
+    // The child writes page 1: its copy; then the parent's page 1 is its
+    // own again and is reused, not copied.
+    app_write(&mut child, &cpages, a + P, b"CHILD").unwrap();
+    assert_eq!(mf.allocated_bytes(), base + 2 * P);
+    let before = host_off(&ppages, a + P);
+    app_write(&mut parent, &ppages, a + P + 8, b"!").unwrap();
+    assert_eq!(host_off(&ppages, a + P), before, "reused in place");
+    assert_eq!(mf.allocated_bytes(), base + 2 * P);
+    assert_eq!(parent.read_bytes::<6>(a + P + 3).unwrap(), *b"e1\0\0\0!");
+    assert_eq!(child.read_bytes::<5>(a + P).unwrap(), *b"CHILD");
+    // copy_out (the Sentry writing for a syscall) breaks sharing too.
+    child.copy_out(a + 3 * P, b"read()").unwrap();
+    assert_eq!(parent.read_bytes::<5>(a + 3 * P).unwrap(), *b"page3");
+    assert_eq!(child.read_bytes::<6>(a + 3 * P).unwrap(), *b"read()");
+    assert!(host_prot(&cpages, a + 3 * P).write);
+    // A write to a read-only mapping is still refused, shared or not.
+    assert_eq!(child.handle_fault(ro, Access::Unknown), Err(Errno::EACCES));
+    // A second thread's fault on a page just resolved retries; a fault on
+    // a page that was never copy-on-write is a protection error.
+    assert_eq!(
+        child.handle_fault(a + 3 * P + 3, Access::Unknown),
+        Err(Errno::EACCES)
+    );
+    assert_eq!(child.handle_fault(a + P + 9, Access::Unknown), Ok(()));
+    assert_eq!(child.handle_fault(a + P, Access::Exec), Err(Errno::EACCES));
+    // Page 2 is untouched: still one page for both.
+    assert_eq!(host_off(&ppages, a + 2 * P), host_off(&cpages, a + 2 * P));
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    drop(child);
+    check_consistent(&parent, &ppages);
+    drop(parent);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn fork_shares_map_shared_memory_truly() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let s = parent
+        .mmap(0, 2 * P, RW, c::MAP_SHARED | c::MAP_ANONYMOUS, None)
+        .unwrap();
+    parent.copy_out(s, b"before").unwrap();
+    let (mut child, cpages) = fork_child(&mut parent);
+    assert!(host_prot(&ppages, s).write && host_prot(&cpages, s).write);
+    app_write(&mut child, &cpages, s, b"child!").unwrap();
+    assert_eq!(parent.read_bytes::<6>(s).unwrap(), *b"child!");
+    parent.copy_out(s + P, b"parent").unwrap();
+    assert_eq!(child.read_bytes::<6>(s + P).unwrap(), *b"parent");
+    assert_eq!(mf.allocated_bytes(), 2 * P);
+    // MADV_REMOVE zeroes it for both.
+    child.madvise(s, P, libc::MADV_REMOVE).unwrap();
+    assert_eq!(parent.read_bytes::<6>(s).unwrap(), [0; 6]);
+    drop(parent);
+    assert_eq!(child.read_bytes::<6>(s + P).unwrap(), *b"parent");
+    check_consistent(&child, &cpages);
+    drop(child);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn fork_advice_dontfork_and_wipeonfork() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 3 * P);
+    for i in 0..3 {
+        parent.copy_out(a + i * P, b"data").unwrap();
+    }
+    parent.madvise(a, P, libc::MADV_DONTFORK).unwrap();
+    parent.madvise(a + 2 * P, P, libc::MADV_WIPEONFORK).unwrap();
+    let shared = parent
+        .mmap(0, P, RW, c::MAP_SHARED | c::MAP_ANONYMOUS, None)
+        .unwrap();
+    assert_eq!(
+        parent.madvise(shared, P, libc::MADV_WIPEONFORK),
+        Err(Errno::EINVAL)
+    );
+    let state = parent.snapshot();
+    let flags: Vec<(bool, bool)> = state
+        .vmas
+        .iter()
+        .map(|v| (v.dontfork, v.wipeonfork))
+        .collect();
+    assert!(flags.contains(&(true, false)) && flags.contains(&(false, true)));
+    let (mut child, cpages) = fork_child(&mut parent);
+    assert!(child.vma_at(a).is_none(), "MADV_DONTFORK left out");
+    assert!(child.vma_at(a + P).is_some());
+    assert_eq!(child.read_bytes::<4>(a + P).unwrap(), *b"data");
+    assert_eq!(child.read_bytes::<4>(a + 2 * P).unwrap(), [0; 4], "wiped");
+    assert_eq!(parent.read_bytes::<4>(a + 2 * P).unwrap(), *b"data");
+    assert!(child.vma_at(a + 2 * P).unwrap().wipeonfork, "inherited");
+    // The parent's DONTFORK page is its own: no copy-on-write there.
+    assert!(host_prot(&ppages, a).write);
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    // MADV_DOFORK / KEEPONFORK undo them.
+    parent.madvise(a, 3 * P, libc::MADV_DOFORK).unwrap();
+    parent.madvise(a, 3 * P, libc::MADV_KEEPONFORK).unwrap();
+    assert!(parent.vmas().all(|v| !v.dontfork && !v.wipeonfork));
+    let (grandchild, gpages) = fork_child(&mut child);
+    check_mapped(&grandchild, &gpages);
+    let (mut second, spages) = fork_child(&mut parent);
+    assert_eq!(second.read_bytes::<4>(a).unwrap(), *b"data");
+    assert_eq!(second.read_bytes::<4>(a + 2 * P).unwrap(), *b"data");
+    app_write(&mut second, &spages, a, b"x").unwrap();
+    drop((grandchild, second, child));
+    check_consistent(&parent, &ppages);
+    drop(parent);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn cow_ranges_under_mprotect_mremap_munmap_madvise() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 4 * P);
+    for i in 0..4 {
+        parent.copy_out(a + i * P, &[b'a' + i as u8; 8]).unwrap();
+    }
+    let (mut child, cpages) = fork_child(&mut parent);
+    // mprotect away and back: shared pages stay read-only on the host.
+    parent.mprotect(a, 4 * P, R).unwrap();
+    parent.mprotect(a, 4 * P, RW).unwrap();
+    for i in 0..4 {
+        assert!(!host_prot(&ppages, a + i * P).write);
+    }
+    check_mapped(&parent, &ppages);
+    // mremap (move and grow): the same shared pages at the new place, still
+    // copy-on-write; the growth is fresh.
+    let moved = parent
+        .mremap(
+            a,
+            4 * P,
+            8 * P,
+            c::MREMAP_MAYMOVE | c::MREMAP_FIXED,
+            0x2000_0000_0000,
+        )
+        .unwrap();
+    assert_eq!(moved, 0x2000_0000_0000);
+    assert!(parent.vma_at(a).is_none());
+    assert_eq!(host_off(&ppages, moved + P), host_off(&cpages, a + P));
+    assert!(!host_prot(&ppages, moved + P).write);
+    assert!(host_prot(&ppages, moved + 5 * P).write);
+    check_mapped(&parent, &ppages);
+    app_write(&mut parent, &ppages, moved + P, b"Z").unwrap();
+    assert_eq!(child.read_bytes::<1>(a + P).unwrap(), *b"b");
+    assert_eq!(parent.read_bytes::<2>(moved + P).unwrap(), *b"Zb");
+    // MADV_DONTNEED on a shared page: zero for the caller only.
+    parent
+        .madvise(moved + 2 * P, P, libc::MADV_DONTNEED)
+        .unwrap();
+    assert_eq!(parent.read_bytes::<1>(moved + 2 * P).unwrap(), [0]);
+    assert_eq!(child.read_bytes::<1>(a + 2 * P).unwrap(), *b"c");
+    // munmap in the parent: the child's pages are its own again, and a
+    // write there reuses them without copying.
+    parent.munmap(moved + 3 * P, P).unwrap();
+    let before = mf.allocated_bytes();
+    let off = host_off(&cpages, a + 3 * P);
+    assert_eq!(mf.refcount(off), 1);
+    app_write(&mut child, &cpages, a + 3 * P, b"D").unwrap();
+    assert_eq!(host_off(&cpages, a + 3 * P), off);
+    assert_eq!(mf.allocated_bytes(), before);
+    // mremap shrink of the child's copy-on-write range.
+    child.mremap(a, 4 * P, P, 0, 0).unwrap();
+    assert_eq!(parent.read_bytes::<1>(moved).unwrap(), *b"a");
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    drop(child);
+    check_consistent(&parent, &ppages);
+    drop(parent);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn cow_brk_and_stack() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    parent.set_brk_start(0x56_0000_0000).unwrap();
+    parent.brk(0x56_0000_2000);
+    parent.copy_out(0x56_0000_1000, b"heap").unwrap();
+    let top = 0x7000_0000_0000;
+    let low = parent.map_stack(top, 2 * P, Prot::READ_WRITE).unwrap();
+    parent.copy_out(top - 8, b"stacktop").unwrap();
+    let (mut child, cpages) = fork_child(&mut parent);
+    // brk shrinks and grows again in the parent: a fresh zero page; the
+    // child keeps its heap.
+    parent.brk(0x56_0000_1000);
+    parent.brk(0x56_0000_2000);
+    assert_eq!(parent.read_bytes::<4>(0x56_0000_1000).unwrap(), [0; 4]);
+    assert_eq!(child.read_bytes::<4>(0x56_0000_1000).unwrap(), *b"heap");
+    // The child grows its heap and stack; the shared parts stay shared.
+    child.brk(0x56_0000_4000);
+    child.copy_out(0x56_0000_3000, b"more").unwrap();
+    child.handle_fault(low - 8, Access::Write).unwrap();
+    app_write(&mut child, &cpages, low - 8, b"deeper").unwrap();
+    assert_eq!(child.read_bytes::<8>(top - 8).unwrap(), *b"stacktop");
+    assert_eq!(host_off(&ppages, top - P), host_off(&cpages, top - P));
+    app_write(&mut child, &cpages, top - 8, b"CHILDTOP").unwrap();
+    assert_eq!(parent.read_bytes::<8>(top - 8).unwrap(), *b"stacktop");
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    drop(parent);
+    check_consistent(&child, &cpages);
+    drop(child);
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn forked_mm_is_send() {
+    // It travels from the parent's host thread to the child's.
+    fn send<T: Send>() {}
+    send::<ForkedMm>();
+}
+
+#[test]
+fn forked_mm_dropped_unused_gives_references_back() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 2 * P);
+    parent.copy_out(a, b"x").unwrap();
+    let forked = parent.fork().unwrap();
+    assert_eq!(mf.refcount(host_off(&ppages, a)), 2);
+    assert_eq!(forked.vmas().count(), 1);
+    drop(forked);
+    assert_eq!(mf.refcount(host_off(&ppages, a)), 1);
+    // The parent's first write reprotects its page without copying.
+    let off = host_off(&ppages, a);
+    app_write(&mut parent, &ppages, a, b"y").unwrap();
+    assert_eq!(host_off(&ppages, a), off);
+    assert!(host_prot(&ppages, a + P).write, "the whole run was reused");
+    check_consistent(&parent, &ppages);
+}
+
+#[test]
+fn save_restore_of_two_mms_sharing_pages() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, _ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 3 * P);
+    for i in 0..3 {
+        parent.copy_out(a + i * P, b"shared").unwrap();
+    }
+    let (mut child, cpages) = fork_child(&mut parent);
+    app_write(&mut child, &cpages, a, b"CHILD!").unwrap();
+    let (ps, cs) = (parent.snapshot(), child.snapshot());
+    let ranges = mf.allocated_ranges();
+    let saved: u64 = ranges.iter().map(|r| r.len()).sum();
+    assert_eq!(saved, 4 * P, "three shared pages stored once, one copy");
+    // The two records name the same offsets for the pages they share.
+    let off_at = |s: &MmState, addr: u64| {
+        let b = s
+            .backing
+            .iter()
+            .find(|b| b.start <= addr && addr < b.end)
+            .unwrap();
+        b.mf_offset + (addr - b.start)
+    };
+    assert_eq!(off_at(&ps, a + P), off_at(&cs, a + P));
+    assert_eq!(off_at(&ps, a + 2 * P), off_at(&cs, a + 2 * P));
+    assert_ne!(off_at(&ps, a), off_at(&cs, a));
+
+    let mf2 = clone_mf(&mf);
+    let reopen = |_: &str| -> Result<Arc<dyn MappableFile>, Errno> { Err(Errno::ENOENT) };
+    let (pa, ppages2, _) = fake_aspace();
+    let (ca, cpages2, _) = fake_aspace();
+    let mut parent2 =
+        MemoryManager::from_snapshot(&ps, layout(), mf2.clone(), pa, &reopen).unwrap();
+    let mut child2 = MemoryManager::from_snapshot(&cs, layout(), mf2.clone(), ca, &reopen).unwrap();
+    mf2.finish_restore();
+    assert_eq!(mf2.allocated_bytes(), 4 * P);
+    assert_eq!(mf2.refcount(host_off(&ppages2, a + P)), 2);
+    assert_eq!(mf2.refcount(host_off(&ppages2, a)), 1);
+    assert_eq!(mf2.refcount(host_off(&cpages2, a)), 1);
+    check_mapped(&parent2, &ppages2);
+    check_mapped(&child2, &cpages2);
+    assert_eq!(child2.read_bytes::<6>(a).unwrap(), *b"CHILD!");
+    assert_eq!(parent2.read_bytes::<6>(a).unwrap(), *b"shared");
+    // Copy-on-write still holds: the child's write to a shared page copies.
+    app_write(&mut child2, &cpages2, a + P, b"mine").unwrap();
+    assert_eq!(parent2.read_bytes::<6>(a + P).unwrap(), *b"shared");
+    assert_eq!(mf2.allocated_bytes(), 5 * P);
+    // The parent's unshared page is reused in place on its first write.
+    let off = host_off(&ppages2, a);
+    app_write(&mut parent2, &ppages2, a, b"P").unwrap();
+    assert_eq!(host_off(&ppages2, a), off);
+    drop(parent2);
+    drop(child2);
+    assert_eq!(mf2.allocated_bytes(), 0, "every reference given back");
+    drop((parent, child));
+    assert_eq!(mf.allocated_bytes(), 0);
+}
+
+#[test]
+fn restore_refuses_a_backing_shared_with_a_file() {
+    let mf = Arc::new(MemoryFile::new(1 << 30).unwrap());
+    mf.restore_allocations(&[FileRange {
+        start: 0,
+        end: 4 * P,
+    }])
+    .unwrap();
+    // A tmpfs file owns page 1.
+    mf.claim_restored(P, P).unwrap();
+    let v = MemoryManager::anon_vma(
+        0x1000_0000,
+        0x1000_0000 + 2 * P,
+        Prot::READ_WRITE,
+        VmaKind::Normal,
+    );
+    let state = MmState {
+        page_size: P,
+        highest_address: v.end,
+        vmas: vec![v.state()],
+        backing: vec![BackingState {
+            start: v.start,
+            end: v.end,
+            mf_offset: 0,
+        }],
+        brk_start: 0,
+        brk: 0,
+        stack_limit: DEFAULT_STACK_LIMIT,
+    };
+    let Err(err) = restore(&state, mf.clone()) else {
+        panic!("a backing run on a file's page was accepted");
+    };
+    assert!(err.to_string().contains("belongs to a file"), "{err}");
+}
+
+/// A file whose pages are memory-file pages (like tmpfs): shared
+/// mappings map them directly, pinned.
+struct PagedFile {
+    mf: Arc<MemoryFile>,
+    off: u64,
+    len: u64,
+    pins: Mutex<u32>,
+}
+
+impl MappableFile for PagedFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.mf.read_at(self.off + offset, buf).map(|_| buf.len())
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize, Errno> {
+        self.mf.write_at(self.off + offset, buf).map(|_| buf.len())
+    }
+    fn size(&self) -> Result<u64, Errno> {
+        Ok(self.len)
+    }
+    fn mapping_name(&self) -> String {
+        "/dev/shm/paged".into()
+    }
+    fn identity(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+    fn map_shared(&self, offset: u64, len: u64) -> Option<u64> {
+        if offset + len > self.len {
+            return None;
+        }
+        *self.pins.lock().unwrap() += 1;
+        Some(self.off + offset)
+    }
+    fn unmap_shared(&self, _offset: u64, _mf_offset: u64, _len: u64) {
+        *self.pins.lock().unwrap() -= 1;
+    }
+}
+
+#[test]
+fn fork_of_direct_and_file_mappings() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let off = mf.allocate(2 * P).unwrap();
+    let paged = Arc::new(PagedFile {
+        mf: mf.clone(),
+        off,
+        len: 2 * P,
+        pins: Mutex::new(0),
+    });
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let d = parent
+        .mmap(0, 2 * P, RW, c::MAP_SHARED, mfile(paged.clone(), 0))
+        .unwrap();
+    assert!(parent.vma_at(d).unwrap().direct);
+    let disk = MemFile::new("/data", vec![7u8; 2 * P as usize]);
+    let priv_f = parent
+        .mmap(0, 2 * P, RW, c::MAP_PRIVATE, mfile(disk.clone(), 0))
+        .unwrap();
+    let shared_f = parent
+        .mmap(0, P, RW, c::MAP_SHARED, mfile(disk.clone(), P))
+        .unwrap();
+    parent.copy_out(priv_f, b"private").unwrap();
+    let (mut child, cpages) = fork_child(&mut parent);
+    assert_eq!(
+        *paged.pins.lock().unwrap(),
+        2,
+        "the child pins the file's pages too"
+    );
+    // The direct mapping is one set of bytes for both.
+    app_write(&mut child, &cpages, d + P, b"direct").unwrap();
+    assert_eq!(parent.read_bytes::<6>(d + P).unwrap(), *b"direct");
+    // The private file mapping: DONTNEED in the child rereads the file,
+    // the parent keeps its bytes.
+    child.madvise(priv_f, P, libc::MADV_DONTNEED).unwrap();
+    assert_eq!(child.read_bytes::<2>(priv_f).unwrap(), [7, 7]);
+    assert_eq!(parent.read_bytes::<7>(priv_f).unwrap(), *b"private");
+    // The shared file mapping is shared and written back by either.
+    app_write(&mut child, &cpages, shared_f, b"S").unwrap();
+    assert_eq!(parent.read_bytes::<1>(shared_f).unwrap(), *b"S");
+    child.msync(shared_f, P, c::MS_SYNC).unwrap();
+    assert_eq!(disk.data.lock().unwrap()[P as usize], b'S');
+    check_mapped(&parent, &ppages);
+    check_mapped(&child, &cpages);
+    drop(child);
+    assert_eq!(*paged.pins.lock().unwrap(), 1);
+    drop(parent);
+    assert_eq!(*paged.pins.lock().unwrap(), 0);
+    mf.free(off, 2 * P).unwrap();
+    assert_eq!(mf.allocated_bytes(), 0);
 }

@@ -1,13 +1,13 @@
 //! Virtual memory areas: gVisor's mm.vma.
 //!
-//! Every VMA is backed by one contiguous range of the memory file, starting
-//! at `mf_offset`, of exactly the VMA's length: a page at `addr` lives at
-//! `mf_offset + (addr - start)`. Splitting a VMA therefore splits its backing
-//! too, and moving one (mremap) only changes where the same backing is mapped.
+//! A VMA is mapping metadata only: where its bytes live is the memory
+//! manager's backing map (`pma.rs`), which may cut one VMA's pages into
+//! several memory-file runs (after fork and copy-on-write), shared with
+//! other address spaces.
 //!
-//! The backing belongs to the VMA, except for a `direct` VMA: a shared
-//! mapping of a file whose pages are memory-file pages (tmpfs), which maps
-//! the file's own pages, pinned in the file, and never frees them.
+//! The exception is a `direct` VMA: a shared mapping of a file whose pages
+//! are memory-file pages (tmpfs), which maps the file's own pages, pinned
+//! in the file, as one run starting at `mf_offset`, and never frees them.
 
 use std::sync::Arc;
 
@@ -59,11 +59,16 @@ pub struct Vma {
     /// are written back to their file.
     pub ever_writable: bool,
     pub file: Option<FileBacking>,
-    /// The memory-file offset of `start`.
+    /// For a `direct` VMA, the memory-file offset of `start`; unused (0)
+    /// otherwise: other VMAs are backed through the backing map.
     pub mf_offset: u64,
     pub kind: VmaKind,
     /// The backing is the file's own pages (see the module comment).
     pub direct: bool,
+    /// MADV_DONTFORK: a fork's child does not get this mapping.
+    pub dontfork: bool,
+    /// MADV_WIPEONFORK: a fork's child gets fresh zero pages here.
+    pub wipeonfork: bool,
 }
 
 impl Vma {
@@ -79,7 +84,7 @@ impl Vma {
         self.start <= addr && addr < self.end
     }
 
-    /// The memory-file offset of `addr`, which must be inside the VMA.
+    /// The memory-file offset of `addr` (inside the VMA) of a direct VMA.
     pub fn mf_offset_of(&self, addr: u64) -> u64 {
         self.mf_offset + (addr - self.start)
     }
@@ -96,7 +101,9 @@ impl Vma {
         let mut high = self.clone();
         low.end = addr;
         high.start = addr;
-        high.mf_offset = self.mf_offset_of(addr);
+        if self.direct {
+            high.mf_offset = self.mf_offset_of(addr);
+        }
         if let Some(f) = high.file.as_mut() {
             f.offset += addr - self.start;
         }
@@ -146,9 +153,11 @@ impl Vma {
                 name: f.file.mapping_name(),
                 offset: f.offset,
             }),
-            mf_offset: self.mf_offset,
+            mf_offset: if self.direct { self.mf_offset } else { 0 },
             kind: self.kind,
             direct: self.direct,
+            dontfork: self.dontfork,
+            wipeonfork: self.wipeonfork,
         }
     }
 }
@@ -172,10 +181,34 @@ pub struct VmaState {
     pub growsdown: bool,
     pub ever_writable: bool,
     pub file: Option<FileState>,
+    /// Where a direct VMA's pages are; 0 for every other VMA, whose backing
+    /// the address space's backing map records (`MmState::backing`).
     pub mf_offset: u64,
     pub kind: VmaKind,
     /// The backing is the mapped file's own pages: restore re-pins them in
     /// the restored file (which must still hold them at `mf_offset`).
     pub direct: bool,
+    /// MADV_DONTFORK (since v3).
+    pub dontfork: bool,
+    /// MADV_WIPEONFORK (since v3).
+    pub wipeonfork: bool,
 }
-statefile::versioned!(VmaState, "mm.Vma", 2, [Prot, FileState, VmaKind]);
+statefile::versioned!(VmaState, "mm.Vma", 3, [Prot, FileState, VmaKind]);
+
+/// Version 2 of a VMA's saved form: each VMA backed by one contiguous
+/// memory-file range at `mf_offset`, no fork advice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmaStateV2 {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    pub max_prot: Prot,
+    pub shared: bool,
+    pub growsdown: bool,
+    pub ever_writable: bool,
+    pub file: Option<FileState>,
+    pub mf_offset: u64,
+    pub kind: VmaKind,
+    pub direct: bool,
+}
+statefile::versioned!(VmaStateV2, "mm.Vma", 2, [Prot, FileState, VmaKind]);

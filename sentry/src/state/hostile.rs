@@ -494,12 +494,29 @@ pub fn mutate(base: &ObjectTable, program: &[u8]) -> ObjectTable {
                     "mm.MemoryManager" => {
                         let _ = t.edit::<MmRecord>(id, |r| {
                             let n = r.mm.vmas.len().max(1);
-                            match (field % 6, r.mm.vmas.get_mut(k % n)) {
-                                (0, Some(vma)) => vma.start = v,
-                                (1, Some(vma)) => vma.end = v,
-                                (2, Some(vma)) => vma.mf_offset = v,
-                                (3, _) => r.mm.highest_address = v,
-                                (4, _) => r.mm.brk = v,
+                            let nb = r.mm.backing.len().max(1);
+                            match field % 10 {
+                                0 | 1 | 2 | 9 => {
+                                    if let Some(vma) = r.mm.vmas.get_mut(k % n) {
+                                        match field % 10 {
+                                            0 => vma.start = v,
+                                            1 => vma.end = v,
+                                            2 => vma.mf_offset = v,
+                                            _ => vma.wipeonfork = v & 1 == 1,
+                                        }
+                                    }
+                                }
+                                6..=8 => {
+                                    if let Some(b) = r.mm.backing.get_mut(k % nb) {
+                                        match field % 10 {
+                                            6 => b.start = v,
+                                            7 => b.end = v,
+                                            _ => b.mf_offset = v,
+                                        }
+                                    }
+                                }
+                                3 => r.mm.highest_address = v,
+                                4 => r.mm.brk = v,
                                 _ => r.mm.brk_start = v,
                             }
                         });
@@ -554,7 +571,7 @@ pub fn mutate(base: &ObjectTable, program: &[u8]) -> ObjectTable {
 /// memory, on another file's page) rather than almost always outside.
 struct Owners {
     ranges: Vec<(u64, u64)>,
-    /// Each mapping's memory-file range.
+    /// Each backing run's memory-file range.
     vmas: Vec<(u64, u64)>,
 }
 
@@ -570,12 +587,12 @@ impl Owners {
             .find(|e| e.type_name == MmRecord::TYPE_NAME)
             .and_then(|e| t.get::<MmRecord>(e.id).ok())
             .map(|m| {
-                m.mm.vmas
+                m.mm.backing
                     .iter()
-                    .map(|v| {
+                    .map(|b| {
                         (
-                            v.mf_offset,
-                            v.mf_offset.wrapping_add(v.end.wrapping_sub(v.start)),
+                            b.mf_offset,
+                            b.mf_offset.wrapping_add(b.end.wrapping_sub(b.start)),
                         )
                     })
                     .collect()

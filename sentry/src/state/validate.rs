@@ -369,15 +369,25 @@ fn check_tmpfs(
     memory: &MemoryFileRecord,
     mm: &MmRecord,
 ) -> Result<(), InvalidRecord> {
-    let mut backing: Vec<(u64, u64, usize)> = mm
-        .mm
-        .vmas
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| !v.direct)
-        // Validated: aligned, non-empty, not overflowing.
-        .map(|(i, v)| (v.mf_offset, v.mf_offset.saturating_add(v.end - v.start), i))
-        .collect();
+    // Each backing run, cut at the mappings it backs (a run may span
+    // several adjacent ones), so a refusal names the right mapping.
+    // Validated: aligned, non-empty, in order, covering exactly the VMAs.
+    let vmas = &mm.mm.vmas;
+    let mut backing: Vec<(u64, u64, usize)> = Vec::new();
+    let mut vi = 0;
+    for b in &mm.mm.backing {
+        let mut pos = b.start;
+        while pos < b.end {
+            while vi < vmas.len() && (vmas[vi].end <= pos || vmas[vi].direct) {
+                vi += 1;
+            }
+            let Some(v) = vmas.get(vi) else { break };
+            let to = v.end.min(b.end);
+            let off = b.mf_offset.saturating_add(pos - b.start);
+            backing.push((off, off.saturating_add(to - pos), vi));
+            pos = to;
+        }
+    }
     backing.sort_unstable();
     let mut pages = SavedPages {
         ranges: &memory.ranges,
@@ -475,6 +485,7 @@ pub fn load_saved_kernel<R: ReadAt>(
         let field = match e {
             MmError::PageSize { .. } => "mm.page_size",
             MmError::AddressSpaceTooSmall { .. } | MmError::BadVma { .. } => "mm.vmas",
+            MmError::BadBacking { .. } => "mm.backing",
             MmError::BadBrk { .. } => "mm.brk",
             _ => "mm",
         };

@@ -9,6 +9,7 @@ mod fs;
 mod futex;
 mod info;
 mod mm;
+mod net;
 mod poll;
 mod process;
 mod signal;

@@ -146,3 +146,4 @@ pub fn umask(t: &mut Task, a: &Args) -> SysResult {
 pub fn sched_yield(_: &mut Task, _: &Args) -> SysResult {
     Ok(0)
 }
+

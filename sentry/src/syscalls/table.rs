@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use super::{fs, futex, info, mm, poll, process, signal, thread, time, Handler};
+use super::{fs, futex, info, mm, net, poll, process, signal, thread, time, Handler};
 
 /// How strace shows an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +224,11 @@ fn generic_rows() -> Vec<Entry> {
     reg("timer_getoverrun", time::timer_getoverrun, &[Dec]);
     reg("timer_delete", time::timer_delete, &[Dec]);
     // system information
+    reg("getpeername", net::not_a_socket, &[Dec, Hex, Hex]);
+    reg("getsockname", net::not_a_socket, &[Dec, Hex, Hex]);
+    reg("getsockopt", net::not_a_socket, &[Dec, Dec, Dec, Hex, Hex]);
+    reg("setsockopt", net::not_a_socket, &[Dec, Dec, Dec, Hex, Dec]);
+    reg("shutdown", net::not_a_socket, &[Dec, Dec]);
     reg("uname", info::uname, &[Hex]);
     reg("sethostname", info::sethostname, &[Hex, Dec]);
     reg("sysinfo", info::sysinfo, &[Hex]);

@@ -1,0 +1,157 @@
+//! Shells and the programs they start, natively and under cryo: busybox
+//! sh, dash and bash running scripts with pipelines, subshells, command
+//! substitution, traps, background jobs, kill, set -e and here-documents;
+//! python3's process APIs; make -j2 with gcc inside the sandbox. Each
+//! compares stdout, stderr and the exit status with Linux.
+
+use std::path::Path;
+
+use cryo_tests::{assert_same, unique_tmp_path, Invocation};
+
+/// A script that prints only what is the same natively and in a sandbox
+/// (no pids, no times).
+const SCRIPT: &str = r#"
+echo start
+x=$(echo sub; echo stitution)
+echo "command $x"
+( echo in subshell; exit 4 ); echo "subshell status $?"
+echo one two three | tr ' ' '\n' | sort -r | head -n 2
+{ echo grouped; false; } ; echo "group status $?"
+sleep 0.1 & bg=$!
+wait $bg; echo "background waited $?"
+sh -c 'exit 9' & wait $!; echo "background exit $?"
+sleep 5 & victim=$!
+kill $victim; wait $victim; echo "killed job status $?"
+trap 'echo trapped USR1' USR1
+kill -USR1 $$
+echo after trap
+cat <<EOT
+here $((6 * 7))
+EOT
+for i in 1 2 3; do echo "loop $i"; done | while read l; do echo "read: $l"; done
+f() { return 3; }; f; echo "function status $?"
+echo "$(echo nested $(echo deeper))"
+if grep -q root /etc/passwd; then echo "grep found root"; fi
+echo "pipeline status $(false | true; echo $?)"
+seq 1 100000 | sort -rn | uniq | wc -l
+set -e
+true
+echo before failure
+false
+echo not reached
+"#;
+
+fn shell(sh: &str) {
+    if !Path::new(sh).exists() {
+        panic!("{sh} is missing: tests/scripts/deps.sh installs it");
+    }
+    let inv = Invocation::new(sh).args(["-c", SCRIPT]);
+    let native = inv.native();
+    assert_eq!(native.code, 1, "the script misbehaves natively:\n{}", native.stderr_str());
+    assert_same(&native, &inv.cryo());
+}
+
+#[test]
+fn busybox_sh_script() {
+    let native = Invocation::new("/bin/busybox").args(["sh", "-c", SCRIPT]).native();
+    assert_eq!(native.code, 1, "{}", native.stderr_str());
+    let cryo = Invocation::new("/bin/busybox").args(["sh", "-c", SCRIPT]).cryo();
+    assert_same(&native, &cryo);
+}
+
+#[test]
+fn dash_script() {
+    shell("/bin/dash");
+}
+
+#[test]
+fn bash_script() {
+    shell("/bin/bash");
+}
+
+#[test]
+fn xargs_parallel() {
+    let inv = Invocation::new("/bin/sh").args([
+        "-c",
+        "seq 1 40 | xargs -P4 -n1 sh -c 'echo $(($1 * $1))' sh | sort -n | tail -n 3",
+    ]);
+    assert_same(&inv.native(), &inv.cryo());
+}
+
+#[test]
+fn python3_processes() {
+    let prog = r#"
+import os, signal, subprocess, threading, multiprocessing, selectors, asyncio
+print(subprocess.run(["echo", "captured"], capture_output=True, text=True).stdout.strip())
+print(subprocess.run(["sh", "-c", "exit 3"]).returncode)
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+print("waitpid", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+got = []
+signal.signal(signal.SIGALRM, lambda s, f: got.append(s))
+signal.alarm(1)
+signal.pause()
+print("alarm handled", got == [signal.SIGALRM])
+lock = threading.Lock()
+n = [0]
+def work():
+    for _ in range(2000):
+        with lock:
+            n[0] += 1
+ts = [threading.Thread(target=work) for _ in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("threads", n[0])
+r, w = os.pipe()
+sel = selectors.DefaultSelector()
+sel.register(r, selectors.EVENT_READ)
+os.write(w, b"x")
+print("selector ready", len(sel.select(timeout=5)))
+def sq(x):
+    return x * x
+if __name__ == "__main__":
+    with multiprocessing.Pool(2) as p:
+        print("pool", p.map(sq, range(6)))
+    async def main():
+        proc = await asyncio.create_subprocess_exec("echo", "async", stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        try:
+            await asyncio.wait_for(asyncio.sleep(10), timeout=0.1)
+        except asyncio.TimeoutError:
+            print("timeout")
+        return out.decode().strip()
+    print(asyncio.run(main()))
+"#;
+    let inv = Invocation::new("/usr/bin/python3").args(["-c", prog]);
+    let native = inv.native();
+    assert_eq!(native.code, 0, "{}", native.stderr_str());
+    assert_same(&native, &inv.cryo());
+}
+
+/// make -j2 building a small C program with gcc, inside the sandbox; the
+/// objects land in the sandbox's writable layer, never on the host.
+#[test]
+fn make_j2_with_gcc() {
+    let dir = unique_tmp_path("cryo-make");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("main.c"), "int f(void);\nint main(void){return f();}\n").unwrap();
+    std::fs::write(dir.join("f.c"), "int f(void){return 6;}\n").unwrap();
+    std::fs::write(
+        dir.join("Makefile"),
+        "prog: main.o f.o\n\tgcc -o prog main.o f.o\n%.o: %.c\n\tgcc -c -o $@ $<\nrun: prog\n\t./prog; echo status $$?\n",
+    )
+    .unwrap();
+    let inv = Invocation::new("/usr/bin/make")
+        .args(["-s", "-j2", "run"])
+        .cwd(&dir);
+    let cryo = inv.cryo();
+    assert!(
+        !dir.join("prog").exists(),
+        "the sandbox wrote to the host's directory"
+    );
+    let native = inv.native();
+    assert_same(&native, &cryo);
+    assert_eq!(native.stdout_str(), "status 6\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
