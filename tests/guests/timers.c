@@ -221,7 +221,8 @@ int main(void)
 	CHECK(timerfd_settime(tfd, 0, &its, NULL) == 0);
 	ms(55);
 	CHECK(read(tfd, &n, 8) == 8);
-	printf("timerfd periodic: 4..6=%d\n", n >= 4 && n <= 6);
+	/* At least the periods that passed (more if the host was slow). */
+	printf("timerfd periodic: >=4=%d\n", n >= 4);
 	CHECK(timerfd_gettime(tfd, &cur) == 0);
 	printf("timerfd gettime: interval_ms=%ld armed=%d\n", cur.it_interval.tv_nsec / 1000000,
 	       cur.it_value.tv_nsec > 0);
