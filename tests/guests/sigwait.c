@@ -7,7 +7,11 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -123,5 +127,21 @@ int main(void)
 	CHECK(read(sem, &x, 8) == 8);
 	EXPECT_ERR("semaphore empty", read(sem, &x, 8));
 	EXPECT_ERR("eventfd bad flags", eventfd(0, 0x1234));
+
+	/* The anonymous files: close-on-exec, F_GETFL, what fstat shows. */
+	sigset_t none;
+	sigemptyset(&none);
+	int anon[4] = {eventfd(0, EFD_CLOEXEC), timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
+		       signalfd(-1, &none, SFD_CLOEXEC), epoll_create1(EPOLL_CLOEXEC)};
+	const char *names[4] = {"eventfd", "timerfd", "signalfd", "epoll"};
+	for (int i = 0; i < 4; i++) {
+		struct stat st;
+		CHECK(anon[i] >= 0 && fstat(anon[i], &st) == 0);
+		printf("%s: cloexec=%d flags=%#o type=%o perm=%o nlink=%lu size=%ld\n", names[i],
+		       !!(fcntl(anon[i], F_GETFD) & FD_CLOEXEC), fcntl(anon[i], F_GETFL),
+		       st.st_mode & S_IFMT, st.st_mode & 07777, (unsigned long)st.st_nlink, (long)st.st_size);
+	}
+	int plain = eventfd(0, 0);
+	printf("eventfd without EFD_CLOEXEC: cloexec=%d\n", !!(fcntl(plain, F_GETFD) & FD_CLOEXEC));
 	return 0;
 }

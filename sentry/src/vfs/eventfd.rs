@@ -63,7 +63,7 @@ pub(crate) fn anon_file(ops: Arc<dyn FileOps>, flags: i32) -> Arc<OpenFile> {
     let inode: Arc<dyn Inode> = Arc::new(AnonInode {
         ino: NEXT_ANON_INO.fetch_add(1, Ordering::Relaxed),
     });
-    OpenFile::new(None, inode, ops, flags)
+    OpenFile::new_anonymous(inode, ops, flags)
 }
 
 pub struct EventFd {

@@ -321,6 +321,25 @@ impl OpenFile {
         })
     }
 
+    /// A new anonymous-inode file (eventfd, timerfd, signalfd, epoll):
+    /// unlike open(2), nothing adds O_LARGEFILE to its flags (Linux's
+    /// anon_inode_getfile), so F_GETFL shows only the access mode and
+    /// O_NONBLOCK.
+    pub(crate) fn new_anonymous(
+        inode: Arc<dyn Inode>,
+        ops: Arc<dyn FileOps>,
+        flags: i32,
+    ) -> Arc<OpenFile> {
+        Arc::new(OpenFile {
+            dentry: None,
+            inode,
+            ops,
+            offset: Mutex::new(0),
+            flags: AtomicI32::new(flags & KEPT_FLAGS),
+            listing: Mutex::new(Vec::new()),
+        })
+    }
+
     pub fn dentry(&self) -> Option<&Arc<Dentry>> {
         self.dentry.as_ref()
     }
