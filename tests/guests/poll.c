@@ -174,6 +174,15 @@ int main(void)
 	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev) == 0);
 	n = epoll_wait(ep, &got, 1, 5000);
 	printf("epoll stdin: n=%d hup=%d\n", n, !!(got.events & EPOLLHUP));
+	/* poll(NULL, 0, ms) and select(0, ...) as sleeps. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	n = poll(NULL, 0, 30);
+	printf("poll as sleep: n=%d waited>=25ms=%d\n", n, ms_since(&t0) >= 25);
+	tv.tv_sec = 0;
+	tv.tv_usec = 30000;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	n = select(0, NULL, NULL, NULL, &tv);
+	printf("select as sleep: n=%d waited>=25ms=%d\n", n, ms_since(&t0) >= 25);
 	/* A regular file is always ready. */
 	int reg = open("/etc/passwd", O_RDONLY);
 	struct pollfd rf = {.fd = reg, .events = POLLIN | POLLOUT};
