@@ -10,7 +10,10 @@
  *   start and kept open read-write, the fd at a moving offset;
  * - a pipe holding bytes nobody has read yet;
  * - a SIGUSR1 handler (SA_RESTART, SIGHUP in its sa_mask) and SIGUSR2
- *   blocked in the thread's own mask.
+ *   blocked in the thread's own mask;
+ * - (from real-guest-v4) an epoll set over the pipe's read end and an
+ *   edge-triggered eventfd, a timerfd and a POSIX timer (SIGEV_NONE) both
+ *   armed for an hour.
  *
  * Then every 50 ms it prints `tick N mem=HEX` (a hash of all that memory,
  * recomputed each time), and every fourth tick, for each file, re-opens it
@@ -19,13 +22,19 @@
  * reads all 128 bytes the pipe holds, prints the oldest 16 and a hash
  * of all, writes the other 112 back and 16 new ones (so every byte left
  * in the pipe at a checkpoint is read, and checked, at the next check
- * after the restore); raises SIGUSR1 and reports what the handler saw. Every line is a
+ * after the restore); raises SIGUSR1 and reports what the handler saw;
+ * asks the epoll set what is ready (the pipe; the eventfd after each
+ * write to it) and whether both timers are still armed. Every line is a
  * function of N alone, so a restored run must print exactly what a native
  * run prints for the same N. Stops after COUNT ticks (never if COUNT < 0).
  * A broken invariant prints a line saying so and exits 3. */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 #include <time.h>
 
 #include "../../tests/guests/common.h"
@@ -230,6 +239,24 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGUSR2);
 	CHECK(sigprocmask(SIG_BLOCK, &block, NULL) == 0);
 
+	int ep = epoll_create1(0);
+	CHECK(ep >= 0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 };
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) == 0);
+	int efd = eventfd(0, EFD_NONBLOCK);
+	CHECK(efd >= 0);
+	ev.events = EPOLLIN | EPOLLET;
+	ev.data.u64 = 2;
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) == 0);
+	struct itimerspec hour = { .it_value = { 3600, 0 }, .it_interval = { 3600, 0 } };
+	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+	CHECK(tfd >= 0);
+	CHECK(timerfd_settime(tfd, 0, &hour, NULL) == 0);
+	struct sigevent none = { .sigev_notify = SIGEV_NONE };
+	timer_t timer;
+	CHECK(timer_create(CLOCK_MONOTONIC, &none, &timer) == 0);
+	CHECK(timer_settime(timer, 0, &hour, NULL) == 0);
+
 	printf("start\n");
 	fflush(stdout);
 
@@ -272,6 +299,25 @@ int main(int argc, char **argv)
 			CHECK(sigprocmask(SIG_BLOCK, NULL, &now) == 0);
 			printf("tick %ld signal handled=%d hup_masked_in_handler=%d usr2_blocked=%d\n", n,
 			       (int)handled, (int)hup_masked_in_handler, sigismember(&now, SIGUSR2));
+
+			/* The set: the pipe (level) always, the eventfd (edge)
+			 * once after each write; then nothing new from it. */
+			uint64_t one = 1;
+			CHECK(write(efd, &one, 8) == 8);
+			struct epoll_event out[4];
+			int got = epoll_wait(ep, out, 4, 0);
+			unsigned seen = 0;
+			for (int i = 0; i < got; i++)
+				seen |= 1u << out[i].data.u64;
+			int again = epoll_wait(ep, out, 4, 0);
+			unsigned seen2 = 0;
+			for (int i = 0; i < again; i++)
+				seen2 |= 1u << out[i].data.u64;
+			struct itimerspec t1, t2;
+			CHECK(timerfd_gettime(tfd, &t1) == 0);
+			CHECK(timer_gettime(timer, &t2) == 0);
+			printf("tick %ld epoll ready=%x then=%x timers_armed=%d\n", n, seen, seen2,
+			       t1.it_value.tv_sec > 0 && t2.it_value.tv_sec > 0);
 		}
 		fflush(stdout);
 		sleep_tick();

@@ -1297,3 +1297,187 @@ fn multi_threaded_program_checkpointed_and_restored() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Waiting objects: epoll, timerfd, eventfd, signalfd, POSIX timers
+
+/// `wait_ckpt` builds an epoll set over a pipe holding unread bytes, an
+/// armed timerfd and an edge-triggered eventfd, a periodic POSIX timer and
+/// a signalfd with a pending signal; checkpointed mid-way and restored from
+/// a moved image directory, it prints exactly what an uninterrupted native
+/// run prints. The statefile holds the set's interest list, the timers as
+/// time left, and hostile copies are refused with the field named.
+#[test]
+fn epoll_timerfd_signalfd_and_posix_timer_survive_a_moved_restore() {
+    let bin = guest("wait_ckpt", Libc::Glibc);
+    let native = run_native(&bin, NO_ARGS, b"");
+    assert_eq!(native.code, 0, "native wait_ckpt: {}", native.stderr_str());
+    let native: Vec<String> = native.stdout_str().lines().map(str::to_string).collect();
+
+    let s = scratch();
+    let mut a = Sandbox::run(&s.root(), "W", &bin, NO_ARGS);
+    a.wait_lines(4, START);
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "W", &[]), "cryo checkpoint W");
+    assert_eq!(
+        a.wait_exit(EXIT),
+        0,
+        "wait_ckpt after checkpoint: {}",
+        a.stderr_str()
+    );
+    let before = a.lines().to_vec();
+    assert!(
+        before.len() >= 4 && before.len() < 13,
+        "the checkpoint came during the ticks: {before:?}"
+    );
+
+    saved_waiting_objects_are_relative_and_hostile_ones_are_refused(&s, &img);
+
+    let moved = s.path("elsewhere/moved-img");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&img, &moved).unwrap();
+    let mut b = Sandbox::restore(&s.root(), &moved, "X");
+    let code = b.wait_exit(Duration::from_secs(20));
+    assert_eq!(
+        code,
+        0,
+        "restored wait_ckpt: exit {code}; stderr: {}",
+        b.stderr_str()
+    );
+    let mut all = before;
+    all.extend(b.lines().iter().cloned());
+    assert_eq!(all, native, "checkpointed and restored wait_ckpt vs native");
+}
+
+fn saved_waiting_objects_are_relative_and_hostile_ones_are_refused(s: &Scratch, img: &Path) {
+    use sentry::kernel::posix_timer::PosixTimersRecord;
+    use sentry::kernel::KernelRecord;
+    use sentry::state::hostile::ObjectTable;
+    use sentry::vfs::epoll::EpollRecord;
+    let bytes = std::fs::read(img.join(STATEFILE)).expect("the statefile");
+    let table = ObjectTable::from_statefile(&bytes).expect("the object table");
+    let kernel: KernelRecord = table.get(0).expect("the kernel record");
+    let tgid = kernel.thread_groups[0] as u64;
+    let timers: PosixTimersRecord = table.get(tgid).expect("the POSIX timers record");
+    assert_eq!(timers.timers.len(), 1, "{timers:?}");
+    let t = timers.timers[0];
+    assert!(
+        t.remaining_ns > 0 && t.remaining_ns <= 50_000_000 && t.interval_ns == 50_000_000,
+        "the saved POSIX timer is the time it had left: {t:?}"
+    );
+    let epolls: Vec<u64> = table
+        .entries
+        .iter()
+        .filter(|e| e.type_name == "vfs.Epoll")
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(epolls.len(), 2, "both epoll sets saved");
+    let sets: Vec<EpollRecord> = epolls
+        .iter()
+        .map(|&id| table.get(id).expect("an epoll record"))
+        .collect();
+    let set = sets
+        .iter()
+        .find(|s| s.items.len() == 3)
+        .unwrap_or_else(|| panic!("no set of three items: {sets:?}"));
+    let mut data: Vec<u64> = set.items.iter().map(|i| i.data).collect();
+    data.sort();
+    assert_eq!(data, vec![7, 8, 9]);
+    let ticks = sets
+        .iter()
+        .find(|s| s.items.len() == 1)
+        .expect("the tick set");
+    assert_eq!(ticks.items[0].data, 1);
+
+    let ep_id = set.id;
+    type EditSet = fn(&mut EpollRecord);
+    let set_cases: [(&str, EditSet); 2] = [
+        ("items[0].file", |r| r.items[0].file = 999_999),
+        ("items[1]", |r| r.items[1] = r.items[0]),
+    ];
+    for (i, (field, edit)) in set_cases.into_iter().enumerate() {
+        let hostile = damaged_copy(s, img, &format!("hostile-epoll-{i}"), |file| {
+            let mut t = ObjectTable::from_statefile(file).expect("the object table");
+            t.edit::<EpollRecord>(ep_id, edit)
+                .expect("the epoll record");
+            *file = t.to_statefile_like(file).expect("a re-encoded statefile");
+        });
+        assert_restore_refused(
+            &s.root(),
+            &hostile,
+            &format!("a statefile with a hostile epoll {field}"),
+            &["vfs.Epoll", field],
+        );
+    }
+    type EditTimers = fn(&mut PosixTimersRecord);
+    let timer_cases: [(&str, EditTimers); 2] = [
+        ("timers[0].interval_ns", |r| r.timers[0].interval_ns = -1),
+        ("timers[0].notify", |r| {
+            r.timers[0].notify = sentry::kernel::posix_timer::Notify::Thread {
+                signo: 10,
+                tid: 4000,
+            }
+        }),
+    ];
+    for (i, (field, edit)) in timer_cases.into_iter().enumerate() {
+        let hostile = damaged_copy(s, img, &format!("hostile-ptimer-{i}"), |file| {
+            let mut t = ObjectTable::from_statefile(file).expect("the object table");
+            t.edit::<PosixTimersRecord>(tgid, edit)
+                .expect("the POSIX timers record");
+            *file = t.to_statefile_like(file).expect("a re-encoded statefile");
+        });
+        assert_restore_refused(
+            &s.root(),
+            &hostile,
+            &format!("a statefile with a hostile POSIX timer {field}"),
+            &["kernel.PosixTimers", field],
+        );
+    }
+}
+
+/// A poll, epoll_wait or rt_sigtimedwait stopped by a checkpoint and
+/// restored after a pause ends when its timeout runs out in sandbox time
+/// (2 s after it began), not a whole timeout after the restore: the
+/// restarted call keeps its deadline, as Linux's restart block for poll.
+#[test]
+fn a_wait_stopped_by_a_checkpoint_keeps_its_deadline() {
+    const TIMEOUT: i64 = 2_000_000_000;
+    const LATE: i64 = 800_000_000;
+    let guest_bin = guest("wait_timeout_ckpt", Libc::Glibc);
+    for mode in ["poll", "epoll", "sigtimedwait"] {
+        let s = scratch();
+        let mut a = Sandbox::run(&s.root(), "T", &guest_bin, &[OsStr::new(mode)]);
+        a.wait_lines(1, START);
+        let began = field_of(&a.lines()[0], "mono");
+        thread::sleep(Duration::from_millis(500));
+        let img = s.path("img");
+        assert_ok(
+            &checkpoint(&s.root(), &img, "T", &[]),
+            &format!("cryo checkpoint T (wait_timeout_ckpt {mode})"),
+        );
+        assert_eq!(a.wait_exit(EXIT), 0, "{mode}: {}", a.stderr_str());
+        assert_eq!(a.lines().len(), 1, "{mode} ended before the checkpoint");
+        thread::sleep(Duration::from_secs(3));
+        let mut b = Sandbox::restore(&s.root(), &img, "U");
+        let restored = Instant::now();
+        assert_eq!(
+            b.wait_exit(Duration::from_secs(10)),
+            0,
+            "{mode}: {}",
+            b.stderr_str()
+        );
+        let took = restored.elapsed();
+        let lines = b.lines();
+        assert_eq!(lines.len(), 1, "restored {mode}: {lines:?}");
+        assert_eq!(field_of(&lines[0], "ret"), 0, "{mode} timed out: {lines:?}");
+        let after = field_of(&lines[0], "mono") - began;
+        assert!(
+            (TIMEOUT - 10_000_000..=TIMEOUT + LATE).contains(&after),
+            "{mode}: the wait ended {after} ns of sandbox time after it began (timeout 2 s)"
+        );
+        assert!(
+            took < Duration::from_millis(1900),
+            "{mode}: the restored wait took {took:?} of host time: a whole new timeout"
+        );
+    }
+}

@@ -94,6 +94,13 @@ const SPECS: &[Spec] = &[
         exit: 128 + libc::SIGALRM,
         ..spec("itimers")
     },
+    // Waiting on many things (poll, select, epoll, eventfd, timerfd,
+    // signalfd, POSIX timers, sigtimedwait, sigsuspend).
+    spec("epoll"),
+    spec("poll"),
+    spec("timers"),
+    spec("sigwait"),
+    spec("wakeups"),
     // Processes: fork trees, wait4/waitid, SIGCHLD, vfork.
     spec("fork_tree"),
     // Job control, sessions, process groups, execve from a thread.
@@ -121,6 +128,11 @@ const MUSL_GUESTS: &[&str] = &[
     "threads",
     "condvar",
     "itimers",
+    "epoll",
+    "poll",
+    "timers",
+    "sigwait",
+    "wakeups",
 ];
 
 fn invocation(name: &str, libc: Libc) -> Invocation {
@@ -214,6 +226,11 @@ guest_tests!(
     threads,
     condvar,
     itimers,
+    epoll,
+    poll,
+    timers,
+    sigwait,
+    wakeups,
     ckpt_counter,
 );
 
@@ -245,6 +262,11 @@ musl_tests!(
     musl_threads => threads,
     musl_condvar => condvar,
     musl_itimers => itimers,
+    musl_epoll => epoll,
+    musl_poll => poll,
+    musl_timers => timers,
+    musl_sigwait => sigwait,
+    musl_wakeups => wakeups,
 );
 
 /// Native-only sanity check of the guests themselves (needs no cryo): every

@@ -5,7 +5,7 @@
 //! within seconds, naming the task and "cs", with nothing left running.
 //!
 //! Also here, ignored: `regenerate_fuzz_seeds`, which checkpoints
-//! ckpt_counter and ckpt_threads and writes their object tables to
+//! ckpt_counter, ckpt_threads and wait_ckpt and writes their object tables to
 //! sentry/fuzz/seeds/ (the fuzz target's seeds and the regression tests'
 //! base statefiles). Run it with
 //! `cargo test -p cryo-tests --test hostile_restore -- --ignored`.
@@ -297,9 +297,12 @@ fn regenerate_fuzz_seeds() {
     std::fs::create_dir_all(&seeds).unwrap();
     let counter = guest("ckpt_counter", Libc::Glibc);
     let threads = guest("ckpt_threads", Libc::Glibc);
+    let waiting = guest("wait_ckpt", Libc::Glibc);
     for (name, program, args) in [
         ("counter", &counter, &["1", "/etc/hostname"][..]),
         ("threads", &threads, &[][..]),
+        // Epoll sets, a timerfd, an eventfd, a signalfd, a POSIX timer.
+        ("waiting", &waiting, &[][..]),
     ] {
         let img = dir.path().join(name);
         let file = checkpoint_guest(&root, &img, name, program, args);

@@ -14,6 +14,7 @@ use sentry::state::hostile::{run_case, ObjectTable};
 const SEEDS: &[&[u8]] = &[
     include_bytes!("../seeds/counter.cryo"),
     include_bytes!("../seeds/threads.cryo"),
+    include_bytes!("../seeds/waiting.cryo"),
 ];
 
 fn seeds() -> &'static [ObjectTable] {

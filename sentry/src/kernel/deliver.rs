@@ -58,6 +58,27 @@ impl Task {
         self.pending().iter().any(|p| p.signo == libc::SIGKILL)
     }
 
+    /// The flags of the handler the next delivery will run, if a pending
+    /// unblocked signal has one (an interrupted syscall then returns EINTR
+    /// or, with SA_RESTART, restarts); None when no handler will run (the
+    /// syscall restarts).
+    pub fn handler_to_run(&self) -> Option<u64> {
+        let mask = self.signal_mask;
+        // The pending list and the dispositions are never locked together.
+        let deliverable: Vec<i32> = self
+            .pending()
+            .iter()
+            .filter(|p| !mask.contains(p.signo) || p.signo == libc::SIGKILL)
+            .map(|p| p.signo)
+            .collect();
+        let handlers = self.handlers();
+        deliverable
+            .into_iter()
+            .filter_map(|signo| handlers.get(signo).ok())
+            .find(|a| !a.is_default() && !a.is_ignored())
+            .map(|a| a.flags)
+    }
+
     /// A fault of the instruction at rip: if the program blocks or ignores
     /// the signal it cannot make progress, so (like Linux's force_sig) the
     /// disposition is reset to the default and the signal unblocked.
@@ -81,10 +102,33 @@ impl Task {
         });
     }
 
+    /// Blocks `mask` for the rest of this syscall (rt_sigsuspend, ppoll,
+    /// pselect6, epoll_pwait): the current mask comes back when the task
+    /// returns to the application, or from the frame of the handler that
+    /// the wait was interrupted for, after it returns.
+    pub fn set_temporary_mask(&mut self, mask: SigSet) {
+        if self.saved_mask.is_none() {
+            self.saved_mask = Some(self.signal_mask);
+        }
+        self.signal_mask = mask.without_unblockable();
+    }
+
+    /// Ends a temporary mask now (the wait it was for did not block).
+    pub fn restore_temporary_mask(&mut self) {
+        if let Some(m) = self.saved_mask.take() {
+            self.signal_mask = m;
+        }
+    }
+
     /// Delivers the first pending unblocked signal, if any: its default
     /// action, or its handler. Called before the task returns to the
-    /// application.
+    /// application; a temporary mask ends here.
     pub fn deliver_signals(&mut self) {
+        self.deliver_signals_masked();
+        self.restore_temporary_mask();
+    }
+
+    fn deliver_signals_masked(&mut self) {
         while self.exit.is_none() {
             let mask = self.signal_mask;
             let Some(i) = self.pending().iter().position(|p| {
@@ -92,7 +136,11 @@ impl Task {
             }) else {
                 return;
             };
-            let info = self.pending().remove(i);
+            let mut info = self.pending().remove(i);
+            if info.code == super::signal::SI_TIMER {
+                // A POSIX timer's signal: its overrun count is settled now.
+                info.uid = self.tg.itimers().posix_delivered(info.pid, info.uid);
+            }
             let Ok(action) = self.handlers().get(info.signo) else {
                 continue;
             };
@@ -101,9 +149,9 @@ impl Task {
             }
             if action.is_default() {
                 match default_action(info.signo) {
-                    DefaultAction::Terminate
-                    | DefaultAction::CoreDump
-                    | DefaultAction::Stop => self.exit_by_signal(info.signo),
+                    DefaultAction::Terminate | DefaultAction::CoreDump | DefaultAction::Stop => {
+                        self.exit_by_signal(info.signo)
+                    }
                     // SIGCONT acted when it was sent.
                     DefaultAction::Ignore | DefaultAction::Continue => {}
                 }
@@ -150,9 +198,12 @@ impl Task {
         } else {
             alt_flags
         };
+        // After a temporary mask, the handler returns to the mask from
+        // before the wait.
+        let uc_mask = self.saved_mask.take().unwrap_or(self.signal_mask);
         let uc = encode_ucontext(
             &regs,
-            self.signal_mask.0,
+            uc_mask.0,
             (alt_base, alt_state, alt_size),
             layout.fpstate,
         );

@@ -131,6 +131,8 @@ impl Task {
         self.cpu = CpuState { regs: image.regs };
         self.fds().remove_cloexec();
         self.handlers().reset_for_exec();
+        // POSIX timers do not survive exec (interval timers do).
+        self.tg.itimers().posix_delete_all();
         self.alt_stack = (0, 0, 0);
         self.clear_child_tid = 0;
         self.robust_list = (0, 0);

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::posix_timer::{Notify, Now, PosixTimers, PosixTimersRecord, TimerSetting};
 use super::signal::SigInfo;
 use super::thread_group::ThreadGroup;
 use super::time::Nanos;
@@ -132,11 +133,24 @@ struct State {
     frozen: bool,
     /// The timer thread runs.
     thread: bool,
+    /// The process's POSIX timers (timer_create), fired by the same thread.
+    posix: PosixTimers,
+    /// The process, for the CPU-time POSIX timers that fire as its tasks
+    /// charge their time (set when the timer thread starts).
+    group: Weak<ThreadGroup>,
 }
 
 impl State {
     fn any_armed(&self) -> bool {
-        self.real_deadline.is_some() || self.virt.armed() || self.prof.armed()
+        self.real_deadline.is_some()
+            || self.virt.armed()
+            || self.prof.armed()
+            || self.posix.any_armed()
+    }
+
+    /// A timer that runs on the process's CPU time is armed.
+    fn cpu_armed(&self) -> bool {
+        self.virt.armed() || self.prof.armed() || self.posix.cpu_budget().is_some()
     }
 }
 
@@ -291,7 +305,7 @@ impl ITimers {
     pub fn enter_user(&self, tid: i32) {
         let mut st = self.state();
         st.in_user.insert(tid);
-        if st.virt.armed() || st.prof.armed() {
+        if st.cpu_armed() {
             self.wake.notify_all();
         }
     }
@@ -321,7 +335,17 @@ impl ITimers {
                 .remaining
                 .saturating_sub(nanos(total))
                 .max(if st.prof.armed() { 1 } else { 0 });
+            if let Some(tg) = st.group.upgrade() {
+                st.posix.charge_cpu(&tg, nanos(total), false);
+            }
             return fired;
+        }
+        if st.posix.cpu_budget().is_some() {
+            if let Some(tg) = st.group.upgrade() {
+                // Process CPU time is what cryo accounts per task
+                // (application code and syscalls), as for ITIMER_PROF.
+                st.posix.charge_cpu(&tg, nanos(total), true);
+            }
         }
         if st.virt.charge(nanos(user)) {
             fired.push(libc::SIGVTALRM);
@@ -378,10 +402,69 @@ impl ITimers {
         };
     }
 
+    /// timer_create.
+    pub fn posix_create(
+        &self,
+        clock: super::time::ClockId,
+        notify: Notify,
+        value: Option<u64>,
+    ) -> Result<i32, Errno> {
+        self.state().posix.create(clock, notify, value)
+    }
+
+    /// timer_settime: the old setting. The caller then starts the timer
+    /// thread ([`ITimers::start`]).
+    pub fn posix_set(
+        &self,
+        id: i32,
+        new: TimerSetting,
+        absolute: bool,
+        now: Now,
+    ) -> Result<TimerSetting, Errno> {
+        let old = self.state().posix.set(id, new, absolute, &now);
+        self.wake.notify_all();
+        old
+    }
+
+    pub fn posix_get(&self, id: i32, now: Now) -> Result<TimerSetting, Errno> {
+        self.state().posix.get(id, &now)
+    }
+
+    pub fn posix_overrun(&self, id: i32) -> Result<u32, Errno> {
+        self.state().posix.overrun(id)
+    }
+
+    pub fn posix_delete(&self, id: i32) -> Result<(), Errno> {
+        self.state().posix.delete(id)
+    }
+
+    /// execve: the process's POSIX timers are deleted (its interval
+    /// timers stay).
+    pub fn posix_delete_all(&self) {
+        self.state().posix = PosixTimers::default();
+    }
+
+    /// Timer `id`'s signal is being delivered with `overrun` in it: the
+    /// count timer_getoverrun reports; returns it.
+    pub fn posix_delivered(&self, id: i32, overrun: u32) -> u32 {
+        self.state().posix.delivered(id, overrun)
+    }
+
+    /// The POSIX timers' saved form.
+    pub fn save_posix(&self, now: Now) -> PosixTimersRecord {
+        self.state().posix.save(&now)
+    }
+
+    /// Loads validated POSIX timers (then [`ITimers::start`]).
+    pub fn load_posix(&self, r: &PosixTimersRecord, now: Now) {
+        self.state().posix.load(r, &now);
+    }
+
     /// Starts the group's timer thread if a timer is armed and none runs.
     pub fn start(self: &Arc<Self>, kernel: &Arc<Kernel>, tg: &Arc<ThreadGroup>) {
         {
             let mut st = self.state();
+            st.group = Arc::downgrade(tg);
             if st.thread || !st.any_armed() {
                 return;
             }
@@ -414,6 +497,21 @@ impl ITimers {
             }
             let now = kernel.clocks.monotonic();
             let mut wait = RECHECK;
+            if !st.frozen && st.posix.any_armed() {
+                let clocks = Now {
+                    monotonic: now,
+                    realtime: kernel.clocks.realtime(),
+                    // CPU-time timers are not fired from here.
+                    cpu: 0,
+                };
+                // Fired under the lock, as the real timer's signal is.
+                if let Some(next) = st.posix.fire(&tg, &clocks) {
+                    let left = Duration::from_nanos(next.saturating_sub(now).max(0) as u64);
+                    // A realtime timer looks again at least every RECHECK,
+                    // in case the wall clock was set.
+                    wait = wait.min(left.max(Duration::from_micros(50)));
+                }
+            }
             if let Some(deadline) = st.real_deadline {
                 if deadline <= now && !st.frozen {
                     st.real_deadline = (st.real_interval > 0).then(|| {
@@ -432,7 +530,7 @@ impl ITimers {
                 let left = Duration::from_nanos(deadline.saturating_sub(now).max(0) as u64);
                 wait = wait.min(left.max(Duration::from_micros(50)));
             }
-            if st.virt.armed() || st.prof.armed() {
+            if st.cpu_armed() {
                 let running: Vec<i32> = st
                     .in_user
                     .iter()
@@ -469,6 +567,7 @@ impl ITimers {
                                 .iter()
                                 .filter(|c| c.armed())
                                 .map(|c| c.remaining)
+                                .chain(st.posix.cpu_budget())
                                 .min()
                                 .unwrap_or(0);
                             let per = budget / i64::try_from(running.len()).unwrap_or(1).max(1);

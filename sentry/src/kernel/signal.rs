@@ -196,7 +196,9 @@ pub struct SigInfo {
     /// every other signal: the union's word after si_pid and si_uid
     /// (si_status of SIGCHLD, si_value of sigqueue and timers).
     pub addr: u64,
-    /// For kill/tgkill: the sender (si_pid, si_uid).
+    /// For kill/tgkill/sigqueue: the sender (si_pid, si_uid). For a POSIX
+    /// timer's signal (SI_TIMER): the timer id (si_timerid) and the
+    /// overrun count (si_overrun).
     pub pid: i32,
     pub uid: u32,
 }
@@ -208,6 +210,10 @@ pub const SI_USER: i32 = 0;
 pub const SI_TKILL: i32 = -6;
 /// si_code a kernel-generated signal carries (SIGPIPE).
 pub const SI_KERNEL: i32 = 0x80;
+/// si_code of sigqueue(3) (rt_sigqueueinfo from glibc).
+pub const SI_QUEUE: i32 = -1;
+/// si_code of a POSIX timer's expiry.
+pub const SI_TIMER: i32 = -2;
 
 impl SigInfo {
     /// SIGCHLD (or another exit signal) about child `pid`: `code` is a
@@ -230,6 +236,8 @@ impl SigInfo {
         if is_fault(self.signo) && self.code > 0 {
             b[16..24].copy_from_slice(&self.addr.to_le_bytes());
         } else {
+            // si_pid/si_uid, or si_timerid/si_overrun for SI_TIMER: the
+            // same offsets; then si_value.
             b[16..20].copy_from_slice(&self.pid.to_le_bytes());
             b[20..24].copy_from_slice(&self.uid.to_le_bytes());
             b[24..32].copy_from_slice(&self.addr.to_le_bytes());
@@ -264,6 +272,7 @@ impl SigSet {
 pub const SA_NOCLDSTOP: u64 = 0x1;
 pub const SA_NOCLDWAIT: u64 = 0x2;
 pub const SA_SIGINFO: u64 = 0x4;
+pub const SA_RESTART: u64 = 0x1000_0000;
 pub const SA_ONSTACK: u64 = 0x0800_0000;
 pub const SA_RESTORER: u64 = 0x0400_0000;
 pub const SA_NODEFER: u64 = 0x4000_0000;

@@ -92,6 +92,10 @@ pub struct Task {
     pub(super) restart_clock: Option<super::time::ClockId>,
     /// Where the interrupted sleep writes its remaining time (its `rem`).
     pub(super) restart_rem: Option<u64>,
+    /// The mask to go back to after a wait that set a temporary one
+    /// (rt_sigsuspend, ppoll, pselect6, epoll_pwait): a handler's frame
+    /// saves it, else the return to the application restores it.
+    pub(super) saved_mask: Option<SigSet>,
 }
 
 impl Task {
@@ -317,6 +321,7 @@ impl Task {
             restart_deadline: None,
             restart_clock: None,
             restart_rem: None,
+            saved_mask: None,
         }
     }
 

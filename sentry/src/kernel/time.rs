@@ -42,8 +42,8 @@ impl ClockId {
     }
 }
 
-/// The kernel's clocks.
-#[derive(Debug)]
+/// The kernel's clocks (a plain offset: copies read the same clocks).
+#[derive(Clone, Copy, Debug)]
 pub struct Clocks {
     /// Added to the host's CLOCK_MONOTONIC to get the sandbox's.
     monotonic_offset: Nanos,

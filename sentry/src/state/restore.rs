@@ -151,10 +151,19 @@ pub fn restore(
     // host stdio from this restore's caller, the rest re-opened by path and
     // fingerprint.
     let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = donated_stdio()?.into_iter().collect();
-    let mut ctx = RestoreCtx::new(&rec.pipes, stdio, HostClock.now());
+    let mut ctx = RestoreCtx::new(&rec.pipes, stdio, HostClock.now()).with_clocks(kernel.clocks);
     let mut files: HashMap<u64, Arc<crate::vfs::OpenFile>> = HashMap::new();
     for (&id, f) in &rec.files {
         files.insert(id, kernel.vfs.reopen(f, &mut ctx)?);
+    }
+    // Epoll sets get their items once every file they name is open again.
+    for r in &rec.epolls {
+        let ep = ctx
+            .epolls()
+            .get(&r.id)
+            .ok_or_else(|| RestoreError::Invalid(format!("epoll set {} has no open file", r.id)))?;
+        ep.restore_items(r, &|id| files.get(&id).cloned())
+            .map_err(|e| RestoreError::Invalid(format!("epoll set {}: {e}", r.id)))?;
     }
     super::restore_tree::restore_processes(&kernel, &rec, &files, host.layout)
 }

@@ -301,6 +301,14 @@ fn restore_group(
     );
     tg.load_life(&r.life);
     tg.itimers().load(&r.itimers, kernel.clocks.monotonic());
+    tg.itimers().load_posix(
+        &p.posix_timers,
+        crate::kernel::posix_timer::Now {
+            monotonic: kernel.clocks.monotonic(),
+            realtime: kernel.clocks.realtime(),
+            cpu: 0,
+        },
+    );
     Ok(tg)
 }
 

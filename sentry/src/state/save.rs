@@ -111,6 +111,13 @@ impl<T: ?Sized> ObjectIds<T> {
         self.by_address.insert(address, id);
         (id, true)
     }
+
+    /// The id of an object already named, if it was.
+    fn find(&self, obj: &Arc<T>) -> Option<u64> {
+        self.by_address
+            .get(&(Arc::as_ptr(obj) as *const () as usize))
+            .copied()
+    }
 }
 
 /// Walks the kernel from its root into an object table: the kernel, its
@@ -176,6 +183,15 @@ fn save_kernel(
                 kernel.clocks.monotonic(),
             ),
         )?;
+        // The process's POSIX timers, by its tgid.
+        objs.put(
+            u64::try_from(tg.tgid()).unwrap_or(0),
+            &tg.itimers().save_posix(crate::kernel::posix_timer::Now {
+                monotonic: kernel.clocks.monotonic(),
+                realtime: kernel.clocks.realtime(),
+                cpu: 0,
+            }),
+        )?;
         for tid in tg.tids() {
             let rec = tasks
                 .get(&tid)
@@ -185,6 +201,11 @@ fn save_kernel(
     }
     for pipe in ctx.pipes.into_values() {
         objs.put(pipe.id, &pipe)?;
+    }
+    // Epoll sets once every open file has its id: their items name files
+    // by it (an item whose file nothing saved holds is left out).
+    for (id, ep) in &ctx.epolls {
+        objs.put(*id, &ep.record(&mut |f| files.find(f)))?;
     }
     Ok(objs)
 }

@@ -5,10 +5,12 @@
 use statefile::{TypeVisitor, Versioned};
 
 use crate::kernel::fd_table::FdTableRecord;
+use crate::kernel::posix_timer::PosixTimersRecord;
 use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::KernelRecord;
 use crate::mm::{MemoryFileRecord, MmRecord};
+use crate::vfs::epoll::EpollRecord;
 use crate::vfs::state::{OpenFileState, PipeSnapshot, VfsState};
 
 /// Visits every record type and, through them, every nested saved type.
@@ -22,4 +24,6 @@ pub fn visit_saved_types<V: TypeVisitor>(v: &mut V) {
     OpenFileState::visit(v);
     PipeSnapshot::visit(v);
     TaskRecord::visit(v);
+    EpollRecord::visit(v);
+    PosixTimersRecord::visit(v);
 }

@@ -11,10 +11,12 @@ use statefile::{Objects, ReadAt, Reader, SectionKind};
 
 use crate::kernel::fd_table::{FdTable, FdTableRecord};
 use crate::kernel::pid_namespace::PID_MAX;
+use crate::kernel::posix_timer::PosixTimersRecord;
 use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::KernelRecord;
 use crate::mm::{FileRange, MemoryFileRecord, MmRecord, MmRestoreError as MmError, MF_PAGE_SIZE};
+use crate::vfs::epoll::EpollRecord;
 use crate::vfs::state::{
     check_table, FileStateKind, OpenFileState, PipeSnapshot, TablePages, TmpfsSnapshot, VfsState,
 };
@@ -36,6 +38,8 @@ const MAX_PENDING: usize = 64 * 1024;
 const NGROUPS_MAX: usize = 65536;
 /// Most bytes a pipe may hold (Linux's pipe-max-size).
 const MAX_PIPE_BYTES: usize = 1 << 20;
+/// Most items one epoll set may hold (Linux's max_user_watches' scale).
+const MAX_EPOLL_ITEMS: usize = 1 << 20;
 
 /// Why a statefile's records were refused: the record, its id and what is
 /// wrong with which field.
@@ -90,6 +94,8 @@ pub struct SavedKernel {
     /// Open file descriptions by id.
     pub files: BTreeMap<u64, OpenFileState>,
     pub pipes: Vec<PipeSnapshot>,
+    /// The epoll sets' interest lists, by set id.
+    pub epolls: Vec<EpollRecord>,
 }
 
 /// One saved process and its tasks.
@@ -97,6 +103,8 @@ pub struct SavedKernel {
 pub struct SavedProcess {
     pub record: ThreadGroupRecord,
     pub tasks: Vec<TaskRecord>,
+    /// The process's POSIX timers (none in statefiles from before them).
+    pub posix_timers: PosixTimersRecord,
 }
 
 impl SavedKernel {
@@ -457,8 +465,29 @@ fn check_tmpfs<'a>(
     Ok(())
 }
 
-fn check_open_file(f: &OpenFileState, id: u64, pipes: &BTreeSet<u64>) -> Result<(), InvalidRecord> {
+fn check_open_file(
+    f: &OpenFileState,
+    id: u64,
+    pipes: &BTreeSet<u64>,
+    epolls: &BTreeSet<u64>,
+) -> Result<(), InvalidRecord> {
     let bad = |field, why: String| invalid("vfs.OpenFile", id, field, why);
+    match &f.kind {
+        FileStateKind::EventFd { count, .. } if *count > crate::vfs::eventfd::EVENTFD_MAX => {
+            return Err(bad("kind", format!("eventfd counter {count}")));
+        }
+        FileStateKind::TimerFd(r) => {
+            r.check()
+                .map_err(|(field, why)| bad("kind", format!("timerfd {field}: {why}")))?;
+        }
+        FileStateKind::Epoll { id: set } if !epolls.contains(set) => {
+            return Err(bad(
+                "kind",
+                format!("epoll set #{set} is not in the statefile"),
+            ));
+        }
+        _ => {}
+    }
     match f.kind {
         FileStateKind::PipeRead { pipe } | FileStateKind::PipeWrite { pipe } => {
             if !pipes.contains(&pipe) {
@@ -470,6 +499,10 @@ fn check_open_file(f: &OpenFileState, id: u64, pipes: &BTreeSet<u64>) -> Result<
                 return Err(bad("kind", format!("host stdio {index}")));
             }
         }
+        FileStateKind::EventFd { .. }
+        | FileStateKind::TimerFd(_)
+        | FileStateKind::SignalFd { .. }
+        | FileStateKind::Epoll { .. } => {}
         _ => absolute_path_ok(&f.path).map_err(|w| bad("path", w))?,
     }
     if f.offset > i64::MAX as u64 {
@@ -504,6 +537,7 @@ pub fn load_saved_kernel<R: ReadAt>(
     }
     let file_ids: BTreeSet<u64> = objs.ids::<OpenFileState>().into_iter().collect();
     let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
+    let epoll_ids: BTreeSet<u64> = objs.ids::<EpollRecord>().into_iter().collect();
     let mut mms = BTreeMap::new();
     let mut fd_tables = BTreeMap::new();
     let mut files = BTreeMap::new();
@@ -530,7 +564,7 @@ pub fn load_saved_kernel<R: ReadAt>(
                     continue;
                 }
                 let f: OpenFileState = objs.get(e.file)?;
-                check_open_file(&f, e.file, &pipe_ids)?;
+                check_open_file(&f, e.file, &pipe_ids, &epoll_ids)?;
                 files.insert(e.file, f);
             }
             fd_tables.insert(p.fd_table, fds);
@@ -539,6 +573,7 @@ pub fn load_saved_kernel<R: ReadAt>(
     // The tmpfs tables: after the mappings, whose own memory no tmpfs file
     // may hold.
     check_tmpfs(&vfs, &memory, mms.values())?;
+    let epolls = check_epolls(&objs, &epoll_ids, &files)?;
     let used_pipes: BTreeSet<u64> = files
         .values()
         .filter_map(|f| match f.kind {
@@ -588,7 +623,20 @@ pub fn load_saved_kernel<R: ReadAt>(
             check_task(&t, tid as u64, record.tgid, layout.max_user_addr)?;
             tasks.push(t);
         }
-        saved.push(SavedProcess { record, tasks });
+        let tgid = record.tgid as u64;
+        let posix_timers = if objs.ids::<PosixTimersRecord>().contains(&tgid) {
+            let r: PosixTimersRecord = objs.get(tgid)?;
+            r.check(&|tid| record.tasks.contains(&tid))
+                .map_err(|(field, why)| invalid("kernel.PosixTimers", tgid, field, why))?;
+            r
+        } else {
+            PosixTimersRecord::default()
+        };
+        saved.push(SavedProcess {
+            record,
+            tasks,
+            posix_timers,
+        });
     }
     if saved.first().is_none_or(|p| p.record.tgid != 1 || p.tasks.is_empty()) {
         return Err(invalid(
@@ -609,6 +657,7 @@ pub fn load_saved_kernel<R: ReadAt>(
         fd_tables,
         files,
         pipes,
+        epolls,
     })
 }
 
@@ -660,6 +709,158 @@ fn check_mm(
                     f.name
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// The epoll sets' records: each referenced by exactly one open file,
+/// its items naming open files of the statefile, each (file, fd) once.
+fn check_epolls(
+    objs: &Objects<'_>,
+    ids: &BTreeSet<u64>,
+    files: &BTreeMap<u64, OpenFileState>,
+) -> Result<Vec<EpollRecord>, LoadError> {
+    let mut used: BTreeMap<u64, u64> = BTreeMap::new();
+    for (&fid, f) in files {
+        if let FileStateKind::Epoll { id } = f.kind {
+            if let Some(other) = used.insert(id, fid) {
+                return Err(invalid(
+                    "vfs.OpenFile",
+                    fid,
+                    "kind",
+                    format!("epoll set #{id} is also open file #{other}"),
+                )
+                .into());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for &id in ids {
+        let r: EpollRecord = objs.get(id)?;
+        let bad = |field: String, why: String| invalid("vfs.Epoll", id, field, why);
+        if r.id != id {
+            return Err(bad(
+                "id".into(),
+                format!("{} differs from the record's id", r.id),
+            )
+            .into());
+        }
+        if !used.contains_key(&id) {
+            return Err(statefile::StatefileError::UnreferencedObject {
+                type_name: "vfs.Epoll".into(),
+                id,
+            }
+            .into());
+        }
+        if r.items.len() > MAX_EPOLL_ITEMS {
+            return Err(bad("items".into(), format!("{} items", r.items.len())).into());
+        }
+        let mut keys = BTreeSet::new();
+        for (i, it) in r.items.iter().enumerate() {
+            if !files.contains_key(&it.file) {
+                return Err(bad(
+                    format!("items[{i}].file"),
+                    format!("open file #{} is not in the statefile", it.file),
+                )
+                .into());
+            }
+            if it.fd < 0 {
+                return Err(bad(format!("items[{i}].fd"), format!("{}", it.fd)).into());
+            }
+            if !keys.insert((it.file, it.fd)) {
+                return Err(bad(
+                    format!("items[{i}]"),
+                    format!("(file #{}, fd {}) listed twice", it.file, it.fd),
+                )
+                .into());
+            }
+            if it.file == used[&id] {
+                return Err(bad(format!("items[{i}].file"), "the set holds itself".into()).into());
+            }
+        }
+        out.push(r);
+    }
+    check_epoll_nesting(&out, files)?;
+    Ok(out)
+}
+
+/// Sets inside sets form no loop and nest no deeper than Linux allows (a
+/// loop would make a set's readiness recurse without end).
+fn check_epoll_nesting(
+    sets: &[EpollRecord],
+    files: &BTreeMap<u64, OpenFileState>,
+) -> Result<(), LoadError> {
+    use crate::vfs::epoll::MAX_NESTS;
+    let children: BTreeMap<u64, Vec<u64>> = sets
+        .iter()
+        .map(|s| {
+            let inner = s
+                .items
+                .iter()
+                .filter_map(|it| match files.get(&it.file).map(|f| &f.kind) {
+                    Some(FileStateKind::Epoll { id }) => Some(*id),
+                    _ => None,
+                })
+                .collect();
+            (s.id, inner)
+        })
+        .collect();
+    // Depth-first, without recursion and visiting each set once: a set
+    // met again while its own walk is open is a loop; a finished one
+    // brings its height (the longest chain of sets below it).
+    enum Mark {
+        Open,
+        Height(usize),
+    }
+    let mut marks: BTreeMap<u64, Mark> = BTreeMap::new();
+    for &root in children.keys() {
+        if marks.contains_key(&root) {
+            continue;
+        }
+        marks.insert(root, Mark::Open);
+        let mut stack: Vec<(u64, usize)> = vec![(root, 0)];
+        while let Some(&mut (set, ref mut next)) = stack.last_mut() {
+            let kids = children.get(&set).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(&c) = kids.get(*next) {
+                *next += 1;
+                match marks.get(&c) {
+                    Some(Mark::Open) => {
+                        return Err(invalid(
+                            "vfs.Epoll",
+                            c,
+                            "items",
+                            "the set is inside itself through other sets".to_string(),
+                        )
+                        .into())
+                    }
+                    Some(Mark::Height(_)) => {}
+                    None => {
+                        marks.insert(c, Mark::Open);
+                        stack.push((c, 0));
+                    }
+                }
+                continue;
+            }
+            let height = kids
+                .iter()
+                .map(|c| match marks.get(c) {
+                    Some(Mark::Height(h)) => h + 1,
+                    _ => 0,
+                })
+                .max()
+                .unwrap_or(0);
+            if height > MAX_NESTS {
+                return Err(invalid(
+                    "vfs.Epoll",
+                    set,
+                    "items",
+                    format!("epoll sets nest {height} deep below it (Linux allows {MAX_NESTS})"),
+                )
+                .into());
+            }
+            marks.insert(set, Mark::Height(height));
+            stack.pop();
         }
     }
     Ok(())

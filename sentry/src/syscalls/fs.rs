@@ -838,3 +838,22 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
         .utimes_at(&start, &path, atime, mtime, follow)?;
     Ok(0)
 }
+
+/// eventfd2: a counter file (EFD_SEMAPHORE, EFD_NONBLOCK, EFD_CLOEXEC).
+pub fn eventfd2(t: &mut Task, a: &Args) -> SysResult {
+    let flags = a.int(1);
+    let known = crate::vfs::eventfd::EFD_SEMAPHORE | libc::EFD_NONBLOCK | libc::EFD_CLOEXEC;
+    if flags & !known != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = crate::vfs::eventfd::EventFd::open(
+        u64::from(a.uint(0)),
+        flags & crate::vfs::eventfd::EFD_SEMAPHORE != 0,
+        flags & libc::EFD_NONBLOCK != 0,
+    );
+    install(t, f, flags & libc::EFD_CLOEXEC != 0)
+}
+
+pub fn eventfd(t: &mut Task, a: &Args) -> SysResult {
+    eventfd2(t, &Args([a.raw(0), 0, 0, 0, 0, 0]))
+}

@@ -10,6 +10,7 @@ mod futex;
 mod info;
 mod mm;
 mod net;
+mod poll;
 mod process;
 mod signal;
 mod strace;
@@ -41,12 +42,21 @@ pub const ERESTARTSYS: Errno = Errno(512);
 /// restart_syscall with what the task saved (a sleep's deadline).
 pub const ERESTART_RESTARTBLOCK: Errno = Errno(516);
 
+/// Linux's ERESTARTNOHAND: an interrupted wait that returns EINTR when a
+/// signal handler is to run (whatever its SA_RESTART) and restarts
+/// otherwise: poll, select, epoll_wait, pause, sigsuspend, sigtimedwait,
+/// an interrupted sleep. A blocking file operation's plain EINTR instead
+/// restarts after a handler with SA_RESTART (Linux's ERESTARTSYS).
+pub const ERESTARTNOHAND: Errno = Errno(514);
+
 /// Handles the syscall the task stopped at and puts the result in the
 /// return register.
 pub fn dispatch(task: &mut Task) {
     let nr = task.regs().syscall_number();
     let args = Args(task.regs().syscall_arguments());
     let entry = table::lookup(nr);
+    // A signalfd read or polled by this call sees this task's signals.
+    poll::note_current(task);
     let result = match entry {
         Some(entry) => (entry.handler)(task, &args),
         None => Err(Errno::ENOSYS),
@@ -56,16 +66,36 @@ pub fn dispatch(task: &mut Task) {
     if result == Err(Errno::ENOSYS) {
         task.kernel().log_unimplemented(nr);
     }
-    // A blocking call that gave up because the task is being stopped (a
-    // checkpoint) made no progress: restart it rather than show EINTR,
-    // since no signal handler ran.
+    // An interrupted blocking call: a handler about to run makes it EINTR,
+    // or a restart after the handler when the call is restartable (a
+    // blocking file operation's EINTR, ERESTARTSYS) and the handler has
+    // SA_RESTART. With no handler to run (the task is being stopped for a
+    // checkpoint, or the signal has no handler) it made no progress and
+    // restarts, since nothing the application sees happened.
     let result = match result {
-        Err(e)
-            if e == Errno::EINTR
-                && task.interrupt().is_pending()
-                && !task.has_deliverable_signal() =>
-        {
-            Err(ERESTARTSYS)
+        Err(e) if e == Errno::EINTR || e == ERESTARTSYS || e == ERESTARTNOHAND => {
+            match task.handler_to_run() {
+                Some(flags)
+                    if e != ERESTARTNOHAND && flags & crate::kernel::signal::SA_RESTART != 0 =>
+                {
+                    Err(ERESTARTSYS)
+                }
+                Some(_) => {
+                    if e == ERESTARTNOHAND {
+                        // A wait kept its deadline for a restart that a
+                        // handler now replaces with EINTR.
+                        task.set_restart(None);
+                    }
+                    Err(Errno::EINTR)
+                }
+                None if e != Errno::EINTR
+                    || task.interrupt().is_pending()
+                    || task.has_deliverable_signal() =>
+                {
+                    Err(ERESTARTSYS)
+                }
+                None => Err(Errno::EINTR),
+            }
         }
         r => r,
     };

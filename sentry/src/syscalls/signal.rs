@@ -1,5 +1,7 @@
 //! Signals: rt_sigaction, rt_sigprocmask, sigaltstack, kill, tgkill, tkill.
 
+use std::sync::Arc;
+
 use super::{Args, SysResult};
 use crate::arch::signal_frame::{decode_ucontext, sigreturn_ucontext, UCONTEXT_SIZE};
 use crate::arch::UserRegs;
@@ -193,7 +195,7 @@ pub fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
 pub fn pause(t: &mut Task, _: &Args) -> SysResult {
     loop {
         if t.has_deliverable_signal() {
-            return Err(Errno::EINTR);
+            return Err(super::ERESTARTNOHAND);
         }
         // Interrupted: a signal from another thread was queued (EINTR on
         // the next pass) or the task is being stopped (restart).
@@ -205,4 +207,192 @@ pub fn pause(t: &mut Task, _: &Args) -> SysResult {
             return Err(super::ERESTARTSYS);
         }
     }
+}
+
+/// rt_sigsuspend: waits with `mask` blocked until a signal's handler is to
+/// run (EINTR); the handler returns to the mask from before the call. A
+/// stop for a checkpoint restarts it.
+pub fn rt_sigsuspend(t: &mut Task, a: &Args) -> SysResult {
+    if a.raw(1) != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 8];
+    t.mm().copy_in(a.addr(0), &mut b)?;
+    t.set_temporary_mask(SigSet(u64::from_le_bytes(b)));
+    loop {
+        if t.has_deliverable_signal() {
+            return Err(super::ERESTARTNOHAND);
+        }
+        if t.interrupt()
+            .sleep(std::time::Duration::from_secs(3600))
+            .is_err()
+            && !t.has_deliverable_signal()
+        {
+            // The mask comes back before the task is saved; the restarted
+            // call sets it again.
+            t.restore_temporary_mask();
+            return Err(super::ERESTARTSYS);
+        }
+    }
+}
+
+/// Reads a signal set argument of `size` bytes (EINVAL unless 8).
+fn sigset_arg(t: &Task, addr: u64, size: u64) -> Result<SigSet, Errno> {
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 8];
+    t.mm().copy_in(addr, &mut b)?;
+    Ok(SigSet(u64::from_le_bytes(b)))
+}
+
+/// rt_sigtimedwait: takes a pending signal of `set` (the lowest-numbered
+/// first), waiting up to the timeout (EAGAIN) for one; EINTR if another
+/// signal's handler is to run meanwhile.
+pub fn rt_sigtimedwait(t: &mut Task, a: &Args) -> SysResult {
+    let set = sigset_arg(t, a.addr(0), a.raw(3))?.without_unblockable();
+    let timeout = if a.addr(2) == 0 {
+        None
+    } else {
+        Some(super::time::read_timespec(t, a.addr(2))?)
+    };
+    let deadline = match timeout {
+        Some(d) => super::poll::resumed_deadline(t, Some(d)),
+        None => None,
+    };
+    let r = sigtimedwait_until(t, a, set, deadline);
+    super::poll::keep_for_restart(t, deadline, &r);
+    r
+}
+
+fn sigtimedwait_until(
+    t: &mut Task,
+    a: &Args,
+    set: SigSet,
+    deadline: Option<crate::kernel::time::Nanos>,
+) -> SysResult {
+    let clocks = t.kernel().clocks;
+    loop {
+        let taken = crate::vfs::signalfd::take_signal(&mut t.pending(), set);
+        if let Some(mut info) = taken {
+            if info.code == crate::kernel::signal::SI_TIMER {
+                info.uid = t.tg().itimers().posix_delivered(info.pid, info.uid);
+            }
+            if a.addr(1) != 0 {
+                t.mm().copy_out(a.addr(1), &info.to_bytes())?;
+            }
+            return Ok(info.signo as u64);
+        }
+        if t.has_deliverable_signal() {
+            return Err(super::ERESTARTNOHAND);
+        }
+        let left = match deadline {
+            Some(d) => {
+                let left = d - clocks.monotonic();
+                if left <= 0 {
+                    return Err(Errno::EAGAIN);
+                }
+                std::time::Duration::from_nanos(left as u64)
+            }
+            None => std::time::Duration::from_secs(3600),
+        };
+        if t.interrupt().sleep(left).is_err() {
+            // A signal was queued (looked at on the next pass) or the task
+            // is being stopped.
+            if crate::vfs::signalfd::take_signal(&mut t.pending().clone(), set).is_some()
+                || t.has_deliverable_signal()
+            {
+                // The interrupt stays set until the task next runs: a
+                // plain sleep would return at once, so look again now.
+                continue;
+            }
+            return Err(super::ERESTARTNOHAND);
+        }
+    }
+}
+
+/// The siginfo rt_sigqueueinfo sends: the caller's bytes, with si_signo
+/// set to `signo`. Like Linux, a caller may not pose as the kernel or as
+/// kill(2) to another process (EPERM for si_code >= 0 or SI_TKILL).
+fn queued_info(t: &Task, signo: i32, addr: u64, to_self: bool) -> Result<SigInfo, Errno> {
+    let mut b = [0u8; 128];
+    t.mm().copy_in(addr, &mut b)?;
+    if !(0..=64).contains(&signo) {
+        return Err(Errno::EINVAL);
+    }
+    let code = i32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+    if (code >= 0 || code == SI_TKILL) && !to_self {
+        return Err(Errno::EPERM);
+    }
+    Ok(SigInfo {
+        signo,
+        code,
+        addr: u64::from_le_bytes(b[24..32].try_into().map_err(|_| Errno::EFAULT)?),
+        pid: i32::from_le_bytes([b[16], b[17], b[18], b[19]]),
+        uid: u32::from_le_bytes([b[20], b[21], b[22], b[23]]),
+    })
+}
+
+/// rt_sigqueueinfo: a process-directed signal with the caller's siginfo.
+pub fn rt_sigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
+    let tgid = a.int(0);
+    let tg = t.kernel().pids.thread_group(tgid).ok_or(Errno::ESRCH)?;
+    // Linux compares with the calling thread's id, not its process's.
+    let info = queued_info(t, a.int(1), a.addr(2), tgid == t.tid())?;
+    if info.signo == 0 {
+        // Signal 0 only checks that the process exists.
+        return Ok(0);
+    }
+    if Arc::ptr_eq(&tg, t.tg()) {
+        t.send_signal(info);
+    } else if !tg.signal_process(info) {
+        return Err(Errno::ESRCH);
+    }
+    Ok(0)
+}
+
+/// rt_tgsigqueueinfo: the same to one thread.
+pub fn rt_tgsigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
+    let (tgid, tid) = (a.int(0), a.int(1));
+    if tgid <= 0 || tid <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let tg = t.kernel().pids.thread_group(tgid).ok_or(Errno::ESRCH)?;
+    let info = queued_info(t, a.int(2), a.addr(3), tid == t.tid())?;
+    let member = tg.member(tid).ok_or(Errno::ESRCH)?;
+    if info.signo == 0 {
+        return Ok(0);
+    }
+    if tid == t.tid() {
+        t.send_signal(info);
+        return Ok(0);
+    }
+    member.queue(info);
+    Ok(0)
+}
+
+/// signalfd4 (and signalfd, flags 0): a new signalfd, or a new mask for
+/// the signalfd `fd`.
+pub fn signalfd4(t: &mut Task, a: &Args) -> SysResult {
+    let flags = a.int(3);
+    if flags & !(libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mask = sigset_arg(t, a.addr(1), a.raw(2))?;
+    let fd = a.fd(0);
+    if fd != -1 {
+        let f = t.fds().file(fd)?;
+        let sfd = crate::vfs::signalfd::signalfd_of(&f).ok_or(Errno::EINVAL)?;
+        sfd.set_mask(mask);
+        return Ok(fd as u64);
+    }
+    let f = crate::vfs::signalfd::SignalFd::open(mask, flags & libc::SFD_NONBLOCK);
+    let limit = t.nofile_limit();
+    t.fds()
+        .insert(f, flags & libc::SFD_CLOEXEC != 0, limit)
+        .map(|fd| fd as u64)
+}
+
+pub fn signalfd(t: &mut Task, a: &Args) -> SysResult {
+    signalfd4(t, &Args([a.raw(0), a.raw(1), a.raw(2), 0, 0, 0]))
 }

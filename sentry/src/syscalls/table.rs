@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use super::{fs, futex, info, mm, net, process, signal, thread, time, Handler};
+use super::{fs, futex, info, mm, net, poll, process, signal, thread, time, Handler};
 
 /// How strace shows an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +78,8 @@ fn generic_rows() -> Vec<Entry> {
     reg("dup3", fs::dup3, &[Dec, Dec, Hex]);
     reg("pipe", fs::pipe, &[Hex]);
     reg("pipe2", fs::pipe2, &[Hex, Hex]);
+    reg("eventfd", fs::eventfd, &[Dec]);
+    reg("eventfd2", fs::eventfd2, &[Dec, Hex]);
     reg("getcwd", fs::getcwd, &[OutBuf, Dec]);
     reg("chdir", fs::chdir, &[Path]);
     reg("fchdir", fs::fchdir, &[Dec]);
@@ -161,6 +163,39 @@ fn generic_rows() -> Vec<Entry> {
     reg("kill", signal::kill, &[Dec, Dec]);
     reg("tgkill", signal::tgkill, &[Dec, Dec, Dec]);
     reg("tkill", signal::tkill, &[Dec, Dec]);
+    reg("rt_sigsuspend", signal::rt_sigsuspend, &[Hex, Dec]);
+    reg(
+        "rt_sigtimedwait",
+        signal::rt_sigtimedwait,
+        &[Hex, Hex, Hex, Dec],
+    );
+    reg("rt_sigqueueinfo", signal::rt_sigqueueinfo, &[Dec, Dec, Hex]);
+    reg(
+        "rt_tgsigqueueinfo",
+        signal::rt_tgsigqueueinfo,
+        &[Dec, Dec, Dec, Hex],
+    );
+    reg("signalfd", signal::signalfd, &[Dec, Hex, Dec]);
+    reg("signalfd4", signal::signalfd4, &[Dec, Hex, Dec, Hex]);
+    // waiting on many files
+    reg("poll", poll::poll, &[Hex, Dec, Dec]);
+    reg("ppoll", poll::ppoll, &[Hex, Dec, Hex, Hex, Dec]);
+    reg("select", poll::select, &[Dec, Hex, Hex, Hex, Hex]);
+    reg("pselect6", poll::pselect6, &[Dec, Hex, Hex, Hex, Hex, Hex]);
+    reg("epoll_create", poll::epoll_create, &[Dec]);
+    reg("epoll_create1", poll::epoll_create1, &[Hex]);
+    reg("epoll_ctl", poll::epoll_ctl, &[Dec, Dec, Dec, Hex]);
+    reg("epoll_wait", poll::epoll_wait, &[Dec, Hex, Dec, Dec]);
+    reg(
+        "epoll_pwait",
+        poll::epoll_pwait,
+        &[Dec, Hex, Dec, Dec, Hex, Dec],
+    );
+    reg(
+        "epoll_pwait2",
+        poll::epoll_pwait2,
+        &[Dec, Hex, Dec, Hex, Hex, Dec],
+    );
     // time
     reg("clock_gettime", time::clock_gettime, &[Dec, Hex]);
     reg("clock_getres", time::clock_getres, &[Dec, Hex]);
@@ -176,6 +211,18 @@ fn generic_rows() -> Vec<Entry> {
     reg("alarm", time::alarm, &[Dec]);
     reg("setitimer", time::setitimer, &[Dec, Hex, Hex]);
     reg("getitimer", time::getitimer, &[Dec, Hex]);
+    reg("timerfd_create", time::timerfd_create, &[Dec, Hex]);
+    reg(
+        "timerfd_settime",
+        time::timerfd_settime,
+        &[Dec, Hex, Hex, Hex],
+    );
+    reg("timerfd_gettime", time::timerfd_gettime, &[Dec, Hex]);
+    reg("timer_create", time::timer_create, &[Dec, Hex, Hex]);
+    reg("timer_settime", time::timer_settime, &[Dec, Hex, Hex, Hex]);
+    reg("timer_gettime", time::timer_gettime, &[Dec, Hex]);
+    reg("timer_getoverrun", time::timer_getoverrun, &[Dec]);
+    reg("timer_delete", time::timer_delete, &[Dec]);
     // system information
     reg("getpeername", net::not_a_socket, &[Dec, Hex, Hex]);
     reg("getsockname", net::not_a_socket, &[Dec, Hex, Hex]);

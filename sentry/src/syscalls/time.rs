@@ -40,14 +40,16 @@ pub(super) fn read_timespec(t: &Task, addr: u64) -> Result<Nanos, Errno> {
 }
 
 pub fn clock_gettime(t: &mut Task, a: &Args) -> SysResult {
-    let id = ClockId::from_raw(a.int(0))?;
+    // A dynamic CPU clock (clock_getcpuclockid, pthread_getcpuclockid) of
+    // the caller reads as the named one.
+    let id = cpu_clock(t, a.int(0)).unwrap_or_else(|| ClockId::from_raw(a.int(0)))?;
     let now = read_clock(t, id);
     t.mm().copy_out(a.addr(1), &timespec_bytes(now))?;
     Ok(0)
 }
 
 pub fn clock_getres(t: &mut Task, a: &Args) -> SysResult {
-    ClockId::from_raw(a.int(0))?;
+    cpu_clock(t, a.int(0)).unwrap_or_else(|| ClockId::from_raw(a.int(0)))?;
     if a.addr(1) != 0 {
         t.mm().copy_out(a.addr(1), &timespec_bytes(1))?;
     }
@@ -101,7 +103,7 @@ fn sleep(t: &mut Task, s: Sleep, rem: u64) -> SysResult {
             if let Some(r) = remaining {
                 write_rem(t, r)?;
             }
-            Err(Errno::EINTR)
+            Err(super::ERESTARTNOHAND)
         }
         SleepInterrupted::RestartBlock { remaining } => {
             write_rem(t, remaining)?;
@@ -236,6 +238,208 @@ pub fn alarm(t: &mut Task, a: &Args) -> SysResult {
     };
     let old = set_itimer(t, Which::Real, new);
     Ok(alarm_seconds(old.value))
+}
+
+/// Reads a `struct itimerspec` (interval, then value), each a valid
+/// timespec.
+fn read_itimerspec(t: &Task, addr: u64) -> Result<(Nanos, Nanos), Errno> {
+    let interval = read_timespec(t, addr)?;
+    let value = read_timespec(t, addr + 16)?;
+    Ok((interval, value))
+}
+
+fn itimerspec_bytes(value: Nanos, interval: Nanos) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    b[..16].copy_from_slice(&timespec_bytes(interval));
+    b[16..].copy_from_slice(&timespec_bytes(value));
+    b
+}
+
+fn timerfd_file(t: &Task, fd: i32) -> Result<std::sync::Arc<crate::vfs::OpenFile>, Errno> {
+    let f = t.fds().file(fd)?;
+    if crate::vfs::timerfd::timerfd_of(&f).is_none() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(f)
+}
+
+/// The clocks timerfd_create and timer_create accept.
+fn timer_clock(id: i32) -> Result<ClockId, Errno> {
+    const CLOCK_REALTIME_ALARM: i32 = 8;
+    const CLOCK_BOOTTIME_ALARM: i32 = 9;
+    match id {
+        libc::CLOCK_REALTIME | CLOCK_REALTIME_ALARM => Ok(ClockId::Realtime),
+        libc::CLOCK_MONOTONIC => Ok(ClockId::Monotonic),
+        libc::CLOCK_BOOTTIME | CLOCK_BOOTTIME_ALARM => Ok(ClockId::Boottime),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn timerfd_create(t: &mut Task, a: &Args) -> SysResult {
+    let clock = timer_clock(a.int(0))?;
+    let flags = a.int(1);
+    if flags & !(libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = crate::vfs::timerfd::TimerFd::open(
+        clock,
+        t.kernel().clocks,
+        flags & libc::TFD_NONBLOCK != 0,
+    );
+    let limit = t.nofile_limit();
+    t.fds()
+        .insert(f, flags & libc::TFD_CLOEXEC != 0, limit)
+        .map(|fd| fd as u64)
+}
+
+pub fn timerfd_settime(t: &mut Task, a: &Args) -> SysResult {
+    use crate::vfs::timerfd::{TimerSpec, TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET};
+    let flags = a.int(1);
+    if flags & !(TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = timerfd_file(t, a.fd(0))?;
+    let (interval, value) = read_itimerspec(t, a.addr(2))?;
+    let tfd = crate::vfs::timerfd::timerfd_of(&f).ok_or(Errno::EINVAL)?;
+    let old = tfd.set(
+        TimerSpec { value, interval },
+        flags & TFD_TIMER_ABSTIME != 0,
+    );
+    if a.addr(3) != 0 {
+        t.mm()
+            .copy_out(a.addr(3), &itimerspec_bytes(old.value, old.interval))?;
+    }
+    Ok(0)
+}
+
+pub fn timerfd_gettime(t: &mut Task, a: &Args) -> SysResult {
+    let f = timerfd_file(t, a.fd(0))?;
+    let tfd = crate::vfs::timerfd::timerfd_of(&f).ok_or(Errno::EINVAL)?;
+    let cur = tfd.get();
+    t.mm()
+        .copy_out(a.addr(1), &itimerspec_bytes(cur.value, cur.interval))?;
+    Ok(0)
+}
+
+/// A dynamic CPU clock id (what glibc passes for CLOCK_PROCESS_CPUTIME_ID
+/// and CLOCK_THREAD_CPUTIME_ID, Linux's MAKE_PROCESS_CPUCLOCK): the bits
+/// name a pid (0: the caller) and whether the clock is a thread's. None
+/// for a non-negative id; EINVAL for another process's clock.
+fn cpu_clock(t: &Task, id: i32) -> Option<Result<ClockId, Errno>> {
+    if id >= 0 {
+        return None;
+    }
+    let pid = !(id >> 3);
+    let per_thread = id & 4 != 0;
+    if id & 3 == 3 {
+        return Some(Err(Errno::EINVAL));
+    }
+    Some(match (pid, per_thread) {
+        (0, false) => Ok(ClockId::ProcessCputime),
+        (p, false) if p == t.tgid() => Ok(ClockId::ProcessCputime),
+        (0, true) => Ok(ClockId::ThreadCputime),
+        (p, true) if p == t.tid() => Ok(ClockId::ThreadCputime),
+        _ => Err(Errno::EINVAL),
+    })
+}
+
+fn timer_now(t: &Task) -> crate::kernel::posix_timer::Now {
+    crate::kernel::posix_timer::Now {
+        monotonic: t.kernel().clocks.monotonic(),
+        realtime: t.kernel().clocks.realtime(),
+        cpu: read_clock(t, ClockId::ProcessCputime),
+    }
+}
+
+/// timer_create: a POSIX timer of the process (SIGEV_SIGNAL, SIGEV_NONE,
+/// SIGEV_THREAD_ID; SIGEV_THREAD is libc's, a signal to the kernel).
+pub fn timer_create(t: &mut Task, a: &Args) -> SysResult {
+    use crate::kernel::posix_timer::{
+        Notify, SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD, SIGEV_THREAD_ID,
+    };
+    let named = cpu_clock(t, a.int(0)).unwrap_or_else(|| ClockId::from_raw(a.int(0)))?;
+    let clock = match named {
+        ClockId::ProcessCputime => ClockId::ProcessCputime,
+        // A thread's own CPU clock needs per-thread charging of the
+        // timers, which cryo does not do yet.
+        ClockId::ThreadCputime => {
+            t.kernel()
+                .log_unsupported(libc::SYS_timer_create as u64, "CLOCK_THREAD_CPUTIME_ID");
+            return Err(Errno::EOPNOTSUPP);
+        }
+        _ => timer_clock(a.int(0))?,
+    };
+    let (notify, value) = if a.addr(1) == 0 {
+        (
+            Notify::Signal {
+                signo: libc::SIGALRM,
+            },
+            None,
+        )
+    } else {
+        let mut b = [0u8; 64];
+        t.mm().copy_in(a.addr(1), &mut b)?;
+        let word = |i: usize| i32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let value = u64::from_le_bytes(b[..8].try_into().map_err(|_| Errno::EFAULT)?);
+        let (signo, how, tid) = (word(8), word(12), word(16));
+        let valid_signo = (1..=64).contains(&signo);
+        let notify = match how {
+            SIGEV_NONE => Notify::None,
+            SIGEV_SIGNAL | SIGEV_THREAD if valid_signo => Notify::Signal { signo },
+            h if h == SIGEV_SIGNAL | SIGEV_THREAD_ID && valid_signo => {
+                // The thread must be one of the process's.
+                if t.tg().member(tid).is_none() {
+                    return Err(Errno::EINVAL);
+                }
+                Notify::Thread { signo, tid }
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        (notify, Some(value))
+    };
+    let id = t.tg().itimers().posix_create(clock, notify, value)?;
+    if let Err(e) = t.mm().copy_out(a.addr(2), &id.to_le_bytes()) {
+        let _ = t.tg().itimers().posix_delete(id);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+pub fn timer_settime(t: &mut Task, a: &Args) -> SysResult {
+    use crate::kernel::posix_timer::TimerSetting;
+    const TIMER_ABSTIME: i32 = 1;
+    let flags = a.int(1);
+    let (interval, value) = read_itimerspec(t, a.addr(2))?;
+    let now = timer_now(t);
+    let timers = t.tg().itimers().clone();
+    let old = timers.posix_set(
+        a.int(0),
+        TimerSetting { value, interval },
+        flags & TIMER_ABSTIME != 0,
+        now,
+    )?;
+    timers.start(t.kernel(), t.tg());
+    if a.addr(3) != 0 {
+        t.mm()
+            .copy_out(a.addr(3), &itimerspec_bytes(old.value, old.interval))?;
+    }
+    Ok(0)
+}
+
+pub fn timer_gettime(t: &mut Task, a: &Args) -> SysResult {
+    let cur = t.tg().itimers().posix_get(a.int(0), timer_now(t))?;
+    t.mm()
+        .copy_out(a.addr(1), &itimerspec_bytes(cur.value, cur.interval))?;
+    Ok(0)
+}
+
+pub fn timer_getoverrun(t: &mut Task, a: &Args) -> SysResult {
+    Ok(u64::from(t.tg().itimers().posix_overrun(a.int(0))?))
+}
+
+pub fn timer_delete(t: &mut Task, a: &Args) -> SysResult {
+    t.tg().itimers().posix_delete(a.int(0))?;
+    Ok(0)
 }
 
 #[cfg(test)]

@@ -206,15 +206,29 @@ impl FileOps for DonatedFdOps {
         }
     }
 
-    fn readiness(&self) -> i16 {
+    fn readiness(&self) -> u32 {
+        if self.0.regular {
+            return super::poll::DEFAULT_POLLMASK;
+        }
         let mut fds = [PollFd::new(
             self.0.fd.as_fd(),
-            PollFlags::POLLIN | PollFlags::POLLOUT,
+            PollFlags::POLLIN | PollFlags::POLLOUT | PollFlags::POLLPRI,
         )];
         match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
-            Ok(_) => fds[0].revents().map(|r| r.bits()).unwrap_or(0),
-            Err(_) => libc::POLLERR,
+            // poll and epoll bits are the same values.
+            Ok(_) => fds[0]
+                .revents()
+                .map(|r| r.bits() as u16 as u32)
+                .unwrap_or(0),
+            Err(_) => super::poll::EPOLLERR,
         }
+    }
+
+    /// A host tty or pipe is polled on the host (its readiness changes
+    /// unannounced, so waiters re-check it); a host regular file is not,
+    /// as Linux refuses epoll on regular files.
+    fn pollable(&self) -> bool {
+        !self.0.regular
     }
 }
 

@@ -27,6 +27,8 @@ pub enum FileKind {
     DonatedFd,
     /// A file whose contents are generated (procfs).
     Synthetic,
+    /// An anonymous-inode file: eventfd, timerfd, signalfd, epoll.
+    Anonymous,
 }
 
 /// How lseek and the file offset behave.
@@ -46,8 +48,21 @@ pub enum SeekMode {
 /// signal or to stop every task for a checkpoint. A blocked operation then
 /// returns `EINTR`, which the syscall layer turns into a restart (the
 /// operation made no progress) or a short count.
-#[derive(Clone, Debug, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
+#[derive(Clone, Default)]
+pub struct Interrupt(Arc<InterruptInner>);
+
+#[derive(Default)]
+struct InterruptInner {
+    flag: AtomicBool,
+    /// Blocked pollers to wake when the interrupt is set.
+    waiters: Arc<super::poll::WaitQueue>,
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Interrupt").field(&self.is_set()).finish()
+    }
+}
 
 impl Interrupt {
     pub fn new() -> Interrupt {
@@ -55,15 +70,24 @@ impl Interrupt {
     }
 
     pub fn interrupt(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.flag.store(true, Ordering::SeqCst);
+        self.0.waiters.notify(super::poll::ALL_EVENTS);
     }
 
     pub fn clear(&self) {
-        self.0.store(false, Ordering::SeqCst);
+        self.0.flag.store(false, Ordering::SeqCst);
     }
 
     pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.flag.load(Ordering::SeqCst)
+    }
+
+    /// Wakes `waiter` when the interrupt is set (until the registration
+    /// is dropped).
+    pub fn register(&self, waiter: &Arc<super::poll::Waiter>) -> super::poll::Registration {
+        self.0
+            .waiters
+            .register(super::poll::ALL_EVENTS, false, waiter.listener())
     }
 }
 
@@ -120,6 +144,12 @@ pub enum SaveAs {
     PipeEnd { pipe: u64, read: bool },
     /// The restoring command's own stdio number `index`.
     HostStdio(u32),
+    /// A file with no name whose whole state is its saved kind (an
+    /// eventfd's counter, a timerfd's setting, a signalfd's mask).
+    Anonymous(super::state::FileStateKind),
+    /// An epoll instance `id` (a sandbox id): its interest list is saved
+    /// once, naming its files by their open-file ids.
+    Epoll { id: u64 },
     /// Cannot be checkpointed, for this reason: checkpoint refuses, naming
     /// the file.
     Refuse(&'static str),
@@ -165,9 +195,37 @@ pub trait FileOps: Send + Sync + Any {
         Err(Errno::ENOTTY)
     }
 
-    /// poll(2) events ready now (POLLIN, POLLOUT, POLLHUP, POLLERR).
-    fn readiness(&self) -> i16 {
-        libc::POLLIN | libc::POLLOUT
+    /// The events ready now (EPOLLIN, EPOLLOUT, EPOLLHUP, ...: poll and
+    /// epoll share the bits). A file that cannot be polled is always
+    /// ready for reading and writing (Linux's DEFAULT_POLLMASK).
+    fn readiness(&self) -> u32 {
+        super::poll::DEFAULT_POLLMASK
+    }
+
+    /// Whether the file takes part in polling (epoll_ctl refuses the rest
+    /// with EPERM, as Linux does for regular files and directories).
+    fn pollable(&self) -> bool {
+        false
+    }
+
+    /// Where pollers wait for this file's readiness to change. `None`
+    /// with [`FileOps::pollable`]: readiness changes unannounced (a host
+    /// fd), so waiters re-check it every [`super::poll::RECHECK`].
+    fn wait_queue(&self) -> Option<Arc<super::poll::WaitQueue>> {
+        None
+    }
+
+    /// The sandbox's monotonic time (ns) at which readiness next changes
+    /// by itself (a timerfd's expiry), so waiters wake then.
+    fn next_change(&self) -> Option<i64> {
+        None
+    }
+
+    /// Whether readiness may change by itself, at [`FileOps::next_change`],
+    /// without a notification on the wait queue (a timerfd): an epoll set
+    /// looks at such a file on every wait.
+    fn timed(&self) -> bool {
+        false
     }
 }
 
@@ -259,6 +317,25 @@ impl OpenFile {
             ops,
             offset: Mutex::new(0),
             flags: AtomicI32::new((flags & KEPT_FLAGS) | libc::O_LARGEFILE),
+            listing: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A new anonymous-inode file (eventfd, timerfd, signalfd, epoll):
+    /// unlike open(2), nothing adds O_LARGEFILE to its flags (Linux's
+    /// anon_inode_getfile), so F_GETFL shows only the access mode and
+    /// O_NONBLOCK.
+    pub(crate) fn new_anonymous(
+        inode: Arc<dyn Inode>,
+        ops: Arc<dyn FileOps>,
+        flags: i32,
+    ) -> Arc<OpenFile> {
+        Arc::new(OpenFile {
+            dentry: None,
+            inode,
+            ops,
+            offset: Mutex::new(0),
+            flags: AtomicI32::new(flags & KEPT_FLAGS),
             listing: Mutex::new(Vec::new()),
         })
     }
@@ -524,8 +601,13 @@ impl OpenFile {
         self.ops.ioctl(cmd, input)
     }
 
-    /// poll(2) readiness.
-    pub fn readiness(&self) -> i16 {
+    /// The events ready now (poll and epoll bits).
+    pub fn readiness(&self) -> u32 {
+        if self.is_path() {
+            // An O_PATH file is polled as a bad descriptor (Linux: EPOLLNVAL
+            // for poll, EBADF for epoll_ctl, which callers check first).
+            return super::poll::EPOLLNVAL;
+        }
         self.ops.readiness()
     }
 

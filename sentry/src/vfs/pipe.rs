@@ -11,6 +11,7 @@ use super::file::{
     FileKind, FileOps, IoCtx, IoctlReply, OpenFile, SaveAs, SeekMode, INTERRUPT_POLL,
 };
 use super::inode::Inode;
+use super::poll::{WaitQueue, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDNORM, EPOLLWRNORM};
 use super::stat::{Stat, Timespec};
 use crate::errno::Errno;
 
@@ -34,6 +35,9 @@ pub struct Pipe {
     created: Timespec,
     state: Mutex<PipeState>,
     cond: Condvar,
+    /// Pollers of either end: told of data (IN), room (OUT) and a closed
+    /// end (HUP/ERR).
+    queue: Arc<WaitQueue>,
 }
 
 impl Pipe {
@@ -56,6 +60,7 @@ impl Pipe {
                 writers: 0,
             }),
             cond: Condvar::new(),
+            queue: WaitQueue::new(),
         })
     }
 
@@ -110,6 +115,8 @@ impl Pipe {
                     *dst = src;
                 }
                 self.cond.notify_all();
+                drop(st);
+                self.queue.notify(EPOLLOUT | EPOLLWRNORM);
                 return Ok(n);
             }
             if st.writers == 0 {
@@ -146,9 +153,14 @@ impl Pipe {
                 st.buf.extend(&buf[done..done + n]);
                 done += n;
                 self.cond.notify_all();
+                // Told without the pipe's lock: a listener (an epoll set)
+                // may be polling this pipe from under its own lock.
+                drop(st);
+                self.queue.notify(EPOLLIN | EPOLLRDNORM);
                 if done == buf.len() {
                     return Ok(done);
                 }
+                st = lock(&self.state);
                 continue;
             }
             if io.nonblock {
@@ -186,6 +198,14 @@ impl Drop for PipeEnd {
             st.writers = st.writers.saturating_sub(1);
         }
         self.pipe.cond.notify_all();
+        drop(st);
+        // A reader sees HUP when the last writer goes, a writer ERR when
+        // the last reader goes.
+        self.pipe.queue.notify(if self.read {
+            EPOLLERR
+        } else {
+            EPOLLHUP | EPOLLIN
+        });
     }
 }
 
@@ -243,27 +263,33 @@ impl FileOps for PipeEnd {
         Err(Errno::ENOTTY)
     }
 
-    fn readiness(&self) -> i16 {
+    fn readiness(&self) -> u32 {
         let st = lock(&self.pipe.state);
+        let mut r = 0;
         if self.read {
-            let mut r = 0;
             if !st.buf.is_empty() {
-                r |= libc::POLLIN;
+                r |= EPOLLIN | EPOLLRDNORM;
             }
             if st.writers == 0 {
-                r |= libc::POLLHUP;
+                r |= EPOLLHUP;
             }
-            r
         } else {
-            let mut r = 0;
             if st.buf.len() < PIPE_SIZE {
-                r |= libc::POLLOUT;
+                r |= EPOLLOUT | EPOLLWRNORM;
             }
             if st.readers == 0 {
-                r |= libc::POLLERR;
+                r |= EPOLLERR;
             }
-            r
         }
+        r
+    }
+
+    fn pollable(&self) -> bool {
+        true
+    }
+
+    fn wait_queue(&self) -> Option<Arc<WaitQueue>> {
+        Some(self.pipe.queue.clone())
     }
 }
 

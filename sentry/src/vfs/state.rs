@@ -8,11 +8,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::epoll::{epoll_arc, Epoll};
+use super::eventfd::EventFd;
 use super::file::{FileKind, OpenFile, SaveAs};
 use super::inode::Fingerprint;
 use super::pipe::{pipe_of, Pipe};
 use super::resolve::{NAME_MAX, PATH_MAX};
+use super::signalfd::SignalFd;
 use super::stat::{Clock, Timespec};
+use super::timerfd::{TimerFd, TimerFdRecord};
 use super::tmpfs::{
     DirData, FileData, Kind, Node, Tmpfs, TmpfsInode, TmpfsShared, MAX_FILE_SIZE, PAGE,
 };
@@ -131,8 +135,54 @@ pub enum FileStateKind {
     HostStdio {
         index: u32,
     },
+    /// An eventfd: its counter (since v2).
+    EventFd {
+        count: u64,
+        semaphore: bool,
+    },
+    /// A timerfd: its setting and unread expirations (since v2).
+    TimerFd(TimerFdRecord),
+    /// A signalfd: its mask (since v2).
+    SignalFd {
+        mask: u64,
+    },
+    /// An epoll instance: its interest list is the `vfs.Epoll` record `id`
+    /// (since v2).
+    Epoll {
+        id: u64,
+    },
 }
-statefile::versioned!(FileStateKind, "vfs.FileKind", 1);
+statefile::versioned!(FileStateKind, "vfs.FileKind", 2, [TimerFdRecord]);
+
+/// Version 1 of [`FileStateKind`], as statefiles before eventfd, timerfd,
+/// signalfd and epoll hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileStateKindV1 {
+    Regular,
+    Directory,
+    Symlink,
+    Device,
+    Synthetic,
+    PipeRead { pipe: u64 },
+    PipeWrite { pipe: u64 },
+    HostStdio { index: u32 },
+}
+statefile::versioned!(FileStateKindV1, "vfs.FileKind", 1);
+
+impl From<FileStateKindV1> for FileStateKind {
+    fn from(k: FileStateKindV1) -> FileStateKind {
+        match k {
+            FileStateKindV1::Regular => FileStateKind::Regular,
+            FileStateKindV1::Directory => FileStateKind::Directory,
+            FileStateKindV1::Symlink => FileStateKind::Symlink,
+            FileStateKindV1::Device => FileStateKind::Device,
+            FileStateKindV1::Synthetic => FileStateKind::Synthetic,
+            FileStateKindV1::PipeRead { pipe } => FileStateKind::PipeRead { pipe },
+            FileStateKindV1::PipeWrite { pipe } => FileStateKind::PipeWrite { pipe },
+            FileStateKindV1::HostStdio { index } => FileStateKind::HostStdio { index },
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenFileState {
@@ -145,12 +195,62 @@ pub struct OpenFileState {
     /// For a file still read from the host: what it was.
     pub fingerprint: Option<Fingerprint>,
 }
-statefile::savable_serde!(
+statefile::versioned!(
     OpenFileState,
     "vfs.OpenFile",
     1,
     [FileStateKind, Fingerprint]
 );
+
+/// An open file as statefiles with `vfs.FileKind` v1 hold it (its own
+/// shape is unchanged; only the kind it nests grew).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileStateV1 {
+    pub path: Vec<u8>,
+    pub flags: i32,
+    pub offset: u64,
+    pub kind: FileStateKindV1,
+    pub fingerprint: Option<Fingerprint>,
+}
+statefile::versioned!(
+    OpenFileStateV1,
+    "vfs.OpenFile",
+    1,
+    [FileStateKindV1, Fingerprint]
+);
+
+impl statefile::Savable for OpenFileState {
+    const TYPE_NAME: &'static str = "vfs.OpenFile";
+    const VERSION: u32 = 1;
+    const MIN_VERSION: u32 = 1;
+
+    fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+        enc.serde(self)
+    }
+
+    /// A file whose kind was saved at v1 is decoded in that layout (its
+    /// nested types checked at the versions it was written with) and
+    /// migrated: every v1 kind is a v2 kind.
+    fn load(dec: &mut statefile::Decoder<'_>, _version: u32) -> statefile::Result<Self> {
+        if dec.types().get("vfs.FileKind") == Some(1) {
+            statefile::check_saved_versions::<OpenFileStateV1>(dec.types())?;
+            let v1: OpenFileStateV1 = dec.serde()?;
+            return Ok(OpenFileState {
+                path: v1.path,
+                flags: v1.flags,
+                offset: v1.offset,
+                kind: v1.kind.into(),
+                fingerprint: v1.fingerprint,
+            });
+        }
+        statefile::check_saved_versions::<Self>(dec.types())?;
+        dec.serde()
+    }
+
+    fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+        statefile::register_versioned::<Self>(types)
+    }
+}
 
 /// A pipe's buffered bytes, saved once for all its ends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,10 +260,13 @@ pub struct PipeSnapshot {
 }
 statefile::savable_serde!(PipeSnapshot, "vfs.Pipe", 1);
 
-/// Collects what open files share (pipes) while saving.
+/// Collects what open files share (pipes, epoll sets) while saving.
 #[derive(Default)]
 pub struct SaveCtx {
     pub pipes: BTreeMap<u64, PipeSnapshot>,
+    /// The epoll sets met, by id: their interest lists are saved once
+    /// every open file has its id.
+    pub epolls: BTreeMap<u64, Arc<Epoll>>,
 }
 
 /// Why the VFS could not be saved.
@@ -647,6 +750,13 @@ impl OpenFile {
                 }));
             }
             SaveAs::HostStdio(index) => return Ok(stream(FileStateKind::HostStdio { index })),
+            SaveAs::Anonymous(kind) => return Ok(stream(kind)),
+            SaveAs::Epoll { id } => {
+                if let Some(ep) = epoll_arc(self) {
+                    ctx.epolls.entry(id).or_insert(ep);
+                }
+                return Ok(stream(FileStateKind::Epoll { id }));
+            }
             SaveAs::Refuse(why) => {
                 let name = self
                     .dentry()
@@ -693,6 +803,11 @@ impl OpenFile {
 pub struct RestoreCtx {
     pipes: HashMap<u64, (Arc<Pipe>, bool)>,
     stdio: HashMap<u32, Arc<OpenFile>>,
+    /// The epoll sets re-created, by id: their items are loaded once
+    /// every open file is back ([`RestoreCtx::epolls`]).
+    epolls: BTreeMap<u64, Arc<Epoll>>,
+    /// The clocks restored timerfds run on.
+    clocks: Option<crate::kernel::time::Clocks>,
 }
 
 impl RestoreCtx {
@@ -709,7 +824,20 @@ impl RestoreCtx {
                 .map(|p| (p.id, (Pipe::new(Some(p.id), &p.data, now), false)))
                 .collect(),
             stdio,
+            epolls: BTreeMap::new(),
+            clocks: None,
         }
+    }
+
+    /// The clocks of the restored kernel, which timerfds run on.
+    pub fn with_clocks(mut self, clocks: crate::kernel::time::Clocks) -> RestoreCtx {
+        self.clocks = Some(clocks);
+        self
+    }
+
+    /// The epoll sets re-created so far, by id.
+    pub fn epolls(&self) -> &BTreeMap<u64, Arc<Epoll>> {
+        &self.epolls
     }
 }
 
@@ -748,6 +876,38 @@ impl Vfs {
                     .get(index)
                     .cloned()
                     .ok_or_else(|| invalid(format!("no host stdio {index} given to restore")));
+            }
+            FileStateKind::EventFd { count, semaphore } => {
+                if *count > super::eventfd::EVENTFD_MAX {
+                    return Err(invalid(format!("eventfd counter {count}")));
+                }
+                return Ok(EventFd::open(
+                    *count,
+                    *semaphore,
+                    status & libc::O_NONBLOCK != 0,
+                ));
+            }
+            FileStateKind::TimerFd(r) => {
+                r.check()
+                    .map_err(|(field, why)| invalid(format!("timerfd {field}: {why}")))?;
+                let clocks = ctx
+                    .clocks
+                    .ok_or_else(|| invalid("a timerfd restored without the kernel's clocks"))?;
+                return Ok(TimerFd::restore(r, clocks, status));
+            }
+            FileStateKind::SignalFd { mask } => {
+                return Ok(SignalFd::open(
+                    crate::kernel::signal::SigSet(*mask),
+                    status & libc::O_NONBLOCK,
+                ));
+            }
+            FileStateKind::Epoll { id } => {
+                if ctx.epolls.contains_key(id) {
+                    return Err(invalid(format!("epoll set {id} saved as two open files")));
+                }
+                let (ep, file) = Epoll::open(Some(*id), status & libc::O_NONBLOCK);
+                ctx.epolls.insert(*id, ep);
+                return Ok(file);
             }
             _ => {}
         }
