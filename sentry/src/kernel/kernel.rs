@@ -91,6 +91,12 @@ impl Kernel {
         }
     }
 
+    /// A syscall through an ABI cryo does not implement (i386's int $0x80):
+    /// ENOSYS, logged once per ABI.
+    pub fn log_foreign_abi(&self, nr: u64, abi: &str) {
+        self.log_enosys(nr, format!("#{nr} through the {abi} ABI"));
+    }
+
     fn log_enosys(&self, nr: u64, what: String) {
         let first = self
             .enosys_logged

@@ -42,14 +42,22 @@ pub const ERESTART_RESTARTBLOCK: Errno = Errno(516);
 pub fn dispatch(task: &mut Task) {
     let nr = task.regs().syscall_number();
     let args = Args(task.regs().syscall_arguments());
-    let entry = table::lookup(nr);
+    // An i386 entry (int $0x80) numbers its calls differently: none of the
+    // x86_64 table may run for it.
+    let native = crate::arch::is_native_syscall(task.regs(), |at| {
+        let mut b = [0u8; 2];
+        task.mm().copy_in_force(at, &mut b).ok().map(|()| b)
+    });
+    let entry = if native { table::lookup(nr) } else { None };
     let result = match entry {
         Some(entry) => (entry.handler)(task, &args),
         None => Err(Errno::ENOSYS),
     };
     // Invariant 5, for handlers too: whatever returns ENOSYS is logged
     // (once; a handler that logged the unsupported variant already counts).
-    if result == Err(Errno::ENOSYS) {
+    if !native {
+        task.kernel().log_foreign_abi(nr, crate::arch::FOREIGN_ABI);
+    } else if result == Err(Errno::ENOSYS) {
         task.kernel().log_unimplemented(nr);
     }
     // A blocking call that gave up because the task is being stopped (a

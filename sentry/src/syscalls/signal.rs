@@ -4,7 +4,7 @@ use super::{Args, SysResult};
 use crate::arch::signal_frame::{decode_ucontext, sigreturn_ucontext, UCONTEXT_SIZE};
 use crate::arch::UserRegs;
 use crate::errno::Errno;
-use crate::kernel::signal::{SigAction, SigInfo, SigSet, SI_TKILL, SI_USER};
+use crate::kernel::signal::{SigAction, SigInfo, SigSet, SI_KERNEL, SI_TKILL, SI_USER};
 use crate::kernel::Task;
 
 pub fn rt_sigaction(t: &mut Task, a: &Args) -> SysResult {
@@ -105,18 +105,50 @@ fn send_to_self(t: &mut Task, signo: i32, code: i32) -> SysResult {
 }
 
 /// rt_sigreturn: back from a handler to where the signal interrupted the
-/// task, with its registers, FP state and signal mask.
+/// task, with its registers, FP state and signal mask. A frame that cannot
+/// be read or restored never returns an error (the caller has no stack to
+/// return to): as Linux's `badframe`, the task gets SIGSEGV, forced.
 pub fn rt_sigreturn(t: &mut Task, _: &Args) -> SysResult {
+    match restore_frame(t) {
+        Ok(rax) => Ok(rax),
+        Err(why) => {
+            tracing::debug!(tid = t.tid(), %why, "rt_sigreturn: bad frame");
+            t.force_fault(libc::SIGSEGV, SI_KERNEL, 0);
+            Ok(0)
+        }
+    }
+}
+
+/// Why rt_sigreturn could not restore a frame.
+#[derive(Debug, thiserror::Error)]
+enum SigreturnError {
+    #[error("the ucontext is not readable: {0:?}")]
+    Unreadable(Errno),
+    #[error(transparent)]
+    Bad(#[from] crate::arch::signal_frame::BadFrame),
+    #[error("the FP state is not readable: {0:?}")]
+    FpUnreadable(Errno),
+    #[error("the FP state is refused: {0}")]
+    Fp(platform::PlatformError),
+}
+
+/// Restores the interrupted registers, FP state and mask from the frame;
+/// nothing changes unless all of it is good. The interrupted code's rax.
+fn restore_frame(t: &mut Task) -> Result<u64, SigreturnError> {
     let uc_addr = sigreturn_ucontext(t.regs());
     let mut uc = [0u8; UCONTEXT_SIZE];
-    t.mm().copy_in(uc_addr, &mut uc)?;
+    t.mm()
+        .copy_in(uc_addr, &mut uc)
+        .map_err(SigreturnError::Unreadable)?;
     let mut regs = *t.regs();
-    let restored = decode_ucontext(&uc, &mut regs);
-    let mut fp = t.fp_state().map_err(|_| Errno::EFAULT)?;
+    let restored = decode_ucontext(&uc, &mut regs)?;
     if restored.fpstate != 0 {
-        t.mm().copy_in(restored.fpstate, &mut fp.xsave)?;
+        let mut fp = t.fp_state().map_err(SigreturnError::Fp)?;
+        t.mm()
+            .copy_in(restored.fpstate, &mut fp.xsave)
+            .map_err(SigreturnError::FpUnreadable)?;
         // The software bytes are the kernel's note to itself, not state.
-        t.set_fp_state(&fp).map_err(|_| Errno::EFAULT)?;
+        t.set_fp_state(&fp).map_err(SigreturnError::Fp)?;
     }
     *t.regs_mut() = regs;
     t.set_signal_mask(SigSet(restored.mask));

@@ -1,0 +1,64 @@
+//! Faked successes made real (issue 9's review list) and the rest of what
+//! programs call: rt_sigreturn on a bad frame, `int $0x80`, file locks,
+//! limits, robust futexes, CPU clocks, prctl and credentials. Each guest
+//! runs natively and under cryo and the two are compared, unless Linux and
+//! cryo deliberately differ (the i386 ABI), where cryo's output is checked.
+
+use cryo_tests::{assert_same, guest, Invocation, Libc, Output};
+
+/// Runs guest `name` with `args` natively and under cryo; the native run
+/// must end with `exit` (else the guest is wrong), and cryo must match it.
+fn same(name: &str, args: &[&str], exit: i32) -> Output {
+    let inv = Invocation::new(guest(name, Libc::Glibc)).args(args);
+    let native = inv.native();
+    assert_eq!(
+        native.code,
+        exit,
+        "guest {name} {args:?} misbehaves natively (a guest bug)\nstdout:\n{}\nstderr:\n{}",
+        native.stdout_str(),
+        native.stderr_str()
+    );
+    let cryo = inv.cryo();
+    assert_same(&native, &cryo);
+    cryo
+}
+
+const KILLED_BY_SIGSEGV: i32 = 128 + libc::SIGSEGV;
+
+#[test]
+fn sigreturn_with_a_null_code_segment_kills_with_sigsegv() {
+    same("sigreturn_bad", &["segment"], KILLED_BY_SIGSEGV);
+}
+
+#[test]
+fn sigreturn_on_unmapped_memory_kills_with_sigsegv() {
+    same("sigreturn_bad", &["unreadable"], KILLED_BY_SIGSEGV);
+}
+
+#[test]
+fn sigreturn_on_unmapped_memory_raises_a_catchable_sigsegv() {
+    same("sigreturn_bad", &["caught"], 0);
+}
+
+/// Linux runs int $0x80 from the i386 table (mkdir); cryo refuses it, as
+/// gVisor does, and must not run x86_64's 39 (getpid) either.
+#[test]
+fn int80_is_refused_and_runs_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("made-by-int80");
+    let target = target.to_str().expect("utf-8 path");
+    let out = Invocation::new(guest("int80", Libc::Glibc))
+        .args([target])
+        .cryo();
+    assert_eq!(
+        out.stdout_str(),
+        "int80 mkdir: ENOSYS\nresult is the pid: no\ncreated: no\nsyscall getpid works: yes\n",
+        "stderr:\n{}",
+        out.stderr_str()
+    );
+    assert_eq!(out.code, 0);
+    assert!(
+        !std::path::Path::new(target).exists(),
+        "the i386 mkdir ran on the host"
+    );
+}
