@@ -62,3 +62,9 @@ fn int80_is_refused_and_runs_nothing() {
         "the i386 mkdir ran on the host"
     );
 }
+
+/// fcntl record locks (POSIX and OFD) and flock(2) within one process.
+#[test]
+fn file_locks_behave_as_on_linux() {
+    same("locks", &[], 0);
+}

@@ -124,7 +124,10 @@ impl Task {
         self.aspace = image.mm.address_space_arc();
         *self.mm() = image.mm;
         self.cpu = CpuState { regs: image.regs };
-        self.fds().remove_cloexec();
+        let closed = self.fds().remove_cloexec();
+        closed
+            .iter()
+            .for_each(|f| crate::vfs::lock::closed_by(&kernel.file_locks, self.tgid(), f));
         self.handlers().reset_for_exec();
         self.alt_stack = (0, 0, 0);
         *self.tg.image() = ProcessImage {

@@ -39,6 +39,8 @@ pub struct Kernel {
     /// What procfs shows of the tasks.
     pub procs: Arc<ProcTable>,
     pub futexes: super::futex::FutexTable,
+    /// Every advisory file lock (fcntl, OFD, flock) of the sandbox.
+    pub file_locks: Arc<crate::vfs::lock::FileLocks>,
     /// What was logged as unimplemented: "name" or "name (detail)".
     enosys_logged: Mutex<HashSet<String>>,
 }
@@ -56,6 +58,7 @@ impl Kernel {
             pids: PidNamespace::default(),
             procs,
             futexes: Default::default(),
+            file_locks: crate::vfs::lock::FileLocks::new(),
             platform,
             memory_file,
             vfs,

@@ -259,7 +259,8 @@ pub fn creat(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn close(t: &mut Task, a: &Args) -> SysResult {
-    t.fds().remove(a.fd(0))?;
+    let f = t.fds().remove(a.fd(0))?;
+    super::locks::closed(t, &f);
     Ok(0)
 }
 
@@ -280,7 +281,8 @@ pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
         if flags & CLOSE_RANGE_CLOEXEC != 0 {
             t.fds().get_mut(fd)?.cloexec = true;
         } else {
-            t.fds().remove(fd)?;
+            let f = t.fds().remove(fd)?;
+            super::locks::closed(t, &f);
         }
     }
     Ok(0)
@@ -437,17 +439,12 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
             f.set_status_flags(a.int(2));
             Ok(0)
         }
-        libc::F_GETLK => {
-            // With one process in the sandbox no other owner can hold a
-            // conflicting lock: report the range unlocked (l_type = F_UNLCK).
-            let mut flock = [0u8; 32];
-            t.mm().copy_in(a.addr(2), &mut flock)?;
-            flock[..2].copy_from_slice(&(libc::F_UNLCK as i16).to_le_bytes());
-            t.mm().copy_out(a.addr(2), &flock)?;
-            Ok(0)
-        }
-        // Likewise every lock a sole process asks for is granted at once.
-        libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => Ok(0),
+        libc::F_GETLK
+        | libc::F_SETLK
+        | libc::F_SETLKW
+        | libc::F_OFD_GETLK
+        | libc::F_OFD_SETLK
+        | libc::F_OFD_SETLKW => super::locks::fcntl_lock(t, &f, a.int(1), a.addr(2)),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -474,8 +471,12 @@ pub fn dup(t: &mut Task, a: &Args) -> SysResult {
 fn do_dup3(t: &mut Task, old: i32, new: i32, flags: i32) -> SysResult {
     let f = file(t, old)?;
     let limit = t.nofile_limit();
-    t.fds()
+    let replaced = t
+        .fds()
         .insert_at(new, f, flags & libc::O_CLOEXEC != 0, limit)?;
+    if let Some(old) = replaced {
+        super::locks::closed(t, &old);
+    }
     Ok(new as u64)
 }
 

@@ -8,6 +8,7 @@ mod args;
 mod fs;
 mod futex;
 mod info;
+mod locks;
 mod mm;
 mod process;
 mod signal;

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use super::{fs, futex, info, mm, process, signal, time, Handler};
+use super::{fs, futex, info, locks, mm, process, signal, time, Handler};
 
 /// How strace shows an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +72,7 @@ fn generic_rows() -> Vec<Entry> {
     reg("faccessat", fs::faccessat, &[Dec, Path, Oct]);
     reg("faccessat2", fs::faccessat2, &[Dec, Path, Oct, Hex]);
     reg("fcntl", fs::fcntl, &[Dec, Dec, Hex]);
+    reg("flock", locks::flock, &[Dec, Dec]);
     reg("ioctl", fs::ioctl, &[Dec, Hex, Hex]);
     reg("dup", fs::dup, &[Dec]);
     reg("dup2", fs::dup2, &[Dec, Dec]);

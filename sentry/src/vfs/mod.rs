@@ -17,6 +17,7 @@ pub mod donated;
 pub mod file;
 pub mod gofer_fs;
 pub mod inode;
+pub mod lock;
 pub mod namespace;
 pub mod overlay;
 pub mod pipe;
