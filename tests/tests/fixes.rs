@@ -68,3 +68,10 @@ fn int80_is_refused_and_runs_nothing() {
 fn file_locks_behave_as_on_linux() {
     same("locks", &[], 0);
 }
+
+/// PI and robust mutexes (the robust list walked at thread exit),
+/// FUTEX_WAKE_OP, bitsets and FUTEX_CLOCK_REALTIME.
+#[test]
+fn futex_operations_behave_as_on_linux() {
+    same("futex_ops", &[], 0);
+}

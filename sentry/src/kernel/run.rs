@@ -150,6 +150,7 @@ impl Task {
     /// A thread's end: clear_child_tid is zeroed and woken (pthread_join
     /// waits on it), its stub thread goes, and the group learns of it.
     fn exit_thread(&mut self, status: ExitStatus) {
+        self.release_robust_list();
         let others = self.tg.live() > 1;
         if self.clear_child_tid != 0 && others {
             let addr = self.clear_child_tid;
