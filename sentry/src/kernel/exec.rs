@@ -124,7 +124,7 @@ impl Task {
         self.aspace = image.mm.address_space_arc();
         *self.mm() = image.mm;
         self.cpu = CpuState { regs: image.regs };
-        let closed = self.fds().remove_cloexec();
+        let closed = self.fds().lock().remove_cloexec();
         closed
             .iter()
             .for_each(|f| crate::vfs::lock::closed_by(&kernel.file_locks, self.tgid(), f));

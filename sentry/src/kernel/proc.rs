@@ -79,10 +79,10 @@ impl ProcessInfo for LiveProcess {
         Some(self.kernel.upgrade()?.vfs.dentry_path(&cwd))
     }
     fn fds(&self) -> Vec<i32> {
-        self.with(|tg| tg.fds().iter().map(|(fd, _)| fd).collect())
+        self.with(|tg| tg.fds().lock().iter().map(|(fd, _)| fd).collect())
     }
     fn fd_file(&self, fd: i32) -> Option<Arc<OpenFile>> {
-        self.tg.upgrade()?.fds().file(fd).ok()
+        self.tg.upgrade()?.fds().lock().file(fd).ok()
     }
 }
 

@@ -174,7 +174,7 @@ impl Task {
         if self.tg.live() == 0 {
             // Like Linux's exit_files: an exited process holds no files (a
             // pipe's reader sees EOF, the gofer's files are released).
-            self.tg.fds().clear();
+            self.tg.fds().lock().clear();
             self.kernel.file_locks.release_process(self.tgid());
         }
     }

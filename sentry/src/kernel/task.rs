@@ -7,7 +7,6 @@ use platform::{AddressSpace, Context, CpuState, FpState, Registers};
 use serde::{Deserialize, Serialize};
 
 use super::creds::Credentials;
-use super::fd_table::FdTable;
 use super::interrupt::TaskInterrupt;
 use super::limits::LimitSet;
 use super::signal::{SigInfo, SigSet, SignalHandlers};
@@ -15,7 +14,7 @@ use super::thread_group::{lock, Member, ThreadGroup};
 use super::time::ClockId;
 use super::Kernel;
 use crate::mm::MemoryManager;
-use crate::vfs::{Dentry, OpenFile};
+use crate::vfs::Dentry;
 
 /// How a task (and, for the init task, the sandbox) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,7 +209,8 @@ impl Task {
         self.tg.mm()
     }
 
-    pub fn fds(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
+    /// The process's descriptor table: `fds().lock()` to use it.
+    pub fn fds(&self) -> super::thread_group::FdsRef {
         self.tg.fds()
     }
 

@@ -35,6 +35,17 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The descriptor table a process uses (shared with CLONE_FILES).
 pub type SharedFdTable = Arc<Mutex<FdTable<Arc<OpenFile>>>>;
 
+/// A process's descriptor table as it is now: a reference held while the
+/// table is used, so that replacing the group's table (close_range's
+/// CLOSE_RANGE_UNSHARE, exec) never pulls it from under a user.
+pub struct FdsRef(SharedFdTable);
+
+impl FdsRef {
+    pub fn lock(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
+        lock(&self.0)
+    }
+}
+
 /// The program a process runs, as /proc/<pid>/{exe,cmdline} show it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessImage {
@@ -127,7 +138,8 @@ struct State {
 pub struct ThreadGroup {
     tgid: i32,
     mm: Arc<Mutex<MemoryManager>>,
-    fds: SharedFdTable,
+    /// Replaceable: a process can stop sharing its table (unshare).
+    fds: Mutex<SharedFdTable>,
     handlers: Arc<Mutex<SignalHandlers>>,
     limits: Mutex<LimitSet>,
     fs: Arc<Mutex<FsContext>>,
@@ -150,7 +162,7 @@ impl ThreadGroup {
         Arc::new(ThreadGroup {
             tgid,
             mm: parts.mm,
-            fds: parts.fds,
+            fds: Mutex::new(parts.fds),
             handlers: parts.handlers,
             limits: Mutex::new(parts.limits),
             fs: parts.fs,
@@ -180,12 +192,20 @@ impl ThreadGroup {
         &self.mm
     }
 
-    pub fn fds(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
-        lock(&self.fds)
+    /// The descriptor table: `fds().lock()` to use it.
+    pub fn fds(&self) -> FdsRef {
+        FdsRef(self.fds_ref())
     }
 
-    pub fn fds_ref(&self) -> &SharedFdTable {
-        &self.fds
+    /// The table itself, for sharing with a new process or saving.
+    pub fn fds_ref(&self) -> SharedFdTable {
+        lock(&self.fds).clone()
+    }
+
+    /// Gives the process another descriptor table (its own copy, when it
+    /// stops sharing one); the old one stays with whoever else holds it.
+    pub fn set_fds(&self, fds: SharedFdTable) {
+        *lock(&self.fds) = fds;
     }
 
     pub fn handlers(&self) -> MutexGuard<'_, SignalHandlers> {

@@ -146,10 +146,10 @@ fn save_kernel(
         if new {
             objs.put(mm_id, &tg.mm().save_record(&fingerprint))?;
         }
-        let (fdt_id, new) = fd_tables.id(tg.fds_ref());
+        let (fdt_id, new) = fd_tables.id(&tg.fds_ref());
         if new {
             let mut first_seen = Vec::new();
-            let rec = tg.fds().save_record(&mut |f: &Arc<OpenFile>| {
+            let rec = tg.fds().lock().save_record(&mut |f: &Arc<OpenFile>| {
                 let (id, new) = files.id(f);
                 if new {
                     first_seen.push((id, f.clone()));

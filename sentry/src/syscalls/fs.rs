@@ -24,7 +24,7 @@ fn path_arg(t: &mut Task, addr: u64) -> Result<Vec<u8>, Errno> {
 }
 
 fn file(t: &Task, fd: i32) -> Result<Arc<OpenFile>, Errno> {
-    t.fds().file(fd)
+    t.fds().lock().file(fd)
 }
 
 /// Where a `*at` syscall's relative path starts: the cwd for AT_FDCWD, else
@@ -43,7 +43,7 @@ fn start_dir(t: &Task, dirfd: i32, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
 
 fn install(t: &mut Task, f: Arc<OpenFile>, cloexec: bool) -> SysResult {
     let limit = t.nofile_limit();
-    t.fds().insert(f, cloexec, limit).map(|fd| fd as u64)
+    t.fds().lock().insert(f, cloexec, limit).map(|fd| fd as u64)
 }
 
 /// Reads into application memory at `addr`, in steps, stopping at a short
@@ -259,9 +259,26 @@ pub fn creat(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn close(t: &mut Task, a: &Args) -> SysResult {
-    let f = t.fds().remove(a.fd(0))?;
+    let f = t.fds().lock().remove(a.fd(0))?;
     super::locks::closed(t, &f);
     Ok(0)
+}
+
+/// Gives the process its own copy of its descriptor table if another
+/// process shares it (CLONE_FILES), as Linux's unshare_fd: what it closes
+/// afterwards stays open for the others.
+fn unshare_fds(t: &Task) {
+    let table = t.tg().fds_ref();
+    // One reference is the group's, one is `table`: any other is a sharer
+    // (or a passing reader, for which a copy is merely unneeded).
+    if Arc::strong_count(&table) <= 2 {
+        return;
+    }
+    // Held while the group switches, so that no descriptor its other
+    // threads install meanwhile lands in the table it leaves.
+    let old = table.lock().unwrap_or_else(|e| e.into_inner());
+    t.tg().set_fds(Arc::new(std::sync::Mutex::new(old.clone())));
+    drop(old);
 }
 
 pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
@@ -271,17 +288,21 @@ pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
     if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
         return Err(Errno::EINVAL);
     }
+    if flags & CLOSE_RANGE_UNSHARE != 0 {
+        unshare_fds(t);
+    }
     let fds: Vec<i32> = t
         .fds()
+        .lock()
         .iter()
         .map(|(fd, _)| fd)
         .filter(|&fd| (first..=last).contains(&(fd as u32)))
         .collect();
     for fd in fds {
         if flags & CLOSE_RANGE_CLOEXEC != 0 {
-            t.fds().get_mut(fd)?.cloexec = true;
+            t.fds().lock().get_mut(fd)?.cloexec = true;
         } else {
-            let f = t.fds().remove(fd)?;
+            let f = t.fds().lock().remove(fd)?;
             super::locks::closed(t, &f);
         }
     }
@@ -422,16 +443,17 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
             }
             let cloexec = a.int(1) == libc::F_DUPFD_CLOEXEC;
             t.fds()
+                .lock()
                 .insert_from(min, f, cloexec, limit)
                 .map(|fd| fd as u64)
         }
-        libc::F_GETFD => Ok(if t.fds().get(fd)?.cloexec {
+        libc::F_GETFD => Ok(if t.fds().lock().get(fd)?.cloexec {
             libc::FD_CLOEXEC as u64
         } else {
             0
         }),
         libc::F_SETFD => {
-            t.fds().get_mut(fd)?.cloexec = a.int(2) & libc::FD_CLOEXEC != 0;
+            t.fds().lock().get_mut(fd)?.cloexec = a.int(2) & libc::FD_CLOEXEC != 0;
             Ok(0)
         }
         libc::F_GETFL => Ok(f.status_flags() as u32 as u64),
@@ -473,6 +495,7 @@ fn do_dup3(t: &mut Task, old: i32, new: i32, flags: i32) -> SysResult {
     let limit = t.nofile_limit();
     let replaced = t
         .fds()
+        .lock()
         .insert_at(new, f, flags & libc::O_CLOEXEC != 0, limit)?;
     if let Some(old) = replaced {
         super::locks::closed(t, &old);
@@ -508,7 +531,7 @@ fn do_pipe2(t: &mut Task, addr: u64, flags: i32) -> SysResult {
     let wfd = match install(t, w, cloexec) {
         Ok(fd) => fd as i32,
         Err(e) => {
-            let _ = t.fds().remove(rfd);
+            let _ = t.fds().lock().remove(rfd);
             return Err(e);
         }
     };
@@ -516,8 +539,8 @@ fn do_pipe2(t: &mut Task, addr: u64, flags: i32) -> SysResult {
     out[..4].copy_from_slice(&rfd.to_le_bytes());
     out[4..].copy_from_slice(&wfd.to_le_bytes());
     if let Err(e) = t.mm().copy_out(addr, &out) {
-        let _ = t.fds().remove(rfd);
-        let _ = t.fds().remove(wfd);
+        let _ = t.fds().lock().remove(rfd);
+        let _ = t.fds().lock().remove(wfd);
         return Err(e);
     }
     Ok(0)

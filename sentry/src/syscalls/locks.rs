@@ -205,7 +205,7 @@ pub fn flock(t: &mut Task, a: &Args) -> SysResult {
         LOCK_UN => None,
         _ => return Err(Errno::EINVAL),
     };
-    let f = t.fds().file(a.fd(0))?;
+    let f = t.fds().lock().file(a.fd(0))?;
     if f.is_path() {
         return Err(Errno::EBADF);
     }

@@ -11,7 +11,7 @@ pub fn mmap(t: &mut Task, a: &Args) -> SysResult {
     let file = if flags & libc::MAP_ANONYMOUS as u64 != 0 {
         None
     } else {
-        let open = t.fds().file(fd)?;
+        let open = t.fds().lock().file(fd)?;
         if !open.readable() {
             return Err(Errno::EACCES);
         }
