@@ -97,3 +97,16 @@ fn same_or_skipped(name: &str, args: &[&str], exit: i32) {
 fn close_range_unshare_keeps_the_sharers_descriptors() {
     same_or_skipped("close_range", &[], 0);
 }
+
+/// prctl, the scheduler calls, priorities and CPU time that counts only
+/// what ran.
+#[test]
+fn prctl_sched_priority_and_cpu_time_behave_as_on_linux() {
+    same("prctl_sched", &[], 0);
+}
+
+/// The uid/gid setters, with Linux's permission rules.
+#[test]
+fn id_setters_follow_linux_permission_rules() {
+    same("setids", &[], 0);
+}

@@ -62,6 +62,7 @@ impl Task {
         if started.is_err() {
             // The tid was reserved for a task that never joined.
             self.kernel.pids.remove_task(tid);
+            self.tg.attrs().thread_exited(tid);
         }
         started.map(|()| tid)
     }
@@ -119,6 +120,7 @@ impl Task {
             context,
         );
         task.signal_mask = self.signal_mask;
+        self.give_attrs_to(&task);
         task
     }
 }

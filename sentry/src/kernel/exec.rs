@@ -130,6 +130,7 @@ impl Task {
             .for_each(|f| crate::vfs::lock::closed_by(&kernel.file_locks, self.tgid(), f));
         self.handlers().reset_for_exec();
         self.alt_stack = (0, 0, 0);
+        self.tg.attrs().exec(&image.path);
         *self.tg.image() = ProcessImage {
             exe: image.path,
             argv,

@@ -70,6 +70,7 @@ impl Task {
                 self.park();
                 continue;
             }
+            let sentry_cpu = super::attrs::sentry_thread_cpu_time();
             let started = Instant::now();
             // The interval timers' thread interrupts the tasks it finds in
             // application code when a CPU timer may have run out.
@@ -119,8 +120,8 @@ impl Task {
                     }
                 }
             }
-            let total = started.elapsed();
-            self.cpu_time += total;
+            let sys = super::attrs::sentry_thread_cpu_time().saturating_sub(sentry_cpu);
+            let total = self.charge_cpu(user, sys);
             let fired = itimers.charge(user, total);
             if !fired.is_empty() {
                 for signo in fired {
@@ -151,6 +152,7 @@ impl Task {
     /// waits on it), its stub thread goes, and the group learns of it.
     fn exit_thread(&mut self, status: ExitStatus) {
         self.release_robust_list();
+        self.account_exit();
         let others = self.tg.live() > 1;
         if self.clear_child_tid != 0 && others {
             let addr = self.clear_child_tid;

@@ -79,6 +79,8 @@ pub struct Task {
     /// Time spent running application code and its syscalls: the task's CPU
     /// clock (CLOCK_THREAD_CPUTIME_ID / CLOCK_PROCESS_CPUTIME_ID).
     pub(super) cpu_time: Duration,
+    /// The same split into user and system time, which the process reads.
+    pub(super) usage: Arc<super::attrs::TaskUsage>,
     pub(super) exit: Option<ExitStatus>,
     /// How a checkpoint stops this task.
     pub(super) interrupt: Arc<TaskInterrupt>,
@@ -298,6 +300,7 @@ impl Task {
             clear_child_tid: 0,
             robust_list: (0, 0),
             cpu_time: Duration::ZERO,
+            usage: Default::default(),
             exit: None,
             interrupt,
             restart_deadline: None,
@@ -309,6 +312,7 @@ impl Task {
     /// Makes the task a member of its thread group and of the kernel's pid
     /// namespace, where signals, exit_group, procfs and checkpoint find it.
     pub fn join(&self) {
+        self.join_attrs();
         self.tg.add(self.tid, self.member());
         self.kernel.pids.add_task(self.tid, &self.tg);
     }

@@ -147,6 +147,8 @@ pub struct ThreadGroup {
     links: Mutex<ProcessLinks>,
     /// setitimer/alarm: per process, not inherited by fork, kept by exec.
     itimers: Arc<ITimers>,
+    /// prctl, priority and CPU-time accounting (kernel/attrs.rs).
+    attrs: super::attrs::ProcessAttrs,
     /// A fast check for tasks at every return to the application.
     exiting: AtomicBool,
     state: Mutex<State>,
@@ -159,6 +161,8 @@ pub struct ThreadGroup {
 
 impl ThreadGroup {
     pub fn new(tgid: i32, parts: ProcessParts) -> Arc<ThreadGroup> {
+        let attrs = super::attrs::ProcessAttrs::default();
+        attrs.set_default_comm(&parts.image.exe);
         Arc::new(ThreadGroup {
             tgid,
             mm: parts.mm,
@@ -169,6 +173,7 @@ impl ThreadGroup {
             image: Mutex::new(parts.image),
             links: Mutex::new(parts.links),
             itimers: ITimers::new(),
+            attrs,
             exiting: AtomicBool::new(false),
             state: Mutex::default(),
             done: Condvar::new(),
@@ -239,6 +244,11 @@ impl ThreadGroup {
     /// The process's interval timers.
     pub fn itimers(&self) -> &Arc<ITimers> {
         &self.itimers
+    }
+
+    /// The process's and its threads' prctl, priority and CPU-time state.
+    pub fn attrs(&self) -> &super::attrs::ProcessAttrs {
+        &self.attrs
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

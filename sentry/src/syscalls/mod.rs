@@ -11,6 +11,7 @@ mod info;
 mod locks;
 mod mm;
 mod process;
+mod sched;
 mod signal;
 mod strace;
 mod table;

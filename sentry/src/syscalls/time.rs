@@ -15,7 +15,10 @@ fn read_clock(t: &Task, id: ClockId) -> Nanos {
     match id {
         ClockId::Realtime => t.kernel().clocks.realtime(),
         ClockId::Monotonic | ClockId::Boottime => t.kernel().clocks.monotonic(),
-        ClockId::ProcessCputime | ClockId::ThreadCputime => t.cpu_time().as_nanos() as Nanos,
+        // Time the application ran (user) and the Sentry worked for it
+        // (system): never a blocked sleep.
+        ClockId::ThreadCputime => t.thread_usage().total().as_nanos() as Nanos,
+        ClockId::ProcessCputime => t.tg().attrs().usage().total().as_nanos() as Nanos,
     }
 }
 
