@@ -110,3 +110,16 @@ fn prctl_sched_priority_and_cpu_time_behave_as_on_linux() {
 fn id_setters_follow_linux_permission_rules() {
     same("setids", &[], 0);
 }
+
+/// RLIMIT_FSIZE, AS, DATA, CORE and prlimit64, enforced as on Linux.
+#[test]
+fn resource_limits_are_enforced() {
+    same("rlimits", &[], 0);
+}
+
+/// RLIMIT_CPU: SIGXCPU at the soft limit, then killed at the hard one,
+/// from a loop that never enters the kernel.
+#[test]
+fn rlimit_cpu_sends_sigxcpu_then_kills() {
+    same("rlimits", &["cpu"], 128 + libc::SIGKILL);
+}

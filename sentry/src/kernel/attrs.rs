@@ -250,6 +250,8 @@ impl ProcessAttrsRecord {
 #[derive(Default)]
 pub struct ProcessAttrs {
     state: Mutex<ProcessState>,
+    /// RLIMIT_CPU's watchdog thread runs.
+    cpu_watchdog: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -258,6 +260,9 @@ struct ProcessState {
     threads: BTreeMap<i32, Thread>,
     /// The program's name, for threads that have not set their own.
     default_comm: Vec<u8>,
+    /// RLIMIT_CPU: charges left before a SIGKILL that had to wait for a
+    /// SIGXCPU's handler (see [`ProcessAttrs::cpu_limit_signal`]).
+    kill_grace: Option<u8>,
 }
 
 /// A live thread as its process keeps it: procfs and other threads read
@@ -274,7 +279,9 @@ impl ProcessAttrs {
                 rec,
                 threads: BTreeMap::new(),
                 default_comm: Vec::new(),
+                kill_grace: None,
             }),
+            cpu_watchdog: Default::default(),
         }
     }
 
@@ -430,15 +437,32 @@ impl ProcessAttrs {
     /// RLIMIT_CPU, checked as CPU time is charged: SIGXCPU once the soft
     /// limit (in seconds) is reached and every second after, SIGKILL at
     /// the hard limit, as Linux's check_process_timers. The signal due.
+    ///
+    /// Linux checks every tick, so with the soft limit below the hard one
+    /// a SIGXCPU always comes first; cryo charges in coarser steps (each
+    /// return to the Sentry), so one step may cross both. Then the SIGXCPU
+    /// goes first and the SIGKILL waits two more charges, time for the
+    /// handler to run, as it would have on Linux.
     pub fn cpu_limit_signal(&self, soft_s: u64, hard_s: u64) -> Option<i32> {
         if soft_s == u64::MAX && hard_s == u64::MAX {
             return None;
         }
         let used = self.usage().total().as_secs();
-        if used >= hard_s {
-            return Some(libc::SIGKILL);
-        }
         let mut st = self.st();
+        if used >= hard_s {
+            match st.kill_grace {
+                None if soft_s < hard_s && st.rec.next_xcpu_s == 0 => {
+                    st.rec.next_xcpu_s = used + 1;
+                    st.kill_grace = Some(2);
+                    return Some(libc::SIGXCPU);
+                }
+                Some(n) if n > 0 => {
+                    st.kill_grace = Some(n - 1);
+                    return None;
+                }
+                _ => return Some(libc::SIGKILL),
+            }
+        }
         let next = if st.rec.next_xcpu_s == 0 {
             soft_s
         } else {
@@ -449,6 +473,43 @@ impl ProcessAttrs {
             return Some(libc::SIGXCPU);
         }
         None
+    }
+}
+
+/// How often RLIMIT_CPU's watchdog makes the running tasks account.
+const CPU_WATCH_PERIOD: Duration = Duration::from_millis(50);
+
+/// A finite RLIMIT_CPU must be seen by a task that never enters the
+/// Sentry (a pure computation): while the limit is finite, a thread
+/// interrupts the process's tasks running application code every 50 ms,
+/// so each returns to the Sentry, is charged and meets the limit there.
+/// Started by setrlimit; ends when the limit is infinite or the process is
+/// gone.
+pub fn watch_cpu_limit(tg: &Arc<super::thread_group::ThreadGroup>) {
+    if tg.attrs().cpu_watchdog.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let group = Arc::downgrade(tg);
+    let spawned = std::thread::Builder::new()
+        .name(format!("rlimit-cpu-{}", tg.tgid()))
+        .spawn(move || loop {
+            std::thread::sleep(CPU_WATCH_PERIOD);
+            let Some(tg) = group.upgrade() else { return };
+            let l = tg.limits().get(libc::RLIMIT_CPU).ok();
+            let finite = l.is_some_and(|l| l.cur != u64::MAX || l.max != u64::MAX);
+            if !finite || tg.live() == 0 || tg.exit_status().is_some() {
+                tg.attrs().cpu_watchdog.store(false, Ordering::Release);
+                return;
+            }
+            for tid in tg.itimers().in_user() {
+                if let Some(m) = tg.member(tid) {
+                    m.interrupt.interrupt();
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(tgid = tg.tgid(), error = %e, "cannot start the RLIMIT_CPU watchdog");
+        tg.attrs().cpu_watchdog.store(false, Ordering::Release);
     }
 }
 
@@ -617,6 +678,16 @@ mod tests {
         a.charge(Duration::from_millis(1000), Duration::ZERO);
         assert_eq!(p.cpu_limit_signal(1, 3), Some(libc::SIGKILL));
         assert_eq!(p.cpu_limit_signal(u64::MAX, u64::MAX), None);
+
+        // One charge past both limits: SIGXCPU first, SIGKILL two later.
+        let p = ProcessAttrs::default();
+        let a = TaskUsage::new(CpuUsage::default());
+        p.add_thread(1, &a, TaskAttrs::for_exe("x"));
+        a.charge(Duration::from_secs(5), Duration::ZERO);
+        assert_eq!(p.cpu_limit_signal(1, 3), Some(libc::SIGXCPU));
+        assert_eq!(p.cpu_limit_signal(1, 3), None);
+        assert_eq!(p.cpu_limit_signal(1, 3), None);
+        assert_eq!(p.cpu_limit_signal(1, 3), Some(libc::SIGKILL));
     }
 
     #[test]

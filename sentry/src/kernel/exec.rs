@@ -123,6 +123,7 @@ impl Task {
         let image = load_image(&kernel, &self.cwd(), &self.creds, path, argv.clone(), envp)?;
         self.aspace = image.mm.address_space_arc();
         *self.mm() = image.mm;
+        self.limits().apply_to_mm(&mut self.mm());
         self.cpu = CpuState { regs: image.regs };
         let closed = self.fds().lock().remove_cloexec();
         closed

@@ -93,6 +93,53 @@ fn reflect_write(t: &Task, f: &Arc<OpenFile>, start: u64, data: &[u8]) {
     }
 }
 
+/// RLIMIT_FSIZE for a write of `len` bytes to `f` at `offset` (None: its
+/// offset, or its end with O_APPEND): what may be written; at or past the
+/// limit EFBIG, and SIGXFSZ is raised.
+fn fsize_check(
+    t: &mut Task,
+    f: &OpenFile,
+    offset: Option<u64>,
+    len: usize,
+) -> Result<usize, Errno> {
+    if f.kind() != FileKind::Regular {
+        return Ok(len);
+    }
+    let pos = match offset {
+        Some(off) => off,
+        None if f.status_flags() & libc::O_APPEND != 0 => f.stat()?.size,
+        None => f.offset(),
+    };
+    let r = crate::kernel::limits::fsize_allows(&t.limits(), pos, len);
+    if r == Err(Errno::EFBIG) {
+        raise_sigxfsz(t);
+    }
+    r
+}
+
+/// SIGXFSZ, as Linux's send_sig from the writing task.
+fn raise_sigxfsz(t: &mut Task) {
+    let info = crate::kernel::signal::SigInfo {
+        signo: libc::SIGXFSZ,
+        code: crate::kernel::signal::SI_USER,
+        addr: 0,
+        pid: t.tgid(),
+        uid: t.creds().uid,
+    };
+    t.send_signal(info);
+}
+
+/// A new size for a regular file, within RLIMIT_FSIZE (else EFBIG and
+/// SIGXFSZ, as Linux's inode_newsize_ok).
+fn fsize_check_size(t: &mut Task, size: u64) -> Result<(), Errno> {
+    let limit = t.limits().soft(libc::RLIMIT_FSIZE);
+    if size > limit {
+        raise_sigxfsz(t);
+        return Err(Errno::EFBIG);
+    }
+    Ok(())
+}
+
 fn write_from(
     t: &mut Task,
     f: &Arc<OpenFile>,
@@ -103,6 +150,7 @@ fn write_from(
     if !f.writable() {
         return Err(Errno::EBADF);
     }
+    let len = fsize_check(t, f, offset, len)?;
     let mut done = 0usize;
     let mut buf = vec![0u8; len.min(IO_STEP)];
     while done < len {
@@ -202,7 +250,9 @@ fn writev_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
         return Err(Errno::EBADF);
     }
     let iovs = t.mm().read_iovecs(a.addr(1), a.raw(2))?;
-    let data = t.mm().copy_in_iovecs(&iovs, IO_STEP * 8)?;
+    let mut data = t.mm().copy_in_iovecs(&iovs, IO_STEP * 8)?;
+    let allowed = fsize_check(t, &f, offset, data.len())?;
+    data.truncate(allowed);
     let r = match offset {
         Some(off) => f.pwrite(&data, off as i64, &t.interrupt().io),
         None => f.write(&data, &t.interrupt().io),
@@ -672,6 +722,9 @@ pub fn renameat2(t: &mut Task, a: &Args) -> SysResult {
 pub fn truncate(t: &mut Task, a: &Args) -> SysResult {
     let path = path_arg(t, a.addr(0))?;
     let start = start_dir(t, libc::AT_FDCWD, &path)?;
+    if let Ok(size) = u64::try_from(a.off(1)) {
+        fsize_check_size(t, size)?;
+    }
     t.kernel().vfs.truncate(&start, &path, a.off(1))?;
     Ok(0)
 }
@@ -682,6 +735,7 @@ pub fn ftruncate(t: &mut Task, a: &Args) -> SysResult {
     if !f.writable() || f.kind() != FileKind::Regular {
         return Err(Errno::EINVAL);
     }
+    fsize_check_size(t, len)?;
     f.inode().set_size(len)?;
     Ok(0)
 }
