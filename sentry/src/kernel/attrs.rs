@@ -308,6 +308,23 @@ impl ProcessAttrs {
         self.st().rec.clone()
     }
 
+    /// A restored process's settings and accounting.
+    pub fn load(&self, rec: ProcessAttrsRecord) {
+        self.st().rec = rec;
+    }
+
+    /// A restored thread's attributes and CPU time (it has joined).
+    pub fn load_thread(&self, tid: i32, saved: &TaskAttrs) {
+        let mut st = self.st();
+        if let Some(t) = st.threads.get_mut(&tid) {
+            t.usage.set(CpuUsage {
+                user_ns: saved.user_ns,
+                sys_ns: saved.sys_ns,
+            });
+            t.attrs = saved.clone();
+        }
+    }
+
     /// Reads or changes the record's settings.
     pub fn with<R>(&self, f: impl FnOnce(&mut ProcessAttrsRecord) -> R) -> R {
         f(&mut self.st().rec)

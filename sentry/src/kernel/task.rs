@@ -378,6 +378,11 @@ impl Task {
         self.clear_child_tid = r.clear_child_tid;
         self.robust_list = r.robust_list;
         self.cpu_time = Duration::from_nanos(r.cpu_time_ns);
+        // Until its kernel.TaskAttrs record (if any) says how it splits.
+        self.usage.set(super::attrs::CpuUsage {
+            user_ns: r.cpu_time_ns,
+            sys_ns: 0,
+        });
         self.restart_deadline = r.restart.map(|(d, _)| d);
         self.restart_clock = r.restart.map(|(_, c)| c);
         self.restart_rem = r.restart_rem;

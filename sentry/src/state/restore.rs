@@ -257,6 +257,31 @@ pub fn restore(
             )));
         }
     }
+    // prctl, priority and CPU-time state, then the file locks on the
+    // re-opened files.
+    if let Some(p) = &rec.process_attrs {
+        task.tg().attrs().load(p.clone());
+    }
+    for (&tid, a) in &rec.task_attrs {
+        task.tg().attrs().load_thread(tid, a);
+    }
+    for l in &rec.file_locks {
+        let file = files
+            .get(&l.file)
+            .ok_or_else(|| RestoreError::Invalid(format!("locks of unknown file #{}", l.file)))?;
+        let key = file
+            .lock_key()
+            .map_err(|e| RestoreError::Invalid(format!("locked file #{}: {e}", l.file)))?;
+        let locks = l
+            .locks
+            .rename_descriptions(&|d| files.get(&d).map(|f| f.description_id()));
+        for d in l.locks.descriptions() {
+            if let Some(f) = files.get(&d) {
+                f.note_locked(&kernel.file_locks, key);
+            }
+        }
+        kernel.file_locks.install(key, &locks);
+    }
     // Once the process has its tasks: the timer thread ends at once in a
     // process without any.
     task.tg().itimers().start(&kernel, task.tg());

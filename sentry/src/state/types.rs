@@ -22,4 +22,7 @@ pub fn visit_saved_types<V: TypeVisitor>(v: &mut V) {
     OpenFileState::visit(v);
     PipeSnapshot::visit(v);
     TaskRecord::visit(v);
+    crate::kernel::attrs::TaskAttrs::visit(v);
+    crate::kernel::attrs::ProcessAttrsRecord::visit(v);
+    crate::vfs::lock::FileLocksRecord::visit(v);
 }

@@ -90,6 +90,13 @@ pub struct SavedKernel {
     pub pipes: Vec<PipeSnapshot>,
     /// The process's tasks, the leader first.
     pub tasks: Vec<TaskRecord>,
+    /// prctl, priority and CPU-time state (absent before cryo saved it:
+    /// the defaults).
+    pub process_attrs: Option<crate::kernel::attrs::ProcessAttrsRecord>,
+    /// Each task's (by tid; absent ones get the defaults).
+    pub task_attrs: BTreeMap<i32, crate::kernel::attrs::TaskAttrs>,
+    /// File locks, by the saved open file that names each file.
+    pub file_locks: Vec<crate::vfs::lock::FileLocksRecord>,
 }
 
 fn path_ok(p: &[u8]) -> Result<(), String> {
@@ -544,6 +551,8 @@ pub fn load_saved_kernel<R: ReadAt>(
         check_task(&t, tid as u64, tgid, layout.max_user_addr)?;
         tasks.push(t);
     }
+    let (process_attrs, task_attrs) = load_attrs(&objs, &process)?;
+    let file_locks = load_locks(&objs, &files, tgid)?;
     objs.finish()?;
     Ok(SavedKernel {
         kernel,
@@ -555,7 +564,81 @@ pub fn load_saved_kernel<R: ReadAt>(
         files,
         pipes,
         tasks,
+        process_attrs,
+        task_attrs,
+        file_locks,
     })
+}
+
+type AttrRecords = (
+    Option<crate::kernel::attrs::ProcessAttrsRecord>,
+    BTreeMap<i32, crate::kernel::attrs::TaskAttrs>,
+);
+
+/// The process's and its tasks' attribute records, each checked; a task
+/// record must belong to a task of the process.
+fn load_attrs(
+    objs: &statefile::Objects<'_>,
+    process: &ThreadGroupRecord,
+) -> Result<AttrRecords, LoadError> {
+    use crate::kernel::attrs::{ProcessAttrsRecord, TaskAttrs};
+    let mut p = None;
+    for id in objs.ids::<ProcessAttrsRecord>() {
+        let r: ProcessAttrsRecord = objs.get(id)?;
+        if id != process.tgid as u64 {
+            return Err(invalid("kernel.ProcessAttrs", id, "id", "not the saved process").into());
+        }
+        r.validate()
+            .map_err(|e| invalid("kernel.ProcessAttrs", id, "attrs", e.to_string()))?;
+        p = Some(r);
+    }
+    let mut tasks = BTreeMap::new();
+    for id in objs.ids::<TaskAttrs>() {
+        let r: TaskAttrs = objs.get(id)?;
+        let tid = i32::try_from(id)
+            .ok()
+            .filter(|t| process.tasks.contains(t))
+            .ok_or_else(|| invalid("kernel.TaskAttrs", id, "id", "not a saved task"))?;
+        r.validate()
+            .map_err(|e| invalid("kernel.TaskAttrs", id, "attrs", e.to_string()))?;
+        tasks.insert(tid, r);
+    }
+    Ok((p, tasks))
+}
+
+/// The lock records: each names a saved open file, its OFD and flock owners
+/// are saved open files, its POSIX owners the saved process, and its locks
+/// are a table the kernel could have built.
+fn load_locks(
+    objs: &statefile::Objects<'_>,
+    files: &BTreeMap<u64, OpenFileState>,
+    tgid: i32,
+) -> Result<Vec<crate::vfs::lock::FileLocksRecord>, LoadError> {
+    use crate::vfs::lock::FileLocksRecord;
+    const NAME: &str = "vfs.FileLocksOf";
+    let mut out = Vec::new();
+    for id in objs.ids::<FileLocksRecord>() {
+        let r: FileLocksRecord = objs.get(id)?;
+        if r.file != id || !files.contains_key(&id) {
+            return Err(invalid(NAME, id, "file", "not a saved open file").into());
+        }
+        if let Some(d) = r
+            .locks
+            .descriptions()
+            .into_iter()
+            .find(|d| !files.contains_key(d))
+        {
+            return Err(invalid(NAME, id, "owner", format!("open file #{d} is not saved")).into());
+        }
+        if let Some(p) = r.locks.processes().into_iter().find(|&p| p != tgid) {
+            return Err(invalid(NAME, id, "owner", format!("process {p} is not saved")).into());
+        }
+        r.locks
+            .validate()
+            .map_err(|e| invalid(NAME, id, "locks", e.to_string()))?;
+        out.push(r);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

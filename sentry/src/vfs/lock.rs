@@ -457,6 +457,72 @@ pub fn closed_by(locks: &FileLocks, tgid: i32, f: &super::OpenFile) {
     }
 }
 
+/// One file's locks as a statefile holds them, keyed by the id of an open
+/// file description of the file (`file`): the file is found again by
+/// re-opening that description, and OFD and flock owners name saved open
+/// file descriptions too (POSIX owners are pids, which restore keeps).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLocksRecord {
+    pub file: u64,
+    pub locks: FileLockState,
+}
+statefile::savable_serde!(FileLocksRecord, "vfs.FileLocksOf", 1, [FileLockState]);
+
+impl FileLockState {
+    /// The same locks with every open file description owner renamed by
+    /// `rename` (None: that owner's locks are dropped).
+    pub fn rename_descriptions(&self, rename: &dyn Fn(u64) -> Option<u64>) -> FileLockState {
+        let records = self
+            .records
+            .iter()
+            .filter_map(|l| match l.owner {
+                LockOwner::Description(d) => rename(d).map(|d| RecordLock {
+                    owner: LockOwner::Description(d),
+                    ..*l
+                }),
+                LockOwner::Process(_) => Some(*l),
+            })
+            .collect();
+        let flocks = self
+            .flocks
+            .iter()
+            .filter_map(|&(d, k)| rename(d).map(|d| (d, k)))
+            .collect();
+        FileLockState { records, flocks }
+    }
+
+    /// Every open file description that owns a lock here.
+    pub fn descriptions(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .records
+            .iter()
+            .filter_map(|l| match l.owner {
+                LockOwner::Description(d) => Some(d),
+                LockOwner::Process(_) => None,
+            })
+            .chain(self.flocks.iter().map(|(d, _)| *d))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Every process that owns a POSIX lock here.
+    pub fn processes(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self
+            .records
+            .iter()
+            .filter_map(|l| match l.owner {
+                LockOwner::Process(p) => Some(p),
+                LockOwner::Description(_) => None,
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
 /// Why a saved lock table was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LockRecordError {
