@@ -43,10 +43,10 @@ static void sleep_ms(int ms)
 		;
 }
 
-static const char *comm_file(void)
+static const char *read_comm(const char *path)
 {
 	static char buf[64];
-	FILE *f = fopen("/proc/self/comm", "r");
+	FILE *f = fopen(path, "r");
 	if (!f)
 		return "unreadable";
 	if (!fgets(buf, sizeof buf, f))
@@ -54,6 +54,19 @@ static const char *comm_file(void)
 	fclose(f);
 	buf[strcspn(buf, "\n")] = 0;
 	return buf;
+}
+
+static const char *comm_file(void)
+{
+	return read_comm("/proc/self/comm");
+}
+
+/* /proc/self/task/<tid>/comm of the calling thread. */
+static const char *task_comm(void)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/task/%ld/comm", (long)syscall(SYS_gettid));
+	return read_comm(path);
 }
 
 static void *thread_main(void *arg)
@@ -64,7 +77,8 @@ static void *thread_main(void *arg)
 	printf("thread inherits name: %s\n", name);
 	CHECK(prctl(PR_SET_NAME, "worker") == 0);
 	CHECK(prctl(PR_GET_NAME, name) == 0);
-	printf("thread renamed: %s\n", name);
+	printf("thread renamed: %s, its task comm: %s, /proc/self/comm: %s\n", name, task_comm(),
+	       comm_file());
 	/* A sleeping thread uses (almost) no CPU time. */
 	long long t0 = ns(CLOCK_THREAD_CPUTIME_ID);
 	sleep_ms(300);
@@ -89,7 +103,7 @@ int main(void)
 	CHECK(pthread_create(&th, NULL, thread_main, NULL) == 0);
 	CHECK(pthread_join(th, NULL) == 0);
 	CHECK(prctl(PR_GET_NAME, name) == 0);
-	printf("main keeps its name: %s\n", name);
+	printf("main keeps its name: %s, its task comm: %s\n", name, task_comm());
 
 	/* The death signal, dumpable, no_new_privs, subreaper. */
 	int v = -1;

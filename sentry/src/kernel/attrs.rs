@@ -580,20 +580,6 @@ impl super::Task {
         p.add_thread(child.tid, &child.usage, attrs);
     }
 
-    /// Restores a saved thread's attributes and CPU time (after it joined).
-    pub fn load_attrs(&mut self, saved: &TaskAttrs) {
-        let usage = CpuUsage {
-            user_ns: saved.user_ns,
-            sys_ns: saved.sys_ns,
-        };
-        self.usage.set(usage);
-        self.cpu_time = usage.total();
-        let _ = self
-            .tg
-            .attrs()
-            .with_thread(self.tid, |a| *a = saved.clone());
-    }
-
     /// Charges one return to the Sentry: `user` spent in application code,
     /// `sys` of the Sentry's own CPU time. Sends SIGXCPU or SIGKILL past
     /// RLIMIT_CPU. Their sum, which the CPU-time interval timers use.

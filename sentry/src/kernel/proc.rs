@@ -83,6 +83,12 @@ impl ProcessInfo for LiveProcess {
     fn fds(&self) -> Vec<i32> {
         self.with(|tg| tg.fds().lock().iter().map(|(fd, _)| fd).collect())
     }
+    fn threads(&self) -> Vec<i32> {
+        self.with(|tg| tg.tids())
+    }
+    fn thread_comm(&self, tid: i32) -> String {
+        self.with(|tg| String::from_utf8_lossy(&tg.attrs().comm(tid)).into_owned())
+    }
     fn fd_file(&self, fd: i32) -> Option<Arc<OpenFile>> {
         self.tg.upgrade()?.fds().lock().file(fd).ok()
     }
