@@ -285,18 +285,19 @@ impl ProcessAttrs {
         }
     }
 
-    /// A child process's (fork): the parent's nice value and dumpable
-    /// flag; not its subreaper flag, its threads or its times (Linux).
-    pub fn for_fork(&self) -> ProcessAttrs {
-        let st = self.st();
-        let rec = ProcessAttrsRecord {
-            nice: st.rec.nice,
-            dumpable: st.rec.dumpable,
-            ..ProcessAttrsRecord::default()
+    /// A new process (fork) takes `parent`'s nice value, dumpable flag
+    /// and program name; not its subreaper flag, its threads or its times
+    /// (Linux's copy_process). The child's first thread then takes its
+    /// creator's attributes through [`super::Task::give_attrs_to`].
+    pub fn inherit_from(&self, parent: &ProcessAttrs) {
+        let (nice, dumpable, comm) = {
+            let p = parent.st();
+            (p.rec.nice, p.rec.dumpable, p.default_comm.clone())
         };
-        let p = ProcessAttrs::new(rec);
-        p.st().default_comm = st.default_comm.clone();
-        p
+        let mut st = self.st();
+        st.rec.nice = nice;
+        st.rec.dumpable = dumpable;
+        st.default_comm = comm;
     }
 
     fn st(&self) -> MutexGuard<'_, ProcessState> {
@@ -357,6 +358,8 @@ impl ProcessAttrs {
             });
         a.user_ns = 0;
         a.sys_ns = 0;
+        // copy_process clears the death signal of every new task.
+        a.pdeathsig = 0;
         a
     }
 

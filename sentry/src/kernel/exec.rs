@@ -121,6 +121,8 @@ impl Task {
         }
         let kernel = self.kernel.clone();
         let image = load_image(&kernel, &self.cwd(), &self.creds, path, argv.clone(), envp)?;
+        // The old image's robust futexes die with it (Linux's exec_mm_release).
+        self.release_robust_list();
         self.aspace = image.mm.address_space_arc();
         *self.mm() = image.mm;
         self.limits().apply_to_mm(&mut self.mm());

@@ -262,6 +262,11 @@ pub fn restore(
     if let Some(p) = &rec.process_attrs {
         task.tg().attrs().load(p.clone());
     }
+    task.tg().limits().apply_to_mm(&mut task.tg().mm());
+    let cpu_limit = task.limits().get(libc::RLIMIT_CPU).ok();
+    if cpu_limit.is_some_and(|l| l.cur != u64::MAX || l.max != u64::MAX) {
+        crate::kernel::attrs::watch_cpu_limit(task.tg());
+    }
     for (&tid, a) in &rec.task_attrs {
         task.tg().attrs().load_thread(tid, a);
     }
