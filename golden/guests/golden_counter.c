@@ -10,7 +10,11 @@
  *   start and kept open read-write, the fd at a moving offset;
  * - a pipe holding bytes nobody has read yet;
  * - a SIGUSR1 handler (SA_RESTART, SIGHUP in its sa_mask) and SIGUSR2
- *   blocked in the thread's own mask.
+ *   blocked in the thread's own mask;
+ * - file locks on TMPFILE through its kept fd (an OFD write lock, a POSIX
+ *   read lock and a shared flock lock, seen from a second open file
+ *   description), a thread name (PR_SET_NAME) and a nice value (from
+ *   real-guest-v3 on).
  *
  * Then every 50 ms it prints `tick N mem=HEX` (a hash of all that memory,
  * recomputed each time), and every fourth tick, for each file, re-opens it
@@ -19,13 +23,17 @@
  * reads all 128 bytes the pipe holds, prints the oldest 16 and a hash
  * of all, writes the other 112 back and 16 new ones (so every byte left
  * in the pipe at a checkpoint is read, and checked, at the next check
- * after the restore); raises SIGUSR1 and reports what the handler saw. Every line is a
+ * after the restore); raises SIGUSR1 and reports what the handler saw;
+ * reports the locks, the name and the nice value. Every line is a
  * function of N alone, so a restored run must print exactly what a native
  * run prints for the same N. Stops after COUNT ticks (never if COUNT < 0).
  * A broken invariant prints a line saying so and exits 3. */
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "../../tests/guests/common.h"
@@ -189,6 +197,18 @@ static void sleep_tick(void)
 		;
 }
 
+/* What F_OFD_GETLK through `fd` says of a write lock of byte `at`. */
+static const char *lock_view(int fd, off_t at)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = 1 };
+	CHECK(fcntl(fd, F_OFD_GETLK, &fl) == 0);
+	if (fl.l_type == F_UNLCK)
+		return "free";
+	if (fl.l_pid == -1)
+		return fl.l_type == F_WRLCK ? "ofd-write" : "ofd-read";
+	return fl.l_type == F_WRLCK ? "posix-write" : "posix-read";
+}
+
 int main(int argc, char **argv)
 {
 	CHECK(argc == 4);
@@ -209,6 +229,17 @@ int main(int argc, char **argv)
 	struct tfile tmp, shm;
 	tfile_create(&tmp, "tmp", argv[2], TMP_SIZE, 777);
 	tfile_create(&shm, "shm", argv[3], SHM_SIZE, 999);
+
+	/* Locks on TMPFILE through its kept fd, seen through `other`. */
+	int other = open(argv[2], O_RDWR);
+	CHECK(other >= 0);
+	struct flock ofd = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 100 };
+	CHECK(fcntl(tmp.fd, F_OFD_SETLK, &ofd) == 0);
+	struct flock rd = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 200, .l_len = 100 };
+	CHECK(fcntl(tmp.fd, F_SETLK, &rd) == 0);
+	CHECK(flock(tmp.fd, LOCK_SH) == 0);
+	CHECK(prctl(PR_SET_NAME, "golden-counter") == 0);
+	CHECK(setpriority(PRIO_PROCESS, 0, 5) == 0);
 
 	int p[2];
 	CHECK(pipe(p) == 0);
@@ -249,8 +280,18 @@ int main(int argc, char **argv)
 		printf("tick %ld mem=%016llx\n", n, h);
 
 		if (n % CHECK_EVERY == CHECK_EVERY - 1) {
+			/* Before the checks: their close of a TMPFILE fd drops
+			 * the POSIX lock (POSIX's rule), which is then re-taken. */
+			char name[16] = { 0 };
+			CHECK(prctl(PR_GET_NAME, name) == 0);
+			int busy = flock(other, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+			printf("tick %ld locks byte0=%s byte250=%s byte500=%s flock_busy=%d name=%s nice=%d\n", n,
+			       lock_view(other, 0), lock_view(other, 250), lock_view(other, 500), busy, name,
+			       getpriority(PRIO_PROCESS, 0));
 			tfile_check(n, &tmp);
 			tfile_check(n, &shm);
+			printf("tick %ld after the checks byte250=%s\n", n, lock_view(other, 250));
+			CHECK(fcntl(tmp.fd, F_SETLK, &rd) == 0);
 
 			/* All of it: the oldest chunk goes, the rest goes back
 			 * in order behind nothing else, then a new chunk. */
@@ -272,6 +313,7 @@ int main(int argc, char **argv)
 			CHECK(sigprocmask(SIG_BLOCK, NULL, &now) == 0);
 			printf("tick %ld signal handled=%d hup_masked_in_handler=%d usr2_blocked=%d\n", n,
 			       (int)handled, (int)hup_masked_in_handler, sigismember(&now, SIGUSR2));
+
 		}
 		fflush(stdout);
 		sleep_tick();
