@@ -123,3 +123,9 @@ fn resource_limits_are_enforced() {
 fn rlimit_cpu_sends_sigxcpu_then_kills() {
     same("rlimits", &["cpu"], 128 + libc::SIGKILL);
 }
+
+/// POSIX locks between processes: conflicts, EDEADLK, release at exit.
+#[test]
+fn posix_locks_between_processes_detect_deadlock() {
+    same_or_skipped("locks_fork", &[], 0);
+}
