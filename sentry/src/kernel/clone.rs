@@ -90,6 +90,9 @@ struct ProcessSeed {
     /// CLONE_CHILD_SETTID: where the child writes its tid, in its memory.
     child_settid: Option<u64>,
     vfork: Option<Arc<VforkDone>>,
+    /// The parent, whose prctl/priority attributes the child inherits.
+    parent: Arc<ThreadGroup>,
+    parent_tid: i32,
     ready: mpsc::SyncSender<Result<(), Errno>>,
 }
 
@@ -183,6 +186,7 @@ impl Task {
         if started.is_err() {
             // The tid was reserved for a task that never joined.
             self.kernel.pids.remove_task(tid);
+            self.tg.attrs().thread_exited(tid);
         }
         started.map(|()| tid)
     }
@@ -290,7 +294,7 @@ impl Task {
         let fds = if has(f, libc::CLONE_FILES) {
             self.tg.fds_ref().clone()
         } else {
-            Arc::new(Mutex::new(self.fds().clone()))
+            Arc::new(Mutex::new(self.fds().lock().clone()))
         };
         let handlers = if has(f, libc::CLONE_SIGHAND) {
             self.tg.handlers_ref().clone()
@@ -352,6 +356,8 @@ impl Task {
             fp,
             child_settid: has(f, libc::CLONE_CHILD_SETTID).then_some(args.child_tid),
             vfork: vfork.clone(),
+            parent: self.tg.clone(),
+            parent_tid: self.tid,
             ready,
         };
         std::thread::Builder::new()
@@ -389,6 +395,7 @@ impl Task {
             context,
         );
         task.signal_mask = self.signal_mask;
+        self.give_attrs_to(&task);
         task
     }
 }
@@ -471,6 +478,8 @@ fn process_main(seed: ProcessSeed) {
         fp,
         child_settid,
         vfork,
+        parent,
+        parent_tid,
         ready,
     } = seed;
     let built = (|| -> Result<(SharedMm, Box<dyn Context>), Errno> {
@@ -522,6 +531,9 @@ fn process_main(seed: ProcessSeed) {
             None => Ok(()),
         });
     task.interrupt.set_platform(task.context.interrupter());
+    task.tg.attrs().inherit_from(parent.attrs());
+    let attrs = parent.attrs().attrs_for_new_thread(Some(parent_tid));
+    task.tg.attrs().add_thread(tid, &task.usage, attrs);
     if let Err(e) = setup {
         let _ = ready.send(Err(e));
         if task.aspace_shared() {

@@ -117,6 +117,8 @@ impl Task {
             // Killed while waiting: the new image is dropped unused.
             return Ok(());
         }
+        // The old image's robust futexes die with it (Linux's exec_mm_release).
+        self.release_robust_list();
         // The old address space stays with a vfork parent sharing it, minus
         // this task's platform thread.
         if self.aspace_shared() {
@@ -128,14 +130,19 @@ impl Task {
         let mm = Arc::new(std::sync::Mutex::new(image.mm));
         self.mm = mm.clone();
         self.tg.set_mm(mm);
+        self.limits().apply_to_mm(&mut self.mm());
         self.cpu = CpuState { regs: image.regs };
-        self.fds().remove_cloexec();
+        let closed = self.fds().lock().remove_cloexec();
+        closed
+            .iter()
+            .for_each(|f| crate::vfs::lock::closed_by(&kernel.file_locks, self.tgid(), f));
         self.handlers().reset_for_exec();
         // POSIX timers do not survive exec (interval timers do).
         self.tg.itimers().posix_delete_all();
         self.alt_stack = (0, 0, 0);
         self.clear_child_tid = 0;
         self.robust_list = (0, 0);
+        self.tg.attrs().exec(&image.path);
         *self.tg.image() = ProcessImage {
             exe: image.path,
             argv,

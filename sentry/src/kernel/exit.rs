@@ -193,7 +193,7 @@ impl Kernel {
         let mut hops = 0;
         while ancestor > 1 && hops < super::pid_namespace::PID_MAX {
             match self.pids.thread_group(ancestor) {
-                Some(a) if !a.is_zombie() && a.is_subreaper() => return ancestor,
+                Some(a) if !a.is_zombie() && a.attrs().with(|p| p.child_subreaper) => return ancestor,
                 Some(a) => ancestor = a.links().parent,
                 None => break,
             }

@@ -10,6 +10,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
+use crate::errno::Errno;
+
+/// The futex word's bits for PI and robust futexes (linux/futex.h).
+pub const FUTEX_WAITERS: u32 = 0x8000_0000;
+pub const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+
+/// How many entries a robust list walk visits at most (Linux's
+/// ROBUST_LIST_LIMIT): the list is application memory and may loop.
+pub const ROBUST_LIST_LIMIT: usize = 2048;
+
 /// A waiter's wake-up slot.
 #[derive(Default)]
 pub struct Waiter {
@@ -17,11 +28,22 @@ pub struct Waiter {
     cond: Condvar,
     /// The futex word it is queued on now (FUTEX_REQUEUE moves it).
     key: Mutex<u64>,
+    /// A FUTEX_LOCK_PI waiter's tid, which FUTEX_UNLOCK_PI writes into the
+    /// word when it hands the lock over; 0 for a plain waiter.
+    tid: i32,
 }
 
 impl Waiter {
     pub fn new() -> Arc<Waiter> {
         Arc::new(Waiter::default())
+    }
+
+    /// A FUTEX_LOCK_PI waiter: the lock may be handed to thread `tid`.
+    pub fn for_pi(tid: i32) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            tid,
+            ..Waiter::default()
+        })
     }
 
     pub fn wake(&self) {
@@ -129,6 +151,56 @@ impl FutexTable {
         Ok(Some((woken, moved)))
     }
 
+    /// FUTEX_LOCK_PI's step under the table's lock: `attempt` either takes
+    /// the lock (true) or marks the word FUTEX_WAITERS (false), in which
+    /// case `w` is queued, so an unlock that follows sees it.
+    pub fn lock_pi_step(
+        &self,
+        addr: u64,
+        w: &Arc<Waiter>,
+        attempt: impl FnOnce() -> Result<bool, Errno>,
+    ) -> Result<bool, Errno> {
+        let mut t = self.table();
+        if attempt()? {
+            return Ok(true);
+        }
+        if let Ok(mut woken) = w.woken.lock() {
+            *woken = false;
+        }
+        *w.key.lock().unwrap_or_else(|e| e.into_inner()) = addr;
+        t.entry(addr).or_default().push((u32::MAX, w.clone()));
+        Ok(false)
+    }
+
+    /// FUTEX_UNLOCK_PI under the table's lock: `release` is told the tid of
+    /// the first PI waiter (None: nobody waits) and writes the word (that
+    /// tid, or 0); if it succeeds that waiter is woken, owning the lock.
+    pub fn unlock_pi(
+        &self,
+        addr: u64,
+        release: impl FnOnce(Option<i32>) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        let mut t = self.table();
+        let next = t
+            .get(&addr)
+            .and_then(|q| q.iter().position(|(_, w)| w.tid != 0));
+        let tid = next.and_then(|i| t.get(&addr).map(|q| q[i].1.tid));
+        release(tid)?;
+        if let (Some(i), Some(q)) = (next, t.get_mut(&addr)) {
+            let (_, w) = q.remove(i);
+            w.wake();
+            if q.is_empty() {
+                t.remove(&addr);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any waiter is queued on `addr`.
+    pub fn has_waiters(&self, addr: u64) -> bool {
+        self.table().get(&addr).is_some_and(|q| !q.is_empty())
+    }
+
     /// Wakes up to `n` waiters on `addr` whose bitset intersects `bitset`.
     pub fn wake(&self, addr: u64, bitset: u32, n: usize) -> usize {
         let mut t = self.table();
@@ -148,6 +220,103 @@ impl FutexTable {
         }
         woken
     }
+}
+
+/// `struct robust_list_head` on 64-bit Linux: the list's first link, the
+/// offset from a link to its futex word, and the entry being locked or
+/// unlocked right now.
+const ROBUST_HEAD_SIZE: usize = 24;
+
+impl super::Task {
+    /// The thread is exiting (or exec'ing): every robust futex it still
+    /// owns is marked FUTEX_OWNER_DIED and one waiter woken, as Linux's
+    /// exit_robust_list. The list is application memory: each step is
+    /// read with copy-in, a bad pointer ends the walk, and at most
+    /// ROBUST_LIST_LIMIT entries are visited, so a cycle cannot hang exit.
+    pub fn release_robust_list(&mut self) {
+        let (head, _) = std::mem::take(&mut self.robust_list);
+        if head == 0 {
+            return;
+        }
+        let tid = self.tid as u32;
+        let mm_arc = self.mm.clone();
+        let mut mm = super::thread_group::lock(&mm_arc);
+        let mut h = [0u8; ROBUST_HEAD_SIZE];
+        if mm.copy_in(head, &mut h).is_err() {
+            return;
+        }
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&h[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (first, offset, pending) = (word(0), word(1) as i64, word(2));
+        // The low bit of a link says the futex is a PI one.
+        let (pending, pending_pi) = (pending & !1, pending & 1 != 0);
+        let (mut entry, mut pi) = (first & !1, first & 1 != 0);
+        let mut deaths = Vec::new();
+        for _ in 0..ROBUST_LIST_LIMIT {
+            if entry == head || entry == 0 {
+                break;
+            }
+            // The next link is read first: once the word is released its
+            // owner may free the entry.
+            let next = mm.read_u64(entry);
+            if entry != pending {
+                deaths.push((entry.wrapping_add_signed(offset), pi, false));
+            }
+            let Ok(next) = next else { break };
+            (entry, pi) = (next & !1, next & 1 != 0);
+        }
+        if pending != 0 {
+            deaths.push((pending.wrapping_add_signed(offset), pending_pi, true));
+        }
+        let mut wake = Vec::new();
+        for (uaddr, pi, pending) in deaths {
+            if let Some(addr) = futex_death(&mut mm, uaddr, tid, pi, pending) {
+                wake.push(addr);
+            }
+        }
+        drop(mm);
+        for addr in wake {
+            self.kernel.futexes.wake(addr, u32::MAX, 1);
+        }
+    }
+}
+
+/// One robust futex of dying thread `tid` (Linux's handle_futex_death):
+/// the word to wake one waiter on, if any.
+fn futex_death(
+    mm: &mut crate::mm::MemoryManager,
+    uaddr: u64,
+    tid: u32,
+    pi: bool,
+    pending: bool,
+) -> Option<u64> {
+    if !uaddr.is_multiple_of(4) {
+        return None;
+    }
+    // The application may change the word concurrently: a bounded retry.
+    for _ in 0..64 {
+        let uval = mm.read_u32(uaddr).ok()?;
+        // The thread died between releasing the word and taking it off
+        // its list: a waiter may be waiting for the release it missed.
+        if pending && !pi && uval == 0 {
+            return Some(uaddr);
+        }
+        if uval & FUTEX_TID_MASK != tid {
+            return None;
+        }
+        let mval = (uval & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+        match mm.compare_exchange_u32(uaddr, uval, mval) {
+            Ok(found) if found == uval => {
+                return (uval & FUTEX_WAITERS != 0).then_some(uaddr);
+            }
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]

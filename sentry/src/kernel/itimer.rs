@@ -310,6 +310,12 @@ impl ITimers {
         }
     }
 
+    /// The tasks running application code now (RLIMIT_CPU's watchdog
+    /// interrupts them so their CPU time is charged and checked).
+    pub fn in_user(&self) -> Vec<i32> {
+        self.state().in_user.iter().copied().collect()
+    }
+
     /// Task `tid` is back in the Sentry.
     pub fn leave_user(&self, tid: i32) {
         self.state().in_user.remove(&tid);

@@ -58,6 +58,8 @@ pub struct Kernel {
     pub(crate) fork_gate: std::sync::RwLock<bool>,
     /// The most tasks the sandbox may hold (a fork bomb gets EAGAIN).
     pub max_tasks: usize,
+    /// Every advisory file lock (fcntl, OFD, flock) of the sandbox.
+    pub file_locks: Arc<crate::vfs::lock::FileLocks>,
     /// What was logged as unimplemented: "name" or "name (detail)".
     enosys_logged: Mutex<HashSet<String>>,
 }
@@ -79,6 +81,7 @@ impl Kernel {
             child_event: std::sync::Condvar::new(),
             fork_gate: std::sync::RwLock::new(false),
             max_tasks: config.max_tasks,
+            file_locks: crate::vfs::lock::FileLocks::new(),
             platform,
             memory_file,
             vfs,
@@ -112,6 +115,12 @@ impl Kernel {
         if let Ok(mut logged) = self.enosys_logged.lock() {
             logged.insert(name.to_string());
         }
+    }
+
+    /// A syscall through an ABI cryo does not implement (i386's int $0x80):
+    /// ENOSYS, logged once per ABI.
+    pub fn log_foreign_abi(&self, nr: u64, abi: &str) {
+        self.log_enosys(nr, format!("#{nr} through the {abi} ABI"));
     }
 
     fn log_enosys(&self, nr: u64, what: String) {

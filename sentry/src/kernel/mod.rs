@@ -1,6 +1,7 @@
 //! Tasks, thread groups, file descriptor tables, signals, clocks and limits
 //! (gVisor's pkg/sentry/kernel).
 
+pub mod attrs;
 pub mod clone;
 pub mod creds;
 mod deliver;

@@ -45,7 +45,9 @@ impl ProcessInfo for LiveProcess {
         self.pid
     }
     fn comm(&self) -> String {
-        self.with(|tg| comm_of(&tg.image().exe))
+        // The leader's name, as PR_SET_NAME left it (Linux's
+        // /proc/<pid>/comm).
+        self.with(|tg| String::from_utf8_lossy(&tg.attrs().comm(tg.tgid())).into_owned())
     }
     fn cmdline(&self) -> Vec<u8> {
         self.with(|tg| {
@@ -68,7 +70,7 @@ impl ProcessInfo for LiveProcess {
         self.with(|tg| {
             format!(
                 "Name:\t{}\nState:\tR (running)\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t{}\n",
-                comm_of(&tg.image().exe),
+                String::from_utf8_lossy(&tg.attrs().comm(tg.tgid())),
                 tg.links().parent,
                 tg.live(),
                 pid = self.pid
@@ -83,21 +85,17 @@ impl ProcessInfo for LiveProcess {
         Some(self.kernel.upgrade()?.vfs.dentry_path(&cwd))
     }
     fn fds(&self) -> Vec<i32> {
-        self.with(|tg| tg.fds().iter().map(|(fd, _)| fd).collect())
+        self.with(|tg| tg.fds().lock().iter().map(|(fd, _)| fd).collect())
+    }
+    fn threads(&self) -> Vec<i32> {
+        self.with(|tg| tg.tids())
+    }
+    fn thread_comm(&self, tid: i32) -> String {
+        self.with(|tg| String::from_utf8_lossy(&tg.attrs().comm(tid)).into_owned())
     }
     fn fd_file(&self, fd: i32) -> Option<Arc<OpenFile>> {
-        self.tg.upgrade()?.fds().file(fd).ok()
+        self.tg.upgrade()?.fds().lock().file(fd).ok()
     }
-}
-
-/// The command name: the executable's file name, at most 15 bytes.
-fn comm_of(exe: &str) -> String {
-    exe.rsplit('/')
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(15)
-        .collect()
 }
 
 /// The kernel's process table, as procfs needs it.

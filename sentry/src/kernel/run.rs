@@ -83,6 +83,7 @@ impl Task {
                 self.stay_stopped();
                 continue;
             }
+            let sentry_cpu = super::attrs::sentry_thread_cpu_time();
             let started = Instant::now();
             // The interval timers' thread interrupts the tasks it finds in
             // application code when a CPU timer may have run out.
@@ -132,8 +133,8 @@ impl Task {
                     }
                 }
             }
-            let total = started.elapsed();
-            self.cpu_time += total;
+            let sys = super::attrs::sentry_thread_cpu_time().saturating_sub(sentry_cpu);
+            let total = self.charge_cpu(user, sys);
             let fired = itimers.charge(user, total);
             if !fired.is_empty() {
                 for signo in fired {
@@ -180,6 +181,8 @@ impl Task {
     /// A thread's end: clear_child_tid is zeroed and woken (pthread_join
     /// waits on it), its stub thread goes, and the group learns of it.
     pub(super) fn exit_thread(&mut self, status: ExitStatus) {
+        self.release_robust_list();
+        self.account_exit();
         let others = self.aspace_shared();
         if self.clear_child_tid != 0 && others {
             let addr = self.clear_child_tid;
@@ -206,7 +209,8 @@ impl Task {
         if last {
             // Like Linux's exit_files: an exited process holds no files (a
             // pipe's reader sees EOF, the gofer's files are released).
-            self.tg.fds().clear();
+            self.tg.fds().lock().clear();
+            self.kernel.file_locks.release_process(self.tgid());
             self.kernel.process_exited(&self.tg);
         }
     }

@@ -7,7 +7,6 @@ use platform::{AddressSpace, Context, CpuState, FpState, Registers};
 use serde::{Deserialize, Serialize};
 
 use super::creds::Credentials;
-use super::fd_table::FdTable;
 use super::interrupt::TaskInterrupt;
 use super::limits::LimitSet;
 use super::signal::{SigInfo, SigSet, SignalHandlers};
@@ -15,7 +14,7 @@ use super::thread_group::{lock, Member, ThreadGroup};
 use super::time::ClockId;
 use super::Kernel;
 use crate::mm::MemoryManager;
-use crate::vfs::{Dentry, OpenFile};
+use crate::vfs::Dentry;
 
 /// How a task (and, for the init task, the sandbox) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +82,8 @@ pub struct Task {
     /// Time spent running application code and its syscalls: the task's CPU
     /// clock (CLOCK_THREAD_CPUTIME_ID / CLOCK_PROCESS_CPUTIME_ID).
     pub(super) cpu_time: Duration,
+    /// The same split into user and system time, which the process reads.
+    pub(super) usage: Arc<super::attrs::TaskUsage>,
     pub(super) exit: Option<ExitStatus>,
     /// How a checkpoint stops this task.
     pub(super) interrupt: Arc<TaskInterrupt>,
@@ -226,7 +227,8 @@ impl Task {
         Arc::strong_count(&self.aspace) > 2
     }
 
-    pub fn fds(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
+    /// The process's descriptor table: `fds().lock()` to use it.
+    pub fn fds(&self) -> super::thread_group::FdsRef {
         self.tg.fds()
     }
 
@@ -316,6 +318,7 @@ impl Task {
             clear_child_tid: 0,
             robust_list: (0, 0),
             cpu_time: Duration::ZERO,
+            usage: Default::default(),
             exit: None,
             interrupt,
             restart_deadline: None,
@@ -328,6 +331,7 @@ impl Task {
     /// Makes the task a member of its thread group and of the kernel's pid
     /// namespace, where signals, exit_group, procfs and checkpoint find it.
     pub fn join(&self) {
+        self.join_attrs();
         self.tg.add(self.tid, self.member());
         self.kernel.pids.add_task(self.tid, &self.tg);
     }
@@ -393,6 +397,11 @@ impl Task {
         self.clear_child_tid = r.clear_child_tid;
         self.robust_list = r.robust_list;
         self.cpu_time = Duration::from_nanos(r.cpu_time_ns);
+        // Until its kernel.TaskAttrs record (if any) says how it splits.
+        self.usage.set(super::attrs::CpuUsage {
+            user_ns: r.cpu_time_ns,
+            sys_ns: 0,
+        });
         self.restart_deadline = r.restart.map(|(d, _)| d);
         self.restart_clock = r.restart.map(|(_, c)| c);
         self.restart_rem = r.restart_rem;

@@ -35,6 +35,17 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The descriptor table a process uses (shared with CLONE_FILES).
 pub type SharedFdTable = Arc<Mutex<FdTable<Arc<OpenFile>>>>;
 
+/// A process's descriptor table as it is now: a reference held while the
+/// table is used, so that replacing the group's table (close_range's
+/// CLOSE_RANGE_UNSHARE, exec) never pulls it from under a user.
+pub struct FdsRef(SharedFdTable);
+
+impl FdsRef {
+    pub fn lock(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
+        lock(&self.0)
+    }
+}
+
 /// The program a process runs, as /proc/<pid>/{exe,cmdline} show it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessImage {
@@ -142,7 +153,8 @@ pub struct ThreadGroup {
     /// Process-wide state of the process tree (zombie, exec, job control).
     pub(super) life: Mutex<super::exit::Life>,
     pub(super) life_cv: Condvar,
-    fds: SharedFdTable,
+    /// Replaceable: a process can stop sharing its table (unshare).
+    fds: Mutex<SharedFdTable>,
     handlers: Arc<Mutex<SignalHandlers>>,
     limits: Mutex<LimitSet>,
     fs: Arc<Mutex<FsContext>>,
@@ -150,6 +162,8 @@ pub struct ThreadGroup {
     links: Mutex<ProcessLinks>,
     /// setitimer/alarm: per process, not inherited by fork, kept by exec.
     itimers: Arc<ITimers>,
+    /// prctl, priority and CPU-time accounting (kernel/attrs.rs).
+    attrs: super::attrs::ProcessAttrs,
     /// A fast check for tasks at every return to the application.
     exiting: AtomicBool,
     state: Mutex<State>,
@@ -164,19 +178,22 @@ pub struct ThreadGroup {
 
 impl ThreadGroup {
     pub fn new(tgid: i32, parts: ProcessParts) -> Arc<ThreadGroup> {
+        let attrs = super::attrs::ProcessAttrs::default();
+        attrs.set_default_comm(&parts.image.exe);
         Arc::new(ThreadGroup {
             tgid,
             mm: Mutex::new(parts.mm),
             exit_signal: parts.exit_signal,
             life: Mutex::default(),
             life_cv: Condvar::new(),
-            fds: parts.fds,
+            fds: Mutex::new(parts.fds),
             handlers: parts.handlers,
             limits: Mutex::new(parts.limits),
             fs: parts.fs,
             image: Mutex::new(parts.image),
             links: Mutex::new(parts.links),
             itimers: ITimers::new(),
+            attrs,
             exiting: AtomicBool::new(false),
             state: Mutex::default(),
             done: Condvar::new(),
@@ -214,12 +231,20 @@ impl ThreadGroup {
         self.exit_signal
     }
 
-    pub fn fds(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
-        lock(&self.fds)
+    /// The descriptor table: `fds().lock()` to use it.
+    pub fn fds(&self) -> FdsRef {
+        FdsRef(self.fds_ref())
     }
 
-    pub fn fds_ref(&self) -> &SharedFdTable {
-        &self.fds
+    /// The table itself, for sharing with a new process or saving.
+    pub fn fds_ref(&self) -> SharedFdTable {
+        lock(&self.fds).clone()
+    }
+
+    /// Gives the process another descriptor table (its own copy, when it
+    /// stops sharing one); the old one stays with whoever else holds it.
+    pub fn set_fds(&self, fds: SharedFdTable) {
+        *lock(&self.fds) = fds;
     }
 
     pub fn handlers(&self) -> MutexGuard<'_, SignalHandlers> {
@@ -253,6 +278,11 @@ impl ThreadGroup {
     /// The process's interval timers.
     pub fn itimers(&self) -> &Arc<ITimers> {
         &self.itimers
+    }
+
+    /// The process's and its threads' prctl, priority and CPU-time state.
+    pub fn attrs(&self) -> &super::attrs::ProcessAttrs {
+        &self.attrs
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -159,6 +159,24 @@ impl MemoryManager {
         Ok(())
     }
 
+    /// Atomically replaces the u32 at application address `addr` with
+    /// `new` if it holds `current`, as a futex operation does; the value
+    /// found. EINVAL unless `addr` is 4-aligned, EFAULT unless writable.
+    pub fn compare_exchange_u32(
+        &mut self,
+        addr: u64,
+        current: u32,
+        new: u32,
+    ) -> Result<u32, Errno> {
+        if !addr.is_multiple_of(4) {
+            return Err(Errno::EINVAL);
+        }
+        // Four aligned bytes never straddle a page, so one piece.
+        let pieces = self.translate_growing(addr, 4, Need::Write)?;
+        let (off, _) = pieces.first().cloned().ok_or(Errno::EFAULT)?;
+        self.mf.compare_exchange_u32(off, current, new)
+    }
+
     /// Reads `N` bytes.
     pub fn read_bytes<const N: usize>(&self, addr: u64) -> Result<[u8; N], Errno> {
         let mut b = [0u8; N];

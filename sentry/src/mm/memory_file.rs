@@ -749,6 +749,33 @@ impl MemoryFile {
         Ok(())
     }
 
+    /// Atomically replaces the u32 at `offset` (4-aligned) with `new` if it
+    /// holds `current`; the value found either way. Futex operations use
+    /// this on words the application changes concurrently with its own
+    /// atomic instructions (Linux's futex_atomic_cmpxchg_inatomic).
+    pub fn compare_exchange_u32(&self, offset: u64, current: u32, new: u32) -> Result<u32, Errno> {
+        if !offset.is_multiple_of(4) {
+            return Err(Errno::EINVAL);
+        }
+        let off = self.check_io(offset, 4)?;
+        // SAFETY: `check_io` proved the 4 bytes lie within the mapping at
+        // `base` (page-aligned, so the 4-aligned `off` makes the pointer
+        // aligned for an AtomicU32), which lives as long as `self`. The
+        // memory is shared with the application, which accesses it only
+        // with its own (atomic or plain) instructions, never through Rust
+        // references; the AtomicU32 reference does not outlive this call.
+        let word = unsafe {
+            std::sync::atomic::AtomicU32::from_ptr(self.base.as_ptr().add(off).cast::<u32>())
+        };
+        let found = word.compare_exchange(
+            current,
+            new,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        Ok(found.unwrap_or_else(|v| v))
+    }
+
     /// Copies `data` into the file at `offset` with pwrite(2) rather than
     /// through the Sentry's mapping: filling fresh pages this way skips one
     /// page fault per page (restore loads whole images like this).

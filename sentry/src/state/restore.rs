@@ -165,6 +165,24 @@ pub fn restore(
         ep.restore_items(r, &|id| files.get(&id).cloned())
             .map_err(|e| RestoreError::Invalid(format!("epoll set {}: {e}", r.id)))?;
     }
+    // The file locks, on the re-opened files.
+    for l in &rec.file_locks {
+        let file = files
+            .get(&l.file)
+            .ok_or_else(|| RestoreError::Invalid(format!("locks of unknown file #{}", l.file)))?;
+        let key = file
+            .lock_key()
+            .map_err(|e| RestoreError::Invalid(format!("locked file #{}: {e}", l.file)))?;
+        let locks = l
+            .locks
+            .rename_descriptions(&|d| files.get(&d).map(|f| f.description_id()));
+        for d in l.locks.descriptions() {
+            if let Some(f) = files.get(&d) {
+                f.note_locked(&kernel.file_locks, key);
+            }
+        }
+        kernel.file_locks.install(key, &locks);
+    }
     super::restore_tree::restore_processes(&kernel, &rec, &files, host.layout)
 }
 

@@ -15,7 +15,7 @@ use crate::errno::Errno;
 use crate::kernel::fd_table::FdTable;
 use crate::kernel::task::{FsContext, TaskRecord};
 use crate::kernel::thread_group::{
-    ProcessImage, ProcessParts, SharedFdTable, SharedMm, ThreadGroup,
+    lock, ProcessImage, ProcessParts, SharedFdTable, SharedMm, ThreadGroup,
 };
 use crate::kernel::{ExitStatus, Kernel, Task};
 use crate::mm::{MappableFile, MemoryManager, MmRecord};
@@ -300,6 +300,20 @@ fn restore_group(
         },
     );
     tg.load_life(&r.life);
+    // prctl, priority and CPU-time state.
+    if let Some(a) = &p.process_attrs {
+        tg.attrs().load(a.clone());
+    }
+    for (&tid, a) in &p.task_attrs {
+        tg.attrs().load_thread(tid, a);
+    }
+    if let Some(mm) = tg.mm_arc() {
+        tg.limits().apply_to_mm(&mut lock(&mm));
+    }
+    let cpu_limit = tg.limits().get(libc::RLIMIT_CPU).ok();
+    if cpu_limit.is_some_and(|l| l.cur != u64::MAX || l.max != u64::MAX) {
+        crate::kernel::attrs::watch_cpu_limit(&tg);
+    }
     tg.itimers().load(&r.itimers, kernel.clocks.monotonic());
     tg.itimers().load_posix(
         &p.posix_timers,

@@ -159,10 +159,10 @@ fn save_kernel(
             }
             mm_id = id;
         }
-        let (fdt_id, new) = fd_tables.id(tg.fds_ref());
+        let (fdt_id, new) = fd_tables.id(&tg.fds_ref());
         if new {
             let mut first_seen = Vec::new();
-            let rec = tg.fds().save_record(&mut |f: &Arc<OpenFile>| {
+            let rec = tg.fds().lock().save_record(&mut |f: &Arc<OpenFile>| {
                 let (id, new) = files.id(f);
                 if new {
                     first_seen.push((id, f.clone()));
@@ -174,6 +174,7 @@ fn save_kernel(
             }
             objs.put(fdt_id, &rec)?;
         }
+        objs.put(u64::try_from(tg.tgid()).unwrap_or(0), &tg.attrs().record())?;
         objs.put(
             u64::try_from(tg.tgid()).unwrap_or(0),
             &tg.save_record(
@@ -197,6 +198,9 @@ fn save_kernel(
                 .get(&tid)
                 .ok_or_else(|| CheckpointError::Threads(format!("task {tid} did not stop")))?;
             objs.put(u64::try_from(tid).unwrap_or(0), rec)?;
+            if let Some(attrs) = tg.attrs().thread_record(tid) {
+                objs.put(u64::try_from(tid).unwrap_or(0), &attrs)?;
+            }
         }
     }
     for pipe in ctx.pipes.into_values() {
@@ -207,7 +211,40 @@ fn save_kernel(
     for (id, ep) in &ctx.epolls {
         objs.put(*id, &ep.record(&mut |f| files.find(f)))?;
     }
+    save_locks(kernel, &files, &mut objs)?;
     Ok(objs)
+}
+
+/// Every file's locks, each keyed by a saved open file description of the
+/// file; OFD and flock owners renamed to their descriptions' saved ids. A
+/// lock whose description reached no descriptor table (held only by a
+/// mapping) cannot be named and is not saved.
+fn save_locks(
+    kernel: &Kernel,
+    files: &ObjectIds<OpenFile>,
+    objs: &mut ObjectEncoder,
+) -> Result<(), CheckpointError> {
+    let mut by_key = HashMap::new();
+    let mut by_description = HashMap::new();
+    for (i, f) in files.held.iter().enumerate() {
+        let id = i as u64 + 1;
+        by_description.insert(f.description_id(), id);
+        if let Ok(key) = f.lock_key() {
+            by_key.entry(key).or_insert(id);
+        }
+    }
+    for (key, state) in kernel.file_locks.snapshot() {
+        let Some(&file) = by_key.get(&key) else {
+            tracing::warn!(?key, "locks of a file no saved descriptor names: not saved");
+            continue;
+        };
+        let locks = state.rename_descriptions(&|d| by_description.get(&d).copied());
+        if locks.records.is_empty() && locks.flocks.is_empty() {
+            continue;
+        }
+        objs.put(file, &crate::vfs::lock::FileLocksRecord { file, locks })?;
+    }
+    Ok(())
 }
 
 /// The header: what `cryo inspect` shows and what a restore checks before

@@ -26,4 +26,7 @@ pub fn visit_saved_types<V: TypeVisitor>(v: &mut V) {
     TaskRecord::visit(v);
     EpollRecord::visit(v);
     PosixTimersRecord::visit(v);
+    crate::kernel::attrs::TaskAttrs::visit(v);
+    crate::kernel::attrs::ProcessAttrsRecord::visit(v);
+    crate::vfs::lock::FileLocksRecord::visit(v);
 }

@@ -96,6 +96,8 @@ pub struct SavedKernel {
     pub pipes: Vec<PipeSnapshot>,
     /// The epoll sets' interest lists, by set id.
     pub epolls: Vec<EpollRecord>,
+    /// File locks, by the saved open file that names each file.
+    pub file_locks: Vec<crate::vfs::lock::FileLocksRecord>,
 }
 
 /// One saved process and its tasks.
@@ -105,6 +107,11 @@ pub struct SavedProcess {
     pub tasks: Vec<TaskRecord>,
     /// The process's POSIX timers (none in statefiles from before them).
     pub posix_timers: PosixTimersRecord,
+    /// prctl, priority and CPU-time state (absent before cryo saved it:
+    /// the defaults).
+    pub process_attrs: Option<crate::kernel::attrs::ProcessAttrsRecord>,
+    /// Each task's (by tid; absent ones get the defaults).
+    pub task_attrs: BTreeMap<i32, crate::kernel::attrs::TaskAttrs>,
 }
 
 impl SavedKernel {
@@ -632,10 +639,13 @@ pub fn load_saved_kernel<R: ReadAt>(
         } else {
             PosixTimersRecord::default()
         };
+        let (process_attrs, task_attrs) = load_attrs(&objs, &record)?;
         saved.push(SavedProcess {
             record,
             tasks,
             posix_timers,
+            process_attrs,
+            task_attrs,
         });
     }
     if saved.first().is_none_or(|p| p.record.tgid != 1 || p.tasks.is_empty()) {
@@ -647,6 +657,8 @@ pub fn load_saved_kernel<R: ReadAt>(
         )
         .into());
     }
+    let tgids: BTreeSet<i32> = saved.iter().map(|p| p.record.tgid).collect();
+    let file_locks = load_locks(&objs, &files, &tgids)?;
     objs.finish()?;
     Ok(SavedKernel {
         kernel,
@@ -658,6 +670,7 @@ pub fn load_saved_kernel<R: ReadAt>(
         files,
         pipes,
         epolls,
+        file_locks,
     })
 }
 
@@ -864,6 +877,79 @@ fn check_epoll_nesting(
         }
     }
     Ok(())
+}
+
+
+type AttrRecords = (
+    Option<crate::kernel::attrs::ProcessAttrsRecord>,
+    BTreeMap<i32, crate::kernel::attrs::TaskAttrs>,
+);
+
+/// The process's and its tasks' attribute records, each checked; a task
+/// record must belong to a task of the process.
+fn load_attrs(
+    objs: &statefile::Objects<'_>,
+    process: &ThreadGroupRecord,
+) -> Result<AttrRecords, LoadError> {
+    use crate::kernel::attrs::{ProcessAttrsRecord, TaskAttrs};
+    // Records of no saved process or task are left unread: the object
+    // table then refuses them as unreferenced.
+    let mut p = None;
+    let id = process.tgid as u64;
+    if objs.ids::<ProcessAttrsRecord>().contains(&id) {
+        let r: ProcessAttrsRecord = objs.get(id)?;
+        r.validate()
+            .map_err(|e| invalid("kernel.ProcessAttrs", id, "attrs", e.to_string()))?;
+        p = Some(r);
+    }
+    let mut tasks = BTreeMap::new();
+    let task_ids = objs.ids::<TaskAttrs>();
+    for &tid in &process.tasks {
+        let id = tid as u64;
+        if !task_ids.contains(&id) {
+            continue;
+        }
+        let r: TaskAttrs = objs.get(id)?;
+        r.validate()
+            .map_err(|e| invalid("kernel.TaskAttrs", id, "attrs", e.to_string()))?;
+        tasks.insert(tid, r);
+    }
+    Ok((p, tasks))
+}
+
+/// The lock records: each names a saved open file, its OFD and flock owners
+/// are saved open files, its POSIX owners the saved process, and its locks
+/// are a table the kernel could have built.
+fn load_locks(
+    objs: &statefile::Objects<'_>,
+    files: &BTreeMap<u64, OpenFileState>,
+    tgids: &BTreeSet<i32>,
+) -> Result<Vec<crate::vfs::lock::FileLocksRecord>, LoadError> {
+    use crate::vfs::lock::FileLocksRecord;
+    const NAME: &str = "vfs.FileLocksOf";
+    let mut out = Vec::new();
+    for id in objs.ids::<FileLocksRecord>() {
+        let r: FileLocksRecord = objs.get(id)?;
+        if r.file != id || !files.contains_key(&id) {
+            return Err(invalid(NAME, id, "file", "not a saved open file").into());
+        }
+        if let Some(d) = r
+            .locks
+            .descriptions()
+            .into_iter()
+            .find(|d| !files.contains_key(d))
+        {
+            return Err(invalid(NAME, id, "owner", format!("open file #{d} is not saved")).into());
+        }
+        if let Some(p) = r.locks.processes().into_iter().find(|p| !tgids.contains(p)) {
+            return Err(invalid(NAME, id, "owner", format!("process {p} is not saved")).into());
+        }
+        r.locks
+            .validate()
+            .map_err(|e| invalid(NAME, id, "locks", e.to_string()))?;
+        out.push(r);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

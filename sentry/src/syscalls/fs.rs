@@ -24,7 +24,7 @@ fn path_arg(t: &mut Task, addr: u64) -> Result<Vec<u8>, Errno> {
 }
 
 fn file(t: &Task, fd: i32) -> Result<Arc<OpenFile>, Errno> {
-    t.fds().file(fd)
+    t.fds().lock().file(fd)
 }
 
 /// Where a `*at` syscall's relative path starts: the cwd for AT_FDCWD, else
@@ -43,7 +43,7 @@ pub(super) fn start_dir(t: &Task, dirfd: i32, path: &[u8]) -> Result<Arc<Dentry>
 
 fn install(t: &mut Task, f: Arc<OpenFile>, cloexec: bool) -> SysResult {
     let limit = t.nofile_limit();
-    t.fds().insert(f, cloexec, limit).map(|fd| fd as u64)
+    t.fds().lock().insert(f, cloexec, limit).map(|fd| fd as u64)
 }
 
 /// Reads into application memory at `addr`, in steps, stopping at a short
@@ -93,6 +93,53 @@ fn reflect_write(t: &Task, f: &Arc<OpenFile>, start: u64, data: &[u8]) {
     }
 }
 
+/// RLIMIT_FSIZE for a write of `len` bytes to `f` at `offset` (None: its
+/// offset, or its end with O_APPEND): what may be written; at or past the
+/// limit EFBIG, and SIGXFSZ is raised.
+fn fsize_check(
+    t: &mut Task,
+    f: &OpenFile,
+    offset: Option<u64>,
+    len: usize,
+) -> Result<usize, Errno> {
+    if f.kind() != FileKind::Regular {
+        return Ok(len);
+    }
+    let pos = match offset {
+        Some(off) => off,
+        None if f.status_flags() & libc::O_APPEND != 0 => f.stat()?.size,
+        None => f.offset(),
+    };
+    let r = crate::kernel::limits::fsize_allows(&t.limits(), pos, len);
+    if r == Err(Errno::EFBIG) {
+        raise_sigxfsz(t);
+    }
+    r
+}
+
+/// SIGXFSZ, as Linux's send_sig from the writing task.
+fn raise_sigxfsz(t: &mut Task) {
+    let info = crate::kernel::signal::SigInfo {
+        signo: libc::SIGXFSZ,
+        code: crate::kernel::signal::SI_USER,
+        addr: 0,
+        pid: t.tgid(),
+        uid: t.creds().uid,
+    };
+    t.send_signal(info);
+}
+
+/// A new size for a regular file, within RLIMIT_FSIZE (else EFBIG and
+/// SIGXFSZ, as Linux's inode_newsize_ok).
+fn fsize_check_size(t: &mut Task, size: u64) -> Result<(), Errno> {
+    let limit = t.limits().soft(libc::RLIMIT_FSIZE);
+    if size > limit {
+        raise_sigxfsz(t);
+        return Err(Errno::EFBIG);
+    }
+    Ok(())
+}
+
 fn write_from(
     t: &mut Task,
     f: &Arc<OpenFile>,
@@ -103,6 +150,7 @@ fn write_from(
     if !f.writable() {
         return Err(Errno::EBADF);
     }
+    let len = fsize_check(t, f, offset, len)?;
     let mut done = 0usize;
     let mut buf = vec![0u8; len.min(IO_STEP)];
     while done < len {
@@ -202,7 +250,9 @@ fn writev_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
         return Err(Errno::EBADF);
     }
     let iovs = t.mm().read_iovecs(a.addr(1), a.raw(2))?;
-    let data = t.mm().copy_in_iovecs(&iovs, IO_STEP * 8)?;
+    let mut data = t.mm().copy_in_iovecs(&iovs, IO_STEP * 8)?;
+    let allowed = fsize_check(t, &f, offset, data.len())?;
+    data.truncate(allowed);
     let r = match offset {
         Some(off) => f.pwrite(&data, off as i64, &t.interrupt().io),
         None => f.write(&data, &t.interrupt().io),
@@ -259,8 +309,26 @@ pub fn creat(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn close(t: &mut Task, a: &Args) -> SysResult {
-    t.fds().remove(a.fd(0))?;
+    let f = t.fds().lock().remove(a.fd(0))?;
+    super::locks::closed(t, &f);
     Ok(0)
+}
+
+/// Gives the process its own copy of its descriptor table if another
+/// process shares it (CLONE_FILES), as Linux's unshare_fd: what it closes
+/// afterwards stays open for the others.
+fn unshare_fds(t: &Task) {
+    let table = t.tg().fds_ref();
+    // One reference is the group's, one is `table`: any other is a sharer
+    // (or a passing reader, for which a copy is merely unneeded).
+    if Arc::strong_count(&table) <= 2 {
+        return;
+    }
+    // Held while the group switches, so that no descriptor its other
+    // threads install meanwhile lands in the table it leaves.
+    let old = table.lock().unwrap_or_else(|e| e.into_inner());
+    t.tg().set_fds(Arc::new(std::sync::Mutex::new(old.clone())));
+    drop(old);
 }
 
 pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
@@ -270,17 +338,22 @@ pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
     if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
         return Err(Errno::EINVAL);
     }
+    if flags & CLOSE_RANGE_UNSHARE != 0 {
+        unshare_fds(t);
+    }
     let fds: Vec<i32> = t
         .fds()
+        .lock()
         .iter()
         .map(|(fd, _)| fd)
         .filter(|&fd| (first..=last).contains(&(fd as u32)))
         .collect();
     for fd in fds {
         if flags & CLOSE_RANGE_CLOEXEC != 0 {
-            t.fds().get_mut(fd)?.cloexec = true;
+            t.fds().lock().get_mut(fd)?.cloexec = true;
         } else {
-            t.fds().remove(fd)?;
+            let f = t.fds().lock().remove(fd)?;
+            super::locks::closed(t, &f);
         }
     }
     Ok(0)
@@ -420,16 +493,17 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
             }
             let cloexec = a.int(1) == libc::F_DUPFD_CLOEXEC;
             t.fds()
+                .lock()
                 .insert_from(min, f, cloexec, limit)
                 .map(|fd| fd as u64)
         }
-        libc::F_GETFD => Ok(if t.fds().get(fd)?.cloexec {
+        libc::F_GETFD => Ok(if t.fds().lock().get(fd)?.cloexec {
             libc::FD_CLOEXEC as u64
         } else {
             0
         }),
         libc::F_SETFD => {
-            t.fds().get_mut(fd)?.cloexec = a.int(2) & libc::FD_CLOEXEC != 0;
+            t.fds().lock().get_mut(fd)?.cloexec = a.int(2) & libc::FD_CLOEXEC != 0;
             Ok(0)
         }
         libc::F_GETFL => Ok(f.status_flags() as u32 as u64),
@@ -437,17 +511,12 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
             f.set_status_flags(a.int(2));
             Ok(0)
         }
-        libc::F_GETLK => {
-            // With one process in the sandbox no other owner can hold a
-            // conflicting lock: report the range unlocked (l_type = F_UNLCK).
-            let mut flock = [0u8; 32];
-            t.mm().copy_in(a.addr(2), &mut flock)?;
-            flock[..2].copy_from_slice(&(libc::F_UNLCK as i16).to_le_bytes());
-            t.mm().copy_out(a.addr(2), &flock)?;
-            Ok(0)
-        }
-        // Likewise every lock a sole process asks for is granted at once.
-        libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => Ok(0),
+        libc::F_GETLK
+        | libc::F_SETLK
+        | libc::F_SETLKW
+        | libc::F_OFD_GETLK
+        | libc::F_OFD_SETLK
+        | libc::F_OFD_SETLKW => super::locks::fcntl_lock(t, &f, a.int(1), a.addr(2)),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -474,8 +543,13 @@ pub fn dup(t: &mut Task, a: &Args) -> SysResult {
 fn do_dup3(t: &mut Task, old: i32, new: i32, flags: i32) -> SysResult {
     let f = file(t, old)?;
     let limit = t.nofile_limit();
-    t.fds()
+    let replaced = t
+        .fds()
+        .lock()
         .insert_at(new, f, flags & libc::O_CLOEXEC != 0, limit)?;
+    if let Some(old) = replaced {
+        super::locks::closed(t, &old);
+    }
     Ok(new as u64)
 }
 
@@ -507,7 +581,7 @@ fn do_pipe2(t: &mut Task, addr: u64, flags: i32) -> SysResult {
     let wfd = match install(t, w, cloexec) {
         Ok(fd) => fd as i32,
         Err(e) => {
-            let _ = t.fds().remove(rfd);
+            let _ = t.fds().lock().remove(rfd);
             return Err(e);
         }
     };
@@ -515,8 +589,8 @@ fn do_pipe2(t: &mut Task, addr: u64, flags: i32) -> SysResult {
     out[..4].copy_from_slice(&rfd.to_le_bytes());
     out[4..].copy_from_slice(&wfd.to_le_bytes());
     if let Err(e) = t.mm().copy_out(addr, &out) {
-        let _ = t.fds().remove(rfd);
-        let _ = t.fds().remove(wfd);
+        let _ = t.fds().lock().remove(rfd);
+        let _ = t.fds().lock().remove(wfd);
         return Err(e);
     }
     Ok(0)
@@ -648,6 +722,9 @@ pub fn renameat2(t: &mut Task, a: &Args) -> SysResult {
 pub fn truncate(t: &mut Task, a: &Args) -> SysResult {
     let path = path_arg(t, a.addr(0))?;
     let start = start_dir(t, libc::AT_FDCWD, &path)?;
+    if let Ok(size) = u64::try_from(a.off(1)) {
+        fsize_check_size(t, size)?;
+    }
     t.kernel().vfs.truncate(&start, &path, a.off(1))?;
     Ok(0)
 }
@@ -658,6 +735,7 @@ pub fn ftruncate(t: &mut Task, a: &Args) -> SysResult {
     if !f.writable() || f.kind() != FileKind::Regular {
         return Err(Errno::EINVAL);
     }
+    fsize_check_size(t, len)?;
     f.inode().set_size(len)?;
     Ok(0)
 }

@@ -8,10 +8,12 @@ mod args;
 mod fs;
 mod futex;
 mod info;
+mod locks;
 mod mm;
 mod net;
 mod poll;
 mod process;
+mod sched;
 mod signal;
 mod strace;
 mod table;
@@ -54,7 +56,13 @@ pub const ERESTARTNOHAND: Errno = Errno(514);
 pub fn dispatch(task: &mut Task) {
     let nr = task.regs().syscall_number();
     let args = Args(task.regs().syscall_arguments());
-    let entry = table::lookup(nr);
+    // An i386 entry (int $0x80) numbers its calls differently: none of the
+    // x86_64 table may run for it.
+    let native = crate::arch::is_native_syscall(task.regs(), |at| {
+        let mut b = [0u8; 2];
+        task.mm().copy_in_force(at, &mut b).ok().map(|()| b)
+    });
+    let entry = if native { table::lookup(nr) } else { None };
     // A signalfd read or polled by this call sees this task's signals.
     poll::note_current(task);
     let result = match entry {
@@ -63,7 +71,9 @@ pub fn dispatch(task: &mut Task) {
     };
     // Invariant 5, for handlers too: whatever returns ENOSYS is logged
     // (once; a handler that logged the unsupported variant already counts).
-    if result == Err(Errno::ENOSYS) {
+    if !native {
+        task.kernel().log_foreign_abi(nr, crate::arch::FOREIGN_ABI);
+    } else if result == Err(Errno::ENOSYS) {
         task.kernel().log_unimplemented(nr);
     }
     // An interrupted blocking call: a handler about to run makes it EINTR,

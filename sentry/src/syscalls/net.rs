@@ -11,6 +11,6 @@ use crate::kernel::Task;
 /// no descriptor, else ENOTSOCK (bash asks getpeername of its stdin to
 /// learn whether it runs under rshd).
 pub fn not_a_socket(t: &mut Task, a: &Args) -> SysResult {
-    t.fds().file(a.fd(0))?;
+    t.fds().lock().file(a.fd(0))?;
     Err(Errno::ENOTSOCK)
 }

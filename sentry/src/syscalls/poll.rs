@@ -197,7 +197,7 @@ fn do_poll(
             if p.fd < 0 {
                 None
             } else {
-                t.fds().file(p.fd).ok()
+                t.fds().lock().file(p.fd).ok()
             }
         })
         .collect();
@@ -295,7 +295,7 @@ fn do_select(t: &mut Task, nfds: i32, sets: [u64; 3], deadline: Option<Nanos>) -
             bits[2][w] & b != 0,
         ];
         if want.iter().any(|&x| x) {
-            let f = t.fds().file(fd as i32).map_err(|_| Errno::EBADF)?;
+            let f = t.fds().lock().file(fd as i32).map_err(|_| Errno::EBADF)?;
             if f.is_path() {
                 return Err(Errno::EBADF);
             }
@@ -388,7 +388,7 @@ pub fn pselect6(t: &mut Task, a: &Args) -> SysResult {
 
 fn install(t: &mut Task, f: Arc<OpenFile>, cloexec: bool) -> SysResult {
     let limit = t.nofile_limit();
-    t.fds().insert(f, cloexec, limit).map(|fd| fd as u64)
+    t.fds().lock().insert(f, cloexec, limit).map(|fd| fd as u64)
 }
 
 pub fn epoll_create(t: &mut Task, a: &Args) -> SysResult {
@@ -426,8 +426,8 @@ pub fn epoll_ctl(t: &mut Task, a: &Args) -> SysResult {
         d.copy_from_slice(&b[4..12]);
         (events, u64::from_le_bytes(d))
     };
-    let epf = t.fds().file(a.fd(0))?;
-    let target = t.fds().file(a.fd(2))?;
+    let epf = t.fds().lock().file(a.fd(0))?;
+    let target = t.fds().lock().file(a.fd(2))?;
     if epf.is_path() || target.is_path() {
         return Err(Errno::EBADF);
     }
@@ -460,7 +460,7 @@ fn do_epoll_wait(
     if max <= 0 || max as usize > EP_MAX_EVENTS {
         return Err(Errno::EINVAL);
     }
-    let f = t.fds().file(epfd)?;
+    let f = t.fds().lock().file(epfd)?;
     let ep = epoll_arc(&f).ok_or(Errno::EINVAL)?;
     let max = max as usize;
     let mut got = Vec::new();

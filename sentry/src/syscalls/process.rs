@@ -109,21 +109,52 @@ fn read_limit(t: &Task, addr: u64) -> Result<Limit, Errno> {
     })
 }
 
+/// prlimit64: the limits of any process of the sandbox (ESRCH for an
+/// unknown pid); the new value is checked as setrlimit checks it.
 pub fn prlimit64(t: &mut Task, a: &Args) -> SysResult {
     let pid = a.int(0);
-    if pid != 0 && pid != t.tgid() {
-        return Err(Errno::ESRCH);
-    }
+    let tg = if pid == 0 || pid == t.tgid() {
+        t.tg().clone()
+    } else {
+        let k = t.kernel();
+        k.pids
+            .tgid_of(pid)
+            .and_then(|g| k.pids.thread_group(g))
+            .ok_or(Errno::ESRCH)?
+    };
     let resource = a.uint(1);
-    let old = t.limits().get(resource)?;
+    let old = tg.limits().get(resource)?;
     if a.addr(2) != 0 {
         let new = read_limit(t, a.addr(2))?;
-        t.limits().set(resource, new)?;
+        set_limit(t, &tg, resource, new)?;
     }
     if a.addr(3) != 0 {
         t.mm().copy_out(a.addr(3), &limit_bytes(old))?;
     }
     Ok(0)
+}
+
+/// Sets one of `tg`'s limits; the ones the memory manager applies itself
+/// (RLIMIT_STACK) take effect at once.
+fn set_limit(
+    t: &Task,
+    tg: &std::sync::Arc<crate::kernel::thread_group::ThreadGroup>,
+    resource: u32,
+    new: Limit,
+) -> Result<(), Errno> {
+    let privileged = t.creds().euid == 0;
+    let mut limits = tg.limits();
+    limits.set_checked(resource, new, privileged)?;
+    if resource == libc::RLIMIT_STACK {
+        if let Some(mm) = tg.mm_arc() {
+            limits.apply_to_mm(&mut crate::kernel::thread_group::lock(&mm));
+        }
+    }
+    drop(limits);
+    if resource == libc::RLIMIT_CPU && (new.cur != u64::MAX || new.max != u64::MAX) {
+        crate::kernel::attrs::watch_cpu_limit(tg);
+    }
+    Ok(())
 }
 
 pub fn getrlimit(t: &mut Task, a: &Args) -> SysResult {
@@ -134,7 +165,8 @@ pub fn getrlimit(t: &mut Task, a: &Args) -> SysResult {
 
 pub fn setrlimit(t: &mut Task, a: &Args) -> SysResult {
     let new = read_limit(t, a.addr(1))?;
-    t.limits().set(a.uint(0), new)?;
+    let tg = t.tg().clone();
+    set_limit(t, &tg, a.uint(0), new)?;
     Ok(0)
 }
 

@@ -6,7 +6,7 @@ use super::{Args, SysResult};
 use crate::arch::signal_frame::{decode_ucontext, sigreturn_ucontext, UCONTEXT_SIZE};
 use crate::arch::UserRegs;
 use crate::errno::Errno;
-use crate::kernel::signal::{SigAction, SigInfo, SigSet, SI_TKILL, SI_USER};
+use crate::kernel::signal::{SigAction, SigInfo, SigSet, SI_KERNEL, SI_TKILL, SI_USER};
 use crate::kernel::Task;
 
 pub fn rt_sigaction(t: &mut Task, a: &Args) -> SysResult {
@@ -98,18 +98,50 @@ fn user_signal(t: &Task, signo: i32, code: i32) -> Result<Option<SigInfo>, Errno
 }
 
 /// rt_sigreturn: back from a handler to where the signal interrupted the
-/// task, with its registers, FP state and signal mask.
+/// task, with its registers, FP state and signal mask. A frame that cannot
+/// be read or restored never returns an error (the caller has no stack to
+/// return to): as Linux's `badframe`, the task gets SIGSEGV, forced.
 pub fn rt_sigreturn(t: &mut Task, _: &Args) -> SysResult {
+    match restore_frame(t) {
+        Ok(rax) => Ok(rax),
+        Err(why) => {
+            tracing::debug!(tid = t.tid(), %why, "rt_sigreturn: bad frame");
+            t.force_fault(libc::SIGSEGV, SI_KERNEL, 0);
+            Ok(0)
+        }
+    }
+}
+
+/// Why rt_sigreturn could not restore a frame.
+#[derive(Debug, thiserror::Error)]
+enum SigreturnError {
+    #[error("the ucontext is not readable: {0:?}")]
+    Unreadable(Errno),
+    #[error(transparent)]
+    Bad(#[from] crate::arch::signal_frame::BadFrame),
+    #[error("the FP state is not readable: {0:?}")]
+    FpUnreadable(Errno),
+    #[error("the FP state is refused: {0}")]
+    Fp(platform::PlatformError),
+}
+
+/// Restores the interrupted registers, FP state and mask from the frame;
+/// nothing changes unless all of it is good. The interrupted code's rax.
+fn restore_frame(t: &mut Task) -> Result<u64, SigreturnError> {
     let uc_addr = sigreturn_ucontext(t.regs());
     let mut uc = [0u8; UCONTEXT_SIZE];
-    t.mm().copy_in(uc_addr, &mut uc)?;
+    t.mm()
+        .copy_in(uc_addr, &mut uc)
+        .map_err(SigreturnError::Unreadable)?;
     let mut regs = *t.regs();
-    let restored = decode_ucontext(&uc, &mut regs);
-    let mut fp = t.fp_state().map_err(|_| Errno::EFAULT)?;
+    let restored = decode_ucontext(&uc, &mut regs)?;
     if restored.fpstate != 0 {
-        t.mm().copy_in(restored.fpstate, &mut fp.xsave)?;
+        let mut fp = t.fp_state().map_err(SigreturnError::Fp)?;
+        t.mm()
+            .copy_in(restored.fpstate, &mut fp.xsave)
+            .map_err(SigreturnError::FpUnreadable)?;
         // The software bytes are the kernel's note to itself, not state.
-        t.set_fp_state(&fp).map_err(|_| Errno::EFAULT)?;
+        t.set_fp_state(&fp).map_err(SigreturnError::Fp)?;
     }
     *t.regs_mut() = regs;
     t.set_signal_mask(SigSet(restored.mask));
@@ -381,7 +413,7 @@ pub fn signalfd4(t: &mut Task, a: &Args) -> SysResult {
     let mask = sigset_arg(t, a.addr(1), a.raw(2))?;
     let fd = a.fd(0);
     if fd != -1 {
-        let f = t.fds().file(fd)?;
+        let f = t.fds().lock().file(fd)?;
         let sfd = crate::vfs::signalfd::signalfd_of(&f).ok_or(Errno::EINVAL)?;
         sfd.set_mask(mask);
         return Ok(fd as u64);
@@ -389,6 +421,7 @@ pub fn signalfd4(t: &mut Task, a: &Args) -> SysResult {
     let f = crate::vfs::signalfd::SignalFd::open(mask, flags & libc::SFD_NONBLOCK);
     let limit = t.nofile_limit();
     t.fds()
+        .lock()
         .insert(f, flags & libc::SFD_CLOEXEC != 0, limit)
         .map(|fd| fd as u64)
 }

@@ -6,7 +6,9 @@
 
 use std::sync::OnceLock;
 
-use super::{fs, futex, info, mm, net, poll, process, signal, thread, time, Handler};
+use super::{
+    fs, futex, info, locks, mm, net, poll, process, sched, signal, thread, time, Handler,
+};
 
 /// How strace shows an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +74,7 @@ fn generic_rows() -> Vec<Entry> {
     reg("faccessat", fs::faccessat, &[Dec, Path, Oct]);
     reg("faccessat2", fs::faccessat2, &[Dec, Path, Oct, Hex]);
     reg("fcntl", fs::fcntl, &[Dec, Dec, Hex]);
+    reg("flock", locks::flock, &[Dec, Dec]);
     reg("ioctl", fs::ioctl, &[Dec, Hex, Hex]);
     reg("dup", fs::dup, &[Dec]);
     reg("dup2", fs::dup2, &[Dec, Dec]);
@@ -149,6 +152,42 @@ fn generic_rows() -> Vec<Entry> {
     reg("execve", thread::execve, &[Path, Hex, Hex]);
     reg("execveat", thread::execveat, &[Dec, Path, Hex, Hex, Hex]);
     reg("futex", futex::futex, &[Hex, Dec, Dec, Hex, Hex, Dec]);
+    reg("prctl", sched::prctl, &[Dec, Hex, Hex, Hex, Hex]);
+    reg(
+        "sched_getaffinity",
+        sched::sched_getaffinity,
+        &[Dec, Dec, Hex],
+    );
+    reg(
+        "sched_setaffinity",
+        sched::sched_setaffinity,
+        &[Dec, Dec, Hex],
+    );
+    reg("sched_getscheduler", sched::sched_getscheduler, &[Dec]);
+    reg("sched_getparam", sched::sched_getparam, &[Dec, Hex]);
+    reg(
+        "sched_get_priority_max",
+        sched::sched_get_priority_max,
+        &[Dec],
+    );
+    reg(
+        "sched_get_priority_min",
+        sched::sched_get_priority_min,
+        &[Dec],
+    );
+    reg("getpriority", sched::getpriority, &[Dec, Dec]);
+    reg("setpriority", sched::setpriority, &[Dec, Dec, Dec]);
+    reg("getrusage", sched::getrusage, &[Dec, Hex]);
+    reg("times", sched::times, &[Hex]);
+    reg("setuid", sched::setuid, &[Dec]);
+    reg("setgid", sched::setgid, &[Dec]);
+    reg("setreuid", sched::setreuid, &[Dec, Dec]);
+    reg("setregid", sched::setregid, &[Dec, Dec]);
+    reg("setresuid", sched::setresuid, &[Dec, Dec, Dec]);
+    reg("setresgid", sched::setresgid, &[Dec, Dec, Dec]);
+    reg("setgroups", sched::setgroups, &[Dec, Hex]);
+    reg("setfsuid", sched::setfsuid, &[Dec]);
+    reg("setfsgid", sched::setfsgid, &[Dec]);
     // signals
     reg("rt_sigaction", signal::rt_sigaction, &[Dec, Hex, Hex, Dec]);
     reg(

@@ -139,7 +139,7 @@ pub fn execveat(t: &mut Task, a: &Args) -> SysResult {
         if flags & libc::AT_EMPTY_PATH == 0 {
             return Err(Errno::ENOENT);
         }
-        let f = t.fds().file(dirfd)?;
+        let f = t.fds().lock().file(dirfd)?;
         let d = f.dentry().cloned().ok_or(Errno::EACCES)?;
         let p = t.kernel().vfs.dentry_path(&d);
         (t.root(), p)

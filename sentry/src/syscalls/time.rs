@@ -15,7 +15,10 @@ fn read_clock(t: &Task, id: ClockId) -> Nanos {
     match id {
         ClockId::Realtime => t.kernel().clocks.realtime(),
         ClockId::Monotonic | ClockId::Boottime => t.kernel().clocks.monotonic(),
-        ClockId::ProcessCputime | ClockId::ThreadCputime => t.cpu_time().as_nanos() as Nanos,
+        // Time the application ran (user) and the Sentry worked for it
+        // (system): never a blocked sleep.
+        ClockId::ThreadCputime => t.thread_usage().total().as_nanos() as Nanos,
+        ClockId::ProcessCputime => t.tg().attrs().usage().total().as_nanos() as Nanos,
     }
 }
 
@@ -256,7 +259,7 @@ fn itimerspec_bytes(value: Nanos, interval: Nanos) -> [u8; 32] {
 }
 
 fn timerfd_file(t: &Task, fd: i32) -> Result<std::sync::Arc<crate::vfs::OpenFile>, Errno> {
-    let f = t.fds().file(fd)?;
+    let f = t.fds().lock().file(fd)?;
     if crate::vfs::timerfd::timerfd_of(&f).is_none() {
         return Err(Errno::EINVAL);
     }
@@ -288,6 +291,7 @@ pub fn timerfd_create(t: &mut Task, a: &Args) -> SysResult {
     );
     let limit = t.nofile_limit();
     t.fds()
+        .lock()
         .insert(f, flags & libc::TFD_CLOEXEC != 0, limit)
         .map(|fd| fd as u64)
 }

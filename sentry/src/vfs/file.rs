@@ -2,13 +2,14 @@
 //! shared offset, the status flags and the access mode.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::abi;
 use super::dentry::{lock, Dentry};
 use super::inode::{DirEntry, Inode};
+use super::lock::{FileKey, FileLocks};
 use super::stat::Stat;
 use crate::errno::Errno;
 use crate::mm::file::MappableFile;
@@ -300,6 +301,28 @@ pub struct OpenFile {
     /// A directory's listing, taken when reading starts at offset 0 so that
     /// offsets stay stable across getdents64 calls.
     listing: Mutex<Vec<(DirEntry, i64)>>,
+    /// The description's sandbox-wide id: the owner of its OFD and flock
+    /// locks.
+    id: u64,
+    /// Where this description took OFD or flock locks: released when its
+    /// last reference goes (Linux's locks_remove_file in __fput).
+    locked: Mutex<Option<(Arc<FileLocks>, FileKey)>>,
+}
+
+/// Open file description ids; 0 is never one.
+static NEXT_DESCRIPTION: AtomicU64 = AtomicU64::new(1);
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        let locked = self
+            .locked
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((table, key)) = locked {
+            table.release_description(key, self.id);
+        }
+    }
 }
 
 impl OpenFile {
@@ -318,6 +341,8 @@ impl OpenFile {
             offset: Mutex::new(0),
             flags: AtomicI32::new((flags & KEPT_FLAGS) | libc::O_LARGEFILE),
             listing: Mutex::new(Vec::new()),
+            id: NEXT_DESCRIPTION.fetch_add(1, Ordering::Relaxed),
+            locked: Mutex::new(None),
         })
     }
 
@@ -337,7 +362,30 @@ impl OpenFile {
             offset: Mutex::new(0),
             flags: AtomicI32::new(flags & KEPT_FLAGS),
             listing: Mutex::new(Vec::new()),
+            id: NEXT_DESCRIPTION.fetch_add(1, Ordering::Relaxed),
+            locked: Mutex::new(None),
         })
+    }
+
+    /// The open file description's id, which owns its OFD and flock locks.
+    pub fn description_id(&self) -> u64 {
+        self.id
+    }
+
+    /// The file as locks know it: (st_dev, st_ino), whichever mount or
+    /// dentry it was opened through.
+    pub fn lock_key(&self) -> Result<FileKey, Errno> {
+        let st = self.stat()?;
+        Ok((st.dev, st.ino))
+    }
+
+    /// Notes that this description holds locks in `table` on `key`: they
+    /// are released with its last reference.
+    pub fn note_locked(&self, table: &Arc<FileLocks>, key: FileKey) {
+        let mut slot = lock(&self.locked);
+        if slot.is_none() {
+            *slot = Some((table.clone(), key));
+        }
     }
 
     pub fn dentry(&self) -> Option<&Arc<Dentry>> {

@@ -58,6 +58,14 @@ pub trait ProcessInfo: Send + Sync {
     fn fds(&self) -> Vec<i32> {
         Vec::new()
     }
+    /// The threads' ids (/proc/<pid>/task).
+    fn threads(&self) -> Vec<i32> {
+        vec![self.pid()]
+    }
+    /// Thread `tid`'s name (/proc/<pid>/task/<tid>/comm).
+    fn thread_comm(&self, _tid: i32) -> String {
+        self.comm()
+    }
     /// The open file behind descriptor `fd` (/proc/<pid>/fd/N).
     fn fd_file(&self, _fd: i32) -> Option<Arc<OpenFile>> {
         None
@@ -296,6 +304,29 @@ fn pid_dir(pid: i32, table: Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
                                 magic: Some(Arc::new(move || b.fd_file(fd))),
                             });
                             (fd.to_string().into_bytes(), link)
+                        })
+                        .collect()
+                }),
+            }),
+        ));
+        let q = p.clone();
+        v.push((
+            b"task".to_vec(),
+            Arc::new(ProcDir {
+                ino: pid_ino(pid, 10),
+                entries: Arc::new(move || {
+                    q.threads()
+                        .into_iter()
+                        .map(|tid| {
+                            let t = q.clone();
+                            let comm = file(pid_ino(tid, 12), move || {
+                                Ok(format!("{}\n", t.thread_comm(tid)).into_bytes())
+                            });
+                            let dir: Arc<dyn Inode> = Arc::new(ProcDir {
+                                ino: pid_ino(tid, 11),
+                                entries: Arc::new(move || vec![(b"comm".to_vec(), comm.clone())]),
+                            });
+                            (tid.to_string().into_bytes(), dir)
                         })
                         .collect()
                 }),

@@ -22,6 +22,8 @@ pub const RED_ZONE: u64 = 128;
 
 const UC_FP_XSTATE: u64 = 0x1;
 const UC_SIGCONTEXT_SS: u64 = 0x2;
+/// The handler asks for its saved ss to be restored as it is.
+const UC_STRICT_RESTORE_SS: u64 = 0x4;
 const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
 /// Offset of `struct _fpx_sw_bytes` in the FXSAVE area's reserved bytes.
@@ -170,10 +172,38 @@ pub struct Restored {
     pub fpstate: u64,
 }
 
+/// A ucontext no return to 64-bit user code can come from: Linux's iret
+/// faults on it and the process gets SIGSEGV.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadFrame {
+    #[error("code segment {0:#x} is not the 64-bit user segment")]
+    CodeSegment(u16),
+    #[error("stack segment {0:#x} is not the user data segment")]
+    StackSegment(u16),
+}
+
+fn get16(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+
 /// Applies the ucontext a handler returns through to `regs`. Only the bits
-/// of eflags a program may set are taken; segments stay the user ones.
-pub fn decode_ucontext(b: &[u8; UCONTEXT_SIZE], regs: &mut Registers) -> Restored {
+/// of eflags a program may set are taken. Linux takes the saved cs (and,
+/// with UC_STRICT_RESTORE_SS, ss) with the user privilege level forced;
+/// anything but the 64-bit user segments faults on the way out, so such a
+/// frame is refused (cryo runs no 32-bit code) and `regs` is left as is.
+pub fn decode_ucontext(
+    b: &[u8; UCONTEXT_SIZE],
+    regs: &mut Registers,
+) -> Result<Restored, BadFrame> {
     let sc = 40;
+    let cs = get16(b, sc + 144);
+    if u64::from(cs | 3) != platform::arch::USER_CS {
+        return Err(BadFrame::CodeSegment(cs));
+    }
+    let ss = get16(b, sc + 150);
+    if get(b, 0) & UC_STRICT_RESTORE_SS != 0 && u64::from(ss | 3) != platform::arch::USER_DS {
+        return Err(BadFrame::StackSegment(ss));
+    }
     let g = |i: usize| get(b, sc + i * 8);
     regs.r8 = g(0);
     regs.r9 = g(1);
@@ -195,10 +225,10 @@ pub fn decode_ucontext(b: &[u8; UCONTEXT_SIZE], regs: &mut Registers) -> Restore
     regs.eflags = (regs.eflags & !FIX_EFLAGS) | (g(17) & FIX_EFLAGS);
     // Not a syscall any more: nothing to restart.
     regs.orig_rax = u64::MAX;
-    Restored {
+    Ok(Restored {
         mask: get(b, sc + SIGCONTEXT_SIZE),
         fpstate: get(b, sc + 184),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -226,13 +256,43 @@ mod tests {
         regs.eflags = 0x202;
         let uc = encode_ucontext(&regs, 0b1010, (0, 2, 0), 0x1234);
         let mut back = Registers::new_user(0, 0);
-        let r = decode_ucontext(&uc, &mut back);
+        let r = decode_ucontext(&uc, &mut back).unwrap();
         assert_eq!(
             (back.rax, back.r15, back.rip, back.rsp),
             (7, 15, 0x401000, 0x7ffd_0000)
         );
         assert_eq!(r.mask, 0b1010);
         assert_eq!(r.fpstate, 0x1234);
+    }
+
+    #[test]
+    fn ucontext_with_a_foreign_segment_is_refused() {
+        let regs = Registers::new_user(0x401000, 0x7ffd_0000);
+        let good = encode_ucontext(&regs, 0, (0, 2, 0), 0);
+        let mut bad_cs = good;
+        bad_cs[40 + 144..40 + 146].copy_from_slice(&0u16.to_le_bytes());
+        let mut back = Registers::new_user(0, 0);
+        assert_eq!(
+            decode_ucontext(&bad_cs, &mut back).err(),
+            Some(BadFrame::CodeSegment(0))
+        );
+        assert_eq!(back.rip, 0, "a refused frame changes nothing");
+        // USER32_CS: compatibility mode, which cryo does not run.
+        bad_cs[40 + 144..40 + 146].copy_from_slice(&0x23u16.to_le_bytes());
+        assert!(decode_ucontext(&bad_cs, &mut back).is_err());
+        // The privilege level is forced, as Linux does: 0x30 is fine.
+        let mut rpl0 = good;
+        rpl0[40 + 144..40 + 146].copy_from_slice(&0x30u16.to_le_bytes());
+        assert!(decode_ucontext(&rpl0, &mut back).is_ok());
+        // ss is only taken with UC_STRICT_RESTORE_SS.
+        let mut bad_ss = good;
+        bad_ss[40 + 150..40 + 152].copy_from_slice(&0u16.to_le_bytes());
+        assert!(decode_ucontext(&bad_ss, &mut back).is_ok());
+        bad_ss[0] |= UC_STRICT_RESTORE_SS as u8;
+        assert_eq!(
+            decode_ucontext(&bad_ss, &mut back).err(),
+            Some(BadFrame::StackSegment(0))
+        );
     }
 
     #[test]
