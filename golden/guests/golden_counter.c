@@ -218,10 +218,11 @@ int main(int argc, char **argv)
 	struct tfile tmp, shm;
 	tfile_create(&tmp, "tmp", argv[2], TMP_SIZE, 777);
 	tfile_create(&shm, "shm", argv[3], SHM_SIZE, 999);
-	/* A POSIX write lock on TMPFILE's first byte (from real-guest-v5 on):
-	 * the checkpoint saves it with the file. */
+	/* An OFD write lock on TMPFILE's first byte through its kept fd (from
+	 * real-guest-v5 on; a POSIX lock would go at the first re-open's
+	 * close): the checkpoint saves it with the file. */
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
-	CHECK(fcntl(tmp.fd, F_SETLK, &fl) == 0);
+	CHECK(fcntl(tmp.fd, F_OFD_SETLK, &fl) == 0);
 
 	int p[2];
 	CHECK(pipe(p) == 0);

@@ -49,8 +49,8 @@ fn assert_refused(t: &ObjectTable, record: &str, id: u64, field: &str, why: &str
 #[test]
 fn a_statefile_without_the_new_records_loads_with_the_defaults() {
     let saved = validate(&seed()).expect("the seed validates");
-    assert!(saved.process_attrs.is_none());
-    assert!(saved.task_attrs.is_empty() && saved.file_locks.is_empty());
+    assert!(saved.processes[0].process_attrs.is_none());
+    assert!(saved.processes[0].task_attrs.is_empty() && saved.file_locks.is_empty());
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn good_new_records_load() {
     t.push(file, &FileLocksRecord { file, locks }).unwrap();
     let saved = validate(&t).expect("accepted");
     assert_eq!(saved.file_locks.len(), 1);
-    assert_eq!(saved.task_attrs.len(), 1);
+    assert_eq!(saved.processes[0].task_attrs.len(), 1);
 }
 
 #[test]
