@@ -209,7 +209,15 @@ impl Task {
         if last {
             // Like Linux's exit_files: an exited process holds no files (a
             // pipe's reader sees EOF, the gofer's files are released).
-            self.tg.fds().lock().clear();
+            // A table shared with another process (CLONE_FILES) stays
+            // with it; this process only lets go of its reference.
+            let fds = self.tg.fds_ref();
+            self.tg
+                .set_fds(std::sync::Arc::new(std::sync::Mutex::new(Default::default())));
+            if std::sync::Arc::strong_count(&fds) == 1 {
+                super::thread_group::lock(&fds).clear();
+            }
+            drop(fds);
             self.kernel.file_locks.release_process(self.tgid());
             self.kernel.process_exited(&self.tg);
         }

@@ -221,6 +221,12 @@ pub(super) fn restore_processes(
     for p in &pending {
         p.task.join();
     }
+    // Each thread's prctl state, once it is a member of its process.
+    for (p, tg) in rec.processes.iter().zip(&groups) {
+        for (&tid, a) in &p.task_attrs {
+            tg.attrs().load_thread(tid, a);
+        }
+    }
     let mut init = None;
     let mut start = Vec::new();
     for p in pending {
@@ -303,9 +309,6 @@ fn restore_group(
     // prctl, priority and CPU-time state.
     if let Some(a) = &p.process_attrs {
         tg.attrs().load(a.clone());
-    }
-    for (&tid, a) in &p.task_attrs {
-        tg.attrs().load_thread(tid, a);
     }
     if let Some(mm) = tg.mm_arc() {
         tg.limits().apply_to_mm(&mut lock(&mm));

@@ -1,0 +1,102 @@
+//! Checkpoint and restore of a process tree: the `ckpt_tree` guest (init,
+//! a worker child answering through a pipe that holds unread lines, a
+//! zombie, a stopped child, an armed interval timer, an epoll set) is
+//! checkpointed mid-run, the image moved, and restored twice; each restored
+//! sandbox carries on with the same pids and prints what an uninterrupted
+//! run prints. A fork bomb ends with EAGAIN inside the sandbox and leaves
+//! no stub process behind.
+
+use std::time::Duration;
+
+use cryo_tests::sandbox::{assert_ok, checkpoint, Sandbox, Scratch};
+use cryo_tests::{guest, run_cryo_cli, Libc};
+
+const TICKS: &str = "16";
+const START: Duration = Duration::from_secs(20);
+const EXIT: Duration = Duration::from_secs(30);
+
+fn tick_of(line: &str) -> Option<u64> {
+    line.strip_prefix("tick ")?.split(' ').next()?.parse().ok()
+}
+
+#[test]
+fn process_tree_checkpointed_and_restored_twice() {
+    let s = Scratch::new("cryo-tree-");
+    let bin = guest("ckpt_tree", Libc::Glibc);
+
+    let mut whole = Sandbox::run(&s.root(), "whole", &bin, &[TICKS]);
+    assert_eq!(whole.wait_exit(EXIT), 0, "{}", whole.stderr_str());
+    let reference: Vec<String> = whole.lines().to_vec();
+    assert_eq!(reference.len(), 16 + 3, "{reference:?}");
+
+    let mut a = Sandbox::run(&s.root(), "A", &bin, &[TICKS]);
+    a.wait_lines(4, START);
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "A", &[]), "cryo checkpoint A");
+    assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
+    let before = a.lines().to_vec();
+    assert_eq!(before[..], reference[..before.len()], "before the checkpoint");
+    let last = before.iter().filter_map(|l| tick_of(l)).max().expect("ticks");
+
+    let moved = s.path("elsewhere/img");
+    std::fs::create_dir_all(s.path("elsewhere")).unwrap();
+    std::fs::rename(&img, &moved).unwrap();
+    let shown = run_cryo_cli(&[
+        std::ffi::OsStr::new("inspect"),
+        moved.join(cryo_tests::sandbox::STATEFILE).as_os_str(),
+    ]);
+    let groups = shown
+        .stdout_str()
+        .lines()
+        .filter(|l| l.trim_start().starts_with("kernel.ThreadGroup ") && l.contains('#'))
+        .count();
+    assert_eq!(groups, 4, "init, worker, zombie, stopped child:\n{}", shown.stdout_str());
+
+    for id in ["B", "C"] {
+        let mut b = Sandbox::restore(&s.root(), &moved, id);
+        assert_eq!(b.wait_exit(EXIT), 0, "restore {id}: {}", b.stderr_str());
+        let after = b.lines();
+        let from = reference
+            .iter()
+            .position(|l| tick_of(l) == Some(last + 1))
+            .expect("the reference goes on");
+        assert_eq!(after, &reference[from..], "restored sandbox {id}");
+    }
+}
+
+/// The stub processes (children of the cryo process traced by it) alive
+/// now on the host.
+fn stub_count() -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let traced = status
+            .lines()
+            .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0");
+        if comm.trim() == "cryo" && traced {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn fork_bomb_gets_eagain_and_leaves_no_stub() {
+    let before = stub_count();
+    let s = Scratch::new("cryo-bomb-");
+    let script = "i=0; while [ $i -lt 3000 ]; do sleep 30 & i=$((i+1)); done 2>/tmp/err; \
+                  grep -c 'Resource temporarily unavailable\\|fork' /tmp/err >/dev/null && echo EAGAIN seen; kill -9 -1; echo survived";
+    let mut sb = Sandbox::run(&s.root(), "bomb", std::path::Path::new("/bin/sh"), &["-c", script]);
+    let code = sb.wait_exit(Duration::from_secs(120));
+    let out = sb.stdout_text();
+    assert!(out.contains("EAGAIN seen"), "exit {code}: {out} {}", sb.stderr_str());
+    assert!(out.contains("survived"), "{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = stub_count();
+    assert!(after <= before, "stub processes left behind: {before} before, {after} after");
+}
