@@ -658,6 +658,22 @@ pub fn load_saved_kernel<R: ReadAt>(
         .into());
     }
     let tgids: BTreeSet<i32> = saved.iter().map(|p| p.record.tgid).collect();
+    // Attribute records of no saved process or task.
+    use crate::kernel::attrs::{ProcessAttrsRecord, TaskAttrs};
+    if let Some(id) = objs
+        .ids::<ProcessAttrsRecord>()
+        .into_iter()
+        .find(|&id| i32::try_from(id).map_or(true, |t| !tgids.contains(&t)))
+    {
+        return Err(invalid("kernel.ProcessAttrs", id, "id", "not the saved process").into());
+    }
+    if let Some(id) = objs
+        .ids::<TaskAttrs>()
+        .into_iter()
+        .find(|&id| i32::try_from(id).map_or(true, |t| !seen_tids.contains(&t)))
+    {
+        return Err(invalid("kernel.TaskAttrs", id, "id", "not a saved task").into());
+    }
     let file_locks = load_locks(&objs, &files, &tgids)?;
     objs.finish()?;
     Ok(SavedKernel {
