@@ -153,9 +153,13 @@ impl Task {
         self.clone_process(args)
     }
 
-    /// RLIMIT_NPROC: the processes of the caller's real uid (root is exempt
-    /// only while the limit is infinite, as with CAP_SYS_RESOURCE absent).
+    /// RLIMIT_NPROC: the processes of the caller's real uid. Root is
+    /// exempt, as Linux exempts the initial user and CAP_SYS_RESOURCE; the
+    /// sandbox-wide task limit still holds for it.
     fn check_nproc(&self) -> Result<(), Errno> {
+        if self.creds.uid == 0 || self.creds.euid == 0 {
+            return Ok(());
+        }
         let limit = self
             .limits()
             .get(libc::RLIMIT_NPROC)
