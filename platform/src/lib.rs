@@ -23,6 +23,7 @@ pub mod arch;
 mod error;
 pub mod layout;
 pub mod ptrace;
+pub mod systrap;
 
 use std::any::Any;
 use std::os::fd::BorrowedFd;
@@ -252,10 +253,16 @@ pub struct PlatformEntry {
 
 /// Every platform of this build; the first is the default. A new platform
 /// adds its row here.
-pub const PLATFORMS: &[PlatformEntry] = &[PlatformEntry {
-    name: "ptrace",
-    create: |memory_file| Ok(Arc::new(ptrace::PtracePlatform::new(memory_file)?)),
-}];
+pub const PLATFORMS: &[PlatformEntry] = &[
+    PlatformEntry {
+        name: "ptrace",
+        create: |memory_file| Ok(Arc::new(ptrace::PtracePlatform::new(memory_file)?)),
+    },
+    PlatformEntry {
+        name: "systrap",
+        create: |memory_file| Ok(Arc::new(systrap::SystrapPlatform::new(memory_file)?)),
+    },
+];
 
 /// The platform used when none is asked for.
 pub const DEFAULT_PLATFORM: &str = "ptrace";
