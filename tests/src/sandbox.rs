@@ -32,6 +32,21 @@ pub const REFUSED: i32 = 125;
 /// The arguments of a program run without any (for [`Sandbox::run`]).
 pub const NO_ARGS: &[&str] = &[];
 
+/// The platform the tests run cryo on: `CRYO_TEST_PLATFORM` (e.g.
+/// `systrap`), or cryo's own default when unset or empty.
+pub fn test_platform() -> Option<String> {
+    std::env::var("CRYO_TEST_PLATFORM")
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+/// `--platform P` for [`test_platform`], or nothing.
+pub fn platform_args() -> Vec<String> {
+    test_platform()
+        .map(|p| vec!["--platform".to_string(), p])
+        .unwrap_or_default()
+}
+
 /// `cryo --root ROOT` with the base environment (plus the Sentry's logging
 /// knob, `CRYO_LOG`, if set) and cwd `/`. [`Sandbox::spawn`] puts it in a
 /// process group of its own; a caller that spawns it itself calls
@@ -51,7 +66,7 @@ pub fn cryo_command_under(wrapper: &[&str], root: &Path) -> Command {
         }
         None => Command::new(cryo_bin()),
     };
-    cmd.arg("--root").arg(root);
+    cmd.arg("--root").arg(root).args(platform_args());
     cmd.env_clear()
         .envs(BASE_ENV.iter().copied())
         .current_dir("/");
@@ -66,6 +81,10 @@ pub fn cryo_command_under(wrapper: &[&str], root: &Path) -> Command {
 /// `cryo --root ROOT ARGS…` to completion (with the harness's timeout).
 pub fn cryo_cli<S: AsRef<OsStr>>(root: &Path, args: &[S]) -> Output {
     let mut all: Vec<OsString> = vec!["--root".into(), root.into()];
+    // A command that names its platform keeps it.
+    if !args.iter().any(|a| a.as_ref() == "--platform") {
+        all.extend(platform_args().into_iter().map(OsString::from));
+    }
     all.extend(args.iter().map(|a| a.as_ref().to_os_string()));
     run_cryo_cli(&all)
 }
