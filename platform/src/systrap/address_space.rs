@@ -35,8 +35,20 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// signal with a forged sigreturn frame, or its handler is stuck) before
 /// its stub is killed.
 const INTERRUPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Spins on a state word before sleeping on it.
-const SPIN: u32 = 2000;
+/// How many times the Sentry and the stub poll a state word before they
+/// sleep on it: `CRYO_SYSTRAP_SPIN` (a tuning knob), by default
+/// [`DEFAULT_SPIN`]. Polling pays when the other side runs on another CPU
+/// and answers within microseconds; it is wasted when both share one.
+pub(crate) fn spin() -> u32 {
+    static SPIN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| {
+        std::env::var("CRYO_SYSTRAP_SPIN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_SPIN)
+    })
+}
+const DEFAULT_SPIN: u32 = 5000;
 
 /// Whose FP state is loaded in a stub thread and where to save it when
 /// another context takes the thread.
@@ -50,6 +62,8 @@ pub(crate) struct Slot {
     pub index: usize,
     pub tid: i32,
     pub fp_owner: Option<FpOwner>,
+    /// The registers in the slot as the Sentry last read or wrote them.
+    pub regs: Option<Registers>,
     /// The thread has exited (its slot may be reused).
     pub gone: bool,
 }
@@ -121,6 +135,7 @@ impl SystrapAddressSpace {
         }
         let shm = Shared::map(fd.as_raw_fd(), SHM_LEN)?;
         write_filters(&shm, page.addr).map_err(|what| PlatformError::Systrap { pid: 0, what })?;
+        shm.write_u32(CTL_SHM_OFF + CTL_SPIN, spin());
         let pid = fork_stub(fd.as_raw_fd(), memory_fd, layout.max_user_addr, page)?;
         drop(fd);
         let aspace = SystrapAddressSpace {
@@ -254,7 +269,7 @@ impl SystrapAddressSpace {
             if d == s {
                 break;
             }
-            if spins < SPIN {
+            if spins < spin() {
                 spins += 1;
                 std::hint::spin_loop();
                 continue;
@@ -334,6 +349,7 @@ impl SystrapAddressSpace {
             index,
             tid,
             fp_owner: None,
+            regs: None,
             gone: false,
         })
     }
@@ -358,7 +374,7 @@ impl SystrapAddressSpace {
                 other => Err(self.corrupt(format!("thread {tid}: slot state {other:#x}"))),
             }
         };
-        for _ in 0..SPIN {
+        for _ in 0..spin() {
             if let Some(seen) = classify(state.load(Ordering::Acquire))? {
                 return Ok(seen);
             }
@@ -416,19 +432,31 @@ impl SystrapAddressSpace {
         self.wait_slot(i, slot.tid, interrupt)
     }
 
-    pub(crate) fn write_regs(&self, slot: &Slot, r: &Registers) {
+    /// Writes `r` into the slot. Only the registers that differ from what
+    /// the Sentry last read there are written: each written cache line
+    /// moves to the Sentry's CPU and back, and a syscall changes only rax.
+    /// (If the application rewrote the slot meanwhile, its thread resumes
+    /// with registers it could have set itself.)
+    pub(crate) fn write_regs(&self, slot: &mut Slot, r: &Registers) {
         let vals = regs_to_array(r);
+        let last = slot.regs.take().map(|l| regs_to_array(&l));
         for (k, v) in vals.iter().enumerate() {
-            self.shm.write_u64(slot_off(slot.index, SL_REGS + 8 * k as u64), *v);
+            if last.is_none_or(|l| l[k] != *v) {
+                self.shm.write_u64(slot_off(slot.index, SL_REGS + 8 * k as u64), *v);
+            }
         }
+        slot.regs = Some(*r);
     }
 
-    pub(crate) fn read_regs(&self, slot: &Slot) -> Registers {
+    /// The registers the handler stored, each read once.
+    pub(crate) fn read_regs(&self, slot: &mut Slot) -> Registers {
         let mut vals = [0u64; 27];
         for (k, v) in vals.iter_mut().enumerate() {
             *v = self.shm.read_u64(slot_off(slot.index, SL_REGS + 8 * k as u64));
         }
-        regs_from_array(&vals)
+        let r = regs_from_array(&vals);
+        slot.regs = Some(r);
+        r
     }
 
     /// The FP state in the thread's signal frame.

@@ -137,7 +137,7 @@ impl SystrapContext {
     fn run(
         &self,
         aspace: &SystrapAddressSpace,
-        slot: &Slot,
+        slot: &mut Slot,
         state: &mut CpuState,
     ) -> Result<Event, PlatformError> {
         let shm = aspace.shm();
@@ -235,7 +235,7 @@ impl Context for SystrapContext {
             self.interrupter.running.store(0, Ordering::SeqCst);
             return Ok(Event::Interrupted);
         }
-        let r = self.run(aspace, &slot, state);
+        let r = self.run(aspace, &mut slot, state);
         self.interrupter.running.store(0, Ordering::SeqCst);
         r
     }

@@ -52,6 +52,9 @@ pub(crate) const CTL_REQ_SEQ: u64 = 0x00;
 /// Syscall number (u64) and its six arguments.
 pub(crate) const CTL_NR: u64 = 0x08;
 pub(crate) const CTL_ARGS: u64 = 0x10;
+/// How many times the stub's handler polls its state word before it sleeps
+/// on it (u32).
+pub(crate) const CTL_SPIN: u64 = 0x48;
 /// `struct sock_fprog` of the leader's and the application threads' filters.
 pub(crate) const CTL_FPROG_LEADER: u64 = 0x100;
 pub(crate) const CTL_FPROG_APP: u64 = 0x110;

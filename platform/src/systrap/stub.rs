@@ -57,7 +57,6 @@ const NEW_THREAD_MASK: u64 = !((1u64 << (libc::SIGSYS - 1))
 const SLOT_MASK: u64 = !(SLOT_SIZE - 1);
 const SLOTS_LEN: u64 = MAX_SLOTS * SLOT_SIZE;
 const STACK_LEN: u64 = SLOT_SIZE - SL_STACK;
-const SPIN: u32 = 512;
 /// `SA_RESTORER` (not exported by the libc crate).
 const SA_RESTORER: i32 = 0x0400_0000;
 
@@ -306,13 +305,16 @@ std::arch::global_asm!(
     "syscall",
     // Wait for the Sentry: spin, then sleep.
     "61:",
-    "mov ecx, {spin}",
+    "mov ecx, [rbx + {ctl} + {ctl_spin}]",
     "62:",
     "cmp dword ptr [r14 + {state}], {event}",
     "jne 70f",
+    "test ecx, ecx",
+    "jz 64f",
     "pause",
     "dec ecx",
-    "jnz 62b",
+    "jmp 62b",
+    "64:",
     "mov eax, 1",
     "xchg [r14 + {stub_sleeping}], eax",
     "cmp dword ptr [r14 + {state}], {event}",
@@ -446,7 +448,7 @@ std::arch::global_asm!(
     fp = const SL_FP,
     fp_cap = const SL_FP_CAP,
     event = const STATE_EVENT,
-    spin = const SPIN,
+    ctl_spin = const CTL_SPIN,
     cmd_resume = const CMD_RESUME,
     cmd_get_fp = const CMD_GET_FP,
     cmd_set_fp = const CMD_SET_FP,
