@@ -176,6 +176,19 @@ impl SystrapAddressSpace {
         self.page.addr
     }
 
+    /// The stub region: the code page, the control and status pages and the
+    /// thread slots, `[start, start + len)` (what the application must
+    /// never be able to remap).
+    pub fn stub_region(&self) -> (u64, u64) {
+        (self.page.addr, PAGE + SHM_LEN)
+    }
+
+    /// Where the stub maps the context of thread slot `index` (slot 0 is the
+    /// address space's first thread): for tests and diagnostics.
+    pub fn slot_addr(&self, index: usize) -> u64 {
+        self.page.addr + SLOTS_STUB_OFF + index as u64 * SLOT_SIZE
+    }
+
     /// Whether mseal(2) sealed the stub region (Linux >= 6.10).
     pub fn sealed(&self) -> bool {
         self.shm.read_u64(STATUS_SHM_OFF + ST_MSEAL) == 0
@@ -191,6 +204,23 @@ impl SystrapAddressSpace {
             pid: self.pid,
             how: how.into(),
         }
+    }
+
+    /// A stub thread that ended under the Sentry: usually the whole stub
+    /// died (seccomp killed it, someone sent SIGKILL); say how if it did.
+    pub(crate) fn thread_died(&self, tid: i32) -> PlatformError {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(200) {
+            if let Err(e) = self.poll_exit() {
+                return e;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.died(format!("thread {tid} exited"))
+    }
+
+    pub(crate) fn check_fp(&self, fp: &FpState) -> Result<(), PlatformError> {
+        check_fp(self.pid, fp)
     }
 
     pub(crate) fn corrupt(&self, what: String) -> PlatformError {
@@ -463,7 +493,7 @@ impl SystrapAddressSpace {
     pub(crate) fn get_fp(&self, slot: &Slot) -> Result<FpState, PlatformError> {
         match self.command(slot, CMD_GET_FP, None)? {
             Seen::Event => {}
-            Seen::Dead => return Err(self.died(format!("thread {} died", slot.tid))),
+            Seen::Dead => return Err(self.thread_died(slot.tid)),
         }
         let len = self.shm.read_u32(slot_off(slot.index, SL_FP_LEN)) as u64;
         if !(576..=SL_FP_CAP).contains(&len) {
@@ -482,7 +512,7 @@ impl SystrapAddressSpace {
         self.shm.write_u32(slot_off(slot.index, SL_FP_LEN), fp.xsave.len() as u32);
         match self.command(slot, CMD_SET_FP, None)? {
             Seen::Event => Ok(()),
-            Seen::Dead => Err(self.died(format!("thread {} died", slot.tid))),
+            Seen::Dead => Err(self.thread_died(slot.tid)),
         }
     }
 

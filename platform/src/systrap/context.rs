@@ -146,9 +146,7 @@ impl SystrapContext {
         let event = loop {
             match aspace.command(slot, CMD_RESUME, Some(&self.interrupter))? {
                 Seen::Event => {}
-                Seen::Dead => {
-                    return Err(aspace.died(format!("thread {} exited", slot.tid)));
-                }
+                Seen::Dead => return Err(aspace.thread_died(slot.tid)),
             }
             // Each field once, into locals, then checked.
             let kind = shm.read_u32(slot_off(i, SL_KIND)) as i32;
@@ -264,6 +262,7 @@ impl Context for SystrapContext {
         self.adopt_if_new(aspace)?;
         let slot = aspace.my_slot()?;
         let slot = lock(&slot);
+        aspace.check_fp(fp)?;
         if fp.xsave.len() > xsave_size().max(576) {
             return Err(PlatformError::FpStateSize {
                 got: fp.xsave.len(),
