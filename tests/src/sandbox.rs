@@ -58,6 +58,20 @@ pub fn cryo_command(root: &Path) -> Command {
 /// Like [`cryo_command`], but `cryo` is started by `wrapper` (a program and
 /// its arguments, e.g. `setpriv … --`) rather than directly.
 pub fn cryo_command_under(wrapper: &[&str], root: &Path) -> Command {
+    let mut cmd = base_command(wrapper, root);
+    cmd.args(platform_args());
+    cmd
+}
+
+/// `cryo --root ROOT --platform PLATFORM`, whatever `CRYO_TEST_PLATFORM`
+/// says (for tests that move a sandbox between platforms).
+pub fn cryo_command_on(root: &Path, platform: &str) -> Command {
+    let mut cmd = base_command(&[], root);
+    cmd.args(["--platform", platform]);
+    cmd
+}
+
+fn base_command(wrapper: &[&str], root: &Path) -> Command {
     let mut cmd = match wrapper.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);
@@ -66,7 +80,7 @@ pub fn cryo_command_under(wrapper: &[&str], root: &Path) -> Command {
         }
         None => Command::new(cryo_bin()),
     };
-    cmd.arg("--root").arg(root).args(platform_args());
+    cmd.arg("--root").arg(root);
     cmd.env_clear()
         .envs(BASE_ENV.iter().copied())
         .current_dir("/");
