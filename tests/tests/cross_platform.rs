@@ -8,7 +8,8 @@ use std::ffi::OsStr;
 use std::time::Duration;
 
 use cryo_tests::sandbox::{
-    assert_ok, assert_only_statefile, checkpoint, cryo_command_on, Sandbox, Scratch, STATEFILE,
+    assert_ok, assert_only_statefile, checkpoint, cryo_command_on, platform_runs_here, Sandbox,
+    Scratch, STATEFILE,
 };
 use cryo_tests::{guest, run_cryo_cli, Libc};
 
@@ -23,6 +24,9 @@ fn tick(line: &str) -> u64 {
 }
 
 fn move_between(from: &str, to: &str) {
+    if !platform_runs_here(from) || !platform_runs_here(to) {
+        return;
+    }
     let s = Scratch::new("cryo-xplat-");
     let program = guest("ckpt_threads", Libc::Glibc);
     let id = format!("x-{from}");
