@@ -66,6 +66,106 @@ pub(crate) struct Slot {
     pub regs: Option<Registers>,
     /// The thread has exited (its slot may be reused).
     pub gone: bool,
+    /// How the two sides wait for each other (see [`Pacing`]).
+    pub pacing: Pacing,
+}
+
+/// How a thread and its Sentry thread wait for each other.
+///
+/// Polling (both sides spin a while before they sleep on the futex) is
+/// fastest when each has a CPU of its own: a hand-over is a cache-line
+/// transfer. When the host is busy, the other side is often not running,
+/// the spin is wasted and the futex wake-up crosses CPUs (an
+/// inter-processor interrupt, dear on a VM). Then both are bound to one CPU
+/// and sleep at once: a hand-over is a plain context switch, as on the
+/// ptrace platform. Every `REPROBE` switches a bound pair is let go to try
+/// polling again.
+#[derive(Debug, Default)]
+pub(crate) struct Pacing {
+    /// The CPU both are bound to, when bound.
+    pub bound: Option<usize>,
+    /// Waits, and waits that ended asleep, in the current window.
+    pub waits: u32,
+    pub slept: u32,
+}
+
+/// Waits per window of [`Pacing`].
+const WINDOW: u32 = 64;
+/// Switches before a bound pair polls again.
+const REPROBE: u32 = 8192;
+
+impl Slot {
+    /// Notes how a wait ended and changes the pacing when a window says
+    /// so. Called by the slot's Sentry thread only.
+    pub(crate) fn pace(&mut self, shm: &Shared, slept: bool) {
+        let p = &mut self.pacing;
+        p.waits += 1;
+        p.slept += u32::from(slept);
+        match p.bound {
+            None if p.waits >= WINDOW => {
+                if p.slept * 2 > p.waits {
+                    if let Some(cpu) = bind_pair(self.tid) {
+                        p.bound = Some(cpu);
+                        shm.write_u32(slot_off(self.index, SL_SPIN), 0);
+                        tracing::trace!(tid = self.tid, cpu, "systrap: bound to one CPU");
+                    }
+                }
+                p.waits = 0;
+                p.slept = 0;
+            }
+            Some(_) if p.waits >= REPROBE => {
+                self.unbind(shm);
+            }
+            _ => {}
+        }
+    }
+
+    /// Lets the thread and its Sentry thread run anywhere again.
+    pub(crate) fn unbind(&mut self, shm: &Shared) {
+        let p = &mut self.pacing;
+        if p.bound.take().is_some() {
+            release_pair(self.tid);
+            shm.write_u32(slot_off(self.index, SL_SPIN), spin());
+        }
+        p.waits = 0;
+        p.slept = 0;
+    }
+
+    /// The Sentry side's polls before it sleeps.
+    pub(crate) fn sentry_spin(&self) -> u32 {
+        if self.pacing.bound.is_some() {
+            0
+        } else {
+            spin()
+        }
+    }
+}
+
+/// The CPUs this process may use, before any binding.
+static ORIGINAL_AFFINITY: std::sync::OnceLock<Option<nix::sched::CpuSet>> =
+    std::sync::OnceLock::new();
+
+/// Binds stub thread `tid` and the calling thread to the CPU the caller is
+/// on.
+fn bind_pair(tid: i32) -> Option<usize> {
+    use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    ORIGINAL_AFFINITY.get_or_init(|| sched_getaffinity(Pid::from_raw(0)).ok());
+    let cpu = sched_getcpu().ok()?;
+    let mut set = CpuSet::new();
+    set.set(cpu).ok()?;
+    sched_setaffinity(Pid::from_raw(tid), &set).ok()?;
+    sched_setaffinity(Pid::from_raw(0), &set).ok()?;
+    Some(cpu)
+}
+
+fn release_pair(tid: i32) {
+    use nix::sched::sched_setaffinity;
+    use nix::unistd::Pid;
+    if let Some(Some(all)) = ORIGINAL_AFFINITY.get() {
+        let _ = sched_setaffinity(Pid::from_raw(0), all);
+        let _ = sched_setaffinity(Pid::from_raw(tid), all);
+    }
 }
 
 struct Entry {
@@ -135,7 +235,6 @@ impl SystrapAddressSpace {
         }
         let shm = Shared::map(fd.as_raw_fd(), SHM_LEN)?;
         write_filters(&shm, page.addr).map_err(|what| PlatformError::Systrap { pid: 0, what })?;
-        shm.write_u32(CTL_SHM_OFF + CTL_SPIN, spin());
         let pid = fork_stub(fd.as_raw_fd(), memory_fd, layout.max_user_addr, page)?;
         drop(fd);
         let aspace = SystrapAddressSpace {
@@ -169,6 +268,11 @@ impl SystrapAddressSpace {
     /// The stub process's host pid.
     pub fn stub_pid(&self) -> i32 {
         self.pid
+    }
+
+    /// The layout this address space was created with.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// The address of the stub code page (the stub region starts there).
@@ -351,6 +455,7 @@ impl SystrapAddressSpace {
         shm.write_u32(slot_off(index, SL_STUB_SLEEPING), 0);
         shm.write_u32(slot_off(index, SL_SENTRY_SLEEPING), 0);
         shm.write_u32(slot_off(index, SL_COMMAND), 0);
+        shm.write_u32(slot_off(index, SL_SPIN), spin());
         shm.atomic(slot_off(index, SL_STATE)).store(STATE_GO, Ordering::SeqCst);
         let slot_addr = self.page.addr + SLOTS_STUB_OFF + index as u64 * SLOT_SIZE;
         let tid = self.leader_call(
@@ -381,6 +486,7 @@ impl SystrapAddressSpace {
             fp_owner: None,
             regs: None,
             gone: false,
+            pacing: Pacing::default(),
         })
     }
 
@@ -394,6 +500,18 @@ impl SystrapAddressSpace {
         tid: i32,
         interrupt: Option<&super::context::SystrapInterrupter>,
     ) -> Result<Seen, PlatformError> {
+        self.wait_slot_paced(index, tid, interrupt, spin()).map(|(seen, _)| seen)
+    }
+
+    /// [`Self::wait_slot`] polling `polls` times before it sleeps; says
+    /// whether it slept.
+    pub(crate) fn wait_slot_paced(
+        &self,
+        index: usize,
+        tid: i32,
+        interrupt: Option<&super::context::SystrapInterrupter>,
+        polls: u32,
+    ) -> Result<(Seen, bool), PlatformError> {
         let state = self.shm.atomic(slot_off(index, SL_STATE));
         let sleeping = self.shm.atomic(slot_off(index, SL_SENTRY_SLEEPING));
         let classify = |s: u32| -> Result<Option<Seen>, PlatformError> {
@@ -404,9 +522,9 @@ impl SystrapAddressSpace {
                 other => Err(self.corrupt(format!("thread {tid}: slot state {other:#x}"))),
             }
         };
-        for _ in 0..spin() {
+        for _ in 0..polls {
             if let Some(seen) = classify(state.load(Ordering::Acquire))? {
-                return Ok(seen);
+                return Ok((seen, false));
             }
             std::hint::spin_loop();
         }
@@ -416,12 +534,12 @@ impl SystrapAddressSpace {
             let s = state.load(Ordering::SeqCst);
             if let Some(seen) = classify(s)? {
                 sleeping.store(0, Ordering::SeqCst);
-                return Ok(seen);
+                return Ok((seen, false));
             }
             let woke = futex_wait(self.shm.addr(slot_off(index, SL_STATE)), s, POLL);
             sleeping.store(0, Ordering::SeqCst);
             if let Some(seen) = classify(state.load(Ordering::Acquire))? {
-                return Ok(seen);
+                return Ok((seen, true));
             }
             if woke {
                 continue;
@@ -430,7 +548,7 @@ impl SystrapAddressSpace {
             // SAFETY: tgkill(2) with signal 0 only checks that the thread
             // exists in the stub's thread group.
             if unsafe { libc::syscall(libc::SYS_tgkill, self.pid, tid, 0) } != 0 {
-                return Ok(Seen::Dead);
+                return Ok((Seen::Dead, true));
             }
             if let Some(i) = interrupt.filter(|i| i.is_pending()) {
                 let since = *unanswered.get_or_insert_with(Instant::now);
@@ -453,13 +571,33 @@ impl SystrapAddressSpace {
         command: u32,
         interrupt: Option<&super::context::SystrapInterrupter>,
     ) -> Result<Seen, PlatformError> {
+        self.post(slot, command);
+        self.wait_slot_paced(slot.index, slot.tid, interrupt, slot.sentry_spin())
+            .map(|(seen, _)| seen)
+    }
+
+    /// Resumes the application in `slot` and waits for its next event,
+    /// pacing the slot by how the wait went.
+    pub(crate) fn resume(
+        &self,
+        slot: &mut Slot,
+        interrupt: &super::context::SystrapInterrupter,
+    ) -> Result<Seen, PlatformError> {
+        self.post(slot, CMD_RESUME);
+        let (seen, slept) =
+            self.wait_slot_paced(slot.index, slot.tid, Some(interrupt), slot.sentry_spin())?;
+        slot.pace(&self.shm, slept);
+        Ok(seen)
+    }
+
+    /// Hands slot `slot` to the stub with `command`.
+    fn post(&self, slot: &Slot, command: u32) {
         let i = slot.index;
         self.shm.write_u32(slot_off(i, SL_COMMAND), command);
         self.shm.atomic(slot_off(i, SL_STATE)).store(STATE_GO, Ordering::SeqCst);
         if self.shm.atomic(slot_off(i, SL_STUB_SLEEPING)).load(Ordering::SeqCst) != 0 {
             futex_wake(self.shm.addr(slot_off(i, SL_STATE)));
         }
-        self.wait_slot(i, slot.tid, interrupt)
     }
 
     /// Writes `r` into the slot. Only the registers that differ from what
@@ -703,6 +841,7 @@ impl AddressSpace for SystrapAddressSpace {
         let caller = current_tid();
         lock(&self.threads).entries.retain(|e| e.host != caller);
         let mut s = lock(&slot);
+        s.unbind(&self.shm);
         let r = match self.command(&s, CMD_EXIT, None) {
             Ok(Seen::Dead) => Ok(()),
             Ok(Seen::Event) => Err(self.corrupt(format!("thread {} did not exit", s.tid))),

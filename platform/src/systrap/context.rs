@@ -73,6 +73,33 @@ pub(crate) fn xsave_size() -> usize {
     (leaf.ebx as usize).clamp(576, SL_FP_CAP as usize)
 }
 
+/// Refuses what PTRACE_SETREGS would refuse (so both platforms fail the
+/// same way) and what would make the stub's own wrfsbase or rt_sigreturn
+/// fault (which would kill the stub instead of failing the request):
+/// selectors without user privilege, fs/gs base beyond user space.
+fn check_regs(aspace: &SystrapAddressSpace, r: &crate::Registers) -> Result<(), PlatformError> {
+    let top = aspace.layout().max_user_addr;
+    let why = if r.cs & 3 != 3 || r.cs > 0xffff {
+        Some(format!("cs {:#x} is not a user selector", r.cs))
+    } else if r.ss & 3 != 3 || r.ss > 0xffff {
+        Some(format!("ss {:#x} is not a user selector", r.ss))
+    } else if r.fs_base > top || r.gs_base > top {
+        Some(format!(
+            "fs_base {:#x} / gs_base {:#x} beyond user space",
+            r.fs_base, r.gs_base
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(what) => Err(PlatformError::Systrap {
+            pid: aspace.stub_pid(),
+            what: format!("refused registers: {what}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn downcast(aspace: &dyn AddressSpace) -> Result<&SystrapAddressSpace, PlatformError> {
     aspace
         .as_any()
@@ -142,9 +169,10 @@ impl SystrapContext {
     ) -> Result<Event, PlatformError> {
         let shm = aspace.shm();
         let i = slot.index;
+        check_regs(aspace, &state.regs)?;
         aspace.write_regs(slot, &state.regs);
         let event = loop {
-            match aspace.command(slot, CMD_RESUME, Some(&self.interrupter))? {
+            match aspace.resume(slot, &self.interrupter)? {
                 Seen::Event => {}
                 Seen::Dead => return Err(aspace.thread_died(slot.tid)),
             }

@@ -52,9 +52,6 @@ pub(crate) const CTL_REQ_SEQ: u64 = 0x00;
 /// Syscall number (u64) and its six arguments.
 pub(crate) const CTL_NR: u64 = 0x08;
 pub(crate) const CTL_ARGS: u64 = 0x10;
-/// How many times the stub's handler polls its state word before it sleeps
-/// on it (u32).
-pub(crate) const CTL_SPIN: u64 = 0x48;
 /// `struct sock_fprog` of the leader's and the application threads' filters.
 pub(crate) const CTL_FPROG_LEADER: u64 = 0x100;
 pub(crate) const CTL_FPROG_APP: u64 = 0x110;
@@ -86,6 +83,10 @@ pub(crate) const SL_CODE: u64 = 0x14;
 pub(crate) const SL_ADDR: u64 = 0x18;
 /// Bytes of FP state in the FP buffer (u32).
 pub(crate) const SL_FP_LEN: u64 = 0x20;
+/// How many times the handler polls the state word before it sleeps on it
+/// (u32; the Sentry sets it per thread, 0 while the thread shares a CPU
+/// with its Sentry thread).
+pub(crate) const SL_SPIN: u64 = 0x24;
 /// The registers, 27 u64 in `Registers` order.
 pub(crate) const SL_REGS: u64 = 0x40;
 /// The FP buffer (XSAVE layout).

@@ -305,7 +305,7 @@ std::arch::global_asm!(
     "syscall",
     // Wait for the Sentry: spin, then sleep.
     "61:",
-    "mov ecx, [rbx + {ctl} + {ctl_spin}]",
+    "mov ecx, [r14 + {sl_spin}]",
     "62:",
     "cmp dword ptr [r14 + {state}], {event}",
     "jne 70f",
@@ -448,7 +448,7 @@ std::arch::global_asm!(
     fp = const SL_FP,
     fp_cap = const SL_FP_CAP,
     event = const STATE_EVENT,
-    ctl_spin = const CTL_SPIN,
+    sl_spin = const SL_SPIN,
     cmd_resume = const CMD_RESUME,
     cmd_get_fp = const CMD_GET_FP,
     cmd_set_fp = const CMD_SET_FP,
