@@ -440,3 +440,86 @@ fn forged_sigreturn_frame() {
         r => panic!("{r:?}"),
     }
 }
+
+/// A second application thread races the first one's handler, rewriting
+/// its context while it makes syscalls: every switch ends in an event or a
+/// clean error (never a panic or a hang), and once an error came the stub
+/// is gone.
+#[test]
+fn a_second_thread_racing_the_handler() {
+    let f0 = Fx::new(&Asm::new().int3());
+    let slot0 = f0.sys().slot_addr(0);
+    drop(f0);
+    // Thread 0 at CODE: getpid in a loop. Thread 1 at CODE + 0x80: store
+    // junk over thread 0's registers and event in a loop.
+    let mut code = Asm::new().mov_eax(39).syscall().jmp_to(0).pad_to(0x80);
+    let top = code.len();
+    code = code
+        .mov_rax64(slot0 + 0x10)
+        .store_rax(31)
+        .mov_rax64(slot0 + 0x40 + 16 * 8)
+        .store_rax(0xdead_0000)
+        .jmp_to(top);
+    let mut f = Fx::new(&code);
+    let mut ctx1 = f.aspace.new_thread().unwrap();
+    let aspace = f.aspace.clone();
+    let racer = std::thread::spawn(move || {
+        let mut st = CpuState { regs: Registers::new_user(CODE + 0x80, DATA + PAGE) };
+        // It never makes a syscall: it ends when the stub is killed or
+        // interrupted, with an error or an event.
+        let r = ctx1.switch(aspace.as_ref(), &mut st);
+        let _ = aspace.exit_thread();
+        r.map(|_| ()).map_err(|e| e.to_string())
+    });
+    let mut outcome = Ok(0);
+    for n in 0..20_000 {
+        match f.ctx.switch(f.aspace.as_ref(), &mut f.state) {
+            Ok(Event::Syscall) => {
+                // Junk registers from the racer are the application's own
+                // doing: the Sentry just sees them.
+                f.state.regs = Registers::new_user(CODE, DATA + PAGE);
+            }
+            Ok(e) => {
+                f.state.regs = Registers::new_user(CODE, DATA + PAGE);
+                let _ = e;
+            }
+            Err(e) => {
+                outcome = Err((n, e.to_string()));
+                break;
+            }
+        }
+    }
+    if let Err((_, e)) = &outcome {
+        assert!(e.contains("stub"), "{e}");
+        assert!(f.aspace.map(DATA, PAGE, DATA_OFF, Prot::READ).is_err(), "the stub is dead");
+    } else {
+        // Still alive: stop the racer.
+        let pid = f.sys().stub_pid();
+        // SAFETY: kill(2) of our own stub.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let r = racer.join().expect("no panic in the racer's Sentry thread");
+    assert!(r.is_err() || outcome.is_ok(), "{r:?}");
+}
+
+/// What fork does: the address space is created by the parent's host
+/// thread, a new thread's context is handed to the child's host thread,
+/// and the creator leaves the address space.
+#[test]
+fn the_first_thread_may_leave_to_another_host_thread() {
+    let code = Asm::new().mov_eax(39).syscall().jmp_to(0);
+    let f = Fx::new(&code);
+    let mut child = f.aspace.new_thread().unwrap();
+    f.aspace.exit_thread().unwrap();
+    let aspace = f.aspace.clone();
+    std::thread::spawn(move || {
+        let mut st = CpuState { regs: Registers::new_user(CODE, DATA + PAGE) };
+        for _ in 0..100 {
+            assert_eq!(child.switch(aspace.as_ref(), &mut st).unwrap(), Event::Syscall);
+        }
+        aspace.map(0x7000_0000, PAGE, 0, Prot::READ).unwrap();
+        aspace.exit_thread().unwrap();
+    })
+    .join()
+    .unwrap();
+}

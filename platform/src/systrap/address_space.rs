@@ -50,6 +50,31 @@ pub(crate) fn spin() -> u32 {
 }
 const DEFAULT_SPIN: u32 = 5000;
 
+/// How many times the Sentry polls for the leader's answer before it
+/// sleeps: `CRYO_SYSTRAP_LEADER_WAIT_SPIN`, by default 0: the leader sleeps
+/// between requests, so its answer takes a wake-up, and a Sentry thread
+/// polling meanwhile takes the CPU the leader needs.
+fn leader_wait_spin() -> u32 {
+    static SPIN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| {
+        std::env::var("CRYO_SYSTRAP_LEADER_WAIT_SPIN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// How many times the leader polls for its next request before it sleeps:
+/// `CRYO_SYSTRAP_LEADER_SPIN`, by default 0. (Measured on the 2-CPU
+/// development VM: polling for the next request of a burst of faults costs
+/// the Sentry more CPU than the wake-ups it saves.)
+fn leader_spin() -> u32 {
+    std::env::var("CRYO_SYSTRAP_LEADER_SPIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Whose FP state is loaded in a stub thread and where to save it when
 /// another context takes the thread.
 pub(crate) struct FpOwner {
@@ -235,6 +260,7 @@ impl SystrapAddressSpace {
         }
         let shm = Shared::map(fd.as_raw_fd(), SHM_LEN)?;
         write_filters(&shm, page.addr).map_err(|what| PlatformError::Systrap { pid: 0, what })?;
+        shm.write_u32(CTL_SHM_OFF + CTL_LEADER_SPIN, leader_spin());
         let pid = fork_stub(fd.as_raw_fd(), memory_fd, layout.max_user_addr, page)?;
         drop(fd);
         let aspace = SystrapAddressSpace {
@@ -393,7 +419,9 @@ impl SystrapAddressSpace {
         }
         let req = self.shm.atomic(CTL_SHM_OFF + CTL_REQ_SEQ);
         req.store(s, Ordering::SeqCst);
-        futex_wake(self.shm.addr(CTL_SHM_OFF + CTL_REQ_SEQ));
+        if self.shm.atomic(STATUS_SHM_OFF + ST_LEADER_SLEEPING).load(Ordering::SeqCst) != 0 {
+            futex_wake(self.shm.addr(CTL_SHM_OFF + CTL_REQ_SEQ));
+        }
         let done = self.shm.atomic(STATUS_SHM_OFF + ST_DONE_SEQ);
         let sleeping = self.shm.atomic(STATUS_SHM_OFF + ST_SENTRY_SLEEPING);
         let start = Instant::now();
@@ -403,7 +431,7 @@ impl SystrapAddressSpace {
             if d == s {
                 break;
             }
-            if spins < spin() {
+            if spins < leader_wait_spin() {
                 spins += 1;
                 std::hint::spin_loop();
                 continue;

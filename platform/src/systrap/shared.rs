@@ -52,6 +52,9 @@ pub(crate) const CTL_REQ_SEQ: u64 = 0x00;
 /// Syscall number (u64) and its six arguments.
 pub(crate) const CTL_NR: u64 = 0x08;
 pub(crate) const CTL_ARGS: u64 = 0x10;
+/// How many times the leader polls for the next request before it sleeps
+/// (u32).
+pub(crate) const CTL_LEADER_SPIN: u64 = 0x48;
 /// `struct sock_fprog` of the leader's and the application threads' filters.
 pub(crate) const CTL_FPROG_LEADER: u64 = 0x100;
 pub(crate) const CTL_FPROG_APP: u64 = 0x110;
@@ -68,6 +71,8 @@ pub(crate) const ST_SENTRY_SLEEPING: u64 = 0x04;
 pub(crate) const ST_RESULT: u64 = 0x08;
 /// What mseal(2) of the stub region returned (u64).
 pub(crate) const ST_MSEAL: u64 = 0x10;
+/// The leader sleeps on the request word (u32): wake it.
+pub(crate) const ST_LEADER_SLEEPING: u64 = 0x18;
 
 // Thread slot.
 /// The slot's state word (u32), also the thread's CLONE_CHILD_CLEARTID word.
