@@ -30,7 +30,11 @@ fn platform_checks() -> Vec<Check> {
         .iter()
         .map(|entry| {
             let r = (entry.available)().and_then(|()| trial_run(entry));
-            let tag = if entry.name == default { ", the default" } else { "" };
+            let tag = if entry.name == default {
+                ", the default"
+            } else {
+                ""
+            };
             Check {
                 name: entry.name,
                 ok: r.is_ok(),

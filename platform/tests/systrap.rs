@@ -9,8 +9,7 @@ use std::time::Duration;
 use common::*;
 use platform::systrap::{SystrapAddressSpace, SystrapPlatform};
 use platform::{
-    Access, AddressSpace, Context, CpuState, Event, FpState, Platform, PlatformError, Prot,
-    Registers,
+    Access, AddressSpace, Context, CpuState, Event, Platform, PlatformError, Prot, Registers,
 };
 
 const SYS_WRITE: u64 = 1;
@@ -33,17 +32,29 @@ impl Fx {
         write_at(&mem, CODE_OFF, &code.0);
         let platform = SystrapPlatform::new(mem.as_fd()).expect("platform");
         let aspace = platform.new_address_space().expect("address space");
-        aspace.map(CODE, PAGE, CODE_OFF, Prot::READ_EXEC).expect("map code");
-        aspace.map(DATA, PAGE, DATA_OFF, Prot::READ_WRITE).expect("map data");
+        aspace
+            .map(CODE, PAGE, CODE_OFF, Prot::READ_EXEC)
+            .expect("map code");
+        aspace
+            .map(DATA, PAGE, DATA_OFF, Prot::READ_WRITE)
+            .expect("map data");
         let ctx = platform.new_context().expect("context");
         let state = CpuState {
             regs: Registers::new_user(CODE, DATA + PAGE),
         };
-        Fx { mem, platform, aspace, ctx, state }
+        Fx {
+            mem,
+            platform,
+            aspace,
+            ctx,
+            state,
+        }
     }
 
     fn switch(&mut self) -> Event {
-        self.ctx.switch(self.aspace.as_ref(), &mut self.state).expect("switch")
+        self.ctx
+            .switch(self.aspace.as_ref(), &mut self.state)
+            .expect("switch")
     }
 
     fn sys(&self) -> &SystrapAddressSpace {
@@ -53,17 +64,30 @@ impl Fx {
 
 #[test]
 fn getpid_then_exit() {
-    let code = Asm::new().mov_eax(39).syscall().mov_edi_eax().mov_eax(60).syscall().int3();
+    let code = Asm::new()
+        .mov_eax(39)
+        .syscall()
+        .mov_edi_eax()
+        .mov_eax(60)
+        .syscall()
+        .int3();
     let mut f = Fx::new(&code);
     assert_eq!(f.switch(), Event::Syscall);
     assert_eq!(f.state.regs.syscall_nr(), SYS_GETPID);
-    assert_eq!(f.state.regs.rip, CODE + 7, "rip after the syscall instruction");
+    assert_eq!(
+        f.state.regs.rip,
+        CODE + 7,
+        "rip after the syscall instruction"
+    );
     f.state.regs.set_return(1234);
     assert_eq!(f.switch(), Event::Syscall);
     assert_eq!(f.state.regs.syscall_nr(), SYS_EXIT);
     assert_eq!(f.state.regs.syscall_args()[0], 1234);
     match f.switch() {
-        Event::Fault { signo: libc::SIGTRAP, .. } => {}
+        Event::Fault {
+            signo: libc::SIGTRAP,
+            ..
+        } => {}
         e => panic!("expected SIGTRAP, got {e:?}"),
     }
 }
@@ -103,39 +127,80 @@ fn faults_are_reported_like_ptrace() {
     let code = Asm::new().mov_rax64(0x7000_0000).store_rax(1).int3();
     let mut f = Fx::new(&code);
     match f.switch() {
-        Event::Fault { signo: libc::SIGSEGV, code: SEGV_MAPERR, addr: 0x7000_0000, access: Access::Unknown } => {}
+        Event::Fault {
+            signo: libc::SIGSEGV,
+            code: SEGV_MAPERR,
+            addr: 0x7000_0000,
+            access: Access::Unknown,
+        } => {}
         e => panic!("{e:?}"),
     }
     assert_eq!(f.state.regs.rip, CODE + 10, "rip at the faulting store");
     // Map it read-only: an access error; then writable: the store is redone.
-    f.aspace.map(0x7000_0000, PAGE, 8 * PAGE, Prot::READ).unwrap();
+    f.aspace
+        .map(0x7000_0000, PAGE, 8 * PAGE, Prot::READ)
+        .unwrap();
     match f.switch() {
-        Event::Fault { signo: libc::SIGSEGV, code: SEGV_ACCERR, addr: 0x7000_0000, .. } => {}
+        Event::Fault {
+            signo: libc::SIGSEGV,
+            code: SEGV_ACCERR,
+            addr: 0x7000_0000,
+            ..
+        } => {}
         e => panic!("{e:?}"),
     }
-    f.aspace.protect(0x7000_0000, PAGE, Prot::READ_WRITE).unwrap();
+    f.aspace
+        .protect(0x7000_0000, PAGE, Prot::READ_WRITE)
+        .unwrap();
     match f.switch() {
-        Event::Fault { signo: libc::SIGTRAP, .. } => {}
+        Event::Fault {
+            signo: libc::SIGTRAP,
+            ..
+        } => {}
         e => panic!("{e:?}"),
     }
     assert_eq!(read_at(&f.mem, 8 * PAGE, 4), 1u32.to_le_bytes());
     // Unmapped again: faults again.
     f.aspace.unmap(0x7000_0000, PAGE).unwrap();
     f.state.regs.rip = CODE + 10;
-    assert!(matches!(f.switch(), Event::Fault { signo: libc::SIGSEGV, code: SEGV_MAPERR, .. }));
+    assert!(matches!(
+        f.switch(),
+        Event::Fault {
+            signo: libc::SIGSEGV,
+            code: SEGV_MAPERR,
+            ..
+        }
+    ));
     // Executing an unmapped address is an exec access.
     f.state.regs.rip = 0x6000_0000;
     match f.switch() {
-        Event::Fault { signo: libc::SIGSEGV, addr: 0x6000_0000, access: Access::Exec, .. } => {}
+        Event::Fault {
+            signo: libc::SIGSEGV,
+            addr: 0x6000_0000,
+            access: Access::Exec,
+            ..
+        } => {}
         e => panic!("{e:?}"),
     }
     // ud2 and a divide by zero.
     let code = raw(Asm::new(), &[0x0f, 0x0b]);
     let mut f = Fx::new(&code);
-    assert!(matches!(f.switch(), Event::Fault { signo: libc::SIGILL, .. }));
+    assert!(matches!(
+        f.switch(),
+        Event::Fault {
+            signo: libc::SIGILL,
+            ..
+        }
+    ));
     let code = raw(Asm::new().mov_eax(1), &[0x31, 0xc9, 0xf7, 0xf1]); // xor ecx,ecx; div ecx
     let mut f = Fx::new(&code);
-    assert!(matches!(f.switch(), Event::Fault { signo: libc::SIGFPE, .. }));
+    assert!(matches!(
+        f.switch(),
+        Event::Fault {
+            signo: libc::SIGFPE,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -185,7 +250,14 @@ fn external_signals_are_suppressed() {
     let mut f = Fx::new(&code);
     let pid = f.sys().stub_pid();
     for _ in 0..20 {
-        for sig in [libc::SIGSEGV, libc::SIGSYS, libc::SIGUSR2, libc::SIGTERM, libc::SIGINT, libc::SIGCHLD] {
+        for sig in [
+            libc::SIGSEGV,
+            libc::SIGSYS,
+            libc::SIGUSR2,
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGCHLD,
+        ] {
             // SAFETY: kill(2) of our own stub.
             unsafe { libc::kill(pid, sig) };
         }
@@ -197,7 +269,12 @@ fn external_signals_are_suppressed() {
 #[test]
 fn fp_state_and_fs_base() {
     // movq rax, xmm0; syscall
-    let code = Asm::new().movq_rax_xmm0().syscall().load_fs0().syscall().int3();
+    let code = Asm::new()
+        .movq_rax_xmm0()
+        .syscall()
+        .load_fs0()
+        .syscall()
+        .int3();
     let mut f = Fx::new(&code);
     let mut fp = f.ctx.fp_state(f.aspace.as_ref()).unwrap();
     assert!(fp.xsave.len() >= 576);
@@ -206,9 +283,16 @@ fn fp_state_and_fs_base() {
     f.state.regs.fs_base = DATA;
     write_at(&f.mem, DATA_OFF, &0xabcdu32.to_le_bytes());
     assert_eq!(f.switch(), Event::Syscall);
-    assert_eq!(f.state.regs.rax, 0x1122_3344_5566_7788, "xmm0 from set_fp_state");
+    assert_eq!(
+        f.state.regs.rax, 0x1122_3344_5566_7788,
+        "xmm0 from set_fp_state"
+    );
     assert_eq!(f.switch(), Event::Syscall);
-    assert_eq!(f.state.regs.rax & 0xffff_ffff, 0xabcd, "fs:0 through fs_base");
+    assert_eq!(
+        f.state.regs.rax & 0xffff_ffff,
+        0xabcd,
+        "fs:0 through fs_base"
+    );
     assert_eq!(f.state.regs.fs_base, DATA);
     // The state read back is the one loaded.
     let back = f.ctx.fp_state(f.aspace.as_ref()).unwrap();
@@ -217,16 +301,30 @@ fn fp_state_and_fs_base() {
     let mut other = f.platform.new_context().unwrap();
     let theirs = other.fp_state(f.aspace.as_ref()).unwrap();
     assert_eq!(theirs.xsave[160..168], [0; 8], "initial state");
-    let mut st = CpuState { regs: Registers::new_user(CODE, DATA + PAGE) };
-    assert_eq!(other.switch(f.aspace.as_ref(), &mut st).unwrap(), Event::Syscall);
+    let mut st = CpuState {
+        regs: Registers::new_user(CODE, DATA + PAGE),
+    };
+    assert_eq!(
+        other.switch(f.aspace.as_ref(), &mut st).unwrap(),
+        Event::Syscall
+    );
     assert_eq!(st.regs.rax, 0);
-    assert_eq!(f.ctx.fp_state(f.aspace.as_ref()).unwrap().xsave[160..168], fp.xsave[160..168]);
+    assert_eq!(
+        f.ctx.fp_state(f.aspace.as_ref()).unwrap().xsave[160..168],
+        fp.xsave[160..168]
+    );
     // A state the CPU cannot load is refused, not a dead stub.
     let mut bad = fp.clone();
     bad.xsave[520..528].copy_from_slice(&1u64.to_le_bytes());
     assert!(f.ctx.set_fp_state(f.aspace.as_ref(), &bad).is_err());
     assert!(
-        matches!(f.switch(), Event::Fault { signo: libc::SIGTRAP, .. }),
+        matches!(
+            f.switch(),
+            Event::Fault {
+                signo: libc::SIGTRAP,
+                ..
+            }
+        ),
         "the stub lives on and runs into the int3"
     );
 }
@@ -242,9 +340,14 @@ fn threads_on_other_host_threads() {
         let mut ctx = f.aspace.new_thread().unwrap();
         let aspace = f.aspace.clone();
         handles.push(std::thread::spawn(move || {
-            let mut st = CpuState { regs: Registers::new_user(CODE, DATA + PAGE - 64 * n) };
+            let mut st = CpuState {
+                regs: Registers::new_user(CODE, DATA + PAGE - 64 * n),
+            };
             for _ in 0..1000 {
-                assert_eq!(ctx.switch(aspace.as_ref(), &mut st).unwrap(), Event::Syscall);
+                assert_eq!(
+                    ctx.switch(aspace.as_ref(), &mut st).unwrap(),
+                    Event::Syscall
+                );
             }
             aspace.exit_thread().unwrap();
             // Gone: no thread here any more.
@@ -262,8 +365,13 @@ fn threads_on_other_host_threads() {
         let mut ctx = f.aspace.new_thread().unwrap();
         let aspace = f.aspace.clone();
         std::thread::spawn(move || {
-            let mut st = CpuState { regs: Registers::new_user(CODE, DATA + PAGE) };
-            assert_eq!(ctx.switch(aspace.as_ref(), &mut st).unwrap(), Event::Syscall);
+            let mut st = CpuState {
+                regs: Registers::new_user(CODE, DATA + PAGE),
+            };
+            assert_eq!(
+                ctx.switch(aspace.as_ref(), &mut st).unwrap(),
+                Event::Syscall
+            );
             aspace.exit_thread().unwrap();
         })
         .join()
@@ -275,7 +383,10 @@ fn threads_on_other_host_threads() {
     let r = std::thread::spawn(move || {
         let mut ctx = platform::systrap::SystrapContext::new();
         let mut st = CpuState::default();
-        matches!(ctx.switch(aspace.as_ref(), &mut st), Err(PlatformError::WrongThread { .. }))
+        matches!(
+            ctx.switch(aspace.as_ref(), &mut st),
+            Err(PlatformError::WrongThread { .. })
+        )
     })
     .join()
     .unwrap();
@@ -301,14 +412,22 @@ fn stub_holds_only_its_region_and_the_memory_file() {
     for line in maps(pid) {
         let range = line.split_whitespace().next().unwrap();
         let (a, b) = range.split_once('-').unwrap();
-        let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
         let app = (a == CODE && b == CODE + PAGE) || (a == DATA && b == DATA + PAGE);
         if line.ends_with("[vsyscall]") {
             continue; // the kernel's, in no address space's user range
         }
-        assert!(app || (a >= start && b <= start + len), "stray mapping in the stub: {line}");
+        assert!(
+            app || (a >= start && b <= start + len),
+            "stray mapping in the stub: {line}"
+        );
     }
-    let fds: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().collect();
+    let fds: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .collect();
     assert_eq!(fds.len(), 1, "only the memory file");
     assert!(s.sealed(), "mseal of the stub region (Linux >= 6.10)");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -330,7 +449,10 @@ fn dropping_or_killing_the_stub() {
     let f = Fx::new(&code);
     let pid = f.sys().stub_pid();
     drop(f);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "stub reaped");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "stub reaped"
+    );
 }
 
 #[test]
@@ -373,7 +495,10 @@ fn scribbling_over_the_context_kills_the_stub() {
         }
         std::thread::sleep(Duration::from_millis(50));
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(state.is_empty() || state.contains(") Z"), "stub killed: {state}");
+        assert!(
+            state.is_empty() || state.contains(") Z"),
+            "stub killed: {state}"
+        );
     }
 }
 
@@ -403,7 +528,10 @@ fn jumping_into_the_stub_code_is_no_host_syscall() {
         let mut f = Fx::new(&code);
         match f.ctx.switch(f.aspace.as_ref(), &mut f.state) {
             Err(PlatformError::StubDied { how, .. }) => {
-                assert!(how.contains("signal 31"), "killed by seccomp (SIGSYS): {how}");
+                assert!(
+                    how.contains("signal 31"),
+                    "killed by seccomp (SIGSYS): {how}"
+                );
             }
             r => panic!("syscall {nr} at {site:#x}: {r:?}"),
         }
@@ -421,7 +549,8 @@ fn forged_sigreturn_frame() {
     // The frame at DATA: a ucontext whose rip is CODE + 0x100 (a getpid),
     // rsp DATA + 0x800, cs/ss user, mask all ones.
     let mut frame = vec![0u8; 1024];
-    let put = |f: &mut Vec<u8>, off: usize, v: u64| f[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    let put =
+        |f: &mut Vec<u8>, off: usize, v: u64| f[off..off + 8].copy_from_slice(&v.to_le_bytes());
     put(&mut frame, 160, DATA + 0x800);
     put(&mut frame, 168, CODE + 0x100);
     put(&mut frame, 176, 0x202);
@@ -431,7 +560,10 @@ fn forged_sigreturn_frame() {
     // rsp = DATA + 8 (the kernel reads the frame at rsp - 8), jump to the
     // restorer (mov eax, 15; syscall) at the start of the stub page.
     // mov rsi, DATA + 8; mov rsp, rsi; jmp stub
-    let code = jmp_abs(raw(Asm::new().mov_rsi64(DATA + 8), &[0x48, 0x89, 0xf4]), stub);
+    let code = jmp_abs(
+        raw(Asm::new().mov_rsi64(DATA + 8), &[0x48, 0x89, 0xf4]),
+        stub,
+    );
     let code = code.pad_to(0x100).mov_eax(39).syscall().int3();
     let mut f = Fx::new(&code);
     write_at(&f.mem, DATA_OFF + 8, &frame);
@@ -464,7 +596,9 @@ fn a_second_thread_racing_the_handler() {
     let mut ctx1 = f.aspace.new_thread().unwrap();
     let aspace = f.aspace.clone();
     let racer = std::thread::spawn(move || {
-        let mut st = CpuState { regs: Registers::new_user(CODE + 0x80, DATA + PAGE) };
+        let mut st = CpuState {
+            regs: Registers::new_user(CODE + 0x80, DATA + PAGE),
+        };
         // It never makes a syscall: it ends when the stub is killed or
         // interrupted, with an error or an event.
         let r = ctx1.switch(aspace.as_ref(), &mut st);
@@ -491,7 +625,10 @@ fn a_second_thread_racing_the_handler() {
     }
     if let Err((_, e)) = &outcome {
         assert!(e.contains("stub"), "{e}");
-        assert!(f.aspace.map(DATA, PAGE, DATA_OFF, Prot::READ).is_err(), "the stub is dead");
+        assert!(
+            f.aspace.map(DATA, PAGE, DATA_OFF, Prot::READ).is_err(),
+            "the stub is dead"
+        );
     } else {
         // Still alive: stop the racer.
         let pid = f.sys().stub_pid();
@@ -513,9 +650,14 @@ fn the_first_thread_may_leave_to_another_host_thread() {
     f.aspace.exit_thread().unwrap();
     let aspace = f.aspace.clone();
     std::thread::spawn(move || {
-        let mut st = CpuState { regs: Registers::new_user(CODE, DATA + PAGE) };
+        let mut st = CpuState {
+            regs: Registers::new_user(CODE, DATA + PAGE),
+        };
         for _ in 0..100 {
-            assert_eq!(child.switch(aspace.as_ref(), &mut st).unwrap(), Event::Syscall);
+            assert_eq!(
+                child.switch(aspace.as_ref(), &mut st).unwrap(),
+                Event::Syscall
+            );
         }
         aspace.map(0x7000_0000, PAGE, 0, Prot::READ).unwrap();
         aspace.exit_thread().unwrap();

@@ -595,6 +595,35 @@ pub fn assert_no_record(root: &Path, id: &str) {
     );
 }
 
+/// Whether this host runs platform `name` (as `cryo doctor` finds it). If
+/// not, says "SKIPPED: <reason>" on stderr and records it in
+/// `<target>/tmp/skipped.log` (which tests/scripts/test.sh reports), so a
+/// test that cannot run is never mistaken for a pass.
+pub fn platform_runs_here(name: &str) -> bool {
+    let out = run_cryo_cli(&["doctor"]);
+    let doctor = out.stdout_str();
+    let line = doctor
+        .lines()
+        .find(|l| l.contains(&format!("platform {name} ")))
+        .unwrap_or("cryo doctor does not know it")
+        .to_string();
+    if line.starts_with("ok ") {
+        return true;
+    }
+    let msg = format!("SKIPPED: needs the {name} platform: {}", line.trim());
+    eprintln!("{msg}");
+    let log = crate::target_dir().join("tmp").join("skipped.log");
+    let _ = std::fs::create_dir_all(crate::target_dir().join("tmp"));
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| writeln!(f, "{msg}"))
+        .unwrap_or_else(|e| panic!("{msg} — and cannot record it in {}: {e}", log.display()));
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,33 +672,4 @@ mod tests {
         let mut sb = sh("echo ok; echo 'CHECK FAILED page 3'; sleep 60").failing_on("CHECK");
         sb.wait_lines(5, Duration::from_secs(10));
     }
-}
-
-/// Whether this host runs platform `name` (as `cryo doctor` finds it). If
-/// not, says "SKIPPED: <reason>" on stderr and records it in
-/// `<target>/tmp/skipped.log` (which tests/scripts/test.sh reports), so a
-/// test that cannot run is never mistaken for a pass.
-pub fn platform_runs_here(name: &str) -> bool {
-    let out = run_cryo_cli(&["doctor"]);
-    let doctor = out.stdout_str();
-    let line = doctor
-        .lines()
-        .find(|l| l.contains(&format!("platform {name} ")))
-        .unwrap_or("cryo doctor does not know it")
-        .to_string();
-    if line.starts_with("ok ") {
-        return true;
-    }
-    let msg = format!("SKIPPED: needs the {name} platform: {}", line.trim());
-    eprintln!("{msg}");
-    let log = crate::target_dir().join("tmp").join("skipped.log");
-    let _ = std::fs::create_dir_all(crate::target_dir().join("tmp"));
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .and_then(|mut f| writeln!(f, "{msg}"))
-        .unwrap_or_else(|e| panic!("{msg} — and cannot record it in {}: {e}", log.display()));
-    false
 }

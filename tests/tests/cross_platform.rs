@@ -36,7 +36,12 @@ fn move_between(from: &str, to: &str) {
     let out = checkpoint(&s.root(), &img, &id, &[]);
     assert_ok(&out, &format!("cryo checkpoint on {from}"));
     let code = a.wait_exit(EXIT);
-    assert_eq!(code, 0, "{from}: exit after checkpoint; stderr: {}", a.stderr_str());
+    assert_eq!(
+        code,
+        0,
+        "{from}: exit after checkpoint; stderr: {}",
+        a.stderr_str()
+    );
     assert_only_statefile(&img);
     // The statefile says where it was saved (as information only).
     let inspect = run_cryo_cli(&[OsStr::new("inspect"), img.join(STATEFILE).as_os_str()]);
@@ -59,7 +64,10 @@ fn move_between(from: &str, to: &str) {
         .arg("--image-path")
         .arg(&img)
         .args(["--id", &format!("x-{to}")]);
-    let mut b = Sandbox::spawn(cmd, format!("cryo --platform {to} restore (saved on {from})"));
+    let mut b = Sandbox::spawn(
+        cmd,
+        format!("cryo --platform {to} restore (saved on {from})"),
+    );
     b.wait_lines(3, START);
     let after: Vec<u64> = b.lines().iter().map(|l| tick(l)).collect();
     assert_eq!(

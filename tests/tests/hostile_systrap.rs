@@ -28,7 +28,10 @@ fn run(mode: &str, marker: &std::path::Path) -> cryo_tests::Output {
     );
     assert!(!marker.exists(), "{mode}: the guest made a host syscall");
     let err = out.stderr_str();
-    assert!(!err.contains("panicked"), "{mode}: the Sentry crashed: {err}");
+    assert!(
+        !err.contains("panicked"),
+        "{mode}: the Sentry crashed: {err}"
+    );
     out
 }
 
@@ -51,7 +54,11 @@ fn attacks_on_the_stub_kill_the_sandbox() {
             err.contains("stub") && err.contains(why),
             "{mode}: a clear message naming the stub ({why}): {err}"
         );
-        assert_eq!(out.stdout_str(), "stub found\n", "{mode}: nothing ran after the attack");
+        assert_eq!(
+            out.stdout_str(),
+            "stub found\n",
+            "{mode}: nothing ran after the attack"
+        );
     }
 }
 

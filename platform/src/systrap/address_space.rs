@@ -240,7 +240,11 @@ pub(crate) enum Seen {
 }
 
 impl SystrapAddressSpace {
-    pub(crate) fn new(layout: Layout, page: StubPage, memory_fd: i32) -> Result<Self, PlatformError> {
+    pub(crate) fn new(
+        layout: Layout,
+        page: StubPage,
+        memory_fd: i32,
+    ) -> Result<Self, PlatformError> {
         // SAFETY: memfd_create with a valid C string; the result is checked.
         let fd = unsafe { libc::memfd_create(c"cryo-systrap".as_ptr(), libc::MFD_CLOEXEC) };
         if fd < 0 {
@@ -354,7 +358,11 @@ impl SystrapAddressSpace {
     }
 
     pub(crate) fn corrupt(&self, what: String) -> PlatformError {
-        tracing::warn!(pid = self.pid, what, "killing a systrap stub that broke the protocol");
+        tracing::warn!(
+            pid = self.pid,
+            what,
+            "killing a systrap stub that broke the protocol"
+        );
         self.kill();
         PlatformError::Systrap {
             pid: self.pid,
@@ -408,18 +416,29 @@ impl SystrapAddressSpace {
 
     /// Runs syscall `nr` in the leader. Negative results are
     /// [`PlatformError::Injected`].
-    fn leader_call(&self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, PlatformError> {
+    fn leader_call(
+        &self,
+        name: &'static str,
+        nr: i64,
+        args: [u64; 6],
+    ) -> Result<u64, PlatformError> {
         self.check_alive()?;
         let mut seq = lock(&self.leader);
         *seq = seq.wrapping_add(1);
         let s = *seq;
         self.shm.write_u64(CTL_SHM_OFF + CTL_NR, nr as u64);
         for (i, a) in args.iter().enumerate() {
-            self.shm.write_u64(CTL_SHM_OFF + CTL_ARGS + 8 * i as u64, *a);
+            self.shm
+                .write_u64(CTL_SHM_OFF + CTL_ARGS + 8 * i as u64, *a);
         }
         let req = self.shm.atomic(CTL_SHM_OFF + CTL_REQ_SEQ);
         req.store(s, Ordering::SeqCst);
-        if self.shm.atomic(STATUS_SHM_OFF + ST_LEADER_SLEEPING).load(Ordering::SeqCst) != 0 {
+        if self
+            .shm
+            .atomic(STATUS_SHM_OFF + ST_LEADER_SLEEPING)
+            .load(Ordering::SeqCst)
+            != 0
+        {
             futex_wake(self.shm.addr(CTL_SHM_OFF + CTL_REQ_SEQ));
         }
         let done = self.shm.atomic(STATUS_SHM_OFF + ST_DONE_SEQ);
@@ -447,7 +466,13 @@ impl SystrapAddressSpace {
             sleeping.store(0, Ordering::SeqCst);
         }
         let ret = self.shm.read_u64(STATUS_SHM_OFF + ST_RESULT) as i64;
-        tracing::trace!(pid = self.pid, name, ?args, ret = format_args!("{ret:#x}"), "leader call");
+        tracing::trace!(
+            pid = self.pid,
+            name,
+            ?args,
+            ret = format_args!("{ret:#x}"),
+            "leader call"
+        );
         if (-4095..0).contains(&ret) {
             return Err(PlatformError::Injected {
                 syscall: name,
@@ -484,12 +509,20 @@ impl SystrapAddressSpace {
         shm.write_u32(slot_off(index, SL_SENTRY_SLEEPING), 0);
         shm.write_u32(slot_off(index, SL_COMMAND), 0);
         shm.write_u32(slot_off(index, SL_SPIN), spin());
-        shm.atomic(slot_off(index, SL_STATE)).store(STATE_GO, Ordering::SeqCst);
+        shm.atomic(slot_off(index, SL_STATE))
+            .store(STATE_GO, Ordering::SeqCst);
         let slot_addr = self.page.addr + SLOTS_STUB_OFF + index as u64 * SLOT_SIZE;
         let tid = self.leader_call(
             "clone",
             libc::SYS_clone,
-            [THREAD_FLAGS, slot_addr + SLOT_SIZE, 0, slot_addr + SL_STATE, 0, 0],
+            [
+                THREAD_FLAGS,
+                slot_addr + SLOT_SIZE,
+                0,
+                slot_addr + SL_STATE,
+                0,
+                0,
+            ],
         )?;
         let tid = i32::try_from(tid)
             .ok()
@@ -528,7 +561,8 @@ impl SystrapAddressSpace {
         tid: i32,
         interrupt: Option<&super::context::SystrapInterrupter>,
     ) -> Result<Seen, PlatformError> {
-        self.wait_slot_paced(index, tid, interrupt, spin()).map(|(seen, _)| seen)
+        self.wait_slot_paced(index, tid, interrupt, spin())
+            .map(|(seen, _)| seen)
     }
 
     /// [`Self::wait_slot`] polling `polls` times before it sleeps; says
@@ -622,8 +656,15 @@ impl SystrapAddressSpace {
     fn post(&self, slot: &Slot, command: u32) {
         let i = slot.index;
         self.shm.write_u32(slot_off(i, SL_COMMAND), command);
-        self.shm.atomic(slot_off(i, SL_STATE)).store(STATE_GO, Ordering::SeqCst);
-        if self.shm.atomic(slot_off(i, SL_STUB_SLEEPING)).load(Ordering::SeqCst) != 0 {
+        self.shm
+            .atomic(slot_off(i, SL_STATE))
+            .store(STATE_GO, Ordering::SeqCst);
+        if self
+            .shm
+            .atomic(slot_off(i, SL_STUB_SLEEPING))
+            .load(Ordering::SeqCst)
+            != 0
+        {
             futex_wake(self.shm.addr(slot_off(i, SL_STATE)));
         }
     }
@@ -638,7 +679,8 @@ impl SystrapAddressSpace {
         let last = slot.regs.take().map(|l| regs_to_array(&l));
         for (k, v) in vals.iter().enumerate() {
             if last.is_none_or(|l| l[k] != *v) {
-                self.shm.write_u64(slot_off(slot.index, SL_REGS + 8 * k as u64), *v);
+                self.shm
+                    .write_u64(slot_off(slot.index, SL_REGS + 8 * k as u64), *v);
             }
         }
         slot.regs = Some(*r);
@@ -648,7 +690,9 @@ impl SystrapAddressSpace {
     pub(crate) fn read_regs(&self, slot: &mut Slot) -> Registers {
         let mut vals = [0u64; 27];
         for (k, v) in vals.iter_mut().enumerate() {
-            *v = self.shm.read_u64(slot_off(slot.index, SL_REGS + 8 * k as u64));
+            *v = self
+                .shm
+                .read_u64(slot_off(slot.index, SL_REGS + 8 * k as u64));
         }
         let r = regs_from_array(&vals);
         slot.regs = Some(r);
@@ -666,7 +710,9 @@ impl SystrapAddressSpace {
             return Err(self.corrupt(format!("thread {}: FP state of {len} bytes", slot.tid)));
         }
         Ok(FpState {
-            xsave: self.shm.read_bytes(slot_off(slot.index, SL_FP), len as usize),
+            xsave: self
+                .shm
+                .read_bytes(slot_off(slot.index, SL_FP), len as usize),
         })
     }
 
@@ -675,7 +721,8 @@ impl SystrapAddressSpace {
     pub(crate) fn set_fp(&self, slot: &Slot, fp: &FpState) -> Result<(), PlatformError> {
         check_fp(self.pid, fp)?;
         self.shm.write_bytes(slot_off(slot.index, SL_FP), &fp.xsave);
-        self.shm.write_u32(slot_off(slot.index, SL_FP_LEN), fp.xsave.len() as u32);
+        self.shm
+            .write_u32(slot_off(slot.index, SL_FP_LEN), fp.xsave.len() as u32);
         match self.command(slot, CMD_SET_FP, None)? {
             Seen::Event => Ok(()),
             Seen::Dead => Err(self.thread_died(slot.tid)),
@@ -814,7 +861,9 @@ impl AddressSpace for SystrapAddressSpace {
                 why: "overlaps the stub region",
             });
         }
-        if offset & (self.layout.page_size - 1) != 0 || offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
+        if offset & (self.layout.page_size - 1) != 0
+            || offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64)
+        {
             return Err(PlatformError::InvalidRange {
                 addr: offset,
                 len,
@@ -825,7 +874,14 @@ impl AddressSpace for SystrapAddressSpace {
         let got = self.leader_call(
             "mmap",
             libc::SYS_mmap,
-            [addr, len, prot.to_bits() as u64, flags, self.memory_fd as u64, offset],
+            [
+                addr,
+                len,
+                prot.to_bits() as u64,
+                flags,
+                self.memory_fd as u64,
+                offset,
+            ],
         )?;
         if got != addr {
             return Err(self.corrupt(format!("mmap at {addr:#x} mapped at {got:#x}")));
@@ -914,10 +970,12 @@ mod tests {
 
     #[test]
     fn register_array_order_is_the_handlers() {
-        let mut r = Registers::default();
-        r.r15 = 1;
-        r.rip = 17;
-        r.gs = 27;
+        let r = Registers {
+            r15: 1,
+            rip: 17,
+            gs: 27,
+            ..Registers::default()
+        };
         let a = regs_to_array(&r);
         assert_eq!((a[0], a[16], a[26]), (1, 17, 27));
         assert_eq!(regs_from_array(&a), r);

@@ -71,15 +71,30 @@ pub(crate) const APP_SYSCALLS: &[u32] = &[libc::SYS_rt_sigreturn as u32, libc::S
 /// instruction pointer seccomp sees is the one after the `syscall`) and,
 /// inside it, allows `allowed` (plus futex wait/wake when `futex`) and
 /// kills the process for anything else.
-pub(crate) fn program(code: u64, len: u64, allowed: &[u32], futex: bool) -> Result<Vec<Insn>, String> {
+pub(crate) fn program(
+    code: u64,
+    len: u64,
+    allowed: &[u32],
+    futex: bool,
+) -> Result<Vec<Insn>, String> {
     let end = code + len;
     if code >> 32 != end >> 32 {
         return Err(format!(
             "stub code {code:#x}..{end:#x} crosses a 4 GiB boundary"
         ));
     }
-    let ld = |k| Insn { code: LD_W_ABS, jt: 0, jf: 0, k };
-    let ret = |k| Insn { code: RET_K, jt: 0, jf: 0, k };
+    let ld = |k| Insn {
+        code: LD_W_ABS,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let ret = |k| Insn {
+        code: RET_K,
+        jt: 0,
+        jf: 0,
+        k,
+    };
     // Layout (BPF only jumps forward): an 8-instruction header, one jeq per
     // allowed syscall, [futex jeq], KILL, [futex check: 5], TRAP, ALLOW.
     // Jumps count from the next instruction.
@@ -94,23 +109,53 @@ pub(crate) fn program(code: u64, len: u64, allowed: &[u32], futex: bool) -> Resu
     };
     let mut p = vec![
         ld(ARCH),
-        Insn { code: JEQ_K, jt: 0, jf: rel(1, trap)?, k: AUDIT_ARCH_X86_64 },
+        Insn {
+            code: JEQ_K,
+            jt: 0,
+            jf: rel(1, trap)?,
+            k: AUDIT_ARCH_X86_64,
+        },
         ld(IP_HI),
-        Insn { code: JEQ_K, jt: 0, jf: rel(3, trap)?, k: (code >> 32) as u32 },
+        Insn {
+            code: JEQ_K,
+            jt: 0,
+            jf: rel(3, trap)?,
+            k: (code >> 32) as u32,
+        },
         ld(IP_LO),
         // ip < code: trap; ip > end: trap.
-        Insn { code: JGE_K, jt: 0, jf: rel(5, trap)?, k: code as u32 },
-        Insn { code: JGT_K, jt: rel(6, trap)?, jf: 0, k: end as u32 },
+        Insn {
+            code: JGE_K,
+            jt: 0,
+            jf: rel(5, trap)?,
+            k: code as u32,
+        },
+        Insn {
+            code: JGT_K,
+            jt: rel(6, trap)?,
+            jf: 0,
+            k: end as u32,
+        },
         ld(NR),
     ];
     debug_assert_eq!(p.len(), base);
     for (i, &nr) in allowed.iter().enumerate() {
         let at = base + i;
-        p.push(Insn { code: JEQ_K, jt: rel(at, allow)?, jf: 0, k: nr });
+        p.push(Insn {
+            code: JEQ_K,
+            jt: rel(at, allow)?,
+            jf: 0,
+            k: nr,
+        });
     }
     if futex {
         let at = base + allowed.len();
-        p.push(Insn { code: JEQ_K, jt: rel(at, futex_check)?, jf: 0, k: libc::SYS_futex as u32 });
+        p.push(Insn {
+            code: JEQ_K,
+            jt: rel(at, futex_check)?,
+            jf: 0,
+            k: libc::SYS_futex as u32,
+        });
     }
     p.push(ret(RET_KILL_PROCESS));
     if futex {
@@ -119,9 +164,24 @@ pub(crate) fn program(code: u64, len: u64, allowed: &[u32], futex: bool) -> Resu
         let at = p.len();
         debug_assert_eq!(at, futex_check);
         p.push(ld(ARG1_LO));
-        p.push(Insn { code: AND_K, jt: 0, jf: 0, k: !(128u32 | 256) });
-        p.push(Insn { code: JEQ_K, jt: rel(at + 2, allow)?, jf: 0, k: libc::FUTEX_WAIT as u32 });
-        p.push(Insn { code: JEQ_K, jt: rel(at + 3, allow)?, jf: 0, k: libc::FUTEX_WAKE as u32 });
+        p.push(Insn {
+            code: AND_K,
+            jt: 0,
+            jf: 0,
+            k: !(128u32 | 256),
+        });
+        p.push(Insn {
+            code: JEQ_K,
+            jt: rel(at + 2, allow)?,
+            jf: 0,
+            k: libc::FUTEX_WAIT as u32,
+        });
+        p.push(Insn {
+            code: JEQ_K,
+            jt: rel(at + 3, allow)?,
+            jf: 0,
+            k: libc::FUTEX_WAKE as u32,
+        });
         p.push(ret(RET_KILL_PROCESS));
     }
     debug_assert_eq!(p.len(), trap);
@@ -199,9 +259,16 @@ mod tests {
         // Inside: only the stub's own syscalls.
         assert_eq!(run(&p, exit, x86, CODE + 2, [0; 6]), RET_ALLOW);
         assert_eq!(run(&p, mmap, x86, CODE + 2, [0; 6]), RET_KILL_PROCESS);
-        assert_eq!(run(&p, getpid, x86, CODE + 0x1000, [0; 6]), RET_KILL_PROCESS);
+        assert_eq!(
+            run(&p, getpid, x86, CODE + 0x1000, [0; 6]),
+            RET_KILL_PROCESS
+        );
         for op in [0u64, 1, 128, 129] {
-            assert_eq!(run(&p, futex, x86, CODE + 2, [0, op, 0, 0, 0, 0]), RET_ALLOW, "{op}");
+            assert_eq!(
+                run(&p, futex, x86, CODE + 2, [0, op, 0, 0, 0, 0]),
+                RET_ALLOW,
+                "{op}"
+            );
         }
         for op in [2u64, 3, 4, 5, 6, 9, 10, 13, 130] {
             assert_eq!(
@@ -219,8 +286,14 @@ mod tests {
         for &nr in LEADER_SYSCALLS {
             assert_eq!(run(&p, nr, x86, CODE + 0x10, [0; 6]), RET_ALLOW);
         }
-        assert_eq!(run(&p, libc::SYS_execve as u32, x86, CODE + 0x10, [0; 6]), RET_KILL_PROCESS);
-        assert_eq!(run(&p, libc::SYS_execve as u32, x86, 0x1000, [0; 6]), RET_TRAP);
+        assert_eq!(
+            run(&p, libc::SYS_execve as u32, x86, CODE + 0x10, [0; 6]),
+            RET_KILL_PROCESS
+        );
+        assert_eq!(
+            run(&p, libc::SYS_execve as u32, x86, 0x1000, [0; 6]),
+            RET_TRAP
+        );
     }
 
     #[test]

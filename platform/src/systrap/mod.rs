@@ -104,7 +104,11 @@ impl SystrapPlatform {
                     .map(nix::Error::from_raw)
                     .unwrap_or(nix::Error::UnknownErrno),
             })?;
-        tracing::debug!(?layout, memory_fd = memory_file.as_raw_fd(), "systrap platform ready");
+        tracing::debug!(
+            ?layout,
+            memory_fd = memory_file.as_raw_fd(),
+            "systrap platform ready"
+        );
         Ok(SystrapPlatform {
             layout,
             page,

@@ -157,7 +157,7 @@ impl Shared {
     fn at(&self, off: u64, size: usize) -> *mut u8 {
         let off = off as usize;
         assert!(
-            off % size.min(8) == 0 && off + size <= self.len,
+            off.is_multiple_of(size.min(8)) && off + size <= self.len,
             "shared offset {off:#x} out of bounds"
         );
         // SAFETY: checked to lie inside the mapping just above.

@@ -538,10 +538,16 @@ pub(crate) fn install_stub_page(layout: &Layout) -> Result<StubPage, PlatformErr
 fn map_stub_page(layout: &Layout) -> Result<StubPage, String> {
     let (bytes, entries) = code();
     if entries.len > PAGE {
-        return Err(format!("stub code is {} bytes, more than a page", entries.len));
+        return Err(format!(
+            "stub code is {} bytes, more than a page",
+            entries.len
+        ));
     }
     if layout.page_size != PAGE {
-        return Err(format!("page size {} (systrap needs 4096)", layout.page_size));
+        return Err(format!(
+            "page size {} (systrap needs 4096)",
+            layout.page_size
+        ));
     }
     let region = PAGE + SHM_LEN;
     let lowest = layout.stack_top + layout.page_size;
@@ -586,7 +592,10 @@ fn map_stub_page(layout: &Layout) -> Result<StubPage, String> {
         if unsafe { libc::mprotect(ptr, PAGE as usize, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
             return Err(format!("mprotect of the stub page: {}", Errno::last()));
         }
-        tracing::debug!(addr = format_args!("{addr:#x}"), "systrap stub code page mapped");
+        tracing::debug!(
+            addr = format_args!("{addr:#x}"),
+            "systrap stub code page mapped"
+        );
         return Ok(StubPage { addr, entries });
     }
     Err(format!(
@@ -645,11 +654,15 @@ pub(crate) fn fork_stub(
         .send(req)
         .is_ok();
     if !sent {
-        return Err(PlatformError::StubPage("the systrap forker thread is gone".into()));
+        return Err(PlatformError::StubPage(
+            "the systrap forker thread is gone".into(),
+        ));
     }
-    answer
-        .recv()
-        .unwrap_or_else(|_| Err(PlatformError::StubPage("the systrap forker thread is gone".into())))
+    answer.recv().unwrap_or_else(|_| {
+        Err(PlatformError::StubPage(
+            "the systrap forker thread is gone".into(),
+        ))
+    })
 }
 
 /// glibc registers an rseq area for each thread; a forked stub would keep
@@ -673,9 +686,7 @@ fn unregister_rseq() {
     let area = (tp as isize + offset) as usize;
     for len in [size, 32] {
         // SAFETY: rseq(2) unregistering the calling thread's own area.
-        let r = unsafe {
-            libc::syscall(libc::SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, RSEQ_SIG)
-        };
+        let r = unsafe { libc::syscall(libc::SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) };
         if r == 0 {
             tracing::debug!("systrap forker: rseq unregistered");
             return;
@@ -714,7 +725,15 @@ unsafe fn stub_child(parent: libc::pid_t, req: &ForkRequest) -> ! {
             libc::syscall(libc::SYS_exit_group, code);
         }
     };
-    if libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+    if libc::syscall(
+        libc::SYS_prctl,
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL,
+        0,
+        0,
+        0,
+    ) != 0
+    {
         die(101);
     }
     if libc::syscall(libc::SYS_getppid) != parent as libc::c_long {
@@ -739,7 +758,11 @@ unsafe fn stub_child(parent: libc::pid_t, req: &ForkRequest) -> ! {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    libc::syscall(libc::SYS_setrlimit, libc::RLIMIT_CORE, &zero as *const libc::rlimit);
+    libc::syscall(
+        libc::SYS_setrlimit,
+        libc::RLIMIT_CORE,
+        &zero as *const libc::rlimit,
+    );
     // Every fd but the memory file and the shared memory.
     let (a, b) = if req.memory_fd < req.shm_fd {
         (req.memory_fd as u32, req.shm_fd as u32)
