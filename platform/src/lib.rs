@@ -15,9 +15,11 @@
 //!
 //! The ptrace implementation lives in [`ptrace`], and everything only ptrace
 //! needs (tracer threads, `PTRACE_SEIZE` hand-over, CPU binding) stays there;
-//! a trap-in-stub (systrap-like) or KVM platform implements the same traits
-//! and adds a row to [`PLATFORMS`]. All platform unsafety lives in this
-//! crate.
+//! the trap-in-stub platform (after gVisor's systrap: seccomp turns each
+//! application syscall into a signal handled inside the stub, which hands it
+//! to the Sentry through shared memory) lives in [`systrap`]. A KVM
+//! platform would implement the same traits and add a row to
+//! [`PLATFORMS`]. All platform unsafety lives in this crate.
 
 pub mod arch;
 mod error;

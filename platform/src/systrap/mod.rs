@@ -43,6 +43,13 @@
 //! threads' contexts are adopted on first use, and `exit_thread` ends the
 //! caller's stub thread. Dropping the address space kills the stub.
 //!
+//! Stubs are forked from the Sentry's forker thread (started with the first
+//! address space), so they inherit that thread's seccomp filter: a Sentry
+//! filter must leave the forker thread out or allow the stub's own syscalls
+//! (see `filter`, plus fork, rt_sigaction, setsid, prctl, setrlimit,
+//! close_range, close and mseal for the set-up), or every stub dies at
+//! birth with an exit status naming the failed step.
+//!
 //! Needs x86_64 with FSGSBASE enabled (the handler saves and loads fs/gs
 //! base with rdfsbase/wrfsbase) and XSAVE, and Linux >= 5.11 (for
 //! seccomp's instruction pointer and close_range); mseal needs 6.10, and
