@@ -35,6 +35,8 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// signal with a forged sigreturn frame, or its handler is stuck) before
 /// its stub is killed.
 const INTERRUPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a thread may take over a command (not a resume).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many times the Sentry and the stub poll a state word before they
 /// sleep on it: `CRYO_SYSTRAP_SPIN` (a tuning knob), by default
 /// [`DEFAULT_SPIN`]. Polling pays when the other side runs on another CPU
@@ -591,6 +593,7 @@ impl SystrapAddressSpace {
             std::hint::spin_loop();
         }
         let mut unanswered: Option<Instant> = None;
+        let started = Instant::now();
         loop {
             sleeping.store(1, Ordering::SeqCst);
             let s = state.load(Ordering::SeqCst);
@@ -611,6 +614,12 @@ impl SystrapAddressSpace {
             // exists in the stub's thread group.
             if unsafe { libc::syscall(libc::SYS_tgkill, self.pid, tid, 0) } != 0 {
                 return Ok((Seen::Dead, true));
+            }
+            // A command (FP copy, exit, the first trap) takes the handler
+            // microseconds: one that is not answered means a thread that
+            // broke its handler.
+            if interrupt.is_none() && started.elapsed() > COMMAND_TIMEOUT {
+                return Err(self.corrupt(format!("thread {tid} does not answer")));
             }
             if let Some(i) = interrupt.filter(|i| i.is_pending()) {
                 let since = *unanswered.get_or_insert_with(Instant::now);
