@@ -158,14 +158,33 @@ impl Slot {
         p.slept = 0;
     }
 
-    /// The Sentry side's polls before it sleeps.
+    /// The Sentry side's polls before it sleeps. Also lets the calling
+    /// thread go if a binding of another slot (of an address space since
+    /// dropped, say) still holds it while this slot polls.
     pub(crate) fn sentry_spin(&self) -> u32 {
         if self.pacing.bound.is_some() {
             0
         } else {
+            if HOST_BOUND.get() {
+                release_self();
+            }
             spin()
         }
     }
+}
+
+thread_local! {
+    /// The calling Sentry thread is bound to one CPU by a pacing.
+    static HOST_BOUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn release_self() {
+    use nix::sched::sched_setaffinity;
+    use nix::unistd::Pid;
+    if let Some(Some(all)) = ORIGINAL_AFFINITY.get() {
+        let _ = sched_setaffinity(Pid::from_raw(0), all);
+    }
+    HOST_BOUND.set(false);
 }
 
 /// The CPUs this process may use, before any binding.
@@ -183,6 +202,7 @@ fn bind_pair(tid: i32) -> Option<usize> {
     set.set(cpu).ok()?;
     sched_setaffinity(Pid::from_raw(tid), &set).ok()?;
     sched_setaffinity(Pid::from_raw(0), &set).ok()?;
+    HOST_BOUND.set(true);
     Some(cpu)
 }
 
@@ -190,9 +210,9 @@ fn release_pair(tid: i32) {
     use nix::sched::sched_setaffinity;
     use nix::unistd::Pid;
     if let Some(Some(all)) = ORIGINAL_AFFINITY.get() {
-        let _ = sched_setaffinity(Pid::from_raw(0), all);
         let _ = sched_setaffinity(Pid::from_raw(tid), all);
     }
+    release_self();
 }
 
 struct Entry {
