@@ -67,7 +67,7 @@ pub(crate) const LEADER_SYSCALLS: &[u32] = &[
 /// to FUTEX_WAIT and FUTEX_WAKE.
 pub(crate) const APP_SYSCALLS: &[u32] = &[libc::SYS_rt_sigreturn as u32, libc::SYS_exit as u32];
 
-/// A filter that traps every syscall made outside `[code, code + len]` (the
+/// A filter that traps every syscall made outside `(code, code + len]` (the
 /// instruction pointer seccomp sees is the one after the `syscall`) and,
 /// inside it, allows `allowed` (plus futex wait/wake when `futex`) and
 /// kills the process for anything else.
@@ -123,12 +123,13 @@ pub(crate) fn program(
             k: (code >> 32) as u32,
         },
         ld(IP_LO),
-        // ip < code: trap; ip > end: trap.
+        // ip <= code: trap (a syscall instruction ending at `code` lies
+        // below the page); ip > end: trap.
         Insn {
             code: JGE_K,
             jt: 0,
             jf: rel(5, trap)?,
-            k: code as u32,
+            k: code as u32 + 1,
         },
         Insn {
             code: JGT_K,
@@ -250,7 +251,7 @@ mod tests {
         let futex = libc::SYS_futex as u32;
         let exit = libc::SYS_exit as u32;
         // Outside the stub: everything traps.
-        for ip in [0x40_1000, CODE - 1, CODE + 0x1001, CODE + (1 << 32) + 8] {
+        for ip in [0x40_1000, CODE - 1, CODE, CODE + 0x1001, CODE + (1 << 32) + 8] {
             assert_eq!(run(&p, getpid, x86, ip, [0; 6]), RET_TRAP, "{ip:#x}");
             assert_eq!(run(&p, mmap, x86, ip, [0; 6]), RET_TRAP);
         }
