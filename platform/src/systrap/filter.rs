@@ -251,7 +251,13 @@ mod tests {
         let futex = libc::SYS_futex as u32;
         let exit = libc::SYS_exit as u32;
         // Outside the stub: everything traps.
-        for ip in [0x40_1000, CODE - 1, CODE, CODE + 0x1001, CODE + (1 << 32) + 8] {
+        for ip in [
+            0x40_1000,
+            CODE - 1,
+            CODE,
+            CODE + 0x1001,
+            CODE + (1 << 32) + 8,
+        ] {
             assert_eq!(run(&p, getpid, x86, ip, [0; 6]), RET_TRAP, "{ip:#x}");
             assert_eq!(run(&p, mmap, x86, ip, [0; 6]), RET_TRAP);
         }
