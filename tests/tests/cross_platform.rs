@@ -90,3 +90,26 @@ fn checkpoint_on_ptrace_restore_on_systrap() {
 fn checkpoint_on_systrap_restore_on_ptrace() {
     move_between("systrap", "ptrace");
 }
+
+/// `cryo doctor` tries every platform and says which run here and which is
+/// the default.
+#[test]
+fn doctor_names_every_platform() {
+    let out = run_cryo_cli(&["doctor"]);
+    let text = out.stdout_str();
+    for p in ["systrap", "ptrace"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("platform {p} ")))
+            .unwrap_or_else(|| panic!("no line for {p}: {text}"));
+        assert!(
+            line.starts_with("ok ") || line.starts_with("no ") || line.starts_with("FAIL "),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        text.lines().filter(|l| l.ends_with(", the default")).count(),
+        usize::from(out.code == 0),
+        "one default when cryo can run: {text}"
+    );
+}
