@@ -402,7 +402,7 @@ fn maps(pid: i32) -> Vec<String> {
 }
 
 #[test]
-fn stub_holds_only_its_region_and_the_memory_file() {
+fn stub_holds_only_its_region_the_memory_file_and_an_eventfd() {
     let code = Asm::new().mov_eax(39).syscall().int3();
     let mut f = Fx::new(&code);
     assert_eq!(f.switch(), Event::Syscall);
@@ -425,10 +425,23 @@ fn stub_holds_only_its_region_and_the_memory_file() {
             "stray mapping in the stub: {line}"
         );
     }
-    let fds: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
+        .map(|e| {
+            std::fs::read_link(e.unwrap().path())
+                .unwrap()
+                .display()
+                .to_string()
+        })
         .collect();
-    assert_eq!(fds.len(), 1, "only the memory file");
+    fds.sort();
+    assert_eq!(
+        fds.len(),
+        2,
+        "only the memory file and the leader's completion eventfd: {fds:?}"
+    );
+    assert!(fds[0].contains("memfd:cryo-test"), "{fds:?}");
+    assert_eq!(fds[1], "anon_inode:[eventfd]", "{fds:?}");
     let release = nix::sys::utsname::uname()
         .unwrap()
         .release()
@@ -676,4 +689,59 @@ fn the_first_thread_may_leave_to_another_host_thread() {
     })
     .join()
     .unwrap();
+}
+
+/// The application scribbles over the leader's status page (sequence
+/// number, result) while the Sentry maps and unmaps: each request still
+/// waits for the leader's own completion (its eventfd write), and a forged
+/// result is an error for that request or a killed stub, never a hang.
+#[test]
+fn forging_the_leaders_status_page() {
+    let f0 = Fx::new(&Asm::new().int3());
+    let status = f0.sys().stub_region().0 + 2 * PAGE;
+    drop(f0);
+    let top = 0;
+    let code = Asm::new()
+        .mov_rax64(status)
+        .store_rax(7)
+        .mov_rax64(status + 8)
+        .store_rax(0x4000_0000)
+        .jmp_to(top);
+    let mut f = Fx::new(&code);
+    let i = f.ctx.interrupter();
+    let aspace = f.aspace.clone();
+    let sentry = std::thread::spawn(move || {
+        let mut outcomes = (0, 0);
+        for n in 0..300u64 {
+            let addr = 0x7000_0000 + (n % 8) * PAGE;
+            match aspace.map(addr, PAGE, 8 * PAGE, Prot::READ_WRITE) {
+                Ok(()) => outcomes.0 += 1,
+                Err(e) => {
+                    assert!(
+                        matches!(
+                            e,
+                            PlatformError::Systrap { .. }
+                                | PlatformError::Injected { .. }
+                                | PlatformError::StubDied { .. }
+                        ),
+                        "{e}"
+                    );
+                    outcomes.1 += 1;
+                    if !matches!(e, PlatformError::Injected { .. }) {
+                        break;
+                    }
+                }
+            }
+        }
+        i.interrupt();
+        outcomes
+    });
+    // The application runs (scribbling) until the Sentry thread is done.
+    let r = f.ctx.switch(f.aspace.as_ref(), &mut f.state);
+    let (ok, failed) = sentry.join().expect("no panic");
+    assert!(ok + failed > 0);
+    assert!(
+        matches!(r, Ok(Event::Interrupted) | Err(_)),
+        "{r:?} after {ok} maps and {failed} refusals"
+    );
 }

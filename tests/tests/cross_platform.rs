@@ -108,7 +108,9 @@ fn doctor_names_every_platform() {
         );
     }
     assert_eq!(
-        text.lines().filter(|l| l.ends_with(", the default")).count(),
+        text.lines()
+            .filter(|l| l.ends_with(", the default"))
+            .count(),
         usize::from(out.code == 0),
         "one default when cryo can run: {text}"
     );

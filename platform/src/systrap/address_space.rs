@@ -52,20 +52,6 @@ pub(crate) fn spin() -> u32 {
 }
 const DEFAULT_SPIN: u32 = 5000;
 
-/// How many times the Sentry polls for the leader's answer before it
-/// sleeps: `CRYO_SYSTRAP_LEADER_WAIT_SPIN`, by default 0: the leader sleeps
-/// between requests, so its answer takes a wake-up, and a Sentry thread
-/// polling meanwhile takes the CPU the leader needs.
-fn leader_wait_spin() -> u32 {
-    static SPIN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *SPIN.get_or_init(|| {
-        std::env::var("CRYO_SYSTRAP_LEADER_WAIT_SPIN")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    })
-}
-
 /// How many times the leader polls for its next request before it sleeps:
 /// `CRYO_SYSTRAP_LEADER_SPIN`, by default 0. (Measured on the 2-CPU
 /// development VM: polling for the next request of a burst of faults costs
@@ -234,6 +220,8 @@ pub struct SystrapAddressSpace {
     pid: i32,
     memory_fd: i32,
     shm: Shared,
+    /// The leader's completions (it writes, the Sentry reads).
+    event_fd: OwnedFd,
     /// The last request sequence number given to the leader; the lock
     /// serialises requests.
     leader: Mutex<u32>,
@@ -285,9 +273,27 @@ impl SystrapAddressSpace {
             });
         }
         let shm = Shared::map(fd.as_raw_fd(), SHM_LEN)?;
-        write_filters(&shm, page.addr).map_err(|what| PlatformError::Systrap { pid: 0, what })?;
+        // SAFETY: eventfd(2); the result is checked.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(PlatformError::Host {
+                op: "eventfd(systrap)",
+                source: Errno::last(),
+            });
+        }
+        // SAFETY: a fresh descriptor we own.
+        let event_fd = unsafe { OwnedFd::from_raw_fd(efd) };
+        write_filters(&shm, page.addr, event_fd.as_raw_fd())
+            .map_err(|what| PlatformError::Systrap { pid: 0, what })?;
         shm.write_u32(CTL_SHM_OFF + CTL_LEADER_SPIN, leader_spin());
-        let pid = fork_stub(fd.as_raw_fd(), memory_fd, layout.max_user_addr, page)?;
+        shm.write_u64(CTL_SHM_OFF + CTL_ONE, 1);
+        let pid = fork_stub(
+            fd.as_raw_fd(),
+            event_fd.as_raw_fd(),
+            memory_fd,
+            layout.max_user_addr,
+            page,
+        )?;
         drop(fd);
         let aspace = SystrapAddressSpace {
             layout,
@@ -295,6 +301,7 @@ impl SystrapAddressSpace {
             pid,
             memory_fd,
             shm,
+            event_fd,
             leader: Mutex::new(0),
             threads: Mutex::new(Threads {
                 entries: Vec::new(),
@@ -463,29 +470,50 @@ impl SystrapAddressSpace {
         {
             futex_wake(self.shm.addr(CTL_SHM_OFF + CTL_REQ_SEQ));
         }
-        let done = self.shm.atomic(STATUS_SHM_OFF + ST_DONE_SEQ);
-        let sleeping = self.shm.atomic(STATUS_SHM_OFF + ST_SENTRY_SLEEPING);
+        // The completion is the leader's write to the eventfd: only the
+        // leader's filter allows it, so an application thread that forges
+        // the status page cannot make the Sentry go on (and reuse memory
+        // the leader has not unmapped yet, or overwrite a request it is
+        // still reading).
         let start = Instant::now();
-        let mut spins = 0u32;
         loop {
-            let d = done.load(Ordering::SeqCst);
-            if d == s {
-                break;
-            }
-            if spins < leader_wait_spin() {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            sleeping.store(1, Ordering::SeqCst);
-            let d = done.load(Ordering::SeqCst);
-            if d != s && !futex_wait(self.shm.addr(STATUS_SHM_OFF + ST_DONE_SEQ), d, POLL) {
-                self.poll_exit()?;
-                if start.elapsed() > LEADER_TIMEOUT {
-                    return Err(self.corrupt(format!("the leader did not answer {name}")));
+            let mut pfd = libc::pollfd {
+                fd: self.event_fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll(2) on one live pollfd.
+            let r = unsafe { libc::poll(&mut pfd, 1, POLL.as_millis() as i32) };
+            if r > 0 {
+                let mut count = 0u64;
+                // SAFETY: an eventfd read fills exactly the 8 bytes given.
+                let n = unsafe {
+                    libc::read(
+                        self.event_fd.as_raw_fd(),
+                        (&mut count as *mut u64).cast(),
+                        8,
+                    )
+                };
+                if n == 8 {
+                    if count != 1 {
+                        return Err(self.corrupt(format!("{count} completions for one {name}")));
+                    }
+                    break;
                 }
             }
-            sleeping.store(0, Ordering::SeqCst);
+            self.poll_exit()?;
+            if start.elapsed() > LEADER_TIMEOUT {
+                return Err(self.corrupt(format!("the leader did not answer {name}")));
+            }
+        }
+        let done = self.shm.read_u32(STATUS_SHM_OFF + ST_DONE_SEQ);
+        if done != s {
+            tracing::debug!(
+                pid = self.pid,
+                done,
+                s,
+                "status page rewritten by the application"
+            );
         }
         let ret = self.shm.read_u64(STATUS_SHM_OFF + ST_RESULT) as i64;
         tracing::trace!(
@@ -820,12 +848,18 @@ impl SystrapAddressSpace {
     }
 }
 
-fn write_filters(shm: &Shared, code: u64) -> Result<(), String> {
+fn write_filters(shm: &Shared, code: u64, event_fd: i32) -> Result<(), String> {
     let progs = [
         (
             CTL_FPROG_LEADER,
             CTL_FILTER_LEADER,
-            filter::program(code, PAGE, filter::LEADER_SYSCALLS, false)?,
+            filter::program_with_write(
+                code,
+                PAGE,
+                filter::LEADER_SYSCALLS,
+                false,
+                Some(event_fd as u32),
+            )?,
         ),
         (
             CTL_FPROG_APP,

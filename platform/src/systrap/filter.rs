@@ -46,9 +46,11 @@ const NR: u32 = 0;
 const ARCH: u32 = 4;
 const IP_LO: u32 = 8;
 const IP_HI: u32 = 12;
+const ARG0_LO: u32 = 16;
 const ARG1_LO: u32 = 16 + 8;
 
-/// The syscalls the leader makes (from the stub code page).
+/// The syscalls the leader makes (from the stub code page), besides
+/// write(2) to its completion eventfd.
 pub(crate) const LEADER_SYSCALLS: &[u32] = &[
     libc::SYS_mmap as u32,
     libc::SYS_munmap as u32,
@@ -77,6 +79,17 @@ pub(crate) fn program(
     allowed: &[u32],
     futex: bool,
 ) -> Result<Vec<Insn>, String> {
+    program_with_write(code, len, allowed, futex, None)
+}
+
+/// [`program`] that also allows write(2) to fd `write_fd` (and no other).
+pub(crate) fn program_with_write(
+    code: u64,
+    len: u64,
+    allowed: &[u32],
+    futex: bool,
+    write_fd: Option<u32>,
+) -> Result<Vec<Insn>, String> {
     let end = code + len;
     if code >> 32 != end >> 32 {
         return Err(format!(
@@ -96,13 +109,14 @@ pub(crate) fn program(
         k,
     };
     // Layout (BPF only jumps forward): an 8-instruction header, one jeq per
-    // allowed syscall, [futex jeq], KILL, [futex check: 5], TRAP, ALLOW.
-    // Jumps count from the next instruction.
+    // allowed syscall, [futex jeq], [write jeq], KILL, [futex check: 5],
+    // [write check: 5], TRAP, ALLOW. Jumps count from the next instruction.
     let base = 8usize;
-    let n = allowed.len() + usize::from(futex);
+    let n = allowed.len() + usize::from(futex) + usize::from(write_fd.is_some());
     let kill = base + n;
     let futex_check = kill + 1;
-    let trap = futex_check + if futex { 5 } else { 0 };
+    let write_check = futex_check + if futex { 5 } else { 0 };
+    let trap = write_check + if write_fd.is_some() { 5 } else { 0 };
     let allow = trap + 1;
     let rel = |from: usize, to: usize| -> Result<u8, String> {
         u8::try_from(to - from - 1).map_err(|_| "seccomp jump too far".to_string())
@@ -158,6 +172,15 @@ pub(crate) fn program(
             k: libc::SYS_futex as u32,
         });
     }
+    if write_fd.is_some() {
+        let at = p.len();
+        p.push(Insn {
+            code: JEQ_K,
+            jt: rel(at, write_check)?,
+            jf: 0,
+            k: libc::SYS_write as u32,
+        });
+    }
     p.push(ret(RET_KILL_PROCESS));
     if futex {
         // op & FUTEX_CMD_MASK must be FUTEX_WAIT (0) or FUTEX_WAKE (1);
@@ -182,6 +205,26 @@ pub(crate) fn program(
             jt: rel(at + 3, allow)?,
             jf: 0,
             k: libc::FUTEX_WAKE as u32,
+        });
+        p.push(ret(RET_KILL_PROCESS));
+    }
+    if let Some(fd) = write_fd {
+        // arg0 (both halves) must be the fd.
+        let at = p.len();
+        debug_assert_eq!(at, write_check);
+        p.push(ld(ARG0_LO));
+        p.push(Insn {
+            code: JEQ_K,
+            jt: 0,
+            jf: 2,
+            k: fd,
+        });
+        p.push(ld(ARG0_LO + 4));
+        p.push(Insn {
+            code: JEQ_K,
+            jt: rel(at + 3, allow)?,
+            jf: 0,
+            k: 0,
         });
         p.push(ret(RET_KILL_PROCESS));
     }
@@ -300,6 +343,26 @@ mod tests {
         assert_eq!(
             run(&p, libc::SYS_execve as u32, x86, 0x1000, [0; 6]),
             RET_TRAP
+        );
+    }
+
+    #[test]
+    fn the_leader_writes_only_its_eventfd() {
+        let p = program_with_write(CODE, 0x1000, LEADER_SYSCALLS, false, Some(7)).unwrap();
+        let x86 = AUDIT_ARCH_X86_64;
+        let write = libc::SYS_write as u32;
+        assert_eq!(run(&p, write, x86, CODE + 8, [7, 0, 8, 0, 0, 0]), RET_ALLOW);
+        for fd in [1u64, 6, 8, 7 + (1 << 32)] {
+            assert_eq!(
+                run(&p, write, x86, CODE + 8, [fd, 0, 8, 0, 0, 0]),
+                RET_KILL_PROCESS,
+                "{fd}"
+            );
+        }
+        assert_eq!(run(&p, write, x86, 0x1000, [7, 0, 8, 0, 0, 0]), RET_TRAP);
+        assert_eq!(
+            run(&p, libc::SYS_mmap as u32, x86, CODE + 8, [0; 6]),
+            RET_ALLOW
         );
     }
 

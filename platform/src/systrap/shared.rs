@@ -52,6 +52,8 @@ pub(crate) const CTL_REQ_SEQ: u64 = 0x00;
 /// Syscall number (u64) and its six arguments.
 pub(crate) const CTL_NR: u64 = 0x08;
 pub(crate) const CTL_ARGS: u64 = 0x10;
+/// The u64 1 the leader writes to the completion eventfd.
+pub(crate) const CTL_ONE: u64 = 0x50;
 /// How many times the leader polls for the next request before it sleeps
 /// (u32).
 pub(crate) const CTL_LEADER_SPIN: u64 = 0x48;
@@ -64,9 +66,9 @@ pub(crate) const CTL_FILTER_APP: u64 = 0x800;
 pub(crate) const CTL_FILTER_MAX: usize = 0x600 / 8;
 
 // Leader status page.
-/// The last request done (u32): the Sentry's futex word.
+/// The last request done (u32; for diagnostics: the completion itself is
+/// the eventfd write).
 pub(crate) const ST_DONE_SEQ: u64 = 0x00;
-pub(crate) const ST_SENTRY_SLEEPING: u64 = 0x04;
 /// The last request's raw result (u64).
 pub(crate) const ST_RESULT: u64 = 0x08;
 /// What mseal(2) of the stub region returned (u64).

@@ -71,10 +71,12 @@ std::arch::global_asm!(
     "mov eax, 15",
     "syscall",
     "ud2",
-    // ---- the leader. rdi = shm fd, rsi = end of user space, rdx = shm len.
+    // ---- the leader. rdi = shm fd, rsi = end of user space, rdx = shm len,
+    // rcx = the completion eventfd.
     ".balign 16",
     ".globl cryo_systrap_leader",
     "cryo_systrap_leader:",
+    "mov rbp, rcx",
     "mov r12, rdi",
     "mov r13, rsi",
     "mov r14, rdx",
@@ -180,16 +182,18 @@ std::arch::global_asm!(
     "je 40f",
     "syscall",
     // Report: result, then the sequence number, then a wake if needed.
+    // Report: the result and sequence number in the status page, then the
+    // completion itself as a write to the eventfd, which only the leader's
+    // filter allows (an application thread can forge the status page, not
+    // this).
     "30:",
     "mov [rbx + {status} + {st_result}], rax",
     "mov eax, r15d",
     "xchg [rbx + {status} + {st_done}], eax",
-    "cmp dword ptr [rbx + {status} + {st_sleeping}], 0",
-    "je 12b",
-    "lea rdi, [rbx + {status} + {st_done}]",
-    "mov esi, 1",
-    "mov edx, 1",
-    "mov eax, 202",
+    "mov rdi, rbp",
+    "lea rsi, [rbx + {ctl} + {ctl_one}]",
+    "mov edx, 8",
+    "mov eax, 1",
     "syscall",
     "jmp 12b",
     // clone: the parent reports the tid, the child is a new thread whose
@@ -444,7 +448,7 @@ std::arch::global_asm!(
     st_mseal = const ST_MSEAL,
     st_result = const ST_RESULT,
     st_done = const ST_DONE_SEQ,
-    st_sleeping = const ST_SENTRY_SLEEPING,
+    ctl_one = const CTL_ONE,
     st_leader_sleeping = const ST_LEADER_SLEEPING,
     ctl_leader_spin = const CTL_LEADER_SPIN,
     fprog_leader = const CTL_FPROG_LEADER,
@@ -607,6 +611,7 @@ fn map_stub_page(layout: &Layout) -> Result<StubPage, String> {
 /// What the forker thread needs to fork one stub.
 struct ForkRequest {
     shm_fd: RawFd,
+    event_fd: RawFd,
     memory_fd: RawFd,
     user_end: u64,
     page: StubPage,
@@ -620,6 +625,7 @@ static FORKER: OnceLock<Mutex<mpsc::Sender<ForkRequest>>> = OnceLock::new();
 /// Sentry dies and not when whichever thread created an address space ends.
 pub(crate) fn fork_stub(
     shm_fd: RawFd,
+    event_fd: RawFd,
     memory_fd: RawFd,
     user_end: u64,
     page: StubPage,
@@ -643,6 +649,7 @@ pub(crate) fn fork_stub(
     let (reply, answer) = mpsc::channel();
     let req = ForkRequest {
         shm_fd,
+        event_fd,
         memory_fd,
         user_end,
         page,
@@ -763,19 +770,17 @@ unsafe fn stub_child(parent: libc::pid_t, req: &ForkRequest) -> ! {
         libc::RLIMIT_CORE,
         &zero as *const libc::rlimit,
     );
-    // Every fd but the memory file and the shared memory.
-    let (a, b) = if req.memory_fd < req.shm_fd {
-        (req.memory_fd as u32, req.shm_fd as u32)
-    } else {
-        (req.shm_fd as u32, req.memory_fd as u32)
-    };
-    if a > 0 {
-        libc::syscall(libc::SYS_close_range, 0u32, a - 1, 0u32);
+    // Every fd but the memory file, the shared memory and the eventfd.
+    let mut keep = [req.memory_fd as u32, req.shm_fd as u32, req.event_fd as u32];
+    keep.sort_unstable();
+    let mut from = 0u32;
+    for k in keep {
+        if k > from {
+            libc::syscall(libc::SYS_close_range, from, k - 1, 0u32);
+        }
+        from = k + 1;
     }
-    if b > a + 1 {
-        libc::syscall(libc::SYS_close_range, a + 1, b - 1, 0u32);
-    }
-    libc::syscall(libc::SYS_close_range, b + 1, u32::MAX, 0u32);
+    libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
     // Signal dispositions: the handler for ours, ignore for the rest (the
     // Sentry's own handlers point into code the stub will not have).
     #[repr(C)]
@@ -826,6 +831,7 @@ unsafe fn stub_child(parent: libc::pid_t, req: &ForkRequest) -> ! {
         in("rdi") req.shm_fd as u64,
         in("rsi") req.user_end,
         in("rdx") SHM_LEN,
+        in("rcx") req.event_fd as u64,
         options(noreturn)
     );
 }
