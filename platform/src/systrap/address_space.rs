@@ -204,6 +204,8 @@ fn release_pair(tid: i32) {
 struct Entry {
     /// The Sentry thread that runs it.
     host: i32,
+    /// The slot's index (fixed for the slot's life).
+    index: usize,
     slot: Arc<Mutex<Slot>>,
 }
 
@@ -314,6 +316,7 @@ impl SystrapAddressSpace {
         let slot = aspace.spawn_thread()?;
         lock(&aspace.threads).entries.push(Entry {
             host: current_tid(),
+            index: slot.index,
             slot: Arc::new(Mutex::new(slot)),
         });
         let sealed = aspace.shm.read_u64(STATUS_SHM_OFF + ST_MSEAL) as i64;
@@ -452,6 +455,12 @@ impl SystrapAddressSpace {
         args: [u64; 6],
     ) -> Result<u64, PlatformError> {
         self.check_alive()?;
+        // The calling thread's own application thread (parked in its
+        // handler, polling for the answer) should sleep instead: the leader
+        // needs a CPU, and a leader call takes a wake-up anyway.
+        if let Some(index) = self.my_slot_index() {
+            self.shm.write_u32(slot_off(index, SL_NAP), 1);
+        }
         let mut seq = lock(&self.leader);
         *seq = seq.wrapping_add(1);
         let s = *seq;
@@ -712,6 +721,7 @@ impl SystrapAddressSpace {
     /// Hands slot `slot` to the stub with `command`.
     fn post(&self, slot: &Slot, command: u32) {
         let i = slot.index;
+        self.shm.write_u32(slot_off(i, SL_NAP), 0);
         self.shm.write_u32(slot_off(i, SL_COMMAND), command);
         self.shm
             .atomic(slot_off(i, SL_STATE))
@@ -802,6 +812,14 @@ impl SystrapAddressSpace {
             })
     }
 
+    /// The index of the calling thread's slot, if it has one (without
+    /// waiting for the slot's own lock).
+    fn my_slot_index(&self) -> Option<usize> {
+        let caller = current_tid();
+        let t = lock(&self.threads);
+        t.entries.iter().find(|e| e.host == caller).map(|e| e.index)
+    }
+
     /// Makes the calling thread the runner of a new thread's slot.
     pub(crate) fn adopt(&self, pid: i32, slot: Arc<Mutex<Slot>>) -> Result<(), PlatformError> {
         if pid != self.pid {
@@ -811,13 +829,18 @@ impl SystrapAddressSpace {
         }
         self.check_alive()?;
         let caller = current_tid();
+        let index = lock(&slot).index;
         let mut t = lock(&self.threads);
         if t.entries.iter().any(|e| e.host == caller) {
             return Err(PlatformError::Thread(
                 "the calling thread already has a thread in this address space",
             ));
         }
-        t.entries.push(Entry { host: caller, slot });
+        t.entries.push(Entry {
+            host: caller,
+            index,
+            slot,
+        });
         Ok(())
     }
 

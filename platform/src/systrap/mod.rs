@@ -11,7 +11,11 @@
 //!   page, one slot per thread), seals the stub region with mseal(2) and
 //!   serves requests: mmap/munmap/mprotect of the memory file and clone of
 //!   new stub threads. It runs on registers only and never runs application
-//!   code. See `shared` for the memory layout and `stub` for the code.
+//!   code. It reports each completion by writing an eventfd (its filter
+//!   allows write(2) to that fd alone, and application threads none), so an
+//!   application that forges the status page cannot make the Sentry reuse
+//!   memory before the leader has unmapped it. See `shared` for the memory
+//!   layout and `stub` for the code.
 //! * **Seccomp**: every stub thread has the leader's filter; application
 //!   threads add theirs. A syscall from outside the stub code page is
 //!   SECCOMP_RET_TRAP (SIGSYS); from inside it only the stub's own few are
@@ -26,7 +30,10 @@
 //!   back with a command: resume (registers into the frame, rt_sigreturn),
 //!   copy the frame's FP state out or in, or exit. The Sentry side spins
 //!   briefly too before it sleeps. Events are reported exactly as the
-//!   ptrace platform reports them.
+//!   ptrace platform reports them. How long each side polls before it
+//!   sleeps is paced per thread (`address_space::Pacing`): polling while
+//!   hand-overs succeed, one CPU for both and no polling when the host is
+//!   busy; a thread whose Sentry thread waits for the leader naps at once.
 //! * **Interrupts** send [`INTERRUPT_SIGNAL`] to the running stub thread; a
 //!   pending flag makes an interrupt while no switch runs end the next
 //!   switch at once, and a stale signal is absorbed by a resume.

@@ -94,6 +94,9 @@ pub(crate) const SL_FP_LEN: u64 = 0x20;
 /// (u32; the Sentry sets it per thread, 0 while the thread shares a CPU
 /// with its Sentry thread).
 pub(crate) const SL_SPIN: u64 = 0x24;
+/// The Sentry will take long (it waits for the leader): stop polling and
+/// sleep (u32; cleared when the Sentry hands the slot back).
+pub(crate) const SL_NAP: u64 = 0x28;
 /// The registers, 27 u64 in `Registers` order.
 pub(crate) const SL_REGS: u64 = 0x40;
 /// The FP buffer (XSAVE layout).
