@@ -4,7 +4,7 @@
 //!
 //! * **Stubs** are forked from a dedicated forker thread of the Sentry (so
 //!   their parent-death signal means "the Sentry died"), keep only the memory
-//!   file's fd, and jump into the stub code page at [`Layout::stub_addr`]
+//!   file's fd and the leader's completion eventfd, and jump into the stub code page at [`Layout::stub_addr`]
 //!   (mapped in the Sentry, inherited across fork). The stub's first thread,
 //!   the **leader**, unmaps everything else, maps its shared memory (a memfd
 //!   per address space: a control page the stub sees read-only, a status
@@ -58,9 +58,10 @@
 //! birth with an exit status naming the failed step.
 //!
 //! Needs x86_64 with FSGSBASE enabled (the handler saves and loads fs/gs
-//! base with rdfsbase/wrfsbase) and XSAVE, and Linux >= 5.11 (for
-//! seccomp's instruction pointer and close_range); mseal needs 6.10, and
-//! without it the stub region is not sealed (logged).
+//! base with rdfsbase/wrfsbase) and XSAVE, and Linux >= 5.9 (close_range;
+//! cryo as a whole needs 5.13); mseal needs 6.10, and without it the stub
+//! region is not sealed (logged; the filters alone already keep application
+//! threads from remapping it).
 
 mod address_space;
 mod context;
