@@ -96,7 +96,7 @@ pub fn run(args: DoArgs, root: &std::path::Path, platform: Option<&str>) -> anyh
         cwd,
         hostname: args.hostname,
         strace: args.strace,
-        platform: platform.unwrap_or(platform::DEFAULT_PLATFORM).to_string(),
+        platform: platform.map_or_else(|| platform::default_platform().to_string(), str::to_string),
     };
     let result = sentry::boot::boot_do(&config, gofer_sock)
         .map_err(anyhow::Error::new)

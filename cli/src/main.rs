@@ -26,8 +26,9 @@ struct Cli {
     /// Write debug logs to this file.
     #[arg(long, global = true)]
     debug_log: Option<PathBuf>,
-    /// The platform that runs application code (default: ptrace; a restore
-    /// defaults to the platform the statefile was saved from).
+    /// The platform that runs application code: systrap or ptrace (default:
+    /// the fastest this host runs, see `cryo doctor`; a restore defaults to
+    /// the platform the statefile was saved from).
     #[arg(long, global = true, value_name = "NAME")]
     platform: Option<String>,
     #[command(subcommand)]

@@ -1,13 +1,13 @@
-//! How much a trapped application syscall costs on the ptrace platform: a
-//! loop of getpid calls in machine code, each one answered by this "Sentry".
+//! How much a trapped application syscall costs on a platform: a loop of
+//! getpid calls in machine code, each one answered by this "Sentry".
 //!
-//! `cargo run --release -p platform --example syscall_cost [iterations]`
+//! `cargo run --release -p platform --example syscall_cost [iterations] [platform]`
+//! (platform: ptrace, the default, or systrap)
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
-use platform::ptrace::PtracePlatform;
-use platform::{CpuState, Event, Platform, Prot, Registers};
+use platform::{CpuState, Event, Prot, Registers};
 
 const CODE: u64 = 0x40_0000;
 
@@ -35,7 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     file.set_len(4096)?;
     std::os::unix::fs::FileExt::write_all_at(&file, &code, 0)?;
 
-    let platform = PtracePlatform::new(std::os::fd::AsFd::as_fd(&mem))?;
+    let name = std::env::args().nth(2).unwrap_or_else(|| "ptrace".into());
+    let platform = platform::by_name(&name, std::os::fd::AsFd::as_fd(&mem))?;
     let start = Instant::now();
     for _ in 0..20 {
         drop(platform.new_address_space()?);

@@ -38,6 +38,10 @@ pub enum PlatformError {
     /// A platform name no entry of [`crate::PLATFORMS`] has.
     #[error("unknown platform {name:?} (this cryo has: {known})")]
     UnknownPlatform { name: String, known: String },
+    /// The systrap platform: a stub broke the protocol (a corrupt shared
+    /// context, a thread that does not answer) or refused a state.
+    #[error("systrap stub {pid}: {what}")]
+    Systrap { pid: i32, what: String },
     #[error("cannot place the stub code page: {0}")]
     StubPage(String),
 }

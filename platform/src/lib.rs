@@ -15,14 +15,17 @@
 //!
 //! The ptrace implementation lives in [`ptrace`], and everything only ptrace
 //! needs (tracer threads, `PTRACE_SEIZE` hand-over, CPU binding) stays there;
-//! a trap-in-stub (systrap-like) or KVM platform implements the same traits
-//! and adds a row to [`PLATFORMS`]. All platform unsafety lives in this
-//! crate.
+//! the trap-in-stub platform (after gVisor's systrap: seccomp turns each
+//! application syscall into a signal handled inside the stub, which hands it
+//! to the Sentry through shared memory) lives in [`systrap`]. A KVM
+//! platform would implement the same traits and add a row to
+//! [`PLATFORMS`]. All platform unsafety lives in this crate.
 
 pub mod arch;
 mod error;
 pub mod layout;
 pub mod ptrace;
+pub mod systrap;
 
 use std::any::Any;
 use std::os::fd::BorrowedFd;
@@ -241,24 +244,57 @@ pub trait Platform: Send + Sync {
     fn new_context(&self) -> Result<Box<dyn Context>, PlatformError>;
 }
 
-/// One platform this build can run on: its name as `--platform` spells it
-/// and how to create it over the Sentry's memory file.
+/// One platform this build can run on: its name as `--platform` spells it,
+/// whether this host can run it and how to create it over the Sentry's
+/// memory file.
 pub struct PlatformEntry {
     pub name: &'static str,
+    /// Whether this host can run the platform (cheap: no stub is created),
+    /// or why not.
+    pub available: fn() -> Result<(), String>,
     /// Creates the platform. The platform keeps its own duplicate of the
     /// memory file's descriptor.
     pub create: fn(BorrowedFd<'_>) -> Result<Arc<dyn Platform>, PlatformError>,
 }
 
-/// Every platform of this build; the first is the default. A new platform
-/// adds its row here.
-pub const PLATFORMS: &[PlatformEntry] = &[PlatformEntry {
-    name: "ptrace",
-    create: |memory_file| Ok(Arc::new(ptrace::PtracePlatform::new(memory_file)?)),
-}];
+/// Every platform of this build, fastest first. A new platform adds its
+/// row here.
+pub const PLATFORMS: &[PlatformEntry] = &[
+    PlatformEntry {
+        name: "systrap",
+        available: systrap::host_support,
+        create: |memory_file| Ok(Arc::new(systrap::SystrapPlatform::new(memory_file)?)),
+    },
+    PlatformEntry {
+        name: "ptrace",
+        available: ptrace_available,
+        create: |memory_file| Ok(Arc::new(ptrace::PtracePlatform::new(memory_file)?)),
+    },
+];
 
-/// The platform used when none is asked for.
-pub const DEFAULT_PLATFORM: &str = "ptrace";
+fn ptrace_available() -> Result<(), String> {
+    match std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope") {
+        Ok(s) if s.trim() == "3" => {
+            Err("kernel.yama.ptrace_scope is 3: ptrace is disabled on this host".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The preferred platform (the fastest) when the host can run it; see
+/// [`default_platform`] for the one used when none is asked for.
+pub const DEFAULT_PLATFORM: &str = "systrap";
+
+/// The platform used when none is asked for: the first row of
+/// [`PLATFORMS`] this host can run (systrap where the kernel enables
+/// FSGSBASE, else ptrace), or [`DEFAULT_PLATFORM`] if none says it can (its
+/// creation then fails with the reason).
+pub fn default_platform() -> &'static str {
+    PLATFORMS
+        .iter()
+        .find(|p| (p.available)().is_ok())
+        .map_or(DEFAULT_PLATFORM, |p| p.name)
+}
 
 /// The registry row of `name`, or [`PlatformError::UnknownPlatform`]
 /// naming the known ones. Cheap: lets a caller refuse a bad name before it
@@ -293,8 +329,10 @@ mod registry_tests {
     fn the_default_is_registered_and_unknown_names_are_refused() {
         assert_eq!(
             lookup(DEFAULT_PLATFORM).map(|p| p.name).ok(),
-            Some("ptrace")
+            Some("systrap")
         );
+        assert!(lookup(default_platform()).is_ok());
+        assert!(lookup("ptrace").is_ok());
         let err = lookup("bogus")
             .err()
             .map(|e| e.to_string())

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Syscall cost and startup: cryo against native Linux and gVisor's runsc
-# (ptrace and systrap platforms), in one interleaved run.
+# (ptrace and systrap platforms), cryo on both of its platforms, in one
+# interleaved run.
 #
 #   sudo tests/bench/syscalls.sh > results.md
 #
@@ -18,8 +19,9 @@
 # Knobs (environment): CRYO (a cryo binary; default target/release/cryo, built
 # if missing), ANCHORS, RUNSC, REPS (5), N_GETPPID_NATIVE (2000000),
 # N_GETPPID (20000), N_ORC_NATIVE (200000), N_ORC (5000), ORC_FILE
-# (/etc/hostname), TRUE_RUNS (10), SYSTEMS ("native cryo runsc-ptrace
-# runsc-systrap"), TIMEOUT (120 s per guest run).
+# (/etc/hostname), TRUE_RUNS (10), SYSTEMS ("native cryo-ptrace
+# cryo-systrap runsc-ptrace runsc-systrap"; plain "cryo" is cryo on its
+# default platform), TIMEOUT (120 s per guest run).
 set -euo pipefail
 export LC_ALL=C
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -33,7 +35,7 @@ N_ORC=${N_ORC:-5000}
 ORC_FILE=${ORC_FILE:-/etc/hostname}
 TRUE_RUNS=${TRUE_RUNS:-10}
 TIMEOUT=${TIMEOUT:-120}
-read -r -a SYSTEMS <<<"${SYSTEMS:-native cryo runsc-ptrace runsc-systrap}"
+read -r -a SYSTEMS <<<"${SYSTEMS:-native cryo-ptrace cryo-systrap runsc-ptrace runsc-systrap}"
 
 need_root
 [[ -x $RUNSC ]] || die "no runsc at $RUNSC: run shared/anchors/install-anchors as root first"
@@ -62,9 +64,9 @@ CRYO_BIN=""
 CRYO_FAIL=""
 CRYO_NOTE=""
 for s in "${SYSTEMS[@]}"; do
-	if [[ $s == cryo ]]; then
-		find_cryo "$W/cargo-build.log"
-		[[ -z $CRYO_FAIL ]] || FAIL[cryo]=$CRYO_FAIL
+	if [[ $s == cryo || $s == cryo-* ]]; then
+		[[ -n $CRYO_BIN || -n $CRYO_FAIL ]] || find_cryo "$W/cargo-build.log"
+		[[ -z $CRYO_FAIL ]] || FAIL[$s]=$CRYO_FAIL
 	fi
 done
 
@@ -73,10 +75,13 @@ prefix() {
 	case $1 in
 	native) PREFIX=() ;;
 	cryo) PREFIX=("$CRYO_BIN" --root "$W/cryo-root" "do" --) ;;
+	cryo-ptrace | cryo-systrap)
+		PREFIX=("$CRYO_BIN" --root "$W/cryo-root" "--platform=${1#cryo-}" "do" --)
+		;;
 	runsc-ptrace | runsc-systrap)
 		PREFIX=("$RUNSC" --network=none "--platform=${1#runsc-}" "do")
 		;;
-	*) die "unknown system $1 (known: native cryo runsc-ptrace runsc-systrap)" ;;
+	*) die "unknown system $1 (known: native cryo cryo-ptrace cryo-systrap runsc-ptrace runsc-systrap)" ;;
 	esac
 }
 
@@ -187,10 +192,10 @@ else
 	printf -- '- do /bin/true: %s timed runs (no hyperfine)\n' "$TRUE_RUNS"
 fi
 # shellcheck disable=SC2016 # backquotes are Markdown
-printf -- '- runsc: %s; cryo: %s\n\n' '`runsc --network=none --platform=P do GUEST`' '`cryo --root TMP do -- GUEST`'
+printf -- '- runsc: %s; cryo: %s\n\n' '`runsc --network=none --platform=P do GUEST`' '`cryo --root TMP --platform=P do -- GUEST`'
 
-printf '| benchmark | system | median | min–max | × native | × runsc-ptrace | × runsc-systrap |\n'
-printf '|---|---|---:|---:|---:|---:|---:|\n'
+printf '| benchmark | system | median | min–max | × native | × cryo-ptrace | × runsc-ptrace | × runsc-systrap |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
 for bench in getppid orc true; do
 	case $bench in
 	getppid) label="getppid (ns/call)" dec=0 ;;
@@ -200,21 +205,22 @@ for bench in getppid orc true; do
 	nat=$(median_of native "$bench")
 	rp=$(median_of runsc-ptrace "$bench")
 	rs=$(median_of runsc-systrap "$bench")
+	cp=$(median_of cryo-ptrace "$bench")
 	for s in "${SYSTEMS[@]}"; do
 		reason=${FAIL[$s]:-${BFAIL[$s.$bench]:-}}
 		if [[ -n $reason ]]; then
-			printf '| %s | %s | failed: %s | | | | |\n' "$label" "$s" "$reason"
+			printf '| %s | %s | failed: %s | | | | | |\n' "$label" "$s" "$reason"
 			continue
 		fi
 		med="" lo="" hi=""
 		read -r med lo hi < <(stats "$W/$s.$bench") || true
 		if [[ -z ${med:-} ]]; then
-			printf '| %s | %s | failed: no result | | | | |\n' "$label" "$s"
+			printf '| %s | %s | failed: no result | | | | | |\n' "$label" "$s"
 			continue
 		fi
-		printf '| %s | %s | %s | %s–%s | %s | %s | %s |\n' "$label" "$s" \
+		printf '| %s | %s | %s | %s–%s | %s | %s | %s | %s |\n' "$label" "$s" \
 			"$(fmt "$med" "$dec")" "$(fmt "$lo" "$dec")" "$(fmt "$hi" "$dec")" \
-			"$(ratio "$med" "$nat")" "$(ratio "$med" "$rp")" "$(ratio "$med" "$rs")"
+			"$(ratio "$med" "$nat")" "$(ratio "$med" "$cp")" "$(ratio "$med" "$rp")" "$(ratio "$med" "$rs")"
 	done
 done
 printf '\nRatios are median / median (the row system against the column system); lower is faster.\n'

@@ -156,6 +156,7 @@ impl Invocation {
     /// same variables whether cryo passes only `--env` or also its own.
     pub fn cryo(&self) -> Output {
         let mut cmd = Command::new(cryo_bin());
+        cmd.args(sandbox::platform_args());
         cmd.arg("do").arg("--cwd").arg(&self.cwd);
         for (k, v) in &self.env {
             cmd.arg("--env").arg(format!("{k}={v}"));

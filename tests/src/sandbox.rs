@@ -32,6 +32,21 @@ pub const REFUSED: i32 = 125;
 /// The arguments of a program run without any (for [`Sandbox::run`]).
 pub const NO_ARGS: &[&str] = &[];
 
+/// The platform the tests run cryo on: `CRYO_TEST_PLATFORM` (e.g.
+/// `systrap`), or cryo's own default when unset or empty.
+pub fn test_platform() -> Option<String> {
+    std::env::var("CRYO_TEST_PLATFORM")
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+/// `--platform P` for [`test_platform`], or nothing.
+pub fn platform_args() -> Vec<String> {
+    test_platform()
+        .map(|p| vec!["--platform".to_string(), p])
+        .unwrap_or_default()
+}
+
 /// `cryo --root ROOT` with the base environment (plus the Sentry's logging
 /// knob, `CRYO_LOG`, if set) and cwd `/`. [`Sandbox::spawn`] puts it in a
 /// process group of its own; a caller that spawns it itself calls
@@ -43,6 +58,20 @@ pub fn cryo_command(root: &Path) -> Command {
 /// Like [`cryo_command`], but `cryo` is started by `wrapper` (a program and
 /// its arguments, e.g. `setpriv … --`) rather than directly.
 pub fn cryo_command_under(wrapper: &[&str], root: &Path) -> Command {
+    let mut cmd = base_command(wrapper, root);
+    cmd.args(platform_args());
+    cmd
+}
+
+/// `cryo --root ROOT --platform PLATFORM`, whatever `CRYO_TEST_PLATFORM`
+/// says (for tests that move a sandbox between platforms).
+pub fn cryo_command_on(root: &Path, platform: &str) -> Command {
+    let mut cmd = base_command(&[], root);
+    cmd.args(["--platform", platform]);
+    cmd
+}
+
+fn base_command(wrapper: &[&str], root: &Path) -> Command {
     let mut cmd = match wrapper.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);
@@ -66,6 +95,10 @@ pub fn cryo_command_under(wrapper: &[&str], root: &Path) -> Command {
 /// `cryo --root ROOT ARGS…` to completion (with the harness's timeout).
 pub fn cryo_cli<S: AsRef<OsStr>>(root: &Path, args: &[S]) -> Output {
     let mut all: Vec<OsString> = vec!["--root".into(), root.into()];
+    // A command that names its platform keeps it.
+    if !args.iter().any(|a| a.as_ref() == "--platform") {
+        all.extend(platform_args().into_iter().map(OsString::from));
+    }
     all.extend(args.iter().map(|a| a.as_ref().to_os_string()));
     run_cryo_cli(&all)
 }
@@ -560,6 +593,35 @@ pub fn assert_no_record(root: &Path, id: &str) {
         root.display(),
         files_under(&root.join(id))
     );
+}
+
+/// Whether this host runs platform `name` (as `cryo doctor` finds it). If
+/// not, says "SKIPPED: <reason>" on stderr and records it in
+/// `<target>/tmp/skipped.log` (which tests/scripts/test.sh reports), so a
+/// test that cannot run is never mistaken for a pass.
+pub fn platform_runs_here(name: &str) -> bool {
+    let out = run_cryo_cli(&["doctor"]);
+    let doctor = out.stdout_str();
+    let line = doctor
+        .lines()
+        .find(|l| l.contains(&format!("platform {name} ")))
+        .unwrap_or("cryo doctor does not know it")
+        .to_string();
+    if line.starts_with("ok ") {
+        return true;
+    }
+    let msg = format!("SKIPPED: needs the {name} platform: {}", line.trim());
+    eprintln!("{msg}");
+    let log = crate::target_dir().join("tmp").join("skipped.log");
+    let _ = std::fs::create_dir_all(crate::target_dir().join("tmp"));
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| writeln!(f, "{msg}"))
+        .unwrap_or_else(|e| panic!("{msg} — and cannot record it in {}: {e}", log.display()));
+    false
 }
 
 #[cfg(test)]

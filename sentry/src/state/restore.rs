@@ -55,8 +55,7 @@ pub enum RestoreError {
 fn chosen_platform(header: &statefile::Header, asked: Option<&str>) -> String {
     asked
         .or(header.metadata.get("platform").map(String::as_str))
-        .unwrap_or(platform::DEFAULT_PLATFORM)
-        .to_string()
+        .map_or_else(|| platform::default_platform().to_string(), str::to_string)
 }
 
 /// Restores the sandbox saved in `image_dir`. `hostname` is unused: the
@@ -196,6 +195,6 @@ mod platform_choice_tests {
         let bare = statefile::Header::new("test");
         assert_eq!(chosen_platform(&saved, Some("asked")), "asked");
         assert_eq!(chosen_platform(&saved, None), "saved");
-        assert_eq!(chosen_platform(&bare, None), platform::DEFAULT_PLATFORM);
+        assert_eq!(chosen_platform(&bare, None), platform::default_platform());
     }
 }

@@ -1,0 +1,165 @@
+//! The systrap platform: application syscalls trap into a handler inside
+//! the stub itself, which hands them to the Sentry through shared memory,
+//! with no ptrace stop (after gVisor's systrap).
+//!
+//! * **Stubs** are forked from a dedicated forker thread of the Sentry (so
+//!   their parent-death signal means "the Sentry died"), keep only the memory
+//!   file's fd and the leader's completion eventfd, and jump into the stub code page at [`Layout::stub_addr`]
+//!   (mapped in the Sentry, inherited across fork). The stub's first thread,
+//!   the **leader**, unmaps everything else, maps its shared memory (a memfd
+//!   per address space: a control page the stub sees read-only, a status
+//!   page, one slot per thread), seals the stub region with mseal(2) and
+//!   serves requests: mmap/munmap/mprotect of the memory file and clone of
+//!   new stub threads. It runs on registers only and never runs application
+//!   code. It reports each completion by writing an eventfd (its filter
+//!   allows write(2) to that fd alone, and application threads none), so an
+//!   application that forges the status page cannot make the Sentry reuse
+//!   memory before the leader has unmapped it. See `shared` for the memory
+//!   layout and `stub` for the code.
+//! * **Seccomp**: every stub thread has the leader's filter; application
+//!   threads add theirs. A syscall from outside the stub code page is
+//!   SECCOMP_RET_TRAP (SIGSYS); from inside it only the stub's own few are
+//!   allowed (for application threads: futex wait/wake, rt_sigreturn,
+//!   exit), anything else kills the stub. So an application that jumps into
+//!   the stub code cannot make a host syscall of its choice.
+//! * **Events**: SIGSYS, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP and
+//!   [`INTERRUPT_SIGNAL`] run the stub's handler on the thread's signal
+//!   stack (in its slot): it copies the frame's registers into the slot,
+//!   sets the slot's state word to EVENT and wakes the Sentry (futex, if it
+//!   sleeps), then spins briefly and sleeps until the Sentry hands the slot
+//!   back with a command: resume (registers into the frame, rt_sigreturn),
+//!   copy the frame's FP state out or in, or exit. The Sentry side spins
+//!   briefly too before it sleeps. Events are reported exactly as the
+//!   ptrace platform reports them. How long each side polls before it
+//!   sleeps is paced per thread (`address_space::Pacing`): polling while
+//!   hand-overs succeed, one CPU for both and no polling when the host is
+//!   busy; a thread whose Sentry thread waits for the leader naps at once.
+//! * **Interrupts** send [`INTERRUPT_SIGNAL`] to the running stub thread; a
+//!   pending flag makes an interrupt while no switch runs end the next
+//!   switch at once, and a stale signal is absorbed by a resume.
+//! * **Hostile stubs**: everything in the shared memory but the control page
+//!   is writable by the application. The Sentry reads each field once with
+//!   a volatile or atomic load, validates it and never follows a pointer
+//!   from it; a stub that breaks the protocol (a bad state word or event, a
+//!   thread that stops answering interrupts, a leader that does not answer)
+//!   is killed and the request fails with [`PlatformError::Systrap`]. The
+//!   Sentry polls a stub that sleeps long for its death.
+//!
+//! Any host thread may drive any stub thread (no ptrace affinity), but the
+//! contract's bookkeeping is kept: each host thread runs its own slot, new
+//! threads' contexts are adopted on first use, and `exit_thread` ends the
+//! caller's stub thread. Dropping the address space kills the stub.
+//!
+//! Stubs are forked from the Sentry's forker thread (started with the first
+//! address space), so they inherit that thread's seccomp filter: a Sentry
+//! filter must leave the forker thread out or allow the stub's own syscalls
+//! (see `filter`, plus fork, rt_sigaction, setsid, prctl, setrlimit,
+//! close_range, close and mseal for the set-up), or every stub dies at
+//! birth with an exit status naming the failed step.
+//!
+//! Needs x86_64 with FSGSBASE enabled (the handler saves and loads fs/gs
+//! base with rdfsbase/wrfsbase) and XSAVE, and Linux >= 5.9 (close_range;
+//! cryo as a whole needs 5.13); mseal needs 6.10, and without it the stub
+//! region is not sealed (logged; the filters alone already keep application
+//! threads from remapping it).
+
+mod address_space;
+mod context;
+mod filter;
+mod shared;
+mod stub;
+
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+pub use address_space::SystrapAddressSpace;
+pub use context::{SystrapContext, SystrapInterrupter};
+pub use stub::INTERRUPT_SIGNAL;
+
+use crate::{AddressSpace, Context, Layout, Platform, PlatformError};
+
+/// The systrap platform. See the [module documentation](self).
+#[derive(Debug)]
+pub struct SystrapPlatform {
+    layout: Layout,
+    page: stub::StubPage,
+    memory_file: OwnedFd,
+}
+
+/// Whether this host can run the systrap platform, and if not, why.
+pub fn host_support() -> Result<(), String> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err("systrap is x86_64 only".into());
+    }
+    const HWCAP2_FSGSBASE: u64 = 1 << 1;
+    // SAFETY: getauxval reads the process's auxiliary vector.
+    let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    if hwcap2 & HWCAP2_FSGSBASE == 0 {
+        return Err("the kernel does not enable FSGSBASE (Linux >= 5.9 on a CPU with it)".into());
+    }
+    let leaf1 = std::arch::x86_64::__cpuid(1);
+    if leaf1.ecx & (1 << 27) == 0 {
+        return Err("the CPU or kernel has no XSAVE (OSXSAVE)".into());
+    }
+    Ok(())
+}
+
+impl SystrapPlatform {
+    pub fn new(memory_file: BorrowedFd<'_>) -> Result<Self, PlatformError> {
+        host_support().map_err(|what| PlatformError::Systrap { pid: 0, what })?;
+        let mut layout = Layout::probe()?;
+        let page = stub::install_stub_page(&layout)?;
+        layout.stub_addr = page.addr;
+        let memory_file = memory_file
+            .try_clone_to_owned()
+            .map_err(|e| PlatformError::Host {
+                op: "dup(memory file)",
+                source: e
+                    .raw_os_error()
+                    .map(nix::Error::from_raw)
+                    .unwrap_or(nix::Error::UnknownErrno),
+            })?;
+        tracing::debug!(
+            ?layout,
+            memory_fd = memory_file.as_raw_fd(),
+            "systrap platform ready"
+        );
+        Ok(SystrapPlatform {
+            layout,
+            page,
+            memory_file,
+        })
+    }
+
+    pub fn memory_fd(&self) -> i32 {
+        self.memory_file.as_raw_fd()
+    }
+
+    /// [`Platform::new_address_space`] with the concrete type.
+    pub fn new_systrap_address_space(&self) -> Result<SystrapAddressSpace, PlatformError> {
+        SystrapAddressSpace::new(self.layout, self.page, self.memory_file.as_raw_fd())
+    }
+}
+
+impl Platform for SystrapPlatform {
+    fn name(&self) -> &'static str {
+        "systrap"
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError> {
+        Ok(Arc::new(self.new_systrap_address_space()?))
+    }
+
+    fn new_context(&self) -> Result<Box<dyn Context>, PlatformError> {
+        Ok(Box::new(SystrapContext::new()))
+    }
+}
+
+/// The calling thread's id.
+fn current_tid() -> i32 {
+    nix::unistd::gettid().as_raw()
+}
