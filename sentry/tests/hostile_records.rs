@@ -454,7 +454,11 @@ fn fork_advice_survives_the_record() {
         v.wipeonfork = true;
     });
     let saved = validate(&t).expect("fork advice on anonymous memory is valid");
-    assert!(saved.mms.values().flat_map(|m| m.mm.vmas.iter()).any(|v| v.dontfork && v.wipeonfork));
+    assert!(saved
+        .mms
+        .values()
+        .flat_map(|m| m.mm.vmas.iter())
+        .any(|v| v.dontfork && v.wipeonfork));
 }
 
 // ---------------------------------------------------------------------------

@@ -35,8 +35,16 @@ fn process_tree_checkpointed_and_restored_twice() {
     assert_ok(&checkpoint(&s.root(), &img, "A", &[]), "cryo checkpoint A");
     assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
     let before = a.lines().to_vec();
-    assert_eq!(before[..], reference[..before.len()], "before the checkpoint");
-    let last = before.iter().filter_map(|l| tick_of(l)).max().expect("ticks");
+    assert_eq!(
+        before[..],
+        reference[..before.len()],
+        "before the checkpoint"
+    );
+    let last = before
+        .iter()
+        .filter_map(|l| tick_of(l))
+        .max()
+        .expect("ticks");
 
     let moved = s.path("elsewhere/img");
     std::fs::create_dir_all(s.path("elsewhere")).unwrap();
@@ -50,7 +58,12 @@ fn process_tree_checkpointed_and_restored_twice() {
         .lines()
         .filter(|l| l.trim_start().starts_with("kernel.ThreadGroup ") && l.contains('#'))
         .count();
-    assert_eq!(groups, 4, "init, worker, zombie, stopped child:\n{}", shown.stdout_str());
+    assert_eq!(
+        groups,
+        4,
+        "init, worker, zombie, stopped child:\n{}",
+        shown.stdout_str()
+    );
 
     for id in ["B", "C"] {
         let mut b = Sandbox::restore(&s.root(), &moved, id);
@@ -91,7 +104,10 @@ fn fork_bomb_gets_eagain_and_leaves_no_stub() {
     let out = sb.stdout_text();
     assert_eq!(code, 0, "{out} {}", sb.stderr_str());
     assert!(out.contains("fork failed with EAGAIN"), "{out}");
-    assert!(out.contains("all reaped: ECHILD, more than 10 processes: 1"), "{out}");
+    assert!(
+        out.contains("all reaped: ECHILD, more than 10 processes: 1"),
+        "{out}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let left = processes_of(&s.root());
     assert!(left.is_empty(), "host processes left behind: {left:?}");

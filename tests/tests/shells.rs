@@ -49,15 +49,24 @@ fn shell(sh: &str) {
     }
     let inv = Invocation::new(sh).args(["-c", SCRIPT]);
     let native = inv.native();
-    assert_eq!(native.code, 1, "the script misbehaves natively:\n{}", native.stderr_str());
+    assert_eq!(
+        native.code,
+        1,
+        "the script misbehaves natively:\n{}",
+        native.stderr_str()
+    );
     assert_same(&native, &inv.cryo());
 }
 
 #[test]
 fn busybox_sh_script() {
-    let native = Invocation::new("/bin/busybox").args(["sh", "-c", SCRIPT]).native();
+    let native = Invocation::new("/bin/busybox")
+        .args(["sh", "-c", SCRIPT])
+        .native();
     assert_eq!(native.code, 1, "{}", native.stderr_str());
-    let cryo = Invocation::new("/bin/busybox").args(["sh", "-c", SCRIPT]).cryo();
+    let cryo = Invocation::new("/bin/busybox")
+        .args(["sh", "-c", SCRIPT])
+        .cryo();
     assert_same(&native, &cryo);
 }
 
@@ -123,7 +132,11 @@ print("selector ready", len(sel.select(timeout=5)))
 fn make_j2_with_gcc() {
     let dir = unique_tmp_path("cryo-make");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("main.c"), "int f(void);\nint main(void){return f();}\n").unwrap();
+    std::fs::write(
+        dir.join("main.c"),
+        "int f(void);\nint main(void){return f();}\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("f.c"), "int f(void){return 6;}\n").unwrap();
     std::fs::write(
         dir.join("Makefile"),

@@ -144,7 +144,10 @@ impl Task {
             if !has(f, libc::CLONE_FILES) || !has(f, libc::CLONE_FS) {
                 // A thread with descriptors or cwd of its own: cryo keeps
                 // them per process.
-                tracing::debug!(flags = format_args!("{f:#x}"), "thread without CLONE_FILES|CLONE_FS");
+                tracing::debug!(
+                    flags = format_args!("{f:#x}"),
+                    "thread without CLONE_FILES|CLONE_FS"
+                );
                 return Err(Errno::EINVAL);
             }
             return self.clone_thread(args);
@@ -271,7 +274,11 @@ impl Task {
 
     /// Creates process `tid` and waits until it is a member of the pid
     /// namespace; its vfork handle when the caller must wait for it.
-    fn start_process(&mut self, tid: i32, args: CloneArgs) -> Result<Option<Arc<VforkDone>>, Errno> {
+    fn start_process(
+        &mut self,
+        tid: i32,
+        args: CloneArgs,
+    ) -> Result<Option<Arc<VforkDone>>, Errno> {
         let f = args.flags;
         let fp = self
             .context

@@ -41,14 +41,13 @@ impl Task {
         let handlers = self.handlers().clone();
         self.pending().iter().any(|p| {
             let unblocked = !mask.contains(p.signo) || p.signo == libc::SIGKILL;
-            let acts = handlers.get(p.signo).is_ok_and(|a| {
-                !a.is_ignored()
-                    && !(a.is_default()
-                        && matches!(
-                            default_action(p.signo),
-                            DefaultAction::Ignore | DefaultAction::Continue
-                        ))
-            });
+            let ignored_by_default = matches!(
+                default_action(p.signo),
+                DefaultAction::Ignore | DefaultAction::Continue
+            );
+            let acts = handlers
+                .get(p.signo)
+                .is_ok_and(|a| !a.is_ignored() && (!a.is_default() || !ignored_by_default));
             unblocked && (acts || p.signo == libc::SIGKILL)
         })
     }

@@ -193,7 +193,9 @@ impl Kernel {
         let mut hops = 0;
         while ancestor > 1 && hops < super::pid_namespace::PID_MAX {
             match self.pids.thread_group(ancestor) {
-                Some(a) if !a.is_zombie() && a.attrs().with(|p| p.child_subreaper) => return ancestor,
+                Some(a) if !a.is_zombie() && a.attrs().with(|p| p.child_subreaper) => {
+                    return ancestor
+                }
                 Some(a) => ancestor = a.links().parent,
                 None => break,
             }
@@ -223,8 +225,8 @@ impl Kernel {
         };
         let signo = child.exit_signal();
         let action = parent.handlers().get(libc::SIGCHLD).unwrap_or_default();
-        let never_waits = signo == libc::SIGCHLD
-            && (action.is_ignored() || action.flags & SA_NOCLDWAIT != 0);
+        let never_waits =
+            signo == libc::SIGCHLD && (action.is_ignored() || action.flags & SA_NOCLDWAIT != 0);
         if signo != 0 {
             let (code, value) = chld_code(child.exit_status().unwrap_or(ExitStatus::Exited(0)));
             parent.signal_process(SigInfo::child(

@@ -212,8 +212,9 @@ impl Task {
             // A table shared with another process (CLONE_FILES) stays
             // with it; this process only lets go of its reference.
             let fds = self.tg.fds_ref();
-            self.tg
-                .set_fds(std::sync::Arc::new(std::sync::Mutex::new(Default::default())));
+            self.tg.set_fds(std::sync::Arc::new(std::sync::Mutex::new(
+                Default::default(),
+            )));
             if std::sync::Arc::strong_count(&fds) == 1 {
                 super::thread_group::lock(&fds).clear();
             }

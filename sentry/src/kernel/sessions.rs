@@ -116,7 +116,9 @@ impl Task {
                 .into_iter()
                 .filter(|tg| tg.tgid() != 1 && tg.tgid() != self.tgid() && !tg.is_zombie())
                 .collect(),
-            p => self.kernel.process_group(p.checked_neg().ok_or(Errno::ESRCH)?),
+            p => self
+                .kernel
+                .process_group(p.checked_neg().ok_or(Errno::ESRCH)?),
         };
         if targets.is_empty() {
             return Err(Errno::ESRCH);

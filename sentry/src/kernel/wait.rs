@@ -86,7 +86,11 @@ impl Task {
     /// Waits for a child of this task's process matching `target` and
     /// `opts`. `Ok(None)`: WNOHANG and nothing to report. ECHILD when no
     /// child matches; EINTR when interrupted.
-    pub fn wait_child(&self, target: WaitTarget, opts: WaitOptions) -> Result<Option<Waited>, Errno> {
+    pub fn wait_child(
+        &self,
+        target: WaitTarget,
+        opts: WaitOptions,
+    ) -> Result<Option<Waited>, Errno> {
         let kernel = self.kernel.clone();
         let me = self.tgid();
         let mut tree = lock(&kernel.tree);

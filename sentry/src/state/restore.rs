@@ -17,8 +17,8 @@ use crate::kernel::pid_namespace::PID_MAX;
 use crate::kernel::time::Clocks;
 use crate::kernel::{KernelConfig, Task};
 use crate::vfs::state::RestoreCtx;
-use std::sync::Arc;
 use crate::vfs::{Clock, HostClock};
+use std::sync::Arc;
 
 /// Why a restore was refused. Nothing has started running when it is.
 #[derive(Debug, thiserror::Error)]

@@ -66,6 +66,10 @@ fn mapped_files(
     Ok(mapped)
 }
 
+/// An address space, the context of the thread that made it, and contexts
+/// for its other tasks.
+type BuiltMm = (SharedMm, Box<dyn Context>, Vec<Box<dyn Context>>);
+
 /// Creates an address space on the calling host thread: a fresh stub with
 /// every saved mapping, and `others` contexts for other tasks.
 fn build_mm(
@@ -74,7 +78,7 @@ fn build_mm(
     layout: Layout,
     mapped: &HashMap<String, Arc<dyn MappableFile>>,
     others: usize,
-) -> Result<(SharedMm, Box<dyn Context>, Vec<Box<dyn Context>>), RestoreError> {
+) -> Result<BuiltMm, RestoreError> {
     let reopen = |name: &str| mapped.get(name).cloned().ok_or(Errno::ENOENT);
     let aspace = kernel.platform.new_address_space()?;
     let mm = MemoryManager::from_snapshot(
@@ -281,10 +285,9 @@ fn restore_group(
                 errno,
             })
     };
-    let fds = fd_tables
-        .get(&r.fd_table)
-        .cloned()
-        .ok_or_else(|| RestoreError::Invalid(format!("descriptor table {} is missing", r.fd_table)))?;
+    let fds = fd_tables.get(&r.fd_table).cloned().ok_or_else(|| {
+        RestoreError::Invalid(format!("descriptor table {} is missing", r.fd_table))
+    })?;
     let tg = ThreadGroup::new(
         r.tgid,
         ProcessParts {

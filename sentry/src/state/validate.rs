@@ -554,7 +554,7 @@ pub fn load_saved_kernel<R: ReadAt>(
             check_mm(&mm, p.mm, layout, &memory)?;
             mms.insert(p.mm, mm);
         }
-        if !fd_tables.contains_key(&p.fd_table) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = fd_tables.entry(p.fd_table) {
             let fds: FdTableRecord = objs.get(p.fd_table)?;
             // Descriptor numbers and the files they name are checked
             // before any file is loaded, so a missing one is refused as
@@ -574,7 +574,7 @@ pub fn load_saved_kernel<R: ReadAt>(
                 check_open_file(&f, e.file, &pipe_ids, &epoll_ids)?;
                 files.insert(e.file, f);
             }
-            fd_tables.insert(p.fd_table, fds);
+            slot.insert(fds);
         }
     }
     // The tmpfs tables: after the mappings, whose own memory no tmpfs file
@@ -648,7 +648,10 @@ pub fn load_saved_kernel<R: ReadAt>(
             task_attrs,
         });
     }
-    if saved.first().is_none_or(|p| p.record.tgid != 1 || p.tasks.is_empty()) {
+    if saved
+        .first()
+        .is_none_or(|p| p.record.tgid != 1 || p.tasks.is_empty())
+    {
         return Err(invalid(
             "kernel.Kernel",
             0,
@@ -894,7 +897,6 @@ fn check_epoll_nesting(
     }
     Ok(())
 }
-
 
 type AttrRecords = (
     Option<crate::kernel::attrs::ProcessAttrsRecord>,

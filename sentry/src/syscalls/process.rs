@@ -178,4 +178,3 @@ pub fn umask(t: &mut Task, a: &Args) -> SysResult {
 pub fn sched_yield(_: &mut Task, _: &Args) -> SysResult {
     Ok(0)
 }
-

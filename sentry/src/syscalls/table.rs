@@ -6,9 +6,7 @@
 
 use std::sync::OnceLock;
 
-use super::{
-    fs, futex, info, locks, mm, net, poll, process, sched, signal, thread, time, Handler,
-};
+use super::{fs, futex, info, locks, mm, net, poll, process, sched, signal, thread, time, Handler};
 
 /// How strace shows an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,7 +24,8 @@ pub fn exit_group(t: &mut Task, a: &Args) -> SysResult {
 /// clone(flags, stack, parent_tid, child_tid, tls) (the order is the
 /// architecture's).
 pub fn clone(t: &mut Task, a: &Args) -> SysResult {
-    t.clone_task(crate::arch::clone_args(a)).map(|tid| tid as u64)
+    t.clone_task(crate::arch::clone_args(a))
+        .map(|tid| tid as u64)
 }
 
 pub fn fork(t: &mut Task, _: &Args) -> SysResult {
@@ -95,8 +96,11 @@ pub fn clone3(t: &mut Task, a: &Args) -> SysResult {
     .map(|tid| tid as u64)
 }
 
+/// An execve's strings: its arguments or its environment.
+type Strings = Vec<Vec<u8>>;
+
 /// The argument and environment vectors of an execve.
-fn exec_vectors(t: &Task, argv: u64, envp: u64) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), Errno> {
+fn exec_vectors(t: &Task, argv: u64, envp: u64) -> Result<(Strings, Strings), Errno> {
     use crate::kernel::exec::MAX_ARG_STRINGS;
     use crate::loader::MAX_ARG_STRLEN;
     let read = |addr: u64| {
@@ -119,7 +123,8 @@ pub fn execve(t: &mut Task, a: &Args) -> SysResult {
     let path = exec_path(t, a.addr(0))?;
     let (argv, envp) = exec_vectors(t, a.addr(1), a.addr(2))?;
     let cwd = t.cwd();
-    t.exec_from(&cwd, &path, argv, envp).map_err(|e| e.errno())?;
+    t.exec_from(&cwd, &path, argv, envp)
+        .map_err(|e| e.errno())?;
     // The new image starts with the registers exec set; rax of a
     // successful execve is 0.
     Ok(0)
@@ -209,8 +214,7 @@ pub fn wait4(t: &mut Task, a: &Args) -> SysResult {
         return Ok(0);
     };
     if a.addr(1) != 0 {
-        t.mm()
-            .copy_out(a.addr(1), &w.status_word().to_le_bytes())?;
+        t.mm().copy_out(a.addr(1), &w.status_word().to_le_bytes())?;
     }
     if a.addr(3) != 0 {
         t.mm().copy_out(a.addr(3), &rusage_bytes(&w))?;
