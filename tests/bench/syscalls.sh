@@ -8,6 +8,10 @@
 # Measures, for each system:
 #   getppid          ns per syscall(SYS_getppid), timed inside the guest
 #   open/read/close  ns per open(/etc/hostname)+read+close, timed inside the guest
+#   fork             ns per fork+_exit+waitpid, timed inside the guest
+#   fork+exec        ns per fork+execve(/bin/true)+waitpid
+#   pipe round trip  ns per one byte there and back between two processes
+#   futex round trip ns per wake/wait there and back between two threads
 #   do /bin/true     wall time of starting a sandbox that runs /bin/true
 #                    (hyperfine -N when installed, else a timed loop)
 # Each guest runs REPS times per system, the systems interleaved; the table
@@ -19,7 +23,8 @@
 # Knobs (environment): CRYO (a cryo binary; default target/release/cryo, built
 # if missing), ANCHORS, RUNSC, REPS (5), N_GETPPID_NATIVE (2000000),
 # N_GETPPID (20000), N_ORC_NATIVE (200000), N_ORC (5000), ORC_FILE
-# (/etc/hostname), TRUE_RUNS (10), SYSTEMS ("native cryo-ptrace
+# (/etc/hostname), N_FORK (200), N_FORKEXEC (50), N_PINGPONG (2000; 50x
+# natively), TRUE_RUNS (10), SYSTEMS ("native cryo-ptrace
 # cryo-systrap runsc-ptrace runsc-systrap"; plain "cryo" is cryo on its
 # default platform), TIMEOUT (120 s per guest run).
 set -euo pipefail
@@ -34,6 +39,9 @@ N_ORC_NATIVE=${N_ORC_NATIVE:-200000}
 N_ORC=${N_ORC:-5000}
 ORC_FILE=${ORC_FILE:-/etc/hostname}
 TRUE_RUNS=${TRUE_RUNS:-10}
+N_FORK=${N_FORK:-200}
+N_FORKEXEC=${N_FORKEXEC:-50}
+N_PINGPONG=${N_PINGPONG:-2000}
 TIMEOUT=${TIMEOUT:-120}
 read -r -a SYSTEMS <<<"${SYSTEMS:-native cryo-ptrace cryo-systrap runsc-ptrace runsc-systrap}"
 
@@ -56,6 +64,7 @@ trap 'exit 130' INT TERM
 log "work dir $W"
 build_static "$W/getppid_loop" "$BENCH_DIR/guests/getppid_loop.c"
 build_static "$W/open_read_close" "$BENCH_DIR/guests/open_read_close.c"
+build_static "$W/procs" "$BENCH_DIR/guests/procs.c"
 
 declare -A FAIL=() # FAIL[system]: why the system could not run at all
 declare -A BFAIL=() # BFAIL[system.bench]: why one benchmark failed
@@ -100,6 +109,13 @@ run_guest() {
 		[[ $sys == native ]] && n=$N_ORC_NATIVE
 		args=("$W/open_read_close" "$n" "$ORC_FILE")
 		;;
+	fork) args=("$W/procs" fork "$N_FORK") ;;
+	forkexec) args=("$W/procs" forkexec "$N_FORKEXEC") ;;
+	pipe | futex)
+		n=$N_PINGPONG
+		[[ $sys == native ]] && n=$((N_PINGPONG * 50))
+		args=("$W/procs" "$bench" "$n")
+		;;
 	esac
 	prefix "$sys"
 	out=$(timeout -k 5 "$TIMEOUT" "${PREFIX[@]}" "${args[@]}" </dev/null 2>&1) || rc=$?
@@ -120,7 +136,7 @@ run_guest() {
 # --- syscalls: REPS rounds, systems interleaved ---------------------------------
 for ((rep = 1; rep <= REPS; rep++)); do
 	log "round $rep/$REPS"
-	for bench in getppid orc; do
+	for bench in getppid orc fork forkexec pipe futex; do
 		for s in "${SYSTEMS[@]}"; do
 			[[ -z ${FAIL[$s]:-} && -z ${BFAIL[$s.$bench]:-} ]] || continue
 			run_guest "$s" "$bench"
@@ -196,10 +212,14 @@ printf -- '- runsc: %s; cryo: %s\n\n' '`runsc --network=none --platform=P do GUE
 
 printf '| benchmark | system | median | min–max | × native | × cryo-ptrace | × runsc-ptrace | × runsc-systrap |\n'
 printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
-for bench in getppid orc true; do
+for bench in getppid orc fork forkexec pipe futex true; do
 	case $bench in
 	getppid) label="getppid (ns/call)" dec=0 ;;
 	orc) label="open/read/close (ns/iteration)" dec=0 ;;
+	fork) label="fork+exit+wait (ns)" dec=0 ;;
+	forkexec) label="fork+execve(/bin/true)+wait (ns)" dec=0 ;;
+	pipe) label="pipe round trip, 2 processes (ns)" dec=0 ;;
+	futex) label="futex round trip, 2 threads (ns)" dec=0 ;;
 	true) label="do /bin/true (ms)" dec=2 ;;
 	esac
 	nat=$(median_of native "$bench")
