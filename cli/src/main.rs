@@ -93,9 +93,13 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("cryo: {}", one_line(&e));
-            // 125, like runsc and docker, for errors of cryo itself rather than
-            // of the program it runs.
-            ExitCode::from(125)
+            // 127/126 for a command that is missing or not executable, as
+            // shells and runc; 125, like runsc and docker, for errors of
+            // cryo itself rather than of the program it runs.
+            let command = e
+                .downcast_ref::<sentry::boot::BootError>()
+                .and_then(|b| b.command_status());
+            ExitCode::from(command.unwrap_or(125))
         }
     }
 }

@@ -176,6 +176,22 @@ pub(crate) fn new_kernel(
     Ok(kernel)
 }
 
+impl BootError {
+    /// The exit status shells and runc give a command that cannot be
+    /// started: 127 when it does not exist, 126 when it is not executable
+    /// (no execute bit, neither ELF nor `#!`); None for cryo's own errors.
+    pub fn command_status(&self) -> Option<u8> {
+        let BootError::Exec { error, .. } = self else {
+            return None;
+        };
+        match error.errno() {
+            Errno::ENOENT | Errno::ENOTDIR => Some(127),
+            Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::ELOOP => Some(126),
+            _ => None,
+        }
+    }
+}
+
 /// Boots a `cryo do` sandbox and returns its init task, ready to run.
 pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError> {
     let cmd = config.argv.first().ok_or(BootError::NoCommand)?;

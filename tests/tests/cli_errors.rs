@@ -23,6 +23,7 @@ fn assert_failed(out: &Output, what: &str) {
 fn missing_program() {
     let out = run_cryo_cli(&["do", "--", "/nonexistent"]);
     assert_failed(&out, "cryo do -- /nonexistent");
+    assert_eq!(out.code, 127, "a missing command is 127, as in shells");
     let err = out.stderr_str();
     assert_eq!(
         err.trim().lines().count(),
@@ -40,11 +41,27 @@ fn not_an_executable_format() {
     // /etc/passwd is neither ELF nor a #! script.
     let out = run_cryo_cli(&["do", "--", "/etc/passwd"]);
     assert_failed(&out, "cryo do -- /etc/passwd");
+    // /etc/passwd has no execute bit: 126, as shells give.
+    assert_eq!(out.code, 126);
     let err = out.stderr_str();
     assert!(
         err.contains("/etc/passwd"),
         "the error should name the file: {err}"
     );
+}
+
+/// An executable file with neither an ELF header nor a `#!` line: 126, and
+/// the message says what it lacks.
+#[test]
+fn script_without_shebang() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(b"echo no interpreter line\n").unwrap();
+    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = f.path().to_str().unwrap().to_string();
+    let out = run_cryo_cli(&["do", "--", &path]);
+    assert_eq!(out.code, 126, "{}", out.stderr_str());
+    let err = out.stderr_str();
+    assert!(err.contains(&path) && err.contains("#!"), "{err}");
 }
 
 /// A minimal but well-formed ELF executable header for another machine.

@@ -105,6 +105,8 @@ const SPECS: &[Spec] = &[
     spec("fork_tree"),
     // Job control, sessions, process groups, execve from a thread.
     spec("job_control"),
+    // Orphans go to a subreaper; CLONE_SETTLS with a kernel address.
+    spec("orphans"),
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -189,6 +191,7 @@ macro_rules! guest_tests {
 guest_tests!(
     fork_tree,
     job_control,
+    orphans,
     hello,
     rw,
     stat,

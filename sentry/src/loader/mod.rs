@@ -110,7 +110,7 @@ pub enum LoadError {
     Open { path: String, errno: Errno },
     #[error("{path}: cannot read: {errno}")]
     Read { path: String, errno: Errno },
-    #[error("{path}: not an ELF file or script")]
+    #[error("{path}: not executable: neither an ELF file nor a script starting with #!")]
     NotExecutable { path: String },
     #[error("{path}: unsupported architecture: {what}, this host runs {host}")]
     UnsupportedArch {
