@@ -107,6 +107,8 @@ const SPECS: &[Spec] = &[
     spec("job_control"),
     // Orphans go to a subreaper; CLONE_SETTLS with a kernel address.
     spec("orphans"),
+    // pidfd_open, pidfd_send_signal, waitid(P_PIDFD), CLONE_PIDFD.
+    spec("pidfd"),
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -192,6 +194,7 @@ guest_tests!(
     fork_tree,
     job_control,
     orphans,
+    pidfd,
     hello,
     rw,
     stat,

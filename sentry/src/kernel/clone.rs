@@ -29,6 +29,9 @@ pub struct CloneArgs {
     pub parent_tid: u64,
     pub child_tid: u64,
     pub tls: u64,
+    /// Where CLONE_PIDFD stores the new pidfd (clone: parent_tid; clone3:
+    /// its own field).
+    pub pidfd: u64,
 }
 
 fn has(flags: u64, f: libc::c_int) -> bool {
@@ -40,6 +43,7 @@ const KNOWN_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_FS
     | libc::CLONE_FILES
     | libc::CLONE_SIGHAND
+    | libc::CLONE_PIDFD
     | libc::CLONE_PTRACE
     | libc::CLONE_VFORK
     | libc::CLONE_PARENT
@@ -113,12 +117,6 @@ impl Task {
             tracing::debug!(flags = format_args!("{f:#x}"), "clone of new namespaces");
             return Err(Errno::EPERM);
         }
-        if has(f, libc::CLONE_PIDFD) {
-            // pidfds are not implemented: refused, never ignored.
-            self.kernel
-                .log_unsupported(libc::SYS_clone as u64, "CLONE_PIDFD");
-            return Err(Errno::ENOSYS);
-        }
         if f & !KNOWN_FLAGS != 0 {
             return Err(Errno::EINVAL);
         }
@@ -129,6 +127,11 @@ impl Task {
             return Err(Errno::EINVAL);
         }
         if has(f, libc::CLONE_SIGHAND) && !has(f, libc::CLONE_VM) {
+            return Err(Errno::EINVAL);
+        }
+        if has(f, libc::CLONE_PIDFD)
+            && (has(f, libc::CLONE_THREAD) || has(f, libc::CLONE_DETACHED))
+        {
             return Err(Errno::EINVAL);
         }
         if has(f, libc::CLONE_SETTLS) && args.tls >= self.mm().layout().max_user_addr {
@@ -153,7 +156,25 @@ impl Task {
             return self.clone_thread(args);
         }
         self.check_nproc()?;
-        self.clone_process(args)
+        let tid = self.clone_process(args)?;
+        if has(f, libc::CLONE_PIDFD) {
+            self.store_pidfd(tid, args.pidfd)?;
+        }
+        Ok(tid)
+    }
+
+    /// CLONE_PIDFD: a pidfd of the new process (close-on-exec, as Linux's
+    /// are) installed in the caller's table, its number stored at `at`.
+    fn store_pidfd(&mut self, tid: i32, at: u64) -> Result<(), Errno> {
+        let child = self.kernel.process(tid).ok_or(Errno::ESRCH)?;
+        let file = super::pidfd::PidFd::open(&child, false);
+        let limit = self.nofile_limit();
+        let fd = self.fds().lock().insert(file, true, limit)?;
+        if let Err(e) = self.mm().write_u32(at, fd as u32) {
+            let _ = self.fds().lock().remove(fd);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// RLIMIT_NPROC: the processes of the caller's real uid. Root is

@@ -184,6 +184,8 @@ impl Kernel {
         drop(tree);
         tracing::debug!(tgid, ?status, "process exited");
         self.child_event.notify_all();
+        tg.exit_queue()
+            .notify(crate::vfs::poll::EPOLLIN | crate::vfs::poll::EPOLLRDNORM);
     }
 
     /// Where `tg`'s children go: the nearest live subreaper among its

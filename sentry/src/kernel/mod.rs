@@ -16,6 +16,7 @@ pub mod job_control;
 mod kernel;
 pub mod limits;
 pub mod pid_namespace;
+pub mod pidfd;
 pub mod posix_timer;
 pub mod proc;
 pub mod run;

@@ -153,6 +153,8 @@ pub struct ThreadGroup {
     /// Process-wide state of the process tree (zombie, exec, job control).
     pub(super) life: Mutex<super::exit::Life>,
     pub(super) life_cv: Condvar,
+    /// pidfds poll here: notified when the process ends.
+    exit_queue: Arc<crate::vfs::poll::WaitQueue>,
     /// Replaceable: a process can stop sharing its table (unshare).
     fds: Mutex<SharedFdTable>,
     handlers: Arc<Mutex<SignalHandlers>>,
@@ -186,6 +188,7 @@ impl ThreadGroup {
             exit_signal: parts.exit_signal,
             life: Mutex::default(),
             life_cv: Condvar::new(),
+            exit_queue: crate::vfs::poll::WaitQueue::new(),
             fds: Mutex::new(parts.fds),
             handlers: parts.handlers,
             limits: Mutex::new(parts.limits),
@@ -224,6 +227,11 @@ impl ThreadGroup {
     /// process with it, once no other process shares it).
     pub fn release_mm(&self) -> Option<SharedMm> {
         lock(&self.mm).take()
+    }
+
+    /// Where pidfds of this process wait for its end.
+    pub fn exit_queue(&self) -> &Arc<crate::vfs::poll::WaitQueue> {
+        &self.exit_queue
     }
 
     /// The signal its parent gets when it ends.

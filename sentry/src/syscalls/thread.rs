@@ -35,6 +35,7 @@ pub fn fork(t: &mut Task, _: &Args) -> SysResult {
         parent_tid: 0,
         child_tid: 0,
         tls: 0,
+        pidfd: 0,
     })
     .map(|tid| tid as u64)
 }
@@ -46,6 +47,7 @@ pub fn vfork(t: &mut Task, _: &Args) -> SysResult {
         parent_tid: 0,
         child_tid: 0,
         tls: 0,
+        pidfd: 0,
     })
     .map(|tid| tid as u64)
 }
@@ -64,8 +66,9 @@ pub fn clone3(t: &mut Task, a: &Args) -> SysResult {
         w.copy_from_slice(&b[i * 8..i * 8 + 8]);
         u64::from_le_bytes(w)
     };
-    let (flags, child_tid, parent_tid, exit_signal, stack, stack_size, tls) = (
+    let (flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls) = (
         word(0),
+        word(1),
         word(2),
         word(3),
         word(4),
@@ -92,6 +95,7 @@ pub fn clone3(t: &mut Task, a: &Args) -> SysResult {
         parent_tid,
         child_tid,
         tls,
+        pidfd,
     })
     .map(|tid| tid as u64)
 }
@@ -225,6 +229,7 @@ pub fn wait4(t: &mut Task, a: &Args) -> SysResult {
 const P_ALL: i32 = 0;
 const P_PID: i32 = 1;
 const P_PGID: i32 = 2;
+const P_PIDFD: i32 = 3;
 
 /// waitid(idtype, id, infop, options, rusage).
 pub fn waitid(t: &mut Task, a: &Args) -> SysResult {
@@ -239,6 +244,10 @@ pub fn waitid(t: &mut Task, a: &Args) -> SysResult {
         P_PID if id > 0 => WaitTarget::Pid(id),
         P_PGID if id == 0 => WaitTarget::Pgid(t.tg().links().pgid),
         P_PGID if id > 0 => WaitTarget::Pgid(id),
+        P_PIDFD => {
+            let f = t.fds().lock().file(id)?;
+            WaitTarget::Pid(crate::kernel::pidfd::pidfd_of(&f)?.tgid())
+        }
         _ => return Err(Errno::EINVAL),
     };
     let waited = t.wait_child(target, wait_flags(options))?;
@@ -279,4 +288,79 @@ pub fn setpgid(t: &mut Task, a: &Args) -> SysResult {
 
 pub fn setsid(t: &mut Task, _: &Args) -> SysResult {
     t.setsid().map(|sid| sid as u64)
+}
+
+/// pidfd_open(pid, flags): a pidfd of process `pid` (a thread that is not
+/// a process's leader is EINVAL, as Linux without PIDFD_THREAD).
+pub fn pidfd_open(t: &mut Task, a: &Args) -> SysResult {
+    let (pid, flags) = (a.int(0), a.int(1));
+    if pid <= 0 || flags & !libc::O_NONBLOCK != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let tg = t.kernel().process(pid).ok_or_else(|| {
+        if t.kernel().pids.tgid_of(pid).is_some() {
+            Errno::EINVAL
+        } else {
+            Errno::ESRCH
+        }
+    })?;
+    let f = crate::kernel::pidfd::PidFd::open(&tg, flags & libc::O_NONBLOCK != 0);
+    let limit = t.nofile_limit();
+    t.fds()
+        .lock()
+        .insert(f, true, limit)
+        .map(|fd| fd as u64)
+}
+
+/// pidfd_send_signal(pidfd, sig, info, flags): kill(2) through a pidfd,
+/// optionally with a siginfo whose si_code says it comes from userspace.
+pub fn pidfd_send_signal(t: &mut Task, a: &Args) -> SysResult {
+    if a.raw(3) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = t.fds().lock().file(a.fd(0))?;
+    let tg = crate::kernel::pidfd::pidfd_of(&f)?.process()?;
+    if tg.is_zombie() {
+        return Err(Errno::ESRCH);
+    }
+    let signo = a.int(1);
+    if !(0..=64).contains(&signo) {
+        return Err(Errno::EINVAL);
+    }
+    let mut info = crate::kernel::signal::SigInfo {
+        signo,
+        code: crate::kernel::signal::SI_USER,
+        addr: 0,
+        pid: t.tgid(),
+        uid: t.creds().uid,
+    };
+    if a.addr(2) != 0 {
+        let mut b = [0u8; 128];
+        t.mm().copy_in(a.addr(2), &mut b)?;
+        let int = |i: usize| i32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut value = [0u8; 8];
+        value.copy_from_slice(&b[24..32]);
+        if int(0) != signo {
+            return Err(Errno::EINVAL);
+        }
+        // Only the kernel may claim a kernel si_code, except to oneself.
+        let code = int(8);
+        if (code >= 0 || code == crate::kernel::signal::SI_TKILL) && tg.tgid() != t.tgid() {
+            return Err(Errno::EPERM);
+        }
+        info.code = code;
+        info.pid = int(16);
+        info.uid = int(20) as u32;
+        info.addr = u64::from_le_bytes(value);
+    }
+    if signo == 0 {
+        return Ok(0);
+    }
+    if tg.tgid() == t.tgid() {
+        t.kernel().on_generate(&tg, signo);
+        t.send_signal(info);
+    } else {
+        t.signal_other_process(&tg, info);
+    }
+    Ok(0)
 }

@@ -13,6 +13,7 @@ pub fn clone_args(a: &Args) -> CloneArgs {
         parent_tid: a.addr(2),
         child_tid: a.addr(3),
         tls: a.raw(4),
+        pidfd: a.addr(2),
     }
 }
 
