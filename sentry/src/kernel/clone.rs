@@ -129,8 +129,7 @@ impl Task {
         if has(f, libc::CLONE_SIGHAND) && !has(f, libc::CLONE_VM) {
             return Err(Errno::EINVAL);
         }
-        if has(f, libc::CLONE_PIDFD)
-            && (has(f, libc::CLONE_THREAD) || has(f, libc::CLONE_DETACHED))
+        if has(f, libc::CLONE_PIDFD) && (has(f, libc::CLONE_THREAD) || has(f, libc::CLONE_DETACHED))
         {
             return Err(Errno::EINVAL);
         }

@@ -45,7 +45,10 @@ impl PidFd {
 
 /// The pidfd behind an open file (EBADF for any other kind, as Linux).
 pub fn pidfd_of(file: &OpenFile) -> Result<&PidFd, Errno> {
-    file.ops().as_any().downcast_ref::<PidFd>().ok_or(Errno::EBADF)
+    file.ops()
+        .as_any()
+        .downcast_ref::<PidFd>()
+        .ok_or(Errno::EBADF)
 }
 
 impl FileOps for PidFd {

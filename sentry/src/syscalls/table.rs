@@ -150,7 +150,11 @@ fn generic_rows() -> Vec<Entry> {
     reg("execve", thread::execve, &[Path, Hex, Hex]);
     reg("execveat", thread::execveat, &[Dec, Path, Hex, Hex, Hex]);
     reg("pidfd_open", thread::pidfd_open, &[Dec, Hex]);
-    reg("pidfd_send_signal", thread::pidfd_send_signal, &[Dec, Dec, Hex, Hex]);
+    reg(
+        "pidfd_send_signal",
+        thread::pidfd_send_signal,
+        &[Dec, Dec, Hex, Hex],
+    );
     reg("futex", futex::futex, &[Hex, Dec, Dec, Hex, Hex, Dec]);
     reg("prctl", sched::prctl, &[Dec, Hex, Hex, Hex, Hex]);
     reg(

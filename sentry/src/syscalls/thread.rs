@@ -306,10 +306,7 @@ pub fn pidfd_open(t: &mut Task, a: &Args) -> SysResult {
     })?;
     let f = crate::kernel::pidfd::PidFd::open(&tg, flags & libc::O_NONBLOCK != 0);
     let limit = t.nofile_limit();
-    t.fds()
-        .lock()
-        .insert(f, true, limit)
-        .map(|fd| fd as u64)
+    t.fds().lock().insert(f, true, limit).map(|fd| fd as u64)
 }
 
 /// pidfd_send_signal(pidfd, sig, info, flags): kill(2) through a pidfd,
