@@ -13,6 +13,8 @@
 #   pipe round trip  ns per one byte there and back between two processes
 #   futex round trip ns per wake/wait there and back between two threads
 #   do /bin/true     wall time of starting a sandbox that runs /bin/true
+#   sh pipelines     wall time of a sandbox running `sh SCRIPT`, a script of
+#                    100 two-command pipelines (`echo N | tr 0-9 a-j`)
 #                    (hyperfine -N when installed, else a timed loop)
 # Each guest runs REPS times per system, the systems interleaved; the table
 # gives the median, min–max and ratios against native and against runsc.
@@ -145,49 +147,56 @@ for ((rep = 1; rep <= REPS; rep++)); do
 done
 
 # --- do /bin/true wall time ------------------------------------------------------
-# true_time SYSTEM: appends wall times (ms) of "SYSTEM do /bin/true" to $W/SYSTEM.true.
+# true_time SYSTEM [BENCH CMD...]: appends wall times (ms) of "SYSTEM do CMD"
+# (default: /bin/true) to $W/SYSTEM.BENCH (default: true).
 true_time() {
-	local sys=$1 out rc=0 i t0 t1
+	local sys=$1 bench=${2:-true} out rc=0 i t0 t1
+	local -a cmd_args=(/bin/true)
+	[[ $# -gt 2 ]] && cmd_args=("${@:3}")
 	prefix "$sys"
 	# One checked run first, of a program whose output proves that it ran: a
 	# broken system gets a reason, not a hyperfine abort or a bogus time.
 	out=$(timeout -k 5 "$TIMEOUT" "${PREFIX[@]}" /bin/echo cryo-bench-ran </dev/null 2>&1) || rc=$?
 	if [[ $rc -ne 0 || $out != *cryo-bench-ran* ]]; then
-		BFAIL[$sys.true]="do /bin/echo: exit $rc: $(one_line "$out")"
-		log "$sys do /bin/true failed: ${BFAIL[$sys.true]}"
+		BFAIL[$sys.$bench]="do /bin/echo: exit $rc: $(one_line "$out")"
+		log "$sys $bench failed: ${BFAIL[$sys.$bench]}"
 		return 0
 	fi
 	if command -v hyperfine >/dev/null; then
 		local cmd runs=$TRUE_RUNS
 		[[ $sys == native ]] && runs=$((TRUE_RUNS * 10))
-		cmd=$(printf '%q ' "${PREFIX[@]}" /bin/true)
-		if ! hyperfine -N --warmup 2 --runs "$runs" --export-json "$W/$sys.true.json" \
-			--style none "$cmd" >"$W/$sys.hyperfine.log" 2>&1; then
-			BFAIL[$sys.true]="hyperfine: $(one_line "$(cat "$W/$sys.hyperfine.log")")"
+		cmd=$(printf '%q ' "${PREFIX[@]}" "${cmd_args[@]}")
+		if ! hyperfine -N --warmup 2 --runs "$runs" --export-json "$W/$sys.$bench.json" \
+			--style none "$cmd" >"$W/$sys.$bench.hyperfine.log" 2>&1; then
+			BFAIL[$sys.$bench]="hyperfine: $(one_line "$(cat "$W/$sys.$bench.hyperfine.log")")"
 			return 0
 		fi
 		# The JSON has every run's time in seconds under "times".
-		tr -d ' \n' <"$W/$sys.true.json" | sed -n 's/.*"times":\[\([^]]*\)\].*/\1/p' |
-			tr ',' '\n' | awk 'NF { printf "%.6f\n", $1 * 1000 }' >"$W/$sys.true"
+		tr -d ' \n' <"$W/$sys.$bench.json" | sed -n 's/.*"times":\[\([^]]*\)\].*/\1/p' |
+			tr ',' '\n' | awk 'NF { printf "%.6f\n", $1 * 1000 }' >"$W/$sys.$bench"
 	else
-		for ((i = 0; i < 2; i++)); do "${PREFIX[@]}" /bin/true </dev/null >/dev/null 2>&1 || true; done
+		for ((i = 0; i < 2; i++)); do "${PREFIX[@]}" "${cmd_args[@]}" </dev/null >/dev/null 2>&1 || true; done
 		for ((i = 0; i < TRUE_RUNS; i++)); do
 			t0=$(now_us)
-			timeout -k 5 "$TIMEOUT" "${PREFIX[@]}" /bin/true </dev/null >/dev/null 2>&1 || rc=$?
+			timeout -k 5 "$TIMEOUT" "${PREFIX[@]}" "${cmd_args[@]}" </dev/null >/dev/null 2>&1 || rc=$?
 			t1=$(now_us)
 			if [[ $rc -ne 0 ]]; then
-				BFAIL[$sys.true]="exit $rc on run $i"
+				BFAIL[$sys.$bench]="exit $rc on run $i"
 				return 0
 			fi
-			awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1000 }' >>"$W/$sys.true"
+			awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1000 }' >>"$W/$sys.$bench"
 		done
 	fi
-	log "$sys do /bin/true: median $(stats "$W/$sys.true" | cut -d' ' -f1) ms"
+	log "$sys $bench: median $(stats "$W/$sys.$bench" | cut -d' ' -f1) ms"
 }
+# 100 two-command pipelines, each a fork+exec of echo's and tr's processes.
+for ((i = 1; i <= 100; i++)); do printf 'echo %d | tr 0-9 a-j >/dev/null\n' "$i"; done >"$W/pipelines.sh"
 for s in "${SYSTEMS[@]}"; do
 	[[ -z ${FAIL[$s]:-} ]] || continue
 	log "do /bin/true: $s"
 	true_time "$s"
+	log "sh pipelines: $s"
+	true_time "$s" script /bin/sh "$W/pipelines.sh"
 done
 
 # --- report ----------------------------------------------------------------------
@@ -212,7 +221,7 @@ printf -- '- runsc: %s; cryo: %s\n\n' '`runsc --network=none --platform=P do GUE
 
 printf '| benchmark | system | median | min–max | × native | × cryo-ptrace | × runsc-ptrace | × runsc-systrap |\n'
 printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
-for bench in getppid orc fork forkexec pipe futex true; do
+for bench in getppid orc fork forkexec pipe futex true script; do
 	case $bench in
 	getppid) label="getppid (ns/call)" dec=0 ;;
 	orc) label="open/read/close (ns/iteration)" dec=0 ;;
@@ -221,6 +230,7 @@ for bench in getppid orc fork forkexec pipe futex true; do
 	pipe) label="pipe round trip, 2 processes (ns)" dec=0 ;;
 	futex) label="futex round trip, 2 threads (ns)" dec=0 ;;
 	true) label="do /bin/true (ms)" dec=2 ;;
+	script) label="sh of 100 pipelines (ms, with sandbox start)" dec=1 ;;
 	esac
 	nat=$(median_of native "$bench")
 	rp=$(median_of runsc-ptrace "$bench")

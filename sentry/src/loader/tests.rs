@@ -350,8 +350,16 @@ fn bad_files_are_refused_plainly() {
 
     let open = host_open(Some(dir.path().to_path_buf()));
     let cases: &[(&str, Errno, &str)] = &[
-        ("/text", Errno::ENOEXEC, "not an ELF file or script"),
-        ("/empty", Errno::ENOEXEC, "not an ELF file or script"),
+        (
+            "/text",
+            Errno::ENOEXEC,
+            "neither an ELF file nor a script starting with #!",
+        ),
+        (
+            "/empty",
+            Errno::ENOEXEC,
+            "neither an ELF file nor a script starting with #!",
+        ),
         ("/noint", Errno::ENOEXEC, "no interpreter"),
         ("/arm", Errno::ENOEXEC, "aarch64 ELF, this host runs x86_64"),
         ("/i386", Errno::ENOEXEC, "32-bit i386 ELF"),
