@@ -112,3 +112,51 @@ fn fork_bomb_gets_eagain_and_leaves_no_stub() {
     let left = processes_of(&s.root());
     assert!(left.is_empty(), "host processes left behind: {left:?}");
 }
+
+/// When init ends, every other process of the sandbox ends with it (a pid
+/// namespace's rule): `cryo do` returns init's status at once, leaving no
+/// host process behind.
+#[test]
+fn init_exit_ends_the_sandbox_and_its_children() {
+    let s = Scratch::new("cryo-initexit-");
+    let started = std::time::Instant::now();
+    let mut sb = Sandbox::run(
+        &s.root(),
+        "initexit",
+        std::path::Path::new("/bin/sh"),
+        &["-c", "sleep 60 & sleep 60 & echo started; exit 3"],
+    );
+    assert_eq!(
+        sb.wait_exit(Duration::from_secs(30)),
+        3,
+        "{}",
+        sb.stderr_str()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the children's sleeps held the sandbox"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let left = processes_of(&s.root());
+    assert!(left.is_empty(), "host processes left behind: {left:?}");
+}
+
+/// The sandbox's init is protected as a pid namespace's init: a signal
+/// from inside whose action is the default does not kill it.
+#[test]
+fn init_ignores_default_signals_from_inside() {
+    let s = Scratch::new("cryo-initsig-");
+    let mut sb = Sandbox::run(
+        &s.root(),
+        "initsig",
+        std::path::Path::new("/bin/sh"),
+        &["-c", "kill -TERM $$; kill -KILL $$; echo init alive"],
+    );
+    assert_eq!(
+        sb.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        sb.stderr_str()
+    );
+    assert_eq!(sb.stdout_text(), "init alive\n");
+}

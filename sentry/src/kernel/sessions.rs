@@ -131,19 +131,22 @@ impl Task {
     /// a signal from inside it whose action is the default is dropped
     /// (init dies only of what it asks for, or from outside).
     pub fn signal_other_process(&self, tg: &ThreadGroup, info: SigInfo) {
-        if tg.is_zombie() || info.signo == 0 {
+        if tg.is_zombie() || info.signo == 0 || init_protected(tg, info.signo) {
             return;
-        }
-        if tg.tgid() == 1 && tg.tgid() != self.tgid() {
-            let default = tg
-                .handlers()
-                .get(info.signo)
-                .map(|a| a.is_default())
-                .unwrap_or(true);
-            if default {
-                return;
-            }
         }
         self.kernel.send_to_process(tg, info);
     }
+}
+
+/// Whether a signal sent from inside the sandbox to `tg` is dropped because
+/// `tg` is the sandbox's init and the signal's action is the default
+/// (Linux's SIGNAL_UNKILLABLE for a pid namespace's init, which holds for
+/// signals init sends itself too).
+pub fn init_protected(tg: &ThreadGroup, signo: i32) -> bool {
+    tg.tgid() == 1
+        && tg
+            .handlers()
+            .get(signo)
+            .map(|a| a.is_default())
+            .unwrap_or(true)
 }

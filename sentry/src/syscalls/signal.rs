@@ -159,6 +159,9 @@ pub fn kill(t: &mut Task, a: &Args) -> SysResult {
     };
     for tg in targets {
         if tg.tgid() == t.tgid() {
+            if crate::kernel::sessions::init_protected(&tg, info.signo) {
+                continue;
+            }
             t.kernel().on_generate(&tg, info.signo);
             t.send_signal(info);
         } else {
