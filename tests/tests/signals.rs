@@ -28,8 +28,13 @@ fn sigterm_reaches_a_python_handler() {
         std::path::Path::new("/usr/bin/python3").exists(),
         "/usr/bin/python3 is not installed (a broken test setup: run tests/scripts/deps.sh)"
     );
-    let script = "import signal, sys, time\n\
-def h(s, f):\n    print('handled', s, flush=True); sys.exit(7)\n\
+    // The handler writes with os.write, not print: the signal may arrive
+    // while print('ready') is still inside stdout's buffered writer (the
+    // line is on the pipe before the write returns to Python, which then
+    // runs handlers before leaving the writer), and a print there is
+    // Python's "reentrant call" error, natively too given the timing.
+    let script = "import os, signal, sys, time\n\
+def h(s, f):\n    os.write(1, b'handled %d\\n' % s); sys.exit(7)\n\
 signal.signal(signal.SIGTERM, h)\nprint('ready', flush=True)\nwhile True: time.sleep(0.05)\n";
     let (first, rest, code, stderr) =
         signal_after_first_line(&["/usr/bin/python3", "-c", script], libc::SIGTERM);
