@@ -160,3 +160,39 @@ fn init_ignores_default_signals_from_inside() {
     );
     assert_eq!(sb.stdout_text(), "init alive\n");
 }
+
+/// A pidfd cannot be saved yet: the checkpoint is refused naming it, no
+/// statefile appears, and the sandbox goes on.
+#[test]
+fn checkpoint_refuses_a_pidfd_and_the_sandbox_goes_on() {
+    let s = Scratch::new("cryo-pidfd-");
+    let script = "import os, time\n\
+pid = os.fork()\n\
+if pid == 0:\n    time.sleep(60); os._exit(0)\n\
+fd = os.pidfd_open(pid)\n\
+print('ready', flush=True)\n\
+time.sleep(1.5)\n\
+os.kill(pid, 9); os.waitpid(pid, 0)\n\
+print('went on', flush=True)\n";
+    let mut sb = Sandbox::run(
+        &s.root(),
+        "P",
+        std::path::Path::new("/usr/bin/python3"),
+        &["-c", script],
+    );
+    sb.wait_lines(1, START);
+    let img = s.path("img");
+    let out = checkpoint(&s.root(), &img, "P", &[]);
+    cryo_tests::sandbox::assert_refused(
+        out.code,
+        &out.stderr_str(),
+        "checkpoint of a sandbox holding a pidfd",
+        &["pidfd"],
+    );
+    assert!(
+        !img.join(cryo_tests::sandbox::STATEFILE).exists(),
+        "a refused checkpoint left a statefile"
+    );
+    assert_eq!(sb.wait_exit(EXIT), 0, "{}", sb.stderr_str());
+    assert_eq!(sb.lines(), ["ready", "went on"]);
+}
