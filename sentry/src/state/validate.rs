@@ -999,6 +999,68 @@ mod itimer_tests {
     }
 
     #[test]
+    fn hostile_process_tree_fields_are_refused_by_field() {
+        use crate::kernel::exit::JobReport;
+        use crate::kernel::thread_group::ZombieRecord;
+        let live = process(ITimersRecord::default());
+        assert!(check_thread_group(&live, 1).is_ok());
+        let mut zombie = live.clone();
+        zombie.tasks.clear();
+        zombie.mm = 0;
+        zombie.life.zombie = Some(ZombieRecord {
+            signaled: false,
+            code: 3,
+        });
+        assert!(check_thread_group(&zombie, 1).is_ok());
+        type Edit = fn(&mut ThreadGroupRecord);
+        let cases: [(&str, Edit, bool); 6] = [
+            ("life.exit_signal", |r| r.life.exit_signal = 65, false),
+            (
+                "life.zombie.code",
+                |r| {
+                    r.life.zombie = Some(ZombieRecord {
+                        signaled: true,
+                        code: 0,
+                    })
+                },
+                true,
+            ),
+            (
+                "life.zombie.code",
+                |r| {
+                    r.life.zombie = Some(ZombieRecord {
+                        signaled: false,
+                        code: 256,
+                    })
+                },
+                true,
+            ),
+            (
+                "life.job.report",
+                |r| r.life.job.report = Some(JobReport::Stopped(99)),
+                false,
+            ),
+            // A zombie with tasks, a live process without any.
+            ("tasks", |r| r.tasks.clear(), false),
+            ("mm", |r| r.mm = 0, false),
+        ];
+        for (field, edit, from_zombie) in cases {
+            let mut r = if from_zombie {
+                zombie.clone()
+            } else {
+                live.clone()
+            };
+            edit(&mut r);
+            let e = check_thread_group(&r, 1).expect_err(field);
+            assert_eq!(
+                (e.record, e.field.as_ref()),
+                ("kernel.ThreadGroup", field),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn hostile_interval_timers_are_refused_by_field() {
         let mut armed = ITimersRecord::default();
         armed.real.remaining_ns = 2_000_000_000;
