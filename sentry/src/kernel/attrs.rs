@@ -143,7 +143,7 @@ impl CpuUsage {
         Duration::from_nanos(self.user_ns.saturating_add(self.sys_ns))
     }
 
-    fn add(&mut self, o: CpuUsage) {
+    pub fn add(&mut self, o: CpuUsage) {
         self.user_ns = self.user_ns.saturating_add(o.user_ns);
         self.sys_ns = self.sys_ns.saturating_add(o.sys_ns);
     }

@@ -71,15 +71,9 @@ pub struct Life {
     pub exited: bool,
     /// It has called execve since fork (setpgid refuses it then: EACCES).
     pub did_exec: bool,
-    /// PR_SET_CHILD_SUBREAPER: orphaned descendants come here, not to init.
-    pub subreaper: bool,
     pub job: JobState,
     /// The real uid of its last thread (si_uid of its SIGCHLD).
     pub uid: u32,
-    /// CPU time of its threads that have exited.
-    pub cpu: Duration,
-    /// CPU time of its reaped children (RUSAGE_CHILDREN, times).
-    pub children_cpu: Duration,
     /// Set while a vfork parent waits for this (child) process.
     pub vfork: Option<Arc<VforkDone>>,
 }
@@ -98,29 +92,13 @@ impl ThreadGroup {
         self.life().did_exec
     }
 
-    pub fn set_subreaper(&self, on: bool) {
-        self.life().subreaper = on;
-    }
-
-    pub fn is_subreaper(&self) -> bool {
-        self.life().subreaper
-    }
-
     pub fn job(&self) -> JobState {
         self.life().job
     }
 
-    /// CPU time of the process's exited threads and of its reaped children.
-    pub fn exited_cpu(&self) -> (Duration, Duration) {
-        let l = self.life();
-        (l.cpu, l.children_cpu)
-    }
-
-    /// A thread left, having run `d`, as `uid`.
-    pub(super) fn add_exited_thread(&self, d: Duration, uid: u32) {
-        let mut l = self.life();
-        l.cpu += d;
-        l.uid = uid;
+    /// A thread left as `uid` (the process's CPU time is its attributes').
+    pub(super) fn note_exited_thread(&self, uid: u32) {
+        self.life().uid = uid;
     }
 
     pub fn exited_uid(&self) -> u32 {

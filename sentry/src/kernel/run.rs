@@ -203,7 +203,7 @@ impl Task {
     /// The task leaves its thread group and the pid namespace; the last
     /// one ends the process.
     pub(crate) fn leave(&self, status: ExitStatus) {
-        self.tg.add_exited_thread(self.cpu_time, self.creds.uid);
+        self.tg.note_exited_thread(self.creds.uid);
         let last = self.tg.remove(self.tid, status);
         self.kernel.pids.remove_task(self.tid);
         if last {

@@ -800,17 +800,23 @@ impl ThreadGroup {
                 code: 0,
             },
         });
+        // The subreaper flag and the CPU times are the process attributes'
+        // (saved in their own record, which a restore loads); written here
+        // too, as the record's fields have them.
+        let ns =
+            |u: super::attrs::CpuUsage| u64::try_from(u.total().as_nanos()).unwrap_or(u64::MAX);
+        let (usage, children) = (self.attrs().usage(), self.attrs().children_usage());
+        let subreaper = self.attrs().with(|p| p.child_subreaper);
         let l = self.life();
-        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         LifeRecord {
             exit_signal: self.exit_signal,
             did_exec: l.did_exec,
-            subreaper: l.subreaper,
+            subreaper,
             job: l.job,
             zombie,
             uid: l.uid,
-            cpu_ns: ns(l.cpu),
-            children_cpu_ns: ns(l.children_cpu),
+            cpu_ns: ns(usage),
+            children_cpu_ns: ns(children),
         }
     }
 
@@ -818,11 +824,8 @@ impl ThreadGroup {
     pub fn load_life(&self, r: &LifeRecord) {
         let mut l = self.life();
         l.did_exec = r.did_exec;
-        l.subreaper = r.subreaper;
         l.job = r.job;
         l.uid = r.uid;
-        l.cpu = Duration::from_nanos(r.cpu_ns);
-        l.children_cpu = Duration::from_nanos(r.children_cpu_ns);
         if let Some(z) = r.zombie {
             l.exited = true;
             drop(l);

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::attrs::CpuUsage;
 use super::exit::JobReport;
 use super::task::{ExitStatus, Task};
 use super::thread_group::{lock, ThreadGroup};
@@ -53,8 +54,10 @@ pub struct Waited {
     pub pid: i32,
     pub uid: u32,
     pub event: ChildEvent,
-    /// The child's CPU time (and, once reaped, that of its own children).
-    pub cpu: Duration,
+    /// The child's CPU time with that of its own reaped children (what
+    /// wait4's rusage reports and, once reaped, the parent's RUSAGE_CHILDREN
+    /// counts).
+    pub usage: CpuUsage,
 }
 
 impl Waited {
@@ -135,12 +138,13 @@ impl Task {
     /// What `c` has to report to a wait with `opts`, reaping it when it is
     /// a zombie and the wait does not say WNOWAIT (tree lock held).
     fn poll_child(&self, c: &Arc<ThreadGroup>, opts: WaitOptions) -> Option<Waited> {
-        let (cpu, children_cpu) = c.exited_cpu();
+        let mut usage = c.attrs().usage();
+        usage.add(c.attrs().children_usage());
         let waited = |event| Waited {
             pid: c.tgid(),
             uid: c.exited_uid(),
             event,
-            cpu,
+            usage,
         };
         if c.is_zombie() {
             if !opts.exited {
@@ -149,8 +153,7 @@ impl Task {
             let status = c.exit_status().unwrap_or(ExitStatus::Exited(0));
             if !opts.nowait {
                 self.kernel.pids.reap(c.tgid());
-                let mut l = self.tg.life();
-                l.children_cpu += cpu + children_cpu;
+                self.tg.attrs().add_child_usage(usage);
             }
             return Some(waited(ChildEvent::Exited(status)));
         }

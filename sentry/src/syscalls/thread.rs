@@ -191,12 +191,14 @@ fn wait_flags(options: i32) -> WaitOptions {
     }
 }
 
-/// `struct rusage` with the child's CPU time as user time.
+/// `struct rusage` with the child's user and system time.
 fn rusage_bytes(w: &Waited) -> [u8; 144] {
     let mut b = [0u8; 144];
-    let cpu = w.cpu;
-    b[0..8].copy_from_slice(&(cpu.as_secs() as i64).to_le_bytes());
-    b[8..16].copy_from_slice(&i64::from(cpu.subsec_micros()).to_le_bytes());
+    for (at, ns) in [(0, w.usage.user_ns), (16, w.usage.sys_ns)] {
+        let d = std::time::Duration::from_nanos(ns);
+        b[at..at + 8].copy_from_slice(&(d.as_secs() as i64).to_le_bytes());
+        b[at + 8..at + 16].copy_from_slice(&i64::from(d.subsec_micros()).to_le_bytes());
+    }
     b
 }
 
