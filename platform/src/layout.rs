@@ -52,6 +52,27 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Whether `[addr, addr + len)` is a range a platform may map, unmap
+    /// or protect: page aligned, inside user address space.
+    pub fn check_range(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
+        let mask = self.page_size - 1;
+        if addr & mask != 0 || len & mask != 0 {
+            return Err(PlatformError::InvalidRange {
+                addr,
+                len,
+                why: "not page aligned",
+            });
+        }
+        match addr.checked_add(len) {
+            Some(end) if end <= self.max_user_addr => Ok(()),
+            _ => Err(PlatformError::InvalidRange {
+                addr,
+                len,
+                why: "beyond the end of user address space",
+            }),
+        }
+    }
+
     /// Probes the host: the largest candidate size at which a page just below
     /// `2^bits - page_size` can be mapped (or is already mapped) wins.
     pub fn probe() -> Result<Layout, PlatformError> {

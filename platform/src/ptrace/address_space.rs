@@ -376,25 +376,6 @@ impl PtraceAddressSpace {
         Ok(())
     }
 
-    fn check_range(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
-        let mask = self.layout.page_size - 1;
-        if addr & mask != 0 || len & mask != 0 {
-            return Err(PlatformError::InvalidRange {
-                addr,
-                len,
-                why: "not page aligned",
-            });
-        }
-        match addr.checked_add(len) {
-            Some(end) if end <= self.layout.max_user_addr => Ok(()),
-            _ => Err(PlatformError::InvalidRange {
-                addr,
-                len,
-                why: "beyond the end of user address space",
-            }),
-        }
-    }
-
     /// `[addr, addr + len)` minus the stub page, as up to two ranges.
     fn around_stub(&self, addr: u64, len: u64) -> impl Iterator<Item = (u64, u64)> {
         let (stub, stub_end, end) = (self.layout.stub_addr, self.layout.stub_end(), addr + len);
@@ -409,7 +390,7 @@ impl PtraceAddressSpace {
 
 impl AddressSpace for PtraceAddressSpace {
     fn map(&self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError> {
-        self.check_range(addr, len)?;
+        self.layout.check_range(addr, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -449,7 +430,7 @@ impl AddressSpace for PtraceAddressSpace {
     }
 
     fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
-        self.check_range(addr, len)?;
+        self.layout.check_range(addr, len)?;
         let ranges: Vec<_> = self.around_stub(addr, len).collect();
         for (a, l) in ranges {
             self.syscall("munmap", libc::SYS_munmap, &[a, l])?;
@@ -458,7 +439,7 @@ impl AddressSpace for PtraceAddressSpace {
     }
 
     fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
-        self.check_range(addr, len)?;
+        self.layout.check_range(addr, len)?;
         let ranges: Vec<_> = self.around_stub(addr, len).collect();
         for (a, l) in ranges {
             self.syscall(

@@ -844,25 +844,6 @@ impl SystrapAddressSpace {
         Ok(())
     }
 
-    fn check_range(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
-        let mask = self.layout.page_size - 1;
-        if addr & mask != 0 || len & mask != 0 {
-            return Err(PlatformError::InvalidRange {
-                addr,
-                len,
-                why: "not page aligned",
-            });
-        }
-        match addr.checked_add(len) {
-            Some(end) if end <= self.layout.max_user_addr => Ok(()),
-            _ => Err(PlatformError::InvalidRange {
-                addr,
-                len,
-                why: "beyond the end of user address space",
-            }),
-        }
-    }
-
     /// `[addr, addr + len)` minus the stub region (from the stub page to the
     /// top: nothing of the application lives there).
     fn below_stub(&self, addr: u64, len: u64) -> Option<(u64, u64)> {
@@ -936,7 +917,7 @@ regs_array!(
 
 impl AddressSpace for SystrapAddressSpace {
     fn map(&self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError> {
-        self.check_range(addr, len)?;
+        self.layout.check_range(addr, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -976,7 +957,7 @@ impl AddressSpace for SystrapAddressSpace {
     }
 
     fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
-        self.check_range(addr, len)?;
+        self.layout.check_range(addr, len)?;
         if let Some((a, l)) = self.below_stub(addr, len) {
             self.leader_call("munmap", libc::SYS_munmap, [a, l, 0, 0, 0, 0])?;
         }
@@ -984,7 +965,7 @@ impl AddressSpace for SystrapAddressSpace {
     }
 
     fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
-        self.check_range(addr, len)?;
+        self.layout.check_range(addr, len)?;
         if let Some((a, l)) = self.below_stub(addr, len) {
             self.leader_call(
                 "mprotect",
