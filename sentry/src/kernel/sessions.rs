@@ -136,6 +136,21 @@ impl Task {
         }
         self.kernel.send_to_process(tg, info);
     }
+
+    /// kill(2)'s delivery to one target process `tg`, which may be the
+    /// caller's own: then the calling thread takes it, delivered before
+    /// the syscall returns.
+    pub fn signal_process_from_here(&mut self, tg: &Arc<ThreadGroup>, info: SigInfo) {
+        if tg.tgid() != self.tgid() {
+            self.signal_other_process(tg, info);
+            return;
+        }
+        if info.signo == 0 || init_protected(tg, info.signo) {
+            return;
+        }
+        self.kernel.on_generate(tg, info.signo);
+        self.send_signal(info);
+    }
 }
 
 /// Whether a signal sent from inside the sandbox to `tg` is dropped because

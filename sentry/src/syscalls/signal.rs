@@ -158,15 +158,7 @@ pub fn kill(t: &mut Task, a: &Args) -> SysResult {
         return Ok(0);
     };
     for tg in targets {
-        if tg.tgid() == t.tgid() {
-            if crate::kernel::sessions::init_protected(&tg, info.signo) {
-                continue;
-            }
-            t.kernel().on_generate(&tg, info.signo);
-            t.send_signal(info);
-        } else {
-            t.signal_other_process(&tg, info);
-        }
+        t.signal_process_from_here(&tg, info);
     }
     Ok(0)
 }

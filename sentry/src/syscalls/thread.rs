@@ -352,14 +352,6 @@ pub fn pidfd_send_signal(t: &mut Task, a: &Args) -> SysResult {
         info.uid = int(20) as u32;
         info.addr = u64::from_le_bytes(value);
     }
-    if signo == 0 {
-        return Ok(0);
-    }
-    if tg.tgid() == t.tgid() {
-        t.kernel().on_generate(&tg, signo);
-        t.send_signal(info);
-    } else {
-        t.signal_other_process(&tg, info);
-    }
+    t.signal_process_from_here(&tg, info);
     Ok(0)
 }
