@@ -178,7 +178,6 @@ fn drain(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> Interruption {
     while let Ok(pending) = queue.try_recv() {
         stop |= handle(task, id, pending);
     }
-    task.interrupt().clear();
     if stop {
         Interruption::Stop
     } else {

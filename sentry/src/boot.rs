@@ -12,11 +12,11 @@ use crate::kernel::exec::{load_image, ExecError};
 use crate::kernel::fd_table::FdTable;
 use crate::kernel::limits::LimitSet;
 use crate::kernel::proc::ProcTable;
-use crate::kernel::run::{Interruption, RunError};
+use crate::kernel::run::RunError;
 use crate::kernel::task::FsContext;
 use crate::kernel::thread_group::{ProcessImage, ProcessLinks, ProcessParts, ThreadGroup};
 use crate::kernel::time::Clocks;
-use crate::kernel::{ExitStatus, Kernel, KernelConfig, Task};
+use crate::kernel::{Kernel, KernelConfig, Task};
 use crate::mm::MemoryFile;
 use crate::vfs::state::VfsState;
 use crate::vfs::{self, Dentry, HostClock, Vfs};
@@ -261,11 +261,4 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError
     );
     task.join();
     Ok(task)
-}
-
-/// `cryo do`: boots, runs the command to its end, returns its status.
-pub fn run_do(config: DoConfig, gofer_sock: OwnedFd) -> Result<ExitStatus, BootError> {
-    let mut task = boot_do(&config, gofer_sock)?;
-    let status = task.run(&mut |_| Interruption::Continue)?;
-    Ok(status.unwrap_or(ExitStatus::Signaled(libc::SIGKILL)))
 }

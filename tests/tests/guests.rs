@@ -52,6 +52,7 @@ const SPECS: &[Spec] = &[
     spec("clock"),
     // Interrupted sleeps: EINTR, and `rem` written only by relative ones.
     spec("sleep_rem"),
+    spec("sleep_after_signal"),
     spec("sysinfo"),
     Spec {
         exit: 3,
@@ -218,6 +219,7 @@ guest_tests!(
     ids,
     clock,
     sleep_rem,
+    sleep_after_signal,
     sysinfo,
     exit_group,
     exit_thread,

@@ -486,11 +486,7 @@ pub(crate) fn run_restored(task: Task, fp: FpState) {
 /// Runs a task that is not the sandbox's init task: interrupts only make
 /// it look at signals and its process's state.
 fn run_child(mut task: Task) {
-    let mut only_exit = |t: &mut Task| {
-        t.interrupt.clear();
-        Interruption::Continue
-    };
-    if let Err(e) = task.run(&mut only_exit) {
+    if let Err(e) = task.run(&mut |_| Interruption::Continue) {
         tracing::warn!(tid = task.tid, error = %e, "thread failed: the process is killed");
         task.die(ExitStatus::Signaled(libc::SIGKILL));
     }

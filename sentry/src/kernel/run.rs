@@ -53,6 +53,7 @@ impl Task {
                 return Ok(Some(group));
             }
             if self.interrupt.is_pending() {
+                self.interrupt.clear();
                 let _ = on_interrupt(self);
             }
         }
@@ -81,6 +82,15 @@ impl Task {
             }
             if self.tg.is_job_stopped() {
                 self.stay_stopped();
+                continue;
+            }
+            // An interrupt that arrived while the task was in the Sentry
+            // (a signal ending a sleep): it is answered here, or it would
+            // stay raised and cut short the task's next blocking call.
+            if self.interrupt.is_pending() {
+                if let Interruption::Stop = self.answer_interrupt(on_interrupt) {
+                    return Ok(None);
+                }
                 continue;
             }
             let sentry_cpu = super::attrs::sentry_thread_cpu_time();
@@ -125,11 +135,9 @@ impl Task {
                     if self.tg.must_park(self.tid) {
                         self.park();
                     } else if self.tg.exit_status().is_none() {
-                        if let Interruption::Stop = on_interrupt(self) {
+                        if let Interruption::Stop = self.answer_interrupt(on_interrupt) {
                             return Ok(None);
                         }
-                        // A signal from another thread may be why.
-                        self.deliver_signals();
                     }
                 }
             }
@@ -149,6 +157,22 @@ impl Task {
                 self.deliver_signals();
             }
         }
+    }
+
+    /// Lowers the interrupt, then lets the control path see why it was
+    /// raised and delivers what signals came with it. Lowered first, so
+    /// that whatever raises it again meanwhile is seen on the next round.
+    fn answer_interrupt(
+        &mut self,
+        on_interrupt: &mut dyn FnMut(&mut Task) -> Interruption,
+    ) -> Interruption {
+        self.interrupt.clear();
+        let answer = on_interrupt(self);
+        if let Interruption::Continue = answer {
+            // A signal from another thread may be why.
+            self.deliver_signals();
+        }
+        answer
     }
 
     /// Another thread is checkpointing: save this thread's own state (its
