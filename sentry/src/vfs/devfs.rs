@@ -1,5 +1,6 @@
 //! devfs at /dev: the character devices every program expects (null, zero,
-//! full, random, urandom) and the stdio links (gVisor's fsimpl/dev).
+//! full, random, urandom), the stdio links, /dev/tty and a devpts at
+//! /dev/pts with /dev/ptmx linking to its ptmx (gVisor's fsimpl/dev).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -236,6 +237,23 @@ pub fn new_devfs(now: Timespec) -> Arc<StaticDir> {
             }),
         ));
     }
+    // devpts is mounted here (namespace.rs).
+    entries.push((
+        b"pts".to_vec(),
+        Arc::new(StaticDir {
+            ino: next(),
+            mode: 0o755,
+            entries: Vec::new(),
+            time: now,
+        }),
+    ));
+    entries.push((
+        b"tty".to_vec(),
+        Arc::new(super::pty::DevTtyInode {
+            ino: next(),
+            time: now,
+        }),
+    ));
     entries.push((
         b"shm".to_vec(),
         Arc::new(StaticDir {

@@ -151,6 +151,8 @@ pub enum SaveAs {
     /// An epoll instance `id` (a sandbox id): its interest list is saved
     /// once, naming its files by their open-file ids.
     Epoll { id: u64 },
+    /// An end of pseudo-terminal `index`, saved once with its state.
+    Pty { index: u32, master: bool },
     /// Cannot be checkpointed, for this reason: checkpoint refuses, naming
     /// the file.
     Refuse(&'static str),

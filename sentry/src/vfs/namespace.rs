@@ -84,8 +84,14 @@ pub fn build_with_host(
     };
     mount(b"/dev", new_devfs(now), "devtmpfs")?;
     mount(b"/dev/shm", shm.root(), "tmpfs")?;
-    let mounts = "none / overlay rw 0 0\nnone /dev devtmpfs rw 0 0\nnone /dev/shm tmpfs rw 0 0\nnone /proc proc rw 0 0\n";
+    let mounts = "none / overlay rw 0 0\nnone /dev devtmpfs rw 0 0\nnone /dev/shm tmpfs rw 0 0\nnone /dev/pts devpts rw 0 0\nnone /proc proc rw 0 0\n";
     mount(b"/proc", new_procfs(procs, mounts.into()), "proc")?;
+    // After /proc, so that the mounts before keep their ids.
+    mount(
+        b"/dev/pts",
+        super::pty::DevPtsDir::new(super::pty::DevPts::new(now)),
+        "devpts",
+    )?;
     {
         let mut parts = super::dentry::lock(&vfs.parts);
         parts.upper = Some(upper);

@@ -757,6 +757,12 @@ impl OpenFile {
                 }
                 return Ok(stream(FileStateKind::Epoll { id }));
             }
+            SaveAs::Pty { .. } => {
+                return Err(SaveError::NotCheckpointable {
+                    file: "a pseudo-terminal".into(),
+                    why: "not yet saved",
+                })
+            }
             SaveAs::Refuse(why) => {
                 let name = self
                     .dentry()
