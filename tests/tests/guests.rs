@@ -110,6 +110,8 @@ const SPECS: &[Spec] = &[
     spec("orphans"),
     // pidfd_open, pidfd_send_signal, waitid(P_PIDFD), CLONE_PIDFD.
     spec("pidfd"),
+    // Pseudo-terminals, the line discipline and terminal job control.
+    spec("pty"),
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -196,6 +198,7 @@ guest_tests!(
     job_control,
     orphans,
     pidfd,
+    pty,
     hello,
     rw,
     stat,

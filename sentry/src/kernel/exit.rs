@@ -139,6 +139,8 @@ impl Kernel {
     /// stays a zombie for its parent's wait, unless the parent said it
     /// never waits (SIGCHLD ignored, SA_NOCLDWAIT): then it is reaped now.
     pub(crate) fn process_exited(&self, tg: &Arc<ThreadGroup>) {
+        self.session_leader_exited(tg);
+        let orphaned = self.newly_orphaned_groups(tg);
         // Dropping an address space writes shared file mappings back and
         // ends the stub process: outside the tree lock.
         drop(tg.release_mm());
@@ -160,6 +162,7 @@ impl Kernel {
         }
         self.notify_parent_locked(tg);
         drop(tree);
+        self.hang_up_orphaned_groups(&orphaned);
         tracing::debug!(tgid, ?status, "process exited");
         self.child_event.notify_all();
         tg.exit_queue()

@@ -109,3 +109,64 @@ impl Kernel {
         }
     }
 }
+
+impl Kernel {
+    /// Whether process group `pgid` is orphaned: no member has a parent in
+    /// another group of the same session (will_become_orphaned_pgrp). A
+    /// group with no live member is orphaned.
+    pub fn is_orphaned_pgrp(&self, pgid: i32) -> bool {
+        !self.process_group(pgid).iter().any(|p| {
+            let l = p.links();
+            self.process(l.parent)
+                .filter(|parent| !parent.is_zombie())
+                .is_some_and(|parent| {
+                    let pl = parent.links();
+                    pl.pgid != pgid && pl.sid == l.sid
+                })
+        })
+    }
+
+    fn has_stopped_jobs(&self, pgid: i32) -> bool {
+        self.process_group(pgid).iter().any(|p| p.is_job_stopped())
+    }
+
+    /// The groups `tg`'s end may orphan (kill_orphaned_pgrp's candidates),
+    /// taken before its children are reparented: its own group when its
+    /// parent was its group's link to the session, and its children's
+    /// groups when it was theirs.
+    pub(crate) fn newly_orphaned_groups(&self, tg: &ThreadGroup) -> Vec<i32> {
+        let l = tg.links();
+        let mut out = Vec::new();
+        if let Some(parent) = self.process(l.parent) {
+            let pl = parent.links();
+            if pl.pgid != l.pgid && pl.sid == l.sid {
+                out.push(l.pgid);
+            }
+        }
+        for child in self.pids.thread_groups() {
+            let cl = child.links();
+            if cl.parent == tg.tgid()
+                && child.tgid() != tg.tgid()
+                && cl.pgid != l.pgid
+                && cl.sid == l.sid
+                && !out.contains(&cl.pgid)
+            {
+                out.push(cl.pgid);
+            }
+        }
+        out
+    }
+
+    /// After a process ended: each candidate group that is now orphaned
+    /// and has a stopped member gets SIGHUP then SIGCONT (POSIX's rule, so
+    /// that no stopped job is left that nobody can continue).
+    pub(crate) fn hang_up_orphaned_groups(&self, candidates: &[i32]) {
+        for &pgid in candidates {
+            if self.is_orphaned_pgrp(pgid) && self.has_stopped_jobs(pgid) {
+                use crate::vfs::pty::JobSignals;
+                self.signal_group(pgid, libc::SIGHUP);
+                self.signal_group(pgid, libc::SIGCONT);
+            }
+        }
+    }
+}

@@ -165,3 +165,78 @@ pub fn init_protected(tg: &ThreadGroup, signo: i32) -> bool {
             .map(|a| a.is_default())
             .unwrap_or(true)
 }
+
+fn kernel_signal(signo: i32) -> SigInfo {
+    SigInfo {
+        signo,
+        code: super::signal::SI_KERNEL,
+        addr: 0,
+        pid: 0,
+        uid: 0,
+    }
+}
+
+/// What terminals send: signals from the kernel to a group or a session
+/// leader, with init's protection as for any signal from inside.
+impl crate::vfs::pty::JobSignals for Kernel {
+    fn signal_group(&self, pgid: i32, signo: i32) {
+        for tg in self.process_group(pgid) {
+            if !init_protected(&tg, signo) {
+                self.send_to_process(&tg, kernel_signal(signo));
+            }
+        }
+    }
+
+    fn hangup_session(&self, sid: i32) {
+        let Some(leader) = self
+            .process(sid)
+            .filter(|tg| !tg.is_zombie() && tg.links().sid == sid)
+        else {
+            return;
+        };
+        for signo in [libc::SIGHUP, libc::SIGCONT] {
+            if !init_protected(&leader, signo) {
+                self.send_to_process(&leader, kernel_signal(signo));
+            }
+        }
+    }
+}
+
+impl Kernel {
+    /// The sandbox's devpts (None when /dev is not the Sentry's devfs).
+    pub fn devpts(&self) -> Option<Arc<crate::vfs::pty::DevPts>> {
+        crate::vfs::pty::devpts_of(&self.vfs)
+    }
+
+    /// Whether `pid` names anything: a process, a thread, a group or a
+    /// session (what find_vpid finds).
+    pub fn pid_in_use(&self, pid: i32) -> bool {
+        self.pids.thread_groups().iter().any(|tg| {
+            let l = tg.links();
+            tg.tgid() == pid || l.pgid == pid || l.sid == pid || tg.tids().contains(&pid)
+        })
+    }
+
+    /// A session leader's end (disassociate_ctty(1) for a pty): its
+    /// terminal's foreground group gets SIGHUP and the session loses the
+    /// terminal.
+    pub(crate) fn session_leader_exited(&self, tg: &ThreadGroup) {
+        let links = tg.links();
+        if links.sid != tg.tgid() {
+            return;
+        }
+        let Some(tty) = self.devpts().and_then(|d| d.session_tty(links.sid)) else {
+            return;
+        };
+        let pgrp = {
+            let mut st = tty.state();
+            let p = st.pgrp;
+            st.clear_session();
+            p
+        };
+        if pgrp > 0 {
+            use crate::vfs::pty::JobSignals;
+            self.signal_group(pgrp, libc::SIGHUP);
+        }
+    }
+}

@@ -61,6 +61,7 @@ fn read_to(
     if f.kind() == FileKind::Directory {
         return Err(Errno::EISDIR);
     }
+    super::tty::check_read(t, f)?;
     let mut done = 0usize;
     let mut buf = vec![0u8; len.min(IO_STEP)];
     while done < len {
@@ -151,6 +152,7 @@ fn write_from(
         return Err(Errno::EBADF);
     }
     let len = fsize_check(t, f, offset, len)?;
+    super::tty::check_write(t, f)?;
     let mut done = 0usize;
     let mut buf = vec![0u8; len.min(IO_STEP)];
     while done < len {
@@ -231,6 +233,7 @@ fn readv_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
         return Err(Errno::EBADF);
     }
     let iovs = t.mm().read_iovecs(a.addr(1), a.raw(2))?;
+    super::tty::check_read(t, &f)?;
     let total = iovs
         .iter()
         .map(|v| v.len)
@@ -253,6 +256,7 @@ fn writev_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
     let mut data = t.mm().copy_in_iovecs(&iovs, IO_STEP * 8)?;
     let allowed = fsize_check(t, &f, offset, data.len())?;
     data.truncate(allowed);
+    super::tty::check_write(t, &f)?;
     let r = match offset {
         Some(off) => f.pwrite(&data, off as i64, &t.interrupt().io),
         None => f.write(&data, &t.interrupt().io),
@@ -287,6 +291,7 @@ fn do_openat(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) ->
     let start = start_dir(t, dirfd, &path)?;
     let mode = mode & 0o7777 & !t.umask();
     let f = t.kernel().vfs.open_at(&start, &path, flags, mode)?;
+    let f = super::tty::opened(t, f, flags)?;
     install(t, f, flags & libc::O_CLOEXEC != 0)
 }
 
@@ -524,6 +529,9 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
 pub fn ioctl(t: &mut Task, a: &Args) -> SysResult {
     let f = file(t, a.fd(0))?;
     let cmd = a.raw(1) & 0xffff_ffff;
+    if let Some(r) = super::tty::ioctl(t, &f, cmd, a.raw(2)) {
+        return r;
+    }
     let mut input = vec![0u8; ioctl_input_size(cmd)];
     if !input.is_empty() {
         t.mm().copy_in(a.addr(2), &mut input)?;

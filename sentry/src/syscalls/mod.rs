@@ -21,6 +21,7 @@ mod thread;
 
 pub use thread::{fork, vfork};
 mod time;
+mod tty;
 
 pub use args::Args;
 pub use info::fill_random;

@@ -155,7 +155,19 @@ pub struct LineDiscipline {
     pub stopped: bool,
     /// Output stopped by TCOOFF, which only TCOON undoes.
     pub tco_stopped: bool,
+    /// Echoes of the input being received, not yet committed to `out`:
+    /// an ISIG character discards them (n_tty's echo buffer). Always empty
+    /// between two receives.
+    #[serde(skip)]
+    echo: VecDeque<u8>,
+    /// Whether output processing writes to `echo` rather than `out`.
+    #[serde(skip)]
+    echoing: bool,
 }
+
+/// n_tty commits echoes to the output once this many are pending (and at
+/// the end of each receive).
+const ECHO_COMMIT_WATERMARK: usize = 256;
 statefile::versioned!(LineDiscipline, "vfs.LineDiscipline", 1);
 
 /// What receiving input asks of the terminal besides queueing.
@@ -274,12 +286,12 @@ impl LineDiscipline {
     /// Output processing of one character (do_output_char) into `out`;
     /// false when there is no room for it.
     fn output_char(&mut self, t: &Termios, c: u8, cap: usize) -> bool {
-        let room = cap.saturating_sub(self.out.len());
+        let room = cap.saturating_sub(self.out.len() + self.echo.len());
         if !t.o(libc::OPOST) {
             if room == 0 {
                 return false;
             }
-            self.out.push_back(c);
+            self.emit(&[c]);
             return true;
         }
         let mut c = c;
@@ -294,7 +306,7 @@ impl LineDiscipline {
                     }
                     self.column = 0;
                     self.canon_column = 0;
-                    self.out.extend(b"\r\n");
+                    self.emit(b"\r\n");
                     return true;
                 }
                 self.canon_column = self.column;
@@ -321,7 +333,7 @@ impl LineDiscipline {
                         return false;
                     }
                     self.column += spaces;
-                    self.out.extend(std::iter::repeat_n(b' ', spaces as usize));
+                    self.emit(&b"        "[..spaces as usize]);
                     return true;
                 }
                 self.column += spaces;
@@ -341,8 +353,20 @@ impl LineDiscipline {
         if room == 0 {
             return false;
         }
-        self.out.push_back(c);
+        self.emit(&[c]);
         true
+    }
+
+    fn emit(&mut self, b: &[u8]) {
+        if self.echoing {
+            self.echo.extend(b);
+        } else {
+            self.out.extend(b);
+        }
+    }
+
+    fn commit_echoes(&mut self) {
+        self.out.extend(self.echo.drain(..));
     }
 
     /// A replica write: as many bytes of `buf` as fit after output
@@ -365,7 +389,12 @@ impl LineDiscipline {
     /// echo beyond the hard limit is dropped, as n_tty drops echoes it
     /// has no room for).
     fn echo_raw(&mut self, t: &Termios, c: u8) {
+        self.echoing = true;
         self.output_char(t, c, OUTPUT_CAP + INPUT_CAP);
+        self.echoing = false;
+        if self.echo.len() >= ECHO_COMMIT_WATERMARK {
+            self.commit_echoes();
+        }
     }
 
     /// echo_char: a control character as ^X under ECHOCTL.
@@ -390,6 +419,7 @@ impl LineDiscipline {
                 r.signals.push(sig);
             }
         }
+        self.commit_echoes();
         r
     }
 
@@ -429,6 +459,7 @@ impl LineDiscipline {
             if let Some(sig) = sig {
                 if !t.l(libc::NOFLSH) {
                     self.flush_input();
+                    self.echo.clear();
                 }
                 if t.i(libc::IXON) {
                     self.start();
@@ -704,7 +735,11 @@ mod tests {
             feed(&mut ld, &t, b"abc\x03x\x1c\x1a"),
             vec![libc::SIGINT, libc::SIGQUIT, libc::SIGTSTP]
         );
-        assert_eq!(echoed(&mut ld), b"abc^Cx^\\^Z");
+        assert_eq!(
+            echoed(&mut ld),
+            b"^Z",
+            "a signal discards the echoes not yet committed, earlier signals' too"
+        );
         assert_eq!(ld.readable(&t), 0);
         assert!(ld.edit.is_empty());
     }

@@ -323,6 +323,10 @@ impl Terminal {
         }
         let (canonical, vmin, vtime) = {
             let st = self.state();
+            // A hung-up replica reads as EOF (hung_up_tty_read).
+            if st.hung_up {
+                return Ok(0);
+            }
             (
                 st.termios.canonical(),
                 st.termios.vmin() as usize,
@@ -352,8 +356,10 @@ impl Terminal {
                 }
             },
             |st, fx| {
+                // A read the hangup ends gets EIO (the master's close
+                // sets TTY_OTHER_CLOSED on the replica).
                 if st.hung_up {
-                    return Ok(Some(got.get()));
+                    return Err(Errno::EIO);
                 }
                 let termios = st.termios;
                 if termios.canonical() {
@@ -712,6 +718,7 @@ impl Drop for PtyEnd {
                     // pty_close of the master: the replica hangs up and the
                     // session loses its controlling terminal.
                     st.hung_up = true;
+                    st.ld.flush_input();
                     hangup = st.session;
                     st.clear_session();
                 }
