@@ -80,3 +80,66 @@ fn python3_pty_fork_and_openpty() {
     );
     assert_same(&native, &inv.cryo());
 }
+
+/// A program holding a pty with unread input, a line being edited and a
+/// foreground job, checkpointed mid-run and restored (twice, from a moved
+/// image): it carries on, and prints what a native run prints.
+#[test]
+fn pty_with_unread_input_and_a_foreground_job_survives_restore() {
+    use cryo_tests::sandbox::{assert_ok, checkpoint, Sandbox, Scratch, STATEFILE};
+    use cryo_tests::{guest, run_cryo_cli, Libc};
+    use std::time::Duration;
+
+    let bin = guest("ckpt_pty", Libc::Glibc);
+    let native = Invocation::new(&bin).native();
+    assert_eq!(native.code, 0, "natively: {}", native.stderr_str());
+    let reference: Vec<String> = native.stdout_str().lines().map(String::from).collect();
+    assert_eq!(reference.len(), 16, "{reference:?}");
+
+    let s = Scratch::new("cryo-pty-");
+    let mut a = Sandbox::run(&s.root(), "A", &bin, &[] as &[&str]);
+    // "start" and three ticks: seven queued lines and a half line unread.
+    a.wait_lines(4, Duration::from_secs(20));
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "A", &[]), "cryo checkpoint A");
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(20)),
+        0,
+        "{}",
+        a.stderr_str()
+    );
+    let before = a.lines().to_vec();
+    assert!(before.len() >= 4 && before.len() < 10, "{before:?}");
+    assert_eq!(
+        before[..],
+        reference[..before.len()],
+        "before the checkpoint"
+    );
+
+    let moved = s.path("elsewhere/img");
+    std::fs::create_dir_all(s.path("elsewhere")).unwrap();
+    std::fs::rename(&img, &moved).unwrap();
+    let shown = run_cryo_cli(&[
+        std::ffi::OsStr::new("inspect"),
+        moved.join(STATEFILE).as_os_str(),
+    ]);
+    assert!(
+        shown.stdout_str().contains("vfs.Pty"),
+        "the statefile holds the terminal:\n{}",
+        shown.stdout_str()
+    );
+    for id in ["B", "C"] {
+        let mut b = Sandbox::restore(&s.root(), &moved, id);
+        assert_eq!(
+            b.wait_exit(Duration::from_secs(30)),
+            0,
+            "restore {id}: {}",
+            b.stderr_str()
+        );
+        assert_eq!(
+            b.lines(),
+            &reference[before.len()..],
+            "restored sandbox {id} goes on where A stopped"
+        );
+    }
+}

@@ -150,7 +150,10 @@ pub fn restore(
     // host stdio from this restore's caller, the rest re-opened by path and
     // fingerprint.
     let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = donated_stdio()?.into_iter().collect();
-    let mut ctx = RestoreCtx::new(&rec.pipes, stdio, HostClock.now()).with_clocks(kernel.clocks);
+    let ptys = restore_ptys(&kernel, &rec.ptys)?;
+    let mut ctx = RestoreCtx::new(&rec.pipes, stdio, HostClock.now())
+        .with_clocks(kernel.clocks)
+        .with_ptys(ptys);
     let mut files: HashMap<u64, Arc<crate::vfs::OpenFile>> = HashMap::new();
     for (&id, f) in &rec.files {
         files.insert(id, kernel.vfs.reopen(f, &mut ctx)?);
@@ -183,6 +186,30 @@ pub fn restore(
         kernel.file_locks.install(key, &locks);
     }
     super::restore_tree::restore_processes(&kernel, &rec, &files, host.layout)
+}
+
+/// The saved pseudo-terminals, back in the new kernel's devpts at their
+/// indices, sending their signals to it.
+fn restore_ptys(
+    kernel: &Arc<crate::kernel::Kernel>,
+    saved: &[crate::vfs::pty::PtySnapshot],
+) -> Result<Vec<Arc<crate::vfs::pty::Terminal>>, RestoreError> {
+    if saved.is_empty() {
+        return Ok(Vec::new());
+    }
+    let devpts = kernel
+        .devpts()
+        .ok_or_else(|| RestoreError::Invalid("ptys saved but no devpts at /dev/pts".into()))?;
+    let signals: Arc<dyn crate::vfs::pty::JobSignals> = kernel.clone();
+    let mut out = Vec::with_capacity(saved.len());
+    for p in saved {
+        let tty = devpts
+            .add(Some(p.index), p.state.clone(), HostClock.now())
+            .map_err(|e| RestoreError::Invalid(format!("pty {}: {e}", p.index)))?;
+        tty.set_signals(Arc::downgrade(&signals));
+        out.push(tty);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

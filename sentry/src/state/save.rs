@@ -206,6 +206,9 @@ fn save_kernel(
     for pipe in ctx.pipes.into_values() {
         objs.put(pipe.id, &pipe)?;
     }
+    for pty in ctx.ptys.into_values() {
+        objs.put(u64::from(pty.index), &pty)?;
+    }
     // Epoll sets once every open file has its id: their items name files
     // by it (an item whose file nothing saved holds is left out).
     for (id, ep) in &ctx.epolls {

@@ -23,6 +23,7 @@ pub fn visit_saved_types<V: TypeVisitor>(v: &mut V) {
     FdTableRecord::visit(v);
     OpenFileState::visit(v);
     PipeSnapshot::visit(v);
+    crate::vfs::pty::PtySnapshot::visit(v);
     TaskRecord::visit(v);
     EpollRecord::visit(v);
     PosixTimersRecord::visit(v);

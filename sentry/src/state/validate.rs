@@ -17,6 +17,7 @@ use crate::kernel::thread_group::ThreadGroupRecord;
 use crate::kernel::KernelRecord;
 use crate::mm::{FileRange, MemoryFileRecord, MmRecord, MmRestoreError as MmError, MF_PAGE_SIZE};
 use crate::vfs::epoll::EpollRecord;
+use crate::vfs::pty::PtySnapshot;
 use crate::vfs::state::{
     check_table, FileStateKind, OpenFileState, PipeSnapshot, TablePages, TmpfsSnapshot, VfsState,
 };
@@ -94,6 +95,8 @@ pub struct SavedKernel {
     /// Open file descriptions by id.
     pub files: BTreeMap<u64, OpenFileState>,
     pub pipes: Vec<PipeSnapshot>,
+    /// The pseudo-terminals, by index.
+    pub ptys: Vec<PtySnapshot>,
     /// The epoll sets' interest lists, by set id.
     pub epolls: Vec<EpollRecord>,
     /// File locks, by the saved open file that names each file.
@@ -477,6 +480,7 @@ fn check_open_file(
     id: u64,
     pipes: &BTreeSet<u64>,
     epolls: &BTreeSet<u64>,
+    ptys: &BTreeSet<u64>,
 ) -> Result<(), InvalidRecord> {
     let bad = |field, why: String| invalid("vfs.OpenFile", id, field, why);
     match &f.kind {
@@ -504,6 +508,15 @@ fn check_open_file(
         FileStateKind::HostStdio { index } => {
             if index > 2 {
                 return Err(bad("kind", format!("host stdio {index}")));
+            }
+        }
+        FileStateKind::Pty { index, .. } => {
+            if !ptys.contains(&u64::from(index)) {
+                return Err(bad("kind", format!("pty #{index} is not in the statefile")));
+            }
+            // Its name, if any, is only where it is shown again.
+            if !f.path.is_empty() {
+                absolute_path_ok(&f.path).map_err(|w| bad("path", w))?;
             }
         }
         FileStateKind::EventFd { .. }
@@ -545,6 +558,7 @@ pub fn load_saved_kernel<R: ReadAt>(
     let file_ids: BTreeSet<u64> = objs.ids::<OpenFileState>().into_iter().collect();
     let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
     let epoll_ids: BTreeSet<u64> = objs.ids::<EpollRecord>().into_iter().collect();
+    let pty_ids: BTreeSet<u64> = objs.ids::<PtySnapshot>().into_iter().collect();
     let mut mms = BTreeMap::new();
     let mut fd_tables = BTreeMap::new();
     let mut files = BTreeMap::new();
@@ -571,7 +585,7 @@ pub fn load_saved_kernel<R: ReadAt>(
                     continue;
                 }
                 let f: OpenFileState = objs.get(e.file)?;
-                check_open_file(&f, e.file, &pipe_ids, &epoll_ids)?;
+                check_open_file(&f, e.file, &pipe_ids, &epoll_ids, &pty_ids)?;
                 files.insert(e.file, f);
             }
             slot.insert(fds);
@@ -612,6 +626,7 @@ pub fn load_saved_kernel<R: ReadAt>(
         }
         pipes.push(p);
     }
+    let ptys = load_ptys(&objs, &pty_ids, &files)?;
     let mut saved = Vec::with_capacity(processes.len());
     let mut seen_tids = BTreeSet::new();
     for record in processes {
@@ -688,9 +703,66 @@ pub fn load_saved_kernel<R: ReadAt>(
         fd_tables,
         files,
         pipes,
+        ptys,
         epolls,
         file_locks,
     })
+}
+
+/// The pseudo-terminals: each named by an open file, its state within the
+/// line discipline's limits, and its open/closed flags true to the files
+/// that name its ends (one master description at most, none once hung up;
+/// no replica once the replica is marked closed).
+fn load_ptys(
+    objs: &Objects<'_>,
+    ids: &BTreeSet<u64>,
+    files: &BTreeMap<u64, OpenFileState>,
+) -> Result<Vec<PtySnapshot>, LoadError> {
+    let mut masters: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut replicas: BTreeMap<u64, usize> = BTreeMap::new();
+    for f in files.values() {
+        if let FileStateKind::Pty { index, master } = f.kind {
+            let count = if master { &mut masters } else { &mut replicas };
+            *count.entry(u64::from(index)).or_default() += 1;
+        }
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let p: PtySnapshot = objs.get(id)?;
+        let bad = |field: &'static str, why: String| invalid("vfs.Pty", id, field, why);
+        if u64::from(p.index) != id {
+            return Err(bad("index", format!("{} differs from the record's id", p.index)).into());
+        }
+        p.check().map_err(|(field, why)| bad(field, why))?;
+        let m = masters.get(&id).copied().unwrap_or(0);
+        let r = replicas.get(&id).copied().unwrap_or(0);
+        if m == 0 && r == 0 {
+            return Err(statefile::StatefileError::UnreferencedObject {
+                type_name: "vfs.Pty".into(),
+                id,
+            }
+            .into());
+        }
+        if m > 1 {
+            return Err(bad("index", format!("{m} master descriptions")).into());
+        }
+        if p.state.hung_up == (m == 1) {
+            return Err(bad(
+                "state.hung_up",
+                format!("{} with {m} master descriptions", p.state.hung_up),
+            )
+            .into());
+        }
+        if p.state.replica_closed && r > 0 {
+            return Err(bad(
+                "state.replica_closed",
+                format!("set with {r} replica descriptions open"),
+            )
+            .into());
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 /// One address space's record: its mappings against this host's layout

@@ -132,11 +132,24 @@ impl TtyState {
                 format!("session {} group {}", self.session, self.pgrp),
             ));
         }
+        let max = crate::kernel::pid_namespace::PID_MAX;
+        if self.session > max || self.pgrp > max {
+            return Err((
+                "session",
+                format!(
+                    "session {} group {} beyond PID_MAX",
+                    self.session, self.pgrp
+                ),
+            ));
+        }
         if self.session == 0 && (self.pgrp != 0 || !self.detached.is_empty()) {
             return Err(("pgrp", "a foreground group without a session".into()));
         }
-        if self.detached.iter().any(|&p| p <= 0) {
-            return Err(("detached", "a pid that is not positive".into()));
+        if self.detached.iter().any(|&p| p <= 0 || p > max) {
+            return Err(("detached", "a pid out of range".into()));
+        }
+        if self.detached.len() > crate::kernel::pid_namespace::PID_MAX as usize {
+            return Err(("detached", format!("{} pids", self.detached.len())));
         }
         Ok(())
     }
@@ -149,6 +162,39 @@ struct Effects {
     notify: u32,
     /// (foreground group, signal) pairs.
     signals: Vec<(i32, i32)>,
+}
+
+/// A terminal as a statefile holds it: saved once, keyed by its index,
+/// whatever number of open files name its ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtySnapshot {
+    pub index: u32,
+    pub state: TtyState,
+}
+statefile::savable_serde!(PtySnapshot, "vfs.Pty", 1, [TtyState]);
+
+impl PtySnapshot {
+    /// Checks a loaded snapshot (invariant 4): the field at fault and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.index >= MAX_PTYS {
+            return Err((
+                "index",
+                format!("{} (at most {})", self.index, MAX_PTYS - 1),
+            ));
+        }
+        self.state.check().map_err(|(f, w)| {
+            (
+                match f {
+                    "input" | "out" | "raw" => "state.ld",
+                    "session" => "state.session",
+                    "pgrp" => "state.pgrp",
+                    "detached" => "state.detached",
+                    other => other,
+                },
+                w,
+            )
+        })
+    }
 }
 
 /// One pseudo-terminal: the pair's shared state.
@@ -675,6 +721,14 @@ impl Terminal {
         })
     }
 
+    /// The terminal's state for a checkpoint.
+    pub fn snapshot(&self) -> PtySnapshot {
+        PtySnapshot {
+            index: self.index,
+            state: self.state().clone(),
+        }
+    }
+
     /// Whether the master is open (the replica can still be opened).
     pub fn master_open(&self) -> bool {
         let st = self.state();
@@ -1039,6 +1093,18 @@ impl Inode for ReplicaInode {
     fn set_times(&self, _: Option<Timespec>, _: Option<Timespec>) -> Result<(), Errno> {
         Ok(())
     }
+}
+
+/// A dentry for replica `index` under the devpts root `pts`, for a restored
+/// open file whose terminal lookups no longer find (its master closed):
+/// named as before, not in the directory's cache.
+pub(crate) fn replica_dentry(pts: &Arc<super::Dentry>, index: u32) -> Option<Arc<super::Dentry>> {
+    let dir = pts.inode().as_any().downcast_ref::<DevPtsDir>()?;
+    let inode: Arc<dyn Inode> = Arc::new(ReplicaInode {
+        devpts: Arc::downgrade(&dir.devpts),
+        index,
+    });
+    Some(pts.new_child(index.to_string().as_bytes(), inode))
 }
 
 /// /dev/tty: opening it opens the caller's controlling terminal, which the

@@ -13,6 +13,7 @@ use super::eventfd::EventFd;
 use super::file::{FileKind, OpenFile, SaveAs};
 use super::inode::Fingerprint;
 use super::pipe::{pipe_of, Pipe};
+use super::pty::{pty_of, PtySnapshot, Terminal};
 use super::resolve::{NAME_MAX, PATH_MAX};
 use super::signalfd::SignalFd;
 use super::stat::{Clock, Timespec};
@@ -151,8 +152,54 @@ pub enum FileStateKind {
     Epoll {
         id: u64,
     },
+    /// An end of pseudo-terminal `index`, the `vfs.Pty` record `index`
+    /// (since v3).
+    Pty {
+        index: u32,
+        master: bool,
+    },
 }
-statefile::versioned!(FileStateKind, "vfs.FileKind", 2, [TimerFdRecord]);
+statefile::versioned!(FileStateKind, "vfs.FileKind", 3, [TimerFdRecord]);
+
+/// Version 2 of [`FileStateKind`], as statefiles before ptys hold it: the
+/// same variants but the last, so its encoding decodes as v3 too; it is
+/// declared for the version check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileStateKindV2 {
+    Regular,
+    Directory,
+    Symlink,
+    Device,
+    Synthetic,
+    PipeRead { pipe: u64 },
+    PipeWrite { pipe: u64 },
+    HostStdio { index: u32 },
+    EventFd { count: u64, semaphore: bool },
+    TimerFd(TimerFdRecord),
+    SignalFd { mask: u64 },
+    Epoll { id: u64 },
+}
+statefile::versioned!(FileStateKindV2, "vfs.FileKind", 2, [TimerFdRecord]);
+
+impl From<FileStateKindV2> for FileStateKind {
+    fn from(k: FileStateKindV2) -> FileStateKind {
+        use FileStateKindV2 as V2;
+        match k {
+            V2::Regular => FileStateKind::Regular,
+            V2::Directory => FileStateKind::Directory,
+            V2::Symlink => FileStateKind::Symlink,
+            V2::Device => FileStateKind::Device,
+            V2::Synthetic => FileStateKind::Synthetic,
+            V2::PipeRead { pipe } => FileStateKind::PipeRead { pipe },
+            V2::PipeWrite { pipe } => FileStateKind::PipeWrite { pipe },
+            V2::HostStdio { index } => FileStateKind::HostStdio { index },
+            V2::EventFd { count, semaphore } => FileStateKind::EventFd { count, semaphore },
+            V2::TimerFd(r) => FileStateKind::TimerFd(r),
+            V2::SignalFd { mask } => FileStateKind::SignalFd { mask },
+            V2::Epoll { id } => FileStateKind::Epoll { id },
+        }
+    }
+}
 
 /// Version 1 of [`FileStateKind`], as statefiles before eventfd, timerfd,
 /// signalfd and epoll hold it.
@@ -219,6 +266,22 @@ statefile::versioned!(
     [FileStateKindV1, Fingerprint]
 );
 
+/// An open file as statefiles with `vfs.FileKind` v2 hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileStateV2 {
+    pub path: Vec<u8>,
+    pub flags: i32,
+    pub offset: u64,
+    pub kind: FileStateKindV2,
+    pub fingerprint: Option<Fingerprint>,
+}
+statefile::versioned!(
+    OpenFileStateV2,
+    "vfs.OpenFile",
+    1,
+    [FileStateKindV2, Fingerprint]
+);
+
 impl statefile::Savable for OpenFileState {
     const TYPE_NAME: &'static str = "vfs.OpenFile";
     const VERSION: u32 = 1;
@@ -241,6 +304,17 @@ impl statefile::Savable for OpenFileState {
                 offset: v1.offset,
                 kind: v1.kind.into(),
                 fingerprint: v1.fingerprint,
+            });
+        }
+        if dec.types().get("vfs.FileKind") == Some(2) {
+            statefile::check_saved_versions::<OpenFileStateV2>(dec.types())?;
+            let v2: OpenFileStateV2 = dec.serde()?;
+            return Ok(OpenFileState {
+                path: v2.path,
+                flags: v2.flags,
+                offset: v2.offset,
+                kind: v2.kind.into(),
+                fingerprint: v2.fingerprint,
             });
         }
         statefile::check_saved_versions::<Self>(dec.types())?;
@@ -267,6 +341,8 @@ pub struct SaveCtx {
     /// The epoll sets met, by id: their interest lists are saved once
     /// every open file has its id.
     pub epolls: BTreeMap<u64, Arc<Epoll>>,
+    /// The pseudo-terminals met, by index.
+    pub ptys: BTreeMap<u32, PtySnapshot>,
 }
 
 /// Why the VFS could not be saved.
@@ -757,11 +833,25 @@ impl OpenFile {
                 }
                 return Ok(stream(FileStateKind::Epoll { id }));
             }
-            SaveAs::Pty { .. } => {
-                return Err(SaveError::NotCheckpointable {
-                    file: "a pseudo-terminal".into(),
-                    why: "not yet saved",
-                })
+            SaveAs::Pty { index, master } => {
+                if let Some(end) = pty_of(self.ops().as_ref()) {
+                    ctx.ptys
+                        .entry(index)
+                        .or_insert_with(|| end.terminal().snapshot());
+                }
+                // Its name (/dev/pts/N, /dev/pts/ptmx, /dev/tty) comes back
+                // as the restored file's.
+                let path = self
+                    .dentry()
+                    .map(super::vfs::path_bytes)
+                    .unwrap_or_default();
+                return Ok(OpenFileState {
+                    path,
+                    flags,
+                    offset: 0,
+                    kind: FileStateKind::Pty { index, master },
+                    fingerprint: None,
+                });
             }
             SaveAs::Refuse(why) => {
                 let name = self
@@ -814,6 +904,8 @@ pub struct RestoreCtx {
     epolls: BTreeMap<u64, Arc<Epoll>>,
     /// The clocks restored timerfds run on.
     clocks: Option<crate::kernel::time::Clocks>,
+    /// The restored pseudo-terminals, by index.
+    ptys: HashMap<u32, Arc<Terminal>>,
 }
 
 impl RestoreCtx {
@@ -832,7 +924,14 @@ impl RestoreCtx {
             stdio,
             epolls: BTreeMap::new(),
             clocks: None,
+            ptys: HashMap::new(),
         }
+    }
+
+    /// The terminals the restored kernel's devpts holds again.
+    pub fn with_ptys(mut self, ptys: impl IntoIterator<Item = Arc<Terminal>>) -> RestoreCtx {
+        self.ptys = ptys.into_iter().map(|t| (t.index(), t)).collect();
+        self
     }
 
     /// The clocks of the restored kernel, which timerfds run on.
@@ -907,6 +1006,14 @@ impl Vfs {
                     status & libc::O_NONBLOCK,
                 ));
             }
+            FileStateKind::Pty { index, master } => {
+                let tty = ctx
+                    .ptys
+                    .get(index)
+                    .cloned()
+                    .ok_or_else(|| invalid(format!("unknown pty {index}")))?;
+                return self.reopen_pty(st, &tty, *master, status);
+            }
             FileStateKind::Epoll { id } => {
                 if ctx.epolls.contains_key(id) {
                     return Err(invalid(format!("epoll set {id} saved as two open files")));
@@ -971,6 +1078,60 @@ impl Vfs {
             .map_err(|errno| VfsRestoreError::Missing { path, errno })?;
         file.set_offset(st.offset);
         Ok(file)
+    }
+}
+
+impl Vfs {
+    /// A pty end again, under its saved name: found by path while the
+    /// terminal's master is open, else (a hung-up replica) named under
+    /// /dev/pts as it was.
+    fn reopen_pty(
+        &self,
+        st: &OpenFileState,
+        tty: &Arc<Terminal>,
+        master: bool,
+        status: i32,
+    ) -> Result<Arc<OpenFile>, VfsRestoreError> {
+        let path = String::from_utf8_lossy(&st.path).into_owned();
+        let root = self.root().clone();
+        let found = if st.path.starts_with(b"/") {
+            self.resolve(&root, &st.path, false).ok()
+        } else {
+            None
+        };
+        let d = match found {
+            Some(d) => d,
+            None if !master => {
+                let pts = self.lookup_dir(&root, b"/dev/pts").map_err(|errno| {
+                    VfsRestoreError::Missing {
+                        path: "/dev/pts".into(),
+                        errno,
+                    }
+                })?;
+                super::pty::replica_dentry(&pts, tty.index())
+                    .ok_or_else(|| invalid("/dev/pts is not a devpts"))?
+            }
+            None => {
+                return Err(VfsRestoreError::Missing {
+                    path,
+                    errno: Errno::ENOENT,
+                })
+            }
+        };
+        if d.file_type() != libc::S_IFCHR {
+            return Err(VfsRestoreError::KindMismatch {
+                path,
+                expected: kind_name(libc::S_IFCHR),
+                found: kind_name(d.file_type()),
+            });
+        }
+        let ops = tty.reopen_end(master);
+        Ok(OpenFile::new(
+            Some(d.clone()),
+            d.inode().clone(),
+            ops,
+            status,
+        ))
     }
 }
 
