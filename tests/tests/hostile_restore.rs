@@ -298,12 +298,23 @@ fn regenerate_fuzz_seeds() {
     let counter = guest("ckpt_counter", Libc::Glibc);
     let threads = guest("ckpt_threads", Libc::Glibc);
     let waiting = guest("wait_ckpt", Libc::Glibc);
+    let pty = guest("ckpt_pty", Libc::Glibc);
+    // CRYO_SEEDS=name,name regenerates only those.
+    let only = std::env::var("CRYO_SEEDS").ok();
     for (name, program, args) in [
         ("counter", &counter, &["1", "/etc/hostname"][..]),
         ("threads", &threads, &[][..]),
         // Epoll sets, a timerfd, an eventfd, a signalfd, a POSIX timer.
         ("waiting", &waiting, &[][..]),
+        // A pty with unread input, a session and a foreground job.
+        ("pty", &pty, &[][..]),
     ] {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|n| n == name))
+        {
+            continue;
+        }
         let img = dir.path().join(name);
         let file = checkpoint_guest(&root, &img, name, program, args);
         let table = ObjectTable::from_statefile(&file).expect("the checkpoint's object table");

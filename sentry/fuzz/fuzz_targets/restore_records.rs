@@ -15,6 +15,7 @@ const SEEDS: &[&[u8]] = &[
     include_bytes!("../seeds/counter.cryo"),
     include_bytes!("../seeds/threads.cryo"),
     include_bytes!("../seeds/waiting.cryo"),
+    include_bytes!("../seeds/pty.cryo"),
 ];
 
 fn seeds() -> &'static [ObjectTable] {
