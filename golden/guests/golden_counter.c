@@ -13,7 +13,10 @@
  *   blocked in the thread's own mask;
  * - (from real-guest-v4) an epoll set over the pipe's read end and an
  *   edge-triggered eventfd, a timerfd and a POSIX timer (SIGEV_NONE) both
- *   armed for an hour.
+ *   armed for an hour;
+ * - (from real-guest-v6) a pseudo-terminal, both ends held, its replica in
+ *   canonical mode without echo, a window size set, and two lines typed
+ *   into the master that nobody has read yet.
  *
  * Then every 50 ms it prints `tick N mem=HEX` (a hash of all that memory,
  * recomputed each time), and every fourth tick, for each file, re-opens it
@@ -24,17 +27,22 @@
  * in the pipe at a checkpoint is read, and checked, at the next check
  * after the restore); raises SIGUSR1 and reports what the handler saw;
  * asks the epoll set what is ready (the pipe; the eventfd after each
- * write to it) and whether both timers are still armed. Every line is a
+ * write to it) and whether both timers are still armed; reads the oldest
+ * line from the terminal, types a new one, and prints the line with the
+ * window size and settings. Every line is a
  * function of N alone, so a restored run must print exactly what a native
  * run prints for the same N. Stops after COUNT ticks (never if COUNT < 0).
  * A broken invariant prints a line saying so and exits 3. */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/timerfd.h>
+#include <termios.h>
 #include <time.h>
 
 #include "../../tests/guests/common.h"
@@ -262,6 +270,20 @@ int main(int argc, char **argv)
 	CHECK(timer_create(CLOCK_MONOTONIC, &none, &timer) == 0);
 	CHECK(timer_settime(timer, 0, &hour, NULL) == 0);
 
+	/* A pty: canonical, no echo, 24x80, two lines queued. */
+	int ptm = posix_openpt(O_RDWR | O_NOCTTY);
+	CHECK(ptm >= 0);
+	CHECK(grantpt(ptm) == 0 && unlockpt(ptm) == 0);
+	int pts = open(ptsname(ptm), O_RDWR | O_NOCTTY);
+	CHECK(pts >= 0);
+	struct termios tio;
+	CHECK(tcgetattr(pts, &tio) == 0);
+	tio.c_lflag &= ~(tcflag_t)ECHO;
+	CHECK(tcsetattr(pts, TCSANOW, &tio) == 0);
+	struct winsize ws = { .ws_row = 24, .ws_col = 80 };
+	CHECK(ioctl(ptm, TIOCSWINSZ, &ws) == 0);
+	write_all(ptm, "l000000\nl000001\n", 16);
+
 	printf("start\n");
 	fflush(stdout);
 
@@ -323,6 +345,20 @@ int main(int argc, char **argv)
 			CHECK(timer_gettime(timer, &t2) == 0);
 			printf("tick %ld epoll ready=%x then=%x timers_armed=%d\n", n, seen, seen2,
 			       t1.it_value.tv_sec > 0 && t2.it_value.tv_sec > 0);
+
+			/* The terminal: the oldest line, then a new one typed. */
+			char line[16];
+			ssize_t k = read(pts, line, sizeof line);
+			if (k != 8)
+				die(n, "pty line");
+			struct winsize w2;
+			struct termios t3;
+			CHECK(ioctl(pts, TIOCGWINSZ, &w2) == 0 && tcgetattr(pts, &t3) == 0);
+			printf("tick %ld pty=%.7s winsize=%dx%d icanon=%d echo=%d\n", n, line, w2.ws_row,
+			       w2.ws_col, !!(t3.c_lflag & ICANON), !!(t3.c_lflag & ECHO));
+			char typed[9];
+			snprintf(typed, sizeof typed, "p%06ld\n", n % 1000000);
+			write_all(ptm, typed, 8);
 		}
 		fflush(stdout);
 		sleep_tick();
