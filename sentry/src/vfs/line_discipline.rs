@@ -583,15 +583,15 @@ impl LineDiscipline {
             return;
         }
         #[derive(PartialEq)]
-        enum Kill {
-            Erase,
-            Werase,
-            Kill,
+        enum Eraser {
+            Char,
+            Word,
+            Line,
         }
         let kind = if t.is(c, libc::VERASE) {
-            Kill::Erase
+            Eraser::Char
         } else if t.is(c, libc::VWERASE) {
-            Kill::Werase
+            Eraser::Word
         } else {
             if !t.l(libc::ECHO) {
                 self.edit.clear();
@@ -605,10 +605,10 @@ impl LineDiscipline {
                 }
                 return;
             }
-            Kill::Kill
+            Eraser::Line
         };
         let mut seen_alnum = false;
-        while let Some(&last) = self.edit.last() {
+        while !self.edit.is_empty() {
             // A UTF-8 character goes whole.
             let mut start = self.edit.len() - 1;
             if t.i(libc::IUTF8) {
@@ -617,7 +617,7 @@ impl LineDiscipline {
                 }
             }
             let ch = self.edit[start];
-            if kind == Kill::Werase {
+            if kind == Eraser::Word {
                 if ch.is_ascii_alphanumeric() || ch == b'_' {
                     seen_alnum = true;
                 } else if seen_alnum {
@@ -625,9 +625,8 @@ impl LineDiscipline {
                 }
             }
             self.edit.truncate(start);
-            let _ = last;
             if t.l(libc::ECHO) {
-                if kind == Kill::Erase && !t.l(libc::ECHOE) {
+                if kind == Eraser::Char && !t.l(libc::ECHOE) {
                     self.echo_char(t, c);
                 } else if ch == b'\t' {
                     self.erase_tab(t);
@@ -644,7 +643,7 @@ impl LineDiscipline {
                     }
                 }
             }
-            if kind == Kill::Erase {
+            if kind == Eraser::Char {
                 break;
             }
         }
