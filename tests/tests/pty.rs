@@ -1,7 +1,9 @@
 //! Pseudo-terminals from programs that are not our own guests: python3's
 //! `pty.fork()` (forkpty: openpty, setsid, TIOCSCTTY, the replica as
 //! stdio) with canonical input, line editing, SIGWINCH and raw mode, and
-//! `os.openpty()` with termios; compared with native runs.
+//! `os.openpty()` with termios; an interactive bash driven through a pty
+//! (job control: a background job, ^C, ^Z and fg); a checkpoint of a
+//! program holding a pty. Compared with native runs.
 
 use cryo_tests::{assert_same, Invocation};
 
@@ -67,6 +69,97 @@ os.close(s)
 print("after replica close", drain(m))
 os.close(m)
 "#;
+
+/// Drives `argv[1:]` (an interactive shell) through a pty like a person at
+/// a terminal, waiting before each keystroke for what a person would see
+/// (the prompt, or the job owning the terminal), and prints what the
+/// terminal showed, pids masked.
+const PYTHON_SHELL: &str = r#"
+import os, pty, re, select, sys, termios, time
+
+def drain(fd, marker, limit=10.0):
+    out = b""
+    while marker not in out:
+        r, _, _ = select.select([fd], [], [], limit)
+        if not r:
+            return out + b"<timeout>"
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return out + b"<EIO>"
+        if not chunk:
+            return out + b"<eof>"
+        out += chunk
+    return out
+
+def show(b):
+    print(re.sub(rb"\[1\] \d+", b"[1] PID", b))
+
+def job_running(fd, name):
+    # The shell hands the terminal to a job (its group in the foreground,
+    # canonical mode with echo, the program exec'd with its own signal
+    # dispositions): wait for all that before typing to the job.
+    for _ in range(1000):
+        fg = os.tcgetpgrp(fd)
+        try:
+            with open("/proc/%d/comm" % fg) as f:
+                comm = f.read().strip()
+        except OSError:
+            comm = ""
+        if fg != pid and comm == name and termios.tcgetattr(fd)[3] & termios.ECHO:
+            return
+        time.sleep(0.01)
+    print("the job never got the terminal")
+
+pid, fd = pty.fork()
+if pid == 0:
+    os.execve(sys.argv[1], sys.argv[1:], {"PS1": "$ ", "PATH": "/usr/bin:/bin", "TERM": "dumb", "HOME": "/"})
+show(drain(fd, b"$ "))
+os.write(fd, b"sleep 30 &\n")
+show(drain(fd, b"$ "))
+os.write(fd, b"jobs; kill %1; wait; echo bg-done\n")
+show(drain(fd, b"bg-done\r\n$ "))
+os.write(fd, b"cat\n")
+show(drain(fd, b"cat\r\n"))
+job_running(fd, "cat")
+os.write(fd, b"typed to cat\n")
+show(drain(fd, b"typed to cat\r\ntyped to cat\r\n"))
+os.write(fd, b"\x03")
+show(drain(fd, b"$ "))
+os.write(fd, b"sleep 30\n")
+show(drain(fd, b"sleep 30\r\n"))
+job_running(fd, "sleep")
+os.write(fd, b"\x1a")
+show(drain(fd, b"$ "))
+os.write(fd, b"fg\n")
+show(drain(fd, b"sleep 30\r\n"))
+job_running(fd, "sleep")
+os.write(fd, b"\x03")
+show(drain(fd, b"$ "))
+os.write(fd, b"echo status $?; exit\n")
+show(drain(fd, b"<never>"))
+_, st = os.waitpid(pid, 0)
+print("shell exit", os.waitstatus_to_exitcode(st))
+"#;
+
+#[test]
+fn interactive_bash_job_control_through_a_pty() {
+    let inv = Invocation::new("/usr/bin/python3").args([
+        "-c",
+        PYTHON_SHELL,
+        "/bin/bash",
+        "--norc",
+        "--noprofile",
+        "-i",
+    ]);
+    let native = inv.native();
+    assert_eq!(native.code, 0, "natively: {}", native.stderr_str());
+    let shown = native.stdout_str();
+    for seen in ["Stopped", "Terminated", "status 130", "<EIO>"] {
+        assert!(shown.contains(seen), "natively, no {seen:?}: {shown}");
+    }
+    assert_same(&native, &inv.cryo());
+}
 
 #[test]
 fn python3_pty_fork_and_openpty() {
