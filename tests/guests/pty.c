@@ -22,6 +22,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -491,6 +492,28 @@ static void pair_basics(void)
 	tcflush(s, TCIFLUSH);
 	ioctl(s, FIONREAD, &q);
 	printf("after TCIFLUSH: %d\n", q);
+	/* epoll over both ends: the replica edge-triggered. */
+	int ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u32 = 1 };
+	epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+	ev.events = EPOLLIN;
+	ev.data.u32 = 2;
+	epoll_ctl(ep, EPOLL_CTL_ADD, m, &ev);
+	struct epoll_event got[4];
+	printf("epoll before input: %d\n", epoll_wait(ep, got, 4, 100));
+	put(m, "e\n");
+	unsigned seen = 0;
+	for (int i = 0; i < 20 && seen != 6; i++) {
+		int k = epoll_wait(ep, got, 4, 500);
+		for (int j = 0; j < k; j++)
+			seen |= 1u << got[j].data.u32;
+	}
+	printf("epoll after input: replica %d master %d\n", !!(seen & 2), !!(seen & 4));
+	int ek = epoll_wait(ep, got, 4, 50);
+	printf("epoll again: %d (the replica is edge-triggered; the master's echo %s)\n", ek,
+	       ek == 1 && got[0].data.u32 == 2 ? "still ready" : "?");
+	expect(m, "echo of e", "\n");
+	tcflush(s, TCIFLUSH);
 	/* The replica's last close: the master drains, then EIO and POLLHUP. */
 	say(s, "bye");
 	close(s);
@@ -500,6 +523,9 @@ static void pair_basics(void)
 	struct pollfd p = { m, POLLIN | POLLOUT, 0 };
 	poll(&p, 1, 0);
 	printf("master revents: %#x\n", p.revents);
+	ek = epoll_wait(ep, got, 4, 100);
+	printf("epoll after the replica's close: %d events %#x\n", ek, ek == 1 ? got[0].events : 0);
+	close(ep);
 	k = read(m, b, sizeof b);
 	printf("master read again: %s\n", k < 0 ? errname(errno) : "data");
 	close(m);
