@@ -236,3 +236,20 @@ fn pty_with_unread_input_and_a_foreground_job_survives_restore() {
         );
     }
 }
+
+/// util-linux `script` (openpty, a child session on the replica, the
+/// parent copying the master to stdout) running `stty` and `tty` inside.
+#[test]
+fn script_runs_stty_and_tty_inside_a_pty() {
+    let cmd = "stty -a; stty raw -echo; stty -a | tail -4; stty sane; \
+               tty | sed 's/[0-9]*$/N/'; ls /dev/pts | grep -c ptmx";
+    let inv = Invocation::new("/usr/bin/script").args(["-q", "-c", cmd, "/dev/null"]);
+    let native = inv.native();
+    assert_eq!(native.code, 0, "natively: {}", native.stderr_str());
+    assert!(
+        native.stdout_str().contains("/dev/pts/N"),
+        "natively: {}",
+        native.stdout_str()
+    );
+    assert_same(&native, &inv.cryo());
+}
