@@ -140,6 +140,7 @@ const MUSL_GUESTS: &[&str] = &[
     "timers",
     "sigwait",
     "wakeups",
+    "pty",
 ];
 
 fn invocation(name: &str, libc: Libc) -> Invocation {
@@ -278,6 +279,7 @@ musl_tests!(
     musl_timers => timers,
     musl_sigwait => sigwait,
     musl_wakeups => wakeups,
+    musl_pty => pty,
 );
 
 /// Native-only sanity check of the guests themselves (needs no cryo): every
