@@ -403,9 +403,12 @@ impl Terminal {
             },
             |st, fx| {
                 // A read the hangup ends gets EIO (the master's close
-                // sets TTY_OTHER_CLOSED on the replica).
+                // sets TTY_OTHER_CLOSED on the replica), or what it had.
                 if st.hung_up {
-                    return Err(Errno::EIO);
+                    return match got.get() {
+                        0 => Err(Errno::EIO),
+                        n => Ok(Some(n)),
+                    };
                 }
                 let termios = st.termios;
                 if termios.canonical() {
@@ -569,10 +572,12 @@ impl Terminal {
                     st.ld.tco_stopped = true;
                     st.ld.stopped = true;
                 }
-                libc::TCOON => {
+                // Undoes a TCOOFF only, not a VSTOP.
+                libc::TCOON if st.ld.tco_stopped => {
                     st.ld.tco_stopped = false;
                     st.ld.stopped = false;
                 }
+                libc::TCOON => {}
                 libc::TCIOFF | libc::TCION => {
                     let idx = if how as i32 == libc::TCIOFF {
                         libc::VSTOP
@@ -1267,6 +1272,69 @@ mod tests {
         assert_eq!(
             vfs.open_at(&r, b"/0", libc::O_RDWR, 0).err(),
             Some(Errno::ENOENT)
+        );
+    }
+
+    #[test]
+    fn flow_control_flushes_and_index_reuse() {
+        let vfs = devfs_vfs();
+        let r = vfs.root().clone();
+        let intr = Interrupt::new();
+        let m = vfs.open_at(&r, b"/ptmx", libc::O_RDWR, 0).unwrap();
+        m.ioctl(libc::TIOCSPTLCK, &0i32.to_le_bytes()).unwrap();
+        let s = vfs
+            .open_at(&r, b"/0", libc::O_RDWR | libc::O_NONBLOCK, 0)
+            .unwrap();
+        let arg = |v: i32| (v as u64).to_le_bytes();
+        // TCOOFF stops the replica's output; a VSTART does not undo it.
+        s.ioctl(libc::TCXONC, &arg(libc::TCOOFF)).unwrap();
+        assert_eq!(s.write(b"x", &intr), Err(Errno::EAGAIN));
+        assert_eq!(s.readiness() & EPOLLOUT, 0);
+        m.write(b"\x11", &intr).unwrap();
+        assert_eq!(s.write(b"x", &intr), Err(Errno::EAGAIN));
+        s.ioctl(libc::TCXONC, &arg(libc::TCOON)).unwrap();
+        assert_eq!(s.write(b"x", &intr), Ok(1));
+        // VSTOP (IXON) stops it, VSTART restarts it.
+        m.write(b"\x13", &intr).unwrap();
+        assert_eq!(s.write(b"y", &intr), Err(Errno::EAGAIN));
+        m.write(b"\x11", &intr).unwrap();
+        assert_eq!(s.write(b"y", &intr), Ok(1));
+        // TCFLSH: the master's input is the replica's output.
+        assert_eq!(
+            m.ioctl(libc::FIONREAD, &[]).unwrap().out,
+            2i32.to_le_bytes()
+        );
+        m.ioctl(libc::TCFLSH, &arg(libc::TCIFLUSH)).unwrap();
+        assert_eq!(
+            m.ioctl(libc::FIONREAD, &[]).unwrap().out,
+            0i32.to_le_bytes()
+        );
+        m.write(b"line\n", &intr).unwrap();
+        m.ioctl(libc::TCFLSH, &arg(libc::TCOFLUSH)).unwrap();
+        assert_eq!(
+            s.ioctl(libc::FIONREAD, &[]).unwrap().out,
+            0i32.to_le_bytes()
+        );
+        assert_eq!(
+            m.ioctl(libc::TCFLSH, &arg(7)).err(),
+            Some(Errno::EINVAL),
+            "an unknown queue"
+        );
+        // /dev/pts lists ptmx and the open pair; a freed index is reused.
+        let names: Vec<Vec<u8>> = vfs
+            .root()
+            .inode()
+            .readdir()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, vec![b"ptmx".to_vec(), b"0".to_vec()]);
+        drop((m, s));
+        let again = vfs.open_at(&r, b"/ptmx", libc::O_RDWR, 0).unwrap();
+        assert_eq!(
+            again.ioctl(libc::TIOCGPTN, &[]).unwrap().out,
+            0i32.to_le_bytes()
         );
     }
 
