@@ -477,6 +477,10 @@ static void pair_basics(void)
 	r = ioctl(m, TIOCNOTTY);
 	printf("notty on master: %s\n", r < 0 ? errname(errno) : "OK");
 	printf("lseek: %s\n", lseek(s, 0, SEEK_SET) < 0 ? errname(errno) : "OK");
+	r = ioctl(m, FIOCLEX);
+	int cloexec = fcntl(m, F_GETFD);
+	int r2 = ioctl(m, FIONCLEX);
+	printf("FIOCLEX: %d cloexec %d, FIONCLEX: %d cloexec %d\n", r, cloexec, r2, fcntl(m, F_GETFD));
 	/* Replica output through OPOST/ONLCR, FIONREAD both ways. */
 	say(s, "out\n");
 	usleep(20000);

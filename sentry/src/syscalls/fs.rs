@@ -529,6 +529,11 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
 pub fn ioctl(t: &mut Task, a: &Args) -> SysResult {
     let f = file(t, a.fd(0))?;
     let cmd = a.raw(1) & 0xffff_ffff;
+    // The descriptor's own flag, on any file (do_vfs_ioctl).
+    if cmd == libc::FIOCLEX || cmd == libc::FIONCLEX {
+        t.fds().lock().get_mut(a.fd(0))?.cloexec = cmd == libc::FIOCLEX;
+        return Ok(0);
+    }
     if let Some(r) = super::tty::ioctl(t, &f, cmd, a.raw(2)) {
         return r;
     }
