@@ -481,6 +481,10 @@ static void pair_basics(void)
 	int cloexec = fcntl(m, F_GETFD);
 	int r2 = ioctl(m, FIONCLEX);
 	printf("FIOCLEX: %d cloexec %d, FIONCLEX: %d cloexec %d\n", r, cloexec, r2, fcntl(m, F_GETFD));
+	printf("tcdrain: %d tcsendbreak: %d on master: %d\n", tcdrain(s), tcsendbreak(s, 0), tcdrain(m));
+	int bits = 0;
+	r = ioctl(s, TIOCMGET, &bits);
+	printf("TIOCMGET: %s\n", r < 0 ? errname(errno) : "OK");
 	/* Replica output through OPOST/ONLCR, FIONREAD both ways. */
 	say(s, "out\n");
 	usleep(20000);

@@ -178,6 +178,16 @@ pub(super) fn ioctl(t: &mut Task, f: &Arc<OpenFile>, cmd: u64, arg: u64) -> Opti
     Some(match cmd {
         libc::TCSETS | libc::TCSETSW | libc::TCSETSF => set_termios(t, &tty, cmd, arg),
         libc::TCFLSH | libc::TCXONC => flow(t, &tty, master, cmd, arg),
+        // tcdrain and tcsendbreak: a pty's output is never pending and it
+        // has no line to break, so only the job-control check remains.
+        libc::TCSBRK | libc::TCSBRKP | libc::TIOCSBRK | libc::TIOCCBRK => {
+            if !master {
+                if let Err(e) = check_change(t, &tty, libc::SIGTTOU) {
+                    return Some(Err(e));
+                }
+            }
+            Ok(0)
+        }
         libc::TIOCSWINSZ => set_winsize(t, &tty, arg),
         libc::TIOCGPGRP => {
             if !master && !is_ctty(t, &tty) {
