@@ -788,12 +788,14 @@ impl Drop for PtyEnd {
                 }
             }
         }
-        self.tty.notify_all();
+        // The session's signals go first, as in __tty_hangup: a reader
+        // the hangup wakes has them pending when its read returns.
         if hangup > 0 {
             if let Some(s) = self.tty.signaller() {
                 s.hangup_session(hangup);
             }
         }
+        self.tty.notify_all();
     }
 }
 
