@@ -117,7 +117,8 @@ if pid == 0:
 show(drain(fd, b"$ "))
 os.write(fd, b"sleep 30 &\n")
 show(drain(fd, b"$ "))
-os.write(fd, b"jobs; kill %1; wait; echo bg-done\n")
+# Disowned before it is killed: when bash would report its end is a race.
+os.write(fd, b"jobs; disown %1; kill $!; echo bg-done\n")
 show(drain(fd, b"bg-done\r\n$ "))
 os.write(fd, b"cat\n")
 show(drain(fd, b"cat\r\n"))
@@ -155,7 +156,7 @@ fn interactive_bash_job_control_through_a_pty() {
     let native = inv.native();
     assert_eq!(native.code, 0, "natively: {}", native.stderr_str());
     let shown = native.stdout_str();
-    for seen in ["Stopped", "Terminated", "status 130", "<EIO>"] {
+    for seen in ["Running", "Stopped", "status 130", "<EIO>"] {
         assert!(shown.contains(seen), "natively, no {seen:?}: {shown}");
     }
     assert_same(&native, &inv.cryo());
@@ -202,7 +203,10 @@ fn pty_with_unread_input_and_a_foreground_job_survives_restore() {
         a.stderr_str()
     );
     let before = a.lines().to_vec();
-    assert!(before.len() >= 4 && before.len() < 10, "{before:?}");
+    assert!(
+        before.len() >= 4 && before.len() < reference.len(),
+        "checkpointed mid-run: {before:?}"
+    );
     assert_eq!(
         before[..],
         reference[..before.len()],
