@@ -218,3 +218,37 @@ fn a_file_naming_a_missing_pty_and_a_pty_no_file_names_are_refused() {
         .unwrap();
     assert_refused(&t, "vfs.OpenFile", f, "path", "not absolute");
 }
+
+/// Random mutation programs (the fuzz target's input, from a fixed
+/// generator) over the pty seed: every one is accepted or refused, none
+/// panics, and an accepted one still holds a terminal that passes its
+/// checks.
+#[test]
+fn random_mutations_of_the_pty_seed_never_panic() {
+    let t = seed();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..400 {
+        let len = (next() % 64) as usize;
+        let program: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match sentry::state::hostile::run_case(&t, &program) {
+            Ok(k) => {
+                for p in &k.ptys {
+                    assert_eq!(p.check(), Ok(()), "an accepted pty passes its checks");
+                }
+                accepted += 1;
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} accepted, {refused} refused"
+    );
+}
