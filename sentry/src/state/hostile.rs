@@ -540,6 +540,25 @@ pub fn mutate(base: &ObjectTable, program: &[u8]) -> ObjectTable {
                             }
                         });
                     }
+                    "vfs.Pty" => {
+                        let _ = t.edit::<crate::vfs::pty::PtySnapshot>(id, |r| {
+                            let st = &mut r.state;
+                            match field % 10 {
+                                0 => r.index = v as u32,
+                                1 => st.session = v as i32,
+                                2 => st.pgrp = v as i32,
+                                3 => {
+                                    st.detached.insert(v as i32);
+                                }
+                                4 => st.hung_up = v & 1 == 1,
+                                5 => st.replica_closed = v & 1 == 1,
+                                6 => st.ld.edit.resize((v as usize) % (1 << 14), b'e'),
+                                7 => st.ld.out.resize((v as usize) % (1 << 18), b'o'),
+                                8 => st.ld.raw.resize((v as usize) % (1 << 14), b'r'),
+                                _ => st.termios.cc[k % st.termios.cc.len()] = v as u8,
+                            }
+                        });
+                    }
                     "kernel.FdTable" => {
                         let _ = t.edit::<FdTableRecord>(id, |r| {
                             let n = r.fds.len().max(1);

@@ -209,7 +209,8 @@ impl LineDiscipline {
     /// input is taken and dropped (so that an erase or a newline still
     /// works), as n_tty does.
     pub fn input_room(&self, t: &Termios) -> bool {
-        self.queued() < INPUT_CAP || (t.canonical() && self.lines.is_empty())
+        (self.queued() < INPUT_CAP && self.lines.len() < INPUT_CAP)
+            || (t.canonical() && self.lines.is_empty())
     }
 
     /// Room for output (a replica write blocks without it).
@@ -332,11 +333,11 @@ impl LineDiscipline {
                     if room < spaces as usize {
                         return false;
                     }
-                    self.column += spaces;
+                    self.column = self.column.saturating_add(spaces);
                     self.emit(&b"        "[..spaces as usize]);
                     return true;
                 }
-                self.column += spaces;
+                self.column = self.column.saturating_add(spaces);
             }
             8 => self.column = self.column.saturating_sub(1),
             _ => {
@@ -345,7 +346,7 @@ impl LineDiscipline {
                         c = c.to_ascii_uppercase();
                     }
                     if !(t.i(libc::IUTF8) && c & 0xc0 == 0x80) {
-                        self.column += 1;
+                        self.column = self.column.saturating_add(1);
                     }
                 }
             }
@@ -567,7 +568,9 @@ impl LineDiscipline {
 
     /// Makes the edited line readable, with its terminator if any.
     fn end_line(&mut self, terminator: Option<u8>) {
-        if self.queued() >= INPUT_CAP {
+        // An empty EOF line takes a place in the queue as in n_tty's
+        // buffer, so lines are bounded too.
+        if self.queued() >= INPUT_CAP || self.lines.len() >= INPUT_CAP {
             return;
         }
         let mut line = std::mem::take(&mut self.edit);
@@ -655,13 +658,13 @@ impl LineDiscipline {
         let mut col = self.canon_column;
         for &ch in &self.edit {
             if ch == b'\t' {
-                col = (col | 7) + 1;
+                col = (col | 7).saturating_add(1);
             } else if is_cntrl(ch) {
                 if t.l(libc::ECHOCTL) {
-                    col += 2;
+                    col = col.saturating_add(2);
                 }
             } else if !(t.i(libc::IUTF8) && ch & 0xc0 == 0x80) {
-                col += 1;
+                col = col.saturating_add(1);
             }
         }
         let n = 8 - (col & 7);
@@ -674,6 +677,9 @@ impl LineDiscipline {
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         if self.queued() > INPUT_CAP {
             return Err(("input", format!("{} bytes queued", self.queued())));
+        }
+        if self.lines.len() > INPUT_CAP {
+            return Err(("input", format!("{} lines queued", self.lines.len())));
         }
         if self.out.len() > OUTPUT_CAP + INPUT_CAP {
             return Err(("out", format!("{} bytes queued", self.out.len())));
@@ -791,6 +797,22 @@ mod tests {
         let r = ld.receive(&raw, &long);
         assert_eq!(r.taken, INPUT_CAP, "raw input throttles at the limit");
         assert!(!ld.input_room(&raw));
+    }
+
+    #[test]
+    fn eof_lines_and_columns_are_bounded() {
+        let t = Termios::default();
+        let mut ld = LineDiscipline::default();
+        let eofs = vec![4u8; INPUT_CAP * 3];
+        let r = ld.receive(&t, &eofs);
+        assert_eq!(ld.lines.len(), INPUT_CAP, "EOF lines fill the queue");
+        assert!(r.taken <= INPUT_CAP + 1);
+        assert!(!ld.input_room(&t));
+        ld.column = u32::MAX;
+        let mut raw = t;
+        raw.oflag |= libc::XTABS;
+        ld.write(&raw, b"x\tx");
+        assert_eq!(ld.column, u32::MAX, "the column saturates");
     }
 
     #[test]

@@ -585,7 +585,9 @@ impl Terminal {
                         libc::VSTART
                     };
                     let c = st.termios.cc[idx];
-                    if c != 0 {
+                    let cap =
+                        super::line_discipline::OUTPUT_CAP + super::line_discipline::INPUT_CAP;
+                    if c != 0 && st.ld.out.len() < cap {
                         st.ld.out.push_back(c);
                     }
                 }
