@@ -53,6 +53,8 @@ const SPECS: &[Spec] = &[
     // Interrupted sleeps: EINTR, and `rem` written only by relative ones.
     spec("sleep_rem"),
     spec("sleep_after_signal"),
+    spec("hardlinks"),
+    spec("statfs"),
     spec("sysinfo"),
     Spec {
         exit: 3,
@@ -220,6 +222,8 @@ guest_tests!(
     clock,
     sleep_rem,
     sleep_after_signal,
+    hardlinks,
+    statfs,
     sysinfo,
     exit_group,
     exit_thread,

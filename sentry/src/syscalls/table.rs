@@ -89,6 +89,10 @@ fn generic_rows() -> Vec<Entry> {
     reg("unlink", fs::unlink, &[Path]);
     reg("unlinkat", fs::unlinkat, &[Dec, Path, Hex]);
     reg("rmdir", fs::rmdir, &[Path]);
+    reg("link", fs::link, &[Path, Path]);
+    reg("statfs", fs::statfs, &[Path, Hex]);
+    reg("fstatfs", fs::fstatfs, &[Dec, Hex]);
+    reg("linkat", fs::linkat, &[Dec, Path, Dec, Path, Hex]);
     reg("symlink", fs::symlink, &[Path, Path]);
     reg("symlinkat", fs::symlinkat, &[Path, Dec, Path]);
     reg("rename", fs::rename, &[Path, Path]);
