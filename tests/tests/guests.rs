@@ -55,6 +55,7 @@ const SPECS: &[Spec] = &[
     spec("sleep_after_signal"),
     spec("hardlinks"),
     spec("statfs"),
+    spec("kill_perm"),
     spec("sysinfo"),
     Spec {
         exit: 3,
@@ -224,6 +225,7 @@ guest_tests!(
     sleep_after_signal,
     hardlinks,
     statfs,
+    kill_perm,
     sysinfo,
     exit_group,
     exit_thread,

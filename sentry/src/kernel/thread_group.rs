@@ -166,6 +166,10 @@ pub struct ThreadGroup {
     itimers: Arc<ITimers>,
     /// prctl, priority and CPU-time accounting (kernel/attrs.rs).
     attrs: super::attrs::ProcessAttrs,
+    /// The real and saved uids kill(2)'s permission check compares with:
+    /// those of the thread that last joined or changed its credentials
+    /// (setuid changes every thread's). Not saved: rebuilt as tasks join.
+    signal_ids: Mutex<(u32, u32)>,
     /// A fast check for tasks at every return to the application.
     exiting: AtomicBool,
     state: Mutex<State>,
@@ -197,6 +201,7 @@ impl ThreadGroup {
             links: Mutex::new(parts.links),
             itimers: ITimers::new(),
             attrs,
+            signal_ids: Mutex::new((0, 0)),
             exiting: AtomicBool::new(false),
             state: Mutex::default(),
             done: Condvar::new(),
@@ -291,6 +296,15 @@ impl ThreadGroup {
     /// The process's and its threads' prctl, priority and CPU-time state.
     pub fn attrs(&self) -> &super::attrs::ProcessAttrs {
         &self.attrs
+    }
+
+    /// The (real, saved) uids a sender's must match (see `may_signal`).
+    pub fn signal_ids(&self) -> (u32, u32) {
+        *lock(&self.signal_ids)
+    }
+
+    pub(super) fn set_signal_ids(&self, uid: u32, suid: u32) {
+        *lock(&self.signal_ids) = (uid, suid);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
