@@ -77,6 +77,50 @@ fn process_tree_checkpointed_and_restored_twice() {
     }
 }
 
+/// Ten processes sharing 16 MiB copy-on-write (tests/guests/ckpt_counter.c
+/// with procs=10, each child writing one page of its own): checkpointed,
+/// restored, all ten go on, and the statefile holds the shared memory once
+/// (ten copies would be 160 MiB of incompressible pattern).
+#[test]
+fn ten_processes_sharing_memory_checkpointed_once() {
+    let s = Scratch::new("cryo-ten-");
+    let bin = guest("ckpt_counter", Libc::Glibc);
+    let args = ["16", "/etc/passwd", "12", "10"];
+    let mut whole = Sandbox::run(&s.root(), "whole", &bin, &args);
+    assert_eq!(whole.wait_exit(EXIT), 0, "{}", whole.stderr_str());
+    let reference: Vec<String> = whole.lines().to_vec();
+    assert_eq!(reference.len(), 12, "{reference:?}");
+    assert!(
+        reference.iter().all(|l| l.ends_with(" alive=9")),
+        "{reference:?}"
+    );
+
+    let mut a = Sandbox::run(&s.root(), "A", &bin, &args);
+    a.wait_lines(3, START);
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "A", &[]), "cryo checkpoint A");
+    assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
+    let before = a.lines().to_vec();
+    assert_eq!(
+        before[..],
+        reference[..before.len()],
+        "before the checkpoint"
+    );
+
+    let bytes: u64 = std::fs::read_dir(&img)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        bytes < 32 << 20,
+        "the statefile is {bytes} bytes: the shared 16 MiB stored more than once?"
+    );
+
+    let mut b = Sandbox::restore(&s.root(), &img, "B");
+    assert_eq!(b.wait_exit(EXIT), 0, "restore: {}", b.stderr_str());
+    assert_eq!(b.lines(), &reference[before.len()..], "restored tree");
+}
+
 /// Host processes whose command line names `root`: the sandbox's cryo
 /// process and its stubs (forked from it, they keep its command line).
 fn processes_of(root: &std::path::Path) -> Vec<String> {

@@ -56,6 +56,7 @@ const SPECS: &[Spec] = &[
     spec("hardlinks"),
     spec("statfs"),
     spec("kill_perm"),
+    spec("pdeathsig"),
     spec("sysinfo"),
     Spec {
         exit: 3,
@@ -226,6 +227,7 @@ guest_tests!(
     hardlinks,
     statfs,
     kill_perm,
+    pdeathsig,
     sysinfo,
     exit_group,
     exit_thread,

@@ -396,6 +396,21 @@ impl ProcessAttrs {
         Ok(f(&mut t.attrs))
     }
 
+    /// The death signals (PR_SET_PDEATHSIG) its threads asked for, each
+    /// once.
+    pub fn death_signals(&self) -> Vec<i32> {
+        let mut sigs: Vec<i32> = self
+            .st()
+            .threads
+            .values()
+            .map(|t| t.attrs.pdeathsig)
+            .filter(|&s| s != 0)
+            .collect();
+        sigs.sort_unstable();
+        sigs.dedup();
+        sigs
+    }
+
     /// Thread `tid`'s name (the program's if it has none of its own).
     pub fn comm(&self, tid: i32) -> Vec<u8> {
         let st = self.st();
