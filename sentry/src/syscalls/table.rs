@@ -161,6 +161,7 @@ fn generic_rows() -> Vec<Entry> {
     );
     reg("futex", futex::futex, &[Hex, Dec, Dec, Hex, Hex, Dec]);
     reg("prctl", sched::prctl, &[Dec, Hex, Hex, Hex, Hex]);
+    reg("getcpu", sched::getcpu, &[Hex, Hex, Hex]);
     reg(
         "sched_getaffinity",
         sched::sched_getaffinity,
