@@ -57,6 +57,7 @@ const SPECS: &[Spec] = &[
     spec("statfs"),
     spec("kill_perm"),
     spec("pdeathsig"),
+    spec("untouched_write"),
     spec("sysinfo"),
     Spec {
         exit: 3,
@@ -228,6 +229,7 @@ guest_tests!(
     statfs,
     kill_perm,
     pdeathsig,
+    untouched_write,
     sysinfo,
     exit_group,
     exit_thread,
