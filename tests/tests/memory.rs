@@ -10,6 +10,8 @@ use cryo_tests::{cryo_bin, guest, sandbox::platform_args, Libc};
 /// Runs `cmd` to its end; its exit code and the peak resident set of it and
 /// the children it reaped (its stubs), from wait4(2), in KiB.
 fn run_measured(mut cmd: Command) -> (i32, i64, String) {
+    // Reaped by wait4 below, which gives its rusage (std's wait cannot).
+    #[allow(clippy::zombie_processes)]
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
