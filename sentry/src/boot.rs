@@ -249,6 +249,9 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError
             exit_signal: 0,
         },
     );
+    // Named after the command as given (`sh`, not the `dash` it links to),
+    // as exec names every later program.
+    tg.attrs().set_default_comm(&path);
     tg.init_life(creds.uid, None);
     let task = Task::new(
         kernel,

@@ -9,6 +9,7 @@ command -v zstd >/dev/null || need+=(zstd)
 command -v python3 >/dev/null || need+=(python3)
 command -v busybox >/dev/null || need+=(busybox-static)
 command -v make >/dev/null || need+=(make)
+command -v ps >/dev/null || need+=(procps)
 # Static glibc guests need libc.a.
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then

@@ -58,6 +58,7 @@ const SPECS: &[Spec] = &[
     spec("kill_perm"),
     spec("pdeathsig"),
     spec("untouched_write"),
+    spec("procfs_self"),
     spec("sysinfo"),
     Spec {
         exit: 3,
@@ -230,6 +231,7 @@ guest_tests!(
     kill_perm,
     pdeathsig,
     untouched_write,
+    procfs_self,
     sysinfo,
     exit_group,
     exit_thread,

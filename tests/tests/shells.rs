@@ -126,6 +126,31 @@ print("selector ready", len(sel.select(timeout=5)))
     assert_same(&native, &inv.cryo());
 }
 
+/// procps' ps reads /proc/<pid>/stat and status: inside the sandbox it
+/// lists the sandbox's processes only, with their sandbox pids, parents
+/// and states, each named after the file it was started as (`sh`, not the
+/// `dash` /bin/sh links to). Not comparable with a native run, whose pids
+/// differ.
+#[test]
+fn ps_lists_the_sandbox_processes() {
+    let inv =
+        Invocation::new("/bin/sh").args(["-c", "sleep 5 & ps -eo pid,ppid,stat,comm; kill $!"]);
+    let out = inv.cryo();
+    assert_eq!(out.code, 0, "{}", out.stderr_str());
+    let rows: Vec<Vec<String>> = out
+        .stdout_str()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    let want = [
+        ["1", "0", "Ss", "sh"],
+        ["2", "1", "S", "sleep"],
+        ["3", "1", "R", "ps"],
+    ];
+    assert_eq!(rows, want, "{}", out.stdout_str());
+}
+
 /// multiprocessing's pool and locks: its semaphores are files in /dev/shm
 /// made with link(2), its workers forked processes fed through pipes.
 #[test]

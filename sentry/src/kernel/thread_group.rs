@@ -166,10 +166,11 @@ pub struct ThreadGroup {
     itimers: Arc<ITimers>,
     /// prctl, priority and CPU-time accounting (kernel/attrs.rs).
     attrs: super::attrs::ProcessAttrs,
-    /// The real and saved uids kill(2)'s permission check compares with:
-    /// those of the thread that last joined or changed its credentials
-    /// (setuid changes every thread's). Not saved: rebuilt as tasks join.
-    signal_ids: Mutex<(u32, u32)>,
+    /// The credentials of the thread that last joined or changed its own
+    /// (setuid changes every thread's): what kill(2)'s permission check
+    /// and /proc/<pid>/status see of the process. Not saved: rebuilt as
+    /// tasks join.
+    creds: Mutex<Option<super::creds::Credentials>>,
     /// A fast check for tasks at every return to the application.
     exiting: AtomicBool,
     state: Mutex<State>,
@@ -201,7 +202,7 @@ impl ThreadGroup {
             links: Mutex::new(parts.links),
             itimers: ITimers::new(),
             attrs,
-            signal_ids: Mutex::new((0, 0)),
+            creds: Mutex::new(None),
             exiting: AtomicBool::new(false),
             state: Mutex::default(),
             done: Condvar::new(),
@@ -300,11 +301,18 @@ impl ThreadGroup {
 
     /// The (real, saved) uids a sender's must match (see `may_signal`).
     pub fn signal_ids(&self) -> (u32, u32) {
-        *lock(&self.signal_ids)
+        lock(&self.creds)
+            .as_ref()
+            .map_or((0, 0), |c| (c.uid, c.suid))
     }
 
-    pub(super) fn set_signal_ids(&self, uid: u32, suid: u32) {
-        *lock(&self.signal_ids) = (uid, suid);
+    /// The process's credentials as its threads last set them.
+    pub fn creds(&self) -> Option<super::creds::Credentials> {
+        lock(&self.creds).clone()
+    }
+
+    pub(super) fn set_creds(&self, creds: &super::creds::Credentials) {
+        *lock(&self.creds) = Some(creds.clone());
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

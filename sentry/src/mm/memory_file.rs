@@ -567,6 +567,14 @@ impl MemoryFile {
         out
     }
 
+    /// Bytes of host memory the file holds now (pages written at least
+    /// once and not decommitted), from its block count.
+    pub fn resident_bytes(&self) -> u64 {
+        nix::sys::stat::fstat(self.fd.as_raw_fd())
+            .map(|st| u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512))
+            .unwrap_or(0)
+    }
+
     /// Bytes allocated.
     pub fn allocated_bytes(&self) -> u64 {
         self.allocated_ranges().iter().map(FileRange::len).sum()
