@@ -30,3 +30,22 @@ pub fn init(debug_log: Option<&Path>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Appends a failed command's error to runc's `--log` file, in the form
+/// container engines parse (`--log-format json`: one object per line with
+/// level, msg and time).
+pub fn log_error(path: &Path, format: Option<&str>, msg: &str) {
+    use std::io::Write;
+    let time = crate::oci::state::rfc3339_now();
+    let line = match format {
+        Some("json") => serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string(),
+        _ => format!("time={time:?} level=error msg={msg:?}"),
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
