@@ -354,7 +354,11 @@ fn exec(kernel: Arc<Kernel>, spec: ExecSpec, files: Vec<OwnedFd>, reply: Sender<
             let mut task = match sentry::boot::spawn_process(&kernel, &pspec, stdio) {
                 Ok(t) => t,
                 Err(e) => {
-                    let code = e.command_status();
+                    // As a shell: 127 for a command not found in PATH too.
+                    let code = match e {
+                        sentry::boot::BootError::CommandNotFound(_) => Some(127),
+                        _ => e.command_status(),
+                    };
                     let _ = reply.send(Reply::Error(e.to_string()));
                     if let Some(code) = code {
                         let _ = reply.send(Reply::Exited { code: code.into() });
