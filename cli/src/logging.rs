@@ -35,11 +35,16 @@ pub fn init(debug_log: Option<&Path>) -> anyhow::Result<()> {
 /// container engines parse (`--log-format json`: one object per line with
 /// level, msg and time).
 pub fn log_error(path: &Path, format: Option<&str>, msg: &str) {
+    log_line(path, format, "error", msg)
+}
+
+/// One line of `level` in runc's `--log` format.
+pub fn log_line(path: &Path, format: Option<&str>, level: &str, msg: &str) {
     use std::io::Write;
     let time = crate::oci::state::rfc3339_now();
     let line = match format {
-        Some("json") => serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string(),
-        _ => format!("time={time:?} level=error msg={msg:?}"),
+        Some("json") => serde_json::json!({"level": level, "msg": msg, "time": time}).to_string(),
+        _ => format!("time={time:?} level={level} msg={msg:?}"),
     };
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)

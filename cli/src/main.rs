@@ -144,6 +144,8 @@ fn main() -> ExitCode {
         root: cli.root.clone(),
         platform: cli.platform.clone(),
         debug_log: debug_log.clone(),
+        log: cli.log.clone(),
+        log_format: cli.log_format.clone(),
     };
     let _ = (cli.systemd_cgroup, &cli.rootless);
     let result = match cli.command {

@@ -40,7 +40,11 @@ fn wait_pid(pid: i32, timeout: Duration) -> Option<i32> {
             }
             return Some(128 + libc::WTERMSIG(status));
         }
-        assert!(r == 0, "waitpid({pid}) failed: {}", std::io::Error::last_os_error());
+        assert!(
+            r == 0,
+            "waitpid({pid}) failed: {}",
+            std::io::Error::last_os_error()
+        );
         if Instant::now() > deadline {
             return None;
         }
@@ -218,7 +222,9 @@ fn lifecycle_through_the_cli() {
         .unwrap();
     assert_eq!(st["pid"], pid);
     // Nothing ran yet.
-    assert!(!std::fs::read_to_string(&out).unwrap().contains("init started"));
+    assert!(!std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("init started"));
 
     let started = env.cryo(&["start", "c1"]);
     assert_eq!(started.code, 0, "start: {}", started.stderr_str());
@@ -228,13 +234,32 @@ fn lifecycle_through_the_cli() {
     assert_ne!(env.cryo(&["start", "c1"]).code, 0);
 
     // exec: its own process, stdio and status.
-    let ex = env.cryo(&["exec", "c1", "sh", "-c", "echo exec in $(hostname) as $$; exit 7"]);
+    let ex = env.cryo(&[
+        "exec",
+        "c1",
+        "sh",
+        "-c",
+        "echo exec in $(hostname) as $$; exit 7",
+    ]);
     assert_eq!(ex.code, 7, "exec: {}", ex.stderr_str());
     let said = ex.stdout_str();
     assert!(said.starts_with("exec in cryo as "), "{said:?}");
-    assert_ne!(said.trim().rsplit(' ').next(), Some("1"), "exec'd process is not init");
+    assert_ne!(
+        said.trim().rsplit(' ').next(),
+        Some("1"),
+        "exec'd process is not init"
+    );
     let ex = env.cryo(&[
-        "exec", "--cwd", "/etc", "--env", "GREETING=hi", "--user", "1000:1000", "c1", "sh", "-c",
+        "exec",
+        "--cwd",
+        "/etc",
+        "--env",
+        "GREETING=hi",
+        "--user",
+        "1000:1000",
+        "c1",
+        "sh",
+        "-c",
         "echo $GREETING $(pwd) $(id -u):$(id -g)",
     ]);
     assert_eq!(ex.code, 0, "{}", ex.stderr_str());
@@ -273,7 +298,11 @@ fn lifecycle_through_the_cli() {
     // pause: every task frozen; the output stops growing.
     assert_eq!(env.cryo(&["pause", "c1"]).code, 0);
     assert_eq!(env.state("c1")["status"], "paused");
-    assert_ne!(env.cryo(&["exec", "c1", "true"]).code, 0, "no exec while paused");
+    assert_ne!(
+        env.cryo(&["exec", "c1", "true"]).code,
+        0,
+        "no exec while paused"
+    );
     assert_eq!(env.cryo(&["resume", "c1"]).code, 0);
     assert_eq!(env.state("c1")["status"], "running");
     assert_ne!(env.cryo(&["resume", "c1"]).code, 0, "not paused");
@@ -298,7 +327,11 @@ fn lifecycle_through_the_cli() {
     assert_eq!(env.cryo(&["delete", "c1"]).code, 0);
     let gone = env.cryo(&["state", "c1"]);
     assert_ne!(gone.code, 0);
-    assert!(gone.stderr_str().contains("does not exist"), "{}", gone.stderr_str());
+    assert!(
+        gone.stderr_str().contains("does not exist"),
+        "{}",
+        gone.stderr_str()
+    );
     // --force of a container that is gone: success, as clients rely on.
     assert_eq!(env.cryo(&["delete", "--force", "c1"]).code, 0);
 }
@@ -357,7 +390,11 @@ fn a_created_container_can_be_deleted_and_killed() {
     cmd.args(["create", "--bundle"]).arg(env.bundle()).arg("d");
     assert_eq!(run_to_files(cmd, &out, &err, "create").code, 0);
     let pid = env.state("d")["pid"].as_i64().unwrap() as i32;
-    assert_eq!(env.cryo(&["delete", "d"]).code, 0, "runc deletes a created container");
+    assert_eq!(
+        env.cryo(&["delete", "d"]).code,
+        0,
+        "runc deletes a created container"
+    );
     assert!(wait_pid(pid, TIMEOUT).is_some());
 }
 
@@ -366,11 +403,19 @@ fn errors_name_their_cause() {
     let env = Env::new();
     let unknown = env.cryo(&["state", "nope"]);
     assert_ne!(unknown.code, 0);
-    assert!(unknown.stderr_str().contains("\"nope\" does not exist"), "{}", unknown.stderr_str());
+    assert!(
+        unknown.stderr_str().contains("\"nope\" does not exist"),
+        "{}",
+        unknown.stderr_str()
+    );
     for cmd in ["start", "kill", "pause", "resume", "ps", "delete"] {
         let o = env.cryo(&[cmd, "nope"]);
         assert_ne!(o.code, 0, "{cmd}");
-        assert!(o.stderr_str().contains("does not exist"), "{cmd}: {}", o.stderr_str());
+        assert!(
+            o.stderr_str().contains("does not exist"),
+            "{cmd}: {}",
+            o.stderr_str()
+        );
     }
 
     // A bundle without config.json.
@@ -378,14 +423,25 @@ fn errors_name_their_cause() {
     std::fs::create_dir(&empty).unwrap();
     let o = env.cryo(&["create", "--bundle", empty.to_str().unwrap(), "x"]);
     assert_ne!(o.code, 0);
-    assert!(o.stderr_str().contains("no config.json"), "{}", o.stderr_str());
-    assert!(!env.root().join("x").exists(), "a failed create claims no id");
+    assert!(
+        o.stderr_str().contains("no config.json"),
+        "{}",
+        o.stderr_str()
+    );
+    assert!(
+        !env.root().join("x").exists(),
+        "a failed create claims no id"
+    );
 
     // A field of the wrong type is named.
     env.spec(|v| v["process"]["user"]["uid"] = "root".into());
     let o = env.cryo(&["create", "--bundle", env.bundle().to_str().unwrap(), "x"]);
     assert_ne!(o.code, 0);
-    assert!(o.stderr_str().contains("process.user.uid"), "{}", o.stderr_str());
+    assert!(
+        o.stderr_str().contains("process.user.uid"),
+        "{}",
+        o.stderr_str()
+    );
     env.spec(|v| v["process"]["cwd"] = "relative".into());
     let o = env.cryo(&["create", "--bundle", env.bundle().to_str().unwrap(), "x"]);
     assert!(o.stderr_str().contains("process.cwd"), "{}", o.stderr_str());
@@ -393,18 +449,32 @@ fn errors_name_their_cause() {
     env.spec(|v| v["process"]["terminal"] = true.into());
     let o = env.cryo(&["create", "--bundle", env.bundle().to_str().unwrap(), "x"]);
     assert_ne!(o.code, 0);
-    assert!(o.stderr_str().contains("pseudo-terminals"), "{}", o.stderr_str());
+    assert!(
+        o.stderr_str().contains("pseudo-terminals"),
+        "{}",
+        o.stderr_str()
+    );
 
     // A duplicate id.
     env.spec(|v| set_args(v, "sleep 1000"));
     let (out, err) = env.files();
     let mut cmd = cryo_command(&env.root());
-    cmd.args(["create", "--bundle"]).arg(env.bundle()).arg("dup");
+    cmd.args(["create", "--bundle"])
+        .arg(env.bundle())
+        .arg("dup");
     assert_eq!(run_to_files(cmd, &out, &err, "create").code, 0);
     let o = env.cryo(&["create", "--bundle", env.bundle().to_str().unwrap(), "dup"]);
     assert_ne!(o.code, 0);
-    assert!(o.stderr_str().contains("already exists"), "{}", o.stderr_str());
-    assert_eq!(env.state("dup")["status"], "created", "the first is untouched");
+    assert!(
+        o.stderr_str().contains("already exists"),
+        "{}",
+        o.stderr_str()
+    );
+    assert_eq!(
+        env.state("dup")["status"],
+        "created",
+        "the first is untouched"
+    );
     // Flags given twice are accepted (podman passes some twice).
     let o = env.cryo(&["delete", "--force", "--force", "dup"]);
     assert_eq!(o.code, 0, "{}", o.stderr_str());
@@ -412,7 +482,11 @@ fn errors_name_their_cause() {
     // An unknown flag: a clear error, not a crash.
     let o = env.cryo(&["create", "--no-such-flag", "x"]);
     assert_eq!(o.code, 2);
-    assert!(o.stderr_str().contains("--no-such-flag"), "{}", o.stderr_str());
+    assert!(
+        o.stderr_str().contains("--no-such-flag"),
+        "{}",
+        o.stderr_str()
+    );
     // runc's global flags are accepted, and --log gets the error as JSON.
     let log = env.dir.path().join("log.json");
     let o = env.cryo(&[
@@ -425,11 +499,19 @@ fn errors_name_their_cause() {
         "nope",
     ]);
     assert_ne!(o.code, 0);
-    let line: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().next().unwrap())
-            .unwrap();
+    let line: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(line["level"], "error");
-    assert!(line["msg"].as_str().unwrap().contains("does not exist"), "{line}");
+    assert!(
+        line["msg"].as_str().unwrap().contains("does not exist"),
+        "{line}"
+    );
 
     let v = env.cryo(&["--version"]);
     assert!(v.stdout_str().contains("spec: 1.0.2"), "{}", v.stdout_str());
@@ -453,7 +535,10 @@ fn busybox_root_with_mounts() {
         }
         serde_json::json!({"destination": dest, "type": "bind", "source": src, "options": opts})
     };
-    let (ro_m, rw_m) = (bind(&host_ro, "/mnt/ro", true), bind(&host_rw, "/mnt/rw", false));
+    let (ro_m, rw_m) = (
+        bind(&host_ro, "/mnt/ro", true),
+        bind(&host_rw, "/mnt/rw", false),
+    );
     env.spec(|v| {
         set_args(
             v,
@@ -479,32 +564,56 @@ fn busybox_root_with_mounts() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         &lines[..5],
-        ["from the host", "ro-refused", "upper", "scratch", "busybox root"],
+        [
+            "from the host",
+            "ro-refused",
+            "upper",
+            "scratch",
+            "busybox root"
+        ],
         "{out}"
     );
-    assert!(o.stderr_str().contains("Read-only file system"), "{}", o.stderr_str());
+    assert!(
+        o.stderr_str().contains("Read-only file system"),
+        "{}",
+        o.stderr_str()
+    );
     // Overlay writes stay in the sandbox.
     assert!(!env.rootfs().join("etc/written").exists());
     assert!(!host_ro.join("new").exists());
-    assert!(!env.rootfs().join("scratch").exists(), "mount points are made in the overlay");
+    assert!(
+        !env.rootfs().join("scratch").exists(),
+        "mount points are made in the overlay"
+    );
     if lines.get(5) == Some(&"rw-refused") {
         println!("SKIPPED: a rw bind mount's writes reaching the host: the gofer has no write path yet (rw binds are served read-only)");
     } else {
-        assert_eq!(std::fs::read_to_string(host_rw.join("out")).unwrap(), "reached\n");
+        assert_eq!(
+            std::fs::read_to_string(host_rw.join("out")).unwrap(),
+            "reached\n"
+        );
     }
 
     // root.readonly: writes to the root fail with EROFS; tmpfs still works.
     env.spec(|v| {
         v["root"]["readonly"] = true.into();
-        set_args(v, "touch /etc/x || echo root-refused; echo ok > /tmp2/f && cat /tmp2/f");
-        v["mounts"].as_array_mut().unwrap().push(
-            serde_json::json!({"destination": "/tmp2", "type": "tmpfs", "source": "tmpfs"}),
+        set_args(
+            v,
+            "touch /etc/x || echo root-refused; echo ok > /tmp2/f && cat /tmp2/f",
         );
+        v["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"destination": "/tmp2", "type": "tmpfs", "source": "tmpfs"}));
     });
     let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "r"]);
     assert_eq!(o.code, 0, "{}", o.stderr_str());
     assert_eq!(o.stdout_str(), "root-refused\nok\n", "{}", o.stderr_str());
-    assert!(o.stderr_str().contains("Read-only file system"), "{}", o.stderr_str());
+    assert!(
+        o.stderr_str().contains("Read-only file system"),
+        "{}",
+        o.stderr_str()
+    );
 }
 
 // ---- podman -----------------------------------------------------------
@@ -535,7 +644,10 @@ fn runtime_path(env: &Env) -> PathBuf {
             let path = env.dir.path().join("cryo-runtime");
             std::fs::write(
                 &path,
-                format!("#!/bin/sh\nexec {} --platform {p} \"$@\"\n", cryo_bin().display()),
+                format!(
+                    "#!/bin/sh\nexec {} --platform {p} \"$@\"\n",
+                    cryo_bin().display()
+                ),
             )
             .unwrap();
             use std::os::unix::fs::PermissionsExt;
@@ -582,7 +694,14 @@ fn podman_runs_cryo() {
 
     let o = run_host(
         podman(&env, &bin, &runtime).args([
-            "run", "--rm", "--network", "none", "--rootfs", rootfs, "sh", "-c",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--rootfs",
+            rootfs,
+            "sh",
+            "-c",
             "echo hello from $(hostname -s 2>/dev/null || hostname); cat /etc/motd; exit 3",
         ]),
         "podman run --rm",
@@ -595,7 +714,16 @@ fn podman_runs_cryo() {
 
     let o = run_host(
         podman(&env, &bin, &runtime).args([
-            "run", "-d", "--name", "pd", "--network", "none", "--rootfs", rootfs, "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            "pd",
+            "--network",
+            "none",
+            "--rootfs",
+            rootfs,
+            "sh",
+            "-c",
             "echo up; while true; do sleep 1; done",
         ]),
         "podman run -d",
@@ -611,11 +739,20 @@ fn podman_runs_cryo() {
     assert_eq!(o.stdout_str(), "in exec\n");
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let o = run_host(podman(&env, &bin, &runtime).args(["logs", "pd"]), "podman logs", &env);
+        let o = run_host(
+            podman(&env, &bin, &runtime).args(["logs", "pd"]),
+            "podman logs",
+            &env,
+        );
         if o.stdout_str().contains("up") {
             break;
         }
-        assert!(Instant::now() < deadline, "podman logs: {:?} {}", o.stdout_str(), o.stderr_str());
+        assert!(
+            Instant::now() < deadline,
+            "podman logs: {:?} {}",
+            o.stdout_str(),
+            o.stderr_str()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let o = run_host(
@@ -624,7 +761,11 @@ fn podman_runs_cryo() {
         &env,
     );
     assert_eq!(o.code, 0, "podman stop: {}", o.stderr_str());
-    let o = run_host(podman(&env, &bin, &runtime).args(["rm", "pd"]), "podman rm", &env);
+    let o = run_host(
+        podman(&env, &bin, &runtime).args(["rm", "pd"]),
+        "podman rm",
+        &env,
+    );
     assert_eq!(o.code, 0, "podman rm: {}", o.stderr_str());
 }
 

@@ -19,6 +19,10 @@ pub struct Globals {
     pub root: PathBuf,
     pub platform: Option<String>,
     pub debug_log: Option<PathBuf>,
+    /// runc's --log and --log-format: warnings go there when given (the
+    /// caller's stderr is often the container's).
+    pub log: Option<PathBuf>,
+    pub log_format: Option<String>,
 }
 
 impl Globals {
@@ -236,7 +240,10 @@ fn create_inner(g: &Globals, args: &CreateArgs) -> anyhow::Result<std::process::
     let started = (|| -> anyhow::Result<std::process::Child> {
         locked.save(&record)?;
         for w in &plan.warnings {
-            eprintln!("cryo: warning: {w}");
+            match &g.log {
+                Some(log) => crate::logging::log_line(log, g.log_format.as_deref(), "warning", w),
+                None => eprintln!("cryo: warning: {w}"),
+            }
         }
         let (r, w) = ready_pipe()?;
         let mut cmd = Command::new(std::env::current_exe().context("finding the cryo binary")?);
