@@ -845,3 +845,70 @@ fn containerd_runs_cryo() {
     );
     assert_eq!(o.code, 9, "ctr run: {}", o.stderr_str());
 }
+
+#[test]
+fn concurrent_commands_on_one_id() {
+    let env = Env::new();
+    env.spec(|v| set_args(v, "while true; do sleep 1; done"));
+    let bundle = env.bundle();
+    // Six creates of one id at once: exactly one wins, the others are told.
+    let runs: Vec<_> = (0..6)
+        .map(|_| {
+            let (out, err) = env.files();
+            let mut cmd = cryo_command(&env.root());
+            cmd.args(["create", "--bundle"]).arg(&bundle).arg("same");
+            std::thread::spawn(move || run_to_files(cmd, &out, &err, "create"))
+        })
+        .collect();
+    let outs: Vec<Output> = runs.into_iter().map(|t| t.join().unwrap()).collect();
+    let won = outs.iter().filter(|o| o.code == 0).count();
+    assert_eq!(
+        won,
+        1,
+        "{:?}",
+        outs.iter().map(Output::stderr_str).collect::<Vec<_>>()
+    );
+    for o in outs.iter().filter(|o| o.code != 0) {
+        assert!(
+            o.stderr_str().contains("already exists"),
+            "{}",
+            o.stderr_str()
+        );
+    }
+    assert_eq!(env.cryo(&["start", "same"]).code, 0);
+    let pid = env.state("same")["pid"].as_i64().unwrap() as i32;
+    // Pauses, resumes and states at once leave a consistent record.
+    let runs: Vec<_> = (0..6)
+        .map(|i| {
+            let (out, err) = env.files();
+            let mut cmd = cryo_command(&env.root());
+            cmd.arg(["pause", "resume", "state"][i % 3]).arg("same");
+            std::thread::spawn(move || run_to_files(cmd, &out, &err, "pause/resume"))
+        })
+        .collect();
+    for t in runs {
+        t.join().unwrap();
+    }
+    let status = env.state("same")["status"].as_str().unwrap().to_string();
+    assert!(status == "running" || status == "paused", "{status}");
+    if status == "paused" {
+        assert_eq!(env.cryo(&["resume", "same"]).code, 0);
+    }
+    let ex = env.cryo(&["exec", "same", "echo", "still alive"]);
+    assert_eq!(ex.stdout_str(), "still alive\n", "{}", ex.stderr_str());
+    // Four forced deletes at once: all succeed, the container is gone.
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let (out, err) = env.files();
+            let mut cmd = cryo_command(&env.root());
+            cmd.args(["delete", "--force", "same"]);
+            std::thread::spawn(move || run_to_files(cmd, &out, &err, "delete --force"))
+        })
+        .collect();
+    for t in runs {
+        let o = t.join().unwrap();
+        assert_eq!(o.code, 0, "{}", o.stderr_str());
+    }
+    assert_eq!(wait_pid(pid, TIMEOUT), Some(137));
+    assert!(!env.root().join("same").exists());
+}

@@ -265,7 +265,7 @@ fn kill(kernel: &Kernel, signal: i32, all: bool) -> Reply {
         kernel.pids.thread_group(1).into_iter().collect()
     };
     for tg in groups.iter().filter(|tg| !tg.is_zombie()) {
-        tg.signal_process(info.clone());
+        tg.signal_process(info);
     }
     Reply::Done
 }
