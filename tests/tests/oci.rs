@@ -528,6 +528,7 @@ fn busybox_root_with_mounts() {
     std::fs::write(host_ro.join("data"), "from the host\n").unwrap();
     let host_rw = env.dir.path().join("host-rw");
     std::fs::create_dir(&host_rw).unwrap();
+    std::fs::write(host_rw.join("old"), "old content, longer\n").unwrap();
     let bind = |src: &Path, dest: &str, ro: bool| {
         let mut opts = vec!["rbind"];
         if ro {
@@ -547,7 +548,8 @@ fn busybox_root_with_mounts() {
              echo upper > /etc/written && cat /etc/written; \
              echo scratch > /scratch/f && cat /scratch/f; \
              cat /etc/motd; \
-             echo reached > /mnt/rw/out || echo rw-refused",
+             echo reached > /mnt/rw/out || echo rw-refused; \
+             echo more >> /mnt/rw/out; echo changed > /mnt/rw/old; cat /mnt/rw/old",
         );
         v["mounts"]
             .as_array_mut()
@@ -585,14 +587,16 @@ fn busybox_root_with_mounts() {
         !env.rootfs().join("scratch").exists(),
         "mount points are made in the overlay"
     );
-    if lines.get(5) == Some(&"rw-refused") {
-        println!("SKIPPED: a rw bind mount's writes reaching the host: the gofer has no write path yet (rw binds are served read-only)");
-    } else {
-        assert_eq!(
-            std::fs::read_to_string(host_rw.join("out")).unwrap(),
-            "reached\n"
-        );
-    }
+    // A rw bind mount: new files and writes reach the host.
+    assert_eq!(lines.get(5), Some(&"changed"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(host_rw.join("out")).unwrap(),
+        "reached\nmore\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host_rw.join("old")).unwrap(),
+        "changed\n"
+    );
 
     // root.readonly: writes to the root fail with EROFS; tmpfs still works.
     env.spec(|v| {

@@ -49,8 +49,9 @@ fn adopt_ready_fd(fd: i32) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
-/// Starts a gofer over `dir` and returns the Sentry's end of its socket.
-pub fn start_gofer(dir: &Path) -> anyhow::Result<(OwnedFd, std::process::Child)> {
+/// Starts a gofer over `dir` (refusing writes with `read_only`) and
+/// returns the Sentry's end of its socket.
+pub fn start_gofer(dir: &Path, read_only: bool) -> anyhow::Result<(OwnedFd, std::process::Child)> {
     let (sentry_end, gofer_end) = gofer::socketpair().context("creating a gofer socket")?;
     nix::fcntl::fcntl(
         gofer_end.as_raw_fd(),
@@ -58,13 +59,16 @@ pub fn start_gofer(dir: &Path) -> anyhow::Result<(OwnedFd, std::process::Child)>
     )
     .context("clearing close-on-exec on the gofer socket")?;
     let exe = std::env::current_exe().context("finding the cryo binary")?;
-    let child = std::process::Command::new(exe)
-        .arg("gofer")
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("gofer")
         .arg("--root")
         .arg(dir)
         .arg("--fd")
-        .arg(gofer_end.as_raw_fd().to_string())
-        .arg("--read-only")
+        .arg(gofer_end.as_raw_fd().to_string());
+    if read_only {
+        cmd.arg("--read-only");
+    }
+    let child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -124,7 +128,8 @@ fn boot(
             "process.terminal: cryo has no pseudo-terminals in the sandbox yet: run without a terminal"
         );
     }
-    let (root_sock, g) = start_gofer(&plan.rootfs)?;
+    // The root's writes go to the overlay's upper layer, never the host.
+    let (root_sock, g) = start_gofer(&plan.rootfs, true)?;
     gofers.push(g);
     let mut mounts = Vec::new();
     for m in &plan.mounts {
@@ -143,19 +148,20 @@ fn boot(
                 source,
                 read_only,
             } => {
-                if !read_only {
-                    tracing::warn!(
-                        "bind mount of {} on {dest}: served read-only (the gofer has no write path yet)",
-                        source.display()
-                    );
-                }
-                let (sock, g) = start_gofer(source)?;
+                let (sock, g) = start_gofer(source, *read_only)?;
                 gofers.push(g);
-                let fs = sentry::vfs::gofer_fs::GoferHostFs::new(gofer::Client::new(sock));
+                let client = gofer::Client::new(sock);
+                let fs = if *read_only {
+                    sentry::vfs::gofer_fs::GoferHostFs::new(client)
+                } else {
+                    // Writes to existing files and new files reach the
+                    // host (mkdir, unlink and rename are EROFS yet).
+                    sentry::vfs::gofer_fs::GoferHostFs::new_writable(client)
+                };
                 ExtraMount {
                     dest: dest.as_bytes().to_vec(),
                     source: MountSource::Host(Arc::new(fs)),
-                    read_only: true,
+                    read_only: *read_only,
                 }
             }
         });
