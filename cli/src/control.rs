@@ -191,8 +191,18 @@ pub fn start_server(
         .name("cryo-control".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                if let Err(e) = serve_one(stream, &tx, &interrupt) {
-                    tracing::warn!(error = %e, "control request failed");
+                // A connection of its own thread: an exec's stays open
+                // until its process ends, and must not hold up the rest.
+                let (tx, interrupt) = (tx.clone(), interrupt.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("cryo-control-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = serve_one(stream, &tx, &interrupt) {
+                            tracing::warn!(error = %e, "control request failed");
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "cannot serve a control connection");
                 }
             }
         })?;
