@@ -606,6 +606,9 @@ fn busybox_root_with_mounts() {
         }
         serde_json::json!({"destination": dest, "type": "bind", "source": src, "options": opts})
     };
+    let greeting = env.dir.path().join("greeting.txt");
+    std::fs::write(&greeting, "a bound file\n").unwrap();
+    let file_m = bind(&greeting, "/etc/greeting", true);
     let (ro_m, rw_m) = (
         bind(&host_ro, "/mnt/ro", true),
         bind(&host_rw, "/mnt/rw", false),
@@ -619,7 +622,8 @@ fn busybox_root_with_mounts() {
              echo scratch > /scratch/f && cat /scratch/f; \
              cat /etc/motd; \
              echo reached > /mnt/rw/out || echo rw-refused; \
-             echo more >> /mnt/rw/out; echo changed > /mnt/rw/old; cat /mnt/rw/old",
+             echo more >> /mnt/rw/out; echo changed > /mnt/rw/old; cat /mnt/rw/old; \
+             cat /etc/greeting; echo y > /etc/greeting || echo file-ro-refused",
         );
         v["mounts"]
             .as_array_mut()
@@ -627,6 +631,7 @@ fn busybox_root_with_mounts() {
             .extend([
                 ro_m,
                 rw_m,
+                file_m,
                 serde_json::json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1777"]}),
             ]);
     });
@@ -667,6 +672,13 @@ fn busybox_root_with_mounts() {
         std::fs::read_to_string(host_rw.join("old")).unwrap(),
         "changed\n"
     );
+    // A bind mount of one file, read-only.
+    assert_eq!(&lines[6..], ["a bound file", "file-ro-refused"], "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&greeting).unwrap(),
+        "a bound file\n"
+    );
+    assert!(!env.rootfs().join("etc/greeting").exists());
 
     // root.readonly: writes to the root fail with EROFS; tmpfs still works.
     env.spec(|v| {

@@ -52,6 +52,13 @@ pub enum MountPlan {
         source: PathBuf,
         read_only: bool,
     },
+    /// One host file: `name` in the directory `dir` a gofer serves.
+    BindFile {
+        dest: String,
+        dir: PathBuf,
+        name: String,
+        read_only: bool,
+    },
 }
 
 /// What the sandbox boots from a bundle.
@@ -231,9 +238,27 @@ fn plan_mount(m: &Mount) -> Result<Result<Option<MountPlan>, String>, BundleErro
             path: source.clone(),
             error,
         })?;
+        if meta.is_file() {
+            let source = std::fs::canonicalize(&source).map_err(|error| BundleError::Io {
+                path: source.clone(),
+                error,
+            })?;
+            let (Some(dir), Some(name)) = (source.parent(), source.file_name()) else {
+                return Err(invalid(
+                    "mounts",
+                    format!("bind mount on {dest}: bad source"),
+                ));
+            };
+            return Ok(Ok(Some(MountPlan::BindFile {
+                dest,
+                dir: dir.to_path_buf(),
+                name: name.to_string_lossy().into_owned(),
+                read_only,
+            })));
+        }
         if !meta.is_dir() {
             return Ok(Err(format!(
-                "bind mount of the file {} on {dest}: only directories can be bind mounted yet; skipped",
+                "bind mount of {} on {dest}: only directories and regular files can be bind mounted; skipped",
                 source.display()
             )));
         }

@@ -164,6 +164,31 @@ fn boot(
                     read_only: *read_only,
                 }
             }
+            MountPlan::BindFile {
+                dest,
+                dir,
+                name,
+                read_only,
+            } => {
+                // The gofer serves the file's directory; the Sentry walks to
+                // the one file and mounts only it.
+                let (sock, g) = start_gofer(dir, *read_only)?;
+                gofers.push(g);
+                let client = gofer::Client::new(sock);
+                let fs = if *read_only {
+                    sentry::vfs::gofer_fs::GoferHostFs::new(client)
+                } else {
+                    sentry::vfs::gofer_fs::GoferHostFs::new_writable(client)
+                };
+                ExtraMount {
+                    dest: dest.as_bytes().to_vec(),
+                    source: MountSource::HostFile {
+                        fs: Arc::new(fs),
+                        name: name.as_bytes().to_vec(),
+                    },
+                    read_only: *read_only,
+                }
+            }
         });
     }
     let config = DoConfig {

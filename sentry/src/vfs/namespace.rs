@@ -53,6 +53,9 @@ pub enum MountSource {
     Tmpfs { mode: u32 },
     /// A host directory served by a gofer of its own (a bind mount).
     Host(Arc<dyn HostFs>),
+    /// One host file, `name` in the directory a gofer of its own serves
+    /// (a bind mount of a file, like an engine's /etc/hosts).
+    HostFile { fs: Arc<dyn HostFs>, name: Vec<u8> },
 }
 
 /// Builds the namespace over any [`HostFs`], from a saved state if given.
@@ -89,6 +92,29 @@ fn ensure_dir(root: &Arc<dyn Inode>, path: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Like [`ensure_dir`] for a regular file's mount point: its directories,
+/// then an empty file if there is none.
+fn ensure_file(root: &Arc<dyn Inode>, path: &[u8]) -> Result<(), Errno> {
+    let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&b""[..], path),
+    };
+    if name.is_empty() || name == b"." || name == b".." {
+        return Err(Errno::EINVAL);
+    }
+    ensure_dir(root, parent)?;
+    let mut dir = root.clone();
+    for n in parent.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+        dir = dir.lookup(n)?;
+    }
+    match dir.lookup(name) {
+        Ok(f) if f.file_type() == libc::S_IFDIR => Err(Errno::EISDIR),
+        Ok(_) => Ok(()),
+        Err(Errno::ENOENT) => dir.create(name, 0o644).map(|_| ()),
+        Err(e) => Err(e),
+    }
+}
+
 /// [`build_with_host`] with a container's additions.
 pub fn build_with_setup(
     host: Arc<dyn HostFs>,
@@ -117,11 +143,15 @@ pub fn build_with_setup(
     };
     let lower = GoferInode::root(host).map_err(errno("/ (gofer root)"))?;
     let root: Arc<dyn Inode> = overlay::new_root(&upper, Some(lower));
-    for dir in [&b"/dev"[..], b"/proc"]
-        .into_iter()
-        .chain(setup.mounts.iter().map(|m| m.dest.as_slice()))
-    {
+    for dir in [&b"/dev"[..], b"/proc"] {
         ensure_dir(&root, dir).map_err(errno(&String::from_utf8_lossy(dir)))?;
+    }
+    for m in &setup.mounts {
+        let made = match m.source {
+            MountSource::HostFile { .. } => ensure_file(&root, &m.dest),
+            _ => ensure_dir(&root, &m.dest),
+        };
+        made.map_err(errno(&String::from_utf8_lossy(&m.dest)))?;
     }
     let root_ro = setup.root_read_only;
     let vfs = Vfs::new(
@@ -146,7 +176,7 @@ pub fn build_with_setup(
     for m in &setup.mounts {
         let fs_type = match m.source {
             MountSource::Tmpfs { .. } => "tmpfs",
-            MountSource::Host(_) => "bind",
+            MountSource::Host(_) | MountSource::HostFile { .. } => "bind",
         };
         mounts.push_str(&format!(
             "none {} {fs_type} {} 0 0\n",
@@ -163,6 +193,14 @@ pub fn build_with_setup(
                 "tmpfs",
             ),
             MountSource::Host(fs) => (GoferInode::root(fs).map_err(errno(&path))?, "bind"),
+            MountSource::HostFile { fs, name } => {
+                let dir = GoferInode::root(fs).map_err(errno(&path))?;
+                let file = dir.lookup(&name).map_err(errno(&path))?;
+                if file.file_type() == libc::S_IFDIR {
+                    return Err(errno(&path)(Errno::EISDIR));
+                }
+                (file, "bind")
+            }
         };
         mount(&m.dest, inode, fs_type, m.read_only)?;
     }
