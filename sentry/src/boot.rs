@@ -43,6 +43,9 @@ pub struct ContainerSetup {
     pub limits: Vec<(u32, crate::kernel::limits::Limit)>,
     /// process.noNewPrivileges.
     pub no_new_privs: bool,
+    /// linux.resources.pids.limit: the most tasks the sandbox holds
+    /// (None: the default).
+    pub max_tasks: Option<usize>,
     /// root.readonly and the mounts.
     pub namespace: vfs::namespace::NamespaceSetup,
 }
@@ -244,7 +247,7 @@ pub fn boot_container(
         hostname: config.hostname.clone(),
         strace: config.strace,
         platform: config.platform.clone(),
-        max_tasks: crate::kernel::DEFAULT_MAX_TASKS,
+        max_tasks: setup.max_tasks.unwrap_or(crate::kernel::DEFAULT_MAX_TASKS),
     };
     let kernel = new_kernel_with(
         &host,

@@ -1021,3 +1021,35 @@ fn concurrent_commands_on_one_id() {
     assert_eq!(wait_pid(pid, TIMEOUT), Some(137));
     assert!(!env.root().join("same").exists());
 }
+
+/// linux.resources.pids.limit is the sandbox's task limit: a fork past it
+/// fails (EAGAIN), as under a pids cgroup.
+#[test]
+fn pids_limit_is_enforced() {
+    let env = Env::new();
+    env.spec(|v| {
+        set_args(
+            v,
+            "for i in 1 2 3 4 5 6; do sleep 1 & done; echo spawned; wait",
+        );
+        v["linux"]["resources"] = serde_json::json!({"pids": {"limit": 4}});
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "pl"]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr_str()
+            .contains("can't fork: Resource temporarily unavailable"),
+        "{}",
+        o.stderr_str()
+    );
+    env.spec(|v| {
+        set_args(
+            v,
+            "for i in 1 2 3 4 5 6; do sleep 0.1 & done; wait; echo spawned",
+        );
+        v["linux"]["resources"] = serde_json::json!({"pids": {"limit": 8}});
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "pl"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(o.stdout_str(), "spawned\n");
+}

@@ -73,6 +73,8 @@ pub struct Plan {
     pub limits: Vec<(u32, Limit)>,
     pub no_new_privs: bool,
     pub terminal: bool,
+    /// linux.resources.pids.limit, enforced as the sandbox's task limit.
+    pub max_tasks: Option<usize>,
     pub hostname: String,
     pub mounts: Vec<MountPlan>,
     pub annotations: std::collections::HashMap<String, String>,
@@ -334,9 +336,38 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
     if spec.hooks().is_some() {
         warnings.push("hooks: not run by cryo yet".into());
     }
-    if let Some(linux) = spec.linux() {
-        if linux.resources().is_some() {
-            warnings.push("linux.resources: not enforced by cryo yet".into());
+    let mut max_tasks = None;
+    if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        if let Some(pids) = res.pids() {
+            // 0 and -1 mean no limit, as for the pids cgroup.
+            if pids.limit() > 0 {
+                max_tasks = Some(usize::try_from(pids.limit()).unwrap_or(usize::MAX));
+            }
+        }
+        let mut ignored = Vec::new();
+        if res.memory().is_some() {
+            ignored.push("memory");
+        }
+        if res.cpu().is_some() {
+            ignored.push("cpu");
+        }
+        if res.block_io().is_some() {
+            ignored.push("blockIO");
+        }
+        if res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            ignored.push("devices");
+        }
+        if res.hugepage_limits().is_some() {
+            ignored.push("hugepageLimits");
+        }
+        if res.network().is_some() {
+            ignored.push("network");
+        }
+        if !ignored.is_empty() {
+            warnings.push(format!(
+                "linux.resources: {} not enforced by cryo yet (pids is)",
+                ignored.join(", ")
+            ));
         }
     }
     if process.capabilities().is_some() {
@@ -352,6 +383,7 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         limits: p.limits,
         no_new_privs: p.no_new_privs,
         terminal: p.terminal,
+        max_tasks,
         hostname: spec.hostname().clone().unwrap_or_else(|| "cryo".into()),
         mounts,
         annotations: spec.annotations().clone().unwrap_or_default(),

@@ -203,6 +203,7 @@ fn boot(
         creds: Some(plan.creds.clone()),
         limits: plan.limits.clone(),
         no_new_privs: plan.no_new_privs,
+        max_tasks: plan.max_tasks,
         namespace: NamespaceSetup {
             root_read_only: plan.root_read_only,
             mounts,
