@@ -1053,3 +1053,54 @@ fn pids_limit_is_enforced() {
     assert_eq!(o.code, 0, "{}", o.stderr_str());
     assert_eq!(o.stdout_str(), "spawned\n");
 }
+
+/// `cryo checkpoint` takes an OCI container's id: its sandbox answers on
+/// the same control socket, writes the statefile and ends (stopped).
+#[test]
+fn checkpoint_of_an_oci_container() {
+    let env = Env::new();
+    env.spec(|v| {
+        set_args(
+            v,
+            "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done",
+        )
+    });
+    let (out, err) = env.files();
+    let mut cmd = cryo_command(&env.root());
+    cmd.args(["run", "--detach", "--bundle"])
+        .arg(env.bundle())
+        .arg("ck");
+    assert_eq!(run_to_files(cmd, &out, &err, "run --detach").code, 0);
+    let pid = env.state("ck")["pid"].as_i64().unwrap() as i32;
+    wait_for_text(&out, "\n3\n");
+    let img = env.dir.path().join("img");
+    std::fs::create_dir(&img).unwrap();
+    let o = env.cryo(&["checkpoint", "--image-path", img.to_str().unwrap(), "ck"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(wait_pid(pid, TIMEOUT), Some(0));
+    assert_eq!(env.state("ck")["status"], "stopped");
+    assert!(img.join("checkpoint.cryo").is_file());
+    let last: u64 = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Restored (in the foreground, as `cryo restore` runs), it counts on.
+    let (rout, rerr) = env.files();
+    let mut cmd = cryo_command(&env.root());
+    cmd.args(["restore", "--image-path"])
+        .arg(&img)
+        .args(["--id", "ck2"]);
+    cmd.stdin(Stdio::null())
+        .stdout(std::fs::File::create(&rout).unwrap())
+        .stderr(std::fs::File::create(&rerr).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let text = wait_for_text(&rout, "\n");
+    let _ = child.kill();
+    let _ = child.wait();
+    let first: u64 = text.lines().next().unwrap().parse().unwrap();
+    assert_eq!(first, last + 1, "restored output {text:?}");
+    assert_eq!(env.cryo(&["delete", "ck"]).code, 0);
+}
