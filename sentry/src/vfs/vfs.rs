@@ -62,8 +62,11 @@ impl Vfs {
         opts: MountOpts,
     ) -> Result<Arc<Dentry>, Errno> {
         let at = self.resolve(&self.root, path, true)?;
-        if !at.is_dir() {
-            return Err(Errno::ENOTDIR);
+        // A directory on a directory, or a file on a file (a container's
+        // bind mount of one host file).
+        let dir = inode.file_type() == libc::S_IFDIR;
+        if at.is_dir() != dir {
+            return Err(if dir { Errno::ENOTDIR } else { Errno::EISDIR });
         }
         let id = self.next_mount.fetch_add(1, Ordering::Relaxed);
         let mount = Arc::new(Mount {
