@@ -388,6 +388,74 @@ fn run_detached_and_in_the_foreground() {
     assert_eq!(env.cryo(&["delete", "bg"]).code, 0);
 }
 
+/// config.json's hooks run at their stages with the container's state on
+/// stdin (createRuntime sees it creating with the sandbox's pid, poststart
+/// running, poststop stopped); a failing createRuntime hook fails create,
+/// naming the hook, and leaves no container behind.
+#[test]
+fn hooks_run_at_their_stages() {
+    let env = Env::new();
+    let marks = env.dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let hook = |stage: &str| {
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}/{stage}.json", marks.display())],
+        })
+    };
+    env.spec(|v| {
+        set_args(v, "sleep 1000");
+        v["hooks"] = serde_json::json!({
+            "createRuntime": [hook("createRuntime")],
+            "createContainer": [hook("createContainer")],
+            "startContainer": [hook("startContainer")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        });
+    });
+    let bundle = env.bundle();
+    let created = env.cryo(&["create", "--bundle", bundle.to_str().unwrap(), "h"]);
+    assert_eq!(created.code, 0, "{}", created.stderr_str());
+    let read = |stage: &str| -> serde_json::Value {
+        let text = std::fs::read(marks.join(format!("{stage}.json")))
+            .unwrap_or_else(|e| panic!("{stage} hook did not run: {e}"));
+        serde_json::from_slice(&text).unwrap()
+    };
+    let pid = env.state("h")["pid"].clone();
+    let cr = read("createRuntime");
+    assert_eq!(
+        (cr["id"].as_str(), cr["status"].as_str()),
+        (Some("h"), Some("creating"))
+    );
+    assert_eq!(cr["pid"], pid, "createRuntime sees the sandbox's pid");
+    assert_eq!(read("createContainer")["status"], "creating");
+    assert!(
+        !marks.join("startContainer.json").exists(),
+        "not before start"
+    );
+    assert_eq!(env.cryo(&["start", "h"]).code, 0);
+    assert_eq!(read("startContainer")["status"], "created");
+    assert_eq!(read("poststart")["status"], "running");
+    assert!(!marks.join("poststop.json").exists(), "not before delete");
+    assert_eq!(env.cryo(&["delete", "--force", "h"]).code, 0);
+    assert_eq!(read("poststop")["status"], "stopped");
+
+    env.spec(|v| {
+        v["hooks"] = serde_json::json!({
+            "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}],
+        });
+    });
+    let failed = env.cryo(&["create", "--bundle", bundle.to_str().unwrap(), "bad"]);
+    assert_ne!(failed.code, 0);
+    let err = failed.stderr_str();
+    assert!(
+        err.contains("createRuntime hook 0 (/bin/sh)") && err.contains("3"),
+        "{err}"
+    );
+    let st = env.cryo(&["state", "bad"]);
+    assert_ne!(st.code, 0, "no container is left: {}", st.stdout_str());
+}
+
 /// pause freezes every task (init and an exec'd process): their output
 /// stops while paused and goes on after resume.
 #[test]

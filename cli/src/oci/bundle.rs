@@ -333,9 +333,6 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
             Err(w) => warnings.push(w),
         }
     }
-    if spec.hooks().is_some() {
-        warnings.push("hooks: not run by cryo yet".into());
-    }
     let mut max_tasks = None;
     if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         if let Some(pids) = res.pids() {

@@ -1,6 +1,7 @@
 //! The OCI runtime commands (runc's command line): spec, create, start,
 //! run, state, kill, delete, list, ps, pause, resume, exec, features.
 
+use super::hooks::{self, Stage};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -268,6 +269,18 @@ fn create_inner(g: &Globals, args: &CreateArgs) -> anyhow::Result<std::process::
         }
         record.pid = child.id() as i32;
         record.start_time = state::proc_stat(record.pid).map_or(0, |(_, t)| t);
+        let spec_hooks = bundle_hooks(&bundle);
+        for stage in [
+            Stage::Prestart,
+            Stage::CreateRuntime,
+            Stage::CreateContainer,
+        ] {
+            if let Err(e) = hooks::run(spec_hooks.as_ref(), stage, &record.oci_state()) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.into());
+            }
+        }
         record.status = Status::Created;
         locked.save(&record)?;
         if let Some(p) = &args.pid_file {
@@ -282,6 +295,14 @@ fn create_inner(g: &Globals, args: &CreateArgs) -> anyhow::Result<std::process::
             Err(e)
         }
     }
+}
+
+/// The hooks of the bundle's config.json (none if it no longer reads: it
+/// was checked when the container was created).
+fn bundle_hooks(bundle: &Path) -> Option<oci_spec::runtime::Hooks> {
+    bundle::load_spec(bundle)
+        .ok()
+        .and_then(|s| s.hooks().clone())
 }
 
 pub fn create(g: &Globals, args: CreateArgs) -> anyhow::Result<i32> {
@@ -313,9 +334,16 @@ fn start_locked(locked: &Locked) -> anyhow::Result<()> {
             s.as_str()
         ),
     }
+    let spec_hooks = bundle_hooks(&record.bundle);
+    hooks::run(
+        spec_hooks.as_ref(),
+        Stage::StartContainer,
+        &record.oci_state(),
+    )?;
     expect_done(connect(locked)?.call(&Request::Start, &[])?, "start")?;
     record.status = Status::Running;
     locked.save(&record)?;
+    hooks::run_or_warn(spec_hooks.as_ref(), Stage::Poststart, &record.oci_state())?;
     Ok(())
 }
 
@@ -349,7 +377,15 @@ pub fn run(g: &Globals, args: RunArgs) -> anyhow::Result<i32> {
         .unwrap_or(125);
     // runc run removes the container when it ends in the foreground.
     if let Ok(l) = Locked::open(&g.root, &args.create.id) {
+        let record = l.load().ok();
         let _ = l.remove();
+        if let Some(r) = record {
+            hooks::run_or_warn(
+                bundle_hooks(&r.bundle).as_ref(),
+                Stage::Poststop,
+                &r.oci_state(),
+            )?;
+        }
     }
     Ok(code)
 }
@@ -485,7 +521,9 @@ pub fn delete(g: &Globals, args: DeleteArgs) -> anyhow::Result<i32> {
         );
         wait_gone(&record, Duration::from_secs(2));
     }
+    let spec_hooks = bundle_hooks(&record.bundle);
     locked.remove()?;
+    hooks::run_or_warn(spec_hooks.as_ref(), Stage::Poststop, &record.oci_state())?;
     Ok(0)
 }
 
