@@ -51,6 +51,8 @@ pub enum Request {
     Resume,
     /// OCI `ps`: the sandbox's processes.
     Ps,
+    /// OCI `events --stats`: what the sandbox uses.
+    Stats,
     /// OCI `exec`: a new process, its stdio the three passed files. The
     /// sandbox answers `Started`, then `Exited` when it ends.
     Exec(ExecSpec),
@@ -66,6 +68,17 @@ pub struct ExecSpec {
     pub gid: u32,
     pub groups: Vec<u32>,
     pub no_new_privs: bool,
+}
+
+/// What a sandbox uses, for `events`: CPU time of its processes (live
+/// ones and those they reaped), its memory now, its tasks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    pub memory_bytes: u64,
+    pub tasks: u64,
+    pub tasks_limit: u64,
 }
 
 /// One process of `ps`.
@@ -87,6 +100,7 @@ pub enum Reply {
     },
     Done,
     Processes(Vec<ProcessInfo>),
+    Stats(ContainerStats),
     /// An exec'd process runs, with this pid in the sandbox.
     Started {
         pid: i32,

@@ -97,6 +97,8 @@ enum Command {
     List(oci::commands::ListArgs),
     /// List a container's processes.
     Ps(oci::commands::PsArgs),
+    /// The container's statistics (runc events).
+    Events(oci::commands::EventsArgs),
     /// Freeze every task of a container.
     Pause(oci::commands::IdArgs),
     /// Thaw a paused container.
@@ -164,6 +166,7 @@ fn main() -> ExitCode {
         Command::Delete(args) => oci::commands::delete(&globals, args),
         Command::List(args) => oci::commands::list(&globals, args),
         Command::Ps(args) => oci::commands::ps(&globals, args),
+        Command::Events(args) => oci::commands::events(&globals, args),
         Command::Pause(args) => oci::commands::pause(&globals, args),
         Command::Resume(args) => oci::commands::resume(&globals, args),
         Command::Exec(args) => oci::commands::exec(&globals, args),

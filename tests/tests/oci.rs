@@ -456,6 +456,68 @@ fn hooks_run_at_their_stages() {
     assert_ne!(st.code, 0, "no container is left: {}", st.stdout_str());
 }
 
+/// `events --stats` prints one runc stats event from the sandbox's own
+/// accounting (its tasks, memory and CPU time); `--interval` repeats it;
+/// a bad interval or id is an error naming it.
+#[test]
+fn events_report_the_sandbox() {
+    let env = Env::new();
+    env.spec(|v| set_args(v, "sleep 1000 & sleep 1000"));
+    let bundle = env.bundle();
+    assert_eq!(
+        env.cryo(&[
+            "run",
+            "--detach",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "ev"
+        ])
+        .code,
+        0
+    );
+    let out = env.cryo(&["events", "--stats", "ev"]);
+    assert_eq!(out.code, 0, "{}", out.stderr_str());
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON event");
+    assert_eq!(
+        (e["type"].as_str(), e["id"].as_str()),
+        (Some("stats"), Some("ev"))
+    );
+    let pids = e["data"]["pids"]["current"].as_u64().unwrap_or(0);
+    assert!(pids >= 2, "init and its background sleep at least: {e}");
+    assert!(
+        e["data"]["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        "{e}"
+    );
+    assert!(e["data"]["cpu"]["usage"]["total"].is_u64(), "{e}");
+
+    let mut cmd = cryo_command(&env.root());
+    cmd.args(["events", "--interval", "100ms", "ev"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    for _ in 0..2 {
+        let line = lines.next().expect("an event every interval").unwrap();
+        assert!(line.contains("\"type\":\"stats\""), "{line}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let bad = env.cryo(&["events", "--interval", "5 parsecs", "ev"]);
+    assert!(
+        bad.code != 0 && bad.stderr_str().contains("--interval"),
+        "{}",
+        bad.stderr_str()
+    );
+    let missing = env.cryo(&["events", "--stats", "nope"]);
+    assert!(
+        missing.code != 0 && missing.stderr_str().contains("nope"),
+        "{}",
+        missing.stderr_str()
+    );
+    assert_eq!(env.cryo(&["delete", "--force", "ev"]).code, 0);
+}
+
 /// pause freezes every task (init and an exec'd process): their output
 /// stops while paused and goes on after resume.
 #[test]

@@ -122,6 +122,18 @@ pub struct ListArgs {
 
 #[derive(clap::Args, Debug)]
 #[command(args_override_self = true)]
+pub struct EventsArgs {
+    /// Print the container's statistics once and exit.
+    #[arg(long)]
+    stats: bool,
+    /// How often to print them otherwise (runc's duration: 5s, 500ms, 1m).
+    #[arg(long, default_value = "5s")]
+    interval: String,
+    id: String,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(args_override_self = true)]
 pub struct PsArgs {
     /// table or json.
     #[arg(long, short = 'f', default_value = "table")]
@@ -571,6 +583,72 @@ fn running(locked: &Locked) -> anyhow::Result<Record> {
     match record.status() {
         Status::Running | Status::Paused => Ok(record),
         s => bail!("container {:?} is {}, not running", locked.id, s.as_str()),
+    }
+}
+
+/// A runc duration: a number with ns, us, ms, s, m or h.
+fn parse_interval(s: &str) -> anyhow::Result<Duration> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--interval {s:?}: not a duration"))?;
+    let secs = match unit {
+        "ns" => n / 1e9,
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("--interval {s:?}: unknown unit {unit:?} (ns, us, ms, s, m, h)"),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        bail!("--interval {s:?}: must be positive");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// One `events` line: runc's stats event (cpu usage in ns, memory in
+/// bytes, pids), from the sandbox's own accounting.
+fn stats_event(id: &str, s: &crate::control::ContainerStats) -> serde_json::Value {
+    serde_json::json!({
+        "type": "stats",
+        "id": id,
+        "data": {
+            "cpu": {
+                "usage": {
+                    "total": s.cpu_user_ns.saturating_add(s.cpu_system_ns),
+                    "user": s.cpu_user_ns,
+                    "kernel": s.cpu_system_ns,
+                },
+            },
+            "memory": { "usage": { "usage": s.memory_bytes } },
+            "pids": { "current": s.tasks, "limit": s.tasks_limit },
+        },
+    })
+}
+
+/// `events`: the container's statistics once (--stats) or every
+/// --interval until it stops.
+pub fn events(g: &Globals, args: EventsArgs) -> anyhow::Result<i32> {
+    let interval = parse_interval(&args.interval)?;
+    loop {
+        let locked = Locked::open(&g.root, &args.id)?;
+        let record = running(&locked)?;
+        let stats = match connect(&locked)?.call(&Request::Stats, &[])? {
+            Reply::Stats(s) => s,
+            Reply::Error(e) => bail!("events: {e}"),
+            other => bail!("events: unexpected answer {other:?}"),
+        };
+        drop(record);
+        drop(locked);
+        println!("{}", stats_event(&args.id, &stats));
+        if args.stats {
+            return Ok(0);
+        }
+        std::thread::sleep(interval);
     }
 }
 

@@ -20,7 +20,7 @@ use sentry::kernel::{Kernel, Task};
 use sentry::vfs::namespace::{ExtraMount, MountSource, NamespaceSetup};
 
 use super::bundle::{self, MountPlan};
-use crate::control::{self, ExecSpec, Pending, ProcessInfo, Reply, Request};
+use crate::control::{self, ContainerStats, ExecSpec, Pending, ProcessInfo, Reply, Request};
 
 #[derive(clap::Args, Debug)]
 #[command(args_override_self = true)]
@@ -243,6 +243,7 @@ fn wait_for_start(task: &mut Task, queue: &Receiver<Pending>) -> Option<i32> {
                 }
             }
             Request::Ps => Reply::Processes(ps(task.kernel())),
+            Request::Stats => Reply::Stats(stats(task.kernel())),
             _ => Reply::Error("the container is created but not started".into()),
         };
         let _ = p.reply.send(answer);
@@ -271,6 +272,7 @@ pub fn handle_running(
         Request::Start => Reply::Error("the container is already started".into()),
         Request::Kill { signal, all } => kill(task.kernel(), signal, all),
         Request::Ps => Reply::Processes(ps(task.kernel())),
+        Request::Stats => Reply::Stats(stats(task.kernel())),
         Request::Exec(spec) => return exec(task.kernel().clone(), spec, files, reply),
         Request::Pause => return pause(task, reply, queue),
         Request::Resume => Reply::Error("the container is not paused".into()),
@@ -300,6 +302,27 @@ fn kill(kernel: &Kernel, signal: i32, all: bool) -> Reply {
         tg.signal_process(info);
     }
     Reply::Done
+}
+
+fn stats(kernel: &Kernel) -> ContainerStats {
+    let (user, system) = kernel
+        .pids
+        .thread_groups()
+        .iter()
+        .fold((0u64, 0u64), |(u, s), tg| {
+            let (own, reaped) = (tg.attrs().usage(), tg.attrs().children_usage());
+            (
+                u.saturating_add(own.user_ns).saturating_add(reaped.user_ns),
+                s.saturating_add(own.sys_ns).saturating_add(reaped.sys_ns),
+            )
+        });
+    ContainerStats {
+        cpu_user_ns: user,
+        cpu_system_ns: system,
+        memory_bytes: kernel.memory_file.resident_bytes(),
+        tasks: kernel.pids.task_count() as u64,
+        tasks_limit: kernel.max_tasks as u64,
+    }
 }
 
 fn ps(kernel: &Kernel) -> Vec<ProcessInfo> {
@@ -340,6 +363,7 @@ fn pause(task: &mut Task, reply: Sender<Reply>, queue: &Receiver<Pending>) {
             Request::Resume => (Reply::Done, true),
             Request::Kill { signal, all } => (kill(&kernel, signal, all), signal == libc::SIGKILL),
             Request::Ps => (Reply::Processes(ps(&kernel)), false),
+            Request::Stats => (Reply::Stats(stats(&kernel)), false),
             Request::Pause => (
                 Reply::Error("the container is already paused".into()),
                 false,
