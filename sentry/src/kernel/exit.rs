@@ -140,7 +140,7 @@ impl Kernel {
     /// never waits (SIGCHLD ignored, SA_NOCLDWAIT): then it is reaped now.
     pub(crate) fn process_exited(&self, tg: &Arc<ThreadGroup>) {
         self.session_leader_exited(tg);
-        let orphaned = self.newly_orphaned_groups(tg);
+        let orphaned_groups = self.newly_orphaned_groups(tg);
         // Dropping an address space writes shared file mappings back and
         // ends the stub process: outside the tree lock.
         drop(tg.release_mm());
@@ -151,6 +151,7 @@ impl Kernel {
         tg.life().exited = true;
         tg.life().job = JobState::default();
         let reaper = self.reaper_for(tg);
+        let mut orphaned = Vec::new();
         for child in self.pids.thread_groups() {
             if child.links().parent != tgid || child.tgid() == tgid {
                 continue;
@@ -158,11 +159,29 @@ impl Kernel {
             child.set_parent(reaper);
             if child.is_zombie() {
                 self.notify_parent_locked(&child);
+                continue;
+            }
+            // PR_SET_PDEATHSIG: the orphan's threads asked to hear of it.
+            // (Linux sends it when the parent thread exits; cryo's parent
+            // is a process, so it is sent when the whole process has.)
+            for signo in child.attrs().death_signals() {
+                orphaned.push((child.clone(), signo));
             }
         }
         self.notify_parent_locked(tg);
         drop(tree);
-        self.hang_up_orphaned_groups(&orphaned);
+        // Sent outside the tree lock: a SIGCONT reports to its parent.
+        for (child, signo) in orphaned {
+            let info = SigInfo {
+                signo,
+                code: super::signal::SI_USER,
+                addr: 0,
+                pid: tgid,
+                uid: tg.exited_uid(),
+            };
+            self.send_to_process(&child, info);
+        }
+        self.hang_up_orphaned_groups(&orphaned_groups);
         tracing::debug!(tgid, ?status, "process exited");
         self.child_event.notify_all();
         tg.exit_queue()
