@@ -70,12 +70,24 @@ static void print_escaped(const char *what, const char *b, size_t n)
 	printf("\"\n");
 }
 
-/* Reads the master until `marker` has arrived and prints all of it. */
+/* Whether `marker` and the rest of its line (Linux may hand the master a
+ * line's end in a later read) have arrived. */
+static int arrived(const char *acc, size_t n, const char *marker)
+{
+	const char *at = memmem(acc, n, marker, strlen(marker));
+	if (!at)
+		return 0;
+	at += strlen(marker);
+	return at[-1] == '\n' || memchr(at, '\n', (size_t)(acc + n - at)) != NULL;
+}
+
+/* Reads the master until `marker` and the end of its line have arrived
+ * and prints all of it. */
 static void expect(int m, const char *what, const char *marker)
 {
 	static char acc[8192];
 	size_t n = 0;
-	while (!memmem(acc, n, marker, strlen(marker))) {
+	while (!arrived(acc, n, marker)) {
 		struct pollfd p = { m, POLLIN, 0 };
 		int r = poll(&p, 1, 10000);
 		if (r <= 0) {

@@ -211,10 +211,27 @@ impl crate::vfs::pty::JobSignals for Kernel {
         else {
             return;
         };
-        for signo in [libc::SIGHUP, libc::SIGCONT] {
-            if !init_protected(&leader, signo) {
-                self.send_to_process(&leader, kernel_signal(signo));
+        let signals: Vec<i32> = [libc::SIGHUP, libc::SIGCONT]
+            .into_iter()
+            .filter(|&s| !init_protected(&leader, s))
+            .collect();
+        for &signo in &signals {
+            self.on_generate(&leader, signo);
+        }
+        // Both are queued before the leader can take either (Linux sends
+        // them under one siglock): a handler of one never runs before the
+        // other is pending.
+        let member = leader
+            .member(leader.tgid())
+            .or_else(|| leader.tids().first().and_then(|&t| leader.member(t)));
+        if let Some(m) = member {
+            {
+                let mut pending = m.pending.lock().unwrap_or_else(|e| e.into_inner());
+                for &signo in &signals {
+                    super::signal::enqueue(&mut pending, kernel_signal(signo));
+                }
             }
+            m.interrupt.interrupt();
         }
     }
 }
