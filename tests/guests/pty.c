@@ -549,12 +549,16 @@ static void pair_basics(void)
 	k = read(m, b, sizeof b);
 	printf("master read again: %s\n", k < 0 ? errname(errno) : "data");
 	close(m);
-	printf("pts gone after close: %s\n", open(want, O_RDWR) < 0 ? errname(errno) : "opened");
-	/* openpty and TCGETS on things that are not terminals. */
+	/* openpty; the master's close removes /dev/pts/N at once, while the
+	 * replica still holds the index (so no other process's pty can take
+	 * it before we look). */
 	int am, as;
 	printf("openpty: %d\n", openpty(&am, &as, NULL, NULL, NULL));
 	printf("isatty(replica)=%d\n", isatty(as));
+	snprintf(want, sizeof want, "%s", ptsname(am));
 	close(am);
+	printf("pts gone after the master's close: %s\n",
+	       open(want, O_RDWR | O_NOCTTY) < 0 ? errname(errno) : "opened");
 	close(as);
 	int fds[2];
 	if (pipe(fds))
