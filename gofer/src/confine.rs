@@ -85,9 +85,43 @@ const ALLOWED: &[libc::c_long] = &[
 /// Confines the calling process to `root`: a private mount namespace,
 /// chroot into `root`, the capabilities in `KEPT` only, then the syscall
 /// allow-list. Afterwards `root` is `/`.
+///
+/// Run by a user without privileges, the gofer first enters a user
+/// namespace of its own (its uid and gid mapped to themselves), which
+/// gives it the right to the rest; where the host allows no user
+/// namespace it serves without the mount namespace and chroot, and says
+/// so on stderr.
 pub fn confine(root: &Path) -> Result<(), GoferError> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-    // Nothing mounted or unmounted here propagates back to the host.
+    let privileged = nix::unistd::geteuid().is_root();
+    match enter_namespaces(privileged) {
+        Ok(()) => {
+            nix::unistd::chroot(root)?;
+            nix::unistd::chdir("/")?;
+            drop_capabilities()?;
+        }
+        Err(e) if !privileged => eprintln!(
+            "cryo: warning: the gofer for {} runs without its own mount namespace and chroot: {e}",
+            root.display()
+        ),
+        Err(e) => return Err(e),
+    }
+    seccompiler::apply_filter(&allow_list()?).map_err(|e| GoferError::Confine(e.to_string()))
+}
+
+/// A private mount namespace (in a user namespace of its own for an
+/// unprivileged gofer): nothing mounted or unmounted here propagates back
+/// to the host.
+fn enter_namespaces(privileged: bool) -> Result<(), GoferError> {
+    use nix::sched::CloneFlags;
+    if privileged {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+    } else {
+        let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
+        std::fs::write("/proc/self/setgroups", "deny")?;
+        std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
+        std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+    }
     nix::mount::mount(
         None::<&str>,
         "/",
@@ -95,10 +129,7 @@ pub fn confine(root: &Path) -> Result<(), GoferError> {
         nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
         None::<&str>,
     )?;
-    nix::unistd::chroot(root)?;
-    nix::unistd::chdir("/")?;
-    drop_capabilities()?;
-    seccompiler::apply_filter(&allow_list()?).map_err(|e| GoferError::Confine(e.to_string()))
+    Ok(())
 }
 
 fn drop_capabilities() -> Result<(), GoferError> {

@@ -150,3 +150,35 @@ fn gofer_is_confined() {
     );
     sb.kill();
 }
+
+/// A user without privileges runs a sandbox too (ptrace and seccomp need
+/// none): its gofer confines itself as far as the host lets it, and says
+/// on stderr what it could not do instead of failing or keeping quiet.
+#[test]
+fn unprivileged_user_runs_a_sandbox() {
+    let s = Scratch::new("cryo-nobody-");
+    std::fs::create_dir_all(s.path("root")).unwrap();
+    std::fs::set_permissions(s.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        s.path("root"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let script = format!(
+        "{} --root {} do -- /bin/sh -c 'id -u; cat /etc/hostname >/dev/null && echo read'",
+        cryo_tests::cryo_bin().display(),
+        s.path("root").display()
+    );
+    let out = std::process::Command::new("su")
+        .args(["nobody", "-s", "/bin/sh", "-c", &script])
+        .output()
+        .expect("su");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout, "65534\nread\n", "{stderr}");
+    // Anything missing is said, as a warning naming the gofer.
+    for line in stderr.lines() {
+        assert!(line.starts_with("cryo: warning: the gofer"), "{stderr}");
+    }
+}
