@@ -182,3 +182,19 @@ fn unprivileged_user_runs_a_sandbox() {
         assert!(line.starts_with("cryo: warning: the gofer"), "{stderr}");
     }
 }
+
+/// The sandbox's /sys is the Sentry's own: the CPUs and an empty
+/// /sys/fs/cgroup, read-only; nothing of the host's (no /sys/firmware,
+/// /sys/class, /sys/kernel), whatever the host has.
+#[test]
+fn sys_shows_nothing_of_the_host() {
+    let out = run_cryo_cli(&[
+        "do",
+        "--",
+        "/bin/sh",
+        "-c",
+        "ls /sys; ls -A /sys/fs/cgroup | wc -l; cat /sys/firmware/dmi/tables/DMI 2>&1 >/dev/null | wc -l; touch /sys/x 2>/dev/null || echo ro",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr_str());
+    assert_eq!(out.stdout_str(), "devices\nfs\n0\n1\nro\n");
+}
