@@ -70,6 +70,19 @@ static void print_escaped(const char *what, const char *b, size_t n)
 	printf("\"\n");
 }
 
+/* FIONREAD of `fd` once it has reached `want` (Linux moves bytes between
+ * the ends asynchronously) or after two seconds. */
+static int inq(int fd, int want)
+{
+	int q = -1;
+	for (int i = 0; i < 200; i++) {
+		if (ioctl(fd, FIONREAD, &q) < 0 || q >= want)
+			break;
+		usleep(10000);
+	}
+	return q;
+}
+
 /* Whether `marker` and the rest of its line (Linux may hand the master a
  * line's end in a later read) have arrived. */
 static int arrived(const char *acc, size_t n, const char *marker)
@@ -499,17 +512,13 @@ static void pair_basics(void)
 	printf("TIOCMGET: %s\n", r < 0 ? errname(errno) : "OK");
 	/* Replica output through OPOST/ONLCR, FIONREAD both ways. */
 	say(s, "out\n");
-	usleep(20000);
-	int q = -1;
-	ioctl(m, FIONREAD, &q);
-	printf("master FIONREAD after 'out\\n': %d\n", q);
+	printf("master FIONREAD after 'out\\n': %d\n", inq(m, 5));
 	expect(m, "replica wrote", "\n");
 	put(m, "in\n");
-	usleep(20000);
-	ioctl(s, FIONREAD, &q);
-	printf("replica FIONREAD after 'in\\n': %d\n", q);
+	printf("replica FIONREAD after 'in\\n': %d\n", inq(s, 3));
 	expect(m, "echo", "\n");
 	tcflush(s, TCIFLUSH);
+	int q = -1;
 	ioctl(s, FIONREAD, &q);
 	printf("after TCIFLUSH: %d\n", q);
 	/* epoll over both ends: the replica edge-triggered. */
