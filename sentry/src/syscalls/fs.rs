@@ -192,18 +192,19 @@ pub fn write(t: &mut Task, a: &Args) -> SysResult {
     raise_sigpipe(t, r)
 }
 
-/// A write to a pipe without readers raises SIGPIPE as well as EPIPE.
+/// A write to a pipe without readers (or a stream socket whose peer is
+/// gone) raises SIGPIPE as well as EPIPE: queued like Linux's send_sig, so
+/// a handler runs and a blocked one stays pending.
 fn raise_sigpipe(t: &mut Task, r: SysResult) -> SysResult {
     if r == Err(Errno::EPIPE) {
-        let ignored = t
-            .handlers()
-            .get(libc::SIGPIPE)
-            .map(|a| a.is_ignored())
-            .unwrap_or(false);
-        let blocked = t.signal_mask().0 & (1 << (libc::SIGPIPE - 1)) != 0;
-        if !ignored && !blocked {
-            t.exit_by_signal(libc::SIGPIPE);
-        }
+        let info = crate::kernel::signal::SigInfo {
+            signo: libc::SIGPIPE,
+            code: crate::kernel::signal::SI_USER,
+            addr: 0,
+            pid: t.tgid(),
+            uid: t.creds().uid,
+        };
+        t.send_signal(info);
     }
     r
 }

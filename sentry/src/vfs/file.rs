@@ -30,6 +30,8 @@ pub enum FileKind {
     Synthetic,
     /// An anonymous-inode file: eventfd, timerfd, signalfd, epoll.
     Anonymous,
+    /// A socket (sentry/src/net).
+    Socket,
 }
 
 /// How lseek and the file offset behave.
@@ -151,6 +153,9 @@ pub enum SaveAs {
     /// An epoll instance `id` (a sandbox id): its interest list is saved
     /// once, naming its files by their open-file ids.
     Epoll { id: u64 },
+    /// Socket `id` (a sandbox id): saved once with its queues and links
+    /// (sentry/src/net/state.rs).
+    Socket { id: u64 },
     /// Cannot be checkpointed, for this reason: checkpoint refuses, naming
     /// the file.
     Refuse(&'static str),

@@ -151,8 +151,51 @@ pub enum FileStateKind {
     Epoll {
         id: u64,
     },
+    /// A socket: the `net.UnixSocket` record `id` (since v3).
+    Socket {
+        id: u64,
+    },
 }
-statefile::versioned!(FileStateKind, "vfs.FileKind", 2, [TimerFdRecord]);
+statefile::versioned!(FileStateKind, "vfs.FileKind", 3, [TimerFdRecord]);
+
+/// Version 2 of [`FileStateKind`], as statefiles before sockets hold it:
+/// the same variants in the same order but the last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileStateKindV2 {
+    Regular,
+    Directory,
+    Symlink,
+    Device,
+    Synthetic,
+    PipeRead { pipe: u64 },
+    PipeWrite { pipe: u64 },
+    HostStdio { index: u32 },
+    EventFd { count: u64, semaphore: bool },
+    TimerFd(TimerFdRecord),
+    SignalFd { mask: u64 },
+    Epoll { id: u64 },
+}
+statefile::versioned!(FileStateKindV2, "vfs.FileKind", 2, [TimerFdRecord]);
+
+impl From<FileStateKindV2> for FileStateKind {
+    fn from(k: FileStateKindV2) -> FileStateKind {
+        use FileStateKindV2 as V;
+        match k {
+            V::Regular => FileStateKind::Regular,
+            V::Directory => FileStateKind::Directory,
+            V::Symlink => FileStateKind::Symlink,
+            V::Device => FileStateKind::Device,
+            V::Synthetic => FileStateKind::Synthetic,
+            V::PipeRead { pipe } => FileStateKind::PipeRead { pipe },
+            V::PipeWrite { pipe } => FileStateKind::PipeWrite { pipe },
+            V::HostStdio { index } => FileStateKind::HostStdio { index },
+            V::EventFd { count, semaphore } => FileStateKind::EventFd { count, semaphore },
+            V::TimerFd(r) => FileStateKind::TimerFd(r),
+            V::SignalFd { mask } => FileStateKind::SignalFd { mask },
+            V::Epoll { id } => FileStateKind::Epoll { id },
+        }
+    }
+}
 
 /// Version 1 of [`FileStateKind`], as statefiles before eventfd, timerfd,
 /// signalfd and epoll hold it.
@@ -219,6 +262,22 @@ statefile::versioned!(
     [FileStateKindV1, Fingerprint]
 );
 
+/// An open file as statefiles with `vfs.FileKind` v2 hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileStateV2 {
+    pub path: Vec<u8>,
+    pub flags: i32,
+    pub offset: u64,
+    pub kind: FileStateKindV2,
+    pub fingerprint: Option<Fingerprint>,
+}
+statefile::versioned!(
+    OpenFileStateV2,
+    "vfs.OpenFile",
+    1,
+    [FileStateKindV2, Fingerprint]
+);
+
 impl statefile::Savable for OpenFileState {
     const TYPE_NAME: &'static str = "vfs.OpenFile";
     const VERSION: u32 = 1;
@@ -241,6 +300,17 @@ impl statefile::Savable for OpenFileState {
                 offset: v1.offset,
                 kind: v1.kind.into(),
                 fingerprint: v1.fingerprint,
+            });
+        }
+        if dec.types().get("vfs.FileKind") == Some(2) {
+            statefile::check_saved_versions::<OpenFileStateV2>(dec.types())?;
+            let v2: OpenFileStateV2 = dec.serde()?;
+            return Ok(OpenFileState {
+                path: v2.path,
+                flags: v2.flags,
+                offset: v2.offset,
+                kind: v2.kind.into(),
+                fingerprint: v2.fingerprint,
             });
         }
         statefile::check_saved_versions::<Self>(dec.types())?;
@@ -267,6 +337,9 @@ pub struct SaveCtx {
     /// The epoll sets met, by id: their interest lists are saved once
     /// every open file has its id.
     pub epolls: BTreeMap<u64, Arc<Epoll>>,
+    /// The sockets met, by id: saved with their links once every open
+    /// file reached from a descriptor table has its id.
+    pub sockets: BTreeMap<u64, Arc<crate::net::UnixSocket>>,
 }
 
 /// Why the VFS could not be saved.
@@ -641,7 +714,12 @@ pub fn check_table(
                         .claim(p.offset)
                         .map_err(|why| bad_field(field(), why))?;
                 }
-                libc::S_IFREG
+                // A bound unix socket's node is an empty file.
+                if n.mode & libc::S_IFMT == libc::S_IFSOCK && *size == 0 && pages.is_empty() {
+                    libc::S_IFSOCK
+                } else {
+                    libc::S_IFREG
+                }
             }
             TmpfsNodeKind::Symlink { target } => {
                 if target.is_empty() || target.len() >= PATH_MAX || target.contains(&0) {
@@ -757,6 +835,12 @@ impl OpenFile {
                 }
                 return Ok(stream(FileStateKind::Epoll { id }));
             }
+            SaveAs::Socket { id } => {
+                if let Ok(sock) = crate::net::socket_of(self) {
+                    ctx.sockets.entry(id).or_insert(sock);
+                }
+                return Ok(stream(FileStateKind::Socket { id }));
+            }
             SaveAs::Refuse(why) => {
                 let name = self
                     .dentry()
@@ -808,6 +892,10 @@ pub struct RestoreCtx {
     epolls: BTreeMap<u64, Arc<Epoll>>,
     /// The clocks restored timerfds run on.
     clocks: Option<crate::kernel::time::Clocks>,
+    /// The sockets re-created (not linked yet), by id, and those given a
+    /// file.
+    sockets: HashMap<u64, Arc<crate::net::UnixSocket>>,
+    socket_files: std::collections::HashSet<u64>,
 }
 
 impl RestoreCtx {
@@ -826,7 +914,16 @@ impl RestoreCtx {
             stdio,
             epolls: BTreeMap::new(),
             clocks: None,
+            sockets: HashMap::new(),
+            socket_files: Default::default(),
         }
+    }
+
+    /// The sockets re-created from the statefile, which socket files
+    /// are re-opened onto.
+    pub fn with_sockets(mut self, sockets: HashMap<u64, Arc<crate::net::UnixSocket>>) -> Self {
+        self.sockets = sockets;
+        self
     }
 
     /// The clocks of the restored kernel, which timerfds run on.
@@ -900,6 +997,17 @@ impl Vfs {
                     crate::kernel::signal::SigSet(*mask),
                     status & libc::O_NONBLOCK,
                 ));
+            }
+            FileStateKind::Socket { id } => {
+                let sock = ctx
+                    .sockets
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| invalid(format!("unknown socket {id}")))?;
+                if !ctx.socket_files.insert(*id) {
+                    return Err(invalid(format!("socket {id} saved as two open files")));
+                }
+                return Ok(crate::net::SocketFile::open(sock, status & libc::O_NONBLOCK));
             }
             FileStateKind::Epoll { id } => {
                 if ctx.epolls.contains_key(id) {
