@@ -110,6 +110,12 @@ const SPECS: &[Spec] = &[
     spec("orphans"),
     // pidfd_open, pidfd_send_signal, waitid(P_PIDFD), CLONE_PIDFD.
     spec("pidfd"),
+    // Unix domain sockets: streams, datagrams and seqpackets, names,
+    // SCM_RIGHTS/SCM_CREDENTIALS between forked processes, errnos.
+    spec("unix_stream"),
+    spec("unix_dgram"),
+    spec("unix_rights"),
+    spec("unix_names"),
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -192,6 +198,10 @@ macro_rules! guest_tests {
 }
 
 guest_tests!(
+    unix_stream,
+    unix_dgram,
+    unix_rights,
+    unix_names,
     fork_tree,
     job_control,
     orphans,

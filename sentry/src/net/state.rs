@@ -230,7 +230,10 @@ impl UnixSocketRecord {
     ) -> Result<(), NetError> {
         let bad = |field: &'static str, why: String| NetError::Invalid { id, field, why };
         if self.id != id {
-            return Err(bad("id", format!("{} differs from the record's id", self.id)));
+            return Err(bad(
+                "id",
+                format!("{} differs from the record's id", self.id),
+            ));
         }
         let Some(ty) = SockType::from_raw(self.ty) else {
             return Err(bad("ty", format!("{} is not a unix socket type", self.ty)));
@@ -299,7 +302,10 @@ impl UnixSocketRecord {
         if !(MIN_RCVBUF as u64..=MAX_BUF as u64).contains(&self.rcvbuf) {
             return Err(bad("rcvbuf", format!("{}", self.rcvbuf)));
         }
-        for (f, t) in [("rcvtimeo_ns", self.rcvtimeo_ns), ("sndtimeo_ns", self.sndtimeo_ns)] {
+        for (f, t) in [
+            ("rcvtimeo_ns", self.rcvtimeo_ns),
+            ("sndtimeo_ns", self.sndtimeo_ns),
+        ] {
             if t.is_some_and(|t| t == 0 || t > MAX_TIMEOUT_NS) {
                 return Err(bad(f, format!("{t:?}")));
             }
@@ -311,20 +317,29 @@ impl UnixSocketRecord {
             return Err(bad("messages", "a released socket with queued data".into()));
         }
         if self.conn == SavedConn::Listening && !self.messages.is_empty() {
-            return Err(bad("messages", "a listening socket with queued data".into()));
+            return Err(bad(
+                "messages",
+                "a listening socket with queued data".into(),
+            ));
         }
         let mut total = 0usize;
         for m in &self.messages {
             total = total.saturating_add(m.data.len());
             let partial_ok = ty == SockType::Stream && (m.read as usize) < m.data.len();
             if m.read != 0 && !partial_ok {
-                return Err(bad("messages.read", format!("{} of {}", m.read, m.data.len())));
+                return Err(bad(
+                    "messages.read",
+                    format!("{} of {}", m.read, m.data.len()),
+                ));
             }
             if m.rights.len() > SCM_MAX_FD {
                 return Err(bad("messages.rights", format!("{} files", m.rights.len())));
             }
             if let Some(f) = m.rights.iter().find(|f| !files.contains(f)) {
-                return Err(bad("messages.rights", format!("open file #{f} is not saved")));
+                return Err(bad(
+                    "messages.rights",
+                    format!("open file #{f} is not saved"),
+                ));
             }
             if m.sender != 0 && !sockets.contains(&m.sender) {
                 return Err(bad("messages.sender", format!("socket #{}", m.sender)));
@@ -402,10 +417,7 @@ pub fn check_graph(recs: &[UnixSocketRecord], socket_files: &[u64]) -> Result<()
 }
 
 /// Step one of a restore: every socket, unlinked, by id.
-pub fn create(
-    recs: &[UnixSocketRecord],
-    ns: &Arc<UnixNamespace>,
-) -> HashMap<u64, Arc<UnixSocket>> {
+pub fn create(recs: &[UnixSocketRecord], ns: &Arc<UnixNamespace>) -> HashMap<u64, Arc<UnixSocket>> {
     let mut out = HashMap::new();
     for r in recs {
         let Some(ty) = SockType::from_raw(r.ty) else {

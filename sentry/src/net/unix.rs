@@ -341,7 +341,9 @@ impl UnixNamespace {
         ty: SockType,
     ) -> Result<Arc<UnixSocket>, Errno> {
         let found = match addr {
-            UnixAddr::Abstract(name) => self.find_abstract(name),
+            // Linux looks abstract names up by type too: another type's
+            // socket is as good as none.
+            UnixAddr::Abstract(name) => self.find_abstract(name).filter(|s| s.ty == ty),
             UnixAddr::Path(p) => {
                 let st = vfs.stat_at(start, p, true)?;
                 if st.mode & libc::S_IFMT != libc::S_IFSOCK {
@@ -549,16 +551,27 @@ impl UnixSocket {
         path: &[u8],
         mode: u32,
     ) -> Result<(), Errno> {
+        // The name first (EADDRINUSE), then whether the socket has one
+        // (EINVAL, the new node removed again), as Linux's unix_bind_bsd.
+        vfs.mknod_at(start, path, libc::S_IFSOCK | (mode & 0o7777))
+            .map_err(|e| {
+                if e == Errno::EEXIST {
+                    Errno::EADDRINUSE
+                } else {
+                    e
+                }
+            })?;
         if lock(&self.st).addr.is_some() {
+            let _ = vfs.unlink_at(start, path, 0);
             return Err(Errno::EINVAL);
         }
-        vfs.mknod_at(start, path, libc::S_IFSOCK | (mode & 0o7777))
-            .map_err(|e| if e == Errno::EEXIST { Errno::EADDRINUSE } else { e })?;
         let st = vfs.stat_at(start, path, false)?;
         let key = (st.dev, st.ino);
         let abs = absolute_path(vfs, start, path);
         let mut s = lock(&self.st);
         if s.addr.is_some() {
+            drop(s);
+            let _ = vfs.unlink_at(start, path, 0);
             return Err(Errno::EINVAL);
         }
         s.addr = Some(UnixAddr::Path(path.to_vec()));
@@ -881,7 +894,11 @@ impl UnixSocket {
             let mut pst = lock(&peer.st);
             if pst.closed || pst.shutdown & RCV_SHUTDOWN != 0 {
                 drop(pst);
-                return if done > 0 { Ok(done) } else { Err(Errno::EPIPE) };
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EPIPE)
+                };
             }
             self.wmem.fetch_add(n, Ordering::AcqRel);
             pst.rx_bytes += n;
@@ -921,7 +938,13 @@ impl UnixSocket {
                     _ => return Err(Errno::ENOTCONN),
                 },
             };
-            (target, st.sndbuf, st.sndtimeo, st.passcred, st.addr.is_none())
+            (
+                target,
+                st.sndbuf,
+                st.sndtimeo,
+                st.passcred,
+                st.addr.is_none(),
+            )
         };
         if msg.data.len() > sndbuf.saturating_sub(DGRAM_SLACK) {
             return Err(Errno::EMSGSIZE);
@@ -935,7 +958,8 @@ impl UnixSocket {
         let talks_back = target.peer_is(self);
         loop {
             // The sender's buffer, then the receiver's queue.
-            if self.wmem.load(Ordering::Acquire) + len > sndbuf && self.wmem.load(Ordering::Acquire) > 0
+            if self.wmem.load(Ordering::Acquire) + len > sndbuf
+                && self.wmem.load(Ordering::Acquire) > 0
             {
                 let g = lock(&self.st);
                 if self.wmem.load(Ordering::Acquire) + len > sndbuf
@@ -1338,7 +1362,12 @@ mod tests {
             Err(Errno::EAGAIN)
         ));
         a.release();
-        assert_eq!(b.recv(&io(&intr, true), &mut buf, false, false).unwrap().copied, 0);
+        assert_eq!(
+            b.recv(&io(&intr, true), &mut buf, false, false)
+                .unwrap()
+                .copied,
+            0
+        );
         assert!(b.readiness() & EPOLLHUP != 0);
         assert_eq!(b.send(&io(&intr, true), out(b"x"), None), Err(Errno::EPIPE));
     }
@@ -1351,11 +1380,16 @@ mod tests {
         a.with_options(|o| o.sndbuf = MIN_SNDBUF);
         let big = vec![1u8; 3 * MIN_SNDBUF];
         assert_eq!(a.send(&io(&intr, true), out(&big), None), Ok(MIN_SNDBUF));
-        assert_eq!(a.send(&io(&intr, true), out(b"x"), None), Err(Errno::EAGAIN));
+        assert_eq!(
+            a.send(&io(&intr, true), out(b"x"), None),
+            Err(Errno::EAGAIN)
+        );
         assert_eq!(a.readiness() & EPOLLOUT, 0);
         let mut buf = vec![0u8; 2 * MIN_SNDBUF];
         assert_eq!(
-            b.recv(&io(&intr, true), &mut buf, false, false).unwrap().copied,
+            b.recv(&io(&intr, true), &mut buf, false, false)
+                .unwrap()
+                .copied,
             MIN_SNDBUF
         );
         assert!(a.readiness() & EPOLLOUT != 0);
@@ -1368,10 +1402,22 @@ mod tests {
         let l = UnixSocket::new(&ns, SockType::Stream, None);
         assert_eq!(l.listen(0, UCred::default()), Err(Errno::EINVAL));
         l.bind_abstract(Some(b"srv".to_vec())).unwrap();
-        l.listen(0, UCred { pid: 1, uid: 0, gid: 0 }).unwrap();
+        l.listen(
+            0,
+            UCred {
+                pid: 1,
+                uid: 0,
+                gid: 0,
+            },
+        )
+        .unwrap();
         let c1 = UnixSocket::new(&ns, SockType::Stream, None);
         let c2 = UnixSocket::new(&ns, SockType::Stream, None);
-        let me = UCred { pid: 7, uid: 1, gid: 2 };
+        let me = UCred {
+            pid: 7,
+            uid: 1,
+            gid: 2,
+        };
         c1.connect(&io(&intr, true), &l, me).unwrap();
         assert_eq!(c1.connect(&io(&intr, true), &l, me), Err(Errno::EISCONN));
         assert_eq!(c2.connect(&io(&intr, true), &l, me), Err(Errno::EAGAIN));
@@ -1380,12 +1426,15 @@ mod tests {
         assert_eq!(s.peer_cred(), me);
         assert_eq!(c1.peer_cred().pid, 1);
         assert_eq!(s.local_addr(), Some(UnixAddr::Abstract(b"srv".to_vec())));
-        assert_eq!(c1.peer_addr(), Ok(Some(UnixAddr::Abstract(b"srv".to_vec()))));
+        assert_eq!(
+            c1.peer_addr(),
+            Ok(Some(UnixAddr::Abstract(b"srv".to_vec())))
+        );
         assert!(matches!(l.accept(&io(&intr, true)), Err(Errno::EAGAIN)));
         let d = UnixSocket::new(&ns, SockType::Dgram, None);
         assert_eq!(
             ns.lookup_abstract_for_test(b"srv", SockType::Dgram).err(),
-            Some(Errno::EPROTOTYPE)
+            Some(Errno::ECONNREFUSED)
         );
         drop(d);
         l.release();
@@ -1421,14 +1470,9 @@ mod tests {
             name: &[u8],
             ty: SockType,
         ) -> Result<Arc<UnixSocket>, Errno> {
-            let s = self
-                .find_abstract(name)
-                .filter(|s| !s.is_closed())
-                .ok_or(Errno::ECONNREFUSED)?;
-            if s.ty != ty {
-                return Err(Errno::EPROTOTYPE);
-            }
-            Ok(s)
+            self.find_abstract(name)
+                .filter(|s| !s.is_closed() && s.ty == ty)
+                .ok_or(Errno::ECONNREFUSED)
         }
     }
 }

@@ -11,11 +11,9 @@ use crate::errno::Errno;
 use crate::kernel::Task;
 use crate::mm::IoVec;
 use crate::net::control::{self, RecvControl, OPTMEM_MAX};
-use crate::net::unix::{
-    unnamed_sockaddr, Incoming, Outgoing, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF,
-};
+use crate::net::unix::{unnamed_sockaddr, Incoming, Outgoing, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF};
 use crate::net::{socket_of, SockType, SocketFile, UCred, UnixAddr, UnixSocket};
-use crate::vfs::{IoCtx, Interrupt, OpenFile};
+use crate::vfs::{Interrupt, IoCtx, OpenFile};
 
 const SOCK_TYPE_MASK: i32 = 0xf;
 /// Linux's SOCK_MAX: type numbers at or past it are EINVAL.
@@ -82,7 +80,13 @@ fn family_name(domain: i32) -> String {
 
 /// socket/socketpair's type and family checks, in Linux's order: flags,
 /// family range, type range, family, protocol, type.
-fn unix_type(t: &Task, call: &str, domain: i32, ty: i32, proto: i32) -> Result<(SockType, i32), Errno> {
+fn unix_type(
+    t: &Task,
+    call: &str,
+    domain: i32,
+    ty: i32,
+    proto: i32,
+) -> Result<(SockType, i32), Errno> {
     let flags = ty & !SOCK_TYPE_MASK;
     if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
         return Err(Errno::EINVAL);
@@ -432,7 +436,15 @@ fn do_send(t: &mut Task, fd: i32, req: Send) -> SysResult {
             return Err(Errno::EFAULT);
         }
         let r = s
-            .send(&io, Outgoing { data, rights: files, cred }, target)
+            .send(
+                &io,
+                Outgoing {
+                    data,
+                    rights: files,
+                    cred,
+                },
+                target,
+            )
             .map(|n| n as u64);
         return sigpipe(t, &s, flags, r);
     }
@@ -652,7 +664,8 @@ pub fn recvmsg(t: &mut Task, a: &Args) -> SysResult {
         t.mm().copy_out(h.control, &r.control)?;
     }
     t.mm().copy_out(at + 8, &namelen.to_ne_bytes())?;
-    t.mm().copy_out(at + 40, &(r.control.len() as u64).to_ne_bytes())?;
+    t.mm()
+        .copy_out(at + 40, &(r.control.len() as u64).to_ne_bytes())?;
     t.mm().copy_out(at + 48, &r.msg_flags.to_ne_bytes())?;
     Ok(r.ret)
 }
@@ -730,7 +743,10 @@ pub fn setsockopt(t: &mut Task, a: &Args) -> SysResult {
         t.mm().copy_in(a.addr(3), &mut raw)?;
     }
     let int = || -> Result<i32, Errno> {
-        let b: [u8; 4] = raw.get(..4).and_then(|b| b.try_into().ok()).ok_or(Errno::EINVAL)?;
+        let b: [u8; 4] = raw
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(Errno::EINVAL)?;
         Ok(i32::from_ne_bytes(b))
     };
     match name {
@@ -763,8 +779,12 @@ pub fn setsockopt(t: &mut Task, a: &Args) -> SysResult {
         SO_REUSEADDR | libc::SO_KEEPALIVE | libc::SO_BROADCAST | libc::SO_REUSEPORT => {
             int()?;
         }
-        libc::SO_TYPE | libc::SO_DOMAIN | libc::SO_PROTOCOL | libc::SO_ERROR
-        | libc::SO_ACCEPTCONN | libc::SO_PEERCRED => return Err(Errno::ENOPROTOOPT),
+        libc::SO_TYPE
+        | libc::SO_DOMAIN
+        | libc::SO_PROTOCOL
+        | libc::SO_ERROR
+        | libc::SO_ACCEPTCONN
+        | libc::SO_PEERCRED => return Err(Errno::ENOPROTOOPT),
         _ => return Err(Errno::ENOPROTOOPT),
     }
     Ok(0)

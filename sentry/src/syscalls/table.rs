@@ -281,7 +281,11 @@ fn generic_rows() -> Vec<Entry> {
     reg("setsockopt", net::setsockopt, &[Dec, Dec, Dec, Hex, Dec]);
     reg("shutdown", net::shutdown, &[Dec, Dec]);
     reg("sendto", net::sendto, &[Dec, InBuf(2), Dec, Hex, Hex, Dec]);
-    reg("recvfrom", net::recvfrom, &[Dec, OutBuf, Dec, Hex, Hex, Hex]);
+    reg(
+        "recvfrom",
+        net::recvfrom,
+        &[Dec, OutBuf, Dec, Hex, Hex, Hex],
+    );
     reg("sendmsg", net::sendmsg, &[Dec, Hex, Hex]);
     reg("recvmsg", net::recvmsg, &[Dec, Hex, Hex]);
     reg("uname", info::uname, &[Hex]);

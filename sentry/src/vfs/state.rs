@@ -1007,7 +1007,10 @@ impl Vfs {
                 if !ctx.socket_files.insert(*id) {
                     return Err(invalid(format!("socket {id} saved as two open files")));
                 }
-                return Ok(crate::net::SocketFile::open(sock, status & libc::O_NONBLOCK));
+                return Ok(crate::net::SocketFile::open(
+                    sock,
+                    status & libc::O_NONBLOCK,
+                ));
             }
             FileStateKind::Epoll { id } => {
                 if ctx.epolls.contains_key(id) {
