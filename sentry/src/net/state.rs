@@ -75,6 +75,9 @@ pub struct UnixSocketRecord {
     /// SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET.
     pub ty: i32,
     pub addr: Option<SavedAddr>,
+    /// The socket holds its abstract name in the namespace (an accepted
+    /// socket only shows its listener's).
+    pub owns_name: bool,
     /// A path-bound socket's absolute path, re-registered on restore.
     pub bound_path: Option<Vec<u8>>,
     pub conn: SavedConn,
@@ -195,10 +198,18 @@ impl UnixSocket {
                 }
             })
             .collect();
+        let owns_name = match &st.addr {
+            Some(UnixAddr::Abstract(n)) => self
+                .namespace()
+                .find_abstract(n)
+                .is_some_and(|o| std::ptr::eq(o.as_ref(), self)),
+            _ => false,
+        };
         let rec = UnixSocketRecord {
             id: self.id(),
             ty: self.ty().raw(),
             addr: st.addr.as_ref().map(saved_addr),
+            owns_name,
             bound_path: st.bound_path.as_ref().map(|(p, _)| p.clone()),
             conn,
             backlog,
@@ -242,6 +253,9 @@ impl UnixSocketRecord {
             if !live_addr(a).valid() {
                 return Err(bad("addr", "not a sockaddr_un name".into()));
             }
+        }
+        if self.owns_name && !matches!(self.addr, Some(SavedAddr::Abstract(_))) {
+            return Err(bad("owns_name", "no abstract name to own".into()));
         }
         match (&self.bound_path, &self.addr) {
             (None, _) => {}
@@ -518,7 +532,7 @@ pub fn link(
             st.bound_path = key;
         }
         if !r.closed {
-            s.namespace().restore_name(s);
+            s.namespace().restore_name(s, r.owns_name);
         }
     }
     Ok(())

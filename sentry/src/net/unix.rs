@@ -322,7 +322,7 @@ impl UnixNamespace {
         }
     }
 
-    fn find_abstract(&self, name: &[u8]) -> Option<Arc<UnixSocket>> {
+    pub(crate) fn find_abstract(&self, name: &[u8]) -> Option<Arc<UnixSocket>> {
         lock(&self.abstract_names).get(name).and_then(Weak::upgrade)
     }
 
@@ -362,9 +362,9 @@ impl UnixNamespace {
     }
 
     /// Re-registers a restored socket's name.
-    pub(crate) fn restore_name(&self, s: &Arc<UnixSocket>) {
+    pub(crate) fn restore_name(&self, s: &Arc<UnixSocket>, owns_abstract: bool) {
         let st = lock(&s.st);
-        if let Some(UnixAddr::Abstract(name)) = &st.addr {
+        if let (Some(UnixAddr::Abstract(name)), true) = (&st.addr, owns_abstract) {
             lock(&self.abstract_names).insert(name.clone(), Arc::downgrade(s));
         }
         if let Some((_, key)) = &st.bound_path {
