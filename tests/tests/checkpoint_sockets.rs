@@ -71,3 +71,29 @@ fn unix_sockets_checkpointed_and_restored_twice() {
         assert_eq!(after, &reference[from..], "restored sandbox {id}");
     }
 }
+
+/// Writes sentry/fuzz/seeds/sockets.cryo: the object table of a checkpoint
+/// of `ckpt_unix` (every kind of socket state: queued bytes and records, a
+/// listen queue, a file in flight, path and abstract names), with a
+/// one-page memory section: the base of sentry/tests/hostile_sockets.rs.
+/// Run after a socket record format change:
+/// `cargo test -p cryo-tests --test checkpoint_sockets -- --ignored`.
+#[test]
+#[ignore]
+fn regenerate_socket_seed() {
+    use sentry::state::hostile::{restore_validate, ObjectTable};
+    let s = Scratch::new("cryo-unix-seed-");
+    let bin = guest("ckpt_unix", Libc::Glibc);
+    let mut a = Sandbox::run(&s.root(), "seed", &bin, &["1000"]);
+    a.wait_lines(2, START);
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "seed", &[]), "cryo checkpoint");
+    drop(a);
+    let file = std::fs::read(img.join(cryo_tests::sandbox::STATEFILE)).expect("the statefile");
+    let table = ObjectTable::from_statefile(&file).expect("its object table");
+    let seed = table.to_statefile().expect("re-assembled");
+    restore_validate(&seed).unwrap_or_else(|e| panic!("the seed does not validate: {e}"));
+    let path = cryo_tests::workspace_dir().join("sentry/fuzz/seeds/sockets.cryo");
+    std::fs::write(&path, &seed).unwrap();
+    eprintln!("{}: {} bytes", path.display(), seed.len());
+}
