@@ -177,6 +177,22 @@ int main(void)
 	close(sv[0]);
 	close(sv[1]);
 
+	/* SO_RCVTIMEO: a blocking read gives up with EAGAIN. */
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	struct timeval tv = { 0, 50000 }, tv2 = { 9, 9 };
+	CHECK(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
+	socklen_t tl = sizeof tv2;
+	CHECK(getsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv2, &tl) == 0);
+	/* Linux rounds to its clock tick: only "about 50 ms" is the same. */
+	long us = (long)tv2.tv_sec * 1000000 + (long)tv2.tv_usec;
+	printf("rcvtimeo_about_50ms=%d len=%u\n", us >= 50000 && us <= 60000, tl);
+	SEXPECT("read_timeout", read(sv[0], buf, sizeof buf));
+	tv.tv_usec = 2000000;
+	SEXPECT("rcvtimeo_bad_usec", setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+	SEXPECT("rcvtimeo_short", setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, 4));
+	close(sv[0]);
+	close(sv[1]);
+
 	/* A fresh unconnected socket. */
 	int s = socket(AF_UNIX, SOCK_STREAM, 0);
 	CHECK(s >= 0);
