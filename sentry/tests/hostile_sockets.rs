@@ -77,11 +77,14 @@ fn the_seed_holds_every_kind_of_socket_state_and_validates() {
         .any(|r| r.messages.iter().any(|m| !m.data.is_empty())));
 }
 
+/// A hostile change to one record.
+type Edit = Box<dyn Fn(&mut UnixSocketRecord)>;
+
 #[test]
 fn a_bad_type_or_state_field_is_refused() {
     let t0 = seed();
     let id = pick(&t0, |r| r.peer != 0);
-    let cases: Vec<(&str, &str, Box<dyn Fn(&mut UnixSocketRecord)>)> = vec![
+    let cases: Vec<(&str, &str, Edit)> = vec![
         ("ty", "not a unix socket type", Box::new(|r| r.ty = 99)),
         ("shutdown", "0x9", Box::new(|r| r.shutdown = 9)),
         ("error", "-1", Box::new(|r| r.error = -1)),

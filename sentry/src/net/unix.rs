@@ -307,7 +307,7 @@ impl UnixNamespace {
     }
 
     fn release(&self, s: &UnixSocket, addr: Option<&UnixAddr>, key: Option<(u64, u64)>) {
-        let mine = |w: &Weak<UnixSocket>| w.as_ptr() == s as *const UnixSocket;
+        let mine = |w: &Weak<UnixSocket>| std::ptr::eq(w.as_ptr(), s);
         if let Some(UnixAddr::Abstract(name)) = addr {
             let mut names = lock(&self.abstract_names);
             if names.get(name).is_some_and(mine) {
