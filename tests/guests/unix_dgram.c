@@ -55,6 +55,38 @@ int main(void)
 	SEXPECT("send_after_refused", send(sv[0], "x", 1, 0));
 	close(sv[0]);
 
+	/* sendmmsg and recvmmsg (MSG_WAITFORONE: the rest do not wait). */
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
+	struct mmsghdr mm[5];
+	struct iovec mio[5];
+	char mbuf[5][16];
+	memset(mm, 0, sizeof mm);
+	for (int i = 0; i < 3; i++) {
+		snprintf(mbuf[i], sizeof mbuf[i], "mmsg-%d", i);
+		mio[i].iov_base = mbuf[i];
+		mio[i].iov_len = strlen(mbuf[i]);
+		mm[i].msg_hdr.msg_iov = &mio[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	int sent = sendmmsg(sv[0], mm, 3, 0);
+	printf("sendmmsg=%d len0=%u\n", sent, mm[0].msg_len);
+	memset(mm, 0, sizeof mm);
+	for (int i = 0; i < 5; i++) {
+		mio[i].iov_base = mbuf[i];
+		mio[i].iov_len = sizeof mbuf[i];
+		mm[i].msg_hdr.msg_iov = &mio[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	int got = recvmmsg(sv[1], mm, 5, MSG_WAITFORONE, NULL);
+	printf("recvmmsg=%d", got);
+	for (int i = 0; i < got; i++)
+		printf(" %.*s", (int)mm[i].msg_len, mbuf[i]);
+	printf("\n");
+	SEXPECT("recvmmsg_empty", recvmmsg(sv[1], mm, 5, MSG_DONTWAIT, NULL));
+	SEXPECT("sendmmsg_notsock", sendmmsg(1, mm, 1, 0));
+	close(sv[0]);
+	close(sv[1]);
+
 	/* Named datagram sockets. */
 	struct sockaddr_un a, b, c, from;
 	socklen_t la = abstract_addr(&a, "cryo-dgram-a");

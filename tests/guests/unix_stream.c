@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -176,6 +177,36 @@ int main(void)
 	show_poll("drained_writer", sv[0]);
 	close(sv[0]);
 	close(sv[1]);
+
+	/* epoll: IN when data comes, RDHUP then HUP as the peer shuts down
+	 * and closes, and a blocked epoll_wait woken by a child's write. */
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	int ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.u32 = 7 };
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) == 0);
+	struct epoll_event out;
+	int en = epoll_wait(ep, &out, 1, 0);
+	printf("epoll_idle=%d events=%x\n", en, en > 0 ? out.events : 0);
+	ev.events = EPOLLIN | EPOLLRDHUP;
+	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, sv[0], &ev) == 0);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		usleep(30000);
+		_exit(write(sv[1], "wake", 4) == 4 ? 0 : 1);
+	}
+	en = epoll_wait(ep, &out, 1, 5000);
+	printf("epoll_woken=%d events=%x data=%u\n", en, en > 0 ? out.events : 0, out.data.u32);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(read(sv[0], buf, sizeof buf) == 4);
+	CHECK(shutdown(sv[1], SHUT_WR) == 0);
+	en = epoll_wait(ep, &out, 1, 0);
+	printf("epoll_shut_wr=%d events=%x\n", en, en > 0 ? out.events : 0);
+	close(sv[1]);
+	en = epoll_wait(ep, &out, 1, 0);
+	printf("epoll_closed=%d events=%x\n", en, en > 0 ? out.events : 0);
+	close(ep);
+	close(sv[0]);
 
 	/* SO_RCVTIMEO: a blocking read gives up with EAGAIN. */
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);

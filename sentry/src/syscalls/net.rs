@@ -528,7 +528,11 @@ fn read_msghdr(t: &Task, addr: u64) -> Result<MsgHdr, Errno> {
 }
 
 pub fn sendmsg(t: &mut Task, a: &Args) -> SysResult {
-    let h = read_msghdr(t, a.addr(1))?;
+    sendmsg_at(t, a.fd(0), a.addr(1), a.int(2))
+}
+
+fn sendmsg_at(t: &mut Task, fd: i32, at: u64, flags: i32) -> SysResult {
+    let h = read_msghdr(t, at)?;
     let to = if h.name != 0 && h.namelen != 0 {
         if h.namelen < 0 {
             return Err(Errno::EINVAL);
@@ -547,12 +551,12 @@ pub fn sendmsg(t: &mut Task, a: &Args) -> SysResult {
     let iovs = t.mm().read_iovecs(h.iov, h.iovlen)?;
     do_send(
         t,
-        a.fd(0),
+        fd,
         Send {
             iovs,
             to,
             control: ctl,
-            flags: a.int(2),
+            flags,
         },
     )
 }
@@ -642,7 +646,10 @@ pub fn recvfrom(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn recvmsg(t: &mut Task, a: &Args) -> SysResult {
-    let at = a.addr(1);
+    recvmsg_at(t, a.fd(0), a.addr(1), a.int(2))
+}
+
+fn recvmsg_at(t: &mut Task, fd: i32, at: u64, flags: i32) -> SysResult {
     let h = read_msghdr(t, at)?;
     if h.name != 0 && h.namelen < 0 {
         return Err(Errno::EINVAL);
@@ -650,7 +657,7 @@ pub fn recvmsg(t: &mut Task, a: &Args) -> SysResult {
     let iovs = t.mm().read_iovecs(h.iov, h.iovlen)?;
     let space = usize::try_from(h.controllen).unwrap_or(usize::MAX);
     let space = if h.control == 0 { 0 } else { space };
-    let r = do_recv(t, a.fd(0), &iovs, a.int(2), Some(space))?;
+    let r = do_recv(t, fd, &iovs, flags, Some(space))?;
     let namelen = if h.name != 0 {
         let n = r.name.len().min(h.namelen as usize);
         if n > 0 {
@@ -668,6 +675,82 @@ pub fn recvmsg(t: &mut Task, a: &Args) -> SysResult {
         .copy_out(at + 40, &(r.control.len() as u64).to_ne_bytes())?;
     t.mm().copy_out(at + 48, &r.msg_flags.to_ne_bytes())?;
     Ok(r.ret)
+}
+
+/// `sizeof(struct mmsghdr)`: a msghdr and the count the call writes.
+const MMSGHDR_SIZE: u64 = 64;
+
+/// sendmmsg(2): sendmsg for each entry, writing its msg_len; stops at the
+/// first error, which is returned only if nothing was sent.
+pub fn sendmmsg(t: &mut Task, a: &Args) -> SysResult {
+    let (fd, vec, flags) = (a.fd(0), a.addr(1), a.int(3));
+    sock(t, fd)?;
+    let vlen = u64::from(a.uint(2)).min(UIO_MAXIOV);
+    let mut done = 0u64;
+    while done < vlen {
+        let at = vec + done * MMSGHDR_SIZE;
+        match sendmsg_at(t, fd, at, flags) {
+            Ok(n) => {
+                if let Err(e) = t.mm().copy_out(at + 56, &(n as u32).to_ne_bytes()) {
+                    return if done > 0 { Ok(done) } else { Err(e) };
+                }
+                done += 1;
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
+
+/// recvmmsg(2): recvmsg for each entry; MSG_WAITFORONE makes the entries
+/// after the first non-blocking, and a timeout ends the call once it has
+/// passed after a message (as Linux checks it). Stops at the first error,
+/// returned only if nothing was received.
+pub fn recvmmsg(t: &mut Task, a: &Args) -> SysResult {
+    let (fd, vec, flags) = (a.fd(0), a.addr(1), a.int(3));
+    sock(t, fd)?;
+    let deadline = if a.addr(4) != 0 {
+        let mut b = [0u8; 16];
+        t.mm().copy_in(a.addr(4), &mut b)?;
+        let sec = i64::from_ne_bytes(b[..8].try_into().map_err(|_| Errno::EINVAL)?);
+        let nsec = i64::from_ne_bytes(b[8..].try_into().map_err(|_| Errno::EINVAL)?);
+        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+            return Err(Errno::EINVAL);
+        }
+        let d = std::time::Duration::new(sec as u64, nsec as u32);
+        Some(
+            std::time::Instant::now()
+                .checked_add(d)
+                .ok_or(Errno::EINVAL)?,
+        )
+    } else {
+        None
+    };
+    let vlen = u64::from(a.uint(2)).min(UIO_MAXIOV);
+    let mut done = 0u64;
+    let mut flags = flags;
+    while done < vlen {
+        let at = vec + done * MMSGHDR_SIZE;
+        let one = flags & !libc::MSG_WAITFORONE;
+        match recvmsg_at(t, fd, at, one) {
+            Ok(n) => {
+                if let Err(e) = t.mm().copy_out(at + 56, &(n as u32).to_ne_bytes()) {
+                    return if done > 0 { Ok(done) } else { Err(e) };
+                }
+                done += 1;
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+        if flags & libc::MSG_WAITFORONE != 0 {
+            flags |= libc::MSG_DONTWAIT;
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
+        }
+    }
+    Ok(done)
 }
 
 // ---- options ----

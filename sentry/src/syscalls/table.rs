@@ -288,6 +288,8 @@ fn generic_rows() -> Vec<Entry> {
     );
     reg("sendmsg", net::sendmsg, &[Dec, Hex, Hex]);
     reg("recvmsg", net::recvmsg, &[Dec, Hex, Hex]);
+    reg("sendmmsg", net::sendmmsg, &[Dec, Hex, Dec, Hex]);
+    reg("recvmmsg", net::recvmmsg, &[Dec, Hex, Dec, Hex, Hex]);
     reg("uname", info::uname, &[Hex]);
     reg("sethostname", info::sethostname, &[Hex, Dec]);
     reg("sysinfo", info::sysinfo, &[Hex]);
