@@ -87,6 +87,7 @@ errnos!(
     EMSGSIZE,
     EDESTADDRREQ,
     ENOBUFS,
+    ETOOMANYREFS,
 );
 
 impl Errno {

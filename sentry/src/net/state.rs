@@ -503,6 +503,7 @@ pub fn link(
                 std::sync::Weak::new()
             };
             rx_bytes += m.data.len() - m.read as usize;
+            s.namespace().restore_inflight(rights.len());
             rx.push_back(Message {
                 data: m.data.clone(),
                 read: m.read as usize,

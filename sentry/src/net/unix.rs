@@ -276,7 +276,16 @@ pub struct UnixNamespace {
     abstract_names: Mutex<HashMap<Vec<u8>, Weak<UnixSocket>>>,
     paths: Mutex<HashMap<(u64, u64), Weak<UnixSocket>>>,
     next_auto: AtomicU32,
+    /// Files in flight in SCM_RIGHTS messages, sandbox-wide. A socket
+    /// sent over itself and closed stays in flight for good (there is no
+    /// garbage collector of such cycles yet), so their number is bounded:
+    /// past [`MAX_INFLIGHT`] a send is ETOOMANYREFS, as Linux answers a
+    /// user over its limit.
+    inflight: AtomicUsize,
 }
+
+/// The most files in flight the sandbox may have.
+pub const MAX_INFLIGHT: usize = 65_536;
 
 impl UnixNamespace {
     pub fn new() -> Arc<UnixNamespace> {
@@ -359,6 +368,39 @@ impl UnixNamespace {
             return Err(Errno::EPROTOTYPE);
         }
         Ok(s)
+    }
+
+    /// Counts `n` more files in flight, or ETOOMANYREFS past the limit.
+    fn take_inflight(&self, n: usize) -> Result<(), Errno> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                c.checked_add(n).filter(|&t| t <= MAX_INFLIGHT)
+            })
+            .map(|_| ())
+            .map_err(|_| Errno::ETOOMANYREFS)
+    }
+
+    /// `n` files left flight (received, or dropped with their message).
+    fn put_inflight(&self, n: usize) {
+        let _ = self
+            .inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_sub(n))
+            });
+    }
+
+    /// Files in flight now.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    /// Counts restored files in flight (no limit: the statefile's counts
+    /// are bounded by validation).
+    pub(crate) fn restore_inflight(&self, n: usize) {
+        self.inflight.fetch_add(n, Ordering::AcqRel);
     }
 
     /// Re-registers a restored socket's name.
@@ -807,7 +849,7 @@ impl UnixSocket {
             )
         };
         self.ns.release(self, addr.as_ref(), key);
-        drop_messages(rx);
+        drop_messages(&self.ns, rx);
         for s in pending {
             s.release();
         }
@@ -872,8 +914,11 @@ impl UnixSocket {
             mut rights,
             cred,
         } = msg;
+        self.ns.take_inflight(rights.len())?;
+        let counted = rights.len();
         let mut done = 0;
-        while done < data.len() {
+        let mut failed = None;
+        'send: while done < data.len() {
             // Room in the send buffer: wait for the reader to drain it.
             while self.wmem.load(Ordering::Acquire) >= sndbuf {
                 if lock_peer_closed(&peer) {
@@ -884,7 +929,8 @@ impl UnixSocket {
                     break;
                 }
                 if let Err(e) = self.wait(g, io, deadline) {
-                    return if done > 0 { Ok(done) } else { Err(e) };
+                    failed = Some(e);
+                    break 'send;
                 }
             }
             let room = sndbuf
@@ -893,12 +939,8 @@ impl UnixSocket {
             let n = room.min(data.len() - done);
             let mut pst = lock(&peer.st);
             if pst.closed || pst.shutdown & RCV_SHUTDOWN != 0 {
-                drop(pst);
-                return if done > 0 {
-                    Ok(done)
-                } else {
-                    Err(Errno::EPIPE)
-                };
+                failed = Some(Errno::EPIPE);
+                break;
             }
             self.wmem.fetch_add(n, Ordering::AcqRel);
             pst.rx_bytes += n;
@@ -914,7 +956,14 @@ impl UnixSocket {
             peer.wake(EPOLLIN | EPOLLRDNORM);
             done += n;
         }
-        Ok(done)
+        if !rights.is_empty() {
+            // Nothing was queued: the files never flew.
+            self.ns.put_inflight(counted);
+        }
+        match failed {
+            Some(e) if done == 0 => Err(e),
+            _ => Ok(done),
+        }
     }
 
     fn send_dgram(
@@ -1000,6 +1049,7 @@ impl UnixSocket {
                 drop(self.wait(g, io, deadline)?);
                 continue;
             }
+            self.ns.take_inflight(msg.rights.len())?;
             self.wmem.fetch_add(len, Ordering::AcqRel);
             tst.rx_bytes += len;
             tst.rx.push_back(Message {
@@ -1087,6 +1137,7 @@ impl UnixSocket {
                     i += 1;
                 } else {
                     let m = &mut st.rx[i];
+                    self.ns.put_inflight(m.rights.len());
                     out.rights.append(&mut m.rights);
                     m.read += n;
                     gave_back.push((m.sender.clone(), n));
@@ -1162,6 +1213,7 @@ impl UnixSocket {
                 st.rx_bytes -= m.data.len();
                 drop(st);
                 out.rights = std::mem::take(&mut m.rights);
+                self.ns.put_inflight(out.rights.len());
                 Self::consumed(&m.sender, m.data.len());
                 return Ok(out);
             }
@@ -1278,9 +1330,10 @@ fn drop_gave_back(v: Vec<(Weak<UnixSocket>, usize)>) {
 
 /// Drops messages outside any socket lock: a file in flight may be the
 /// last reference to a socket whose release takes locks.
-fn drop_messages(rx: VecDeque<Message>) {
+fn drop_messages(ns: &UnixNamespace, rx: VecDeque<Message>) {
     for m in rx {
         UnixSocket::consumed(&m.sender, m.unread());
+        ns.put_inflight(m.rights.len());
         drop(m.rights);
     }
 }
@@ -1462,6 +1515,42 @@ mod tests {
             a.send(&io(&intr, true), out(&huge), None),
             Err(Errno::EMSGSIZE)
         );
+    }
+
+    #[test]
+    fn files_in_flight_are_counted_and_bounded() {
+        let ns = UnixNamespace::new();
+        let intr = Interrupt::new();
+        let (a, b) = UnixSocket::pair(&ns, SockType::Stream, UCred::default());
+        let (r, _w) = crate::vfs::pipe::new_pipe(0, Timespec::default());
+        let with = |n: usize| Outgoing {
+            data: b"x".to_vec(),
+            rights: vec![r.clone(); n],
+            cred: UCred::default(),
+        };
+        a.send(&io(&intr, true), with(2), None).unwrap();
+        assert_eq!(ns.inflight(), 2);
+        let mut buf = [0u8; 4];
+        let got = b.recv(&io(&intr, true), &mut buf, true, false).unwrap();
+        assert_eq!(
+            (got.rights.len(), ns.inflight()),
+            (2, 2),
+            "a peek leaves them"
+        );
+        let got = b.recv(&io(&intr, true), &mut buf, false, false).unwrap();
+        assert_eq!((got.rights.len(), ns.inflight()), (2, 0));
+        a.send(&io(&intr, true), with(3), None).unwrap();
+        b.release();
+        assert_eq!(ns.inflight(), 0, "dropped with the receiver's queue");
+        let (c, d) = UnixSocket::pair(&ns, SockType::Dgram, UCred::default());
+        ns.restore_inflight(MAX_INFLIGHT - 1);
+        assert_eq!(
+            c.send(&io(&intr, true), with(2), None),
+            Err(Errno::ETOOMANYREFS)
+        );
+        assert_eq!(c.send(&io(&intr, true), with(1), None), Ok(1));
+        assert_eq!(ns.inflight(), MAX_INFLIGHT);
+        drop(d);
     }
 
     impl UnixNamespace {
