@@ -9,6 +9,13 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 
+static volatile int sigpipes;
+static void on_pipe(int s)
+{
+	(void)s;
+	sigpipes++;
+}
+
 static void show_poll(const char *label, int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT | POLLRDHUP };
@@ -145,5 +152,19 @@ int main(void)
 	SEXPECT("seq_recv_unconnected", recv(s, buf, 1, 0));
 	show_poll("seq_unconnected", s);
 	close(s);
+
+	/* EPIPE without SIGPIPE: Linux raises it for stream sockets only. */
+	signal(SIGPIPE, on_pipe);
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	close(sv[0]);
+	SEXPECT("seq_write_closed", write(sv[1], "x", 1));
+	close(sv[1]);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
+	CHECK(shutdown(sv[1], SHUT_WR) == 0);
+	SEXPECT("dgram_write_shut", write(sv[1], "x", 1));
+	SEXPECT("dgram_send_shut", send(sv[1], "x", 1, 0));
+	printf("sigpipes=%d\n", sigpipes);
+	close(sv[0]);
+	close(sv[1]);
 	return 0;
 }

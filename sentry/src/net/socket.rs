@@ -59,6 +59,13 @@ impl SocketFile {
     }
 }
 
+/// Whether EPIPE from a write to `file` comes with SIGPIPE: for every
+/// file but datagram and seqpacket sockets (Linux raises it only in
+/// unix_stream_sendmsg among unix sockets).
+pub fn write_raises_sigpipe(file: &OpenFile) -> bool {
+    socket_of(file).map_or(true, |s| s.ty() == super::SockType::Stream)
+}
+
 /// The socket behind an open file, or ENOTSOCK.
 pub fn socket_of(file: &OpenFile) -> Result<Arc<UnixSocket>, Errno> {
     file.ops()
