@@ -116,6 +116,8 @@ const SPECS: &[Spec] = &[
     spec("unix_dgram"),
     spec("unix_rights"),
     spec("unix_names"),
+    // Ten thousand sockets, a thousand connections, then EMFILE.
+    spec("unix_many"),
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -202,6 +204,7 @@ guest_tests!(
     unix_dgram,
     unix_rights,
     unix_names,
+    unix_many,
     fork_tree,
     job_control,
     orphans,
