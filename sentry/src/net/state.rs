@@ -155,6 +155,15 @@ impl UnixSocket {
         &self,
         file_id: &mut dyn FnMut(&Arc<OpenFile>) -> u64,
     ) -> (UnixSocketRecord, Vec<Arc<UnixSocket>>) {
+        // Whether the namespace names us, asked before our lock is taken
+        // (binding takes the namespace's lock, then a socket's).
+        let owns_name = match self.local_addr() {
+            Some(UnixAddr::Abstract(n)) => self
+                .namespace()
+                .find_abstract(&n)
+                .is_some_and(|o| std::ptr::eq(o.as_ref(), self)),
+            _ => false,
+        };
         let st = self.state();
         let mut linked = Vec::new();
         let (conn, backlog, pending) = match &st.conn {
@@ -198,13 +207,6 @@ impl UnixSocket {
                 }
             })
             .collect();
-        let owns_name = match &st.addr {
-            Some(UnixAddr::Abstract(n)) => self
-                .namespace()
-                .find_abstract(n)
-                .is_some_and(|o| std::ptr::eq(o.as_ref(), self)),
-            _ => false,
-        };
         let rec = UnixSocketRecord {
             id: self.id(),
             ty: self.ty().raw(),

@@ -405,12 +405,17 @@ impl UnixNamespace {
 
     /// Re-registers a restored socket's name.
     pub(crate) fn restore_name(&self, s: &Arc<UnixSocket>, owns_abstract: bool) {
-        let st = lock(&s.st);
-        if let (Some(UnixAddr::Abstract(name)), true) = (&st.addr, owns_abstract) {
-            lock(&self.abstract_names).insert(name.clone(), Arc::downgrade(s));
+        // Our lock is let go before the namespace's is taken (binding
+        // takes them the other way round).
+        let (addr, key) = {
+            let st = lock(&s.st);
+            (st.addr.clone(), st.bound_path.as_ref().map(|(_, k)| *k))
+        };
+        if let (Some(UnixAddr::Abstract(name)), true) = (addr, owns_abstract) {
+            lock(&self.abstract_names).insert(name, Arc::downgrade(s));
         }
-        if let Some((_, key)) = &st.bound_path {
-            lock(&self.paths).insert(*key, Arc::downgrade(s));
+        if let Some(key) = key {
+            lock(&self.paths).insert(key, Arc::downgrade(s));
         }
     }
 }
