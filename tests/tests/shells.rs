@@ -2,8 +2,8 @@
 //! sh, dash and bash running scripts with pipelines, subshells, command
 //! substitution, traps, background jobs, kill, set -e and here-documents;
 //! python3's process APIs (not multiprocessing, whose semaphores need
-//! link(2) in /dev/shm, nor asyncio, whose loop needs socketpair: the
-//! file-system and socket issues'); make -j2 with gcc inside the sandbox. Each
+//! link(2) in /dev/shm: the file-system issue's; asyncio is in
+//! sockets.rs); make -j2 with gcc inside the sandbox. Each
 //! compares stdout, stderr and the exit status with Linux.
 
 use std::path::Path;
