@@ -1,8 +1,8 @@
 //! Unix sockets used by real programs, natively and under cryo: python3's
 //! socket.socketpair, a unix-socket server and client passing a file
 //! descriptor between processes, asyncio (whose event loop wakes itself
-//! through a socketpair) with subprocesses and timeouts, and
-//! multiprocessing.Pool. Also the families cryo does not have yet, which
+//! through a socketpair) with subprocesses and timeouts (multiprocessing
+//! is in shells.rs). Also the families cryo does not have yet, which
 //! answer EAFNOSUPPORT (compared with a fixed expectation: the host has
 //! them).
 
@@ -100,31 +100,6 @@ async def main():
 asyncio.run(main())
 "#,
     );
-}
-
-/// multiprocessing.Pool needs POSIX semaphores in /dev/shm (sem_open
-/// links a file there) besides its pipes and sockets.
-#[test]
-fn python3_multiprocessing_pool() {
-    let prog = r#"
-import multiprocessing
-def sq(x):
-    return x * x
-if __name__ == "__main__":
-    with multiprocessing.Pool(2) as p:
-        print(p.map(sq, range(10)))
-"#;
-    let inv = Invocation::new(PYTHON).args(["-c", prog]);
-    let native = inv.native();
-    assert_eq!(native.code, 0, "natively: {}", native.stderr_str());
-    let cryo = inv.cryo();
-    let err = cryo.stderr_str();
-    if cryo.code != 0 && err.contains("SemLock") && err.contains("Errno 38") {
-        // sem_open makes its semaphore file with link(2), not in cryo yet.
-        println!("SKIPPED: multiprocessing's SemLock needs link(2) in /dev/shm (ENOSYS)");
-        return;
-    }
-    assert_same(&native, &cryo);
 }
 
 #[test]

@@ -65,7 +65,7 @@
 
 mod address_space;
 mod context;
-mod filter;
+pub(crate) mod filter;
 mod shared;
 mod stub;
 

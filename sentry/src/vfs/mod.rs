@@ -29,6 +29,7 @@ pub mod resolve;
 pub mod signalfd;
 pub mod stat;
 pub mod state;
+pub mod statfs;
 pub mod timerfd;
 pub mod tmpfs;
 #[allow(clippy::module_inception)]
