@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "sock_common.h"
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -181,6 +182,30 @@ int main(void)
 	n = read(sv[1], buf, sizeof buf);
 	printf("through_received_socket=%zd %.*s\n", n, (int)n, buf);
 	close(fds[0]);
+
+	/* A ring in flight: a over a, b over b, q with them; once every
+	 * descriptor is closed and another socket is released, the collector
+	 * frees the ring and q's peer sees EOF. */
+	{
+		int ab[2], pq[2], t2[2];
+		CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, ab) == 0);
+		CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, pq) == 0);
+		CHECK(send_fds(ab[0], &ab[0], 1, "a") == 1);
+		CHECK(send_fds(ab[1], &ab[1], 1, "b") == 1);
+		CHECK(send_fds(ab[0], &pq[1], 1, "q") == 1);
+		close(ab[0]);
+		close(ab[1]);
+		close(pq[1]);
+		CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, t2) == 0);
+		close(t2[0]);
+		close(t2[1]);
+		struct pollfd pp = { .fd = pq[0], .events = POLLIN };
+		int pn = poll(&pp, 1, 5000);
+		char c;
+		printf("ring_collected: poll=%d hup=%d read=%zd\n", pn, !!(pp.revents & POLLHUP),
+		       pn > 0 ? read(pq[0], &c, 1) : (ssize_t)-1);
+		close(pq[0]);
+	}
 
 	/* RLIMIT_NOFILE at receive: the files that do not fit are dropped. */
 	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);

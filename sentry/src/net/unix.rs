@@ -276,12 +276,16 @@ pub struct UnixNamespace {
     abstract_names: Mutex<HashMap<Vec<u8>, Weak<UnixSocket>>>,
     paths: Mutex<HashMap<(u64, u64), Weak<UnixSocket>>>,
     next_auto: AtomicU32,
-    /// Files in flight in SCM_RIGHTS messages, sandbox-wide. A socket
-    /// sent over itself and closed stays in flight for good (there is no
-    /// garbage collector of such cycles yet), so their number is bounded:
+    /// Files in flight in SCM_RIGHTS messages, sandbox-wide, bounded:
     /// past [`MAX_INFLIGHT`] a send is ETOOMANYREFS, as Linux answers a
     /// user over its limit.
     inflight: AtomicUsize,
+    /// Every socket made, for the collector of sockets that only files
+    /// in flight hold ([`UnixNamespace::collect`]).
+    all: Mutex<Vec<Weak<UnixSocket>>>,
+    /// A collection is running (one at a time; the releases it causes do
+    /// not start another).
+    collecting: std::sync::atomic::AtomicBool,
 }
 
 /// The most files in flight the sandbox may have.
@@ -375,6 +379,10 @@ impl UnixNamespace {
         if n == 0 {
             return Ok(());
         }
+        if self.inflight() + n > MAX_INFLIGHT {
+            // Unreachable files in flight may free room.
+            self.collect();
+        }
         self.inflight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
                 c.checked_add(n).filter(|&t| t <= MAX_INFLIGHT)
@@ -390,6 +398,87 @@ impl UnixNamespace {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
                 Some(c.saturating_sub(n))
             });
+    }
+
+    fn register(&self, s: &Arc<UnixSocket>) {
+        let mut all = lock(&self.all);
+        // Dead entries go whenever the list doubles.
+        if all.len() >= 64 && all.len().is_power_of_two() {
+            all.retain(|w| w.strong_count() > 0);
+        }
+        all.push(Arc::downgrade(s));
+    }
+
+    /// Linux's unix_gc: frees sockets that only files in flight hold and
+    /// that no socket a task can reach holds either — a socket sent over
+    /// itself (or a ring of them) whose descriptors were all closed. A
+    /// socket's file is a candidate when every reference to it is in a
+    /// queue; the candidates reachable from the queue of a socket that is
+    /// not one stay, the others' queues are dropped, which releases them.
+    /// Nothing can take a candidate's file out of flight meanwhile: that
+    /// takes a receive on a socket holding it, and the sockets a task can
+    /// receive from are not candidates and mark what their queues hold.
+    pub fn collect(&self) {
+        use std::collections::{HashMap, HashSet};
+        if self.inflight() == 0 || self.collecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sockets: Vec<Arc<UnixSocket>> = {
+            let mut all = lock(&self.all);
+            all.retain(|w| w.strong_count() > 0);
+            all.iter().filter_map(Weak::upgrade).collect()
+        };
+        // Socket files in flight: one clone each, how many queue entries
+        // name each, and which sockets' files each socket's queue holds.
+        let mut files: HashMap<usize, (Arc<OpenFile>, u64, usize)> = HashMap::new();
+        let mut edges: HashMap<u64, Vec<u64>> = HashMap::new();
+        for s in &sockets {
+            let st = lock(&s.st);
+            for m in &st.rx {
+                for f in &m.rights {
+                    let Ok(target) = super::socket::socket_of(f) else {
+                        continue;
+                    };
+                    let e = files
+                        .entry(Arc::as_ptr(f) as usize)
+                        .or_insert_with(|| (f.clone(), target.id(), 0));
+                    e.2 += 1;
+                    edges.entry(s.id).or_default().push(target.id());
+                }
+            }
+        }
+        let candidates: HashSet<u64> = files
+            .values()
+            .filter(|(f, _, n)| Arc::strong_count(f) == n + 1)
+            .map(|(_, id, _)| *id)
+            .collect();
+        let mut reached: HashSet<u64> = HashSet::new();
+        let mut todo: Vec<u64> = sockets
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| !candidates.contains(id))
+            .collect();
+        while let Some(id) = todo.pop() {
+            for &t in edges.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
+                if reached.insert(t) {
+                    todo.push(t);
+                }
+            }
+        }
+        let mut dropped = Vec::new();
+        for s in &sockets {
+            if candidates.contains(&s.id) && !reached.contains(&s.id) {
+                let mut st = lock(&s.st);
+                st.rx_bytes = 0;
+                dropped.push(std::mem::take(&mut st.rx));
+            }
+        }
+        drop(files);
+        drop(sockets);
+        for rx in dropped {
+            drop_messages(self, rx);
+        }
+        self.collecting.store(false, Ordering::Release);
     }
 
     /// Files in flight now.
@@ -452,7 +541,7 @@ impl UnixSocket {
             }
             None => NEXT_SOCKET.fetch_add(1, Ordering::Relaxed),
         };
-        Arc::new(UnixSocket {
+        let s = Arc::new(UnixSocket {
             id,
             ty,
             created: crate::vfs::Clock::now(&crate::vfs::HostClock),
@@ -477,7 +566,9 @@ impl UnixSocket {
             cond: Condvar::new(),
             queue: WaitQueue::new(),
             wmem: AtomicUsize::new(0),
-        })
+        });
+        ns.register(&s);
+        s
     }
 
     /// socketpair(2): two sockets connected to each other, each knowing
@@ -872,6 +963,9 @@ impl UnixSocket {
             }
         }
         self.wake(crate::vfs::poll::ALL_EVENTS);
+        // A release is when rings of sockets in flight may have become
+        // unreachable (Linux's unix_release_sock schedules its gc).
+        self.ns.collect();
     }
 
     // ---- data ----
@@ -1008,6 +1102,27 @@ impl UnixSocket {
         }
         let from = self.local_addr();
         let deadline = Self::deadline(sndtimeo);
+        // Counted before any lock is held: going over the limit runs the
+        // collector, which takes every socket's lock.
+        let flying = msg.rights.len();
+        self.ns.take_inflight(flying)?;
+        let r = self.push_dgram(io, msg, &target, sndbuf, deadline, from);
+        if r.is_err() {
+            self.ns.put_inflight(flying);
+        }
+        r
+    }
+
+    /// A datagram (or record) into `target`'s queue, waiting for room.
+    fn push_dgram(
+        self: &Arc<Self>,
+        io: &IoCtx<'_>,
+        msg: Outgoing,
+        target: &Arc<UnixSocket>,
+        sndbuf: usize,
+        deadline: Option<Instant>,
+        from: Option<UnixAddr>,
+    ) -> Result<usize, Errno> {
         let len = msg.data.len();
         let talks_back = target.peer_is(self);
         loop {
@@ -1030,7 +1145,7 @@ impl UnixSocket {
                     return Err(Errno::EPIPE);
                 }
                 let mut st = lock(&self.st);
-                if st.peer.as_ref().is_some_and(|p| Arc::ptr_eq(p, &target)) {
+                if st.peer.as_ref().is_some_and(|p| Arc::ptr_eq(p, target)) {
                     st.peer = None;
                     st.conn = Conn::Unconnected;
                 }
@@ -1054,7 +1169,6 @@ impl UnixSocket {
                 drop(self.wait(g, io, deadline)?);
                 continue;
             }
-            self.ns.take_inflight(msg.rights.len())?;
             self.wmem.fetch_add(len, Ordering::AcqRel);
             tst.rx_bytes += len;
             tst.rx.push_back(Message {
@@ -1556,6 +1670,46 @@ mod tests {
         assert_eq!(c.send(&io(&intr, true), with(1), None), Ok(1));
         assert_eq!(ns.inflight(), MAX_INFLIGHT);
         drop(d);
+    }
+
+    #[test]
+    fn sockets_only_files_in_flight_hold_are_collected() {
+        use crate::net::socket::SocketFile;
+        let ns = UnixNamespace::new();
+        let intr = Interrupt::new();
+        let (a, b) = UnixSocket::pair(&ns, SockType::Stream, UCred::default());
+        let (p, q) = UnixSocket::pair(&ns, SockType::Stream, UCred::default());
+        let (fa, fb) = (
+            SocketFile::open(a.clone(), 0),
+            SocketFile::open(b.clone(), 0),
+        );
+        let (fp, fq) = (SocketFile::open(p.clone(), 0), SocketFile::open(q, 0));
+        let carrying = |f: &Arc<OpenFile>| Outgoing {
+            data: b"x".to_vec(),
+            rights: vec![f.clone()],
+            cred: UCred::default(),
+        };
+        // a over a, b over b, and q into the ring too.
+        a.send(&io(&intr, true), carrying(&fa), None).unwrap();
+        b.send(&io(&intr, true), carrying(&fb), None).unwrap();
+        a.send(&io(&intr, true), carrying(&fq), None).unwrap();
+        // A live socket holding a file in flight keeps it.
+        let (x, y) = UnixSocket::pair(&ns, SockType::Dgram, UCred::default());
+        let (fx, fy) = (SocketFile::open(x.clone(), 0), SocketFile::open(y, 0));
+        let (kept, _kept_peer) = UnixSocket::pair(&ns, SockType::Stream, UCred::default());
+        let fk = SocketFile::open(kept.clone(), 0);
+        x.send(&io(&intr, true), carrying(&fk), None).unwrap();
+        drop(fk);
+        assert_eq!(ns.inflight(), 4);
+        drop((fa, fb, fq));
+        ns.collect();
+        assert!(a.is_closed() && b.is_closed(), "the ring is freed");
+        let mut buf = [0u8; 4];
+        let got = p.recv(&io(&intr, true), &mut buf, false, false).unwrap();
+        assert_eq!(got.copied, 0, "q went with the ring: EOF");
+        assert!(!kept.is_closed(), "held by a live socket's queue");
+        assert_eq!(ns.inflight(), 1);
+        drop((fp, fx, fy));
     }
 
     impl UnixNamespace {
