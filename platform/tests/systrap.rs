@@ -698,7 +698,7 @@ fn the_first_thread_may_leave_to_another_host_thread() {
 #[test]
 fn forging_the_leaders_status_page() {
     let f0 = Fx::new(&Asm::new().int3());
-    let status = f0.sys().stub_region().0 + 2 * PAGE;
+    let status = f0.sys().status_addr();
     drop(f0);
     let top = 0;
     let code = Asm::new()

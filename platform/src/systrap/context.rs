@@ -170,6 +170,8 @@ impl SystrapContext {
         let shm = aspace.shm();
         let i = slot.index;
         check_regs(aspace, &state.regs)?;
+        // Maps queued since the last switch run before application code.
+        aspace.flush()?;
         aspace.write_regs(slot, &state.regs);
         let event = loop {
             match aspace.resume(slot, &self.interrupter)? {

@@ -67,6 +67,7 @@ mod address_space;
 mod context;
 mod filter;
 mod shared;
+mod spin;
 mod stub;
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
