@@ -84,6 +84,12 @@ fn may_bind() -> bool {
     *BIND.get_or_init(|| std::env::var("CRYO_SYSTRAP_BIND").map_or(true, |v| v != "0"))
 }
 
+/// Experiment knob: CRYO_SYSTRAP_BIND=always binds at the first window.
+fn bind_always() -> bool {
+    static B: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *B.get_or_init(|| std::env::var("CRYO_SYSTRAP_BIND").is_ok_and(|v| v == "always"))
+}
+
 /// Waits per window of [`Pacing`].
 const WINDOW: u32 = 64;
 /// Switches before a bound pair polls again.
@@ -98,7 +104,7 @@ impl Slot {
         p.slept += u32::from(slept);
         match p.bound {
             None if p.waits >= WINDOW => {
-                if p.slept * 2 > p.waits && may_bind() {
+                if (p.slept * 2 > p.waits || bind_always()) && may_bind() {
                     if let Some(cpu) = bind_pair(self.tid) {
                         p.bound = Some(cpu);
                         shm.write_u32(slot_off(self.index, SL_SPIN), 0);

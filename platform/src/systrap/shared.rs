@@ -6,12 +6,12 @@
 //! ```text
 //! stub address        memfd offset
 //! S + 0x0000          -          code page (read+exec, inherited across fork)
-//! S + 0x1000          0x0000     control pages (2): read-only in the stub
-//! S + 0x3000          0x2000     leader status page: read-write
-//! S + 0x4000 + i*SLOT 0x3000 + i*SLOT  thread slot i: read-write
+//! S + 0x1000          0x0000     control page: read-only in the stub
+//! S + 0x2000          0x1000     leader status page: read-write
+//! S + 0x3000 + i*SLOT 0x2000 + i*SLOT  thread slot i: read-write
 //! ```
 //!
-//! The control pages carry the Sentry's requests to the stub's leader thread
+//! The control page carries the Sentry's requests to the stub's leader thread
 //! (the one thread that executes mmap/munmap/mprotect/clone; it never runs
 //! application code), a queue of up to [`QUEUE_MAX`] syscalls it runs in
 //! one go, and the seccomp programs. The stub cannot write it: the
@@ -31,11 +31,11 @@ use crate::PlatformError;
 
 /// The size of a page on x86_64 (the stub code hard-codes it).
 pub(crate) const PAGE: u64 = 0x1000;
-/// The control pages' offset from the stub base and in the memfd, and
-/// their length.
+/// The control page's offset from the stub base and in the memfd, and its
+/// length.
 pub(crate) const CTL_STUB_OFF: u64 = PAGE;
 pub(crate) const CTL_SHM_OFF: u64 = 0;
-pub(crate) const CTL_LEN: u64 = 2 * PAGE;
+pub(crate) const CTL_LEN: u64 = PAGE;
 /// The leader status page.
 pub(crate) const STATUS_STUB_OFF: u64 = CTL_STUB_OFF + CTL_LEN;
 pub(crate) const STATUS_SHM_OFF: u64 = CTL_LEN;
@@ -64,14 +64,15 @@ pub(crate) const CTL_FPROG_LEADER: u64 = 0x100;
 pub(crate) const CTL_FPROG_APP: u64 = 0x110;
 /// Their instructions.
 pub(crate) const CTL_FILTER_LEADER: u64 = 0x200;
-pub(crate) const CTL_FILTER_APP: u64 = 0x800;
-pub(crate) const CTL_FILTER_MAX: usize = 0x600 / 8;
-/// The request queue (second control page): entries of a syscall number
+pub(crate) const CTL_FILTER_APP: u64 = 0x400;
+/// Instructions per filter (the programs have 20-30).
+pub(crate) const CTL_FILTER_MAX: usize = 0x200 / 8;
+/// The request queue (the rest of the control page): entries of a syscall number
 /// (u64) and six arguments, `QUEUE_ENTRY` bytes each. The leader runs
 /// them in order and stops at the first that fails.
-pub(crate) const CTL_QUEUE: u64 = PAGE;
+pub(crate) const CTL_QUEUE: u64 = 0x600;
 pub(crate) const QUEUE_ENTRY: u64 = 64;
-pub(crate) const QUEUE_MAX: u64 = 64;
+pub(crate) const QUEUE_MAX: u64 = (PAGE - CTL_QUEUE) / QUEUE_ENTRY;
 
 // Leader status page.
 /// The last request done (u32; for diagnostics: the completion itself is
