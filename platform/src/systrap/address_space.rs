@@ -90,6 +90,10 @@ fn bind_always() -> bool {
     *B.get_or_init(|| std::env::var("CRYO_SYSTRAP_BIND").is_ok_and(|v| v == "always"))
 }
 
+/// A switch that ran the application this long was computing, not handing
+/// over: it does not count for [`Pacing`].
+const LONG_RUN: Duration = Duration::from_micros(500);
+
 /// Waits per window of [`Pacing`].
 const WINDOW: u32 = 64;
 /// Switches before a bound pair polls again.
@@ -167,11 +171,27 @@ static ORIGINAL_AFFINITY: std::sync::OnceLock<Option<nix::sched::CpuSet>> =
 
 /// Binds stub thread `tid` and the calling thread to the CPU the caller is
 /// on.
+///
+/// Every pair goes to the one CPU the first pair was bound to: a pair is
+/// bound because its hand-overs miss the poll, and its wake-ups then cross
+/// to whichever CPU the scheduler picks; waking a task on an idle vCPU
+/// costs ~30 µs on the development VM (perf sched: scheduling delay of the
+/// woken thread), more than all the work of a round trip. Pairs that talk
+/// to each other (a futex or pipe ping-pong between two tasks: Sentry
+/// thread to Sentry thread) then wake each other on that CPU too, as the
+/// ptrace platform's stops (sync wake-ups) do by themselves.
 fn bind_pair(tid: i32) -> Option<usize> {
     use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
     use nix::unistd::Pid;
+    use std::sync::atomic::AtomicUsize;
+    static BOUND_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
     ORIGINAL_AFFINITY.get_or_init(|| sched_getaffinity(Pid::from_raw(0)).ok());
-    let cpu = sched_getcpu().ok()?;
+    let here = sched_getcpu().ok()?;
+    let cpu = match BOUND_CPU.compare_exchange(usize::MAX, here, Ordering::SeqCst, Ordering::SeqCst)
+    {
+        Ok(_) => here,
+        Err(cpu) => cpu,
+    };
     let mut set = CpuSet::new();
     set.set(cpu).ok()?;
     sched_setaffinity(Pid::from_raw(tid), &set).ok()?;
@@ -838,14 +858,18 @@ impl SystrapAddressSpace {
         slot: &mut Slot,
         interrupt: &super::context::SystrapInterrupter,
     ) -> Result<Seen, PlatformError> {
+        let napped = self.shm.read_u32(slot_off(slot.index, SL_NAP)) != 0;
         let woke = self.post(slot, CMD_RESUME);
+        let started = Instant::now();
         let (seen, slept) =
             self.wait_slot_paced(slot.index, slot.tid, Some(interrupt), slot.sentry_spin())?;
-        // A stub thread that slept (it napped while the Sentry waited for
-        // the leader, or its task blocked in the Sentry) takes a wake-up
-        // before it runs: the wait says nothing about whether polling pays.
-        if !woke {
-            slot.pace(&self.shm, slept);
+        // A hand-over that needed a wake-up on either side counts against
+        // polling (a task that blocked in the Sentry wakes its stub thread
+        // on whichever CPU it slept), but not one where the stub thread was
+        // told to nap (the Sentry waited for the leader) or the application
+        // computed for long (no poll would have lasted).
+        if started.elapsed() < LONG_RUN && !(woke && napped) {
+            slot.pace(&self.shm, slept || woke);
         }
         Ok(seen)
     }
