@@ -12,8 +12,8 @@ use nix::errno::Errno;
 use super::context::SystrapContext;
 use super::current_tid;
 use super::filter;
-use super::spin::{budgets, poll};
 use super::shared::*;
+use super::spin::{budgets, poll};
 use super::stub::{fork_stub, StubPage, INTERRUPT_SIGNAL};
 use crate::{AddressSpace, Context, FpState, Layout, PlatformError, Prot, Registers};
 
@@ -540,11 +540,7 @@ impl SystrapAddressSpace {
 
     /// Runs what the queue holds (and `last`, if any, after it) in one
     /// request to the leader; returns `last`'s result (0 without one).
-    fn leader_run(
-        &self,
-        leader: &mut Leader,
-        last: Option<Request>,
-    ) -> Result<u64, PlatformError> {
+    fn leader_run(&self, leader: &mut Leader, last: Option<Request>) -> Result<u64, PlatformError> {
         self.check_alive()?;
         let synchronous = last.is_some();
         if let Some(r) = last {
@@ -639,7 +635,8 @@ impl SystrapAddressSpace {
         let mut last_ret = 0u64;
         for (i, r) in queue.iter().enumerate() {
             let ret = if i < ran {
-                self.shm.read_u64(STATUS_SHM_OFF + ST_RESULTS + 8 * i as u64) as i64
+                self.shm
+                    .read_u64(STATUS_SHM_OFF + ST_RESULTS + 8 * i as u64) as i64
             } else {
                 // Not run: the leader stopped at the one before.
                 -libc::ECANCELED as i64
@@ -654,10 +651,7 @@ impl SystrapAddressSpace {
             let is_last = synchronous && i + 1 == queue.len();
             let failed = (-4095..0).contains(&ret);
             if r.nr == libc::SYS_mmap && !failed && ret as u64 != r.args[0] {
-                return Err(self.corrupt(format!(
-                    "mmap at {:#x} mapped at {ret:#x}",
-                    r.args[0]
-                )));
+                return Err(self.corrupt(format!("mmap at {:#x} mapped at {ret:#x}", r.args[0])));
             }
             if failed && is_last {
                 return Err(PlatformError::Injected {
@@ -670,9 +664,7 @@ impl SystrapAddressSpace {
                 // no longer matches the address space it should hold.
                 return Err(self.corrupt(format!(
                     "queued {} at {:#x} failed: errno {}",
-                    r.name,
-                    r.args[0],
-                    -ret
+                    r.name, r.args[0], -ret
                 )));
             }
             last_ret = ret as u64;
@@ -792,7 +784,9 @@ impl SystrapAddressSpace {
                 other => Err(self.corrupt(format!("thread {tid}: slot state {other:#x}"))),
             }
         };
-        let polled = poll(budget, || classify(state.load(Ordering::Acquire)).transpose());
+        let polled = poll(budget, || {
+            classify(state.load(Ordering::Acquire)).transpose()
+        });
         if let Some(seen) = polled {
             return seen.map(|s| (s, false));
         }
