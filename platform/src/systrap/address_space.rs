@@ -169,6 +169,26 @@ fn release_self() {
 static ORIGINAL_AFFINITY: std::sync::OnceLock<Option<nix::sched::CpuSet>> =
     std::sync::OnceLock::new();
 
+/// The one CPU bound pairs share, once a pair was bound.
+static BOUND_CPU: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+/// The CPU the calling Sentry thread is bound to by a pacing, if it is.
+fn my_bound_cpu() -> Option<usize> {
+    if !HOST_BOUND.get() {
+        return None;
+    }
+    let cpu = BOUND_CPU.load(Ordering::SeqCst);
+    (cpu != usize::MAX).then_some(cpu)
+}
+
+/// Binds host thread `tid` to `cpu` (the leader of an address space whose
+/// Sentry threads are bound: its wake-ups then stay on that CPU too).
+fn bind_thread(tid: i32, cpu: usize) -> bool {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    set.set(cpu).is_ok() && sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set).is_ok()
+}
+
 /// Binds stub thread `tid` and the calling thread to the CPU the caller is
 /// on.
 ///
@@ -183,8 +203,6 @@ static ORIGINAL_AFFINITY: std::sync::OnceLock<Option<nix::sched::CpuSet>> =
 fn bind_pair(tid: i32) -> Option<usize> {
     use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
     use nix::unistd::Pid;
-    use std::sync::atomic::AtomicUsize;
-    static BOUND_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
     ORIGINAL_AFFINITY.get_or_init(|| sched_getaffinity(Pid::from_raw(0)).ok());
     let here = sched_getcpu().ok()?;
     let cpu = match BOUND_CPU.compare_exchange(usize::MAX, here, Ordering::SeqCst, Ordering::SeqCst)
@@ -228,6 +246,8 @@ struct Leader {
     /// What the stub maps below the stub region once the queue has run:
     /// start -> end, disjoint, merged when adjacent.
     mapped: std::collections::BTreeMap<u64, u64>,
+    /// The CPU the leader thread is bound to, if any.
+    cpu: Option<usize>,
 }
 
 impl Leader {
@@ -401,6 +421,15 @@ impl SystrapAddressSpace {
         Ok(aspace)
     }
 
+    /// Makes the calling thread the runner of the first thread (an address
+    /// space from the pool was made by the pool's thread).
+    pub(crate) fn adopt_first(&self) {
+        let caller = current_tid();
+        if let Some(e) = lock(&self.threads).entries.first_mut() {
+            e.host = caller;
+        }
+    }
+
     /// The stub process's host pid.
     pub fn stub_pid(&self) -> i32 {
         self.pid
@@ -558,6 +587,16 @@ impl SystrapAddressSpace {
         // needs a CPU, and a leader call takes a wake-up anyway.
         if let Some(index) = self.my_slot_index() {
             self.shm.write_u32(slot_off(index, SL_NAP), 1);
+        }
+        // A Sentry thread bound to one CPU (see `Pacing`) sleeps until the
+        // leader answers: the leader runs best on that CPU too, instead of
+        // being woken on another (an idle one is ~30 µs away here, a busy
+        // one a time slice).
+        let want = my_bound_cpu();
+        if want.is_some() && leader.cpu != want {
+            if let Some(cpu) = want.filter(|&c| bind_thread(self.pid, c)) {
+                leader.cpu = Some(cpu);
+            }
         }
         leader.seq = leader.seq.wrapping_add(1);
         let s = leader.seq;
@@ -728,6 +767,13 @@ impl SystrapAddressSpace {
             .ok()
             .filter(|&t| t > 0)
             .ok_or_else(|| self.corrupt(format!("clone returned {tid:#x}")))?;
+        // A thread cloned by a bound leader starts bound: it is paced on
+        // its own.
+        if lock(&self.leader).cpu.is_some() {
+            if let Some(Some(all)) = ORIGINAL_AFFINITY.get() {
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), all);
+            }
+        }
         match self.wait_slot(index, tid, None)? {
             Seen::Event => {}
             Seen::Dead => return Err(self.died(format!("new thread {tid} died at its start"))),

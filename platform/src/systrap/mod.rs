@@ -66,6 +66,7 @@
 mod address_space;
 mod context;
 mod filter;
+mod pool;
 mod shared;
 mod spin;
 mod stub;
@@ -85,6 +86,7 @@ pub struct SystrapPlatform {
     layout: Layout,
     page: stub::StubPage,
     memory_file: OwnedFd,
+    pool: pool::Pool,
 }
 
 /// Whether this host can run the systrap platform, and if not, why.
@@ -125,10 +127,18 @@ impl SystrapPlatform {
             memory_fd = memory_file.as_raw_fd(),
             "systrap platform ready"
         );
+        let pool_fd = memory_file.try_clone().map_err(|e| PlatformError::Host {
+            op: "dup(memory file)",
+            source: e
+                .raw_os_error()
+                .map(nix::Error::from_raw)
+                .unwrap_or(nix::Error::UnknownErrno),
+        })?;
         Ok(SystrapPlatform {
             layout,
             page,
             memory_file,
+            pool: pool::Pool::new(layout, page, pool_fd),
         })
     }
 
@@ -138,6 +148,10 @@ impl SystrapPlatform {
 
     /// [`Platform::new_address_space`] with the concrete type.
     pub fn new_systrap_address_space(&self) -> Result<SystrapAddressSpace, PlatformError> {
+        if let Some(ready) = self.pool.take() {
+            ready.adopt_first();
+            return Ok(ready);
+        }
         SystrapAddressSpace::new(self.layout, self.page, self.memory_file.as_raw_fd())
     }
 }
