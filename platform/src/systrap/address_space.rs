@@ -169,6 +169,13 @@ fn release_self() {
 static ORIGINAL_AFFINITY: std::sync::OnceLock<Option<nix::sched::CpuSet>> =
     std::sync::OnceLock::new();
 
+/// Whether a leader is bound to its caller's CPU (`CRYO_SYSTRAP_LEADER_FOLLOWS=0`
+/// turns it off: a tuning knob).
+fn leader_follows() -> bool {
+    static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *F.get_or_init(|| std::env::var("CRYO_SYSTRAP_LEADER_FOLLOWS").map_or(true, |v| v != "0"))
+}
+
 /// The one CPU bound pairs share, once a pair was bound.
 static BOUND_CPU: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
 
@@ -324,6 +331,9 @@ pub struct SystrapAddressSpace {
     threads: Mutex<Threads>,
     dead: AtomicBool,
     reaped: AtomicBool,
+    /// Switches running application code now (left counted when a switch
+    /// fails: the thread may still run).
+    in_app: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for SystrapAddressSpace {
@@ -406,6 +416,7 @@ impl SystrapAddressSpace {
             }),
             dead: AtomicBool::new(false),
             reaped: AtomicBool::new(false),
+            in_app: std::sync::atomic::AtomicUsize::new(0),
         };
         let slot = aspace.spawn_thread()?;
         lock(&aspace.threads).entries.push(Entry {
@@ -428,6 +439,16 @@ impl SystrapAddressSpace {
         if let Some(e) = lock(&self.threads).entries.first_mut() {
             e.host = caller;
         }
+    }
+
+    /// Notes a switch into application code starting, or one ending
+    /// cleanly (see `Drop`).
+    pub(crate) fn enter_app(&self) {
+        self.in_app.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn leave_app(&self) {
+        self.in_app.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The stub process's host pid.
@@ -588,12 +609,12 @@ impl SystrapAddressSpace {
         if let Some(index) = self.my_slot_index() {
             self.shm.write_u32(slot_off(index, SL_NAP), 1);
         }
-        // A Sentry thread bound to one CPU (see `Pacing`) sleeps until the
-        // leader answers: the leader runs best on that CPU too, instead of
-        // being woken on another (an idle one is ~30 µs away here, a busy
-        // one a time slice).
-        let want = my_bound_cpu();
-        if want.is_some() && leader.cpu != want {
+        // The Sentry thread sleeps until the leader answers: the leader
+        // runs best on the caller's CPU, a local wake-up, instead of being
+        // woken on another (an idle vCPU is ~30 µs away here, a busy one a
+        // time slice away). It follows the caller when that moves.
+        let want = my_bound_cpu().or_else(|| nix::sched::sched_getcpu().ok());
+        if want.is_some() && leader.cpu != want && leader_follows() {
             if let Some(cpu) = want.filter(|&c| bind_thread(self.pid, c)) {
                 leader.cpu = Some(cpu);
             }
@@ -1235,6 +1256,18 @@ impl Drop for SystrapAddressSpace {
         }
         // SAFETY: kill(2) of our unreaped child.
         unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        // With no switch running (every thread parked in its handler or
+        // gone, as at the end of exit_group or execve), no application code
+        // runs after SIGKILL: a parked thread dies in the kernel without
+        // returning to user mode, and only the Sentry can hand it back
+        // (the application, stopped, cannot forge that). So the memory file
+        // pages it maps may be reused at once and the stub reaped later,
+        // off the exiting task's path (on a busy host its threads take
+        // hundreds of µs to be scheduled and die). Otherwise wait.
+        if self.in_app.load(Ordering::SeqCst) == 0 && reap_later(self.pid) {
+            self.reaped.store(true, Ordering::SeqCst);
+            return;
+        }
         let mut status = 0;
         loop {
             // SAFETY: waitpid writes only `status`.
@@ -1246,6 +1279,34 @@ impl Drop for SystrapAddressSpace {
         self.reaped.store(true, Ordering::SeqCst);
         tracing::debug!(pid = self.pid, "systrap stub reaped");
     }
+}
+
+/// Hands a killed stub to the reaper thread; false if there is none.
+fn reap_later(pid: i32) -> bool {
+    static REAPER: std::sync::OnceLock<Option<Mutex<std::sync::mpsc::Sender<i32>>>> =
+        std::sync::OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<i32>();
+        std::thread::Builder::new()
+            .name("cryo-systrap-reaper".into())
+            .spawn(move || {
+                for pid in rx {
+                    let mut status = 0;
+                    loop {
+                        // SAFETY: waitpid of a killed, unreaped child of
+                        // ours, writing only `status`.
+                        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+                        if r >= 0 || Errno::last() != Errno::EINTR {
+                            break;
+                        }
+                    }
+                    tracing::debug!(pid, "systrap stub reaped");
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    reaper.as_ref().is_some_and(|tx| lock(tx).send(pid).is_ok())
 }
 
 #[cfg(test)]

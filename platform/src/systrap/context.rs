@@ -263,7 +263,11 @@ impl Context for SystrapContext {
             self.interrupter.running.store(0, Ordering::SeqCst);
             return Ok(Event::Interrupted);
         }
+        aspace.enter_app();
         let r = self.run(aspace, &mut slot, state);
+        if r.is_ok() {
+            aspace.leave_app();
+        }
         self.interrupter.running.store(0, Ordering::SeqCst);
         r
     }
