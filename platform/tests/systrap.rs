@@ -474,6 +474,13 @@ fn dropping_or_killing_the_stub() {
     let f = Fx::new(&code);
     let pid = f.sys().stub_pid();
     drop(f);
+    // Killed at once; reaped by the reaper thread when no switch ran.
+    let start = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && start.elapsed() < std::time::Duration::from_secs(5)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "stub reaped"

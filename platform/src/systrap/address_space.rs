@@ -1170,6 +1170,7 @@ impl AddressSpace for SystrapAddressSpace {
                 offset,
             ],
         };
+        self.check_alive()?;
         let mut leader = lock(&self.leader);
         // A map where the stub maps nothing waits in the queue: no
         // application access can tell (a thread that touches the range
