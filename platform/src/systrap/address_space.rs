@@ -451,6 +451,16 @@ impl SystrapAddressSpace {
         self.in_app.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Whether no thread of this stub runs application code: every switch
+    /// runs the queue (under the leader's lock, which the caller holds)
+    /// before its thread resumes, so until then no application access can
+    /// see whether a queued request ran, and memory file pages a queued
+    /// unmap or map drops may be reused at once. Counted by the Sentry,
+    /// not read from the slots the application can write.
+    fn parked(&self) -> bool {
+        self.in_app.load(Ordering::SeqCst) == 0
+    }
+
     /// The stub process's host pid.
     pub fn stub_pid(&self) -> i32 {
         self.pid
@@ -1176,9 +1186,12 @@ impl AddressSpace for SystrapAddressSpace {
         // application access can tell (a thread that touches the range
         // before the next switch faults as if it came before the map), and
         // every map of a new address space (exec, fork) then runs in one
-        // request. A map over a mapping runs now: the memory file pages it
-        // replaces may be freed and reused as soon as this returns.
-        let deferred = leader.is_free(addr, len) && (leader.queue.len() as u64) < QUEUE_MAX;
+        // request. A map over a mapping waits only while no thread runs
+        // application code (see `parked`); else it runs now: the memory
+        // file pages it replaces may be freed and reused as soon as this
+        // returns.
+        let deferred =
+            (leader.is_free(addr, len) || self.parked()) && (leader.queue.len() as u64) < QUEUE_MAX;
         leader.note_mapped(addr, len);
         if deferred {
             leader.queue.push(req);
@@ -1191,13 +1204,18 @@ impl AddressSpace for SystrapAddressSpace {
     fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
         self.layout.check_range(addr, len)?;
         if let Some((a, l)) = self.below_stub(addr, len) {
+            self.check_alive()?;
             let mut leader = lock(&self.leader);
             let req = Request {
                 name: "munmap",
                 nr: libc::SYS_munmap,
                 args: [a, l, 0, 0, 0, 0],
             };
-            self.leader_run(&mut leader, Some(req))?;
+            if self.parked() && (leader.queue.len() as u64) < QUEUE_MAX {
+                leader.queue.push(req);
+            } else {
+                self.leader_run(&mut leader, Some(req))?;
+            }
             leader.note_unmapped(a, l);
         }
         Ok(())
@@ -1206,11 +1224,18 @@ impl AddressSpace for SystrapAddressSpace {
     fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
         self.layout.check_range(addr, len)?;
         if let Some((a, l)) = self.below_stub(addr, len) {
-            self.leader_call(
-                "mprotect",
-                libc::SYS_mprotect,
-                [a, l, prot.to_bits() as u64, 0, 0, 0],
-            )?;
+            self.check_alive()?;
+            let mut leader = lock(&self.leader);
+            let req = Request {
+                name: "mprotect",
+                nr: libc::SYS_mprotect,
+                args: [a, l, prot.to_bits() as u64, 0, 0, 0],
+            };
+            if self.parked() && (leader.queue.len() as u64) < QUEUE_MAX {
+                leader.queue.push(req);
+            } else {
+                self.leader_run(&mut leader, Some(req))?;
+            }
         }
         Ok(())
     }
