@@ -2,14 +2,18 @@
 //!
 //! The code is hand-written, position-independent x86_64 (only
 //! rip-relative references inside the blob), copied into one page mapped in
-//! the Sentry at the stub address, so every stub forked from the Sentry
-//! inherits it there. It has three parts:
+//! the Sentry at the stub address, so the zygote forked from the Sentry
+//! (and every stub it clones) inherits it there. It has four parts:
 //!
+//! * the **zygote**: unmaps everything but the code page, maps one scratch
+//!   page, and then clones a stub (CLONE_PARENT) for each request that
+//!   comes on its socket with the new stub's fds; the child moves the fds
+//!   to the numbers asked for and jumps into the leader.
 //! * the **leader**: the stub's first thread. It unmaps everything but the
 //!   code page, maps the shared memory, seals the stub region (mseal),
 //!   installs the leader filter, then serves the Sentry's requests from the
-//!   read-only control page: one syscall each (mmap, munmap, mprotect,
-//!   clone). It uses registers only (no stack an application could
+//!   read-only control page: a queue of syscalls each (mmap, munmap,
+//!   mprotect, clone), results into the status page. It uses registers only (no stack an application could
 //!   scribble on) and never runs application code.
 //! * the **new thread** entry (the child side of the leader's clone): sets
 //!   its signal stack, unblocks the fault signals, installs the application
