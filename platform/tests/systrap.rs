@@ -752,3 +752,59 @@ fn forging_the_leaders_status_page() {
         "{r:?} after {ok} maps and {failed} refusals"
     );
 }
+
+/// Address spaces made from several threads at once (each asks the zygote,
+/// or takes one from the pool) are each a working stub that is this
+/// process's own child, and each maps its own memory: the queued maps run
+/// before the first switch.
+#[test]
+fn many_address_spaces_from_many_threads() {
+    let code = Asm::new().mov_eax(39).syscall().int3();
+    let mem = memfd(16 * PAGE);
+    write_at(&mem, CODE_OFF, &code.0);
+    let platform = Arc::new(SystrapPlatform::new(mem.as_fd()).expect("platform"));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let platform = platform.clone();
+            std::thread::spawn(move || {
+                let mut pids = Vec::new();
+                for _ in 0..8 {
+                    let aspace = platform.new_address_space().expect("address space");
+                    aspace
+                        .map(CODE, PAGE, CODE_OFF, Prot::READ_EXEC)
+                        .expect("map code");
+                    let mut ctx = platform.new_context().expect("context");
+                    let mut state = CpuState {
+                        regs: Registers::new_user(CODE, DATA + PAGE),
+                    };
+                    let ev = ctx.switch(aspace.as_ref(), &mut state).expect("switch");
+                    assert_eq!(ev, Event::Syscall);
+                    assert_eq!(state.regs.syscall_nr(), SYS_GETPID);
+                    let s: &SystrapAddressSpace = aspace.as_any().downcast_ref().expect("systrap");
+                    let pid = s.stub_pid();
+                    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .expect("stat")
+                        .rsplit(')')
+                        .next()
+                        .and_then(|r| r.split_whitespace().nth(1).map(str::to_owned))
+                        .expect("ppid");
+                    assert_eq!(
+                        ppid,
+                        std::process::id().to_string(),
+                        "stub {pid} is the Sentry's child"
+                    );
+                    pids.push(pid);
+                }
+                pids
+            })
+        })
+        .collect();
+    let mut all: Vec<i32> = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("no panic"))
+        .collect();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "every address space its own stub");
+}
