@@ -75,7 +75,15 @@ pub(crate) struct Pacing {
     /// Waits, and waits that ended asleep, in the current window.
     pub waits: u32,
     pub slept: u32,
+    /// The first sample was taken.
+    pub started: bool,
 }
+
+/// What the last window of any thread decided: bind (polls were failing).
+/// A new thread (of a new process: fork, exec) starts as that says,
+/// instead of spending its first window, most of a short-lived process's
+/// life, polling on a busy host.
+static HOST_BUSY: AtomicBool = AtomicBool::new(false);
 
 /// Whether pacing may bind a pair to one CPU (`CRYO_SYSTRAP_BIND=0`
 /// forbids it: a tuning knob).
@@ -104,11 +112,23 @@ impl Slot {
     /// so. Called by the slot's Sentry thread only.
     pub(crate) fn pace(&mut self, shm: &Shared, slept: bool) {
         let p = &mut self.pacing;
+        if !p.started {
+            p.started = true;
+            if HOST_BUSY.load(Ordering::Relaxed) && may_bind() {
+                if let Some(cpu) = bind_pair(self.tid) {
+                    p.bound = Some(cpu);
+                    shm.write_u32(slot_off(self.index, SL_SPIN), 0);
+                    tracing::trace!(tid = self.tid, cpu, "systrap: bound from the start");
+                }
+            }
+        }
         p.waits += 1;
         p.slept += u32::from(slept);
         match p.bound {
             None if p.waits >= WINDOW => {
-                if (p.slept * 2 > p.waits || bind_always()) && may_bind() {
+                let busy = p.slept * 2 > p.waits || bind_always();
+                HOST_BUSY.store(busy, Ordering::Relaxed);
+                if busy && may_bind() {
                     if let Some(cpu) = bind_pair(self.tid) {
                         p.bound = Some(cpu);
                         shm.write_u32(slot_off(self.index, SL_SPIN), 0);
