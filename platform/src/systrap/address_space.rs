@@ -211,7 +211,10 @@ fn my_bound_cpu() -> Option<usize> {
 /// Binds host thread `tid` to `cpu` (the leader of an address space whose
 /// Sentry threads are bound: its wake-ups then stay on that CPU too).
 fn bind_thread(tid: i32, cpu: usize) -> bool {
-    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    // Known before anything is bound: the threads a bound leader clones are
+    // given it back.
+    ORIGINAL_AFFINITY.get_or_init(|| sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok());
     let mut set = CpuSet::new();
     set.set(cpu).is_ok() && sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set).is_ok()
 }
