@@ -100,6 +100,7 @@ pub fn run(args: CheckpointArgs, root: &Path) -> anyhow::Result<i32> {
     match conn.call(&req, &[file.as_fd(), dir_file.as_fd()])? {
         Reply::Saved { .. } => Ok(0),
         Reply::Error(e) => bail!("checkpoint of {:?} failed: {e}", args.id),
+        other => bail!("checkpoint of {:?}: unexpected answer {other:?}", args.id),
     }
 }
 

@@ -111,8 +111,24 @@ pub fn load(root: &Path, id: &str) -> anyhow::Result<ContainerState> {
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let state: ContainerState =
-        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+    let state: ContainerState = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        // An OCI container (`cryo create`) keeps its own record there; its
+        // sandbox answers a checkpoint on the same control socket.
+        Err(e) => match crate::oci::state::peek(root, id) {
+            Ok(r) if r.status() == crate::oci::state::Status::Running => ContainerState {
+                id: r.id,
+                pid: r.pid,
+                status: "running".into(),
+                argv: Vec::new(),
+                created: 0,
+            },
+            Ok(r) => bail!("container {id:?} is {}, not running", r.status().as_str()),
+            Err(_) => {
+                return Err(e).with_context(|| format!("{} is corrupt", path.display()));
+            }
+        },
+    };
     if !pid_alive(state.pid) {
         bail!(
             "sandbox {id:?} is not running (its process {} is gone)",

@@ -39,6 +39,55 @@ pub enum Request {
         /// Replace a statefile already there (otherwise the link refuses to).
         force: bool,
     },
+    /// OCI `start`: run the container's init, which `create` booted.
+    Start,
+    /// OCI `kill`: `signal` to init, or with `all` to every process.
+    Kill {
+        signal: i32,
+        all: bool,
+    },
+    /// OCI `pause`: freeze every task until `Resume`.
+    Pause,
+    Resume,
+    /// OCI `ps`: the sandbox's processes.
+    Ps,
+    /// OCI `events --stats`: what the sandbox uses.
+    Stats,
+    /// OCI `exec`: a new process, its stdio the three passed files. The
+    /// sandbox answers `Started`, then `Exited` when it ends.
+    Exec(ExecSpec),
+}
+
+/// A process `cryo exec` starts in a running sandbox.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub no_new_privs: bool,
+}
+
+/// What a sandbox uses, for `events`: CPU time of its processes (live
+/// ones and those they reaped), its memory now, its tasks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    pub memory_bytes: u64,
+    pub tasks: u64,
+    pub tasks_limit: u64,
+}
+
+/// One process of `ps`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub uid: u32,
+    pub cmd: String,
 }
 
 /// The sandbox's answer.
@@ -48,6 +97,17 @@ pub enum Reply {
     Saved {
         file_bytes: u64,
         memory_bytes: u64,
+    },
+    Done,
+    Processes(Vec<ProcessInfo>),
+    Stats(ContainerStats),
+    /// An exec'd process runs, with this pid in the sandbox.
+    Started {
+        pid: i32,
+    },
+    /// It ended: the status a shell gives it (128+N for signal N).
+    Exited {
+        code: i32,
     },
     Error(String),
 }
@@ -107,13 +167,22 @@ fn serve_one(
     // Stop the task at its next clean boundary; it handles the queued
     // request on its own thread.
     interrupt.interrupt();
-    let reply = reply_rx
-        .recv()
-        .unwrap_or_else(|_| Reply::Error("the sandbox exited before answering".into()));
-    // The command may be gone (killed): the outcome stands regardless.
-    let sent = send_line(&stream, &reply);
-    let _ = delivered_tx.send(());
-    sent
+    // Most requests have one reply; an exec has two (started, exited).
+    let mut answered = false;
+    while let Ok(reply) = reply_rx.recv() {
+        answered = true;
+        // The command may be gone (killed): the outcome stands regardless.
+        let sent = send_line(&stream, &reply);
+        let _ = delivered_tx.send(());
+        sent?;
+    }
+    if !answered {
+        let reply = Reply::Error("the sandbox exited before answering".into());
+        let sent = send_line(&stream, &reply);
+        let _ = delivered_tx.send(());
+        sent?;
+    }
+    Ok(())
 }
 
 fn send_line<T: Serialize>(mut stream: &UnixStream, v: &T) -> anyhow::Result<()> {
@@ -136,8 +205,18 @@ pub fn start_server(
         .name("cryo-control".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                if let Err(e) = serve_one(stream, &tx, &interrupt) {
-                    tracing::warn!(error = %e, "control request failed");
+                // A connection of its own thread: an exec's stays open
+                // until its process ends, and must not hold up the rest.
+                let (tx, interrupt) = (tx.clone(), interrupt.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("cryo-control-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = serve_one(stream, &tx, &interrupt) {
+                            tracing::warn!(error = %e, "control request failed");
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "cannot serve a control connection");
                 }
             }
         })?;
@@ -177,6 +256,12 @@ impl Connection {
         Ok(Connection { stream, reader })
     }
 
+    /// Bounds how long a reply may take (None: forever).
+    pub fn set_timeout(&mut self, t: Option<std::time::Duration>) -> anyhow::Result<()> {
+        self.stream.set_read_timeout(t)?;
+        Ok(())
+    }
+
     /// Sends `req`, with `files` passed alongside, and reads the reply.
     pub fn call(&mut self, req: &Request, files: &[BorrowedFd<'_>]) -> anyhow::Result<Reply> {
         let mut msg = serde_json::to_string(req)?;
@@ -185,6 +270,11 @@ impl Connection {
             bail!("control request of {} bytes is too large", msg.len());
         }
         send_with_fds(self.stream.as_fd(), msg.as_bytes(), files)?;
+        self.next_reply()
+    }
+
+    /// Reads the next reply (an exec's second one).
+    pub fn next_reply(&mut self) -> anyhow::Result<Reply> {
         let mut line = String::new();
         self.reader
             .by_ref()

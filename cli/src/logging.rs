@@ -30,3 +30,27 @@ pub fn init(debug_log: Option<&Path>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Appends a failed command's error to runc's `--log` file, in the form
+/// container engines parse (`--log-format json`: one object per line with
+/// level, msg and time).
+pub fn log_error(path: &Path, format: Option<&str>, msg: &str) {
+    log_line(path, format, "error", msg)
+}
+
+/// One line of `level` in runc's `--log` format.
+pub fn log_line(path: &Path, format: Option<&str>, level: &str, msg: &str) {
+    use std::io::Write;
+    let time = crate::oci::state::rfc3339_now();
+    let line = match format {
+        Some("json") => serde_json::json!({"level": level, "msg": msg, "time": time}).to_string(),
+        _ => format!("time={time:?} level={level} msg={msg:?}"),
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}

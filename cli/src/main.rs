@@ -8,6 +8,7 @@ mod doctor;
 mod gofer_cmd;
 mod inspect;
 mod logging;
+mod oci;
 mod restore_cmd;
 mod supervisor;
 
@@ -18,7 +19,12 @@ use clap::{Parser, Subcommand};
 
 /// cryo: a user-space kernel sandbox whose state freezes into a statefile.
 #[derive(Parser, Debug)]
-#[command(name = "cryo", version, about)]
+#[command(
+    name = "cryo",
+    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.0.2"),
+    about,
+    args_override_self = true
+)]
 struct Cli {
     /// Directory where sandbox state is kept.
     #[arg(long, global = true, default_value = "/var/run/cryo")]
@@ -26,6 +32,23 @@ struct Cli {
     /// Write debug logs to this file.
     #[arg(long, global = true)]
     debug_log: Option<PathBuf>,
+    /// Where errors (and, with --debug, debug logs) go, as runc's --log:
+    /// container engines read a failed command's error from it.
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// The --log file's format: text or json.
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// Debug logs (to --log, else stderr).
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for runc compatibility: cryo manages no host cgroups yet.
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility (`spec --rootless` too: the spec
+    /// is the same).
+    #[arg(long, global = true, value_name = "VALUE", num_args = 0..=1, default_missing_value = "true")]
+    rootless: Option<String>,
     /// The platform that runs application code: systrap or ptrace (default:
     /// the fastest this host runs, see `cryo doctor`; a restore defaults to
     /// the platform the statefile was saved from).
@@ -56,6 +79,37 @@ enum Command {
     /// Internal: serve a root directory to a Sentry over an inherited socket.
     #[command(hide = true)]
     Gofer(gofer_cmd::GoferArgs),
+    /// Write a default config.json into a bundle.
+    Spec(oci::commands::SpecArgs),
+    /// Create a container from a bundle; `start` runs its process.
+    Create(oci::commands::CreateArgs),
+    /// Run a created container's process.
+    Start(oci::commands::IdArgs),
+    /// Create and start a container (in the foreground unless --detach).
+    Run(oci::commands::RunArgs),
+    /// Print a container's OCI state as JSON.
+    State(oci::commands::IdArgs),
+    /// Send a signal to a container's init (or, with --all, every process).
+    Kill(oci::commands::KillArgs),
+    /// Remove a stopped container (--force: any container).
+    Delete(oci::commands::DeleteArgs),
+    /// List the containers under --root.
+    List(oci::commands::ListArgs),
+    /// List a container's processes.
+    Ps(oci::commands::PsArgs),
+    /// The container's statistics (runc events).
+    Events(oci::commands::EventsArgs),
+    /// Freeze every task of a container.
+    Pause(oci::commands::IdArgs),
+    /// Thaw a paused container.
+    Resume(oci::commands::IdArgs),
+    /// Run a new process in a running container.
+    Exec(oci::commands::ExecArgs),
+    /// What this runtime supports, as runc's features JSON.
+    Features,
+    /// Internal: the sandbox process of a container.
+    #[command(hide = true)]
+    Sandbox(oci::sandbox::SandboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,20 +121,35 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     }
-    if matches!(cli.command, Command::Do(_) | Command::Restore(_)) {
+    if matches!(
+        cli.command,
+        Command::Do(_) | Command::Restore(_) | Command::Sandbox(_) | Command::Run(_)
+    ) {
         // Before any other thread exists: the sandbox's program gets these.
         if let Err(e) = supervisor::block_forwarded_signals() {
             eprintln!("cryo: {e:#}");
             return ExitCode::from(125);
         }
     }
-    if let Err(e) = logging::init(cli.debug_log.as_deref()) {
+    let debug_log = cli
+        .debug_log
+        .clone()
+        .or_else(|| cli.debug.then(|| cli.log.clone()).flatten());
+    if let Err(e) = logging::init(debug_log.as_deref()) {
         eprintln!("cryo: cannot open debug log: {e:#}");
         return ExitCode::from(125);
     }
     // Before any thread is bound to a CPU (the sandbox's task thread is),
     // so checkpoints compress on every core.
     statefile::start_workers();
+    let globals = oci::commands::Globals {
+        root: cli.root.clone(),
+        platform: cli.platform.clone(),
+        debug_log: debug_log.clone(),
+        log: cli.log.clone(),
+        log_format: cli.log_format.clone(),
+    };
+    let _ = (cli.systemd_cgroup, &cli.rootless);
     let result = match cli.command {
         Command::Do(args) => do_cmd::run(args, &cli.root, cli.platform.as_deref()),
         Command::Checkpoint(args) => checkpoint_cmd::run(args, &cli.root),
@@ -88,11 +157,29 @@ fn main() -> ExitCode {
         Command::Inspect { json, statefile } => inspect::run(&statefile, json),
         Command::Doctor => doctor::run(),
         Command::Gofer(args) => gofer_cmd::run(args),
+        Command::Spec(args) => oci::commands::spec(args),
+        Command::Create(args) => oci::commands::create(&globals, args),
+        Command::Start(args) => oci::commands::start(&globals, args),
+        Command::Run(args) => oci::commands::run(&globals, args),
+        Command::State(args) => oci::commands::state(&globals, args),
+        Command::Kill(args) => oci::commands::kill(&globals, args),
+        Command::Delete(args) => oci::commands::delete(&globals, args),
+        Command::List(args) => oci::commands::list(&globals, args),
+        Command::Ps(args) => oci::commands::ps(&globals, args),
+        Command::Events(args) => oci::commands::events(&globals, args),
+        Command::Pause(args) => oci::commands::pause(&globals, args),
+        Command::Resume(args) => oci::commands::resume(&globals, args),
+        Command::Exec(args) => oci::commands::exec(&globals, args),
+        Command::Features => oci::commands::features(),
+        Command::Sandbox(args) => oci::sandbox::run(args, &cli.root, cli.platform.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("cryo: {}", one_line(&e));
+            if let Some(log) = &cli.log {
+                logging::log_error(log, cli.log_format.as_deref(), &one_line(&e));
+            }
             // 127/126 for a command that is missing or not executable, as
             // shells and runc; 125, like runsc and docker, for errors of
             // cryo itself rather than of the program it runs.

@@ -46,7 +46,7 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Handles one control request on the task's thread. Returns whether the
 /// sandbox should stop.
-fn handle(task: &mut Task, id: &str, pending: Pending) -> bool {
+fn handle(task: &mut Task, id: &str, pending: Pending, queue: &Receiver<Pending>) -> bool {
     let Pending {
         request,
         files,
@@ -75,6 +75,10 @@ fn handle(task: &mut Task, id: &str, pending: Pending) -> bool {
                 let _ = delivered.recv_timeout(DELIVERY_TIMEOUT);
             }
             exit
+        }
+        other => {
+            crate::oci::sandbox::handle_running(task, other, files, reply, queue);
+            false
         }
     }
 }
@@ -176,7 +180,7 @@ fn link_unnamed(file: &File, dirfd: RawFd, name: &str) -> anyhow::Result<()> {
 fn drain(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> Interruption {
     let mut stop = false;
     while let Ok(pending) = queue.try_recv() {
-        stop |= handle(task, id, pending);
+        stop |= handle(task, id, pending, queue);
     }
     if stop {
         Interruption::Stop
@@ -198,11 +202,18 @@ pub fn run(
         &container::control_socket(root, id),
         task.interrupt().clone(),
     )?;
+    let code = run_started(task, id, &queue)?;
+    drop(dir);
+    Ok(code)
+}
+
+/// Runs `task` with its control queue already served (an OCI container's
+/// init, once started); returns the status to exit with.
+pub fn run_started(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> anyhow::Result<i32> {
     forward_signals(std::sync::Arc::downgrade(task.tg()))?;
     let status = task
-        .run(&mut |t| drain(t, id, &queue))
+        .run(&mut |t| drain(t, id, queue))
         .map_err(anyhow::Error::new)?;
-    drop(dir);
     Ok(match status {
         Some(s) => s.shell_code(),
         // Checkpointed and asked to exit: the statefile holds the program.

@@ -96,6 +96,28 @@ impl Client {
         }
     }
 
+    /// Makes the regular file `name` in `dir` (a writable gofer only) and
+    /// returns its node.
+    pub fn create(
+        &self,
+        dir: &Handle,
+        name: &[u8],
+        mode: u32,
+    ) -> Result<crate::WalkedNode, GoferError> {
+        match self.call(&Request::Create {
+            dir: *dir,
+            name: name.to_vec(),
+            mode,
+        })? {
+            (Response::Walked(w), None) => w
+                .nodes
+                .into_iter()
+                .next()
+                .ok_or(GoferError::UnexpectedReply("create")),
+            _ => Err(GoferError::UnexpectedReply("create")),
+        }
+    }
+
     /// Opens `path`, relative to `dir`, in one round trip and without making
     /// handles. Fails with `ELOOP` if any component is a symlink (fall back
     /// to [`Client::walk`]) and with `EINVAL` on a `..` component.

@@ -36,6 +36,16 @@ pub(crate) fn openat2(
     path: &CStr,
     flags: libc::c_int,
 ) -> Result<OwnedFd, Errno> {
+    openat2_mode(dir, path, flags, 0)
+}
+
+/// [`openat2`] with the permission bits of a file `O_CREAT` makes.
+pub(crate) fn openat2_mode(
+    dir: BorrowedFd<'_>,
+    path: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> Result<OwnedFd, Errno> {
     let mut flags = flags | ALWAYS;
     // Never take a controlling terminal; openat2 refuses O_NOCTTY (like any
     // flag but O_DIRECTORY, O_NOFOLLOW and O_CLOEXEC) alongside O_PATH.
@@ -45,7 +55,7 @@ pub(crate) fn openat2(
     let how = OpenHow {
         // `flags` holds only non-negative O_* bits.
         flags: flags as u32 as u64,
-        mode: 0,
+        mode: u64::from(mode & 0o7777),
         resolve: RESOLVE,
     };
     for _ in 0..16 {

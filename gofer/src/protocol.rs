@@ -301,6 +301,14 @@ pub enum Request {
     ReadLink { handle: Handle },
     /// Forget a handle; answered with `Closed`.
     Close { handle: Handle },
+    /// Make the regular file `name` (it must not exist) in directory `dir`
+    /// with permission bits `mode`; answered with `Walked`, its one node.
+    /// Refused with `EROFS` by a read-only gofer.
+    Create {
+        dir: Handle,
+        name: Vec<u8>,
+        mode: u32,
+    },
 }
 
 /// A reply from the gofer.

@@ -189,7 +189,38 @@ impl Session {
                 self.nodes.remove(&handle.0).ok_or(Errno::EBADF)?;
                 (Response::Closed, None)
             }
+            Request::Create { dir, name, mode } => {
+                (Response::Walked(self.create(dir, &name, mode)?), None)
+            }
         })
+    }
+
+    /// Makes a new regular file below `dir` (confined like every open),
+    /// then walks to it so the Sentry gets a handle.
+    fn create(&mut self, dir: Handle, name: &[u8], mode: u32) -> Result<Walk, Errno> {
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        let cname = host::component(name)?;
+        let node = self.node(dir)?;
+        if node.kind != FileType::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        // O_PATH nodes cannot be written through: the new file is opened
+        // for writing on its own, then closed.
+        let dirfd = host::openat2(node.fd.as_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY)?;
+        drop(host::openat2_mode(
+            dirfd.as_fd(),
+            &cname,
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+            mode,
+        )?);
+        let walk = self.walk(dir, &[name.to_vec()])?;
+        match walk.status {
+            WalkStatus::Complete => Ok(walk),
+            WalkStatus::Failed { errno } => Err(Errno::from_raw(errno)),
+            WalkStatus::Symlink => Err(Errno::ELOOP),
+        }
     }
 
     fn node(&self, h: Handle) -> Result<&Node, Errno> {

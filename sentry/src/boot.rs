@@ -33,6 +33,23 @@ pub struct DoConfig {
     pub platform: String,
 }
 
+/// What an OCI container's config.json adds to a `cryo do` sandbox (the
+/// default is `cryo do`'s: the caller's ids, Linux's default limits).
+#[derive(Default)]
+pub struct ContainerSetup {
+    /// process.user; None: the caller's ids.
+    pub creds: Option<Credentials>,
+    /// process.rlimits, as (RLIMIT_*, limit).
+    pub limits: Vec<(u32, crate::kernel::limits::Limit)>,
+    /// process.noNewPrivileges.
+    pub no_new_privs: bool,
+    /// linux.resources.pids.limit: the most tasks the sandbox holds
+    /// (None: the default).
+    pub max_tasks: Option<usize>,
+    /// root.readonly and the mounts.
+    pub namespace: vfs::namespace::NamespaceSetup,
+}
+
 /// Why a sandbox could not boot or run. Each names its cause in one line.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -58,6 +75,8 @@ pub enum BootError {
     Platform(PlatformError),
     #[error("sandbox failed: {0}")]
     Run(#[from] RunError),
+    #[error("process.rlimits: {0}")]
+    Limit(String),
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -147,6 +166,24 @@ pub(crate) fn new_kernel(
     clocks: Clocks,
     config: &KernelConfig,
 ) -> Result<Arc<Kernel>, BootError> {
+    new_kernel_with(
+        host,
+        gofer_sock,
+        vfs_state,
+        clocks,
+        config,
+        Default::default(),
+    )
+}
+
+fn new_kernel_with(
+    host: &HostResources,
+    gofer_sock: OwnedFd,
+    vfs_state: Option<&VfsState>,
+    clocks: Clocks,
+    config: &KernelConfig,
+    namespace: vfs::namespace::NamespaceSetup,
+) -> Result<Arc<Kernel>, BootError> {
     let platform =
         platform::by_name(&config.platform, host.memory_file.fd()).map_err(|e| match e {
             PlatformError::UnknownPlatform { .. } => BootError::Platform(e),
@@ -156,12 +193,13 @@ pub(crate) fn new_kernel(
     let gofer_fs = Arc::new(vfs::gofer_fs::GoferHostFs::new(gofer::Client::new(
         gofer_sock,
     )));
-    let vfs = vfs::namespace::build_with_host(
+    let vfs = vfs::namespace::build_with_setup(
         gofer_fs,
         Arc::new(HostClock),
         procs.clone(),
         host.memory_file.clone(),
         vfs_state,
+        namespace,
     )
     .map_err(|e| BootError::Vfs(e.to_string()))?;
     let kernel = Arc::new(Kernel::new(
@@ -194,48 +232,120 @@ impl BootError {
 
 /// Boots a `cryo do` sandbox and returns its init task, ready to run.
 pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError> {
-    let cmd = config.argv.first().ok_or(BootError::NoCommand)?;
+    boot_container(config, ContainerSetup::default(), gofer_sock)
+}
+
+/// Boots a sandbox with a container's additions and returns its init
+/// task, ready to run (an OCI `create`: `start` runs it).
+pub fn boot_container(
+    config: &DoConfig,
+    setup: ContainerSetup,
+    gofer_sock: OwnedFd,
+) -> Result<Task, BootError> {
     let host = host_resources()?;
     let kconfig = KernelConfig {
         hostname: config.hostname.clone(),
         strace: config.strace,
         platform: config.platform.clone(),
-        max_tasks: crate::kernel::DEFAULT_MAX_TASKS,
+        max_tasks: setup.max_tasks.unwrap_or(crate::kernel::DEFAULT_MAX_TASKS),
     };
-    let kernel = new_kernel(&host, gofer_sock, None, Clocks::boot(), &kconfig)?;
+    let kernel = new_kernel_with(
+        &host,
+        gofer_sock,
+        None,
+        Clocks::boot(),
+        &kconfig,
+        setup.namespace,
+    )?;
+    let spec = ProcessSpec {
+        argv: config.argv.clone(),
+        env: config.env.clone(),
+        cwd: config.cwd.clone(),
+        creds: setup.creds.unwrap_or_else(Credentials::of_caller),
+        limits: setup.limits,
+        no_new_privs: setup.no_new_privs,
+    };
+    let tid = kernel.allocate_tid().map_err(BootError::Stdio)?;
+    new_process(&kernel, tid, &spec, donated_stdio()?)
+}
+
+/// A process to start in a sandbox: its init, or one `cryo exec` adds.
+#[derive(Clone, Debug)]
+pub struct ProcessSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub creds: Credentials,
+    pub limits: Vec<(u32, crate::kernel::limits::Limit)>,
+    pub no_new_privs: bool,
+}
+
+/// Starts a process in a running sandbox, outside its process tree (its
+/// parent is outside the pid namespace, like a process `runsc exec` adds),
+/// with `stdio` as its descriptors 0, 1 and 2. Call it on the host thread
+/// that will run the returned task: the platform ties an address space to
+/// the thread that created it. The caller reaps it ([`reap_process`]) once
+/// it has run.
+pub fn spawn_process(
+    kernel: &Arc<Kernel>,
+    spec: &ProcessSpec,
+    stdio: Vec<(u32, Arc<vfs::OpenFile>)>,
+) -> Result<Task, BootError> {
+    let tid = kernel.allocate_tid().map_err(BootError::Stdio)?;
+    new_process(kernel, tid, spec, stdio)
+}
+
+/// Forgets a process [`spawn_process`] started, once it has ended.
+pub fn reap_process(kernel: &Kernel, tgid: i32) {
+    kernel.pids.reap(tgid);
+}
+
+fn new_process(
+    kernel: &Arc<Kernel>,
+    tid: i32,
+    spec: &ProcessSpec,
+    stdio: Vec<(u32, Arc<vfs::OpenFile>)>,
+) -> Result<Task, BootError> {
+    let cmd = spec.argv.first().ok_or(BootError::NoCommand)?;
     let root = kernel.vfs.root().clone();
     let cwd = kernel
         .vfs
-        .lookup_dir(&root, config.cwd.as_bytes())
+        .lookup_dir(&root, spec.cwd.as_bytes())
         .map_err(|errno| BootError::Cwd {
-            path: config.cwd.clone(),
+            path: spec.cwd.clone(),
             errno,
         })?;
-    let path = find_command(&kernel.vfs, &cwd, cmd, &config.env)?;
-    let creds = Credentials::of_caller();
-    let argv: Vec<Vec<u8>> = config.argv.iter().map(|a| a.as_bytes().to_vec()).collect();
-    let envp: Vec<Vec<u8>> = config.env.iter().map(|e| e.as_bytes().to_vec()).collect();
-    let image = load_image(&kernel, &cwd, &creds, &path, argv.clone(), envp).map_err(|error| {
+    let path = find_command(&kernel.vfs, &cwd, cmd, &spec.env)?;
+    let creds = spec.creds.clone();
+    let argv: Vec<Vec<u8>> = spec.argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let envp: Vec<Vec<u8>> = spec.env.iter().map(|e| e.as_bytes().to_vec()).collect();
+    let mut limits = LimitSet::default();
+    for &(resource, limit) in &spec.limits {
+        limits
+            .set(resource, limit)
+            .map_err(|e| BootError::Limit(format!("resource {resource}: {e}")))?;
+    }
+    let image = load_image(kernel, &cwd, &creds, &path, argv.clone(), envp).map_err(|error| {
         BootError::Exec {
             path: path.clone(),
             error,
         }
     })?;
     let mut fds = FdTable::new();
-    for (index, file) in donated_stdio()? {
+    for (index, file) in stdio {
         fds.insert_at(index as i32, file, false, u64::MAX)
             .map_err(BootError::Stdio)?;
     }
     let context = kernel.platform.new_context().map_err(BootError::Host)?;
-    let tid = kernel.allocate_tid().map_err(BootError::Stdio)?;
     let mm = Arc::new(Mutex::new(image.mm));
+    limits.apply_to_mm(&mut crate::kernel::thread_group::lock(&mm));
     let tg = ThreadGroup::new(
         tid,
         ProcessParts {
             mm: Some(mm.clone()),
             fds: Arc::new(Mutex::new(fds)),
             handlers: Default::default(),
-            limits: LimitSet::default(),
+            limits,
             fs: Arc::new(Mutex::new(FsContext {
                 root,
                 cwd,
@@ -249,9 +359,12 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError
             exit_signal: 0,
         },
     );
+    // Named after the command as given (`sh`, not the `dash` it links to),
+    // as exec names every later program.
+    tg.attrs().set_default_comm(&path);
     tg.init_life(creds.uid, None);
     let task = Task::new(
-        kernel,
+        kernel.clone(),
         tid,
         tg,
         mm,
@@ -260,5 +373,12 @@ pub fn boot_do(config: &DoConfig, gofer_sock: OwnedFd) -> Result<Task, BootError
         context,
     );
     task.join();
+    if spec.no_new_privs {
+        // A fresh thread is always found: it has just joined.
+        let _ = task
+            .tg()
+            .attrs()
+            .with_thread(tid, |a| a.no_new_privs = true);
+    }
     Ok(task)
 }

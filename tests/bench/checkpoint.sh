@@ -38,7 +38,7 @@
 #
 # Needs: root, gcc with static glibc, the anchors (shared/anchors/install-anchors
 # -> /opt/cryo-anchors). Knobs (environment): CRYO, ANCHORS, RUNSC, CRIU,
-# SIZES ("64 512"), REPS (3), SYSTEMS ("cryo runsc-systrap runsc-ptrace criu"),
+# SIZES ("64 512"), PROCS (1: processes in the guest's tree, e.g. 10), REPS (3), SYSTEMS ("cryo runsc-systrap runsc-ptrace criu"),
 # RUNSC_CKPT_FLAGS (extra `runsc checkpoint` flags, e.g. "--compression=none"),
 # CRYO_CKPT_FLAGS (extra `cryo checkpoint` flags), START_TIMEOUT (120 s),
 # OP_TIMEOUT (180 s per checkpoint or restore).
@@ -49,6 +49,8 @@ source "$(dirname "$0")/lib.sh"
 
 read -r -a SIZES <<<"${SIZES:-64 512}"
 REPS=${REPS:-3}
+PROCS=${PROCS:-1}
+[[ $PROCS =~ ^[0-9]+$ && $PROCS -ge 1 && $PROCS -le 64 ]] || die "bad PROCS '$PROCS' (1 to 64)"
 read -r -a SYSTEMS <<<"${SYSTEMS:-cryo runsc-systrap runsc-ptrace criu}"
 read -r -a RUNSC_CKPT_FLAGS <<<"${RUNSC_CKPT_FLAGS:-}"
 read -r -a CRYO_CKPT_FLAGS <<<"${CRYO_CKPT_FLAGS:-}"
@@ -169,7 +171,7 @@ for size in "${SIZES[@]}"; do
 	mkdir -p "$b/rootfs/etc"
 	cp "$GUEST" "$b/rootfs/ckpt_counter"
 	printf 'root:x:0:0:root:/root:/sbin/nologin\n' >"$b/rootfs/etc/passwd"
-	(cd "$b" && "$RUNSC" spec -- /ckpt_counter "$size" /etc/passwd) || die "runsc spec failed"
+	(cd "$b" && "$RUNSC" spec -- /ckpt_counter "$size" /etc/passwd -1 "$PROCS") || die "runsc spec failed"
 	sed -i 's/"terminal": true/"terminal": false/' "$b/config.json"
 	# (this runsc's spec has no "terminal" key: false is the default)
 	! grep -q '"terminal": *true' "$b/config.json" || die "could not set terminal=false in $b/config.json"
@@ -275,22 +277,24 @@ timed_restore() {
 }
 
 # first_counter_after LOG SKIP: the first counter in LOG after its first SKIP
-# bytes, waiting up to 5 s for a whole line.
+# bytes, waiting up to 5 s for a whole line; then, with PROCS > 1, how many
+# of the guest's children that line says are alive.
 first_counter_after() {
-	local i c=""
+	local i line=""
 	for ((i = 0; i < 100; i++)); do
-		c=$(tail -c "+$(($2 + 1))" "$1" | tr -d '\0' | sed -n 's/^counter=\([0-9]*\) .*/\1/p' | head -n1)
-		[[ -z $c ]] || break
+		line=$(tail -c "+$(($2 + 1))" "$1" | tr -d '\0' | grep -m1 '^counter=[0-9]* .*$' || true)
+		[[ -z $line ]] || break
 		sleep 0.05
 	done
-	printf '%s' "$c"
+	printf '%s %s' "$(sed -n 's/^counter=\([0-9]*\) .*/\1/p' <<<"$line")" \
+		"$(sed -n 's/.* alive=\([0-9]*\)$/\1/p' <<<"$line")"
 }
 
 bench_cryo() {
 	local size=$1 rep=$2 id="b$1-$2" pid i
 	local out=$W/cryo.out err=$W/cryo.err out2=$W/cryo.out2 err2=$W/cryo.err2 img=$W/img
 	rm -rf "$img" "$out" "$err" "$out2" "$err2"
-	"$CRYO_BIN" --root "$CRYO_ROOT" "do" --id "$id" -- "$GUEST" "$size" /etc/passwd </dev/null >>"$out" 2>>"$err" &
+	"$CRYO_BIN" --root "$CRYO_ROOT" "do" --id "$id" -- "$GUEST" "$size" /etc/passwd -1 "$PROCS" </dev/null >>"$out" 2>>"$err" &
 	pid=$!
 	CHILD[$pid]=1
 	CRYO_LIVE[$id]=1
@@ -318,7 +322,7 @@ bench_cryo() {
 		stop_pid "$RESTORE_PID"
 		return 1
 	}
-	FIRST_AFTER=$(first_counter_after "$out2" 0)
+	read -r FIRST_AFTER ALIVE_AFTER < <(first_counter_after "$out2" 0) || true
 	timeout 10 "$CRYO_BIN" --root "$CRYO_ROOT" kill "$id-r" KILL >/dev/null 2>&1 || true
 	stop_pid "$RESTORE_PID"
 	unset "CRYO_LIVE[$id-r]"
@@ -350,7 +354,7 @@ bench_runsc() {
 	RUNSC_LIVE[$id-r]=$plat
 	timed_restore 1 "$out2" 0 "$out2" "$err2" \
 		"$RUNSC" "${g[@]}" restore --detach --image-path "$img" --bundle "$b" "$id-r" || return 1
-	FIRST_AFTER=$(first_counter_after "$out2" 0)
+	read -r FIRST_AFTER ALIVE_AFTER < <(first_counter_after "$out2" 0) || true
 	timeout 20 "$RUNSC" "${g[@]}" kill "$id-r" KILL >/dev/null 2>&1 || true
 	timeout 20 "$RUNSC" "${g[@]}" delete -force "$id-r" >/dev/null 2>&1 || true
 	unset "RUNSC_LIVE[$id-r]"
@@ -365,7 +369,7 @@ bench_criu() {
 	# setsid makes the guest its own session and group leader (so no
 	# --shell-job); in a non-interactive shell it execs without forking, so
 	# $! is the guest itself.
-	setsid "$GUEST" "$size" /etc/passwd </dev/null >>"$out" 2>>"$err" &
+	setsid "$GUEST" "$size" /etc/passwd -1 "$PROCS" </dev/null >>"$out" 2>>"$err" &
 	pid=$!
 	CHILD[$pid]=1
 	if ! wait_counters "$out" "$COUNTERS_BEFORE" "$pid"; then
@@ -391,7 +395,7 @@ bench_criu() {
 		REASON="$REASON (log: $(one_line "$(grep -v RLIMIT_NOFILE "$W/criu.restore.log" | grep -i error)"))"
 		return 1
 	}
-	FIRST_AFTER=$(first_counter_after "$out" "$wsize")
+	read -r FIRST_AFTER ALIVE_AFTER < <(first_counter_after "$out" "$wsize") || true
 	# CRIU restores the guest with its old pid, as a child of init.
 	if is_guest "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
 	unset "FOREIGN[$pid]"
@@ -410,7 +414,7 @@ for size in "${SIZES[@]}"; do
 		for s in "${SYSTEMS[@]}"; do
 			[[ -z ${FAIL[$s]:-} && -z ${FAIL[$s.$size]:-} ]] || continue
 			log "$size MiB, run $rep/$REPS: $s"
-			REASON="" CKPT_MS="" SIZE_B="" RESTORE_MS="" LAST_BEFORE="" FIRST_AFTER="" RESTORE_PID=""
+			REASON="" CKPT_MS="" SIZE_B="" RESTORE_MS="" LAST_BEFORE="" FIRST_AFTER="" ALIVE_AFTER="" RESTORE_PID=""
 			ok=1
 			case $s in
 			cryo) bench_cryo "$size" "$rep" || ok=0 ;;
@@ -430,6 +434,9 @@ for size in "${SIZES[@]}"; do
 			log "$s $size MiB: checkpoint $CKPT_MS ms, image $SIZE_B bytes, restore->output $RESTORE_MS ms (counter $LAST_BEFORE -> ${FIRST_AFTER:-?})"
 			if [[ -z $FIRST_AFTER || -z $LAST_BEFORE || $FIRST_AFTER -ne $((LAST_BEFORE + 1)) ]]; then
 				NOTES+=("$s $size MiB run $rep: last counter before checkpoint ${LAST_BEFORE:-none}, first after restore ${FIRST_AFTER:-none} (expected +1)")
+			fi
+			if ((PROCS > 1)) && [[ ${ALIVE_AFTER:-} != $((PROCS - 1)) ]]; then
+				NOTES+=("$s $size MiB run $rep: ${ALIVE_AFTER:-no} children alive after restore (expected $((PROCS - 1)))")
 			fi
 		done
 	done
@@ -457,7 +464,7 @@ while read -r line; do printf -- '- %s\n' "$line"; done < <(anchors_versions)
 if [[ -n $CRYO_BIN ]]; then
 	printf -- '- cryo: %s (%s)\n' "$CRYO_BIN" "$CRYO_NOTE"
 fi
-printf -- '- guest: tests/guests/ckpt_counter.c (static), a quarter of its pages zero; %s runs per system and size, systems interleaved\n' "$REPS"
+printf -- '- guest: tests/guests/ckpt_counter.c (static), a quarter of its pages zero, a tree of %s process(es) sharing its memory copy-on-write; %s runs per system and size, systems interleaved\n' "$PROCS" "$REPS"
 # shellcheck disable=SC2016 # backquotes are Markdown
 printf -- '- runsc checkpoint flags: %s; cryo checkpoint flags: %s; criu: `dump -t PID -D IMG`, `restore -D IMG -d`\n' \
 	"${RUNSC_CKPT_FLAGS[*]:-(defaults: --compression=flate-best-speed)}" "${CRYO_CKPT_FLAGS[*]:-(defaults)}"

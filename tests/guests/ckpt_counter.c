@@ -1,4 +1,4 @@
-/* Checkpoint workload: ckpt_counter [MiB=64] [file=/etc/passwd] [count=inf]
+/* Checkpoint workload: ckpt_counter [MiB=64] [file=/etc/passwd] [count=inf] [procs=1]
  *
  * Fills MiB mebibytes with a known pattern in which every fourth page is
  * left zero (so a statefile can skip them), opens `file` and reads part of
@@ -8,11 +8,22 @@
  * must survive a checkpoint/restore intact), clock_back says whether
  * CLOCK_MONOTONIC ever went backwards (it must not, across restore), and
  * fileoff is the fd's offset (fds must survive too). Stops after `count`
- * lines (forever if absent). The buffer is also mutated deterministically
- * each iteration so a restore from a stale image is detected. */
+ * lines (forever if absent or negative). The buffer is also mutated
+ * deterministically each iteration so a restore from a stale image is
+ * detected.
+ *
+ * With procs > 1 the process forks procs-1 children once the buffer is
+ * filled (sharing it copy-on-write); each wakes every 100 ms and writes
+ * one byte of its own page, and dies with its parent (PR_SET_PDEATHSIG).
+ * The parent's lines then end with " alive=K": how many children are
+ * still running, checked each time, so a tree that lost a process across
+ * a checkpoint shows it. */
 #include <sys/mman.h>
 #include "common.h"
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 
 /* FNV-1a-style hash over 64-bit words: fast enough to redo over 64 MiB
@@ -35,12 +46,40 @@ static long long mono_ns(void)
 	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+static void child_loop(unsigned char *page, pid_t parent)
+{
+	CHECK(prctl(PR_SET_PDEATHSIG, SIGKILL) == 0);
+	if (getppid() != parent)
+		_exit(0);
+	for (;;) {
+		page[0]++;
+		struct timespec req = { 0, 100 * 1000 * 1000 };
+		while (nanosleep(&req, &req) != 0 && errno == EINTR)
+			;
+	}
+}
+
+/* Children still running (not exited, not a zombie). */
+static int alive(const pid_t *kids, long n)
+{
+	int k = 0;
+	for (long i = 0; i < n; i++) {
+		siginfo_t si;
+		memset(&si, 0, sizeof si);
+		if (waitid(P_PID, (id_t)kids[i], &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0)
+			k++;
+	}
+	return k;
+}
+
 int main(int argc, char **argv)
 {
 	long mib = argc > 1 ? atol(argv[1]) : 64;
 	const char *file = argc > 2 ? argv[2] : "/etc/passwd";
 	long count = argc > 3 ? atol(argv[3]) : -1;
+	long procs = argc > 4 ? atol(argv[4]) : 1;
 	CHECK(mib > 0 && mib <= 4096);
+	CHECK(procs >= 1 && procs <= 64 && (size_t)procs <= ((size_t)mib << 20) / 4096);
 
 	const size_t pg = 4096, size = (size_t)mib << 20;
 	/* Page-aligned (malloc's header would shift every "zero page" across a
@@ -60,6 +99,16 @@ int main(int argc, char **argv)
 	ssize_t got = read(fd, tmp, sizeof tmp);
 	CHECK(got > 0);
 
+	pid_t kids[64];
+	pid_t me = getpid();
+	fflush(stdout);
+	for (long i = 0; i < procs - 1; i++) {
+		kids[i] = fork();
+		CHECK(kids[i] >= 0);
+		if (kids[i] == 0)
+			child_loop(buf + (size_t)i * pg, me);
+	}
+
 	long long last = mono_ns();
 	int clock_back = 0;
 	for (long n = 0; count < 0 || n < count; n++) {
@@ -73,8 +122,11 @@ int main(int argc, char **argv)
 		long long now = mono_ns();
 		clock_back |= now < last;
 		last = now;
-		printf("counter=%ld checksum=%016llx clock_back=%d fileoff=%ld\n", n, h, clock_back,
+		printf("counter=%ld checksum=%016llx clock_back=%d fileoff=%ld", n, h, clock_back,
 		       (long)lseek(fd, 0, SEEK_CUR));
+		if (procs > 1)
+			printf(" alive=%d", alive(kids, procs - 1));
+		printf("\n");
 		fflush(stdout);
 
 		struct timespec req = { 0, 100 * 1000 * 1000 };

@@ -9,6 +9,12 @@ command -v zstd >/dev/null || need+=(zstd)
 command -v python3 >/dev/null || need+=(python3)
 command -v busybox >/dev/null || need+=(busybox-static)
 command -v make >/dev/null || need+=(make)
+command -v ps >/dev/null || need+=(procps)
+# The OCI runtime tests drive cryo through podman (with conmon) and
+# containerd (ctr and the runc v2 shim).
+command -v podman >/dev/null || need+=(podman)
+command -v conmon >/dev/null || need+=(conmon)
+command -v containerd >/dev/null || need+=(containerd)
 # Static glibc guests need libc.a.
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then

@@ -223,6 +223,11 @@ impl Sandbox {
     }
 
     /// What this sandbox is, for messages.
+    /// The host pid of the `cryo` process (the Sentry).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn what(&self) -> &str {
         &self.what
     }

@@ -77,6 +77,103 @@ fn process_tree_checkpointed_and_restored_twice() {
     }
 }
 
+/// Ten processes sharing 16 MiB copy-on-write (tests/guests/ckpt_counter.c
+/// with procs=10, each child writing one page of its own): checkpointed,
+/// restored, all ten go on, and the statefile holds the shared memory once
+/// (ten copies would be 160 MiB of incompressible pattern).
+#[test]
+fn ten_processes_sharing_memory_checkpointed_once() {
+    let s = Scratch::new("cryo-ten-");
+    let bin = guest("ckpt_counter", Libc::Glibc);
+    let args = ["16", "/etc/passwd", "12", "10"];
+    let mut whole = Sandbox::run(&s.root(), "whole", &bin, &args);
+    assert_eq!(whole.wait_exit(EXIT), 0, "{}", whole.stderr_str());
+    let reference: Vec<String> = whole.lines().to_vec();
+    assert_eq!(reference.len(), 12, "{reference:?}");
+    assert!(
+        reference.iter().all(|l| l.ends_with(" alive=9")),
+        "{reference:?}"
+    );
+
+    let mut a = Sandbox::run(&s.root(), "A", &bin, &args);
+    a.wait_lines(3, START);
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "A", &[]), "cryo checkpoint A");
+    assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
+    let before = a.lines().to_vec();
+    assert_eq!(
+        before[..],
+        reference[..before.len()],
+        "before the checkpoint"
+    );
+
+    let bytes: u64 = std::fs::read_dir(&img)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        bytes < 32 << 20,
+        "the statefile is {bytes} bytes: the shared 16 MiB stored more than once?"
+    );
+
+    let mut b = Sandbox::restore(&s.root(), &img, "B");
+    assert_eq!(b.wait_exit(EXIT), 0, "restore: {}", b.stderr_str());
+    assert_eq!(b.lines(), &reference[before.len()..], "restored tree");
+}
+
+/// A real shell's job tree: `sh -c` with a background pipeline whose pipe
+/// holds a line nobody has read yet, a background sleeper, a child that
+/// has exited (a zombie until the shell waits), and the shell's own loop
+/// forking `sleep` every tick. Checkpointed mid-loop and restored, it
+/// prints what an uninterrupted run prints, exit statuses included.
+#[test]
+fn shell_job_tree_checkpointed_and_restored() {
+    const SCRIPT: &str = r#"
+{ echo held-in-pipe; sleep 1; } | { sleep 6; read line; echo "reader got: $line"; } &
+reader=$!
+sleep 30 &
+sleeper=$!
+( exit 7 ) &
+zombie=$!
+i=0
+while [ $i -lt 15 ]; do
+  i=$((i+1)); echo "tick $i"; sleep 0.1
+done
+wait $zombie || echo "zombie status $?"
+wait $reader
+kill $sleeper
+wait $sleeper || echo "sleeper status $?"
+echo done
+"#;
+    let s = Scratch::new("cryo-shtree-");
+    let sh = std::path::Path::new("/bin/sh");
+    let args = ["-c", SCRIPT];
+    let mut whole = Sandbox::run(&s.root(), "whole", sh, &args);
+    assert_eq!(whole.wait_exit(EXIT), 0, "{}", whole.stderr_str());
+    let reference: Vec<String> = whole.lines().to_vec();
+    assert_eq!(
+        reference.last().map(String::as_str),
+        Some("done"),
+        "{reference:?}"
+    );
+    assert_eq!(reference.len(), 15 + 4, "{reference:?}");
+
+    let mut a = Sandbox::run(&s.root(), "A", sh, &args);
+    a.wait_lines(4, START);
+    let img = s.path("img");
+    assert_ok(&checkpoint(&s.root(), &img, "A", &[]), "cryo checkpoint A");
+    assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
+    let before = a.lines().to_vec();
+    assert_eq!(
+        before[..],
+        reference[..before.len()],
+        "before the checkpoint"
+    );
+    let mut b = Sandbox::restore(&s.root(), &img, "B");
+    assert_eq!(b.wait_exit(EXIT), 0, "restore: {}", b.stderr_str());
+    assert_eq!(b.lines(), &reference[before.len()..], "restored shell");
+}
+
 /// Host processes whose command line names `root`: the sandbox's cryo
 /// process and its stubs (forked from it, they keep its command line).
 fn processes_of(root: &std::path::Path) -> Vec<String> {

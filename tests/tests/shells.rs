@@ -1,9 +1,9 @@
 //! Shells and the programs they start, natively and under cryo: busybox
 //! sh, dash and bash running scripts with pipelines, subshells, command
 //! substitution, traps, background jobs, kill, set -e and here-documents;
-//! python3's process APIs (not multiprocessing, whose semaphores need
-//! link(2) in /dev/shm, nor asyncio, whose loop needs socketpair: the
-//! file-system and socket issues'); make -j2 with gcc inside the sandbox. Each
+//! python3's process APIs and multiprocessing (not asyncio, whose loop
+//! needs socketpair: the socket issue's); make -j2 with gcc inside the
+//! sandbox. Each
 //! compares stdout, stderr and the exit status with Linux.
 
 use std::path::Path;
@@ -119,6 +119,78 @@ sel = selectors.DefaultSelector()
 sel.register(r, selectors.EVENT_READ)
 os.write(w, b"x")
 print("selector ready", len(sel.select(timeout=5)))
+"#;
+    let inv = Invocation::new("/usr/bin/python3").args(["-c", prog]);
+    let native = inv.native();
+    assert_eq!(native.code, 0, "{}", native.stderr_str());
+    assert_same(&native, &inv.cryo());
+}
+
+/// procps' ps reads /proc/<pid>/stat and status: inside the sandbox it
+/// lists the sandbox's processes only, with their sandbox pids, parents
+/// and states, each named after the file it was started as (`sh`, not the
+/// `dash` /bin/sh links to). Not comparable with a native run, whose pids
+/// differ.
+#[test]
+fn ps_lists_the_sandbox_processes() {
+    let inv =
+        Invocation::new("/bin/sh").args(["-c", "sleep 5 & ps -eo pid,ppid,stat,comm; kill $!"]);
+    let out = inv.cryo();
+    assert_eq!(out.code, 0, "{}", out.stderr_str());
+    let rows: Vec<Vec<String>> = out
+        .stdout_str()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    let want = [
+        ["1", "0", "Ss", "sh"],
+        ["2", "1", "S", "sleep"],
+        ["3", "1", "R", "ps"],
+    ];
+    assert_eq!(rows, want, "{}", out.stdout_str());
+}
+
+/// The CPU count programs see through sysfs (glibc's sysconf reads
+/// /sys/devices/system/cpu), sched_getaffinity (nproc) and /proc agree, as
+/// on Linux.
+#[test]
+fn cpu_count_through_sysfs_and_affinity() {
+    let inv = Invocation::new("/bin/sh").args([
+        "-c",
+        "cat /sys/devices/system/cpu/online /sys/devices/system/cpu/possible; \
+         getconf _NPROCESSORS_ONLN; getconf _NPROCESSORS_CONF; nproc; \
+         grep -c ^processor /proc/cpuinfo",
+    ]);
+    assert_same(&inv.native(), &inv.cryo());
+}
+
+/// multiprocessing's pool and locks: its semaphores are files in /dev/shm
+/// made with link(2), its workers forked processes fed through pipes.
+#[test]
+fn python3_multiprocessing() {
+    let prog = r#"
+import multiprocessing as mp
+def square(x):
+    return x * x
+def add(lock, total, n):
+    for _ in range(n):
+        with lock:
+            total.value += 1
+if __name__ == "__main__":
+    with mp.Pool(2) as pool:
+        print("pool", pool.map(square, range(10)))
+    lock = mp.Lock()
+    total = mp.Value("i", 0, lock=False)
+    ps = [mp.Process(target=add, args=(lock, total, 500)) for _ in range(3)]
+    for p in ps: p.start()
+    for p in ps: p.join()
+    print("value", total.value, [p.exitcode for p in ps])
+    q = mp.Queue()
+    p = mp.Process(target=q.put, args=("through a queue",))
+    p.start()
+    print(q.get(timeout=10))
+    p.join()
 "#;
     let inv = Invocation::new("/usr/bin/python3").args(["-c", prog]);
     let native = inv.native();

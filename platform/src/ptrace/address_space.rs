@@ -83,6 +83,8 @@ impl PtraceAddressSpace {
     /// Forks a stub traced by the calling thread and cleans it: every fd but
     /// `memory_fd` closed, everything but the stub page unmapped.
     pub(crate) fn new(layout: Layout, memory_fd: i32) -> Result<Self, PlatformError> {
+        // Built before the fork, so that the stub's copy has it too.
+        let filter = super::seccomp::stub_filter(layout.stub_addr, layout.page_size)?;
         let pid = fork_stub()?;
         let tracer = current_tid();
         let aspace = PtraceAddressSpace {
@@ -93,9 +95,31 @@ impl PtraceAddressSpace {
             dead: AtomicBool::new(false),
             leader_reaped: AtomicBool::new(false),
         };
-        aspace.with_thread(|t| aspace.clean(t))?;
+        aspace.with_thread(|t| {
+            aspace.confine(t, filter.fprog_addr())?;
+            aspace.clean(t)
+        })?;
         tracing::debug!(pid, tracer, "stub process ready");
         Ok(aspace)
+    }
+
+    /// No new privileges, and the stub's seccomp filter (at `fprog` in the
+    /// stub's copy of the Sentry's memory, so before `clean` unmaps it).
+    fn confine(&self, t: &mut StubThread, fprog: u64) -> Result<(), PlatformError> {
+        const SECCOMP_SET_MODE_FILTER: u64 = 1;
+        self.inject(
+            t,
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            libc::SYS_prctl,
+            &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0],
+        )?;
+        self.inject(
+            t,
+            "seccomp(SECCOMP_SET_MODE_FILTER)",
+            libc::SYS_seccomp,
+            &[SECCOMP_SET_MODE_FILTER, 0, fprog],
+        )?;
+        Ok(())
     }
 
     fn clean(&self, t: &mut StubThread) -> Result<(), PlatformError> {

@@ -146,6 +146,7 @@ impl PtraceContext {
             thread.regs = None;
             set_regs(tid, &state.regs)?;
         }
+        let mut trapped = None;
         let event = loop {
             if let Err(source) = nix::sys::ptrace::sysemu(Pid::from_raw(tid), None) {
                 return Err(PlatformError::Host {
@@ -193,12 +194,34 @@ impl PtraceContext {
                         access: Access::Unknown,
                     };
                 }
+                Stop::Signal(libc::SIGSYS) => {
+                    let info =
+                        nix::sys::ptrace::getsiginfo(Pid::from_raw(tid)).map_err(|source| {
+                            PlatformError::Host {
+                                op: "PTRACE_GETSIGINFO",
+                                source,
+                            }
+                        })?;
+                    match trapped_syscall(&info) {
+                        // The stub's filter trapped a syscall SYSEMU did not
+                        // stop (a vsyscall): the kernel left rip where the
+                        // application resumes; the Sentry runs it.
+                        Some(nr) => {
+                            trapped = Some(nr);
+                            break Event::Syscall;
+                        }
+                        None => tracing::trace!(pid, "user-sent SIGSYS suppressed"),
+                    }
+                }
                 // Any other signal (SIGCHLD, SIGWINCH, ... sent to the stub)
                 // is never delivered.
                 Stop::Signal(sig) => tracing::trace!(pid, sig, "signal suppressed"),
             }
         };
-        let regs = get_regs(tid)?;
+        let mut regs = get_regs(tid)?;
+        if let Some(nr) = trapped {
+            regs.orig_rax = nr;
+        }
         state.regs = regs;
         thread.regs = Some(regs);
         let event = match event {
@@ -225,6 +248,27 @@ impl PtraceContext {
         );
         Ok(event)
     }
+}
+
+/// The syscall number of a SIGSYS raised by a seccomp filter's
+/// SECCOMP_RET_TRAP (si_code SYS_SECCOMP); None for one sent by a process.
+fn trapped_syscall(info: &libc::siginfo_t) -> Option<u64> {
+    const SYS_SECCOMP: i32 = 1;
+    if info.si_signo != libc::SIGSYS || info.si_code != SYS_SECCOMP {
+        return None;
+    }
+    // SAFETY: `info` is a whole siginfo_t (128 bytes); for a seccomp SIGSYS
+    // the kernel fills the `_sigsys` member of its union: `_call_addr` at
+    // byte 16, `_syscall` (an int) at byte 24. Reading 4 bytes at 24 stays
+    // inside the struct, and any bit pattern is a valid i32.
+    let nr = unsafe {
+        (info as *const libc::siginfo_t)
+            .cast::<u8>()
+            .add(24)
+            .cast::<i32>()
+            .read_unaligned()
+    };
+    u64::try_from(nr).ok()
 }
 
 fn downcast(aspace: &dyn AddressSpace) -> Result<&PtraceAddressSpace, PlatformError> {

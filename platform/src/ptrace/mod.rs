@@ -93,6 +93,7 @@ mod address_space;
 mod context;
 mod inject;
 mod regs;
+mod seccomp;
 mod stub;
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};

@@ -96,7 +96,7 @@
 
 mod address_space;
 mod context;
-mod filter;
+pub(crate) mod filter;
 mod pool;
 mod shared;
 mod spin;

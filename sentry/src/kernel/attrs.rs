@@ -208,8 +208,63 @@ pub struct ProcessAttrsRecord {
     /// RLIMIT_CPU: the next whole second of process CPU time at which a
     /// SIGXCPU is due (0: none sent yet).
     pub next_xcpu_s: u64,
+    /// When the process was created, in nanoseconds of sandbox uptime
+    /// (/proc/<pid>/stat's starttime; it goes on across a restore).
+    pub start_ns: u64,
 }
-statefile::savable_serde!(ProcessAttrsRecord, "kernel.ProcessAttrs", 1, [CpuUsage]);
+
+/// Version 1: no start time (the process reads as started at boot).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ProcessAttrsRecordV1 {
+    nice: i32,
+    child_subreaper: bool,
+    dumpable: u32,
+    dead_threads: CpuUsage,
+    children: CpuUsage,
+    next_xcpu_s: u64,
+}
+statefile::versioned!(ProcessAttrsRecordV1, "kernel.ProcessAttrs", 1, [CpuUsage]);
+
+impl From<ProcessAttrsRecordV1> for ProcessAttrsRecord {
+    fn from(v1: ProcessAttrsRecordV1) -> Self {
+        ProcessAttrsRecord {
+            nice: v1.nice,
+            child_subreaper: v1.child_subreaper,
+            dumpable: v1.dumpable,
+            dead_threads: v1.dead_threads,
+            children: v1.children,
+            next_xcpu_s: v1.next_xcpu_s,
+            start_ns: 0,
+        }
+    }
+}
+
+statefile::versioned!(ProcessAttrsRecord, "kernel.ProcessAttrs", 2, [CpuUsage]);
+
+impl statefile::Savable for ProcessAttrsRecord {
+    const TYPE_NAME: &'static str = "kernel.ProcessAttrs";
+    const VERSION: u32 = 2;
+    const MIN_VERSION: u32 = 1;
+
+    fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+        enc.serde(self)
+    }
+
+    fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
+        if version == 1 {
+            statefile::check_saved_versions::<ProcessAttrsRecordV1>(dec.types())?;
+            return dec
+                .serde::<ProcessAttrsRecordV1>()
+                .map(ProcessAttrsRecord::from);
+        }
+        statefile::check_saved_versions::<Self>(dec.types())?;
+        dec.serde()
+    }
+
+    fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+        statefile::register_versioned::<Self>(types)
+    }
+}
 
 impl Default for ProcessAttrsRecord {
     fn default() -> Self {
@@ -220,6 +275,7 @@ impl Default for ProcessAttrsRecord {
             dead_threads: CpuUsage::default(),
             children: CpuUsage::default(),
             next_xcpu_s: 0,
+            start_ns: 0,
         }
     }
 }
@@ -289,7 +345,7 @@ impl ProcessAttrs {
     /// and program name; not its subreaper flag, its threads or its times
     /// (Linux's copy_process). The child's first thread then takes its
     /// creator's attributes through [`super::Task::give_attrs_to`].
-    pub fn inherit_from(&self, parent: &ProcessAttrs) {
+    pub fn inherit_from(&self, parent: &ProcessAttrs, now: Duration) {
         let (nice, dumpable, comm) = {
             let p = parent.st();
             (p.rec.nice, p.rec.dumpable, p.default_comm.clone())
@@ -298,6 +354,7 @@ impl ProcessAttrs {
         st.rec.nice = nice;
         st.rec.dumpable = dumpable;
         st.default_comm = comm;
+        st.rec.start_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
     }
 
     fn st(&self) -> MutexGuard<'_, ProcessState> {
@@ -394,6 +451,21 @@ impl ProcessAttrs {
         let mut st = self.st();
         let t = st.threads.get_mut(&tid).ok_or(Errno::ESRCH)?;
         Ok(f(&mut t.attrs))
+    }
+
+    /// The death signals (PR_SET_PDEATHSIG) its threads asked for, each
+    /// once.
+    pub fn death_signals(&self) -> Vec<i32> {
+        let mut sigs: Vec<i32> = self
+            .st()
+            .threads
+            .values()
+            .map(|t| t.attrs.pdeathsig)
+            .filter(|&s| s != 0)
+            .collect();
+        sigs.sort_unstable();
+        sigs.dedup();
+        sigs
     }
 
     /// Thread `tid`'s name (the program's if it has none of its own).

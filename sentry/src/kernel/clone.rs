@@ -558,7 +558,8 @@ fn process_main(seed: ProcessSeed) {
             None => Ok(()),
         });
     task.interrupt.set_platform(task.context.interrupter());
-    task.tg.attrs().inherit_from(parent.attrs());
+    let now = task.kernel.clocks.uptime();
+    task.tg.attrs().inherit_from(parent.attrs(), now);
     let attrs = parent.attrs().attrs_for_new_thread(Some(parent_tid));
     task.tg.attrs().add_thread(tid, &task.usage, attrs);
     if let Err(e) = setup {

@@ -142,7 +142,9 @@ impl Task {
         self.alt_stack = (0, 0, 0);
         self.clear_child_tid = 0;
         self.robust_list = (0, 0);
-        self.tg.attrs().exec(&image.path);
+        // The name is the file execve was given (a symlink's own name, a
+        // script's), not what it resolved to: Linux's bprm->filename.
+        self.tg.attrs().exec(path);
         *self.tg.image() = ProcessImage {
             exe: image.path,
             argv,

@@ -149,6 +149,7 @@ impl Kernel {
         tg.life().exited = true;
         tg.life().job = JobState::default();
         let reaper = self.reaper_for(tg);
+        let mut orphaned = Vec::new();
         for child in self.pids.thread_groups() {
             if child.links().parent != tgid || child.tgid() == tgid {
                 continue;
@@ -156,10 +157,28 @@ impl Kernel {
             child.set_parent(reaper);
             if child.is_zombie() {
                 self.notify_parent_locked(&child);
+                continue;
+            }
+            // PR_SET_PDEATHSIG: the orphan's threads asked to hear of it.
+            // (Linux sends it when the parent thread exits; cryo's parent
+            // is a process, so it is sent when the whole process has.)
+            for signo in child.attrs().death_signals() {
+                orphaned.push((child.clone(), signo));
             }
         }
         self.notify_parent_locked(tg);
         drop(tree);
+        // Sent outside the tree lock: a SIGCONT reports to its parent.
+        for (child, signo) in orphaned {
+            let info = SigInfo {
+                signo,
+                code: super::signal::SI_USER,
+                addr: 0,
+                pid: tgid,
+                uid: tg.exited_uid(),
+            };
+            self.send_to_process(&child, info);
+        }
         tracing::debug!(tgid, ?status, "process exited");
         self.child_event.notify_all();
         tg.exit_queue()

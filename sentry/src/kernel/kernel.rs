@@ -14,6 +14,13 @@ use crate::errno::Errno;
 use crate::mm::MemoryFile;
 use crate::vfs::Vfs;
 
+/// Total and free memory of the sandbox, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    pub total: u64,
+    pub free: u64,
+}
+
 /// How a sandbox's kernel is set up.
 #[derive(Clone, Debug)]
 pub struct KernelConfig {
@@ -131,6 +138,18 @@ impl Kernel {
             .unwrap_or(false);
         if first {
             tracing::warn!(nr, "unimplemented syscall {what}: returning ENOSYS");
+        }
+    }
+
+    /// The sandbox's memory as sysinfo(2) and /proc/meminfo report it:
+    /// the host's RAM, less what the sandbox's memory holds now.
+    pub fn memory(&self) -> MemoryUsage {
+        let total = nix::sys::sysinfo::sysinfo()
+            .map(|s| s.ram_total())
+            .unwrap_or(0);
+        MemoryUsage {
+            total,
+            free: total.saturating_sub(self.memory_file.resident_bytes()),
         }
     }
 

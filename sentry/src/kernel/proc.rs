@@ -40,6 +40,211 @@ impl LiveProcess {
     }
 }
 
+impl LiveProcess {
+    /// The state letter Linux shows: Z for a zombie, T for a stopped job, R
+    /// while a thread runs application code (or reads this file), else S
+    /// (every other task is blocked in the Sentry).
+    fn state(&self, tg: &ThreadGroup) -> char {
+        if tg.is_zombie() {
+            'Z'
+        } else if tg.is_job_stopped() {
+            'T'
+        } else if CURRENT_TGID.with(|c| c.get()) == self.pid || !tg.itimers().in_user().is_empty() {
+            'R'
+        } else {
+            'S'
+        }
+    }
+}
+
+const PAGE: u64 = 4096;
+/// USER_HZ: the unit of times in /proc/<pid>/stat.
+const TICKS_PER_SEC: u64 = 100;
+/// Every capability of Linux 6.x (CAP_CHECKPOINT_RESTORE is the 41st).
+const ALL_CAPS: u64 = (1 << 41) - 1;
+
+fn ticks(ns: u64) -> u64 {
+    ns / (1_000_000_000 / TICKS_PER_SEC)
+}
+
+/// VmSize and VmRSS in bytes (none for a zombie).
+fn memory_of(tg: &ThreadGroup) -> (u64, u64) {
+    tg.mm_arc()
+        .map(|mm| {
+            let mm = super::thread_group::lock(&mm);
+            (mm.vsize(), mm.rss())
+        })
+        .unwrap_or((0, 0))
+}
+
+/// The signals with a handler of `kind` as /proc's 16-digit hex mask.
+fn handler_mask(tg: &ThreadGroup, ignored: bool) -> u64 {
+    let handlers = tg.handlers();
+    (1..=64).fold(0u64, |m, signo| match handlers.get(signo) {
+        Ok(a) if !a.is_default() && a.is_ignored() == ignored => m | 1 << (signo - 1),
+        _ => m,
+    })
+}
+
+fn state_name(state: char) -> &'static str {
+    match state {
+        'R' => "R (running)",
+        'T' => "T (stopped)",
+        'Z' => "Z (zombie)",
+        _ => "S (sleeping)",
+    }
+}
+
+/// /proc/<pid>/status: the fields programs read, from the process itself.
+fn status_text(tg: &ThreadGroup, state: char) -> String {
+    use std::fmt::Write;
+    let links = tg.links();
+    let creds = tg
+        .creds()
+        .unwrap_or_else(super::creds::Credentials::of_caller);
+    let caps = if creds.euid == 0 { ALL_CAPS } else { 0 };
+    let tid = tg.tids().first().copied().unwrap_or(tg.tgid());
+    let nnp = tg
+        .attrs()
+        .with_thread(tid, |a| a.no_new_privs)
+        .unwrap_or(false);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "Name:\t{}\nUmask:\t{:04o}\nState:\t{}\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\n",
+        String::from_utf8_lossy(&tg.attrs().comm(tg.tgid())),
+        tg.fs().umask,
+        state_name(state),
+        links.parent,
+        pid = tg.tgid(),
+    );
+    let _ = write!(
+        s,
+        "Uid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nGroups:\t{}\nNSpid:\t{}\nNSpgid:\t{}\nNSsid:\t{}\n",
+        creds.uid,
+        creds.euid,
+        creds.suid,
+        creds.euid,
+        creds.gid,
+        creds.egid,
+        creds.sgid,
+        creds.egid,
+        creds
+            .groups
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        tg.tgid(),
+        links.pgid,
+        links.sid,
+    );
+    if state != 'Z' {
+        let (vsize, rss) = memory_of(tg);
+        let _ = write!(
+            s,
+            "VmSize:\t{:8} kB\nVmRSS:\t{:8} kB\n",
+            vsize / 1024,
+            rss / 1024
+        );
+    }
+    let cpus = super::attrs::sandbox_cpus();
+    let _ = write!(
+        s,
+        "Threads:\t{}\nSigIgn:\t{:016x}\nSigCgt:\t{:016x}\nCapInh:\t{:016x}\nCapPrm:\t{caps:016x}\nCapEff:\t{caps:016x}\nCapBnd:\t{ALL_CAPS:016x}\nCapAmb:\t{:016x}\nNoNewPrivs:\t{}\nSeccomp:\t0\nCpus_allowed_list:\t0-{}\n",
+        tg.live(),
+        handler_mask(tg, true),
+        handler_mask(tg, false),
+        0,
+        0,
+        u8::from(nnp),
+        cpus.saturating_sub(1),
+    );
+    s
+}
+
+/// /proc/<pid>/stat (and task/<tid>/stat): Linux's 52 fields. The code,
+/// stack and argument addresses read 0, as Linux shows them to a reader
+/// without ptrace access; fault counts are not kept.
+fn stat_text(tg: &ThreadGroup, tid: i32, state: char) -> String {
+    let links = tg.links();
+    let attrs = tg.attrs();
+    let usage = if tid == tg.tgid() {
+        attrs.usage()
+    } else {
+        attrs.thread_usage(tid)
+    };
+    let children = attrs.children_usage();
+    let (nice, start_ns) = attrs.with(|r| (r.nice, r.start_ns));
+    let (vsize, rss) = memory_of(tg);
+    let rsslim = tg.limits().soft(libc::RLIMIT_RSS);
+    let comm = String::from_utf8_lossy(&attrs.comm(tid)).into_owned();
+    format!(
+        "{tid} ({comm}) {state} {} {} {} 0 -1 0 0 0 0 0 {} {} {} {} {} {nice} {} 0 {} {vsize} {} {rsslim} 0 0 0 0 0 0 0 {} {} 0 0 0 {} 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+        links.parent,
+        links.pgid,
+        links.sid,
+        ticks(usage.user_ns),
+        ticks(usage.sys_ns),
+        ticks(children.user_ns),
+        ticks(children.sys_ns),
+        20 + nice,
+        tg.live(),
+        ticks(start_ns),
+        rss / PAGE,
+        handler_mask(tg, true),
+        handler_mask(tg, false),
+        tg.exit_signal(),
+    )
+}
+
+/// /proc/<pid>/limits in Linux's layout.
+fn limits_text(limits: &super::limits::LimitSet) -> String {
+    use std::fmt::Write;
+    const ROWS: [(&str, u32, &str); 16] = [
+        ("Max cpu time", libc::RLIMIT_CPU, "seconds"),
+        ("Max file size", libc::RLIMIT_FSIZE, "bytes"),
+        ("Max data size", libc::RLIMIT_DATA, "bytes"),
+        ("Max stack size", libc::RLIMIT_STACK, "bytes"),
+        ("Max core file size", libc::RLIMIT_CORE, "bytes"),
+        ("Max resident set", libc::RLIMIT_RSS, "bytes"),
+        ("Max processes", libc::RLIMIT_NPROC, "processes"),
+        ("Max open files", libc::RLIMIT_NOFILE, "files"),
+        ("Max locked memory", libc::RLIMIT_MEMLOCK, "bytes"),
+        ("Max address space", libc::RLIMIT_AS, "bytes"),
+        ("Max file locks", libc::RLIMIT_LOCKS, "locks"),
+        ("Max pending signals", libc::RLIMIT_SIGPENDING, "signals"),
+        ("Max msgqueue size", libc::RLIMIT_MSGQUEUE, "bytes"),
+        ("Max nice priority", libc::RLIMIT_NICE, ""),
+        ("Max realtime priority", libc::RLIMIT_RTPRIO, ""),
+        ("Max realtime timeout", libc::RLIMIT_RTTIME, "us"),
+    ];
+    let show = |v: u64| {
+        if v == super::limits::RLIM_INFINITY {
+            "unlimited".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    let mut s = format!(
+        "{:<25} {:<20} {:<20} {:<10}\n",
+        "Limit", "Soft Limit", "Hard Limit", "Units"
+    );
+    for (name, resource, unit) in ROWS {
+        let l = limits.get(resource).unwrap_or(super::limits::Limit {
+            cur: super::limits::RLIM_INFINITY,
+            max: super::limits::RLIM_INFINITY,
+        });
+        let _ = writeln!(
+            s,
+            "{name:<25} {:<20} {:<20} {unit:<10}",
+            show(l.cur),
+            show(l.max)
+        );
+    }
+    s
+}
+
 impl ProcessInfo for LiveProcess {
     fn pid(&self) -> i32 {
         self.pid
@@ -67,15 +272,19 @@ impl ProcessInfo for LiveProcess {
         })
     }
     fn status_text(&self) -> String {
+        self.with(|tg| status_text(tg, self.state(tg)))
+    }
+    fn stat_text(&self, tid: i32) -> String {
+        self.with(|tg| stat_text(tg, tid, self.state(tg)))
+    }
+    fn statm_text(&self) -> String {
         self.with(|tg| {
-            format!(
-                "Name:\t{}\nState:\tR (running)\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t{}\n",
-                String::from_utf8_lossy(&tg.attrs().comm(tg.tgid())),
-                tg.links().parent,
-                tg.live(),
-                pid = self.pid
-            )
+            let (vsize, rss) = memory_of(tg);
+            format!("{} {} 0 0 0 0 0\n", vsize / PAGE, rss / PAGE)
         })
+    }
+    fn limits_text(&self) -> String {
+        self.with(|tg| limits_text(&tg.limits()))
     }
     fn exe_path(&self) -> Option<String> {
         self.tg.upgrade().map(|tg| tg.image().exe.clone())
@@ -142,5 +351,41 @@ impl ProcessTable for ProcTable {
     }
     fn uptime(&self) -> Duration {
         self.kernel().map(|k| k.clocks.uptime()).unwrap_or_default()
+    }
+    fn memory(&self) -> (u64, u64) {
+        self.kernel()
+            .map(|k| {
+                let m = k.memory();
+                (m.total, m.free)
+            })
+            .unwrap_or_default()
+    }
+    fn cpus(&self) -> usize {
+        super::attrs::sandbox_cpus() as usize
+    }
+    fn tasks(&self) -> (usize, usize) {
+        let Some(k) = self.kernel() else {
+            return (0, 0);
+        };
+        let groups = k.pids.thread_groups();
+        let running: usize = groups.iter().map(|tg| tg.itimers().in_user().len()).sum();
+        // The task reading this is running too.
+        (running.max(1), k.pids.task_count())
+    }
+    fn cpu_time(&self) -> (u64, u64) {
+        let Some(k) = self.kernel() else {
+            return (0, 0);
+        };
+        k.pids.thread_groups().iter().fold((0, 0), |(u, s), tg| {
+            let (a, c) = (tg.attrs().usage(), tg.attrs().children_usage());
+            (u + a.user_ns + c.user_ns, s + a.sys_ns + c.sys_ns)
+        })
+    }
+    fn boot_time(&self) -> u64 {
+        let Some(k) = self.kernel() else {
+            return 0;
+        };
+        let now = Duration::from_nanos(u64::try_from(k.clocks.realtime()).unwrap_or(0));
+        now.saturating_sub(k.clocks.uptime()).as_secs()
     }
 }

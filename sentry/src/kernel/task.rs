@@ -124,6 +124,7 @@ impl Task {
     }
 
     pub fn set_creds(&mut self, creds: Credentials) {
+        self.tg.set_creds(&creds);
         self.creds = creds;
     }
 
@@ -332,6 +333,7 @@ impl Task {
     /// namespace, where signals, exit_group, procfs and checkpoint find it.
     pub fn join(&self) {
         self.join_attrs();
+        self.tg.set_creds(&self.creds);
         self.tg.add(self.tid, self.member());
         self.kernel.pids.add_task(self.tid, &self.tg);
     }

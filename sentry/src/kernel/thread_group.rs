@@ -166,6 +166,11 @@ pub struct ThreadGroup {
     itimers: Arc<ITimers>,
     /// prctl, priority and CPU-time accounting (kernel/attrs.rs).
     attrs: super::attrs::ProcessAttrs,
+    /// The credentials of the thread that last joined or changed its own
+    /// (setuid changes every thread's): what kill(2)'s permission check
+    /// and /proc/<pid>/status see of the process. Not saved: rebuilt as
+    /// tasks join.
+    creds: Mutex<Option<super::creds::Credentials>>,
     /// A fast check for tasks at every return to the application.
     exiting: AtomicBool,
     state: Mutex<State>,
@@ -197,6 +202,7 @@ impl ThreadGroup {
             links: Mutex::new(parts.links),
             itimers: ITimers::new(),
             attrs,
+            creds: Mutex::new(None),
             exiting: AtomicBool::new(false),
             state: Mutex::default(),
             done: Condvar::new(),
@@ -291,6 +297,22 @@ impl ThreadGroup {
     /// The process's and its threads' prctl, priority and CPU-time state.
     pub fn attrs(&self) -> &super::attrs::ProcessAttrs {
         &self.attrs
+    }
+
+    /// The (real, saved) uids a sender's must match (see `may_signal`).
+    pub fn signal_ids(&self) -> (u32, u32) {
+        lock(&self.creds)
+            .as_ref()
+            .map_or((0, 0), |c| (c.uid, c.suid))
+    }
+
+    /// The process's credentials as its threads last set them.
+    pub fn creds(&self) -> Option<super::creds::Credentials> {
+        lock(&self.creds).clone()
+    }
+
+    pub(super) fn set_creds(&self, creds: &super::creds::Credentials) {
+        *lock(&self.creds) = Some(creds.clone());
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

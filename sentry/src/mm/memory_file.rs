@@ -245,6 +245,9 @@ unsafe impl Send for MemoryFile {}
 // shared memory (like the application's own threads racing), never references.
 unsafe impl Sync for MemoryFile {}
 
+/// Reads of at least this many bytes use pread(2) (see `read_at`).
+const PREAD_MIN: usize = 16 * 1024;
+
 impl MemoryFile {
     /// A new, empty memory file able to hold `capacity` bytes (rounded down to
     /// pages, at most [`MAX_CAPACITY`]).
@@ -564,6 +567,14 @@ impl MemoryFile {
         out
     }
 
+    /// Bytes of host memory the file holds now (pages written at least
+    /// once and not decommitted), from its block count.
+    pub fn resident_bytes(&self) -> u64 {
+        nix::sys::stat::fstat(self.fd.as_raw_fd())
+            .map(|st| u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512))
+            .unwrap_or(0)
+    }
+
     /// Bytes allocated.
     pub fn allocated_bytes(&self) -> u64 {
         self.allocated_ranges().iter().map(FileRange::len).sum()
@@ -724,8 +735,40 @@ impl MemoryFile {
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the file.
+    ///
+    /// Large reads go through pread(2): a page the application never
+    /// touched is a hole in the memfd, which pread reads as zeros while a
+    /// load through the Sentry's mapping would allocate it (a write(2) of
+    /// an untouched 1 GiB buffer would cost 1 GiB of memory, natively
+    /// nothing). Small reads (syscall arguments) copy from the mapping.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let off = self.check_io(offset, buf.len())?;
+        if buf.len() >= PREAD_MIN {
+            let mut done = 0;
+            while done < buf.len() {
+                let at = libc::off_t::try_from(off + done).map_err(|_| Errno::EFAULT)?;
+                let rest = &mut buf[done..];
+                // SAFETY: pread(2) writes at most `rest.len()` bytes into
+                // `rest`, a live, exclusively borrowed buffer.
+                let n = unsafe {
+                    libc::pread(
+                        self.fd.as_raw_fd(),
+                        rest.as_mut_ptr().cast(),
+                        rest.len(),
+                        at,
+                    )
+                };
+                match n {
+                    n if n > 0 => done += n as usize,
+                    0 => return Err(Errno::EFAULT),
+                    _ => match nix::errno::Errno::last() {
+                        nix::errno::Errno::EINTR => {}
+                        e => return Err(Errno(e as i32)),
+                    },
+                }
+            }
+            return Ok(());
+        }
         // SAFETY: `check_io` proved `[off, off + len)` lies within the mapping
         // of `capacity` bytes at `base`, which lives as long as `self`. The
         // source is shared memory an application may be writing concurrently;

@@ -41,6 +41,29 @@ pub(super) fn start_dir(t: &Task, dirfd: i32, path: &[u8]) -> Result<Arc<Dentry>
     Ok(d)
 }
 
+/// The file `dirfd`+`path` names: with AT_EMPTY_PATH and an empty path,
+/// the file `dirfd` itself (the cwd for AT_FDCWD); an empty path without
+/// it is ENOENT whatever `dirfd` is, as Linux's getname.
+fn resolve_at(
+    t: &Task,
+    dirfd: i32,
+    path: &[u8],
+    flags: i32,
+    follow: bool,
+) -> Result<Arc<Dentry>, Errno> {
+    if path.is_empty() {
+        if flags & libc::AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if dirfd == libc::AT_FDCWD {
+            return Ok(t.cwd());
+        }
+        return file(t, dirfd)?.dentry().cloned().ok_or(Errno::ENOENT);
+    }
+    let start = start_dir(t, dirfd, path)?;
+    t.kernel().vfs.resolve(&start, path, follow)
+}
+
 fn install(t: &mut Task, f: Arc<OpenFile>, cloexec: bool) -> SysResult {
     let limit = t.nofile_limit();
     t.fds().lock().insert(f, cloexec, limit).map(|fd| fd as u64)
@@ -687,6 +710,50 @@ pub fn symlink(t: &mut Task, a: &Args) -> SysResult {
 
 pub fn symlinkat(t: &mut Task, a: &Args) -> SysResult {
     do_symlinkat(t, a.addr(0), a.fd(1), a.addr(2))
+}
+
+pub fn statfs(t: &mut Task, a: &Args) -> SysResult {
+    let path = path_arg(t, a.addr(0))?;
+    let start = start_dir(t, libc::AT_FDCWD, &path)?;
+    let d = t.kernel().vfs.resolve(&start, &path, true)?;
+    let st = crate::vfs::statfs::StatFs::of_mount(d.mount());
+    t.mm().copy_out(a.addr(1), &st.to_bytes())?;
+    Ok(0)
+}
+
+pub fn fstatfs(t: &mut Task, a: &Args) -> SysResult {
+    let st = crate::vfs::statfs::StatFs::of_file(file(t, a.fd(0))?.as_ref());
+    t.mm().copy_out(a.addr(1), &st.to_bytes())?;
+    Ok(0)
+}
+
+fn do_linkat(
+    t: &mut Task,
+    olddir: i32,
+    old_addr: u64,
+    newdir: i32,
+    new_addr: u64,
+    flags: i32,
+) -> SysResult {
+    if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let old_path = path_arg(t, old_addr)?;
+    let new_path = path_arg(t, new_addr)?;
+    let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+    let old = resolve_at(t, olddir, &old_path, flags, follow)?;
+    let new_start = start_dir(t, newdir, &new_path)?;
+    t.kernel().vfs.link_at(&old, &new_start, &new_path)?;
+    Ok(0)
+}
+
+/// link(2) never follows a symlink: the new name links the symlink itself.
+pub fn link(t: &mut Task, a: &Args) -> SysResult {
+    do_linkat(t, libc::AT_FDCWD, a.addr(0), libc::AT_FDCWD, a.addr(1), 0)
+}
+
+pub fn linkat(t: &mut Task, a: &Args) -> SysResult {
+    do_linkat(t, a.fd(0), a.addr(1), a.fd(2), a.addr(3), a.int(4))
 }
 
 fn do_renameat2(

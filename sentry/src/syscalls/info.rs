@@ -29,17 +29,17 @@ pub fn sethostname(t: &mut Task, a: &Args) -> SysResult {
 
 /// `struct sysinfo` on x86_64 (112 bytes).
 pub fn sysinfo(t: &mut Task, a: &Args) -> SysResult {
-    let host = nix::sys::sysinfo::sysinfo().map_err(Errno::from)?;
     let mut b = [0u8; 112];
     let mut put = |off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
     put(0, t.kernel().clocks.uptime().as_secs());
     // loads[3] stay zero: the sandbox reports no load of its own yet.
-    put(32, host.ram_total());
-    put(40, host.ram_unused());
-    put(64, host.swap_total());
-    put(72, host.swap_free());
-    // procs: the number of tasks, one.
-    b[80..82].copy_from_slice(&1u16.to_le_bytes());
+    let mem = t.kernel().memory();
+    put(32, mem.total);
+    put(40, mem.free);
+    // The sandbox has no swap of its own: totalswap and freeswap stay 0.
+    // procs: the sandbox's tasks.
+    let procs = u16::try_from(t.kernel().pids.task_count()).unwrap_or(u16::MAX);
+    b[80..82].copy_from_slice(&procs.to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes()); // mem_unit
     t.mm().copy_out(a.addr(0), &b)?;
     Ok(0)

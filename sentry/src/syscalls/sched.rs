@@ -131,6 +131,24 @@ pub fn sched_getaffinity(t: &mut Task, a: &Args) -> SysResult {
     Ok(n as u64)
 }
 
+/// getcpu(2): the sandbox's CPUs are virtual, so a task is on the first
+/// CPU its affinity mask allows (a pinned task finds itself where it asked
+/// to be), on NUMA node 0; the host's CPU is never shown.
+pub fn getcpu(t: &mut Task, a: &Args) -> SysResult {
+    let tid = t.tid();
+    let mask = t.tg().attrs().with_thread(tid, |x| x.affinity)?;
+    let cpu = mask
+        .trailing_zeros()
+        .min(attrs::sandbox_cpus().saturating_sub(1));
+    if a.addr(0) != 0 {
+        t.mm().copy_out(a.addr(0), &cpu.to_le_bytes())?;
+    }
+    if a.addr(1) != 0 {
+        t.mm().copy_out(a.addr(1), &0u32.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
 pub fn sched_setaffinity(t: &mut Task, a: &Args) -> SysResult {
     let len = (a.raw(1) as usize).min(MASK_BYTES);
     let mut raw = vec![0u8; len];

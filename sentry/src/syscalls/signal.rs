@@ -151,14 +151,26 @@ fn restore_frame(t: &mut Task) -> Result<u64, SigreturnError> {
 
 /// kill(pid, sig): one process, the caller's group (0), every process
 /// it may signal (-1) or group -pid.
+///
+/// A target the caller may not signal is skipped: EPERM when that leaves
+/// none of one process or group, but kill(-1) succeeds anyway, as Linux's
+/// kill_something_info.
 pub fn kill(t: &mut Task, a: &Args) -> SysResult {
-    let info = user_signal(t, a.int(1), SI_USER)?;
-    let targets = t.kill_targets(a.int(0))?;
-    let Some(info) = info else {
-        return Ok(0);
-    };
+    let (pid, signo) = (a.int(0), a.int(1));
+    let info = user_signal(t, signo, SI_USER)?;
+    let targets = t.kill_targets(pid)?;
+    let mut sent = false;
     for tg in targets {
-        t.signal_process_from_here(&tg, info);
+        if !t.may_signal(&tg, signo) {
+            continue;
+        }
+        sent = true;
+        if let Some(info) = info {
+            t.signal_process_from_here(&tg, info);
+        }
+    }
+    if !sent && pid != -1 {
+        return Err(Errno::EPERM);
     }
     Ok(0)
 }
@@ -188,7 +200,11 @@ fn send_to_thread(t: &mut Task, tgid: Option<i32>, tid: i32, signo: i32) -> SysR
     }
     let tg = t.kernel().process(owner).ok_or(Errno::ESRCH)?;
     let member = tg.member(tid).ok_or(Errno::ESRCH)?;
-    if let Some(info) = user_signal(t, signo, SI_TKILL)? {
+    let info = user_signal(t, signo, SI_TKILL)?;
+    if !t.may_signal(&tg, signo) {
+        return Err(Errno::EPERM);
+    }
+    if let Some(info) = info {
         t.kernel().on_generate(&tg, signo);
         member.queue(info);
     }
@@ -366,6 +382,9 @@ pub fn rt_sigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
     let tg = t.kernel().pids.thread_group(tgid).ok_or(Errno::ESRCH)?;
     // Linux compares with the calling thread's id, not its process's.
     let info = queued_info(t, a.int(1), a.addr(2), tgid == t.tid())?;
+    if !t.may_signal(&tg, info.signo) {
+        return Err(Errno::EPERM);
+    }
     if info.signo == 0 {
         // Signal 0 only checks that the process exists.
         return Ok(0);
@@ -387,6 +406,9 @@ pub fn rt_tgsigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
     let tg = t.kernel().pids.thread_group(tgid).ok_or(Errno::ESRCH)?;
     let info = queued_info(t, a.int(2), a.addr(3), tid == t.tid())?;
     let member = tg.member(tid).ok_or(Errno::ESRCH)?;
+    if !t.may_signal(&tg, info.signo) {
+        return Err(Errno::EPERM);
+    }
     if info.signo == 0 {
         return Ok(0);
     }

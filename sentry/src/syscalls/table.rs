@@ -89,6 +89,10 @@ fn generic_rows() -> Vec<Entry> {
     reg("unlink", fs::unlink, &[Path]);
     reg("unlinkat", fs::unlinkat, &[Dec, Path, Hex]);
     reg("rmdir", fs::rmdir, &[Path]);
+    reg("link", fs::link, &[Path, Path]);
+    reg("statfs", fs::statfs, &[Path, Hex]);
+    reg("fstatfs", fs::fstatfs, &[Dec, Hex]);
+    reg("linkat", fs::linkat, &[Dec, Path, Dec, Path, Hex]);
     reg("symlink", fs::symlink, &[Path, Path]);
     reg("symlinkat", fs::symlinkat, &[Path, Dec, Path]);
     reg("rename", fs::rename, &[Path, Path]);
@@ -157,6 +161,7 @@ fn generic_rows() -> Vec<Entry> {
     );
     reg("futex", futex::futex, &[Hex, Dec, Dec, Hex, Hex, Dec]);
     reg("prctl", sched::prctl, &[Dec, Hex, Hex, Hex, Hex]);
+    reg("getcpu", sched::getcpu, &[Hex, Hex, Hex]);
     reg(
         "sched_getaffinity",
         sched::sched_getaffinity,

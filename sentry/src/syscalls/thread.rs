@@ -352,6 +352,9 @@ pub fn pidfd_send_signal(t: &mut Task, a: &Args) -> SysResult {
         info.uid = int(20) as u32;
         info.addr = u64::from_le_bytes(value);
     }
+    if !t.may_signal(&tg, signo) {
+        return Err(Errno::EPERM);
+    }
     t.signal_process_from_here(&tg, info);
     Ok(0)
 }

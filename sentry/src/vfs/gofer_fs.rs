@@ -35,12 +35,27 @@ pub trait HostFs: Send + Sync {
     fn open(&self, node: HostNode) -> Result<OwnedFd, Errno>;
     /// Forgets a node.
     fn close(&self, node: HostNode);
+    /// Whether writes reach the host (a rw bind mount of a container);
+    /// otherwise every change is EROFS.
+    fn writable(&self) -> bool {
+        false
+    }
+    /// A host fd of a regular file open for writing (`flags`: O_WRONLY or
+    /// O_RDWR, O_TRUNC, O_APPEND).
+    fn open_write(&self, _node: HostNode, _flags: i32) -> Result<OwnedFd, Errno> {
+        Err(Errno::EROFS)
+    }
+    /// Makes the regular file `name` in directory `dir`.
+    fn create(&self, _dir: HostNode, _name: &[u8], _mode: u32) -> Result<(HostNode, Stat), Errno> {
+        Err(Errno::EROFS)
+    }
 }
 
 /// [`HostFs`] over a gofer connection.
 pub struct GoferHostFs {
     client: gofer::Client,
     handles: Mutex<HashMap<HostNode, gofer::Handle>>,
+    writable: bool,
 }
 
 fn gofer_errno(e: gofer::GoferError) -> Errno {
@@ -75,6 +90,16 @@ impl GoferHostFs {
         GoferHostFs {
             client,
             handles: Mutex::new(HashMap::new()),
+            writable: false,
+        }
+    }
+
+    /// Over a gofer that takes writes (a container's rw bind mount): opens
+    /// for writing and new files reach the host.
+    pub fn new_writable(client: gofer::Client) -> GoferHostFs {
+        GoferHostFs {
+            writable: true,
+            ..GoferHostFs::new(client)
         }
     }
 
@@ -135,6 +160,34 @@ impl HostFs for GoferHostFs {
         self.client
             .open(&h, gofer::OpenFlags::READ_ONLY)
             .map_err(gofer_errno)
+    }
+
+    fn writable(&self) -> bool {
+        self.writable
+    }
+
+    fn open_write(&self, node: HostNode, flags: i32) -> Result<OwnedFd, Errno> {
+        if !self.writable {
+            return Err(Errno::EROFS);
+        }
+        let h = self.handle(node)?;
+        let mut how = match flags & libc::O_ACCMODE {
+            libc::O_RDWR => gofer::OpenFlags::READ_WRITE,
+            libc::O_WRONLY => gofer::OpenFlags::WRITE_ONLY,
+            _ => gofer::OpenFlags::READ_ONLY,
+        };
+        how.truncate = flags & libc::O_TRUNC != 0;
+        how.append = flags & libc::O_APPEND != 0;
+        self.client.open(&h, how).map_err(gofer_errno)
+    }
+
+    fn create(&self, dir: HostNode, name: &[u8], mode: u32) -> Result<(HostNode, Stat), Errno> {
+        if !self.writable {
+            return Err(Errno::EROFS);
+        }
+        let h = self.handle(dir)?;
+        let n = self.client.create(&h, name, mode).map_err(gofer_errno)?;
+        Ok((self.remember(n.handle), stat_from_gofer(&n.stat)))
     }
 
     fn close(&self, node: HostNode) {
@@ -222,6 +275,10 @@ impl Inode for GoferInode {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
+        if self.fs.writable() {
+            // The sandbox's own writes change it.
+            return self.fs.stat(self.node);
+        }
         Ok(self.stat.clone())
     }
 
@@ -259,7 +316,19 @@ impl Inode for GoferInode {
 
     fn open(&self, flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-            return Err(Errno::EROFS);
+            if !self.fs.writable() {
+                return Err(Errno::EROFS);
+            }
+            return match self.stat.file_type() {
+                libc::S_IFDIR => Err(Errno::EISDIR),
+                // A writer has an fd of its own: the shared one is read-only.
+                libc::S_IFREG => Ok(Arc::new(HostFileOps {
+                    fd: Arc::new(self.fs.open_write(self.node, flags)?),
+                    size: self.stat.size,
+                    writable: true,
+                })),
+                _ => Err(Errno::ENXIO),
+            };
         }
         match self.stat.file_type() {
             libc::S_IFDIR => Ok(Arc::new(DirOps)),
@@ -268,6 +337,7 @@ impl Inode for GoferInode {
                 Ok(Arc::new(HostFileOps {
                     fd,
                     size: self.stat.size,
+                    writable: false,
                 }))
             }
             // Host devices, fifos and sockets are not reachable through the
@@ -276,8 +346,18 @@ impl Inode for GoferInode {
         }
     }
 
-    fn create(&self, _: &[u8], _: u32) -> Result<Arc<dyn Inode>, Errno> {
-        Err(Errno::EROFS)
+    fn create(&self, name: &[u8], mode: u32) -> Result<Arc<dyn Inode>, Errno> {
+        if !self.stat.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let (node, stat) = self.fs.create(self.node, name, mode)?;
+        Ok(Arc::new(GoferInode {
+            fs: self.fs.clone(),
+            node,
+            stat,
+            host_fd: OnceLock::new(),
+            fingerprint: OnceLock::new(),
+        }))
     }
     fn mkdir(&self, _: &[u8], _: u32) -> Result<Arc<dyn Inode>, Errno> {
         Err(Errno::EROFS)
@@ -294,8 +374,16 @@ impl Inode for GoferInode {
     fn rename(&self, _: &[u8], _: &dyn Inode, _: &[u8]) -> Result<(), Errno> {
         Err(Errno::EROFS)
     }
-    fn set_size(&self, _: u64) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn set_size(&self, size: u64) -> Result<(), Errno> {
+        if !self.fs.writable() {
+            return Err(Errno::EROFS);
+        }
+        if self.stat.file_type() != libc::S_IFREG {
+            return Err(Errno::EINVAL);
+        }
+        let fd = self.fs.open_write(self.node, libc::O_WRONLY)?;
+        let size = i64::try_from(size).map_err(|_| Errno::EFBIG)?;
+        nix::unistd::ftruncate(&fd, size).map_err(Errno::from)
     }
     fn set_times(&self, _: Option<Timespec>, _: Option<Timespec>) -> Result<(), Errno> {
         Err(Errno::EROFS)
@@ -327,6 +415,8 @@ impl Inode for GoferInode {
 pub struct HostFileOps {
     fd: Arc<OwnedFd>,
     size: u64,
+    /// Opened for writing on a writable gofer (a rw bind mount).
+    writable: bool,
 }
 
 impl FileOps for HostFileOps {
@@ -351,11 +441,25 @@ impl FileOps for HostFileOps {
         }
     }
 
-    fn write(&self, _io: &IoCtx<'_>, _buf: &[u8], _offset: Option<u64>) -> Result<usize, Errno> {
-        Err(Errno::EBADF)
+    fn write(&self, _io: &IoCtx<'_>, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
+        if !self.writable {
+            return Err(Errno::EBADF);
+        }
+        let off = i64::try_from(offset.unwrap_or(0)).map_err(|_| Errno::EINVAL)?;
+        loop {
+            match nix::sys::uio::pwrite(self.fd.as_ref(), buf, off) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => return r.map_err(Errno::from),
+            }
+        }
     }
 
     fn size(&self) -> Result<u64, Errno> {
+        if self.writable {
+            // Writes move it: the host's size, not the walk's.
+            let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(self.fd.as_ref()))?;
+            return Ok(u64::try_from(st.st_size).unwrap_or(0));
+        }
         Ok(self.size)
     }
 }
@@ -404,6 +508,57 @@ mod tests {
             .unwrap();
         assert!(!d.getdents64(4096).unwrap().is_empty());
         assert_eq!(vfs.stat_at(&r, b"/nope", true).err(), Some(Errno::ENOENT));
+    }
+
+    /// A writable gofer (a container's rw bind mount): new files, writes
+    /// and truncation reach the host; a read-only one refuses them all.
+    #[test]
+    fn writes_through_a_writable_gofer() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("old"), b"old content\n").unwrap();
+        for writable in [true, false] {
+            let (sentry_end, gofer_end) = gofer::socketpair().unwrap();
+            let root = dir.path().to_path_buf();
+            std::thread::spawn(move || gofer::serve(&root, gofer_end, !writable));
+            let client = gofer::Client::new(sentry_end);
+            let fs: Arc<dyn HostFs> = if writable {
+                Arc::new(GoferHostFs::new_writable(client))
+            } else {
+                Arc::new(GoferHostFs::new(client))
+            };
+            let root = GoferInode::root(fs).unwrap();
+            let intr = Interrupt::new();
+            let io = IoCtx {
+                interrupt: &intr,
+                nonblock: false,
+            };
+            if !writable {
+                assert_eq!(root.create(b"new2", 0o644).err(), Some(Errno::EROFS));
+                let old = root.lookup(b"old").unwrap();
+                assert_eq!(old.open(libc::O_WRONLY).err(), Some(Errno::EROFS));
+                assert_eq!(old.set_size(0).err(), Some(Errno::EROFS));
+                continue;
+            }
+            let new = root.create(b"new", 0o640).unwrap();
+            assert_eq!(root.create(b"new", 0o640).err(), Some(Errno::EEXIST));
+            let f = new.open(libc::O_WRONLY).unwrap();
+            assert_eq!(f.write(&io, b"fresh", Some(0)), Ok(5));
+            assert_eq!(f.size(), Ok(5));
+            assert_eq!(new.stat().unwrap().size, 5);
+            let old = root.lookup(b"old").unwrap();
+            old.set_size(0).unwrap();
+            let f = old.open(libc::O_RDWR).unwrap();
+            assert_eq!(f.write(&io, b"x", Some(2)), Ok(1));
+            assert_eq!(std::fs::read(dir.path().join("new")).unwrap(), b"fresh");
+            assert_eq!(std::fs::read(dir.path().join("old")).unwrap(), b"\0\0x");
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("new"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o640);
+        }
+        assert!(!dir.path().join("new2").exists());
     }
 
     /// A copy of a file (another inode, another mtime) has the same

@@ -180,6 +180,13 @@ pub trait Inode: Send + Sync + Any {
         Err(Errno::EPERM)
     }
 
+    /// Names `target` (a non-directory of the same file system) `name` in
+    /// this directory too: a hard link. File systems without hard links
+    /// refuse with EPERM, as Linux does.
+    fn link(&self, _name: &[u8], _target: &dyn Inode) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+
     /// Moves child `old_name` to `new_dir`/`new_name` (same file system),
     /// replacing a compatible existing target. The VFS has checked types,
     /// mounts and that a directory is not moved below itself.

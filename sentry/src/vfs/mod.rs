@@ -29,6 +29,8 @@ pub mod resolve;
 pub mod signalfd;
 pub mod stat;
 pub mod state;
+pub mod statfs;
+pub mod sysfs;
 pub mod timerfd;
 pub mod tmpfs;
 #[allow(clippy::module_inception)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::devfs::new_devfs;
 use super::gofer_fs::{GoferHostFs, GoferInode, HostFs};
+use super::inode::Inode;
 use super::overlay;
 use super::procfs::{new_procfs, ProcessTable};
 use super::stat::Clock;
@@ -26,6 +27,37 @@ pub fn build_sandbox_vfs(
     build_with_host(Arc::new(GoferHostFs::new(client)), clock, procs, mf, None)
 }
 
+/// What a container's bundle adds to the namespace: a read-only root and
+/// mounts from its config.json. The default is a `cryo do` sandbox's.
+#[derive(Default)]
+pub struct NamespaceSetup {
+    /// The root mount refuses writes (EROFS) instead of taking them into
+    /// the overlay's upper layer.
+    pub root_read_only: bool,
+    /// Mounted in order, after /dev, /dev/shm and /proc (so a bundle's own
+    /// mount of one of them covers cryo's).
+    pub mounts: Vec<ExtraMount>,
+}
+
+/// One mount of a container's config.json that the VFS can serve.
+pub struct ExtraMount {
+    /// Absolute path in the container; missing directories are created in
+    /// the overlay's upper layer (the host root is never written).
+    pub dest: Vec<u8>,
+    pub source: MountSource,
+    pub read_only: bool,
+}
+
+pub enum MountSource {
+    /// A fresh in-memory file system (tmpfs, and /dev/shm-like mounts).
+    Tmpfs { mode: u32 },
+    /// A host directory served by a gofer of its own (a bind mount).
+    Host(Arc<dyn HostFs>),
+    /// One host file, `name` in the directory a gofer of its own serves
+    /// (a bind mount of a file, like an engine's /etc/hosts).
+    HostFile { fs: Arc<dyn HostFs>, name: Vec<u8> },
+}
+
 /// Builds the namespace over any [`HostFs`], from a saved state if given.
 /// Its tmpfs files keep their pages in `mf`; on restore `mf` must already
 /// hold the restored memory, to which the saved files are re-attached.
@@ -35,6 +67,62 @@ pub fn build_with_host(
     procs: Arc<dyn ProcessTable>,
     mf: Arc<MemoryFile>,
     state: Option<&VfsState>,
+) -> Result<Vfs, VfsRestoreError> {
+    build_with_setup(host, clock, procs, mf, state, NamespaceSetup::default())
+}
+
+/// Walks (creating what is missing, in the overlay's upper layer) the
+/// directory `path` below `root` at the inode level, so that mount points
+/// exist before a read-only root mount would refuse to create them.
+fn ensure_dir(root: &Arc<dyn Inode>, path: &[u8]) -> Result<(), Errno> {
+    let mut dir = root.clone();
+    for name in path.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+        if name == b"." || name == b".." {
+            return Err(Errno::EINVAL);
+        }
+        dir = match dir.lookup(name) {
+            Ok(d) => d,
+            Err(Errno::ENOENT) => dir.mkdir(name, 0o755)?,
+            Err(e) => return Err(e),
+        };
+        if dir.file_type() != libc::S_IFDIR {
+            return Err(Errno::ENOTDIR);
+        }
+    }
+    Ok(())
+}
+
+/// Like [`ensure_dir`] for a regular file's mount point: its directories,
+/// then an empty file if there is none.
+fn ensure_file(root: &Arc<dyn Inode>, path: &[u8]) -> Result<(), Errno> {
+    let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&b""[..], path),
+    };
+    if name.is_empty() || name == b"." || name == b".." {
+        return Err(Errno::EINVAL);
+    }
+    ensure_dir(root, parent)?;
+    let mut dir = root.clone();
+    for n in parent.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+        dir = dir.lookup(n)?;
+    }
+    match dir.lookup(name) {
+        Ok(f) if f.file_type() == libc::S_IFDIR => Err(Errno::EISDIR),
+        Ok(_) => Ok(()),
+        Err(Errno::ENOENT) => dir.create(name, 0o644).map(|_| ()),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`build_with_host`] with a container's additions.
+pub fn build_with_setup(
+    host: Arc<dyn HostFs>,
+    clock: Arc<dyn Clock>,
+    procs: Arc<dyn ProcessTable>,
+    mf: Arc<MemoryFile>,
+    state: Option<&VfsState>,
+    setup: NamespaceSetup,
 ) -> Result<Vfs, VfsRestoreError> {
     let errno = |what: &str| {
         let what = what.to_string();
@@ -54,38 +142,70 @@ pub fn build_with_host(
         ),
     };
     let lower = GoferInode::root(host).map_err(errno("/ (gofer root)"))?;
-    let root = overlay::new_root(&upper, Some(lower));
+    let root: Arc<dyn Inode> = overlay::new_root(&upper, Some(lower));
+    for dir in [&b"/dev"[..], b"/proc", b"/sys"] {
+        ensure_dir(&root, dir).map_err(errno(&String::from_utf8_lossy(dir)))?;
+    }
+    for m in &setup.mounts {
+        let made = match m.source {
+            MountSource::HostFile { .. } => ensure_file(&root, &m.dest),
+            _ => ensure_dir(&root, &m.dest),
+        };
+        made.map_err(errno(&String::from_utf8_lossy(&m.dest)))?;
+    }
+    let root_ro = setup.root_read_only;
     let vfs = Vfs::new(
         root,
         MountOpts {
             fs_type: "overlay",
-            read_only: false,
+            read_only: root_ro,
         },
     );
-    let r = vfs.root().clone();
-    for dir in [&b"/dev"[..], b"/proc"] {
-        match vfs.lookup_dir(&r, dir) {
-            Ok(_) => {}
-            Err(Errno::ENOENT) => vfs.mkdir_at(&r, dir, 0o755).map_err(errno("mkdir"))?,
-            Err(e) => return Err(errno(&String::from_utf8_lossy(dir))(e)),
-        }
-    }
     let now = clock.now();
-    let mount = |path: &[u8], inode, fs_type| {
-        vfs.mount(
-            path,
-            inode,
-            MountOpts {
-                fs_type,
-                read_only: false,
-            },
-        )
-        .map_err(errno(&String::from_utf8_lossy(path)))
+    let mount = |path: &[u8], inode, fs_type, read_only| {
+        vfs.mount(path, inode, MountOpts { fs_type, read_only })
+            .map_err(errno(&String::from_utf8_lossy(path)))
     };
-    mount(b"/dev", new_devfs(now), "devtmpfs")?;
-    mount(b"/dev/shm", shm.root(), "tmpfs")?;
-    let mounts = "none / overlay rw 0 0\nnone /dev devtmpfs rw 0 0\nnone /dev/shm tmpfs rw 0 0\nnone /proc proc rw 0 0\n";
-    mount(b"/proc", new_procfs(procs, mounts.into()), "proc")?;
+    mount(b"/dev", new_devfs(now), "devtmpfs", false)?;
+    mount(b"/dev/shm", shm.root(), "tmpfs", false)?;
+    let rw = |ro: bool| if ro { "ro" } else { "rw" };
+    let mut mounts = format!(
+        "none / overlay {} 0 0\nnone /dev devtmpfs rw 0 0\nnone /dev/shm tmpfs rw 0 0\nnone /proc proc rw 0 0\nnone /sys sysfs ro 0 0\n",
+        rw(root_ro)
+    );
+    for m in &setup.mounts {
+        let fs_type = match m.source {
+            MountSource::Tmpfs { .. } => "tmpfs",
+            MountSource::Host(_) | MountSource::HostFile { .. } => "bind",
+        };
+        mounts.push_str(&format!(
+            "none {} {fs_type} {} 0 0\n",
+            String::from_utf8_lossy(&m.dest),
+            rw(m.read_only)
+        ));
+    }
+    let cpus = procs.cpus() as u32;
+    mount(b"/proc", new_procfs(procs, mounts), "proc", false)?;
+    mount(b"/sys", super::sysfs::new_sysfs(cpus), "sysfs", true)?;
+    for m in setup.mounts {
+        let path = String::from_utf8_lossy(&m.dest).into_owned();
+        let (inode, fs_type): (Arc<dyn Inode>, _) = match m.source {
+            MountSource::Tmpfs { mode } => (
+                Tmpfs::with_memory(clock.clone(), mode, mf.clone()).root(),
+                "tmpfs",
+            ),
+            MountSource::Host(fs) => (GoferInode::root(fs).map_err(errno(&path))?, "bind"),
+            MountSource::HostFile { fs, name } => {
+                let dir = GoferInode::root(fs).map_err(errno(&path))?;
+                let file = dir.lookup(&name).map_err(errno(&path))?;
+                if file.file_type() == libc::S_IFDIR {
+                    return Err(errno(&path)(Errno::EISDIR));
+                }
+                (file, "bind")
+            }
+        };
+        mount(&m.dest, inode, fs_type, m.read_only)?;
+    }
     {
         let mut parts = super::dentry::lock(&vfs.parts);
         parts.upper = Some(upper);

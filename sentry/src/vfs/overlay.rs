@@ -274,8 +274,10 @@ impl Inode for OverlayInode {
             (Some(u), Some(l)) => {
                 let mut st = u.stat()?;
                 // A copied-up file keeps its inode number, as overlayfs
-                // does, so that it stays the same file to the application.
-                if l.file_type() == self.file_type {
+                // does, so that it stays the same file to the application;
+                // once hard-linked in the upper layer it takes the upper
+                // file's number, which every one of its names reports.
+                if l.file_type() == self.file_type && (self.is_dir() || st.nlink <= 1) {
                     st.ino = l.stat()?.ino;
                 }
                 Ok(st)
@@ -359,6 +361,21 @@ impl Inode for OverlayInode {
 
     fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
         self.remove(name, false)
+    }
+
+    /// A hard link in the upper layer: a lower file is copied up first, and
+    /// both names then share the upper file.
+    fn link(&self, name: &[u8], target: &dyn Inode) -> Result<(), Errno> {
+        let target = target
+            .as_any()
+            .downcast_ref::<OverlayInode>()
+            .ok_or(Errno::EXDEV)?;
+        let target_upper = target.copy_up()?;
+        self.create_upper(name, |dir| {
+            dir.add_link(name, &target_upper)?;
+            Ok(target_upper.clone() as Arc<dyn Inode>)
+        })
+        .map(|_| ())
     }
 
     fn rmdir(&self, name: &[u8]) -> Result<(), Errno> {
@@ -500,6 +517,37 @@ mod tests {
         assert_eq!(m.read_at(0, &mut b), Ok(4));
         assert_eq!(&b, b"host");
         assert_eq!(m.mapping_name(), "/etc/hostname");
+    }
+
+    #[test]
+    fn hard_link_of_a_lower_file_copies_it_up_once() {
+        let dir = host_tree();
+        let (vfs, _) = overlay_vfs(dir.path());
+        let r = vfs.root().clone();
+        let intr = Interrupt::new();
+        let old = vfs.resolve(&r, b"/etc/sub/deep", false).unwrap();
+        vfs.link_at(&old, &r, b"/etc/twin").unwrap();
+        let a = vfs.stat_at(&r, b"/etc/sub/deep", false).unwrap();
+        let b = vfs.stat_at(&r, b"/etc/twin", false).unwrap();
+        assert_eq!((a.ino, a.nlink), (b.ino, 2), "one file, two names");
+        let f = vfs.open_at(&r, b"/etc/twin", libc::O_RDWR, 0).unwrap();
+        assert_eq!(f.pwrite(b"DEEP", 0, &intr), Ok(4));
+        assert_eq!(read_all(&vfs, b"/etc/sub/deep").unwrap(), b"DEEP");
+        vfs.unlink_at(&r, b"/etc/sub/deep", 0).unwrap();
+        assert_eq!(vfs.stat_at(&r, b"/etc/twin", false).unwrap().nlink, 1);
+        assert_eq!(read_all(&vfs, b"/etc/twin").unwrap(), b"DEEP");
+        // A deleted lower name stays hidden, the host untouched.
+        assert_eq!(read_all(&vfs, b"/etc/sub/deep").err(), Some(Errno::ENOENT));
+        assert_eq!(
+            std::fs::read(dir.path().join("etc/sub/deep")).unwrap(),
+            b"deep"
+        );
+        assert!(!dir.path().join("etc/twin").exists());
+        let sub = vfs.resolve(&r, b"/etc/sub", false).unwrap();
+        assert_eq!(
+            vfs.link_at(&sub, &r, b"/etc/sub2").err(),
+            Some(Errno::EPERM)
+        );
     }
 
     #[test]

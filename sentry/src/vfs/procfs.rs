@@ -22,13 +22,17 @@ pub trait ProcessTable: Send + Sync {
     fn hostname(&self) -> String;
     /// Time since the sandbox booted (continues across restore).
     fn uptime(&self) -> Duration;
-    /// MemTotal for /proc/meminfo, in bytes.
-    fn mem_total(&self) -> u64 {
-        4 << 30
-    }
-    fn cpus(&self) -> usize {
-        1
-    }
+    /// Total and free memory, in bytes (what sysinfo(2) says too).
+    fn memory(&self) -> (u64, u64);
+    /// The CPUs the sandbox shows (what sched_getaffinity says).
+    fn cpus(&self) -> usize;
+    /// Tasks now: running application code, and all of them.
+    fn tasks(&self) -> (usize, usize);
+    /// CPU time the live processes and those they reaped have used:
+    /// (user, system) nanoseconds.
+    fn cpu_time(&self) -> (u64, u64);
+    /// The wall-clock time the sandbox booted, in seconds since the epoch.
+    fn boot_time(&self) -> u64;
 }
 
 /// One process (thread group), as /proc/<pid> shows it.
@@ -42,14 +46,15 @@ pub trait ProcessInfo: Send + Sync {
     }
     /// /proc/<pid>/maps, already formatted.
     fn maps_text(&self) -> String;
-    /// /proc/<pid>/status; the default has the fields programs read most.
-    fn status_text(&self) -> String {
-        format!(
-            "Name:\t{}\nState:\tR (running)\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t1\n",
-            self.comm(),
-            pid = self.pid()
-        )
-    }
+    /// /proc/<pid>/status.
+    fn status_text(&self) -> String;
+    /// /proc/<pid>/stat, or with another thread's `tid`
+    /// /proc/<pid>/task/<tid>/stat.
+    fn stat_text(&self, tid: i32) -> String;
+    /// /proc/<pid>/statm.
+    fn statm_text(&self) -> String;
+    /// /proc/<pid>/limits.
+    fn limits_text(&self) -> String;
     fn exe_path(&self) -> Option<String>;
     fn cwd_path(&self) -> Option<String> {
         None
@@ -77,7 +82,8 @@ pub trait ProcessInfo: Send + Sync {
 }
 
 type Gen = Arc<dyn Fn() -> Result<Vec<u8>, Errno> + Send + Sync>;
-type Entries = Arc<dyn Fn() -> Vec<(Vec<u8>, Arc<dyn Inode>)> + Send + Sync>;
+/// A generated directory's entries (sysfs builds its tree from these too).
+pub(super) type Entries = Arc<dyn Fn() -> Vec<(Vec<u8>, Arc<dyn Inode>)> + Send + Sync>;
 
 /// A file whose contents are generated at open.
 struct ProcFile {
@@ -180,9 +186,9 @@ impl Inode for ProcLink {
 }
 
 /// A directory whose entries are computed at each lookup and listing.
-struct ProcDir {
-    ino: u64,
-    entries: Entries,
+pub(super) struct ProcDir {
+    pub(super) ino: u64,
+    pub(super) entries: Entries,
 }
 
 impl Inode for ProcDir {
@@ -227,7 +233,7 @@ fn file(
     })
 }
 
-fn text(ino: u64, s: impl Into<String>) -> Arc<dyn Inode> {
+pub(super) fn text(ino: u64, s: impl Into<String>) -> Arc<dyn Inode> {
     let s: String = s.into();
     file(ino, move || Ok(s.clone().into_bytes()))
 }
@@ -255,6 +261,24 @@ fn pid_dir(pid: i32, table: Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
                 Ok(format!("{}\n", q.comm()).into_bytes())
             }),
         ));
+        for (name, n, what) in [
+            (&b"stat"[..], 13, 0u8),
+            (b"statm", 14, 1),
+            (b"limits", 15, 2),
+        ] {
+            let q = p.clone();
+            v.push((
+                name.to_vec(),
+                file(pid_ino(pid, n), move || {
+                    Ok(match what {
+                        0 => q.stat_text(pid),
+                        1 => q.statm_text(),
+                        _ => q.limits_text(),
+                    }
+                    .into_bytes())
+                }),
+            ));
+        }
         let q = p.clone();
         v.push((
             b"environ".to_vec(),
@@ -322,9 +346,17 @@ fn pid_dir(pid: i32, table: Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
                             let comm = file(pid_ino(tid, 12), move || {
                                 Ok(format!("{}\n", t.thread_comm(tid)).into_bytes())
                             });
+                            let t = q.clone();
+                            let stat =
+                                file(pid_ino(tid, 16), move || Ok(t.stat_text(tid).into_bytes()));
                             let dir: Arc<dyn Inode> = Arc::new(ProcDir {
                                 ino: pid_ino(tid, 11),
-                                entries: Arc::new(move || vec![(b"comm".to_vec(), comm.clone())]),
+                                entries: Arc::new(move || {
+                                    vec![
+                                        (b"comm".to_vec(), comm.clone()),
+                                        (b"stat".to_vec(), stat.clone()),
+                                    ]
+                                }),
                             });
                             (tid.to_string().into_bytes(), dir)
                         })
@@ -351,12 +383,40 @@ fn pid_dir(pid: i32, table: Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
 
 const VERSION: &str = "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016\n";
 
-fn meminfo(total: u64) -> String {
-    let kb = total / 1024;
+fn meminfo((total, free): (u64, u64)) -> String {
     format!(
-        "MemTotal:       {kb:8} kB\nMemFree:        {free:8} kB\nMemAvailable:   {free:8} kB\nBuffers:               0 kB\nCached:                0 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n",
-        free = kb / 2
+        "MemTotal:       {:8} kB\nMemFree:        {free:8} kB\nMemAvailable:   {free:8} kB\nBuffers:               0 kB\nCached:                0 kB\nSwapCached:            0 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\nShmem:                 0 kB\n",
+        total / 1024,
+        free = free / 1024
     )
+}
+
+/// /proc/stat: the sandbox's CPU time on its CPUs in USER_HZ ticks (idle
+/// is what the tasks did not use of the time since boot), its boot time
+/// and its tasks.
+fn proc_stat_text(t: &dyn ProcessTable) -> String {
+    const NS_PER_TICK: u64 = 10_000_000;
+    let cpus = t.cpus().max(1) as u64;
+    let (user, sys) = t.cpu_time();
+    let (user, sys) = (user / NS_PER_TICK, sys / NS_PER_TICK);
+    let up = u64::try_from(t.uptime().as_nanos()).unwrap_or(u64::MAX) / NS_PER_TICK;
+    let idle = (up * cpus).saturating_sub(user + sys);
+    let (running, all) = t.tasks();
+    let mut s = format!("cpu  {user} 0 {sys} {idle} 0 0 0 0 0 0\n");
+    for i in 0..cpus {
+        // Per-CPU time is not kept: each CPU shows an equal share.
+        s.push_str(&format!(
+            "cpu{i} {} 0 {} {} 0 0 0 0 0 0\n",
+            user / cpus,
+            sys / cpus,
+            idle / cpus
+        ));
+    }
+    s.push_str(&format!(
+        "intr 0\nctxt 0\nbtime {}\nprocesses {all}\nprocs_running {running}\nprocs_blocked 0\n",
+        t.boot_time()
+    ));
+    s
 }
 
 fn cpuinfo(n: usize) -> String {
@@ -391,7 +451,7 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
         entries: Arc::new(move || vec![(b"kernel".to_vec(), sys_kernel.clone())]),
     });
     let fixed: Vec<(Vec<u8>, Arc<dyn Inode>)> = {
-        let (t1, t2, t3) = (t.clone(), t.clone(), t.clone());
+        let (t1, t2, t3, t4, t5) = (t.clone(), t.clone(), t.clone(), t.clone(), t.clone());
         vec![
             (
                 b"cpuinfo".to_vec(),
@@ -404,10 +464,22 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
                     "nodev\tsysfs\nnodev\ttmpfs\nnodev\tproc\nnodev\tdevtmpfs\nnodev\toverlay\n",
                 ),
             ),
-            (b"loadavg".to_vec(), text(12, "0.00 0.00 0.00 1/1 1\n")),
+            (
+                b"loadavg".to_vec(),
+                file(12, move || {
+                    // No load average is kept: the sandbox reports none.
+                    let (running, all) = t4.tasks();
+                    let last = t4.pids().into_iter().max().unwrap_or(0);
+                    Ok(format!("0.00 0.00 0.00 {running}/{all} {last}\n").into_bytes())
+                }),
+            ),
             (
                 b"meminfo".to_vec(),
-                file(13, move || Ok(meminfo(t2.mem_total()).into_bytes())),
+                file(13, move || Ok(meminfo(t2.memory()).into_bytes())),
+            ),
+            (
+                b"stat".to_vec(),
+                file(17, move || Ok(proc_stat_text(t5.as_ref()).into_bytes())),
             ),
             (b"mounts".to_vec(), text(14, mounts)),
             (
@@ -474,11 +546,38 @@ pub(crate) mod tests {
         fn exe_path(&self) -> Option<String> {
             Some("/bin/init".into())
         }
+        fn status_text(&self) -> String {
+            "Name:\tinit\nPid:\t1\n".into()
+        }
+        fn stat_text(&self, tid: i32) -> String {
+            format!("{tid} (init) S 0 1 1\n")
+        }
+        fn statm_text(&self) -> String {
+            "1 1 0 0 0 0 0\n".into()
+        }
+        fn limits_text(&self) -> String {
+            "Limit\n".into()
+        }
     }
 
     impl ProcessTable for OneProc {
         fn current_pid(&self) -> Option<i32> {
             Some(1)
+        }
+        fn memory(&self) -> (u64, u64) {
+            (4 << 30, 1 << 30)
+        }
+        fn cpus(&self) -> usize {
+            2
+        }
+        fn tasks(&self) -> (usize, usize) {
+            (1, 1)
+        }
+        fn cpu_time(&self) -> (u64, u64) {
+            (30_000_000, 10_000_000)
+        }
+        fn boot_time(&self) -> u64 {
+            1_700_000_000
         }
         fn pids(&self) -> Vec<i32> {
             vec![1]

@@ -1336,7 +1336,7 @@ mod tests {
         let a = new_dir(&root, b"a");
         let shared = new_file(&a, b"file");
         shared.write_at(0, b"shared bytes").unwrap();
-        root.link(b"b", &shared).unwrap();
+        root.add_link(b"b", &shared).unwrap();
         assert_eq!(shared.stat().unwrap().nlink, 2);
         root.symlink(b"s", b"a/file").unwrap();
         a.add_whiteout(b"gone").unwrap();

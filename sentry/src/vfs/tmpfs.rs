@@ -566,9 +566,7 @@ impl TmpfsInode {
 
     /// Names `target` (a non-directory of this file system) `name` here
     /// too: a hard link, the same inode under two names.
-    // linkat(2) does not reach tmpfs yet; restore and tests make hard links.
-    #[allow(dead_code)]
-    pub(crate) fn link(&self, name: &[u8], target: &Arc<TmpfsInode>) -> Result<(), Errno> {
+    pub(crate) fn add_link(&self, name: &[u8], target: &Arc<TmpfsInode>) -> Result<(), Errno> {
         if target.file_type == libc::S_IFDIR {
             return Err(Errno::EPERM);
         }
@@ -847,6 +845,14 @@ impl Inode for TmpfsInode {
             .downcast_ref::<TmpfsInode>()
             .ok_or(Errno::EXDEV)?;
         rename(self, old_name, new_dir, new_name)
+    }
+
+    fn link(&self, name: &[u8], target: &dyn Inode) -> Result<(), Errno> {
+        let target = target
+            .as_any()
+            .downcast_ref::<TmpfsInode>()
+            .ok_or(Errno::EXDEV)?;
+        self.add_link(name, &target.me.upgrade().ok_or(Errno::ENOENT)?)
     }
 
     fn set_size(&self, size: u64) -> Result<(), Errno> {

@@ -62,8 +62,11 @@ impl Vfs {
         opts: MountOpts,
     ) -> Result<Arc<Dentry>, Errno> {
         let at = self.resolve(&self.root, path, true)?;
-        if !at.is_dir() {
-            return Err(Errno::ENOTDIR);
+        // A directory on a directory, or a file on a file (a container's
+        // bind mount of one host file).
+        let dir = inode.file_type() == libc::S_IFDIR;
+        if at.is_dir() != dir {
+            return Err(if dir { Errno::ENOTDIR } else { Errno::EISDIR });
         }
         let id = self.next_mount.fetch_add(1, Ordering::Relaxed);
         let mount = Arc::new(Mount {
@@ -249,6 +252,46 @@ impl Vfs {
         }
         self.create_child(&pn, |dir| dir.symlink(&pn.name, target))
             .map(|_| ())
+    }
+
+    /// link(2)/linkat(2): the file `old` (already resolved) also named
+    /// `new_path`. Errors come in Linux's order: the new name (ENOENT,
+    /// EEXIST), then the mount (EROFS, EXDEV), then the file (EPERM for a
+    /// directory, ENOENT for a file no longer linked anywhere).
+    pub fn link_at(
+        &self,
+        old: &Arc<Dentry>,
+        new_start: &Arc<Dentry>,
+        new_path: &[u8],
+    ) -> Result<(), Errno> {
+        let pn = self.resolve_parent(new_start, new_path)?;
+        if pn.is_special() {
+            return Err(Errno::EEXIST);
+        }
+        if pn.parent.has_child(&pn.name)? {
+            return Err(Errno::EEXIST);
+        }
+        if pn.trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        if pn.parent.mount().read_only {
+            return Err(Errno::EROFS);
+        }
+        if old.mount().id != pn.parent.mount().id {
+            return Err(Errno::EXDEV);
+        }
+        if old.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        if old.is_unlinked() {
+            return Err(Errno::ENOENT);
+        }
+        let target = old.inode().clone();
+        self.create_child(&pn, |dir| {
+            dir.link(&pn.name, target.as_ref())?;
+            dir.lookup(&pn.name)
+        })
+        .map(|_| ())
     }
 
     /// unlink(2)/unlinkat(2); `flags` may hold AT_REMOVEDIR.

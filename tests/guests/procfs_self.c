@@ -1,0 +1,179 @@
+/* /proc/<pid>/{stat,status,statm,limits}, /proc/<pid>/task/<tid>/stat,
+ * /proc/meminfo and /proc/stat agree with what the process's own syscalls
+ * say: ids, thread count, state letters (R for the reader, S for a child
+ * blocked in pause, T stopped, Z a zombie), credentials after setresuid,
+ * limits after setrlimit, memory totals against sysinfo. */
+#define _GNU_SOURCE
+#include "common.h"
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+
+/* The file's text in a fresh buffer (never freed: the guest is short). */
+static char *slurp(const char *path)
+{
+	char *buf = malloc(16384);
+	CHECK(buf != NULL);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	size_t n = fread(buf, 1, 16383, f);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+/* Field `n` (1-based) of a /proc/<pid>/stat line, after the comm. */
+static long long stat_field(const char *line, int n)
+{
+	const char *p = strrchr(line, ')');
+	CHECK(p != NULL);
+	p += 2; /* field 3 */
+	for (int i = 3; i < n; i++) {
+		p = strchr(p, ' ');
+		CHECK(p != NULL);
+		p++;
+	}
+	return atoll(p);
+}
+
+static char stat_state(const char *line)
+{
+	const char *p = strrchr(line, ')');
+	return p ? p[2] : '?';
+}
+
+static int count_fields(const char *line)
+{
+	int n = 1;
+	for (const char *p = strrchr(line, ')'); *p; p++)
+		n += *p == ' ';
+	return n;
+}
+
+static char state_of(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	char *s = slurp(path);
+	return s ? stat_state(s) : '?';
+}
+
+static void *idle_thread(void *arg)
+{
+	int *fd = arg;
+	char c;
+	CHECK(read(*fd, &c, 1) == 1);
+	return NULL;
+}
+
+static long status_value(const char *key)
+{
+	char *s = slurp("/proc/self/status");
+	CHECK(s != NULL);
+	char *p = strstr(s, key);
+	return p ? atol(p + strlen(key)) : -1;
+}
+
+int main(void)
+{
+	char *s = slurp("/proc/self/stat");
+	CHECK(s != NULL);
+	char comm[64], *c = slurp("/proc/self/comm");
+	CHECK(c != NULL);
+	snprintf(comm, sizeof comm, "(%.*s)", (int)strcspn(c, "\n"), c);
+	printf("stat: fields=%d comm=%d state=%c pid=%d ppid=%d pgrp=%d sid=%d threads=%lld\n",
+	       count_fields(s), strstr(s, comm) != NULL, stat_state(s),
+	       atoi(s) == getpid(), stat_field(s, 4) == getppid(),
+	       stat_field(s, 5) == getpgrp(), stat_field(s, 6) == getsid(0), stat_field(s, 20));
+
+	int p[2];
+	CHECK(pipe(p) == 0);
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, idle_thread, &p[0]) == 0);
+	s = slurp("/proc/self/stat");
+	long threads = status_value("Threads:");
+	printf("with_thread: threads=%lld status_threads=%ld\n", stat_field(s, 20), threads);
+	CHECK(write(p[1], "x", 1) == 1);
+	CHECK(pthread_join(th, NULL) == 0);
+	char path[96];
+	snprintf(path, sizeof path, "/proc/self/task/%d/stat", getpid());
+	s = slurp(path);
+	printf("task_stat: found=%d ppid=%d\n", s != NULL, s && stat_field(s, 4) == getppid());
+
+	/* statm: sizes in pages, resident within size. */
+	s = slurp("/proc/self/statm");
+	long size = 0, resident = 0;
+	CHECK(s && sscanf(s, "%ld %ld", &size, &resident) == 2);
+	printf("statm: size_pos=%d resident_le_size=%d\n", size > 0, resident > 0 && resident <= size);
+
+	/* limits follow setrlimit. */
+	struct rlimit rl = { 77, 99 };
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+	s = slurp("/proc/self/limits");
+	char *line = s ? strstr(s, "Max open files") : NULL;
+	long soft = 0, hard = 0;
+	CHECK(line && sscanf(line + strlen("Max open files"), "%ld %ld", &soft, &hard) == 2);
+	printf("limits: nofile=%ld/%ld\n", soft, hard);
+	rl.rlim_cur = rl.rlim_max = 64;
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+
+	/* meminfo's total is sysinfo's. */
+	struct sysinfo si;
+	CHECK(sysinfo(&si) == 0);
+	s = slurp("/proc/meminfo");
+	long total_kb = 0;
+	CHECK(s && sscanf(s, "MemTotal: %ld kB", &total_kb) == 1);
+	printf("meminfo: total_is_sysinfo=%d\n",
+	       total_kb == (long)((unsigned long long)si.totalram * si.mem_unit / 1024));
+
+	/* /proc/stat: cpu lines, and a boot time uptime seconds ago. */
+	s = slurp("/proc/stat");
+	CHECK(s != NULL);
+	char *bt = strstr(s, "\nbtime ");
+	long btime = bt ? atol(bt + 7) : 0;
+	long expect = (long)time(NULL) - si.uptime;
+	printf("proc_stat: cpu_line=%d btime_ok=%d\n", strncmp(s, "cpu ", 4) == 0,
+	       btime - expect <= 2 && expect - btime <= 2);
+
+	/* A child's state through its life: S in pause, T stopped, Z exited. */
+	pid_t child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		for (;;)
+			pause();
+	}
+	struct timespec tick = { 0, 50 * 1000 * 1000 };
+	char st = '?';
+	for (int i = 0; i < 100 && st != 'S'; i++) {
+		nanosleep(&tick, NULL);
+		st = state_of(child);
+	}
+	printf("child_paused: state=%c\n", st);
+	CHECK(kill(child, SIGSTOP) == 0);
+	int ws;
+	CHECK(waitpid(child, &ws, WUNTRACED) == child);
+	printf("child_stopped: state=%c\n", state_of(child));
+	CHECK(kill(child, SIGKILL) == 0);
+	siginfo_t info;
+	CHECK(waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT) == 0);
+	printf("child_zombie: state=%c\n", state_of(child));
+	CHECK(waitpid(child, &ws, 0) == child);
+
+	/* status shows the credentials setresuid set. */
+	CHECK(setresgid(2002, 2003, 2004) == 0);
+	CHECK(setresuid(1001, 1002, 1003) == 0);
+	s = slurp("/proc/self/status");
+	char *uid = s ? strstr(s, "\nUid:") : NULL;
+	char *gid = s ? strstr(s, "\nGid:") : NULL;
+	int u[4] = { 0 }, g[4] = { 0 };
+	CHECK(uid && sscanf(uid, "\nUid: %d %d %d %d", &u[0], &u[1], &u[2], &u[3]) == 4);
+	CHECK(gid && sscanf(gid, "\nGid: %d %d %d %d", &g[0], &g[1], &g[2], &g[3]) == 4);
+	printf("status: uid=%d,%d,%d,%d gid=%d,%d,%d,%d capeff_zero=%d\n", u[0], u[1], u[2], u[3],
+	       g[0], g[1], g[2], g[3], strstr(s, "CapEff:\t0000000000000000") != NULL);
+	return 0;
+}
