@@ -842,6 +842,10 @@ fn map_stub_page(layout: &Layout) -> Result<StubPage, String> {
 /// What the forker thread needs to fork the zygote.
 struct ForkRequest {
     sock: RawFd,
+    /// The zygote's seccomp program (`filter::zygote_program`), built here
+    /// so that the forked child only points the kernel at its copy.
+    filter: Vec<u8>,
+    filter_len: u16,
     user_end: u64,
     page: StubPage,
     reply: mpsc::Sender<Result<i32, PlatformError>>,
@@ -1005,9 +1009,15 @@ fn start_zygote(user_end: u64, page: StubPage) -> Result<Zygote, PlatformError> 
     }
     // SAFETY: two fresh descriptors we own.
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let prog = super::filter::zygote_program(page.addr, PAGE).map_err(PlatformError::StubPage)?;
+    let filter_len = u16::try_from(prog.len())
+        .map_err(|_| PlatformError::StubPage("zygote filter too long".into()))?;
+    let filter: Vec<u8> = prog.iter().flat_map(|i| i.to_bytes()).collect();
     let (reply, answer) = mpsc::channel();
     let req = ForkRequest {
         sock: theirs.as_raw_fd(),
+        filter,
+        filter_len,
         user_end,
         page,
         reply,
@@ -1171,6 +1181,26 @@ unsafe fn stub_child(parent: libc::pid_t, req: &ForkRequest) -> ! {
     }
     if libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
         die(106);
+    }
+    // The zygote's filter, last: from here on only the stub code page may
+    // make syscalls (the jump below makes none).
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const u8,
+    }
+    let fprog = SockFprog {
+        len: req.filter_len,
+        filter: req.filter.as_ptr(),
+    };
+    if libc::syscall(
+        libc::SYS_seccomp,
+        1u64, // SECCOMP_SET_MODE_FILTER
+        0u64,
+        &fprog as *const SockFprog,
+    ) != 0
+    {
+        die(107);
     }
     let entry = base + req.page.entries.zygote;
     std::arch::asm!(
