@@ -27,6 +27,9 @@ pub enum GoferError {
     /// The socket itself failed.
     #[error("socket: {0}")]
     Io(#[from] std::io::Error),
+    /// The gofer process could not be confined (capabilities, seccomp).
+    #[error("cannot confine the gofer: {0}")]
+    Confine(String),
 }
 
 impl GoferError {

@@ -29,6 +29,7 @@
 //! ```
 
 mod client;
+mod confine;
 mod error;
 mod harden;
 mod host;
@@ -47,8 +48,9 @@ pub use server::serve;
 pub use wire::socketpair;
 
 /// The gofer process's entry point: adopts the socket inherited as `fd`,
-/// hardens the process (closing every other fd from 3 up) and serves `root`
-/// until the Sentry hangs up.
+/// hardens the process (closing every other fd from 3 up), confines it to
+/// `root` (its own mount namespace, chroot, file capabilities only, a
+/// syscall allow-list) and serves it until the Sentry hangs up.
 ///
 /// Meant for `cryo gofer` at process start, before anything in the process
 /// owns an fd of 3 or above; that is why this crate, not the CLI, holds the
@@ -70,5 +72,6 @@ pub fn serve_inherited(
     // SAFETY: called at the start of the gofer process, where no other owner
     // of an fd numbered 3 or above exists and no other thread runs.
     unsafe { harden(sock.as_fd())? };
-    serve(root, sock, read_only)
+    confine::confine(root)?;
+    serve(std::path::Path::new("/"), sock, read_only)
 }

@@ -475,9 +475,17 @@ fn events_report_the_sandbox() {
         .code,
         0
     );
-    let out = env.cryo(&["events", "--stats", "ev"]);
-    assert_eq!(out.code, 0, "{}", out.stderr_str());
-    let e: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON event");
+    // The shell may not have started its background sleep yet.
+    let mut e = serde_json::Value::Null;
+    for _ in 0..100 {
+        let out = env.cryo(&["events", "--stats", "ev"]);
+        assert_eq!(out.code, 0, "{}", out.stderr_str());
+        e = serde_json::from_slice(&out.stdout).expect("one JSON event");
+        if e["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(
         (e["type"].as_str(), e["id"].as_str()),
         (Some("stats"), Some("ev"))

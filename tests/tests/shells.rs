@@ -150,6 +150,20 @@ fn ps_lists_the_sandbox_processes() {
     assert_eq!(rows, want, "{}", out.stdout_str());
 }
 
+/// The CPU count programs see through sysfs (glibc's sysconf reads
+/// /sys/devices/system/cpu), sched_getaffinity (nproc) and /proc agree, as
+/// on Linux.
+#[test]
+fn cpu_count_through_sysfs_and_affinity() {
+    let inv = Invocation::new("/bin/sh").args([
+        "-c",
+        "cat /sys/devices/system/cpu/online /sys/devices/system/cpu/possible; \
+         getconf _NPROCESSORS_ONLN; getconf _NPROCESSORS_CONF; nproc; \
+         grep -c ^processor /proc/cpuinfo",
+    ]);
+    assert_same(&inv.native(), &inv.cryo());
+}
+
 /// multiprocessing's pool and locks: its semaphores are files in /dev/shm
 /// made with link(2), its workers forked processes fed through pipes.
 #[test]

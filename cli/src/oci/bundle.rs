@@ -272,7 +272,10 @@ fn plan_mount(m: &Mount) -> Result<Result<Option<MountPlan>, String>, BundleErro
     }
     Ok(match (typ.as_str(), dest.as_str()) {
         // cryo mounts its own devfs, /dev/shm and procfs there.
-        ("proc", "/proc") | ("tmpfs", "/dev") | ("tmpfs" | "shm", "/dev/shm") => Ok(None),
+        ("proc", "/proc")
+        | ("sysfs", "/sys")
+        | ("tmpfs", "/dev")
+        | ("tmpfs" | "shm", "/dev/shm") => Ok(None),
         ("tmpfs", _) => Ok(Some(MountPlan::Tmpfs {
             mode: mount_mode(&options)?.unwrap_or(0o1777),
             dest,

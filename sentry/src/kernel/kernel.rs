@@ -82,6 +82,8 @@ impl Kernel {
         procs: Arc<ProcTable>,
         config: &KernelConfig,
     ) -> Kernel {
+        // Taken now, before any platform thread binding (see sandbox_cpus).
+        super::attrs::sandbox_cpus();
         Kernel {
             pids: PidNamespace::default(),
             procs,

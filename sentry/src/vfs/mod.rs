@@ -30,6 +30,7 @@ pub mod signalfd;
 pub mod stat;
 pub mod state;
 pub mod statfs;
+pub mod sysfs;
 pub mod timerfd;
 pub mod tmpfs;
 #[allow(clippy::module_inception)]

@@ -143,7 +143,7 @@ pub fn build_with_setup(
     };
     let lower = GoferInode::root(host).map_err(errno("/ (gofer root)"))?;
     let root: Arc<dyn Inode> = overlay::new_root(&upper, Some(lower));
-    for dir in [&b"/dev"[..], b"/proc"] {
+    for dir in [&b"/dev"[..], b"/proc", b"/sys"] {
         ensure_dir(&root, dir).map_err(errno(&String::from_utf8_lossy(dir)))?;
     }
     for m in &setup.mounts {
@@ -170,7 +170,7 @@ pub fn build_with_setup(
     mount(b"/dev/shm", shm.root(), "tmpfs", false)?;
     let rw = |ro: bool| if ro { "ro" } else { "rw" };
     let mut mounts = format!(
-        "none / overlay {} 0 0\nnone /dev devtmpfs rw 0 0\nnone /dev/shm tmpfs rw 0 0\nnone /proc proc rw 0 0\n",
+        "none / overlay {} 0 0\nnone /dev devtmpfs rw 0 0\nnone /dev/shm tmpfs rw 0 0\nnone /proc proc rw 0 0\nnone /sys sysfs ro 0 0\n",
         rw(root_ro)
     );
     for m in &setup.mounts {
@@ -184,7 +184,9 @@ pub fn build_with_setup(
             rw(m.read_only)
         ));
     }
+    let cpus = procs.cpus() as u32;
     mount(b"/proc", new_procfs(procs, mounts), "proc", false)?;
+    mount(b"/sys", super::sysfs::new_sysfs(cpus), "sysfs", true)?;
     for m in setup.mounts {
         let path = String::from_utf8_lossy(&m.dest).into_owned();
         let (inode, fs_type): (Arc<dyn Inode>, _) = match m.source {

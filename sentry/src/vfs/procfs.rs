@@ -82,7 +82,8 @@ pub trait ProcessInfo: Send + Sync {
 }
 
 type Gen = Arc<dyn Fn() -> Result<Vec<u8>, Errno> + Send + Sync>;
-type Entries = Arc<dyn Fn() -> Vec<(Vec<u8>, Arc<dyn Inode>)> + Send + Sync>;
+/// A generated directory's entries (sysfs builds its tree from these too).
+pub(super) type Entries = Arc<dyn Fn() -> Vec<(Vec<u8>, Arc<dyn Inode>)> + Send + Sync>;
 
 /// A file whose contents are generated at open.
 struct ProcFile {
@@ -185,9 +186,9 @@ impl Inode for ProcLink {
 }
 
 /// A directory whose entries are computed at each lookup and listing.
-struct ProcDir {
-    ino: u64,
-    entries: Entries,
+pub(super) struct ProcDir {
+    pub(super) ino: u64,
+    pub(super) entries: Entries,
 }
 
 impl Inode for ProcDir {
@@ -232,7 +233,7 @@ fn file(
     })
 }
 
-fn text(ino: u64, s: impl Into<String>) -> Arc<dyn Inode> {
+pub(super) fn text(ino: u64, s: impl Into<String>) -> Arc<dyn Inode> {
     let s: String = s.into();
     file(ino, move || Ok(s.clone().into_bytes()))
 }
