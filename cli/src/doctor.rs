@@ -139,6 +139,53 @@ fn kvm_check() -> Check {
     }
 }
 
+/// What confinement this host gives a sandbox, and what falls back: never
+/// a reason cryo cannot run, always said.
+fn confinement_checks() -> Vec<Check> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let seccomp = status.lines().any(|l| l.starts_with("Seccomp:"));
+    let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 0);
+    let landlock = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .is_ok_and(|l| l.split(',').any(|m| m.trim() == "landlock"));
+    vec![
+        Check {
+            name: "seccomp",
+            ok: seccomp,
+            detail: if seccomp {
+                "seccomp filters: stubs trap the application's syscalls, the gofer runs under an allow-list".into()
+            } else {
+                "no seccomp in this kernel: neither platform can confine its stubs".into()
+            },
+        },
+        Check {
+            name: "user namespaces",
+            ok: userns,
+            detail: if userns {
+                "available: an unprivileged gofer gets its own mount namespace and chroot".into()
+            } else {
+                "disabled (user.max_user_namespaces is 0): an unprivileged gofer runs without its mount namespace and chroot, and says so".into()
+            },
+        },
+        Check {
+            name: "landlock",
+            ok: landlock,
+            detail: if landlock {
+                "enabled in this kernel (cryo does not use it yet)".into()
+            } else {
+                "not enabled in this kernel (cryo does not use it yet)".into()
+            },
+        },
+        Check {
+            name: "sentry",
+            ok: false,
+            detail: "the Sentry itself runs in the host's namespaces without a seccomp filter of its own (not built yet)".into(),
+        },
+    ]
+}
+
 pub fn run() -> anyhow::Result<i32> {
     let platforms = platform_checks();
     let any_platform = platforms.iter().any(|c| c.ok);
@@ -159,6 +206,10 @@ pub fn run() -> anyhow::Result<i32> {
         if !c.ok && !spare {
             failed += 1;
         }
+    }
+    for c in confinement_checks() {
+        let mark = if c.ok { "ok" } else { "no" };
+        println!("{:<6} {:<16} {}", mark, c.name, c.detail);
     }
     if failed > 0 {
         println!("this host cannot run cryo: {failed} check(s) failed");

@@ -140,8 +140,11 @@ fn main() -> ExitCode {
         return ExitCode::from(125);
     }
     // Before any thread is bound to a CPU (the sandbox's task thread is),
-    // so checkpoints compress on every core.
-    statefile::start_workers();
+    // so checkpoints compress on every core. Not in a gofer: it must stay
+    // single-threaded to enter a user namespace when it confines itself.
+    if !matches!(cli.command, Command::Gofer(_)) {
+        statefile::start_workers();
+    }
     let globals = oci::commands::Globals {
         root: cli.root.clone(),
         platform: cli.platform.clone(),

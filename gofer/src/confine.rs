@@ -118,9 +118,16 @@ fn enter_namespaces(privileged: bool) -> Result<(), GoferError> {
     } else {
         let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
-        std::fs::write("/proc/self/setgroups", "deny")?;
-        std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
-        std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+        // A process that is not dumpable (harden made it so) cannot write
+        // its own maps: /proc/self belongs to root then.
+        nix::sys::prctl::set_dumpable(true)?;
+        let maps = (|| -> std::io::Result<()> {
+            std::fs::write("/proc/self/setgroups", "deny")?;
+            std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
+            std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
+        })();
+        nix::sys::prctl::set_dumpable(false)?;
+        maps?;
     }
     nix::mount::mount(
         None::<&str>,

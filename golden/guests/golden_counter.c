@@ -14,7 +14,11 @@
  * - (from real-guest-v4) an epoll set over the pipe's read end and an
  *   edge-triggered eventfd, a timerfd and a POSIX timer (SIGEV_NONE) both
  *   armed for an hour;
- * - (from real-guest-v6) a pseudo-terminal, both ends held, its replica in
+ * - (from real-guest-v6) unix sockets: a stream socketpair holding unread
+ *   bytes, a datagram pair (SO_PASSCRED on the receiver) holding a message
+ *   with the pipe's read end in flight and the sender's credentials, and a
+ *   listener on an abstract name with a connection not yet accepted;
+ * - (from real-guest-v7) a pseudo-terminal, both ends held, its replica in
  *   canonical mode without echo, a window size set, and two lines typed
  *   into the master that nobody has read yet.
  *
@@ -27,14 +31,22 @@
  * in the pipe at a checkpoint is read, and checked, at the next check
  * after the restore); raises SIGUSR1 and reports what the handler saw;
  * asks the epoll set what is ready (the pipe; the eventfd after each
- * write to it) and whether both timers are still armed; reads the oldest
- * line from the terminal, types a new one, and prints the line with the
- * window size and settings. Every line is a
+ * write to it) and whether both timers are still armed; reads the
+ * socketpair's bytes and puts them back, receives the datagram (checking
+ * the file in flight reads the pipe's bytes and the credentials are its
+ * own) and sends another, accepts the queued connection and queues a new
+ * one; reads the oldest line from the terminal, types a new one, and
+ * prints the line with the window size and settings. Every line is a
  * function of N alone, so a restored run must print exactly what a native
  * run prints for the same N. Stops after COUNT ticks (never if COUNT < 0).
  * A broken invariant prints a line saying so and exits 3. */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -206,6 +218,62 @@ static void sleep_tick(void)
 		;
 }
 
+/* A datagram carrying `fd` in SCM_RIGHTS, tagged with tick `n`. */
+static void send_rights(int s, int fd, long n)
+{
+	char ctl[CMSG_SPACE(sizeof(int))];
+	memset(ctl, 0, sizeof ctl);
+	char tag[16];
+	snprintf(tag, sizeof tag, "rights %ld", n);
+	struct iovec iov = { tag, strlen(tag) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+			    .msg_controllen = sizeof ctl };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	CHECK(sendmsg(s, &m, 0) == (ssize_t)strlen(tag));
+}
+
+/* The sockets' state, checked and renewed: see the header. */
+static void sockets_check(long n, int *sp, int *dg, int pipe_rd, int lsn, int *client,
+			  struct sockaddr_un *la, socklen_t lal)
+{
+	char b[64];
+	CHECK(read_full(sp[1], b, 32) == 32);
+	write_all(sp[0], b, 32);
+	char data[32], ctl[256];
+	struct iovec iov = { data, sizeof data };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+			    .msg_controllen = sizeof ctl };
+	ssize_t got = recvmsg(dg[1], &m, 0);
+	int fd = -1, cred_ok = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		if (c->cmsg_type == SCM_RIGHTS)
+			memcpy(&fd, CMSG_DATA(c), sizeof fd);
+		if (c->cmsg_type == SCM_CREDENTIALS) {
+			struct ucred u;
+			memcpy(&u, CMSG_DATA(c), sizeof u);
+			cred_ok = u.pid == getpid() && u.uid == getuid();
+		}
+	}
+	/* The file in flight is the pipe's read end: same description. */
+	struct stat a, p;
+	int same = fd >= 0 && fstat(fd, &a) == 0 && fstat(pipe_rd, &p) == 0 && a.st_ino == p.st_ino;
+	if (fd >= 0)
+		close(fd);
+	send_rights(dg[0], pipe_rd, n);
+	int acc = accept(lsn, NULL, NULL);
+	close(*client);
+	*client = socket(AF_UNIX, SOCK_STREAM, 0);
+	int conn = *client >= 0 && connect(*client, (struct sockaddr *)la, lal) == 0;
+	if (acc >= 0)
+		close(acc);
+	printf("tick %ld sockets pair=%.10s dgram=%zd rights_same_pipe=%d cred=%d accepted=%d requeued=%d\n",
+	       n, b, got, same, cred_ok, acc >= 0, conn);
+}
+
 int main(int argc, char **argv)
 {
 	CHECK(argc == 4);
@@ -269,6 +337,24 @@ int main(int argc, char **argv)
 	timer_t timer;
 	CHECK(timer_create(CLOCK_MONOTONIC, &none, &timer) == 0);
 	CHECK(timer_settime(timer, 0, &hour, NULL) == 0);
+
+	/* Sockets. */
+	int sp[2], dg[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
+	write_all(sp[0], "socketpair bytes nobody read yet", 32);
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) == 0);
+	int on = 1;
+	CHECK(setsockopt(dg[1], SOL_SOCKET, SO_PASSCRED, &on, sizeof on) == 0);
+	send_rights(dg[0], p[0], -1);
+	struct sockaddr_un la;
+	memset(&la, 0, sizeof la);
+	la.sun_family = AF_UNIX;
+	memcpy(la.sun_path + 1, "cryo-golden-counter", 19);
+	socklen_t lal = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + 19);
+	int lsn = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(lsn >= 0 && bind(lsn, (struct sockaddr *)&la, lal) == 0 && listen(lsn, 2) == 0);
+	int client = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(client >= 0 && connect(client, (struct sockaddr *)&la, lal) == 0);
 
 	/* A pty: canonical, no echo, 24x80, two lines queued. */
 	int ptm = posix_openpt(O_RDWR | O_NOCTTY);
@@ -345,6 +431,7 @@ int main(int argc, char **argv)
 			CHECK(timer_gettime(timer, &t2) == 0);
 			printf("tick %ld epoll ready=%x then=%x timers_armed=%d\n", n, seen, seen2,
 			       t1.it_value.tv_sec > 0 && t2.it_value.tv_sec > 0);
+			sockets_check(n, sp, dg, p[0], lsn, &client, &la, lal);
 
 			/* The terminal: the oldest line, then a new one typed. */
 			char line[16];

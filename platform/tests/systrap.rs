@@ -474,6 +474,13 @@ fn dropping_or_killing_the_stub() {
     let f = Fx::new(&code);
     let pid = f.sys().stub_pid();
     drop(f);
+    // Killed at once; reaped by the reaper thread when no switch ran.
+    let start = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && start.elapsed() < std::time::Duration::from_secs(5)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "stub reaped"
@@ -698,7 +705,7 @@ fn the_first_thread_may_leave_to_another_host_thread() {
 #[test]
 fn forging_the_leaders_status_page() {
     let f0 = Fx::new(&Asm::new().int3());
-    let status = f0.sys().stub_region().0 + 2 * PAGE;
+    let status = f0.sys().status_addr();
     drop(f0);
     let top = 0;
     let code = Asm::new()
@@ -744,4 +751,60 @@ fn forging_the_leaders_status_page() {
         matches!(r, Ok(Event::Interrupted) | Err(_)),
         "{r:?} after {ok} maps and {failed} refusals"
     );
+}
+
+/// Address spaces made from several threads at once (each asks the zygote,
+/// or takes one from the pool) are each a working stub that is this
+/// process's own child, and each maps its own memory: the queued maps run
+/// before the first switch.
+#[test]
+fn many_address_spaces_from_many_threads() {
+    let code = Asm::new().mov_eax(39).syscall().int3();
+    let mem = memfd(16 * PAGE);
+    write_at(&mem, CODE_OFF, &code.0);
+    let platform = Arc::new(SystrapPlatform::new(mem.as_fd()).expect("platform"));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let platform = platform.clone();
+            std::thread::spawn(move || {
+                let mut pids = Vec::new();
+                for _ in 0..8 {
+                    let aspace = platform.new_address_space().expect("address space");
+                    aspace
+                        .map(CODE, PAGE, CODE_OFF, Prot::READ_EXEC)
+                        .expect("map code");
+                    let mut ctx = platform.new_context().expect("context");
+                    let mut state = CpuState {
+                        regs: Registers::new_user(CODE, DATA + PAGE),
+                    };
+                    let ev = ctx.switch(aspace.as_ref(), &mut state).expect("switch");
+                    assert_eq!(ev, Event::Syscall);
+                    assert_eq!(state.regs.syscall_nr(), SYS_GETPID);
+                    let s: &SystrapAddressSpace = aspace.as_any().downcast_ref().expect("systrap");
+                    let pid = s.stub_pid();
+                    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .expect("stat")
+                        .rsplit(')')
+                        .next()
+                        .and_then(|r| r.split_whitespace().nth(1).map(str::to_owned))
+                        .expect("ppid");
+                    assert_eq!(
+                        ppid,
+                        std::process::id().to_string(),
+                        "stub {pid} is the Sentry's child"
+                    );
+                    pids.push(pid);
+                }
+                pids
+            })
+        })
+        .collect();
+    let mut all: Vec<i32> = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("no panic"))
+        .collect();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "every address space its own stub");
 }

@@ -12,6 +12,7 @@ pub mod errno;
 pub mod kernel;
 pub mod loader;
 pub mod mm;
+pub mod net;
 pub mod state;
 pub mod syscalls;
 pub mod vfs;

@@ -12,6 +12,8 @@
 #   fork+exec        ns per fork+execve(/bin/true)+waitpid
 #   pipe round trip  ns per one byte there and back between two processes
 #   futex round trip ns per wake/wait there and back between two threads
+#   fork bomb        ns per process of a fork bomb (every process forks)
+#                    growing to N_BOMB processes, in its own process group
 #   do /bin/true     wall time of starting a sandbox that runs /bin/true
 #   sh pipelines     wall time of a sandbox running `sh SCRIPT`, a script of
 #                    100 two-command pipelines (`echo N | tr 0-9 a-j`)
@@ -25,7 +27,7 @@
 # Knobs (environment): CRYO (a cryo binary; default target/release/cryo, built
 # if missing), ANCHORS, RUNSC, REPS (5), N_GETPPID_NATIVE (2000000),
 # N_GETPPID (20000), N_ORC_NATIVE (200000), N_ORC (5000), ORC_FILE
-# (/etc/hostname), N_FORK (200), N_FORKEXEC (50), N_PINGPONG (2000; 50x
+# (/etc/hostname), N_FORK (200), N_FORKEXEC (50), N_BOMB (1000), N_PINGPONG (2000; 50x
 # natively), TRUE_RUNS (10), SYSTEMS ("native cryo-ptrace
 # cryo-systrap runsc-ptrace runsc-systrap"; plain "cryo" is cryo on its
 # default platform), TIMEOUT (120 s per guest run).
@@ -44,6 +46,7 @@ TRUE_RUNS=${TRUE_RUNS:-10}
 N_FORK=${N_FORK:-200}
 N_FORKEXEC=${N_FORKEXEC:-50}
 N_PINGPONG=${N_PINGPONG:-2000}
+N_BOMB=${N_BOMB:-1000}
 TIMEOUT=${TIMEOUT:-120}
 read -r -a SYSTEMS <<<"${SYSTEMS:-native cryo-ptrace cryo-systrap runsc-ptrace runsc-systrap}"
 
@@ -113,6 +116,7 @@ run_guest() {
 		;;
 	fork) args=("$W/procs" fork "$N_FORK") ;;
 	forkexec) args=("$W/procs" forkexec "$N_FORKEXEC") ;;
+	bomb) args=("$W/procs" bomb "$N_BOMB") ;;
 	pipe | futex)
 		n=$N_PINGPONG
 		[[ $sys == native ]] && n=$((N_PINGPONG * 50))
@@ -138,7 +142,7 @@ run_guest() {
 # --- syscalls: REPS rounds, systems interleaved ---------------------------------
 for ((rep = 1; rep <= REPS; rep++)); do
 	log "round $rep/$REPS"
-	for bench in getppid orc fork forkexec pipe futex; do
+	for bench in getppid orc fork forkexec bomb pipe futex; do
 		for s in "${SYSTEMS[@]}"; do
 			[[ -z ${FAIL[$s]:-} && -z ${BFAIL[$s.$bench]:-} ]] || continue
 			run_guest "$s" "$bench"
@@ -221,12 +225,13 @@ printf -- '- runsc: %s; cryo: %s\n\n' '`runsc --network=none --platform=P do GUE
 
 printf '| benchmark | system | median | min–max | × native | × cryo-ptrace | × runsc-ptrace | × runsc-systrap |\n'
 printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
-for bench in getppid orc fork forkexec pipe futex true script; do
+for bench in getppid orc fork forkexec bomb pipe futex true script; do
 	case $bench in
 	getppid) label="getppid (ns/call)" dec=0 ;;
 	orc) label="open/read/close (ns/iteration)" dec=0 ;;
 	fork) label="fork+exit+wait (ns)" dec=0 ;;
 	forkexec) label="fork+execve(/bin/true)+wait (ns)" dec=0 ;;
+	bomb) label="fork bomb to $N_BOMB processes (ns per process)" dec=0 ;;
 	pipe) label="pipe round trip, 2 processes (ns)" dec=0 ;;
 	futex) label="futex round trip, 2 threads (ns)" dec=0 ;;
 	true) label="do /bin/true (ms)" dec=2 ;;

@@ -198,3 +198,23 @@ fn sys_shows_nothing_of_the_host() {
     assert_eq!(out.code, 0, "{}", out.stderr_str());
     assert_eq!(out.stdout_str(), "devices\nfs\n0\n1\nro\n");
 }
+
+/// `cryo doctor` says what confinement the host gives and what is missing,
+/// one line each, without making any of it a reason cryo cannot run.
+#[test]
+fn doctor_reports_confinement() {
+    let out = run_cryo_cli(&["doctor"]);
+    assert_eq!(out.code, 0, "{}", out.stdout_str());
+    let text = out.stdout_str();
+    for name in ["seccomp", "user namespaces", "landlock", "sentry"] {
+        let line = text
+            .lines()
+            .find(|l| l.get(7..).is_some_and(|r| r.starts_with(name)))
+            .unwrap_or_else(|| panic!("no {name} line:\n{text}"));
+        assert!(line.starts_with("ok ") || line.starts_with("no "), "{line}");
+    }
+    assert!(
+        text.contains("ok     seccomp"),
+        "seccomp is on this host:\n{text}"
+    );
+}

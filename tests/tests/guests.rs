@@ -118,6 +118,14 @@ const SPECS: &[Spec] = &[
     spec("pidfd"),
     // Pseudo-terminals, the line discipline and terminal job control.
     spec("pty"),
+    // Unix domain sockets: streams, datagrams and seqpackets, names,
+    // SCM_RIGHTS/SCM_CREDENTIALS between forked processes, errnos.
+    spec("unix_stream"),
+    spec("unix_dgram"),
+    spec("unix_rights"),
+    spec("unix_names"),
+    // Ten thousand sockets, a thousand connections, then EMFILE.
+    spec("unix_many"),
     // 8 MiB, 5 lines: the checkpoint workload, run to completion.
     Spec {
         args: &["8", "/etc/passwd", "5"],
@@ -201,6 +209,11 @@ macro_rules! guest_tests {
 }
 
 guest_tests!(
+    unix_stream,
+    unix_dgram,
+    unix_rights,
+    unix_names,
+    unix_many,
     fork_tree,
     job_control,
     orphans,

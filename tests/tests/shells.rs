@@ -1,9 +1,8 @@
 //! Shells and the programs they start, natively and under cryo: busybox
 //! sh, dash and bash running scripts with pipelines, subshells, command
 //! substitution, traps, background jobs, kill, set -e and here-documents;
-//! python3's process APIs and multiprocessing (not asyncio, whose loop
-//! needs socketpair: the socket issue's); make -j2 with gcc inside the
-//! sandbox. Each
+//! python3's process APIs and multiprocessing (asyncio is in
+//! sockets.rs); make -j2 with gcc inside the sandbox. Each
 //! compares stdout, stderr and the exit status with Linux.
 
 use std::path::Path;

@@ -13,6 +13,7 @@ use super::context::SystrapContext;
 use super::current_tid;
 use super::filter;
 use super::shared::*;
+use super::spin::{budgets, poll};
 use super::stub::{fork_stub, StubPage, INTERRUPT_SIGNAL};
 use crate::{AddressSpace, Context, FpState, Layout, PlatformError, Prot, Registers};
 
@@ -37,32 +38,6 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const INTERRUPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a thread may take over a command (not a resume).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many times the Sentry and the stub poll a state word before they
-/// sleep on it: `CRYO_SYSTRAP_SPIN` (a tuning knob), by default
-/// [`DEFAULT_SPIN`]. Polling pays when the other side runs on another CPU
-/// and answers within microseconds; it is wasted when both share one.
-pub(crate) fn spin() -> u32 {
-    static SPIN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *SPIN.get_or_init(|| {
-        std::env::var("CRYO_SYSTRAP_SPIN")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_SPIN)
-    })
-}
-const DEFAULT_SPIN: u32 = 5000;
-
-/// How many times the leader polls for its next request before it sleeps:
-/// `CRYO_SYSTRAP_LEADER_SPIN`, by default 0. (Measured on the 2-CPU
-/// development VM: polling for the next request of a burst of faults costs
-/// the Sentry more CPU than the wake-ups it saves.)
-fn leader_spin() -> u32 {
-    std::env::var("CRYO_SYSTRAP_LEADER_SPIN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Whose FP state is loaded in a stub thread and where to save it when
 /// another context takes the thread.
 pub(crate) struct FpOwner {
@@ -100,7 +75,32 @@ pub(crate) struct Pacing {
     /// Waits, and waits that ended asleep, in the current window.
     pub waits: u32,
     pub slept: u32,
+    /// The first sample was taken.
+    pub started: bool,
 }
+
+/// What the last window of any thread decided: bind (polls were failing).
+/// A new thread (of a new process: fork, exec) starts as that says,
+/// instead of spending its first window, most of a short-lived process's
+/// life, polling on a busy host.
+static HOST_BUSY: AtomicBool = AtomicBool::new(false);
+
+/// Whether pacing may bind a pair to one CPU (`CRYO_SYSTRAP_BIND=0`
+/// forbids it: a tuning knob).
+fn may_bind() -> bool {
+    static BIND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *BIND.get_or_init(|| std::env::var("CRYO_SYSTRAP_BIND").map_or(true, |v| v != "0"))
+}
+
+/// Experiment knob: CRYO_SYSTRAP_BIND=always binds at the first window.
+fn bind_always() -> bool {
+    static B: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *B.get_or_init(|| std::env::var("CRYO_SYSTRAP_BIND").is_ok_and(|v| v == "always"))
+}
+
+/// A switch that ran the application this long was computing, not handing
+/// over: it does not count for [`Pacing`].
+const LONG_RUN: Duration = Duration::from_micros(500);
 
 /// Waits per window of [`Pacing`].
 const WINDOW: u32 = 64;
@@ -112,11 +112,23 @@ impl Slot {
     /// so. Called by the slot's Sentry thread only.
     pub(crate) fn pace(&mut self, shm: &Shared, slept: bool) {
         let p = &mut self.pacing;
+        if !p.started {
+            p.started = true;
+            if HOST_BUSY.load(Ordering::Relaxed) && may_bind() {
+                if let Some(cpu) = bind_pair(self.tid) {
+                    p.bound = Some(cpu);
+                    shm.write_u32(slot_off(self.index, SL_SPIN), 0);
+                    tracing::trace!(tid = self.tid, cpu, "systrap: bound from the start");
+                }
+            }
+        }
         p.waits += 1;
         p.slept += u32::from(slept);
         match p.bound {
             None if p.waits >= WINDOW => {
-                if p.slept * 2 > p.waits {
+                let busy = p.slept * 2 > p.waits || bind_always();
+                HOST_BUSY.store(busy, Ordering::Relaxed);
+                if busy && may_bind() {
                     if let Some(cpu) = bind_pair(self.tid) {
                         p.bound = Some(cpu);
                         shm.write_u32(slot_off(self.index, SL_SPIN), 0);
@@ -138,7 +150,7 @@ impl Slot {
         let p = &mut self.pacing;
         if p.bound.take().is_some() {
             release_pair(self.tid);
-            shm.write_u32(slot_off(self.index, SL_SPIN), spin());
+            shm.write_u32(slot_off(self.index, SL_SPIN), budgets().stub);
         }
         p.waits = 0;
         p.slept = 0;
@@ -147,14 +159,14 @@ impl Slot {
     /// The Sentry side's polls before it sleeps. Also lets the calling
     /// thread go if a binding of another slot (of an address space since
     /// dropped, say) still holds it while this slot polls.
-    pub(crate) fn sentry_spin(&self) -> u32 {
+    pub(crate) fn sentry_spin(&self) -> u64 {
         if self.pacing.bound.is_some() {
             0
         } else {
             if HOST_BOUND.get() {
                 release_self();
             }
-            spin()
+            budgets().sentry
         }
     }
 }
@@ -177,13 +189,57 @@ fn release_self() {
 static ORIGINAL_AFFINITY: std::sync::OnceLock<Option<nix::sched::CpuSet>> =
     std::sync::OnceLock::new();
 
+/// Whether a leader is bound to its caller's CPU (`CRYO_SYSTRAP_LEADER_FOLLOWS=0`
+/// turns it off: a tuning knob).
+fn leader_follows() -> bool {
+    static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *F.get_or_init(|| std::env::var("CRYO_SYSTRAP_LEADER_FOLLOWS").map_or(true, |v| v != "0"))
+}
+
+/// The one CPU bound pairs share, once a pair was bound.
+static BOUND_CPU: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+/// The CPU the calling Sentry thread is bound to by a pacing, if it is.
+fn my_bound_cpu() -> Option<usize> {
+    if !HOST_BOUND.get() {
+        return None;
+    }
+    let cpu = BOUND_CPU.load(Ordering::SeqCst);
+    (cpu != usize::MAX).then_some(cpu)
+}
+
+/// Binds host thread `tid` to `cpu` (the leader of an address space whose
+/// Sentry threads are bound: its wake-ups then stay on that CPU too).
+fn bind_thread(tid: i32, cpu: usize) -> bool {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    // Known before anything is bound: the threads a bound leader clones are
+    // given it back.
+    ORIGINAL_AFFINITY.get_or_init(|| sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok());
+    let mut set = CpuSet::new();
+    set.set(cpu).is_ok() && sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set).is_ok()
+}
+
 /// Binds stub thread `tid` and the calling thread to the CPU the caller is
 /// on.
+///
+/// Every pair goes to the one CPU the first pair was bound to: a pair is
+/// bound because its hand-overs miss the poll, and its wake-ups then cross
+/// to whichever CPU the scheduler picks; waking a task on an idle vCPU
+/// costs ~30 µs on the development VM (perf sched: scheduling delay of the
+/// woken thread), more than all the work of a round trip. Pairs that talk
+/// to each other (a futex or pipe ping-pong between two tasks: Sentry
+/// thread to Sentry thread) then wake each other on that CPU too, as the
+/// ptrace platform's stops (sync wake-ups) do by themselves.
 fn bind_pair(tid: i32) -> Option<usize> {
     use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
     use nix::unistd::Pid;
     ORIGINAL_AFFINITY.get_or_init(|| sched_getaffinity(Pid::from_raw(0)).ok());
-    let cpu = sched_getcpu().ok()?;
+    let here = sched_getcpu().ok()?;
+    let cpu = match BOUND_CPU.compare_exchange(usize::MAX, here, Ordering::SeqCst, Ordering::SeqCst)
+    {
+        Ok(_) => here,
+        Err(cpu) => cpu,
+    };
     let mut set = CpuSet::new();
     set.set(cpu).ok()?;
     sched_setaffinity(Pid::from_raw(tid), &set).ok()?;
@@ -199,6 +255,75 @@ fn release_pair(tid: i32) {
         let _ = sched_setaffinity(Pid::from_raw(tid), all);
     }
     release_self();
+}
+
+/// One syscall for the leader.
+struct Request {
+    name: &'static str,
+    nr: i64,
+    args: [u64; 6],
+}
+
+/// The Sentry's side of the leader.
+#[derive(Default)]
+struct Leader {
+    /// The last request sequence number given to the leader.
+    seq: u32,
+    /// Maps into ranges where the stub maps nothing, not run yet: they run
+    /// together, before the next other request or the next switch into
+    /// this address space (see `AddressSpace::map`).
+    queue: Vec<Request>,
+    /// What the stub maps below the stub region once the queue has run:
+    /// start -> end, disjoint, merged when adjacent.
+    mapped: std::collections::BTreeMap<u64, u64>,
+    /// The CPU the leader thread is bound to, if any.
+    cpu: Option<usize>,
+}
+
+impl Leader {
+    /// Whether `[addr, addr + len)` meets nothing mapped.
+    fn is_free(&self, addr: u64, len: u64) -> bool {
+        let end = addr + len;
+        self.mapped
+            .range(..end)
+            .next_back()
+            .is_none_or(|(_, &e)| e <= addr)
+    }
+
+    fn note_mapped(&mut self, addr: u64, len: u64) {
+        let (mut start, mut end) = (addr, addr + len);
+        self.note_unmapped(start, end - start);
+        if let Some((&s, &e)) = self.mapped.range(..start).next_back() {
+            if e == start {
+                self.mapped.remove(&s);
+                start = s;
+            }
+        }
+        if let Some(e) = self.mapped.remove(&end) {
+            end = e;
+        }
+        self.mapped.insert(start, end);
+    }
+
+    fn note_unmapped(&mut self, addr: u64, len: u64) {
+        let end = addr + len;
+        let hit: Vec<(u64, u64)> = self
+            .mapped
+            .range(..end)
+            .rev()
+            .take_while(|(_, &e)| e > addr)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (s, e) in hit {
+            self.mapped.remove(&s);
+            if s < addr {
+                self.mapped.insert(s, addr);
+            }
+            if e > end {
+                self.mapped.insert(end, e);
+            }
+        }
+    }
 }
 
 struct Entry {
@@ -224,12 +349,14 @@ pub struct SystrapAddressSpace {
     shm: Shared,
     /// The leader's completions (it writes, the Sentry reads).
     event_fd: OwnedFd,
-    /// The last request sequence number given to the leader; the lock
-    /// serialises requests.
-    leader: Mutex<u32>,
+    /// The leader's requests; the lock serialises them.
+    leader: Mutex<Leader>,
     threads: Mutex<Threads>,
     dead: AtomicBool,
     reaped: AtomicBool,
+    /// Switches running application code now (left counted when a switch
+    /// fails: the thread may still run).
+    in_app: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for SystrapAddressSpace {
@@ -287,7 +414,7 @@ impl SystrapAddressSpace {
         let event_fd = unsafe { OwnedFd::from_raw_fd(efd) };
         write_filters(&shm, page.addr, event_fd.as_raw_fd())
             .map_err(|what| PlatformError::Systrap { pid: 0, what })?;
-        shm.write_u32(CTL_SHM_OFF + CTL_LEADER_SPIN, leader_spin());
+        shm.write_u32(CTL_SHM_OFF + CTL_LEADER_SPIN, budgets().leader);
         shm.write_u64(CTL_SHM_OFF + CTL_ONE, 1);
         let pid = fork_stub(
             fd.as_raw_fd(),
@@ -304,7 +431,7 @@ impl SystrapAddressSpace {
             memory_fd,
             shm,
             event_fd,
-            leader: Mutex::new(0),
+            leader: Mutex::new(Leader::default()),
             threads: Mutex::new(Threads {
                 entries: Vec::new(),
                 free: Vec::new(),
@@ -312,6 +439,7 @@ impl SystrapAddressSpace {
             }),
             dead: AtomicBool::new(false),
             reaped: AtomicBool::new(false),
+            in_app: std::sync::atomic::AtomicUsize::new(0),
         };
         let slot = aspace.spawn_thread()?;
         lock(&aspace.threads).entries.push(Entry {
@@ -325,6 +453,35 @@ impl SystrapAddressSpace {
         }
         tracing::debug!(pid, "systrap stub ready");
         Ok(aspace)
+    }
+
+    /// Makes the calling thread the runner of the first thread (an address
+    /// space from the pool was made by the pool's thread).
+    pub(crate) fn adopt_first(&self) {
+        let caller = current_tid();
+        if let Some(e) = lock(&self.threads).entries.first_mut() {
+            e.host = caller;
+        }
+    }
+
+    /// Notes a switch into application code starting, or one ending
+    /// cleanly (see `Drop`).
+    pub(crate) fn enter_app(&self) {
+        self.in_app.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn leave_app(&self) {
+        self.in_app.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether no thread of this stub runs application code: every switch
+    /// runs the queue (under the leader's lock, which the caller holds)
+    /// before its thread resumes, so until then no application access can
+    /// see whether a queued request ran, and memory file pages a queued
+    /// unmap or map drops may be reused at once. Counted by the Sentry,
+    /// not read from the slots the application can write.
+    fn parked(&self) -> bool {
+        self.in_app.load(Ordering::SeqCst) == 0
     }
 
     /// The stub process's host pid.
@@ -353,6 +510,12 @@ impl SystrapAddressSpace {
     /// address space's first thread): for tests and diagnostics.
     pub fn slot_addr(&self, index: usize) -> u64 {
         self.page.addr + SLOTS_STUB_OFF + index as u64 * SLOT_SIZE
+    }
+
+    /// Where the stub maps the leader's status page (writable by the
+    /// application): for tests and diagnostics.
+    pub fn status_addr(&self) -> u64 {
+        self.page.addr + STATUS_STUB_OFF
     }
 
     /// Whether mseal(2) sealed the stub region (Linux >= 6.10).
@@ -446,29 +609,60 @@ impl SystrapAddressSpace {
         Ok(())
     }
 
-    /// Runs syscall `nr` in the leader. Negative results are
-    /// [`PlatformError::Injected`].
+    /// Runs syscall `nr` in the leader, after any queued requests, and
+    /// returns its result. Negative results are [`PlatformError::Injected`].
     fn leader_call(
         &self,
         name: &'static str,
         nr: i64,
         args: [u64; 6],
     ) -> Result<u64, PlatformError> {
+        let mut leader = lock(&self.leader);
+        self.leader_run(&mut leader, Some(Request { name, nr, args }))
+    }
+
+    /// Runs what the queue holds (and `last`, if any, after it) in one
+    /// request to the leader; returns `last`'s result (0 without one).
+    fn leader_run(&self, leader: &mut Leader, last: Option<Request>) -> Result<u64, PlatformError> {
         self.check_alive()?;
+        let synchronous = last.is_some();
+        if let Some(r) = last {
+            if leader.queue.len() as u64 >= QUEUE_MAX {
+                self.leader_run(leader, None)?;
+            }
+            leader.queue.push(r);
+        }
+        if leader.queue.is_empty() {
+            return Ok(0);
+        }
+        let queue = std::mem::take(&mut leader.queue);
         // The calling thread's own application thread (parked in its
         // handler, polling for the answer) should sleep instead: the leader
         // needs a CPU, and a leader call takes a wake-up anyway.
         if let Some(index) = self.my_slot_index() {
             self.shm.write_u32(slot_off(index, SL_NAP), 1);
         }
-        let mut seq = lock(&self.leader);
-        *seq = seq.wrapping_add(1);
-        let s = *seq;
-        self.shm.write_u64(CTL_SHM_OFF + CTL_NR, nr as u64);
-        for (i, a) in args.iter().enumerate() {
-            self.shm
-                .write_u64(CTL_SHM_OFF + CTL_ARGS + 8 * i as u64, *a);
+        // The Sentry thread sleeps until the leader answers: the leader
+        // runs best on the caller's CPU, a local wake-up, instead of being
+        // woken on another (an idle vCPU is ~30 µs away here, a busy one a
+        // time slice away). It follows the caller when that moves.
+        let want = my_bound_cpu().or_else(|| nix::sched::sched_getcpu().ok());
+        if want.is_some() && leader.cpu != want && leader_follows() {
+            if let Some(cpu) = want.filter(|&c| bind_thread(self.pid, c)) {
+                leader.cpu = Some(cpu);
+            }
         }
+        leader.seq = leader.seq.wrapping_add(1);
+        let s = leader.seq;
+        for (i, r) in queue.iter().enumerate() {
+            let at = CTL_SHM_OFF + CTL_QUEUE + i as u64 * QUEUE_ENTRY;
+            self.shm.write_u64(at, r.nr as u64);
+            for (k, a) in r.args.iter().enumerate() {
+                self.shm.write_u64(at + 8 + 8 * k as u64, *a);
+            }
+        }
+        self.shm
+            .write_u32(CTL_SHM_OFF + CTL_COUNT, queue.len() as u32);
         let req = self.shm.atomic(CTL_SHM_OFF + CTL_REQ_SEQ);
         req.store(s, Ordering::SeqCst);
         if self
@@ -479,6 +673,7 @@ impl SystrapAddressSpace {
         {
             futex_wake(self.shm.addr(CTL_SHM_OFF + CTL_REQ_SEQ));
         }
+        let what = queue.last().map_or("request", |r| r.name);
         // The completion is the leader's write to the eventfd: only the
         // leader's filter allows it, so an application thread that forges
         // the status page cannot make the Sentry go on (and reuse memory
@@ -505,14 +700,14 @@ impl SystrapAddressSpace {
                 };
                 if n == 8 {
                     if count != 1 {
-                        return Err(self.corrupt(format!("{count} completions for one {name}")));
+                        return Err(self.corrupt(format!("{count} completions for one {what}")));
                     }
                     break;
                 }
             }
             self.poll_exit()?;
             if start.elapsed() > LEADER_TIMEOUT {
-                return Err(self.corrupt(format!("the leader did not answer {name}")));
+                return Err(self.corrupt(format!("the leader did not answer {what}")));
             }
         }
         let done = self.shm.read_u32(STATUS_SHM_OFF + ST_DONE_SEQ);
@@ -524,21 +719,60 @@ impl SystrapAddressSpace {
                 "status page rewritten by the application"
             );
         }
-        let ret = self.shm.read_u64(STATUS_SHM_OFF + ST_RESULT) as i64;
-        tracing::trace!(
-            pid = self.pid,
-            name,
-            ?args,
-            ret = format_args!("{ret:#x}"),
-            "leader call"
-        );
-        if (-4095..0).contains(&ret) {
-            return Err(PlatformError::Injected {
-                syscall: name,
-                errno: (-ret) as i32,
-            });
+        // The status page is the application's to scribble on: the count
+        // and results are read once each and only believed within bounds.
+        // A forged one can only make this address space's own requests
+        // look failed or done.
+        let ran = self.shm.read_u64(STATUS_SHM_OFF + ST_DONE_COUNT);
+        let ran = usize::try_from(ran).unwrap_or(usize::MAX).min(queue.len());
+        let mut last_ret = 0u64;
+        for (i, r) in queue.iter().enumerate() {
+            let ret = if i < ran {
+                self.shm
+                    .read_u64(STATUS_SHM_OFF + ST_RESULTS + 8 * i as u64) as i64
+            } else {
+                // Not run: the leader stopped at the one before.
+                -libc::ECANCELED as i64
+            };
+            tracing::trace!(
+                pid = self.pid,
+                name = r.name,
+                args = ?r.args,
+                ret = format_args!("{ret:#x}"),
+                "leader call"
+            );
+            let is_last = synchronous && i + 1 == queue.len();
+            let failed = (-4095..0).contains(&ret);
+            if r.nr == libc::SYS_mmap && !failed && ret as u64 != r.args[0] {
+                return Err(self.corrupt(format!("mmap at {:#x} mapped at {ret:#x}", r.args[0])));
+            }
+            if failed && is_last {
+                return Err(PlatformError::Injected {
+                    syscall: r.name,
+                    errno: (-ret) as i32,
+                });
+            }
+            if failed {
+                // A queued map the Sentry already counts as done: the stub
+                // no longer matches the address space it should hold.
+                return Err(self.corrupt(format!(
+                    "queued {} at {:#x} failed: errno {}",
+                    r.name, r.args[0], -ret
+                )));
+            }
+            last_ret = ret as u64;
         }
-        Ok(ret as u64)
+        Ok(last_ret)
+    }
+
+    /// Runs the queued requests (before any thread of this address space
+    /// runs application code).
+    pub(crate) fn flush(&self) -> Result<(), PlatformError> {
+        let mut leader = lock(&self.leader);
+        if leader.queue.is_empty() {
+            return Ok(());
+        }
+        self.leader_run(&mut leader, None).map(|_| ())
     }
 
     /// Clones a stub thread in a free slot and waits until it is parked in
@@ -567,7 +801,7 @@ impl SystrapAddressSpace {
         shm.write_u32(slot_off(index, SL_STUB_SLEEPING), 0);
         shm.write_u32(slot_off(index, SL_SENTRY_SLEEPING), 0);
         shm.write_u32(slot_off(index, SL_COMMAND), 0);
-        shm.write_u32(slot_off(index, SL_SPIN), spin());
+        shm.write_u32(slot_off(index, SL_SPIN), budgets().stub);
         shm.atomic(slot_off(index, SL_STATE))
             .store(STATE_GO, Ordering::SeqCst);
         let slot_addr = self.page.addr + SLOTS_STUB_OFF + index as u64 * SLOT_SIZE;
@@ -587,6 +821,13 @@ impl SystrapAddressSpace {
             .ok()
             .filter(|&t| t > 0)
             .ok_or_else(|| self.corrupt(format!("clone returned {tid:#x}")))?;
+        // A thread cloned by a bound leader starts bound: it is paced on
+        // its own.
+        if lock(&self.leader).cpu.is_some() {
+            if let Some(Some(all)) = ORIGINAL_AFFINITY.get() {
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), all);
+            }
+        }
         match self.wait_slot(index, tid, None)? {
             Seen::Event => {}
             Seen::Dead => return Err(self.died(format!("new thread {tid} died at its start"))),
@@ -620,18 +861,18 @@ impl SystrapAddressSpace {
         tid: i32,
         interrupt: Option<&super::context::SystrapInterrupter>,
     ) -> Result<Seen, PlatformError> {
-        self.wait_slot_paced(index, tid, interrupt, spin())
+        self.wait_slot_paced(index, tid, interrupt, budgets().sentry)
             .map(|(seen, _)| seen)
     }
 
-    /// [`Self::wait_slot`] polling `polls` times before it sleeps; says
-    /// whether it slept.
+    /// [`Self::wait_slot`] polling for `budget` TSC ticks before it sleeps;
+    /// says whether it slept.
     pub(crate) fn wait_slot_paced(
         &self,
         index: usize,
         tid: i32,
         interrupt: Option<&super::context::SystrapInterrupter>,
-        polls: u32,
+        budget: u64,
     ) -> Result<(Seen, bool), PlatformError> {
         let state = self.shm.atomic(slot_off(index, SL_STATE));
         let sleeping = self.shm.atomic(slot_off(index, SL_SENTRY_SLEEPING));
@@ -643,11 +884,11 @@ impl SystrapAddressSpace {
                 other => Err(self.corrupt(format!("thread {tid}: slot state {other:#x}"))),
             }
         };
-        for _ in 0..polls {
-            if let Some(seen) = classify(state.load(Ordering::Acquire))? {
-                return Ok((seen, false));
-            }
-            std::hint::spin_loop();
+        let polled = poll(budget, || {
+            classify(state.load(Ordering::Acquire)).transpose()
+        });
+        if let Some(seen) = polled {
+            return seen.map(|s| (s, false));
         }
         let mut unanswered: Option<Instant> = None;
         let started = Instant::now();
@@ -711,15 +952,25 @@ impl SystrapAddressSpace {
         slot: &mut Slot,
         interrupt: &super::context::SystrapInterrupter,
     ) -> Result<Seen, PlatformError> {
-        self.post(slot, CMD_RESUME);
+        let napped = self.shm.read_u32(slot_off(slot.index, SL_NAP)) != 0;
+        let woke = self.post(slot, CMD_RESUME);
+        let started = Instant::now();
         let (seen, slept) =
             self.wait_slot_paced(slot.index, slot.tid, Some(interrupt), slot.sentry_spin())?;
-        slot.pace(&self.shm, slept);
+        // A hand-over that needed a wake-up on either side counts against
+        // polling (a task that blocked in the Sentry wakes its stub thread
+        // on whichever CPU it slept), but not one where the stub thread was
+        // told to nap (the Sentry waited for the leader) or the application
+        // computed for long (no poll would have lasted).
+        if started.elapsed() < LONG_RUN && !(woke && napped) {
+            slot.pace(&self.shm, slept || woke);
+        }
         Ok(seen)
     }
 
-    /// Hands slot `slot` to the stub with `command`.
-    fn post(&self, slot: &Slot, command: u32) {
+    /// Hands slot `slot` to the stub with `command`; says whether the stub
+    /// thread slept and had to be woken.
+    fn post(&self, slot: &Slot, command: u32) -> bool {
         let i = slot.index;
         self.shm.write_u32(slot_off(i, SL_NAP), 0);
         self.shm.write_u32(slot_off(i, SL_COMMAND), command);
@@ -733,7 +984,9 @@ impl SystrapAddressSpace {
             != 0
         {
             futex_wake(self.shm.addr(slot_off(i, SL_STATE)));
+            return true;
         }
+        false
     }
 
     /// Writes `r` into the slot. Only the registers that differ from what
@@ -938,10 +1191,10 @@ impl AddressSpace for SystrapAddressSpace {
             });
         }
         let flags = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
-        let got = self.leader_call(
-            "mmap",
-            libc::SYS_mmap,
-            [
+        let req = Request {
+            name: "mmap",
+            nr: libc::SYS_mmap,
+            args: [
                 addr,
                 len,
                 prot.to_bits() as u64,
@@ -949,17 +1202,44 @@ impl AddressSpace for SystrapAddressSpace {
                 self.memory_fd as u64,
                 offset,
             ],
-        )?;
-        if got != addr {
-            return Err(self.corrupt(format!("mmap at {addr:#x} mapped at {got:#x}")));
+        };
+        self.check_alive()?;
+        let mut leader = lock(&self.leader);
+        // A map where the stub maps nothing waits in the queue: no
+        // application access can tell (a thread that touches the range
+        // before the next switch faults as if it came before the map), and
+        // every map of a new address space (exec, fork) then runs in one
+        // request. A map over a mapping waits only while no thread runs
+        // application code (see `parked`); else it runs now: the memory
+        // file pages it replaces may be freed and reused as soon as this
+        // returns.
+        let deferred =
+            (leader.is_free(addr, len) || self.parked()) && (leader.queue.len() as u64) < QUEUE_MAX;
+        leader.note_mapped(addr, len);
+        if deferred {
+            leader.queue.push(req);
+            return Ok(());
         }
-        Ok(())
+        // The result (the address) is checked by leader_run.
+        self.leader_run(&mut leader, Some(req)).map(|_| ())
     }
 
     fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
         self.layout.check_range(addr, len)?;
         if let Some((a, l)) = self.below_stub(addr, len) {
-            self.leader_call("munmap", libc::SYS_munmap, [a, l, 0, 0, 0, 0])?;
+            self.check_alive()?;
+            let mut leader = lock(&self.leader);
+            let req = Request {
+                name: "munmap",
+                nr: libc::SYS_munmap,
+                args: [a, l, 0, 0, 0, 0],
+            };
+            if self.parked() && (leader.queue.len() as u64) < QUEUE_MAX {
+                leader.queue.push(req);
+            } else {
+                self.leader_run(&mut leader, Some(req))?;
+            }
+            leader.note_unmapped(a, l);
         }
         Ok(())
     }
@@ -967,11 +1247,18 @@ impl AddressSpace for SystrapAddressSpace {
     fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
         self.layout.check_range(addr, len)?;
         if let Some((a, l)) = self.below_stub(addr, len) {
-            self.leader_call(
-                "mprotect",
-                libc::SYS_mprotect,
-                [a, l, prot.to_bits() as u64, 0, 0, 0],
-            )?;
+            self.check_alive()?;
+            let mut leader = lock(&self.leader);
+            let req = Request {
+                name: "mprotect",
+                nr: libc::SYS_mprotect,
+                args: [a, l, prot.to_bits() as u64, 0, 0, 0],
+            };
+            if self.parked() && (leader.queue.len() as u64) < QUEUE_MAX {
+                leader.queue.push(req);
+            } else {
+                self.leader_run(&mut leader, Some(req))?;
+            }
         }
         Ok(())
     }
@@ -1018,6 +1305,18 @@ impl Drop for SystrapAddressSpace {
         }
         // SAFETY: kill(2) of our unreaped child.
         unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        // With no switch running (every thread parked in its handler or
+        // gone, as at the end of exit_group or execve), no application code
+        // runs after SIGKILL: a parked thread dies in the kernel without
+        // returning to user mode, and only the Sentry can hand it back
+        // (the application, stopped, cannot forge that). So the memory file
+        // pages it maps may be reused at once and the stub reaped later,
+        // off the exiting task's path (on a busy host its threads take
+        // hundreds of µs to be scheduled and die). Otherwise wait.
+        if self.in_app.load(Ordering::SeqCst) == 0 && reap_later(self.pid) {
+            self.reaped.store(true, Ordering::SeqCst);
+            return;
+        }
         let mut status = 0;
         loop {
             // SAFETY: waitpid writes only `status`.
@@ -1031,9 +1330,63 @@ impl Drop for SystrapAddressSpace {
     }
 }
 
+/// Hands a killed stub to the reaper thread; false if there is none.
+fn reap_later(pid: i32) -> bool {
+    static REAPER: std::sync::OnceLock<Option<Mutex<std::sync::mpsc::Sender<i32>>>> =
+        std::sync::OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<i32>();
+        std::thread::Builder::new()
+            .name("cryo-systrap-reaper".into())
+            .spawn(move || {
+                for pid in rx {
+                    let mut status = 0;
+                    loop {
+                        // SAFETY: waitpid of a killed, unreaped child of
+                        // ours, writing only `status`.
+                        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+                        if r >= 0 || Errno::last() != Errno::EINTR {
+                            break;
+                        }
+                    }
+                    tracing::debug!(pid, "systrap stub reaped");
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    reaper.as_ref().is_some_and(|tx| lock(tx).send(pid).is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leader_tracks_what_the_stub_maps() {
+        let mut l = Leader::default();
+        assert!(l.is_free(0x1000, 0x3000));
+        l.note_mapped(0x2000, 0x1000);
+        l.note_mapped(0x3000, 0x1000);
+        assert_eq!(l.mapped.len(), 1, "adjacent ranges merge: {:?}", l.mapped);
+        assert!(!l.is_free(0x1000, 0x2000));
+        assert!(!l.is_free(0x3fff, 1));
+        assert!(l.is_free(0x1000, 0x1000));
+        assert!(l.is_free(0x4000, 0x1000));
+        l.note_unmapped(0x2800, 0x1000);
+        assert_eq!(
+            l.mapped.iter().map(|(&s, &e)| (s, e)).collect::<Vec<_>>(),
+            vec![(0x2000, 0x2800), (0x3800, 0x4000)]
+        );
+        assert!(l.is_free(0x2800, 0x1000));
+        l.note_mapped(0x1000, 0x4000);
+        assert_eq!(
+            l.mapped.iter().map(|(&s, &e)| (s, e)).collect::<Vec<_>>(),
+            vec![(0x1000, 0x5000)]
+        );
+        l.note_unmapped(0, 0x10000);
+        assert!(l.mapped.is_empty());
+    }
 
     #[test]
     fn register_array_order_is_the_handlers() {

@@ -170,6 +170,15 @@ impl SystrapContext {
         let shm = aspace.shm();
         let i = slot.index;
         check_regs(aspace, &state.regs)?;
+        // Counted before the queue runs: a request queued after this
+        // point runs now, one queued before runs here (see `parked`).
+        aspace.enter_app();
+        // What was queued since the last switch runs before application
+        // code.
+        if let Err(e) = aspace.flush() {
+            aspace.leave_app();
+            return Err(e);
+        }
         aspace.write_regs(slot, &state.regs);
         let event = loop {
             match aspace.resume(slot, &self.interrupter)? {
@@ -240,6 +249,9 @@ impl SystrapContext {
             nr = regs.orig_rax as i64,
             "systrap stop"
         );
+        // The thread is parked in its handler again. (After an error it
+        // may still run: it stays counted.)
+        aspace.leave_app();
         Ok(event)
     }
 }

@@ -65,6 +65,30 @@ pub(crate) const LEADER_SYSCALLS: &[u32] = &[
     libc::SYS_rt_sigreturn as u32,
 ];
 
+/// The zygote's filter allows these from the stub code page besides the
+/// leader's (its stubs inherit it, and seccomp stacks filters, so it must
+/// let through what the leader and the new stub's set-up make): its own
+/// recvmsg, clone, close, write of the answer and exit, and the new stub's
+/// prctl(PR_SET_PDEATHSIG), getppid, dup3 and mseal.
+pub(crate) const ZYGOTE_EXTRA_SYSCALLS: &[u32] = &[
+    libc::SYS_recvmsg as u32,
+    libc::SYS_write as u32,
+    libc::SYS_close as u32,
+    libc::SYS_dup3 as u32,
+    libc::SYS_prctl as u32,
+    libc::SYS_getppid as u32,
+    462, // mseal
+];
+
+/// The zygote's filter: what the zygote and its stubs' leaders make, from
+/// the stub code page only; any syscall from elsewhere traps, as in every
+/// stub.
+pub(crate) fn zygote_program(code: u64, len: u64) -> Result<Vec<Insn>, String> {
+    let mut all: Vec<u32> = LEADER_SYSCALLS.to_vec();
+    all.extend_from_slice(ZYGOTE_EXTRA_SYSCALLS);
+    program(code, len, &all, false)
+}
+
 /// The syscalls an application thread's stub code makes; futex is limited
 /// to FUTEX_WAIT and FUTEX_WAKE.
 pub(crate) const APP_SYSCALLS: &[u32] = &[libc::SYS_rt_sigreturn as u32, libc::SYS_exit as u32];

@@ -13,7 +13,8 @@
 //!
 //! The control page carries the Sentry's requests to the stub's leader thread
 //! (the one thread that executes mmap/munmap/mprotect/clone; it never runs
-//! application code) and the seccomp programs. The stub cannot write it: the
+//! application code), a queue of up to [`QUEUE_MAX`] syscalls it runs in
+//! one go, and the seccomp programs. The stub cannot write it: the
 //! application can write every other byte here, so the Sentry treats all
 //! of it as hostile input: every field is read once, with a volatile or
 //! atomic load into a local, and validated before use; no pointer is ever
@@ -30,15 +31,17 @@ use crate::PlatformError;
 
 /// The size of a page on x86_64 (the stub code hard-codes it).
 pub(crate) const PAGE: u64 = 0x1000;
-/// The control page's offset from the stub base and in the memfd.
+/// The control page's offset from the stub base and in the memfd, and its
+/// length.
 pub(crate) const CTL_STUB_OFF: u64 = PAGE;
 pub(crate) const CTL_SHM_OFF: u64 = 0;
+pub(crate) const CTL_LEN: u64 = PAGE;
 /// The leader status page.
-pub(crate) const STATUS_STUB_OFF: u64 = 2 * PAGE;
-pub(crate) const STATUS_SHM_OFF: u64 = PAGE;
+pub(crate) const STATUS_STUB_OFF: u64 = CTL_STUB_OFF + CTL_LEN;
+pub(crate) const STATUS_SHM_OFF: u64 = CTL_LEN;
 /// The first thread slot.
-pub(crate) const SLOTS_STUB_OFF: u64 = 3 * PAGE;
-pub(crate) const SLOTS_SHM_OFF: u64 = 2 * PAGE;
+pub(crate) const SLOTS_STUB_OFF: u64 = STATUS_STUB_OFF + PAGE;
+pub(crate) const SLOTS_SHM_OFF: u64 = STATUS_SHM_OFF + PAGE;
 /// One thread slot: context, FP buffer, signal stack.
 pub(crate) const SLOT_SIZE: u64 = 0x1_0000;
 /// Threads per address space.
@@ -49,32 +52,40 @@ pub(crate) const SHM_LEN: u64 = SLOTS_SHM_OFF + MAX_SLOTS * SLOT_SIZE;
 // Control page.
 /// Request sequence number (u32): the leader's futex word.
 pub(crate) const CTL_REQ_SEQ: u64 = 0x00;
-/// Syscall number (u64) and its six arguments.
-pub(crate) const CTL_NR: u64 = 0x08;
-pub(crate) const CTL_ARGS: u64 = 0x10;
+/// How many queue entries the request holds (u32, at most [`QUEUE_MAX`]).
+pub(crate) const CTL_COUNT: u64 = 0x08;
 /// The u64 1 the leader writes to the completion eventfd.
 pub(crate) const CTL_ONE: u64 = 0x50;
-/// How many times the leader polls for the next request before it sleeps
-/// (u32).
+/// How long (TSC ticks) the leader polls for the next request before it
+/// sleeps (u32).
 pub(crate) const CTL_LEADER_SPIN: u64 = 0x48;
 /// `struct sock_fprog` of the leader's and the application threads' filters.
 pub(crate) const CTL_FPROG_LEADER: u64 = 0x100;
 pub(crate) const CTL_FPROG_APP: u64 = 0x110;
 /// Their instructions.
 pub(crate) const CTL_FILTER_LEADER: u64 = 0x200;
-pub(crate) const CTL_FILTER_APP: u64 = 0x800;
-pub(crate) const CTL_FILTER_MAX: usize = 0x600 / 8;
+pub(crate) const CTL_FILTER_APP: u64 = 0x400;
+/// Instructions per filter (the programs have 20-30).
+pub(crate) const CTL_FILTER_MAX: usize = 0x200 / 8;
+/// The request queue (the rest of the control page): entries of a syscall number
+/// (u64) and six arguments, `QUEUE_ENTRY` bytes each. The leader runs
+/// them in order and stops at the first that fails.
+pub(crate) const CTL_QUEUE: u64 = 0x600;
+pub(crate) const QUEUE_ENTRY: u64 = 64;
+pub(crate) const QUEUE_MAX: u64 = (PAGE - CTL_QUEUE) / QUEUE_ENTRY;
 
 // Leader status page.
 /// The last request done (u32; for diagnostics: the completion itself is
 /// the eventfd write).
 pub(crate) const ST_DONE_SEQ: u64 = 0x00;
-/// The last request's raw result (u64).
-pub(crate) const ST_RESULT: u64 = 0x08;
+/// How many entries of the last request the leader ran (u64).
+pub(crate) const ST_DONE_COUNT: u64 = 0x08;
 /// What mseal(2) of the stub region returned (u64).
 pub(crate) const ST_MSEAL: u64 = 0x10;
 /// The leader sleeps on the request word (u32): wake it.
 pub(crate) const ST_LEADER_SLEEPING: u64 = 0x18;
+/// Each queue entry's raw result (u64 each; the leader writes them).
+pub(crate) const ST_RESULTS: u64 = 0x100;
 
 // Thread slot.
 /// The slot's state word (u32), also the thread's CLONE_CHILD_CLEARTID word.
@@ -90,9 +101,9 @@ pub(crate) const SL_CODE: u64 = 0x14;
 pub(crate) const SL_ADDR: u64 = 0x18;
 /// Bytes of FP state in the FP buffer (u32).
 pub(crate) const SL_FP_LEN: u64 = 0x20;
-/// How many times the handler polls the state word before it sleeps on it
-/// (u32; the Sentry sets it per thread, 0 while the thread shares a CPU
-/// with its Sentry thread).
+/// How long (TSC ticks) the handler polls the state word before it sleeps
+/// on it (u32; the Sentry sets it per thread, 0 while the thread shares a
+/// CPU with its Sentry thread).
 pub(crate) const SL_SPIN: u64 = 0x24;
 /// The Sentry will take long (it waits for the leader): stop polling and
 /// sleep (u32; cleared when the Sentry hands the slot back).
@@ -260,8 +271,9 @@ pub(crate) fn futex_wait(word: *const u32, val: u32, timeout: std::time::Duratio
     !(r < 0 && nix::errno::Errno::last() == nix::errno::Errno::ETIMEDOUT)
 }
 
-/// FUTEX_WAKE every waiter of a shared word.
+/// FUTEX_WAKE the one waiter of a shared word (each word has one sleeper
+/// at a time: the other side of the hand-over).
 pub(crate) fn futex_wake(word: *const u32) {
     // SAFETY: futex(2) on a word of our shared mapping.
-    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, i32::MAX) };
+    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, 1) };
 }

@@ -2,14 +2,18 @@
 //!
 //! The code is hand-written, position-independent x86_64 (only
 //! rip-relative references inside the blob), copied into one page mapped in
-//! the Sentry at the stub address, so every stub forked from the Sentry
-//! inherits it there. It has three parts:
+//! the Sentry at the stub address, so the zygote forked from the Sentry
+//! (and every stub it clones) inherits it there. It has four parts:
 //!
+//! * the **zygote**: unmaps everything but the code page, maps one scratch
+//!   page, and then clones a stub (CLONE_PARENT) for each request that
+//!   comes on its socket with the new stub's fds; the child moves the fds
+//!   to the numbers asked for and jumps into the leader.
 //! * the **leader**: the stub's first thread. It unmaps everything but the
 //!   code page, maps the shared memory, seals the stub region (mseal),
 //!   installs the leader filter, then serves the Sentry's requests from the
-//!   read-only control page: one syscall each (mmap, munmap, mprotect,
-//!   clone). It uses registers only (no stack an application could
+//!   read-only control page: a queue of syscalls each (mmap, munmap,
+//!   mprotect, clone), results into the status page. It uses registers only (no stack an application could
 //!   scribble on) and never runs application code.
 //! * the **new thread** entry (the child side of the leader's clone): sets
 //!   its signal stack, unblocks the fault signals, installs the application
@@ -21,7 +25,7 @@
 //!   is told (copy FP state out or in, exit) and finally loads the Sentry's
 //!   registers into the frame and `rt_sigreturn`s into the application.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 
@@ -55,6 +59,15 @@ const NEW_THREAD_MASK: u64 = !((1u64 << (libc::SIGSYS - 1))
     | (1 << (libc::SIGTRAP - 1)));
 
 const SLOT_MASK: u64 = !(SLOT_SIZE - 1);
+// The zygote's scratch page: msghdr, iovec, cmsg buffer (64 bytes), the
+// request's four u32, the answer.
+const Z_MSG: u64 = 0;
+const Z_IOV: u64 = 64;
+const Z_CMSG: u64 = 128;
+const Z_DATA: u64 = 256;
+const Z_REPLY: u64 = 272;
+// The leader finds queue entry i at i << 6.
+const _: () = assert!(QUEUE_ENTRY == 64);
 const SLOTS_LEN: u64 = MAX_SLOTS * SLOT_SIZE;
 const STACK_LEN: u64 = SLOT_SIZE - SL_STACK;
 /// `SA_RESTORER` (not exported by the libc crate).
@@ -96,9 +109,9 @@ std::arch::global_asm!(
     "syscall",
     "test rax, rax",
     "jnz 91f",
-    // mmap(ctl, page, PROT_READ, MAP_SHARED | MAP_FIXED, shm, 0)
+    // mmap(ctl, ctl len, PROT_READ, MAP_SHARED | MAP_FIXED, shm, 0)
     "lea rdi, [rbx + {ctl}]",
-    "mov esi, {page}",
+    "mov esi, {ctl_len}",
     "mov edx, 1",
     "mov r10d, 0x11",
     "mov r8, r12",
@@ -108,13 +121,13 @@ std::arch::global_asm!(
     "lea rdi, [rbx + {ctl}]",
     "cmp rax, rdi",
     "jne 92f",
-    // mmap(status, len - page, RW, MAP_SHARED | MAP_FIXED, shm, page)
+    // mmap(status, len - ctl len, RW, MAP_SHARED | MAP_FIXED, shm, ctl len)
     "lea rdi, [rbx + {status}]",
-    "lea rsi, [r14 - {page}]",
+    "lea rsi, [r14 - {ctl_len}]",
     "mov edx, 3",
     "mov r10d, 0x11",
     "mov r8, r12",
-    "mov r9d, {page}",
+    "mov r9d, {ctl_len}",
     "mov eax, 9",
     "syscall",
     "lea rdi, [rbx + {status}]",
@@ -143,17 +156,24 @@ std::arch::global_asm!(
     // Wait for request r15 + 1.
     // Requests come in bursts (a fault, its mmap, the next fault): poll a
     // while before sleeping.
+    // The budget is in TSC ticks (see `spin`).
     "12:",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "mov r8, rax",
     "mov ecx, [rbx + {ctl} + {ctl_leader_spin}]",
     "13:",
     "mov eax, [rbx + {ctl} + {req_seq}]",
     "cmp eax, r15d",
     "jne 20f",
-    "test ecx, ecx",
-    "jz 14f",
     "pause",
-    "dec ecx",
-    "jmp 13b",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "sub rax, r8",
+    "cmp rax, rcx",
+    "jb 13b",
     "14:",
     "mov eax, 1",
     "xchg [rbx + {status} + {st_leader_sleeping}], eax",
@@ -169,25 +189,41 @@ std::arch::global_asm!(
     "15:",
     "mov dword ptr [rbx + {status} + {st_leader_sleeping}], 0",
     "jmp 12b",
+    // Request r15: run the queue's entries in order, each result into
+    // the status page, stopping after the first that fails (a result in
+    // -4095..-1). r12 counts the entries run.
     "20:",
     "mov r15d, eax",
-    "mov rax, [rbx + {ctl} + {nr}]",
-    "mov rdi, [rbx + {ctl} + {args}]",
-    "mov rsi, [rbx + {ctl} + {args} + 8]",
-    "mov rdx, [rbx + {ctl} + {args} + 16]",
-    "mov r10, [rbx + {ctl} + {args} + 24]",
-    "mov r8, [rbx + {ctl} + {args} + 32]",
-    "mov r9, [rbx + {ctl} + {args} + 40]",
+    "xor r12d, r12d",
+    "21:",
+    "cmp r12d, [rbx + {ctl} + {ctl_count}]",
+    "jae 30f",
+    "cmp r12d, {queue_max}",
+    "jae 30f",
+    "mov r13, r12",
+    "shl r13, 6",
+    "lea r13, [rbx + r13 + {ctl} + {queue}]",
+    "mov rax, [r13]",
+    "mov rdi, [r13 + 8]",
+    "mov rsi, [r13 + 16]",
+    "mov rdx, [r13 + 24]",
+    "mov r10, [r13 + 32]",
+    "mov r8, [r13 + 40]",
+    "mov r9, [r13 + 48]",
     "cmp rax, 56",
     "je 40f",
     "syscall",
-    // Report: result, then the sequence number, then a wake if needed.
-    // Report: the result and sequence number in the status page, then the
-    // completion itself as a write to the eventfd, which only the leader's
-    // filter allows (an application thread can forge the status page, not
-    // this).
+    "22:",
+    "mov [rbx + r12 * 8 + {status} + {st_results}], rax",
+    "inc r12d",
+    "cmp rax, -4095",
+    "jb 21b",
+    // Report: how many ran and the sequence number in the status page,
+    // then the completion itself as a write to the eventfd, which only the
+    // leader's filter allows (an application thread can forge the status
+    // page, not this).
     "30:",
-    "mov [rbx + {status} + {st_result}], rax",
+    "mov [rbx + {status} + {st_done_count}], r12",
     "mov eax, r15d",
     "xchg [rbx + {status} + {st_done}], eax",
     "mov rdi, rbp",
@@ -196,12 +232,12 @@ std::arch::global_asm!(
     "mov eax, 1",
     "syscall",
     "jmp 12b",
-    // clone: the parent reports the tid, the child is a new thread whose
-    // stack pointer is the top of its slot.
+    // clone: the parent records the tid and goes on, the child is a new
+    // thread whose stack pointer is the top of its slot.
     "40:",
     "syscall",
     "test rax, rax",
-    "jnz 30b",
+    "jnz 22b",
     "mov r14, rsp",
     "sub r14, {slot}",
     "sub rsp, 64",
@@ -254,6 +290,181 @@ std::arch::global_asm!(
     "mov eax, 231",
     "syscall",
     "ud2",
+    // ---- the zygote: the process every stub is cloned from (small, so a
+    // clone is cheap: no copy of the Sentry's page tables, nothing to
+    // unmap). rdi = its socket to the Sentry, rsi = end of user space,
+    // rdx = the Sentry's pid. It keeps only the code page and one scratch
+    // page (Z, at S + page) and no stack: it never takes a signal (all
+    // blocked). Each request is one message of four u32 (the fd numbers
+    // the stub must have its shared memory, eventfd and memory file at,
+    // and a free number above them) with those three fds; the answer is
+    // the new stub's pid (or -errno) as an i32.
+    ".balign 16",
+    ".globl cryo_systrap_zygote",
+    "cryo_systrap_zygote:",
+    "mov rbp, rdi",
+    "mov r12, rsi",
+    "mov r13, rdx",
+    "lea rbx, [rip + cryo_systrap_start]",
+    // munmap(0, S); munmap(S + page, end - (S + page))
+    "xor edi, edi",
+    "mov rsi, rbx",
+    "mov eax, 11",
+    "syscall",
+    "test rax, rax",
+    "jnz 190f",
+    "lea rdi, [rbx + {page}]",
+    "mov rsi, r12",
+    "sub rsi, rdi",
+    "mov eax, 11",
+    "syscall",
+    "test rax, rax",
+    "jnz 190f",
+    // mmap(Z, page, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    "lea rdi, [rbx + {page}]",
+    "mov esi, {page}",
+    "mov edx, 3",
+    "mov r10d, 0x32",
+    "mov r8, -1",
+    "xor r9d, r9d",
+    "mov eax, 9",
+    "syscall",
+    "lea rdi, [rbx + {page}]",
+    "cmp rax, rdi",
+    "jne 190f",
+    // Wait for a request: recvmsg(sock, &msg, 0), msg rebuilt each time
+    // (the kernel rewrites its lengths).
+    "150:",
+    "lea rdi, [rbx + {page}]",
+    "xor eax, eax",
+    "mov [rdi + {z_msg}], rax",
+    "mov [rdi + {z_msg} + 8], rax",
+    "lea rax, [rdi + {z_iov}]",
+    "mov [rdi + {z_msg} + 16], rax",
+    "mov qword ptr [rdi + {z_msg} + 24], 1",
+    "lea rax, [rdi + {z_cmsg}]",
+    "mov [rdi + {z_msg} + 32], rax",
+    "mov qword ptr [rdi + {z_msg} + 40], 64",
+    "mov qword ptr [rdi + {z_msg} + 48], 0",
+    "lea rax, [rdi + {z_data}]",
+    "mov [rdi + {z_iov}], rax",
+    "mov qword ptr [rdi + {z_iov} + 8], 16",
+    "mov qword ptr [rdi + {z_cmsg}], 0",
+    "lea rsi, [rdi + {z_msg}]",
+    "mov rdi, rbp",
+    "xor edx, edx",
+    "mov eax, 47",
+    "syscall",
+    // The Sentry closed its end (or went away): done.
+    "cmp rax, 16",
+    "jne 199f",
+    // One SCM_RIGHTS message of three fds.
+    "lea rsi, [rbx + {page} + {z_cmsg}]",
+    "cmp qword ptr [rsi], 28",
+    "jne 191f",
+    "cmp dword ptr [rsi + 8], 1",
+    "jne 191f",
+    "cmp dword ptr [rsi + 12], 1",
+    "jne 191f",
+    // clone(CLONE_PARENT | SIGCHLD): the stub is the Sentry's child (it
+    // reaps it) and its parent-death signal follows the forker thread.
+    "mov edi, 0x8011",
+    "xor esi, esi",
+    "xor edx, edx",
+    "xor r10d, r10d",
+    "xor r8d, r8d",
+    "mov eax, 56",
+    "syscall",
+    "test rax, rax",
+    "jz 160f",
+    // Parent: drop the fds, answer.
+    "mov [rbx + {page} + {z_reply}], eax",
+    "mov edi, [rbx + {page} + {z_cmsg} + 16]",
+    "mov eax, 3",
+    "syscall",
+    "mov edi, [rbx + {page} + {z_cmsg} + 20]",
+    "mov eax, 3",
+    "syscall",
+    "mov edi, [rbx + {page} + {z_cmsg} + 24]",
+    "mov eax, 3",
+    "syscall",
+    "mov rdi, rbp",
+    "lea rsi, [rbx + {page} + {z_reply}]",
+    "mov edx, 4",
+    "mov eax, 1",
+    "syscall",
+    "cmp rax, 4",
+    "jne 199f",
+    "jmp 150b",
+    // Child: die with the forker thread, as a stub forked from it did.
+    "160:",
+    "mov edi, 1",
+    "mov esi, 9",
+    "xor edx, edx",
+    "xor r10d, r10d",
+    "xor r8d, r8d",
+    "mov eax, 157",
+    "syscall",
+    "test rax, rax",
+    "jnz 192f",
+    // The Sentry may have died before that took effect.
+    "mov eax, 110",
+    "syscall",
+    "cmp rax, r13",
+    "jne 193f",
+    "mov rdi, rbp",
+    "mov eax, 3",
+    "syscall",
+    // The received fds to the numbers asked for, through temporaries
+    // above them all (a received fd may sit at a wanted number).
+    "lea r14, [rbx + {page}]",
+    "xor r15d, r15d",
+    "170:",
+    "mov edi, [r14 + r15 * 4 + {z_cmsg} + 16]",
+    "mov esi, [r14 + {z_data} + 12]",
+    "add esi, r15d",
+    "xor edx, edx",
+    "mov eax, 292",
+    "syscall",
+    "test rax, rax",
+    "js 194f",
+    "mov edi, [r14 + r15 * 4 + {z_cmsg} + 16]",
+    "mov eax, 3",
+    "syscall",
+    "inc r15d",
+    "cmp r15d, 3",
+    "jb 170b",
+    "xor r15d, r15d",
+    "171:",
+    "mov edi, [r14 + {z_data} + 12]",
+    "add edi, r15d",
+    "mov esi, [r14 + r15 * 4 + {z_data}]",
+    "xor edx, edx",
+    "mov eax, 292",
+    "syscall",
+    "test rax, rax",
+    "js 195f",
+    "mov edi, [r14 + {z_data} + 12]",
+    "add edi, r15d",
+    "mov eax, 3",
+    "syscall",
+    "inc r15d",
+    "cmp r15d, 3",
+    "jb 171b",
+    // Become the leader: rdi = shm fd, rsi = end of user space, rdx = shm
+    // len, rcx = the completion eventfd.
+    "mov edi, [r14 + {z_data}]",
+    "mov rsi, r12",
+    "mov rdx, {shm_len}",
+    "mov ecx, [r14 + {z_data} + 4]",
+    "jmp cryo_systrap_leader",
+    "190:", "mov edi, 120", "jmp 99b",
+    "191:", "mov edi, 121", "jmp 99b",
+    "192:", "mov edi, 122", "jmp 99b",
+    "193:", "mov edi, 123", "jmp 99b",
+    "194:", "mov edi, 124", "jmp 99b",
+    "195:", "mov edi, 125", "jmp 99b",
+    "199:", "xor edi, edi", "jmp 99b",
     // ---- the handler: rdi = signo, rsi = siginfo, rdx = ucontext.
     ".balign 16",
     ".globl cryo_systrap_handler",
@@ -324,19 +535,27 @@ std::arch::global_asm!(
     "mov edx, 1",
     "mov eax, 202",
     "syscall",
-    // Wait for the Sentry: spin, then sleep.
+    // Wait for the Sentry: poll for at most the slot's budget of TSC
+    // ticks (see `spin`), or not at all once the Sentry says it will take
+    // long, then sleep.
     "61:",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "mov r8, rax",
     "mov ecx, [r14 + {sl_spin}]",
     "62:",
     "cmp dword ptr [r14 + {state}], {event}",
     "jne 70f",
-    "test ecx, ecx",
-    "jz 64f",
     "cmp dword ptr [r14 + {sl_nap}], 0",
     "jne 64f",
     "pause",
-    "dec ecx",
-    "jmp 62b",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "sub rax, r8",
+    "cmp rax, rcx",
+    "jb 62b",
     "64:",
     "mov eax, 1",
     "xchg [r14 + {stub_sleeping}], eax",
@@ -448,7 +667,18 @@ std::arch::global_asm!(
     slots_len = const SLOTS_LEN,
     slot_mask = const SLOT_MASK as i64,
     st_mseal = const ST_MSEAL,
-    st_result = const ST_RESULT,
+    st_done_count = const ST_DONE_COUNT,
+    st_results = const ST_RESULTS,
+    ctl_len = const CTL_LEN,
+    shm_len = const SHM_LEN,
+    z_msg = const Z_MSG,
+    z_iov = const Z_IOV,
+    z_cmsg = const Z_CMSG,
+    z_data = const Z_DATA,
+    z_reply = const Z_REPLY,
+    ctl_count = const CTL_COUNT,
+    queue = const CTL_QUEUE,
+    queue_max = const QUEUE_MAX,
     st_done = const ST_DONE_SEQ,
     ctl_one = const CTL_ONE,
     st_leader_sleeping = const ST_LEADER_SLEEPING,
@@ -456,8 +686,6 @@ std::arch::global_asm!(
     fprog_leader = const CTL_FPROG_LEADER,
     fprog_app = const CTL_FPROG_APP,
     req_seq = const CTL_REQ_SEQ,
-    nr = const CTL_NR,
-    args = const CTL_ARGS,
     sl_stack = const SL_STACK,
     stack_len = const STACK_LEN,
     new_mask = const NEW_THREAD_MASK as i64,
@@ -485,7 +713,7 @@ extern "C" {
     static cryo_systrap_start: u8;
     static cryo_systrap_end: u8;
     static cryo_systrap_restorer: u8;
-    static cryo_systrap_leader: u8;
+    static cryo_systrap_zygote: u8;
     static cryo_systrap_handler: u8;
     static cryo_systrap_first_trap: u8;
 }
@@ -494,7 +722,7 @@ extern "C" {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entries {
     pub restorer: u64,
-    pub leader: u64,
+    pub zygote: u64,
     pub handler: u64,
     pub first_trap: u64,
     pub len: u64,
@@ -512,7 +740,7 @@ fn code() -> (&'static [u8], Entries) {
             bytes,
             Entries {
                 restorer: off(&raw const cryo_systrap_restorer),
-                leader: off(&raw const cryo_systrap_leader),
+                zygote: off(&raw const cryo_systrap_zygote),
                 handler: off(&raw const cryo_systrap_handler),
                 first_trap: off(&raw const cryo_systrap_first_trap),
                 len: (end - start) as u64,
@@ -611,11 +839,13 @@ fn map_stub_page(layout: &Layout) -> Result<StubPage, String> {
     ))
 }
 
-/// What the forker thread needs to fork one stub.
+/// What the forker thread needs to fork the zygote.
 struct ForkRequest {
-    shm_fd: RawFd,
-    event_fd: RawFd,
-    memory_fd: RawFd,
+    sock: RawFd,
+    /// The zygote's seccomp program (`filter::zygote_program`), built here
+    /// so that the forked child only points the kernel at its copy.
+    filter: Vec<u8>,
+    filter_len: u16,
     user_end: u64,
     page: StubPage,
     reply: mpsc::Sender<Result<i32, PlatformError>>,
@@ -623,9 +853,38 @@ struct ForkRequest {
 
 static FORKER: OnceLock<Mutex<mpsc::Sender<ForkRequest>>> = OnceLock::new();
 
-/// Forks a stub from the forker thread: a long-lived thread of the Sentry
-/// that only forks, so the stubs' parent-death signal fires when the
-/// Sentry dies and not when whichever thread created an address space ends.
+/// The zygote: a stub-sized process, forked once from the forker thread,
+/// that clones every stub (see the stub code). Forking the Sentry for each
+/// stub copied its page tables (and made its heap copy-on-write, with the
+/// TLB shoot-downs that brings) only for the child to unmap it all again.
+struct Zygote {
+    pid: i32,
+    sock: OwnedFd,
+}
+
+static ZYGOTE: Mutex<Option<Zygote>> = Mutex::new(None);
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) and waitpid(2) of our own unreaped child.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), libc::__WALL);
+        }
+    }
+}
+
+fn host_err(op: &'static str) -> PlatformError {
+    PlatformError::Host {
+        op,
+        source: Errno::last(),
+    }
+}
+
+/// Creates a stub process: the zygote clones it, and it becomes the leader
+/// of an address space whose shared memory is `shm_fd` and completion
+/// eventfd `event_fd`, with the memory file at `memory_fd` (each at the
+/// same number as in this process). The stub is this process's child.
 pub(crate) fn fork_stub(
     shm_fd: RawFd,
     event_fd: RawFd,
@@ -633,6 +892,92 @@ pub(crate) fn fork_stub(
     user_end: u64,
     page: StubPage,
 ) -> Result<i32, PlatformError> {
+    let mut zygote = ZYGOTE.lock().unwrap_or_else(|e| e.into_inner());
+    if zygote.is_none() {
+        *zygote = Some(start_zygote(user_end, page)?);
+    }
+    let Some(z) = zygote.as_ref() else {
+        return Err(PlatformError::StubPage("no systrap zygote".into()));
+    };
+    let r = ask_zygote(z, [shm_fd, event_fd, memory_fd]);
+    if r.is_err() {
+        // A zygote that failed once is replaced by the next request.
+        *zygote = None;
+    }
+    r
+}
+
+fn ask_zygote(z: &Zygote, fds: [RawFd; 3]) -> Result<i32, PlatformError> {
+    let tmp = fds.iter().copied().max().unwrap_or(0) + 1;
+    let mut data = [0u8; 16];
+    for (i, v) in [fds[0], fds[1], fds[2], tmp].iter().enumerate() {
+        data[4 * i..4 * i + 4].copy_from_slice(&(*v as u32).to_le_bytes());
+    }
+    let iov = [std::io::IoSlice::new(&data)];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    nix::sys::socket::sendmsg::<()>(
+        z.sock.as_raw_fd(),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|source| PlatformError::Host {
+        op: "sendmsg(systrap zygote)",
+        source,
+    })?;
+    let mut answer = [0u8; 4];
+    loop {
+        // SAFETY: read(2) into a live 4-byte buffer.
+        let n = unsafe { libc::read(z.sock.as_raw_fd(), answer.as_mut_ptr().cast(), 4) };
+        if n == 4 {
+            break;
+        }
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        return Err(PlatformError::StubPage(format!(
+            "the systrap zygote (pid {}) did not answer: {}",
+            z.pid,
+            if n == 0 {
+                zygote_status(z.pid)
+            } else {
+                Errno::last().to_string()
+            }
+        )));
+    }
+    let pid = i32::from_le_bytes(answer);
+    if pid <= 0 {
+        return Err(PlatformError::Host {
+            op: "clone(systrap stub)",
+            source: Errno::from_raw(-pid),
+        });
+    }
+    Ok(pid)
+}
+
+/// How the zygote ended (it exits with a status naming the step that
+/// failed).
+fn zygote_status(pid: i32) -> String {
+    let mut status = 0;
+    // SAFETY: waitpid(2) of our own child, into a live local.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+    if r != pid {
+        "it closed its socket".into()
+    } else if libc::WIFEXITED(status) {
+        format!("it exited with status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("it was killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("wait status {status:#x}")
+    }
+}
+
+/// Forks the zygote from the forker thread: a long-lived thread of the
+/// Sentry that only forks, so that the zygote's (and, through
+/// CLONE_PARENT, every stub's) parent-death signal fires when the Sentry
+/// dies and not when whichever thread created an address space ends.
+fn start_zygote(user_end: u64, page: StubPage) -> Result<Zygote, PlatformError> {
     let forker = FORKER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<ForkRequest>();
         let spawned = std::thread::Builder::new()
@@ -649,30 +994,47 @@ pub(crate) fn fork_stub(
         }
         Mutex::new(tx)
     });
+    let mut fds = [0i32; 2];
+    // SAFETY: socketpair(2) writes two fds into `fds`.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(host_err("socketpair(systrap zygote)"));
+    }
+    // SAFETY: two fresh descriptors we own.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let prog = super::filter::zygote_program(page.addr, PAGE).map_err(PlatformError::StubPage)?;
+    let filter_len = u16::try_from(prog.len())
+        .map_err(|_| PlatformError::StubPage("zygote filter too long".into()))?;
+    let filter: Vec<u8> = prog.iter().flat_map(|i| i.to_bytes()).collect();
     let (reply, answer) = mpsc::channel();
     let req = ForkRequest {
-        shm_fd,
-        event_fd,
-        memory_fd,
+        sock: theirs.as_raw_fd(),
+        filter,
+        filter_len,
         user_end,
         page,
         reply,
     };
-    let sent = forker
+    let gone = || PlatformError::StubPage("the systrap forker thread is gone".into());
+    if forker
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .send(req)
-        .is_ok();
-    if !sent {
-        return Err(PlatformError::StubPage(
-            "the systrap forker thread is gone".into(),
-        ));
+        .is_err()
+    {
+        return Err(gone());
     }
-    answer.recv().unwrap_or_else(|_| {
-        Err(PlatformError::StubPage(
-            "the systrap forker thread is gone".into(),
-        ))
-    })
+    let pid = answer.recv().unwrap_or_else(|_| Err(gone()))?;
+    drop(theirs);
+    tracing::debug!(pid, "systrap zygote started");
+    Ok(Zygote { pid, sock: ours })
 }
 
 /// glibc registers an rseq area for each thread; a forked stub would keep
@@ -711,10 +1073,7 @@ fn fork_one(req: &ForkRequest) -> Result<i32, PlatformError> {
     // jumps into the stub code, never returning into Rust.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(PlatformError::Host {
-            op: "fork(systrap stub)",
-            source: Errno::last(),
-        });
+        return Err(host_err("fork(systrap zygote)"));
     }
     if pid == 0 {
         // SAFETY: we are the freshly forked child.
@@ -723,8 +1082,9 @@ fn fork_one(req: &ForkRequest) -> Result<i32, PlatformError> {
     Ok(pid)
 }
 
-/// The child side of a fork: everything that needs no stub memory, then a
-/// jump into the leader code.
+/// The child side of the zygote's fork: everything every stub inherits
+/// from it (session, signal mask and dispositions, no core files, no fds
+/// but its socket, no new privileges), then a jump into the zygote code.
 ///
 /// # Safety
 ///
@@ -773,17 +1133,12 @@ unsafe fn stub_child(parent: libc::pid_t, req: &ForkRequest) -> ! {
         libc::RLIMIT_CORE,
         &zero as *const libc::rlimit,
     );
-    // Every fd but the memory file, the shared memory and the eventfd.
-    let mut keep = [req.memory_fd as u32, req.shm_fd as u32, req.event_fd as u32];
-    keep.sort_unstable();
-    let mut from = 0u32;
-    for k in keep {
-        if k > from {
-            libc::syscall(libc::SYS_close_range, from, k - 1, 0u32);
-        }
-        from = k + 1;
+    // Every fd but the socket.
+    let keep = req.sock as u32;
+    if keep > 0 {
+        libc::syscall(libc::SYS_close_range, 0u32, keep - 1, 0u32);
     }
-    libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
+    libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
     // Signal dispositions: the handler for ours, ignore for the rest (the
     // Sentry's own handlers point into code the stub will not have).
     #[repr(C)]
@@ -827,14 +1182,33 @@ unsafe fn stub_child(parent: libc::pid_t, req: &ForkRequest) -> ! {
     if libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
         die(106);
     }
-    let entry = base + req.page.entries.leader;
+    // The zygote's filter, last: from here on only the stub code page may
+    // make syscalls (the jump below makes none).
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const u8,
+    }
+    let fprog = SockFprog {
+        len: req.filter_len,
+        filter: req.filter.as_ptr(),
+    };
+    if libc::syscall(
+        libc::SYS_seccomp,
+        1u64, // SECCOMP_SET_MODE_FILTER
+        0u64,
+        &fprog as *const SockFprog,
+    ) != 0
+    {
+        die(107);
+    }
+    let entry = base + req.page.entries.zygote;
     std::arch::asm!(
         "jmp {entry}",
         entry = in(reg) entry,
-        in("rdi") req.shm_fd as u64,
+        in("rdi") req.sock as u64,
         in("rsi") req.user_end,
-        in("rdx") SHM_LEN,
-        in("rcx") req.event_fd as u64,
+        in("rdx") parent as u64,
         options(noreturn)
     );
 }

@@ -26,12 +26,18 @@ use crate::errno::Errno;
 pub const COMM_LEN: usize = 16;
 
 /// How many CPUs the sandbox shows (sched_getaffinity, sysconf): the
-/// host's online CPUs, at most 64 (one mask word).
+/// host's online CPUs, at most 64 (one mask word). Taken once, at the first
+/// call (the init task's attributes, at boot): available_parallelism reads
+/// the calling thread's affinity, and the systrap platform binds a Sentry
+/// thread to one CPU while its hand-overs need wake-ups.
 pub fn sandbox_cpus() -> u32 {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    n.clamp(1, 64) as u32
+    static CPUS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        n.clamp(1, 64) as u32
+    })
 }
 
 /// Every CPU of the sandbox.

@@ -67,6 +67,8 @@ pub struct Kernel {
     pub max_tasks: usize,
     /// Every advisory file lock (fcntl, OFD, flock) of the sandbox.
     pub file_locks: Arc<crate::vfs::lock::FileLocks>,
+    /// The sandbox's unix socket names (abstract and bound paths).
+    pub unix: Arc<crate::net::UnixNamespace>,
     /// What was logged as unimplemented: "name" or "name (detail)".
     enosys_logged: Mutex<HashSet<String>>,
 }
@@ -80,6 +82,8 @@ impl Kernel {
         procs: Arc<ProcTable>,
         config: &KernelConfig,
     ) -> Kernel {
+        // Taken now, before any platform thread binding (see sandbox_cpus).
+        super::attrs::sandbox_cpus();
         Kernel {
             pids: PidNamespace::default(),
             procs,
@@ -89,6 +93,7 @@ impl Kernel {
             fork_gate: std::sync::RwLock::new(false),
             max_tasks: config.max_tasks,
             file_locks: crate::vfs::lock::FileLocks::new(),
+            unix: crate::net::UnixNamespace::new(),
             platform,
             memory_file,
             vfs,

@@ -305,6 +305,20 @@ impl ProcessInfo for LiveProcess {
     fn fd_file(&self, fd: i32) -> Option<Arc<OpenFile>> {
         self.tg.upgrade()?.fds().lock().file(fd).ok()
     }
+    /// Files with no name: a socket reads `socket:[ino]` and a pipe
+    /// `pipe:[ino]`, as on Linux.
+    fn fd_path(&self, fd: i32) -> Option<String> {
+        let f = self.fd_file(fd)?;
+        if f.dentry().is_some() {
+            return None;
+        }
+        let st = f.stat().ok()?;
+        match st.mode & libc::S_IFMT {
+            libc::S_IFSOCK => Some(format!("socket:[{}]", st.ino)),
+            libc::S_IFIFO => Some(format!("pipe:[{}]", st.ino)),
+            _ => None,
+        }
+    }
 }
 
 /// The kernel's process table, as procfs needs it.

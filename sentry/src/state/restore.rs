@@ -151,14 +151,24 @@ pub fn restore(
     // fingerprint.
     let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = donated_stdio()?.into_iter().collect();
     let ptys = restore_ptys(&kernel, &rec.ptys)?;
+    let sockets = crate::net::state::create(&rec.sockets, &kernel.unix);
     let mut ctx = RestoreCtx::new(&rec.pipes, stdio, HostClock.now())
         .with_clocks(kernel.clocks)
+        .with_sockets(sockets.clone())
         .with_ptys(ptys);
     let mut files: HashMap<u64, Arc<crate::vfs::OpenFile>> = HashMap::new();
     for (&id, f) in &rec.files {
         files.insert(id, kernel.vfs.reopen(f, &mut ctx)?);
     }
     // Epoll sets get their items once every file they name is open again.
+    // Sockets once every open file is back: their messages carry files.
+    crate::net::state::link(
+        &rec.sockets,
+        &sockets,
+        &|id| files.get(&id).cloned(),
+        &kernel.vfs,
+    )
+    .map_err(|e| RestoreError::Invalid(e.to_string()))?;
     for r in &rec.epolls {
         let ep = ctx
             .epolls()

@@ -203,6 +203,7 @@ fn save_kernel(
             }
         }
     }
+    save_sockets(&mut ctx, &mut files, &mut objs)?;
     for pipe in ctx.pipes.into_values() {
         objs.put(pipe.id, &pipe)?;
     }
@@ -216,6 +217,47 @@ fn save_kernel(
     }
     save_locks(kernel, &files, &mut objs)?;
     Ok(objs)
+}
+
+/// Every socket met (through a descriptor table, a peer, a listen queue,
+/// a message's sender or a file in flight), each once, with the open files
+/// its messages carry in flight: those get ids like any other open file,
+/// and may lead to more sockets.
+fn save_sockets(
+    ctx: &mut SaveCtx,
+    files: &mut ObjectIds<OpenFile>,
+    objs: &mut ObjectEncoder,
+) -> Result<(), CheckpointError> {
+    let mut done = std::collections::BTreeSet::new();
+    loop {
+        let next: Vec<_> = ctx
+            .sockets
+            .iter()
+            .filter(|(id, _)| !done.contains(*id))
+            .map(|(_, s)| s.clone())
+            .collect();
+        if next.is_empty() {
+            return Ok(());
+        }
+        for s in next {
+            done.insert(s.id());
+            let mut first_seen = Vec::new();
+            let (rec, linked) = s.record(&mut |f| {
+                let (id, new) = files.id(f);
+                if new {
+                    first_seen.push((id, f.clone()));
+                }
+                id
+            });
+            for (id, f) in first_seen {
+                objs.put(id, &f.save(ctx)?)?;
+            }
+            for l in linked {
+                ctx.sockets.entry(l.id()).or_insert(l);
+            }
+            objs.put(rec.id, &rec)?;
+        }
+    }
 }
 
 /// Every file's locks, each keyed by a saved open file description of the

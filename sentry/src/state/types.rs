@@ -30,4 +30,5 @@ pub fn visit_saved_types<V: TypeVisitor>(v: &mut V) {
     crate::kernel::attrs::TaskAttrs::visit(v);
     crate::kernel::attrs::ProcessAttrsRecord::visit(v);
     crate::vfs::lock::FileLocksRecord::visit(v);
+    crate::net::state::UnixSocketRecord::visit(v);
 }

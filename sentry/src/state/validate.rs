@@ -101,6 +101,8 @@ pub struct SavedKernel {
     pub epolls: Vec<EpollRecord>,
     /// File locks, by the saved open file that names each file.
     pub file_locks: Vec<crate::vfs::lock::FileLocksRecord>,
+    /// Unix sockets (none in statefiles from before them).
+    pub sockets: Vec<crate::net::state::UnixSocketRecord>,
 }
 
 /// One saved process and its tasks.
@@ -480,6 +482,7 @@ fn check_open_file(
     id: u64,
     pipes: &BTreeSet<u64>,
     epolls: &BTreeSet<u64>,
+    sockets: &BTreeSet<u64>,
     ptys: &BTreeSet<u64>,
 ) -> Result<(), InvalidRecord> {
     let bad = |field, why: String| invalid("vfs.OpenFile", id, field, why);
@@ -496,6 +499,9 @@ fn check_open_file(
                 "kind",
                 format!("epoll set #{set} is not in the statefile"),
             ));
+        }
+        FileStateKind::Socket { id: s } if !sockets.contains(s) => {
+            return Err(bad("kind", format!("socket #{s} is not in the statefile")));
         }
         _ => {}
     }
@@ -522,7 +528,8 @@ fn check_open_file(
         FileStateKind::EventFd { .. }
         | FileStateKind::TimerFd(_)
         | FileStateKind::SignalFd { .. }
-        | FileStateKind::Epoll { .. } => {}
+        | FileStateKind::Epoll { .. }
+        | FileStateKind::Socket { .. } => {}
         _ => absolute_path_ok(&f.path).map_err(|w| bad("path", w))?,
     }
     if f.offset > i64::MAX as u64 {
@@ -559,6 +566,10 @@ pub fn load_saved_kernel<R: ReadAt>(
     let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
     let epoll_ids: BTreeSet<u64> = objs.ids::<EpollRecord>().into_iter().collect();
     let pty_ids: BTreeSet<u64> = objs.ids::<PtySnapshot>().into_iter().collect();
+    let socket_ids: BTreeSet<u64> = objs
+        .ids::<crate::net::state::UnixSocketRecord>()
+        .into_iter()
+        .collect();
     let mut mms = BTreeMap::new();
     let mut fd_tables = BTreeMap::new();
     let mut files = BTreeMap::new();
@@ -585,7 +596,7 @@ pub fn load_saved_kernel<R: ReadAt>(
                     continue;
                 }
                 let f: OpenFileState = objs.get(e.file)?;
-                check_open_file(&f, e.file, &pipe_ids, &epoll_ids, &pty_ids)?;
+                check_open_file(&f, e.file, &pipe_ids, &epoll_ids, &socket_ids, &pty_ids)?;
                 files.insert(e.file, f);
             }
             slot.insert(fds);
@@ -594,6 +605,15 @@ pub fn load_saved_kernel<R: ReadAt>(
     // The tmpfs tables: after the mappings, whose own memory no tmpfs file
     // may hold.
     check_tmpfs(&vfs, &memory, mms.values())?;
+    let sockets = load_sockets(
+        &objs,
+        &socket_ids,
+        &file_ids,
+        &pipe_ids,
+        &epoll_ids,
+        &pty_ids,
+        &mut files,
+    )?;
     let epolls = check_epolls(&objs, &epoll_ids, &files)?;
     let used_pipes: BTreeSet<u64> = files
         .values()
@@ -706,6 +726,7 @@ pub fn load_saved_kernel<R: ReadAt>(
         ptys,
         epolls,
         file_locks,
+        sockets,
     })
 }
 
@@ -763,6 +784,79 @@ fn load_ptys(
         out.push(p);
     }
     Ok(out)
+}
+
+/// The unix sockets' records, each checked alone, the files they carry
+/// in flight (loaded like the descriptor tables' files), then the graph:
+/// listen queues, peers, one file per socket, and every socket reached
+/// from an open file.
+fn load_sockets(
+    objs: &Objects,
+    socket_ids: &BTreeSet<u64>,
+    file_ids: &BTreeSet<u64>,
+    pipe_ids: &BTreeSet<u64>,
+    epoll_ids: &BTreeSet<u64>,
+    pty_ids: &BTreeSet<u64>,
+    files: &mut BTreeMap<u64, OpenFileState>,
+) -> Result<Vec<crate::net::state::UnixSocketRecord>, LoadError> {
+    use crate::net::{state::UnixSocketRecord, NetError};
+    let net_invalid = |e: NetError| -> LoadError {
+        let NetError::Invalid { id, field, why } = e;
+        invalid("net.UnixSocket", id, field, why).into()
+    };
+    let mut sockets: Vec<UnixSocketRecord> = Vec::with_capacity(socket_ids.len());
+    for &id in socket_ids {
+        let r: UnixSocketRecord = objs.get(id)?;
+        r.check(id, socket_ids, file_ids).map_err(net_invalid)?;
+        sockets.push(r);
+    }
+    // Files in flight may be sockets whose queues carry more files: load
+    // until no new one appears.
+    let mut pending: Vec<u64> = sockets
+        .iter()
+        .flat_map(|r| r.messages.iter().flat_map(|m| m.rights.iter().copied()))
+        .collect();
+    while let Some(f) = pending.pop() {
+        if files.contains_key(&f) {
+            continue;
+        }
+        let st: OpenFileState = objs.get(f)?;
+        check_open_file(&st, f, pipe_ids, epoll_ids, socket_ids, pty_ids)?;
+        files.insert(f, st);
+    }
+    let socket_files: Vec<u64> = files
+        .values()
+        .filter_map(|f| match f.kind {
+            FileStateKind::Socket { id } => Some(id),
+            _ => None,
+        })
+        .collect();
+    crate::net::state::check_graph(&sockets, &socket_files).map_err(net_invalid)?;
+    // Every socket is reached from a file (through peers, listen queues
+    // and senders): a record nothing reaches is refused.
+    let by_id: BTreeMap<u64, &UnixSocketRecord> = sockets.iter().map(|r| (r.id, r)).collect();
+    let mut reached: BTreeSet<u64> = BTreeSet::new();
+    let mut todo = socket_files.clone();
+    while let Some(id) = todo.pop() {
+        if !reached.insert(id) {
+            continue;
+        }
+        if let Some(r) = by_id.get(&id) {
+            todo.extend(r.pending.iter().copied());
+            if r.peer != 0 {
+                todo.push(r.peer);
+            }
+            todo.extend(r.messages.iter().map(|m| m.sender).filter(|&s| s != 0));
+        }
+    }
+    if let Some(id) = socket_ids.iter().find(|id| !reached.contains(id)) {
+        return Err(statefile::StatefileError::UnreferencedObject {
+            type_name: "net.UnixSocket".into(),
+            id: *id,
+        }
+        .into());
+    }
+    Ok(sockets)
 }
 
 /// One address space's record: its mappings against this host's layout

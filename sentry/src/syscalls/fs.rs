@@ -214,21 +214,22 @@ pub fn read(t: &mut Task, a: &Args) -> SysResult {
 pub fn write(t: &mut Task, a: &Args) -> SysResult {
     let f = file(t, a.fd(0))?;
     let r = write_from(t, &f, a.addr(1), a.len(2, MAX_RW)?, None);
-    raise_sigpipe(t, r)
+    raise_sigpipe(t, &f, r)
 }
 
-/// A write to a pipe without readers raises SIGPIPE as well as EPIPE.
-fn raise_sigpipe(t: &mut Task, r: SysResult) -> SysResult {
-    if r == Err(Errno::EPIPE) {
-        let ignored = t
-            .handlers()
-            .get(libc::SIGPIPE)
-            .map(|a| a.is_ignored())
-            .unwrap_or(false);
-        let blocked = t.signal_mask().0 & (1 << (libc::SIGPIPE - 1)) != 0;
-        if !ignored && !blocked {
-            t.exit_by_signal(libc::SIGPIPE);
-        }
+/// A write to a pipe without readers (or a stream socket that cannot
+/// send) raises SIGPIPE as well as EPIPE: queued like Linux's send_sig, so
+/// a handler runs and a blocked one stays pending.
+fn raise_sigpipe(t: &mut Task, f: &OpenFile, r: SysResult) -> SysResult {
+    if r == Err(Errno::EPIPE) && crate::net::socket::write_raises_sigpipe(f) {
+        let info = crate::kernel::signal::SigInfo {
+            signo: libc::SIGPIPE,
+            code: crate::kernel::signal::SI_USER,
+            addr: 0,
+            pid: t.tgid(),
+            uid: t.creds().uid,
+        };
+        t.send_signal(info);
     }
     r
 }
@@ -288,7 +289,7 @@ fn writev_at(t: &mut Task, a: &Args, offset: Option<u64>) -> SysResult {
         let start = offset.unwrap_or_else(|| f.offset().saturating_sub(n as u64));
         reflect_write(t, &f, start, &data[..n]);
     }
-    raise_sigpipe(t, r.map(|n| n as u64))
+    raise_sigpipe(t, &f, r.map(|n| n as u64))
 }
 
 pub fn readv(t: &mut Task, a: &Args) -> SysResult {
@@ -884,7 +885,7 @@ pub fn sendfile(t: &mut Task, a: &Args) -> SysResult {
         };
         let w = match out.write(&buf[..n], &t.interrupt().io) {
             Ok(w) => w,
-            Err(e) if done == 0 => return raise_sigpipe(t, Err(e)),
+            Err(e) if done == 0 => return raise_sigpipe(t, &out, Err(e)),
             Err(_) => break,
         };
         reflect_write(t, &out, out.offset().saturating_sub(w as u64), &buf[..w]);

@@ -66,6 +66,12 @@ pub fn dispatch(task: &mut Task) {
     let entry = if native { table::lookup(nr) } else { None };
     // A signalfd read or polled by this call sees this task's signals.
     poll::note_current(task);
+    // A write(2) on a socket sends this task's credentials.
+    crate::net::socket::note_current(crate::net::UCred {
+        pid: task.tgid(),
+        uid: task.creds().uid,
+        gid: task.creds().gid,
+    });
     let result = match entry {
         Some(entry) => (entry.handler)(task, &args),
         None => Err(Errno::ENOSYS),

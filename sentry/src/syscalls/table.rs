@@ -272,11 +272,29 @@ fn generic_rows() -> Vec<Entry> {
     reg("timer_getoverrun", time::timer_getoverrun, &[Dec]);
     reg("timer_delete", time::timer_delete, &[Dec]);
     // system information
-    reg("getpeername", net::not_a_socket, &[Dec, Hex, Hex]);
-    reg("getsockname", net::not_a_socket, &[Dec, Hex, Hex]);
-    reg("getsockopt", net::not_a_socket, &[Dec, Dec, Dec, Hex, Hex]);
-    reg("setsockopt", net::not_a_socket, &[Dec, Dec, Dec, Hex, Dec]);
-    reg("shutdown", net::not_a_socket, &[Dec, Dec]);
+    // net: sockets (only AF_UNIX).
+    reg("socket", net::socket, &[Dec, Hex, Dec]);
+    reg("socketpair", net::socketpair, &[Dec, Hex, Dec, Hex]);
+    reg("bind", net::bind, &[Dec, Hex, Dec]);
+    reg("listen", net::listen, &[Dec, Dec]);
+    reg("accept", net::accept, &[Dec, Hex, Hex]);
+    reg("accept4", net::accept4, &[Dec, Hex, Hex, Hex]);
+    reg("connect", net::connect, &[Dec, Hex, Dec]);
+    reg("getpeername", net::getpeername, &[Dec, Hex, Hex]);
+    reg("getsockname", net::getsockname, &[Dec, Hex, Hex]);
+    reg("getsockopt", net::getsockopt, &[Dec, Dec, Dec, Hex, Hex]);
+    reg("setsockopt", net::setsockopt, &[Dec, Dec, Dec, Hex, Dec]);
+    reg("shutdown", net::shutdown, &[Dec, Dec]);
+    reg("sendto", net::sendto, &[Dec, InBuf(2), Dec, Hex, Hex, Dec]);
+    reg(
+        "recvfrom",
+        net::recvfrom,
+        &[Dec, OutBuf, Dec, Hex, Hex, Hex],
+    );
+    reg("sendmsg", net::sendmsg, &[Dec, Hex, Hex]);
+    reg("recvmsg", net::recvmsg, &[Dec, Hex, Hex]);
+    reg("sendmmsg", net::sendmmsg, &[Dec, Hex, Dec, Hex]);
+    reg("recvmmsg", net::recvmmsg, &[Dec, Hex, Dec, Hex, Hex]);
     reg("uname", info::uname, &[Hex]);
     reg("sethostname", info::sethostname, &[Hex, Dec]);
     reg("sysinfo", info::sysinfo, &[Hex]);

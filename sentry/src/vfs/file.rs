@@ -30,6 +30,8 @@ pub enum FileKind {
     Synthetic,
     /// An anonymous-inode file: eventfd, timerfd, signalfd, epoll.
     Anonymous,
+    /// A socket (sentry/src/net).
+    Socket,
 }
 
 /// How lseek and the file offset behave.
@@ -153,6 +155,9 @@ pub enum SaveAs {
     Epoll { id: u64 },
     /// An end of pseudo-terminal `index`, saved once with its state.
     Pty { index: u32, master: bool },
+    /// Socket `id` (a sandbox id): saved once with its queues and links
+    /// (sentry/src/net/state.rs).
+    Socket { id: u64 },
     /// Cannot be checkpointed, for this reason: checkpoint refuses, naming
     /// the file.
     Refuse(&'static str),

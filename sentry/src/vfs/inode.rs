@@ -170,6 +170,12 @@ pub trait Inode: Send + Sync + Any {
         Err(Errno::EPERM)
     }
 
+    /// Creates a special file (a bound unix socket's S_IFSOCK node);
+    /// `mode` holds the file type and permission bits.
+    fn mknod(&self, _name: &[u8], _mode: u32) -> Result<Arc<dyn Inode>, Errno> {
+        Err(Errno::EPERM)
+    }
+
     /// Removes a non-directory child.
     fn unlink(&self, _name: &[u8]) -> Result<(), Errno> {
         Err(Errno::EPERM)

@@ -359,6 +359,10 @@ impl Inode for OverlayInode {
         self.create_upper(name, |d| d.symlink(name, target))
     }
 
+    fn mknod(&self, name: &[u8], mode: u32) -> Result<Arc<dyn Inode>, Errno> {
+        self.create_upper(name, |d| d.mknod(name, mode))
+    }
+
     fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
         self.remove(name, false)
     }

@@ -152,18 +152,62 @@ pub enum FileStateKind {
     Epoll {
         id: u64,
     },
+    /// A socket: the `net.UnixSocket` record `id` (since v3).
+    Socket {
+        id: u64,
+    },
     /// An end of pseudo-terminal `index`, the `vfs.Pty` record `index`
-    /// (since v3).
+    /// (since v4).
     Pty {
         index: u32,
         master: bool,
     },
 }
-statefile::versioned!(FileStateKind, "vfs.FileKind", 3, [TimerFdRecord]);
+statefile::versioned!(FileStateKind, "vfs.FileKind", 4, [TimerFdRecord]);
 
-/// Version 2 of [`FileStateKind`], as statefiles before ptys hold it: the
-/// same variants but the last, so its encoding decodes as v3 too; it is
-/// declared for the version check.
+/// Version 3 of [`FileStateKind`], as statefiles before ptys hold it: the
+/// same variants in the same order but the last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileStateKindV3 {
+    Regular,
+    Directory,
+    Symlink,
+    Device,
+    Synthetic,
+    PipeRead { pipe: u64 },
+    PipeWrite { pipe: u64 },
+    HostStdio { index: u32 },
+    EventFd { count: u64, semaphore: bool },
+    TimerFd(TimerFdRecord),
+    SignalFd { mask: u64 },
+    Epoll { id: u64 },
+    Socket { id: u64 },
+}
+statefile::versioned!(FileStateKindV3, "vfs.FileKind", 3, [TimerFdRecord]);
+
+impl From<FileStateKindV3> for FileStateKind {
+    fn from(k: FileStateKindV3) -> FileStateKind {
+        use FileStateKindV3 as V;
+        match k {
+            V::Regular => FileStateKind::Regular,
+            V::Directory => FileStateKind::Directory,
+            V::Symlink => FileStateKind::Symlink,
+            V::Device => FileStateKind::Device,
+            V::Synthetic => FileStateKind::Synthetic,
+            V::PipeRead { pipe } => FileStateKind::PipeRead { pipe },
+            V::PipeWrite { pipe } => FileStateKind::PipeWrite { pipe },
+            V::HostStdio { index } => FileStateKind::HostStdio { index },
+            V::EventFd { count, semaphore } => FileStateKind::EventFd { count, semaphore },
+            V::TimerFd(r) => FileStateKind::TimerFd(r),
+            V::SignalFd { mask } => FileStateKind::SignalFd { mask },
+            V::Epoll { id } => FileStateKind::Epoll { id },
+            V::Socket { id } => FileStateKind::Socket { id },
+        }
+    }
+}
+
+/// Version 2 of [`FileStateKind`], as statefiles before sockets hold it:
+/// the same variants in the same order but the last.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FileStateKindV2 {
     Regular,
@@ -183,20 +227,20 @@ statefile::versioned!(FileStateKindV2, "vfs.FileKind", 2, [TimerFdRecord]);
 
 impl From<FileStateKindV2> for FileStateKind {
     fn from(k: FileStateKindV2) -> FileStateKind {
-        use FileStateKindV2 as V2;
+        use FileStateKindV2 as V;
         match k {
-            V2::Regular => FileStateKind::Regular,
-            V2::Directory => FileStateKind::Directory,
-            V2::Symlink => FileStateKind::Symlink,
-            V2::Device => FileStateKind::Device,
-            V2::Synthetic => FileStateKind::Synthetic,
-            V2::PipeRead { pipe } => FileStateKind::PipeRead { pipe },
-            V2::PipeWrite { pipe } => FileStateKind::PipeWrite { pipe },
-            V2::HostStdio { index } => FileStateKind::HostStdio { index },
-            V2::EventFd { count, semaphore } => FileStateKind::EventFd { count, semaphore },
-            V2::TimerFd(r) => FileStateKind::TimerFd(r),
-            V2::SignalFd { mask } => FileStateKind::SignalFd { mask },
-            V2::Epoll { id } => FileStateKind::Epoll { id },
+            V::Regular => FileStateKind::Regular,
+            V::Directory => FileStateKind::Directory,
+            V::Symlink => FileStateKind::Symlink,
+            V::Device => FileStateKind::Device,
+            V::Synthetic => FileStateKind::Synthetic,
+            V::PipeRead { pipe } => FileStateKind::PipeRead { pipe },
+            V::PipeWrite { pipe } => FileStateKind::PipeWrite { pipe },
+            V::HostStdio { index } => FileStateKind::HostStdio { index },
+            V::EventFd { count, semaphore } => FileStateKind::EventFd { count, semaphore },
+            V::TimerFd(r) => FileStateKind::TimerFd(r),
+            V::SignalFd { mask } => FileStateKind::SignalFd { mask },
+            V::Epoll { id } => FileStateKind::Epoll { id },
         }
     }
 }
@@ -282,6 +326,22 @@ statefile::versioned!(
     [FileStateKindV2, Fingerprint]
 );
 
+/// An open file as statefiles with `vfs.FileKind` v3 hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileStateV3 {
+    pub path: Vec<u8>,
+    pub flags: i32,
+    pub offset: u64,
+    pub kind: FileStateKindV3,
+    pub fingerprint: Option<Fingerprint>,
+}
+statefile::versioned!(
+    OpenFileStateV3,
+    "vfs.OpenFile",
+    1,
+    [FileStateKindV3, Fingerprint]
+);
+
 impl statefile::Savable for OpenFileState {
     const TYPE_NAME: &'static str = "vfs.OpenFile";
     const VERSION: u32 = 1;
@@ -317,6 +377,17 @@ impl statefile::Savable for OpenFileState {
                 fingerprint: v2.fingerprint,
             });
         }
+        if dec.types().get("vfs.FileKind") == Some(3) {
+            statefile::check_saved_versions::<OpenFileStateV3>(dec.types())?;
+            let v3: OpenFileStateV3 = dec.serde()?;
+            return Ok(OpenFileState {
+                path: v3.path,
+                flags: v3.flags,
+                offset: v3.offset,
+                kind: v3.kind.into(),
+                fingerprint: v3.fingerprint,
+            });
+        }
         statefile::check_saved_versions::<Self>(dec.types())?;
         dec.serde()
     }
@@ -341,6 +412,9 @@ pub struct SaveCtx {
     /// The epoll sets met, by id: their interest lists are saved once
     /// every open file has its id.
     pub epolls: BTreeMap<u64, Arc<Epoll>>,
+    /// The sockets met, by id: saved with their links once every open
+    /// file reached from a descriptor table has its id.
+    pub sockets: BTreeMap<u64, Arc<crate::net::UnixSocket>>,
     /// The pseudo-terminals met, by index.
     pub ptys: BTreeMap<u32, PtySnapshot>,
 }
@@ -717,7 +791,12 @@ pub fn check_table(
                         .claim(p.offset)
                         .map_err(|why| bad_field(field(), why))?;
                 }
-                libc::S_IFREG
+                // A bound unix socket's node is an empty file.
+                if n.mode & libc::S_IFMT == libc::S_IFSOCK && *size == 0 && pages.is_empty() {
+                    libc::S_IFSOCK
+                } else {
+                    libc::S_IFREG
+                }
             }
             TmpfsNodeKind::Symlink { target } => {
                 if target.is_empty() || target.len() >= PATH_MAX || target.contains(&0) {
@@ -853,6 +932,12 @@ impl OpenFile {
                     fingerprint: None,
                 });
             }
+            SaveAs::Socket { id } => {
+                if let Ok(sock) = crate::net::socket_of(self) {
+                    ctx.sockets.entry(id).or_insert(sock);
+                }
+                return Ok(stream(FileStateKind::Socket { id }));
+            }
             SaveAs::Refuse(why) => {
                 let name = self
                     .dentry()
@@ -904,6 +989,10 @@ pub struct RestoreCtx {
     epolls: BTreeMap<u64, Arc<Epoll>>,
     /// The clocks restored timerfds run on.
     clocks: Option<crate::kernel::time::Clocks>,
+    /// The sockets re-created (not linked yet), by id, and those given a
+    /// file.
+    sockets: HashMap<u64, Arc<crate::net::UnixSocket>>,
+    socket_files: std::collections::HashSet<u64>,
     /// The restored pseudo-terminals, by index.
     ptys: HashMap<u32, Arc<Terminal>>,
 }
@@ -924,6 +1013,8 @@ impl RestoreCtx {
             stdio,
             epolls: BTreeMap::new(),
             clocks: None,
+            sockets: HashMap::new(),
+            socket_files: Default::default(),
             ptys: HashMap::new(),
         }
     }
@@ -931,6 +1022,13 @@ impl RestoreCtx {
     /// The terminals the restored kernel's devpts holds again.
     pub fn with_ptys(mut self, ptys: impl IntoIterator<Item = Arc<Terminal>>) -> RestoreCtx {
         self.ptys = ptys.into_iter().map(|t| (t.index(), t)).collect();
+        self
+    }
+
+    /// The sockets re-created from the statefile, which socket files
+    /// are re-opened onto.
+    pub fn with_sockets(mut self, sockets: HashMap<u64, Arc<crate::net::UnixSocket>>) -> Self {
+        self.sockets = sockets;
         self
     }
 
@@ -1013,6 +1111,20 @@ impl Vfs {
                     .cloned()
                     .ok_or_else(|| invalid(format!("unknown pty {index}")))?;
                 return self.reopen_pty(st, &tty, *master, status);
+            }
+            FileStateKind::Socket { id } => {
+                let sock = ctx
+                    .sockets
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| invalid(format!("unknown socket {id}")))?;
+                if !ctx.socket_files.insert(*id) {
+                    return Err(invalid(format!("socket {id} saved as two open files")));
+                }
+                return Ok(crate::net::SocketFile::open(
+                    sock,
+                    status & libc::O_NONBLOCK,
+                ));
             }
             FileStateKind::Epoll { id } => {
                 if ctx.epolls.contains_key(id) {

@@ -800,6 +800,8 @@ impl Inode for TmpfsInode {
                 let inode = self.arc().ok_or(Errno::ENOENT)?;
                 Ok(Arc::new(TmpfsFileOps { inode }))
             }
+            // open(2) of a socket file (Linux: ENXIO).
+            libc::S_IFSOCK => Err(Errno::ENXIO),
             _ => Err(Errno::ELOOP),
         }
     }
@@ -817,6 +819,20 @@ impl Inode for TmpfsInode {
         let node = Node::new(
             libc::S_IFDIR | (mode & 0o7777),
             Kind::Dir(DirData::default()),
+            self.now(),
+        );
+        Ok(self.insert(name, node)?)
+    }
+
+    /// Only socket nodes: their data is the empty file a socket node
+    /// saves as (a bound socket is found by the node's identity).
+    fn mknod(&self, name: &[u8], mode: u32) -> Result<Arc<dyn Inode>, Errno> {
+        if mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(Errno::EPERM);
+        }
+        let node = Node::new(
+            libc::S_IFSOCK | (mode & 0o7777),
+            Kind::File(FileData::new(self.fs.mf.clone())),
             self.now(),
         );
         Ok(self.insert(name, node)?)

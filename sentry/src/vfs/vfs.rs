@@ -238,6 +238,17 @@ impl Vfs {
             .map(|_| ())
     }
 
+    /// mknod(2) of a socket node (bind(2) of a unix socket to a path);
+    /// `mode` holds the file type and permissions.
+    pub fn mknod_at(&self, start: &Arc<Dentry>, path: &[u8], mode: u32) -> Result<(), Errno> {
+        let pn = self.resolve_parent(start, path)?;
+        if pn.is_special() || pn.trailing_slash {
+            return Err(Errno::EEXIST);
+        }
+        self.create_child(&pn, |dir| dir.mknod(&pn.name, mode))
+            .map(|_| ())
+    }
+
     /// symlink(2)/symlinkat(2): a link at `path` whose text is `target`.
     pub fn symlink_at(&self, target: &[u8], start: &Arc<Dentry>, path: &[u8]) -> Result<(), Errno> {
         if target.is_empty() {

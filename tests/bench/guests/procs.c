@@ -5,11 +5,18 @@
  *   forkexec  fork, the child execs /bin/true, the parent waitpids
  *   pipe      one byte there and back between two processes over two pipes
  *   futex     a futex wake/wait round trip between two threads
+ *   bomb      a fork bomb (in its own process group, under this process
+ *             as subreaper): every process forks until N exist, each then
+ *             waits; the time until the last one runs, per process; then
+ *             the group is killed and reaped
  * and prints the cost per iteration, measured inside the guest with
  * CLOCK_MONOTONIC:
  *   MODE iterations=N total_ns=T ns_per_op=X.Y
  * Build: gcc -O2 -static -pthread. */
 #include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -78,7 +85,7 @@ static void *ponger(void *arg)
 int main(int argc, char **argv)
 {
 	if (argc != 3 || atol(argv[2]) <= 0) {
-		fprintf(stderr, "usage: %s fork|forkexec|pipe|futex N\n", argv[0]);
+		fprintf(stderr, "usage: %s fork|forkexec|pipe|futex|bomb N\n", argv[0]);
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -127,6 +134,56 @@ int main(int argc, char **argv)
 		}
 		t1 = mono_ns();
 		pthread_join(th, NULL);
+	} else if (!strcmp(mode, "bomb")) {
+		/* The bomb runs in a process group of its own under a child, so
+		 * that it can be killed as a group: kill(-1) would also kill
+		 * every other process of the host when run natively as root.
+		 * This process is the subreaper that reaps them all. */
+		atomic_long *made = mmap(NULL, 2 * sizeof *made, PROT_READ | PROT_WRITE,
+					 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (made == MAP_FAILED)
+			die("mmap");
+		atomic_long *alive = made + 1;
+		atomic_store(made, 1);
+		atomic_store(alive, 1);
+		if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+			die("PR_SET_CHILD_SUBREAPER");
+		t0 = mono_ns();
+		pid_t root = fork();
+		if (root < 0)
+			die("fork");
+		if (root == 0) {
+			if (setpgid(0, 0) != 0)
+				_exit(1);
+			/* Every process forks while the reservation count allows. */
+			for (;;) {
+				if (atomic_fetch_add(made, 1) >= n) {
+					atomic_fetch_sub(made, 1);
+					break;
+				}
+				pid_t c = fork();
+				if (c < 0)
+					_exit(1);
+				if (c == 0)
+					atomic_fetch_add(alive, 1);
+			}
+			for (;;)
+				pause();
+		}
+		/* n processes in the bomb, the bomb's root included. */
+		while (atomic_load(alive) < n) {
+			if (waitpid(-1, NULL, WNOHANG) > 0)
+				die("a bomb process ended early");
+			usleep(100);
+		}
+		t1 = mono_ns();
+		if (kill(-root, SIGKILL) != 0)
+			die("kill");
+		long reaped = 0;
+		while (waitpid(-1, NULL, 0) > 0)
+			reaped++;
+		if (reaped != n)
+			fprintf(stderr, "bomb: reaped %ld of %ld\n", reaped, n);
 	} else {
 		fprintf(stderr, "unknown mode %s\n", mode);
 		return 2;

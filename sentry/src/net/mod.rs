@@ -1,0 +1,31 @@
+//! Sockets (gVisor's pkg/sentry/socket). Only the unix domain family is
+//! here so far: every other family is answered EAFNOSUPPORT, as a kernel
+//! built without it would.
+//!
+//! - [`unix`]: AF_UNIX stream, datagram and seqpacket sockets, their
+//!   connections, queues and names;
+//! - [`socket`]: the open-file side of a socket (read/write, poll, ioctl,
+//!   fstat, checkpoint);
+//! - [`control`]: control messages (SCM_RIGHTS, SCM_CREDENTIALS) in and
+//!   out of application memory;
+//! - [`state`]: the saved form of every socket.
+
+pub mod control;
+pub mod socket;
+pub mod state;
+pub mod unix;
+
+pub use socket::{socket_of, SocketFile};
+pub use unix::{SockType, UCred, UnixAddr, UnixNamespace, UnixSocket};
+
+/// Typed errors of socket-level validation that are not plain errnos
+/// (restoring a socket graph from a statefile).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetError {
+    #[error("socket #{id}: {field}: {why}")]
+    Invalid {
+        id: u64,
+        field: &'static str,
+        why: String,
+    },
+}
