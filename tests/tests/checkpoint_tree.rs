@@ -124,8 +124,9 @@ fn ten_processes_sharing_memory_checkpointed_once() {
 /// A real shell's job tree: `sh -c` with a background pipeline whose pipe
 /// holds a line nobody has read yet, a background sleeper, a child that
 /// has exited (a zombie until the shell waits), and the shell's own loop
-/// forking `sleep` every tick. Checkpointed mid-loop and restored, it
-/// prints what an uninterrupted run prints, exit statuses included.
+/// forking `sleep` every tick. Checkpointed mid-loop and restored twice
+/// from the moved statefile, each prints what an uninterrupted run prints
+/// from there, exit statuses included.
 #[test]
 fn shell_job_tree_checkpointed_and_restored() {
     const SCRIPT: &str = r#"
@@ -169,9 +170,13 @@ echo done
         reference[..before.len()],
         "before the checkpoint"
     );
-    let mut b = Sandbox::restore(&s.root(), &img, "B");
-    assert_eq!(b.wait_exit(EXIT), 0, "restore: {}", b.stderr_str());
-    assert_eq!(b.lines(), &reference[before.len()..], "restored shell");
+    let moved = s.path("elsewhere");
+    std::fs::rename(&img, &moved).unwrap();
+    for id in ["B", "C"] {
+        let mut b = Sandbox::restore(&s.root(), &moved, id);
+        assert_eq!(b.wait_exit(EXIT), 0, "restore {id}: {}", b.stderr_str());
+        assert_eq!(b.lines(), &reference[before.len()..], "restored shell {id}");
+    }
 }
 
 /// Host processes whose command line names `root`: the sandbox's cryo
