@@ -59,6 +59,7 @@ const SPECS: &[Spec] = &[
     spec("pdeathsig"),
     spec("untouched_write"),
     spec("procfs_self"),
+    spec("chown"),
     spec("sysinfo"),
     Spec {
         exit: 3,
@@ -249,6 +250,7 @@ guest_tests!(
     pdeathsig,
     untouched_write,
     procfs_self,
+    chown,
     sysinfo,
     exit_group,
     exit_thread,

@@ -164,6 +164,28 @@ fn cpu_count_through_sysfs_and_affinity() {
     assert_same(&inv.native(), &inv.cryo());
 }
 
+/// The file tools of issue 10's list on a tree with a symlink and a hard
+/// link: `tar czf`/`tar xzf` (which chowns what it extracts as root),
+/// `cp -a`, `ln -s`, `mv`, `rm -rf`, `find -xdev`, with the same output as
+/// on Linux.
+#[test]
+fn tar_cp_find_on_links() {
+    let dir = unique_tmp_path("cryo-tartree");
+    let script = format!(
+        "set -e; rm -rf {d}; mkdir -p {d}/src/sub; cd {d}; echo hello > src/a; echo deep > src/sub/b; \
+         ln -s a src/link; ln src/a src/hard; tar czf x.tgz src; mkdir out; tar xzf x.tgz -C out; \
+         ls -l out/src | tail -n +2 | awk '{{print $1, $2, $NF}}'; cat out/src/link out/src/sub/b; \
+         cp -a src copy; stat -c '%h %F %n' copy/hard copy/link copy/a; mv copy moved; \
+         ln -s moved/sub s2; cat s2/b; rm -rf moved s2; ls; find {d} -xdev -name b | sort; \
+         find /etc -xdev -name passwd | sort; cd /; rm -rf {d}",
+        d = dir.display()
+    );
+    let inv = Invocation::new("/bin/sh").args(["-c", &script]);
+    let native = inv.native();
+    assert_eq!(native.code, 0, "{}", native.stderr_str());
+    assert_same(&native, &inv.cryo());
+}
+
 /// multiprocessing's pool and locks: its semaphores are files in /dev/shm
 /// made with link(2), its workers forked processes fed through pipes.
 #[test]

@@ -936,6 +936,98 @@ pub fn fchmod(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
+/// Changes the owner and group of `inode` (-1: unchanged) as the chown
+/// family does (Linux's chown_ok and chgrp_ok): root may set either; the
+/// file's owner may only set its group, to one of its own groups. A
+/// regular file changing hands loses its set-user-ID bit, and its
+/// set-group-ID bit if it is group-executable.
+fn chown_inode(
+    t: &Task,
+    inode: &Arc<dyn crate::vfs::Inode>,
+    read_only: bool,
+    uid: u32,
+    gid: u32,
+) -> SysResult {
+    if read_only {
+        return Err(Errno::EROFS);
+    }
+    let uid = (uid != u32::MAX).then_some(uid);
+    let gid = (gid != u32::MAX).then_some(gid);
+    let st = inode.stat()?;
+    let c = t.creds();
+    if c.euid != 0 {
+        let owner = c.euid == st.uid;
+        let uid_ok = uid.is_none_or(|u| u == st.uid && owner);
+        let gid_ok =
+            gid.is_none_or(|g| owner && (g == st.gid || g == c.egid || c.groups.contains(&g)));
+        if !uid_ok || !gid_ok {
+            return Err(Errno::EPERM);
+        }
+    }
+    inode.chown(uid, gid)?;
+    let mode = st.mode & 0o7777;
+    if st.mode & libc::S_IFMT == libc::S_IFREG && mode & 0o6000 != 0 {
+        let mut cleared = mode & !0o4000;
+        if mode & 0o010 != 0 {
+            cleared &= !0o2000;
+        }
+        if cleared != mode {
+            inode.chmod(cleared)?;
+        }
+    }
+    Ok(0)
+}
+
+fn do_fchownat(
+    t: &mut Task,
+    dirfd: i32,
+    path_addr: u64,
+    uid: u32,
+    gid: u32,
+    flags: i32,
+) -> SysResult {
+    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_arg(t, path_addr)?;
+    let d = resolve_at(
+        t,
+        dirfd,
+        &path,
+        flags,
+        flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+    )?;
+    chown_inode(t, d.inode(), d.mount().read_only, uid, gid)
+}
+
+pub fn chown(t: &mut Task, a: &Args) -> SysResult {
+    do_fchownat(t, libc::AT_FDCWD, a.addr(0), a.uint(1), a.uint(2), 0)
+}
+
+pub fn lchown(t: &mut Task, a: &Args) -> SysResult {
+    do_fchownat(
+        t,
+        libc::AT_FDCWD,
+        a.addr(0),
+        a.uint(1),
+        a.uint(2),
+        libc::AT_SYMLINK_NOFOLLOW,
+    )
+}
+
+pub fn fchownat(t: &mut Task, a: &Args) -> SysResult {
+    do_fchownat(t, a.fd(0), a.addr(1), a.uint(2), a.uint(3), a.int(4))
+}
+
+pub fn fchown(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    if f.is_path() {
+        return Err(Errno::EBADF);
+    }
+    let read_only = f.dentry().is_some_and(|d| d.mount().read_only);
+    chown_inode(t, f.inode(), read_only, a.uint(1), a.uint(2))
+}
+
 /// utimensat: `times` NULL means now for both; UTIME_NOW and UTIME_OMIT
 /// per field; a NULL path names `dirfd` itself (futimens).
 pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {

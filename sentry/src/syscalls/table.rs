@@ -90,6 +90,10 @@ fn generic_rows() -> Vec<Entry> {
     reg("unlinkat", fs::unlinkat, &[Dec, Path, Hex]);
     reg("rmdir", fs::rmdir, &[Path]);
     reg("link", fs::link, &[Path, Path]);
+    reg("chown", fs::chown, &[Path, Dec, Dec]);
+    reg("lchown", fs::lchown, &[Path, Dec, Dec]);
+    reg("fchown", fs::fchown, &[Dec, Dec, Dec]);
+    reg("fchownat", fs::fchownat, &[Dec, Path, Dec, Dec, Hex]);
     reg("statfs", fs::statfs, &[Path, Hex]);
     reg("fstatfs", fs::fstatfs, &[Dec, Hex]);
     reg("linkat", fs::linkat, &[Dec, Path, Dec, Path, Hex]);
