@@ -10,6 +10,9 @@ command -v python3 >/dev/null || need+=(python3)
 command -v busybox >/dev/null || need+=(busybox-static)
 command -v make >/dev/null || need+=(make)
 command -v ps >/dev/null || need+=(procps)
+# The file-system tests run sqlite3 and git inside the sandbox.
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v git >/dev/null || need+=(git)
 # The OCI runtime tests drive cryo through podman (with conmon) and
 # containerd (ctr and the runc v2 shim).
 command -v podman >/dev/null || need+=(podman)

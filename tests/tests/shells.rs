@@ -186,6 +186,46 @@ fn tar_cp_find_on_links() {
     assert_same(&native, &inv.cryo());
 }
 
+/// sqlite3 creates a database file, inserts 10,000 rows in one
+/// transaction (its journal and fsyncs on the overlay) and queries them.
+#[test]
+fn sqlite3_transaction_of_ten_thousand_rows() {
+    let dir = unique_tmp_path("cryo-sqlite");
+    let sql = "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT); BEGIN; \
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000) \
+         INSERT INTO t SELECT x, 'row' || x FROM c; COMMIT; \
+         SELECT count(*), sum(a), max(b) FROM t; SELECT b FROM t WHERE a = 4242; \
+         PRAGMA integrity_check;";
+    let script = format!(
+        "set -e; rm -rf {d}; mkdir {d}; sqlite3 {d}/db.sqlite \"{sql}\"; \
+         sqlite3 {d}/db.sqlite 'SELECT count(*) FROM t WHERE b LIKE \"row1%\"'; rm -rf {d}",
+        d = dir.display()
+    );
+    let inv = Invocation::new("/bin/sh").args(["-c", &script]);
+    let native = inv.native();
+    assert_eq!(native.code, 0, "{}", native.stderr_str());
+    assert_same(&native, &inv.cryo());
+}
+
+/// git init, add and commit in the sandbox: its object files, index lock
+/// and renames on the overlay.
+#[test]
+fn git_init_add_commit() {
+    let dir = unique_tmp_path("cryo-git");
+    let script = format!(
+        "set -e; rm -rf {d}; mkdir {d}; cd {d}; git init -q .; echo one > a; mkdir sub; echo two > sub/b; \
+         git add a sub; git -c user.email=t@example.com -c user.name=t commit -q -m first; \
+         echo three >> a; git -c user.email=t@example.com -c user.name=t commit -q -am second; \
+         git log --format=%s; git ls-files; git status --porcelain | wc -l; git cat-file -p HEAD:sub/b; \
+         cd /; rm -rf {d}",
+        d = dir.display()
+    );
+    let inv = Invocation::new("/bin/sh").args(["-c", &script]);
+    let native = inv.native();
+    assert_eq!(native.code, 0, "{}", native.stderr_str());
+    assert_same(&native, &inv.cryo());
+}
+
 /// multiprocessing's pool and locks: its semaphores are files in /dev/shm
 /// made with link(2), its workers forked processes fed through pipes.
 #[test]
