@@ -115,6 +115,41 @@ pub fn checkpoint(root: &Path, img: &Path, id: &str, flags: &[&str]) -> Output {
     cryo_cli(root, &args)
 }
 
+/// What [`run_then_checkpoint`] gives: the output of a run to the end, and
+/// what the checkpointed run printed before its checkpoint (the same start).
+pub struct CheckpointedRun {
+    pub reference: Vec<String>,
+    pub before: Vec<String>,
+}
+
+/// Runs `program ARGS` in a sandbox to its end (`whole`: the reference),
+/// then again as sandbox `A`, checkpointed into `img` once it has printed
+/// `lines` lines (waiting up to `start` for them, `exit` for each end); checks that both exit 0 and that what `A` printed before
+/// its checkpoint is the reference's beginning.
+pub fn run_then_checkpoint<A: AsRef<OsStr>>(
+    root: &Path,
+    program: &Path,
+    args: &[A],
+    lines: usize,
+    img: &Path,
+    (start, exit): (Duration, Duration),
+) -> CheckpointedRun {
+    let mut whole = Sandbox::run(root, "whole", program, args);
+    assert_eq!(whole.wait_exit(exit), 0, "{}", whole.stderr_str());
+    let reference = whole.lines().to_vec();
+    let mut a = Sandbox::run(root, "A", program, args);
+    a.wait_lines(lines, start);
+    assert_ok(&checkpoint(root, img, "A", &[]), "cryo checkpoint A");
+    assert_eq!(a.wait_exit(exit), 0, "{}", a.stderr_str());
+    let before = a.lines().to_vec();
+    assert_eq!(
+        before[..],
+        reference[..before.len()],
+        "before the checkpoint"
+    );
+    CheckpointedRun { reference, before }
+}
+
 /// A `cryo do` / `cryo restore` running in its own process group, its stdout
 /// read line by line by a thread and its stderr collected by another.
 /// Dropping it kills the whole group.

@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
-use cryo_tests::sandbox::{assert_ok, checkpoint, Sandbox, Scratch};
+use cryo_tests::sandbox::{
+    assert_ok, checkpoint, run_then_checkpoint, CheckpointedRun, Sandbox, Scratch,
+};
 use cryo_tests::{guest, run_cryo_cli, Libc};
 
 const TICKS: &str = "14";
@@ -25,22 +27,11 @@ fn unix_sockets_checkpointed_and_restored_twice() {
     let s = Scratch::new("cryo-unix-");
     let bin = guest("ckpt_unix", Libc::Glibc);
 
-    let mut whole = Sandbox::run(&s.root(), "whole", &bin, &[TICKS]);
-    assert_eq!(whole.wait_exit(EXIT), 0, "{}", whole.stderr_str());
-    let reference: Vec<String> = whole.lines().to_vec();
+    let img = s.path("img");
+    let CheckpointedRun { reference, before } =
+        run_then_checkpoint(&s.root(), &bin, &[TICKS], 4, &img, (START, EXIT));
     assert_eq!(reference.len(), 14 + 7, "{reference:?}");
 
-    let mut a = Sandbox::run(&s.root(), "A", &bin, &[TICKS]);
-    a.wait_lines(4, START);
-    let img = s.path("img");
-    assert_ok(&checkpoint(&s.root(), &img, "A", &[]), "cryo checkpoint A");
-    assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
-    let before = a.lines().to_vec();
-    assert_eq!(
-        before[..],
-        reference[..before.len()],
-        "before the checkpoint"
-    );
     let last = before
         .iter()
         .filter_map(|l| tick_of(l))

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use cryo_tests::sandbox::{assert_ok, checkpoint, Sandbox, Scratch};
+use cryo_tests::sandbox::{checkpoint, run_then_checkpoint, CheckpointedRun, Sandbox, Scratch};
 use cryo_tests::{guest, run_cryo_cli, Libc};
 
 const TICKS: &str = "16";
@@ -24,22 +24,11 @@ fn process_tree_checkpointed_and_restored_twice() {
     let s = Scratch::new("cryo-tree-");
     let bin = guest("ckpt_tree", Libc::Glibc);
 
-    let mut whole = Sandbox::run(&s.root(), "whole", &bin, &[TICKS]);
-    assert_eq!(whole.wait_exit(EXIT), 0, "{}", whole.stderr_str());
-    let reference: Vec<String> = whole.lines().to_vec();
+    let img = s.path("img");
+    let CheckpointedRun { reference, before } =
+        run_then_checkpoint(&s.root(), &bin, &[TICKS], 4, &img, (START, EXIT));
     assert_eq!(reference.len(), 16 + 3, "{reference:?}");
 
-    let mut a = Sandbox::run(&s.root(), "A", &bin, &[TICKS]);
-    a.wait_lines(4, START);
-    let img = s.path("img");
-    assert_ok(&checkpoint(&s.root(), &img, "A", &[]), "cryo checkpoint A");
-    assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
-    let before = a.lines().to_vec();
-    assert_eq!(
-        before[..],
-        reference[..before.len()],
-        "before the checkpoint"
-    );
     let last = before
         .iter()
         .filter_map(|l| tick_of(l))
@@ -86,25 +75,13 @@ fn ten_processes_sharing_memory_checkpointed_once() {
     let s = Scratch::new("cryo-ten-");
     let bin = guest("ckpt_counter", Libc::Glibc);
     let args = ["16", "/etc/passwd", "12", "10"];
-    let mut whole = Sandbox::run(&s.root(), "whole", &bin, &args);
-    assert_eq!(whole.wait_exit(EXIT), 0, "{}", whole.stderr_str());
-    let reference: Vec<String> = whole.lines().to_vec();
+    let img = s.path("img");
+    let CheckpointedRun { reference, before } =
+        run_then_checkpoint(&s.root(), &bin, &args, 3, &img, (START, EXIT));
     assert_eq!(reference.len(), 12, "{reference:?}");
     assert!(
         reference.iter().all(|l| l.ends_with(" alive=9")),
         "{reference:?}"
-    );
-
-    let mut a = Sandbox::run(&s.root(), "A", &bin, &args);
-    a.wait_lines(3, START);
-    let img = s.path("img");
-    assert_ok(&checkpoint(&s.root(), &img, "A", &[]), "cryo checkpoint A");
-    assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
-    let before = a.lines().to_vec();
-    assert_eq!(
-        before[..],
-        reference[..before.len()],
-        "before the checkpoint"
     );
 
     let bytes: u64 = std::fs::read_dir(&img)
@@ -149,9 +126,9 @@ echo done
     let s = Scratch::new("cryo-shtree-");
     let sh = std::path::Path::new("/bin/sh");
     let args = ["-c", SCRIPT];
-    let mut whole = Sandbox::run(&s.root(), "whole", sh, &args);
-    assert_eq!(whole.wait_exit(EXIT), 0, "{}", whole.stderr_str());
-    let reference: Vec<String> = whole.lines().to_vec();
+    let img = s.path("img");
+    let CheckpointedRun { reference, before } =
+        run_then_checkpoint(&s.root(), sh, &args, 4, &img, (START, EXIT));
     assert_eq!(
         reference.last().map(String::as_str),
         Some("done"),
@@ -159,17 +136,6 @@ echo done
     );
     assert_eq!(reference.len(), 15 + 4, "{reference:?}");
 
-    let mut a = Sandbox::run(&s.root(), "A", sh, &args);
-    a.wait_lines(4, START);
-    let img = s.path("img");
-    assert_ok(&checkpoint(&s.root(), &img, "A", &[]), "cryo checkpoint A");
-    assert_eq!(a.wait_exit(EXIT), 0, "{}", a.stderr_str());
-    let before = a.lines().to_vec();
-    assert_eq!(
-        before[..],
-        reference[..before.len()],
-        "before the checkpoint"
-    );
     let moved = s.path("elsewhere");
     std::fs::rename(&img, &moved).unwrap();
     for id in ["B", "C"] {
