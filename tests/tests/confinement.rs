@@ -57,22 +57,25 @@ fn status_field(pid: u32, key: &str) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
+/// The host children of `parent` whose command line (its NUL-separated
+/// arguments) satisfies `pick`.
+fn children_of(parent: u32, pick: impl Fn(&[u8]) -> bool) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            status_field(pid, "PPid").and_then(|v| v.parse::<u32>().ok()) == Some(parent)
+                && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| pick(&c))
+        })
+        .collect()
+}
+
 /// The stubs of the Sentry `sentry`: its children with no command line
 /// (forked from it, their copy of its memory unmapped; the gofer is
 /// exec'd and has one).
 fn stubs_of(sentry: u32) -> Vec<u32> {
-    let cmdline = |pid: u32| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let mut stubs = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let ppid = status_field(pid, "PPid").and_then(|v| v.parse::<u32>().ok());
-        if ppid == Some(sentry) && cmdline(pid).is_empty() {
-            stubs.push(pid);
-        }
-    }
-    stubs
+    children_of(sentry, |cmdline| cmdline.is_empty())
 }
 
 /// While a three-process sandbox runs, each of its stubs shows
@@ -113,16 +116,7 @@ fn gofer_is_confined() {
     let s = Scratch::new("cryo-gofer-confine-");
     let mut sb = Sandbox::run(&s.root(), "g", &bin, &["4", "/etc/passwd", "-1"]);
     sb.wait_lines(2, Duration::from_secs(20));
-    let gofers: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            status_field(pid, "PPid").and_then(|v| v.parse::<u32>().ok()) == Some(sb.pid())
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"gofer"))
-        })
-        .collect();
+    let gofers = children_of(sb.pid(), |c| c.split(|b| *b == 0).any(|a| a == b"gofer"));
     assert_eq!(gofers.len(), 1, "one gofer for the root: {gofers:?}");
     let g = gofers[0];
     assert_eq!(status_field(g, "Seccomp").as_deref(), Some("2"));
