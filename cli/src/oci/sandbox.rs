@@ -305,17 +305,7 @@ fn kill(kernel: &Kernel, signal: i32, all: bool) -> Reply {
 }
 
 fn stats(kernel: &Kernel) -> ContainerStats {
-    let (user, system) = kernel
-        .pids
-        .thread_groups()
-        .iter()
-        .fold((0u64, 0u64), |(u, s), tg| {
-            let (own, reaped) = (tg.attrs().usage(), tg.attrs().children_usage());
-            (
-                u.saturating_add(own.user_ns).saturating_add(reaped.user_ns),
-                s.saturating_add(own.sys_ns).saturating_add(reaped.sys_ns),
-            )
-        });
+    let (user, system) = kernel.cpu_time();
     ContainerStats {
         cpu_user_ns: user,
         cpu_system_ns: system,

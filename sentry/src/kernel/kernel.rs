@@ -158,6 +158,18 @@ impl Kernel {
         }
     }
 
+    /// CPU time the live processes and the children they reaped have used:
+    /// (user, system) nanoseconds (/proc/stat, `cryo events`).
+    pub fn cpu_time(&self) -> (u64, u64) {
+        self.pids.thread_groups().iter().fold((0, 0), |(u, s), tg| {
+            let (own, reaped) = (tg.attrs().usage(), tg.attrs().children_usage());
+            (
+                u.saturating_add(own.user_ns).saturating_add(reaped.user_ns),
+                s.saturating_add(own.sys_ns).saturating_add(reaped.sys_ns),
+            )
+        })
+    }
+
     pub fn hostname(&self) -> String {
         self.uts
             .lock()

@@ -387,13 +387,7 @@ impl ProcessTable for ProcTable {
         (running.max(1), k.pids.task_count())
     }
     fn cpu_time(&self) -> (u64, u64) {
-        let Some(k) = self.kernel() else {
-            return (0, 0);
-        };
-        k.pids.thread_groups().iter().fold((0, 0), |(u, s), tg| {
-            let (a, c) = (tg.attrs().usage(), tg.attrs().children_usage());
-            (u + a.user_ns + c.user_ns, s + a.sys_ns + c.sys_ns)
-        })
+        self.kernel().map(|k| k.cpu_time()).unwrap_or_default()
     }
     fn boot_time(&self) -> u64 {
         let Some(k) = self.kernel() else {
