@@ -61,6 +61,7 @@ const SPECS: &[Spec] = &[
     spec("procfs_self"),
     spec("chown"),
     spec("sysinfo"),
+    spec("fifo"),
     Spec {
         exit: 3,
         ..spec("exit_group")
@@ -252,6 +253,7 @@ guest_tests!(
     procfs_self,
     chown,
     sysinfo,
+    fifo,
     exit_group,
     exit_thread,
     atexit,

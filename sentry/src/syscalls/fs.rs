@@ -315,6 +315,7 @@ fn do_openat(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) ->
     let start = start_dir(t, dirfd, &path)?;
     let mode = mode & 0o7777 & !t.umask();
     let f = t.kernel().vfs.open_at(&start, &path, flags, mode)?;
+    f.wait_open(&t.interrupt().io)?;
     let f = super::tty::opened(t, f, flags)?;
     install(t, f, flags & libc::O_CLOEXEC != 0)
 }
@@ -683,6 +684,31 @@ pub fn mkdir(t: &mut Task, a: &Args) -> SysResult {
 
 pub fn mkdirat(t: &mut Task, a: &Args) -> SysResult {
     do_mkdirat(t, a.fd(0), a.addr(1), a.uint(2))
+}
+
+/// The device number is not looked at: device nodes are refused (EPERM,
+/// no sandbox task holds CAP_MKNOD), as Linux checks the type first.
+fn do_mknodat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32) -> SysResult {
+    let file_type = match mode & libc::S_IFMT {
+        0 => libc::S_IFREG,
+        ty @ (libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK) => ty,
+        libc::S_IFDIR => return Err(Errno::EPERM),
+        _ => return Err(Errno::EINVAL),
+    };
+    let path = path_arg(t, path_addr)?;
+    let start = start_dir(t, dirfd, &path)?;
+    t.kernel()
+        .vfs
+        .mknod_at(&start, &path, file_type | (mode & 0o7777 & !t.umask()))?;
+    Ok(0)
+}
+
+pub fn mknod(t: &mut Task, a: &Args) -> SysResult {
+    do_mknodat(t, libc::AT_FDCWD, a.addr(0), a.uint(1))
+}
+
+pub fn mknodat(t: &mut Task, a: &Args) -> SysResult {
+    do_mknodat(t, a.fd(0), a.addr(1), a.uint(2))
 }
 
 fn do_unlinkat(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32) -> SysResult {

@@ -86,6 +86,8 @@ fn generic_rows() -> Vec<Entry> {
     reg("fchdir", fs::fchdir, &[Dec]);
     reg("mkdir", fs::mkdir, &[Path, Oct]);
     reg("mkdirat", fs::mkdirat, &[Dec, Path, Oct]);
+    reg("mknod", fs::mknod, &[Path, Oct, Hex]);
+    reg("mknodat", fs::mknodat, &[Dec, Path, Oct, Hex]);
     reg("unlink", fs::unlink, &[Path]);
     reg("unlinkat", fs::unlinkat, &[Dec, Path, Hex]);
     reg("rmdir", fs::rmdir, &[Path]);

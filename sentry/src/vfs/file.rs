@@ -203,6 +203,12 @@ pub trait FileOps: Send + Sync + Any {
         Err(Errno::ENOTTY)
     }
 
+    /// What open(2) waits for once the file is opened, interruptibly (a
+    /// FIFO end waits for its peer). Nothing, for most files.
+    fn wait_open(&self, _io: &IoCtx<'_>) -> Result<(), Errno> {
+        Ok(())
+    }
+
     /// The events ready now (EPOLLIN, EPOLLOUT, EPOLLHUP, ...: poll and
     /// epoll share the bits). A file that cannot be polled is always
     /// ready for reading and writing (Linux's DEFAULT_POLLMASK).
@@ -449,6 +455,12 @@ impl OpenFile {
             interrupt,
             nonblock: self.flag(libc::O_NONBLOCK),
         }
+    }
+
+    /// Waits as open(2) does once the file is open (see
+    /// [`FileOps::wait_open`]).
+    pub fn wait_open(&self, interrupt: &Interrupt) -> Result<(), Errno> {
+        self.ops.wait_open(&self.io(interrupt))
     }
 
     /// The current offset (for /proc/self/fdinfo and checkpointing).

@@ -170,10 +170,16 @@ pub trait Inode: Send + Sync + Any {
         Err(Errno::EPERM)
     }
 
-    /// Creates a special file (a bound unix socket's S_IFSOCK node);
-    /// `mode` holds the file type and permission bits.
+    /// mknod(2): a regular file, a FIFO or a socket node (a bound unix
+    /// socket's); `mode` holds the file type and permission bits.
     fn mknod(&self, _name: &[u8], _mode: u32) -> Result<Arc<dyn Inode>, Errno> {
         Err(Errno::EPERM)
+    }
+
+    /// Restore: makes `pipe` this FIFO's buffer, which its saved open ends
+    /// share. EBUSY when the FIFO already has another.
+    fn attach_fifo(&self, _pipe: &Arc<super::pipe::Pipe>) -> Result<(), Errno> {
+        Err(Errno::ENXIO)
     }
 
     /// Removes a non-directory child.

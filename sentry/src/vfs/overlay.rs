@@ -170,7 +170,10 @@ impl OverlayInode {
             libc::S_IFDIR => Kind::Dir(DirData::default()),
             libc::S_IFLNK => Kind::Symlink(lower.readlink()?),
             libc::S_IFREG => Kind::File(copy_data(lower.as_ref(), &parent_upper.fs.mf)?),
-            // Devices, fifos and sockets of the host are not copied.
+            // A host FIFO becomes a FIFO of the sandbox: its buffer was
+            // never part of the file, and the host's is never opened.
+            libc::S_IFIFO => Kind::File(FileData::new(parent_upper.fs.mf.clone())),
+            // Devices and sockets of the host are not copied.
             _ => return Err(Errno::EPERM),
         };
         let u = parent_upper.insert_copy(&name, &st, kind)?;
@@ -338,7 +341,7 @@ impl Inode for OverlayInode {
         if let Some(u) = self.upper() {
             return u.open(flags);
         }
-        if writes {
+        if writes || self.file_type == libc::S_IFIFO {
             return self.copy_up()?.open(flags);
         }
         match &self.lower {
@@ -361,6 +364,13 @@ impl Inode for OverlayInode {
 
     fn mknod(&self, name: &[u8], mode: u32) -> Result<Arc<dyn Inode>, Errno> {
         self.create_upper(name, |d| d.mknod(name, mode))
+    }
+
+    fn attach_fifo(&self, pipe: &Arc<super::pipe::Pipe>) -> Result<(), Errno> {
+        match self.upper() {
+            Some(u) => u.attach_fifo(pipe),
+            None => Err(Errno::ENXIO),
+        }
     }
 
     fn unlink(&self, name: &[u8]) -> Result<(), Errno> {

@@ -1,5 +1,8 @@
 //! Pipes (gVisor's kernel/pipe): a 64 KiB buffer with a read end and a
-//! write end, each an [`OpenFile`].
+//! write end, each an [`OpenFile`]. A FIFO (a named pipe, mknod S_IFIFO)
+//! is the same buffer reached through a file-system node: its ends are
+//! opened by path, an O_RDWR open is both ends in one file, and an open
+//! of one end waits for the other (fifo_open in Linux).
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -28,6 +31,11 @@ struct PipeState {
     buf: VecDeque<u8>,
     readers: usize,
     writers: usize,
+    /// Opens of each end so far: a FIFO open waiting for the other end
+    /// wakes for one that came and went meanwhile, as Linux's
+    /// r_counter/w_counter make it.
+    read_opens: u64,
+    write_opens: u64,
 }
 
 pub struct Pipe {
@@ -58,6 +66,8 @@ impl Pipe {
                 buf: data[..keep].iter().copied().collect(),
                 readers: 0,
                 writers: 0,
+                read_opens: 0,
+                write_opens: 0,
             }),
             cond: Condvar::new(),
             queue: WaitQueue::new(),
@@ -73,24 +83,43 @@ impl Pipe {
         lock(&self.state).buf.iter().copied().collect()
     }
 
-    /// Opens one end; `flags` carries O_NONBLOCK (and is the open file's
-    /// status flags).
+    /// Opens one end of an anonymous pipe; `flags` carries O_NONBLOCK (and
+    /// is the open file's status flags).
     pub fn open_end(self: &Arc<Self>, read: bool, flags: i32) -> Arc<OpenFile> {
-        {
-            let mut st = lock(&self.state);
-            if read {
-                st.readers += 1;
-            } else {
-                st.writers += 1;
-            }
-        }
         let acc = if read { libc::O_RDONLY } else { libc::O_WRONLY };
         let inode: Arc<dyn Inode> = Arc::new(PipeInode { pipe: self.clone() });
-        let ops: Arc<dyn FileOps> = Arc::new(PipeEnd {
-            pipe: self.clone(),
-            read,
-        });
+        let ops = self.end_ops(acc, false);
         OpenFile::new(None, inode, ops, (flags & !libc::O_ACCMODE) | acc)
+    }
+
+    /// The ops of an end opened with access mode `acc` (O_RDWR: both
+    /// ends, only FIFOs allow it), counted as open from now on. A FIFO
+    /// end waits for its peer in [`FileOps::wait_open`].
+    pub(crate) fn end_ops(self: &Arc<Self>, acc: i32, fifo: bool) -> Arc<dyn FileOps> {
+        let readable = acc != libc::O_WRONLY;
+        let writable = acc != libc::O_RDONLY;
+        let opened = {
+            let mut st = lock(&self.state);
+            if readable {
+                st.readers += 1;
+                st.read_opens += 1;
+            }
+            if writable {
+                st.writers += 1;
+                st.write_opens += 1;
+            }
+            (st.read_opens, st.write_opens)
+        };
+        self.cond.notify_all();
+        // A poller of the other end sees the peer arrive.
+        self.queue.notify(EPOLLIN | EPOLLOUT);
+        Arc::new(PipeEnd {
+            pipe: self.clone(),
+            readable,
+            writable,
+            fifo,
+            opened,
+        })
     }
 
     fn wait<'a>(
@@ -182,30 +211,39 @@ impl Pipe {
     }
 }
 
-/// One end of a pipe; dropping it (the last reference to its open file)
-/// closes the end.
+/// One end of a pipe (both, for a FIFO opened O_RDWR); dropping it (the
+/// last reference to its open file) closes the end.
 struct PipeEnd {
     pipe: Arc<Pipe>,
-    read: bool,
+    readable: bool,
+    writable: bool,
+    /// Opened through a FIFO's node (saved with its path).
+    fifo: bool,
+    /// The pipe's (read_opens, write_opens) once this end was counted.
+    opened: (u64, u64),
 }
 
 impl Drop for PipeEnd {
     fn drop(&mut self) {
         let mut st = lock(&self.pipe.state);
-        if self.read {
+        if self.readable {
             st.readers = st.readers.saturating_sub(1);
-        } else {
+        }
+        if self.writable {
             st.writers = st.writers.saturating_sub(1);
         }
         self.pipe.cond.notify_all();
         drop(st);
         // A reader sees HUP when the last writer goes, a writer ERR when
         // the last reader goes.
-        self.pipe.queue.notify(if self.read {
-            EPOLLERR
-        } else {
-            EPOLLHUP | EPOLLIN
-        });
+        let mut events = 0;
+        if self.readable {
+            events |= EPOLLERR;
+        }
+        if self.writable {
+            events |= EPOLLHUP | EPOLLIN;
+        }
+        self.pipe.queue.notify(events);
     }
 }
 
@@ -215,17 +253,55 @@ impl FileOps for PipeEnd {
     }
 
     fn kind(&self) -> FileKind {
-        if self.read {
+        if self.readable {
             FileKind::PipeRead
         } else {
             FileKind::PipeWrite
         }
     }
+    /// An O_RDWR FIFO end saves as its read end: the open file's access
+    /// mode says it is both.
     fn save_as(&self) -> SaveAs {
         SaveAs::PipeEnd {
             pipe: self.pipe.id(),
-            read: self.read,
+            read: self.readable,
         }
+    }
+
+    /// fifo_open: a reader waits for a writer and a writer for a reader,
+    /// unless O_NONBLOCK (a reader then goes on at once, a writer without
+    /// a reader fails ENXIO) or O_RDWR (it is both).
+    fn wait_open(&self, io: &IoCtx<'_>) -> Result<(), Errno> {
+        if !self.fifo || (self.readable && self.writable) {
+            return Ok(());
+        }
+        let mut st = lock(&self.pipe.state);
+        if self.readable {
+            if io.nonblock {
+                return Ok(());
+            }
+            while st.writers == 0 && st.write_opens == self.opened.1 {
+                if io.interrupt.is_set() {
+                    return Err(Errno::EINTR);
+                }
+                st = self.pipe.wait(st);
+            }
+        } else {
+            if io.nonblock {
+                return if st.readers == 0 {
+                    Err(Errno::ENXIO)
+                } else {
+                    Ok(())
+                };
+            }
+            while st.readers == 0 && st.read_opens == self.opened.0 {
+                if io.interrupt.is_set() {
+                    return Err(Errno::EINTR);
+                }
+                st = self.pipe.wait(st);
+            }
+        }
+        Ok(())
     }
 
     fn seek_mode(&self) -> SeekMode {
@@ -236,7 +312,7 @@ impl FileOps for PipeEnd {
         if offset.is_some() {
             return Err(Errno::ESPIPE);
         }
-        if !self.read {
+        if !self.readable {
             return Err(Errno::EBADF);
         }
         self.pipe.read(io, buf)
@@ -246,7 +322,7 @@ impl FileOps for PipeEnd {
         if offset.is_some() {
             return Err(Errno::ESPIPE);
         }
-        if self.read {
+        if !self.writable {
             return Err(Errno::EBADF);
         }
         self.pipe.write(io, buf)
@@ -266,14 +342,18 @@ impl FileOps for PipeEnd {
     fn readiness(&self) -> u32 {
         let st = lock(&self.pipe.state);
         let mut r = 0;
-        if self.read {
+        if self.readable {
             if !st.buf.is_empty() {
                 r |= EPOLLIN | EPOLLRDNORM;
             }
-            if st.writers == 0 {
+            // A FIFO's reader that has not yet had a writer is not hung
+            // up (Linux: pipe_poll against r_counter).
+            let had_writer = !self.fifo || st.write_opens != self.opened.1;
+            if st.writers == 0 && had_writer {
                 r |= EPOLLHUP;
             }
-        } else {
+        }
+        if self.writable {
             if st.buf.len() < PIPE_SIZE {
                 r |= EPOLLOUT | EPOLLWRNORM;
             }
@@ -302,7 +382,15 @@ impl PipeEnd {
 /// Returns the pipe and end of a pipe open file, for checkpointing.
 pub fn pipe_of(file: &OpenFile) -> Option<(Arc<Pipe>, bool)> {
     let end = file.ops().as_any().downcast_ref::<PipeEnd>()?;
-    Some((end.pipe().clone(), end.read))
+    Some((end.pipe().clone(), end.readable))
+}
+
+/// Whether `file` is an end of a FIFO opened through its node.
+pub fn is_fifo_end(file: &OpenFile) -> bool {
+    file.ops()
+        .as_any()
+        .downcast_ref::<PipeEnd>()
+        .is_some_and(|e| e.fifo)
 }
 
 /// pipefs's inode: what fstat on a pipe reports.

@@ -12,7 +12,7 @@ use super::epoll::{epoll_arc, Epoll};
 use super::eventfd::EventFd;
 use super::file::{FileKind, OpenFile, SaveAs};
 use super::inode::Fingerprint;
-use super::pipe::{pipe_of, Pipe};
+use super::pipe::{is_fifo_end, pipe_of, Pipe};
 use super::pty::{pty_of, PtySnapshot, Terminal};
 use super::resolve::{NAME_MAX, PATH_MAX};
 use super::signalfd::SignalFd;
@@ -791,9 +791,10 @@ pub fn check_table(
                         .claim(p.offset)
                         .map_err(|why| bad_field(field(), why))?;
                 }
-                // A bound unix socket's node is an empty file.
-                if n.mode & libc::S_IFMT == libc::S_IFSOCK && *size == 0 && pages.is_empty() {
-                    libc::S_IFSOCK
+                // A bound unix socket's node and a FIFO are empty files.
+                let special = matches!(n.mode & libc::S_IFMT, libc::S_IFSOCK | libc::S_IFIFO);
+                if special && *size == 0 && pages.is_empty() {
+                    n.mode & libc::S_IFMT
                 } else {
                     libc::S_IFREG
                 }
@@ -879,6 +880,25 @@ fn kind_name(ft: u32) -> &'static str {
     }
 }
 
+/// The path a file opened by name is re-opened by. Restore re-opens files
+/// by path, so a deleted file, or a path no restore could open, refuses
+/// the checkpoint now and keeps the sandbox running rather than writing a
+/// statefile no restore could load.
+fn saved_path(d: &Arc<super::dentry::Dentry>) -> Result<Vec<u8>, SaveError> {
+    if d.is_unlinked() {
+        return Err(SaveError::Deleted(super::vfs::path_of(d)));
+    }
+    let path = super::vfs::path_bytes(d);
+    if path.len() >= PATH_MAX {
+        let shown = String::from_utf8_lossy(&path[path.len() - 64..]).into_owned();
+        return Err(SaveError::PathTooLong {
+            len: path.len(),
+            tail: shown,
+        });
+    }
+    Ok(path)
+}
+
 impl OpenFile {
     /// The state to re-open this file after a restore.
     pub fn save(&self, ctx: &mut SaveCtx) -> Result<OpenFileState, SaveError> {
@@ -898,11 +918,21 @@ impl OpenFile {
                         data: p.contents(),
                     });
                 }
-                return Ok(stream(if read {
+                let kind = if read {
                     FileStateKind::PipeRead { pipe }
                 } else {
                     FileStateKind::PipeWrite { pipe }
-                }));
+                };
+                if !is_fifo_end(self) {
+                    return Ok(stream(kind));
+                }
+                // A FIFO's end: its path finds the node again, and its
+                // access mode (O_RDWR for both ends) is in `flags`.
+                let d = self.dentry().ok_or(SaveError::Unsupported(self.kind()))?;
+                return Ok(OpenFileState {
+                    path: saved_path(d)?,
+                    ..stream(kind)
+                });
             }
             SaveAs::HostStdio(index) => return Ok(stream(FileStateKind::HostStdio { index })),
             SaveAs::Anonymous(kind) => return Ok(stream(kind)),
@@ -948,9 +978,7 @@ impl OpenFile {
             SaveAs::Path => {}
         }
         let d = self.dentry().ok_or(SaveError::Unsupported(self.kind()))?;
-        if d.is_unlinked() {
-            return Err(SaveError::Deleted(super::vfs::path_of(d)));
-        }
+        let path = saved_path(d)?;
         let kind = match (self.kind(), d.file_type()) {
             (_, libc::S_IFDIR) => FileStateKind::Directory,
             (_, libc::S_IFLNK) => FileStateKind::Symlink,
@@ -959,17 +987,6 @@ impl OpenFile {
             (_, libc::S_IFREG) => FileStateKind::Regular,
             (k, _) => return Err(SaveError::Unsupported(k)),
         };
-        let path = super::vfs::path_bytes(d);
-        if path.len() >= PATH_MAX {
-            // Restore re-opens files by path; refusing now keeps the
-            // sandbox running rather than writing a statefile no restore
-            // could load.
-            let shown = String::from_utf8_lossy(&path[path.len() - 64..]).into_owned();
-            return Err(SaveError::PathTooLong {
-                len: path.len(),
-                tail: shown,
-            });
-        }
         Ok(OpenFileState {
             path,
             flags,
@@ -1071,7 +1088,10 @@ impl Vfs {
                     .get(pipe)
                     .ok_or_else(|| invalid(format!("unknown pipe {pipe}")))?;
                 let read = matches!(st.kind, FileStateKind::PipeRead { .. });
-                return Ok(p.open_end(read, status & libc::O_NONBLOCK));
+                if st.path.is_empty() {
+                    return Ok(p.open_end(read, status & libc::O_NONBLOCK));
+                }
+                return self.reopen_fifo(st, &p.clone(), read, status);
             }
             FileStateKind::HostStdio { index } => {
                 return ctx
@@ -1194,6 +1214,58 @@ impl Vfs {
 }
 
 impl Vfs {
+    /// A FIFO's end again: its node found by path and given the restored
+    /// pipe, which every saved end of that FIFO shares.
+    fn reopen_fifo(
+        &self,
+        st: &OpenFileState,
+        pipe: &Arc<Pipe>,
+        read: bool,
+        status: i32,
+    ) -> Result<Arc<OpenFile>, VfsRestoreError> {
+        let path = String::from_utf8_lossy(&st.path).into_owned();
+        let acc = st.flags & libc::O_ACCMODE;
+        let fits = if read {
+            acc == libc::O_RDONLY || acc == libc::O_RDWR
+        } else {
+            acc == libc::O_WRONLY
+        };
+        if !fits || st.flags & libc::O_PATH != 0 {
+            return Err(invalid(format!(
+                "fifo {path:?} saved as a {} end with flags {:#o}",
+                if read { "read" } else { "write" },
+                st.flags
+            )));
+        }
+        if !st.path.starts_with(b"/") {
+            return Err(invalid(format!("relative path {path:?}")));
+        }
+        let root = self.root().clone();
+        let d = self
+            .resolve(&root, &st.path, false)
+            .map_err(|errno| VfsRestoreError::Missing {
+                path: path.clone(),
+                errno,
+            })?;
+        if d.file_type() != libc::S_IFIFO {
+            return Err(VfsRestoreError::KindMismatch {
+                path,
+                expected: kind_name(libc::S_IFIFO),
+                found: kind_name(d.file_type()),
+            });
+        }
+        d.inode()
+            .attach_fifo(pipe)
+            .map_err(|_| invalid(format!("fifo {path:?} holds two saved pipes")))?;
+        let ops = pipe.end_ops(acc, true);
+        Ok(OpenFile::new(
+            Some(d.clone()),
+            d.inode().clone(),
+            ops,
+            status,
+        ))
+    }
+
     /// A pty end again, under its saved name: found by path while the
     /// terminal's master is open, else (a hung-up replica) named under
     /// /dev/pts as it was.
@@ -1723,6 +1795,26 @@ mod tests {
             Err(e) => panic!("refused with a non-tmpfs error {e}"),
             Ok(_) => panic!("hostile table accepted"),
         }
+    }
+
+    /// A FIFO's node is an empty file: one holding bytes is refused, an
+    /// empty one restores as a FIFO.
+    #[test]
+    fn fifo_nodes_are_empty_files() {
+        let (field, why) = refused(|s| {
+            let i = file_index(s, 1)[0];
+            s.nodes[i].mode = libc::S_IFIFO | 0o600;
+        });
+        assert!(field.ends_with(".mode"), "{field}");
+        assert!(why.contains("does not fit"), "{why}");
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        fs.root().mknod(b"p", libc::S_IFIFO | 0o640).unwrap();
+        let back = Tmpfs::restore(&encode_decode(&fs.snapshot()), clock(), clone_memory(&mf))
+            .expect("an empty FIFO node restores");
+        let p = back.root().lookup(b"p").unwrap();
+        assert_eq!(p.file_type(), libc::S_IFIFO);
+        assert_eq!(p.stat().unwrap().mode, libc::S_IFIFO | 0o640);
     }
 
     #[test]

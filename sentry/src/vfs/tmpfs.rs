@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use super::dentry::lock;
 use super::file::{DirOps, FileKind, FileOps, IoCtx, SaveAs};
 use super::inode::{DirEntry, Inode};
+use super::pipe::Pipe;
 use super::stat::{dirent_type, Clock, Stat, Timespec};
 use crate::errno::Errno;
 use crate::mm::{FileRange, MemoryFile, MF_PAGE_SIZE};
@@ -223,6 +224,9 @@ pub struct TmpfsInode {
     pub(crate) fs: Arc<TmpfsShared>,
     me: Weak<TmpfsInode>,
     pub(crate) node: Mutex<Node>,
+    /// A FIFO's pipe while any end is open: Linux frees a FIFO's buffer
+    /// when its last end closes, and so does dropping the last end here.
+    fifo: Mutex<Weak<Pipe>>,
 }
 
 impl FileData {
@@ -479,7 +483,19 @@ impl TmpfsInode {
             fs: fs.clone(),
             me: me.clone(),
             node: Mutex::new(node),
+            fifo: Mutex::new(Weak::new()),
         })
+    }
+
+    /// The FIFO's pipe, made on the first open of an end.
+    fn fifo_pipe(&self) -> Arc<Pipe> {
+        let mut w = lock(&self.fifo);
+        if let Some(p) = w.upgrade() {
+            return p;
+        }
+        let p = Pipe::new(None, &[], self.now());
+        *w = Arc::downgrade(&p);
+        p
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Node> {
@@ -793,7 +809,7 @@ impl Inode for TmpfsInode {
         }
     }
 
-    fn open(&self, _flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
+    fn open(&self, flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
         match self.file_type {
             libc::S_IFDIR => Ok(Arc::new(DirOps)),
             libc::S_IFREG => {
@@ -802,6 +818,12 @@ impl Inode for TmpfsInode {
             }
             // open(2) of a socket file (Linux: ENXIO).
             libc::S_IFSOCK => Err(Errno::ENXIO),
+            libc::S_IFIFO => match flags & libc::O_ACCMODE {
+                libc::O_RDONLY | libc::O_WRONLY | libc::O_RDWR => {
+                    Ok(self.fifo_pipe().end_ops(flags & libc::O_ACCMODE, true))
+                }
+                _ => Err(Errno::EINVAL),
+            },
             _ => Err(Errno::ELOOP),
         }
     }
@@ -824,18 +846,37 @@ impl Inode for TmpfsInode {
         Ok(self.insert(name, node)?)
     }
 
-    /// Only socket nodes: their data is the empty file a socket node
-    /// saves as (a bound socket is found by the node's identity).
+    /// Regular files, FIFOs and socket nodes. A FIFO's or socket's data is
+    /// the empty file it saves as (a bound socket is found by the node's
+    /// identity, a FIFO's buffer lives in its pipe while it is open).
+    /// Device nodes need CAP_MKNOD, which no sandbox task holds.
     fn mknod(&self, name: &[u8], mode: u32) -> Result<Arc<dyn Inode>, Errno> {
-        if mode & libc::S_IFMT != libc::S_IFSOCK {
-            return Err(Errno::EPERM);
-        }
+        let file_type = match mode & libc::S_IFMT {
+            0 | libc::S_IFREG => libc::S_IFREG,
+            t @ (libc::S_IFIFO | libc::S_IFSOCK) => t,
+            libc::S_IFCHR | libc::S_IFBLK => return Err(Errno::EPERM),
+            _ => return Err(Errno::EINVAL),
+        };
         let node = Node::new(
-            libc::S_IFSOCK | (mode & 0o7777),
+            file_type | (mode & 0o7777),
             Kind::File(FileData::new(self.fs.mf.clone())),
             self.now(),
         );
         Ok(self.insert(name, node)?)
+    }
+
+    fn attach_fifo(&self, pipe: &Arc<Pipe>) -> Result<(), Errno> {
+        if self.file_type != libc::S_IFIFO {
+            return Err(Errno::ENXIO);
+        }
+        let mut w = lock(&self.fifo);
+        match w.upgrade() {
+            Some(p) if !Arc::ptr_eq(&p, pipe) => Err(Errno::EBUSY),
+            _ => {
+                *w = Arc::downgrade(pipe);
+                Ok(())
+            }
+        }
     }
 
     fn symlink(&self, name: &[u8], target: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
@@ -873,6 +914,10 @@ impl Inode for TmpfsInode {
 
     fn set_size(&self, size: u64) -> Result<(), Errno> {
         let now = self.now();
+        if !matches!(self.file_type, libc::S_IFREG | libc::S_IFDIR) {
+            // truncate(2) of a FIFO or socket node (Linux: EINVAL).
+            return Err(Errno::EINVAL);
+        }
         let mut n = self.lock();
         match &mut n.kind {
             Kind::File(f) => f.set_size(size)?,

@@ -238,8 +238,8 @@ impl Vfs {
             .map(|_| ())
     }
 
-    /// mknod(2) of a socket node (bind(2) of a unix socket to a path);
-    /// `mode` holds the file type and permissions.
+    /// mknod(2) of a regular file, FIFO or socket node (bind(2) of a unix
+    /// socket to a path too); `mode` holds the file type and permissions.
     pub fn mknod_at(&self, start: &Arc<Dentry>, path: &[u8], mode: u32) -> Result<(), Errno> {
         let pn = self.resolve_parent(start, path)?;
         if pn.is_special() || pn.trailing_slash {
