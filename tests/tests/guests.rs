@@ -62,6 +62,7 @@ const SPECS: &[Spec] = &[
     spec("chown"),
     spec("sysinfo"),
     spec("fifo"),
+    spec("splice"),
     Spec {
         exit: 3,
         ..spec("exit_group")
@@ -254,6 +255,7 @@ guest_tests!(
     chown,
     sysinfo,
     fifo,
+    splice,
     exit_group,
     exit_thread,
     atexit,

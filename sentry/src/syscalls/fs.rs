@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{Args, SysResult};
 use crate::errno::Errno;
 use crate::kernel::Task;
-use crate::vfs::{abi, file::ioctl_input_size, pipe::new_pipe, Dentry, FileKind, OpenFile};
+use crate::vfs::{abi, file::ioctl_input_size, pipe::new_pipe, splice, Dentry, FileKind, OpenFile};
 
 /// Linux's PATH_MAX, including the NUL.
 const PATH_MAX: usize = 4096;
@@ -876,6 +876,59 @@ pub fn xattr_unsupported(_: &mut Task, _: &Args) -> SysResult {
     Err(Errno::EOPNOTSUPP)
 }
 
+/// An offset argument of sendfile, splice or copy_file_range: None for a
+/// null pointer, EINVAL for a negative value.
+fn offset_ptr(t: &Task, addr: u64) -> Result<Option<u64>, Errno> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    let off = t.mm().read_u64(addr)? as i64;
+    u64::try_from(off).map(Some).map_err(|_| Errno::EINVAL)
+}
+
+/// Moves bytes between two files through [`splice::transfer`], then
+/// stores where each side ended: in the application's offset argument
+/// when it gave one, else in the file's offset.
+#[allow(clippy::too_many_arguments)]
+fn do_transfer(
+    t: &mut Task,
+    input: &Arc<OpenFile>,
+    (in_addr, in_given): (u64, Option<u64>),
+    out: &Arc<OpenFile>,
+    (out_addr, out_given): (u64, Option<u64>),
+    count: usize,
+    consume: bool,
+    waits: splice::Waits,
+) -> SysResult {
+    let count = fsize_check(t, out, out_given, count)?;
+    let moved = {
+        let intr = t.interrupt().io.clone();
+        let mut reflect = |f: &Arc<OpenFile>, at: u64, data: &[u8]| reflect_write(t, f, at, data);
+        splice::transfer(
+            splice::Side::new(input, in_given),
+            splice::Side::new(out, out_given),
+            count,
+            consume,
+            waits,
+            &intr,
+            &mut reflect,
+        )
+    };
+    let moved = match moved {
+        Ok(m) => m,
+        Err(e) => return raise_sigpipe(t, out, Err(e)),
+    };
+    splice::settle(input, in_given.is_some(), moved.in_offset);
+    splice::settle(out, out_given.is_some(), moved.out_offset);
+    if let (Some(off), true) = (moved.in_offset, in_given.is_some()) {
+        t.mm().write_u64(in_addr, off)?;
+    }
+    if let (Some(off), true) = (moved.out_offset, out_given.is_some()) {
+        t.mm().write_u64(out_addr, off)?;
+    }
+    Ok(moved.bytes as u64)
+}
+
 /// sendfile: copies up to `count` bytes from `in_fd` (at `*offset` when
 /// given, leaving the file offset alone) to `out_fd`.
 pub fn sendfile(t: &mut Task, a: &Args) -> SysResult {
@@ -884,47 +937,143 @@ pub fn sendfile(t: &mut Task, a: &Args) -> SysResult {
     if !input.readable() || !out.writable() {
         return Err(Errno::EBADF);
     }
-    let offset_addr = a.addr(2);
-    let mut offset = if offset_addr != 0 {
-        let off = t.mm().read_u64(offset_addr)? as i64;
-        if off < 0 {
+    let in_off = offset_ptr(t, a.addr(2))?;
+    let count = a.len(3, MAX_RW)?;
+    let waits = splice::Waits {
+        nonblock_pipes: false,
+        after_progress: true,
+    };
+    do_transfer(
+        t,
+        &input,
+        (a.addr(2), in_off),
+        &out,
+        (0, None),
+        count,
+        true,
+        waits,
+    )
+}
+
+/// copy_file_range: between two regular files, at the given offsets or
+/// the files' own.
+pub fn copy_file_range(t: &mut Task, a: &Args) -> SysResult {
+    let input = file(t, a.fd(0))?;
+    let out = file(t, a.fd(2))?;
+    if a.uint(5) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !input.readable() || !out.writable() || out.status_flags() & libc::O_APPEND != 0 {
+        return Err(Errno::EBADF);
+    }
+    for f in [&input, &out] {
+        match f.kind() {
+            FileKind::Regular => {}
+            FileKind::Directory => return Err(Errno::EISDIR),
+            _ => return Err(Errno::EINVAL),
+        }
+    }
+    let in_off = offset_ptr(t, a.addr(1))?;
+    let out_off = offset_ptr(t, a.addr(3))?;
+    let count = a.len(4, MAX_RW)?;
+    if splice::same_inode(&input, &out) {
+        let from = in_off.unwrap_or_else(|| input.offset());
+        let to = out_off.unwrap_or_else(|| out.offset());
+        let len = count as u64;
+        if from < to.saturating_add(len) && to < from.saturating_add(len) {
             return Err(Errno::EINVAL);
         }
-        Some(off)
-    } else {
-        None
+    }
+    let waits = splice::Waits {
+        nonblock_pipes: false,
+        after_progress: true,
     };
-    let count = a.len(3, MAX_RW)?;
-    let mut buf = vec![0u8; count.min(IO_STEP)];
-    let mut done = 0usize;
-    while done < count {
-        let want = (count - done).min(IO_STEP);
-        let r = match offset {
-            Some(off) => input.pread(&mut buf[..want], off, &t.interrupt().io),
-            None => input.read(&mut buf[..want], &t.interrupt().io),
-        };
-        let n = match r {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
-        };
-        let w = match out.write(&buf[..n], &t.interrupt().io) {
-            Ok(w) => w,
-            Err(e) if done == 0 => return raise_sigpipe(t, &out, Err(e)),
-            Err(_) => break,
-        };
-        reflect_write(t, &out, out.offset().saturating_sub(w as u64), &buf[..w]);
-        done += w;
-        offset = offset.map(|o| o + w as i64);
-        if w < n || n < want {
-            break;
+    do_transfer(
+        t,
+        &input,
+        (a.addr(1), in_off),
+        &out,
+        (a.addr(3), out_off),
+        count,
+        true,
+        waits,
+    )
+}
+
+const SPLICE_FLAGS: u32 = 0xf; // MOVE | NONBLOCK | MORE | GIFT
+const SPLICE_F_NONBLOCK: u32 = 2;
+
+/// splice: moves bytes between a pipe and another file (or two pipes);
+/// an offset is only for the side that is not a pipe.
+pub fn splice(t: &mut Task, a: &Args) -> SysResult {
+    let input = file(t, a.fd(0))?;
+    let out = file(t, a.fd(2))?;
+    let flags = a.uint(5);
+    if flags & !SPLICE_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !input.readable() || !out.writable() {
+        return Err(Errno::EBADF);
+    }
+    let in_pipe = splice::pipe_end(&input, true);
+    let out_pipe = splice::pipe_end(&out, false);
+    if in_pipe.is_none() && out_pipe.is_none() {
+        return Err(Errno::EINVAL);
+    }
+    if let (Some(i), Some(o)) = (&in_pipe, &out_pipe) {
+        if Arc::ptr_eq(i, o) {
+            return Err(Errno::EINVAL);
         }
     }
-    if let (Some(off), true) = (offset, offset_addr != 0) {
-        t.mm().write_u64(offset_addr, off as u64)?;
+    if (in_pipe.is_some() && a.addr(1) != 0) || (out_pipe.is_some() && a.addr(3) != 0) {
+        return Err(Errno::ESPIPE);
     }
-    Ok(done as u64)
+    let in_off = offset_ptr(t, a.addr(1))?;
+    let out_off = offset_ptr(t, a.addr(3))?;
+    if out_off.is_some() && out.status_flags() & libc::O_APPEND != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let count = a.len(4, MAX_RW)?;
+    let waits = splice::Waits {
+        nonblock_pipes: flags & SPLICE_F_NONBLOCK != 0,
+        after_progress: false,
+    };
+    do_transfer(
+        t,
+        &input,
+        (a.addr(1), in_off),
+        &out,
+        (a.addr(3), out_off),
+        count,
+        true,
+        waits,
+    )
+}
+
+/// tee: copies bytes from one pipe into another, leaving them in the
+/// first.
+pub fn tee(t: &mut Task, a: &Args) -> SysResult {
+    let input = file(t, a.fd(0))?;
+    let out = file(t, a.fd(1))?;
+    let flags = a.uint(3);
+    if flags & !SPLICE_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (Some(i), Some(o)) = (
+        splice::pipe_end(&input, true),
+        splice::pipe_end(&out, false),
+    ) else {
+        return Err(Errno::EINVAL);
+    };
+    if Arc::ptr_eq(&i, &o) {
+        return Err(Errno::EINVAL);
+    }
+    let count = a.len(2, MAX_RW)?;
+    let waits = splice::Waits {
+        nonblock_pipes: flags & SPLICE_F_NONBLOCK != 0,
+        after_progress: false,
+    };
+    do_transfer(t, &input, (0, None), &out, (0, None), count, false, waits)
 }
 
 fn do_fchmodat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32, flags: i32) -> SysResult {

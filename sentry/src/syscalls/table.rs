@@ -109,6 +109,13 @@ fn generic_rows() -> Vec<Entry> {
     reg("fsync", fs::fsync, &[Dec]);
     reg("fdatasync", fs::fsync, &[Dec]);
     reg("sendfile", fs::sendfile, &[Dec, Dec, Hex, Dec]);
+    reg("splice", fs::splice, &[Dec, Hex, Dec, Hex, Dec, Hex]);
+    reg("tee", fs::tee, &[Dec, Dec, Dec, Hex]);
+    reg(
+        "copy_file_range",
+        fs::copy_file_range,
+        &[Dec, Hex, Dec, Hex, Dec, Hex],
+    );
     reg("chmod", fs::chmod, &[Path, Oct]);
     reg("fchmod", fs::fchmod, &[Dec, Oct]);
     reg("fchmodat", fs::fchmodat, &[Dec, Path, Oct]);

@@ -29,6 +29,7 @@ pub mod procfs;
 pub mod pty;
 pub mod resolve;
 pub mod signalfd;
+pub mod splice;
 pub mod stat;
 pub mod state;
 pub mod statfs;

@@ -36,6 +36,9 @@ struct PipeState {
     /// r_counter/w_counter make it.
     read_opens: u64,
     write_opens: u64,
+    /// Bytes at the front that a splice or tee has copied out and not yet
+    /// released: readers wait for them.
+    reserved: usize,
 }
 
 pub struct Pipe {
@@ -68,6 +71,7 @@ impl Pipe {
                 writers: 0,
                 read_opens: 0,
                 write_opens: 0,
+                reserved: 0,
             }),
             cond: Condvar::new(),
             queue: WaitQueue::new(),
@@ -133,22 +137,39 @@ impl Pipe {
     }
 
     fn read(&self, io: &IoCtx<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.take(io, buf, false)
+    }
+
+    /// Copies out buffered bytes and reserves them: no reader takes them
+    /// until [`Pipe::release`] says how many were used (splice, tee), so a
+    /// short write on the other side loses nothing and no byte is read
+    /// twice. Waits as read(2) does while the pipe is empty with a writer.
+    pub(crate) fn peek(&self, io: &IoCtx<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.take(io, buf, true)
+    }
+
+    fn take(&self, io: &IoCtx<'_>, buf: &mut [u8], reserve: bool) -> Result<usize, Errno> {
         if buf.is_empty() {
             return Ok(0);
         }
         let mut st = lock(&self.state);
         loop {
-            if !st.buf.is_empty() {
+            if st.reserved == 0 && !st.buf.is_empty() {
                 let n = buf.len().min(st.buf.len());
-                for (dst, src) in buf.iter_mut().zip(st.buf.drain(..n)) {
-                    *dst = src;
+                for (dst, src) in buf.iter_mut().zip(st.buf.iter()) {
+                    *dst = *src;
                 }
+                if reserve {
+                    st.reserved = n;
+                    return Ok(n);
+                }
+                st.buf.drain(..n);
                 self.cond.notify_all();
                 drop(st);
                 self.queue.notify(EPOLLOUT | EPOLLWRNORM);
                 return Ok(n);
             }
-            if st.writers == 0 {
+            if st.writers == 0 && st.reserved == 0 {
                 return Ok(0);
             }
             if io.nonblock {
@@ -159,6 +180,25 @@ impl Pipe {
             }
             st = self.wait(st);
         }
+    }
+
+    /// Ends a reservation of [`Pipe::peek`]: the first `used` of the
+    /// reserved bytes leave the pipe, the rest stay for the next reader.
+    pub(crate) fn release(&self, used: usize) {
+        let mut st = lock(&self.state);
+        let n = used.min(st.reserved).min(st.buf.len());
+        st.buf.drain(..n);
+        st.reserved = 0;
+        self.cond.notify_all();
+        drop(st);
+        self.queue
+            .notify(EPOLLOUT | EPOLLWRNORM | EPOLLIN | EPOLLRDNORM);
+    }
+
+    /// write(2) into the pipe with `io`'s waiting rules (splice's
+    /// SPLICE_F_NONBLOCK may differ from the end's O_NONBLOCK).
+    pub(crate) fn write_from(&self, io: &IoCtx<'_>, buf: &[u8]) -> Result<usize, Errno> {
+        self.write(io, buf)
     }
 
     fn write(&self, io: &IoCtx<'_>, buf: &[u8]) -> Result<usize, Errno> {
@@ -485,6 +525,33 @@ mod tests {
         });
         assert_eq!(r.read(&mut buf, &intr), Err(Errno::EINTR));
         t.join().unwrap();
+    }
+
+    /// Bytes a splice copied out stay reserved: no reader takes them until
+    /// the splice releases what it used, and the rest is read next.
+    #[test]
+    fn peeked_bytes_are_reserved_until_released() {
+        let intr = Interrupt::new();
+        let (r, w) = new_pipe(libc::O_NONBLOCK, Timespec::default());
+        let (pipe, _) = pipe_of(&r).unwrap();
+        w.write(b"abcde", &intr).unwrap();
+        let io = IoCtx {
+            interrupt: &intr,
+            nonblock: true,
+        };
+        let mut buf = [0u8; 8];
+        assert_eq!(pipe.peek(&io, &mut buf), Ok(5));
+        assert_eq!(r.read(&mut buf, &intr), Err(Errno::EAGAIN), "reserved");
+        drop(w);
+        assert_eq!(
+            r.read(&mut buf, &intr),
+            Err(Errno::EAGAIN),
+            "no EOF while reserved"
+        );
+        pipe.release(2);
+        assert_eq!(r.read(&mut buf, &intr), Ok(3));
+        assert_eq!(&buf[..3], b"cde");
+        assert_eq!(r.read(&mut buf, &intr), Ok(0));
     }
 
     #[test]
