@@ -144,9 +144,9 @@ fn which(program: &str) -> Option<PathBuf> {
 /// conmon's part: listens on argv[1], starts argv[2:] (a cryo command
 /// given `--console-socket argv[1]`), receives the master (runc's
 /// protocol: one SCM_RIGHTS fd, the name as the message), then plays the
-/// dialog below through it and prints the transcript and the status.
+/// steps $STEPS names through it and prints the transcript and the status.
 const CONSOLE_PEER: &str = r#"
-import array, fcntl, os, select, socket, struct, subprocess, sys, termios, time
+import array, fcntl, json, os, select, socket, struct, subprocess, sys, termios, time
 
 path, cmd = sys.argv[1], sys.argv[2:]
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -192,33 +192,68 @@ def until(marker, every=None, limit=60.0):
                 fail("hangup waiting for %r" % marker)
             seen += chunk
 
-until(b"ready\r\n")
-fcntl.ioctl(m, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-until(b"WINCH 30 100\r\n")
-until(b"type:")
-os.write(m, b"hello\r")
-until(b"got <hello>\r\n")
-until(b"sleeping\r\n")
-until(b"sleep status 130\r\n", every=b"\x03")
-# The container's end: the master reads EIO once it has exited.
-hangup = "none"
-while True:
-    r, _, _ = select.select([m], [], [], 60)
-    if not r:
-        fail("no hangup")
-    try:
-        chunk = os.read(m, 4096)
-    except OSError as e:
-        hangup = os.strerror(e.errno)
-        break
-    if not chunk:
-        hangup = "eof"
-        break
-    seen += chunk
-print("hangup", hangup)
+def to_the_end():
+    # The container's end: the master reads EIO once it has exited.
+    global seen
+    while True:
+        r, _, _ = select.select([m], [], [], 60)
+        if not r:
+            fail("no hangup")
+        try:
+            chunk = os.read(m, 4096)
+        except OSError as e:
+            return os.strerror(e.errno)
+        if not chunk:
+            return "eof"
+        seen += chunk
+
+steps = os.environ["STEPS"]
+if steps == "dialog":
+    until(b"ready\r\n")
+    fcntl.ioctl(m, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    until(b"WINCH 30 100\r\n")
+    until(b"type:")
+    os.write(m, b"hello\r")
+    until(b"got <hello>\r\n")
+    until(b"sleeping\r\n")
+    until(b"sleep status 130\r\n", every=b"\x03")
+    print("hangup", to_the_end())
+elif steps == "close":
+    # The master's owner goes away: the sandbox's terminal hangs up.
+    until(b"ready\r\n")
+    os.close(m)
+elif steps == "checkpoint":
+    until(b"\r\n3\r\n")
+    ck = subprocess.run(json.loads(os.environ["CHECKPOINT"]), capture_output=True)
+    print("checkpoint", ck.returncode, ck.stderr.decode())
+    print("hangup", to_the_end())
 print("status", proc.wait(timeout=60))
 print("transcript", repr(seen))
 "#;
+
+/// `python3` as conmon for `cryo ARGS --console-socket SOCK ID`, playing
+/// `steps`.
+fn with_console_peer(env: &Env, steps: &str, args: &[&str], extra: &[(&str, String)]) -> String {
+    let sock = env.dir.path().join(format!("{steps}.sock"));
+    let cryo = cryo_command(&env.root());
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c")
+        .arg(CONSOLE_PEER)
+        .arg(&sock)
+        .arg(cryo.get_program());
+    cmd.args(cryo.get_args());
+    let (id, args) = args.split_last().unwrap();
+    cmd.args(args).arg("--console-socket").arg(&sock).arg(id);
+    cmd.env("STEPS", steps);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let o = run(cmd, &format!("python3 as conmon, cryo {}", args.join(" ")));
+    let out = o.stdout_str();
+    assert_eq!(o.code, 0, "{out}\n{}", o.stderr_str());
+    assert!(out.contains("fds 1 name /dev/ptmx"), "{out}");
+    out
+}
 
 const DIALOG: &str = r#"tty; stty size
 trap 'w=1; echo WINCH $(stty size)' WINCH
@@ -237,19 +272,13 @@ fn run_with_a_console_socket() {
         v["process"]["consoleSize"] = serde_json::json!({"height": 25, "width": 80});
         v["process"]["args"] = serde_json::json!(["sh", "-c", DIALOG]);
     });
-    let sock = env.dir.path().join("console.sock");
-    let cryo = cryo_command(&env.root());
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(CONSOLE_PEER).arg(&sock).arg(cryo.get_program());
-    cmd.args(cryo.get_args());
-    cmd.args(["run", "--bundle", env.bundle().to_str().unwrap()])
-        .arg("--console-socket")
-        .arg(&sock)
-        .arg("t1");
-    let o = run(cmd, "python3 as conmon, cryo run --console-socket");
-    let out = o.stdout_str();
-    assert_eq!(o.code, 0, "{out}\n{}", o.stderr_str());
-    assert!(out.contains("fds 1 name /dev/ptmx"), "{out}");
+    let bundle = env.bundle();
+    let out = with_console_peer(
+        &env,
+        "dialog",
+        &["run", "--bundle", bundle.to_str().unwrap(), "t1"],
+        &[],
+    );
     // tty names the sandbox's replica; stty size is consoleSize.
     assert!(out.contains(r"/dev/pts/0\r\n25 80\r\n"), "{out}");
     // Typed keys are echoed by the sandbox's line discipline (once: the
@@ -260,6 +289,102 @@ fn run_with_a_console_socket() {
     assert!(out.contains("hangup Input/output error"), "{out}");
     assert!(out.contains("status 5\n"), "{out}");
     assert!(env.left_under_root().is_empty());
+}
+
+/// The host master's close hangs the sandbox's terminal up: SIGHUP to
+/// the session's leader (init, which has a handler, so it is not
+/// protected), as Linux's pty_close does.
+#[test]
+fn the_consoles_close_hangs_the_terminal_up() {
+    let env = Env::new();
+    env.spec(|v| {
+        v["process"]["terminal"] = true.into();
+        v["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "trap 'exit 7' HUP; echo ready; while true; do sleep 0.1; done"
+        ]);
+    });
+    let bundle = env.bundle();
+    let out = with_console_peer(
+        &env,
+        "close",
+        &["run", "--bundle", bundle.to_str().unwrap(), "t2"],
+        &[],
+    );
+    assert!(out.contains("status 7\n"), "{out}");
+}
+
+/// A container with a terminal checkpoints: the sandbox's pty is saved
+/// (its master was the console's, outside the sandbox's files) and the
+/// statefile restores.
+#[test]
+fn a_container_with_a_terminal_checkpoints() {
+    let env = Env::new();
+    env.spec(|v| {
+        v["process"]["terminal"] = true.into();
+        v["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo; echo $i; sleep 0.05; done"
+        ]);
+    });
+    let img = env.dir.path().join("img");
+    std::fs::create_dir(&img).unwrap();
+    let cryo = cryo_command(&env.root());
+    let checkpoint: Vec<String> = std::iter::once(cryo.get_program())
+        .chain(cryo.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .chain(
+            ["checkpoint", "--image-path", img.to_str().unwrap(), "ck"]
+                .iter()
+                .map(|s| s.to_string()),
+        )
+        .collect();
+    let bundle = env.bundle();
+    let out = with_console_peer(
+        &env,
+        "checkpoint",
+        &["run", "--bundle", bundle.to_str().unwrap(), "ck"],
+        &[("CHECKPOINT", serde_json::to_string(&checkpoint).unwrap())],
+    );
+    assert!(out.contains("checkpoint 0 \n"), "{out}");
+    assert!(out.contains("status 0\n"), "{out}");
+    let statefile = img.join("checkpoint.cryo");
+    let o = env.cryo(&["inspect", statefile.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert!(o.stdout_str().contains("vfs.Pty"), "{}", o.stdout_str());
+
+    // The statefile restores (its terminal left without a host side, as
+    // no console is given): the restored sandbox comes up and serves its
+    // control socket.
+    let mut cmd = cryo_command(&env.root());
+    cmd.args([
+        "restore",
+        "--image-path",
+        img.to_str().unwrap(),
+        "--id",
+        "ck2",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(env.dir.path().join("restore.err")).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let up = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Err(st);
+        }
+        if env.root().join("ck2").join("control.sock").exists() {
+            break Ok(());
+        }
+        assert!(Instant::now() < deadline, "the restore never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let err = std::fs::read_to_string(env.dir.path().join("restore.err")).unwrap_or_default();
+    assert!(up.is_ok(), "restore ended: {up:?}: {err}");
 }
 
 #[test]
@@ -316,8 +441,7 @@ fn terminal_errors_name_their_cause() {
     ]);
     assert_ne!(o.code, 0);
     assert!(
-        o.stderr_str().contains("--console-socket")
-            && o.stderr_str().contains("no terminal"),
+        o.stderr_str().contains("--console-socket") && o.stderr_str().contains("no terminal"),
         "{}",
         o.stderr_str()
     );
@@ -466,7 +590,14 @@ fn podman_run_it_and_exec_it() {
 
     let mut cmd = podman(&env, &bin, &runtime);
     cmd.args([
-        "run", "-it", "--rm", "--network", "none", "--rootfs", rootfs, "sh",
+        "run",
+        "-it",
+        "--rm",
+        "--network",
+        "none",
+        "--rootfs",
+        rootfs,
+        "sh",
     ]);
     let (status, out) = at_a_terminal(&cmd, "echo h''i; exit 3\r", "podman run -it");
     // The command's echo, then its output on a line of its own.
@@ -491,11 +622,7 @@ fn podman_run_it_and_exec_it() {
     assert_eq!(o.code, 0, "podman run -d: {}", o.stderr_str());
     let mut cmd = podman(&env, &bin, &runtime);
     cmd.args(["exec", "-it", "pd", "sh"]);
-    let (status, out) = at_a_terminal(
-        &cmd,
-        "tty; echo in e''xec; exit 6\r",
-        "podman exec -it",
-    );
+    let (status, out) = at_a_terminal(&cmd, "tty; echo in e''xec; exit 6\r", "podman exec -it");
     assert!(out.contains(r"/dev/pts/"), "{out}");
     assert!(out.contains(r"\r\nin exec\r\n"), "{out}");
     assert_eq!(status, 6, "{out}");
@@ -504,4 +631,22 @@ fn podman_run_it_and_exec_it() {
     cmd.args(["rm", "-f", "-t", "1", "pd"]);
     let o = run(cmd, "podman rm -f");
     assert_eq!(o.code, 0, "podman rm: {}", o.stderr_str());
+}
+
+/// `cryo run` in the foreground with a terminal and no console socket:
+/// its own terminal is the container's (raw while it runs, as runc does).
+#[test]
+fn run_in_the_foreground_on_its_own_terminal() {
+    let env = Env::new();
+    env.spec(|v| {
+        v["process"]["terminal"] = true.into();
+        v["process"]["args"] = serde_json::json!(["sh"]);
+    });
+    let mut cmd = cryo_command(&env.root());
+    cmd.args(["run", "--bundle", env.bundle().to_str().unwrap(), "fg"]);
+    let (status, out) = at_a_terminal(&cmd, "tty; echo h''i; exit 4\r", "cryo run on a terminal");
+    assert!(out.contains(r"/dev/pts/0\r\nhi\r\n"), "{out}");
+    // Echoed once, by the sandbox: the caller's terminal was raw.
+    assert_eq!(out.matches("echo h''i").count(), 1, "{out}");
+    assert_eq!(status, 4, "{out}");
 }

@@ -244,7 +244,9 @@ impl HostSide {
             nix::sys::stat::fstat(input.as_raw_fd()),
             nix::sys::stat::fstat(output.as_raw_fd()),
         ) {
-            (Ok(a), Ok(b)) => a.st_rdev == b.st_rdev && a.st_ino == b.st_ino && a.st_dev == b.st_dev,
+            (Ok(a), Ok(b)) => {
+                a.st_rdev == b.st_rdev && a.st_ino == b.st_ino && a.st_dev == b.st_dev
+            }
             _ => false,
         };
         let tty = nix::sys::termios::tcgetattr(&input).is_ok();
@@ -456,7 +458,10 @@ impl Console {
     fn stop_and_join(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         self.interrupt.interrupt();
-        for h in [self.output.take(), self.input.take()].into_iter().flatten() {
+        for h in [self.output.take(), self.input.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = h.join();
         }
     }
@@ -739,6 +744,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nowhere.sock");
         let err = ConsoleSocket::connect(&path).err().unwrap().to_string();
-        assert!(err.contains("--console-socket") && err.contains("nowhere.sock"), "{err}");
+        assert!(
+            err.contains("--console-socket") && err.contains("nowhere.sock"),
+            "{err}"
+        );
     }
 }

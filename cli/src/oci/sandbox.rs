@@ -469,6 +469,7 @@ fn exec(kernel: Arc<Kernel>, spec: ExecSpec, files: Vec<OwnedFd>, reply: Sender<
 }
 
 type ExecTerminal = (console::SandboxTerminal, console::HostSide);
+type Stdio = Vec<(u32, Arc<sentry::vfs::OpenFile>)>;
 
 /// An exec's descriptors 0, 1 and 2: the three passed, or, when two are
 /// passed (the host side of a terminal: input and output), a new sandbox
@@ -476,7 +477,7 @@ type ExecTerminal = (console::SandboxTerminal, console::HostSide);
 fn exec_stdio(
     kernel: &Arc<Kernel>,
     files: Vec<OwnedFd>,
-) -> Result<(Vec<(u32, Arc<sentry::vfs::OpenFile>)>, Option<ExecTerminal>), String> {
+) -> Result<(Stdio, Option<ExecTerminal>), String> {
     if files.len() != 2 {
         return donated(files).map(|s| (s, None));
     }
