@@ -209,17 +209,8 @@ impl HostSide {
         })
     }
 
-    /// A caller's own input and output (`run` or `exec` in the foreground
+    /// This process's stdin and stdout (`run` or `exec` in the foreground
     /// without a console socket, as runc uses its own stdio then).
-    pub fn stdio(input: OwnedFd, output: OwnedFd) -> HostSide {
-        HostSide {
-            input: File::from(input),
-            output: File::from(output),
-            hangup_on_eof: false,
-        }
-    }
-
-    /// This process's stdin and stdout.
     pub fn own_stdio() -> Result<HostSide, ConsoleError> {
         let input = std::io::stdin()
             .as_fd()
@@ -229,7 +220,7 @@ impl HostSide {
             .as_fd()
             .try_clone_to_owned()
             .map_err(ConsoleError::HostIo)?;
-        Ok(HostSide::stdio(input, output))
+        Ok(HostSide::from_fds(input, output))
     }
 
     /// The two descriptors to pass to a sandbox (an exec's terminal).
@@ -379,9 +370,17 @@ pub fn attach_restored(kernel: &Arc<Kernel>, socket: &Path) -> Result<Console, C
     attach_terminal(tty, socket)
 }
 
+/// Attaches a restored sandbox's terminal to `host` (a foreground
+/// restore's own stdio: [`HostSide::own_stdio`]).
+// Called by a foreground `cryo restore` of a container with a terminal.
+#[allow(dead_code)]
+pub fn attach_restored_to(kernel: &Arc<Kernel>, host: HostSide) -> Result<Console, ConsoleError> {
+    let tty = restored_terminal(kernel).ok_or(ConsoleError::NothingToAttach)?;
+    Ok(attach_host(tty, host))
+}
+
 /// Attaches `tty`, a sandbox terminal without a master, to a new host pty
 /// of its size whose master goes over `socket`.
-// Called by `cryo restore --console-socket` (the ocirestore work).
 #[allow(dead_code)]
 pub fn attach_terminal(tty: Arc<Terminal>, socket: &Path) -> Result<Console, ConsoleError> {
     let sock = ConsoleSocket::connect(socket)?;
@@ -393,9 +392,25 @@ pub fn attach_terminal(tty: Arc<Terminal>, socket: &Path) -> Result<Console, Con
     let pty = host_pty(size)?;
     sock.send(&pty.master)?;
     drop(pty.master);
-    let host = HostSide::replica(pty.replica)?;
+    Ok(attach_host(tty, HostSide::replica(pty.replica)?))
+}
+
+/// `tty` gets a master again, copied to and from `host`.
+#[allow(dead_code)]
+fn attach_host(tty: Arc<Terminal>, host: HostSide) -> Console {
     let master = tty.reopen_end(true);
-    Ok(Console::start(tty, master, host))
+    Console::start(tty, master, host)
+}
+
+/// Hangs up every terminal a restore left without its host side (no
+/// console to attach: what a reader of it then sees is a hangup, not a
+/// terminal that never answers).
+#[allow(dead_code)]
+pub fn hang_up_restored(kernel: &Arc<Kernel>) {
+    while let Some(tty) = restored_terminal(kernel) {
+        // The last master's close is the hangup (pty_close).
+        drop(tty.reopen_end(true));
+    }
 }
 
 /// A terminal being copied to and from its host side.
