@@ -231,8 +231,8 @@ print("status", proc.wait(timeout=60))
 print("transcript", repr(seen))
 "#;
 
-/// `python3` as conmon for `cryo ARGS --console-socket SOCK ID`, playing
-/// `steps`.
+/// `python3` as conmon for `cryo SUBCOMMAND --console-socket SOCK REST`,
+/// playing `steps`.
 fn with_console_peer(env: &Env, steps: &str, args: &[&str], extra: &[(&str, String)]) -> String {
     let sock = env.dir.path().join(format!("{steps}.sock"));
     let cryo = cryo_command(&env.root());
@@ -242,8 +242,9 @@ fn with_console_peer(env: &Env, steps: &str, args: &[&str], extra: &[(&str, Stri
         .arg(&sock)
         .arg(cryo.get_program());
     cmd.args(cryo.get_args());
-    let (id, args) = args.split_last().unwrap();
-    cmd.args(args).arg("--console-socket").arg(&sock).arg(id);
+    // The console socket goes right after the subcommand.
+    let (sub, rest) = args.split_first().unwrap();
+    cmd.arg(sub).arg("--console-socket").arg(&sock).args(rest);
     cmd.env("STEPS", steps);
     for (k, v) in extra {
         cmd.env(k, v);
@@ -649,4 +650,36 @@ fn run_in_the_foreground_on_its_own_terminal() {
     // Echoed once, by the sandbox: the caller's terminal was raw.
     assert_eq!(out.matches("echo h''i").count(), 1, "{out}");
     assert_eq!(status, 4, "{out}");
+}
+
+/// `exec --tty --console-socket` into a running container: the exec'd
+/// process leads a session of its own with a new sandbox terminal.
+#[test]
+fn exec_with_a_console_socket() {
+    let env = Env::new();
+    env.spec(|v| {
+        v["process"]["consoleSize"] = serde_json::json!({"height": 25, "width": 80});
+        v["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    });
+    let o = env.cryo(&[
+        "run",
+        "--detach",
+        "--bundle",
+        env.bundle().to_str().unwrap(),
+        "c",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    let out = with_console_peer(
+        &env,
+        "dialog",
+        &["exec", "--tty", "c", "sh", "-c", DIALOG],
+        &[],
+    );
+    assert!(out.contains(r"/dev/pts/0\r\n25 80\r\n"), "{out}");
+    assert!(out.contains(r"hello\r\ngot <hello>"), "{out}");
+    assert!(out.contains(r"^CINT\r\nsleep status 130"), "{out}");
+    assert!(out.contains("hangup Input/output error"), "{out}");
+    assert!(out.contains("status 5\n"), "{out}");
+    let o = env.cryo(&["delete", "--force", "c"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
 }
