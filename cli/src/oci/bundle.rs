@@ -73,6 +73,8 @@ pub struct Plan {
     pub limits: Vec<(u32, Limit)>,
     pub no_new_privs: bool,
     pub terminal: bool,
+    /// process.consoleSize: the terminal's first size.
+    pub console_size: Option<ConsoleSize>,
     /// linux.resources.pids.limit, enforced as the sandbox's task limit.
     pub max_tasks: Option<usize>,
     pub hostname: String,
@@ -141,6 +143,32 @@ pub struct ProcessPlan {
     pub limits: Vec<(u32, Limit)>,
     pub no_new_privs: bool,
     pub terminal: bool,
+    pub console_size: Option<ConsoleSize>,
+}
+
+/// process.consoleSize, in character cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsoleSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+fn console_size(p: &Process) -> Result<Option<ConsoleSize>, BundleError> {
+    let Some(b) = p.console_size() else {
+        return Ok(None);
+    };
+    let cell = |v: u64, field: &str| {
+        u16::try_from(v).map_err(|_| {
+            invalid(
+                "process.consoleSize",
+                format!("{field} {v} is more than {}", u16::MAX),
+            )
+        })
+    };
+    Ok(Some(ConsoleSize {
+        rows: cell(b.height(), "height")?,
+        cols: cell(b.width(), "width")?,
+    }))
 }
 
 pub fn process_plan(p: &Process) -> Result<ProcessPlan, BundleError> {
@@ -200,6 +228,7 @@ pub fn process_plan(p: &Process) -> Result<ProcessPlan, BundleError> {
         limits,
         no_new_privs: p.no_new_privileges().unwrap_or(false),
         terminal: p.terminal().unwrap_or(false),
+        console_size: console_size(p)?,
     })
 }
 
@@ -383,6 +412,7 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         limits: p.limits,
         no_new_privs: p.no_new_privs,
         terminal: p.terminal,
+        console_size: p.console_size,
         max_tasks,
         hostname: spec.hostname().clone().unwrap_or_else(|| "cryo".into()),
         mounts,
@@ -392,7 +422,7 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
 }
 
 /// The config.json `cryo spec` writes: runc's default, with no terminal
-/// (the sandbox has no pseudo-terminals yet) and a hostname of cryo.
+/// (so that `run` and `create` need no console) and a hostname of cryo.
 pub fn default_spec() -> Spec {
     let mut spec = Spec::default();
     spec.set_hostname(Some("cryo".into()));

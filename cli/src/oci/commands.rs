@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::bundle;
+use super::console;
 use super::state::{self, Locked, Record, StateError, Status};
 use crate::control::{Connection, ExecSpec, Reply, Request};
 
@@ -170,9 +171,10 @@ pub struct ExecArgs {
     detach: bool,
     #[arg(long)]
     pid_file: Option<PathBuf>,
-    /// Allocate a terminal (not in the sandbox yet: refused).
+    /// Give the process a terminal of the sandbox.
     #[arg(long, short = 't')]
     tty: bool,
+    /// Where to send the terminal's master (with --tty).
     #[arg(long)]
     console_socket: Option<PathBuf>,
     /// Set no_new_privs for the process.
@@ -186,7 +188,35 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-const NO_PTY: &str = "cryo has no pseudo-terminals in the sandbox yet (process.terminal, --tty and --console-socket are refused): run without a terminal";
+/// runc's checkTerminal: a detached process's terminal needs a console
+/// socket to go to, and a console socket needs a terminal to carry. (A
+/// foreground `run` may still send its terminal over a console socket,
+/// which runc refuses: a superset.)
+fn check_terminal(
+    terminal: bool,
+    what: &str,
+    detach: bool,
+    console_socket: Option<&Path>,
+) -> anyhow::Result<()> {
+    match (terminal, console_socket) {
+        (true, None) if detach => bail!(
+            "{what} asks for a terminal but no --console-socket was given to send it to \
+             (a detached process's terminal goes to a console socket, as with runc)"
+        ),
+        (false, Some(p)) => bail!(
+            "--console-socket {}: {what} asks for no terminal, so there is none to send",
+            p.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A console socket that is not there, refused before anything is made.
+fn check_console_socket(path: &Path) -> anyhow::Result<()> {
+    std::fs::metadata(path)
+        .map(|_| ())
+        .with_context(|| format!("--console-socket {}", path.display()))
+}
 
 pub fn spec(args: SpecArgs) -> anyhow::Result<i32> {
     let path = args.bundle.join("config.json");
@@ -225,14 +255,25 @@ fn read_all(fd: OwnedFd) -> String {
 
 /// Creates the container; returns the sandbox process (a child of this
 /// one) once it waits for `start`.
-fn create_inner(g: &Globals, args: &CreateArgs) -> anyhow::Result<std::process::Child> {
+fn create_inner(
+    g: &Globals,
+    args: &CreateArgs,
+    detach: bool,
+) -> anyhow::Result<std::process::Child> {
     let bundle = std::fs::canonicalize(&args.bundle)
         .with_context(|| format!("bundle {}", args.bundle.display()))?;
     // The bundle's errors come before the id is claimed.
     let plan = bundle::plan(&bundle)?;
-    if plan.terminal || args.console_socket.is_some() {
-        bail!("{NO_PTY}");
-    }
+    check_terminal(
+        plan.terminal,
+        "process.terminal",
+        detach,
+        args.console_socket.as_deref(),
+    )?;
+    let mut console_socket = match &args.console_socket {
+        Some(p) => Some(console::ConsoleSocket::connect(p)?),
+        None => None,
+    };
     if args.preserve_fds > 0 {
         bail!(
             "--preserve-fds {}: not supported by cryo yet",
@@ -258,6 +299,21 @@ fn create_inner(g: &Globals, args: &CreateArgs) -> anyhow::Result<std::process::
                 None => eprintln!("cryo: warning: {w}"),
             }
         }
+        // The terminal's master goes to the console socket; the sandbox
+        // inherits its replica.
+        let replica = match console_socket.take() {
+            Some(sock) => {
+                let pty = console::host_pty(plan.console_size)?;
+                sock.send(&pty.master)?;
+                nix::fcntl::fcntl(
+                    pty.replica.as_raw_fd(),
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )
+                .context("passing the terminal to the sandbox")?;
+                Some(pty.replica)
+            }
+            None => None,
+        };
         let (r, w) = ready_pipe()?;
         let mut cmd = Command::new(std::env::current_exe().context("finding the cryo binary")?);
         g.apply(&mut cmd);
@@ -268,8 +324,12 @@ fn create_inner(g: &Globals, args: &CreateArgs) -> anyhow::Result<std::process::
             .arg(&args.id)
             .arg("--ready-fd")
             .arg(w.as_raw_fd().to_string());
+        if let Some(r) = &replica {
+            cmd.arg("--console-fd").arg(r.as_raw_fd().to_string());
+        }
         let mut child = cmd.spawn().context("starting the sandbox process")?;
         drop(w);
+        drop(replica);
         let answer = read_all(r);
         if answer.trim_end() != "ok" {
             let _ = child.kill();
@@ -319,7 +379,7 @@ fn bundle_hooks(bundle: &Path) -> Option<oci_spec::runtime::Hooks> {
 
 pub fn create(g: &Globals, args: CreateArgs) -> anyhow::Result<i32> {
     // The sandbox lives on, reparented to the caller's reaper.
-    create_inner(g, &args)?;
+    create_inner(g, &args, true)?;
     Ok(0)
 }
 
@@ -365,7 +425,13 @@ pub fn start(g: &Globals, args: IdArgs) -> anyhow::Result<i32> {
 }
 
 pub fn run(g: &Globals, args: RunArgs) -> anyhow::Result<i32> {
-    let mut child = create_inner(g, &args.create)?;
+    let mut child = create_inner(g, &args.create, args.detach)?;
+    // A foreground terminal on this process's own: raw while the
+    // container runs (the sandbox's line discipline edits and echoes).
+    let _raw = (!args.detach
+        && args.create.console_socket.is_none()
+        && bundle::plan(&args.create.bundle).is_ok_and(|p| p.terminal))
+    .then(console::RawStdin::new);
     let started = Locked::open(&g.root, &args.create.id)
         .map_err(anyhow::Error::new)
         .and_then(|l| start_locked(&l));
@@ -710,7 +776,13 @@ pub fn resume(g: &Globals, args: IdArgs) -> anyhow::Result<i32> {
 
 /// The process an exec starts: config.json's process, then --process or
 /// the command line, --cwd, --env and --user over it.
-fn exec_spec(record: &Record, args: &ExecArgs) -> anyhow::Result<ExecSpec> {
+/// Whether an exec'd process has a terminal, and its first size.
+struct ExecTty {
+    terminal: bool,
+    size: Option<bundle::ConsoleSize>,
+}
+
+fn exec_spec(record: &Record, args: &ExecArgs) -> anyhow::Result<(ExecSpec, ExecTty)> {
     let config = bundle::load_spec(&record.bundle)?;
     let base = config
         .process()
@@ -736,8 +808,18 @@ fn exec_spec(record: &Record, args: &ExecArgs) -> anyhow::Result<ExecSpec> {
             bundle::process_plan(&p)?
         }
     };
-    if p.terminal || args.tty || args.console_socket.is_some() {
-        bail!("{NO_PTY}");
+    let tty = ExecTty {
+        terminal: p.terminal || args.tty,
+        size: p.console_size,
+    };
+    check_terminal(
+        tty.terminal,
+        "exec (--tty or process.terminal)",
+        args.detach || args.exec_ready_fd.is_some(),
+        args.console_socket.as_deref(),
+    )?;
+    if let (true, Some(path)) = (tty.terminal, &args.console_socket) {
+        check_console_socket(path)?;
     }
     if let Some(cwd) = &args.cwd {
         if !cwd.starts_with('/') {
@@ -776,7 +858,7 @@ fn exec_spec(record: &Record, args: &ExecArgs) -> anyhow::Result<ExecSpec> {
     if !args.additional_gids.is_empty() {
         p.creds.groups = args.additional_gids.clone();
     }
-    Ok(ExecSpec {
+    let spec = ExecSpec {
         args: p.args,
         env: p.env,
         cwd: p.cwd,
@@ -784,7 +866,36 @@ fn exec_spec(record: &Record, args: &ExecArgs) -> anyhow::Result<ExecSpec> {
         gid: p.creds.gid,
         groups: p.creds.groups,
         no_new_privs: p.no_new_privs || args.no_new_privs,
-    })
+    };
+    Ok((spec, tty))
+}
+
+/// The files an exec passes: its stdio, or for a terminal the host side
+/// the sandbox copies it to (two files, input and output): a new host
+/// pty's replica whose master went over the console socket, or this
+/// process's own stdin and stdout (made raw while `raw` lives).
+fn exec_files(
+    args: &ExecArgs,
+    tty: &ExecTty,
+    raw: &mut Option<console::RawStdin>,
+) -> anyhow::Result<Vec<OwnedFd>> {
+    if !tty.terminal {
+        return own_stdio();
+    }
+    match &args.console_socket {
+        Some(path) => {
+            let sock = console::ConsoleSocket::connect(path)?;
+            let pty = console::host_pty(tty.size)?;
+            sock.send(&pty.master)?;
+            drop(pty.master);
+            let output = pty.replica.try_clone().context("the terminal")?;
+            Ok(vec![pty.replica, output])
+        }
+        None => {
+            *raw = Some(console::RawStdin::new());
+            Ok(console::HostSide::own_stdio()?.into_fds().into())
+        }
+    }
 }
 
 /// This process's stdio to pass (a closed one as /dev/null).
@@ -823,6 +934,7 @@ pub fn exec(g: &Globals, args: ExecArgs) -> anyhow::Result<i32> {
         }
         (exec_spec(&record, &args)?, locked.control_socket())
     };
+    let (spec, tty) = spec;
     if args.detach {
         return exec_detached(g);
     }
@@ -834,7 +946,16 @@ pub fn exec(g: &Globals, args: ExecArgs) -> anyhow::Result<i32> {
     if let (Some(p), None) = (&args.pid_file, &ready) {
         write_pid_file(p, std::process::id() as i32)?;
     }
-    let stdio = own_stdio()?;
+    let mut raw = None;
+    let stdio = match exec_files(&args, &tty, &mut raw) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(mut r) = ready.take() {
+                let _ = r.write_all(crate::one_line(&e).as_bytes());
+            }
+            return Err(e);
+        }
+    };
     let fds: Vec<BorrowedFd<'_>> = stdio.iter().map(|f| f.as_fd()).collect();
     let mut conn = Connection::open(&socket)
         .with_context(|| format!("container {:?} does not answer", args.id))?;

@@ -20,6 +20,7 @@ use sentry::kernel::{Kernel, Task};
 use sentry::vfs::namespace::{ExtraMount, MountSource, NamespaceSetup};
 
 use super::bundle::{self, MountPlan};
+use super::console;
 use crate::control::{self, ContainerStats, ExecSpec, Pending, ProcessInfo, Reply, Request};
 
 #[derive(clap::Args, Debug)]
@@ -32,6 +33,11 @@ pub struct SandboxArgs {
     /// The inherited pipe on which `create` waits for "ok" or an error.
     #[arg(long)]
     ready_fd: i32,
+    /// The inherited host replica of the terminal whose master `create`
+    /// sent over --console-socket (process.terminal); without it a
+    /// terminal copies to this process's own stdin and stdout.
+    #[arg(long, hide = true)]
+    console_fd: Option<i32>,
 }
 
 /// How long a pause waits for every task to reach a clean boundary.
@@ -82,7 +88,7 @@ pub fn run(args: SandboxArgs, root: &Path, platform: Option<&str>) -> anyhow::Re
     let mut ready = adopt_ready_fd(args.ready_fd)?;
     let mut gofers = Vec::new();
     let booted = boot(&args, root, platform, &mut gofers);
-    let (mut task, queue) = match booted {
+    let (mut task, queue, console) = match booted {
         Ok(b) => {
             use std::io::Write;
             ready.write_all(b"ok\n").context("telling create")?;
@@ -104,6 +110,10 @@ pub fn run(args: SandboxArgs, root: &Path, platform: Option<&str>) -> anyhow::Re
         Some(code) => code,
         None => crate::supervisor::run_started(&mut task, &args.id, &queue)?,
     };
+    // What the container wrote reaches the host before its end closes.
+    if let Some(c) = console {
+        c.finish();
+    }
     drop(task);
     drop(queue);
     // The gofers end when their sockets close, which the kernel's end did.
@@ -118,16 +128,16 @@ fn boot(
     root: &Path,
     platform: Option<&str>,
     gofers: &mut Vec<std::process::Child>,
-) -> anyhow::Result<(Task, Receiver<Pending>)> {
+) -> anyhow::Result<(Task, Receiver<Pending>, Option<console::Console>)> {
     let plan = bundle::plan(&args.bundle)?;
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
-    if plan.terminal {
-        anyhow::bail!(
-            "process.terminal: cryo has no pseudo-terminals in the sandbox yet: run without a terminal"
-        );
-    }
+    let host_console = match (plan.terminal, args.console_fd) {
+        (true, Some(fd)) => Some(console::HostSide::replica(adopt_console_fd(fd)?)?),
+        (true, None) => Some(console::HostSide::own_stdio()?),
+        (false, _) => None,
+    };
     // The root's writes go to the overlay's upper layer, never the host.
     let (root_sock, g) = start_gofer(&plan.rootfs, true)?;
     gofers.push(g);
@@ -209,13 +219,31 @@ fn boot(
             mounts,
         },
     };
-    let task =
+    let mut task =
         sentry::boot::boot_container(&config, setup, root_sock).map_err(anyhow::Error::new)?;
+    let console = match host_console {
+        Some(host) => Some(console::init_terminal(&mut task, host)?),
+        None => None,
+    };
     let queue = control::start_server(
         &root.join(&args.id).join("control.sock"),
         task.interrupt().clone(),
     )?;
-    Ok((task, queue))
+    Ok((task, queue, console))
+}
+
+/// Adopts the inherited host replica `fd` like the ready pipe, reopened
+/// with O_NOCTTY: it must not become this process's controlling terminal.
+fn adopt_console_fd(fd: i32) -> anyhow::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{fd}"))
+        .with_context(|| format!("--console-fd {fd}"))?;
+    let _ = nix::unistd::close(fd);
+    Ok(f.into())
 }
 
 /// Answers requests until `start` (None: run init) or a fatal `kill` of
@@ -374,7 +402,8 @@ fn exec(kernel: Arc<Kernel>, spec: ExecSpec, files: Vec<OwnedFd>, reply: Sender<
     let spawned = std::thread::Builder::new()
         .name("cryo-exec".into())
         .spawn(move || {
-            let stdio = match donated(files) {
+            // Two files: the host side of a terminal (see exec_terminal).
+            let (stdio, terminal) = match exec_stdio(&kernel, files) {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = reply.send(Reply::Error(e));
@@ -413,8 +442,17 @@ fn exec(kernel: Arc<Kernel>, spec: ExecSpec, files: Vec<OwnedFd>, reply: Sender<
                 }
             };
             let pid = task.tgid();
+            // Its own session, led by it, with the terminal (runc's
+            // setsid and TIOCSCTTY).
+            let console = terminal.map(|(t, host)| {
+                t.control(task.tg().links());
+                t.attach(host)
+            });
             let _ = reply.send(Reply::Started { pid });
             let status = task.run(&mut |_| Interruption::Continue);
+            if let Some(c) = console {
+                c.finish();
+            }
             drop(task);
             sentry::boot::reap_process(&kernel, pid);
             let _ = reply.send(match status {
@@ -428,6 +466,28 @@ fn exec(kernel: Arc<Kernel>, spec: ExecSpec, files: Vec<OwnedFd>, reply: Sender<
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start an exec thread");
     }
+}
+
+type ExecTerminal = (console::SandboxTerminal, console::HostSide);
+type Stdio = Vec<(u32, Arc<sentry::vfs::OpenFile>)>;
+
+/// An exec's descriptors 0, 1 and 2: the three passed, or, when two are
+/// passed (the host side of a terminal: input and output), a new sandbox
+/// terminal's replica.
+fn exec_stdio(
+    kernel: &Arc<Kernel>,
+    files: Vec<OwnedFd>,
+) -> Result<(Stdio, Option<ExecTerminal>), String> {
+    if files.len() != 2 {
+        return donated(files).map(|s| (s, None));
+    }
+    let mut it = files.into_iter();
+    let (Some(input), Some(output)) = (it.next(), it.next()) else {
+        return Err("an exec's terminal passes 2 files".into());
+    };
+    let host = console::HostSide::from_fds(input, output);
+    let term = console::SandboxTerminal::new(kernel, &host).map_err(|e| e.to_string())?;
+    Ok((term.stdio(), Some((term, host))))
 }
 
 /// The passed stdio as the process's descriptors 0, 1 and 2.

@@ -767,7 +767,10 @@ fn load_ptys(
         if m > 1 {
             return Err(bad("index", format!("{m} master descriptions")).into());
         }
-        if p.state.hung_up == (m == 1) {
+        // Not hung up with no master description: the master was held
+        // outside the sandbox's files (an OCI container's console, which
+        // the restore attaches again).
+        if p.state.hung_up && m == 1 {
             return Err(bad(
                 "state.hung_up",
                 format!("{} with {m} master descriptions", p.state.hung_up),
