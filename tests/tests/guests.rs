@@ -63,6 +63,7 @@ const SPECS: &[Spec] = &[
     spec("sysinfo"),
     spec("fifo"),
     spec("splice"),
+    spec("perms"),
     Spec {
         exit: 3,
         ..spec("exit_group")
@@ -256,6 +257,7 @@ guest_tests!(
     sysinfo,
     fifo,
     splice,
+    perms,
     exit_group,
     exit_thread,
     atexit,

@@ -38,18 +38,24 @@ impl ExecError {
 /// Linux's MAX_ARG_STRINGS.
 pub const MAX_ARG_STRINGS: usize = 0x7fff_ffff;
 
-/// Opens an executable (or interpreter) for the loader: a regular file
-/// with an execute bit.
+/// Opens an executable (or interpreter) for the loader: a regular file the
+/// caller may execute, found with the caller's search permissions. The
+/// kernel reads it whether or not the caller may (an execute-only binary
+/// runs).
 fn open_executable(
     vfs: &Vfs,
     cwd: &Arc<Dentry>,
     path: &str,
 ) -> Result<Arc<dyn MappableFile>, Errno> {
-    let f = vfs.open_at(cwd, path.as_bytes(), libc::O_RDONLY, 0)?;
-    let st = f.stat()?;
-    if !st.is_regular() || st.mode & 0o111 == 0 {
+    let d = vfs.resolve(cwd, path.as_bytes(), true)?;
+    let st = d.stat()?;
+    if !st.is_regular() {
         return Err(Errno::EACCES);
     }
+    crate::vfs::perm::check_stat(&st, crate::vfs::perm::MAY_EXEC)?;
+    let f = crate::vfs::perm::as_creds(crate::vfs::perm::FsCreds::default(), || {
+        vfs.finish_open(d, libc::O_RDONLY)
+    })?;
     f.as_mappable().ok_or(Errno::EACCES)
 }
 

@@ -214,7 +214,7 @@ fn restore_ptys(
     let mut out = Vec::with_capacity(saved.len());
     for p in saved {
         let tty = devpts
-            .add(Some(p.index), p.state.clone(), HostClock.now())
+            .add(Some(p.index), p.state.clone(), p.owner, HostClock.now())
             .map_err(|e| RestoreError::Invalid(format!("pty {}: {e}", p.index)))?;
         tty.set_signals(Arc::downgrade(&signals));
         out.push(tty);

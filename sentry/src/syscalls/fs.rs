@@ -493,9 +493,27 @@ fn do_faccessat(t: &mut Task, dirfd: i32, path_addr: u64, mode: i32, flags: i32)
     }
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel()
-        .vfs
-        .access_at(&start, &path, mode, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+    let c = t.creds();
+    let creds = if flags & libc::AT_EACCESS != 0 {
+        crate::vfs::perm::FsCreds {
+            uid: c.euid,
+            gid: c.egid,
+            groups: c.groups.clone(),
+        }
+    } else {
+        crate::vfs::perm::FsCreds {
+            uid: c.uid,
+            gid: c.gid,
+            groups: c.groups.clone(),
+        }
+    };
+    t.kernel().vfs.access_at(
+        &start,
+        &path,
+        mode,
+        flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+        creds,
+    )?;
     Ok(0)
 }
 
@@ -665,6 +683,7 @@ pub fn fchdir(t: &mut Task, a: &Args) -> SysResult {
     if !d.is_dir() {
         return Err(Errno::ENOTDIR);
     }
+    crate::vfs::perm::check(d.inode().as_ref(), crate::vfs::perm::MAY_EXEC)?;
     t.set_cwd(d);
     Ok(0)
 }
@@ -1107,7 +1126,7 @@ pub fn fchmod(t: &mut Task, a: &Args) -> SysResult {
     if f.dentry().is_some_and(|d| d.mount().read_only) {
         return Err(Errno::EROFS);
     }
-    f.inode().chmod(a.uint(1) & 0o7777)?;
+    crate::vfs::perm::chmod(f.inode().as_ref(), a.uint(1) & 0o7777)?;
     Ok(0)
 }
 
@@ -1213,6 +1232,7 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let now = crate::vfs::Clock::now(&crate::vfs::HostClock);
+    let mut explicit = false;
     let (atime, mtime) = if times_addr == 0 {
         (Some(now), Some(now))
     } else {
@@ -1235,7 +1255,17 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
                 _ => Err(Errno::EINVAL),
             }
         };
+        let given = |i: usize| {
+            let nsec = i64::from_le_bytes(b[i * 16 + 8..i * 16 + 16].try_into().unwrap_or([0; 8]));
+            nsec != UTIME_NOW && nsec != UTIME_OMIT
+        };
+        explicit = given(0) || given(1);
         (field(0)?, field(1)?)
+    };
+    let times = crate::vfs::perm::NewTimes {
+        atime,
+        mtime,
+        explicit,
     };
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     let path = if path_addr == 0 {
@@ -1255,13 +1285,11 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
         if d.mount().read_only {
             return Err(Errno::EROFS);
         }
-        d.inode().set_times(atime, mtime)?;
+        crate::vfs::perm::set_times(d.inode().as_ref(), times)?;
         return Ok(0);
     }
     let start = start_dir(t, dirfd, &path)?;
-    t.kernel()
-        .vfs
-        .utimes_at(&start, &path, atime, mtime, follow)?;
+    t.kernel().vfs.utimes_at(&start, &path, times, follow)?;
     Ok(0)
 }
 

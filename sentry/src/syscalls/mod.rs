@@ -66,6 +66,11 @@ pub fn dispatch(task: &mut Task) {
     let entry = if native { table::lookup(nr) } else { None };
     // A signalfd read or polled by this call sees this task's signals.
     poll::note_current(task);
+    // File access is checked against this task's effective ids.
+    {
+        let c = task.creds();
+        crate::vfs::perm::note_current(c.euid, c.egid, &c.groups);
+    }
     // A write(2) on a socket sends this task's credentials.
     crate::net::socket::note_current(crate::net::UCred {
         pid: task.tgid(),

@@ -23,6 +23,7 @@ pub mod line_discipline;
 pub mod lock;
 pub mod namespace;
 pub mod overlay;
+pub mod perm;
 pub mod pipe;
 pub mod poll;
 pub mod procfs;

@@ -170,8 +170,46 @@ struct Effects {
 pub struct PtySnapshot {
     pub index: u32,
     pub state: TtyState,
+    /// The replica's owner (since v2): who opened ptmx.
+    pub owner: u32,
 }
-statefile::savable_serde!(PtySnapshot, "vfs.Pty", 1, [TtyState]);
+statefile::versioned!(PtySnapshot, "vfs.Pty", 2, [TtyState]);
+
+/// Version 1 of [`PtySnapshot`]: replicas were root's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtySnapshotV1 {
+    pub index: u32,
+    pub state: TtyState,
+}
+statefile::versioned!(PtySnapshotV1, "vfs.Pty", 1, [TtyState]);
+
+impl statefile::Savable for PtySnapshot {
+    const TYPE_NAME: &'static str = "vfs.Pty";
+    const VERSION: u32 = 2;
+    const MIN_VERSION: u32 = 1;
+
+    fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+        enc.serde(self)
+    }
+
+    fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
+        if version == 1 {
+            statefile::check_saved_versions::<PtySnapshotV1>(dec.types())?;
+            let v1: PtySnapshotV1 = dec.serde()?;
+            return Ok(PtySnapshot {
+                index: v1.index,
+                state: v1.state,
+                owner: 0,
+            });
+        }
+        statefile::check_saved_versions::<Self>(dec.types())?;
+        dec.serde()
+    }
+
+    fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+        statefile::register_versioned::<Self>(types)
+    }
+}
 
 impl PtySnapshot {
     /// Checks a loaded snapshot (invariant 4): the field at fault and why.
@@ -200,6 +238,8 @@ impl PtySnapshot {
 /// One pseudo-terminal: the pair's shared state.
 pub struct Terminal {
     index: u32,
+    /// The replica's owner (devpts makes it whoever opened ptmx).
+    owner: u32,
     created: Timespec,
     state: Mutex<TtyState>,
     /// Pollers of both ends.
@@ -733,6 +773,7 @@ impl Terminal {
         PtySnapshot {
             index: self.index,
             state: self.state().clone(),
+            owner: self.owner,
         }
     }
 
@@ -904,6 +945,7 @@ impl DevPts {
         &self,
         index: Option<u32>,
         state: TtyState,
+        owner: u32,
         now: Timespec,
     ) -> Result<Arc<Terminal>, Errno> {
         let mut map = lock(&self.terminals);
@@ -917,6 +959,7 @@ impl DevPts {
         };
         let tty = Arc::new(Terminal {
             index,
+            owner,
             created: now,
             state: Mutex::new(state),
             queue: WaitQueue::new(),
@@ -932,7 +975,7 @@ impl DevPts {
             locked: true,
             ..TtyState::default()
         };
-        let tty = self.add(None, state, self.time)?;
+        let tty = self.add(None, state, super::perm::current_ids().0, self.time)?;
         Ok(tty.reopen_end(true))
     }
 }
@@ -1079,6 +1122,7 @@ impl Inode for ReplicaInode {
             ino: self.index as u64 + 3,
             mode: libc::S_IFCHR | 0o620,
             nlink: 1,
+            uid: t.owner,
             gid: 5,
             rdev: makedev(PTS_MAJOR, self.index),
             blksize: 1024,

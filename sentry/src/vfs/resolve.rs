@@ -91,6 +91,7 @@ impl Vfs {
         if !parent.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        super::perm::check(parent.inode().as_ref(), super::perm::MAY_EXEC)?;
         Ok(ParentAndName {
             parent,
             name: name.to_vec(),
@@ -117,6 +118,7 @@ impl Vfs {
             if !cur.is_dir() {
                 return Err(Errno::ENOTDIR);
             }
+            super::perm::check(cur.inode().as_ref(), super::perm::MAY_EXEC)?;
             let next = self.step(&cur, name)?;
             if next.is_symlink() && (!last || follow_last || trailing_slash) {
                 cur = self.follow(&cur, next, last, links)?;
@@ -368,15 +370,21 @@ pub(crate) mod tests {
         vfs.unlink_at(&r, b"/a/b", libc::AT_REMOVEDIR).unwrap();
         assert_eq!(path(&vfs, b"/a/b"), Err(Errno::ENOENT));
         assert_eq!(
-            vfs.access_at(&r, b"/a/f", libc::X_OK, true),
+            vfs.access_at(&r, b"/a/f", libc::X_OK, true, Default::default()),
             Err(Errno::EACCES)
         );
         assert_eq!(
-            vfs.access_at(&r, b"/a/f", libc::R_OK | libc::W_OK, true),
+            vfs.access_at(
+                &r,
+                b"/a/f",
+                libc::R_OK | libc::W_OK,
+                true,
+                Default::default()
+            ),
             Ok(())
         );
         assert_eq!(
-            vfs.access_at(&r, b"/zz", libc::F_OK, true),
+            vfs.access_at(&r, b"/zz", libc::F_OK, true, Default::default()),
             Err(Errno::ENOENT)
         );
     }
@@ -415,7 +423,7 @@ pub(crate) mod tests {
         );
         assert_eq!(vfs.mkdir_at(&r, b"/a/b/x", 0o755), Err(Errno::EROFS));
         assert_eq!(
-            vfs.access_at(&r, b"/a/b", libc::W_OK, true),
+            vfs.access_at(&r, b"/a/b", libc::W_OK, true, Default::default()),
             Err(Errno::EROFS)
         );
         assert_eq!(

@@ -566,9 +566,21 @@ impl TmpfsInode {
     }
 
     /// Inserts a new node as child `name` (EEXIST if taken).
-    pub(crate) fn insert(&self, name: &[u8], node: Node) -> Result<Arc<TmpfsInode>, Errno> {
+    /// A new node is its creator's, in its creator's group, or in the
+    /// directory's group when the directory is set-group-ID (a new
+    /// directory then is too).
+    pub(crate) fn insert(&self, name: &[u8], mut node: Node) -> Result<Arc<TmpfsInode>, Errno> {
         let now = self.now();
         let mut me = self.lock();
+        let (uid, gid) = super::perm::current_ids();
+        node.uid = uid;
+        node.gid = gid;
+        if me.mode & libc::S_ISGID != 0 {
+            node.gid = me.gid;
+            if node.mode & libc::S_IFMT == libc::S_IFDIR {
+                node.mode |= libc::S_ISGID;
+            }
+        }
         let dir = me.dir()?;
         if dir.children.contains_key(name) {
             return Err(Errno::EEXIST);
@@ -1279,8 +1291,17 @@ pub(crate) mod tests {
         assert_eq!(m.mapping_name(), "/m");
         let st = f.stat().unwrap();
         assert_eq!(st.mtime.sec, 100);
-        vfs.utimes_at(&r, b"/m", Some(Timespec { sec: 5, nsec: 6 }), None, true)
-            .unwrap();
+        vfs.utimes_at(
+            &r,
+            b"/m",
+            crate::vfs::perm::NewTimes {
+                atime: Some(Timespec { sec: 5, nsec: 6 }),
+                mtime: None,
+                explicit: true,
+            },
+            true,
+        )
+        .unwrap();
         assert_eq!(
             vfs.stat_at(&r, b"/m", true).unwrap().atime,
             Timespec { sec: 5, nsec: 6 }

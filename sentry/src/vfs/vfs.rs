@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use super::dentry::{lock, Dentry, Mount};
 use super::file::{OpenFile, PathOps};
 use super::inode::Inode;
+use super::perm;
 use super::resolve::ParentAndName;
-use super::stat::{makedev, Stat, Timespec};
+use super::stat::{makedev, Stat};
 use crate::errno::Errno;
 
 /// Options of a mount.
@@ -196,6 +197,14 @@ impl Vfs {
         if writes && d.mount().read_only && d.is_dir() {
             return Err(Errno::EROFS);
         }
+        let mut want = 0;
+        if acc == libc::O_RDONLY || acc == libc::O_RDWR {
+            want |= perm::MAY_READ;
+        }
+        if writes || flags & libc::O_TRUNC != 0 {
+            want |= perm::MAY_WRITE;
+        }
+        perm::check(inode.as_ref(), want)?;
         if flags & libc::O_TRUNC != 0 && regular {
             inode.set_size(0)?;
         }
@@ -219,6 +228,7 @@ impl Vfs {
         if pn.parent.has_child(&pn.name)? {
             return Err(Errno::EEXIST);
         }
+        perm::check(pn.parent.inode().as_ref(), perm::MAY_WRITE | perm::MAY_EXEC)?;
         let parent = pn.parent.clone();
         parent.with_children(|children| {
             let inode = make(parent.inode().as_ref())?;
@@ -297,6 +307,7 @@ impl Vfs {
         if old.is_unlinked() {
             return Err(Errno::ENOENT);
         }
+        perm::may_link(old.inode().as_ref())?;
         let target = old.inode().clone();
         self.create_child(&pn, |dir| {
             dir.link(&pn.name, target.as_ref())?;
@@ -335,6 +346,7 @@ impl Vfs {
         if pn.parent.mount().read_only {
             return Err(Errno::EROFS);
         }
+        perm::may_delete(pn.parent.inode().as_ref(), child.inode().as_ref())?;
         let parent = pn.parent.clone();
         parent.with_children(|children| {
             if rmdir {
@@ -389,11 +401,13 @@ impl Vfs {
         if old.parent.mount().read_only {
             return Err(Errno::EROFS);
         }
+        perm::may_delete(old.parent.inode().as_ref(), src.inode().as_ref())?;
         match new.parent.child(&new.name) {
             Ok(dst) => {
                 if Arc::ptr_eq(&dst, &src) {
                     return Ok(());
                 }
+                perm::may_delete(new.parent.inode().as_ref(), dst.inode().as_ref())?;
                 if flags & libc::RENAME_NOREPLACE != 0 {
                     return Err(Errno::EEXIST);
                 }
@@ -406,8 +420,17 @@ impl Vfs {
                     _ => {}
                 }
             }
-            Err(Errno::ENOENT) => {}
+            Err(Errno::ENOENT) => {
+                perm::check(
+                    new.parent.inode().as_ref(),
+                    perm::MAY_WRITE | perm::MAY_EXEC,
+                )?;
+            }
             Err(e) => return Err(e),
+        }
+        // A directory moving to another parent changes its "..".
+        if src.is_dir() && !Arc::ptr_eq(&old.parent, &new.parent) {
+            perm::check(src.inode().as_ref(), perm::MAY_WRITE)?;
         }
         // A directory cannot move below itself.
         if src.is_dir() {
@@ -438,30 +461,28 @@ impl Vfs {
         self.resolve(start, path, follow)?.stat()
     }
 
-    /// access(2)/faccessat(2). The sandbox's user is root: only existence,
-    /// read-only mounts (W_OK: EROFS) and execute bits (X_OK on a file with
-    /// none: EACCES) can refuse.
+    /// access(2)/faccessat(2): checked, path walk included, as `creds`
+    /// (the real ids, or the effective ones with AT_EACCESS). A write to a
+    /// read-only mount is EROFS.
     pub fn access_at(
         &self,
         start: &Arc<Dentry>,
         path: &[u8],
         mode: i32,
         follow: bool,
+        creds: perm::FsCreds,
     ) -> Result<(), Errno> {
         if mode & !(libc::R_OK | libc::W_OK | libc::X_OK) != 0 {
             return Err(Errno::EINVAL);
         }
-        let d = self.resolve(start, path, follow)?;
-        if mode & libc::W_OK != 0 && d.mount().read_only {
-            return Err(Errno::EROFS);
-        }
-        if mode & libc::X_OK != 0 && !d.is_dir() {
-            let st = d.stat()?;
-            if st.mode & 0o111 == 0 {
-                return Err(Errno::EACCES);
+        perm::as_creds(creds, || {
+            let d = self.resolve(start, path, follow)?;
+            if mode & libc::W_OK != 0 && d.mount().read_only {
+                return Err(Errno::EROFS);
             }
-        }
-        Ok(())
+            // R_OK, W_OK and X_OK are MAY_READ, MAY_WRITE and MAY_EXEC.
+            perm::check(d.inode().as_ref(), mode as u32)
+        })
     }
 
     /// truncate(2).
@@ -477,6 +498,7 @@ impl Vfs {
         if d.mount().read_only {
             return Err(Errno::EROFS);
         }
+        perm::check(d.inode().as_ref(), perm::MAY_WRITE)?;
         d.inode().set_size(len)
     }
 
@@ -492,7 +514,7 @@ impl Vfs {
         if d.mount().read_only {
             return Err(Errno::EROFS);
         }
-        d.inode().chmod(mode & 0o7777)
+        perm::chmod(d.inode().as_ref(), mode & 0o7777)
     }
 
     /// utimensat(2) with a path; `None` leaves a time unchanged (UTIME_OMIT;
@@ -501,15 +523,14 @@ impl Vfs {
         &self,
         start: &Arc<Dentry>,
         path: &[u8],
-        atime: Option<Timespec>,
-        mtime: Option<Timespec>,
+        times: perm::NewTimes,
         follow: bool,
     ) -> Result<(), Errno> {
         let d = self.resolve(start, path, follow)?;
         if d.mount().read_only {
             return Err(Errno::EROFS);
         }
-        d.inode().set_times(atime, mtime)
+        perm::set_times(d.inode().as_ref(), times)
     }
 
     /// chdir(2)/chroot helper: the directory at `path`.
@@ -518,6 +539,7 @@ impl Vfs {
         if !d.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        perm::check(d.inode().as_ref(), perm::MAY_EXEC)?;
         Ok(d)
     }
 
