@@ -27,7 +27,7 @@ pub struct Globals {
 }
 
 impl Globals {
-    fn apply(&self, cmd: &mut Command) {
+    pub(super) fn apply(&self, cmd: &mut Command) {
         cmd.arg("--root").arg(&self.root);
         if let Some(p) = &self.platform {
             cmd.arg("--platform").arg(p);
@@ -186,7 +186,7 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-const NO_PTY: &str = "cryo has no pseudo-terminals in the sandbox yet (process.terminal, --tty and --console-socket are refused): run without a terminal";
+pub(super) const NO_PTY: &str = "cryo has no pseudo-terminals in the sandbox yet (process.terminal, --tty and --console-socket are refused): run without a terminal";
 
 pub fn spec(args: SpecArgs) -> anyhow::Result<i32> {
     let path = args.bundle.join("config.json");
@@ -199,7 +199,7 @@ pub fn spec(args: SpecArgs) -> anyhow::Result<i32> {
 }
 
 /// Writes `pid` to `path` atomically (clients poll for it).
-fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     let tmp = path.with_extension("cryo-tmp");
     std::fs::write(&tmp, pid.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
@@ -207,7 +207,7 @@ fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
 }
 
 /// A pipe whose write end a child inherits (as the returned number).
-fn ready_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+pub(super) fn ready_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
     nix::fcntl::fcntl(
         w.as_raw_fd(),
@@ -217,7 +217,7 @@ fn ready_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-fn read_all(fd: OwnedFd) -> String {
+pub(super) fn read_all(fd: OwnedFd) -> String {
     let mut s = String::new();
     let _ = std::fs::File::from(fd).read_to_string(&mut s);
     s
@@ -252,6 +252,7 @@ fn create_inner(g: &Globals, args: &CreateArgs) -> anyhow::Result<std::process::
     };
     let started = (|| -> anyhow::Result<std::process::Child> {
         locked.save(&record)?;
+        super::identity::save_in(&locked.dir, &super::identity::Identity::of_plan(&plan))?;
         for w in &plan.warnings {
             match &g.log {
                 Some(log) => crate::logging::log_line(log, g.log_format.as_deref(), "warning", w),
@@ -311,7 +312,7 @@ fn create_inner(g: &Globals, args: &CreateArgs) -> anyhow::Result<std::process::
 
 /// The hooks of the bundle's config.json (none if it no longer reads: it
 /// was checked when the container was created).
-fn bundle_hooks(bundle: &Path) -> Option<oci_spec::runtime::Hooks> {
+pub(super) fn bundle_hooks(bundle: &Path) -> Option<oci_spec::runtime::Hooks> {
     bundle::load_spec(bundle)
         .ok()
         .and_then(|s| s.hooks().clone())
@@ -405,7 +406,7 @@ pub fn run(g: &Globals, args: RunArgs) -> anyhow::Result<i32> {
 /// Passes `kill`'s signals sent to `cryo run` on to the sandbox process
 /// (which gives them to init). The terminal's (INT, QUIT) reach the
 /// sandbox by itself: it is in the same process group.
-fn forward_to(pid: i32) {
+pub(super) fn forward_to(pid: i32) {
     let mut set = nix::sys::signal::SigSet::empty();
     for s in [
         nix::sys::signal::Signal::SIGTERM,

@@ -6,9 +6,16 @@
 //! - [`sandbox`]: the sandbox process `create` leaves behind.
 //! - [`hooks`]: config.json's lifecycle hooks.
 //! - [`commands`]: the commands themselves.
+//! - [`restore`]: `restore --bundle`, a checkpointed container restored
+//!   as a new one; [`identity`] and [`inventory`] are what it checks.
+//! - [`worklog`]: dump.log and restore.log in --work-path.
 
 pub mod bundle;
 pub mod commands;
 pub mod hooks;
+pub mod identity;
+pub mod inventory;
+pub mod restore;
 pub mod sandbox;
 pub mod state;
+pub mod worklog;
