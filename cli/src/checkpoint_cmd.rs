@@ -145,7 +145,12 @@ fn checkpoint(args: CheckpointArgs, root: &Path, log: &mut WorkLog) -> anyhow::R
     }
     crate::supervisor::parse_compression(&args.compression)?;
     container::load(root, &args.id)?;
-    let metadata = oci_metadata(root, &args.id)?;
+    let oci = oci::state::peek(root, &args.id).is_ok();
+    let metadata = if oci {
+        oci_metadata(root, &args.id)?
+    } else {
+        Vec::new()
+    };
     let dir = std::path::absolute(&args.image_path)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create image directory {}", dir.display()))?;
@@ -165,7 +170,16 @@ fn checkpoint(args: CheckpointArgs, root: &Path, log: &mut WorkLog) -> anyhow::R
     }
     remove_leftovers(&dir_file, &dir);
     let target = sentry::state::statefile_path(&dir);
-    if target.exists() && !args.force {
+    // runc's checkpoint (which engines call) has no --force: it replaces
+    // what the image directory holds, and podman checkpoints a container
+    // kept running into the same directory again. So a statefile that
+    // the directory's inventory says is this container's own earlier
+    // checkpoint is replaced; anything else still needs --force.
+    let force = args.force || (oci && earlier_checkpoint_of(&dir, &args.id));
+    if force && !args.force {
+        log.line("replacing this container's earlier checkpoint in the image directory");
+    }
+    if target.exists() && !force {
         bail!(
             "{} already holds a statefile (use --force to replace it)",
             dir.display()
@@ -177,7 +191,7 @@ fn checkpoint(args: CheckpointArgs, root: &Path, log: &mut WorkLog) -> anyhow::R
     let req = Request::Checkpoint {
         leave_running: args.leave_running,
         compression: args.compression,
-        force: args.force,
+        force,
         metadata,
     };
     let memory_bytes = match conn.call(&req, &[file.as_fd(), dir_file.as_fd()])? {
@@ -194,8 +208,12 @@ fn checkpoint(args: CheckpointArgs, root: &Path, log: &mut WorkLog) -> anyhow::R
         Reply::Error(e) => bail!("checkpoint of {:?} failed: {e}", args.id),
         other => bail!("checkpoint of {:?}: unexpected answer {other:?}", args.id),
     };
-    // The statefile is the commit; its index follows (an engine looks for
-    // it before it restores). The directory is still locked.
+    // The statefile is the commit; an OCI container's index follows (an
+    // engine looks for it before it restores; the directory is still
+    // locked). A `cryo do` image directory holds the statefile alone.
+    if !oci {
+        return Ok(0);
+    }
     Inventory::of_statefile(&dir, &args.id, args.leave_running, memory_bytes)
         .and_then(|inv| inv.write(&dir))
         .with_context(|| {
@@ -205,6 +223,12 @@ fn checkpoint(args: CheckpointArgs, root: &Path, log: &mut WorkLog) -> anyhow::R
             )
         })?;
     Ok(0)
+}
+
+/// Whether `dir`'s inventory lists a statefile of container `id` (an
+/// earlier checkpoint of this same container).
+fn earlier_checkpoint_of(dir: &Path, id: &str) -> bool {
+    Inventory::read(dir).is_ok_and(|inv| inv.container_id == id)
 }
 
 /// Removes what earlier checkpoints into `dir` may have left. Called with
