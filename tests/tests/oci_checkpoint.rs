@@ -569,16 +569,20 @@ fn python_with_a_large_dict_restores_as_a_container() {
         Path::new("/usr/bin/python3").is_file(),
         "python3 is installed (tests/scripts/deps.sh)"
     );
-    let script = "import time\n\
-d = {i: i * i for i in range(1000000)}\n\
-n = 0\n\
-while True:\n\
-    n += 1\n\
-    k = (n * 7919) % 1000000\n\
-    assert d[k] == k * k\n\
-    print(n, len(d), flush=True)\n\
-    time.sleep(0.05)\n";
-    program_survives("python3", &["/usr/bin/python3", "-c", script], true, 5);
+    // (Lines joined by hand: a `\` continuation would eat the indentation.)
+    let script = [
+        "import time",
+        "d = {i: i * i for i in range(1000000)}",
+        "n = 0",
+        "while True:",
+        "    n += 1",
+        "    k = (n * 7919) % 1000000",
+        "    assert d[k] == k * k",
+        "    print(n, len(d), flush=True)",
+        "    time.sleep(0.05)",
+    ]
+    .join("\n");
+    program_survives("python3", &["/usr/bin/python3", "-c", &script], true, 5);
 }
 
 #[test]
@@ -761,6 +765,13 @@ fn podman_ok(env: &Env, args: &[&str]) -> Output {
     o
 }
 
+fn status(env: &Env, name: &str) -> String {
+    podman_ok(env, &["inspect", "--format", "{{.State.Status}}", name])
+        .stdout_str()
+        .trim()
+        .to_string()
+}
+
 /// The numbers a container has printed so far (`podman logs`).
 fn logged(env: &Env, name: &str) -> Vec<u64> {
     podman_ok(env, &["logs", name])
@@ -815,19 +826,18 @@ fn podman_checkpoints_and_restores_cryo_containers() {
     );
     let before = wait_logged(&env, "pc", 3);
     podman_ok(&env, &["container", "checkpoint", "pc"]);
-    let o = podman_ok(&env, &["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
-    assert!(o.stdout_str().contains("pc exited"), "{}", o.stdout_str());
+    assert_eq!(status(&env, "pc"), "exited");
     let stopped = logged(&env, "pc");
     assert!(stopped.len() >= before.len());
     podman_ok(&env, &["container", "restore", "pc"]);
+    assert_eq!(status(&env, "pc"), "running");
     let after = wait_logged(&env, "pc", *stopped.last().unwrap() + 2);
     counts_on(&after);
 
     // --leave-running: the container goes on; checkpointed twice.
     podman_ok(&env, &["container", "checkpoint", "--leave-running", "pc"]);
     podman_ok(&env, &["container", "checkpoint", "--leave-running", "pc"]);
-    let o = podman_ok(&env, &["ps", "--format", "{{.Names}} {{.State}}"]);
-    assert!(o.stdout_str().contains("pc running"), "{}", o.stdout_str());
+    assert_eq!(status(&env, "pc"), "running");
     let n = logged(&env, "pc");
     let n = wait_logged(&env, "pc", *n.last().unwrap() + 2);
     counts_on(&n);
