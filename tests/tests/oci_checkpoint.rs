@@ -31,16 +31,18 @@ fn become_subreaper() {
     assert_eq!(r, 0, "PR_SET_CHILD_SUBREAPER");
 }
 
-/// Reaps whatever sandboxes ended (children of this subreaper), so their
-/// pids do not stay zombies that look alive to `kill(pid, 0)`.
-fn reap_any() {
-    loop {
+/// Reaps sandbox `pid` if it is this process's child and ends soon (not
+/// `waitpid(-1)`: the other tests' threads wait for children of their own).
+fn reap(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
         let mut status = 0;
         // SAFETY: waitpid with a valid out pointer.
-        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if r <= 0 {
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r != 0 {
             return;
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -274,14 +276,20 @@ impl Drop for Env {
     /// A failing test leaves no sandbox running.
     fn drop(&mut self) {
         for id in self.ids() {
+            let pid = std::fs::read(self.root().join(&id).join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["pid"].as_i64());
             let mut cmd = cryo_command(&self.root());
             cmd.args(["delete", "--force", &id])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             let _ = cmd.status();
+            if let Some(pid) = pid.filter(|&p| p > 0) {
+                reap(pid as i32);
+            }
         }
-        reap_any();
     }
 }
 
@@ -397,7 +405,10 @@ fn check_continues(
     // The timer goes on firing the handler, the alarm is still pending,
     // and the monotonic clock did not go back.
     let lastf = t.last().unwrap();
-    assert!(num(first, "usr1") >= num(last, "usr1"), "{first:?} {last:?}");
+    assert!(
+        num(first, "usr1") >= num(last, "usr1"),
+        "{first:?} {last:?}"
+    );
     assert!(
         num(lastf, "usr1") > num(first, "usr1"),
         "the timer's handler stopped: {t:?}"
@@ -436,9 +447,15 @@ fn container_state_survives_checkpoint_and_restore() {
     assert_eq!(inv["container_id"], "a");
     let log = std::fs::read_to_string(env.path("work/dump.log")).unwrap();
     assert!(log.contains("checkpoint succeeded"), "{log}");
-    let last = ticks(&std::fs::read_to_string(&out).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
-        .pop()
-        .unwrap();
+    let last = ticks(
+        &std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+    )
+    .pop()
+    .unwrap();
     assert_eq!(env.cryo(&["delete", "a"]).code, 0);
 
     // Restored from copies of the image and the bundle, in another
@@ -480,7 +497,14 @@ fn container_state_survives_checkpoint_and_restore() {
     assert_eq!(wait_pid(cpid, TIMEOUT), Some(137));
     assert_eq!(env.state("c")["status"], "stopped");
     assert_eq!(env.cryo(&["delete", "c"]).code, 0);
-    let n = ticks(&std::fs::read_to_string(&bout).unwrap().lines().map(str::to_string).collect::<Vec<_>>()).len();
+    let n = ticks(
+        &std::fs::read_to_string(&bout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+    )
+    .len();
     wait_lines(&bout, "b after c's end", |l| ticks(l).len() > n + 2);
     assert!(alive(bpid), "killing c ended b");
 
@@ -529,7 +553,7 @@ fn program_survives(what: &str, args: &[&str], host_root: bool, first_lines: usi
     assert_eq!(o.code, 0, "{what}: checkpoint: {}", o.stderr_str());
     assert_eq!(wait_pid(pid, TIMEOUT), Some(0), "{what}");
     let before = std::fs::read_to_string(&out).unwrap();
-    let last = before.lines().filter_map(counter).last().unwrap();
+    let last = before.lines().rev().find_map(counter).unwrap();
     assert_eq!(env.cryo(&["delete", "a"]).code, 0);
 
     let moved = env.path("moved");
@@ -561,6 +585,71 @@ fn busybox_sh_loop_restores_as_a_container() {
         false,
         5,
     );
+}
+
+#[test]
+fn restore_without_detach_stays_in_the_foreground() {
+    let env = Env::new();
+    let args = [
+        "/bin/sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done",
+    ];
+    let bundle = env.bundle("bundle", &args, false, |_| {});
+    let out = env.path("a.out");
+    env.run_detached(&bundle, "a", &out);
+    wait_lines(&out, "a", |l| l.len() >= 3);
+    let last = || -> u64 {
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // `a` runs on: the checkpoint is of a moment between these two.
+    let before = last();
+    let img = env.path("img");
+    let o = env.checkpoint("a", &img, &["--leave-running"]);
+    assert_eq!(o.code, 0, "checkpoint: {}", o.stderr_str());
+    let after = last();
+    // The restore command itself stands for the container, its stdio the
+    // container's, and ends with it.
+    let fout = env.path("f.out");
+    let ferr = env.file();
+    let mut cmd = cryo_command(&env.root());
+    cmd.arg("restore")
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--image-path")
+        .arg(&img)
+        .arg("f")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&fout).unwrap())
+        .stderr(std::fs::File::create(&ferr).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let lines = wait_lines(&fout, "restored f", |l| l.len() >= 3);
+    let first: u64 = lines[0].parse().unwrap();
+    assert!(
+        first > before && first <= after + 1,
+        "f does not go on from the checkpoint between {before} and {after}: {lines:?}"
+    );
+    assert_eq!(env.state("f")["status"], "running");
+    assert!(child.try_wait().unwrap().is_none(), "restore returned");
+    assert_eq!(env.cryo(&["kill", "f", "KILL"]).code, 0);
+    let deadline = Instant::now() + TIMEOUT;
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break cryo_tests::exit_code(st);
+        }
+        assert!(Instant::now() < deadline, "restore did not end with f");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, 137, "{}", std::fs::read_to_string(&ferr).unwrap());
+    // As `run` in the foreground, the ended container is removed.
+    assert_eq!(env.ids(), ["a"]);
+    assert_eq!(env.cryo(&["delete", "--force", "a"]).code, 0);
 }
 
 #[test]
@@ -680,7 +769,11 @@ fn bad_restores_are_refused_and_leave_nothing() {
     // protobuf image behind a binary magic.
     let criu = env.path("criu-img");
     copy_tree(&img, &criu);
-    std::fs::write(criu.join("inventory.img"), [0x54, 0x56, 0x19, 0x58, 0x08, 0x02]).unwrap();
+    std::fs::write(
+        criu.join("inventory.img"),
+        [0x54, 0x56, 0x19, 0x58, 0x08, 0x02],
+    )
+    .unwrap();
     let o = env.restore(&bundle, &criu, "x", &env.file());
     refused(&env, &o, "not written by cryo", keep);
 
@@ -702,11 +795,18 @@ fn bad_restores_are_refused_and_leave_nothing() {
 // ---- podman -----------------------------------------------------------
 
 fn which(program: &str) -> PathBuf {
-    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{program} is not installed: run tests/scripts/deps.sh"))
+    [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join(program))
+    .find(|p| p.is_file())
+    .unwrap_or_else(|| panic!("{program} is not installed: run tests/scripts/deps.sh"))
 }
 
 /// The cryo binary as podman calls it: with the test's platform, through
@@ -755,13 +855,7 @@ fn podman(env: &Env, args: &[&str]) -> Output {
 
 fn podman_ok(env: &Env, args: &[&str]) -> Output {
     let o = podman(env, args);
-    assert_eq!(
-        o.code,
-        0,
-        "podman {}: {}",
-        args.join(" "),
-        o.stderr_str()
-    );
+    assert_eq!(o.code, 0, "podman {}: {}", args.join(" "), o.stderr_str());
     o
 }
 
@@ -820,7 +914,16 @@ fn podman_checkpoints_and_restores_cryo_containers() {
     podman_ok(
         &env,
         &[
-            "run", "-d", "--name", "pc", "--network", "none", "--rootfs", rootfs, "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            "pc",
+            "--network",
+            "none",
+            "--rootfs",
+            rootfs,
+            "sh",
+            "-c",
             COUNTER,
         ],
     );
@@ -856,24 +959,52 @@ fn podman_checkpoints_and_restores_cryo_containers() {
         .status()
         .unwrap();
     assert!(st.success());
-    podman_ok(&env, &["import", tar.to_str().unwrap(), "localhost/cryo-busybox"]);
+    podman_ok(
+        &env,
+        &["import", tar.to_str().unwrap(), "localhost/cryo-busybox"],
+    );
     podman_ok(
         &env,
         &[
-            "run", "-d", "--name", "pe", "--network", "none", "localhost/cryo-busybox", "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            "pe",
+            "--network",
+            "none",
+            "localhost/cryo-busybox",
+            "sh",
+            "-c",
             COUNTER,
         ],
     );
     wait_logged(&env, "pe", 3);
     let export = env.path("pe.tar.gz");
     let export = export.to_str().unwrap();
-    podman_ok(&env, &["container", "checkpoint", &format!("--export={export}"), "pe"]);
-    let at_export = logged(&env, "pe");
-    podman_ok(&env, &["rm", "pe"]);
-    podman_ok(&env, &["container", "restore", &format!("--import={export}")]);
     podman_ok(
         &env,
-        &["container", "restore", &format!("--import={export}"), "--name", "pe2"],
+        &[
+            "container",
+            "checkpoint",
+            &format!("--export={export}"),
+            "pe",
+        ],
+    );
+    let at_export = logged(&env, "pe");
+    podman_ok(&env, &["rm", "pe"]);
+    podman_ok(
+        &env,
+        &["container", "restore", &format!("--import={export}")],
+    );
+    podman_ok(
+        &env,
+        &[
+            "container",
+            "restore",
+            &format!("--import={export}"),
+            "--name",
+            "pe2",
+        ],
     );
     let last = *at_export.last().unwrap();
     for name in ["pe", "pe2"] {

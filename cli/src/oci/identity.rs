@@ -111,7 +111,8 @@ impl Identity {
 
     /// The header value.
     pub fn encode(&self) -> Result<String, IdentityError> {
-        let text = serde_json::to_string(self).map_err(|e| IdentityError::Corrupt(e.to_string()))?;
+        let text =
+            serde_json::to_string(self).map_err(|e| IdentityError::Corrupt(e.to_string()))?;
         if text.len() > MAX_BYTES {
             return Err(IdentityError::TooLarge(text.len()));
         }
@@ -259,8 +260,9 @@ pub fn save_in(dir: &Path, identity: &Identity) -> anyhow::Result<()> {
 pub fn load_from(dir: &Path, bundle: &Path) -> anyhow::Result<Identity> {
     let path = dir.join(FILE_NAME);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is corrupt", path.display())),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok(Identity::of_plan(&super::bundle::plan(bundle)?))
         }
@@ -320,7 +322,10 @@ mod tests {
         assert!(d[2].contains("/etc/hosts (bind-file ro) is not in the bundle"));
         assert!(d[3].contains("mounts /scratch (tmpfs rw mode=1777)"));
         let err = a.check(&b).unwrap_err().to_string();
-        assert!(err.contains("not the container that was checkpointed"), "{err}");
+        assert!(
+            err.contains("not the container that was checkpointed"),
+            "{err}"
+        );
 
         // The same flat mounts in another order are the same container.
         let mut c = a.clone();

@@ -164,7 +164,9 @@ impl Inventory {
             Ok(v) => v,
             // CRIU's images start with a binary magic number.
             Err(_) if !bytes.starts_with(b"{") => {
-                return Err(other("a binary file, as CRIU writes: not cryo's JSON index"))
+                return Err(other(
+                    "a binary file, as CRIU writes: not cryo's JSON index",
+                ))
             }
             Err(e) => {
                 return Err(InventoryError::Invalid {

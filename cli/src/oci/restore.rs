@@ -45,7 +45,10 @@ fn check_image(image: &Path, plan: &bundle::Plan) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("statefile {}: {e}", path.display()))?;
     let saved = Identity::of_header(reader.header())?;
     if saved.terminal {
-        bail!("the checkpointed container had a terminal: {}", commands::NO_PTY);
+        bail!(
+            "the checkpointed container had a terminal: {}",
+            commands::NO_PTY
+        );
     }
     saved.check(&Identity::of_plan(plan))?;
     Ok(())

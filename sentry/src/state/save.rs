@@ -310,12 +310,10 @@ fn header(task: &Task, tasks: &BTreeMap<i32, TaskRecord>, opts: &CheckpointOptio
         .iter()
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    let header = opts
-        .metadata
-        .iter()
-        .fold(Header::new(format!("cryo {}", env!("CARGO_PKG_VERSION"))), |h, (k, v)| {
-            h.with(k.clone(), v.clone())
-        });
+    let header = opts.metadata.iter().fold(
+        Header::new(format!("cryo {}", env!("CARGO_PKG_VERSION"))),
+        |h, (k, v)| h.with(k.clone(), v.clone()),
+    );
     header
         .with("container-id", opts.container_id.clone())
         .with("created", created.to_string())
