@@ -5,17 +5,17 @@
  *   - MiB mebibytes of known memory (every page a pattern of its index);
  *   - a pipe holding 16 unread bytes;
  *   - /tmp/ckpt-data, 8 KiB it wrote, kept open at offset 4096;
- *   - a shell (/bin/sh, the root's) whose child is a sleep;
+ *   - a shell (/bin/sh, the root's) whose children are two sleeps;
  *   - a SIGUSR1 handler that a periodic POSIX timer (CLOCK_MONOTONIC,
  *     every 20 ms) fires, and an ITIMER_REAL one hour away;
  * prints
- *   ready pid=P mib=N mem=HEX file=HEX sh=PID sleep=PID
+ *   ready pid=P mib=N mem=HEX file=HEX sh=PID sleep1=PID sleep2=PID
  * and then every 100 ms
  *   tick=N mem=HEX pipe=ok off=4096 file=HEX sh=alive sleep=alive
  *        usr1=COUNT alarm_s=SECONDS mono_ms=MS
  * re-checking everything each time: the whole memory's checksum, the
  * pipe's 16 bytes (read and written back), the open file's next bytes at
- * its offset, /tmp/ckpt-data's checksum, the shell and its sleep still
+ * its offset, /tmp/ckpt-data's checksum, the shell and its sleeps still
  * there with their pids, the handler still counting, the alarm still
  * pending, and the monotonic clock never going back (it CHECK-fails, exit
  * status 2, otherwise). */
@@ -107,22 +107,22 @@ int main(int argc, char **argv)
 	CHECK(sh >= 0);
 	if (sh == 0) {
 		execl("/bin/sh", "sh", "-c",
-		      "sleep 100000 & echo $! > /tmp/ckpt-sleep.pid.tmp && mv /tmp/ckpt-sleep.pid.tmp /tmp/ckpt-sleep.pid; wait",
+		      "sleep 100000 & a=$!; sleep 100000 & echo $a $! > /tmp/ckpt-sleep.pid.tmp && mv /tmp/ckpt-sleep.pid.tmp /tmp/ckpt-sleep.pid; wait",
 		      (char *)NULL);
 		_exit(127);
 	}
-	pid_t sleeper = 0;
-	for (int i = 0; i < 1000 && sleeper <= 0; i++) {
+	int sleep1 = 0, sleep2 = 0;
+	for (int i = 0; i < 1000 && sleep2 <= 0; i++) {
 		FILE *f = fopen("/tmp/ckpt-sleep.pid", "r");
 		if (f) {
-			if (fscanf(f, "%d", &sleeper) != 1)
-				sleeper = 0;
+			if (fscanf(f, "%d %d", &sleep1, &sleep2) != 2)
+				sleep2 = 0;
 			fclose(f);
 		}
-		if (sleeper <= 0)
+		if (sleep2 <= 0)
 			sleep_ms(10);
 	}
-	CHECK(sleeper > 0);
+	CHECK(sleep1 > 0 && sleep2 > 0 && sleep1 != sleep2);
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -140,8 +140,8 @@ int main(int argc, char **argv)
 	struct itimerval alarm_in = { { 0, 0 }, { 3600, 0 } };
 	CHECK(setitimer(ITIMER_REAL, &alarm_in, NULL) == 0);
 
-	printf("ready pid=%d mib=%ld mem=%016llx file=%016llx sh=%d sleep=%d\n", (int)getpid(), mib, mem, file,
-	       (int)sh, (int)sleeper);
+	printf("ready pid=%d mib=%ld mem=%016llx file=%016llx sh=%d sleep1=%d sleep2=%d\n", (int)getpid(), mib,
+	       mem, file, (int)sh, sleep1, sleep2);
 
 	long long last_mono = mono_ms();
 	long last_usr1 = 0, last_alarm = 3600;
@@ -167,7 +167,8 @@ int main(int argc, char **argv)
 		int status;
 		CHECK(waitpid(sh, &status, WNOHANG) == 0);
 		CHECK(kill(sh, 0) == 0);
-		CHECK(kill(sleeper, 0) == 0);
+		CHECK(kill(sleep1, 0) == 0);
+		CHECK(kill(sleep2, 0) == 0);
 
 		struct itimerval left;
 		CHECK(getitimer(ITIMER_REAL, &left) == 0);

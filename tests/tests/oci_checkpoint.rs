@@ -445,6 +445,14 @@ fn container_state_survives_checkpoint_and_restore() {
         serde_json::from_slice(&std::fs::read(img.join("inventory.img")).unwrap()).unwrap();
     assert_eq!(inv["format"], "cryo-image-inventory");
     assert_eq!(inv["container_id"], "a");
+    assert!(
+        inv["memory_bytes"].as_u64().unwrap() >= 256 << 20,
+        "the 256 MiB are not in the statefile: {inv}"
+    );
+    assert_eq!(
+        inv["files"][0]["bytes"].as_u64().unwrap(),
+        std::fs::metadata(img.join("checkpoint.cryo")).unwrap().len()
+    );
     let log = std::fs::read_to_string(env.path("work/dump.log")).unwrap();
     assert!(log.contains("checkpoint succeeded"), "{log}");
     let last = ticks(
@@ -477,7 +485,12 @@ fn container_state_survives_checkpoint_and_restore() {
     let o = env.cryo(&["ps", "--format", "json", "b"]);
     assert_eq!(o.code, 0, "ps: {}", o.stderr_str());
     let pids: Vec<i64> = serde_json::from_slice(&o.stdout).unwrap();
-    for want in [1, num(&ready, "sh"), num(&ready, "sleep")] {
+    for want in [
+        1,
+        num(&ready, "sh"),
+        num(&ready, "sleep1"),
+        num(&ready, "sleep2"),
+    ] {
         assert!(pids.contains(&want), "pid {want} not in {pids:?}");
     }
     let o = env.cryo(&["exec", "b", "/bin/sh", "-c", "wc -c < /tmp/ckpt-data"]);
@@ -722,6 +735,17 @@ fn bad_restores_are_refused_and_leave_nothing() {
     let o = env.checkpoint("keep", &img, &["--leave-running"]);
     assert_eq!(o.code, 0, "checkpoint again: {}", o.stderr_str());
 
+    // podman asks whether the runtime checkpoints with `checkpoint --help`.
+    for cmd in ["checkpoint", "restore"] {
+        let o = env.cryo(&[cmd, "--help"]);
+        assert_eq!(o.code, 0, "{cmd} --help");
+        assert!(
+            o.stdout_str().contains("--image-path"),
+            "{}",
+            o.stdout_str()
+        );
+    }
+
     // Flags cryo cannot honour are named.
     for (flags, want) in [
         (&["--pre-dump"][..], "--pre-dump"),
@@ -781,6 +805,18 @@ fn bad_restores_are_refused_and_leave_nothing() {
     std::fs::remove_file(criu.join("inventory.img")).unwrap();
     let o = env.restore(&bundle, &criu, "x", &env.file());
     refused(&env, &o, "has no inventory.img", keep);
+
+    // A statefile damaged after its checkpoint (same size, one byte
+    // flipped in its memory): the sandbox's validation refuses it.
+    let bad = env.path("bad-img");
+    copy_tree(&img, &bad);
+    let sf = bad.join("checkpoint.cryo");
+    let mut bytes = std::fs::read(&sf).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&sf, &bytes).unwrap();
+    let o = env.restore(&bundle, &bad, "x", &env.file());
+    refused(&env, &o, "checkpoint.cryo", keep);
 
     // And the good image still restores.
     let xout = env.path("x.out");
