@@ -30,6 +30,15 @@
 //!
 //! An image directory on a file system without `O_TMPFILE` is refused: a
 //! named temporary file would break (a) for a killed command.
+//!
+//! An OCI container's checkpoint (runc's command line, as podman calls it)
+//! adds two things: the container's identity in the statefile's header
+//! (`oci::identity`), and, once the statefile is committed, its index
+//! `inventory.img` (`oci::inventory`), written by this command under the
+//! directory's lock with a temporary name and a rename. A command killed
+//! after the commit may leave the statefile without its index (a restore
+//! through an engine then refuses it as incomplete) or a temporary file
+//! with [`TEMP_PREFIX`], which the next checkpoint removes.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::fd::{AsFd, AsRawFd};

@@ -451,7 +451,9 @@ fn container_state_survives_checkpoint_and_restore() {
     );
     assert_eq!(
         inv["files"][0]["bytes"].as_u64().unwrap(),
-        std::fs::metadata(img.join("checkpoint.cryo")).unwrap().len()
+        std::fs::metadata(img.join("checkpoint.cryo"))
+            .unwrap()
+            .len()
     );
     let log = std::fs::read_to_string(env.path("work/dump.log")).unwrap();
     assert!(log.contains("checkpoint succeeded"), "{log}");
@@ -774,6 +776,26 @@ fn bad_restores_are_refused_and_leave_nothing() {
     // A missing image directory.
     let o = env.restore(&bundle, &env.path("nowhere"), "x", &env.file());
     refused(&env, &o, "does not exist", keep);
+
+    // A container with a tmpfs mount is not checkpointed: the mount's
+    // files are not in a statefile.
+    let tbundle = env.bundle("tmpfs-bundle", &args, false, |v| {
+        v["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+            "options": ["mode=1777"]
+        }));
+    });
+    let tpid = env.run_detached(&tbundle, "t", &env.file());
+    let o = env.checkpoint("t", &env.path("timg"), &[]);
+    assert_eq!(o.code, 125, "checkpoint with a tmpfs mount");
+    assert!(
+        o.stderr_str().contains("tmpfs mount on /scratch"),
+        "{}",
+        o.stderr_str()
+    );
+    assert!(alive(tpid), "the refused checkpoint ended the container");
+    assert_eq!(env.cryo(&["delete", "--force", "t"]).code, 0);
+    wait_pid(tpid, TIMEOUT);
 
     // A bundle whose root and mounts differ from the checkpointed one's.
     let data = env.path("data");
