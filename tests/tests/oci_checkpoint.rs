@@ -667,6 +667,76 @@ fn restore_without_detach_stays_in_the_foreground() {
     assert_eq!(env.cryo(&["delete", "--force", "a"]).code, 0);
 }
 
+/// A restore runs the restore bundle's prestart and createRuntime hooks
+/// (as runc's), with the new container's state, before its processes go
+/// on; a failing one fails the restore and leaves nothing.
+#[test]
+fn restore_runs_prestart_and_create_runtime_hooks() {
+    let env = Env::new();
+    let args = [
+        "/bin/sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done",
+    ];
+    let bundle = env.bundle("bundle", &args, false, |_| {});
+    let out = env.path("a.out");
+    env.run_detached(&bundle, "a", &out);
+    wait_lines(&out, "a", |l| l.len() >= 2);
+    let img = env.path("img");
+    let o = env.checkpoint("a", &img, &[]);
+    assert_eq!(o.code, 0, "checkpoint: {}", o.stderr_str());
+    assert_eq!(env.cryo(&["delete", "--force", "a"]).code, 0);
+
+    let marks = env.path("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let hook = |stage: &str| {
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}/{stage}.json", marks.display())],
+        })
+    };
+    // Hooks are the host's business, not the application's: a bundle
+    // with them is the same container.
+    let hooked = env.bundle("hooked", &args, false, |v| {
+        v["hooks"] = serde_json::json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime")],
+            "startContainer": [hook("startContainer")],
+        });
+    });
+    let rout = env.path("r.out");
+    let pid = env.restored(&hooked, &img, "r", &rout);
+    for stage in ["prestart", "createRuntime"] {
+        let st: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(marks.join(format!("{stage}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(st["id"], "r", "{stage}: {st}");
+        assert_eq!(st["status"], "creating", "{stage}: {st}");
+        assert_eq!(st["pid"], pid, "{stage} sees the sandbox's pid");
+    }
+    assert!(
+        !marks.join("startContainer.json").exists(),
+        "a restore starts no container"
+    );
+    wait_lines(&rout, "r", |l| l.len() >= 2);
+    assert_eq!(env.cryo(&["delete", "--force", "r"]).code, 0);
+    wait_pid(pid, TIMEOUT);
+
+    let failing = env.bundle("failing", &args, false, |v| {
+        v["hooks"] = serde_json::json!({
+            "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}],
+        });
+    });
+    let o = env.restore(&failing, &img, "f", &env.file());
+    assert_eq!(o.code, 125, "a failing hook: {}", o.stderr_str());
+    assert!(
+        o.stderr_str().contains("createRuntime"),
+        "{}",
+        o.stderr_str()
+    );
+    assert!(env.ids().is_empty(), "left under --root: {:?}", env.ids());
+}
+
 #[test]
 fn python_with_a_large_dict_restores_as_a_container() {
     assert!(
@@ -1004,9 +1074,11 @@ fn podman_checkpoints_and_restores_cryo_containers() {
     counts_on(&n);
     podman_ok(&env, &["rm", "-f", "pc"]);
 
-    // --export, rm, --import (and --name for a second copy). podman
-    // imports only containers of an image (a --rootfs one has no image to
-    // recreate it from), so the busybox root becomes a local image.
+    // --export, rm, --import (and --name for a second copy). podman's
+    // import pulls the container's image first (libimage's Pull of its
+    // RootfsImageName, before any runtime is called), which a --rootfs
+    // container lacks ("repository name must have at least one
+    // component"), so the busybox root becomes a local image.
     let tar = env.path("rootfs.tar");
     let st = Command::new("tar")
         .arg("-C")

@@ -312,7 +312,7 @@ fn create_inner(g: &Globals, args: &CreateArgs) -> anyhow::Result<std::process::
 
 /// The hooks of the bundle's config.json (none if it no longer reads: it
 /// was checked when the container was created).
-fn bundle_hooks(bundle: &Path) -> Option<oci_spec::runtime::Hooks> {
+pub(super) fn bundle_hooks(bundle: &Path) -> Option<oci_spec::runtime::Hooks> {
     bundle::load_spec(bundle)
         .ok()
         .and_then(|s| s.hooks().clone())

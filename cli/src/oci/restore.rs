@@ -2,9 +2,10 @@
 //! container ID from bundle B, as runc's restore (which conmon calls for
 //! `podman container restore`). The new container is running at once; its
 //! sandbox process, a child of this command, restores the statefile and
-//! runs the saved processes; conmon (or any caller that is a subreaper)
-//! reaps it and takes its exit status for the container's. Its stdio is
-//! this command's.
+//! runs the saved processes once the bundle's prestart and createRuntime
+//! hooks have run (as runc's restore runs them); conmon (or any caller
+//! that is a subreaper) reaps it and takes its exit status for the
+//! container's. Its stdio is this command's.
 //!
 //! Everything that can be refused is refused before the id is claimed: an
 //! image directory another tool wrote (its inventory.img), a statefile that
@@ -22,9 +23,11 @@ use anyhow::{bail, Context};
 
 use super::bundle;
 use super::commands::{self, Globals};
+use super::hooks::{self, Stage};
 use super::identity::Identity;
 use super::inventory::Inventory;
 use super::state::{self, Locked, Record, Status};
+use crate::control::{Connection, Reply, Request};
 
 /// What an OCI restore is given.
 pub struct OciRestore {
@@ -114,6 +117,18 @@ pub fn restore(g: &Globals, r: OciRestore) -> anyhow::Result<i32> {
         }
         record.pid = c.id() as i32;
         record.start_time = state::proc_stat(record.pid).map_or(0, |(_, t)| t);
+        // runc runs these while CRIU restores, before the processes go on.
+        let spec_hooks = commands::bundle_hooks(&bundle);
+        for stage in [Stage::Prestart, Stage::CreateRuntime] {
+            hooks::run(spec_hooks.as_ref(), stage, &record.oci_state())?;
+        }
+        let mut conn = Connection::open(&locked.control_socket())
+            .with_context(|| format!("the restored container {:?} does not answer", r.id))?;
+        match conn.call(&Request::Start, &[])? {
+            Reply::Done => {}
+            Reply::Error(e) => bail!("the restored container does not go on: {e}"),
+            other => bail!("the restored container: unexpected answer {other:?}"),
+        }
         record.status = Status::Running;
         locked.save(&record)?;
         if let Some(p) = &r.pid_file {

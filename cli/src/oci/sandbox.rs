@@ -33,7 +33,8 @@ pub struct SandboxArgs {
     #[arg(long)]
     ready_fd: i32,
     /// Restore the container from the statefile in this image directory
-    /// (`cryo restore --bundle`) instead of booting it; it runs at once.
+    /// (`cryo restore --bundle`) instead of booting it; `start` lets its
+    /// processes go on.
     #[arg(long)]
     restore: Option<PathBuf>,
 }
@@ -107,12 +108,10 @@ pub fn run(args: SandboxArgs, root: &Path, platform: Option<&str>) -> anyhow::Re
             return Err(e);
         }
     };
-    // A restored container was running when it was checkpointed.
-    let waited = match args.restore {
-        Some(_) => None,
-        None => wait_for_start(&mut task, &queue),
-    };
-    let code = match waited {
+    // A restored container too waits for `start`: its restore runs the
+    // bundle's prestart and createRuntime hooks first, as runc's does
+    // before the restored processes go on.
+    let code = match wait_for_start(&mut task, &queue) {
         Some(code) => code,
         None => crate::supervisor::run_started(&mut task, &args.id, &queue)?,
     };
