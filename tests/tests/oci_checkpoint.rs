@@ -802,6 +802,7 @@ fn bad_restores_are_refused_and_leave_nothing() {
     let o = env.checkpoint("keep", &img, &["--leave-running", "--leave-running"]);
     assert_eq!(o.code, 0, "checkpoint --leave-running: {}", o.stderr_str());
     assert!(alive(keep));
+    let first_inventory = std::fs::read(img.join("inventory.img")).unwrap();
     // Again into the same directory, as podman does after --leave-running:
     // this container's own earlier checkpoint is replaced.
     let o = env.checkpoint("keep", &img, &["--leave-running"]);
@@ -892,6 +893,11 @@ fn bad_restores_are_refused_and_leave_nothing() {
     .unwrap();
     let o = env.restore(&bundle, &criu, "x", &env.file());
     refused(&env, &o, "not written by cryo", keep);
+
+    // The first checkpoint's inventory beside the second's statefile.
+    std::fs::write(criu.join("inventory.img"), &first_inventory).unwrap();
+    let o = env.restore(&bundle, &criu, "x", &env.file());
+    refused(&env, &o, "changed after its checkpoint", keep);
 
     // No inventory.img at all.
     std::fs::remove_file(criu.join("inventory.img")).unwrap();

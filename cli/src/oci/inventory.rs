@@ -53,6 +53,28 @@ pub struct ImageSection {
     pub name: String,
     pub stored_bytes: u64,
     pub uncompressed_bytes: u64,
+    /// The index's crc32 of the stored bytes: an inventory left from an
+    /// older checkpoint never matches a newer statefile.
+    pub crc32: u32,
+}
+
+/// The statefile's sections as an inventory lists them (from its index).
+fn sections_of(
+    path: &Path,
+) -> Result<(statefile::Reader<std::fs::File>, Vec<ImageSection>), String> {
+    let reader = statefile::Reader::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sections = reader
+        .sections()
+        .iter()
+        .map(|s| ImageSection {
+            kind: format!("{:?}", s.id.kind).to_lowercase(),
+            name: s.id.name.clone(),
+            stored_bytes: s.stored_len,
+            uncompressed_bytes: s.uncompressed_len,
+            crc32: s.crc32,
+        })
+        .collect();
+    Ok((reader, sections))
 }
 
 /// The index of an image directory.
@@ -84,18 +106,8 @@ impl Inventory {
         memory_bytes: u64,
     ) -> anyhow::Result<Inventory> {
         let path = sentry::state::statefile_path(dir);
-        let reader = statefile::Reader::open(&path)
-            .map_err(|e| anyhow::anyhow!("reading back {}: {e}", path.display()))?;
-        let sections = reader
-            .sections()
-            .iter()
-            .map(|s| ImageSection {
-                kind: format!("{:?}", s.id.kind).to_lowercase(),
-                name: s.id.name.clone(),
-                stored_bytes: s.stored_len,
-                uncompressed_bytes: s.uncompressed_len,
-            })
-            .collect();
+        let (reader, sections) =
+            sections_of(&path).map_err(|e| anyhow::anyhow!("reading back {e}"))?;
         Ok(Inventory {
             format: FORMAT.into(),
             version: VERSION,
@@ -139,7 +151,8 @@ impl Inventory {
     }
 
     /// Reads and checks `dir/inventory.img`: cryo's format, a version this
-    /// cryo reads, and a statefile in `dir` of the size it lists.
+    /// cryo reads, and a statefile in `dir` of the size and sections (with
+    /// their checksums, from its index) it lists.
     pub fn read(dir: &Path) -> Result<Inventory, InventoryError> {
         if !dir.is_dir() {
             return Err(InventoryError::NoImageDir(dir.to_path_buf()));
@@ -204,18 +217,30 @@ impl Inventory {
             });
         };
         let sf_path = sentry::state::statefile_path(dir);
+        let changed = |what: String| InventoryError::Invalid {
+            path: path.clone(),
+            why: format!("{what}: the image directory changed after its checkpoint"),
+        };
         match std::fs::metadata(&sf_path) {
-            Ok(m) if m.len() == sf.bytes => {}
+            Ok(m) if m.len() == sf.bytes => {
+                // A statefile too damaged to list its sections is for
+                // the restore's own validation to name.
+                if let Ok((_, sections)) = sections_of(&sf_path) {
+                    if sections != sf.sections {
+                        return Err(changed(format!(
+                            "{} does not hold the sections it lists",
+                            sf_path.display()
+                        )));
+                    }
+                }
+            }
             Ok(m) => {
-                return Err(InventoryError::Invalid {
-                    path,
-                    why: format!(
-                        "it lists a statefile of {} bytes, {} has {}: the image directory changed after its checkpoint",
-                        sf.bytes,
-                        sf_path.display(),
-                        m.len()
-                    ),
-                })
+                return Err(changed(format!(
+                    "it lists a statefile of {} bytes, {} has {}",
+                    sf.bytes,
+                    sf_path.display(),
+                    m.len()
+                )))
             }
             Err(e) => return Err(InventoryError::Io(sf_path, e)),
         }
