@@ -57,8 +57,8 @@ use crate::oci::worklog::WorkLog;
 #[derive(clap::Args, Debug)]
 #[command(args_override_self = true)]
 pub struct CheckpointArgs {
-    /// Directory to write the statefile (checkpoint.cryo) and its index
-    /// (inventory.img) into (created if missing).
+    /// Directory to write the statefile (checkpoint.cryo) into, and for an
+    /// OCI container its index (inventory.img) (created if missing).
     #[arg(long)]
     image_path: PathBuf,
     /// Directory for the operation's log, dump.log (runc's; podman reads
