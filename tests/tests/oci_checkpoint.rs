@@ -1148,6 +1148,13 @@ fn podman_checkpoints_and_restores_cryo_containers() {
         counts_on(&n);
     }
     podman_ok(&env, &["stop", "-t", "1", "pe2"]);
+    // conmon reaped the restored sandbox and took its status for pe2's.
+    let code = podman_ok(&env, &["inspect", "--format", "{{.State.ExitCode}}", "pe2"]);
+    let code = code.stdout_str();
+    assert!(
+        ["137", "143"].contains(&code.trim()),
+        "pe2's exit status: {code:?}"
+    );
     let o = podman_ok(&env, &["ps", "--format", "{{.Names}}"]);
     assert_eq!(o.stdout_str().trim(), "pe", "pe2's stop ended pe");
     podman_ok(&env, &["rm", "-f", "pe", "pe2"]);
