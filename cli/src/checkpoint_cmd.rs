@@ -30,6 +30,15 @@
 //!
 //! An image directory on a file system without `O_TMPFILE` is refused: a
 //! named temporary file would break (a) for a killed command.
+//!
+//! An OCI container's checkpoint (runc's command line, as podman calls it)
+//! adds two things: the container's identity in the statefile's header
+//! (`oci::identity`), and, once the statefile is committed, its index
+//! `inventory.img` (`oci::inventory`), written by this command under the
+//! directory's lock with a temporary name and a rename. A command killed
+//! after the commit may leave the statefile without its index (a restore
+//! through an engine then refuses it as incomplete) or a temporary file
+//! with [`TEMP_PREFIX`], which the next checkpoint removes.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::fd::{AsFd, AsRawFd};
@@ -41,12 +50,21 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::container;
 use crate::control::{Connection, Reply, Request, TEMP_PREFIX};
+use crate::oci;
+use crate::oci::inventory::Inventory;
+use crate::oci::worklog::WorkLog;
 
 #[derive(clap::Args, Debug)]
+#[command(args_override_self = true)]
 pub struct CheckpointArgs {
-    /// Directory to write the statefile into (created if missing).
+    /// Directory to write the statefile (checkpoint.cryo) into, and for an
+    /// OCI container its index (inventory.img) (created if missing).
     #[arg(long)]
     image_path: PathBuf,
+    /// Directory for the operation's log, dump.log (runc's; podman reads
+    /// it when a checkpoint fails).
+    #[arg(long)]
+    work_path: Option<PathBuf>,
     /// Keep the sandbox running after the checkpoint.
     #[arg(long)]
     leave_running: bool,
@@ -56,14 +74,92 @@ pub struct CheckpointArgs {
     /// Replace a statefile already in the image directory.
     #[arg(long)]
     force: bool,
+    /// runc's: keep established TCP connections. Refused: the sandbox has
+    /// no TCP sockets yet.
+    #[arg(long)]
+    tcp_established: bool,
+    /// runc's: checkpoint file locks. Accepted: cryo always saves the
+    /// sandbox's flock and fcntl locks with the files they are on.
+    #[arg(long)]
+    file_locks: bool,
+    /// runc's: an incremental pre-dump. Refused: every cryo checkpoint
+    /// is whole.
+    #[arg(long)]
+    pre_dump: bool,
+    /// runc's: the pre-dump an incremental checkpoint builds on. Refused.
+    #[arg(long, value_name = "PATH")]
+    parent_path: Option<PathBuf>,
     /// The sandbox's id.
     id: String,
 }
 
+/// The flags runc takes that cryo cannot honour, each refused by name.
+fn refuse_unsupported(args: &CheckpointArgs) -> anyhow::Result<()> {
+    if args.pre_dump {
+        bail!("--pre-dump: cryo has no incremental checkpoints (every statefile is whole): checkpoint without it");
+    }
+    if let Some(p) = &args.parent_path {
+        bail!(
+            "--parent-path {}: cryo has no incremental checkpoints (every statefile is whole): checkpoint without it",
+            p.display()
+        );
+    }
+    if args.tcp_established {
+        bail!("--tcp-established: the sandbox has no TCP sockets yet, so none can be kept established: checkpoint without it");
+    }
+    Ok(())
+}
+
+/// What the header records of an OCI container (its identity, which a
+/// restore checks the new bundle against); nothing for a `cryo do`
+/// sandbox. A container with a tmpfs mount is refused: the statefile holds
+/// the root's upper layer and /dev/shm, not a bundle's tmpfs mounts, and
+/// their files would be lost.
+fn oci_metadata(root: &Path, id: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let Ok(record) = oci::state::peek(root, id) else {
+        return Ok(Vec::new());
+    };
+    let identity = oci::identity::load_from(&container::container_dir(root, id), &record.bundle)?;
+    if let Some(m) = identity.mounts.iter().find(|m| m.kind == "tmpfs") {
+        bail!(
+            "container {id:?} has a tmpfs mount on {}: cryo does not save a bundle's tmpfs mounts in a statefile yet (only the root's changes and /dev/shm), so its files would be lost",
+            m.destination
+        );
+    }
+    Ok(vec![(
+        oci::identity::METADATA_KEY.to_string(),
+        identity.encode()?,
+    )])
+}
+
 pub fn run(args: CheckpointArgs, root: &Path) -> anyhow::Result<i32> {
+    let mut log = WorkLog::open(args.work_path.as_deref(), "dump.log")?;
+    log.line(&format!(
+        "checkpoint of {:?} into {} (leave running: {}, compression: {})",
+        args.id,
+        args.image_path.display(),
+        args.leave_running,
+        args.compression
+    ));
+    let result = checkpoint(args, root, &mut log);
+    log.outcome("checkpoint", &result);
+    result
+}
+
+fn checkpoint(args: CheckpointArgs, root: &Path, log: &mut WorkLog) -> anyhow::Result<i32> {
     // Refuse bad input before touching the sandbox or the file system.
+    refuse_unsupported(&args)?;
+    if args.file_locks {
+        log.line("--file-locks: locks are saved with every checkpoint");
+    }
     crate::supervisor::parse_compression(&args.compression)?;
     container::load(root, &args.id)?;
+    let oci = oci::state::peek(root, &args.id).is_ok();
+    let metadata = if oci {
+        oci_metadata(root, &args.id)?
+    } else {
+        Vec::new()
+    };
     let dir = std::path::absolute(&args.image_path)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create image directory {}", dir.display()))?;
@@ -83,7 +179,16 @@ pub fn run(args: CheckpointArgs, root: &Path) -> anyhow::Result<i32> {
     }
     remove_leftovers(&dir_file, &dir);
     let target = sentry::state::statefile_path(&dir);
-    if target.exists() && !args.force {
+    // runc's checkpoint (which engines call) has no --force: it replaces
+    // what the image directory holds, and podman checkpoints a container
+    // kept running into the same directory again. So a statefile that
+    // the directory's inventory says is this container's own earlier
+    // checkpoint is replaced; anything else still needs --force.
+    let force = args.force || (oci && earlier_checkpoint_of(&dir, &args.id));
+    if force && !args.force {
+        log.line("replacing this container's earlier checkpoint in the image directory");
+    }
+    if target.exists() && !force {
         bail!(
             "{} already holds a statefile (use --force to replace it)",
             dir.display()
@@ -95,13 +200,44 @@ pub fn run(args: CheckpointArgs, root: &Path) -> anyhow::Result<i32> {
     let req = Request::Checkpoint {
         leave_running: args.leave_running,
         compression: args.compression,
-        force: args.force,
+        force,
+        metadata,
     };
-    match conn.call(&req, &[file.as_fd(), dir_file.as_fd()])? {
-        Reply::Saved { .. } => Ok(0),
+    let memory_bytes = match conn.call(&req, &[file.as_fd(), dir_file.as_fd()])? {
+        Reply::Saved {
+            file_bytes,
+            memory_bytes,
+        } => {
+            log.line(&format!(
+                "statefile {} committed: {file_bytes} bytes, {memory_bytes} bytes of memory",
+                target.display()
+            ));
+            memory_bytes
+        }
         Reply::Error(e) => bail!("checkpoint of {:?} failed: {e}", args.id),
         other => bail!("checkpoint of {:?}: unexpected answer {other:?}", args.id),
+    };
+    // The statefile is the commit; an OCI container's index follows (an
+    // engine looks for it before it restores; the directory is still
+    // locked). A `cryo do` image directory holds the statefile alone.
+    if !oci {
+        return Ok(0);
     }
+    Inventory::of_statefile(&dir, &args.id, args.leave_running, memory_bytes)
+        .and_then(|inv| inv.write(&dir))
+        .with_context(|| {
+            format!(
+                "the statefile {} is complete, but its index is not",
+                target.display()
+            )
+        })?;
+    Ok(0)
+}
+
+/// Whether `dir`'s inventory lists a statefile of container `id` (an
+/// earlier checkpoint of this same container).
+fn earlier_checkpoint_of(dir: &Path, id: &str) -> bool {
+    Inventory::read(dir).is_ok_and(|inv| inv.container_id == id)
 }
 
 /// Removes what earlier checkpoints into `dir` may have left. Called with

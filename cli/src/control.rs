@@ -38,6 +38,9 @@ pub enum Request {
         compression: String,
         /// Replace a statefile already there (otherwise the link refuses to).
         force: bool,
+        /// Header metadata the command adds (an OCI container's identity).
+        #[serde(default)]
+        metadata: Vec<(String, String)>,
     },
     /// OCI `start`: run the container's init, which `create` booted.
     Start,

@@ -65,7 +65,8 @@ enum Command {
     Do(do_cmd::DoArgs),
     /// Freeze a running sandbox into a statefile (like `runsc checkpoint`).
     Checkpoint(checkpoint_cmd::CheckpointArgs),
-    /// Thaw a statefile into a new sandbox, in the foreground.
+    /// Thaw a statefile into a new sandbox: in the foreground, or with
+    /// --bundle as an OCI container (like `runc restore`).
     Restore(restore_cmd::RestoreArgs),
     /// Print a statefile's contents (header, types, sections, memory map).
     Inspect {
@@ -156,7 +157,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Do(args) => do_cmd::run(args, &cli.root, cli.platform.as_deref()),
         Command::Checkpoint(args) => checkpoint_cmd::run(args, &cli.root),
-        Command::Restore(args) => restore_cmd::run(args, &cli.root, cli.platform.as_deref()),
+        Command::Restore(args) => restore_cmd::run(args, &globals),
         Command::Inspect { json, statefile } => inspect::run(&statefile, json),
         Command::Doctor => doctor::run(),
         Command::Gofer(args) => gofer_cmd::run(args),

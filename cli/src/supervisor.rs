@@ -58,8 +58,17 @@ fn handle(task: &mut Task, id: &str, pending: Pending, queue: &Receiver<Pending>
             leave_running,
             compression,
             force,
+            metadata,
         } => {
-            let result = checkpoint_into(task, id, &compression, force, leave_running, files);
+            let result = checkpoint_into(
+                task,
+                id,
+                &compression,
+                force,
+                leave_running,
+                metadata,
+                files,
+            );
             let exit = result.as_ref().is_ok_and(|o| o.exit);
             let answer = match result {
                 Ok(o) => Reply::Saved {
@@ -93,6 +102,7 @@ fn checkpoint_into(
     compression: &str,
     force: bool,
     leave_running: bool,
+    metadata: Vec<(String, String)>,
     files: Vec<OwnedFd>,
 ) -> anyhow::Result<CheckpointOutcome> {
     let compression = parse_compression(compression)?;
@@ -107,6 +117,7 @@ fn checkpoint_into(
     let opts = CheckpointOptions {
         compression,
         container_id: id.to_string(),
+        metadata,
     };
     let writer = file.try_clone().context("duplicating the statefile's fd")?;
     // The kernel calls this once the statefile is written, with every task

@@ -158,25 +158,9 @@ pub(crate) fn host_resources() -> Result<HostResources, BootError> {
 }
 
 /// Creates the kernel over `host`: the platform `config` names and the VFS
-/// served by the gofer (from a saved upper layer on restore).
-pub(crate) fn new_kernel(
-    host: &HostResources,
-    gofer_sock: OwnedFd,
-    vfs_state: Option<&VfsState>,
-    clocks: Clocks,
-    config: &KernelConfig,
-) -> Result<Arc<Kernel>, BootError> {
-    new_kernel_with(
-        host,
-        gofer_sock,
-        vfs_state,
-        clocks,
-        config,
-        Default::default(),
-    )
-}
-
-fn new_kernel_with(
+/// served by the gofer (from a saved upper layer on restore) with a
+/// container's mounts.
+pub(crate) fn new_kernel_with(
     host: &HostResources,
     gofer_sock: OwnedFd,
     vfs_state: Option<&VfsState>,

@@ -18,6 +18,9 @@ command -v git >/dev/null || need+=(git)
 command -v podman >/dev/null || need+=(podman)
 command -v conmon >/dev/null || need+=(conmon)
 command -v containerd >/dev/null || need+=(containerd)
+# podman checkpoints and restores only with a criu that answers its version
+# query (it never runs it for a cryo container: the runtime checkpoints).
+command -v criu >/dev/null || [ -x /usr/sbin/criu ] || need+=(criu)
 # Static glibc guests need libc.a.
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then

@@ -222,6 +222,18 @@ elif steps == "close":
     # The master's owner goes away: the sandbox's terminal hangs up.
     until(b"ready\r\n")
     os.close(m)
+elif steps == "restored":
+    # A restored container's terminal, on the new master: it goes on
+    # counting; ^C ends it (its trap's status).
+    deadline = time.time() + 60
+    while seen.count(b"\r\n") < 6:
+        if time.time() > deadline:
+            fail("the restored container does not count on")
+        r, _, _ = select.select([m], [], [], 1.0)
+        if r:
+            seen += os.read(m, 4096)
+    os.write(m, b"\x03")
+    print("hangup", to_the_end())
 elif steps == "checkpoint":
     until(b"\r\n3\r\n")
     ck = subprocess.run(json.loads(os.environ["CHECKPOINT"]), capture_output=True)
@@ -327,7 +339,7 @@ fn a_container_with_a_terminal_checkpoints() {
         v["process"]["args"] = serde_json::json!([
             "sh",
             "-c",
-            "i=0; while true; do i=$((i+1)); echo; echo $i; sleep 0.05; done"
+            "trap 'exit 9' INT; i=0; while true; do i=$((i+1)); echo; echo $i; sleep 0.05; done"
         ]);
     });
     let img = env.dir.path().join("img");
@@ -386,6 +398,45 @@ fn a_container_with_a_terminal_checkpoints() {
     let _ = child.wait();
     let err = std::fs::read_to_string(env.dir.path().join("restore.err")).unwrap_or_default();
     assert!(up.is_ok(), "restore ended: {up:?}: {err}");
+
+    // `cryo restore --bundle --console-socket` (conmon's call) gives the
+    // restored terminal a new host side: the count goes on from where it
+    // stopped, and ^C typed on the new master reaches the shell.
+    let last_before = counts(&out).last().copied().expect("counted before");
+    let out = with_console_peer(
+        &env,
+        "restored",
+        &[
+            "restore",
+            "--image-path",
+            img.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "ck3",
+        ],
+        &[],
+    );
+    let after = counts(&out);
+    assert!(
+        after.first().is_some_and(|&n| n > last_before.min(3))
+            && after.windows(2).all(|w| w[1] == w[0] + 1),
+        "restored counts {after:?} after {last_before}: {out}"
+    );
+    assert!(out.contains("status 9\n"), "{out}");
+    // (ck2, the killed foreground restore above, may be left.)
+    let left = env.left_under_root();
+    assert!(!left.iter().any(|id| id == "ck3"), "{left:?}");
+}
+
+/// The numbers a counting container printed, from the peer's transcript.
+fn counts(out: &str) -> Vec<u64> {
+    let t = out
+        .lines()
+        .find_map(|l| l.strip_prefix("transcript "))
+        .unwrap_or("");
+    t.split("\\r\\n")
+        .filter_map(|w| w.trim().parse().ok())
+        .collect()
 }
 
 #[test]

@@ -28,7 +28,7 @@ pub struct Globals {
 }
 
 impl Globals {
-    fn apply(&self, cmd: &mut Command) {
+    pub(super) fn apply(&self, cmd: &mut Command) {
         cmd.arg("--root").arg(&self.root);
         if let Some(p) = &self.platform {
             cmd.arg("--platform").arg(p);
@@ -211,8 +211,24 @@ fn check_terminal(
     }
 }
 
+/// A host pty for a container's terminal: its master goes to the console
+/// socket, its replica (returned, inheritable) to the sandbox process.
+pub(super) fn console_replica(
+    sock: console::ConsoleSocket,
+    size: Option<super::bundle::ConsoleSize>,
+) -> anyhow::Result<std::os::fd::OwnedFd> {
+    let pty = console::host_pty(size)?;
+    sock.send(&pty.master)?;
+    nix::fcntl::fcntl(
+        pty.replica.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .context("passing the terminal to the sandbox")?;
+    Ok(pty.replica)
+}
+
 /// A console socket that is not there, refused before anything is made.
-fn check_console_socket(path: &Path) -> anyhow::Result<()> {
+pub(super) fn check_console_socket(path: &Path) -> anyhow::Result<()> {
     std::fs::metadata(path)
         .map(|_| ())
         .with_context(|| format!("--console-socket {}", path.display()))
@@ -229,7 +245,7 @@ pub fn spec(args: SpecArgs) -> anyhow::Result<i32> {
 }
 
 /// Writes `pid` to `path` atomically (clients poll for it).
-fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     let tmp = path.with_extension("cryo-tmp");
     std::fs::write(&tmp, pid.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
@@ -237,7 +253,7 @@ fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
 }
 
 /// A pipe whose write end a child inherits (as the returned number).
-fn ready_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+pub(super) fn ready_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
     nix::fcntl::fcntl(
         w.as_raw_fd(),
@@ -247,7 +263,7 @@ fn ready_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-fn read_all(fd: OwnedFd) -> String {
+pub(super) fn read_all(fd: OwnedFd) -> String {
     let mut s = String::new();
     let _ = std::fs::File::from(fd).read_to_string(&mut s);
     s
@@ -293,25 +309,15 @@ fn create_inner(
     };
     let started = (|| -> anyhow::Result<std::process::Child> {
         locked.save(&record)?;
+        super::identity::save_in(&locked.dir, &super::identity::Identity::of_plan(&plan))?;
         for w in &plan.warnings {
             match &g.log {
                 Some(log) => crate::logging::log_line(log, g.log_format.as_deref(), "warning", w),
                 None => eprintln!("cryo: warning: {w}"),
             }
         }
-        // The terminal's master goes to the console socket; the sandbox
-        // inherits its replica.
         let replica = match console_socket.take() {
-            Some(sock) => {
-                let pty = console::host_pty(plan.console_size)?;
-                sock.send(&pty.master)?;
-                nix::fcntl::fcntl(
-                    pty.replica.as_raw_fd(),
-                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-                )
-                .context("passing the terminal to the sandbox")?;
-                Some(pty.replica)
-            }
+            Some(sock) => Some(console_replica(sock, plan.console_size)?),
             None => None,
         };
         let (r, w) = ready_pipe()?;
@@ -371,7 +377,7 @@ fn create_inner(
 
 /// The hooks of the bundle's config.json (none if it no longer reads: it
 /// was checked when the container was created).
-fn bundle_hooks(bundle: &Path) -> Option<oci_spec::runtime::Hooks> {
+pub(super) fn bundle_hooks(bundle: &Path) -> Option<oci_spec::runtime::Hooks> {
     bundle::load_spec(bundle)
         .ok()
         .and_then(|s| s.hooks().clone())
@@ -471,7 +477,7 @@ pub fn run(g: &Globals, args: RunArgs) -> anyhow::Result<i32> {
 /// Passes `kill`'s signals sent to `cryo run` on to the sandbox process
 /// (which gives them to init). The terminal's (INT, QUIT) reach the
 /// sandbox by itself: it is in the same process group.
-fn forward_to(pid: i32) {
+pub(super) fn forward_to(pid: i32) {
     let mut set = nix::sys::signal::SigSet::empty();
     for s in [
         nix::sys::signal::Signal::SIGTERM,

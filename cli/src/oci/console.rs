@@ -65,7 +65,6 @@ pub enum ConsoleError {
     #[error("the sandbox's terminal: {0}")]
     Sandbox(Errno),
     #[error("the restored sandbox has no terminal left without its host side")]
-    #[allow(dead_code)]
     NothingToAttach,
 }
 
@@ -342,8 +341,6 @@ pub fn init_terminal(task: &mut Task, host: HostSide) -> Result<Console, Console
 /// The terminal of a restored sandbox whose host side was cryo's (a
 /// terminal without a master that has not hung up): the one of init's
 /// session first.
-// Called by `cryo restore --console-socket` (the ocirestore work).
-#[allow(dead_code)]
 pub fn restored_terminal(kernel: &Arc<Kernel>) -> Option<Arc<Terminal>> {
     let devpts = kernel.devpts()?;
     let orphans: Vec<Arc<Terminal>> = devpts
@@ -359,29 +356,17 @@ pub fn restored_terminal(kernel: &Arc<Kernel>) -> Option<Arc<Terminal>> {
         .cloned()
 }
 
-/// Attaches a restored sandbox's terminal (see [`restored_terminal`]) to
-/// a new host pty whose master is sent over the console socket at
-/// `socket`, as `create --console-socket` does: what `cryo restore
-/// --console-socket` calls once the kernel is back.
-// Called by `cryo restore --console-socket` (the ocirestore work).
-#[allow(dead_code)]
-pub fn attach_restored(kernel: &Arc<Kernel>, socket: &Path) -> Result<Console, ConsoleError> {
-    let tty = restored_terminal(kernel).ok_or(ConsoleError::NothingToAttach)?;
-    attach_terminal(tty, socket)
-}
-
-/// Attaches a restored sandbox's terminal to `host` (a foreground
-/// restore's own stdio: [`HostSide::own_stdio`]).
-// Called by a foreground `cryo restore` of a container with a terminal.
-#[allow(dead_code)]
+/// Attaches a restored sandbox's terminal to `host`: the replica of the
+/// host pty whose master `cryo restore --console-socket` sent.
 pub fn attach_restored_to(kernel: &Arc<Kernel>, host: HostSide) -> Result<Console, ConsoleError> {
     let tty = restored_terminal(kernel).ok_or(ConsoleError::NothingToAttach)?;
     Ok(attach_host(tty, host))
 }
 
 /// Attaches `tty`, a sandbox terminal without a master, to a new host pty
-/// of its size whose master goes over `socket`.
-#[allow(dead_code)]
+/// of its size whose master goes over `socket`: what `cryo restore` does
+/// across its two processes, in one for the unit test.
+#[cfg(test)]
 pub fn attach_terminal(tty: Arc<Terminal>, socket: &Path) -> Result<Console, ConsoleError> {
     let sock = ConsoleSocket::connect(socket)?;
     let ws = tty.state().winsize;
@@ -396,21 +381,9 @@ pub fn attach_terminal(tty: Arc<Terminal>, socket: &Path) -> Result<Console, Con
 }
 
 /// `tty` gets a master again, copied to and from `host`.
-#[allow(dead_code)]
 fn attach_host(tty: Arc<Terminal>, host: HostSide) -> Console {
     let master = tty.reopen_end(true);
     Console::start(tty, master, host)
-}
-
-/// Hangs up every terminal a restore left without its host side (no
-/// console to attach: what a reader of it then sees is a hangup, not a
-/// terminal that never answers).
-#[allow(dead_code)]
-pub fn hang_up_restored(kernel: &Arc<Kernel>) {
-    while let Some(tty) = restored_terminal(kernel) {
-        // The last master's close is the hangup (pty_close).
-        drop(tty.reopen_end(true));
-    }
 }
 
 /// A terminal being copied to and from its host side.
@@ -465,7 +438,7 @@ impl Console {
     }
 
     /// Whether the host side has gone (hung up) or the copying ended.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub fn ended(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
@@ -679,7 +652,7 @@ mod tests {
             col: 101,
             ..WinSize::default()
         };
-        let tty = devpts.add(Some(0), state, Timespec::default()).unwrap();
+        let tty = devpts.add(Some(0), state, 0, Timespec::default()).unwrap();
         let recorder = Arc::new(Hangups::default());
         let signals: Arc<dyn JobSignals> = recorder.clone();
         tty.set_signals(Arc::downgrade(&signals));

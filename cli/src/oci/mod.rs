@@ -7,10 +7,17 @@
 //! - [`hooks`]: config.json's lifecycle hooks.
 //! - [`console`]: the container's terminal (process.terminal).
 //! - [`commands`]: the commands themselves.
+//! - [`restore`]: `restore --bundle`, a checkpointed container restored
+//!   as a new one; [`identity`] and [`inventory`] are what it checks.
+//! - [`worklog`]: dump.log and restore.log in --work-path.
 
 pub mod bundle;
 pub mod commands;
 pub mod console;
 pub mod hooks;
+pub mod identity;
+pub mod inventory;
+pub mod restore;
 pub mod sandbox;
 pub mod state;
+pub mod worklog;

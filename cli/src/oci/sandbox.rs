@@ -38,6 +38,11 @@ pub struct SandboxArgs {
     /// terminal copies to this process's own stdin and stdout.
     #[arg(long, hide = true)]
     console_fd: Option<i32>,
+    /// Restore the container from the statefile in this image directory
+    /// (`cryo restore --bundle`) instead of booting it; `start` lets its
+    /// processes go on.
+    #[arg(long)]
+    restore: Option<PathBuf>,
 }
 
 /// How long a pause waits for every task to reach a clean boundary.
@@ -87,7 +92,10 @@ pub fn start_gofer(dir: &Path, read_only: bool) -> anyhow::Result<(OwnedFd, std:
 pub fn run(args: SandboxArgs, root: &Path, platform: Option<&str>) -> anyhow::Result<i32> {
     let mut ready = adopt_ready_fd(args.ready_fd)?;
     let mut gofers = Vec::new();
-    let booted = boot(&args, root, platform, &mut gofers);
+    let booted = match &args.restore {
+        Some(image) => restore(&args, image, root, platform, &mut gofers),
+        None => boot(&args, root, platform, &mut gofers),
+    };
     let (mut task, queue, console) = match booted {
         Ok(b) => {
             use std::io::Write;
@@ -106,6 +114,9 @@ pub fn run(args: SandboxArgs, root: &Path, platform: Option<&str>) -> anyhow::Re
             return Err(e);
         }
     };
+    // A restored container too waits for `start`: its restore runs the
+    // bundle's prestart and createRuntime hooks first, as runc's does
+    // before the restored processes go on.
     let code = match wait_for_start(&mut task, &queue) {
         Some(code) => code,
         None => crate::supervisor::run_started(&mut task, &args.id, &queue)?,
@@ -141,6 +152,41 @@ fn boot(
     // The root's writes go to the overlay's upper layer, never the host.
     let (root_sock, g) = start_gofer(&plan.rootfs, true)?;
     gofers.push(g);
+    let namespace = namespace_of(&plan, gofers)?;
+    let config = DoConfig {
+        argv: plan.args.clone(),
+        env: plan.env.clone(),
+        cwd: plan.cwd.clone(),
+        hostname: plan.hostname.clone(),
+        strace: false,
+        platform: platform.map_or_else(|| platform::default_platform().to_string(), str::to_string),
+    };
+    let setup = ContainerSetup {
+        creds: Some(plan.creds.clone()),
+        limits: plan.limits.clone(),
+        no_new_privs: plan.no_new_privs,
+        max_tasks: plan.max_tasks,
+        namespace,
+    };
+    let mut task =
+        sentry::boot::boot_container(&config, setup, root_sock).map_err(anyhow::Error::new)?;
+    let console = match host_console {
+        Some(host) => Some(console::init_terminal(&mut task, host)?),
+        None => None,
+    };
+    let queue = control::start_server(
+        &root.join(&args.id).join("control.sock"),
+        task.interrupt().clone(),
+    )?;
+    Ok((task, queue, console))
+}
+
+/// The bundle's root flag and mounts, each bind mount served by a gofer
+/// of its own (pushed on `gofers`).
+fn namespace_of(
+    plan: &bundle::Plan,
+    gofers: &mut Vec<std::process::Child>,
+) -> anyhow::Result<NamespaceSetup> {
     let mut mounts = Vec::new();
     for m in &plan.mounts {
         mounts.push(match m {
@@ -201,28 +247,38 @@ fn boot(
             }
         });
     }
-    let config = DoConfig {
-        argv: plan.args.clone(),
-        env: plan.env.clone(),
-        cwd: plan.cwd.clone(),
-        hostname: plan.hostname.clone(),
-        strace: false,
-        platform: platform.map_or_else(|| platform::default_platform().to_string(), str::to_string),
-    };
-    let setup = ContainerSetup {
-        creds: Some(plan.creds.clone()),
-        limits: plan.limits.clone(),
-        no_new_privs: plan.no_new_privs,
+    Ok(NamespaceSetup {
+        root_read_only: plan.root_read_only,
+        mounts,
+    })
+}
+
+/// Restores the container checkpointed in `image` with the bundle's root
+/// and mounts (the restore command checked they are the ones its
+/// application saw).
+fn restore(
+    args: &SandboxArgs,
+    image: &Path,
+    root: &Path,
+    platform: Option<&str>,
+    gofers: &mut Vec<std::process::Child>,
+) -> anyhow::Result<(Task, Receiver<Pending>, Option<console::Console>)> {
+    let plan = bundle::plan(&args.bundle)?;
+    let (root_sock, g) = start_gofer(&plan.rootfs, true)?;
+    gofers.push(g);
+    let container = sentry::state::ContainerRestore {
+        namespace: namespace_of(&plan, gofers)?,
         max_tasks: plan.max_tasks,
-        namespace: NamespaceSetup {
-            root_read_only: plan.root_read_only,
-            mounts,
-        },
     };
-    let mut task =
-        sentry::boot::boot_container(&config, setup, root_sock).map_err(anyhow::Error::new)?;
-    let console = match host_console {
-        Some(host) => Some(console::init_terminal(&mut task, host)?),
+    let task = sentry::state::restore_container(image, root_sock, container, false, platform)
+        .map_err(anyhow::Error::new)?;
+    // A restored terminal gets its new host side (the restore command
+    // sent the master over the console socket).
+    let console = match args.console_fd {
+        Some(fd) => {
+            let host = console::HostSide::replica(adopt_console_fd(fd)?)?;
+            Some(console::attach_restored_to(task.kernel(), host)?)
+        }
         None => None,
     };
     let queue = control::start_server(

@@ -9,7 +9,7 @@ mod save;
 pub mod types;
 pub mod validate;
 
-pub use restore::{restore, RestoreError};
+pub use restore::{restore, restore_container, ContainerRestore, RestoreError};
 pub use save::{
     checkpoint, statefile_path, CheckpointError, CheckpointOptions, CheckpointOutcome,
     CheckpointStats,

@@ -11,7 +11,7 @@ use statefile::{Reader, SectionKind};
 use super::save::statefile_path;
 use super::validate::{holds, load_saved_kernel, LoadError};
 use super::MEMORY_SECTION;
-use crate::boot::{donated_stdio, host_resources, new_kernel, BootError};
+use crate::boot::{donated_stdio, host_resources, new_kernel_with, BootError};
 use crate::errno::Errno;
 use crate::kernel::pid_namespace::PID_MAX;
 use crate::kernel::time::Clocks;
@@ -64,6 +64,34 @@ fn chosen_platform(header: &statefile::Header, asked: Option<&str>) -> String {
 pub fn restore(
     image_dir: &Path,
     gofer_sock: OwnedFd,
+    strace: bool,
+    platform: Option<&str>,
+) -> Result<Task, RestoreError> {
+    restore_container(
+        image_dir,
+        gofer_sock,
+        ContainerRestore::default(),
+        strace,
+        platform,
+    )
+}
+
+/// What an OCI container's bundle gives a restore that the statefile does
+/// not hold: its mounts (re-attached from the bundle, as `create` attached
+/// them; the caller checks they are the ones the application saw) and its
+/// task limit. The default is a `cryo do` sandbox's.
+#[derive(Default)]
+pub struct ContainerRestore {
+    pub namespace: crate::vfs::namespace::NamespaceSetup,
+    pub max_tasks: Option<usize>,
+}
+
+/// [`restore`] of an OCI container, its root served over `gofer_sock` and
+/// its mounts and limits from `container`.
+pub fn restore_container(
+    image_dir: &Path,
+    gofer_sock: OwnedFd,
+    container: ContainerRestore,
     strace: bool,
     platform: Option<&str>,
 ) -> Result<Task, RestoreError> {
@@ -125,14 +153,17 @@ pub fn restore(
         hostname: rec.kernel.uts.hostname.clone(),
         strace,
         platform: platform_name,
-        max_tasks: crate::kernel::DEFAULT_MAX_TASKS,
+        max_tasks: container
+            .max_tasks
+            .unwrap_or(crate::kernel::DEFAULT_MAX_TASKS),
     };
-    let kernel = new_kernel(
+    let kernel = new_kernel_with(
         &host,
         gofer_sock,
         Some(&rec.vfs),
         Clocks::restore(&rec.kernel.clocks),
         &config,
+        container.namespace,
     )?;
     if let Ok(mut uts) = kernel.uts.lock() {
         *uts = rec.kernel.uts.clone();

@@ -33,6 +33,9 @@ pub struct CheckpointOptions {
     pub compression: Compression,
     /// Recorded in the header for `cryo inspect`.
     pub container_id: String,
+    /// More header metadata from the caller (an OCI container's identity,
+    /// which its restore checks the new bundle against).
+    pub metadata: Vec<(String, String)>,
 }
 
 /// Why a checkpoint failed. The sandbox keeps running; the command removes
@@ -307,7 +310,11 @@ fn header(task: &Task, tasks: &BTreeMap<i32, TaskRecord>, opts: &CheckpointOptio
         .iter()
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    Header::new(format!("cryo {}", env!("CARGO_PKG_VERSION")))
+    let header = opts.metadata.iter().fold(
+        Header::new(format!("cryo {}", env!("CARGO_PKG_VERSION"))),
+        |h, (k, v)| h.with(k.clone(), v.clone()),
+    );
+    header
         .with("container-id", opts.container_id.clone())
         .with("created", created.to_string())
         .with("argv", format!("{argv:?}"))
