@@ -587,3 +587,26 @@ pub fn unique_tmp_path(prefix: &str) -> PathBuf {
         .unwrap_or(0);
     PathBuf::from(format!("/tmp/{prefix}-{}-{nanos}", std::process::id()))
 }
+
+/// Unmounts whatever is mounted at or below `dir` (deepest first): podman's
+/// overlay driver bind-mounts its storage onto itself, which would outlive
+/// a test's scratch directory.
+pub fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount")
+            .arg("--lazy")
+            .arg(p)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

@@ -155,6 +155,7 @@ impl Drop for Env {
                 .stderr(Stdio::null());
             let _ = cmd.status();
         }
+        cryo_tests::unmount_under(self.dir.path());
     }
 }
 

@@ -290,6 +290,7 @@ impl Drop for Env {
                 reap(pid as i32);
             }
         }
+        cryo_tests::unmount_under(self.dir.path());
     }
 }
 
