@@ -64,6 +64,7 @@ const SPECS: &[Spec] = &[
     spec("fifo"),
     spec("splice"),
     spec("perms"),
+    spec("fallocate"),
     Spec {
         exit: 3,
         ..spec("exit_group")
@@ -258,6 +259,7 @@ guest_tests!(
     fifo,
     splice,
     perms,
+    fallocate,
     exit_group,
     exit_thread,
     atexit,

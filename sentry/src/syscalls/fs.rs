@@ -895,6 +895,45 @@ pub fn xattr_unsupported(_: &mut Task, _: &Args) -> SysResult {
     Err(Errno::EOPNOTSUPP)
 }
 
+/// Every mode bit some file system knows (Linux's FALLOC_FL_SUPPORTED_MASK).
+const FALLOC_KNOWN: i32 = libc::FALLOC_FL_KEEP_SIZE
+    | libc::FALLOC_FL_PUNCH_HOLE
+    | libc::FALLOC_FL_COLLAPSE_RANGE
+    | libc::FALLOC_FL_ZERO_RANGE
+    | libc::FALLOC_FL_INSERT_RANGE
+    | libc::FALLOC_FL_UNSHARE_RANGE;
+
+/// fallocate(2): `offset` and `len` as vfs_fallocate checks them; a range
+/// growing the file past RLIMIT_FSIZE is EFBIG (and SIGXFSZ).
+pub fn fallocate(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    let mode = a.int(1);
+    let (offset, len) = (a.off(2), a.off(3));
+    if offset < 0 || len <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    if mode & !FALLOC_KNOWN != 0
+        || (mode & libc::FALLOC_FL_PUNCH_HOLE != 0 && mode & libc::FALLOC_FL_KEEP_SIZE == 0)
+    {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if offset.checked_add(len).is_none() {
+        return Err(Errno::EFBIG);
+    }
+    if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && f.kind() == FileKind::Regular {
+        let end = (offset + len) as u64;
+        let size = f.stat()?.size;
+        if end > size {
+            let allowed = fsize_check(t, &f, Some(size), (end - size) as usize)?;
+            if (allowed as u64) < end - size {
+                return Err(Errno::EFBIG);
+            }
+        }
+    }
+    f.fallocate(mode, offset as u64, len as u64)?;
+    Ok(0)
+}
+
 /// An offset argument of sendfile, splice or copy_file_range: None for a
 /// null pointer, EINVAL for a negative value.
 fn offset_ptr(t: &Task, addr: u64) -> Result<Option<u64>, Errno> {

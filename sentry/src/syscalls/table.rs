@@ -116,6 +116,7 @@ fn generic_rows() -> Vec<Entry> {
         fs::copy_file_range,
         &[Dec, Hex, Dec, Hex, Dec, Hex],
     );
+    reg("fallocate", fs::fallocate, &[Dec, Hex, Dec, Dec]);
     reg("chmod", fs::chmod, &[Path, Oct]);
     reg("fchmod", fs::fchmod, &[Dec, Oct]);
     reg("fchmodat", fs::fchmodat, &[Dec, Path, Oct]);

@@ -203,6 +203,12 @@ pub trait FileOps: Send + Sync + Any {
         Err(Errno::ENOTTY)
     }
 
+    /// fallocate(2) on a regular file of this kind (`mode` checked by the
+    /// caller against what any file system knows).
+    fn fallocate(&self, _mode: i32, _offset: u64, _len: u64) -> Result<(), Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
     /// What open(2) waits for once the file is opened, interruptibly (a
     /// FIFO end waits for its peer). Nothing, for most files.
     fn wait_open(&self, _io: &IoCtx<'_>) -> Result<(), Errno> {
@@ -454,6 +460,20 @@ impl OpenFile {
         IoCtx {
             interrupt,
             nonblock: self.flag(libc::O_NONBLOCK),
+        }
+    }
+
+    /// fallocate(2): a file opened for writing; a pipe is ESPIPE, a
+    /// directory EISDIR, any other file that is not regular ENODEV.
+    pub fn fallocate(&self, mode: i32, offset: u64, len: u64) -> Result<(), Errno> {
+        if !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        match self.kind() {
+            FileKind::Regular => self.ops.fallocate(mode, offset, len),
+            FileKind::PipeRead | FileKind::PipeWrite => Err(Errno::ESPIPE),
+            FileKind::Directory => Err(Errno::EISDIR),
+            _ => Err(Errno::ENODEV),
         }
     }
 

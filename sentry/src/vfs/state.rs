@@ -1360,6 +1360,32 @@ mod tests {
         }
     }
 
+    /// A punched hole's whole pages go back to the memory file; its
+    /// partial pages are zeroed in place.
+    #[test]
+    fn a_punched_hole_gives_its_pages_back() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        let f = new_file(&fs.root(), b"f");
+        f.write_at(0, &vec![7u8; 3 * P as usize]).unwrap();
+        let before = mf.allocated_bytes();
+        f.fallocate(
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            P - 1,
+            P + 2,
+        )
+        .unwrap();
+        assert_eq!(mf.allocated_bytes(), before - P, "the middle page is freed");
+        assert_eq!(page_offsets(&f).len(), 2);
+        assert_eq!(read(&f, P - 2, 2), [7, 0]);
+        assert_eq!(read(&f, 2 * P, 2), [0, 7]);
+        assert_eq!(f.size(), 3 * P);
+        assert_eq!(
+            f.fallocate(libc::FALLOC_FL_ZERO_RANGE, 0, 1),
+            Err(Errno::EOPNOTSUPP)
+        );
+    }
+
     #[test]
     fn file_bytes_live_in_the_memory_file() {
         let mf = test_memory_file();

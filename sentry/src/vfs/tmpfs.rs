@@ -464,6 +464,63 @@ impl FileData {
         Ok(())
     }
 
+    /// fallocate(2) without FALLOC_FL_PUNCH_HOLE: pages for every byte of
+    /// `[off, off + len)`, the size grown to its end unless `keep_size`.
+    fn allocate(&mut self, off: u64, len: u64, keep_size: bool) -> Result<(), Errno> {
+        let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
+        if end > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        if len > 0 {
+            self.populate(off / PAGE as u64, (end - 1) / PAGE as u64)?;
+        }
+        if !keep_size {
+            self.size = self.size.max(end);
+        }
+        Ok(())
+    }
+
+    /// FALLOC_FL_PUNCH_HOLE: `[off, off + len)` reads as zeros after it,
+    /// its whole pages given back (a page a shared mapping still maps stays
+    /// that mapping's until unmapped, as with truncate); the size stays.
+    fn punch(&mut self, off: u64, len: u64) -> Result<(), Errno> {
+        let page = PAGE as u64;
+        let end = off.saturating_add(len).min(self.size);
+        if off >= end {
+            return Ok(());
+        }
+        let first_whole = off.div_ceil(page);
+        let end_whole = end / page;
+        if first_whole >= end_whole {
+            return self.zero_bytes(off, end);
+        }
+        self.zero_bytes(off, first_whole * page)?;
+        self.zero_bytes(end_whole * page, end)?;
+        let gone: Vec<u64> = self
+            .pages
+            .range(first_whole..end_whole)
+            .map(|(&i, _)| i)
+            .collect();
+        let offsets: Vec<u64> = gone.iter().filter_map(|i| self.pages.remove(i)).collect();
+        self.release(offsets.into_iter());
+        Ok(())
+    }
+
+    /// Zeros the backed bytes of `[from, to)` (unbacked ones read as zeros).
+    fn zero_bytes(&self, from: u64, to: u64) -> Result<(), Errno> {
+        let page = PAGE as u64;
+        let mut pos = from;
+        while pos < to {
+            let in_page = pos % page;
+            let len = (page - in_page).min(to - pos);
+            if let Some(mo) = self.pages.get(&(pos / page)) {
+                self.mf.zero(mo + in_page, len)?;
+            }
+            pos += len;
+        }
+        Ok(())
+    }
+
     /// Pages held (st_blocks is counted from them).
     pub(crate) fn page_count(&self) -> u64 {
         self.pages.len() as u64
@@ -682,6 +739,28 @@ impl TmpfsInode {
             Kind::Dir(_) => Err(Errno::EISDIR),
             Kind::Symlink(_) => Err(Errno::EINVAL),
         }
+    }
+
+    /// fallocate(2) as tmpfs has it (shmem_fallocate): allocation, with or
+    /// without FALLOC_FL_KEEP_SIZE, and FALLOC_FL_PUNCH_HOLE with it;
+    /// every other mode is EOPNOTSUPP.
+    pub(crate) fn fallocate(&self, mode: i32, off: u64, len: u64) -> Result<(), Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        let Kind::File(f) = &mut n.kind else {
+            return Err(Errno::ENODEV);
+        };
+        match mode {
+            0 => f.allocate(off, len, false)?,
+            libc::FALLOC_FL_KEEP_SIZE => f.allocate(off, len, true)?,
+            m if m == libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE => {
+                f.punch(off, len)?
+            }
+            _ => return Err(Errno::EOPNOTSUPP),
+        }
+        n.mtime = now;
+        n.ctime = now;
+        Ok(())
     }
 
     pub(crate) fn write_at(&self, off: u64, buf: &[u8]) -> Result<usize, Errno> {
@@ -1073,6 +1152,10 @@ impl FileOps for TmpfsFileOps {
 
     fn size(&self) -> Result<u64, Errno> {
         Ok(self.inode.size())
+    }
+
+    fn fallocate(&self, mode: i32, offset: u64, len: u64) -> Result<(), Errno> {
+        self.inode.fallocate(mode, offset, len)
     }
 }
 
