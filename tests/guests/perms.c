@@ -16,7 +16,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <utime.h>
 
@@ -62,6 +64,28 @@ static void owner_of(const char *label, const char *name)
 	struct stat st;
 	CHECK(stat(at(name), &st) == 0);
 	printf("%s: uid=%u gid=%u setgid=%d\n", label, st.st_uid, st.st_gid, (st.st_mode & S_ISGID) != 0);
+}
+
+/* A listening unix socket named `name`, its file's mode `mode`. */
+static int listen_at(const char *name, mode_t mode)
+{
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(s >= 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", at(name));
+	CHECK(bind(s, (struct sockaddr *)&a, sizeof a) == 0 && listen(s, 4) == 0);
+	CHECK(chmod(at(name), mode) == 0);
+	return s;
+}
+
+static void try_connect(const char *label, const char *name)
+{
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(s >= 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", at(name));
+	EXPECT_ERR(label, connect(s, (struct sockaddr *)&a, sizeof a));
+	close(s);
 }
 
 static int run_exec(const char *self, const char *name)
@@ -143,6 +167,10 @@ static void as_user(const char *self)
 	close(fd);
 	EXPECT_ERR("unlink_sticky_own", unlink(at("t/own")));
 
+	/* Connecting needs write permission on the socket's file. */
+	try_connect("connect_socket_700", "sock700");
+	try_connect("connect_socket_777", "sock777");
+
 	/* A pty's replica is whoever opened ptmx's (its group and mode are the
 	 * devpts mount's options: gid=5,mode=620 in a container, the opener's
 	 * group and 600 on a host devpts without options, so not printed). */
@@ -206,6 +234,8 @@ static void run_in(const char *where, const char *self)
 		CHECK(fd >= 0 && write(fd, prog, n) == n && close(fd) == 0);
 		CHECK(chmod(at(names[i]), modes[i]) == 0);
 	}
+	int l700 = listen_at("sock700", 0700);
+	int l777 = listen_at("sock777", 0777);
 	/* Root: any file opens, only an execute bit lets it execute. */
 	CHECK(chmod(at("f600"), 0000) == 0);
 	try_open("root_read_000", "f600", O_RDWR);
@@ -231,7 +261,9 @@ static void run_in(const char *where, const char *self)
 	}
 	CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 
-	const char *files[] = { "f600", "f644", "f666", "g640", "d700/x", "d711/x", "t/root_file", "w/mine",
+	close(l700);
+	close(l777);
+	const char *files[] = { "sock700", "sock777", "f600", "f644", "f666", "g640", "d700/x", "d711/x", "t/root_file", "w/mine",
 				"sg/mine", "x711", "x644", "x700", "w/l666" };
 	for (size_t i = 0; i < sizeof files / sizeof *files; i++)
 		unlink(at(files[i]));

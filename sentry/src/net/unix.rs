@@ -344,8 +344,9 @@ impl UnixNamespace {
     }
 
     /// The socket bound to `addr` (connect, sendto): ENOENT for a path
-    /// that is not there, ECONNREFUSED for a name nothing listens on or a
-    /// file that is no socket, EPROTOTYPE for a socket of another type.
+    /// that is not there, EACCES for a socket file the caller may not
+    /// write, ECONNREFUSED for a name nothing listens on or a file that is
+    /// no socket, EPROTOTYPE for a socket of another type.
     pub fn lookup(
         &self,
         vfs: &Vfs,
@@ -362,6 +363,8 @@ impl UnixNamespace {
                 if st.mode & libc::S_IFMT != libc::S_IFSOCK {
                     return Err(Errno::ECONNREFUSED);
                 }
+                // Connecting writes to the socket file (unix_find_bsd).
+                crate::vfs::perm::check_stat(&st, crate::vfs::perm::MAY_WRITE)?;
                 self.find_path((st.dev, st.ino))
             }
         };
