@@ -5,6 +5,7 @@
  * limits after setrlimit, memory totals against sysinfo. */
 #define _GNU_SOURCE
 #include "common.h"
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -90,6 +91,23 @@ int main(void)
 	       count_fields(s), strstr(s, comm) != NULL, stat_state(s),
 	       atoi(s) == getpid(), stat_field(s, 4) == getppid(),
 	       stat_field(s, 5) == getpgrp(), stat_field(s, 6) == getsid(0), stat_field(s, 20));
+
+	/* /proc/self/fd/N names the file, and a deleted one as such. */
+	int pw = open("/etc/passwd", O_RDONLY);
+	CHECK(pw >= 0);
+	char link[64], target[256];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", pw);
+	ssize_t k = readlink(link, target, sizeof target - 1);
+	printf("fd link: %.*s\n", (int)(k > 0 ? k : 0), target);
+	char tmp[] = "/tmp/cryo-procfs-fd-XXXXXX";
+	int tf = mkstemp(tmp);
+	CHECK(tf >= 0 && unlink(tmp) == 0);
+	snprintf(link, sizeof link, "/proc/self/fd/%d", tf);
+	k = readlink(link, target, sizeof target - 1);
+	printf("deleted fd link ends with (deleted): %d\n",
+	       k > 10 && memcmp(target + k - 10, " (deleted)", 10) == 0);
+	close(tf);
+	close(pw);
 
 	int p[2];
 	CHECK(pipe(p) == 0);

@@ -65,6 +65,12 @@ const SPECS: &[Spec] = &[
     spec("splice"),
     spec("perms"),
     spec("fallocate"),
+    // Files with no name (O_TMPFILE, unlinked while open), compared with
+    // Linux; checkpoint_unlinked.rs checkpoints the same guest.
+    Spec {
+        args: &["2"],
+        ..spec("ckpt_unlinked")
+    },
     Spec {
         exit: 3,
         ..spec("exit_group")
@@ -260,6 +266,7 @@ guest_tests!(
     splice,
     perms,
     fallocate,
+    ckpt_unlinked,
     exit_group,
     exit_thread,
     atexit,

@@ -305,12 +305,13 @@ impl ProcessInfo for LiveProcess {
     fn fd_file(&self, fd: i32) -> Option<Arc<OpenFile>> {
         self.tg.upgrade()?.fds().lock().file(fd).ok()
     }
-    /// Files with no name: a socket reads `socket:[ino]` and a pipe
+    /// A file's path (" (deleted)" after it once it has no name); files
+    /// that never had one: a socket reads `socket:[ino]` and a pipe
     /// `pipe:[ino]`, as on Linux.
     fn fd_path(&self, fd: i32) -> Option<String> {
         let f = self.fd_file(fd)?;
-        if f.dentry().is_some() {
-            return None;
+        if let Some(d) = f.dentry() {
+            return Some(self.kernel.upgrade()?.vfs.dentry_path(d));
         }
         let st = f.stat().ok()?;
         match st.mode & libc::S_IFMT {

@@ -226,7 +226,10 @@ pub fn restore_container(
         }
         kernel.file_locks.install(key, &locks);
     }
-    super::restore_tree::restore_processes(&kernel, &rec, &files, host.layout)
+    let restored = super::restore_tree::restore_processes(&kernel, &rec, &files, host.layout);
+    // Files with no name that no open file took are freed now.
+    kernel.vfs.release_restored_orphans();
+    restored
 }
 
 /// The saved pseudo-terminals, back in the new kernel's devpts at their

@@ -150,7 +150,7 @@ fn save_kernel(
     let mut mms = ObjectIds::<Mutex<MemoryManager>>::default();
     let mut fd_tables = ObjectIds::<Mutex<FdTable<Arc<OpenFile>>>>::default();
     let mut files = ObjectIds::<OpenFile>::default();
-    let mut ctx = SaveCtx::default();
+    let mut ctx = vfs.save_ctx();
     for tg in kernel.pids.thread_groups() {
         // A zombie has no address space: id 0.
         let mut mm_id = 0;

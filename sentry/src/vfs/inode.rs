@@ -176,6 +176,13 @@ pub trait Inode: Send + Sync + Any {
         Err(Errno::EPERM)
     }
 
+    /// open(2) with O_TMPFILE in this directory: a regular file with no
+    /// name (`mode`: permission bits). EOPNOTSUPP where the file system
+    /// has none (host files).
+    fn tmpfile(&self, _mode: u32) -> Result<Arc<dyn Inode>, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
     /// Restore: makes `pipe` this FIFO's buffer, which its saved open ends
     /// share. EBUSY when the FIFO already has another.
     fn attach_fifo(&self, _pipe: &Arc<super::pipe::Pipe>) -> Result<(), Errno> {

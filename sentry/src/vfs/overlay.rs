@@ -366,6 +366,11 @@ impl Inode for OverlayInode {
         self.create_upper(name, |d| d.mknod(name, mode))
     }
 
+    /// In the upper layer: the file never has a lower one.
+    fn tmpfile(&self, mode: u32) -> Result<Arc<dyn Inode>, Errno> {
+        Ok(self.copy_up()?.new_tmpfile(mode)?)
+    }
+
     fn attach_fifo(&self, pipe: &Arc<super::pipe::Pipe>) -> Result<(), Errno> {
         match self.upper() {
             Some(u) => u.attach_fifo(pipe),

@@ -162,8 +162,59 @@ pub enum FileStateKind {
         index: u32,
         master: bool,
     },
+    /// A regular file of a tmpfs with no name left (unlinked while open,
+    /// or O_TMPFILE): node `ino` of the root's upper layer (`fs` 0) or of
+    /// /dev/shm (1), which the tmpfs table holds named nowhere; the path is
+    /// the name it had, for /proc/self/fd (since v5).
+    Unlinked {
+        fs: u8,
+        ino: u64,
+    },
 }
-statefile::versioned!(FileStateKind, "vfs.FileKind", 4, [TimerFdRecord]);
+statefile::versioned!(FileStateKind, "vfs.FileKind", 5, [TimerFdRecord]);
+
+/// Version 4 of [`FileStateKind`], as statefiles before unlinked files
+/// hold it: the same variants in the same order but the last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileStateKindV4 {
+    Regular,
+    Directory,
+    Symlink,
+    Device,
+    Synthetic,
+    PipeRead { pipe: u64 },
+    PipeWrite { pipe: u64 },
+    HostStdio { index: u32 },
+    EventFd { count: u64, semaphore: bool },
+    TimerFd(TimerFdRecord),
+    SignalFd { mask: u64 },
+    Epoll { id: u64 },
+    Socket { id: u64 },
+    Pty { index: u32, master: bool },
+}
+statefile::versioned!(FileStateKindV4, "vfs.FileKind", 4, [TimerFdRecord]);
+
+impl From<FileStateKindV4> for FileStateKind {
+    fn from(k: FileStateKindV4) -> FileStateKind {
+        use FileStateKindV4 as V;
+        match k {
+            V::Pty { index, master } => FileStateKind::Pty { index, master },
+            V::Regular => FileStateKind::Regular,
+            V::Directory => FileStateKind::Directory,
+            V::Symlink => FileStateKind::Symlink,
+            V::Device => FileStateKind::Device,
+            V::Synthetic => FileStateKind::Synthetic,
+            V::PipeRead { pipe } => FileStateKind::PipeRead { pipe },
+            V::PipeWrite { pipe } => FileStateKind::PipeWrite { pipe },
+            V::HostStdio { index } => FileStateKind::HostStdio { index },
+            V::EventFd { count, semaphore } => FileStateKind::EventFd { count, semaphore },
+            V::TimerFd(r) => FileStateKind::TimerFd(r),
+            V::SignalFd { mask } => FileStateKind::SignalFd { mask },
+            V::Epoll { id } => FileStateKind::Epoll { id },
+            V::Socket { id } => FileStateKind::Socket { id },
+        }
+    }
+}
 
 /// Version 3 of [`FileStateKind`], as statefiles before ptys hold it: the
 /// same variants in the same order but the last.
@@ -342,6 +393,22 @@ statefile::versioned!(
     [FileStateKindV3, Fingerprint]
 );
 
+/// An open file as statefiles with `vfs.FileKind` v4 hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileStateV4 {
+    pub path: Vec<u8>,
+    pub flags: i32,
+    pub offset: u64,
+    pub kind: FileStateKindV4,
+    pub fingerprint: Option<Fingerprint>,
+}
+statefile::versioned!(
+    OpenFileStateV4,
+    "vfs.OpenFile",
+    1,
+    [FileStateKindV4, Fingerprint]
+);
+
 impl statefile::Savable for OpenFileState {
     const TYPE_NAME: &'static str = "vfs.OpenFile";
     const VERSION: u32 = 1;
@@ -388,6 +455,17 @@ impl statefile::Savable for OpenFileState {
                 fingerprint: v3.fingerprint,
             });
         }
+        if dec.types().get("vfs.FileKind") == Some(4) {
+            statefile::check_saved_versions::<OpenFileStateV4>(dec.types())?;
+            let v4: OpenFileStateV4 = dec.serde()?;
+            return Ok(OpenFileState {
+                path: v4.path,
+                flags: v4.flags,
+                offset: v4.offset,
+                kind: v4.kind.into(),
+                fingerprint: v4.fingerprint,
+            });
+        }
         statefile::check_saved_versions::<Self>(dec.types())?;
         dec.serde()
     }
@@ -417,6 +495,25 @@ pub struct SaveCtx {
     pub sockets: BTreeMap<u64, Arc<crate::net::UnixSocket>>,
     /// The pseudo-terminals met, by index.
     pub ptys: BTreeMap<u32, PtySnapshot>,
+    /// The sandbox's tmpfs instances by their tag in a
+    /// [`FileStateKind::Unlinked`] (the root's upper layer 0, /dev/shm 1).
+    pub(crate) tmpfs: Vec<(u8, Arc<super::tmpfs::TmpfsShared>)>,
+}
+
+impl SaveCtx {
+    /// The tag and inode number of a regular tmpfs file with no name left.
+    fn orphan_of(&self, inode: &Arc<dyn super::inode::Inode>) -> Option<(u8, u64)> {
+        let any = inode.as_any();
+        let t = match any.downcast_ref::<super::overlay::OverlayInode>() {
+            Some(o) => o.upper()?,
+            None => {
+                let t = any.downcast_ref::<TmpfsInode>()?;
+                t.arc()?
+            }
+        };
+        let (tag, _) = self.tmpfs.iter().find(|(_, s)| Arc::ptr_eq(s, &t.fs))?;
+        Some((*tag, t.ino))
+    }
 }
 
 /// Why the VFS could not be saved.
@@ -470,7 +567,25 @@ impl Tmpfs {
         let mut seen: HashMap<u64, (usize, u32)> = HashMap::new();
         let mut pending: Vec<Arc<TmpfsInode>> = vec![root.clone()];
         seen.insert(root.ino, (0, 0));
-        while let Some(inode) = pending.pop() {
+        // Files with no name that are still alive (open, or mapped) come
+        // last, named nowhere: the tree walk reaches the rest.
+        let mut orphans: Vec<Arc<TmpfsInode>> = self.shared.live_orphans();
+        orphans.reverse();
+        loop {
+            let inode = match pending.pop() {
+                Some(i) => i,
+                None => match orphans.pop() {
+                    Some(o)
+                        if !seen.contains_key(&o.ino)
+                            && o.lock().mode & libc::S_IFMT == libc::S_IFREG =>
+                    {
+                        seen.insert(o.ino, (usize::MAX, 0));
+                        o
+                    }
+                    Some(_) => continue,
+                    None => break,
+                },
+            };
             let index = nodes.len();
             if let Some(entry) = seen.get_mut(&inode.ino) {
                 entry.0 = index;
@@ -568,6 +683,7 @@ impl Tmpfs {
             mf,
             mapped_pages: std::sync::atomic::AtomicU64::new(0),
             mapped_limit: std::sync::atomic::AtomicU64::new(super::tmpfs::MAX_MAPPED_PAGES),
+            orphans: std::sync::Mutex::new(Vec::new()),
         });
         let inodes: Vec<Arc<TmpfsInode>> = snap
             .nodes
@@ -621,9 +737,17 @@ impl Tmpfs {
             .and_then(|i| inodes.get(*i))
             .cloned()
             .ok_or_else(|| bad_field("root", "no such node"))?;
+        let mut orphans = HashMap::new();
+        for (n, inode) in snap.nodes.iter().zip(&inodes) {
+            if is_orphan(n) {
+                shared.orphaned(inode);
+                orphans.insert(n.ino, inode.clone());
+            }
+        }
         Ok(Arc::new(Tmpfs {
             shared,
             root: std::sync::Mutex::new(root),
+            restored_orphans: std::sync::Mutex::new(orphans),
         }))
     }
 }
@@ -825,6 +949,9 @@ pub fn check_table(
             0
         } else if is_dir {
             1
+        } else if is_orphan(n) {
+            // A regular file with no name left, which an open file holds.
+            0
         } else {
             n.nlink.max(1)
         };
@@ -859,14 +986,25 @@ pub fn check_table(
             }
         }
     }
-    if count != snap.nodes.len() {
-        let i = reached.iter().position(|r| !r).unwrap_or(0);
+    let orphans = snap.nodes.iter().filter(|n| is_orphan(n)).count();
+    if count + orphans != snap.nodes.len() {
+        let i = reached
+            .iter()
+            .zip(&snap.nodes)
+            .position(|(r, n)| !r && !is_orphan(n))
+            .unwrap_or(0);
         return Err(bad_field(
             format!("nodes[{i}]"),
             "not reachable from the root (a directory cycle or a detached subtree)",
         ));
     }
     Ok(index)
+}
+
+/// A node no directory names: a regular file unlinked while open, or made
+/// with O_TMPFILE.
+fn is_orphan(n: &TmpfsNodeRecord) -> bool {
+    n.nlink == 0 && n.mode & libc::S_IFMT == libc::S_IFREG
 }
 
 fn kind_name(ft: u32) -> &'static str {
@@ -978,6 +1116,20 @@ impl OpenFile {
             SaveAs::Path => {}
         }
         let d = self.dentry().ok_or(SaveError::Unsupported(self.kind()))?;
+        if d.is_unlinked() && d.file_type() == libc::S_IFREG {
+            if let Some((fs, ino)) = ctx.orphan_of(self.inode()) {
+                // Its node is in the tmpfs table, named nowhere.
+                let mut path = super::vfs::path_bytes(d);
+                path.truncate(PATH_MAX - 1);
+                return Ok(OpenFileState {
+                    path,
+                    flags,
+                    offset: self.offset(),
+                    kind: FileStateKind::Unlinked { fs, ino },
+                    fingerprint: None,
+                });
+            }
+        }
         let path = saved_path(d)?;
         let kind = match (self.kind(), d.file_type()) {
             (_, libc::S_IFDIR) => FileStateKind::Directory,
@@ -1062,6 +1214,79 @@ impl RestoreCtx {
 }
 
 impl Vfs {
+    /// What saving this namespace's open files needs to know of it.
+    pub fn save_ctx(&self) -> SaveCtx {
+        let parts = super::dentry::lock(&self.parts);
+        let mut tmpfs = Vec::new();
+        for (tag, fs) in [(0u8, &parts.upper), (1u8, &parts.shm)] {
+            if let Some(fs) = fs {
+                tmpfs.push((tag, fs.shared.clone()));
+            }
+        }
+        SaveCtx {
+            tmpfs,
+            ..SaveCtx::default()
+        }
+    }
+
+    /// Lets go of restored files with no name that no open file took.
+    pub fn release_restored_orphans(&self) {
+        let parts = super::dentry::lock(&self.parts);
+        for fs in [&parts.upper, &parts.shm].into_iter().flatten() {
+            fs.take_restored_orphans();
+        }
+    }
+
+    /// A regular tmpfs file with no name, re-opened from its node in the
+    /// restored table, under the name it had, marked deleted.
+    fn reopen_unlinked(
+        &self,
+        st: &OpenFileState,
+        fs: u8,
+        ino: u64,
+        status: i32,
+    ) -> Result<Arc<OpenFile>, VfsRestoreError> {
+        let tmpfs = {
+            let parts = super::dentry::lock(&self.parts);
+            match fs {
+                0 => parts.upper.clone(),
+                1 => parts.shm.clone(),
+                _ => None,
+            }
+        }
+        .ok_or_else(|| invalid(format!("unlinked file of unknown tmpfs {fs}")))?;
+        let inode = tmpfs
+            .restored_orphan(ino)
+            .ok_or_else(|| invalid(format!("unlinked file {ino}: no such node with no name")))?;
+        if st.flags & libc::O_PATH != 0 {
+            return Err(invalid(format!("unlinked file {ino} saved as O_PATH")));
+        }
+        // Named as it was, under its old directory if that is still there.
+        let (dir, name) = match st.path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&st.path[..i.max(1)], &st.path[i + 1..]),
+            None => (&b"/"[..], &st.path[..]),
+        };
+        let name = if valid_name(name) { name } else { b"deleted" };
+        let root = self.root().clone();
+        let parent = self
+            .resolve(&root, dir, true)
+            .ok()
+            .filter(|d| d.is_dir())
+            .unwrap_or(root);
+        let inode: Arc<dyn super::inode::Inode> = inode;
+        let d = parent.new_child(name, inode.clone());
+        d.mark_unlinked();
+        let ops = inode
+            .open(status)
+            .map_err(|errno| VfsRestoreError::Missing {
+                path: String::from_utf8_lossy(&st.path).into_owned(),
+                errno,
+            })?;
+        let file = OpenFile::new(Some(d), inode, ops, status);
+        file.set_offset(st.offset);
+        Ok(file)
+    }
+
     /// The sandbox namespace's state.
     pub fn save_state(&self) -> Result<VfsState, SaveError> {
         let parts = super::dentry::lock(&self.parts);
@@ -1145,6 +1370,9 @@ impl Vfs {
                     sock,
                     status & libc::O_NONBLOCK,
                 ));
+            }
+            FileStateKind::Unlinked { fs, ino } => {
+                return self.reopen_unlinked(st, *fs, *ino, status);
             }
             FileStateKind::Epoll { id } => {
                 if ctx.epolls.contains_key(id) {

@@ -41,12 +41,36 @@ pub(crate) struct TmpfsShared {
     /// ([`MAX_MAPPED_PAGES`]; lower in tests).
     pub(crate) mapped_pages: AtomicU64,
     pub(crate) mapped_limit: AtomicU64,
+    /// Files with no name left (unlinked while open, O_TMPFILE): a
+    /// checkpoint saves those still alive, which an open file or a mapping
+    /// holds.
+    pub(crate) orphans: Mutex<Vec<Weak<TmpfsInode>>>,
+}
+
+impl TmpfsShared {
+    /// Notes that `inode` lost its last name.
+    pub(crate) fn orphaned(&self, inode: &Arc<TmpfsInode>) {
+        let mut o = lock(&self.orphans);
+        o.retain(|w| w.strong_count() > 0);
+        o.push(Arc::downgrade(inode));
+    }
+
+    /// The orphans alive now.
+    pub(crate) fn live_orphans(&self) -> Vec<Arc<TmpfsInode>> {
+        let mut o = lock(&self.orphans);
+        o.retain(|w| w.strong_count() > 0);
+        o.iter().filter_map(Weak::upgrade).collect()
+    }
 }
 
 /// One tmpfs instance.
 pub struct Tmpfs {
     pub(crate) shared: Arc<TmpfsShared>,
     pub(crate) root: Mutex<Arc<TmpfsInode>>,
+    /// After a restore, the files with no name the statefile held, by
+    /// inode number, until the open files that hold them are re-opened
+    /// ([`Tmpfs::take_restored_orphans`]).
+    pub(crate) restored_orphans: Mutex<std::collections::HashMap<u64, Arc<TmpfsInode>>>,
 }
 
 impl Tmpfs {
@@ -59,6 +83,7 @@ impl Tmpfs {
             mf,
             mapped_pages: AtomicU64::new(0),
             mapped_limit: AtomicU64::new(MAX_MAPPED_PAGES),
+            orphans: Mutex::new(Vec::new()),
         });
         let root = TmpfsInode::new(
             &shared,
@@ -71,7 +96,20 @@ impl Tmpfs {
         Arc::new(Tmpfs {
             shared,
             root: Mutex::new(root),
+            restored_orphans: Mutex::new(Default::default()),
         })
+    }
+
+    /// A restored file with no name, by inode number (an open file being
+    /// re-opened).
+    pub(crate) fn restored_orphan(&self, ino: u64) -> Option<Arc<TmpfsInode>> {
+        lock(&self.restored_orphans).get(&ino).cloned()
+    }
+
+    /// Lets go of the restored files with no name: those no re-opened file
+    /// holds are freed now.
+    pub fn take_restored_orphans(&self) {
+        lock(&self.restored_orphans).clear();
     }
 
     /// An empty tmpfs over a memory file of its own, for tests.
@@ -569,7 +607,7 @@ impl TmpfsInode {
         Ok(())
     }
 
-    fn arc(&self) -> Option<Arc<TmpfsInode>> {
+    pub(crate) fn arc(&self) -> Option<Arc<TmpfsInode>> {
         self.me.upgrade()
     }
 
@@ -649,6 +687,27 @@ impl TmpfsInode {
         Ok(child)
     }
 
+    /// O_TMPFILE: a regular file of this file system with no name, its
+    /// creator's like any new file. (linkat(2) giving it a name is not
+    /// offered: ENOENT, as for any unlinked file.)
+    pub(crate) fn new_tmpfile(&self, mode: u32) -> Result<Arc<TmpfsInode>, Errno> {
+        if self.file_type != libc::S_IFDIR {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut node = Node::new(
+            libc::S_IFREG | (mode & 0o7777),
+            Kind::File(FileData::new(self.fs.mf.clone())),
+            self.now(),
+        );
+        let (uid, gid) = super::perm::current_ids();
+        node.uid = uid;
+        node.gid = gid;
+        node.links = 0;
+        let inode = TmpfsInode::new(&self.fs, node);
+        self.fs.orphaned(&inode);
+        Ok(inode)
+    }
+
     /// Names `target` (a non-directory of this file system) `name` here
     /// too: a hard link, the same inode under two names.
     pub(crate) fn add_link(&self, name: &[u8], target: &Arc<TmpfsInode>) -> Result<(), Errno> {
@@ -726,6 +785,9 @@ impl TmpfsInode {
             let mut c = child.lock();
             c.ctime = now;
             c.links = c.links.saturating_sub(1);
+            if c.links == 0 && !is_dir {
+                self.fs.orphaned(&child);
+            }
         }
         me.mtime = now;
         me.ctime = now;
@@ -956,6 +1018,10 @@ impl Inode for TmpfsInode {
         Ok(self.insert(name, node)?)
     }
 
+    fn tmpfile(&self, mode: u32) -> Result<Arc<dyn Inode>, Errno> {
+        Ok(self.new_tmpfile(mode)?)
+    }
+
     fn attach_fifo(&self, pipe: &Arc<Pipe>) -> Result<(), Errno> {
         if self.file_type != libc::S_IFIFO {
             return Err(Errno::ENXIO);
@@ -1111,6 +1177,9 @@ pub(crate) fn rename(
         let mut r = replaced.lock();
         r.links = r.links.saturating_sub(1);
         r.ctime = now;
+        if r.links == 0 && replaced.file_type != libc::S_IFDIR {
+            replaced.fs.orphaned(&replaced);
+        }
     }
     target_dir.whiteouts.remove(new_name);
     // `target_dir` borrows the new directory; the old one is removed from

@@ -112,6 +112,9 @@ impl Vfs {
     ) -> Result<Arc<OpenFile>, Errno> {
         let path_only = flags & libc::O_PATH != 0;
         let nofollow = flags & libc::O_NOFOLLOW != 0;
+        if flags & libc::O_TMPFILE & !libc::O_DIRECTORY != 0 {
+            return self.open_tmpfile(start, path, flags, mode);
+        }
         let dentry = if flags & libc::O_CREAT != 0 && !path_only {
             let pn = self.resolve_parent(start, path)?;
             if pn.is_special() {
@@ -162,6 +165,39 @@ impl Vfs {
             self.resolve(start, path, !nofollow)?
         };
         self.finish_open(dentry, flags)
+    }
+
+    /// open(2) with O_TMPFILE: a new regular file with no name in the
+    /// directory at `path` (build_open_flags' and do_tmpfile's checks).
+    fn open_tmpfile(
+        &self,
+        start: &Arc<Dentry>,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+    ) -> Result<Arc<OpenFile>, Errno> {
+        let acc = flags & libc::O_ACCMODE;
+        if flags & libc::O_DIRECTORY == 0
+            || flags & (libc::O_CREAT | libc::O_PATH) != 0
+            || !(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        {
+            return Err(Errno::EINVAL);
+        }
+        let dir = self.resolve(start, path, flags & libc::O_NOFOLLOW == 0)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        perm::check(dir.inode().as_ref(), perm::MAY_WRITE | perm::MAY_EXEC)?;
+        if dir.mount().read_only {
+            return Err(Errno::EROFS);
+        }
+        let inode = dir.inode().tmpfile(mode & 0o7777)?;
+        let ino = inode.stat()?.ino;
+        let d = dir.new_child(format!("#{ino}").as_bytes(), inode.clone());
+        d.mark_unlinked();
+        let ops = inode.open(flags & !libc::O_DIRECTORY)?;
+        // F_GETFL shows O_TMPFILE, as Linux keeps it in f_flags.
+        Ok(OpenFile::new(Some(d), inode, ops, flags))
     }
 
     pub(crate) fn finish_open(&self, d: Arc<Dentry>, flags: i32) -> Result<Arc<OpenFile>, Errno> {
