@@ -13,7 +13,9 @@
  *                                        __builtin_cpu_supports("avx2"),
  *                                        glibc's CPU_FEATURE_ACTIVE(AVX2):
  *                                        what its IFUNCs select by)
- *   avx cpuid=B glibc=B  sse4_2 cpuid=B glibc=B  avx512f cpuid=B glibc=B
+ *   avx cpuid=B glibc=B
+ *   sse4_2 cpuid=B glibc=B
+ *   avx512f cpuid=B glibc=B
  *   hwcap=HEX hwcap2=HEX                (the auxv's AT_HWCAP: leaf 1
  *                                        EDX; AT_HWCAP2: FSGSBASE)
  *   cpuinfo avx2=B sse4_2=B avx512f=B   (/proc/cpuinfo's flags)
@@ -91,9 +93,10 @@ static void report(void)
 
 	printf("avx2 cpuid=%d gcc=%d glibc=%d\n", avx2_bit(),
 	       __builtin_cpu_supports("avx2") ? 1 : 0, CPU_FEATURE_ACTIVE(AVX2) ? 1 : 0);
-	printf("avx cpuid=%d glibc=%d  sse4_2 cpuid=%d glibc=%d  avx512f cpuid=%d glibc=%d\n",
-	       (ecx1 >> 28) & 1, CPU_FEATURE_ACTIVE(AVX) ? 1 : 0, (ecx1 >> 20) & 1,
-	       CPU_FEATURE_ACTIVE(SSE4_2) ? 1 : 0, CPU_FEATURE_PRESENT(AVX512F) ? 1 : 0,
+	printf("avx cpuid=%d glibc=%d\n", (ecx1 >> 28) & 1, CPU_FEATURE_ACTIVE(AVX) ? 1 : 0);
+	printf("sse4_2 cpuid=%d glibc=%d\n", (ecx1 >> 20) & 1, CPU_FEATURE_ACTIVE(SSE4_2) ? 1 : 0);
+	leaf(7, 0, r);
+	printf("avx512f cpuid=%d glibc=%d\n", max >= 7 ? (r[1] >> 16) & 1 : 0,
 	       CPU_FEATURE_ACTIVE(AVX512F) ? 1 : 0);
 	printf("hwcap=%lx hwcap2=%lx\n", auxv_value(AT_HWCAP), auxv_value(AT_HWCAP2));
 
