@@ -180,8 +180,16 @@ fn check_masked(profile: &str, report: &str, native: &str) {
         "{profile}: cpuinfo"
     );
     for key in ["cpuid", "glibc"] {
-        assert_eq!(bit(report, "sse4_2 ", key), sse42, "{profile}: sse4_2 {key}");
-        assert_eq!(bit(report, "avx512f ", key), avx512, "{profile}: avx512f {key}");
+        assert_eq!(
+            bit(report, "sse4_2 ", key),
+            sse42,
+            "{profile}: sse4_2 {key}"
+        );
+        assert_eq!(
+            bit(report, "avx512f ", key),
+            avx512,
+            "{profile}: avx512f {key}"
+        );
     }
     // XSAVE components: x87 and SSE, AVX from v3, AVX-512's from v4.
     let xcr0 = hex(report, "cpuid 0xd.0:", "eax");

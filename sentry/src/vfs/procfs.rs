@@ -454,9 +454,10 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
         ino: 28,
         entries: Arc::new(move || vec![(b"kernel".to_vec(), sys_kernel.clone())]),
     });
-    let fixed: Vec<(Vec<u8>, Arc<dyn Inode>)> = {
-        let (t1, t2, t3, t4, t5) = (t.clone(), t.clone(), t.clone(), t.clone(), t.clone());
-        vec![
+    let fixed: Vec<(Vec<u8>, Arc<dyn Inode>)> =
+        {
+            let (t1, t2, t3, t4, t5) = (t.clone(), t.clone(), t.clone(), t.clone(), t.clone());
+            vec![
             (
                 b"cpuinfo".to_vec(),
                 file(10, move || Ok(cpuinfo(t1.cpus(), &t1.cpu_flags()).into_bytes())),
@@ -503,7 +504,7 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
             (b"version".to_vec(), text(16, VERSION)),
             (b"sys".to_vec(), sys),
         ]
-    };
+        };
     let entries = move || -> Vec<(Vec<u8>, Arc<dyn Inode>)> {
         let mut v = fixed.clone();
         let t2 = table.clone();

@@ -385,8 +385,7 @@ fn host_has_leaf(leaf: u32) -> bool {
 fn host_words() -> [u32; WORDS.len()] {
     let mut out = [0u32; WORDS.len()];
     for (i, w) in WORDS.iter().enumerate() {
-        if host_has_leaf(w.leaf) && (w.leaf != 7 || w.subleaf.unwrap_or(0) <= host_cpuid(7, 0)[0])
-        {
+        if host_has_leaf(w.leaf) && (w.leaf != 7 || w.subleaf.unwrap_or(0) <= host_cpuid(7, 0)[0]) {
             out[i] = host_cpuid(w.leaf, w.subleaf.unwrap_or(0))[w.reg.index()];
         }
     }
@@ -662,7 +661,10 @@ mod tests {
             assert_eq!(Profile::parse(name).unwrap().name(), name);
         }
         let err = Profile::parse("x86-64-v5").unwrap_err().to_string();
-        assert!(err.contains("x86-64-v5") && err.contains("x86-64-v2"), "{err}");
+        assert!(
+            err.contains("x86-64-v5") && err.contains("x86-64-v2"),
+            "{err}"
+        );
     }
 
     #[test]
