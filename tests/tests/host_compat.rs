@@ -11,6 +11,7 @@
 //! hwcaps and /proc/cpuinfo's flags: under `--cpu-features=host` exactly
 //! what Linux shows it, under a profile the masked bits.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -471,4 +472,85 @@ fn a_bad_simulation_is_refused() {
         "a bad simulated CPU",
         &["CRYO_SIMULATE_HOST_CPU", "z80"],
     );
+}
+
+/// A header edit of a hostile statefile case: its metadata.
+type HeaderEdit = fn(&mut BTreeMap<String, String>);
+
+#[test]
+fn hostile_host_records_are_refused() {
+    use sentry::state::hostile::ObjectTable;
+    let s = Scratch::new("cryo-hosthostile-");
+    let root = s.root();
+    let img = s.path("img");
+    run_and_checkpoint(&root, &img, "A", None, "high");
+    let original = std::fs::read(img.join(STATEFILE)).expect("reading the statefile");
+    let table = ObjectTable::from_statefile(&original).expect("its object table");
+    let cases: Vec<(&str, HeaderEdit, Vec<(&str, &str)>, Vec<&str>)> = vec![
+        (
+            "cpuid not hex",
+            |m| {
+                let v = m["cpu.cpuid"].replacen("=0x", "=zz", 1);
+                m.insert("cpu.cpuid".into(), v);
+            },
+            vec![],
+            vec!["cpu.cpuid", "not hexadecimal"],
+        ),
+        (
+            "unknown profile",
+            |m| {
+                m.insert("cpu.profile".into(), "pentium".into());
+            },
+            vec![],
+            vec!["cpu.profile", "pentium"],
+        ),
+        (
+            "every feature bit",
+            |m| {
+                let v: Vec<String> = m["cpu.cpuid"]
+                    .split_whitespace()
+                    .map(|w| format!("{}=0xffffffff", w.split('=').next().unwrap_or("")))
+                    .collect();
+                m.insert("cpu.cpuid".into(), v.join(" "));
+            },
+            vec![],
+            vec!["CPU features this host lacks"],
+        ),
+        (
+            "every XSAVE component",
+            |m| {
+                m.insert("cpu.xcr0".into(), "0xffffffffffffffff".into());
+            },
+            vec![],
+            vec!["XSAVE component 63"],
+        ),
+        (
+            "highest address not hex",
+            |m| {
+                m.insert("va.highest-address".into(), "banana".into());
+            },
+            vec![],
+            vec!["va.highest-address", "banana"],
+        ),
+        (
+            // A header that hides the mapping above 2^39: the address
+            // space's own record still refuses it.
+            "highest address understated",
+            |m| {
+                m.insert("va.highest-address".into(), "0x1000".into());
+            },
+            vec![VA39],
+            vec!["0x10000001000", "39-bit"],
+        ),
+    ];
+    for (i, (what, edit, simulate, needles)) in cases.into_iter().enumerate() {
+        let dir = s.path(&format!("hostile{i}"));
+        std::fs::create_dir_all(&dir).expect("an image directory");
+        let bytes = table
+            .to_statefile_edited(&original, edit)
+            .unwrap_or_else(|e| panic!("{what}: rewriting the statefile: {e}"));
+        std::fs::write(dir.join(STATEFILE), bytes).expect("writing the statefile");
+        eprintln!("case {what}");
+        assert_refused_on(&root, &dir, &simulate, &needles);
+    }
 }

@@ -52,6 +52,8 @@ pub enum RestoreError {
     Cpu(#[from] crate::arch::cpuid::CpuError),
     #[error("{var}: {why}")]
     Simulate { var: &'static str, why: String },
+    #[error("statefile header {key}: {why}")]
+    Header { key: &'static str, why: String },
     #[error("{0}")]
     Records(LoadError),
     #[error("{0}")]
@@ -140,11 +142,9 @@ fn check_address_bits(
     let highest = text
         .strip_prefix("0x")
         .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .ok_or_else(|| {
-            RestoreError::Invalid(format!(
-                "statefile header {}: {text:?} is not a hexadecimal address",
-                super::KEY_HIGHEST_ADDRESS
-            ))
+        .ok_or_else(|| RestoreError::Header {
+            key: super::KEY_HIGHEST_ADDRESS,
+            why: format!("{text:?} is not a hexadecimal address"),
         })?;
     let (_, top) = crate::mm::usable_range(layout);
     if highest > top {
