@@ -554,3 +554,217 @@ fn hostile_host_records_are_refused() {
         assert_refused_on(&root, &dir, &simulate, &needles);
     }
 }
+
+const LD_SO: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// The glibc-hwcaps levels `ld.so --help` calls supported.
+fn hwcaps_supported(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Subdirectories of glibc-hwcaps"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| l.contains("(supported"))
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// glibc's dynamic loader decides which ISA level's libraries to load
+/// (glibc-hwcaps) from cpuid and XGETBV, as its IFUNCs do: under a profile
+/// it sees exactly that level, under `host` what it sees natively.
+#[test]
+fn glibc_hwcaps_follow_the_profile() {
+    if !Path::new(LD_SO).exists() {
+        panic!("no {LD_SO}: a broken test setup (tests/scripts/deps.sh)");
+    }
+    let s = Scratch::new("cryo-hwcaps-");
+    let root = s.root();
+    let native = run_native(LD_SO, &["--help"], b"");
+    assert_eq!(native.code, 0, "native ld.so --help");
+    let native_levels = hwcaps_supported(&native.stdout_str());
+    let run = |profile: &str| {
+        cryo_cli(
+            &root,
+            &[
+                "--cpu-features",
+                profile,
+                "do",
+                "--cwd",
+                "/",
+                "--",
+                LD_SO,
+                "--help",
+            ],
+        )
+    };
+    let host = run("host");
+    assert_ok(&host, "ld.so --help under host");
+    assert_eq!(
+        host.stdout_str(),
+        native.stdout_str(),
+        "ld.so sees another CPU under --cpu-features=host"
+    );
+    if !cpuid_faulting_here() {
+        return;
+    }
+    for (profile, level) in [("x86-64", 1), ("x86-64-v2", 2), ("x86-64-v3", 3)] {
+        let want: Vec<String> = native_levels
+            .iter()
+            .filter(|l| {
+                l.strip_prefix("x86-64-v")
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .is_some_and(|v| v <= level)
+            })
+            .cloned()
+            .collect();
+        if want.len() < level as usize - 1 {
+            eprintln!("SKIPPED: ld.so natively supports only {native_levels:?}, not {profile}");
+            continue;
+        }
+        let out = run(profile);
+        assert_ok(&out, &format!("ld.so --help under {profile}"));
+        assert_eq!(
+            hwcaps_supported(&out.stdout_str()),
+            want,
+            "{profile}: glibc-hwcaps levels ld.so supports"
+        );
+    }
+}
+
+/// Under a profile, every process of the sandbox sees it: a child forked
+/// by a shell and a program it executes (a new address space each, a new
+/// stub each).
+#[test]
+fn a_profile_holds_across_fork_and_exec() {
+    if !cpuid_faulting_here() {
+        return;
+    }
+    let s = Scratch::new("cryo-forkcpu-");
+    let root = s.root();
+    let g = cpuid_guest();
+    let script = format!(
+        "{g} | grep '^avx2 '; ({g} | grep '^avx2 ') & wait",
+        g = g.display()
+    );
+    let out = cryo_cli(
+        &root,
+        &[
+            "--cpu-features",
+            "x86-64-v2",
+            "do",
+            "--cwd",
+            "/",
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_ok(&out, "sh -c under x86-64-v2");
+    assert_eq!(
+        out.stdout_str(),
+        "avx2 cpuid=0 gcc=0 glibc=0\navx2 cpuid=0 gcc=0 glibc=0\n"
+    );
+}
+
+/// `--cpu-features` reaches an OCI container's sandbox: `run` in the
+/// foreground, and `create` + `start` (the sandbox process `create`
+/// leaves boots with it).
+#[test]
+fn oci_containers_take_the_profile() {
+    if !cpuid_faulting_here() {
+        return;
+    }
+    let s = Scratch::new("cryo-ocicpu-");
+    let root = s.root();
+    let bundle = s.path("bundle");
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "tmp", "proc"] {
+        std::fs::create_dir_all(rootfs.join(d)).expect("the rootfs");
+    }
+    std::fs::copy(cpuid_guest(), rootfs.join("bin/cpuid")).expect("the guest in the rootfs");
+    let out = cryo_cli(
+        &root,
+        &[
+            OsStr::new("spec"),
+            OsStr::new("--bundle"),
+            bundle.as_os_str(),
+        ],
+    );
+    assert_ok(&out, "cryo spec");
+    let config = bundle.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).expect("config.json")).expect("JSON");
+    v["process"]["args"] = serde_json::json!(["/bin/cpuid"]);
+    v["root"]["readonly"] = false.into();
+    std::fs::write(&config, v.to_string()).expect("writing config.json");
+    let avx2_line = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("avx2 "))
+            .unwrap_or_else(|| panic!("no avx2 line in {text:?}"))
+            .to_string()
+    };
+    let _cleanup = DeleteOnDrop {
+        root: root.clone(),
+        ids: &["r1", "c1"],
+    };
+    let b = bundle.as_os_str();
+    let run = cryo_cli(
+        &root,
+        &[
+            OsStr::new("--cpu-features"),
+            OsStr::new("x86-64-v2"),
+            OsStr::new("run"),
+            OsStr::new("--bundle"),
+            b,
+            OsStr::new("r1"),
+        ],
+    );
+    assert_ok(&run, "cryo --cpu-features x86-64-v2 run");
+    assert_eq!(avx2_line(&run.stdout_str()), "avx2 cpuid=0 gcc=0 glibc=0");
+    // create leaves the sandbox process holding its stdout: a file here.
+    let out_path = s.path("create.out");
+    let mut create = cryo_command(&root);
+    create
+        .args(["--cpu-features", "x86-64-v2", "create", "--bundle"])
+        .arg(&bundle)
+        .arg("c1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("create.out"))
+        .stderr(std::fs::File::create(s.path("create.err")).expect("create.err"));
+    let created = create.status().expect("cryo create");
+    assert!(
+        created.success(),
+        "cryo create: {}",
+        std::fs::read_to_string(s.path("create.err")).unwrap_or_default()
+    );
+    assert_ok(&cryo_cli(&root, &["start", "c1"]), "cryo start c1");
+    let deadline = std::time::Instant::now() + EXIT;
+    let text = loop {
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if text.lines().any(|l| l.starts_with("cpuinfo ")) {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "c1 printed only {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(avx2_line(&text), "avx2 cpuid=0 gcc=0 glibc=0");
+    assert!(text.contains("cpuinfo avx2=0 sse4_2=1"), "{text}");
+}
+
+/// Deletes the containers (`delete --force`) however the test ends, so a
+/// failing one leaves no sandbox waiting for `start`.
+struct DeleteOnDrop {
+    root: PathBuf,
+    ids: &'static [&'static str],
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        for id in self.ids {
+            let _ = cryo_cli(&self.root, &["delete", "--force", id]);
+        }
+    }
+}
