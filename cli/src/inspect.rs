@@ -56,7 +56,14 @@ fn requirements(h: &statefile::Header) -> (String, Value) {
         }
         _ => text += "  highest address: not recorded\n",
     }
-    text += &format!("  page size: {}\n", h.page_size);
+    // The application's page size; statefiles from before it was
+    // recorded ran on 4K pages, as their memory images have.
+    let page_size = h
+        .metadata
+        .get(sentry::state::KEY_PAGE_SIZE)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(u64::from(h.page_size));
+    text += &format!("  page size: {page_size}\n");
     let profile = h.metadata.get(KEY_PROFILE);
     let features: Vec<&str> = h
         .metadata
@@ -76,7 +83,7 @@ fn requirements(h: &statefile::Header) -> (String, Value) {
     let json = json!({
         "highest_address": highest,
         "va_bits": bits,
-        "page_size": h.page_size,
+        "page_size": page_size,
         "cpu_profile": profile,
         "cpu_features": features,
     });

@@ -383,6 +383,13 @@ fn the_default_layout_restores_on_a_39_bit_host() {
         inspect_line(&text, "cpu features (host,").contains(" sse2 "),
         "{text}"
     );
+    // A host with 16K pages (arm64 kernels often have them) is refused.
+    assert_refused_on(
+        &root,
+        &img,
+        &[("CRYO_SIMULATE_HOST_PAGE_SIZE", "16384")],
+        &["4096-byte pages", "16384 bytes"],
+    );
     let avx2 = before.iter().any(|l| l.starts_with("avx2 cpuid=1"));
     assert_continues(restore_on(&root, &img, "B", &[VA39]), &before, avx2);
 }
@@ -531,6 +538,14 @@ fn hostile_host_records_are_refused() {
             },
             vec![],
             vec!["va.highest-address", "banana"],
+        ),
+        (
+            "page size not a number",
+            |m| {
+                m.insert("mm.page-size".into(), "big".into());
+            },
+            vec![],
+            vec!["mm.page-size", "big"],
         ),
         (
             // A header that hides the mapping above 2^39: the address

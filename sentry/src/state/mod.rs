@@ -29,5 +29,9 @@ pub const OBJECTS_SECTION: &str = "objects";
 /// space ends lower is refused before anything else is read.
 pub const KEY_HIGHEST_ADDRESS: &str = "va.highest-address";
 
+/// The header entry holding the page size the application ran with, in
+/// bytes (the header's own `page_size` is the memory image's).
+pub const KEY_PAGE_SIZE: &str = "mm.page-size";
+
 /// The memory section holding the memory file's pages.
 pub const MEMORY_SECTION: &str = "memory-file";

@@ -54,6 +54,8 @@ pub enum RestoreError {
     Simulate { var: &'static str, why: String },
     #[error("statefile header {key}: {why}")]
     Header { key: &'static str, why: String },
+    #[error("the application ran with {saved}-byte pages, but this host's pages are {host} bytes")]
+    PageSize { saved: u64, host: u64 },
     #[error("{0}")]
     Records(LoadError),
     #[error("{0}")]
@@ -77,12 +79,17 @@ pub enum RestoreError {
 /// address space instead of this one's, when it is fewer. Nothing else
 /// changes: a statefile that passes restores on this host as usual.
 pub const SIMULATE_VA_BITS_ENV: &str = "CRYO_SIMULATE_HOST_VA_BITS";
+/// Like [`SIMULATE_VA_BITS_ENV`], for the page size: restore's checks see a
+/// host whose pages have this many bytes (an arm64 kernel with 16K or 64K
+/// pages).
+pub const SIMULATE_PAGE_SIZE_ENV: &str = "CRYO_SIMULATE_HOST_PAGE_SIZE";
 /// Like [`SIMULATE_VA_BITS_ENV`], for the CPU: restore's checks see this
 /// host's CPU cut down to a `--cpu-features` profile (`x86-64-v2`, ...).
 pub const SIMULATE_CPU_ENV: &str = "CRYO_SIMULATE_HOST_CPU";
 
 /// The host restore's checks measure a statefile against: this one, or
-/// the smaller one [`SIMULATE_VA_BITS_ENV`] and [`SIMULATE_CPU_ENV`] say.
+/// the one [`SIMULATE_VA_BITS_ENV`], [`SIMULATE_PAGE_SIZE_ENV`] and
+/// [`SIMULATE_CPU_ENV`] say.
 struct CheckedHost {
     /// The address space the checks allow (None: this host's, known once
     /// it is probed).
@@ -90,27 +97,43 @@ struct CheckedHost {
     cpu: CpuFeatures,
 }
 
+/// The number in simulation variable `var`, if it is set.
+fn simulated(var: &'static str, what: &str) -> Result<Option<u64>, RestoreError> {
+    match std::env::var(var) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| RestoreError::Simulate {
+                var,
+                why: format!("{v:?} is not {what}"),
+            }),
+        Err(_) => Ok(None),
+    }
+}
+
 fn checked_host(real: &platform::Layout) -> Result<CheckedHost, RestoreError> {
-    let layout = match std::env::var(SIMULATE_VA_BITS_ENV) {
-        Ok(v) => {
-            let bits: u32 = v.trim().parse().map_err(|_| RestoreError::Simulate {
-                var: SIMULATE_VA_BITS_ENV,
-                why: format!("{v:?} is not a number of address bits"),
-            })?;
-            if bits < real.va_bits {
-                let l = platform::Layout::for_va_bits(bits, real.page_size).map_err(|e| {
-                    RestoreError::Simulate {
-                        var: SIMULATE_VA_BITS_ENV,
-                        why: e.to_string(),
-                    }
-                })?;
-                tracing::info!(bits, "restore checks a simulated smaller address space");
-                Some(l)
+    let bits = simulated(SIMULATE_VA_BITS_ENV, "a number of address bits")?
+        .map(|b| u32::try_from(b).unwrap_or(u32::MAX).min(real.va_bits));
+    let page = simulated(SIMULATE_PAGE_SIZE_ENV, "a page size in bytes")?;
+    let layout = if bits.is_some() || page.is_some() {
+        let (bits, page) = (bits.unwrap_or(real.va_bits), page.unwrap_or(real.page_size));
+        let l = platform::Layout::for_va_bits(bits, page).map_err(|e| RestoreError::Simulate {
+            var: if page == real.page_size {
+                SIMULATE_VA_BITS_ENV
             } else {
-                None
-            }
-        }
-        Err(_) => None,
+                SIMULATE_PAGE_SIZE_ENV
+            },
+            why: e.to_string(),
+        })?;
+        tracing::info!(
+            bits,
+            page,
+            "restore checks a simulated host's address space"
+        );
+        Some(l)
+    } else {
+        None
     };
     let cpu = match std::env::var(SIMULATE_CPU_ENV) {
         Ok(v) => {
@@ -129,12 +152,25 @@ fn checked_host(real: &platform::Layout) -> Result<CheckedHost, RestoreError> {
     Ok(CheckedHost { layout, cpu })
 }
 
-/// The statefile's highest address (its header's record, when it has one)
-/// against the address space `layout` allows applications.
-fn check_address_bits(
+/// The statefile's page size and highest address (its header's records,
+/// when it has them) against the address space `layout` allows
+/// applications.
+fn check_address_space(
     header: &statefile::Header,
     layout: &platform::Layout,
 ) -> Result<(), RestoreError> {
+    if let Some(text) = header.metadata.get(super::KEY_PAGE_SIZE) {
+        let saved: u64 = text.parse().map_err(|_| RestoreError::Header {
+            key: super::KEY_PAGE_SIZE,
+            why: format!("{text:?} is not a number of bytes"),
+        })?;
+        if saved != layout.page_size {
+            return Err(RestoreError::PageSize {
+                saved,
+                host: layout.page_size,
+            });
+        }
+    }
     let Some(text) = header.metadata.get(super::KEY_HIGHEST_ADDRESS) else {
         // Older statefiles: each address space's own check still refuses.
         return Ok(());
@@ -216,7 +252,7 @@ pub fn restore(
     let real_layout = platform::Layout::probe().map_err(BootError::Host)?;
     let checked = checked_host(&real_layout)?;
     let check_layout = checked.layout.unwrap_or(real_layout);
-    check_address_bits(reader.header(), &check_layout)?;
+    check_address_space(reader.header(), &check_layout)?;
     let saved_cpu = check_cpu(reader.header(), &checked.cpu)?;
     for section in reader
         .sections()

@@ -325,6 +325,10 @@ fn header(task: &Task, tasks: &BTreeMap<i32, TaskRecord>, opts: &CheckpointOptio
         .with("platform", task.kernel().platform.name())
         .with("threads", tasks.len().to_string())
         .with(super::KEY_HIGHEST_ADDRESS, format!("{highest:#x}"))
+        .with(
+            super::KEY_PAGE_SIZE,
+            task.kernel().platform.layout().page_size.to_string(),
+        )
         .with("cpu.xfeatures-used", format!("{xfeatures:#x}"));
     // The CPU features the application saw (cpuid, auxv, /proc/cpuinfo).
     for (key, value) in task.kernel().cpu.to_metadata() {
