@@ -483,6 +483,14 @@ fn a_bad_simulation_is_refused() {
 
 /// A header edit of a hostile statefile case: its metadata.
 type HeaderEdit = fn(&mut BTreeMap<String, String>);
+/// A hostile case: what it is, its edit, the simulated host, what the
+/// refusal names.
+type HostileCase = (
+    &'static str,
+    HeaderEdit,
+    Vec<(&'static str, &'static str)>,
+    Vec<&'static str>,
+);
 
 #[test]
 fn hostile_host_records_are_refused() {
@@ -493,7 +501,7 @@ fn hostile_host_records_are_refused() {
     run_and_checkpoint(&root, &img, "A", None, "high");
     let original = std::fs::read(img.join(STATEFILE)).expect("reading the statefile");
     let table = ObjectTable::from_statefile(&original).expect("its object table");
-    let cases: Vec<(&str, HeaderEdit, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    let cases: Vec<HostileCase> = vec![
         (
             "cpuid not hex",
             |m| {
