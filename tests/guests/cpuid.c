@@ -18,6 +18,7 @@
  *   avx512f cpuid=B glibc=B
  *   hwcap=HEX hwcap2=HEX                (the auxv's AT_HWCAP: leaf 1
  *                                        EDX; AT_HWCAP2: FSGSBASE)
+ *   arch_prctl get_cpuid=1              (cpuid answers the program)
  *   cpuinfo avx2=B sse4_2=B avx512f=B   (/proc/cpuinfo's flags)
  *
  * tick N: the report, then "tick=K avx2=B" every 100 ms up to N, each
@@ -31,6 +32,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/platform/x86.h>
+#include <sys/syscall.h>
 #include <time.h>
 
 static void leaf(unsigned l, unsigned s, unsigned r[4])
@@ -99,6 +101,7 @@ static void report(void)
 	printf("avx512f cpuid=%d glibc=%d\n", max >= 7 ? (r[1] >> 16) & 1 : 0,
 	       CPU_FEATURE_ACTIVE(AVX512F) ? 1 : 0);
 	printf("hwcap=%lx hwcap2=%lx\n", auxv_value(AT_HWCAP), auxv_value(AT_HWCAP2));
+	printf("arch_prctl get_cpuid=%ld\n", syscall(SYS_arch_prctl, 0x1011 /* ARCH_GET_CPUID */, 0));
 
 	static char buf[1 << 16];
 	FILE *f = fopen("/proc/cpuinfo", "r");

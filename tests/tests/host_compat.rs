@@ -26,7 +26,7 @@ use cryo_tests::{guest, run_cryo_cli, run_native, Libc, Output};
 const START: Duration = Duration::from_secs(20);
 const EXIT: Duration = Duration::from_secs(20);
 /// Lines of the guest's report before its ticks.
-const REPORT_LINES: usize = 11;
+const REPORT_LINES: usize = 12;
 
 fn cpuid_guest() -> PathBuf {
     guest("cpuid", Libc::Glibc)
@@ -150,6 +150,11 @@ fn check_masked(profile: &str, report: &str, native: &str) {
         hex(report, "hwcap=", "hwcap"),
         hex(report, "cpuid 0x1:", "edx"),
         "{profile}: AT_HWCAP"
+    );
+    assert_eq!(
+        field(report, "arch_prctl ", "get_cpuid"),
+        "1",
+        "{profile}: ARCH_GET_CPUID"
     );
     // No level shows FSGSBASE.
     assert_eq!(hex(report, "hwcap=", "hwcap2"), 0, "{profile}: AT_HWCAP2");
