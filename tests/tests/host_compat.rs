@@ -25,6 +25,8 @@ use cryo_tests::{guest, run_cryo_cli, run_native, Libc, Output};
 
 const START: Duration = Duration::from_secs(20);
 const EXIT: Duration = Duration::from_secs(20);
+/// How many ticks the checkpointed guests print in all (100 ms apart).
+const TICKS: u32 = 30;
 /// Lines of the guest's report before its ticks.
 const REPORT_LINES: usize = 12;
 
@@ -279,7 +281,7 @@ fn bad_cpu_feature_flags_are_refused() {
     );
 }
 
-/// Runs `cpuid MODE 60` as sandbox `id` (booted with `profile`) until it
+/// Runs `cpuid MODE TICKS` as sandbox `id` (booted with `profile`) until it
 /// has printed its report and `ticks` ticks, checkpoints it into `img`
 /// (the sandbox exits) and returns what it printed.
 fn run_and_checkpoint(
@@ -293,7 +295,8 @@ fn run_and_checkpoint(
     if let Some(p) = profile {
         cmd.args(["--cpu-features", p]);
     }
-    let mut a = Sandbox::run_with(cmd, id, &cpuid_guest(), &[mode, "60"]).failing_on("CHECK");
+    let mut a =
+        Sandbox::run_with(cmd, id, &cpuid_guest(), &[mode, &TICKS.to_string()]).failing_on("CHECK");
     let extra = usize::from(mode == "high");
     a.wait_lines(REPORT_LINES + extra + 3, START);
     assert_ok(&checkpoint(root, img, id, &[]), &format!("checkpoint {id}"));
@@ -332,7 +335,7 @@ fn assert_refused_on(root: &Path, img: &Path, simulate: &[(&str, &str)], needles
 }
 
 /// The restored sandbox goes on ticking from after `before`'s last tick to
-/// 60, with cpuid still answering `avx2`.
+/// [`TICKS`], with cpuid still answering `avx2`.
 fn assert_continues(mut r: Sandbox, before: &[String], avx2: bool) {
     let code = r.wait_exit(EXIT);
     assert_eq!(code, 0, "{}: {}", r.what(), r.stderr_str());
@@ -342,7 +345,7 @@ fn assert_continues(mut r: Sandbox, before: &[String], avx2: bool) {
         .find_map(|l| l.strip_prefix("tick="))
         .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
         .unwrap_or_else(|| panic!("no tick before the checkpoint: {before:?}"));
-    let want: Vec<String> = (last + 1..=60)
+    let want: Vec<String> = (last + 1..=TICKS)
         .map(|i| format!("tick={i} avx2={}", u8::from(avx2)))
         .collect();
     assert_eq!(r.lines(), &want[..], "{}: after the restore", r.what());
@@ -459,6 +462,12 @@ fn cpu_features_decide_where_a_statefile_restores() {
     assert!(
         features.contains(" sse4_2 ") && !features.contains(" avx2"),
         "{features}"
+    );
+    // Its glibc took no AVX path: the threads' saved XSAVE state holds x87
+    // and SSE only (no AVX component in use).
+    assert_eq!(
+        inspect_line(&text, "cpu.xfeatures-used:"),
+        "cpu.xfeatures-used: 0x3"
     );
     assert_continues(
         restore_on(&root, &small, "C", &[CPU_V2, VA39]),
