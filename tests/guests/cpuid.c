@@ -8,7 +8,9 @@
  *   cpuid 0x7.0: ebx=... ecx=... edx=...
  *   cpuid 0xd.0: eax=... edx=...                    (XSAVE components)
  *   cpuid 0x80000001: ecx=... edx=...
- * then what the program's libraries concluded from it:
+ * then what a second thread's cpuid says and what the program's libraries
+ * concluded:
+ *   thread avx2=B                       (leaf 7 EBX bit 5, on a new thread)
  *   avx2 cpuid=B gcc=B glibc=B          (leaf 7 EBX bit 5,
  *                                        __builtin_cpu_supports("avx2"),
  *                                        glibc's CPU_FEATURE_ACTIVE(AVX2):
@@ -29,6 +31,7 @@
  * host gives user space; prints "high=ADDR" once it is mapped. */
 #include "common.h"
 #include <cpuid.h>
+#include <pthread.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/platform/x86.h>
@@ -45,6 +48,13 @@ static int avx2_bit(void)
 	unsigned r[4];
 	leaf(7, 0, r);
 	return (r[1] >> 5) & 1;
+}
+
+/* A second thread's cpuid answers as the first's. */
+static void *avx2_on_a_thread(void *arg)
+{
+	(void)arg;
+	return (void *)(long)avx2_bit();
 }
 
 /* Whether /proc/cpuinfo's first flags line names `flag`. */
@@ -93,6 +103,11 @@ static void report(void)
 	leaf(0x80000001, 0, r);
 	printf("cpuid 0x80000001: ecx=%08x edx=%08x\n", r[2], r[3]);
 
+	pthread_t t;
+	void *bit;
+	CHECK(pthread_create(&t, NULL, avx2_on_a_thread, NULL) == 0);
+	CHECK(pthread_join(t, &bit) == 0);
+	printf("thread avx2=%d\n", (int)(long)bit);
 	printf("avx2 cpuid=%d gcc=%d glibc=%d\n", avx2_bit(),
 	       __builtin_cpu_supports("avx2") ? 1 : 0, CPU_FEATURE_ACTIVE(AVX2) ? 1 : 0);
 	printf("avx cpuid=%d glibc=%d\n", (ecx1 >> 28) & 1, CPU_FEATURE_ACTIVE(AVX) ? 1 : 0);

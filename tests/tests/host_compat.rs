@@ -28,7 +28,7 @@ const EXIT: Duration = Duration::from_secs(20);
 /// How many ticks the checkpointed guests print in all (100 ms apart).
 const TICKS: u32 = 30;
 /// Lines of the guest's report before its ticks.
-const REPORT_LINES: usize = 12;
+const REPORT_LINES: usize = 13;
 
 fn cpuid_guest() -> PathBuf {
     guest("cpuid", Libc::Glibc)
@@ -174,6 +174,7 @@ fn check_masked(profile: &str, report: &str, native: &str) {
     for key in ["cpuid", "gcc", "glibc"] {
         assert_eq!(bit(report, "avx2 ", key), avx2, "{profile}: avx2 {key}");
     }
+    assert_eq!(bit(report, "thread ", "avx2"), avx2, "{profile}: a thread");
     assert_eq!(bit(report, "avx ", "cpuid"), avx2, "{profile}: avx");
     assert_eq!(bit(report, "avx ", "glibc"), avx2, "{profile}: avx glibc");
     assert_eq!(bit(report, "cpuinfo ", "avx2"), avx2, "{profile}: cpuinfo");
