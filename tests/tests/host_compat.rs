@@ -34,6 +34,22 @@ fn cpuid_guest() -> PathBuf {
     guest("cpuid", Libc::Glibc)
 }
 
+/// Says "SKIPPED: why" on stderr and records it in
+/// `<target>/tmp/skipped.log`, which tests/scripts/test.sh reports.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let msg = format!("SKIPPED: {why}");
+    eprintln!("{msg}");
+    let dir = cryo_tests::target_dir().join("tmp");
+    let _ = std::fs::create_dir_all(&dir);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("skipped.log"))
+        .and_then(|mut f| writeln!(f, "{msg}"))
+        .unwrap_or_else(|e| panic!("{msg} — and cannot record it: {e}"));
+}
+
 /// Whether this host can intercept cpuid (as `cryo doctor` says); if not,
 /// a profile other than `host` must be refused, and the caller checks that
 /// instead.
@@ -48,10 +64,10 @@ fn cpuid_faulting_here() -> bool {
     if line.starts_with("ok ") {
         return true;
     }
-    eprintln!(
-        "SKIPPED: the masked-cpuid checks need CPUID faulting: {}",
+    skipped(&format!(
+        "the masked-cpuid checks need CPUID faulting: {}",
         line.trim()
-    );
+    ));
     false
 }
 
@@ -436,7 +452,7 @@ fn cpu_features_decide_where_a_statefile_restores() {
     }
     let native = native_report();
     if !bit(&native, "avx2 ", "cpuid") {
-        eprintln!("SKIPPED: this CPU has no AVX2: a full-feature sandbox restores on x86-64-v2");
+        skipped("this CPU has no AVX2: a full-feature sandbox restores on x86-64-v2");
         return;
     }
     let s = Scratch::new("cryo-cpuv2-");
@@ -655,7 +671,9 @@ fn glibc_hwcaps_follow_the_profile() {
             .cloned()
             .collect();
         if want.len() < level as usize - 1 {
-            eprintln!("SKIPPED: ld.so natively supports only {native_levels:?}, not {profile}");
+            skipped(&format!(
+                "ld.so natively supports only {native_levels:?}, not {profile}"
+            ));
             continue;
         }
         let out = run(profile);
