@@ -106,6 +106,10 @@ enum Level {
     /// Part of x86-64 psABI level N (1 is the baseline): every profile of
     /// that level or above shows it.
     Abi(u8),
+    /// Hardware every x86-64 CPU has in practice though psABI names none
+    /// of it (TSC, PAT, CLFLUSH, NX, ...): every profile shows it where the
+    /// host has it, none requires it, and a restore checks for it.
+    Base,
     /// An instruction-set feature no level names: only `host` shows it, and
     /// a restore checks for it.
     Extra,
@@ -124,28 +128,28 @@ const fn f(name: &'static str, word: usize, bit: u8, level: Level) -> Feature {
     }
 }
 
-use Level::{Abi, Extra, Info};
+use Level::{Abi, Base, Extra, Info};
 
 /// The named feature bits, in /proc/cpuinfo's order.
 const FEATURES: &[Feature] = &[
     f("fpu", W1D, 0, Abi(1)),
-    f("vme", W1D, 1, Abi(1)),
-    f("de", W1D, 2, Abi(1)),
-    f("pse", W1D, 3, Abi(1)),
-    f("tsc", W1D, 4, Abi(1)),
-    f("msr", W1D, 5, Abi(1)),
-    f("pae", W1D, 6, Abi(1)),
-    f("mce", W1D, 7, Abi(1)),
+    f("vme", W1D, 1, Base),
+    f("de", W1D, 2, Base),
+    f("pse", W1D, 3, Base),
+    f("tsc", W1D, 4, Base),
+    f("msr", W1D, 5, Base),
+    f("pae", W1D, 6, Base),
+    f("mce", W1D, 7, Base),
     f("cx8", W1D, 8, Abi(1)),
-    f("apic", W1D, 9, Abi(1)),
-    f("sep", W1D, 11, Abi(1)),
-    f("mtrr", W1D, 12, Abi(1)),
-    f("pge", W1D, 13, Abi(1)),
-    f("mca", W1D, 14, Abi(1)),
+    f("apic", W1D, 9, Base),
+    f("sep", W1D, 11, Base),
+    f("mtrr", W1D, 12, Base),
+    f("pge", W1D, 13, Base),
+    f("mca", W1D, 14, Base),
     f("cmov", W1D, 15, Abi(1)),
-    f("pat", W1D, 16, Abi(1)),
-    f("pse36", W1D, 17, Abi(1)),
-    f("clflush", W1D, 19, Abi(1)),
+    f("pat", W1D, 16, Base),
+    f("pse36", W1D, 17, Base),
+    f("clflush", W1D, 19, Base),
     f("dts", W1D, 21, Info),
     f("acpi", W1D, 22, Info),
     f("mmx", W1D, 23, Abi(1)),
@@ -157,7 +161,7 @@ const FEATURES: &[Feature] = &[
     f("tm", W1D, 29, Info),
     f("pbe", W1D, 31, Info),
     f("syscall", W81D, 11, Abi(1)),
-    f("nx", W81D, 20, Abi(1)),
+    f("nx", W81D, 20, Base),
     f("mmxext", W81D, 22, Extra),
     f("fxsr_opt", W81D, 25, Info),
     f("pdpe1gb", W81D, 26, Info),
@@ -392,11 +396,17 @@ fn host_words() -> [u32; WORDS.len()] {
     out
 }
 
-/// The bits `level` shows in each word.
-fn level_mask(level: u8) -> [u32; WORDS.len()] {
+/// The bits `level` shows in each word (where the host has them), or with
+/// `required` only those the level requires.
+fn level_mask(level: u8, required: bool) -> [u32; WORDS.len()] {
     let mut mask = [0u32; WORDS.len()];
     for feat in FEATURES {
-        if matches!(feat.level, Abi(l) if l <= level) {
+        let shown = match feat.level {
+            Abi(l) => l <= level,
+            Base => !required,
+            Extra | Info => false,
+        };
+        if shown {
             mask[feat.word] |= 1 << feat.bit;
         }
     }
@@ -418,13 +428,18 @@ impl CpuFeatures {
     /// feature the profile requires. Whether cpuid can be intercepted here
     /// is the caller's to check ([`CpuFeatures::require_faulting`]).
     pub fn for_profile(profile: Profile) -> Result<CpuFeatures, CpuError> {
-        let host = CpuFeatures::host();
+        CpuFeatures::host().profile_on(profile)
+    }
+
+    /// What `profile` shows on a host whose CPU is this set.
+    fn profile_on(&self, profile: Profile) -> Result<CpuFeatures, CpuError> {
+        let host = self.clone();
         let Profile::Level(level) = profile else {
             return Ok(host);
         };
         let masked = host.masked_to(level);
         let wanted = CpuFeatures {
-            words: level_mask(level),
+            words: level_mask(level, true),
             xcr0: level_xcr0(level),
             ..masked.clone()
         };
@@ -441,7 +456,7 @@ impl CpuFeatures {
     /// This set cut down to psABI `level`: what a host of that level shows
     /// (also how a test simulates a smaller host).
     pub fn masked_to(&self, level: u8) -> CpuFeatures {
-        let mask = level_mask(level);
+        let mask = level_mask(level, false);
         let mut words = self.words;
         for (w, m) in words.iter_mut().zip(mask) {
             *w &= m;
@@ -719,6 +734,23 @@ mod tests {
         let mut vm = v1.clone();
         vm.words[W1C] |= 1 << 31;
         assert!(vm.missing_on(&v1).is_empty());
+    }
+
+    #[test]
+    fn a_level_requires_only_what_psabi_names() {
+        let host = CpuFeatures::host();
+        // A (virtual) CPU without MCA and MTRR is still x86-64-v2, and the
+        // level shows neither.
+        let mut vm = host.clone();
+        vm.words[W1D] &= !(1 << 14 | 1 << 12);
+        let v2 = vm.profile_on(Profile::Level(2)).unwrap();
+        assert!(!v2.flags().contains(&"mca") && v2.flags().contains(&"sse2"));
+        // One without SSE4.2 is not, and says so.
+        let mut old = host.clone();
+        old.words[W1C] &= !(1 << 20);
+        let err = old.profile_on(Profile::Level(2)).unwrap_err().to_string();
+        assert!(err.contains("sse4_2") && err.contains("x86-64-v2"), "{err}");
+        assert!(old.profile_on(Profile::Level(1)).is_ok());
     }
 
     #[test]
