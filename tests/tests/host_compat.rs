@@ -408,6 +408,24 @@ fn the_default_layout_restores_on_a_39_bit_host() {
         inspect_line(&text, "cpu features (host,").contains(" sse2 "),
         "{text}"
     );
+    // The same in `cryo inspect --json`.
+    let out = run_cryo_cli(&[
+        OsStr::new("inspect"),
+        OsStr::new("--json"),
+        img.join(STATEFILE).as_os_str(),
+    ]);
+    assert_ok(&out, "cryo inspect --json");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect prints JSON");
+    let req = &j["requires"];
+    assert_eq!(req["va_bits"], serde_json::json!(bits), "{req}");
+    assert_eq!(req["page_size"], 4096, "{req}");
+    assert_eq!(req["cpu_profile"], "host", "{req}");
+    assert!(
+        req["cpu_features"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "sse2")),
+        "{req}"
+    );
     // A host with 16K pages (arm64 kernels often have them) is refused.
     assert_refused_on(
         &root,
