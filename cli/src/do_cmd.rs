@@ -73,7 +73,12 @@ fn parse_env(pairs: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
 }
 
-pub fn run(args: DoArgs, root: &std::path::Path, platform: Option<&str>) -> anyhow::Result<i32> {
+pub fn run(
+    args: DoArgs,
+    root: &std::path::Path,
+    platform: Option<&str>,
+    cpu_features: Option<&str>,
+) -> anyhow::Result<i32> {
     let env = parse_env(&args.env)?;
     let cwd = match args.cwd {
         Some(cwd) => cwd,
@@ -97,6 +102,7 @@ pub fn run(args: DoArgs, root: &std::path::Path, platform: Option<&str>) -> anyh
         hostname: args.hostname,
         strace: args.strace,
         platform: platform.map_or_else(|| platform::default_platform().to_string(), str::to_string),
+        cpu_features: cpu_features.unwrap_or("host").to_string(),
     };
     let result = sentry::boot::boot_do(&config, gofer_sock)
         .map_err(anyhow::Error::new)

@@ -8,14 +8,50 @@ struct Check {
     detail: String,
 }
 
+/// The host's CPU: the highest x86-64 level it meets, and whether cpuid can
+/// be intercepted (CPUID faulting), without which a sandbox sees the host's
+/// features and only `--cpu-features=host` runs.
+fn cpu_check() -> Vec<Check> {
+    use sentry::arch::cpuid::{CpuFeatures, Profile};
+    let host = CpuFeatures::host();
+    let level = (1..=4)
+        .rev()
+        .find(|&l| CpuFeatures::for_profile(Profile::Level(l)).is_ok());
+    let level = level.map_or_else(
+        || "below x86-64".to_string(),
+        |l| Profile::Level(l).name().to_string(),
+    );
+    let flags = host.flags();
+    let faulting = platform::cpuid_faulting_supported();
+    vec![
+        Check {
+            name: "cpu",
+            ok: true,
+            detail: format!(
+                "{level} ({} named features, XSAVE components {:#x}): a sandbox booted with --cpu-features={level} or lower restores on any CPU of that level",
+                flags.len(),
+                host.xcr0
+            ),
+        },
+        Check {
+            name: "cpuid faulting",
+            ok: faulting.is_ok(),
+            detail: match faulting {
+                Ok(()) => "available: --cpu-features=x86-64...x86-64-v4 mask what a sandbox's cpuid, auxv and /proc/cpuinfo show".into(),
+                Err(why) => format!("{why}; --cpu-features other than host is refused"),
+            },
+        },
+    ]
+}
+
 fn layout_check() -> Check {
     match Layout::probe() {
         Ok(l) => Check {
             name: "address space",
             ok: true,
             detail: format!(
-                "{}-bit user address space (top {:#x}), page size {} bytes; stack top {:#x}, mmap base {:#x}",
-                l.va_bits, l.max_user_addr, l.page_size, l.stack_top, l.mmap_base
+                "{}-bit user address space (top {:#x}), page size {} bytes; stack top {:#x}, mmap base {:#x} (placed within {} bits, so a sandbox restores on a {}-bit host unless it maps higher itself)",
+                l.va_bits, l.max_user_addr, l.page_size, l.stack_top, l.mmap_base, l.placement_bits(), l.placement_bits()
             ),
         },
         Err(e) => Check { name: "address space", ok: false, detail: e.to_string() },
@@ -207,7 +243,9 @@ pub fn run() -> anyhow::Result<i32> {
             failed += 1;
         }
     }
-    for c in confinement_checks() {
+    // Never a reason cryo cannot run: without CPUID faulting only
+    // --cpu-features=host does.
+    for c in cpu_check().into_iter().chain(confinement_checks()) {
         let mark = if c.ok { "ok" } else { "no" };
         println!("{:<6} {:<16} {}", mark, c.name, c.detail);
     }

@@ -38,6 +38,58 @@ fn damage_json(e: &StatefileError) -> Value {
     json!({ "kind": e.kind(), "message": e.to_string() })
 }
 
+/// What a host needs to restore the statefile, from its header: the
+/// address bits its highest address needs, its page size, the CPU features
+/// its application saw (absent from statefiles older than their records).
+fn requirements(h: &statefile::Header) -> (String, Value) {
+    use sentry::arch::cpuid::{KEY_FEATURES, KEY_PROFILE};
+    let mut text = String::from("host requirements:\n");
+    let highest = h
+        .metadata
+        .get(sentry::state::KEY_HIGHEST_ADDRESS)
+        .and_then(|v| v.strip_prefix("0x"))
+        .and_then(|v| u64::from_str_radix(v, 16).ok());
+    let bits = highest.map(|a| 64 - a.saturating_sub(1).leading_zeros());
+    match (highest, bits) {
+        (Some(a), Some(b)) => {
+            text += &format!("  highest address: {a:#x} (needs {b}-bit virtual addresses)\n")
+        }
+        _ => text += "  highest address: not recorded\n",
+    }
+    // The application's page size; statefiles from before it was
+    // recorded ran on 4K pages, as their memory images have.
+    let page_size = h
+        .metadata
+        .get(sentry::state::KEY_PAGE_SIZE)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(u64::from(h.page_size));
+    text += &format!("  page size: {page_size}\n");
+    let profile = h.metadata.get(KEY_PROFILE);
+    let features: Vec<&str> = h
+        .metadata
+        .get(KEY_FEATURES)
+        .map(|f| f.split_whitespace().collect())
+        .unwrap_or_default();
+    match profile {
+        Some(p) => {
+            text += &format!(
+                "  cpu features ({p}, {} named): {}\n",
+                features.len(),
+                features.join(" ")
+            )
+        }
+        None => text += "  cpu features: not recorded\n",
+    }
+    let json = json!({
+        "highest_address": highest,
+        "va_bits": bits,
+        "page_size": page_size,
+        "cpu_profile": profile,
+        "cpu_features": features,
+    });
+    (text, json)
+}
+
 fn inspect(path: &Path) -> Report {
     let mut text = String::new();
     let mut damage = Vec::new();
@@ -79,6 +131,9 @@ fn inspect(path: &Path) -> Report {
                 "producer": h.producer,
                 "metadata": h.metadata,
             });
+            let (t, req) = requirements(&h);
+            text += &t;
+            j["requires"] = req;
         }
         Err(e) => {
             text += &format!("header: DAMAGED: {e}\n");

@@ -54,6 +54,13 @@ struct Cli {
     /// the platform the statefile was saved from).
     #[arg(long, global = true, value_name = "NAME")]
     platform: Option<String>,
+    /// The CPU features a new sandbox sees (cpuid, the auxv's hwcaps,
+    /// /proc/cpuinfo), for `do`, `run` and `create`: host (the default: the
+    /// host's CPU as it is), or an x86-64 level (x86-64, x86-64-v2,
+    /// x86-64-v3, x86-64-v4) so that its statefile restores on any CPU of
+    /// that level. A restore keeps what the statefile recorded.
+    #[arg(long, global = true, value_name = "PROFILE")]
+    cpu_features: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +129,23 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     }
+    if let Some(profile) = &cli.cpu_features {
+        // Refused before anything starts: a bad name, or a command that
+        // boots no sandbox (a restore keeps what its statefile recorded).
+        if let Err(e) = sentry::arch::cpuid::Profile::parse(profile) {
+            eprintln!("cryo: --cpu-features: {e}");
+            return ExitCode::from(125);
+        }
+        if !matches!(
+            cli.command,
+            Command::Do(_) | Command::Run(_) | Command::Create(_) | Command::Sandbox(_)
+        ) {
+            eprintln!(
+                "cryo: --cpu-features applies to the commands that boot a sandbox (do, run, create); a restored sandbox keeps the CPU features its statefile recorded"
+            );
+            return ExitCode::from(125);
+        }
+    }
     if matches!(
         cli.command,
         Command::Do(_) | Command::Restore(_) | Command::Sandbox(_) | Command::Run(_)
@@ -149,13 +173,19 @@ fn main() -> ExitCode {
     let globals = oci::commands::Globals {
         root: cli.root.clone(),
         platform: cli.platform.clone(),
+        cpu_features: cli.cpu_features.clone(),
         debug_log: debug_log.clone(),
         log: cli.log.clone(),
         log_format: cli.log_format.clone(),
     };
     let _ = (cli.systemd_cgroup, &cli.rootless);
     let result = match cli.command {
-        Command::Do(args) => do_cmd::run(args, &cli.root, cli.platform.as_deref()),
+        Command::Do(args) => do_cmd::run(
+            args,
+            &cli.root,
+            cli.platform.as_deref(),
+            cli.cpu_features.as_deref(),
+        ),
         Command::Checkpoint(args) => checkpoint_cmd::run(args, &cli.root),
         Command::Restore(args) => restore_cmd::run(args, &globals),
         Command::Inspect { json, statefile } => inspect::run(&statefile, json),
@@ -175,7 +205,12 @@ fn main() -> ExitCode {
         Command::Resume(args) => oci::commands::resume(&globals, args),
         Command::Exec(args) => oci::commands::exec(&globals, args),
         Command::Features => oci::commands::features(),
-        Command::Sandbox(args) => oci::sandbox::run(args, &cli.root, cli.platform.as_deref()),
+        Command::Sandbox(args) => oci::sandbox::run(
+            args,
+            &cli.root,
+            cli.platform.as_deref(),
+            cli.cpu_features.as_deref(),
+        ),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -13,6 +13,9 @@
 //! max_user_addr ─┐  (exclusive end of usable user VA)
 //!                │  guard gap
 //! stub_addr     ─┤  one page: the platform's stub code (reserved)
+//!                ⋮  (on a host with more than 39 bits: free for MAP_FIXED
+//!                ⋮   and hints; cryo places nothing here itself)
+//! 2^39          ─┤  (placement_end on a host with more than 39 bits)
 //!                │  guard gap
 //! stack_top     ─┤  the main stack grows down from here
 //!                │  stack gap (RLIMIT_STACK-ish)
@@ -20,6 +23,14 @@
 //!                ⋮
 //! 0
 //! ```
+//!
+//! Everything cryo places in an application's address space itself (the
+//! stack, the mmap base, a PIE executable's base) stays below 2^39
+//! ([`PORTABLE_VA_BITS`]) whatever the host has, so that a sandbox checkpointed
+//! on a 47-bit x86_64 or 48-bit arm64 host restores on a 39-bit one (a
+//! Raspberry Pi's 4K-page kernel) unless the application itself mapped higher
+//! (MAP_FIXED, or a hint above 2^39). The stub page is not application
+//! memory and is never saved: it stays near the host's top, out of the way.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +42,11 @@ use crate::PlatformError;
 pub const CANDIDATE_VA_BITS: &[u32] = &[57, 56, 52, 48, 47, 42, 39, 36];
 
 const GIB: u64 = 1 << 30;
+
+/// The address bits cryo's own placements stay within on any host: the
+/// smallest user address space of the hosts cryo aims at (arm64 with 4K
+/// pages and three-level tables, CONFIG_ARM64_VA_BITS_39).
+pub const PORTABLE_VA_BITS: u32 = 39;
 
 /// The host's usable address-space layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -111,16 +127,22 @@ impl Layout {
         // Room above the stack for the stub page and guard gaps: 1/64 of the
         // space, at most 128 GiB (2 TiB would be silly on 47 bits, 8 GiB on
         // 39 bits).
-        let top_gap = align((space / 64).min(128 * GIB));
-        // The stub sits in the middle of that gap, at most 1 GiB below the
-        // top: far enough from the very top that it does not collide with the
-        // Sentry's own stack on a host without ASLR (the stub page is mapped
-        // in the Sentry too, so every forked stub inherits it).
-        let stub_addr = align(max_user_addr - (top_gap / 2).min(GIB));
-        let stack_top = max_user_addr - top_gap;
+        let top_gap = |space: u64| align((space / 64).min(128 * GIB));
+        // The stub sits in the middle of the host's top gap, at most 1 GiB
+        // below the top: far enough from the very top that it does not
+        // collide with the Sentry's own stack on a host without ASLR (the
+        // stub page is mapped in the Sentry too, so every forked stub
+        // inherits it).
+        let stub_addr = align(max_user_addr - (top_gap(space) / 2).min(GIB));
+        // The stack and the mmap base are placed as on a host of at most
+        // PORTABLE_VA_BITS bits (the same addresses on every bigger host),
+        // so that a sandbox fits the smallest host unless it maps higher
+        // itself.
+        let place = 1u64 << va_bits.min(PORTABLE_VA_BITS);
+        let stack_top = (place - page_size) - top_gap(place);
         // The main stack may grow this far (RLIMIT_STACK-ish; Linux's mmap
         // gap is at least 128 MiB, 8 MiB default limit plus randomisation).
-        let stack_gap = align((space / 32).min(8 * GIB));
+        let stack_gap = align((place / 32).min(8 * GIB));
         let mmap_base = stack_top - stack_gap;
         Ok(Layout {
             va_bits,
@@ -130,6 +152,19 @@ impl Layout {
             stack_top,
             mmap_base,
         })
+    }
+
+    /// The bits cryo's own placements use on this host: the host's, at most
+    /// [`PORTABLE_VA_BITS`].
+    pub fn placement_bits(&self) -> u32 {
+        self.va_bits.min(PORTABLE_VA_BITS)
+    }
+
+    /// The exclusive end of the range cryo places things in itself
+    /// (`2^placement_bits - page_size`): a PIE executable's default base is
+    /// derived from it, as Linux derives ELF_ET_DYN_BASE from TASK_SIZE.
+    pub fn placement_end(&self) -> u64 {
+        (1u64 << self.placement_bits()) - self.page_size
     }
 
     /// The end of the stub page.
@@ -237,7 +272,12 @@ mod tests {
             layout.stack_top - layout.mmap_base >= 128 << 20,
             "{layout:?}"
         );
-        assert!(layout.mmap_base >= space / 2, "{layout:?}");
+        let place = 1u64 << bits.min(PORTABLE_VA_BITS);
+        assert!(layout.mmap_base >= place / 2, "{layout:?}");
+        // Nothing cryo places lies above 2^39, so the sandbox fits a
+        // 39-bit host.
+        assert!(layout.stack_top < place, "{layout:?}");
+        assert!(layout.placement_end() < place, "{layout:?}");
         assert!(!layout.is_app_range(layout.stub_addr, page));
         assert!(layout.is_app_range(layout.mmap_base - page, page));
         assert!(!layout.is_app_range(layout.max_user_addr, page));
@@ -248,6 +288,18 @@ mod tests {
         let l = Layout::for_va_bits(47, 4096).unwrap();
         assert_eq!(l.max_user_addr, 0x7fff_ffff_f000);
         check(&l);
+    }
+
+    #[test]
+    fn a_47_bit_layout_fits_a_39_bit_host() {
+        let big = Layout::for_va_bits(47, 4096).unwrap();
+        let small = Layout::for_va_bits(39, 4096).unwrap();
+        assert_eq!(big.stack_top, small.stack_top);
+        assert_eq!(big.mmap_base, small.mmap_base);
+        assert!(big.stack_top < small.stub_addr);
+        // Above 2^39 the application may still map (MAP_FIXED, hints).
+        assert!(big.is_app_range(1 << 40, 4096));
+        assert!(!small.is_app_range(1 << 40, 4096));
     }
 
     #[test]

@@ -31,7 +31,10 @@ use std::any::Any;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
-pub use arch::{host_xfeatures, CpuState, FpState, Registers};
+pub use arch::{
+    cpuid_faulting, cpuid_faulting_supported, host_hwcap2, host_xfeatures, set_cpuid_faulting,
+    CpuState, FpState, Registers,
+};
 pub use error::PlatformError;
 pub use layout::Layout;
 

@@ -31,6 +31,9 @@ pub struct DoConfig {
     pub strace: bool,
     /// The platform's name (`--platform`).
     pub platform: String,
+    /// The CPU features the sandbox sees (`--cpu-features`: `host` or an
+    /// x86-64 level, see [`crate::arch::cpuid::Profile`]).
+    pub cpu_features: String,
 }
 
 /// What an OCI container's config.json adds to a `cryo do` sandbox (the
@@ -77,6 +80,9 @@ pub enum BootError {
     Run(#[from] RunError),
     #[error("process.rlimits: {0}")]
     Limit(String),
+    /// A CPU feature profile this host cannot give.
+    #[error("{0}")]
+    Cpu(#[from] crate::arch::cpuid::CpuError),
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -157,6 +163,17 @@ pub(crate) fn host_resources() -> Result<HostResources, BootError> {
     })
 }
 
+/// The CPU a new sandbox sees under `profile`, refused when this host's
+/// CPU lacks what the profile needs or cannot intercept cpuid; the stubs
+/// fault on cpuid from now on when it is emulated.
+fn boot_cpu(profile: &str) -> Result<crate::arch::cpuid::CpuFeatures, BootError> {
+    use crate::arch::cpuid::{CpuFeatures, Profile};
+    let cpu = CpuFeatures::for_profile(Profile::parse(profile)?)?;
+    cpu.require_faulting()?;
+    platform::set_cpuid_faulting(cpu.emulated);
+    Ok(cpu)
+}
+
 /// Creates the kernel over `host`: the platform `config` names and the VFS
 /// served by the gofer (from a saved upper layer on restore) with a
 /// container's mounts.
@@ -226,12 +243,14 @@ pub fn boot_container(
     setup: ContainerSetup,
     gofer_sock: OwnedFd,
 ) -> Result<Task, BootError> {
+    let cpu = boot_cpu(&config.cpu_features)?;
     let host = host_resources()?;
     let kconfig = KernelConfig {
         hostname: config.hostname.clone(),
         strace: config.strace,
         platform: config.platform.clone(),
         max_tasks: setup.max_tasks.unwrap_or(crate::kernel::DEFAULT_MAX_TASKS),
+        cpu,
     };
     let kernel = new_kernel_with(
         &host,

@@ -20,6 +20,8 @@ use crate::control::{Connection, ExecSpec, Reply, Request};
 pub struct Globals {
     pub root: PathBuf,
     pub platform: Option<String>,
+    /// `--cpu-features`, for the sandbox process a create starts.
+    pub cpu_features: Option<String>,
     pub debug_log: Option<PathBuf>,
     /// runc's --log and --log-format: warnings go there when given (the
     /// caller's stderr is often the container's).
@@ -32,6 +34,9 @@ impl Globals {
         cmd.arg("--root").arg(&self.root);
         if let Some(p) = &self.platform {
             cmd.arg("--platform").arg(p);
+        }
+        if let Some(c) = &self.cpu_features {
+            cmd.arg("--cpu-features").arg(c);
         }
         if let Some(l) = &self.debug_log {
             cmd.arg("--debug-log").arg(l);

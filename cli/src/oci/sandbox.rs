@@ -89,12 +89,17 @@ pub fn start_gofer(dir: &Path, read_only: bool) -> anyhow::Result<(OwnedFd, std:
 }
 
 /// Runs the sandbox; returns the container's exit status.
-pub fn run(args: SandboxArgs, root: &Path, platform: Option<&str>) -> anyhow::Result<i32> {
+pub fn run(
+    args: SandboxArgs,
+    root: &Path,
+    platform: Option<&str>,
+    cpu_features: Option<&str>,
+) -> anyhow::Result<i32> {
     let mut ready = adopt_ready_fd(args.ready_fd)?;
     let mut gofers = Vec::new();
     let booted = match &args.restore {
         Some(image) => restore(&args, image, root, platform, &mut gofers),
-        None => boot(&args, root, platform, &mut gofers),
+        None => boot(&args, root, (platform, cpu_features), &mut gofers),
     };
     let (mut task, queue, console) = match booted {
         Ok(b) => {
@@ -137,7 +142,7 @@ pub fn run(args: SandboxArgs, root: &Path, platform: Option<&str>) -> anyhow::Re
 fn boot(
     args: &SandboxArgs,
     root: &Path,
-    platform: Option<&str>,
+    (platform, cpu_features): (Option<&str>, Option<&str>),
     gofers: &mut Vec<std::process::Child>,
 ) -> anyhow::Result<(Task, Receiver<Pending>, Option<console::Console>)> {
     let plan = bundle::plan(&args.bundle)?;
@@ -160,6 +165,7 @@ fn boot(
         hostname: plan.hostname.clone(),
         strace: false,
         platform: platform.map_or_else(|| platform::default_platform().to_string(), str::to_string),
+        cpu_features: cpu_features.unwrap_or("host").to_string(),
     };
     let setup = ContainerSetup {
         creds: Some(plan.creds.clone()),

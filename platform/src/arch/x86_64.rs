@@ -2,7 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+mod cpuid_fault;
 mod validate;
+
+pub(crate) use cpuid_fault::stub_disable_cpuid;
+pub use cpuid_fault::{cpuid_faulting, cpuid_faulting_supported, host_hwcap2, set_cpuid_faulting};
 
 /// The general-purpose registers, in the order of the kernel's
 /// `struct user_regs_struct` (what PTRACE_GETREGS returns), so a platform can

@@ -258,6 +258,7 @@ pub(crate) fn wait_stop(tid: i32) -> Result<Stop, PlatformError> {
 /// options set. The stub is not cleaned yet.
 pub(crate) fn fork_stub() -> Result<i32, PlatformError> {
     let parent = nix::unistd::getpid().as_raw();
+    let no_cpuid = crate::arch::cpuid_faulting();
     // SAFETY: the child runs only `stub_child`, which makes raw
     // async-signal-safe syscalls and never returns into Rust code, so the
     // state of other threads' locks copied into the child does not matter.
@@ -270,7 +271,7 @@ pub(crate) fn fork_stub() -> Result<i32, PlatformError> {
     }
     if pid == 0 {
         // SAFETY: we are the freshly forked child; see stub_child.
-        unsafe { stub_child(parent) }
+        unsafe { stub_child(parent, no_cpuid) }
     }
     match wait_stop(pid)? {
         Stop::Signal(libc::SIGSTOP) => {}
@@ -300,8 +301,9 @@ pub(crate) fn fork_stub() -> Result<i32, PlatformError> {
 /// # Safety
 ///
 /// Must only be called in the child of a fork. Uses raw syscalls only and
-/// never returns.
-unsafe fn stub_child(parent: libc::pid_t) -> ! {
+/// never returns. `no_cpuid`: make `cpuid` fault (the Sentry emulates it),
+/// inherited by every thread the stub clones.
+unsafe fn stub_child(parent: libc::pid_t, no_cpuid: bool) -> ! {
     // Die with the tracer thread.
     if libc::syscall(
         libc::SYS_prctl,
@@ -335,6 +337,9 @@ unsafe fn stub_child(parent: libc::pid_t) -> ! {
     ) != 0
     {
         libc::syscall(libc::SYS_exit_group, 104);
+    }
+    if !crate::arch::stub_disable_cpuid(no_cpuid) {
+        libc::syscall(libc::SYS_exit_group, 107);
     }
     if libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
         libc::syscall(libc::SYS_exit_group, 105);

@@ -848,6 +848,8 @@ struct ForkRequest {
     filter_len: u16,
     user_end: u64,
     page: StubPage,
+    /// Make `cpuid` fault in the zygote and every stub it clones.
+    no_cpuid: bool,
     reply: mpsc::Sender<Result<i32, PlatformError>>,
 }
 
@@ -1020,6 +1022,7 @@ fn start_zygote(user_end: u64, page: StubPage) -> Result<Zygote, PlatformError> 
         filter_len,
         user_end,
         page,
+        no_cpuid: crate::arch::cpuid_faulting(),
         reply,
     };
     let gone = || PlatformError::StubPage("the systrap forker thread is gone".into());
@@ -1181,6 +1184,11 @@ unsafe fn stub_child(parent: libc::pid_t, req: &ForkRequest) -> ! {
     }
     if libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
         die(106);
+    }
+    // cpuid faults in the zygote and so in every stub and thread it clones
+    // (the Sentry emulates it), when the Sentry asked for that.
+    if !crate::arch::stub_disable_cpuid(req.no_cpuid) {
+        die(108);
     }
     // The zygote's filter, last: from here on only the stub code page may
     // make syscalls (the jump below makes none).

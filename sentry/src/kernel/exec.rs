@@ -90,6 +90,9 @@ pub fn load_image(
     params.euid = creds.euid;
     params.gid = creds.gid;
     params.egid = creds.egid;
+    // The auxv says what cpuid says.
+    params.hwcap = kernel.cpu.hwcap();
+    params.hwcap2 = kernel.cpu.hwcap2();
     let open = |p: &str| open_executable(&kernel.vfs, cwd, p);
     let image = loader::load(&mut mm, &open, path, argv, envp, &params)?;
     // /proc/self/exe is absolute (glibc's $ORIGIN asserts it).

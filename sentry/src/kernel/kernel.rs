@@ -31,6 +31,9 @@ pub struct KernelConfig {
     pub platform: String,
     /// The most tasks (threads of all processes) the sandbox may hold.
     pub max_tasks: usize,
+    /// The CPU the sandbox sees (`--cpu-features`, or what its statefile
+    /// recorded).
+    pub cpu: crate::arch::cpuid::CpuFeatures,
 }
 
 /// The default sandbox-wide task limit: every task is a host thread and
@@ -65,6 +68,10 @@ pub struct Kernel {
     pub(crate) fork_gate: std::sync::RwLock<bool>,
     /// The most tasks the sandbox may hold (a fork bomb gets EAGAIN).
     pub max_tasks: usize,
+    /// The CPU features the sandbox sees: its cpuid (emulated when they are
+    /// not the host's), auxv and /proc/cpuinfo, and what a checkpoint
+    /// records.
+    pub cpu: crate::arch::cpuid::CpuFeatures,
     /// Every advisory file lock (fcntl, OFD, flock) of the sandbox.
     pub file_locks: Arc<crate::vfs::lock::FileLocks>,
     /// The sandbox's unix socket names (abstract and bound paths).
@@ -92,6 +99,7 @@ impl Kernel {
             child_event: std::sync::Condvar::new(),
             fork_gate: std::sync::RwLock::new(false),
             max_tasks: config.max_tasks,
+            cpu: config.cpu.clone(),
             file_locks: crate::vfs::lock::FileLocks::new(),
             unix: crate::net::UnixNamespace::new(),
             platform,

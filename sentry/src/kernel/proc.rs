@@ -378,6 +378,9 @@ impl ProcessTable for ProcTable {
     fn cpus(&self) -> usize {
         super::attrs::sandbox_cpus() as usize
     }
+    fn cpu_flags(&self) -> Vec<&'static str> {
+        self.kernel().map(|k| k.cpu.flags()).unwrap_or_default()
+    }
     fn tasks(&self) -> (usize, usize) {
         let Some(k) = self.kernel() else {
             return (0, 0);

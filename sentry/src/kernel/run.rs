@@ -114,8 +114,9 @@ impl Task {
                     access,
                     code,
                 } => {
-                    let resolved =
-                        signo == libc::SIGSEGV && self.mm().handle_fault(addr, access).is_ok();
+                    let resolved = signo == libc::SIGSEGV
+                        && (self.emulate_cpuid(code)
+                            || self.mm().handle_fault(addr, access).is_ok());
                     // Otherwise the fault becomes a signal; a resolved one
                     // (stack growth) runs the instruction again.
                     if !resolved {
@@ -157,6 +158,26 @@ impl Task {
                 self.deliver_signals();
             }
         }
+    }
+
+    /// A general-protection fault (SIGSEGV, SI_KERNEL) on a `cpuid` while
+    /// the sandbox's cpuid is emulated: answered from the kernel's CPU
+    /// features and the task resumes after the instruction. Anything else
+    /// (another faulting instruction, unreadable code) stays a fault.
+    fn emulate_cpuid(&mut self, code: i32) -> bool {
+        const SI_KERNEL: i32 = 0x80;
+        if code != SI_KERNEL || !self.kernel.cpu.emulated {
+            return false;
+        }
+        let mut insn = [0u8; 2];
+        let rip = self.cpu.regs.rip;
+        if self.mm().copy_in_force(rip, &mut insn).is_err()
+            || insn != crate::arch::cpuid::CPUID_INSN
+        {
+            return false;
+        }
+        crate::arch::cpuid::emulate(&self.kernel.cpu, &mut self.cpu.regs);
+        true
     }
 
     /// Lowers the interrupt, then lets the control path see why it was

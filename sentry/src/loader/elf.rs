@@ -260,11 +260,13 @@ fn map_segments(
 }
 
 /// Where an ET_DYN executable with an interpreter goes when nothing asks
-/// otherwise: Linux's ELF_ET_DYN_BASE (2/3 of the address space; the
-/// familiar 0x555555554000 on 47-bit x86_64), randomisation disabled.
+/// otherwise: Linux's ELF_ET_DYN_BASE (2/3 of the address space),
+/// randomisation disabled; of the address space cryo places things in
+/// (at most 39 bits: 0x5555554000 rather than 47-bit Linux's
+/// 0x555555554000), so that the sandbox also fits a 39-bit host.
 fn pie_base(mm: &MemoryManager, span: u64) -> Result<u64, Errno> {
     let page = mm.page_size();
-    let base = (mm.layout().max_user_addr / 3 * 2) & !(page - 1);
+    let base = (mm.layout().placement_end() / 3 * 2) & !(page - 1);
     mm.unmapped_area(base, span)
 }
 

@@ -24,8 +24,10 @@ pub use stack::{auxv, MAX_ARG_STRLEN};
 pub struct LoadParams {
     /// The 16 bytes AT_RANDOM points at (stack protector and pointer guard seeds).
     pub random: [u8; 16],
-    /// AT_HWCAP; [`host_hwcap`] gives Linux's value for this CPU.
+    /// AT_HWCAP; [`host_hwcap`] gives Linux's value for this CPU, the
+    /// kernel the value for the CPU features the sandbox sees.
     pub hwcap: u64,
+    /// AT_HWCAP2 (x86_64: FSGSBASE where it is shown and enabled).
     pub hwcap2: u64,
     pub uid: u32,
     pub euid: u32,

@@ -234,13 +234,26 @@ impl ObjectTable {
     /// this one: the same header and memory (re-encoded, zstd), every
     /// checksum valid. For end-to-end tests that restore the result.
     pub fn to_statefile_like(&self, original: &[u8]) -> Result<Vec<u8>, TableError> {
+        self.to_statefile_edited(original, |_| {})
+    }
+
+    /// Like [`ObjectTable::to_statefile_like`], with the header's metadata
+    /// as `edit` leaves it (hostile header entries: the CPU features, the
+    /// highest address).
+    pub fn to_statefile_edited(
+        &self,
+        original: &[u8],
+        edit: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
+    ) -> Result<Vec<u8>, TableError> {
         let reader = Reader::open_with(original, OpenOptions::default())?;
         let memory = reader.memory(MEMORY_SECTION)?;
         let len = usize::try_from(memory.image_len())
             .map_err(|_| TableError::Malformed("memory image too large".into()))?;
         let mut image = vec![0u8; len];
         memory.restore_into(&mut image)?;
-        self.write_statefile(reader.header().clone(), Compression::default(), &image)
+        let mut header = reader.header().clone();
+        edit(&mut header.metadata);
+        self.write_statefile(header, Compression::default(), &image)
     }
 }
 

@@ -24,5 +24,14 @@ pub const STATEFILE_NAME: &str = "checkpoint.cryo";
 /// another name was written by an earlier cryo with positional records.
 pub const OBJECTS_SECTION: &str = "objects";
 
+/// The header entry holding one past the highest address any process of the
+/// sandbox had mapped (hexadecimal): a restore onto a host whose address
+/// space ends lower is refused before anything else is read.
+pub const KEY_HIGHEST_ADDRESS: &str = "va.highest-address";
+
+/// The header entry holding the page size the application ran with, in
+/// bytes (the header's own `page_size` is the memory image's).
+pub const KEY_PAGE_SIZE: &str = "mm.page-size";
+
 /// The memory section holding the memory file's pages.
 pub const MEMORY_SECTION: &str = "memory-file";

@@ -11,6 +11,7 @@ use statefile::{Reader, SectionKind};
 use super::save::statefile_path;
 use super::validate::{holds, load_saved_kernel, LoadError};
 use super::MEMORY_SECTION;
+use crate::arch::cpuid::{CpuFeatures, Profile};
 use crate::boot::{donated_stdio, host_resources, new_kernel_with, BootError};
 use crate::errno::Errno;
 use crate::kernel::pid_namespace::PID_MAX;
@@ -32,6 +33,29 @@ pub enum RestoreError {
     },
     #[error("the application used CPU features this host lacks (XSAVE components {missing:#x})")]
     CpuFeatures { missing: u64 },
+    #[error(
+        "the application used addresses up to {highest:#x}, which needs {needs}-bit virtual addresses, \
+         but this host's user address space has {host_bits} bits (it ends at {top:#x})"
+    )]
+    AddressSpace {
+        highest: u64,
+        needs: u32,
+        host_bits: u32,
+        top: u64,
+    },
+    #[error(
+        "the application saw CPU features this host lacks: {missing} (it ran with --cpu-features={profile}; \
+         a sandbox booted with a smaller --cpu-features, such as x86-64-v2, restores on smaller CPUs)"
+    )]
+    MissingCpuFeatures { missing: String, profile: String },
+    #[error("{0}")]
+    Cpu(#[from] crate::arch::cpuid::CpuError),
+    #[error("{var}: {why}")]
+    Simulate { var: &'static str, why: String },
+    #[error("statefile header {key}: {why}")]
+    Header { key: &'static str, why: String },
+    #[error("the application ran with {saved}-byte pages, but this host's pages are {host} bytes")]
+    PageSize { saved: u64, host: u64 },
     #[error("{0}")]
     Records(LoadError),
     #[error("{0}")]
@@ -48,6 +72,145 @@ pub enum RestoreError {
     Invalid(String),
     #[error("working directory {path}: {errno}")]
     Cwd { path: String, errno: Errno },
+}
+
+/// For tests, and for operators planning a migration: restore's host checks
+/// (address bits, CPU features) see a host with this many bits of user
+/// address space instead of this one's, when it is fewer. Nothing else
+/// changes: a statefile that passes restores on this host as usual.
+pub const SIMULATE_VA_BITS_ENV: &str = "CRYO_SIMULATE_HOST_VA_BITS";
+/// Like [`SIMULATE_VA_BITS_ENV`], for the page size: restore's checks see a
+/// host whose pages have this many bytes (an arm64 kernel with 16K or 64K
+/// pages).
+pub const SIMULATE_PAGE_SIZE_ENV: &str = "CRYO_SIMULATE_HOST_PAGE_SIZE";
+/// Like [`SIMULATE_VA_BITS_ENV`], for the CPU: restore's checks see this
+/// host's CPU cut down to a `--cpu-features` profile (`x86-64-v2`, ...).
+pub const SIMULATE_CPU_ENV: &str = "CRYO_SIMULATE_HOST_CPU";
+
+/// The host restore's checks measure a statefile against: this one, or
+/// the one [`SIMULATE_VA_BITS_ENV`], [`SIMULATE_PAGE_SIZE_ENV`] and
+/// [`SIMULATE_CPU_ENV`] say.
+struct CheckedHost {
+    /// The address space the checks allow (None: this host's, known once
+    /// it is probed).
+    layout: Option<platform::Layout>,
+    cpu: CpuFeatures,
+}
+
+/// The number in simulation variable `var`, if it is set.
+fn simulated(var: &'static str, what: &str) -> Result<Option<u64>, RestoreError> {
+    match std::env::var(var) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| RestoreError::Simulate {
+                var,
+                why: format!("{v:?} is not {what}"),
+            }),
+        Err(_) => Ok(None),
+    }
+}
+
+fn checked_host(real: &platform::Layout) -> Result<CheckedHost, RestoreError> {
+    let bits = simulated(SIMULATE_VA_BITS_ENV, "a number of address bits")?
+        .map(|b| u32::try_from(b).unwrap_or(u32::MAX).min(real.va_bits));
+    let page = simulated(SIMULATE_PAGE_SIZE_ENV, "a page size in bytes")?;
+    let layout = if bits.is_some() || page.is_some() {
+        let (bits, page) = (bits.unwrap_or(real.va_bits), page.unwrap_or(real.page_size));
+        let l = platform::Layout::for_va_bits(bits, page).map_err(|e| RestoreError::Simulate {
+            var: if page == real.page_size {
+                SIMULATE_VA_BITS_ENV
+            } else {
+                SIMULATE_PAGE_SIZE_ENV
+            },
+            why: e.to_string(),
+        })?;
+        tracing::info!(
+            bits,
+            page,
+            "restore checks a simulated host's address space"
+        );
+        Some(l)
+    } else {
+        None
+    };
+    let cpu = match std::env::var(SIMULATE_CPU_ENV) {
+        Ok(v) => {
+            let profile = Profile::parse(v.trim()).map_err(|e| RestoreError::Simulate {
+                var: SIMULATE_CPU_ENV,
+                why: e.to_string(),
+            })?;
+            tracing::info!(%profile, "restore checks a simulated smaller CPU");
+            match profile {
+                Profile::Host => CpuFeatures::host(),
+                Profile::Level(l) => CpuFeatures::host().masked_to(l),
+            }
+        }
+        Err(_) => CpuFeatures::host(),
+    };
+    Ok(CheckedHost { layout, cpu })
+}
+
+/// The statefile's page size and highest address (its header's records,
+/// when it has them) against the address space `layout` allows
+/// applications.
+fn check_address_space(
+    header: &statefile::Header,
+    layout: &platform::Layout,
+) -> Result<(), RestoreError> {
+    if let Some(text) = header.metadata.get(super::KEY_PAGE_SIZE) {
+        let saved: u64 = text.parse().map_err(|_| RestoreError::Header {
+            key: super::KEY_PAGE_SIZE,
+            why: format!("{text:?} is not a number of bytes"),
+        })?;
+        if saved != layout.page_size {
+            return Err(RestoreError::PageSize {
+                saved,
+                host: layout.page_size,
+            });
+        }
+    }
+    let Some(text) = header.metadata.get(super::KEY_HIGHEST_ADDRESS) else {
+        // Older statefiles: each address space's own check still refuses.
+        return Ok(());
+    };
+    let highest = text
+        .strip_prefix("0x")
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or_else(|| RestoreError::Header {
+            key: super::KEY_HIGHEST_ADDRESS,
+            why: format!("{text:?} is not a hexadecimal address"),
+        })?;
+    let (_, top) = crate::mm::usable_range(layout);
+    if highest > top {
+        return Err(RestoreError::AddressSpace {
+            highest,
+            needs: 64 - (highest - 1).leading_zeros(),
+            host_bits: layout.va_bits,
+            top,
+        });
+    }
+    Ok(())
+}
+
+/// The CPU features the application saw (None: a statefile from before
+/// they were recorded) against what `host` has, refused by name.
+fn check_cpu(
+    header: &statefile::Header,
+    host: &CpuFeatures,
+) -> Result<Option<CpuFeatures>, RestoreError> {
+    let Some(saved) = CpuFeatures::from_metadata(&header.metadata)? else {
+        return Ok(None);
+    };
+    let missing = saved.missing_on(host);
+    if !missing.is_empty() {
+        return Err(RestoreError::MissingCpuFeatures {
+            missing: missing.join(", "),
+            profile: saved.profile.clone(),
+        });
+    }
+    Ok(Some(saved))
 }
 
 /// The platform a restore runs on: the one asked for, else the one the
@@ -112,6 +275,13 @@ pub fn restore_container(
     // A platform this cryo lacks is refused before anything is loaded.
     let platform_name = chosen_platform(reader.header(), platform);
     platform::lookup(&platform_name).map_err(BootError::Platform)?;
+    // Whether this host can hold the application at all, before anything
+    // else is read: its address bits and CPU features.
+    let real_layout = platform::Layout::probe().map_err(BootError::Host)?;
+    let checked = checked_host(&real_layout)?;
+    let check_layout = checked.layout.unwrap_or(real_layout);
+    check_address_space(reader.header(), &check_layout)?;
+    let saved_cpu = check_cpu(reader.header(), &checked.cpu)?;
     for section in reader
         .sections()
         .iter()
@@ -119,17 +289,32 @@ pub fn restore_container(
     {
         reader.verify_section(section).map_err(sf_err)?;
     }
-    let host = host_resources()?;
-    let rec = match load_saved_kernel(&reader, &host.layout) {
-        Ok(rec) => rec,
-        Err(LoadError::Statefile(source)) => return Err(sf_err(source)),
-        Err(e) => return Err(RestoreError::Records(e)),
+    let load = |layout: &platform::Layout| match load_saved_kernel(&reader, layout) {
+        Ok(rec) => Ok(rec),
+        Err(LoadError::Statefile(source)) => Err(sf_err(source)),
+        Err(e) => Err(RestoreError::Records(e)),
     };
+    if let Some(small) = &checked.layout {
+        // Every address space against the simulated host too.
+        load(small)?;
+    }
+    let host = host_resources()?;
+    let rec = load(&host.layout)?;
     let used = rec.tasks().fold(0, |acc, t| acc | t.fp.xstate_bv());
-    let missing = used & !platform::host_xfeatures();
+    let missing = used & !(platform::host_xfeatures() & checked.cpu.xcr0);
     if missing != 0 {
         return Err(RestoreError::CpuFeatures { missing });
     }
+    // The application goes on seeing what it saw (a statefile from before
+    // cryo recorded it: the host's CPU, which it ran on).
+    let mut cpu = saved_cpu.unwrap_or_else(CpuFeatures::host);
+    if let Err(e) = cpu.require_faulting() {
+        tracing::warn!(
+            "{e}: the restored sandbox's cpuid answers natively, showing this host's features"
+        );
+        cpu.emulated = false;
+    }
+    platform::set_cpuid_faulting(cpu.emulated);
     tracing::debug!("restore: statefile and records validated");
 
     let mf = host.memory_file.clone();
@@ -156,6 +341,7 @@ pub fn restore_container(
         max_tasks: container
             .max_tasks
             .unwrap_or(crate::kernel::DEFAULT_MAX_TASKS),
+        cpu,
     };
     let kernel = new_kernel_with(
         &host,

@@ -310,21 +310,38 @@ fn header(task: &Task, tasks: &BTreeMap<i32, TaskRecord>, opts: &CheckpointOptio
         .iter()
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    let header = opts.metadata.iter().fold(
-        Header::new(format!("cryo {}", env!("CARGO_PKG_VERSION"))),
-        |h, (k, v)| h.with(k.clone(), v.clone()),
-    );
-    header
+    // The highest address any process used: what a restore onto a host
+    // with fewer address bits checks first.
+    let highest = task
+        .kernel()
+        .pids
+        .thread_groups()
+        .iter()
+        .filter_map(|tg| tg.mm_arc())
+        .map(|mm| crate::kernel::thread_group::lock(&mm).highest_address())
+        .max()
+        .unwrap_or(0);
+    let mut h = Header::new(format!("cryo {}", env!("CARGO_PKG_VERSION")))
         .with("container-id", opts.container_id.clone())
         .with("created", created.to_string())
         .with("argv", format!("{argv:?}"))
         .with("platform", task.kernel().platform.name())
         .with("threads", tasks.len().to_string())
+        .with(super::KEY_HIGHEST_ADDRESS, format!("{highest:#x}"))
         .with(
-            "va.highest-address",
-            format!("{:#x}", task.mm().highest_address()),
+            super::KEY_PAGE_SIZE,
+            task.kernel().platform.layout().page_size.to_string(),
         )
-        .with("cpu.xfeatures-used", format!("{xfeatures:#x}"))
+        .with("cpu.xfeatures-used", format!("{xfeatures:#x}"));
+    // The CPU features the application saw (cpuid, auxv, /proc/cpuinfo).
+    for (key, value) in task.kernel().cpu.to_metadata() {
+        h = h.with(key, value);
+    }
+    // What the caller adds (an OCI container's identity).
+    for (k, v) in &opts.metadata {
+        h = h.with(k.clone(), v.clone());
+    }
+    h
 }
 
 /// What a checkpoint did.

@@ -26,6 +26,9 @@ pub trait ProcessTable: Send + Sync {
     fn memory(&self) -> (u64, u64);
     /// The CPUs the sandbox shows (what sched_getaffinity says).
     fn cpus(&self) -> usize;
+    /// The CPU features the sandbox sees (what its cpuid says), by their
+    /// /proc/cpuinfo names.
+    fn cpu_flags(&self) -> Vec<&'static str>;
     /// Tasks now: running application code, and all of them.
     fn tasks(&self) -> (usize, usize);
     /// CPU time the live processes and those they reaped have used:
@@ -419,11 +422,12 @@ fn proc_stat_text(t: &dyn ProcessTable) -> String {
     s
 }
 
-fn cpuinfo(n: usize) -> String {
+fn cpuinfo(n: usize, flags: &[&str]) -> String {
+    let flags = flags.join(" ");
     let mut s = String::new();
     for i in 0..n.max(1) {
         s.push_str(&format!(
-            "processor\t: {i}\nvendor_id\t: cryo\nmodel name\t: cryo virtual CPU\ncpu MHz\t\t: 2000.000\ncpu cores\t: {n}\nflags\t\t: fpu sse sse2\n\n"
+            "processor\t: {i}\nvendor_id\t: cryo\nmodel name\t: cryo virtual CPU\ncpu MHz\t\t: 2000.000\ncpu cores\t: {n}\nflags\t\t: {flags}\n\n"
         ));
     }
     s
@@ -450,12 +454,13 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
         ino: 28,
         entries: Arc::new(move || vec![(b"kernel".to_vec(), sys_kernel.clone())]),
     });
-    let fixed: Vec<(Vec<u8>, Arc<dyn Inode>)> = {
-        let (t1, t2, t3, t4, t5) = (t.clone(), t.clone(), t.clone(), t.clone(), t.clone());
-        vec![
+    let fixed: Vec<(Vec<u8>, Arc<dyn Inode>)> =
+        {
+            let (t1, t2, t3, t4, t5) = (t.clone(), t.clone(), t.clone(), t.clone(), t.clone());
+            vec![
             (
                 b"cpuinfo".to_vec(),
-                file(10, move || Ok(cpuinfo(t1.cpus()).into_bytes())),
+                file(10, move || Ok(cpuinfo(t1.cpus(), &t1.cpu_flags()).into_bytes())),
             ),
             (
                 b"filesystems".to_vec(),
@@ -499,7 +504,7 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
             (b"version".to_vec(), text(16, VERSION)),
             (b"sys".to_vec(), sys),
         ]
-    };
+        };
     let entries = move || -> Vec<(Vec<u8>, Arc<dyn Inode>)> {
         let mut v = fixed.clone();
         let t2 = table.clone();
@@ -570,6 +575,9 @@ pub(crate) mod tests {
         fn cpus(&self) -> usize {
             2
         }
+        fn cpu_flags(&self) -> Vec<&'static str> {
+            vec!["fpu", "sse", "sse2"]
+        }
         fn tasks(&self) -> (usize, usize) {
             (1, 1)
         }
@@ -616,7 +624,9 @@ pub(crate) mod tests {
         assert_eq!(read(&vfs, b"/sys/kernel/hostname").unwrap(), "sandbox\n");
         assert_eq!(read(&vfs, b"/uptime").unwrap(), "1.50 1.50\n");
         assert!(read(&vfs, b"/meminfo").unwrap().starts_with("MemTotal:"));
-        assert!(read(&vfs, b"/cpuinfo").unwrap().contains("processor"));
+        let cpuinfo = read(&vfs, b"/cpuinfo").unwrap();
+        assert!(cpuinfo.contains("processor"));
+        assert!(cpuinfo.contains("flags\t\t: fpu sse sse2\n"), "{cpuinfo}");
         assert_eq!(read(&vfs, b"/kallsyms").err(), Some(Errno::ENOENT));
         assert_eq!(read(&vfs, b"/2/maps").err(), Some(Errno::ENOENT));
         assert_eq!(

@@ -2,6 +2,7 @@
 //! the signal frame, `struct stat`, clone's argument order and arch_prctl.
 
 mod abi;
+pub mod cpuid;
 mod entry;
 mod prctl;
 mod regs;

@@ -9,6 +9,8 @@ const ARCH_SET_GS: i32 = 0x1001;
 const ARCH_SET_FS: i32 = 0x1002;
 const ARCH_GET_FS: i32 = 0x1003;
 const ARCH_GET_GS: i32 = 0x1004;
+const ARCH_GET_CPUID: i32 = 0x1011;
+const ARCH_SET_CPUID: i32 = 0x1012;
 
 pub fn arch_prctl(t: &mut Task, a: &Args) -> SysResult {
     let addr = a.addr(1);
@@ -24,6 +26,16 @@ pub fn arch_prctl(t: &mut Task, a: &Args) -> SysResult {
         ARCH_GET_GS => {
             let v = t.regs().gs_base;
             t.mm().copy_out(addr, &v.to_le_bytes())?
+        }
+        // cpuid always answers the application (natively, or emulated
+        // from its --cpu-features).
+        ARCH_GET_CPUID => return Ok(1),
+        // Making the application's own cpuid fault is not implemented:
+        // Linux's answer for a CPU without CPUID faulting.
+        ARCH_SET_CPUID => {
+            t.kernel()
+                .log_unsupported(libc::SYS_arch_prctl as u64, "ARCH_SET_CPUID");
+            return Err(Errno::ENODEV);
         }
         _ => return Err(Errno::EINVAL),
     }
