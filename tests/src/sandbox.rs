@@ -150,6 +150,38 @@ pub fn run_then_checkpoint<A: AsRef<OsStr>>(
     CheckpointedRun { reference, before }
 }
 
+impl CheckpointedRun {
+    /// Restores `img` as sandboxes `ids` one after the other; each must
+    /// exit 0 having printed exactly what the reference printed after the
+    /// last tick the checkpointed run printed (`tick_of` reads a line's
+    /// tick).
+    pub fn restores_go_on(
+        &self,
+        root: &Path,
+        img: &Path,
+        ids: &[&str],
+        tick_of: impl Fn(&str) -> Option<u64>,
+        exit: Duration,
+    ) {
+        let last = self
+            .before
+            .iter()
+            .filter_map(|l| tick_of(l))
+            .max()
+            .expect("ticks before the checkpoint");
+        let from = self
+            .reference
+            .iter()
+            .position(|l| tick_of(l) == Some(last + 1))
+            .expect("the reference goes on after the checkpoint");
+        for id in ids {
+            let mut b = Sandbox::restore(root, img, id);
+            assert_eq!(b.wait_exit(exit), 0, "restore {id}: {}", b.stderr_str());
+            assert_eq!(b.lines(), &self.reference[from..], "restored sandbox {id}");
+        }
+    }
+}
+
 /// A `cryo do` / `cryo restore` running in its own process group, its stdout
 /// read line by line by a thread and its stderr collected by another.
 /// Dropping it kills the whole group.

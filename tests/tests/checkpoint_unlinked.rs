@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use cryo_tests::sandbox::{run_then_checkpoint, CheckpointedRun, Sandbox, Scratch};
+use cryo_tests::sandbox::{run_then_checkpoint, CheckpointedRun, Scratch};
 use cryo_tests::{guest, Libc};
 
 const TICKS: &str = "12";
@@ -31,18 +31,11 @@ fn unlinked_files_checkpointed_and_restored_twice() {
         Some("done"),
         "the reference run: {reference:?}"
     );
-    let last = before
-        .iter()
-        .filter_map(|l| tick_of(l))
-        .max()
-        .expect("ticks");
-    let from = reference
-        .iter()
-        .position(|l| tick_of(l) == Some(last + 1))
-        .expect("the reference goes on after the checkpoint");
-    for id in ["B", "C"] {
-        let mut b = Sandbox::restore(&s.root(), &img, id);
-        assert_eq!(b.wait_exit(EXIT), 0, "restore {id}: {}", b.stderr_str());
-        assert_eq!(b.lines(), &reference[from..], "restored sandbox {id}");
-    }
+    CheckpointedRun { reference, before }.restores_go_on(
+        &s.root(),
+        &img,
+        &["B", "C"],
+        tick_of,
+        EXIT,
+    );
 }
