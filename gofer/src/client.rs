@@ -104,17 +104,93 @@ impl Client {
         name: &[u8],
         mode: u32,
     ) -> Result<crate::WalkedNode, GoferError> {
-        match self.call(&Request::Create {
+        self.made(
+            Request::Create {
+                dir: *dir,
+                name: name.to_vec(),
+                mode,
+            },
+            "create",
+        )
+    }
+
+    /// Makes the directory `name` in `dir` (a writable gofer only) and
+    /// returns its node.
+    pub fn mkdir(
+        &self,
+        dir: &Handle,
+        name: &[u8],
+        mode: u32,
+    ) -> Result<crate::WalkedNode, GoferError> {
+        self.made(
+            Request::Mkdir {
+                dir: *dir,
+                name: name.to_vec(),
+                mode,
+            },
+            "mkdir",
+        )
+    }
+
+    /// Makes the symlink `name` in `dir` reading `target`; returns its node.
+    pub fn symlink(
+        &self,
+        dir: &Handle,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<crate::WalkedNode, GoferError> {
+        self.made(
+            Request::Symlink {
+                dir: *dir,
+                name: name.to_vec(),
+                target: target.to_vec(),
+            },
+            "symlink",
+        )
+    }
+
+    /// Removes `name` from `dir` (an empty directory with `rmdir`).
+    pub fn unlink(&self, dir: &Handle, name: &[u8], rmdir: bool) -> Result<(), GoferError> {
+        self.done(Request::Unlink {
             dir: *dir,
             name: name.to_vec(),
-            mode,
-        })? {
+            rmdir,
+        })
+    }
+
+    /// Moves `old_name` of `old_dir` to `new_name` of `new_dir`.
+    pub fn rename(
+        &self,
+        (old_dir, old_name): (&Handle, &[u8]),
+        (new_dir, new_name): (&Handle, &[u8]),
+        noreplace: bool,
+    ) -> Result<(), GoferError> {
+        self.done(Request::Rename {
+            old_dir: *old_dir,
+            old_name: old_name.to_vec(),
+            new_dir: *new_dir,
+            new_name: new_name.to_vec(),
+            noreplace,
+        })
+    }
+
+    /// A request answered with the one node it made.
+    fn made(&self, req: Request, what: &'static str) -> Result<crate::WalkedNode, GoferError> {
+        match self.call(&req)? {
             (Response::Walked(w), None) => w
                 .nodes
                 .into_iter()
                 .next()
-                .ok_or(GoferError::UnexpectedReply("create")),
-            _ => Err(GoferError::UnexpectedReply("create")),
+                .ok_or(GoferError::UnexpectedReply(what)),
+            _ => Err(GoferError::UnexpectedReply(what)),
+        }
+    }
+
+    /// A request answered with `Done`.
+    fn done(&self, req: Request) -> Result<(), GoferError> {
+        match self.call(&req)? {
+            (Response::Done, None) => Ok(()),
+            _ => Err(GoferError::UnexpectedReply("a change")),
         }
     }
 

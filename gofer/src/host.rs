@@ -123,6 +123,18 @@ pub(crate) fn component(name: &[u8]) -> Result<CString, Errno> {
     CString::new(name).map_err(|_| Errno::EINVAL)
 }
 
+/// Checks a symlink's text: not empty, at most a path long, no NUL. Its
+/// text is never followed by the gofer, whatever it says.
+pub(crate) fn link_target(target: &[u8]) -> Result<CString, Errno> {
+    if target.len() > MAX_PATH {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if target.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    CString::new(target).map_err(|_| Errno::EINVAL)
+}
+
 /// Checks a relative path for `WalkOpen`: no `..`, not absolute, no NUL.
 /// Empty and `.` components are dropped, as path resolution would.
 pub(crate) fn relative_path(path: &[u8]) -> Result<CString, Errno> {

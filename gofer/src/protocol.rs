@@ -31,7 +31,7 @@ use crate::error::GoferError;
 
 /// Version sent with `Attach`; a server that speaks another one refuses with
 /// `EPROTO`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest message, request or reply, in bytes. Well under the default
 /// socket send buffer, so one message always fits in one packet.
@@ -309,6 +309,36 @@ pub enum Request {
         name: Vec<u8>,
         mode: u32,
     },
+    /// Make the directory `name` in `dir`; answered with `Walked`, its one
+    /// node (since version 2, as are the three below). `EROFS` read-only.
+    Mkdir {
+        dir: Handle,
+        name: Vec<u8>,
+        mode: u32,
+    },
+    /// Make the symlink `name` in `dir` reading `target`; answered with
+    /// `Walked`.
+    Symlink {
+        dir: Handle,
+        name: Vec<u8>,
+        target: Vec<u8>,
+    },
+    /// Remove `name` from `dir` (a directory, empty, with `rmdir`);
+    /// answered with `Done`.
+    Unlink {
+        dir: Handle,
+        name: Vec<u8>,
+        rmdir: bool,
+    },
+    /// Move `old_name` of `old_dir` to `new_name` of `new_dir`, replacing
+    /// what is there unless `noreplace`; answered with `Done`.
+    Rename {
+        old_dir: Handle,
+        old_name: Vec<u8>,
+        new_dir: Handle,
+        new_name: Vec<u8>,
+        noreplace: bool,
+    },
 }
 
 /// A reply from the gofer.
@@ -337,6 +367,8 @@ pub enum Response {
         target: Vec<u8>,
     },
     Closed,
+    /// An operation that answers nothing else succeeded.
+    Done,
 }
 
 /// What decoding one message may allocate. bincode counts a container's

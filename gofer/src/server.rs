@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::fs::OpenOptions;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -192,7 +192,112 @@ impl Session {
             Request::Create { dir, name, mode } => {
                 (Response::Walked(self.create(dir, &name, mode)?), None)
             }
+            Request::Mkdir { dir, name, mode } => {
+                let d = self.writable_dir(dir)?;
+                nix::sys::stat::mkdirat(
+                    Some(d.as_raw_fd()),
+                    host::component(&name)?.as_c_str(),
+                    nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777),
+                )?;
+                (Response::Walked(self.walk_one(dir, &name)?), None)
+            }
+            Request::Symlink { dir, name, target } => {
+                let d = self.writable_dir(dir)?;
+                let target = host::link_target(&target)?;
+                nix::unistd::symlinkat(
+                    target.as_c_str(),
+                    Some(d.as_raw_fd()),
+                    host::component(&name)?.as_c_str(),
+                )?;
+                (Response::Walked(self.walk_one(dir, &name)?), None)
+            }
+            Request::Unlink { dir, name, rmdir } => {
+                let d = self.writable_dir(dir)?;
+                let how = if rmdir {
+                    nix::unistd::UnlinkatFlags::RemoveDir
+                } else {
+                    nix::unistd::UnlinkatFlags::NoRemoveDir
+                };
+                nix::unistd::unlinkat(
+                    Some(d.as_raw_fd()),
+                    host::component(&name)?.as_c_str(),
+                    how,
+                )?;
+                (Response::Done, None)
+            }
+            Request::Rename {
+                old_dir,
+                old_name,
+                new_dir,
+                new_name,
+                noreplace,
+            } => {
+                let from = self.writable_dir(old_dir)?;
+                let to = self.writable_dir(new_dir)?;
+                let flags = if noreplace {
+                    nix::fcntl::RenameFlags::RENAME_NOREPLACE
+                } else {
+                    nix::fcntl::RenameFlags::empty()
+                };
+                let (old_c, new_c) = (host::component(&old_name)?, host::component(&new_name)?);
+                nix::fcntl::renameat2(
+                    Some(from.as_raw_fd()),
+                    old_c.as_c_str(),
+                    Some(to.as_raw_fd()),
+                    new_c.as_c_str(),
+                    flags,
+                )?;
+                self.moved(&from, &old_c, &to, &new_c);
+                (Response::Done, None)
+            }
         })
+    }
+
+    /// The fd of directory handle `dir` for a change in it: `EROFS` from a
+    /// read-only gofer. Names given with it are single components
+    /// ([`host::component`]), so a change never reaches outside the
+    /// directory, and none of the *at calls follows the name's symlink.
+    fn writable_dir(&self, dir: Handle) -> Result<Arc<OwnedFd>, Errno> {
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        let node = self.node(dir)?;
+        if node.kind != FileType::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(node.fd.clone())
+    }
+
+    /// After a rename: the handles of what moved reopen it for I/O from its
+    /// new directory and name (a handle is reopened from where it was
+    /// reached, and checked to be the same inode).
+    fn moved(&mut self, from: &OwnedFd, old: &CString, to: &Arc<OwnedFd>, new: &CString) {
+        let Ok(dir) = host::fstat(from.as_fd()) else {
+            return;
+        };
+        for node in self.nodes.values_mut() {
+            let Some((parent, name)) = &node.parent else {
+                continue;
+            };
+            if name != old {
+                continue;
+            }
+            let same_dir =
+                host::fstat(parent.as_fd()).is_ok_and(|p| p.dev == dir.dev && p.ino == dir.ino);
+            if same_dir {
+                node.parent = Some((to.clone(), new.clone()));
+            }
+        }
+    }
+
+    /// The node of `name` in `dir`, just made.
+    fn walk_one(&mut self, dir: Handle, name: &[u8]) -> Result<Walk, Errno> {
+        let walk = self.walk(dir, &[name.to_vec()])?;
+        match walk.status {
+            WalkStatus::Complete => Ok(walk),
+            WalkStatus::Failed { errno } => Err(Errno::from_raw(errno)),
+            WalkStatus::Symlink => Ok(walk),
+        }
     }
 
     /// Makes a new regular file below `dir` (confined like every open),

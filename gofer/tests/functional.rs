@@ -345,6 +345,55 @@ fn writable_root_allows_writes() {
     g.finish();
 }
 
+/// mkdir, symlink, rename and unlink on a writable gofer reach the host;
+/// a renamed file's handle opens from its new place; a read-only gofer
+/// refuses each with EROFS, and names that are not one component EINVAL.
+#[test]
+fn tree_changes_on_a_writable_root() {
+    let t = tree();
+    let g = serve(t.path(), false);
+    let root = g.attach().unwrap();
+    let d = g.mkdir(&root, b"made", 0o750).unwrap();
+    assert!(t.path().join("made").is_dir());
+    g.symlink(&d.handle, b"ln", b"../f").unwrap();
+    assert_eq!(
+        fs::read_link(t.path().join("made/ln")).unwrap(),
+        std::path::Path::new("../f")
+    );
+    let f = lookup(&g, &root, &["f"]);
+    g.rename((&root, b"f"), (&d.handle, b"moved"), false)
+        .unwrap();
+    assert!(!t.path().join("f").exists());
+    assert_eq!(
+        read_fd(g.open(&f, OpenFlags::READ_ONLY).unwrap()),
+        b"hello gofer"
+    );
+    assert_eq!(
+        errno(g.rename((&d.handle, b"moved"), (&d.handle, b"ln"), true)),
+        libc::EEXIST
+    );
+    g.unlink(&d.handle, b"ln", false).unwrap();
+    assert_eq!(errno(g.unlink(&root, b"made", true)), libc::ENOTEMPTY);
+    g.unlink(&d.handle, b"moved", false).unwrap();
+    g.unlink(&root, b"made", true).unwrap();
+    assert!(!t.path().join("made").exists());
+    for bad in [&b".."[..], b"a/b", b"", b"."] {
+        assert_eq!(errno(g.mkdir(&root, bad, 0o700)), libc::EINVAL, "{bad:?}");
+        assert_eq!(errno(g.unlink(&root, bad, false)), libc::EINVAL, "{bad:?}");
+    }
+    g.finish();
+    let g = serve(t.path(), true);
+    let root = g.attach().unwrap();
+    assert_eq!(errno(g.mkdir(&root, b"x", 0o700)), libc::EROFS);
+    assert_eq!(errno(g.symlink(&root, b"x", b"y")), libc::EROFS);
+    assert_eq!(errno(g.unlink(&root, b"sub", true)), libc::EROFS);
+    assert_eq!(
+        errno(g.rename((&root, b"sub"), (&root, b"x"), false)),
+        libc::EROFS
+    );
+    g.finish();
+}
+
 #[test]
 fn closed_and_unknown_handles_are_ebadf() {
     let t = tree();

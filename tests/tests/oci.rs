@@ -61,7 +61,7 @@ struct Env {
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "sleep", "id", "hostname", "touch", "mkdir", "true", "false", "wc",
-    "env", "pwd", "rm",
+    "env", "pwd", "rm", "mv", "rmdir", "ln", "readlink",
 ];
 
 /// A busybox root file system: /bin/busybox and its applet links.
@@ -728,6 +728,55 @@ fn errors_name_their_cause() {
     let f = env.cryo(&["features"]);
     let f: serde_json::Value = serde_json::from_slice(&f.stdout).unwrap();
     assert_eq!(f["ociVersionMin"], "1.0.0");
+}
+
+/// A rw bind mount takes tree changes too: mkdir, rename (a file, then a
+/// directory holding it), unlink, rmdir and symlink reach the host, and
+/// what was renamed opens under its new name.
+#[test]
+fn rw_bind_mount_tree_changes_reach_the_host() {
+    let env = Env::new();
+    let host = env.dir.path().join("host-tree");
+    std::fs::create_dir_all(host.join("d")).unwrap();
+    std::fs::write(host.join("a"), "the a file\n").unwrap();
+    std::fs::write(host.join("d/keep"), "kept\n").unwrap();
+    env.spec(|v| {
+        set_args(
+            v,
+            "cat /mnt/t/a; \
+             mkdir /mnt/t/new && echo n > /mnt/t/new/f; \
+             mv /mnt/t/a /mnt/t/new/a2 && cat /mnt/t/new/a2; \
+             rm /mnt/t/d/keep && rmdir /mnt/t/d; \
+             ln -s target /mnt/t/link && readlink /mnt/t/link; \
+             mv /mnt/t/new /mnt/t/renamed && cat /mnt/t/renamed/f /mnt/t/renamed/a2; \
+             rmdir /mnt/t/renamed || echo not-empty; \
+             ls /mnt/t",
+        );
+        v["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/mnt/t", "type": "bind", "source": host, "options": ["rbind"]
+        }));
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "t"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "the a file\nthe a file\ntarget\nn\nthe a file\nnot-empty\nlink\nrenamed\n",
+        "{}",
+        o.stderr_str()
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("renamed/f")).unwrap(),
+        "n\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("renamed/a2")).unwrap(),
+        "the a file\n"
+    );
+    assert!(!host.join("a").exists() && !host.join("d").exists() && !host.join("new").exists());
+    assert_eq!(
+        std::fs::read_link(host.join("link")).unwrap(),
+        Path::new("target")
+    );
 }
 
 #[test]

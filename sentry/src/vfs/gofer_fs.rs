@@ -49,6 +49,27 @@ pub trait HostFs: Send + Sync {
     fn create(&self, _dir: HostNode, _name: &[u8], _mode: u32) -> Result<(HostNode, Stat), Errno> {
         Err(Errno::EROFS)
     }
+    /// Makes the directory `name` in directory `dir`.
+    fn mkdir(&self, _dir: HostNode, _name: &[u8], _mode: u32) -> Result<(HostNode, Stat), Errno> {
+        Err(Errno::EROFS)
+    }
+    /// Makes the symlink `name` in directory `dir`.
+    fn symlink(
+        &self,
+        _dir: HostNode,
+        _name: &[u8],
+        _target: &[u8],
+    ) -> Result<(HostNode, Stat), Errno> {
+        Err(Errno::EROFS)
+    }
+    /// Removes `name` from directory `dir` (an empty directory: `rmdir`).
+    fn unlink(&self, _dir: HostNode, _name: &[u8], _rmdir: bool) -> Result<(), Errno> {
+        Err(Errno::EROFS)
+    }
+    /// Moves `old` (directory, name) to `new`.
+    fn rename(&self, _old: (HostNode, &[u8]), _new: (HostNode, &[u8])) -> Result<(), Errno> {
+        Err(Errno::EROFS)
+    }
 }
 
 /// [`HostFs`] over a gofer connection.
@@ -190,6 +211,48 @@ impl HostFs for GoferHostFs {
         Ok((self.remember(n.handle), stat_from_gofer(&n.stat)))
     }
 
+    fn mkdir(&self, dir: HostNode, name: &[u8], mode: u32) -> Result<(HostNode, Stat), Errno> {
+        if !self.writable {
+            return Err(Errno::EROFS);
+        }
+        let h = self.handle(dir)?;
+        let n = self.client.mkdir(&h, name, mode).map_err(gofer_errno)?;
+        Ok((self.remember(n.handle), stat_from_gofer(&n.stat)))
+    }
+
+    fn symlink(
+        &self,
+        dir: HostNode,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<(HostNode, Stat), Errno> {
+        if !self.writable {
+            return Err(Errno::EROFS);
+        }
+        let h = self.handle(dir)?;
+        let n = self.client.symlink(&h, name, target).map_err(gofer_errno)?;
+        Ok((self.remember(n.handle), stat_from_gofer(&n.stat)))
+    }
+
+    fn unlink(&self, dir: HostNode, name: &[u8], rmdir: bool) -> Result<(), Errno> {
+        if !self.writable {
+            return Err(Errno::EROFS);
+        }
+        let h = self.handle(dir)?;
+        self.client.unlink(&h, name, rmdir).map_err(gofer_errno)
+    }
+
+    fn rename(&self, old: (HostNode, &[u8]), new: (HostNode, &[u8])) -> Result<(), Errno> {
+        if !self.writable {
+            return Err(Errno::EROFS);
+        }
+        let (from, to) = (self.handle(old.0)?, self.handle(new.0)?);
+        // The VFS checked RENAME_NOREPLACE already, under its rename lock.
+        self.client
+            .rename((&from, old.1), (&to, new.1), false)
+            .map_err(gofer_errno)
+    }
+
     fn close(&self, node: HostNode) {
         let h = lock(&self.handles).remove(&node);
         if let Some(h) = h {
@@ -216,6 +279,17 @@ pub struct GoferInode {
 }
 
 impl GoferInode {
+    /// The inode of a node found or made below this directory.
+    fn child(&self, (node, stat): (HostNode, Stat)) -> Arc<dyn Inode> {
+        Arc::new(GoferInode {
+            fs: self.fs.clone(),
+            node,
+            stat,
+            host_fd: OnceLock::new(),
+            fingerprint: OnceLock::new(),
+        })
+    }
+
     /// The shared host fd of a regular file (see `host_fd`).
     fn host_fd(&self) -> Result<Arc<OwnedFd>, Errno> {
         if let Some(fd) = self.host_fd.get() {
@@ -290,14 +364,8 @@ impl Inode for GoferInode {
         if !self.stat.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        let (node, stat) = self.fs.walk(self.node, name)?;
-        Ok(Arc::new(GoferInode {
-            fs: self.fs.clone(),
-            node,
-            stat,
-            host_fd: OnceLock::new(),
-            fingerprint: OnceLock::new(),
-        }))
+        let found = self.fs.walk(self.node, name)?;
+        Ok(self.child(found))
     }
 
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
@@ -350,29 +418,37 @@ impl Inode for GoferInode {
         if !self.stat.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        let (node, stat) = self.fs.create(self.node, name, mode)?;
-        Ok(Arc::new(GoferInode {
-            fs: self.fs.clone(),
-            node,
-            stat,
-            host_fd: OnceLock::new(),
-            fingerprint: OnceLock::new(),
-        }))
+        let made = self.fs.create(self.node, name, mode)?;
+        Ok(self.child(made))
     }
-    fn mkdir(&self, _: &[u8], _: u32) -> Result<Arc<dyn Inode>, Errno> {
-        Err(Errno::EROFS)
+    fn mkdir(&self, name: &[u8], mode: u32) -> Result<Arc<dyn Inode>, Errno> {
+        if !self.stat.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let made = self.fs.mkdir(self.node, name, mode)?;
+        Ok(self.child(made))
     }
-    fn symlink(&self, _: &[u8], _: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
-        Err(Errno::EROFS)
+    fn symlink(&self, name: &[u8], target: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
+        if !self.stat.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let made = self.fs.symlink(self.node, name, target)?;
+        Ok(self.child(made))
     }
-    fn unlink(&self, _: &[u8]) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
+        self.fs.unlink(self.node, name, false)
     }
-    fn rmdir(&self, _: &[u8]) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn rmdir(&self, name: &[u8]) -> Result<(), Errno> {
+        self.fs.unlink(self.node, name, true)
     }
-    fn rename(&self, _: &[u8], _: &dyn Inode, _: &[u8]) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    /// Within one host mount (EXDEV across two).
+    fn rename(&self, old_name: &[u8], new_dir: &dyn Inode, new_name: &[u8]) -> Result<(), Errno> {
+        let to = new_dir
+            .as_any()
+            .downcast_ref::<GoferInode>()
+            .filter(|d| std::ptr::addr_eq(Arc::as_ptr(&d.fs), Arc::as_ptr(&self.fs)))
+            .ok_or(Errno::EXDEV)?;
+        self.fs.rename((self.node, old_name), (to.node, new_name))
     }
     fn set_size(&self, size: u64) -> Result<(), Errno> {
         if !self.fs.writable() {
