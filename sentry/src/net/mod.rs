@@ -1,6 +1,6 @@
-//! Sockets (gVisor's pkg/sentry/socket). Only the unix domain family is
-//! here so far: every other family is answered EAFNOSUPPORT, as a kernel
-//! built without it would.
+//! Sockets (gVisor's pkg/sentry/socket): the unix domain family, and
+//! AF_INET/AF_INET6 over the sandbox's loopback ([`inet`]); every other
+//! family is answered EAFNOSUPPORT, as a kernel built without it would.
 //!
 //! - [`unix`]: AF_UNIX stream, datagram and seqpacket sockets, their
 //!   connections, queues and names;
@@ -11,6 +11,7 @@
 //! - [`state`]: the saved form of every socket.
 
 pub mod control;
+pub mod inet;
 pub mod socket;
 pub mod state;
 pub mod unix;

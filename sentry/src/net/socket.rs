@@ -61,8 +61,12 @@ impl SocketFile {
 
 /// Whether EPIPE from a write to `file` comes with SIGPIPE: for every
 /// file but datagram and seqpacket sockets (Linux raises it only in
-/// unix_stream_sendmsg among unix sockets).
+/// unix_stream_sendmsg among unix sockets, and for TCP among inet ones).
 pub fn write_raises_sigpipe(file: &OpenFile) -> bool {
+    if let Some(s) = super::inet::inet_of(file) {
+        // TCP's tcp_sendmsg raises it, UDP's send does not.
+        return s.proto() == super::inet::Proto::Tcp;
+    }
     socket_of(file).map_or(true, |s| s.ty() == super::SockType::Stream)
 }
 

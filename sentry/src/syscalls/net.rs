@@ -1,8 +1,9 @@
 //! Sockets (gVisor's sys_socket.go, Linux's net/socket.c): the handlers
 //! read and check the application's arguments (socket addresses, msghdr,
 //! iovecs, control messages, option values), call the socket objects of
-//! sentry/src/net, and write the results back. Only AF_UNIX exists; every
-//! other family is EAFNOSUPPORT, logged once.
+//! sentry/src/net, and write the results back. AF_UNIX is here, AF_INET
+//! and AF_INET6 in [`inet`] (each handler hands an inet socket's call
+//! over); every other family is EAFNOSUPPORT, logged once.
 
 use std::sync::Arc;
 
@@ -14,6 +15,9 @@ use crate::net::control::{self, RecvControl, OPTMEM_MAX};
 use crate::net::unix::{unnamed_sockaddr, Incoming, Outgoing, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF};
 use crate::net::{socket_of, SockType, SocketFile, UCred, UnixAddr, UnixSocket};
 use crate::vfs::{Interrupt, IoCtx, OpenFile};
+
+#[path = "net_inet.rs"]
+mod inet;
 
 const SOCK_TYPE_MASK: i32 = 0xf;
 /// Linux's SOCK_MAX: type numbers at or past it are EINVAL.
@@ -124,6 +128,9 @@ fn status(flags: i32) -> i32 {
 }
 
 pub fn socket(t: &mut Task, a: &Args) -> SysResult {
+    if let Some(fam) = crate::net::inet::Family::from_raw(a.int(0)) {
+        return inet::socket(t, fam, a.int(1), a.int(2));
+    }
     let (ty, flags) = unix_type(t, "socket", a.int(0), a.int(1), a.int(2))?;
     let s = UnixSocket::new(&t.kernel().unix, ty, None);
     let f = SocketFile::open(s, status(flags));
@@ -131,6 +138,9 @@ pub fn socket(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn socketpair(t: &mut Task, a: &Args) -> SysResult {
+    if crate::net::inet::Family::from_raw(a.int(0)).is_some() {
+        return inet::socketpair(t, a.int(1), a.int(2));
+    }
     let (ty, flags) = unix_type(t, "socketpair", a.int(0), a.int(1), a.int(2))?;
     let (x, y) = UnixSocket::pair(&t.kernel().unix, ty, peer_cred(t));
     let cloexec = flags & libc::SOCK_CLOEXEC != 0;
@@ -189,6 +199,9 @@ fn start(t: &Task, path: &[u8]) -> Result<Arc<crate::vfs::Dentry>, Errno> {
 }
 
 pub fn bind(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::bind(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let raw = read_sockaddr(t, a.addr(1), a.int(2))?;
     match UnixAddr::parse(&raw)? {
@@ -206,6 +219,9 @@ pub fn bind(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn listen(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::listen(&s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     s.listen(a.int(1), peer_cred(t))?;
     Ok(0)
@@ -229,6 +245,9 @@ fn lookup(t: &Task, s: &UnixSocket, raw: &[u8]) -> Result<Arc<UnixSocket>, Errno
 }
 
 pub fn connect(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((f, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::connect(t, &f, &s, a);
+    }
     let (f, s) = sock(t, a.fd(0))?;
     let raw = read_sockaddr(t, a.addr(1), a.int(2))?;
     if s.ty() == SockType::Dgram {
@@ -258,6 +277,9 @@ fn do_accept(t: &mut Task, a: &Args, flags: i32) -> SysResult {
     if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
         return Err(Errno::EINVAL);
     }
+    if let Some((f, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::accept(t, &f, &s, a, flags);
+    }
     let (f, s) = sock(t, a.fd(0))?;
     let intr = t.interrupt().io.clone();
     let conn = s.accept(&io_ctx(&f, &intr, 0))?;
@@ -283,6 +305,9 @@ pub fn accept4(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn getsockname(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::getsockname(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let sa = s
         .local_addr()
@@ -294,6 +319,9 @@ pub fn getsockname(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn getpeername(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::getpeername(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let sa = s
         .peer_addr()?
@@ -316,8 +344,15 @@ fn check_len_ptr(t: &Task, lenp: u64) -> Result<(), Errno> {
 }
 
 pub fn shutdown(t: &mut Task, a: &Args) -> SysResult {
-    let (_, s) = sock(t, a.fd(0))?;
+    let found = inet::lookup(t, a.fd(0))?;
     let how = a.int(1);
+    if let Some((_, s)) = found {
+        if !(libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how) {
+            return Err(Errno::EINVAL);
+        }
+        return inet::shutdown(&s, how);
+    }
+    let (_, s) = sock(t, a.fd(0))?;
     if !(libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how) {
         return Err(Errno::EINVAL);
     }
@@ -394,6 +429,11 @@ struct Send {
 }
 
 fn do_send(t: &mut Task, fd: i32, req: Send) -> SysResult {
+    if let Some((f, s)) = inet::lookup(t, fd)? {
+        // Control messages (IP_PKTINFO, IP_TOS...) are not taken: the
+        // data goes without them.
+        return inet::send(t, &f, &s, req.iovs, &req.to, req.flags);
+    }
     let (f, s) = sock(t, fd)?;
     let flags = req.flags;
     if flags & libc::MSG_OOB != 0 {
@@ -576,6 +616,15 @@ fn do_recv(
     flags: i32,
     control_space: Option<usize>,
 ) -> Result<Received, Errno> {
+    if let Some((f, s)) = inet::lookup(t, fd)? {
+        let (ret, msg_flags, name) = inet::recv(t, &f, &s, iovs, flags)?;
+        return Ok(Received {
+            ret,
+            msg_flags,
+            name,
+            control: Vec::new(),
+        });
+    }
     let (f, s) = sock(t, fd)?;
     if flags & libc::MSG_OOB != 0 {
         return Err(Errno::EOPNOTSUPP);
@@ -765,6 +814,9 @@ fn timeval_bytes(d: Option<std::time::Duration>) -> Vec<u8> {
 }
 
 pub fn getsockopt(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::getsockopt(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let (level, name) = (a.int(1), a.int(2));
     let (val, lenp) = (a.addr(3), a.addr(4));
@@ -815,6 +867,9 @@ fn read_timeout(raw: &[u8]) -> Result<Option<std::time::Duration>, Errno> {
 }
 
 pub fn setsockopt(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::setsockopt(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let (level, name) = (a.int(1), a.int(2));
     let len = usize::try_from(a.int(4)).map_err(|_| Errno::EINVAL)?;
