@@ -137,6 +137,9 @@ pub struct Sock {
     /// A non-blocking connect returned EINPROGRESS and no connect since
     /// has seen its outcome (Linux's SS_CONNECTING).
     pub in_progress: bool,
+    /// A connection attempt failed: shut both ways until the next
+    /// connect (Linux's tcp_done sets SHUTDOWN_MASK).
+    pub failed: bool,
     pub kind: Kind,
 }
 
@@ -162,6 +165,7 @@ impl Sock {
             sndtimeo: None,
             error: 0,
             in_progress: false,
+            failed: false,
             kind: match proto {
                 Proto::Tcp => Kind::Tcp(Tcp::Closed),
                 Proto::Udp => Kind::Udp(Udp::default()),
@@ -716,6 +720,7 @@ impl Stack {
                     if let Some(cs) = self.socks.get_mut(&c) {
                         cs.kind = Kind::Tcp(Tcp::Closed);
                         cs.error = libc::ECONNREFUSED;
+                        cs.failed = true;
                         w.add(self, c);
                     }
                 }
@@ -1048,6 +1053,7 @@ impl InetSocket {
         let ip = addr::route(dst.ip()).ok_or(Errno::ENETUNREACH)?;
         let dst = SocketAddr::new(ip, dst.port());
         let dl = deadline(s.sndtimeo);
+        s.failed = false;
         if s.local.is_none() {
             let any = s.family.unspecified();
             st.bind_to(id, any, false)
@@ -1059,6 +1065,7 @@ impl InetSocket {
                 if !s.explicit_bind {
                     s.local = None;
                 }
+                s.failed = true;
                 if io.nonblock {
                     s.error = libc::ECONNREFUSED;
                     s.in_progress = true;
@@ -1450,6 +1457,9 @@ impl InetSocket {
             }
             Kind::Tcp(Tcp::Closed) => {
                 r |= EPOLLHUP | EPOLLOUT | EPOLLWRNORM;
+                if s.failed {
+                    r |= EPOLLIN | EPOLLRDNORM | EPOLLRDHUP;
+                }
             }
             Kind::Tcp(Tcp::Connecting { .. }) => {}
             Kind::Tcp(Tcp::Established(c)) => {
@@ -1541,6 +1551,12 @@ impl InetSocket {
             None => {
                 drop(st);
                 self.stack.log_unknown_opt(level, name);
+                // An IPv4 socket's ip_getsockopt answers a level it does
+                // not know EOPNOTSUPP; IPv6's and the rest ENOPROTOOPT.
+                let known = [SOL_SOCKET, opts::SOL_IP, self.proto.raw()];
+                if !v6 && !known.contains(&level) {
+                    return Err(Errno::EOPNOTSUPP);
+                }
                 Err(Errno::ENOPROTOOPT)
             }
         }

@@ -127,6 +127,8 @@ pub struct InetSocketRecord {
     pub sndtimeo_ns: Option<u64>,
     pub error: i32,
     pub in_progress: bool,
+    /// A connection attempt failed (shut both ways until a connect).
+    pub failed: bool,
     pub kind: SavedInetKind,
 }
 statefile::savable_serde!(
@@ -234,6 +236,7 @@ fn record(id: u64, s: &Sock) -> InetSocketRecord {
         sndtimeo_ns: ns_of(s.sndtimeo),
         error: s.error,
         in_progress: s.in_progress,
+        failed: s.failed,
         kind,
     }
 }
@@ -491,6 +494,7 @@ pub fn restore(recs: &[InetSocketRecord], stack: &Arc<InetStack>) -> HashMap<u64
         s.sndtimeo = r.sndtimeo_ns.map(Duration::from_nanos);
         s.error = r.error;
         s.in_progress = r.in_progress;
+        s.failed = r.failed;
         s.kind = match &r.kind {
             SavedInetKind::Tcp(SavedTcp::Closed) => Kind::Tcp(Tcp::Closed),
             SavedInetKind::Tcp(SavedTcp::Listen {
