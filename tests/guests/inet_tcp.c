@@ -12,7 +12,9 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
-#include <linux/sockios.h>
+#ifndef SIOCOUTQ
+#define SIOCOUTQ TIOCOUTQ /* linux/sockios.h, which musl lacks */
+#endif
 
 static volatile int sigpipes;
 static void on_sigpipe(int s)
