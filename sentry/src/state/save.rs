@@ -204,6 +204,10 @@ fn save_kernel(
         }
     }
     save_sockets(&mut ctx, &mut files, &mut objs)?;
+    // The loopback stack's sockets, each by its id (its file names it).
+    for rec in kernel.inet.records() {
+        objs.put(rec.id, &rec)?;
+    }
     for pipe in ctx.pipes.into_values() {
         objs.put(pipe.id, &pipe)?;
     }

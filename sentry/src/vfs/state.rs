@@ -1010,6 +1010,9 @@ pub struct RestoreCtx {
     /// file.
     sockets: HashMap<u64, Arc<crate::net::UnixSocket>>,
     socket_files: std::collections::HashSet<u64>,
+    /// The inet sockets restored in the stack that a file may claim (each
+    /// once).
+    inet_sockets: HashMap<u64, Arc<crate::net::inet::InetSocket>>,
     /// The restored pseudo-terminals, by index.
     ptys: HashMap<u32, Arc<Terminal>>,
 }
@@ -1032,6 +1035,7 @@ impl RestoreCtx {
             clocks: None,
             sockets: HashMap::new(),
             socket_files: Default::default(),
+            inet_sockets: HashMap::new(),
             ptys: HashMap::new(),
         }
     }
@@ -1044,6 +1048,22 @@ impl RestoreCtx {
 
     /// The sockets re-created from the statefile, which socket files
     /// are re-opened onto.
+    /// The inet sockets put back in the stack, which their files claim.
+    pub fn with_inet_sockets(
+        mut self,
+        sockets: HashMap<u64, Arc<crate::net::inet::InetSocket>>,
+    ) -> Self {
+        self.inet_sockets = sockets;
+        self
+    }
+
+    /// Releases the inet sockets no file claimed.
+    pub fn release_unclaimed_inet(&mut self) {
+        for (_, s) in self.inet_sockets.drain() {
+            s.release();
+        }
+    }
+
     pub fn with_sockets(mut self, sockets: HashMap<u64, Arc<crate::net::UnixSocket>>) -> Self {
         self.sockets = sockets;
         self
@@ -1131,6 +1151,16 @@ impl Vfs {
                     .cloned()
                     .ok_or_else(|| invalid(format!("unknown pty {index}")))?;
                 return self.reopen_pty(st, &tty, *master, status);
+            }
+            FileStateKind::Socket { id } if !ctx.sockets.contains_key(id) => {
+                let sock = ctx
+                    .inet_sockets
+                    .remove(id)
+                    .ok_or_else(|| invalid(format!("unknown socket {id}")))?;
+                return Ok(crate::net::inet::InetFile::open(
+                    sock,
+                    status & libc::O_NONBLOCK,
+                ));
             }
             FileStateKind::Socket { id } => {
                 let sock = ctx
