@@ -1,6 +1,6 @@
 //! TCP and UDP over the sandbox's loopback, natively and under cryo, on
 //! 127.0.0.1 and ::1: our C guests (tests/guests/inet_*.c: the calls,
-//! their errors and their readiness), python3's http.server with
+//! their errors and their readiness; `lo`'s ioctls and /proc/net), python3's http.server with
 //! urllib.request, and asyncio's streams and datagram endpoints. Each
 //! runs natively first (on the host's own loopback, ephemeral ports, no
 //! port number printed) and must print the same under cryo.
@@ -42,6 +42,11 @@ fn udp_calls_and_errors_as_linux() {
 #[test]
 fn bad_families_types_addresses_and_ports_as_linux() {
     same_as_linux(Invocation::new(guest("inet_errors", Libc::Glibc)));
+}
+
+#[test]
+fn lo_ioctls_and_proc_net_as_linux() {
+    same_as_linux(Invocation::new(guest("inet_proc", Libc::Glibc)));
 }
 
 #[test]

@@ -117,11 +117,12 @@ impl FileOps for SocketFile {
         self.sock.send(io, msg, None)
     }
 
-    fn ioctl(&self, cmd: u64, _input: &[u8]) -> Result<IoctlReply, Errno> {
+    fn ioctl(&self, cmd: u64, input: &[u8]) -> Result<IoctlReply, Errno> {
         let n = match cmd {
             libc::FIONREAD => self.sock.inq()?,
             libc::TIOCOUTQ => self.sock.outq(),
-            _ => return Err(Errno::ENOTTY),
+            // Interface ioctls work on a socket of any family (sock_ioctl).
+            _ => return super::inet::procnet::if_ioctl(cmd, input),
         };
         let n = i32::try_from(n).unwrap_or(i32::MAX);
         Ok(IoctlReply {

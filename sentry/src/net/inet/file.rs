@@ -80,7 +80,7 @@ impl FileOps for InetFile {
         let n = match cmd {
             libc::FIONREAD => self.sock.inq()?,
             libc::TIOCOUTQ => self.sock.outq()?,
-            _ => return super::procnet::if_ioctl(cmd, input),
+            _ => return super::procnet::inet_if_ioctl(cmd, input),
         };
         let n = i32::try_from(n).unwrap_or(i32::MAX);
         Ok(IoctlReply {

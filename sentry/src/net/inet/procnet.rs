@@ -38,9 +38,18 @@ fn sockaddr_in(ip: [u8; 4]) -> [u8; 16] {
     a
 }
 
-/// An interface ioctl on a socket, with the `ifreq` copied in; ENOTTY
-/// for any other command.
+/// An interface ioctl on a socket of any family, with the `ifreq` copied
+/// in; ENOTTY for any other command.
 pub fn if_ioctl(cmd: u64, input: &[u8]) -> Result<IoctlReply, Errno> {
+    if cmd == libc::SIOCGIFADDR || cmd == libc::SIOCGIFNETMASK {
+        // Addresses are the inet family's (devinet_ioctl), not dev_ioctl's.
+        return Err(Errno::ENOTTY);
+    }
+    inet_if_ioctl(cmd, input)
+}
+
+/// An interface ioctl on an inet socket (addresses included).
+pub fn inet_if_ioctl(cmd: u64, input: &[u8]) -> Result<IoctlReply, Errno> {
     let known = [
         libc::SIOCGIFFLAGS,
         libc::SIOCGIFADDR,
@@ -189,7 +198,8 @@ mod tests {
         req[..2].copy_from_slice(b"lo");
         let r = if_ioctl(libc::SIOCGIFINDEX, &req).unwrap();
         assert_eq!(&r.out[16..20], &1i32.to_ne_bytes());
-        let r = if_ioctl(libc::SIOCGIFADDR, &req).unwrap();
+        let r = inet_if_ioctl(libc::SIOCGIFADDR, &req).unwrap();
+        assert_eq!(if_ioctl(libc::SIOCGIFADDR, &req), Err(Errno::ENOTTY));
         assert_eq!(&r.out[20..24], &[127, 0, 0, 1]);
         req[..3].copy_from_slice(b"eth");
         assert_eq!(if_ioctl(libc::SIOCGIFFLAGS, &req), Err(Errno::ENODEV));
