@@ -131,3 +131,46 @@ asyncio.run(main())
 "#,
     );
 }
+
+/// `ip addr` (iproute2, then busybox) in the sandbox lists `lo` alone,
+/// through a NETLINK_ROUTE dump, exactly as the host shows its own `lo`.
+#[test]
+fn ip_addr_over_netlink_shows_lo_as_linux() {
+    for (prog, pre) in [
+        ("/usr/sbin/ip", &[][..]),
+        ("/usr/bin/busybox", &["ip"][..]),
+    ] {
+        if !std::path::Path::new(prog).exists() {
+            panic!("{prog} is missing: tests/scripts/deps.sh installs it");
+        }
+        let native_args: Vec<&str> = pre.iter().copied().chain(["addr", "show", "lo"]).collect();
+        let cryo_args: Vec<&str> = pre.iter().copied().chain(["addr"]).collect();
+        let native = Invocation::new(prog).args(native_args).native();
+        assert_eq!(native.code, 0, "{prog} natively: {}", native.stderr_str());
+        let cryo = Invocation::new(prog).args(cryo_args).cryo();
+        assert_eq!(cryo.code, 0, "{prog} under cryo: {}", cryo.stderr_str());
+        assert_eq!(cryo.stdout_str(), native.stdout_str(), "{prog}");
+        assert_eq!(cryo.stderr_str(), "", "{prog}");
+    }
+}
+
+/// glibc's getaddrinfo with AI_ADDRCONFIG asks netlink which families
+/// have addresses.
+#[test]
+fn python3_getaddrinfo_addrconfig() {
+    python(
+        r#"
+import socket
+for host in ["localhost", "127.0.0.1", "::1", None]:
+    flags = socket.AI_ADDRCONFIG | (socket.AI_PASSIVE if host is None else 0)
+    try:
+        got = socket.getaddrinfo(host, 8080, type=socket.SOCK_STREAM, flags=flags)
+        print(host, sorted(set((a[0].name, a[4][0]) for a in got)))
+    except socket.gaierror as e:
+        print(host, "error", e.errno)
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+s.bind((0, 0))
+print("netlink bound", s.getsockname()[0] > 0)
+"#,
+    );
+}

@@ -1,5 +1,6 @@
-//! Sockets (gVisor's pkg/sentry/socket): the unix domain family, and
-//! AF_INET/AF_INET6 over the sandbox's loopback ([`inet`]); every other
+//! Sockets (gVisor's pkg/sentry/socket): the unix domain family,
+//! AF_INET/AF_INET6 over the sandbox's loopback ([`inet`]) and
+//! NETLINK_ROUTE's link and address dumps ([`netlink`]); every other
 //! family is answered EAFNOSUPPORT, as a kernel built without it would.
 //!
 //! - [`unix`]: AF_UNIX stream, datagram and seqpacket sockets, their
@@ -12,6 +13,7 @@
 
 pub mod control;
 pub mod inet;
+pub mod netlink;
 pub mod socket;
 pub mod state;
 pub mod unix;

@@ -2,8 +2,9 @@
 //! read and check the application's arguments (socket addresses, msghdr,
 //! iovecs, control messages, option values), call the socket objects of
 //! sentry/src/net, and write the results back. AF_UNIX is here, AF_INET
-//! and AF_INET6 in [`inet`] (each handler hands an inet socket's call
-//! over); every other family is EAFNOSUPPORT, logged once.
+//! and AF_INET6 in [`inet`], AF_NETLINK (NETLINK_ROUTE) in [`netlink`]
+//! (each handler hands such a socket's call over); every other family is
+//! EAFNOSUPPORT, logged once.
 
 use std::sync::Arc;
 
@@ -18,6 +19,8 @@ use crate::vfs::{Interrupt, IoCtx, OpenFile};
 
 #[path = "net_inet.rs"]
 mod inet;
+#[path = "net_netlink.rs"]
+mod netlink;
 
 const SOCK_TYPE_MASK: i32 = 0xf;
 /// Linux's SOCK_MAX: type numbers at or past it are EINVAL.
@@ -131,6 +134,9 @@ pub fn socket(t: &mut Task, a: &Args) -> SysResult {
     if let Some(fam) = crate::net::inet::Family::from_raw(a.int(0)) {
         return inet::socket(t, fam, a.int(1), a.int(2));
     }
+    if a.int(0) == libc::AF_NETLINK {
+        return netlink::socket(t, a.int(1), a.int(2));
+    }
     let (ty, flags) = unix_type(t, "socket", a.int(0), a.int(1), a.int(2))?;
     let s = UnixSocket::new(&t.kernel().unix, ty, None);
     let f = SocketFile::open(s, status(flags));
@@ -202,6 +208,9 @@ pub fn bind(t: &mut Task, a: &Args) -> SysResult {
     if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
         return inet::bind(t, &s, a);
     }
+    if let Some((_, s)) = netlink::lookup(t, a.fd(0))? {
+        return netlink::bind(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let raw = read_sockaddr(t, a.addr(1), a.int(2))?;
     match UnixAddr::parse(&raw)? {
@@ -221,6 +230,9 @@ pub fn bind(t: &mut Task, a: &Args) -> SysResult {
 pub fn listen(t: &mut Task, a: &Args) -> SysResult {
     if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
         return inet::listen(&s, a);
+    }
+    if netlink::lookup(t, a.fd(0))?.is_some() {
+        return Err(Errno::EOPNOTSUPP);
     }
     let (_, s) = sock(t, a.fd(0))?;
     s.listen(a.int(1), peer_cred(t))?;
@@ -247,6 +259,9 @@ fn lookup(t: &Task, s: &UnixSocket, raw: &[u8]) -> Result<Arc<UnixSocket>, Errno
 pub fn connect(t: &mut Task, a: &Args) -> SysResult {
     if let Some((f, s)) = inet::lookup(t, a.fd(0))? {
         return inet::connect(t, &f, &s, a);
+    }
+    if netlink::lookup(t, a.fd(0))?.is_some() {
+        return netlink::connect(t, a);
     }
     let (f, s) = sock(t, a.fd(0))?;
     let raw = read_sockaddr(t, a.addr(1), a.int(2))?;
@@ -280,6 +295,9 @@ fn do_accept(t: &mut Task, a: &Args, flags: i32) -> SysResult {
     if let Some((f, s)) = inet::lookup(t, a.fd(0))? {
         return inet::accept(t, &f, &s, a, flags);
     }
+    if netlink::lookup(t, a.fd(0))?.is_some() {
+        return Err(Errno::EOPNOTSUPP);
+    }
     let (f, s) = sock(t, a.fd(0))?;
     let intr = t.interrupt().io.clone();
     let conn = s.accept(&io_ctx(&f, &intr, 0))?;
@@ -308,6 +326,9 @@ pub fn getsockname(t: &mut Task, a: &Args) -> SysResult {
     if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
         return inet::getsockname(t, &s, a);
     }
+    if let Some((_, s)) = netlink::lookup(t, a.fd(0))? {
+        return netlink::getsockname(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let sa = s
         .local_addr()
@@ -321,6 +342,9 @@ pub fn getsockname(t: &mut Task, a: &Args) -> SysResult {
 pub fn getpeername(t: &mut Task, a: &Args) -> SysResult {
     if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
         return inet::getpeername(t, &s, a);
+    }
+    if netlink::lookup(t, a.fd(0))?.is_some() {
+        return netlink::getpeername(t, a);
     }
     let (_, s) = sock(t, a.fd(0))?;
     let sa = s
@@ -351,6 +375,13 @@ pub fn shutdown(t: &mut Task, a: &Args) -> SysResult {
             return Err(Errno::EINVAL);
         }
         return inet::shutdown(&s, how);
+    }
+    if netlink::lookup(t, a.fd(0))?.is_some() {
+        return if (libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how) {
+            Ok(0)
+        } else {
+            Err(Errno::EINVAL)
+        };
     }
     let (_, s) = sock(t, a.fd(0))?;
     if !(libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how) {
@@ -433,6 +464,9 @@ fn do_send(t: &mut Task, fd: i32, req: Send) -> SysResult {
         // Control messages (IP_PKTINFO, IP_TOS...) are not taken: the
         // data goes without them.
         return inet::send(t, &f, &s, req.iovs, &req.to, req.flags);
+    }
+    if let Some((_, s)) = netlink::lookup(t, fd)? {
+        return netlink::send(t, &s, &req.iovs, &req.to);
     }
     let (f, s) = sock(t, fd)?;
     let flags = req.flags;
@@ -618,6 +652,15 @@ fn do_recv(
 ) -> Result<Received, Errno> {
     if let Some((f, s)) = inet::lookup(t, fd)? {
         let (ret, msg_flags, name) = inet::recv(t, &f, &s, iovs, flags)?;
+        return Ok(Received {
+            ret,
+            msg_flags,
+            name,
+            control: Vec::new(),
+        });
+    }
+    if let Some((f, s)) = netlink::lookup(t, fd)? {
+        let (ret, msg_flags, name) = netlink::recv(t, &f, &s, iovs, flags)?;
         return Ok(Received {
             ret,
             msg_flags,
@@ -817,6 +860,9 @@ pub fn getsockopt(t: &mut Task, a: &Args) -> SysResult {
     if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
         return inet::getsockopt(t, &s, a);
     }
+    if let Some((_, s)) = netlink::lookup(t, a.fd(0))? {
+        return netlink::getsockopt(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let (level, name) = (a.int(1), a.int(2));
     let (val, lenp) = (a.addr(3), a.addr(4));
@@ -869,6 +915,9 @@ fn read_timeout(raw: &[u8]) -> Result<Option<std::time::Duration>, Errno> {
 pub fn setsockopt(t: &mut Task, a: &Args) -> SysResult {
     if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
         return inet::setsockopt(t, &s, a);
+    }
+    if let Some((_, s)) = netlink::lookup(t, a.fd(0))? {
+        return netlink::setsockopt(t, &s, a);
     }
     let (_, s) = sock(t, a.fd(0))?;
     let (level, name) = (a.int(1), a.int(2));

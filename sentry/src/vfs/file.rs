@@ -773,7 +773,8 @@ pub fn ioctl_input_size(cmd: u64) -> usize {
         | libc::SIOCGIFNETMASK
         | libc::SIOCGIFINDEX
         | libc::SIOCGIFMTU
-        | libc::SIOCGIFNAME => 40,
+        | libc::SIOCGIFNAME
+        | libc::SIOCGIFTXQLEN => 40,
         _ => 0,
     }
 }

@@ -19,6 +19,7 @@ const IFNAMSIZ: usize = 16;
 pub const LO_INDEX: i32 = 1;
 pub const LO_FLAGS: u32 = (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as u32;
 pub const LO_MTU: i32 = 65536;
+pub const LO_TXQLEN: i32 = 1000;
 
 /// The interface an `ifreq` names: ENODEV for anything but `lo`.
 fn named_lo(req: &[u8]) -> Result<(), Errno> {
@@ -57,6 +58,7 @@ pub fn inet_if_ioctl(cmd: u64, input: &[u8]) -> Result<IoctlReply, Errno> {
         libc::SIOCGIFINDEX,
         libc::SIOCGIFMTU,
         libc::SIOCGIFNAME,
+        libc::SIOCGIFTXQLEN,
     ];
     if !known.contains(&cmd) {
         return Err(Errno::ENOTTY);
@@ -83,6 +85,7 @@ pub fn inet_if_ioctl(cmd: u64, input: &[u8]) -> Result<IoctlReply, Errno> {
                 libc::SIOCGIFADDR => tail[..16].copy_from_slice(&sockaddr_in([127, 0, 0, 1])),
                 libc::SIOCGIFNETMASK => tail[..16].copy_from_slice(&sockaddr_in([255, 0, 0, 0])),
                 libc::SIOCGIFINDEX => tail[..4].copy_from_slice(&LO_INDEX.to_ne_bytes()),
+                libc::SIOCGIFTXQLEN => tail[..4].copy_from_slice(&LO_TXQLEN.to_ne_bytes()),
                 _ => tail[..4].copy_from_slice(&LO_MTU.to_ne_bytes()),
             }
         }
