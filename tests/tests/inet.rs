@@ -136,10 +136,7 @@ asyncio.run(main())
 /// through a NETLINK_ROUTE dump, exactly as the host shows its own `lo`.
 #[test]
 fn ip_addr_over_netlink_shows_lo_as_linux() {
-    for (prog, pre) in [
-        ("/usr/sbin/ip", &[][..]),
-        ("/usr/bin/busybox", &["ip"][..]),
-    ] {
+    for (prog, pre) in [("/usr/sbin/ip", &[][..]), ("/usr/bin/busybox", &["ip"][..])] {
         if !std::path::Path::new(prog).exists() {
             panic!("{prog} is missing: tests/scripts/deps.sh installs it");
         }

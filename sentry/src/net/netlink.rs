@@ -71,7 +71,7 @@ fn attr(out: &mut Vec<u8>, ty: u16, data: &[u8]) {
     out.extend_from_slice(&(len as u16).to_ne_bytes());
     out.extend_from_slice(&ty.to_ne_bytes());
     out.extend_from_slice(data);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -86,7 +86,7 @@ fn message(ty: u16, flags: u16, seq: u32, port: u32, body: &[u8]) -> Vec<u8> {
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&port.to_ne_bytes());
     m.extend_from_slice(body);
-    while m.len() % 4 != 0 {
+    while !m.len().is_multiple_of(4) {
         m.push(0);
     }
     m
@@ -103,7 +103,11 @@ fn lo_link() -> Vec<u8> {
     attr(&mut b, libc::IFLA_TXQLEN, &1000u32.to_ne_bytes());
     attr(&mut b, libc::IFLA_OPERSTATE, &[0]);
     attr(&mut b, libc::IFLA_LINKMODE, &[0]);
-    attr(&mut b, libc::IFLA_MTU, &(super::inet::procnet::LO_MTU as u32).to_ne_bytes());
+    attr(
+        &mut b,
+        libc::IFLA_MTU,
+        &(super::inet::procnet::LO_MTU as u32).to_ne_bytes(),
+    );
     attr(&mut b, libc::IFLA_GROUP, &0u32.to_ne_bytes());
     attr(&mut b, libc::IFLA_PROMISCUITY, &0u32.to_ne_bytes());
     attr(&mut b, libc::IFLA_NUM_TX_QUEUES, &1u32.to_ne_bytes());
@@ -133,16 +137,28 @@ fn lo_addrs(family: u8) -> Vec<Vec<u8>> {
         attr(&mut b, libc::IFA_ADDRESS, &[127, 0, 0, 1]);
         attr(&mut b, libc::IFA_LOCAL, &[127, 0, 0, 1]);
         attr(&mut b, libc::IFA_LABEL, b"lo\0");
-        attr(&mut b, libc::IFA_FLAGS, &u32::from(IFA_F_PERMANENT).to_ne_bytes());
+        attr(
+            &mut b,
+            libc::IFA_FLAGS,
+            &u32::from(IFA_F_PERMANENT).to_ne_bytes(),
+        );
         attr(&mut b, libc::IFA_CACHEINFO, &cache);
         out.push(b);
     }
     if family == libc::AF_UNSPEC as u8 || family == libc::AF_INET6 as u8 {
         let mut b = vec![libc::AF_INET6 as u8, 128, IFA_F_PERMANENT, RT_SCOPE_HOST];
         b.extend_from_slice(&idx.to_ne_bytes());
-        attr(&mut b, libc::IFA_ADDRESS, &std::net::Ipv6Addr::LOCALHOST.octets());
+        attr(
+            &mut b,
+            libc::IFA_ADDRESS,
+            &std::net::Ipv6Addr::LOCALHOST.octets(),
+        );
         attr(&mut b, libc::IFA_CACHEINFO, &cache);
-        attr(&mut b, libc::IFA_FLAGS, &u32::from(IFA_F_PERMANENT).to_ne_bytes());
+        attr(
+            &mut b,
+            libc::IFA_FLAGS,
+            &u32::from(IFA_F_PERMANENT).to_ne_bytes(),
+        );
         out.push(b);
     }
     out
@@ -232,7 +248,12 @@ impl NetlinkSocket {
 
     /// recv: the next reply (a datagram), its whole length, and whether it
     /// was cut.
-    pub fn recv(&self, io: &IoCtx<'_>, buf: &mut [u8], peek: bool) -> Result<(usize, usize), Errno> {
+    pub fn recv(
+        &self,
+        io: &IoCtx<'_>,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> Result<(usize, usize), Errno> {
         let mut st = lock(&self.st);
         loop {
             if let Some(r) = st.replies.front() {
@@ -346,7 +367,10 @@ fn answer(ty: u16, flags: u16, seq: u32, port: u32, body: &[u8], hdr: &[u8]) -> 
     };
     match ty {
         RTM_GETLINK if dump => {
-            vec![message(RTM_NEWLINK, NLM_F_MULTI, seq, port, &lo_link()), done()]
+            vec![
+                message(RTM_NEWLINK, NLM_F_MULTI, seq, port, &lo_link()),
+                done(),
+            ]
         }
         RTM_GETLINK => {
             // By index (ifinfomsg.ifi_index) or by IFLA_IFNAME.
@@ -511,8 +535,11 @@ mod tests {
             interrupt: &intr,
             nonblock: true,
         };
-        s.send(&request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, &[0u8; 8]), 5)
-            .unwrap();
+        s.send(
+            &request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, &[0u8; 8]),
+            5,
+        )
+        .unwrap();
         let mut buf = vec![0u8; 8192];
         let (n, full) = s.recv(&io, &mut buf, false).unwrap();
         assert_eq!(n, full);
@@ -520,11 +547,15 @@ mod tests {
         let first = u32::from_ne_bytes(buf[..4].try_into().unwrap()) as usize;
         assert_eq!(u16::from_ne_bytes([buf[4], buf[5]]), RTM_NEWADDR);
         assert_eq!(buf[NLMSG_HDRLEN], libc::AF_INET as u8);
-        assert_eq!(u16::from_ne_bytes([buf[first + 4], buf[first + 5]]), RTM_NEWADDR);
+        assert_eq!(
+            u16::from_ne_bytes([buf[first + 4], buf[first + 5]]),
+            RTM_NEWADDR
+        );
         let (_, _) = s.recv(&io, &mut buf, false).unwrap();
         assert_eq!(u16::from_ne_bytes([buf[4], buf[5]]), NLMSG_DONE);
         assert_eq!(s.recv(&io, &mut buf, false), Err(Errno::EAGAIN));
-        s.send(&request(99, NLM_F_REQUEST | NLM_F_ACK, &[]), 5).unwrap();
+        s.send(&request(99, NLM_F_REQUEST | NLM_F_ACK, &[]), 5)
+            .unwrap();
         s.recv(&io, &mut buf, false).unwrap();
         assert_eq!(u16::from_ne_bytes([buf[4], buf[5]]), NLMSG_ERROR);
         assert_eq!(

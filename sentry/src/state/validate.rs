@@ -872,6 +872,37 @@ fn load_sockets(
     Ok(sockets)
 }
 
+/// The inet sockets' records, each checked alone, then together with the
+/// open files that name them (every file loaded by now: descriptor
+/// tables' and those in flight): connections in pairs, queued
+/// connections with no file, one file per socket.
+fn load_inet_sockets(
+    objs: &Objects,
+    inet_ids: &BTreeSet<u64>,
+    files: &BTreeMap<u64, OpenFileState>,
+) -> Result<Vec<crate::net::inet::state::InetSocketRecord>, LoadError> {
+    use crate::net::{inet::state::InetSocketRecord, NetError};
+    let net_invalid = |e: NetError| -> LoadError {
+        let NetError::Invalid { id, field, why } = e;
+        invalid("net.InetSocket", id, field, why).into()
+    };
+    let mut recs: Vec<InetSocketRecord> = Vec::with_capacity(inet_ids.len());
+    for &id in inet_ids {
+        let r: InetSocketRecord = objs.get(id)?;
+        r.check(id, inet_ids).map_err(net_invalid)?;
+        recs.push(r);
+    }
+    let inet_files: Vec<u64> = files
+        .values()
+        .filter_map(|f| match f.kind {
+            FileStateKind::Socket { id } if inet_ids.contains(&id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    crate::net::inet::state::check_graph(&recs, &inet_files).map_err(net_invalid)?;
+    Ok(recs)
+}
+
 /// One address space's record: its mappings against this host's layout
 /// and the saved memory, and the files they map.
 fn check_mm(
@@ -1271,35 +1302,4 @@ mod itimer_tests {
             );
         }
     }
-}
-
-/// The inet sockets' records, each checked alone, then together with the
-/// open files that name them (every file loaded by now: descriptor
-/// tables' and those in flight): connections in pairs, queued
-/// connections with no file, one file per socket.
-fn load_inet_sockets(
-    objs: &Objects,
-    inet_ids: &BTreeSet<u64>,
-    files: &BTreeMap<u64, OpenFileState>,
-) -> Result<Vec<crate::net::inet::state::InetSocketRecord>, LoadError> {
-    use crate::net::{inet::state::InetSocketRecord, NetError};
-    let net_invalid = |e: NetError| -> LoadError {
-        let NetError::Invalid { id, field, why } = e;
-        invalid("net.InetSocket", id, field, why).into()
-    };
-    let mut recs: Vec<InetSocketRecord> = Vec::with_capacity(inet_ids.len());
-    for &id in inet_ids {
-        let r: InetSocketRecord = objs.get(id)?;
-        r.check(id, inet_ids).map_err(net_invalid)?;
-        recs.push(r);
-    }
-    let inet_files: Vec<u64> = files
-        .values()
-        .filter_map(|f| match f.kind {
-            FileStateKind::Socket { id } if inet_ids.contains(&id) => Some(id),
-            _ => None,
-        })
-        .collect();
-    crate::net::inet::state::check_graph(&recs, &inet_files).map_err(net_invalid)?;
-    Ok(recs)
 }

@@ -13,12 +13,15 @@ use crate::net::inet::{self, addr, Family, InetFile, InetSocket, Proto, Target};
 use crate::vfs::OpenFile;
 
 const SOCK_TYPE_MASK: i32 = 0xf;
+
+/// A socket's open file and the socket.
+type Found = (Arc<OpenFile>, Arc<InetSocket>);
 /// Linux's SOCK_MAX.
 const SOCK_MAX: i32 = 11;
 
 /// The inet socket at `fd`: None for another kind of file (the caller
 /// goes on with it), EBADF for no descriptor.
-pub(super) fn lookup(t: &Task, fd: i32) -> Result<Option<(Arc<OpenFile>, Arc<InetSocket>)>, Errno> {
+pub(super) fn lookup(t: &Task, fd: i32) -> Result<Option<Found>, Errno> {
     let f = t.fds().lock().file(fd)?;
     if f.is_path() {
         return Ok(None);
@@ -82,7 +85,13 @@ pub(super) fn connect(t: &mut Task, f: &OpenFile, s: &InetSocket, a: &Args) -> S
     Ok(0)
 }
 
-pub(super) fn accept(t: &mut Task, f: &OpenFile, s: &InetSocket, a: &Args, flags: i32) -> SysResult {
+pub(super) fn accept(
+    t: &mut Task,
+    f: &OpenFile,
+    s: &InetSocket,
+    a: &Args,
+    flags: i32,
+) -> SysResult {
     let intr = t.interrupt().io.clone();
     let (conn, peer) = s.accept(&io_ctx(f, &intr, 0))?;
     let sa = addr::to_sockaddr(peer, conn.family());
@@ -153,10 +162,7 @@ pub(super) fn send(
             t => Some(t),
         }
     };
-    let total = iovs
-        .iter()
-        .map(|v| v.len)
-        .fold(0u64, u64::saturating_add);
+    let total = iovs.iter().map(|v| v.len).fold(0u64, u64::saturating_add);
     let intr = t.interrupt().io.clone();
     let io = io_ctx(f, &intr, flags);
     if s.proto() == Proto::Udp {

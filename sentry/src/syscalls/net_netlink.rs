@@ -12,11 +12,11 @@ use crate::vfs::OpenFile;
 
 const SOCK_TYPE_MASK: i32 = 0xf;
 
+/// A socket's open file and the socket.
+type Found = (Arc<OpenFile>, Arc<NetlinkSocket>);
+
 /// The netlink socket at `fd`: None for another kind of file.
-pub(super) fn lookup(
-    t: &Task,
-    fd: i32,
-) -> Result<Option<(Arc<OpenFile>, Arc<NetlinkSocket>)>, Errno> {
+pub(super) fn lookup(t: &Task, fd: i32) -> Result<Option<Found>, Errno> {
     let f = t.fds().lock().file(fd)?;
     if f.is_path() {
         return Ok(None);
@@ -89,10 +89,7 @@ pub(super) fn send(t: &mut Task, s: &NetlinkSocket, iovs: &[IoVec], to: &[u8]) -
             return Err(Errno::ECONNREFUSED);
         }
     }
-    let total = iovs
-        .iter()
-        .map(|v| v.len)
-        .fold(0u64, u64::saturating_add);
+    let total = iovs.iter().map(|v| v.len).fold(0u64, u64::saturating_add);
     if total > 1 << 20 {
         return Err(Errno::EMSGSIZE);
     }
@@ -116,13 +113,21 @@ pub(super) fn recv(
         .min(1 << 20) as usize;
     let mut buf = vec![0u8; total];
     let intr = t.interrupt().io.clone();
-    let (n, full) = s.recv(&io_ctx(f, &intr, flags), &mut buf, flags & libc::MSG_PEEK != 0)?;
+    let (n, full) = s.recv(
+        &io_ctx(f, &intr, flags),
+        &mut buf,
+        flags & libc::MSG_PEEK != 0,
+    )?;
     t.mm().copy_out_iovecs(iovs, &buf[..n])?;
     let mut msg_flags = flags & libc::MSG_CMSG_CLOEXEC;
     if n < full {
         msg_flags |= libc::MSG_TRUNC;
     }
-    let ret = if flags & libc::MSG_TRUNC != 0 { full } else { n };
+    let ret = if flags & libc::MSG_TRUNC != 0 {
+        full
+    } else {
+        n
+    };
     Ok((ret as u64, msg_flags, netlink::sockaddr_nl(0)))
 }
 

@@ -168,7 +168,12 @@ mod tests {
         assert_eq!(cnt.accept(128), Err(Errno::EINVAL));
         let mut o = IntOpts::default();
         let reuse = int_opt(Proto::Tcp, false, SOL_SOCKET, libc::SO_REUSEADDR).unwrap();
-        o.set(reuse, SOL_SOCKET, libc::SO_REUSEADDR, reuse.accept(5).unwrap());
+        o.set(
+            reuse,
+            SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            reuse.accept(5).unwrap(),
+        );
         assert!(o.flag(Proto::Tcp, false, SOL_SOCKET, libc::SO_REUSEADDR));
     }
 }

@@ -84,7 +84,10 @@ pub enum Tcp {
         waiting: VecDeque<u64>,
     },
     /// A non-blocking connect waiting for room at listener `listener`.
-    Connecting { listener: u64, to: SocketAddr },
+    Connecting {
+        listener: u64,
+        to: SocketAddr,
+    },
     Established(Conn),
 }
 
@@ -428,15 +431,16 @@ impl Stack {
 
     fn port_free(&self, proto: Proto, port: u16) -> bool {
         let now = Instant::now();
-        !self
+        let bound = self
             .socks
             .values()
-            .any(|s| s.proto == proto && s.local.is_some_and(|l| l.port() == port))
-            && !(proto == Proto::Tcp
-                && self
-                    .time_wait
-                    .iter()
-                    .any(|t| t.port == port && t.until > now))
+            .any(|s| s.proto == proto && s.local.is_some_and(|l| l.port() == port));
+        let waiting = proto == Proto::Tcp
+            && self
+                .time_wait
+                .iter()
+                .any(|t| t.port == port && t.until > now);
+        !bound && !waiting
     }
 
     /// A free ephemeral port for `proto`.
@@ -615,7 +619,12 @@ impl Stack {
     ) -> Result<(), Errno> {
         let from = self.source(client, to.ip())?;
         let l = self.get(lst)?;
-        let mut server = Sock::new(l.family, Proto::Tcp, l.uid, crate::vfs::Clock::now(&crate::vfs::HostClock));
+        let mut server = Sock::new(
+            l.family,
+            Proto::Tcp,
+            l.uid,
+            crate::vfs::Clock::now(&crate::vfs::HostClock),
+        );
         // The server end inherits the listener's options.
         server.ints = l.ints.clone();
         server.linger = l.linger;
@@ -827,7 +836,10 @@ impl InetSocket {
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Stack, u64, &mut Wakes) -> Result<R, Errno>) -> Result<R, Errno> {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Stack, u64, &mut Wakes) -> Result<R, Errno>,
+    ) -> Result<R, Errno> {
         let mut w = Wakes::default();
         let r = {
             let mut st = self.stack.lock();
@@ -1008,7 +1020,12 @@ impl InetSocket {
         r
     }
 
-    fn connect_tcp_locked(&self, io: &IoCtx<'_>, target: Target, w: &mut Wakes) -> Result<(), Errno> {
+    fn connect_tcp_locked(
+        &self,
+        io: &IoCtx<'_>,
+        target: Target,
+        w: &mut Wakes,
+    ) -> Result<(), Errno> {
         let id = self.id;
         let mut st = self.stack.lock();
         let s = st.get_mut(id)?;
@@ -1038,7 +1055,11 @@ impl InetSocket {
                 _ => {
                     s.in_progress = false;
                     let e = std::mem::take(&mut s.error);
-                    return Err(if e != 0 { Errno(e) } else { Errno::ECONNABORTED });
+                    return Err(if e != 0 {
+                        Errno(e)
+                    } else {
+                        Errno::ECONNABORTED
+                    });
                 }
             }
         }
@@ -1147,7 +1168,11 @@ impl InetSocket {
                 return Err(Errno::EPIPE);
             };
             if c.wr_shut || c.reset {
-                return if done > 0 { Ok(done) } else { Err(Errno::EPIPE) };
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EPIPE)
+                };
             }
             if c.peer == 0 {
                 // The peer closed: what is sent now draws a reset, and
@@ -1212,8 +1237,7 @@ impl InetSocket {
         }
         if s.local.is_none() {
             let any = s.family.unspecified();
-            st.bind_to(id, any, false)
-                .map_err(|_| Errno::EAGAIN)?;
+            st.bind_to(id, any, false).map_err(|_| Errno::EAGAIN)?;
         }
         let from = st.source(id, dst.ip())?;
         match st.find_udp(from, dst) {
@@ -1247,7 +1271,13 @@ impl InetSocket {
     }
 
     /// recv/recvfrom/recvmsg/read into `buf`.
-    pub fn recv(&self, io: &IoCtx<'_>, buf: &mut [u8], peek: bool, waitall: bool) -> Result<Received, Errno> {
+    pub fn recv(
+        &self,
+        io: &IoCtx<'_>,
+        buf: &mut [u8],
+        peek: bool,
+        waitall: bool,
+    ) -> Result<Received, Errno> {
         let mut w = Wakes::default();
         let r = match self.proto {
             Proto::Tcp => self.recv_tcp(io, buf, peek, waitall, &mut w),
@@ -1268,7 +1298,11 @@ impl InetSocket {
         let id = self.id;
         let mut st = self.stack.lock();
         let dl = deadline(st.get(id)?.rcvtimeo);
-        let want = if waitall && !peek { buf.len() } else { 1.min(buf.len()) };
+        let want = if waitall && !peek {
+            buf.len()
+        } else {
+            1.min(buf.len())
+        };
         let mut copied = 0;
         loop {
             let s = st.get_mut(id)?;
@@ -1331,7 +1365,13 @@ impl InetSocket {
         })
     }
 
-    fn recv_udp(&self, io: &IoCtx<'_>, buf: &mut [u8], peek: bool, w: &mut Wakes) -> Result<Received, Errno> {
+    fn recv_udp(
+        &self,
+        io: &IoCtx<'_>,
+        buf: &mut [u8],
+        peek: bool,
+        w: &mut Wakes,
+    ) -> Result<Received, Errno> {
         let id = self.id;
         let mut st = self.stack.lock();
         let dl = deadline(st.get(id)?.rcvtimeo);
@@ -1714,13 +1754,28 @@ mod tests {
         let r = s.recv(&io(&intr, true), &mut buf, false, false).unwrap();
         assert_eq!(&buf[..r.copied], b"hello");
         c.shutdown(libc::SHUT_WR).unwrap();
-        assert_eq!(s.recv(&io(&intr, true), &mut buf, false, false).unwrap().copied, 0);
+        assert_eq!(
+            s.recv(&io(&intr, true), &mut buf, false, false)
+                .unwrap()
+                .copied,
+            0
+        );
         assert!(s.readiness() & EPOLLRDHUP != 0);
         assert_eq!(s.send(&io(&intr, true), b"back", None), Ok(4));
-        assert_eq!(c.recv(&io(&intr, true), &mut buf, false, false).unwrap().copied, 4);
+        assert_eq!(
+            c.recv(&io(&intr, true), &mut buf, false, false)
+                .unwrap()
+                .copied,
+            4
+        );
         assert_eq!(c.send(&io(&intr, true), b"x", None), Err(Errno::EPIPE));
         s.release();
-        assert_eq!(c.recv(&io(&intr, true), &mut buf, false, false).unwrap().copied, 0);
+        assert_eq!(
+            c.recv(&io(&intr, true), &mut buf, false, false)
+                .unwrap()
+                .copied,
+            0
+        );
     }
 
     #[test]
@@ -1728,10 +1783,19 @@ mod tests {
         let stack = InetStack::new();
         let intr = Interrupt::new();
         let c = InetSocket::new(&stack, Family::V4, Proto::Tcp, 0);
-        assert_eq!(c.connect(&io(&intr, false), Target::Addr(lo(9))), Err(Errno::ECONNREFUSED));
-        assert_eq!(c.connect(&io(&intr, true), Target::Addr(lo(9))), Err(Errno::EINPROGRESS));
+        assert_eq!(
+            c.connect(&io(&intr, false), Target::Addr(lo(9))),
+            Err(Errno::ECONNREFUSED)
+        );
+        assert_eq!(
+            c.connect(&io(&intr, true), Target::Addr(lo(9))),
+            Err(Errno::EINPROGRESS)
+        );
         assert!(c.readiness() & EPOLLERR != 0);
-        assert_eq!(c.getsockopt(SOL_SOCKET, libc::SO_ERROR).unwrap(), libc::ECONNREFUSED.to_ne_bytes());
+        assert_eq!(
+            c.getsockopt(SOL_SOCKET, libc::SO_ERROR).unwrap(),
+            libc::ECONNREFUSED.to_ne_bytes()
+        );
         let (l, at) = listener(&stack);
         let c = InetSocket::new(&stack, Family::V4, Proto::Tcp, 0);
         c.connect(&io(&intr, false), Target::Addr(at)).unwrap();
@@ -1739,7 +1803,10 @@ mod tests {
         c.send(&io(&intr, true), b"unread", None).unwrap();
         s.release();
         let mut buf = [0u8; 8];
-        assert_eq!(c.recv(&io(&intr, true), &mut buf, false, false), Err(Errno::ECONNRESET));
+        assert_eq!(
+            c.recv(&io(&intr, true), &mut buf, false, false),
+            Err(Errno::ECONNRESET)
+        );
         assert_eq!(c.send(&io(&intr, true), b"x", None), Err(Errno::EPIPE));
         // A graceful close: the first send after it passes, the next is EPIPE.
         let c = InetSocket::new(&stack, Family::V4, Proto::Tcp, 0);
@@ -1762,20 +1829,37 @@ mod tests {
             any6.bind(SocketAddr::new("::".parse().unwrap(), at.port()), true),
             Err(Errno::EADDRINUSE)
         );
-        assert_eq!(b.bind(SocketAddr::new("10.0.0.1".parse().unwrap(), 0), true), Err(Errno::EADDRNOTAVAIL));
+        assert_eq!(
+            b.bind(SocketAddr::new("10.0.0.1".parse().unwrap(), 0), true),
+            Err(Errno::EADDRNOTAVAIL)
+        );
         assert_eq!(b.bind(lo(80), false), Err(Errno::EACCES));
         // Backlog 1: two connections queue, a third waits.
-        let cs: Vec<_> = (0..3).map(|_| InetSocket::new(&stack, Family::V4, Proto::Tcp, 0)).collect();
-        assert_eq!(cs[0].connect(&io(&intr, true), Target::Addr(at)), Err(Errno::EINPROGRESS));
+        let cs: Vec<_> = (0..3)
+            .map(|_| InetSocket::new(&stack, Family::V4, Proto::Tcp, 0))
+            .collect();
+        assert_eq!(
+            cs[0].connect(&io(&intr, true), Target::Addr(at)),
+            Err(Errno::EINPROGRESS)
+        );
         assert_eq!(cs[0].connect(&io(&intr, true), Target::Addr(at)), Ok(()));
         cs[1].connect(&io(&intr, false), Target::Addr(at)).unwrap();
-        assert_eq!(cs[2].connect(&io(&intr, true), Target::Addr(at)), Err(Errno::EINPROGRESS));
-        assert_eq!(cs[2].connect(&io(&intr, true), Target::Addr(at)), Err(Errno::EALREADY));
+        assert_eq!(
+            cs[2].connect(&io(&intr, true), Target::Addr(at)),
+            Err(Errno::EINPROGRESS)
+        );
+        assert_eq!(
+            cs[2].connect(&io(&intr, true), Target::Addr(at)),
+            Err(Errno::EALREADY)
+        );
         let _a = l.accept(&io(&intr, true)).unwrap();
         assert_eq!(cs[2].connect(&io(&intr, true), Target::Addr(at)), Ok(()));
         l.release();
         let mut buf = [0u8; 4];
-        assert_eq!(cs[1].recv(&io(&intr, true), &mut buf, false, false), Err(Errno::ECONNRESET));
+        assert_eq!(
+            cs[1].recv(&io(&intr, true), &mut buf, false, false),
+            Err(Errno::ECONNRESET)
+        );
     }
 
     #[test]
@@ -1784,10 +1868,17 @@ mod tests {
         let intr = Interrupt::new();
         let a = InetSocket::new(&stack, Family::V4, Proto::Udp, 0);
         let b = InetSocket::new(&stack, Family::V6, Proto::Udp, 0);
-        b.bind(SocketAddr::new("::".parse().unwrap(), 0), true).unwrap();
+        b.bind(SocketAddr::new("::".parse().unwrap(), 0), true)
+            .unwrap();
         let to = lo(b.local_addr().port());
-        assert_eq!(a.send(&io(&intr, true), b"one", Some(Target::Addr(to))), Ok(3));
-        assert_eq!(a.send(&io(&intr, true), b"second", Some(Target::Addr(to))), Ok(6));
+        assert_eq!(
+            a.send(&io(&intr, true), b"one", Some(Target::Addr(to))),
+            Ok(3)
+        );
+        assert_eq!(
+            a.send(&io(&intr, true), b"second", Some(Target::Addr(to))),
+            Ok(6)
+        );
         assert_eq!(b.inq(), Ok(3));
         let mut buf = [0u8; 4];
         let r = b.recv(&io(&intr, true), &mut buf, false, false).unwrap();
@@ -1795,9 +1886,15 @@ mod tests {
         assert_eq!(r.from.map(addr::norm), Some(lo(a.local_addr().port())));
         let r = b.recv(&io(&intr, true), &mut buf, false, false).unwrap();
         assert_eq!((r.copied, r.full_len, r.truncated), (4, 6, true));
-        assert_eq!(a.send(&io(&intr, true), b"x", None), Err(Errno::EDESTADDRREQ));
+        assert_eq!(
+            a.send(&io(&intr, true), b"x", None),
+            Err(Errno::EDESTADDRREQ)
+        );
         a.connect(&io(&intr, true), Target::Addr(lo(9))).unwrap();
         assert_eq!(a.send(&io(&intr, true), b"x", None), Ok(1));
-        assert_eq!(a.recv(&io(&intr, true), &mut buf, false, false), Err(Errno::ECONNREFUSED));
+        assert_eq!(
+            a.recv(&io(&intr, true), &mut buf, false, false),
+            Err(Errno::ECONNREFUSED)
+        );
     }
 }

@@ -278,10 +278,16 @@ impl InetSocketRecord {
     pub fn check(&self, id: u64, ids: &BTreeSet<u64>) -> Result<(), NetError> {
         let bad = |field: &'static str, why: String| NetError::Invalid { id, field, why };
         if self.id != id {
-            return Err(bad("id", format!("{} differs from the record's id", self.id)));
+            return Err(bad(
+                "id",
+                format!("{} differs from the record's id", self.id),
+            ));
         }
         let Some(fam) = Family::from_raw(self.family) else {
-            return Err(bad("family", format!("{} is not AF_INET or AF_INET6", self.family)));
+            return Err(bad(
+                "family",
+                format!("{} is not AF_INET or AF_INET6", self.family),
+            ));
         };
         let proto = proto_of(&self.kind);
         if let Some(a) = self.local {
@@ -429,7 +435,10 @@ pub fn check_graph(recs: &[InetSocketRecord], files: &[u64]) -> Result<(), NetEr
             }) => {
                 for p in pending {
                     if owner.insert(*p, r.id).is_some() || with_file.contains(p) {
-                        return Err(bad("pending", format!("socket #{p} is not only queued here")));
+                        return Err(bad(
+                            "pending",
+                            format!("socket #{p} is not only queued here"),
+                        ));
                     }
                     match by_id.get(p).map(|c| &c.kind) {
                         Some(SavedInetKind::Tcp(SavedTcp::Established(_))) => {}
@@ -443,7 +452,12 @@ pub fn check_graph(recs: &[InetSocketRecord], files: &[u64]) -> Result<(), NetEr
                     match by_id.get(w).map(|c| &c.kind) {
                         Some(SavedInetKind::Tcp(SavedTcp::Connecting { listener, .. }))
                             if *listener == r.id => {}
-                        _ => return Err(bad("waiting", format!("socket #{w} is not connecting here"))),
+                        _ => {
+                            return Err(bad(
+                                "waiting",
+                                format!("socket #{w} is not connecting here"),
+                            ))
+                        }
                     }
                 }
             }
@@ -451,7 +465,12 @@ pub fn check_graph(recs: &[InetSocketRecord], files: &[u64]) -> Result<(), NetEr
                 match by_id.get(listener).map(|l| &l.kind) {
                     Some(SavedInetKind::Tcp(SavedTcp::Listen { waiting, .. }))
                         if waiting.contains(&r.id) => {}
-                    _ => return Err(bad("listener", format!("socket #{listener} does not hold it"))),
+                    _ => {
+                        return Err(bad(
+                            "listener",
+                            format!("socket #{listener} does not hold it"),
+                        ))
+                    }
                 }
             }
             SavedInetKind::Tcp(SavedTcp::Established(c)) if c.peer != 0 => {
@@ -506,10 +525,12 @@ pub fn restore(recs: &[InetSocketRecord], stack: &Arc<InetStack>) -> HashMap<u64
                 pending: pending.iter().copied().collect(),
                 waiting: waiting.iter().copied().collect(),
             }),
-            SavedInetKind::Tcp(SavedTcp::Connecting { listener, to }) => Kind::Tcp(Tcp::Connecting {
-                listener: *listener,
-                to: live(*to),
-            }),
+            SavedInetKind::Tcp(SavedTcp::Connecting { listener, to }) => {
+                Kind::Tcp(Tcp::Connecting {
+                    listener: *listener,
+                    to: live(*to),
+                })
+            }
             SavedInetKind::Tcp(SavedTcp::Established(c)) => Kind::Tcp(Tcp::Established(Conn {
                 peer: c.peer,
                 remote: c.remote.map(live),
@@ -521,14 +542,13 @@ pub fn restore(recs: &[InetSocketRecord], stack: &Arc<InetStack>) -> HashMap<u64
                 reset: c.reset,
             })),
             SavedInetKind::Udp(u) => {
-                let rx: VecDeque<Datagram> = u
-                    .rx
-                    .iter()
-                    .map(|d| Datagram {
-                        from: live(d.from),
-                        data: d.data.clone(),
-                    })
-                    .collect();
+                let rx: VecDeque<Datagram> =
+                    u.rx.iter()
+                        .map(|d| Datagram {
+                            from: live(d.from),
+                            data: d.data.clone(),
+                        })
+                        .collect();
                 Kind::Udp(Udp {
                     remote: u.remote.map(live),
                     rx_bytes: rx.iter().map(|d| d.data.len()).sum(),
@@ -593,7 +613,10 @@ mod tests {
         big.sndbuf = 1;
         assert!(matches!(
             big.check(big.id, &ids),
-            Err(NetError::Invalid { field: "sndbuf", .. })
+            Err(NetError::Invalid {
+                field: "sndbuf",
+                ..
+            })
         ));
     }
 }
