@@ -392,7 +392,10 @@ impl InetSocketRecord {
                 }
                 let mut total = 0usize;
                 for d in &u.rx {
-                    if d.data.len() > UDP_MAX_V6 || !addr_ok(d.from, fam, false) {
+                    if d.data.len() > UDP_MAX_V6 {
+                        return Err(bad("rx.data", format!("{} bytes", d.data.len())));
+                    }
+                    if !addr_ok(d.from, fam, false) {
                         return Err(bad("rx.from", format!("{:?}", d.from)));
                     }
                     total += d.data.len();
