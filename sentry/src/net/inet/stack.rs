@@ -49,6 +49,55 @@ pub const MSS_LO: i32 = 65483;
 /// How long a closed connection's port stays in TIME_WAIT (TCP_TIMEWAIT_LEN).
 pub const TIME_WAIT: Duration = Duration::from_secs(60);
 
+/// A byte stream's buffered bytes: one allocation, read from the front
+/// and appended at the back with slice copies (a stream moves megabytes
+/// through here).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ByteQueue {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl ByteQueue {
+    pub fn from_vec(buf: Vec<u8>) -> ByteQueue {
+        ByteQueue { buf, start: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, oldest first.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Drops the oldest `n` bytes (at most all of them).
+    pub fn consume(&mut self, n: usize) {
+        self.start += n.min(self.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+    }
+}
+
 /// One established TCP connection's end.
 #[derive(Clone, Debug, Default)]
 pub struct Conn {
@@ -57,10 +106,10 @@ pub struct Conn {
     pub remote: Option<SocketAddr>,
     /// Bytes the peer sent that this end has not read (its receive
     /// buffer, bounded by SO_RCVBUF).
-    pub rx: VecDeque<u8>,
+    pub rx: ByteQueue,
     /// Bytes this end sent that do not fit in the peer's receive buffer
     /// yet (its send buffer, bounded by SO_SNDBUF; SIOCOUTQ).
-    pub tx: VecDeque<u8>,
+    pub tx: ByteQueue,
     /// shutdown(SHUT_RD) here.
     pub rd_shut: bool,
     /// shutdown(SHUT_WR) here: a FIN follows `tx`.
@@ -576,13 +625,14 @@ impl Stack {
             return;
         };
         let n = room.min(c.tx.len());
-        let moved: Vec<u8> = c.tx.drain(..n).collect();
+        let moved = c.tx.as_slice()[..n].to_vec();
+        c.tx.consume(n);
         let fin = c.tx.is_empty() && c.wr_shut;
         if n > 0 {
             w.add(self, from);
         }
         if let Some(pc) = self.socks.get_mut(&peer).and_then(Sock::conn_mut) {
-            pc.rx.extend(moved);
+            pc.rx.push(&moved);
             if fin && !pc.fin_rcvd {
                 pc.fin_rcvd = true;
             }
@@ -742,7 +792,7 @@ impl Stack {
                     } else {
                         if let Some(pc) = self.socks.get_mut(&c.peer).and_then(Sock::conn_mut) {
                             // What was sent reaches the peer, then the FIN.
-                            pc.rx.extend(c.tx.iter());
+                            pc.rx.push(c.tx.as_slice());
                             pc.fin_rcvd = true;
                             pc.peer = 0;
                         }
@@ -1184,7 +1234,7 @@ impl InetSocket {
             }
             let room = sndbuf.saturating_sub(c.tx.len());
             let n = room.min(data.len() - done);
-            c.tx.extend(&data[done..done + n]);
+            c.tx.push(&data[done..done + n]);
             done += n;
             st.flush(id, w);
             if done == data.len() {
@@ -1316,11 +1366,9 @@ impl InetSocket {
             };
             let peer = c.peer;
             let n = c.rx.len().min(buf.len() - copied);
-            for (d, b) in buf[copied..copied + n].iter_mut().zip(c.rx.iter()) {
-                *d = *b;
-            }
+            buf[copied..copied + n].copy_from_slice(&c.rx.as_slice()[..n]);
             if !peek && n > 0 {
-                c.rx.drain(..n);
+                c.rx.consume(n);
             }
             copied += n;
             let (eof, rd_shut) = (c.fin_rcvd && c.rx.is_empty(), c.rd_shut || c.reset);

@@ -201,8 +201,8 @@ fn record(id: u64, s: &Sock) -> InetSocketRecord {
         Kind::Tcp(Tcp::Established(c)) => SavedInetKind::Tcp(SavedTcp::Established(SavedTcpConn {
             peer: c.peer,
             remote: c.remote.map(saved),
-            rx: c.rx.iter().copied().collect(),
-            tx: c.tx.iter().copied().collect(),
+            rx: c.rx.as_slice().to_vec(),
+            tx: c.tx.as_slice().to_vec(),
             rd_shut: c.rd_shut,
             wr_shut: c.wr_shut,
             fin_rcvd: c.fin_rcvd,
@@ -537,8 +537,8 @@ pub fn restore(recs: &[InetSocketRecord], stack: &Arc<InetStack>) -> HashMap<u64
             SavedInetKind::Tcp(SavedTcp::Established(c)) => Kind::Tcp(Tcp::Established(Conn {
                 peer: c.peer,
                 remote: c.remote.map(live),
-                rx: c.rx.iter().copied().collect(),
-                tx: c.tx.iter().copied().collect(),
+                rx: super::stack::ByteQueue::from_vec(c.rx.clone()),
+                tx: super::stack::ByteQueue::from_vec(c.tx.clone()),
                 rd_shut: c.rd_shut,
                 wr_shut: c.wr_shut,
                 fin_rcvd: c.fin_rcvd,
