@@ -181,6 +181,14 @@ static void connects(int fam)
 	       iname(intopt(c, SOL_SOCKET, SO_ERROR)));
 	snprintf(lab, sizeof lab, "%s refused poll", fname(fam));
 	print_revents(lab, revents(c));
+	char b1[4];
+	IEXPECT("recv after a refused connect", recv(c, b1, sizeof b1, 0));
+	IEXPECT("send after a refused connect", send(c, "x", 1, MSG_NOSIGNAL));
+	close(c);
+	c = socket(fam, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	connect(c, (struct sockaddr *)&ss, l);
+	poll(&p, 1, 1000);
+	IEXPECT("recv with the refusal pending", recv(c, b1, sizeof b1, 0));
 	close(c);
 
 	int lst = tcp_listener(fam, 4, 0);

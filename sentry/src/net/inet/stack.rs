@@ -1362,6 +1362,14 @@ impl InetSocket {
                     st = self.stack.wait(st, w, io, dl)?;
                     continue;
                 }
+                // A failed connect left the socket shut both ways: its
+                // error, then end of file.
+                Kind::Tcp(Tcp::Closed) if s.failed => {
+                    return match std::mem::take(&mut s.error) {
+                        0 => Ok(Received::default()),
+                        e => Err(Errno(e)),
+                    };
+                }
                 _ => return Err(Errno::ENOTCONN),
             };
             let peer = c.peer;
