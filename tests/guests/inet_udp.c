@@ -61,6 +61,35 @@ static void run(int fam)
 	sendto(a, "truncated", 9, 0, (struct sockaddr *)&ss, l);
 	IEXPECT("recv MSG_TRUNC", recv(b, buf, 4, MSG_TRUNC));
 
+	/* sendmmsg and recvmmsg: one datagram per entry. */
+	{
+		struct iovec v[3] = { { "m1", 2 }, { "mm2", 3 }, { "mmm3", 4 } };
+		struct mmsghdr out[3];
+		memset(out, 0, sizeof out);
+		for (int i = 0; i < 3; i++) {
+			out[i].msg_hdr.msg_iov = &v[i];
+			out[i].msg_hdr.msg_iovlen = 1;
+			out[i].msg_hdr.msg_name = &ss;
+			out[i].msg_hdr.msg_namelen = l;
+		}
+		IEXPECT("sendmmsg", sendmmsg(a, out, 3, 0));
+		char bufs[3][8];
+		struct iovec iv[3];
+		struct mmsghdr in[3];
+		memset(in, 0, sizeof in);
+		for (int i = 0; i < 3; i++) {
+			iv[i].iov_base = bufs[i];
+			iv[i].iov_len = sizeof bufs[i];
+			in[i].msg_hdr.msg_iov = &iv[i];
+			in[i].msg_hdr.msg_iovlen = 1;
+		}
+		int got = recvmmsg(b, in, 3, MSG_DONTWAIT, NULL);
+		printf("%s recvmmsg %d:", fname(fam), got);
+		for (int i = 0; i < got; i++)
+			printf(" %.*s(%u)", (int)in[i].msg_len, bufs[i], in[i].msg_len);
+		printf("\n");
+	}
+
 	/* Errors of sending. */
 	IEXPECT("send with no destination", send(a, "x", 1, 0));
 	static char big[65600];

@@ -48,6 +48,14 @@ fn sock(t: &Task, fd: i32) -> Result<(Arc<OpenFile>, Arc<UnixSocket>), Errno> {
     Ok((f, s))
 }
 
+/// EBADF or ENOTSOCK unless `fd` is a socket of any family.
+fn any_socket(t: &Task, fd: i32) -> Result<(), Errno> {
+    if inet::lookup(t, fd)?.is_some() || netlink::lookup(t, fd)?.is_some() {
+        return Ok(());
+    }
+    sock(t, fd).map(|_| ())
+}
+
 fn install(t: &mut Task, f: Arc<OpenFile>, cloexec: bool) -> Result<i32, Errno> {
     let limit = t.nofile_limit();
     t.fds().lock().insert(f, cloexec, limit)
@@ -776,7 +784,7 @@ const MMSGHDR_SIZE: u64 = 64;
 /// first error, which is returned only if nothing was sent.
 pub fn sendmmsg(t: &mut Task, a: &Args) -> SysResult {
     let (fd, vec, flags) = (a.fd(0), a.addr(1), a.int(3));
-    sock(t, fd)?;
+    any_socket(t, fd)?;
     let vlen = u64::from(a.uint(2)).min(UIO_MAXIOV);
     let mut done = 0u64;
     while done < vlen {
@@ -801,7 +809,7 @@ pub fn sendmmsg(t: &mut Task, a: &Args) -> SysResult {
 /// returned only if nothing was received.
 pub fn recvmmsg(t: &mut Task, a: &Args) -> SysResult {
     let (fd, vec, flags) = (a.fd(0), a.addr(1), a.int(3));
-    sock(t, fd)?;
+    any_socket(t, fd)?;
     let deadline = if a.addr(4) != 0 {
         let mut b = [0u8; 16];
         t.mm().copy_in(a.addr(4), &mut b)?;

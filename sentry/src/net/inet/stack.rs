@@ -48,6 +48,8 @@ pub const MSS_DEFAULT: i32 = 536;
 pub const MSS_LO: i32 = 65483;
 /// How long a closed connection's port stays in TIME_WAIT (TCP_TIMEWAIT_LEN).
 pub const TIME_WAIT: Duration = Duration::from_secs(60);
+/// Most ports in TIME_WAIT at once.
+pub const MAX_TIME_WAIT: usize = 4096;
 
 /// A byte stream's buffered bytes: one allocation, read from the front
 /// and appended at the back with slice copies (a stream moves megabytes
@@ -799,8 +801,13 @@ impl Stack {
                         w.add(self, c.peer);
                     }
                 }
-                // The side that closes first holds the port in TIME_WAIT.
+                // The side that closes first holds the port in TIME_WAIT
+                // (at most MAX_TIME_WAIT ports, as tcp_max_tw_buckets
+                // bounds Linux's: the oldest goes first).
                 if !abort && !c.fin_rcvd && !c.reset {
+                    if self.time_wait.len() >= MAX_TIME_WAIT {
+                        self.time_wait.remove(0);
+                    }
                     if let (Some(cov), Some(l)) = (cov, s.local) {
                         self.time_wait.push(TimeWait {
                             cov,
