@@ -133,8 +133,30 @@ static void run(int fam)
 
 	/* Disconnect with AF_UNSPEC. */
 	struct sockaddr un = { .sa_family = AF_UNSPEC };
+	char t1[64];
+	struct sockaddr_storage nm;
+	socklen_t nml = sizeof nm;
+	getsockname(a, (struct sockaddr *)&nm, &nml);
+	printf("%s connected name %s\n", fname(fam), addr_text(&nm, t1, sizeof t1));
 	IEXPECT("disconnect", connect(a, &un, sizeof un));
 	IEXPECT("getpeername after it", getpeername(a, (struct sockaddr *)&pn, &pnl));
+	nml = sizeof nm;
+	getsockname(a, (struct sockaddr *)&nm, &nml);
+	printf("%s disconnected name %s port kept %d\n", fname(fam), addr_text(&nm, t1, sizeof t1),
+	       port_of(&nm) != 0);
+	/* A socket bound to the wildcard, connected then disconnected. */
+	int w = socket(fam, SOCK_DGRAM, 0);
+	l = any_addr(fam, &ss, 0);
+	bind(w, (struct sockaddr *)&ss, l);
+	connect(w, (struct sockaddr *)&bs, bl);
+	nml = sizeof nm;
+	getsockname(w, (struct sockaddr *)&nm, &nml);
+	printf("%s wildcard connected name %s\n", fname(fam), addr_text(&nm, t1, sizeof t1));
+	connect(w, &un, sizeof un);
+	nml = sizeof nm;
+	getsockname(w, (struct sockaddr *)&nm, &nml);
+	printf("%s wildcard disconnected name %s\n", fname(fam), addr_text(&nm, t1, sizeof t1));
+	close(w);
 
 	/* SO_REUSEADDR on both: two sockets on one port. */
 	int one = 1;

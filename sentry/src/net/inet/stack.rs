@@ -1059,9 +1059,10 @@ impl InetSocket {
                 st.bind_to(id, any, false)
                     .map_err(|_| Errno::EADDRNOTAVAIL)?;
             }
-            let from = st.source(id, ip)?;
+            // The name stays as bound (a wildcard shows the source
+            // address while connected: local_addr), so a disconnect
+            // gives the wildcard back, as Linux's __udp_disconnect.
             let s = st.get_mut(id)?;
-            s.local = Some(s.shown(from));
             let shown = s.shown(SocketAddr::new(ip, dst.port()));
             if let Kind::Udp(u) = &mut s.kind {
                 u.remote = Some(shown);
@@ -1527,10 +1528,24 @@ impl InetSocket {
     /// when unbound).
     pub fn local_addr(&self) -> SocketAddr {
         let st = self.stack.lock();
-        st.socks
-            .get(&self.id)
-            .and_then(|s| s.local)
-            .unwrap_or(self.family.unspecified())
+        let Some(s) = st.socks.get(&self.id) else {
+            return self.family.unspecified();
+        };
+        match (s.local, &s.kind) {
+            // A connected UDP socket bound to a wildcard is named by the
+            // source address its datagrams carry.
+            (
+                Some(l),
+                Kind::Udp(Udp {
+                    remote: Some(r), ..
+                }),
+            ) if addr::norm_ip(l.ip()).is_unspecified() => {
+                let src = addr::source_for(addr::norm_ip(r.ip()));
+                s.shown(SocketAddr::new(src, l.port()))
+            }
+            (Some(l), _) => l,
+            (None, _) => self.family.unspecified(),
+        }
     }
 
     /// getpeername(2).
