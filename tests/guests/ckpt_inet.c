@@ -3,13 +3,16 @@
  * established connection with data queued both ways and more bytes than
  * the receiver's buffer holds still in the sender's send buffer, a
  * half-closed connection on ::1, a UDP socket with a datagram queued,
- * and a worker child answering over TCP (blocked in recv at the
- * checkpoint). Each tick prints a line that depends on the tick alone;
+ * a netlink socket holding an unread link dump, and a worker child
+ * answering over TCP (blocked in recv at the checkpoint). Each tick prints a line that depends on the tick alone;
  * at the end everything queued is read, the listener takes a new
  * connection and the UDP socket is still at its port. Ports are never
  * printed. Usage: ckpt_inet TICKS */
 #define _GNU_SOURCE
 #include "inet_common.h"
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -142,6 +145,14 @@ int main(int argc, char **argv)
 	ul = lo_addr(AF_INET, &us, uport);
 	int v = socket(AF_INET, SOCK_DGRAM, 0);
 	CHECK(sendto(v, "a queued datagram", 17, 0, (struct sockaddr *)&us, ul) == 17);
+	/* A netlink socket with its answer unread. */
+	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	CHECK(nl >= 0);
+	struct {
+		struct nlmsghdr h;
+		struct ifinfomsg i;
+	} req = { { sizeof req, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 42, 0 }, { 0 } };
+	CHECK(send(nl, &req, sizeof req, 0) == sizeof req);
 	printf("setup done\n");
 
 	for (int i = 0; i < ticks; i++) {
@@ -190,6 +201,17 @@ int main(int argc, char **argv)
 	int q3 = tcp_client(AF_INET, lst);
 	int s3 = accept(lst, NULL, NULL);
 	printf("new connection %d %d\n", q3 >= 0, s3 >= 0);
+
+	/* The link dump, read after the restore. */
+	static char nbuf[8192];
+	n = recv(nl, nbuf, sizeof nbuf, 0);
+	struct nlmsghdr *h = (struct nlmsghdr *)nbuf;
+	int lo = 0;
+	if (n > 0 && NLMSG_OK(h, (unsigned)n) && h->nlmsg_type == RTM_NEWLINK) {
+		struct ifinfomsg *ifi = NLMSG_DATA(h);
+		lo = ifi->ifi_index == 1 && (ifi->ifi_flags & IFF_LOOPBACK);
+	}
+	printf("netlink: link dump seq %u, lo %d\n", n > 0 ? h->nlmsg_seq : 0, lo);
 
 	close(wk);
 	waitpid(w, &st, 0);

@@ -3,8 +3,8 @@
 //! an established connection with data queued both ways; a writer child
 //! blocked in send with more bytes than the receiver's buffer takes, so
 //! bytes sit in its send buffer; a half-closed connection on ::1; a UDP
-//! socket with a datagram queued; a worker child blocked in recv on a
-//! TCP connection) is checkpointed mid-run and restored twice; each
+//! socket with a datagram queued; a netlink socket with a link dump
+//! unread; a worker child blocked in recv on a TCP connection) is checkpointed mid-run and restored twice; each
 //! restored sandbox carries on and prints what an uninterrupted run
 //! prints: the queued connections accepted with their data, every byte
 //! of the transfer in order, the half-close, the datagram, and the
@@ -36,7 +36,7 @@ fn inet_sockets_checkpointed_and_restored_twice() {
     let img = s.path("img");
     let CheckpointedRun { reference, before } =
         run_then_checkpoint(&s.root(), &bin, &[TICKS], 4, &img, (START, EXIT));
-    assert_eq!(reference.len(), 1 + 14 + 11, "{reference:?}");
+    assert_eq!(reference.len(), 1 + 14 + 12, "{reference:?}");
 
     let last = before
         .iter()
@@ -57,6 +57,12 @@ fn inet_sockets_checkpointed_and_restored_twice() {
     // unaccepted server ends; the two-way pair; the transfer's two ends;
     // the half-closed pair; the two UDP sockets.
     assert_eq!(sockets, 15, "sockets saved:\n{}", shown.stdout_str());
+    let netlink = shown
+        .stdout_str()
+        .lines()
+        .filter(|l| l.trim_start().starts_with("net.NetlinkSocket ") && l.contains('#'))
+        .count();
+    assert_eq!(netlink, 1, "the netlink socket:\n{}", shown.stdout_str());
 
     for id in ["B", "C"] {
         let mut b = Sandbox::restore(&s.root(), &img, id);

@@ -153,10 +153,16 @@ pub fn restore(
     let ptys = restore_ptys(&kernel, &rec.ptys)?;
     let sockets = crate::net::state::create(&rec.sockets, &kernel.unix);
     let inet = crate::net::inet::state::restore(&rec.inet_sockets, &kernel.inet);
+    let netlink = rec
+        .netlink_sockets
+        .iter()
+        .map(|r| (r.id, crate::net::netlink::NetlinkSocket::restore(r)))
+        .collect();
     let mut ctx = RestoreCtx::new(&rec.pipes, stdio, HostClock.now())
         .with_clocks(kernel.clocks)
         .with_sockets(sockets.clone())
         .with_inet_sockets(inet)
+        .with_netlink(netlink)
         .with_ptys(ptys);
     let mut files: HashMap<u64, Arc<crate::vfs::OpenFile>> = HashMap::new();
     for (&id, f) in &rec.files {

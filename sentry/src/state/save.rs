@@ -208,6 +208,10 @@ fn save_kernel(
     for rec in kernel.inet.records() {
         objs.put(rec.id, &rec)?;
     }
+    for nl in std::mem::take(&mut ctx.netlink).into_values() {
+        let rec = nl.record();
+        objs.put(rec.id, &rec)?;
+    }
     for pipe in ctx.pipes.into_values() {
         objs.put(pipe.id, &pipe)?;
     }

@@ -105,6 +105,8 @@ pub struct SavedKernel {
     pub sockets: Vec<crate::net::state::UnixSocketRecord>,
     /// Inet sockets (none in statefiles from before them).
     pub inet_sockets: Vec<crate::net::inet::state::InetSocketRecord>,
+    /// Netlink sockets (none in statefiles from before them).
+    pub netlink_sockets: Vec<crate::net::netlink::NetlinkSocketRecord>,
 }
 
 /// One saved process and its tasks.
@@ -576,11 +578,26 @@ pub fn load_saved_kernel<R: ReadAt>(
         .ids::<crate::net::inet::state::InetSocketRecord>()
         .into_iter()
         .collect();
+    let netlink_ids: BTreeSet<u64> = objs
+        .ids::<crate::net::netlink::NetlinkSocketRecord>()
+        .into_iter()
+        .collect();
     if let Some(id) = unix_ids.intersection(&inet_ids).next() {
         return Err(invalid("net.InetSocket", *id, "id", "a unix socket's id too").into());
     }
-    // The sockets an open file may name: unix and inet ones share ids.
-    let socket_ids: BTreeSet<u64> = unix_ids.union(&inet_ids).copied().collect();
+    if let Some(id) = netlink_ids
+        .iter()
+        .find(|i| unix_ids.contains(i) || inet_ids.contains(i))
+    {
+        return Err(invalid("net.NetlinkSocket", *id, "id", "another socket's id too").into());
+    }
+    // The sockets an open file may name: every family shares the ids.
+    let socket_ids: BTreeSet<u64> = unix_ids
+        .iter()
+        .chain(&inet_ids)
+        .chain(&netlink_ids)
+        .copied()
+        .collect();
     let mut mms = BTreeMap::new();
     let mut fd_tables = BTreeMap::new();
     let mut files = BTreeMap::new();
@@ -626,6 +643,7 @@ pub fn load_saved_kernel<R: ReadAt>(
         &mut files,
     )?;
     let inet_sockets = load_inet_sockets(&objs, &inet_ids, &files)?;
+    let netlink_sockets = load_netlink_sockets(&objs, &netlink_ids, &files)?;
     let epolls = check_epolls(&objs, &epoll_ids, &files)?;
     let used_pipes: BTreeSet<u64> = files
         .values()
@@ -740,6 +758,7 @@ pub fn load_saved_kernel<R: ReadAt>(
         file_locks,
         sockets,
         inet_sockets,
+        netlink_sockets,
     })
 }
 
@@ -870,6 +889,47 @@ fn load_sockets(
         .into());
     }
     Ok(sockets)
+}
+
+/// The netlink sockets' records, each checked and named by exactly one
+/// open file.
+fn load_netlink_sockets(
+    objs: &Objects,
+    ids: &BTreeSet<u64>,
+    files: &BTreeMap<u64, OpenFileState>,
+) -> Result<Vec<crate::net::netlink::NetlinkSocketRecord>, LoadError> {
+    use crate::net::{netlink::NetlinkSocketRecord, NetError};
+    let mut named: BTreeMap<u64, usize> = BTreeMap::new();
+    for f in files.values() {
+        if let FileStateKind::Socket { id } = f.kind {
+            if ids.contains(&id) {
+                *named.entry(id).or_default() += 1;
+            }
+        }
+    }
+    let mut recs = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let r: NetlinkSocketRecord = objs.get(id)?;
+        r.check(id).map_err(|e| -> LoadError {
+            let NetError::Invalid { id, field, why } = e;
+            invalid("net.NetlinkSocket", id, field, why).into()
+        })?;
+        match named.get(&id) {
+            Some(1) => {}
+            None => {
+                return Err(statefile::StatefileError::UnreferencedObject {
+                    type_name: "net.NetlinkSocket".into(),
+                    id,
+                }
+                .into())
+            }
+            Some(_) => {
+                return Err(invalid("net.NetlinkSocket", id, "file", "two open files").into())
+            }
+        }
+        recs.push(r);
+    }
+    Ok(recs)
 }
 
 /// The inet sockets' records, each checked alone, then together with the

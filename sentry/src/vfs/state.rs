@@ -415,6 +415,8 @@ pub struct SaveCtx {
     /// The sockets met, by id: saved with their links once every open
     /// file reached from a descriptor table has its id.
     pub sockets: BTreeMap<u64, Arc<crate::net::UnixSocket>>,
+    /// The netlink sockets met, by id.
+    pub netlink: BTreeMap<u64, Arc<crate::net::netlink::NetlinkSocket>>,
     /// The pseudo-terminals met, by index.
     pub ptys: BTreeMap<u32, PtySnapshot>,
 }
@@ -965,6 +967,8 @@ impl OpenFile {
             SaveAs::Socket { id } => {
                 if let Ok(sock) = crate::net::socket_of(self) {
                     ctx.sockets.entry(id).or_insert(sock);
+                } else if let Some(nl) = crate::net::netlink::netlink_of(self) {
+                    ctx.netlink.entry(id).or_insert(nl);
                 }
                 return Ok(stream(FileStateKind::Socket { id }));
             }
@@ -1013,6 +1017,8 @@ pub struct RestoreCtx {
     /// The inet sockets restored in the stack that a file may claim (each
     /// once).
     inet_sockets: HashMap<u64, Arc<crate::net::inet::InetSocket>>,
+    /// The netlink sockets restored, each claimed by its one file.
+    netlink: HashMap<u64, Arc<crate::net::netlink::NetlinkSocket>>,
     /// The restored pseudo-terminals, by index.
     ptys: HashMap<u32, Arc<Terminal>>,
 }
@@ -1036,6 +1042,7 @@ impl RestoreCtx {
             sockets: HashMap::new(),
             socket_files: Default::default(),
             inet_sockets: HashMap::new(),
+            netlink: HashMap::new(),
             ptys: HashMap::new(),
         }
     }
@@ -1054,6 +1061,15 @@ impl RestoreCtx {
         sockets: HashMap<u64, Arc<crate::net::inet::InetSocket>>,
     ) -> Self {
         self.inet_sockets = sockets;
+        self
+    }
+
+    /// The netlink sockets restored, which their files claim.
+    pub fn with_netlink(
+        mut self,
+        sockets: HashMap<u64, Arc<crate::net::netlink::NetlinkSocket>>,
+    ) -> Self {
+        self.netlink = sockets;
         self
     }
 
@@ -1151,6 +1167,16 @@ impl Vfs {
                     .cloned()
                     .ok_or_else(|| invalid(format!("unknown pty {index}")))?;
                 return self.reopen_pty(st, &tty, *master, status);
+            }
+            FileStateKind::Socket { id } if ctx.netlink.contains_key(id) => {
+                let sock = ctx
+                    .netlink
+                    .remove(id)
+                    .ok_or_else(|| invalid(format!("unknown socket {id}")))?;
+                return Ok(crate::net::netlink::NetlinkFile::open(
+                    sock,
+                    status & libc::O_NONBLOCK,
+                ));
             }
             FileStateKind::Socket { id } if !ctx.sockets.contains_key(id) => {
                 let sock = ctx
