@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #ifndef SIOCOUTQ
@@ -150,6 +151,33 @@ static void names_and_data(int fam)
 	printf("%s linger %d %d len %u\n", fname(fam), got.l_onoff, got.l_linger, gl);
 	close(a);
 	IEXPECT("recv after an abortive close", recv(c, buf, sizeof buf, 0));
+	close(c);
+
+	/* No descriptor free: accept is EMFILE and the connection stays. */
+	c = tcp_client(fam, lst);
+	{
+		struct rlimit old, low;
+		getrlimit(RLIMIT_NOFILE, &old);
+		int top = dup(0);
+		low.rlim_cur = top;
+		low.rlim_max = old.rlim_max;
+		close(top);
+		/* Every descriptor below the limit taken. */
+		int held[64], nh = 0;
+		int x;
+		while (nh < 64 && (x = dup(0)) >= 0 && x < top)
+			held[nh++] = x;
+		if (x >= top)
+			close(x);
+		setrlimit(RLIMIT_NOFILE, &low);
+		IEXPECT("accept with no descriptor free", accept(lst, NULL, NULL));
+		setrlimit(RLIMIT_NOFILE, &old);
+		for (int i = 0; i < nh; i++)
+			close(held[i]);
+		a = accept(lst, NULL, NULL);
+		IEXPECT("the connection is still there", send(c, "ok", 2, 0) == 2 && recv(a, buf, 2, 0) == 2 ? 0 : -1);
+		close(a);
+	}
 	close(c);
 
 	/* A listener closed with a connection it did not accept. */

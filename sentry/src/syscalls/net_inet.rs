@@ -92,6 +92,23 @@ pub(super) fn accept(
     a: &Args,
     flags: i32,
 ) -> SysResult {
+    // Linux takes the descriptor before the connection: with none free
+    // (RLIMIT_NOFILE) accept is EMFILE and the connection stays queued.
+    {
+        let limit = t.nofile_limit();
+        let fds = t.fds();
+        let table = fds.lock();
+        let mut free = 0i32;
+        for (used, _) in table.iter() {
+            if used != free {
+                break;
+            }
+            free += 1;
+        }
+        if free as u64 >= limit {
+            return Err(Errno::EMFILE);
+        }
+    }
     let intr = t.interrupt().io.clone();
     let (conn, peer) = s.accept(&io_ctx(f, &intr, 0))?;
     let sa = addr::to_sockaddr(peer, conn.family());
