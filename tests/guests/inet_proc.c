@@ -80,6 +80,20 @@ int main(void)
 	ifreqs(s, "inet");
 	int u = socket(AF_UNIX, SOCK_DGRAM, 0);
 	ifreqs(u, "unix");
+	/* SIOCGIFCONF: the IPv4 interfaces, lo first (a host has more). */
+	struct ifconf ic = { .ifc_len = 0, .ifc_buf = NULL };
+	int r = ioctl(s, SIOCGIFCONF, &ic);
+	printf("ifconf size query: %d, room for one at least %d\n", r, ic.ifc_len >= (int)sizeof(struct ifreq));
+	struct ifreq reqs[16];
+	ic.ifc_len = sizeof reqs;
+	ic.ifc_req = reqs;
+	r = ioctl(u, SIOCGIFCONF, &ic);
+	char t2[64];
+	printf("ifconf on a unix socket: %d, first %s %s\n", r, ic.ifc_len > 0 ? reqs[0].ifr_name : "-",
+	       ic.ifc_len > 0 ? inet_ntop(AF_INET, &((struct sockaddr_in *)&reqs[0].ifr_addr)->sin_addr, t2, sizeof t2) : "-");
+	ic.ifc_len = 10;
+	r = ioctl(s, SIOCGIFCONF, &ic);
+	printf("ifconf with too little room: %d len %d\n", r, ic.ifc_len);
 	printf("if_nametoindex(lo) %u\n", if_nametoindex("lo"));
 	char name[IF_NAMESIZE] = "";
 	printf("if_indextoname(1) %s\n", if_indextoname(1, name) ? name : "(none)");

@@ -48,6 +48,39 @@ fn sock(t: &Task, fd: i32) -> Result<(Arc<OpenFile>, Arc<UnixSocket>), Errno> {
     Ok((f, s))
 }
 
+/// SIOCGIFCONF on a socket of any family (its `struct ifconf` points at
+/// the application's buffer, so the handler writes it here): `lo` and
+/// 127.0.0.1, the one IPv4 interface; with no buffer, the length it
+/// needs. None: not this ioctl, or not a socket.
+pub fn ifconf(t: &mut Task, f: &OpenFile, cmd: u64, arg: u64) -> Option<SysResult> {
+    use crate::net::inet::procnet::IFREQ_SIZE;
+    if cmd != libc::SIOCGIFCONF || f.kind() != crate::vfs::FileKind::Socket {
+        return None;
+    }
+    let run = || -> SysResult {
+        // struct ifconf { int ifc_len; /* pad */; char *ifc_buf; }
+        let mut b = [0u8; 16];
+        t.mm().copy_in(arg, &mut b)?;
+        let len = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let buf = u64::from_ne_bytes(b[8..16].try_into().map_err(|_| Errno::EFAULT)?);
+        let mut req = [0u8; IFREQ_SIZE];
+        req[..2].copy_from_slice(b"lo");
+        req[16..18].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        req[20..24].copy_from_slice(&[127, 0, 0, 1]);
+        let written = if buf == 0 {
+            IFREQ_SIZE
+        } else if usize::try_from(len).is_ok_and(|l| l >= IFREQ_SIZE) {
+            t.mm().copy_out(buf, &req)?;
+            IFREQ_SIZE
+        } else {
+            0
+        };
+        t.mm().copy_out(arg, &(written as i32).to_ne_bytes())?;
+        Ok(0)
+    };
+    Some(run())
+}
+
 /// EBADF or ENOTSOCK unless `fd` is a socket of any family.
 fn any_socket(t: &Task, fd: i32) -> Result<(), Errno> {
     if inet::lookup(t, fd)?.is_some() || netlink::lookup(t, fd)?.is_some() {
