@@ -88,6 +88,10 @@ errnos!(
     EDESTADDRREQ,
     ENOBUFS,
     ETOOMANYREFS,
+    ECONNABORTED,
+    ENETUNREACH,
+    EALREADY,
+    EINPROGRESS,
 );
 
 impl Errno {

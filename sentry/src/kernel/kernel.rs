@@ -76,6 +76,8 @@ pub struct Kernel {
     pub file_locks: Arc<crate::vfs::lock::FileLocks>,
     /// The sandbox's unix socket names (abstract and bound paths).
     pub unix: Arc<crate::net::UnixNamespace>,
+    /// The sandbox's loopback TCP/UDP stack.
+    pub inet: Arc<crate::net::inet::InetStack>,
     /// What was logged as unimplemented: "name" or "name (detail)".
     enosys_logged: Mutex<HashSet<String>>,
 }
@@ -102,6 +104,7 @@ impl Kernel {
             cpu: config.cpu.clone(),
             file_locks: crate::vfs::lock::FileLocks::new(),
             unix: crate::net::UnixNamespace::new(),
+            inet: crate::net::inet::InetStack::new(),
             platform,
             memory_file,
             vfs,

@@ -400,4 +400,7 @@ impl ProcessTable for ProcTable {
         let now = Duration::from_nanos(u64::try_from(k.clocks.realtime()).unwrap_or(0));
         now.saturating_sub(k.clocks.uptime()).as_secs()
     }
+    fn net_file(&self, name: &str) -> Option<String> {
+        self.kernel()?.inet.proc_net(name)
+    }
 }

@@ -1,6 +1,7 @@
-//! Sockets (gVisor's pkg/sentry/socket). Only the unix domain family is
-//! here so far: every other family is answered EAFNOSUPPORT, as a kernel
-//! built without it would.
+//! Sockets (gVisor's pkg/sentry/socket): the unix domain family,
+//! AF_INET/AF_INET6 over the sandbox's loopback ([`inet`]) and
+//! NETLINK_ROUTE's link and address dumps ([`netlink`]); every other
+//! family is answered EAFNOSUPPORT, as a kernel built without it would.
 //!
 //! - [`unix`]: AF_UNIX stream, datagram and seqpacket sockets, their
 //!   connections, queues and names;
@@ -11,6 +12,8 @@
 //! - [`state`]: the saved form of every socket.
 
 pub mod control;
+pub mod inet;
+pub mod netlink;
 pub mod socket;
 pub mod state;
 pub mod unix;

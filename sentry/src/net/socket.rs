@@ -61,8 +61,12 @@ impl SocketFile {
 
 /// Whether EPIPE from a write to `file` comes with SIGPIPE: for every
 /// file but datagram and seqpacket sockets (Linux raises it only in
-/// unix_stream_sendmsg among unix sockets).
+/// unix_stream_sendmsg among unix sockets, and for TCP among inet ones).
 pub fn write_raises_sigpipe(file: &OpenFile) -> bool {
+    if let Some(s) = super::inet::inet_of(file) {
+        // TCP's tcp_sendmsg raises it, UDP's send does not.
+        return s.proto() == super::inet::Proto::Tcp;
+    }
     socket_of(file).map_or(true, |s| s.ty() == super::SockType::Stream)
 }
 
@@ -113,11 +117,12 @@ impl FileOps for SocketFile {
         self.sock.send(io, msg, None)
     }
 
-    fn ioctl(&self, cmd: u64, _input: &[u8]) -> Result<IoctlReply, Errno> {
+    fn ioctl(&self, cmd: u64, input: &[u8]) -> Result<IoctlReply, Errno> {
         let n = match cmd {
             libc::FIONREAD => self.sock.inq()?,
             libc::TIOCOUTQ => self.sock.outq(),
-            _ => return Err(Errno::ENOTTY),
+            // Interface ioctls work on a socket of any family (sock_ioctl).
+            _ => return super::inet::procnet::if_ioctl(cmd, input),
         };
         let n = i32::try_from(n).unwrap_or(i32::MAX);
         Ok(IoctlReply {

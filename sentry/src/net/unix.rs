@@ -264,6 +264,19 @@ pub struct UnixSocket {
 /// Socket ids are sandbox ids: 0 is none.
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 
+/// A socket id (unix and inet sockets share the space: an open file
+/// names its socket by it): a fresh one, or `restored` kept and the
+/// counter moved past it.
+pub(crate) fn allocate_socket_id(restored: Option<u64>) -> u64 {
+    match restored {
+        Some(id) => {
+            NEXT_SOCKET.fetch_max(id.saturating_add(1), Ordering::Relaxed);
+            id
+        }
+        None => NEXT_SOCKET.fetch_add(1, Ordering::Relaxed),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -537,13 +550,7 @@ pub struct Incoming {
 impl UnixSocket {
     /// A new unconnected socket. `id` is given on restore.
     pub fn new(ns: &Arc<UnixNamespace>, ty: SockType, id: Option<u64>) -> Arc<UnixSocket> {
-        let id = match id {
-            Some(id) => {
-                NEXT_SOCKET.fetch_max(id.saturating_add(1), Ordering::Relaxed);
-                id
-            }
-            None => NEXT_SOCKET.fetch_add(1, Ordering::Relaxed),
-        };
+        let id = allocate_socket_id(id);
         let s = Arc::new(UnixSocket {
             id,
             ty,

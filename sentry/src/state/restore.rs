@@ -369,14 +369,25 @@ pub fn restore_container(
     let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = donated_stdio()?.into_iter().collect();
     let ptys = restore_ptys(&kernel, &rec.ptys)?;
     let sockets = crate::net::state::create(&rec.sockets, &kernel.unix);
+    let inet = crate::net::inet::state::restore(&rec.inet_sockets, &kernel.inet);
+    let netlink = rec
+        .netlink_sockets
+        .iter()
+        .map(|r| (r.id, crate::net::netlink::NetlinkSocket::restore(r)))
+        .collect();
     let mut ctx = RestoreCtx::new(&rec.pipes, stdio, HostClock.now())
         .with_clocks(kernel.clocks)
         .with_sockets(sockets.clone())
+        .with_inet_sockets(inet)
+        .with_netlink(netlink)
         .with_ptys(ptys);
     let mut files: HashMap<u64, Arc<crate::vfs::OpenFile>> = HashMap::new();
     for (&id, f) in &rec.files {
         files.insert(id, kernel.vfs.reopen(f, &mut ctx)?);
     }
+    // An inet socket no saved file claimed (none is, unless the record
+    // set is odd) is released, as its last file's close would have.
+    ctx.release_unclaimed_inet();
     // Epoll sets get their items once every file they name is open again.
     // Sockets once every open file is back: their messages carry files.
     crate::net::state::link(

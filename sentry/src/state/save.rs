@@ -207,6 +207,14 @@ fn save_kernel(
         }
     }
     save_sockets(&mut ctx, &mut files, &mut objs)?;
+    // The loopback stack's sockets, each by its id (its file names it).
+    for rec in kernel.inet.records() {
+        objs.put(rec.id, &rec)?;
+    }
+    for nl in std::mem::take(&mut ctx.netlink).into_values() {
+        let rec = nl.record();
+        objs.put(rec.id, &rec)?;
+    }
     for pipe in ctx.pipes.into_values() {
         objs.put(pipe.id, &pipe)?;
     }

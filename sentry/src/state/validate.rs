@@ -103,6 +103,10 @@ pub struct SavedKernel {
     pub file_locks: Vec<crate::vfs::lock::FileLocksRecord>,
     /// Unix sockets (none in statefiles from before them).
     pub sockets: Vec<crate::net::state::UnixSocketRecord>,
+    /// Inet sockets (none in statefiles from before them).
+    pub inet_sockets: Vec<crate::net::inet::state::InetSocketRecord>,
+    /// Netlink sockets (none in statefiles from before them).
+    pub netlink_sockets: Vec<crate::net::netlink::NetlinkSocketRecord>,
 }
 
 /// One saved process and its tasks.
@@ -566,9 +570,33 @@ pub fn load_saved_kernel<R: ReadAt>(
     let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
     let epoll_ids: BTreeSet<u64> = objs.ids::<EpollRecord>().into_iter().collect();
     let pty_ids: BTreeSet<u64> = objs.ids::<PtySnapshot>().into_iter().collect();
-    let socket_ids: BTreeSet<u64> = objs
+    let unix_ids: BTreeSet<u64> = objs
         .ids::<crate::net::state::UnixSocketRecord>()
         .into_iter()
+        .collect();
+    let inet_ids: BTreeSet<u64> = objs
+        .ids::<crate::net::inet::state::InetSocketRecord>()
+        .into_iter()
+        .collect();
+    let netlink_ids: BTreeSet<u64> = objs
+        .ids::<crate::net::netlink::NetlinkSocketRecord>()
+        .into_iter()
+        .collect();
+    if let Some(id) = unix_ids.intersection(&inet_ids).next() {
+        return Err(invalid("net.InetSocket", *id, "id", "a unix socket's id too").into());
+    }
+    if let Some(id) = netlink_ids
+        .iter()
+        .find(|i| unix_ids.contains(i) || inet_ids.contains(i))
+    {
+        return Err(invalid("net.NetlinkSocket", *id, "id", "another socket's id too").into());
+    }
+    // The sockets an open file may name: every family shares the ids.
+    let socket_ids: BTreeSet<u64> = unix_ids
+        .iter()
+        .chain(&inet_ids)
+        .chain(&netlink_ids)
+        .copied()
         .collect();
     let mut mms = BTreeMap::new();
     let mut fd_tables = BTreeMap::new();
@@ -607,13 +635,15 @@ pub fn load_saved_kernel<R: ReadAt>(
     check_tmpfs(&vfs, &memory, mms.values())?;
     let sockets = load_sockets(
         &objs,
-        &socket_ids,
+        (&unix_ids, &socket_ids),
         &file_ids,
         &pipe_ids,
         &epoll_ids,
         &pty_ids,
         &mut files,
     )?;
+    let inet_sockets = load_inet_sockets(&objs, &inet_ids, &files)?;
+    let netlink_sockets = load_netlink_sockets(&objs, &netlink_ids, &files)?;
     let epolls = check_epolls(&objs, &epoll_ids, &files)?;
     let used_pipes: BTreeSet<u64> = files
         .values()
@@ -727,6 +757,8 @@ pub fn load_saved_kernel<R: ReadAt>(
         epolls,
         file_locks,
         sockets,
+        inet_sockets,
+        netlink_sockets,
     })
 }
 
@@ -795,7 +827,7 @@ fn load_ptys(
 /// from an open file.
 fn load_sockets(
     objs: &Objects,
-    socket_ids: &BTreeSet<u64>,
+    (socket_ids, any_socket_ids): (&BTreeSet<u64>, &BTreeSet<u64>),
     file_ids: &BTreeSet<u64>,
     pipe_ids: &BTreeSet<u64>,
     epoll_ids: &BTreeSet<u64>,
@@ -824,13 +856,13 @@ fn load_sockets(
             continue;
         }
         let st: OpenFileState = objs.get(f)?;
-        check_open_file(&st, f, pipe_ids, epoll_ids, socket_ids, pty_ids)?;
+        check_open_file(&st, f, pipe_ids, epoll_ids, any_socket_ids, pty_ids)?;
         files.insert(f, st);
     }
     let socket_files: Vec<u64> = files
         .values()
         .filter_map(|f| match f.kind {
-            FileStateKind::Socket { id } => Some(id),
+            FileStateKind::Socket { id } if socket_ids.contains(&id) => Some(id),
             _ => None,
         })
         .collect();
@@ -860,6 +892,78 @@ fn load_sockets(
         .into());
     }
     Ok(sockets)
+}
+
+/// The netlink sockets' records, each checked and named by exactly one
+/// open file.
+fn load_netlink_sockets(
+    objs: &Objects,
+    ids: &BTreeSet<u64>,
+    files: &BTreeMap<u64, OpenFileState>,
+) -> Result<Vec<crate::net::netlink::NetlinkSocketRecord>, LoadError> {
+    use crate::net::{netlink::NetlinkSocketRecord, NetError};
+    let mut named: BTreeMap<u64, usize> = BTreeMap::new();
+    for f in files.values() {
+        if let FileStateKind::Socket { id } = f.kind {
+            if ids.contains(&id) {
+                *named.entry(id).or_default() += 1;
+            }
+        }
+    }
+    let mut recs = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let r: NetlinkSocketRecord = objs.get(id)?;
+        r.check(id).map_err(|e| -> LoadError {
+            let NetError::Invalid { id, field, why } = e;
+            invalid("net.NetlinkSocket", id, field, why).into()
+        })?;
+        match named.get(&id) {
+            Some(1) => {}
+            None => {
+                return Err(statefile::StatefileError::UnreferencedObject {
+                    type_name: "net.NetlinkSocket".into(),
+                    id,
+                }
+                .into())
+            }
+            Some(_) => {
+                return Err(invalid("net.NetlinkSocket", id, "file", "two open files").into())
+            }
+        }
+        recs.push(r);
+    }
+    Ok(recs)
+}
+
+/// The inet sockets' records, each checked alone, then together with the
+/// open files that name them (every file loaded by now: descriptor
+/// tables' and those in flight): connections in pairs, queued
+/// connections with no file, one file per socket.
+fn load_inet_sockets(
+    objs: &Objects,
+    inet_ids: &BTreeSet<u64>,
+    files: &BTreeMap<u64, OpenFileState>,
+) -> Result<Vec<crate::net::inet::state::InetSocketRecord>, LoadError> {
+    use crate::net::{inet::state::InetSocketRecord, NetError};
+    let net_invalid = |e: NetError| -> LoadError {
+        let NetError::Invalid { id, field, why } = e;
+        invalid("net.InetSocket", id, field, why).into()
+    };
+    let mut recs: Vec<InetSocketRecord> = Vec::with_capacity(inet_ids.len());
+    for &id in inet_ids {
+        let r: InetSocketRecord = objs.get(id)?;
+        r.check(id, inet_ids).map_err(net_invalid)?;
+        recs.push(r);
+    }
+    let inet_files: Vec<u64> = files
+        .values()
+        .filter_map(|f| match f.kind {
+            FileStateKind::Socket { id } if inet_ids.contains(&id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    crate::net::inet::state::check_graph(&recs, &inet_files).map_err(net_invalid)?;
+    Ok(recs)
 }
 
 /// One address space's record: its mappings against this host's layout

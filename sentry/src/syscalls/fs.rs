@@ -580,6 +580,9 @@ pub fn ioctl(t: &mut Task, a: &Args) -> SysResult {
     if let Some(r) = super::tty::ioctl(t, &f, cmd, a.raw(2)) {
         return r;
     }
+    if let Some(r) = super::net::ifconf(t, &f, cmd, a.addr(2)) {
+        return r;
+    }
     let mut input = vec![0u8; ioctl_input_size(cmd)];
     if !input.is_empty() {
         t.mm().copy_in(a.addr(2), &mut input)?;

@@ -1,8 +1,10 @@
 //! Sockets (gVisor's sys_socket.go, Linux's net/socket.c): the handlers
 //! read and check the application's arguments (socket addresses, msghdr,
 //! iovecs, control messages, option values), call the socket objects of
-//! sentry/src/net, and write the results back. Only AF_UNIX exists; every
-//! other family is EAFNOSUPPORT, logged once.
+//! sentry/src/net, and write the results back. AF_UNIX is here, AF_INET
+//! and AF_INET6 in [`inet`], AF_NETLINK (NETLINK_ROUTE) in [`netlink`]
+//! (each handler hands such a socket's call over); every other family is
+//! EAFNOSUPPORT, logged once.
 
 use std::sync::Arc;
 
@@ -14,6 +16,11 @@ use crate::net::control::{self, RecvControl, OPTMEM_MAX};
 use crate::net::unix::{unnamed_sockaddr, Incoming, Outgoing, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF};
 use crate::net::{socket_of, SockType, SocketFile, UCred, UnixAddr, UnixSocket};
 use crate::vfs::{Interrupt, IoCtx, OpenFile};
+
+#[path = "net_inet.rs"]
+mod inet;
+#[path = "net_netlink.rs"]
+mod netlink;
 
 const SOCK_TYPE_MASK: i32 = 0xf;
 /// Linux's SOCK_MAX: type numbers at or past it are EINVAL.
@@ -39,6 +46,47 @@ fn sock(t: &Task, fd: i32) -> Result<(Arc<OpenFile>, Arc<UnixSocket>), Errno> {
     }
     let s = socket_of(&f)?;
     Ok((f, s))
+}
+
+/// SIOCGIFCONF on a socket of any family (its `struct ifconf` points at
+/// the application's buffer, so the handler writes it here): `lo` and
+/// 127.0.0.1, the one IPv4 interface; with no buffer, the length it
+/// needs. None: not this ioctl, or not a socket.
+pub fn ifconf(t: &mut Task, f: &OpenFile, cmd: u64, arg: u64) -> Option<SysResult> {
+    use crate::net::inet::procnet::IFREQ_SIZE;
+    if cmd != libc::SIOCGIFCONF || f.kind() != crate::vfs::FileKind::Socket {
+        return None;
+    }
+    let run = || -> SysResult {
+        // struct ifconf { int ifc_len; /* pad */; char *ifc_buf; }
+        let mut b = [0u8; 16];
+        t.mm().copy_in(arg, &mut b)?;
+        let len = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let buf = u64::from_ne_bytes(b[8..16].try_into().map_err(|_| Errno::EFAULT)?);
+        let mut req = [0u8; IFREQ_SIZE];
+        req[..2].copy_from_slice(b"lo");
+        req[16..18].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        req[20..24].copy_from_slice(&[127, 0, 0, 1]);
+        let written = if buf == 0 {
+            IFREQ_SIZE
+        } else if usize::try_from(len).is_ok_and(|l| l >= IFREQ_SIZE) {
+            t.mm().copy_out(buf, &req)?;
+            IFREQ_SIZE
+        } else {
+            0
+        };
+        t.mm().copy_out(arg, &(written as i32).to_ne_bytes())?;
+        Ok(0)
+    };
+    Some(run())
+}
+
+/// EBADF or ENOTSOCK unless `fd` is a socket of any family.
+fn any_socket(t: &Task, fd: i32) -> Result<(), Errno> {
+    if inet::lookup(t, fd)?.is_some() || netlink::lookup(t, fd)?.is_some() {
+        return Ok(());
+    }
+    sock(t, fd).map(|_| ())
 }
 
 fn install(t: &mut Task, f: Arc<OpenFile>, cloexec: bool) -> Result<i32, Errno> {
@@ -124,6 +172,12 @@ fn status(flags: i32) -> i32 {
 }
 
 pub fn socket(t: &mut Task, a: &Args) -> SysResult {
+    if let Some(fam) = crate::net::inet::Family::from_raw(a.int(0)) {
+        return inet::socket(t, fam, a.int(1), a.int(2));
+    }
+    if a.int(0) == libc::AF_NETLINK {
+        return netlink::socket(t, a.int(1), a.int(2));
+    }
     let (ty, flags) = unix_type(t, "socket", a.int(0), a.int(1), a.int(2))?;
     let s = UnixSocket::new(&t.kernel().unix, ty, None);
     let f = SocketFile::open(s, status(flags));
@@ -131,6 +185,9 @@ pub fn socket(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn socketpair(t: &mut Task, a: &Args) -> SysResult {
+    if crate::net::inet::Family::from_raw(a.int(0)).is_some() {
+        return inet::socketpair(t, a.int(1), a.int(2));
+    }
     let (ty, flags) = unix_type(t, "socketpair", a.int(0), a.int(1), a.int(2))?;
     let (x, y) = UnixSocket::pair(&t.kernel().unix, ty, peer_cred(t));
     let cloexec = flags & libc::SOCK_CLOEXEC != 0;
@@ -189,6 +246,12 @@ fn start(t: &Task, path: &[u8]) -> Result<Arc<crate::vfs::Dentry>, Errno> {
 }
 
 pub fn bind(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::bind(t, &s, a);
+    }
+    if let Some((_, s)) = netlink::lookup(t, a.fd(0))? {
+        return netlink::bind(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let raw = read_sockaddr(t, a.addr(1), a.int(2))?;
     match UnixAddr::parse(&raw)? {
@@ -206,6 +269,12 @@ pub fn bind(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn listen(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::listen(&s, a);
+    }
+    if netlink::lookup(t, a.fd(0))?.is_some() {
+        return Err(Errno::EOPNOTSUPP);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     s.listen(a.int(1), peer_cred(t))?;
     Ok(0)
@@ -229,6 +298,12 @@ fn lookup(t: &Task, s: &UnixSocket, raw: &[u8]) -> Result<Arc<UnixSocket>, Errno
 }
 
 pub fn connect(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((f, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::connect(t, &f, &s, a);
+    }
+    if netlink::lookup(t, a.fd(0))?.is_some() {
+        return netlink::connect(t, a);
+    }
     let (f, s) = sock(t, a.fd(0))?;
     let raw = read_sockaddr(t, a.addr(1), a.int(2))?;
     if s.ty() == SockType::Dgram {
@@ -258,6 +333,12 @@ fn do_accept(t: &mut Task, a: &Args, flags: i32) -> SysResult {
     if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
         return Err(Errno::EINVAL);
     }
+    if let Some((f, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::accept(t, &f, &s, a, flags);
+    }
+    if netlink::lookup(t, a.fd(0))?.is_some() {
+        return Err(Errno::EOPNOTSUPP);
+    }
     let (f, s) = sock(t, a.fd(0))?;
     let intr = t.interrupt().io.clone();
     let conn = s.accept(&io_ctx(&f, &intr, 0))?;
@@ -283,6 +364,12 @@ pub fn accept4(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn getsockname(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::getsockname(t, &s, a);
+    }
+    if let Some((_, s)) = netlink::lookup(t, a.fd(0))? {
+        return netlink::getsockname(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let sa = s
         .local_addr()
@@ -294,6 +381,12 @@ pub fn getsockname(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn getpeername(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::getpeername(t, &s, a);
+    }
+    if netlink::lookup(t, a.fd(0))?.is_some() {
+        return netlink::getpeername(t, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let sa = s
         .peer_addr()?
@@ -316,8 +409,22 @@ fn check_len_ptr(t: &Task, lenp: u64) -> Result<(), Errno> {
 }
 
 pub fn shutdown(t: &mut Task, a: &Args) -> SysResult {
-    let (_, s) = sock(t, a.fd(0))?;
+    let found = inet::lookup(t, a.fd(0))?;
     let how = a.int(1);
+    if let Some((_, s)) = found {
+        if !(libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how) {
+            return Err(Errno::EINVAL);
+        }
+        return inet::shutdown(&s, how);
+    }
+    if netlink::lookup(t, a.fd(0))?.is_some() {
+        return if (libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how) {
+            Ok(0)
+        } else {
+            Err(Errno::EINVAL)
+        };
+    }
+    let (_, s) = sock(t, a.fd(0))?;
     if !(libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how) {
         return Err(Errno::EINVAL);
     }
@@ -394,6 +501,14 @@ struct Send {
 }
 
 fn do_send(t: &mut Task, fd: i32, req: Send) -> SysResult {
+    if let Some((f, s)) = inet::lookup(t, fd)? {
+        // Control messages (IP_PKTINFO, IP_TOS...) are not taken: the
+        // data goes without them.
+        return inet::send(t, &f, &s, req.iovs, &req.to, req.flags);
+    }
+    if let Some((_, s)) = netlink::lookup(t, fd)? {
+        return netlink::send(t, &s, &req.iovs, &req.to);
+    }
     let (f, s) = sock(t, fd)?;
     let flags = req.flags;
     if flags & libc::MSG_OOB != 0 {
@@ -576,6 +691,24 @@ fn do_recv(
     flags: i32,
     control_space: Option<usize>,
 ) -> Result<Received, Errno> {
+    if let Some((f, s)) = inet::lookup(t, fd)? {
+        let (ret, msg_flags, name) = inet::recv(t, &f, &s, iovs, flags)?;
+        return Ok(Received {
+            ret,
+            msg_flags,
+            name,
+            control: Vec::new(),
+        });
+    }
+    if let Some((f, s)) = netlink::lookup(t, fd)? {
+        let (ret, msg_flags, name) = netlink::recv(t, &f, &s, iovs, flags)?;
+        return Ok(Received {
+            ret,
+            msg_flags,
+            name,
+            control: Vec::new(),
+        });
+    }
     let (f, s) = sock(t, fd)?;
     if flags & libc::MSG_OOB != 0 {
         return Err(Errno::EOPNOTSUPP);
@@ -684,7 +817,7 @@ const MMSGHDR_SIZE: u64 = 64;
 /// first error, which is returned only if nothing was sent.
 pub fn sendmmsg(t: &mut Task, a: &Args) -> SysResult {
     let (fd, vec, flags) = (a.fd(0), a.addr(1), a.int(3));
-    sock(t, fd)?;
+    any_socket(t, fd)?;
     let vlen = u64::from(a.uint(2)).min(UIO_MAXIOV);
     let mut done = 0u64;
     while done < vlen {
@@ -709,7 +842,7 @@ pub fn sendmmsg(t: &mut Task, a: &Args) -> SysResult {
 /// returned only if nothing was received.
 pub fn recvmmsg(t: &mut Task, a: &Args) -> SysResult {
     let (fd, vec, flags) = (a.fd(0), a.addr(1), a.int(3));
-    sock(t, fd)?;
+    any_socket(t, fd)?;
     let deadline = if a.addr(4) != 0 {
         let mut b = [0u8; 16];
         t.mm().copy_in(a.addr(4), &mut b)?;
@@ -765,6 +898,12 @@ fn timeval_bytes(d: Option<std::time::Duration>) -> Vec<u8> {
 }
 
 pub fn getsockopt(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::getsockopt(t, &s, a);
+    }
+    if let Some((_, s)) = netlink::lookup(t, a.fd(0))? {
+        return netlink::getsockopt(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let (level, name) = (a.int(1), a.int(2));
     let (val, lenp) = (a.addr(3), a.addr(4));
@@ -815,6 +954,12 @@ fn read_timeout(raw: &[u8]) -> Result<Option<std::time::Duration>, Errno> {
 }
 
 pub fn setsockopt(t: &mut Task, a: &Args) -> SysResult {
+    if let Some((_, s)) = inet::lookup(t, a.fd(0))? {
+        return inet::setsockopt(t, &s, a);
+    }
+    if let Some((_, s)) = netlink::lookup(t, a.fd(0))? {
+        return netlink::setsockopt(t, &s, a);
+    }
     let (_, s) = sock(t, a.fd(0))?;
     let (level, name) = (a.int(1), a.int(2));
     let len = usize::try_from(a.int(4)).map_err(|_| Errno::EINVAL)?;

@@ -787,6 +787,14 @@ pub fn ioctl_input_size(cmd: u64) -> usize {
         libc::TCSETS | libc::TCSETSW | libc::TCSETSF => KERNEL_TERMIOS_SIZE,
         libc::TIOCSWINSZ => 8,
         libc::FIONBIO | libc::TIOCSPGRP => 4,
+        // `struct ifreq`: the interface ioctls on sockets (net/inet/procnet.rs).
+        libc::SIOCGIFFLAGS
+        | libc::SIOCGIFADDR
+        | libc::SIOCGIFNETMASK
+        | libc::SIOCGIFINDEX
+        | libc::SIOCGIFMTU
+        | libc::SIOCGIFNAME
+        | libc::SIOCGIFTXQLEN => 40,
         _ => 0,
     }
 }

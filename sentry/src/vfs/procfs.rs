@@ -36,6 +36,11 @@ pub trait ProcessTable: Send + Sync {
     fn cpu_time(&self) -> (u64, u64);
     /// The wall-clock time the sandbox booted, in seconds since the epoch.
     fn boot_time(&self) -> u64;
+    /// /proc/net/`name` (tcp, tcp6, udp, udp6, dev), from the network
+    /// stack; None: no such file.
+    fn net_file(&self, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// One process (thread group), as /proc/<pid> shows it.
@@ -454,6 +459,26 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
         ino: 28,
         entries: Arc::new(move || vec![(b"kernel".to_vec(), sys_kernel.clone())]),
     });
+    // /proc/net: the loopback stack's sockets and device, read live.
+    let net: Arc<dyn Inode> = {
+        let files: Vec<(Vec<u8>, Arc<dyn Inode>)> = ["dev", "tcp", "tcp6", "udp", "udp6"]
+            .iter()
+            .zip(41u64..)
+            .map(|(name, ino)| {
+                let t = table.clone();
+                let f = file(ino, move || {
+                    t.net_file(name)
+                        .map(String::into_bytes)
+                        .ok_or(Errno::ENOENT)
+                });
+                (name.as_bytes().to_vec(), f)
+            })
+            .collect();
+        Arc::new(ProcDir {
+            ino: 40,
+            entries: Arc::new(move || files.clone()),
+        })
+    };
     let fixed: Vec<(Vec<u8>, Arc<dyn Inode>)> =
         {
             let (t1, t2, t3, t4, t5) = (t.clone(), t.clone(), t.clone(), t.clone(), t.clone());
@@ -503,6 +528,7 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
             ),
             (b"version".to_vec(), text(16, VERSION)),
             (b"sys".to_vec(), sys),
+            (b"net".to_vec(), net),
         ]
         };
     let entries = move || -> Vec<(Vec<u8>, Arc<dyn Inode>)> {

@@ -493,6 +493,8 @@ pub struct SaveCtx {
     /// The sockets met, by id: saved with their links once every open
     /// file reached from a descriptor table has its id.
     pub sockets: BTreeMap<u64, Arc<crate::net::UnixSocket>>,
+    /// The netlink sockets met, by id.
+    pub netlink: BTreeMap<u64, Arc<crate::net::netlink::NetlinkSocket>>,
     /// The pseudo-terminals met, by index.
     pub ptys: BTreeMap<u32, PtySnapshot>,
     /// The sandbox's tmpfs instances by their tag in a
@@ -1103,6 +1105,8 @@ impl OpenFile {
             SaveAs::Socket { id } => {
                 if let Ok(sock) = crate::net::socket_of(self) {
                     ctx.sockets.entry(id).or_insert(sock);
+                } else if let Some(nl) = crate::net::netlink::netlink_of(self) {
+                    ctx.netlink.entry(id).or_insert(nl);
                 }
                 return Ok(stream(FileStateKind::Socket { id }));
             }
@@ -1162,6 +1166,11 @@ pub struct RestoreCtx {
     /// file.
     sockets: HashMap<u64, Arc<crate::net::UnixSocket>>,
     socket_files: std::collections::HashSet<u64>,
+    /// The inet sockets restored in the stack that a file may claim (each
+    /// once).
+    inet_sockets: HashMap<u64, Arc<crate::net::inet::InetSocket>>,
+    /// The netlink sockets restored, each claimed by its one file.
+    netlink: HashMap<u64, Arc<crate::net::netlink::NetlinkSocket>>,
     /// The restored pseudo-terminals, by index.
     ptys: HashMap<u32, Arc<Terminal>>,
 }
@@ -1184,6 +1193,8 @@ impl RestoreCtx {
             clocks: None,
             sockets: HashMap::new(),
             socket_files: Default::default(),
+            inet_sockets: HashMap::new(),
+            netlink: HashMap::new(),
             ptys: HashMap::new(),
         }
     }
@@ -1196,6 +1207,31 @@ impl RestoreCtx {
 
     /// The sockets re-created from the statefile, which socket files
     /// are re-opened onto.
+    /// The inet sockets put back in the stack, which their files claim.
+    pub fn with_inet_sockets(
+        mut self,
+        sockets: HashMap<u64, Arc<crate::net::inet::InetSocket>>,
+    ) -> Self {
+        self.inet_sockets = sockets;
+        self
+    }
+
+    /// The netlink sockets restored, which their files claim.
+    pub fn with_netlink(
+        mut self,
+        sockets: HashMap<u64, Arc<crate::net::netlink::NetlinkSocket>>,
+    ) -> Self {
+        self.netlink = sockets;
+        self
+    }
+
+    /// Releases the inet sockets no file claimed.
+    pub fn release_unclaimed_inet(&mut self) {
+        for (_, s) in self.inet_sockets.drain() {
+            s.release();
+        }
+    }
+
     pub fn with_sockets(mut self, sockets: HashMap<u64, Arc<crate::net::UnixSocket>>) -> Self {
         self.sockets = sockets;
         self
@@ -1356,6 +1392,26 @@ impl Vfs {
                     .cloned()
                     .ok_or_else(|| invalid(format!("unknown pty {index}")))?;
                 return self.reopen_pty(st, &tty, *master, status);
+            }
+            FileStateKind::Socket { id } if ctx.netlink.contains_key(id) => {
+                let sock = ctx
+                    .netlink
+                    .remove(id)
+                    .ok_or_else(|| invalid(format!("unknown socket {id}")))?;
+                return Ok(crate::net::netlink::NetlinkFile::open(
+                    sock,
+                    status & libc::O_NONBLOCK,
+                ));
+            }
+            FileStateKind::Socket { id } if !ctx.sockets.contains_key(id) => {
+                let sock = ctx
+                    .inet_sockets
+                    .remove(id)
+                    .ok_or_else(|| invalid(format!("unknown socket {id}")))?;
+                return Ok(crate::net::inet::InetFile::open(
+                    sock,
+                    status & libc::O_NONBLOCK,
+                ));
             }
             FileStateKind::Socket { id } => {
                 let sock = ctx
