@@ -219,15 +219,23 @@ fn interrupts_racing_with_syscalls() {
     let intr = f.ctx.interrupter();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
+    let (started, first_sent) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
         let mut n = 0u64;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             intr.interrupt();
             n += 1;
+            if n == 1 {
+                let _ = started.send(());
+            }
             std::thread::sleep(Duration::from_micros(20));
         }
         n
     });
+    // At least one request is made before the program runs, however the
+    // threads are scheduled (on a loaded machine the 2000 calls may finish
+    // before the interrupter first runs).
+    first_sent.recv().unwrap();
     let (mut syscalls, mut interrupts) = (0, 0);
     loop {
         match f.switch() {

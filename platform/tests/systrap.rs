@@ -232,13 +232,19 @@ fn interrupts() {
         }
     });
     let (mut sys, mut int) = (0, 0);
+    // A hang guard, not a measurement: a loaded machine may starve the
+    // interrupting thread for a while, never for a minute.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while sys < 2000 || int < 5 {
         match f.switch() {
             Event::Syscall => sys += 1,
             Event::Interrupted => int += 1,
             e => panic!("{e:?}"),
         }
-        assert!(sys < 200_000, "too few interrupts");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{int} interrupts in a minute of {sys} syscalls"
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     t.join().unwrap();
