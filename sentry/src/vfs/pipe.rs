@@ -102,8 +102,17 @@ impl Pipe {
     pub(crate) fn end_ops(self: &Arc<Self>, acc: i32, fifo: bool) -> Arc<dyn FileOps> {
         let readable = acc != libc::O_WRONLY;
         let writable = acc != libc::O_RDONLY;
-        let opened = {
+        let (opened, peer_at_open) = {
             let mut st = lock(&self.state);
+            // Whether the other end is open now, in the same step as this
+            // end is counted (fifo_open decides under the pipe's lock: a
+            // peer that leaves before this open waits would otherwise be
+            // missed).
+            let peer = if readable {
+                st.writers > 0
+            } else {
+                st.readers > 0
+            };
             if readable {
                 st.readers += 1;
                 st.read_opens += 1;
@@ -112,7 +121,7 @@ impl Pipe {
                 st.writers += 1;
                 st.write_opens += 1;
             }
-            (st.read_opens, st.write_opens)
+            ((st.read_opens, st.write_opens), peer)
         };
         self.cond.notify_all();
         // A poller of the other end sees the peer arrive.
@@ -123,6 +132,7 @@ impl Pipe {
             writable,
             fifo,
             opened,
+            peer_at_open,
         })
     }
 
@@ -261,6 +271,8 @@ struct PipeEnd {
     fifo: bool,
     /// The pipe's (read_opens, write_opens) once this end was counted.
     opened: (u64, u64),
+    /// Whether the other end was open when this one was counted.
+    peer_at_open: bool,
 }
 
 impl Drop for PipeEnd {
@@ -312,34 +324,31 @@ impl FileOps for PipeEnd {
     /// unless O_NONBLOCK (a reader then goes on at once, a writer without
     /// a reader fails ENXIO) or O_RDWR (it is both).
     fn wait_open(&self, io: &IoCtx<'_>) -> Result<(), Errno> {
-        if !self.fifo || (self.readable && self.writable) {
+        if !self.fifo || (self.readable && self.writable) || self.peer_at_open {
             return Ok(());
         }
+        if io.nonblock {
+            return if self.readable {
+                Ok(())
+            } else {
+                Err(Errno::ENXIO)
+            };
+        }
+        // wait_for_partner: until an end of the other kind has opened since
+        // (it may have closed again meanwhile).
         let mut st = lock(&self.pipe.state);
-        if self.readable {
-            if io.nonblock {
-                return Ok(());
+        let partner_opened = |st: &PipeState| {
+            if self.readable {
+                st.write_opens != self.opened.1
+            } else {
+                st.read_opens != self.opened.0
             }
-            while st.writers == 0 && st.write_opens == self.opened.1 {
-                if io.interrupt.is_set() {
-                    return Err(Errno::EINTR);
-                }
-                st = self.pipe.wait(st);
+        };
+        while !partner_opened(&st) {
+            if io.interrupt.is_set() {
+                return Err(Errno::EINTR);
             }
-        } else {
-            if io.nonblock {
-                return if st.readers == 0 {
-                    Err(Errno::ENXIO)
-                } else {
-                    Ok(())
-                };
-            }
-            while st.readers == 0 && st.read_opens == self.opened.0 {
-                if io.interrupt.is_set() {
-                    return Err(Errno::EINTR);
-                }
-                st = self.pipe.wait(st);
-            }
+            st = self.pipe.wait(st);
         }
         Ok(())
     }
@@ -552,6 +561,52 @@ mod tests {
         assert_eq!(r.read(&mut buf, &intr), Ok(3));
         assert_eq!(&buf[..3], b"cde");
         assert_eq!(r.read(&mut buf, &intr), Ok(0));
+    }
+
+    /// A FIFO reader opened while a writer was there does not wait, even
+    /// when that writer closed before the reader got to its wait (the race
+    /// that hung a guest under load); one opened alone waits until a writer
+    /// opens, even one that closes at once.
+    #[test]
+    fn fifo_open_decides_when_it_counts() {
+        let pipe = Pipe::new(None, &[], Timespec::default());
+        let writer = pipe.end_ops(libc::O_WRONLY, true);
+        let reader = pipe.end_ops(libc::O_RDONLY, true);
+        drop(writer);
+        let intr = Interrupt::new();
+        let i2 = intr.clone();
+        // Were the reader to wait, this interrupt would end it with EINTR.
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            i2.interrupt();
+        });
+        let io = IoCtx {
+            interrupt: &intr,
+            nonblock: false,
+        };
+        assert_eq!(reader.wait_open(&io), Ok(()));
+        t.join().unwrap();
+
+        let lone = Pipe::new(None, &[], Timespec::default());
+        let reader = lone.end_ops(libc::O_RDONLY, true);
+        let l2 = lone.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            drop(l2.end_ops(libc::O_WRONLY, true));
+        });
+        let intr = Interrupt::new();
+        let io = IoCtx {
+            interrupt: &intr,
+            nonblock: false,
+        };
+        assert_eq!(reader.wait_open(&io), Ok(()), "a writer came and went");
+        t.join().unwrap();
+        let nb = IoCtx {
+            interrupt: &intr,
+            nonblock: true,
+        };
+        let alone = Pipe::new(None, &[], Timespec::default()).end_ops(libc::O_WRONLY, true);
+        assert_eq!(alone.wait_open(&nb), Err(Errno::ENXIO));
     }
 
     #[test]
