@@ -1,0 +1,142 @@
+//! `cryo checkpoint --leave-running` with a near-zero stall (issue 15): the
+//! program stops only while the kernel state is captured and its memory
+//! frozen copy-on-write, and runs while its memory is written out. The
+//! `ckpt_freeze` guest rewrites all of its 64 MiB continuously (by its own
+//! stores, by read(2) from a pipe, and a tmpfs file by pwrite(2) and through
+//! a MAP_SHARED mapping) and checks everything each pass; its restored
+//! copy notices it was restored (its real-time clock jumped) and checks
+//! its memory and file at once against what they held at the freeze,
+//! which it knows from where it was frozen. So a statefile holding any
+//! page as it was after the freeze rather than at it fails here, and so
+//! does an original that the freeze disturbed.
+//!
+//! Runs on the platform `CRYO_TEST_PLATFORM` names, like every e2e test
+//! (tests/scripts/test.sh runs them on both).
+
+use std::thread;
+use std::time::Duration;
+
+use cryo_tests::sandbox::{assert_ok, assert_only_statefile, checkpoint, Sandbox, Scratch};
+use cryo_tests::{guest, Libc};
+
+/// The guest fills 64 MiB before its first line; a pass is slow on ptrace.
+const START: Duration = Duration::from_secs(60);
+const PASSES: Duration = Duration::from_secs(60);
+
+/// A field `name=value` of a guest line.
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split(' ')
+        .find_map(|f| f.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {name}= in guest line {line:?}"))
+}
+
+fn pass_of(line: &str) -> u64 {
+    field(line, "pass")
+        .parse()
+        .unwrap_or_else(|_| panic!("bad pass in {line:?}"))
+}
+
+/// The last pass the sandbox has reported.
+fn last_pass(s: &Sandbox) -> u64 {
+    s.lines()
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("pass="))
+        .map_or(0, |l| pass_of(l))
+}
+
+#[test]
+fn leave_running_saves_memory_as_frozen_while_the_program_writes() {
+    let s = Scratch::new("freeze");
+    let program = guest("ckpt_freeze", Libc::Glibc);
+    let mut a = Sandbox::run(&s.root(), "A", &program, &["64"]).failing_on("BAD");
+    // Two passes: the program is in its steady loop, rewriting everything.
+    a.wait_lines(2, START);
+    a.drain();
+    let before = last_pass(&a);
+    let img = s.path("img");
+    let out = checkpoint(&s.root(), &img, "A", &["--leave-running"]);
+    assert_ok(&out, "cryo checkpoint --leave-running A");
+    assert_only_statefile(&img);
+    a.drain();
+    let at_return = last_pass(&a);
+
+    // The original carries on, each pass checked by the program itself,
+    // across the save and after its protections are gone.
+    a.wait_for(
+        PASSES,
+        "the original to pass the checkpoint by 2 passes",
+        |l| {
+            l.last()
+                .is_some_and(|l| l.starts_with("pass=") && pass_of(l) >= at_return + 2)
+        },
+    );
+    assert!(a.is_running(), "the original stopped: {}", a.stderr_str());
+
+    // More than the guest's 700 ms since the freeze: the restored copy
+    // sees its real-time clock jump and checks itself at once.
+    thread::sleep(Duration::from_millis(1500));
+    let mut b = Sandbox::restore(&s.root(), &img, "B").failing_on("BAD");
+    b.wait_lines(3, START);
+    let restored = b.lines()[0].clone();
+    assert!(
+        restored.starts_with("restored "),
+        "the restored copy's first line is {restored:?}, not its check at the freeze"
+    );
+    let frozen_pass = pass_of(&restored);
+    assert!(
+        before < frozen_pass && frozen_pass <= at_return + 1,
+        "frozen in pass {frozen_pass}, but the checkpoint ran between passes {before} and {at_return}"
+    );
+    assert_eq!(
+        field(&restored, "mem"),
+        field(&restored, "expect"),
+        "the restored memory is not what the program held at the freeze: {restored}"
+    );
+    assert_eq!(
+        field(&restored, "file"),
+        field(&restored, "fexpect"),
+        "the restored tmpfs file is not what it held at the freeze: {restored}"
+    );
+    // Then it goes on exactly as the original did: the same checked
+    // memory and file at the end of each pass.
+    let b_passes: Vec<String> = b.lines()[1..3].to_vec();
+    assert_eq!(pass_of(&b_passes[0]), frozen_pass, "{b_passes:?}");
+    let want = pass_of(&b_passes[1]);
+    a.wait_for(PASSES, "the original to reach the restored passes", |l| {
+        l.last()
+            .is_some_and(|l| l.starts_with("pass=") && pass_of(l) >= want)
+    });
+    for line in &b_passes {
+        let p = pass_of(line);
+        let original = a
+            .lines()
+            .iter()
+            .find(|l| l.starts_with("pass=") && pass_of(l) == p)
+            .unwrap_or_else(|| panic!("the original printed no pass {p}: {:?}", a.lines()));
+        assert_eq!(
+            line, original,
+            "pass {p}: restored copy and original differ"
+        );
+    }
+    assert!(
+        !a.lines().iter().any(|l| l.starts_with("restored")),
+        "the original saw its clock jump (a long stall?): {:?}",
+        a.lines()
+    );
+
+    // A second --leave-running checkpoint of the same program (the first
+    // one's freeze ended) works as well, and the original still checks out.
+    let again = s.path("again");
+    assert_ok(
+        &checkpoint(&s.root(), &again, "A", &["--leave-running"]),
+        "a second cryo checkpoint --leave-running A",
+    );
+    a.drain();
+    let second = last_pass(&a);
+    a.wait_for(PASSES, "the original to pass the second checkpoint", |l| {
+        l.last()
+            .is_some_and(|l| l.starts_with("pass=") && pass_of(l) >= second + 1)
+    });
+    assert!(a.is_running(), "the original stopped: {}", a.stderr_str());
+}
