@@ -10,13 +10,20 @@
 //! page as it was after the freeze rather than at it fails here, and so
 //! does an original that the freeze disturbed.
 //!
+//! A save that fails halfway (the image directory fills up) while the
+//! program runs leaves no statefile and the program running, unharmed.
+//!
 //! Runs on the platform `CRYO_TEST_PLATFORM` names, like every e2e test
 //! (tests/scripts/test.sh runs them on both).
 
+use std::ffi::CString;
+use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
-use cryo_tests::sandbox::{assert_ok, assert_only_statefile, checkpoint, Sandbox, Scratch};
+use cryo_tests::sandbox::{
+    assert_ok, assert_only_statefile, assert_refused, checkpoint, files_under, Sandbox, Scratch,
+};
 use cryo_tests::{guest, Libc};
 
 /// The guest fills 64 MiB before its first line; a pass is slow on ptrace.
@@ -139,4 +146,76 @@ fn leave_running_saves_memory_as_frozen_while_the_program_writes() {
             .is_some_and(|l| l.starts_with("pass=") && pass_of(l) >= second + 1)
     });
     assert!(a.is_running(), "the original stopped: {}", a.stderr_str());
+}
+
+#[test]
+fn leave_running_failing_halfway_leaves_nothing_and_the_program_running() {
+    // The image directory is on a 2 MiB tmpfs: the statefile of 64 MiB of
+    // memory the guest keeps rewriting (hardly compressible) runs out of
+    // space while it is written in the background, the program running.
+    let s = Scratch::new("freeze-full");
+    let small = s.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    // The tests run as root (cryo itself needs it): a refused mount is a
+    // broken setup, not a reason to pass.
+    let _tmpfs = SmallTmpfs::mount(&small)
+        .unwrap_or_else(|e| panic!("cannot mount a tmpfs on {}: {e}", small.display()));
+    let program = guest("ckpt_freeze", Libc::Glibc);
+    let mut a = Sandbox::run(&s.root(), "A", &program, &["64"]).failing_on("BAD");
+    a.wait_lines(1, START);
+    let img = small.join("img");
+    let out = checkpoint(&s.root(), &img, "A", &["--leave-running"]);
+    assert_refused(
+        out.code,
+        &out.stderr_str(),
+        "checkpoint --leave-running onto a full tmpfs",
+        &["No space left on device"],
+    );
+    let left = files_under(&small);
+    assert!(left.is_empty(), "the failed checkpoint left {left:?}");
+    a.drain();
+    let at = a.lines().len();
+    a.wait_for(PASSES, "the original to go on checking itself", |l| {
+        l.len() >= at + 2
+    });
+    assert!(a.is_running(), "the original stopped: {}", a.stderr_str());
+    // The freeze is over: a checkpoint that fits works afterwards.
+    let good = s.path("good");
+    assert_ok(
+        &checkpoint(&s.root(), &good, "A", &["--leave-running"]),
+        "a checkpoint after the failed one",
+    );
+    assert_only_statefile(&good);
+}
+
+/// A small tmpfs mounted over a directory of the test's own, unmounted on
+/// drop.
+struct SmallTmpfs(CString);
+
+impl SmallTmpfs {
+    fn mount(dir: &Path) -> std::io::Result<SmallTmpfs> {
+        let target = CString::new(dir.to_str().unwrap()).unwrap();
+        // SAFETY: mount(2) with valid NUL-terminated strings; it touches no
+        // memory of this process.
+        let r = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                c"size=2m".as_ptr().cast(),
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(SmallTmpfs(target))
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        // SAFETY: umount2(2) of the mount made above.
+        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+    }
 }
