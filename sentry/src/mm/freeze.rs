@@ -147,37 +147,46 @@ impl Snapshot {
     }
 
     /// Copies aside the pending pages of `[offset, offset + len)` of `mf`
-    /// before they change.
+    /// before they change. Runs of pending pages are read with one pread
+    /// each (a mapping freed during the save may be large).
     fn preserve(&self, mf: &MemoryFile, offset: u64, len: u64) {
+        /// The most read at once: bounds the buffer, not the work.
+        const RUN: u64 = 256 * MF_PAGE_SIZE;
         let end = offset.saturating_add(len).min(self.len);
         let mut page = offset & !(MF_PAGE_SIZE - 1);
         if page >= end {
             return;
         }
         let mut p = self.lock();
-        let mut buf = vec![0u8; MF_PAGE_SIZE as usize];
+        let mut buf = Vec::new();
         while page < end {
-            if p.is_pending(page) {
-                match pread_exact(mf, page, &mut buf) {
-                    Ok(()) => {
-                        let copy = if buf.iter().all(|b| *b == 0) {
-                            None
-                        } else {
-                            p.held += MF_PAGE_SIZE;
-                            p.peak = p.peak.max(p.held);
-                            Some(buf.clone().into_boxed_slice())
-                        };
-                        p.copies.insert(page, copy);
-                        p.copied_pages += 1;
-                    }
-                    Err(e) => {
-                        tracing::error!(page, "cannot copy a frozen page aside: {e}");
-                        p.failed.get_or_insert(e);
-                    }
-                }
-                p.clear_pending(page);
+            if !p.is_pending(page) {
+                page += MF_PAGE_SIZE;
+                continue;
             }
-            page += MF_PAGE_SIZE;
+            let start = page;
+            while page < end && page - start < RUN && p.is_pending(page) {
+                page += MF_PAGE_SIZE;
+            }
+            buf.resize((page - start) as usize, 0);
+            if let Err(e) = pread_exact(mf, start, &mut buf) {
+                tracing::error!(start, "cannot copy frozen pages aside: {e}");
+                p.failed.get_or_insert(e);
+                continue;
+            }
+            for (i, data) in buf.chunks(MF_PAGE_SIZE as usize).enumerate() {
+                let at = start + i as u64 * MF_PAGE_SIZE;
+                let copy = if data.iter().all(|b| *b == 0) {
+                    None
+                } else {
+                    p.held += MF_PAGE_SIZE;
+                    Some(data.to_vec().into_boxed_slice())
+                };
+                p.copies.insert(at, copy);
+                p.copied_pages += 1;
+                p.clear_pending(at);
+            }
+            p.peak = p.peak.max(p.held);
         }
     }
 
@@ -682,5 +691,32 @@ mod tests {
         // A second freeze may begin once the first ended.
         let again = mf.begin_freeze().unwrap();
         mf.end_freeze(&again);
+    }
+
+    #[test]
+    fn a_large_range_freed_during_the_save_is_kept() {
+        let mf = MemoryFile::new(1024 * P).unwrap();
+        let n = 600;
+        let a = mf.allocate(n * P).unwrap();
+        for i in (0..n).filter(|i| i % 3 != 0) {
+            mf.write_at(a + i * P + 8, &i.to_le_bytes()).unwrap();
+        }
+        let snap = mf.begin_freeze().unwrap();
+        mf.free(a, n * P).unwrap();
+        assert!(mf.data_ranges(a, n * P).unwrap().is_empty(), "punched");
+        let stats = snap.stats();
+        assert_eq!(stats.copied_pages, n);
+        // Zero pages take no room aside.
+        assert_eq!(stats.peak_bytes, (n - n.div_ceil(3)) * P);
+        let mut img = vec![0u8; snap.len() as usize];
+        snap.read_into(&mf, 0, &mut img).unwrap();
+        for i in 0..n {
+            let mut want = [0u8; 8];
+            if i % 3 != 0 {
+                want = i.to_le_bytes();
+            }
+            assert_eq!(img[(i * P + 8) as usize..][..8], want, "page {i}");
+        }
+        mf.end_freeze(&snap);
     }
 }
