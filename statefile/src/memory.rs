@@ -260,7 +260,41 @@ fn encode_range<M: MemorySource + ?Sized>(
 
 static ZEROS: [u8; 65536] = [0u8; 65536];
 
+/// Lowers the calling thread's scheduling priority to nice 10 (Linux
+/// priorities are per thread). Best effort: a refusal only means the
+/// workers compete with the program as equals.
+fn lower_thread_priority() {
+    // SAFETY: gettid and setpriority take no pointers; setpriority acts on
+    // the calling thread only (its own tid), raising its nice value, which
+    // needs no privilege. Its result is ignored on purpose (see above).
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+}
+
 impl<S: Sink + Send> Writer<S> {
+    /// [`Writer::write_memory`] on worker threads of its own that yield the
+    /// CPUs to everything else (nice 10): for a memory image saved while
+    /// the program it belongs to runs on (`cryo checkpoint
+    /// --leave-running`), which should not wait for the compressors.
+    pub fn write_memory_yielding<M: MemorySource + ?Sized>(
+        &mut self,
+        name: &str,
+        src: &M,
+        opts: &MemoryOptions,
+    ) -> Result<MemoryStats>
+    where
+        Self: Send,
+    {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("cryo-save-{i}"))
+            .start_handler(|_| lower_thread_priority())
+            .build()
+            .map_err(io::Error::other)?;
+        pool.install(|| self.write_memory(name, src, opts))
+    }
+
     /// Writes a memory image as section `(Memory, name)` plus its map
     /// `(MemoryMap, name)`. Chunks are compressed on all cores while earlier
     /// ones are written, so at most a few chunks per core are in memory.

@@ -181,7 +181,9 @@ bench_cryo() {
 	local plat=$1 size=$2 rep=$3 id="f-$1-$2-$3" pid
 	local out=$W/cryo.out err=$W/cryo.err
 	rm -rf "$W/img" "$out" "$err"
-	"$CRYO_BIN" --root "$CRYO_ROOT" --platform "$plat" "do" --id "$id" -- "$GUEST" "$size" </dev/null >>"$out" 2>>"$err" &
+	# The Sentry logs how long it held the tasks (stall_us) and what it
+	# copied aside (peak_bytes).
+	CRYO_LOG=sentry::state::save=info "$CRYO_BIN" --root "$CRYO_ROOT" --platform "$plat" "do" --id "$id" -- "$GUEST" "$size" </dev/null >>"$out" 2>>"$err" &
 	pid=$!
 	CHILD[$pid]=1
 	CRYO_LIVE[$id]=1
@@ -196,6 +198,10 @@ bench_cryo() {
 	stop_pid "$pid"
 	unset "CRYO_LIVE[$id]"
 	rm -rf "$W/img"
+	local log
+	log=$(sed 's/\x1b\[[0-9;]*m//g' "$err")
+	SENTRY_MS=$(grep -o 'stall_us=[0-9]*' <<<"$log" | tail -n1 | cut -d= -f2 | awk '{ printf "%.2f", $1 / 1000 }')
+	PEAK_MIB=$(grep -o 'peak_bytes: [0-9]*' <<<"$log" | tail -n1 | awk '{ printf "%.1f", $2 / 1048576 }')
 	return $ok
 }
 
@@ -229,7 +235,7 @@ for size in "${SIZES[@]}"; do
 		for s in "${SYSTEMS[@]}"; do
 			[[ -z ${FAIL[$s]:-} && -z ${FAIL[$s.$size]:-} ]] || continue
 			log "$size MiB, run $rep/$REPS: $s"
-			REASON="" STALL_MS="" BASE_MS="" CKPT_MS="" PROGRESS=""
+			REASON="" STALL_MS="" BASE_MS="" CKPT_MS="" PROGRESS="" SENTRY_MS="" PEAK_MIB=""
 			ok=1
 			case $s in
 			cryo-*) bench_cryo "${s#cryo-}" "$size" "$rep" || ok=0 ;;
@@ -241,6 +247,8 @@ for size in "${SIZES[@]}"; do
 				echo "$BASE_MS" >>"$r.base"
 				echo "$CKPT_MS" >>"$r.ckpt"
 				echo "$PROGRESS" >>"$r.progress"
+				[[ -z $SENTRY_MS ]] || echo "$SENTRY_MS" >>"$r.sentry"
+				[[ -z $PEAK_MIB ]] || echo "$PEAK_MIB" >>"$r.peak"
 			else
 				log "  failed: $REASON"
 				FAIL[$s.$size]=$REASON
@@ -268,19 +276,19 @@ echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); host: $(uname -sr), $(grep -m1 'mo
 if [[ -x $RUNSC ]]; then anchors_versions | grep '^runsc' | sed 's/^/- /'; fi
 [[ -z $CRYO_BIN ]] || echo "- cryo: $CRYO_BIN ($CRYO_NOTE)"
 echo "- guest: tests/bench/guests/stall.c (static), SIZE MiB of random words, one word of the next page written per iteration; $REPS runs per system and size, systems interleaved"
-echo "- cells: median (min–max); stall: the longest gap between two iterations of the guest's loop in the windows the checkpoint ran in; baseline: the longest in the 0.8 s before it; progress: iterations per 100 ms while the checkpoint ran, % of before"
+echo "- cells: median (min–max); stall: the longest gap between two iterations of the guest's loop in the windows the checkpoint ran in; baseline: the longest in the 0.8 s before it; progress: iterations per 100 ms while the checkpoint ran, % of before; cryo only: Sentry hold, how long the Sentry held the tasks (its log's stall_us: stop, kernel state, freeze), copied aside, the most memory its side buffer held"
 echo
-echo "| guest | system | stall (ms) | baseline (ms) | checkpoint command (ms) | progress meanwhile |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| guest | system | stall (ms) | baseline (ms) | Sentry hold (ms) | checkpoint command (ms) | progress meanwhile | copied aside (MiB) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for size in "${SIZES[@]}"; do
 	for s in "${SYSTEMS[@]}"; do
 		r=$W/res/$s.$size
 		why=${FAIL[$s]:-${FAIL[$s.$size]:-}}
 		if [[ -n $why && ! -s $r.stall ]]; then
-			echo "| $size MiB | $s | failed: $(one_line "$why") | | | |"
+			echo "| $size MiB | $s | failed: $(one_line "$why") | | | | | |"
 			continue
 		fi
-		echo "| $size MiB | $s | $(cell "$r.stall" 2) | $(cell "$r.base" 2) | $(cell "$r.ckpt") | $(cell "$r.progress" 0)% |"
+		echo "| $size MiB | $s | $(cell "$r.stall" 2) | $(cell "$r.base" 2) | $(cell "$r.sentry" 2) | $(cell "$r.ckpt") | $(cell "$r.progress" 0)% | $(cell "$r.peak") |"
 		[[ -z $why ]] || NOTES+=("$s $size MiB: a run failed: $why")
 	done
 done

@@ -1,4 +1,4 @@
-/* Freeze workload: ckpt_freeze [MiB=64] [passes=inf]
+/* Freeze workload: ckpt_freeze [MiB=64] [passes=inf] [threads=1]
  *
  * Keeps writing all of its memory while a `cryo checkpoint --leave-running`
  * saves it, so that a statefile holding any page as it was after the
@@ -30,10 +30,19 @@
  * file against (P, c) at once — what the statefile held, rewritten at
  * most by the 16 chunks since the freeze — and prints
  *   restored pass=P chunk=C mem=HEX expect=HEX file=HEX fexpect=HEX
- * before going on. The original never prints that line. */
+ * before going on. The original never prints that line.
+ *
+ * With threads > 1, each further thread rewrites an 8 MiB buffer of its
+ * own the same way (its own salt in H, no pipe, no file), checks it at
+ * the end of each of its passes (printing nothing, or "BAD thread=T ..."
+ * and exiting 1), and when it sees the clock jump prints
+ *   restored thread=T pass=P chunk=C mem=HEX expect=HEX
+ * so that every thread of a frozen process is checked against where it
+ * was frozen. */
 #include "common.h"
 #include <fcntl.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -51,10 +60,10 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-/* Word j of the buffer after pass P. */
-static uint64_t H(uint64_t pass, uint64_t j)
+/* Word j of a buffer salted `salt` after pass P. */
+static uint64_t H(uint64_t salt, uint64_t pass, uint64_t j)
 {
-	return mix(pass * 0x9E3779B97F4A7C15ULL ^ j);
+	return mix((pass * 0x9E3779B97F4A7C15ULL ^ j) + salt * 0xA24BAED4963EE407ULL);
 }
 
 /* Word k of file page f after pass P. */
@@ -76,9 +85,15 @@ static long long ns(clockid_t c)
 	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-static uint64_t *buf;
+/* One buffer rewritten pass after pass by one thread. */
+struct area {
+	uint64_t *buf;
+	long chunks;
+	uint64_t salt;
+	int io; /* the main one: pipe and file too */
+};
+
 static uint64_t *map;
-static long chunks;
 static int fd, pipefd[2];
 
 /* The pass whose values chunk c holds before chunk `next` of pass P is
@@ -94,21 +109,21 @@ static uint64_t pass_of_page(uint64_t P, long next, long f)
 	return 32 * f + 1 < next ? P : P - 1;
 }
 
-static uint64_t mem_sum(void)
+static uint64_t mem_sum(const struct area *a)
 {
 	uint64_t h = FNV_INIT;
-	for (long i = 0; i < chunks * WORDS; i++)
-		h = step(h, buf[i]);
+	for (long i = 0; i < a->chunks * WORDS; i++)
+		h = step(h, a->buf[i]);
 	return h;
 }
 
-static uint64_t mem_expect(uint64_t P, long next)
+static uint64_t mem_expect(const struct area *a, uint64_t P, long next)
 {
 	uint64_t h = FNV_INIT;
-	for (long c = 0; c < chunks; c++) {
+	for (long c = 0; c < a->chunks; c++) {
 		uint64_t p = pass_of_chunk(P, next, c);
 		for (long k = 0; k < WORDS; k++)
-			h = step(h, H(p, (uint64_t)(c * WORDS + k)));
+			h = step(h, H(a->salt, p, (uint64_t)(c * WORDS + k)));
 	}
 	return h;
 }
@@ -136,13 +151,13 @@ static uint64_t file_expect(uint64_t P, long next)
 	return h;
 }
 
-static void write_chunk(uint64_t P, long c)
+static void write_chunk(const struct area *a, uint64_t P, long c)
 {
-	uint64_t *dst = buf + c * WORDS;
-	if ((c / 16) % 4 == 0) {
+	uint64_t *dst = a->buf + c * WORDS;
+	if (a->io && (c / 16) % 4 == 0) {
 		static uint64_t tmp[WORDS];
 		for (long k = 0; k < WORDS; k++)
-			tmp[k] = H(P, (uint64_t)(c * WORDS + k));
+			tmp[k] = H(a->salt, P, (uint64_t)(c * WORDS + k));
 		CHECK(write(pipefd[1], tmp, PAGE) == PAGE);
 		long got = 0;
 		while (got < PAGE) {
@@ -152,9 +167,9 @@ static void write_chunk(uint64_t P, long c)
 		}
 	} else {
 		for (long k = 0; k < WORDS; k++)
-			dst[k] = H(P, (uint64_t)(c * WORDS + k));
+			dst[k] = H(a->salt, P, (uint64_t)(c * WORDS + k));
 	}
-	if (c % 32 == 1 && (c - 1) / 32 < FILE_PAGES) {
+	if (a->io && c % 32 == 1 && (c - 1) / 32 < FILE_PAGES) {
 		long f = (c - 1) / 32;
 		if ((f / 16) % 2 == 0) {
 			static uint64_t page[WORDS];
@@ -181,14 +196,58 @@ static void *map_aligned(size_t len, int fd)
 	return m;
 }
 
+/* Whether CLOCK_REALTIME jumped against CLOCK_MONOTONIC since `*offset`
+ * (which is then reset): the process was frozen and restored. */
+static int restored(long long *offset)
+{
+	long long now = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
+	if (now - *offset > 700000000LL || *offset - now > 700000000LL) {
+		*offset = now;
+		return 1;
+	}
+	return 0;
+}
+
+/* A further thread's passes over its own area (see the top). */
+static void *rewriter(void *arg)
+{
+	const struct area *a = arg;
+	long long offset = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
+	for (uint64_t P = 1;; P++) {
+		for (long c = 0; c < a->chunks; c++) {
+			if (c % 16 == 0 && restored(&offset)) {
+				uint64_t m = mem_sum(a), me = mem_expect(a, P, c);
+				printf("restored thread=%llu pass=%llu chunk=%ld mem=%016llx expect=%016llx\n",
+				       (unsigned long long)a->salt, (unsigned long long)P, c,
+				       (unsigned long long)m, (unsigned long long)me);
+				fflush(stdout);
+				offset = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
+			}
+			write_chunk(a, P, c);
+		}
+		uint64_t m = mem_sum(a), me = mem_expect(a, P, a->chunks);
+		if (m != me) {
+			printf("BAD thread=%llu pass=%llu mem=%016llx expect=%016llx\n",
+			       (unsigned long long)a->salt, (unsigned long long)P,
+			       (unsigned long long)m, (unsigned long long)me);
+			fflush(stdout);
+			exit(1);
+		}
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	long mib = argc > 1 ? atol(argv[1]) : 64;
 	long passes = argc > 2 ? atol(argv[2]) : -1;
-	chunks = mib * 256;
+	long threads = argc > 3 ? atol(argv[3]) : 1;
+	struct area main_area = { NULL, mib * 256, 0, 1 };
+	const struct area *a = &main_area;
 	/* Every file page is written once a pass. */
-	CHECK(chunks >= 32 * FILE_PAGES);
-	buf = map_aligned((size_t)chunks * PAGE, -1);
+	CHECK(main_area.chunks >= 32 * FILE_PAGES);
+	CHECK(threads >= 1 && threads <= 16);
+	main_area.buf = map_aligned((size_t)main_area.chunks * PAGE, -1);
 	CHECK(pipe(pipefd) == 0);
 	fd = open("/dev/shm/ckpt_freeze", O_RDWR | O_CREAT | O_TRUNC, 0600);
 	CHECK(fd >= 0);
@@ -196,28 +255,33 @@ int main(int argc, char **argv)
 	map = map_aligned(FILE_PAGES * PAGE, fd);
 
 	/* Pass 0 fills everything. */
-	for (long c = 0; c < chunks; c++)
-		write_chunk(0, c);
+	for (long c = 0; c < a->chunks; c++)
+		write_chunk(a, 0, c);
+	static struct area others[16];
+	for (long t = 1; t < threads; t++) {
+		others[t] = (struct area){ map_aligned(8 << 20, -1), 2048, (uint64_t)t, 0 };
+		for (long c = 0; c < others[t].chunks; c++)
+			write_chunk(&others[t], 0, c);
+		pthread_t th;
+		CHECK(pthread_create(&th, NULL, rewriter, &others[t]) == 0);
+	}
 	long long offset = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
 	for (uint64_t P = 1; passes < 0 || (long)P <= passes; P++) {
-		for (long c = 0; c < chunks; c++) {
-			if (c % 16 == 0) {
-				long long now = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
-				if (now - offset > 700000000LL || offset - now > 700000000LL) {
-					uint64_t m = mem_sum(), me = mem_expect(P, c);
-					uint64_t f = file_sum(), fe = file_expect(P, c);
-					printf("restored pass=%llu chunk=%ld mem=%016llx expect=%016llx file=%016llx fexpect=%016llx\n",
-					       (unsigned long long)P, c, (unsigned long long)m,
-					       (unsigned long long)me, (unsigned long long)f,
-					       (unsigned long long)fe);
-					fflush(stdout);
-					offset = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
-				}
+		for (long c = 0; c < a->chunks; c++) {
+			if (c % 16 == 0 && restored(&offset)) {
+				uint64_t m = mem_sum(a), me = mem_expect(a, P, c);
+				uint64_t f = file_sum(), fe = file_expect(P, c);
+				printf("restored pass=%llu chunk=%ld mem=%016llx expect=%016llx file=%016llx fexpect=%016llx\n",
+				       (unsigned long long)P, c, (unsigned long long)m,
+				       (unsigned long long)me, (unsigned long long)f,
+				       (unsigned long long)fe);
+				fflush(stdout);
+				offset = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
 			}
-			write_chunk(P, c);
+			write_chunk(a, P, c);
 		}
-		uint64_t m = mem_sum(), me = mem_expect(P, chunks);
-		uint64_t f = file_sum(), fe = file_expect(P, chunks);
+		uint64_t m = mem_sum(a), me = mem_expect(a, P, a->chunks);
+		uint64_t f = file_sum(), fe = file_expect(P, a->chunks);
 		if (m != me || f != fe) {
 			printf("BAD pass=%llu mem=%016llx expect=%016llx file=%016llx fexpect=%016llx\n",
 			       (unsigned long long)P, (unsigned long long)m,

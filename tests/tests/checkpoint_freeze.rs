@@ -149,6 +149,49 @@ fn leave_running_saves_memory_as_frozen_while_the_program_writes() {
 }
 
 #[test]
+fn leave_running_freezes_every_thread_of_the_program() {
+    // Three more threads rewrite 8 MiB each while the main one does its
+    // 64 MiB, pipe and file: every thread is stopped at the freeze, and
+    // every thread of the restored copy finds its memory as it was then.
+    const THREADS: usize = 4;
+    let s = Scratch::new("freeze-threads");
+    let program = guest("ckpt_freeze", Libc::Glibc);
+    let mut a = Sandbox::run(&s.root(), "A", &program, &["64", "-1", "4"]).failing_on("BAD");
+    a.wait_lines(2, START);
+    let img = s.path("img");
+    let out = checkpoint(&s.root(), &img, "A", &["--leave-running"]);
+    assert_ok(&out, "cryo checkpoint --leave-running A");
+    a.drain();
+    let at_return = last_pass(&a);
+    a.wait_for(PASSES, "the original to go on by 2 passes", |l| {
+        l.last()
+            .is_some_and(|l| l.starts_with("pass=") && pass_of(l) >= at_return + 2)
+    });
+    thread::sleep(Duration::from_millis(1500));
+    let mut b = Sandbox::restore(&s.root(), &img, "B").failing_on("BAD");
+    b.wait_for(START, "every thread's check and two passes", |l| {
+        l.iter().filter(|l| l.starts_with("restored")).count() == THREADS
+            && l.iter().filter(|l| l.starts_with("pass=")).count() >= 2
+    });
+    for line in b.lines().iter().filter(|l| l.starts_with("restored")) {
+        assert_eq!(
+            field(line, "mem"),
+            field(line, "expect"),
+            "a restored thread's memory is not what it held at the freeze: {line}"
+        );
+        if !line.contains("thread=") {
+            assert_eq!(field(line, "file"), field(line, "fexpect"), "{line}");
+        }
+    }
+    assert!(
+        !a.lines().iter().any(|l| l.starts_with("restored")),
+        "the original saw its clock jump: {:?}",
+        a.lines()
+    );
+    assert!(a.is_running(), "the original stopped: {}", a.stderr_str());
+}
+
+#[test]
 fn leave_running_failing_halfway_leaves_nothing_and_the_program_running() {
     // The image directory is on a 2 MiB tmpfs: the statefile of 64 MiB of
     // memory the guest keeps rewriting (hardly compressible) runs out of

@@ -475,6 +475,7 @@ pub fn checkpoint_leave_running(
         .name("cryo-checkpoint".into())
         .spawn(move || {
             let (mf, snap) = (thread_mf, thread_snap);
+            // The program runs meanwhile: the compressors yield to it.
             let written = write_sections(
                 file,
                 header,
@@ -484,6 +485,7 @@ pub fn checkpoint_leave_running(
                     mf: &mf,
                     snap: &snap,
                 },
+                true,
                 || mf.end_freeze(&snap),
             );
             // Already ended once the memory was read; again for a failure
@@ -537,18 +539,21 @@ fn write_statefile(
         &objs,
         opts.compression,
         &src,
+        false,
         || {},
     )
 }
 
 /// Writes the statefile: header, kernel section, memory section from
-/// `memory` (then calls `memory_read`: nothing reads it any more), index.
+/// `memory` (compressed by workers of lowered priority if `yielding`; then
+/// calls `memory_read`: nothing reads it any more), index.
 fn write_sections(
     file: File,
     header: Header,
     objs: &ObjectEncoder,
     compression: Compression,
     memory: &dyn MemorySource,
+    yielding: bool,
     memory_read: impl FnOnce(),
 ) -> Result<CheckpointStats, CheckpointError> {
     let mut w = Writer::new(io::BufWriter::with_capacity(1 << 20, file), header)?;
@@ -559,14 +564,15 @@ fn write_sections(
         objs.encoder(),
     )?;
     let len = memory.len();
-    let stats = w.write_memory(
-        MEMORY_SECTION,
-        memory,
-        &MemoryOptions {
-            compression,
-            ..Default::default()
-        },
-    )?;
+    let mopts = MemoryOptions {
+        compression,
+        ..Default::default()
+    };
+    let stats = if yielding {
+        w.write_memory_yielding(MEMORY_SECTION, memory, &mopts)?
+    } else {
+        w.write_memory(MEMORY_SECTION, memory, &mopts)?
+    };
     memory_read();
     let file_bytes = w.position();
     w.finish()?;
