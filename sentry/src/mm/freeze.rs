@@ -64,6 +64,9 @@ pub struct Snapshot {
 struct SnapshotPages {
     /// One bit per page of `[0, len)`: set while the page is pending.
     pending: Vec<u64>,
+    /// One bit per page: set while the writer reads the page from the
+    /// memory file without the lock (see [`Snapshot::read_into`]).
+    in_flight: Vec<u64>,
     /// Frozen contents of copied pages not yet read by the writer, by
     /// page offset; `None` for a page that was all zeros.
     copies: HashMap<u64, Option<Box<[u8]>>>,
@@ -76,19 +79,36 @@ struct SnapshotPages {
     failed: Option<Errno>,
 }
 
+fn bit(map: &[u64], page: u64) -> bool {
+    let i = (page / MF_PAGE_SIZE) as usize;
+    map.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+fn set_bit(map: &mut [u64], page: u64, on: bool) {
+    let i = (page / MF_PAGE_SIZE) as usize;
+    if let Some(w) = map.get_mut(i / 64) {
+        if on {
+            *w |= 1 << (i % 64);
+        } else {
+            *w &= !(1 << (i % 64));
+        }
+    }
+}
+
 impl SnapshotPages {
     fn is_pending(&self, page: u64) -> bool {
-        let i = (page / MF_PAGE_SIZE) as usize;
-        self.pending
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        bit(&self.pending, page)
     }
 
     fn clear_pending(&mut self, page: u64) {
-        let i = (page / MF_PAGE_SIZE) as usize;
-        if let Some(w) = self.pending.get_mut(i / 64) {
-            *w &= !(1 << (i % 64));
-        }
+        set_bit(&mut self.pending, page, false);
+    }
+
+    /// Whether `page` still holds its frozen contents in the memory file
+    /// and someone will read them: pending, or being read by the writer
+    /// and not copied aside yet.
+    fn needs_copy(&self, page: u64) -> bool {
+        self.is_pending(page) || (bit(&self.in_flight, page) && !self.copies.contains_key(&page))
     }
 }
 
@@ -117,6 +137,7 @@ impl Snapshot {
         Snapshot {
             len,
             pages: Mutex::new(SnapshotPages {
+                in_flight: vec![0u64; pending.len()],
                 pending,
                 ..Default::default()
             }),
@@ -160,12 +181,12 @@ impl Snapshot {
         let mut p = self.lock();
         let mut buf = Vec::new();
         while page < end {
-            if !p.is_pending(page) {
+            if !p.needs_copy(page) {
                 page += MF_PAGE_SIZE;
                 continue;
             }
             let start = page;
-            while page < end && page - start < RUN && p.is_pending(page) {
+            while page < end && page - start < RUN && p.needs_copy(page) {
                 page += MF_PAGE_SIZE;
             }
             buf.resize((page - start) as usize, 0);
@@ -194,6 +215,13 @@ impl Snapshot {
     /// pages from the memory file, copied ones from the side buffer (which
     /// gives them up), the rest zeros. Each page is read once: afterwards
     /// it is done, and nothing keeps it any more.
+    ///
+    /// The memory file is read without the lock, so that a fault or a
+    /// Sentry write meanwhile never waits for the read (nor for this thread,
+    /// which runs at a low priority, to be scheduled again): the pages read
+    /// are marked in flight, a `preserve` of one copies it aside as it
+    /// would a pending page (it still holds its frozen contents: the write
+    /// comes after), and that copy replaces whatever the read saw.
     pub fn read_into(&self, mf: &MemoryFile, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let end = offset
             .checked_add(buf.len() as u64)
@@ -202,39 +230,68 @@ impl Snapshot {
         if offset % MF_PAGE_SIZE != 0 {
             return Err(Errno::EINVAL);
         }
-        // Held across the reads: a page read here cannot be written by the
-        // Sentry (its `preserve` waits) nor by the application (its host
-        // mappings are read-only until a fault's `preserve`) meanwhile.
+        let buf_len = buf.len();
+        let slot = |page: u64| {
+            let a = (page - offset) as usize;
+            a..(a + MF_PAGE_SIZE as usize).min(buf_len)
+        };
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        {
+            let mut p = self.lock();
+            if let Some(e) = p.failed {
+                return Err(e);
+            }
+            let mut page = offset;
+            while page < end {
+                if p.is_pending(page) {
+                    p.clear_pending(page);
+                    set_bit(&mut p.in_flight, page, true);
+                    match runs.last_mut() {
+                        Some((_, e)) if *e == page => *e += MF_PAGE_SIZE,
+                        _ => runs.push((page, page + MF_PAGE_SIZE)),
+                    }
+                } else {
+                    let r = slot(page);
+                    match p.copies.remove(&page) {
+                        Some(Some(copy)) => {
+                            p.held -= MF_PAGE_SIZE;
+                            let n = r.len();
+                            buf[r].copy_from_slice(&copy[..n]);
+                        }
+                        _ => buf[r].fill(0),
+                    }
+                }
+                page += MF_PAGE_SIZE;
+            }
+        }
+        let mut read = Ok(());
+        for (s, e) in &runs {
+            let (a, b) = (
+                (s - offset) as usize,
+                ((e - offset) as usize).min(buf.len()),
+            );
+            read = read.and_then(|()| pread_exact(mf, *s, &mut buf[a..b]));
+        }
         let mut p = self.lock();
+        for (s, e) in runs {
+            for page in (s..e).step_by(MF_PAGE_SIZE as usize) {
+                set_bit(&mut p.in_flight, page, false);
+                let r = slot(page);
+                match p.copies.remove(&page) {
+                    Some(Some(copy)) => {
+                        p.held -= MF_PAGE_SIZE;
+                        let n = r.len();
+                        buf[r].copy_from_slice(&copy[..n]);
+                    }
+                    Some(None) => buf[r].fill(0),
+                    None => {}
+                }
+            }
+        }
         if let Some(e) = p.failed {
             return Err(e);
         }
-        let mut page = offset;
-        while page < end {
-            // A run of pending pages is read with one pread.
-            let run_start = page;
-            while page < end && p.is_pending(page) {
-                p.clear_pending(page);
-                page += MF_PAGE_SIZE;
-            }
-            if page > run_start {
-                let (a, b) = ((run_start - offset) as usize, (page - offset) as usize);
-                let b = b.min(buf.len());
-                pread_exact(mf, run_start, &mut buf[a..b])?;
-                continue;
-            }
-            let a = (page - offset) as usize;
-            let b = (a + MF_PAGE_SIZE as usize).min(buf.len());
-            match p.copies.remove(&page) {
-                Some(Some(copy)) => {
-                    p.held -= MF_PAGE_SIZE;
-                    buf[a..b].copy_from_slice(&copy[..b - a]);
-                }
-                _ => buf[a..b].fill(0),
-            }
-            page += MF_PAGE_SIZE;
-        }
-        Ok(())
+        read
     }
 }
 
@@ -414,11 +471,19 @@ impl MemoryManager {
             return Ok(());
         }
         self.freeze_gen = gen;
-        if self.mf.is_frozen() {
+        let started = Instant::now();
+        let frozen = self.mf.is_frozen();
+        let result = if frozen {
             self.freeze_all()
         } else {
             self.thaw_all()
-        }
+        };
+        tracing::debug!(
+            frozen,
+            us = started.elapsed().as_micros() as u64,
+            "freeze: address space in step"
+        );
+        result
     }
 
     /// The freeze began: every page this address space maps (writable or
@@ -597,6 +662,7 @@ impl MemoryManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     const P: u64 = MF_PAGE_SIZE;
 
@@ -718,5 +784,54 @@ mod tests {
             assert_eq!(img[(i * P + 8) as usize..][..8], want, "page {i}");
         }
         mf.end_freeze(&snap);
+    }
+
+    #[test]
+    fn writes_racing_the_writer_never_reach_the_image() {
+        // Another thread writes every page (through the Sentry's write
+        // path, last page first) the moment the image is read (first page
+        // first, in one read without the lock): whether a page is read
+        // before, during or after its write, the image has it as frozen.
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        let mf = Arc::new(MemoryFile::new(4096 * P).unwrap());
+        let n = 2048u64;
+        let a = mf.allocate(n * P).unwrap();
+        for i in 0..n {
+            mf.write_at(a + i * P, &vec![(i % 100) as u8 + 1; P as usize])
+                .unwrap();
+        }
+        for _ in 0..5 {
+            let snap = mf.begin_freeze().unwrap();
+            let go = Arc::new(AtomicBool::new(false));
+            let writer = {
+                let (mf, go) = (mf.clone(), go.clone());
+                std::thread::spawn(move || {
+                    while !go.load(SeqCst) {
+                        std::hint::spin_loop();
+                    }
+                    for i in (0..n).rev() {
+                        mf.write_at(a + i * P + 100, &[0xee; 64]).unwrap();
+                    }
+                })
+            };
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let mut img = vec![0u8; snap.len() as usize];
+            go.store(true, SeqCst);
+            snap.read_into(&mf, 0, &mut img).unwrap();
+            writer.join().unwrap();
+            mf.end_freeze(&snap);
+            for i in 0..n {
+                let page = &img[(i * P) as usize..][..P as usize];
+                assert!(
+                    page.iter().all(|b| *b == (i % 100) as u8 + 1),
+                    "page {i} changed after the freeze"
+                );
+            }
+            // Back to the frozen contents for the next round.
+            for i in 0..n {
+                mf.write_at(a + i * P + 100, &[(i % 100) as u8 + 1; 64])
+                    .unwrap();
+            }
+        }
     }
 }
