@@ -260,23 +260,14 @@ fn encode_range<M: MemorySource + ?Sized>(
 
 static ZEROS: [u8; 65536] = [0u8; 65536];
 
-/// Lowers the calling thread's scheduling priority to nice 10 (Linux
-/// priorities are per thread). Best effort: a refusal only means the
-/// workers compete with the program as equals.
-fn lower_thread_priority() {
-    // SAFETY: gettid and setpriority take no pointers; setpriority acts on
-    // the calling thread only (its own tid), raising its nice value, which
-    // needs no privilege. Its result is ignored on purpose (see above).
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
-    }
-}
-
 impl<S: Sink + Send> Writer<S> {
-    /// [`Writer::write_memory`] on worker threads of its own that yield the
-    /// CPUs to everything else (nice 10): for a memory image saved while
+    /// [`Writer::write_memory`] on a pool of its own with one worker fewer
+    /// than there are CPUs (at least one): for a memory image saved while
     /// the program it belongs to runs on (`cryo checkpoint
-    /// --leave-running`), which should not wait for the compressors.
+    /// --leave-running`), which keeps a CPU. Not by lowering the workers'
+    /// priority: the program's write faults briefly wait for a lock the
+    /// workers take, and a low-priority worker preempted while holding it
+    /// would keep the program waiting for as long as it is not scheduled.
     pub fn write_memory_yielding<M: MemorySource + ?Sized>(
         &mut self,
         name: &str,
@@ -286,10 +277,10 @@ impl<S: Sink + Send> Writer<S> {
     where
         Self: Send,
     {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
+            .num_threads(cpus.saturating_sub(1).max(1))
             .thread_name(|i| format!("cryo-save-{i}"))
-            .start_handler(|_| lower_thread_priority())
             .build()
             .map_err(io::Error::other)?;
         pool.install(|| self.write_memory(name, src, opts))

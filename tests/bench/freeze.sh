@@ -170,11 +170,14 @@ measure() {
 	CKPT_MS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
 	# Windows are numbered from 0 in the order printed: n0 (0-based) is the
 	# first that can hold the stall, n1 + 1 the last.
-	read -r STALL_MS BASE_MS PROGRESS < <(grep '^w=' "$logf" | awk -F'[= ]' -v a="$n0" -v b="$((n1 + 1))" '
+	# The first three windows of the command hold the freeze itself when
+	# the program goes on at once (cryo); the rest, the save beside it.
+	read -r STALL_MS BASE_MS PROGRESS FIRST_MS < <(grep '^w=' "$logf" | awk -F'[= ]' -v a="$n0" -v b="$((n1 + 1))" '
 		{ i = NR - 1; g = $4 / 1000; k = $6 }
 		i >= 2 && i < a { if (g > base) base = g; bi += k; bn++ }
 		i >= a && i <= b { if (g > stall) stall = g; si += k; sn++ }
-		END { printf "%.2f %.2f %.0f\n", stall, base, (bn && bi) ? 100 * (si / sn) / (bi / bn) : 0 }')
+		i >= a && i <= a + 2 && i <= b { if (g > first) first = g }
+		END { printf "%.2f %.2f %.0f %.2f\n", stall, base, (bn && bi) ? 100 * (si / sn) / (bi / bn) : 0, first }')
 }
 
 bench_cryo() {
@@ -235,7 +238,7 @@ for size in "${SIZES[@]}"; do
 		for s in "${SYSTEMS[@]}"; do
 			[[ -z ${FAIL[$s]:-} && -z ${FAIL[$s.$size]:-} ]] || continue
 			log "$size MiB, run $rep/$REPS: $s"
-			REASON="" STALL_MS="" BASE_MS="" CKPT_MS="" PROGRESS="" SENTRY_MS="" PEAK_MIB=""
+			REASON="" STALL_MS="" BASE_MS="" CKPT_MS="" PROGRESS="" SENTRY_MS="" PEAK_MIB="" FIRST_MS=""
 			ok=1
 			case $s in
 			cryo-*) bench_cryo "${s#cryo-}" "$size" "$rep" || ok=0 ;;
@@ -247,6 +250,7 @@ for size in "${SIZES[@]}"; do
 				echo "$BASE_MS" >>"$r.base"
 				echo "$CKPT_MS" >>"$r.ckpt"
 				echo "$PROGRESS" >>"$r.progress"
+				[[ $s != cryo-* ]] || echo "$FIRST_MS" >>"$r.first"
 				[[ -z $SENTRY_MS ]] || echo "$SENTRY_MS" >>"$r.sentry"
 				[[ -z $PEAK_MIB ]] || echo "$PEAK_MIB" >>"$r.peak"
 			else
@@ -276,19 +280,19 @@ echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); host: $(uname -sr), $(grep -m1 'mo
 if [[ -x $RUNSC ]]; then anchors_versions | grep '^runsc' | sed 's/^/- /'; fi
 [[ -z $CRYO_BIN ]] || echo "- cryo: $CRYO_BIN ($CRYO_NOTE)"
 echo "- guest: tests/bench/guests/stall.c (static), SIZE MiB of random words, one word of the next page written per iteration; $REPS runs per system and size, systems interleaved"
-echo "- cells: median (min–max); stall: the longest gap between two iterations of the guest's loop in the windows the checkpoint ran in; baseline: the longest in the 0.8 s before it; progress: iterations per 100 ms while the checkpoint ran, % of before; cryo only: Sentry hold, how long the Sentry held the tasks (its log's stall_us: stop, kernel state, freeze), copied aside, the most memory its side buffer held"
+echo "- cells: median (min–max); stall: the longest gap between two iterations of the guest's loop in the windows the checkpoint ran in; baseline: the longest in the 0.8 s before it; progress: iterations per 100 ms while the checkpoint ran, % of before; cryo only: at the freeze, the longest gap in the command's first three windows (the freeze and the first faults after it; for runsc the pause spans the whole command), Sentry hold, how long the Sentry held the tasks (its log's stall_us: stop, kernel state, freeze), copied aside, the most memory its side buffer held"
 echo
-echo "| guest | system | stall (ms) | baseline (ms) | Sentry hold (ms) | checkpoint command (ms) | progress meanwhile | copied aside (MiB) |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|"
+echo "| guest | system | stall (ms) | baseline (ms) | at the freeze (ms) | Sentry hold (ms) | checkpoint command (ms) | progress meanwhile | copied aside (MiB) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for size in "${SIZES[@]}"; do
 	for s in "${SYSTEMS[@]}"; do
 		r=$W/res/$s.$size
 		why=${FAIL[$s]:-${FAIL[$s.$size]:-}}
 		if [[ -n $why && ! -s $r.stall ]]; then
-			echo "| $size MiB | $s | failed: $(one_line "$why") | | | | | |"
+			echo "| $size MiB | $s | failed: $(one_line "$why") | | | | | | |"
 			continue
 		fi
-		echo "| $size MiB | $s | $(cell "$r.stall" 2) | $(cell "$r.base" 2) | $(cell "$r.sentry" 2) | $(cell "$r.ckpt") | $(cell "$r.progress" 0)% | $(cell "$r.peak") |"
+		echo "| $size MiB | $s | $(cell "$r.stall" 2) | $(cell "$r.base" 2) | $(cell "$r.first" 2) | $(cell "$r.sentry" 2) | $(cell "$r.ckpt") | $(cell "$r.progress" 0)% | $(cell "$r.peak") |"
 		[[ -z $why ]] || NOTES+=("$s $size MiB: a run failed: $why")
 	done
 done

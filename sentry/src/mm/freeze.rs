@@ -227,7 +227,7 @@ impl Snapshot {
             .checked_add(buf.len() as u64)
             .filter(|e| *e <= self.len)
             .ok_or(Errno::EFAULT)?;
-        if offset % MF_PAGE_SIZE != 0 {
+        if !offset.is_multiple_of(MF_PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         let buf_len = buf.len();
@@ -309,6 +309,26 @@ fn pread_exact(mf: &MemoryFile, offset: u64, buf: &mut [u8]) -> Result<(), Errno
         }
     }
     Ok(())
+}
+
+/// The CPUs the sandbox process may use, as they were when its memory file
+/// was made (at boot, before a platform bound any thread to one CPU).
+static BOOT_AFFINITY: std::sync::OnceLock<Option<nix::sched::CpuSet>> = std::sync::OnceLock::new();
+
+pub(super) fn note_boot_affinity() {
+    BOOT_AFFINITY.get_or_init(|| nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok());
+}
+
+/// Lets the calling thread run on every CPU of the sandbox again. A thread
+/// inherits its creator's binding: the statefile's writer, started from a
+/// task's thread that a platform may have bound to that task's CPU, would
+/// otherwise compress on the very CPU the program runs on. Best effort.
+pub fn unbind_thread() {
+    if let Some(Some(all)) = BOOT_AFFINITY.get() {
+        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), all) {
+            tracing::debug!("cannot unbind the checkpoint writer: {e}");
+        }
+    }
 }
 
 /// The freeze state a memory file carries.

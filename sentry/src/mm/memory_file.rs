@@ -265,6 +265,7 @@ impl MemoryFile {
         if capacity == 0 {
             return Err(Errno::EINVAL);
         }
+        super::freeze::note_boot_affinity();
         let name: &CStr = c"cryo-memory";
         // CLOEXEC: the platform dup()s the fd into stubs it forks; stubs never exec.
         let fd = memfd_create(name, MemFdCreateFlag::MFD_CLOEXEC)?;

@@ -24,7 +24,7 @@ pub(crate) mod tests;
 
 pub use file::{MappableFile, OpenFn};
 pub use fork::ForkedMm;
-pub use freeze::{sync_freeze, Snapshot, SnapshotStats, FREEZE_BLOCK};
+pub use freeze::{sync_freeze, unbind_thread, Snapshot, SnapshotStats, FREEZE_BLOCK};
 pub use io::{IoVec, UIO_MAXIOV};
 pub use manager::{
     usable_range, MemoryManager, DEFAULT_STACK_LIMIT, MMAP_MIN_ADDR, STACK_GUARD_GAP,

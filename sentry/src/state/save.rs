@@ -2,6 +2,15 @@
 //! table (the kernel section), then write the memory section, into one
 //! statefile; then commit or abort in one place.
 //!
+//! With `--leave-running` ([`checkpoint_leave_running`]) the tasks stop
+//! only while the kernel is walked and the memory file frozen
+//! (`mm/freeze.rs`); the statefile is written, from the memory as it was
+//! at the freeze, by a thread of its own while they run, and committed
+//! there. The promise of `cli/src/checkpoint_cmd.rs` holds as before: the
+//! file stays unnamed until the one commit step, a failure before it
+//! leaves no statefile (and the tasks are running already), and the image
+//! directory's lock is held until the end.
+//!
 //! The Sentry opens no host file after boot: the statefile is written into
 //! an unnamed file the `cryo checkpoint` command created in the image
 //! directory and passed over the control socket with that directory; the
@@ -474,8 +483,10 @@ pub fn checkpoint_leave_running(
     let spawned = std::thread::Builder::new()
         .name("cryo-checkpoint".into())
         .spawn(move || {
+            // Before the compressors start (they inherit its CPUs).
+            crate::mm::unbind_thread();
             let (mf, snap) = (thread_mf, thread_snap);
-            // The program runs meanwhile: the compressors yield to it.
+            // The program runs meanwhile: the compressors leave it a CPU.
             let written = write_sections(
                 file,
                 header,
@@ -545,7 +556,7 @@ fn write_statefile(
 }
 
 /// Writes the statefile: header, kernel section, memory section from
-/// `memory` (compressed by workers of lowered priority if `yielding`; then
+/// `memory` (compressed leaving the program a CPU if `yielding`; then
 /// calls `memory_read`: nothing reads it any more), index.
 fn write_sections(
     file: File,
