@@ -941,3 +941,40 @@ impl<'r> MemoryReader<'r, File> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::Header;
+
+    /// The pool `write_memory_yielding` uses changes where chunks are
+    /// compressed, never what is written.
+    #[test]
+    fn yielding_writes_the_same_bytes() {
+        let ps = 4096usize;
+        let img: Vec<u8> = (0..300 * ps)
+            .map(|i| {
+                if (i / ps).is_multiple_of(4) {
+                    0
+                } else {
+                    (i * 7 / 13) as u8
+                }
+            })
+            .collect();
+        let write = |yielding: bool| {
+            let mut w = Writer::new(Vec::new(), Header::new("test")).unwrap();
+            let opts = MemoryOptions {
+                compression: Compression::Zstd(1),
+                chunk_pages: 64,
+            };
+            let stats = if yielding {
+                w.write_memory_yielding("m", &img, &opts).unwrap()
+            } else {
+                w.write_memory("m", &img, &opts).unwrap()
+            };
+            assert_eq!(stats.present_pages, 225);
+            w.finish().unwrap()
+        };
+        assert!(write(true) == write(false));
+    }
+}

@@ -218,7 +218,7 @@ impl Snapshot {
     ///
     /// The memory file is read without the lock, so that a fault or a
     /// Sentry write meanwhile never waits for the read (nor for this thread,
-    /// which runs at a low priority, to be scheduled again): the pages read
+    /// should it be preempted, to be scheduled again): the pages read
     /// are marked in flight, a `preserve` of one copies it aside as it
     /// would a pending page (it still holds its frozen contents: the write
     /// comes after), and that copy replaces whatever the read saw.
