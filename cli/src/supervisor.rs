@@ -17,7 +17,9 @@ use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 use sentry::kernel::run::Interruption;
 use sentry::kernel::signal::{SigInfo, SI_USER};
 use sentry::kernel::{ExitStatus, Task};
-use sentry::state::{checkpoint, CheckpointOptions, CheckpointOutcome, STATEFILE_NAME};
+use sentry::state::{
+    checkpoint, checkpoint_leave_running, CheckpointOptions, CheckpointOutcome, STATEFILE_NAME,
+};
 use statefile::Compression;
 
 use crate::container::{self, ContainerDir};
@@ -54,6 +56,34 @@ fn handle(task: &mut Task, id: &str, pending: Pending, queue: &Receiver<Pending>
         delivered,
     } = pending;
     match request {
+        Request::Checkpoint {
+            leave_running,
+            compression,
+            force,
+            metadata,
+        } if leave_running => {
+            // The reply goes from the thread that writes the statefile,
+            // once it is committed (or failed); the program runs meanwhile.
+            let failed = reply.clone();
+            let done: sentry::state::BackgroundDone = Box::new(move |result| {
+                let _ = reply.send(match result {
+                    Ok(stats) => Reply::Saved {
+                        file_bytes: stats.file_bytes,
+                        memory_bytes: stats.memory_bytes,
+                    },
+                    Err(e) => Reply::Error(crate::one_line(&anyhow::Error::new(e))),
+                });
+            });
+            let save = Save {
+                compression: &compression,
+                force,
+                metadata,
+            };
+            if let Err(e) = checkpoint_running(task, id, save, files, done) {
+                let _ = failed.send(Reply::Error(crate::one_line(&e)));
+            }
+            false
+        }
         Request::Checkpoint {
             leave_running,
             compression,
@@ -128,6 +158,50 @@ fn checkpoint_into(
             .map_err(|e| crate::one_line(&e))
     };
     checkpoint(task, writer, &opts, &mut commit).map_err(anyhow::Error::new)
+}
+
+/// What a checkpoint request asks of the save.
+struct Save<'a> {
+    compression: &'a str,
+    force: bool,
+    /// Header entries the caller adds (an OCI container's identity).
+    metadata: Vec<(String, String)>,
+}
+
+/// `checkpoint_into` with --leave-running: the tasks stop only for the
+/// freeze, the statefile is written and published in the background, and
+/// `done` hears the outcome there. An error here (nothing frozen) is not
+/// passed to `done`.
+fn checkpoint_running(
+    task: &mut Task,
+    id: &str,
+    save: Save<'_>,
+    files: Vec<OwnedFd>,
+    done: sentry::state::BackgroundDone,
+) -> anyhow::Result<()> {
+    let Save {
+        compression,
+        force,
+        metadata,
+    } = save;
+    let compression = parse_compression(compression)?;
+    let [file, dir]: [OwnedFd; 2] = files.try_into().map_err(|f: Vec<OwnedFd>| {
+        anyhow::anyhow!(
+            "a checkpoint request passes a statefile and its directory, not {} files",
+            f.len()
+        )
+    })?;
+    let file = File::from(file);
+    let dir = File::from(dir);
+    let opts = CheckpointOptions {
+        compression,
+        container_id: id.to_string(),
+        metadata,
+    };
+    let writer = file.try_clone().context("duplicating the statefile's fd")?;
+    let commit: sentry::state::BackgroundCommit =
+        Box::new(move |_| publish(&file, &dir, force).map_err(|e| crate::one_line(&e)));
+    checkpoint_leave_running(task, writer, &opts, commit, done).map_err(anyhow::Error::new)
 }
 
 /// Makes the written statefile durable and gives it its name: the commit
@@ -222,9 +296,11 @@ pub fn run(
 /// init, once started); returns the status to exit with.
 pub fn run_started(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> anyhow::Result<i32> {
     forward_signals(std::sync::Arc::downgrade(task.tg()))?;
-    let status = task
-        .run(&mut |t| drain(t, id, queue))
-        .map_err(anyhow::Error::new)?;
+    let status = task.run(&mut |t| drain(t, id, queue));
+    // A checkpoint accepted with --leave-running finishes (and answers)
+    // before the sandbox ends, whatever ended it.
+    sentry::state::wait_background_checkpoint();
+    let status = status.map_err(anyhow::Error::new)?;
     Ok(match status {
         Some(s) => s.shell_code(),
         // Checkpointed and asked to exit: the statefile holds the program.

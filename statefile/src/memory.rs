@@ -261,6 +261,31 @@ fn encode_range<M: MemorySource + ?Sized>(
 static ZEROS: [u8; 65536] = [0u8; 65536];
 
 impl<S: Sink + Send> Writer<S> {
+    /// [`Writer::write_memory`] on a pool of its own with one worker fewer
+    /// than there are CPUs (at least one): for a memory image saved while
+    /// the program it belongs to runs on (`cryo checkpoint
+    /// --leave-running`), which keeps a CPU. Not by lowering the workers'
+    /// priority: the program's write faults briefly wait for a lock the
+    /// workers take, and a low-priority worker preempted while holding it
+    /// would keep the program waiting for as long as it is not scheduled.
+    pub fn write_memory_yielding<M: MemorySource + ?Sized>(
+        &mut self,
+        name: &str,
+        src: &M,
+        opts: &MemoryOptions,
+    ) -> Result<MemoryStats>
+    where
+        Self: Send,
+    {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cpus.saturating_sub(1).max(1))
+            .thread_name(|i| format!("cryo-save-{i}"))
+            .build()
+            .map_err(io::Error::other)?;
+        pool.install(|| self.write_memory(name, src, opts))
+    }
+
     /// Writes a memory image as section `(Memory, name)` plus its map
     /// `(MemoryMap, name)`. Chunks are compressed on all cores while earlier
     /// ones are written, so at most a few chunks per core are in memory.
@@ -914,5 +939,42 @@ impl<'r> MemoryReader<'r, File> {
             present: c.present.clone(),
             map,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::Header;
+
+    /// The pool `write_memory_yielding` uses changes where chunks are
+    /// compressed, never what is written.
+    #[test]
+    fn yielding_writes_the_same_bytes() {
+        let ps = 4096usize;
+        let img: Vec<u8> = (0..300 * ps)
+            .map(|i| {
+                if (i / ps).is_multiple_of(4) {
+                    0
+                } else {
+                    (i * 7 / 13) as u8
+                }
+            })
+            .collect();
+        let write = |yielding: bool| {
+            let mut w = Writer::new(Vec::new(), Header::new("test")).unwrap();
+            let opts = MemoryOptions {
+                compression: Compression::Zstd(1),
+                chunk_pages: 64,
+            };
+            let stats = if yielding {
+                w.write_memory_yielding("m", &img, &opts).unwrap()
+            } else {
+                w.write_memory("m", &img, &opts).unwrap()
+            };
+            assert_eq!(stats.present_pages, 225);
+            w.finish().unwrap()
+        };
+        assert!(write(true) == write(false));
     }
 }

@@ -93,6 +93,9 @@ impl Task {
                 }
                 continue;
             }
+            // A checkpoint's freeze began or ended since this thread last
+            // ran: its address space's mappings follow first (mm/freeze.rs).
+            crate::mm::sync_freeze(&self.mm, &self.kernel.memory_file);
             let sentry_cpu = super::attrs::sentry_thread_cpu_time();
             let started = Instant::now();
             // The interval timers' thread interrupts the tasks it finds in

@@ -21,7 +21,7 @@ const STACK_GROW_AHEAD: u64 = 64 * 1024;
 /// memory manager after (each waits for the lock). Bounded, so a platform
 /// that reports faults on a writable page cannot spin a task for ever.
 const RECENT_COW: Duration = Duration::from_secs(1);
-/// At most this many recently resolved pages are remembered.
+/// At most this many recently resolved ranges are remembered.
 const RECENT_COW_PAGES: usize = 64;
 
 impl MemoryManager {
@@ -31,6 +31,20 @@ impl MemoryManager {
     /// (SEGV_MAPERR).
     pub fn handle_fault(&mut self, addr: u64, access: Access) -> Result<(), Errno> {
         if let Some(v) = self.vma_at(addr) {
+            // A write to a page a freeze made read-only (any writable VMA,
+            // shared or private) thaws its block first; if the page is
+            // also copy-on-write, the retried write faults again and
+            // breaks that below.
+            let writing = v.prot.write && matches!(access, Access::Write | Access::Unknown);
+            if writing && !self.frozen.is_empty() {
+                let v = v.clone();
+                if self.thaw(&v, addr)? {
+                    return Ok(());
+                }
+            }
+            let Some(v) = self.vma_at(addr) else {
+                return Err(Errno::EFAULT);
+            };
             // Every VMA is mapped eagerly with its protections, except that
             // copy-on-write pages of a writable private VMA are read-only on
             // the host. A write there (ptrace reports non-exec faults as
@@ -44,17 +58,13 @@ impl MemoryManager {
                 && !v.direct
                 && v.prot.write
                 && matches!(access, Access::Write | Access::Unknown);
-            let Some(p) = self.pmas.get(addr).filter(|_| write) else {
-                return Err(Errno::EACCES);
-            };
             let page = self.page_align_down(addr);
-            if !p.cow {
-                // Another thread's fault on this page was resolved while
-                // this one waited: retry.
-                let now = Instant::now();
-                self.recent_cow
-                    .retain(|(_, at)| now.duration_since(*at) < RECENT_COW);
-                return if self.recent_cow.iter().any(|(pg, _)| *pg == page) {
+            let cow = self.pmas.get(addr).filter(|p| write && p.cow).is_some();
+            if !cow {
+                // Another thread's fault on this page was resolved (or a
+                // freeze's end made it writable) while this one waited:
+                // retry.
+                return if writing && self.recently_resolved(page, Instant::now()) {
                     Ok(())
                 } else {
                     Err(Errno::EACCES)
@@ -62,13 +72,36 @@ impl MemoryManager {
             }
             let v = v.clone();
             self.resolve_cow(&v, addr)?;
-            if self.recent_cow.len() >= RECENT_COW_PAGES {
-                self.recent_cow.pop_front();
-            }
-            self.recent_cow.push_back((page, Instant::now()));
+            self.remember_resolved(page, page + self.layout.page_size);
             return Ok(());
         }
         self.grow_stack(addr)
+    }
+
+    /// Whether a fault on `page` may be one that raced a resolution: its
+    /// page was resolved lately, or a freeze's end made every page
+    /// writable lately.
+    fn recently_resolved(&mut self, page: u64, now: Instant) -> bool {
+        self.recent_cow
+            .retain(|(_, _, at)| now.duration_since(*at) < RECENT_COW);
+        if self
+            .thawed_at
+            .is_some_and(|at| now.duration_since(at) < RECENT_COW)
+        {
+            return true;
+        }
+        self.recent_cow
+            .iter()
+            .any(|(s, e, _)| (*s..*e).contains(&page))
+    }
+
+    /// Records that `[start, end)` was just made writable (see
+    /// `recently_resolved`).
+    pub(super) fn remember_resolved(&mut self, start: u64, end: u64) {
+        if self.recent_cow.len() >= RECENT_COW_PAGES {
+            self.recent_cow.pop_front();
+        }
+        self.recent_cow.push_back((start, end, Instant::now()));
     }
 
     /// A write fault on copy-on-write page `addr` of `v`: a page others
@@ -102,11 +135,16 @@ impl MemoryManager {
                 break;
             }
         }
-        self.aspace
-            .protect(s, e - s, v.prot)
-            .map_err(|e| super::manager::platform_errno("protect", e))?;
         for q in self.pmas.take(s, e) {
             self.pmas.insert(Piece { cow: false, ..q });
+        }
+        // Pages of the run a freeze still holds stay read-only.
+        for q in self.pmas.pieces(s, e) {
+            for (part, prot) in self.host_parts(v, &q) {
+                self.aspace
+                    .protect(part.start, part.len(), prot)
+                    .map_err(|e| super::manager::platform_errno("protect", e))?;
+            }
         }
         Ok(())
     }

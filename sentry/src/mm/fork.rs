@@ -31,6 +31,10 @@ pub struct ForkedMm {
     brk_start: u64,
     brk: u64,
     stack_limit: u64,
+    /// The parent's frozen pages (`freeze.rs`): the child maps them
+    /// read-only too, as the parent's freeze generation says.
+    frozen: super::freeze::OffsetSet,
+    freeze_gen: u64,
 }
 
 impl ForkedMm {
@@ -68,6 +72,8 @@ impl MemoryManager {
             brk_start: self.brk_start,
             brk: self.brk,
             stack_limit: self.stack_limit,
+            frozen: self.frozen.clone(),
+            freeze_gen: self.freeze_gen,
         };
         let starts: Vec<u64> = self.vmas.keys().copied().collect();
         for start in starts {
@@ -132,6 +138,8 @@ impl MemoryManager {
         mm.brk_start = forked.brk_start;
         mm.brk = forked.brk;
         mm.stack_limit = forked.stack_limit;
+        mm.frozen = std::mem::take(&mut forked.frozen);
+        mm.freeze_gen = forked.freeze_gen;
         let ranges: Vec<(u64, u64)> = mm.vmas.values().map(|v| (v.start, v.end)).collect();
         for (start, end) in ranges {
             // On error the manager, dropped, gives every reference back.

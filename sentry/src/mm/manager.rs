@@ -12,6 +12,7 @@ use std::time::Instant;
 use platform::{AddressSpace, Layout, PlatformError, Prot};
 
 use super::file::MappableFile;
+use super::freeze::OffsetSet;
 use super::memory_file::{MemoryFile, MF_PAGE_SIZE};
 use super::pma::{Piece, Pmas};
 use super::vma::{FileBacking, Vma, VmaKind};
@@ -41,7 +42,13 @@ pub struct MemoryManager {
     /// Pages whose copy-on-write fault was resolved lately, and when: a
     /// thread that faulted on the same page meanwhile finds it resolved
     /// and retries (see `fault.rs`).
-    pub(super) recent_cow: VecDeque<(u64, Instant)>,
+    pub(super) recent_cow: VecDeque<(u64, u64, Instant)>,
+    /// Memory-file offsets this address space maps read-only on the host
+    /// for a freeze (`freeze.rs`), and the freeze generation its host
+    /// mappings follow; when a freeze's end last made them writable.
+    pub(super) frozen: OffsetSet,
+    pub(super) freeze_gen: u64,
+    pub(super) thawed_at: Option<Instant>,
     /// Where the heap starts (set by the loader) and the current break.
     pub(super) brk_start: u64,
     pub(super) brk: u64,
@@ -87,11 +94,17 @@ impl MemoryManager {
         }
         Ok(MemoryManager {
             layout,
+            freeze_gen: mf.freeze_generation(),
             mf,
             aspace,
             vmas: BTreeMap::new(),
             pmas: Pmas::default(),
             recent_cow: VecDeque::new(),
+            frozen: OffsetSet::default(),
+            // `freeze_gen` above: born in step with the memory file, as it
+            // maps nothing yet, and what it maps of existing pages during
+            // a freeze is frozen as it is mapped (`freeze_new_mapping`).
+            thawed_at: None,
             brk_start: 0,
             brk: 0,
             stack_limit: DEFAULT_STACK_LIMIT,
@@ -261,9 +274,10 @@ impl MemoryManager {
             }
         };
         if v.direct {
-            let p = self.backing_of(&v, from, to);
-            for p in &p {
-                host(self.aspace.as_ref(), p, v.prot).map_err(|e| platform_errno("map", e))?;
+            for p in &self.backing_of(&v, from, to) {
+                for (q, prot) in self.host_parts(&v, p) {
+                    host(self.aspace.as_ref(), &q, prot).map_err(|e| platform_errno("map", e))?;
+                }
             }
             return Ok(());
         }
@@ -298,9 +312,11 @@ impl MemoryManager {
         }
         let mut result = Ok(());
         for p in &out {
-            if result.is_ok() {
-                if let Err(e) = host(self.aspace.as_ref(), p, Self::host_prot(&v, p)) {
-                    result = Err(platform_errno(if map { "map" } else { "protect" }, e));
+            for (q, prot) in self.host_parts(&v, p) {
+                if result.is_ok() {
+                    if let Err(e) = host(self.aspace.as_ref(), &q, prot) {
+                        result = Err(platform_errno(if map { "map" } else { "protect" }, e));
+                    }
                 }
             }
         }
@@ -589,7 +605,8 @@ impl MemoryManager {
             if let Some(mf_off) = fb.file.map_shared(fb.offset, len) {
                 // Pinned before the old mapping (maybe of the same pages) goes.
                 self.unmap_range(v.start, len);
-                if let Err(e) = self.aspace.map(v.start, len, mf_off, v.prot) {
+                let prot = self.freeze_new_mapping(mf_off, len, v.prot);
+                if let Err(e) = self.aspace.map(v.start, len, mf_off, prot) {
                     fb.file.unmap_shared(fb.offset, mf_off, len);
                     return Err(platform_errno("map", e));
                 }

@@ -23,12 +23,14 @@ use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use nix::fcntl::{fallocate, FallocateFlags};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::unistd::{ftruncate, lseek, Whence};
 
+use super::freeze::FreezeSlot;
 use crate::errno::Errno;
 
 /// The page size the memory file allocates in. Every offset and length it
@@ -95,6 +97,13 @@ pub struct MemoryFile {
     /// During a restore: which owners the restored memory was given to.
     /// `None` otherwise.
     restore_claims: Mutex<Option<RestoreClaims>>,
+    /// The snapshot being written out while the application runs, if any
+    /// (`freeze.rs`); `frozen` says so without the lock, and `freeze_gen`
+    /// counts every begin and end of a freeze, so address spaces know when
+    /// to protect or unprotect their mappings.
+    freeze: Mutex<FreezeSlot>,
+    frozen: AtomicBool,
+    freeze_gen: AtomicU64,
 }
 
 /// Disjoint ranges, start -> end, coalesced (no two touch).
@@ -256,6 +265,7 @@ impl MemoryFile {
         if capacity == 0 {
             return Err(Errno::EINVAL);
         }
+        super::freeze::note_boot_affinity();
         let name: &CStr = c"cryo-memory";
         // CLOEXEC: the platform dup()s the fd into stubs it forks; stubs never exec.
         let fd = memfd_create(name, MemFdCreateFlag::MFD_CLOEXEC)?;
@@ -287,6 +297,9 @@ impl MemoryFile {
             free: Mutex::new(free),
             refs: Mutex::new(RefMap::default()),
             restore_claims: Mutex::new(None),
+            freeze: Mutex::new(FreezeSlot::default()),
+            frozen: AtomicBool::new(false),
+            freeze_gen: AtomicU64::new(0),
         })
     }
 
@@ -305,6 +318,27 @@ impl MemoryFile {
 
     pub fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    pub(super) fn freeze_slot(&self) -> MutexGuard<'_, FreezeSlot> {
+        self.freeze.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a freeze is under way (see `freeze.rs`).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Acquire)
+    }
+
+    /// Changes at every begin and end of a freeze.
+    pub fn freeze_generation(&self) -> u64 {
+        self.freeze_gen.load(Ordering::Acquire)
+    }
+
+    /// `frozen` first, then the generation: whoever sees the new generation
+    /// sees the new state too.
+    pub(super) fn set_frozen(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::Release);
+        self.freeze_gen.fetch_add(1, Ordering::AcqRel);
     }
 
     fn free_list(&self) -> MutexGuard<'_, BTreeMap<u64, u64>> {
@@ -499,6 +533,7 @@ impl MemoryFile {
         if src < dst.saturating_add(len) && dst < src.saturating_add(len) {
             return Err(Errno::EINVAL);
         }
+        self.preserve(dst, len);
         for d in self.data_ranges(
             src & !(MF_PAGE_SIZE - 1),
             len.next_multiple_of(MF_PAGE_SIZE),
@@ -535,6 +570,8 @@ impl MemoryFile {
         if len == 0 {
             return Ok(());
         }
+        // Freed or zeroed pages are kept for a snapshot as well.
+        self.preserve(start, len);
         fallocate(
             self.fd.as_raw_fd(),
             FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
@@ -783,6 +820,7 @@ impl MemoryFile {
     /// Copies `data` into the file at `offset`.
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), Errno> {
         let off = self.check_io(offset, data.len())?;
+        self.preserve(offset, data.len() as u64);
         // SAFETY: as in `read_at`: the destination is within the mapping, and
         // `data` cannot alias it (it is a Rust slice, never a reference into
         // the mapping, since none is ever handed out).
@@ -801,6 +839,7 @@ impl MemoryFile {
             return Err(Errno::EINVAL);
         }
         let off = self.check_io(offset, 4)?;
+        self.preserve(offset, 4);
         // SAFETY: `check_io` proved the 4 bytes lie within the mapping at
         // `base` (page-aligned, so the 4-aligned `off` makes the pointer
         // aligned for an AtomicU32), which lives as long as `self`. The
@@ -824,6 +863,7 @@ impl MemoryFile {
     /// page fault per page (restore loads whole images like this).
     pub fn pwrite_at(&self, offset: u64, data: &[u8]) -> Result<(), Errno> {
         self.check_io(offset, data.len())?;
+        self.preserve(offset, data.len() as u64);
         let mut done = 0usize;
         while done < data.len() {
             let n = nix::sys::uio::pwrite(self.fd(), &data[done..], (offset + done as u64) as i64)?;
@@ -854,6 +894,7 @@ impl MemoryFile {
     fn fill_zero(&self, offset: u64, len: u64) -> Result<(), Errno> {
         let len = usize::try_from(len).map_err(|_| Errno::EFAULT)?;
         let off = self.check_io(offset, len)?;
+        self.preserve(offset, len as u64);
         // SAFETY: `check_io` proved the range lies within the mapping.
         unsafe {
             std::ptr::write_bytes(self.base.as_ptr().add(off), 0, len);

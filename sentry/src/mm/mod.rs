@@ -4,11 +4,13 @@
 //! * [`Vma`]: one mapping; [`MemoryManager`]: one address space, with the
 //!   memory syscalls' semantics (`ops.rs`), its backing map (`pma.rs`),
 //!   faults (`fault.rs`), copy-in/out (`io.rs`), fork with copy-on-write
-//!   (`fork.rs`) and checkpoint/restore (`state.rs`).
+//!   (`fork.rs`), checkpoint/restore (`state.rs`) and the copy-on-write
+//!   freeze that lets memory be saved while the application runs (`freeze.rs`).
 
 mod fault;
 pub mod file;
 mod fork;
+mod freeze;
 mod io;
 mod manager;
 pub mod memory_file;
@@ -22,6 +24,7 @@ pub(crate) mod tests;
 
 pub use file::{MappableFile, OpenFn};
 pub use fork::ForkedMm;
+pub use freeze::{sync_freeze, unbind_thread, Snapshot, SnapshotStats, FREEZE_BLOCK};
 pub use io::{IoVec, UIO_MAXIOV};
 pub use manager::{
     usable_range, MemoryManager, DEFAULT_STACK_LIMIT, MMAP_MIN_ADDR, STACK_GUARD_GAP,

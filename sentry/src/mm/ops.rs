@@ -344,11 +344,14 @@ impl MemoryManager {
             let to = new + (v.start - old);
             // The same pages at the new address, copy-on-write ones still
             // read-only.
+            // (and frozen ones too, during a freeze).
             for p in self.backing_of(&v, v.start, v.end) {
-                let at = to + (p.start - v.start);
-                if let Err(e) = self.aspace.map(at, p.len(), p.off, Self::host_prot(&v, &p)) {
-                    let _ = self.aspace.unmap(to, v.len());
-                    return Err(platform_errno("map", e));
+                for (q, prot) in self.host_parts(&v, &p) {
+                    let at = to + (q.start - v.start);
+                    if let Err(e) = self.aspace.map(at, q.len(), q.off, prot) {
+                        let _ = self.aspace.unmap(to, v.len());
+                        return Err(platform_errno("map", e));
+                    }
                 }
             }
             if let Err(e) = self.aspace.unmap(v.start, v.len()) {

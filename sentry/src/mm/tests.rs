@@ -178,7 +178,10 @@ pub(crate) fn check_mapped(mm: &MemoryManager, pages: &Pages) -> BTreeMap<u64, u
                 if !v.shared && v.prot.write && mf.refcount(off) > 1 {
                     assert!(p.cow, "shared private page {a:#x} writable: {v:?}");
                 }
-                expect.insert(a, (off, MemoryManager::host_prot(v, &p)));
+                let mut prot = MemoryManager::host_prot(v, &p);
+                // A freeze keeps the pages it holds read-only.
+                prot.write &= !mm.frozen.contains(off);
+                expect.insert(a, (off, prot));
                 assert!(
                     backing.insert(off, a).is_none(),
                     "backing used twice: {v:?}"
@@ -1074,13 +1077,20 @@ fn fork_child(parent: &mut MemoryManager) -> (MemoryManager, Pages) {
 /// it) that a read-only host page raises first.
 fn app_write(mm: &mut MemoryManager, pages: &Pages, addr: u64, data: &[u8]) -> Result<(), Errno> {
     let page = addr & !(P - 1);
-    for attempt in 0..2 {
+    // A frozen copy-on-write page faults twice: the freeze's thaw, then
+    // the copy-on-write break.
+    for attempt in 0..3 {
         let entry = pages.lock().unwrap().get(&page).copied();
         match entry {
             Some((off, prot)) if prot.write => {
-                return mm.memory_file().write_at(off + (addr - page), data);
+                // Straight into the memfd, as the stub's mapping would:
+                // not through the Sentry's write path (and its freeze check).
+                let at = i64::try_from(off + (addr - page)).unwrap();
+                let n = nix::sys::uio::pwrite(mm.memory_file().fd(), data, at)?;
+                assert_eq!(n, data.len());
+                return Ok(());
             }
-            _ if attempt == 0 => mm.handle_fault(addr, Access::Unknown)?,
+            _ if attempt < 2 => mm.handle_fault(addr, Access::Unknown)?,
             _ => panic!("a resolved fault at {addr:#x} left the page unwritable"),
         }
     }
@@ -1543,4 +1553,159 @@ fn fork_of_direct_and_file_mappings() {
     assert_eq!(*paged.pins.lock().unwrap(), 0);
     mf.free(off, 2 * P).unwrap();
     assert_eq!(mf.allocated_bytes(), 0);
+}
+
+/// The whole image a snapshot holds, read as the statefile writer does.
+fn read_snapshot(mf: &MemoryFile, snap: &Snapshot) -> Vec<u8> {
+    let mut img = vec![0u8; snap.len() as usize];
+    for (i, chunk) in img.chunks_mut(16 * P as usize).enumerate() {
+        snap.read_into(mf, i as u64 * 16 * P, chunk).unwrap();
+    }
+    img
+}
+
+/// The bytes behind `[addr, addr + len)` in `img`, through the page table
+/// `pages` had at the freeze (what the saved address space records).
+fn image_bytes(img: &[u8], pages: &Pages, addr: u64, len: u64) -> Vec<u8> {
+    (addr..addr + len)
+        .map(|a| img[(host_off(pages, a) + (a & (P - 1))) as usize])
+        .collect()
+}
+
+/// A copy of a page table as it is now.
+fn table_now(pages: &Pages) -> Pages {
+    Arc::new(Mutex::new(pages.lock().unwrap().clone()))
+}
+
+#[test]
+fn freeze_keeps_memory_as_it_was_while_the_program_writes() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut mm, pages) = new_mm_with(mf.clone());
+    let n = 40 * P;
+    let private = mm.mmap(0, n, RW, PRIV_ANON, None).unwrap();
+    let shared = mm
+        .mmap(0, 4 * P, RW, c::MAP_SHARED | c::MAP_ANONYMOUS, None)
+        .unwrap();
+    let gone = mm.mmap(0, 4 * P, RW, PRIV_ANON, None).unwrap();
+    let pattern = |gen: u8, len: u64| -> Vec<u8> {
+        (0..len).map(|i| gen.wrapping_add((i / 7) as u8)).collect()
+    };
+    for (at, len) in [(private, n), (shared, 4 * P), (gone, 4 * P)] {
+        mm.copy_out(at, &pattern(1, len)).unwrap();
+    }
+    // A fork child shares the private pages copy-on-write.
+    let (mut child, child_pages) = fork_child(&mut mm);
+    let before = |pages: &Pages, at, len| -> Vec<u8> {
+        let mut v = vec![0u8; len as usize];
+        for (i, b) in v.iter_mut().enumerate() {
+            let a = at + i as u64;
+            let mut one = [0u8];
+            mf.read_at(host_off(pages, a) + (a & (P - 1)), &mut one)
+                .unwrap();
+            *b = one[0];
+        }
+        v
+    };
+    let frozen_private = before(&pages, private, n);
+    assert!(host_prot(&child_pages, shared).write);
+    let (at_freeze, child_at_freeze) = (table_now(&pages), table_now(&child_pages));
+
+    let snap = mf.begin_freeze().unwrap();
+    mm.sync_freeze().unwrap();
+    child.sync_freeze().unwrap();
+    for (m, pg, at) in [
+        (&mm, &pages, private),
+        (&mm, &pages, shared),
+        (&child, &child_pages, private),
+    ] {
+        assert!(
+            !host_prot(pg, at).write,
+            "frozen mapping writable at {at:#x}"
+        );
+        check_mapped(m, pg);
+    }
+    // The program writes (faulting), the Sentry writes (copy_out), the
+    // child writes its copy-on-write pages, a mapping is freed.
+    app_write_span(&mut mm, &pages, private + 3 * P + 5, &pattern(9, 3 * P));
+    app_write(&mut mm, &pages, shared + 10, b"shared-write").unwrap();
+    app_write(&mut child, &child_pages, private + 20 * P, b"child").unwrap();
+    mm.copy_out(private + 30 * P, &pattern(7, 2 * P)).unwrap();
+    mm.munmap(gone, 4 * P).unwrap();
+    // Mapped again at once: maybe the very pages just freed.
+    let again = mm.mmap(0, 4 * P, RW, PRIV_ANON, None).unwrap();
+    app_write_span(&mut mm, &pages, again, &pattern(5, 4 * P));
+    // An mprotect round trip during the save keeps frozen pages read-only.
+    mm.mprotect(private + 36 * P, 2 * P, R).unwrap();
+    mm.mprotect(private + 36 * P, 2 * P, RW).unwrap();
+    assert!(!host_prot(&pages, private + 36 * P).write);
+    check_mapped(&mm, &pages);
+    check_mapped(&child, &child_pages);
+    // A thaw makes a block writable, not the whole mapping.
+    assert!(host_prot(&pages, private + 3 * P).write);
+    assert!(!host_prot(&pages, private + 39 * P).write);
+
+    let img = read_snapshot(&mf, &snap);
+    mf.end_freeze(&snap);
+    assert!(snap.stats().copied_pages > 0);
+    // (assert! rather than assert_eq!: the images are large.)
+    assert!(
+        image_bytes(&img, &at_freeze, private, n) == frozen_private,
+        "private memory"
+    );
+    assert!(
+        image_bytes(&img, &child_at_freeze, private, n) == frozen_private,
+        "the child's copy-on-write pages"
+    );
+    assert!(
+        image_bytes(&img, &at_freeze, shared, 4 * P) == pattern(1, 4 * P),
+        "MAP_SHARED memory"
+    );
+    assert!(
+        image_bytes(&img, &at_freeze, gone, 4 * P) == pattern(1, 4 * P),
+        "a freed mapping"
+    );
+
+    // The live memory has every write.
+    let mut live = vec![0u8; 3 * P as usize];
+    mm.copy_in(private + 3 * P + 5, &mut live).unwrap();
+    assert!(
+        live == pattern(9, 3 * P),
+        "the program's write is not in its memory"
+    );
+    let mut c5 = [0u8; 5];
+    child.copy_in(private + 20 * P, &mut c5).unwrap();
+    assert_eq!(&c5, b"child");
+    mm.copy_in(private + 20 * P, &mut c5).unwrap();
+    assert_eq!(c5.to_vec(), frozen_private[20 * P as usize..][..5].to_vec());
+
+    // After the freeze, everything writable is writable again.
+    mm.sync_freeze().unwrap();
+    child.sync_freeze().unwrap();
+    assert!(mm.frozen.is_empty() && child.frozen.is_empty());
+    // (The parent's untouched private pages stay copy-on-write.)
+    assert!(
+        host_prot(&child_pages, shared).write,
+        "still frozen after the freeze"
+    );
+    check_consistent_pair(&mm, &pages, &child, &child_pages);
+}
+
+/// `app_write` of `data` page by page, as the CPU faults on each.
+fn app_write_span(mm: &mut MemoryManager, pages: &Pages, addr: u64, data: &[u8]) {
+    let mut done = 0;
+    while done < data.len() {
+        let a = addr + done as u64;
+        let n = ((P - (a & (P - 1))) as usize).min(data.len() - done);
+        app_write(mm, pages, a, &data[done..done + n]).unwrap();
+        done += n;
+    }
+}
+
+/// Both address spaces mirror their VMAs (and together use exactly what is allocated).
+fn check_consistent_pair(a: &MemoryManager, ap: &Pages, b: &MemoryManager, bp: &Pages) {
+    let x = check_mapped(a, ap);
+    let y = check_mapped(b, bp);
+    let mut all: std::collections::BTreeSet<u64> = x.keys().copied().collect();
+    all.extend(y.keys().copied());
+    assert_eq!(a.memory_file().allocated_bytes(), all.len() as u64 * P);
 }

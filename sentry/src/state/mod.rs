@@ -11,7 +11,8 @@ pub mod validate;
 
 pub use restore::{restore, restore_container, ContainerRestore, RestoreError};
 pub use save::{
-    checkpoint, statefile_path, CheckpointError, CheckpointOptions, CheckpointOutcome,
+    checkpoint, checkpoint_leave_running, statefile_path, wait_background_checkpoint,
+    BackgroundCommit, BackgroundDone, CheckpointError, CheckpointOptions, CheckpointOutcome,
     CheckpointStats,
 };
 

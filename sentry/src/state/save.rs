@@ -2,6 +2,15 @@
 //! table (the kernel section), then write the memory section, into one
 //! statefile; then commit or abort in one place.
 //!
+//! With `--leave-running` ([`checkpoint_leave_running`]) the tasks stop
+//! only while the kernel is walked and the memory file frozen
+//! (`mm/freeze.rs`); the statefile is written, from the memory as it was
+//! at the freeze, by a thread of its own while they run, and committed
+//! there. The promise of `cli/src/checkpoint_cmd.rs` holds as before: the
+//! file stays unnamed until the one commit step, a failure before it
+//! leaves no statefile (and the tasks are running already), and the image
+//! directory's lock is held until the end.
+//!
 //! The Sentry opens no host file after boot: the statefile is written into
 //! an unnamed file the `cryo checkpoint` command created in the image
 //! directory and passed over the control socket with that directory; the
@@ -23,7 +32,7 @@ use crate::kernel::fd_table::FdTable;
 use crate::kernel::task::TaskRecord;
 use crate::kernel::thread_group::Release;
 use crate::kernel::{Kernel, Task};
-use crate::mm::{MemoryFile, MemoryFileRecord, MemoryManager};
+use crate::mm::{MemoryFile, MemoryFileRecord, MemoryManager, Snapshot};
 use crate::vfs::state::SaveCtx;
 use crate::vfs::OpenFile;
 
@@ -65,7 +74,8 @@ pub struct CheckpointStats {
     pub file_bytes: u64,
 }
 
-/// The memory file as the statefile's memory section reads it.
+/// The memory file as the statefile's memory section reads it (the tasks
+/// stopped: it holds still).
 struct MemoryFileSource<'a> {
     mf: &'a MemoryFile,
     len: u64,
@@ -79,6 +89,25 @@ impl MemorySource for MemoryFileSource<'_> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.mf
             .read_at(offset, buf)
+            .map_err(|e| io::Error::from_raw_os_error(e.0))
+    }
+}
+
+/// The memory file as it was at a freeze (`mm/freeze.rs`), read while the
+/// tasks run again.
+struct SnapshotSource<'a> {
+    mf: &'a MemoryFile,
+    snap: &'a Snapshot,
+}
+
+impl MemorySource for SnapshotSource<'_> {
+    fn len(&self) -> u64 {
+        self.snap.len()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.snap
+            .read_into(self.mf, offset, buf)
             .map_err(|e| io::Error::from_raw_os_error(e.0))
     }
 }
@@ -374,6 +403,28 @@ pub fn checkpoint(
     opts: &CheckpointOptions,
     commit: &mut dyn FnMut(&CheckpointStats) -> Result<bool, String>,
 ) -> Result<CheckpointOutcome, CheckpointError> {
+    // A checkpoint still being written in the background goes first.
+    wait_background_checkpoint();
+    let (tasks, kernel) = stop_all(task)?;
+    let written = write_statefile(task, file, opts, &tasks);
+    let (result, how) = match written {
+        Ok(stats) => match commit(&stats) {
+            Ok(true) => (Ok(CheckpointOutcome { stats, exit: true }), Release::Exit),
+            Ok(false) => (
+                Ok(CheckpointOutcome { stats, exit: false }),
+                Release::Continue,
+            ),
+            Err(e) => (Err(CheckpointError::Commit(e)), Release::Continue),
+        },
+        Err(e) => (Err(e), Release::Continue),
+    };
+    kernel.release_tasks(how);
+    result
+}
+
+/// Stops every task at a clean boundary (with the interval timers held)
+/// and collects their records. On error every task runs again.
+fn stop_all(task: &mut Task) -> Result<(BTreeMap<i32, TaskRecord>, Arc<Kernel>), CheckpointError> {
     if task.exit_status().is_some() {
         return Err(CheckpointError::Exited);
     }
@@ -397,20 +448,115 @@ pub fn checkpoint(
     };
     let mut tasks: BTreeMap<i32, TaskRecord> = others.into_iter().map(|r| (r.tid, r)).collect();
     tasks.insert(own.tid, own);
-    let written = write_statefile(task, file, opts, &tasks);
-    let (result, how) = match written {
-        Ok(stats) => match commit(&stats) {
-            Ok(true) => (Ok(CheckpointOutcome { stats, exit: true }), Release::Exit),
-            Ok(false) => (
-                Ok(CheckpointOutcome { stats, exit: false }),
-                Release::Continue,
-            ),
-            Err(e) => (Err(CheckpointError::Commit(e)), Release::Continue),
-        },
-        Err(e) => (Err(e), Release::Continue),
-    };
-    kernel.release_tasks(how);
-    result
+    Ok((tasks, kernel))
+}
+
+/// Makes a background checkpoint's statefile durable and names it (the
+/// same commit as [`checkpoint`]'s, which cannot end the sandbox here).
+pub type BackgroundCommit = Box<dyn FnOnce(&CheckpointStats) -> Result<(), String> + Send>;
+/// Hears how a background checkpoint ended (once).
+pub type BackgroundDone = Box<dyn FnOnce(Result<CheckpointStats, CheckpointError>) + Send>;
+
+/// The checkpoint being written in the background, if any. One per
+/// process: a sandbox process runs one kernel, and a second checkpoint
+/// waits for the first (a memory file holds one freeze at a time).
+static BACKGROUND: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+
+/// Waits until the checkpoint being written in the background (if any)
+/// has been committed or has failed, and its `done` has run. A sandbox
+/// about to exit calls this, so that a checkpoint it accepted is finished.
+pub fn wait_background_checkpoint() {
+    let handle = BACKGROUND.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(h) = handle {
+        if h.join().is_err() {
+            tracing::error!("the background checkpoint thread panicked");
+        }
+    }
+}
+
+/// `cryo checkpoint --leave-running` with a near-zero stall: the tasks stop
+/// only while the kernel's state is captured and the memory file frozen
+/// (`mm/freeze.rs`); the statefile is then written by a thread of its own
+/// while they run, from the memory as it was at the freeze, and `commit`
+/// (then `done`, with the outcome) is called there. Returns once the tasks
+/// run again; an error here means nothing was frozen, `done` is not
+/// called and every task runs. A failure in the background leaves the
+/// sandbox running and no statefile (`commit` is not called).
+pub fn checkpoint_leave_running(
+    task: &mut Task,
+    file: File,
+    opts: &CheckpointOptions,
+    commit: BackgroundCommit,
+    done: BackgroundDone,
+) -> Result<(), CheckpointError> {
+    wait_background_checkpoint();
+    let frozen_at = std::time::Instant::now();
+    let (tasks, kernel) = stop_all(task)?;
+    let prepared = save_kernel(&kernel, &tasks).and_then(|objs| {
+        let header = header(task, &tasks, opts);
+        // Last, with nothing left to fail before the tasks go on.
+        let snap = kernel
+            .memory_file
+            .begin_freeze()
+            .map_err(CheckpointError::Memory)?;
+        Ok((objs, header, snap))
+    });
+    kernel.release_tasks(Release::Continue);
+    let (objs, header, snap) = prepared?;
+    tracing::info!(
+        stall_us = frozen_at.elapsed().as_micros() as u64,
+        memory_bytes = snap.len(),
+        "checkpoint: frozen, the tasks run again; memory is written in the background"
+    );
+    let mf = kernel.memory_file.clone();
+    let compression = opts.compression;
+    let thread_snap = snap.clone();
+    let thread_mf = mf.clone();
+    let spawned = std::thread::Builder::new()
+        .name("cryo-checkpoint".into())
+        .spawn(move || {
+            // Before the compressors start (they inherit its CPUs).
+            crate::mm::unbind_thread();
+            let (mf, snap) = (thread_mf, thread_snap);
+            // The program runs meanwhile: the compressors leave it a CPU.
+            let written = write_sections(
+                file,
+                header,
+                &objs,
+                compression,
+                &SnapshotSource {
+                    mf: &mf,
+                    snap: &snap,
+                },
+                true,
+                || mf.end_freeze(&snap),
+            );
+            // Already ended once the memory was read; again for a failure
+            // before that.
+            mf.end_freeze(&snap);
+            tracing::info!(stats = ?snap.stats(), "checkpoint: freeze over");
+            let result = written.and_then(|stats| {
+                commit(&stats)
+                    .map(|()| stats)
+                    .map_err(CheckpointError::Commit)
+            });
+            if let Err(e) = &result {
+                tracing::warn!("background checkpoint failed: {e}");
+            }
+            done(result);
+        });
+    match spawned {
+        Ok(h) => {
+            *BACKGROUND.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+            Ok(())
+        }
+        Err(e) => {
+            mf.end_freeze(&snap);
+            Err(CheckpointError::Commit(format!(
+                "cannot start the checkpoint's writer thread: {e}"
+            )))
+        }
+    }
 }
 
 /// How long the other threads get to reach a clean boundary.
@@ -425,29 +571,52 @@ fn write_statefile(
     let kernel = task.kernel().clone();
     let objs = save_kernel(&kernel, tasks)?;
     let ranges = kernel.memory_file.allocated_ranges();
-    let mut w = Writer::new(
-        io::BufWriter::with_capacity(1 << 20, file),
-        header(task, tasks, opts),
-    )?;
-    w.write_state(
-        SectionKind::Kernel,
-        OBJECTS_SECTION,
-        opts.compression,
-        objs.encoder(),
-    )?;
     let len = ranges.iter().map(|r| r.end).max().unwrap_or(0);
     let src = MemoryFileSource {
         mf: &kernel.memory_file,
         len,
     };
-    let stats = w.write_memory(
-        MEMORY_SECTION,
+    write_sections(
+        file,
+        header(task, tasks, opts),
+        &objs,
+        opts.compression,
         &src,
-        &MemoryOptions {
-            compression: opts.compression,
-            ..Default::default()
-        },
+        false,
+        || {},
+    )
+}
+
+/// Writes the statefile: header, kernel section, memory section from
+/// `memory` (compressed leaving the program a CPU if `yielding`; then
+/// calls `memory_read`: nothing reads it any more), index.
+fn write_sections(
+    file: File,
+    header: Header,
+    objs: &ObjectEncoder,
+    compression: Compression,
+    memory: &dyn MemorySource,
+    yielding: bool,
+    memory_read: impl FnOnce(),
+) -> Result<CheckpointStats, CheckpointError> {
+    let mut w = Writer::new(io::BufWriter::with_capacity(1 << 20, file), header)?;
+    w.write_state(
+        SectionKind::Kernel,
+        OBJECTS_SECTION,
+        compression,
+        objs.encoder(),
     )?;
+    let len = memory.len();
+    let mopts = MemoryOptions {
+        compression,
+        ..Default::default()
+    };
+    let stats = if yielding {
+        w.write_memory_yielding(MEMORY_SECTION, memory, &mopts)?
+    } else {
+        w.write_memory(MEMORY_SECTION, memory, &mopts)?
+    };
+    memory_read();
     let file_bytes = w.position();
     w.finish()?;
     tracing::info!(?stats, file_bytes, "checkpoint written");
