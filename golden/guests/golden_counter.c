@@ -20,7 +20,11 @@
  *   listener on an abstract name with a connection not yet accepted;
  * - (from real-guest-v7) a pseudo-terminal, both ends held, its replica in
  *   canonical mode without echo, a window size set, and two lines typed
- *   into the master that nobody has read yet.
+ *   into the master that nobody has read yet;
+ * - (from real-guest-v8) a TCP connection on 127.0.0.1 with unread bytes
+ *   both ways and its listener, a UDP socket holding a datagram, a
+ *   NETLINK_ROUTE socket holding a link dump nobody has read, a FIFO with
+ *   unread bytes (both ends open) and an O_TMPFILE file with no name.
  *
  * Then every 50 ms it prints `tick N mem=HEX` (a hash of all that memory,
  * recomputed each time), and every fourth tick, for each file, re-opens it
@@ -44,6 +48,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -274,6 +279,116 @@ static void sockets_check(long n, int *sp, int *dg, int pipe_rd, int lsn, int *c
 	       n, b, got, same, cred_ok, acc >= 0, conn);
 }
 
+/* The v8 state: see the header. */
+struct v8 {
+	int tcp_a, tcp_b, tcp_lsn, udp_rx, udp_tx, nl, fifo_rd, fifo_wr, nameless;
+};
+
+/* Netlink's wire format, spelled out: musl has no <linux/netlink.h>. */
+struct nl_hdr {
+	uint32_t len;
+	uint16_t type, flags;
+	uint32_t seq, pid;
+};
+struct nl_ifinfo {
+	unsigned char family, pad;
+	unsigned short type;
+	int index;
+	unsigned flags, change;
+};
+enum { NL_ROUTE = 0, NL_DONE = 3, NL_NEWLINK = 16, NL_GETLINK = 18, NL_REQUEST = 1, NL_DUMP = 0x300 };
+
+/* Asks for a dump of the links (its replies wait unread). */
+static void netlink_ask(int nl)
+{
+	struct {
+		struct nl_hdr h;
+		struct nl_ifinfo i;
+	} req = { .h = { .len = sizeof req, .type = NL_GETLINK, .flags = NL_REQUEST | NL_DUMP, .seq = 1 },
+		  .i = { .family = AF_UNSPEC } };
+	CHECK(send(nl, &req, sizeof req, 0) == (ssize_t)sizeof req);
+}
+
+static void v8_setup(struct v8 *v)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof a;
+	v->tcp_lsn = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK(v->tcp_lsn >= 0 && bind(v->tcp_lsn, (struct sockaddr *)&a, al) == 0 &&
+	      listen(v->tcp_lsn, 4) == 0 && getsockname(v->tcp_lsn, (struct sockaddr *)&a, &al) == 0);
+	v->tcp_a = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK(v->tcp_a >= 0 && connect(v->tcp_a, (struct sockaddr *)&a, al) == 0);
+	v->tcp_b = accept(v->tcp_lsn, NULL, NULL);
+	CHECK(v->tcp_b >= 0);
+	write_all(v->tcp_a, "tcp a->b unread!", 16);
+	write_all(v->tcp_b, "tcp b->a unread!", 16);
+	struct sockaddr_in u = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t ul = sizeof u;
+	v->udp_rx = socket(AF_INET, SOCK_DGRAM, 0);
+	CHECK(v->udp_rx >= 0 && bind(v->udp_rx, (struct sockaddr *)&u, ul) == 0 &&
+	      getsockname(v->udp_rx, (struct sockaddr *)&u, &ul) == 0);
+	v->udp_tx = socket(AF_INET, SOCK_DGRAM, 0);
+	CHECK(v->udp_tx >= 0 && connect(v->udp_tx, (struct sockaddr *)&u, ul) == 0);
+	CHECK(send(v->udp_tx, "udp d0000000", 12, 0) == 12);
+	v->nl = socket(AF_NETLINK, SOCK_RAW, NL_ROUTE);
+	CHECK(v->nl >= 0);
+	netlink_ask(v->nl);
+	char fifo[64];
+	snprintf(fifo, sizeof fifo, "/tmp/golden-fifo-%d", (int)getpid());
+	CHECK(mkfifo(fifo, 0600) == 0);
+	v->fifo_rd = open(fifo, O_RDONLY | O_NONBLOCK);
+	v->fifo_wr = open(fifo, O_WRONLY);
+	CHECK(v->fifo_rd >= 0 && v->fifo_wr >= 0);
+	write_all(v->fifo_wr, "f0000000", 8);
+	v->nameless = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+	CHECK(v->nameless >= 0);
+	CHECK(pwrite(v->nameless, "nameless 0000000", 16, 0) == 16);
+}
+
+/* Reads and renews each: every byte it held at a checkpoint is read, and
+ * checked, at the next check after the restore. */
+static void v8_check(long n, struct v8 *v)
+{
+	char a[17] = { 0 }, b[17] = { 0 }, d[13] = { 0 }, f[9] = { 0 }, t[17] = { 0 };
+	CHECK(read_full(v->tcp_b, a, 16) == 16 && read_full(v->tcp_a, b, 16) == 16);
+	write_all(v->tcp_a, a, 16);
+	write_all(v->tcp_b, b, 16);
+	ssize_t dl = recv(v->udp_rx, d, 12, 0);
+	char next[13];
+	snprintf(next, sizeof next, "udp d%07ld", n % 10000000);
+	CHECK(send(v->udp_tx, next, 12, 0) == 12);
+	/* The dump: lo's link, then its end; a new one asked for. */
+	char nlb[8192];
+	int links = 0, done = 0;
+	while (!done) {
+		ssize_t k = recv(v->nl, nlb, sizeof nlb, 0);
+		if (k <= 0)
+			break;
+		for (ssize_t off = 0; off + (ssize_t)sizeof(struct nl_hdr) <= k;) {
+			struct nl_hdr h;
+			memcpy(&h, nlb + off, sizeof h);
+			if (h.len < sizeof h || off + (ssize_t)h.len > k)
+				break;
+			links += h.type == NL_NEWLINK;
+			done |= h.type == NL_DONE;
+			off += (h.len + 3) & ~3u;
+		}
+	}
+	netlink_ask(v->nl);
+	CHECK(read(v->fifo_rd, f, 8) == 8);
+	char fnext[9];
+	snprintf(fnext, sizeof fnext, "f%07ld", n % 10000000);
+	write_all(v->fifo_wr, fnext, 8);
+	struct stat st;
+	CHECK(pread(v->nameless, t, 16, 0) == 16 && fstat(v->nameless, &st) == 0);
+	char tnext[17];
+	snprintf(tnext, sizeof tnext, "nameless %07ld", n % 10000000);
+	CHECK(pwrite(v->nameless, tnext, 16, 0) == 16);
+	/* (How many links a host has differs; that lo's dump came whole does not.) */
+	printf("tick %ld v8 tcp=%.8s/%.8s udp=%zd:%.12s netlink_dump=%d fifo=%.8s nameless=%.16s nlink=%lu\n",
+	       n, a, b, dl, d, links > 0 && done, f, t, (unsigned long)st.st_nlink);
+}
+
 int main(int argc, char **argv)
 {
 	CHECK(argc == 4);
@@ -370,6 +485,9 @@ int main(int argc, char **argv)
 	CHECK(ioctl(ptm, TIOCSWINSZ, &ws) == 0);
 	write_all(ptm, "l000000\nl000001\n", 16);
 
+	struct v8 v8;
+	v8_setup(&v8);
+
 	printf("start\n");
 	fflush(stdout);
 
@@ -446,6 +564,7 @@ int main(int argc, char **argv)
 			char typed[9];
 			snprintf(typed, sizeof typed, "p%06ld\n", n % 1000000);
 			write_all(ptm, typed, 8);
+			v8_check(n, &v8);
 		}
 		fflush(stdout);
 		sleep_tick();
