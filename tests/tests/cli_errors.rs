@@ -262,3 +262,31 @@ fn crafted_elves_are_foreign_natively() {
         drop(temp_path);
     }
 }
+
+/// The OCI commands take a `cryo do --id` sandbox's id too (its record is
+/// cryo's own, not an OCI container's): `state` shows it running with its
+/// pid, `ps` lists its process, and `kill` ends it with the signal.
+#[test]
+fn oci_commands_take_a_do_sandbox() {
+    use cryo_tests::sandbox::{cryo_cli, Sandbox, Scratch};
+    let s = Scratch::new("cryo-do-oci-");
+    let root = s.root();
+    let mut sb = Sandbox::run(
+        &root,
+        "d1",
+        std::path::Path::new("/bin/sh"),
+        &["-c", "echo up; exec sleep 100"],
+    );
+    sb.wait_lines(1, std::time::Duration::from_secs(20));
+    let st = cryo_cli(&root, &["state", "d1"]);
+    assert_eq!(st.code, 0, "{}", st.stderr_str());
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["status"], "running", "{v}");
+    assert!(v["pid"].as_i64().is_some_and(|p| p > 0), "{v}");
+    let ps = cryo_cli(&root, &["ps", "d1"]);
+    assert_eq!(ps.code, 0, "{}", ps.stderr_str());
+    assert!(ps.stdout_str().contains("sleep"), "{}", ps.stdout_str());
+    let k = cryo_cli(&root, &["kill", "d1", "TERM"]);
+    assert_eq!(k.code, 0, "{}", k.stderr_str());
+    assert_eq!(sb.wait_exit(std::time::Duration::from_secs(20)), 128 + 15);
+}

@@ -100,6 +100,21 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
 }
 
 impl Record {
+    /// The record of a `cryo do` sandbox: running while its process is,
+    /// with no bundle.
+    fn of_do_sandbox(d: crate::container::ContainerState) -> Record {
+        Record {
+            start_time: proc_stat(d.pid).map_or(0, |(_, t)| t),
+            id: d.id,
+            status: Status::Running,
+            pid: d.pid,
+            bundle: PathBuf::new(),
+            rootfs: PathBuf::new(),
+            created: rfc3339(i64::try_from(d.created).unwrap_or(0), 0),
+            annotations: HashMap::new(),
+        }
+    }
+
     /// Whether the recorded sandbox process still runs (not a zombie
     /// waiting for its reaper, not another process with its pid).
     pub fn alive(&self) -> bool {
@@ -205,15 +220,7 @@ impl Locked {
     }
 
     pub fn load(&self) -> Result<Record, StateError> {
-        let path = self.dir.join("state.json");
-        let text = fs::read_to_string(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                StateError::NotFound(self.id.clone())
-            } else {
-                io(&path)(e)
-            }
-        })?;
-        serde_json::from_str(&text).map_err(|error| StateError::Corrupt { path, error })
+        read_record(&self.dir.join("state.json"), &self.id)
     }
 
     /// Writes the record atomically (a rename), so a reader without the
@@ -261,15 +268,29 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>, StateError> {
 /// [`Locked::save`] makes that safe.
 pub fn peek(root: &Path, id: &str) -> Result<Record, StateError> {
     check_id(id)?;
-    let path = root.join(id).join("state.json");
-    let text = fs::read_to_string(&path).map_err(|e| {
+    read_record(&root.join(id).join("state.json"), id)
+}
+
+/// The record at `path` (container `id`'s). A `cryo do --id` sandbox keeps
+/// cryo's own record there; its sandbox answers the same control requests
+/// (kill, ps, pause, events), so it reads as a running container.
+fn read_record(path: &Path, id: &str) -> Result<Record, StateError> {
+    let text = fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             StateError::NotFound(id.into())
         } else {
-            io(&path)(e)
+            io(path)(e)
         }
     })?;
-    serde_json::from_str(&text).map_err(|error| StateError::Corrupt { path, error })
+    serde_json::from_str(&text).or_else(|error| {
+        match serde_json::from_str::<crate::container::ContainerState>(&text) {
+            Ok(d) => Ok(Record::of_do_sandbox(d)),
+            Err(_) => Err(StateError::Corrupt {
+                path: path.to_path_buf(),
+                error,
+            }),
+        }
+    })
 }
 
 /// Now as RFC 3339 in UTC with nanoseconds (what Go's time.Time parses).
