@@ -116,7 +116,7 @@ fn refuse_unsupported(args: &CheckpointArgs) -> anyhow::Result<()> {
 /// the root's upper layer and /dev/shm, not a bundle's tmpfs mounts, and
 /// their files would be lost.
 fn oci_metadata(root: &Path, id: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let Ok(record) = oci::state::peek(root, id) else {
+    let Some(record) = oci::state::peek(root, id).ok().filter(|r| !r.do_sandbox) else {
         return Ok(Vec::new());
     };
     let identity = oci::identity::load_from(&container::container_dir(root, id), &record.bundle)?;
@@ -154,7 +154,7 @@ fn checkpoint(args: CheckpointArgs, root: &Path, log: &mut WorkLog) -> anyhow::R
     }
     crate::supervisor::parse_compression(&args.compression)?;
     container::load(root, &args.id)?;
-    let oci = oci::state::peek(root, &args.id).is_ok();
+    let oci = oci::state::peek(root, &args.id).is_ok_and(|r| !r.do_sandbox);
     let metadata = if oci {
         oci_metadata(root, &args.id)?
     } else {

@@ -311,6 +311,7 @@ fn create_inner(
         rootfs: plan.rootfs.clone(),
         created: state::rfc3339_now(),
         annotations: plan.annotations.clone(),
+        do_sandbox: false,
     };
     let started = (|| -> anyhow::Result<std::process::Child> {
         locked.save(&record)?;

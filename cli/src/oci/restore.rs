@@ -88,6 +88,7 @@ pub fn restore(g: &Globals, r: OciRestore) -> anyhow::Result<i32> {
         rootfs: plan.rootfs.clone(),
         created: state::rfc3339_now(),
         annotations: plan.annotations.clone(),
+        do_sandbox: false,
     };
     let mut child = None;
     let started = (|| -> anyhow::Result<()> {

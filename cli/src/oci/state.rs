@@ -81,6 +81,10 @@ pub struct Record {
     /// RFC 3339, as runc's `created`.
     pub created: String,
     pub annotations: HashMap<String, String>,
+    /// Read from a `cryo do --id` sandbox's record: no bundle, no OCI
+    /// identity (never written).
+    #[serde(skip)]
+    pub do_sandbox: bool,
 }
 
 /// A host process's state letter and start time, None when it is gone.
@@ -112,6 +116,7 @@ impl Record {
             rootfs: PathBuf::new(),
             created: rfc3339(i64::try_from(d.created).unwrap_or(0), 0),
             annotations: HashMap::new(),
+            do_sandbox: true,
         }
     }
 
@@ -351,6 +356,7 @@ mod tests {
             rootfs: "/b/rootfs".into(),
             created: rfc3339_now(),
             annotations: HashMap::new(),
+            do_sandbox: false,
         };
         l.save(&r).unwrap();
         assert_eq!(peek(root.path(), "c1").unwrap().status(), Status::Created);
