@@ -99,7 +99,8 @@ fn ten_processes_sharing_memory_checkpointed_once() {
 }
 
 /// A real shell's job tree: `sh -c` with a background pipeline whose pipe
-/// holds a line nobody has read yet, a background sleeper, a child that
+/// holds a line nobody has read yet (its reader waits for the shell's word,
+/// a file, not for a time: a loaded machine must not reorder the output), a background sleeper, a child that
 /// has exited (a zombie until the shell waits), and the shell's own loop
 /// forking `sleep` every tick. Checkpointed mid-loop and restored twice
 /// from the moved statefile, each prints what an uninterrupted run prints
@@ -107,7 +108,7 @@ fn ten_processes_sharing_memory_checkpointed_once() {
 #[test]
 fn shell_job_tree_checkpointed_and_restored() {
     const SCRIPT: &str = r#"
-{ echo held-in-pipe; sleep 1; } | { sleep 6; read line; echo "reader got: $line"; } &
+{ echo held-in-pipe; sleep 1; } | { until [ -e /tmp/shtree-go ]; do sleep 0.1; done; read line; echo "reader got: $line"; } &
 reader=$!
 sleep 30 &
 sleeper=$!
@@ -118,6 +119,7 @@ while [ $i -lt 15 ]; do
   i=$((i+1)); echo "tick $i"; sleep 0.1
 done
 wait $zombie || echo "zombie status $?"
+: > /tmp/shtree-go
 wait $reader
 kill $sleeper
 wait $sleeper || echo "sleeper status $?"
