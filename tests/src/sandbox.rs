@@ -682,7 +682,15 @@ pub fn platform_runs_here(name: &str) -> bool {
     if line.starts_with("ok ") {
         return true;
     }
-    let msg = format!("SKIPPED: needs the {name} platform: {}", line.trim());
+    skip(&format!("needs the {name} platform: {}", line.trim()));
+    false
+}
+
+/// Says "SKIPPED: <reason>" on stderr and records it in
+/// `<target>/tmp/skipped.log`, which tests/scripts/test.sh reports at the
+/// end of the suite.
+pub fn skip(reason: &str) {
+    let msg = format!("SKIPPED: {reason}");
     eprintln!("{msg}");
     let log = crate::target_dir().join("tmp").join("skipped.log");
     let _ = std::fs::create_dir_all(crate::target_dir().join("tmp"));
@@ -693,7 +701,6 @@ pub fn platform_runs_here(name: &str) -> bool {
         .open(&log)
         .and_then(|mut f| writeln!(f, "{msg}"))
         .unwrap_or_else(|e| panic!("{msg} — and cannot record it in {}: {e}", log.display()));
-    false
 }
 
 #[cfg(test)]
