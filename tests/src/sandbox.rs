@@ -150,6 +150,19 @@ pub fn run_then_checkpoint<A: AsRef<OsStr>>(
     CheckpointedRun { reference, before }
 }
 
+/// How many objects of saved type `type_name` (`net.UnixSocket`, ...) the
+/// statefile in `img` holds, as `cryo inspect` lists them.
+pub fn saved_objects(img: &Path, type_name: &str) -> usize {
+    let shown = crate::run_cryo_cli(&[OsStr::new("inspect"), img.join(STATEFILE).as_os_str()]);
+    assert_eq!(shown.code, 0, "cryo inspect: {}", shown.stderr_str());
+    let prefix = format!("{type_name} ");
+    shown
+        .stdout_str()
+        .lines()
+        .filter(|l| l.trim_start().starts_with(&prefix) && l.contains('#'))
+        .count()
+}
+
 impl CheckpointedRun {
     /// Restores `img` as sandboxes `ids` one after the other; each must
     /// exit 0 having printed exactly what the reference printed after the

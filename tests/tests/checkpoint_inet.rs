@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
-use cryo_tests::sandbox::{run_then_checkpoint, CheckpointedRun, Sandbox, Scratch};
-use cryo_tests::{guest, run_cryo_cli, Libc};
+use cryo_tests::sandbox::{run_then_checkpoint, saved_objects, CheckpointedRun, Scratch};
+use cryo_tests::{guest, Libc};
 use sentry::net::inet::state::{
     InetSocketRecord, SavedInetAddr, SavedInetKind, SavedTcp, SavedUdp,
 };
@@ -38,42 +38,21 @@ fn inet_sockets_checkpointed_and_restored_twice() {
         run_then_checkpoint(&s.root(), &bin, &[TICKS], 4, &img, (START, EXIT));
     assert_eq!(reference.len(), 1 + 14 + 12, "{reference:?}");
 
-    let last = before
-        .iter()
-        .filter_map(|l| tick_of(l))
-        .max()
-        .expect("ticks");
-
-    let shown = run_cryo_cli(&[
-        std::ffi::OsStr::new("inspect"),
-        img.join(cryo_tests::sandbox::STATEFILE).as_os_str(),
-    ]);
-    let sockets = shown
-        .stdout_str()
-        .lines()
-        .filter(|l| l.trim_start().starts_with("net.InetSocket ") && l.contains('#'))
-        .count();
     // The worker's two ends; the listener, its two clients and their
     // unaccepted server ends; the two-way pair; the transfer's two ends;
     // the half-closed pair; the two UDP sockets.
-    assert_eq!(sockets, 15, "sockets saved:\n{}", shown.stdout_str());
-    let netlink = shown
-        .stdout_str()
-        .lines()
-        .filter(|l| l.trim_start().starts_with("net.NetlinkSocket ") && l.contains('#'))
-        .count();
-    assert_eq!(netlink, 1, "the netlink socket:\n{}", shown.stdout_str());
-
-    for id in ["B", "C"] {
-        let mut b = Sandbox::restore(&s.root(), &img, id);
-        assert_eq!(b.wait_exit(EXIT), 0, "restore {id}: {}", b.stderr_str());
-        let after = b.lines();
-        let from = reference
-            .iter()
-            .position(|l| tick_of(l) == Some(last + 1))
-            .expect("the reference goes on");
-        assert_eq!(after, &reference[from..], "restored sandbox {id}");
-    }
+    assert_eq!(
+        saved_objects(&img, "net.InetSocket"),
+        15,
+        "inet sockets saved"
+    );
+    assert_eq!(
+        saved_objects(&img, "net.NetlinkSocket"),
+        1,
+        "the netlink socket"
+    );
+    let run = CheckpointedRun { reference, before };
+    run.restores_go_on(&s.root(), &img, &["B", "C"], tick_of, EXIT);
 
     let file = std::fs::read(img.join(cryo_tests::sandbox::STATEFILE)).expect("the statefile");
     hostile_records_are_refused(&file);

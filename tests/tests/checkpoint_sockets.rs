@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use cryo_tests::sandbox::{
-    assert_ok, checkpoint, run_then_checkpoint, CheckpointedRun, Sandbox, Scratch,
+    assert_ok, checkpoint, run_then_checkpoint, saved_objects, CheckpointedRun, Sandbox, Scratch,
 };
-use cryo_tests::{guest, run_cryo_cli, Libc};
+use cryo_tests::{guest, Libc};
 
 const TICKS: &str = "14";
 const START: Duration = Duration::from_secs(20);
@@ -32,35 +32,11 @@ fn unix_sockets_checkpointed_and_restored_twice() {
         run_then_checkpoint(&s.root(), &bin, &[TICKS], 4, &img, (START, EXIT));
     assert_eq!(reference.len(), 14 + 7, "{reference:?}");
 
-    let last = before
-        .iter()
-        .filter_map(|l| tick_of(l))
-        .max()
-        .expect("ticks");
-
-    let shown = run_cryo_cli(&[
-        std::ffi::OsStr::new("inspect"),
-        img.join(cryo_tests::sandbox::STATEFILE).as_os_str(),
-    ]);
-    let sockets = shown
-        .stdout_str()
-        .lines()
-        .filter(|l| l.trim_start().starts_with("net.UnixSocket ") && l.contains('#'))
-        .count();
     // The worker pair, the queue pair, two listeners, two clients with
     // their unaccepted server sides, the datagram pair.
-    assert_eq!(sockets, 12, "sockets saved:\n{}", shown.stdout_str());
-
-    for id in ["B", "C"] {
-        let mut b = Sandbox::restore(&s.root(), &img, id);
-        assert_eq!(b.wait_exit(EXIT), 0, "restore {id}: {}", b.stderr_str());
-        let after = b.lines();
-        let from = reference
-            .iter()
-            .position(|l| tick_of(l) == Some(last + 1))
-            .expect("the reference goes on");
-        assert_eq!(after, &reference[from..], "restored sandbox {id}");
-    }
+    assert_eq!(saved_objects(&img, "net.UnixSocket"), 12, "sockets saved");
+    let run = CheckpointedRun { reference, before };
+    run.restores_go_on(&s.root(), &img, &["B", "C"], tick_of, EXIT);
 }
 
 /// Writes sentry/fuzz/seeds/sockets.cryo: the object table of a checkpoint
