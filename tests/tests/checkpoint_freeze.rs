@@ -175,17 +175,6 @@ fn leave_running_freezes_every_thread_of_the_program() {
     // 64 MiB, pipe and file: every thread is stopped at the freeze, and
     // every thread of the restored copy finds its memory as it was then.
     const THREADS: usize = 4;
-    if cryo_tests::sandbox::test_platform().as_deref() == Some("ptrace") {
-        // A known bug, not a limit of this host: on ptrace a restored copy
-        // of this busy four-thread program crashes (SIGSEGV) in about half
-        // the runs, whether it was saved with --leave-running or not
-        // (`ptrace_restores_a_busy_threaded_program` below reproduces it).
-        cryo_tests::sandbox::skip(
-            "checkpoint_freeze::leave_running_freezes_every_thread_of_the_program on ptrace: \
-             a restored busy multi-threaded program crashes there (open bug)",
-        );
-        return;
-    }
     let s = Scratch::new("freeze-threads");
     let program = guest("ckpt_freeze", Libc::Glibc);
     let mut a = Sandbox::run(&s.root(), "A", &program, &["64", "-1", "4"]).failing_on("BAD");
@@ -293,35 +282,4 @@ impl Drop for SmallTmpfs {
         // SAFETY: umount2(2) of the mount made above.
         unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
     }
-}
-
-/// The open bug the ptrace skip above names: a plain checkpoint (no
-/// --leave-running) of the busy four-thread guest, restored six times on
-/// ptrace; none may crash. Restored with its output to a file on a loaded
-/// machine, 4 of 6 crashed (SIGSEGV before their first line); this test
-/// (output to a pipe) passed its one run: the crash depends on timing, so
-/// it is run by hand, several times: `CRYO_TEST_PLATFORM=ptrace cargo test
-/// -p cryo-tests --test checkpoint_freeze -- --ignored`.
-#[test]
-#[ignore = "an open ptrace bug's reproduction, run by hand (see its doc)"]
-fn ptrace_restores_a_busy_threaded_program() {
-    let program = guest("ckpt_freeze", Libc::Glibc);
-    let mut crashed = Vec::new();
-    for round in 0..6 {
-        let s = Scratch::new("ptrace-threads");
-        let mut a = Sandbox::run(&s.root(), "A", &program, &["64", "-1", "4"]);
-        a.wait_lines(2, START);
-        let img = s.path("img");
-        let out = checkpoint(&s.root(), &img, "A", &[]);
-        assert_ok(&out, "cryo checkpoint A");
-        let mut b = Sandbox::restore(&s.root(), &img, "B");
-        thread::sleep(Duration::from_secs(5));
-        if !b.is_running() {
-            crashed.push((round, b.wait_exit(PASSES)));
-        }
-    }
-    assert!(
-        crashed.is_empty(),
-        "restores that ended (round, status): {crashed:?}"
-    );
 }

@@ -71,8 +71,10 @@ impl MemoryManager {
                 };
             }
             let v = v.clone();
-            self.resolve_cow(&v, addr)?;
-            self.remember_resolved(page, page + self.layout.page_size);
+            // Other threads may have faulted anywhere in what this made
+            // writable (a reused run is more than the page), not only here.
+            let (start, end) = self.resolve_cow(&v, addr)?;
+            self.remember_resolved(start, end);
             return Ok(());
         }
         self.grow_stack(addr)
@@ -107,8 +109,9 @@ impl MemoryManager {
     /// A write fault on copy-on-write page `addr` of `v`: a page others
     /// still share is copied; one nobody else holds any more (the other
     /// owner copied it, exited or exec'd) is made writable again as it is,
-    /// with every such page of its run, like Linux's reuse.
-    fn resolve_cow(&mut self, v: &Vma, addr: u64) -> Result<(), Errno> {
+    /// with every such page of its run, like Linux's reuse. Returns the
+    /// addresses made writable.
+    fn resolve_cow(&mut self, v: &Vma, addr: u64) -> Result<(u64, u64), Errno> {
         let page = self.page_align_down(addr);
         let page_end = page + self.layout.page_size;
         let Some(p) = self.pmas.get(page) else {
@@ -120,7 +123,7 @@ impl MemoryManager {
             .is_empty()
         {
             self.break_cow(v, page, page_end)?;
-            return Ok(());
+            return Ok((page, page_end));
         }
         // The run around `page`, within its piece and its VMA, that nobody
         // else holds.
@@ -146,7 +149,7 @@ impl MemoryManager {
                     .map_err(|e| super::manager::platform_errno("protect", e))?;
             }
         }
-        Ok(())
+        Ok((s, e))
     }
 
     /// Grows the growsdown VMA just above `addr` down to cover it, within

@@ -1175,6 +1175,32 @@ fn fork_shares_pages_copy_on_write() {
     assert_eq!(mf.allocated_bytes(), 0);
 }
 
+/// Two threads fault on two pages of one copy-on-write run that nobody
+/// shares any more (after a restore every writable private page is such a
+/// run): the first fault makes the whole run writable, so the second,
+/// which reaches the memory manager after it, must retry, not become a
+/// SIGSEGV. A restored four-thread program on ptrace crashed this way.
+#[test]
+fn a_fault_racing_a_reused_run_retries() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut parent, ppages) = new_mm_with(mf.clone());
+    let a = anon(&mut parent, 4 * P);
+    for i in 0..4 {
+        parent.copy_out(a + i * P, b"x").unwrap();
+    }
+    let (child, _) = fork_child(&mut parent);
+    drop(child);
+    assert!(!host_prot(&ppages, a + 2 * P).write);
+    // The first thread's fault reuses the run in place: all four pages.
+    parent.handle_fault(a + 5, Access::Unknown).unwrap();
+    for i in 0..4 {
+        assert!(host_prot(&ppages, a + i * P).write, "page {i} still read-only");
+    }
+    // The second thread faulted on page 2 before that and arrives now.
+    assert_eq!(parent.handle_fault(a + 2 * P + 8, Access::Unknown), Ok(()));
+    check_consistent(&parent, &ppages);
+}
+
 #[test]
 fn fork_shares_map_shared_memory_truly() {
     let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
