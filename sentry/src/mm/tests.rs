@@ -1194,7 +1194,10 @@ fn a_fault_racing_a_reused_run_retries() {
     // The first thread's fault reuses the run in place: all four pages.
     parent.handle_fault(a + 5, Access::Unknown).unwrap();
     for i in 0..4 {
-        assert!(host_prot(&ppages, a + i * P).write, "page {i} still read-only");
+        assert!(
+            host_prot(&ppages, a + i * P).write,
+            "page {i} still read-only"
+        );
     }
     // The second thread faulted on page 2 before that and arrives now.
     assert_eq!(parent.handle_fault(a + 2 * P + 8, Access::Unknown), Ok(()));
