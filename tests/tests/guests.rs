@@ -65,6 +65,7 @@ const SPECS: &[Spec] = &[
     spec("splice"),
     spec("perms"),
     spec("fallocate"),
+    spec("sigio"),
     // Files with no name (O_TMPFILE, unlinked while open), compared with
     // Linux; checkpoint_unlinked.rs checkpoints the same guest.
     Spec {
@@ -266,6 +267,7 @@ guest_tests!(
     splice,
     perms,
     fallocate,
+    sigio,
     ckpt_unlinked,
     exit_group,
     exit_thread,

@@ -21,6 +21,7 @@ pub mod posix_timer;
 pub mod proc;
 pub mod run;
 pub mod sessions;
+pub mod sigio;
 pub mod signal;
 pub mod task;
 pub mod thread_group;

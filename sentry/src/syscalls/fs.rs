@@ -556,9 +556,16 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
         }
         libc::F_GETFL => Ok(f.status_flags() as u32 as u64),
         libc::F_SETFL => {
+            super::fasync::set_async(t, &f, fd, a.int(2) & libc::O_ASYNC != 0);
             f.set_status_flags(a.int(2));
             Ok(0)
         }
+        libc::F_GETOWN
+        | libc::F_SETOWN
+        | super::fasync::F_GETOWN_EX
+        | super::fasync::F_SETOWN_EX
+        | super::fasync::F_GETSIG
+        | super::fasync::F_SETSIG => super::fasync::fcntl(t, &f, a.int(1), a.raw(2)),
         libc::F_GETLK
         | libc::F_SETLK
         | libc::F_SETLKW
@@ -576,6 +583,9 @@ pub fn ioctl(t: &mut Task, a: &Args) -> SysResult {
     if cmd == libc::FIOCLEX || cmd == libc::FIONCLEX {
         t.fds().lock().get_mut(a.fd(0))?.cloexec = cmd == libc::FIOCLEX;
         return Ok(0);
+    }
+    if cmd == libc::FIOASYNC && !f.is_path() {
+        return super::fasync::fioasync(t, &f, a.fd(0), a.raw(2));
     }
     if let Some(r) = super::tty::ioctl(t, &f, cmd, a.raw(2)) {
         return r;

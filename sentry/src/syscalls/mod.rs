@@ -5,6 +5,7 @@
 //! returns `Ok(value)` or `Err(errno)`; Linux semantics live in the objects.
 
 mod args;
+mod fasync;
 mod fs;
 mod futex;
 mod info;

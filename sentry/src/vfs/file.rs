@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::abi;
@@ -326,6 +326,8 @@ pub struct OpenFile {
     /// Where this description took OFD or flock locks: released when its
     /// last reference goes (Linux's locks_remove_file in __fput).
     locked: Mutex<Option<(Arc<FileLocks>, FileKey)>>,
+    /// O_ASYNC's owner and signal (F_SETOWN, F_SETSIG).
+    fasync: super::fasync::Fasync,
 }
 
 /// Open file description ids; 0 is never one.
@@ -362,6 +364,7 @@ impl OpenFile {
             listing: Mutex::new(Vec::new()),
             id: NEXT_DESCRIPTION.fetch_add(1, Ordering::Relaxed),
             locked: Mutex::new(None),
+            fasync: Default::default(),
         })
     }
 
@@ -383,6 +386,7 @@ impl OpenFile {
             listing: Mutex::new(Vec::new()),
             id: NEXT_DESCRIPTION.fetch_add(1, Ordering::Relaxed),
             locked: Mutex::new(None),
+            fasync: Default::default(),
         })
     }
 
@@ -435,6 +439,25 @@ impl OpenFile {
             .flags
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
                 Some((old & !SETFL_MASK) | (flags & SETFL_MASK))
+            });
+    }
+
+    /// Signal-driven I/O: the owner and signal of O_ASYNC.
+    pub fn fasync(&self) -> &super::fasync::Fasync {
+        &self.fasync
+    }
+
+    /// O_ASYNC turned on or off through descriptor `fd` (F_SETFL, FIOASYNC).
+    pub fn set_async(&self, on: bool, fd: i32, signals: Weak<dyn super::fasync::IoSignals>) {
+        self.fasync.set_armed(on, fd, &self.ops, signals);
+        let _ = self
+            .flags
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if on {
+                    old | libc::O_ASYNC
+                } else {
+                    old & !libc::O_ASYNC
+                })
             });
     }
 

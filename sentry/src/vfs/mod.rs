@@ -16,6 +16,7 @@ pub mod devfs;
 pub mod donated;
 pub mod epoll;
 pub mod eventfd;
+pub mod fasync;
 pub mod file;
 pub mod gofer_fs;
 pub mod inode;
