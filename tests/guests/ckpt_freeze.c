@@ -85,6 +85,20 @@ static long long ns(clockid_t c)
 	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+/* CLOCK_REALTIME - CLOCK_MONOTONIC, read between two monotonic reads at
+ * most 10 ms apart: a thread descheduled between two reads on a loaded
+ * machine would otherwise see a "jump" that is only its own delay. */
+static long long clock_offset(void)
+{
+	for (;;) {
+		long long m1 = ns(CLOCK_MONOTONIC);
+		long long r = ns(CLOCK_REALTIME);
+		long long m2 = ns(CLOCK_MONOTONIC);
+		if (m2 - m1 <= 10000000LL)
+			return r - m1 - (m2 - m1) / 2;
+	}
+}
+
 /* One buffer rewritten pass after pass by one thread. */
 struct area {
 	uint64_t *buf;
@@ -200,7 +214,7 @@ static void *map_aligned(size_t len, int fd)
  * (which is then reset): the process was frozen and restored. */
 static int restored(long long *offset)
 {
-	long long now = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
+	long long now = clock_offset();
 	if (now - *offset > 700000000LL || *offset - now > 700000000LL) {
 		*offset = now;
 		return 1;
@@ -212,7 +226,7 @@ static int restored(long long *offset)
 static void *rewriter(void *arg)
 {
 	const struct area *a = arg;
-	long long offset = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
+	long long offset = clock_offset();
 	for (uint64_t P = 1;; P++) {
 		for (long c = 0; c < a->chunks; c++) {
 			if (c % 16 == 0 && restored(&offset)) {
@@ -221,7 +235,7 @@ static void *rewriter(void *arg)
 				       (unsigned long long)a->salt, (unsigned long long)P, c,
 				       (unsigned long long)m, (unsigned long long)me);
 				fflush(stdout);
-				offset = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
+				offset = clock_offset();
 			}
 			write_chunk(a, P, c);
 		}
@@ -265,7 +279,7 @@ int main(int argc, char **argv)
 		pthread_t th;
 		CHECK(pthread_create(&th, NULL, rewriter, &others[t]) == 0);
 	}
-	long long offset = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
+	long long offset = clock_offset();
 	for (uint64_t P = 1; passes < 0 || (long)P <= passes; P++) {
 		for (long c = 0; c < a->chunks; c++) {
 			if (c % 16 == 0 && restored(&offset)) {
@@ -276,7 +290,7 @@ int main(int argc, char **argv)
 				       (unsigned long long)me, (unsigned long long)f,
 				       (unsigned long long)fe);
 				fflush(stdout);
-				offset = ns(CLOCK_REALTIME) - ns(CLOCK_MONOTONIC);
+				offset = clock_offset();
 			}
 			write_chunk(a, P, c);
 		}
