@@ -13,6 +13,11 @@ command -v ps >/dev/null || need+=(procps)
 # The file-system tests run sqlite3 and git inside the sandbox.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v git >/dev/null || need+=(git)
+# The server tests run redis-server, nginx and curl inside the sandbox.
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v curl >/dev/null || need+=(curl)
 # The OCI runtime tests drive cryo through podman (with conmon) and
 # containerd (ctr and the runc v2 shim).
 command -v podman >/dev/null || need+=(podman)
