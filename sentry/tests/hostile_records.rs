@@ -490,6 +490,35 @@ fn a_descriptor_naming_a_missing_open_file_is_refused() {
     assert_refused(&t, "kernel.FdTable", i.fd_table, "fds", "9999");
 }
 
+#[test]
+fn an_open_file_with_a_bad_signal_owner_is_refused() {
+    use sentry::vfs::fasync::FileOwner;
+    let t = seed(THREADS);
+    let i = ids(&t);
+    let fds: FdTableRecord = t.get(i.fd_table).unwrap();
+    let file = fds.fds[0].file;
+    let owner = |kind, id| FileOwner {
+        kind,
+        id,
+        uid: 0,
+        euid: 0,
+    };
+    for (edit, needle) in [
+        ((Some(owner(9, 1)), 0), "owner kind 9"),
+        ((Some(owner(1, 0)), 0), "owner id 0"),
+        ((Some(owner(2, i32::MAX)), 0), "owner id"),
+        ((None, 65), "signal 65"),
+    ] {
+        let mut t = seed(THREADS);
+        t.edit::<sentry::vfs::state::OpenFileState>(file, |f| {
+            f.fasync.owner = edit.0;
+            f.fasync.signo = edit.1;
+        })
+        .unwrap();
+        assert_refused(&t, "vfs.OpenFile", file, "fasync", needle);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Registers
 
@@ -1057,6 +1086,7 @@ fn many_pipes_are_judged_quickly() {
                 offset: 0,
                 kind: FileStateKind::PipeRead { pipe },
                 fingerprint: None,
+                fasync: Default::default(),
             },
         )
         .unwrap();

@@ -376,7 +376,7 @@ impl Task {
             template: TaskTemplate {
                 creds: self.creds.clone(),
                 regs: self.child_regs(&args),
-                signal_mask: self.signal_mask,
+                signal_mask: self.signal_mask(),
                 alt_stack,
                 clear_child_tid: if has(f, libc::CLONE_CHILD_CLEARTID) {
                     args.child_tid
@@ -425,7 +425,7 @@ impl Task {
             cpu,
             context,
         );
-        task.signal_mask = self.signal_mask;
+        task.set_signal_mask(self.signal_mask());
         self.give_attrs_to(&task);
         task
     }
@@ -543,7 +543,7 @@ fn process_main(seed: ProcessSeed) {
         },
         context,
     );
-    task.signal_mask = template.signal_mask;
+    task.set_signal_mask(template.signal_mask);
     task.alt_stack = template.alt_stack;
     task.clear_child_tid = template.clear_child_tid;
     let setup = task

@@ -37,7 +37,7 @@ impl Task {
     /// or the process ends) instead of restarting. An ignored one (the
     /// default SIGCHLD, say) never interrupts a call.
     pub fn has_deliverable_signal(&self) -> bool {
-        let mask = self.signal_mask;
+        let mask = self.signal_mask();
         let handlers = self.handlers().clone();
         self.pending().iter().any(|p| {
             let unblocked = !mask.contains(p.signo) || p.signo == libc::SIGKILL;
@@ -62,7 +62,7 @@ impl Task {
     /// or, with SA_RESTART, restarts); None when no handler will run (the
     /// syscall restarts).
     pub fn handler_to_run(&self) -> Option<u64> {
-        let mask = self.signal_mask;
+        let mask = self.signal_mask();
         // The pending list and the dispositions are never locked together.
         let deliverable: Vec<i32> = self
             .pending()
@@ -82,7 +82,7 @@ impl Task {
     /// the signal it cannot make progress, so (like Linux's force_sig) the
     /// disposition is reset to the default and the signal unblocked.
     pub fn force_fault(&mut self, signo: i32, code: i32, addr: u64) {
-        let blocked = self.signal_mask.contains(signo);
+        let blocked = self.signal_mask().contains(signo);
         let ignored = self
             .handlers()
             .get(signo)
@@ -90,7 +90,7 @@ impl Task {
             .unwrap_or(true);
         if blocked || ignored {
             let _ = self.handlers().set(signo, Default::default());
-            self.signal_mask = SigSet(self.signal_mask.0 & !SigSet::bit(signo));
+            self.set_signal_mask(SigSet(self.signal_mask().0 & !SigSet::bit(signo)));
         }
         self.send_signal(SigInfo {
             signo,
@@ -107,15 +107,15 @@ impl Task {
     /// the wait was interrupted for, after it returns.
     pub fn set_temporary_mask(&mut self, mask: SigSet) {
         if self.saved_mask.is_none() {
-            self.saved_mask = Some(self.signal_mask);
+            self.saved_mask = Some(self.signal_mask());
         }
-        self.signal_mask = mask.without_unblockable();
+        self.set_signal_mask(mask);
     }
 
     /// Ends a temporary mask now (the wait it was for did not block).
     pub fn restore_temporary_mask(&mut self) {
         if let Some(m) = self.saved_mask.take() {
-            self.signal_mask = m;
+            self.set_signal_mask(m);
         }
     }
 
@@ -129,7 +129,7 @@ impl Task {
 
     fn deliver_signals_masked(&mut self) {
         while self.exit.is_none() {
-            let mask = self.signal_mask;
+            let mask = self.signal_mask();
             let Some(i) = self.pending().iter().position(|p| {
                 !mask.contains(p.signo) || p.signo == libc::SIGKILL || p.signo == libc::SIGSTOP
             }) else {
@@ -199,7 +199,7 @@ impl Task {
         };
         // After a temporary mask, the handler returns to the mask from
         // before the wait.
-        let uc_mask = self.saved_mask.take().unwrap_or(self.signal_mask);
+        let uc_mask = self.saved_mask.take().unwrap_or(self.signal_mask());
         let uc = encode_ucontext(
             &regs,
             uc_mask.0,
@@ -221,11 +221,11 @@ impl Task {
 
         self.cpu.regs = handler_entry(&regs, action.handler, &layout, info.signo);
 
-        let mut blocked = self.signal_mask.0 | action.mask.0;
+        let mut blocked = self.signal_mask().0 | action.mask.0;
         if action.flags & SA_NODEFER == 0 {
             blocked |= SigSet::bit(info.signo);
         }
-        self.signal_mask = SigSet(blocked).without_unblockable();
+        self.set_signal_mask(SigSet(blocked));
         if action.flags & SA_RESETHAND != 0 {
             let _ = self.handlers().set(info.signo, Default::default());
         }

@@ -173,7 +173,9 @@ impl Task {
 /// Whether a signal sent from inside the sandbox to `tg` is dropped because
 /// `tg` is the sandbox's init and the signal's action is the default
 /// (Linux's SIGNAL_UNKILLABLE for a pid namespace's init, which holds for
-/// signals init sends itself too).
+/// signals init sends itself too). A signal init's main thread blocks is
+/// kept, as Linux's sig_ignored does: init may sigwait for it, or set a
+/// handler before it unblocks it.
 pub fn init_protected(tg: &ThreadGroup, signo: i32) -> bool {
     tg.tgid() == 1
         && tg
@@ -181,6 +183,7 @@ pub fn init_protected(tg: &ThreadGroup, signo: i32) -> bool {
             .get(signo)
             .map(|a| a.is_default())
             .unwrap_or(true)
+        && !tg.member(tg.tgid()).is_some_and(|m| m.blocks(signo))
 }
 
 fn kernel_signal(signo: i32) -> SigInfo {

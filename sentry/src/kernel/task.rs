@@ -70,7 +70,10 @@ pub struct Task {
     /// memory manager's, held apart so a running task never holds the
     /// memory manager's lock.
     pub(super) aspace: Arc<dyn AddressSpace>,
-    pub(super) signal_mask: SigSet,
+    signal_mask: SigSet,
+    /// `signal_mask` as other threads see it (whether a signal to init is
+    /// dropped depends on it: Linux never ignores a blocked signal).
+    shared_blocked: Arc<std::sync::atomic::AtomicU64>,
     /// Signals generated for this thread but not yet delivered.
     pub(super) shared_pending: Arc<Mutex<Vec<SigInfo>>>,
     /// sigaltstack: (ss_sp, ss_flags, ss_size).
@@ -159,6 +162,8 @@ impl Task {
     /// Sets the blocked signals; SIGKILL and SIGSTOP are never blocked.
     pub fn set_signal_mask(&mut self, mask: SigSet) {
         self.signal_mask = mask.without_unblockable();
+        self.shared_blocked
+            .store(self.signal_mask.0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// sigaltstack's (ss_sp, ss_flags, ss_size).
@@ -271,6 +276,7 @@ impl Task {
         Arc::new(Member {
             interrupt: self.interrupt.clone(),
             pending: self.shared_pending.clone(),
+            blocked: self.shared_blocked.clone(),
         })
     }
 
@@ -315,6 +321,7 @@ impl Task {
             aspace,
             signal_mask: SigSet::default(),
             shared_pending: Arc::new(Mutex::new(Vec::new())),
+            shared_blocked: Arc::default(),
             alt_stack: (0, 0, 0),
             clear_child_tid: 0,
             robust_list: (0, 0),
@@ -393,7 +400,7 @@ impl Task {
     /// Puts a validated record's per-thread state (all but the registers,
     /// which the caller loaded into `cpu`) into a new task.
     pub fn load_record(&mut self, r: &TaskRecord) {
-        self.signal_mask = r.signal_mask.without_unblockable();
+        self.set_signal_mask(r.signal_mask);
         *self.pending() = r.pending.clone();
         self.alt_stack = r.alt_stack;
         self.clear_child_tid = r.clear_child_tid;

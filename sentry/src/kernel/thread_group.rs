@@ -121,9 +121,16 @@ struct Stop {
 pub struct Member {
     pub interrupt: Arc<TaskInterrupt>,
     pub pending: Arc<Mutex<Vec<SigInfo>>>,
+    /// The thread's blocked signals (its task publishes them).
+    pub blocked: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Member {
+    pub fn blocks(&self, signo: i32) -> bool {
+        let mask = super::signal::SigSet(self.blocked.load(std::sync::atomic::Ordering::Relaxed));
+        mask.contains(signo)
+    }
+
     /// Queues a signal for this thread (a standard signal already pending
     /// is not queued twice) and interrupts it so it delivers promptly.
     pub fn queue(&self, info: SigInfo) {

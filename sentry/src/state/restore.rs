@@ -382,8 +382,14 @@ pub fn restore_container(
         .with_netlink(netlink)
         .with_ptys(ptys);
     let mut files: HashMap<u64, Arc<crate::vfs::OpenFile>> = HashMap::new();
+    let io_signals: Arc<dyn crate::vfs::fasync::IoSignals> = kernel.clone();
     for (&id, f) in &rec.files {
-        files.insert(id, kernel.vfs.reopen(f, &mut ctx)?);
+        let file = kernel.vfs.reopen(f, &mut ctx)?;
+        file.fasync().restore(&f.fasync);
+        if f.flags & libc::O_ASYNC != 0 {
+            file.set_async(true, f.fasync.fd, Arc::downgrade(&io_signals));
+        }
+        files.insert(id, file);
     }
     // An inet socket no saved file claimed (none is, unless the record
     // set is odd) is released, as its last file's close would have.

@@ -52,6 +52,7 @@ fn mapped_files(
             offset: 0,
             kind: FileStateKind::Regular,
             fingerprint: f.fingerprint,
+            fasync: Default::default(),
         };
         let mut none = RestoreCtx::new(&[], HashMap::new(), HostClock.now());
         let file = kernel.vfs.reopen(&state, &mut none)?;

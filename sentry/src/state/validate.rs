@@ -490,6 +490,7 @@ fn check_open_file(
     ptys: &BTreeSet<u64>,
 ) -> Result<(), InvalidRecord> {
     let bad = |field, why: String| invalid("vfs.OpenFile", id, field, why);
+    f.fasync.check().map_err(|why| bad("fasync", why))?;
     match &f.kind {
         FileStateKind::EventFd { count, .. } if *count > crate::vfs::eventfd::EVENTFD_MAX => {
             return Err(bad("kind", format!("eventfd counter {count}")));

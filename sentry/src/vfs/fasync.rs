@@ -44,6 +44,7 @@ pub struct FileOwner {
     pub uid: u32,
     pub euid: u32,
 }
+
 statefile::versioned!(FileOwner, "vfs.FileOwner", 1);
 
 impl FileOwner {
@@ -111,6 +112,7 @@ pub struct FasyncState {
     pub signo: i32,
     pub fd: i32,
 }
+statefile::versioned!(FasyncState, "vfs.Fasync", 1, [FileOwner]);
 
 impl Fasync {
     pub fn owner(&self) -> Option<FileOwner> {
@@ -166,18 +168,36 @@ impl Fasync {
         }
     }
 
-    /// A restored file's owner, signal and descriptor (arming follows from
-    /// its O_ASYNC flag, by the caller).
-    pub fn restore(&self, s: &FasyncState) -> Result<(), Errno> {
-        self.set_signal(s.signo)?;
-        if let Some(o) = &s.owner {
-            if !(F_OWNER_TID..=F_OWNER_PGRP).contains(&o.kind) || o.id <= 0 {
-                return Err(Errno::EINVAL);
+    /// A restored file's owner, signal and descriptor (validated by
+    /// [`FasyncState::check`]; arming follows from its O_ASYNC flag, by
+    /// the caller).
+    pub fn restore(&self, s: &FasyncState) {
+        *lock(&self.target) = Target {
+            owner: s.owner,
+            signo: s.signo,
+            fd: s.fd,
+        };
+    }
+}
+
+impl FasyncState {
+    /// What a restore refuses: an owner of no known kind or outside the
+    /// pid range, a signal Linux has not, a negative descriptor.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(o) = &self.owner {
+            if !(F_OWNER_TID..=F_OWNER_PGRP).contains(&o.kind) {
+                return Err(format!("owner kind {}", o.kind));
+            }
+            if !(1..=crate::kernel::pid_namespace::PID_MAX).contains(&o.id) {
+                return Err(format!("owner id {}", o.id));
             }
         }
-        let mut t = lock(&self.target);
-        t.owner = s.owner;
-        t.fd = s.fd;
+        if !(0..=crate::kernel::signal::NSIG as i32).contains(&self.signo) {
+            return Err(format!("signal {}", self.signo));
+        }
+        if self.fd < 0 {
+            return Err(format!("descriptor {}", self.fd));
+        }
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::epoll::{epoll_arc, Epoll};
 use super::eventfd::EventFd;
+use super::fasync::FasyncState;
 use super::file::{FileKind, OpenFile, SaveAs};
 use super::inode::Fingerprint;
 use super::pipe::{is_fifo_end, pipe_of, Pipe};
@@ -336,9 +337,28 @@ pub struct OpenFileState {
     pub kind: FileStateKind,
     /// For a file still read from the host: what it was.
     pub fingerprint: Option<Fingerprint>,
+    /// Signal-driven I/O's owner and signal (since v2).
+    pub fasync: FasyncState,
 }
 statefile::versioned!(
     OpenFileState,
+    "vfs.OpenFile",
+    2,
+    [FileStateKind, Fingerprint, FasyncState]
+);
+
+/// An open file as `vfs.OpenFile` v1 holds it with `vfs.FileKind` v5:
+/// before signal-driven I/O.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileStateV5 {
+    pub path: Vec<u8>,
+    pub flags: i32,
+    pub offset: u64,
+    pub kind: FileStateKind,
+    pub fingerprint: Option<Fingerprint>,
+}
+statefile::versioned!(
+    OpenFileStateV5,
     "vfs.OpenFile",
     1,
     [FileStateKind, Fingerprint]
@@ -411,7 +431,7 @@ statefile::versioned!(
 
 impl statefile::Savable for OpenFileState {
     const TYPE_NAME: &'static str = "vfs.OpenFile";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const MIN_VERSION: u32 = 1;
 
     fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
@@ -421,7 +441,11 @@ impl statefile::Savable for OpenFileState {
     /// A file whose kind was saved at v1 is decoded in that layout (its
     /// nested types checked at the versions it was written with) and
     /// migrated: every v1 kind is a v2 kind.
-    fn load(dec: &mut statefile::Decoder<'_>, _version: u32) -> statefile::Result<Self> {
+    fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
+        if version >= 2 {
+            statefile::check_saved_versions::<Self>(dec.types())?;
+            return dec.serde();
+        }
         if dec.types().get("vfs.FileKind") == Some(1) {
             statefile::check_saved_versions::<OpenFileStateV1>(dec.types())?;
             let v1: OpenFileStateV1 = dec.serde()?;
@@ -431,6 +455,7 @@ impl statefile::Savable for OpenFileState {
                 offset: v1.offset,
                 kind: v1.kind.into(),
                 fingerprint: v1.fingerprint,
+                fasync: FasyncState::default(),
             });
         }
         if dec.types().get("vfs.FileKind") == Some(2) {
@@ -442,6 +467,7 @@ impl statefile::Savable for OpenFileState {
                 offset: v2.offset,
                 kind: v2.kind.into(),
                 fingerprint: v2.fingerprint,
+                fasync: FasyncState::default(),
             });
         }
         if dec.types().get("vfs.FileKind") == Some(3) {
@@ -453,6 +479,7 @@ impl statefile::Savable for OpenFileState {
                 offset: v3.offset,
                 kind: v3.kind.into(),
                 fingerprint: v3.fingerprint,
+                fasync: FasyncState::default(),
             });
         }
         if dec.types().get("vfs.FileKind") == Some(4) {
@@ -464,10 +491,19 @@ impl statefile::Savable for OpenFileState {
                 offset: v4.offset,
                 kind: v4.kind.into(),
                 fingerprint: v4.fingerprint,
+                fasync: FasyncState::default(),
             });
         }
-        statefile::check_saved_versions::<Self>(dec.types())?;
-        dec.serde()
+        statefile::check_saved_versions::<OpenFileStateV5>(dec.types())?;
+        let v5: OpenFileStateV5 = dec.serde()?;
+        Ok(OpenFileState {
+            path: v5.path,
+            flags: v5.flags,
+            offset: v5.offset,
+            kind: v5.kind,
+            fingerprint: v5.fingerprint,
+            fasync: FasyncState::default(),
+        })
     }
 
     fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
@@ -1042,6 +1078,13 @@ fn saved_path(d: &Arc<super::dentry::Dentry>) -> Result<Vec<u8>, SaveError> {
 impl OpenFile {
     /// The state to re-open this file after a restore.
     pub fn save(&self, ctx: &mut SaveCtx) -> Result<OpenFileState, SaveError> {
+        let mut st = self.save_kind(ctx)?;
+        st.fasync = self.fasync().save();
+        Ok(st)
+    }
+
+    /// The state of this file but for its signal-driven I/O.
+    fn save_kind(&self, ctx: &mut SaveCtx) -> Result<OpenFileState, SaveError> {
         let flags = self.status_flags() | if self.is_path() { libc::O_PATH } else { 0 };
         let stream = |kind| OpenFileState {
             path: Vec::new(),
@@ -1049,6 +1092,7 @@ impl OpenFile {
             offset: 0,
             kind,
             fingerprint: None,
+            fasync: FasyncState::default(),
         };
         match self.ops().save_as() {
             SaveAs::PipeEnd { pipe, read } => {
@@ -1100,6 +1144,7 @@ impl OpenFile {
                     offset: 0,
                     kind: FileStateKind::Pty { index, master },
                     fingerprint: None,
+                    fasync: FasyncState::default(),
                 });
             }
             SaveAs::Socket { id } => {
@@ -1131,6 +1176,7 @@ impl OpenFile {
                     offset: self.offset(),
                     kind: FileStateKind::Unlinked { fs, ino },
                     fingerprint: None,
+                    fasync: FasyncState::default(),
                 });
             }
         }
@@ -1149,6 +1195,7 @@ impl OpenFile {
             offset: self.offset(),
             kind,
             fingerprint: d.inode().fingerprint(),
+            fasync: FasyncState::default(),
         })
     }
 }
