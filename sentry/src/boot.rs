@@ -319,7 +319,10 @@ fn new_process(
             errno,
         })?;
     let path = find_command(&kernel.vfs, &cwd, cmd, &spec.env)?;
-    let creds = spec.creds.clone();
+    // The runtime executes the program: execve's rules turn the
+    // capabilities it had into the program's.
+    let mut creds = spec.creds.clone();
+    creds.exec_transform(spec.no_new_privs);
     let argv: Vec<Vec<u8>> = spec.argv.iter().map(|a| a.as_bytes().to_vec()).collect();
     let envp: Vec<Vec<u8>> = spec.env.iter().map(|e| e.as_bytes().to_vec()).collect();
     let mut limits = LimitSet::default();

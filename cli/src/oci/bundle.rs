@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Mount, PosixRlimitType, Process, Spec};
-use sentry::kernel::creds::Credentials;
+use oci_spec::runtime::{Capabilities, Mount, PosixRlimitType, Process, Spec};
+use sentry::kernel::creds::{cap_by_name, CapSets, Credentials, CAP_NAMES};
 use sentry::kernel::limits::Limit;
 
 #[derive(Debug, thiserror::Error)]
@@ -190,15 +190,12 @@ pub fn process_plan(p: &Process) -> Result<ProcessPlan, BundleError> {
         }
     }
     let user = p.user();
-    let creds = Credentials {
-        uid: user.uid(),
-        euid: user.uid(),
-        suid: user.uid(),
-        gid: user.gid(),
-        egid: user.gid(),
-        sgid: user.gid(),
-        groups: user.additional_gids().clone().unwrap_or_default(),
-    };
+    let mut creds = Credentials::with_ids(
+        user.uid(),
+        user.gid(),
+        user.additional_gids().clone().unwrap_or_default(),
+    );
+    creds.caps = cap_sets(p)?;
     let mut limits = Vec::new();
     for r in p.rlimits().iter().flatten() {
         if r.soft() > r.hard() {
@@ -230,6 +227,77 @@ pub fn process_plan(p: &Process) -> Result<ProcessPlan, BundleError> {
         terminal: p.terminal().unwrap_or(false),
         console_size: console_size(p)?,
     })
+}
+
+/// One set of process.capabilities as a mask.
+fn cap_mask(set: &Option<Capabilities>, field: &'static str) -> Result<u64, BundleError> {
+    let mut mask = 0u64;
+    for cap in set.iter().flatten() {
+        // oci-spec's own name for it (CAP_...), which capabilities(7) uses.
+        let name = serde_json::to_value(cap)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("{cap:?}"));
+        let n = cap_by_name(&name)
+            .ok_or_else(|| invalid(field, format!("unknown capability {name}")))?;
+        mask |= 1 << n;
+    }
+    Ok(mask)
+}
+
+fn cap_list(mask: u64) -> String {
+    (0..CAP_NAMES.len())
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| CAP_NAMES[i])
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// process.capabilities as the process holds them just before it executes
+/// its program (the sandbox then applies execve's rules, as runc's process
+/// goes through execve): the bounding set is set first, then effective,
+/// permitted and inheritable as capset(2) would take them, then the
+/// ambient set raised. A set capset or the ambient raise would refuse is
+/// an error naming it, as runc's start fails on it. No capabilities:
+/// runc's behaviour, the runtime's own (every capability), which execve
+/// leaves to root and takes from any other user.
+fn cap_sets(p: &Process) -> Result<CapSets, BundleError> {
+    let Some(c) = p.capabilities() else {
+        return Ok(CapSets::full());
+    };
+    let sets = CapSets {
+        bounding: cap_mask(c.bounding(), "process.capabilities.bounding")?,
+        effective: cap_mask(c.effective(), "process.capabilities.effective")?,
+        permitted: cap_mask(c.permitted(), "process.capabilities.permitted")?,
+        inheritable: cap_mask(c.inheritable(), "process.capabilities.inheritable")?,
+        ambient: cap_mask(c.ambient(), "process.capabilities.ambient")?,
+    };
+    let beyond = |a: u64, b: u64| a & !b;
+    let extra = beyond(sets.effective, sets.permitted);
+    if extra != 0 {
+        return Err(invalid(
+            "process.capabilities.effective",
+            format!("{} not in the permitted set", cap_list(extra)),
+        ));
+    }
+    let extra = beyond(sets.inheritable, sets.bounding);
+    if extra != 0 {
+        return Err(invalid(
+            "process.capabilities.inheritable",
+            format!("{} not in the bounding set", cap_list(extra)),
+        ));
+    }
+    let extra = beyond(sets.ambient, sets.permitted & sets.inheritable);
+    if extra != 0 {
+        return Err(invalid(
+            "process.capabilities.ambient",
+            format!(
+                "{} not in both the permitted and inheritable sets",
+                cap_list(extra)
+            ),
+        ));
+    }
+    Ok(sets)
 }
 
 fn mount_mode(options: &[String]) -> Result<Option<u32>, BundleError> {
@@ -398,9 +466,6 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
                 ignored.join(", ")
             ));
         }
-    }
-    if process.capabilities().is_some() {
-        tracing::debug!("process.capabilities: the sandbox's tasks have no host capabilities");
     }
     Ok(Plan {
         rootfs,

@@ -878,6 +878,7 @@ fn exec_spec(record: &Record, args: &ExecArgs) -> anyhow::Result<(ExecSpec, Exec
         gid: p.creds.gid,
         groups: p.creds.groups,
         no_new_privs: p.no_new_privs || args.no_new_privs,
+        caps: Some(p.creds.caps),
     };
     Ok((spec, tty))
 }

@@ -476,14 +476,12 @@ fn exec(kernel: Arc<Kernel>, spec: ExecSpec, files: Vec<OwnedFd>, reply: Sender<
                 argv: spec.args,
                 env: spec.env,
                 cwd: spec.cwd,
-                creds: Credentials {
-                    uid: spec.uid,
-                    euid: spec.uid,
-                    suid: spec.uid,
-                    gid: spec.gid,
-                    egid: spec.gid,
-                    sgid: spec.gid,
-                    groups: spec.groups,
+                creds: {
+                    let mut c = Credentials::with_ids(spec.uid, spec.gid, spec.groups);
+                    if let Some(caps) = spec.caps {
+                        c.caps = caps;
+                    }
+                    c
                 },
                 limits: Vec::new(),
                 no_new_privs: spec.no_new_privs,

@@ -298,6 +298,24 @@ fn check_task(t: &TaskRecord, id: u64, tgid: i32, max_user_addr: u64) -> Result<
             format!("{} supplementary groups", t.creds.groups.len()),
         ));
     }
+    if !t.creds.caps.is_valid() {
+        return Err(bad(
+            "creds.caps",
+            format!(
+                "capability sets Linux cannot hold: {:x?}",
+                t.creds.caps
+            ),
+        ));
+    }
+    if t.creds.securebits
+        & !(crate::kernel::creds::SECURE_ALL_BITS | crate::kernel::creds::SECURE_ALL_LOCKS)
+        != 0
+    {
+        return Err(bad(
+            "creds.securebits",
+            format!("unknown bits in {:#x}", t.creds.securebits),
+        ));
+    }
     if t.pending.len() > MAX_PENDING {
         return Err(bad("pending", format!("{} signals", t.pending.len())));
     }

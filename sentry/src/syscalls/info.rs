@@ -15,7 +15,11 @@ pub fn uname(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
+/// sethostname: CAP_SYS_ADMIN (EPERM, checked first as Linux does).
 pub fn sethostname(t: &mut Task, a: &Args) -> SysResult {
+    if !t.creds().capable(crate::kernel::creds::CAP_SYS_ADMIN) {
+        return Err(Errno::EPERM);
+    }
     let len = a.len(1, usize::MAX)?;
     if len > 64 {
         return Err(Errno::EINVAL);

@@ -142,7 +142,10 @@ fn set_limit(
     resource: u32,
     new: Limit,
 ) -> Result<(), Errno> {
-    let privileged = t.creds().euid == 0;
+    // Raising a hard limit needs CAP_SYS_RESOURCE.
+    let privileged = t
+        .creds()
+        .capable(crate::kernel::creds::CAP_SYS_RESOURCE);
     let mut limits = tg.limits();
     limits.set_checked(resource, new, privileged)?;
     if resource == libc::RLIMIT_STACK {

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use super::{fs, futex, info, locks, mm, net, poll, process, sched, signal, thread, time, Handler};
+use super::{capability, fs, futex, info, locks, mm, net, poll, process, sched, signal, thread, time, Handler};
 
 /// How strace shows an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +175,8 @@ fn generic_rows() -> Vec<Entry> {
     );
     reg("futex", futex::futex, &[Hex, Dec, Dec, Hex, Hex, Dec]);
     reg("prctl", sched::prctl, &[Dec, Hex, Hex, Hex, Hex]);
+    reg("capget", capability::capget, &[Hex, Hex]);
+    reg("capset", capability::capset, &[Hex, Hex]);
     reg("getcpu", sched::getcpu, &[Hex, Hex, Hex]);
     reg(
         "sched_getaffinity",
