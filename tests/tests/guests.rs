@@ -56,6 +56,8 @@ const SPECS: &[Spec] = &[
     spec("hardlinks"),
     spec("statfs"),
     spec("kill_perm"),
+    // Capabilities as credentials, each privilege dropped in turn.
+    spec("caps"),
     spec("pdeathsig"),
     spec("untouched_write"),
     spec("procfs_self"),
@@ -257,6 +259,7 @@ guest_tests!(
     hardlinks,
     statfs,
     kill_perm,
+    caps,
     pdeathsig,
     untouched_write,
     procfs_self,

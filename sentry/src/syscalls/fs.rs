@@ -719,8 +719,9 @@ pub fn mkdirat(t: &mut Task, a: &Args) -> SysResult {
     do_mkdirat(t, a.fd(0), a.addr(1), a.uint(2))
 }
 
-/// The device number is not looked at: device nodes are refused (EPERM,
-/// no sandbox task holds CAP_MKNOD), as Linux checks the type first.
+/// The device number is not looked at: a device node needs CAP_MKNOD
+/// (EPERM), and the file systems refuse one even then, as Linux checks
+/// the type first.
 fn do_mknodat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32) -> SysResult {
     let file_type = match mode & libc::S_IFMT {
         0 => libc::S_IFREG,
@@ -728,6 +729,11 @@ fn do_mknodat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32) -> SysResult 
         libc::S_IFDIR => return Err(Errno::EPERM),
         _ => return Err(Errno::EINVAL),
     };
+    if matches!(file_type, libc::S_IFCHR | libc::S_IFBLK)
+        && !t.creds().capable(crate::kernel::creds::CAP_MKNOD)
+    {
+        return Err(Errno::EPERM);
+    }
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
     t.kernel()

@@ -313,6 +313,11 @@ fn generic_rows() -> Vec<Entry> {
     reg("recvmmsg", net::recvmmsg, &[Dec, Hex, Dec, Hex, Hex]);
     reg("uname", info::uname, &[Hex]);
     reg("sethostname", info::sethostname, &[Hex, Dec]);
+    reg("setdomainname", info::setdomainname, &[Hex, Dec]);
+    reg("chroot", capability::chroot, &[Path]);
+    reg("mount", capability::mount, &[Path, Path, Path, Hex, Hex]);
+    reg("umount2", capability::umount2, &[Path, Hex]);
+    reg("pivot_root", capability::pivot_root, &[Path, Path]);
     reg("sysinfo", info::sysinfo, &[Hex]);
     reg("getrandom", info::getrandom, &[OutBuf, Dec, Hex]);
     t
