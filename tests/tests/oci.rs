@@ -61,7 +61,7 @@ struct Env {
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "sleep", "id", "hostname", "touch", "mkdir", "true", "false", "wc",
-    "env", "pwd", "rm", "mv", "rmdir", "ln", "readlink",
+    "env", "pwd", "rm", "mv", "rmdir", "ln", "readlink", "grep", "chown",
 ];
 
 /// A busybox root file system: /bin/busybox and its applet links.
@@ -1220,6 +1220,108 @@ fn pids_limit_is_enforced() {
     let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "pl"]);
     assert_eq!(o.code, 0, "{}", o.stderr_str());
     assert_eq!(o.stdout_str(), "spawned\n");
+}
+
+/// The Cap* lines of this process's /proc/self/status whose value is
+/// `field`'s (CapBnd: the bounding set a root container gets by default).
+fn host_cap(field: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:\t")).map(str::to_string))
+        .unwrap()
+}
+
+/// process.capabilities are the container's credentials: a reduced set
+/// shows in /proc/self/status after the process's execve (root's
+/// permitted and effective sets are its bounding set, as under runc) and
+/// a chown needing CAP_CHOWN fails; a non-root user keeps only its
+/// ambient set; no capabilities field is runc's default (root holds every
+/// capability the runtime has); an unknown name is an error naming it.
+#[test]
+fn process_capabilities_are_the_credentials() {
+    let env = Env::new();
+    let caps = serde_json::json!(["CAP_KILL", "CAP_SETUID", "CAP_SETGID"]);
+    let script = "grep Cap /proc/self/status; touch /tmp/x; chown 1000 /tmp/x; echo chown=$?";
+    env.spec(|v| {
+        set_args(v, script);
+        v["process"]["capabilities"] = serde_json::json!({
+            "bounding": caps, "effective": caps, "permitted": caps,
+            "inheritable": [], "ambient": [],
+        });
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "caps1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "CapInh:\t0000000000000000\nCapPrm:\t00000000000000e0\nCapEff:\t00000000000000e0\n\
+         CapBnd:\t00000000000000e0\nCapAmb:\t0000000000000000\nchown=1\n"
+    );
+    assert!(
+        o.stderr_str().contains("Operation not permitted"),
+        "{}",
+        o.stderr_str()
+    );
+
+    // A non-root user: only what is ambient survives its execve.
+    env.spec(|v| {
+        set_args(v, "grep Cap /proc/self/status");
+        v["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+        let nbs = serde_json::json!(["CAP_NET_BIND_SERVICE"]);
+        v["process"]["capabilities"] = serde_json::json!({
+            "bounding": ["CAP_NET_BIND_SERVICE", "CAP_KILL"],
+            "effective": ["CAP_NET_BIND_SERVICE", "CAP_KILL"],
+            "permitted": ["CAP_NET_BIND_SERVICE", "CAP_KILL"],
+            "inheritable": nbs, "ambient": nbs,
+        });
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "caps2"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "CapInh:\t0000000000000400\nCapPrm:\t0000000000000400\nCapEff:\t0000000000000400\n\
+         CapBnd:\t0000000000000420\nCapAmb:\t0000000000000400\n"
+    );
+
+    // No capabilities field: root holds the runtime's bounding set.
+    env.spec(|v| {
+        set_args(v, "grep -e CapEff -e CapBnd /proc/self/status");
+        v["process"].as_object_mut().unwrap().remove("capabilities");
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "caps3"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    let bnd = host_cap("CapBnd");
+    assert_eq!(o.stdout_str(), format!("CapEff:\t{bnd}\nCapBnd:\t{bnd}\n"));
+
+    // An unknown capability name fails the run, naming it.
+    env.spec(|v| {
+        set_args(v, "true");
+        v["process"]["capabilities"] = serde_json::json!({"bounding": ["CAP_NOPE"]});
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "caps4"]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr_str().contains("CAP_NOPE")
+            && o.stderr_str().contains("process.capabilities.bounding"),
+        "{}",
+        o.stderr_str()
+    );
+    // Effective beyond permitted: capset would refuse it, so does run.
+    env.spec(|v| {
+        set_args(v, "true");
+        v["process"]["capabilities"] = serde_json::json!({
+            "bounding": ["CAP_KILL"], "effective": ["CAP_KILL", "CAP_CHOWN"],
+            "permitted": ["CAP_KILL"],
+        });
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "caps5"]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr_str().contains("process.capabilities.effective")
+            && o.stderr_str().contains("CAP_CHOWN"),
+        "{}",
+        o.stderr_str()
+    );
 }
 
 /// `cryo checkpoint` takes an OCI container's id: its sandbox answers on

@@ -259,11 +259,12 @@ fn cap_list(mask: u64) -> String {
 /// permitted and inheritable as capset(2) would take them, then the
 /// ambient set raised. A set capset or the ambient raise would refuse is
 /// an error naming it, as runc's start fails on it. No capabilities:
-/// runc's behaviour, the runtime's own (every capability), which execve
-/// leaves to root and takes from any other user.
+/// runc's behaviour, the runtime's own sets (a root runtime's: every
+/// capability its bounding set has), which execve leaves to root and
+/// takes from any other user.
 fn cap_sets(p: &Process) -> Result<CapSets, BundleError> {
     let Some(c) = p.capabilities() else {
-        return Ok(CapSets::full());
+        return Ok(CapSets::of_this_process());
     };
     let sets = CapSets {
         bounding: cap_mask(c.bounding(), "process.capabilities.bounding")?,

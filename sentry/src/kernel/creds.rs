@@ -136,6 +136,17 @@ impl CapSets {
         }
     }
 
+    /// The sets this host process holds (a runtime's own, which runc's
+    /// container keeps when its config names none); read from
+    /// /proc/self/status, or as uid 0 or not holds them by default.
+    pub fn of_this_process() -> CapSets {
+        host_caps().unwrap_or(if nix::unistd::geteuid().is_root() {
+            CapSets::full()
+        } else {
+            CapSets::none()
+        })
+    }
+
     /// A process with no capability, whose bounding set is still full.
     pub fn none() -> CapSets {
         CapSets {
@@ -249,11 +260,7 @@ impl Credentials {
         let groups = nix::unistd::getgroups()
             .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
             .unwrap_or_default();
-        let caps = host_caps().unwrap_or(if euid == 0 {
-            CapSets::full()
-        } else {
-            CapSets::none()
-        });
+        let caps = CapSets::of_this_process();
         Credentials {
             uid,
             euid,
