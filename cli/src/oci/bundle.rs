@@ -77,6 +77,8 @@ pub struct Plan {
     pub console_size: Option<ConsoleSize>,
     /// linux.resources.pids.limit, enforced as the sandbox's task limit.
     pub max_tasks: Option<usize>,
+    /// linux.resources.memory.limit in bytes (None: no limit).
+    pub memory_limit: Option<u64>,
     pub hostname: String,
     pub mounts: Vec<MountPlan>,
     pub annotations: std::collections::HashMap<String, String>,
@@ -435,7 +437,32 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         }
     }
     let mut max_tasks = None;
+    let mut memory_limit = None;
     if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        if let Some(mem) = res.memory() {
+            // A negative limit (-1) means none, as for the memory cgroup.
+            memory_limit = mem.limit().and_then(|l| u64::try_from(l).ok());
+            let mut unenforced = Vec::new();
+            let fields = [
+                ("reservation", mem.reservation().is_some()),
+                ("swap", mem.swap().is_some()),
+                ("kernel", mem.kernel().is_some()),
+                ("kernelTCP", mem.kernel_tcp().is_some()),
+                ("swappiness", mem.swappiness().is_some()),
+                ("disableOOMKiller", mem.disable_oom_killer() == Some(true)),
+            ];
+            for (name, set) in fields {
+                if set {
+                    unenforced.push(name);
+                }
+            }
+            if !unenforced.is_empty() {
+                warnings.push(format!(
+                    "linux.resources.memory: {} not enforced by cryo (limit is)",
+                    unenforced.join(", ")
+                ));
+            }
+        }
         if let Some(pids) = res.pids() {
             // 0 and -1 mean no limit, as for the pids cgroup.
             if pids.limit() > 0 {
@@ -443,9 +470,6 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
             }
         }
         let mut ignored = Vec::new();
-        if res.memory().is_some() {
-            ignored.push("memory");
-        }
         if res.cpu().is_some() {
             ignored.push("cpu");
         }
@@ -463,7 +487,7 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         }
         if !ignored.is_empty() {
             warnings.push(format!(
-                "linux.resources: {} not enforced by cryo yet (pids is)",
+                "linux.resources: {} not enforced by cryo yet (pids and memory are)",
                 ignored.join(", ")
             ));
         }
@@ -480,6 +504,7 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         terminal: p.terminal,
         console_size: p.console_size,
         max_tasks,
+        memory_limit,
         hostname: spec.hostname().clone().unwrap_or_else(|| "cryo".into()),
         mounts,
         annotations: spec.annotations().clone().unwrap_or_default(),

@@ -166,12 +166,14 @@ fn boot(
         strace: false,
         platform: platform.map_or_else(|| platform::default_platform().to_string(), str::to_string),
         cpu_features: cpu_features.unwrap_or("host").to_string(),
+        memory_limit: None,
     };
     let setup = ContainerSetup {
         creds: Some(plan.creds.clone()),
         limits: plan.limits.clone(),
         no_new_privs: plan.no_new_privs,
         max_tasks: plan.max_tasks,
+        memory_limit: plan.memory_limit,
         namespace,
     };
     let mut task =
@@ -275,6 +277,7 @@ fn restore(
     let container = sentry::state::ContainerRestore {
         namespace: namespace_of(&plan, gofers)?,
         max_tasks: plan.max_tasks,
+        memory_limit: plan.memory_limit,
     };
     let task = sentry::state::restore_container(image, root_sock, container, false, platform)
         .map_err(anyhow::Error::new)?;

@@ -164,6 +164,12 @@ fn check_kernel(k: &KernelRecord) -> Result<(), InvalidRecord> {
             format!("{} is outside 1..={PID_MAX}", k.next_tid),
         ));
     }
+    if k.memory_limit.is_some_and(|l| l < 4096) {
+        return Err(bad(
+            "memory_limit",
+            format!("{:?} bytes is less than a page", k.memory_limit),
+        ));
+    }
     let mono = k.clocks.monotonic_at_save;
     if !(0..=MAX_CLOCK_NANOS).contains(&mono) {
         return Err(bad(
