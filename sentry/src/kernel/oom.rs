@@ -13,7 +13,7 @@
 //! `MemoryFile::allocate_charged`).
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::signal::{SigInfo, SI_KERNEL};
 use super::thread_group::ThreadGroup;
@@ -22,6 +22,15 @@ use super::Kernel;
 /// The shortest and longest pause between two checks.
 const MIN_PERIOD: Duration = Duration::from_millis(1);
 const MAX_PERIOD: Duration = Duration::from_millis(50);
+/// How long a victim may take to free its memory before the OOM killer
+/// picks another (Linux waits for its victim the same way, until the OOM
+/// reaper has taken its memory).
+const VICTIM_GRACE: Duration = Duration::from_secs(2);
+
+/// The process last killed: its address space (alive until every page of
+/// it is freed) and when it was killed.
+type Victim = (Weak<std::sync::Mutex<crate::mm::MemoryManager>>, Instant);
+
 /// How fast the watchdog assumes memory can be touched, to pick its
 /// pause from the headroom left: 8 GiB/s.
 const TOUCH_BYTES_PER_MS: u64 = 8 << 20;
@@ -35,26 +44,27 @@ fn period(headroom: u64) -> Duration {
 /// The process the OOM killer picks: the live one with the most resident
 /// memory (Linux's oom_badness, without adjustments), None when none is
 /// left to kill.
-fn victim(kernel: &Kernel) -> Option<Arc<ThreadGroup>> {
+fn victim(
+    kernel: &Kernel,
+) -> Option<(Arc<ThreadGroup>, super::thread_group::SharedMm)> {
     kernel
         .pids
         .thread_groups()
         .into_iter()
         .filter(|tg| tg.live() > 0 && tg.exit_status().is_none() && !tg.is_zombie())
         .filter_map(|tg| {
-            let rss = tg
-                .mm_arc()
-                .map(|mm| super::thread_group::lock(&mm).rss())?;
-            Some((rss, tg))
+            let mm = tg.mm_arc()?;
+            let rss = super::thread_group::lock(&mm).rss();
+            Some((rss, tg, mm))
         })
-        .max_by_key(|(rss, tg)| (*rss, tg.tgid()))
-        .map(|(_, tg)| tg)
+        .max_by_key(|(rss, tg, _)| (*rss, tg.tgid()))
+        .map(|(_, tg, mm)| (tg, mm))
 }
 
-/// One check: over the limit, the largest process is sent SIGKILL (once:
-/// a victim that is still dying is not chosen again). Returns the pause
-/// before the next check.
-fn check(kernel: &Kernel, dying: &mut Option<Weak<ThreadGroup>>) -> Duration {
+/// One check: over the limit, the largest process is sent SIGKILL; none
+/// is chosen while the last victim's memory is still being freed. Returns
+/// the pause before the next check.
+fn check(kernel: &Kernel, dying: &mut Option<Victim>) -> Duration {
     let mf = &kernel.memory_file;
     let Some(limit) = mf.limit() else {
         return MAX_PERIOD;
@@ -64,14 +74,14 @@ fn check(kernel: &Kernel, dying: &mut Option<Weak<ThreadGroup>>) -> Duration {
         *dying = None;
         return period(limit - used);
     }
-    // A victim still on its way out frees its memory soon.
-    if let Some(tg) = dying.as_ref().and_then(Weak::upgrade) {
-        if tg.live() > 0 && !tg.is_zombie() {
+    // A victim on its way out frees its memory soon.
+    if let Some((mm, at)) = dying {
+        if mm.strong_count() > 0 && at.elapsed() < VICTIM_GRACE {
             return MIN_PERIOD;
         }
     }
     match victim(kernel) {
-        Some(tg) => {
+        Some((tg, mm)) => {
             tracing::warn!(
                 tgid = tg.tgid(),
                 used,
@@ -88,7 +98,7 @@ fn check(kernel: &Kernel, dying: &mut Option<Weak<ThreadGroup>>) -> Duration {
                     uid: 0,
                 },
             );
-            *dying = Some(Arc::downgrade(&tg));
+            *dying = Some((Arc::downgrade(&mm), Instant::now()));
         }
         None => tracing::debug!(used, limit, "memory limit reached: no process left to kill"),
     }
