@@ -1324,6 +1324,44 @@ fn process_capabilities_are_the_credentials() {
     );
 }
 
+/// linux.resources.memory.limit is enforced by the sandbox as a memory
+/// cgroup's: a container with a 64 MiB limit whose program touches 200 MiB
+/// is OOM-killed (SIGKILL: `run` exits 137), one touching 32 MiB runs;
+/// the container sees the limit as MemTotal; a swap limit, which cryo
+/// does not enforce, is warned about, not refused.
+#[test]
+fn memory_limit_is_enforced() {
+    let env = Env::new();
+    let hog = cryo_tests::guest("memhog", cryo_tests::Libc::Glibc);
+    std::fs::copy(&hog, env.rootfs().join("bin/memhog")).unwrap();
+    let limited = |v: &mut serde_json::Value| {
+        v["linux"]["resources"] =
+            serde_json::json!({"memory": {"limit": 64 << 20, "swap": 64 << 20}});
+    };
+    env.spec(|v| {
+        set_args(v, "exec /bin/memhog 200");
+        limited(v);
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "m1"]);
+    assert_eq!(o.code, 137, "{}", o.stderr_str());
+    assert_eq!(o.stdout_str(), "");
+    assert!(
+        o.stderr_str().contains("swap") && o.stderr_str().contains("not enforced"),
+        "{}",
+        o.stderr_str()
+    );
+    env.spec(|v| {
+        set_args(v, "grep MemTotal /proc/meminfo; /bin/memhog 32");
+        limited(v);
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "m2"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "MemTotal:          65536 kB\ntouched 32 MiB\n"
+    );
+}
+
 /// `cryo checkpoint` takes an OCI container's id: its sandbox answers on
 /// the same control socket, writes the statefile and ends (stopped).
 #[test]
