@@ -75,7 +75,11 @@ fn run_limited(
     cmd.arg("--").arg(program).args(args);
     cryo_tests::sandbox::Sandbox::spawn(
         cmd,
-        format!("cryo do --memory {limit} {} {}", program.display(), args.join(" ")),
+        format!(
+            "cryo do --memory {limit} {} {}",
+            program.display(),
+            args.join(" ")
+        ),
     )
 }
 
@@ -92,7 +96,12 @@ fn memory_limit_oom_kills_the_largest_process() {
     let root = scratch.root();
     let hog = guest("memhog", Libc::Glibc);
     let mut over = run_limited(&root, "over", "64M", &hog, &["200"]);
-    assert_eq!(over.wait_exit(EXIT), 128 + libc::SIGKILL, "{}", over.stderr_str());
+    assert_eq!(
+        over.wait_exit(EXIT),
+        128 + libc::SIGKILL,
+        "{}",
+        over.stderr_str()
+    );
     assert!(over.lines().is_empty(), "{:?}", over.lines());
 
     let mut under = run_limited(&root, "under", "64M", &hog, &["32"]);
@@ -104,7 +113,13 @@ fn memory_limit_oom_kills_the_largest_process() {
         "grep MemTotal /proc/meminfo; head -c 40M /dev/zero > /dev/shm/fill || exit 9; \
          {hog_path} 32; echo rc=$?; {hog_path} 16; echo rc=$?"
     );
-    let mut shm = run_limited(&root, "shm", "64M", std::path::Path::new("/bin/sh"), &["-c", &script]);
+    let mut shm = run_limited(
+        &root,
+        "shm",
+        "64M",
+        std::path::Path::new("/bin/sh"),
+        &["-c", &script],
+    );
     assert_eq!(shm.wait_exit(EXIT), 0, "{}", shm.stderr_str());
     assert_eq!(
         shm.lines(),

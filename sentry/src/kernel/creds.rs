@@ -94,10 +94,7 @@ pub fn cap_by_name(name: &str) -> Option<u32> {
     } else {
         format!("CAP_{upper}")
     };
-    CAP_NAMES
-        .iter()
-        .position(|n| *n == full)
-        .map(|i| i as u32)
+    CAP_NAMES.iter().position(|n| *n == full).map(|i| i as u32)
 }
 
 /// securebits (prctl PR_SET_SECUREBITS), each with its lock bit above it.
@@ -424,7 +421,11 @@ mod tests {
         c.caps.permitted = 1 << CAP_CHOWN;
         c.caps.effective = 0;
         c.exec_transform(true);
-        assert_eq!(c.caps.permitted, 1 << CAP_CHOWN, "no_new_privs gains nothing");
+        assert_eq!(
+            c.caps.permitted,
+            1 << CAP_CHOWN,
+            "no_new_privs gains nothing"
+        );
 
         let mut u = Credentials::with_ids(1000, 1000, vec![]);
         u.caps.inheritable = 1 << CAP_NET_BIND_SERVICE;

@@ -44,9 +44,7 @@ fn period(headroom: u64) -> Duration {
 /// The process the OOM killer picks: the live one with the most resident
 /// memory (Linux's oom_badness, without adjustments), None when none is
 /// left to kill.
-fn victim(
-    kernel: &Kernel,
-) -> Option<(Arc<ThreadGroup>, super::thread_group::SharedMm)> {
+fn victim(kernel: &Kernel) -> Option<(Arc<ThreadGroup>, super::thread_group::SharedMm)> {
     kernel
         .pids
         .thread_groups()

@@ -137,7 +137,9 @@ impl Task {
         }
         let c = self.creds();
         let (uid, suid) = tg.signal_ids();
-        if c.capable(super::creds::CAP_KILL) || [c.uid, c.euid].iter().any(|s| *s == uid || *s == suid) {
+        if c.capable(super::creds::CAP_KILL)
+            || [c.uid, c.euid].iter().any(|s| *s == uid || *s == suid)
+        {
             return true;
         }
         signo == libc::SIGCONT && tg.links().sid == self.tg.links().sid

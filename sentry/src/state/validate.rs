@@ -307,10 +307,7 @@ fn check_task(t: &TaskRecord, id: u64, tgid: i32, max_user_addr: u64) -> Result<
     if !t.creds.caps.is_valid() {
         return Err(bad(
             "creds.caps",
-            format!(
-                "capability sets Linux cannot hold: {:x?}",
-                t.creds.caps
-            ),
+            format!("capability sets Linux cannot hold: {:x?}", t.creds.caps),
         ));
     }
     if t.creds.securebits

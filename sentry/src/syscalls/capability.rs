@@ -6,8 +6,8 @@ use super::{Args, SysResult};
 use crate::errno::Errno;
 use crate::kernel::creds::{
     CapSets, Credentials, ALL_CAPS, CAP_LAST_CAP, CAP_SETPCAP, CAP_SYS_ADMIN, CAP_SYS_CHROOT,
-    SECBIT_KEEP_CAPS,
-    SECBIT_KEEP_CAPS_LOCKED, SECBIT_NO_CAP_AMBIENT_RAISE, SECURE_ALL_BITS, SECURE_ALL_LOCKS,
+    SECBIT_KEEP_CAPS, SECBIT_KEEP_CAPS_LOCKED, SECBIT_NO_CAP_AMBIENT_RAISE, SECURE_ALL_BITS,
+    SECURE_ALL_LOCKS,
 };
 use crate::kernel::Task;
 

@@ -143,9 +143,7 @@ fn set_limit(
     new: Limit,
 ) -> Result<(), Errno> {
     // Raising a hard limit needs CAP_SYS_RESOURCE.
-    let privileged = t
-        .creds()
-        .capable(crate::kernel::creds::CAP_SYS_RESOURCE);
+    let privileged = t.creds().capable(crate::kernel::creds::CAP_SYS_RESOURCE);
     let mut limits = tg.limits();
     limits.set_checked(resource, new, privileged)?;
     if resource == libc::RLIMIT_STACK {

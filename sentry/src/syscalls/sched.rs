@@ -252,10 +252,9 @@ pub fn setpriority(t: &mut Task, a: &Args) -> SysResult {
     let nice = attrs::clamp_nice(i64::from(a.int(2)));
     let capable = t.creds().capable(CAP_SYS_NICE);
     let euid = t.creds().euid;
-    let foreign = targets.iter().any(|g| {
-        g.creds()
-            .is_some_and(|c| c.uid != euid && c.euid != euid)
-    });
+    let foreign = targets
+        .iter()
+        .any(|g| g.creds().is_some_and(|c| c.uid != euid && c.euid != euid));
     if foreign && !capable {
         return Err(Errno::EPERM);
     }

@@ -6,7 +6,10 @@
 
 use std::sync::OnceLock;
 
-use super::{capability, fs, futex, info, locks, mm, net, poll, process, sched, signal, thread, time, Handler};
+use super::{
+    capability, fs, futex, info, locks, mm, net, poll, process, sched, signal, thread, time,
+    Handler,
+};
 
 /// How strace shows an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -130,8 +130,7 @@ pub fn allowed(creds: &FsCreds, st: &Stat, want: u32) -> bool {
 /// stat.
 pub fn check(inode: &dyn Inode, want: u32) -> Result<(), Errno> {
     let root_needs_no_look = with_current(|c| {
-        c.capable(CAP_DAC_OVERRIDE)
-            && (want & MAY_EXEC == 0 || inode.file_type() == libc::S_IFDIR)
+        c.capable(CAP_DAC_OVERRIDE) && (want & MAY_EXEC == 0 || inode.file_type() == libc::S_IFDIR)
     });
     if root_needs_no_look {
         return Ok(());
