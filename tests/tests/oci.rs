@@ -1046,6 +1046,62 @@ fn podman_runs_cryo() {
     // podman run -it and exec -it: oci_tty.rs.
 }
 
+/// podman's --cap-drop and --cap-add reach the container as its
+/// capabilities (through process.capabilities): with every capability
+/// dropped, root's chown is refused; with CAP_CHOWN added back it works
+/// and is all the container holds. podman's --memory is enforced too.
+#[test]
+fn podman_capabilities_and_memory() {
+    let Some(bin) = which("podman") else {
+        println!("SKIPPED: podman is not installed (tests/scripts/deps.sh installs it)");
+        return;
+    };
+    if which("conmon").is_none() {
+        println!("SKIPPED: conmon is not installed");
+        return;
+    }
+    let env = Env::new();
+    let hog = cryo_tests::guest("memhog", cryo_tests::Libc::Glibc);
+    std::fs::copy(&hog, env.rootfs().join("bin/memhog")).unwrap();
+    let runtime = runtime_path(&env);
+    let rootfs = env.rootfs();
+    let rootfs = rootfs.to_str().unwrap();
+    let script =
+        "grep -e CapEff -e CapBnd /proc/self/status; touch /tmp/f; chown 1 /tmp/f; echo chown=$?";
+    let run = |extra: &[&str], what: &str| {
+        let mut cmd = podman(&env, &bin, &runtime);
+        cmd.args(["run", "--rm", "--network", "none"])
+            .args(extra)
+            .args(["--rootfs", rootfs, "sh", "-c", script]);
+        run_host(&mut cmd, what, &env)
+    };
+    let o = run(&["--cap-drop=all"], "podman run --cap-drop=all");
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nchown=1\n",
+        "{}",
+        o.stderr_str()
+    );
+    let o = run(
+        &["--cap-drop=all", "--cap-add=CAP_CHOWN"],
+        "podman run --cap-drop=all --cap-add=CAP_CHOWN",
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "CapEff:\t0000000000000001\nCapBnd:\t0000000000000001\nchown=0\n",
+        "{}",
+        o.stderr_str()
+    );
+
+    let mut cmd = podman(&env, &bin, &runtime);
+    cmd.args(["run", "--rm", "--network", "none", "--memory", "64m"])
+        .args(["--rootfs", rootfs, "/bin/memhog", "200"]);
+    let o = run_host(&mut cmd, "podman run --memory 64m memhog 200", &env);
+    assert_eq!(o.code, 137, "{} {}", o.stdout_str(), o.stderr_str());
+}
+
 // ---- containerd -------------------------------------------------------
 
 #[test]
