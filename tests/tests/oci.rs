@@ -1418,6 +1418,55 @@ fn memory_limit_is_enforced() {
     );
 }
 
+/// linux.cgroupsPath on a host with a cgroup v2 hierarchy: the sandbox
+/// process (the container's pid) is in that cgroup while the container
+/// runs, and the cgroup is gone after delete.
+#[test]
+fn host_processes_join_cgroups_path() {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(mount) = info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (post.split_whitespace().next()? == "cgroup2")
+            .then(|| PathBuf::from(pre.split_whitespace().nth(4).unwrap()))
+    }) else {
+        cryo_tests::sandbox::skip("the host has no cgroup v2 hierarchy");
+        return;
+    };
+    let env = Env::new();
+    let name = format!("cryo-test-{}", std::process::id());
+    let cg = mount.join(&name);
+    env.spec(|v| {
+        set_args(v, "echo up; sleep 1000");
+        v["linux"]["cgroupsPath"] = format!("/{name}").into();
+    });
+    let (out, err) = env.files();
+    let pid_file = env.dir.path().join("cg.pid");
+    let mut cmd = cryo_command(&env.root());
+    cmd.args(["run", "--detach", "--bundle"])
+        .arg(env.bundle())
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("cg");
+    let r = run_to_files(cmd, &out, &err, "cryo run --detach");
+    assert_eq!(r.code, 0, "{}", r.stderr_str());
+    wait_for_text(&out, "up");
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == pid),
+        "sandbox {pid} not in {}: {procs:?}",
+        cg.display()
+    );
+    assert_eq!(env.cryo(&["kill", "cg", "9"]).code, 0);
+    let pid: i32 = pid.parse().unwrap();
+    assert_eq!(wait_pid(pid, TIMEOUT), Some(137));
+    assert_eq!(env.cryo(&["delete", "cg"]).code, 0);
+    assert!(!cg.exists(), "{} left behind", cg.display());
+}
+
 /// `cryo checkpoint` takes an OCI container's id: its sandbox answers on
 /// the same control socket, writes the statefile and ends (stopped).
 #[test]

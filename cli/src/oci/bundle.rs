@@ -79,6 +79,8 @@ pub struct Plan {
     pub max_tasks: Option<usize>,
     /// linux.resources.memory.limit in bytes (None: no limit).
     pub memory_limit: Option<u64>,
+    /// linux.cgroupsPath: the host cgroup the sandbox's processes join.
+    pub cgroups_path: Option<String>,
     pub hostname: String,
     pub mounts: Vec<MountPlan>,
     pub annotations: std::collections::HashMap<String, String>,
@@ -505,6 +507,11 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         console_size: p.console_size,
         max_tasks,
         memory_limit,
+        cgroups_path: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned()),
         hostname: spec.hostname().clone().unwrap_or_else(|| "cryo".into()),
         mounts,
         annotations: spec.annotations().clone().unwrap_or_default(),

@@ -96,6 +96,12 @@ pub fn run(
     cpu_features: Option<&str>,
 ) -> anyhow::Result<i32> {
     let mut ready = adopt_ready_fd(args.ready_fd)?;
+    // Before any other host process of the sandbox starts, so that the
+    // gofers and stubs are born in it; left and removed when it ends.
+    let _cgroup = bundle::plan(&args.bundle)
+        .ok()
+        .and_then(|p| p.cgroups_path)
+        .and_then(|p| super::cgroup::join(&p));
     let mut gofers = Vec::new();
     let booted = match &args.restore {
         Some(image) => restore(&args, image, root, platform, &mut gofers),
