@@ -71,6 +71,11 @@ pub struct ExecSpec {
     pub gid: u32,
     pub groups: Vec<u32>,
     pub no_new_privs: bool,
+    /// The process's capabilities before its execve (process.json's or
+    /// the container's process.capabilities); None: every capability, as
+    /// runc's own.
+    #[serde(default)]
+    pub caps: Option<sentry::kernel::creds::CapSets>,
 }
 
 /// What a sandbox uses, for `events`: CPU time of its processes (live

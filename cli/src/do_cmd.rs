@@ -24,9 +24,35 @@ pub struct DoArgs {
     /// not given).
     #[arg(long)]
     id: Option<String>,
+    /// The sandbox's memory limit, as a memory cgroup's: BYTES, or with a
+    /// K, M or G suffix (powers of 1024). Past it the largest process is
+    /// killed (SIGKILL).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    memory: Option<u64>,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+/// `--memory`'s value: bytes, or K/M/G (KiB, MiB, GiB), at least a page.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes (e.g. 67108864 or 64M)"))?;
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes < 4096 {
+        return Err(format!("{s:?} is less than a page (4096 bytes)"));
+    }
+    Ok(bytes)
 }
 
 /// Starts the gofer over the host root (read-only: writes go to the
@@ -103,6 +129,7 @@ pub fn run(
         strace: args.strace,
         platform: platform.map_or_else(|| platform::default_platform().to_string(), str::to_string),
         cpu_features: cpu_features.unwrap_or("host").to_string(),
+        memory_limit: args.memory,
     };
     let result = sentry::boot::boot_do(&config, gofer_sock)
         .map_err(anyhow::Error::new)

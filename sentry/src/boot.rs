@@ -34,6 +34,8 @@ pub struct DoConfig {
     /// The CPU features the sandbox sees (`--cpu-features`: `host` or an
     /// x86-64 level, see [`crate::arch::cpuid::Profile`]).
     pub cpu_features: String,
+    /// `--memory`: the sandbox's memory limit in bytes.
+    pub memory_limit: Option<u64>,
 }
 
 /// What an OCI container's config.json adds to a `cryo do` sandbox (the
@@ -49,6 +51,8 @@ pub struct ContainerSetup {
     /// linux.resources.pids.limit: the most tasks the sandbox holds
     /// (None: the default).
     pub max_tasks: Option<usize>,
+    /// linux.resources.memory.limit in bytes (None: the DoConfig's).
+    pub memory_limit: Option<u64>,
     /// root.readonly and the mounts.
     pub namespace: vfs::namespace::NamespaceSetup,
 }
@@ -212,6 +216,8 @@ pub(crate) fn new_kernel_with(
         config,
     ));
     procs.set_kernel(&kernel);
+    kernel.memory_file.set_limit(config.memory_limit);
+    kernel.watch_memory_limit();
     Ok(kernel)
 }
 
@@ -250,6 +256,7 @@ pub fn boot_container(
         strace: config.strace,
         platform: config.platform.clone(),
         max_tasks: setup.max_tasks.unwrap_or(crate::kernel::DEFAULT_MAX_TASKS),
+        memory_limit: setup.memory_limit.or(config.memory_limit),
         cpu,
     };
     let kernel = new_kernel_with(
@@ -319,7 +326,10 @@ fn new_process(
             errno,
         })?;
     let path = find_command(&kernel.vfs, &cwd, cmd, &spec.env)?;
-    let creds = spec.creds.clone();
+    // The runtime executes the program: execve's rules turn the
+    // capabilities it had into the program's.
+    let mut creds = spec.creds.clone();
+    creds.exec_transform(spec.no_new_privs);
     let argv: Vec<Vec<u8>> = spec.argv.iter().map(|a| a.as_bytes().to_vec()).collect();
     let envp: Vec<Vec<u8>> = spec.env.iter().map(|e| e.as_bytes().to_vec()).collect();
     let mut limits = LimitSet::default();

@@ -840,6 +840,46 @@ fn too_many_supplementary_groups_are_refused() {
     assert_refused(&t, "kernel.Task", tid as u64, "creds.groups", "65537");
 }
 
+/// Capability sets Linux could never hold (an effective capability that
+/// is not permitted, an ambient one not inheritable, an unknown bit) and
+/// unknown securebits are refused, naming the field.
+#[test]
+fn impossible_capability_sets_are_refused() {
+    let cases: [fn(&mut TaskRecord); 4] = [
+        |r| {
+            r.creds.caps.permitted = 0;
+            r.creds.caps.effective = 1;
+        },
+        |r| {
+            r.creds.caps.inheritable = 0;
+            r.creds.caps.ambient = 1 << 10;
+        },
+        |r| r.creds.caps.bounding = 1 << 63,
+        |r| r.creds.caps.effective = u64::MAX,
+    ];
+    for edit in cases {
+        let mut t = seed(THREADS);
+        let tid = second(&t);
+        edit_task(&mut t, tid, edit);
+        assert_refused(&t, "kernel.Task", tid as u64, "creds.caps", "cannot hold");
+    }
+    let mut t = seed(THREADS);
+    let tid = second(&t);
+    edit_task(&mut t, tid, |r| r.creds.securebits = 1 << 20);
+    assert_refused(&t, "kernel.Task", tid as u64, "creds.securebits", "unknown");
+}
+
+/// A memory limit below a page is refused; a real one is accepted.
+#[test]
+fn a_memory_limit_below_a_page_is_refused() {
+    let mut t = seed(THREADS);
+    edit_kernel(&mut t, |k| k.memory_limit = Some(100));
+    assert_refused(&t, "kernel.Kernel", 0, "memory_limit", "less than a page");
+    let mut t = seed(THREADS);
+    edit_kernel(&mut t, |k| k.memory_limit = Some(64 << 20));
+    assert!(validate(&t).is_ok());
+}
+
 #[test]
 fn a_pipe_no_open_file_refers_to_is_refused() {
     let mut t = seed(THREADS);

@@ -56,6 +56,8 @@ const SPECS: &[Spec] = &[
     spec("hardlinks"),
     spec("statfs"),
     spec("kill_perm"),
+    // Capabilities as credentials, each privilege dropped in turn.
+    spec("caps"),
     spec("pdeathsig"),
     spec("untouched_write"),
     spec("procfs_self"),
@@ -258,6 +260,7 @@ guest_tests!(
     hardlinks,
     statfs,
     kill_perm,
+    caps,
     pdeathsig,
     untouched_write,
     procfs_self,

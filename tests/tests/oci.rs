@@ -61,7 +61,7 @@ struct Env {
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "sleep", "id", "hostname", "touch", "mkdir", "true", "false", "wc",
-    "env", "pwd", "rm", "mv", "rmdir", "ln", "readlink",
+    "env", "pwd", "rm", "mv", "rmdir", "ln", "readlink", "grep", "chown",
 ];
 
 /// A busybox root file system: /bin/busybox and its applet links.
@@ -1046,6 +1046,62 @@ fn podman_runs_cryo() {
     // podman run -it and exec -it: oci_tty.rs.
 }
 
+/// podman's --cap-drop and --cap-add reach the container as its
+/// capabilities (through process.capabilities): with every capability
+/// dropped, root's chown is refused; with CAP_CHOWN added back it works
+/// and is all the container holds. podman's --memory is enforced too.
+#[test]
+fn podman_capabilities_and_memory() {
+    let Some(bin) = which("podman") else {
+        println!("SKIPPED: podman is not installed (tests/scripts/deps.sh installs it)");
+        return;
+    };
+    if which("conmon").is_none() {
+        println!("SKIPPED: conmon is not installed");
+        return;
+    }
+    let env = Env::new();
+    let hog = cryo_tests::guest("memhog", cryo_tests::Libc::Glibc);
+    std::fs::copy(&hog, env.rootfs().join("bin/memhog")).unwrap();
+    let runtime = runtime_path(&env);
+    let rootfs = env.rootfs();
+    let rootfs = rootfs.to_str().unwrap();
+    let script =
+        "grep -e CapEff -e CapBnd /proc/self/status; touch /tmp/f; chown 1 /tmp/f; echo chown=$?";
+    let run = |extra: &[&str], what: &str| {
+        let mut cmd = podman(&env, &bin, &runtime);
+        cmd.args(["run", "--rm", "--network", "none"])
+            .args(extra)
+            .args(["--rootfs", rootfs, "sh", "-c", script]);
+        run_host(&mut cmd, what, &env)
+    };
+    let o = run(&["--cap-drop=all"], "podman run --cap-drop=all");
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nchown=1\n",
+        "{}",
+        o.stderr_str()
+    );
+    let o = run(
+        &["--cap-drop=all", "--cap-add=CAP_CHOWN"],
+        "podman run --cap-drop=all --cap-add=CAP_CHOWN",
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "CapEff:\t0000000000000001\nCapBnd:\t0000000000000001\nchown=0\n",
+        "{}",
+        o.stderr_str()
+    );
+
+    let mut cmd = podman(&env, &bin, &runtime);
+    cmd.args(["run", "--rm", "--network", "none", "--memory", "64m"])
+        .args(["--rootfs", rootfs, "/bin/memhog", "200"]);
+    let o = run_host(&mut cmd, "podman run --memory 64m memhog 200", &env);
+    assert_eq!(o.code, 137, "{} {}", o.stdout_str(), o.stderr_str());
+}
+
 // ---- containerd -------------------------------------------------------
 
 #[test]
@@ -1220,6 +1276,195 @@ fn pids_limit_is_enforced() {
     let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "pl"]);
     assert_eq!(o.code, 0, "{}", o.stderr_str());
     assert_eq!(o.stdout_str(), "spawned\n");
+}
+
+/// The Cap* lines of this process's /proc/self/status whose value is
+/// `field`'s (CapBnd: the bounding set a root container gets by default).
+fn host_cap(field: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:\t")).map(str::to_string))
+        .unwrap()
+}
+
+/// process.capabilities are the container's credentials: a reduced set
+/// shows in /proc/self/status after the process's execve (root's
+/// permitted and effective sets are its bounding set, as under runc) and
+/// a chown needing CAP_CHOWN fails; a non-root user keeps only its
+/// ambient set; no capabilities field is runc's default (root holds every
+/// capability the runtime has); an unknown name is an error naming it.
+#[test]
+fn process_capabilities_are_the_credentials() {
+    let env = Env::new();
+    let caps = serde_json::json!(["CAP_KILL", "CAP_SETUID", "CAP_SETGID"]);
+    let script = "grep Cap /proc/self/status; touch /tmp/x; chown 1000 /tmp/x; echo chown=$?";
+    env.spec(|v| {
+        set_args(v, script);
+        v["process"]["capabilities"] = serde_json::json!({
+            "bounding": caps, "effective": caps, "permitted": caps,
+            "inheritable": [], "ambient": [],
+        });
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "caps1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "CapInh:\t0000000000000000\nCapPrm:\t00000000000000e0\nCapEff:\t00000000000000e0\n\
+         CapBnd:\t00000000000000e0\nCapAmb:\t0000000000000000\nchown=1\n"
+    );
+    assert!(
+        o.stderr_str().contains("Operation not permitted"),
+        "{}",
+        o.stderr_str()
+    );
+
+    // A non-root user: only what is ambient survives its execve.
+    env.spec(|v| {
+        set_args(v, "grep Cap /proc/self/status");
+        v["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+        let nbs = serde_json::json!(["CAP_NET_BIND_SERVICE"]);
+        v["process"]["capabilities"] = serde_json::json!({
+            "bounding": ["CAP_NET_BIND_SERVICE", "CAP_KILL"],
+            "effective": ["CAP_NET_BIND_SERVICE", "CAP_KILL"],
+            "permitted": ["CAP_NET_BIND_SERVICE", "CAP_KILL"],
+            "inheritable": nbs, "ambient": nbs,
+        });
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "caps2"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "CapInh:\t0000000000000400\nCapPrm:\t0000000000000400\nCapEff:\t0000000000000400\n\
+         CapBnd:\t0000000000000420\nCapAmb:\t0000000000000400\n"
+    );
+
+    // No capabilities field: root holds the runtime's bounding set.
+    env.spec(|v| {
+        set_args(v, "grep -e CapEff -e CapBnd /proc/self/status");
+        v["process"].as_object_mut().unwrap().remove("capabilities");
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "caps3"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    let bnd = host_cap("CapBnd");
+    assert_eq!(o.stdout_str(), format!("CapEff:\t{bnd}\nCapBnd:\t{bnd}\n"));
+
+    // An unknown capability name fails the run, naming it.
+    env.spec(|v| {
+        set_args(v, "true");
+        v["process"]["capabilities"] = serde_json::json!({"bounding": ["CAP_NOPE"]});
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "caps4"]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr_str().contains("CAP_NOPE")
+            && o.stderr_str().contains("process.capabilities.bounding"),
+        "{}",
+        o.stderr_str()
+    );
+    // Effective beyond permitted: capset would refuse it, so does run.
+    env.spec(|v| {
+        set_args(v, "true");
+        v["process"]["capabilities"] = serde_json::json!({
+            "bounding": ["CAP_KILL"], "effective": ["CAP_KILL", "CAP_CHOWN"],
+            "permitted": ["CAP_KILL"],
+        });
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "caps5"]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr_str().contains("process.capabilities.effective")
+            && o.stderr_str().contains("CAP_CHOWN"),
+        "{}",
+        o.stderr_str()
+    );
+}
+
+/// linux.resources.memory.limit is enforced by the sandbox as a memory
+/// cgroup's: a container with a 64 MiB limit whose program touches 200 MiB
+/// is OOM-killed (SIGKILL: `run` exits 137), one touching 32 MiB runs;
+/// the container sees the limit as MemTotal; a swap limit, which cryo
+/// does not enforce, is warned about, not refused.
+#[test]
+fn memory_limit_is_enforced() {
+    let env = Env::new();
+    let hog = cryo_tests::guest("memhog", cryo_tests::Libc::Glibc);
+    std::fs::copy(&hog, env.rootfs().join("bin/memhog")).unwrap();
+    let limited = |v: &mut serde_json::Value| {
+        v["linux"]["resources"] =
+            serde_json::json!({"memory": {"limit": 64 << 20, "swap": 64 << 20}});
+    };
+    env.spec(|v| {
+        set_args(v, "exec /bin/memhog 200");
+        limited(v);
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "m1"]);
+    assert_eq!(o.code, 137, "{}", o.stderr_str());
+    assert_eq!(o.stdout_str(), "");
+    assert!(
+        o.stderr_str().contains("swap") && o.stderr_str().contains("not enforced"),
+        "{}",
+        o.stderr_str()
+    );
+    env.spec(|v| {
+        set_args(v, "grep MemTotal /proc/meminfo; /bin/memhog 32");
+        limited(v);
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "m2"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    assert_eq!(
+        o.stdout_str(),
+        "MemTotal:          65536 kB\ntouched 32 MiB\n"
+    );
+}
+
+/// linux.cgroupsPath on a host with a cgroup v2 hierarchy: the sandbox
+/// process (the container's pid) is in that cgroup while the container
+/// runs, and the cgroup is gone after delete.
+#[test]
+fn host_processes_join_cgroups_path() {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(mount) = info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (post.split_whitespace().next()? == "cgroup2")
+            .then(|| PathBuf::from(pre.split_whitespace().nth(4).unwrap()))
+    }) else {
+        cryo_tests::sandbox::skip("the host has no cgroup v2 hierarchy");
+        return;
+    };
+    let env = Env::new();
+    let name = format!("cryo-test-{}", std::process::id());
+    let cg = mount.join(&name);
+    env.spec(|v| {
+        set_args(v, "echo up; sleep 1000");
+        v["linux"]["cgroupsPath"] = format!("/{name}").into();
+    });
+    let (out, err) = env.files();
+    let pid_file = env.dir.path().join("cg.pid");
+    let mut cmd = cryo_command(&env.root());
+    cmd.args(["run", "--detach", "--bundle"])
+        .arg(env.bundle())
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("cg");
+    let r = run_to_files(cmd, &out, &err, "cryo run --detach");
+    assert_eq!(r.code, 0, "{}", r.stderr_str());
+    wait_for_text(&out, "up");
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == pid),
+        "sandbox {pid} not in {}: {procs:?}",
+        cg.display()
+    );
+    assert_eq!(env.cryo(&["kill", "cg", "9"]).code, 0);
+    let pid: i32 = pid.parse().unwrap();
+    assert_eq!(wait_pid(pid, TIMEOUT), Some(137));
+    assert_eq!(env.cryo(&["delete", "cg"]).code, 0);
+    assert!(!cg.exists(), "{} left behind", cg.display());
 }
 
 /// `cryo checkpoint` takes an OCI container's id: its sandbox answers on

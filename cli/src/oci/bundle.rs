@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Mount, PosixRlimitType, Process, Spec};
-use sentry::kernel::creds::Credentials;
+use oci_spec::runtime::{Capabilities, Mount, PosixRlimitType, Process, Spec};
+use sentry::kernel::creds::{cap_by_name, CapSets, Credentials, CAP_NAMES};
 use sentry::kernel::limits::Limit;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,10 @@ pub struct Plan {
     pub console_size: Option<ConsoleSize>,
     /// linux.resources.pids.limit, enforced as the sandbox's task limit.
     pub max_tasks: Option<usize>,
+    /// linux.resources.memory.limit in bytes (None: no limit).
+    pub memory_limit: Option<u64>,
+    /// linux.cgroupsPath: the host cgroup the sandbox's processes join.
+    pub cgroups_path: Option<String>,
     pub hostname: String,
     pub mounts: Vec<MountPlan>,
     pub annotations: std::collections::HashMap<String, String>,
@@ -190,15 +194,12 @@ pub fn process_plan(p: &Process) -> Result<ProcessPlan, BundleError> {
         }
     }
     let user = p.user();
-    let creds = Credentials {
-        uid: user.uid(),
-        euid: user.uid(),
-        suid: user.uid(),
-        gid: user.gid(),
-        egid: user.gid(),
-        sgid: user.gid(),
-        groups: user.additional_gids().clone().unwrap_or_default(),
-    };
+    let mut creds = Credentials::with_ids(
+        user.uid(),
+        user.gid(),
+        user.additional_gids().clone().unwrap_or_default(),
+    );
+    creds.caps = cap_sets(p)?;
     let mut limits = Vec::new();
     for r in p.rlimits().iter().flatten() {
         if r.soft() > r.hard() {
@@ -230,6 +231,78 @@ pub fn process_plan(p: &Process) -> Result<ProcessPlan, BundleError> {
         terminal: p.terminal().unwrap_or(false),
         console_size: console_size(p)?,
     })
+}
+
+/// One set of process.capabilities as a mask.
+fn cap_mask(set: &Option<Capabilities>, field: &'static str) -> Result<u64, BundleError> {
+    let mut mask = 0u64;
+    for cap in set.iter().flatten() {
+        // oci-spec's own name for it (CAP_...), which capabilities(7) uses.
+        let name = serde_json::to_value(cap)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("{cap:?}"));
+        let n = cap_by_name(&name)
+            .ok_or_else(|| invalid(field, format!("unknown capability {name}")))?;
+        mask |= 1 << n;
+    }
+    Ok(mask)
+}
+
+fn cap_list(mask: u64) -> String {
+    (0..CAP_NAMES.len())
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| CAP_NAMES[i])
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// process.capabilities as the process holds them just before it executes
+/// its program (the sandbox then applies execve's rules, as runc's process
+/// goes through execve): the bounding set is set first, then effective,
+/// permitted and inheritable as capset(2) would take them, then the
+/// ambient set raised. A set capset or the ambient raise would refuse is
+/// an error naming it, as runc's start fails on it. No capabilities:
+/// runc's behaviour, the runtime's own sets (a root runtime's: every
+/// capability its bounding set has), which execve leaves to root and
+/// takes from any other user.
+fn cap_sets(p: &Process) -> Result<CapSets, BundleError> {
+    let Some(c) = p.capabilities() else {
+        return Ok(CapSets::of_this_process());
+    };
+    let sets = CapSets {
+        bounding: cap_mask(c.bounding(), "process.capabilities.bounding")?,
+        effective: cap_mask(c.effective(), "process.capabilities.effective")?,
+        permitted: cap_mask(c.permitted(), "process.capabilities.permitted")?,
+        inheritable: cap_mask(c.inheritable(), "process.capabilities.inheritable")?,
+        ambient: cap_mask(c.ambient(), "process.capabilities.ambient")?,
+    };
+    let beyond = |a: u64, b: u64| a & !b;
+    let extra = beyond(sets.effective, sets.permitted);
+    if extra != 0 {
+        return Err(invalid(
+            "process.capabilities.effective",
+            format!("{} not in the permitted set", cap_list(extra)),
+        ));
+    }
+    let extra = beyond(sets.inheritable, sets.bounding);
+    if extra != 0 {
+        return Err(invalid(
+            "process.capabilities.inheritable",
+            format!("{} not in the bounding set", cap_list(extra)),
+        ));
+    }
+    let extra = beyond(sets.ambient, sets.permitted & sets.inheritable);
+    if extra != 0 {
+        return Err(invalid(
+            "process.capabilities.ambient",
+            format!(
+                "{} not in both the permitted and inheritable sets",
+                cap_list(extra)
+            ),
+        ));
+    }
+    Ok(sets)
 }
 
 fn mount_mode(options: &[String]) -> Result<Option<u32>, BundleError> {
@@ -366,7 +439,32 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         }
     }
     let mut max_tasks = None;
+    let mut memory_limit = None;
     if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        if let Some(mem) = res.memory() {
+            // A negative limit (-1) means none, as for the memory cgroup.
+            memory_limit = mem.limit().and_then(|l| u64::try_from(l).ok());
+            let mut unenforced = Vec::new();
+            let fields = [
+                ("reservation", mem.reservation().is_some()),
+                ("swap", mem.swap().is_some()),
+                ("kernel", mem.kernel().is_some()),
+                ("kernelTCP", mem.kernel_tcp().is_some()),
+                ("swappiness", mem.swappiness().is_some()),
+                ("disableOOMKiller", mem.disable_oom_killer() == Some(true)),
+            ];
+            for (name, set) in fields {
+                if set {
+                    unenforced.push(name);
+                }
+            }
+            if !unenforced.is_empty() {
+                warnings.push(format!(
+                    "linux.resources.memory: {} not enforced by cryo (limit is)",
+                    unenforced.join(", ")
+                ));
+            }
+        }
         if let Some(pids) = res.pids() {
             // 0 and -1 mean no limit, as for the pids cgroup.
             if pids.limit() > 0 {
@@ -374,9 +472,6 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
             }
         }
         let mut ignored = Vec::new();
-        if res.memory().is_some() {
-            ignored.push("memory");
-        }
         if res.cpu().is_some() {
             ignored.push("cpu");
         }
@@ -394,13 +489,10 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         }
         if !ignored.is_empty() {
             warnings.push(format!(
-                "linux.resources: {} not enforced by cryo yet (pids is)",
+                "linux.resources: {} not enforced by cryo yet (pids and memory are)",
                 ignored.join(", ")
             ));
         }
-    }
-    if process.capabilities().is_some() {
-        tracing::debug!("process.capabilities: the sandbox's tasks have no host capabilities");
     }
     Ok(Plan {
         rootfs,
@@ -414,6 +506,12 @@ pub fn plan_spec(bundle: &Path, spec: &Spec) -> Result<Plan, BundleError> {
         terminal: p.terminal,
         console_size: p.console_size,
         max_tasks,
+        memory_limit,
+        cgroups_path: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned()),
         hostname: spec.hostname().clone().unwrap_or_else(|| "cryo".into()),
         mounts,
         annotations: spec.annotations().clone().unwrap_or_default(),

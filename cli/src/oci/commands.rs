@@ -611,7 +611,16 @@ pub fn delete(g: &Globals, args: DeleteArgs) -> anyhow::Result<i32> {
         );
         wait_gone(&record, Duration::from_secs(2));
     }
-    let spec_hooks = bundle_hooks(&record.bundle);
+    let spec = bundle::load_spec(&record.bundle).ok();
+    let spec_hooks = spec.as_ref().and_then(|s| s.hooks().clone());
+    // A sandbox that was killed left its host cgroup behind.
+    if let Some(p) = spec
+        .as_ref()
+        .and_then(|s| s.linux().as_ref())
+        .and_then(|l| l.cgroups_path().as_ref())
+    {
+        super::cgroup::remove(&p.to_string_lossy());
+    }
     locked.remove()?;
     hooks::run_or_warn(spec_hooks.as_ref(), Stage::Poststop, &record.oci_state())?;
     Ok(0)
@@ -878,6 +887,7 @@ fn exec_spec(record: &Record, args: &ExecArgs) -> anyhow::Result<(ExecSpec, Exec
         gid: p.creds.gid,
         groups: p.creds.groups,
         no_new_privs: p.no_new_privs || args.no_new_privs,
+        caps: Some(p.creds.caps),
     };
     Ok((spec, tty))
 }

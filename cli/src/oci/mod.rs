@@ -12,6 +12,7 @@
 //! - [`worklog`]: dump.log and restore.log in --work-path.
 
 pub mod bundle;
+pub mod cgroup;
 pub mod commands;
 pub mod console;
 pub mod hooks;

@@ -96,6 +96,12 @@ pub fn run(
     cpu_features: Option<&str>,
 ) -> anyhow::Result<i32> {
     let mut ready = adopt_ready_fd(args.ready_fd)?;
+    // Before any other host process of the sandbox starts, so that the
+    // gofers and stubs are born in it; left and removed when it ends.
+    let _cgroup = bundle::plan(&args.bundle)
+        .ok()
+        .and_then(|p| p.cgroups_path)
+        .and_then(|p| super::cgroup::join(&p));
     let mut gofers = Vec::new();
     let booted = match &args.restore {
         Some(image) => restore(&args, image, root, platform, &mut gofers),
@@ -166,12 +172,14 @@ fn boot(
         strace: false,
         platform: platform.map_or_else(|| platform::default_platform().to_string(), str::to_string),
         cpu_features: cpu_features.unwrap_or("host").to_string(),
+        memory_limit: None,
     };
     let setup = ContainerSetup {
         creds: Some(plan.creds.clone()),
         limits: plan.limits.clone(),
         no_new_privs: plan.no_new_privs,
         max_tasks: plan.max_tasks,
+        memory_limit: plan.memory_limit,
         namespace,
     };
     let mut task =
@@ -275,6 +283,7 @@ fn restore(
     let container = sentry::state::ContainerRestore {
         namespace: namespace_of(&plan, gofers)?,
         max_tasks: plan.max_tasks,
+        memory_limit: plan.memory_limit,
     };
     let task = sentry::state::restore_container(image, root_sock, container, false, platform)
         .map_err(anyhow::Error::new)?;
@@ -476,14 +485,12 @@ fn exec(kernel: Arc<Kernel>, spec: ExecSpec, files: Vec<OwnedFd>, reply: Sender<
                 argv: spec.args,
                 env: spec.env,
                 cwd: spec.cwd,
-                creds: Credentials {
-                    uid: spec.uid,
-                    euid: spec.uid,
-                    suid: spec.uid,
-                    gid: spec.gid,
-                    egid: spec.gid,
-                    sgid: spec.gid,
-                    groups: spec.groups,
+                creds: {
+                    let mut c = Credentials::with_ids(spec.uid, spec.gid, spec.groups);
+                    if let Some(caps) = spec.caps {
+                        c.caps = caps;
+                    }
+                    c
                 },
                 limits: Vec::new(),
                 no_new_privs: spec.no_new_privs,

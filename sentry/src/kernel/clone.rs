@@ -176,11 +176,16 @@ impl Task {
         Ok(())
     }
 
-    /// RLIMIT_NPROC: the processes of the caller's real uid. Root is
-    /// exempt, as Linux exempts the initial user and CAP_SYS_RESOURCE; the
-    /// sandbox-wide task limit still holds for it.
+    /// RLIMIT_NPROC: the processes of the caller's real uid. The root user
+    /// (real uid 0, the initial user's count) and holders of
+    /// CAP_SYS_ADMIN or CAP_SYS_RESOURCE are exempt, as in Linux's
+    /// copy_process; the sandbox-wide task limit still holds for them.
     fn check_nproc(&self) -> Result<(), Errno> {
-        if self.creds.uid == 0 || self.creds.euid == 0 {
+        use super::creds::{CAP_SYS_ADMIN, CAP_SYS_RESOURCE};
+        if self.creds.uid == 0
+            || self.creds.capable(CAP_SYS_ADMIN)
+            || self.creds.capable(CAP_SYS_RESOURCE)
+        {
             return Ok(());
         }
         let limit = self

@@ -159,6 +159,16 @@ impl Task {
             argv,
         };
         self.restart_deadline = None;
+        // The new program's capabilities (a file without capabilities or
+        // a set-user-ID bit: cryo gives neither).
+        let nnp = self
+            .tg
+            .attrs()
+            .with_thread(self.tid, |x| x.no_new_privs)
+            .unwrap_or(false);
+        let mut creds = self.creds.clone();
+        creds.exec_transform(nnp);
+        self.set_creds(creds);
         self.tg.exec_done();
         Ok(())
     }

@@ -31,6 +31,8 @@ pub struct KernelConfig {
     pub platform: String,
     /// The most tasks (threads of all processes) the sandbox may hold.
     pub max_tasks: usize,
+    /// The sandbox's memory limit in bytes (kernel/oom.rs).
+    pub memory_limit: Option<u64>,
     /// The CPU the sandbox sees (`--cpu-features`, or what its statefile
     /// recorded).
     pub cpu: crate::arch::cpuid::CpuFeatures,
@@ -160,9 +162,14 @@ impl Kernel {
     /// The sandbox's memory as sysinfo(2) and /proc/meminfo report it:
     /// the host's RAM, less what the sandbox's memory holds now.
     pub fn memory(&self) -> MemoryUsage {
-        let total = nix::sys::sysinfo::sysinfo()
+        let host = nix::sys::sysinfo::sysinfo()
             .map(|s| s.ram_total())
             .unwrap_or(0);
+        // A limited sandbox's memory is its limit (as gVisor shows it).
+        let total = self
+            .memory_file
+            .limit()
+            .map_or(host, |l| if host == 0 { l } else { l.min(host) });
         MemoryUsage {
             total,
             free: total.saturating_sub(self.memory_file.resident_bytes()),
@@ -201,13 +208,60 @@ pub struct KernelRecord {
     pub next_tid: i64,
     /// Every thread group, ascending; the init process first.
     pub thread_groups: Vec<i32>,
+    /// The sandbox's memory limit in bytes (kernel/oom.rs), if it has one.
+    pub memory_limit: Option<u64>,
 }
-statefile::savable_serde!(
+statefile::versioned!(
     KernelRecord,
+    "kernel.Kernel",
+    3,
+    [UtsNamespace, ClocksState]
+);
+
+/// Version 2 of the kernel's record, before memory limits: it loads with
+/// none.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KernelRecordV2 {
+    pub uts: UtsNamespace,
+    pub clocks: ClocksState,
+    pub next_tid: i64,
+    pub thread_groups: Vec<i32>,
+}
+statefile::versioned!(
+    KernelRecordV2,
     "kernel.Kernel",
     2,
     [UtsNamespace, ClocksState]
 );
+
+impl statefile::Savable for KernelRecord {
+    const TYPE_NAME: &'static str = "kernel.Kernel";
+    const VERSION: u32 = 3;
+    const MIN_VERSION: u32 = 2;
+
+    fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+        enc.serde(self)
+    }
+
+    fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
+        if version == 2 {
+            statefile::check_saved_versions::<KernelRecordV2>(dec.types())?;
+            return dec.serde::<KernelRecordV2>().map(|v2| KernelRecord {
+                uts: v2.uts,
+                clocks: v2.clocks,
+                next_tid: v2.next_tid,
+                thread_groups: v2.thread_groups,
+                memory_limit: None,
+            });
+        }
+        statefile::check_saved_versions::<Self>(dec.types())?;
+        dec.serde()
+    }
+
+    fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+        statefile::register_versioned::<Self>(types)
+    }
+}
 
 impl Kernel {
     /// Stops every task but `stopper` (the task checkpointing, which saves
@@ -275,6 +329,7 @@ impl Kernel {
                 .iter()
                 .map(|tg| tg.tgid())
                 .collect(),
+            memory_limit: self.memory_file.limit(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod job_control;
 #[allow(clippy::module_inception)]
 mod kernel;
 pub mod limits;
+mod oom;
 pub mod pid_namespace;
 pub mod pidfd;
 pub mod posix_timer;

@@ -60,8 +60,6 @@ impl LiveProcess {
 const PAGE: u64 = 4096;
 /// USER_HZ: the unit of times in /proc/<pid>/stat.
 const TICKS_PER_SEC: u64 = 100;
-/// Every capability of Linux 6.x (CAP_CHECKPOINT_RESTORE is the 41st).
-const ALL_CAPS: u64 = (1 << 41) - 1;
 
 fn ticks(ns: u64) -> u64 {
     ns / (1_000_000_000 / TICKS_PER_SEC)
@@ -102,7 +100,7 @@ fn status_text(tg: &ThreadGroup, state: char) -> String {
     let creds = tg
         .creds()
         .unwrap_or_else(super::creds::Credentials::of_caller);
-    let caps = if creds.euid == 0 { ALL_CAPS } else { 0 };
+    let caps = creds.caps;
     let tid = tg.tids().first().copied().unwrap_or(tg.tgid());
     let nnp = tg
         .attrs()
@@ -151,12 +149,15 @@ fn status_text(tg: &ThreadGroup, state: char) -> String {
     let cpus = super::attrs::sandbox_cpus();
     let _ = write!(
         s,
-        "Threads:\t{}\nSigIgn:\t{:016x}\nSigCgt:\t{:016x}\nCapInh:\t{:016x}\nCapPrm:\t{caps:016x}\nCapEff:\t{caps:016x}\nCapBnd:\t{ALL_CAPS:016x}\nCapAmb:\t{:016x}\nNoNewPrivs:\t{}\nSeccomp:\t0\nCpus_allowed_list:\t0-{}\n",
+        "Threads:\t{}\nSigIgn:\t{:016x}\nSigCgt:\t{:016x}\nCapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}\nNoNewPrivs:\t{}\nSeccomp:\t0\nCpus_allowed_list:\t0-{}\n",
         tg.live(),
         handler_mask(tg, true),
         handler_mask(tg, false),
-        0,
-        0,
+        caps.inheritable,
+        caps.permitted,
+        caps.effective,
+        caps.bounding,
+        caps.ambient,
         u8::from(nnp),
         cpus.saturating_sub(1),
     );

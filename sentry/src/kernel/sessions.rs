@@ -129,7 +129,7 @@ impl Task {
     /// Whether this task may send `signo` to process `tg` (Linux's
     /// check_kill_permission): its own process always; otherwise its real
     /// or effective uid must be the target's real or saved uid, or it must
-    /// be privileged (CAP_KILL: euid 0 in cryo's model), except that
+    /// hold CAP_KILL, except that
     /// SIGCONT may go anywhere in its session (job control).
     pub fn may_signal(&self, tg: &ThreadGroup, signo: i32) -> bool {
         if tg.tgid() == self.tgid() {
@@ -137,7 +137,9 @@ impl Task {
         }
         let c = self.creds();
         let (uid, suid) = tg.signal_ids();
-        if c.euid == 0 || [c.uid, c.euid].iter().any(|s| *s == uid || *s == suid) {
+        if c.capable(super::creds::CAP_KILL)
+            || [c.uid, c.euid].iter().any(|s| *s == uid || *s == suid)
+        {
             return true;
         }
         signo == libc::SIGCONT && tg.links().sid == self.tg.links().sid

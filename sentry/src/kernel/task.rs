@@ -6,7 +6,7 @@ use std::time::Duration;
 use platform::{AddressSpace, Context, CpuState, FpState, Registers};
 use serde::{Deserialize, Serialize};
 
-use super::creds::Credentials;
+use super::creds::{Credentials, CredentialsV1};
 use super::interrupt::TaskInterrupt;
 use super::limits::LimitSet;
 use super::signal::{SigInfo, SigSet, SignalHandlers};
@@ -368,12 +368,82 @@ pub struct TaskRecord {
     /// Where that sleep writes its remaining time (its `rem`), if anywhere.
     pub restart_rem: Option<u64>,
 }
-statefile::savable_serde!(
+statefile::versioned!(
     TaskRecord,
     "kernel.Task",
-    2,
+    3,
     [Credentials, Registers, FpState, SigSet, SigInfo, ClockId]
 );
+
+/// Version 2 of the task's record, before capabilities: its credentials
+/// (kernel.Credentials v1) load with uid 0's full capabilities.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TaskRecordV2 {
+    pub tid: i32,
+    pub tgid: i32,
+    pub creds: CredentialsV1,
+    pub regs: Registers,
+    pub fp: FpState,
+    pub signal_mask: SigSet,
+    pub pending: Vec<SigInfo>,
+    pub alt_stack: (u64, u32, u64),
+    pub clear_child_tid: u64,
+    pub robust_list: (u64, u64),
+    pub cpu_time_ns: u64,
+    pub restart: Option<(i64, ClockId)>,
+    pub restart_rem: Option<u64>,
+}
+statefile::versioned!(
+    TaskRecordV2,
+    "kernel.Task",
+    2,
+    [CredentialsV1, Registers, FpState, SigSet, SigInfo, ClockId]
+);
+
+impl From<TaskRecordV2> for TaskRecord {
+    fn from(v2: TaskRecordV2) -> TaskRecord {
+        TaskRecord {
+            tid: v2.tid,
+            tgid: v2.tgid,
+            creds: Credentials::from(v2.creds),
+            regs: v2.regs,
+            fp: v2.fp,
+            signal_mask: v2.signal_mask,
+            pending: v2.pending,
+            alt_stack: v2.alt_stack,
+            clear_child_tid: v2.clear_child_tid,
+            robust_list: v2.robust_list,
+            cpu_time_ns: v2.cpu_time_ns,
+            restart: v2.restart,
+            restart_rem: v2.restart_rem,
+        }
+    }
+}
+
+impl statefile::Savable for TaskRecord {
+    const TYPE_NAME: &'static str = "kernel.Task";
+    const VERSION: u32 = 3;
+    const MIN_VERSION: u32 = 2;
+
+    fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+        enc.serde(self)
+    }
+
+    /// v2 is decoded in its own layout (credentials without capabilities)
+    /// and migrated.
+    fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
+        if version == 2 {
+            statefile::check_saved_versions::<TaskRecordV2>(dec.types())?;
+            return dec.serde::<TaskRecordV2>().map(TaskRecord::from);
+        }
+        statefile::check_saved_versions::<Self>(dec.types())?;
+        dec.serde()
+    }
+
+    fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+        statefile::register_versioned::<Self>(types)
+    }
+}
 
 impl Task {
     /// The task's record. Runs on the task's own host thread (only it can

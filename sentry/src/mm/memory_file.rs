@@ -104,6 +104,8 @@ pub struct MemoryFile {
     freeze: Mutex<FreezeSlot>,
     frozen: AtomicBool,
     freeze_gen: AtomicU64,
+    /// The memory limit in bytes, 0 for none (see `set_limit`).
+    limit: AtomicU64,
 }
 
 /// Disjoint ranges, start -> end, coalesced (no two touch).
@@ -300,6 +302,7 @@ impl MemoryFile {
             freeze: Mutex::new(FreezeSlot::default()),
             frozen: AtomicBool::new(false),
             freeze_gen: AtomicU64::new(0),
+            limit: AtomicU64::new(0),
         })
     }
 
@@ -610,6 +613,41 @@ impl MemoryFile {
         nix::sys::stat::fstat(self.fd.as_raw_fd())
             .map(|st| u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512))
             .unwrap_or(0)
+    }
+
+    /// Sets the sandbox's memory limit (linux.resources.memory.limit,
+    /// `cryo do --memory`): what a memory cgroup would charge, the
+    /// committed pages ([`MemoryFile::resident_bytes`]), may not pass it.
+    /// None: no limit.
+    pub fn set_limit(&self, limit: Option<u64>) {
+        // 0 stands for no limit; a limit of 0 bytes is one of a byte.
+        self.limit
+            .store(limit.map_or(0, |l| l.max(1)), Ordering::Release);
+    }
+
+    pub fn limit(&self) -> Option<u64> {
+        match self.limit.load(Ordering::Acquire) {
+            0 => None,
+            l => Some(l),
+        }
+    }
+
+    /// Committed bytes: what the limit is checked against (anonymous
+    /// memory the application touched, tmpfs, shm and memfd data).
+    pub fn committed_bytes(&self) -> u64 {
+        self.resident_bytes()
+    }
+
+    /// [`MemoryFile::allocate`] of pages the Sentry commits at once (a
+    /// tmpfs file's data): ENOMEM when they would take the committed
+    /// bytes past the limit, as a memory cgroup's charge fails.
+    pub fn allocate_charged(&self, len: u64) -> Result<u64, Errno> {
+        if let Some(limit) = self.limit() {
+            if self.committed_bytes().saturating_add(len) > limit {
+                return Err(Errno::ENOMEM);
+            }
+        }
+        self.allocate(len)
     }
 
     /// Bytes allocated.
@@ -927,6 +965,25 @@ mod tests {
     use super::*;
 
     const P: u64 = MF_PAGE_SIZE;
+
+    #[test]
+    fn charged_allocations_stop_at_the_limit_of_committed_pages() {
+        let mf = MemoryFile::new(64 * P).unwrap();
+        assert_eq!(mf.limit(), None);
+        mf.set_limit(Some(4 * P));
+        // Allocated but untouched pages are not committed.
+        let big = mf.allocate(16 * P).unwrap();
+        let a = mf.allocate_charged(4 * P).unwrap();
+        mf.write_at(a, &[1u8; 4 * P as usize]).unwrap();
+        assert_eq!(mf.committed_bytes(), 4 * P);
+        assert_eq!(mf.allocate_charged(P), Err(Errno::ENOMEM));
+        mf.free(a, 4 * P).unwrap();
+        assert_eq!(mf.committed_bytes(), 0);
+        assert!(mf.allocate_charged(P).is_ok());
+        mf.set_limit(None);
+        assert!(mf.allocate_charged(8 * P).is_ok());
+        mf.free(big, 16 * P).unwrap();
+    }
 
     #[test]
     fn allocate_free_coalesce() {

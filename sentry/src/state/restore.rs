@@ -247,6 +247,9 @@ pub fn restore(
 pub struct ContainerRestore {
     pub namespace: crate::vfs::namespace::NamespaceSetup,
     pub max_tasks: Option<usize>,
+    /// linux.resources.memory.limit from the bundle; None: the limit the
+    /// statefile saved (if any).
+    pub memory_limit: Option<u64>,
 }
 
 /// [`restore`] of an OCI container, its root served over `gofer_sock` and
@@ -341,6 +344,7 @@ pub fn restore_container(
         max_tasks: container
             .max_tasks
             .unwrap_or(crate::kernel::DEFAULT_MAX_TASKS),
+        memory_limit: container.memory_limit.or(rec.kernel.memory_limit),
         cpu,
     };
     let kernel = new_kernel_with(

@@ -164,6 +164,12 @@ fn check_kernel(k: &KernelRecord) -> Result<(), InvalidRecord> {
             format!("{} is outside 1..={PID_MAX}", k.next_tid),
         ));
     }
+    if k.memory_limit.is_some_and(|l| l < 4096) {
+        return Err(bad(
+            "memory_limit",
+            format!("{:?} bytes is less than a page", k.memory_limit),
+        ));
+    }
     let mono = k.clocks.monotonic_at_save;
     if !(0..=MAX_CLOCK_NANOS).contains(&mono) {
         return Err(bad(
@@ -296,6 +302,21 @@ fn check_task(t: &TaskRecord, id: u64, tgid: i32, max_user_addr: u64) -> Result<
         return Err(bad(
             "creds.groups",
             format!("{} supplementary groups", t.creds.groups.len()),
+        ));
+    }
+    if !t.creds.caps.is_valid() {
+        return Err(bad(
+            "creds.caps",
+            format!("capability sets Linux cannot hold: {:x?}", t.creds.caps),
+        ));
+    }
+    if t.creds.securebits
+        & !(crate::kernel::creds::SECURE_ALL_BITS | crate::kernel::creds::SECURE_ALL_LOCKS)
+        != 0
+    {
+        return Err(bad(
+            "creds.securebits",
+            format!("unknown bits in {:#x}", t.creds.securebits),
         ));
     }
     if t.pending.len() > MAX_PENDING {

@@ -499,12 +499,23 @@ fn do_faccessat(t: &mut Task, dirfd: i32, path_addr: u64, mode: i32, flags: i32)
             uid: c.euid,
             gid: c.egid,
             groups: c.groups.clone(),
+            caps: c.caps.effective,
         }
     } else {
+        // The real ids, with the capabilities they would have: a real uid
+        // other than 0 none, 0 the permitted set (Linux's access_override_creds).
+        let caps = if c.issecure(crate::kernel::creds::SECBIT_NO_SETUID_FIXUP) {
+            c.caps.effective
+        } else if c.uid == 0 {
+            c.caps.permitted
+        } else {
+            0
+        };
         crate::vfs::perm::FsCreds {
             uid: c.uid,
             gid: c.gid,
             groups: c.groups.clone(),
+            caps,
         }
     };
     t.kernel().vfs.access_at(
@@ -718,8 +729,9 @@ pub fn mkdirat(t: &mut Task, a: &Args) -> SysResult {
     do_mkdirat(t, a.fd(0), a.addr(1), a.uint(2))
 }
 
-/// The device number is not looked at: device nodes are refused (EPERM,
-/// no sandbox task holds CAP_MKNOD), as Linux checks the type first.
+/// The device number is not looked at: a device node needs CAP_MKNOD
+/// (EPERM), and the file systems refuse one even then, as Linux checks
+/// the type first.
 fn do_mknodat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32) -> SysResult {
     let file_type = match mode & libc::S_IFMT {
         0 => libc::S_IFREG,
@@ -727,6 +739,11 @@ fn do_mknodat(t: &mut Task, dirfd: i32, path_addr: u64, mode: u32) -> SysResult 
         libc::S_IFDIR => return Err(Errno::EPERM),
         _ => return Err(Errno::EINVAL),
     };
+    if matches!(file_type, libc::S_IFCHR | libc::S_IFBLK)
+        && !t.creds().capable(crate::kernel::creds::CAP_MKNOD)
+    {
+        return Err(Errno::EPERM);
+    }
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
     t.kernel()
@@ -1183,7 +1200,7 @@ pub fn fchmod(t: &mut Task, a: &Args) -> SysResult {
 }
 
 /// Changes the owner and group of `inode` (-1: unchanged) as the chown
-/// family does (Linux's chown_ok and chgrp_ok): root may set either; the
+/// family does (Linux's chown_ok and chgrp_ok): CAP_CHOWN may set either; the
 /// file's owner may only set its group, to one of its own groups. A
 /// regular file changing hands loses its set-user-ID bit, and its
 /// set-group-ID bit if it is group-executable.
@@ -1201,7 +1218,7 @@ fn chown_inode(
     let gid = (gid != u32::MAX).then_some(gid);
     let st = inode.stat()?;
     let c = t.creds();
-    if c.euid != 0 {
+    if !c.capable(crate::kernel::creds::CAP_CHOWN) {
         let owner = c.euid == st.uid;
         let uid_ok = uid.is_none_or(|u| u == st.uid && owner);
         let gid_ok =

@@ -15,15 +15,30 @@ pub fn uname(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-pub fn sethostname(t: &mut Task, a: &Args) -> SysResult {
+/// The name sethostname and setdomainname set: CAP_SYS_ADMIN (EPERM,
+/// checked first as Linux does), at most 64 bytes (EINVAL).
+fn uts_name_arg(t: &Task, a: &Args) -> Result<String, Errno> {
+    if !t.creds().capable(crate::kernel::creds::CAP_SYS_ADMIN) {
+        return Err(Errno::EPERM);
+    }
     let len = a.len(1, usize::MAX)?;
     if len > 64 {
         return Err(Errno::EINVAL);
     }
     let mut name = vec![0u8; len];
     t.mm().copy_in(a.addr(0), &mut name)?;
-    let name = String::from_utf8(name).map_err(|_| Errno::EINVAL)?;
+    String::from_utf8(name).map_err(|_| Errno::EINVAL)
+}
+
+pub fn sethostname(t: &mut Task, a: &Args) -> SysResult {
+    let name = uts_name_arg(t, a)?;
     t.kernel().uts.lock().map_err(|_| Errno::EIO)?.hostname = name;
+    Ok(0)
+}
+
+pub fn setdomainname(t: &mut Task, a: &Args) -> SysResult {
+    let name = uts_name_arg(t, a)?;
+    t.kernel().uts.lock().map_err(|_| Errno::EIO)?.domainname = name;
     Ok(0)
 }
 

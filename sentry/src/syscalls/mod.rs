@@ -5,6 +5,7 @@
 //! returns `Ok(value)` or `Err(errno)`; Linux semantics live in the objects.
 
 mod args;
+mod capability;
 mod fasync;
 mod fs;
 mod futex;
@@ -67,10 +68,11 @@ pub fn dispatch(task: &mut Task) {
     let entry = if native { table::lookup(nr) } else { None };
     // A signalfd read or polled by this call sees this task's signals.
     poll::note_current(task);
-    // File access is checked against this task's effective ids.
+    // File access is checked against this task's effective ids and
+    // capabilities.
     {
         let c = task.creds();
-        crate::vfs::perm::note_current(c.euid, c.egid, &c.groups);
+        crate::vfs::perm::note_current(c.euid, c.egid, &c.groups, c.caps.effective);
     }
     // A write(2) on a socket sends this task's credentials.
     crate::net::socket::note_current(crate::net::UCred {

@@ -478,13 +478,14 @@ fn rights(t: &Task, fds: &[i32]) -> Result<Vec<Arc<OpenFile>>, Errno> {
 }
 
 /// SCM_CREDENTIALS a sender claims: its own pid and one of its ids,
-/// unless privileged (EPERM).
+/// unless it holds CAP_SYS_ADMIN (any pid), CAP_SETUID (any uid),
+/// CAP_SETGID (any gid); EPERM otherwise (Linux's scm_check_creds).
 fn check_cred(t: &Task, c: UCred) -> Result<UCred, Errno> {
+    use crate::kernel::creds::{CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN};
     let me = t.creds();
-    let privileged = me.euid == 0;
-    let pid_ok = c.pid == t.tgid() || privileged;
-    let uid_ok = [me.uid, me.euid, me.suid].contains(&c.uid) || privileged;
-    let gid_ok = [me.gid, me.egid, me.sgid].contains(&c.gid) || privileged;
+    let pid_ok = c.pid == t.tgid() || me.capable(CAP_SYS_ADMIN);
+    let uid_ok = [me.uid, me.euid, me.suid].contains(&c.uid) || me.capable(CAP_SETUID);
+    let gid_ok = [me.gid, me.egid, me.sgid].contains(&c.gid) || me.capable(CAP_SETGID);
     if pid_ok && uid_ok && gid_ok {
         Ok(c)
     } else {

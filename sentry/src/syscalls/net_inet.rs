@@ -67,8 +67,12 @@ pub(super) fn socketpair(t: &mut Task, ty: i32, proto: i32) -> SysResult {
 pub(super) fn bind(t: &mut Task, s: &InetSocket, a: &Args) -> SysResult {
     let raw = read_sockaddr(t, a.addr(1), a.int(2))?;
     let sa = addr::parse_bind(&raw, s.family())?;
-    // Privilege for ports below 1024: CAP_NET_BIND_SERVICE, which root has.
-    s.bind(sa, t.creds().euid == 0)?;
+    // Ports below 1024 need CAP_NET_BIND_SERVICE.
+    s.bind(
+        sa,
+        t.creds()
+            .capable(crate::kernel::creds::CAP_NET_BIND_SERVICE),
+    )?;
     Ok(0)
 }
 

@@ -110,17 +110,29 @@ fn read_limit(t: &Task, addr: u64) -> Result<Limit, Errno> {
 }
 
 /// prlimit64: the limits of any process of the sandbox (ESRCH for an
-/// unknown pid); the new value is checked as setrlimit checks it.
+/// unknown pid); another process's only if all its ids are the caller's
+/// real ones, or with CAP_SYS_RESOURCE (EPERM, Linux's
+/// check_prlimit_permission); the new value is checked as setrlimit
+/// checks it.
 pub fn prlimit64(t: &mut Task, a: &Args) -> SysResult {
     let pid = a.int(0);
     let tg = if pid == 0 || pid == t.tgid() {
         t.tg().clone()
     } else {
         let k = t.kernel();
-        k.pids
+        let tg = k
+            .pids
             .tgid_of(pid)
             .and_then(|g| k.pids.thread_group(g))
-            .ok_or(Errno::ESRCH)?
+            .ok_or(Errno::ESRCH)?;
+        let me = t.creds();
+        let same = tg.creds().is_some_and(|c| {
+            [c.uid, c.euid, c.suid] == [me.uid; 3] && [c.gid, c.egid, c.sgid] == [me.gid; 3]
+        });
+        if !same && !me.capable(crate::kernel::creds::CAP_SYS_RESOURCE) {
+            return Err(Errno::EPERM);
+        }
+        tg
     };
     let resource = a.uint(1);
     let old = tg.limits().get(resource)?;
@@ -142,7 +154,8 @@ fn set_limit(
     resource: u32,
     new: Limit,
 ) -> Result<(), Errno> {
-    let privileged = t.creds().euid == 0;
+    // Raising a hard limit needs CAP_SYS_RESOURCE.
+    let privileged = t.creds().capable(crate::kernel::creds::CAP_SYS_RESOURCE);
     let mut limits = tg.limits();
     limits.set_checked(resource, new, privileged)?;
     if resource == libc::RLIMIT_STACK {

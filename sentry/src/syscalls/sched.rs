@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{Args, SysResult};
 use crate::errno::Errno;
 use crate::kernel::attrs::{self, CpuUsage, COMM_LEN};
-use crate::kernel::creds::Credentials;
+use crate::kernel::creds::{Credentials, CAP_SETGID, CAP_SETUID, CAP_SYS_NICE};
 use crate::kernel::thread_group::ThreadGroup;
 use crate::kernel::Task;
 
@@ -28,6 +28,9 @@ fn put_int(t: &Task, addr: u64, v: i32) -> Result<(), Errno> {
 }
 
 pub fn prctl(t: &mut Task, a: &Args) -> SysResult {
+    if let Some(r) = super::capability::prctl(t, a) {
+        return r;
+    }
     let tid = t.tid();
     let attrs = t.tg().clone();
     let attrs = attrs.attrs();
@@ -241,12 +244,20 @@ pub fn getpriority(t: &mut Task, a: &Args) -> SysResult {
     Ok((20 - best) as u64)
 }
 
-/// setpriority: lowering a nice value needs CAP_SYS_NICE (the sandbox's
-/// root) or room under RLIMIT_NICE, else EACCES, as Linux's can_nice.
+/// setpriority: another user's process needs CAP_SYS_NICE (EPERM, Linux's
+/// set_one_prio); lowering a nice value needs CAP_SYS_NICE or room under
+/// RLIMIT_NICE, else EACCES, as Linux's can_nice.
 pub fn setpriority(t: &mut Task, a: &Args) -> SysResult {
     let targets = priority_targets(t, a.uint(0), a.int(1))?;
     let nice = attrs::clamp_nice(i64::from(a.int(2)));
-    let capable = t.creds().euid == 0;
+    let capable = t.creds().capable(CAP_SYS_NICE);
+    let euid = t.creds().euid;
+    let foreign = targets
+        .iter()
+        .any(|g| g.creds().is_some_and(|c| c.uid != euid && c.euid != euid));
+    if foreign && !capable {
+        return Err(Errno::EPERM);
+    }
     let rlim = t
         .limits()
         .get(libc::RLIMIT_NICE)
@@ -326,11 +337,11 @@ fn id_arg(a: &Args, i: usize) -> Option<u32> {
     (v != u32::MAX).then_some(v)
 }
 
-/// CAP_SETUID / CAP_SETGID: the sandbox's root has every capability, and
-/// loses them when its effective uid stops being 0 (Linux without
-/// keepcaps); a non-root sandbox has none.
-fn capable(c: &Credentials) -> bool {
-    c.euid == 0
+/// Applies a uid change with its effect on the capability sets
+/// (capabilities(7), "Effect of user ID changes").
+fn commit_uids(t: &mut Task, mut new: Credentials) {
+    new.fix_caps_after_setuid(t.creds());
+    commit(t, new);
 }
 
 /// Applies a credentials change; a changed effective id makes the process
@@ -367,21 +378,21 @@ fn allowed(ids: [u32; 3], new: Option<u32>) -> bool {
 pub fn setuid(t: &mut Task, a: &Args) -> SysResult {
     let uid = id_arg(a, 0).ok_or(Errno::EINVAL)?;
     let mut c = t.creds().clone();
-    if capable(&c) {
+    if c.capable(CAP_SETUID) {
         (c.uid, c.euid, c.suid) = (uid, uid, uid);
     } else if uid == c.uid || uid == c.suid {
         c.euid = uid;
     } else {
         return Err(Errno::EPERM);
     }
-    commit(t, c);
+    commit_uids(t, c);
     Ok(0)
 }
 
 pub fn setgid(t: &mut Task, a: &Args) -> SysResult {
     let gid = id_arg(a, 0).ok_or(Errno::EINVAL)?;
     let mut c = t.creds().clone();
-    if capable(&c) {
+    if c.capable(CAP_SETGID) {
         (c.gid, c.egid, c.sgid) = (gid, gid, gid);
     } else if gid == c.gid || gid == c.sgid {
         c.egid = gid;
@@ -395,7 +406,7 @@ pub fn setgid(t: &mut Task, a: &Args) -> SysResult {
 pub fn setreuid(t: &mut Task, a: &Args) -> SysResult {
     let (r, e) = (id_arg(a, 0), id_arg(a, 1));
     let mut c = t.creds().clone();
-    if !capable(&c) {
+    if !c.capable(CAP_SETUID) {
         let r_ok = r.is_none_or(|r| r == c.uid || r == c.euid);
         let e_ok = allowed([c.uid, c.euid, c.suid], e);
         if !r_ok || !e_ok {
@@ -414,14 +425,14 @@ pub fn setreuid(t: &mut Task, a: &Args) -> SysResult {
     if r.is_some() || e.is_some_and(|e| e != old_ruid) {
         c.suid = c.euid;
     }
-    commit(t, c);
+    commit_uids(t, c);
     Ok(0)
 }
 
 pub fn setregid(t: &mut Task, a: &Args) -> SysResult {
     let (r, e) = (id_arg(a, 0), id_arg(a, 1));
     let mut c = t.creds().clone();
-    if !capable(&c) {
+    if !c.capable(CAP_SETGID) {
         let r_ok = r.is_none_or(|r| r == c.gid || r == c.egid);
         let e_ok = allowed([c.gid, c.egid, c.sgid], e);
         if !r_ok || !e_ok {
@@ -447,13 +458,13 @@ pub fn setresuid(t: &mut Task, a: &Args) -> SysResult {
     let mut c = t.creds().clone();
     let ids = [c.uid, c.euid, c.suid];
     let own = allowed(ids, r) && allowed(ids, e) && allowed(ids, s);
-    if !(capable(&c) || own) {
+    if !(c.capable(CAP_SETUID) || own) {
         return Err(Errno::EPERM);
     }
     c.uid = r.unwrap_or(c.uid);
     c.euid = e.unwrap_or(c.euid);
     c.suid = s.unwrap_or(c.suid);
-    commit(t, c);
+    commit_uids(t, c);
     Ok(0)
 }
 
@@ -462,7 +473,7 @@ pub fn setresgid(t: &mut Task, a: &Args) -> SysResult {
     let mut c = t.creds().clone();
     let ids = [c.gid, c.egid, c.sgid];
     let own = allowed(ids, r) && allowed(ids, e) && allowed(ids, s);
-    if !(capable(&c) || own) {
+    if !(c.capable(CAP_SETGID) || own) {
         return Err(Errno::EPERM);
     }
     c.gid = r.unwrap_or(c.gid);
@@ -482,7 +493,7 @@ pub fn setgroups(t: &mut Task, a: &Args) -> SysResult {
     }
     let mut raw = vec![0u8; n as usize * 4];
     t.mm().copy_in(a.addr(1), &mut raw)?;
-    if !capable(t.creds()) {
+    if !t.creds().capable(CAP_SETGID) {
         return Err(Errno::EPERM);
     }
     let mut groups: Vec<u32> = raw
@@ -513,13 +524,18 @@ fn set_fs_id(t: &mut Task, new: u32, uid: bool) -> SysResult {
     } else {
         [c.gid, c.egid, c.sgid, cur]
     };
-    // CAP_SETUID / CAP_SETGID, judged on the effective uid.
-    if new != u32::MAX && (capable(&c) || ids.contains(&new)) {
+    let cap = if uid { CAP_SETUID } else { CAP_SETGID };
+    if new != u32::MAX && (c.capable(cap) || ids.contains(&new)) {
         let eff = if uid { c.euid } else { c.egid };
         let v = (new != eff).then_some(new);
         attrs
             .attrs()
             .with_thread(tid, |x| if uid { x.fsuid = v } else { x.fsgid = v })?;
+        if uid && new != cur {
+            let mut c = c;
+            c.fix_caps_after_setfsuid(cur, new);
+            t.set_creds(c);
+        }
     }
     Ok(u64::from(cur))
 }

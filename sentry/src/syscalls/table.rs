@@ -6,7 +6,10 @@
 
 use std::sync::OnceLock;
 
-use super::{fs, futex, info, locks, mm, net, poll, process, sched, signal, thread, time, Handler};
+use super::{
+    capability, fs, futex, info, locks, mm, net, poll, process, sched, signal, thread, time,
+    Handler,
+};
 
 /// How strace shows an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +178,8 @@ fn generic_rows() -> Vec<Entry> {
     );
     reg("futex", futex::futex, &[Hex, Dec, Dec, Hex, Hex, Dec]);
     reg("prctl", sched::prctl, &[Dec, Hex, Hex, Hex, Hex]);
+    reg("capget", capability::capget, &[Hex, Hex]);
+    reg("capset", capability::capset, &[Hex, Hex]);
     reg("getcpu", sched::getcpu, &[Hex, Hex, Hex]);
     reg(
         "sched_getaffinity",
@@ -311,6 +316,11 @@ fn generic_rows() -> Vec<Entry> {
     reg("recvmmsg", net::recvmmsg, &[Dec, Hex, Dec, Hex, Hex]);
     reg("uname", info::uname, &[Hex]);
     reg("sethostname", info::sethostname, &[Hex, Dec]);
+    reg("setdomainname", info::setdomainname, &[Hex, Dec]);
+    reg("chroot", capability::chroot, &[Path]);
+    reg("mount", capability::mount, &[Path, Path, Path, Hex, Hex]);
+    reg("umount2", capability::umount2, &[Path, Hex]);
+    reg("pivot_root", capability::pivot_root, &[Path, Path]);
     reg("sysinfo", info::sysinfo, &[Hex]);
     reg("getrandom", info::getrandom, &[OutBuf, Dec, Hex]);
     t

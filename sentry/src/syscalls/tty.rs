@@ -303,8 +303,8 @@ fn set_ctty(t: &mut Task, f: &OpenFile, tty: &Terminal, arg: u64) -> SysResult {
     if !leader || has_ctty {
         return Err(Errno::EPERM);
     }
-    // The sandbox has no capability sets: root is CAP_SYS_ADMIN.
-    let admin = t.creds().euid == 0;
+    // Stealing a terminal from another session needs CAP_SYS_ADMIN.
+    let admin = t.creds().capable(crate::kernel::creds::CAP_SYS_ADMIN);
     if session != 0 {
         if arg == 1 && admin {
             // The other session loses it.

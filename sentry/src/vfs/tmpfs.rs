@@ -435,9 +435,10 @@ impl FileData {
             }
             // Capped so one allocation never needs a huge free extent.
             let run = run.min(256);
-            let got = match self.mf.allocate(run * PAGE as u64) {
+            // Charged: file data is committed memory (the sandbox's limit).
+            let got = match self.mf.allocate_charged(run * PAGE as u64) {
                 Ok(off) => Ok((off, run)),
-                Err(_) if run > 1 => self.mf.allocate(PAGE as u64).map(|off| (off, 1)),
+                Err(_) if run > 1 => self.mf.allocate_charged(PAGE as u64).map(|off| (off, 1)),
                 Err(e) => Err(e),
             };
             match got {
