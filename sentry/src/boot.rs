@@ -328,7 +328,7 @@ fn new_process(
             .set(resource, limit)
             .map_err(|e| BootError::Limit(format!("resource {resource}: {e}")))?;
     }
-    let image = load_image(kernel, &cwd, &creds, &path, argv.clone(), envp).map_err(|error| {
+    let image = load_image(kernel, &cwd, &creds, &path, argv.clone(), envp.clone()).map_err(|error| {
         BootError::Exec {
             path: path.clone(),
             error,
@@ -376,6 +376,13 @@ fn new_process(
         context,
     );
     task.join();
+    {
+        let image = task.tg().image().clone();
+        let now = kernel.clocks.monotonic();
+        kernel
+            .proc_log()
+            .started(tid, 0, now, Some((&image.exe, &image.argv, &envp)));
+    }
     if spec.no_new_privs {
         // A fresh thread is always found: it has just joined.
         let _ = task
