@@ -714,6 +714,9 @@ fn compare_layer(
     use std::os::unix::fs::MetadataExt;
     let (la, lb) = (walk(a, sa, mount), walk(b, sb, mount));
     let mut changes: BTreeMap<String, FileChange> = BTreeMap::new();
+    // Directories whose times alone changed: reported unless a change
+    // below them explains it.
+    let mut dir_times: Vec<(String, u64)> = Vec::new();
     for (path, nb) in &lb.nodes {
         if path == mount {
             continue;
@@ -742,9 +745,11 @@ fn compare_layer(
                         na.uid, na.gid, nb.uid, nb.gid
                     ));
                 }
-                // A directory's times follow its entries, which are
-                // reported themselves.
-                if what.is_empty() && nb.kind != "dir" && na.mtime != nb.mtime {
+                if what.is_empty() && na.mtime != nb.mtime {
+                    if nb.kind == "dir" {
+                        dir_times.push((path.clone(), nb.size));
+                        continue;
+                    }
                     what.push("times".to_string());
                 }
                 if what.is_empty() {
@@ -796,6 +801,9 @@ fn compare_layer(
                     if meta.mode() & 0o7777 == nb.mode
                         && (meta.uid(), meta.gid()) == (nb.uid, nb.gid)
                     {
+                        if (meta.mtime(), meta.mtime_nsec()) != nb.mtime {
+                            dir_times.push((path.clone(), nb.size));
+                        }
                         continue;
                     }
                 }
@@ -894,6 +902,24 @@ fn compare_layer(
                 size_before: meta.as_ref().filter(|m| !m.is_dir()).map(|m| m.len()),
                 size_after: None,
                 what: Vec::new(),
+                diff: None,
+            },
+        );
+    }
+    for (path, size) in dir_times {
+        let below = format!("{path}/");
+        if changes.keys().any(|k| k.starts_with(&below)) {
+            continue;
+        }
+        changes.insert(
+            path.clone(),
+            FileChange {
+                path,
+                change: "modified",
+                kind: "dir",
+                size_before: None,
+                size_after: None,
+                what: vec![format!("times ({size} entries in the upper layer)")],
                 diff: None,
             },
         );
