@@ -92,7 +92,12 @@ fn restored_change_set(statefile: &Path) -> (i32, Vec<String>) {
     let out = cryo_cli(&root, &["diff", statefile.to_str().unwrap(), ID]);
     let stderr = out.stderr_str();
     r.kill();
-    let lines: Vec<String> = out.stdout_str().lines().skip(2).map(str::to_string).collect();
+    let lines: Vec<String> = out
+        .stdout_str()
+        .lines()
+        .skip(2)
+        .map(str::to_string)
+        .collect();
     assert!(
         out.code == 0 || out.code == 1,
         "cryo diff: exit {}; stderr: {stderr}",
@@ -135,7 +140,11 @@ fn diff_of_a_restored_golden_statefile_is_the_committed_change_set() {
     // And nothing between the committed statefile and itself.
     let out = cryo_cli(
         Path::new("/nonexistent-root"),
-        &["diff", data("cryo").to_str().unwrap(), data("cryo").to_str().unwrap()],
+        &[
+            "diff",
+            data("cryo").to_str().unwrap(),
+            data("cryo").to_str().unwrap(),
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr_str());
 }
@@ -176,7 +185,10 @@ fn regenerate_diff_golden() {
     let mut run = Sandbox::run_with(cmd, "golden-diff-gen", Path::new(EXE), &["serve", DIR]);
     run.wait_for(START, "ready", |l| l.iter().any(|l| l == "ready"));
     let img = scratch.path("img");
-    assert_ok(&checkpoint(&root, &img, "golden-diff-gen", &[]), "cryo checkpoint");
+    assert_ok(
+        &checkpoint(&root, &img, "golden-diff-gen", &[]),
+        "cryo checkpoint",
+    );
     run.wait_exit(Duration::from_secs(10));
     let statefile = img.join(STATEFILE);
     let (code, lines) = restored_change_set(&statefile);

@@ -86,7 +86,12 @@ impl Shell {
     fn end(mut self) {
         drop(self.input.take());
         let code = self.sandbox.wait_exit(START);
-        assert_eq!(code, 0, "the shell's exit; stderr: {}", self.sandbox.stderr_str());
+        assert_eq!(
+            code,
+            0,
+            "the shell's exit; stderr: {}",
+            self.sandbox.stderr_str()
+        );
     }
 }
 
@@ -127,7 +132,11 @@ fn assert_no_leftover(root: &Path) {
                 .collect()
         })
         .unwrap_or_default();
-    assert!(left.is_empty(), "cryo diff left {left:?} under {}", root.display());
+    assert!(
+        left.is_empty(),
+        "cryo diff left {left:?} under {}",
+        root.display()
+    );
 }
 
 /// The must-show: `touch X; rm /etc/motd; python3 -c …` between a
@@ -148,7 +157,9 @@ fn diff_names_exactly_what_the_commands_changed() {
     let mut sh = Shell::start(&scratch, "diff-must-show");
     let img = scratch.path("a");
     sh.checkpoint_into(&img);
-    sh.run(&format!("touch {x}; rm /etc/motd; python3 -c 'x=[0]*10**6'"));
+    sh.run(&format!(
+        "touch {x}; rm /etc/motd; python3 -c 'x=[0]*10**6'"
+    ));
 
     let a = img.to_str().unwrap();
     let (code, v) = diff_json(&sh.root, a, "diff-must-show");
@@ -159,7 +170,14 @@ fn diff_names_exactly_what_the_commands_changed() {
         .as_array()
         .expect("processes.started")
         .iter()
-        .map(|s| (strings(&s["argv"]), s["ppid"].clone(), s["exit"].clone(), s["in_b"] == true))
+        .map(|s| {
+            (
+                strings(&s["argv"]),
+                s["ppid"].clone(),
+                s["exit"].clone(),
+                s["in_b"] == true,
+            )
+        })
         .collect();
     let ok = serde_json::json!({"signaled": false, "code": 0});
     let want = [
@@ -249,8 +267,15 @@ fn diff_names_exactly_what_the_commands_changed() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
     }
-    let mem_lines = text.lines().filter(|l| l.starts_with("  ~ pid 1 0x")).count();
-    assert_eq!(mem_lines, memory.len(), "one line per mapping change:\n{text}");
+    let mem_lines = text
+        .lines()
+        .filter(|l| l.starts_with("  ~ pid 1 0x"))
+        .count();
+    assert_eq!(
+        mem_lines,
+        memory.len(),
+        "one line per mapping change:\n{text}"
+    );
     let sections: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
     assert_eq!(
         sections[2..],
@@ -277,14 +302,17 @@ fn diff_shows_text_diffs_descriptors_exec_and_environment() {
     sh.run("printf 'one\\ntwo\\nthree\\n' > /tmp/t; printf gone > /tmp/gone");
     let a_img = scratch.path("a");
     sh.checkpoint_into(&a_img);
-    sh.run("printf 'one\\nTWO\\nthree\\n' > /tmp/t; rm /tmp/gone; exec 7>>/tmp/t; mkdir /tmp/newdir");
+    sh.run(
+        "printf 'one\\nTWO\\nthree\\n' > /tmp/t; rm /tmp/gone; exec 7>>/tmp/t; mkdir /tmp/newdir",
+    );
     // The shell execs a new program with a new environment: pid 1 is the
     // same process, running another shell.
     // The new program says when it runs, before it reads: nothing is
     // written meanwhile that the old shell could have read and lost.
     sh.send("exec env CRYO_DIFF_VAR=yes /bin/sh -c 'echo exec-done; exec /bin/sh -s'");
-    sh.sandbox
-        .wait_for(START, "the exec'd shell", |l| l.iter().any(|x| x == "exec-done"));
+    sh.sandbox.wait_for(START, "the exec'd shell", |l| {
+        l.iter().any(|x| x == "exec-done")
+    });
     // Once the child has exec'd sleep (until then it is a copy of the shell).
     sh.run("sleep 1000 & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done");
     let b_img = scratch.path("b");
@@ -307,13 +335,21 @@ fn diff_shows_text_diffs_descriptors_exec_and_environment() {
     assert_eq!(strings(&t["what"]), ["content"]);
     let d = t["diff"].as_str().expect("a unified diff of /tmp/t");
     assert!(
-        d.contains("--- a/tmp/t\n+++ b/tmp/t\n") && d.contains("-two\n+TWO\n") && d.contains(" one\n"),
+        d.contains("--- a/tmp/t\n+++ b/tmp/t\n")
+            && d.contains("-two\n+TWO\n")
+            && d.contains(" one\n"),
         "{d}"
     );
     let gone = file("/tmp/gone");
-    assert_eq!((gone["change"].as_str(), gone["size_before"].as_u64()), (Some("removed"), Some(4)));
+    assert_eq!(
+        (gone["change"].as_str(), gone["size_before"].as_u64()),
+        (Some("removed"), Some(4))
+    );
     let newdir = file("/tmp/newdir");
-    assert_eq!((newdir["change"].as_str(), newdir["kind"].as_str()), (Some("added"), Some("dir")));
+    assert_eq!(
+        (newdir["change"].as_str(), newdir["kind"].as_str()),
+        (Some("added"), Some("dir"))
+    );
 
     // The exec: same pid 1, new argv, new environment variable.
     let exec = &v["processes"]["exec"];
@@ -356,7 +392,10 @@ fn diff_shows_text_diffs_descriptors_exec_and_environment() {
         "  + pid 1 CRYO_DIFF_VAR=yes",
         "  ~ pid 1: exec ",
     ] {
-        assert!(text.lines().any(|l| l.starts_with(needle)), "{needle:?} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with(needle)),
+            "{needle:?} in:\n{text}"
+        );
     }
     assert!(
         text.lines()
@@ -385,14 +424,21 @@ fn diff_refuses_bad_input_clearly() {
         let out = cryo_cli(&root, &all);
         let err = out.stderr_str();
         cryo_tests::sandbox::assert_refused(out.code, &err, &format!("cryo {all:?}"), needles);
-        assert!(out.stdout_str().is_empty(), "nothing on stdout: {}", out.stdout_str());
+        assert!(
+            out.stdout_str().is_empty(),
+            "nothing on stdout: {}",
+            out.stdout_str()
+        );
         assert_eq!(out.code, REFUSED);
     };
     let missing = scratch.path("missing.cryo");
     let missing_s = missing.to_str().unwrap();
     refused(&[good_s, missing_s], &[missing_s, "cannot open"]);
     refused(&[missing_s, good_s], &[missing_s, "cannot open"]);
-    refused(&[good_s, "no-such-sandbox"], &["no-such-sandbox", "neither a statefile nor"]);
+    refused(
+        &[good_s, "no-such-sandbox"],
+        &["no-such-sandbox", "neither a statefile nor"],
+    );
 
     let bytes = std::fs::read(&good).unwrap();
     let cut = scratch.path("cut.cryo");

@@ -235,10 +235,7 @@ impl Lower {
 pub fn compare(a: &Side, b: &Side, lower: &Lower) -> ChangeSet {
     let mut out = ChangeSet::default();
     compare_processes(a, b, &mut out);
-    for (name, mount, upper) in [
-        ("upper", "/", true),
-        ("shm", "/dev/shm", false),
-    ] {
+    for (name, mount, upper) in [("upper", "/", true), ("shm", "/dev/shm", false)] {
         let (sa, sb) = match name {
             "upper" => (&a.saved.vfs.upper, &b.saved.vfs.upper),
             _ => (&a.saved.vfs.shm, &b.saved.vfs.shm),
@@ -289,15 +286,20 @@ fn compare_processes(a: &Side, b: &Side, out: &mut ChangeSet) {
     }
     // A's processes B no longer has.
     for pa in &a.saved.processes {
-        if b.saved.processes.iter().any(|pb| same_process(a, pa, b, pb)) {
+        if b.saved
+            .processes
+            .iter()
+            .any(|pb| same_process(a, pa, b, pb))
+        {
             continue;
         }
         let mut p = proc_of(pa, la, false);
         // How it ended, from B's log.
         let seq = entry_of(la, pa.record.tgid).map(|e| e.seq);
-        let ended = lb.entries.iter().rev().find(|e| {
-            e.pid == pa.record.tgid && seq.is_none_or(|s| s == e.seq) && e.end.is_some()
-        });
+        let ended =
+            lb.entries.iter().rev().find(|e| {
+                e.pid == pa.record.tgid && seq.is_none_or(|s| s == e.seq) && e.end.is_some()
+            });
         if let Some(e) = ended {
             p.end_ns = e.end.map(|x| x.at_ns);
             p.exit = exit_of(e);
@@ -839,7 +841,11 @@ fn compare_layer(
                     }
                 }
                 if meta.mode() & 0o7777 != nb.mode {
-                    what.push(format!("mode {:04o} -> {:04o}", meta.mode() & 0o7777, nb.mode));
+                    what.push(format!(
+                        "mode {:04o} -> {:04o}",
+                        meta.mode() & 0o7777,
+                        nb.mode
+                    ));
                 }
                 if (meta.uid(), meta.gid()) != (nb.uid, nb.gid) {
                     what.push(format!(

@@ -9,8 +9,8 @@ use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sentry::state::validate::{load_saved_kernel, LoadError, SavedKernel};
 use sentry::mm::MF_PAGE_SIZE;
+use sentry::state::validate::{load_saved_kernel, LoadError, SavedKernel};
 use statefile::{OpenOptions, Reader, SectionKind, StatefileError};
 
 /// Why a side could not be read: the file and the damage, by name.
@@ -58,7 +58,8 @@ fn page_hash(bytes: &[u8]) -> u64 {
 /// host may have, so a statefile from any host that could write it loads
 /// (nothing here maps it).
 fn judging_layout() -> platform::Layout {
-    platform::Layout::for_va_bits(57, 4096).unwrap_or_else(|_| sentry::state::hostile::fixed_layout())
+    platform::Layout::for_va_bits(57, 4096)
+        .unwrap_or_else(|_| sentry::state::hostile::fixed_layout())
 }
 
 impl Side {

@@ -18,7 +18,6 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
-
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {
     /// Machine-readable output (one JSON object).
@@ -52,7 +51,11 @@ fn source(arg: &str, root: &Path) -> anyhow::Result<Source> {
     if p.is_dir() {
         let f = sentry::state::statefile_path(p);
         if !f.exists() {
-            bail!("{}: an image directory without a statefile ({} is missing)", p.display(), f.display());
+            bail!(
+                "{}: an image directory without a statefile ({} is missing)",
+                p.display(),
+                f.display()
+            );
         }
         return Ok(Source {
             path: f,

@@ -76,7 +76,13 @@ pub fn text(out: &mut impl Write, a: &Side, b: &Side, set: &ChangeSet) -> anyhow
             } else {
                 format!("started and ended, {}", exit_text(s.exit))
             };
-            writeln!(out, "  + pid {} (ppid {}) {}: {how}", s.pid, s.ppid, argv_text(s))?;
+            writeln!(
+                out,
+                "  + pid {} (ppid {}) {}: {how}",
+                s.pid,
+                s.ppid,
+                argv_text(s)
+            )?;
         }
         for e in &p.ended {
             let zombie = if e.in_b { " (a zombie)" } else { "" };
@@ -186,9 +192,7 @@ pub fn text(out: &mut impl Write, a: &Side, b: &Side, set: &ChangeSet) -> anyhow
             match (&e.before, &e.after) {
                 (None, Some(y)) => writeln!(out, "  + pid {} {}={y}", e.pid, e.var)?,
                 (Some(x), None) => writeln!(out, "  - pid {} {}={x}", e.pid, e.var)?,
-                (Some(x), Some(y)) => {
-                    writeln!(out, "  ~ pid {} {}: {x} -> {y}", e.pid, e.var)?
-                }
+                (Some(x), Some(y)) => writeln!(out, "  ~ pid {} {}: {x} -> {y}", e.pid, e.var)?,
                 (None, None) => {}
             }
         }

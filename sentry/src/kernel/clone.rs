@@ -570,12 +570,9 @@ fn process_main(seed: ProcessSeed) {
         return;
     }
     task.join();
-    kernel.proc_log().started(
-        tid,
-        task.tg.links().parent,
-        kernel.clocks.monotonic(),
-        None,
-    );
+    kernel
+        .proc_log()
+        .started(tid, task.tg.links().parent, kernel.clocks.monotonic(), None);
     if ready.send(Ok(())).is_err() {
         // The parent gave up waiting: this child never existed for it.
         task.die(ExitStatus::Signaled(libc::SIGKILL));

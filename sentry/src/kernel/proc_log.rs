@@ -73,12 +73,7 @@ pub struct ProcessLogRecord {
     /// Entries dropped because the log was full.
     pub dropped: u64,
 }
-statefile::savable_serde!(
-    ProcessLogRecord,
-    "kernel.ProcessLog",
-    1,
-    [ProcessLogEntry]
-);
+statefile::savable_serde!(ProcessLogRecord, "kernel.ProcessLog", 1, [ProcessLogEntry]);
 
 impl ProcessLogRecord {
     /// Whether the record keeps the log's bounds: a hostile statefile's is
@@ -125,7 +120,10 @@ impl ProcessLogRecord {
                 {
                     return bad(
                         f(name),
-                        format!("{} strings of {bytes} bytes, beyond the log's bounds", v.len()),
+                        format!(
+                            "{} strings of {bytes} bytes, beyond the log's bounds",
+                            v.len()
+                        ),
                     );
                 }
             }
@@ -166,6 +164,15 @@ fn bounded(v: &[Vec<u8>], most: usize) -> (Vec<Vec<u8>>, bool) {
         out.push(s.to_vec());
     }
     (out, cut)
+}
+
+/// A program a process starts with: its executable, arguments and
+/// environment.
+#[derive(Clone, Copy, Debug)]
+pub struct Program<'a> {
+    pub exe: &'a str,
+    pub argv: &'a [Vec<u8>],
+    pub env: &'a [Vec<u8>],
 }
 
 /// The live log.
@@ -213,15 +220,9 @@ impl ProcessLog {
     /// Process `pid` started (forked from `ppid`, whose program and
     /// environment it has until it execs; `argv`/`env` given for one that
     /// starts with its own program).
-    pub fn started(
-        &mut self,
-        pid: i32,
-        ppid: i32,
-        now: Nanos,
-        program: Option<(&str, &[Vec<u8>], &[Vec<u8>])>,
-    ) {
+    pub fn started(&mut self, pid: i32, ppid: i32, now: Nanos, program: Option<Program<'_>>) {
         let (exe, argv, env, truncated, execs) = match program {
-            Some((exe, argv, env)) => {
+            Some(Program { exe, argv, env }) => {
                 let (argv, a) = bounded(argv, MAX_ARGS);
                 let (env, e) = bounded(env, MAX_ENV);
                 (exe.to_string(), argv, env, a || e, 1)
@@ -233,7 +234,11 @@ impl ProcessLog {
         };
         if self.entries.len() >= LOG_CAPACITY {
             // The oldest ended entry goes first; with none ended, the oldest.
-            let i = self.entries.iter().position(|e| e.end.is_some()).unwrap_or(0);
+            let i = self
+                .entries
+                .iter()
+                .position(|e| e.end.is_some())
+                .unwrap_or(0);
             self.entries.remove(i);
             self.dropped += 1;
         }
@@ -293,13 +298,27 @@ mod tests {
     #[test]
     fn start_exec_end_and_inheritance() {
         let mut log = ProcessLog::new();
-        log.started(1, 0, 10, Some(("/bin/sh", &strings(&["sh"]), &strings(&["A=1"]))));
+        log.started(
+            1,
+            0,
+            10,
+            Some(Program {
+                exe: "/bin/sh",
+                argv: &strings(&["sh"]),
+                env: &strings(&["A=1"]),
+            }),
+        );
         log.started(2, 1, 20, None);
         let r = log.record();
         assert_eq!(r.entries[1].argv, strings(&["sh"]));
         assert_eq!(r.entries[1].env, strings(&["A=1"]));
         assert_eq!(r.entries[1].execs, 0);
-        log.exec(2, "/bin/touch", &strings(&["touch", "x"]), &strings(&["B=2"]));
+        log.exec(
+            2,
+            "/bin/touch",
+            &strings(&["touch", "x"]),
+            &strings(&["B=2"]),
+        );
         log.ended(2, ExitStatus::Exited(3), 30);
         let r = log.record();
         assert_eq!(r.entries[1].exe, "/bin/touch");
@@ -326,7 +345,16 @@ mod tests {
     #[test]
     fn full_log_drops_ended_entries_first_and_counts_them() {
         let mut log = ProcessLog::new();
-        log.started(1, 0, 0, Some(("/init", &strings(&["init"]), &[])));
+        log.started(
+            1,
+            0,
+            0,
+            Some(Program {
+                exe: "/init",
+                argv: &strings(&["init"]),
+                env: &[],
+            }),
+        );
         for pid in 2..(LOG_CAPACITY as i32 + 10) {
             log.started(pid, 1, 1, None);
             log.ended(pid, ExitStatus::Exited(0), 2);
@@ -342,21 +370,50 @@ mod tests {
     fn long_vectors_are_cut_and_marked() {
         let mut log = ProcessLog::new();
         let long = vec![vec![b'x'; MAX_STRING * 3]];
-        let many: Vec<Vec<u8>> = (0..MAX_ENV * 2).map(|i| format!("V{i}=1").into_bytes()).collect();
-        log.started(1, 0, 0, Some(("/a", &long, &many)));
+        let many: Vec<Vec<u8>> = (0..MAX_ENV * 2)
+            .map(|i| format!("V{i}=1").into_bytes())
+            .collect();
+        log.started(
+            1,
+            0,
+            0,
+            Some(Program {
+                exe: "/a",
+                argv: &long,
+                env: &many,
+            }),
+        );
         let r = log.record();
         assert!(r.entries[0].truncated);
         assert_eq!(r.entries[0].argv[0].len(), MAX_STRING);
         assert_eq!(r.entries[0].env.len(), MAX_ENV);
         r.check().unwrap();
-        log.started(2, 0, 0, Some(("/b", &strings(&["b"]), &[])));
+        log.started(
+            2,
+            0,
+            0,
+            Some(Program {
+                exe: "/b",
+                argv: &strings(&["b"]),
+                env: &[],
+            }),
+        );
         assert!(!log.record().entries[1].truncated);
     }
 
     #[test]
     fn hostile_records_are_refused_by_field() {
         let mut log = ProcessLog::new();
-        log.started(1, 0, 5, Some(("/a", &strings(&["a"]), &[])));
+        log.started(
+            1,
+            0,
+            5,
+            Some(Program {
+                exe: "/a",
+                argv: &strings(&["a"]),
+                env: &[],
+            }),
+        );
         log.ended(1, ExitStatus::Exited(0), 6);
         let good = log.record();
         let mut r = good.clone();
