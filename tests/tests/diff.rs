@@ -293,8 +293,8 @@ fn diff_names_exactly_what_the_commands_changed() {
     sh.end();
 }
 
-/// Text files show a unified diff; descriptors, an exec's new program and
-/// environment, and a process still running are named.
+/// Text files show a unified diff; descriptors, an exec's new program,
+/// environment and credentials, and a process still running are named.
 #[test]
 fn diff_shows_text_diffs_descriptors_exec_and_environment() {
     let scratch = Scratch::new("cryo-diff-");
@@ -313,6 +313,15 @@ fn diff_shows_text_diffs_descriptors_exec_and_environment() {
     sh.sandbox.wait_for(START, "the exec'd shell", |l| {
         l.iter().any(|x| x == "exec-done")
     });
+    // And takes other credentials on the way to the next one.
+    sh.send(concat!(
+        "exec python3 -c 'import os; os.setgroups([]); os.setgid(1000); os.setuid(1000); ",
+        "os.execv(\"/bin/sh\", [\"/bin/sh\", \"-c\", \"echo cred-done; exec /bin/sh -s\"])'"
+    ));
+    sh.sandbox
+        .wait_for(START, "the shell with new credentials", |l| {
+            l.iter().any(|x| x == "cred-done")
+        });
     // Once the child has exec'd sleep (until then it is a copy of the shell).
     sh.run("sleep 1000 & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done");
     let b_img = scratch.path("b");
@@ -364,6 +373,19 @@ fn diff_shows_text_diffs_descriptors_exec_and_environment() {
         "{}",
         v["environment"]
     );
+    // Its new credentials.
+    let creds = v["credentials"].as_array().unwrap();
+    for field in ["uid", "euid", "suid", "gid", "egid", "sgid"] {
+        assert!(
+            creds.iter().any(|c| c["pid"] == 1
+                && c["tid"] == 1
+                && c["field"] == field
+                && c["before"] == 0
+                && c["after"] == 1000),
+            "{field} 0 -> 1000 in {}",
+            v["credentials"]
+        );
+    }
     // The descriptor the shell opened.
     let fds = v["descriptors"].as_array().unwrap();
     assert!(
@@ -391,6 +413,7 @@ fn diff_shows_text_diffs_descriptors_exec_and_environment() {
         "  + /tmp/newdir (dir)",
         "  + pid 1 CRYO_DIFF_VAR=yes",
         "  ~ pid 1: exec ",
+        "  ~ pid 1 tid 1 euid: 0 -> 1000",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(needle)),
