@@ -943,3 +943,60 @@ pub fn default_lower(h: &statefile::Header) -> Lower {
         Lower(Some(Path::new("/").to_path_buf()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whiteouts_hide_their_subtrees_only() {
+        let set: BTreeSet<String> = ["/etc/motd".to_string(), "/opt/d".to_string()].into();
+        assert!(hidden_by(&set, "/etc/motd"));
+        assert!(hidden_by(&set, "/opt/d/e/f"));
+        assert!(!hidden_by(&set, "/etc/motd2"));
+        assert!(!hidden_by(&set, "/opt"));
+        assert!(!hidden_by(&set, "/"));
+    }
+
+    #[test]
+    fn pages_merge_into_ranges() {
+        let mut r = Vec::new();
+        for a in [0x1000, 0x2000, 0x3000, 0x5000] {
+            push_page(&mut r, a);
+        }
+        assert_eq!(r, vec![[0x1000, 0x4000], [0x5000, 0x6000]]);
+    }
+
+    #[test]
+    fn environment_changes_by_variable() {
+        let v = |s: &[&str]| -> Vec<Vec<u8>> { s.iter().map(|x| x.as_bytes().to_vec()).collect() };
+        let mut out = Vec::new();
+        compare_env(
+            7,
+            &v(&["A=1", "B=2", "C=x=y"]),
+            &v(&["B=3", "C=x=y", "D="]),
+            &mut out,
+        );
+        let got: Vec<(String, Option<String>, Option<String>)> = out
+            .into_iter()
+            .map(|e| (e.var, e.before, e.after))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("A".into(), Some("1".into()), None),
+                ("B".into(), Some("2".into()), Some("3".into())),
+                ("D".into(), None, Some(String::new())),
+            ]
+        );
+    }
+
+    #[test]
+    fn text_is_diffed_and_binary_is_not() {
+        let d = unified("/tmp/t", b"a\nb\n", b"a\nc\n").expect("a text diff");
+        assert!(d.starts_with("--- a/tmp/t\n+++ b/tmp/t\n"), "{d}");
+        assert!(d.contains("-b\n+c\n"), "{d}");
+        assert!(unified("/tmp/b", b"a\0b", b"a\0c").is_none());
+        assert!(unified("/tmp/b", &[0xff, 0xfe], b"x").is_none());
+    }
+}

@@ -71,7 +71,9 @@ pub fn text(out: &mut impl Write, a: &Side, b: &Side, set: &ChangeSet) -> anyhow
     if !(p.started.is_empty() && p.ended.is_empty() && p.exec.is_empty() && p.unlogged == 0) {
         writeln!(out, "processes:")?;
         for s in &p.started {
-            let how = if s.in_b {
+            let how = if s.in_b && s.exit.is_some() {
+                format!("started and ended (a zombie), {}", exit_text(s.exit))
+            } else if s.in_b {
                 "started, running".to_string()
             } else {
                 format!("started and ended, {}", exit_text(s.exit))
