@@ -468,8 +468,16 @@ fn diff_refuses_bad_input_clearly() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let cut_s = cut.to_str().unwrap();
     refused(&[good_s, cut_s], &[cut_s, "damaged statefile", "truncated"]);
-    // A flipped byte in the kernel section (the object table).
-    let off = statefile_section_offset(&good);
+    // A flipped byte in the kernel section (the object table), and one in
+    // the memory section's pages.
+    let off = statefile_section_offset(&good, "kernel");
+    let moff = statefile_section_offset(&good, "memory");
+    let mut mflipped = bytes.clone();
+    mflipped[moff + 64] ^= 0x40;
+    let mbad = scratch.path("memory-flipped.cryo");
+    std::fs::write(&mbad, &mflipped).unwrap();
+    let mbad_s = mbad.to_str().unwrap();
+    refused(&[good_s, mbad_s], &[mbad_s, "damaged statefile", "memory"]);
     let mut flipped = bytes.clone();
     flipped[off + 10] ^= 0x40;
     let bad = scratch.path("flipped.cryo");
@@ -481,13 +489,13 @@ fn diff_refuses_bad_input_clearly() {
     assert_eq!(out.code, 0, "{}", out.stderr_str());
 }
 
-/// Where the kernel section starts, from `cryo inspect --json`.
-fn statefile_section_offset(path: &Path) -> usize {
+/// Where the first section of `kind` starts, from `cryo inspect --json`.
+fn statefile_section_offset(path: &Path, kind: &str) -> usize {
     let out = cryo_tests::run_cryo_cli(&["inspect", "--json", path.to_str().unwrap()]);
     let v: Value = serde_json::from_str(&out.stdout_str()).expect("inspect --json");
     v["sections"]
         .as_array()
-        .and_then(|s| s.iter().find(|s| s["kind"] == "kernel"))
+        .and_then(|s| s.iter().find(|s| s["kind"] == kind))
         .and_then(|s| s["offset"].as_u64())
-        .expect("a kernel section") as usize
+        .unwrap_or_else(|| panic!("a {kind} section in {v}")) as usize
 }
