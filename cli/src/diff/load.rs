@@ -21,6 +21,13 @@ pub enum LoadFailure {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Not damage: a statefile this cryo cannot read (another
+    /// architecture, a newer format or type version).
+    #[error("{path}: cannot be read here: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: StatefileError,
+    },
     #[error("{path}: damaged statefile: {source}")]
     Damaged {
         path: PathBuf,
@@ -64,15 +71,29 @@ fn judging_layout() -> platform::Layout {
 
 impl Side {
     pub fn open(path: &Path, label: String) -> Result<Side, LoadFailure> {
-        let damaged = |source| LoadFailure::Damaged {
-            path: path.to_path_buf(),
-            source,
+        let damaged = |source: StatefileError| match source.kind() {
+            "wrong_arch"
+            | "unknown_arch"
+            | "future_format_version"
+            | "unsupported_format_version"
+            | "future_type_version"
+            | "type_version_too_old"
+            | "unknown_type" => LoadFailure::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            },
+            _ => LoadFailure::Damaged {
+                path: path.to_path_buf(),
+                source,
+            },
         };
         let file = File::open(path).map_err(|source| LoadFailure::Open {
             path: path.to_path_buf(),
             source,
         })?;
-        let reader = Reader::open_with(file, OpenOptions::any_arch()).map_err(damaged)?;
+        // As restore opens it: a statefile of another architecture is
+        // refused as such (its registers and layout are not this one's).
+        let reader = Reader::open_with(file, OpenOptions::default()).map_err(damaged)?;
         for s in reader
             .sections()
             .iter()
