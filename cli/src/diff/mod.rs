@@ -71,7 +71,10 @@ fn source(arg: &str, root: &Path) -> anyhow::Result<Source> {
             _temp: None,
         });
     }
-    if !crate::container::container_dir(root, arg).exists() {
+    if !crate::container::container_dir(root, arg)
+        .join("state.json")
+        .exists()
+    {
         bail!(
             "{arg:?} is neither a statefile nor the id of a sandbox under {}",
             root.display()
