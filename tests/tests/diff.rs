@@ -499,3 +499,157 @@ fn statefile_section_offset(path: &Path, kind: &str) -> usize {
         .and_then(|s| s["offset"].as_u64())
         .unwrap_or_else(|| panic!("a {kind} section in {v}")) as usize
 }
+
+/// An OCI container (a busybox root file system) and `cryo exec`: the
+/// exec'd processes are named with their exit statuses, and
+/// the bundle's rootfs, as the root's lower layer, tells a removed file's
+/// size.
+#[test]
+fn diff_of_an_oci_container_names_what_exec_changed() {
+    let scratch = Scratch::new("cryo-diff-oci-");
+    let root = scratch.root();
+    let bundle = scratch.path("bundle");
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    if std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).is_err() {
+        return skip("diff of an OCI container: no /bin/busybox (busybox-static)");
+    }
+    for a in ["sh", "mkfifo", "cat", "touch", "rm"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(rootfs.join("etc/motd"), "welcome\n").unwrap();
+    let b = bundle.to_str().unwrap();
+    assert_ok(&cryo_cli(&root, &["spec", "--bundle", b]), "cryo spec");
+    let config = bundle.join("config.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    v["root"]["readonly"] = false.into();
+    // Init waits in an open(2) of a FIFO no one writes: no timer, so a
+    // checkpoint leaves its memory as it is (a sleep's nanosleep gets its
+    // remaining time written back when a checkpoint interrupts it).
+    v["process"]["args"] = serde_json::json!(["/bin/sh", "-c", "mkfifo /tmp/f && exec cat /tmp/f"]);
+    v["process"]["env"] = serde_json::json!(["PATH=/bin"]);
+    std::fs::write(&config, v.to_string()).unwrap();
+
+    let id = "diff-oci";
+    // Detached: the sandbox keeps these files as its stdout and stderr.
+    let (out, err) = (scratch.path("run.out"), scratch.path("run.err"));
+    let mut cmd = cryo_tests::sandbox::cryo_command(&root);
+    cmd.args(["run", "--detach", "--bundle", b, id])
+        .stdin(std::process::Stdio::null())
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(&err).unwrap());
+    cryo_tests::isolate(&mut cmd);
+    let status = cmd.status().expect("cryo run --detach");
+    let delete = || {
+        let _ = cryo_cli(&root, &["delete", "--force", id]);
+    };
+    if !status.success() {
+        delete();
+        panic!(
+            "cryo run --detach: {status}; stderr: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+    }
+    // `run --detach` returns while init may still be starting: A is the
+    // first of two checkpoints in a row that do not differ (init waiting).
+    let mut img = scratch.path("a0");
+    let mut settled = false;
+    for n in 0..100 {
+        let next = scratch.path(&format!("a{n}"));
+        let o = checkpoint(&root, &next, id, &["--leave-running"]);
+        if o.code != 0 {
+            delete();
+            panic!("cryo checkpoint --leave-running: {}", o.stderr_str());
+        }
+        if n > 0 && diff_json(&root, img.to_str().unwrap(), next.to_str().unwrap()).0 == 0 {
+            settled = true;
+            break;
+        }
+        img = next;
+    }
+    if !settled {
+        delete();
+        panic!("the container's init never stood still between two checkpoints");
+    }
+    // One process each (busybox's shell would run its applets without
+    // an exec, or in itself).
+    let ex1 = cryo_cli(&root, &["exec", id, "/bin/touch", "/tmp/x"]);
+    let ex2 = cryo_cli(&root, &["exec", id, "/bin/rm", "/etc/motd"]);
+    let (code, d) = diff_json(&root, img.to_str().unwrap(), id);
+    delete();
+    assert_ok(&ex1, "cryo exec touch");
+    assert_ok(&ex2, "cryo exec rm");
+    assert_eq!(code, 1);
+    let started: Vec<(Vec<String>, Value, Value, String)> = d["processes"]["started"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                strings(&s["argv"]),
+                s["ppid"].clone(),
+                s["exit"].clone(),
+                s["exe"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let ok = serde_json::json!({"signaled": false, "code": 0});
+    // Started from outside the sandbox's tree (ppid 0), as runc exec's are.
+    let want = |argv: &[&str]| {
+        (
+            argv.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            serde_json::json!(0),
+            ok.clone(),
+            "/bin/busybox".to_string(),
+        )
+    };
+    assert_eq!(
+        started,
+        [
+            want(&["/bin/touch", "/tmp/x"]),
+            want(&["/bin/rm", "/etc/motd"])
+        ],
+        "{}",
+        d["processes"]
+    );
+    assert!(empty(&d["processes"], "ended"), "{}", d["processes"]);
+    let files: Vec<(String, String, Value)> = d["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap_or("").to_string(),
+                f["change"].as_str().unwrap_or("").to_string(),
+                if f["change"] == "removed" {
+                    f["size_before"].clone()
+                } else {
+                    f["size_after"].clone()
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            (
+                "/etc/motd".to_string(),
+                "removed".to_string(),
+                serde_json::json!(8)
+            ),
+            (
+                "/tmp/x".to_string(),
+                "added".to_string(),
+                serde_json::json!(0)
+            ),
+        ],
+        "{}",
+        d["files"]
+    );
+    assert_eq!(d["lower"], rootfs.to_str().unwrap(), "the bundle's rootfs");
+    for key in ["descriptors", "environment", "credentials", "memory"] {
+        assert!(empty(&d, key), "{key}: {}", d[key]);
+    }
+}

@@ -25,9 +25,10 @@ pub struct DiffArgs {
     json: bool,
     /// The host directory the root's lower layer comes from, to tell a
     /// file copied up and changed from a new one (default: `/` for a
-    /// `cryo do` sandbox, whose root is the host's; none for an OCI
-    /// container). `--lower none`: treat every file new to the upper
-    /// layer as added.
+    /// `cryo do` sandbox, whose root is the host's; a running OCI
+    /// container's bundle rootfs; none for an OCI container's statefile
+    /// alone). `--lower none`: treat every file new to the upper layer as
+    /// added.
     #[arg(long, value_name = "DIR")]
     lower: Option<String>,
     /// The earlier state: a statefile, an image directory or a sandbox id.
@@ -41,6 +42,9 @@ pub struct DiffArgs {
 struct Source {
     path: PathBuf,
     label: String,
+    /// A running OCI container's root file system (its bundle's), the
+    /// lower layer of its root.
+    lower: Option<PathBuf>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -60,6 +64,7 @@ fn source(arg: &str, root: &Path) -> anyhow::Result<Source> {
         return Ok(Source {
             path: f,
             label: arg.to_string(),
+            lower: None,
             _temp: None,
         });
     }
@@ -68,6 +73,7 @@ fn source(arg: &str, root: &Path) -> anyhow::Result<Source> {
         return Ok(Source {
             path: p.to_path_buf(),
             label: arg.to_string(),
+            lower: None,
             _temp: None,
         });
     }
@@ -114,7 +120,23 @@ fn checkpoint_running(id: &str, root: &Path) -> anyhow::Result<Source> {
     Ok(Source {
         path: sentry::state::statefile_path(temp.path()),
         label: format!("sandbox {id}"),
+        lower: container_rootfs(id, root),
         _temp: Some(temp),
+    })
+}
+
+/// An OCI container's root file system, from its bundle (none for a
+/// `cryo do` sandbox, whose lower layer is the host's root).
+fn container_rootfs(id: &str, root: &Path) -> Option<PathBuf> {
+    let record = crate::oci::state::peek(root, id)
+        .ok()
+        .filter(|r| !r.do_sandbox)?;
+    let spec = crate::oci::bundle::load_spec(&record.bundle).ok()?;
+    let path = spec.root().as_ref()?.path().clone();
+    Some(if path.is_absolute() {
+        path
+    } else {
+        record.bundle.join(path)
     })
 }
 
@@ -126,7 +148,10 @@ pub fn run(args: DiffArgs, root: &Path) -> anyhow::Result<i32> {
     let lower = match args.lower.as_deref() {
         Some("none") => changes::Lower(None),
         Some(dir) => changes::Lower(Some(PathBuf::from(dir))),
-        None => changes::default_lower(&b.header),
+        None => match sb.lower.clone().or_else(|| sa.lower.clone()) {
+            Some(rootfs) => changes::Lower(Some(rootfs)),
+            None => changes::default_lower(&b.header),
+        },
     };
     let set = changes::compare(&a, &b, &lower);
     let mut out = std::io::stdout().lock();
