@@ -384,7 +384,7 @@ fn new_process(
             tid,
             0,
             now,
-            Some(crate::kernel::proc_log::Program {
+            crate::kernel::proc_log::Start::Program(crate::kernel::proc_log::Program {
                 exe: &image.exe,
                 argv: &image.argv,
                 env: &envp,

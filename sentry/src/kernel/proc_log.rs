@@ -175,6 +175,15 @@ pub struct Program<'a> {
     pub env: &'a [Vec<u8>],
 }
 
+/// How a process started.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a> {
+    /// Forked by process `from`.
+    Fork { from: i32 },
+    /// With its own program (a sandbox's init, a process `cryo exec` adds).
+    Program(Program<'a>),
+}
+
 /// The live log.
 #[derive(Debug, Default)]
 pub struct ProcessLog {
@@ -217,17 +226,18 @@ impl ProcessLog {
             .find(|e| e.pid == pid && e.end.is_none())
     }
 
-    /// Process `pid` started (forked from `ppid`, whose program and
-    /// environment it has until it execs; `argv`/`env` given for one that
-    /// starts with its own program).
-    pub fn started(&mut self, pid: i32, ppid: i32, now: Nanos, program: Option<Program<'_>>) {
-        let (exe, argv, env, truncated, execs) = match program {
-            Some(Program { exe, argv, env }) => {
+    /// Process `pid`, child of `ppid`, started: forked (it has the
+    /// forking process's program and environment until it execs; the
+    /// forking process is its parent but with CLONE_PARENT) or with its own
+    /// program.
+    pub fn started(&mut self, pid: i32, ppid: i32, now: Nanos, how: Start<'_>) {
+        let (exe, argv, env, truncated, execs) = match how {
+            Start::Program(Program { exe, argv, env }) => {
                 let (argv, a) = bounded(argv, MAX_ARGS);
                 let (env, e) = bounded(env, MAX_ENV);
                 (exe.to_string(), argv, env, a || e, 1)
             }
-            None => match self.live_mut(ppid) {
+            Start::Fork { from } => match self.live_mut(from) {
                 Some(p) => (p.exe.clone(), p.argv.clone(), p.env.clone(), p.truncated, 0),
                 None => (String::new(), Vec::new(), Vec::new(), false, 0),
             },
@@ -302,13 +312,13 @@ mod tests {
             1,
             0,
             10,
-            Some(Program {
+            Start::Program(Program {
                 exe: "/bin/sh",
                 argv: &strings(&["sh"]),
                 env: &strings(&["A=1"]),
             }),
         );
-        log.started(2, 1, 20, None);
+        log.started(2, 1, 20, Start::Fork { from: 1 });
         let r = log.record();
         assert_eq!(r.entries[1].argv, strings(&["sh"]));
         assert_eq!(r.entries[1].env, strings(&["A=1"]));
@@ -333,7 +343,7 @@ mod tests {
         assert!(r.entries[0].end.is_none());
         r.check().unwrap();
         // A reused pid gets an entry of its own; the ended one is kept.
-        log.started(2, 1, 40, None);
+        log.started(2, 1, 40, Start::Fork { from: 1 });
         log.ended(2, ExitStatus::Signaled(9), 50);
         let r = log.record();
         assert_eq!(r.entries.len(), 3);
@@ -349,14 +359,14 @@ mod tests {
             1,
             0,
             0,
-            Some(Program {
+            Start::Program(Program {
                 exe: "/init",
                 argv: &strings(&["init"]),
                 env: &[],
             }),
         );
         for pid in 2..(LOG_CAPACITY as i32 + 10) {
-            log.started(pid, 1, 1, None);
+            log.started(pid, 1, 1, Start::Fork { from: 1 });
             log.ended(pid, ExitStatus::Exited(0), 2);
         }
         let r = log.record();
@@ -377,7 +387,7 @@ mod tests {
             1,
             0,
             0,
-            Some(Program {
+            Start::Program(Program {
                 exe: "/a",
                 argv: &long,
                 env: &many,
@@ -392,7 +402,7 @@ mod tests {
             2,
             0,
             0,
-            Some(Program {
+            Start::Program(Program {
                 exe: "/b",
                 argv: &strings(&["b"]),
                 env: &[],
@@ -408,7 +418,7 @@ mod tests {
             1,
             0,
             5,
-            Some(Program {
+            Start::Program(Program {
                 exe: "/a",
                 argv: &strings(&["a"]),
                 env: &[],
