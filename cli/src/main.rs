@@ -3,6 +3,7 @@
 mod checkpoint_cmd;
 mod container;
 mod control;
+mod diff;
 mod do_cmd;
 mod doctor;
 mod gofer_cmd;
@@ -82,6 +83,11 @@ enum Command {
         json: bool,
         statefile: PathBuf,
     },
+    /// What changed between two states of a sandbox (statefiles, image
+    /// directories or running sandboxes' ids): processes, files of the
+    /// writable layers, descriptors, memory pages, environment, credentials.
+    /// Exit status 0: no changes; 1: changes.
+    Diff(diff::DiffArgs),
     /// Check whether this host can run cryo, and say why not.
     Doctor,
     /// Internal: serve a root directory to a Sentry over an inherited socket.
@@ -189,6 +195,7 @@ fn main() -> ExitCode {
         Command::Checkpoint(args) => checkpoint_cmd::run(args, &cli.root),
         Command::Restore(args) => restore_cmd::run(args, &globals),
         Command::Inspect { json, statefile } => inspect::run(&statefile, json),
+        Command::Diff(args) => diff::run(args, &cli.root),
         Command::Doctor => doctor::run(),
         Command::Gofer(args) => gofer_cmd::run(args),
         Command::Spec(args) => oci::commands::spec(args),

@@ -338,12 +338,13 @@ fn new_process(
             .set(resource, limit)
             .map_err(|e| BootError::Limit(format!("resource {resource}: {e}")))?;
     }
-    let image = load_image(kernel, &cwd, &creds, &path, argv.clone(), envp).map_err(|error| {
-        BootError::Exec {
-            path: path.clone(),
-            error,
-        }
-    })?;
+    let image =
+        load_image(kernel, &cwd, &creds, &path, argv.clone(), envp.clone()).map_err(|error| {
+            BootError::Exec {
+                path: path.clone(),
+                error,
+            }
+        })?;
     let mut fds = FdTable::new();
     for (index, file) in stdio {
         fds.insert_at(index as i32, file, false, u64::MAX)
@@ -386,6 +387,20 @@ fn new_process(
         context,
     );
     task.join();
+    {
+        let image = task.tg().image().clone();
+        let now = kernel.clocks.monotonic();
+        kernel.proc_log().started(
+            tid,
+            0,
+            now,
+            crate::kernel::proc_log::Start::Program(crate::kernel::proc_log::Program {
+                exe: &image.exe,
+                argv: &image.argv,
+                env: &envp,
+            }),
+        );
+    }
     if spec.no_new_privs {
         // A fresh thread is always found: it has just joined.
         let _ = task

@@ -575,6 +575,14 @@ fn process_main(seed: ProcessSeed) {
         return;
     }
     task.join();
+    kernel.proc_log().started(
+        tid,
+        task.tg.links().parent,
+        kernel.clocks.monotonic(),
+        super::proc_log::Start::Fork {
+            from: parent.tgid(),
+        },
+    );
     if ready.send(Ok(())).is_err() {
         // The parent gave up waiting: this child never existed for it.
         task.die(ExitStatus::Signaled(libc::SIGKILL));

@@ -121,7 +121,14 @@ impl Task {
         envp: Vec<Vec<u8>>,
     ) -> Result<(), ExecError> {
         let kernel = self.kernel.clone();
-        let image = load_image(&kernel, start, &self.creds, path, argv.clone(), envp)?;
+        let image = load_image(
+            &kernel,
+            start,
+            &self.creds,
+            path,
+            argv.clone(),
+            envp.clone(),
+        )?;
         if self.tg.live() > 1 && !self.end_other_threads() {
             // Killed while waiting: the new image is dropped unused.
             return Ok(());
@@ -154,6 +161,9 @@ impl Task {
         // The name is the file execve was given (a symlink's own name, a
         // script's), not what it resolved to: Linux's bprm->filename.
         self.tg.attrs().exec(path);
+        kernel
+            .proc_log()
+            .exec(self.tgid(), &image.path, &argv, &envp);
         *self.tg.image() = ProcessImage {
             exe: image.path,
             argv,

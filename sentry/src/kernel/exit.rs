@@ -146,6 +146,8 @@ impl Kernel {
         drop(tg.release_mm());
         tg.release_vfork();
         let status = tg.exit_status().unwrap_or(ExitStatus::Exited(0));
+        self.proc_log()
+            .ended(tg.tgid(), status, self.clocks.monotonic());
         let tree = lock(&self.tree);
         let tgid = tg.tgid();
         tg.life().exited = true;

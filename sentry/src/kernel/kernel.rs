@@ -82,6 +82,9 @@ pub struct Kernel {
     pub inet: Arc<crate::net::inet::InetStack>,
     /// What was logged as unimplemented: "name" or "name (detail)".
     enosys_logged: Mutex<HashSet<String>>,
+    /// Every process's start and end, bounded (`cryo diff` names the
+    /// processes that came and went between two statefiles).
+    pub proc_log: Mutex<super::proc_log::ProcessLog>,
 }
 
 impl Kernel {
@@ -114,6 +117,7 @@ impl Kernel {
             uts: Mutex::new(UtsNamespace::new(&config.hostname)),
             strace: config.strace,
             enosys_logged: Mutex::new(HashSet::new()),
+            proc_log: Mutex::new(super::proc_log::ProcessLog::new()),
         }
     }
 
@@ -186,6 +190,11 @@ impl Kernel {
                 s.saturating_add(own.sys_ns).saturating_add(reaped.sys_ns),
             )
         })
+    }
+
+    /// The process log, poisoned or not (an entry is whole either way).
+    pub fn proc_log(&self) -> std::sync::MutexGuard<'_, super::proc_log::ProcessLog> {
+        self.proc_log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn hostname(&self) -> String {

@@ -20,6 +20,7 @@ pub mod pid_namespace;
 pub mod pidfd;
 pub mod posix_timer;
 pub mod proc;
+pub mod proc_log;
 pub mod run;
 pub mod sessions;
 pub mod sigio;

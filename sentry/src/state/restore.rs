@@ -358,6 +358,7 @@ pub fn restore_container(
     if let Ok(mut uts) = kernel.uts.lock() {
         *uts = rec.kernel.uts.clone();
     }
+    *kernel.proc_log() = crate::kernel::proc_log::ProcessLog::restore(&rec.process_log);
     // Every tid is below PID_MAX (validated), so the successor fits.
     let highest_tid = rec.tasks().map(|t| t.tid).max().unwrap_or(1);
     let next = rec.kernel.next_tid.max(i64::from(highest_tid) + 1);

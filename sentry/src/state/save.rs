@@ -162,6 +162,7 @@ fn save_kernel(
 ) -> Result<ObjectEncoder, CheckpointError> {
     let mut objs = ObjectEncoder::new();
     objs.put(0, &kernel.save_record())?;
+    objs.put(0, &kernel.proc_log().record())?;
     objs.put(0, &kernel.vfs.save_state()?)?;
     objs.put(
         0,

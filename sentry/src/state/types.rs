@@ -16,6 +16,7 @@ use crate::vfs::state::{OpenFileState, PipeSnapshot, VfsState};
 /// Visits every record type and, through them, every nested saved type.
 pub fn visit_saved_types<V: TypeVisitor>(v: &mut V) {
     KernelRecord::visit(v);
+    crate::kernel::proc_log::ProcessLogRecord::visit(v);
     VfsState::visit(v);
     MemoryFileRecord::visit(v);
     ThreadGroupRecord::visit(v);

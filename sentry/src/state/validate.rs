@@ -107,6 +107,8 @@ pub struct SavedKernel {
     pub inet_sockets: Vec<crate::net::inet::state::InetSocketRecord>,
     /// Netlink sockets (none in statefiles from before them).
     pub netlink_sockets: Vec<crate::net::netlink::NetlinkSocketRecord>,
+    /// The process log (empty in statefiles from before it).
+    pub process_log: crate::kernel::proc_log::ProcessLogRecord,
 }
 
 /// One saved process and its tasks.
@@ -579,6 +581,7 @@ pub fn load_saved_kernel<R: ReadAt>(
     let objs = Objects::parse(&bytes, reader.types())?;
     let kernel: KernelRecord = objs.get(0)?;
     check_kernel(&kernel)?;
+    let process_log = load_process_log(&objs)?;
     let vfs: VfsState = objs.get(0)?;
     let memory: MemoryFileRecord = objs.get(0)?;
     check_memory(&memory)?;
@@ -781,7 +784,27 @@ pub fn load_saved_kernel<R: ReadAt>(
         sockets,
         inet_sockets,
         netlink_sockets,
+        process_log,
     })
+}
+
+/// The kernel's process log, checked against its bounds; an empty one for
+/// statefiles from before it.
+fn load_process_log(
+    objs: &Objects<'_>,
+) -> Result<crate::kernel::proc_log::ProcessLogRecord, LoadError> {
+    use crate::kernel::proc_log::ProcessLogRecord;
+    let ids = objs.ids::<ProcessLogRecord>();
+    if let Some(&id) = ids.iter().find(|&&id| id != 0) {
+        return Err(invalid("kernel.ProcessLog", id, "id", "not the kernel's (0)").into());
+    }
+    if ids.is_empty() {
+        return Ok(ProcessLogRecord::default());
+    }
+    let r: ProcessLogRecord = objs.get(0)?;
+    r.check()
+        .map_err(|(field, why)| invalid("kernel.ProcessLog", 0, field, why))?;
+    Ok(r)
 }
 
 /// The pseudo-terminals: each named by an open file, its state within the
