@@ -8,6 +8,8 @@
 #   tcp round trip   ns per one-byte round trip between two processes
 #   udp round trip   the same over datagrams
 #   tcp bulk         ns per MiB (and MiB/s) from one process to another
+#   redis SET/GET    ns per request of `redis-benchmark -q -n N_REDIS`
+#                    against a redis-server in the same sandbox
 # Each guest runs REPS times per system, the systems interleaved; the table
 # gives the median, min–max and ratios against native and runsc.
 # A system that cannot run gets "failed: <reason>" in its rows.
@@ -78,6 +80,38 @@ run_guest() {
 	log "$sys $bench: $ns ns/op"
 }
 
+# redis-server and redis-benchmark (Debian's) in one sandbox: requests per
+# second of SET and GET over loopback, as ns per request.
+REDIS_SH='port=$1
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >/dev/null 2>&1 &
+for i in $(seq 150); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.2; done
+redis-benchmark -q -n "$2" -p "$port" -t set,get --csv |
+	awk -F, '"'"'{ gsub(/"/, ""); if ($1 == "SET" || $1 == "GET") printf "%s_ns=%.0f\n", tolower($1), 1e9 / $2 }'"'"'
+redis-cli -p "$port" shutdown nosave >/dev/null 2>&1
+wait'
+N_REDIS=${N_REDIS:-20000}
+run_redis() {
+	local sys=$1 out rc=0 v k
+	prefix "$sys"
+	out=$(timeout -k 5 "$TIMEOUT" "${PREFIX[@]}" /bin/sh -c "$REDIS_SH" sh "$((20000 + RANDOM % 20000))" "$N_REDIS" </dev/null 2>&1) || rc=$?
+	for k in set get; do
+		v=$(printf '%s\n' "$out" | sed -n "s/^${k}_ns=\([0-9.]*\)$/\1/p" | tail -n1)
+		if [[ $rc -ne 0 || -z $v ]]; then
+			BFAIL[$sys.redis_$k]="exit $rc: $(one_line "$out")"
+			log "$sys redis $k failed: ${BFAIL[$sys.redis_$k]}"
+			continue
+		fi
+		printf '%s\n' "$v" >>"$W/$sys.redis_$k"
+		log "$sys redis $k: $v ns/request"
+	done
+}
+BENCHES=(tcp_rr udp_rr tcp_bulk)
+if command -v redis-benchmark >/dev/null && command -v redis-server >/dev/null; then
+	BENCHES+=(redis_set redis_get)
+else
+	log "no redis-server/redis-benchmark: tests/scripts/deps.sh installs them; redis rows left out"
+fi
+
 for ((rep = 1; rep <= REPS; rep++)); do
 	log "round $rep/$REPS"
 	for bench in tcp_rr udp_rr tcp_bulk; do
@@ -85,6 +119,11 @@ for ((rep = 1; rep <= REPS; rep++)); do
 			[[ -z ${FAIL[$s]:-} && -z ${BFAIL[$s.$bench]:-} ]] || continue
 			run_guest "$s" "$bench"
 		done
+	done
+	[[ " ${BENCHES[*]} " == *" redis_set "* ]] || continue
+	for s in "${SYSTEMS[@]}"; do
+		[[ -z ${FAIL[$s]:-} && -z ${BFAIL[$s.redis_set]:-} ]] || continue
+		run_redis "$s"
 	done
 done
 
@@ -95,11 +134,13 @@ printf -- '- date: %s; host: Linux %s, %s CPUs\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ
 printf -- '- %s runs per system, interleaved; round trips %s (x50 natively), bulk %s MiB (x4 natively)\n\n' "$REPS" "$N_RR" "$N_BULK"
 printf '| benchmark | system | median | min–max | × native | × runsc-ptrace | × runsc-systrap |\n'
 printf '|---|---|---:|---:|---:|---:|---:|\n'
-for bench in tcp_rr udp_rr tcp_bulk; do
+for bench in "${BENCHES[@]}"; do
 	case $bench in
 	tcp_rr) label="TCP round trip (ns)" ;;
 	udp_rr) label="UDP round trip (ns)" ;;
 	tcp_bulk) label="TCP bulk (ns per MiB)" ;;
+	redis_set) label="redis-benchmark SET (ns per request)" ;;
+	redis_get) label="redis-benchmark GET (ns per request)" ;;
 	esac
 	nat=$(median_of native "$bench")
 	rp=$(median_of runsc-ptrace "$bench")
