@@ -25,6 +25,9 @@
  *   both ways and its listener, a UDP socket holding a datagram, a
  *   NETLINK_ROUTE socket holding a link dump nobody has read, a FIFO with
  *   unread bytes (both ends open) and an O_TMPFILE file with no name.
+ * - (from real-guest-v9) a pipe armed for signal-driven I/O (O_ASYNC,
+ *   F_SETOWN to itself, F_SETSIG to a blocked real-time signal, taken with
+ *   sigtimedwait) and CAP_NET_RAW dropped from its bounding set.
  *
  * Then every 50 ms it prints `tick N mem=HEX` (a hash of all that memory,
  * recomputed each time), and every fourth tick, for each file, re-opens it
@@ -58,6 +61,7 @@
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/timerfd.h>
 #include <termios.h>
 #include <time.h>
@@ -389,6 +393,47 @@ static void v8_check(long n, struct v8 *v)
 	       n, a, b, dl, d, links > 0 && done, f, t, (unsigned long)st.st_nlink);
 }
 
+/* The v9 state: see the header. */
+struct v9 {
+	int sig_r, sig_w;
+};
+#define V9_SIGNAL (SIGRTMIN + 2)
+#define V9_CAP_NET_RAW 13
+
+static void v9_setup(struct v9 *v)
+{
+	int p[2];
+	CHECK(pipe(p) == 0);
+	v->sig_r = p[0];
+	v->sig_w = p[1];
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, V9_SIGNAL);
+	CHECK(sigprocmask(SIG_BLOCK, &s, NULL) == 0);
+	CHECK(fcntl(v->sig_r, F_SETFL, O_ASYNC | O_NONBLOCK) == 0);
+	CHECK(fcntl(v->sig_r, F_SETOWN, getpid()) == 0);
+	CHECK(fcntl(v->sig_r, F_SETSIG, V9_SIGNAL) == 0);
+	CHECK(prctl(PR_CAPBSET_DROP, V9_CAP_NET_RAW, 0, 0, 0) == 0);
+}
+
+/* A byte written to the armed pipe must bring its signal. */
+static void v9_check(long n, struct v9 *v)
+{
+	CHECK(write(v->sig_w, "s", 1) == 1);
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, V9_SIGNAL);
+	siginfo_t si;
+	struct timespec wait = { .tv_sec = 5 };
+	int got = sigtimedwait(&s, &si, &wait);
+	char c;
+	CHECK(read(v->sig_r, &c, 1) == 1);
+	printf("tick %ld v9 sigio=%d code=%d band=%#lx fd_ok=%d owner_ok=%d capbnd_net_raw=%d\n", n,
+	       got == V9_SIGNAL, got == V9_SIGNAL ? si.si_code : -1, got == V9_SIGNAL ? (long)si.si_band : 0L,
+	       got == V9_SIGNAL && si.si_fd == v->sig_r, fcntl(v->sig_r, F_GETOWN) == getpid(),
+	       prctl(PR_CAPBSET_READ, V9_CAP_NET_RAW, 0, 0, 0));
+}
+
 int main(int argc, char **argv)
 {
 	CHECK(argc == 4);
@@ -487,6 +532,8 @@ int main(int argc, char **argv)
 
 	struct v8 v8;
 	v8_setup(&v8);
+	struct v9 v9;
+	v9_setup(&v9);
 
 	printf("start\n");
 	fflush(stdout);
@@ -565,6 +612,7 @@ int main(int argc, char **argv)
 			snprintf(typed, sizeof typed, "p%06ld\n", n % 1000000);
 			write_all(ptm, typed, 8);
 			v8_check(n, &v8);
+			v9_check(n, &v9);
 		}
 		fflush(stdout);
 		sleep_tick();
