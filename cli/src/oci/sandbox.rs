@@ -275,6 +275,7 @@ fn restore(
     let container = sentry::state::ContainerRestore {
         namespace: namespace_of(&plan, gofers)?,
         max_tasks: plan.max_tasks,
+        stdio: None,
     };
     let task = sentry::state::restore_container(image, root_sock, container, false, platform)
         .map_err(anyhow::Error::new)?;

@@ -247,6 +247,83 @@ pub fn restore(
 pub struct ContainerRestore {
     pub namespace: crate::vfs::namespace::NamespaceSetup,
     pub max_tasks: Option<usize>,
+    /// The saved stdio's host side, by stdio number (None: this process's
+    /// own stdin, stdout and stderr). A warm pool's sandbox gets
+    /// placeholders here, which its take rebinds
+    /// (`vfs::donated::rebind_donated`).
+    pub stdio: Option<Vec<(u32, Arc<crate::vfs::OpenFile>)>>,
+}
+
+/// A restored sandbox none of whose tasks runs yet ("paused at the
+/// instant of the checkpoint"): its memory, files, processes and stubs are
+/// all in place, so [`HeldRestore::resume`] costs only the start of its
+/// tasks. A warm pool keeps its sandboxes so.
+pub struct HeldRestore {
+    kernel: Arc<crate::kernel::Kernel>,
+    tree: super::restore_tree::HeldTree,
+    since: std::time::Instant,
+}
+
+/// What a pool's take gives the sandbox it hands out (README, "Warm
+/// pools"): its id and environment, shown in /proc/cryo, and the signal
+/// its processes that handle it get once it resumes.
+#[derive(Clone, Debug, Default)]
+pub struct Take {
+    pub id: String,
+    pub env: Vec<String>,
+    pub signal: Option<i32>,
+}
+
+impl HeldRestore {
+    pub fn kernel(&self) -> &Arc<crate::kernel::Kernel> {
+        &self.kernel
+    }
+
+    /// The init task's argv, as the statefile holds it.
+    pub fn init_argv(&self) -> Vec<Vec<u8>> {
+        self.tree
+            .groups()
+            .iter()
+            .find(|tg| tg.tgid() == 1)
+            .map(|tg| tg.image().argv.clone())
+            .unwrap_or_default()
+    }
+
+    /// Lets every task go on; returns init's leader for the calling thread
+    /// to run. The time the sandbox was held is taken off its clocks, so
+    /// they go on from the checkpoint's instant as after any restore.
+    pub fn resume(self) -> Result<Task, RestoreError> {
+        crate::kernel::time::discount_held(self.since.elapsed());
+        let kernel = self.kernel.clone();
+        self.tree.start(&kernel)
+    }
+
+    /// [`HeldRestore::resume`] as a pool's take: a new boot id, the take's
+    /// id and environment in /proc/cryo, and `take.signal` queued (before
+    /// any task runs) to every process that has a handler for it; one
+    /// that does not handle it is not sent it, so a program that never
+    /// opted in cannot die of it.
+    pub fn resume_taken(self, take: &Take) -> Result<Task, RestoreError> {
+        self.kernel.identity.renew(&take.id, &take.env);
+        if let Some(signo) = take.signal {
+            for tg in self.tree.groups() {
+                let handled = tg
+                    .handlers()
+                    .get(signo)
+                    .is_ok_and(|a| !a.is_default() && !a.is_ignored());
+                if handled && !tg.is_zombie() {
+                    tg.signal_process(crate::kernel::signal::SigInfo {
+                        signo,
+                        code: crate::kernel::signal::SI_USER,
+                        addr: 0,
+                        pid: 0,
+                        uid: 0,
+                    });
+                }
+            }
+        }
+        self.resume()
+    }
 }
 
 /// [`restore`] of an OCI container, its root served over `gofer_sock` and
@@ -258,6 +335,21 @@ pub fn restore_container(
     strace: bool,
     platform: Option<&str>,
 ) -> Result<Task, RestoreError> {
+    let held = restore_container_held(image_dir, gofer_sock, container, strace, platform)?;
+    let kernel = held.kernel.clone();
+    held.tree.start(&kernel)
+}
+
+/// [`restore_container`] up to the start of the tasks: everything is
+/// validated, loaded and re-created, and nothing runs until
+/// [`HeldRestore::resume`].
+pub fn restore_container_held(
+    image_dir: &Path,
+    gofer_sock: OwnedFd,
+    container: ContainerRestore,
+    strace: bool,
+    platform: Option<&str>,
+) -> Result<HeldRestore, RestoreError> {
     let path = statefile_path(image_dir);
     if !path.is_file() {
         return Err(RestoreError::NoStatefile(image_dir.display().to_string()));
@@ -366,7 +458,10 @@ pub fn restore_container(
     // Open file descriptions, each once however many descriptors share it:
     // host stdio from this restore's caller, the rest re-opened by path and
     // fingerprint.
-    let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = donated_stdio()?.into_iter().collect();
+    let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = match container.stdio {
+        Some(given) => given.into_iter().collect(),
+        None => donated_stdio()?.into_iter().collect(),
+    };
     let ptys = restore_ptys(&kernel, &rec.ptys)?;
     let sockets = crate::net::state::create(&rec.sockets, &kernel.unix);
     let inet = crate::net::inet::state::restore(&rec.inet_sockets, &kernel.inet);
@@ -426,7 +521,11 @@ pub fn restore_container(
     let restored = super::restore_tree::restore_processes(&kernel, &rec, &files, host.layout);
     // Files with no name that no open file took are freed now.
     kernel.vfs.release_restored_orphans();
-    restored
+    Ok(HeldRestore {
+        kernel,
+        tree: restored?,
+        since: std::time::Instant::now(),
+    })
 }
 
 /// The saved pseudo-terminals, back in the new kernel's devpts at their
