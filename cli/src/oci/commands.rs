@@ -218,7 +218,7 @@ fn check_terminal(
 
 /// A host pty for a container's terminal: its master goes to the console
 /// socket, its replica (returned, inheritable) to the sandbox process.
-pub(super) fn console_replica(
+pub(crate) fn console_replica(
     sock: console::ConsoleSocket,
     size: Option<super::bundle::ConsoleSize>,
 ) -> anyhow::Result<std::os::fd::OwnedFd> {
@@ -233,7 +233,7 @@ pub(super) fn console_replica(
 }
 
 /// A console socket that is not there, refused before anything is made.
-pub(super) fn check_console_socket(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_console_socket(path: &Path) -> anyhow::Result<()> {
     std::fs::metadata(path)
         .map(|_| ())
         .with_context(|| format!("--console-socket {}", path.display()))
