@@ -187,8 +187,21 @@ fn start_member(pool: &Pool, generation: &Generation) -> anyhow::Result<Member> 
                 pss_bytes: super::pss_of_tree(pid),
             })
         }
-        Ok(MemberReply::Failed(e)) => Err(anyhow::anyhow!("{e}")),
-        Ok(other) => Err(anyhow::anyhow!("a member answered {other:?} to its restore")),
+        // Named as the user knows it, not by the pool's copy.
+        Ok(MemberReply::Failed(e)) => Err(anyhow::anyhow!(
+            "{}",
+            e.replace(
+                &sentry::state::statefile_path(&generation.dir)
+                    .display()
+                    .to_string(),
+                &sentry::state::statefile_path(&pool.image)
+                    .display()
+                    .to_string(),
+            )
+        )),
+        Ok(other) => Err(anyhow::anyhow!(
+            "a member answered {other:?} to its restore"
+        )),
         Err(e) => Err(e),
     };
     if result.is_err() {
@@ -400,8 +413,8 @@ fn take(
         return Reply::Error(format!("the pooled sandbox did not take the request: {e}"));
     }
     drop(fds);
-    let answer = super::read_line_timeout(&member.sock, Some(Duration::from_secs(30)))
-        .and_then(|line| {
+    let answer =
+        super::read_line_timeout(&member.sock, Some(Duration::from_secs(30))).and_then(|line| {
             if line.is_empty() {
                 bail!("the pooled sandbox ended during the take");
             }
@@ -573,8 +586,8 @@ pub fn run(args: DaemonArgs, g: &Globals) -> anyhow::Result<i32> {
         st.ready.push_back(member);
     }
     let sock_path = super::pool_socket(&g.root, &args.name);
-    let listener = UnixListener::bind(&sock_path)
-        .with_context(|| format!("binding {}", sock_path.display()));
+    let listener =
+        UnixListener::bind(&sock_path).with_context(|| format!("binding {}", sock_path.display()));
     let listener = match listener {
         Ok(l) => l,
         Err(e) => {

@@ -55,7 +55,11 @@ pub(super) enum MemberReply {
 /// Host placeholders for the saved stdio until a take rebinds them.
 fn placeholders() -> anyhow::Result<Vec<(u32, Arc<sentry::vfs::OpenFile>)>> {
     let mut out = Vec::new();
-    for (i, flags) in [(0u32, libc::O_RDONLY), (1, libc::O_WRONLY), (2, libc::O_WRONLY)] {
+    for (i, flags) in [
+        (0u32, libc::O_RDONLY),
+        (1, libc::O_WRONLY),
+        (2, libc::O_WRONLY),
+    ] {
         let f = std::fs::OpenOptions::new()
             .read(i == 0)
             .write(i != 0)

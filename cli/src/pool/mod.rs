@@ -620,11 +620,7 @@ fn print_stats(all: &[PoolStats], format: &str, list: bool) {
             if s.refilling { " (+1 refilling)" } else { "" }
         );
         let _ = writeln!(out, "takes: {}", s.takes);
-        let _ = writeln!(
-            out,
-            "refills: {} ({} failed)",
-            s.refills, s.refill_failures
-        );
+        let _ = writeln!(out, "refills: {} ({} failed)", s.refills, s.refill_failures);
         if let Some(e) = &s.last_error {
             let _ = writeln!(out, "last refill error: {e}");
         }
