@@ -46,6 +46,11 @@ pub struct DaemonArgs {
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the image directory is looked at.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a refill waits after a take while the pool still has a ready
+/// sandbox: on a small host a restore started at once competes for the
+/// CPUs with the sandbox just handed out, whose first answer is what a
+/// pool is for.
+const REFILL_DELAY: Duration = Duration::from_millis(300);
 /// The longest pause between refills that fail.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -101,6 +106,8 @@ struct State {
     refills: u64,
     failures: u64,
     sandbox_memory_bytes: u64,
+    /// When the last take handed a sandbox out.
+    last_take: Option<Instant>,
     destroyed: bool,
 }
 
@@ -302,13 +309,19 @@ fn refill_loop(pool: Arc<Pool>) {
             if st.destroyed {
                 return;
             }
-            let due = backoff_until.is_none_or(|t| Instant::now() >= t);
+            let now = Instant::now();
+            let mut wait = WATCH_INTERVAL;
+            let mut due = backoff_until.is_none_or(|t| now >= t);
+            if let Some(t) = st.last_take.filter(|_| !st.ready.is_empty()) {
+                let settle = (t + REFILL_DELAY).saturating_duration_since(now);
+                if !settle.is_zero() {
+                    due = false;
+                    wait = wait.min(settle);
+                }
+            }
             let want = st.ready.len() < st.target && fits(&pool, &st) && due;
             if !want {
-                let _ = pool
-                    .changed
-                    .wait_timeout(st, WATCH_INTERVAL)
-                    .map(|(g, _)| drop(g));
+                let _ = pool.changed.wait_timeout(st, wait).map(|(g, _)| drop(g));
                 continue;
             }
             match &st.generation {
@@ -422,7 +435,10 @@ fn take(
         });
     match answer {
         Ok(MemberReply::Taken { pid }) => {
-            pool.lock().takes += 1;
+            let mut st = pool.lock();
+            st.takes += 1;
+            st.last_take = Some(Instant::now());
+            drop(st);
             drop(member.sock);
             Reply::Taken { id, pid }
         }
