@@ -664,3 +664,41 @@ fn bad_input_is_refused() {
     );
     assert_eq!(take_answer(&root, "one", "still", &[])["version"], "v1");
 }
+
+/// `take --detach` prints the id and leaves the sandbox running on the
+/// taker's stdio; a ready sandbox killed from outside is never handed out.
+#[test]
+fn detached_takes_and_dead_members() {
+    let s = Scratch::new("cryo-pool-");
+    let root = s.path("root");
+    let img = s.path("img");
+    let data = data_file(&s);
+    server_image(&s, &img, &data, "v1");
+    let _pool = create(&root, &img, "d", &["--size", "2"]);
+    wait_stats(&root, "d", "the pool fills", |s| s["ready"] == 2);
+
+    let out = cryo_with_stdin(
+        &root,
+        &["pool", "take", "--detach", "--id", "bg", "d"],
+        b"req\n",
+    );
+    assert_ok(&out, "take --detach");
+    // The sandbox may answer before the command prints the id.
+    let text = out.stdout_str();
+    let (answers, ids): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.starts_with('{'));
+    assert_eq!(ids, ["bg"], "the id: {text:?}");
+    assert_eq!(answers.len(), 1, "one answer: {text:?}");
+    let v: serde_json::Value = serde_json::from_str(answers[0]).expect("the answer");
+    assert_eq!(v["echo"], "req");
+    assert_eq!(v["id"], "bg");
+
+    // Kill every ready sandbox: the next take gets a refill, never a dead one.
+    wait_stats(&root, "d", "the pool refills", |s| s["ready"] == 2);
+    for m in stats(&root, "d")["members"].as_array().expect("members") {
+        kill(&m["pid"].to_string());
+    }
+    let v = take_answer(&root, "d", "after the kill", &[]);
+    assert_eq!(v["version"], "v1");
+    let st = stats(&root, "d");
+    assert_eq!(st["takes"], 2, "{st:#}");
+}

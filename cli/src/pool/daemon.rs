@@ -154,7 +154,7 @@ fn copy_generation(pool: &Pool, n: u64) -> anyhow::Result<Generation> {
 
 /// Starts a member restoring `generation` and waits until it is ready
 /// (or has failed, with the restore's error).
-fn start_member(pool: &Pool, generation: &Generation) -> anyhow::Result<Member> {
+fn start_member(pool: &Arc<Pool>, generation: &Generation) -> anyhow::Result<Member> {
     let (ours, theirs) = UnixStream::pair().context("creating a member socket")?;
     let mut cmd = Command::new(std::env::current_exe().context("finding the cryo binary")?);
     cmd.arg("--root").arg(&pool.root);
@@ -214,8 +214,14 @@ fn start_member(pool: &Pool, generation: &Generation) -> anyhow::Result<Member> 
     if result.is_err() {
         let _ = child.kill();
     }
+    // A member that dies while ready (killed from outside, say) leaves the
+    // ready list at once, so no take picks it.
+    let reaped = pool.clone();
     std::thread::spawn(move || {
         let _ = child.wait();
+        let mut st = reaped.lock();
+        st.ready.retain(|m| m.pid != pid);
+        reaped.changed.notify_all();
     });
     result
 }
@@ -242,7 +248,7 @@ fn fits(pool: &Pool, st: &State) -> bool {
 
 /// Looks at the image directory: a statefile not yet tried is copied and
 /// restored once, and taken if that works.
-fn check_source(pool: &Pool) {
+fn check_source(pool: &Arc<Pool>) {
     let src = sentry::state::statefile_path(&pool.image);
     let Some(now) = ident_of(&src) else {
         return;
@@ -377,41 +383,69 @@ fn take(
         ));
     }
     let deadline = Instant::now() + timeout;
-    let member = {
-        let mut st = pool.lock();
-        loop {
-            if st.destroyed {
-                return Reply::Error(format!("pool {:?} is being destroyed", pool.name));
-            }
-            let current = st.generation.as_ref().map(|g| g.n);
-            if let Some(i) = st.ready.iter().position(|m| Some(m.generation) == current) {
-                if let Some(m) = st.ready.remove(i) {
-                    break m;
-                }
-            }
-            if st.failing_since_success > 0 {
-                let why = st.last_error.clone().unwrap_or_default();
-                return Reply::Error(format!(
-                    "pool {:?} has no ready sandbox: its refill fails: {why}",
-                    pool.name
-                ));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Reply::Error(format!(
-                    "pool {:?} had no ready sandbox within {}s",
-                    pool.name,
-                    timeout.as_secs()
-                ));
-            }
-            st = match pool.changed.wait_timeout(st, deadline - now) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+    loop {
+        let member = match pick(pool, deadline, timeout) {
+            Ok(m) => m,
+            Err(e) => return Reply::Error(e),
+        };
+        match hand_out(pool, member, &id, &env, &fds) {
+            Some(reply) => return reply,
+            // It was gone before it got the request: nothing of it ran, so
+            // the next one is asked.
+            None => continue,
         }
-    };
-    // The refill starts on the next.
-    pool.changed.notify_all();
+    }
+}
+
+/// Takes a ready member of the current statefile off the list, waiting
+/// for a refill until `deadline`.
+fn pick(pool: &Pool, deadline: Instant, timeout: Duration) -> Result<Member, String> {
+    let mut st = pool.lock();
+    loop {
+        if st.destroyed {
+            return Err(format!("pool {:?} is being destroyed", pool.name));
+        }
+        let current = st.generation.as_ref().map(|g| g.n);
+        if let Some(i) = st.ready.iter().position(|m| Some(m.generation) == current) {
+            if let Some(m) = st.ready.remove(i) {
+                // The refill starts on the next.
+                pool.changed.notify_all();
+                return Ok(m);
+            }
+        }
+        if st.failing_since_success > 0 {
+            let why = st.last_error.clone().unwrap_or_default();
+            return Err(format!(
+                "pool {:?} has no ready sandbox: its refill fails: {why}",
+                pool.name
+            ));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(format!(
+                "pool {:?} had no ready sandbox within {}s",
+                pool.name,
+                timeout.as_secs()
+            ));
+        }
+        st = match pool.changed.wait_timeout(st, deadline - now) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        };
+    }
+}
+
+/// Passes the take to `member`; None if it was gone before the request
+/// reached it.
+fn hand_out(
+    pool: &Pool,
+    member: Member,
+    id: &str,
+    env: &[String],
+    fds: &[std::os::fd::OwnedFd],
+) -> Option<Reply> {
+    let id = id.to_string();
+    let env = env.to_vec();
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
     let sent = super::send(
         member.sock.as_fd(),
@@ -422,10 +456,10 @@ fn take(
         &borrowed,
     );
     if let Err(e) = sent {
+        tracing::warn!(pid = member.pid, error = %e, "a ready member was gone");
         retire(member);
-        return Reply::Error(format!("the pooled sandbox did not take the request: {e}"));
+        return None;
     }
-    drop(fds);
     let answer =
         super::read_line_timeout(&member.sock, Some(Duration::from_secs(30))).and_then(|line| {
             if line.is_empty() {
@@ -433,7 +467,7 @@ fn take(
             }
             Ok(serde_json::from_str::<MemberReply>(&line)?)
         });
-    match answer {
+    Some(match answer {
         Ok(MemberReply::Taken { pid }) => {
             let mut st = pool.lock();
             st.takes += 1;
@@ -465,7 +499,7 @@ fn take(
             retire(member);
             Reply::Error(crate::one_line(&e))
         }
-    }
+    })
 }
 
 fn stats(pool: &Pool) -> PoolStats {
