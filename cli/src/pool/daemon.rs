@@ -408,7 +408,9 @@ fn pick(pool: &Pool, deadline: Instant, timeout: Duration) -> Result<Member, Str
         let current = st.generation.as_ref().map(|g| g.n);
         if let Some(i) = st.ready.iter().position(|m| Some(m.generation) == current) {
             if let Some(m) = st.ready.remove(i) {
-                // The refill starts on the next.
+                // The refill waits a moment (REFILL_DELAY) while others
+                // are ready, and starts now if none is.
+                st.last_take = Some(Instant::now());
                 pool.changed.notify_all();
                 return Ok(m);
             }
@@ -471,7 +473,6 @@ fn hand_out(
         Ok(MemberReply::Taken { pid }) => {
             let mut st = pool.lock();
             st.takes += 1;
-            st.last_take = Some(Instant::now());
             drop(st);
             drop(member.sock);
             Reply::Taken { id, pid }

@@ -127,6 +127,7 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
             std::process::exit(0);
         };
         let MemberCommand::Take { id, env } = cmd;
+        tracing::debug!(%id, "pool member: take received");
         if fds.len() != 4 {
             reply(
                 &sock,
@@ -182,6 +183,7 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
+    tracing::debug!(%id, "pool member: resumed");
     reply(
         &sock,
         &MemberReply::Taken {
