@@ -702,3 +702,71 @@ fn detached_takes_and_dead_members() {
     let st = stats(&root, "d");
     assert_eq!(st["takes"], 2, "{st:#}");
 }
+
+/// Plays conmon for `cryo pool take --console-socket`: listens on argv[1],
+/// starts argv[2:], receives the terminal's master (runc's protocol), types
+/// a request and ^D, and prints what came back and the take's status.
+const CONSOLE_PEER: &str = r#"
+import array, os, select, socket, subprocess, sys, time
+path, cmd = sys.argv[1], sys.argv[2:]
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(path)
+listener.listen(1)
+proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+listener.settimeout(60)
+conn, _ = listener.accept()
+msg, anc, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(4))
+fds = array.array("i")
+for level, kind, data in anc:
+    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        fds.frombytes(data[: len(data) - len(data) % 4])
+m = fds[0]
+os.write(m, b"over the terminal\r")
+seen = b""
+deadline = time.time() + 60
+while b"}" not in seen and time.time() < deadline:
+    r, _, _ = select.select([m], [], [], 0.5)
+    if r:
+        seen += os.read(m, 4096)
+os.write(m, b"\x04")
+print("status", proc.wait(timeout=60))
+print("transcript", repr(seen))
+"#;
+
+/// `take --console-socket`: the sandbox's stdio is a new terminal whose
+/// master goes to the socket.
+#[test]
+fn a_take_on_a_console_socket() {
+    let s = Scratch::new("cryo-pool-");
+    let root = s.path("root");
+    let img = s.path("img");
+    let data = data_file(&s);
+    server_image(&s, &img, &data, "v1");
+    let _pool = create(&root, &img, "tty", &["--size", "1"]);
+    let sock = s.path("console.sock");
+    let cryo = cryo_command(&root);
+    let mut cmd = Command::new(python3());
+    cmd.arg("-c")
+        .arg(CONSOLE_PEER)
+        .arg(&sock)
+        .arg(cryo.get_program())
+        .args(cryo.get_args())
+        .args(["pool", "take", "--console-socket"])
+        .arg(&sock)
+        .arg("tty");
+    cryo_tests::isolate(&mut cmd);
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the console peer");
+    let out = finish(child, "python3 as conmon for pool take", LONG);
+    let text = out.stdout_str();
+    assert_eq!(out.code, 0, "{text}\n{}", out.stderr_str());
+    assert!(text.contains("status 0"), "{text}");
+    assert!(
+        text.contains(r#""echo": "over the terminal""#),
+        "the answer came over the terminal: {text}"
+    );
+}

@@ -488,7 +488,9 @@ fn take(a: TakeArgs, g: &Globals) -> anyhow::Result<i32> {
         Some(p) => {
             crate::oci::commands::check_console_socket(p)?;
             let sock = crate::oci::console::ConsoleSocket::connect(p)?;
-            Some(crate::oci::commands::console_replica(sock, None)?)
+            let replica = crate::oci::commands::console_replica(sock, None)?;
+            cooked(&replica)?;
+            Some(replica)
         }
         None => None,
     };
@@ -527,6 +529,28 @@ fn take(a: TakeArgs, g: &Globals) -> anyhow::Result<i32> {
         }
         Err(e) => bail!("sandbox {id:?}: a malformed status: {e}"),
     }
+}
+
+/// `stty sane` on a new terminal: a container's terminal is raw on the
+/// host because its Sentry keeps the line discipline, but a pooled
+/// sandbox's stdio is the host terminal itself, so the host's line
+/// discipline is the one its program gets.
+fn cooked(tty: &OwnedFd) -> anyhow::Result<()> {
+    use nix::sys::termios::{
+        tcgetattr, tcsetattr, ControlFlags, InputFlags, LocalFlags, OutputFlags, SetArg,
+    };
+    let mut t = tcgetattr(tty.as_fd()).context("reading the terminal's modes")?;
+    t.input_flags |= InputFlags::ICRNL | InputFlags::IXON | InputFlags::BRKINT;
+    t.output_flags |= OutputFlags::OPOST | OutputFlags::ONLCR;
+    t.control_flags |= ControlFlags::CREAD | ControlFlags::CS8;
+    t.local_flags |= LocalFlags::ISIG
+        | LocalFlags::ICANON
+        | LocalFlags::ECHO
+        | LocalFlags::ECHOE
+        | LocalFlags::ECHOK
+        | LocalFlags::IEXTEN;
+    tcsetattr(tty.as_fd(), SetArg::TCSANOW, &t).context("setting the terminal's modes")?;
+    Ok(())
 }
 
 /// Passes the signals main blocked on to the sandbox's process, which
