@@ -462,13 +462,27 @@ fn hand_out(
         retire(member);
         return None;
     }
-    let answer =
-        super::read_line_timeout(&member.sock, Some(Duration::from_secs(30))).and_then(|line| {
-            if line.is_empty() {
-                bail!("the pooled sandbox ended during the take");
-            }
-            Ok(serde_json::from_str::<MemberReply>(&line)?)
-        });
+    let line = super::read_line_timeout(&member.sock, Some(Duration::from_secs(30)));
+    let reset = line
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<std::io::Error>());
+    if reset.is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset) {
+        // It closed with the request unread (a member dying as it was
+        // picked): it never saw the take, so the next one is asked.
+        tracing::warn!(
+            pid = member.pid,
+            "a ready member died before reading its take"
+        );
+        retire(member);
+        return None;
+    }
+    let answer = line.and_then(|line| {
+        if line.is_empty() {
+            bail!("the pooled sandbox ended during the take");
+        }
+        Ok(serde_json::from_str::<MemberReply>(&line)?)
+    });
     Some(match answer {
         Ok(MemberReply::Taken { pid }) => {
             let mut st = pool.lock();
