@@ -770,3 +770,129 @@ fn a_take_on_a_console_socket() {
         "the answer came over the terminal: {text}"
     );
 }
+
+/// An OCI bundle whose root is the host's `/` (read-only) and whose
+/// process is the server; `root_path` changes the root (a bundle that is
+/// not the checkpointed container's).
+fn server_bundle(s: &Scratch, name: &str, data: &Path, root_path: &str) -> PathBuf {
+    let bundle = s.path(name);
+    std::fs::create_dir_all(&bundle).expect("mkdir bundle");
+    let out = cryo_cli(
+        &s.path("specroot"),
+        &["spec", "--bundle", bundle.to_str().expect("utf-8")],
+    );
+    assert_ok(&out, "cryo spec");
+    let path = bundle.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("config.json")).expect("JSON");
+    v["root"] = serde_json::json!({"path": root_path, "readonly": true});
+    v["process"]["terminal"] = false.into();
+    v["process"]["args"] = serde_json::json!([python3(), "-c", SERVER, data, "oci"]);
+    v["process"]["env"] = serde_json::json!(["PATH=/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8"]);
+    std::fs::write(&path, v.to_string()).expect("writing config.json");
+    bundle
+}
+
+/// `pool create --bundle`: the pool's sandboxes are containers of the
+/// bundle, and a take makes each an OCI container (state, delete).
+#[test]
+fn an_oci_pool_hands_out_containers() {
+    let s = Scratch::new("cryo-pool-");
+    let root = s.path("root");
+    let img = s.path("img");
+    let data = data_file(&s);
+    let bundle = server_bundle(&s, "bundle", &data, "/");
+    // The container, checkpointed blocked in its read of stdin.
+    let ckroot = s.path("ckroot");
+    let mut cmd = cryo_command(&ckroot);
+    cmd.args(["run", "--bundle"]).arg(&bundle).arg("ctr");
+    cryo_tests::isolate(&mut cmd);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning cryo run");
+    let stdin = child.stdin.take();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = tx.send(stdout.read_line(&mut line).map(|_| line));
+    });
+    let first = rx.recv_timeout(LONG).ok().and_then(Result::ok);
+    assert_eq!(
+        first.as_deref(),
+        Some("ready\n"),
+        "the container's first line"
+    );
+    let img_s = img.to_str().expect("utf-8");
+    assert_ok(
+        &cryo_cli(&ckroot, &["checkpoint", "--image-path", img_s, "ctr"]),
+        "cryo checkpoint of the container",
+    );
+    drop(stdin);
+    let _ = finish(child, "cryo run of the checkpointed container", LONG);
+
+    // A bundle the container cannot be restored into is refused.
+    let other = server_bundle(&s, "other", &data, "/tmp");
+    let out = cryo_cli(
+        &root,
+        &[
+            "pool",
+            "create",
+            "--image-path",
+            img_s,
+            "--bundle",
+            other.to_str().expect("utf-8"),
+            "--size",
+            "1",
+            "o",
+        ],
+    );
+    // (Its root lacks the file the container holds open.)
+    assert_refused(
+        out.code,
+        &out.stderr_str(),
+        "a pool of another bundle",
+        &["data.txt"],
+    );
+
+    let _pool = create(
+        &root,
+        &img,
+        "oci",
+        &["--bundle", bundle.to_str().expect("utf-8"), "--size", "2"],
+    );
+    let v = take_answer(&root, "oci", "as a container", &["--id", "c1"]);
+    assert_eq!(v["version"], "oci");
+    assert_eq!(v["id"], "c1");
+    // Waited for, its record goes with it.
+    let out = cryo_cli(&root, &["state", "c1"]);
+    assert_ne!(out.code, 0, "c1 is gone: {}", out.stdout_str());
+
+    // Detached, it is a container until deleted: state names its bundle.
+    let out = cryo_with_stdin(
+        &root,
+        &["pool", "take", "--detach", "--id", "c2", "oci"],
+        b"bg\n",
+    );
+    assert_ok(&out, "take --detach");
+    let out = cryo_cli(&root, &["state", "c2"]);
+    assert_ok(&out, "cryo state c2");
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("state JSON");
+    assert_eq!(state["bundle"], bundle.to_str().expect("utf-8"), "{state}");
+    let deadline = Instant::now() + LONG;
+    while cryo_cli(&root, &["state", "c2"])
+        .stdout_str()
+        .contains("running")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "c2 did not end at its stdin's end"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_ok(&cryo_cli(&root, &["delete", "c2"]), "cryo delete c2");
+    assert_ne!(cryo_cli(&root, &["state", "c2"]).code, 0);
+}

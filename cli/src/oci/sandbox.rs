@@ -189,7 +189,7 @@ fn boot(
 
 /// The bundle's root flag and mounts, each bind mount served by a gofer
 /// of its own (pushed on `gofers`).
-fn namespace_of(
+pub(crate) fn namespace_of(
     plan: &bundle::Plan,
     gofers: &mut Vec<std::process::Child>,
 ) -> anyhow::Result<NamespaceSetup> {

@@ -36,6 +36,8 @@ pub struct DaemonArgs {
     max_memory: Option<u64>,
     #[arg(long)]
     take_signal: Option<i32>,
+    #[arg(long)]
+    bundle: Option<PathBuf>,
     /// The inherited pipe on which `create` waits for "ok" or an error.
     #[arg(long)]
     ready_fd: i32,
@@ -118,6 +120,7 @@ struct Pool {
     dir: PathBuf,
     max_memory: Option<u64>,
     take_signal: Option<i32>,
+    bundle: Option<PathBuf>,
     platform: Option<String>,
     debug_log: Option<PathBuf>,
     state: Mutex<State>,
@@ -149,6 +152,13 @@ fn copy_generation(pool: &Pool, n: u64) -> anyhow::Result<Generation> {
     std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::copy(&src, sentry::state::statefile_path(&dir))
         .with_context(|| format!("copying {}", src.display()))?;
+    // An OCI container's checkpoint has its inventory beside it (what
+    // `restore --bundle` checks the directory by).
+    let inventory = pool.image.join("inventory.img");
+    if inventory.is_file() {
+        std::fs::copy(&inventory, dir.join("inventory.img"))
+            .with_context(|| format!("copying {}", inventory.display()))?;
+    }
     Ok(Generation { n, dir, source })
 }
 
@@ -168,6 +178,9 @@ fn start_member(pool: &Arc<Pool>, generation: &Generation) -> anyhow::Result<Mem
         .arg(&generation.dir);
     if let Some(s) = pool.take_signal {
         cmd.arg("--take-signal").arg(s.to_string());
+    }
+    if let Some(b) = &pool.bundle {
+        cmd.arg("--bundle").arg(b);
     }
     cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
         .stdout(Stdio::null())
@@ -369,13 +382,14 @@ fn refill_loop(pool: Arc<Pool>) {
 }
 
 /// Hands out a ready member as sandbox `id`.
-fn take(
-    pool: &Pool,
+/// What a take asks of the sandbox it gets.
+struct TakeSpec {
     id: String,
     env: Vec<String>,
-    timeout: Duration,
-    fds: Vec<std::os::fd::OwnedFd>,
-) -> Reply {
+    detach: bool,
+}
+
+fn take(pool: &Pool, spec: TakeSpec, timeout: Duration, fds: Vec<std::os::fd::OwnedFd>) -> Reply {
     if fds.len() != 4 {
         return Reply::Error(format!(
             "a take passes 4 files (stdio and a status socket), not {}",
@@ -388,7 +402,7 @@ fn take(
             Ok(m) => m,
             Err(e) => return Reply::Error(e),
         };
-        match hand_out(pool, member, &id, &env, &fds) {
+        match hand_out(pool, member, &spec, &fds) {
             Some(reply) => return reply,
             // It was gone before it got the request: nothing of it ran, so
             // the next one is asked.
@@ -442,18 +456,17 @@ fn pick(pool: &Pool, deadline: Instant, timeout: Duration) -> Result<Member, Str
 fn hand_out(
     pool: &Pool,
     member: Member,
-    id: &str,
-    env: &[String],
+    spec: &TakeSpec,
     fds: &[std::os::fd::OwnedFd],
 ) -> Option<Reply> {
-    let id = id.to_string();
-    let env = env.to_vec();
+    let id = spec.id.clone();
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
     let sent = super::send(
         member.sock.as_fd(),
         &MemberCommand::Take {
             id: id.clone(),
-            env,
+            env: spec.env.clone(),
+            detach: spec.detach,
         },
         &borrowed,
     );
@@ -531,6 +544,7 @@ fn stats(pool: &Pool) -> PoolStats {
     PoolStats {
         name: pool.name.clone(),
         image_path: pool.image.display().to_string(),
+        bundle: pool.bundle.as_ref().map(|b| b.display().to_string()),
         generation: st.generation.as_ref().map_or(0, |g| g.n),
         size: st.target,
         ready: st.ready.len(),
@@ -558,7 +572,13 @@ fn serve(pool: &Arc<Pool>, stream: UnixStream) -> anyhow::Result<()> {
             id,
             env,
             timeout_secs,
-        } => take(pool, id, env, Duration::from_secs(timeout_secs), fds),
+            detach,
+        } => take(
+            pool,
+            TakeSpec { id, env, detach },
+            Duration::from_secs(timeout_secs),
+            fds,
+        ),
         Request::Stats => Reply::Stats(Box::new(stats(pool))),
         Request::Resize { size } => {
             if size == 0 {
@@ -612,6 +632,7 @@ pub fn run(args: DaemonArgs, g: &Globals) -> anyhow::Result<i32> {
         dir: dir.clone(),
         max_memory: args.max_memory,
         take_signal: args.take_signal,
+        bundle: args.bundle.clone(),
         platform: g.platform.clone(),
         debug_log: g.debug_log.clone(),
         state: Mutex::new(State {

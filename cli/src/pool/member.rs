@@ -27,13 +27,22 @@ pub struct MemberArgs {
     image_path: PathBuf,
     #[arg(long)]
     take_signal: Option<i32>,
+    /// Restore the container of this OCI bundle (its root and mounts), as
+    /// `cryo restore --bundle` does.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
 }
 
 /// From the daemon to a member.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) enum MemberCommand {
     /// Passes stdin, stdout, stderr and the taker's status socket.
-    Take { id: String, env: Vec<String> },
+    Take {
+        id: String,
+        env: Vec<String>,
+        #[serde(default)]
+        detach: bool,
+    },
 }
 
 /// From a member to the daemon.
@@ -91,24 +100,24 @@ fn reply(sock: &UnixStream, r: &MemberReply) -> anyhow::Result<()> {
 pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
     let sock = adopt_daemon_socket()?;
     let stdio = placeholders()?;
-    let (gofer_sock, mut gofer) = crate::do_cmd::start_gofer()?;
-    let container = sentry::state::ContainerRestore {
-        stdio: Some(stdio.clone()),
-        ..Default::default()
+    let mut gofers: Vec<std::process::Child> = Vec::new();
+    let plan = match &args.bundle {
+        Some(b) => match crate::oci::bundle::plan(b) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let e = anyhow::Error::new(e);
+                let _ = reply(&sock, &MemberReply::Failed(crate::one_line(&e)));
+                return Err(e);
+            }
+        },
+        None => None,
     };
-    let held = match sentry::state::restore_container_held(
-        &args.image_path,
-        gofer_sock,
-        container,
-        false,
-        g.platform.as_deref(),
-    ) {
+    let restored = restore(&args, plan.as_ref(), stdio.clone(), g, &mut gofers);
+    let held = match restored {
         Ok(h) => h,
         Err(e) => {
-            let e = anyhow::Error::new(e);
             let _ = reply(&sock, &MemberReply::Failed(crate::one_line(&e)));
-            let _ = gofer.kill();
-            let _ = gofer.wait();
+            end_gofers(gofers);
             return Err(e);
         }
     };
@@ -117,16 +126,15 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
     tracing::debug!(memory_bytes, "pool member ready");
     let argv = crate::container::recorded_argv(held.init_argv().iter().map(Vec::as_slice));
     // Wait for the take (or for the daemon to retire this member).
-    let (id, env, fds, dir) = loop {
+    let (id, env, detach, fds, mut claimed) = loop {
         let Some((cmd, fds)) = super::recv::<MemberCommand>(sock.as_fd())? else {
             tracing::debug!("pool member retired before a take");
-            let _ = gofer.kill();
-            let _ = gofer.wait();
+            end_gofers(gofers);
             // Nothing of the held sandbox ever ran: its stubs end with
             // this process, without unwinding a kernel that never started.
             std::process::exit(0);
         };
-        let MemberCommand::Take { id, env } = cmd;
+        let MemberCommand::Take { id, env, detach } = cmd;
         tracing::debug!(%id, "pool member: take received");
         if fds.len() != 4 {
             reply(
@@ -138,13 +146,14 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
             )?;
             continue;
         }
-        match crate::container::ContainerDir::create(&g.root, &id, &argv) {
-            Ok(dir) => break (id, env, fds, dir),
+        match claim(&g.root, &id, &argv, plan.as_ref(), args.bundle.as_deref()) {
+            Ok(dir) => break (id, env, detach, fds, dir),
             Err(e) => reply(&sock, &MemberReply::Refused(crate::one_line(&e)))?,
         }
     };
     let mut fds = fds.into_iter();
-    let mut bind = || -> anyhow::Result<()> {
+    let status = fds.next_back().map(UnixStream::from);
+    let started = (|| -> anyhow::Result<_> {
         for (i, file) in &stdio {
             let Some(fd) = fds.next() else {
                 bail!("stdio {i} missing");
@@ -152,34 +161,24 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
             sentry::vfs::donated::rebind_donated(file, fd)
                 .map_err(|e| anyhow::anyhow!("attaching stdio {i}: {e}"))?;
         }
-        Ok(())
-    };
-    if let Err(e) = bind() {
-        let _ = reply(&sock, &MemberReply::Broken(crate::one_line(&e)));
-        return Err(e);
-    }
+        let take = sentry::state::Take {
+            id: id.clone(),
+            env,
+            signal: args.take_signal,
+        };
+        let task = held.resume_taken(&take).map_err(anyhow::Error::new)?;
+        let queue = crate::control::start_server(
+            &crate::container::control_socket(&g.root, &id),
+            task.interrupt().clone(),
+        )?;
+        Ok((task, queue))
+    })();
     drop(stdio);
-    let status = fds.next().map(UnixStream::from);
-    let take = sentry::state::Take {
-        id: id.clone(),
-        env,
-        signal: args.take_signal,
-    };
-    let mut task = match held.resume_taken(&take) {
-        Ok(t) => t,
-        Err(e) => {
-            let e = anyhow::Error::new(e);
-            let _ = reply(&sock, &MemberReply::Broken(crate::one_line(&e)));
-            return Err(e);
-        }
-    };
-    let queue = match crate::control::start_server(
-        &crate::container::control_socket(&g.root, &id),
-        task.interrupt().clone(),
-    ) {
-        Ok(q) => q,
+    let (mut task, queue) = match started {
+        Ok(s) => s,
         Err(e) => {
             let _ = reply(&sock, &MemberReply::Broken(crate::one_line(&e)));
+            claimed.finish(&g.root, &id, false);
             return Err(e);
         }
     };
@@ -191,11 +190,18 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
         },
     )?;
     drop(sock);
+    // Other commands lock a container's record to act on it.
+    if let Claimed::Container { locked, .. } = &mut claimed {
+        drop(locked.take());
+    }
     let code = crate::supervisor::run_started(&mut task, &id, &queue);
     drop(task);
     drop(queue);
-    drop(dir);
-    let _ = gofer.wait();
+    claimed.finish(&g.root, &id, detach);
+    // The gofers serve until their sockets close, which the kernel's did.
+    for mut c in gofers {
+        let _ = c.wait();
+    }
     let code = code?;
     if let Some(mut s) = status {
         let mut line = serde_json::to_string(&super::Status::Exited { code })?;
@@ -204,4 +210,129 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
         let _ = s.write_all(line.as_bytes());
     }
     Ok(code)
+}
+
+fn end_gofers(gofers: Vec<std::process::Child>) {
+    for mut c in gofers {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Restores the statefile held: over the host's root as `cryo do`, or as
+/// the container of `plan` (its image checked against the bundle).
+fn restore(
+    args: &MemberArgs,
+    plan: Option<&crate::oci::bundle::Plan>,
+    stdio: Vec<(u32, Arc<sentry::vfs::OpenFile>)>,
+    g: &Globals,
+    gofers: &mut Vec<std::process::Child>,
+) -> anyhow::Result<sentry::state::HeldRestore> {
+    let (gofer_sock, container) = match plan {
+        None => {
+            let (sock, child) = crate::do_cmd::start_gofer()?;
+            gofers.push(child);
+            let container = sentry::state::ContainerRestore {
+                stdio: Some(stdio),
+                ..Default::default()
+            };
+            (sock, container)
+        }
+        Some(plan) => {
+            if plan.terminal {
+                bail!(
+                    "pools of containers with a terminal (process.terminal) are not supported yet"
+                );
+            }
+            crate::oci::restore::check_image(&args.image_path, plan)?;
+            let (sock, child) = crate::oci::sandbox::start_gofer(&plan.rootfs, true)?;
+            gofers.push(child);
+            let container = sentry::state::ContainerRestore {
+                namespace: crate::oci::sandbox::namespace_of(plan, gofers)?,
+                max_tasks: plan.max_tasks,
+                stdio: Some(stdio),
+            };
+            (sock, container)
+        }
+    };
+    sentry::state::restore_container_held(
+        &args.image_path,
+        gofer_sock,
+        container,
+        false,
+        g.platform.as_deref(),
+    )
+    .map_err(anyhow::Error::new)
+}
+
+/// The taken sandbox's record under --root.
+enum Claimed {
+    /// A `cryo do` sandbox's, removed when it ends.
+    Sandbox(crate::container::ContainerDir),
+    /// An OCI container's (`state.json` a container record, its identity
+    /// beside it), locked until the sandbox runs; once it has ended it is
+    /// removed if the taker waited for it, or left for `delete`.
+    Container {
+        locked: Option<crate::oci::state::Locked>,
+    },
+}
+
+impl Claimed {
+    fn finish(self, root: &std::path::Path, id: &str, detach: bool) {
+        match self {
+            Claimed::Sandbox(dir) => drop(dir),
+            Claimed::Container { .. } if !detach => {
+                if let Ok(l) = crate::oci::state::Locked::open(root, id) {
+                    let _ = l.remove();
+                }
+            }
+            Claimed::Container { .. } => {}
+        }
+    }
+}
+
+/// Claims `id` under `root` for the taken sandbox (refused, changing
+/// nothing, if it is in use).
+fn claim(
+    root: &std::path::Path,
+    id: &str,
+    argv: &[String],
+    plan: Option<&crate::oci::bundle::Plan>,
+    bundle: Option<&std::path::Path>,
+) -> anyhow::Result<Claimed> {
+    let (Some(plan), Some(bundle)) = (plan, bundle) else {
+        return Ok(Claimed::Sandbox(crate::container::ContainerDir::create(
+            root, id, argv,
+        )?));
+    };
+    use crate::oci::state::{proc_stat, rfc3339_now, Locked, Record, Status};
+    let locked = Locked::create(root, id)?;
+    let pid = std::process::id() as i32;
+    let record = Record {
+        id: id.to_string(),
+        status: Status::Running,
+        pid,
+        start_time: proc_stat(pid).map_or(0, |(_, t)| t),
+        bundle: bundle.to_path_buf(),
+        rootfs: plan.rootfs.clone(),
+        created: rfc3339_now(),
+        annotations: plan.annotations.clone(),
+        do_sandbox: false,
+    };
+    let saved = locked
+        .save(&record)
+        .map_err(anyhow::Error::new)
+        .and_then(|()| {
+            crate::oci::identity::save_in(
+                &locked.dir,
+                &crate::oci::identity::Identity::of_plan(plan),
+            )
+        });
+    if let Err(e) = saved {
+        let _ = locked.remove();
+        return Err(e);
+    }
+    Ok(Claimed::Container {
+        locked: Some(locked),
+    })
 }

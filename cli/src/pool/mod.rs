@@ -73,6 +73,11 @@ struct CreateArgs {
     /// the new one restores.
     #[arg(long)]
     image_path: PathBuf,
+    /// The OCI bundle of the checkpointed container (as `cryo restore
+    /// --bundle`): the pool's sandboxes are containers of it, their root
+    /// and mounts the bundle's, and a take makes each an OCI container.
+    #[arg(long, short = 'b')]
+    bundle: Option<PathBuf>,
     /// How many ready sandboxes the pool keeps.
     #[arg(long)]
     size: usize,
@@ -152,6 +157,10 @@ enum Request {
         id: String,
         env: Vec<String>,
         timeout_secs: u64,
+        /// The taker returns at once: a container's record stays for
+        /// `delete` after it ends.
+        #[serde(default)]
+        detach: bool,
     },
     Stats,
     Resize {
@@ -193,6 +202,8 @@ pub struct PoolStats {
     pub name: String,
     /// The image directory the pool watches.
     pub image_path: String,
+    /// The OCI bundle its containers come from (None: `cryo do` sandboxes).
+    pub bundle: Option<String>,
     /// Statefiles the pool took so far (1: the first; each accepted
     /// replacement adds one).
     pub generation: u64,
@@ -381,6 +392,18 @@ fn create(a: CreateArgs, g: &Globals) -> anyhow::Result<i32> {
     if !statefile.is_file() {
         bail!("no statefile in {}", image.display());
     }
+    let bundle = match &a.bundle {
+        Some(b) => {
+            let b = std::fs::canonicalize(b).with_context(|| format!("bundle {}", b.display()))?;
+            let plan = crate::oci::bundle::plan(&b)?;
+            if plan.terminal {
+                bail!("the bundle's process has a terminal (process.terminal): pools of containers with a terminal are not supported yet");
+            }
+            crate::oci::restore::check_image(&image, &plan)?;
+            Some(b)
+        }
+        None => None,
+    };
     let dir = pool_dir(&g.root, &a.name);
     std::fs::create_dir_all(pools_dir(&g.root))
         .with_context(|| format!("creating {}", pools_dir(&g.root).display()))?;
@@ -420,6 +443,9 @@ fn create(a: CreateArgs, g: &Globals) -> anyhow::Result<i32> {
         }
         if let Some(s) = take_signal {
             cmd.arg("--take-signal").arg(s.to_string());
+        }
+        if let Some(b) = &bundle {
+            cmd.arg("--bundle").arg(b);
         }
         cmd.arg(&a.name);
         use std::os::unix::process::CommandExt;
@@ -504,6 +530,7 @@ fn take(a: TakeArgs, g: &Globals) -> anyhow::Result<i32> {
         id: id.clone(),
         env,
         timeout_secs: a.timeout,
+        detach: a.detach,
     };
     let fds = [stdio[0], stdio[1], stdio[2], theirs.as_fd()];
     let reply = call(&g.root, &a.name, &req, &fds)?;
@@ -636,6 +663,9 @@ fn print_stats(all: &[PoolStats], format: &str, list: bool) {
     for s in all {
         let _ = writeln!(out, "name: {}", s.name);
         let _ = writeln!(out, "image: {} (generation {})", s.image_path, s.generation);
+        if let Some(b) = &s.bundle {
+            let _ = writeln!(out, "bundle: {b}");
+        }
         let _ = writeln!(out, "size: {}", s.size);
         let _ = writeln!(
             out,
