@@ -896,3 +896,46 @@ fn an_oci_pool_hands_out_containers() {
     assert_ok(&cryo_cli(&root, &["delete", "c2"]), "cryo delete c2");
     assert_ne!(cryo_cli(&root, &["state", "c2"]).code, 0);
 }
+
+/// `--max-memory`: the pool keeps fewer ready sandboxes than `--size`
+/// rather than let their PSS go over it, and refills within it.
+#[test]
+fn max_memory_caps_the_ready_sandboxes() {
+    let s = Scratch::new("cryo-pool-");
+    let root = s.path("root");
+    let img = s.path("img");
+    let data = data_file(&s);
+    server_image(&s, &img, &data, "v1");
+    let one = {
+        let _probe = create(&root, &img, "probe", &["--size", "1"]);
+        stats(&root, "probe")["pss_bytes"]
+            .as_u64()
+            .expect("pss_bytes")
+    };
+    assert!(one > 0);
+    // Room for one sandbox and a half: one stays ready, never two.
+    let max = (one * 3 / 2).to_string();
+    let _pool = create(
+        &root,
+        &img,
+        "capped",
+        &["--size", "4", "--max-memory", &max],
+    );
+    // An uncapped pool would be restoring its second sandbox by now.
+    let st = stats(&root, "capped");
+    assert!(
+        st["ready"] == 1 && st["refills"] == 1 && st["refilling"] == false,
+        "{st:#}"
+    );
+    let _ = take_answer(&root, "capped", "one", &[]);
+    wait_stats(&root, "capped", "the pool refills within its memory", |s| {
+        s["refills"] == 2 && !s["refilling"].as_bool().unwrap_or(true)
+    });
+    // Several rounds of the refill loop (500 ms each) later, still one.
+    std::thread::sleep(Duration::from_secs(2));
+    let st = stats(&root, "capped");
+    assert_eq!(st["refills"], 2, "{st:#}");
+    assert_eq!(st["ready"], 1, "{st:#}");
+    assert_eq!(st["size"], 4, "{st:#}");
+    assert_eq!(st["max_memory_bytes"].as_u64(), Some(one * 3 / 2), "{st:#}");
+}
