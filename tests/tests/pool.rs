@@ -422,6 +422,36 @@ fn a_taken_sandbox_answers_state_and_kill() {
         "stderr: {}",
         out.stderr_str()
     );
+
+    // A signal to the take goes to the sandbox's program, as with `cryo
+    // restore`.
+    let mut cmd = cryo_command(&root);
+    cmd.args(["pool", "take", "--id", "signalled", "k"]);
+    cryo_tests::isolate(&mut cmd);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning take");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    stdin.write_all(b"second\n").expect("writing a request");
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("an answer");
+    assert!(line.contains("\"second\""), "{line}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.stdout = Some(stdout.into_inner());
+    child.stdin = Some(stdin);
+    let out = finish(child, "the signalled take", LONG);
+    assert_eq!(
+        out.code,
+        128 + libc::SIGTERM,
+        "stderr: {}",
+        out.stderr_str()
+    );
 }
 
 /// A replacement statefile that does not load is refused with the damage

@@ -533,6 +533,12 @@ fn take(a: TakeArgs, g: &Globals) -> anyhow::Result<i32> {
         detach: a.detach,
     };
     let fds = [stdio[0], stdio[1], stdio[2], theirs.as_fd()];
+    // Until a sandbox is handed out, a signal ends this command (a wait
+    // for a ready sandbox can be interrupted); then it goes to the sandbox.
+    let target = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    if !a.detach {
+        forward_signals_to(target.clone());
+    }
     let reply = call(&g.root, &a.name, &req, &fds)?;
     drop(theirs);
     drop(replica);
@@ -544,7 +550,7 @@ fn take(a: TakeArgs, g: &Globals) -> anyhow::Result<i32> {
         println!("{id}");
         return Ok(0);
     }
-    forward_signals_to(pid);
+    target.store(pid, std::sync::atomic::Ordering::SeqCst);
     let mut line = String::new();
     BufReader::new(&mine)
         .take(MAX_MESSAGE as u64)
@@ -580,14 +586,20 @@ fn cooked(tty: &OwnedFd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Passes the signals main blocked on to the sandbox's process, which
-/// gives them to its program (as `cryo restore` does for its own).
-fn forward_signals_to(pid: i32) {
+/// Passes the signals main blocked on to the sandbox's process once
+/// `target` names it, which gives them to its program (as `cryo restore`
+/// does for its own); before that, a signal ends this command as it would
+/// have without the block.
+fn forward_signals_to(target: std::sync::Arc<std::sync::atomic::AtomicI32>) {
     let set = crate::supervisor::forwarded_signals();
     let spawned = std::thread::Builder::new()
         .name("cryo-take-signals".into())
         .spawn(move || {
             while let Ok(sig) = set.wait() {
+                let pid = target.load(std::sync::atomic::Ordering::SeqCst);
+                if pid == 0 {
+                    std::process::exit(128 + sig as i32);
+                }
                 if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).is_err() {
                     return;
                 }
