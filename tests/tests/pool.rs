@@ -292,9 +292,22 @@ fn pool_of_python_servers_answers_twenty_takes_and_refills() {
         members.iter().all(|m| m["pss_bytes"].as_u64() > Some(0)),
         "{st:#}"
     );
+    // The statefile's memory is held once, shared by the ready sandboxes
+    // (each holds under a quarter of it of its own: nothing until taken).
+    let shared = st["shared_memory_bytes"]
+        .as_u64()
+        .expect("shared_memory_bytes");
+    assert!(shared > 1 << 20, "{st:#}");
+    for m in members {
+        let own = m["memory_file_bytes"].as_u64().expect("memory_file_bytes");
+        assert!(
+            own < shared / 4,
+            "a ready sandbox holds {own} of {shared}: {st:#}"
+        );
+    }
     eprintln!(
-        "pool of 4: PSS {} bytes, one sandbox's memory file {} bytes",
-        st["pss_bytes"], st["sandbox_memory_bytes"]
+        "pool of 4: PSS {} bytes, shared memory {shared} bytes",
+        st["pss_bytes"]
     );
 
     // ls lists it, in both formats.

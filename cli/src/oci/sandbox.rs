@@ -276,6 +276,7 @@ fn restore(
         namespace: namespace_of(&plan, gofers)?,
         max_tasks: plan.max_tasks,
         stdio: None,
+        memory: None,
     };
     let task = sentry::state::restore_container(image, root_sock, container, false, platform)
         .map_err(anyhow::Error::new)?;

@@ -75,12 +75,21 @@ fn ident_of(path: &Path) -> Option<FileIdent> {
     })
 }
 
-/// One statefile the pool took: its copy's image directory.
+/// One statefile the pool took: its copy's image directory, and its
+/// memory loaded once into a sealed file every member shares until its
+/// take copies it in (`sentry::state::load_shared_memory`).
 #[derive(Clone, Debug)]
 struct Generation {
     n: u64,
     dir: PathBuf,
     source: Option<FileIdent>,
+    memory: Arc<std::os::fd::OwnedFd>,
+}
+
+/// Host memory `fd` holds (its blocks).
+fn held_bytes(fd: &std::os::fd::OwnedFd) -> u64 {
+    nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(fd))
+        .map_or(0, |st| u64::try_from(st.st_blocks).unwrap_or(0) * 512)
 }
 
 /// A ready member.
@@ -159,7 +168,21 @@ fn copy_generation(pool: &Pool, n: u64) -> anyhow::Result<Generation> {
         std::fs::copy(&inventory, dir.join("inventory.img"))
             .with_context(|| format!("copying {}", inventory.display()))?;
     }
-    Ok(Generation { n, dir, source })
+    let memory = sentry::state::load_shared_memory(&dir).map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            e.to_string().replace(
+                &sentry::state::statefile_path(&dir).display().to_string(),
+                &src.display().to_string(),
+            )
+        )
+    })?;
+    Ok(Generation {
+        n,
+        dir,
+        source,
+        memory: Arc::new(memory),
+    })
 }
 
 /// Starts a member restoring `generation` and waits until it is ready
@@ -187,6 +210,16 @@ fn start_member(pool: &Arc<Pool>, generation: &Generation) -> anyhow::Result<Mem
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().context("starting a pool member")?;
     let pid = child.id() as i32;
+    // Its first message: the statefile's shared memory.
+    if let Err(e) = super::send(
+        ours.as_fd(),
+        &MemberCommand::Memory,
+        &[generation.memory.as_fd()],
+    ) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e.context("passing the shared memory to a member"));
+    }
     pool.lock().starting = Some(pid);
     // Reaped by a thread of its own: a member lives on as a taken sandbox.
     let answer = super::read_line_timeout(&ours, Some(RESTORE_TIMEOUT));
@@ -539,6 +572,7 @@ fn stats(pool: &Pool) -> PoolStats {
             pid: m.pid,
             generation: m.generation,
             pss_bytes: super::pss_of_tree(m.pid),
+            memory_file_bytes: m.memory_bytes,
         })
         .collect();
     PoolStats {
@@ -557,6 +591,7 @@ fn stats(pool: &Pool) -> PoolStats {
         max_memory_bytes: pool.max_memory,
         pss_bytes: members.iter().map(|m| m.pss_bytes).sum(),
         sandbox_memory_bytes: st.sandbox_memory_bytes,
+        shared_memory_bytes: st.generation.as_ref().map_or(0, |g| held_bytes(&g.memory)),
         daemon_pid: std::process::id() as i32,
         members,
     }

@@ -36,6 +36,9 @@ pub struct MemberArgs {
 /// From the daemon to a member.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) enum MemberCommand {
+    /// Passes the statefile's memory, loaded once and sealed (the first
+    /// message, before the restore).
+    Memory,
     /// Passes stdin, stdout, stderr and the taker's status socket.
     Take {
         id: String,
@@ -100,6 +103,11 @@ fn reply(sock: &UnixStream, r: &MemberReply) -> anyhow::Result<()> {
 pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
     let sock = adopt_daemon_socket()?;
     let stdio = placeholders()?;
+    let memory = match super::recv::<MemberCommand>(sock.as_fd())? {
+        Some((MemberCommand::Memory, fds)) if fds.len() == 1 => fds.into_iter().next(),
+        Some(_) => bail!("the pool's first message is not its shared memory"),
+        None => return Ok(0),
+    };
     let mut gofers: Vec<std::process::Child> = Vec::new();
     let plan = match &args.bundle {
         Some(b) => match crate::oci::bundle::plan(b) {
@@ -112,7 +120,7 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
         },
         None => None,
     };
-    let restored = restore(&args, plan.as_ref(), stdio.clone(), g, &mut gofers);
+    let restored = restore(&args, plan.as_ref(), stdio.clone(), memory, g, &mut gofers);
     let held = match restored {
         Ok(h) => h,
         Err(e) => {
@@ -134,7 +142,10 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
             // this process, without unwinding a kernel that never started.
             std::process::exit(0);
         };
-        let MemberCommand::Take { id, env, detach } = cmd;
+        let MemberCommand::Take { id, env, detach } = cmd else {
+            reply(&sock, &MemberReply::Refused("not a take".into()))?;
+            continue;
+        };
         tracing::debug!(%id, "pool member: take received");
         if fds.len() != 4 {
             reply(
@@ -225,6 +236,7 @@ fn restore(
     args: &MemberArgs,
     plan: Option<&crate::oci::bundle::Plan>,
     stdio: Vec<(u32, Arc<sentry::vfs::OpenFile>)>,
+    memory: Option<OwnedFd>,
     g: &Globals,
     gofers: &mut Vec<std::process::Child>,
 ) -> anyhow::Result<sentry::state::HeldRestore> {
@@ -234,6 +246,7 @@ fn restore(
             gofers.push(child);
             let container = sentry::state::ContainerRestore {
                 stdio: Some(stdio),
+                memory,
                 ..Default::default()
             };
             (sock, container)
@@ -251,6 +264,7 @@ fn restore(
                 namespace: crate::oci::sandbox::namespace_of(plan, gofers)?,
                 max_tasks: plan.max_tasks,
                 stdio: Some(stdio),
+                memory,
             };
             (sock, container)
         }

@@ -194,6 +194,9 @@ pub struct MemberStats {
     pub generation: u64,
     /// PSS of the member and every process under it (stubs, gofer).
     pub pss_bytes: u64,
+    /// What its own memory file holds (a held sandbox: nothing of the
+    /// statefile's memory, which it shares until its take).
+    pub memory_file_bytes: u64,
 }
 
 /// `pool stats`: what the daemon knows.
@@ -222,9 +225,11 @@ pub struct PoolStats {
     pub max_memory_bytes: Option<u64>,
     /// PSS of every ready sandbox together.
     pub pss_bytes: u64,
-    /// What one restored copy holds in its memory file (the statefile's
-    /// memory, as a plain restore loads it).
+    /// What the last restored member's memory file held when it was ready.
     pub sandbox_memory_bytes: u64,
+    /// The statefile's memory, loaded once and shared by every ready
+    /// sandbox until its take copies it into its own memory file.
+    pub shared_memory_bytes: u64,
     /// The daemon's host pid.
     pub daemon_pid: i32,
     pub members: Vec<MemberStats>,
@@ -706,9 +711,11 @@ fn print_stats(all: &[PoolStats], format: &str, list: bool) {
         }
         let _ = writeln!(
             out,
-            "memory file of one sandbox: {}",
-            mib(s.sandbox_memory_bytes)
+            "shared memory (the statefile's, one copy): {}",
+            mib(s.shared_memory_bytes)
         );
+        let held: u64 = s.members.iter().map(|m| m.memory_file_bytes).sum();
+        let _ = writeln!(out, "memory files of ready sandboxes: {}", mib(held));
     }
 }
 

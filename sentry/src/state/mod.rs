@@ -10,8 +10,8 @@ pub mod types;
 pub mod validate;
 
 pub use restore::{
-    restore, restore_container, restore_container_held, ContainerRestore, HeldRestore,
-    RestoreError, Take,
+    load_shared_memory, restore, restore_container, restore_container_held, ContainerRestore,
+    HeldRestore, RestoreError, Take,
 };
 pub use save::{
     checkpoint, checkpoint_leave_running, statefile_path, wait_background_checkpoint,
