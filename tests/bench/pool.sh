@@ -11,17 +11,18 @@
 # stdin. Then, REPS times each, interleaved, the time from starting the
 # command until the first answer arrives (the request is written at once):
 #   take     `cryo pool take P` from a pool of SIZE sandboxes of the statefile
-#            (waiting for the pool to be full again between takes);
+#            (waiting for the pool to be full again between takes), and from
+#            a pool created with --share-memory (its take copies the memory in);
 #   restore  a fresh `cryo restore --image-path IMG`;
 #   do       a cold `cryo do -- python3 -c SERVER` (python starts and imports);
 #   runsc    a cold `runsc do -- python3 -c SERVER` (gVisor; skipped if there
 #            is no runsc). runsc's restore is not measured: a `runsc do`
 #            container cannot be checkpointed by name, and an OCI bundle of
 #            the host's python is beyond this script.
-# Memory: PSS (/proc/PID/smaps_rollup, summed over the sandbox process and
-# every process under it: stubs, gofer) of each ready sandbox of the pool
-# (from `cryo pool stats`) against one `cryo restore`d copy waiting for its
-# first request.
+# Memory: PSS (/proc/PID/smaps_rollup) of the whole process tree plus the
+# memfds it holds, each once (memory files, the pool's shared copy of the
+# statefile's memory): the pool's daemon with its ready sandboxes against
+# one `cryo restore`d copy waiting for its first request.
 #
 # Needs: bash >= 5, python3, awk; root for runsc. Knobs (environment): CRYO
 # (a cryo binary; default: target/release/cryo, built), RUNSC, REPS (10), SIZE
@@ -46,6 +47,7 @@ cryo() { "$CRYO_BIN" --root "$ROOT" "${PLAT[@]}" "$@"; }
 
 cleanup() {
 	cryo pool destroy bench >/dev/null 2>&1 || true
+	cryo pool destroy shared >/dev/null 2>&1 || true
 	rm -rf "$W"
 }
 trap cleanup EXIT
@@ -57,6 +59,47 @@ print("ready", flush=True)
 for line in sys.stdin:
     print(json.dumps({"echo": line.strip(), "urandom": os.urandom(8).hex(), "sum": str(sum(decimal.Decimal(1) / decimal.Decimal(k) for k in range(1, 8)))}), flush=True)
 '
+
+# memfd_kib PID...: KiB the memfds these processes hold (their blocks),
+# each counted once however many hold it: the memory files and the pool's
+# shared copy, which PSS misses where no process maps their pages.
+memfd_kib() {
+	local p l
+	for p in "$@"; do
+		for l in /proc/"$p"/fd/*; do
+			[[ $(readlink "$l" 2>/dev/null) == /memfd:* ]] || continue
+			stat -L -c '%i %b %B' "$l" 2>/dev/null
+		done
+	done | sort -u -k1,1 | awk '{ t += $2 * $3 } END { printf "%d\n", t / 1024 }'
+}
+
+# tree PID: PID and every process under it, one per line.
+tree() {
+	local p
+	local -a todo=("$1")
+	declare -A kids=()
+	for p in /proc/[0-9]*; do
+		local st
+		st=$(cat "$p/stat" 2>/dev/null) || continue
+		st=${st##*) }
+		read -r _ ppid _ <<<"$st"
+		kids[$ppid]+=" ${p#/proc/}"
+	done
+	while ((${#todo[@]})); do
+		p=${todo[0]}
+		todo=("${todo[@]:1}")
+		echo "$p"
+		# shellcheck disable=SC2206
+		[[ -n ${kids[$p]:-} ]] && todo+=(${kids[$p]})
+	done
+}
+
+# total_kib PID: PSS of PID's tree plus the memfds it holds, in KiB.
+total_kib() {
+	local -a ps
+	mapfile -t ps < <(tree "$1")
+	echo $(($(pss_tree "$1") + $(memfd_kib "${ps[@]}")))
+}
 
 # pss_tree PID: PSS in KiB of PID and every process under it.
 pss_tree() {
@@ -99,7 +142,7 @@ first_answer() {
 	t1=$(now_us)
 	[[ $line == "{"* ]] || die "$* did not answer (stderr: $(one_line "$(cat "$W/stderr.log")"))"
 	if [[ -n ${MEASURE_PSS:-} ]]; then
-		pss_tree "$pid" >"$MEASURE_PSS"
+		total_kib "$pid" >"$MEASURE_PSS"
 	fi
 	exec {RUN[1]}>&-
 	wait "$pid" || true
@@ -115,19 +158,25 @@ cryo checkpoint --image-path "$IMG" srv >/dev/null || die "cryo checkpoint faile
 wait "$SRV_PID_SAVED" || true
 statefile_mib=$(du -m "$IMG/checkpoint.cryo" | cut -f1)
 
-log "creating a pool of $SIZE"
+log "creating two pools of $SIZE (one with --share-memory)"
 cryo pool create --image-path "$IMG" --size "$SIZE" bench || die "cryo pool create failed"
+cryo pool create --image-path "$IMG" --size "$SIZE" --share-memory shared || die "cryo pool create --share-memory failed"
+# wait_full POOL
 wait_full() {
 	local i
 	for i in $(seq 600); do
-		cryo pool stats --format json bench | grep -q "\"ready\": $SIZE," && return 0
+		cryo pool stats --format json "$1" | grep -q "\"ready\": $SIZE," && return 0
 		sleep 0.1
 	done
-	die "the pool did not fill up"
+	die "the pool $1 did not fill up"
 }
-wait_full
-ready_pss_kib=$(cryo pool stats --format json bench | awk -F': ' '/"pss_bytes"/ { gsub(/,/, "", $2); print int($2 / 1024); exit }')
-memfile_kib=$(cryo pool stats --format json bench | awk -F': ' '/"sandbox_memory_bytes"/ { gsub(/,/, "", $2); print int($2 / 1024); exit }')
+# stat_of POOL KEY: a number from `pool stats --format json`.
+stat_of() { cryo pool stats --format json "$1" | awk -F': ' -v k="\"$2\"" '$1 ~ k { gsub(/,/, "", $2); print $2; exit }'; }
+wait_full bench
+wait_full shared
+pool_kib=$(total_kib "$(stat_of bench daemon_pid)")
+spool_kib=$(total_kib "$(stat_of shared daemon_pid)")
+shared_kib=$(($(stat_of shared shared_memory_bytes) / 1024))
 
 RUNSC_OK=""
 if [[ -x $RUNSC && $(id -u) -eq 0 ]]; then
@@ -136,8 +185,10 @@ fi
 
 for r in $(seq "$REPS"); do
 	log "round $r of $REPS"
-	wait_full
+	wait_full bench
 	first_answer "$W/take.ms" "$CRYO_BIN" --root "$ROOT" "${PLAT[@]}" pool take bench
+	wait_full shared
+	first_answer "$W/stake.ms" "$CRYO_BIN" --root "$ROOT" "${PLAT[@]}" pool take shared
 	if [[ $r -eq 1 ]]; then
 		MEASURE_PSS=$W/restored.kib first_answer "$W/restore.ms" "$CRYO_BIN" --root "$ROOT" "${PLAT[@]}" restore --image-path "$IMG"
 	else
@@ -150,6 +201,7 @@ for r in $(seq "$REPS"); do
 done
 
 read -r take_med take_min take_max <<<"$(stats "$W/take.ms")"
+read -r stake_med stake_min stake_max <<<"$(stats "$W/stake.ms")"
 read -r rest_med rest_min rest_max <<<"$(stats "$W/restore.ms")"
 read -r do_med do_min do_max <<<"$(stats "$W/do.ms")"
 runsc_med="" runsc_min="" runsc_max=""
@@ -157,7 +209,10 @@ if [[ -s $W/runsc.ms ]]; then
 	read -r runsc_med runsc_min runsc_max <<<"$(stats "$W/runsc.ms")"
 fi
 restored_kib=$(cat "$W/restored.kib")
-per_pooled_kib=$((ready_pss_kib / SIZE))
+per_pooled_kib=$((pool_kib / SIZE))
+per_spooled_kib=$(((spool_kib - shared_kib) / SIZE))
+
+mib_of() { fmt "$(awk -v k="$1" 'BEGIN { print k / 1024 }')"; }
 
 echo "# Warm pool: take → first answer of a python3 server"
 echo
@@ -167,6 +222,7 @@ echo
 echo "| start → first answer | median ms | min | max | vs take |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 printf '| cryo pool take | %s | %s | %s | 1x |\n' "$(fmt "$take_med")" "$(fmt "$take_min")" "$(fmt "$take_max")"
+printf '| cryo pool take, --share-memory | %s | %s | %s | %s |\n' "$(fmt "$stake_med")" "$(fmt "$stake_min")" "$(fmt "$stake_max")" "$(ratio "$stake_med" "$take_med")"
 printf '| cryo restore | %s | %s | %s | %s |\n' "$(fmt "$rest_med")" "$(fmt "$rest_min")" "$(fmt "$rest_max")" "$(ratio "$rest_med" "$take_med")"
 printf '| cryo do (cold) | %s | %s | %s | %s |\n' "$(fmt "$do_med")" "$(fmt "$do_min")" "$(fmt "$do_max")" "$(ratio "$do_med" "$take_med")"
 if [[ -n $runsc_med ]]; then
@@ -175,11 +231,13 @@ else
 	echo "| runsc do (cold) | – | – | – | not run (no runsc at $RUNSC, or not root) |"
 fi
 echo
-echo "| memory (PSS, whole process tree) | MiB | vs one restored copy |"
-echo "| --- | ---: | ---: |"
-printf '| one cryo restore, waiting | %s | 1x |\n' "$(fmt "$(awk -v k="$restored_kib" 'BEGIN { print k / 1024 }')")"
-printf '| pool of %s, ready | %s | %s |\n' "$SIZE" "$(fmt "$(awk -v k="$ready_pss_kib" 'BEGIN { print k / 1024 }')")" "$(ratio "$ready_pss_kib" "$restored_kib")"
-printf '| per pooled sandbox | %s | %s |\n' "$(fmt "$(awk -v k="$per_pooled_kib" 'BEGIN { print k / 1024 }')")" "$(ratio "$per_pooled_kib" "$restored_kib")"
-printf '| memory file of one sandbox (memfd blocks, its own in every sandbox) | %s | %s |\n' "$(fmt "$(awk -v k="$memfile_kib" 'BEGIN { print k / 1024 }')")" "$(ratio "$memfile_kib" "$restored_kib")"
+echo "Memory: PSS of the whole process tree plus the memfds it holds (memory files, the pool's shared copy; PSS alone misses memfd pages no process maps)."
 echo
-echo "PSS counts only pages mapped in a process: a memory-file page the Sentry wrote with pwrite(2) and no stub has mapped yet is in no process's PSS, so a held sandbox's PSS is below what it holds; the memory file's row is what each sandbox holds of its own (the pool shares no pages between its sandboxes yet)."
+echo "| memory | MiB | vs one restored copy |"
+echo "| --- | ---: | ---: |"
+printf '| one cryo restore, waiting for its first request | %s | 1x |\n' "$(mib_of "$restored_kib")"
+printf '| a pool: daemon and %s ready sandboxes | %s | %s |\n' "$SIZE" "$(mib_of "$pool_kib")" "$(ratio "$pool_kib" "$restored_kib")"
+printf '| per ready sandbox | %s | %s |\n' "$(mib_of "$per_pooled_kib")" "$(ratio "$per_pooled_kib" "$restored_kib")"
+printf '| a --share-memory pool: daemon and %s ready sandboxes | %s | %s |\n' "$SIZE" "$(mib_of "$spool_kib")" "$(ratio "$spool_kib" "$restored_kib")"
+printf '| of which the shared copy of the statefile memory | %s | %s |\n' "$(mib_of "$shared_kib")" "$(ratio "$shared_kib" "$restored_kib")"
+printf '| per ready sandbox, beyond the shared copy | %s | %s |\n' "$(mib_of "$per_spooled_kib")" "$(ratio "$per_spooled_kib" "$restored_kib")"

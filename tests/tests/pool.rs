@@ -247,7 +247,7 @@ fn pool_of_python_servers_answers_twenty_takes_and_refills() {
         &root,
         &img,
         "py",
-        &["--size", "4", "--take-signal", "SIGUSR2"],
+        &["--size", "4", "--take-signal", "SIGUSR2", "--share-memory"],
     );
     wait_stats(&root, "py", "the pool fills", |s| s["ready"] == 4);
 
@@ -379,6 +379,9 @@ fn without_the_hook_only_kernel_randomness_differs() {
     assert_ne!(a["urandom"], b["urandom"]);
     assert_ne!(a["boot_id"], b["boot_id"]);
     assert_eq!(a["random"], b["random"], "the saved PRNG state: {a} {b}");
+    // Without --share-memory each sandbox loads its own memory.
+    let st = stats(&root, "plain");
+    assert_eq!(st["shared_memory_bytes"], 0, "{st:#}");
     // A generated id, shown in /proc/cryo/id; no --env: an empty environ.
     assert!(
         a["id"].as_str().is_some_and(|i| i.starts_with("cryo-")),

@@ -218,7 +218,7 @@ fn check_terminal(
 
 /// A host pty for a container's terminal: its master goes to the console
 /// socket, its replica (returned, inheritable) to the sandbox process.
-pub(crate) fn console_replica(
+pub(super) fn console_replica(
     sock: console::ConsoleSocket,
     size: Option<super::bundle::ConsoleSize>,
 ) -> anyhow::Result<std::os::fd::OwnedFd> {

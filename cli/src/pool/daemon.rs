@@ -38,6 +38,8 @@ pub struct DaemonArgs {
     take_signal: Option<i32>,
     #[arg(long)]
     bundle: Option<PathBuf>,
+    #[arg(long)]
+    share_memory: bool,
     /// The inherited pipe on which `create` waits for "ok" or an error.
     #[arg(long)]
     ready_fd: i32,
@@ -75,15 +77,15 @@ fn ident_of(path: &Path) -> Option<FileIdent> {
     })
 }
 
-/// One statefile the pool took: its copy's image directory, and its
-/// memory loaded once into a sealed file every member shares until its
-/// take copies it in (`sentry::state::load_shared_memory`).
+/// One statefile the pool took: its copy's image directory, and, with
+/// --share-memory, its memory loaded once into a sealed file every member
+/// shares until its take copies it in (`sentry::state::load_shared_memory`).
 #[derive(Clone, Debug)]
 struct Generation {
     n: u64,
     dir: PathBuf,
     source: Option<FileIdent>,
-    memory: Arc<std::os::fd::OwnedFd>,
+    memory: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 /// Host memory `fd` holds (its blocks).
@@ -130,6 +132,7 @@ struct Pool {
     max_memory: Option<u64>,
     take_signal: Option<i32>,
     bundle: Option<PathBuf>,
+    share_memory: bool,
     platform: Option<String>,
     debug_log: Option<PathBuf>,
     state: Mutex<State>,
@@ -168,20 +171,25 @@ fn copy_generation(pool: &Pool, n: u64) -> anyhow::Result<Generation> {
         std::fs::copy(&inventory, dir.join("inventory.img"))
             .with_context(|| format!("copying {}", inventory.display()))?;
     }
-    let memory = sentry::state::load_shared_memory(&dir).map_err(|e| {
-        anyhow::anyhow!(
-            "{}",
-            e.to_string().replace(
-                &sentry::state::statefile_path(&dir).display().to_string(),
-                &src.display().to_string(),
+    let memory = if pool.share_memory {
+        let m = sentry::state::load_shared_memory(&dir).map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.to_string().replace(
+                    &sentry::state::statefile_path(&dir).display().to_string(),
+                    &src.display().to_string(),
+                )
             )
-        )
-    })?;
+        })?;
+        Some(Arc::new(m))
+    } else {
+        None
+    };
     Ok(Generation {
         n,
         dir,
         source,
-        memory: Arc::new(memory),
+        memory,
     })
 }
 
@@ -210,12 +218,9 @@ fn start_member(pool: &Arc<Pool>, generation: &Generation) -> anyhow::Result<Mem
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().context("starting a pool member")?;
     let pid = child.id() as i32;
-    // Its first message: the statefile's shared memory.
-    if let Err(e) = super::send(
-        ours.as_fd(),
-        &MemberCommand::Memory,
-        &[generation.memory.as_fd()],
-    ) {
+    // Its first message: the statefile's shared memory, if any.
+    let shared: Vec<_> = generation.memory.iter().map(|m| m.as_fd()).collect();
+    if let Err(e) = super::send(ours.as_fd(), &MemberCommand::Memory, &shared) {
         let _ = child.kill();
         let _ = child.wait();
         return Err(e.context("passing the shared memory to a member"));
@@ -591,7 +596,11 @@ fn stats(pool: &Pool) -> PoolStats {
         max_memory_bytes: pool.max_memory,
         pss_bytes: members.iter().map(|m| m.pss_bytes).sum(),
         sandbox_memory_bytes: st.sandbox_memory_bytes,
-        shared_memory_bytes: st.generation.as_ref().map_or(0, |g| held_bytes(&g.memory)),
+        shared_memory_bytes: st
+            .generation
+            .as_ref()
+            .and_then(|g| g.memory.as_deref())
+            .map_or(0, held_bytes),
         daemon_pid: std::process::id() as i32,
         members,
     }
@@ -668,6 +677,7 @@ pub fn run(args: DaemonArgs, g: &Globals) -> anyhow::Result<i32> {
         max_memory: args.max_memory,
         take_signal: args.take_signal,
         bundle: args.bundle.clone(),
+        share_memory: args.share_memory,
         platform: g.platform.clone(),
         debug_log: g.debug_log.clone(),
         state: Mutex::new(State {

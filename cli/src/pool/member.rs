@@ -36,8 +36,9 @@ pub struct MemberArgs {
 /// From the daemon to a member.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) enum MemberCommand {
-    /// Passes the statefile's memory, loaded once and sealed (the first
-    /// message, before the restore).
+    /// Passes the statefile's memory, loaded once and sealed, with
+    /// --share-memory, else nothing (the first message, before the
+    /// restore).
     Memory,
     /// Passes stdin, stdout, stderr and the taker's status socket.
     Take {
@@ -104,7 +105,7 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
     let sock = adopt_daemon_socket()?;
     let stdio = placeholders()?;
     let memory = match super::recv::<MemberCommand>(sock.as_fd())? {
-        Some((MemberCommand::Memory, fds)) if fds.len() == 1 => fds.into_iter().next(),
+        Some((MemberCommand::Memory, fds)) if fds.len() <= 1 => fds.into_iter().next(),
         Some(_) => bail!("the pool's first message is not its shared memory"),
         None => return Ok(0),
     };

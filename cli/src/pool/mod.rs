@@ -91,6 +91,11 @@ struct CreateArgs {
     /// program notices it was cloned), e.g. SIGUSR2.
     #[arg(long, value_name = "SIGNAL")]
     take_signal: Option<String>,
+    /// Load the statefile's memory once, into a sealed file the ready
+    /// sandboxes share (each holds none of it of its own until its take,
+    /// which copies it in: takes get slower by that copy).
+    #[arg(long)]
+    share_memory: bool,
     /// The pool's name.
     name: String,
 }
@@ -227,8 +232,9 @@ pub struct PoolStats {
     pub pss_bytes: u64,
     /// What the last restored member's memory file held when it was ready.
     pub sandbox_memory_bytes: u64,
-    /// The statefile's memory, loaded once and shared by every ready
-    /// sandbox until its take copies it into its own memory file.
+    /// With --share-memory: the statefile's memory, loaded once and shared
+    /// by every ready sandbox until its take copies it into its own
+    /// memory file.
     pub shared_memory_bytes: u64,
     /// The daemon's host pid.
     pub daemon_pid: i32,
@@ -452,6 +458,9 @@ fn create(a: CreateArgs, g: &Globals) -> anyhow::Result<i32> {
         if let Some(b) = &bundle {
             cmd.arg("--bundle").arg(b);
         }
+        if a.share_memory {
+            cmd.arg("--share-memory");
+        }
         cmd.arg(&a.name);
         use std::os::unix::process::CommandExt;
         // Its own process group: a terminal's ^C to this command does not
@@ -519,9 +528,12 @@ fn take(a: TakeArgs, g: &Globals) -> anyhow::Result<i32> {
         Some(p) => {
             crate::oci::commands::check_console_socket(p)?;
             let sock = crate::oci::console::ConsoleSocket::connect(p)?;
-            let replica = crate::oci::commands::console_replica(sock, None)?;
-            cooked(&replica)?;
-            Some(replica)
+            let pty = crate::oci::console::host_pty(None)?;
+            // Cooked before the master leaves: what its owner types at
+            // once already goes through the line discipline.
+            cooked(&pty.replica)?;
+            sock.send(&pty.master)?;
+            Some(pty.replica)
         }
         None => None,
     };
