@@ -10,6 +10,7 @@ mod gofer_cmd;
 mod inspect;
 mod logging;
 mod oci;
+mod pool;
 mod restore_cmd;
 mod supervisor;
 
@@ -121,6 +122,10 @@ enum Command {
     Exec(oci::commands::ExecArgs),
     /// What this runtime supports, as runc's features JSON.
     Features,
+    /// Warm pools: sandboxes restored from one statefile ahead of time,
+    /// handed out in milliseconds (create, take, ls, stats, resize,
+    /// destroy).
+    Pool(pool::PoolArgs),
     /// Internal: the sandbox process of a container.
     #[command(hide = true)]
     Sandbox(oci::sandbox::SandboxArgs),
@@ -152,10 +157,12 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     }
-    if matches!(
-        cli.command,
-        Command::Do(_) | Command::Restore(_) | Command::Sandbox(_) | Command::Run(_)
-    ) {
+    let forwards = match &cli.command {
+        Command::Do(_) | Command::Restore(_) | Command::Sandbox(_) | Command::Run(_) => true,
+        Command::Pool(p) => p.forwards_signals(),
+        _ => false,
+    };
+    if forwards {
         // Before any other thread exists: the sandbox's program gets these.
         if let Err(e) = supervisor::block_forwarded_signals() {
             eprintln!("cryo: {e:#}");
@@ -212,6 +219,7 @@ fn main() -> ExitCode {
         Command::Resume(args) => oci::commands::resume(&globals, args),
         Command::Exec(args) => oci::commands::exec(&globals, args),
         Command::Features => oci::commands::features(),
+        Command::Pool(args) => pool::run(args, &globals),
         Command::Sandbox(args) => oci::sandbox::run(
             args,
             &cli.root,

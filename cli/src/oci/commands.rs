@@ -233,7 +233,7 @@ pub(super) fn console_replica(
 }
 
 /// A console socket that is not there, refused before anything is made.
-pub(super) fn check_console_socket(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_console_socket(path: &Path) -> anyhow::Result<()> {
     std::fs::metadata(path)
         .map(|_| ())
         .with_context(|| format!("--console-socket {}", path.display()))

@@ -41,7 +41,7 @@ pub struct OciRestore {
 
 /// Reads the statefile's header and checks the checkpointed container is
 /// the bundle's: the identity the application saw is the bundle's.
-fn check_image(image: &Path, plan: &bundle::Plan) -> anyhow::Result<()> {
+pub(crate) fn check_image(image: &Path, plan: &bundle::Plan) -> anyhow::Result<()> {
     Inventory::read(image)?;
     let path = sentry::state::statefile_path(image);
     let reader = statefile::Reader::open(&path)

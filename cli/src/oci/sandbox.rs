@@ -197,7 +197,7 @@ fn boot(
 
 /// The bundle's root flag and mounts, each bind mount served by a gofer
 /// of its own (pushed on `gofers`).
-fn namespace_of(
+pub(crate) fn namespace_of(
     plan: &bundle::Plan,
     gofers: &mut Vec<std::process::Child>,
 ) -> anyhow::Result<NamespaceSetup> {
@@ -284,6 +284,8 @@ fn restore(
         namespace: namespace_of(&plan, gofers)?,
         max_tasks: plan.max_tasks,
         memory_limit: plan.memory_limit,
+        stdio: None,
+        memory: None,
     };
     let task = sentry::state::restore_container(image, root_sock, container, false, platform)
         .map_err(anyhow::Error::new)?;

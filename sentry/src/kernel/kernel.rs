@@ -80,6 +80,9 @@ pub struct Kernel {
     pub unix: Arc<crate::net::UnixNamespace>,
     /// The sandbox's loopback TCP/UDP stack.
     pub inet: Arc<crate::net::inet::InetStack>,
+    /// Its boot id and, once a pool hands it out, the take's id and
+    /// environment (never saved: see `identity`).
+    pub identity: super::identity::Identity,
     /// What was logged as unimplemented: "name" or "name (detail)".
     enosys_logged: Mutex<HashSet<String>>,
     /// Every process's start and end, bounded (`cryo diff` names the
@@ -110,6 +113,7 @@ impl Kernel {
             file_locks: crate::vfs::lock::FileLocks::new(),
             unix: crate::net::UnixNamespace::new(),
             inet: crate::net::inet::InetStack::new(),
+            identity: super::identity::Identity::new(),
             platform,
             memory_file,
             vfs,

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod exit;
 pub mod fd_table;
 pub mod futex;
+pub mod identity;
 pub mod interrupt;
 pub mod itimer;
 pub mod job_control;

@@ -404,4 +404,19 @@ impl ProcessTable for ProcTable {
     fn net_file(&self, name: &str) -> Option<String> {
         self.kernel()?.inet.proc_net(name)
     }
+    fn boot_id(&self) -> String {
+        self.kernel()
+            .map(|k| k.identity.boot_id())
+            .unwrap_or_default()
+    }
+    fn take_id(&self) -> String {
+        self.kernel()
+            .map(|k| k.identity.take_id())
+            .unwrap_or_default()
+    }
+    fn take_env(&self) -> Vec<String> {
+        self.kernel()
+            .map(|k| k.identity.take_env())
+            .unwrap_or_default()
+    }
 }

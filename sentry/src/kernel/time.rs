@@ -64,6 +64,20 @@ fn host_clock(id: libc::clockid_t) -> Nanos {
         .unwrap_or(0)
 }
 
+/// Host monotonic time this process's sandbox spent restored but held
+/// before it ran (a warm pool's sandbox waiting to be taken), taken off
+/// its clocks so that, as after any restore, they go on from the
+/// checkpoint's instant. A sandbox process holds one kernel, and only the
+/// pool's resume adds to it.
+static HELD_NS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Takes `held` off the sandbox's monotonic clock: the time a restored
+/// sandbox waited before it resumed (see [`HELD_NS`]).
+pub fn discount_held(held: Duration) {
+    let ns = i64::try_from(held.as_nanos()).unwrap_or(i64::MAX);
+    HELD_NS.fetch_add(ns, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// The sandbox's monotonic clock starts here, so uptime looks like a fresh
 /// boot rather than the host's uptime.
 const BOOT_MONOTONIC: Nanos = 1_000_000_000;
@@ -93,6 +107,7 @@ impl Clocks {
 
     pub fn monotonic(&self) -> Nanos {
         host_clock(libc::CLOCK_MONOTONIC) + self.monotonic_offset
+            - HELD_NS.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn realtime(&self) -> Nanos {

@@ -9,7 +9,10 @@ mod save;
 pub mod types;
 pub mod validate;
 
-pub use restore::{restore, restore_container, ContainerRestore, RestoreError};
+pub use restore::{
+    load_shared_memory, restore, restore_container, restore_container_held, ContainerRestore,
+    HeldRestore, RestoreError, Take,
+};
 pub use save::{
     checkpoint, checkpoint_leave_running, statefile_path, wait_background_checkpoint,
     BackgroundCommit, BackgroundDone, CheckpointError, CheckpointOptions, CheckpointOutcome,

@@ -250,6 +250,215 @@ pub struct ContainerRestore {
     /// linux.resources.memory.limit from the bundle; None: the limit the
     /// statefile saved (if any).
     pub memory_limit: Option<u64>,
+    /// The saved stdio's host side, by stdio number (None: this process's
+    /// own stdin, stdout and stderr). A warm pool's sandbox gets
+    /// placeholders here, which its take rebinds
+    /// (`vfs::donated::rebind_donated`).
+    pub stdio: Option<Vec<(u32, Arc<crate::vfs::OpenFile>)>>,
+    /// The statefile's memory already loaded, each page at its memory-file
+    /// offset, in this file (a warm pool's one sealed copy, which every
+    /// held sandbox shares): the held sandbox holds none of it, and its
+    /// resume copies it in (see [`load_shared_memory`]).
+    pub memory: Option<OwnedFd>,
+}
+
+/// Loads the memory section of the statefile in `image_dir` into a new
+/// sealed memfd (every page at its memory-file offset, zero pages left as
+/// holes), for [`ContainerRestore::memory`]. Every chunk's checksum is
+/// checked; an offset past any memory file's end is refused.
+pub fn load_shared_memory(image_dir: &Path) -> Result<OwnedFd, RestoreError> {
+    use std::os::fd::AsRawFd;
+    let path = statefile_path(image_dir);
+    let shown = path.display().to_string();
+    let sf_err = |source| RestoreError::Statefile {
+        path: shown.clone(),
+        source,
+    };
+    let reader = Reader::open(&path).map_err(sf_err)?;
+    let host = |e: nix::errno::Errno| RestoreError::Memory(format!("the shared copy: {e}"));
+    let fd = nix::sys::memfd::memfd_create(
+        c"cryo-pool-memory",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC
+            | nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
+    )
+    .map_err(host)?;
+    let memory = reader.memory(MEMORY_SECTION).map_err(sf_err)?;
+    memory
+        .restore_runs_mapped_with(|offset, page| {
+            let len = page.len() as u64;
+            if offset
+                .checked_add(len)
+                .is_none_or(|e| e > crate::mm::memory_file::MAX_CAPACITY)
+            {
+                return Err(statefile::StatefileError::PageOutOfRange { offset, len });
+            }
+            let mut done = 0usize;
+            while done < page.len() {
+                let at = i64::try_from(offset + done as u64).unwrap_or(i64::MAX);
+                match nix::sys::uio::pwrite(&fd, &page[done..], at) {
+                    Ok(n) => done += n,
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => {
+                        return Err(statefile::StatefileError::Io(
+                            std::io::Error::from_raw_os_error(e as i32),
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map_err(sf_err)?;
+    // Nothing writes it from now on: no sandbox can reach another through it.
+    use nix::fcntl::SealFlag;
+    nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_ADD_SEALS(
+            SealFlag::F_SEAL_WRITE
+                | SealFlag::F_SEAL_SHRINK
+                | SealFlag::F_SEAL_GROW
+                | SealFlag::F_SEAL_SEAL,
+        ),
+    )
+    .map_err(host)?;
+    Ok(fd)
+}
+
+/// Copies the data (not the holes) of `ranges` of `from` into the memory
+/// file at the same offsets.
+fn copy_shared_memory(
+    from: &OwnedFd,
+    mf: &crate::mm::MemoryFile,
+    ranges: &[crate::mm::FileRange],
+) -> Result<(), RestoreError> {
+    use std::os::fd::AsRawFd;
+    let err = |e: nix::errno::Errno| RestoreError::Memory(format!("copying the shared copy: {e}"));
+    for r in ranges {
+        let mut at = r.start;
+        while at < r.end {
+            let start = i64::try_from(at).map_err(|_| RestoreError::Memory("offset".into()))?;
+            // The next data at or after `at`, and the hole after it.
+            let data =
+                match nix::unistd::lseek(from.as_raw_fd(), start, nix::unistd::Whence::SeekData) {
+                    Ok(d) => d as u64,
+                    Err(nix::errno::Errno::ENXIO) => break,
+                    Err(e) => return Err(err(e)),
+                };
+            if data >= r.end {
+                break;
+            }
+            let hole =
+                nix::unistd::lseek(from.as_raw_fd(), data as i64, nix::unistd::Whence::SeekHole)
+                    .map_err(err)? as u64;
+            let end = hole.min(r.end);
+            // Through a buffer: pread from the copy, the memory file's
+            // own write path in.
+            let mut buf = vec![0u8; ((end - data) as usize).min(1 << 20)];
+            let mut pos = data;
+            while pos < end {
+                let want = ((end - pos) as usize).min(buf.len());
+                let n = match nix::sys::uio::pread(from, &mut buf[..want], pos as i64) {
+                    Ok(0) => {
+                        return Err(RestoreError::Memory("the shared copy ended early".into()))
+                    }
+                    Ok(n) => n,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(err(e)),
+                };
+                mf.pwrite_at(pos, &buf[..n])
+                    .map_err(|e| RestoreError::Memory(format!("copying the shared copy: {e}")))?;
+                pos += n as u64;
+            }
+            at = end;
+        }
+    }
+    Ok(())
+}
+
+/// A restored sandbox none of whose tasks runs yet ("paused at the
+/// instant of the checkpoint"): its memory, files, processes and stubs are
+/// all in place, so [`HeldRestore::resume`] costs only the start of its
+/// tasks. A warm pool keeps its sandboxes so.
+pub struct HeldRestore {
+    kernel: Arc<crate::kernel::Kernel>,
+    tree: super::restore_tree::HeldTree,
+    since: std::time::Instant,
+    /// The shared copy of the memory and the ranges to copy in at resume.
+    deferred: Option<(OwnedFd, Vec<crate::mm::FileRange>)>,
+}
+
+/// What a pool's take gives the sandbox it hands out (README, "Warm
+/// pools"): its id and environment, shown in /proc/cryo, and the signal
+/// its processes that handle it get once it resumes.
+#[derive(Clone, Debug, Default)]
+pub struct Take {
+    pub id: String,
+    pub env: Vec<String>,
+    pub signal: Option<i32>,
+}
+
+impl HeldRestore {
+    pub fn kernel(&self) -> &Arc<crate::kernel::Kernel> {
+        &self.kernel
+    }
+
+    /// The init task's argv, as the statefile holds it.
+    pub fn init_argv(&self) -> Vec<Vec<u8>> {
+        self.tree
+            .groups()
+            .iter()
+            .find(|tg| tg.tgid() == 1)
+            .map(|tg| tg.image().argv.clone())
+            .unwrap_or_default()
+    }
+
+    /// Lets every task go on; returns init's leader for the calling thread
+    /// to run. The time the sandbox was held is taken off its clocks, so
+    /// they go on from the checkpoint's instant as after any restore.
+    pub fn resume(self) -> Result<Task, RestoreError> {
+        if let Some((from, ranges)) = &self.deferred {
+            copy_shared_memory(from, &self.kernel.memory_file, ranges)?;
+        }
+        crate::kernel::time::discount_held(self.since.elapsed());
+        let kernel = self.kernel.clone();
+        self.tree.start(&kernel)
+    }
+
+    /// [`HeldRestore::resume`] at once after the restore (its clocks as
+    /// any restore's).
+    fn resume_now(self) -> Result<Task, RestoreError> {
+        if let Some((from, ranges)) = &self.deferred {
+            copy_shared_memory(from, &self.kernel.memory_file, ranges)?;
+        }
+        let kernel = self.kernel.clone();
+        self.tree.start(&kernel)
+    }
+
+    /// [`HeldRestore::resume`] as a pool's take: a new boot id, the take's
+    /// id and environment in /proc/cryo, and `take.signal` queued (before
+    /// any task runs) to every process that has a handler for it; one
+    /// that does not handle it is not sent it, so a program that never
+    /// opted in cannot die of it.
+    pub fn resume_taken(self, take: &Take) -> Result<Task, RestoreError> {
+        self.kernel.identity.renew(&take.id, &take.env);
+        if let Some(signo) = take.signal {
+            for tg in self.tree.groups() {
+                let handled = tg
+                    .handlers()
+                    .get(signo)
+                    .is_ok_and(|a| !a.is_default() && !a.is_ignored());
+                if handled && !tg.is_zombie() {
+                    tg.signal_process(crate::kernel::signal::SigInfo {
+                        signo,
+                        code: crate::kernel::signal::SI_USER,
+                        addr: 0,
+                        pid: 0,
+                        uid: 0,
+                    });
+                }
+            }
+        }
+        self.resume()
+    }
 }
 
 /// [`restore`] of an OCI container, its root served over `gofer_sock` and
@@ -261,6 +470,19 @@ pub fn restore_container(
     strace: bool,
     platform: Option<&str>,
 ) -> Result<Task, RestoreError> {
+    restore_container_held(image_dir, gofer_sock, container, strace, platform)?.resume_now()
+}
+
+/// [`restore_container`] up to the start of the tasks: everything is
+/// validated, loaded and re-created, and nothing runs until
+/// [`HeldRestore::resume`].
+pub fn restore_container_held(
+    image_dir: &Path,
+    gofer_sock: OwnedFd,
+    container: ContainerRestore,
+    strace: bool,
+    platform: Option<&str>,
+) -> Result<HeldRestore, RestoreError> {
     let path = statefile_path(image_dir);
     if !path.is_file() {
         return Err(RestoreError::NoStatefile(image_dir.display().to_string()));
@@ -323,19 +545,23 @@ pub fn restore_container(
     let mf = host.memory_file.clone();
     mf.restore_allocations(&rec.memory.ranges)
         .map_err(|e| RestoreError::Memory(e.to_string()))?;
+    let deferred = container.memory.map(|fd| (fd, rec.memory.ranges.clone()));
     let memory = reader.memory(MEMORY_SECTION).map_err(sf_err)?;
-    memory
-        .restore_runs_mapped_with(|offset, page| {
-            if !holds(&rec.memory.ranges, offset, page.len() as u64) {
-                return Err(statefile::StatefileError::PageOutOfRange {
-                    offset,
-                    len: page.len() as u64,
-                });
-            }
-            mf.pwrite_at(offset, page)
-                .map_err(|e| statefile::StatefileError::Io(std::io::Error::from_raw_os_error(e.0)))
-        })
-        .map_err(sf_err)?;
+    if deferred.is_none() {
+        memory
+            .restore_runs_mapped_with(|offset, page| {
+                if !holds(&rec.memory.ranges, offset, page.len() as u64) {
+                    return Err(statefile::StatefileError::PageOutOfRange {
+                        offset,
+                        len: page.len() as u64,
+                    });
+                }
+                mf.pwrite_at(offset, page).map_err(|e| {
+                    statefile::StatefileError::Io(std::io::Error::from_raw_os_error(e.0))
+                })
+            })
+            .map_err(sf_err)?;
+    }
 
     let config = KernelConfig {
         hostname: rec.kernel.uts.hostname.clone(),
@@ -371,7 +597,10 @@ pub fn restore_container(
     // Open file descriptions, each once however many descriptors share it:
     // host stdio from this restore's caller, the rest re-opened by path and
     // fingerprint.
-    let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = donated_stdio()?.into_iter().collect();
+    let stdio: HashMap<u32, Arc<crate::vfs::OpenFile>> = match container.stdio {
+        Some(given) => given.into_iter().collect(),
+        None => donated_stdio()?.into_iter().collect(),
+    };
     let ptys = restore_ptys(&kernel, &rec.ptys)?;
     let sockets = crate::net::state::create(&rec.sockets, &kernel.unix);
     let inet = crate::net::inet::state::restore(&rec.inet_sockets, &kernel.inet);
@@ -437,7 +666,12 @@ pub fn restore_container(
     let restored = super::restore_tree::restore_processes(&kernel, &rec, &files, host.layout);
     // Files with no name that no open file took are freed now.
     kernel.vfs.release_restored_orphans();
-    restored
+    Ok(HeldRestore {
+        kernel,
+        tree: restored?,
+        since: std::time::Instant::now(),
+        deferred,
+    })
 }
 
 /// The saved pseudo-terminals, back in the new kernel's devpts at their

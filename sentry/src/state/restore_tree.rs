@@ -144,15 +144,22 @@ struct Pending {
     runner: Option<mpsc::Sender<(Task, FpState)>>,
 }
 
-/// Restores every process of `rec`; init's leader task is returned, for
-/// the calling thread to run. Everything else is running when this
-/// returns Ok.
+/// A restored process tree none of whose tasks runs yet: what
+/// [`restore_processes`] gives, and [`HeldTree::start`] starts.
+pub(super) struct HeldTree {
+    init: Task,
+    start: Vec<Pending>,
+    groups: Vec<Arc<ThreadGroup>>,
+}
+
+/// Restores every process of `rec`, holding every task: none runs until
+/// [`HeldTree::start`].
 pub(super) fn restore_processes(
     kernel: &Arc<Kernel>,
     rec: &SavedKernel,
     files: &HashMap<u64, Arc<OpenFile>>,
     layout: Layout,
-) -> Result<Task, RestoreError> {
+) -> Result<HeldTree, RestoreError> {
     let mut fd_tables: HashMap<u64, SharedFdTable> = HashMap::new();
     for (&id, r) in &rec.fd_tables {
         let t = FdTable::from_record(r, &|id| files.get(&id).cloned())
@@ -243,29 +250,52 @@ pub(super) fn restore_processes(
     }
     let mut init = init.ok_or_else(|| RestoreError::Invalid("init has no leader task".into()))?;
     init.task.set_fp_state(&init.fp)?;
-    for p in start {
-        let tid = p.task.tid();
-        let started = match p.runner {
-            Some(runner) => runner
-                .send((p.task, p.fp))
-                .map_err(|_| "its address space's host thread ended".to_string()),
-            None => crate::kernel::clone::spawn_thread(p.task, p.fp).map_err(|e| e.to_string()),
-        };
-        if let Err(e) = started {
-            for tg in &groups {
-                tg.begin_exit(ExitStatus::Signaled(libc::SIGKILL), 0);
+    Ok(HeldTree {
+        init: init.task,
+        start,
+        groups,
+    })
+}
+
+impl HeldTree {
+    /// Every thread group of the tree.
+    pub(super) fn groups(&self) -> &[Arc<ThreadGroup>] {
+        &self.groups
+    }
+
+    /// Starts every task but init's leader, which is returned for the
+    /// calling thread to run. Everything else is running when this
+    /// returns Ok.
+    pub(super) fn start(self, kernel: &Arc<Kernel>) -> Result<Task, RestoreError> {
+        let HeldTree {
+            init,
+            start,
+            groups,
+        } = self;
+        for p in start {
+            let tid = p.task.tid();
+            let started = match p.runner {
+                Some(runner) => runner
+                    .send((p.task, p.fp))
+                    .map_err(|_| "its address space's host thread ended".to_string()),
+                None => crate::kernel::clone::spawn_thread(p.task, p.fp).map_err(|e| e.to_string()),
+            };
+            if let Err(e) = started {
+                for tg in &groups {
+                    tg.begin_exit(ExitStatus::Signaled(libc::SIGKILL), 0);
+                }
+                return Err(RestoreError::Invalid(format!(
+                    "cannot start task {tid}: {e}"
+                )));
             }
-            return Err(RestoreError::Invalid(format!(
-                "cannot start task {tid}: {e}"
-            )));
         }
+        for tg in &groups {
+            // Once each process has its tasks: the timer thread ends at once
+            // in a process without any.
+            tg.itimers().start(kernel, tg);
+        }
+        Ok(init)
     }
-    for tg in &groups {
-        // Once each process has its tasks: the timer thread ends at once in
-        // a process without any.
-        tg.itimers().start(kernel, tg);
-    }
-    Ok(init.task)
 }
 
 /// A process from its record (a zombie has no address space).

@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -23,8 +24,9 @@ pub struct DonatedFd {
     /// Which of the CLI's stdio fds this is (0, 1, 2): what a checkpoint
     /// saves instead of the host fd number.
     index: u32,
-    is_tty: bool,
-    regular: bool,
+    /// What the host fd is (set again when a pool take rebinds it).
+    is_tty: AtomicBool,
+    regular: AtomicBool,
 }
 
 /// Wraps the donated `fd`, stdio number `index`, as an open file with the
@@ -36,8 +38,8 @@ pub fn open_donated_fd(fd: OwnedFd, index: u32, flags: i32) -> Result<Arc<OpenFi
     let host = Arc::new(DonatedFd {
         fd,
         index,
-        is_tty,
-        regular,
+        is_tty: AtomicBool::new(is_tty),
+        regular: AtomicBool::new(regular),
     });
     let inode: Arc<dyn Inode> = Arc::new(HostInode(host.clone()));
     Ok(OpenFile::new(
@@ -56,11 +58,39 @@ pub fn donated_index(file: &OpenFile) -> Option<u32> {
         .map(|o| o.0.index)
 }
 
+/// Makes the donated-fd open file `file` stand for host fd `fd` from now
+/// on: a warm pool's sandbox is restored before anyone has taken it, with
+/// placeholders for its stdio, and its taker's stdio replaces them. The new
+/// fd takes the old one's number (dup2), so every user of the old number
+/// sees the new file at once; no task may run meanwhile.
+pub fn rebind_donated(file: &OpenFile, fd: OwnedFd) -> Result<(), Errno> {
+    let Some(ops) = file.ops().as_any().downcast_ref::<DonatedFdOps>() else {
+        return Err(Errno::EINVAL);
+    };
+    let host = &ops.0;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    let is_tty = nix::unistd::isatty(fd.as_raw_fd()).unwrap_or(false);
+    // dup3 keeps it close-on-exec, as every fd of the Sentry is.
+    nix::unistd::dup3(
+        fd.as_raw_fd(),
+        host.fd.as_raw_fd(),
+        nix::fcntl::OFlag::O_CLOEXEC,
+    )?;
+    host.is_tty.store(is_tty, Ordering::SeqCst);
+    host.regular
+        .store(st.st_mode & libc::S_IFMT == libc::S_IFREG, Ordering::SeqCst);
+    Ok(())
+}
+
 impl DonatedFd {
+    fn regular(&self) -> bool {
+        self.regular.load(Ordering::Relaxed)
+    }
+
     /// Waits until the fd is ready for `events`, checking the interrupt
     /// between short polls so that a checkpoint can stop a blocked read.
     fn wait(&self, io: &IoCtx<'_>, events: PollFlags) -> Result<(), Errno> {
-        if self.regular {
+        if self.regular() {
             return Ok(());
         }
         loop {
@@ -101,7 +131,7 @@ impl FileOps for DonatedFdOps {
     }
 
     fn seek_mode(&self) -> SeekMode {
-        if self.0.regular {
+        if self.0.regular() {
             SeekMode::Delegated
         } else {
             SeekMode::Stream
@@ -110,7 +140,7 @@ impl FileOps for DonatedFdOps {
 
     fn read(&self, io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         if let Some(off) = offset {
-            if !self.0.regular {
+            if !self.0.regular() {
                 return Err(Errno::ESPIPE);
             }
             let off = i64::try_from(off).map_err(|_| Errno::EINVAL)?;
@@ -129,7 +159,7 @@ impl FileOps for DonatedFdOps {
 
     fn write(&self, io: &IoCtx<'_>, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
         if let Some(off) = offset {
-            if !self.0.regular {
+            if !self.0.regular() {
                 return Err(Errno::ESPIPE);
             }
             let off = i64::try_from(off).map_err(|_| Errno::EINVAL)?;
@@ -164,7 +194,7 @@ impl FileOps for DonatedFdOps {
     }
 
     fn ioctl(&self, cmd: u64, input: &[u8]) -> Result<IoctlReply, Errno> {
-        if !self.0.is_tty {
+        if !self.0.is_tty.load(Ordering::Relaxed) {
             return Err(Errno::ENOTTY);
         }
         let fd = self.0.fd.as_fd();
@@ -207,7 +237,7 @@ impl FileOps for DonatedFdOps {
     }
 
     fn readiness(&self) -> u32 {
-        if self.0.regular {
+        if self.0.regular() {
             return super::poll::DEFAULT_POLLMASK;
         }
         let mut fds = [PollFd::new(
@@ -228,7 +258,7 @@ impl FileOps for DonatedFdOps {
     /// unannounced, so waiters re-check it); a host regular file is not,
     /// as Linux refuses epoll on regular files.
     fn pollable(&self) -> bool {
-        !self.0.regular
+        !self.0.regular()
     }
 }
 

@@ -41,6 +41,19 @@ pub trait ProcessTable: Send + Sync {
     fn net_file(&self, _name: &str) -> Option<String> {
         None
     }
+    /// /proc/sys/kernel/random/boot_id: new at every boot, restore and
+    /// pool take.
+    fn boot_id(&self) -> String {
+        "00000000-0000-4000-8000-000000000000".into()
+    }
+    /// /proc/cryo/id: the id a pool take gave the sandbox (empty if none).
+    fn take_id(&self) -> String {
+        String::new()
+    }
+    /// /proc/cryo/environ: the take's `--env` pairs.
+    fn take_env(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// One process (thread group), as /proc/<pid> shows it.
@@ -438,6 +451,67 @@ fn cpuinfo(n: usize, flags: &[&str]) -> String {
     s
 }
 
+/// /proc/sys/kernel/random: the boot id (the sandbox's, see
+/// `kernel::identity`), a fresh UUID per read, and the entropy figures
+/// programs check before they trust getrandom (which comes from the host).
+fn sys_kernel_random(table: &Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
+    let t = table.clone();
+    let entries: Vec<(Vec<u8>, Arc<dyn Inode>)> = vec![
+        (
+            b"boot_id".to_vec(),
+            file(60, move || Ok(format!("{}\n", t.boot_id()).into_bytes())),
+        ),
+        (b"entropy_avail".to_vec(), text(61, "256\n")),
+        (b"poolsize".to_vec(), text(62, "256\n")),
+        (
+            b"uuid".to_vec(),
+            file(63, || {
+                Ok(format!("{}\n", crate::kernel::identity::new_uuid_text()).into_bytes())
+            }),
+        ),
+    ];
+    Arc::new(ProcDir {
+        ino: 59,
+        entries: Arc::new(move || entries.clone()),
+    })
+}
+
+/// /proc/cryo: what a warm pool's take told the sandbox (README, "Warm
+/// pools"): `id`, its id under --root with a newline, and `environ`, the
+/// take's `--env` pairs, NUL-terminated like /proc/PID/environ. Both are
+/// empty in a sandbox no pool handed out.
+fn cryo_dir(table: &Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
+    let (t1, t2) = (table.clone(), table.clone());
+    let entries: Vec<(Vec<u8>, Arc<dyn Inode>)> = vec![
+        (
+            b"id".to_vec(),
+            file(65, move || {
+                let id = t1.take_id();
+                Ok(if id.is_empty() {
+                    Vec::new()
+                } else {
+                    format!("{id}\n").into_bytes()
+                })
+            }),
+        ),
+        (
+            b"environ".to_vec(),
+            file(66, move || {
+                let mut out = Vec::new();
+                for kv in t2.take_env() {
+                    out.extend_from_slice(kv.as_bytes());
+                    out.push(0);
+                }
+                Ok(out)
+            }),
+        ),
+    ];
+    Arc::new(ProcDir {
+        ino: 64,
+        entries: Arc::new(move || entries.clone()),
+    })
+}
+
 /// The /proc root. `mounts` is the text of /proc/mounts.
 pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode> {
     let t = table.clone();
@@ -449,6 +523,7 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
             (b"osrelease".to_vec(), text(31, "4.4.0\n")),
             (b"ostype".to_vec(), text(32, "Linux\n")),
             (b"pid_max".to_vec(), text(33, "4194304\n")),
+            (b"random".to_vec(), sys_kernel_random(&table)),
         ];
         Arc::new(ProcDir {
             ino: 29,
@@ -529,6 +604,7 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
             (b"version".to_vec(), text(16, VERSION)),
             (b"sys".to_vec(), sys),
             (b"net".to_vec(), net),
+            (b"cryo".to_vec(), cryo_dir(&table)),
         ]
         };
     let entries = move || -> Vec<(Vec<u8>, Arc<dyn Inode>)> {
