@@ -78,7 +78,9 @@ fn vdso_calls(libc: Libc, n: u32, env: &[(&str, &str)]) -> Output {
     wrapped.push(cryo_tests::cryo_bin().display().to_string());
     wrapped.extend(args);
     let mut cmd = Command::new(&wrapped[0]);
-    cmd.args(&wrapped[1..]).env_clear().env("PATH", "/usr/bin:/bin");
+    cmd.args(&wrapped[1..])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
     let out = cmd.output().expect("running env cryo");
     Output {
         code: cryo_tests::exit_code(out.status),
@@ -201,7 +203,12 @@ fn vdso_clock_continues_across_checkpoint_and_restore() {
     let img = s.path("img");
     assert_ok(&checkpoint(&s.root(), &img, "V", &[]), "cryo checkpoint V");
     let checkpointed = Instant::now();
-    assert_eq!(a.wait_exit(WAIT), 0, "ckpt_vdso after checkpoint: {}", a.stderr_str());
+    assert_eq!(
+        a.wait_exit(WAIT),
+        0,
+        "ckpt_vdso after checkpoint: {}",
+        a.stderr_str()
+    );
     let before: Vec<Tick> = a.lines().iter().map(|l| tick(l)).collect();
     assert_forward("before the checkpoint", &before);
     let last = *before.last().expect("lines before the checkpoint");
@@ -210,10 +217,18 @@ fn vdso_clock_continues_across_checkpoint_and_restore() {
     let mut b = Sandbox::restore(&s.root(), &img, "W").failing_on("CHECK FAILED");
     b.wait_lines(3, WAIT);
     let after: Vec<Tick> = b.lines()[..3].iter().map(|l| tick(l)).collect();
-    assert_eq!(after[0].n, last.n + 1, "the restored guest goes on where it was");
+    assert_eq!(
+        after[0].n,
+        last.n + 1,
+        "the restored guest goes on where it was"
+    );
     assert_forward("after the restore", &after);
     let moved = after[0].mono - last.mono;
-    assert!(moved >= 0, "the vDSO clock went back by {} ns across the restore", -moved);
+    assert!(
+        moved >= 0,
+        "the vDSO clock went back by {} ns across the restore",
+        -moved
+    );
     assert!(
         moved < MOST,
         "the vDSO clock jumped forward by {moved} ns across a {PAUSE:?} pause"

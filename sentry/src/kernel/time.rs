@@ -375,7 +375,8 @@ impl Timekeeper {
             None => UPDATE_INTERVAL,
         };
         // Catch up half the error over the next interval.
-        let correction = (error as f64 / (2.0 * interval.as_nanos() as f64)).clamp(-MAX_SLEW, MAX_SLEW);
+        let correction =
+            (error as f64 / (2.0 * interval.as_nanos() as f64)).clamp(-MAX_SLEW, MAX_SLEW);
         let mult = mult_for(rate * (1.0 + correction));
         // The odd seqcount goes out first: every reader that finishes with
         // the old parameters read the TSC before the new base below, where
@@ -724,7 +725,10 @@ mod tests {
         // The same rate as the host's, within the calibration's error.
         let host = host_clock(libc::CLOCK_MONOTONIC) - start_host;
         let ours = c.monotonic() - start;
-        assert!((ours - host).abs() < 1_000_000, "host {host} ns, sandbox {ours} ns");
+        assert!(
+            (ours - host).abs() < 1_000_000,
+            "host {host} ns, sandbox {ours} ns"
+        );
         // Realtime is the host's.
         let real = c.realtime() - host_clock(libc::CLOCK_REALTIME);
         assert!(real.abs() < 10_000_000, "realtime off by {real} ns");

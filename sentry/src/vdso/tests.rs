@@ -66,9 +66,10 @@ fn image_exports_the_four_calls_at_linux_2_6() {
     assert!(verdefs.iter().any(|n| n == "LINUX_2.6"), "{verdefs:?}");
     for name in ["clock_gettime", "gettimeofday", "time", "getcpu"] {
         for sym in [name.to_string(), format!("__vdso_{name}")] {
-            let found = elf.dynsyms.iter().find(|s| {
-                elf.dynstrtab.get_at(s.st_name) == Some(sym.as_str()) && s.is_function()
-            });
+            let found = elf
+                .dynsyms
+                .iter()
+                .find(|s| elf.dynstrtab.get_at(s.st_name) == Some(sym.as_str()) && s.is_function());
             let s = found.unwrap_or_else(|| panic!("{sym} is not exported"));
             assert!(s.st_value > 0 && s.st_value < IMAGE.len() as u64, "{sym}");
         }
@@ -88,7 +89,11 @@ fn vvar_file_maps_only_its_page() {
     assert_eq!(f.write_at(0, b"x"), Err(Errno::EACCES));
     assert_eq!(f.mapping_name(), "[vvar]");
     // Never saved: a restore rebuilds it.
-    assert!(mf.allocated_ranges().is_empty(), "{:?}", mf.allocated_ranges());
+    assert!(
+        mf.allocated_ranges().is_empty(),
+        "{:?}",
+        mf.allocated_ranges()
+    );
     let other = mf.allocate(MF_PAGE_SIZE).unwrap();
     assert_eq!(mf.allocated_ranges().len(), 1);
     assert_eq!(mf.allocated_ranges()[0].start, other);
