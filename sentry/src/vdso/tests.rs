@@ -223,7 +223,7 @@ fn the_vdso_maps_forks_saves_and_restores_onto_the_new_kernels_page() {
         }),
         &reopen,
     );
-    let err = refused.err().expect("refused").to_string();
+    let err = refused.expect_err("refused").to_string();
     assert!(err.contains("vDSO data page"), "{err}");
 
     // A hostile record's data page of two pages, or writable, is refused.
