@@ -549,6 +549,16 @@ impl Clocks {
     fn update_now(&self) {
         self.tk.update();
     }
+
+    /// Moves the clocks `ns` away from the host's at once (tests of the
+    /// slew: an update must bring them back without a step back).
+    #[cfg(test)]
+    fn skew(&self, ns: Nanos) {
+        let w = lock(&self.tk.writer);
+        let mut p = self.tk.params();
+        p.base_mono += ns;
+        self.tk.publish(&w, &p);
+    }
 }
 
 /// A nanosleep or clock_nanosleep, resolved to a deadline.
@@ -732,6 +742,35 @@ mod tests {
         // Realtime is the host's.
         let real = c.realtime() - host_clock(libc::CLOCK_REALTIME);
         assert!(real.abs() < 10_000_000, "realtime off by {real} ns");
+    }
+
+    #[test]
+    fn clocks_ahead_of_the_host_slow_down_and_never_step_back() {
+        let c = Clocks::boot();
+        if !c.tsc_mode() {
+            eprintln!("SKIPPED: no invariant TSC here, the clocks read the host");
+            return;
+        }
+        c.update_now();
+        let steady = c.params().mult;
+        c.skew(5_000_000);
+        let before = c.monotonic();
+        c.update_now();
+        let after = c.monotonic();
+        assert!(after >= before, "stepped back by {} ns", before - after);
+        let slowed = c.params().mult;
+        assert!(slowed < steady, "mult {slowed} not below {steady}");
+        // By no more than the slew limit (and the rate estimate's change).
+        let ratio = slowed as f64 / steady as f64;
+        assert!(ratio > 1.0 - 2.0 * MAX_SLEW, "slowed by {ratio}");
+        // Behind by more than MAX_BEHIND: a step forward, to the host's clock.
+        c.skew(-(MAX_BEHIND + 10_000_000));
+        c.update_now();
+        let error = c.monotonic() - (host_clock(libc::CLOCK_MONOTONIC) + c.tk.offset);
+        assert!(
+            error.abs() < 5_000_000,
+            "{error} ns from the host after the step"
+        );
     }
 
     #[test]
