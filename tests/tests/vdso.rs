@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cryo_tests::sandbox::{
-    assert_ok, checkpoint, cryo_command, cryo_command_on, platform_args, Sandbox, Scratch, NO_ARGS,
+    assert_ok, checkpoint, cryo_command, cryo_command_on, platform_args, skip, Sandbox, Scratch,
+    NO_ARGS,
 };
 use cryo_tests::{assert_same, guest, run_cryo_cli, target_dir, Invocation, Libc, Output};
 
@@ -132,7 +133,7 @@ fn assert_no_trap(libc: Libc) {
 #[test]
 fn glibc_vdso_calls_do_not_trap() {
     if !host_tsc_invariant() {
-        eprintln!("SKIPPED: this host has no invariant TSC, so the vDSO traps by design");
+        skip("vdso: this host has no invariant TSC, so the vDSO traps by design");
         return;
     }
     assert_no_trap(Libc::Glibc);
@@ -141,7 +142,7 @@ fn glibc_vdso_calls_do_not_trap() {
 #[test]
 fn musl_vdso_calls_do_not_trap() {
     if !host_tsc_invariant() {
-        eprintln!("SKIPPED: this host has no invariant TSC, so the vDSO traps by design");
+        skip("vdso: this host has no invariant TSC, so the vDSO traps by design");
         return;
     }
     assert_no_trap(Libc::Musl);
