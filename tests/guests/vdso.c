@@ -5,13 +5,15 @@
  * reads interleaved with raw clock_gettime system calls, realtime agrees
  * with time(), gettimeofday and the system call, getcpu agrees with the
  * system call on a pinned CPU, and all of it still works in a forked child
- * and after an exec (which maps a fresh vDSO). Prints only relations. */
+ * and after an exec (which maps a fresh vDSO); the data page cannot be
+ * made writable. Prints only relations. */
 #define _GNU_SOURCE
 #include "common.h"
 #include <elf.h>
 #include <sched.h>
 #include <stdint.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -235,11 +237,15 @@ int main(int argc, char **argv)
 	       vdso_sym(&v, "gettimeofday") == (void *)vgtod, vdso_sym(&v, "time") == (void *)vtime,
 	       vdso_sym(&v, "getcpu") == (void *)vgetcpu);
 	printf("soname=%s gnu_hash=%d\n", v.soname, v.has_gnu_hash);
-	uintptr_t vdso_start = 0;
+	uintptr_t vdso_start = 0, vvar_start = 0;
 	int vdso_mapped = maps_has("[vdso]", &vdso_start);
-	int vvar_mapped = maps_has("[vvar]", NULL);
+	int vvar_mapped = maps_has("[vvar]", &vvar_start);
 	printf("maps: vdso=%d vvar=%d ehdr_at_vdso_start=%d\n", vdso_mapped, vvar_mapped,
 	       vdso_start == getauxval(AT_SYSINFO_EHDR));
+	/* The data page is the kernel's: never writable by the program. */
+	errno = 0;
+	int r = mprotect((void *)vvar_start, 4096, PROT_READ | PROT_WRITE);
+	printf("vvar_mprotect_rw=%s\n", r == 0 ? "OK" : errname(errno));
 
 	printf("monotonic_ok=%d\n", monotonic_ok(1000000, 100));
 	struct timespec raw, boot;
