@@ -110,6 +110,9 @@ pub const MAX_SLEW: f64 = 500e-6;
 /// Behind the host's clock by more than this, the clocks step forward
 /// instead of slewing (a forward jump is allowed; a backward never).
 const MAX_BEHIND: Nanos = 50_000_000;
+/// Changes of the host's CLOCK_REALTIME - CLOCK_MONOTONIC smaller than
+/// this are sampling noise, not followed.
+const REAL_OFFSET_NOISE: Nanos = 10_000;
 /// How often the parameters are updated once settled; the first updates
 /// come sooner, to refine the calibration.
 const UPDATE_INTERVAL: Duration = Duration::from_secs(1);
@@ -393,10 +396,20 @@ impl Timekeeper {
         } else {
             continued
         };
+        // The wall clock moves with the monotonic one; its offset is taken
+        // again only when the host's moved by more than the sampling's
+        // noise (the wall clock was set, or slewed apart), so that an
+        // update does not make it jitter back by a few nanoseconds.
+        let real_offset = s.real - s.mono - self.offset;
+        let real_offset = if (real_offset - old.real_offset).abs() > REAL_OFFSET_NOISE {
+            real_offset
+        } else {
+            old.real_offset
+        };
         let new = Params {
             base_tsc,
             base_mono,
-            real_offset: s.real - s.mono - self.offset,
+            real_offset,
             mult,
             ..old
         };
