@@ -2,9 +2,10 @@
  * run: it prints raw times). Reads CLOCK_MONOTONIC through the vDSO found
  * with getauxval(AT_SYSINFO_EHDR) in a tight loop, never sleeping, and
  * every 100 ms of that clock prints
- *   n=N mono=NS reads=R back=B
+ *   n=N mono=NS reads=R back=B worst_ns=W
  * where B counts reads that were below the one before (across a
- * checkpoint and restore too: the previous reading is in memory). The
+ * checkpoint and restore too: the previous reading is in memory), by at
+ * most W ns. The
  * restored program's vDSO is the same code at the same address; its data
  * page is the restoring Sentry's. */
 #include "common.h"
@@ -60,16 +61,22 @@ int main(void)
 	long long prev = (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 	long long next = prev;
 	long back = 0;
+	long long worst = 0;
 	for (long n = 0;; n++) {
 		long reads = 0;
 		do {
 			CHECK(cgt(CLOCK_MONOTONIC, &t) == 0);
 			long long now = (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-			back += now < prev;
+			if (now < prev) {
+				back++;
+				if (prev - now > worst)
+					worst = prev - now;
+			}
 			prev = now;
 			reads++;
 		} while (prev < next);
-		printf("n=%ld mono=%lld reads=%ld back=%ld\n", n, prev, reads, back);
+		printf("n=%ld mono=%lld reads=%ld back=%ld worst_ns=%lld\n", n, prev, reads, back,
+		       worst);
 		fflush(stdout);
 		next = prev + 100 * 1000 * 1000;
 	}

@@ -159,6 +159,7 @@ struct Tick {
     n: i64,
     mono: i64,
     back: i64,
+    worst_ns: i64,
 }
 
 fn tick(line: &str) -> Tick {
@@ -172,6 +173,7 @@ fn tick(line: &str) -> Tick {
         n: field("n"),
         mono: field("mono"),
         back: field("back"),
+        worst_ns: field("worst_ns"),
     }
 }
 
