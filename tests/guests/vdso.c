@@ -161,11 +161,10 @@ static int realtime_ok(void)
 	time_t t2 = 0;
 	vtime(&t2);
 	/* gettimeofday drops the sub-microsecond part. Linux's time() reads
-	 * the coarse clock, up to a tick behind: each time() is at most the
-	 * precise clock's second read last, at least the one before the
-	 * first. */
+	 * the coarse clock, up to a tick behind: each time() lies within a
+	 * second of the precise clock's readings around it. */
 	int ordered = a <= b && b <= c + 1000 && c <= d;
-	long long lo = a / 1000000000LL - 1, hi = d / 1000000000LL;
+	long long lo = a / 1000000000LL - 1, hi = d / 1000000000LL + 1;
 	int seconds = t0 >= lo && t0 <= hi && t1 >= lo && t1 <= hi && t2 >= lo && t2 <= hi;
 	int after_2020 = t0 > 1577836800;
 	if (!(ordered && seconds && after_2020))
