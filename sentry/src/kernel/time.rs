@@ -264,7 +264,9 @@ impl Timekeeper {
         }
         let tk: &'static Timekeeper = Box::leak(Box::new(Timekeeper {
             offset,
-            words: std::array::from_fn(|_| AtomicU64::new(0)),
+            words: std::array::from_fn(|i| {
+                AtomicU64::new(if i == vvar::SEQ { first_seq() } else { 0 })
+            }),
             writer: Mutex::new(Writer {
                 vvar: None,
                 first: rate.and(first),
@@ -447,6 +449,22 @@ impl Timekeeper {
             self.publish(&w, &p);
         }
     }
+}
+
+/// Where a timekeeper's seqcount starts: a random even number. A program
+/// checkpointed in the middle of a vDSO read resumes after a restore with
+/// the old data page's parameters and sequence number in its registers
+/// and re-checks the number in the new page before it trusts them; were
+/// the new count to start where the old one stood, it would pair the old
+/// host's parameters with the new host's TSC.
+fn first_seq() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No randomness: the host's clocks are unlikely to repeat either.
+        b = (host_clock(libc::CLOCK_REALTIME) ^ host_clock(libc::CLOCK_MONOTONIC).rotate_left(32))
+            .to_le_bytes();
+    }
+    u64::from_le_bytes(b) & !1
 }
 
 /// Host nanoseconds per TSC tick between two samples, if plausible (a TSC
