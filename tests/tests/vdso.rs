@@ -187,7 +187,11 @@ fn assert_forward(what: &str, ticks: &[Tick]) {
         );
     }
     for t in ticks {
-        assert_eq!(t.back, 0, "{what}: the vDSO clock went back: {t:?}");
+        assert_eq!(
+            t.back, 0,
+            "{what}: the vDSO clock went back, by up to {} ns: {t:?}",
+            t.worst_ns
+        );
     }
 }
 
