@@ -15,6 +15,7 @@ pub mod mm;
 pub mod net;
 pub mod state;
 pub mod syscalls;
+pub mod vdso;
 pub mod vfs;
 
 pub use errno::Errno;

@@ -7,6 +7,8 @@
 #
 # Measures, for each system:
 #   getppid          ns per syscall(SYS_getppid), timed inside the guest
+#   clock_gettime    ns per libc clock_gettime(CLOCK_MONOTONIC) (the vDSO
+#                    where the system has one), timed inside the guest
 #   open/read/close  ns per open(/etc/hostname)+read+close, timed inside the guest
 #   fork             ns per fork+_exit+waitpid, timed inside the guest
 #   fork+exec        ns per fork+execve(/bin/true)+waitpid
@@ -26,11 +28,13 @@
 # (shared/anchors/install-anchors -> /opt/cryo-anchors), optionally hyperfine.
 # Knobs (environment): CRYO (a cryo binary; default target/release/cryo, built
 # if missing), ANCHORS, RUNSC, REPS (5), N_GETPPID_NATIVE (2000000),
-# N_GETPPID (20000), N_ORC_NATIVE (200000), N_ORC (5000), ORC_FILE
+# N_GETPPID (20000), N_CLOCK (1000000, every system: each has a vDSO;
+# CRYO_VDSO_FALLBACK=1 makes cryo's trap), N_ORC_NATIVE (200000), N_ORC (5000), ORC_FILE
 # (/etc/hostname), N_FORK (200), N_FORKEXEC (50), N_BOMB (1000), N_PINGPONG (2000; 50x
 # natively), TRUE_RUNS (10), SYSTEMS ("native cryo-ptrace
 # cryo-systrap runsc-ptrace runsc-systrap"; plain "cryo" is cryo on its
-# default platform), TIMEOUT (120 s per guest run).
+# default platform), BENCHES (every benchmark: "getppid clock orc fork
+# forkexec bomb pipe futex true script"), TIMEOUT (120 s per guest run).
 set -euo pipefail
 export LC_ALL=C
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -39,6 +43,7 @@ source "$(dirname "$0")/lib.sh"
 REPS=${REPS:-5}
 N_GETPPID_NATIVE=${N_GETPPID_NATIVE:-2000000}
 N_GETPPID=${N_GETPPID:-20000}
+N_CLOCK=${N_CLOCK:-1000000}
 N_ORC_NATIVE=${N_ORC_NATIVE:-200000}
 N_ORC=${N_ORC:-5000}
 ORC_FILE=${ORC_FILE:-/etc/hostname}
@@ -49,6 +54,9 @@ N_PINGPONG=${N_PINGPONG:-2000}
 N_BOMB=${N_BOMB:-1000}
 TIMEOUT=${TIMEOUT:-120}
 read -r -a SYSTEMS <<<"${SYSTEMS:-native cryo-ptrace cryo-systrap runsc-ptrace runsc-systrap}"
+read -r -a BENCHES <<<"${BENCHES:-getppid clock orc fork forkexec bomb pipe futex true script}"
+# wanted BENCH: whether BENCHES names it.
+wanted() { [[ " ${BENCHES[*]} " == *" $1 "* ]]; }
 
 need_root
 [[ -x $RUNSC ]] || die "no runsc at $RUNSC: run shared/anchors/install-anchors as root first"
@@ -68,6 +76,7 @@ trap 'exit 130' INT TERM
 
 log "work dir $W"
 build_static "$W/getppid_loop" "$BENCH_DIR/guests/getppid_loop.c"
+build_static "$W/clock_loop" "$BENCH_DIR/guests/clock_loop.c"
 build_static "$W/open_read_close" "$BENCH_DIR/guests/open_read_close.c"
 build_static "$W/procs" "$BENCH_DIR/guests/procs.c"
 
@@ -109,6 +118,7 @@ run_guest() {
 		[[ $sys == native ]] && n=$N_GETPPID_NATIVE
 		args=("$W/getppid_loop" "$n")
 		;;
+	clock) args=("$W/clock_loop" "$N_CLOCK") ;;
 	orc)
 		n=$N_ORC
 		[[ $sys == native ]] && n=$N_ORC_NATIVE
@@ -142,7 +152,8 @@ run_guest() {
 # --- syscalls: REPS rounds, systems interleaved ---------------------------------
 for ((rep = 1; rep <= REPS; rep++)); do
 	log "round $rep/$REPS"
-	for bench in getppid orc fork forkexec bomb pipe futex; do
+	for bench in getppid clock orc fork forkexec bomb pipe futex; do
+		wanted "$bench" || continue
 		for s in "${SYSTEMS[@]}"; do
 			[[ -z ${FAIL[$s]:-} && -z ${BFAIL[$s.$bench]:-} ]] || continue
 			run_guest "$s" "$bench"
@@ -197,10 +208,14 @@ true_time() {
 for ((i = 1; i <= 100; i++)); do printf 'echo %d | tr 0-9 a-j >/dev/null\n' "$i"; done >"$W/pipelines.sh"
 for s in "${SYSTEMS[@]}"; do
 	[[ -z ${FAIL[$s]:-} ]] || continue
-	log "do /bin/true: $s"
-	true_time "$s"
-	log "sh pipelines: $s"
-	true_time "$s" script /bin/sh "$W/pipelines.sh"
+	if wanted true; then
+		log "do /bin/true: $s"
+		true_time "$s"
+	fi
+	if wanted script; then
+		log "sh pipelines: $s"
+		true_time "$s" script /bin/sh "$W/pipelines.sh"
+	fi
 done
 
 # --- report ----------------------------------------------------------------------
@@ -213,8 +228,8 @@ while read -r line; do printf -- '- %s\n' "$line"; done < <(anchors_versions)
 if [[ -n $CRYO_BIN ]]; then
 	printf -- '- cryo: %s (%s)\n' "$CRYO_BIN" "$CRYO_NOTE"
 fi
-printf -- '- %s runs per system, interleaved; iterations per run: getppid %s native / %s sandboxed, open/read/close of %s %s native / %s sandboxed\n' \
-	"$REPS" "$N_GETPPID_NATIVE" "$N_GETPPID" "$ORC_FILE" "$N_ORC_NATIVE" "$N_ORC"
+printf -- '- %s runs per system, interleaved; iterations per run: getppid %s native / %s sandboxed, clock_gettime %s, open/read/close of %s %s native / %s sandboxed\n' \
+	"$REPS" "$N_GETPPID_NATIVE" "$N_GETPPID" "$N_CLOCK" "$ORC_FILE" "$N_ORC_NATIVE" "$N_ORC"
 if command -v hyperfine >/dev/null; then
 	printf -- '- do /bin/true: %s (-N, 2 warm-up runs, %s runs; %s natively)\n' "$(hyperfine --version)" "$TRUE_RUNS" "$((TRUE_RUNS * 10))"
 else
@@ -225,9 +240,11 @@ printf -- '- runsc: %s; cryo: %s\n\n' '`runsc --network=none --platform=P do GUE
 
 printf '| benchmark | system | median | min–max | × native | × cryo-ptrace | × runsc-ptrace | × runsc-systrap |\n'
 printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
-for bench in getppid orc fork forkexec bomb pipe futex true script; do
+for bench in getppid clock orc fork forkexec bomb pipe futex true script; do
+	wanted "$bench" || continue
 	case $bench in
 	getppid) label="getppid (ns/call)" dec=0 ;;
+	clock) label="clock_gettime(MONOTONIC) (ns/call)" dec=1 ;;
 	orc) label="open/read/close (ns/iteration)" dec=0 ;;
 	fork) label="fork+exit+wait (ns)" dec=0 ;;
 	forkexec) label="fork+execve(/bin/true)+wait (ns)" dec=0 ;;

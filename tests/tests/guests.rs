@@ -50,6 +50,9 @@ const SPECS: &[Spec] = &[
     spec("uname"),
     spec("ids"),
     spec("clock"),
+    // The vDSO as programs find it (tests/tests/vdso.rs: dynamic builds,
+    // no traps, checkpoint).
+    spec("vdso"),
     // Interrupted sleeps: EINTR, and `rem` written only by relative ones.
     spec("sleep_rem"),
     spec("sleep_after_signal"),
@@ -155,6 +158,7 @@ const MUSL_GUESTS: &[&str] = &[
     "getdents",
     "mmap",
     "clock",
+    "vdso",
     "sleep_rem",
     "auxv",
     "copyfile",
@@ -255,6 +259,7 @@ guest_tests!(
     uname,
     ids,
     clock,
+    vdso,
     sleep_rem,
     sleep_after_signal,
     hardlinks,
@@ -313,6 +318,7 @@ musl_tests!(
     musl_getdents => getdents,
     musl_mmap => mmap,
     musl_clock => clock,
+    musl_vdso => vdso,
     musl_sleep_rem => sleep_rem,
     musl_auxv => auxv,
     musl_copyfile => copyfile,

@@ -463,6 +463,8 @@ fn mapping_name(v: &sentry::mm::VmaState) -> String {
         (Some(f), _) => f.name.clone(),
         (None, VmaKind::Heap) => "[heap]".into(),
         (None, VmaKind::Stack) => "[stack]".into(),
+        (None, VmaKind::Vdso) => "[vdso]".into(),
+        (None, VmaKind::Vvar) => "[vvar]".into(),
         (None, VmaKind::Normal) if v.shared => "[anon shared]".into(),
         (None, VmaKind::Normal) => "[anon]".into(),
     }

@@ -3,10 +3,12 @@
 use serde::{Deserialize, Serialize};
 
 mod cpuid_fault;
+mod tsc;
 mod validate;
 
 pub(crate) use cpuid_fault::stub_disable_cpuid;
 pub use cpuid_fault::{cpuid_faulting, cpuid_faulting_supported, host_hwcap2, set_cpuid_faulting};
+pub use tsc::{invariant_tsc, rdtsc_ordered};
 
 /// The general-purpose registers, in the order of the kernel's
 /// `struct user_regs_struct` (what PTRACE_GETREGS returns), so a platform can

@@ -101,6 +101,10 @@ impl Kernel {
     ) -> Kernel {
         // Taken now, before any platform thread binding (see sandbox_cpus).
         super::attrs::sandbox_cpus();
+        // The vDSO's data page; without one, programs run without a vDSO.
+        if let Err(e) = clocks.attach_vvar(&memory_file) {
+            tracing::warn!("no vDSO data page ({e}): programs get no vDSO");
+        }
         Kernel {
             pids: PidNamespace::default(),
             procs,

@@ -40,6 +40,9 @@ pub struct LoadParams {
     /// How much stack is mapped at first; it grows on faults up to the
     /// memory manager's stack limit.
     pub initial_stack: u64,
+    /// Map the vDSO (where the memory file has its data page) and point
+    /// AT_SYSINFO_EHDR at it.
+    pub vdso: bool,
 }
 
 impl LoadParams {
@@ -56,6 +59,7 @@ impl LoadParams {
             execfn: None,
             platform: ARCH_PLATFORM.to_string(),
             initial_stack: 128 * 1024,
+            vdso: true,
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct LoadedImage {
     pub env_end: u64,
     /// The program break's start.
     pub brk_start: u64,
+    /// Where the vDSO's image is (AT_SYSINFO_EHDR), if one was mapped.
+    pub vdso: Option<u64>,
 }
 
 /// Why an executable could not be loaded. Each maps to execve's errno.
@@ -190,11 +196,26 @@ pub fn load(
 ) -> Result<LoadedImage, LoadError> {
     let interpreter::Resolved { file, path, argv } = interpreter::resolve(open, path, argv)?;
     let image = elf::load_elf(mm, open, &file, &path)?;
+    let vdso = if params.vdso && crate::vdso::available() {
+        match mm.map_vdso(crate::vdso::IMAGE) {
+            Ok(addr) => Some(addr),
+            // No data page (a memory file of no kernel): no vDSO.
+            Err(Errno::ENOSYS) => None,
+            Err(errno) => {
+                return Err(LoadError::Memory {
+                    path: "[vdso]".into(),
+                    errno,
+                })
+            }
+        }
+    } else {
+        None
+    };
     let execfn = params
         .execfn
         .clone()
         .unwrap_or_else(|| path.clone().into_bytes());
-    let stack = stack::build(mm, params, &image, &argv, &envp, &execfn)?;
+    let stack = stack::build(mm, params, &image, vdso, &argv, &envp, &execfn)?;
     Ok(LoadedImage {
         entry: image.start,
         stack_pointer: stack.sp,
@@ -209,5 +230,6 @@ pub fn load(
         env_start: stack.env_start,
         env_end: stack.env_end,
         brk_start: image.brk_start,
+        vdso,
     })
 }

@@ -31,6 +31,7 @@ pub mod auxv {
     pub const AT_RANDOM: u64 = 25;
     pub const AT_HWCAP2: u64 = 26;
     pub const AT_EXECFN: u64 = 31;
+    pub const AT_SYSINFO_EHDR: u64 = 33;
 }
 
 use auxv::*;
@@ -51,6 +52,7 @@ pub(super) fn build(
     mm: &mut MemoryManager,
     params: &LoadParams,
     image: &ElfImage,
+    vdso: Option<u64>,
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
     execfn: &[u8],
@@ -115,7 +117,9 @@ pub(super) fn build(
     let random_addr = (platform_addr - 16) & !15;
     mm.copy_out(random_addr, &params.random).map_err(mem)?;
 
-    let auxv: Vec<(u64, u64)> = vec![
+    // AT_SYSINFO_EHDR first, where Linux's ARCH_DLINFO puts it.
+    let mut auxv: Vec<(u64, u64)> = vdso.map(|a| (AT_SYSINFO_EHDR, a)).into_iter().collect();
+    auxv.extend([
         (AT_HWCAP, params.hwcap),
         (AT_PAGESZ, mm.page_size()),
         (AT_CLKTCK, 100),
@@ -134,7 +138,7 @@ pub(super) fn build(
         (AT_HWCAP2, params.hwcap2),
         (AT_EXECFN, execfn_addr),
         (AT_PLATFORM, platform_addr),
-    ];
+    ]);
 
     // argc, argv.., NULL, envp.., NULL, auxv pairs, AT_NULL pair.
     let words = 1 + argv.len() + 1 + envp.len() + 1 + 2 * (auxv.len() + 1);

@@ -106,6 +106,11 @@ pub struct MemoryFile {
     freeze_gen: AtomicU64,
     /// The memory limit in bytes, 0 for none (see `set_limit`).
     limit: AtomicU64,
+    /// The kernel's time data page (the vDSO's `[vvar]`), if it has one:
+    /// every address space maps it, and it is never saved (a restore
+    /// rebuilds it for the new host), so it is left out of
+    /// [`MemoryFile::allocated_ranges`].
+    vvar: std::sync::OnceLock<u64>,
 }
 
 /// Disjoint ranges, start -> end, coalesced (no two touch).
@@ -303,6 +308,7 @@ impl MemoryFile {
             frozen: AtomicBool::new(false),
             freeze_gen: AtomicU64::new(0),
             limit: AtomicU64::new(0),
+            vvar: std::sync::OnceLock::new(),
         })
     }
 
@@ -584,27 +590,71 @@ impl MemoryFile {
         Ok(())
     }
 
-    /// The allocated ranges, in order (what a checkpoint saves).
+    /// The allocated ranges, in order (what a checkpoint saves), without
+    /// the time data page ([`MemoryFile::set_vvar`]).
     pub fn allocated_ranges(&self) -> Vec<FileRange> {
         let free = self.free_list();
         let mut out = Vec::new();
         let mut pos = 0;
+        let vvar = self.vvar.get().copied();
+        let mut push = |start: u64, end: u64| match vvar {
+            Some(v) if start <= v && v < end => {
+                if start < v {
+                    out.push(FileRange { start, end: v });
+                }
+                if v + MF_PAGE_SIZE < end {
+                    out.push(FileRange {
+                        start: v + MF_PAGE_SIZE,
+                        end,
+                    });
+                }
+            }
+            _ => out.push(FileRange { start, end }),
+        };
         for (s, e) in free.iter() {
             if *s > pos {
-                out.push(FileRange {
-                    start: pos,
-                    end: *s,
-                });
+                push(pos, *s);
             }
             pos = *e;
         }
         if pos < self.capacity {
-            out.push(FileRange {
-                start: pos,
-                end: self.capacity,
-            });
+            push(pos, self.capacity);
         }
         out
+    }
+
+    /// Records `offset` (an allocated page, which stays allocated for the
+    /// file's life) as the kernel's time data page: shared by every address
+    /// space, written with [`MemoryFile::store_u64`], never saved. Once.
+    pub fn set_vvar(&self, offset: u64) -> Result<(), Errno> {
+        if !self.is_allocated(offset, MF_PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        self.vvar.set(offset).map_err(|_| Errno::EEXIST)
+    }
+
+    /// The time data page's offset, if the kernel has one.
+    pub fn vvar(&self) -> Option<u64> {
+        self.vvar.get().copied()
+    }
+
+    /// Stores `value` at `offset` (8-aligned) with one atomic, sequentially
+    /// consistent store: how the Sentry writes the seqcount-protected words
+    /// of the time data page that applications read concurrently.
+    pub fn store_u64(&self, offset: u64, value: u64) -> Result<(), Errno> {
+        if !offset.is_multiple_of(8) {
+            return Err(Errno::EINVAL);
+        }
+        let off = self.check_io(offset, 8)?;
+        // SAFETY: `check_io` proved the 8 bytes lie within the mapping at
+        // `base` (page-aligned, so the 8-aligned `off` makes the pointer
+        // aligned for an AtomicU64), which lives as long as `self`. The
+        // memory is shared with applications, which only read it with
+        // their own instructions, never through Rust references; the
+        // AtomicU64 reference does not outlive this call.
+        let word = unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast::<u64>()) };
+        word.store(value, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Bytes of host memory the file holds now (pages written at least

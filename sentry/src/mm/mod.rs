@@ -17,6 +17,7 @@ pub mod memory_file;
 mod ops;
 mod pma;
 mod state;
+mod vdso_map;
 pub mod vma;
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::file::{MappableFile, OpenFn};
 use super::manager::{platform_errno, usable_range, MemoryManager};
 use super::memory_file::{FileRange, MemoryFile};
 use super::pma::{Piece, Pmas};
-use super::vma::{FileBacking, Vma, VmaState, VmaStateV2};
+use super::vma::{FileBacking, Vma, VmaKind, VmaState, VmaStateV2, VmaStateV3};
 use crate::errno::Errno;
 use crate::vfs::inode::Fingerprint;
 
@@ -42,7 +42,35 @@ pub struct MmState {
     pub stack_limit: u64,
 }
 
-statefile::versioned!(MmState, "mm.MmState", 2, [VmaState, BackingState]);
+statefile::versioned!(MmState, "mm.MmState", 3, [VmaState, BackingState]);
+
+/// Version 2 of [`MmState`]: VMA kinds without the vDSO's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmStateV2 {
+    pub page_size: u64,
+    pub highest_address: u64,
+    pub vmas: Vec<VmaStateV3>,
+    pub backing: Vec<BackingState>,
+    pub brk_start: u64,
+    pub brk: u64,
+    pub stack_limit: u64,
+}
+statefile::versioned!(MmStateV2, "mm.MmState", 2, [VmaStateV3, BackingState]);
+
+impl From<MmStateV2> for MmState {
+    /// The same address space, which had no vDSO.
+    fn from(v2: MmStateV2) -> MmState {
+        MmState {
+            page_size: v2.page_size,
+            highest_address: v2.highest_address,
+            vmas: v2.vmas.into_iter().map(VmaState::from).collect(),
+            backing: v2.backing,
+            brk_start: v2.brk_start,
+            brk: v2.brk,
+            stack_limit: v2.stack_limit,
+        }
+    }
+}
 
 /// One run of an address space's backing map: `[start, end)` lives at
 /// `mf_offset` in the memory file.
@@ -67,10 +95,10 @@ pub struct MmStateV1 {
 }
 statefile::versioned!(MmStateV1, "mm.MmState", 1, [VmaStateV2]);
 
-impl From<MmStateV1> for MmState {
+impl From<MmStateV1> for MmStateV2 {
     /// Each non-direct VMA's contiguous range becomes one backing run; no
     /// fork advice was recorded then.
-    fn from(v1: MmStateV1) -> MmState {
+    fn from(v1: MmStateV1) -> MmStateV2 {
         let mut backing = Vec::new();
         let vmas = v1
             .vmas
@@ -83,7 +111,7 @@ impl From<MmStateV1> for MmState {
                         mf_offset: v.mf_offset,
                     });
                 }
-                VmaState {
+                VmaStateV3 {
                     start: v.start,
                     end: v.end,
                     prot: v.prot,
@@ -100,7 +128,7 @@ impl From<MmStateV1> for MmState {
                 }
             })
             .collect();
-        MmState {
+        MmStateV2 {
             page_size: v1.page_size,
             highest_address: v1.highest_address,
             vmas,
@@ -130,7 +158,20 @@ pub struct MmRecord {
     pub mm: MmState,
     pub files: Vec<MappedFileRecord>,
 }
-statefile::versioned!(MmRecord, "mm.MemoryManager", 2, [MmState, MappedFileRecord]);
+statefile::versioned!(MmRecord, "mm.MemoryManager", 3, [MmState, MappedFileRecord]);
+
+/// Version 2 of the address space's record (no vDSO).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MmRecordV2 {
+    pub mm: MmStateV2,
+    pub files: Vec<MappedFileRecord>,
+}
+statefile::versioned!(
+    MmRecordV2,
+    "mm.MemoryManager",
+    2,
+    [MmStateV2, MappedFileRecord]
+);
 
 /// Version 1 of the address space's record (VMAs with contiguous backing).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -147,22 +188,30 @@ statefile::versioned!(
 
 impl statefile::Savable for MmRecord {
     const TYPE_NAME: &'static str = "mm.MemoryManager";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const MIN_VERSION: u32 = 1;
 
     fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
         enc.serde(self)
     }
 
-    /// v1 is decoded in its own layout (its nested types checked at the
-    /// versions it was written with) and migrated: each VMA's range becomes
-    /// one backing run.
+    /// Older versions are decoded in their own layout (their nested types
+    /// checked at the versions they were written with) and migrated: v1's
+    /// VMA ranges become backing runs; v1 and v2 had no vDSO (the restored
+    /// program goes on without one, as it ran).
     fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
         if version == 1 {
             statefile::check_saved_versions::<MmRecordV1>(dec.types())?;
             return dec.serde::<MmRecordV1>().map(|v1| MmRecord {
-                mm: v1.mm.into(),
+                mm: MmStateV2::from(v1.mm).into(),
                 files: v1.files,
+            });
+        }
+        if version == 2 {
+            statefile::check_saved_versions::<MmRecordV2>(dec.types())?;
+            return dec.serde::<MmRecordV2>().map(|v2| MmRecord {
+                mm: v2.mm.into(),
+                files: v2.files,
             });
         }
         statefile::check_saved_versions::<Self>(dec.types())?;
@@ -357,6 +406,18 @@ impl MmState {
             if !s.direct && s.mf_offset != 0 {
                 return Err(bad("memory offset on a mapping backed by the backing map"));
             }
+            if s.kind == VmaKind::Vvar
+                && (s.end.checked_sub(s.start) != Some(crate::vdso::VVAR_SIZE)
+                    || s.prot.write
+                    || s.max_prot.write
+                    || s.file.is_some()
+                    || s.direct
+                    || !s.shared
+                    || s.growsdown
+                    || s.wipeonfork)
+            {
+                return Err(bad("vDSO data page mapping not one read-only shared page"));
+            }
             if s.wipeonfork && (s.shared || s.file.is_some() || s.direct) {
                 return Err(bad("wipe-on-fork on a shared or file mapping"));
             }
@@ -475,7 +536,7 @@ impl MmState {
         let mapped = coalesced(
             self.vmas
                 .iter()
-                .filter(|v| !v.direct)
+                .filter(|v| !v.direct && v.kind != VmaKind::Vvar)
                 .map(|v| (v.start, v.end)),
         );
         let backed = coalesced(self.backing.iter().map(|b| (b.start, b.end)));
@@ -569,7 +630,36 @@ impl MemoryManager {
         }
         let mut vmas = BTreeMap::new();
         let mut files: HashMap<String, Arc<dyn MappableFile>> = HashMap::new();
-        for s in &state.vmas {
+        let vvar = crate::vdso::VvarFile::of(&mf);
+        for (index, s) in state.vmas.iter().enumerate() {
+            if s.kind == VmaKind::Vvar {
+                // This kernel's data page, for this host's clocks.
+                let (Some(file), Some(off)) = (vvar.clone(), mf.vvar()) else {
+                    return Err(MmRestoreError::BadVma {
+                        index,
+                        start: s.start,
+                        end: s.end,
+                        why: "a vDSO data page, but this kernel has none",
+                    });
+                };
+                let vma = Vma {
+                    start: s.start,
+                    end: s.end,
+                    prot: s.prot,
+                    max_prot: s.max_prot,
+                    shared: true,
+                    growsdown: false,
+                    ever_writable: false,
+                    file: Some(FileBacking { file, offset: 0 }),
+                    mf_offset: off,
+                    kind: VmaKind::Vvar,
+                    direct: true,
+                    dontfork: s.dontfork,
+                    wipeonfork: false,
+                };
+                vmas.insert(vma.start, vma);
+                continue;
+            }
             let file = match &s.file {
                 None => None,
                 Some(f) => {

@@ -25,8 +25,33 @@ pub enum VmaKind {
     Heap,
     /// The initial thread's stack: `[stack]`.
     Stack,
+    /// The vDSO's image: `[vdso]` (since v2). Ordinary private memory.
+    Vdso,
+    /// The vDSO's data page: `[vvar]` (since v2), the kernel's one page
+    /// shared by every address space; saved as its place only, and mapped
+    /// onto the restoring kernel's page.
+    Vvar,
 }
-statefile::versioned!(VmaKind, "mm.VmaKind", 1);
+statefile::versioned!(VmaKind, "mm.VmaKind", 2);
+
+/// Version 1 of [`VmaKind`]: no vDSO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VmaKindV1 {
+    Normal,
+    Heap,
+    Stack,
+}
+statefile::versioned!(VmaKindV1, "mm.VmaKind", 1);
+
+impl From<VmaKindV1> for VmaKind {
+    fn from(k: VmaKindV1) -> VmaKind {
+        match k {
+            VmaKindV1::Normal => VmaKind::Normal,
+            VmaKindV1::Heap => VmaKind::Heap,
+            VmaKindV1::Stack => VmaKind::Stack,
+        }
+    }
+}
 
 /// The file behind a file mapping.
 #[derive(Clone)]
@@ -113,6 +138,8 @@ impl Vma {
     /// The name /proc/self/maps shows.
     pub fn name(&self) -> Option<String> {
         match (&self.file, self.kind) {
+            (_, VmaKind::Vvar) => Some(crate::vdso::VVAR_NAME.to_string()),
+            (_, VmaKind::Vdso) => Some("[vdso]".to_string()),
             (Some(f), _) => Some(f.file.mapping_name()),
             (None, VmaKind::Heap) => Some("[heap]".to_string()),
             (None, VmaKind::Stack) => Some("[stack]".to_string()),
@@ -130,7 +157,12 @@ impl Vma {
             flag(self.prot.read, 'r'),
             flag(self.prot.write, 'w'),
             flag(self.prot.exec, 'x'),
-            if self.shared { 's' } else { 'p' },
+            // Linux's [vvar] is a private special mapping.
+            if self.shared && self.kind != VmaKind::Vvar {
+                's'
+            } else {
+                'p'
+            },
             self.file.as_ref().map_or(0, |f| f.offset),
         );
         match self.name() {
@@ -141,6 +173,24 @@ impl Vma {
     }
 
     pub fn state(&self) -> VmaState {
+        if self.kind == VmaKind::Vvar {
+            // Only its place: the page is the restoring kernel's.
+            return VmaState {
+                start: self.start,
+                end: self.end,
+                prot: self.prot,
+                max_prot: self.max_prot,
+                shared: true,
+                growsdown: false,
+                ever_writable: false,
+                file: None,
+                mf_offset: 0,
+                kind: VmaKind::Vvar,
+                direct: false,
+                dontfork: self.dontfork,
+                wipeonfork: false,
+            };
+        }
         VmaState {
             start: self.start,
             end: self.end,
@@ -193,7 +243,46 @@ pub struct VmaState {
     /// MADV_WIPEONFORK (since v3).
     pub wipeonfork: bool,
 }
-statefile::versioned!(VmaState, "mm.Vma", 3, [Prot, FileState, VmaKind]);
+statefile::versioned!(VmaState, "mm.Vma", 4, [Prot, FileState, VmaKind]);
+
+/// Version 3 of a VMA's saved form: the same fields, kinds without the vDSO.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmaStateV3 {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    pub max_prot: Prot,
+    pub shared: bool,
+    pub growsdown: bool,
+    pub ever_writable: bool,
+    pub file: Option<FileState>,
+    pub mf_offset: u64,
+    pub kind: VmaKindV1,
+    pub direct: bool,
+    pub dontfork: bool,
+    pub wipeonfork: bool,
+}
+statefile::versioned!(VmaStateV3, "mm.Vma", 3, [Prot, FileState, VmaKindV1]);
+
+impl From<VmaStateV3> for VmaState {
+    fn from(v: VmaStateV3) -> VmaState {
+        VmaState {
+            start: v.start,
+            end: v.end,
+            prot: v.prot,
+            max_prot: v.max_prot,
+            shared: v.shared,
+            growsdown: v.growsdown,
+            ever_writable: v.ever_writable,
+            file: v.file,
+            mf_offset: v.mf_offset,
+            kind: v.kind.into(),
+            direct: v.direct,
+            dontfork: v.dontfork,
+            wipeonfork: v.wipeonfork,
+        }
+    }
+}
 
 /// Version 2 of a VMA's saved form: each VMA backed by one contiguous
 /// memory-file range at `mf_offset`, no fork advice.
@@ -208,7 +297,7 @@ pub struct VmaStateV2 {
     pub ever_writable: bool,
     pub file: Option<FileState>,
     pub mf_offset: u64,
-    pub kind: VmaKind,
+    pub kind: VmaKindV1,
     pub direct: bool,
 }
-statefile::versioned!(VmaStateV2, "mm.Vma", 2, [Prot, FileState, VmaKind]);
+statefile::versioned!(VmaStateV2, "mm.Vma", 2, [Prot, FileState, VmaKindV1]);

@@ -418,7 +418,7 @@ impl HeldRestore {
         if let Some((from, ranges)) = &self.deferred {
             copy_shared_memory(from, &self.kernel.memory_file, ranges)?;
         }
-        crate::kernel::time::discount_held(self.since.elapsed());
+        self.kernel.clocks.discount_held(self.since.elapsed());
         let kernel = self.kernel.clone();
         self.tree.start(&kernel)
     }

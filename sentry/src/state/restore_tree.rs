@@ -237,6 +237,10 @@ pub(super) fn restore_processes(
     for (p, tg) in rec.processes.iter().zip(&groups) {
         for (&tid, a) in &p.task_attrs {
             tg.attrs().load_thread(tid, a);
+            if a.affinity & 1 == 0 {
+                // As sched_setaffinity would have said: getcpu asks the Sentry.
+                kernel.clocks.set_getcpu_local(false);
+            }
         }
     }
     let mut init = None;

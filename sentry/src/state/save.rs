@@ -89,7 +89,17 @@ impl MemorySource for MemoryFileSource<'_> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.mf
             .read_at(offset, buf)
-            .map_err(|e| io::Error::from_raw_os_error(e.0))
+            .map_err(|e| io::Error::from_raw_os_error(e.0))?;
+        // The vDSO data page is not saved (a restore rebuilds it): it reads
+        // as the hole it is in the saved ranges.
+        if let Some(v) = self.mf.vvar() {
+            let end = offset + buf.len() as u64;
+            let (from, to) = (v.max(offset), (v + crate::mm::MF_PAGE_SIZE).min(end));
+            if from < to {
+                buf[(from - offset) as usize..(to - offset) as usize].fill(0);
+            }
+        }
+        Ok(())
     }
 }
 

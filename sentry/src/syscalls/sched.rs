@@ -159,6 +159,10 @@ pub fn sched_setaffinity(t: &mut Task, a: &Args) -> SysResult {
     let (tg, tid) = group_of_tid(t, a.int(0))?;
     let mask = attrs::affinity_from_user(&raw, attrs::sandbox_cpus())?;
     tg.attrs().with_thread(tid, |x| x.affinity = mask)?;
+    if mask & 1 == 0 {
+        // getcpu no longer says CPU 0 for every task: the vDSO asks.
+        t.kernel().clocks.set_getcpu_local(false);
+    }
     Ok(0)
 }
 

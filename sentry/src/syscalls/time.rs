@@ -86,13 +86,20 @@ pub fn time(t: &mut Task, a: &Args) -> SysResult {
 /// relative sleep is interrupted.
 fn sleep(t: &mut Task, s: Sleep, rem: u64) -> SysResult {
     t.set_restart(None);
-    let left = s.remaining(&t.kernel().clocks);
-    if left == 0
-        || t.interrupt()
+    loop {
+        let left = s.remaining(&t.kernel().clocks);
+        if left == 0 {
+            return Ok(0);
+        }
+        // Timed on the host's clock, which the sandbox's may trail by its
+        // slew (kernel/time.rs): sleep again until the sandbox's clock
+        // reaches the deadline too.
+        if t.interrupt()
             .sleep(Duration::from_nanos(left as u64))
-            .is_ok()
-    {
-        return Ok(0);
+            .is_err()
+        {
+            break;
+        }
     }
     let write_rem = |t: &Task, remaining: Nanos| -> Result<(), Errno> {
         if rem != 0 {
