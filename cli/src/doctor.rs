@@ -175,6 +175,23 @@ fn kvm_check() -> Check {
     }
 }
 
+/// Whether the sandbox's clocks (and so the vDSO) run on the TSC here:
+/// without an invariant TSC they read the host's clocks and the vDSO's
+/// calls trap like any system call. Never a reason cryo cannot run.
+fn vdso_check() -> Check {
+    let tsc = platform::arch::invariant_tsc();
+    Check {
+        name: "vdso",
+        ok: tsc,
+        detail: if tsc {
+            "invariant TSC: clock_gettime, gettimeofday and time answer in the application".into()
+        } else {
+            "no invariant TSC: the sandbox's clocks read the host's and the vDSO's calls trap"
+                .into()
+        },
+    }
+}
+
 /// What confinement this host gives a sandbox, and what falls back: never
 /// a reason cryo cannot run, always said.
 fn confinement_checks() -> Vec<Check> {
@@ -245,7 +262,11 @@ pub fn run() -> anyhow::Result<i32> {
     }
     // Never a reason cryo cannot run: without CPUID faulting only
     // --cpu-features=host does.
-    for c in cpu_check().into_iter().chain(confinement_checks()) {
+    for c in cpu_check()
+        .into_iter()
+        .chain([vdso_check()])
+        .chain(confinement_checks())
+    {
         let mark = if c.ok { "ok" } else { "no" };
         println!("{:<6} {:<16} {}", mark, c.name, c.detail);
     }

@@ -288,3 +288,29 @@ fn vdso_clock_continues_across_platforms() {
         );
     }
 }
+
+/// `cryo doctor` says whether the sandbox's clocks run on the TSC: they do
+/// exactly when the host has an invariant TSC, which Linux shows as the
+/// constant_tsc and nonstop_tsc flags of /proc/cpuinfo.
+#[test]
+fn doctor_says_whether_the_vdso_runs_on_the_tsc() {
+    let out = run_cryo_cli(&["doctor"]);
+    assert_eq!(out.code, 0, "{}", out.stdout_str());
+    let text = out.stdout_str();
+    let line = text
+        .lines()
+        .find(|l| l.get(7..).is_some_and(|r| r.starts_with("vdso ")))
+        .unwrap_or_else(|| panic!("no vdso line:\n{text}"));
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
+    let flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or_default();
+    let invariant = flags.split_whitespace().any(|f| f == "constant_tsc")
+        && flags.split_whitespace().any(|f| f == "nonstop_tsc");
+    assert_eq!(
+        line.starts_with("ok "),
+        invariant,
+        "{line} (host flags: {flags})"
+    );
+}
