@@ -653,7 +653,8 @@ fn restore_without_detach_stays_in_the_foreground() {
     );
     assert_eq!(env.state("f")["status"], "running");
     assert!(child.try_wait().unwrap().is_none(), "restore returned");
-    assert_eq!(env.cryo(&["kill", "f", "KILL"]).code, 0);
+    let k = env.cryo(&["kill", "f", "KILL"]);
+    assert_eq!(k.code, 0, "cryo kill f KILL: {}", k.stderr_str());
     let deadline = Instant::now() + TIMEOUT;
     let code = loop {
         if let Some(st) = child.try_wait().unwrap() {
