@@ -27,7 +27,9 @@
  *   unread bytes (both ends open) and an O_TMPFILE file with no name.
  * - (from real-guest-v9) a pipe armed for signal-driven I/O (O_ASYNC,
  *   F_SETOWN to itself, F_SETSIG to a blocked real-time signal, taken with
- *   sigtimedwait) and CAP_NET_RAW dropped from its bounding set.
+ *   sigtimedwait) and CAP_NET_RAW dropped from its bounding set; a
+ *   sealed memfd; an inotify watch on /tmp with two events queued; a
+ *   user.* extended attribute on a tmpfs file.
  *
  * Then every 50 ms it prints `tick N mem=HEX` (a hash of all that memory,
  * recomputed each time), and every fourth tick, for each file, re-opens it
@@ -62,6 +64,9 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/inotify.h>
+#include <sys/xattr.h>
+#include <string.h>
 #include <sys/timerfd.h>
 #include <termios.h>
 #include <time.h>
@@ -395,10 +400,20 @@ static void v8_check(long n, struct v8 *v)
 
 /* The v9 state: see the header. */
 struct v9 {
-	int sig_r, sig_w;
+	int sig_r, sig_w, memfd, ino;
+	char xfile[64];
 };
 #define V9_SIGNAL (SIGRTMIN + 2)
 #define V9_CAP_NET_RAW 13
+
+/* A file made and removed in /tmp: two events for the watch. */
+static void v9_churn(long n)
+{
+	char name[64];
+	snprintf(name, sizeof name, "/tmp/gi%07ld", n % 10000000);
+	int fd = open(name, O_CREAT | O_WRONLY, 0600);
+	CHECK(fd >= 0 && close(fd) == 0 && unlink(name) == 0);
+}
 
 static void v9_setup(struct v9 *v)
 {
@@ -414,9 +429,20 @@ static void v9_setup(struct v9 *v)
 	CHECK(fcntl(v->sig_r, F_SETOWN, getpid()) == 0);
 	CHECK(fcntl(v->sig_r, F_SETSIG, V9_SIGNAL) == 0);
 	CHECK(prctl(PR_CAPBSET_DROP, V9_CAP_NET_RAW, 0, 0, 0) == 0);
+	v->memfd = memfd_create("golden", MFD_ALLOW_SEALING);
+	CHECK(v->memfd >= 0 && pwrite(v->memfd, "memfd m0000000!!", 16, 0) == 16);
+	CHECK(fcntl(v->memfd, F_ADD_SEALS, F_SEAL_SHRINK) == 0);
+	v->ino = inotify_init1(IN_NONBLOCK);
+	CHECK(v->ino >= 0 && inotify_add_watch(v->ino, "/tmp", IN_CREATE | IN_DELETE) >= 0);
+	v9_churn(0);
+	snprintf(v->xfile, sizeof v->xfile, "/tmp/golden-xattr-%d", (int)getpid());
+	int x = open(v->xfile, O_CREAT | O_RDWR, 0600);
+	CHECK(x >= 0 && close(x) == 0);
+	CHECK(setxattr(v->xfile, "user.golden", "x0000000", 8, 0) == 0);
 }
 
-/* A byte written to the armed pipe must bring its signal. */
+/* A byte written to the armed pipe must bring its signal; the memfd, the
+ * watch's queued events and the attribute hold what the last check left. */
 static void v9_check(long n, struct v9 *v)
 {
 	CHECK(write(v->sig_w, "s", 1) == 1);
@@ -432,6 +458,34 @@ static void v9_check(long n, struct v9 *v)
 	       got == V9_SIGNAL, got == V9_SIGNAL ? si.si_code : -1, got == V9_SIGNAL ? (long)si.si_band : 0L,
 	       got == V9_SIGNAL && si.si_fd == v->sig_r, fcntl(v->sig_r, F_GETOWN) == getpid(),
 	       prctl(PR_CAPBSET_READ, V9_CAP_NET_RAW, 0, 0, 0));
+	char m[17] = { 0 }, mnext[17];
+	CHECK(pread(v->memfd, m, 16, 0) == 16);
+	snprintf(mnext, sizeof mnext, "memfd m%07ld!!", n % 10000000);
+	CHECK(pwrite(v->memfd, mnext, 16, 0) == 16);
+	int seals = fcntl(v->memfd, F_GET_SEALS);
+	int shrink = ftruncate(v->memfd, 8) == 0;
+	/* Two events queued (create, delete), named as the last churn made them. */
+	char ev[4096] __attribute__((aligned(8)));
+	ssize_t k = read(v->ino, ev, sizeof ev);
+	int creates = 0, deletes = 0;
+	char first[16] = "-";
+	for (ssize_t off = 0; k > 0 && off + (ssize_t)sizeof(struct inotify_event) <= k;) {
+		struct inotify_event *e = (struct inotify_event *)(ev + off);
+		if (e->len > 0 && strncmp(e->name, "gi", 2) == 0) {
+			creates += !!(e->mask & IN_CREATE);
+			deletes += !!(e->mask & IN_DELETE);
+			if (first[0] == '-')
+				snprintf(first, sizeof first, "%.9s", e->name);
+		}
+		off += (ssize_t)sizeof(struct inotify_event) + e->len;
+	}
+	v9_churn(n);
+	char x[9] = { 0 }, xnext[9];
+	ssize_t xl = getxattr(v->xfile, "user.golden", x, 8);
+	snprintf(xnext, sizeof xnext, "x%07ld", n % 10000000);
+	CHECK(setxattr(v->xfile, "user.golden", xnext, 8, XATTR_REPLACE) == 0);
+	printf("tick %ld v9 memfd=%.16s seals=%#x shrink=%d inotify=%d/%d:%s xattr=%zd:%.8s\n", n, m,
+	       seals, shrink, creates, deletes, first, xl, x);
 }
 
 int main(int argc, char **argv)
