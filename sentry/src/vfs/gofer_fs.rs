@@ -1095,6 +1095,238 @@ mod tests {
         assert!(!dir.path().join("new2").exists());
     }
 
+    /// Counts the requests a [`GoferHostFs`] over a real gofer makes.
+    struct Counting {
+        inner: GoferHostFs,
+        walks: std::sync::atomic::AtomicUsize,
+        other: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Counting {
+        fn new(root: &std::path::Path, writable: bool) -> Arc<Counting> {
+            let (sentry_end, gofer_end) = gofer::socketpair().unwrap();
+            let root = root.to_path_buf();
+            std::thread::spawn(move || gofer::serve(&root, gofer_end, !writable));
+            let client = gofer::Client::new(sentry_end);
+            Arc::new(Counting {
+                inner: if writable {
+                    GoferHostFs::new_writable(client)
+                } else {
+                    GoferHostFs::new(client)
+                },
+                walks: Default::default(),
+                other: Default::default(),
+            })
+        }
+        fn walks(&self) -> usize {
+            self.walks.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        fn requests(&self) -> usize {
+            self.walks() + self.other.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        fn handles(&self) -> usize {
+            lock(&self.inner.handles).len()
+        }
+        fn walked(&self) {
+            self.walks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn asked(&self) {
+            self.other
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    impl HostFs for Counting {
+        fn root(&self) -> Result<(HostNode, Stat), Errno> {
+            self.asked();
+            self.inner.root()
+        }
+        fn walk(&self, dir: HostNode, name: &[u8]) -> Result<(HostNode, Stat), Errno> {
+            self.walked();
+            self.inner.walk(dir, name)
+        }
+        fn walk_many(&self, dir: HostNode, names: &[&[u8]]) -> Result<WalkMany, Errno> {
+            self.walked();
+            self.inner.walk_many(dir, names)
+        }
+        fn walk_stat(&self, dir: HostNode, names: &[&[u8]]) -> Result<WalkStats, Errno> {
+            self.walked();
+            self.inner.walk_stat(dir, names)
+        }
+        fn stat(&self, node: HostNode) -> Result<Stat, Errno> {
+            self.asked();
+            self.inner.stat(node)
+        }
+        fn readdir(&self, node: HostNode) -> Result<Vec<DirEntry>, Errno> {
+            self.asked();
+            self.inner.readdir(node)
+        }
+        fn readdir_stat(&self, node: HostNode) -> Result<Vec<(DirEntry, Option<Stat>)>, Errno> {
+            self.asked();
+            self.inner.readdir_stat(node)
+        }
+        fn readlink(&self, node: HostNode) -> Result<Vec<u8>, Errno> {
+            self.asked();
+            self.inner.readlink(node)
+        }
+        fn open(&self, node: HostNode) -> Result<OwnedFd, Errno> {
+            self.asked();
+            self.inner.open(node)
+        }
+        fn open_path(&self, dir: HostNode, names: &[&[u8]]) -> Result<(OwnedFd, Stat), Errno> {
+            self.asked();
+            self.inner.open_path(dir, names)
+        }
+        fn close(&self, node: HostNode) {
+            self.inner.close(node)
+        }
+        fn writable(&self) -> bool {
+            self.inner.writable()
+        }
+        fn setattr(&self, node: HostNode, a: &SetAttrs) -> Result<Stat, Errno> {
+            self.asked();
+            self.inner.setattr(node, a)
+        }
+        fn open_write(&self, node: HostNode, flags: i32) -> Result<OwnedFd, Errno> {
+            self.asked();
+            self.inner.open_write(node, flags)
+        }
+    }
+
+    fn vfs_over(fs: Arc<dyn HostFs>) -> crate::vfs::Vfs {
+        super::super::namespace::build_with_host(
+            fs,
+            Arc::new(FixedClock(1)),
+            Arc::new(OneProc),
+            crate::vfs::testing::test_memory_file(),
+            None,
+        )
+        .unwrap()
+    }
+
+    /// A cold deep path is one walk; a listing answers the lookups of its
+    /// entries (and their absence); `stat`s of a whole tree make no
+    /// handles, so no gofer fds.
+    #[test]
+    fn one_round_trip_per_path_and_no_handle_per_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c/d/e/f/g");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("h"), b"eight deep").unwrap();
+        std::fs::create_dir(dir.path().join("many")).unwrap();
+        for i in 0..500 {
+            std::fs::write(dir.path().join(format!("many/f{i}")), b"x").unwrap();
+        }
+        std::os::unix::fs::symlink("a/b/c", dir.path().join("abc")).unwrap();
+        let fs = Counting::new(dir.path(), false);
+        let vfs = vfs_over(fs.clone());
+        let r = vfs.root().clone();
+        let (walks, handles) = (fs.walks(), fs.handles());
+        let st = vfs.stat_at(&r, b"/a/b/c/d/e/f/g/h", true).unwrap();
+        assert_eq!(st.size, 10);
+        assert_eq!(fs.walks() - walks, 1, "one request for eight names");
+        assert_eq!(fs.handles(), handles, "and no handle");
+        // Cached now: no more requests, even for a path through `..`.
+        let n = fs.requests();
+        vfs.stat_at(&r, b"/a/b/c/d/../d/e/f/g/h", true).unwrap();
+        assert_eq!(fs.requests(), n);
+        // A miss is remembered too.
+        assert_eq!(
+            vfs.stat_at(&r, b"/a/b/nope", true).err(),
+            Some(Errno::ENOENT)
+        );
+        let n = fs.requests();
+        assert_eq!(
+            vfs.stat_at(&r, b"/a/b/nope", true).err(),
+            Some(Errno::ENOENT)
+        );
+        assert_eq!(fs.requests(), n);
+        // A symlink on the way: the Sentry follows it from the cache.
+        let n = fs.requests();
+        assert_eq!(vfs.stat_at(&r, b"/abc/d/e/f/g/h", true).unwrap().size, 10);
+        assert_eq!(
+            fs.requests() - n,
+            3,
+            "the link's stat walk, a walk for its handle, its readlink"
+        );
+        let n = fs.requests();
+        assert_eq!(
+            vfs.stat_at(&r, b"/abc/d", true).unwrap().mode & libc::S_IFMT,
+            libc::S_IFDIR
+        );
+        assert_eq!(fs.requests(), n, "the target is kept");
+        // du: list, then stat every entry: the listing answers them all.
+        let d = vfs
+            .open_at(&r, b"/many", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .unwrap();
+        assert!(!d.getdents64(1 << 16).unwrap().is_empty());
+        let (n, handles) = (fs.requests(), fs.handles());
+        for i in 0..500 {
+            let p = format!("/many/f{i}");
+            assert_eq!(vfs.stat_at(&r, p.as_bytes(), false).unwrap().size, 1);
+        }
+        assert_eq!(
+            vfs.stat_at(&r, b"/many/absent", false).err(),
+            Some(Errno::ENOENT)
+        );
+        assert_eq!(fs.requests(), n, "no request after the listing");
+        assert_eq!(fs.handles(), handles);
+        // Reading a file found without a handle: one walk-and-open.
+        let n = fs.requests();
+        let f = vfs
+            .open_at(&r, b"/a/b/c/d/e/f/g/h", libc::O_RDONLY, 0)
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(f.read(&mut buf, &Interrupt::new()), Ok(10));
+        assert_eq!(&buf[..10], b"eight deep");
+        assert_eq!(fs.requests() - n, 1);
+    }
+
+    /// chmod, chown, utimes and truncate of a file of a writable gofer
+    /// reach the host; a read-only one refuses them, and the host file
+    /// stays as it was.
+    #[test]
+    fn setattr_through_a_writable_gofer() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"some content").unwrap();
+        for writable in [false, true] {
+            let fs = Counting::new(dir.path(), writable);
+            let root = GoferInode::root(fs.clone()).unwrap();
+            let f = root.lookup(b"f").unwrap();
+            let t = |sec| Some(Timespec { sec, nsec: 42 });
+            let results = [
+                f.chmod(0o640),
+                f.chown(Some(77), Some(88)),
+                f.set_times(t(1_000), t(2_000)),
+                f.set_size(4),
+            ];
+            let m = std::fs::metadata(dir.path().join("f")).unwrap();
+            if !writable {
+                assert!(
+                    results.iter().all(|r| *r == Err(Errno::EROFS)),
+                    "{results:?}"
+                );
+                assert_eq!(m.size(), 12);
+                assert_ne!(m.uid(), 77);
+                continue;
+            }
+            assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+            assert_eq!(m.mode() & 0o7777, 0o640);
+            assert_eq!((m.uid(), m.gid()), (77, 88));
+            assert_eq!((m.atime(), m.atime_nsec()), (1_000, 42));
+            assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"some");
+            // The inode reports the host's new attributes.
+            let st = f.stat().unwrap();
+            assert_eq!(
+                (st.mode & 0o7777, st.uid, st.gid, st.size),
+                (0o640, 77, 88, 4)
+            );
+            assert_eq!(root.set_size(0), Err(Errno::EISDIR));
+        }
+    }
+
     /// A copy of a file (another inode, another mtime) has the same
     /// fingerprint, so a statefile restores against a copy on another
     /// host; a same-size edit, another length or another listing does not.
