@@ -12,8 +12,8 @@
 //! walking on from a directory not reached before makes handles. So `stat`
 //! of every file of a tree (`du`) costs the gofer no fd per file. A listing
 //! also brings every entry's stat, kept until the entry is looked up, and a
-//! name the listing lacks is ENOENT at once (the lower layer does not change
-//! under a running sandbox, which the cached stats assume already). On a
+//! name the listing lacks (or a walk just missed) is ENOENT at once for a
+//! second ([`KNOWN_FOR`]), so a file the host adds later is still found. On a
 //! writable mount (a container's rw bind) every inode has its handle from
 //! the start, so renames and unlinks of the sandbox never leave an inode
 //! that would have to be found again by a name that moved.
@@ -432,9 +432,20 @@ const MAX_KEPT_LISTING: usize = 16 * 1024;
 /// The most names a directory remembers as missing.
 const MAX_MISSING: usize = 256;
 
+/// How long what a listing or a missed walk said of a read-only directory
+/// answers lookups: the host may add files to the root a sandbox reads
+/// (a name it looked up and found stays cached, as before), so a name is
+/// only taken as missing without asking for this long (like FUSE's
+/// entry timeout). Long enough for `du`/`ls -l`, which look entries up
+/// right after listing them.
+const KNOWN_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a read-only directory knows of its entries without asking.
 #[derive(Default)]
 struct Known {
+    /// When `listing` or the first of `missing` was learnt (host
+    /// monotonic time, never saved).
+    since: Option<std::time::Instant>,
     /// From the last listing: every entry, with its stat until a lookup
     /// takes it. A name not in it does not exist.
     listing: Option<HashMap<Vec<u8>, Option<Stat>>>,
@@ -630,6 +641,9 @@ impl GoferInode {
     /// `None` that the gofer must be asked.
     fn known_child(&self, name: &[u8]) -> Option<Result<Stat, Errno>> {
         let mut known = lock(&self.known);
+        if known.since.is_some_and(|t| t.elapsed() > KNOWN_FOR) {
+            *known = Known::default();
+        }
         if known.missing.contains(name) {
             return Some(Err(Errno::ENOENT));
         }
@@ -644,6 +658,12 @@ impl GoferInode {
 
     fn note_missing(&self, name: &[u8]) {
         let mut known = lock(&self.known);
+        if known.since.is_some_and(|t| t.elapsed() > KNOWN_FOR) {
+            *known = Known::default();
+        }
+        if known.since.is_none() {
+            known.since = Some(std::time::Instant::now());
+        }
         if known.missing.len() < MAX_MISSING {
             known.missing.insert(name.to_vec());
         }
@@ -779,9 +799,11 @@ impl Inode for GoferInode {
             }
             entries.push(e);
         }
-        let mut k = lock(&self.known);
-        k.listing = keep.then_some(known);
-        k.missing.clear();
+        *lock(&self.known) = Known {
+            since: Some(std::time::Instant::now()),
+            listing: keep.then_some(known),
+            missing: HashSet::new(),
+        };
         Ok(entries)
     }
 
@@ -1272,6 +1294,14 @@ mod tests {
         );
         assert_eq!(fs.requests(), n, "no request after the listing");
         assert_eq!(fs.handles(), handles);
+        // What the host adds later is found once that knowledge is old.
+        std::fs::write(dir.path().join("many/absent"), b"now here").unwrap();
+        std::thread::sleep(KNOWN_FOR + std::time::Duration::from_millis(100));
+        assert_eq!(
+            vfs.stat_at(&r, b"/many/absent", false).unwrap().size,
+            8,
+            "a later host file"
+        );
         // Reading a file found without a handle: one walk-and-open.
         let n = fs.requests();
         let f = vfs
