@@ -77,6 +77,23 @@ fn assert_stops_at_link(g: &gofer::Client, root: &gofer::Handle, names: &[&str],
     assert_eq!(w.status, expected);
     let link = w.nodes[link_at].clone();
     assert_eq!(link.stat.file_type(), FileType::Symlink);
+    // WalkStat takes the same steps and stops at the same link.
+    let ws = g.walk_stat(root, names).unwrap();
+    assert_eq!(ws.status, expected, "{names:?}");
+    assert_eq!(ws.stats.len(), link_at + 1, "{names:?}");
+    assert_eq!(
+        ws.stats[link_at], link.stat,
+        "{names:?}: the link's own stat"
+    );
+    let through = g.walk_stat(&link.handle, &["etc"]).unwrap();
+    assert!(through.stats.is_empty());
+    assert_eq!(
+        through.status,
+        WalkStatus::Failed {
+            errno: libc::ENOTDIR
+        }
+    );
+    assert_eq!(errno(g.readdir_stat(&link.handle)), libc::ENOTDIR);
     for flags in ALL_FLAGS {
         assert_eq!(errno(g.open(&link.handle, flags)), libc::ELOOP, "{names:?}");
     }
