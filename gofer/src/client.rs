@@ -311,6 +311,36 @@ impl Client {
         self.list(handle, true)
     }
 
+    /// The directory `names` below `dir` listed without a handle to it (at
+    /// most [`MAX_WALK_NAMES`] names): its stat and its entries, with their
+    /// stats if `stats`, or `None` when they take more than one reply (list
+    /// it through a handle then).
+    pub fn readdir_at<N: AsRef<[u8]>>(
+        &self,
+        dir: &Handle,
+        names: &[N],
+        stats: bool,
+    ) -> Result<Option<(FileStat, Vec<DirEntry>)>, GoferError> {
+        if names.len() > MAX_WALK_NAMES {
+            return Ok(None);
+        }
+        match self.call(&Request::ReadDirAt {
+            dir: *dir,
+            names: names.iter().map(|n| n.as_ref().to_vec()).collect(),
+            stats,
+        })? {
+            (
+                Response::DirEntriesAt {
+                    stat,
+                    entries,
+                    complete,
+                },
+                None,
+            ) => Ok(complete.then_some((stat, entries))),
+            _ => Err(GoferError::UnexpectedReply("readdir_at")),
+        }
+    }
+
     fn list(&self, handle: &Handle, stats: bool) -> Result<Vec<DirEntry>, GoferError> {
         let mut out = Vec::new();
         let mut offset = 0u64;

@@ -34,7 +34,8 @@ use crate::error::GoferError;
 /// Version sent with `Attach`; a server that speaks another one refuses with
 /// `EPROTO`.
 ///
-/// Version 3 added `WalkStat`, stats in `ReadDir` and `SetAttr`.
+/// Version 3 added `WalkStat`, stats in `ReadDir`, `ReadDirAt` and
+/// `SetAttr`.
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest message, request or reply, in bytes. Well under the default
@@ -347,6 +348,16 @@ pub enum Request {
         offset: u64,
         stats: bool,
     },
+    /// The listing of the directory `names` below `dir` (the walk of
+    /// `WalkStat`; empty `names`: `dir` itself), without a handle to it,
+    /// answered with `DirEntriesAt`: its stat and its entries if they fit in
+    /// one reply (since version 3). So listing every directory of a tree
+    /// costs the server no fd per directory.
+    ReadDirAt {
+        dir: Handle,
+        names: Vec<Vec<u8>>,
+        stats: bool,
+    },
     /// Answered with `Link`.
     ReadLink { handle: Handle },
     /// Forget a handle; answered with `Closed`.
@@ -421,6 +432,13 @@ pub enum Response {
         entries: Vec<DirEntry>,
         next: Option<u64>,
     },
+    /// `complete` is false (and `entries` only the beginning) when the
+    /// listing does not fit in one reply: page through it with a handle.
+    DirEntriesAt {
+        stat: FileStat,
+        entries: Vec<DirEntry>,
+        complete: bool,
+    },
     Link {
         target: Vec<u8>,
     },
@@ -448,6 +466,12 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, GoferError> {
         return Err(GoferError::TooLarge(bytes.len()));
     }
     Ok(bytes)
+}
+
+/// How many bytes `part` takes inside an encoded message (`usize::MAX` if
+/// it cannot be encoded), for filling a reply up to [`MAX_MESSAGE`].
+pub(crate) fn encoded_len<T: Serialize>(part: &T) -> usize {
+    bincode::serde::encode_to_vec(part, config()).map_or(usize::MAX, |v| v.len())
 }
 
 /// Decodes one whole message; trailing bytes are an error.

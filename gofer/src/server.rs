@@ -192,6 +192,9 @@ impl Session {
                 offset,
                 stats,
             } => (self.read_dir(handle, offset, stats)?, None),
+            Request::ReadDirAt { dir, names, stats } => {
+                (self.read_dir_at(dir, &names, stats)?, None)
+            }
             Request::ReadLink { handle } => {
                 let node = self.node(handle)?;
                 if node.kind != FileType::Symlink {
@@ -569,6 +572,38 @@ impl Session {
         Ok((Response::Opened { stat }, fd))
     }
 
+    /// `ReadDirAt`: the confined single-name steps of `WalkStat` to the
+    /// directory, a reopen of it checked to be the same inode, one snapshot,
+    /// its first page; nothing is kept.
+    fn read_dir_at(&self, dir: Handle, names: &[Vec<u8>], stats: bool) -> Result<Response, Errno> {
+        let names = Self::walk_names(names)?;
+        let mut cur = self.node(dir)?.fd.clone();
+        for name in &names {
+            // A symlink is opened as itself (O_NOFOLLOW): the next step
+            // from it, or the directory check below, fails.
+            cur = Arc::new(host::openat2(cur.as_fd(), name, libc::O_PATH)?);
+        }
+        let stat = host::fstat(cur.as_fd())?;
+        if !stat.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let fd = host::open_verified(
+            cur.as_fd(),
+            c".",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            stat.dev,
+            stat.ino,
+        )?;
+        let listing = host::read_dir(fd, stats)?;
+        // Room for the directory's own stat too.
+        let (entries, end) = page(&listing, 0, stats, MAX_MESSAGE - 64 - STAT_COST);
+        Ok(Response::DirEntriesAt {
+            stat,
+            entries,
+            complete: end == listing.len(),
+        })
+    }
+
     fn read_dir(&mut self, h: Handle, offset: u64, stats: bool) -> Result<Response, Errno> {
         let node = self.node(h)?;
         if node.kind != FileType::Directory {
@@ -610,25 +645,7 @@ impl Session {
             .unwrap_or(usize::MAX)
             .min(listing.len());
         // Leave room for the enum tag, the vector length and `next`.
-        let mut budget = MAX_MESSAGE - 64;
-        let mut end = start;
-        for e in &listing[start..] {
-            // Worst case of an entry: name, its length prefix, ino, type,
-            // and a stat of sixteen varints of at most nine bytes.
-            let stat_cost = if stats && e.stat.is_some() { 16 * 9 } else { 0 };
-            let cost = e.name.len() + 17 + stat_cost;
-            if cost > budget {
-                break;
-            }
-            budget -= cost;
-            end += 1;
-        }
-        let mut entries = listing[start..end].to_vec();
-        if !stats {
-            for e in &mut entries {
-                e.stat = None;
-            }
-        }
+        let (entries, end) = page(listing, start, stats, MAX_MESSAGE - 64);
         let next = if end < listing.len() {
             Some(end as u64)
         } else {
@@ -638,6 +655,33 @@ impl Session {
         };
         Ok(Response::DirEntries { entries, next })
     }
+}
+
+/// The worst case of an encoded stat: sixteen varints of at most nine
+/// bytes each.
+const STAT_COST: usize = 16 * 9;
+
+/// The entries of `listing` from `start` that fit in `budget` bytes of a
+/// reply (with their stats if `stats`), and where they end.
+fn page(listing: &[DirEntry], start: usize, stats: bool, budget: usize) -> (Vec<DirEntry>, usize) {
+    let mut budget = budget;
+    let mut entries = Vec::new();
+    for e in &listing[start..] {
+        let mut e = e.clone();
+        if !stats {
+            e.stat = None;
+        }
+        // Each entry's own encoding: the reply is exactly their sum plus
+        // the frame the caller left room for.
+        let cost = protocol::encoded_len(&e);
+        if cost > budget {
+            break;
+        }
+        budget -= cost;
+        entries.push(e);
+    }
+    let end = start + entries.len();
+    (entries, end)
 }
 
 #[cfg(test)]

@@ -94,6 +94,17 @@ fn assert_stops_at_link(g: &gofer::Client, root: &gofer::Handle, names: &[&str],
         }
     );
     assert_eq!(errno(g.readdir_stat(&link.handle)), libc::ENOTDIR);
+    // Nor can a listing without a handle go through it or list it.
+    assert_eq!(
+        errno(g.readdir_at(root, names, true)),
+        libc::ENOTDIR,
+        "{names:?}"
+    );
+    assert_eq!(
+        errno(g.readdir_at(root, &names[..=link_at], true)),
+        libc::ENOTDIR,
+        "{names:?}"
+    );
     for flags in ALL_FLAGS {
         assert_eq!(errno(g.open(&link.handle, flags)), libc::ELOOP, "{names:?}");
     }

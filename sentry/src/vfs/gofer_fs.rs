@@ -45,6 +45,27 @@ pub type WalkMany = (Vec<(HostNode, Stat)>, Option<Errno>);
 /// [`WalkMany`] without nodes.
 pub type WalkStats = (Vec<Stat>, Option<Errno>);
 
+/// A directory's stat and its entries, each with its stat if the host gave
+/// one.
+pub type Listed = (Stat, Vec<(DirEntry, Option<Stat>)>);
+
+fn dir_entries(entries: Vec<gofer::DirEntry>) -> Vec<(DirEntry, Option<Stat>)> {
+    entries
+        .into_iter()
+        .map(|e| {
+            let st = e.stat.as_ref().map(stat_from_gofer);
+            (
+                DirEntry {
+                    dtype: e.file_type.dirent_type(),
+                    name: e.name,
+                    ino: e.ino,
+                },
+                st,
+            )
+        })
+        .collect()
+}
+
 /// The attributes a setattr changes; `None` leaves one as it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SetAttrs {
@@ -99,6 +120,12 @@ pub trait HostFs: Send + Sync {
     /// [`HostFs::readdir`] with each entry's stat where the host gives it.
     fn readdir_stat(&self, node: HostNode) -> Result<Vec<(DirEntry, Option<Stat>)>, Errno> {
         Ok(self.readdir(node)?.into_iter().map(|e| (e, None)).collect())
+    }
+    /// The directory `names` below `dir` listed without making a node: its
+    /// stat and entries with theirs, or `None` when the host cannot (a
+    /// listing too long for one gofer reply): list it through its node.
+    fn readdir_at(&self, _dir: HostNode, _names: &[&[u8]]) -> Result<Option<Listed>, Errno> {
+        Ok(None)
     }
     fn readlink(&self, node: HostNode) -> Result<Vec<u8>, Errno>;
     /// A read-only host fd of a regular file.
@@ -280,20 +307,16 @@ impl HostFs for GoferHostFs {
     fn readdir_stat(&self, node: HostNode) -> Result<Vec<(DirEntry, Option<Stat>)>, Errno> {
         let h = self.handle(node)?;
         let entries = self.client.readdir_stat(&h).map_err(gofer_errno)?;
-        Ok(entries
-            .into_iter()
-            .map(|e| {
-                let st = e.stat.as_ref().map(stat_from_gofer);
-                (
-                    DirEntry {
-                        dtype: e.file_type.dirent_type(),
-                        name: e.name,
-                        ino: e.ino,
-                    },
-                    st,
-                )
-            })
-            .collect())
+        Ok(dir_entries(entries))
+    }
+
+    fn readdir_at(&self, dir: HostNode, names: &[&[u8]]) -> Result<Option<Listed>, Errno> {
+        let h = self.handle(dir)?;
+        let got = self
+            .client
+            .readdir_at(&h, names, true)
+            .map_err(gofer_errno)?;
+        Ok(got.map(|(st, entries)| (stat_from_gofer(&st), dir_entries(entries))))
     }
 
     fn readlink(&self, node: HostNode) -> Result<Vec<u8>, Errno> {
@@ -789,7 +812,20 @@ impl Inode for GoferInode {
         if self.fs.writable() {
             return self.fs.readdir(self.node()?);
         }
-        let listed = self.fs.readdir_stat(self.node()?)?;
+        // A directory not reached before is listed from the nearest one
+        // with a handle, making none for it: so listing a whole tree
+        // (`find /`) costs the gofer no fd per directory.
+        let listed = match self.node.get() {
+            Some(n) => self.fs.readdir_stat(*n)?,
+            None => {
+                let (base, names) = self.base()?;
+                match self.fs.readdir_at(base, &names)? {
+                    Some((st, listed)) if same_file(&st, &self.stat) => listed,
+                    Some(_) => return Err(Errno::ESTALE),
+                    None => self.fs.readdir_stat(self.node()?)?,
+                }
+            }
+        };
         let keep = listed.len() <= MAX_KEPT_LISTING && listed.iter().all(|(_, st)| st.is_some());
         let mut entries = Vec::with_capacity(listed.len());
         let mut known = HashMap::new();
@@ -1188,6 +1224,10 @@ mod tests {
             self.asked();
             self.inner.readdir_stat(node)
         }
+        fn readdir_at(&self, dir: HostNode, names: &[&[u8]]) -> Result<Option<Listed>, Errno> {
+            self.asked();
+            self.inner.readdir_at(dir, names)
+        }
         fn readlink(&self, node: HostNode) -> Result<Vec<u8>, Errno> {
             self.asked();
             self.inner.readlink(node)
@@ -1279,10 +1319,17 @@ mod tests {
         );
         assert_eq!(fs.requests(), n, "the target is kept");
         // du: list, then stat every entry: the listing answers them all.
+        let (n, handles) = (fs.requests(), fs.handles());
         let d = vfs
             .open_at(&r, b"/many", libc::O_RDONLY | libc::O_DIRECTORY, 0)
             .unwrap();
         assert!(!d.getdents64(1 << 16).unwrap().is_empty());
+        assert_eq!(
+            fs.requests() - n,
+            2,
+            "the lookup of /many, its listing (no walk for a handle)"
+        );
+        assert_eq!(fs.handles(), handles, "a listing makes no handle");
         let (n, handles) = (fs.requests(), fs.handles());
         for i in 0..500 {
             let p = format!("/many/f{i}");
