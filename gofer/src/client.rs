@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use crate::error::GoferError;
 use crate::protocol::{
-    self, DirEntry, FileStat, Handle, OpenFlags, Request, Response, Walk, WalkStatus,
-    MAX_DIR_ENTRIES, MAX_MESSAGE, MAX_WALK_NAMES, PROTOCOL_VERSION,
+    self, DirEntry, FileStat, Handle, OpenFlags, Request, Response, SetAttr, Walk, WalkStats,
+    WalkStatus, MAX_DIR_ENTRIES, MAX_MESSAGE, MAX_WALK_NAMES, PROTOCOL_VERSION,
 };
 use crate::wire::{self, Received};
 
@@ -83,6 +83,85 @@ impl Client {
             }
         }
         Ok(out)
+    }
+
+    /// [`Client::walk`] without handles: the stat of each name reached, in
+    /// the same one round trip (per [`MAX_WALK_NAMES`] names), and nothing
+    /// to close afterwards.
+    pub fn walk_stat<N: AsRef<[u8]>>(
+        &self,
+        dir: &Handle,
+        names: &[N],
+    ) -> Result<WalkStats, GoferError> {
+        let mut out = WalkStats {
+            stats: Vec::with_capacity(names.len()),
+            status: WalkStatus::Complete,
+        };
+        // Past one request's names, the walk goes on from a handle to the
+        // last directory reached, closed again afterwards.
+        let mut from: Option<Handle> = None;
+        let result = (|| {
+            let mut done = 0usize;
+            for chunk in names.chunks(MAX_WALK_NAMES) {
+                let req = Request::WalkStat {
+                    dir: from.unwrap_or(*dir),
+                    names: chunk.iter().map(|n| n.as_ref().to_vec()).collect(),
+                };
+                let walk = match self.call(&req)? {
+                    (Response::WalkedStat(w), None) if w.stats.len() <= chunk.len() => w,
+                    _ => return Err(GoferError::UnexpectedReply("walk_stat")),
+                };
+                let full = walk.stats.len() == chunk.len();
+                out.stats.extend(walk.stats);
+                out.status = walk.status;
+                done += chunk.len();
+                match (walk.status, out.stats.last()) {
+                    (WalkStatus::Complete, Some(last)) if full => {
+                        if done == names.len() {
+                            break;
+                        }
+                        if last.is_symlink() {
+                            out.status = WalkStatus::Symlink;
+                            break;
+                        }
+                        let w = self.walk(&from.unwrap_or(*dir), chunk)?;
+                        let next = match (w.status, w.nodes.last()) {
+                            (WalkStatus::Complete, Some(n)) if w.nodes.len() == chunk.len() => {
+                                n.handle
+                            }
+                            _ => return Err(GoferError::Errno(libc::ESTALE)),
+                        };
+                        for n in &w.nodes[..w.nodes.len() - 1] {
+                            self.close(n.handle)?;
+                        }
+                        if let Some(old) = from.replace(next) {
+                            self.close(old)?;
+                        }
+                    }
+                    (WalkStatus::Complete, _) => {
+                        return Err(GoferError::UnexpectedReply("walk_stat"));
+                    }
+                    _ => break,
+                }
+            }
+            Ok(())
+        })();
+        if let Some(h) = from {
+            let _ = self.close(h);
+        }
+        result.map(|()| out)
+    }
+
+    /// Changes the file's attributes (a writable gofer only) and returns its
+    /// new stat.
+    pub fn setattr(&self, handle: &Handle, attr: SetAttr) -> Result<FileStat, GoferError> {
+        match self.call(&Request::SetAttr {
+            handle: *handle,
+            attr,
+        })? {
+            (Response::Stat { stat }, None) => Ok(stat),
+            _ => Err(GoferError::UnexpectedReply("setattr")),
+        }
     }
 
     /// Opens the file for I/O and returns the host fd.
@@ -223,12 +302,53 @@ impl Client {
 
     /// The directory's entries, without `.` and `..`, as one snapshot.
     pub fn readdir(&self, handle: &Handle) -> Result<Vec<DirEntry>, GoferError> {
+        self.list(handle, false)
+    }
+
+    /// [`Client::readdir`] with each entry's own stat where the host gave
+    /// one (an entry removed while it was listed has none).
+    pub fn readdir_stat(&self, handle: &Handle) -> Result<Vec<DirEntry>, GoferError> {
+        self.list(handle, true)
+    }
+
+    /// The directory `names` below `dir` listed without a handle to it (at
+    /// most [`MAX_WALK_NAMES`] names): its stat and its entries, with their
+    /// stats if `stats`, or `None` when they take more than one reply (list
+    /// it through a handle then).
+    pub fn readdir_at<N: AsRef<[u8]>>(
+        &self,
+        dir: &Handle,
+        names: &[N],
+        stats: bool,
+    ) -> Result<Option<(FileStat, Vec<DirEntry>)>, GoferError> {
+        if names.len() > MAX_WALK_NAMES {
+            return Ok(None);
+        }
+        match self.call(&Request::ReadDirAt {
+            dir: *dir,
+            names: names.iter().map(|n| n.as_ref().to_vec()).collect(),
+            stats,
+        })? {
+            (
+                Response::DirEntriesAt {
+                    stat,
+                    entries,
+                    complete,
+                },
+                None,
+            ) => Ok(complete.then_some((stat, entries))),
+            _ => Err(GoferError::UnexpectedReply("readdir_at")),
+        }
+    }
+
+    fn list(&self, handle: &Handle, stats: bool) -> Result<Vec<DirEntry>, GoferError> {
         let mut out = Vec::new();
         let mut offset = 0u64;
         loop {
             let (entries, next) = match self.call(&Request::ReadDir {
                 handle: *handle,
                 offset,
+                stats,
             })? {
                 (Response::DirEntries { entries, next }, None) => (entries, next),
                 _ => return Err(GoferError::UnexpectedReply("readdir")),

@@ -89,8 +89,12 @@ pub(crate) fn openat2_mode(
 // `st_nlink` and `st_blksize` are u64/i64 on x86_64 but u32/i32 on aarch64.
 #[allow(clippy::useless_conversion)]
 pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
-    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
-    Ok(FileStat {
+    Ok(from_stat(&nix::sys::stat::fstat(fd.as_raw_fd())?))
+}
+
+#[allow(clippy::useless_conversion)]
+fn from_stat(st: &libc::stat) -> FileStat {
+    FileStat {
         dev: st.st_dev,
         ino: st.st_ino,
         mode: st.st_mode,
@@ -107,7 +111,85 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
         mtime_nsec: st.st_mtime_nsec,
         ctime_sec: st.st_ctime,
         ctime_nsec: st.st_ctime_nsec,
-    })
+    }
+}
+
+/// `fchmodat2(fd, "", mode, AT_EMPTY_PATH)`: the mode of the file the fd
+/// (an `O_PATH` one included) holds, with no name to swap a symlink in.
+/// `ENOSYS` before Linux 6.6.
+pub(crate) fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
+    // The x86_64 and generic number of fchmodat2 (Linux 6.6).
+    const SYS_FCHMODAT2: libc::c_long = 452;
+    // SAFETY: the path is a valid empty C string that outlives the call; the
+    // other arguments are plain integers.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_FCHMODAT2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::c_uint::from(mode as u16 & 0o7777),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH)`: the owner of the file the
+/// fd holds (a symlink's own, for an `O_PATH` fd of one); `None` keeps one.
+pub(crate) fn chown_fd(
+    fd: BorrowedFd<'_>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> Result<(), Errno> {
+    // SAFETY: the path is a valid empty C string that outlives the call.
+    let ret = unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            uid.unwrap_or(u32::MAX),
+            gid.unwrap_or(u32::MAX),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `utimensat(fd, "", times, AT_EMPTY_PATH)`: the times of the file the fd
+/// holds; `None` leaves one as it is (`UTIME_OMIT`).
+pub(crate) fn set_times_fd(
+    fd: BorrowedFd<'_>,
+    atime: Option<(i64, i64)>,
+    mtime: Option<(i64, i64)>,
+) -> Result<(), Errno> {
+    let ts = |t: Option<(i64, i64)>| -> Result<libc::timespec, Errno> {
+        Ok(match t {
+            None => libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            Some((sec, nsec)) => {
+                if !(0..1_000_000_000).contains(&nsec) {
+                    return Err(Errno::EINVAL);
+                }
+                libc::timespec {
+                    tv_sec: sec,
+                    tv_nsec: nsec,
+                }
+            }
+        })
+    };
+    let times = [ts(atime)?, ts(mtime)?];
+    // SAFETY: the path is a valid empty C string and `times` two valid
+    // timespecs; both outlive the call, which keeps neither pointer.
+    let ret = unsafe {
+        libc::utimensat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            times.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
 }
 
 /// Checks one walk name and makes it a C string. Only plain single
@@ -194,9 +276,12 @@ pub(crate) fn openable(t: FileType) -> Result<(), Errno> {
     }
 }
 
-/// Lists an open directory, without `.` and `..`.
-pub(crate) fn read_dir(dir: OwnedFd) -> Result<Vec<DirEntry>, Errno> {
+/// Lists an open directory, without `.` and `..`; with `stats`, each entry
+/// with its own stat (`fstatat` of the single name, never following it, so
+/// nothing outside the directory is looked at).
+pub(crate) fn read_dir(dir: OwnedFd, stats: bool) -> Result<Vec<DirEntry>, Errno> {
     let mut d = nix::dir::Dir::from(dir)?;
+    let dirfd = d.as_raw_fd();
     let mut out = Vec::new();
     for e in d.iter() {
         let e = e?;
@@ -217,10 +302,24 @@ pub(crate) fn read_dir(dir: OwnedFd) -> Result<Vec<DirEntry>, Errno> {
             Some(nix::dir::Type::Socket) => FileType::Socket,
             None => FileType::Unknown,
         };
+        // An entry removed meanwhile (or unreadable) is listed without one:
+        // the Sentry walks to it if it needs it.
+        let stat = if stats {
+            nix::sys::stat::fstatat(
+                Some(dirfd),
+                e.file_name(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .ok()
+            .map(|st| from_stat(&st))
+        } else {
+            None
+        };
         out.push(DirEntry {
             name: name.to_vec(),
             ino: e.ino(),
             file_type,
+            stat,
         });
     }
     Ok(out)

@@ -1,8 +1,9 @@
 //! The gofer: cryo's only door to the host file system.
 //!
 //! A gofer process serves a root directory to the Sentry over a unix
-//! `SOCK_SEQPACKET` socket: the Sentry names files by handles, walks one
-//! component at a time, and receives open host fds with `SCM_RIGHTS`. Every
+//! `SOCK_SEQPACKET` socket: the Sentry names files by handles, walks a
+//! whole path of single components in one round trip (with handles, or
+//! stats only), and receives open host fds with `SCM_RIGHTS`. Every
 //! path the gofer opens is confined to its root with `openat2`
 //! (`RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS`): `..`,
 //! symlinks (absolute or relative) and /proc magic links never lead out.
@@ -41,8 +42,8 @@ pub use client::Client;
 pub use error::GoferError;
 pub use harden::harden;
 pub use protocol::{
-    Access, DirEntry, FileStat, FileType, Fingerprint, Handle, OpenFlags, Walk, WalkStatus,
-    WalkedNode,
+    Access, DirEntry, FileStat, FileType, Fingerprint, Handle, OpenFlags, SetAttr, SetTime, Walk,
+    WalkStats, WalkStatus, WalkedNode,
 };
 pub use server::serve;
 pub use wire::socketpair;

@@ -11,7 +11,9 @@
 //! Files are named by [`Handle`]s, ids of `O_PATH` fds that the server keeps
 //! (the model of gVisor's lisafs). `Attach` gives the root handle; `Walk`
 //! goes down one or more single path components and gives a handle and a
-//! [`FileStat`] for each. The gofer follows no symlink and no `..`: a symlink
+//! [`FileStat`] for each; `WalkStat` (lisafs's WalkStat) does the same walk
+//! in the same one round trip but keeps no handle, so that a `stat` of a
+//! deep path or of every file of a tree costs the server no fd. The gofer follows no symlink and no `..`: a symlink
 //! is reported as such and the Sentry, which owns path resolution, reads it
 //! with `ReadLink` and walks its target itself; `..` is resolved by the
 //! Sentry from its own dentry tree, so a `..` name is refused.
@@ -31,7 +33,10 @@ use crate::error::GoferError;
 
 /// Version sent with `Attach`; a server that speaks another one refuses with
 /// `EPROTO`.
-pub const PROTOCOL_VERSION: u32 = 2;
+///
+/// Version 3 added `WalkStat`, stats in `ReadDir`, `ReadDirAt` and
+/// `SetAttr`.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest message, request or reply, in bytes. Well under the default
 /// socket send buffer, so one message always fits in one packet.
@@ -177,6 +182,9 @@ pub struct DirEntry {
     pub name: Vec<u8>,
     pub ino: u64,
     pub file_type: FileType,
+    /// The entry's own stat (`fstatat` with `AT_SYMLINK_NOFOLLOW`), when the
+    /// listing was asked with stats and the host could give it.
+    pub stat: Option<FileStat>,
 }
 
 impl DirEntry {
@@ -273,6 +281,41 @@ pub struct Walk {
     pub status: WalkStatus,
 }
 
+/// The result of a `WalkStat`: a stat per name reached, in order, and why
+/// the walk stopped (as for [`Walk`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalkStats {
+    pub stats: Vec<FileStat>,
+    pub status: WalkStatus,
+}
+
+/// A time to set with `SetAttr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetTime {
+    pub sec: i64,
+    /// 0..1_000_000_000.
+    pub nsec: i64,
+}
+
+/// What `SetAttr` changes; `None` leaves an attribute as it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAttr {
+    /// Permission bits (`0o7777`), as `chmod(2)`.
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// A regular file's new length, as `truncate(2)`.
+    pub size: Option<u64>,
+    pub atime: Option<SetTime>,
+    pub mtime: Option<SetTime>,
+}
+
+impl SetAttr {
+    pub fn is_empty(&self) -> bool {
+        *self == SetAttr::default()
+    }
+}
+
 /// A request from the Sentry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -281,6 +324,9 @@ pub enum Request {
     /// Go down from `dir` through single-component `names`; answered with
     /// `Walked`. A name must not be empty, `.`, `..`, or contain `/` or NUL.
     Walk { dir: Handle, names: Vec<Vec<u8>> },
+    /// The walk of `Walk`, with the same rules and stops, answered with
+    /// `WalkedStat`: stats only, no handle is made (since version 3).
+    WalkStat { dir: Handle, names: Vec<Vec<u8>> },
     /// Open the file as a host fd; answered with `Opened` and the fd.
     Open { handle: Handle, flags: OpenFlags },
     /// Open a relative path below `dir` without making handles; answered with
@@ -295,8 +341,23 @@ pub enum Request {
     Stat { handle: Handle },
     /// A page of the listing of a directory, from the entry numbered
     /// `offset`; answered with `DirEntries`. Offset 0 takes a new snapshot of
-    /// the directory.
-    ReadDir { handle: Handle, offset: u64 },
+    /// the directory. With `stats` (since version 3) each entry carries its
+    /// stat, and a page holds fewer entries.
+    ReadDir {
+        handle: Handle,
+        offset: u64,
+        stats: bool,
+    },
+    /// The listing of the directory `names` below `dir` (the walk of
+    /// `WalkStat`; empty `names`: `dir` itself), without a handle to it,
+    /// answered with `DirEntriesAt`: its stat and its entries if they fit in
+    /// one reply (since version 3). So listing every directory of a tree
+    /// costs the server no fd per directory.
+    ReadDirAt {
+        dir: Handle,
+        names: Vec<Vec<u8>>,
+        stats: bool,
+    },
     /// Answered with `Link`.
     ReadLink { handle: Handle },
     /// Forget a handle; answered with `Closed`.
@@ -339,6 +400,13 @@ pub enum Request {
         new_name: Vec<u8>,
         noreplace: bool,
     },
+    /// Changes the attributes of the file (since version 3): mode, owner
+    /// and times on the handle itself (`fchmodat2`/`fchownat`/`utimensat`
+    /// with `AT_EMPTY_PATH`, never through a name, so no symlink swapped in
+    /// meanwhile is followed), the size through a reopen checked to be the
+    /// same inode. Answered with `Stat`, the new attributes; `EROFS` from a
+    /// read-only gofer.
+    SetAttr { handle: Handle, attr: SetAttr },
 }
 
 /// A reply from the gofer.
@@ -351,6 +419,7 @@ pub enum Response {
         root: Handle,
     },
     Walked(Walk),
+    WalkedStat(WalkStats),
     /// The fd travels as `SCM_RIGHTS`.
     Opened {
         stat: FileStat,
@@ -362,6 +431,13 @@ pub enum Response {
     DirEntries {
         entries: Vec<DirEntry>,
         next: Option<u64>,
+    },
+    /// `complete` is false (and `entries` only the beginning) when the
+    /// listing does not fit in one reply: page through it with a handle.
+    DirEntriesAt {
+        stat: FileStat,
+        entries: Vec<DirEntry>,
+        complete: bool,
     },
     Link {
         target: Vec<u8>,
@@ -390,6 +466,12 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, GoferError> {
         return Err(GoferError::TooLarge(bytes.len()));
     }
     Ok(bytes)
+}
+
+/// How many bytes `part` takes inside an encoded message (`usize::MAX` if
+/// it cannot be encoded), for filling a reply up to [`MAX_MESSAGE`].
+pub(crate) fn encoded_len<T: Serialize>(part: &T) -> usize {
+    bincode::serde::encode_to_vec(part, config()).map_or(usize::MAX, |v| v.len())
 }
 
 /// Decodes one whole message; trailing bytes are an error.
@@ -448,6 +530,22 @@ mod tests {
             Request::ReadDir {
                 handle: Handle(1),
                 offset: 7,
+                stats: true,
+            },
+            Request::WalkStat {
+                dir: Handle(2),
+                names: vec![b"usr".to_vec(), b"lib".to_vec()],
+            },
+            Request::SetAttr {
+                handle: Handle(4),
+                attr: SetAttr {
+                    mode: Some(0o4755),
+                    uid: None,
+                    gid: Some(7),
+                    size: Some(u64::MAX),
+                    atime: Some(SetTime { sec: -1, nsec: 5 }),
+                    mtime: None,
+                },
             },
         ];
         for r in reqs {
@@ -510,8 +608,13 @@ mod tests {
             },
         };
         let resp = Response::Walked(Walk {
-            nodes: vec![node; MAX_WALK_NAMES],
+            nodes: vec![node.clone(); MAX_WALK_NAMES],
             status: WalkStatus::Complete,
+        });
+        assert!(encode(&resp).is_ok());
+        let resp = Response::WalkedStat(WalkStats {
+            stats: vec![node.stat.clone(); MAX_WALK_NAMES],
+            status: WalkStatus::Failed { errno: i32::MIN },
         });
         assert!(encode(&resp).is_ok());
         let req = Request::Walk {

@@ -32,8 +32,8 @@ use tracing::{debug, warn};
 use crate::error::GoferError;
 use crate::host;
 use crate::protocol::{
-    self, Access, DirEntry, FileType, Handle, OpenFlags, Request, Response, Walk, WalkStatus,
-    WalkedNode, MAX_MESSAGE, MAX_WALK_NAMES, PROTOCOL_VERSION,
+    self, Access, DirEntry, FileType, Handle, OpenFlags, Request, Response, SetAttr, SetTime, Walk,
+    WalkStats, WalkStatus, WalkedNode, MAX_MESSAGE, MAX_WALK_NAMES, PROTOCOL_VERSION,
 };
 use crate::wire::{self, Received};
 
@@ -123,7 +123,14 @@ struct Node {
     dev: u64,
     ino: u64,
     /// The snapshot a paged `ReadDir` is reading.
-    listing: Option<Vec<DirEntry>>,
+    listing: Option<Listing>,
+}
+
+/// A directory's entries as one `ReadDir` snapshot saw them.
+struct Listing {
+    /// Taken with each entry's stat.
+    stats: bool,
+    entries: Vec<DirEntry>,
 }
 
 struct Session {
@@ -163,6 +170,10 @@ impl Session {
         Ok(match req {
             Request::Attach { version } => (self.attach(version)?, None),
             Request::Walk { dir, names } => (Response::Walked(self.walk(dir, &names)?), None),
+            Request::WalkStat { dir, names } => {
+                (Response::WalkedStat(self.walk_stat(dir, &names)?), None)
+            }
+            Request::SetAttr { handle, attr } => (self.set_attr(handle, &attr)?, None),
             Request::Open { handle, flags } => {
                 let (resp, fd) = self.open(handle, flags)?;
                 (resp, Some(fd))
@@ -176,7 +187,14 @@ impl Session {
                 let stat = host::fstat(node.fd.as_fd())?;
                 (Response::Stat { stat }, None)
             }
-            Request::ReadDir { handle, offset } => (self.read_dir(handle, offset)?, None),
+            Request::ReadDir {
+                handle,
+                offset,
+                stats,
+            } => (self.read_dir(handle, offset, stats)?, None),
+            Request::ReadDirAt { dir, names, stats } => {
+                (self.read_dir_at(dir, &names, stats)?, None)
+            }
             Request::ReadLink { handle } => {
                 let node = self.node(handle)?;
                 if node.kind != FileType::Symlink {
@@ -358,16 +376,99 @@ impl Session {
         Ok(Response::Attached { root })
     }
 
-    fn walk(&mut self, dir: Handle, names: &[Vec<u8>]) -> Result<Walk, Errno> {
+    /// Checks every name of a walk before walking any, so that a refused
+    /// request makes no handles.
+    fn walk_names(names: &[Vec<u8>]) -> Result<Vec<CString>, Errno> {
         if names.len() > MAX_WALK_NAMES {
             return Err(Errno::E2BIG);
         }
-        // Check every name before walking any, so that a refused request
-        // makes no handles.
-        let names = names
-            .iter()
-            .map(|n| host::component(n))
-            .collect::<Result<Vec<_>, _>>()?;
+        names.iter().map(|n| host::component(n)).collect()
+    }
+
+    /// `Walk`'s walk without its handles: each step is the same confined
+    /// single-name `openat2` (no symlink, no `..`, no magic link followed),
+    /// and each fd is closed as soon as the next one is open.
+    fn walk_stat(&self, dir: Handle, names: &[Vec<u8>]) -> Result<WalkStats, Errno> {
+        let names = Self::walk_names(names)?;
+        let mut cur = self.node(dir)?.fd.clone();
+        let mut stats = Vec::with_capacity(names.len());
+        let mut status = WalkStatus::Complete;
+        let last = names.len().saturating_sub(1);
+        for (i, name) in names.iter().enumerate() {
+            let step = host::openat2(cur.as_fd(), name, libc::O_PATH)
+                .and_then(|fd| host::fstat(fd.as_fd()).map(|st| (fd, st)));
+            let (fd, stat) = match step {
+                Ok(x) => x,
+                Err(e) => {
+                    status = WalkStatus::Failed { errno: e as i32 };
+                    break;
+                }
+            };
+            let kind = stat.file_type();
+            stats.push(stat);
+            if kind == FileType::Symlink && i < last {
+                status = WalkStatus::Symlink;
+                break;
+            }
+            cur = Arc::new(fd);
+        }
+        Ok(WalkStats { stats, status })
+    }
+
+    /// `SetAttr`: see the request's docs. Each change is made on the
+    /// handle's own `O_PATH` fd, which holds the inode and not a name.
+    fn set_attr(&self, h: Handle, attr: &SetAttr) -> Result<Response, Errno> {
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        let node = self.node(h)?;
+        if let Some(size) = attr.size {
+            if node.kind == FileType::Directory {
+                return Err(Errno::EISDIR);
+            }
+            if node.kind != FileType::Regular {
+                return Err(Errno::EINVAL);
+            }
+            let size = i64::try_from(size).map_err(|_| Errno::EFBIG)?;
+            // ftruncate needs an fd open for writing: a reopen, checked to
+            // be this very inode.
+            let fd = self.reopen(node, libc::O_WRONLY)?;
+            nix::unistd::ftruncate(&fd, size)?;
+        }
+        if attr.uid.is_some() || attr.gid.is_some() {
+            host::chown_fd(node.fd.as_fd(), attr.uid, attr.gid)?;
+        }
+        if let Some(mode) = attr.mode {
+            match host::chmod_fd(node.fd.as_fd(), mode) {
+                // Before Linux 6.6: fchmod on a reopen checked to be this
+                // inode (files and directories only; a symlink has no mode
+                // of its own to set).
+                Err(Errno::ENOSYS) => {
+                    host::openable(node.kind)?;
+                    let flags = if node.kind == FileType::Directory {
+                        libc::O_RDONLY | libc::O_DIRECTORY
+                    } else {
+                        libc::O_RDONLY
+                    };
+                    let fd = self.reopen(node, flags)?;
+                    nix::sys::stat::fchmod(
+                        fd.as_raw_fd(),
+                        nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777),
+                    )?;
+                }
+                r => r?,
+            }
+        }
+        if attr.atime.is_some() || attr.mtime.is_some() {
+            let t = |t: Option<SetTime>| t.map(|t| (t.sec, t.nsec));
+            host::set_times_fd(node.fd.as_fd(), t(attr.atime), t(attr.mtime))?;
+        }
+        let stat = host::fstat(node.fd.as_fd())?;
+        Ok(Response::Stat { stat })
+    }
+
+    fn walk(&mut self, dir: Handle, names: &[Vec<u8>]) -> Result<Walk, Errno> {
+        let names = Self::walk_names(names)?;
         let mut cur = self.node(dir)?.fd.clone();
         let mut nodes = Vec::with_capacity(names.len());
         let mut status = WalkStatus::Complete;
@@ -471,14 +572,56 @@ impl Session {
         Ok((Response::Opened { stat }, fd))
     }
 
-    fn read_dir(&mut self, h: Handle, offset: u64) -> Result<Response, Errno> {
+    /// `ReadDirAt`: the confined single-name steps of `WalkStat` to the
+    /// directory, a reopen of it checked to be the same inode, one snapshot,
+    /// its first page; nothing is kept.
+    fn read_dir_at(&self, dir: Handle, names: &[Vec<u8>], stats: bool) -> Result<Response, Errno> {
+        let names = Self::walk_names(names)?;
+        let mut cur = self.node(dir)?.fd.clone();
+        for name in &names {
+            // A symlink is opened as itself (O_NOFOLLOW): the next step
+            // from it, or the directory check below, fails.
+            cur = Arc::new(host::openat2(cur.as_fd(), name, libc::O_PATH)?);
+        }
+        let stat = host::fstat(cur.as_fd())?;
+        if !stat.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let fd = host::open_verified(
+            cur.as_fd(),
+            c".",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            stat.dev,
+            stat.ino,
+        )?;
+        let listing = host::read_dir(fd, stats)?;
+        // Room for the directory's own stat too.
+        let (entries, end) = page(&listing, 0, stats, MAX_MESSAGE - 64 - STAT_COST);
+        Ok(Response::DirEntriesAt {
+            stat,
+            entries,
+            complete: end == listing.len(),
+        })
+    }
+
+    fn read_dir(&mut self, h: Handle, offset: u64, stats: bool) -> Result<Response, Errno> {
         let node = self.node(h)?;
         if node.kind != FileType::Directory {
             return Err(Errno::ENOTDIR);
         }
-        let fresh = if offset == 0 || node.listing.is_none() {
+        // A snapshot taken without stats cannot answer a page asked with
+        // them: a new one is taken (the entries of an unchanged directory
+        // come in the same order).
+        let stale = match &node.listing {
+            None => true,
+            Some(l) => stats && !l.stats,
+        };
+        let fresh = if offset == 0 || stale {
             let fd = self.reopen(node, libc::O_RDONLY | libc::O_DIRECTORY)?;
-            Some(host::read_dir(fd)?)
+            Some(Listing {
+                stats,
+                entries: host::read_dir(fd, stats)?,
+            })
         } else {
             None
         };
@@ -497,23 +640,12 @@ impl Session {
         if let Some(l) = fresh {
             node.listing = Some(l);
         }
-        let listing = node.listing.as_deref().unwrap_or(&[]);
+        let listing = node.listing.as_ref().map_or(&[][..], |l| &l.entries[..]);
         let start = usize::try_from(offset)
             .unwrap_or(usize::MAX)
             .min(listing.len());
         // Leave room for the enum tag, the vector length and `next`.
-        let mut budget = MAX_MESSAGE - 64;
-        let mut end = start;
-        for e in &listing[start..] {
-            // Worst case of an entry: name, its length prefix, ino, type.
-            let cost = e.name.len() + 16;
-            if cost > budget {
-                break;
-            }
-            budget -= cost;
-            end += 1;
-        }
-        let entries = listing[start..end].to_vec();
+        let (entries, end) = page(listing, start, stats, MAX_MESSAGE - 64);
         let next = if end < listing.len() {
             Some(end as u64)
         } else {
@@ -523,6 +655,33 @@ impl Session {
         };
         Ok(Response::DirEntries { entries, next })
     }
+}
+
+/// The worst case of an encoded stat: sixteen varints of at most nine
+/// bytes each.
+const STAT_COST: usize = 16 * 9;
+
+/// The entries of `listing` from `start` that fit in `budget` bytes of a
+/// reply (with their stats if `stats`), and where they end.
+fn page(listing: &[DirEntry], start: usize, stats: bool, budget: usize) -> (Vec<DirEntry>, usize) {
+    let mut budget = budget;
+    let mut entries = Vec::new();
+    for e in &listing[start..] {
+        let mut e = e.clone();
+        if !stats {
+            e.stat = None;
+        }
+        // Each entry's own encoding: the reply is exactly their sum plus
+        // the frame the caller left room for.
+        let cost = protocol::encoded_len(&e);
+        if cost > budget {
+            break;
+        }
+        budget -= cost;
+        entries.push(e);
+    }
+    let end = start + entries.len();
+    (entries, end)
 }
 
 #[cfg(test)]
@@ -540,7 +699,8 @@ mod tests {
 
     /// Pages through a listing with requests to the session.
     fn page(s: &mut Session, h: Handle, offset: u64) -> (Vec<DirEntry>, Option<u64>) {
-        match s.read_dir(h, offset).unwrap() {
+        // Stats on some pages and not others: one snapshot serves both.
+        match s.read_dir(h, offset, offset.is_multiple_of(2)).unwrap() {
             Response::DirEntries { entries, next } => (entries, next),
             other => panic!("{other:?}"),
         }

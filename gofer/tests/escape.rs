@@ -77,6 +77,34 @@ fn assert_stops_at_link(g: &gofer::Client, root: &gofer::Handle, names: &[&str],
     assert_eq!(w.status, expected);
     let link = w.nodes[link_at].clone();
     assert_eq!(link.stat.file_type(), FileType::Symlink);
+    // WalkStat takes the same steps and stops at the same link.
+    let ws = g.walk_stat(root, names).unwrap();
+    assert_eq!(ws.status, expected, "{names:?}");
+    assert_eq!(ws.stats.len(), link_at + 1, "{names:?}");
+    assert_eq!(
+        ws.stats[link_at], link.stat,
+        "{names:?}: the link's own stat"
+    );
+    let through = g.walk_stat(&link.handle, &["etc"]).unwrap();
+    assert!(through.stats.is_empty());
+    assert_eq!(
+        through.status,
+        WalkStatus::Failed {
+            errno: libc::ENOTDIR
+        }
+    );
+    assert_eq!(errno(g.readdir_stat(&link.handle)), libc::ENOTDIR);
+    // Nor can a listing without a handle go through it or list it.
+    assert_eq!(
+        errno(g.readdir_at(root, names, true)),
+        libc::ENOTDIR,
+        "{names:?}"
+    );
+    assert_eq!(
+        errno(g.readdir_at(root, &names[..=link_at], true)),
+        libc::ENOTDIR,
+        "{names:?}"
+    );
     for flags in ALL_FLAGS {
         assert_eq!(errno(g.open(&link.handle, flags)), libc::ELOOP, "{names:?}");
     }
@@ -358,5 +386,167 @@ fn swapping_a_directory_for_a_symlink_during_walks() {
         "the race did not happen: {swaps_seen} swaps seen in {walks} walks \
          ({reached} reached the directory, {stopped} stopped at the link, {renames} renames)"
     );
+    g.finish();
+}
+
+/// An outside file's mode, owner, size and mtime, to check that nothing
+/// through the gofer changed it.
+fn outside_state(p: &std::path::Path) -> (u32, u32, u32, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(p).unwrap();
+    (
+        m.mode(),
+        m.uid(),
+        m.gid(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+    )
+}
+
+fn every_change() -> gofer::SetAttr {
+    gofer::SetAttr {
+        mode: Some(0o777),
+        uid: Some(4321),
+        gid: Some(4321),
+        size: Some(0),
+        atime: Some(gofer::SetTime { sec: 1, nsec: 0 }),
+        mtime: Some(gofer::SetTime { sec: 1, nsec: 0 }),
+    }
+}
+
+#[test]
+fn setattr_on_a_symlink_never_reaches_its_target() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    fs::write(&secret, b"outside").unwrap();
+    let t = root_with_decoy();
+    symlink(&secret, t.path().join("abs")).unwrap();
+    symlink(
+        "../../../../../../../../..".to_string() + secret.to_str().unwrap(),
+        t.path().join("rel"),
+    )
+    .unwrap();
+    let g = serve(t.path(), false);
+    let root = g.attach().unwrap();
+    let before = outside_state(&secret);
+    for name in ["abs", "rel"] {
+        let l = lookup(&g, &root, &[name]);
+        // Each change alone: whatever the host says of a symlink's own
+        // attributes, the target stays as it was.
+        let all = every_change();
+        let one_by_one = [
+            gofer::SetAttr {
+                mode: all.mode,
+                ..Default::default()
+            },
+            gofer::SetAttr {
+                uid: all.uid,
+                gid: all.gid,
+                ..Default::default()
+            },
+            gofer::SetAttr {
+                size: all.size,
+                ..Default::default()
+            },
+            gofer::SetAttr {
+                atime: all.atime,
+                mtime: all.mtime,
+                ..Default::default()
+            },
+        ];
+        for attr in one_by_one {
+            let _ = g.setattr(&l, attr);
+            assert_eq!(outside_state(&secret), before, "{name}: {attr:?}");
+        }
+        assert_eq!(
+            errno(g.setattr(
+                &l,
+                gofer::SetAttr {
+                    size: Some(0),
+                    ..Default::default()
+                }
+            )),
+            libc::EINVAL,
+            "no size for a symlink"
+        );
+    }
+    assert_eq!(fs::read(&secret).unwrap(), b"outside");
+    g.finish();
+}
+
+#[test]
+fn symlink_swapped_under_a_setattr() {
+    // The race: the host swaps `a/victim` between a file of the root and a
+    // symlink to a file outside it while the Sentry walks to it and
+    // changes its attributes. A change lands on the file the walk reached
+    // (or fails); the outside file never changes. It only counts if both
+    // kinds were walked to many times.
+    const MIN_EACH: u32 = 50;
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    fs::write(&secret, b"outside, not to be truncated").unwrap();
+    let t = root_with_decoy();
+    let a = t.path().join("a");
+    fs::create_dir(&a).unwrap();
+    fs::write(a.join("victim_file"), b"inside").unwrap();
+    symlink(&secret, a.join("victim_link")).unwrap();
+    let before = outside_state(&secret);
+    let g = serve(t.path(), false);
+    let root = g.attach().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, a) = (stop.clone(), a.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for (from, to) in [
+                    ("victim_file", "victim"),
+                    ("victim", "victim_file"),
+                    ("victim_link", "victim"),
+                    ("victim", "victim_link"),
+                ] {
+                    fs::rename(a.join(from), a.join(to)).unwrap();
+                }
+            }
+        })
+    };
+    let (mut files, mut links, mut walks) = (0u32, 0u32, 0u32);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while (files < MIN_EACH || links < MIN_EACH) && std::time::Instant::now() < deadline {
+        walks += 1;
+        let w = g.walk(&root, &["a", "victim"]).unwrap();
+        if w.status != WalkStatus::Complete {
+            for n in w.nodes {
+                g.close(n.handle).unwrap();
+            }
+            continue;
+        }
+        let node = &w.nodes[1];
+        if node.stat.is_symlink() {
+            links += 1;
+        } else {
+            files += 1;
+        }
+        // Give the swapper time to move things under the handle.
+        std::thread::yield_now();
+        match g.setattr(&node.handle, every_change()) {
+            Ok(_) => {}
+            Err(GoferError::Errno(
+                libc::ESTALE | libc::ENOENT | libc::EINVAL | libc::EOPNOTSUPP | libc::ELOOP,
+            )) => {}
+            Err(e) => panic!("setattr: {e}"),
+        }
+        assert_eq!(outside_state(&secret), before, "after {walks} walks");
+        for n in w.nodes {
+            g.close(n.handle).unwrap();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert!(
+        files >= MIN_EACH && links >= MIN_EACH,
+        "the race did not happen: {files} files and {links} links in {walks} walks"
+    );
+    assert_eq!(fs::read(&secret).unwrap(), b"outside, not to be truncated");
     g.finish();
 }

@@ -779,6 +779,79 @@ fn rw_bind_mount_tree_changes_reach_the_host() {
     );
 }
 
+/// chmod, chown, utimes and truncate on a rw bind mount's files reach the
+/// host file; on a ro bind mount they are EROFS and the host file stays.
+#[test]
+fn rw_bind_mount_attribute_changes_reach_the_host() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let rw = env.dir.path().join("attr-rw");
+    let ro = env.dir.path().join("attr-ro");
+    for d in [&rw, &ro] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("f"), "twenty bytes of text").unwrap();
+    }
+    let before_ro = std::fs::metadata(ro.join("f")).unwrap();
+    env.spec(|v| {
+        set_args(
+            v,
+            "b=/bin/busybox; \
+             $b chmod 0604 /mnt/rw/f && $b chown 1234:5678 /mnt/rw/f && \
+             $b truncate -s 6 /mnt/rw/f && $b touch -d '2001-02-03 04:05:06' /mnt/rw/f && \
+             $b stat -c '%a %u %g %s %Y' /mnt/rw/f; \
+             $b chmod 0600 /mnt/ro/f 2>&1 || echo chmod-refused; \
+             $b truncate -s 1 /mnt/ro/f 2>&1 || echo truncate-refused; \
+             $b touch /mnt/ro/f 2>&1 || echo touch-refused",
+        );
+        let mounts = v["mounts"].as_array_mut().unwrap();
+        mounts.push(serde_json::json!({
+            "destination": "/mnt/rw", "type": "bind", "source": rw, "options": ["rbind"]
+        }));
+        mounts.push(serde_json::json!({
+            "destination": "/mnt/ro", "type": "bind", "source": ro, "options": ["rbind", "ro"]
+        }));
+    });
+    let o = env.cryo(&["run", "--bundle", env.bundle().to_str().unwrap(), "attrs"]);
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    let m = std::fs::metadata(rw.join("f")).unwrap();
+    let out = o.stdout_str();
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("604 1234 5678 6 {}", m.mtime()).as_str()),
+        "{out}"
+    );
+    assert_eq!(m.mode() & 0o7777, 0o604);
+    assert_eq!((m.uid(), m.gid()), (1234, 5678));
+    assert_eq!(std::fs::read(rw.join("f")).unwrap(), b"twenty");
+    // busybox's touch -d takes local time; the sandbox's TZ is the same.
+    assert!(
+        (981_000_000..981_300_000).contains(&m.mtime()),
+        "mtime {} is 2001-02-03",
+        m.mtime()
+    );
+    let rest: Vec<&str> = lines.collect();
+    for what in ["chmod-refused", "truncate-refused", "touch-refused"] {
+        assert!(rest.contains(&what), "{what} in {out}");
+    }
+    assert!(out.contains("Read-only file system"), "{out}");
+    let after_ro = std::fs::metadata(ro.join("f")).unwrap();
+    assert_eq!(
+        (
+            after_ro.mode(),
+            after_ro.size(),
+            after_ro.mtime(),
+            after_ro.mtime_nsec()
+        ),
+        (
+            before_ro.mode(),
+            before_ro.size(),
+            before_ro.mtime(),
+            before_ro.mtime_nsec()
+        )
+    );
+}
+
 #[test]
 fn busybox_root_with_mounts() {
     let env = Env::new();

@@ -161,6 +161,52 @@ impl Dentry {
         Ok(d)
     }
 
+    /// [`Dentry::child`], and on a miss the names `ahead` of it in the
+    /// path too, in one [`Inode::lookup_path`]: what that finds is cached
+    /// as a chain of new dentries below this one, so the rest of the walk
+    /// finds them there. `ahead` holds only plain names; a cached dentry
+    /// (a mount point is one) is never looked up again, so a lookup ahead
+    /// never crosses a mount.
+    pub fn child_ahead(
+        self: &Arc<Self>,
+        name: &[u8],
+        ahead: &[&[u8]],
+    ) -> Result<Arc<Dentry>, Errno> {
+        if ahead.is_empty() {
+            return self.child(name);
+        }
+        let mut children = lock(&self.children);
+        if let Some(d) = children.get(name) {
+            return Ok(d.clone());
+        }
+        let mut names: Vec<&[u8]> = Vec::with_capacity(ahead.len() + 1);
+        names.push(name);
+        names.extend_from_slice(ahead);
+        let mut found = self.inode.lookup_path(&names)?.into_iter();
+        let inode = found.next().ok_or(Errno::EIO)?;
+        let first = Dentry::new(
+            name.to_vec(),
+            Arc::downgrade(self),
+            inode,
+            self.mount.clone(),
+        );
+        children.insert(name.to_vec(), first.clone());
+        drop(children);
+        // The rest hang below `first`, which nobody else has seen yet.
+        let mut parent = first.clone();
+        for (inode, name) in found.zip(ahead) {
+            let d = Dentry::new(
+                name.to_vec(),
+                Arc::downgrade(&parent),
+                inode,
+                self.mount.clone(),
+            );
+            lock(&parent.children).insert(name.to_vec(), d.clone());
+            parent = d;
+        }
+        Ok(first)
+    }
+
     /// Whether a child called `name` exists.
     pub fn has_child(self: &Arc<Self>, name: &[u8]) -> Result<bool, Errno> {
         match self.child(name) {

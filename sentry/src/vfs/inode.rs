@@ -144,6 +144,19 @@ pub trait Inode: Send + Sync + Any {
         Err(Errno::ENOTDIR)
     }
 
+    /// Looks up `names` (plain names, at least one), each in the one
+    /// before, in one go where the file system can (a gofer walks them in
+    /// one round trip): the inodes reached, in order. It may stop early
+    /// (a symlink, a non-directory, a missing name after the first); the
+    /// path walk looks the rest up one at a time. An error is the first
+    /// name's. The default looks up the first name only.
+    fn lookup_path(&self, names: &[&[u8]]) -> Result<Vec<Arc<dyn Inode>>, Errno> {
+        match names.first() {
+            Some(name) => Ok(vec![self.lookup(name)?]),
+            None => Ok(Vec::new()),
+        }
+    }
+
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
         Err(Errno::ENOTDIR)
     }

@@ -298,6 +298,48 @@ impl Inode for OverlayInode {
         }
     }
 
+    /// Where the upper layer has nothing of the first name (no entry, no
+    /// whiteout), nothing below it has an upper either: the whole run is
+    /// the lower layer's, looked up there in one go (one gofer round trip
+    /// for a host path) and wrapped as lower-only overlay files.
+    fn lookup_path(&self, names: &[&[u8]]) -> Result<Vec<Arc<dyn Inode>>, Errno> {
+        let Some(first) = names.first() else {
+            return Ok(Vec::new());
+        };
+        if names.len() == 1 || !self.is_dir() {
+            return Ok(vec![self.lookup(first)?]);
+        }
+        let mut children = lock(&self.children);
+        let upper = self.upper();
+        let live = children.get(*first).and_then(|w| w.upgrade());
+        let upper_has = upper
+            .as_ref()
+            .is_some_and(|u| u.child(first).is_some() || u.has_whiteout(first));
+        let lower = match (live, upper_has, self.visible_lower(upper.as_ref())) {
+            (None, false, Some(l)) => l.clone(),
+            _ => {
+                drop(children);
+                return Ok(vec![self.lookup(first)?]);
+            }
+        };
+        let lows = lower.lookup_path(names)?;
+        let mut out: Vec<Arc<dyn Inode>> = Vec::with_capacity(lows.len());
+        let mut parent = self.arc()?;
+        for (i, (l, name)) in lows.into_iter().zip(names).enumerate() {
+            let ft = l.file_type();
+            let child = OverlayInode::new(Some((parent.clone(), name.to_vec())), None, Some(l), ft);
+            if i == 0 {
+                children.insert(name.to_vec(), Arc::downgrade(&child));
+            } else {
+                // A directory made just now: nobody else has seen it.
+                lock(&parent.children).insert(name.to_vec(), Arc::downgrade(&child));
+            }
+            out.push(child.clone());
+            parent = child;
+        }
+        Ok(out)
+    }
+
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
         if !self.is_dir() {
             return Err(Errno::ENOTDIR);

@@ -47,6 +47,20 @@ fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
     path.split(|&b| b == b'/').filter(|c| !c.is_empty())
 }
 
+/// The most names looked up ahead of the one a walk is at.
+const MAX_LOOKAHEAD: usize = 31;
+
+/// The names after the current one that a lookup may take along: the
+/// plain names up to the first `.`, `..` or over-long one.
+fn lookahead<'a, 'b>(rest: &'a [&'b [u8]]) -> &'a [&'b [u8]] {
+    let n = rest
+        .iter()
+        .take(MAX_LOOKAHEAD)
+        .take_while(|c| !matches!(**c, b"." | b"..") && c.len() <= NAME_MAX)
+        .count();
+    &rest[..n]
+}
+
 impl Vfs {
     /// Resolves `path` from `start` (the cwd or a dirfd) or from the root
     /// if absolute. `follow_last` follows a final symlink (a trailing slash
@@ -119,7 +133,7 @@ impl Vfs {
                 return Err(Errno::ENOTDIR);
             }
             super::perm::check(cur.inode().as_ref(), super::perm::MAY_EXEC)?;
-            let next = self.step(&cur, name)?;
+            let next = self.step(&cur, name, lookahead(&names[i + 1..]))?;
             if next.is_symlink() && (!last || follow_last || trailing_slash) {
                 cur = self.follow(&cur, next, last, links)?;
             } else {
@@ -162,8 +176,10 @@ impl Vfs {
         self.walk(dir, &target, true, links)
     }
 
-    /// One name down (or up) from directory `cur`, crossing mounts.
-    fn step(&self, cur: &Arc<Dentry>, name: &[u8]) -> Result<Arc<Dentry>, Errno> {
+    /// One name down (or up) from directory `cur`, crossing mounts; `ahead`
+    /// are the plain names that follow it in the path, looked up with it
+    /// if it is not cached (one gofer round trip for a whole host path).
+    fn step(&self, cur: &Arc<Dentry>, name: &[u8], ahead: &[&[u8]]) -> Result<Arc<Dentry>, Errno> {
         if name.len() > NAME_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
@@ -171,7 +187,7 @@ impl Vfs {
             b"." => Ok(cur.clone()),
             b".." => Ok(self.parent_of(cur)),
             _ => {
-                let mut d = cur.child(name)?;
+                let mut d = cur.child_ahead(name, ahead)?;
                 while let Some(root) = d.mounted() {
                     d = root;
                 }
