@@ -65,6 +65,13 @@ const SPECS: &[Spec] = &[
     spec("splice"),
     spec("perms"),
     spec("fallocate"),
+    // memfd_create and file seals (their effect on write, truncate,
+    // fallocate and mmap), errnos compared with Linux.
+    spec("memfd"),
+    Spec {
+        args: &["2"],
+        ..spec("ckpt_memfd")
+    },
     // Files with no name (O_TMPFILE, unlinked while open), compared with
     // Linux; checkpoint_unlinked.rs checkpoints the same guest.
     Spec {
@@ -266,6 +273,8 @@ guest_tests!(
     splice,
     perms,
     fallocate,
+    memfd,
+    ckpt_memfd,
     ckpt_unlinked,
     exit_group,
     exit_thread,

@@ -565,6 +565,15 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
         | libc::F_OFD_GETLK
         | libc::F_OFD_SETLK
         | libc::F_OFD_SETLKW => super::locks::fcntl_lock(t, &f, a.int(1), a.addr(2)),
+        libc::F_GET_SEALS => Ok(u64::from(f.inode().seals()?)),
+        libc::F_ADD_SEALS => {
+            // memfd_add_seals: only through a file open for writing.
+            if !f.writable() {
+                return Err(Errno::EPERM);
+            }
+            f.inode().add_seals(a.uint(2))?;
+            Ok(0)
+        }
         _ => Err(Errno::EINVAL),
     }
 }
@@ -1352,4 +1361,42 @@ pub fn eventfd2(t: &mut Task, a: &Args) -> SysResult {
 
 pub fn eventfd(t: &mut Task, a: &Args) -> SysResult {
     eventfd2(t, &Args([a.raw(0), 0, 0, 0, 0, 0]))
+}
+
+/// Every memfd_create(2) flag Linux knows (MFD_ALL_FLAGS but the hugetlb
+/// page-size bits, which need MFD_HUGETLB).
+const MFD_KNOWN: u32 = libc::MFD_CLOEXEC
+    | libc::MFD_ALLOW_SEALING
+    | libc::MFD_HUGETLB
+    | libc::MFD_NOEXEC_SEAL
+    | libc::MFD_EXEC;
+
+/// memfd_create(2). The name is at most 249 bytes (MFD_NAME_MAX_LEN);
+/// hugetlb pages are not offered (EINVAL, as gVisor).
+pub fn memfd_create(t: &mut Task, a: &Args) -> SysResult {
+    let flags = a.uint(1);
+    if flags & !MFD_KNOWN != 0
+        || flags & libc::MFD_HUGETLB != 0
+        || flags & (libc::MFD_EXEC | libc::MFD_NOEXEC_SEAL)
+            == libc::MFD_EXEC | libc::MFD_NOEXEC_SEAL
+    {
+        return Err(Errno::EINVAL);
+    }
+    let name = match t
+        .mm()
+        .read_c_string(a.addr(0), crate::vfs::vfs::MEMFD_NAME_MAX + 1)
+    {
+        Err(Errno::ENAMETOOLONG) => return Err(Errno::EINVAL),
+        r => r?,
+    };
+    let noexec = flags & libc::MFD_NOEXEC_SEAL != 0;
+    let seals = if noexec {
+        crate::vfs::tmpfs::SEAL_EXEC
+    } else if flags & libc::MFD_ALLOW_SEALING != 0 {
+        0
+    } else {
+        crate::vfs::tmpfs::SEAL_SEAL
+    };
+    let f = t.kernel().vfs.memfd_create(&name, seals, !noexec)?;
+    install(t, f, flags & libc::MFD_CLOEXEC != 0)
 }

@@ -122,6 +122,7 @@ fn generic_rows() -> Vec<Entry> {
     reg("fchmodat", fs::fchmodat, &[Dec, Path, Oct]);
     reg("utimensat", fs::utimensat, &[Dec, Path, Hex, Hex]);
     reg("fadvise64", fs::fadvise64, &[Dec, Dec, Dec, Dec]);
+    reg("memfd_create", fs::memfd_create, &[Path, Hex]);
     reg("getxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
     reg("lgetxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
     reg("fgetxattr", fs::xattr_unsupported, &[Dec, Path, Hex, Dec]);

@@ -299,6 +299,10 @@ impl FileOps for PathOps {
 const SETFL_MASK: i32 =
     libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
 
+/// The kernel's O_LARGEFILE on x86_64 and arm64 (the libc crate's is 0
+/// there, as 64-bit userspace never needs to pass it).
+pub(crate) const KERNEL_O_LARGEFILE: i32 = 0o100000;
+
 /// Flags an open file keeps from open(2): the rest (O_CREAT, O_TRUNC,
 /// O_CLOEXEC, ...) act at open time only.
 const KEPT_FLAGS: i32 = libc::O_ACCMODE
@@ -307,6 +311,7 @@ const KEPT_FLAGS: i32 = libc::O_ACCMODE
     | libc::O_SYNC
     | libc::O_DSYNC
     | libc::O_LARGEFILE
+    | KERNEL_O_LARGEFILE
     | libc::O_DIRECTORY
     | libc::O_NOFOLLOW;
 
@@ -696,6 +701,22 @@ impl OpenFile {
             return super::poll::EPOLLNVAL;
         }
         self.ops.readiness()
+    }
+
+    /// mmap(2) of this file with `shared` and `prot_write`: a shared
+    /// writable mapping of a file sealed against writes is EPERM
+    /// (memfd_check_seals_mmap; a file not open for writing is the memory
+    /// manager's EACCES, checked first in Linux).
+    pub fn check_mmap_seals(&self, shared: bool, prot_write: bool) -> Result<(), Errno> {
+        let write_seals = (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) as u32;
+        if shared
+            && prot_write
+            && self.writable()
+            && self.inode.seals().unwrap_or(0) & write_seals != 0
+        {
+            return Err(Errno::EPERM);
+        }
+        Ok(())
     }
 
     /// The file as the memory manager maps it: regular files only.

@@ -237,6 +237,18 @@ pub trait Inode: Send + Sync + Any {
         Err(Errno::EPERM)
     }
 
+    /// fcntl(F_GET_SEALS): the file's memfd seals. Only shmem files
+    /// (tmpfs, memfd) have them; any other file is EINVAL.
+    fn seals(&self) -> Result<u32, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    /// fcntl(F_ADD_SEALS) (the caller has checked the open file is
+    /// writable).
+    fn add_seals(&self, _seals: u32) -> Result<(), Errno> {
+        Err(Errno::EINVAL)
+    }
+
     /// For a /proc/<pid>/fd/N link: the open file it names (a "magic link",
     /// followed to the file itself rather than through its text).
     fn magic_target(&self) -> Option<Arc<OpenFile>> {

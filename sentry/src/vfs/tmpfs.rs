@@ -194,6 +194,36 @@ impl Drop for FileData {
     }
 }
 
+/// How many of `len` bytes a write at `off` into a file of `size` bytes
+/// with `seals` may write (shmem_write_begin's checks, made per page as
+/// Linux copies): none with a write seal (EPERM), and with F_SEAL_GROW
+/// the pages before the first one that would end past the size (EPERM if
+/// that is the first). An empty write writes nothing and is no error.
+fn sealed_write_len(seals: u32, size: u64, off: u64, len: usize) -> Result<usize, Errno> {
+    if len == 0 {
+        return Ok(0);
+    }
+    if seals & SEAL_ANY_WRITE != 0 {
+        return Err(Errno::EPERM);
+    }
+    if seals & SEAL_GROW == 0 {
+        return Ok(len);
+    }
+    let mut done = 0usize;
+    while done < len {
+        let pos = off.saturating_add(done as u64);
+        let chunk = (PAGE - (pos % PAGE as u64) as usize).min(len - done);
+        if pos.saturating_add(chunk as u64) > size {
+            break;
+        }
+        done += chunk;
+    }
+    if done == 0 {
+        return Err(Errno::EPERM);
+    }
+    Ok(done)
+}
+
 /// Gives pages back to the memory file, one call per run of adjacent pages.
 fn free_pages(mf: &MemoryFile, offsets: impl Iterator<Item = u64>) {
     let mut offsets: Vec<u64> = offsets.collect();
@@ -231,8 +261,28 @@ pub(crate) struct Node {
     pub(crate) atime: Timespec,
     pub(crate) mtime: Timespec,
     pub(crate) ctime: Timespec,
+    /// memfd seals (`F_SEAL_*`, fcntl(2)). Every shmem file has them:
+    /// a tmpfs file starts with F_SEAL_SEAL alone (nothing can be added),
+    /// a memfd made with MFD_ALLOW_SEALING with none.
+    pub(crate) seals: u32,
     pub(crate) kind: Kind,
 }
+
+/// The seals Linux knows (F_SEAL_SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE,
+/// EXEC: Linux's F_ALL_SEALS).
+pub const SEALS_KNOWN: u32 = (libc::F_SEAL_SEAL
+    | libc::F_SEAL_SHRINK
+    | libc::F_SEAL_GROW
+    | libc::F_SEAL_WRITE
+    | libc::F_SEAL_FUTURE_WRITE
+    | libc::F_SEAL_EXEC) as u32;
+pub(crate) const SEAL_SEAL: u32 = libc::F_SEAL_SEAL as u32;
+const SEAL_WRITE: u32 = libc::F_SEAL_WRITE as u32;
+pub(crate) const SEAL_EXEC: u32 = libc::F_SEAL_EXEC as u32;
+const SEAL_SHRINK: u32 = libc::F_SEAL_SHRINK as u32;
+const SEAL_GROW: u32 = libc::F_SEAL_GROW as u32;
+/// Either seal that forbids writing through write(2).
+const SEAL_ANY_WRITE: u32 = (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) as u32;
 
 impl Node {
     pub(crate) fn new(mode: u32, kind: Kind, now: Timespec) -> Node {
@@ -244,6 +294,7 @@ impl Node {
             atime: now,
             mtime: now,
             ctime: now,
+            seals: SEAL_SEAL,
             kind,
         }
     }
@@ -708,6 +759,14 @@ impl TmpfsInode {
         Ok(inode)
     }
 
+    /// A memfd's node: like an O_TMPFILE file of this file system (it
+    /// is saved and freed the same way), with `mode` and `seals`.
+    pub(crate) fn new_memfd(&self, mode: u32, seals: u32) -> Result<Arc<TmpfsInode>, Errno> {
+        let inode = self.new_tmpfile(mode)?;
+        inode.lock().seals = seals;
+        Ok(inode)
+    }
+
     /// Names `target` (a non-directory of this file system) `name` here
     /// too: a hard link, the same inode under two names.
     pub(crate) fn add_link(&self, name: &[u8], target: &Arc<TmpfsInode>) -> Result<(), Errno> {
@@ -747,6 +806,7 @@ impl TmpfsInode {
             atime: st.atime,
             mtime: st.mtime,
             ctime: st.ctime,
+            seals: SEAL_SEAL,
             kind,
         };
         // Keep the parent's times: a copy-up is not a change the
@@ -809,9 +869,19 @@ impl TmpfsInode {
     pub(crate) fn fallocate(&self, mode: i32, off: u64, len: u64) -> Result<(), Errno> {
         let now = self.now();
         let mut n = self.lock();
+        let seals = n.seals;
         let Kind::File(f) = &mut n.kind else {
             return Err(Errno::ENODEV);
         };
+        // shmem_fallocate: a hole is a write; allocating past the end,
+        // even with FALLOC_FL_KEEP_SIZE, is growing.
+        if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 {
+            if seals & SEAL_ANY_WRITE != 0 {
+                return Err(Errno::EPERM);
+            }
+        } else if seals & SEAL_GROW != 0 && off.saturating_add(len) > f.size {
+            return Err(Errno::EPERM);
+        }
         match mode {
             0 => f.allocate(off, len, false)?,
             libc::FALLOC_FL_KEEP_SIZE => f.allocate(off, len, true)?,
@@ -828,8 +898,12 @@ impl TmpfsInode {
     pub(crate) fn write_at(&self, off: u64, buf: &[u8]) -> Result<usize, Errno> {
         let now = self.now();
         let mut n = self.lock();
+        let seals = n.seals;
         let written = match &mut n.kind {
-            Kind::File(f) => f.write_bytes(off, buf)?,
+            Kind::File(f) => {
+                let buf = &buf[..sealed_write_len(seals, f.size, off, buf.len())?];
+                f.write_bytes(off, buf)?
+            }
             Kind::Dir(_) => return Err(Errno::EISDIR),
             Kind::Symlink(_) => return Err(Errno::EINVAL),
         };
@@ -1076,8 +1150,17 @@ impl Inode for TmpfsInode {
             return Err(Errno::EINVAL);
         }
         let mut n = self.lock();
+        let seals = n.seals;
         match &mut n.kind {
-            Kind::File(f) => f.set_size(size)?,
+            Kind::File(f) => {
+                // shmem_setattr: a sealed size stays.
+                if (size < f.size && seals & SEAL_SHRINK != 0)
+                    || (size > f.size && seals & SEAL_GROW != 0)
+                {
+                    return Err(Errno::EPERM);
+                }
+                f.set_size(size)?
+            }
             Kind::Dir(_) => return Err(Errno::EISDIR),
             Kind::Symlink(_) => return Err(Errno::EINVAL),
         }
@@ -1098,7 +1181,43 @@ impl Inode for TmpfsInode {
     }
 
     fn chmod(&self, mode: u32) -> Result<(), Errno> {
+        {
+            let n = self.lock();
+            if n.seals & SEAL_EXEC != 0 && (n.mode ^ mode) & 0o111 != 0 {
+                return Err(Errno::EPERM);
+            }
+        }
         self.change_attrs(|n| n.mode = (n.mode & libc::S_IFMT) | (mode & 0o7777))
+    }
+
+    fn seals(&self) -> Result<u32, Errno> {
+        if self.file_type != libc::S_IFREG {
+            return Err(Errno::EINVAL);
+        }
+        Ok(self.lock().seals)
+    }
+
+    fn add_seals(&self, seals: u32) -> Result<(), Errno> {
+        if seals & !SEALS_KNOWN != 0 || self.file_type != libc::S_IFREG {
+            return Err(Errno::EINVAL);
+        }
+        let mut n = self.lock();
+        if n.seals & SEAL_SEAL != 0 {
+            return Err(Errno::EPERM);
+        }
+        let mut seals = seals;
+        if let Kind::File(f) = &n.kind {
+            // mapping_deny_writable: shared mappings could still write.
+            if seals & SEAL_WRITE != 0 && n.seals & SEAL_WRITE == 0 && !f.pins.is_empty() {
+                return Err(Errno::EBUSY);
+            }
+        }
+        // F_SEAL_EXEC on an executable file also seals its contents (W^X).
+        if seals & SEAL_EXEC != 0 && n.mode & 0o111 != 0 {
+            seals |= SEAL_SHRINK | SEAL_GROW | SEAL_ANY_WRITE;
+        }
+        n.seals |= seals;
+        Ok(())
     }
 
     fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {

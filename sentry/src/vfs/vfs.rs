@@ -27,7 +27,14 @@ pub struct Vfs {
     rename_lock: Mutex<()>,
     pub(crate) mounts: Mutex<Vec<(Vec<u8>, Arc<Mount>)>>,
     pub(crate) parts: Mutex<super::state::SandboxParts>,
+    /// The root of the internal mount memfds are named under (Linux's
+    /// shm_mnt): /dev/shm's tmpfs mounted nowhere, so a memfd's path is
+    /// "/memfd:NAME" and no lookup finds it. Made on first use.
+    memfd_root: Mutex<Option<Arc<Dentry>>>,
 }
+
+/// Linux's MFD_NAME_MAX_LEN: NAME_MAX minus the "memfd:" prefix.
+pub const MEMFD_NAME_MAX: usize = 255 - 6;
 
 /// The anonymous device major Linux gives virtual file systems.
 const ANON_MAJOR: u32 = 0;
@@ -47,7 +54,66 @@ impl Vfs {
             rename_lock: Mutex::new(()),
             mounts: Mutex::new(vec![(b"/".to_vec(), mount)]),
             parts: Mutex::new(Default::default()),
+            memfd_root: Mutex::new(None),
         }
+    }
+
+    /// The root dentry memfds are named under (see `memfd_root`), over
+    /// the sandbox's /dev/shm tmpfs; ENOSYS for a namespace without one.
+    pub(crate) fn memfd_root(&self) -> Result<Arc<Dentry>, Errno> {
+        let mut slot = lock(&self.memfd_root);
+        if let Some(d) = slot.as_ref() {
+            return Ok(d.clone());
+        }
+        let shm = lock(&self.parts).shm.clone().ok_or(Errno::ENOSYS)?;
+        let id = self.next_mount.fetch_add(1, Ordering::Relaxed);
+        let mount = Arc::new(Mount {
+            id,
+            fs_type: "tmpfs",
+            read_only: false,
+            dev: makedev(ANON_MAJOR, u32::try_from(id).unwrap_or(u32::MAX)),
+        });
+        let root = Dentry::new_root(shm.root(), mount);
+        *slot = Some(root.clone());
+        Ok(root)
+    }
+
+    /// The memfd mount's id, once a memfd was made.
+    pub(crate) fn memfd_mount_id(&self) -> Option<u64> {
+        lock(&self.memfd_root).as_ref().map(|d| d.mount().id)
+    }
+
+    /// memfd_create(2) (flags checked by the caller): a regular file with
+    /// no name, its pages in the memory file like any tmpfs file's (it is
+    /// a node of /dev/shm's tmpfs named nowhere), shown as
+    /// "/memfd:NAME (deleted)". `seals` are its first seals (F_SEAL_SEAL
+    /// without MFD_ALLOW_SEALING); `exec` says whether it is executable
+    /// (mode 0777, else 0666: MFD_NOEXEC_SEAL).
+    pub fn memfd_create(
+        &self,
+        name: &[u8],
+        seals: u32,
+        exec: bool,
+    ) -> Result<Arc<OpenFile>, Errno> {
+        if name.len() > MEMFD_NAME_MAX {
+            return Err(Errno::EINVAL);
+        }
+        let root = self.memfd_root()?;
+        let dir = root
+            .inode()
+            .as_any()
+            .downcast_ref::<super::tmpfs::TmpfsInode>()
+            .ok_or(Errno::ENOSYS)?;
+        let inode = dir.new_memfd(if exec { 0o777 } else { 0o666 }, seals)?;
+        let mut dname = b"memfd:".to_vec();
+        dname.extend_from_slice(name);
+        let inode: Arc<dyn Inode> = inode;
+        let d = root.new_child(&dname, inode.clone());
+        d.mark_unlinked();
+        let ops = inode.open(libc::O_RDWR)?;
+        // As Linux's alloc_file_pseudo for shmem: O_RDWR | O_LARGEFILE.
+        let flags = libc::O_RDWR | super::file::KERNEL_O_LARGEFILE;
+        Ok(OpenFile::new(Some(d), inode, ops, flags))
     }
 
     pub fn root(&self) -> &Arc<Dentry> {
