@@ -72,6 +72,12 @@ const SPECS: &[Spec] = &[
         args: &["2"],
         ..spec("ckpt_memfd")
     },
+    // inotify: every event kind, the watch flags, readiness and errnos.
+    spec("inotify"),
+    Spec {
+        args: &["2"],
+        ..spec("ckpt_holding")
+    },
     // Files with no name (O_TMPFILE, unlinked while open), compared with
     // Linux; checkpoint_unlinked.rs checkpoints the same guest.
     Spec {
@@ -275,6 +281,8 @@ guest_tests!(
     fallocate,
     memfd,
     ckpt_memfd,
+    inotify,
+    ckpt_holding,
     ckpt_unlinked,
     exit_group,
     exit_thread,

@@ -875,6 +875,9 @@ pub fn ftruncate(t: &mut Task, a: &Args) -> SysResult {
     }
     fsize_check_size(t, len)?;
     f.inode().set_size(len)?;
+    if let Some(d) = f.dentry() {
+        crate::vfs::inotify::notify(d, crate::vfs::inotify::IN_MODIFY);
+    }
     Ok(0)
 }
 
@@ -1178,6 +1181,9 @@ pub fn fchmod(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EROFS);
     }
     crate::vfs::perm::chmod(f.inode().as_ref(), a.uint(1) & 0o7777)?;
+    if let Some(d) = f.dentry() {
+        crate::vfs::inotify::notify(d, crate::vfs::inotify::IN_ATTRIB);
+    }
     Ok(0)
 }
 
@@ -1242,7 +1248,9 @@ fn do_fchownat(
         flags,
         flags & libc::AT_SYMLINK_NOFOLLOW == 0,
     )?;
-    chown_inode(t, d.inode(), d.mount().read_only, uid, gid)
+    chown_inode(t, d.inode(), d.mount().read_only, uid, gid)?;
+    crate::vfs::inotify::notify(&d, crate::vfs::inotify::IN_ATTRIB);
+    Ok(0)
 }
 
 pub fn chown(t: &mut Task, a: &Args) -> SysResult {
@@ -1270,7 +1278,11 @@ pub fn fchown(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EBADF);
     }
     let read_only = f.dentry().is_some_and(|d| d.mount().read_only);
-    chown_inode(t, f.inode(), read_only, a.uint(1), a.uint(2))
+    chown_inode(t, f.inode(), read_only, a.uint(1), a.uint(2))?;
+    if let Some(d) = f.dentry() {
+        crate::vfs::inotify::notify(d, crate::vfs::inotify::IN_ATTRIB);
+    }
+    Ok(0)
 }
 
 /// utimensat: `times` NULL means now for both; UTIME_NOW and UTIME_OMIT
@@ -1337,6 +1349,7 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
             return Err(Errno::EROFS);
         }
         crate::vfs::perm::set_times(d.inode().as_ref(), times)?;
+        crate::vfs::inotify::notify(&d, crate::vfs::inotify::IN_ATTRIB);
         return Ok(0);
     }
     let start = start_dir(t, dirfd, &path)?;
@@ -1399,4 +1412,57 @@ pub fn memfd_create(t: &mut Task, a: &Args) -> SysResult {
     };
     let f = t.kernel().vfs.memfd_create(&name, seals, !noexec)?;
     install(t, f, flags & libc::MFD_CLOEXEC != 0)
+}
+
+/// inotify_init1(2): IN_NONBLOCK and IN_CLOEXEC.
+pub fn inotify_init1(t: &mut Task, a: &Args) -> SysResult {
+    let flags = a.int(0);
+    if flags & !(libc::IN_NONBLOCK | libc::IN_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = crate::vfs::inotify::Inotify::open(flags & libc::IN_NONBLOCK != 0);
+    install(t, f, flags & libc::IN_CLOEXEC != 0)
+}
+
+pub fn inotify_init(t: &mut Task, _a: &Args) -> SysResult {
+    let f = crate::vfs::inotify::Inotify::open(false);
+    install(t, f, false)
+}
+
+/// The inotify instance `fd` names: EBADF for no file, EINVAL for
+/// another kind.
+fn inotify_file(t: &Task, fd: i32) -> Result<Arc<OpenFile>, Errno> {
+    let f = file(t, fd)?;
+    if crate::vfs::inotify::inotify_of(&f).is_none() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(f)
+}
+
+/// inotify_add_watch(2): the checks in Linux's order (the mask, the
+/// descriptor, the path, read permission, IN_ONLYDIR).
+pub fn inotify_add_watch(t: &mut Task, a: &Args) -> SysResult {
+    use crate::vfs::inotify::{inotify_of, ALL_BITS, IN_DONT_FOLLOW, IN_MASK_ADD, IN_MASK_CREATE};
+    let mask = a.uint(2);
+    if mask & !ALL_BITS != 0 || mask == 0 || (mask & IN_MASK_ADD != 0 && mask & IN_MASK_CREATE != 0)
+    {
+        return Err(Errno::EINVAL);
+    }
+    let f = inotify_file(t, a.fd(0))?;
+    let path = path_arg(t, a.addr(1))?;
+    let start = start_dir(t, libc::AT_FDCWD, &path)?;
+    let d = t
+        .kernel()
+        .vfs
+        .resolve(&start, &path, mask & IN_DONT_FOLLOW == 0)?;
+    crate::vfs::perm::check(d.inode().as_ref(), crate::vfs::perm::MAY_READ)?;
+    let ino = inotify_of(&f).ok_or(Errno::EINVAL)?;
+    ino.add_watch(&d, mask).map(|wd| wd as u64)
+}
+
+pub fn inotify_rm_watch(t: &mut Task, a: &Args) -> SysResult {
+    let f = inotify_file(t, a.fd(0))?;
+    let ino = crate::vfs::inotify::inotify_of(&f).ok_or(Errno::EINVAL)?;
+    ino.rm_watch(a.int(1))?;
+    Ok(0)
 }

@@ -123,6 +123,14 @@ fn generic_rows() -> Vec<Entry> {
     reg("utimensat", fs::utimensat, &[Dec, Path, Hex, Hex]);
     reg("fadvise64", fs::fadvise64, &[Dec, Dec, Dec, Dec]);
     reg("memfd_create", fs::memfd_create, &[Path, Hex]);
+    reg("inotify_init", fs::inotify_init, &[]);
+    reg("inotify_init1", fs::inotify_init1, &[Hex]);
+    reg(
+        "inotify_add_watch",
+        fs::inotify_add_watch,
+        &[Dec, Path, Hex],
+    );
+    reg("inotify_rm_watch", fs::inotify_rm_watch, &[Dec, Dec]);
     reg("getxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
     reg("lgetxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
     reg("fgetxattr", fs::xattr_unsupported, &[Dec, Path, Hex, Dec]);

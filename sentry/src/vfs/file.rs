@@ -346,6 +346,11 @@ impl Drop for OpenFile {
         if let Some((table, key)) = locked {
             table.release_description(key, self.id);
         }
+        if let Some(d) = &self.dentry {
+            if !self.is_path() {
+                super::inotify::closed(d, self.writable());
+            }
+        }
     }
 }
 
@@ -475,7 +480,13 @@ impl OpenFile {
             return Err(Errno::EBADF);
         }
         match self.kind() {
-            FileKind::Regular => self.ops.fallocate(mode, offset, len),
+            FileKind::Regular => {
+                self.ops.fallocate(mode, offset, len)?;
+                if let Some(d) = &self.dentry {
+                    super::inotify::notify(d, super::inotify::IN_MODIFY);
+                }
+                Ok(())
+            }
             FileKind::PipeRead | FileKind::PipeWrite => Err(Errno::ESPIPE),
             FileKind::Directory => Err(Errno::EISDIR),
             _ => Err(Errno::ENODEV),
@@ -497,8 +508,24 @@ impl OpenFile {
         *lock(&self.offset) = off;
     }
 
+    /// Tells inotify watches of this file about a read (IN_ACCESS) or a
+    /// write (IN_MODIFY) that moved bytes.
+    fn notify_io(&self, r: Result<usize, Errno>, mask: u32) -> Result<usize, Errno> {
+        if let (Ok(n), Some(d)) = (&r, &self.dentry) {
+            if *n > 0 {
+                super::inotify::notify(d, mask);
+            }
+        }
+        r
+    }
+
     /// read(2).
     pub fn read(&self, buf: &mut [u8], interrupt: &Interrupt) -> Result<usize, Errno> {
+        let r = self.read_inner(buf, interrupt);
+        self.notify_io(r, super::inotify::IN_ACCESS)
+    }
+
+    fn read_inner(&self, buf: &mut [u8], interrupt: &Interrupt) -> Result<usize, Errno> {
         if !self.readable() {
             return Err(Errno::EBADF);
         }
@@ -515,6 +542,11 @@ impl OpenFile {
 
     /// write(2).
     pub fn write(&self, buf: &[u8], interrupt: &Interrupt) -> Result<usize, Errno> {
+        let r = self.write_inner(buf, interrupt);
+        self.notify_io(r, super::inotify::IN_MODIFY)
+    }
+
+    fn write_inner(&self, buf: &[u8], interrupt: &Interrupt) -> Result<usize, Errno> {
         if !self.writable() {
             return Err(Errno::EBADF);
         }
@@ -550,7 +582,8 @@ impl OpenFile {
             return Err(Errno::EBADF);
         }
         let off = self.check_pos(offset)?;
-        self.ops.read(&self.io(interrupt), buf, Some(off))
+        let r = self.ops.read(&self.io(interrupt), buf, Some(off));
+        self.notify_io(r, super::inotify::IN_ACCESS)
     }
 
     /// pwrite64(2). Like Linux, O_APPEND still appends.
@@ -562,7 +595,8 @@ impl OpenFile {
         if self.flag(libc::O_APPEND) && self.ops.seek_mode() == SeekMode::Positional {
             off = self.ops.size()?;
         }
-        self.ops.write(&self.io(interrupt), buf, Some(off))
+        let r = self.ops.write(&self.io(interrupt), buf, Some(off));
+        self.notify_io(r, super::inotify::IN_MODIFY)
     }
 
     /// lseek(2).

@@ -19,6 +19,7 @@ pub mod eventfd;
 pub mod file;
 pub mod gofer_fs;
 pub mod inode;
+pub mod inotify;
 pub mod line_discipline;
 pub mod lock;
 pub mod namespace;

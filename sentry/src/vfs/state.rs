@@ -12,6 +12,7 @@ use super::epoll::{epoll_arc, Epoll};
 use super::eventfd::EventFd;
 use super::file::{FileKind, OpenFile, SaveAs};
 use super::inode::Fingerprint;
+use super::inotify::{Inotify, InotifyRecord};
 use super::pipe::{is_fifo_end, pipe_of, Pipe};
 use super::pty::{pty_of, PtySnapshot, Terminal};
 use super::resolve::{NAME_MAX, PATH_MAX};
@@ -268,8 +269,61 @@ pub enum FileStateKind {
         fs: u8,
         ino: u64,
     },
+    /// An inotify instance: its watches (by path) and queued events
+    /// (since v6).
+    Inotify(InotifyRecord),
 }
-statefile::versioned!(FileStateKind, "vfs.FileKind", 5, [TimerFdRecord]);
+statefile::versioned!(
+    FileStateKind,
+    "vfs.FileKind",
+    6,
+    [TimerFdRecord, InotifyRecord]
+);
+
+/// Version 5 of [`FileStateKind`], as statefiles before inotify hold it:
+/// the same variants in the same order but the last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileStateKindV5 {
+    Regular,
+    Directory,
+    Symlink,
+    Device,
+    Synthetic,
+    PipeRead { pipe: u64 },
+    PipeWrite { pipe: u64 },
+    HostStdio { index: u32 },
+    EventFd { count: u64, semaphore: bool },
+    TimerFd(TimerFdRecord),
+    SignalFd { mask: u64 },
+    Epoll { id: u64 },
+    Socket { id: u64 },
+    Pty { index: u32, master: bool },
+    Unlinked { fs: u8, ino: u64 },
+}
+statefile::versioned!(FileStateKindV5, "vfs.FileKind", 5, [TimerFdRecord]);
+
+impl From<FileStateKindV5> for FileStateKind {
+    fn from(k: FileStateKindV5) -> FileStateKind {
+        use FileStateKindV5 as V;
+        match k {
+            V::Unlinked { fs, ino } => FileStateKind::Unlinked { fs, ino },
+            V::Pty { index, master } => FileStateKind::Pty { index, master },
+            V::Regular => FileStateKind::Regular,
+            V::Directory => FileStateKind::Directory,
+            V::Symlink => FileStateKind::Symlink,
+            V::Device => FileStateKind::Device,
+            V::Synthetic => FileStateKind::Synthetic,
+            V::PipeRead { pipe } => FileStateKind::PipeRead { pipe },
+            V::PipeWrite { pipe } => FileStateKind::PipeWrite { pipe },
+            V::HostStdio { index } => FileStateKind::HostStdio { index },
+            V::EventFd { count, semaphore } => FileStateKind::EventFd { count, semaphore },
+            V::TimerFd(r) => FileStateKind::TimerFd(r),
+            V::SignalFd { mask } => FileStateKind::SignalFd { mask },
+            V::Epoll { id } => FileStateKind::Epoll { id },
+            V::Socket { id } => FileStateKind::Socket { id },
+        }
+    }
+}
 
 /// Version 4 of [`FileStateKind`], as statefiles before unlinked files
 /// hold it: the same variants in the same order but the last.
@@ -507,6 +561,22 @@ statefile::versioned!(
     [FileStateKindV4, Fingerprint]
 );
 
+/// An open file as statefiles with `vfs.FileKind` v5 hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileStateV5 {
+    pub path: Vec<u8>,
+    pub flags: i32,
+    pub offset: u64,
+    pub kind: FileStateKindV5,
+    pub fingerprint: Option<Fingerprint>,
+}
+statefile::versioned!(
+    OpenFileStateV5,
+    "vfs.OpenFile",
+    1,
+    [FileStateKindV5, Fingerprint]
+);
+
 impl statefile::Savable for OpenFileState {
     const TYPE_NAME: &'static str = "vfs.OpenFile";
     const VERSION: u32 = 1;
@@ -562,6 +632,17 @@ impl statefile::Savable for OpenFileState {
                 offset: v4.offset,
                 kind: v4.kind.into(),
                 fingerprint: v4.fingerprint,
+            });
+        }
+        if dec.types().get("vfs.FileKind") == Some(5) {
+            statefile::check_saved_versions::<OpenFileStateV5>(dec.types())?;
+            let v5: OpenFileStateV5 = dec.serde()?;
+            return Ok(OpenFileState {
+                path: v5.path,
+                flags: v5.flags,
+                offset: v5.offset,
+                kind: v5.kind.into(),
+                fingerprint: v5.fingerprint,
             });
         }
         statefile::check_saved_versions::<Self>(dec.types())?;
@@ -1557,6 +1638,11 @@ impl Vfs {
             }
             FileStateKind::Unlinked { fs, ino } => {
                 return self.reopen_unlinked(st, *fs, *ino, status);
+            }
+            FileStateKind::Inotify(r) => {
+                let root = self.root().clone();
+                return Inotify::restore(r, status, |path| self.resolve(&root, path, false))
+                    .map_err(invalid);
             }
             FileStateKind::Epoll { id } => {
                 if ctx.epolls.contains_key(id) {

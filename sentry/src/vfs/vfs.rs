@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::dentry::{lock, Dentry, Mount};
 use super::file::{OpenFile, PathOps};
 use super::inode::Inode;
+use super::inotify::{self, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY, IN_MOVE_SELF};
 use super::perm;
 use super::resolve::ParentAndName;
 use super::stat::{makedev, Stat};
@@ -165,7 +166,13 @@ impl Vfs {
         flags: i32,
         mode: u32,
     ) -> Result<Arc<OpenFile>, Errno> {
-        self.open_inner(start, path, flags, mode, 0)
+        let f = self.open_inner(start, path, flags, mode, 0)?;
+        if !f.is_path() {
+            if let Some(d) = f.dentry() {
+                inotify::notify(d, inotify::IN_OPEN);
+            }
+        }
+        Ok(f)
     }
 
     fn open_inner(
@@ -332,12 +339,14 @@ impl Vfs {
         }
         perm::check(pn.parent.inode().as_ref(), perm::MAY_WRITE | perm::MAY_EXEC)?;
         let parent = pn.parent.clone();
-        parent.with_children(|children| {
+        let d = parent.with_children(|children| {
             let inode = make(parent.inode().as_ref())?;
             let d = parent.new_child(&pn.name, inode);
             children.insert(pn.name.clone(), d.clone());
-            Ok(d)
-        })
+            Ok::<_, Errno>(d)
+        })?;
+        inotify::notify_child(&parent, &pn.name, IN_CREATE, d.is_dir(), 0);
+        Ok(d)
     }
 
     /// mkdir(2)/mkdirat(2).
@@ -413,6 +422,8 @@ impl Vfs {
         let target = old.inode().clone();
         self.create_child(&pn, |dir| {
             dir.link(&pn.name, target.as_ref())?;
+            // Its link count changed (before the directory's IN_CREATE).
+            inotify::notify_self(old, IN_ATTRIB);
             dir.lookup(&pn.name)
         })
         .map(|_| ())
@@ -459,8 +470,18 @@ impl Vfs {
             if let Some(d) = children.remove(&pn.name) {
                 d.mark_unlinked();
             }
-            Ok(())
-        })
+            Ok::<_, Errno>(())
+        })?;
+        // Linux's order: the file's link count, the file gone (once no
+        // name is left), then the directory's entry.
+        if !rmdir {
+            inotify::notify_self(&child, IN_ATTRIB);
+        }
+        if rmdir || child.inode().stat().map_or(true, |st| st.nlink == 0) {
+            inotify::removed(&child);
+        }
+        inotify::notify_child(&parent, &pn.name, IN_DELETE, rmdir, 0);
+        Ok(())
     }
 
     /// readlink(2)/readlinkat(2): the link's text.
@@ -504,11 +525,13 @@ impl Vfs {
             return Err(Errno::EROFS);
         }
         perm::may_delete(old.parent.inode().as_ref(), src.inode().as_ref())?;
+        let mut replaced = None;
         match new.parent.child(&new.name) {
             Ok(dst) => {
                 if Arc::ptr_eq(&dst, &src) {
                     return Ok(());
                 }
+                replaced = Some(dst.clone());
                 perm::may_delete(new.parent.inode().as_ref(), dst.inode().as_ref())?;
                 if flags & libc::RENAME_NOREPLACE != 0 {
                     return Err(Errno::EEXIST);
@@ -555,6 +578,27 @@ impl Vfs {
             }
         });
         moved.set_parent(&new.parent, &new.name);
+        drop(_guard);
+        // fsnotify_move's order; a replaced file goes last.
+        let cookie = inotify::new_cookie();
+        let is_dir = moved.is_dir();
+        inotify::notify_child(
+            &old.parent,
+            &old.name,
+            inotify::IN_MOVED_FROM,
+            is_dir,
+            cookie,
+        );
+        inotify::notify_child(&new.parent, &new.name, inotify::IN_MOVED_TO, is_dir, cookie);
+        if let Some(r) = &replaced {
+            inotify::notify_self(r, IN_ATTRIB);
+        }
+        inotify::notify_self(&moved, IN_MOVE_SELF);
+        if let Some(r) = replaced {
+            if r.is_dir() || r.inode().stat().map_or(true, |st| st.nlink == 0) {
+                inotify::removed(&r);
+            }
+        }
         Ok(())
     }
 
@@ -601,7 +645,9 @@ impl Vfs {
             return Err(Errno::EROFS);
         }
         perm::check(d.inode().as_ref(), perm::MAY_WRITE)?;
-        d.inode().set_size(len)
+        d.inode().set_size(len)?;
+        inotify::notify(&d, IN_MODIFY);
+        Ok(())
     }
 
     /// chmod(2)/fchmodat(2).
@@ -616,7 +662,9 @@ impl Vfs {
         if d.mount().read_only {
             return Err(Errno::EROFS);
         }
-        perm::chmod(d.inode().as_ref(), mode & 0o7777)
+        perm::chmod(d.inode().as_ref(), mode & 0o7777)?;
+        inotify::notify(&d, IN_ATTRIB);
+        Ok(())
     }
 
     /// utimensat(2) with a path; `None` leaves a time unchanged (UTIME_OMIT;
@@ -632,7 +680,9 @@ impl Vfs {
         if d.mount().read_only {
             return Err(Errno::EROFS);
         }
-        perm::set_times(d.inode().as_ref(), times)
+        perm::set_times(d.inode().as_ref(), times)?;
+        inotify::notify(&d, IN_ATTRIB);
+        Ok(())
     }
 
     /// chdir(2)/chroot helper: the directory at `path`.
