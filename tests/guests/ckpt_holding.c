@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <termios.h>
 #include <time.h>
 
@@ -72,6 +73,13 @@ int main(int argc, char **argv)
 	CHECK(lf >= 0);
 	struct flock l = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10 };
 	CHECK(fcntl(lf, F_SETLK, &l) == 0);
+
+	const char *shm = "/dev/shm/cryo-holding-xattr";
+	int sf = open(shm, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	CHECK(sf >= 0 && close(sf) == 0);
+	CHECK(setxattr(file, "user.kept", "upper layer", 11, 0) == 0);
+	CHECK(setxattr(shm, "user.kept", "shm", 3, 0) == 0);
+	CHECK(setxattr(shm, "trusted.root", "t", 1, 0) == 0);
 
 	int in = inotify_init1(IN_NONBLOCK);
 	CHECK(in >= 0);
@@ -149,6 +157,14 @@ int main(int argc, char **argv)
 	int st;
 	CHECK(waitpid(kid, &st, 0) == kid);
 	printf("child exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	char v[64];
+	ssize_t n = getxattr(file, "user.kept", v, sizeof v);
+	printf("file xattr: %.*s\n", (int)(n > 0 ? n : 0), v);
+	n = getxattr(shm, "user.kept", v, sizeof v);
+	printf("shm xattr: %.*s\n", (int)(n > 0 ? n : 0), v);
+	n = listxattr(shm, v, sizeof v);
+	printf("shm list bytes: %zd\n", n);
+	unlink(shm);
 	printf("done\n");
 	return 0;
 }

@@ -72,6 +72,8 @@ const SPECS: &[Spec] = &[
         args: &["2"],
         ..spec("ckpt_memfd")
     },
+    // Extended attributes on tmpfs and the overlay's upper layer.
+    spec("xattr"),
     // inotify: every event kind, the watch flags, readiness and errnos.
     spec("inotify"),
     Spec {
@@ -282,6 +284,7 @@ guest_tests!(
     memfd,
     ckpt_memfd,
     inotify,
+    xattr,
     ckpt_holding,
     ckpt_unlinked,
     exit_group,

@@ -904,10 +904,165 @@ pub fn fadvise64(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// None of cryo's file systems store extended attributes yet, which Linux
-/// reports as EOPNOTSUPP.
-pub fn xattr_unsupported(_: &mut Task, _: &Args) -> SysResult {
-    Err(Errno::EOPNOTSUPP)
+/// An xattr name argument: at most XATTR_NAME_MAX bytes, not empty
+/// (ERANGE otherwise, as Linux's import_xattr_name).
+fn xattr_name(t: &mut Task, addr: u64) -> Result<Vec<u8>, Errno> {
+    use crate::vfs::xattr::XATTR_NAME_MAX;
+    let name = match t.mm().read_c_string(addr, XATTR_NAME_MAX + 1) {
+        Err(Errno::ENAMETOOLONG) => return Err(Errno::ERANGE),
+        r => r?,
+    };
+    crate::vfs::xattr::check_name_len(&name)?;
+    Ok(name)
+}
+
+/// The file an xattr call names: a path (following a last symlink or
+/// not) or a descriptor (not an O_PATH one).
+enum XattrTarget {
+    Path { addr: u64, follow: bool },
+    Fd(i32),
+}
+
+/// The dentry of the file, if it has one, and its inode.
+type XattrFile = (Option<Arc<Dentry>>, Arc<dyn crate::vfs::Inode>);
+
+fn xattr_file(t: &mut Task, target: XattrTarget) -> Result<XattrFile, Errno> {
+    match target {
+        XattrTarget::Path { addr, follow } => {
+            let path = path_arg(t, addr)?;
+            let d = resolve_at(t, libc::AT_FDCWD, &path, 0, follow)?;
+            let inode = d.inode().clone();
+            Ok((Some(d), inode))
+        }
+        XattrTarget::Fd(fd) => {
+            let f = file(t, fd)?;
+            if f.is_path() {
+                return Err(Errno::EBADF);
+            }
+            Ok((f.dentry().cloned(), f.inode().clone()))
+        }
+    }
+}
+
+fn xattr_target(f: &XattrFile) -> crate::vfs::xattr::Target<'_> {
+    crate::vfs::xattr::Target {
+        inode: &f.1,
+        dentry: f.0.as_ref(),
+    }
+}
+
+fn do_getxattr(t: &mut Task, target: XattrTarget, a: &Args, first: usize) -> SysResult {
+    let name = xattr_name(t, a.addr(first))?;
+    let d = xattr_file(t, target)?;
+    let value = crate::vfs::xattr::get(&xattr_target(&d), &name)?;
+    let size = (a.raw(first + 2) as usize).min(crate::vfs::xattr::XATTR_SIZE_MAX);
+    if size == 0 {
+        return Ok(value.len() as u64);
+    }
+    if value.len() > size {
+        return Err(Errno::ERANGE);
+    }
+    t.mm().copy_out(a.addr(first + 1), &value)?;
+    Ok(value.len() as u64)
+}
+
+fn do_setxattr(t: &mut Task, target: XattrTarget, a: &Args, first: usize) -> SysResult {
+    let flags = a.int(first + 3);
+    if flags & !(libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = xattr_name(t, a.addr(first))?;
+    let size = a.raw(first + 2) as usize;
+    if size > crate::vfs::xattr::XATTR_SIZE_MAX {
+        return Err(Errno::E2BIG);
+    }
+    let mut value = vec![0u8; size];
+    if size > 0 {
+        t.mm().copy_in(a.addr(first + 1), &mut value)?;
+    }
+    let d = xattr_file(t, target)?;
+    crate::vfs::xattr::set(&xattr_target(&d), &name, &value, flags)?;
+    Ok(0)
+}
+
+fn do_listxattr(t: &mut Task, target: XattrTarget, a: &Args, first: usize) -> SysResult {
+    let d = xattr_file(t, target)?;
+    let list = crate::vfs::xattr::list(&xattr_target(&d))?;
+    let size = (a.raw(first + 1) as usize).min(crate::vfs::xattr::XATTR_SIZE_MAX);
+    if size == 0 {
+        return Ok(list.len() as u64);
+    }
+    if list.len() > size {
+        return Err(if list.len() > crate::vfs::xattr::XATTR_SIZE_MAX {
+            Errno::E2BIG
+        } else {
+            Errno::ERANGE
+        });
+    }
+    t.mm().copy_out(a.addr(first), &list)?;
+    Ok(list.len() as u64)
+}
+
+fn do_removexattr(t: &mut Task, target: XattrTarget, a: &Args, first: usize) -> SysResult {
+    let name = xattr_name(t, a.addr(first))?;
+    let d = xattr_file(t, target)?;
+    crate::vfs::xattr::remove(&xattr_target(&d), &name)?;
+    Ok(0)
+}
+
+fn path_target(a: &Args, follow: bool) -> XattrTarget {
+    XattrTarget::Path {
+        addr: a.addr(0),
+        follow,
+    }
+}
+
+pub fn getxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_getxattr(t, path_target(a, true), a, 1)
+}
+
+pub fn lgetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_getxattr(t, path_target(a, false), a, 1)
+}
+
+pub fn fgetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_getxattr(t, XattrTarget::Fd(a.fd(0)), a, 1)
+}
+
+pub fn setxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_setxattr(t, path_target(a, true), a, 1)
+}
+
+pub fn lsetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_setxattr(t, path_target(a, false), a, 1)
+}
+
+pub fn fsetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_setxattr(t, XattrTarget::Fd(a.fd(0)), a, 1)
+}
+
+pub fn listxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_listxattr(t, path_target(a, true), a, 1)
+}
+
+pub fn llistxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_listxattr(t, path_target(a, false), a, 1)
+}
+
+pub fn flistxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_listxattr(t, XattrTarget::Fd(a.fd(0)), a, 1)
+}
+
+pub fn removexattr(t: &mut Task, a: &Args) -> SysResult {
+    do_removexattr(t, path_target(a, true), a, 1)
+}
+
+pub fn lremovexattr(t: &mut Task, a: &Args) -> SysResult {
+    do_removexattr(t, path_target(a, false), a, 1)
+}
+
+pub fn fremovexattr(t: &mut Task, a: &Args) -> SysResult {
+    do_removexattr(t, XattrTarget::Fd(a.fd(0)), a, 1)
 }
 
 /// Every mode bit some file system knows (Linux's FALLOC_FL_SUPPORTED_MASK).

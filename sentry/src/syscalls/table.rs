@@ -131,12 +131,18 @@ fn generic_rows() -> Vec<Entry> {
         &[Dec, Path, Hex],
     );
     reg("inotify_rm_watch", fs::inotify_rm_watch, &[Dec, Dec]);
-    reg("getxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
-    reg("lgetxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
-    reg("fgetxattr", fs::xattr_unsupported, &[Dec, Path, Hex, Dec]);
-    reg("listxattr", fs::xattr_unsupported, &[Path, Hex, Dec]);
-    reg("llistxattr", fs::xattr_unsupported, &[Path, Hex, Dec]);
-    reg("flistxattr", fs::xattr_unsupported, &[Dec, Hex, Dec]);
+    reg("getxattr", fs::getxattr, &[Path, Path, Hex, Dec]);
+    reg("lgetxattr", fs::lgetxattr, &[Path, Path, Hex, Dec]);
+    reg("fgetxattr", fs::fgetxattr, &[Dec, Path, Hex, Dec]);
+    reg("setxattr", fs::setxattr, &[Path, Path, Hex, Dec, Hex]);
+    reg("lsetxattr", fs::lsetxattr, &[Path, Path, Hex, Dec, Hex]);
+    reg("fsetxattr", fs::fsetxattr, &[Dec, Path, Hex, Dec, Hex]);
+    reg("listxattr", fs::listxattr, &[Path, Hex, Dec]);
+    reg("llistxattr", fs::llistxattr, &[Path, Hex, Dec]);
+    reg("flistxattr", fs::flistxattr, &[Dec, Hex, Dec]);
+    reg("removexattr", fs::removexattr, &[Path, Path]);
+    reg("lremovexattr", fs::lremovexattr, &[Path, Path]);
+    reg("fremovexattr", fs::fremovexattr, &[Dec, Path]);
     // mm
     reg("mmap", mm::mmap, &[Hex, Dec, Hex, Hex, Dec, Hex]);
     reg("munmap", mm::munmap, &[Hex, Dec]);

@@ -40,6 +40,7 @@ pub mod timerfd;
 pub mod tmpfs;
 #[allow(clippy::module_inception)]
 pub mod vfs;
+pub mod xattr;
 
 #[cfg(test)]
 mod testing;

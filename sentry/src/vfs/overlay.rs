@@ -454,6 +454,37 @@ impl Inode for OverlayInode {
         self.copy_up()?.chown(uid, gid)
     }
 
+    /// The upper layer's attributes once copied up; a file still only on
+    /// the lower layer has none (the gofer serves no xattrs: its EOPNOTSUPP
+    /// reads as an empty set), and setting one copies it up.
+    fn get_xattr(&self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        match self.upper() {
+            Some(u) => u.get_xattr(name),
+            None => Err(Errno::ENODATA),
+        }
+    }
+
+    fn set_xattr(&self, name: &[u8], value: &[u8], flags: i32) -> Result<(), Errno> {
+        if self.upper().is_none() && flags & libc::XATTR_REPLACE != 0 {
+            return Err(Errno::ENODATA);
+        }
+        self.copy_up()?.set_xattr(name, value, flags)
+    }
+
+    fn list_xattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        match self.upper() {
+            Some(u) => u.list_xattr(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn remove_xattr(&self, name: &[u8]) -> Result<(), Errno> {
+        match self.upper() {
+            Some(u) => u.remove_xattr(name),
+            None => Err(Errno::ENODATA),
+        }
+    }
+
     fn fingerprint(&self) -> Option<Fingerprint> {
         if self.upper().is_some() {
             return None;

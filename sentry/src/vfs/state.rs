@@ -63,13 +63,23 @@ pub struct TmpfsNodeRecord {
     /// A regular file's memfd seals, `F_SEAL_*` (since v3; a v2 node has
     /// F_SEAL_SEAL alone, as every tmpfs file then).
     pub seals: u32,
+    /// Extended attributes, by name in order (since v3; none before).
+    pub xattrs: Vec<TmpfsXattr>,
 }
 statefile::versioned!(
     TmpfsNodeRecord,
     "vfs.TmpfsNode",
     3,
-    [Timespec, TmpfsNodeKind]
+    [Timespec, TmpfsNodeKind, TmpfsXattr]
 );
+
+/// One extended attribute of a tmpfs node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsXattr {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+}
+statefile::versioned!(TmpfsXattr, "vfs.TmpfsXattr", 1);
 
 /// Version 2 of [`TmpfsNodeRecord`], before seals.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +114,7 @@ impl From<TmpfsNodeRecordV2> for TmpfsNodeRecord {
             ctime: n.ctime,
             kind: n.kind,
             seals: super::tmpfs::SEAL_SEAL,
+            xattrs: Vec::new(),
         }
     }
 }
@@ -823,6 +834,14 @@ impl Tmpfs {
                 ctime: node.ctime,
                 kind,
                 seals: node.seals,
+                xattrs: node
+                    .xattrs
+                    .iter()
+                    .map(|(name, value)| TmpfsXattr {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
             });
         }
         // Link counts are those of the saved graph, whatever the live
@@ -901,6 +920,11 @@ impl Tmpfs {
                     mtime: n.mtime,
                     ctime: n.ctime,
                     seals: n.seals,
+                    xattrs: n
+                        .xattrs
+                        .iter()
+                        .map(|x| (x.name.clone(), x.value.clone()))
+                        .collect(),
                     kind,
                 };
                 TmpfsInode::with_ino(&shared, node, n.ino)
@@ -1121,6 +1145,29 @@ pub fn check_table(
                 libc::S_IFLNK
             }
         };
+        if n.xattrs.len() > super::tmpfs::MAX_XATTRS {
+            return Err(bad_field(format!("nodes[{i}].xattrs"), "too many"));
+        }
+        for (k, x) in n.xattrs.iter().enumerate() {
+            if !super::xattr::valid_name(&x.name) {
+                return Err(bad_field(
+                    format!("nodes[{i}].xattrs[{k}].name"),
+                    "invalid name",
+                ));
+            }
+            if x.value.len() > super::xattr::XATTR_SIZE_MAX {
+                return Err(bad_field(
+                    format!("nodes[{i}].xattrs[{k}].value"),
+                    "longer than XATTR_SIZE_MAX",
+                ));
+            }
+            if k > 0 && n.xattrs[k - 1].name >= x.name {
+                return Err(bad_field(
+                    format!("nodes[{i}].xattrs[{k}].name"),
+                    "names out of order or listed twice",
+                ));
+            }
+        }
         if n.seals & !super::tmpfs::SEALS_KNOWN != 0 {
             return Err(bad_field(
                 format!("nodes[{i}].seals"),
@@ -2204,7 +2251,7 @@ mod tests {
     }
 
     #[test]
-    fn memfd_seals_and_their_effects_survive_a_round_trip() {
+    fn seals_and_xattrs_survive_a_round_trip() {
         use crate::vfs::inode::Inode;
         let mf = test_memory_file();
         let fs = Tmpfs::with_memory(clock(), 0o1777, mf.clone());
@@ -2214,6 +2261,12 @@ mod tests {
         assert_eq!(
             plain.add_seals(libc::F_SEAL_WRITE as u32),
             Err(Errno::EPERM)
+        );
+        plain.set_xattr(b"user.k", b"value", 0).unwrap();
+        plain.set_xattr(b"trusted.t", b"", 0).unwrap();
+        assert_eq!(
+            plain.set_xattr(b"user.k", b"v", libc::XATTR_CREATE),
+            Err(Errno::EEXIST)
         );
         let m = root.new_memfd(0o777, 0).unwrap();
         m.write_at(0, b"0123456789").unwrap();
@@ -2246,7 +2299,25 @@ mod tests {
         assert_eq!(m2.write_at(0, b"y"), Err(Errno::EPERM));
         let p2 = back.root().child(b"plain").unwrap();
         assert_eq!(p2.seals(), Ok(libc::F_SEAL_SEAL as u32));
+        assert_eq!(p2.get_xattr(b"user.k"), Ok(b"value".to_vec()));
+        assert_eq!(
+            p2.list_xattr(),
+            Ok(vec![b"trusted.t".to_vec(), b"user.k".to_vec()])
+        );
+        assert_eq!(p2.get_xattr(b"user.none"), Err(Errno::ENODATA));
 
+        // A hostile attribute name is refused, naming the field.
+        let mut bad = snap.clone();
+        let p = bad.nodes.iter().position(|n| !n.xattrs.is_empty()).unwrap();
+        bad.nodes[p].xattrs[0].name = b"nonamespace".to_vec();
+        let err = Tmpfs::restore(&bad, clock(), clone_memory(&mf))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains(&format!("nodes[{p}].xattrs[0].name")),
+            "{err}"
+        );
         // Unknown seal bits in a statefile are refused, naming the field.
         let mut bad = snap.clone();
         let i = bad.nodes.iter().position(|n| n.ino == ino).unwrap();

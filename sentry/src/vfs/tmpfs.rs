@@ -29,6 +29,10 @@ pub(crate) const PAGE: usize = MF_PAGE_SIZE as usize;
 /// Most pages shared mappings may pin in one tmpfs at once (4 GiB).
 pub(crate) const MAX_MAPPED_PAGES: u64 = 1 << 20;
 
+/// Most extended attributes one node keeps (each value is at most
+/// XATTR_SIZE_MAX, 64 KiB), so one file cannot take the Sentry's heap.
+pub(crate) const MAX_XATTRS: usize = 1024;
+
 /// Linux's MAX_LFS_FILESIZE on 64-bit.
 pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
@@ -265,6 +269,8 @@ pub(crate) struct Node {
     /// a tmpfs file starts with F_SEAL_SEAL alone (nothing can be added),
     /// a memfd made with MFD_ALLOW_SEALING with none.
     pub(crate) seals: u32,
+    /// Extended attributes (user.*, trusted.*, security.*), by name.
+    pub(crate) xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     pub(crate) kind: Kind,
 }
 
@@ -295,6 +301,7 @@ impl Node {
             mtime: now,
             ctime: now,
             seals: SEAL_SEAL,
+            xattrs: BTreeMap::new(),
             kind,
         }
     }
@@ -807,6 +814,7 @@ impl TmpfsInode {
             mtime: st.mtime,
             ctime: st.ctime,
             seals: SEAL_SEAL,
+            xattrs: BTreeMap::new(),
             kind,
         };
         // Keep the parent's times: a copy-up is not a change the
@@ -1188,6 +1196,40 @@ impl Inode for TmpfsInode {
             }
         }
         self.change_attrs(|n| n.mode = (n.mode & libc::S_IFMT) | (mode & 0o7777))
+    }
+
+    fn get_xattr(&self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        self.lock().xattrs.get(name).cloned().ok_or(Errno::ENODATA)
+    }
+
+    fn set_xattr(&self, name: &[u8], value: &[u8], flags: i32) -> Result<(), Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        let exists = n.xattrs.contains_key(name);
+        if flags & libc::XATTR_CREATE != 0 && exists {
+            return Err(Errno::EEXIST);
+        }
+        if flags & libc::XATTR_REPLACE != 0 && !exists {
+            return Err(Errno::ENODATA);
+        }
+        if !exists && n.xattrs.len() >= MAX_XATTRS {
+            return Err(Errno::ENOSPC);
+        }
+        n.xattrs.insert(name.to_vec(), value.to_vec());
+        n.ctime = now;
+        Ok(())
+    }
+
+    fn list_xattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        Ok(self.lock().xattrs.keys().cloned().collect())
+    }
+
+    fn remove_xattr(&self, name: &[u8]) -> Result<(), Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        n.xattrs.remove(name).ok_or(Errno::ENODATA)?;
+        n.ctime = now;
+        Ok(())
     }
 
     fn seals(&self) -> Result<u32, Errno> {
