@@ -72,6 +72,8 @@ const SPECS: &[Spec] = &[
         args: &["2"],
         ..spec("ckpt_memfd")
     },
+    // lseek SEEK_DATA/SEEK_HOLE on tmpfs files: pages held are data.
+    spec("seek_data"),
     // Extended attributes on tmpfs and the overlay's upper layer.
     spec("xattr"),
     // inotify: every event kind, the watch flags, readiness and errnos.
@@ -285,6 +287,7 @@ guest_tests!(
     ckpt_memfd,
     inotify,
     xattr,
+    seek_data,
     ckpt_holding,
     ckpt_unlinked,
     exit_group,

@@ -194,6 +194,13 @@ pub trait FileOps: Send + Sync + Any {
         Ok(0)
     }
 
+    /// lseek's SEEK_DATA (`data`) or SEEK_HOLE from `pos` (below the
+    /// size) for a file that knows where its holes are. `None`: it does
+    /// not, and the whole file is data with one hole at its end.
+    fn seek_hole_data(&self, _pos: u64, _data: bool) -> Option<Result<u64, Errno>> {
+        None
+    }
+
     /// lseek for `SeekMode::Delegated` files.
     fn seek(&self, _offset: i64, _whence: i32) -> Result<u64, Errno> {
         Err(Errno::ESPIPE)
@@ -616,14 +623,19 @@ impl OpenFile {
                 i64::try_from(self.ops.size()?).map_err(|_| Errno::EOVERFLOW)?
             }
             libc::SEEK_DATA | libc::SEEK_HOLE if !is_dir => {
-                // No holes are tracked: all data up to the size, one hole at
-                // the end.
                 let size = self.ops.size()?;
                 let pos = u64::try_from(offset).map_err(|_| Errno::ENXIO)?;
                 if pos >= size {
                     return Err(Errno::ENXIO);
                 }
-                *off = if whence == libc::SEEK_DATA { pos } else { size };
+                let data = whence == libc::SEEK_DATA;
+                *off = match self.ops.seek_hole_data(pos, data) {
+                    Some(r) => r?,
+                    // No holes known: all data up to the size, one hole at
+                    // the end.
+                    None if data => pos,
+                    None => size,
+                };
                 return Ok(*off);
             }
             _ => return Err(Errno::EINVAL),

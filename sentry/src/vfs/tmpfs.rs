@@ -617,6 +617,34 @@ impl FileData {
         Ok(())
     }
 
+    /// SEEK_DATA (`data`) or SEEK_HOLE from `pos` (below the size): the
+    /// first offset at or after `pos` in a page the file holds (ENXIO if
+    /// none before the end), or in one it does not (the size if none).
+    fn seek_hole_data(&self, pos: u64, data: bool) -> Result<u64, Errno> {
+        let page = PAGE as u64;
+        let first = pos / page;
+        let last = self.size.div_ceil(page);
+        if data {
+            let Some((&idx, _)) = self.pages.range(first..last).next() else {
+                return Err(Errno::ENXIO);
+            };
+            return Ok(if idx == first { pos } else { idx * page });
+        }
+        // The first index from `first` on that the file does not hold.
+        let mut idx = first;
+        for (&i, _) in self.pages.range(first..last) {
+            if i != idx {
+                break;
+            }
+            idx += 1;
+        }
+        Ok(if idx == first {
+            pos
+        } else {
+            (idx * page).min(self.size)
+        })
+    }
+
     /// Pages held (st_blocks is counted from them).
     pub(crate) fn page_count(&self) -> u64 {
         self.pages.len() as u64
@@ -1386,6 +1414,16 @@ impl FileOps for TmpfsFileOps {
 
     fn fallocate(&self, mode: i32, offset: u64, len: u64) -> Result<(), Errno> {
         self.inode.fallocate(mode, offset, len)
+    }
+
+    /// Like shmem: a page the file holds is data, a page it does not is a
+    /// hole, and the end of the file is a hole.
+    fn seek_hole_data(&self, pos: u64, data: bool) -> Option<Result<u64, Errno>> {
+        let n = self.inode.lock();
+        let Kind::File(f) = &n.kind else {
+            return None;
+        };
+        Some(f.seek_hole_data(pos, data))
     }
 }
 
