@@ -72,6 +72,8 @@ const SPECS: &[Spec] = &[
         args: &["2"],
         ..spec("ckpt_memfd")
     },
+    // linkat(2) naming O_TMPFILE files (AT_EMPTY_PATH, /proc/self/fd).
+    spec("tmpfile_link"),
     // lseek SEEK_DATA/SEEK_HOLE on tmpfs files: pages held are data.
     spec("seek_data"),
     // Extended attributes on tmpfs and the overlay's upper layer.
@@ -288,6 +290,7 @@ guest_tests!(
     inotify,
     xattr,
     seek_data,
+    tmpfile_link,
     ckpt_holding,
     ckpt_unlinked,
     exit_group,

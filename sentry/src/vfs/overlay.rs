@@ -385,11 +385,16 @@ impl Inode for OverlayInode {
     /// A hard link in the upper layer: a lower file is copied up first, and
     /// both names then share the upper file.
     fn link(&self, name: &[u8], target: &dyn Inode) -> Result<(), Errno> {
-        let target = target
-            .as_any()
-            .downcast_ref::<OverlayInode>()
-            .ok_or(Errno::EXDEV)?;
-        let target_upper = target.copy_up()?;
+        // An overlay file, or an O_TMPFILE file of the upper layer (which
+        // `tmpfile` made there directly).
+        let target_upper = match target.as_any().downcast_ref::<OverlayInode>() {
+            Some(o) => o.copy_up()?,
+            None => target
+                .as_any()
+                .downcast_ref::<TmpfsInode>()
+                .and_then(TmpfsInode::arc)
+                .ok_or(Errno::EXDEV)?,
+        };
         self.create_upper(name, |dir| {
             dir.add_link(name, &target_upper)?;
             Ok(target_upper.clone() as Arc<dyn Inode>)

@@ -954,6 +954,10 @@ impl Tmpfs {
             if is_orphan(n) {
                 shared.orphaned(inode);
                 orphans.insert(n.ino, inode.clone());
+            } else if n.mode & libc::S_IFMT == libc::S_IFREG {
+                // An O_TMPFILE file named by linkat(2) since: its open
+                // file, saved as unlinked, finds it by inode too.
+                orphans.insert(n.ino, inode.clone());
             }
         }
         Ok(Arc::new(Tmpfs {

@@ -774,8 +774,7 @@ impl TmpfsInode {
     }
 
     /// O_TMPFILE: a regular file of this file system with no name, its
-    /// creator's like any new file. (linkat(2) giving it a name is not
-    /// offered: ENOENT, as for any unlinked file.)
+    /// creator's like any new file (linkat(2) may name it: `add_link`).
     pub(crate) fn new_tmpfile(&self, mode: u32) -> Result<Arc<TmpfsInode>, Errno> {
         if self.file_type != libc::S_IFDIR {
             return Err(Errno::ENOTDIR);

@@ -268,6 +268,8 @@ impl Vfs {
         let ino = inode.stat()?.ino;
         let d = dir.new_child(format!("#{ino}").as_bytes(), inode.clone());
         d.mark_unlinked();
+        // Without O_EXCL, linkat(2) may name it (Linux's I_LINKABLE).
+        d.set_linkable(flags & libc::O_EXCL == 0);
         let ops = inode.open(flags & !libc::O_DIRECTORY)?;
         // F_GETFL shows O_TMPFILE, as Linux keeps it in f_flags.
         Ok(OpenFile::new(Some(d), inode, ops, flags))
@@ -415,18 +417,30 @@ impl Vfs {
         if old.is_dir() {
             return Err(Errno::EPERM);
         }
-        if old.is_unlinked() {
+        // A file no name is left to is ENOENT, unless it is an O_TMPFILE
+        // file opened without O_EXCL, which may be named once (vfs_link's
+        // I_LINKABLE); one with names left may get more, through any of
+        // its dentries.
+        let named = old.inode().stat().map_or(false, |st| st.nlink > 0);
+        let tmpfile = !named && old.take_linkable();
+        if !named && !tmpfile {
             return Err(Errno::ENOENT);
         }
-        perm::may_link(old.inode().as_ref())?;
+        if let Err(e) = perm::may_link(old.inode().as_ref()) {
+            old.set_linkable(tmpfile);
+            return Err(e);
+        }
         let target = old.inode().clone();
-        self.create_child(&pn, |dir| {
+        let made = self.create_child(&pn, |dir| {
             dir.link(&pn.name, target.as_ref())?;
             // Its link count changed (before the directory's IN_CREATE).
             inotify::notify_self(old, IN_ATTRIB);
             dir.lookup(&pn.name)
-        })
-        .map(|_| ())
+        });
+        if made.is_err() && tmpfile {
+            old.set_linkable(true);
+        }
+        made.map(|_| ())
     }
 
     /// unlink(2)/unlinkat(2); `flags` may hold AT_REMOVEDIR.
