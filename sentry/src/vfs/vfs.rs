@@ -421,7 +421,7 @@ impl Vfs {
         // file opened without O_EXCL, which may be named once (vfs_link's
         // I_LINKABLE); one with names left may get more, through any of
         // its dentries.
-        let named = old.inode().stat().map_or(false, |st| st.nlink > 0);
+        let named = old.inode().stat().is_ok_and(|st| st.nlink > 0);
         let tmpfile = !named && old.take_linkable();
         if !named && !tmpfile {
             return Err(Errno::ENOENT);
