@@ -72,6 +72,8 @@ const SPECS: &[Spec] = &[
         args: &["2"],
         ..spec("ckpt_memfd")
     },
+    // vmsplice(2) into and out of pipes.
+    spec("vmsplice"),
     // linkat(2) naming O_TMPFILE files (AT_EMPTY_PATH, /proc/self/fd).
     spec("tmpfile_link"),
     // lseek SEEK_DATA/SEEK_HOLE on tmpfs files: pages held are data.
@@ -291,6 +293,7 @@ guest_tests!(
     xattr,
     seek_data,
     tmpfile_link,
+    vmsplice,
     ckpt_holding,
     ckpt_unlinked,
     exit_group,

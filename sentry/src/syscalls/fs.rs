@@ -1278,6 +1278,44 @@ pub fn splice(t: &mut Task, a: &Args) -> SysResult {
     )
 }
 
+/// vmsplice(2): user pages into a pipe (a write end: what fits once
+/// there is room) or out of one (a read end: like readv). The bytes are
+/// copied; SPLICE_F_GIFT is accepted and means nothing more. Any other
+/// file is EBADF.
+pub fn vmsplice(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    let flags = a.uint(3);
+    if flags & !SPLICE_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (pipe, _) = crate::vfs::pipe::pipe_of(&f).ok_or(Errno::EBADF)?;
+    let to_pipe = f.writable();
+    if !to_pipe && !f.readable() {
+        return Err(Errno::EBADF);
+    }
+    let iovs = t.mm().read_iovecs(a.addr(1), a.raw(2))?;
+    // Only SPLICE_F_NONBLOCK: Linux's vmsplice waits on an O_NONBLOCK end.
+    let nonblock = flags & SPLICE_F_NONBLOCK != 0;
+    let interrupt = t.interrupt().io.clone();
+    let io = crate::vfs::IoCtx {
+        interrupt: &interrupt,
+        nonblock,
+    };
+    if to_pipe {
+        let data = t.mm().copy_in_iovecs(&iovs, crate::vfs::pipe::PIPE_SIZE)?;
+        let r = pipe.write_some(&io, &data);
+        return raise_sigpipe(t, &f, r.map(|n| n as u64));
+    }
+    let total = iovs
+        .iter()
+        .map(|v| v.len)
+        .fold(0u64, u64::saturating_add)
+        .min(crate::vfs::pipe::PIPE_SIZE as u64) as usize;
+    let mut buf = vec![0u8; total];
+    let n = pipe.read_into(&io, &mut buf)?;
+    t.mm().copy_out_iovecs(&iovs, &buf[..n]).map(|n| n as u64)
+}
+
 /// tee: copies bytes from one pipe into another, leaving them in the
 /// first.
 pub fn tee(t: &mut Task, a: &Args) -> SysResult {

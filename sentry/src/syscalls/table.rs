@@ -111,6 +111,7 @@ fn generic_rows() -> Vec<Entry> {
     reg("sendfile", fs::sendfile, &[Dec, Dec, Hex, Dec]);
     reg("splice", fs::splice, &[Dec, Hex, Dec, Hex, Dec, Hex]);
     reg("tee", fs::tee, &[Dec, Dec, Dec, Hex]);
+    reg("vmsplice", fs::vmsplice, &[Dec, Hex, Dec, Hex]);
     reg(
         "copy_file_range",
         fs::copy_file_range,
