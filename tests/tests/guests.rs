@@ -71,6 +71,27 @@ const SPECS: &[Spec] = &[
     spec("perms"),
     spec("fallocate"),
     spec("sigio"),
+    // memfd_create and file seals (their effect on write, truncate,
+    // fallocate and mmap), errnos compared with Linux.
+    spec("memfd"),
+    Spec {
+        args: &["2"],
+        ..spec("ckpt_memfd")
+    },
+    // vmsplice(2) into and out of pipes.
+    spec("vmsplice"),
+    // linkat(2) naming O_TMPFILE files (AT_EMPTY_PATH, /proc/self/fd).
+    spec("tmpfile_link"),
+    // lseek SEEK_DATA/SEEK_HOLE on tmpfs files: pages held are data.
+    spec("seek_data"),
+    // Extended attributes on tmpfs and the overlay's upper layer.
+    spec("xattr"),
+    // inotify: every event kind, the watch flags, readiness and errnos.
+    spec("inotify"),
+    Spec {
+        args: &["2"],
+        ..spec("ckpt_holding")
+    },
     // Files with no name (O_TMPFILE, unlinked while open), compared with
     // Linux; checkpoint_unlinked.rs checkpoints the same guest.
     Spec {
@@ -276,6 +297,14 @@ guest_tests!(
     perms,
     fallocate,
     sigio,
+    memfd,
+    ckpt_memfd,
+    inotify,
+    xattr,
+    seek_data,
+    tmpfile_link,
+    vmsplice,
+    ckpt_holding,
     ckpt_unlinked,
     exit_group,
     exit_thread,

@@ -522,6 +522,7 @@ fn check_open_file(
             r.check()
                 .map_err(|(field, why)| bad("kind", format!("timerfd {field}: {why}")))?;
         }
+        FileStateKind::Inotify(r) => r.check().map_err(|why| bad("kind", why))?,
         FileStateKind::Epoll { id: set } if !epolls.contains(set) => {
             return Err(bad(
                 "kind",
@@ -557,6 +558,7 @@ fn check_open_file(
         | FileStateKind::TimerFd(_)
         | FileStateKind::SignalFd { .. }
         | FileStateKind::Epoll { .. }
+        | FileStateKind::Inotify(_)
         | FileStateKind::Socket { .. } => {}
         _ => absolute_path_ok(&f.path).map_err(|w| bad("path", w))?,
     }

@@ -583,6 +583,15 @@ pub fn fcntl(t: &mut Task, a: &Args) -> SysResult {
         | libc::F_OFD_GETLK
         | libc::F_OFD_SETLK
         | libc::F_OFD_SETLKW => super::locks::fcntl_lock(t, &f, a.int(1), a.addr(2)),
+        libc::F_GET_SEALS => Ok(u64::from(f.inode().seals()?)),
+        libc::F_ADD_SEALS => {
+            // memfd_add_seals: only through a file open for writing.
+            if !f.writable() {
+                return Err(Errno::EPERM);
+            }
+            f.inode().add_seals(a.uint(2))?;
+            Ok(0)
+        }
         _ => Err(Errno::EINVAL),
     }
 }
@@ -893,6 +902,9 @@ pub fn ftruncate(t: &mut Task, a: &Args) -> SysResult {
     }
     fsize_check_size(t, len)?;
     f.inode().set_size(len)?;
+    if let Some(d) = f.dentry() {
+        crate::vfs::inotify::notify(d, crate::vfs::inotify::IN_MODIFY);
+    }
     Ok(0)
 }
 
@@ -919,10 +931,165 @@ pub fn fadvise64(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// None of cryo's file systems store extended attributes yet, which Linux
-/// reports as EOPNOTSUPP.
-pub fn xattr_unsupported(_: &mut Task, _: &Args) -> SysResult {
-    Err(Errno::EOPNOTSUPP)
+/// An xattr name argument: at most XATTR_NAME_MAX bytes, not empty
+/// (ERANGE otherwise, as Linux's import_xattr_name).
+fn xattr_name(t: &mut Task, addr: u64) -> Result<Vec<u8>, Errno> {
+    use crate::vfs::xattr::XATTR_NAME_MAX;
+    let name = match t.mm().read_c_string(addr, XATTR_NAME_MAX + 1) {
+        Err(Errno::ENAMETOOLONG) => return Err(Errno::ERANGE),
+        r => r?,
+    };
+    crate::vfs::xattr::check_name_len(&name)?;
+    Ok(name)
+}
+
+/// The file an xattr call names: a path (following a last symlink or
+/// not) or a descriptor (not an O_PATH one).
+enum XattrTarget {
+    Path { addr: u64, follow: bool },
+    Fd(i32),
+}
+
+/// The dentry of the file, if it has one, and its inode.
+type XattrFile = (Option<Arc<Dentry>>, Arc<dyn crate::vfs::Inode>);
+
+fn xattr_file(t: &mut Task, target: XattrTarget) -> Result<XattrFile, Errno> {
+    match target {
+        XattrTarget::Path { addr, follow } => {
+            let path = path_arg(t, addr)?;
+            let d = resolve_at(t, libc::AT_FDCWD, &path, 0, follow)?;
+            let inode = d.inode().clone();
+            Ok((Some(d), inode))
+        }
+        XattrTarget::Fd(fd) => {
+            let f = file(t, fd)?;
+            if f.is_path() {
+                return Err(Errno::EBADF);
+            }
+            Ok((f.dentry().cloned(), f.inode().clone()))
+        }
+    }
+}
+
+fn xattr_target(f: &XattrFile) -> crate::vfs::xattr::Target<'_> {
+    crate::vfs::xattr::Target {
+        inode: &f.1,
+        dentry: f.0.as_ref(),
+    }
+}
+
+fn do_getxattr(t: &mut Task, target: XattrTarget, a: &Args, first: usize) -> SysResult {
+    let name = xattr_name(t, a.addr(first))?;
+    let d = xattr_file(t, target)?;
+    let value = crate::vfs::xattr::get(&xattr_target(&d), &name)?;
+    let size = (a.raw(first + 2) as usize).min(crate::vfs::xattr::XATTR_SIZE_MAX);
+    if size == 0 {
+        return Ok(value.len() as u64);
+    }
+    if value.len() > size {
+        return Err(Errno::ERANGE);
+    }
+    t.mm().copy_out(a.addr(first + 1), &value)?;
+    Ok(value.len() as u64)
+}
+
+fn do_setxattr(t: &mut Task, target: XattrTarget, a: &Args, first: usize) -> SysResult {
+    let flags = a.int(first + 3);
+    if flags & !(libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = xattr_name(t, a.addr(first))?;
+    let size = a.raw(first + 2) as usize;
+    if size > crate::vfs::xattr::XATTR_SIZE_MAX {
+        return Err(Errno::E2BIG);
+    }
+    let mut value = vec![0u8; size];
+    if size > 0 {
+        t.mm().copy_in(a.addr(first + 1), &mut value)?;
+    }
+    let d = xattr_file(t, target)?;
+    crate::vfs::xattr::set(&xattr_target(&d), &name, &value, flags)?;
+    Ok(0)
+}
+
+fn do_listxattr(t: &mut Task, target: XattrTarget, a: &Args, first: usize) -> SysResult {
+    let d = xattr_file(t, target)?;
+    let list = crate::vfs::xattr::list(&xattr_target(&d))?;
+    let size = (a.raw(first + 1) as usize).min(crate::vfs::xattr::XATTR_SIZE_MAX);
+    if size == 0 {
+        return Ok(list.len() as u64);
+    }
+    if list.len() > size {
+        return Err(if list.len() > crate::vfs::xattr::XATTR_SIZE_MAX {
+            Errno::E2BIG
+        } else {
+            Errno::ERANGE
+        });
+    }
+    t.mm().copy_out(a.addr(first), &list)?;
+    Ok(list.len() as u64)
+}
+
+fn do_removexattr(t: &mut Task, target: XattrTarget, a: &Args, first: usize) -> SysResult {
+    let name = xattr_name(t, a.addr(first))?;
+    let d = xattr_file(t, target)?;
+    crate::vfs::xattr::remove(&xattr_target(&d), &name)?;
+    Ok(0)
+}
+
+fn path_target(a: &Args, follow: bool) -> XattrTarget {
+    XattrTarget::Path {
+        addr: a.addr(0),
+        follow,
+    }
+}
+
+pub fn getxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_getxattr(t, path_target(a, true), a, 1)
+}
+
+pub fn lgetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_getxattr(t, path_target(a, false), a, 1)
+}
+
+pub fn fgetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_getxattr(t, XattrTarget::Fd(a.fd(0)), a, 1)
+}
+
+pub fn setxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_setxattr(t, path_target(a, true), a, 1)
+}
+
+pub fn lsetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_setxattr(t, path_target(a, false), a, 1)
+}
+
+pub fn fsetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_setxattr(t, XattrTarget::Fd(a.fd(0)), a, 1)
+}
+
+pub fn listxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_listxattr(t, path_target(a, true), a, 1)
+}
+
+pub fn llistxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_listxattr(t, path_target(a, false), a, 1)
+}
+
+pub fn flistxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_listxattr(t, XattrTarget::Fd(a.fd(0)), a, 1)
+}
+
+pub fn removexattr(t: &mut Task, a: &Args) -> SysResult {
+    do_removexattr(t, path_target(a, true), a, 1)
+}
+
+pub fn lremovexattr(t: &mut Task, a: &Args) -> SysResult {
+    do_removexattr(t, path_target(a, false), a, 1)
+}
+
+pub fn fremovexattr(t: &mut Task, a: &Args) -> SysResult {
+    do_removexattr(t, XattrTarget::Fd(a.fd(0)), a, 1)
 }
 
 /// Every mode bit some file system knows (Linux's FALLOC_FL_SUPPORTED_MASK).
@@ -1138,6 +1305,44 @@ pub fn splice(t: &mut Task, a: &Args) -> SysResult {
     )
 }
 
+/// vmsplice(2): user pages into a pipe (a write end: what fits once
+/// there is room) or out of one (a read end: like readv). The bytes are
+/// copied; SPLICE_F_GIFT is accepted and means nothing more. Any other
+/// file is EBADF.
+pub fn vmsplice(t: &mut Task, a: &Args) -> SysResult {
+    let f = file(t, a.fd(0))?;
+    let flags = a.uint(3);
+    if flags & !SPLICE_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (pipe, _) = crate::vfs::pipe::pipe_of(&f).ok_or(Errno::EBADF)?;
+    let to_pipe = f.writable();
+    if !to_pipe && !f.readable() {
+        return Err(Errno::EBADF);
+    }
+    let iovs = t.mm().read_iovecs(a.addr(1), a.raw(2))?;
+    // Only SPLICE_F_NONBLOCK: Linux's vmsplice waits on an O_NONBLOCK end.
+    let nonblock = flags & SPLICE_F_NONBLOCK != 0;
+    let interrupt = t.interrupt().io.clone();
+    let io = crate::vfs::IoCtx {
+        interrupt: &interrupt,
+        nonblock,
+    };
+    if to_pipe {
+        let data = t.mm().copy_in_iovecs(&iovs, crate::vfs::pipe::PIPE_SIZE)?;
+        let r = pipe.write_some(&io, &data);
+        return raise_sigpipe(t, &f, r.map(|n| n as u64));
+    }
+    let total = iovs
+        .iter()
+        .map(|v| v.len)
+        .fold(0u64, u64::saturating_add)
+        .min(crate::vfs::pipe::PIPE_SIZE as u64) as usize;
+    let mut buf = vec![0u8; total];
+    let n = pipe.read_into(&io, &mut buf)?;
+    t.mm().copy_out_iovecs(&iovs, &buf[..n]).map(|n| n as u64)
+}
+
 /// tee: copies bytes from one pipe into another, leaving them in the
 /// first.
 pub fn tee(t: &mut Task, a: &Args) -> SysResult {
@@ -1196,6 +1401,9 @@ pub fn fchmod(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EROFS);
     }
     crate::vfs::perm::chmod(f.inode().as_ref(), a.uint(1) & 0o7777)?;
+    if let Some(d) = f.dentry() {
+        crate::vfs::inotify::notify(d, crate::vfs::inotify::IN_ATTRIB);
+    }
     Ok(0)
 }
 
@@ -1260,7 +1468,9 @@ fn do_fchownat(
         flags,
         flags & libc::AT_SYMLINK_NOFOLLOW == 0,
     )?;
-    chown_inode(t, d.inode(), d.mount().read_only, uid, gid)
+    chown_inode(t, d.inode(), d.mount().read_only, uid, gid)?;
+    crate::vfs::inotify::notify(&d, crate::vfs::inotify::IN_ATTRIB);
+    Ok(0)
 }
 
 pub fn chown(t: &mut Task, a: &Args) -> SysResult {
@@ -1288,7 +1498,11 @@ pub fn fchown(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EBADF);
     }
     let read_only = f.dentry().is_some_and(|d| d.mount().read_only);
-    chown_inode(t, f.inode(), read_only, a.uint(1), a.uint(2))
+    chown_inode(t, f.inode(), read_only, a.uint(1), a.uint(2))?;
+    if let Some(d) = f.dentry() {
+        crate::vfs::inotify::notify(d, crate::vfs::inotify::IN_ATTRIB);
+    }
+    Ok(0)
 }
 
 /// utimensat: `times` NULL means now for both; UTIME_NOW and UTIME_OMIT
@@ -1355,6 +1569,7 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
             return Err(Errno::EROFS);
         }
         crate::vfs::perm::set_times(d.inode().as_ref(), times)?;
+        crate::vfs::inotify::notify(&d, crate::vfs::inotify::IN_ATTRIB);
         return Ok(0);
     }
     let start = start_dir(t, dirfd, &path)?;
@@ -1379,4 +1594,95 @@ pub fn eventfd2(t: &mut Task, a: &Args) -> SysResult {
 
 pub fn eventfd(t: &mut Task, a: &Args) -> SysResult {
     eventfd2(t, &Args([a.raw(0), 0, 0, 0, 0, 0]))
+}
+
+/// Every memfd_create(2) flag Linux knows (MFD_ALL_FLAGS but the hugetlb
+/// page-size bits, which need MFD_HUGETLB).
+const MFD_KNOWN: u32 = libc::MFD_CLOEXEC
+    | libc::MFD_ALLOW_SEALING
+    | libc::MFD_HUGETLB
+    | libc::MFD_NOEXEC_SEAL
+    | libc::MFD_EXEC;
+
+/// memfd_create(2). The name is at most 249 bytes (MFD_NAME_MAX_LEN);
+/// hugetlb pages are not offered (EINVAL, as gVisor).
+pub fn memfd_create(t: &mut Task, a: &Args) -> SysResult {
+    let flags = a.uint(1);
+    if flags & !MFD_KNOWN != 0
+        || flags & libc::MFD_HUGETLB != 0
+        || flags & (libc::MFD_EXEC | libc::MFD_NOEXEC_SEAL)
+            == libc::MFD_EXEC | libc::MFD_NOEXEC_SEAL
+    {
+        return Err(Errno::EINVAL);
+    }
+    let name = match t
+        .mm()
+        .read_c_string(a.addr(0), crate::vfs::vfs::MEMFD_NAME_MAX + 1)
+    {
+        Err(Errno::ENAMETOOLONG) => return Err(Errno::EINVAL),
+        r => r?,
+    };
+    let noexec = flags & libc::MFD_NOEXEC_SEAL != 0;
+    let seals = if noexec {
+        crate::vfs::tmpfs::SEAL_EXEC
+    } else if flags & libc::MFD_ALLOW_SEALING != 0 {
+        0
+    } else {
+        crate::vfs::tmpfs::SEAL_SEAL
+    };
+    let f = t.kernel().vfs.memfd_create(&name, seals, !noexec)?;
+    install(t, f, flags & libc::MFD_CLOEXEC != 0)
+}
+
+/// inotify_init1(2): IN_NONBLOCK and IN_CLOEXEC.
+pub fn inotify_init1(t: &mut Task, a: &Args) -> SysResult {
+    let flags = a.int(0);
+    if flags & !(libc::IN_NONBLOCK | libc::IN_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = crate::vfs::inotify::Inotify::open(flags & libc::IN_NONBLOCK != 0);
+    install(t, f, flags & libc::IN_CLOEXEC != 0)
+}
+
+pub fn inotify_init(t: &mut Task, _a: &Args) -> SysResult {
+    let f = crate::vfs::inotify::Inotify::open(false);
+    install(t, f, false)
+}
+
+/// The inotify instance `fd` names: EBADF for no file, EINVAL for
+/// another kind.
+fn inotify_file(t: &Task, fd: i32) -> Result<Arc<OpenFile>, Errno> {
+    let f = file(t, fd)?;
+    if crate::vfs::inotify::inotify_of(&f).is_none() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(f)
+}
+
+/// inotify_add_watch(2): the checks in Linux's order (the mask, the
+/// descriptor, the path, read permission, IN_ONLYDIR).
+pub fn inotify_add_watch(t: &mut Task, a: &Args) -> SysResult {
+    use crate::vfs::inotify::{inotify_of, ALL_BITS, IN_DONT_FOLLOW, IN_MASK_ADD, IN_MASK_CREATE};
+    let mask = a.uint(2);
+    if mask & !ALL_BITS != 0 || mask == 0 || (mask & IN_MASK_ADD != 0 && mask & IN_MASK_CREATE != 0)
+    {
+        return Err(Errno::EINVAL);
+    }
+    let f = inotify_file(t, a.fd(0))?;
+    let path = path_arg(t, a.addr(1))?;
+    let start = start_dir(t, libc::AT_FDCWD, &path)?;
+    let d = t
+        .kernel()
+        .vfs
+        .resolve(&start, &path, mask & IN_DONT_FOLLOW == 0)?;
+    crate::vfs::perm::check(d.inode().as_ref(), crate::vfs::perm::MAY_READ)?;
+    let ino = inotify_of(&f).ok_or(Errno::EINVAL)?;
+    ino.add_watch(&d, mask).map(|wd| wd as u64)
+}
+
+pub fn inotify_rm_watch(t: &mut Task, a: &Args) -> SysResult {
+    let f = inotify_file(t, a.fd(0))?;
+    let ino = crate::vfs::inotify::inotify_of(&f).ok_or(Errno::EINVAL)?;
+    ino.rm_watch(a.int(1))?;
+    Ok(0)
 }

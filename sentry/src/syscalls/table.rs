@@ -114,6 +114,7 @@ fn generic_rows() -> Vec<Entry> {
     reg("sendfile", fs::sendfile, &[Dec, Dec, Hex, Dec]);
     reg("splice", fs::splice, &[Dec, Hex, Dec, Hex, Dec, Hex]);
     reg("tee", fs::tee, &[Dec, Dec, Dec, Hex]);
+    reg("vmsplice", fs::vmsplice, &[Dec, Hex, Dec, Hex]);
     reg(
         "copy_file_range",
         fs::copy_file_range,
@@ -125,12 +126,27 @@ fn generic_rows() -> Vec<Entry> {
     reg("fchmodat", fs::fchmodat, &[Dec, Path, Oct]);
     reg("utimensat", fs::utimensat, &[Dec, Path, Hex, Hex]);
     reg("fadvise64", fs::fadvise64, &[Dec, Dec, Dec, Dec]);
-    reg("getxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
-    reg("lgetxattr", fs::xattr_unsupported, &[Path, Path, Hex, Dec]);
-    reg("fgetxattr", fs::xattr_unsupported, &[Dec, Path, Hex, Dec]);
-    reg("listxattr", fs::xattr_unsupported, &[Path, Hex, Dec]);
-    reg("llistxattr", fs::xattr_unsupported, &[Path, Hex, Dec]);
-    reg("flistxattr", fs::xattr_unsupported, &[Dec, Hex, Dec]);
+    reg("memfd_create", fs::memfd_create, &[Path, Hex]);
+    reg("inotify_init", fs::inotify_init, &[]);
+    reg("inotify_init1", fs::inotify_init1, &[Hex]);
+    reg(
+        "inotify_add_watch",
+        fs::inotify_add_watch,
+        &[Dec, Path, Hex],
+    );
+    reg("inotify_rm_watch", fs::inotify_rm_watch, &[Dec, Dec]);
+    reg("getxattr", fs::getxattr, &[Path, Path, Hex, Dec]);
+    reg("lgetxattr", fs::lgetxattr, &[Path, Path, Hex, Dec]);
+    reg("fgetxattr", fs::fgetxattr, &[Dec, Path, Hex, Dec]);
+    reg("setxattr", fs::setxattr, &[Path, Path, Hex, Dec, Hex]);
+    reg("lsetxattr", fs::lsetxattr, &[Path, Path, Hex, Dec, Hex]);
+    reg("fsetxattr", fs::fsetxattr, &[Dec, Path, Hex, Dec, Hex]);
+    reg("listxattr", fs::listxattr, &[Path, Hex, Dec]);
+    reg("llistxattr", fs::llistxattr, &[Path, Hex, Dec]);
+    reg("flistxattr", fs::flistxattr, &[Dec, Hex, Dec]);
+    reg("removexattr", fs::removexattr, &[Path, Path]);
+    reg("lremovexattr", fs::lremovexattr, &[Path, Path]);
+    reg("fremovexattr", fs::fremovexattr, &[Dec, Path]);
     // mm
     reg("mmap", mm::mmap, &[Hex, Dec, Hex, Hex, Dec, Hex]);
     reg("munmap", mm::munmap, &[Hex, Dec]);

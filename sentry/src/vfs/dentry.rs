@@ -37,6 +37,9 @@ pub struct Dentry {
     /// For the root of a mount: the dentry it covers.
     mountpoint: Mutex<Weak<Dentry>>,
     unlinked: AtomicBool,
+    /// An O_TMPFILE file opened without O_EXCL: linkat(2) may give it a
+    /// name once (Linux's I_LINKABLE).
+    linkable: AtomicBool,
 }
 
 impl Drop for Dentry {
@@ -85,6 +88,7 @@ impl Dentry {
             mounted: Mutex::new(None),
             mountpoint: Mutex::new(Weak::new()),
             unlinked: AtomicBool::new(false),
+            linkable: AtomicBool::new(false),
         })
     }
 
@@ -233,6 +237,15 @@ impl Dentry {
             inode,
             self.mount.clone(),
         )
+    }
+
+    pub(crate) fn set_linkable(&self, on: bool) {
+        self.linkable.store(on, Ordering::Relaxed);
+    }
+
+    /// Takes the one linkat(2) an O_TMPFILE file allows.
+    pub(crate) fn take_linkable(&self) -> bool {
+        self.linkable.swap(false, Ordering::Relaxed)
     }
 
     pub(crate) fn mark_unlinked(&self) {

@@ -194,6 +194,13 @@ pub trait FileOps: Send + Sync + Any {
         Ok(0)
     }
 
+    /// lseek's SEEK_DATA (`data`) or SEEK_HOLE from `pos` (below the
+    /// size) for a file that knows where its holes are. `None`: it does
+    /// not, and the whole file is data with one hole at its end.
+    fn seek_hole_data(&self, _pos: u64, _data: bool) -> Option<Result<u64, Errno>> {
+        None
+    }
+
     /// lseek for `SeekMode::Delegated` files.
     fn seek(&self, _offset: i64, _whence: i32) -> Result<u64, Errno> {
         Err(Errno::ESPIPE)
@@ -299,6 +306,10 @@ impl FileOps for PathOps {
 const SETFL_MASK: i32 =
     libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
 
+/// The kernel's O_LARGEFILE on x86_64 and arm64 (the libc crate's is 0
+/// there, as 64-bit userspace never needs to pass it).
+pub(crate) const KERNEL_O_LARGEFILE: i32 = 0o100000;
+
 /// Flags an open file keeps from open(2): the rest (O_CREAT, O_TRUNC,
 /// O_CLOEXEC, ...) act at open time only.
 const KEPT_FLAGS: i32 = libc::O_ACCMODE
@@ -307,6 +318,7 @@ const KEPT_FLAGS: i32 = libc::O_ACCMODE
     | libc::O_SYNC
     | libc::O_DSYNC
     | libc::O_LARGEFILE
+    | KERNEL_O_LARGEFILE
     | libc::O_DIRECTORY
     | libc::O_NOFOLLOW;
 
@@ -342,6 +354,11 @@ impl Drop for OpenFile {
             .take();
         if let Some((table, key)) = locked {
             table.release_description(key, self.id);
+        }
+        if let Some(d) = &self.dentry {
+            if !self.is_path() {
+                super::inotify::closed(d, self.writable());
+            }
         }
     }
 }
@@ -493,7 +510,13 @@ impl OpenFile {
             return Err(Errno::EBADF);
         }
         match self.kind() {
-            FileKind::Regular => self.ops.fallocate(mode, offset, len),
+            FileKind::Regular => {
+                self.ops.fallocate(mode, offset, len)?;
+                if let Some(d) = &self.dentry {
+                    super::inotify::notify(d, super::inotify::IN_MODIFY);
+                }
+                Ok(())
+            }
             FileKind::PipeRead | FileKind::PipeWrite => Err(Errno::ESPIPE),
             FileKind::Directory => Err(Errno::EISDIR),
             _ => Err(Errno::ENODEV),
@@ -515,8 +538,24 @@ impl OpenFile {
         *lock(&self.offset) = off;
     }
 
+    /// Tells inotify watches of this file about a read (IN_ACCESS) or a
+    /// write (IN_MODIFY) that moved bytes.
+    fn notify_io(&self, r: Result<usize, Errno>, mask: u32) -> Result<usize, Errno> {
+        if let (Ok(n), Some(d)) = (&r, &self.dentry) {
+            if *n > 0 {
+                super::inotify::notify(d, mask);
+            }
+        }
+        r
+    }
+
     /// read(2).
     pub fn read(&self, buf: &mut [u8], interrupt: &Interrupt) -> Result<usize, Errno> {
+        let r = self.read_inner(buf, interrupt);
+        self.notify_io(r, super::inotify::IN_ACCESS)
+    }
+
+    fn read_inner(&self, buf: &mut [u8], interrupt: &Interrupt) -> Result<usize, Errno> {
         if !self.readable() {
             return Err(Errno::EBADF);
         }
@@ -533,6 +572,11 @@ impl OpenFile {
 
     /// write(2).
     pub fn write(&self, buf: &[u8], interrupt: &Interrupt) -> Result<usize, Errno> {
+        let r = self.write_inner(buf, interrupt);
+        self.notify_io(r, super::inotify::IN_MODIFY)
+    }
+
+    fn write_inner(&self, buf: &[u8], interrupt: &Interrupt) -> Result<usize, Errno> {
         if !self.writable() {
             return Err(Errno::EBADF);
         }
@@ -568,7 +612,8 @@ impl OpenFile {
             return Err(Errno::EBADF);
         }
         let off = self.check_pos(offset)?;
-        self.ops.read(&self.io(interrupt), buf, Some(off))
+        let r = self.ops.read(&self.io(interrupt), buf, Some(off));
+        self.notify_io(r, super::inotify::IN_ACCESS)
     }
 
     /// pwrite64(2). Like Linux, O_APPEND still appends.
@@ -580,7 +625,8 @@ impl OpenFile {
         if self.flag(libc::O_APPEND) && self.ops.seek_mode() == SeekMode::Positional {
             off = self.ops.size()?;
         }
-        self.ops.write(&self.io(interrupt), buf, Some(off))
+        let r = self.ops.write(&self.io(interrupt), buf, Some(off));
+        self.notify_io(r, super::inotify::IN_MODIFY)
     }
 
     /// lseek(2).
@@ -600,14 +646,19 @@ impl OpenFile {
                 i64::try_from(self.ops.size()?).map_err(|_| Errno::EOVERFLOW)?
             }
             libc::SEEK_DATA | libc::SEEK_HOLE if !is_dir => {
-                // No holes are tracked: all data up to the size, one hole at
-                // the end.
                 let size = self.ops.size()?;
                 let pos = u64::try_from(offset).map_err(|_| Errno::ENXIO)?;
                 if pos >= size {
                     return Err(Errno::ENXIO);
                 }
-                *off = if whence == libc::SEEK_DATA { pos } else { size };
+                let data = whence == libc::SEEK_DATA;
+                *off = match self.ops.seek_hole_data(pos, data) {
+                    Some(r) => r?,
+                    // No holes known: all data up to the size, one hole at
+                    // the end.
+                    None if data => pos,
+                    None => size,
+                };
                 return Ok(*off);
             }
             _ => return Err(Errno::EINVAL),
@@ -719,6 +770,22 @@ impl OpenFile {
             return super::poll::EPOLLNVAL;
         }
         self.ops.readiness()
+    }
+
+    /// mmap(2) of this file with `shared` and `prot_write`: a shared
+    /// writable mapping of a file sealed against writes is EPERM
+    /// (memfd_check_seals_mmap; a file not open for writing is the memory
+    /// manager's EACCES, checked first in Linux).
+    pub fn check_mmap_seals(&self, shared: bool, prot_write: bool) -> Result<(), Errno> {
+        let write_seals = (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) as u32;
+        if shared
+            && prot_write
+            && self.writable()
+            && self.inode.seals().unwrap_or(0) & write_seals != 0
+        {
+            return Err(Errno::EPERM);
+        }
+        Ok(())
     }
 
     /// The file as the memory manager maps it: regular files only.

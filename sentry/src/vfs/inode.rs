@@ -250,6 +250,41 @@ pub trait Inode: Send + Sync + Any {
         Err(Errno::EPERM)
     }
 
+    /// fcntl(F_GET_SEALS): the file's memfd seals. Only shmem files
+    /// (tmpfs, memfd) have them; any other file is EINVAL.
+    fn seals(&self) -> Result<u32, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    /// fcntl(F_ADD_SEALS) (the caller has checked the open file is
+    /// writable).
+    fn add_seals(&self, _seals: u32) -> Result<(), Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    /// getxattr(2) of `name` (the VFS has checked the name and access):
+    /// ENODATA when the file has none by that name, EOPNOTSUPP where the
+    /// file system stores none.
+    fn get_xattr(&self, _name: &[u8]) -> Result<Vec<u8>, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// setxattr(2): `flags` are XATTR_CREATE (EEXIST if it exists) and
+    /// XATTR_REPLACE (ENODATA if it does not).
+    fn set_xattr(&self, _name: &[u8], _value: &[u8], _flags: i32) -> Result<(), Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// listxattr(2): every name, in order.
+    fn list_xattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// removexattr(2): ENODATA when there is none by that name.
+    fn remove_xattr(&self, _name: &[u8]) -> Result<(), Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
     /// For a /proc/<pid>/fd/N link: the open file it names (a "magic link",
     /// followed to the file itself rather than through its text).
     fn magic_target(&self) -> Option<Arc<OpenFile>> {

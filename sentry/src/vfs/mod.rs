@@ -20,6 +20,7 @@ pub mod fasync;
 pub mod file;
 pub mod gofer_fs;
 pub mod inode;
+pub mod inotify;
 pub mod line_discipline;
 pub mod lock;
 pub mod namespace;
@@ -40,6 +41,7 @@ pub mod timerfd;
 pub mod tmpfs;
 #[allow(clippy::module_inception)]
 pub mod vfs;
+pub mod xattr;
 
 #[cfg(test)]
 mod testing;

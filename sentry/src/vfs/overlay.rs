@@ -427,11 +427,16 @@ impl Inode for OverlayInode {
     /// A hard link in the upper layer: a lower file is copied up first, and
     /// both names then share the upper file.
     fn link(&self, name: &[u8], target: &dyn Inode) -> Result<(), Errno> {
-        let target = target
-            .as_any()
-            .downcast_ref::<OverlayInode>()
-            .ok_or(Errno::EXDEV)?;
-        let target_upper = target.copy_up()?;
+        // An overlay file, or an O_TMPFILE file of the upper layer (which
+        // `tmpfile` made there directly).
+        let target_upper = match target.as_any().downcast_ref::<OverlayInode>() {
+            Some(o) => o.copy_up()?,
+            None => target
+                .as_any()
+                .downcast_ref::<TmpfsInode>()
+                .and_then(TmpfsInode::arc)
+                .ok_or(Errno::EXDEV)?,
+        };
         self.create_upper(name, |dir| {
             dir.add_link(name, &target_upper)?;
             Ok(target_upper.clone() as Arc<dyn Inode>)
@@ -494,6 +499,37 @@ impl Inode for OverlayInode {
 
     fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
         self.copy_up()?.chown(uid, gid)
+    }
+
+    /// The upper layer's attributes once copied up; a file still only on
+    /// the lower layer has none (the gofer serves no xattrs: its EOPNOTSUPP
+    /// reads as an empty set), and setting one copies it up.
+    fn get_xattr(&self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        match self.upper() {
+            Some(u) => u.get_xattr(name),
+            None => Err(Errno::ENODATA),
+        }
+    }
+
+    fn set_xattr(&self, name: &[u8], value: &[u8], flags: i32) -> Result<(), Errno> {
+        if self.upper().is_none() && flags & libc::XATTR_REPLACE != 0 {
+            return Err(Errno::ENODATA);
+        }
+        self.copy_up()?.set_xattr(name, value, flags)
+    }
+
+    fn list_xattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        match self.upper() {
+            Some(u) => u.list_xattr(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn remove_xattr(&self, name: &[u8]) -> Result<(), Errno> {
+        match self.upper() {
+            Some(u) => u.remove_xattr(name),
+            None => Err(Errno::ENODATA),
+        }
     }
 
     fn fingerprint(&self) -> Option<Fingerprint> {

@@ -205,6 +205,43 @@ impl Pipe {
             .notify(EPOLLOUT | EPOLLWRNORM | EPOLLIN | EPOLLRDNORM);
     }
 
+    /// vmsplice(2) of user pages into the pipe: waits (by `io`'s rules)
+    /// until there is room, then puts in what fits and returns, as
+    /// Linux's iter_to_pipe does, rather than waiting for all of `buf`.
+    pub(crate) fn write_some(&self, io: &IoCtx<'_>, buf: &[u8]) -> Result<usize, Errno> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut st = lock(&self.state);
+        loop {
+            if st.readers == 0 {
+                return Err(Errno::EPIPE);
+            }
+            let room = PIPE_SIZE - st.buf.len();
+            if room > 0 {
+                let n = room.min(buf.len());
+                st.buf.extend(&buf[..n]);
+                self.cond.notify_all();
+                drop(st);
+                self.queue.notify(EPOLLIN | EPOLLRDNORM);
+                return Ok(n);
+            }
+            if io.nonblock {
+                return Err(Errno::EAGAIN);
+            }
+            if io.interrupt.is_set() {
+                return Err(Errno::EINTR);
+            }
+            st = self.wait(st);
+        }
+    }
+
+    /// read(2) from the pipe with `io`'s waiting rules (vmsplice to user
+    /// pages, whose SPLICE_F_NONBLOCK may differ from the end's flag).
+    pub(crate) fn read_into(&self, io: &IoCtx<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.read(io, buf)
+    }
+
     /// write(2) into the pipe with `io`'s waiting rules (splice's
     /// SPLICE_F_NONBLOCK may differ from the end's O_NONBLOCK).
     pub(crate) fn write_from(&self, io: &IoCtx<'_>, buf: &[u8]) -> Result<usize, Errno> {

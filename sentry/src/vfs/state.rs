@@ -13,6 +13,7 @@ use super::eventfd::EventFd;
 use super::fasync::FasyncState;
 use super::file::{FileKind, OpenFile, SaveAs};
 use super::inode::Fingerprint;
+use super::inotify::{Inotify, InotifyRecord};
 use super::pipe::{is_fifo_end, pipe_of, Pipe};
 use super::pty::{pty_of, PtySnapshot, Terminal};
 use super::resolve::{NAME_MAX, PATH_MAX};
@@ -60,13 +61,83 @@ pub struct TmpfsNodeRecord {
     pub mtime: Timespec,
     pub ctime: Timespec,
     pub kind: TmpfsNodeKind,
+    /// A regular file's memfd seals, `F_SEAL_*` (since v3; a v2 node has
+    /// F_SEAL_SEAL alone, as every tmpfs file then).
+    pub seals: u32,
+    /// Extended attributes, by name in order (since v3; none before).
+    pub xattrs: Vec<TmpfsXattr>,
 }
 statefile::versioned!(
     TmpfsNodeRecord,
     "vfs.TmpfsNode",
+    3,
+    [Timespec, TmpfsNodeKind, TmpfsXattr]
+);
+
+/// One extended attribute of a tmpfs node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsXattr {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+}
+statefile::versioned!(TmpfsXattr, "vfs.TmpfsXattr", 1);
+
+/// Version 2 of [`TmpfsNodeRecord`], before seals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsNodeRecordV2 {
+    pub ino: u64,
+    pub nlink: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+    pub kind: TmpfsNodeKind,
+}
+statefile::versioned!(
+    TmpfsNodeRecordV2,
+    "vfs.TmpfsNode",
     2,
     [Timespec, TmpfsNodeKind]
 );
+
+impl From<TmpfsNodeRecordV2> for TmpfsNodeRecord {
+    fn from(n: TmpfsNodeRecordV2) -> TmpfsNodeRecord {
+        TmpfsNodeRecord {
+            ino: n.ino,
+            nlink: n.nlink,
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.gid,
+            atime: n.atime,
+            mtime: n.mtime,
+            ctime: n.ctime,
+            kind: n.kind,
+            seals: super::tmpfs::SEAL_SEAL,
+            xattrs: Vec::new(),
+        }
+    }
+}
+
+/// A [`TmpfsSnapshot`] whose nodes are v2 (its own shape is unchanged).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsSnapshotV2 {
+    pub next_ino: u64,
+    pub root: u64,
+    pub nodes: Vec<TmpfsNodeRecordV2>,
+}
+statefile::versioned!(TmpfsSnapshotV2, "vfs.Tmpfs", 2, [TmpfsNodeRecordV2]);
+
+impl From<TmpfsSnapshotV2> for TmpfsSnapshot {
+    fn from(s: TmpfsSnapshotV2) -> TmpfsSnapshot {
+        TmpfsSnapshot {
+            next_ino: s.next_ino,
+            root: s.root,
+            nodes: s.nodes.into_iter().map(Into::into).collect(),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TmpfsNodeKind {
@@ -115,7 +186,44 @@ pub struct VfsState {
     pub upper: TmpfsSnapshot,
     pub shm: TmpfsSnapshot,
 }
-statefile::savable_serde!(VfsState, "vfs.MountNamespace", 1, [TmpfsSnapshot]);
+statefile::versioned!(VfsState, "vfs.MountNamespace", 1, [TmpfsSnapshot]);
+
+/// A [`VfsState`] as statefiles with `vfs.TmpfsNode` v2 hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VfsStateV1 {
+    pub upper: TmpfsSnapshotV2,
+    pub shm: TmpfsSnapshotV2,
+}
+statefile::versioned!(VfsStateV1, "vfs.MountNamespace", 1, [TmpfsSnapshotV2]);
+
+impl statefile::Savable for VfsState {
+    const TYPE_NAME: &'static str = "vfs.MountNamespace";
+    const VERSION: u32 = 1;
+    const MIN_VERSION: u32 = 1;
+
+    fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+        enc.serde(self)
+    }
+
+    /// Nodes saved at `vfs.TmpfsNode` v2 are decoded in that layout and
+    /// migrated (F_SEAL_SEAL, what every tmpfs file then had).
+    fn load(dec: &mut statefile::Decoder<'_>, _version: u32) -> statefile::Result<Self> {
+        if dec.types().get("vfs.TmpfsNode") == Some(2) {
+            statefile::check_saved_versions::<VfsStateV1>(dec.types())?;
+            let v1: VfsStateV1 = dec.serde()?;
+            return Ok(VfsState {
+                upper: v1.upper.into(),
+                shm: v1.shm.into(),
+            });
+        }
+        statefile::check_saved_versions::<Self>(dec.types())?;
+        dec.serde()
+    }
+
+    fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+        statefile::register_versioned::<Self>(types)
+    }
+}
 
 /// What an open file is, for re-opening it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,13 +274,68 @@ pub enum FileStateKind {
     /// A regular file of a tmpfs with no name left (unlinked while open,
     /// or O_TMPFILE): node `ino` of the root's upper layer (`fs` 0) or of
     /// /dev/shm (1), which the tmpfs table holds named nowhere; the path is
-    /// the name it had, for /proc/self/fd (since v5).
+    /// the name it had, for /proc/self/fd (since v5). `fs` 2 is a memfd:
+    /// a node of /dev/shm's table too, named under the internal memfd
+    /// mount ("/memfd:NAME").
     Unlinked {
         fs: u8,
         ino: u64,
     },
+    /// An inotify instance: its watches (by path) and queued events
+    /// (since v6).
+    Inotify(InotifyRecord),
 }
-statefile::versioned!(FileStateKind, "vfs.FileKind", 5, [TimerFdRecord]);
+statefile::versioned!(
+    FileStateKind,
+    "vfs.FileKind",
+    6,
+    [TimerFdRecord, InotifyRecord]
+);
+
+/// Version 5 of [`FileStateKind`], as statefiles before inotify hold it:
+/// the same variants in the same order but the last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileStateKindV5 {
+    Regular,
+    Directory,
+    Symlink,
+    Device,
+    Synthetic,
+    PipeRead { pipe: u64 },
+    PipeWrite { pipe: u64 },
+    HostStdio { index: u32 },
+    EventFd { count: u64, semaphore: bool },
+    TimerFd(TimerFdRecord),
+    SignalFd { mask: u64 },
+    Epoll { id: u64 },
+    Socket { id: u64 },
+    Pty { index: u32, master: bool },
+    Unlinked { fs: u8, ino: u64 },
+}
+statefile::versioned!(FileStateKindV5, "vfs.FileKind", 5, [TimerFdRecord]);
+
+impl From<FileStateKindV5> for FileStateKind {
+    fn from(k: FileStateKindV5) -> FileStateKind {
+        use FileStateKindV5 as V;
+        match k {
+            V::Unlinked { fs, ino } => FileStateKind::Unlinked { fs, ino },
+            V::Pty { index, master } => FileStateKind::Pty { index, master },
+            V::Regular => FileStateKind::Regular,
+            V::Directory => FileStateKind::Directory,
+            V::Symlink => FileStateKind::Symlink,
+            V::Device => FileStateKind::Device,
+            V::Synthetic => FileStateKind::Synthetic,
+            V::PipeRead { pipe } => FileStateKind::PipeRead { pipe },
+            V::PipeWrite { pipe } => FileStateKind::PipeWrite { pipe },
+            V::HostStdio { index } => FileStateKind::HostStdio { index },
+            V::EventFd { count, semaphore } => FileStateKind::EventFd { count, semaphore },
+            V::TimerFd(r) => FileStateKind::TimerFd(r),
+            V::SignalFd { mask } => FileStateKind::SignalFd { mask },
+            V::Epoll { id } => FileStateKind::Epoll { id },
+            V::Socket { id } => FileStateKind::Socket { id },
+        }
+    }
+}
 
 /// Version 4 of [`FileStateKind`], as statefiles before unlinked files
 /// hold it: the same variants in the same order but the last.
@@ -347,23 +510,6 @@ statefile::versioned!(
     [FileStateKind, Fingerprint, FasyncState]
 );
 
-/// An open file as `vfs.OpenFile` v1 holds it with `vfs.FileKind` v5:
-/// before signal-driven I/O.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OpenFileStateV5 {
-    pub path: Vec<u8>,
-    pub flags: i32,
-    pub offset: u64,
-    pub kind: FileStateKind,
-    pub fingerprint: Option<Fingerprint>,
-}
-statefile::versioned!(
-    OpenFileStateV5,
-    "vfs.OpenFile",
-    1,
-    [FileStateKind, Fingerprint]
-);
-
 /// An open file as statefiles with `vfs.FileKind` v1 hold it (its own
 /// shape is unchanged; only the kind it nests grew).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,6 +573,23 @@ statefile::versioned!(
     "vfs.OpenFile",
     1,
     [FileStateKindV4, Fingerprint]
+);
+
+/// An open file as statefiles with `vfs.FileKind` v5 hold it (the last
+/// `vfs.OpenFile` v1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileStateV5 {
+    pub path: Vec<u8>,
+    pub flags: i32,
+    pub offset: u64,
+    pub kind: FileStateKindV5,
+    pub fingerprint: Option<Fingerprint>,
+}
+statefile::versioned!(
+    OpenFileStateV5,
+    "vfs.OpenFile",
+    1,
+    [FileStateKindV5, Fingerprint]
 );
 
 impl statefile::Savable for OpenFileState {
@@ -494,13 +657,15 @@ impl statefile::Savable for OpenFileState {
                 fasync: FasyncState::default(),
             });
         }
+        // The last layout of v1, before signal-driven I/O: vfs.FileKind v5
+        // (inotify came with OpenFile v2).
         statefile::check_saved_versions::<OpenFileStateV5>(dec.types())?;
         let v5: OpenFileStateV5 = dec.serde()?;
         Ok(OpenFileState {
             path: v5.path,
             flags: v5.flags,
             offset: v5.offset,
-            kind: v5.kind,
+            kind: v5.kind.into(),
             fingerprint: v5.fingerprint,
             fasync: FasyncState::default(),
         })
@@ -536,7 +701,12 @@ pub struct SaveCtx {
     /// The sandbox's tmpfs instances by their tag in a
     /// [`FileStateKind::Unlinked`] (the root's upper layer 0, /dev/shm 1).
     pub(crate) tmpfs: Vec<(u8, Arc<super::tmpfs::TmpfsShared>)>,
+    /// The internal mount memfds are named under, if one was made.
+    pub(crate) memfd_mount: Option<u64>,
 }
+
+/// The [`FileStateKind::Unlinked`] tag of a memfd.
+const MEMFD_TAG: u8 = 2;
 
 impl SaveCtx {
     /// The tag and inode number of a regular tmpfs file with no name left.
@@ -674,6 +844,15 @@ impl Tmpfs {
                 mtime: node.mtime,
                 ctime: node.ctime,
                 kind,
+                seals: node.seals,
+                xattrs: node
+                    .xattrs
+                    .iter()
+                    .map(|(name, value)| TmpfsXattr {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
             });
         }
         // Link counts are those of the saved graph, whatever the live
@@ -751,6 +930,12 @@ impl Tmpfs {
                     atime: n.atime,
                     mtime: n.mtime,
                     ctime: n.ctime,
+                    seals: n.seals,
+                    xattrs: n
+                        .xattrs
+                        .iter()
+                        .map(|x| (x.name.clone(), x.value.clone()))
+                        .collect(),
                     kind,
                 };
                 TmpfsInode::with_ino(&shared, node, n.ino)
@@ -779,6 +964,10 @@ impl Tmpfs {
         for (n, inode) in snap.nodes.iter().zip(&inodes) {
             if is_orphan(n) {
                 shared.orphaned(inode);
+                orphans.insert(n.ino, inode.clone());
+            } else if n.mode & libc::S_IFMT == libc::S_IFREG {
+                // An O_TMPFILE file named by linkat(2) since: its open
+                // file, saved as unlinked, finds it by inode too.
                 orphans.insert(n.ino, inode.clone());
             }
         }
@@ -971,6 +1160,35 @@ pub fn check_table(
                 libc::S_IFLNK
             }
         };
+        if n.xattrs.len() > super::tmpfs::MAX_XATTRS {
+            return Err(bad_field(format!("nodes[{i}].xattrs"), "too many"));
+        }
+        for (k, x) in n.xattrs.iter().enumerate() {
+            if !super::xattr::valid_name(&x.name) {
+                return Err(bad_field(
+                    format!("nodes[{i}].xattrs[{k}].name"),
+                    "invalid name",
+                ));
+            }
+            if x.value.len() > super::xattr::XATTR_SIZE_MAX {
+                return Err(bad_field(
+                    format!("nodes[{i}].xattrs[{k}].value"),
+                    "longer than XATTR_SIZE_MAX",
+                ));
+            }
+            if k > 0 && n.xattrs[k - 1].name >= x.name {
+                return Err(bad_field(
+                    format!("nodes[{i}].xattrs[{k}].name"),
+                    "names out of order or listed twice",
+                ));
+            }
+        }
+        if n.seals & !super::tmpfs::SEALS_KNOWN != 0 {
+            return Err(bad_field(
+                format!("nodes[{i}].seals"),
+                format!("unknown seals {:#x}", n.seals),
+            ));
+        }
         if n.mode & libc::S_IFMT != want || n.mode & !(libc::S_IFMT | 0o7777) != 0 {
             return Err(bad_field(
                 format!("nodes[{i}].mode"),
@@ -1166,7 +1384,10 @@ impl OpenFile {
         }
         let d = self.dentry().ok_or(SaveError::Unsupported(self.kind()))?;
         if d.is_unlinked() && d.file_type() == libc::S_IFREG {
-            if let Some((fs, ino)) = ctx.orphan_of(self.inode()) {
+            if let Some((mut fs, ino)) = ctx.orphan_of(self.inode()) {
+                if fs == 1 && ctx.memfd_mount == Some(d.mount().id) {
+                    fs = MEMFD_TAG;
+                }
                 // Its node is in the tmpfs table, named nowhere.
                 let mut path = super::vfs::path_bytes(d);
                 path.truncate(PATH_MAX - 1);
@@ -1306,8 +1527,10 @@ impl Vfs {
                 tmpfs.push((tag, fs.shared.clone()));
             }
         }
+        drop(parts);
         SaveCtx {
             tmpfs,
+            memfd_mount: self.memfd_mount_id(),
             ..SaveCtx::default()
         }
     }
@@ -1333,7 +1556,7 @@ impl Vfs {
             let parts = super::dentry::lock(&self.parts);
             match fs {
                 0 => parts.upper.clone(),
-                1 => parts.shm.clone(),
+                1 | MEMFD_TAG => parts.shm.clone(),
                 _ => None,
             }
         }
@@ -1349,13 +1572,25 @@ impl Vfs {
             Some(i) => (&st.path[..i.max(1)], &st.path[i + 1..]),
             None => (&b"/"[..], &st.path[..]),
         };
-        let name = if valid_name(name) { name } else { b"deleted" };
+        let mut name = if valid_name(name) { name } else { b"deleted" };
         let root = self.root().clone();
-        let parent = self
-            .resolve(&root, dir, true)
-            .ok()
-            .filter(|d| d.is_dir())
-            .unwrap_or(root);
+        let parent = if fs == MEMFD_TAG {
+            // A memfd's name may hold any byte but NUL, '/' included.
+            name = match st.path.strip_prefix(b"/") {
+                Some(n) if n.starts_with(b"memfd:") && n.len() <= NAME_MAX && !n.contains(&0) => n,
+                _ => b"memfd:",
+            };
+            self.memfd_root()
+                .map_err(|errno| VfsRestoreError::Missing {
+                    path: "the memfd mount".into(),
+                    errno,
+                })?
+        } else {
+            self.resolve(&root, dir, true)
+                .ok()
+                .filter(|d| d.is_dir())
+                .unwrap_or(root)
+        };
         let inode: Arc<dyn super::inode::Inode> = inode;
         let d = parent.new_child(name, inode.clone());
         d.mark_unlinked();
@@ -1476,6 +1711,11 @@ impl Vfs {
             }
             FileStateKind::Unlinked { fs, ino } => {
                 return self.reopen_unlinked(st, *fs, *ino, status);
+            }
+            FileStateKind::Inotify(r) => {
+                let root = self.root().clone();
+                return Inotify::restore(r, status, |path| self.resolve(&root, path, false))
+                    .map_err(invalid);
             }
             FileStateKind::Epoll { id } => {
                 if ctx.epolls.contains_key(id) {
@@ -2034,6 +2274,124 @@ mod tests {
         bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
             .unwrap()
             .0
+    }
+
+    #[test]
+    fn seals_and_xattrs_survive_a_round_trip() {
+        use crate::vfs::inode::Inode;
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o1777, mf.clone());
+        let root = fs.root();
+        let plain = new_file(&root, b"plain");
+        assert_eq!(plain.seals(), Ok(libc::F_SEAL_SEAL as u32));
+        assert_eq!(
+            plain.add_seals(libc::F_SEAL_WRITE as u32),
+            Err(Errno::EPERM)
+        );
+        plain.set_xattr(b"user.k", b"value", 0).unwrap();
+        plain.set_xattr(b"trusted.t", b"", 0).unwrap();
+        assert_eq!(
+            plain.set_xattr(b"user.k", b"v", libc::XATTR_CREATE),
+            Err(Errno::EEXIST)
+        );
+        let m = root.new_memfd(0o777, 0).unwrap();
+        m.write_at(0, b"0123456789").unwrap();
+        let seals = (libc::F_SEAL_GROW | libc::F_SEAL_SHRINK) as u32;
+        m.add_seals(seals).unwrap();
+        assert_eq!(m.add_seals(0x1000), Err(Errno::EINVAL));
+        assert_eq!(m.set_size(5), Err(Errno::EPERM));
+        assert_eq!(m.set_size(20), Err(Errno::EPERM));
+        // With F_SEAL_GROW a write goes page by page, as Linux copies, and
+        // stops at the first page chunk that would end past the size.
+        assert_eq!(m.write_at(8, b"abcd"), Err(Errno::EPERM));
+        assert_eq!(m.write_at(8, b"ab"), Ok(2));
+        assert_eq!(m.write_at(10, b"x"), Err(Errno::EPERM));
+        assert_eq!(m.write_at(10, b""), Ok(0));
+        let ino = m.ino;
+
+        let snap = encode_decode(&fs.snapshot());
+        let rec = snap.nodes.iter().find(|n| n.ino == ino).unwrap();
+        assert_eq!(
+            (rec.nlink, rec.seals),
+            (0, seals),
+            "an orphan with its seals"
+        );
+        let back = Tmpfs::restore(&snap, clock(), clone_memory(&mf)).unwrap();
+        let m2 = back.restored_orphan(ino).unwrap();
+        assert_eq!(m2.seals(), Ok(seals));
+        assert_eq!(read(&m2, 0, 10), b"01234567ab");
+        assert_eq!(m2.set_size(1), Err(Errno::EPERM));
+        m2.add_seals(libc::F_SEAL_WRITE as u32).unwrap();
+        assert_eq!(m2.write_at(0, b"y"), Err(Errno::EPERM));
+        let p2 = back.root().child(b"plain").unwrap();
+        assert_eq!(p2.seals(), Ok(libc::F_SEAL_SEAL as u32));
+        assert_eq!(p2.get_xattr(b"user.k"), Ok(b"value".to_vec()));
+        assert_eq!(
+            p2.list_xattr(),
+            Ok(vec![b"trusted.t".to_vec(), b"user.k".to_vec()])
+        );
+        assert_eq!(p2.get_xattr(b"user.none"), Err(Errno::ENODATA));
+
+        // A hostile attribute name is refused, naming the field.
+        let mut bad = snap.clone();
+        let p = bad.nodes.iter().position(|n| !n.xattrs.is_empty()).unwrap();
+        bad.nodes[p].xattrs[0].name = b"nonamespace".to_vec();
+        let err = Tmpfs::restore(&bad, clock(), clone_memory(&mf))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains(&format!("nodes[{p}].xattrs[0].name")),
+            "{err}"
+        );
+        // Unknown seal bits in a statefile are refused, naming the field.
+        let mut bad = snap.clone();
+        let i = bad.nodes.iter().position(|n| n.ino == ino).unwrap();
+        bad.nodes[i].seals = 0x4000;
+        let err = Tmpfs::restore(&bad, clock(), clone_memory(&mf))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains(&format!("nodes[{i}].seals")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn v2_tmpfs_nodes_migrate_with_the_seal_every_tmpfs_file_had() {
+        let v2 = VfsStateV1 {
+            upper: TmpfsSnapshotV2 {
+                next_ino: 3,
+                root: 1,
+                nodes: vec![TmpfsNodeRecordV2 {
+                    ino: 1,
+                    nlink: 0,
+                    mode: libc::S_IFDIR | 0o755,
+                    uid: 0,
+                    gid: 0,
+                    atime: Timespec { sec: 1, nsec: 0 },
+                    mtime: Timespec { sec: 1, nsec: 0 },
+                    ctime: Timespec { sec: 1, nsec: 0 },
+                    kind: TmpfsNodeKind::Dir {
+                        entries: Vec::new(),
+                        whiteouts: Vec::new(),
+                        opaque: false,
+                    },
+                }],
+            },
+            shm: TmpfsSnapshotV2 {
+                next_ino: 2,
+                root: 1,
+                nodes: Vec::new(),
+            },
+        };
+        let now: VfsState = VfsState {
+            upper: v2.upper.clone().into(),
+            shm: v2.shm.clone().into(),
+        };
+        assert_eq!(now.upper.nodes[0].seals, libc::F_SEAL_SEAL as u32);
+        assert_eq!(now.upper.nodes[0].ino, 1);
+        assert_eq!(now.upper.next_ino, 3);
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub(crate) const PAGE: usize = MF_PAGE_SIZE as usize;
 /// Most pages shared mappings may pin in one tmpfs at once (4 GiB).
 pub(crate) const MAX_MAPPED_PAGES: u64 = 1 << 20;
 
+/// Most extended attributes one node keeps (each value is at most
+/// XATTR_SIZE_MAX, 64 KiB), so one file cannot take the Sentry's heap.
+pub(crate) const MAX_XATTRS: usize = 1024;
+
 /// Linux's MAX_LFS_FILESIZE on 64-bit.
 pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
@@ -194,6 +198,36 @@ impl Drop for FileData {
     }
 }
 
+/// How many of `len` bytes a write at `off` into a file of `size` bytes
+/// with `seals` may write (shmem_write_begin's checks, made per page as
+/// Linux copies): none with a write seal (EPERM), and with F_SEAL_GROW
+/// the pages before the first one that would end past the size (EPERM if
+/// that is the first). An empty write writes nothing and is no error.
+fn sealed_write_len(seals: u32, size: u64, off: u64, len: usize) -> Result<usize, Errno> {
+    if len == 0 {
+        return Ok(0);
+    }
+    if seals & SEAL_ANY_WRITE != 0 {
+        return Err(Errno::EPERM);
+    }
+    if seals & SEAL_GROW == 0 {
+        return Ok(len);
+    }
+    let mut done = 0usize;
+    while done < len {
+        let pos = off.saturating_add(done as u64);
+        let chunk = (PAGE - (pos % PAGE as u64) as usize).min(len - done);
+        if pos.saturating_add(chunk as u64) > size {
+            break;
+        }
+        done += chunk;
+    }
+    if done == 0 {
+        return Err(Errno::EPERM);
+    }
+    Ok(done)
+}
+
 /// Gives pages back to the memory file, one call per run of adjacent pages.
 fn free_pages(mf: &MemoryFile, offsets: impl Iterator<Item = u64>) {
     let mut offsets: Vec<u64> = offsets.collect();
@@ -231,8 +265,30 @@ pub(crate) struct Node {
     pub(crate) atime: Timespec,
     pub(crate) mtime: Timespec,
     pub(crate) ctime: Timespec,
+    /// memfd seals (`F_SEAL_*`, fcntl(2)). Every shmem file has them:
+    /// a tmpfs file starts with F_SEAL_SEAL alone (nothing can be added),
+    /// a memfd made with MFD_ALLOW_SEALING with none.
+    pub(crate) seals: u32,
+    /// Extended attributes (user.*, trusted.*, security.*), by name.
+    pub(crate) xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     pub(crate) kind: Kind,
 }
+
+/// The seals Linux knows (F_SEAL_SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE,
+/// EXEC: Linux's F_ALL_SEALS).
+pub const SEALS_KNOWN: u32 = (libc::F_SEAL_SEAL
+    | libc::F_SEAL_SHRINK
+    | libc::F_SEAL_GROW
+    | libc::F_SEAL_WRITE
+    | libc::F_SEAL_FUTURE_WRITE
+    | libc::F_SEAL_EXEC) as u32;
+pub(crate) const SEAL_SEAL: u32 = libc::F_SEAL_SEAL as u32;
+const SEAL_WRITE: u32 = libc::F_SEAL_WRITE as u32;
+pub(crate) const SEAL_EXEC: u32 = libc::F_SEAL_EXEC as u32;
+const SEAL_SHRINK: u32 = libc::F_SEAL_SHRINK as u32;
+const SEAL_GROW: u32 = libc::F_SEAL_GROW as u32;
+/// Either seal that forbids writing through write(2).
+const SEAL_ANY_WRITE: u32 = (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) as u32;
 
 impl Node {
     pub(crate) fn new(mode: u32, kind: Kind, now: Timespec) -> Node {
@@ -244,6 +300,8 @@ impl Node {
             atime: now,
             mtime: now,
             ctime: now,
+            seals: SEAL_SEAL,
+            xattrs: BTreeMap::new(),
             kind,
         }
     }
@@ -560,6 +618,34 @@ impl FileData {
         Ok(())
     }
 
+    /// SEEK_DATA (`data`) or SEEK_HOLE from `pos` (below the size): the
+    /// first offset at or after `pos` in a page the file holds (ENXIO if
+    /// none before the end), or in one it does not (the size if none).
+    fn seek_hole_data(&self, pos: u64, data: bool) -> Result<u64, Errno> {
+        let page = PAGE as u64;
+        let first = pos / page;
+        let last = self.size.div_ceil(page);
+        if data {
+            let Some((&idx, _)) = self.pages.range(first..last).next() else {
+                return Err(Errno::ENXIO);
+            };
+            return Ok(if idx == first { pos } else { idx * page });
+        }
+        // The first index from `first` on that the file does not hold.
+        let mut idx = first;
+        for (&i, _) in self.pages.range(first..last) {
+            if i != idx {
+                break;
+            }
+            idx += 1;
+        }
+        Ok(if idx == first {
+            pos
+        } else {
+            (idx * page).min(self.size)
+        })
+    }
+
     /// Pages held (st_blocks is counted from them).
     pub(crate) fn page_count(&self) -> u64 {
         self.pages.len() as u64
@@ -689,8 +775,7 @@ impl TmpfsInode {
     }
 
     /// O_TMPFILE: a regular file of this file system with no name, its
-    /// creator's like any new file. (linkat(2) giving it a name is not
-    /// offered: ENOENT, as for any unlinked file.)
+    /// creator's like any new file (linkat(2) may name it: `add_link`).
     pub(crate) fn new_tmpfile(&self, mode: u32) -> Result<Arc<TmpfsInode>, Errno> {
         if self.file_type != libc::S_IFDIR {
             return Err(Errno::ENOTDIR);
@@ -706,6 +791,14 @@ impl TmpfsInode {
         node.links = 0;
         let inode = TmpfsInode::new(&self.fs, node);
         self.fs.orphaned(&inode);
+        Ok(inode)
+    }
+
+    /// A memfd's node: like an O_TMPFILE file of this file system (it
+    /// is saved and freed the same way), with `mode` and `seals`.
+    pub(crate) fn new_memfd(&self, mode: u32, seals: u32) -> Result<Arc<TmpfsInode>, Errno> {
+        let inode = self.new_tmpfile(mode)?;
+        inode.lock().seals = seals;
         Ok(inode)
     }
 
@@ -748,6 +841,8 @@ impl TmpfsInode {
             atime: st.atime,
             mtime: st.mtime,
             ctime: st.ctime,
+            seals: SEAL_SEAL,
+            xattrs: BTreeMap::new(),
             kind,
         };
         // Keep the parent's times: a copy-up is not a change the
@@ -810,9 +905,19 @@ impl TmpfsInode {
     pub(crate) fn fallocate(&self, mode: i32, off: u64, len: u64) -> Result<(), Errno> {
         let now = self.now();
         let mut n = self.lock();
+        let seals = n.seals;
         let Kind::File(f) = &mut n.kind else {
             return Err(Errno::ENODEV);
         };
+        // shmem_fallocate: a hole is a write; allocating past the end,
+        // even with FALLOC_FL_KEEP_SIZE, is growing.
+        if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 {
+            if seals & SEAL_ANY_WRITE != 0 {
+                return Err(Errno::EPERM);
+            }
+        } else if seals & SEAL_GROW != 0 && off.saturating_add(len) > f.size {
+            return Err(Errno::EPERM);
+        }
         match mode {
             0 => f.allocate(off, len, false)?,
             libc::FALLOC_FL_KEEP_SIZE => f.allocate(off, len, true)?,
@@ -829,8 +934,12 @@ impl TmpfsInode {
     pub(crate) fn write_at(&self, off: u64, buf: &[u8]) -> Result<usize, Errno> {
         let now = self.now();
         let mut n = self.lock();
+        let seals = n.seals;
         let written = match &mut n.kind {
-            Kind::File(f) => f.write_bytes(off, buf)?,
+            Kind::File(f) => {
+                let buf = &buf[..sealed_write_len(seals, f.size, off, buf.len())?];
+                f.write_bytes(off, buf)?
+            }
             Kind::Dir(_) => return Err(Errno::EISDIR),
             Kind::Symlink(_) => return Err(Errno::EINVAL),
         };
@@ -1077,8 +1186,17 @@ impl Inode for TmpfsInode {
             return Err(Errno::EINVAL);
         }
         let mut n = self.lock();
+        let seals = n.seals;
         match &mut n.kind {
-            Kind::File(f) => f.set_size(size)?,
+            Kind::File(f) => {
+                // shmem_setattr: a sealed size stays.
+                if (size < f.size && seals & SEAL_SHRINK != 0)
+                    || (size > f.size && seals & SEAL_GROW != 0)
+                {
+                    return Err(Errno::EPERM);
+                }
+                f.set_size(size)?
+            }
             Kind::Dir(_) => return Err(Errno::EISDIR),
             Kind::Symlink(_) => return Err(Errno::EINVAL),
         }
@@ -1099,7 +1217,77 @@ impl Inode for TmpfsInode {
     }
 
     fn chmod(&self, mode: u32) -> Result<(), Errno> {
+        {
+            let n = self.lock();
+            if n.seals & SEAL_EXEC != 0 && (n.mode ^ mode) & 0o111 != 0 {
+                return Err(Errno::EPERM);
+            }
+        }
         self.change_attrs(|n| n.mode = (n.mode & libc::S_IFMT) | (mode & 0o7777))
+    }
+
+    fn get_xattr(&self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        self.lock().xattrs.get(name).cloned().ok_or(Errno::ENODATA)
+    }
+
+    fn set_xattr(&self, name: &[u8], value: &[u8], flags: i32) -> Result<(), Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        let exists = n.xattrs.contains_key(name);
+        if flags & libc::XATTR_CREATE != 0 && exists {
+            return Err(Errno::EEXIST);
+        }
+        if flags & libc::XATTR_REPLACE != 0 && !exists {
+            return Err(Errno::ENODATA);
+        }
+        if !exists && n.xattrs.len() >= MAX_XATTRS {
+            return Err(Errno::ENOSPC);
+        }
+        n.xattrs.insert(name.to_vec(), value.to_vec());
+        n.ctime = now;
+        Ok(())
+    }
+
+    fn list_xattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        Ok(self.lock().xattrs.keys().cloned().collect())
+    }
+
+    fn remove_xattr(&self, name: &[u8]) -> Result<(), Errno> {
+        let now = self.now();
+        let mut n = self.lock();
+        n.xattrs.remove(name).ok_or(Errno::ENODATA)?;
+        n.ctime = now;
+        Ok(())
+    }
+
+    fn seals(&self) -> Result<u32, Errno> {
+        if self.file_type != libc::S_IFREG {
+            return Err(Errno::EINVAL);
+        }
+        Ok(self.lock().seals)
+    }
+
+    fn add_seals(&self, seals: u32) -> Result<(), Errno> {
+        if seals & !SEALS_KNOWN != 0 || self.file_type != libc::S_IFREG {
+            return Err(Errno::EINVAL);
+        }
+        let mut n = self.lock();
+        if n.seals & SEAL_SEAL != 0 {
+            return Err(Errno::EPERM);
+        }
+        let mut seals = seals;
+        if let Kind::File(f) = &n.kind {
+            // mapping_deny_writable: shared mappings could still write.
+            if seals & SEAL_WRITE != 0 && n.seals & SEAL_WRITE == 0 && !f.pins.is_empty() {
+                return Err(Errno::EBUSY);
+            }
+        }
+        // F_SEAL_EXEC on an executable file also seals its contents (W^X).
+        if seals & SEAL_EXEC != 0 && n.mode & 0o111 != 0 {
+            seals |= SEAL_SHRINK | SEAL_GROW | SEAL_ANY_WRITE;
+        }
+        n.seals |= seals;
+        Ok(())
     }
 
     fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
@@ -1226,6 +1414,16 @@ impl FileOps for TmpfsFileOps {
 
     fn fallocate(&self, mode: i32, offset: u64, len: u64) -> Result<(), Errno> {
         self.inode.fallocate(mode, offset, len)
+    }
+
+    /// Like shmem: a page the file holds is data, a page it does not is a
+    /// hole, and the end of the file is a hole.
+    fn seek_hole_data(&self, pos: u64, data: bool) -> Option<Result<u64, Errno>> {
+        let n = self.inode.lock();
+        let Kind::File(f) = &n.kind else {
+            return None;
+        };
+        Some(f.seek_hole_data(pos, data))
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::dentry::{lock, Dentry, Mount};
 use super::file::{OpenFile, PathOps};
 use super::inode::Inode;
+use super::inotify::{self, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY, IN_MOVE_SELF};
 use super::perm;
 use super::resolve::ParentAndName;
 use super::stat::{makedev, Stat};
@@ -27,7 +28,14 @@ pub struct Vfs {
     rename_lock: Mutex<()>,
     pub(crate) mounts: Mutex<Vec<(Vec<u8>, Arc<Mount>)>>,
     pub(crate) parts: Mutex<super::state::SandboxParts>,
+    /// The root of the internal mount memfds are named under (Linux's
+    /// shm_mnt): /dev/shm's tmpfs mounted nowhere, so a memfd's path is
+    /// "/memfd:NAME" and no lookup finds it. Made on first use.
+    memfd_root: Mutex<Option<Arc<Dentry>>>,
 }
+
+/// Linux's MFD_NAME_MAX_LEN: NAME_MAX minus the "memfd:" prefix.
+pub const MEMFD_NAME_MAX: usize = 255 - 6;
 
 /// The anonymous device major Linux gives virtual file systems.
 const ANON_MAJOR: u32 = 0;
@@ -47,7 +55,66 @@ impl Vfs {
             rename_lock: Mutex::new(()),
             mounts: Mutex::new(vec![(b"/".to_vec(), mount)]),
             parts: Mutex::new(Default::default()),
+            memfd_root: Mutex::new(None),
         }
+    }
+
+    /// The root dentry memfds are named under (see `memfd_root`), over
+    /// the sandbox's /dev/shm tmpfs; ENOSYS for a namespace without one.
+    pub(crate) fn memfd_root(&self) -> Result<Arc<Dentry>, Errno> {
+        let mut slot = lock(&self.memfd_root);
+        if let Some(d) = slot.as_ref() {
+            return Ok(d.clone());
+        }
+        let shm = lock(&self.parts).shm.clone().ok_or(Errno::ENOSYS)?;
+        let id = self.next_mount.fetch_add(1, Ordering::Relaxed);
+        let mount = Arc::new(Mount {
+            id,
+            fs_type: "tmpfs",
+            read_only: false,
+            dev: makedev(ANON_MAJOR, u32::try_from(id).unwrap_or(u32::MAX)),
+        });
+        let root = Dentry::new_root(shm.root(), mount);
+        *slot = Some(root.clone());
+        Ok(root)
+    }
+
+    /// The memfd mount's id, once a memfd was made.
+    pub(crate) fn memfd_mount_id(&self) -> Option<u64> {
+        lock(&self.memfd_root).as_ref().map(|d| d.mount().id)
+    }
+
+    /// memfd_create(2) (flags checked by the caller): a regular file with
+    /// no name, its pages in the memory file like any tmpfs file's (it is
+    /// a node of /dev/shm's tmpfs named nowhere), shown as
+    /// "/memfd:NAME (deleted)". `seals` are its first seals (F_SEAL_SEAL
+    /// without MFD_ALLOW_SEALING); `exec` says whether it is executable
+    /// (mode 0777, else 0666: MFD_NOEXEC_SEAL).
+    pub fn memfd_create(
+        &self,
+        name: &[u8],
+        seals: u32,
+        exec: bool,
+    ) -> Result<Arc<OpenFile>, Errno> {
+        if name.len() > MEMFD_NAME_MAX {
+            return Err(Errno::EINVAL);
+        }
+        let root = self.memfd_root()?;
+        let dir = root
+            .inode()
+            .as_any()
+            .downcast_ref::<super::tmpfs::TmpfsInode>()
+            .ok_or(Errno::ENOSYS)?;
+        let inode = dir.new_memfd(if exec { 0o777 } else { 0o666 }, seals)?;
+        let mut dname = b"memfd:".to_vec();
+        dname.extend_from_slice(name);
+        let inode: Arc<dyn Inode> = inode;
+        let d = root.new_child(&dname, inode.clone());
+        d.mark_unlinked();
+        let ops = inode.open(libc::O_RDWR)?;
+        // As Linux's alloc_file_pseudo for shmem: O_RDWR | O_LARGEFILE.
+        let flags = libc::O_RDWR | super::file::KERNEL_O_LARGEFILE;
+        Ok(OpenFile::new(Some(d), inode, ops, flags))
     }
 
     pub fn root(&self) -> &Arc<Dentry> {
@@ -99,7 +166,13 @@ impl Vfs {
         flags: i32,
         mode: u32,
     ) -> Result<Arc<OpenFile>, Errno> {
-        self.open_inner(start, path, flags, mode, 0)
+        let f = self.open_inner(start, path, flags, mode, 0)?;
+        if !f.is_path() {
+            if let Some(d) = f.dentry() {
+                inotify::notify(d, inotify::IN_OPEN);
+            }
+        }
+        Ok(f)
     }
 
     fn open_inner(
@@ -195,6 +268,8 @@ impl Vfs {
         let ino = inode.stat()?.ino;
         let d = dir.new_child(format!("#{ino}").as_bytes(), inode.clone());
         d.mark_unlinked();
+        // Without O_EXCL, linkat(2) may name it (Linux's I_LINKABLE).
+        d.set_linkable(flags & libc::O_EXCL == 0);
         let ops = inode.open(flags & !libc::O_DIRECTORY)?;
         // F_GETFL shows O_TMPFILE, as Linux keeps it in f_flags.
         Ok(OpenFile::new(Some(d), inode, ops, flags))
@@ -266,12 +341,14 @@ impl Vfs {
         }
         perm::check(pn.parent.inode().as_ref(), perm::MAY_WRITE | perm::MAY_EXEC)?;
         let parent = pn.parent.clone();
-        parent.with_children(|children| {
+        let d = parent.with_children(|children| {
             let inode = make(parent.inode().as_ref())?;
             let d = parent.new_child(&pn.name, inode);
             children.insert(pn.name.clone(), d.clone());
-            Ok(d)
-        })
+            Ok::<_, Errno>(d)
+        })?;
+        inotify::notify_child(&parent, &pn.name, IN_CREATE, d.is_dir(), 0);
+        Ok(d)
     }
 
     /// mkdir(2)/mkdirat(2).
@@ -340,16 +417,30 @@ impl Vfs {
         if old.is_dir() {
             return Err(Errno::EPERM);
         }
-        if old.is_unlinked() {
+        // A file no name is left to is ENOENT, unless it is an O_TMPFILE
+        // file opened without O_EXCL, which may be named once (vfs_link's
+        // I_LINKABLE); one with names left may get more, through any of
+        // its dentries.
+        let named = old.inode().stat().is_ok_and(|st| st.nlink > 0);
+        let tmpfile = !named && old.take_linkable();
+        if !named && !tmpfile {
             return Err(Errno::ENOENT);
         }
-        perm::may_link(old.inode().as_ref())?;
+        if let Err(e) = perm::may_link(old.inode().as_ref()) {
+            old.set_linkable(tmpfile);
+            return Err(e);
+        }
         let target = old.inode().clone();
-        self.create_child(&pn, |dir| {
+        let made = self.create_child(&pn, |dir| {
             dir.link(&pn.name, target.as_ref())?;
+            // Its link count changed (before the directory's IN_CREATE).
+            inotify::notify_self(old, IN_ATTRIB);
             dir.lookup(&pn.name)
-        })
-        .map(|_| ())
+        });
+        if made.is_err() && tmpfile {
+            old.set_linkable(true);
+        }
+        made.map(|_| ())
     }
 
     /// unlink(2)/unlinkat(2); `flags` may hold AT_REMOVEDIR.
@@ -393,8 +484,18 @@ impl Vfs {
             if let Some(d) = children.remove(&pn.name) {
                 d.mark_unlinked();
             }
-            Ok(())
-        })
+            Ok::<_, Errno>(())
+        })?;
+        // Linux's order: the file's link count, the file gone (once no
+        // name is left), then the directory's entry.
+        if !rmdir {
+            inotify::notify_self(&child, IN_ATTRIB);
+        }
+        if rmdir || child.inode().stat().map_or(true, |st| st.nlink == 0) {
+            inotify::removed(&child);
+        }
+        inotify::notify_child(&parent, &pn.name, IN_DELETE, rmdir, 0);
+        Ok(())
     }
 
     /// readlink(2)/readlinkat(2): the link's text.
@@ -438,11 +539,13 @@ impl Vfs {
             return Err(Errno::EROFS);
         }
         perm::may_delete(old.parent.inode().as_ref(), src.inode().as_ref())?;
+        let mut replaced = None;
         match new.parent.child(&new.name) {
             Ok(dst) => {
                 if Arc::ptr_eq(&dst, &src) {
                     return Ok(());
                 }
+                replaced = Some(dst.clone());
                 perm::may_delete(new.parent.inode().as_ref(), dst.inode().as_ref())?;
                 if flags & libc::RENAME_NOREPLACE != 0 {
                     return Err(Errno::EEXIST);
@@ -489,6 +592,27 @@ impl Vfs {
             }
         });
         moved.set_parent(&new.parent, &new.name);
+        drop(_guard);
+        // fsnotify_move's order; a replaced file goes last.
+        let cookie = inotify::new_cookie();
+        let is_dir = moved.is_dir();
+        inotify::notify_child(
+            &old.parent,
+            &old.name,
+            inotify::IN_MOVED_FROM,
+            is_dir,
+            cookie,
+        );
+        inotify::notify_child(&new.parent, &new.name, inotify::IN_MOVED_TO, is_dir, cookie);
+        if let Some(r) = &replaced {
+            inotify::notify_self(r, IN_ATTRIB);
+        }
+        inotify::notify_self(&moved, IN_MOVE_SELF);
+        if let Some(r) = replaced {
+            if r.is_dir() || r.inode().stat().map_or(true, |st| st.nlink == 0) {
+                inotify::removed(&r);
+            }
+        }
         Ok(())
     }
 
@@ -535,7 +659,9 @@ impl Vfs {
             return Err(Errno::EROFS);
         }
         perm::check(d.inode().as_ref(), perm::MAY_WRITE)?;
-        d.inode().set_size(len)
+        d.inode().set_size(len)?;
+        inotify::notify(&d, IN_MODIFY);
+        Ok(())
     }
 
     /// chmod(2)/fchmodat(2).
@@ -550,7 +676,9 @@ impl Vfs {
         if d.mount().read_only {
             return Err(Errno::EROFS);
         }
-        perm::chmod(d.inode().as_ref(), mode & 0o7777)
+        perm::chmod(d.inode().as_ref(), mode & 0o7777)?;
+        inotify::notify(&d, IN_ATTRIB);
+        Ok(())
     }
 
     /// utimensat(2) with a path; `None` leaves a time unchanged (UTIME_OMIT;
@@ -566,7 +694,9 @@ impl Vfs {
         if d.mount().read_only {
             return Err(Errno::EROFS);
         }
-        perm::set_times(d.inode().as_ref(), times)
+        perm::set_times(d.inode().as_ref(), times)?;
+        inotify::notify(&d, IN_ATTRIB);
+        Ok(())
     }
 
     /// chdir(2)/chroot helper: the directory at `path`.
