@@ -38,3 +38,45 @@ fn memfds_and_their_seals_checkpointed_and_restored_twice() {
         EXIT,
     );
 }
+
+/// A mapping of a file with no name cannot be re-opened by a restore yet:
+/// the checkpoint is refused naming the file, leaves no statefile, and the
+/// program goes on (before, the statefile was written and its restore
+/// failed with ENOENT).
+#[test]
+fn a_mapped_memfd_refuses_the_checkpoint_by_name() {
+    use cryo_tests::sandbox::{checkpoint, Sandbox};
+    let s = Scratch::new("cryo-memfd-map-");
+    let prog = r#"
+import mmap, os, time
+fd = os.memfd_create("mapped-one")
+os.ftruncate(fd, 4096)
+m = mmap.mmap(fd, 4096)
+m[:5] = b"hello"
+for i in range(600):
+    print("tick", i, flush=True)
+    time.sleep(0.1)
+"#;
+    let mut a = Sandbox::run(
+        &s.root(),
+        "A",
+        std::path::Path::new("/usr/bin/python3"),
+        &["-c", prog],
+    );
+    a.wait_lines(2, START);
+    let img = s.path("img");
+    let out = checkpoint(&s.root(), &img, "A", &[]);
+    assert_ne!(out.code, 0, "the checkpoint was taken");
+    let err = out.stderr_str();
+    assert!(
+        err.contains("/memfd:mapped-one") && err.contains("no name"),
+        "{err}"
+    );
+    assert!(
+        !img.join(cryo_tests::sandbox::STATEFILE).exists(),
+        "a statefile was left"
+    );
+    let had = a.lines().len();
+    a.wait_lines(had + 2, START);
+    assert!(a.is_running(), "the program did not go on");
+}

@@ -19,6 +19,12 @@ pub trait MappableFile: Send + Sync {
     /// The file's path in the container: shown in /proc/self/maps and saved
     /// in the statefile to re-open the file on restore.
     fn mapping_name(&self) -> String;
+    /// Whether the file has no name left to re-open it by (a memfd, an
+    /// O_TMPFILE file, a file unlinked since): a checkpoint cannot save a
+    /// mapping of it yet.
+    fn unnamed(&self) -> bool {
+        false
+    }
     /// Which file this is: equal for every mapping of the same file, so a
     /// write(2) can be reflected in its shared mappings.
     fn identity(&self) -> usize;

@@ -232,6 +232,16 @@ pub struct MemoryFileRecord {
 statefile::savable_serde!(MemoryFileRecord, "mm.MemoryFile", 1, [FileRange]);
 
 impl MemoryManager {
+    /// The name of a file this address space maps that has no name left to
+    /// re-open it by after a restore (see [`super::MappableFile::unnamed`]).
+    pub fn unnamed_mapping(&self) -> Option<String> {
+        self.vmas
+            .values()
+            .filter_map(|v| v.file.as_ref())
+            .find(|f| f.file.unnamed())
+            .map(|f| f.file.mapping_name())
+    }
+
     /// The address space's record; `fingerprint` names the current identity
     /// of a mapped file by its path in the container.
     pub fn save_record(&self, fingerprint: &dyn Fn(&str) -> Option<Fingerprint>) -> MmRecord {

@@ -197,8 +197,16 @@ fn save_kernel(
         if let Some(mm) = tg.mm_arc() {
             let (id, new) = mms.id(&mm);
             if new {
-                let rec = crate::kernel::thread_group::lock(&mm).save_record(&fingerprint);
-                objs.put(id, &rec)?;
+                let mm = crate::kernel::thread_group::lock(&mm);
+                if let Some(file) = mm.unnamed_mapping() {
+                    return Err(crate::vfs::state::SaveError::NotCheckpointable {
+                        file,
+                        why: "a mapping of a file with no name (a memfd, an O_TMPFILE or \
+                              unlinked file) is not saved yet",
+                    }
+                    .into());
+                }
+                objs.put(id, &mm.save_record(&fingerprint))?;
             }
             mm_id = id;
         }

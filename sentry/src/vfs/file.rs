@@ -841,6 +841,10 @@ impl MappableFile for FileMapping {
         self.file.mapping_name()
     }
 
+    fn unnamed(&self) -> bool {
+        self.file.dentry.as_ref().is_none_or(|d| d.is_unlinked())
+    }
+
     fn identity(&self) -> usize {
         Arc::as_ptr(&self.file.inode) as *const () as usize
     }
