@@ -818,7 +818,8 @@ mod tests {
         // Behind by more than MAX_BEHIND: a step forward, to the host's clock.
         c.skew(-(MAX_BEHIND + 10_000_000));
         c.update_now();
-        let error = c.monotonic() - (host_clock(libc::CLOCK_MONOTONIC) + c.tk.offset);
+        let error = c.monotonic()
+            - (host_clock(libc::CLOCK_MONOTONIC) + c.tk.offset.load(Ordering::Relaxed));
         assert!(
             error.abs() < 5_000_000,
             "{error} ns from the host after the step"
