@@ -493,7 +493,10 @@ fn compare_memory(
     };
     let pid = pb.record.tgid;
     let ps = MF_PAGE_SIZE;
-    for v in &mb.mm.vmas {
+    // The vDSO's data page is the kernel's clock, never saved (a restore
+    // maps its own): it says nothing of what the program changed.
+    let saved = |v: &&sentry::mm::VmaState| v.kind != sentry::mm::VmaKind::Vvar;
+    for v in mb.mm.vmas.iter().filter(saved) {
         let (mut changed, mut added) = (Vec::new(), Vec::new());
         let (mut n_changed, mut n_added) = (0u64, 0u64);
         let mut addr = v.start;
@@ -528,7 +531,7 @@ fn compare_memory(
             }
         }
     }
-    for v in &ma.mm.vmas {
+    for v in ma.mm.vmas.iter().filter(saved) {
         let mut removed = Vec::new();
         let mut n = 0u64;
         let mut addr = v.start;
