@@ -1,6 +1,7 @@
 //! `cryo`: the command line. runsc-compatible commands plus cryo's own.
 
 mod checkpoint_cmd;
+mod confine;
 mod container;
 mod control;
 mod do_cmd;
@@ -156,6 +157,16 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     }
+    let sandbox_here = match &cli.command {
+        Command::Do(_) | Command::Sandbox(_) => true,
+        Command::Restore(args) => args.in_foreground(),
+        _ => false,
+    };
+    if sandbox_here {
+        // While this process is one thread: every thread it starts is then
+        // in the sandbox's namespaces (see confine).
+        confine::enter_namespaces();
+    }
     let debug_log = cli
         .debug_log
         .clone()
@@ -167,7 +178,9 @@ fn main() -> ExitCode {
     // Before any thread is bound to a CPU (the sandbox's task thread is),
     // so checkpoints compress on every core. Not in a gofer: it must stay
     // single-threaded to enter a user namespace when it confines itself.
-    if !matches!(cli.command, Command::Gofer(_)) {
+    // A sandbox starts them once it is confined (confine::lock_down), so
+    // that they are confined from their start.
+    if !matches!(cli.command, Command::Gofer(_)) && !sandbox_here {
         statefile::start_workers();
     }
     let globals = oci::commands::Globals {
