@@ -178,9 +178,7 @@ fn main() -> ExitCode {
     // Before any thread is bound to a CPU (the sandbox's task thread is),
     // so checkpoints compress on every core. Not in a gofer: it must stay
     // single-threaded to enter a user namespace when it confines itself.
-    // A sandbox starts them once it is confined (confine::lock_down), so
-    // that they are confined from their start.
-    if !matches!(cli.command, Command::Gofer(_)) && !sandbox_here {
+    if !matches!(cli.command, Command::Gofer(_)) {
         statefile::start_workers();
     }
     let globals = oci::commands::Globals {

@@ -185,7 +185,7 @@ static void signal_storm(void)
 	}
 	long refused = 0;
 	union sigval v = {0};
-	for (int i = 0; i < 100000; i++) {
+	for (int i = 0; i < 20000; i++) {
 		kill(getpid(), SIGUSR1);
 		kill(child, SIGUSR1);
 		/* Real-time signals queue: until the queue limit refuses. */

@@ -11,6 +11,12 @@
 //! - and runs under a seccomp allow-list (allow.rs) of the host syscalls
 //!   it makes, with every other syscall killing the process.
 //!
+//! Capabilities, unlike the filter (TSYNC), are per thread: the threads
+//! started before the lock-down (the statefile's workers, which a restore
+//! needs unbound, the systrap platform's forker and pool, a terminal's
+//! relays) keep theirs; every thread started after has only the one kept.
+//! The control socket is bound before and served after it.
+//!
 //! Not done (said by `cryo doctor`): a pid namespace (the first stub
 //! forked into it would be its init, and its end would end every later
 //! fork) and a user namespace (a root Sentry keeps host uid 0 so that the
@@ -99,15 +105,6 @@ pub fn enter_namespaces() {
 /// part the host cannot give is said on stderr; an error is a part that
 /// should have worked and did not.
 pub fn lock_down() -> Result<(), ConfineError> {
-    let result = confine_now();
-    // The statefile's workers start here, unconfined or not, on the
-    // thread that will run the sandbox (not yet bound to a CPU): started
-    // after the lock-down they are confined from their start.
-    statefile::start_workers();
-    result
-}
-
-fn confine_now() -> Result<(), ConfineError> {
     let entered = match ENTERED.get() {
         None | Some(None) => {
             eprintln!(
