@@ -238,8 +238,9 @@ fn sentry_ns(pid: &str, ns: &str) -> std::path::PathBuf {
 /// While a sandbox runs, its Sentry (the `cryo do` process) shows from the
 /// host a seccomp filter, no new privileges, only CAP_DAC_READ_SEARCH
 /// (effective and bounding), mount, ipc, uts and network namespaces other
-/// than the host's and an empty root; a ptrace stub has no capability at
-/// all. The sandbox's files still work.
+/// than the host's and an empty root; its stubs (and a systrap zygote,
+/// which also has no command line) have no capability at all. The
+/// sandbox's files still work.
 #[test]
 fn sentry_is_confined() {
     let bin = guest("ckpt_counter", Libc::Glibc);
@@ -271,12 +272,14 @@ fn sentry_is_confined() {
             .map(|e| e.file_name())
             .collect();
         assert!(root.is_empty(), "{p}: the Sentry's root holds {root:?}");
-        if p == "ptrace" {
-            for stub in stubs_of(pid) {
+        let stubs = stubs_of(pid);
+        assert!(!stubs.is_empty(), "{p}: no stubs");
+        for stub in stubs {
+            for set in ["CapEff", "CapPrm"] {
                 assert_eq!(
-                    status_field(stub, "CapEff").as_deref(),
+                    status_field(stub, set).as_deref(),
                     Some("0000000000000000"),
-                    "{p}: stub {stub}"
+                    "{p}: {set} of stub {stub}"
                 );
             }
         }
