@@ -59,6 +59,10 @@ pub fn recorded_argv<'a>(argv: impl IntoIterator<Item = &'a [u8]>) -> Vec<String
 /// A container's directory, held while the sandbox runs; removed on drop.
 pub struct ContainerDir {
     dir: PathBuf,
+    /// The directory and its parent, opened at creation: a confined
+    /// sandbox (see crate::confine) sees no host path by the time it
+    /// removes its entry, and opens nothing then.
+    fds: Option<(fs::File, fs::File)>,
 }
 
 /// Ids are file names under --root: keep them short and plain so no id can
@@ -171,7 +175,10 @@ impl ContainerDir {
             argv: recorded_argv(argv.iter().map(|a| a.as_bytes())),
             created,
         };
-        let cd = ContainerDir { dir };
+        let fds = fs::File::open(&dir)
+            .and_then(|d| Ok((d, fs::File::open(dir.parent().unwrap_or(root))?)))
+            .ok();
+        let cd = ContainerDir { dir, fds };
         cd.write_state(&state)?;
         Ok(cd)
     }
@@ -188,8 +195,38 @@ impl ContainerDir {
 
 impl Drop for ContainerDir {
     fn drop(&mut self) {
+        if let Some((dir, parent)) = &self.fds {
+            if remove_at(dir, parent, &self.dir).is_ok() {
+                return;
+            }
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Removes the flat directory `dir` (the entries the sandbox made:
+/// state.json, control.sock) through its descriptor and its parent's.
+fn remove_at(dir: &fs::File, parent: &fs::File, path: &Path) -> nix::Result<()> {
+    use nix::unistd::{unlinkat, UnlinkatFlags};
+    use std::os::fd::AsRawFd;
+    let Some(name) = path.file_name() else {
+        return Err(nix::errno::Errno::EINVAL);
+    };
+    let mut entries = nix::dir::Dir::from_fd(nix::unistd::dup(dir.as_raw_fd())?)?;
+    let names: Vec<std::ffi::CString> = entries
+        .iter()
+        .flatten()
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for n in &names {
+        unlinkat(
+            Some(dir.as_raw_fd()),
+            n.as_c_str(),
+            UnlinkatFlags::NoRemoveDir,
+        )?;
+    }
+    unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::RemoveDir)
 }
 
 #[cfg(test)]

@@ -200,14 +200,18 @@ fn send_line<T: Serialize>(mut stream: &UnixStream, v: &T) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Listens on `path`; requests are queued for the task thread, which is
-/// interrupted to handle them.
-pub fn start_server(
-    path: &Path,
+/// Binds the control socket at `path` (a sandbox does this before it is
+/// confined, see crate::confine, and serves it after).
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    UnixListener::bind(path).with_context(|| format!("binding control socket {}", path.display()))
+}
+
+/// Serves the bound control socket on a thread of its own; requests are
+/// queued for the task thread, which is interrupted to handle them.
+pub fn serve(
+    listener: UnixListener,
     interrupt: Arc<TaskInterrupt>,
 ) -> anyhow::Result<Receiver<Pending>> {
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("binding control socket {}", path.display()))?;
     let (tx, rx) = channel::<Pending>();
     std::thread::Builder::new()
         .name("cryo-control".into())

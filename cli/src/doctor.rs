@@ -192,6 +192,48 @@ fn vdso_check() -> Check {
     }
 }
 
+/// What confinement a sandbox's Sentry gets here (see crate::confine): the
+/// whole of it needs CAP_SYS_ADMIN (namespaces, the pivot); without it
+/// only no-new-privs and the seccomp filter remain, which a sandbox says
+/// on stderr when it starts.
+fn sentry_check(seccomp: bool) -> Check {
+    let admin = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_ADMIN,
+    )
+    .unwrap_or(false);
+    let kill = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
+        .is_ok_and(|a| a.split_whitespace().any(|w| w == "kill_process"));
+    let missing = "not in a pid namespace (its first stub would be the namespace's init) nor a user namespace of its own";
+    if crate::confine::unconfined() {
+        return Check {
+            name: "sentry",
+            ok: false,
+            detail: "CRYO_UNCONFINED=1 is set: sandboxes started with it run their Sentry without any confinement (and say so)".into(),
+        };
+    }
+    match (seccomp && kill, admin) {
+        (true, true) => Check {
+            name: "sentry",
+            ok: true,
+            detail: format!(
+                "after boot the Sentry runs in its own mount, ipc, uts and network namespaces, pivoted into an empty read-only root, with only CAP_DAC_READ_SEARCH, no-new-privs and a seccomp allow-list (anything else kills it); {missing}"
+            ),
+        },
+        (true, false) => Check {
+            name: "sentry",
+            ok: false,
+            detail: "without CAP_SYS_ADMIN the Sentry stays in the host's namespaces and sees the host's root; it still runs with no-new-privs and its seccomp allow-list, and says so on stderr".into(),
+        },
+        (false, _) => Check {
+            name: "sentry",
+            ok: false,
+            detail: "no seccomp SECCOMP_RET_KILL_PROCESS in this kernel: a sandbox cannot start confined".into(),
+        },
+    }
+}
+
 /// What confinement this host gives a sandbox, and what falls back: never
 /// a reason cryo cannot run, always said.
 fn confinement_checks() -> Vec<Check> {
@@ -231,11 +273,7 @@ fn confinement_checks() -> Vec<Check> {
                 "not enabled in this kernel (cryo does not use it yet)".into()
             },
         },
-        Check {
-            name: "sentry",
-            ok: false,
-            detail: "the Sentry itself runs in the host's namespaces without a seccomp filter of its own (not built yet)".into(),
-        },
+        sentry_check(seccomp),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! `cryo`: the command line. runsc-compatible commands plus cryo's own.
 
 mod checkpoint_cmd;
+mod confine;
 mod container;
 mod control;
 mod diff;
@@ -168,6 +169,17 @@ fn main() -> ExitCode {
             eprintln!("cryo: {e:#}");
             return ExitCode::from(125);
         }
+    }
+    let sandbox_here = match &cli.command {
+        Command::Do(_) | Command::Sandbox(_) => true,
+        Command::Restore(args) => args.in_foreground(),
+        Command::Pool(p) => p.is_sandbox(),
+        _ => false,
+    };
+    if sandbox_here {
+        // While this process is one thread: every thread it starts is then
+        // in the sandbox's namespaces (see confine).
+        confine::enter_namespaces();
     }
     let debug_log = cli
         .debug_log

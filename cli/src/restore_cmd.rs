@@ -70,6 +70,14 @@ pub struct RestoreArgs {
     container: Option<String>,
 }
 
+impl RestoreArgs {
+    /// Whether the sandbox runs in this process (the `cryo do` form); the
+    /// OCI form starts a sandbox process.
+    pub fn in_foreground(&self) -> bool {
+        self.bundle.is_none()
+    }
+}
+
 /// The flags runc takes that cryo cannot honour, each refused by name.
 fn refuse_unsupported(args: &RestoreArgs) -> anyhow::Result<()> {
     if args.lazy {

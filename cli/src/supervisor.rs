@@ -242,15 +242,17 @@ fn publish(file: &File, dir: &File, force: bool) -> anyhow::Result<()> {
 /// Gives the unnamed file `file` the name `name` in directory `dirfd`.
 fn link_unnamed(file: &File, dirfd: RawFd, name: &str) -> anyhow::Result<()> {
     let fd = file.as_raw_fd();
-    match linkat(Some(fd), "", Some(dirfd), name, AtFlags::AT_EMPTY_PATH) {
+    let first = match linkat(Some(fd), "", Some(dirfd), name, AtFlags::AT_EMPTY_PATH) {
         Ok(()) => return Ok(()),
         // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc form does not
-        // (it names this process's own fd, not a host file).
+        // (it names this process's own fd, not a host file), but a
+        // confined sandbox has no /proc (see confine).
         Err(e @ (Errno::EPERM | Errno::ENOENT)) => {
-            tracing::debug!(error = %e, "linkat AT_EMPTY_PATH refused; linking through /proc/self/fd")
+            tracing::debug!(error = %e, "linkat AT_EMPTY_PATH refused; linking through /proc/self/fd");
+            e
         }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("linking {name}"))),
-    }
+    };
     let proc_path = format!("/proc/self/fd/{fd}");
     linkat(
         None,
@@ -259,7 +261,11 @@ fn link_unnamed(file: &File, dirfd: RawFd, name: &str) -> anyhow::Result<()> {
         name,
         AtFlags::AT_SYMLINK_FOLLOW,
     )
-    .map_err(|e| anyhow::Error::new(e).context(format!("linking {name}")))
+    .map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "linking {name} (linkat AT_EMPTY_PATH: {first}; through /proc)"
+        ))
+    })
 }
 
 fn drain(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> Interruption {
@@ -283,10 +289,10 @@ pub fn run(
     argv: &[String],
 ) -> anyhow::Result<i32> {
     let dir = ContainerDir::create(root, id, argv)?;
-    let queue = control::start_server(
-        &container::control_socket(root, id),
-        task.interrupt().clone(),
-    )?;
+    let listener = control::bind(&container::control_socket(root, id))?;
+    // Every thread started from here on is confined from its start.
+    crate::confine::lock_down()?;
+    let queue = control::serve(listener, task.interrupt().clone())?;
     let code = run_started(task, id, &queue)?;
     drop(dir);
     Ok(code)

@@ -38,7 +38,9 @@
 #
 # Needs: root, gcc with static glibc, the anchors (shared/anchors/install-anchors
 # -> /opt/cryo-anchors). Knobs (environment): CRYO, ANCHORS, RUNSC, CRIU,
-# SIZES ("64 512"), PROCS (1: processes in the guest's tree, e.g. 10), REPS (3), SYSTEMS ("cryo runsc-systrap runsc-ptrace criu"),
+# SIZES ("64 512"), PROCS (1: processes in the guest's tree, e.g. 10), REPS (3), SYSTEMS ("cryo cryo-unconfined runsc-systrap runsc-ptrace criu";
+# cryo-unconfined is cryo with CRYO_UNCONFINED=1: the Sentry without its
+# namespaces, capability drop and seccomp filter, for the cost of those),
 # RUNSC_CKPT_FLAGS (extra `runsc checkpoint` flags, e.g. "--compression=none"),
 # CRYO_CKPT_FLAGS (extra `cryo checkpoint` flags), START_TIMEOUT (120 s),
 # OP_TIMEOUT (180 s per checkpoint or restore).
@@ -51,7 +53,7 @@ read -r -a SIZES <<<"${SIZES:-64 512}"
 REPS=${REPS:-3}
 PROCS=${PROCS:-1}
 [[ $PROCS =~ ^[0-9]+$ && $PROCS -ge 1 && $PROCS -le 64 ]] || die "bad PROCS '$PROCS' (1 to 64)"
-read -r -a SYSTEMS <<<"${SYSTEMS:-cryo runsc-systrap runsc-ptrace criu}"
+read -r -a SYSTEMS <<<"${SYSTEMS:-cryo cryo-unconfined runsc-systrap runsc-ptrace criu}"
 read -r -a RUNSC_CKPT_FLAGS <<<"${RUNSC_CKPT_FLAGS:-}"
 read -r -a CRYO_CKPT_FLAGS <<<"${CRYO_CKPT_FLAGS:-}"
 START_TIMEOUT=${START_TIMEOUT:-120}
@@ -156,12 +158,12 @@ CRYO_FAIL=""
 CRYO_NOTE=""
 for s in "${SYSTEMS[@]}"; do
 	case $s in
-	cryo)
-		find_cryo "$W/cargo-build.log"
-		[[ -z $CRYO_FAIL ]] || FAIL[cryo]=$CRYO_FAIL
+	cryo | cryo-unconfined)
+		[[ -n $CRYO_BIN || -n $CRYO_FAIL ]] || find_cryo "$W/cargo-build.log"
+		[[ -z $CRYO_FAIL ]] || FAIL[$s]=$CRYO_FAIL
 		;;
 	runsc-systrap | runsc-ptrace | criu) ;;
-	*) die "unknown system $s (known: cryo runsc-systrap runsc-ptrace criu)" ;;
+	*) die "unknown system $s (known: cryo cryo-unconfined runsc-systrap runsc-ptrace criu)" ;;
 	esac
 done
 
@@ -290,11 +292,14 @@ first_counter_after() {
 		"$(sed -n 's/.* alive=\([0-9]*\)$/\1/p' <<<"$line")"
 }
 
+# bench_cryo SIZE REP [unconfined]
 bench_cryo() {
-	local size=$1 rep=$2 id="b$1-$2" pid i
+	local size=$1 rep=$2 id="b$1-$2${3:+-u}" pid i
 	local out=$W/cryo.out err=$W/cryo.err out2=$W/cryo.out2 err2=$W/cryo.err2 img=$W/img
+	local -a cryo=("$CRYO_BIN")
+	[[ -z ${3:-} ]] || cryo=(env CRYO_UNCONFINED=1 "$CRYO_BIN")
 	rm -rf "$img" "$out" "$err" "$out2" "$err2"
-	"$CRYO_BIN" --root "$CRYO_ROOT" "do" --id "$id" -- "$GUEST" "$size" /etc/passwd -1 "$PROCS" </dev/null >>"$out" 2>>"$err" &
+	"${cryo[@]}" --root "$CRYO_ROOT" "do" --id "$id" -- "$GUEST" "$size" /etc/passwd -1 "$PROCS" </dev/null >>"$out" 2>>"$err" &
 	pid=$!
 	CHILD[$pid]=1
 	CRYO_LIVE[$id]=1
@@ -318,7 +323,7 @@ bench_cryo() {
 	LAST_BEFORE=$(last_counter "$out")
 	CRYO_LIVE[$id-r]=1
 	timed_restore 0 "$out2" 0 "$out2" "$err2" \
-		"$CRYO_BIN" --root "$CRYO_ROOT" restore --image-path "$img" --id "$id-r" || {
+		"${cryo[@]}" --root "$CRYO_ROOT" restore --image-path "$img" --id "$id-r" || {
 		stop_pid "$RESTORE_PID"
 		return 1
 	}
@@ -418,6 +423,7 @@ for size in "${SIZES[@]}"; do
 			ok=1
 			case $s in
 			cryo) bench_cryo "$size" "$rep" || ok=0 ;;
+			cryo-unconfined) bench_cryo "$size" "$rep" unconfined || ok=0 ;;
 			runsc-*) bench_runsc "${s#runsc-}" "$size" "$rep" || ok=0 ;;
 			criu) bench_criu "$size" "$rep" || ok=0 ;;
 			esac

@@ -32,9 +32,12 @@
 # CRYO_VDSO_FALLBACK=1 makes cryo's trap), N_ORC_NATIVE (200000), N_ORC (5000), ORC_FILE
 # (/etc/hostname), N_FORK (200), N_FORKEXEC (50), N_BOMB (1000), N_PINGPONG (2000; 50x
 # natively), TRUE_RUNS (10), SYSTEMS ("native cryo-ptrace
-# cryo-systrap runsc-ptrace runsc-systrap"; plain "cryo" is cryo on its
-# default platform), BENCHES (every benchmark: "getppid clock orc fork
-# forkexec bomb pipe futex true script"), TIMEOUT (120 s per guest run).
+# cryo-systrap cryo-ptrace-unconfined cryo-systrap-unconfined runsc-ptrace
+# runsc-systrap"; plain "cryo" is cryo on its default platform; the
+# -unconfined ones run with CRYO_UNCONFINED=1, the Sentry without its
+# namespaces, capability drop and seccomp filter: the cost of those),
+# BENCHES (every benchmark: "getppid clock orc fork forkexec bomb pipe
+# futex true script"), TIMEOUT (120 s per guest run).
 set -euo pipefail
 export LC_ALL=C
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -53,7 +56,7 @@ N_FORKEXEC=${N_FORKEXEC:-50}
 N_PINGPONG=${N_PINGPONG:-2000}
 N_BOMB=${N_BOMB:-1000}
 TIMEOUT=${TIMEOUT:-120}
-read -r -a SYSTEMS <<<"${SYSTEMS:-native cryo-ptrace cryo-systrap runsc-ptrace runsc-systrap}"
+read -r -a SYSTEMS <<<"${SYSTEMS:-native cryo-ptrace cryo-systrap cryo-ptrace-unconfined cryo-systrap-unconfined runsc-ptrace runsc-systrap}"
 read -r -a BENCHES <<<"${BENCHES:-getppid clock orc fork forkexec bomb pipe futex true script}"
 # wanted BENCH: whether BENCHES names it.
 wanted() { [[ " ${BENCHES[*]} " == *" $1 "* ]]; }
@@ -101,10 +104,14 @@ prefix() {
 	cryo-ptrace | cryo-systrap)
 		PREFIX=("$CRYO_BIN" --root "$W/cryo-root" "--platform=${1#cryo-}" "do" --)
 		;;
+	cryo-ptrace-unconfined | cryo-systrap-unconfined)
+		local plat=${1#cryo-}
+		PREFIX=(env CRYO_UNCONFINED=1 "$CRYO_BIN" --root "$W/cryo-root" "--platform=${plat%-unconfined}" "do" --)
+		;;
 	runsc-ptrace | runsc-systrap)
 		PREFIX=("$RUNSC" --network=none "--platform=${1#runsc-}" "do")
 		;;
-	*) die "unknown system $1 (known: native cryo cryo-ptrace cryo-systrap runsc-ptrace runsc-systrap)" ;;
+	*) die "unknown system $1 (known: native cryo cryo-ptrace cryo-systrap cryo-ptrace-unconfined cryo-systrap-unconfined runsc-ptrace runsc-systrap)" ;;
 	esac
 }
 
@@ -276,3 +283,16 @@ for bench in getppid clock orc fork forkexec bomb pipe futex true script; do
 	done
 done
 printf '\nRatios are median / median (the row system against the column system); lower is faster.\n'
+
+# The cost of the Sentry's confinement: each platform against itself with
+# CRYO_UNCONFINED=1 (aim: under 5% on getppid and open/read/close).
+printf '\n| benchmark | confined / unconfined, ptrace | confined / unconfined, systrap |\n|---|---:|---:|\n'
+for bench in getppid orc fork true; do
+	row=""
+	for plat in ptrace systrap; do
+		c=$(median_of "cryo-$plat" "$bench")
+		u=$(median_of "cryo-$plat-unconfined" "$bench")
+		row+=" $(ratio "${c:-}" "${u:-}") |"
+	done
+	printf '| %s |%s\n' "$bench" "$row"
+done

@@ -5,6 +5,7 @@
 //! the container's control socket.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -106,7 +107,14 @@ pub fn run(
     let booted = match &args.restore {
         Some(image) => restore(&args, image, root, platform, &mut gofers),
         None => boot(&args, root, (platform, cpu_features), &mut gofers),
-    };
+    }
+    .and_then(|(task, listener, console)| {
+        // Booted: nothing of the host is needed any more, and every
+        // thread started from here on is confined from its start.
+        crate::confine::lock_down()?;
+        let queue = control::serve(listener, task.interrupt().clone())?;
+        Ok((task, queue, console))
+    });
     let (mut task, queue, console) = match booted {
         Ok(b) => {
             use std::io::Write;
@@ -150,7 +158,7 @@ fn boot(
     root: &Path,
     (platform, cpu_features): (Option<&str>, Option<&str>),
     gofers: &mut Vec<std::process::Child>,
-) -> anyhow::Result<(Task, Receiver<Pending>, Option<console::Console>)> {
+) -> anyhow::Result<(Task, UnixListener, Option<console::Console>)> {
     let plan = bundle::plan(&args.bundle)?;
     for w in &plan.warnings {
         tracing::warn!("{w}");
@@ -188,11 +196,8 @@ fn boot(
         Some(host) => Some(console::init_terminal(&mut task, host)?),
         None => None,
     };
-    let queue = control::start_server(
-        &root.join(&args.id).join("control.sock"),
-        task.interrupt().clone(),
-    )?;
-    Ok((task, queue, console))
+    let listener = control::bind(&root.join(&args.id).join("control.sock"))?;
+    Ok((task, listener, console))
 }
 
 /// The bundle's root flag and mounts, each bind mount served by a gofer
@@ -276,7 +281,7 @@ fn restore(
     root: &Path,
     platform: Option<&str>,
     gofers: &mut Vec<std::process::Child>,
-) -> anyhow::Result<(Task, Receiver<Pending>, Option<console::Console>)> {
+) -> anyhow::Result<(Task, UnixListener, Option<console::Console>)> {
     let plan = bundle::plan(&args.bundle)?;
     let (root_sock, g) = start_gofer(&plan.rootfs, true)?;
     gofers.push(g);
@@ -298,11 +303,8 @@ fn restore(
         }
         None => None,
     };
-    let queue = control::start_server(
-        &root.join(&args.id).join("control.sock"),
-        task.interrupt().clone(),
-    )?;
-    Ok((task, queue, console))
+    let listener = control::bind(&root.join(&args.id).join("control.sock"))?;
+    Ok((task, listener, console))
 }
 
 /// Adopts the inherited host replica `fd` like the ready pipe, reopened

@@ -179,10 +179,19 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
             signal: args.take_signal,
         };
         let task = held.resume_taken(&take).map_err(anyhow::Error::new)?;
-        let queue = crate::control::start_server(
-            &crate::container::control_socket(&g.root, &id),
-            task.interrupt().clone(),
-        )?;
+        let listener = crate::control::bind(&crate::container::control_socket(&g.root, &id))?;
+        // Taken, a `cryo do` pool's sandbox is confined as any other (see
+        // crate::confine). An OCI pool's still updates its container record
+        // by path when it ends, which an empty root cannot: it runs
+        // unconfined, and says so.
+        if plan.is_none() {
+            crate::confine::lock_down()?;
+        } else {
+            eprintln!(
+                "cryo: warning: a container taken from a pool runs its Sentry without its confinement (not built for OCI pools yet)"
+            );
+        }
+        let queue = crate::control::serve(listener, task.interrupt().clone())?;
         Ok((task, queue))
     })();
     drop(stdio);

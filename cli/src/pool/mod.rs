@@ -54,6 +54,12 @@ enum PoolCommand {
 }
 
 impl PoolArgs {
+    /// Whether this process is a sandbox (a pool's member), which enters
+    /// its namespaces while it is one thread and locks down when taken.
+    pub fn is_sandbox(&self) -> bool {
+        matches!(self.command, PoolCommand::Member(_))
+    }
+
     /// Whether this command stands for a sandbox and so passes it the
     /// usual signals (main blocks them before any thread starts).
     pub fn forwards_signals(&self) -> bool {

@@ -341,6 +341,15 @@ unsafe fn stub_child(parent: libc::pid_t, no_cpuid: bool) -> ! {
     if !crate::arch::stub_disable_cpuid(no_cpuid) {
         libc::syscall(libc::SYS_exit_group, 107);
     }
+    // No capabilities at all: the stub runs application code. Dropping
+    // them also keeps its permitted set within the Sentry's once the
+    // Sentry drops its own, which PTRACE_SEIZE of the stub's later
+    // threads requires.
+    let header: [u32; 2] = [0x2008_0522 /* _LINUX_CAPABILITY_VERSION_3 */, 0];
+    let data = [0u32; 6];
+    if libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()) != 0 {
+        libc::syscall(libc::SYS_exit_group, 108);
+    }
     if libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
         libc::syscall(libc::SYS_exit_group, 105);
     }

@@ -1136,6 +1136,15 @@ unsafe fn stub_child(parent: libc::pid_t, req: &ForkRequest) -> ! {
         libc::RLIMIT_CORE,
         &zero as *const libc::rlimit,
     );
+    // No capabilities, in the zygote and so in every stub: they run
+    // application code. It also keeps their permitted set within the
+    // Sentry's once it drops its own, which sched_setaffinity of a stub's
+    // thread (binding it to its tracer's CPU) requires.
+    let header: [u32; 2] = [0x2008_0522 /* _LINUX_CAPABILITY_VERSION_3 */, 0];
+    let data = [0u32; 6];
+    if libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()) != 0 {
+        die(109);
+    }
     // Every fd but the socket.
     let keep = req.sock as u32;
     if keep > 0 {
