@@ -150,6 +150,30 @@ pub fn run_then_checkpoint<A: AsRef<OsStr>>(
     CheckpointedRun { reference, before }
 }
 
+/// The usual checkpoint test of a guest that prints `tick N` lines and
+/// `done`: run to its end as the reference, run again as A and
+/// checkpointed into `img` after `lines` lines, then restored twice (B,
+/// C), each printing what the reference printed after A's last tick.
+pub fn ticking_guest_restores_twice<A: AsRef<OsStr>>(
+    root: &Path,
+    program: &Path,
+    args: &[A],
+    lines: usize,
+    img: &Path,
+) {
+    const START: Duration = Duration::from_secs(20);
+    const EXIT: Duration = Duration::from_secs(30);
+    let run = run_then_checkpoint(root, program, args, lines, img, (START, EXIT));
+    assert_eq!(
+        run.reference.last().map(String::as_str),
+        Some("done"),
+        "the reference run: {:?}",
+        run.reference
+    );
+    let tick_of = |line: &str| line.strip_prefix("tick ")?.parse().ok();
+    run.restores_go_on(root, img, &["B", "C"], tick_of, EXIT);
+}
+
 /// How many objects of saved type `type_name` (`net.UnixSocket`, ...) the
 /// statefile in `img` holds, as `cryo inspect` lists them.
 pub fn saved_objects(img: &Path, type_name: &str) -> usize {

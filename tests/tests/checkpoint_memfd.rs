@@ -7,36 +7,14 @@
 
 use std::time::Duration;
 
-use cryo_tests::sandbox::{run_then_checkpoint, CheckpointedRun, Scratch};
+use cryo_tests::sandbox::{ticking_guest_restores_twice, Scratch};
 use cryo_tests::{guest, Libc};
-
-const TICKS: &str = "12";
-const START: Duration = Duration::from_secs(20);
-const EXIT: Duration = Duration::from_secs(30);
-
-fn tick_of(line: &str) -> Option<u64> {
-    line.strip_prefix("tick ")?.parse().ok()
-}
 
 #[test]
 fn memfds_and_their_seals_checkpointed_and_restored_twice() {
     let s = Scratch::new("cryo-memfd-");
     let bin = guest("ckpt_memfd", Libc::Glibc);
-    let img = s.path("img");
-    let CheckpointedRun { reference, before } =
-        run_then_checkpoint(&s.root(), &bin, &[TICKS], 4, &img, (START, EXIT));
-    assert_eq!(
-        reference.last().map(String::as_str),
-        Some("done"),
-        "the reference run: {reference:?}"
-    );
-    CheckpointedRun { reference, before }.restores_go_on(
-        &s.root(),
-        &img,
-        &["B", "C"],
-        tick_of,
-        EXIT,
-    );
+    ticking_guest_restores_twice(&s.root(), &bin, &["12"], 4, &s.path("img"));
 }
 
 /// A mapping of a file with no name cannot be re-opened by a restore yet:
@@ -63,7 +41,7 @@ for i in range(600):
         std::path::Path::new("/usr/bin/python3"),
         &["-c", prog],
     );
-    a.wait_lines(2, START);
+    a.wait_lines(2, Duration::from_secs(20));
     let img = s.path("img");
     let out = checkpoint(&s.root(), &img, "A", &[]);
     assert_ne!(out.code, 0, "the checkpoint was taken");
@@ -77,6 +55,6 @@ for i in range(600):
         "a statefile was left"
     );
     let had = a.lines().len();
-    a.wait_lines(had + 2, START);
+    a.wait_lines(had + 2, Duration::from_secs(20));
     assert!(a.is_running(), "the program did not go on");
 }
