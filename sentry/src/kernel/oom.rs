@@ -27,9 +27,13 @@ const MAX_PERIOD: Duration = Duration::from_millis(50);
 /// reaper has taken its memory).
 const VICTIM_GRACE: Duration = Duration::from_secs(2);
 
-/// The process last killed: its address space (alive until every page of
-/// it is freed) and when it was killed.
-type Victim = (Weak<std::sync::Mutex<crate::mm::MemoryManager>>, Instant);
+/// The process last killed: its address space (alive until its last
+/// reference goes), when it was killed, and the committed bytes then.
+type Victim = (
+    Weak<std::sync::Mutex<crate::mm::MemoryManager>>,
+    Instant,
+    u64,
+);
 
 /// How fast the watchdog assumes memory can be touched, to pick its
 /// pause from the headroom left: 8 GiB/s.
@@ -72,9 +76,12 @@ fn check(kernel: &Kernel, dying: &mut Option<Victim>) -> Duration {
         *dying = None;
         return period(limit - used);
     }
-    // A victim on its way out frees its memory soon.
-    if let Some((mm, at)) = dying {
-        if mm.strong_count() > 0 && at.elapsed() < VICTIM_GRACE {
+    // A victim on its way out frees its memory soon: while its address
+    // space lives, and after its last reference went while its pages are
+    // still being given back (nothing freed yet), no other is chosen.
+    if let Some((mm, at, before)) = dying {
+        let freeing = mm.strong_count() > 0 || used >= *before;
+        if freeing && at.elapsed() < VICTIM_GRACE {
             return MIN_PERIOD;
         }
     }
@@ -96,7 +103,7 @@ fn check(kernel: &Kernel, dying: &mut Option<Victim>) -> Duration {
                     uid: 0,
                 },
             );
-            *dying = Some((Arc::downgrade(&mm), Instant::now()));
+            *dying = Some((Arc::downgrade(&mm), Instant::now(), used));
         }
         None => tracing::debug!(used, limit, "memory limit reached: no process left to kill"),
     }
