@@ -392,16 +392,20 @@ fn without_the_hook_only_kernel_randomness_differs() {
 
 /// A taken sandbox is a sandbox like a `cryo do` one: `state` and `kill`
 /// work on its id, and the take exits with its status.
-#[test]
-fn a_taken_sandbox_answers_state_and_kill() {
-    let s = Scratch::new("cryo-pool-");
-    let root = s.path("root");
-    let img = s.path("img");
-    let data = data_file(&s);
-    server_image(&s, &img, &data, "v1");
-    let _pool = create(&root, &img, "k", &["--size", "1"]);
-    let mut cmd = cryo_command(&root);
-    cmd.args(["pool", "take", "--id", "held", "k"]);
+/// `cryo pool take --id ID POOL` in the foreground, asked `request`: the
+/// running take with its stdin and stdout, once the sandbox answered.
+fn take_answering(
+    root: &Path,
+    id: &str,
+    pool: &str,
+    request: &str,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    BufReader<std::process::ChildStdout>,
+) {
+    let mut cmd = cryo_command(root);
+    cmd.args(["pool", "take", "--id", id, pool]);
     cryo_tests::isolate(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -411,10 +415,24 @@ fn a_taken_sandbox_answers_state_and_kill() {
         .expect("spawning take");
     let mut stdin = child.stdin.take().expect("stdin");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    stdin.write_all(b"first\n").expect("writing a request");
+    stdin
+        .write_all(format!("{request}\n").as_bytes())
+        .expect("writing a request");
     let mut line = String::new();
     stdout.read_line(&mut line).expect("an answer");
-    assert!(line.contains("\"first\""), "{line}");
+    assert!(line.contains(&format!("\"{request}\"")), "{line}");
+    (child, stdin, stdout)
+}
+
+#[test]
+fn a_taken_sandbox_answers_state_and_kill() {
+    let s = Scratch::new("cryo-pool-");
+    let root = s.path("root");
+    let img = s.path("img");
+    let data = data_file(&s);
+    server_image(&s, &img, &data, "v1");
+    let _pool = create(&root, &img, "k", &["--size", "1"]);
+    let (mut child, stdin, stdout) = take_answering(&root, "held", "k", "first");
     let out = cryo_cli(&root, &["state", "held"]);
     assert_ok(&out, "cryo state of a taken sandbox");
     assert!(out.stdout_str().contains("running"), "{}", out.stdout_str());
@@ -441,21 +459,7 @@ fn a_taken_sandbox_answers_state_and_kill() {
 
     // A signal to the take goes to the sandbox's program, as with `cryo
     // restore`.
-    let mut cmd = cryo_command(&root);
-    cmd.args(["pool", "take", "--id", "signalled", "k"]);
-    cryo_tests::isolate(&mut cmd);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning take");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    stdin.write_all(b"second\n").expect("writing a request");
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("an answer");
-    assert!(line.contains("\"second\""), "{line}");
+    let (mut child, stdin, stdout) = take_answering(&root, "signalled", "k", "second");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
