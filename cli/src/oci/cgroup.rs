@@ -10,13 +10,20 @@
 //! systemd's `slice:prefix:name`). Otherwise the reason is logged and the
 //! processes stay in the caller's cgroup.
 
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
-/// The cgroup a sandbox joined; dropped, it leaves it and removes it.
+/// The cgroup a sandbox joined; dropped, it leaves it and removes it. The
+/// files it needs for that are opened when it joins: a confined Sentry
+/// opens no host file and sees no host path by the time it ends.
 #[derive(Debug)]
 pub struct HostCgroup {
     dir: PathBuf,
-    parent: PathBuf,
+    /// The cgroup it came from's `cgroup.procs`, to go back.
+    parent_procs: Option<std::fs::File>,
+    /// The directory holding `dir`, and `dir`'s name in it, to remove it.
+    holder: Option<(std::fs::File, std::ffi::OsString)>,
 }
 
 /// The cgroup v2 hierarchy's mount point (the unified one in a hybrid
@@ -100,25 +107,60 @@ pub fn join(cgroups_path: &str) -> Option<HostCgroup> {
         return skip(&format!("cannot join {}: {e}", dir.display()));
     }
     tracing::debug!(cgroup = %dir.display(), "joined linux.cgroupsPath");
-    Some(HostCgroup { dir, parent })
+    let parent_procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(parent.join("cgroup.procs"))
+        .map_err(|e| tracing::debug!(error = %e, "opening {}", parent.display()))
+        .ok();
+    let holder = dir.parent().zip(dir.file_name()).and_then(|(up, name)| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(up)
+            .map(|fd| (fd, name.to_os_string()))
+            .map_err(|e| tracing::debug!(error = %e, "opening {}", up.display()))
+            .ok()
+    });
+    Some(HostCgroup {
+        dir,
+        parent_procs,
+        holder,
+    })
 }
 
 impl Drop for HostCgroup {
     /// Back to the cgroup it came from, then the cgroup goes (when nothing
     /// else is left in it: a process that outlives the sandbox keeps it).
     fn drop(&mut self) {
-        if let Err(e) = std::fs::write(self.parent.join("cgroup.procs"), "0") {
-            tracing::debug!(error = %e, "leaving {}", self.dir.display());
+        use std::io::Write;
+        if let Some(procs) = &mut self.parent_procs {
+            if let Err(e) = procs.write_all(b"0") {
+                tracing::debug!(error = %e, "leaving {}", self.dir.display());
+            }
         }
-        remove_dir(&self.dir);
+        if let Some((up, name)) = &self.holder {
+            remove_dir_with(&self.dir, || {
+                nix::unistd::unlinkat(
+                    Some(up.as_raw_fd()),
+                    name.as_os_str(),
+                    nix::unistd::UnlinkatFlags::RemoveDir,
+                )
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+            });
+        }
     }
 }
 
 /// Removes a cgroup once its last process is gone (stubs end a moment
 /// after the sandbox lets them go): a few tries, then it is left.
 fn remove_dir(dir: &Path) {
+    remove_dir_with(dir, || std::fs::remove_dir(dir));
+}
+
+/// [`remove_dir`] through `remove`, which names `dir` one way or another.
+fn remove_dir_with(dir: &Path, remove: impl Fn() -> std::io::Result<()>) {
     for _ in 0..50 {
-        match std::fs::remove_dir(dir) {
+        match remove() {
             Ok(()) => return,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
