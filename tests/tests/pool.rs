@@ -436,6 +436,16 @@ fn a_taken_sandbox_answers_state_and_kill() {
     let out = cryo_cli(&root, &["state", "held"]);
     assert_ok(&out, "cryo state of a taken sandbox");
     assert!(out.stdout_str().contains("running"), "{}", out.stdout_str());
+    // Taken, its Sentry is confined as any sandbox's (see confinement.rs).
+    let state: serde_json::Value = serde_json::from_str(&out.stdout_str()).expect("state JSON");
+    let pid = state["pid"].as_u64().expect("a pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    for want in ["Seccomp:\t2", "NoNewPrivs:\t1"] {
+        assert!(
+            status.lines().any(|l| l == want),
+            "the taken sandbox's Sentry lacks {want:?}:\n{status}"
+        );
+    }
     // A second take cannot reuse the id; the pool's sandbox stays ready.
     let out = cryo_with_stdin(&root, &["pool", "take", "--id", "held", "k"], b"x\n");
     assert_refused(
