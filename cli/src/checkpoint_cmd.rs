@@ -112,20 +112,13 @@ fn refuse_unsupported(args: &CheckpointArgs) -> anyhow::Result<()> {
 
 /// What the header records of an OCI container (its identity, which a
 /// restore checks the new bundle against); nothing for a `cryo do`
-/// sandbox. A container with a tmpfs mount is refused: the statefile holds
-/// the root's upper layer and /dev/shm, not a bundle's tmpfs mounts, and
-/// their files would be lost.
+/// sandbox. A bundle's tmpfs mounts are saved with their files in the
+/// namespace record (vfs.MountNamespace v2), in the bundle's order.
 fn oci_metadata(root: &Path, id: &str) -> anyhow::Result<Vec<(String, String)>> {
     let Some(record) = oci::state::peek(root, id).ok().filter(|r| !r.do_sandbox) else {
         return Ok(Vec::new());
     };
     let identity = oci::identity::load_from(&container::container_dir(root, id), &record.bundle)?;
-    if let Some(m) = identity.mounts.iter().find(|m| m.kind == "tmpfs") {
-        bail!(
-            "container {id:?} has a tmpfs mount on {}: cryo does not save a bundle's tmpfs mounts in a statefile yet (only the root's changes and /dev/shm), so its files would be lost",
-            m.destination
-        );
-    }
     Ok(vec![(
         oci::identity::METADATA_KEY.to_string(),
         identity.encode()?,
@@ -203,27 +196,35 @@ fn checkpoint(args: CheckpointArgs, root: &Path, log: &mut WorkLog) -> anyhow::R
         force,
         metadata,
     };
-    let memory_bytes = match conn.call(&req, &[file.as_fd(), dir_file.as_fd()])? {
-        Reply::Saved {
-            file_bytes,
-            memory_bytes,
-        } => {
+    let stats = match conn.call(&req, &[file.as_fd(), dir_file.as_fd()])? {
+        Reply::Saved(stats) => {
             log.line(&format!(
-                "statefile {} committed: {file_bytes} bytes, {memory_bytes} bytes of memory",
-                target.display()
+                "statefile {} committed: {} bytes, {} bytes of memory; frozen {} µs",
+                target.display(),
+                stats.file_bytes,
+                stats.memory_bytes,
+                stats.frozen_us
             ));
-            memory_bytes
+            stats
         }
         Reply::Error(e) => bail!("checkpoint of {:?} failed: {e}", args.id),
         other => bail!("checkpoint of {:?}: unexpected answer {other:?}", args.id),
     };
+    // CRIU's statistics for engines, beside their dump.log. The statefile
+    // is committed: a failure here is only reported.
+    if let Some(work) = &args.work_path {
+        if let Err(e) = crate::oci::criu_stats::write_dump(work, &stats) {
+            log.line(&format!("no {}: {e:#}", crate::oci::criu_stats::DUMP_FILE));
+            tracing::warn!("{e:#}");
+        }
+    }
     // The statefile is the commit; an OCI container's index follows (an
     // engine looks for it before it restores; the directory is still
     // locked). A `cryo do` image directory holds the statefile alone.
     if !oci {
         return Ok(0);
     }
-    Inventory::of_statefile(&dir, &args.id, args.leave_running, memory_bytes)
+    Inventory::of_statefile(&dir, &args.id, args.leave_running, stats.memory_bytes)
         .and_then(|inv| inv.write(&dir))
         .with_context(|| {
             format!(

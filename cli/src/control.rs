@@ -102,10 +102,7 @@ pub struct ProcessInfo {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Reply {
     /// The statefile is complete, durable and in place.
-    Saved {
-        file_bytes: u64,
-        memory_bytes: u64,
-    },
+    Saved(sentry::state::CheckpointStats),
     Done,
     Processes(Vec<ProcessInfo>),
     Stats(ContainerStats),

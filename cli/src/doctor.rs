@@ -218,7 +218,7 @@ fn sentry_check(seccomp: bool) -> Check {
             name: "sentry",
             ok: true,
             detail: format!(
-                "after boot the Sentry runs in its own mount, ipc, uts and network namespaces, pivoted into an empty read-only root, with only CAP_DAC_READ_SEARCH, no-new-privs and a seccomp allow-list (anything else kills it); {missing}"
+                "after boot the Sentry runs in its own mount, ipc, uts and network namespaces, pivoted into an empty read-only root, with only CAP_DAC_READ_SEARCH on every thread, no-new-privs and a seccomp allow-list (anything else kills it); it, its stubs and gofers run with RLIMIT_CORE 0 and capped RLIMIT_NOFILE, RLIMIT_NPROC and RLIMIT_DATA; {missing}"
             ),
         },
         (true, false) => Check {

@@ -39,8 +39,8 @@ pub struct RestoreArgs {
     /// pseudo-terminals in OCI containers yet).
     #[arg(long)]
     console_socket: Option<PathBuf>,
-    /// runc's lazy restore (pages fetched on demand). Refused: cryo loads
-    /// the whole statefile first.
+    /// Resume before the memory is loaded: each 1 MiB chunk of it loads
+    /// when first touched, the rest in the background (`cryo do` form).
     #[arg(long)]
     lazy: bool,
     /// runc's: restore established TCP connections. Refused: the sandbox
@@ -80,8 +80,8 @@ impl RestoreArgs {
 
 /// The flags runc takes that cryo cannot honour, each refused by name.
 fn refuse_unsupported(args: &RestoreArgs) -> anyhow::Result<()> {
-    if args.lazy {
-        bail!("--lazy: cryo reads the whole statefile before the sandbox runs (no lazy restore yet): restore without it");
+    if args.lazy && args.bundle.is_some() {
+        bail!("--lazy with --bundle: an OCI restore loads the whole statefile first (lazy restore is for the `cryo do` form yet): restore without --lazy");
     }
     if args.tcp_established {
         bail!("--tcp-established: the sandbox has no TCP sockets yet, so none can be restored: restore without it");
@@ -138,6 +138,7 @@ fn restore(args: RestoreArgs, g: &Globals) -> anyhow::Result<i32> {
                 detach: args.detach,
                 pid_file: args.pid_file,
                 console_socket: args.console_socket,
+                work_path: args.work_path,
             },
         );
     }
@@ -145,6 +146,7 @@ fn restore(args: RestoreArgs, g: &Globals) -> anyhow::Result<i32> {
         &args.image_path,
         args.id,
         args.strace,
+        args.lazy,
         &g.root,
         g.platform.as_deref(),
     )
@@ -155,6 +157,7 @@ fn foreground(
     image: &Path,
     id: Option<String>,
     strace: bool,
+    lazy: bool,
     root: &Path,
     platform: Option<&str>,
 ) -> anyhow::Result<i32> {
@@ -172,7 +175,11 @@ fn foreground(
         Err(e) => return Err(e.into()),
     }
     let (gofer_sock, mut gofer) = crate::do_cmd::start_gofer()?;
-    let result = sentry::state::restore(image, gofer_sock, strace, platform)
+    let container = sentry::state::ContainerRestore {
+        lazy,
+        ..Default::default()
+    };
+    let result = sentry::state::restore_container(image, gofer_sock, container, strace, platform)
         .map_err(anyhow::Error::new)
         .and_then(|mut task| {
             // The argv comes from the statefile: only a bounded part of it

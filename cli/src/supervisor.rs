@@ -67,10 +67,7 @@ fn handle(task: &mut Task, id: &str, pending: Pending, queue: &Receiver<Pending>
             let failed = reply.clone();
             let done: sentry::state::BackgroundDone = Box::new(move |result| {
                 let _ = reply.send(match result {
-                    Ok(stats) => Reply::Saved {
-                        file_bytes: stats.file_bytes,
-                        memory_bytes: stats.memory_bytes,
-                    },
+                    Ok(stats) => Reply::Saved(stats),
                     Err(e) => Reply::Error(crate::one_line(&anyhow::Error::new(e))),
                 });
             });
@@ -101,10 +98,7 @@ fn handle(task: &mut Task, id: &str, pending: Pending, queue: &Receiver<Pending>
             );
             let exit = result.as_ref().is_ok_and(|o| o.exit);
             let answer = match result {
-                Ok(o) => Reply::Saved {
-                    file_bytes: o.stats.file_bytes,
-                    memory_bytes: o.stats.memory_bytes,
-                },
+                Ok(o) => Reply::Saved(o.stats),
                 // A failed checkpoint leaves the sandbox running.
                 Err(e) => Reply::Error(crate::one_line(&e)),
             };
@@ -116,7 +110,14 @@ fn handle(task: &mut Task, id: &str, pending: Pending, queue: &Receiver<Pending>
             exit
         }
         other => {
+            // A kill may end the sandbox as soon as this returns (SIGKILL
+            // to init): its answer leaves first, or the command would see
+            // the connection close unanswered.
+            let may_end = matches!(other, Request::Kill { .. });
             crate::oci::sandbox::handle_running(task, other, files, reply, queue);
+            if may_end {
+                let _ = delivered.recv_timeout(DELIVERY_TIMEOUT);
+            }
             false
         }
     }

@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sys::resource::{getrusage, UsageWho};
 use statefile::{Compression, Header, SectionKind, Writer, TRAILER_LEN};
@@ -105,7 +105,7 @@ fn bytes_under(dir: &Path) -> u64 {
 }
 
 /// Restores `statefile` (written into a fresh image directory); returns
-/// its one-line error after checking the refusal's shape, time and traces.
+/// its one-line error after checking the refusal's shape and traces.
 fn restore_refused(scratch: &Path, name: &str, statefile: &[u8]) -> String {
     let img = scratch.join(name);
     std::fs::create_dir_all(&img).unwrap();
@@ -133,10 +133,6 @@ fn restore_refused(scratch: &Path, name: &str, statefile: &[u8]) -> String {
     );
     assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
     assert!(stderr.starts_with("cryo: "), "{name}: {stderr}");
-    assert!(
-        took < Duration::from_secs(10),
-        "{name}: the refusal took {took:?}"
-    );
     let left = bytes_under(&root);
     assert!(left < 64 << 10, "{name}: {left} bytes written under --root");
     stderr

@@ -74,7 +74,11 @@ pub(crate) fn openat2_mode(
         if ret >= 0 {
             let fd = libc::c_int::try_from(ret).map_err(|_| Errno::EBADF)?;
             // SAFETY: openat2 returned a new fd that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            if is_host_kernel_fs(fd.as_fd())? {
+                return Err(Errno::ENOENT);
+            }
+            return Ok(fd);
         }
         match Errno::last() {
             Errno::EAGAIN | Errno::EINTR => continue,
@@ -82,6 +86,38 @@ pub(crate) fn openat2_mode(
         }
     }
     Err(Errno::EAGAIN)
+}
+
+/// The host kernel's own file systems (procfs, sysfs and the like, by
+/// their statfs magic): the sandbox has its own /proc and /sys, and the
+/// host's show its processes, its kernel and its devices. Served through
+/// the host root of `cryo do` they would appear wherever the application
+/// unmounts the Sentry's, so no file on them is ever opened: they read as
+/// absent, an empty mount point, as natively once unmounted.
+const HOST_KERNEL_FS: [i64; 16] = [
+    0x9fa0,      // PROC_SUPER_MAGIC
+    0x6265_6572, // SYSFS_MAGIC
+    0x6462_6720, // DEBUGFS_MAGIC
+    0x7472_6163, // TRACEFS_MAGIC
+    0x7363_6673, // SECURITYFS_MAGIC
+    0xcafe_4a11, // BPF_FS_MAGIC
+    0x0027_e0eb, // CGROUP_SUPER_MAGIC
+    0x6367_7270, // CGROUP2_SUPER_MAGIC
+    0x6265_6570, // CONFIGFS_MAGIC
+    0x6165_676c, // PSTOREFS_MAGIC
+    0xde5e_81e4, // EFIVARFS_MAGIC
+    0x1cd1,      // DEVPTS_SUPER_MAGIC
+    0x1980_0202, // MQUEUE_MAGIC
+    0x6573_5543, // FUSE_CTL_SUPER_MAGIC
+    0x4249_4e4d, // BINFMTFS_MAGIC
+    0x6e73_6673, // NSFS_MAGIC
+];
+
+fn is_host_kernel_fs(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    let st = nix::sys::statfs::fstatfs(fd)?;
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.filesystem_type().0 as i64;
+    Ok(HOST_KERNEL_FS.contains(&magic))
 }
 
 /// `fstat` of any fd, `O_PATH` ones included (for an `O_PATH` fd of a

@@ -30,6 +30,15 @@
  *   sigtimedwait) and CAP_NET_RAW dropped from its bounding set; a
  *   sealed memfd; an inotify watch on /tmp with two events queued; a
  *   user.* extended attribute on a tmpfs file.
+ * - (from real-guest-v10) a tmpfs mounted with size=64k,nr_inodes=16
+ *   holding a file kept open, and a read-only bind mount of a directory
+ *   in it (natively in a private mount namespace of its own).
+ * - (from real-guest-v11) a pidfd of a child that sleeps until it is
+ *   killed, with a SIGUSR2 the child blocks pending on its process, and
+ *   /sys, a mount the sandbox booted with, unmounted.
+ * - (from real-guest-v12) a memfd mapped shared with its descriptor
+ *   closed (only the mapping holds it), and a /tmp file mapped shared and
+ *   then unlinked, each written through its mapping.
  *
  * Then every 50 ms it prints `tick N mem=HEX` (a hash of all that memory,
  * recomputed each time), and every fourth tick, for each file, re-opens it
@@ -51,6 +60,8 @@
  * A broken invariant prints a line saying so and exits 3. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stddef.h>
 #include <netinet/in.h>
@@ -66,6 +77,9 @@
 #include <sys/prctl.h>
 #include <sys/inotify.h>
 #include <sys/xattr.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/timerfd.h>
 #include <termios.h>
@@ -488,6 +502,150 @@ static void v9_check(long n, struct v9 *v)
 	       seals, shrink, creates, deletes, first, xl, x);
 }
 
+/* The v10 state: see the header. */
+struct v10 {
+	char dir[64], bind[64], file[96], big[96];
+	int fd;
+};
+
+static void v10_setup(struct v10 *v)
+{
+	/* Natively the mounts go into a namespace of the guest's own; in the
+	 * sandbox (where unshare is EPERM) they are the sandbox's. */
+	if (unshare(CLONE_NEWNS) == 0)
+		CHECK(mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0);
+	snprintf(v->dir, sizeof v->dir, "/tmp/golden-mnt-%d", (int)getpid());
+	snprintf(v->bind, sizeof v->bind, "/tmp/golden-bind-%d", (int)getpid());
+	CHECK(mkdir(v->dir, 0755) == 0 && mkdir(v->bind, 0755) == 0);
+	CHECK(mount("golden", v->dir, "tmpfs", 0, "size=64k,nr_inodes=16,mode=0750") == 0);
+	char sub[80];
+	snprintf(sub, sizeof sub, "%s/sub", v->dir);
+	CHECK(mkdir(sub, 0755) == 0);
+	snprintf(v->file, sizeof v->file, "%s/f", sub);
+	snprintf(v->big, sizeof v->big, "%s/big", v->dir);
+	v->fd = open(v->file, O_CREAT | O_RDWR, 0644);
+	CHECK(v->fd >= 0 && pwrite(v->fd, "f0000000", 8, 0) == 8);
+	CHECK(mount(sub, v->bind, NULL, MS_BIND, NULL) == 0);
+	CHECK(mount(NULL, v->bind, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) == 0);
+}
+
+/* The file holds what the last check wrote, seen the same through the
+ * read-only bind; the tmpfs keeps its limits: a big write stops short. */
+static void v10_check(long n, struct v10 *v)
+{
+	char f[9] = { 0 }, fnext[9], b[9] = { 0 }, bpath[96];
+	CHECK(pread(v->fd, f, 8, 0) == 8);
+	snprintf(fnext, sizeof fnext, "f%07ld", n % 10000000);
+	CHECK(pwrite(v->fd, fnext, 8, 0) == 8);
+	snprintf(bpath, sizeof bpath, "%s/f", v->bind);
+	int bf = open(bpath, O_RDONLY);
+	CHECK(bf >= 0 && read(bf, b, 8) == 8 && close(bf) == 0);
+	int w = open(bpath, O_WRONLY);
+	int erofs = w < 0 && errno == EROFS;
+	if (w >= 0)
+		close(w);
+	struct statfs st;
+	CHECK(statfs(v->dir, &st) == 0);
+	static char chunk[128 * 1024];
+	int big = open(v->big, O_CREAT | O_WRONLY, 0600);
+	CHECK(big >= 0);
+	ssize_t put = write(big, chunk, sizeof chunk);
+	errno = 0;
+	ssize_t more = write(big, chunk, 4096);
+	int enospc = more < 0 && errno == ENOSPC;
+	CHECK(close(big) == 0 && unlink(v->big) == 0);
+	printf("tick %ld v10 f=%.8s bind=%.8s erofs=%d blocks=%ld files=%ld big=%zd enospc=%d\n", n, f,
+	       b, erofs, (long)st.f_blocks, (long)st.f_files, put, enospc);
+}
+
+/* The v11 state: see the header. */
+struct v11 {
+	pid_t child;
+	int pidfd;
+};
+
+static void v11_setup(struct v11 *v)
+{
+	v->child = fork();
+	CHECK(v->child >= 0);
+	if (v->child == 0) {
+		sigset_t usr2;
+		sigemptyset(&usr2);
+		sigaddset(&usr2, SIGUSR2);
+		CHECK(sigprocmask(SIG_BLOCK, &usr2, NULL) == 0);
+		CHECK(prctl(PR_SET_PDEATHSIG, SIGKILL) == 0);
+		for (;;)
+			pause();
+	}
+	v->pidfd = (int)syscall(SYS_pidfd_open, v->child, 0);
+	CHECK(v->pidfd >= 0);
+	CHECK(syscall(SYS_pidfd_send_signal, v->pidfd, SIGUSR2, NULL, 0) == 0);
+	CHECK(umount2("/sys", MNT_DETACH) == 0);
+}
+
+/* The child lives (its pidfd not readable, signal 0 reaches it) with the
+ * SIGUSR2 still pending on it; /sys stays unmounted. */
+static void v11_check(long n, struct v11 *v)
+{
+	struct pollfd p = { .fd = v->pidfd, .events = POLLIN };
+	int ready = poll(&p, 1, 0);
+	long sig0 = syscall(SYS_pidfd_send_signal, v->pidfd, 0, NULL, 0);
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)v->child);
+	FILE *f = fopen(path, "r");
+	CHECK(f != NULL);
+	unsigned long long shd = ~0ULL;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "ShdPnd: %llx", &shd) == 1)
+			break;
+	fclose(f);
+	struct stat st;
+	int sys = stat("/sys/kernel", &st) == 0;
+	printf("tick %ld v11 pidfd ready=%d signal0=%ld shdpnd=%llx sys=%d\n", n, ready, sig0, shd,
+	       sys);
+}
+
+/* The v12 state: see the header. */
+struct v12 {
+	unsigned char *memfd_map;
+	unsigned char *unlinked_map;
+};
+
+static unsigned char *v12_map(int fd, unsigned char seed)
+{
+	CHECK(ftruncate(fd, 8192) == 0);
+	unsigned char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(m != MAP_FAILED);
+	for (int i = 0; i < 8192; i++)
+		m[i] = (unsigned char)(seed + i * 13);
+	CHECK(close(fd) == 0);
+	return m;
+}
+
+static void v12_setup(struct v12 *v)
+{
+	int mfd = (int)syscall(SYS_memfd_create, "golden-v12", 0);
+	CHECK(mfd >= 0);
+	v->memfd_map = v12_map(mfd, 5);
+	int tfd = open("/tmp/golden-v12", O_RDWR | O_CREAT | O_EXCL, 0600);
+	CHECK(tfd >= 0);
+	v->unlinked_map = v12_map(tfd, 9);
+	CHECK(unlink("/tmp/golden-v12") == 0);
+}
+
+/* Both mappings keep their bytes; each tick changes one byte of each. */
+static void v12_check(long n, struct v12 *v)
+{
+	unsigned long h1 = 5381, h2 = 5381;
+	for (int i = 0; i < 8192; i++) {
+		h1 = h1 * 33 + v->memfd_map[i];
+		h2 = h2 * 33 + v->unlinked_map[i];
+	}
+	v->memfd_map[n % 8192]++;
+	v->unlinked_map[(n * 7) % 8192]--;
+	printf("tick %ld v12 memfd=%lx unlinked=%lx\n", n, h1, h2);
+}
+
 int main(int argc, char **argv)
 {
 	CHECK(argc == 4);
@@ -588,6 +746,12 @@ int main(int argc, char **argv)
 	v8_setup(&v8);
 	struct v9 v9;
 	v9_setup(&v9);
+	struct v10 v10;
+	v10_setup(&v10);
+	struct v11 v11;
+	v11_setup(&v11);
+	struct v12 v12;
+	v12_setup(&v12);
 
 	printf("start\n");
 	fflush(stdout);
@@ -667,6 +831,9 @@ int main(int argc, char **argv)
 			write_all(ptm, typed, 8);
 			v8_check(n, &v8);
 			v9_check(n, &v9);
+			v10_check(n, &v10);
+			v11_check(n, &v11);
+			v12_check(n, &v12);
 		}
 		fflush(stdout);
 		sleep_tick();

@@ -23,6 +23,7 @@
 
 pub mod arch;
 mod error;
+pub mod host_threads;
 pub mod layout;
 pub mod ptrace;
 pub mod systrap;

@@ -317,6 +317,16 @@ fn fp_state_round_trip() {
     let back = f.ctx.fp_state(f.aspace.as_ref()).unwrap();
     assert_eq!(back.xsave[160..168], V.to_le_bytes());
 
+    // A component no CPU has (from another host's statefile) loads in its
+    // initial state instead of making the kernel refuse the whole state.
+    let mut foreign = back.clone();
+    let bv = foreign.xstate_bv() | 1 << 62;
+    foreign.xsave[512..520].copy_from_slice(&bv.to_le_bytes());
+    f.ctx.set_fp_state(f.aspace.as_ref(), &foreign).unwrap();
+    let back = f.ctx.fp_state(f.aspace.as_ref()).unwrap();
+    assert_eq!(back.xstate_bv() & 1 << 62, 0);
+    assert_eq!(back.xsave[160..168], V.to_le_bytes());
+
     // Too big for this host.
     let huge = FpState {
         xsave: vec![0; 1 << 20],

@@ -273,6 +273,50 @@ fn external_signals_are_suppressed() {
 }
 
 #[test]
+fn a_set_fp_state_is_loaded_by_the_next_switch_or_read_back_first() {
+    // movq rax, xmm0; syscall, twice: set_fp_state is staged in the slot
+    // and loaded by the resume that follows; a read before that resume
+    // sees the staged state, and a second context taking the thread
+    // keeps it for its owner.
+    let code = Asm::new().movq_rax_xmm0().syscall().jmp_to(0);
+    let mut f = Fx::new(&code);
+    let mut fp = f.ctx.fp_state(f.aspace.as_ref()).unwrap();
+    let set =
+        |fp: &mut platform::FpState, v: u64| fp.xsave[160..168].copy_from_slice(&v.to_le_bytes());
+    set(&mut fp, 0x0101_0202_0303_0404);
+    f.ctx.set_fp_state(f.aspace.as_ref(), &fp).unwrap();
+    assert_eq!(f.switch(), Event::Syscall);
+    assert_eq!(
+        f.state.regs.rax, 0x0101_0202_0303_0404,
+        "loaded by the resume"
+    );
+    set(&mut fp, 0x0505_0606_0707_0808);
+    f.ctx.set_fp_state(f.aspace.as_ref(), &fp).unwrap();
+    let back = f.ctx.fp_state(f.aspace.as_ref()).unwrap();
+    assert_eq!(
+        back.xsave[160..168],
+        fp.xsave[160..168],
+        "read before a switch"
+    );
+    set(&mut fp, 0x0909_0a0a_0b0b_0c0c);
+    f.ctx.set_fp_state(f.aspace.as_ref(), &fp).unwrap();
+    let mut other = f.platform.new_context().unwrap();
+    let mut st = CpuState {
+        regs: Registers::new_user(CODE, DATA + PAGE),
+    };
+    assert_eq!(
+        other.switch(f.aspace.as_ref(), &mut st).unwrap(),
+        Event::Syscall
+    );
+    assert_eq!(st.regs.rax, 0, "the other context's own (initial) state");
+    assert_eq!(f.switch(), Event::Syscall);
+    assert_eq!(
+        f.state.regs.rax, 0x0909_0a0a_0b0b_0c0c,
+        "a staged state survives another context taking the thread"
+    );
+}
+
+#[test]
 fn fp_state_and_fs_base() {
     // movq rax, xmm0; syscall
     let code = Asm::new()
@@ -303,6 +347,15 @@ fn fp_state_and_fs_base() {
     // The state read back is the one loaded.
     let back = f.ctx.fp_state(f.aspace.as_ref()).unwrap();
     assert_eq!(back.xsave[160..168], fp.xsave[160..168]);
+    // A component no CPU has (from another host's statefile) loads in its
+    // initial state instead of killing the stub on XRSTOR.
+    let mut foreign = back.clone();
+    let bv = foreign.xstate_bv() | 1 << 62;
+    foreign.xsave[512..520].copy_from_slice(&bv.to_le_bytes());
+    f.ctx.set_fp_state(f.aspace.as_ref(), &foreign).unwrap();
+    let again = f.ctx.fp_state(f.aspace.as_ref()).unwrap();
+    assert_eq!(again.xstate_bv() & 1 << 62, 0);
+    assert_eq!(again.xsave[160..168], fp.xsave[160..168]);
     // A second context in the same thread keeps its own FP state.
     let mut other = f.platform.new_context().unwrap();
     let theirs = other.fp_state(f.aspace.as_ref()).unwrap();

@@ -198,6 +198,9 @@ pub(crate) fn new_kernel_with(
     let gofer_fs = Arc::new(vfs::gofer_fs::GoferHostFs::new(gofer::Client::new(
         gofer_sock,
     )));
+    // Before the namespace: its tmpfs limits default to half of the
+    // sandbox's memory, which the limit is.
+    host.memory_file.set_limit(config.memory_limit);
     let vfs = vfs::namespace::build_with_setup(
         gofer_fs,
         Arc::new(HostClock),
@@ -216,7 +219,6 @@ pub(crate) fn new_kernel_with(
         config,
     ));
     procs.set_kernel(&kernel);
-    kernel.memory_file.set_limit(config.memory_limit);
     kernel.watch_memory_limit();
     Ok(kernel)
 }

@@ -103,7 +103,7 @@ pub use header::{Arch, Header, Prefix, FORMAT_VERSION, MAGIC, MAX_HEADER_LEN, PR
 pub use index::{TRAILER_LEN, TRAILER_MAGIC};
 pub use memory::{
     Chunk, ChunkInfo, FileSource, MappedChunk, MemoryOptions, MemoryReader, MemorySource,
-    MemoryStats, DEFAULT_CHUNK_PAGES, MAX_CHUNK_BYTES,
+    MemoryStats, MemoryTable, DEFAULT_CHUNK_PAGES, MAX_CHUNK_BYTES,
 };
 pub use objects::{ObjectEncoder, Objects, MAX_OBJECTS};
 pub use reader::{OpenOptions, ReadAt, Reader, SectionReader};

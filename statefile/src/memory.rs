@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -516,7 +517,28 @@ impl MappedChunk {
 pub struct MemoryReader<'r, R: ReadAt> {
     reader: &'r Reader<R>,
     section: SectionInfo,
-    map: MapV1,
+    map: Arc<MapV1>,
+}
+
+/// A memory image's validated chunk table without the reader it came
+/// from, for a lazy restore that keeps it beside its [`Reader`] and loads
+/// chunks long after the restore returned.
+#[derive(Clone)]
+pub struct MemoryTable {
+    section: SectionInfo,
+    map: Arc<MapV1>,
+}
+
+impl MemoryTable {
+    /// The table read through `reader`, which must be the reader of the
+    /// statefile it came from (its offsets are that file's).
+    pub fn bind<'r, R: ReadAt>(&self, reader: &'r Reader<R>) -> MemoryReader<'r, R> {
+        MemoryReader {
+            reader,
+            section: self.section.clone(),
+            map: self.map.clone(),
+        }
+    }
 }
 
 impl<'r, R: ReadAt> MemoryReader<'r, R> {
@@ -627,8 +649,50 @@ impl<'r, R: ReadAt> MemoryReader<'r, R> {
         Ok(MemoryReader {
             reader,
             section,
-            map,
+            map: Arc::new(map),
         })
+    }
+
+    /// The validated chunk table, to keep beside the reader (see
+    /// [`MemoryTable::bind`]).
+    pub fn table(&self) -> MemoryTable {
+        MemoryTable {
+            section: self.section.clone(),
+            map: self.map.clone(),
+        }
+    }
+
+    /// The image offsets `[start, end)` chunk `n`'s range covers (its pages,
+    /// present or not).
+    pub fn chunk_span(&self, n: usize) -> Option<(u64, u64)> {
+        let c = self.map.chunks.get(n)?;
+        let bytes = self.chunk_pages() * self.page_size();
+        let start = c.range * bytes;
+        Some((
+            start,
+            (start + bytes).min(self.map.image_len.next_multiple_of(self.page_size())),
+        ))
+    }
+
+    /// The chunk whose range covers image offset `offset` (present or zero
+    /// page), if any.
+    pub fn chunk_covering(&self, offset: u64) -> Option<usize> {
+        let range = offset / (self.chunk_pages() * self.page_size());
+        self.map
+            .chunks
+            .binary_search_by_key(&range, |c| c.range)
+            .ok()
+    }
+
+    /// Runs `f(image offset, bytes)` once per run of consecutive present
+    /// pages of chunk `n`, its checksum checked before `f` sees a byte: a
+    /// lazy restore loads one chunk so.
+    pub fn load_chunk_runs<F>(&self, n: usize, f: F) -> Result<()>
+    where
+        F: Fn(u64, &[u8]) -> Result<()>,
+    {
+        let chunk = self.read_chunk(n)?;
+        for_each_run(chunk.pages(), chunk.data(), self.page_size() as usize, &f)
     }
 
     /// Length of the image in bytes.

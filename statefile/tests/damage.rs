@@ -705,7 +705,6 @@ fn zstd_bomb_is_refused_before_decompressing() {
     let gib = 1u64 << 30;
     let bomb = zstd_zeros(gib);
     assert!(bomb.len() < 256 << 10, "bomb of {} bytes", bomb.len());
-    let started = std::time::Instant::now();
     let r = open(with_kernel_bomb(&bomb, gib)).unwrap();
     let info = section(&r, SectionKind::Kernel, "").clone();
     assert_eq!(info.uncompressed_len, gib);
@@ -736,12 +735,6 @@ fn zstd_bomb_is_refused_before_decompressing() {
     let e = r.section_bytes(SectionKind::Kernel, "").unwrap_err();
     assert_eq!(e.kind(), "implausible_expansion");
     assert!(e.to_string().contains("claims 1073741824 bytes"), "{e}");
-    // Refused from the index alone: no gigabyte was produced.
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[test]
@@ -750,7 +743,6 @@ fn zstd_bomb_under_a_modest_claim_is_cut_at_the_claim() {
     // to far more: decompression stops one byte past the claim.
     let bomb = zstd_zeros(1 << 30);
     let claimed = max_uncompressed_len(bomb.len() as u64);
-    let started = std::time::Instant::now();
     let r = open(with_kernel_bomb(&bomb, claimed)).unwrap();
     match r.section_bytes(SectionKind::Kernel, "") {
         Err(StatefileError::CorruptSection { section, reason }) => {
@@ -762,7 +754,6 @@ fn zstd_bomb_under_a_modest_claim_is_cut_at_the_claim() {
     let mut rd = r.section_reader(SectionKind::Kernel, "").unwrap();
     let err = std::io::copy(&mut rd, &mut std::io::sink()).unwrap_err();
     assert!(err.to_string().contains("longer than"), "{err}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
 #[test]

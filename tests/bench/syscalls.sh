@@ -36,6 +36,9 @@
 # runsc-systrap"; plain "cryo" is cryo on its default platform; the
 # -unconfined ones run with CRYO_UNCONFINED=1, the Sentry without its
 # namespaces, capability drop and seccomp filter: the cost of those),
+# CRYO_BASE (a second cryo binary, e.g. built from main, for a before/after
+# in the same run: systems cryo-base-ptrace and cryo-base-systrap run it and
+# a closing table gives cryo-P / cryo-base-P per benchmark),
 # BENCHES (every benchmark: "getppid clock orc fork forkexec bomb pipe
 # futex true script"), TIMEOUT (120 s per guest run).
 set -euo pipefail
@@ -90,7 +93,9 @@ CRYO_BIN=""
 CRYO_FAIL=""
 CRYO_NOTE=""
 for s in "${SYSTEMS[@]}"; do
-	if [[ $s == cryo || $s == cryo-* ]]; then
+	if [[ $s == cryo-base-* ]]; then
+		[[ -n ${CRYO_BASE:-} && -x ${CRYO_BASE:-} ]] || FAIL[$s]="CRYO_BASE=${CRYO_BASE:-} is not an executable"
+	elif [[ $s == cryo || $s == cryo-* ]]; then
 		[[ -n $CRYO_BIN || -n $CRYO_FAIL ]] || find_cryo "$W/cargo-build.log"
 		[[ -z $CRYO_FAIL ]] || FAIL[$s]=$CRYO_FAIL
 	fi
@@ -104,6 +109,9 @@ prefix() {
 	cryo-ptrace | cryo-systrap)
 		PREFIX=("$CRYO_BIN" --root "$W/cryo-root" "--platform=${1#cryo-}" "do" --)
 		;;
+	cryo-base-ptrace | cryo-base-systrap)
+		PREFIX=("$CRYO_BASE" --root "$W/cryo-root" "--platform=${1#cryo-base-}" "do" --)
+		;;
 	cryo-ptrace-unconfined | cryo-systrap-unconfined)
 		local plat=${1#cryo-}
 		PREFIX=(env CRYO_UNCONFINED=1 "$CRYO_BIN" --root "$W/cryo-root" "--platform=${plat%-unconfined}" "do" --)
@@ -111,7 +119,7 @@ prefix() {
 	runsc-ptrace | runsc-systrap)
 		PREFIX=("$RUNSC" --network=none "--platform=${1#runsc-}" "do")
 		;;
-	*) die "unknown system $1 (known: native cryo cryo-ptrace cryo-systrap cryo-ptrace-unconfined cryo-systrap-unconfined runsc-ptrace runsc-systrap)" ;;
+	*) die "unknown system $1 (known: native cryo cryo-ptrace cryo-systrap cryo-base-ptrace cryo-base-systrap cryo-ptrace-unconfined cryo-systrap-unconfined runsc-ptrace runsc-systrap)" ;;
 	esac
 }
 
@@ -235,6 +243,9 @@ while read -r line; do printf -- '- %s\n' "$line"; done < <(anchors_versions)
 if [[ -n $CRYO_BIN ]]; then
 	printf -- '- cryo: %s (%s)\n' "$CRYO_BIN" "$CRYO_NOTE"
 fi
+if [[ -n ${CRYO_BASE:-} ]]; then
+	printf -- '- cryo-base: %s (CRYO_BASE)\n' "$CRYO_BASE"
+fi
 printf -- '- %s runs per system, interleaved; iterations per run: getppid %s native / %s sandboxed, clock_gettime %s, open/read/close of %s %s native / %s sandboxed\n' \
 	"$REPS" "$N_GETPPID_NATIVE" "$N_GETPPID" "$N_CLOCK" "$ORC_FILE" "$N_ORC_NATIVE" "$N_ORC"
 if command -v hyperfine >/dev/null; then
@@ -296,3 +307,16 @@ for bench in getppid orc fork true; do
 	done
 	printf '| %s |%s\n' "$bench" "$row"
 done
+
+# Before/after: each platform against the CRYO_BASE binary, same run.
+if [[ -n ${CRYO_BASE:-} ]]; then
+	printf '\n| benchmark | cryo-ptrace / cryo-base-ptrace | cryo-systrap / cryo-base-systrap |\n|---|---:|---:|\n'
+	for bench in getppid clock orc fork forkexec bomb pipe futex true script; do
+		wanted "$bench" || continue
+		row=""
+		for plat in ptrace systrap; do
+			row+=" $(ratio "$(median_of "cryo-$plat" "$bench")" "$(median_of "cryo-base-$plat" "$bench")") |"
+		done
+		printf '| %s |%s\n' "$bench" "$row"
+	done
+fi

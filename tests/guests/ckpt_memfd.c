@@ -6,8 +6,8 @@
  * name, contents and the seals' effects are printed, a new mapping and
  * the fd are checked to share pages, and F_SEAL_WRITE is refused while
  * the mapping lasts (EBUSY) and taken once it is gone. (The first mapping
- * goes before the checkpoint: a mapping of a file with no name does not
- * restore yet, its record names the file by path.)
+ * goes before the checkpoint; ckpt_unnamed_map.c checkpoints mappings of
+ * memfds.)
  * Usage: ckpt_memfd TICKS */
 #define _GNU_SOURCE
 #include "common.h"

@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 static char dir[128];
@@ -214,6 +215,41 @@ int main(void)
 	printf("rm dir watch: %d\n", inotify_rm_watch(fd, wd_sub));
 	EXPECT_ERR("rm it again", inotify_rm_watch(fd, wd_sub));
 	drain(fd, "rm_watch");
+	/* The last name of an open file goes: IN_ATTRIB now, IN_DELETE_SELF
+	 * and IN_IGNORED only when the last fd (then the last mapping) goes.
+	 * In sub, whose watch is gone: only the file's watch sees this. */
+	char held[256];
+	path(held, "sub/held");
+	int h = open(held, O_CREAT | O_RDWR, 0644);
+	CHECK(h >= 0 && write(h, "data", 4) == 4);
+	wd_file = inotify_add_watch(fd, held, IN_ALL_EVENTS);
+	CHECK(wd_file > 0);
+	int h2 = dup(h);
+	CHECK(h2 >= 0);
+	drain(fd, "creat a file to hold open");
+	CHECK(unlink(held) == 0);
+	drain(fd, "unlink while open");
+	CHECK(close(h) == 0);
+	drain(fd, "close one of two fds");
+	char *hm = mmap(NULL, 4096, PROT_READ, MAP_SHARED, h2, 0);
+	CHECK(hm != MAP_FAILED);
+	CHECK(close(h2) == 0);
+	drain(fd, "close the last fd, a mapping left");
+	CHECK(munmap(hm, 4096) == 0);
+	drain(fd, "munmap the last mapping");
+	/* With a second name, unlinking one is IN_ATTRIB alone. */
+	h = open(held, O_CREAT | O_RDWR, 0644);
+	CHECK(h >= 0 && close(h) == 0);
+	path(hard, "sub/held2");
+	CHECK(link(held, hard) == 0);
+	wd_file = inotify_add_watch(fd, held, IN_ALL_EVENTS);
+	CHECK(wd_file > 0);
+	drain(fd, "a file with two names");
+	CHECK(unlink(held) == 0);
+	drain(fd, "unlink one of two names");
+	CHECK(unlink(hard) == 0);
+	drain(fd, "unlink the other, nothing open");
+
 	CHECK(rmdir(sub) == 0);
 	CHECK(unlink(lnk) == 0);
 	drain(fd, "rmdir, unlink symlink");

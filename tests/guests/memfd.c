@@ -159,8 +159,15 @@ int main(void)
 	printf("shared read-only map: %s\n", shr != MAP_FAILED ? "ok" : errname(errno));
 	if (shr != MAP_FAILED) {
 		printf("map reads: %.8s\n", shr);
+		/* The seal took VM_MAYWRITE away: it may never become writable. */
+		EXPECT_ERR("mprotect shared map writable", mprotect(shr, 4096, PROT_READ | PROT_WRITE));
+		printf("mprotect shared map read: %d\n", mprotect(shr, 4096, PROT_READ));
 		munmap(shr, 4096);
 	}
+	char *prv = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+	CHECK(prv != MAP_FAILED);
+	printf("mprotect private map writable: %d\n", mprotect(prv, 4096, PROT_READ | PROT_WRITE));
+	munmap(prv, 4096);
 	add("seal", fd, F_SEAL_SEAL);
 	add("after seal", fd, F_SEAL_FUTURE_WRITE);
 	seals("final", fd);
@@ -174,6 +181,10 @@ int main(void)
 	EXPECT_ERR("write after future", pwrite(fw, "x", 1, 0));
 	EXPECT_ERR("new shared writable map after future",
 		   mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fw, 0) == MAP_FAILED ? -1 : 0);
+	char *ro_after = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fw, 0);
+	CHECK(ro_after != MAP_FAILED);
+	EXPECT_ERR("mprotect writable after future", mprotect(ro_after, 4096, PROT_READ | PROT_WRITE));
+	munmap(ro_after, 4096);
 	memcpy(before, "old map writes", 14);
 	CHECK(pread(fw, buf, 14, 0) == 14);
 	printf("future: %.14s\n", buf);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/sysinfo.h>
 #include <sys/syscall.h>
@@ -80,8 +81,67 @@ static long status_value(const char *key)
 	return p ? atol(p + strlen(key)) : -1;
 }
 
+/* The name in a /proc/self/comm read through descriptor fd at offset off
+ * (pread) or at its offset (off < 0), up to n bytes. */
+static void show_comm(const char *what, int fd, long off, size_t n)
+{
+	char b[64] = { 0 };
+	ssize_t r = off < 0 ? read(fd, b, n) : pread(fd, b, n, off);
+	b[strcspn(b, "\n")] = 0;
+	printf("%s: %zd \"%s\"\n", what, r, b);
+}
+
+/* A /proc file's text is made when it is read (Linux's seq_file), not when
+ * it is opened: at the first read, at a read from 0, and not in between. */
+static void text_at_read(void)
+{
+	prctl(PR_SET_NAME, "first");
+	int fd = open("/proc/self/comm", O_RDONLY);
+	prctl(PR_SET_NAME, "second");
+	show_comm("first read after a rename", fd, -1, 3);
+	prctl(PR_SET_NAME, "third");
+	show_comm("a read going on", fd, -1, 60);
+	show_comm("pread at 0", fd, 0, 60);
+	prctl(PR_SET_NAME, "fourth");
+	show_comm("pread at 2", fd, 2, 60);
+	lseek(fd, 0, SEEK_SET);
+	show_comm("read after lseek to 0", fd, -1, 60);
+	close(fd);
+}
+
+/* status's signal lines: the thread's own pending (SigPnd), the process's
+ * (ShdPnd) and the blocked mask (SigBlk). */
+static void signal_lines(void)
+{
+	sigset_t two, old;
+	sigemptyset(&two);
+	sigaddset(&two, SIGUSR1);
+	sigaddset(&two, SIGUSR2);
+	CHECK(sigprocmask(SIG_BLOCK, &two, &old) == 0);
+	CHECK(syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGUSR1) == 0);
+	CHECK(kill(getpid(), SIGUSR2) == 0);
+	char *s = slurp("/proc/self/status");
+	CHECK(s != NULL);
+	const char *keys[] = { "\nSigPnd:", "\nShdPnd:", "\nSigBlk:" };
+	const unsigned long long want[] = { 1ULL << (SIGUSR1 - 1), 1ULL << (SIGUSR2 - 1),
+					    (1ULL << (SIGUSR1 - 1)) | (1ULL << (SIGUSR2 - 1)) };
+	for (int i = 0; i < 3; i++) {
+		char *p = strstr(s, keys[i]);
+		const char *seen = "missing";
+		if (p)
+			seen = strtoull(p + strlen(keys[i]), NULL, 16) == want[i] ? "as set" : "other";
+		printf("status %s %s\n", keys[i] + 1, seen);
+	}
+	free(s);
+	struct timespec zero = { 0, 0 };
+	CHECK(sigtimedwait(&two, NULL, &zero) > 0 && sigtimedwait(&two, NULL, &zero) > 0);
+	CHECK(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
+}
+
 int main(void)
 {
+	text_at_read();
+	signal_lines();
 	char *s = slurp("/proc/self/stat");
 	CHECK(s != NULL);
 	char comm[64], *c = slurp("/proc/self/comm");

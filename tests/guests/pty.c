@@ -448,6 +448,11 @@ static void session(const char *name)
 	int e = 0;
 	if (n < 0)
 		e = errno;
+	/* Linux wakes the reader (EIO: the other side closed) before it hangs
+	 * the tty up, and sends SIGHUP only once the files are hung up, so the
+	 * signal is what says the hangup is over. */
+	for (int i = 0; i < 5000 && !got_sig[SIGHUP]; i++)
+		usleep(1000);
 	ssize_t wr = write(tty, "x", 1);
 	int we = wr < 0 ? errno : 0;
 	struct termios t;

@@ -26,6 +26,9 @@ command -v containerd >/dev/null || need+=(containerd)
 # podman checkpoints and restores only with a criu that answers its version
 # query (it never runs it for a cryo container: the runtime checkpoints).
 command -v criu >/dev/null || [ -x /usr/sbin/criu ] || need+=(criu)
+# The inet tests run their native halves in a network namespace of their
+# own and bring its lo up with ip.
+[ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || [ -x /bin/ip ] || need+=(iproute2)
 # Static glibc guests need libc.a.
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then

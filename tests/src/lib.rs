@@ -26,6 +26,7 @@ use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod host_procs;
 pub mod sandbox;
 
 /// How long any single run (native or cryo) may take before it is killed,
@@ -147,6 +148,51 @@ impl Invocation {
             .envs(&self.env)
             .current_dir(&self.cwd);
         run_command(cmd, &self.stdin, &format!("native {}", self.describe()))
+    }
+
+    /// Runs the program on the host in a mount namespace of its own with
+    /// private propagation (`unshare -m --propagation private`), so the
+    /// mounts it makes go when it ends and never reach the host's tree.
+    pub fn native_in_private_mount_ns(&self) -> Output {
+        self.native_under(
+            &["unshare", "-m", "--propagation", "private", "--"],
+            "private mount namespace",
+        )
+    }
+
+    /// Runs the program on the host in a network namespace of its own with
+    /// only `lo`, up (`unshare -n`, then `ip link set lo up`), so its
+    /// ephemeral ports and /proc/net are its own and never meet another
+    /// test's running beside it on the host's loopback.
+    pub fn native_in_private_net_ns(&self) -> Output {
+        self.native_under(
+            &[
+                "unshare",
+                "-n",
+                "--",
+                "sh",
+                "-c",
+                "PATH=/usr/sbin:/sbin:$PATH ip link set lo up && exec \"$0\" \"$@\"",
+            ],
+            "network namespace of its own",
+        )
+    }
+
+    /// Runs the program on the host under `wrapper` (a command that ends by
+    /// executing its arguments).
+    fn native_under(&self, wrapper: &[&str], what: &str) -> Output {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(&self.program)
+            .args(&self.args)
+            .env_clear()
+            .envs(&self.env)
+            .current_dir(&self.cwd);
+        run_command(
+            cmd,
+            &self.stdin,
+            &format!("native ({what}) {}", self.describe()),
+        )
     }
 
     /// Runs the program under `cryo do --cwd DIR --env K=V… -- PROGRAM ARGS…`.

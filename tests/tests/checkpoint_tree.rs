@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use cryo_tests::sandbox::{checkpoint, run_then_checkpoint, CheckpointedRun, Sandbox, Scratch};
+use cryo_tests::host_procs::HostTree;
+use cryo_tests::sandbox::{cryo_cli, run_then_checkpoint, CheckpointedRun, Sandbox, Scratch};
 use cryo_tests::{guest, run_cryo_cli, Libc};
 
 const TICKS: &str = "16";
@@ -147,6 +148,71 @@ echo done
     }
 }
 
+/// Files of /proc/PID held open across a checkpoint (redis keeps
+/// /proc/self/stat open while it reads its RSS): re-opened once the
+/// process they name is back, they read that process after the restore.
+#[test]
+fn open_proc_pid_files_survive_a_restore() {
+    const SCRIPT: &str = r#"
+sleep 30 &
+child=$!
+until grep -q '^[0-9]* (sleep) S' /proc/$child/stat; do sleep 0.01; done
+exec 3</proc/$child/stat 4</proc/self/stat 5</proc/$child/cmdline
+i=0
+while [ $i -lt 10 ]; do
+  i=$((i+1)); echo "tick $i"; sleep 0.1
+done
+read -r pid comm state rest <&3
+[ "$pid" = "$child" ] && echo "child stat: $comm $state"
+read -r pid comm rest <&4
+echo "self stat: $pid $comm"
+tr '\0' ' ' <&5; echo
+kill $child
+wait $child || echo "child status $?"
+echo done
+"#;
+    let s = Scratch::new("cryo-procfds-");
+    let sh = std::path::Path::new("/bin/sh");
+    let args = ["-c", SCRIPT];
+    let img = s.path("img");
+    let CheckpointedRun { reference, before } =
+        run_then_checkpoint(&s.root(), sh, &args, 3, &img, (START, EXIT));
+    assert_eq!(
+        reference[10..],
+        [
+            "child stat: (sleep) S",
+            "self stat: 1 (sh)",
+            "sleep 30 ",
+            "child status 143",
+            "done"
+        ],
+        "{reference:?}"
+    );
+    let mut b = Sandbox::restore(&s.root(), &img, "B");
+    assert_eq!(b.wait_exit(EXIT), 0, "restore: {}", b.stderr_str());
+    assert_eq!(b.lines(), &reference[before.len()..]);
+}
+
+/// Processes sharing one fs context (clone(CLONE_FS)) still share it
+/// after a restore: the child's chdir and umask are the parent's, as in
+/// an uninterrupted run, and natively.
+#[test]
+fn clone_fs_sharing_survives_a_restore() {
+    let s = Scratch::new("cryo-clonefs-");
+    let bin = guest("ckpt_clone_fs", Libc::Glibc);
+    let native = cryo_tests::Invocation::new(&bin).args(["6"]).native();
+    assert_eq!(native.code, 0, "{}", native.stderr_str());
+    let out = native.stdout_str();
+    assert!(
+        out.contains("after the CLONE_FS child moved: cwd=/tmp umask=007")
+            && out.contains("after the other child moved: cwd=/tmp umask=007"),
+        "{out}"
+    );
+    let cryo = cryo_tests::Invocation::new(&bin).args(["6"]).cryo();
+    cryo_tests::assert_same(&native, &cryo);
+    cryo_tests::sandbox::ticking_guest_restores_twice(&s.root(), &bin, &["6"], 3, &s.path("img"));
+}
+
 /// Host processes whose command line names `root`: the sandbox's cryo
 /// process and its stubs (forked from it, they keep its command line).
 fn processes_of(root: &std::path::Path) -> Vec<String> {
@@ -170,7 +236,15 @@ fn fork_bomb_gets_eagain_and_leaves_no_stub() {
     // Never run natively: it would bomb the host.
     let bin = guest("fork_bomb", Libc::Glibc);
     let mut sb = Sandbox::run(&s.root(), "bomb", &bin, cryo_tests::sandbox::NO_ARGS);
-    let code = sb.wait_exit(Duration::from_secs(180));
+    // The stubs do not carry cryo's command line: record the sandbox's
+    // host processes by parentage while it runs.
+    let mut tree = HostTree::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while sb.is_running() && std::time::Instant::now() < deadline {
+        tree.record(sb.pid());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let code = sb.wait_exit(Duration::from_secs(1));
     let out = sb.stdout_text();
     assert_eq!(code, 0, "{out} {}", sb.stderr_str());
     assert!(out.contains("fork failed with EAGAIN"), "{out}");
@@ -178,9 +252,114 @@ fn fork_bomb_gets_eagain_and_leaves_no_stub() {
         out.contains("all reaped: ECHILD, more than 10 processes: 1"),
         "{out}"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        tree.recorded().len() > 10,
+        "only {} host processes seen: {:#?}",
+        tree.recorded().len(),
+        tree.recorded()
+    );
+    tree.assert_all_gone(Duration::from_secs(10), "after the fork bomb");
     let left = processes_of(&s.root());
     assert!(left.is_empty(), "host processes left behind: {left:?}");
+}
+
+/// `cryo kill` ends a sandbox in the middle of a fork storm (every process
+/// forks without end, each fork past RLIMIT_NPROC fails with EAGAIN and is
+/// retried at once, workers exit and are replaced), and every host process
+/// the sandbox was seen with while it ran (the Sentry, the gofer, the
+/// stubs, found by parentage from the Sentry, not by command line) is gone
+/// afterwards, as is the sandbox's record.
+#[test]
+fn cryo_kill_ends_a_fork_storm_and_leaves_no_host_process() {
+    let s = Scratch::new("cryo-storm-");
+    let root = s.root();
+    // Never run natively: it would bomb the host.
+    let bin = guest("fork_storm", Libc::Glibc);
+    let mut sb = Sandbox::run(&root, "storm", &bin, cryo_tests::sandbox::NO_ARGS);
+    let mut tree = HostTree::new();
+    tree.record(sb.pid());
+    sb.wait_for(Duration::from_secs(120), "the storm to hit EAGAIN", |l| {
+        !l.is_empty()
+    });
+    assert_eq!(sb.lines(), ["saturated: EAGAIN"], "{}", sb.stderr_str());
+    // Processes come and go all the time: record them over a while, so
+    // that stubs of processes born late are in the set too.
+    let mut most = 0;
+    for _ in 0..20 {
+        most = most.max(tree.record(sb.pid()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        sb.is_running(),
+        "the storm ended by itself: {}",
+        sb.stderr_str()
+    );
+    // One host process per address space: a full sandbox has dozens.
+    assert!(
+        most > 20,
+        "only {most} host processes at once under the storm: {:#?}",
+        tree.recorded()
+    );
+    let k = cryo_cli(&root, &["kill", "storm", "KILL"]);
+    assert_eq!(k.code, 0, "cryo kill during the storm: {}", k.stderr_str());
+    assert_eq!(sb.wait_exit(Duration::from_secs(60)), 128 + libc::SIGKILL);
+    tree.assert_all_gone(Duration::from_secs(10), "after cryo kill of the storm");
+    cryo_tests::sandbox::assert_no_record(&root, "storm");
+}
+
+/// A checkpoint stops every process, those forked while the stop went
+/// round included: with a walk of processes each forking its successor and
+/// exiting, the stop once missed the newest ("task N did not stop") or let
+/// it run on (3 checkpoints in 15 failed). Ten checkpoints in a row succeed,
+/// and the last restores into walks that go on until killed.
+#[test]
+fn a_checkpoint_stops_processes_forked_during_the_stop() {
+    let s = Scratch::new("cryo-walk-");
+    let root = s.root();
+    // Never run natively: it would walk through the host's pids.
+    let bin = guest("fork_walk", Libc::Glibc);
+    let mut sb = Sandbox::run(&root, "walk", &bin, cryo_tests::sandbox::NO_ARGS);
+    sb.wait_for(Duration::from_secs(120), "the walks to start", |l| {
+        !l.is_empty()
+    });
+    assert_eq!(sb.lines()[0], "reaped 1000", "{}", sb.stderr_str());
+    let img = |round: usize| s.path(&format!("img{round}"));
+    for round in 0..10 {
+        let out = cryo_tests::sandbox::checkpoint(&root, &img(round), "walk", &["--leave-running"]);
+        assert_eq!(
+            out.code,
+            0,
+            "checkpoint {round} during the walks: {}",
+            out.stderr_str()
+        );
+        assert!(
+            sb.is_running(),
+            "the walks ended at checkpoint {round}: {}",
+            sb.stderr_str()
+        );
+    }
+    let k = cryo_cli(&root, &["kill", "walk", "KILL"]);
+    assert_eq!(k.code, 0, "cryo kill: {}", k.stderr_str());
+    assert_eq!(sb.wait_exit(Duration::from_secs(60)), 128 + libc::SIGKILL);
+    let mut back = Sandbox::restore(&root, &img(9), "walk2");
+    back.wait_for(
+        Duration::from_secs(120),
+        "the restored walks to go on",
+        |l| !l.is_empty(),
+    );
+    assert!(
+        back.lines()[0].starts_with("reaped "),
+        "{}",
+        back.stderr_str()
+    );
+    let k = cryo_cli(&root, &["kill", "walk2", "KILL"]);
+    assert_eq!(
+        k.code,
+        0,
+        "cryo kill of the restored walk: {}",
+        k.stderr_str()
+    );
+    assert_eq!(back.wait_exit(Duration::from_secs(60)), 128 + libc::SIGKILL);
 }
 
 /// When init ends, every other process of the sandbox ends with it (a pid
@@ -231,38 +410,77 @@ fn init_ignores_default_signals_from_inside() {
     assert_eq!(sb.stdout_text(), "init alive\n");
 }
 
-/// A pidfd cannot be saved yet: the checkpoint is refused naming it, no
-/// statefile appears, and the sandbox goes on.
+/// Pidfds across a checkpoint (tests/guests/ckpt_pidfd.c): one of a child
+/// still running (from CLONE_PIDFD, close-on-exec, in an epoll set, and a
+/// second one PIDFD_NONBLOCK), one of a zombie and one of a reaped child.
+/// Checkpointed mid-run, the statefile moved, restored twice: each restored
+/// sandbox prints what an uninterrupted native run prints from there
+/// (poll and epoll readable at the child's end, waitid(P_PIDFD) reaps it,
+/// EAGAIN from the non-blocking one, pidfd_send_signal kills, ESRCH and
+/// ECHILD once reaped).
 #[test]
-fn checkpoint_refuses_a_pidfd_and_the_sandbox_goes_on() {
+fn pidfds_of_running_zombie_and_reaped_children_restored() {
     let s = Scratch::new("cryo-pidfd-");
-    let script = "import os, time\n\
-pid = os.fork()\n\
-if pid == 0:\n    time.sleep(60); os._exit(0)\n\
-fd = os.pidfd_open(pid)\n\
-print('ready', flush=True)\n\
-time.sleep(1.5)\n\
-os.kill(pid, 9); os.waitpid(pid, 0)\n\
-print('went on', flush=True)\n";
-    let mut sb = Sandbox::run(
-        &s.root(),
-        "P",
-        std::path::Path::new("/usr/bin/python3"),
-        &["-c", script],
+    let bin = guest("ckpt_pidfd", Libc::Glibc);
+    let native = cryo_tests::Invocation::new(&bin).native();
+    assert_eq!(native.code, 0, "native: {}", native.stderr_str());
+    let native: Vec<String> = native.stdout_str().lines().map(String::from).collect();
+    assert_eq!(
+        native.last().map(String::as_str),
+        Some("done"),
+        "{native:?}"
     );
-    sb.wait_lines(1, START);
+
     let img = s.path("img");
-    let out = checkpoint(&s.root(), &img, "P", &[]);
-    cryo_tests::sandbox::assert_refused(
-        out.code,
-        &out.stderr_str(),
-        "checkpoint of a sandbox holding a pidfd",
-        &["pidfd"],
-    );
+    let run = run_then_checkpoint(&s.root(), &bin, &[] as &[&str], 3, &img, (START, EXIT));
+    assert_eq!(run.reference, native, "uninterrupted in cryo vs native");
+
+    let moved = s.path("elsewhere/img");
+    std::fs::create_dir_all(s.path("elsewhere")).unwrap();
+    std::fs::rename(&img, &moved).unwrap();
+    run.restores_go_on(&s.root(), &moved, &["B", "C"], tick_of, EXIT);
+}
+
+/// A signal pending on a process (tests/guests/shared_pending.c "ticks":
+/// kill() from another process while all five threads block it) across a
+/// checkpoint: restored twice from the moved statefile, every thread's
+/// sigpending shows it, the first thread to unblock it runs the handler,
+/// once, and nothing is left pending: what an uninterrupted native run
+/// prints from there.
+#[test]
+fn a_signal_pending_on_the_process_is_restored_and_delivered_once() {
+    let s = Scratch::new("cryo-shared-pending-");
+    let bin = guest("shared_pending", Libc::Glibc);
+    let native = cryo_tests::Invocation::new(&bin).args(["ticks"]).native();
+    assert_eq!(native.code, 0, "native: {}", native.stderr_str());
+    let native: Vec<String> = native.stdout_str().lines().map(String::from).collect();
     assert!(
-        !img.join(cryo_tests::sandbox::STATEFILE).exists(),
-        "a refused checkpoint left a statefile"
+        native.contains(&"handler ran 1 times".to_string()),
+        "{native:?}"
     );
-    assert_eq!(sb.wait_exit(EXIT), 0, "{}", sb.stderr_str());
-    assert_eq!(sb.lines(), ["ready", "went on"]);
+
+    let img = s.path("img");
+    // Round 1's 13 lines, "round 2", then two ticks.
+    let run = run_then_checkpoint(&s.root(), &bin, &["ticks"], 16, &img, (START, EXIT));
+    assert_eq!(run.reference, native, "uninterrupted in cryo vs native");
+    // The checkpoint came while the signal was pending: after "round 2"
+    // only ticks had been printed.
+    let round2 = run
+        .before
+        .iter()
+        .position(|l| l == "round 2")
+        .expect("round 2");
+    assert!(
+        run.before[round2 + 1..]
+            .iter()
+            .all(|l| tick_of(l).is_some())
+            && run.before.last().and_then(|l| tick_of(l)) < Some(20),
+        "the checkpoint came too late: {:?}",
+        run.before
+    );
+
+    let moved = s.path("elsewhere/img");
+    std::fs::create_dir_all(s.path("elsewhere")).unwrap();
+    std::fs::rename(&img, &moved).unwrap();
+    run.restores_go_on(&s.root(), &moved, &["B", "C"], tick_of, EXIT);
 }

@@ -259,6 +259,42 @@ fn sentry_is_confined() {
                 "{p}: {set} of the Sentry"
             );
         }
+        // Every thread, the ones started before the lock-down included
+        // (capabilities are per thread; the filter is synchronised).
+        let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(tasks.len() > 1, "{p}: threads {tasks:?}");
+        for task in &tasks {
+            let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+            if status.is_empty() {
+                continue; // ended meanwhile
+            }
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                    .map(|v| v.trim().to_string())
+            };
+            for (key, want) in [
+                ("CapEff", "0000000000000004"),
+                ("CapPrm", "0000000000000004"),
+                ("CapBnd", "0000000000000004"),
+                ("CapInh", "0000000000000000"),
+                ("Seccomp", "2"),
+                ("NoNewPrivs", "1"),
+            ] {
+                assert_eq!(
+                    field(key).as_deref(),
+                    Some(want),
+                    "{p}: {key} of thread {} ({:?})",
+                    task.display(),
+                    field("Name")
+                );
+            }
+        }
         for ns in ["mnt", "ipc", "uts", "net"] {
             assert_ne!(
                 sentry_ns(&pid.to_string(), ns),
@@ -282,6 +318,78 @@ fn sentry_is_confined() {
                     "{p}: {set} of stub {stub}"
                 );
             }
+        }
+        sb.wait_lines(4, Duration::from_secs(20));
+        assert!(
+            sb.lines().iter().all(|l| l.contains("fileoff=17")),
+            "{p}: {:?}",
+            sb.lines()
+        );
+        sb.kill();
+    }
+}
+
+/// The soft and hard limits of `name` in /proc/PID/limits (None for
+/// "unlimited").
+fn host_limit(pid: u32, name: &str) -> (Option<u64>, Option<u64>) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    let mut words = line[name.len()..].split_whitespace();
+    let mut next = || words.next().and_then(|w| w.parse::<u64>().ok());
+    (next(), next())
+}
+
+/// The Sentry, each of its stubs and its gofer run with no core dumps
+/// (RLIMIT_CORE 0), at most 65536 descriptors, 32768 tasks of their host
+/// user, and private memory no larger than the host's RAM and swap
+/// (RLIMIT_DATA); the sandbox still works under them.
+#[test]
+fn host_processes_have_resource_limits() {
+    let bin = guest("ckpt_counter", Libc::Glibc);
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib = |key: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    let memory = (kib("MemTotal:") + kib("SwapTotal:")) * 1024;
+    for p in platforms() {
+        let s = Scratch::new("cryo-limits-");
+        let cmd = cryo_command_on(&s.root(), p);
+        let mut sb = Sandbox::run_with(cmd, "l", &bin, &["4", "/etc/passwd", "-1", "3"]);
+        sb.wait_lines(2, Duration::from_secs(20));
+        let sentry = sb.pid();
+        let stubs = stubs_of(sentry);
+        let gofers = children_of(sentry, |c| c.split(|b| *b == 0).any(|a| a == b"gofer"));
+        assert!(!stubs.is_empty(), "{p}: no stubs");
+        assert_eq!(gofers.len(), 1, "{p}: gofers {gofers:?}");
+        for pid in std::iter::once(sentry).chain(stubs).chain(gofers) {
+            let what = format!("{p}: process {pid}");
+            assert_eq!(
+                host_limit(pid, "Max core file size"),
+                (Some(0), Some(0)),
+                "{what}"
+            );
+            let (soft, hard) = host_limit(pid, "Max open files");
+            assert!(
+                soft.is_some_and(|s| s <= 65536) && hard.is_some_and(|h| h <= 65536),
+                "{what}: open files {soft:?} {hard:?}"
+            );
+            let (_, hard) = host_limit(pid, "Max processes");
+            assert!(
+                hard.is_some_and(|h| h <= 32768),
+                "{what}: processes {hard:?}"
+            );
+            let (_, hard) = host_limit(pid, "Max data size");
+            // The kernel's page rounding aside, no more than the host has.
+            assert!(
+                hard.is_some_and(|h| h <= memory + 4096),
+                "{what}: data size {hard:?} (memory {memory})"
+            );
         }
         sb.wait_lines(4, Duration::from_secs(20));
         assert!(

@@ -12,6 +12,9 @@ struct Spec {
     env: &'static [(&'static str, &'static str)],
     stdin: &'static [u8],
     exit: i32,
+    /// It mounts file systems: natively it runs in a mount namespace of
+    /// its own (`unshare -m`), so nothing reaches the host's tree.
+    own_mounts: bool,
 }
 
 const fn spec(name: &'static str) -> Spec {
@@ -21,6 +24,7 @@ const fn spec(name: &'static str) -> Spec {
         env: &[],
         stdin: b"",
         exit: 0,
+        own_mounts: false,
     }
 }
 
@@ -43,6 +47,12 @@ const SPECS: &[Spec] = &[
     spec("mremap"),
     spec("brk"),
     spec("madvise"),
+    // clone(CLONE_FS) sharing cwd/umask/root, CLONE_PARENT siblings.
+    spec("clone_fs_parent"),
+    // MADV_DONTFORK/DOFORK/WIPEONFORK/KEEPONFORK seen from children.
+    spec("madvise_fork"),
+    // RLIMIT_STACK set before exec bounds the new image's stack growth.
+    spec("stack_limit"),
     spec("stack"),
     spec("tls"),
     spec("rlimit"),
@@ -97,6 +107,18 @@ const SPECS: &[Spec] = &[
     Spec {
         args: &["2"],
         ..spec("ckpt_unlinked")
+    },
+    // Mappings of files with no name (memfds, O_TMPFILE, unlinked while
+    // mapped), compared with Linux; checkpoint_memfd.rs checkpoints it.
+    Spec {
+        args: &["2"],
+        ..spec("ckpt_unnamed_map")
+    },
+    // SIGBUS from shared-mapping faults past a size=64k tmpfs's limit and
+    // past a file's end, as a handler sees them.
+    Spec {
+        own_mounts: true,
+        ..spec("tmpfs_sigbus")
     },
     Spec {
         exit: 3,
@@ -154,6 +176,14 @@ const SPECS: &[Spec] = &[
     spec("orphans"),
     // pidfd_open, pidfd_send_signal, waitid(P_PIDFD), CLONE_PIDFD.
     spec("pidfd"),
+    // A kill() to a process whose threads all block it: pending on the
+    // process (sigpending in every thread), taken once, by sigtimedwait in
+    // one thread or by the first thread to unblock it.
+    spec("shared_pending"),
+    // Waiting on a process group, execveat, clone3, epoll_pwait2, a
+    // process-directed SIGALRM taken by the thread that does not block
+    // it, sleeps that default-ignored signals do not cut short.
+    spec("proc_calls"),
     // Pseudo-terminals, the line discipline and terminal job control.
     spec("pty"),
     // Unix domain sockets: streams, datagrams and seqpackets, names,
@@ -194,6 +224,7 @@ const MUSL_GUESTS: &[&str] = &[
     "sigwait",
     "wakeups",
     "pty",
+    "tmpfs_sigbus",
 ];
 
 fn invocation(name: &str, libc: Libc) -> Invocation {
@@ -207,6 +238,16 @@ fn invocation(name: &str, libc: Libc) -> Invocation {
         inv = inv.env(k, v);
     }
     inv
+}
+
+/// A native run of `name` (in a mount namespace of its own if it mounts).
+fn native(name: &str, inv: &Invocation) -> Output {
+    let own_mounts = SPECS.iter().any(|s| s.name == name && s.own_mounts);
+    if own_mounts {
+        inv.native_in_private_mount_ns()
+    } else {
+        inv.native()
+    }
 }
 
 fn expected_exit(name: &str) -> i32 {
@@ -230,7 +271,7 @@ fn check_native(name: &str, out: &Output) {
 /// Runs guest `name` natively and under cryo and compares the two.
 fn run(name: &str, libc: Libc) {
     let inv = invocation(name, libc);
-    let native = inv.native();
+    let native = native(name, &inv);
     check_native(name, &native);
     let cryo = inv.cryo();
     assert_same(&native, &cryo);
@@ -257,6 +298,11 @@ guest_tests!(
     job_control,
     orphans,
     pidfd,
+    shared_pending,
+    proc_calls,
+    clone_fs_parent,
+    madvise_fork,
+    stack_limit,
     pty,
     hello,
     rw,
@@ -306,6 +352,8 @@ guest_tests!(
     vmsplice,
     ckpt_holding,
     ckpt_unlinked,
+    ckpt_unnamed_map,
+    tmpfs_sigbus,
     exit_group,
     exit_thread,
     atexit,
@@ -362,6 +410,7 @@ musl_tests!(
     musl_sigwait => sigwait,
     musl_wakeups => wakeups,
     musl_pty => pty,
+    musl_tmpfs_sigbus => tmpfs_sigbus,
 );
 
 /// Native-only sanity check of the guests themselves (needs no cryo): every
@@ -379,8 +428,8 @@ fn guests_are_deterministic_natively() {
     for (spec, libc) in glibc.chain(musl) {
         {
             let inv = invocation(spec.name, libc);
-            let first = inv.native();
-            let second = inv.native();
+            let first = native(spec.name, &inv);
+            let second = native(spec.name, &inv);
             if first.code != spec.exit {
                 problems.push(format!(
                     "{} ({libc:?}): exit {} (want {})\n{}",
@@ -403,4 +452,47 @@ fn guests_are_deterministic_natively() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// SEEK_DATA/SEEK_HOLE on a sparse host file read through the gofer (the
+/// overlay's lower layer, never copied up): the holes are the host file
+/// system's, as natively, not one run of data to the end.
+/// read(2)/pread64(2) of a host file, which go straight into application
+/// memory: short counts at a page that is not writable, EFAULT with the
+/// offset unmoved, reads bigger than a step, the file's end, shared memory.
+#[test]
+fn reads_of_a_host_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let bytes: Vec<u8> = (0..(3i64 << 20) + 123)
+        .map(|i| ((i * 7 + i / 4096) % 251) as u8)
+        .collect();
+    std::fs::write(&path, bytes).unwrap();
+    let inv = Invocation::new(guest("host_read", Libc::Glibc)).args([path.to_str().unwrap()]);
+    let native = inv.native();
+    assert_eq!(native.code, 0, "{}", native.stderr_str());
+    assert_same(&native, &inv.cryo());
+}
+
+#[test]
+fn seek_data_on_a_sparse_host_file() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sparse");
+    let f = std::fs::File::create(&path).unwrap();
+    f.write_all_at(b"head", 0).unwrap();
+    f.write_all_at(b"mid", 65536 + 10).unwrap();
+    f.write_all_at(b"two pages", (1 << 20) + 4090).unwrap();
+    f.set_len((1 << 20) + 8192 + 100).unwrap();
+    drop(f);
+    let inv = Invocation::new(guest("seek_data", Libc::Glibc)).args([path.to_str().unwrap()]);
+    let native = inv.native();
+    assert_eq!(native.code, 0, "{}", native.stderr_str());
+    // The host file system keeps holes (else the test shows nothing).
+    assert!(
+        native.stdout_str().contains("host from 4096: data=65536"),
+        "{}",
+        native.stdout_str()
+    );
+    assert_same(&native, &inv.cryo());
 }

@@ -2,15 +2,18 @@
 //! 127.0.0.1 and ::1: our C guests (tests/guests/inet_*.c: the calls,
 //! their errors and their readiness; `lo`'s ioctls and /proc/net), python3's http.server with
 //! urllib.request, and asyncio's streams and datagram endpoints. Each
-//! runs natively first (on the host's own loopback, ephemeral ports, no
-//! port number printed) and must print the same under cryo.
+//! runs natively first (in a network namespace of its own with `lo` up,
+//! ephemeral ports, no port number printed) and must print the same under
+//! cryo.
 
 use cryo_tests::{assert_same, guest, Invocation, Libc};
 
 const PYTHON: &str = "/usr/bin/python3";
 
 fn same_as_linux(inv: Invocation) {
-    let native = inv.native();
+    // Its own loopback: a test running beside it natively took a port one
+    // of its guests had just closed to probe ECONNREFUSED.
+    let native = inv.native_in_private_net_ns();
     assert_eq!(
         native.code,
         0,
@@ -170,4 +173,22 @@ s.bind((0, 0))
 print("netlink bound", s.getsockname()[0] > 0)
 "#,
     );
+}
+
+/// Ping sockets and raw sockets as Linux (tests/guests/inet_ping.c). The
+/// guest writes net.ipv4.ping_group_range, so natively it runs in a new
+/// network namespace with only `lo` up (a fresh namespace's range is
+/// Linux's "1 0", as the sandbox's is), never on the host's own.
+#[test]
+fn ping_sockets_echo_over_lo_and_raw_needs_cap_net_raw_as_linux() {
+    let g = guest("inet_ping", Libc::Glibc);
+    let native = Invocation::new(&g).native_in_private_net_ns();
+    assert_eq!(
+        native.code,
+        0,
+        "the program misbehaves natively:\n{}{}",
+        native.stdout_str(),
+        native.stderr_str()
+    );
+    assert_same(&native, &Invocation::new(&g).cryo());
 }

@@ -88,8 +88,9 @@ const EXIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// `cryo do --memory`: a program that touches more than the limit is
 /// OOM-killed (SIGKILL, 137 as a shell shows it), one that stays under it
 /// runs to its end; /proc/meminfo's MemTotal is the limit; tmpfs pages
-/// count against it (40 MiB in /dev/shm leave a 64 MiB sandbox too little
-/// for 32 MiB more, enough for 16).
+/// count against it (30 MiB in /dev/shm, which holds at most half of the
+/// sandbox's memory as Linux's default, leave a 64 MiB sandbox too little
+/// for 40 MiB more, enough for 16).
 #[test]
 fn memory_limit_oom_kills_the_largest_process() {
     let scratch = cryo_tests::sandbox::Scratch::new("memlimit");
@@ -110,8 +111,8 @@ fn memory_limit_oom_kills_the_largest_process() {
 
     let hog_path = hog.to_str().unwrap();
     let script = format!(
-        "grep MemTotal /proc/meminfo; head -c 40M /dev/zero > /dev/shm/fill || exit 9; \
-         {hog_path} 32; echo rc=$?; {hog_path} 16; echo rc=$?"
+        "grep MemTotal /proc/meminfo; head -c 30M /dev/zero > /dev/shm/fill || exit 9; \
+         {hog_path} 40; echo rc=$?; {hog_path} 16; echo rc=$?"
     );
     let mut shm = run_limited(
         &root,

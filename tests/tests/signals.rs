@@ -67,7 +67,7 @@ fn sigint_without_a_handler_ends_the_program_like_linux() {
         libc::SIGINT,
     );
     assert_eq!(first, "go\n");
-    // Without fork, /bin/sh cannot run a pipeline, but `exec` replaces it:
+    // `exec` replaces the shell (which would otherwise wait for sleep):
     // sleep has no handler, so SIGINT's default action ends it.
     assert_eq!(code, 128 + libc::SIGINT);
 }

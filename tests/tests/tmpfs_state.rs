@@ -193,3 +193,162 @@ fn deep_directory_chain_survives() {
     assert_eq!(field(&after, "depth"), "20000", "after restore: {after}");
     assert_eq!(field(&after, "marker"), "bottom", "after restore: {after}");
 }
+
+// ---- size and inode limits -------------------------------------------
+
+fn limit_guest() -> PathBuf {
+    guest("tmpfs_limit", Libc::Glibc)
+}
+
+fn output_of(mut cmd: std::process::Command, what: &str) -> cryo_tests::Output {
+    cryo_tests::isolate(&mut cmd);
+    let o = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    cryo_tests::Output {
+        code: cryo_tests::exit_code(o.status),
+        stdout: o.stdout,
+        stderr: o.stderr,
+    }
+}
+
+/// The `tmpfs_limit` guest on a tmpfs mounted with size=1m,nr_inodes=64:
+/// natively inside `unshare -m` (the test runs as root), and under cryo as
+/// an OCI bundle's tmpfs mount with those options among mount flags. Every
+/// statfs total, free count and errno is compared: writes stop at 1 MiB
+/// with ENOSPC, fallocate past it fails and takes nothing, truncate-extend
+/// is free, every new node and every hard link takes an inode, and the
+/// last close (not the last unlink) of an open file gives its inode back.
+#[test]
+fn oci_tmpfs_size_and_inode_limits_match_linux() {
+    let prog = limit_guest();
+    let s = Scratch::new("cryo-tmpfs-limit-");
+    let mnt = s.path("native-mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut native = std::process::Command::new("unshare");
+    native.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o size=1m,nr_inodes=64 none \"$1\" && exec \"$2\" \"$1\"",
+        "sh",
+    ]);
+    native.arg(&mnt).arg(&prog);
+    let native = output_of(native, "native under unshare -m");
+    assert_eq!(native.code, 0, "native: {}", native.stderr_str());
+
+    let bundle = s.path("bundle");
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    std::fs::copy(&prog, bundle.join("rootfs/guest")).unwrap();
+    let root = s.root();
+    let mut spec = cryo_tests::sandbox::cryo_command(&root);
+    spec.args(["spec", "--bundle"]).arg(&bundle);
+    let o = output_of(spec, "cryo spec");
+    assert_eq!(o.code, 0, "cryo spec: {}", o.stderr_str());
+    let path = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["root"]["readonly"] = false.into();
+    v["process"]["terminal"] = false.into();
+    v["process"]["args"] = serde_json::json!(["/guest", "/lim"]);
+    v["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+        "destination": "/lim", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "size=1m", "nr_inodes=64", "mode=1777"]
+    }));
+    std::fs::write(&path, v.to_string()).unwrap();
+    let mut run = cryo_tests::sandbox::cryo_command(&root);
+    run.args(["run", "--bundle"]).arg(&bundle).arg("lim");
+    let cryo = output_of(run, "cryo run");
+    assert_eq!(cryo.code, 0, "cryo run: {}", cryo.stderr_str());
+    assert_eq!(
+        cryo.stdout_str(),
+        native.stdout_str(),
+        "cryo stderr: {}",
+        cryo.stderr_str()
+    );
+    assert!(native
+        .stdout_str()
+        .contains("files until full: 62 errno=ENOSPC"));
+
+    // A bad size= refuses the bundle, naming the option.
+    v["mounts"].as_array_mut().unwrap().last_mut().unwrap()["options"] =
+        serde_json::json!(["size=1q"]);
+    std::fs::write(&path, v.to_string()).unwrap();
+    let mut run = cryo_tests::sandbox::cryo_command(&root);
+    run.args(["run", "--bundle"]).arg(&bundle).arg("bad");
+    let bad = output_of(run, "cryo run (bad size)");
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr_str().contains("size=1q"), "{}", bad.stderr_str());
+}
+
+/// `df` inside `cryo do --memory 64M`: /dev/shm has Linux's default limits
+/// of half of the sandbox's memory (32 MiB, 8,192 inodes, the root's one
+/// used), and the root's upper layer is bounded by all of it.
+#[test]
+fn df_shows_the_default_limits() {
+    let s = Scratch::new("cryo-tmpfs-df-");
+    let root = s.root();
+    let mut cmd = cryo_tests::sandbox::cryo_command(&root);
+    cmd.args([
+        "do", "--memory", "64M", "--", "/bin/df", "-k", "/dev/shm", "/",
+    ]);
+    let o = output_of(cmd, "cryo do df -k");
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    let out = o.stdout_str();
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!((rows[0][1], rows[0][5]), ("32768", "/dev/shm"), "{out}");
+    assert_eq!((rows[1][1], rows[1][5]), ("65536", "/"), "{out}");
+    let mut cmd = cryo_tests::sandbox::cryo_command(&root);
+    cmd.args(["do", "--memory", "64M", "--", "/bin/df", "-i", "/dev/shm"]);
+    let o = output_of(cmd, "cryo do df -i");
+    assert_eq!(o.code, 0, "{}", o.stderr_str());
+    let out = o.stdout_str();
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[1..4], ["8192", "1", "8191"], "{out}");
+}
+
+/// A full /dev/shm (the default limit of `cryo do --memory 64M`, 32 MiB)
+/// is checkpointed and restored: the limit and the usage come back (the
+/// usage counted from the restored files), so it stays full; deleting the
+/// file frees its space, and filling again stops at the same size.
+#[test]
+fn a_full_tmpfs_stays_full_across_restore() {
+    let s = Scratch::new("cryo-tmpfs-full-");
+    let root = s.root();
+    let img = s.path("img");
+    let prog = limit_guest();
+    let mut cmd = cryo_tests::sandbox::cryo_command(&root);
+    cmd.args(["do", "--id", "F", "--memory", "64M", "--"])
+        .arg(&prog)
+        .args(["/dev/shm", "fill"]);
+    let mut sb = Sandbox::spawn(cmd, "cryo do tmpfs_limit fill").failing_on("CHECK FAILED");
+    sb.wait_lines(3, START);
+    let before = sb.lines().to_vec();
+    let out = checkpoint(&root, &img, "F", &[]);
+    assert_eq!(out.code, 0, "cryo checkpoint: {}", out.stderr_str());
+    assert_eq!(sb.wait_exit(EXIT), 0, "{}", sb.stderr_str());
+    assert_eq!(
+        before[1],
+        format!("fill big: total={} last=-1 errno=ENOSPC", 32u64 << 20)
+    );
+    assert!(before[2].contains("blocks=8192 bfree=0 "), "{before:?}");
+    let mut restored = Sandbox::restore(&root, &img, "F2").failing_on("CHECK FAILED");
+    assert_eq!(restored.wait_exit(START), 0, "{}", restored.stderr_str());
+    let after = restored.lines().to_vec();
+    assert_eq!(
+        after,
+        [
+            before[2].replace("full:", "restored:"),
+            "append after restore: ret=-1 errno=ENOSPC".to_string(),
+            before[0].replace("fresh:", "deleted:"),
+            before[1].replace("big", "again"),
+        ],
+        "{}",
+        restored.stderr_str()
+    );
+}

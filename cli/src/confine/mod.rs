@@ -13,9 +13,13 @@
 //!
 //! Capabilities, unlike the filter (TSYNC), are per thread: the threads
 //! started before the lock-down (the statefile's workers, which a restore
-//! needs unbound, the systrap platform's forker and pool, a terminal's
-//! relays) keep theirs; every thread started after has only the one kept.
-//! The control socket is bound before and served after it.
+//! needs unbound, the timekeeper, the systrap platform's forker and pool,
+//! a terminal's relays) are each made to drop theirs on a signal
+//! (platform::host_threads); every thread started after inherits the one
+//! kept. The control socket is bound before and served after it.
+//!
+//! Resource limits (cap_resources) are set when the namespaces are
+//! entered, before any stub or gofer exists, so that all inherit them.
 //!
 //! Not done (said by `cryo doctor`): a pid namespace (the first stub
 //! forked into it would be its init, and its end would end every later
@@ -83,6 +87,11 @@ pub fn enter_namespaces() {
         let _ = ENTERED.set(None);
         return;
     }
+    if let Err(e) = cap_resources() {
+        eprintln!(
+            "cryo: warning: the sandbox's host processes run without their resource limits ({e})"
+        );
+    }
     let flags = NAMESPACES
         .iter()
         .fold(CloneFlags::empty(), |all, (f, _)| all | *f);
@@ -101,6 +110,50 @@ pub fn enter_namespaces() {
     let _ = ENTERED.set(Some(result));
 }
 
+/// The most host descriptors a sandbox process holds (the gofer's files
+/// the Sentry was given, donated files, the memory file, sockets).
+pub const NOFILE_CAP: u64 = 65536;
+
+/// The most host tasks the sandbox's host user runs (RLIMIT_NPROC is per
+/// real uid, threads included; Linux does not apply it to root). A guest's
+/// tasks are bounded by the Sentry's own limit (1024 by default), each one
+/// a Sentry thread and a stub thread.
+pub const NPROC_CAP: u64 = 32768;
+
+/// Caps the sandbox process's host resources; its stubs and gofers, forked
+/// or started from it, inherit them: no core dump (it would hold the
+/// application's memory), at most [`NOFILE_CAP`] descriptors and
+/// [`NPROC_CAP`] tasks, and private writable memory (RLIMIT_DATA: the heap,
+/// thread stacks; the memory file is a shared mapping and does not count)
+/// no larger than the host's RAM and swap. RLIMIT_AS is left alone: the
+/// Sentry maps the whole memory file and the stubs reserve the
+/// application's address space, both far beyond what they use. A limit
+/// already lower is kept.
+fn cap_resources() -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let info = nix::sys::sysinfo::sysinfo().map_err(|e| format!("sysinfo: {e}"))?;
+    let memory = info.ram_total() + info.swap_total();
+    for (resource, name, cap) in [
+        (Resource::RLIMIT_CORE, "RLIMIT_CORE", 0),
+        (Resource::RLIMIT_NOFILE, "RLIMIT_NOFILE", NOFILE_CAP),
+        (Resource::RLIMIT_NPROC, "RLIMIT_NPROC", NPROC_CAP),
+        (Resource::RLIMIT_DATA, "RLIMIT_DATA", memory),
+    ] {
+        let (soft, hard) = getrlimit(resource).map_err(|e| format!("getrlimit {name}: {e}"))?;
+        let hard = hard.min(cap);
+        // The descriptors' soft limit is raised to the cap: the Sentry
+        // holds one host fd per open gofer file, and 1024 would bound the
+        // guest long before its own limit.
+        let soft = if resource == Resource::RLIMIT_NOFILE {
+            hard
+        } else {
+            soft.min(hard)
+        };
+        setrlimit(resource, soft, hard).map_err(|e| format!("setrlimit {name}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Locks the booted sandbox process down (see the module's comment). Any
 /// part the host cannot give is said on stderr; an error is a part that
 /// should have worked and did not.
@@ -114,13 +167,16 @@ pub fn lock_down() -> Result<(), ConfineError> {
         }
         Some(Some(r)) => r.clone(),
     };
+    // Before the pivot hides /proc: the threads started so far, each of
+    // which must drop its own capabilities.
+    let threads = other_threads()?;
     match entered {
         Ok(()) => pivot_to_empty_root()?,
         Err(e) => eprintln!(
             "cryo: warning: the Sentry runs in the host's namespaces and sees the host's root ({e})"
         ),
     }
-    drop_capabilities()?;
+    drop_capabilities(&threads)?;
     nix::sys::prctl::set_no_new_privs().map_err(ConfineError::NoNewPrivs)?;
     install_filters()?;
     tracing::debug!("the Sentry is confined");
@@ -177,26 +233,32 @@ fn pivot_to_empty_root() -> Result<(), ConfineError> {
     Ok(())
 }
 
+/// The ids of this process's threads other than the caller.
+fn other_threads() -> Result<Vec<i32>, ConfineError> {
+    let me = nix::unistd::gettid().as_raw();
+    let dir = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| ConfineError::Caps(format!("listing /proc/self/task: {e}")))?;
+    Ok(dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&tid| tid != me)
+        .collect())
+}
+
 /// Drops every capability but [`KEPT`] from every set, the bounding set
-/// included (so nothing the Sentry starts can regain one). A Sentry that
-/// is not root has none to drop.
-fn drop_capabilities() -> Result<(), ConfineError> {
+/// included (so nothing the Sentry starts can regain one), on this thread
+/// and on each of `threads` (capabilities are per thread: the ones started
+/// before the lock-down would keep theirs). A Sentry that is not root has
+/// none to drop.
+fn drop_capabilities(threads: &[i32]) -> Result<(), ConfineError> {
     let err = |e: caps::errors::CapsError| ConfineError::Caps(e.to_string());
-    let kept: caps::CapsHashSet = KEPT.iter().copied().collect();
     let have = caps::read(None, CapSet::Permitted).map_err(err)?;
-    if have.contains(&Capability::CAP_SETPCAP) {
-        for cap in caps::all() {
-            if !kept.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(err)?;
-            }
-        }
-    }
-    caps::clear(None, CapSet::Ambient).map_err(err)?;
-    caps::clear(None, CapSet::Inheritable).map_err(err)?;
-    let keep: caps::CapsHashSet = have.intersection(&kept).copied().collect();
-    caps::set(None, CapSet::Effective, &keep).map_err(err)?;
-    caps::set(None, CapSet::Permitted, &keep).map_err(err)?;
-    Ok(())
+    let keep = KEPT
+        .iter()
+        .filter(|c| have.contains(c))
+        .fold(0u64, |bits, c| bits | c.bitmask());
+    platform::host_threads::drop_capabilities_on_every_thread(threads, keep)
+        .map_err(|e| ConfineError::Caps(e.to_string()))
 }
 
 /// The allow-list: everything not in it kills the process (logs it, with

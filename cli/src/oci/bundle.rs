@@ -44,6 +44,8 @@ pub enum MountPlan {
     Tmpfs {
         dest: String,
         mode: u32,
+        /// Its size, inode and owner options (Linux's tmpfs data).
+        options: sentry::vfs::tmpfs::TmpfsOptions,
         read_only: bool,
     },
     /// A host directory served by a gofer of its own.
@@ -316,6 +318,24 @@ fn mount_mode(options: &[String]) -> Result<Option<u32>, BundleError> {
     Ok(None)
 }
 
+/// The tmpfs data among a mount's options: the `key=value` ones Linux's
+/// tmpfs reads (size=, nr_blocks=, nr_inodes=, mode=, uid=, gid=), each
+/// checked as mount(2) would; mount flags (nosuid, ro, ...) are not data.
+fn tmpfs_options(options: &[String]) -> Result<sentry::vfs::tmpfs::TmpfsOptions, BundleError> {
+    const KEYS: [&str; 6] = ["size", "nr_blocks", "nr_inodes", "mode", "uid", "gid"];
+    let data: Vec<&str> = options
+        .iter()
+        .map(String::as_str)
+        .filter(|o| o.split_once('=').is_some_and(|(k, _)| KEYS.contains(&k)))
+        .collect();
+    for o in &data {
+        sentry::vfs::tmpfs::TmpfsOptions::parse(o)
+            .map_err(|e| invalid("mounts", format!("tmpfs option {o:?}: {e} (bad value)")))?;
+    }
+    sentry::vfs::tmpfs::TmpfsOptions::parse(&data.join(","))
+        .map_err(|e| invalid("mounts", format!("tmpfs options {data:?}: {e}")))
+}
+
 /// What cryo does with one mount of config.json: a plan, nothing (what
 /// cryo already mounts there), or a warning.
 fn plan_mount(m: &Mount) -> Result<Result<Option<MountPlan>, String>, BundleError> {
@@ -380,6 +400,7 @@ fn plan_mount(m: &Mount) -> Result<Result<Option<MountPlan>, String>, BundleErro
         | ("tmpfs" | "shm", "/dev/shm") => Ok(None),
         ("tmpfs", _) => Ok(Some(MountPlan::Tmpfs {
             mode: mount_mode(&options)?.unwrap_or(0o1777),
+            options: tmpfs_options(&options)?,
             dest,
             read_only,
         })),
@@ -540,6 +561,23 @@ mod tests {
         v["process"]["user"]["uid"] = serde_json::json!("root");
         let err = parse_spec(Path::new("config.json"), &v.to_string()).unwrap_err();
         assert!(err.to_string().contains("process.user.uid"), "{err}");
+    }
+
+    #[test]
+    fn tmpfs_mount_options_give_its_limits() {
+        let opts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = tmpfs_options(&opts(&[
+            "nosuid",
+            "size=65536k",
+            "mode=1777",
+            "nr_inodes=64",
+            "strictatime",
+        ]))
+        .unwrap();
+        assert_eq!(o.size, Some(sentry::vfs::tmpfs::TmpfsSize::Bytes(64 << 20)));
+        assert_eq!(o.nr_inodes, Some(64));
+        let err = tmpfs_options(&opts(&["size=12q"])).unwrap_err();
+        assert!(err.to_string().contains("size=12q"), "{err}");
     }
 
     #[test]

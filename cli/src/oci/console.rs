@@ -293,7 +293,7 @@ impl SandboxTerminal {
         let path = format!("/dev/pts/{}", tty.index());
         let replica = kernel
             .vfs
-            .open_at(kernel.vfs.root(), path.as_bytes(), libc::O_RDWR, 0)
+            .open_at(&kernel.vfs.root(), path.as_bytes(), libc::O_RDWR, 0)
             .map_err(ConsoleError::Sandbox)?;
         Ok(SandboxTerminal {
             master,

@@ -72,6 +72,7 @@ impl Identity {
                     dest,
                     mode,
                     read_only,
+                    ..
                 } => MountIdentity {
                     destination: dest.clone(),
                     kind: "tmpfs".into(),

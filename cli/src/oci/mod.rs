@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod cgroup;
 pub mod commands;
 pub mod console;
+pub mod criu_stats;
 pub mod hooks;
 pub mod identity;
 pub mod inventory;

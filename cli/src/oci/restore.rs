@@ -18,11 +18,13 @@
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 
 use super::bundle;
 use super::commands::{self, Globals};
+use super::criu_stats::{self, RestoreStats};
 use super::hooks::{self, Stage};
 use super::identity::Identity;
 use super::inventory::Inventory;
@@ -37,6 +39,8 @@ pub struct OciRestore {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// Where CRIU would put its `stats-restore` (and the engine reads it).
+    pub work_path: Option<PathBuf>,
 }
 
 /// Reads the statefile's header and checks the checkpointed container is
@@ -52,6 +56,7 @@ pub(crate) fn check_image(image: &Path, plan: &bundle::Plan) -> anyhow::Result<(
 }
 
 pub fn restore(g: &Globals, r: OciRestore) -> anyhow::Result<i32> {
+    let began = Instant::now();
     state::check_id(&r.id)?;
     let image = std::path::absolute(&r.image)
         .with_context(|| format!("--image-path {}", r.image.display()))?;
@@ -91,6 +96,7 @@ pub fn restore(g: &Globals, r: OciRestore) -> anyhow::Result<i32> {
         do_sandbox: false,
     };
     let mut child = None;
+    let mut stats = RestoreStats::default();
     let started = (|| -> anyhow::Result<()> {
         locked.save(&record)?;
         super::identity::save_in(&locked.dir, &Identity::of_plan(&plan))?;
@@ -129,6 +135,7 @@ pub fn restore(g: &Globals, r: OciRestore) -> anyhow::Result<i32> {
             }
             bail!("{}", answer.trim_end());
         }
+        stats.forking_us = micros(began.elapsed());
         record.pid = c.id() as i32;
         record.start_time = state::proc_stat(record.pid).map_or(0, |(_, t)| t);
         // runc runs these while CRIU restores, before the processes go on.
@@ -143,6 +150,7 @@ pub fn restore(g: &Globals, r: OciRestore) -> anyhow::Result<i32> {
             Reply::Error(e) => bail!("the restored container does not go on: {e}"),
             other => bail!("the restored container: unexpected answer {other:?}"),
         }
+        stats.restore_us = micros(began.elapsed());
         record.status = Status::Running;
         locked.save(&record)?;
         if let Some(p) = &r.pid_file {
@@ -159,6 +167,14 @@ pub fn restore(g: &Globals, r: OciRestore) -> anyhow::Result<i32> {
         return Err(e);
     }
     drop(locked);
+    if let Some(work) = &r.work_path {
+        // The container runs: a statistics file that cannot be written
+        // is only reported.
+        stats.pages_restored = restored_pages(&image);
+        if let Err(e) = criu_stats::write_restore(work, &stats) {
+            tracing::warn!("{e:#}");
+        }
+    }
     let Some(mut child) = child else {
         bail!("the sandbox process was not started");
     };
@@ -179,4 +195,19 @@ pub fn restore(g: &Globals, r: OciRestore) -> anyhow::Result<i32> {
         let _ = l.remove();
     }
     Ok(code)
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The memory pages the statefile held (0 if its index cannot be read
+/// again: it was read whole a moment ago).
+fn restored_pages(image: &Path) -> u64 {
+    statefile::Reader::open(sentry::state::statefile_path(image))
+        .and_then(|r| {
+            r.memory(sentry::state::MEMORY_SECTION)
+                .map(|m| m.present_pages())
+        })
+        .unwrap_or(0)
 }

@@ -212,10 +212,14 @@ pub(crate) fn namespace_of(
             MountPlan::Tmpfs {
                 dest,
                 mode,
+                options,
                 read_only,
             } => ExtraMount {
                 dest: dest.as_bytes().to_vec(),
-                source: MountSource::Tmpfs { mode: *mode },
+                source: MountSource::Tmpfs {
+                    mode: *mode,
+                    options: *options,
+                },
                 read_only: *read_only,
             },
             MountPlan::Bind {
@@ -291,6 +295,7 @@ fn restore(
         memory_limit: plan.memory_limit,
         stdio: None,
         memory: None,
+        lazy: false,
     };
     let task = sentry::state::restore_container(image, root_sock, container, false, platform)
         .map_err(anyhow::Error::new)?;

@@ -276,6 +276,7 @@ fn restore(
                 memory_limit: plan.memory_limit,
                 stdio: Some(stdio),
                 memory,
+                lazy: false,
             };
             (sock, container)
         }

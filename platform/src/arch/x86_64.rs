@@ -110,6 +110,26 @@ impl FpState {
     }
 }
 
+impl FpState {
+    /// This state as this host's kernel accepts it: components the host's
+    /// CPU lacks are marked initial in XSTATE_BV (ptrace and XRSTOR refuse
+    /// them). Only a statefile from another host can hold one, and its
+    /// restore refuses any the sandbox's CPU showed; what is left was kept
+    /// in use by that host's kernel on its own behalf (PKRU on a PKU host),
+    /// never state the application could see.
+    pub fn loadable_here(&self) -> std::borrow::Cow<'_, FpState> {
+        static HOST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let host = *HOST.get_or_init(host_xfeatures);
+        let bv = self.xstate_bv();
+        if bv & !host == 0 || self.xsave.len() < 520 {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut fp = self.clone();
+        fp.xsave[512..520].copy_from_slice(&(bv & host).to_le_bytes());
+        std::borrow::Cow::Owned(fp)
+    }
+}
+
 statefile::versioned!(Registers, "platform.Registers", 1);
 statefile::versioned!(FpState, "platform.FpState", 1);
 

@@ -176,5 +176,10 @@ fn io_to_nix(e: std::io::Error) -> nix::Error {
 
 /// The calling thread's id.
 fn current_tid() -> i32 {
-    nix::unistd::gettid().as_raw()
+    // Asked at every switch: gettid(2) is a host syscall (through the
+    // Sentry's seccomp filter), and a thread's id never changes.
+    thread_local! {
+        static TID: i32 = nix::unistd::gettid().as_raw();
+    }
+    TID.with(|t| *t)
 }

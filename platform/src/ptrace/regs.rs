@@ -107,7 +107,7 @@ pub(crate) fn get_fp(tid: i32) -> Result<FpState, PlatformError> {
 /// are absent from its XSTATE_BV and so load in their initial state.
 pub(crate) fn set_fp(tid: i32, fp: &FpState) -> Result<(), PlatformError> {
     let size = xsave_size(tid)?;
-    let mut buf = padded(fp, size)?;
+    let mut buf = padded(&fp.loadable_here(), size)?;
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),

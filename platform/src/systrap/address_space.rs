@@ -56,6 +56,10 @@ pub(crate) struct Slot {
     pub gone: bool,
     /// How the two sides wait for each other (see [`Pacing`]).
     pub pacing: Pacing,
+    /// The slot's FP buffer holds a state the thread has not loaded yet:
+    /// the next resume loads it (CMD_SET_FP_RESUME), one hand-over fewer
+    /// for a context's first switch in a thread.
+    pub fp_staged: bool,
 }
 
 /// How a thread and its Sentry thread wait for each other.
@@ -848,6 +852,7 @@ impl SystrapAddressSpace {
             regs: None,
             gone: false,
             pacing: Pacing::default(),
+            fp_staged: false,
         })
     }
 
@@ -953,7 +958,12 @@ impl SystrapAddressSpace {
         interrupt: &super::context::SystrapInterrupter,
     ) -> Result<Seen, PlatformError> {
         let napped = self.shm.read_u32(slot_off(slot.index, SL_NAP)) != 0;
-        let woke = self.post(slot, CMD_RESUME);
+        let command = if std::mem::take(&mut slot.fp_staged) {
+            CMD_SET_FP_RESUME
+        } else {
+            CMD_RESUME
+        };
+        let woke = self.post(slot, command);
         let started = Instant::now();
         let (seen, slept) =
             self.wait_slot_paced(slot.index, slot.tid, Some(interrupt), slot.sentry_spin())?;
@@ -1020,7 +1030,8 @@ impl SystrapAddressSpace {
     }
 
     /// The FP state in the thread's signal frame.
-    pub(crate) fn get_fp(&self, slot: &Slot) -> Result<FpState, PlatformError> {
+    pub(crate) fn get_fp(&self, slot: &mut Slot) -> Result<FpState, PlatformError> {
+        self.load_staged_fp(slot)?;
         match self.command(slot, CMD_GET_FP, None)? {
             Seen::Event => {}
             Seen::Dead => return Err(self.thread_died(slot.tid)),
@@ -1036,13 +1047,27 @@ impl SystrapAddressSpace {
         })
     }
 
-    /// Replaces the FP state in the thread's signal frame (loaded when it
-    /// returns into the application).
-    pub(crate) fn set_fp(&self, slot: &Slot, fp: &FpState) -> Result<(), PlatformError> {
-        check_fp(self.pid, fp)?;
+    /// Replaces the FP state the thread resumes with: put in the slot's FP
+    /// buffer and loaded by the next resume (CMD_SET_FP_RESUME), or by the
+    /// next FP command if one comes first (`load_staged_fp`), so that
+    /// setting it costs no hand-over of its own.
+    pub(crate) fn stage_fp(&self, slot: &mut Slot, fp: &FpState) -> Result<(), PlatformError> {
+        let fp = fp.loadable_here();
+        check_fp(self.pid, &fp)?;
         self.shm.write_bytes(slot_off(slot.index, SL_FP), &fp.xsave);
         self.shm
             .write_u32(slot_off(slot.index, SL_FP_LEN), fp.xsave.len() as u32);
+        slot.fp_staged = true;
+        Ok(())
+    }
+
+    /// Makes the thread load a staged FP state now (before its frame's FP
+    /// state is read or replaced otherwise).
+    fn load_staged_fp(&self, slot: &mut Slot) -> Result<(), PlatformError> {
+        if !slot.fp_staged {
+            return Ok(());
+        }
+        slot.fp_staged = false;
         match self.command(slot, CMD_SET_FP, None)? {
             Seen::Event => Ok(()),
             Seen::Dead => Err(self.thread_died(slot.tid)),

@@ -153,7 +153,9 @@ impl SystrapContext {
         }
         let mine = self.saved().take();
         let fp = mine.unwrap_or_else(|| initial_fp(xsave_size()));
-        aspace.set_fp(slot, &fp)?;
+        // Loaded by the resume that follows (a switch claims right before
+        // it runs), not by a hand-over of its own.
+        aspace.stage_fp(slot, &fp)?;
         slot.fp_owner = Some(FpOwner {
             ctx: self.id,
             slot: Arc::downgrade(&self.fp),
@@ -282,9 +284,9 @@ impl Context for SystrapContext {
         let aspace = downcast(aspace)?;
         self.adopt_if_new(aspace)?;
         let slot = aspace.my_slot()?;
-        let slot = lock(&slot);
+        let mut slot = lock(&slot);
         if self.owns(&slot) {
-            aspace.get_fp(&slot)
+            aspace.get_fp(&mut slot)
         } else {
             Ok(self
                 .saved()
@@ -301,7 +303,7 @@ impl Context for SystrapContext {
         let aspace = downcast(aspace)?;
         self.adopt_if_new(aspace)?;
         let slot = aspace.my_slot()?;
-        let slot = lock(&slot);
+        let mut slot = lock(&slot);
         aspace.check_fp(fp)?;
         if fp.xsave.len() > xsave_size().max(576) {
             return Err(PlatformError::FpStateSize {
@@ -310,7 +312,7 @@ impl Context for SystrapContext {
             });
         }
         if self.owns(&slot) {
-            aspace.set_fp(&slot, fp)
+            aspace.stage_fp(&mut slot, fp)
         } else {
             *self.saved() = Some(fp.clone());
             Ok(())

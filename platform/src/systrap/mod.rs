@@ -44,7 +44,10 @@
 //!   sets the slot's state word to EVENT and wakes the Sentry (futex, if it
 //!   sleeps), then polls for a bounded time and sleeps until the Sentry
 //!   hands the slot back with a command: resume (registers into the frame,
-//!   rt_sigreturn), copy the frame's FP state out or in, or exit. The
+//!   rt_sigreturn), copy the frame's FP state out or in, copy it in and
+//!   resume (a set FP state waits in the slot for the next resume: a new
+//!   context's first switch and a sigreturn's FP restore cost no hand-over
+//!   of their own), or exit. The
 //!   Sentry side polls for a bounded time too before it sleeps. Events are
 //!   reported exactly as the ptrace platform reports them. Polls are
 //!   bounded by TSC time (`spin`: 8 µs each side by default, so a task that
@@ -207,5 +210,10 @@ impl Platform for SystrapPlatform {
 
 /// The calling thread's id.
 fn current_tid() -> i32 {
-    nix::unistd::gettid().as_raw()
+    // Asked at every switch: gettid(2) is a host syscall (through the
+    // Sentry's seccomp filter), and a thread's id never changes.
+    thread_local! {
+        static TID: i32 = nix::unistd::gettid().as_raw();
+    }
+    TID.with(|t| *t)
 }

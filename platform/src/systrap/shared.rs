@@ -129,6 +129,10 @@ pub(crate) const CMD_RESUME: u32 = 1;
 pub(crate) const CMD_GET_FP: u32 = 2;
 pub(crate) const CMD_SET_FP: u32 = 3;
 pub(crate) const CMD_EXIT: u32 = 4;
+/// CMD_SET_FP, then CMD_RESUME without handing the slot back in between:
+/// a new context's first switch loads its FP state in the same hand-over
+/// as the resume.
+pub(crate) const CMD_SET_FP_RESUME: u32 = 5;
 
 /// The Sentry's mapping of one address space's memfd.
 pub(crate) struct Shared {

@@ -573,11 +573,16 @@ std::arch::global_asm!(
     // The Sentry's command.
     "70:",
     "mov eax, [r14 + {command}]",
+    // Read once: the set-FP copy branches on it again (r15's signal
+    // number is stored already).
+    "mov r15d, eax",
     "cmp eax, {cmd_resume}",
     "je 75f",
     "cmp eax, {cmd_get_fp}",
     "je 71f",
     "cmp eax, {cmd_set_fp}",
+    "je 72f",
+    "cmp eax, {cmd_set_fp_resume}",
     "je 72f",
     "cmp eax, {cmd_exit}",
     "je 74f",
@@ -616,6 +621,8 @@ std::arch::global_asm!(
     "add rdi, 48",
     "mov rcx, rdx",
     "rep movsb",
+    "cmp r15d, {cmd_set_fp_resume}",
+    "je 75f",
     "jmp 60b",
     "74:",
     "xor edi, edi",
@@ -706,6 +713,7 @@ std::arch::global_asm!(
     cmd_resume = const CMD_RESUME,
     cmd_get_fp = const CMD_GET_FP,
     cmd_set_fp = const CMD_SET_FP,
+    cmd_set_fp_resume = const CMD_SET_FP_RESUME,
     cmd_exit = const CMD_EXIT,
 );
 

@@ -18,7 +18,6 @@ use super::thread_group::{ProcessParts, SharedMm, ThreadGroup};
 use crate::arch::UserRegs;
 use crate::errno::Errno;
 use crate::mm::{ForkedMm, MemoryManager};
-use crate::syscalls::ERESTARTSYS;
 
 /// What clone and clone3 ask for.
 #[derive(Clone, Copy, Debug)]
@@ -213,7 +212,9 @@ impl Task {
 
     /// clone(CLONE_THREAD …): starts a new thread and returns its tid.
     fn clone_thread(&mut self, args: CloneArgs) -> Result<i32, Errno> {
-        let tid = self.kernel.allocate_tid()?;
+        let kernel = self.kernel.clone();
+        let _gate = kernel.fork_gate()?;
+        let tid = kernel.allocate_tid()?;
         let started = self.start_thread(tid, args);
         if started.is_err() {
             // The tid was reserved for a task that never joined.
@@ -268,12 +269,7 @@ impl Task {
     /// fork, vfork and clone without CLONE_THREAD: a new process.
     fn clone_process(&mut self, args: CloneArgs) -> Result<i32, Errno> {
         let kernel = self.kernel.clone();
-        // A checkpoint stopping the tasks must not miss a process born
-        // meanwhile: the fork restarts once the checkpoint is over.
-        let gate = kernel.fork_gate.read().unwrap_or_else(|e| e.into_inner());
-        if *gate {
-            return Err(ERESTARTSYS);
-        }
+        let gate = kernel.fork_gate()?;
         let tid = kernel.allocate_tid()?;
         let r = self.start_process(tid, args);
         drop(gate);
@@ -349,7 +345,14 @@ impl Task {
         };
         let limits = self.limits().clone();
         let image = self.tg.image().clone();
-        let exit_signal = (f & 0xff) as i32;
+        // A sibling made with CLONE_PARENT signals the shared parent the
+        // way the caller would: Linux gives it the caller's exit signal,
+        // whatever the flags asked for.
+        let exit_signal = if has(f, libc::CLONE_PARENT) {
+            self.tg.exit_signal()
+        } else {
+            (f & 0xff) as i32
+        };
         let parts = move |mm: SharedMm| ProcessParts {
             mm: Some(mm),
             fds,
@@ -574,7 +577,14 @@ fn process_main(seed: ProcessSeed) {
         }
         return;
     }
-    task.join();
+    if let Err(e) = task.join_forked() {
+        // The sandbox is ending: this child never existed.
+        let _ = ready.send(Err(e));
+        if task.aspace_shared() {
+            let _ = task.aspace.exit_thread();
+        }
+        return;
+    }
     kernel.proc_log().started(
         tid,
         task.tg.links().parent,

@@ -17,16 +17,15 @@ const SS_ONSTACK: u32 = 1;
 const SS_DISABLE: u32 = 2;
 
 impl Task {
-    /// Queues a signal. A signal whose disposition is to be ignored is
-    /// discarded at once, as Linux does; a standard signal already pending is
-    /// not queued twice.
+    /// Queues a signal. One its thread would ignore is discarded at once,
+    /// as Linux does (`ignored_at_send`); a standard signal already pending
+    /// is not queued twice.
     pub fn send_signal(&mut self, info: SigInfo) {
-        let Ok(action) = self.handlers().get(info.signo) else {
+        if self.handlers().get(info.signo).is_err() {
             return;
-        };
-        let ignored = action.is_ignored()
-            || (action.is_default() && default_action(info.signo) == DefaultAction::Ignore);
-        if ignored && info.signo != libc::SIGKILL {
+        }
+        let blocked = self.signal_mask().contains(info.signo);
+        if super::signal::ignored_at_send(&self.handlers(), info.signo, blocked) {
             return;
         }
         super::signal::enqueue(&mut self.pending(), info);
@@ -39,7 +38,7 @@ impl Task {
     pub fn has_deliverable_signal(&self) -> bool {
         let mask = self.signal_mask();
         let handlers = self.handlers().clone();
-        self.pending().iter().any(|p| {
+        self.any_pending(|p| {
             let unblocked = !mask.contains(p.signo) || p.signo == libc::SIGKILL;
             let ignored_by_default = matches!(
                 default_action(p.signo),
@@ -54,7 +53,7 @@ impl Task {
 
     /// Whether SIGKILL is pending: it wakes even a stopped process.
     pub fn sigkill_pending(&self) -> bool {
-        self.pending().iter().any(|p| p.signo == libc::SIGKILL)
+        self.any_pending(|p| p.signo == libc::SIGKILL)
     }
 
     /// The flags of the handler the next delivery will run, if a pending
@@ -65,7 +64,7 @@ impl Task {
         let mask = self.signal_mask();
         // The pending list and the dispositions are never locked together.
         let deliverable: Vec<i32> = self
-            .pending()
+            .all_pending()
             .iter()
             .filter(|p| !mask.contains(p.signo) || p.signo == libc::SIGKILL)
             .map(|p| p.signo)
@@ -130,12 +129,11 @@ impl Task {
     fn deliver_signals_masked(&mut self) {
         while self.exit.is_none() {
             let mask = self.signal_mask();
-            let Some(i) = self.pending().iter().position(|p| {
+            let Some(mut info) = self.take_pending(|p| {
                 !mask.contains(p.signo) || p.signo == libc::SIGKILL || p.signo == libc::SIGSTOP
             }) else {
                 return;
             };
-            let mut info = self.pending().remove(i);
             if info.code == super::signal::SI_TIMER {
                 // A POSIX timer's signal: its overrun count is settled now.
                 info.uid = self.tg.itimers().posix_delivered(info.pid, info.uid);

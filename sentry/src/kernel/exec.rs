@@ -49,7 +49,8 @@ fn open_executable(
 ) -> Result<Arc<dyn MappableFile>, Errno> {
     let d = vfs.resolve(cwd, path.as_bytes(), true)?;
     let st = d.stat()?;
-    if !st.is_regular() {
+    // A file on a noexec mount never runs (Linux's path_noexec).
+    if !st.is_regular() || d.mount().noexec() {
         return Err(Errno::EACCES);
     }
     crate::vfs::perm::check_stat(&st, crate::vfs::perm::MAY_EXEC)?;

@@ -76,6 +76,9 @@ pub struct Life {
     pub uid: u32,
     /// Set while a vfork parent waits for this (child) process.
     pub vfork: Option<Arc<VforkDone>>,
+    /// Reaped: its pid is free (the object may outlive that a moment, held
+    /// by its last thread's teardown).
+    pub reaped: bool,
 }
 
 impl ThreadGroup {
@@ -86,6 +89,11 @@ impl ThreadGroup {
     /// Whether the process has ended and waits to be reaped.
     pub fn is_zombie(&self) -> bool {
         self.life().exited
+    }
+
+    /// Whether it was reaped (a pidfd of it then names nothing).
+    pub fn is_reaped(&self) -> bool {
+        self.life().reaped
     }
 
     pub fn did_exec(&self) -> bool {
@@ -266,18 +274,21 @@ impl Kernel {
         self.child_event.notify_all();
     }
 
-    /// init has ended: like Linux's zap_pid_ns_processes, every other
-    /// process is killed, and their ends waited for (up to `timeout`) so
-    /// no stub process outlives the sandbox.
+    /// init has ended: like Linux's zap_pid_ns_processes, the namespace
+    /// takes no new process (a fork racing with the end fails, so nothing
+    /// born meanwhile escapes the kill), every other process is killed,
+    /// and their ends waited for (up to `timeout`) so no stub process
+    /// outlives the sandbox.
     pub fn end_namespace(&self, timeout: Duration) {
         let deadline = std::time::Instant::now() + timeout;
-        for tg in self.pids.thread_groups() {
+        let all = self.pids.close();
+        for tg in &all {
             if tg.tgid() != 1 && !tg.is_zombie() {
                 tg.begin_exit(ExitStatus::Signaled(libc::SIGKILL), 0);
                 tg.continue_job();
             }
         }
-        for tg in self.pids.thread_groups() {
+        for tg in all {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if tg.wait(left).is_none() {
                 tracing::warn!(tgid = tg.tgid(), "process did not end with the sandbox");

@@ -16,7 +16,7 @@
 //! real timer's remaining time on the sandbox's monotonic clock, which a
 //! restore continues from the saved value): never a host absolute time.
 
-use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -123,8 +123,9 @@ struct State {
     real_interval: Nanos,
     virt: CpuTimer,
     prof: CpuTimer,
-    /// The tasks running application code now.
-    in_user: BTreeSet<i32>,
+    /// The tasks running application code now (a few: a Vec keeps its
+    /// buffer, where a set allocated a node at each switch of a lone task).
+    in_user: Vec<i32>,
     /// When the timer thread interrupts the tasks in application code so
     /// that a CPU timer's expiry is seen (host time: never saved).
     cpu_check: Option<Instant>,
@@ -155,10 +156,25 @@ impl State {
 }
 
 /// The interval timers of one process.
-#[derive(Default)]
 pub struct ITimers {
     state: Mutex<State>,
     wake: Condvar,
+    /// False only while no timer runs on the process's CPU time: then
+    /// [`ITimers::charge`], which every switch into the application calls,
+    /// returns without the lock. Set by every use of the state but a
+    /// task's own switch bookkeeping (so no change that could arm a CPU
+    /// timer can miss it), cleared by a charge that finds none armed.
+    maybe_cpu_armed: AtomicBool,
+}
+
+impl Default for ITimers {
+    fn default() -> Self {
+        ITimers {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            maybe_cpu_armed: AtomicBool::new(true),
+        }
+    }
 }
 
 /// A timer's saved form: remaining time (0: disarmed) and interval, in
@@ -238,7 +254,11 @@ impl ITimers {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        lock(&self.state)
+        let st = lock(&self.state);
+        // Under the lock, so that a charge clearing it cannot overtake a
+        // change made under this guard.
+        self.maybe_cpu_armed.store(true, Ordering::SeqCst);
+        st
     }
 
     /// getitimer: the time left and the interval. An armed real timer
@@ -303,8 +323,10 @@ impl ITimers {
 
     /// Task `tid` is about to run application code.
     pub fn enter_user(&self, tid: i32) {
-        let mut st = self.state();
-        st.in_user.insert(tid);
+        let mut st = lock(&self.state);
+        if !st.in_user.contains(&tid) {
+            st.in_user.push(tid);
+        }
         if st.cpu_armed() {
             self.wake.notify_all();
         }
@@ -313,12 +335,12 @@ impl ITimers {
     /// The tasks running application code now (RLIMIT_CPU's watchdog
     /// interrupts them so their CPU time is charged and checked).
     pub fn in_user(&self) -> Vec<i32> {
-        self.state().in_user.iter().copied().collect()
+        lock(&self.state).in_user.clone()
     }
 
     /// Task `tid` is back in the Sentry.
     pub fn leave_user(&self, tid: i32) {
-        self.state().in_user.remove(&tid);
+        lock(&self.state).in_user.retain(|&t| t != tid);
     }
 
     /// Charges a task's `user` time (application code) and `total` time
@@ -326,8 +348,17 @@ impl ITimers {
     /// those that fired, which the task queues on itself (a process-directed
     /// signal may go to any thread that does not block it).
     pub fn charge(&self, user: Duration, total: Duration) -> Vec<i32> {
-        let mut st = self.state();
         let mut fired = Vec::new();
+        if !self.maybe_cpu_armed.load(Ordering::SeqCst) {
+            return fired;
+        }
+        let mut st = lock(&self.state);
+        if !st.cpu_armed() {
+            // Nothing to charge (frozen or not: an unarmed timer stays
+            // unarmed) until the state is next used.
+            self.maybe_cpu_armed.store(false, Ordering::SeqCst);
+            return fired;
+        }
         if st.frozen {
             // A checkpoint is running: the time still counts, the expiry
             // waits for the next charge.
@@ -617,6 +648,31 @@ mod tests {
         assert!(once.charge(1));
         assert!(!once.armed());
         assert!(!once.charge(1));
+    }
+
+    #[test]
+    fn a_charge_skips_the_lock_only_while_no_cpu_timer_is_armed() {
+        let t = ITimers::new();
+        let ms = Duration::from_millis(1);
+        assert!(t.charge(ms, ms).is_empty());
+        assert!(!t.maybe_cpu_armed.load(Ordering::SeqCst));
+        // A task's own switches leave the fast path on.
+        t.enter_user(7);
+        t.leave_user(7);
+        assert!(!t.maybe_cpu_armed.load(Ordering::SeqCst));
+        assert!(t.in_user().is_empty());
+        // Arming a timer turns it off: the next charge fires it.
+        let one_ms = ITimerValue {
+            value: 1_000_000,
+            interval: 0,
+        };
+        t.set(Which::Virtual, one_ms, 0);
+        assert_eq!(t.charge(ms, ms), vec![libc::SIGVTALRM]);
+        // Fired and not reloaded: the next charge finds nothing armed.
+        assert!(t.charge(ms, ms).is_empty());
+        assert!(!t.maybe_cpu_armed.load(Ordering::SeqCst));
+        t.set(Which::Prof, one_ms, 0);
+        assert_eq!(t.charge(ms, ms), vec![libc::SIGPROF]);
     }
 
     #[test]

@@ -64,10 +64,12 @@ pub struct Kernel {
     /// Woken when a child exits, stops or continues (waits sleep on it,
     /// with `tree`).
     pub(crate) child_event: std::sync::Condvar,
-    /// Forks hold it (read) while a child joins; a checkpoint sets it
-    /// (write) before it stops the tasks, and a fork that finds it set
-    /// restarts after the checkpoint, so no process is born unstopped.
-    pub(crate) fork_gate: std::sync::RwLock<bool>,
+    /// Clones hold it (read) while a child joins; a checkpoint closes it
+    /// (write, `true`) before it looks for the tasks to stop, and a clone
+    /// that finds it closed restarts after the checkpoint, so no process or
+    /// thread is born unstopped. Linux's freezer: a child of a freezing
+    /// task is frozen from birth.
+    fork_gate: std::sync::RwLock<bool>,
     /// The most tasks the sandbox may hold (a fork bomb gets EAGAIN).
     pub max_tasks: usize,
     /// The CPU features the sandbox sees: its cpuid (emulated when they are
@@ -290,6 +292,7 @@ impl Kernel {
         stopper: i32,
         timeout: std::time::Duration,
     ) -> Result<Vec<super::task::TaskRecord>, String> {
+        self.set_fork_gate(true);
         let mut records = Vec::new();
         let groups = self.pids.thread_groups();
         for (i, tg) in groups.iter().enumerate() {
@@ -302,6 +305,7 @@ impl Kernel {
                     for stopped in &groups[..i] {
                         stopped.release(super::thread_group::Release::Continue);
                     }
+                    self.set_fork_gate(false);
                     return Err(e);
                 }
             }
@@ -327,6 +331,24 @@ impl Kernel {
             tg.release(how);
             tg.itimers().freeze(false);
         }
+        self.set_fork_gate(false);
+    }
+
+    /// Closes (`true`) or opens the fork gate; closing waits for the clones
+    /// under way, whose children are then there to be stopped.
+    fn set_fork_gate(&self, closed: bool) {
+        *self.fork_gate.write().unwrap_or_else(|e| e.into_inner()) = closed;
+    }
+
+    /// What a clone holds while its child joins (see `fork_gate`), or
+    /// ERESTARTNOINTR while a checkpoint stops the tasks: the clone runs
+    /// again once they go on.
+    pub(crate) fn fork_gate(&self) -> Result<std::sync::RwLockReadGuard<'_, bool>, Errno> {
+        let gate = self.fork_gate.read().unwrap_or_else(|e| e.into_inner());
+        if *gate {
+            return Err(crate::syscalls::ERESTARTNOINTR);
+        }
+        Ok(gate)
     }
 
     /// The root record.

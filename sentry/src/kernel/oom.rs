@@ -28,12 +28,25 @@ const MAX_PERIOD: Duration = Duration::from_millis(50);
 const VICTIM_GRACE: Duration = Duration::from_secs(2);
 
 /// The process last killed: its address space (alive until its last
-/// reference goes), when it was killed, and the committed bytes then.
-type Victim = (
-    Weak<std::sync::Mutex<crate::mm::MemoryManager>>,
-    Instant,
-    u64,
-);
+/// reference goes), when it was killed, the committed bytes then and at
+/// the last check.
+struct Victim {
+    mm: Weak<std::sync::Mutex<crate::mm::MemoryManager>>,
+    at: Instant,
+    before: u64,
+    last: u64,
+}
+
+impl Victim {
+    /// Whether its memory is still being given back at `used` committed
+    /// bytes: while its address space lives; once the last reference
+    /// went, its teardown returns the pages one mapping at a time, so as
+    /// long as nothing was freed yet or the bytes still fall since the
+    /// last check.
+    fn freeing(&self, alive: bool, used: u64) -> bool {
+        alive || used >= self.before || used < self.last
+    }
+}
 
 /// How fast the watchdog assumes memory can be touched, to pick its
 /// pause from the headroom left: 8 GiB/s.
@@ -76,12 +89,12 @@ fn check(kernel: &Kernel, dying: &mut Option<Victim>) -> Duration {
         *dying = None;
         return period(limit - used);
     }
-    // A victim on its way out frees its memory soon: while its address
-    // space lives, and after its last reference went while its pages are
-    // still being given back (nothing freed yet), no other is chosen.
-    if let Some((mm, at, before)) = dying {
-        let freeing = mm.strong_count() > 0 || used >= *before;
-        if freeing && at.elapsed() < VICTIM_GRACE {
+    // A victim on its way out frees its memory soon: no other is chosen
+    // while it does.
+    if let Some(v) = dying {
+        let freeing = v.freeing(v.mm.strong_count() > 0, used);
+        v.last = used;
+        if freeing && v.at.elapsed() < VICTIM_GRACE {
             return MIN_PERIOD;
         }
     }
@@ -103,7 +116,12 @@ fn check(kernel: &Kernel, dying: &mut Option<Victim>) -> Duration {
                     uid: 0,
                 },
             );
-            *dying = Some((Arc::downgrade(&mm), Instant::now(), used));
+            *dying = Some(Victim {
+                mm: Arc::downgrade(&mm),
+                at: Instant::now(),
+                before: used,
+                last: used,
+            });
         }
         None => tracing::debug!(used, limit, "memory limit reached: no process left to kill"),
     }
@@ -145,5 +163,22 @@ mod tests {
         assert_eq!(period(0), MIN_PERIOD);
         assert_eq!(period(1 << 40), MAX_PERIOD);
         assert!(period(64 << 20) < period(512 << 20));
+    }
+
+    #[test]
+    fn a_victim_tearing_down_is_waited_for_until_its_bytes_stop_falling() {
+        let mut v = Victim {
+            mm: Weak::new(),
+            at: Instant::now(),
+            before: 100,
+            last: 100,
+        };
+        assert!(v.freeing(true, 120), "its address space still lives");
+        assert!(v.freeing(false, 100), "gone, nothing given back yet");
+        assert!(v.freeing(false, 99), "the first pages given back");
+        v.last = 99;
+        assert!(v.freeing(false, 90), "still falling");
+        v.last = 90;
+        assert!(!v.freeing(false, 90), "done: another may be chosen");
     }
 }

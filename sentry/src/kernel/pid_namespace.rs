@@ -21,6 +21,10 @@ struct PidTable {
     /// Live tasks: tid -> tgid.
     tasks: BTreeMap<i32, i32>,
     thread_groups: BTreeMap<i32, Arc<ThreadGroup>>,
+    /// init has ended and the namespace is being emptied: no new task or
+    /// process may join (Linux clears PIDNS_ADDING). Never saved: a
+    /// sandbox whose init has ended is not checkpointed.
+    closed: bool,
 }
 
 /// Why a saved pid namespace cannot be taken over.
@@ -52,9 +56,13 @@ impl PidNamespace {
     }
 
     /// A fresh thread id: the next free one, wrapping past PID_MAX to
-    /// RESERVED_PIDS like Linux; EAGAIN when every id is in use.
+    /// RESERVED_PIDS like Linux; EAGAIN when every id is in use, ENOMEM
+    /// once init has ended (Linux's alloc_pid without PIDNS_ADDING).
     pub fn allocate_tid(&self) -> Result<i32, Errno> {
         let mut t = self.table();
+        if t.closed {
+            return Err(Errno::ENOMEM);
+        }
         let start = t.next.clamp(1, PID_MAX);
         let mut tid = start;
         loop {
@@ -104,6 +112,32 @@ impl PidNamespace {
             .or_insert_with(|| tg.clone());
     }
 
+    /// The first task of a forked process joins, registering its group;
+    /// refused (ENOMEM) once the namespace is closed, checked under the
+    /// same lock as [`PidNamespace::close`], so that a process created
+    /// while init's end empties the namespace either is in the set that
+    /// end kills or never runs.
+    pub fn add_new_process(&self, tid: i32, tg: &Arc<ThreadGroup>) -> Result<(), Errno> {
+        let mut t = self.table();
+        if t.closed {
+            return Err(Errno::ENOMEM);
+        }
+        t.tasks.insert(tid, tg.tgid());
+        t.thread_groups
+            .entry(tg.tgid())
+            .or_insert_with(|| tg.clone());
+        Ok(())
+    }
+
+    /// init has ended: from now on no task is created and no process
+    /// joins; returns every thread group there is, the last set the end
+    /// has to kill.
+    pub fn close(&self) -> Vec<Arc<ThreadGroup>> {
+        let mut t = self.table();
+        t.closed = true;
+        t.thread_groups.values().cloned().collect()
+    }
+
     /// Task `tid` has gone (or its reserved tid was never used). Its
     /// process stays, a zombie, until reaped.
     pub fn remove_task(&self, tid: i32) {
@@ -122,7 +156,9 @@ impl PidNamespace {
     pub fn reap(&self, tgid: i32) {
         let mut t = self.table();
         if t.thread_groups.get(&tgid).is_some_and(|tg| tg.live() == 0) {
-            t.thread_groups.remove(&tgid);
+            if let Some(tg) = t.thread_groups.remove(&tgid) {
+                tg.life().reaped = true;
+            }
         }
     }
 
@@ -161,6 +197,15 @@ mod tests {
         // Past the limit it wraps to RESERVED_PIDS, never to 0 or negative.
         assert_eq!(ns.allocate_tid(), Ok(RESERVED_PIDS));
         assert_eq!(ns.allocate_tid(), Ok(RESERVED_PIDS + 1));
+    }
+
+    #[test]
+    fn a_closed_namespace_allocates_no_tid() {
+        let ns = PidNamespace::default();
+        assert_eq!(ns.allocate_tid(), Ok(1));
+        assert!(ns.close().is_empty());
+        assert_eq!(ns.allocate_tid(), Err(Errno::ENOMEM));
+        assert_eq!(ns.allocate_tid(), Err(Errno::ENOMEM));
     }
 
     #[test]

@@ -2,19 +2,54 @@
 //! that names one process; it polls readable once the process has ended,
 //! signals go to it with pidfd_send_signal, and waitid(P_PIDFD) waits for
 //! it. It keeps naming that process, never one that reuses its pid.
+//!
+//! Saved form: inline in the open file's record (`FileStateKind::PidFd`),
+//! the process by its pid (pids are kept across restore) and whether it
+//! had been reaped; O_NONBLOCK is the open file's, close-on-exec the
+//! descriptor table's. A restored pidfd is re-bound to its process once
+//! the process tree is back ([`bind_restored`]).
 
 use std::any::Any;
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, Weak};
 
+use serde::{Deserialize, Serialize};
+
+use super::pid_namespace::PID_MAX;
 use super::thread_group::ThreadGroup;
 use crate::errno::Errno;
 use crate::vfs::poll::{WaitQueue, EPOLLIN, EPOLLRDNORM};
+use crate::vfs::state::FileStateKind;
 use crate::vfs::{FileKind, FileOps, OpenFile, SaveAs, SeekMode};
+
+/// A pidfd's saved form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidFdRecord {
+    /// The process's pid.
+    pub pid: i32,
+    /// The process was reaped before the checkpoint: the pidfd names a
+    /// process that is gone (whatever now has its pid).
+    pub reaped: bool,
+}
+statefile::versioned!(PidFdRecord, "kernel.PidFd", 1);
+
+impl PidFdRecord {
+    /// Why the record cannot be a pidfd, by field (whether a live pid
+    /// names a saved process is checked against the process list).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=PID_MAX).contains(&self.pid) {
+            return Err(("pid", format!("{} is outside 1..={PID_MAX}", self.pid)));
+        }
+        Ok(())
+    }
+}
 
 pub struct PidFd {
     tgid: i32,
-    /// Weak: a pidfd does not keep its process's zombie alive.
-    tg: Weak<ThreadGroup>,
+    /// Weak: a pidfd does not keep its process's zombie alive. Unset only
+    /// between a restore re-opening the file and the process tree coming
+    /// back.
+    tg: OnceLock<Weak<ThreadGroup>>,
 }
 
 impl PidFd {
@@ -22,10 +57,29 @@ impl PidFd {
     pub fn open(tg: &Arc<ThreadGroup>, nonblock: bool) -> Arc<OpenFile> {
         let ops = Arc::new(PidFd {
             tgid: tg.tgid(),
-            tg: Arc::downgrade(tg),
+            tg: OnceLock::from(Arc::downgrade(tg)),
         });
         let flags = libc::O_RDWR | if nonblock { libc::O_NONBLOCK } else { 0 };
         crate::vfs::eventfd::anon_file(ops, flags)
+    }
+
+    /// A pidfd re-opened from its record (checked), with the saved status
+    /// flags; one of a live process names it once [`bind_restored`] has
+    /// run.
+    pub fn restore(r: &PidFdRecord, status: i32) -> Arc<OpenFile> {
+        let tg = OnceLock::new();
+        if r.reaped {
+            let _ = tg.set(Weak::new());
+        }
+        let ops = Arc::new(PidFd { tgid: r.pid, tg });
+        crate::vfs::eventfd::anon_file(ops, libc::O_RDWR | (status & libc::O_NONBLOCK))
+    }
+
+    fn record(&self) -> PidFdRecord {
+        PidFdRecord {
+            pid: self.tgid,
+            reaped: self.process().is_err(),
+        }
     }
 
     /// The process's pid.
@@ -35,12 +89,36 @@ impl PidFd {
 
     /// The process, while it is live or a zombie (ESRCH once reaped).
     pub fn process(&self) -> Result<Arc<ThreadGroup>, Errno> {
-        self.tg.upgrade().ok_or(Errno::ESRCH)
+        self.tg
+            .get()
+            .and_then(Weak::upgrade)
+            .filter(|tg| !tg.is_reaped())
+            .ok_or(Errno::ESRCH)
     }
 
     fn exited(&self) -> bool {
-        self.tg.upgrade().is_none_or(|tg| tg.is_zombie())
+        self.process().ok().is_none_or(|tg| tg.is_zombie())
     }
+}
+
+/// Binds every restored pidfd among `files` to its process in `groups`
+/// (by pid); a pidfd of a process that is not there is named in the error.
+pub fn bind_restored<'a>(
+    files: impl IntoIterator<Item = &'a Arc<OpenFile>>,
+    groups: &[Arc<ThreadGroup>],
+) -> Result<(), String> {
+    let by_pid: HashMap<i32, &Arc<ThreadGroup>> = groups.iter().map(|g| (g.tgid(), g)).collect();
+    for f in files {
+        let Ok(p) = pidfd_of(f) else { continue };
+        if p.tg.get().is_some() {
+            continue;
+        }
+        let tg = by_pid
+            .get(&p.tgid)
+            .ok_or_else(|| format!("a pidfd of pid {}, which names no process", p.tgid))?;
+        let _ = p.tg.set(Arc::downgrade(tg));
+    }
+    Ok(())
 }
 
 /// The pidfd behind an open file (EBADF for any other kind, as Linux).
@@ -61,7 +139,7 @@ impl FileOps for PidFd {
     }
 
     fn save_as(&self) -> SaveAs {
-        SaveAs::Refuse("a pidfd (checkpointing pidfds is not supported yet)")
+        SaveAs::Anonymous(FileStateKind::PidFd(self.record()))
     }
 
     fn seek_mode(&self) -> SeekMode {
@@ -91,6 +169,6 @@ impl FileOps for PidFd {
 
     fn wait_queue(&self) -> Option<Arc<WaitQueue>> {
         // A reaped process's queue is gone; readiness no longer changes.
-        self.tg.upgrade().map(|tg| tg.exit_queue().clone())
+        self.process().ok().map(|tg| tg.exit_queue().clone())
     }
 }

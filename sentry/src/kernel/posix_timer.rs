@@ -417,15 +417,15 @@ fn send(tg: &ThreadGroup, id: i32, t: &mut PosixTimer, missed: u32) {
     if ignored {
         return;
     }
-    let member = member.or_else(|| {
-        tg.member(tg.tgid())
-            .or_else(|| tg.tids().first().and_then(|&tid| tg.member(tid)))
-    });
-    let Some(member) = member else {
-        return;
+    // SIGEV_SIGNAL's is the process's to take, SIGEV_THREAD_ID's the
+    // thread's.
+    let queue = match &member {
+        Some(m) => m.pending.clone(),
+        None if tg.live() > 0 => tg.shared_pending().clone(),
+        None => return,
     };
     {
-        let mut pending = member.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = queue.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = pending
             .iter_mut()
             .find(|p| p.code == SI_TIMER && p.pid == id && p.signo == signo)
@@ -445,7 +445,10 @@ fn send(tg: &ThreadGroup, id: i32, t: &mut PosixTimer, missed: u32) {
         });
         t.overrun = missed;
     }
-    member.interrupt.interrupt();
+    match member {
+        Some(m) => m.interrupt.interrupt(),
+        None => tg.wake_for(signo, 0),
+    }
 }
 
 #[cfg(test)]

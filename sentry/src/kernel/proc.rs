@@ -147,10 +147,18 @@ fn status_text(tg: &ThreadGroup, state: char) -> String {
         );
     }
     let cpus = super::attrs::sandbox_cpus();
+    // The first thread's own pending and blocked signals, as Linux shows
+    // the leader's.
+    let member = tg.member(tid);
     let _ = write!(
         s,
-        "Threads:\t{}\nSigIgn:\t{:016x}\nSigCgt:\t{:016x}\nCapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}\nNoNewPrivs:\t{}\nSeccomp:\t0\nCpus_allowed_list:\t0-{}\n",
+        "Threads:\t{}\nSigPnd:\t{:016x}\nShdPnd:\t{:016x}\nSigBlk:\t{:016x}\nSigIgn:\t{:016x}\nSigCgt:\t{:016x}\nCapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}\nNoNewPrivs:\t{}\nSeccomp:\t0\nCpus_allowed_list:\t0-{}\n",
         tg.live(),
+        member.as_ref().map_or(0, |m| pending_mask(&super::thread_group::lock(&m.pending))),
+        pending_mask(&super::thread_group::lock(tg.shared_pending())),
+        member
+            .as_ref()
+            .map_or(0, |m| m.blocked.load(std::sync::atomic::Ordering::Relaxed)),
         handler_mask(tg, true),
         handler_mask(tg, false),
         caps.inheritable,
@@ -162,6 +170,14 @@ fn status_text(tg: &ThreadGroup, state: char) -> String {
         cpus.saturating_sub(1),
     );
     s
+}
+
+/// A sigset of the signals queued in `pending`.
+fn pending_mask(pending: &[super::signal::SigInfo]) -> u64 {
+    pending
+        .iter()
+        .filter_map(|p| 1u64.checked_shl(u32::try_from(p.signo - 1).ok()?))
+        .fold(0, |m, bit| m | bit)
 }
 
 /// /proc/<pid>/stat (and task/<tid>/stat): Linux's 52 fields. The code,
@@ -294,6 +310,14 @@ impl ProcessInfo for LiveProcess {
         let cwd = self.tg.upgrade()?.fs().cwd.clone();
         Some(self.kernel.upgrade()?.vfs.dentry_path(&cwd))
     }
+    fn root_path(&self) -> Option<String> {
+        let root = self.tg.upgrade()?.fs().root.clone();
+        Some(self.kernel.upgrade()?.vfs.dentry_path(&root))
+    }
+    fn mountinfo_text(&self) -> Option<String> {
+        let root = self.tg.upgrade()?.fs().root.clone();
+        Some(self.kernel.upgrade()?.vfs.mountinfo_text(&root))
+    }
     fn fds(&self) -> Vec<i32> {
         self.with(|tg| tg.fds().lock().iter().map(|(fd, _)| fd).collect())
     }
@@ -345,6 +369,10 @@ impl ProcTable {
 }
 
 impl ProcessTable for ProcTable {
+    fn mounts_text(&self) -> Option<String> {
+        let k = self.kernel()?;
+        Some(k.vfs.mounts_text(&k.vfs.current_root()))
+    }
     fn current_pid(&self) -> Option<i32> {
         Some(CURRENT_TGID.with(|c| c.get())).filter(|&p| p > 0)
     }
@@ -404,10 +432,24 @@ impl ProcessTable for ProcTable {
     fn net_file(&self, name: &str) -> Option<String> {
         self.kernel()?.inet.proc_net(name)
     }
+    fn ping_group_range(&self) -> (u32, u32) {
+        self.kernel()
+            .map(|k| k.inet.ping_group_range())
+            .unwrap_or(crate::net::inet::stack::PING_RANGE_DEFAULT)
+    }
+    fn set_ping_group_range(&self, low: u32, high: u32) -> Result<(), crate::Errno> {
+        self.kernel()
+            .ok_or(crate::Errno::EACCES)?
+            .inet
+            .set_ping_group_range(low, high)
+    }
     fn boot_id(&self) -> String {
         self.kernel()
             .map(|k| k.identity.boot_id())
             .unwrap_or_default()
+    }
+    fn lazy_progress(&self) -> Option<(usize, usize)> {
+        self.kernel()?.memory_file.lazy_progress()
     }
     fn take_id(&self) -> String {
         self.kernel()

@@ -168,7 +168,7 @@ impl Task {
             return;
         }
         self.kernel.on_generate(tg, info.signo);
-        self.send_signal(info);
+        tg.signal_process_from(info, self.tid());
     }
 }
 
@@ -226,18 +226,8 @@ impl crate::vfs::pty::JobSignals for Kernel {
         // Both are queued before the leader can take either (Linux sends
         // them under one siglock): a handler of one never runs before the
         // other is pending.
-        let member = leader
-            .member(leader.tgid())
-            .or_else(|| leader.tids().first().and_then(|&t| leader.member(t)));
-        if let Some(m) = member {
-            {
-                let mut pending = m.pending.lock().unwrap_or_else(|e| e.into_inner());
-                for &signo in &signals {
-                    super::signal::enqueue(&mut pending, kernel_signal(signo));
-                }
-            }
-            m.interrupt.interrupt();
-        }
+        let infos: Vec<SigInfo> = signals.iter().map(|&s| kernel_signal(s)).collect();
+        leader.signals_to_process(&infos, 0);
     }
 }
 

@@ -136,6 +136,26 @@ pub enum DefaultAction {
     Continue,
 }
 
+/// Whether a signal is discarded when it is sent (Linux's sig_ignored):
+/// its action ignores it (SIG_IGN, or a default that ignores, SIGCONT's
+/// included: its continuing is done at generation) and the receiving
+/// thread does not block it (a blocked one waits, as its handler may
+/// change first and sigwaitinfo or a signalfd may take it). Such a signal
+/// never wakes a sleeper.
+pub fn ignored_at_send(handlers: &SignalHandlers, signo: i32, blocked: bool) -> bool {
+    if signo == libc::SIGKILL || blocked {
+        return false;
+    }
+    handlers.get(signo).is_ok_and(|a| {
+        a.is_ignored()
+            || (a.is_default()
+                && matches!(
+                    default_action(signo),
+                    DefaultAction::Ignore | DefaultAction::Continue
+                ))
+    })
+}
+
 pub fn default_action(signo: i32) -> DefaultAction {
     match signo {
         libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH => DefaultAction::Ignore,
@@ -158,6 +178,34 @@ pub fn default_action(signo: i32) -> DefaultAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ignored_signals_are_discarded_at_send_unless_blocked() {
+        let mut h = SignalHandlers::default();
+        // Default-ignored ones, SIGCONT's included, and SIGKILL never.
+        assert!(ignored_at_send(&h, libc::SIGCHLD, false));
+        assert!(ignored_at_send(&h, libc::SIGCONT, false));
+        assert!(!ignored_at_send(&h, libc::SIGTERM, false));
+        assert!(!ignored_at_send(&h, libc::SIGKILL, false));
+        // A blocked one waits for sigwaitinfo, a signalfd or a new handler.
+        assert!(!ignored_at_send(&h, libc::SIGCHLD, true));
+        let ign = SigAction {
+            handler: libc::SIG_IGN as u64,
+            ..SigAction::default()
+        };
+        h.set(libc::SIGTERM, ign).unwrap();
+        assert!(ignored_at_send(&h, libc::SIGTERM, false));
+        let caught = SigAction {
+            handler: 0x1000,
+            ..SigAction::default()
+        };
+        h.set(libc::SIGCHLD, caught).unwrap();
+        assert!(!ignored_at_send(&h, libc::SIGCHLD, false));
+        assert!(
+            !ignored_at_send(&h, 0, false),
+            "an invalid number is not ours to drop"
+        );
+    }
 
     #[test]
     fn sigaction_bytes_round_trip() {

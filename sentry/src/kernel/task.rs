@@ -13,6 +13,7 @@ use super::signal::{SigInfo, SigSet, SignalHandlers};
 use super::thread_group::{lock, Member, ThreadGroup};
 use super::time::ClockId;
 use super::Kernel;
+use crate::errno::Errno;
 use crate::mm::MemoryManager;
 use crate::vfs::Dentry;
 
@@ -161,9 +162,16 @@ impl Task {
 
     /// Sets the blocked signals; SIGKILL and SIGSTOP are never blocked.
     pub fn set_signal_mask(&mut self, mask: SigSet) {
+        let old = self.signal_mask;
         self.signal_mask = mask.without_unblockable();
         self.shared_blocked
             .store(self.signal_mask.0, std::sync::atomic::Ordering::Relaxed);
+        // A process signal this thread was woken for and now blocks is
+        // another thread's to take.
+        let newly = SigSet(self.signal_mask.0 & !old.0);
+        if newly.0 != 0 {
+            self.tg.retarget_shared(newly);
+        }
     }
 
     /// sigaltstack's (ss_sp, ss_flags, ss_size).
@@ -258,6 +266,12 @@ impl Task {
         self.tg.fs().root.clone()
     }
 
+    /// chroot(2): the process's root (and this thread's from now on).
+    pub fn set_root(&self, root: Arc<Dentry>) {
+        crate::vfs::resolve::note_root(&root);
+        self.tg.fs().root = root;
+    }
+
     pub fn umask(&self) -> u32 {
         self.tg.fs().umask
     }
@@ -267,8 +281,48 @@ impl Task {
         std::mem::replace(&mut self.tg.fs().umask, umask & 0o777)
     }
 
+    /// The signals pending on this thread alone (thread-directed ones).
     pub fn pending(&self) -> MutexGuard<'_, Vec<SigInfo>> {
         lock(&self.shared_pending)
+    }
+
+    /// Whether a signal pending on this thread or on its process is one
+    /// `f` looks for.
+    pub fn any_pending(&self, f: impl Fn(&SigInfo) -> bool) -> bool {
+        if self.pending().iter().any(&f) {
+            return true;
+        }
+        lock(self.tg.shared_pending()).iter().any(f)
+    }
+
+    /// Every signal pending on this thread or its process, the thread's
+    /// own first.
+    pub fn all_pending(&self) -> Vec<SigInfo> {
+        let mut all = self.pending().clone();
+        all.extend(lock(self.tg.shared_pending()).iter().copied());
+        all
+    }
+
+    /// Takes the first pending signal `f` picks from this thread's queue,
+    /// else from its process's (Linux's dequeue_signal order).
+    pub fn take_pending(&self, f: impl Fn(&SigInfo) -> bool) -> Option<SigInfo> {
+        {
+            let mut own = self.pending();
+            if let Some(i) = own.iter().position(&f) {
+                return Some(own.remove(i));
+            }
+        }
+        let mut shared = lock(self.tg.shared_pending());
+        let i = shared.iter().position(f)?;
+        Some(shared.remove(i))
+    }
+
+    /// What a signalfd read or rt_sigtimedwait by this thread takes from.
+    pub fn pending_signals(&self) -> crate::vfs::signalfd::PendingSignals {
+        crate::vfs::signalfd::PendingSignals {
+            own: self.shared_pending.clone(),
+            process: self.tg.shared_pending().clone(),
+        }
     }
 
     /// What the thread group knows of this task.
@@ -343,6 +397,15 @@ impl Task {
         self.tg.set_creds(&self.creds);
         self.tg.add(self.tid, self.member());
         self.kernel.pids.add_task(self.tid, &self.tg);
+    }
+
+    /// Like [`Task::join`] for the first task of a forked process, which
+    /// may be refused (ENOMEM) once init has ended.
+    pub fn join_forked(&self) -> Result<(), Errno> {
+        self.join_attrs();
+        self.tg.set_creds(&self.creds);
+        self.tg.add(self.tid, self.member());
+        self.kernel.pids.add_new_process(self.tid, &self.tg)
     }
 }
 

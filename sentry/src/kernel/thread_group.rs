@@ -162,6 +162,10 @@ pub struct ThreadGroup {
     pub(super) life_cv: Condvar,
     /// pidfds poll here: notified when the process ends.
     exit_queue: Arc<crate::vfs::poll::WaitQueue>,
+    /// Process-directed signals not yet taken by a thread (Linux's
+    /// signal->shared_pending): any thread that does not block one may
+    /// take it, and every thread's sigpending shows it.
+    shared_pending: Arc<Mutex<Vec<SigInfo>>>,
     /// Replaceable: a process can stop sharing its table (unshare).
     fds: Mutex<SharedFdTable>,
     handlers: Arc<Mutex<SignalHandlers>>,
@@ -201,6 +205,7 @@ impl ThreadGroup {
             life: Mutex::default(),
             life_cv: Condvar::new(),
             exit_queue: crate::vfs::poll::WaitQueue::new(),
+            shared_pending: Arc::default(),
             fds: Mutex::new(parts.fds),
             handlers: parts.handlers,
             limits: Mutex::new(parts.limits),
@@ -335,22 +340,131 @@ impl ThreadGroup {
         self.state().members.insert(tid, member);
     }
 
-    /// Queues a process-directed signal (kill(2) from outside): on the
-    /// leader while it runs, else on any remaining thread.
+    /// Queues a process-directed signal (kill(2), SIGALRM, SIGCHLD) on the
+    /// process, not on one thread (Linux's shared_pending). A thread that
+    /// does not block it is woken to take it, the leader first as Linux's
+    /// complete_signal picks one; when every thread blocks it, it stays
+    /// pending for whichever thread unblocks it first, and every thread is
+    /// woken to look (a signalfd read or sigtimedwait may take it). False
+    /// when the process has no thread left.
     pub fn signal_process(&self, info: SigInfo) -> bool {
-        let target = {
-            let st = self.state();
-            st.members
-                .get(&self.tgid)
-                .or_else(|| st.members.values().next())
-                .cloned()
+        self.signal_process_from(info, 0)
+    }
+
+    /// [`ThreadGroup::signal_process`] sent by thread `sender` of this
+    /// process (0: from elsewhere): it takes the signal itself before it
+    /// returns to the application if it does not block it (POSIX's kill
+    /// to one's own process), so it is not woken.
+    pub fn signal_process_from(&self, info: SigInfo, sender: i32) -> bool {
+        self.signals_to_process(&[info], sender)
+    }
+
+    /// Queues `signals` on the process under one lock (none can be taken
+    /// before all are pending), each as [`ThreadGroup::signal_process`].
+    pub fn signals_to_process(&self, signals: &[SigInfo], sender: i32) -> bool {
+        let Some(leader_blocked) = self.leader_blocked() else {
+            return false;
         };
-        match target {
-            Some(m) => {
-                m.queue(info);
-                true
+        let queued: Vec<SigInfo> = {
+            let handlers = self.handlers();
+            // Whether it is ignored is judged by the leader's mask (Linux's
+            // sig_ignored on the task kill(2) names): a blocked one is kept.
+            signals
+                .iter()
+                .filter(|i| {
+                    !super::signal::ignored_at_send(
+                        &handlers,
+                        i.signo,
+                        leader_blocked.contains(i.signo),
+                    )
+                })
+                .copied()
+                .collect()
+        };
+        {
+            let mut shared = lock(&self.shared_pending);
+            for info in &queued {
+                super::signal::enqueue(&mut shared, *info);
             }
-            None => false,
+        }
+        for info in &queued {
+            self.wake_for(info.signo, sender);
+        }
+        true
+    }
+
+    /// The leader's blocked signals (another thread's once it has gone);
+    /// None when the process has no thread left.
+    fn leader_blocked(&self) -> Option<super::signal::SigSet> {
+        let st = self.state();
+        let m = st
+            .members
+            .get(&self.tgid)
+            .or_else(|| st.members.values().next())?;
+        Some(super::signal::SigSet(
+            m.blocked.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
+
+    /// Wakes a thread to take process signal `signo` just queued: the
+    /// sender itself needs no waking if it does not block it (it takes it
+    /// on its way back to the application); else a thread that does not
+    /// block it, the leader first; else every thread, to look again (a
+    /// signalfd read or rt_sigtimedwait may take it).
+    pub fn wake_for(&self, signo: i32, sender: i32) {
+        let woken: Vec<Arc<Member>> = {
+            let st = self.state();
+            if st.members.get(&sender).is_some_and(|m| !m.blocks(signo)) {
+                return;
+            }
+            let wants = st
+                .members
+                .get(&self.tgid)
+                .into_iter()
+                .chain(st.members.values())
+                .find(|m| !m.blocks(signo));
+            match wants {
+                Some(m) => vec![m.clone()],
+                None => st.members.values().cloned().collect(),
+            }
+        };
+        for m in woken {
+            m.interrupt.interrupt();
+        }
+    }
+
+    /// The signals pending on the process as a whole.
+    pub fn shared_pending(&self) -> &Arc<Mutex<Vec<SigInfo>>> {
+        &self.shared_pending
+    }
+
+    /// A thread blocked `newly` (Linux's retarget_shared_pending): another
+    /// thread that does not block a process signal it can no longer take
+    /// is woken to take it.
+    pub fn retarget_shared(&self, newly: super::signal::SigSet) {
+        let signals: Vec<i32> = lock(&self.shared_pending)
+            .iter()
+            .map(|p| p.signo)
+            .filter(|&s| newly.contains(s))
+            .collect();
+        if signals.is_empty() {
+            return;
+        }
+        let members: Vec<Arc<Member>> = self.state().members.values().cloned().collect();
+        for m in members {
+            if signals.iter().any(|&s| !m.blocks(s)) {
+                m.interrupt.interrupt();
+            }
+        }
+    }
+
+    /// Queues a signal for member `m` of this process unless it would be
+    /// ignored (`ignored_at_send`): an ignored signal wakes nothing.
+    pub fn queue_to(&self, m: &Member, info: SigInfo) {
+        let ignored =
+            super::signal::ignored_at_send(&self.handlers(), info.signo, m.blocks(info.signo));
+        if !ignored {
+            m.queue(info);
         }
     }
 
@@ -362,8 +476,10 @@ impl ThreadGroup {
         }
     }
 
-    /// Drops pending instances of `signals` from every thread's queue.
+    /// Drops pending instances of `signals` from the process's queue and
+    /// every thread's.
     pub fn discard_pending(&self, signals: &[i32]) {
+        lock(&self.shared_pending).retain(|p| !signals.contains(&p.signo));
         let members: Vec<Arc<Member>> = self.state().members.values().cloned().collect();
         for m in members {
             lock(&m.pending).retain(|p| !signals.contains(&p.signo));
@@ -608,9 +724,48 @@ pub struct ThreadGroupRecord {
     pub itimers: ITimersRecord,
     /// Since v3: the process tree.
     pub life: LifeRecord,
+    /// Since v4: the signals pending on the process, not on one thread.
+    pub shared_pending: Vec<SigInfo>,
+    /// Since v4: the tgid of the saved process whose fs context (root,
+    /// cwd, umask) this one shares since a clone(CLONE_FS), 0 when its
+    /// own; `fs` is then a copy of that one's.
+    pub fs_shared_with: i32,
 }
 statefile::versioned!(
     ThreadGroupRecord,
+    "kernel.ThreadGroup",
+    4,
+    [
+        SignalHandlers,
+        LimitSet,
+        FsContextRecord,
+        ProcessLinks,
+        ITimersRecord,
+        LifeRecord,
+        SigInfo
+    ]
+);
+
+/// Version 3 of the thread group's record, as statefiles before signals
+/// were pending on the process hold it: every pending signal was in one
+/// thread's queue, where it stays.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ThreadGroupRecordV3 {
+    pub tgid: i32,
+    pub tasks: Vec<i32>,
+    pub mm: u64,
+    pub fd_table: u64,
+    pub handlers: SignalHandlers,
+    pub limits: LimitSet,
+    pub fs: FsContextRecord,
+    pub exe: String,
+    pub argv: Vec<Vec<u8>>,
+    pub links: ProcessLinks,
+    pub itimers: ITimersRecord,
+    pub life: LifeRecord,
+}
+statefile::versioned!(
+    ThreadGroupRecordV3,
     "kernel.ThreadGroup",
     3,
     [
@@ -622,6 +777,27 @@ statefile::versioned!(
         LifeRecord
     ]
 );
+
+impl From<ThreadGroupRecordV3> for ThreadGroupRecord {
+    fn from(v3: ThreadGroupRecordV3) -> ThreadGroupRecord {
+        ThreadGroupRecord {
+            tgid: v3.tgid,
+            tasks: v3.tasks,
+            mm: v3.mm,
+            fd_table: v3.fd_table,
+            handlers: v3.handlers,
+            limits: v3.limits,
+            fs: v3.fs,
+            exe: v3.exe,
+            argv: v3.argv,
+            links: v3.links,
+            itimers: v3.itimers,
+            life: v3.life,
+            shared_pending: Vec::new(),
+            fs_shared_with: 0,
+        }
+    }
+}
 
 /// How a process that has ended ended (a zombie's status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -739,13 +915,15 @@ impl From<ThreadGroupRecordV2> for ThreadGroupRecord {
             links: v2.links,
             itimers: v2.itimers,
             life: LifeRecord::default(),
+            shared_pending: Vec::new(),
+            fs_shared_with: 0,
         }
     }
 }
 
 impl statefile::Savable for ThreadGroupRecord {
     const TYPE_NAME: &'static str = "kernel.ThreadGroup";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const MIN_VERSION: u32 = 1;
 
     fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
@@ -754,7 +932,8 @@ impl statefile::Savable for ThreadGroupRecord {
 
     /// Older versions are decoded in their own layout (their nested types
     /// checked at the versions they were written with) and migrated: v1
-    /// has no timer armed, v1 and v2 are one live process.
+    /// has no timer armed, v1 and v2 are one live process, v1 to v3 have
+    /// nothing pending on the process (only on its threads).
     fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
         if version == 1 {
             statefile::check_saved_versions::<ThreadGroupRecordV1>(dec.types())?;
@@ -766,6 +945,12 @@ impl statefile::Savable for ThreadGroupRecord {
             statefile::check_saved_versions::<ThreadGroupRecordV2>(dec.types())?;
             return dec
                 .serde::<ThreadGroupRecordV2>()
+                .map(ThreadGroupRecord::from);
+        }
+        if version == 3 {
+            statefile::check_saved_versions::<ThreadGroupRecordV3>(dec.types())?;
+            return dec
+                .serde::<ThreadGroupRecordV3>()
                 .map(ThreadGroupRecord::from);
         }
         statefile::check_saved_versions::<Self>(dec.types())?;
@@ -811,7 +996,14 @@ impl ThreadGroup {
             links: self.links(),
             itimers: self.itimers.save(now),
             life: self.save_life(),
+            shared_pending: lock(&self.shared_pending).clone(),
+            fs_shared_with: 0,
         }
+    }
+
+    /// A restored process's pending signals (validated).
+    pub fn load_shared_pending(&self, pending: &[SigInfo]) {
+        *lock(&self.shared_pending) = pending.to_vec();
     }
 
     fn save_life(&self) -> LifeRecord {
@@ -867,5 +1059,59 @@ impl ThreadGroup {
             st.status = Some(status);
             self.exiting.store(true, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread group saved before signals pended on the process
+    /// (`kernel.ThreadGroup` v3) loads with nothing pending on it: its
+    /// pending signals were its threads', and stay in their records.
+    #[test]
+    fn v3_thread_groups_migrate_with_nothing_pending_on_the_process() {
+        struct Old(ThreadGroupRecordV3);
+        impl statefile::Savable for Old {
+            const TYPE_NAME: &'static str = "kernel.ThreadGroup";
+            const VERSION: u32 = 3;
+            fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+                enc.serde(&self.0)
+            }
+            fn load(_: &mut statefile::Decoder<'_>, _: u32) -> statefile::Result<Self> {
+                unreachable!("only saved")
+            }
+            fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+                statefile::register_versioned::<ThreadGroupRecordV3>(types)
+            }
+        }
+        let v3 = ThreadGroupRecordV3 {
+            tgid: 7,
+            tasks: vec![7, 8],
+            mm: 1,
+            fd_table: 2,
+            handlers: SignalHandlers::default(),
+            limits: LimitSet::default(),
+            fs: FsContextRecord {
+                root: b"/".to_vec(),
+                cwd: b"/tmp".to_vec(),
+                umask: 0o022,
+            },
+            exe: "/bin/sh".into(),
+            argv: vec![b"sh".to_vec()],
+            links: ProcessLinks::leader(7),
+            itimers: ITimersRecord::default(),
+            life: LifeRecord {
+                exit_signal: libc::SIGCHLD,
+                ..LifeRecord::default()
+            },
+        };
+        let bytes = statefile::to_bytes(&Old(v3.clone())).unwrap();
+        let now: ThreadGroupRecord = statefile::from_bytes(&bytes).unwrap();
+        assert!(now.shared_pending.is_empty());
+        assert_eq!(
+            (now.tgid, now.tasks, now.fs.cwd, now.life),
+            (7, vec![7, 8], b"/tmp".to_vec(), v3.life)
+        );
     }
 }

@@ -28,8 +28,16 @@ impl MemoryManager {
     /// Resolves a fault at `addr`. `Ok` means the access can be retried.
     /// `Err(EACCES)` means the address is mapped but `access` is not allowed
     /// (SIGSEGV with SEGV_ACCERR); `Err(EFAULT)` means nothing is mapped there
-    /// (SEGV_MAPERR).
+    /// (SEGV_MAPERR); `Err(EIO)` means a file mapping's page has no page of
+    /// the file behind it (past its end, or its file system is full): SIGBUS
+    /// with BUS_ADRERR.
     pub fn handle_fault(&mut self, addr: u64, access: Access) -> Result<(), Errno> {
+        if !self.unloaded.is_empty() && self.reveal_loaded(addr)? {
+            return Ok(());
+        }
+        if self.resolve_nopage(addr)? {
+            return Ok(());
+        }
         if let Some(v) = self.vma_at(addr) {
             // A write to a page a freeze made read-only (any writable VMA,
             // shared or private) thaws its block first; if the page is
@@ -78,6 +86,71 @@ impl MemoryManager {
             return Ok(());
         }
         self.grow_stack(addr)
+    }
+
+    /// A fault on a page a lazy restore had not loaded when this address
+    /// space was mapped: loads its chunk (or waits for whoever is loading
+    /// it), then gives this address space access to every page of the
+    /// chunk it maps. Whether that was the fault's cause.
+    fn reveal_loaded(&mut self, addr: u64) -> Result<bool, Errno> {
+        let page = self.page_align_down(addr);
+        let Some(v) = self.vma_at(page).cloned() else {
+            return Ok(false);
+        };
+        let off = match self
+            .backing_of(&v, page, page + self.layout.page_size)
+            .first()
+        {
+            Some(p) => p.off_of(page),
+            None => return Ok(false),
+        };
+        if !self.unloaded.contains(off) {
+            // Another thread of this address space revealed it meanwhile.
+            return Ok(self.recently_resolved_lazy(page));
+        }
+        let (start, end) = match self
+            .mf
+            .lazy()
+            .and_then(|l| l.chunk_at(off).and_then(|n| l.span(n)))
+        {
+            Some(span) => span,
+            // Loaded since this address space was made.
+            None => (
+                off & !(super::MF_PAGE_SIZE - 1),
+                (off & !(super::MF_PAGE_SIZE - 1)) + super::MF_PAGE_SIZE,
+            ),
+        };
+        self.mf
+            .await_loaded_as(start, end - start, super::lazy::Demand::Fault);
+        self.unloaded.remove(start, end);
+        let vmas: Vec<Vma> = self.vmas.values().cloned().collect();
+        for v in &vmas {
+            for p in self.backing_of(v, v.start, v.end) {
+                let (s, e) = (p.off.max(start), (p.off + p.len()).min(end));
+                if s >= e {
+                    continue;
+                }
+                let q = p.clip(p.start + (s - p.off), p.start + (e - p.off));
+                for (part, prot) in self.host_parts(v, &q) {
+                    self.aspace
+                        .protect(part.start, part.len(), prot)
+                        .map_err(|e| super::manager::platform_errno("protect", e))?;
+                }
+                self.remember_resolved(q.start, q.end);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether `page` was revealed lately (another thread's fault on it
+    /// raced the reveal, and retries).
+    fn recently_resolved_lazy(&mut self, page: u64) -> bool {
+        let now = Instant::now();
+        self.recent_cow
+            .retain(|(_, _, at)| now.duration_since(*at) < RECENT_COW);
+        self.recent_cow
+            .iter()
+            .any(|(s, e, _)| (*s..*e).contains(&page))
     }
 
     /// Whether a fault on `page` may be one that raced a resolution: its

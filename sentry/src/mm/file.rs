@@ -20,10 +20,16 @@ pub trait MappableFile: Send + Sync {
     /// in the statefile to re-open the file on restore.
     fn mapping_name(&self) -> String;
     /// Whether the file has no name left to re-open it by (a memfd, an
-    /// O_TMPFILE file, a file unlinked since): a checkpoint cannot save a
-    /// mapping of it yet.
+    /// O_TMPFILE file, a file unlinked since): a checkpoint saves such a
+    /// mapping as naming the open file it maps ([`MappableFile::open_file`]).
     fn unnamed(&self) -> bool {
         false
+    }
+    /// The open file (file description) the mapping was made from, as
+    /// Linux's `vma->vm_file`: what a checkpoint saves for a file with no
+    /// name, so that its restore maps the very file descriptors see.
+    fn open_file(&self) -> Option<Arc<crate::vfs::OpenFile>> {
+        None
     }
     /// Which file this is: equal for every mapping of the same file, so a
     /// write(2) can be reflected in its shared mappings.
@@ -44,6 +50,19 @@ pub trait MappableFile: Send + Sync {
     /// bytes at memory-file offset `mf_offset`, which maps the file from
     /// `offset` (or on part of it, after a partial munmap).
     fn unmap_shared(&self, _offset: u64, _mf_offset: u64, _len: u64) {}
+
+    /// Whether a file that allocates its pages (tmpfs) has one at `offset`
+    /// (page-aligned, inside the file); other files have every page.
+    fn holds_page(&self, _offset: u64) -> bool {
+        true
+    }
+
+    /// Gives the file a page at `offset` (page-aligned, inside the file)
+    /// for a fault of a shared mapping, as Linux's fault allocates it:
+    /// ENOSPC when the file system is full.
+    fn fault_in(&self, _offset: u64) -> Result<(), Errno> {
+        Ok(())
+    }
 }
 
 /// Opens a file by its path in the container: how the loader reaches

@@ -35,6 +35,9 @@ pub struct ForkedMm {
     /// read-only too, as the parent's freeze generation says.
     frozen: super::freeze::OffsetSet,
     freeze_gen: u64,
+    /// The parent's pages without a file page: the child's first touch
+    /// faults on them too.
+    nopage: super::nopage::NoPages,
 }
 
 impl ForkedMm {
@@ -74,6 +77,7 @@ impl MemoryManager {
             stack_limit: self.stack_limit,
             frozen: self.frozen.clone(),
             freeze_gen: self.freeze_gen,
+            nopage: self.nopage.clone(),
         };
         let starts: Vec<u64> = self.vmas.keys().copied().collect();
         for start in starts {
@@ -140,6 +144,7 @@ impl MemoryManager {
         mm.stack_limit = forked.stack_limit;
         mm.frozen = std::mem::take(&mut forked.frozen);
         mm.freeze_gen = forked.freeze_gen;
+        mm.nopage = std::mem::take(&mut forked.nopage);
         let ranges: Vec<(u64, u64)> = mm.vmas.values().map(|v| (v.start, v.end)).collect();
         for (start, end) in ranges {
             // On error the manager, dropped, gives every reference back.

@@ -573,7 +573,31 @@ impl MemoryManager {
 
     /// The parts of piece `p` of `v` with the host protections each gets:
     /// [`MemoryManager::host_prot`], without write where frozen.
+    /// Where a lazy restore has not loaded the pages yet, no access at all.
     pub(super) fn host_parts(&self, v: &Vma, p: &Piece) -> Vec<(Piece, Prot)> {
+        let parts = self.nopage_parts(self.frozen_parts(v, p));
+        if self.unloaded.is_empty() {
+            return parts;
+        }
+        let mut out = Vec::new();
+        for (q, prot) in parts {
+            let mut pos = q.start;
+            for (s, e) in self.unloaded.intersections(q.off, q.off + q.len()) {
+                let (a, b) = (q.start + (s - q.off), q.start + (e - q.off));
+                if a > pos {
+                    out.push((q.clip(pos, a), prot));
+                }
+                out.push((q.clip(a, b), Prot::NONE));
+                pos = b;
+            }
+            if pos < q.end {
+                out.push((q.clip(pos, q.end), prot));
+            }
+        }
+        out
+    }
+
+    fn frozen_parts(&self, v: &Vma, p: &Piece) -> Vec<(Piece, Prot)> {
         let prot = Self::host_prot(v, p);
         if !prot.write || self.frozen.is_empty() {
             return vec![(*p, prot)];

@@ -7,8 +7,11 @@
 //! private page shared copy-on-write gives this address space its own copy
 //! first, as the write fault would.
 
+use std::os::fd::BorrowedFd;
+
 use super::file::MappableFile;
 use super::manager::MemoryManager;
+use super::memory_file::MF_PAGE_SIZE;
 use crate::errno::Errno;
 
 /// Linux's UIO_MAXIOV: the most iovecs one readv/writev takes.
@@ -38,6 +41,29 @@ enum Miss {
 }
 
 type Pieces = Vec<(u64, std::ops::Range<usize>)>;
+
+/// Moves bytes piece by piece, `step(item, done, want)` moving the `want`
+/// bytes of one piece after `done` and returning its count, and stops at a
+/// short piece (EOF, a short pipe), as the kernel's own copy loops do; an
+/// error after some bytes moved ends it with those, and the count moved.
+pub fn until_short<T>(
+    pieces: impl IntoIterator<Item = (T, usize)>,
+    mut step: impl FnMut(T, usize, usize) -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    let mut done = 0usize;
+    for (item, want) in pieces {
+        let n = match step(item, done, want) {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        done += n;
+        if n < want {
+            break;
+        }
+    }
+    Ok(done)
+}
 
 impl MemoryManager {
     /// The memory-file pieces of `[addr, addr + len)`, in order, each as
@@ -114,6 +140,15 @@ impl MemoryManager {
         let pieces = self.translate_growing(addr, len, need)?;
         // `translate_growing` checked the range fits.
         let end = addr + len as u64;
+        // A page with no file page gets one first, as the kernel's own
+        // fault would give it (or EFAULT where the application's is SIGBUS):
+        // the write-back must not take it for untouched.
+        let page = self.layout.page_size;
+        for (s, e) in self.nopage_ranges(addr & !(page - 1), end) {
+            for at in (s..e).step_by(page as usize) {
+                self.resolve_nopage(at).map_err(|_| Errno::EFAULT)?;
+            }
+        }
         if len == 0 || !self.break_cow_range(addr, end)? {
             return Ok(pieces);
         }
@@ -147,6 +182,53 @@ impl MemoryManager {
     /// ptrace POKE). Private file mappings stay private: the file is untouched.
     pub fn copy_out_force(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
         self.copy_out_as(addr, data, Need::Any)
+    }
+
+    /// Reads up to `len` bytes of host file `fd` at `at` straight into
+    /// application memory at `addr` (a read(2) of a host file): the count
+    /// read, short at the file's end; EFAULT, before anything is read,
+    /// unless the whole range is writable.
+    pub fn copy_out_from_fd(
+        &mut self,
+        addr: u64,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        at: u64,
+    ) -> Result<usize, Errno> {
+        let pieces = match self.translate_for_write(addr, len, Need::Write) {
+            Ok(p) => p,
+            // Linux copies until the first page it cannot write to and
+            // returns what it copied: the bytes before that page are read.
+            Err(e) => match self.writable_len(addr, len) {
+                0 => return Err(e),
+                n => self.translate_for_write(addr, n, Need::Write)?,
+            },
+        };
+        let mf = &self.mf;
+        until_short(
+            pieces.into_iter().map(|(off, r)| (off, r.len())),
+            |off, done, want| mf.fill_from_fd(off, want, fd, at + done as u64),
+        )
+    }
+
+    /// How many bytes from `addr` (at most `len`) a copy-out can write, in
+    /// whole pages but for the first and last: where a fault would stop it
+    /// (a read(2) stops there with what it copied, leaving the rest unread).
+    pub fn writable_len(&mut self, addr: u64, len: usize) -> usize {
+        if self.translate_growing(addr, len, Need::Write).is_ok() {
+            return len;
+        }
+        let mut done = 0usize;
+        while done < len {
+            let cur = addr + done as u64;
+            let to_page_end = (MF_PAGE_SIZE - cur % MF_PAGE_SIZE) as usize;
+            let n = to_page_end.min(len - done);
+            if self.translate_growing(cur, n, Need::Write).is_err() {
+                break;
+            }
+            done += n;
+        }
+        done
     }
 
     /// Writes `len` zero bytes at `addr` (clear_user); `force` ignores protections.

@@ -49,6 +49,14 @@ pub struct MemoryManager {
     pub(super) frozen: OffsetSet,
     pub(super) freeze_gen: u64,
     pub(super) thawed_at: Option<Instant>,
+    /// Memory-file offsets of a lazy restore's chunks not loaded when this
+    /// address space last looked (`lazy.rs`): mapped without access on the
+    /// host, so the application's first touch faults and loads them.
+    pub(super) unloaded: OffsetSet,
+    /// Pages of copied file mappings with no file page behind them, mapped
+    /// without access on the host (`nopage.rs`): SIGBUS at the fault
+    /// unless the file has one by then.
+    pub(super) nopage: super::nopage::NoPages,
     /// Where the heap starts (set by the loader) and the current break.
     pub(super) brk_start: u64,
     pub(super) brk: u64,
@@ -92,7 +100,12 @@ impl MemoryManager {
         if top <= min_addr {
             return Err(Errno::ENOMEM);
         }
+        let mut unloaded = OffsetSet::default();
+        for (s, e) in mf.lazy().map(|l| l.unloaded_spans()).unwrap_or_default() {
+            unloaded.insert(s, e);
+        }
         Ok(MemoryManager {
+            unloaded,
             layout,
             freeze_gen: mf.freeze_generation(),
             mf,
@@ -101,6 +114,7 @@ impl MemoryManager {
             pmas: Pmas::default(),
             recent_cow: VecDeque::new(),
             frozen: OffsetSet::default(),
+            nopage: Default::default(),
             // `freeze_gen` above: born in step with the memory file, as it
             // maps nothing yet, and what it maps of existing pages during
             // a freeze is frozen as it is mapped (`freeze_new_mapping`).
@@ -546,6 +560,23 @@ impl MemoryManager {
         if from >= to {
             return Ok(());
         }
+        // Pages never touched since the file had none there have no bytes
+        // to give it (writing them would fill its holes).
+        let mut pos = from;
+        for (s, e) in self.nopage_ranges(from, to) {
+            if s > pos {
+                self.write_back_all(v, fb, pos, s)?;
+            }
+            pos = e;
+        }
+        if pos < to {
+            self.write_back_all(v, fb, pos, to)?;
+        }
+        Ok(())
+    }
+
+    /// [`MemoryManager::write_back`] of every page of `[from, to)`.
+    fn write_back_all(&self, v: &Vma, fb: &FileBacking, from: u64, to: u64) -> Result<(), Errno> {
         let size = fb.file.size()?;
         let file_off = fb.offset + (from - v.start);
         let len = size.saturating_sub(file_off).min(to - from);
@@ -586,6 +617,7 @@ impl MemoryManager {
             if let Err(e) = self.aspace.unmap(v.start, v.len()) {
                 tracing::warn!("address space unmap failed: {e}");
             }
+            self.nopage.remove(v.start, v.end);
             self.release_backing(&v);
         }
     }
@@ -638,7 +670,13 @@ impl MemoryManager {
             off: mf_off,
             cow: false,
         });
+        let marked = self.mark_nopages(&v, mf_off);
         self.vmas.insert(start, v);
+        // Inserted first, so that on error unmapping gives the backing back.
+        if let Err(e) = marked {
+            self.unmap_range(start, len);
+            return Err(e);
+        }
         Ok(start)
     }
 

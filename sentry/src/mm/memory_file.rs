@@ -24,7 +24,7 @@ use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::fcntl::{fallocate, FallocateFlags};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
@@ -111,6 +111,9 @@ pub struct MemoryFile {
     /// rebuilds it for the new host), so it is left out of
     /// [`MemoryFile::allocated_ranges`].
     vvar: std::sync::OnceLock<u64>,
+    /// The statefile chunks a lazy restore has still to load (`lazy.rs`):
+    /// every access below loads what it touches first.
+    lazy: std::sync::OnceLock<Arc<super::lazy::LazyMemory>>,
 }
 
 /// Disjoint ranges, start -> end, coalesced (no two touch).
@@ -309,6 +312,7 @@ impl MemoryFile {
             freeze_gen: AtomicU64::new(0),
             limit: AtomicU64::new(0),
             vvar: std::sync::OnceLock::new(),
+            lazy: std::sync::OnceLock::new(),
         })
     }
 
@@ -579,6 +583,8 @@ impl MemoryFile {
         if len == 0 {
             return Ok(());
         }
+        // A chunk loaded after the punch would bring the pages back.
+        self.await_loaded(start, len);
         // Freed or zeroed pages are kept for a snapshot as well.
         self.preserve(start, len);
         fallocate(
@@ -854,9 +860,73 @@ impl MemoryFile {
     fn check_io(&self, offset: u64, len: usize) -> Result<usize, Errno> {
         let len64 = u64::try_from(len).map_err(|_| Errno::EFAULT)?;
         match offset.checked_add(len64) {
-            Some(end) if end <= self.capacity => usize::try_from(offset).map_err(|_| Errno::EFAULT),
+            Some(end) if end <= self.capacity => {
+                self.await_loaded(offset, len64);
+                usize::try_from(offset).map_err(|_| Errno::EFAULT)
+            }
             _ => Err(Errno::EFAULT),
         }
+    }
+
+    /// Makes this file load the rest of a lazy restore's memory from
+    /// `lazy` on demand; once only.
+    pub fn set_lazy(&self, lazy: Arc<super::lazy::LazyMemory>) -> Result<(), Errno> {
+        self.lazy.set(lazy).map_err(|_| Errno::EBUSY)
+    }
+
+    /// (chunks loaded, chunks in all) of the lazy restore this file was
+    /// made by, if it was.
+    pub fn lazy_progress(&self) -> Option<(usize, usize)> {
+        self.lazy.get().map(|l| (l.loaded_chunks(), l.chunks()))
+    }
+
+    /// The lazy restore still loading into this file, if any.
+    pub fn lazy(&self) -> Option<&Arc<super::lazy::LazyMemory>> {
+        self.lazy.get().filter(|l| !l.all_loaded())
+    }
+
+    /// Loads whatever chunks of a lazy restore `[offset, offset + len)`
+    /// touches; a damaged one stops the sandbox (no access may see the
+    /// hole it would leave).
+    pub fn await_loaded(&self, offset: u64, len: u64) {
+        self.await_loaded_as(offset, len, super::lazy::Demand::Fault);
+    }
+
+    pub(super) fn await_loaded_as(&self, offset: u64, len: u64, demand: super::lazy::Demand) {
+        if let Some(l) = self.lazy() {
+            if let Err(e) = l.ensure_range(self, offset, len, demand) {
+                l.die(&e);
+            }
+        }
+    }
+
+    /// Loads every chunk a lazy restore has not loaded yet (a checkpoint
+    /// saves the whole memory file).
+    pub fn await_all_loaded(&self) {
+        if let Some(l) = self.lazy() {
+            l.release_hold();
+            if let Err(e) = l.load_rest(self, &[]) {
+                l.die(&e);
+            }
+        }
+    }
+
+    /// A lazy restore's loader writing restored pages in, past the checks
+    /// that would wait for the very chunk being loaded.
+    pub(super) fn fill_restored(&self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        let len = u64::try_from(data.len()).map_err(|_| Errno::EFAULT)?;
+        if offset.checked_add(len).is_none_or(|e| e > self.capacity) {
+            return Err(Errno::EFAULT);
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            let n = nix::sys::uio::pwrite(self.fd(), &data[done..], (offset + done as u64) as i64)?;
+            if n == 0 {
+                return Err(Errno::EIO);
+            }
+            done += n;
+        }
+        Ok(())
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the file.
@@ -916,6 +986,38 @@ impl MemoryFile {
             std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.as_ptr().add(off), data.len());
         }
         Ok(())
+    }
+
+    /// Reads up to `len` bytes of the host file `fd` at `at` straight into
+    /// the file at `offset`: a read(2) of a host file then touches each byte
+    /// once, as Linux's copy into the page cache's pages does, rather than
+    /// through a Sentry buffer. The count read (short at the host file's end).
+    pub fn fill_from_fd(
+        &self,
+        offset: u64,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        at: u64,
+    ) -> Result<usize, Errno> {
+        let off = self.check_io(offset, len)?;
+        let at = libc::off_t::try_from(at).map_err(|_| Errno::EINVAL)?;
+        self.preserve(offset, len as u64);
+        loop {
+            // SAFETY: `check_io` proved `[off, off + len)` lies within the
+            // mapping at `base`, which lives as long as `self`; the host
+            // kernel writes at most `len` bytes there. The bytes are the
+            // application's memory, which it may read meanwhile, as a native
+            // read(2) into its buffer allows; no Rust reference to them exists.
+            let n =
+                unsafe { libc::pread(fd.as_raw_fd(), self.base.as_ptr().add(off).cast(), len, at) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => {}
+                e => return Err(Errno(e as i32)),
+            }
+        }
     }
 
     /// Atomically replaces the u32 at `offset` (4-aligned) with `new` if it

@@ -12,6 +12,7 @@ pub mod file;
 mod fork;
 mod freeze;
 mod io;
+pub mod lazy;
 mod manager;
 pub mod memory_file;
 mod ops;
@@ -26,13 +27,15 @@ pub(crate) mod tests;
 pub use file::{MappableFile, OpenFn};
 pub use fork::ForkedMm;
 pub use freeze::{sync_freeze, unbind_thread, Snapshot, SnapshotStats, FREEZE_BLOCK};
-pub use io::{IoVec, UIO_MAXIOV};
+pub use io::{until_short, IoVec, UIO_MAXIOV};
 pub use manager::{
     usable_range, MemoryManager, DEFAULT_STACK_LIMIT, MMAP_MIN_ADDR, STACK_GUARD_GAP,
 };
 pub use memory_file::{FileRange, MemoryFile, MemoryFileError, MF_PAGE_SIZE};
+mod nopage;
 pub use ops::MmapFile;
 pub use state::{
     BackingState, MappedFileRecord, MemoryFileRecord, MmRecord, MmRestoreError, MmState,
+    UnnamedMappingRecord,
 };
 pub use vma::{FileBacking, FileState, Vma, VmaKind, VmaState};

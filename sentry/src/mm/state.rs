@@ -151,14 +151,46 @@ pub struct MappedFileRecord {
 }
 statefile::versioned!(MappedFileRecord, "mm.MappedFile", 1, [Fingerprint]);
 
+/// A mapping of a file with no name (a memfd, an O_TMPFILE file, one
+/// unlinked since): the VMA starting at `start` maps saved open file
+/// `open_file` (a `vfs.OpenFile` of the statefile, shared with the
+/// descriptor tables), as Linux's VMA holds its `struct file`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnnamedMappingRecord {
+    pub start: u64,
+    pub open_file: u64,
+}
+statefile::versioned!(UnnamedMappingRecord, "mm.UnnamedMapping", 1);
+
 /// An address space's saved form: VMAs with their memory-file offsets, brk,
-/// and the files its mappings come from.
+/// and the files its mappings come from: by path (`files`), or, for files
+/// with no name, by the saved open file each such VMA maps (`unnamed`,
+/// since v4).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MmRecord {
     pub mm: MmState,
     pub files: Vec<MappedFileRecord>,
+    pub unnamed: Vec<UnnamedMappingRecord>,
 }
-statefile::versioned!(MmRecord, "mm.MemoryManager", 3, [MmState, MappedFileRecord]);
+statefile::versioned!(
+    MmRecord,
+    "mm.MemoryManager",
+    4,
+    [MmState, MappedFileRecord, UnnamedMappingRecord]
+);
+
+/// Version 3 of the address space's record: every mapped file by path.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MmRecordV3 {
+    pub mm: MmState,
+    pub files: Vec<MappedFileRecord>,
+}
+statefile::versioned!(
+    MmRecordV3,
+    "mm.MemoryManager",
+    3,
+    [MmState, MappedFileRecord]
+);
 
 /// Version 2 of the address space's record (no vDSO).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -188,7 +220,7 @@ statefile::versioned!(
 
 impl statefile::Savable for MmRecord {
     const TYPE_NAME: &'static str = "mm.MemoryManager";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const MIN_VERSION: u32 = 1;
 
     fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
@@ -198,13 +230,15 @@ impl statefile::Savable for MmRecord {
     /// Older versions are decoded in their own layout (their nested types
     /// checked at the versions they were written with) and migrated: v1's
     /// VMA ranges become backing runs; v1 and v2 had no vDSO (the restored
-    /// program goes on without one, as it ran).
+    /// program goes on without one, as it ran); before v4 a checkpoint
+    /// refused mappings of files with no name, so none is listed.
     fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
         if version == 1 {
             statefile::check_saved_versions::<MmRecordV1>(dec.types())?;
             return dec.serde::<MmRecordV1>().map(|v1| MmRecord {
                 mm: MmStateV2::from(v1.mm).into(),
                 files: v1.files,
+                unnamed: Vec::new(),
             });
         }
         if version == 2 {
@@ -212,6 +246,15 @@ impl statefile::Savable for MmRecord {
             return dec.serde::<MmRecordV2>().map(|v2| MmRecord {
                 mm: v2.mm.into(),
                 files: v2.files,
+                unnamed: Vec::new(),
+            });
+        }
+        if version == 3 {
+            statefile::check_saved_versions::<MmRecordV3>(dec.types())?;
+            return dec.serde::<MmRecordV3>().map(|v3| MmRecord {
+                mm: v3.mm,
+                files: v3.files,
+                unnamed: Vec::new(),
             });
         }
         statefile::check_saved_versions::<Self>(dec.types())?;
@@ -232,22 +275,31 @@ pub struct MemoryFileRecord {
 statefile::savable_serde!(MemoryFileRecord, "mm.MemoryFile", 1, [FileRange]);
 
 impl MemoryManager {
-    /// The name of a file this address space maps that has no name left to
-    /// re-open it by after a restore (see [`super::MappableFile::unnamed`]).
-    pub fn unnamed_mapping(&self) -> Option<String> {
+    /// The mappings of files with no name left to re-open them by after a
+    /// restore (see [`super::MappableFile::unnamed`]), by start address.
+    pub fn unnamed_mappings(&self) -> Vec<(u64, Arc<dyn MappableFile>)> {
         self.vmas
             .values()
-            .filter_map(|v| v.file.as_ref())
-            .find(|f| f.file.unnamed())
-            .map(|f| f.file.mapping_name())
+            .filter(|v| v.kind != VmaKind::Vvar)
+            .filter_map(|v| Some((v.start, v.file.as_ref()?)))
+            .filter(|(_, f)| f.file.unnamed())
+            .map(|(start, f)| (start, f.file.clone()))
+            .collect()
     }
 
     /// The address space's record; `fingerprint` names the current identity
-    /// of a mapped file by its path in the container.
+    /// of a mapped file by its path in the container. Files with no name
+    /// are left out of `files`: the caller lists their mappings in
+    /// `unnamed` ([`MemoryManager::unnamed_mappings`]).
     pub fn save_record(&self, fingerprint: &dyn Fn(&str) -> Option<Fingerprint>) -> MmRecord {
         let mm = self.snapshot();
+        let unnamed: std::collections::HashSet<u64> = self
+            .unnamed_mappings()
+            .into_iter()
+            .map(|(start, _)| start)
+            .collect();
         let mut files: BTreeMap<String, MappedFileRecord> = BTreeMap::new();
-        for vma in &mm.vmas {
+        for vma in mm.vmas.iter().filter(|v| !unnamed.contains(&v.start)) {
             let Some(f) = &vma.file else { continue };
             let e = files
                 .entry(f.name.clone())
@@ -261,9 +313,13 @@ impl MemoryManager {
         MmRecord {
             mm,
             files: files.into_values().collect(),
+            unnamed: Vec::new(),
         }
     }
 }
+
+/// Gives the file a saved file VMA maps, at restore.
+pub type OpenVmaFn<'a> = dyn Fn(&VmaState) -> Result<Arc<dyn MappableFile>, Errno> + 'a;
 
 /// Why a snapshot cannot be restored.
 #[derive(Debug, thiserror::Error)]
@@ -622,6 +678,32 @@ impl MemoryManager {
         aspace: Arc<dyn AddressSpace>,
         reopen: &OpenFn<'_>,
     ) -> Result<MemoryManager, MmRestoreError> {
+        let opened: std::sync::Mutex<HashMap<String, Arc<dyn MappableFile>>> = Default::default();
+        let open = |s: &VmaState| {
+            let Some(f) = &s.file else {
+                return Err(Errno::EINVAL);
+            };
+            let mut opened = opened.lock().map_err(|_| Errno::EIO)?;
+            if let Some(file) = opened.get(&f.name) {
+                return Ok(file.clone());
+            }
+            let file = reopen(&f.name)?;
+            opened.insert(f.name.clone(), file.clone());
+            Ok(file)
+        };
+        Self::from_snapshot_with(state, layout, mf, aspace, &open)
+    }
+
+    /// [`MemoryManager::from_snapshot`] with the file of each file VMA
+    /// given by `open` from its saved state: a restore finds files with no
+    /// name by the VMA, not by the name it shows.
+    pub fn from_snapshot_with(
+        state: &MmState,
+        layout: Layout,
+        mf: Arc<MemoryFile>,
+        aspace: Arc<dyn AddressSpace>,
+        open: &OpenVmaFn<'_>,
+    ) -> Result<MemoryManager, MmRestoreError> {
         state.validate(&layout, &|offset, len| mf.is_allocated(offset, len))?;
         // Each backing run is claimed against every other owner of restored
         // memory (tmpfs files first of all); address spaces may share runs.
@@ -639,7 +721,6 @@ impl MemoryManager {
             backing.insert(b.mf_offset, b.mf_offset + len);
         }
         let mut vmas = BTreeMap::new();
-        let mut files: HashMap<String, Arc<dyn MappableFile>> = HashMap::new();
         let vvar = crate::vdso::VvarFile::of(&mf);
         for (index, s) in state.vmas.iter().enumerate() {
             if s.kind == VmaKind::Vvar {
@@ -673,17 +754,10 @@ impl MemoryManager {
             let file = match &s.file {
                 None => None,
                 Some(f) => {
-                    let file = match files.get(&f.name) {
-                        Some(file) => file.clone(),
-                        None => {
-                            let file = reopen(&f.name).map_err(|errno| MmRestoreError::Reopen {
-                                name: f.name.clone(),
-                                errno,
-                            })?;
-                            files.insert(f.name.clone(), file.clone());
-                            file
-                        }
-                    };
+                    let file = open(s).map_err(|errno| MmRestoreError::Reopen {
+                        name: f.name.clone(),
+                        errno,
+                    })?;
                     Some(FileBacking {
                         file,
                         offset: f.offset,
@@ -720,13 +794,31 @@ impl MemoryManager {
         mm.brk_start = state.brk_start;
         mm.brk = state.brk;
         mm.stack_limit = state.stack_limit;
+        // Pages with no file page are found again, mapped without access.
+        for v in vmas.values().filter(|v| v.file.is_some() && !v.direct) {
+            let runs = super::nopage::nopages_of(v, &pmas.pieces(v.start, v.end), layout.page_size)
+                .map_err(|errno| MmRestoreError::Reopen {
+                    name: v
+                        .file
+                        .as_ref()
+                        .map(|f| f.file.mapping_name())
+                        .unwrap_or_default(),
+                    errno,
+                })?;
+            for (start, n) in runs {
+                mm.nopage.insert(start, n);
+            }
+        }
         for v in vmas.values() {
             let cow = !v.shared && !v.direct && v.prot.write;
             for p in backing_pieces(&pmas, v) {
                 let p = Piece { cow, ..p };
-                let prot = MemoryManager::host_prot(v, &p);
-                if let Err(e) = mm.aspace.map(p.start, p.len(), p.off, prot) {
-                    return Err(MmRestoreError::Map(platform_errno("map", e)));
+                // Pages of a lazy restore not loaded yet are mapped without
+                // access: the first touch faults and loads them.
+                for (q, prot) in mm.host_parts(v, &p) {
+                    if let Err(e) = mm.aspace.map(q.start, q.len(), q.off, prot) {
+                        return Err(MmRestoreError::Map(platform_errno("map", e)));
+                    }
                 }
                 if cow {
                     pmas.take(p.start, p.end);

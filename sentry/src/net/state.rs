@@ -516,7 +516,7 @@ pub fn link(
             });
         }
         let key = r.bound_path.as_ref().and_then(|p| {
-            let st = vfs.stat_at(vfs.root(), p, false).ok()?;
+            let st = vfs.stat_at(&vfs.root(), p, false).ok()?;
             (st.mode & libc::S_IFMT == libc::S_IFSOCK).then_some((p.clone(), (st.dev, st.ino)))
         });
         {

@@ -169,7 +169,18 @@ impl ObjectTable {
     fn payload_of<T: Savable>(&mut self, v: &T) -> Result<Vec<u8>, TableError> {
         let mut enc = Encoder::new();
         enc.put(v)?;
-        self.types.merge(enc.types())?;
+        if self.types.merge(enc.types()).is_err() {
+            // A record of an older statefile (a seed) was migrated on
+            // decode and is re-encoded at today's versions: the table now
+            // names those (the edited record is the only one of its type
+            // that changes version, as the namespace record is).
+            let mut table = TypeTable::new();
+            for (name, version) in self.types.iter() {
+                table.register(name, enc.types().get(name).unwrap_or(version))?;
+            }
+            table.merge(enc.types())?;
+            self.types = table;
+        }
         Ok(enc.bytes()[8..].to_vec())
     }
 

@@ -260,6 +260,9 @@ pub struct ContainerRestore {
     /// held sandbox shares): the held sandbox holds none of it, and its
     /// resume copies it in (see [`load_shared_memory`]).
     pub memory: Option<OwnedFd>,
+    /// Resume before the memory is loaded (`cryo restore --lazy`): chunks
+    /// load on first touch and in the background (`mm::lazy`).
+    pub lazy: bool,
 }
 
 /// Loads the memory section of the statefile in `image_dir` into a new
@@ -384,6 +387,8 @@ pub struct HeldRestore {
     since: std::time::Instant,
     /// The shared copy of the memory and the ranges to copy in at resume.
     deferred: Option<(OwnedFd, Vec<crate::mm::FileRange>)>,
+    /// A lazy restore's chunks, loaded in the background from the resume.
+    lazy: Option<Arc<crate::mm::lazy::LazyMemory>>,
 }
 
 /// What a pool's take gives the sandbox it hands out (README, "Warm
@@ -419,6 +424,9 @@ impl HeldRestore {
             copy_shared_memory(from, &self.kernel.memory_file, ranges)?;
         }
         self.kernel.clocks.discount_held(self.since.elapsed());
+        if let Some(l) = &self.lazy {
+            start_background_load(&self.kernel, l.clone())?;
+        }
         let kernel = self.kernel.clone();
         self.tree.start(&kernel)
     }
@@ -428,6 +436,9 @@ impl HeldRestore {
     fn resume_now(self) -> Result<Task, RestoreError> {
         if let Some((from, ranges)) = &self.deferred {
             copy_shared_memory(from, &self.kernel.memory_file, ranges)?;
+        }
+        if let Some(l) = &self.lazy {
+            start_background_load(&self.kernel, l.clone())?;
         }
         let kernel = self.kernel.clone();
         self.tree.start(&kernel)
@@ -525,7 +536,10 @@ pub fn restore_container_held(
     }
     let host = host_resources()?;
     let rec = load(&host.layout)?;
-    let used = rec.tasks().fold(0, |acc, t| acc | t.fp.xstate_bv());
+    // As the checkpoint counted it: components the sandbox's CPU does not
+    // show (PKRU on a PKU host under a smaller profile) are not asked for.
+    let shown_xcr0 = saved_cpu.as_ref().map_or(u64::MAX, |c| c.xcr0);
+    let used = rec.tasks().fold(0, |acc, t| acc | t.fp.xstate_bv()) & shown_xcr0;
     let missing = used & !(platform::host_xfeatures() & checked.cpu.xcr0);
     if missing != 0 {
         return Err(RestoreError::CpuFeatures { missing });
@@ -546,22 +560,25 @@ pub fn restore_container_held(
     mf.restore_allocations(&rec.memory.ranges)
         .map_err(|e| RestoreError::Memory(e.to_string()))?;
     let deferred = container.memory.map(|fd| (fd, rec.memory.ranges.clone()));
-    let memory = reader.memory(MEMORY_SECTION).map_err(sf_err)?;
-    if deferred.is_none() {
-        memory
-            .restore_runs_mapped_with(|offset, page| {
-                if !holds(&rec.memory.ranges, offset, page.len() as u64) {
-                    return Err(statefile::StatefileError::PageOutOfRange {
-                        offset,
-                        len: page.len() as u64,
-                    });
-                }
-                mf.pwrite_at(offset, page).map_err(|e| {
-                    statefile::StatefileError::Io(std::io::Error::from_raw_os_error(e.0))
-                })
-            })
-            .map_err(sf_err)?;
-    }
+    let lazy = if container.lazy && deferred.is_none() {
+        let l = crate::mm::lazy::LazyMemory::new(
+            shown.clone(),
+            reader,
+            MEMORY_SECTION,
+            rec.memory.ranges.clone(),
+        )
+        .map_err(sf_err)?;
+        let l = Arc::new(l);
+        mf.set_lazy(l.clone())
+            .map_err(|e| RestoreError::Memory(format!("lazy restore: {e}")))?;
+        Some(l)
+    } else {
+        let memory = reader.memory(MEMORY_SECTION).map_err(sf_err)?;
+        if deferred.is_none() {
+            load_eagerly(&memory, &mf, &rec.memory.ranges).map_err(sf_err)?;
+        }
+        None
+    };
 
     let config = KernelConfig {
         hostname: rec.kernel.uts.hostname.clone(),
@@ -603,6 +620,10 @@ pub fn restore_container_held(
     };
     let ptys = restore_ptys(&kernel, &rec.ptys)?;
     let sockets = crate::net::state::create(&rec.sockets, &kernel.unix);
+    kernel
+        .inet
+        .restore_stack(&rec.inet_stack)
+        .map_err(|e| RestoreError::Invalid(e.to_string()))?;
     let inet = crate::net::inet::state::restore(&rec.inet_sockets, &kernel.inet);
     let netlink = rec
         .netlink_sockets
@@ -617,18 +638,35 @@ pub fn restore_container_held(
         .with_ptys(ptys);
     let mut files: HashMap<u64, Arc<crate::vfs::OpenFile>> = HashMap::new();
     let io_signals: Arc<dyn crate::vfs::fasync::IoSignals> = kernel.clone();
-    for (&id, f) in &rec.files {
-        let file = kernel.vfs.reopen(f, &mut ctx)?;
+    // A procfs file that names a process (/proc/PID/stat, held open as
+    // redis does) cannot be re-opened before that process is back: it is
+    // tried again once the process tree is, before any descriptor table
+    // is filled.
+    let mut late = Vec::new();
+    use crate::vfs::state::{FileStateKind, OpenFileState};
+    let reopen = |id: u64, f: &OpenFileState, ctx: &mut RestoreCtx, late: Option<&mut Vec<u64>>| {
+        let file = match (kernel.vfs.reopen(f, ctx), late) {
+            (Ok(file), _) => file,
+            (Err(_), Some(late)) if f.kind == FileStateKind::Synthetic => {
+                late.push(id);
+                return Ok(None);
+            }
+            (Err(e), _) => return Err(RestoreError::from(e)),
+        };
         file.fasync().restore(&f.fasync);
         if f.flags & libc::O_ASYNC != 0 {
             file.set_async(true, f.fasync.fd, Arc::downgrade(&io_signals));
         }
-        files.insert(id, file);
+        Ok(Some(file))
+    };
+    for (&id, f) in &rec.files {
+        if let Some(file) = reopen(id, f, &mut ctx, Some(&mut late))? {
+            files.insert(id, file);
+        }
     }
     // An inet socket no saved file claimed (none is, unless the record
     // set is odd) is released, as its last file's close would have.
     ctx.release_unclaimed_inet();
-    // Epoll sets get their items once every file they name is open again.
     // Sockets once every open file is back: their messages carry files.
     crate::net::state::link(
         &rec.sockets,
@@ -637,14 +675,6 @@ pub fn restore_container_held(
         &kernel.vfs,
     )
     .map_err(|e| RestoreError::Invalid(e.to_string()))?;
-    for r in &rec.epolls {
-        let ep = ctx
-            .epolls()
-            .get(&r.id)
-            .ok_or_else(|| RestoreError::Invalid(format!("epoll set {} has no open file", r.id)))?;
-        ep.restore_items(r, &|id| files.get(&id).cloned())
-            .map_err(|e| RestoreError::Invalid(format!("epoll set {}: {e}", r.id)))?;
-    }
     // The file locks, on the re-opened files.
     for l in &rec.file_locks {
         let file = files
@@ -663,15 +693,82 @@ pub fn restore_container_held(
         }
         kernel.file_locks.install(key, &locks);
     }
-    let restored = super::restore_tree::restore_processes(&kernel, &rec, &files, host.layout);
+    let mut reopen_late = |files: &mut super::restore_tree::RestoredFiles| {
+        for &id in &late {
+            if let Some(f) = rec.files.get(&id) {
+                if let Some(file) = reopen(id, f, &mut ctx, None)? {
+                    files.insert(id, file);
+                }
+            }
+        }
+        Ok(())
+    };
+    let restored = super::restore_tree::restore_processes(
+        &kernel,
+        &rec,
+        &mut files,
+        &mut reopen_late,
+        host.layout,
+    );
     // Files with no name that no open file took are freed now.
     kernel.vfs.release_restored_orphans();
+    let tree = restored?;
+    // Pidfds name their processes once these are back, and only then do
+    // epoll sets find the queues pidfds wait on.
+    crate::kernel::pidfd::bind_restored(files.values(), tree.groups())
+        .map_err(RestoreError::Invalid)?;
+    for r in &rec.epolls {
+        let ep = ctx
+            .epolls()
+            .get(&r.id)
+            .ok_or_else(|| RestoreError::Invalid(format!("epoll set {} has no open file", r.id)))?;
+        ep.restore_items(r, &|id| files.get(&id).cloned())
+            .map_err(|e| RestoreError::Invalid(format!("epoll set {}: {e}", r.id)))?;
+    }
     Ok(HeldRestore {
         kernel,
-        tree: restored?,
+        tree,
         since: std::time::Instant::now(),
         deferred,
+        lazy,
     })
+}
+
+/// Every chunk of `memory` into the memory file, checksums checked, each
+/// page inside the ranges the restore gave out.
+fn load_eagerly(
+    memory: &statefile::MemoryReader<'_, std::fs::File>,
+    mf: &crate::mm::MemoryFile,
+    ranges: &[crate::mm::FileRange],
+) -> statefile::Result<()> {
+    memory.restore_runs_mapped_with(|offset, page| {
+        if !holds(ranges, offset, page.len() as u64) {
+            return Err(statefile::StatefileError::PageOutOfRange {
+                offset,
+                len: page.len() as u64,
+            });
+        }
+        mf.pwrite_at(offset, page)
+            .map_err(|e| statefile::StatefileError::Io(std::io::Error::from_raw_os_error(e.0)))
+    })
+}
+
+/// Starts the thread that loads the rest of a lazy restore's memory while
+/// the sandbox runs.
+fn start_background_load(
+    kernel: &Arc<crate::kernel::Kernel>,
+    lazy: Arc<crate::mm::lazy::LazyMemory>,
+) -> Result<(), RestoreError> {
+    let mf = kernel.memory_file.clone();
+    std::thread::Builder::new()
+        .name("cryo-lazy-load".into())
+        .spawn(move || {
+            if let Err(e) = lazy.load_rest(&mf, &[]) {
+                lazy.die(&e);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| RestoreError::Memory(format!("cannot start the lazy loader: {e}")))
 }
 
 /// The saved pseudo-terminals, back in the new kernel's devpts at their

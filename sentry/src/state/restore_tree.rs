@@ -34,12 +34,38 @@ struct RestoredMm {
     runner: Option<mpsc::Sender<(Task, FpState)>>,
 }
 
+/// The files an address space maps: by path, and the files with no name
+/// by the start of the mapping.
+#[derive(Default)]
+struct MappedFiles {
+    by_path: HashMap<String, Arc<dyn MappableFile>>,
+    unnamed: HashMap<u64, Arc<dyn MappableFile>>,
+}
+
 /// Re-opens the files an address space maps (a missing or changed one
-/// refuses the restore, named).
+/// refuses the restore, named); the files with no name are restored open
+/// files (`files`), shared with the descriptors that hold them.
 fn mapped_files(
     kernel: &Kernel,
     rec: &MmRecord,
-) -> Result<HashMap<String, Arc<dyn MappableFile>>, RestoreError> {
+    files: &RestoredFiles,
+) -> Result<MappedFiles, RestoreError> {
+    let mut unnamed = HashMap::new();
+    for u in &rec.unnamed {
+        let not_mappable = |why: &str| {
+            RestoreError::File(crate::vfs::state::VfsRestoreError::Invalid(format!(
+                "the mapping at {:#x}: open file #{} {why}",
+                u.start, u.open_file
+            )))
+        };
+        let file = files
+            .get(&u.open_file)
+            .ok_or_else(|| not_mappable("was not restored"))?;
+        let mappable = file
+            .as_mappable()
+            .ok_or_else(|| not_mappable("cannot be mapped"))?;
+        unnamed.insert(u.start, mappable);
+    }
     let mut mapped = HashMap::new();
     for f in &rec.files {
         let state = OpenFileState {
@@ -64,7 +90,10 @@ fn mapped_files(
         })?;
         mapped.insert(f.path.clone(), mappable);
     }
-    Ok(mapped)
+    Ok(MappedFiles {
+        by_path: mapped,
+        unnamed,
+    })
 }
 
 /// An address space, the context of the thread that made it, and contexts
@@ -77,17 +106,25 @@ fn build_mm(
     kernel: &Kernel,
     rec: &MmRecord,
     layout: Layout,
-    mapped: &HashMap<String, Arc<dyn MappableFile>>,
+    mapped: &MappedFiles,
     others: usize,
 ) -> Result<BuiltMm, RestoreError> {
-    let reopen = |name: &str| mapped.get(name).cloned().ok_or(Errno::ENOENT);
+    let open = |v: &crate::mm::VmaState| {
+        let by_path = || mapped.by_path.get(&v.file.as_ref()?.name);
+        mapped
+            .unnamed
+            .get(&v.start)
+            .or_else(by_path)
+            .cloned()
+            .ok_or(Errno::ENOENT)
+    };
     let aspace = kernel.platform.new_address_space()?;
-    let mm = MemoryManager::from_snapshot(
+    let mm = MemoryManager::from_snapshot_with(
         &rec.mm,
         layout,
         kernel.memory_file.clone(),
         aspace.clone(),
-        &reopen,
+        &open,
     )?;
     let own = kernel.platform.new_context()?;
     let mut contexts = Vec::with_capacity(others);
@@ -104,8 +141,9 @@ fn build_mm_on_thread(
     rec: &MmRecord,
     layout: Layout,
     others: usize,
+    files: &RestoredFiles,
 ) -> Result<RestoredMm, RestoreError> {
-    let mapped = mapped_files(kernel, rec)?;
+    let mapped = mapped_files(kernel, rec, files)?;
     let (done_tx, done_rx) = mpsc::sync_channel(1);
     let (run_tx, run_rx) = mpsc::channel::<(Task, FpState)>();
     let kernel2 = kernel.clone();
@@ -152,20 +190,25 @@ pub(super) struct HeldTree {
     groups: Vec<Arc<ThreadGroup>>,
 }
 
+/// The open files a restore has re-opened, by saved id.
+pub(super) type RestoredFiles = HashMap<u64, Arc<OpenFile>>;
+
 /// Restores every process of `rec`, holding every task: none runs until
 /// [`HeldTree::start`].
 pub(super) fn restore_processes(
     kernel: &Arc<Kernel>,
     rec: &SavedKernel,
-    files: &HashMap<u64, Arc<OpenFile>>,
+    files: &mut RestoredFiles,
+    reopen_late: &mut dyn FnMut(&mut RestoredFiles) -> Result<(), RestoreError>,
     layout: Layout,
 ) -> Result<HeldTree, RestoreError> {
-    let mut fd_tables: HashMap<u64, SharedFdTable> = HashMap::new();
-    for (&id, r) in &rec.fd_tables {
-        let t = FdTable::from_record(r, &|id| files.get(&id).cloned())
-            .map_err(|e| RestoreError::Invalid(e.to_string()))?;
-        fd_tables.insert(id, Arc::new(Mutex::new(t)));
-    }
+    // Filled once every process is back (below): a file of /proc/PID is
+    // re-opened only then.
+    let fd_tables: HashMap<u64, SharedFdTable> = rec
+        .fd_tables
+        .keys()
+        .map(|&id| (id, Arc::new(Mutex::new(FdTable::new()))))
+        .collect();
     let mut task_counts: HashMap<u64, usize> = HashMap::new();
     for p in &rec.processes {
         *task_counts.entry(p.record.mm).or_default() += p.tasks.len();
@@ -182,7 +225,7 @@ pub(super) fn restore_processes(
             .ok_or_else(|| RestoreError::Invalid(format!("address space {id} is missing")))?;
         let others = task_counts.get(&id).copied().unwrap_or(1).saturating_sub(1);
         let restored = if p.record.tgid == 1 {
-            let mapped = mapped_files(kernel, mm_rec)?;
+            let mapped = mapped_files(kernel, mm_rec, files)?;
             let (mm, own, others) = build_mm(kernel, mm_rec, layout, &mapped, others)?;
             RestoredMm {
                 mm,
@@ -191,7 +234,7 @@ pub(super) fn restore_processes(
                 runner: None,
             }
         } else {
-            build_mm_on_thread(kernel, mm_rec, layout, others)?
+            build_mm_on_thread(kernel, mm_rec, layout, others, files)?
         };
         mms.insert(id, restored);
     }
@@ -199,10 +242,30 @@ pub(super) fn restore_processes(
     kernel.memory_file.finish_restore();
     tracing::debug!(address_spaces = mms.len(), "restore: address spaces mapped");
 
+    // One fs context per process that had its own, then shared by those
+    // that shared it.
+    let mut fs_contexts: HashMap<i32, Arc<Mutex<FsContext>>> = HashMap::new();
+    for p in rec
+        .processes
+        .iter()
+        .filter(|p| p.record.fs_shared_with == 0)
+    {
+        fs_contexts.insert(p.record.tgid, restore_fs(kernel, &p.record.fs)?);
+    }
     let mut groups = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
     for p in &rec.processes {
-        let tg = restore_group(kernel, p, &mms, &fd_tables)?;
+        let owner = match p.record.fs_shared_with {
+            0 => p.record.tgid,
+            other => other,
+        };
+        let fs = fs_contexts.get(&owner).cloned().ok_or_else(|| {
+            RestoreError::Invalid(format!(
+                "process {}: fs_shared_with {owner} names no process with an fs context of its own",
+                p.record.tgid
+            ))
+        })?;
+        let tg = restore_group(kernel, p, &mms, &fd_tables, fs)?;
         let Some(restored) = mms.get_mut(&p.record.mm) else {
             groups.push(tg);
             continue;
@@ -241,6 +304,16 @@ pub(super) fn restore_processes(
                 // As sched_setaffinity would have said: getcpu asks the Sentry.
                 kernel.clocks.set_getcpu_local(false);
             }
+        }
+    }
+    reopen_late(files)?;
+    for (id, r) in &rec.fd_tables {
+        let t = FdTable::from_record(r, &|id| files.get(&id).cloned())
+            .map_err(|e| RestoreError::Invalid(e.to_string()))?;
+        if let Some(table) = fd_tables.get(id) {
+            *table
+                .lock()
+                .map_err(|_| RestoreError::Invalid("fd table lock poisoned".into()))? = t;
         }
     }
     let mut init = None;
@@ -302,14 +375,11 @@ impl HeldTree {
     }
 }
 
-/// A process from its record (a zombie has no address space).
-fn restore_group(
+/// A saved fs context: its root and cwd looked up again by path.
+fn restore_fs(
     kernel: &Arc<Kernel>,
-    p: &SavedProcess,
-    mms: &HashMap<u64, RestoredMm>,
-    fd_tables: &HashMap<u64, SharedFdTable>,
-) -> Result<Arc<ThreadGroup>, RestoreError> {
-    let r = &p.record;
+    r: &crate::kernel::thread_group::FsContextRecord,
+) -> Result<Arc<Mutex<FsContext>>, RestoreError> {
     let root_dir = kernel.vfs.root().clone();
     let lookup = |path: &[u8]| {
         kernel
@@ -320,6 +390,23 @@ fn restore_group(
                 errno,
             })
     };
+    Ok(Arc::new(Mutex::new(FsContext {
+        root: lookup(&r.root)?,
+        cwd: lookup(&r.cwd)?,
+        umask: r.umask,
+    })))
+}
+
+/// A process from its record (a zombie has no address space), with the fs
+/// context restored for it or for the process it shares one with.
+fn restore_group(
+    kernel: &Arc<Kernel>,
+    p: &SavedProcess,
+    mms: &HashMap<u64, RestoredMm>,
+    fd_tables: &HashMap<u64, SharedFdTable>,
+    fs: Arc<Mutex<FsContext>>,
+) -> Result<Arc<ThreadGroup>, RestoreError> {
+    let r = &p.record;
     let fds = fd_tables.get(&r.fd_table).cloned().ok_or_else(|| {
         RestoreError::Invalid(format!("descriptor table {} is missing", r.fd_table))
     })?;
@@ -330,11 +417,7 @@ fn restore_group(
             fds,
             handlers: Arc::new(Mutex::new(r.handlers.clone())),
             limits: r.limits.clone(),
-            fs: Arc::new(Mutex::new(FsContext {
-                root: lookup(&r.fs.root)?,
-                cwd: lookup(&r.fs.cwd)?,
-                umask: r.fs.umask,
-            })),
+            fs,
             image: ProcessImage {
                 exe: r.exe.clone(),
                 argv: r.argv.clone(),
@@ -344,6 +427,7 @@ fn restore_group(
         },
     );
     tg.load_life(&r.life);
+    tg.load_shared_pending(&r.shared_pending);
     // prctl, priority and CPU-time state.
     if let Some(a) = &p.process_attrs {
         tg.attrs().load(a.clone());

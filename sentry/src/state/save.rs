@@ -22,6 +22,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use statefile::{
     Compression, Header, MemoryOptions, MemorySource, ObjectEncoder, SectionKind, Writer,
@@ -67,11 +68,29 @@ pub enum CheckpointError {
     Commit(String),
 }
 
-/// What a checkpoint wrote.
-#[derive(Clone, Debug)]
+/// What a checkpoint wrote, and how long its phases took: what CRIU
+/// reports in its `stats-dump`, which engines show (podman's
+/// `--print-stats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointStats {
     pub memory_bytes: u64,
     pub file_bytes: u64,
+    /// Bringing every task to a clean boundary.
+    pub freezing_us: u64,
+    /// From the first stop to the tasks running again (or the sandbox
+    /// ending): the application's stall.
+    pub frozen_us: u64,
+    /// Capturing the memory while the tasks were stopped: writing it all
+    /// for a plain checkpoint, marking it copy-on-write with
+    /// `--leave-running`.
+    pub memory_capture_us: u64,
+    /// Writing the memory section (with `--leave-running`, while the
+    /// application runs).
+    pub memory_write_us: u64,
+    /// Pages of the memory image looked at, and those stored (the rest
+    /// were zero).
+    pub pages_scanned: u64,
+    pub pages_written: u64,
 }
 
 /// The memory file as the statefile's memory section reads it (the tasks
@@ -190,7 +209,25 @@ fn save_kernel(
     let mut mms = ObjectIds::<Mutex<MemoryManager>>::default();
     let mut fd_tables = ObjectIds::<Mutex<FdTable<Arc<OpenFile>>>>::default();
     let mut files = ObjectIds::<OpenFile>::default();
+    let mut fs_owners: std::collections::HashMap<usize, i32> = Default::default();
     let mut ctx = vfs.save_ctx();
+    // A root or cwd on a detached mount has no path a restore could find.
+    for tg in kernel.pids.thread_groups() {
+        let (root, cwd) = {
+            let fs = tg.fs();
+            (fs.root.clone(), fs.cwd.clone())
+        };
+        if [root, cwd]
+            .iter()
+            .any(crate::vfs::mount_tree::on_detached_mount)
+        {
+            return Err(crate::vfs::state::SaveError::MountTree(format!(
+                "process {}'s root or working directory is on a mount detached by umount2(MNT_DETACH)",
+                tg.tgid()
+            ))
+            .into());
+        }
+    }
     for tg in kernel.pids.thread_groups() {
         // A zombie has no address space: id 0.
         let mut mm_id = 0;
@@ -198,15 +235,27 @@ fn save_kernel(
             let (id, new) = mms.id(&mm);
             if new {
                 let mm = crate::kernel::thread_group::lock(&mm);
-                if let Some(file) = mm.unnamed_mapping() {
-                    return Err(crate::vfs::state::SaveError::NotCheckpointable {
-                        file,
-                        why: "a mapping of a file with no name (a memfd, an O_TMPFILE or \
-                              unlinked file) is not saved yet",
+                let mut rec = mm.save_record(&fingerprint);
+                // A file with no name has no path to re-open: the mapping
+                // names its open file, saved as descriptors' files are (its
+                // node is in the tmpfs table, named nowhere).
+                for (start, mapped) in mm.unnamed_mappings() {
+                    let f = mapped.open_file().ok_or_else(|| {
+                        crate::vfs::state::SaveError::NotCheckpointable {
+                            file: mapped.mapping_name(),
+                            why: "a mapping of a file with no name that is no open file",
+                        }
+                    })?;
+                    let (file_id, new) = files.id(&f);
+                    if new {
+                        objs.put(file_id, &f.save(&mut ctx)?)?;
                     }
-                    .into());
+                    rec.unnamed.push(crate::mm::UnnamedMappingRecord {
+                        start,
+                        open_file: file_id,
+                    });
                 }
-                objs.put(id, &mm.save_record(&fingerprint))?;
+                objs.put(id, &rec)?;
             }
             mm_id = id;
         }
@@ -226,15 +275,21 @@ fn save_kernel(
             objs.put(fdt_id, &rec)?;
         }
         objs.put(u64::try_from(tg.tgid()).unwrap_or(0), &tg.attrs().record())?;
-        objs.put(
-            u64::try_from(tg.tgid()).unwrap_or(0),
-            &tg.save_record(
-                mm_id,
-                fdt_id,
-                &|d| vfs.dentry_path_bytes(d),
-                kernel.clocks.monotonic(),
-            ),
-        )?;
+        let mut rec = tg.save_record(
+            mm_id,
+            fdt_id,
+            &|d| vfs.dentry_path_bytes(d),
+            kernel.clocks.monotonic(),
+        );
+        // The first process saved with an fs context names it for the
+        // others sharing it (CLONE_FS).
+        rec.fs_shared_with = *fs_owners
+            .entry(Arc::as_ptr(tg.fs_ref()) as usize)
+            .or_insert(tg.tgid());
+        if rec.fs_shared_with == tg.tgid() {
+            rec.fs_shared_with = 0;
+        }
+        objs.put(u64::try_from(tg.tgid()).unwrap_or(0), &rec)?;
         // The process's POSIX timers, by its tgid.
         objs.put(
             u64::try_from(tg.tgid()).unwrap_or(0),
@@ -259,6 +314,8 @@ fn save_kernel(
     for rec in kernel.inet.records() {
         objs.put(rec.id, &rec)?;
     }
+    // The stack's own state (the ping range, TIME_WAIT ports) at id 0.
+    objs.put(0, &kernel.inet.stack_record())?;
     for nl in std::mem::take(&mut ctx.netlink).into_values() {
         let rec = nl.record();
         objs.put(rec.id, &rec)?;
@@ -354,7 +411,11 @@ fn save_locks(
 /// The header: what `cryo inspect` shows and what a restore checks before
 /// reading anything else.
 fn header(task: &Task, tasks: &BTreeMap<i32, TaskRecord>, opts: &CheckpointOptions) -> Header {
-    let xfeatures = tasks.values().fold(0, |acc, r| acc | r.fp.xstate_bv());
+    // Only what the sandbox's CPU shows: a component outside it (PKRU, which
+    // the host kernel keeps in use in every thread of a PKU host) is the
+    // host's state, not something the application was told it has.
+    let xfeatures =
+        tasks.values().fold(0, |acc, r| acc | r.fp.xstate_bv()) & task.kernel().cpu.xcr0;
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -424,8 +485,16 @@ pub fn checkpoint(
 ) -> Result<CheckpointOutcome, CheckpointError> {
     // A checkpoint still being written in the background goes first.
     wait_background_checkpoint();
+    // A lazily restored sandbox's memory is whole before it is saved.
+    task.kernel().memory_file.await_all_loaded();
+    let stopping = Instant::now();
     let (tasks, kernel) = stop_all(task)?;
-    let written = write_statefile(task, file, opts, &tasks);
+    let freezing_us = micros(stopping.elapsed());
+    let written = write_statefile(task, file, opts, &tasks).map(|s| CheckpointStats {
+        freezing_us,
+        memory_capture_us: s.memory_write_us,
+        ..s
+    });
     let (result, how) = match written {
         Ok(stats) => match commit(&stats) {
             Ok(true) => (Ok(CheckpointOutcome { stats, exit: true }), Release::Exit),
@@ -438,7 +507,15 @@ pub fn checkpoint(
         Err(e) => (Err(e), Release::Continue),
     };
     kernel.release_tasks(how);
-    result
+    let frozen_us = micros(stopping.elapsed());
+    result.map(|mut o| {
+        o.stats.frozen_us = frozen_us;
+        o
+    })
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Stops every task at a clean boundary (with the interval timers held)
@@ -509,21 +586,27 @@ pub fn checkpoint_leave_running(
     done: BackgroundDone,
 ) -> Result<(), CheckpointError> {
     wait_background_checkpoint();
-    let frozen_at = std::time::Instant::now();
+    task.kernel().memory_file.await_all_loaded();
+    let frozen_at = Instant::now();
     let (tasks, kernel) = stop_all(task)?;
+    let freezing_us = micros(frozen_at.elapsed());
+    let mut memory_capture_us = 0;
     let prepared = save_kernel(&kernel, &tasks).and_then(|objs| {
         let header = header(task, &tasks, opts);
         // Last, with nothing left to fail before the tasks go on.
+        let capturing = Instant::now();
         let snap = kernel
             .memory_file
             .begin_freeze()
             .map_err(CheckpointError::Memory)?;
+        memory_capture_us = micros(capturing.elapsed());
         Ok((objs, header, snap))
     });
     kernel.release_tasks(Release::Continue);
+    let frozen_us = micros(frozen_at.elapsed());
     let (objs, header, snap) = prepared?;
     tracing::info!(
-        stall_us = frozen_at.elapsed().as_micros() as u64,
+        stall_us = frozen_us,
         memory_bytes = snap.len(),
         "checkpoint: frozen, the tasks run again; memory is written in the background"
     );
@@ -554,6 +637,12 @@ pub fn checkpoint_leave_running(
             // before that.
             mf.end_freeze(&snap);
             tracing::info!(stats = ?snap.stats(), "checkpoint: freeze over");
+            let written = written.map(|s| CheckpointStats {
+                freezing_us,
+                frozen_us,
+                memory_capture_us,
+                ..s
+            });
             let result = written.and_then(|stats| {
                 commit(&stats)
                     .map(|()| stats)
@@ -630,18 +719,24 @@ fn write_sections(
         compression,
         ..Default::default()
     };
+    let started = Instant::now();
     let stats = if yielding {
         w.write_memory_yielding(MEMORY_SECTION, memory, &mopts)?
     } else {
         w.write_memory(MEMORY_SECTION, memory, &mopts)?
     };
     memory_read();
+    let memory_write_us = micros(started.elapsed());
     let file_bytes = w.position();
     w.finish()?;
     tracing::info!(?stats, file_bytes, "checkpoint written");
     Ok(CheckpointStats {
         memory_bytes: len,
         file_bytes,
+        memory_write_us,
+        pages_scanned: stats.pages,
+        pages_written: stats.present_pages,
+        ..Default::default()
     })
 }
 

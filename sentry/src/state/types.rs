@@ -33,5 +33,6 @@ pub fn visit_saved_types<V: TypeVisitor>(v: &mut V) {
     crate::vfs::lock::FileLocksRecord::visit(v);
     crate::net::state::UnixSocketRecord::visit(v);
     crate::net::inet::state::InetSocketRecord::visit(v);
+    crate::net::inet::state::InetStackRecord::visit(v);
     crate::net::netlink::NetlinkSocketRecord::visit(v);
 }

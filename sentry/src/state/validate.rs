@@ -105,6 +105,9 @@ pub struct SavedKernel {
     pub sockets: Vec<crate::net::state::UnixSocketRecord>,
     /// Inet sockets (none in statefiles from before them).
     pub inet_sockets: Vec<crate::net::inet::state::InetSocketRecord>,
+    /// The inet stack's own state (the defaults in statefiles from
+    /// before it).
+    pub inet_stack: crate::net::inet::state::InetStackRecord,
     /// Netlink sockets (none in statefiles from before them).
     pub netlink_sockets: Vec<crate::net::netlink::NetlinkSocketRecord>,
     /// The process log (empty in statefiles from before it).
@@ -233,6 +236,19 @@ fn check_thread_group(tg: &ThreadGroupRecord, id: u64) -> Result<(), InvalidReco
         if !ok {
             return Err(bad("life.zombie.code", format!("{}", z.code)));
         }
+    }
+    if tg.shared_pending.len() > MAX_PENDING {
+        return Err(bad(
+            "shared_pending",
+            format!("{} signals", tg.shared_pending.len()),
+        ));
+    }
+    if let Some(p) = tg
+        .shared_pending
+        .iter()
+        .find(|p| !(1..=64).contains(&p.signo))
+    {
+        return Err(bad("shared_pending", format!("signal number {}", p.signo)));
     }
     if let Some(crate::kernel::exit::JobReport::Stopped(sig)) = tg.life.job.report {
         if !(1..=64).contains(&sig) {
@@ -490,7 +506,18 @@ fn check_tmpfs<'a>(
         backing: merged,
         claimed: HashSet::new(),
     };
-    let tables: [(&str, &TmpfsSnapshot); 2] = [("upper", &vfs.upper), ("shm", &vfs.shm)];
+    let mut tables: Vec<(String, &TmpfsSnapshot)> =
+        vec![("upper".into(), &vfs.upper), ("shm".into(), &vfs.shm)];
+    for (i, t) in vfs.bundle_tmpfs.iter().enumerate() {
+        tables.push((format!("bundle_tmpfs[{i}]"), t));
+    }
+    for (i, m) in vfs.mounts.made.iter().enumerate() {
+        if let crate::vfs::state::MountRecordKind::Tmpfs(t) = &m.kind {
+            tables.push((format!("mounts.made[{i}]"), t));
+        }
+    }
+    crate::vfs::mount_tree::check_mount_tree(&vfs.mounts)
+        .map_err(|(field, why)| invalid("vfs.MountNamespace", 0, format!("mounts.{field}"), why))?;
     for (name, table) in tables {
         check_table(table, &mut pages).map_err(|e| {
             invalid(
@@ -523,6 +550,9 @@ fn check_open_file(
                 .map_err(|(field, why)| bad("kind", format!("timerfd {field}: {why}")))?;
         }
         FileStateKind::Inotify(r) => r.check().map_err(|why| bad("kind", why))?,
+        FileStateKind::PidFd(r) => r
+            .check()
+            .map_err(|(field, why)| bad(if field == "pid" { "kind.pid" } else { "kind" }, why))?,
         FileStateKind::Epoll { id: set } if !epolls.contains(set) => {
             return Err(bad(
                 "kind",
@@ -559,11 +589,30 @@ fn check_open_file(
         | FileStateKind::SignalFd { .. }
         | FileStateKind::Epoll { .. }
         | FileStateKind::Inotify(_)
+        | FileStateKind::PidFd(_)
         | FileStateKind::Socket { .. } => {}
         _ => absolute_path_ok(&f.path).map_err(|w| bad("path", w))?,
     }
     if f.offset > i64::MAX as u64 {
         return Err(bad("offset", format!("{}", f.offset)));
+    }
+    Ok(())
+}
+
+/// A pidfd of a process not reaped at the checkpoint names a saved process
+/// (live or a zombie).
+fn check_pidfds(files: &BTreeMap<u64, OpenFileState>, tgids: &[i32]) -> Result<(), InvalidRecord> {
+    for (&id, f) in files {
+        if let FileStateKind::PidFd(r) = &f.kind {
+            if !r.reaped && !tgids.contains(&r.pid) {
+                return Err(invalid(
+                    "vfs.OpenFile",
+                    id,
+                    "kind.pid",
+                    format!("pidfd of pid {}, which names no saved process", r.pid),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -592,6 +641,23 @@ pub fn load_saved_kernel<R: ReadAt>(
         let record: ThreadGroupRecord = objs.get(tgid as u64)?;
         check_thread_group(&record, tgid as u64)?;
         processes.push(record);
+    }
+    // A shared fs context is named by a process that has its own.
+    for p in &processes {
+        let owner = p.fs_shared_with;
+        if owner != 0
+            && !processes
+                .iter()
+                .any(|o| o.tgid == owner && o.tgid != p.tgid && o.fs_shared_with == 0)
+        {
+            return Err(invalid(
+                "kernel.ThreadGroup",
+                p.tgid as u64,
+                "fs_shared_with",
+                format!("{owner} names no other process with an fs context of its own"),
+            )
+            .into());
+        }
     }
     let file_ids: BTreeSet<u64> = objs.ids::<OpenFileState>().into_iter().collect();
     let pipe_ids: BTreeSet<u64> = objs.ids::<PipeSnapshot>().into_iter().collect();
@@ -632,6 +698,40 @@ pub fn load_saved_kernel<R: ReadAt>(
         if p.mm != 0 && !mms.contains_key(&p.mm) {
             let mm: MmRecord = objs.get(p.mm)?;
             check_mm(&mm, p.mm, layout, &memory)?;
+            // A mapping of a file with no name maps a saved open file: one
+            // of such a file's nodes, as a descriptor would hold it.
+            for u in &mm.unnamed {
+                let bad = |why: String| invalid("mm.MemoryManager", p.mm, "unnamed.open_file", why);
+                if !file_ids.contains(&u.open_file) {
+                    return Err(bad(format!(
+                        "the mapping at {:#x} maps open file #{}, which is not saved",
+                        u.start, u.open_file
+                    ))
+                    .into());
+                }
+                let f = match files.entry(u.open_file) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        let f: OpenFileState = objs.get(u.open_file)?;
+                        check_open_file(
+                            &f,
+                            u.open_file,
+                            &pipe_ids,
+                            &epoll_ids,
+                            &socket_ids,
+                            &pty_ids,
+                        )?;
+                        slot.insert(f)
+                    }
+                };
+                if !matches!(f.kind, FileStateKind::Unlinked { .. }) {
+                    return Err(bad(format!(
+                        "the mapping at {:#x} maps open file #{}, which is not a file with no name",
+                        u.start, u.open_file
+                    ))
+                    .into());
+                }
+            }
             mms.insert(p.mm, mm);
         }
         if let std::collections::btree_map::Entry::Vacant(slot) = fd_tables.entry(p.fd_table) {
@@ -670,8 +770,10 @@ pub fn load_saved_kernel<R: ReadAt>(
         &mut files,
     )?;
     let inet_sockets = load_inet_sockets(&objs, &inet_ids, &files)?;
+    let inet_stack = load_inet_stack(&objs)?;
     let netlink_sockets = load_netlink_sockets(&objs, &netlink_ids, &files)?;
     let epolls = check_epolls(&objs, &epoll_ids, &files)?;
+    check_pidfds(&files, &kernel.thread_groups)?;
     let used_pipes: BTreeSet<u64> = files
         .values()
         .filter_map(|f| match f.kind {
@@ -785,6 +887,7 @@ pub fn load_saved_kernel<R: ReadAt>(
         file_locks,
         sockets,
         inet_sockets,
+        inet_stack,
         netlink_sockets,
         process_log,
     })
@@ -982,6 +1085,24 @@ fn load_netlink_sockets(
     Ok(recs)
 }
 
+/// The inet stack's record: at id 0, checked; the defaults when absent.
+fn load_inet_stack(
+    objs: &Objects<'_>,
+) -> Result<crate::net::inet::state::InetStackRecord, LoadError> {
+    use crate::net::inet::state::InetStackRecord;
+    let ids = objs.ids::<InetStackRecord>();
+    if let Some(&id) = ids.iter().find(|&&id| id != 0) {
+        return Err(invalid("net.InetStack", id, "id", "not the stack's (0)").into());
+    }
+    if ids.is_empty() {
+        return Ok(InetStackRecord::default());
+    }
+    let r: InetStackRecord = objs.get(0)?;
+    r.check()
+        .map_err(|(field, why)| invalid("net.InetStack", 0, field, why))?;
+    Ok(r)
+}
+
 /// The inet sockets' records, each checked alone, then together with the
 /// open files that name them (every file loaded by now: descriptor
 /// tables' and those in flight): connections in pairs, queued
@@ -1045,12 +1166,33 @@ fn check_mm(
             ));
         }
     }
-    // Every file a mapping maps is among the files re-opened for it.
+    // Each mapping of a file with no name is one file VMA, listed once.
+    let mut unnamed = BTreeSet::new();
+    for u in &mm.unnamed {
+        let vma = mm.mm.vmas.iter().find(|v| v.start == u.start);
+        let why = match vma {
+            None => Some("no mapping starts there"),
+            Some(v) if v.file.is_none() || v.kind == crate::mm::VmaKind::Vvar => {
+                Some("that mapping maps no file")
+            }
+            Some(_) if !unnamed.insert(u.start) => Some("it is listed twice"),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(invalid(
+                "mm.MemoryManager",
+                id,
+                "unnamed.start",
+                format!("{:#x}: {why}", u.start),
+            ));
+        }
+    }
+    // Every other file a mapping maps is among the files re-opened for it.
     for (i, v) in mm.mm.vmas.iter().enumerate() {
         if let Some(f) = v
             .file
             .as_ref()
-            .filter(|f| !mapped.contains(f.name.as_str()))
+            .filter(|f| !mapped.contains(f.name.as_str()) && !unnamed.contains(&v.start))
         {
             return Err(invalid(
                 "mm.MemoryManager",
@@ -1315,6 +1457,8 @@ mod itimer_tests {
             links: ProcessLinks::leader(1),
             itimers,
             life: Default::default(),
+            shared_pending: Vec::new(),
+            fs_shared_with: 0,
         }
     }
 

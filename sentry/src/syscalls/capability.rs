@@ -5,9 +5,8 @@
 use super::{Args, SysResult};
 use crate::errno::Errno;
 use crate::kernel::creds::{
-    CapSets, Credentials, ALL_CAPS, CAP_LAST_CAP, CAP_SETPCAP, CAP_SYS_ADMIN, CAP_SYS_CHROOT,
-    SECBIT_KEEP_CAPS, SECBIT_KEEP_CAPS_LOCKED, SECBIT_NO_CAP_AMBIENT_RAISE, SECURE_ALL_BITS,
-    SECURE_ALL_LOCKS,
+    CapSets, Credentials, ALL_CAPS, CAP_LAST_CAP, CAP_SETPCAP, SECBIT_KEEP_CAPS,
+    SECBIT_KEEP_CAPS_LOCKED, SECBIT_NO_CAP_AMBIENT_RAISE, SECURE_ALL_BITS, SECURE_ALL_LOCKS,
 };
 use crate::kernel::Task;
 
@@ -240,35 +239,4 @@ fn ambient(t: &mut Task, c: Credentials, op: u64, arg3: u64, rest: u64) -> SysRe
         }
         _ => Err(Errno::EINVAL),
     }
-}
-
-/// Calls cryo does not implement whose first check in Linux is a
-/// capability: a caller without it gets Linux's EPERM; one with it gets
-/// ENOSYS, which the dispatcher logs as unimplemented (invariant 5).
-fn privileged_unimplemented(t: &Task, cap: u32) -> SysResult {
-    if t.creds().capable(cap) {
-        Err(Errno::ENOSYS)
-    } else {
-        Err(Errno::EPERM)
-    }
-}
-
-/// chroot(2): CAP_SYS_CHROOT; the VFS has no per-process root to change.
-pub fn chroot(t: &mut Task, _a: &Args) -> SysResult {
-    privileged_unimplemented(t, CAP_SYS_CHROOT)
-}
-
-/// mount(2): CAP_SYS_ADMIN; the mount table is fixed at boot.
-pub fn mount(t: &mut Task, _a: &Args) -> SysResult {
-    privileged_unimplemented(t, CAP_SYS_ADMIN)
-}
-
-/// umount2(2): CAP_SYS_ADMIN, as mount.
-pub fn umount2(t: &mut Task, _a: &Args) -> SysResult {
-    privileged_unimplemented(t, CAP_SYS_ADMIN)
-}
-
-/// pivot_root(2): CAP_SYS_ADMIN, as mount.
-pub fn pivot_root(t: &mut Task, _a: &Args) -> SysResult {
-    privileged_unimplemented(t, CAP_SYS_ADMIN)
 }

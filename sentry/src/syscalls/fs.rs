@@ -2,11 +2,13 @@
 //! getdents64, readlink, access, fcntl, ioctl, dup, pipe, cwd, directory and
 //! link operations.
 
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use super::{Args, SysResult};
 use crate::errno::Errno;
 use crate::kernel::Task;
+use crate::mm::until_short;
 use crate::vfs::{abi, file::ioctl_input_size, pipe::new_pipe, splice, Dentry, FileKind, OpenFile};
 
 /// Linux's PATH_MAX, including the NUL.
@@ -71,13 +73,7 @@ fn install(t: &mut Task, f: Arc<OpenFile>, cloexec: bool) -> SysResult {
 
 /// Reads into application memory at `addr`, in steps, stopping at a short
 /// read (EOF, a pipe with less data) like the kernel's own loop.
-fn read_to(
-    t: &mut Task,
-    f: &OpenFile,
-    addr: u64,
-    len: usize,
-    mut offset: Option<u64>,
-) -> SysResult {
+fn read_to(t: &mut Task, f: &OpenFile, addr: u64, len: usize, offset: Option<u64>) -> SysResult {
     if !f.readable() {
         return Err(Errno::EBADF);
     }
@@ -85,27 +81,52 @@ fn read_to(
         return Err(Errno::EISDIR);
     }
     super::tty::check_read(t, f)?;
-    let mut done = 0usize;
-    let mut buf = vec![0u8; len.min(IO_STEP)];
-    while done < len {
-        let want = (len - done).min(IO_STEP);
-        let r = match offset {
-            Some(off) => f.pread(&mut buf[..want], off as i64, &t.interrupt().io),
-            None => f.read(&mut buf[..want], &t.interrupt().io),
-        };
-        let n = match r {
-            Ok(n) => n,
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
-        };
-        t.mm().copy_out(addr + done as u64, &buf[..n])?;
-        done += n;
-        offset = offset.map(|o| o + n as u64);
-        if n < want {
-            break;
-        }
+    // A host file's bytes go straight into the application's pages.
+    let mut fill = |fd: BorrowedFd<'_>, at: u64| {
+        in_steps(len, |done, want| {
+            let to = addr + done as u64;
+            t.mm().copy_out_from_fd(to, want, fd, at + done as u64)
+        })
+    };
+    if let Some(r) = f.read_host_direct(offset.map(|o| o as i64), &mut fill) {
+        return r.map(|n| n as u64);
     }
-    Ok(done as u64)
+    let mut buf = vec![0u8; len.min(IO_STEP)];
+    in_steps(len, |done, want| {
+        // A regular file gives what can be copied out before a page that
+        // cannot (a short count), as Linux's filemap and shmem reads; a pipe
+        // or socket is EFAULT then, as before.
+        let want = match f.kind() {
+            FileKind::Regular => match t.mm().writable_len(addr + done as u64, want) {
+                0 => return Err(Errno::EFAULT),
+                n => n,
+            },
+            _ => want,
+        };
+        let n = match offset {
+            Some(off) => f.pread(
+                &mut buf[..want],
+                (off + done as u64) as i64,
+                &t.interrupt().io,
+            ),
+            None => f.read(&mut buf[..want], &t.interrupt().io),
+        }?;
+        t.mm().copy_out(addr + done as u64, &buf[..n])?;
+        Ok(n)
+    })
+    .map(|n| n as u64)
+}
+
+/// Moves `len` bytes in steps of at most IO_STEP, `step(done, want)` moving
+/// one, as [`until_short`] does with pieces.
+fn in_steps(
+    len: usize,
+    mut step: impl FnMut(usize, usize) -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    let steps = (0..len)
+        .step_by(IO_STEP)
+        .map(|at| ((), (len - at).min(IO_STEP)));
+    until_short(steps, |(), done, want| step(done, want))
 }
 
 /// Keeps the shared mappings of a regular file coherent with write(2).
@@ -169,41 +190,26 @@ fn write_from(
     f: &Arc<OpenFile>,
     addr: u64,
     len: usize,
-    mut offset: Option<u64>,
+    offset: Option<u64>,
 ) -> SysResult {
     if !f.writable() {
         return Err(Errno::EBADF);
     }
     let len = fsize_check(t, f, offset, len)?;
     super::tty::check_write(t, f)?;
-    let mut done = 0usize;
     let mut buf = vec![0u8; len.min(IO_STEP)];
-    while done < len {
-        let want = (len - done).min(IO_STEP);
-        if let Err(e) = t.mm().copy_in(addr + done as u64, &mut buf[..want]) {
-            if done == 0 {
-                return Err(e);
-            }
-            break;
-        }
-        let r = match offset {
+    in_steps(len, |done, want| {
+        t.mm().copy_in(addr + done as u64, &mut buf[..want])?;
+        let at = offset.map(|o| o + done as u64);
+        let n = match at {
             Some(off) => f.pwrite(&buf[..want], off as i64, &t.interrupt().io),
             None => f.write(&buf[..want], &t.interrupt().io),
-        };
-        let n = match r {
-            Ok(n) => n,
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
-        };
-        let start = offset.unwrap_or_else(|| f.offset().saturating_sub(n as u64));
+        }?;
+        let start = at.unwrap_or_else(|| f.offset().saturating_sub(n as u64));
         reflect_write(t, f, start, &buf[..n]);
-        done += n;
-        offset = offset.map(|o| o + n as u64);
-        if n < want {
-            break;
-        }
-    }
-    Ok(done as u64)
+        Ok(n)
+    })
+    .map(|n| n as u64)
 }
 
 pub fn read(t: &mut Task, a: &Args) -> SysResult {
@@ -694,7 +700,7 @@ pub fn pipe2(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn getcwd(t: &mut Task, a: &Args) -> SysResult {
-    let mut path = t.kernel().vfs.dentry_path_bytes(&t.cwd());
+    let mut path = t.kernel().vfs.cwd_path_bytes(&t.cwd());
     path.push(0);
     if (a.raw(1) as usize) < path.len() {
         return Err(Errno::ERANGE);
@@ -814,7 +820,7 @@ pub fn statfs(t: &mut Task, a: &Args) -> SysResult {
     let path = path_arg(t, a.addr(0))?;
     let start = start_dir(t, libc::AT_FDCWD, &path)?;
     let d = t.kernel().vfs.resolve(&start, &path, true)?;
-    let st = crate::vfs::statfs::StatFs::of_mount(d.mount());
+    let st = crate::vfs::statfs::StatFs::of_dentry(&d);
     t.mm().copy_out(a.addr(1), &st.to_bytes())?;
     Ok(0)
 }
@@ -1397,7 +1403,7 @@ pub fn fchmod(t: &mut Task, a: &Args) -> SysResult {
     if f.is_path() {
         return Err(Errno::EBADF);
     }
-    if f.dentry().is_some_and(|d| d.mount().read_only) {
+    if f.dentry().is_some_and(|d| d.mount().read_only()) {
         return Err(Errno::EROFS);
     }
     crate::vfs::perm::chmod(f.inode().as_ref(), a.uint(1) & 0o7777)?;
@@ -1468,7 +1474,7 @@ fn do_fchownat(
         flags,
         flags & libc::AT_SYMLINK_NOFOLLOW == 0,
     )?;
-    chown_inode(t, d.inode(), d.mount().read_only, uid, gid)?;
+    chown_inode(t, d.inode(), d.mount().read_only(), uid, gid)?;
     crate::vfs::inotify::notify(&d, crate::vfs::inotify::IN_ATTRIB);
     Ok(0)
 }
@@ -1497,7 +1503,7 @@ pub fn fchown(t: &mut Task, a: &Args) -> SysResult {
     if f.is_path() {
         return Err(Errno::EBADF);
     }
-    let read_only = f.dentry().is_some_and(|d| d.mount().read_only);
+    let read_only = f.dentry().is_some_and(|d| d.mount().read_only());
     chown_inode(t, f.inode(), read_only, a.uint(1), a.uint(2))?;
     if let Some(d) = f.dentry() {
         crate::vfs::inotify::notify(d, crate::vfs::inotify::IN_ATTRIB);
@@ -1565,7 +1571,7 @@ pub fn utimensat(t: &mut Task, a: &Args) -> SysResult {
         } else {
             file(t, dirfd)?.dentry().cloned().ok_or(Errno::EBADF)?
         };
-        if d.mount().read_only {
+        if d.mount().read_only() {
             return Err(Errno::EROFS);
         }
         crate::vfs::perm::set_times(d.inode().as_ref(), times)?;

@@ -16,14 +16,14 @@ pub fn mmap(t: &mut Task, a: &Args) -> SysResult {
             return Err(Errno::EACCES);
         }
         let file = open.as_mappable().ok_or(Errno::ENODEV)?;
-        open.check_mmap_seals(
+        let may_write = open.check_mmap_seals(
             flags & libc::MAP_TYPE as u64 != libc::MAP_PRIVATE as u64,
             prot & libc::PROT_WRITE as u64 != 0,
         )?;
         Some(MmapFile {
             file,
             offset,
-            writable: open.writable(),
+            writable: may_write,
         })
     };
     check_vm_growth(t, addr, len, prot, flags)?;

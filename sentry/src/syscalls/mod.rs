@@ -12,6 +12,7 @@ mod futex;
 mod info;
 mod locks;
 mod mm;
+mod mount;
 mod net;
 mod poll;
 mod process;
@@ -42,6 +43,11 @@ pub type Handler = fn(&mut Task, &Args) -> SysResult;
 /// Linux's ERESTARTSYS: an interrupted blocking syscall that is restarted
 /// transparently. Never reaches the application.
 pub const ERESTARTSYS: Errno = Errno(512);
+
+/// Linux's ERESTARTNOINTR: a call that made no progress and runs again
+/// whatever happens meanwhile, after a signal handler too (fork while a
+/// checkpoint stops the tasks). Never reaches the application.
+pub const ERESTARTNOINTR: Errno = Errno(513);
 
 /// Linux's ERESTART_RESTARTBLOCK: the interrupted call continues through
 /// restart_syscall with what the task saved (a sleep's deadline).
@@ -74,6 +80,8 @@ pub fn dispatch(task: &mut Task) {
         let c = task.creds();
         crate::vfs::perm::note_current(c.euid, c.egid, &c.groups, c.caps.effective);
     }
+    // Absolute paths start at this task's root (chroot(2)).
+    crate::vfs::resolve::note_root(&task.root());
     // A write(2) on a socket sends this task's credentials.
     crate::net::socket::note_current(crate::net::UCred {
         pid: task.tgid(),
@@ -128,7 +136,7 @@ pub fn dispatch(task: &mut Task) {
         strace::print(task, nr, entry, &args, &result);
     }
     match result {
-        Err(e) if e == ERESTARTSYS => {
+        Err(e) if e == ERESTARTSYS || e == ERESTARTNOINTR => {
             // The call runs again when the task resumes (after a
             // checkpoint, say).
             task.regs_mut().restart_syscall(nr);

@@ -185,8 +185,8 @@ pub fn socket(t: &mut Task, a: &Args) -> SysResult {
 }
 
 pub fn socketpair(t: &mut Task, a: &Args) -> SysResult {
-    if crate::net::inet::Family::from_raw(a.int(0)).is_some() {
-        return inet::socketpair(t, a.int(1), a.int(2));
+    if let Some(fam) = crate::net::inet::Family::from_raw(a.int(0)) {
+        return inet::socketpair(t, fam, a.int(1), a.int(2));
     }
     let (ty, flags) = unix_type(t, "socketpair", a.int(0), a.int(1), a.int(2))?;
     let (x, y) = UnixSocket::pair(&t.kernel().unix, ty, peer_cred(t));

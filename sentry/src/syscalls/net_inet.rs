@@ -30,8 +30,16 @@ pub(super) fn lookup(t: &Task, fd: i32) -> Result<Option<Found>, Errno> {
 }
 
 /// socket(2)'s checks for an inet family, in Linux's order: flags, type
-/// range, then the protocol of the type.
-fn check_type(t: &Task, call: &str, ty: i32, proto: i32) -> Result<(Proto, i32), Errno> {
+/// range, the protocol of the type, then who may create it: a raw socket
+/// needs CAP_NET_RAW (EPERM), a ping socket a group in
+/// net.ipv4.ping_group_range (EACCES, Linux's ping_init_sock).
+fn check_type(
+    t: &Task,
+    call: &str,
+    fam: Family,
+    ty: i32,
+    proto: i32,
+) -> Result<(Proto, i32), Errno> {
     let flags = ty & !SOCK_TYPE_MASK;
     if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
         return Err(Errno::EINVAL);
@@ -40,18 +48,31 @@ fn check_type(t: &Task, call: &str, ty: i32, proto: i32) -> Result<(Proto, i32),
     if base >= SOCK_MAX {
         return Err(Errno::EINVAL);
     }
-    let p = inet::protocol_for(base, proto);
+    // Linux's raw protocol entry takes any protocol but IPPROTO_IP, and
+    // the capability check follows the lookup.
+    if base == libc::SOCK_RAW && proto != 0 && !t.creds().capable(crate::kernel::creds::CAP_NET_RAW)
+    {
+        return Err(Errno::EPERM);
+    }
+    let p = inet::protocol_for(fam, base, proto);
     if p == Err(Errno::EPROTONOSUPPORT) && (base == libc::SOCK_RAW || base == libc::SOCK_DGRAM) {
         if let Some(nr) = crate::arch::syscall_number(call) {
             t.kernel()
                 .log_unsupported(nr, &format!("inet type {base} protocol {proto}"));
         }
     }
-    Ok((p?, flags))
+    let p = p?;
+    if p == Proto::Icmp {
+        let c = t.creds();
+        if !t.kernel().inet.ping_allowed(c.egid, &c.groups) {
+            return Err(Errno::EACCES);
+        }
+    }
+    Ok((p, flags))
 }
 
 pub(super) fn socket(t: &mut Task, fam: Family, ty: i32, proto: i32) -> SysResult {
-    let (p, flags) = check_type(t, "socket", ty, proto)?;
+    let (p, flags) = check_type(t, "socket", fam, ty, proto)?;
     let s = InetSocket::new(&t.kernel().inet, fam, p, t.creds().euid);
     let f = InetFile::open(s, status(flags));
     install(t, f, flags & libc::SOCK_CLOEXEC != 0).map(|fd| fd as u64)
@@ -59,19 +80,21 @@ pub(super) fn socket(t: &mut Task, fam: Family, ty: i32, proto: i32) -> SysResul
 
 /// socketpair(2) of an inet family: the type is checked as socket(2)
 /// checks it, then EOPNOTSUPP (inet has no pairs).
-pub(super) fn socketpair(t: &mut Task, ty: i32, proto: i32) -> SysResult {
-    check_type(t, "socketpair", ty, proto)?;
+pub(super) fn socketpair(t: &mut Task, fam: Family, ty: i32, proto: i32) -> SysResult {
+    check_type(t, "socketpair", fam, ty, proto)?;
     Err(Errno::EOPNOTSUPP)
 }
 
 pub(super) fn bind(t: &mut Task, s: &InetSocket, a: &Args) -> SysResult {
     let raw = read_sockaddr(t, a.addr(1), a.int(2))?;
     let sa = addr::parse_bind(&raw, s.family())?;
-    // Ports below 1024 need CAP_NET_BIND_SERVICE.
+    // Ports below 1024 need CAP_NET_BIND_SERVICE; a ping socket's
+    // "port" is its echo identifier, free to take (Linux's ping_bind).
     s.bind(
         sa,
-        t.creds()
-            .capable(crate::kernel::creds::CAP_NET_BIND_SERVICE),
+        s.proto() == Proto::Icmp
+            || t.creds()
+                .capable(crate::kernel::creds::CAP_NET_BIND_SERVICE),
     )?;
     Ok(0)
 }
@@ -166,7 +189,17 @@ pub(super) fn send(
     if flags & libc::MSG_OOB != 0 {
         return Err(Errno::EOPNOTSUPP);
     }
-    let target = if to.is_empty() || s.proto() == Proto::Tcp {
+    let target = if s.proto() == Proto::Icmp && !to.is_empty() {
+        // Linux's ping_v4_sendmsg: a short name is EINVAL, another family
+        // (AF_UNSPEC too) EAFNOSUPPORT.
+        if to.len() < addr::SOCKADDR_IN_LEN {
+            return Err(Errno::EINVAL);
+        }
+        if u16::from_ne_bytes([to[0], to[1]]) != libc::AF_INET as u16 {
+            return Err(Errno::EAFNOSUPPORT);
+        }
+        Some(addr::parse_target(to, Family::V4)?)
+    } else if to.is_empty() || s.proto() == Proto::Tcp {
         // A TCP socket ignores the address (Linux's tcp_sendmsg).
         None
     } else {
@@ -186,7 +219,7 @@ pub(super) fn send(
     let total = iovs.iter().map(|v| v.len).fold(0u64, u64::saturating_add);
     let intr = t.interrupt().io.clone();
     let io = io_ctx(f, &intr, flags);
-    if s.proto() == Proto::Udp {
+    if s.proto() != Proto::Tcp {
         let max = if s.family() == Family::V4 {
             inet::stack::UDP_MAX_V4
         } else {
@@ -260,6 +293,7 @@ pub(super) fn recv(
     if got.truncated {
         msg_flags |= libc::MSG_TRUNC;
     }
+    // Linux's ping_recvmsg returns what it copied, MSG_TRUNC or not.
     let ret = if flags & libc::MSG_TRUNC != 0 && s.proto() == Proto::Udp {
         got.full_len
     } else {

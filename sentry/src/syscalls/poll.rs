@@ -32,7 +32,7 @@ const EPOLL_EVENT_SIZE: usize = 12;
 
 /// Tells the signalfd module whose signals this host thread's calls see.
 pub(super) fn note_current(t: &Task) {
-    crate::vfs::signalfd::set_current(t.tid(), || t.member().pending.clone());
+    crate::vfs::signalfd::set_current(t.tid(), || t.pending_signals());
 }
 
 /// Reads an optional sigset_t argument of `size` bytes (EINVAL unless 8).

@@ -1,7 +1,5 @@
 //! Signals: rt_sigaction, rt_sigprocmask, sigaltstack, kill, tgkill, tkill.
 
-use std::sync::Arc;
-
 use super::{Args, SysResult};
 use crate::arch::signal_frame::{decode_ucontext, sigreturn_ucontext, UCONTEXT_SIZE};
 use crate::arch::UserRegs;
@@ -206,7 +204,7 @@ fn send_to_thread(t: &mut Task, tgid: Option<i32>, tid: i32, signo: i32) -> SysR
     }
     if let Some(info) = info {
         t.kernel().on_generate(&tg, signo);
-        member.queue(info);
+        tg.queue_to(&member, info);
     }
     Ok(0)
 }
@@ -225,7 +223,7 @@ pub fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let set = t
-        .pending()
+        .all_pending()
         .iter()
         .fold(0u64, |acc, p| acc | SigSet::bit(p.signo))
         & t.signal_mask().0;
@@ -316,7 +314,7 @@ fn sigtimedwait_until(
 ) -> SysResult {
     let clocks = t.kernel().clocks;
     loop {
-        let taken = crate::vfs::signalfd::take_signal(&mut t.pending(), set);
+        let taken = t.pending_signals().take(set);
         if let Some(mut info) = taken {
             if info.code == crate::kernel::signal::SI_TIMER {
                 info.uid = t.tg().itimers().posix_delivered(info.pid, info.uid);
@@ -342,9 +340,7 @@ fn sigtimedwait_until(
         if t.interrupt().sleep(left).is_err() {
             // A signal was queued (looked at on the next pass) or the task
             // is being stopped.
-            if crate::vfs::signalfd::take_signal(&mut t.pending().clone(), set).is_some()
-                || t.has_deliverable_signal()
-            {
+            if t.any_pending(|p| set.contains(p.signo)) || t.has_deliverable_signal() {
                 // The interrupt stays set until the task next runs: a
                 // plain sleep would return at once, so look again now.
                 continue;
@@ -389,9 +385,9 @@ pub fn rt_sigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
         // Signal 0 only checks that the process exists.
         return Ok(0);
     }
-    if Arc::ptr_eq(&tg, t.tg()) {
-        t.send_signal(info);
-    } else if !tg.signal_process(info) {
+    // To its own process too: pending on the process, the caller taking
+    // it before it returns if it does not block it.
+    if !tg.signal_process_from(info, t.tid()) {
         return Err(Errno::ESRCH);
     }
     Ok(0)
@@ -416,7 +412,7 @@ pub fn rt_tgsigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
         t.send_signal(info);
         return Ok(0);
     }
-    member.queue(info);
+    tg.queue_to(&member, info);
     Ok(0)
 }
 

@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 
 use super::{
-    capability, fs, futex, info, locks, mm, net, poll, process, sched, signal, thread, time,
+    capability, fs, futex, info, locks, mm, mount, net, poll, process, sched, signal, thread, time,
     Handler,
 };
 
@@ -333,10 +333,10 @@ fn generic_rows() -> Vec<Entry> {
     reg("uname", info::uname, &[Hex]);
     reg("sethostname", info::sethostname, &[Hex, Dec]);
     reg("setdomainname", info::setdomainname, &[Hex, Dec]);
-    reg("chroot", capability::chroot, &[Path]);
-    reg("mount", capability::mount, &[Path, Path, Path, Hex, Hex]);
-    reg("umount2", capability::umount2, &[Path, Hex]);
-    reg("pivot_root", capability::pivot_root, &[Path, Path]);
+    reg("chroot", mount::chroot, &[Path]);
+    reg("mount", mount::mount, &[Path, Path, Path, Hex, Hex]);
+    reg("umount2", mount::umount2, &[Path, Hex]);
+    reg("pivot_root", mount::pivot_root, &[Path, Path]);
     reg("sysinfo", info::sysinfo, &[Hex]);
     reg("getrandom", info::getrandom, &[OutBuf, Dec, Hex]);
     t

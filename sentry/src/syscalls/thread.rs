@@ -241,6 +241,9 @@ pub fn waitid(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let id = a.int(1);
+    // A PIDFD_NONBLOCK pidfd waits as WNOHANG, and says EAGAIN when asked
+    // without it.
+    let mut nonblock = false;
     let target = match a.int(0) {
         P_ALL => WaitTarget::Any,
         P_PID if id > 0 => WaitTarget::Pid(id),
@@ -248,11 +251,20 @@ pub fn waitid(t: &mut Task, a: &Args) -> SysResult {
         P_PGID if id > 0 => WaitTarget::Pgid(id),
         P_PIDFD => {
             let f = t.fds().lock().file(id)?;
-            WaitTarget::Pid(crate::kernel::pidfd::pidfd_of(&f)?.tgid())
+            // A reaped process is no child any more, whoever has its pid.
+            let tg = crate::kernel::pidfd::pidfd_of(&f)?
+                .process()
+                .map_err(|_| Errno::ECHILD)?;
+            nonblock = f.status_flags() & libc::O_NONBLOCK != 0;
+            WaitTarget::Pid(tg.tgid())
         }
         _ => return Err(Errno::EINVAL),
     };
-    let waited = t.wait_child(target, wait_flags(options))?;
+    let flags = wait_flags(options | if nonblock { WNOHANG } else { 0 });
+    let waited = t.wait_child(target, flags)?;
+    if waited.is_none() && nonblock && options & WNOHANG == 0 {
+        return Err(Errno::EAGAIN);
+    }
     let infop = a.addr(2);
     if infop != 0 {
         // Nothing to report (WNOHANG) leaves a zeroed siginfo, as Linux.
@@ -319,9 +331,6 @@ pub fn pidfd_send_signal(t: &mut Task, a: &Args) -> SysResult {
     }
     let f = t.fds().lock().file(a.fd(0))?;
     let tg = crate::kernel::pidfd::pidfd_of(&f)?.process()?;
-    if tg.is_zombie() {
-        return Err(Errno::ESRCH);
-    }
     let signo = a.int(1);
     if !(0..=64).contains(&signo) {
         return Err(Errno::EINVAL);
@@ -355,6 +364,10 @@ pub fn pidfd_send_signal(t: &mut Task, a: &Args) -> SysResult {
     if !t.may_signal(&tg, signo) {
         return Err(Errno::EPERM);
     }
-    t.signal_process_from_here(&tg, info);
+    // A zombie is still that process until reaped: the signal is accepted,
+    // and nothing is left to take it (as Linux).
+    if !tg.is_zombie() {
+        t.signal_process_from_here(&tg, info);
+    }
     Ok(0)
 }

@@ -6,23 +6,94 @@
 //! unlinked one only by whoever still uses it (an open file, a cwd).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::inode::Inode;
 use super::stat::Stat;
 use crate::errno::Errno;
 
-/// One mounted file system.
+/// Per-mount flags (Linux's MNT_* as mount(2) takes them: MS_RDONLY,
+/// MS_NOSUID, MS_NODEV, MS_NOEXEC and the atime bits).
+pub const MOUNT_FLAG_MASK: u64 = libc::MS_RDONLY
+    | libc::MS_NOSUID
+    | libc::MS_NODEV
+    | libc::MS_NOEXEC
+    | libc::MS_NOATIME
+    | libc::MS_NODIRATIME
+    | libc::MS_RELATIME
+    | libc::MS_STRICTATIME;
+
+/// One mounted file system (Linux's struct mount: a bind mount is another
+/// `Mount` over the same inodes).
 #[derive(Debug)]
 pub struct Mount {
     /// Sandbox-wide mount id.
     pub id: u64,
     /// The file system's type, for /proc/mounts.
     pub fs_type: &'static str,
-    pub read_only: bool,
+    /// MOUNT_FLAG_MASK bits; a remount changes them in place, so every
+    /// dentry of the mount sees the change at once.
+    flags: AtomicU64,
     /// `st_dev` of every file on this mount (the sandbox's, not the host's).
     pub dev: u64,
+    /// Set once the file system is mounted more than once (a bind mount):
+    /// its dentries are then revalidated on lookup, because a change made
+    /// through one mount's dentry tree is not seen by another's cache.
+    aliased: Arc<AtomicBool>,
+}
+
+impl Mount {
+    pub fn new(id: u64, fs_type: &'static str, flags: u64, dev: u64) -> Mount {
+        Mount {
+            id,
+            fs_type,
+            flags: AtomicU64::new(flags & MOUNT_FLAG_MASK),
+            dev,
+            aliased: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Another mount of the same file system (MS_BIND): same device, its
+    /// own flags, and both marked aliased.
+    pub fn bind(&self, id: u64, flags: u64) -> Mount {
+        self.aliased.store(true, Ordering::Relaxed);
+        Mount {
+            id,
+            fs_type: self.fs_type,
+            flags: AtomicU64::new(flags & MOUNT_FLAG_MASK),
+            dev: self.dev,
+            aliased: self.aliased.clone(),
+        }
+    }
+
+    pub fn flags(&self) -> u64 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    pub fn set_flags(&self, flags: u64) {
+        self.flags.store(flags & MOUNT_FLAG_MASK, Ordering::Relaxed);
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.flags() & libc::MS_RDONLY != 0
+    }
+
+    pub fn noexec(&self) -> bool {
+        self.flags() & libc::MS_NOEXEC != 0
+    }
+
+    pub fn nosuid(&self) -> bool {
+        self.flags() & libc::MS_NOSUID != 0
+    }
+
+    pub fn nodev(&self) -> bool {
+        self.flags() & libc::MS_NODEV != 0
+    }
+
+    fn aliased(&self) -> bool {
+        self.aliased.load(Ordering::Relaxed)
+    }
 }
 
 pub struct Dentry {
@@ -136,6 +207,21 @@ impl Dentry {
         lock(&self.mounted).clone()
     }
 
+    /// Unhooks what is mounted here (umount, MS_MOVE, pivot_root).
+    pub(crate) fn take_mounted(&self) -> Option<Arc<Dentry>> {
+        lock(&self.mounted).take()
+    }
+
+    /// A detached mount root covers nothing any more.
+    pub(crate) fn clear_mountpoint(&self) {
+        *lock(&self.mountpoint) = Weak::new();
+    }
+
+    /// The cached children (umount's busy check walks them).
+    pub(crate) fn cached_children(&self) -> Vec<Arc<Dentry>> {
+        lock(&self.children).values().cloned().collect()
+    }
+
     pub(crate) fn set_mounted(self: &Arc<Self>, root: &Arc<Dentry>) {
         *lock(&root.mountpoint) = Arc::downgrade(self);
         *lock(&self.mounted) = Some(root.clone());
@@ -152,7 +238,19 @@ impl Dentry {
     pub fn child(self: &Arc<Self>, name: &[u8]) -> Result<Arc<Dentry>, Errno> {
         let mut children = lock(&self.children);
         if let Some(d) = children.get(name) {
-            return Ok(d.clone());
+            if !self.mount.aliased() || d.mounted().is_some() {
+                return Ok(d.clone());
+            }
+            // Another mount of this file system may have changed the name.
+            match self.inode.lookup(name) {
+                Ok(inode) if same_inode(&inode, &d.inode) => return Ok(d.clone()),
+                Ok(_) | Err(Errno::ENOENT) => {
+                    if let Some(stale) = children.remove(name) {
+                        stale.mark_unlinked();
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         let inode = self.inode.lookup(name)?;
         let d = Dentry::new(
@@ -176,7 +274,7 @@ impl Dentry {
         name: &[u8],
         ahead: &[&[u8]],
     ) -> Result<Arc<Dentry>, Errno> {
-        if ahead.is_empty() {
+        if ahead.is_empty() || self.mount.aliased() {
             return self.child(name);
         }
         let mut children = lock(&self.children);
@@ -255,6 +353,18 @@ impl Dentry {
     pub(crate) fn set_parent(&self, parent: &Arc<Dentry>, name: &[u8]) {
         *lock(&self.parent) = Arc::downgrade(parent);
         *lock(&self.name) = name.to_vec();
+    }
+}
+
+/// Whether two inodes are one file: by identity, else (a file system
+/// whose lookups make a new object each time) by inode number.
+fn same_inode(a: &Arc<dyn Inode>, b: &Arc<dyn Inode>) -> bool {
+    if std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)) {
+        return true;
+    }
+    match (a.stat(), b.stat()) {
+        (Ok(x), Ok(y)) => x.ino == y.ino && a.file_type() == b.file_type(),
+        _ => false,
     }
 }
 

@@ -2,6 +2,7 @@
 //! shared offset, the status flags and the access mode.
 
 use std::any::Any;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -189,6 +190,13 @@ pub trait FileOps: Send + Sync + Any {
         Err(Errno::EINVAL)
     }
 
+    /// For a file whose reads are exactly pread(2)s of a host descriptor
+    /// (a gofer-donated regular file): that descriptor, so a read can go
+    /// straight into application memory. `None`: reads go through `read`.
+    fn host_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
     /// The size that SEEK_END and O_APPEND use.
     fn size(&self) -> Result<u64, Errno> {
         Ok(0)
@@ -359,6 +367,7 @@ impl Drop for OpenFile {
             if !self.is_path() {
                 super::inotify::closed(d, self.writable());
             }
+            super::inotify::released(d);
         }
     }
 }
@@ -570,6 +579,33 @@ impl OpenFile {
         }
     }
 
+    /// read(2) (`offset` None) or pread64(2) of a file backed by a host
+    /// descriptor, with `fill(fd, at)` moving the bytes of the host file at
+    /// `at` and returning their count; the offset and inotify kept as by
+    /// [`OpenFile::read`]. `None` when the file has no host descriptor: the
+    /// caller reads through a buffer.
+    pub fn read_host_direct(
+        &self,
+        offset: Option<i64>,
+        fill: &mut dyn FnMut(BorrowedFd<'_>, u64) -> Result<usize, Errno>,
+    ) -> Option<Result<usize, Errno>> {
+        let fd = self.ops.host_fd()?;
+        if self.ops.seek_mode() != SeekMode::Positional {
+            return None;
+        }
+        if !self.readable() {
+            return Some(Err(Errno::EBADF));
+        }
+        let r = match offset {
+            Some(o) => self.check_pos(o).and_then(|at| fill(fd, at)),
+            None => {
+                let mut off = lock(&self.offset);
+                fill(fd, *off).inspect(|n| *off += *n as u64)
+            }
+        };
+        Some(self.notify_io(r, super::inotify::IN_ACCESS))
+    }
+
     /// write(2).
     pub fn write(&self, buf: &[u8], interrupt: &Interrupt) -> Result<usize, Errno> {
         let r = self.write_inner(buf, interrupt);
@@ -775,17 +811,17 @@ impl OpenFile {
     /// mmap(2) of this file with `shared` and `prot_write`: a shared
     /// writable mapping of a file sealed against writes is EPERM
     /// (memfd_check_seals_mmap; a file not open for writing is the memory
-    /// manager's EACCES, checked first in Linux).
-    pub fn check_mmap_seals(&self, shared: bool, prot_write: bool) -> Result<(), Errno> {
+    /// manager's EACCES, checked first in Linux). Returns whether the
+    /// mapping may become writable later (VM_MAYWRITE): not a shared one
+    /// of a write-sealed file, whose mprotect(PROT_WRITE) is EACCES, nor
+    /// one of a file not open for writing.
+    pub fn check_mmap_seals(&self, shared: bool, prot_write: bool) -> Result<bool, Errno> {
         let write_seals = (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) as u32;
-        if shared
-            && prot_write
-            && self.writable()
-            && self.inode.seals().unwrap_or(0) & write_seals != 0
-        {
+        let sealed = shared && self.inode.seals().unwrap_or(0) & write_seals != 0;
+        if sealed && prot_write && self.writable() {
             return Err(Errno::EPERM);
         }
-        Ok(())
+        Ok(self.writable() && !sealed)
     }
 
     /// The file as the memory manager maps it: regular files only.
@@ -845,6 +881,10 @@ impl MappableFile for FileMapping {
         self.file.dentry.as_ref().is_none_or(|d| d.is_unlinked())
     }
 
+    fn open_file(&self) -> Option<Arc<crate::vfs::OpenFile>> {
+        Some(self.file.clone())
+    }
+
     fn identity(&self) -> usize {
         Arc::as_ptr(&self.file.inode) as *const () as usize
     }
@@ -856,6 +896,17 @@ impl MappableFile for FileMapping {
     fn unmap_shared(&self, offset: u64, mf_offset: u64, len: u64) {
         if let Some(t) = self.tmpfs() {
             t.inode().unmap_shared(offset, mf_offset, len);
+        }
+    }
+
+    fn holds_page(&self, offset: u64) -> bool {
+        self.tmpfs().is_none_or(|t| t.inode().holds_page(offset))
+    }
+
+    fn fault_in(&self, offset: u64) -> Result<(), Errno> {
+        match self.tmpfs() {
+            Some(t) => t.inode().fault_in(offset),
+            None => Ok(()),
         }
     }
 }

@@ -23,7 +23,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::dentry::lock;
@@ -1033,6 +1033,10 @@ impl FileOps for HostFileOps {
         }
     }
 
+    fn host_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+
     fn write(&self, _io: &IoCtx<'_>, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
         if !self.writable {
             return Err(Errno::EBADF);
@@ -1044,6 +1048,39 @@ impl FileOps for HostFileOps {
                 r => return r.map_err(Errno::from),
             }
         }
+    }
+
+    /// The host file system's answer (lseek on the donated fd, which no
+    /// read depends on the offset of: they are positional), within the
+    /// size this file shows.
+    fn seek_hole_data(&self, pos: u64, data: bool) -> Option<Result<u64, Errno>> {
+        use nix::unistd::{lseek, Whence};
+        let size = match self.size() {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        let Ok(at) = i64::try_from(pos) else {
+            return Some(Err(Errno::ENXIO));
+        };
+        let whence = if data {
+            Whence::SeekData
+        } else {
+            Whence::SeekHole
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(self.fd.as_ref());
+        Some(match lseek(fd, at, whence) {
+            Ok(off) => {
+                let off = u64::try_from(off).unwrap_or(u64::MAX);
+                match (data, off >= size) {
+                    (true, true) => Err(Errno::ENXIO),
+                    (false, true) => Ok(size),
+                    _ => Ok(off),
+                }
+            }
+            // Past the host's end (it shrank since): as past ours.
+            Err(nix::errno::Errno::ENXIO) if !data => Ok(size),
+            Err(e) => Err(Errno::from(e)),
+        })
     }
 
     fn size(&self) -> Result<u64, Errno> {

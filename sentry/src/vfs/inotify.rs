@@ -305,6 +305,60 @@ pub(crate) fn removed(d: &Dentry) {
     }
 }
 
+/// Whether the file `d` names has no link left.
+fn no_links(d: &Dentry) -> bool {
+    d.inode().stat().map_or(true, |st| st.nlink == 0)
+}
+
+/// The name `d` stood for was just removed (unlink, rmdir, a rename over
+/// it). As Linux's d_delete: the file is gone for its watches
+/// (IN_DELETE_SELF, IN_IGNORED) now if it has no link left and nothing
+/// else holds this dentry (an open file, a mapping, a cwd), else when the
+/// last holder lets go ([`released`]). A directory goes at once.
+pub(crate) fn name_removed(d: &Arc<Dentry>) {
+    if watching() && (d.is_dir() || (held_elsewhere(d) == 0 && no_links(d))) {
+        removed(d);
+    }
+}
+
+/// How many hold `d` beside the caller's one reference and the watches
+/// (which hold the dentry they were added by, for saving its path, but do
+/// not keep the file alive: Linux's marks do not pin the dentry).
+fn held_elsewhere(d: &Arc<Dentry>) -> usize {
+    let Ok(key) = key_of(d) else {
+        return Arc::strong_count(d).saturating_sub(1);
+    };
+    let targets: Vec<(Arc<Inotify>, i32)> = lock(&registry().watched)
+        .get(&key)
+        .map(|list| {
+            list.iter()
+                .filter_map(|(_, i, wd)| i.upgrade().map(|i| (i, *wd)))
+                .collect()
+        })
+        .unwrap_or_default();
+    // The registry's lock is let go first: an instance's state is locked
+    // before the registry's elsewhere.
+    let by_watches = targets
+        .iter()
+        .filter(|(i, wd)| {
+            lock(&i.state)
+                .watches
+                .get(wd)
+                .is_some_and(|w| Arc::ptr_eq(&w.dentry, d))
+        })
+        .count();
+    Arc::strong_count(d).saturating_sub(1 + by_watches)
+}
+
+/// The holder of `d` that is going (an open file's last reference) was
+/// its last: if its name was removed and no link is left, the file is
+/// gone now (Linux's dentry_unlink_inode at the last dput).
+pub(crate) fn released(d: &Arc<Dentry>) {
+    if watching() && d.is_unlinked() && !d.is_dir() && held_elsewhere(d) == 0 && no_links(d) {
+        removed(d);
+    }
+}
+
 /// An open file's last reference went: IN_CLOSE_WRITE or IN_CLOSE_NOWRITE.
 pub(crate) fn closed(d: &Dentry, wrote: bool) {
     notify(

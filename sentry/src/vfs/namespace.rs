@@ -11,10 +11,10 @@ use super::overlay;
 use super::procfs::{new_procfs, ProcessTable};
 use super::stat::Clock;
 use super::state::{VfsRestoreError, VfsState};
-use super::tmpfs::Tmpfs;
+use super::tmpfs::{Tmpfs, TmpfsLimits, TmpfsOptions};
 use super::vfs::{MountOpts, Vfs};
 use crate::errno::Errno;
-use crate::mm::MemoryFile;
+use crate::mm::{MemoryFile, MF_PAGE_SIZE};
 
 /// Builds the sandbox namespace over a gofer connection, its tmpfs files
 /// kept in `mf`.
@@ -50,7 +50,8 @@ pub struct ExtraMount {
 
 pub enum MountSource {
     /// A fresh in-memory file system (tmpfs, and /dev/shm-like mounts).
-    Tmpfs { mode: u32 },
+    /// `options` give its limits and root owner (its mode is `mode`).
+    Tmpfs { mode: u32, options: TmpfsOptions },
     /// A host directory served by a gofer of its own (a bind mount).
     Host(Arc<dyn HostFs>),
     /// One host file, `name` in the directory a gofer of its own serves
@@ -75,14 +76,24 @@ pub fn build_with_host(
 /// directory `path` below `root` at the inode level, so that mount points
 /// exist before a read-only root mount would refuse to create them.
 fn ensure_dir(root: &Arc<dyn Inode>, path: &[u8]) -> Result<(), Errno> {
+    ensure_dir_mode(root, path, 0o755)
+}
+
+/// [`ensure_dir`] whose last directory, if it is made, gets `mode`.
+fn ensure_dir_mode(root: &Arc<dyn Inode>, path: &[u8], mode: u32) -> Result<(), Errno> {
     let mut dir = root.clone();
-    for name in path.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+    let names: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|n| !n.is_empty())
+        .collect();
+    for (i, &name) in names.iter().enumerate() {
         if name == b"." || name == b".." {
             return Err(Errno::EINVAL);
         }
+        let mode = if i + 1 == names.len() { mode } else { 0o755 };
         dir = match dir.lookup(name) {
             Ok(d) => d,
-            Err(Errno::ENOENT) => dir.mkdir(name, 0o755)?,
+            Err(Errno::ENOENT) => dir.mkdir(name, mode)?,
             Err(e) => return Err(e),
         };
         if dir.file_type() != libc::S_IFDIR {
@@ -136,15 +147,28 @@ pub fn build_with_setup(
             Tmpfs::restore(&s.upper, clock.clone(), mf.clone())?,
             Tmpfs::restore(&s.shm, clock.clone(), mf.clone())?,
         ),
-        None => (
-            Tmpfs::with_memory(clock.clone(), 0o755, mf.clone()),
-            Tmpfs::with_memory(clock.clone(), 0o1777, mf.clone()),
-        ),
+        None => {
+            let mem = super::tmpfs::sandbox_memory_bytes(&mf);
+            let shm_limits = TmpfsLimits::default_for(mem);
+            // The root's upper layer is bounded by the sandbox's memory as
+            // runsc's memory-backed overlay is, not by half of it: it holds
+            // whatever the container writes anywhere in its root.
+            let upper_limits = TmpfsLimits {
+                max_blocks: Some((mem / MF_PAGE_SIZE).max(1)),
+                ..shm_limits
+            };
+            (
+                Tmpfs::with_limits(clock.clone(), 0o755, mf.clone(), upper_limits),
+                Tmpfs::with_limits(clock.clone(), 0o1777, mf.clone(), shm_limits),
+            )
+        }
     };
     let lower = GoferInode::root(host).map_err(errno("/ (gofer root)"))?;
     let root: Arc<dyn Inode> = overlay::new_root(&upper, Some(lower));
-    for dir in [&b"/dev"[..], b"/proc", b"/sys"] {
-        ensure_dir(&root, dir).map_err(errno(&String::from_utf8_lossy(dir)))?;
+    // The host's own are never served (the gofer opens nothing on procfs
+    // or sysfs): the mount points are made as a distribution makes them.
+    for (dir, mode) in [(&b"/dev"[..], 0o755), (b"/proc", 0o555), (b"/sys", 0o555)] {
+        ensure_dir_mode(&root, dir, mode).map_err(errno(&String::from_utf8_lossy(dir)))?;
     }
     for m in &setup.mounts {
         let made = match m.source {
@@ -185,6 +209,7 @@ pub fn build_with_setup(
         ));
     }
     let cpus = procs.cpus() as u32;
+    let procs_for_mounts = procs.clone();
     mount(b"/proc", new_procfs(procs, mounts), "proc", false)?;
     mount(b"/sys", super::sysfs::new_sysfs(cpus), "sysfs", true)?;
     // After /proc and /sys, so that the mounts before keep their ids;
@@ -195,13 +220,38 @@ pub fn build_with_setup(
         "devpts",
         false,
     )?;
+    let mut bundle_tmpfs = Vec::new();
+    let saved_tmpfs = SavedBundleTmpfs::new(state, &setup.mounts)?;
+    let mut used = vec![false; saved_tmpfs.count()];
     for m in setup.mounts {
         let path = String::from_utf8_lossy(&m.dest).into_owned();
         let (inode, fs_type): (Arc<dyn Inode>, _) = match m.source {
-            MountSource::Tmpfs { mode } => (
-                Tmpfs::with_memory(clock.clone(), mode, mf.clone()).root(),
-                "tmpfs",
-            ),
+            MountSource::Tmpfs { mode, options } => {
+                let at = vfs
+                    .resolve(&vfs.root(), &m.dest, true)
+                    .map(|d| super::vfs::path_bytes(&d))
+                    .map_err(errno(&path))?;
+                let t = match saved_tmpfs.find(&at, bundle_tmpfs.len(), &used) {
+                    Some((j, snap)) => {
+                        used[j] = true;
+                        Tmpfs::restore(snap, clock.clone(), mf.clone()).map_err(|e| match e {
+                            VfsRestoreError::Tmpfs { field, why } => VfsRestoreError::Tmpfs {
+                                field: format!("bundle_tmpfs[{j}].{field}"),
+                                why,
+                            },
+                            other => other,
+                        })?
+                    }
+                    None => {
+                        let limits = options.limits(super::tmpfs::sandbox_memory_bytes(&mf));
+                        let fs = Tmpfs::with_limits(clock.clone(), mode, mf.clone(), limits);
+                        fs.set_root_owner(options.uid, options.gid);
+                        fs
+                    }
+                };
+                bundle_tmpfs.push((at, t.clone()));
+                (t.root(), "tmpfs")
+            }
             MountSource::Host(fs) => (GoferInode::root(fs).map_err(errno(&path))?, "bind"),
             MountSource::HostFile { fs, name } => {
                 let dir = GoferInode::root(fs).map_err(errno(&path))?;
@@ -214,12 +264,104 @@ pub fn build_with_setup(
         };
         mount(&m.dest, inode, fs_type, m.read_only)?;
     }
+    saved_tmpfs.all_used(&used)?;
     {
         let mut parts = super::dentry::lock(&vfs.parts);
         parts.upper = Some(upper);
         parts.shm = Some(shm);
+        parts.bundle_tmpfs = bundle_tmpfs;
+        parts.mount_ctx = Some(super::state::MountCtx {
+            clock: clock.clone(),
+            mf: mf.clone(),
+            procs: procs_for_mounts,
+        });
+    }
+    if let Some(s) = state {
+        vfs.restore_mount_tree(&s.mounts, &|snap| {
+            Tmpfs::restore(snap, clock.clone(), mf.clone())
+        })?;
     }
     Ok(vfs)
+}
+
+/// The bundle tmpfs contents a checkpoint saved, found for the bundle
+/// being booted: by where each was mounted, or (a v1 mount tree, always
+/// restored into the bundle it came from) by its place in the config.
+struct SavedBundleTmpfs<'a> {
+    snaps: &'a [super::state::TmpfsSnapshot],
+    at: Option<&'a [Vec<u8>]>,
+}
+
+impl<'a> SavedBundleTmpfs<'a> {
+    fn new(
+        state: Option<&'a VfsState>,
+        mounts: &[ExtraMount],
+    ) -> Result<SavedBundleTmpfs<'a>, VfsRestoreError> {
+        let Some(s) = state.filter(|s| s.mounts.recorded) else {
+            return Ok(SavedBundleTmpfs {
+                snaps: &[],
+                at: None,
+            });
+        };
+        if s.mounts.by_origin {
+            if s.mounts.bundle_tmpfs_at.len() != s.bundle_tmpfs.len() {
+                return Err(VfsRestoreError::Invalid(format!(
+                    "mount tree bundle_tmpfs_at: {} places for {} saved tmpfs mounts",
+                    s.mounts.bundle_tmpfs_at.len(),
+                    s.bundle_tmpfs.len()
+                )));
+            }
+            return Ok(SavedBundleTmpfs {
+                snaps: &s.bundle_tmpfs,
+                at: Some(&s.mounts.bundle_tmpfs_at),
+            });
+        }
+        let count = mounts
+            .iter()
+            .filter(|m| matches!(m.source, MountSource::Tmpfs { .. }))
+            .count();
+        if s.bundle_tmpfs.len() != count {
+            return Err(VfsRestoreError::Invalid(format!(
+                "the checkpoint saved {} tmpfs mounts of the bundle, the bundle has {count}",
+                s.bundle_tmpfs.len()
+            )));
+        }
+        Ok(SavedBundleTmpfs {
+            snaps: &s.bundle_tmpfs,
+            at: None,
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.snaps.len()
+    }
+
+    /// The saved contents for the bundle's `nth` tmpfs mount, at `at`
+    /// (two stacked at one place are told apart by their order).
+    fn find(
+        &self,
+        at: &[u8],
+        nth: usize,
+        used: &[bool],
+    ) -> Option<(usize, &'a super::state::TmpfsSnapshot)> {
+        let j = match self.at {
+            Some(places) => (0..places.len()).find(|&j| places[j] == at && !used[j])?,
+            None => nth,
+        };
+        self.snaps.get(j).map(|s| (j, s))
+    }
+
+    /// Refuses a restore that would drop saved contents: a tmpfs the
+    /// checkpoint had where the new bundle mounts none.
+    fn all_used(&self, used: &[bool]) -> Result<(), VfsRestoreError> {
+        match (self.at, used.iter().position(|u| !u)) {
+            (Some(places), Some(j)) => Err(VfsRestoreError::Invalid(format!(
+                "mount tree bundle_tmpfs_at[{j}]: the checkpoint saved a tmpfs at {}, the bundle mounts none there",
+                String::from_utf8_lossy(&places[j])
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -415,6 +557,371 @@ mod tests {
                 assert!(why.contains("used twice"), "{why}");
             }
             other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    fn mount_tree_vfs(d: &std::path::Path, mf: Arc<MemoryFile>) -> Vfs {
+        use crate::vfs::mount_tree::NewFs;
+        let vfs = build_in(d, mf, None).unwrap();
+        let r = vfs.root();
+        vfs.mkdir_at(&r, b"/mnt", 0o755).unwrap();
+        vfs.mkdir_at(&r, b"/mnt/t", 0o755).unwrap();
+        vfs.mkdir_at(&r, b"/b", 0o755).unwrap();
+        let at = vfs.resolve(&r, b"/mnt/t", true).unwrap();
+        let tmpfs = NewFs::Tmpfs {
+            mode: 0o750,
+            uid: 0,
+            gid: 0,
+            limits: crate::vfs::tmpfs::TmpfsLimits::UNLIMITED,
+        };
+        vfs.mount_new(&at, tmpfs, 0).unwrap();
+        vfs.mkdir_at(&r, b"/mnt/t/d", 0o755).unwrap();
+        let f = vfs
+            .open_at(&r, b"/mnt/t/d/f", libc::O_CREAT | libc::O_WRONLY, 0o644)
+            .unwrap();
+        f.write(b"kept", &Interrupt::new()).unwrap();
+        let src = vfs.resolve(&r, b"/mnt/t/d", true).unwrap();
+        let b = vfs.resolve(&r, b"/b", true).unwrap();
+        vfs.bind_mount(&src, &b, false, libc::MS_RDONLY).unwrap();
+        // A boot mount taken away.
+        let shm = vfs.resolve(&r, b"/dev/shm", true).unwrap();
+        vfs.umount(&shm, 0, &|_| false).unwrap();
+        vfs
+    }
+
+    #[test]
+    fn mount_tree_round_trip() {
+        let d = host();
+        let mf = test_memory_file();
+        let vfs = mount_tree_vfs(d.path(), mf.clone());
+        let info = vfs.mountinfo_text(&vfs.root());
+        assert!(info.contains(" /d /b ro "), "{info}");
+        assert!(!info.contains(" /dev/shm "), "{info}");
+        let state = vfs.save_state().unwrap();
+        assert_eq!(state.mounts.made.len(), 2);
+        let vfs2 = build_in(d.path(), clone_memory(&mf), Some(&state)).unwrap();
+        let r2 = vfs2.root();
+        assert_eq!(vfs2.mountinfo_text(&r2), info, "ids, places and flags kept");
+        let f = vfs2.open_at(&r2, b"/b/f", libc::O_RDONLY, 0).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(f.read(&mut buf, &Interrupt::new()), Ok(4));
+        assert_eq!(&buf[..4], b"kept");
+        assert_eq!(
+            vfs2.open_at(&r2, b"/b/g", libc::O_CREAT | libc::O_WRONLY, 0o644)
+                .err(),
+            Some(Errno::EROFS)
+        );
+        assert_eq!(
+            vfs2.stat_at(&r2, b"/mnt/t", true).unwrap().mode,
+            libc::S_IFDIR | 0o750
+        );
+        // A later mount(2) gets a new id.
+        let st = vfs2.save_state().unwrap();
+        assert_eq!(st.mounts, state.mounts);
+    }
+
+    /// A container's namespace with `order`'s bundle mounts, in that order:
+    /// "hosts" (a file bind at /etc/hosts), "t1" and "t2" (tmpfs at /t1 and
+    /// /t2), "data" (a directory bind at /data).
+    fn bundle_vfs(
+        d: &std::path::Path,
+        mf: Arc<MemoryFile>,
+        order: &[&str],
+        state: Option<&VfsState>,
+    ) -> Result<Vfs, VfsRestoreError> {
+        let tmpfs = || MountSource::Tmpfs {
+            mode: 0o755,
+            options: TmpfsOptions::default(),
+        };
+        let mounts = order
+            .iter()
+            .map(|m| {
+                let (dest, source): (&[u8], _) = match *m {
+                    "hosts" => (
+                        b"/etc/hosts",
+                        MountSource::HostFile {
+                            fs: LocalDirFs::new(d.join("etc")),
+                            name: b"hosts".to_vec(),
+                        },
+                    ),
+                    "t1" => (b"/t1", tmpfs()),
+                    "t2" => (b"/t2", tmpfs()),
+                    _ => (b"/data", MountSource::Host(LocalDirFs::new(d.join("etc")))),
+                };
+                ExtraMount {
+                    dest: dest.to_vec(),
+                    source,
+                    read_only: false,
+                }
+            })
+            .collect();
+        build_with_setup(
+            LocalDirFs::new(d),
+            Arc::new(FixedClock(50)),
+            Arc::new(OneProc),
+            mf,
+            state,
+            NamespaceSetup {
+                root_read_only: false,
+                mounts,
+            },
+        )
+    }
+
+    fn put(vfs: &Vfs, path: &[u8], data: &[u8]) {
+        let f = vfs
+            .open_at(&vfs.root(), path, libc::O_CREAT | libc::O_WRONLY, 0o644)
+            .unwrap();
+        f.write(data, &Interrupt::new()).unwrap();
+    }
+
+    fn get(vfs: &Vfs, path: &[u8]) -> Result<Vec<u8>, Errno> {
+        let f = vfs.open_at(&vfs.root(), path, libc::O_RDONLY, 0)?;
+        let mut buf = [0u8; 64];
+        let n = f.read(&mut buf, &Interrupt::new())?;
+        Ok(buf[..n].to_vec())
+    }
+
+    /// The mount points of mountinfo, in order (ids may differ).
+    fn mount_points(vfs: &Vfs) -> Vec<String> {
+        vfs.mountinfo_text(&vfs.root())
+            .lines()
+            .map(|l| l.split(' ').nth(4).unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_bundle_listing_its_mounts_in_another_order_restores_by_place() {
+        let d = host();
+        let mf = test_memory_file();
+        let vfs = bundle_vfs(d.path(), mf.clone(), &["hosts", "t1", "t2", "data"], None).unwrap();
+        put(&vfs, b"/t1/f", b"one");
+        put(&vfs, b"/t2/f", b"two");
+        // What the application changed: /data unmounted, /t2 moved, a
+        // tmpfs of its own mounted.
+        let r = vfs.root();
+        let data = vfs.resolve(&r, b"/data", true).unwrap();
+        vfs.umount(&data, 0, &|_| false).unwrap();
+        vfs.mkdir_at(&r, b"/moved", 0o755).unwrap();
+        let t2 = vfs.resolve(&r, b"/t2", true).unwrap();
+        let moved = vfs.resolve(&r, b"/moved", true).unwrap();
+        vfs.move_mount(&t2, &moved).unwrap();
+        vfs.mkdir_at(&r, b"/own", 0o755).unwrap();
+        let own = vfs.resolve(&r, b"/own", true).unwrap();
+        let new = crate::vfs::mount_tree::NewFs::Tmpfs {
+            mode: 0o700,
+            uid: 0,
+            gid: 0,
+            limits: crate::vfs::tmpfs::TmpfsLimits::UNLIMITED,
+        };
+        vfs.mount_new(&own, new, 0).unwrap();
+        put(&vfs, b"/own/f", b"own");
+        let before = mount_points(&vfs);
+        let state = vfs.save_state().unwrap();
+
+        // podman's restore --import: the same mounts, another order.
+        let order = ["data", "t2", "hosts", "t1"];
+        let vfs2 = bundle_vfs(d.path(), clone_memory(&mf), &order, Some(&state)).unwrap();
+        assert_eq!(get(&vfs2, b"/t1/f").unwrap(), b"one");
+        assert_eq!(get(&vfs2, b"/moved/f").unwrap(), b"two");
+        assert_eq!(get(&vfs2, b"/own/f").unwrap(), b"own");
+        assert_eq!(get(&vfs2, b"/etc/hosts").unwrap(), b"127.0.0.1 localhost\n");
+        assert_eq!(
+            get(&vfs2, b"/data/hosts"),
+            Err(Errno::ENOENT),
+            "still unmounted"
+        );
+        let mut after = mount_points(&vfs2);
+        let mut want = before.clone();
+        after.sort();
+        want.sort();
+        assert_eq!(after, want);
+        // Ids stay unique: no two mounts share a device number.
+        let info = vfs2.mountinfo_text(&vfs2.root());
+        let mut ids: Vec<&str> = info.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "{info}");
+        // And a second checkpoint of the restored tree says the same.
+        let again = vfs2.save_state().unwrap();
+        assert_eq!(again.mounts.unmounted, state.mounts.unmounted);
+        let vfs3 = bundle_vfs(d.path(), clone_memory(&mf), &order, Some(&again)).unwrap();
+        assert_eq!(get(&vfs3, b"/moved/f").unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_bundle_without_a_saved_mount_is_refused_naming_it() {
+        let d = host();
+        let mf = test_memory_file();
+        let vfs = bundle_vfs(d.path(), mf.clone(), &["hosts", "t1", "t2"], None).unwrap();
+        put(&vfs, b"/t2/f", b"two");
+        let state = vfs.save_state().unwrap();
+        // The tmpfs holding saved files is missing: refused, not emptied.
+        match bundle_vfs(d.path(), clone_memory(&mf), &["hosts", "t1"], Some(&state)) {
+            Err(VfsRestoreError::Invalid(why)) => {
+                assert!(
+                    why.contains("bundle_tmpfs_at[1]") && why.contains("/t2"),
+                    "{why}"
+                )
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        // A bind mount missing.
+        match bundle_vfs(d.path(), clone_memory(&mf), &["t1", "t2"], Some(&state)) {
+            Err(VfsRestoreError::Invalid(why)) => {
+                assert!(
+                    why.contains(".origin") && why.contains("/etc/hosts"),
+                    "{why}"
+                )
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        // A bundle with one more mount restores, the extra one mounted.
+        let vfs2 = bundle_vfs(
+            d.path(),
+            clone_memory(&mf),
+            &["data", "t2", "hosts", "t1"],
+            Some(&state),
+        )
+        .unwrap();
+        assert_eq!(get(&vfs2, b"/t2/f").unwrap(), b"two");
+        assert_eq!(
+            get(&vfs2, b"/data/hosts").unwrap(),
+            b"127.0.0.1 localhost\n"
+        );
+    }
+
+    #[test]
+    fn a_v1_mount_tree_names_boot_mounts_by_id() {
+        use crate::vfs::state::{BootMountRecordV1, MountTreeRecord, MountTreeRecordV1};
+        let d = host();
+        let mf = test_memory_file();
+        let vfs = mount_tree_vfs(d.path(), mf.clone());
+        let now = vfs.save_state().unwrap();
+        // The same tree as v1 wrote it: boot's mounts by id and path, the
+        // unmounted /dev/shm simply missing.
+        let v1 = MountTreeRecordV1 {
+            boot: now
+                .mounts
+                .boot
+                .iter()
+                .map(|b| BootMountRecordV1 {
+                    id: b.id,
+                    path: b.path.clone(),
+                    flags: b.flags,
+                })
+                .collect(),
+            made: now.mounts.made.clone(),
+            recorded: true,
+        };
+        let migrated = VfsState {
+            mounts: MountTreeRecord::from(v1),
+            ..now.clone()
+        };
+        assert!(!migrated.mounts.by_origin);
+        let vfs2 = build_in(d.path(), clone_memory(&mf), Some(&migrated)).unwrap();
+        let r2 = vfs2.root();
+        assert_eq!(vfs2.mountinfo_text(&r2), vfs.mountinfo_text(&vfs.root()));
+        assert_eq!(get(&vfs2, b"/b/f").unwrap(), b"kept");
+    }
+
+    #[test]
+    fn hostile_mount_trees_are_refused() {
+        use crate::vfs::state::MountRecordKind;
+        let d = host();
+        let mf = test_memory_file();
+        let vfs = mount_tree_vfs(d.path(), mf.clone());
+        let good = vfs.save_state().unwrap();
+        let refused = |edit: &dyn Fn(&mut VfsState), want: &str| {
+            let mut s = good.clone();
+            edit(&mut s);
+            match build_in(d.path(), clone_memory(&mf), Some(&s)) {
+                Err(VfsRestoreError::Invalid(why)) => assert!(why.contains(want), "{why}"),
+                other => panic!("{want}: {:?}", other.map(|_| ())),
+            }
+        };
+        // A bind source outside any mount (nowhere at all).
+        refused(
+            &|s| {
+                s.mounts.made[1].kind = MountRecordKind::Bind {
+                    source: b"/nowhere".to_vec(),
+                }
+            },
+            "made[1].source",
+        );
+        refused(
+            &|s| s.mounts.made[1].path = b"/mnt/../b".to_vec(),
+            "made[1].path",
+        );
+        refused(&|s| s.mounts.made[0].id = 1, "made[0].id");
+        refused(
+            &|s| s.mounts.boot[1].origin = b"dev".to_vec(),
+            "boot[1].origin",
+        );
+        refused(
+            &|s| s.mounts.unmounted[0] = b"/dev/../x".to_vec(),
+            "unmounted[0]",
+        );
+        refused(
+            &|s| s.mounts.boot[1].origin = b"/elsewhere".to_vec(),
+            "boot[1].origin",
+        );
+        refused(&|s| s.mounts.made[0].flags = 1 << 40, "made[0].flags");
+        // A mount on a file where a directory was (the root of a bind of
+        // a directory cannot cover one).
+        refused(
+            &|s| s.mounts.made[1].path = b"/etc/hosts".to_vec(),
+            "made[1].path",
+        );
+        // A bind whose source lies below its own mount point, made before
+        // it exists: replayed in order, nothing to bind yet.
+        refused(
+            &|s| {
+                s.mounts.made[1].kind = MountRecordKind::Bind {
+                    source: b"/b/x".to_vec(),
+                }
+            },
+            "made[1].source",
+        );
+    }
+
+    #[test]
+    fn unsaveable_trees_are_refused_naming_why() {
+        use crate::vfs::state::{SaveCtx, SaveError};
+        let d = host();
+        let mf = test_memory_file();
+        let vfs = mount_tree_vfs(d.path(), mf);
+        let r = vfs.root();
+        // A file open on a detached tmpfs.
+        let f = vfs.open_at(&r, b"/mnt/t/d/f", libc::O_RDONLY, 0).unwrap();
+        let t = vfs.resolve(&r, b"/mnt/t", true).unwrap();
+        let t = vfs
+            .entry_of(&t.mounted().unwrap_or(t))
+            .map(|e| e.root)
+            .unwrap();
+        assert_eq!(vfs.umount(&t, 0, &|_| false), Err(Errno::EBUSY));
+        vfs.umount(&t, crate::vfs::mount_tree::MNT_DETACH, &|_| false)
+            .unwrap();
+        match f.save(&mut SaveCtx::default()) {
+            Err(SaveError::NotCheckpointable { why, .. }) => assert!(why.contains("detached")),
+            other => panic!("{other:?}"),
+        }
+        // A pivoted root.
+        vfs.mkdir_at(&r, b"/p", 0o755).unwrap();
+        let p = vfs.resolve(&r, b"/p", true).unwrap();
+        let tmpfs = crate::vfs::mount_tree::NewFs::Tmpfs {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            limits: crate::vfs::tmpfs::TmpfsLimits::UNLIMITED,
+        };
+        vfs.mount_new(&p, tmpfs, 0).unwrap();
+        let p = vfs.resolve(&r, b"/p", true).unwrap();
+        vfs.pivot_root(&r, &p, &p).unwrap();
+        match vfs.save_state() {
+            Err(SaveError::MountTree(why)) => assert!(why.contains("pivot_root"), "{why}"),
+            other => panic!("{other:?}"),
         }
     }
 }

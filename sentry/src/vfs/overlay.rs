@@ -17,9 +17,8 @@ use super::dentry::lock;
 use super::file::{DirOps, FileOps, Interrupt, IoCtx};
 use super::inode::{DirEntry, Fingerprint, Inode};
 use super::stat::{Stat, Timespec};
-use super::tmpfs::{DirData, FileData, Kind, Tmpfs, TmpfsInode};
+use super::tmpfs::{DirData, FileData, Kind, Tmpfs, TmpfsInode, TmpfsShared};
 use crate::errno::Errno;
-use crate::mm::MemoryFile;
 
 pub struct OverlayInode {
     me: Weak<OverlayInode>,
@@ -68,6 +67,23 @@ fn lookup_opt(dir: &dyn Inode, name: &[u8]) -> Result<Option<Arc<dyn Inode>>, Er
 }
 
 impl OverlayInode {
+    /// The usage of the upper layer this file's writes go to: its own
+    /// upper file's, or its nearest ancestor's that has one (the root
+    /// always does).
+    pub(crate) fn upper_fs_usage(&self) -> Option<Arc<super::tmpfs::TmpfsUsage>> {
+        if let Some(u) = lock(&self.upper).as_ref() {
+            return Some(u.fs.usage.clone());
+        }
+        let mut next = lock(&self.parent).as_ref().map(|(p, _)| p.clone());
+        while let Some(p) = next {
+            if let Some(u) = lock(&p.upper).as_ref() {
+                return Some(u.fs.usage.clone());
+            }
+            next = lock(&p.parent).as_ref().map(|(p, _)| p.clone());
+        }
+        None
+    }
+
     fn new(
         parent: Option<(Arc<OverlayInode>, Vec<u8>)>,
         upper: Option<Arc<TmpfsInode>>,
@@ -169,10 +185,10 @@ impl OverlayInode {
         let kind = match self.file_type {
             libc::S_IFDIR => Kind::Dir(DirData::default()),
             libc::S_IFLNK => Kind::Symlink(lower.readlink()?),
-            libc::S_IFREG => Kind::File(copy_data(lower.as_ref(), &parent_upper.fs.mf)?),
+            libc::S_IFREG => Kind::File(copy_data(lower.as_ref(), &parent_upper.fs)?),
             // A host FIFO becomes a FIFO of the sandbox: its buffer was
             // never part of the file, and the host's is never opened.
-            libc::S_IFIFO => Kind::File(FileData::new(parent_upper.fs.mf.clone())),
+            libc::S_IFIFO => Kind::File(FileData::new(&parent_upper.fs)),
             // Devices and sockets of the host are not copied.
             _ => return Err(Errno::EPERM),
         };
@@ -242,14 +258,14 @@ impl OverlayInode {
 }
 
 /// The whole contents of a lower regular file, in pages of `mf`.
-fn copy_data(lower: &dyn Inode, mf: &Arc<MemoryFile>) -> Result<FileData, Errno> {
+fn copy_data(lower: &dyn Inode, fs: &TmpfsShared) -> Result<FileData, Errno> {
     let ops = lower.open(libc::O_RDONLY)?;
     let intr = Interrupt::new();
     let io = IoCtx {
         interrupt: &intr,
         nonblock: false,
     };
-    let mut data = FileData::new(mf.clone());
+    let mut data = FileData::new(fs);
     let mut buf = vec![0u8; 64 * 1024];
     let mut off = 0u64;
     loop {
@@ -577,7 +593,7 @@ mod tests {
     }
 
     fn read_all(vfs: &Vfs, p: &[u8]) -> Result<Vec<u8>, Errno> {
-        let f = vfs.open_at(vfs.root(), p, libc::O_RDONLY, 0)?;
+        let f = vfs.open_at(&vfs.root(), p, libc::O_RDONLY, 0)?;
         let mut out = vec![0u8; 4096];
         let n = f.read(&mut out, &Interrupt::new())?;
         out.truncate(n);
@@ -586,7 +602,7 @@ mod tests {
 
     fn list(vfs: &Vfs, p: &[u8]) -> Vec<String> {
         let f = vfs
-            .open_at(vfs.root(), p, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .open_at(&vfs.root(), p, libc::O_RDONLY | libc::O_DIRECTORY, 0)
             .unwrap();
         parse_dirents(&f.getdents64(1 << 16).unwrap())
             .into_iter()

@@ -4,9 +4,10 @@
 //! other view of the host: a missing file is the right answer.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::dentry::lock;
 use super::devfs::StaticSymlink;
 use super::file::{DirOps, FileKind, FileOps, IoCtx, OpenFile, SaveAs};
 use super::inode::{DirEntry, Inode};
@@ -15,8 +16,18 @@ use crate::errno::Errno;
 
 /// The kernel's process table as procfs sees it.
 pub trait ProcessTable: Send + Sync {
+    /// A lazy restore's progress: (chunks loaded, chunks in all); None when
+    /// the sandbox was not restored lazily.
+    fn lazy_progress(&self) -> Option<(usize, usize)> {
+        None
+    }
     /// The thread group of the calling task (what /proc/self names).
     fn current_pid(&self) -> Option<i32>;
+    /// /proc/mounts as the caller sees it (its root decides which mounts
+    /// it can name); None: the text the procfs was made with.
+    fn mounts_text(&self) -> Option<String> {
+        None
+    }
     fn pids(&self) -> Vec<i32>;
     fn process(&self, pid: i32) -> Option<Arc<dyn ProcessInfo>>;
     fn hostname(&self) -> String;
@@ -40,6 +51,14 @@ pub trait ProcessTable: Send + Sync {
     /// stack; None: no such file.
     fn net_file(&self, _name: &str) -> Option<String> {
         None
+    }
+    /// /proc/sys/net/ipv4/ping_group_range: (low, high).
+    fn ping_group_range(&self) -> (u32, u32) {
+        crate::net::inet::stack::PING_RANGE_DEFAULT
+    }
+    /// A write to ping_group_range (EINVAL for a gid out of range).
+    fn set_ping_group_range(&self, _low: u32, _high: u32) -> Result<(), Errno> {
+        Err(Errno::EACCES)
     }
     /// /proc/sys/kernel/random/boot_id: new at every boot, restore and
     /// pool take.
@@ -80,6 +99,14 @@ pub trait ProcessInfo: Send + Sync {
     fn cwd_path(&self) -> Option<String> {
         None
     }
+    /// The process's root directory, as the reader sees it.
+    fn root_path(&self) -> Option<String> {
+        None
+    }
+    /// /proc/<pid>/mountinfo: the mounts below the process's root.
+    fn mountinfo_text(&self) -> Option<String> {
+        None
+    }
     /// The open descriptors.
     fn fds(&self) -> Vec<i32> {
         Vec::new()
@@ -106,7 +133,7 @@ type Gen = Arc<dyn Fn() -> Result<Vec<u8>, Errno> + Send + Sync>;
 /// A generated directory's entries (sysfs builds its tree from these too).
 pub(super) type Entries = Arc<dyn Fn() -> Vec<(Vec<u8>, Arc<dyn Inode>)> + Send + Sync>;
 
-/// A file whose contents are generated at open.
+/// A file whose contents are generated when read (see [`GeneratedOps`]).
 struct ProcFile {
     ino: u64,
     gen: Gen,
@@ -143,14 +170,150 @@ impl Inode for ProcFile {
             return Err(Errno::EACCES);
         }
         Ok(Arc::new(GeneratedOps {
-            data: (self.gen)()?,
+            gen: self.gen.clone(),
+            text: Mutex::new(None),
         }))
     }
 }
 
-/// An open generated file: the contents as of open.
-struct GeneratedOps {
+type Set = Arc<dyn Fn(&[u8]) -> Result<(), Errno> + Send + Sync>;
+
+/// A sysctl a task with write permission (root: mode 0644) may set; the
+/// value is parsed at write(2), as Linux's proc_handler does.
+struct SysctlFile {
+    ino: u64,
+    gen: Gen,
+    set: Set,
+}
+
+impl Inode for SysctlFile {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn file_type(&self) -> u32 {
+        libc::S_IFREG
+    }
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(proc_stat(self.ino, libc::S_IFREG | 0o644))
+    }
+    /// O_TRUNC, as open(path, "w") asks, changes nothing (Linux's
+    /// proc_sys_setattr refuses only mode and owner changes).
+    fn set_size(&self, _size: u64) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn open(&self, flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
+        Ok(Arc::new(SysctlOps {
+            data: if flags & libc::O_ACCMODE == libc::O_WRONLY {
+                Vec::new()
+            } else {
+                (self.gen)()?
+            },
+            set: self.set.clone(),
+        }))
+    }
+}
+
+struct SysctlOps {
     data: Vec<u8>,
+    set: Set,
+}
+
+impl FileOps for SysctlOps {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn kind(&self) -> FileKind {
+        FileKind::Synthetic
+    }
+    fn save_as(&self) -> SaveAs {
+        SaveAs::Path
+    }
+    fn read(&self, _io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
+        let off = usize::try_from(offset.unwrap_or(0)).unwrap_or(usize::MAX);
+        if off >= self.data.len() {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.data.len() - off);
+        buf[..n].copy_from_slice(&self.data[off..off + n]);
+        Ok(n)
+    }
+    fn write(&self, _io: &IoCtx<'_>, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
+        // Linux's proc_dointvec takes a value only from offset 0.
+        if offset.unwrap_or(0) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        (self.set)(buf)?;
+        Ok(buf.len())
+    }
+    fn size(&self) -> Result<u64, Errno> {
+        Ok(self.data.len() as u64)
+    }
+}
+
+/// Two unsigned integers separated by blanks, as proc_dointvec parses a
+/// two-value sysctl (it stops after the second: what follows is ignored).
+fn parse_two(buf: &[u8]) -> Result<(u32, u32), Errno> {
+    let text = std::str::from_utf8(buf).map_err(|_| Errno::EINVAL)?;
+    let mut it = text.split_ascii_whitespace().map(|w| w.parse::<u32>());
+    match (it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => Ok((a, b)),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// /proc/sys/net/ipv4: the sysctls of the sandbox's network stack.
+fn sys_net(table: &Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
+    let (t, t2) = (table.clone(), table.clone());
+    let ping: Arc<dyn Inode> = Arc::new(SysctlFile {
+        ino: 92,
+        gen: Arc::new(move || {
+            let (lo, hi) = t.ping_group_range();
+            Ok(format!("{lo}\t{hi}\n").into_bytes())
+        }),
+        set: Arc::new(move |buf| {
+            let (lo, hi) = parse_two(buf)?;
+            t2.set_ping_group_range(lo, hi)
+        }),
+    });
+    let ipv4: Arc<dyn Inode> = Arc::new(ProcDir {
+        ino: 91,
+        entries: Arc::new(move || vec![(b"ping_group_range".to_vec(), ping.clone())]),
+    });
+    Arc::new(ProcDir {
+        ino: 90,
+        entries: Arc::new(move || vec![(b"ipv4".to_vec(), ipv4.clone())]),
+    })
+}
+
+/// An open generated file, read as Linux's seq_file reads: the text is made
+/// at the first read and again at a read from offset 0 or from anywhere but
+/// where the last read ended, so a descriptor held open shows the kernel as
+/// it is at that read, and a reader going on in small steps sees one text.
+struct GeneratedOps {
+    gen: Gen,
+    /// The text last made, and where the last read from it ended.
+    text: Mutex<Option<(Vec<u8>, usize)>>,
+}
+
+/// What [`GeneratedOps::text_for`] holds: the text, and where the last
+/// read from it ended.
+type TextGuard<'a> = std::sync::MutexGuard<'a, Option<(Vec<u8>, usize)>>;
+
+impl GeneratedOps {
+    /// The text for a read from `from` (`None`: any text made will do),
+    /// made again where seq_file makes it again.
+    fn text_for(&self, from: Option<usize>) -> Result<TextGuard<'_>, Errno> {
+        let mut text = lock(&self.text);
+        let stale = match (&*text, from) {
+            (None, _) | (_, Some(0)) => true,
+            (Some((_, end)), Some(off)) => off != *end,
+            (Some(_), None) => false,
+        };
+        if stale {
+            *text = Some(((self.gen)()?, 0));
+        }
+        Ok(text)
+    }
 }
 
 impl FileOps for GeneratedOps {
@@ -166,15 +329,20 @@ impl FileOps for GeneratedOps {
     }
     fn read(&self, _io: &IoCtx<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         let off = usize::try_from(offset.unwrap_or(0)).unwrap_or(usize::MAX);
-        if off >= self.data.len() {
+        let mut text = self.text_for(Some(off))?;
+        let Some((data, end)) = text.as_mut() else {
             return Ok(0);
+        };
+        let n = buf.len().min(data.len().saturating_sub(off));
+        if n > 0 {
+            buf[..n].copy_from_slice(&data[off..off + n]);
         }
-        let n = buf.len().min(self.data.len() - off);
-        buf[..n].copy_from_slice(&self.data[off..off + n]);
+        *end = off.saturating_add(n);
         Ok(n)
     }
     fn size(&self) -> Result<u64, Errno> {
-        Ok(self.data.len() as u64)
+        let text = self.text_for(None)?;
+        Ok(text.as_ref().map_or(0, |(data, _)| data.len() as u64))
     }
 }
 
@@ -335,6 +503,24 @@ fn pid_dir(pid: i32, table: Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
         ));
         let q = p.clone();
         v.push((
+            b"root".to_vec(),
+            Arc::new(ProcLink {
+                ino: pid_ino(pid, 13),
+                target: Arc::new(move || q.root_path()),
+                magic: None,
+            }),
+        ));
+        let q = p.clone();
+        v.push((
+            b"mountinfo".to_vec(),
+            file(pid_ino(pid, 14), move || {
+                q.mountinfo_text()
+                    .map(String::into_bytes)
+                    .ok_or(Errno::ENOENT)
+            }),
+        ));
+        let q = p.clone();
+        v.push((
             b"fd".to_vec(),
             Arc::new(ProcDir {
                 ino: pid_ino(pid, 8),
@@ -481,8 +667,18 @@ fn sys_kernel_random(table: &Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
 /// take's `--env` pairs, NUL-terminated like /proc/PID/environ. Both are
 /// empty in a sandbox no pool handed out.
 fn cryo_dir(table: &Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
-    let (t1, t2) = (table.clone(), table.clone());
+    let (t1, t2, t3) = (table.clone(), table.clone(), table.clone());
     let entries: Vec<(Vec<u8>, Arc<dyn Inode>)> = vec![
+        (
+            b"lazy".to_vec(),
+            file(67, move || {
+                Ok(match t3.lazy_progress() {
+                    Some((loaded, all)) => format!("loaded {loaded} of {all} chunks\n"),
+                    None => "not restored lazily\n".to_string(),
+                }
+                .into_bytes())
+            }),
+        ),
         (
             b"id".to_vec(),
             file(65, move || {
@@ -532,7 +728,15 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
     };
     let sys: Arc<dyn Inode> = Arc::new(ProcDir {
         ino: 28,
-        entries: Arc::new(move || vec![(b"kernel".to_vec(), sys_kernel.clone())]),
+        entries: {
+            let sys_net = sys_net(&table);
+            Arc::new(move || {
+                vec![
+                    (b"kernel".to_vec(), sys_kernel.clone()),
+                    (b"net".to_vec(), sys_net.clone()),
+                ]
+            })
+        },
     });
     // /proc/net: the loopback stack's sockets and device, read live.
     let net: Arc<dyn Inode> = {
@@ -586,7 +790,10 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
                 b"stat".to_vec(),
                 file(17, move || Ok(proc_stat_text(t5.as_ref()).into_bytes())),
             ),
-            (b"mounts".to_vec(), text(14, mounts)),
+            (b"mounts".to_vec(), {
+                let t = t.clone();
+                file(14, move || Ok(t.mounts_text().unwrap_or_else(|| mounts.clone()).into_bytes()))
+            }),
             (
                 b"uptime".to_vec(),
                 file(15, move || {
@@ -704,7 +911,7 @@ pub(crate) mod tests {
     }
 
     fn read(vfs: &Vfs, p: &[u8]) -> Result<String, Errno> {
-        let f = vfs.open_at(vfs.root(), p, libc::O_RDONLY, 0)?;
+        let f = vfs.open_at(&vfs.root(), p, libc::O_RDONLY, 0)?;
         let mut buf = vec![0u8; 8192];
         let n = f.read(&mut buf, &Interrupt::new())?;
         Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
@@ -732,11 +939,11 @@ pub(crate) mod tests {
         assert_eq!(read(&vfs, b"/kallsyms").err(), Some(Errno::ENOENT));
         assert_eq!(read(&vfs, b"/2/maps").err(), Some(Errno::ENOENT));
         assert_eq!(
-            vfs.readlink_at(vfs.root(), b"/self/exe").unwrap(),
+            vfs.readlink_at(&vfs.root(), b"/self/exe").unwrap(),
             b"/bin/init"
         );
         assert_eq!(
-            vfs.open_at(vfs.root(), b"/version", libc::O_WRONLY, 0)
+            vfs.open_at(&vfs.root(), b"/version", libc::O_WRONLY, 0)
                 .err(),
             Some(Errno::EACCES)
         );

@@ -1219,7 +1219,7 @@ impl Inode for DevTtyInode {
 
 /// The devpts of a namespace whose /dev is a devfs.
 pub fn devpts_of(vfs: &super::Vfs) -> Option<Arc<DevPts>> {
-    let d = vfs.lookup_dir(vfs.root(), b"/dev/pts").ok()?;
+    let d = vfs.lookup_dir(&vfs.root(), b"/dev/pts").ok()?;
     let dir = d.inode().as_any().downcast_ref::<DevPtsDir>()?;
     Some(dir.devpts.clone())
 }

@@ -1,7 +1,8 @@
 //! Path resolution (gVisor's vfs.ResolvingPath, Linux's namei): the Sentry
 //! walks every path itself, one name at a time, over its dentry tree.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
 
 use super::dentry::Dentry;
 use super::vfs::Vfs;
@@ -13,6 +14,24 @@ pub const PATH_MAX: usize = 4096;
 pub const NAME_MAX: usize = 255;
 /// Linux's MAXSYMLINKS: following one more is ELOOP.
 pub const MAX_SYMLINKS: u32 = 40;
+
+thread_local! {
+    /// The root of the task whose call this host thread runs (chroot(2)):
+    /// absolute paths start there and `..` stops there. Weak, so that a
+    /// host thread never keeps a directory (or a mount) busy.
+    static TASK_ROOT: RefCell<Weak<Dentry>> = const { RefCell::new(Weak::new()) };
+}
+
+/// Notes the root of the task whose calls this host thread makes (at each
+/// syscall; cheap when it did not change).
+pub fn note_root(root: &Arc<Dentry>) {
+    TASK_ROOT.with(|r| {
+        let mut r = r.borrow_mut();
+        if !std::ptr::eq(r.as_ptr(), Arc::as_ptr(root)) {
+            *r = Arc::downgrade(root);
+        }
+    });
+}
 
 /// The last component of a path, split off for operations that create or
 /// remove a name.
@@ -62,6 +81,13 @@ fn lookahead<'a, 'b>(rest: &'a [&'b [u8]]) -> &'a [&'b [u8]] {
 }
 
 impl Vfs {
+    /// The root of the calling task (the namespace's top outside a call).
+    pub fn current_root(&self) -> Arc<Dentry> {
+        TASK_ROOT
+            .with(|r| r.borrow().upgrade())
+            .unwrap_or_else(|| self.root())
+    }
+
     /// Resolves `path` from `start` (the cwd or a dirfd) or from the root
     /// if absolute. `follow_last` follows a final symlink (a trailing slash
     /// always does, and then requires a directory).
@@ -98,7 +124,7 @@ impl Vfs {
         let parent = if !dir.is_empty() {
             self.walk(start, dir, true, &mut links)?
         } else if path.starts_with(b"/") {
-            self.root().clone()
+            self.current_root()
         } else {
             start.clone()
         };
@@ -122,7 +148,7 @@ impl Vfs {
     ) -> Result<Arc<Dentry>, Errno> {
         let trailing_slash = path.ends_with(b"/");
         let mut cur = if path.starts_with(b"/") {
-            self.root().clone()
+            self.current_root()
         } else {
             start.clone()
         };
@@ -196,12 +222,13 @@ impl Vfs {
         }
     }
 
-    /// `..` of `d`: never above the VFS root; from the root of a mount, the
-    /// parent of the dentry it covers.
+    /// `..` of `d`: never above the task's root or the namespace's top;
+    /// from the root of a mount, the parent of the dentry it covers.
     pub fn parent_of(&self, d: &Arc<Dentry>) -> Arc<Dentry> {
+        let (root, top) = (self.current_root(), &self.root());
         let mut d = d.clone();
         loop {
-            if Arc::ptr_eq(&d, self.root()) {
+            if Arc::ptr_eq(&d, &root) || Arc::ptr_eq(&d, top) {
                 return d;
             }
             if let Some(p) = d.parent() {
@@ -266,7 +293,7 @@ pub(crate) mod tests {
             ".. never above the root"
         );
         assert_eq!(path(&vfs, b"//a//b/").unwrap(), "/a/b");
-        let a = vfs.resolve(vfs.root(), b"/a", true).unwrap();
+        let a = vfs.resolve(&vfs.root(), b"/a", true).unwrap();
         assert_eq!(
             vfs.dentry_path(&vfs.resolve(&a, b"b/..", true).unwrap()),
             "/a"

@@ -25,8 +25,30 @@ use crate::kernel::signal::{SigInfo, SigSet};
 /// `sizeof(struct signalfd_siginfo)`.
 pub const SIGINFO_SIZE: usize = 128;
 
-/// The pending signals of a task (what its thread group's Member holds).
-pub type PendingSignals = Arc<Mutex<Vec<SigInfo>>>;
+/// The pending signals a task may take: its own (what its thread group's
+/// Member holds) and its process's.
+#[derive(Clone)]
+pub struct PendingSignals {
+    pub own: Arc<Mutex<Vec<SigInfo>>>,
+    pub process: Arc<Mutex<Vec<SigInfo>>>,
+}
+
+impl PendingSignals {
+    /// Takes the lowest-numbered signal of `set`, from the thread's own
+    /// queue first, then the process's (Linux's dequeue_signal).
+    pub fn take(&self, set: SigSet) -> Option<SigInfo> {
+        if let Some(info) = take_signal(&mut lock(&self.own), set) {
+            return Some(info);
+        }
+        take_signal(&mut lock(&self.process), set)
+    }
+
+    /// Whether a signal of `set` is pending for the thread.
+    pub fn any(&self, set: SigSet) -> bool {
+        lock(&self.own).iter().any(|s| set.contains(s.signo))
+            || lock(&self.process).iter().any(|s| set.contains(s.signo))
+    }
+}
 
 thread_local! {
     /// The task this host thread runs: its tid and pending signals.
@@ -74,8 +96,7 @@ impl SignalFd {
     /// Takes the next pending signal in the mask: the lowest-numbered
     /// one, the oldest instance of it (Linux's next_signal order).
     fn dequeue(&self, pending: &PendingSignals) -> Option<SigInfo> {
-        let mask = self.mask();
-        take_signal(&mut lock(pending), mask)
+        pending.take(self.mask())
     }
 }
 
@@ -187,7 +208,7 @@ impl FileOps for SignalFd {
     fn readiness(&self) -> u32 {
         let mask = self.mask();
         match current() {
-            Some(p) if lock(&p).iter().any(|s| mask.contains(s.signo)) => EPOLLIN | EPOLLRDNORM,
+            Some(p) if p.any(mask) => EPOLLIN | EPOLLRDNORM,
             _ => 0,
         }
     }
@@ -216,24 +237,37 @@ mod tests {
 
     #[test]
     fn reads_the_pending_signals_in_its_mask_lowest_first() {
-        let pending: PendingSignals = Arc::new(Mutex::new(vec![
-            sig(libc::SIGUSR2),
-            sig(libc::SIGINT),
-            sig(libc::SIGUSR1),
-        ]));
+        let pending = PendingSignals {
+            own: Arc::new(Mutex::new(vec![
+                sig(libc::SIGUSR2),
+                sig(libc::SIGINT),
+                sig(libc::SIGUSR1),
+            ])),
+            process: Arc::new(Mutex::new(vec![sig(libc::SIGALRM)])),
+        };
         let p = pending.clone();
         set_current(4242, move || p);
-        let mask = SigSet(SigSet::bit(libc::SIGUSR1) | SigSet::bit(libc::SIGUSR2));
+        let mask = SigSet(
+            SigSet::bit(libc::SIGUSR1) | SigSet::bit(libc::SIGUSR2) | SigSet::bit(libc::SIGALRM),
+        );
         let f = SignalFd::open(mask, libc::O_NONBLOCK);
         assert_eq!(f.readiness() & EPOLLIN, EPOLLIN);
         let mut buf = [0u8; SIGINFO_SIZE * 4];
-        assert_eq!(f.read(&mut buf, &Interrupt::new()), Ok(2 * SIGINFO_SIZE));
-        assert_eq!(u32::from_le_bytes(buf[0..4].try_into().unwrap()), 10);
-        assert_eq!(
-            u32::from_le_bytes(buf[SIGINFO_SIZE..SIGINFO_SIZE + 4].try_into().unwrap()),
-            12
+        assert_eq!(f.read(&mut buf, &Interrupt::new()), Ok(3 * SIGINFO_SIZE));
+        let signo = |n: usize| {
+            u32::from_le_bytes(
+                buf[n * SIGINFO_SIZE..n * SIGINFO_SIZE + 4]
+                    .try_into()
+                    .unwrap(),
+            )
+        };
+        // The thread's own, lowest first, then the process's.
+        assert_eq!((signo(0), signo(1), signo(2)), (10, 12, 14));
+        assert_eq!(lock(&pending.own).len(), 1, "SIGINT is not in the mask");
+        assert!(
+            lock(&pending.process).is_empty(),
+            "the process's SIGUSR1 read"
         );
-        assert_eq!(lock(&pending).len(), 1, "SIGINT is not in the mask");
         assert_eq!(f.read(&mut buf, &Interrupt::new()), Err(Errno::EAGAIN));
         assert_eq!(f.readiness(), 0);
         assert_eq!(

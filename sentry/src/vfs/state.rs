@@ -21,10 +21,12 @@ use super::signalfd::SignalFd;
 use super::stat::{Clock, Timespec};
 use super::timerfd::{TimerFd, TimerFdRecord};
 use super::tmpfs::{
-    DirData, FileData, Kind, Node, Tmpfs, TmpfsInode, TmpfsShared, MAX_FILE_SIZE, PAGE,
+    DirData, FileData, Kind, Node, Tmpfs, TmpfsInode, TmpfsLimits, TmpfsShared, TmpfsUsage,
+    MAX_FILE_SIZE, PAGE,
 };
 use super::vfs::Vfs;
 use crate::errno::Errno;
+use crate::kernel::pidfd::PidFdRecord;
 use crate::mm::MemoryFile;
 
 /// The parts of a sandbox's namespace that hold state.
@@ -32,6 +34,19 @@ use crate::mm::MemoryFile;
 pub(crate) struct SandboxParts {
     pub(crate) upper: Option<Arc<Tmpfs>>,
     pub(crate) shm: Option<Arc<Tmpfs>>,
+    /// What mount(2) needs to make a new file system.
+    pub(crate) mount_ctx: Option<MountCtx>,
+    /// A bundle's tmpfs mounts, in its config's order (saved with their
+    /// contents), each with where boot mounted it.
+    pub(crate) bundle_tmpfs: Vec<(Vec<u8>, Arc<Tmpfs>)>,
+}
+
+/// The clock, memory file and process table a new tmpfs, procfs or sysfs
+/// made by mount(2) is built on.
+pub(crate) struct MountCtx {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) mf: Arc<MemoryFile>,
+    pub(crate) procs: Arc<dyn super::procfs::ProcessTable>,
 }
 
 /// A whole tmpfs (the overlay's upper layer or /dev/shm) as a flat table of
@@ -45,8 +60,35 @@ pub struct TmpfsSnapshot {
     /// The root directory's inode number.
     pub root: u64,
     pub nodes: Vec<TmpfsNodeRecord>,
+    /// The instance's limits in pages and inodes, 0 for none (since v3).
+    /// `None` (a statefile from before limits) is Linux's default for the
+    /// restoring sandbox's memory. What is used is never saved: a restore
+    /// counts it from the nodes.
+    pub max_blocks: Option<u64>,
+    pub max_inodes: Option<u64>,
 }
-statefile::versioned!(TmpfsSnapshot, "vfs.Tmpfs", 2, [TmpfsNodeRecord]);
+statefile::versioned!(TmpfsSnapshot, "vfs.Tmpfs", 3, [TmpfsNodeRecord]);
+
+/// Version 2 of [`TmpfsSnapshot`] with v3 nodes: before limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsSnapshotV2N3 {
+    pub next_ino: u64,
+    pub root: u64,
+    pub nodes: Vec<TmpfsNodeRecord>,
+}
+statefile::versioned!(TmpfsSnapshotV2N3, "vfs.Tmpfs", 2, [TmpfsNodeRecord]);
+
+impl From<TmpfsSnapshotV2N3> for TmpfsSnapshot {
+    fn from(s: TmpfsSnapshotV2N3) -> TmpfsSnapshot {
+        TmpfsSnapshot {
+            next_ino: s.next_ino,
+            root: s.root,
+            nodes: s.nodes,
+            max_blocks: None,
+            max_inodes: None,
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TmpfsNodeRecord {
@@ -135,6 +177,8 @@ impl From<TmpfsSnapshotV2> for TmpfsSnapshot {
             next_ino: s.next_ino,
             root: s.root,
             nodes: s.nodes.into_iter().map(Into::into).collect(),
+            max_blocks: None,
+            max_inodes: None,
         }
     }
 }
@@ -185,8 +229,17 @@ statefile::versioned!(TmpfsPage, "vfs.TmpfsPage", 1);
 pub struct VfsState {
     pub upper: TmpfsSnapshot,
     pub shm: TmpfsSnapshot,
+    /// A bundle's tmpfs mounts, in its config's order (since v2).
+    pub bundle_tmpfs: Vec<TmpfsSnapshot>,
+    /// The mount tree as mount(2) and umount2(2) left it (since v2).
+    pub mounts: MountTreeRecord,
 }
-statefile::versioned!(VfsState, "vfs.MountNamespace", 1, [TmpfsSnapshot]);
+statefile::versioned!(
+    VfsState,
+    "vfs.MountNamespace",
+    2,
+    [TmpfsSnapshot, MountTreeRecord]
+);
 
 /// A [`VfsState`] as statefiles with `vfs.TmpfsNode` v2 hold it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,9 +249,47 @@ pub struct VfsStateV1 {
 }
 statefile::versioned!(VfsStateV1, "vfs.MountNamespace", 1, [TmpfsSnapshotV2]);
 
+/// A [`VfsState`] as statefiles with `vfs.Tmpfs` v2 and `vfs.TmpfsNode` v3
+/// hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VfsStateV1N3 {
+    pub upper: TmpfsSnapshotV2N3,
+    pub shm: TmpfsSnapshotV2N3,
+}
+statefile::versioned!(VfsStateV1N3, "vfs.MountNamespace", 1, [TmpfsSnapshotV2N3]);
+
+/// A [`VfsState`] as statefiles with `vfs.MountTree` v1 hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VfsStateV2M1 {
+    pub upper: TmpfsSnapshot,
+    pub shm: TmpfsSnapshot,
+    pub bundle_tmpfs: Vec<TmpfsSnapshot>,
+    pub mounts: MountTreeRecordV1,
+}
+statefile::versioned!(
+    VfsStateV2M1,
+    "vfs.MountNamespace",
+    2,
+    [TmpfsSnapshot, MountTreeRecordV1]
+);
+
+impl VfsState {
+    /// A v1 namespace had only boot's mounts, none of them changed, and
+    /// its bundle tmpfs mounts (if any) were not saved: they restore
+    /// empty, as they did.
+    fn from_v1(upper: TmpfsSnapshot, shm: TmpfsSnapshot) -> VfsState {
+        VfsState {
+            upper,
+            shm,
+            bundle_tmpfs: Vec::new(),
+            mounts: MountTreeRecord::unchanged(),
+        }
+    }
+}
+
 impl statefile::Savable for VfsState {
     const TYPE_NAME: &'static str = "vfs.MountNamespace";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const MIN_VERSION: u32 = 1;
 
     fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
@@ -206,14 +297,28 @@ impl statefile::Savable for VfsState {
     }
 
     /// Nodes saved at `vfs.TmpfsNode` v2 are decoded in that layout and
-    /// migrated (F_SEAL_SEAL, what every tmpfs file then had).
-    fn load(dec: &mut statefile::Decoder<'_>, _version: u32) -> statefile::Result<Self> {
-        if dec.types().get("vfs.TmpfsNode") == Some(2) {
+    /// migrated (F_SEAL_SEAL, what every tmpfs file then had); tables
+    /// saved at `vfs.Tmpfs` v2 get the default limits; a v1 namespace gets
+    /// boot's mount tree; a v1 mount tree names boot's mounts by id.
+    fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
+        if version == 1 && dec.types().get("vfs.TmpfsNode") == Some(2) {
             statefile::check_saved_versions::<VfsStateV1>(dec.types())?;
             let v1: VfsStateV1 = dec.serde()?;
+            return Ok(VfsState::from_v1(v1.upper.into(), v1.shm.into()));
+        }
+        if version == 1 {
+            statefile::check_saved_versions::<VfsStateV1N3>(dec.types())?;
+            let v1: VfsStateV1N3 = dec.serde()?;
+            return Ok(VfsState::from_v1(v1.upper.into(), v1.shm.into()));
+        }
+        if dec.types().get("vfs.MountTree") == Some(1) {
+            statefile::check_saved_versions::<VfsStateV2M1>(dec.types())?;
+            let v: VfsStateV2M1 = dec.serde()?;
             return Ok(VfsState {
-                upper: v1.upper.into(),
-                shm: v1.shm.into(),
+                upper: v.upper,
+                shm: v.shm,
+                bundle_tmpfs: v.bundle_tmpfs,
+                mounts: v.mounts.into(),
             });
         }
         statefile::check_saved_versions::<Self>(dec.types())?;
@@ -224,6 +329,136 @@ impl statefile::Savable for VfsState {
         statefile::register_versioned::<Self>(types)
     }
 }
+
+/// The mount tree: what happened to boot's mounts, and every mount made
+/// since, in the order they were made (a restore replays them in it, so
+/// each mount point exists when its mount is made again; records name
+/// places by path, never by reference, so no cycle can be written).
+///
+/// Boot's mounts are named by where boot put them (`origin`), not by id: a
+/// restore's bundle may list the same mounts in another order (podman's
+/// `restore --import` writes a new config), so its ids differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountTreeRecord {
+    /// Boot's mounts still mounted, with where they are and their flags
+    /// now.
+    pub boot: Vec<BootMountRecord>,
+    pub made: Vec<MountRecord>,
+    /// Whether `boot` is meaningful (false: a v1 statefile, boot's tree
+    /// as it was made).
+    pub recorded: bool,
+    /// Where boot had put the mounts umount2(2) took away (since v2).
+    pub unmounted: Vec<Vec<u8>>,
+    /// Where boot mounted each of `VfsState::bundle_tmpfs`, in its order
+    /// (since v2).
+    pub bundle_tmpfs_at: Vec<Vec<u8>>,
+    /// Whether boot's mounts are named by origin (false: a v1 record,
+    /// whose mounts are named by id and whose missing ones were unmounted).
+    pub by_origin: bool,
+}
+statefile::versioned!(
+    MountTreeRecord,
+    "vfs.MountTree",
+    2,
+    [BootMountRecord, MountRecord]
+);
+
+/// A [`MountTreeRecord`] as `vfs.MountTree` v1 held it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountTreeRecordV1 {
+    pub boot: Vec<BootMountRecordV1>,
+    pub made: Vec<MountRecord>,
+    pub recorded: bool,
+}
+statefile::versioned!(
+    MountTreeRecordV1,
+    "vfs.MountTree",
+    1,
+    [BootMountRecordV1, MountRecord]
+);
+
+impl From<MountTreeRecordV1> for MountTreeRecord {
+    /// v1 was only ever restored into the bundle it was saved from, where
+    /// ids name the same mounts; its mounts keep being matched by id.
+    fn from(v1: MountTreeRecordV1) -> MountTreeRecord {
+        MountTreeRecord {
+            boot: v1
+                .boot
+                .into_iter()
+                .map(|b| BootMountRecord {
+                    id: b.id,
+                    origin: b.path.clone(),
+                    path: b.path,
+                    flags: b.flags,
+                })
+                .collect(),
+            made: v1.made,
+            recorded: v1.recorded,
+            unmounted: Vec::new(),
+            bundle_tmpfs_at: Vec::new(),
+            by_origin: false,
+        }
+    }
+}
+
+impl MountTreeRecord {
+    pub fn unchanged() -> MountTreeRecord {
+        MountTreeRecord {
+            boot: Vec::new(),
+            made: Vec::new(),
+            recorded: false,
+            unmounted: Vec::new(),
+            bundle_tmpfs_at: Vec::new(),
+            by_origin: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootMountRecord {
+    /// Its id when saved; the restored mount takes the new boot's id.
+    pub id: u64,
+    /// Where boot mounted it (since v2).
+    pub origin: Vec<u8>,
+    /// Its mount point now, absolute in the namespace.
+    pub path: Vec<u8>,
+    /// MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, atime bits.
+    pub flags: u64,
+}
+statefile::versioned!(BootMountRecord, "vfs.BootMount", 2);
+
+/// A [`BootMountRecord`] as `vfs.BootMount` v1 held it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootMountRecordV1 {
+    pub id: u64,
+    pub path: Vec<u8>,
+    pub flags: u64,
+}
+statefile::versioned!(BootMountRecordV1, "vfs.BootMount", 1);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub id: u64,
+    /// Its mount point, absolute in the namespace.
+    pub path: Vec<u8>,
+    pub flags: u64,
+    pub kind: MountRecordKind,
+}
+statefile::versioned!(MountRecord, "vfs.Mount", 1, [MountRecordKind]);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountRecordKind {
+    /// A tmpfs with its contents (pages in the memory section).
+    Tmpfs(TmpfsSnapshot),
+    Proc,
+    Sysfs,
+    /// A bind mount of the file or directory at `source` (absolute in the
+    /// namespace as it was when saved).
+    Bind {
+        source: Vec<u8>,
+    },
+}
+statefile::versioned!(MountRecordKind, "vfs.MountKind", 1, [TmpfsSnapshot]);
 
 /// What an open file is, for re-opening it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,13 +519,67 @@ pub enum FileStateKind {
     /// An inotify instance: its watches (by path) and queued events
     /// (since v6).
     Inotify(InotifyRecord),
+    /// A pidfd: the process it names (since v7).
+    PidFd(PidFdRecord),
 }
 statefile::versioned!(
     FileStateKind,
     "vfs.FileKind",
+    7,
+    [TimerFdRecord, InotifyRecord, PidFdRecord]
+);
+
+/// Version 6 of [`FileStateKind`], as statefiles before pidfds hold it:
+/// the same variants in the same order but the last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileStateKindV6 {
+    Regular,
+    Directory,
+    Symlink,
+    Device,
+    Synthetic,
+    PipeRead { pipe: u64 },
+    PipeWrite { pipe: u64 },
+    HostStdio { index: u32 },
+    EventFd { count: u64, semaphore: bool },
+    TimerFd(TimerFdRecord),
+    SignalFd { mask: u64 },
+    Epoll { id: u64 },
+    Socket { id: u64 },
+    Pty { index: u32, master: bool },
+    Unlinked { fs: u8, ino: u64 },
+    Inotify(InotifyRecord),
+}
+statefile::versioned!(
+    FileStateKindV6,
+    "vfs.FileKind",
     6,
     [TimerFdRecord, InotifyRecord]
 );
+
+impl From<FileStateKindV6> for FileStateKind {
+    fn from(k: FileStateKindV6) -> FileStateKind {
+        use FileStateKindV6 as V;
+        match k {
+            V::Regular => FileStateKind::Regular,
+            V::Directory => FileStateKind::Directory,
+            V::Symlink => FileStateKind::Symlink,
+            V::Device => FileStateKind::Device,
+            V::Synthetic => FileStateKind::Synthetic,
+            V::PipeRead { pipe } => FileStateKind::PipeRead { pipe },
+            V::PipeWrite { pipe } => FileStateKind::PipeWrite { pipe },
+            V::HostStdio { index } => FileStateKind::HostStdio { index },
+            V::EventFd { count, semaphore } => FileStateKind::EventFd { count, semaphore },
+            V::TimerFd(r) => FileStateKind::TimerFd(r),
+            V::SignalFd { mask } => FileStateKind::SignalFd { mask },
+            V::Epoll { id } => FileStateKind::Epoll { id },
+            V::Socket { id } => FileStateKind::Socket { id },
+            V::Pty { index, master } => FileStateKind::Pty { index, master },
+            V::Unlinked { fs, ino } => FileStateKind::Unlinked { fs, ino },
+            V::Inotify(r) => FileStateKind::Inotify(r),
+        }
+    }
+}
 
 /// Version 5 of [`FileStateKind`], as statefiles before inotify hold it:
 /// the same variants in the same order but the last.
@@ -592,6 +881,24 @@ statefile::versioned!(
     [FileStateKindV5, Fingerprint]
 );
 
+/// An open file as statefiles with `vfs.FileKind` v6 hold it (the first
+/// `vfs.OpenFile` v2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileStateV6 {
+    pub path: Vec<u8>,
+    pub flags: i32,
+    pub offset: u64,
+    pub kind: FileStateKindV6,
+    pub fingerprint: Option<Fingerprint>,
+    pub fasync: FasyncState,
+}
+statefile::versioned!(
+    OpenFileStateV6,
+    "vfs.OpenFile",
+    2,
+    [FileStateKindV6, Fingerprint, FasyncState]
+);
+
 impl statefile::Savable for OpenFileState {
     const TYPE_NAME: &'static str = "vfs.OpenFile";
     const VERSION: u32 = 2;
@@ -605,6 +912,18 @@ impl statefile::Savable for OpenFileState {
     /// nested types checked at the versions it was written with) and
     /// migrated: every v1 kind is a v2 kind.
     fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
+        if version >= 2 && dec.types().get("vfs.FileKind") == Some(6) {
+            statefile::check_saved_versions::<OpenFileStateV6>(dec.types())?;
+            let v6: OpenFileStateV6 = dec.serde()?;
+            return Ok(OpenFileState {
+                path: v6.path,
+                flags: v6.flags,
+                offset: v6.offset,
+                kind: v6.kind.into(),
+                fingerprint: v6.fingerprint,
+                fasync: v6.fasync,
+            });
+        }
         if version >= 2 {
             statefile::check_saved_versions::<Self>(dec.types())?;
             return dec.serde();
@@ -739,6 +1058,8 @@ pub enum SaveError {
     PathTooLong { len: usize, tail: String },
     #[error("the namespace has no saved parts (not built by build_sandbox_vfs)")]
     NotASandbox,
+    #[error("the mount tree cannot be checkpointed: {0}")]
+    MountTree(String),
 }
 
 /// Why a restore was refused.
@@ -770,6 +1091,7 @@ impl Tmpfs {
     /// their memory-file pages.
     pub fn snapshot(&self) -> TmpfsSnapshot {
         let root = self.root();
+        let limits = self.shared.usage.limits();
         let mut nodes: Vec<TmpfsNodeRecord> = Vec::new();
         // Inode number -> (index in `nodes`, names seen so far).
         let mut seen: HashMap<u64, (usize, u32)> = HashMap::new();
@@ -869,6 +1191,8 @@ impl Tmpfs {
                 .load(std::sync::atomic::Ordering::Relaxed),
             root: root.ino,
             nodes,
+            max_blocks: Some(limits.max_blocks.unwrap_or(0)),
+            max_inodes: Some(limits.max_inodes.unwrap_or(0)),
         }
     }
 
@@ -885,12 +1209,17 @@ impl Tmpfs {
     /// too). Restore ran the same check on the records before loading any
     /// memory (`state::validate`); this second run, against the live
     /// memory file, is what makes the pages this tmpfs's.
+    /// The limits come from the record (Linux's default for the
+    /// sandbox's memory where it has none); what is used is counted
+    /// from the nodes, and a table that uses more than its limits is
+    /// refused.
     pub fn restore(
         snap: &TmpfsSnapshot,
         clock: Arc<dyn Clock>,
         mf: Arc<MemoryFile>,
     ) -> Result<Arc<Tmpfs>, VfsRestoreError> {
         let index = validate_table(snap, &mf)?;
+        let limits = snapshot_limits(snap, super::tmpfs::sandbox_memory_bytes(&mf));
         let max_ino = snap.nodes.iter().map(|n| n.ino).max().unwrap_or(0);
         let shared = Arc::new(TmpfsShared {
             next_ino: std::sync::atomic::AtomicU64::new(
@@ -901,6 +1230,7 @@ impl Tmpfs {
             mapped_pages: std::sync::atomic::AtomicU64::new(0),
             mapped_limit: std::sync::atomic::AtomicU64::new(super::tmpfs::MAX_MAPPED_PAGES),
             orphans: std::sync::Mutex::new(Vec::new()),
+            usage: Arc::new(TmpfsUsage::new(limits)),
         });
         let inodes: Vec<Arc<TmpfsInode>> = snap
             .nodes
@@ -915,9 +1245,13 @@ impl Tmpfs {
                         opaque: *opaque,
                     }),
                     TmpfsNodeKind::File { size, pages } => {
-                        let mut data = FileData::new(shared.mf.clone());
+                        let mut data = FileData::new(&shared);
                         data.size = *size;
                         data.pages = pages.iter().map(|p| (p.index, p.offset)).collect();
+                        data.usage.blocks.fetch_add(
+                            data.pages.len() as u64,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
                         Kind::File(data)
                     }
                     TmpfsNodeKind::Symlink { target } => Kind::Symlink(target.clone()),
@@ -938,9 +1272,73 @@ impl Tmpfs {
                         .collect(),
                     kind,
                 };
+                // A name beyond a node's first takes an inode (shmem_link).
+                if n.nlink > 1 && n.mode & libc::S_IFMT != libc::S_IFDIR {
+                    shared
+                        .usage
+                        .inodes
+                        .fetch_add(u64::from(n.nlink - 1), std::sync::atomic::Ordering::Relaxed);
+                }
                 TmpfsInode::with_ino(&shared, node, n.ino)
             })
             .collect();
+        // Files no directory names (memfds among them, which Linux keeps
+        // on a mount without limits, and files unlinked while open) are
+        // left out of the check: a statefile is never refused for them.
+        let nameless: u64 = snap
+            .nodes
+            .iter()
+            .filter(|n| is_orphan(n))
+            .map(|n| match &n.kind {
+                TmpfsNodeKind::File { pages, .. } => pages.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        let nameless_inodes = snap.nodes.iter().filter(|n| is_orphan(n)).count() as u64;
+        let (used_blocks, used_inodes) = (
+            shared
+                .usage
+                .blocks
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(nameless),
+            shared
+                .usage
+                .inodes
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(nameless_inodes),
+        );
+        // A statefile from before limits is never refused for them: its
+        // default grows to what it holds (as if mounted with that size).
+        if snap.max_blocks.is_none() && limits.max_blocks.is_some_and(|m| used_blocks > m) {
+            shared
+                .usage
+                .max_blocks
+                .store(used_blocks, std::sync::atomic::Ordering::Relaxed);
+        } else if limits.max_blocks.is_some_and(|m| used_blocks > m) {
+            return Err(bad_field(
+                "max_blocks",
+                format!(
+                    "the files hold {used_blocks} pages, more than the limit of {:?}",
+                    limits.max_blocks
+                ),
+            )
+            .into());
+        }
+        if snap.max_inodes.is_none() && limits.max_inodes.is_some_and(|m| used_inodes > m) {
+            shared
+                .usage
+                .max_inodes
+                .store(used_inodes, std::sync::atomic::Ordering::Relaxed);
+        } else if limits.max_inodes.is_some_and(|m| used_inodes > m) {
+            return Err(bad_field(
+                "max_inodes",
+                format!(
+                    "the table holds {used_inodes} inodes, more than the limit of {:?}",
+                    limits.max_inodes
+                ),
+            )
+            .into());
+        }
         for (n, inode) in snap.nodes.iter().zip(&inodes) {
             let TmpfsNodeKind::Dir { entries, .. } = &n.kind else {
                 continue;
@@ -976,6 +1374,21 @@ impl Tmpfs {
             root: std::sync::Mutex::new(root),
             restored_orphans: std::sync::Mutex::new(orphans),
         }))
+    }
+}
+
+/// A table's limits: its own, or for a statefile from before limits,
+/// Linux's default for `mem_bytes` of memory (0 saved is none).
+pub(crate) fn snapshot_limits(snap: &TmpfsSnapshot, mem_bytes: u64) -> TmpfsLimits {
+    let def = TmpfsLimits::default_for(mem_bytes);
+    let pick = |saved: Option<u64>, def: Option<u64>| match saved {
+        None => def,
+        Some(0) => None,
+        Some(n) => Some(n),
+    };
+    TmpfsLimits {
+        max_blocks: pick(snap.max_blocks, def.max_blocks),
+        max_inodes: pick(snap.max_inodes, def.max_inodes),
     }
 }
 
@@ -1281,6 +1694,12 @@ fn kind_name(ft: u32) -> &'static str {
 fn saved_path(d: &Arc<super::dentry::Dentry>) -> Result<Vec<u8>, SaveError> {
     if d.is_unlinked() {
         return Err(SaveError::Deleted(super::vfs::path_of(d)));
+    }
+    if super::mount_tree::on_detached_mount(d) {
+        return Err(SaveError::NotCheckpointable {
+            file: super::vfs::path_of(d),
+            why: "its mount was detached (umount2 with MNT_DETACH): no path reaches it",
+        });
     }
     let path = super::vfs::path_bytes(d);
     if path.len() >= PATH_MAX {
@@ -1610,9 +2029,25 @@ impl Vfs {
         let parts = super::dentry::lock(&self.parts);
         let upper = parts.upper.as_ref().ok_or(SaveError::NotASandbox)?;
         let shm = parts.shm.as_ref().ok_or(SaveError::NotASandbox)?;
+        let bundle_tmpfs = parts
+            .bundle_tmpfs
+            .iter()
+            .map(|(_, t)| t.snapshot())
+            .collect();
+        let at = parts
+            .bundle_tmpfs
+            .iter()
+            .map(|(at, _)| at.clone())
+            .collect();
+        let (upper, shm) = (upper.snapshot(), shm.snapshot());
+        drop(parts);
+        let mut mounts = self.save_mount_tree()?;
+        mounts.bundle_tmpfs_at = at;
         Ok(VfsState {
-            upper: upper.snapshot(),
-            shm: shm.snapshot(),
+            upper,
+            shm,
+            bundle_tmpfs,
+            mounts,
         })
     }
 
@@ -1716,6 +2151,11 @@ impl Vfs {
                 let root = self.root().clone();
                 return Inotify::restore(r, status, |path| self.resolve(&root, path, false))
                     .map_err(invalid);
+            }
+            FileStateKind::PidFd(r) => {
+                r.check()
+                    .map_err(|(field, why)| invalid(format!("pidfd {field}: {why}")))?;
+                return Ok(crate::kernel::pidfd::PidFd::restore(r, status));
             }
             FileStateKind::Epoll { id } => {
                 if ctx.epolls.contains_key(id) {
@@ -2005,20 +2445,18 @@ mod tests {
     }
 
     #[test]
-    fn full_memory_file_is_enospc_and_takes_nothing() {
+    fn full_memory_file_writes_what_fits_then_enospc() {
         let mf = Arc::new(MemoryFile::new(4 * P).unwrap());
         let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
         let f = new_file(&fs.root(), b"f");
         f.write_at(0, b"x").unwrap();
         let big = vec![1u8; 5 * P as usize];
-        assert_eq!(f.write_at(P, &big), Err(Errno::ENOSPC));
-        assert_eq!(
-            mf.allocated_bytes(),
-            P,
-            "a failed write gives its pages back"
-        );
-        assert_eq!(f.size(), 1);
-        f.write_at(P, &big[..3 * P as usize]).unwrap();
+        // Linux's generic_perform_write: the pages that fit, a short count.
+        assert_eq!(f.write_at(P, &big), Ok(3 * P as usize));
+        assert_eq!(f.size(), 4 * P);
+        assert_eq!(f.write_at(4 * P, &big), Err(Errno::ENOSPC));
+        assert_eq!(f.size(), 4 * P, "a failed write changes nothing");
+        assert_eq!(fs.usage().1, 4);
         assert_eq!(mf.allocated_bytes(), 4 * P);
     }
 
@@ -2144,15 +2582,21 @@ mod tests {
         let beyond = map_shared(&mut mm, &m, 0, 4 * P);
         assert!(!mm.vma_at(beyond).unwrap().direct);
         assert_eq!(mf.allocated_bytes(), 6 * P);
-        // The copying mapping writes all of itself back (up to EOF), which
-        // gives the file its page 0 again.
+        // Its page past the end has no file page: SIGBUS at the fault, as
+        // long as the file does not reach it.
+        let read = platform::Access::Read;
+        assert_eq!(mm.handle_fault(beyond + 3 * P + 8, read), Err(Errno::EIO));
+        assert_eq!(mm.handle_fault(beyond + 3 * P, read), Err(Errno::EIO));
+        // The copying mapping writes back what it may have touched (up to
+        // EOF): page 0, a hole it never touched, stays a hole (Linux gives
+        // a shared mapping's page at its first fault).
         mm.munmap(beyond, 4 * P).unwrap();
-        assert_eq!(mf.allocated_bytes(), 3 * P);
+        assert_eq!(mf.allocated_bytes(), 2 * P);
         f.pwrite(b"END", 2 * PI, &intr).unwrap();
         mm.copy_in(addr + 2 * P, &mut three).unwrap();
         assert_eq!(&three, b"END");
         drop(mm);
-        assert_eq!(mf.allocated_bytes(), 3 * P, "the file keeps its used pages");
+        assert_eq!(mf.allocated_bytes(), 2 * P, "the file keeps its used pages");
         assert_eq!(f.pread(&mut three, PI + 7, &intr), Ok(3));
         assert_eq!(&three, b"mid");
     }
@@ -2211,7 +2655,9 @@ mod tests {
         .unwrap();
         assert!(mm2.vma_at(addr).unwrap().direct && mm2.vma_at(addr2).unwrap().direct);
         assert_eq!(mf2.allocated_bytes(), 2 * P, "still one copy of the pages");
-        let g = vfs2.open_at(vfs2.root(), b"/shm", libc::O_RDWR, 0).unwrap();
+        let g = vfs2
+            .open_at(&vfs2.root(), b"/shm", libc::O_RDWR, 0)
+            .unwrap();
         let mut buf = [0u8; 6];
         assert_eq!(g.pread(&mut buf, PI + 1, &intr), Ok(6));
         assert_eq!(&buf, b"shared");
@@ -2221,7 +2667,7 @@ mod tests {
         mm2.copy_in(addr + P + 1, &mut buf).unwrap();
         assert_eq!(&buf, b"SHARED");
         // The pins were re-taken: the file keeps the pages when truncated.
-        vfs2.truncate(vfs2.root(), b"/shm", 0).unwrap();
+        vfs2.truncate(&vfs2.root(), b"/shm", 0).unwrap();
         mm2.copy_in(addr2 + 1, &mut buf).unwrap();
         assert_eq!(&buf, b"SHARED");
         drop(mm2);
@@ -2357,6 +2803,62 @@ mod tests {
         );
     }
 
+    /// An open file of a statefile from before pidfds (`vfs.OpenFile` v2
+    /// nesting `vfs.FileKind` v6) loads as today's, its kind and signal
+    /// owner kept.
+    #[test]
+    fn open_files_with_file_kind_v6_migrate() {
+        struct Old(OpenFileStateV6);
+        impl statefile::Savable for Old {
+            const TYPE_NAME: &'static str = "vfs.OpenFile";
+            const VERSION: u32 = 2;
+            fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+                enc.serde(&self.0)
+            }
+            fn load(_: &mut statefile::Decoder<'_>, _: u32) -> statefile::Result<Self> {
+                unreachable!("only saved")
+            }
+            fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+                statefile::register_versioned::<OpenFileStateV6>(types)
+            }
+        }
+        let old = OpenFileStateV6 {
+            path: Vec::new(),
+            flags: libc::O_RDWR | libc::O_NONBLOCK,
+            offset: 0,
+            kind: FileStateKindV6::EventFd {
+                count: 3,
+                semaphore: true,
+            },
+            fingerprint: None,
+            fasync: FasyncState {
+                signo: libc::SIGUSR1,
+                ..FasyncState::default()
+            },
+        };
+        let bytes = statefile::to_bytes(&Old(old.clone())).unwrap();
+        let now: OpenFileState = statefile::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            now.kind,
+            FileStateKind::EventFd {
+                count: 3,
+                semaphore: true
+            }
+        );
+        assert_eq!((now.flags, now.fasync), (old.flags, old.fasync));
+        // And today's layout, with the new kind, round-trips.
+        let pidfd = OpenFileState {
+            kind: FileStateKind::PidFd(PidFdRecord {
+                pid: 7,
+                reaped: false,
+            }),
+            ..now
+        };
+        let back: OpenFileState =
+            statefile::from_bytes(&statefile::to_bytes(&pidfd).unwrap()).unwrap();
+        assert_eq!(back, pidfd);
+    }
+
     #[test]
     fn v2_tmpfs_nodes_migrate_with_the_seal_every_tmpfs_file_had() {
         let v2 = VfsStateV1 {
@@ -2385,13 +2887,126 @@ mod tests {
                 nodes: Vec::new(),
             },
         };
-        let now: VfsState = VfsState {
-            upper: v2.upper.clone().into(),
-            shm: v2.shm.clone().into(),
-        };
+        let now = VfsState::from_v1(v2.upper.clone().into(), v2.shm.clone().into());
+        assert!(now.bundle_tmpfs.is_empty() && !now.mounts.recorded);
         assert_eq!(now.upper.nodes[0].seals, libc::F_SEAL_SEAL as u32);
         assert_eq!(now.upper.nodes[0].ino, 1);
         assert_eq!(now.upper.next_ino, 3);
+    }
+
+    fn limited_fs(mf: &Arc<MemoryFile>, blocks: u64, inodes: u64) -> Arc<Tmpfs> {
+        Tmpfs::with_limits(
+            clock(),
+            0o1777,
+            mf.clone(),
+            TmpfsLimits {
+                max_blocks: Some(blocks),
+                max_inodes: Some(inodes),
+            },
+        )
+    }
+
+    #[test]
+    fn limits_survive_a_restore_and_usage_is_counted_again() {
+        let mf = test_memory_file();
+        let fs = limited_fs(&mf, 3, 4);
+        let root = fs.root();
+        let f = new_file(&root, b"full");
+        assert_eq!(
+            f.write_at(0, &vec![9u8; 4 * P as usize]),
+            Ok(3 * P as usize)
+        );
+        root.add_link(b"again", &f).unwrap();
+        new_dir(&root, b"d");
+        // root, full, its second name, d: no inode left.
+        assert_eq!(fs.usage(), (fs.usage().0, 3, 4));
+        drop(f);
+        let snap = encode_decode(&fs.snapshot());
+        assert_eq!((snap.max_blocks, snap.max_inodes), (Some(3), Some(4)));
+
+        let back = Tmpfs::restore(&snap, clock(), clone_memory(&mf)).unwrap();
+        back.take_restored_orphans();
+        assert_eq!(back.usage(), (fs.usage().0, 3, 4));
+        let r = back.root();
+        let f = r.child(b"full").unwrap();
+        // A full tmpfs stays full after restore...
+        assert_eq!(f.write_at(3 * P, b"x"), Err(Errno::ENOSPC));
+        assert_eq!(r.create(b"x", 0o644).err(), Some(Errno::ENOSPC));
+        // ...and deleting frees.
+        r.unlink(b"again").unwrap();
+        r.unlink(b"full").unwrap();
+        assert_eq!(f.write_at(3 * P, b"x"), Err(Errno::ENOSPC));
+        drop(f);
+        assert_eq!(back.usage().1, 0);
+        assert!(r.create(b"x", 0o644).is_ok());
+
+        // Hostile: limits below what the table holds are refused, naming
+        // the field (usage is counted, never read from the record).
+        for (blocks, inodes, field) in [
+            (Some(2), Some(4), "max_blocks"),
+            (Some(3), Some(3), "max_inodes"),
+        ] {
+            let mut bad = snap.clone();
+            bad.max_blocks = blocks;
+            bad.max_inodes = inodes;
+            let err = Tmpfs::restore(&bad, clock(), clone_memory(&mf))
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        // 0 is no limit.
+        let mut open = snap.clone();
+        open.max_blocks = Some(0);
+        open.max_inodes = Some(0);
+        let fs0 = Tmpfs::restore(&open, clock(), clone_memory(&mf)).unwrap();
+        assert_eq!(fs0.usage().0, TmpfsLimits::UNLIMITED);
+    }
+
+    #[test]
+    fn memfds_are_not_bound_by_the_limits_of_the_tmpfs_holding_them() {
+        let mf = test_memory_file();
+        let fs = limited_fs(&mf, 2, 2);
+        let root = fs.root();
+        let m = root.new_memfd(0o666, 0).unwrap();
+        let m2 = root.new_memfd(0o666, 0).unwrap();
+        assert_eq!(
+            m.write_at(0, &vec![5u8; 4 * P as usize]),
+            Ok(4 * P as usize)
+        );
+        assert_eq!(fs.usage().1, 0, "a memfd's pages are not the file system's");
+        new_file(&root, b"named").write_at(0, b"x").unwrap();
+        // A statefile whose nameless files hold more than the limits is
+        // restored, not refused.
+        let snap = encode_decode(&fs.snapshot());
+        let back = Tmpfs::restore(&snap, clock(), clone_memory(&mf)).unwrap();
+        assert!(back.restored_orphan(m.ino).is_some());
+        drop((m, m2));
+    }
+
+    #[test]
+    fn a_table_from_before_limits_gets_the_default_grown_to_fit() {
+        let mf = test_memory_file();
+        let fs = Tmpfs::with_memory(clock(), 0o755, mf.clone());
+        new_file(&fs.root(), b"f").write_at(0, b"x").unwrap();
+        let s = fs.snapshot();
+        let old = TmpfsSnapshotV2N3 {
+            next_ino: s.next_ino,
+            root: s.root,
+            nodes: s.nodes.clone(),
+        };
+        let migrated: TmpfsSnapshot = old.into();
+        assert_eq!((migrated.max_blocks, migrated.max_inodes), (None, None));
+        let back = Tmpfs::restore(&migrated, clock(), clone_memory(&mf)).unwrap();
+        let mem = super::super::tmpfs::sandbox_memory_bytes(&mf);
+        assert_eq!(back.usage().0, TmpfsLimits::default_for(mem));
+        assert_eq!((back.usage().1, back.usage().2), (1, 2));
+        // A default smaller than what an old table holds grows to it
+        // rather than refusing a statefile that was valid when written.
+        let mut tiny = migrated.clone();
+        tiny.max_blocks = None;
+        let l = snapshot_limits(&tiny, 2 * P);
+        assert_eq!(l.max_blocks, Some(1));
+        assert_eq!(l.max_inodes, Some(1));
     }
 
     #[test]
@@ -2722,7 +3337,7 @@ mod tests {
             cur = vfs.lookup_dir(&cur, b"d").unwrap();
         }
         let shallow = vfs
-            .open_at(vfs.root(), b"d/d", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .open_at(&vfs.root(), b"d/d", libc::O_RDONLY | libc::O_DIRECTORY, 0)
             .unwrap();
         let deep = vfs
             .open_at(&cur, b".", libc::O_RDONLY | libc::O_DIRECTORY, 0)

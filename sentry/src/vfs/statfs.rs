@@ -1,8 +1,11 @@
 //! statfs(2)/fstatfs(2): what a file system says about itself (Linux's
 //! `struct statfs`), from the mount a file is on.
 
-use super::dentry::Mount;
+use super::dentry::{Dentry, Mount};
 use super::file::OpenFile;
+use super::inode::Inode;
+use super::overlay::OverlayInode;
+use super::tmpfs::TmpfsInode;
 
 const TMPFS_MAGIC: u64 = 0x0102_1994;
 const PROC_SUPER_MAGIC: u64 = 0x9fa0;
@@ -53,15 +56,42 @@ impl StatFs {
             // Every other mount is host files through the gofer.
             _ => V9FS_MAGIC,
         };
-        let flags = ST_VALID | if mount.read_only { ST_RDONLY } else { 0 };
+        let mut flags = ST_VALID | if mount.read_only() { ST_RDONLY } else { 0 };
+        // f_flags' ST_NOSUID (2), ST_NODEV (4) and ST_NOEXEC (8).
+        for (on, bit) in [(mount.nosuid(), 2), (mount.nodev(), 4), (mount.noexec(), 8)] {
+            if on {
+                flags |= bit;
+            }
+        }
         StatFs::unlimited(fs_type, mount.dev, flags)
+    }
+
+    /// The statfs of the file system `d` is on: its mount's, with a
+    /// tmpfs's (or the overlay's upper layer's) limits and what is used.
+    pub fn of_dentry(d: &Dentry) -> StatFs {
+        let mut st = StatFs::of_mount(d.mount());
+        if let Some(fs) = tmpfs_of(d.inode().as_ref()) {
+            let (limits, blocks, inodes) = fs.usage();
+            // Linux's shmem_statfs: a limit's totals and what is left;
+            // without one, zeros.
+            if let Some(max) = limits.max_blocks {
+                st.blocks = max;
+                st.blocks_free = max.saturating_sub(blocks);
+                st.blocks_avail = st.blocks_free;
+            }
+            if let Some(max) = limits.max_inodes {
+                st.files = max;
+                st.files_free = max.saturating_sub(inodes);
+            }
+        }
+        st
     }
 
     /// The statfs of the file `file` is on: its mount's, or for a file
     /// with no name (a pipe, a socket, an eventfd) its pseudo file system's.
     pub fn of_file(file: &OpenFile) -> StatFs {
         if let Some(d) = file.dentry() {
-            return StatFs::of_mount(d.mount());
+            return StatFs::of_dentry(d);
         }
         let fs_type = match file.inode().file_type() {
             libc::S_IFIFO => PIPEFS_MAGIC,
@@ -71,8 +101,8 @@ impl StatFs {
         StatFs::unlimited(fs_type, 0, ST_VALID)
     }
 
-    /// cryo's file systems have no size or inode limit yet: they report
-    /// none, as an unlimited tmpfs does on Linux.
+    /// No size or inode limit (tmpfs's are filled in by `of_dentry`):
+    /// zeros, as an unlimited tmpfs and procfs say on Linux.
     fn unlimited(fs_type: u64, dev: u64, flags: u64) -> StatFs {
         StatFs {
             fs_type,
@@ -115,18 +145,38 @@ impl StatFs {
     }
 }
 
+/// The tmpfs instance a file lives in: its own for a tmpfs file, the
+/// upper layer for an overlay file (where its writes would go).
+fn tmpfs_of(inode: &dyn Inode) -> Option<TmpfsStatSource> {
+    let any = inode.as_any();
+    if let Some(t) = any.downcast_ref::<TmpfsInode>() {
+        return Some(TmpfsStatSource(t.fs.usage.clone()));
+    }
+    any.downcast_ref::<OverlayInode>()
+        .and_then(OverlayInode::upper_fs_usage)
+        .map(TmpfsStatSource)
+}
+
+struct TmpfsStatSource(std::sync::Arc<super::tmpfs::TmpfsUsage>);
+
+impl TmpfsStatSource {
+    fn usage(&self) -> (super::tmpfs::TmpfsLimits, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.0.limits(),
+            self.0.blocks.load(Relaxed),
+            self.0.inodes.load(Relaxed),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn layout_matches_struct_statfs() {
-        let mount = Mount {
-            id: 3,
-            fs_type: "proc",
-            read_only: true,
-            dev: 0x1_0000_0002,
-        };
+        let mount = Mount::new(3, "proc", libc::MS_RDONLY, 0x1_0000_0002);
         let b = StatFs::of_mount(&mount).to_bytes();
         let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
         assert_eq!(word(0), PROC_SUPER_MAGIC);

@@ -36,6 +36,263 @@ pub(crate) const MAX_XATTRS: usize = 1024;
 /// Linux's MAX_LFS_FILESIZE on 64-bit.
 pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
+/// A tmpfs's `size=`: bytes, or a percentage of the sandbox's memory
+/// (Linux resolves `%` against RAM when the option is parsed; cryo keeps
+/// it until the sandbox's memory size is known).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TmpfsSize {
+    Bytes(u64),
+    PercentOfMemory(u64),
+}
+
+/// A tmpfs mount's options (the data string of mount(2) or an OCI mount's
+/// `options` once the mount flags are taken out), as Linux's
+/// shmem_parse_one reads them. Absent limits take Linux's defaults
+/// ([`TmpfsOptions::limits`]); a limit of 0 means none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TmpfsOptions {
+    pub size: Option<TmpfsSize>,
+    /// `nr_blocks=`: the limit in pages (size= and nr_blocks= set the
+    /// same limit; the last one given wins, as Linux).
+    pub nr_blocks: Option<u64>,
+    pub nr_inodes: Option<u64>,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// A tmpfs instance's limits: pages and inodes, `None` for unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TmpfsLimits {
+    pub max_blocks: Option<u64>,
+    pub max_inodes: Option<u64>,
+}
+
+impl TmpfsLimits {
+    pub const UNLIMITED: TmpfsLimits = TmpfsLimits {
+        max_blocks: None,
+        max_inodes: None,
+    };
+
+    /// Linux's defaults for a sandbox with `mem_bytes` of memory: half of
+    /// its pages (shmem_default_max_blocks) and as many inodes
+    /// (shmem_default_max_inodes: min(RAM pages / 2, lowmem pages), and
+    /// on 64-bit every page is lowmem).
+    pub fn default_for(mem_bytes: u64) -> TmpfsLimits {
+        let half = (mem_bytes / PAGE as u64) / 2;
+        TmpfsLimits {
+            max_blocks: Some(half.max(1)),
+            max_inodes: Some(half.max(1)),
+        }
+    }
+}
+
+/// The sandbox's memory as /proc/meminfo's MemTotal shows it: its memory
+/// limit if it has one (and the host has as much), else the host's RAM.
+pub fn sandbox_memory_bytes(mf: &MemoryFile) -> u64 {
+    let host = nix::sys::sysinfo::sysinfo()
+        .map(|s| s.ram_total())
+        .unwrap_or(0);
+    match mf.limit() {
+        Some(l) if host == 0 || l < host => l,
+        _ => host,
+    }
+}
+
+/// Linux's memparse: a number in C's base 0 (0x hex, leading 0 octal),
+/// then an optional K, M, G, T, P or E (any case) multiplier. Returns the
+/// value and what follows it.
+fn memparse(s: &str) -> Result<(u64, &str), Errno> {
+    let (radix, digits) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (16, h)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (8, &s[1..])
+    } else {
+        (10, s)
+    };
+    let end = digits
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(digits.len());
+    if end == 0 && radix != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let v = if end == 0 {
+        0
+    } else {
+        u64::from_str_radix(&digits[..end], radix).map_err(|_| Errno::EINVAL)?
+    };
+    let rest = &digits[end..];
+    let shift = match rest.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some('k') => 10,
+        Some('m') => 20,
+        Some('g') => 30,
+        Some('t') => 40,
+        Some('p') => 50,
+        Some('e') => 60,
+        _ => return Ok((v, rest)),
+    };
+    let v = v
+        .checked_shl(shift)
+        .filter(|r| r >> shift == v)
+        .ok_or(Errno::EINVAL)?;
+    Ok((v, &rest[1..]))
+}
+
+impl TmpfsOptions {
+    /// Parses a comma-separated option string (`size=64m,mode=1777`).
+    /// Unknown keys, bad numbers, trailing garbage and ids Linux cannot
+    /// map are EINVAL, as shmem_parse_one and fs_parse answer them.
+    pub fn parse(data: &str) -> Result<TmpfsOptions, Errno> {
+        let mut o = TmpfsOptions::default();
+        for opt in data.split(',').filter(|s| !s.is_empty()) {
+            let (key, val) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt, None),
+            };
+            let val = val.ok_or(Errno::EINVAL);
+            match key {
+                "size" => {
+                    let (v, rest) = memparse(val?)?;
+                    o.size = Some(match rest {
+                        "" => TmpfsSize::Bytes(v),
+                        "%" => TmpfsSize::PercentOfMemory(v),
+                        _ => return Err(Errno::EINVAL),
+                    });
+                    o.nr_blocks = None;
+                }
+                "nr_blocks" => {
+                    let (v, rest) = memparse(val?)?;
+                    if !rest.is_empty() {
+                        return Err(Errno::EINVAL);
+                    }
+                    o.nr_blocks = Some(v);
+                    o.size = None;
+                }
+                "nr_inodes" => {
+                    let (v, rest) = memparse(val?)?;
+                    if !rest.is_empty() {
+                        return Err(Errno::EINVAL);
+                    }
+                    o.nr_inodes = Some(v);
+                }
+                "mode" => {
+                    let v = u32::from_str_radix(val?, 8).map_err(|_| Errno::EINVAL)?;
+                    o.mode = Some(v & 0o7777);
+                }
+                "uid" | "gid" => {
+                    let v: u32 = val?.parse().map_err(|_| Errno::EINVAL)?;
+                    // (uid_t)-1 is no id (make_kuid gives INVALID_UID).
+                    if v == u32::MAX {
+                        return Err(Errno::EINVAL);
+                    }
+                    if key == "uid" {
+                        o.uid = Some(v);
+                    } else {
+                        o.gid = Some(v);
+                    }
+                }
+                _ => return Err(Errno::EINVAL),
+            }
+        }
+        Ok(o)
+    }
+
+    /// The limits these options give a tmpfs in a sandbox with
+    /// `mem_bytes` of memory: Linux's defaults where none is given, none
+    /// where 0 is given.
+    pub fn limits(&self, mem_bytes: u64) -> TmpfsLimits {
+        let def = TmpfsLimits::default_for(mem_bytes);
+        let page = PAGE as u64;
+        let blocks = match (self.size, self.nr_blocks) {
+            (_, Some(n)) => Some(n),
+            (Some(TmpfsSize::Bytes(b)), _) => Some(b.div_ceil(page)),
+            (Some(TmpfsSize::PercentOfMemory(p)), _) => {
+                let bytes = (mem_bytes as u128 * p as u128 / 100).min(u64::MAX as u128) as u64;
+                Some(bytes.div_ceil(page))
+            }
+            (None, None) => def.max_blocks,
+        };
+        let inodes = match self.nr_inodes {
+            Some(n) => Some(n),
+            None => def.max_inodes,
+        };
+        TmpfsLimits {
+            max_blocks: blocks.filter(|&n| n != 0),
+            max_inodes: inodes.filter(|&n| n != 0),
+        }
+    }
+}
+
+/// What one tmpfs instance uses against its limits (shmem_sb_info's
+/// used_blocks and free_ispace). Blocks are the pages files hold; inodes
+/// are the nodes alive plus one per hard link beyond a node's first, as
+/// Linux charges every link's dentry (shmem_link). Limits of `u64::MAX`
+/// are none.
+pub(crate) struct TmpfsUsage {
+    pub(crate) blocks: AtomicU64,
+    pub(crate) inodes: AtomicU64,
+    pub(crate) max_blocks: AtomicU64,
+    pub(crate) max_inodes: AtomicU64,
+}
+
+impl TmpfsUsage {
+    pub(crate) fn new(limits: TmpfsLimits) -> TmpfsUsage {
+        TmpfsUsage {
+            blocks: AtomicU64::new(0),
+            inodes: AtomicU64::new(0),
+            max_blocks: AtomicU64::new(limits.max_blocks.unwrap_or(u64::MAX)),
+            max_inodes: AtomicU64::new(limits.max_inodes.unwrap_or(u64::MAX)),
+        }
+    }
+
+    fn charge(used: &AtomicU64, max: &AtomicU64, n: u64) -> Result<(), Errno> {
+        let max = max.load(Ordering::Relaxed);
+        used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+            cur.checked_add(n).filter(|t| *t <= max)
+        })
+        .map(|_| ())
+        .map_err(|_| Errno::ENOSPC)
+    }
+
+    fn uncharge(used: &AtomicU64, n: u64) {
+        let r = used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+            cur.checked_sub(n)
+        });
+        if r.is_err() {
+            tracing::error!("tmpfs: usage would go below zero");
+            used.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes `n` pages (ENOSPC past the limit).
+    pub(crate) fn charge_blocks(&self, n: u64) -> Result<(), Errno> {
+        Self::charge(&self.blocks, &self.max_blocks, n)
+    }
+
+    pub(crate) fn uncharge_blocks(&self, n: u64) {
+        if n > 0 {
+            Self::uncharge(&self.blocks, n)
+        }
+    }
+
+    /// Takes an inode (ENOSPC when none is left).
+    pub(crate) fn charge_inode(&self) -> Result<(), Errno> {
+        Self::charge(&self.inodes, &self.max_inodes, 1)
+    }
+
+    pub(crate) fn uncharge_inode(&self) {
+        Self::uncharge(&self.inodes, 1)
+    }
+
+    pub(crate) fn limits(&self) -> TmpfsLimits {
+        let l = |a: &AtomicU64| Some(a.load(Ordering::Relaxed)).filter(|&v| v != u64::MAX);
+        TmpfsLimits {
+            max_blocks: l(&self.max_blocks),
+            max_inodes: l(&self.max_inodes),
+        }
+    }
+}
+
 pub(crate) struct TmpfsShared {
     pub(crate) next_ino: AtomicU64,
     pub(crate) clock: Arc<dyn Clock>,
@@ -49,6 +306,7 @@ pub(crate) struct TmpfsShared {
     /// checkpoint saves those still alive, which an open file or a mapping
     /// holds.
     pub(crate) orphans: Mutex<Vec<Weak<TmpfsInode>>>,
+    pub(crate) usage: Arc<TmpfsUsage>,
 }
 
 impl TmpfsShared {
@@ -81,6 +339,17 @@ impl Tmpfs {
     /// An empty tmpfs whose root directory has permission bits `mode`, its
     /// files kept in `mf`.
     pub fn with_memory(clock: Arc<dyn Clock>, mode: u32, mf: Arc<MemoryFile>) -> Arc<Tmpfs> {
+        Self::with_limits(clock, mode, mf, TmpfsLimits::UNLIMITED)
+    }
+
+    /// An empty tmpfs with `limits` (the root directory takes one inode,
+    /// as Linux's does).
+    pub fn with_limits(
+        clock: Arc<dyn Clock>,
+        mode: u32,
+        mf: Arc<MemoryFile>,
+        limits: TmpfsLimits,
+    ) -> Arc<Tmpfs> {
         let shared = Arc::new(TmpfsShared {
             next_ino: AtomicU64::new(1),
             clock,
@@ -88,14 +357,16 @@ impl Tmpfs {
             mapped_pages: AtomicU64::new(0),
             mapped_limit: AtomicU64::new(MAX_MAPPED_PAGES),
             orphans: Mutex::new(Vec::new()),
+            usage: Arc::new(TmpfsUsage::new(limits)),
         });
-        let root = TmpfsInode::new(
+        let root = TmpfsInode::with_ino(
             &shared,
             Node::new(
                 libc::S_IFDIR | (mode & 0o7777),
                 Kind::Dir(DirData::default()),
                 shared.clock.now(),
             ),
+            shared.next_ino.fetch_add(1, Ordering::Relaxed),
         );
         Arc::new(Tmpfs {
             shared,
@@ -130,6 +401,28 @@ impl Tmpfs {
         &self.shared.mf
     }
 
+    /// Gives the root directory the owner a mount's uid=/gid= name.
+    pub fn set_root_owner(&self, uid: Option<u32>, gid: Option<u32>) {
+        let root = self.root();
+        let mut n = root.lock();
+        if let Some(u) = uid {
+            n.uid = u;
+        }
+        if let Some(g) = gid {
+            n.gid = g;
+        }
+    }
+
+    /// The limits and what is used of them: (blocks, inodes).
+    pub fn usage(&self) -> (TmpfsLimits, u64, u64) {
+        let u = &self.shared.usage;
+        (
+            u.limits(),
+            u.blocks.load(Ordering::Relaxed),
+            u.inodes.load(Ordering::Relaxed),
+        )
+    }
+
     #[cfg(test)]
     pub(crate) fn set_mapped_limit(&self, pages: u64) {
         self.shared.mapped_limit.store(pages, Ordering::Relaxed);
@@ -157,8 +450,8 @@ impl Drop for DirData {
             let Some(inode) = Arc::into_inner(child) else {
                 continue; // Still in use elsewhere (an open file, a cwd).
             };
-            let node = inode.node.into_inner().unwrap_or_else(|e| e.into_inner());
-            if let Kind::Dir(mut d) = node.kind {
+            let mut node = inode.lock();
+            if let Kind::Dir(d) = &mut node.kind {
                 pending.extend(std::mem::take(&mut d.children).into_values());
             }
         }
@@ -176,6 +469,8 @@ pub(crate) struct FileData {
     pub(crate) size: u64,
     pub(crate) pages: BTreeMap<u64, u64>,
     pub(crate) mf: Arc<MemoryFile>,
+    /// The file system's usage, charged for every page in `pages`.
+    pub(crate) usage: Arc<TmpfsUsage>,
     /// Memory-file offset -> number of mappings of that page.
     pins: BTreeMap<u64, u32>,
     /// Pinned pages no longer part of the file.
@@ -185,6 +480,7 @@ pub(crate) struct FileData {
 impl Drop for FileData {
     fn drop(&mut self) {
         let pages = std::mem::take(&mut self.pages);
+        self.usage.uncharge_blocks(pages.len() as u64);
         if !self.pins.is_empty() {
             // A mapping holds the file open, so this cannot happen; leaking
             // the pinned pages is the safe way out if it does.
@@ -323,29 +619,37 @@ pub struct TmpfsInode {
     /// A FIFO's pipe while any end is open: Linux frees a FIFO's buffer
     /// when its last end closes, and so does dropping the last end here.
     fifo: Mutex<Weak<Pipe>>,
+    /// Whether this node holds one of its file system's inodes (a memfd
+    /// made here does not).
+    charged: bool,
 }
 
 impl FileData {
-    pub(crate) fn new(mf: Arc<MemoryFile>) -> FileData {
+    pub(crate) fn new(fs: &TmpfsShared) -> FileData {
         FileData {
             size: 0,
             pages: BTreeMap::new(),
-            mf,
+            mf: fs.mf.clone(),
+            usage: fs.usage.clone(),
             pins: BTreeMap::new(),
             orphans: BTreeSet::new(),
         }
     }
 
-    /// Lets go of pages the file no longer holds: freed, unless mapped.
+    /// Lets go of pages the file no longer holds (already out of `pages`):
+    /// uncharged, and freed unless mapped.
     fn release(&mut self, offsets: impl Iterator<Item = u64>) {
         let mut free = Vec::new();
+        let mut n = 0u64;
         for o in offsets {
+            n += 1;
             if self.pins.contains_key(&o) {
                 self.orphans.insert(o);
             } else {
                 free.push(o);
             }
         }
+        self.usage.uncharge_blocks(n);
         free_pages(&self.mf, free.into_iter());
     }
 
@@ -381,7 +685,15 @@ impl FileData {
             if existing.iter().any(|(_, o)| self.pins.contains_key(o)) {
                 return None;
             }
-            let run = self.mf.allocate(len).ok()?;
+            // Every page of the range is the file's now: charged here,
+            // as Linux charges a page at its first fault (untouched ones
+            // are given back at unmap). Past the limit the mapping copies.
+            let new_pages = n - existing.len() as u64;
+            self.usage.charge_blocks(new_pages).ok()?;
+            let Ok(run) = self.mf.allocate(len) else {
+                self.usage.uncharge_blocks(new_pages);
+                return None;
+            };
             let mut buf = vec![0u8; PAGE];
             for (i, o) in &existing {
                 let copied = self
@@ -389,6 +701,7 @@ impl FileData {
                     .read_at(*o, &mut buf)
                     .and_then(|()| self.mf.pwrite_at(run + (i - first) * page, &buf));
                 if copied.is_err() {
+                    self.usage.uncharge_blocks(new_pages);
                     if let Err(e) = self.mf.free(run, len) {
                         tracing::error!("tmpfs: freeing an unused run: {e}");
                     }
@@ -398,6 +711,10 @@ impl FileData {
             for i in 0..n {
                 self.pages.insert(first + i, run + i * page);
             }
+            // The old pages' charge moves to the run's (release uncharges).
+            self.usage
+                .blocks
+                .fetch_add(existing.len() as u64, Ordering::Relaxed);
             self.release(existing.into_iter().map(|(_, o)| o));
             run
         };
@@ -444,6 +761,7 @@ impl FileData {
                 let touched = data.iter().any(|r| r.start < o + page && o < r.end);
                 if !touched && self.pages.get(&i) == Some(&o) {
                     self.pages.remove(&i);
+                    self.usage.uncharge_blocks(1);
                     free.push(o);
                 }
             }
@@ -478,11 +796,33 @@ impl FileData {
     /// On failure the pages taken by this call are given back.
     fn populate(&mut self, first: u64, last: u64) -> Result<(), Errno> {
         let mut added: Vec<u64> = Vec::new();
+        let result = self
+            .populate_prefix(first, last, &mut added)
+            .and_then(|done| {
+                if done > last {
+                    Ok(())
+                } else {
+                    Err(Errno::ENOSPC)
+                }
+            });
+        if result.is_err() {
+            let offs: Vec<u64> = added.iter().filter_map(|i| self.pages.remove(i)).collect();
+            self.release(offs.into_iter());
+        }
+        result
+    }
+
+    /// Backs the pages of `[first, last]` in order until the file system
+    /// or the memory file is full, noting each page added in `added`;
+    /// returns the first index left unbacked (`last + 1` if none).
+    fn populate_prefix(
+        &mut self,
+        first: u64,
+        last: u64,
+        added: &mut Vec<u64>,
+    ) -> Result<u64, Errno> {
         let mut idx = first;
-        let result = loop {
-            if idx > last {
-                break Ok(());
-            }
+        while idx <= last {
             if self.pages.contains_key(&idx) {
                 idx += 1;
                 continue;
@@ -492,7 +832,13 @@ impl FileData {
                 run += 1;
             }
             // Capped so one allocation never needs a huge free extent.
-            let run = run.min(256);
+            let mut run = run.min(256);
+            if self.usage.charge_blocks(run).is_err() {
+                run = 1;
+                if self.usage.charge_blocks(1).is_err() {
+                    return Ok(idx);
+                }
+            }
             // Charged: file data is committed memory (the sandbox's limit).
             let got = match self.mf.allocate_charged(run * PAGE as u64) {
                 Ok(off) => Ok((off, run)),
@@ -501,6 +847,7 @@ impl FileData {
             };
             match got {
                 Ok((off, n)) => {
+                    self.usage.uncharge_blocks(run - n);
                     for i in 0..n {
                         self.pages.insert(idx + i, off + i * PAGE as u64);
                         added.push(idx + i);
@@ -508,25 +855,43 @@ impl FileData {
                     idx += n;
                 }
                 // A full memory file is a full file system to the application.
-                Err(Errno::ENOMEM) => break Err(Errno::ENOSPC),
-                Err(e) => break Err(e),
+                Err(Errno::ENOMEM) => {
+                    self.usage.uncharge_blocks(run);
+                    return Ok(idx);
+                }
+                Err(e) => {
+                    self.usage.uncharge_blocks(run);
+                    return Err(e);
+                }
             }
-        };
-        if result.is_err() {
-            let offs: Vec<u64> = added.iter().filter_map(|i| self.pages.remove(i)).collect();
-            self.release(offs.into_iter());
         }
-        result
+        Ok(idx)
     }
 
+    /// Writes `buf` at `off`, or as much of it as the file system has room
+    /// for (a short count, as Linux's generic_perform_write; ENOSPC if none).
     pub(crate) fn write_bytes(&mut self, off: u64, buf: &[u8]) -> Result<usize, Errno> {
         let end = off.checked_add(buf.len() as u64).ok_or(Errno::EFBIG)?;
         if end > MAX_FILE_SIZE {
             return Err(Errno::EFBIG);
         }
-        if !buf.is_empty() {
-            self.populate(off / PAGE as u64, (end - 1) / PAGE as u64)?;
+        if buf.is_empty() {
+            return Ok(0);
         }
+        let page = PAGE as u64;
+        let mut added = Vec::new();
+        let room = match self.populate_prefix(off / page, (end - 1) / page, &mut added) {
+            Ok(idx) => (idx * page).min(end).saturating_sub(off) as usize,
+            Err(e) => {
+                let offs: Vec<u64> = added.iter().filter_map(|i| self.pages.remove(i)).collect();
+                self.release(offs.into_iter());
+                return Err(e);
+            }
+        };
+        if room == 0 {
+            return Err(Errno::ENOSPC);
+        }
+        let buf = &buf[..room];
         let mut done = 0;
         while done < buf.len() {
             let pos = off + done as u64;
@@ -537,8 +902,8 @@ impl FileData {
             self.mf.write_at(mo + in_page, &buf[done..done + len])?;
             done += len;
         }
-        self.size = self.size.max(end);
-        Ok(buf.len())
+        self.size = self.size.max(off + room as u64);
+        Ok(room)
     }
 
     fn set_size(&mut self, size: u64) -> Result<(), Errno> {
@@ -652,13 +1017,31 @@ impl FileData {
     }
 }
 
+impl Drop for TmpfsInode {
+    fn drop(&mut self) {
+        if self.charged {
+            self.fs.usage.uncharge_inode();
+        }
+    }
+}
+
 impl TmpfsInode {
-    pub(crate) fn new(fs: &Arc<TmpfsShared>, node: Node) -> Arc<TmpfsInode> {
+    /// A new node, taking one of the file system's inodes (ENOSPC when
+    /// none is left, as shmem_reserve_inode).
+    pub(crate) fn new(fs: &Arc<TmpfsShared>, node: Node) -> Result<Arc<TmpfsInode>, Errno> {
+        fs.usage.charge_inode()?;
         let ino = fs.next_ino.fetch_add(1, Ordering::Relaxed);
-        Self::with_ino(fs, node, ino)
+        Ok(Self::build(fs, node, ino, true))
     }
 
+    /// A node with a given number (a root, a restored node): it takes an
+    /// inode whatever the limit, which a restore checks afterwards.
     pub(crate) fn with_ino(fs: &Arc<TmpfsShared>, node: Node, ino: u64) -> Arc<TmpfsInode> {
+        fs.usage.inodes.fetch_add(1, Ordering::Relaxed);
+        Self::build(fs, node, ino, true)
+    }
+
+    fn build(fs: &Arc<TmpfsShared>, node: Node, ino: u64, charged: bool) -> Arc<TmpfsInode> {
         Arc::new_cyclic(|me| TmpfsInode {
             ino,
             file_type: node.mode & libc::S_IFMT,
@@ -666,6 +1049,7 @@ impl TmpfsInode {
             me: me.clone(),
             node: Mutex::new(node),
             fifo: Mutex::new(Weak::new()),
+            charged,
         })
     }
 
@@ -767,7 +1151,7 @@ impl TmpfsInode {
         if dir.children.contains_key(name) {
             return Err(Errno::EEXIST);
         }
-        let child = TmpfsInode::new(&self.fs, node);
+        let child = TmpfsInode::new(&self.fs, node)?;
         dir.children.insert(name.to_vec(), child.clone());
         me.mtime = now;
         me.ctime = now;
@@ -782,23 +1166,42 @@ impl TmpfsInode {
         }
         let mut node = Node::new(
             libc::S_IFREG | (mode & 0o7777),
-            Kind::File(FileData::new(self.fs.mf.clone())),
+            Kind::File(FileData::new(&self.fs)),
             self.now(),
         );
         let (uid, gid) = super::perm::current_ids();
         node.uid = uid;
         node.gid = gid;
         node.links = 0;
-        let inode = TmpfsInode::new(&self.fs, node);
+        let inode = TmpfsInode::new(&self.fs, node)?;
         self.fs.orphaned(&inode);
         Ok(inode)
     }
 
     /// A memfd's node: like an O_TMPFILE file of this file system (it
     /// is saved and freed the same way), with `mode` and `seals`.
+    /// A memfd is not bound by this file system's limits: Linux keeps
+    /// memfds on its internal shm mount, which has none (the sandbox's
+    /// memory limit still bounds its pages).
     pub(crate) fn new_memfd(&self, mode: u32, seals: u32) -> Result<Arc<TmpfsInode>, Errno> {
-        let inode = self.new_tmpfile(mode)?;
-        inode.lock().seals = seals;
+        if self.file_type != libc::S_IFDIR {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut data = FileData::new(&self.fs);
+        data.usage = Arc::new(TmpfsUsage::new(TmpfsLimits::UNLIMITED));
+        let mut node = Node::new(
+            libc::S_IFREG | (mode & 0o7777),
+            Kind::File(data),
+            self.now(),
+        );
+        let (uid, gid) = super::perm::current_ids();
+        node.uid = uid;
+        node.gid = gid;
+        node.links = 0;
+        node.seals = seals;
+        let ino = self.fs.next_ino.fetch_add(1, Ordering::Relaxed);
+        let inode = TmpfsInode::build(&self.fs, node, ino, false);
+        self.fs.orphaned(&inode);
         Ok(inode)
     }
 
@@ -817,10 +1220,15 @@ impl TmpfsInode {
         if dir.children.contains_key(name) {
             return Err(Errno::EEXIST);
         }
+        let mut t = target.lock();
+        // shmem_link: a link of a named file takes an inode's worth of
+        // space; naming an O_TMPFILE file does not (it already holds one).
+        if t.links > 0 {
+            self.fs.usage.charge_inode()?;
+        }
         dir.children.insert(name.to_vec(), target.clone());
         me.mtime = now;
         me.ctime = now;
-        let mut t = target.lock();
         t.links = t.links.saturating_add(1);
         t.ctime = now;
         Ok(())
@@ -880,6 +1288,10 @@ impl TmpfsInode {
         if let Some(child) = dir.children.remove(name) {
             let mut c = child.lock();
             c.ctime = now;
+            // shmem_unlink: a link beyond the last gives its inode back.
+            if c.links > 1 && !is_dir {
+                self.fs.usage.uncharge_inode();
+            }
             c.links = c.links.saturating_sub(1);
             if c.links == 0 && !is_dir {
                 self.fs.orphaned(&child);
@@ -974,6 +1386,27 @@ impl TmpfsInode {
             self.fs.mapped_pages.fetch_sub(pages, Ordering::Relaxed);
         }
         run
+    }
+
+    /// Whether the file has a page at `offset`.
+    pub(crate) fn holds_page(&self, offset: u64) -> bool {
+        match &self.lock().kind {
+            Kind::File(f) => f.pages.contains_key(&(offset / PAGE as u64)),
+            _ => false,
+        }
+    }
+
+    /// Gives the file a page at `offset` inside it, charged (ENOSPC when
+    /// the file system is full).
+    pub(crate) fn fault_in(&self, offset: u64) -> Result<(), Errno> {
+        match &mut self.lock().kind {
+            Kind::File(f) if offset < f.size.next_multiple_of(PAGE as u64) => {
+                let idx = offset / PAGE as u64;
+                f.populate(idx, idx)
+            }
+            Kind::File(_) => Err(Errno::EFAULT),
+            _ => Err(Errno::ENODEV),
+        }
     }
 
     pub(crate) fn unmap_shared(&self, offset: u64, mf_offset: u64, len: u64) {
@@ -1094,7 +1527,7 @@ impl Inode for TmpfsInode {
     fn create(&self, name: &[u8], mode: u32) -> Result<Arc<dyn Inode>, Errno> {
         let node = Node::new(
             libc::S_IFREG | (mode & 0o7777),
-            Kind::File(FileData::new(self.fs.mf.clone())),
+            Kind::File(FileData::new(&self.fs)),
             self.now(),
         );
         Ok(self.insert(name, node)?)
@@ -1122,7 +1555,7 @@ impl Inode for TmpfsInode {
         };
         let node = Node::new(
             file_type | (mode & 0o7777),
-            Kind::File(FileData::new(self.fs.mf.clone())),
+            Kind::File(FileData::new(&self.fs)),
             self.now(),
         );
         Ok(self.insert(name, node)?)
@@ -1364,6 +1797,9 @@ pub(crate) fn rename(
     }
     if let Some(replaced) = target_dir.children.insert(new_name.to_vec(), src.clone()) {
         let mut r = replaced.lock();
+        if r.links > 1 && replaced.file_type != libc::S_IFDIR {
+            replaced.fs.usage.uncharge_inode();
+        }
         r.links = r.links.saturating_sub(1);
         r.ctime = now;
         if r.links == 0 && replaced.file_type != libc::S_IFDIR {
@@ -1438,6 +1874,209 @@ pub(crate) mod tests {
     use super::*;
     use crate::vfs::file::Interrupt;
     use crate::vfs::resolve::tests::tmpfs_vfs;
+
+    fn t(i: &Arc<dyn Inode>) -> &TmpfsInode {
+        i.as_any().downcast_ref::<TmpfsInode>().unwrap()
+    }
+
+    fn limited(blocks: u64, inodes: u64) -> Arc<Tmpfs> {
+        Tmpfs::with_limits(
+            Arc::new(crate::vfs::testing::FixedClock(1)),
+            0o1777,
+            crate::vfs::testing::test_memory_file(),
+            TmpfsLimits {
+                max_blocks: Some(blocks),
+                max_inodes: Some(inodes),
+            },
+        )
+    }
+
+    #[test]
+    fn block_limit_stops_writes_and_fallocate_and_deleting_frees() {
+        let fs = limited(4, 100);
+        let root = fs.root();
+        let f = root.create(b"f", 0o644).unwrap();
+        let big = vec![7u8; 5 * PAGE];
+        // A write past the limit writes the pages that fit.
+        assert_eq!(t(&f).write_at(0, &big), Ok(4 * PAGE));
+        assert_eq!(fs.usage().1, 4);
+        assert_eq!(t(&f).write_at(4 * PAGE as u64, b"x"), Err(Errno::ENOSPC));
+        // Rewriting pages it holds needs no more.
+        assert_eq!(t(&f).write_at(0, b"again"), Ok(5));
+        let g = root.create(b"g", 0o644).unwrap();
+        assert_eq!(t(&g).fallocate(0, 0, PAGE as u64), Err(Errno::ENOSPC));
+        // Extending by truncate takes no page, as on Linux.
+        g.set_size(1 << 30).unwrap();
+        assert_eq!(fs.usage().1, 4);
+        f.set_size(PAGE as u64).unwrap();
+        assert_eq!(fs.usage().1, 1);
+        // A failed fallocate takes nothing.
+        assert_eq!(t(&g).fallocate(0, 0, 4 * PAGE as u64), Err(Errno::ENOSPC));
+        assert_eq!(fs.usage().1, 1);
+        t(&g).fallocate(0, 0, 3 * PAGE as u64).unwrap();
+        assert_eq!(fs.usage().1, 4);
+        t(&g)
+            .fallocate(
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                0,
+                PAGE as u64,
+            )
+            .unwrap();
+        assert_eq!(fs.usage().1, 3);
+        drop((f, g));
+        root.unlink(b"f").unwrap();
+        root.unlink(b"g").unwrap();
+        assert_eq!(fs.usage().1, 0);
+    }
+
+    #[test]
+    fn shared_mappings_are_charged_when_mapped_and_untouched_pages_given_back() {
+        let fs = limited(4, 100);
+        let root = fs.root();
+        let f = root.create(b"m", 0o644).unwrap();
+        let m = t(&f);
+        f.set_size(8 * PAGE as u64).unwrap();
+        let page = PAGE as u64;
+        // Past the limit the file will not map its own pages (the mapping
+        // copies instead) and takes nothing.
+        assert_eq!(m.map_shared(0, 8 * page), None);
+        assert_eq!(fs.usage().1, 0);
+        let run = m.map_shared(0, 2 * page).expect("two pages fit");
+        assert_eq!(fs.usage().1, 2);
+        assert_eq!(t(&f).write_at(2 * page, &[1u8; 3 * PAGE]), Ok(2 * PAGE));
+        assert_eq!(fs.usage().1, 4);
+        // Unmapped untouched pages leave the file and its usage.
+        m.unmap_shared(0, run, 2 * page);
+        assert_eq!(fs.usage().1, 2);
+    }
+
+    #[test]
+    fn inode_limit_counts_nodes_and_extra_links() {
+        // The root takes one of the five.
+        let fs = limited(100, 5);
+        let root = fs.root();
+        assert_eq!(fs.usage().2, 1);
+        let f = root.create(b"f", 0o644).unwrap();
+        root.mkdir(b"d", 0o755).unwrap();
+        root.symlink(b"l", b"f").unwrap();
+        root.link(b"f2", f.as_ref()).unwrap();
+        assert_eq!(fs.usage().2, 5);
+        assert_eq!(root.create(b"x", 0o644).err(), Some(Errno::ENOSPC));
+        assert_eq!(root.mkdir(b"x", 0o755).err(), Some(Errno::ENOSPC));
+        assert_eq!(root.symlink(b"x", b"f").err(), Some(Errno::ENOSPC));
+        assert_eq!(
+            root.mknod(b"x", libc::S_IFIFO | 0o644).err(),
+            Some(Errno::ENOSPC)
+        );
+        assert_eq!(root.link(b"x", f.as_ref()).err(), Some(Errno::ENOSPC));
+        assert_eq!(root.tmpfile(0o600).err(), Some(Errno::ENOSPC));
+        assert!(root.lookup(b"x").is_err(), "nothing half-made");
+        // Unlinking one of two names gives its link's inode back.
+        root.unlink(b"f2").unwrap();
+        assert_eq!(fs.usage().2, 4);
+        // The last name goes, but an open user keeps the inode.
+        root.unlink(b"f").unwrap();
+        assert_eq!(fs.usage().2, 4);
+        drop(f);
+        assert_eq!(fs.usage().2, 3);
+        root.rmdir(b"d").unwrap();
+        assert_eq!(fs.usage().2, 2);
+    }
+
+    #[test]
+    fn statfs_reports_the_limits_and_usage() {
+        let fs = limited(8, 16);
+        let vfs = crate::vfs::Vfs::new(
+            fs.root(),
+            crate::vfs::vfs::MountOpts {
+                fs_type: "tmpfs",
+                read_only: false,
+            },
+        );
+        let r = vfs.root().clone();
+        let f = vfs
+            .open_at(&r, b"/a", libc::O_CREAT | libc::O_RDWR, 0o644)
+            .unwrap();
+        t(f.inode()).write_at(0, &[1u8; 3 * PAGE]).unwrap();
+        let st = crate::vfs::statfs::StatFs::of_file(&f);
+        assert_eq!(st.fs_type, 0x0102_1994);
+        assert_eq!((st.blocks, st.blocks_free, st.blocks_avail), (8, 5, 5));
+        assert_eq!((st.files, st.files_free), (16, 14));
+        // Unlimited: zeros, as Linux's tmpfs with size=0.
+        let (_, vfs) = (0, tmpfs_vfs());
+        let r = vfs.root().clone();
+        let d = vfs.resolve(&r, b"/", true).unwrap();
+        let st = crate::vfs::statfs::StatFs::of_dentry(&d);
+        assert_eq!((st.blocks, st.files), (0, 0));
+    }
+
+    #[test]
+    fn options_parse_like_shmem_parse_one() {
+        let o = TmpfsOptions::parse("size=65536k,mode=1777,nr_inodes=1k,uid=5,gid=6").unwrap();
+        assert_eq!(o.size, Some(TmpfsSize::Bytes(64 << 20)));
+        assert_eq!(o.nr_inodes, Some(1024));
+        assert_eq!((o.mode, o.uid, o.gid), (Some(0o1777), Some(5), Some(6)));
+        let l = o.limits(1 << 30);
+        assert_eq!(l.max_blocks, Some(16384));
+        assert_eq!(l.max_inodes, Some(1024));
+        // memparse's base 0 and suffixes; % of the sandbox's memory.
+        assert_eq!(
+            TmpfsOptions::parse("size=0x1000").unwrap().size,
+            Some(TmpfsSize::Bytes(4096))
+        );
+        assert_eq!(
+            TmpfsOptions::parse("size=010").unwrap().size,
+            Some(TmpfsSize::Bytes(8))
+        );
+        assert_eq!(
+            TmpfsOptions::parse("size=1G").unwrap().size,
+            Some(TmpfsSize::Bytes(1 << 30))
+        );
+        let pct = TmpfsOptions::parse("size=25%").unwrap();
+        assert_eq!(pct.size, Some(TmpfsSize::PercentOfMemory(25)));
+        assert_eq!(pct.limits(1 << 30).max_blocks, Some(65536));
+        // A partial page is a whole block; 0 is no limit.
+        assert_eq!(
+            TmpfsOptions::parse("size=1")
+                .unwrap()
+                .limits(1 << 30)
+                .max_blocks,
+            Some(1)
+        );
+        let zero = TmpfsOptions::parse("size=0,nr_inodes=0")
+            .unwrap()
+            .limits(1 << 30);
+        assert_eq!(zero, TmpfsLimits::UNLIMITED);
+        // nr_blocks= and size= set one limit: the last wins.
+        assert_eq!(
+            TmpfsOptions::parse("size=1m,nr_blocks=3")
+                .unwrap()
+                .limits(1 << 30)
+                .max_blocks,
+            Some(3)
+        );
+        // Defaults: half of memory, in pages, for both.
+        let d = TmpfsOptions::parse("").unwrap().limits(1 << 30);
+        assert_eq!(d.max_blocks, Some(131072));
+        assert_eq!(d.max_inodes, Some(131072));
+        for bad in [
+            "size=",
+            "size=1x",
+            "size=abc",
+            "size=1%%",
+            "nr_inodes=5%",
+            "mode=9",
+            "uid=-1",
+            "uid=4294967295",
+            "gid=x",
+            "bogus=1",
+            "size",
+            "size=99999999999999999999",
+            "size=16777216T",
+        ] {
+            assert_eq!(TmpfsOptions::parse(bad), Err(Errno::EINVAL), "{bad}");
+        }
+    }
 
     fn names(vfs: &crate::vfs::Vfs, dir: &[u8]) -> Vec<String> {
         let r = vfs.root().clone();

@@ -20,18 +20,33 @@ pub struct MountOpts {
     pub read_only: bool,
 }
 
+impl MountOpts {
+    pub(crate) fn flags(&self) -> u64 {
+        if self.read_only {
+            libc::MS_RDONLY
+        } else {
+            0
+        }
+    }
+}
+
 pub struct Vfs {
-    root: Arc<Dentry>,
-    next_mount: AtomicU64,
+    /// The top of the mount tree (a pivot_root changes it).
+    root: Mutex<Arc<Dentry>>,
+    pub(crate) next_mount: AtomicU64,
     /// Serialises renames, so that two renames never lock two directories
     /// in opposite orders and the ancestor check stays true until done.
     rename_lock: Mutex<()>,
-    pub(crate) mounts: Mutex<Vec<(Vec<u8>, Arc<Mount>)>>,
+    /// Every attached mount, in the order they were made.
+    pub(crate) mounts: Mutex<Vec<super::mount_tree::MountEntry>>,
     pub(crate) parts: Mutex<super::state::SandboxParts>,
     /// The root of the internal mount memfds are named under (Linux's
     /// shm_mnt): /dev/shm's tmpfs mounted nowhere, so a memfd's path is
     /// "/memfd:NAME" and no lookup finds it. Made on first use.
     memfd_root: Mutex<Option<Arc<Dentry>>>,
+    /// Where boot had put the boot mounts umount2(2) took away, in the
+    /// order they went (a restore unmounts the new boot's at those places).
+    pub(crate) unmounted_boot: Mutex<Vec<Vec<u8>>>,
 }
 
 /// Linux's MFD_NAME_MAX_LEN: NAME_MAX minus the "memfd:" prefix.
@@ -40,22 +55,33 @@ pub const MEMFD_NAME_MAX: usize = 255 - 6;
 /// The anonymous device major Linux gives virtual file systems.
 const ANON_MAJOR: u32 = 0;
 
+/// The device number of mount `id`'s file system.
+pub(crate) fn anon_dev(id: u64) -> u64 {
+    makedev(ANON_MAJOR, u32::try_from(id).unwrap_or(u32::MAX))
+}
+
 impl Vfs {
     /// A namespace whose root is `root` of a file system of type `opts`.
     pub fn new(root: Arc<dyn Inode>, opts: MountOpts) -> Vfs {
-        let mount = Arc::new(Mount {
-            id: 1,
-            fs_type: opts.fs_type,
-            read_only: opts.read_only,
-            dev: makedev(ANON_MAJOR, 1),
-        });
+        let mount = Arc::new(Mount::new(
+            1,
+            opts.fs_type,
+            opts.flags(),
+            makedev(ANON_MAJOR, 1),
+        ));
+        let root = Dentry::new_root(root, mount.clone());
         Vfs {
-            root: Dentry::new_root(root, mount.clone()),
+            root: Mutex::new(root.clone()),
             next_mount: AtomicU64::new(2),
             rename_lock: Mutex::new(()),
-            mounts: Mutex::new(vec![(b"/".to_vec(), mount)]),
+            mounts: Mutex::new(vec![super::mount_tree::MountEntry::boot(
+                mount,
+                root,
+                b"/".to_vec(),
+            )]),
             parts: Mutex::new(Default::default()),
             memfd_root: Mutex::new(None),
+            unmounted_boot: Mutex::new(Vec::new()),
         }
     }
 
@@ -68,12 +94,7 @@ impl Vfs {
         }
         let shm = lock(&self.parts).shm.clone().ok_or(Errno::ENOSYS)?;
         let id = self.next_mount.fetch_add(1, Ordering::Relaxed);
-        let mount = Arc::new(Mount {
-            id,
-            fs_type: "tmpfs",
-            read_only: false,
-            dev: makedev(ANON_MAJOR, u32::try_from(id).unwrap_or(u32::MAX)),
-        });
+        let mount = Arc::new(Mount::new(id, "tmpfs", 0, anon_dev(id)));
         let root = Dentry::new_root(shm.root(), mount);
         *slot = Some(root.clone());
         Ok(root)
@@ -117,8 +138,13 @@ impl Vfs {
         Ok(OpenFile::new(Some(d), inode, ops, flags))
     }
 
-    pub fn root(&self) -> &Arc<Dentry> {
-        &self.root
+    /// The top of the mount tree (a task's own root may be below it).
+    pub fn root(&self) -> Arc<Dentry> {
+        lock(&self.root).clone()
+    }
+
+    pub(crate) fn set_root(&self, root: Arc<Dentry>) {
+        *lock(&self.root) = root;
     }
 
     /// Mounts the file system rooted at `inode` on the directory `path`
@@ -129,32 +155,20 @@ impl Vfs {
         inode: Arc<dyn Inode>,
         opts: MountOpts,
     ) -> Result<Arc<Dentry>, Errno> {
-        let at = self.resolve(&self.root, path, true)?;
-        // A directory on a directory, or a file on a file (a container's
-        // bind mount of one host file).
-        let dir = inode.file_type() == libc::S_IFDIR;
-        if at.is_dir() != dir {
-            return Err(if dir { Errno::ENOTDIR } else { Errno::EISDIR });
-        }
-        let id = self.next_mount.fetch_add(1, Ordering::Relaxed);
-        let mount = Arc::new(Mount {
-            id,
-            fs_type: opts.fs_type,
-            read_only: opts.read_only,
-            dev: makedev(ANON_MAJOR, u32::try_from(id).unwrap_or(u32::MAX)),
-        });
+        let at = self.resolve(&self.root(), path, true)?;
+        let id = self.new_mount_id();
+        let mount = Arc::new(Mount::new(id, opts.fs_type, opts.flags(), anon_dev(id)));
         let root = Dentry::new_root(inode, mount.clone());
-        at.set_mounted(&root);
-        lock(&self.mounts).push((path.to_vec(), mount));
+        let origin = path_bytes(&at);
+        self.attach(
+            &at,
+            super::mount_tree::MountEntry::boot(mount, root.clone(), origin),
+        )?;
         Ok(root)
     }
 
-    /// The mounts as /proc/mounts lists them: (mount point, type, read-only).
-    pub fn mount_list(&self) -> Vec<(Vec<u8>, &'static str, bool)> {
-        lock(&self.mounts)
-            .iter()
-            .map(|(p, m)| (p.clone(), m.fs_type, m.read_only))
-            .collect()
+    pub(crate) fn new_mount_id(&self) -> u64 {
+        self.next_mount.fetch_add(1, Ordering::Relaxed)
     }
 
     /// open(2)/openat(2). O_CLOEXEC is the caller's (it belongs to the
@@ -261,7 +275,7 @@ impl Vfs {
             return Err(Errno::ENOTDIR);
         }
         perm::check(dir.inode().as_ref(), perm::MAY_WRITE | perm::MAY_EXEC)?;
-        if dir.mount().read_only {
+        if dir.mount().read_only() {
             return Err(Errno::EROFS);
         }
         let inode = dir.inode().tmpfile(mode & 0o7777)?;
@@ -297,15 +311,19 @@ impl Vfs {
             // Reached only with O_NOFOLLOW.
             return Err(Errno::ELOOP);
         }
+        // A device node on a nodev mount does not open (may_open).
+        if matches!(d.file_type(), libc::S_IFCHR | libc::S_IFBLK) && d.mount().nodev() {
+            return Err(Errno::EACCES);
+        }
         let writes = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         if d.is_dir() && (writes || flags & libc::O_CREAT != 0) {
             return Err(Errno::EISDIR);
         }
         let regular = d.file_type() == libc::S_IFREG;
-        if regular && d.mount().read_only && (writes || flags & libc::O_TRUNC != 0) {
+        if regular && d.mount().read_only() && (writes || flags & libc::O_TRUNC != 0) {
             return Err(Errno::EROFS);
         }
-        if writes && d.mount().read_only && d.is_dir() {
+        if writes && d.mount().read_only() && d.is_dir() {
             return Err(Errno::EROFS);
         }
         let mut want = 0;
@@ -333,7 +351,7 @@ impl Vfs {
         if pn.parent.is_unlinked() {
             return Err(Errno::ENOENT);
         }
-        if pn.parent.mount().read_only {
+        if pn.parent.mount().read_only() {
             return Err(Errno::EROFS);
         }
         if pn.parent.has_child(&pn.name)? {
@@ -408,7 +426,7 @@ impl Vfs {
         if pn.trailing_slash {
             return Err(Errno::ENOENT);
         }
-        if pn.parent.mount().read_only {
+        if pn.parent.mount().read_only() {
             return Err(Errno::EROFS);
         }
         if old.mount().id != pn.parent.mount().id {
@@ -470,7 +488,7 @@ impl Vfs {
         if child.mounted().is_some() {
             return Err(Errno::EBUSY);
         }
-        if pn.parent.mount().read_only {
+        if pn.parent.mount().read_only() {
             return Err(Errno::EROFS);
         }
         perm::may_delete(pn.parent.inode().as_ref(), child.inode().as_ref())?;
@@ -491,9 +509,7 @@ impl Vfs {
         if !rmdir {
             inotify::notify_self(&child, IN_ATTRIB);
         }
-        if rmdir || child.inode().stat().map_or(true, |st| st.nlink == 0) {
-            inotify::removed(&child);
-        }
+        inotify::name_removed(&child);
         inotify::notify_child(&parent, &pn.name, IN_DELETE, rmdir, 0);
         Ok(())
     }
@@ -535,7 +551,7 @@ impl Vfs {
         if src.mounted().is_some() {
             return Err(Errno::EBUSY);
         }
-        if old.parent.mount().read_only {
+        if old.parent.mount().read_only() {
             return Err(Errno::EROFS);
         }
         perm::may_delete(old.parent.inode().as_ref(), src.inode().as_ref())?;
@@ -609,9 +625,7 @@ impl Vfs {
         }
         inotify::notify_self(&moved, IN_MOVE_SELF);
         if let Some(r) = replaced {
-            if r.is_dir() || r.inode().stat().map_or(true, |st| st.nlink == 0) {
-                inotify::removed(&r);
-            }
+            inotify::name_removed(&r);
         }
         Ok(())
     }
@@ -637,7 +651,7 @@ impl Vfs {
         }
         perm::as_creds(creds, || {
             let d = self.resolve(start, path, follow)?;
-            if mode & libc::W_OK != 0 && d.mount().read_only {
+            if mode & libc::W_OK != 0 && d.mount().read_only() {
                 return Err(Errno::EROFS);
             }
             // R_OK, W_OK and X_OK are MAY_READ, MAY_WRITE and MAY_EXEC.
@@ -655,7 +669,7 @@ impl Vfs {
         if d.file_type() != libc::S_IFREG {
             return Err(Errno::EINVAL);
         }
-        if d.mount().read_only {
+        if d.mount().read_only() {
             return Err(Errno::EROFS);
         }
         perm::check(d.inode().as_ref(), perm::MAY_WRITE)?;
@@ -673,7 +687,7 @@ impl Vfs {
         follow: bool,
     ) -> Result<(), Errno> {
         let d = self.resolve(start, path, follow)?;
-        if d.mount().read_only {
+        if d.mount().read_only() {
             return Err(Errno::EROFS);
         }
         perm::chmod(d.inode().as_ref(), mode & 0o7777)?;
@@ -691,7 +705,7 @@ impl Vfs {
         follow: bool,
     ) -> Result<(), Errno> {
         let d = self.resolve(start, path, follow)?;
-        if d.mount().read_only {
+        if d.mount().read_only() {
             return Err(Errno::EROFS);
         }
         perm::set_times(d.inode().as_ref(), times)?;
@@ -712,7 +726,28 @@ impl Vfs {
     /// The absolute path of `d` in this namespace (getcwd, /proc/self/fd,
     /// /proc/self/maps); " (deleted)" is appended for an unlinked file.
     pub fn dentry_path(&self, d: &Arc<Dentry>) -> String {
-        path_of(d)
+        let root = self.current_root();
+        match super::mount_tree::path_in_root(d, &root) {
+            Some(p) => {
+                let mut s = String::from_utf8_lossy(&p).into_owned();
+                if d.is_unlinked() {
+                    s.push_str(" (deleted)");
+                }
+                s
+            }
+            None => path_of(d),
+        }
+    }
+
+    /// getcwd(2)'s text: the path below the caller's root, or Linux's
+    /// "(unreachable)" prefix for a directory outside it.
+    pub fn cwd_path_bytes(&self, d: &Arc<Dentry>) -> Vec<u8> {
+        let root = self.current_root();
+        super::mount_tree::path_in_root(d, &root).unwrap_or_else(|| {
+            let mut p = b"(unreachable)".to_vec();
+            p.extend_from_slice(&path_bytes(d));
+            p
+        })
     }
 
     /// The raw bytes of [`Vfs::dentry_path`] (names need not be UTF-8).

@@ -83,7 +83,7 @@ impl<'a> Target<'a> {
     }
 
     fn read_only(&self) -> bool {
-        self.dentry.is_some_and(|d| d.mount().read_only)
+        self.dentry.is_some_and(|d| d.mount().read_only())
     }
 
     fn changed(&self) {

@@ -373,6 +373,22 @@ pub struct CpuFeatures {
     /// `cpuid` faults and the Sentry answers it; false: it runs natively
     /// (the sandbox sees exactly the host).
     pub emulated: bool,
+    /// XBEGIN aborts at once on this CPU although cpuid shows no RTM: the
+    /// host kernel switched TSX off through MSR_IA32_TSX_CTRL (its
+    /// `tsx=off`, the TAA mitigation), or cpuid says RTM_ALWAYS_ABORT.
+    /// Only meaningful for the host's own set.
+    pub rtm_aborts: bool,
+}
+
+/// See [`CpuFeatures::rtm_aborts`]. Linux reports its switching TSX off
+/// as the TAA mitigation in sysfs.
+fn host_rtm_aborts() -> bool {
+    const RTM_ALWAYS_ABORT: u32 = 1 << 11;
+    if host_has_leaf(7) && host_cpuid(7, 0)[3] & RTM_ALWAYS_ABORT != 0 {
+        return true;
+    }
+    std::fs::read_to_string("/sys/devices/system/cpu/vulnerabilities/tsx_async_abort")
+        .is_ok_and(|s| s.trim() == "Mitigation: TSX disabled")
 }
 
 fn host_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
@@ -421,6 +437,7 @@ impl CpuFeatures {
             words: host_words(),
             xcr0: platform::host_xfeatures(),
             emulated: false,
+            rtm_aborts: host_rtm_aborts(),
         }
     }
 
@@ -466,6 +483,7 @@ impl CpuFeatures {
             words,
             xcr0: self.xcr0 & level_xcr0(level),
             emulated: true,
+            rtm_aborts: self.rtm_aborts,
         }
     }
 
@@ -538,10 +556,27 @@ impl CpuFeatures {
     /// features (not the machine's own bits: hypervisor, APIC,
     /// mitigations) and XSAVE state components. Empty: a sandbox that saw
     /// this set can run on `host`.
+    /// Whether an application that saw `feat` goes on correctly on this
+    /// host without it. HLE's XACQUIRE/XRELEASE are prefixes that a CPU
+    /// without HLE executes as the plain instruction (Intel SDM vol. 1,
+    /// 16.3: HLE is backward compatible). RTM where [`Self::rtm_aborts`]:
+    /// XBEGIN aborts at once and the application takes the fallback path
+    /// every transaction must have. Hypervisors move VMs across TSX hosts
+    /// by the same two rules.
+    fn may_lack(&self, feat: &Feature) -> bool {
+        match feat.name {
+            "hle" => true,
+            "rtm" => self.rtm_aborts,
+            _ => false,
+        }
+    }
+
     pub fn missing_on(&self, host: &CpuFeatures) -> Vec<String> {
         let mut out: Vec<String> = FEATURES
             .iter()
-            .filter(|feat| feat.level != Info && self.has(feat) && !host.has(feat))
+            .filter(|feat| {
+                feat.level != Info && self.has(feat) && !host.has(feat) && !host.may_lack(feat)
+            })
             .map(|feat| feat.name.to_string())
             .collect();
         let comps = self.xcr0 & !host.xcr0;
@@ -623,6 +658,7 @@ impl CpuFeatures {
             emulated: words != host.words || xcr0 != host.xcr0,
             words,
             xcr0,
+            rtm_aborts: false,
         }))
     }
 }
@@ -734,6 +770,22 @@ mod tests {
         let mut vm = v1.clone();
         vm.words[W1C] |= 1 << 31;
         assert!(vm.missing_on(&v1).is_empty());
+    }
+
+    #[test]
+    fn tsx_is_asked_for_only_where_its_absence_would_show() {
+        let mut host = CpuFeatures::host().masked_to(1);
+        host.rtm_aborts = false;
+        let mut tsx = host.clone();
+        tsx.words[W7B] |= (1 << 4) | (1 << 11); // hle, rtm
+                                                // HLE's prefixes run anywhere; XBEGIN faults where TSX never was.
+        assert_eq!(tsx.missing_on(&host), ["rtm"]);
+        // Where the host switched TSX off, XBEGIN aborts: nothing missing.
+        host.rtm_aborts = true;
+        assert!(tsx.missing_on(&host).is_empty());
+        // Other features are still asked for.
+        tsx.words[W7B] |= 1 << 5;
+        assert_eq!(tsx.missing_on(&host), ["avx2"]);
     }
 
     #[test]

@@ -42,19 +42,22 @@ pub use addr::{Family, Target};
 pub use file::{inet_of, InetFile};
 pub use stack::{InetSocket, InetStack, Received};
 
-/// The two transport protocols.
+/// The protocols of inet sockets: the two transports and ICMP echo
+/// ("ping") datagram sockets (Linux's net/ipv4/ping.c).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {
     Tcp,
     Udp,
+    Icmp,
 }
 
 impl Proto {
-    /// IPPROTO_TCP or IPPROTO_UDP.
+    /// IPPROTO_TCP, IPPROTO_UDP or IPPROTO_ICMP.
     pub fn raw(self) -> i32 {
         match self {
             Proto::Tcp => libc::IPPROTO_TCP,
             Proto::Udp => libc::IPPROTO_UDP,
+            Proto::Icmp => libc::IPPROTO_ICMP,
         }
     }
 }
@@ -65,12 +68,20 @@ pub(crate) fn next_id(restored: Option<u64>) -> u64 {
 }
 
 /// socket(2)'s protocol lookup for an inet family (Linux's inet_create
-/// and inet6_create): SOCK_STREAM is TCP, SOCK_DGRAM UDP; another
-/// protocol of the type is EPROTONOSUPPORT, a type without protocols
-/// ESOCKTNOSUPPORT. Raw and ICMP sockets are not here: EPROTONOSUPPORT
-/// (logged by the caller).
-pub fn protocol_for(base_type: i32, proto: i32) -> Result<Proto, crate::errno::Errno> {
+/// and inet6_create): SOCK_STREAM is TCP, SOCK_DGRAM UDP, or ICMP echo
+/// with IPPROTO_ICMP on AF_INET; another protocol of the type is
+/// EPROTONOSUPPORT, a type without protocols ESOCKTNOSUPPORT. SOCK_RAW
+/// and ICMPv6 echo sockets are not built: EPROTONOSUPPORT (the caller
+/// logs it; a raw socket without CAP_NET_RAW is EPERM first, there).
+pub fn protocol_for(
+    family: Family,
+    base_type: i32,
+    proto: i32,
+) -> Result<Proto, crate::errno::Errno> {
     use crate::errno::Errno;
+    if base_type == libc::SOCK_DGRAM && proto == libc::IPPROTO_ICMP && family == Family::V4 {
+        return Ok(Proto::Icmp);
+    }
     match base_type {
         libc::SOCK_STREAM => match proto {
             0 | libc::IPPROTO_TCP => Ok(Proto::Tcp),

@@ -201,7 +201,7 @@ impl Sock {
     pub fn new(family: Family, proto: Proto, uid: u32, created: Timespec) -> Sock {
         let (sndbuf, rcvbuf) = match proto {
             Proto::Tcp => (TCP_SNDBUF, TCP_RCVBUF),
-            Proto::Udp => (UDP_BUF, UDP_BUF),
+            Proto::Udp | Proto::Icmp => (UDP_BUF, UDP_BUF),
         };
         Sock {
             family,
@@ -222,7 +222,8 @@ impl Sock {
             failed: false,
             kind: match proto {
                 Proto::Tcp => Kind::Tcp(Tcp::Closed),
-                Proto::Udp => Kind::Udp(Udp::default()),
+                // A ping socket is a queue of echo replies.
+                Proto::Udp | Proto::Icmp => Kind::Udp(Udp::default()),
             },
         }
     }
@@ -331,7 +332,20 @@ pub struct InetStack {
     cond: Condvar,
     /// Options that were answered ENOPROTOOPT (logged once each).
     unknown_opts: Mutex<HashSet<(i32, i32)>>,
+    /// net.ipv4.ping_group_range: the groups that may open ping sockets.
+    ping_range: Mutex<(u32, u32)>,
 }
+
+/// Linux's net.ipv4.ping_group_range in a new network namespace: no
+/// group ("1 0").
+pub const PING_RANGE_DEFAULT: (u32, u32) = (1, 0);
+/// The highest gid the range may name (Linux's GID_T_MAX).
+pub const PING_GID_MAX: u32 = i32::MAX as u32;
+/// An ICMP echo request's type, and its reply's.
+const ICMP_ECHO: u8 = 8;
+pub const ICMP_ECHOREPLY: u8 = 0;
+/// struct icmphdr's size: a ping socket's shortest message.
+pub const ICMP_HDR: usize = 8;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -358,6 +372,7 @@ impl Default for InetStack {
             }),
             cond: Condvar::new(),
             unknown_opts: Mutex::new(HashSet::new()),
+            ping_range: Mutex::new(PING_RANGE_DEFAULT),
         }
     }
 }
@@ -365,6 +380,34 @@ impl Default for InetStack {
 impl InetStack {
     pub fn new() -> Arc<InetStack> {
         Arc::new(InetStack::default())
+    }
+
+    /// net.ipv4.ping_group_range as (low, high).
+    pub fn ping_group_range(&self) -> (u32, u32) {
+        *lock(&self.ping_range)
+    }
+
+    /// Sets net.ipv4.ping_group_range; an empty range (high below low)
+    /// means no group, stored as Linux stores it: "1 0".
+    pub fn set_ping_group_range(&self, low: u32, high: u32) -> Result<(), Errno> {
+        if low > PING_GID_MAX || high > PING_GID_MAX {
+            return Err(Errno::EINVAL);
+        }
+        *lock(&self.ping_range) = if high < low {
+            PING_RANGE_DEFAULT
+        } else {
+            (low, high)
+        };
+        Ok(())
+    }
+
+    /// Whether a task with `egid` and supplementary `groups` may open a
+    /// ping socket (Linux's ping_init_sock).
+    pub fn ping_allowed(&self, egid: u32, groups: &[u32]) -> bool {
+        let (lo, hi) = self.ping_group_range();
+        std::iter::once(&egid)
+            .chain(groups)
+            .any(|g| (lo..=hi).contains(g))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Stack> {
@@ -464,7 +507,7 @@ impl Stack {
             }
             let both_reuse = reuse
                 && o.flag(SOL_SOCKET, libc::SO_REUSEADDR)
-                && (me.proto == Proto::Udp || !o.listening());
+                && (me.proto != Proto::Tcp || !o.listening());
             let both_reuseport =
                 reuseport && o.flag(SOL_SOCKET, libc::SO_REUSEPORT) && o.uid == me.uid;
             if !(both_reuse || both_reuseport) {
@@ -576,6 +619,9 @@ impl Stack {
         let mut best: Option<(u64, u8)> = None;
         for (&id, s) in &self.socks {
             let Kind::Udp(u) = &s.kind else { continue };
+            if s.proto != Proto::Udp {
+                continue;
+            }
             let (Some(l), Some(cov)) = (s.local, s.coverage()) else {
                 continue;
             };
@@ -889,7 +935,7 @@ impl InetSocket {
     pub fn sock_type(&self) -> i32 {
         match self.proto {
             Proto::Tcp => libc::SOCK_STREAM,
-            Proto::Udp => libc::SOCK_DGRAM,
+            Proto::Udp | Proto::Icmp => libc::SOCK_DGRAM,
         }
     }
 
@@ -1027,7 +1073,7 @@ impl InetSocket {
     /// connect(2). `id_for_server`: the id a new server end takes.
     pub fn connect(&self, io: &IoCtx<'_>, target: Target) -> Result<(), Errno> {
         match self.proto {
-            Proto::Udp => self.connect_udp(target),
+            Proto::Udp | Proto::Icmp => self.connect_udp(target),
             Proto::Tcp => self.connect_tcp(io, target),
         }
     }
@@ -1201,6 +1247,7 @@ impl InetSocket {
         let r = match self.proto {
             Proto::Tcp => self.send_tcp(io, data, &mut w),
             Proto::Udp => self.send_udp(data, to, &mut w),
+            Proto::Icmp => self.send_icmp(data, to, &mut w),
         };
         self.stack.fire(w);
         r
@@ -1328,6 +1375,67 @@ impl InetSocket {
         Ok(data.len())
     }
 
+    /// An echo request from a ping socket (Linux's ping_v4_sendmsg): at
+    /// least an ICMP header, type ICMP_ECHO and code 0, else EINVAL; the
+    /// identifier is the socket's bound "port" (autobound) and the
+    /// checksum the stack's. Over loopback the reply comes at once:
+    /// type ICMP_ECHOREPLY, the sequence and payload echoed, from the
+    /// address pinged.
+    fn send_icmp(&self, data: &[u8], to: Option<Target>, w: &mut Wakes) -> Result<usize, Errno> {
+        let id = self.id;
+        let mut st = self.stack.lock();
+        let s = st.get_mut(id)?;
+        let Kind::Udp(u) = &s.kind else {
+            return Err(Errno::EINVAL);
+        };
+        if u.wr_shut {
+            return Err(Errno::EPIPE);
+        }
+        let dst = match to {
+            Some(Target::Addr(a)) => a,
+            _ => u.remote.ok_or(Errno::EDESTADDRREQ)?,
+        };
+        if data.len() > UDP_MAX_V4 {
+            return Err(Errno::EMSGSIZE);
+        }
+        if data.len() < ICMP_HDR || data[0] != ICMP_ECHO || data[1] != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if s.error != 0 {
+            return Err(Errno(std::mem::take(&mut s.error)));
+        }
+        let dst = addr::norm(dst);
+        if !s.reaches(dst.ip()) {
+            return Err(Errno::ENETUNREACH);
+        }
+        let ip = addr::route(dst.ip()).ok_or(Errno::ENETUNREACH)?;
+        if s.local.is_none() {
+            let any = s.family.unspecified();
+            st.bind_to(id, any, false).map_err(|_| Errno::EAGAIN)?;
+        }
+        let s = st.get_mut(id)?;
+        let ident = s.local.map_or(0, |l| l.port());
+        let mut reply = data.to_vec();
+        reply[0] = ICMP_ECHOREPLY;
+        reply[4..6].copy_from_slice(&ident.to_be_bytes());
+        reply[2..4].copy_from_slice(&[0, 0]);
+        let sum = internet_checksum(&reply);
+        reply[2..4].copy_from_slice(&sum.to_be_bytes());
+        let rcvbuf = s.rcvbuf;
+        if let Kind::Udp(u) = &mut s.kind {
+            // A full receive queue drops the reply, as Linux's does.
+            if u.rx_bytes + reply.len() <= rcvbuf && !u.rd_shut {
+                u.rx_bytes += reply.len();
+                u.rx.push_back(Datagram {
+                    from: SocketAddr::new(ip, 0),
+                    data: reply,
+                });
+                w.add(&st, id);
+            }
+        }
+        Ok(data.len())
+    }
+
     /// recv/recvfrom/recvmsg/read into `buf`.
     pub fn recv(
         &self,
@@ -1339,7 +1447,7 @@ impl InetSocket {
         let mut w = Wakes::default();
         let r = match self.proto {
             Proto::Tcp => self.recv_tcp(io, buf, peek, waitall, &mut w),
-            Proto::Udp => self.recv_udp(io, buf, peek, &mut w),
+            Proto::Udp | Proto::Icmp => self.recv_udp(io, buf, peek, &mut w),
         };
         self.stack.fire(w);
         r
@@ -1762,6 +1870,18 @@ impl InetSocket {
             }
         }
     }
+}
+
+/// RFC 1071's ones' complement sum, as ICMP carries it.
+fn internet_checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 fn timeval_bytes(d: Option<Duration>) -> Vec<u8> {

@@ -8,8 +8,14 @@
 //! whether it was reset, a UDP socket's default peer and queued
 //! datagrams with their senders.
 //!
-//! Not saved: ports in TIME_WAIT (a restored sandbox may rebind them at
-//! once) and the ephemeral port cursor.
+//! An ICMP echo (ping) socket is saved as a datagram queue like UDP's:
+//! its bound identifier is its local port, its queued echo replies are
+//! datagrams with the addresses they came from.
+//!
+//! One `net.InetStack` record (id 0) holds what the stack itself holds:
+//! net.ipv4.ping_group_range and the ports in TIME_WAIT with the time
+//! each has left (a restored sandbox may not rebind them any sooner than
+//! the saved one could). Not saved: the ephemeral port cursor.
 //!
 //! Restore: [`check`] validates every record and the links between them
 //! (typed errors naming the socket and field), [`restore`] puts the
@@ -19,15 +25,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::addr::{self, Family};
+use super::addr::{self, Coverage, Family};
 use super::opts::{self, IntOpts};
 use super::stack::{
-    Conn, Datagram, InetSocket, InetStack, Kind, Sock, Tcp, Udp, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF,
-    SOMAXCONN, UDP_MAX_V6,
+    Conn, Datagram, InetSocket, InetStack, Kind, Sock, Tcp, TimeWait, Udp, ICMP_ECHOREPLY,
+    ICMP_HDR, MAX_BUF, MAX_TIME_WAIT, MIN_RCVBUF, MIN_SNDBUF, PING_GID_MAX, PING_RANGE_DEFAULT,
+    SOMAXCONN, TIME_WAIT, UDP_MAX_V4, UDP_MAX_V6,
 };
 use super::Proto;
 use crate::net::NetError;
@@ -100,13 +107,33 @@ pub struct SavedUdp {
 }
 statefile::versioned!(SavedUdp, "net.UdpState", 1, [SavedInetAddr, SavedDatagram]);
 
-/// The protocol part.
+/// The protocol part. v2 added ICMP echo (ping) sockets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SavedInetKind {
     Tcp(SavedTcp),
     Udp(SavedUdp),
+    /// A ping socket: its queue holds echo replies, from the addresses
+    /// pinged (port 0).
+    Icmp(SavedUdp),
 }
-statefile::versioned!(SavedInetKind, "net.InetKind", 1, [SavedTcp, SavedUdp]);
+statefile::versioned!(SavedInetKind, "net.InetKind", 2, [SavedTcp, SavedUdp]);
+
+/// The protocol part as `net.InetKind` v1 held it (no ping sockets).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SavedInetKindV1 {
+    Tcp(SavedTcp),
+    Udp(SavedUdp),
+}
+statefile::versioned!(SavedInetKindV1, "net.InetKind", 1, [SavedTcp, SavedUdp]);
+
+impl From<SavedInetKindV1> for SavedInetKind {
+    fn from(k: SavedInetKindV1) -> Self {
+        match k {
+            SavedInetKindV1::Tcp(t) => SavedInetKind::Tcp(t),
+            SavedInetKindV1::Udp(u) => SavedInetKind::Udp(u),
+        }
+    }
+}
 
 /// An AF_INET or AF_INET6 socket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,12 +158,153 @@ pub struct InetSocketRecord {
     pub failed: bool,
     pub kind: SavedInetKind,
 }
-statefile::savable_serde!(
+statefile::versioned!(
     InetSocketRecord,
     "net.InetSocket",
-    1,
+    2,
     [SavedInetAddr, SavedInetKind]
 );
+
+/// An inet socket as `net.InetSocket` v1 held it (its kind a
+/// `net.InetKind` v1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InetSocketRecordV1 {
+    pub id: u64,
+    pub family: i32,
+    pub local: Option<SavedInetAddr>,
+    pub explicit_bind: bool,
+    pub uid: u32,
+    pub int_opts: Vec<(i32, i32, i32)>,
+    pub linger: Option<u32>,
+    pub sndbuf: u64,
+    pub rcvbuf: u64,
+    pub rcvtimeo_ns: Option<u64>,
+    pub sndtimeo_ns: Option<u64>,
+    pub error: i32,
+    pub in_progress: bool,
+    pub failed: bool,
+    pub kind: SavedInetKindV1,
+}
+statefile::versioned!(
+    InetSocketRecordV1,
+    "net.InetSocket",
+    1,
+    [SavedInetAddr, SavedInetKindV1]
+);
+
+impl From<InetSocketRecordV1> for InetSocketRecord {
+    fn from(r: InetSocketRecordV1) -> Self {
+        InetSocketRecord {
+            id: r.id,
+            family: r.family,
+            local: r.local,
+            explicit_bind: r.explicit_bind,
+            uid: r.uid,
+            int_opts: r.int_opts,
+            linger: r.linger,
+            sndbuf: r.sndbuf,
+            rcvbuf: r.rcvbuf,
+            rcvtimeo_ns: r.rcvtimeo_ns,
+            sndtimeo_ns: r.sndtimeo_ns,
+            error: r.error,
+            in_progress: r.in_progress,
+            failed: r.failed,
+            kind: r.kind.into(),
+        }
+    }
+}
+
+impl statefile::Savable for InetSocketRecord {
+    const TYPE_NAME: &'static str = "net.InetSocket";
+    const VERSION: u32 = 2;
+    const MIN_VERSION: u32 = 1;
+
+    fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+        enc.serde(self)
+    }
+
+    /// A v1 record (its nested types checked at the versions it was
+    /// written with) is migrated: every v1 kind is a v2 kind.
+    fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
+        if version >= 2 {
+            statefile::check_saved_versions::<Self>(dec.types())?;
+            return dec.serde();
+        }
+        statefile::check_saved_versions::<InetSocketRecordV1>(dec.types())?;
+        let v1: InetSocketRecordV1 = dec.serde()?;
+        Ok(v1.into())
+    }
+
+    fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+        statefile::register_versioned::<Self>(types)
+    }
+}
+
+/// A port in TIME_WAIT: the addresses it covers (each family None: none,
+/// Some(None): any, Some(Some(ip))), and the time it has left.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedTimeWait {
+    pub v4: Option<Option<[u8; 4]>>,
+    pub v6: Option<Option<[u8; 16]>>,
+    pub port: u16,
+    pub reuseaddr: bool,
+    pub left_ns: u64,
+}
+statefile::versioned!(SavedTimeWait, "net.TimeWait", 1);
+
+/// What the loopback stack holds beside its sockets (absent from
+/// statefiles from before it: the defaults, no port in TIME_WAIT).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InetStackRecord {
+    /// net.ipv4.ping_group_range (low, high).
+    pub ping_group_range: (u32, u32),
+    pub time_wait: Vec<SavedTimeWait>,
+}
+statefile::savable_serde!(InetStackRecord, "net.InetStack", 1, [SavedTimeWait]);
+
+impl Default for InetStackRecord {
+    fn default() -> Self {
+        InetStackRecord {
+            ping_group_range: PING_RANGE_DEFAULT,
+            time_wait: Vec::new(),
+        }
+    }
+}
+
+impl InetStackRecord {
+    /// Checks the range (gids within GID_T_MAX, empty only as "1 0") and
+    /// the TIME_WAIT ports (a real port on lo, no more time left than
+    /// TIME_WAIT, at most MAX_TIME_WAIT of them). Errors name the field.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let (lo, hi) = self.ping_group_range;
+        if lo > PING_GID_MAX || hi > PING_GID_MAX || (hi < lo && (lo, hi) != PING_RANGE_DEFAULT) {
+            return Err(("ping_group_range", format!("{lo} {hi}")));
+        }
+        if self.time_wait.len() > MAX_TIME_WAIT {
+            return Err((
+                "time_wait",
+                format!("{} ports, beyond {MAX_TIME_WAIT}", self.time_wait.len()),
+            ));
+        }
+        let max_ns = u64::try_from(TIME_WAIT.as_nanos()).unwrap_or(u64::MAX);
+        for t in &self.time_wait {
+            let v4_ok =
+                t.v4.is_none_or(|a| a.is_none_or(|ip| Ipv4Addr::from(ip).is_loopback()));
+            let v6_ok =
+                t.v6.is_none_or(|a| a.is_none_or(|ip| Ipv6Addr::from(ip).is_loopback()));
+            if t.port == 0 || (t.v4.is_none() && t.v6.is_none()) || !v4_ok || !v6_ok {
+                return Err(("time_wait", format!("{t:?}")));
+            }
+            if t.left_ns > max_ns {
+                return Err((
+                    "time_wait.left_ns",
+                    format!("{} beyond TIME_WAIT", t.left_ns),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// The longest saved timeout (a year).
 const MAX_TIMEOUT_NS: u64 = 365 * 24 * 3600 * 1_000_000_000;
@@ -208,19 +376,26 @@ fn record(id: u64, s: &Sock) -> InetSocketRecord {
             fin_rcvd: c.fin_rcvd,
             reset: c.reset,
         })),
-        Kind::Udp(u) => SavedInetKind::Udp(SavedUdp {
-            remote: u.remote.map(saved),
-            rx: u
-                .rx
-                .iter()
-                .map(|d| SavedDatagram {
-                    from: saved(d.from),
-                    data: d.data.clone(),
-                })
-                .collect(),
-            rd_shut: u.rd_shut,
-            wr_shut: u.wr_shut,
-        }),
+        Kind::Udp(u) => {
+            let q = SavedUdp {
+                remote: u.remote.map(saved),
+                rx: u
+                    .rx
+                    .iter()
+                    .map(|d| SavedDatagram {
+                        from: saved(d.from),
+                        data: d.data.clone(),
+                    })
+                    .collect(),
+                rd_shut: u.rd_shut,
+                wr_shut: u.wr_shut,
+            };
+            if s.proto == Proto::Icmp {
+                SavedInetKind::Icmp(q)
+            } else {
+                SavedInetKind::Udp(q)
+            }
+        }
     };
     InetSocketRecord {
         id,
@@ -248,12 +423,65 @@ impl InetStack {
         let st = self.lock();
         st.socks.iter().map(|(&id, s)| record(id, s)).collect()
     }
+
+    /// The stack's own record: the ping range and the ports in TIME_WAIT
+    /// with the time each has left.
+    pub fn stack_record(&self) -> InetStackRecord {
+        let now = Instant::now();
+        let st = self.lock();
+        let time_wait = st
+            .time_wait
+            .iter()
+            .filter(|t| t.until > now)
+            .map(|t| SavedTimeWait {
+                v4: t.cov.v4.map(|a| a.map(|ip| ip.octets())),
+                v6: t.cov.v6.map(|a| a.map(|ip| ip.octets())),
+                port: t.port,
+                reuseaddr: t.reuseaddr,
+                left_ns: u64::try_from((t.until - now).as_nanos()).unwrap_or(u64::MAX),
+            })
+            .collect();
+        drop(st);
+        InetStackRecord {
+            ping_group_range: self.ping_group_range(),
+            time_wait,
+        }
+    }
+
+    /// Puts a (checked) stack record back: the range and the TIME_WAIT
+    /// ports, each expiring after the time it had left.
+    pub fn restore_stack(&self, r: &InetStackRecord) -> Result<(), NetError> {
+        let (lo, hi) = r.ping_group_range;
+        self.set_ping_group_range(lo, hi)
+            .map_err(|e| NetError::Invalid {
+                id: 0,
+                field: "ping_group_range",
+                why: format!("{lo} {hi}: {e:?}"),
+            })?;
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.time_wait = r
+            .time_wait
+            .iter()
+            .map(|t| TimeWait {
+                cov: Coverage {
+                    v4: t.v4.map(|a| a.map(Ipv4Addr::from)),
+                    v6: t.v6.map(|a| a.map(Ipv6Addr::from)),
+                },
+                port: t.port,
+                reuseaddr: t.reuseaddr,
+                until: now + Duration::from_nanos(t.left_ns),
+            })
+            .collect();
+        Ok(())
+    }
 }
 
 fn proto_of(k: &SavedInetKind) -> Proto {
     match k {
         SavedInetKind::Tcp(_) => Proto::Tcp,
         SavedInetKind::Udp(_) => Proto::Udp,
+        SavedInetKind::Icmp(_) => Proto::Icmp,
     }
 }
 
@@ -290,6 +518,12 @@ impl InetSocketRecord {
             ));
         };
         let proto = proto_of(&self.kind);
+        // Only IPv4 has ping sockets (cryo has no ICMPv6 echo ones). Their
+        // identifier is the local port, never 0 once bound (the local
+        // check below).
+        if proto == Proto::Icmp && fam != Family::V4 {
+            return Err(bad("family", "an ICMPv6 ping socket".into()));
+        }
         if let Some(a) = self.local {
             if !addr_ok(a, fam, true) {
                 return Err(bad("local", format!("{a:?} is not a bound address of lo")));
@@ -381,7 +615,8 @@ impl InetSocketRecord {
                     return Err(bad("tx", format!("{} bytes", c.tx.len())));
                 }
             }
-            SavedInetKind::Udp(u) => {
+            SavedInetKind::Udp(u) | SavedInetKind::Icmp(u) => {
+                let icmp = proto == Proto::Icmp;
                 if let Some(r) = u.remote {
                     if !addr_ok(r, fam, false) || self.local.is_none() {
                         return Err(bad("remote", format!("{r:?}")));
@@ -394,6 +629,15 @@ impl InetSocketRecord {
                 for d in &u.rx {
                     if d.data.len() > UDP_MAX_V6 {
                         return Err(bad("rx.data", format!("{} bytes", d.data.len())));
+                    }
+                    // An echo reply: a whole ICMP header of type 0 at
+                    // most as long as the request a ping socket may send.
+                    if icmp
+                        && (d.data.len() < ICMP_HDR
+                            || d.data.len() > UDP_MAX_V4
+                            || d.data[0] != ICMP_ECHOREPLY)
+                    {
+                        return Err(bad("rx.data", "not an ICMP echo reply".into()));
                     }
                     if !addr_ok(d.from, fam, false) {
                         return Err(bad("rx.from", format!("{:?}", d.from)));
@@ -544,7 +788,7 @@ pub fn restore(recs: &[InetSocketRecord], stack: &Arc<InetStack>) -> HashMap<u64
                 fin_rcvd: c.fin_rcvd,
                 reset: c.reset,
             })),
-            SavedInetKind::Udp(u) => {
+            SavedInetKind::Udp(u) | SavedInetKind::Icmp(u) => {
                 let rx: VecDeque<Datagram> =
                     u.rx.iter()
                         .map(|d| Datagram {
@@ -621,5 +865,117 @@ mod tests {
                 ..
             })
         ));
+    }
+}
+
+#[cfg(test)]
+mod stack_tests {
+    use super::*;
+    use crate::vfs::file::{Interrupt, IoCtx};
+
+    /// A `net.InetSocket` v1 as an older cryo wrote it.
+    struct OldRecord(InetSocketRecordV1);
+
+    impl statefile::Savable for OldRecord {
+        const TYPE_NAME: &'static str = "net.InetSocket";
+        const VERSION: u32 = 1;
+        fn save(&self, enc: &mut statefile::Encoder) -> statefile::Result<()> {
+            enc.serde(&self.0)
+        }
+        fn load(_: &mut statefile::Decoder<'_>, _: u32) -> statefile::Result<Self> {
+            unreachable!("only saved")
+        }
+        fn register(types: &mut statefile::TypeTable) -> statefile::Result<()> {
+            statefile::register_versioned::<InetSocketRecordV1>(types)
+        }
+    }
+
+    #[test]
+    fn a_v1_udp_record_migrates_to_v2() {
+        let v1 = InetSocketRecordV1 {
+            id: 7,
+            family: libc::AF_INET,
+            local: Some(SavedInetAddr::V4 {
+                ip: [127, 0, 0, 1],
+                port: 5000,
+            }),
+            explicit_bind: true,
+            uid: 0,
+            int_opts: Vec::new(),
+            linger: None,
+            sndbuf: 212_992,
+            rcvbuf: 212_992,
+            rcvtimeo_ns: None,
+            sndtimeo_ns: None,
+            error: 0,
+            in_progress: false,
+            failed: false,
+            kind: SavedInetKindV1::Udp(SavedUdp {
+                remote: None,
+                rx: vec![SavedDatagram {
+                    from: SavedInetAddr::V4 {
+                        ip: [127, 0, 0, 1],
+                        port: 6000,
+                    },
+                    data: b"hi".to_vec(),
+                }],
+                rd_shut: false,
+                wr_shut: false,
+            }),
+        };
+        let bytes = statefile::to_bytes(&OldRecord(v1.clone())).unwrap();
+        let now: InetSocketRecord = statefile::from_bytes(&bytes).unwrap();
+        assert_eq!(now, InetSocketRecord::from(v1));
+        assert!(matches!(&now.kind, SavedInetKind::Udp(u) if u.rx[0].data == b"hi"));
+    }
+
+    /// A port in TIME_WAIT is saved with its time left: restored with
+    /// time left, a bind without SO_REUSEADDR is EADDRINUSE; restored
+    /// with none left, the bind goes through.
+    #[test]
+    fn a_time_wait_port_is_held_until_its_time_runs_out() {
+        let stack = InetStack::new();
+        let intr = Interrupt::new();
+        let io = IoCtx {
+            interrupt: &intr,
+            nonblock: true,
+        };
+        let l = InetSocket::new(&stack, Family::V4, Proto::Tcp, 0);
+        l.bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        l.listen(4).unwrap();
+        let at = l.local_addr();
+        let c = InetSocket::new(&stack, Family::V4, Proto::Tcp, 0);
+        let _ = c.connect(&io, super::addr::Target::Addr(at));
+        let (s, _) = l.accept(&io).unwrap();
+        s.release();
+        c.release();
+        l.release();
+        stack.set_ping_group_range(0, 10).unwrap();
+        let rec = stack.stack_record();
+        rec.check().unwrap();
+        assert_eq!(rec.ping_group_range, (0, 10));
+        assert_eq!(rec.time_wait.len(), 1, "{rec:?}");
+        assert_eq!(rec.time_wait[0].port, at.port());
+        assert!(rec.time_wait[0].left_ns > 0);
+
+        let other = InetStack::new();
+        other.restore_stack(&rec).unwrap();
+        assert_eq!(other.ping_group_range(), (0, 10));
+        let t = InetSocket::new(&other, Family::V4, Proto::Tcp, 0);
+        assert_eq!(t.bind(at, true), Err(crate::errno::Errno::EADDRINUSE));
+        t.release();
+
+        let mut spent = rec.clone();
+        spent.time_wait[0].left_ns = 0;
+        let third = InetStack::new();
+        third.restore_stack(&spent).unwrap();
+        let t = InetSocket::new(&third, Family::V4, Proto::Tcp, 0);
+        assert_eq!(t.bind(at, true), Ok(()));
+
+        let mut bad = rec.clone();
+        bad.time_wait[0].left_ns = u64::MAX;
+        assert_eq!(bad.check().map_err(|e| e.0), Err("time_wait.left_ns"));
+        bad.ping_group_range = (3, 2);
+        assert_eq!(bad.check().map_err(|e| e.0), Err("ping_group_range"));
     }
 }

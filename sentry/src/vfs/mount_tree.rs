@@ -1,0 +1,947 @@
+//! The mount tree of the sandbox's (single) mount namespace and what
+//! mount(2), umount2(2) and pivot_root(2) do to it (Linux's
+//! fs/namespace.c, gVisor's vfs/mount.go).
+//!
+//! A mount is a [`Mount`] plus the root dentry of its own dentry tree; it
+//! hangs on the dentry it covers (`Dentry::mounted`/`mountpoint`). A bind
+//! mount is a second dentry tree over the same inodes, its `Mount` marked
+//! aliased so that both trees revalidate what they cached.
+
+use std::sync::{Arc, Weak};
+
+use super::dentry::{lock, Dentry, Mount, MOUNT_FLAG_MASK};
+use super::inode::Inode;
+use super::tmpfs::{Tmpfs, TmpfsLimits};
+use super::vfs::{anon_dev, Vfs};
+use crate::errno::Errno;
+
+/// What a mount serves, for /proc/mounts and for checkpointing it.
+#[derive(Clone)]
+pub enum MountKind {
+    /// Made when the sandbox booted (the root, /dev, /proc, a bundle's
+    /// mounts) at `origin`: re-made by the restore's own boot, and found
+    /// there by that path.
+    Boot { origin: Vec<u8> },
+    /// A tmpfs mount(2) made; its contents are saved.
+    Tmpfs(Arc<Tmpfs>),
+    /// A procfs mount(2) made.
+    Proc,
+    /// A sysfs mount(2) made.
+    Sysfs,
+    /// A bind mount of `source` (a dentry of another mount's tree, held
+    /// weakly: a bind does not keep the mount it came from busy).
+    Bind { source: Weak<Dentry> },
+}
+
+#[derive(Clone)]
+pub struct MountEntry {
+    pub mount: Arc<Mount>,
+    pub root: Arc<Dentry>,
+    pub kind: MountKind,
+}
+
+impl MountEntry {
+    pub(crate) fn boot(mount: Arc<Mount>, root: Arc<Dentry>, origin: Vec<u8>) -> MountEntry {
+        MountEntry {
+            mount,
+            root,
+            kind: MountKind::Boot { origin },
+        }
+    }
+
+    /// Where boot put it, for one of boot's mounts.
+    fn origin(&self) -> Option<&[u8]> {
+        match &self.kind {
+            MountKind::Boot { origin } => Some(origin),
+            _ => None,
+        }
+    }
+
+    /// mountinfo's fourth field: the path of the mount's root in its file
+    /// system ("/" except for a bind mount of a subdirectory).
+    fn fs_root(&self) -> Vec<u8> {
+        match &self.kind {
+            MountKind::Bind { source } => source
+                .upgrade()
+                .map_or_else(|| b"/".to_vec(), |d| bind_root_path(&d)),
+            _ => b"/".to_vec(),
+        }
+    }
+}
+
+/// The path of `d` below the root of its own file system (not crossing
+/// mounts), for a bind mount's mountinfo root.
+fn bind_root_path(d: &Arc<Dentry>) -> Vec<u8> {
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    let mut cur = d.clone();
+    for _ in 0..super::resolve::PATH_MAX {
+        match cur.parent() {
+            Some(p) => {
+                names.push(cur.name());
+                cur = p;
+            }
+            None => break,
+        }
+    }
+    join_reversed(&names)
+}
+
+/// An absolute path from names collected leaf first (`/` for none).
+fn join_reversed(names: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for n in names.iter().rev() {
+        out.push(b'/');
+        out.extend_from_slice(n);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// Whether `d` is `top` or below it, crossing mount points upwards.
+pub(crate) fn is_under(d: &Arc<Dentry>, top: &Arc<Dentry>) -> bool {
+    let mut cur = d.clone();
+    for _ in 0..super::resolve::PATH_MAX {
+        if Arc::ptr_eq(&cur, top) {
+            return true;
+        }
+        cur = match cur.parent().or_else(|| cur.mountpoint()) {
+            Some(p) => p,
+            None => return false,
+        };
+    }
+    false
+}
+
+/// Whether `d` is on a mount detached by umount2(MNT_DETACH) (its path
+/// names nothing a restore could find): the top its names lead to is the
+/// root of a mount other than the namespace's first.
+pub(crate) fn on_detached_mount(d: &Arc<Dentry>) -> bool {
+    let mut cur = d.clone();
+    for _ in 0..super::resolve::PATH_MAX {
+        cur = match cur.parent().or_else(|| cur.mountpoint()) {
+            Some(p) => p,
+            None => break,
+        };
+    }
+    cur.mount().id != 1 && !cur.is_unlinked() && !d.is_unlinked()
+}
+
+/// The path of `d` as a process whose root is `root` sees it; None when
+/// `d` is not below that root.
+pub(crate) fn path_in_root(d: &Arc<Dentry>, root: &Arc<Dentry>) -> Option<Vec<u8>> {
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    let mut cur = d.clone();
+    for _ in 0..super::resolve::PATH_MAX {
+        if Arc::ptr_eq(&cur, root) {
+            return Some(join_reversed(&names));
+        }
+        if let Some(p) = cur.parent() {
+            names.push(cur.name());
+            cur = p;
+        } else {
+            cur = cur.mountpoint()?;
+        }
+    }
+    None
+}
+
+/// Flags of umount2(2).
+pub const MNT_FORCE: i32 = 1;
+pub const MNT_DETACH: i32 = 2;
+pub const MNT_EXPIRE: i32 = 4;
+pub const UMOUNT_NOFOLLOW: i32 = 8;
+
+/// How a new mount's file system is made (mount(2)'s fstype and data).
+pub enum NewFs {
+    Tmpfs {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        limits: TmpfsLimits,
+    },
+    Proc,
+    Sysfs,
+}
+
+impl Vfs {
+    /// Hangs `entry` on `at` (the topmost dentry there: a mount on a
+    /// mount point stacks on it).
+    pub(crate) fn attach(&self, at: &Arc<Dentry>, entry: MountEntry) -> Result<(), Errno> {
+        // A directory on a directory, or a file on a file (a container's
+        // bind mount of one host file).
+        // Linux's graft_tree: ENOTDIR either way.
+        if at.is_dir() != entry.root.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if at.is_unlinked() {
+            return Err(Errno::ENOENT);
+        }
+        at.set_mounted(&entry.root);
+        lock(&self.mounts).push(entry);
+        Ok(())
+    }
+
+    /// The entry whose root is `d`, if `d` is a mount's root.
+    pub(crate) fn entry_of(&self, d: &Arc<Dentry>) -> Option<MountEntry> {
+        lock(&self.mounts)
+            .iter()
+            .find(|e| Arc::ptr_eq(&e.root, d))
+            .cloned()
+    }
+
+    /// The entry of the mount `d` is on (None for a detached one).
+    fn entry_of_mount(&self, d: &Arc<Dentry>) -> Option<MountEntry> {
+        lock(&self.mounts)
+            .iter()
+            .find(|e| Arc::ptr_eq(&e.mount, d.mount()))
+            .cloned()
+    }
+
+    /// mount(2) of a new file system on `at`.
+    pub fn mount_new(&self, at: &Arc<Dentry>, fs: NewFs, flags: u64) -> Result<(), Errno> {
+        let parts = lock(&self.parts);
+        let ctx = parts.mount_ctx.as_ref().ok_or(Errno::ENODEV)?;
+        let (inode, kind, fs_type): (Arc<dyn Inode>, _, _) = match fs {
+            NewFs::Tmpfs {
+                mode,
+                uid,
+                gid,
+                limits,
+            } => {
+                let t = Tmpfs::with_limits(ctx.clock.clone(), mode, ctx.mf.clone(), limits);
+                let root = t.root();
+                root.chown(Some(uid), Some(gid))?;
+                (root, MountKind::Tmpfs(t), "tmpfs")
+            }
+            NewFs::Proc => (
+                super::procfs::new_procfs(ctx.procs.clone(), String::new()),
+                MountKind::Proc,
+                "proc",
+            ),
+            NewFs::Sysfs => (
+                super::sysfs::new_sysfs(ctx.procs.cpus() as u32),
+                MountKind::Sysfs,
+                "sysfs",
+            ),
+        };
+        drop(parts);
+        let id = self.new_mount_id();
+        let mount = Arc::new(Mount::new(id, fs_type, flags, anon_dev(id)));
+        let root = Dentry::new_root(inode, mount.clone());
+        self.attach(at, MountEntry { mount, root, kind })
+    }
+
+    /// mount(2) with MS_BIND: `source`'s file (or directory) also at
+    /// `at`; with `rec`, the mounts below `source` too (MS_REC).
+    pub fn bind_mount(
+        &self,
+        source: &Arc<Dentry>,
+        at: &Arc<Dentry>,
+        rec: bool,
+        flags: u64,
+    ) -> Result<(), Errno> {
+        if self.entry_of_mount(source).is_none() {
+            // A detached mount's files cannot be bound (Linux's
+            // check_mnt: EINVAL).
+            return Err(Errno::EINVAL);
+        }
+        if at.is_dir() != source.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        // The mounts to copy with MS_REC, found before attaching: a bind
+        // onto a directory below its source must not copy itself.
+        let below: Vec<MountEntry> = if rec {
+            lock(&self.mounts)
+                .iter()
+                .filter(|e| {
+                    e.root
+                        .mountpoint()
+                        .is_some_and(|mp| is_under(&mp, source) && !Arc::ptr_eq(&e.root, source))
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let root = self.bind_one(source, at, flags)?;
+        // Each copied mount goes where its mount point is in the copy, in
+        // the order they were made (so a parent is there before its child).
+        for e in below {
+            let Some(mp) = e.root.mountpoint() else {
+                continue;
+            };
+            let Some(rel) = path_in_root(&mp, source) else {
+                continue;
+            };
+            let rel = rel.strip_prefix(b"/").unwrap_or(&rel).to_vec();
+            let target = if rel.is_empty() {
+                root.clone()
+            } else {
+                match self.resolve(&root, &rel, false) {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                }
+            };
+            self.bind_one(&e.root, &target, e.mount.flags())?;
+        }
+        Ok(())
+    }
+
+    fn bind_one(
+        &self,
+        source: &Arc<Dentry>,
+        at: &Arc<Dentry>,
+        flags: u64,
+    ) -> Result<Arc<Dentry>, Errno> {
+        let id = self.new_mount_id();
+        let mount = Arc::new(source.mount().bind(id, flags));
+        let root = Dentry::new_root(source.inode().clone(), mount.clone());
+        self.attach(
+            at,
+            MountEntry {
+                mount,
+                root: root.clone(),
+                kind: MountKind::Bind {
+                    source: Arc::downgrade(source),
+                },
+            },
+        )?;
+        Ok(root)
+    }
+
+    /// MS_REMOUNT: the mount whose root is `target` gets `flags`.
+    pub fn remount(&self, target: &Arc<Dentry>, flags: u64) -> Result<(), Errno> {
+        let e = self.entry_of(target).ok_or(Errno::EINVAL)?;
+        e.mount.set_flags(flags & MOUNT_FLAG_MASK);
+        Ok(())
+    }
+
+    /// MS_MOVE: the mount whose root is `source` moves onto `at`.
+    pub fn move_mount(&self, source: &Arc<Dentry>, at: &Arc<Dentry>) -> Result<(), Errno> {
+        let old_mp = source.mountpoint().ok_or(Errno::EINVAL)?;
+        if self.entry_of(source).is_none() {
+            return Err(Errno::EINVAL);
+        }
+        // Not below itself (Linux: ELOOP).
+        if is_under(at, source) {
+            return Err(Errno::ELOOP);
+        }
+        if at.is_dir() != source.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        // What was stacked on the moved mount stays with it.
+        old_mp.take_mounted();
+        source.clear_mountpoint();
+        at.set_mounted(source);
+        Ok(())
+    }
+
+    /// umount2(2) of the mount whose root is `target`. `pinned` says
+    /// whether a dentry is some task's root or cwd (which makes it busy).
+    pub fn umount(
+        &self,
+        target: &Arc<Dentry>,
+        flags: i32,
+        pinned: &dyn Fn(&Arc<Dentry>) -> bool,
+    ) -> Result<(), Errno> {
+        let e = self.entry_of(target).ok_or(Errno::EINVAL)?;
+        let Some(mp) = target.mountpoint() else {
+            // The namespace's root mount.
+            return Err(Errno::EINVAL);
+        };
+        let detach = flags & MNT_DETACH != 0;
+        let below: Vec<MountEntry> = lock(&self.mounts)
+            .iter()
+            .filter(|x| {
+                !Arc::ptr_eq(&x.root, target)
+                    && x.root.mountpoint().is_some_and(|m| is_under(&m, target))
+            })
+            .cloned()
+            .collect();
+        if !detach && (!below.is_empty() || self.busy(&e, pinned)) {
+            return Err(Errno::EBUSY);
+        }
+        // Whatever was stacked on this mount now hangs where it did.
+        let above = target.take_mounted();
+        mp.take_mounted();
+        target.clear_mountpoint();
+        if let Some(above) = above {
+            mp.set_mounted(&above);
+        }
+        let mut unmounted = lock(&self.unmounted_boot);
+        for x in std::iter::once(&e).chain(&below) {
+            unmounted.extend(x.origin().map(<[u8]>::to_vec));
+        }
+        let mut mounts = lock(&self.mounts);
+        mounts.retain(|x| {
+            !Arc::ptr_eq(&x.root, target) && !below.iter().any(|b| Arc::ptr_eq(&b.root, &x.root))
+        });
+        Ok(())
+    }
+
+    /// Whether anything outside the mount's own dentry cache holds one of
+    /// its dentries: an open file, a cwd or root, an unlinked file still
+    /// open (Linux's propagate_mount_busy on mnt_count).
+    fn busy(&self, e: &MountEntry, pinned: &dyn Fn(&Arc<Dentry>) -> bool) -> bool {
+        let mut seen = 0usize;
+        let mut stack = vec![e.root.clone()];
+        while let Some(d) = stack.pop() {
+            seen += 1;
+            if pinned(&d) {
+                return true;
+            }
+            // The root: held by the table, the covered dentry, `e`, the
+            // caller's `target` and `d`; a child: by its parent's cache
+            // and `d`.
+            let expected = if Arc::ptr_eq(&d, &e.root) { 5 } else { 2 };
+            if Arc::strong_count(&d) > expected {
+                return true;
+            }
+            stack.extend(d.cached_children());
+        }
+        // Dentries of this mount not in its cache (unlinked, still open).
+        // The entry's, our clone's and one per cached dentry.
+        Arc::strong_count(&e.mount) > seen + 2
+    }
+
+    /// pivot_root(2): `new_root` (a mount's root, below `task_root`)
+    /// becomes the root; the old root mount moves to `put_old` (at or
+    /// below `new_root`). Returns the old root for the caller to move
+    /// every task's root and cwd from it (chroot_fs_refs).
+    pub fn pivot_root(
+        &self,
+        task_root: &Arc<Dentry>,
+        new_root: &Arc<Dentry>,
+        put_old: &Arc<Dentry>,
+    ) -> Result<(), Errno> {
+        if !new_root.is_dir() || !put_old.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        // Linux's order: ENOENT, EBUSY, then EINVAL. cryo's top mount has
+        // no parent, which Linux would refuse (EINVAL): here it pivots.
+        if put_old.is_unlinked() || new_root.is_unlinked() {
+            return Err(Errno::ENOENT);
+        }
+        // new_root and put_old must not be on the current root's mount.
+        if Arc::ptr_eq(new_root.mount(), task_root.mount())
+            || Arc::ptr_eq(put_old.mount(), task_root.mount())
+        {
+            return Err(Errno::EBUSY);
+        }
+        if self.entry_of(task_root).is_none() || self.entry_of(new_root).is_none() {
+            return Err(Errno::EINVAL);
+        }
+        let new_mp = new_root.mountpoint().ok_or(Errno::EINVAL)?;
+        if !is_under(put_old, new_root) || !is_under(new_root, task_root) {
+            return Err(Errno::EINVAL);
+        }
+        // new_root leaves its mount point; it takes the old root's place.
+        new_mp.take_mounted();
+        new_root.clear_mountpoint();
+        match task_root.mountpoint() {
+            Some(mp) => {
+                mp.take_mounted();
+                mp.set_mounted(new_root);
+            }
+            None => self.set_root(new_root.clone()),
+        }
+        task_root.clear_mountpoint();
+        // put_old may be new_root itself (pivot_root(".", ".")): the old
+        // root then stacks on the new one.
+        let mut at = put_old.clone();
+        while let Some(r) = at.mounted() {
+            at = r;
+        }
+        at.set_mounted(task_root);
+        // Keep the list in an order where a parent comes first.
+        let mut mounts = lock(&self.mounts);
+        if let Some(i) = mounts.iter().position(|x| Arc::ptr_eq(&x.root, new_root)) {
+            let e = mounts.remove(i);
+            mounts.insert(0, e);
+        }
+        Ok(())
+    }
+
+    /// The attached mounts a process whose root is `root` sees, in the
+    /// order they were made: (entry, mount point path, parent mount id).
+    fn visible(&self, root: &Arc<Dentry>) -> Vec<(MountEntry, Vec<u8>, u64)> {
+        let mounts = lock(&self.mounts).clone();
+        let mut out = Vec::new();
+        for e in mounts {
+            let Some(path) = path_in_root(&e.root, root) else {
+                continue;
+            };
+            let parent = e
+                .root
+                .mountpoint()
+                .map(|mp| mp.mount().id)
+                .unwrap_or(e.mount.id);
+            out.push((e, path, parent));
+        }
+        out
+    }
+
+    /// /proc/mounts for a process whose root is `root`.
+    pub fn mounts_text(&self, root: &Arc<Dentry>) -> String {
+        let mut s = String::new();
+        for (e, path, _) in self.visible(root) {
+            s.push_str(&format!(
+                "none {} {} {} 0 0\n",
+                escape(&path),
+                shown_type(&e),
+                mount_opts(e.mount.flags())
+            ));
+        }
+        s
+    }
+
+    /// /proc/<pid>/mountinfo for a process whose root is `root`.
+    pub fn mountinfo_text(&self, root: &Arc<Dentry>) -> String {
+        let mut s = String::new();
+        for (e, path, parent) in self.visible(root) {
+            let dev = e.mount.dev;
+            s.push_str(&format!(
+                "{} {} {}:{} {} {} {} - {} none {}\n",
+                e.mount.id,
+                parent,
+                dev_major(dev),
+                dev_minor(dev),
+                escape(&e.fs_root()),
+                escape(&path),
+                mount_opts(e.mount.flags()),
+                e.mount.fs_type,
+                if e.mount.read_only() { "ro" } else { "rw" },
+            ));
+        }
+        s
+    }
+
+    /// Every mount's root (the ones boot made included), for checkpoint.
+    pub(crate) fn mount_entries(&self) -> Vec<MountEntry> {
+        lock(&self.mounts).clone()
+    }
+
+    /// Whether the top of the tree is still the root boot made.
+    pub(crate) fn root_is_boot_root(&self) -> bool {
+        let root = self.root();
+        lock(&self.mounts)
+            .first()
+            .is_some_and(|e| Arc::ptr_eq(&e.root, &root) && e.mount.id == 1)
+    }
+}
+
+/// The type /proc/mounts shows: a bind mount shows its file system's.
+fn shown_type(e: &MountEntry) -> &'static str {
+    e.mount.fs_type
+}
+
+/// /proc/mounts' per-mount options.
+fn mount_opts(flags: u64) -> String {
+    let mut s = String::from(if flags & libc::MS_RDONLY != 0 {
+        "ro"
+    } else {
+        "rw"
+    });
+    for (bit, name) in [
+        (libc::MS_NOSUID, "nosuid"),
+        (libc::MS_NODEV, "nodev"),
+        (libc::MS_NOEXEC, "noexec"),
+        (libc::MS_NOATIME, "noatime"),
+        (libc::MS_NODIRATIME, "nodiratime"),
+    ] {
+        if flags & bit != 0 {
+            s.push(',');
+            s.push_str(name);
+        }
+    }
+    s
+}
+
+/// Linux's mangle(): space, tab, newline and backslash as octal escapes.
+fn escape(path: &[u8]) -> String {
+    let mut out = Vec::with_capacity(path.len());
+    for &b in path {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => out.extend_from_slice(format!("\\{b:03o}").as_bytes()),
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The major and minor numbers of a device made by `makedev`.
+fn dev_major(dev: u64) -> u64 {
+    ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)
+}
+
+fn dev_minor(dev: u64) -> u64 {
+    ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
+}
+
+use super::state::{
+    BootMountRecord, MountRecord, MountRecordKind, MountTreeRecord, SaveError, VfsRestoreError,
+};
+
+/// Whether `path` is an absolute, plain path a record may hold: no `.`,
+/// `..` or empty names, no NUL, shorter than PATH_MAX.
+fn plain_path(path: &[u8]) -> Result<(), String> {
+    if !path.starts_with(b"/") {
+        return Err("not absolute".into());
+    }
+    if path.len() >= super::resolve::PATH_MAX {
+        return Err(format!("{} bytes, PATH_MAX or more", path.len()));
+    }
+    if path.contains(&0) {
+        return Err("holds a NUL byte".into());
+    }
+    if path.len() > 1
+        && path[1..]
+            .split(|&b| b == b'/')
+            .any(|n| n.is_empty() || n == b"." || n == b".." || n.len() > super::resolve::NAME_MAX)
+    {
+        return Err("holds an empty, `.`, `..` or over-long name".into());
+    }
+    Ok(())
+}
+
+/// Judges a saved mount tree before anything is built from it, naming the
+/// refused field (`made[2].path`).
+pub fn check_mount_tree(r: &MountTreeRecord) -> Result<(), (String, String)> {
+    let mut ids = std::collections::HashSet::new();
+    for (i, b) in r.boot.iter().enumerate() {
+        plain_path(&b.path).map_err(|w| (format!("boot[{i}].path"), w))?;
+        plain_path(&b.origin).map_err(|w| (format!("boot[{i}].origin"), w))?;
+        if b.flags & !MOUNT_FLAG_MASK != 0 {
+            return Err((format!("boot[{i}].flags"), format!("{:#x}", b.flags)));
+        }
+        if b.id == 0 || !ids.insert(b.id) {
+            return Err((
+                format!("boot[{i}].id"),
+                format!("{} zero or used twice", b.id),
+            ));
+        }
+    }
+    for (i, p) in r.unmounted.iter().enumerate() {
+        plain_path(p).map_err(|w| (format!("unmounted[{i}]"), w))?;
+    }
+    for (i, p) in r.bundle_tmpfs_at.iter().enumerate() {
+        plain_path(p).map_err(|w| (format!("bundle_tmpfs_at[{i}]"), w))?;
+    }
+    for (i, m) in r.made.iter().enumerate() {
+        plain_path(&m.path).map_err(|w| (format!("made[{i}].path"), w))?;
+        if m.flags & !MOUNT_FLAG_MASK != 0 {
+            return Err((format!("made[{i}].flags"), format!("{:#x}", m.flags)));
+        }
+        if m.id == 0 || m.id > u64::from(u32::MAX) || !ids.insert(m.id) {
+            return Err((
+                format!("made[{i}].id"),
+                format!("{} zero, too large or used twice", m.id),
+            ));
+        }
+        if let MountRecordKind::Bind { source } = &m.kind {
+            plain_path(source).map_err(|w| (format!("made[{i}].source"), w))?;
+        }
+    }
+    Ok(())
+}
+
+impl Vfs {
+    /// The mount tree's saved form: boot's mounts as they are now and the
+    /// ones made since, each by path.
+    pub(crate) fn save_mount_tree(&self) -> Result<MountTreeRecord, SaveError> {
+        if !self.root_is_boot_root() {
+            return Err(SaveError::MountTree(
+                "the root was changed by pivot_root(2); saving a pivoted tree is not supported"
+                    .into(),
+            ));
+        }
+        let top = self.root();
+        let path = |d: &Arc<Dentry>, what: &str| -> Result<Vec<u8>, SaveError> {
+            if !is_under(d, &top) {
+                return Err(SaveError::MountTree(format!(
+                    "{what} is not reachable from the root"
+                )));
+            }
+            let p = super::vfs::path_bytes(d);
+            plain_path(&p).map_err(|w| {
+                SaveError::MountTree(format!("{what} {:?}: {w}", String::from_utf8_lossy(&p)))
+            })?;
+            Ok(p)
+        };
+        let mut r = MountTreeRecord {
+            boot: Vec::new(),
+            made: Vec::new(),
+            recorded: true,
+            unmounted: lock(&self.unmounted_boot).clone(),
+            bundle_tmpfs_at: Vec::new(),
+            by_origin: true,
+        };
+        for e in self.mount_entries() {
+            let at = path(&e.root, &format!("mount {}", e.mount.id))?;
+            let flags = e.mount.flags();
+            let kind = match &e.kind {
+                MountKind::Boot { origin } => {
+                    r.boot.push(BootMountRecord {
+                        id: e.mount.id,
+                        origin: origin.clone(),
+                        path: at,
+                        flags,
+                    });
+                    continue;
+                }
+                MountKind::Tmpfs(t) => MountRecordKind::Tmpfs(t.snapshot()),
+                MountKind::Proc => MountRecordKind::Proc,
+                MountKind::Sysfs => MountRecordKind::Sysfs,
+                MountKind::Bind { source } => {
+                    let what = format!("the source of bind mount {}", e.mount.id);
+                    let src = source
+                        .upgrade()
+                        .ok_or_else(|| SaveError::MountTree(format!("{what} is gone")))?;
+                    MountRecordKind::Bind {
+                        source: path(&src, &what)?,
+                    }
+                }
+            };
+            r.made.push(MountRecord {
+                id: e.mount.id,
+                path: at,
+                flags,
+                kind,
+            });
+        }
+        Ok(r)
+    }
+
+    /// Brings boot's tree (just built) to the saved one: boot's mounts
+    /// unmounted, moved or remounted as saved, then the others made again
+    /// in their order, with their ids. `tmpfs` restores a saved tmpfs.
+    pub(crate) fn restore_mount_tree(
+        &self,
+        r: &MountTreeRecord,
+        tmpfs: &dyn Fn(&super::state::TmpfsSnapshot) -> Result<Arc<Tmpfs>, VfsRestoreError>,
+    ) -> Result<(), VfsRestoreError> {
+        if !r.recorded {
+            return Ok(());
+        }
+        check_mount_tree(r).map_err(|(field, why)| {
+            VfsRestoreError::Invalid(format!("mount tree {field}: {why}"))
+        })?;
+        let bad = |field: String, why: String| {
+            VfsRestoreError::Invalid(format!("mount tree {field}: {why}"))
+        };
+        let top = self.root();
+        let boot = self.mount_entries();
+        let matched = if r.by_origin {
+            self.unmount_as_saved(r, &boot)?
+        } else {
+            self.unmount_by_id(r, &boot)?
+        };
+        for (i, (b, e)) in r.boot.iter().zip(&matched).enumerate() {
+            e.mount.set_flags(b.flags);
+            if e.mount.id != 1 && super::vfs::path_bytes(&e.root) != b.path {
+                let at = self
+                    .mount_point(&top, &b.path)
+                    .map_err(|errno| bad(format!("boot[{i}].path"), errno.to_string()))?;
+                self.move_mount(&e.root, &at)
+                    .map_err(|errno| bad(format!("boot[{i}].path"), errno.to_string()))?;
+            }
+        }
+        // A new bundle with more mounts than the saved one may have given
+        // a made mount's id to one of boot's: the made one takes a new id
+        // (two mounts with one id would share a device number).
+        let mut highest = boot
+            .iter()
+            .map(|e| e.mount.id)
+            .chain(r.made.iter().map(|m| m.id))
+            .max()
+            .unwrap_or(1);
+        let boot_ids: Vec<u64> = self.mount_entries().iter().map(|e| e.mount.id).collect();
+        for (i, m) in r.made.iter().enumerate() {
+            let id = if boot_ids.contains(&m.id) {
+                highest += 1;
+                highest
+            } else {
+                m.id
+            };
+            let at = self
+                .mount_point(&top, &m.path)
+                .map_err(|errno| bad(format!("made[{i}].path"), errno.to_string()))?;
+            let made = match &m.kind {
+                MountRecordKind::Bind { source } => {
+                    let src = self
+                        .resolve(&top, source, false)
+                        .map_err(|errno| bad(format!("made[{i}].source"), errno.to_string()))?;
+                    if self.entry_of_mount(&src).is_none() {
+                        return Err(bad(
+                            format!("made[{i}].source"),
+                            "outside every mount".into(),
+                        ));
+                    }
+                    let mount = Arc::new(src.mount().bind(id, m.flags));
+                    let root = Dentry::new_root(src.inode().clone(), mount.clone());
+                    self.attach(
+                        &at,
+                        MountEntry {
+                            mount,
+                            root,
+                            kind: MountKind::Bind {
+                                source: Arc::downgrade(&src),
+                            },
+                        },
+                    )
+                }
+                MountRecordKind::Tmpfs(snap) => {
+                    let t = tmpfs(snap).map_err(|e| match e {
+                        VfsRestoreError::Tmpfs { field, why } => VfsRestoreError::Tmpfs {
+                            field: format!("mounts.made[{i}].{field}"),
+                            why,
+                        },
+                        other => other,
+                    })?;
+                    self.attach_new(
+                        &at,
+                        t.root(),
+                        MountKind::Tmpfs(t.clone()),
+                        "tmpfs",
+                        (id, m.flags),
+                    )
+                }
+                MountRecordKind::Proc => {
+                    let procs = self.mount_procs().ok_or_else(|| {
+                        bad(format!("made[{i}]"), "no process table to mount".into())
+                    })?;
+                    let inode = super::procfs::new_procfs(procs, String::new());
+                    self.attach_new(&at, inode, MountKind::Proc, "proc", (id, m.flags))
+                }
+                MountRecordKind::Sysfs => {
+                    let procs = self.mount_procs().ok_or_else(|| {
+                        bad(format!("made[{i}]"), "no process table to mount".into())
+                    })?;
+                    let inode = super::sysfs::new_sysfs(procs.cpus() as u32);
+                    self.attach_new(&at, inode, MountKind::Sysfs, "sysfs", (id, m.flags))
+                }
+            };
+            made.map_err(|errno| bad(format!("made[{i}].path"), errno.to_string()))?;
+        }
+        let next = &self.next_mount;
+        next.fetch_max(highest + 1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Unmounts the boot mounts the application had unmounted, found by
+    /// where boot put them (one the new bundle lacks is simply not
+    /// there), and pairs each saved boot mount with the new boot's mount
+    /// at its origin. Boot mounts of the new bundle the record does not
+    /// name stay: the new container's config asks for them.
+    fn unmount_as_saved(
+        &self,
+        r: &MountTreeRecord,
+        boot: &[MountEntry],
+    ) -> Result<Vec<MountEntry>, VfsRestoreError> {
+        let mounted = |e: &&MountEntry| self.entry_of(&e.root).is_some();
+        for (i, o) in r.unmounted.iter().enumerate().rev() {
+            // umount2(2) takes the topmost of mounts stacked at one place;
+            // one already gone went with a mount above it (MNT_DETACH).
+            let Some(e) = boot
+                .iter()
+                .rev()
+                .filter(mounted)
+                .find(|e| e.origin() == Some(o))
+            else {
+                continue;
+            };
+            if e.mount.id == 1 {
+                return Err(VfsRestoreError::Invalid(format!(
+                    "mount tree unmounted[{i}]: the root cannot be unmounted"
+                )));
+            }
+            self.umount(&e.root, MNT_DETACH, &|_| false)
+                .map_err(|errno| {
+                    VfsRestoreError::Invalid(format!("mount tree unmounted[{i}]: {errno}"))
+                })?;
+        }
+        let mut taken = vec![false; boot.len()];
+        let mut matched = Vec::with_capacity(r.boot.len());
+        for (i, b) in r.boot.iter().enumerate() {
+            let k = (0..boot.len())
+                .find(|&k| {
+                    !taken[k] && boot[k].origin() == Some(&b.origin[..]) && mounted(&&boot[k])
+                })
+                .ok_or_else(|| {
+                    VfsRestoreError::Invalid(format!(
+                        "mount tree boot[{i}].origin: the checkpoint had a mount at {}, the bundle mounts none there",
+                        String::from_utf8_lossy(&b.origin)
+                    ))
+                })?;
+            taken[k] = true;
+            matched.push(boot[k].clone());
+        }
+        Ok(matched)
+    }
+
+    /// A v1 record's way: boot's mounts named by id (it was restored only
+    /// into the bundle it was saved from), those it lacks unmounted.
+    fn unmount_by_id(
+        &self,
+        r: &MountTreeRecord,
+        boot: &[MountEntry],
+    ) -> Result<Vec<MountEntry>, VfsRestoreError> {
+        for e in boot.iter().rev() {
+            if e.mount.id != 1 && !r.boot.iter().any(|b| b.id == e.mount.id) {
+                self.umount(&e.root, MNT_DETACH, &|_| false)
+                    .map_err(|errno| {
+                        VfsRestoreError::Invalid(format!(
+                            "mount tree boot mount {}: {errno}",
+                            e.mount.id
+                        ))
+                    })?;
+            }
+        }
+        r.boot
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                boot.iter()
+                    .find(|e| e.mount.id == b.id)
+                    .cloned()
+                    .ok_or_else(|| {
+                        VfsRestoreError::Invalid(format!(
+                            "mount tree boot[{i}].id: no boot mount {}",
+                            b.id
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// The topmost dentry at `path` (a directory or file to mount on).
+    fn mount_point(&self, top: &Arc<Dentry>, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
+        let mut d = self.resolve(top, path, false)?;
+        while let Some(r) = d.mounted() {
+            d = r;
+        }
+        Ok(d)
+    }
+
+    fn attach_new(
+        &self,
+        at: &Arc<Dentry>,
+        inode: Arc<dyn Inode>,
+        kind: MountKind,
+        fs_type: &'static str,
+        (id, flags): (u64, u64),
+    ) -> Result<(), Errno> {
+        let mount = Arc::new(Mount::new(id, fs_type, flags, anon_dev(id)));
+        let root = Dentry::new_root(inode, mount.clone());
+        self.attach(at, MountEntry { mount, root, kind })
+    }
+
+    fn mount_procs(&self) -> Option<Arc<dyn super::procfs::ProcessTable>> {
+        lock(&self.parts)
+            .mount_ctx
+            .as_ref()
+            .map(|c| c.procs.clone())
+    }
+}

@@ -1,0 +1,143 @@
+//! mount(2), umount2(2), chroot(2) and pivot_root(2) inside the sandbox:
+//! the `mounts` guest compared with native Linux (run as root in a private
+//! mount namespace), busybox's `mount`/`umount`, and a mount tree that
+//! survives checkpoint and restore.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cryo_tests::sandbox::{checkpoint, Sandbox, Scratch};
+use cryo_tests::{assert_same, guest, unique_tmp_path, Invocation, Libc};
+
+/// A fresh directory on the host for the guest to mount on, removed after.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new(prefix: &str) -> WorkDir {
+        let p = unique_tmp_path(prefix);
+        std::fs::create_dir_all(&p).expect("work dir");
+        WorkDir(p)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn mount_umount_chroot_pivot_root_match_native() {
+    let prog = guest("mounts", Libc::Glibc);
+    let native_dir = WorkDir::new("cryo-mounts-native");
+    let native = Invocation::new(&prog)
+        .args([native_dir.0.to_str().unwrap()])
+        .native_in_private_mount_ns();
+    let cryo_dir = WorkDir::new("cryo-mounts-cryo");
+    let cryo = Invocation::new(&prog)
+        .args([cryo_dir.0.to_str().unwrap()])
+        .cryo();
+    // The paths differ only in the work directory's name.
+    let text = String::from_utf8_lossy(&cryo.stdout)
+        .replace(cryo_dir.0.to_str().unwrap(), native_dir.0.to_str().unwrap());
+    let mut cryo = cryo;
+    cryo.stdout = text.into_bytes();
+    assert_same(&native, &cryo);
+    let out = native.stdout_str();
+    // The guest really got that far natively (pivot_root is its end).
+    assert!(out.contains("/marker: marker"), "{out}");
+    assert!(out.contains("user mount tmpfs: EPERM"), "{out}");
+    // The sandbox's host side stayed untouched: nothing was mounted there.
+    assert!(cryo_dir.0.read_dir().unwrap().next().is_none());
+}
+
+/// Unmounting the Sentry's /proc and /sys leaves empty directories, as
+/// natively; the host's procfs and sysfs, inside the host root the gofer
+/// serves, never show through.
+#[test]
+fn unmounted_proc_and_sys_leave_empty_directories_as_natively() {
+    let prog = guest("unmount_kernel_fs", Libc::Glibc);
+    let native = Invocation::new(&prog).native_in_private_mount_ns();
+    let cryo = Invocation::new(&prog).cryo();
+    assert_same(&native, &cryo);
+    let out = cryo.stdout_str();
+    assert!(out.contains("/proc: 0 entries"), "{out}");
+    assert!(out.contains("open /proc/kallsyms: ENOENT"), "{out}");
+}
+
+fn busybox() -> Option<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+#[test]
+fn busybox_mount_and_umount() {
+    let bb = busybox().expect("busybox is installed (tests need it)");
+    let script = "set -e; mkdir -p /w/t /w/b; \
+        busybox mount -t tmpfs -o mode=700 none /w/t; \
+        mkdir /w/t/d; echo hi > /w/t/d/f; \
+        busybox mount --bind /w/t/d /w/b; cat /w/b/f; \
+        busybox mount | grep -c ' /w/'; \
+        busybox mount -o remount,ro,bind /w/b; \
+        if echo x > /w/b/g 2>/dev/null; then echo writable; else echo read-only; fi; \
+        busybox umount /w/b; busybox umount /w/t; \
+        busybox mount | grep -c ' /w/' || true; \
+        ls /w/t | wc -l";
+    let out = Invocation::new(&bb)
+        .args(["sh", "-c", script])
+        .env("PATH", "/usr/bin:/bin")
+        .cryo();
+    assert_eq!(out.code, 0, "{}", out.stderr_str());
+    assert_eq!(out.stdout_str(), "hi\n2\nread-only\n0\n0\n");
+}
+
+/// A guest that mounts a tmpfs, writes a file, bind-mounts a directory of
+/// it, chroots a child into the bind mount, and ticks: checkpointed, then
+/// restored twice, each copy still sees the same tree.
+#[test]
+fn mount_tree_survives_checkpoint_and_restore_twice() {
+    let scratch = Scratch::new("mounts-ckpt");
+    let prog = guest("ckpt_mounts", Libc::Glibc);
+    let img = scratch.path("img");
+    let mut a = Sandbox::run(&scratch.root(), "A", &prog, &["6"]).failing_on("FAIL");
+    a.wait_lines(3, Duration::from_secs(30));
+    let out = checkpoint(&scratch.root(), &img, "A", &[]);
+    assert_eq!(out.code, 0, "checkpoint: {}", out.stderr_str());
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        a.stderr_str()
+    );
+    let before = a.lines().to_vec();
+    let last: u32 = before
+        .iter()
+        .filter_map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
+        .max()
+        .expect("ticks before the checkpoint");
+    for id in ["B", "C"] {
+        let mut b = Sandbox::restore(&scratch.root(), &img, id).failing_on("FAIL");
+        assert_eq!(
+            b.wait_exit(Duration::from_secs(30)),
+            0,
+            "restore {id}: {}",
+            b.stderr_str()
+        );
+        let lines = b.lines().to_vec();
+        assert!(
+            lines
+                .first()
+                .is_some_and(|l| l.starts_with(&format!("tick {} ", last + 1))),
+            "restore {id} goes on after tick {last}: {lines:?}"
+        );
+        assert_eq!(lines.last().map(String::as_str), Some("done"), "{lines:?}");
+        // Every tick saw the same tree as the ticks before the checkpoint.
+        let tree = |l: &String| {
+            l.split_once(' ')
+                .map(|x| x.1.split_once(' ').map(|y| y.1.to_string()))
+        };
+        assert_eq!(tree(&lines[0]), tree(&before[0]), "{lines:?} vs {before:?}");
+    }
+}
