@@ -78,6 +78,26 @@ int main(int argc, char **argv)
 	waitpid(c, &st, 0);
 	printf("then SIGCONT: signaled %d sig %d\n", WIFSIGNALED(st), WTERMSIG(st));
 
+	/* The stop is whole once the parent sees it: a signal sent at once
+	 * after that wait still waits for SIGCONT, however soon it comes. */
+	int alive = 0, termed = 0;
+	for (int i = 0; i < 20; i++) {
+		c = fork();
+		if (c == 0) {
+			raise(SIGSTOP);
+			_exit(3);
+		}
+		waitpid(c, &st, WUNTRACED);
+		kill(c, SIGTERM);
+		usleep(5000);
+		alive += waitpid(c, &st, WNOHANG) == 0;
+		kill(c, SIGCONT);
+		waitpid(c, &st, 0);
+		termed += WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM;
+	}
+	printf("SIGTERM at once after the stop, 20 times: still there %d, then SIGTERM %d\n",
+	       alive, termed);
+
 	/* Sessions and groups. */
 	int p[2];
 	if (pipe(p) != 0)

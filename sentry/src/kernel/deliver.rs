@@ -122,17 +122,27 @@ impl Task {
     /// action, or its handler. Called before the task returns to the
     /// application; a temporary mask ends here.
     pub fn deliver_signals(&mut self) {
-        self.deliver_signals_masked();
-        self.restore_temporary_mask();
+        if self.deliver_signals_masked() {
+            self.restore_temporary_mask();
+        }
     }
 
-    fn deliver_signals_masked(&mut self) {
+    /// False when the process is stopped first: the signals wait, and a
+    /// temporary mask with them, until SIGCONT.
+    fn deliver_signals_masked(&mut self) -> bool {
         while self.exit.is_none() {
+            // Linux's get_signal takes a group stop before it dequeues: a
+            // stopped process leaves every signal but SIGKILL pending, so
+            // a SIGTERM sent right after the parent saw the stop waits
+            // for SIGCONT as it does when the task is already asleep.
+            if self.tg.is_job_stopped() && !self.sigkill_pending() {
+                return false;
+            }
             let mask = self.signal_mask();
             let Some(mut info) = self.take_pending(|p| {
                 !mask.contains(p.signo) || p.signo == libc::SIGKILL || p.signo == libc::SIGSTOP
             }) else {
-                return;
+                return true;
             };
             if info.code == super::signal::SI_TIMER {
                 // A POSIX timer's signal: its overrun count is settled now.
@@ -160,8 +170,9 @@ impl Task {
                 self.exit_by_signal(libc::SIGSEGV);
             }
             // One handler frame per return to the application.
-            return;
+            return true;
         }
+        true
     }
 
     fn on_alt_stack(&self, sp: u64) -> bool {

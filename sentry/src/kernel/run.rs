@@ -233,6 +233,11 @@ impl Task {
             // Woken for nothing it acts on while stopped (a caught signal
             // waits for SIGCONT).
             self.interrupt.clear();
+        } else if !self.tg.is_job_stopped() {
+            // Continued: what was sent while stopped is delivered before
+            // the application runs again, whether or not SIGCONT itself
+            // interrupted this task (it may be blocked or ignored).
+            self.deliver_signals();
         }
     }
 
