@@ -111,23 +111,71 @@ impl FpState {
 }
 
 impl FpState {
-    /// This state as this host's kernel accepts it: components the host's
-    /// CPU lacks are marked initial in XSTATE_BV (ptrace and XRSTOR refuse
-    /// them). Only a statefile from another host can hold one, and its
-    /// restore refuses any the sandbox's CPU showed; what is left was kept
-    /// in use by that host's kernel on its own behalf (PKRU on a PKU host),
-    /// never state the application could see.
-    pub fn loadable_here(&self) -> std::borrow::Cow<'_, FpState> {
+    /// This state as this host's kernel accepts it, in an XSAVE area of
+    /// `size` bytes: components the host's CPU lacks, or that lie past
+    /// `size`, are marked initial in XSTATE_BV (ptrace and XRSTOR refuse
+    /// them) and a longer area is cut to `size`. Only a statefile from
+    /// another host can hold one, and its restore refuses any the
+    /// sandbox's CPU showed; what is left was kept in use by that host's
+    /// kernel on its own behalf (PKRU on a PKU host, AMX's tile
+    /// configuration where the host enables it), never state the
+    /// application could see.
+    ///
+    /// An area larger than any CPU's ([`MAX_XSAVE_AREA`]) is refused.
+    pub fn loadable_in(
+        &self,
+        size: usize,
+    ) -> Result<std::borrow::Cow<'_, FpState>, crate::PlatformError> {
+        if self.xsave.len() > MAX_XSAVE_AREA {
+            return Err(crate::PlatformError::FpStateSize {
+                got: self.xsave.len(),
+                want: size,
+            });
+        }
         static HOST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
         let host = *HOST.get_or_init(host_xfeatures);
         let bv = self.xstate_bv();
-        if bv & !host == 0 || self.xsave.len() < 520 {
-            return std::borrow::Cow::Borrowed(self);
+        let keep = bv & host & features_within(size);
+        if (keep == bv && self.xsave.len() <= size) || self.xsave.len() < 520 {
+            return Ok(std::borrow::Cow::Borrowed(self));
         }
         let mut fp = self.clone();
-        fp.xsave[512..520].copy_from_slice(&(bv & host).to_le_bytes());
-        std::borrow::Cow::Owned(fp)
+        fp.xsave.truncate(size.max(XSAVE_HEADER_END));
+        fp.xsave[512..520].copy_from_slice(&keep.to_le_bytes());
+        Ok(std::borrow::Cow::Owned(fp))
     }
+}
+
+/// Larger than the XSAVE area of any CPU (AMX's tile data makes today's
+/// largest about 11 KiB).
+pub const MAX_XSAVE_AREA: usize = 0x4000;
+
+/// The legacy area and the XSAVE header: where every component's layout
+/// starts, the same on every CPU.
+const XSAVE_HEADER_END: usize = 576;
+
+/// The state components whose standard-format area on this CPU ends
+/// within `size` bytes (CPUID leaf 0xD, sub-leaf i: size in EAX, offset
+/// in EBX). x87 and SSE live in the legacy area.
+fn features_within(size: usize) -> u64 {
+    static ENDS: std::sync::OnceLock<[usize; 64]> = std::sync::OnceLock::new();
+    let ends = ENDS.get_or_init(|| {
+        let mut ends = [usize::MAX; 64];
+        ends[0] = 512;
+        ends[1] = 512;
+        let host = host_xfeatures();
+        for (i, end) in ends.iter_mut().enumerate().skip(2) {
+            if host & (1 << i) != 0 {
+                let leaf = std::arch::x86_64::__cpuid_count(0xd, i as u32);
+                *end = leaf.ebx as usize + leaf.eax as usize;
+            }
+        }
+        ends
+    });
+    ends.iter()
+        .enumerate()
+        .filter(|(_, &end)| end <= size)
+        .fold(0, |m, (i, _)| m | 1 << i)
 }
 
 statefile::versioned!(Registers, "platform.Registers", 1);
@@ -145,4 +193,55 @@ pub struct CpuState {
 pub fn host_xfeatures() -> u64 {
     let leaf = std::arch::x86_64::__cpuid_count(0xd, 0);
     (u64::from(leaf.edx) << 32) | u64::from(leaf.eax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(len: usize, bv: u64) -> FpState {
+        let mut xsave = vec![0xa5u8; len];
+        xsave[512..520].copy_from_slice(&bv.to_le_bytes());
+        FpState { xsave }
+    }
+
+    #[test]
+    fn a_longer_area_from_another_host_is_cut_to_this_one() {
+        // An area from a host with more components (AMX's tile
+        // configuration made one of 2816 bytes) whose extra components are
+        // initial: x87, SSE and AVX go on as they were.
+        let fp = state(4096, 0x7);
+        let fitted = fp.loadable_in(832).unwrap();
+        assert_eq!(fitted.xsave.len(), 832);
+        assert_eq!(fitted.xstate_bv(), 0x7 & host_xfeatures());
+        assert_eq!(fitted.xsave[..512], fp.xsave[..512]);
+        assert_eq!(fitted.xsave[576..832], fp.xsave[576..832]);
+    }
+
+    #[test]
+    fn components_past_the_area_are_marked_initial() {
+        // Bit 17 (AMX TILECFG) lies past a 832-byte area on any CPU, bit 9
+        // (PKRU) too: both must go from XSTATE_BV, or the load is refused.
+        let fp = state(2816, 0x7 | 1 << 9 | 1 << 17);
+        let fitted = fp.loadable_in(832).unwrap();
+        assert_eq!(fitted.xstate_bv(), 0x7 & host_xfeatures());
+        assert_eq!(fitted.xsave.len(), 832);
+    }
+
+    #[test]
+    fn an_area_no_cpu_has_is_refused() {
+        assert!(matches!(
+            state(MAX_XSAVE_AREA + 1, 0x3).loadable_in(832),
+            Err(crate::PlatformError::FpStateSize { .. })
+        ));
+    }
+
+    #[test]
+    fn a_state_that_fits_is_loaded_as_it_is() {
+        let fp = state(576, 0x3);
+        assert!(matches!(
+            fp.loadable_in(832),
+            Ok(std::borrow::Cow::Borrowed(_))
+        ));
+    }
 }

@@ -326,7 +326,8 @@ impl Context for PtraceContext {
         self.adopt_if_new(aspace)?;
         aspace.with_thread(|thread| {
             // Check the size now, not at the next switch.
-            padded(fp, xsave_size(thread.tid)?)?;
+            let size = xsave_size(thread.tid)?;
+            padded(&*fp.loadable_in(size)?, size)?;
             if self.owns(thread) {
                 set_fp(thread.tid, fp)
             } else {

@@ -104,10 +104,11 @@ pub(crate) fn get_fp(tid: i32) -> Result<FpState, PlatformError> {
 
 /// PTRACE_SETREGSET(NT_X86_XSTATE). A state smaller than the host's area (from
 /// a host with fewer features) is padded with zeros: the components it lacks
-/// are absent from its XSTATE_BV and so load in their initial state.
+/// are absent from its XSTATE_BV and so load in their initial state. A
+/// larger one is cut to this host's area (`FpState::loadable_in`).
 pub(crate) fn set_fp(tid: i32, fp: &FpState) -> Result<(), PlatformError> {
     let size = xsave_size(tid)?;
-    let mut buf = padded(&fp.loadable_here(), size)?;
+    let mut buf = padded(&*fp.loadable_in(size)?, size)?;
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),

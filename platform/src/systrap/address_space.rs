@@ -1052,7 +1052,7 @@ impl SystrapAddressSpace {
     /// next FP command if one comes first (`load_staged_fp`), so that
     /// setting it costs no hand-over of its own.
     pub(crate) fn stage_fp(&self, slot: &mut Slot, fp: &FpState) -> Result<(), PlatformError> {
-        let fp = fp.loadable_here();
+        let fp = fp.loadable_in(super::context::xsave_size())?;
         check_fp(self.pid, &fp)?;
         self.shm.write_bytes(slot_off(slot.index, SL_FP), &fp.xsave);
         self.shm

@@ -304,6 +304,7 @@ impl Context for SystrapContext {
         self.adopt_if_new(aspace)?;
         let slot = aspace.my_slot()?;
         let mut slot = lock(&slot);
+        let fp = &*fp.loadable_in(xsave_size())?;
         aspace.check_fp(fp)?;
         if fp.xsave.len() > xsave_size().max(576) {
             return Err(PlatformError::FpStateSize {

@@ -112,7 +112,7 @@ pub(crate) const SL_NAP: u64 = 0x28;
 pub(crate) const SL_REGS: u64 = 0x40;
 /// The FP buffer (XSAVE layout).
 pub(crate) const SL_FP: u64 = 0x1000;
-pub(crate) const SL_FP_CAP: u64 = 0x4000;
+pub(crate) const SL_FP_CAP: u64 = crate::arch::MAX_XSAVE_AREA as u64;
 /// The signal stack: from here to the end of the slot.
 pub(crate) const SL_STACK: u64 = SL_FP + SL_FP_CAP;
 
