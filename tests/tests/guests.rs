@@ -51,6 +51,8 @@ const SPECS: &[Spec] = &[
     spec("clone_fs_parent"),
     // MADV_DONTFORK/DOFORK/WIPEONFORK/KEEPONFORK seen from children.
     spec("madvise_fork"),
+    // unshare(CLONE_FILES / CLONE_FS) from a sharing child; EINVAL cases.
+    spec("unshare"),
     // RLIMIT_STACK set before exec bounds the new image's stack growth.
     spec("stack_limit"),
     spec("stack"),
@@ -302,6 +304,7 @@ guest_tests!(
     proc_calls,
     clone_fs_parent,
     madvise_fork,
+    unshare,
     stack_limit,
     pty,
     hello,

@@ -13,7 +13,7 @@ use platform::{Context, CpuState, FpState};
 
 use super::exit::VforkDone;
 use super::run::Interruption;
-use super::task::{ExitStatus, FsContext, Task};
+use super::task::{ExitStatus, Task};
 use super::thread_group::{ProcessParts, SharedMm, ThreadGroup};
 use crate::arch::UserRegs;
 use crate::errno::Errno;
@@ -57,7 +57,7 @@ const KNOWN_FLAGS: u64 = (libc::CLONE_VM
     | 0xff) as u64;
 
 /// Namespaces cryo does not create inside the sandbox.
-const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
+pub(super) const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWCGROUP
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC
@@ -334,14 +334,9 @@ impl Task {
             Arc::new(Mutex::new(self.handlers().clone()))
         };
         let fs = if has(f, libc::CLONE_FS) {
-            self.tg.fs_ref().clone()
+            self.tg.fs_ref()
         } else {
-            let fs = self.tg.fs();
-            Arc::new(Mutex::new(FsContext {
-                root: fs.root.clone(),
-                cwd: fs.cwd.clone(),
-                umask: fs.umask,
-            }))
+            Arc::new(Mutex::new(self.tg.fs().lock().clone()))
         };
         let limits = self.limits().clone();
         let image = self.tg.image().clone();

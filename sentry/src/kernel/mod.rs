@@ -29,6 +29,7 @@ pub mod signal;
 pub mod task;
 pub mod thread_group;
 pub mod time;
+mod unshare;
 pub mod uts;
 pub mod wait;
 

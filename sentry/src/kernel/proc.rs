@@ -111,7 +111,7 @@ fn status_text(tg: &ThreadGroup, state: char) -> String {
         s,
         "Name:\t{}\nUmask:\t{:04o}\nState:\t{}\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\n",
         String::from_utf8_lossy(&tg.attrs().comm(tg.tgid())),
-        tg.fs().umask,
+        tg.fs().lock().umask,
         state_name(state),
         links.parent,
         pid = tg.tgid(),
@@ -307,15 +307,15 @@ impl ProcessInfo for LiveProcess {
         self.tg.upgrade().map(|tg| tg.image().exe.clone())
     }
     fn cwd_path(&self) -> Option<String> {
-        let cwd = self.tg.upgrade()?.fs().cwd.clone();
+        let cwd = self.tg.upgrade()?.fs().lock().cwd.clone();
         Some(self.kernel.upgrade()?.vfs.dentry_path(&cwd))
     }
     fn root_path(&self) -> Option<String> {
-        let root = self.tg.upgrade()?.fs().root.clone();
+        let root = self.tg.upgrade()?.fs().lock().root.clone();
         Some(self.kernel.upgrade()?.vfs.dentry_path(&root))
     }
     fn mountinfo_text(&self) -> Option<String> {
-        let root = self.tg.upgrade()?.fs().root.clone();
+        let root = self.tg.upgrade()?.fs().lock().root.clone();
         Some(self.kernel.upgrade()?.vfs.mountinfo_text(&root))
     }
     fn fds(&self) -> Vec<i32> {

@@ -47,6 +47,7 @@ pub struct RestartSleep {
 }
 
 /// What CLONE_FS shares: the root, the working directory, the umask.
+#[derive(Clone)]
 pub struct FsContext {
     pub root: Arc<Dentry>,
     pub cwd: Arc<Dentry>,
@@ -255,30 +256,30 @@ impl Task {
     }
 
     pub fn cwd(&self) -> Arc<Dentry> {
-        self.tg.fs().cwd.clone()
+        self.tg.fs().lock().cwd.clone()
     }
 
     pub fn set_cwd(&self, cwd: Arc<Dentry>) {
-        self.tg.fs().cwd = cwd;
+        self.tg.fs().lock().cwd = cwd;
     }
 
     pub fn root(&self) -> Arc<Dentry> {
-        self.tg.fs().root.clone()
+        self.tg.fs().lock().root.clone()
     }
 
     /// chroot(2): the process's root (and this thread's from now on).
     pub fn set_root(&self, root: Arc<Dentry>) {
         crate::vfs::resolve::note_root(&root);
-        self.tg.fs().root = root;
+        self.tg.fs().lock().root = root;
     }
 
     pub fn umask(&self) -> u32 {
-        self.tg.fs().umask
+        self.tg.fs().lock().umask
     }
 
     /// Sets the umask, returning the old one.
     pub fn set_umask(&self, umask: u32) -> u32 {
-        std::mem::replace(&mut self.tg.fs().umask, umask & 0o777)
+        std::mem::replace(&mut self.tg.fs().lock().umask, umask & 0o777)
     }
 
     /// The signals pending on this thread alone (thread-directed ones).

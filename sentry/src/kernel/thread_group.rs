@@ -35,16 +35,23 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The descriptor table a process uses (shared with CLONE_FILES).
 pub type SharedFdTable = Arc<Mutex<FdTable<Arc<OpenFile>>>>;
 
-/// A process's descriptor table as it is now: a reference held while the
-/// table is used, so that replacing the group's table (close_range's
-/// CLOSE_RANGE_UNSHARE, exec) never pulls it from under a user.
-pub struct FdsRef(SharedFdTable);
+/// What CLONE_FS shares: root, working directory and umask.
+pub type SharedFsContext = Arc<Mutex<FsContext>>;
 
-impl FdsRef {
-    pub fn lock(&self) -> MutexGuard<'_, FdTable<Arc<OpenFile>>> {
+/// A part a process may share with others and stop sharing (its
+/// descriptor table, its fs context) as it is now: a reference held while
+/// it is used, so that replacing the group's (unshare, close_range's
+/// CLOSE_RANGE_UNSHARE, exec) never pulls it from under a user.
+pub struct Current<T>(Arc<Mutex<T>>);
+
+impl<T> Current<T> {
+    pub fn lock(&self) -> MutexGuard<'_, T> {
         lock(&self.0)
     }
 }
+
+/// The descriptor table as it is now: `fds().lock()` to use it.
+pub type FdsRef = Current<FdTable<Arc<OpenFile>>>;
 
 /// The program a process runs, as /proc/<pid>/{exe,cmdline} show it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -83,7 +90,7 @@ pub struct ProcessParts {
     pub fds: SharedFdTable,
     pub handlers: Arc<Mutex<SignalHandlers>>,
     pub limits: LimitSet,
-    pub fs: Arc<Mutex<FsContext>>,
+    pub fs: SharedFsContext,
     pub image: ProcessImage,
     pub links: ProcessLinks,
     /// The signal its parent gets when it ends (clone's CSIGNAL bits:
@@ -170,7 +177,8 @@ pub struct ThreadGroup {
     fds: Mutex<SharedFdTable>,
     handlers: Arc<Mutex<SignalHandlers>>,
     limits: Mutex<LimitSet>,
-    fs: Arc<Mutex<FsContext>>,
+    /// Replaceable: a process can stop sharing it (unshare(CLONE_FS)).
+    fs: Mutex<SharedFsContext>,
     image: Mutex<ProcessImage>,
     links: Mutex<ProcessLinks>,
     /// setitimer/alarm: per process, not inherited by fork, kept by exec.
@@ -209,7 +217,7 @@ impl ThreadGroup {
             fds: Mutex::new(parts.fds),
             handlers: parts.handlers,
             limits: Mutex::new(parts.limits),
-            fs: parts.fs,
+            fs: Mutex::new(parts.fs),
             image: Mutex::new(parts.image),
             links: Mutex::new(parts.links),
             itimers: ITimers::new(),
@@ -259,7 +267,7 @@ impl ThreadGroup {
 
     /// The descriptor table: `fds().lock()` to use it.
     pub fn fds(&self) -> FdsRef {
-        FdsRef(self.fds_ref())
+        Current(self.fds_ref())
     }
 
     /// The table itself, for sharing with a new process or saving.
@@ -285,12 +293,20 @@ impl ThreadGroup {
         lock(&self.limits)
     }
 
-    pub fn fs(&self) -> MutexGuard<'_, FsContext> {
-        lock(&self.fs)
+    /// The fs context as it is now: `fs().lock()` to use it.
+    pub fn fs(&self) -> Current<FsContext> {
+        Current(self.fs_ref())
     }
 
-    pub fn fs_ref(&self) -> &Arc<Mutex<FsContext>> {
-        &self.fs
+    /// The context itself, for sharing with a new process or saving.
+    pub fn fs_ref(&self) -> SharedFsContext {
+        lock(&self.fs).clone()
+    }
+
+    /// Gives the process another fs context (its own copy, when it stops
+    /// sharing one); the old one stays with whoever else holds it.
+    pub fn set_fs(&self, fs: SharedFsContext) {
+        *lock(&self.fs) = fs;
     }
 
     pub fn image(&self) -> MutexGuard<'_, ProcessImage> {
@@ -976,6 +992,7 @@ impl ThreadGroup {
     ) -> ThreadGroupRecord {
         let (root, cwd, umask) = {
             let fs = self.fs();
+            let fs = fs.lock();
             (fs.root.clone(), fs.cwd.clone(), fs.umask)
         };
         let image = self.image().clone();

@@ -215,6 +215,7 @@ fn save_kernel(
     for tg in kernel.pids.thread_groups() {
         let (root, cwd) = {
             let fs = tg.fs();
+            let fs = fs.lock();
             (fs.root.clone(), fs.cwd.clone())
         };
         if [root, cwd]
@@ -284,7 +285,7 @@ fn save_kernel(
         // The first process saved with an fs context names it for the
         // others sharing it (CLONE_FS).
         rec.fs_shared_with = *fs_owners
-            .entry(Arc::as_ptr(tg.fs_ref()) as usize)
+            .entry(Arc::as_ptr(&tg.fs_ref()) as usize)
             .or_insert(tg.tgid());
         if rec.fs_shared_with == tg.tgid() {
             rec.fs_shared_with = 0;

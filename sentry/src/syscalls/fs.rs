@@ -350,23 +350,6 @@ pub fn close(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// Gives the process its own copy of its descriptor table if another
-/// process shares it (CLONE_FILES), as Linux's unshare_fd: what it closes
-/// afterwards stays open for the others.
-fn unshare_fds(t: &Task) {
-    let table = t.tg().fds_ref();
-    // One reference is the group's, one is `table`: any other is a sharer
-    // (or a passing reader, for which a copy is merely unneeded).
-    if Arc::strong_count(&table) <= 2 {
-        return;
-    }
-    // Held while the group switches, so that no descriptor its other
-    // threads install meanwhile lands in the table it leaves.
-    let old = table.lock().unwrap_or_else(|e| e.into_inner());
-    t.tg().set_fds(Arc::new(std::sync::Mutex::new(old.clone())));
-    drop(old);
-}
-
 pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
     const CLOSE_RANGE_UNSHARE: u32 = 2;
     const CLOSE_RANGE_CLOEXEC: u32 = 4;
@@ -375,7 +358,7 @@ pub fn close_range(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     if flags & CLOSE_RANGE_UNSHARE != 0 {
-        unshare_fds(t);
+        t.unshare_files();
     }
     let fds: Vec<i32> = t
         .fds()

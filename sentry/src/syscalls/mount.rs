@@ -168,6 +168,7 @@ fn pinned_by_a_task(t: &Task) -> impl Fn(&Arc<Dentry>) -> bool {
     move |d| {
         groups.iter().any(|tg| {
             let fs = tg.fs();
+            let fs = fs.lock();
             Arc::ptr_eq(&fs.root, d) || Arc::ptr_eq(&fs.cwd, d)
         })
     }
@@ -227,7 +228,8 @@ pub fn pivot_root(t: &mut Task, a: &Args) -> SysResult {
     let old_root = t.root();
     vfs.pivot_root(&old_root, &new_root, &put_old)?;
     for tg in t.kernel().pids.thread_groups() {
-        let mut fs = tg.fs();
+        let fs = tg.fs();
+        let mut fs = fs.lock();
         if Arc::ptr_eq(&fs.root, &old_root) {
             fs.root = new_root.clone();
         }

@@ -187,6 +187,7 @@ fn generic_rows() -> Vec<Entry> {
     reg("execve", thread::execve, &[Path, Hex, Hex]);
     reg("execveat", thread::execveat, &[Dec, Path, Hex, Hex, Hex]);
     reg("pidfd_open", thread::pidfd_open, &[Dec, Hex]);
+    reg("unshare", thread::unshare, &[Hex]);
     reg(
         "pidfd_send_signal",
         thread::pidfd_send_signal,

@@ -304,6 +304,12 @@ pub fn setsid(t: &mut Task, _: &Args) -> SysResult {
     t.setsid().map(|sid| sid as u64)
 }
 
+/// unshare(flags): the process stops sharing its descriptor table or fs
+/// context.
+pub fn unshare(t: &mut Task, a: &Args) -> SysResult {
+    t.unshare(a.raw(0)).map(|()| 0)
+}
+
 /// pidfd_open(pid, flags): a pidfd of process `pid` (a thread that is not
 /// a process's leader is EINVAL, as Linux without PIDFD_THREAD).
 pub fn pidfd_open(t: &mut Task, a: &Args) -> SysResult {
