@@ -176,7 +176,7 @@ const SPECS: &[Spec] = &[
     spec("job_control"),
     // Orphans go to a subreaper; CLONE_SETTLS with a kernel address.
     spec("orphans"),
-    // pidfd_open, pidfd_send_signal, waitid(P_PIDFD), CLONE_PIDFD.
+    // pidfd_open, pidfd_send_signal, pidfd_getfd, waitid(P_PIDFD), CLONE_PIDFD.
     spec("pidfd"),
     // A kill() to a process whose threads all block it: pending on the
     // process (sigpending in every thread), taken once, by sigtimedwait in

@@ -24,6 +24,7 @@ pub const CAP_NET_BIND_SERVICE: u32 = 10;
 pub const CAP_NET_ADMIN: u32 = 12;
 pub const CAP_NET_RAW: u32 = 13;
 pub const CAP_SYS_CHROOT: u32 = 18;
+pub const CAP_SYS_PTRACE: u32 = 19;
 pub const CAP_SYS_ADMIN: u32 = 21;
 pub const CAP_SYS_NICE: u32 = 23;
 pub const CAP_SYS_RESOURCE: u32 = 24;
@@ -293,6 +294,21 @@ impl Credentials {
     /// capable(), in the sandbox's single user namespace).
     pub fn capable(&self, cap: u32) -> bool {
         cap <= CAP_LAST_CAP && self.caps.effective & (1 << cap) != 0
+    }
+
+    /// Whether a task with these credentials may reach into a process
+    /// with `target`'s (Linux's __ptrace_may_access with
+    /// PTRACE_MODE_ATTACH_REALCREDS, as pidfd_getfd asks): its real ids
+    /// match every uid and gid of the target, and the target is dumpable,
+    /// or it holds CAP_SYS_PTRACE.
+    pub fn may_ptrace_attach(&self, target: &Credentials, target_dumpable: bool) -> bool {
+        let same = [target.uid, target.euid, target.suid]
+            .iter()
+            .all(|&u| u == self.uid)
+            && [target.gid, target.egid, target.sgid]
+                .iter()
+                .all(|&g| g == self.gid);
+        (same && target_dumpable) || self.capable(CAP_SYS_PTRACE)
     }
 
     pub fn issecure(&self, bit: u32) -> bool {

@@ -22,6 +22,9 @@ use crate::vfs::poll::{WaitQueue, EPOLLIN, EPOLLRDNORM};
 use crate::vfs::state::FileStateKind;
 use crate::vfs::{FileKind, FileOps, OpenFile, SaveAs, SeekMode};
 
+/// prctl(PR_GET_DUMPABLE)'s value for a process others may attach to.
+const SUID_DUMP_USER: u32 = 1;
+
 /// A pidfd's saved form.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PidFdRecord {
@@ -94,6 +97,25 @@ impl PidFd {
             .and_then(Weak::upgrade)
             .filter(|tg| !tg.is_reaped())
             .ok_or(Errno::ESRCH)
+    }
+
+    /// pidfd_getfd: a new reference to the file that descriptor `fd` of
+    /// this pidfd's process names, for `caller` (EPERM unless it may
+    /// attach to the process; EBADF when the process, a zombie too, has
+    /// no such descriptor).
+    pub fn get_fd(&self, caller: &super::Task, fd: i32) -> Result<Arc<OpenFile>, Errno> {
+        let tg = self.process()?;
+        if !Arc::ptr_eq(&tg, caller.tg()) {
+            let dumpable = tg.attrs().with(|p| p.dumpable) == SUID_DUMP_USER;
+            let allowed = tg
+                .creds()
+                .is_some_and(|target| caller.creds.may_ptrace_attach(&target, dumpable));
+            if !allowed {
+                return Err(Errno::EPERM);
+            }
+        }
+        let file = tg.fds().lock().file(fd)?;
+        Ok(file)
     }
 
     fn exited(&self) -> bool {

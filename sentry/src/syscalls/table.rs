@@ -188,6 +188,7 @@ fn generic_rows() -> Vec<Entry> {
     reg("execveat", thread::execveat, &[Dec, Path, Hex, Hex, Hex]);
     reg("pidfd_open", thread::pidfd_open, &[Dec, Hex]);
     reg("unshare", thread::unshare, &[Hex]);
+    reg("pidfd_getfd", thread::pidfd_getfd, &[Dec, Dec, Hex]);
     reg(
         "pidfd_send_signal",
         thread::pidfd_send_signal,

@@ -329,6 +329,18 @@ pub fn pidfd_open(t: &mut Task, a: &Args) -> SysResult {
     t.fds().lock().insert(f, true, limit).map(|fd| fd as u64)
 }
 
+/// pidfd_getfd(pidfd, targetfd, flags): a copy, close-on-exec, of another
+/// process's descriptor.
+pub fn pidfd_getfd(t: &mut Task, a: &Args) -> SysResult {
+    if a.raw(2) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let pidfd = t.fds().lock().file(a.fd(0))?;
+    let f = crate::kernel::pidfd::pidfd_of(&pidfd)?.get_fd(t, a.fd(1))?;
+    let limit = t.nofile_limit();
+    t.fds().lock().insert(f, true, limit).map(|fd| fd as u64)
+}
+
 /// pidfd_send_signal(pidfd, sig, info, flags): kill(2) through a pidfd,
 /// optionally with a siginfo whose si_code says it comes from userspace.
 pub fn pidfd_send_signal(t: &mut Task, a: &Args) -> SysResult {
