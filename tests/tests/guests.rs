@@ -182,6 +182,9 @@ const SPECS: &[Spec] = &[
     // process (sigpending in every thread), taken once, by sigtimedwait in
     // one thread or by the first thread to unblock it.
     spec("shared_pending"),
+    // rt_sigtimedwait unblocks its set for the wait: a process signal goes
+    // to the waiting thread, not to another's handler.
+    spec("sigwait_thread"),
     // Waiting on a process group, execveat, clone3, epoll_pwait2, a
     // process-directed SIGALRM taken by the thread that does not block
     // it, sleeps that default-ignored signals do not cut short.
@@ -301,6 +304,7 @@ guest_tests!(
     orphans,
     pidfd,
     shared_pending,
+    sigwait_thread,
     proc_calls,
     clone_fs_parent,
     madvise_fork,

@@ -93,15 +93,22 @@ fn state_name(state: char) -> &'static str {
     }
 }
 
-/// /proc/<pid>/status: the fields programs read, from the process itself.
-fn status_text(tg: &ThreadGroup, state: char) -> String {
+/// /proc/<pid>/status (`tid` its pid: the leader's, or the first live
+/// thread's once the leader is gone) or /proc/<pid>/task/<tid>/status: the
+/// fields programs read, from the process and that thread.
+fn status_text(tg: &ThreadGroup, tid: i32, state: char) -> String {
     use std::fmt::Write;
     let links = tg.links();
     let creds = tg
         .creds()
         .unwrap_or_else(super::creds::Credentials::of_caller);
     let caps = creds.caps;
-    let tid = tg.tids().first().copied().unwrap_or(tg.tgid());
+    let tids = tg.tids();
+    let tid = if tids.contains(&tid) {
+        tid
+    } else {
+        tids.first().copied().unwrap_or(tid)
+    };
     let nnp = tg
         .attrs()
         .with_thread(tid, |a| a.no_new_privs)
@@ -109,12 +116,12 @@ fn status_text(tg: &ThreadGroup, state: char) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "Name:\t{}\nUmask:\t{:04o}\nState:\t{}\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\n",
-        String::from_utf8_lossy(&tg.attrs().comm(tg.tgid())),
+        "Name:\t{}\nUmask:\t{:04o}\nState:\t{}\nTgid:\t{tgid}\nNgid:\t0\nPid:\t{tid}\nPPid:\t{}\nTracerPid:\t0\n",
+        String::from_utf8_lossy(&tg.attrs().comm(tid)),
         tg.fs().lock().umask,
         state_name(state),
         links.parent,
-        pid = tg.tgid(),
+        tgid = tg.tgid(),
     );
     let _ = write!(
         s,
@@ -147,8 +154,7 @@ fn status_text(tg: &ThreadGroup, state: char) -> String {
         );
     }
     let cpus = super::attrs::sandbox_cpus();
-    // The first thread's own pending and blocked signals, as Linux shows
-    // the leader's.
+    // That thread's own pending and blocked signals.
     let member = tg.member(tid);
     let _ = write!(
         s,
@@ -156,9 +162,7 @@ fn status_text(tg: &ThreadGroup, state: char) -> String {
         tg.live(),
         member.as_ref().map_or(0, |m| pending_mask(&super::thread_group::lock(&m.pending))),
         pending_mask(&super::thread_group::lock(tg.shared_pending())),
-        member
-            .as_ref()
-            .map_or(0, |m| m.blocked.load(std::sync::atomic::Ordering::Relaxed)),
+        member.as_ref().map_or(0, |m| m.shown_blocked()),
         handler_mask(tg, true),
         handler_mask(tg, false),
         caps.inheritable,
@@ -288,8 +292,8 @@ impl ProcessInfo for LiveProcess {
                 .unwrap_or_default()
         })
     }
-    fn status_text(&self) -> String {
-        self.with(|tg| status_text(tg, self.state(tg)))
+    fn status_text(&self, tid: i32) -> String {
+        self.with(|tg| status_text(tg, tid, self.state(tg)))
     }
     fn stat_text(&self, tid: i32) -> String {
         self.with(|tg| stat_text(tg, tid, self.state(tg)))

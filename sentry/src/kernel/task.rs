@@ -76,6 +76,9 @@ pub struct Task {
     /// `signal_mask` as other threads see it (whether a signal to init is
     /// dropped depends on it: Linux never ignores a blocked signal).
     shared_blocked: Arc<std::sync::atomic::AtomicU64>,
+    /// The signals it waits for in rt_sigtimedwait, as other threads see
+    /// them: a process signal among them comes to this thread.
+    waiting: Arc<std::sync::atomic::AtomicU64>,
     /// Signals generated for this thread but not yet delivered.
     pub(super) shared_pending: Arc<Mutex<Vec<SigInfo>>>,
     /// sigaltstack: (ss_sp, ss_flags, ss_size).
@@ -170,6 +173,21 @@ impl Task {
         // A process signal this thread was woken for and now blocks is
         // another thread's to take.
         let newly = SigSet(self.signal_mask.0 & !old.0);
+        if newly.0 != 0 {
+            self.tg.retarget_shared(newly);
+        }
+    }
+
+    /// rt_sigtimedwait waits for `set` (empty: no longer): while it does,
+    /// a process signal of `set` is this thread's to take although it
+    /// blocks it, as Linux unblocks the set for the wait. When the wait
+    /// ends, one that came meanwhile is another thread's again.
+    pub fn set_waiting(&self, set: SigSet) {
+        let old = SigSet(
+            self.waiting
+                .swap(set.0, std::sync::atomic::Ordering::Relaxed),
+        );
+        let newly = SigSet(old.0 & !set.0 & self.signal_mask.0);
         if newly.0 != 0 {
             self.tg.retarget_shared(newly);
         }
@@ -332,6 +350,7 @@ impl Task {
             interrupt: self.interrupt.clone(),
             pending: self.shared_pending.clone(),
             blocked: self.shared_blocked.clone(),
+            waiting: self.waiting.clone(),
         })
     }
 
@@ -377,6 +396,7 @@ impl Task {
             signal_mask: SigSet::default(),
             shared_pending: Arc::new(Mutex::new(Vec::new())),
             shared_blocked: Arc::default(),
+            waiting: Arc::default(),
             alt_stack: (0, 0, 0),
             clear_child_tid: 0,
             robust_list: (0, 0),

@@ -130,12 +130,32 @@ pub struct Member {
     pub pending: Arc<Mutex<Vec<SigInfo>>>,
     /// The thread's blocked signals (its task publishes them).
     pub blocked: Arc<std::sync::atomic::AtomicU64>,
+    /// The signals it waits for in rt_sigtimedwait (Linux unblocks them
+    /// for the wait, keeping the old mask in real_blocked).
+    pub waiting: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Member {
+    /// Whether it blocks `signo`, a signal it waits for too: Linux's
+    /// sig_ignored never drops one blocked or in real_blocked.
     pub fn blocks(&self, signo: i32) -> bool {
         let mask = super::signal::SigSet(self.blocked.load(std::sync::atomic::Ordering::Relaxed));
         mask.contains(signo)
+    }
+
+    /// Its mask as /proc shows it: without the signals it waits for, as
+    /// Linux's blocked is during rt_sigtimedwait.
+    pub fn shown_blocked(&self) -> u64 {
+        let blocked = self.blocked.load(std::sync::atomic::Ordering::Relaxed);
+        blocked & !self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether it would take process signal `signo` now (complete_signal's
+    /// wants_signal): it does not block it, or waits for it.
+    pub fn takes(&self, signo: i32) -> bool {
+        let waiting =
+            super::signal::SigSet(self.waiting.load(std::sync::atomic::Ordering::Relaxed));
+        !self.blocks(signo) || waiting.contains(signo)
     }
 
     /// Queues a signal for this thread (a standard signal already pending
@@ -425,12 +445,12 @@ impl ThreadGroup {
     /// Wakes a thread to take process signal `signo` just queued: the
     /// sender itself needs no waking if it does not block it (it takes it
     /// on its way back to the application); else a thread that does not
-    /// block it, the leader first; else every thread, to look again (a
-    /// signalfd read or rt_sigtimedwait may take it).
+    /// block it or waits for it in rt_sigtimedwait, the leader first; else
+    /// every thread, to look again (a signalfd read may take it).
     pub fn wake_for(&self, signo: i32, sender: i32) {
         let woken: Vec<Arc<Member>> = {
             let st = self.state();
-            if st.members.get(&sender).is_some_and(|m| !m.blocks(signo)) {
+            if st.members.get(&sender).is_some_and(|m| m.takes(signo)) {
                 return;
             }
             let wants = st
@@ -438,7 +458,7 @@ impl ThreadGroup {
                 .get(&self.tgid)
                 .into_iter()
                 .chain(st.members.values())
-                .find(|m| !m.blocks(signo));
+                .find(|m| m.takes(signo));
             match wants {
                 Some(m) => vec![m.clone()],
                 None => st.members.values().cloned().collect(),
@@ -468,7 +488,7 @@ impl ThreadGroup {
         }
         let members: Vec<Arc<Member>> = self.state().members.values().cloned().collect();
         for m in members {
-            if signals.iter().any(|&s| !m.blocks(s)) {
+            if signals.iter().any(|&s| m.takes(s)) {
                 m.interrupt.interrupt();
             }
         }

@@ -301,7 +301,9 @@ pub fn rt_sigtimedwait(t: &mut Task, a: &Args) -> SysResult {
         Some(d) => super::poll::resumed_deadline(t, Some(d)),
         None => None,
     };
+    t.set_waiting(set);
     let r = sigtimedwait_until(t, a, set, deadline);
+    t.set_waiting(crate::kernel::signal::SigSet::default());
     super::poll::keep_for_restart(t, deadline, &r);
     r
 }

@@ -86,8 +86,9 @@ pub trait ProcessInfo: Send + Sync {
     }
     /// /proc/<pid>/maps, already formatted.
     fn maps_text(&self) -> String;
-    /// /proc/<pid>/status.
-    fn status_text(&self) -> String;
+    /// /proc/<pid>/status, or with another thread's `tid`
+    /// /proc/<pid>/task/<tid>/status.
+    fn status_text(&self, tid: i32) -> String;
     /// /proc/<pid>/stat, or with another thread's `tid`
     /// /proc/<pid>/task/<tid>/stat.
     fn stat_text(&self, tid: i32) -> String;
@@ -481,7 +482,7 @@ fn pid_dir(pid: i32, table: Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
         let q = p.clone();
         v.push((
             b"status".to_vec(),
-            file(pid_ino(pid, 5), move || Ok(q.status_text().into_bytes())),
+            file(pid_ino(pid, 5), move || Ok(q.status_text(pid).into_bytes())),
         ));
         let q = p.clone();
         v.push((
@@ -556,12 +557,17 @@ fn pid_dir(pid: i32, table: Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
                             let t = q.clone();
                             let stat =
                                 file(pid_ino(tid, 16), move || Ok(t.stat_text(tid).into_bytes()));
+                            let t = q.clone();
+                            let status = file(pid_ino(tid, 17), move || {
+                                Ok(t.status_text(tid).into_bytes())
+                            });
                             let dir: Arc<dyn Inode> = Arc::new(ProcDir {
                                 ino: pid_ino(tid, 11),
                                 entries: Arc::new(move || {
                                     vec![
                                         (b"comm".to_vec(), comm.clone()),
                                         (b"stat".to_vec(), stat.clone()),
+                                        (b"status".to_vec(), status.clone()),
                                     ]
                                 }),
                             });
@@ -860,8 +866,8 @@ pub(crate) mod tests {
         fn exe_path(&self) -> Option<String> {
             Some("/bin/init".into())
         }
-        fn status_text(&self) -> String {
-            "Name:\tinit\nPid:\t1\n".into()
+        fn status_text(&self, tid: i32) -> String {
+            format!("Name:\tinit\nPid:\t{tid}\n")
         }
         fn stat_text(&self, tid: i32) -> String {
             format!("{tid} (init) S 0 1 1\n")
