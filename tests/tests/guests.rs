@@ -185,6 +185,8 @@ const SPECS: &[Spec] = &[
     // rt_sigtimedwait unblocks its set for the wait: a process signal goes
     // to the waiting thread, not to another's handler.
     spec("sigwait_thread"),
+    // /proc/self/fdinfo: pos, flags, mnt_id and each kind's own lines.
+    spec("fdinfo"),
     // Waiting on a process group, execveat, clone3, epoll_pwait2, a
     // process-directed SIGALRM taken by the thread that does not block
     // it, sleeps that default-ignored signals do not cut short.
@@ -305,6 +307,7 @@ guest_tests!(
     pidfd,
     shared_pending,
     sigwait_thread,
+    fdinfo,
     proc_calls,
     clone_fs_parent,
     madvise_fork,

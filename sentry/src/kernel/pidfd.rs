@@ -160,6 +160,17 @@ impl FileOps for PidFd {
         FileKind::Anonymous
     }
 
+    /// Its process's pid while it is live or a zombie, -1 once reaped;
+    /// the sandbox has one pid namespace, so NSpid says the same.
+    fn fdinfo(&self) -> String {
+        let pid = if self.process().is_ok() {
+            self.tgid
+        } else {
+            -1
+        };
+        format!("Pid:\t{pid}\nNSpid:\t{pid}\n")
+    }
+
     fn save_as(&self) -> SaveAs {
         SaveAs::Anonymous(FileStateKind::PidFd(self.record()))
     }

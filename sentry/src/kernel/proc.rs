@@ -334,6 +334,26 @@ impl ProcessInfo for LiveProcess {
     fn fd_file(&self, fd: i32) -> Option<Arc<OpenFile>> {
         self.tg.upgrade()?.fds().lock().file(fd).ok()
     }
+    fn fdinfo_text(&self, fd: i32) -> Option<String> {
+        let (file, cloexec) = {
+            let tg = self.tg.upgrade()?;
+            let fds = tg.fds();
+            let table = fds.lock();
+            let e = table.get(fd).ok()?;
+            (e.file.clone(), e.cloexec)
+        };
+        let flags = file.status_flags() | if cloexec { libc::O_CLOEXEC } else { 0 };
+        // Files no mount holds (pipes, sockets, anonymous inodes) sit on
+        // Linux's internal mounts, which cryo does not have: 0.
+        let mnt_id = file.dentry().map_or(0, |d| d.mount().id);
+        let ino = file.stat().map_or(0, |st| st.ino);
+        Some(format!(
+            "pos:\t{}\nflags:\t0{:o}\nmnt_id:\t{mnt_id}\nino:\t{ino}\n{}",
+            file.offset(),
+            flags,
+            file.ops().fdinfo()
+        ))
+    }
     /// A file's path (" (deleted)" after it once it has no name); files
     /// that never had one: a socket reads `socket:[ino]` and a pipe
     /// `pipe:[ino]`, as on Linux.

@@ -317,6 +317,13 @@ pub fn pwritev(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn do_openat(t: &mut Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysResult {
+    // 64-bit Linux opens every file as O_LARGEFILE (force_o_largefile),
+    // which F_GETFL and fdinfo show; an O_PATH file keeps only its own.
+    let flags = if flags & libc::O_PATH == 0 {
+        flags | crate::vfs::file::KERNEL_O_LARGEFILE
+    } else {
+        flags
+    };
     let path = path_arg(t, path_addr)?;
     let start = start_dir(t, dirfd, &path)?;
     let mode = mode & 0o7777 & !t.umask();

@@ -105,6 +105,15 @@ impl FileOps for EventFd {
         FileKind::Anonymous
     }
 
+    fn fdinfo(&self) -> String {
+        let (count, semaphore) = self.state();
+        // Linux adds an eventfd-id, an arbitrary number per file: not kept.
+        format!(
+            "eventfd-count: {count:16x}\neventfd-semaphore: {}\n",
+            u8::from(semaphore)
+        )
+    }
+
     fn save_as(&self) -> SaveAs {
         let (count, semaphore) = self.state();
         SaveAs::Anonymous(FileStateKind::EventFd { count, semaphore })

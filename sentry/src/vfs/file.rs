@@ -218,6 +218,13 @@ pub trait FileOps: Send + Sync + Any {
         Err(Errno::ENOTTY)
     }
 
+    /// The lines this kind of file adds to /proc/<pid>/fdinfo/N after
+    /// pos, flags, mnt_id and ino (Linux's show_fdinfo), each ending in
+    /// a newline.
+    fn fdinfo(&self) -> String {
+        String::new()
+    }
+
     /// fallocate(2) on a regular file of this kind (`mode` checked by the
     /// caller against what any file system knows).
     fn fallocate(&self, _mode: i32, _offset: u64, _len: u64) -> Result<(), Errno> {
@@ -373,8 +380,8 @@ impl Drop for OpenFile {
 }
 
 impl OpenFile {
-    /// A new open file. `flags` are open(2)'s; 64-bit Linux always adds
-    /// O_LARGEFILE, which F_GETFL shows.
+    /// A new open file. `flags` are open(2)'s (with the O_LARGEFILE
+    /// open(2) adds on 64-bit Linux, which F_GETFL shows).
     pub fn new(
         dentry: Option<Arc<Dentry>>,
         inode: Arc<dyn Inode>,
@@ -386,7 +393,7 @@ impl OpenFile {
             inode,
             ops,
             offset: Mutex::new(0),
-            flags: AtomicI32::new((flags & KEPT_FLAGS) | libc::O_LARGEFILE),
+            flags: AtomicI32::new(flags & KEPT_FLAGS),
             listing: Mutex::new(Vec::new()),
             id: NEXT_DESCRIPTION.fetch_add(1, Ordering::Relaxed),
             locked: Mutex::new(None),

@@ -128,6 +128,11 @@ pub trait ProcessInfo: Send + Sync {
     fn fd_path(&self, _fd: i32) -> Option<String> {
         None
     }
+    /// /proc/<pid>/fdinfo/N: position, flags, mount, inode and what the
+    /// kind of file adds.
+    fn fdinfo_text(&self, _fd: i32) -> Option<String> {
+        None
+    }
 }
 
 type Gen = Arc<dyn Fn() -> Result<Vec<u8>, Errno> + Send + Sync>;
@@ -429,6 +434,9 @@ pub(super) fn text(ino: u64, s: impl Into<String>) -> Arc<dyn Inode> {
 }
 
 /// Inode numbers: fixed ones below 4096, per-process ones above.
+/// Set in the inode numbers of /proc/<pid>/fdinfo/N.
+const FDINFO_INO: u64 = 1 << 62;
+
 fn pid_ino(pid: i32, n: u64) -> u64 {
     (u64::from(pid.unsigned_abs()) << 12) | n
 }
@@ -536,6 +544,30 @@ fn pid_dir(pid: i32, table: Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
                                 magic: Some(Arc::new(move || b.fd_file(fd))),
                             });
                             (fd.to_string().into_bytes(), link)
+                        })
+                        .collect()
+                }),
+            }),
+        ));
+        let q = p.clone();
+        v.push((
+            b"fdinfo".to_vec(),
+            Arc::new(ProcDir {
+                ino: pid_ino(pid, 18),
+                entries: Arc::new(move || {
+                    q.fds()
+                        .into_iter()
+                        .map(|fd| {
+                            let a = q.clone();
+                            // Apart from the fd links' inode numbers.
+                            let ino =
+                                FDINFO_INO | pid_ino(pid, 64 + u64::from(fd.unsigned_abs() % 4000));
+                            let info = file(ino, move || {
+                                a.fdinfo_text(fd)
+                                    .map(String::into_bytes)
+                                    .ok_or(Errno::ENOENT)
+                            });
+                            (fd.to_string().into_bytes(), info)
                         })
                         .collect()
                 }),

@@ -156,6 +156,10 @@ impl FileOps for SignalFd {
         FileKind::Anonymous
     }
 
+    fn fdinfo(&self) -> String {
+        format!("sigmask:\t{:016x}\n", self.mask().0)
+    }
+
     fn save_as(&self) -> SaveAs {
         SaveAs::Anonymous(FileStateKind::SignalFd {
             mask: self.mask().0,
