@@ -33,8 +33,24 @@ use gofer::{Access, Handle, OpenFlags, SetAttr, SetTime, WalkStatus};
 use nix::sys::socket::{sendmsg, setsockopt, sockopt, ControlMessage, MsgFlags};
 
 /// The fuzz's seed: a failure names the message number, and the same seed
-/// sends the same messages again.
+/// sends the same messages again. `CRYO_GOFER_FUZZ_SEED` (hex or decimal)
+/// tries another.
 const SEED: u64 = 0x5eed_c0ff_ee00_0001;
+
+fn seed() -> u64 {
+    let Ok(s) = std::env::var("CRYO_GOFER_FUZZ_SEED") else {
+        return SEED;
+    };
+    let parsed = match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    // xorshift never leaves 0.
+    match parsed {
+        Ok(v) if v != 0 => v,
+        _ => panic!("CRYO_GOFER_FUZZ_SEED={s:?}: not a nonzero number"),
+    }
+}
 /// Mutated messages, checked every [`BATCH`].
 const FUZZ_MESSAGES: usize = 20_000;
 const BATCH: usize = 1000;
@@ -433,7 +449,12 @@ struct Known {
     w: Handle,
     /// One past the largest id seen, so random ids land near real ones.
     high: u64,
+    /// Handles the fuzz's own requests got back (the files and links it
+    /// made, what it walked to), the latest [`SEEN`].
+    seen: Vec<Handle>,
 }
+
+const SEEN: usize = 256;
 
 impl Known {
     /// The fuzz may have moved or removed any of them: the root stands in
@@ -458,12 +479,30 @@ impl Known {
             link,
             w,
             high: w.id() + 1,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Keeps the handles a reply made for later requests.
+    fn learn(&mut self, r: &Response) {
+        let made: Vec<Handle> = match r {
+            Response::Attached { root } => vec![*root],
+            Response::Walked(w) => w.nodes.iter().map(|n| n.handle).collect(),
+            _ => return,
+        };
+        for h in made {
+            self.high = self.high.max(h.id() + 1);
+            if self.seen.len() == SEEN {
+                self.seen.remove(0);
+            }
+            self.seen.push(h);
         }
     }
 
     /// A known handle, a closed or never-made one, or a wild id.
     fn pick(&self, rng: &mut Rng) -> Handle {
-        match rng.below(10) {
+        match rng.below(12) {
+            10 | 11 if !self.seen.is_empty() => self.seen[rng.below(self.seen.len())],
             0 => handle(rng.next()),
             1 => handle(u64::MAX - rng.below(2) as u64),
             2 => handle(rng.below(self.high as usize + 8) as u64),
@@ -706,38 +745,38 @@ fn assert_confined(g: &Gofer) {
     assert_ne!(ns_link(&pid.to_string(), "mnt"), ns_link("self", "mnt"));
 }
 
-/// (a) The mutation fuzz: thousands of requests of every kind, valid and
-/// mutated, on a writable gofer; after each batch it lives, serves and
-/// made nothing outside its root.
-#[test]
-fn a_mutation_fuzz_finds_no_crash_and_no_escape() {
+/// `messages` requests of every kind, valid and mutated, from `seed`;
+/// after each batch the gofer lives, serves and made nothing outside its
+/// root.
+fn fuzz(read_only: bool, seed: u64, messages: usize) {
     let layout = Layout::new();
-    let mut g = Gofer::start(&layout, false, "fuzz");
+    let mut g = Gofer::start(&layout, read_only, "fuzz");
     let mut k = Known::make(&mut g);
     assert_confined(&g);
-    let mut rng = Rng(SEED);
+    let mut rng = Rng(seed);
     let mut answered = [0usize; 2];
-    for i in 0..FUZZ_MESSAGES {
+    for i in 0..messages {
         let kind = i % KINDS;
         let req = request(kind, &mut rng, &k);
         let bytes = protocol::encode(&req).expect("a valid request encodes");
         let bytes = mutate(bytes, &mut rng);
-        let what = format!("fuzz message {i} (seed {SEED:#x}, kind {kind})");
-        match g.raw(&bytes, &what) {
-            Response::Error { .. } => answered[0] += 1,
-            _ => answered[1] += 1,
-        }
+        let what = format!("fuzz message {i} (seed {seed:#x}, kind {kind}, read-only {read_only})");
+        let r = g.raw(&bytes, &what);
+        answered[usize::from(!matches!(r, Response::Error { .. }))] += 1;
+        k.learn(&r);
         if (i + 1) % BATCH == 0 {
             g.assert_healthy(&layout, &format!("after fuzz message {i}"));
         }
         // The fuzz closes handles it knows too: fresh ones now and then.
         if (i + 1) % 64 == 0 {
+            let seen = std::mem::take(&mut k.seen);
             k = Known::make(&mut g);
+            k.seen = seen;
         }
     }
     // The fuzz reached the operations, not only the decoder.
     assert!(
-        answered[1] > FUZZ_MESSAGES / 10,
+        answered[1] > messages / 10,
         "errors {}, successes {}",
         answered[0],
         answered[1]
@@ -745,6 +784,19 @@ fn a_mutation_fuzz_finds_no_crash_and_no_escape() {
     g.assert_healthy(&layout, "after the fuzz");
     g.finish_with_empty_message();
     layout.assert_untouched("after the fuzz's gofer ended");
+}
+
+/// (a) The mutation fuzz on a writable gofer (an OCI bind mount's).
+#[test]
+fn a_mutation_fuzz_finds_no_crash_and_no_escape() {
+    fuzz(false, seed(), FUZZ_MESSAGES);
+}
+
+/// The same on a read-only gofer (every root's, `cryo do`'s and a
+/// container's), another seed.
+#[test]
+fn a_mutation_fuzz_of_a_read_only_gofer() {
+    fuzz(true, seed() ^ 0x00ff_00ff_00ff_00ff, FUZZ_MESSAGES / 2);
 }
 
 /// (b) Out-of-order sequences and escape attempts, each answered with the
