@@ -205,8 +205,9 @@ impl Drop for ContainerDir {
 }
 
 /// Removes the flat directory `dir` (the entries the sandbox made:
-/// state.json, control.sock) through its descriptor and its parent's.
-fn remove_at(dir: &fs::File, parent: &fs::File, path: &Path) -> nix::Result<()> {
+/// state.json, control.sock; an OCI record's lock and identity too) through
+/// its descriptor and its parent's.
+pub(crate) fn remove_at(dir: &fs::File, parent: &fs::File, path: &Path) -> nix::Result<()> {
     use nix::unistd::{unlinkat, UnlinkatFlags};
     use std::os::fd::AsRawFd;
     let Some(name) = path.file_name() else {

@@ -1,8 +1,8 @@
 //! Dropping what a gofer process does not need.
 //!
-//! For now: no new privileges, not dumpable (no ptrace attach, no core
-//! dump), and no inherited fds but stdio and the Sentry socket. A seccomp
-//! filter limiting the gofer to the syscalls it serves with is not there yet.
+//! No new privileges, not dumpable (no ptrace attach, no core dump), and
+//! no inherited fds but stdio and the Sentry socket. The namespaces, chroot,
+//! capabilities and seccomp allow-list come after, in `confine`.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 

@@ -26,6 +26,7 @@ use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod confined;
 pub mod host_procs;
 pub mod sandbox;
 

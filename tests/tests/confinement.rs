@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use cryo_tests::confined::{assert_sentry_confined, status_field, SENTRY_CAPS};
 use cryo_tests::sandbox::{cryo_command_on, platform_runs_here, Sandbox, Scratch};
 use cryo_tests::{guest, run_cryo_cli, run_native, Libc};
 
@@ -50,14 +51,6 @@ fn vsyscalls_reach_the_sentry() {
             );
         }
     }
-}
-
-/// Field `key` of /proc/PID/status.
-fn status_field(pid: u32, key: &str) -> Option<String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .map(|v| v.trim().to_string())
 }
 
 /// The host children of `parent` whose command line (its NUL-separated
@@ -230,11 +223,6 @@ fn doctor_reports_confinement() {
     );
 }
 
-/// The `ns` namespace link of process `pid` ("self" for this one).
-fn sentry_ns(pid: &str, ns: &str) -> std::path::PathBuf {
-    std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap()
-}
-
 /// While a sandbox runs, its Sentry (the `cryo do` process) shows from the
 /// host a seccomp filter, no new privileges, only CAP_DAC_READ_SEARCH
 /// (effective and bounding), mount, ipc, uts and network namespaces other
@@ -250,15 +238,7 @@ fn sentry_is_confined() {
         let mut sb = Sandbox::run_with(cmd, "s", &bin, &["4", "/etc/passwd", "-1", "3"]);
         sb.wait_lines(2, Duration::from_secs(20));
         let pid = sb.pid();
-        assert_eq!(status_field(pid, "Seccomp").as_deref(), Some("2"), "{p}");
-        assert_eq!(status_field(pid, "NoNewPrivs").as_deref(), Some("1"), "{p}");
-        for set in ["CapEff", "CapPrm", "CapBnd"] {
-            assert_eq!(
-                status_field(pid, set).as_deref(),
-                Some("0000000000000004"),
-                "{p}: {set} of the Sentry"
-            );
-        }
+        assert_sentry_confined(pid, p);
         // Every thread, the ones started before the lock-down included
         // (capabilities are per thread; the filter is synchronised).
         let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -279,9 +259,9 @@ fn sentry_is_confined() {
                     .map(|v| v.trim().to_string())
             };
             for (key, want) in [
-                ("CapEff", "0000000000000004"),
-                ("CapPrm", "0000000000000004"),
-                ("CapBnd", "0000000000000004"),
+                ("CapEff", SENTRY_CAPS),
+                ("CapPrm", SENTRY_CAPS),
+                ("CapBnd", SENTRY_CAPS),
                 ("CapInh", "0000000000000000"),
                 ("Seccomp", "2"),
                 ("NoNewPrivs", "1"),
@@ -294,13 +274,6 @@ fn sentry_is_confined() {
                     field("Name")
                 );
             }
-        }
-        for ns in ["mnt", "ipc", "uts", "net"] {
-            assert_ne!(
-                sentry_ns(&pid.to_string(), ns),
-                sentry_ns("self", ns),
-                "{p}: the Sentry is in the host's {ns} namespace"
-            );
         }
         let root: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/root"))
             .unwrap()

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use cryo_tests::confined::assert_sentry_confined;
 use cryo_tests::sandbox::{assert_ok, assert_refused, cryo_cli, cryo_command, Scratch};
 use cryo_tests::Output;
 
@@ -439,13 +440,7 @@ fn a_taken_sandbox_answers_state_and_kill() {
     // Taken, its Sentry is confined as any sandbox's (see confinement.rs).
     let state: serde_json::Value = serde_json::from_str(&out.stdout_str()).expect("state JSON");
     let pid = state["pid"].as_u64().expect("a pid");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
-    for want in ["Seccomp:\t2", "NoNewPrivs:\t1"] {
-        assert!(
-            status.lines().any(|l| l == want),
-            "the taken sandbox's Sentry lacks {want:?}:\n{status}"
-        );
-    }
+    assert_sentry_confined(pid as u32, "the taken sandbox");
     // A second take cannot reuse the id; the pool's sandbox stays ready.
     let out = cryo_with_stdin(&root, &["pool", "take", "--id", "held", "k"], b"x\n");
     assert_refused(
@@ -924,12 +919,25 @@ fn an_oci_pool_hands_out_containers() {
         "oci",
         &["--bundle", bundle.to_str().expect("utf-8"), "--size", "2"],
     );
-    let v = take_answer(&root, "oci", "as a container", &["--id", "c1"]);
-    assert_eq!(v["version"], "oci");
-    assert_eq!(v["id"], "c1");
-    // Waited for, its record goes with it.
+    let (child, stdin, stdout) = take_answering(&root, "c1", "oci", "as a container");
+    // Taken, its Sentry is confined as any container's (see confinement.rs).
+    let out = cryo_cli(&root, &["state", "c1"]);
+    assert_ok(&out, "cryo state c1");
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("state JSON");
+    assert_eq!(state["status"], "running", "{state}");
+    assert_sentry_confined(
+        state["pid"].as_u64().expect("a pid") as u32,
+        "a container taken from an OCI pool",
+    );
+    drop(stdin);
+    let mut child = child;
+    child.stdout = Some(stdout.into_inner());
+    let out = finish(child, "the waited take c1", LONG);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr_str());
+    // Waited for, its record goes with it (removed by its confined Sentry).
     let out = cryo_cli(&root, &["state", "c1"]);
     assert_ne!(out.code, 0, "c1 is gone: {}", out.stdout_str());
+    assert!(!root.join("c1").exists(), "c1's directory is left");
 
     // Detached, it is a container until deleted: state names its bundle.
     let out = cryo_with_stdin(
@@ -955,6 +963,75 @@ fn an_oci_pool_hands_out_containers() {
     }
     assert_ok(&cryo_cli(&root, &["delete", "c2"]), "cryo delete c2");
     assert_ne!(cryo_cli(&root, &["state", "c2"]).code, 0);
+
+    // Detached with its stdin kept open, it runs confined until killed,
+    // then is stopped until deleted.
+    let out_path = s.path("c3.out");
+    let mut cmd = cryo_command(&root);
+    cmd.args(["pool", "take", "--detach", "--id", "c3", "oci"]);
+    cryo_tests::isolate(&mut cmd);
+    let mut take = cmd
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).expect("c3.out"))
+        .stderr(std::fs::File::create(s.path("c3.err")).expect("c3.err"))
+        .spawn()
+        .expect("spawning take --detach");
+    let mut stdin = take.stdin.take().expect("stdin");
+    let status = take.wait().expect("waiting for take --detach");
+    assert!(status.success(), "take --detach c3: {status:?}");
+    let out = cryo_cli(&root, &["state", "c3"]);
+    assert_ok(&out, "cryo state c3");
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("state JSON");
+    assert_eq!(state["status"], "running", "{state}");
+    assert_sentry_confined(
+        state["pid"].as_u64().expect("a pid") as u32,
+        "a detached container taken from an OCI pool",
+    );
+    // It still answers (its stdout is the take's file).
+    stdin.write_all(b"detached\n").expect("writing to c3");
+    let deadline = Instant::now() + LONG;
+    while !std::fs::read_to_string(&out_path)
+        .unwrap_or_default()
+        .contains("\"detached\"")
+    {
+        assert!(Instant::now() < deadline, "c3 did not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Confined, it still checkpoints (the statefile linked into the image
+    // directory whose fd the checkpoint command passes).
+    let img3 = s.path("c3img");
+    let out = cryo_cli(
+        &root,
+        &[
+            "checkpoint",
+            "--leave-running",
+            "--image-path",
+            img3.to_str().expect("utf-8"),
+            "c3",
+        ],
+    );
+    assert_ok(&out, "cryo checkpoint --leave-running c3");
+    assert!(
+        img3.join(cryo_tests::sandbox::STATEFILE).is_file(),
+        "no statefile in {}",
+        img3.display()
+    );
+    assert_ok(&cryo_cli(&root, &["kill", "c3", "KILL"]), "cryo kill c3");
+    let deadline = Instant::now() + LONG;
+    loop {
+        let out = cryo_cli(&root, &["state", "c3"]);
+        assert_ok(&out, "cryo state of the killed c3");
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("state JSON");
+        if state["status"] == "stopped" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "c3 is not stopped: {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_ok(&cryo_cli(&root, &["delete", "c3"]), "cryo delete c3");
+    assert_ne!(cryo_cli(&root, &["state", "c3"]).code, 0);
+    assert!(!root.join("c3").exists(), "c3's directory is left");
+    drop(stdin);
 }
 
 /// `--max-memory`: the pool keeps fewer ready sandboxes than `--size`

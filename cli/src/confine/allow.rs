@@ -72,9 +72,11 @@ pub(super) const PLAIN: &[(&str, &[libc::c_long])] = &[
         // directory whose fd the checkpoint command passed (linkat,
         // renameat relative to that fd; see supervisor::publish), and the
         // removal of the sandbox's own --root entry through a descriptor
-        // opened at boot.
+        // opened at boot (an OCI record's under its flock, taken on a
+        // descriptor held: oci::state::HeldRecord).
         "publishing",
         &[
+            libc::SYS_flock,
             libc::SYS_linkat,
             libc::SYS_renameat,
             libc::SYS_renameat2,

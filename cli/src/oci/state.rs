@@ -250,6 +250,54 @@ impl Locked {
     pub fn remove(self) -> Result<(), StateError> {
         fs::remove_dir_all(&self.dir).map_err(io(&self.dir))
     }
+
+    /// Opens what removing this record later takes (its lock file, its
+    /// directory and their parent), for a sandbox that removes its own
+    /// record when it ends but is confined by then (see crate::confine:
+    /// every open is refused).
+    pub fn hold(&self) -> Result<HeldRecord, StateError> {
+        let lock_path = self.dir.join("lock");
+        let lock = File::open(&lock_path).map_err(io(&lock_path))?;
+        let dir = File::open(&self.dir).map_err(io(&self.dir))?;
+        let parent_path = self.dir.parent().unwrap_or(Path::new("/"));
+        let parent = File::open(parent_path).map_err(io(parent_path))?;
+        Ok(HeldRecord {
+            path: self.dir.clone(),
+            lock,
+            dir,
+            parent,
+        })
+    }
+}
+
+/// A container's record held open by [`Locked::hold`].
+pub struct HeldRecord {
+    path: PathBuf,
+    lock: File,
+    dir: File,
+    parent: File,
+}
+
+impl HeldRecord {
+    /// Removes the record as [`Locked::remove`] does, under its lock, but
+    /// through the descriptors held, opening nothing; a record another
+    /// command removed meanwhile (its state.json gone from the directory
+    /// held) is left alone, whatever has its id now.
+    pub fn remove(self) -> Result<(), StateError> {
+        let errno = |e: nix::errno::Errno| io(&self.path)(e.into());
+        let _lock = nix::fcntl::Flock::lock(self.lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| errno(e))?;
+        match nix::sys::stat::fstatat(
+            Some(std::os::fd::AsRawFd::as_raw_fd(&self.dir)),
+            "state.json",
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(errno(e)),
+        }
+        crate::container::remove_at(&self.dir, &self.parent, &self.path).map_err(errno)
+    }
 }
 
 /// Every container id under `root`, sorted.
@@ -370,5 +418,47 @@ mod tests {
             Locked::open(root.path(), "c1"),
             Err(StateError::NotFound(_))
         ));
+    }
+
+    fn record(id: &str) -> Record {
+        Record {
+            id: id.into(),
+            status: Status::Running,
+            pid: std::process::id() as i32,
+            start_time: 0,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: rfc3339_now(),
+            annotations: HashMap::new(),
+            do_sandbox: false,
+        }
+    }
+
+    #[test]
+    fn a_held_record_is_removed_through_its_descriptors() {
+        let root = tempfile::tempdir().unwrap();
+        let l = Locked::create(root.path(), "c1").unwrap();
+        l.save(&record("c1")).unwrap();
+        std::fs::write(l.dir.join("identity.json"), b"{}").unwrap();
+        let held = l.hold().unwrap();
+        drop(l);
+        held.remove().unwrap();
+        assert!(!root.path().join("c1").exists());
+        assert!(list_ids(root.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_held_record_deleted_meanwhile_leaves_its_successor_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let l = Locked::create(root.path(), "c1").unwrap();
+        l.save(&record("c1")).unwrap();
+        let held = l.hold().unwrap();
+        // `cryo delete`, then a new container of the same id.
+        l.remove().unwrap();
+        let again = Locked::create(root.path(), "c1").unwrap();
+        again.save(&record("c1")).unwrap();
+        drop(again);
+        held.remove().unwrap();
+        assert_eq!(list_ids(root.path()).unwrap(), ["c1"]);
     }
 }

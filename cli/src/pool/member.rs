@@ -180,17 +180,9 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
         };
         let task = held.resume_taken(&take).map_err(anyhow::Error::new)?;
         let listener = crate::control::bind(&crate::container::control_socket(&g.root, &id))?;
-        // Taken, a `cryo do` pool's sandbox is confined as any other (see
-        // crate::confine). An OCI pool's still updates its container record
-        // by path when it ends, which an empty root cannot: it runs
-        // unconfined, and says so.
-        if plan.is_none() {
-            crate::confine::lock_down()?;
-        } else {
-            eprintln!(
-                "cryo: warning: a container taken from a pool runs its Sentry without its confinement (not built for OCI pools yet)"
-            );
-        }
+        // Taken, it is confined as any other sandbox (see crate::confine):
+        // its record goes through descriptors opened at the claim.
+        crate::confine::lock_down()?;
         let queue = crate::control::serve(listener, task.interrupt().clone())?;
         Ok((task, queue))
     })();
@@ -199,7 +191,7 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
         Ok(s) => s,
         Err(e) => {
             let _ = reply(&sock, &MemberReply::Broken(crate::one_line(&e)));
-            claimed.finish(&g.root, &id, false);
+            claimed.finish(false);
             return Err(e);
         }
     };
@@ -218,7 +210,7 @@ pub fn run(args: MemberArgs, g: &Globals) -> anyhow::Result<i32> {
     let code = crate::supervisor::run_started(&mut task, &id, &queue);
     drop(task);
     drop(queue);
-    claimed.finish(&g.root, &id, detach);
+    claimed.finish(detach);
     // The gofers serve until their sockets close, which the kernel's did.
     for mut c in gofers {
         let _ = c.wait();
@@ -300,16 +292,20 @@ enum Claimed {
     /// removed if the taker waited for it, or left for `delete`.
     Container {
         locked: Option<crate::oci::state::Locked>,
+        held: crate::oci::state::HeldRecord,
     },
 }
 
 impl Claimed {
-    fn finish(self, root: &std::path::Path, id: &str, detach: bool) {
+    /// Called confined: removes the record through what the claim opened.
+    fn finish(self, detach: bool) {
         match self {
             Claimed::Sandbox(dir) => drop(dir),
-            Claimed::Container { .. } if !detach => {
-                if let Ok(l) = crate::oci::state::Locked::open(root, id) {
-                    let _ = l.remove();
+            Claimed::Container { held, locked } if !detach => {
+                // Its own lock first (a take broken before it ran).
+                drop(locked);
+                if let Err(e) = held.remove() {
+                    tracing::warn!(error = %e, "cannot remove the taken container's record");
                 }
             }
             Claimed::Container { .. } => {}
@@ -354,11 +350,16 @@ fn claim(
                 &crate::oci::identity::Identity::of_plan(plan),
             )
         });
-    if let Err(e) = saved {
-        let _ = locked.remove();
-        return Err(e);
-    }
+    let held = saved.and_then(|()| locked.hold().map_err(anyhow::Error::new));
+    let held = match held {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = locked.remove();
+            return Err(e);
+        }
+    };
     Ok(Claimed::Container {
         locked: Some(locked),
+        held,
     })
 }
