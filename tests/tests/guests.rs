@@ -178,6 +178,8 @@ const SPECS: &[Spec] = &[
     spec("orphans"),
     // pidfd_open, pidfd_send_signal, pidfd_getfd, waitid(P_PIDFD), CLONE_PIDFD.
     spec("pidfd"),
+    // PIDFD_THREAD pidfds and pidfd_send_signal's scope flags.
+    spec("pidfd_thread"),
     // A kill() to a process whose threads all block it: pending on the
     // process (sigpending in every thread), taken once, by sigtimedwait in
     // one thread or by the first thread to unblock it.
@@ -305,6 +307,7 @@ guest_tests!(
     job_control,
     orphans,
     pidfd,
+    pidfd_thread,
     shared_pending,
     sigwait_thread,
     fdinfo,

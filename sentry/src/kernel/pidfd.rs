@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use serde::{Deserialize, Serialize};
 
 use super::pid_namespace::PID_MAX;
-use super::thread_group::ThreadGroup;
+use super::thread_group::{Member, ThreadGroup};
 use crate::errno::Errno;
 use crate::vfs::poll::{WaitQueue, EPOLLIN, EPOLLRDNORM};
 use crate::vfs::state::FileStateKind;
@@ -47,12 +47,51 @@ impl PidFdRecord {
     }
 }
 
+/// pidfd_open's flag for a pidfd of one thread (Linux 6.9), O_EXCL's bit,
+/// which F_GETFL shows.
+pub const PIDFD_THREAD: i32 = libc::O_EXCL;
+
+/// The thread a PIDFD_THREAD pidfd names: its tid, and its entry in the
+/// process, so a later thread given the same tid is not taken for it.
+struct PidFdThread {
+    tid: i32,
+    member: Weak<Member>,
+}
+
 pub struct PidFd {
     tgid: i32,
     /// Weak: a pidfd does not keep its process's zombie alive. Unset only
     /// between a restore re-opening the file and the process tree coming
     /// back.
     tg: OnceLock<Weak<ThreadGroup>>,
+    /// Set for a PIDFD_THREAD pidfd.
+    thread: Option<PidFdThread>,
+}
+
+/// Whom pidfd_send_signal's signal goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalScope {
+    /// The thread (PIDFD_SIGNAL_THREAD; a process pidfd's: its leader).
+    Thread,
+    /// The process (PIDFD_SIGNAL_THREAD_GROUP).
+    Process,
+    /// The process's group (PIDFD_SIGNAL_PROCESS_GROUP).
+    ProcessGroup,
+}
+
+impl SignalScope {
+    /// From pidfd_send_signal's flags (at most one scope; EINVAL for more
+    /// or unknown bits); none given: the pidfd's own kind's.
+    pub fn from_flags(flags: u64, pidfd: &PidFd) -> Result<SignalScope, Errno> {
+        match flags {
+            0 if pidfd.thread.is_some() => Ok(SignalScope::Thread),
+            0 => Ok(SignalScope::Process),
+            1 => Ok(SignalScope::Thread),
+            2 => Ok(SignalScope::Process),
+            4 => Ok(SignalScope::ProcessGroup),
+            _ => Err(Errno::EINVAL),
+        }
+    }
 }
 
 impl PidFd {
@@ -61,9 +100,55 @@ impl PidFd {
         let ops = Arc::new(PidFd {
             tgid: tg.tgid(),
             tg: OnceLock::from(Arc::downgrade(tg)),
+            thread: None,
         });
         let flags = libc::O_RDWR | if nonblock { libc::O_NONBLOCK } else { 0 };
         crate::vfs::eventfd::anon_file(ops, flags)
+    }
+
+    /// A PIDFD_THREAD pidfd of thread `tid` of `tg` (ESRCH once it has
+    /// ended): it polls readable when that thread ends, and signals go to
+    /// that thread.
+    pub fn open_thread(
+        tg: &Arc<ThreadGroup>,
+        tid: i32,
+        nonblock: bool,
+    ) -> Result<Arc<OpenFile>, Errno> {
+        let member = tg.member(tid).ok_or(Errno::ESRCH)?;
+        let ops = Arc::new(PidFd {
+            tgid: tg.tgid(),
+            tg: OnceLock::from(Arc::downgrade(tg)),
+            thread: Some(PidFdThread {
+                tid,
+                member: Arc::downgrade(&member),
+            }),
+        });
+        let flags = libc::O_RDWR | PIDFD_THREAD | if nonblock { libc::O_NONBLOCK } else { 0 };
+        Ok(crate::vfs::eventfd::anon_file(ops, flags))
+    }
+
+    /// The thread a signal of `scope` goes to, while it runs: this pidfd's
+    /// thread, or the process's leader (ESRCH once it has ended).
+    pub fn signal_thread(&self) -> Result<(Arc<ThreadGroup>, Arc<Member>), Errno> {
+        let tg = self.process()?;
+        let member = match &self.thread {
+            Some(_) => self.live_thread(&tg),
+            None => tg.member(tg.tgid()),
+        };
+        member.map(|m| (tg, m)).ok_or(Errno::ESRCH)
+    }
+
+    /// This PIDFD_THREAD pidfd's thread while it runs.
+    fn live_thread(&self, tg: &ThreadGroup) -> Option<Arc<Member>> {
+        let thread = self.thread.as_ref()?;
+        let named = thread.member.upgrade()?;
+        tg.member(thread.tid).filter(|now| Arc::ptr_eq(now, &named))
+    }
+
+    /// The pid a wait or /proc names: the thread's for a PIDFD_THREAD
+    /// pidfd, else the process's.
+    pub fn pid(&self) -> i32 {
+        self.thread.as_ref().map_or(self.tgid, |t| t.tid)
     }
 
     /// A pidfd re-opened from its record (checked), with the saved status
@@ -74,7 +159,11 @@ impl PidFd {
         if r.reaped {
             let _ = tg.set(Weak::new());
         }
-        let ops = Arc::new(PidFd { tgid: r.pid, tg });
+        let ops = Arc::new(PidFd {
+            tgid: r.pid,
+            tg,
+            thread: None,
+        });
         crate::vfs::eventfd::anon_file(ops, libc::O_RDWR | (status & libc::O_NONBLOCK))
     }
 
@@ -119,7 +208,11 @@ impl PidFd {
     }
 
     fn exited(&self) -> bool {
-        self.process().ok().is_none_or(|tg| tg.is_zombie())
+        match (&self.thread, self.process()) {
+            (_, Err(_)) => true,
+            (None, Ok(tg)) => tg.is_zombie(),
+            (Some(_), Ok(tg)) => self.live_thread(&tg).is_none(),
+        }
     }
 }
 
@@ -163,15 +256,22 @@ impl FileOps for PidFd {
     /// Its process's pid while it is live or a zombie, -1 once reaped;
     /// the sandbox has one pid namespace, so NSpid says the same.
     fn fdinfo(&self) -> String {
-        let pid = if self.process().is_ok() {
-            self.tgid
-        } else {
-            -1
+        // A thread's pid goes with the thread; a leader's stays while its
+        // zombie does (Linux releases a thread at its end, a leader at
+        // its reaping).
+        let named = match (&self.thread, self.process()) {
+            (_, Err(_)) => false,
+            (None, Ok(_)) => true,
+            (Some(t), Ok(tg)) => t.tid == self.tgid || self.live_thread(&tg).is_some(),
         };
+        let pid = if named { self.pid() } else { -1 };
         format!("Pid:\t{pid}\nNSpid:\t{pid}\n")
     }
 
     fn save_as(&self) -> SaveAs {
+        if self.thread.is_some() {
+            return SaveAs::Refuse("a pidfd of one thread (PIDFD_THREAD) is not saved yet");
+        }
         SaveAs::Anonymous(FileStateKind::PidFd(self.record()))
     }
 
@@ -202,6 +302,9 @@ impl FileOps for PidFd {
 
     fn wait_queue(&self) -> Option<Arc<WaitQueue>> {
         // A reaped process's queue is gone; readiness no longer changes.
-        self.process().ok().map(|tg| tg.exit_queue().clone())
+        self.process().ok().map(|tg| match self.thread {
+            Some(_) => tg.thread_exit_queue().clone(),
+            None => tg.exit_queue().clone(),
+        })
     }
 }

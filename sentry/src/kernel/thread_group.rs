@@ -189,6 +189,8 @@ pub struct ThreadGroup {
     pub(super) life_cv: Condvar,
     /// pidfds poll here: notified when the process ends.
     exit_queue: Arc<crate::vfs::poll::WaitQueue>,
+    /// PIDFD_THREAD pidfds poll here: notified when one of its threads ends.
+    thread_exit_queue: Arc<crate::vfs::poll::WaitQueue>,
     /// Process-directed signals not yet taken by a thread (Linux's
     /// signal->shared_pending): any thread that does not block one may
     /// take it, and every thread's sigpending shows it.
@@ -233,6 +235,7 @@ impl ThreadGroup {
             life: Mutex::default(),
             life_cv: Condvar::new(),
             exit_queue: crate::vfs::poll::WaitQueue::new(),
+            thread_exit_queue: crate::vfs::poll::WaitQueue::new(),
             shared_pending: Arc::default(),
             fds: Mutex::new(parts.fds),
             handlers: parts.handlers,
@@ -278,6 +281,11 @@ impl ThreadGroup {
     /// Where pidfds of this process wait for its end.
     pub fn exit_queue(&self) -> &Arc<crate::vfs::poll::WaitQueue> {
         &self.exit_queue
+    }
+
+    /// Where pidfds of one of its threads wait for that thread's end.
+    pub fn thread_exit_queue(&self) -> &Arc<crate::vfs::poll::WaitQueue> {
+        &self.thread_exit_queue
     }
 
     /// The signal its parent gets when it ends.
@@ -573,21 +581,25 @@ impl ThreadGroup {
     /// group's unless the group was already ending. True when it was the
     /// last: the process has ended.
     pub fn remove(&self, tid: i32, status: ExitStatus) -> bool {
-        let mut st = self.state();
-        if st.members.remove(&tid).is_none() {
-            return false;
-        }
-        if tid == self.tgid {
-            st.leader = Some(status);
-        }
-        if st.members.is_empty() {
-            let final_status = st.leader.unwrap_or(status);
-            st.status.get_or_insert(final_status);
-            self.exiting.store(true, Ordering::Release);
-            self.done.notify_all();
-            return true;
-        }
-        false
+        let last = {
+            let mut st = self.state();
+            if st.members.remove(&tid).is_none() {
+                return false;
+            }
+            if tid == self.tgid {
+                st.leader = Some(status);
+            }
+            if st.members.is_empty() {
+                let final_status = st.leader.unwrap_or(status);
+                st.status.get_or_insert(final_status);
+                self.exiting.store(true, Ordering::Release);
+                self.done.notify_all();
+            }
+            st.members.is_empty()
+        };
+        self.thread_exit_queue
+            .notify(crate::vfs::poll::EPOLLIN | crate::vfs::poll::EPOLLRDNORM);
+        last
     }
 
     /// Waits up to `timeout` for every task to have exited; the group's

@@ -252,11 +252,12 @@ pub fn waitid(t: &mut Task, a: &Args) -> SysResult {
         P_PIDFD => {
             let f = t.fds().lock().file(id)?;
             // A reaped process is no child any more, whoever has its pid.
-            let tg = crate::kernel::pidfd::pidfd_of(&f)?
-                .process()
-                .map_err(|_| Errno::ECHILD)?;
+            let pidfd = crate::kernel::pidfd::pidfd_of(&f)?;
+            pidfd.process().map_err(|_| Errno::ECHILD)?;
             nonblock = f.status_flags() & libc::O_NONBLOCK != 0;
-            WaitTarget::Pid(tg.tgid())
+            // A thread's pidfd names the thread, never a child (ECHILD),
+            // unless it is a child's leader.
+            WaitTarget::Pid(pidfd.pid())
         }
         _ => return Err(Errno::EINVAL),
     };
@@ -310,21 +311,30 @@ pub fn unshare(t: &mut Task, a: &Args) -> SysResult {
     t.unshare(a.raw(0)).map(|()| 0)
 }
 
-/// pidfd_open(pid, flags): a pidfd of process `pid` (a thread that is not
-/// a process's leader is EINVAL, as Linux without PIDFD_THREAD).
+/// pidfd_open(pid, flags): a pidfd of process `pid`, or with PIDFD_THREAD
+/// of thread `pid` (without it a thread that is not a process's leader
+/// is EINVAL).
 pub fn pidfd_open(t: &mut Task, a: &Args) -> SysResult {
+    use crate::kernel::pidfd::{PidFd, PIDFD_THREAD};
     let (pid, flags) = (a.int(0), a.int(1));
-    if pid <= 0 || flags & !libc::O_NONBLOCK != 0 {
+    if pid <= 0 || flags & !(libc::O_NONBLOCK | PIDFD_THREAD) != 0 {
         return Err(Errno::EINVAL);
     }
-    let tg = t.kernel().process(pid).ok_or_else(|| {
-        if t.kernel().pids.tgid_of(pid).is_some() {
-            Errno::EINVAL
-        } else {
-            Errno::ESRCH
-        }
-    })?;
-    let f = crate::kernel::pidfd::PidFd::open(&tg, flags & libc::O_NONBLOCK != 0);
+    let nonblock = flags & libc::O_NONBLOCK != 0;
+    let f = if flags & PIDFD_THREAD != 0 {
+        let tgid = t.kernel().pids.tgid_of(pid).ok_or(Errno::ESRCH)?;
+        let tg = t.kernel().process(tgid).ok_or(Errno::ESRCH)?;
+        PidFd::open_thread(&tg, pid, nonblock)?
+    } else {
+        let tg = t.kernel().process(pid).ok_or_else(|| {
+            if t.kernel().pids.tgid_of(pid).is_some() {
+                Errno::EINVAL
+            } else {
+                Errno::ESRCH
+            }
+        })?;
+        PidFd::open(&tg, nonblock)
+    };
     let limit = t.nofile_limit();
     t.fds().lock().insert(f, true, limit).map(|fd| fd as u64)
 }
@@ -344,18 +354,28 @@ pub fn pidfd_getfd(t: &mut Task, a: &Args) -> SysResult {
 /// pidfd_send_signal(pidfd, sig, info, flags): kill(2) through a pidfd,
 /// optionally with a siginfo whose si_code says it comes from userspace.
 pub fn pidfd_send_signal(t: &mut Task, a: &Args) -> SysResult {
-    if a.raw(3) != 0 {
+    use crate::kernel::pidfd::SignalScope;
+    use crate::kernel::signal::{SI_TKILL, SI_USER};
+    // Flags first, as Linux: at most one scope, no other bit.
+    let flags = a.raw(3);
+    if flags & !7 != 0 || flags.count_ones() > 1 {
         return Err(Errno::EINVAL);
     }
     let f = t.fds().lock().file(a.fd(0))?;
-    let tg = crate::kernel::pidfd::pidfd_of(&f)?.process()?;
+    let pidfd = crate::kernel::pidfd::pidfd_of(&f)?;
+    let scope = SignalScope::from_flags(flags, pidfd)?;
+    let tg = pidfd.process()?;
     let signo = a.int(1);
     if !(0..=64).contains(&signo) {
         return Err(Errno::EINVAL);
     }
     let mut info = crate::kernel::signal::SigInfo {
         signo,
-        code: crate::kernel::signal::SI_USER,
+        code: if scope == SignalScope::Thread {
+            SI_TKILL
+        } else {
+            SI_USER
+        },
         addr: 0,
         pid: t.tgid(),
         uid: t.creds().uid,
@@ -371,7 +391,7 @@ pub fn pidfd_send_signal(t: &mut Task, a: &Args) -> SysResult {
         }
         // Only the kernel may claim a kernel si_code, except to oneself.
         let code = int(8);
-        if (code >= 0 || code == crate::kernel::signal::SI_TKILL) && tg.tgid() != t.tgid() {
+        if (code >= 0 || code == SI_TKILL) && tg.tgid() != t.tgid() {
             return Err(Errno::EPERM);
         }
         info.code = code;
@@ -379,13 +399,51 @@ pub fn pidfd_send_signal(t: &mut Task, a: &Args) -> SysResult {
         info.uid = int(20) as u32;
         info.addr = u64::from_le_bytes(value);
     }
-    if !t.may_signal(&tg, signo) {
-        return Err(Errno::EPERM);
-    }
-    // A zombie is still that process until reaped: the signal is accepted,
-    // and nothing is left to take it (as Linux).
-    if !tg.is_zombie() {
-        t.signal_process_from_here(&tg, info);
+    match scope {
+        SignalScope::Process => signal_processes(t, &[tg], info)?,
+        SignalScope::ProcessGroup => {
+            let targets = t.kill_targets(-tg.links().pgid)?;
+            signal_processes(t, &targets, info)?
+        }
+        SignalScope::Thread => {
+            let (tg, member) = pidfd.signal_thread()?;
+            if !t.may_signal(&tg, signo) {
+                return Err(Errno::EPERM);
+            }
+            if signo != 0 {
+                t.kernel().on_generate(&tg, signo);
+                if tg.tgid() == t.tgid() && pidfd.pid() == t.tid() {
+                    t.send_signal(info);
+                } else {
+                    tg.queue_to(&member, info);
+                }
+            }
+        }
     }
     Ok(0)
+}
+
+/// Sends `info` to each of `targets` the caller may signal (EPERM if it
+/// may signal none). A zombie is still that process until reaped: the
+/// signal is accepted, and nothing is left to take it (as Linux).
+fn signal_processes(
+    t: &mut Task,
+    targets: &[std::sync::Arc<crate::kernel::thread_group::ThreadGroup>],
+    info: crate::kernel::signal::SigInfo,
+) -> Result<(), Errno> {
+    let mut sent = false;
+    for tg in targets {
+        if !t.may_signal(tg, info.signo) {
+            continue;
+        }
+        sent = true;
+        if !tg.is_zombie() && info.signo != 0 {
+            t.signal_process_from_here(tg, info);
+        }
+    }
+    if sent {
+        Ok(())
+    } else {
+        Err(Errno::EPERM)
+    }
 }

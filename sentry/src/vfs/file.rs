@@ -403,8 +403,9 @@ impl OpenFile {
 
     /// A new anonymous-inode file (eventfd, timerfd, signalfd, epoll):
     /// unlike open(2), nothing adds O_LARGEFILE to its flags (Linux's
-    /// anon_inode_getfile), so F_GETFL shows only the access mode and
-    /// O_NONBLOCK.
+    /// anon_inode_getfile), so F_GETFL shows only the access mode,
+    /// O_NONBLOCK and what the file's kind puts there (a PIDFD_THREAD
+    /// pidfd's O_EXCL).
     pub(crate) fn new_anonymous(
         inode: Arc<dyn Inode>,
         ops: Arc<dyn FileOps>,
@@ -415,7 +416,7 @@ impl OpenFile {
             inode,
             ops,
             offset: Mutex::new(0),
-            flags: AtomicI32::new(flags & KEPT_FLAGS),
+            flags: AtomicI32::new(flags & (KEPT_FLAGS | libc::O_EXCL)),
             listing: Mutex::new(Vec::new()),
             id: NEXT_DESCRIPTION.fetch_add(1, Ordering::Relaxed),
             locked: Mutex::new(None),
