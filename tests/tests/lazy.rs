@@ -196,7 +196,11 @@ fn a_second_lazy_restore_prefetches_the_working_set_the_first_recorded() {
         "the second restore did not prefetch what the first demanded\n{err}"
     );
     assert!(!err.contains("warning"), "{err}");
-    assert_eq!(working_set(&img).1, ws, "a restore that prefetched rewrote the record");
+    assert_eq!(
+        working_set(&img).1,
+        ws,
+        "a restore that prefetched rewrote the record"
+    );
 
     // Damaged: ignored, said, and a new record replaces it.
     let path = working_set_path(&img);
@@ -207,7 +211,9 @@ fn a_second_lazy_restore_prefetches_the_working_set_the_first_recorded() {
     let (third, err) = restore_and_verify(&root, &img, "ws-3", &sum);
     assert_eq!(third.prefetched, 0, "{third:?}");
     assert!(
-        err.contains("working-set.cryo") && err.contains("checksum mismatch") && err.contains("ignored"),
+        err.contains("working-set.cryo")
+            && err.contains("checksum mismatch")
+            && err.contains("ignored"),
         "a damaged working set was not reported: {err}"
     );
     let (_, again) = working_set(&img);

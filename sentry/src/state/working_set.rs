@@ -385,10 +385,7 @@ mod tests {
     fn a_record_reads_back_for_its_statefile_only() {
         let b = encode(&id(), &[7, 3, 99, 0]);
         assert_eq!(decode_for(&b, &id()), Ok(vec![7, 3, 99, 0]));
-        let other = StatefileId {
-            digest: 1,
-            ..id()
-        };
+        let other = StatefileId { digest: 1, ..id() };
         assert!(matches!(
             decode_for(&b, &other),
             Err(WorkingSetError::OtherStatefile { .. })

@@ -79,14 +79,11 @@ pub fn working_set_path(img: &Path) -> std::path::PathBuf {
 }
 
 /// The working set recorded in `img`: for which statefile, and its chunks.
-pub fn working_set(
-    img: &Path,
-) -> (sentry::state::working_set::StatefileId, Vec<u32>) {
+pub fn working_set(img: &Path) -> (sentry::state::working_set::StatefileId, Vec<u32>) {
     let path = working_set_path(img);
     let bytes = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("no working set recorded ({}: {e})", path.display()));
-    sentry::state::working_set::decode(&bytes)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    sentry::state::working_set::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The longest run of strictly falling chunk numbers in `chunks`.
