@@ -58,11 +58,14 @@ pub enum Demand {
     Background,
 }
 
+/// Takes the working set (chunk numbers, in the order first demanded).
+pub type WriteWorkingSet = Box<dyn FnOnce(&[usize]) + Send>;
+
 /// Where the working set goes once known: at most `limit` chunks, in the
 /// order first demanded, handed to `write` once.
 pub struct Recorder {
     pub limit: usize,
-    pub write: Box<dyn FnOnce(&[usize]) + Send>,
+    pub write: WriteWorkingSet,
 }
 
 /// A lazy restore's progress, as /proc/cryo/lazy shows it.
