@@ -202,6 +202,19 @@ fn a_second_lazy_restore_prefetches_the_working_set_the_first_recorded() {
         "a restore that prefetched rewrote the record"
     );
 
+    // A damaged chunk of the working set: found by the prefetch, before
+    // anything runs (the copy has the record too).
+    let copy = s.path("damaged");
+    let n = lazy_support::damage_chunk(&img, &copy, |_| ws[1] as usize);
+    let mut sb = restore_lazy_held(&root, &copy, "ws-dmg");
+    let code = sb.wait_exit(START);
+    let err = sb.stderr_str();
+    assert!(
+        code == 125 && sb.lines().is_empty() && err.contains(&format!("memory chunk {n} ")),
+        "a damaged prefetched chunk: exit {code}, stdout {:?}, stderr {err}",
+        sb.lines()
+    );
+
     // Damaged: ignored, said, and a new record replaces it.
     let path = working_set_path(&img);
     let mut bytes = std::fs::read(&path).unwrap();

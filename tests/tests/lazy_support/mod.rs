@@ -46,6 +46,11 @@ pub fn checksum_of(line: &str) -> String {
 /// of `img` (the index and header checksums still pass: only the chunk's
 /// own checksum notices). The damaged chunk's number.
 pub fn damage_late_chunk(img: &Path, copy: &Path) -> usize {
+    damage_chunk(img, copy, |chunks| chunks * 3 / 4)
+}
+
+/// [`damage_late_chunk`] of the chunk `which` picks out of the count.
+pub fn damage_chunk(img: &Path, copy: &Path, which: impl Fn(usize) -> usize) -> usize {
     std::fs::create_dir_all(copy).expect("creating the copy's directory");
     for e in std::fs::read_dir(img).expect("reading the image directory") {
         let e = e.expect("an entry");
@@ -57,7 +62,7 @@ pub fn damage_late_chunk(img: &Path, copy: &Path) -> usize {
         let memory = reader
             .memory(sentry::state::MEMORY_SECTION)
             .expect("its memory section");
-        let n = memory.chunk_count() * 3 / 4;
+        let n = which(memory.chunk_count());
         let info = memory.chunk_info(n).expect("a late chunk");
         (n, info.file_offset + info.stored_len / 2)
     };
