@@ -40,7 +40,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     console_socket: Option<PathBuf>,
     /// Resume before the memory is loaded: each 1 MiB chunk of it loads
-    /// when first touched, the rest in the background (`cryo do` form).
+    /// when first touched, the rest in the background (a working set
+    /// recorded in the image directory by an earlier lazy restore is
+    /// loaded first); with --bundle too.
     #[arg(long)]
     lazy: bool,
     /// runc's: restore established TCP connections. Refused: the sandbox
@@ -80,9 +82,6 @@ impl RestoreArgs {
 
 /// The flags runc takes that cryo cannot honour, each refused by name.
 fn refuse_unsupported(args: &RestoreArgs) -> anyhow::Result<()> {
-    if args.lazy && args.bundle.is_some() {
-        bail!("--lazy with --bundle: an OCI restore loads the whole statefile first (lazy restore is for the `cryo do` form yet): restore without --lazy");
-    }
     if args.tcp_established {
         bail!("--tcp-established: the sandbox has no TCP sockets yet, so none can be restored: restore without it");
     }
@@ -139,6 +138,7 @@ fn restore(args: RestoreArgs, g: &Globals) -> anyhow::Result<i32> {
                 pid_file: args.pid_file,
                 console_socket: args.console_socket,
                 work_path: args.work_path,
+                lazy: args.lazy,
             },
         );
     }

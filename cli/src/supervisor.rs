@@ -307,6 +307,11 @@ pub fn run_started(task: &mut Task, id: &str, queue: &Receiver<Pending>) -> anyh
     // A checkpoint accepted with --leave-running finishes (and answers)
     // before the sandbox ends, whatever ended it.
     sentry::state::wait_background_checkpoint();
+    // A lazily restored sandbox that ends before its memory is all in
+    // records what it demanded so far (sentry::state::working_set).
+    if let Some(l) = task.kernel().memory_file.lazy_restore() {
+        l.finish_recording();
+    }
     let status = status.map_err(anyhow::Error::new)?;
     Ok(match status {
         Some(s) => s.shell_code(),

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use cryo_tests::sandbox::cryo_command;
 use cryo_tests::{cryo_bin, guest, Libc, Output};
 
+mod lazy_support;
+
 /// What one command, or a container's progress, may take.
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -232,25 +234,45 @@ impl Env {
     /// conmon's restore: `restore --bundle B --detach --pid-file F
     /// --image-path IMG --work-path W ID`, output to `out`.
     fn restore(&self, bundle: &Path, img: &Path, id: &str, out: &Path) -> Output {
+        self.cryo_to(&self.restore_args(bundle, img, id, &[]), out)
+    }
+
+    fn restore_args(
+        &self,
+        bundle: &Path,
+        img: &Path,
+        id: &str,
+        flags: &[&str],
+    ) -> Vec<std::ffi::OsString> {
         let work = self.path("work");
         std::fs::create_dir_all(&work).unwrap();
         let pid_file = self.path(&format!("{id}.pid"));
-        self.cryo_to(
-            &[
-                OsStr::new("restore"),
-                OsStr::new("--bundle"),
-                bundle.as_os_str(),
-                OsStr::new("--detach"),
-                OsStr::new("--pid-file"),
-                pid_file.as_os_str(),
-                OsStr::new("--image-path"),
-                img.as_os_str(),
-                OsStr::new("--work-path"),
-                work.as_os_str(),
-                OsStr::new(id),
-            ],
-            out,
-        )
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "restore".into(),
+            "--bundle".into(),
+            bundle.into(),
+            "--detach".into(),
+            "--pid-file".into(),
+            pid_file.into(),
+            "--image-path".into(),
+            img.into(),
+            "--work-path".into(),
+            work.into(),
+        ];
+        args.extend(flags.iter().map(Into::into));
+        args.push(id.into());
+        args
+    }
+
+    /// conmon's restore with `--lazy`, the background loader held
+    /// (`CRYO_TEST_LAZY_HOLD=1`: only what the container touches loads);
+    /// the container's stdout in `out`, and its sandbox's stderr (written
+    /// after the restore returns too) in `err`.
+    fn restore_lazy(&self, bundle: &Path, img: &Path, id: &str, out: &Path, err: &Path) -> Output {
+        let mut cmd = cryo_command(&self.root());
+        cmd.env("CRYO_TEST_LAZY_HOLD", "1");
+        cmd.args(self.restore_args(bundle, img, id, &["--lazy"]));
+        run_to_files(cmd, out, err, &format!("cryo restore --lazy {id}"))
     }
 
     /// A restore that must succeed: the container's pid, checked against
@@ -876,17 +898,6 @@ fn bad_restores_are_refused_and_leave_nothing() {
         assert_eq!(o.code, 125, "{flags:?}");
         assert!(o.stderr_str().contains(want), "{}", o.stderr_str());
     }
-    let o = env.cryo(&[
-        OsStr::new("restore"),
-        OsStr::new("--lazy"),
-        OsStr::new("--bundle"),
-        bundle.as_os_str(),
-        OsStr::new("--image-path"),
-        img.as_os_str(),
-        OsStr::new("x"),
-    ]);
-    refused(&env, &o, "--lazy", keep);
-
     // An id that exists.
     let o = env.restore(&bundle, &img, "keep", &env.file());
     refused(&env, &o, "already exists", keep);
@@ -1255,4 +1266,195 @@ fn podman_prints_checkpoint_and_restore_statistics() {
     let before = logged(&env, "ps");
     counts_on(&wait_logged(&env, "ps", *before.last().unwrap() + 2));
     podman_ok(&env, &["rm", "-f", "ps"]);
+}
+
+/// A container running `lazy_mem ARGS` (from the host's root),
+/// checkpointed into `img` and deleted: its bundle and its checksum.
+fn lazy_mem_checkpointed(env: &Env, args: &[&str], img: &Path) -> (PathBuf, String) {
+    let program = guest("lazy_mem", Libc::Glibc);
+    let mut argv = vec![program.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let bundle = env.bundle("bundle", &argv, true, |_| {});
+    let out = env.path("a.out");
+    let pid = env.run_detached(&bundle, "a", &out);
+    let ready = wait_lines(&out, "lazy_mem", |l| !l.is_empty())[0].clone();
+    assert!(ready.starts_with("ready "), "{ready:?}");
+    let o = env.checkpoint("a", img, &[]);
+    assert_eq!(o.code, 0, "checkpoint: {}", o.stderr_str());
+    assert_eq!(wait_pid(pid, TIMEOUT), Some(0));
+    assert_eq!(env.cryo(&["delete", "a"]).code, 0);
+    (bundle, lazy_support::checksum_of(&ready))
+}
+
+/// Restores container `id` lazily from `img` (deleted as soon as the
+/// restore returns when `delete_img`, as podman does); it must be running
+/// at once, answer, check its memory out against `sum` and exit 0. Its
+/// first answer.
+fn lazy_container_checks_out(
+    env: &Env,
+    (bundle, img, sum): (&Path, &Path, &str),
+    id: &str,
+    delete_img: bool,
+) -> lazy_support::Progress {
+    let (out, err) = (
+        env.path(&format!("{id}.out")),
+        env.path(&format!("{id}.err")),
+    );
+    let o = env.restore_lazy(bundle, img, id, &out, &err);
+    assert_eq!(o.code, 0, "restore --lazy {id}: {}", o.stderr_str());
+    if delete_img {
+        std::fs::remove_dir_all(img).unwrap();
+    }
+    let st = env.state(id);
+    assert_eq!(st["status"], "running", "{st}");
+    let pid = st["pid"].as_i64().unwrap() as i32;
+    let lines = wait_lines(&out, id, |l| l.len() >= 2);
+    let first = lazy_support::progress(&lines[0]);
+    assert!(lines[1].starts_with("verified "), "{lines:?}");
+    assert_eq!(
+        lazy_support::checksum_of(&lines[1]),
+        sum,
+        "memory after a lazy restore"
+    );
+    assert_eq!(
+        wait_pid(pid, TIMEOUT),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&err).unwrap_or_default()
+    );
+    let err = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(!err.contains("working-set.cryo"), "{err}");
+    assert_eq!(env.state(id)["status"], "stopped");
+    assert_eq!(env.cryo(&["delete", id]).code, 0);
+    first
+}
+
+/// Issue 15: `restore --bundle --lazy` of a container: it runs before its
+/// memory is loaded (the held loader leaves all but what it touches), its
+/// memory checks out, and it records its working set in the image
+/// directory; a second lazy restore prefetches exactly that before the
+/// container goes on (its first answer demands nothing more), and goes on
+/// loading the rest from the statefile it holds open after the image
+/// directory is deleted, as podman deletes it.
+#[test]
+fn a_lazily_restored_container_answers_first_and_a_second_prefetches_its_working_set() {
+    let env = Env::new();
+    let img = env.path("img");
+    let (bundle, sum) = lazy_mem_checkpointed(&env, &["64", "8"], &img);
+    let first = lazy_container_checks_out(&env, (&bundle, &img, &sum), "b", false);
+    assert!(
+        first.prefetched == 0 && first.loaded == first.demanded && first.loaded < first.chunks / 2,
+        "the container's first answer came with {first:?}"
+    );
+    let (_, ws) = lazy_support::working_set(&img);
+    assert_eq!(ws.len(), sentry::state::working_set::limit(first.chunks));
+    let second = lazy_container_checks_out(&env, (&bundle, &img, &sum), "c", true);
+    assert_eq!(
+        (second.prefetched, second.loaded, second.demanded),
+        (ws.len(), ws.len(), 0),
+        "the second lazy restore did not prefetch the recorded working set"
+    );
+    assert!(env.ids().is_empty(), "left under --root: {:?}", env.ids());
+}
+
+/// Issue 15: a lazily restored container whose statefile has a damaged
+/// late chunk runs, answers, and ends with exit status 125 and a message
+/// naming the chunk when it reaches it, never seeing the damaged memory;
+/// its state is then stopped.
+#[test]
+fn a_damaged_late_chunk_ends_a_lazily_restored_container_with_a_clear_message() {
+    let env = Env::new();
+    let img = env.path("img");
+    let (bundle, _) = lazy_mem_checkpointed(&env, &["64"], &img);
+    let copy = env.path("damaged");
+    let n = lazy_support::damage_late_chunk(&img, &copy);
+    let (out, err) = (env.path("b.out"), env.path("b.err"));
+    let o = env.restore_lazy(&bundle, &copy, "b", &out, &err);
+    assert_eq!(o.code, 0, "restore --lazy: {}", o.stderr_str());
+    let pid = env.state("b")["pid"].as_i64().unwrap() as i32;
+    assert_eq!(wait_pid(pid, TIMEOUT), Some(125));
+    let lines: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with("lazy: loaded ")),
+        "the container did not answer first: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("verified")),
+        "the container saw damaged memory as good: {lines:?}"
+    );
+    let err = std::fs::read_to_string(&err).unwrap();
+    assert!(
+        err.contains(&format!("memory chunk {n} "))
+            && err.contains("checksum mismatch")
+            && err.contains("the sandbox is stopped"),
+        "stderr: {err}"
+    );
+    assert_eq!(env.state("b")["status"], "stopped");
+    assert_eq!(env.cryo(&["delete", "b"]).code, 0);
+    assert!(env.ids().is_empty(), "left under --root: {:?}", env.ids());
+}
+
+/// Issue 15: the OCI commands on a container whose lazy restore is still
+/// loading (the held loader: only what it touched is in): `state` says
+/// running, a checkpoint waits for the whole memory (the container restored
+/// from it checks out), and `delete --force` ends one.
+#[test]
+fn a_container_still_loading_is_checkpointed_whole_and_deleted_by_force() {
+    let env = Env::new();
+    let img = env.path("img");
+    let (bundle, sum) = lazy_mem_checkpointed(&env, &["64", "0", "wait"], &img);
+    let (out, err) = (env.path("b.out"), env.path("b.err"));
+    let o = env.restore_lazy(&bundle, &img, "b", &out, &err);
+    assert_eq!(o.code, 0, "restore --lazy: {}", o.stderr_str());
+    let first = lazy_support::progress(&wait_lines(&out, "b", |l| !l.is_empty())[0]);
+    assert!(first.loaded < first.chunks / 2, "{first:?}");
+    let st = env.state("b");
+    assert_eq!(st["status"], "running", "{st}");
+    let pid = st["pid"].as_i64().unwrap() as i32;
+
+    let img2 = env.path("img2");
+    let o = env.checkpoint("b", &img2, &[]);
+    assert_eq!(
+        o.code,
+        0,
+        "checkpoint of a loading container: {}",
+        o.stderr_str()
+    );
+    assert_eq!(
+        wait_pid(pid, TIMEOUT),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&err).unwrap_or_default()
+    );
+    assert_eq!(env.cryo(&["delete", "b"]).code, 0);
+    let cout = env.path("c.out");
+    let cpid = env.restored(&bundle, &img2, "c", &cout);
+    assert_eq!(env.cryo(&["kill", "c", "USR1"]).code, 0);
+    let lines = wait_lines(&cout, "c", |l| !l.is_empty());
+    assert!(lines[0].starts_with("verified "), "{lines:?}");
+    assert_eq!(
+        lazy_support::checksum_of(&lines[0]),
+        sum,
+        "the memory a checkpoint of a loading container saved"
+    );
+    assert_eq!(wait_pid(cpid, TIMEOUT), Some(0));
+    assert_eq!(env.cryo(&["delete", "c"]).code, 0);
+
+    let (dout, derr) = (env.path("d.out"), env.path("d.err"));
+    let o = env.restore_lazy(&bundle, &img, "d", &dout, &derr);
+    assert_eq!(o.code, 0, "restore --lazy: {}", o.stderr_str());
+    wait_lines(&dout, "d", |l| !l.is_empty());
+    let dpid = env.state("d")["pid"].as_i64().unwrap() as i32;
+    assert_eq!(env.cryo(&["delete", "--force", "d"]).code, 0);
+    assert!(
+        wait_pid(dpid, TIMEOUT).is_some(),
+        "d outlived delete --force"
+    );
+    assert!(env.ids().is_empty(), "left under --root: {:?}", env.ids());
 }

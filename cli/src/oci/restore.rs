@@ -12,8 +12,11 @@
 //! is not an OCI container's, a bundle whose root or mounts differ from the
 //! checkpointed container's (the identity in the statefile's header). A
 //! failure after that removes the container again; nothing else is touched.
-//! The statefile is read whole before the container runs: the caller may
-//! delete the image directory once this command returns.
+//! The statefile is read whole before the container runs, or with --lazy
+//! held open by the sandbox (its fd, never its path again) while the rest
+//! of the memory loads in the background: either way the caller may
+//! delete the image directory once this command returns (a lazy restore
+//! then records no working set there).
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -41,6 +44,8 @@ pub struct OciRestore {
     pub console_socket: Option<PathBuf>,
     /// Where CRIU would put its `stats-restore` (and the engine reads it).
     pub work_path: Option<PathBuf>,
+    /// Resume before the memory is loaded (`sentry::mm::lazy`).
+    pub lazy: bool,
 }
 
 /// Reads the statefile's header and checks the checkpointed container is
@@ -122,6 +127,9 @@ pub fn restore(g: &Globals, r: OciRestore) -> anyhow::Result<i32> {
             .arg(wr.as_raw_fd().to_string())
             .arg("--restore")
             .arg(&image);
+        if r.lazy {
+            cmd.arg("--lazy");
+        }
         if let Some(r) = &replica {
             cmd.arg("--console-fd").arg(r.as_raw_fd().to_string());
         }

@@ -44,6 +44,10 @@ pub struct SandboxArgs {
     /// processes go on.
     #[arg(long)]
     restore: Option<PathBuf>,
+    /// With --restore: resume before the memory is loaded, the rest
+    /// loading in the background (`sentry::mm::lazy`).
+    #[arg(long, requires = "restore")]
+    lazy: bool,
 }
 
 /// How long a pause waits for every task to reach a clean boundary.
@@ -295,7 +299,7 @@ fn restore(
         memory_limit: plan.memory_limit,
         stdio: None,
         memory: None,
-        lazy: false,
+        lazy: args.lazy,
     };
     let task = sentry::state::restore_container(image, root_sock, container, false, platform)
         .map_err(anyhow::Error::new)?;

@@ -472,7 +472,7 @@ impl ProcessTable for ProcTable {
             .map(|k| k.identity.boot_id())
             .unwrap_or_default()
     }
-    fn lazy_progress(&self) -> Option<(usize, usize)> {
+    fn lazy_progress(&self) -> Option<crate::mm::lazy::LazyProgress> {
         self.kernel()?.memory_file.lazy_progress()
     }
     fn take_id(&self) -> String {

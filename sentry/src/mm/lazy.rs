@@ -11,6 +11,13 @@
 //!
 //! A chunk whose checksum no longer matches is never handed to the
 //! application: the sandbox is stopped with a message naming the chunk.
+//!
+//! The chunks demanded first (by the application's faults and the
+//! Sentry's accesses, not the background loader) are its working set: a
+//! [`Recorder`] gets them, in order, once there are its limit of them,
+//! every chunk is in, or the sandbox ends, whichever comes first (see
+//! `state::working_set`, which writes them next to the statefile so that a
+//! later lazy restore of it prefetches them before the sandbox resumes).
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -43,11 +50,35 @@ pub enum LazyError {
 }
 
 /// Who loaded a chunk: the application's demand (recorded as its working
-/// set) or the background loader.
+/// set), a prefetch of a recorded working set, or the background loader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Demand {
     Fault,
+    Prefetch,
     Background,
+}
+
+/// Takes the working set (chunk numbers, in the order first demanded).
+pub type WriteWorkingSet = Box<dyn FnOnce(&[usize]) + Send>;
+
+/// Where the working set goes once known: at most `limit` chunks, in the
+/// order first demanded, handed to `write` once.
+pub struct Recorder {
+    pub limit: usize,
+    pub write: WriteWorkingSet,
+}
+
+/// A lazy restore's progress, as /proc/cryo/lazy shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LazyProgress {
+    /// Chunks loaded so far, by anyone.
+    pub loaded: usize,
+    /// Chunks of the memory image in all.
+    pub chunks: usize,
+    /// Chunks of a recorded working set loaded before the resume.
+    pub prefetched: usize,
+    /// Chunks loaded because the application or the Sentry needed them.
+    pub demanded: usize,
 }
 
 struct Shared {
@@ -59,6 +90,8 @@ struct Shared {
     /// While set (a test's `CRYO_TEST_LAZY_HOLD`), the background loader
     /// waits.
     held: bool,
+    /// Who gets the working set; taken when it is handed over.
+    recorder: Option<Recorder>,
 }
 
 /// The chunks of a lazily restored memory image still to load.
@@ -73,6 +106,7 @@ pub struct LazyMemory {
     spans: Vec<(u64, u64)>,
     states: Vec<AtomicU8>,
     loaded: AtomicUsize,
+    prefetched: AtomicUsize,
     all: AtomicBool,
     shared: Mutex<Shared>,
     changed: Condvar,
@@ -103,11 +137,13 @@ impl LazyMemory {
             spans,
             states: (0..n).map(|_| AtomicU8::new(UNLOADED)).collect(),
             loaded: AtomicUsize::new(0),
+            prefetched: AtomicUsize::new(0),
             all: AtomicBool::new(n == 0),
             shared: Mutex::new(Shared {
                 demanded: Vec::new(),
                 damage: None,
                 held: std::env::var_os("CRYO_TEST_LAZY_HOLD").is_some_and(|v| v == "1"),
+                recorder: None,
             }),
             changed: Condvar::new(),
         })
@@ -122,6 +158,12 @@ impl LazyMemory {
         self.spans.len()
     }
 
+    /// Which statefile the chunks come from (a working set is recorded
+    /// for it).
+    pub fn statefile_id(&self) -> crate::state::working_set::StatefileId {
+        crate::state::working_set::StatefileId::of(&self.reader, self.spans.len())
+    }
+
     pub fn loaded_chunks(&self) -> usize {
         self.loaded.load(Ordering::Acquire)
     }
@@ -133,6 +175,86 @@ impl LazyMemory {
     /// The chunks demanded so far, in the order they were first demanded.
     pub fn demanded(&self) -> Vec<usize> {
         self.lock().demanded.clone()
+    }
+
+    pub fn progress(&self) -> LazyProgress {
+        LazyProgress {
+            loaded: self.loaded_chunks(),
+            chunks: self.chunks(),
+            prefetched: self.prefetched.load(Ordering::Acquire),
+            demanded: self.lock().demanded.len(),
+        }
+    }
+
+    /// Hands the working set to `recorder` once it is known.
+    pub fn set_recorder(&self, recorder: Recorder) {
+        self.lock().recorder = Some(recorder);
+        self.record_if_done(self.all_loaded());
+    }
+
+    /// Hands the working set over now (the sandbox ends, or every chunk is
+    /// in), unless it was already.
+    pub fn finish_recording(&self) {
+        self.record_if_done(true);
+    }
+
+    /// Hands the working set over if it has reached its recorder's limit,
+    /// or `finished`; once.
+    fn record_if_done(&self, finished: bool) {
+        let taken = {
+            let mut g = self.lock();
+            let full = g
+                .recorder
+                .as_ref()
+                .is_some_and(|r| g.demanded.len() >= r.limit);
+            if !(full || finished) {
+                return;
+            }
+            g.recorder.take().map(|r| {
+                let n = g.demanded.len().min(r.limit);
+                (r, g.demanded[..n].to_vec())
+            })
+        };
+        if let Some((r, chunks)) = taken {
+            (r.write)(&chunks);
+        }
+    }
+
+    /// Loads `chunks` (a recorded working set, each a chunk number below
+    /// [`LazyMemory::chunks`]) before the sandbox resumes, on a few threads
+    /// at once (the chunks decompress independently), in about their
+    /// order.
+    pub fn prefetch(&self, mf: &MemoryFile, chunks: &[usize]) -> Result<(), LazyError> {
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<LazyError>> = Mutex::new(None);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4)
+            .min(chunks.len());
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&n) = chunks.get(i) else { return };
+            if let Err(e) = self.ensure(mf, n, Demand::Prefetch) {
+                next.store(chunks.len(), Ordering::Relaxed);
+                failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+                return;
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(work);
+            }
+            work();
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        let loaded = chunks.iter().filter(|&&n| self.is_loaded(n)).count();
+        self.prefetched.store(loaded, Ordering::Release);
+        Ok(())
     }
 
     /// The memory-file span of chunk `n`.
@@ -233,6 +355,9 @@ impl LazyMemory {
         };
         drop(g);
         self.changed.notify_all();
+        if demand == Demand::Fault && result.is_ok() {
+            self.record_if_done(false);
+        }
         result
     }
 
@@ -265,19 +390,21 @@ impl LazyMemory {
             .map_err(|e| self.damaged(n, &e.to_string()))
     }
 
-    /// The background loader's work: the chunks of `first` (a recorded
-    /// working set), then every other in order; a damaged chunk stops it
-    /// (and the sandbox).
-    pub fn load_rest(&self, mf: &MemoryFile, first: &[usize]) -> Result<(), LazyError> {
+    /// The background loader's work: every chunk not loaded yet, in order
+    /// (a recorded working set was prefetched before the resume); a
+    /// damaged chunk stops it (and the sandbox).
+    pub fn load_rest(&self, mf: &MemoryFile) -> Result<(), LazyError> {
         {
             let mut g = self.lock();
             while g.held {
                 g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
             }
         }
-        for n in first.iter().copied().chain(0..self.spans.len()) {
+        for n in 0..self.spans.len() {
             self.ensure(mf, n, Demand::Background)?;
         }
+        // Nothing is demanded any more: the working set is complete.
+        self.finish_recording();
         Ok(())
     }
 

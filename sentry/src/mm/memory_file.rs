@@ -874,10 +874,14 @@ impl MemoryFile {
         self.lazy.set(lazy).map_err(|_| Errno::EBUSY)
     }
 
-    /// (chunks loaded, chunks in all) of the lazy restore this file was
-    /// made by, if it was.
-    pub fn lazy_progress(&self) -> Option<(usize, usize)> {
-        self.lazy.get().map(|l| (l.loaded_chunks(), l.chunks()))
+    /// The progress of the lazy restore this file was made by, if it was.
+    pub fn lazy_progress(&self) -> Option<super::lazy::LazyProgress> {
+        self.lazy.get().map(|l| l.progress())
+    }
+
+    /// The lazy restore this file was made by, if it was, loaded or not.
+    pub fn lazy_restore(&self) -> Option<&Arc<super::lazy::LazyMemory>> {
+        self.lazy.get()
     }
 
     /// The lazy restore still loading into this file, if any.
@@ -905,7 +909,7 @@ impl MemoryFile {
     pub fn await_all_loaded(&self) {
         if let Some(l) = self.lazy() {
             l.release_hold();
-            if let Err(e) = l.load_rest(self, &[]) {
+            if let Err(e) = l.load_rest(self) {
                 l.die(&e);
             }
         }

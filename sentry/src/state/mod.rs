@@ -8,6 +8,7 @@ mod restore_tree;
 mod save;
 pub mod types;
 pub mod validate;
+pub mod working_set;
 
 pub use restore::{
     load_shared_memory, restore, restore_container, restore_container_held, ContainerRestore,

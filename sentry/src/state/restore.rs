@@ -571,6 +571,7 @@ pub fn restore_container_held(
         let l = Arc::new(l);
         mf.set_lazy(l.clone())
             .map_err(|e| RestoreError::Memory(format!("lazy restore: {e}")))?;
+        prefetch_working_set(image_dir, &l, &mf)?;
         Some(l)
     } else {
         let memory = reader.memory(MEMORY_SECTION).map_err(sf_err)?;
@@ -753,6 +754,49 @@ fn load_eagerly(
     })
 }
 
+/// A lazy restore's start: the working set recorded for this statefile in
+/// `image_dir` (if a valid one is there) is loaded before anything runs,
+/// and the sandbox's own is recorded there when none was (see
+/// `working_set`). The statefile's identity comes from the reader the
+/// lazy memory holds, so it is the very file the chunks come from.
+fn prefetch_working_set(
+    image_dir: &Path,
+    lazy: &Arc<crate::mm::lazy::LazyMemory>,
+    mf: &crate::mm::MemoryFile,
+) -> Result<(), RestoreError> {
+    use super::working_set::{self, ImageDir};
+    let dir = match ImageDir::open(image_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!(
+                "lazy restore: {}: {e}: no working set read or recorded",
+                image_dir.display()
+            );
+            return Ok(());
+        }
+    };
+    let id = lazy.statefile_id();
+    match dir.read(&id) {
+        Some(chunks) => {
+            tracing::debug!(
+                "lazy restore: prefetching a working set of {} chunks: {chunks:?}",
+                chunks.len()
+            );
+            lazy.prefetch(mf, &chunks)
+                .map_err(|e| RestoreError::Memory(format!("lazy restore: {e}")))?;
+        }
+        None => {
+            if let Some(record) = dir.recorder() {
+                lazy.set_recorder(crate::mm::lazy::Recorder {
+                    limit: working_set::limit(lazy.chunks()),
+                    write: Box::new(move |chunks| record.write(&id, chunks)),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Starts the thread that loads the rest of a lazy restore's memory while
 /// the sandbox runs.
 fn start_background_load(
@@ -763,7 +807,7 @@ fn start_background_load(
     std::thread::Builder::new()
         .name("cryo-lazy-load".into())
         .spawn(move || {
-            if let Err(e) = lazy.load_rest(&mf, &[]) {
+            if let Err(e) = lazy.load_rest(&mf) {
                 lazy.die(&e);
             }
         })

@@ -16,9 +16,9 @@ use crate::errno::Errno;
 
 /// The kernel's process table as procfs sees it.
 pub trait ProcessTable: Send + Sync {
-    /// A lazy restore's progress: (chunks loaded, chunks in all); None when
-    /// the sandbox was not restored lazily.
-    fn lazy_progress(&self) -> Option<(usize, usize)> {
+    /// A lazy restore's progress; None when the sandbox was not restored
+    /// lazily.
+    fn lazy_progress(&self) -> Option<crate::mm::lazy::LazyProgress> {
         None
     }
     /// The thread group of the calling task (what /proc/self names).
@@ -711,7 +711,10 @@ fn cryo_dir(table: &Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
             b"lazy".to_vec(),
             file(67, move || {
                 Ok(match t3.lazy_progress() {
-                    Some((loaded, all)) => format!("loaded {loaded} of {all} chunks\n"),
+                    Some(p) => format!(
+                        "loaded {} of {} chunks, prefetched {}, demanded {}\n",
+                        p.loaded, p.chunks, p.prefetched, p.demanded
+                    ),
                     None => "not restored lazily\n".to_string(),
                 }
                 .into_bytes())
