@@ -506,11 +506,7 @@ fn attacks_on_the_sentry_fail() {
             );
         }
         assert_eq!(outcome("mappings"), "ENOMEM after some", "{p}");
-        for name in [
-            "/proc/self/mem write",
-            "thread storm",
-            "signal storm",
-        ] {
+        for name in ["/proc/self/mem write", "thread storm", "signal storm"] {
             let o = lines.iter().find(|l| l.starts_with(name));
             assert!(o.is_some(), "{p}: no {name} line: {lines:?}");
         }

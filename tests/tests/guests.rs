@@ -326,6 +326,8 @@ guest_tests!(
     mremap,
     brk,
     madvise,
+    map_count,
+    sigreturn_forged,
     stack,
     tls,
     rlimit,

@@ -419,7 +419,10 @@ impl PtraceAddressSpace {
     /// pages it shares copy-on-write, so it must not run on: it is killed.
     fn must_not_fail(&self, e: PlatformError) -> PlatformError {
         if matches!(e, PlatformError::Injected { .. }) {
-            tracing::warn!(pid = self.pid, "killing a ptrace stub the host refused a change to: {e}");
+            tracing::warn!(
+                pid = self.pid,
+                "killing a ptrace stub the host refused a change to: {e}"
+            );
             self.dead.store(true, Ordering::SeqCst);
             // SAFETY: kill(2) of our traced child, not reaped yet (the
             // address space is alive): its pid cannot be reused.

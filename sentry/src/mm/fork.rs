@@ -26,7 +26,8 @@ use crate::errno::Errno;
 pub struct ForkedMm {
     layout: Layout,
     mf: Arc<MemoryFile>,
-    vmas: VmaSet,
+    /// Boxed: a VMA set is large, and a ForkedMm moves between threads.
+    vmas: Box<VmaSet>,
     pmas: Pmas,
     brk_start: u64,
     brk: u64,
@@ -70,7 +71,7 @@ impl MemoryManager {
         let mut child = ForkedMm {
             layout: self.layout,
             mf: self.mf.clone(),
-            vmas: VmaSet::default(),
+            vmas: Box::default(),
             pmas: Pmas::default(),
             brk_start: self.brk_start,
             brk: self.brk,
@@ -137,7 +138,7 @@ impl MemoryManager {
         aspace: Arc<dyn AddressSpace>,
     ) -> Result<MemoryManager, Errno> {
         let mut mm = MemoryManager::new(forked.layout, forked.mf.clone(), aspace)?;
-        mm.vmas = std::mem::take(&mut forked.vmas);
+        mm.vmas = *std::mem::take(&mut forked.vmas);
         mm.pmas = std::mem::take(&mut forked.pmas);
         mm.brk_start = forked.brk_start;
         mm.brk = forked.brk;

@@ -230,12 +230,22 @@ impl MemoryManager {
     fn splits_for_change(&self, addr: u64, end: u64, f: impl Fn(&mut Vma)) -> u64 {
         let mut splits = 0;
         for (x, inner_above) in [(addr, true), (end, false)] {
-            let (Some(below), Some(above)) = (x.checked_sub(1).and_then(|b| self.vma_at(b)), self.vma_at(x))
-            else {
+            let (Some(below), Some(above)) = (
+                x.checked_sub(1).and_then(|b| self.vma_at(b)),
+                self.vma_at(x),
+            ) else {
                 continue;
             };
-            let low = if below.end > x { below.split(x).0 } else { below.clone() };
-            let high = if above.start < x { above.split(x).1 } else { above.clone() };
+            let low = if below.end > x {
+                below.split(x).0
+            } else {
+                below.clone()
+            };
+            let high = if above.start < x {
+                above.split(x).1
+            } else {
+                above.clone()
+            };
             if !mergeable(&low, &high) {
                 continue; // already two mappings here
             }

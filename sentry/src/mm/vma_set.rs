@@ -275,7 +275,11 @@ impl VmaSet {
             Some(o) => (o, o),
             None => (u64::MAX, u64::MAX),
         };
-        let start = self.map.range(..below).next_back().map_or(0, |(_, v)| v.end);
+        let start = self
+            .map
+            .range(..below)
+            .next_back()
+            .map_or(0, |(_, v)| v.end);
         if let Some(o) = owner {
             let reach = o.saturating_add(STACK_GUARD_GAP);
             if let Some(g) = self.growsdown.range(o..=reach).next() {
@@ -387,7 +391,11 @@ mod tests {
         let mut s = VmaSet::default();
         let base = 0x10_0000_0000u64;
         for i in 0..40 {
-            let prot = if i % 3 == 0 { Prot::READ } else { Prot::READ_WRITE };
+            let prot = if i % 3 == 0 {
+                Prot::READ
+            } else {
+                Prot::READ_WRITE
+            };
             s.insert(anon(base + i * 2 * PAGE, 1 + i % 2, prot));
             check(&s);
         }
@@ -416,11 +424,17 @@ mod tests {
         s.insert(anon(base + 9 * PAGE, 1, Prot::READ));
         let hi = base + 9 * PAGE;
         assert_eq!(s.find_top_down(PAGE, base, hi, PAGE), Some(base + 8 * PAGE));
-        assert_eq!(s.find_top_down(2 * PAGE, base, hi, PAGE), Some(base + 5 * PAGE));
+        assert_eq!(
+            s.find_top_down(2 * PAGE, base, hi, PAGE),
+            Some(base + 5 * PAGE)
+        );
         assert_eq!(s.find_top_down(3 * PAGE, base, hi, PAGE), Some(base + PAGE));
         assert_eq!(s.find_top_down(4 * PAGE, base, hi, PAGE), None);
         // Clipped by `lo` and by `hi`.
-        assert_eq!(s.find_top_down(2 * PAGE, base + 2 * PAGE, base + 3 * PAGE, PAGE), None);
+        assert_eq!(
+            s.find_top_down(2 * PAGE, base + 2 * PAGE, base + 3 * PAGE, PAGE),
+            None
+        );
         assert_eq!(
             s.find_top_down(PAGE, base, base + 2 * PAGE, PAGE),
             Some(base + PAGE)
