@@ -299,7 +299,10 @@ impl MemoryManager {
             }
             pos = v.end;
         }
-        self.check_change_splits(addr, end, |v| v.prot = prot)?;
+        self.check_change_splits(addr, end, |v| {
+            v.prot = prot;
+            v.ever_writable |= prot.write;
+        })?;
         for start in self.isolate(addr, end) {
             let Some((s, e)) = self
                 .vmas
