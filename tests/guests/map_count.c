@@ -54,8 +54,9 @@ static void say(const char *what, int ok)
 int main(void)
 {
 	long limit = max_map_count();
-	/* Far below it nothing here reaches the limit; far above, it takes long. */
-	CHECK(limit > 1000 && limit < 100000);
+	/* Natively the host's (65530 by default, 1048576 on some
+	 * distributions: both quick); under cryo the sandbox's. */
+	CHECK(limit > 1000 && limit <= 1L << 22);
 	long before = mappings();
 	/* Room for them all, reserved and given back: a three-page mapping
 	 * at its start, then one-page mappings, read-only and read-write in
