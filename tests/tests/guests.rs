@@ -47,6 +47,10 @@ const SPECS: &[Spec] = &[
     spec("mremap"),
     spec("brk"),
     spec("madvise"),
+    // vm.max_map_count: mappings up to the limit, and what refuses there.
+    spec("map_count"),
+    // rt_sigreturn through forged frames: segments, rip, eflags, FP state.
+    spec("sigreturn_forged"),
     // clone(CLONE_FS) sharing cwd/umask/root, CLONE_PARENT siblings.
     spec("clone_fs_parent"),
     // MADV_DONTFORK/DOFORK/WIPEONFORK/KEEPONFORK seen from children.
@@ -332,6 +336,8 @@ guest_tests!(
     mremap,
     brk,
     madvise,
+    map_count,
+    sigreturn_forged,
     stack,
     tls,
     rlimit,

@@ -412,6 +412,26 @@ impl PtraceAddressSpace {
     }
 }
 
+impl PtraceAddressSpace {
+    /// An unmap or protect the host refused (ENOMEM at the host's own
+    /// vm.max_map_count, splitting a mapping): the stub would keep pages
+    /// the Sentry may give to another address space, or write access to
+    /// pages it shares copy-on-write, so it must not run on: it is killed.
+    fn must_not_fail(&self, e: PlatformError) -> PlatformError {
+        if matches!(e, PlatformError::Injected { .. }) {
+            tracing::warn!(
+                pid = self.pid,
+                "killing a ptrace stub the host refused a change to: {e}"
+            );
+            self.dead.store(true, Ordering::SeqCst);
+            // SAFETY: kill(2) of our traced child, not reaped yet (the
+            // address space is alive): its pid cannot be reused.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+        e
+    }
+}
+
 impl AddressSpace for PtraceAddressSpace {
     fn map(&self, addr: u64, len: u64, offset: u64, prot: Prot) -> Result<(), PlatformError> {
         self.layout.check_range(addr, len)?;
@@ -457,7 +477,8 @@ impl AddressSpace for PtraceAddressSpace {
         self.layout.check_range(addr, len)?;
         let ranges: Vec<_> = self.around_stub(addr, len).collect();
         for (a, l) in ranges {
-            self.syscall("munmap", libc::SYS_munmap, &[a, l])?;
+            self.syscall("munmap", libc::SYS_munmap, &[a, l])
+                .map_err(|e| self.must_not_fail(e))?;
         }
         Ok(())
     }
@@ -470,7 +491,8 @@ impl AddressSpace for PtraceAddressSpace {
                 "mprotect",
                 libc::SYS_mprotect,
                 &[a, l, prot.to_bits() as u64],
-            )?;
+            )
+            .map_err(|e| self.must_not_fail(e))?;
         }
         Ok(())
     }

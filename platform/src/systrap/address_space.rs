@@ -569,6 +569,19 @@ impl SystrapAddressSpace {
         }
     }
 
+    /// An unmap or protect the host refused (ENOMEM at the host's own
+    /// vm.max_map_count, splitting a mapping), as a queued one is: the stub
+    /// would keep pages the Sentry may give to another address space, or
+    /// write access to pages it shares copy-on-write, so it is killed.
+    fn must_not_fail(&self, e: PlatformError) -> PlatformError {
+        match e {
+            PlatformError::Injected { syscall, errno } => {
+                self.corrupt(format!("{syscall} failed: errno {errno}"))
+            }
+            e => e,
+        }
+    }
+
     fn kill(&self) {
         self.dead.store(true, Ordering::SeqCst);
         if !self.reaped.load(Ordering::SeqCst) {
@@ -1262,7 +1275,8 @@ impl AddressSpace for SystrapAddressSpace {
             if self.parked() && (leader.queue.len() as u64) < QUEUE_MAX {
                 leader.queue.push(req);
             } else {
-                self.leader_run(&mut leader, Some(req))?;
+                self.leader_run(&mut leader, Some(req))
+                    .map_err(|e| self.must_not_fail(e))?;
             }
             leader.note_unmapped(a, l);
         }
@@ -1282,7 +1296,8 @@ impl AddressSpace for SystrapAddressSpace {
             if self.parked() && (leader.queue.len() as u64) < QUEUE_MAX {
                 leader.queue.push(req);
             } else {
-                self.leader_run(&mut leader, Some(req))?;
+                self.leader_run(&mut leader, Some(req))
+                    .map_err(|e| self.must_not_fail(e))?;
             }
         }
         Ok(())

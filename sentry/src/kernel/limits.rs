@@ -139,16 +139,8 @@ pub fn is_data_mapping(writable: bool, shared: bool, growsdown: bool) -> bool {
 /// The use of `mm` outside `[start, end)` (a MAP_FIXED mapping replaces
 /// what it covers, which then no longer counts).
 pub fn vm_use_outside(mm: &crate::mm::MemoryManager, start: u64, end: u64) -> VmUse {
-    let mut u = VmUse::default();
-    for v in mm.vmas() {
-        let inside = v.end.min(end).saturating_sub(v.start.max(start));
-        let len = v.len() - inside.min(v.len());
-        u.total += len;
-        if is_data_mapping(v.prot.write, v.shared, v.growsdown) {
-            u.data += len;
-        }
-    }
-    u
+    let (total, data) = mm.vm_use_outside(start, end);
+    VmUse { total, data }
 }
 
 /// Linux's may_expand_vm: adding `len` bytes (`data`: of a data mapping)

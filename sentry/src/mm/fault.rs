@@ -281,8 +281,8 @@ impl MemoryManager {
         }
         let mut grown = v.clone();
         grown.start = target;
-        self.vmas.remove(&vstart);
-        self.vmas.insert(target, grown);
+        self.vmas.remove(vstart);
+        self.vmas.insert(grown);
         self.pmas.insert(Piece {
             start: target,
             end: vstart,

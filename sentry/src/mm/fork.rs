@@ -9,7 +9,6 @@
 //! and the child's, which creates the child's platform address space and
 //! maps it ([`MemoryManager::from_fork`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use platform::{AddressSpace, Layout};
@@ -18,6 +17,7 @@ use super::manager::{release, MemoryManager};
 use super::memory_file::MemoryFile;
 use super::pma::{Piece, Pmas};
 use super::vma::Vma;
+use super::vma_set::VmaSet;
 use crate::errno::Errno;
 
 /// An address space in transit from parent to child: holds references on
@@ -26,7 +26,8 @@ use crate::errno::Errno;
 pub struct ForkedMm {
     layout: Layout,
     mf: Arc<MemoryFile>,
-    vmas: BTreeMap<u64, Vma>,
+    /// Boxed: a VMA set is large, and a ForkedMm moves between threads.
+    vmas: Box<VmaSet>,
     pmas: Pmas,
     brk_start: u64,
     brk: u64,
@@ -51,7 +52,7 @@ impl Drop for ForkedMm {
     fn drop(&mut self) {
         // The parent keeps every byte (and writes shared file data back
         // itself): only the references go.
-        let vmas = std::mem::take(&mut self.vmas);
+        let vmas = self.vmas.take();
         for v in vmas.values() {
             release(&self.mf, &mut self.pmas, v);
         }
@@ -70,7 +71,7 @@ impl MemoryManager {
         let mut child = ForkedMm {
             layout: self.layout,
             mf: self.mf.clone(),
-            vmas: BTreeMap::new(),
+            vmas: Box::default(),
             pmas: Pmas::default(),
             brk_start: self.brk_start,
             brk: self.brk,
@@ -102,12 +103,12 @@ impl MemoryManager {
                     }
                     None => return Err(Errno::ENOMEM),
                 }
-                child.vmas.insert(start, v);
+                child.vmas.insert(v);
                 continue;
             }
             // Inserted first, so that a failure below gives back exactly
             // the references taken for it.
-            child.vmas.insert(start, v.clone());
+            child.vmas.insert(v.clone());
             if v.wipeonfork {
                 let off = self.mf.allocate(v.len())?;
                 child.pmas.insert(Piece {
@@ -137,7 +138,7 @@ impl MemoryManager {
         aspace: Arc<dyn AddressSpace>,
     ) -> Result<MemoryManager, Errno> {
         let mut mm = MemoryManager::new(forked.layout, forked.mf.clone(), aspace)?;
-        mm.vmas = std::mem::take(&mut forked.vmas);
+        mm.vmas = *std::mem::take(&mut forked.vmas);
         mm.pmas = std::mem::take(&mut forked.pmas);
         mm.brk_start = forked.brk_start;
         mm.brk = forked.brk;

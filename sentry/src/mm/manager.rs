@@ -5,7 +5,7 @@
 //! The syscall-facing operations live in `ops.rs`, faults in `fault.rs`,
 //! copy-in/out in `io.rs`, checkpoint in `state.rs`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +16,7 @@ use super::freeze::OffsetSet;
 use super::memory_file::{MemoryFile, MF_PAGE_SIZE};
 use super::pma::{Piece, Pmas};
 use super::vma::{FileBacking, Vma, VmaKind};
+use super::vma_set::VmaSet;
 use crate::errno::Errno;
 
 /// The lowest address an application may map (Linux's default
@@ -35,7 +36,7 @@ pub struct MemoryManager {
     pub(super) mf: Arc<MemoryFile>,
     pub(super) aspace: Arc<dyn AddressSpace>,
     /// VMAs by start address; they never overlap.
-    pub(super) vmas: BTreeMap<u64, Vma>,
+    pub(super) vmas: VmaSet,
     /// Where every non-direct VMA's pages live (`pma.rs`): exactly the
     /// addresses of those VMAs are backed.
     pub(super) pmas: Pmas,
@@ -110,7 +111,7 @@ impl MemoryManager {
             freeze_gen: mf.freeze_generation(),
             mf,
             aspace,
-            vmas: BTreeMap::new(),
+            vmas: VmaSet::default(),
             pmas: Pmas::default(),
             recent_cow: VecDeque::new(),
             frozen: OffsetSet::default(),
@@ -174,7 +175,30 @@ impl MemoryManager {
 
     /// Total mapped bytes (VmSize).
     pub fn vsize(&self) -> u64 {
-        self.vmas.values().map(Vma::len).sum()
+        self.vmas.bytes().0
+    }
+
+    /// How many mappings Linux would count (`mm->map_count`, what
+    /// vm.max_map_count limits): runs of VMAs Linux would merge count once.
+    pub fn map_count(&self) -> u64 {
+        self.vmas.map_count()
+    }
+
+    /// Mapped bytes and data bytes (for RLIMIT_AS and RLIMIT_DATA)
+    /// outside `[start, end)`.
+    pub fn vm_use_outside(&self, start: u64, end: u64) -> (u64, u64) {
+        let (mut total, mut data) = self.vmas.bytes();
+        if start < end {
+            let first = self.vma_at(start).map_or(start, |v| v.start);
+            for v in self.vmas.range(first..end).map(|(_, v)| v) {
+                let inside = v.end.min(end).saturating_sub(v.start.max(start));
+                total -= inside;
+                if super::vma_set::is_data(v) {
+                    data -= inside;
+                }
+            }
+        }
+        (total, data)
     }
 
     /// Bytes of mapped memory that hold data in the memory file (≈ VmRSS).
@@ -452,10 +476,10 @@ impl MemoryManager {
         if start == addr {
             return;
         }
-        if let Some(v) = self.vmas.remove(&start) {
+        if let Some(v) = self.vmas.remove(start) {
             let (low, high) = v.split(addr);
-            self.vmas.insert(low.start, low);
-            self.vmas.insert(high.start, high);
+            self.vmas.insert(low);
+            self.vmas.insert(high);
         }
     }
 
@@ -466,34 +490,10 @@ impl MemoryManager {
         self.vmas.range(addr..end).map(|(s, _)| *s).collect()
     }
 
-    /// The lowest address a new mapping below `v` may end at.
-    fn gap_end_below(v: &Vma) -> u64 {
-        if v.growsdown {
-            v.start.saturating_sub(STACK_GUARD_GAP)
-        } else {
-            v.start
-        }
-    }
-
-    /// The highest free, page-aligned `len` bytes within `[lo, hi)`.
+    /// The highest free, page-aligned `len` bytes within `[lo, hi)`, not
+    /// within the guard gap below a growsdown VMA.
     pub(super) fn find_top_down(&self, len: u64, lo: u64, hi: u64) -> Option<u64> {
-        let mut end = hi;
-        for v in self.vmas.range(..hi).rev().map(|(_, v)| v) {
-            if v.end <= end {
-                let gap_start = v.end.max(lo);
-                if end >= gap_start && end - gap_start >= len {
-                    return Some(self.page_align_down(end - len)).filter(|a| *a >= gap_start);
-                }
-            }
-            end = end.min(Self::gap_end_below(v));
-            if end < lo {
-                return None;
-            }
-        }
-        if end >= lo && end - lo >= len {
-            return Some(self.page_align_down(end - len)).filter(|a| *a >= lo);
-        }
-        None
+        self.vmas.find_top_down(len, lo, hi, self.layout.page_size)
     }
 
     /// Where a non-fixed mapping of `len` bytes goes: at `hint` if that is
@@ -607,7 +607,7 @@ impl MemoryManager {
             return;
         };
         for start in self.isolate(addr, end) {
-            let Some(v) = self.vmas.remove(&start) else {
+            let Some(v) = self.vmas.remove(start) else {
                 continue;
             };
             if let Err(e) = self.write_back(&v, v.start, v.end) {
@@ -645,7 +645,7 @@ impl MemoryManager {
                 v.mf_offset = mf_off;
                 v.direct = true;
                 let start = v.start;
-                self.vmas.insert(start, v);
+                self.vmas.insert(v);
                 return Ok(start);
             }
         }
@@ -671,7 +671,7 @@ impl MemoryManager {
             cow: false,
         });
         let marked = self.mark_nopages(&v, mf_off);
-        self.vmas.insert(start, v);
+        self.vmas.insert(v);
         // Inserted first, so that on error unmapping gives the backing back.
         if let Err(e) = marked {
             self.unmap_range(start, len);
@@ -724,9 +724,7 @@ impl MemoryManager {
             let _ = self.mf.free(mf_off, delta);
             return Err(platform_errno("map", e));
         }
-        if let Some(v) = self.vmas.get_mut(&start) {
-            v.end = new_end;
-        }
+        self.vmas.modify(start, |v| v.end = new_end);
         self.pmas.insert(Piece {
             start: old_end,
             end: new_end,
@@ -789,7 +787,7 @@ impl Drop for MemoryManager {
     /// space goes away with `aspace`). Shared file data is written back, as
     /// on exit in Linux.
     fn drop(&mut self) {
-        let vmas = std::mem::take(&mut self.vmas);
+        let vmas = self.vmas.take();
         for v in vmas.values() {
             if let Err(e) = self.write_back(v, v.start, v.end) {
                 tracing::warn!("write-back on exit failed: {e}");

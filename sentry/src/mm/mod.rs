@@ -20,6 +20,7 @@ mod pma;
 mod state;
 mod vdso_map;
 pub mod vma;
+mod vma_set;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -39,3 +40,4 @@ pub use state::{
     UnnamedMappingRecord,
 };
 pub use vma::{FileBacking, FileState, Vma, VmaKind, VmaState};
+pub use vma_set::MAX_MAP_COUNT;

@@ -9,6 +9,7 @@ use platform::Prot;
 use super::file::MappableFile;
 use super::manager::{platform_errno, MemoryManager};
 use super::vma::{Vma, VmaKind};
+use super::vma_set::{mergeable, MAX_MAP_COUNT};
 use crate::errno::Errno;
 
 /// The file argument of [`MemoryManager::mmap`].
@@ -73,25 +74,6 @@ fn prot_allows(max: Prot, p: Prot) -> bool {
     (!p.read || max.read) && (!p.write || max.write) && (!p.exec || max.exec)
 }
 
-/// Whether `b`, starting where `a` ends, is the same mapping as far as the
-/// application can tell (Linux would have one VMA for both).
-fn mergeable(a: &Vma, b: &Vma) -> bool {
-    let same_file = match (&a.file, &b.file) {
-        (None, None) => true,
-        (Some(fa), Some(fb)) => {
-            Arc::ptr_eq(&fa.file, &fb.file) && fa.offset.checked_add(a.len()) == Some(fb.offset)
-        }
-        _ => false,
-    };
-    a.end == b.start
-        && a.prot == b.prot
-        && a.shared == b.shared
-        && a.kind == b.kind
-        && a.dontfork == b.dontfork
-        && a.wipeonfork == b.wipeonfork
-        && same_file
-}
-
 impl MemoryManager {
     /// mmap(2), with the application's raw `prot` and `flags`. `file` is
     /// ignored with MAP_ANONYMOUS and required without (EBADF).
@@ -146,6 +128,11 @@ impl MemoryManager {
             // No huge pages are configured, as on a default Linux.
             return Err(Errno::ENOMEM);
         }
+        // Too many mappings (Linux's do_mmap: `map_count >
+        // sysctl_max_map_count`, so the count may reach one past it).
+        if self.map_count() > MAX_MAP_COUNT {
+            return Err(Errno::ENOMEM);
+        }
         let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
         let start = if fixed {
             if !self.is_aligned(addr) {
@@ -161,6 +148,8 @@ impl MemoryManager {
             if flags & MAP_FIXED_NOREPLACE != 0 && !self.is_free(addr, len) {
                 return Err(Errno::EEXIST);
             }
+            // Replacing the middle of a mapping splits it first.
+            self.check_unmap_split(addr, end)?;
             addr
         } else {
             self.find_unmapped(addr, len, flags & MAP_32BIT != 0)?
@@ -192,10 +181,95 @@ impl MemoryManager {
         }
         let len = self.page_align_up(len).ok_or(Errno::EINVAL)?;
         match addr.checked_add(len) {
-            Some(end) if end <= self.layout.max_user_addr => {}
+            Some(end) if end <= self.layout.max_user_addr => {
+                self.check_unmap_split(addr, end)?;
+            }
             _ => return Err(Errno::EINVAL),
         }
         self.unmap_range(addr, len);
+        Ok(())
+    }
+
+    /// ENOMEM if unmapping `[addr, end)` would cut one mapping in two while
+    /// the address space has as many as vm.max_map_count allows (Linux's
+    /// do_vmi_align_munmap; the count may go above it otherwise, so that
+    /// unmapping frees resources).
+    fn check_unmap_split(&self, addr: u64, end: u64) -> Result<(), Errno> {
+        if self.map_count() >= MAX_MAP_COUNT && self.inside_one_mapping(addr, end) {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// Whether `[addr, end)` lies strictly inside one mapping as Linux
+    /// sees it (a run of mergeable VMAs), with some of it on either side.
+    fn inside_one_mapping(&self, addr: u64, end: u64) -> bool {
+        let Some(mut cur) = self.vma_at(addr) else {
+            return false;
+        };
+        if cur.start == addr && !self.merges_with_previous(cur) {
+            return false;
+        }
+        while cur.end < end {
+            match self.vmas.get(&cur.end) {
+                Some(next) if mergeable(cur, next) => cur = next,
+                _ => return false,
+            }
+        }
+        cur.end > end || self.vmas.get(&cur.end).is_some_and(|n| mergeable(cur, n))
+    }
+
+    fn merges_with_previous(&self, v: &Vma) -> bool {
+        v.start > 0 && self.vma_at(v.start - 1).is_some_and(|p| mergeable(p, v))
+    }
+
+    /// How many more mappings (as Linux counts them) changing the VMAs of
+    /// `[addr, end)` with `f` makes at the range's two ends: each end
+    /// strictly inside a mapping that the change makes differ on either
+    /// side is a split.
+    fn splits_for_change(&self, addr: u64, end: u64, f: impl Fn(&mut Vma)) -> u64 {
+        let mut splits = 0;
+        for (x, inner_above) in [(addr, true), (end, false)] {
+            let (Some(below), Some(above)) = (
+                x.checked_sub(1).and_then(|b| self.vma_at(b)),
+                self.vma_at(x),
+            ) else {
+                continue;
+            };
+            let low = if below.end > x {
+                below.split(x).0
+            } else {
+                below.clone()
+            };
+            let high = if above.start < x {
+                above.split(x).1
+            } else {
+                above.clone()
+            };
+            if !mergeable(&low, &high) {
+                continue; // already two mappings here
+            }
+            let (mut low2, mut high2) = (low, high);
+            if inner_above {
+                f(&mut high2);
+            } else {
+                f(&mut low2);
+            }
+            if !mergeable(&low2, &high2) {
+                splits += 1;
+            }
+        }
+        splits
+    }
+
+    /// ENOMEM if changing `[addr, end)` with `f` would split mappings
+    /// past vm.max_map_count (Linux's split_vma: `map_count >=
+    /// sysctl_max_map_count` refuses each split).
+    fn check_change_splits(&self, addr: u64, end: u64, f: impl Fn(&mut Vma)) -> Result<(), Errno> {
+        let splits = self.splits_for_change(addr, end, f);
+        if splits > 0 && self.map_count() + splits > MAX_MAP_COUNT {
+            return Err(Errno::ENOMEM);
+        }
         Ok(())
     }
 
@@ -225,16 +299,23 @@ impl MemoryManager {
             }
             pos = v.end;
         }
-        for start in self.isolate(addr, end) {
-            let Some(v) = self.vmas.get_mut(&start) else {
-                continue;
-            };
-            if v.prot == prot {
-                continue;
-            }
+        self.check_change_splits(addr, end, |v| {
             v.prot = prot;
             v.ever_writable |= prot.write;
-            let (s, e) = (v.start, v.end);
+        })?;
+        for start in self.isolate(addr, end) {
+            let Some((s, e)) = self
+                .vmas
+                .get(&start)
+                .filter(|v| v.prot != prot)
+                .map(|v| (v.start, v.end))
+            else {
+                continue;
+            };
+            self.vmas.modify(start, |v| {
+                v.prot = prot;
+                v.ever_writable |= prot.write;
+            });
             // Copy-on-write pages stay read-only on the host.
             self.sync_host(s, s, e, false, false)?;
         }
@@ -281,6 +362,11 @@ impl MemoryManager {
             if new_addr < old_end && old_addr < new_end {
                 return Err(Errno::EINVAL);
             }
+            // Linux's check_mremap_params: unmapping at the destination and
+            // the source may each split a mapping in three.
+            if self.map_count() + 2 >= MAX_MAP_COUNT - 3 {
+                return Err(Errno::ENOMEM);
+            }
         }
         // The old range must be one mapping. VMAs are never merged here, so
         // accept a run of contiguous VMAs Linux would have merged into one.
@@ -289,6 +375,7 @@ impl MemoryManager {
             return Err(Errno::EFAULT);
         }
         if fixed {
+            self.check_move()?;
             self.unmap_range(new_addr, new_size);
             let moved = old_size.min(new_size);
             if new_size < old_size {
@@ -297,6 +384,7 @@ impl MemoryManager {
             return self.move_mapping(old_addr, moved, new_addr, new_size);
         }
         if new_size <= old_size {
+            self.check_unmap_split(old_addr + new_size, old_end)?;
             self.unmap_range(old_addr + new_size, old_size - new_size);
             return Ok(old_addr);
         }
@@ -316,8 +404,18 @@ impl MemoryManager {
         if flags & MREMAP_MAYMOVE == 0 {
             return Err(Errno::ENOMEM);
         }
+        self.check_move()?;
         let dest = self.find_unmapped(0, new_size, false)?;
         self.move_mapping(old_addr, old_size, dest, new_size)
+    }
+
+    /// Linux's prep_move_vma: a move may split the source in three and
+    /// make a mapping at the destination, so it needs room for that.
+    fn check_move(&self) -> Result<(), Errno> {
+        if self.map_count() >= MAX_MAP_COUNT - 3 {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
     }
 
     /// The end of the run of contiguous, mergeable VMAs containing `addr`.
@@ -357,14 +455,14 @@ impl MemoryManager {
             if let Err(e) = self.aspace.unmap(v.start, v.len()) {
                 tracing::warn!("address space unmap failed: {e}");
             }
-            self.vmas.remove(&start);
+            self.vmas.remove(start);
             if !v.direct {
                 self.pmas.shift(v.start, v.len(), to);
             }
             v.end = to + v.len();
             v.start = to;
             last = to;
-            self.vmas.insert(to, v);
+            self.vmas.insert(v);
         }
         if new_size > size {
             self.extend_up(last, new_size - size)?;
@@ -438,6 +536,10 @@ impl MemoryManager {
         }
         if new_end > old_end {
             let delta = new_end - old_end;
+            // Linux's do_brk_flags, even when the heap just grows.
+            if self.map_count() > MAX_MAP_COUNT {
+                return self.brk;
+            }
             if !self.is_free(old_end, delta) {
                 return self.brk;
             }
@@ -521,15 +623,22 @@ impl MemoryManager {
                     return Err(Errno::EINVAL);
                 }
             }
+            let change = |v: &mut Vma| match advice {
+                libc::MADV_DONTFORK => v.dontfork = true,
+                libc::MADV_DOFORK => v.dontfork = false,
+                libc::MADV_WIPEONFORK => v.wipeonfork = true,
+                _ => v.wipeonfork = false,
+            };
+            if fully_mapped {
+                self.check_change_splits(addr, end, change)?;
+            }
             for start in self.isolate(addr, end) {
-                if let Some(v) = self.vmas.get_mut(&start) {
-                    match advice {
-                        libc::MADV_DONTFORK => v.dontfork = true,
-                        libc::MADV_DOFORK => v.dontfork = false,
-                        libc::MADV_WIPEONFORK => v.wipeonfork = true,
-                        _ => v.wipeonfork = false,
-                    }
-                }
+                self.vmas.modify(start, |v| match advice {
+                    libc::MADV_DONTFORK => v.dontfork = true,
+                    libc::MADV_DOFORK => v.dontfork = false,
+                    libc::MADV_WIPEONFORK => v.wipeonfork = true,
+                    _ => v.wipeonfork = false,
+                });
             }
         }
         if advice == libc::MADV_REMOVE {

@@ -828,7 +828,7 @@ impl MemoryManager {
         }
         pin_direct(&mut vmas, &mut pmas, &mut backing, &mm.mf)?;
         // Only now does the manager own the backing (and free it on drop).
-        mm.vmas = vmas;
+        mm.vmas = vmas.into_values().collect();
         mm.pmas = pmas;
         Ok(mm)
     }

@@ -1738,3 +1738,68 @@ fn check_consistent_pair(a: &MemoryManager, ap: &Pages, b: &MemoryManager, bp: &
     all.extend(y.keys().copied());
     assert_eq!(a.memory_file().allocated_bytes(), all.len() as u64 * P);
 }
+
+/// vm.max_map_count: mappings Linux would merge count once; past the limit
+/// mmap refuses, and so does what would cut one mapping in two, while
+/// unmapping a whole one makes room again.
+#[test]
+fn map_count_limit() {
+    let (mut mm, _) = new_mm();
+    let ro = R;
+    // Adjacent mappings of the same kind are one mapping.
+    let first = anon(&mut mm, P);
+    for _ in 0..99 {
+        anon(&mut mm, P);
+    }
+    assert_eq!(mm.map_count(), 1);
+    mm.munmap(first - 99 * P, 100 * P).unwrap();
+    assert_eq!(mm.map_count(), 0);
+    // A three-page mapping, then one-page ones in turn read-only and
+    // read-write below it (top down): none merges.
+    let big = anon(&mut mm, 3 * P);
+    let mut made = 1;
+    let mut last = big;
+    while made <= MAX_MAP_COUNT + 10 {
+        let prot = if made % 2 == 1 { ro } else { RW };
+        match mm.mmap(0, P, prot, PRIV_ANON, None) {
+            Ok(a) => {
+                assert_eq!(a, last - P, "placed just below the last");
+                last = a;
+                made += 1;
+            }
+            Err(e) => {
+                assert_eq!(e, Errno::ENOMEM);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        made,
+        MAX_MAP_COUNT + 1,
+        "Linux lets the count reach one past the limit"
+    );
+    assert_eq!(mm.map_count(), made);
+    assert_eq!(
+        mm.munmap(big + P, P),
+        Err(Errno::ENOMEM),
+        "munmap of a middle"
+    );
+    assert_eq!(
+        mm.mprotect(big + P, P, ro),
+        Err(Errno::ENOMEM),
+        "mprotect of a middle"
+    );
+    assert_eq!(
+        mm.mprotect(big, P, ro),
+        Err(Errno::ENOMEM),
+        "mprotect of an end"
+    );
+    assert_eq!(mm.mprotect(big, 3 * P, RW), Ok(()), "no change, no split");
+    mm.set_brk_start(0x1000_0000).unwrap();
+    assert_eq!(mm.brk(0x1000_0000 + P), 0x1000_0000, "brk does not grow");
+    mm.munmap(big + 2 * P, P).unwrap();
+    mm.munmap(last, P).unwrap();
+    assert_eq!(mm.map_count(), MAX_MAP_COUNT);
+    mm.mmap(0, P, ro, PRIV_ANON, None).unwrap();
+    assert_eq!(mm.mmap(0, P, ro, PRIV_ANON, None), Err(Errno::ENOMEM));
+}

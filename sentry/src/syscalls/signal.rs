@@ -121,6 +121,23 @@ enum SigreturnError {
     FpUnreadable(Errno),
     #[error("the FP state is refused: {0}")]
     Fp(platform::PlatformError),
+    #[error("the FP state's XSTATE_BV {0:#x} names components XCR0 does not enable")]
+    XstateBv(u64),
+}
+
+/// XRSTOR's #GP (which Linux's sigreturn turns into SIGSEGV): XSTATE_BV,
+/// the header's first word, may name only components XCR0 enables.
+fn check_xstate_bv(xsave: &[u8]) -> Result<(), SigreturnError> {
+    let Some(word) = xsave.get(512..520) else {
+        return Ok(());
+    };
+    let mut b = [0u8; 8];
+    b.copy_from_slice(word);
+    let bv = u64::from_le_bytes(b);
+    if bv & !platform::host_xfeatures() != 0 {
+        return Err(SigreturnError::XstateBv(bv));
+    }
+    Ok(())
 }
 
 /// Restores the interrupted registers, FP state and mask from the frame;
@@ -138,6 +155,7 @@ fn restore_frame(t: &mut Task) -> Result<u64, SigreturnError> {
         t.mm()
             .copy_in(restored.fpstate, &mut fp.xsave)
             .map_err(SigreturnError::FpUnreadable)?;
+        check_xstate_bv(&fp.xsave)?;
         // The software bytes are the kernel's note to itself, not state.
         t.set_fp_state(&fp).map_err(SigreturnError::Fp)?;
     }

@@ -767,6 +767,17 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
             entries: Arc::new(move || entries.clone()),
         }) as Arc<dyn Inode>
     };
+    // /proc/sys/vm: the limit the memory manager enforces.
+    let sys_vm: Arc<dyn Inode> = {
+        let entries: Vec<(Vec<u8>, Arc<dyn Inode>)> = vec![(
+            b"max_map_count".to_vec(),
+            text(35, format!("{}\n", crate::mm::MAX_MAP_COUNT)),
+        )];
+        Arc::new(ProcDir {
+            ino: 34,
+            entries: Arc::new(move || entries.clone()),
+        })
+    };
     let sys: Arc<dyn Inode> = Arc::new(ProcDir {
         ino: 28,
         entries: {
@@ -775,6 +786,7 @@ pub fn new_procfs(table: Arc<dyn ProcessTable>, mounts: String) -> Arc<dyn Inode
                 vec![
                     (b"kernel".to_vec(), sys_kernel.clone()),
                     (b"net".to_vec(), sys_net.clone()),
+                    (b"vm".to_vec(), sys_vm.clone()),
                 ]
             })
         },
