@@ -2,7 +2,7 @@
  * blocks SIGUSR1 and waits for it; a second thread does not block it and
  * has a handler; another process sends it to the process once main is
  * seen waiting (main's SigBlk in /proc no longer holds SIGUSR1). Linux
- * gives it to main's wait every time, never to the handler. A
+ * gives it to main's wait (nearly always), not to the handler. A
  * default-ignored signal (SIGCHLD, SIGURG) waited for is kept, not
  * dropped at send, because the wait's set was blocked before it. */
 #define _GNU_SOURCE
@@ -114,8 +114,11 @@ int main(void)
 		else if (got < 0 && errno != EAGAIN && errno != EINTR)
 			printf("round %d: %s\n", r, errname(errno));
 	}
-	printf("SIGUSR1 to the process: %d of %d to main's wait, %d to the handler\n", took,
-	       ROUNDS, (int)handled);
+	/* Linux gives it to the wait nearly always (1 round in ~400 goes to
+	 * the handler here); a kernel that ignores the wait's unblocking
+	 * gives every one to the handler. */
+	printf("SIGUSR1 to the process: most to main's wait %d, every one %d\n",
+	       took > ROUNDS / 2, took + (int)handled == ROUNDS);
 	printf("after the waits main shows SIGUSR1 blocked: %d\n",
 	       shows_blocked(getpid(), getpid(), SIGUSR1));
 
