@@ -11,6 +11,12 @@
 #   run          `R --root ROOT run --bundle B ID`: create, start, the
 #                container's /bin/true in the foreground, and the delete
 #                a foreground run does itself when the container exits
+#   podman checkpoint / restore
+#                `podman container checkpoint NAME` of a running
+#                container (a shell printing a counter every 100 ms), then
+#                `podman container restore NAME`, each until podman
+#                returns (podman asks the runtime whether it checkpoints;
+#                a runtime that cannot gets "failed: <podman's reason>")
 # DIR and B hold a busybox-static root. Each measurement runs REPS times,
 # the runtimes interleaved; the table gives the median, min–max and the
 # ratio against runsc. A runtime that cannot run gets "failed: <reason>".
@@ -51,7 +57,7 @@ find_cryo "$W/cargo-build.log"
 ROOTFS=$W/bundle/rootfs
 mkdir -p "$ROOTFS/bin" "$ROOTFS/etc" "$ROOTFS/proc" "$ROOTFS/dev" "$ROOTFS/sys" "$ROOTFS/tmp"
 cp "$BUSYBOX" "$ROOTFS/bin/busybox"
-for applet in sh true; do ln -sf busybox "$ROOTFS/bin/$applet"; done
+for applet in sh true sleep echo; do ln -sf busybox "$ROOTFS/bin/$applet"; done
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$ROOTFS/etc/passwd"
 (cd "$W/bundle" && "$RUNSC" spec -- /bin/true) || die "runsc spec failed"
 sed -i 's/"terminal": *true/"terminal": false/' "$W/bundle/config.json"
@@ -108,6 +114,31 @@ bench_run_delete() {
 	return "$ok"
 }
 
+# podman checkpoint and restore of one running container, each timed.
+bench_podman_checkpoint() {
+	local r=$1 rep=$2 flags name=bench-ckpt-$1-$2
+	mapfile -t flags < <(podman_runtime "$r")
+	local ok=0
+	if ! out=$(podman "${flags[@]}" run -d --name "$name" --network none --rootfs "$ROOTFS" \
+		sh -c 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done' 2>&1); then
+		FAIL[$r.pckpt]=$(one_line "$out")
+		FAIL[$r.prestore]=${FAIL[$r.pckpt]}
+		return 1
+	fi
+	for _ in $(seq 100); do
+		[[ -n $(podman logs "$name" 2>/dev/null) ]] && break
+		sleep 0.05
+	done
+	if timed "$r.pckpt" podman container checkpoint "$name"; then
+		timed "$r.prestore" podman container restore "$name" || ok=1
+	else
+		FAIL[$r.prestore]="no checkpoint to restore"
+		ok=1
+	fi
+	podman rm -f "$name" >/dev/null 2>&1 || true
+	return "$ok"
+}
+
 for r in "${RUNTIMES[@]}"; do
 	case $r in
 	cryo) [[ -n $CRYO_BIN ]] || FAIL[cryo]=$CRYO_FAIL ;;
@@ -123,6 +154,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
 		log "run $rep/$REPS: $r"
 		[[ -n ${FAIL[$r.podman]:-} ]] || bench_podman "$r" || log "$r podman run failed: ${FAIL[$r.podman]}"
 		[[ -n ${FAIL[$r.run]:-} ]] || bench_run_delete "$r" "$rep" || log "$r run failed: ${FAIL[$r.run]}"
+		[[ -n ${FAIL[$r.pckpt]:-} ]] || bench_podman_checkpoint "$r" "$rep" ||
+			log "$r podman checkpoint/restore failed: ${FAIL[$r.pckpt]:-${FAIL[$r.prestore]:-}}"
 	done
 done
 
@@ -145,10 +178,12 @@ printf -- '- podman %s; runc %s\n' "$(podman --version | awk '{ print $3 }')" "$
 [[ -z $CRYO_BIN ]] || printf -- '- cryo: %s (%s)\n' "$CRYO_BIN" "$CRYO_NOTE"
 printf -- '- %s runs per runtime, interleaved; cells: median (min–max) in ms of wall time\n\n' "$REPS"
 printf '| benchmark | runtime | time (ms) | × runsc |\n|---|---|---:|---:|\n'
-for what in podman run; do
+for what in podman run pckpt prestore; do
 	case $what in
 	podman) name='podman run --rm /bin/true' ;;
 	run) name='run (create+start+/bin/true+delete)' ;;
+	pckpt) name='podman container checkpoint' ;;
+	prestore) name='podman container restore' ;;
 	esac
 	for r in "${RUNTIMES[@]}"; do
 		printf '| %s | %s | %s | %s |\n' "$name" "$r" "$(cell "$r.$what")" \
