@@ -27,24 +27,34 @@ const MAX_PERIOD: Duration = Duration::from_millis(50);
 /// reaper has taken its memory).
 const VICTIM_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a victim's teardown may go without freeing anything before
+/// it counts as done: one check's millisecond is no measure on a loaded
+/// host, where the thread tearing it down may wait that long for a CPU.
+const FREEING_STALL: Duration = Duration::from_millis(100);
+
 /// The process last killed: its address space (alive until its last
 /// reference goes), when it was killed, the committed bytes then and at
-/// the last check.
+/// the last check, and when they last fell.
 struct Victim {
     mm: Weak<std::sync::Mutex<crate::mm::MemoryManager>>,
     at: Instant,
     before: u64,
     last: u64,
+    fell_at: Instant,
 }
 
 impl Victim {
     /// Whether its memory is still being given back at `used` committed
-    /// bytes: while its address space lives; once the last reference
-    /// went, its teardown returns the pages one mapping at a time, so as
-    /// long as nothing was freed yet or the bytes still fall since the
-    /// last check.
-    fn freeing(&self, alive: bool, used: u64) -> bool {
-        alive || used >= self.before || used < self.last
+    /// bytes (noting a fall since the last check): while its address
+    /// space lives; once the last reference went, its teardown returns the
+    /// pages one mapping at a time, so as long as nothing was freed yet or
+    /// the bytes fell within [`FREEING_STALL`].
+    fn freeing(&mut self, alive: bool, used: u64) -> bool {
+        if used < self.last {
+            self.fell_at = Instant::now();
+        }
+        self.last = used;
+        alive || used >= self.before || self.fell_at.elapsed() < FREEING_STALL
     }
 }
 
@@ -92,9 +102,8 @@ fn check(kernel: &Kernel, dying: &mut Option<Victim>) -> Duration {
     // A victim on its way out frees its memory soon: no other is chosen
     // while it does.
     if let Some(v) = dying {
-        let freeing = v.freeing(v.mm.strong_count() > 0, used);
-        v.last = used;
-        if freeing && v.at.elapsed() < VICTIM_GRACE {
+        let alive = v.mm.strong_count() > 0;
+        if v.freeing(alive, used) && v.at.elapsed() < VICTIM_GRACE {
             return MIN_PERIOD;
         }
     }
@@ -121,6 +130,7 @@ fn check(kernel: &Kernel, dying: &mut Option<Victim>) -> Duration {
                 at: Instant::now(),
                 before: used,
                 last: used,
+                fell_at: Instant::now(),
             });
         }
         None => tracing::debug!(used, limit, "memory limit reached: no process left to kill"),
@@ -167,18 +177,26 @@ mod tests {
 
     #[test]
     fn a_victim_tearing_down_is_waited_for_until_its_bytes_stop_falling() {
+        let long_ago = Instant::now() - FREEING_STALL * 2;
         let mut v = Victim {
             mm: Weak::new(),
             at: Instant::now(),
             before: 100,
             last: 100,
+            fell_at: long_ago,
         };
         assert!(v.freeing(true, 120), "its address space still lives");
         assert!(v.freeing(false, 100), "gone, nothing given back yet");
         assert!(v.freeing(false, 99), "the first pages given back");
-        v.last = 99;
+        assert!(
+            v.freeing(false, 99),
+            "no fall at this check, but one just now"
+        );
         assert!(v.freeing(false, 90), "still falling");
-        v.last = 90;
-        assert!(!v.freeing(false, 90), "done: another may be chosen");
+        v.fell_at = long_ago;
+        assert!(
+            !v.freeing(false, 90),
+            "no fall for a while: another may be chosen"
+        );
     }
 }
