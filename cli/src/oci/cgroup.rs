@@ -129,8 +129,11 @@ pub fn join(cgroups_path: &str) -> Option<HostCgroup> {
 }
 
 impl Drop for HostCgroup {
-    /// Back to the cgroup it came from, then the cgroup goes (when nothing
-    /// else is left in it: a process that outlives the sandbox keeps it).
+    /// Back to the cgroup it came from, then the cgroup goes if nothing
+    /// else is left in it. One try: the platform's own processes (the
+    /// systrap zygote) end only with this process, and waiting for them
+    /// here would hold the container's end back (a second, under podman);
+    /// `delete`, which every engine calls, removes what is left.
     fn drop(&mut self) {
         use std::io::Write;
         if let Some(procs) = &mut self.parent_procs {
@@ -139,14 +142,15 @@ impl Drop for HostCgroup {
             }
         }
         if let Some((up, name)) = &self.holder {
-            remove_dir_with(&self.dir, || {
-                nix::unistd::unlinkat(
-                    Some(up.as_raw_fd()),
-                    name.as_os_str(),
-                    nix::unistd::UnlinkatFlags::RemoveDir,
-                )
-                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
-            });
+            let removed = nix::unistd::unlinkat(
+                Some(up.as_raw_fd()),
+                name.as_os_str(),
+                nix::unistd::UnlinkatFlags::RemoveDir,
+            );
+            match removed {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => tracing::debug!(error = %e, "{} left for delete", self.dir.display()),
+            }
         }
     }
 }
@@ -154,13 +158,8 @@ impl Drop for HostCgroup {
 /// Removes a cgroup once its last process is gone (stubs end a moment
 /// after the sandbox lets them go): a few tries, then it is left.
 fn remove_dir(dir: &Path) {
-    remove_dir_with(dir, || std::fs::remove_dir(dir));
-}
-
-/// [`remove_dir`] through `remove`, which names `dir` one way or another.
-fn remove_dir_with(dir: &Path, remove: impl Fn() -> std::io::Result<()>) {
     for _ in 0..50 {
-        match remove() {
+        match std::fs::remove_dir(dir) {
             Ok(()) => return,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
