@@ -1,7 +1,7 @@
 //! mount(2), umount2(2), chroot(2) and pivot_root(2) inside the sandbox:
 //! the `mounts` guest compared with native Linux (run as root in a private
-//! mount namespace), busybox's `mount`/`umount`, and a mount tree that
-//! survives checkpoint and restore.
+//! mount namespace), busybox's `mount`/`umount`, and mount trees (one
+//! switched by pivot_root(2) too) that survive checkpoint and restore.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -140,4 +140,87 @@ fn mount_tree_survives_checkpoint_and_restore_twice() {
         };
         assert_eq!(tree(&lines[0]), tree(&before[0]), "{lines:?} vs {before:?}");
     }
+}
+
+/// The state a `ckpt_pivot` tick reports (after `tick N `).
+fn pivot_state(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("tick ")?;
+    Some(rest.split_once(' ')?.1)
+}
+
+/// A guest that switches its root as a container runtime does (a tmpfs
+/// with binds and a proc in it, pivot_root(2), the old root detached, its
+/// program exec'd again from the new root) and ticks: checkpointed, the statefile moved, restored twice; each copy
+/// sees the tree, files, cwd and chrooted child the native run sees.
+#[test]
+fn a_tree_switched_by_pivot_root_survives_checkpoint_and_restore_twice() {
+    let prog = guest("ckpt_pivot", Libc::Glibc);
+    let native_dir = WorkDir::new("cryo-pivot-native");
+    let native = Invocation::new(&prog)
+        .args([native_dir.0.to_str().unwrap(), "1"])
+        .native_in_private_mount_ns();
+    assert_eq!(native.code, 0, "native: {}", native.stderr_str());
+    let native_lines = native.stdout_str();
+    let want = native_lines
+        .lines()
+        .find_map(pivot_state)
+        .unwrap_or_else(|| panic!("native tick: {native_lines}"))
+        .to_string();
+    assert!(want.contains("/etc</,ro"), "{want}");
+    assert!(want.contains("/prog</,rw"), "{want}");
+    assert!(want.contains("old=ENOENT"), "{want}");
+
+    let scratch = Scratch::new("pivot-ckpt");
+    let img = scratch.path("img");
+    let cryo_dir = WorkDir::new("cryo-pivot-cryo");
+    let dir = cryo_dir.0.to_str().unwrap();
+    let mut a = Sandbox::run(&scratch.root(), "A", &prog, &[dir, "6"]).failing_on("FAIL");
+    a.wait_lines(3, Duration::from_secs(30));
+    let out = checkpoint(&scratch.root(), &img, "A", &[]);
+    assert_eq!(out.code, 0, "checkpoint: {}", out.stderr_str());
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        a.stderr_str()
+    );
+    let before = a.lines().to_vec();
+    assert_eq!(
+        before.first().and_then(|l| pivot_state(l)),
+        Some(want.as_str()),
+        "before the checkpoint, as natively: {before:?}"
+    );
+    let last: u32 = before
+        .iter()
+        .filter_map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
+        .max()
+        .expect("ticks before the checkpoint");
+    let moved = scratch.path("moved-img");
+    std::fs::rename(&img, &moved).expect("moving the statefile");
+    for id in ["B", "C"] {
+        let mut b = Sandbox::restore(&scratch.root(), &moved, id).failing_on("FAIL");
+        assert_eq!(
+            b.wait_exit(Duration::from_secs(30)),
+            0,
+            "restore {id}: {}",
+            b.stderr_str()
+        );
+        let lines = b.lines().to_vec();
+        assert!(
+            lines
+                .first()
+                .is_some_and(|l| l.starts_with(&format!("tick {} ", last + 1))),
+            "restore {id} goes on after tick {last}: {lines:?}"
+        );
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("done 0"),
+            "{lines:?}"
+        );
+        for l in lines.iter().filter_map(|l| pivot_state(l)) {
+            assert_eq!(l, want, "restore {id}");
+        }
+    }
+    // The host's side of the work directory stayed untouched.
+    assert!(cryo_dir.0.read_dir().unwrap().next().is_none());
 }

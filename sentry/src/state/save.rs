@@ -212,6 +212,7 @@ fn save_kernel(
     let mut fs_owners: std::collections::HashMap<usize, i32> = Default::default();
     let mut ctx = vfs.save_ctx();
     // A root or cwd on a detached mount has no path a restore could find.
+    let top = vfs.root();
     for tg in kernel.pids.thread_groups() {
         let (root, cwd) = {
             let fs = tg.fs();
@@ -220,7 +221,7 @@ fn save_kernel(
         };
         if [root, cwd]
             .iter()
-            .any(crate::vfs::mount_tree::on_detached_mount)
+            .any(|d| crate::vfs::mount_tree::on_detached_mount(d, &top))
         {
             return Err(crate::vfs::state::SaveError::MountTree(format!(
                 "process {}'s root or working directory is on a mount detached by umount2(MNT_DETACH)",
@@ -236,6 +237,23 @@ fn save_kernel(
             let (id, new) = mms.id(&mm);
             if new {
                 let mm = crate::kernel::thread_group::lock(&mm);
+                // A file mapped from a mount detached since (the program
+                // of a process that pivot_root(2)ed and dropped its old
+                // root) has no path a restore could find.
+                for mapped in mm.mapped_files() {
+                    let detached = mapped.open_file().is_some_and(|f| {
+                        f.dentry().is_some_and(|d| {
+                            !d.is_unlinked() && crate::vfs::mount_tree::on_detached_mount(d, &top)
+                        })
+                    });
+                    if detached {
+                        return Err(crate::vfs::state::SaveError::NotCheckpointable {
+                            file: format!("a file process {} maps", tg.tgid()),
+                            why: "mapped from a mount detached by umount2(MNT_DETACH): no path reaches it (exec a program of the new root after pivot_root)",
+                        }
+                        .into());
+                    }
+                }
                 let mut rec = mm.save_record(&fingerprint);
                 // A file with no name has no path to re-open: the mapping
                 // names its open file, saved as descriptors' files are (its

@@ -516,7 +516,7 @@ fn check_tmpfs<'a>(
             tables.push((format!("mounts.made[{i}]"), t));
         }
     }
-    crate::vfs::mount_tree::check_mount_tree(&vfs.mounts)
+    crate::vfs::mount_state::check_mount_tree(&vfs.mounts)
         .map_err(|(field, why)| invalid("vfs.MountNamespace", 0, format!("mounts.{field}"), why))?;
     for (name, table) in tables {
         check_table(table, &mut pages).map_err(|e| {
