@@ -394,6 +394,7 @@ fn restore_fs(
         root: lookup(&r.root)?,
         cwd: lookup(&r.cwd)?,
         umask: r.umask,
+        mnt_ns: kernel.vfs.init_ns().clone(),
     })))
 }
 

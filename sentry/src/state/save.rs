@@ -189,6 +189,40 @@ fn save_kernel(
     kernel: &Kernel,
     tasks: &BTreeMap<i32, TaskRecord>,
 ) -> Result<ObjectEncoder, CheckpointError> {
+    // The statefile holds one mount namespace: the one every process is
+    // in (after an unshare(CLONE_NEWNS) by all, a copy of boot's, which
+    // the restore makes its first). Every path below is in it.
+    let ns = the_mount_namespace(kernel)?;
+    kernel.vfs.in_ns(&ns, || save_kernel_in_ns(kernel, tasks))
+}
+
+/// The mount namespace every process is in; refused naming two processes
+/// in different ones.
+fn the_mount_namespace(
+    kernel: &Kernel,
+) -> Result<Arc<crate::vfs::mount_ns::MountNamespace>, CheckpointError> {
+    let mut found: Option<(i32, Arc<crate::vfs::mount_ns::MountNamespace>)> = None;
+    for tg in kernel.pids.thread_groups() {
+        let ns = tg.fs().lock().mnt_ns.clone();
+        match &found {
+            None => found = Some((tg.tgid(), ns)),
+            Some((first, seen)) if !Arc::ptr_eq(seen, &ns) => {
+                return Err(crate::vfs::state::SaveError::MountTree(format!(
+                    "processes {first} and {} are in different mount namespaces (unshare or clone with CLONE_NEWNS): saving more than one is not supported yet",
+                    tg.tgid()
+                ))
+                .into());
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(found.map_or_else(|| kernel.vfs.init_ns().clone(), |(_, ns)| ns))
+}
+
+fn save_kernel_in_ns(
+    kernel: &Kernel,
+    tasks: &BTreeMap<i32, TaskRecord>,
+) -> Result<ObjectEncoder, CheckpointError> {
     let mut objs = ObjectEncoder::new();
     objs.put(0, &kernel.save_record())?;
     objs.put(0, &kernel.proc_log().record())?;
@@ -224,7 +258,7 @@ fn save_kernel(
             .any(|d| crate::vfs::mount_tree::on_detached_mount(d, &top))
         {
             return Err(crate::vfs::state::SaveError::MountTree(format!(
-                "process {}'s root or working directory is on a mount detached by umount2(MNT_DETACH)",
+                "process {}'s root or working directory is on a mount detached by umount2(MNT_DETACH), or another mount namespace's",
                 tg.tgid()
             ))
             .into());
@@ -249,7 +283,7 @@ fn save_kernel(
                     if detached {
                         return Err(crate::vfs::state::SaveError::NotCheckpointable {
                             file: format!("a file process {} maps", tg.tgid()),
-                            why: "mapped from a mount detached by umount2(MNT_DETACH): no path reaches it (exec a program of the new root after pivot_root)",
+                            why: "mapped from a mount detached by umount2(MNT_DETACH) or another mount namespace's: no path reaches it (exec a program again after pivot_root or unshare)",
                         }
                         .into());
                     }

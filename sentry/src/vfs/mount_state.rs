@@ -204,7 +204,7 @@ impl Vfs {
             boot: Vec::new(),
             made: Vec::new(),
             recorded: true,
-            unmounted: lock(&self.unmounted_boot).clone(),
+            unmounted: lock(&self.ns().unmounted_boot).clone(),
             bundle_tmpfs_at: Vec::new(),
             by_origin: true,
             root: match (index[top_entry], entries[top_entry].origin()) {
@@ -326,7 +326,7 @@ impl Vfs {
             MountRootRecord::Boot(i) => self.pivot_to(matched[i as usize].clone(), &boot[0], r)?,
             MountRootRecord::Made(i) => {
                 let e = made.entry(i as usize)?;
-                lock(&self.mounts).push(e.clone());
+                lock(&self.ns().mounts).push(e.clone());
                 self.pivot_to(e, &boot[0], r)?
             }
         };
@@ -372,7 +372,7 @@ impl Vfs {
                 )
             }
         };
-        lock(&self.mounts).sort_by_key(rank);
+        lock(&self.ns().mounts).sort_by_key(rank);
         let next = &self.next_mount;
         next.fetch_max(highest + 1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -404,12 +404,13 @@ impl Vfs {
                         && !e.origin().is_some_and(|o| o != b"/" && kept.contains(&o))
                 })
                 .collect();
-            lock(&self.unmounted_boot)
+            lock(&self.ns().unmounted_boot)
                 .extend(gone.iter().filter_map(|e| e.origin().map(<[u8]>::to_vec)));
-            lock(&self.mounts).retain(|e| !gone.iter().any(|g| Arc::ptr_eq(&g.root, &e.root)));
+            lock(&self.ns().mounts).retain(|e| !gone.iter().any(|g| Arc::ptr_eq(&g.root, &e.root)));
         }
         self.set_root(new_top.root.clone());
-        let mut mounts = lock(&self.mounts);
+        let ns = self.ns();
+        let mut mounts = lock(&ns.mounts);
         if let Some(i) = mounts
             .iter()
             .position(|x| Arc::ptr_eq(&x.root, &new_top.root))
@@ -526,7 +527,7 @@ impl Vfs {
     }
 
     /// The topmost dentry at `path` (a directory or file to mount on).
-    fn mount_point(&self, top: &Arc<Dentry>, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
+    pub(crate) fn mount_point(&self, top: &Arc<Dentry>, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
         let mut d = self.resolve(top, path, false)?;
         while let Some(r) = d.mounted() {
             d = r;

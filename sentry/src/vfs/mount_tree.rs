@@ -248,13 +248,13 @@ impl Vfs {
             return Err(Errno::ENOENT);
         }
         at.set_mounted(&entry.root);
-        lock(&self.mounts).push(entry);
+        lock(&self.ns().mounts).push(entry);
         Ok(())
     }
 
     /// The entry whose root is `d`, if `d` is a mount's root.
     pub(crate) fn entry_of(&self, d: &Arc<Dentry>) -> Option<MountEntry> {
-        lock(&self.mounts)
+        lock(&self.ns().mounts)
             .iter()
             .find(|e| Arc::ptr_eq(&e.root, d))
             .cloned()
@@ -262,7 +262,7 @@ impl Vfs {
 
     /// The entry of the mount `d` is on (None for a detached one).
     pub(crate) fn entry_of_mount(&self, d: &Arc<Dentry>) -> Option<MountEntry> {
-        lock(&self.mounts)
+        lock(&self.ns().mounts)
             .iter()
             .find(|e| Arc::ptr_eq(&e.mount, d.mount()))
             .cloned()
@@ -322,7 +322,7 @@ impl Vfs {
         // The mounts to copy with MS_REC, found before attaching: a bind
         // onto a directory below its source must not copy itself.
         let below: Vec<MountEntry> = if rec {
-            lock(&self.mounts)
+            lock(&self.ns().mounts)
                 .iter()
                 .filter(|e| {
                     e.root
@@ -452,7 +452,7 @@ impl Vfs {
             return Err(Errno::EINVAL);
         };
         let detach = flags & MNT_DETACH != 0;
-        let below: Vec<MountEntry> = lock(&self.mounts)
+        let below: Vec<MountEntry> = lock(&self.ns().mounts)
             .iter()
             .filter(|x| {
                 !Arc::ptr_eq(&x.root, target)
@@ -470,11 +470,13 @@ impl Vfs {
         if let Some(above) = above {
             mp.set_mounted(&above);
         }
-        let mut unmounted = lock(&self.unmounted_boot);
+        let ns = self.ns();
+        let mut unmounted = lock(&ns.unmounted_boot);
         for x in std::iter::once(&e).chain(&below) {
             unmounted.extend(x.origin().map(<[u8]>::to_vec));
         }
-        let mut mounts = lock(&self.mounts);
+        let ns = self.ns();
+        let mut mounts = lock(&ns.mounts);
         mounts.retain(|x| {
             !Arc::ptr_eq(&x.root, target) && !below.iter().any(|b| Arc::ptr_eq(&b.root, &x.root))
         });
@@ -556,7 +558,8 @@ impl Vfs {
         }
         at.set_mounted(task_root);
         // Keep the list in an order where a parent comes first.
-        let mut mounts = lock(&self.mounts);
+        let ns = self.ns();
+        let mut mounts = lock(&ns.mounts);
         if let Some(i) = mounts.iter().position(|x| Arc::ptr_eq(&x.root, new_root)) {
             let e = mounts.remove(i);
             mounts.insert(0, e);
@@ -567,7 +570,7 @@ impl Vfs {
     /// The attached mounts a process whose root is `root` sees, in the
     /// order they were made: (entry, mount point path, parent mount id).
     fn visible(&self, root: &Arc<Dentry>) -> Vec<(MountEntry, Vec<u8>, u64)> {
-        let mounts = lock(&self.mounts).clone();
+        let mounts = lock(&self.ns().mounts).clone();
         let mut out = Vec::new();
         for e in mounts {
             let Some(path) = path_in_root(&e.root, root) else {
@@ -629,7 +632,7 @@ impl Vfs {
 
     /// Every mount's root (the ones boot made included), for checkpoint.
     pub(crate) fn mount_entries(&self) -> Vec<MountEntry> {
-        lock(&self.mounts).clone()
+        lock(&self.ns().mounts).clone()
     }
 }
 

@@ -1871,7 +1871,7 @@ fn saved_path(d: &Arc<super::dentry::Dentry>, ctx: &SaveCtx) -> Result<Vec<u8>, 
     {
         return Err(SaveError::NotCheckpointable {
             file: super::vfs::path_of(d),
-            why: "its mount was detached (umount2 with MNT_DETACH): no path reaches it",
+            why: "its mount was detached (umount2 with MNT_DETACH) or is another mount namespace's: no path reaches it",
         });
     }
     let path = super::vfs::path_bytes(d);
