@@ -1,4 +1,4 @@
-//! The mount tree of the sandbox's (single) mount namespace and what
+//! The mount tree of the calling task's mount namespace and what
 //! mount(2), umount2(2) and pivot_root(2) do to it (Linux's
 //! fs/namespace.c, gVisor's vfs/mount.go).
 //!
