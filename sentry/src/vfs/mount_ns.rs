@@ -234,4 +234,57 @@ mod tests {
         assert_eq!(get(&vfs, b"/n/g"), Err(Errno::ENOENT));
         assert_eq!(vfs.mountinfo_text(&r), before);
     }
+
+    /// Stacked mounts, a bind of a directory and a root switched by
+    /// pivot_root(2): the copy's mountinfo is the original's but for the
+    /// ids, and its bind shows the same files.
+    #[test]
+    fn a_copy_keeps_stacks_binds_and_a_pivoted_top() {
+        let d = host();
+        let vfs = build_in(d.path(), test_memory_file(), None).unwrap();
+        let r = vfs.root();
+        vfs.mkdir_at(&r, b"/new", 0o755).unwrap();
+        let new = vfs.resolve(&r, b"/new", true).unwrap();
+        vfs.mount_new(&new, tmpfs(), 0).unwrap();
+        for dir in [&b"/new/old"[..], b"/new/s", b"/new/etc"] {
+            vfs.mkdir_at(&r, dir, 0o755).unwrap();
+        }
+        let s = vfs.mount_point(&r, b"/new/s").unwrap();
+        vfs.mount_new(&s, tmpfs(), 0).unwrap();
+        let s = vfs.mount_point(&r, b"/new/s").unwrap();
+        vfs.mount_new(&s, tmpfs(), libc::MS_RDONLY).unwrap();
+        let etc = vfs.resolve(&r, b"/etc", true).unwrap();
+        let at = vfs.mount_point(&r, b"/new/etc").unwrap();
+        vfs.bind_mount(&etc, &at, false, 0).unwrap();
+        let new = vfs.resolve(&r, b"/new", true).unwrap();
+        let old = vfs.resolve(&r, b"/new/old", true).unwrap();
+        vfs.pivot_root(&r, &new, &old).unwrap();
+        let ids = |info: &str| -> Vec<String> {
+            info.lines()
+                .map(|l| l.split(' ').skip(3).collect::<Vec<_>>().join(" "))
+                .collect()
+        };
+        let top = vfs.root();
+        let info = vfs.mountinfo_text(&top);
+        let copy = vfs.copy_ns(vfs.init_ns());
+        let ns2 = copy.ns.clone();
+        drop(copy);
+        vfs.in_ns(&ns2, || {
+            let top2 = vfs.root();
+            assert!(!Arc::ptr_eq(&top, &top2));
+            let mut want = ids(&info);
+            let mut got = ids(&vfs.mountinfo_text(&top2));
+            want.sort();
+            got.sort();
+            assert_eq!(got, want);
+            assert_eq!(get(&vfs, b"/etc/motd").unwrap(), b"hello");
+            assert_eq!(get(&vfs, b"/old/etc/motd").unwrap(), b"hello");
+            // The upper of the two stacked at /s is the one seen, read-only.
+            assert_eq!(
+                vfs.open_at(&top2, b"/s/x", libc::O_CREAT | libc::O_WRONLY, 0o644)
+                    .err(),
+                Some(Errno::EROFS)
+            );
+        });
+    }
 }
