@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::dentry::{lock, Dentry};
-use super::mount_tree::{bind_root_path, mount_depth, mount_root_of, MountEntry};
+use super::mount_tree::{
+    bind_root_path, mount_depth, mount_root_of, BindBase, MountEntry, MountKind,
+};
 use super::vfs::Vfs;
 
 pub struct MountNamespace {
@@ -90,6 +92,28 @@ impl NamespaceCopy {
     }
 }
 
+/// What a copy of a mount serves: the same, a bind's base being the copy
+/// of its base (its source dentry is the original namespace's: the copy
+/// finds its file by base and path).
+fn copied_kind(kind: &MountKind, ids: &[(u64, u64)]) -> MountKind {
+    match kind {
+        MountKind::Bind { base, within, .. } => MountKind::Bind {
+            source: Weak::new(),
+            base: match base {
+                BindBase::Made { id } => BindBase::Made {
+                    id: ids
+                        .iter()
+                        .find(|(old, _)| old == id)
+                        .map_or(*id, |(_, new)| *new),
+                },
+                boot => boot.clone(),
+            },
+            within: within.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
 /// The dentry at `path` below `root` in its own dentry tree (no mount
 /// crossed, no symlink followed).
 pub(crate) fn walk_names(
@@ -138,11 +162,15 @@ impl Vfs {
             .cloned()
             .collect();
         entries.sort_by_key(|e| mount_depth(&e.root));
+        // Every copy's id first: a bind names its base mount by id.
+        let ids: Vec<(u64, u64)> = entries
+            .iter()
+            .map(|e| (e.mount.id, self.new_mount_id()))
+            .collect();
         let mut pairs: Vec<(Arc<Dentry>, Arc<Dentry>)> = Vec::with_capacity(entries.len());
         let mut copies = Vec::with_capacity(entries.len());
         let mut new_top = None;
-        for e in entries {
-            let id = self.new_mount_id();
+        for (e, &(_, id)) in entries.into_iter().zip(&ids) {
             let mount = Arc::new(e.mount.bind(id, e.mount.flags()));
             let root = Dentry::new_root(e.root.inode().clone(), mount.clone());
             if Arc::ptr_eq(&e.root, &top) {
@@ -167,7 +195,7 @@ impl Vfs {
             copies.push(MountEntry {
                 mount,
                 root,
-                kind: e.kind.clone(),
+                kind: copied_kind(&e.kind, &ids),
             });
         }
         let new_top = new_top.unwrap_or(top);
@@ -225,6 +253,19 @@ mod tests {
             let n = vfs.resolve(&r2, b"/n", true).unwrap();
             vfs.mount_new(&n, tmpfs(), 0).unwrap();
             put(&vfs, b"/n/g", b"own");
+            // A bind of the copied tmpfs names the copy as its base: the
+            // copy's tree saves.
+            {
+                let m2 = vfs.mount_point(&r2, b"/m").unwrap();
+                vfs.mkdir_at(&r2, b"/n/b", 0o755).unwrap();
+                let b = vfs.mount_point(&r2, b"/n/b").unwrap();
+                vfs.bind_mount(&m2, &b, false, 0).unwrap();
+            }
+            assert_eq!(get(&vfs, b"/n/b/f").unwrap(), b"shared");
+            let saved = vfs.save_state().unwrap();
+            assert_eq!(saved.mounts.made.len(), 3, "{:?}", saved.mounts.made);
+            let b = vfs.mount_point(&r2, b"/n/b").unwrap();
+            vfs.umount(&b, 0, &|_| false).unwrap();
             let m2 = vfs.mount_point(&r2, b"/m").unwrap();
             vfs.umount(&m2, 0, &|_| false).unwrap();
             assert_eq!(get(&vfs, b"/m/f"), Err(Errno::ENOENT));
@@ -286,5 +327,41 @@ mod tests {
                 Some(Errno::EROFS)
             );
         });
+    }
+
+    /// A bind made before the copy names the copy of its base there: the
+    /// copy's tree saves and restores with the bind's files.
+    #[test]
+    fn a_copied_bind_of_a_tmpfs_saves_in_the_copy() {
+        let d = host();
+        let mf = test_memory_file();
+        let vfs = build_in(d.path(), mf.clone(), None).unwrap();
+        let r = vfs.root();
+        vfs.mkdir_at(&r, b"/m", 0o755).unwrap();
+        vfs.mkdir_at(&r, b"/b", 0o755).unwrap();
+        vfs.mount_new(&vfs.mount_point(&r, b"/m").unwrap(), tmpfs(), 0)
+            .unwrap();
+        vfs.mkdir_at(&r, b"/m/d", 0o755).unwrap();
+        put(&vfs, b"/m/d/f", b"bound");
+        let src = vfs.resolve(&r, b"/m/d", true).unwrap();
+        vfs.bind_mount(&src, &vfs.mount_point(&r, b"/b").unwrap(), false, 0)
+            .unwrap();
+        let ns2 = vfs.copy_ns(vfs.init_ns()).ns;
+        let saved = vfs.in_ns(&ns2, || vfs.save_state()).unwrap();
+        use crate::vfs::state::{BindBaseRecord, MountRecordKind};
+        assert!(matches!(
+            saved.mounts.made[1].kind,
+            MountRecordKind::BindIn {
+                base: BindBaseRecord::Made { index: 0 },
+                ..
+            }
+        ));
+        let v = build_in(
+            d.path(),
+            crate::vfs::testing::clone_memory(&mf),
+            Some(&saved),
+        )
+        .unwrap();
+        assert_eq!(get(&v, b"/b/f").unwrap(), b"bound");
     }
 }
