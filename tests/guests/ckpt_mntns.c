@@ -1,11 +1,12 @@
 /* A mount namespace across checkpoint and restore, as `unshare -m` makes
  * one: unshare(CLONE_NEWNS), a tmpfs mounted at DIR/m there only, then
  * the program exec'd again (as unshare(1) execs its command). In "two"
- * mode a child forked before the unshare stays in the first namespace.
+ * and "shared" modes a child forked before the unshare stays in the first
+ * namespace; in "shared" a tmpfs mounted at DIR/s before it is in both.
  * The cwd is DIR/m; a child forked after waits. Each tick (a second
  * apart) reports how many mounts at DIR/m the process and its children
  * see, the file it reads through its cwd, the child's cwd; `FAIL` on a
- * change.
+ * change, and in "two" mode how many the first namespace's child sees.
  * argv: MODE(one|two) DIR TICKS. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -65,7 +66,7 @@ static pid_t waiter(int *release)
 	return c;
 }
 
-static int ticking(const char *mode, int ticks)
+static int ticking(const char *mode, int ticks, pid_t stay)
 {
 	if (chdir("m"))
 		return 1;
@@ -80,8 +81,14 @@ static int ticking(const char *mode, int ticks)
 		ssize_t n = readlink(path, cwd, sizeof cwd - 1);
 		cwd[n > 0 ? n : 0] = 0;
 		read_text("file", file, sizeof file);
-		snprintf(now, sizeof now, "mine=%d child=%d child-cwd-is-m=%d file=%s", count("/proc/self/mountinfo"),
-			 theirs, strcmp(cwd + (strlen(cwd) >= 2 ? strlen(cwd) - 2 : 0), "/m") == 0, file);
+		int first_ns = -2;
+		if (stay > 0) {
+			snprintf(path, sizeof path, "/proc/%d/mountinfo", stay);
+			first_ns = count(path);
+		}
+		snprintf(now, sizeof now, "mine=%d child=%d child-cwd-is-m=%d file=%s first-ns=%d",
+			 count("/proc/self/mountinfo"), theirs,
+			 strcmp(cwd + (strlen(cwd) >= 2 ? strlen(cwd) - 2 : 0), "/m") == 0, file, first_ns);
 		if (i == 0)
 			snprintf(first, sizeof first, "%s", now);
 		else if (strcmp(first, now))
@@ -112,11 +119,18 @@ int main(int argc, char **argv)
 	if (chdir(base))
 		return 1;
 	if (argc == 5)
-		return ticking(argv[1], atoi(argv[3]));
+		return ticking(argv[1], atoi(argv[3]), atoi(argv[4]));
 	mkdir("m", 0755);
+	mkdir("s", 0755);
+	/* "shared": a tmpfs mounted before the unshare is in both. */
+	if (strcmp(argv[1], "shared") == 0 && mount("none", "s", "tmpfs", 0, "mode=0755")) {
+		printf("FAIL mount shared: %s\n", errname(errno));
+		return 1;
+	}
 	int release_stay = -1;
-	if (strcmp(argv[1], "two") == 0)
-		waiter(&release_stay);
+	pid_t stay = 0;
+	if (strcmp(argv[1], "one") != 0)
+		stay = waiter(&release_stay);
 	if (unshare(CLONE_NEWNS)) {
 		printf("FAIL unshare: %s\n", errname(errno));
 		return 1;
@@ -137,7 +151,9 @@ int main(int argc, char **argv)
 	if (n <= 0)
 		return 1;
 	self[n] = 0;
-	char *args[] = {self, argv[1], argv[2], argv[3], "again", NULL};
+	char stay_pid[16];
+	snprintf(stay_pid, sizeof stay_pid, "%d", stay);
+	char *args[] = {self, argv[1], argv[2], argv[3], stay_pid, NULL};
 	execv(self, args);
 	printf("FAIL exec: %s\n", errname(errno));
 	return 1;

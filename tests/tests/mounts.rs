@@ -251,82 +251,95 @@ fn a_tree_switched_by_pivot_root_survives_checkpoint_and_restore_twice() {
     assert!(cryo_dir.0.read_dir().unwrap().next().is_none());
 }
 
-/// A sandbox whose processes all left boot's mount namespace (as under
-/// `unshare -m`, the program exec'd again in the copy, a tmpfs mounted
-/// only there): checkpointed, the statefile moved, restored twice; each
-/// copy sees what the native run sees. Processes in two namespaces are
-/// refused by name, the sandbox running on.
+/// Mount namespaces across checkpoint and restore: processes that all left
+/// boot's namespace (as under `unshare -m`: the program exec'd again in
+/// the copy, a tmpfs mounted only there), then ("two") a process left in
+/// boot's namespace beside them. Each is checkpointed, the statefile
+/// moved, restored twice; each copy sees, in each namespace, what the
+/// native run sees. A tmpfs mounted in both namespaces is refused by name,
+/// the sandbox running on.
 #[test]
-fn a_mount_namespace_of_its_own_survives_checkpoint_and_restore_twice() {
+fn mount_namespaces_survive_checkpoint_and_restore_twice() {
     let prog = guest("ckpt_mntns", Libc::Glibc);
-    let native_dir = WorkDir::new("cryo-mntns-ckpt-native");
-    let native = Invocation::new(&prog)
-        .args(["one", native_dir.0.to_str().unwrap(), "1"])
-        .native_in_private_mount_ns();
-    assert_eq!(native.code, 0, "native: {}", native.stderr_str());
-    let native_lines = native.stdout_str();
-    let want = native_lines
-        .lines()
-        .find_map(pivot_state)
-        .unwrap_or_else(|| panic!("native tick: {native_lines}"))
-        .to_string();
-    assert_eq!(want, "mine=1 child=1 child-cwd-is-m=1 file=in copy");
-
     let scratch = Scratch::new("mntns-ckpt");
-    let img = scratch.path("img");
-    let cryo_dir = WorkDir::new("cryo-mntns-ckpt-cryo");
-    let dir = cryo_dir.0.to_str().unwrap();
-    let mut a = Sandbox::run(&scratch.root(), "A", &prog, &["one", dir, "6"]).failing_on("FAIL");
-    a.wait_lines(3, Duration::from_secs(30));
-    let out = checkpoint(&scratch.root(), &img, "A", &[]);
-    assert_eq!(out.code, 0, "checkpoint: {}", out.stderr_str());
-    assert_eq!(
-        a.wait_exit(Duration::from_secs(30)),
-        0,
-        "{}",
-        a.stderr_str()
-    );
-    let before = a.lines().to_vec();
-    assert_eq!(
-        before.first().and_then(|l| pivot_state(l)),
-        Some(want.as_str())
-    );
-    let last: u32 = before
-        .iter()
-        .filter_map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
-        .max()
-        .expect("ticks before the checkpoint");
-    let moved = scratch.path("moved-img");
-    std::fs::rename(&img, &moved).expect("moving the statefile");
-    for id in ["B", "C"] {
-        let mut b = Sandbox::restore(&scratch.root(), &moved, id).failing_on("FAIL");
+    for mode in ["one", "two"] {
+        let native_dir = WorkDir::new("cryo-mntns-ckpt-native");
+        let native = Invocation::new(&prog)
+            .args([mode, native_dir.0.to_str().unwrap(), "1"])
+            .native_in_private_mount_ns();
+        assert_eq!(native.code, 0, "native: {}", native.stderr_str());
+        let native_lines = native.stdout_str();
+        let want = native_lines
+            .lines()
+            .find_map(pivot_state)
+            .unwrap_or_else(|| panic!("native tick: {native_lines}"))
+            .to_string();
+        let first_ns = if mode == "one" { "-2" } else { "0" };
         assert_eq!(
-            b.wait_exit(Duration::from_secs(30)),
+            want,
+            format!("mine=1 child=1 child-cwd-is-m=1 file=in copy first-ns={first_ns}")
+        );
+
+        let img = scratch.path(&format!("img-{mode}"));
+        let cryo_dir = WorkDir::new("cryo-mntns-ckpt-cryo");
+        let dir = cryo_dir.0.to_str().unwrap();
+        let id = format!("A{mode}");
+        let mut a = Sandbox::run(&scratch.root(), &id, &prog, &[mode, dir, "6"]).failing_on("FAIL");
+        a.wait_lines(3, Duration::from_secs(30));
+        let out = checkpoint(&scratch.root(), &img, &id, &[]);
+        assert_eq!(out.code, 0, "checkpoint {mode}: {}", out.stderr_str());
+        assert_eq!(
+            a.wait_exit(Duration::from_secs(30)),
             0,
-            "restore {id}: {}",
-            b.stderr_str()
+            "{}",
+            a.stderr_str()
         );
-        let lines = b.lines().to_vec();
-        assert!(
-            lines
-                .first()
-                .is_some_and(|l| l.starts_with(&format!("tick {} ", last + 1))),
-            "restore {id} goes on after tick {last}: {lines:?}"
+        let before = a.lines().to_vec();
+        assert_eq!(
+            before.first().and_then(|l| pivot_state(l)),
+            Some(want.as_str())
         );
-        assert_eq!(lines.last().map(String::as_str), Some("done"), "{lines:?}");
-        for l in lines.iter().filter_map(|l| pivot_state(l)) {
-            assert_eq!(l, want, "restore {id}");
+        let last: u32 = before
+            .iter()
+            .filter_map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
+            .max()
+            .expect("ticks before the checkpoint");
+        let moved = scratch.path(&format!("moved-{mode}"));
+        std::fs::rename(&img, &moved).expect("moving the statefile");
+        for id in ["B", "C"] {
+            let id = format!("{id}{mode}");
+            let mut b = Sandbox::restore(&scratch.root(), &moved, &id).failing_on("FAIL");
+            assert_eq!(
+                b.wait_exit(Duration::from_secs(30)),
+                0,
+                "restore {id}: {}",
+                b.stderr_str()
+            );
+            let lines = b.lines().to_vec();
+            assert!(
+                lines
+                    .first()
+                    .is_some_and(|l| l.starts_with(&format!("tick {} ", last + 1))),
+                "restore {id} goes on after tick {last}: {lines:?}"
+            );
+            assert_eq!(lines.last().map(String::as_str), Some("done"), "{lines:?}");
+            for l in lines.iter().filter_map(|l| pivot_state(l)) {
+                assert_eq!(l, want, "restore {id}");
+            }
         }
+        assert!(cryo_dir.0.read_dir().unwrap().next().is_none());
     }
 
-    // Two namespaces in use: refused naming them, nothing lost.
-    let img2 = scratch.path("img2");
-    let mut d = Sandbox::run(&scratch.root(), "D", &prog, &["two", dir, "4"]).failing_on("FAIL");
+    // A tmpfs both namespaces mount: refused naming it, nothing lost.
+    let img = scratch.path("img-shared");
+    let cryo_dir = WorkDir::new("cryo-mntns-ckpt-shared");
+    let dir = cryo_dir.0.to_str().unwrap();
+    let mut d = Sandbox::run(&scratch.root(), "D", &prog, &["shared", dir, "4"]).failing_on("FAIL");
     d.wait_lines(2, Duration::from_secs(30));
-    let out = checkpoint(&scratch.root(), &img2, "D", &[]);
-    assert_ne!(out.code, 0, "checkpoint of two namespaces");
+    let out = checkpoint(&scratch.root(), &img, "D", &[]);
+    assert_ne!(out.code, 0, "checkpoint of a tmpfs in two namespaces");
     assert!(
-        out.stderr_str().contains("different mount namespaces"),
+        out.stderr_str().contains("mounted in two mount namespaces"),
         "{}",
         out.stderr_str()
     );
@@ -337,5 +350,4 @@ fn a_mount_namespace_of_its_own_survives_checkpoint_and_restore_twice() {
         d.stderr_str()
     );
     assert_eq!(d.lines().last().map(String::as_str), Some("done"));
-    assert!(cryo_dir.0.read_dir().unwrap().next().is_none());
 }

@@ -25,6 +25,7 @@ pub mod inotify;
 pub mod line_discipline;
 pub mod lock;
 pub mod mount_ns;
+pub mod mount_ns_state;
 pub mod mount_state;
 pub mod mount_tree;
 pub mod namespace;

@@ -141,6 +141,14 @@ impl Vfs {
         &self.init_ns
     }
 
+    /// The live namespace whose tree's top is `top`.
+    pub fn ns_with_top(&self, top: &Arc<Dentry>) -> Option<Arc<MountNamespace>> {
+        lock(&self.namespaces)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|ns| Arc::ptr_eq(&ns.root(), top))
+    }
+
     /// Runs `f` with `ns` as the current namespace on this thread (the
     /// one before is noted again after).
     pub fn in_ns<R>(&self, ns: &Arc<MountNamespace>, f: impl FnOnce() -> R) -> R {
@@ -200,6 +208,11 @@ impl Vfs {
         }
         let new_top = new_top.unwrap_or(top);
         let copy = MountNamespace::new(new_top, copies);
+        {
+            let mut all = lock(&self.namespaces);
+            all.retain(|w| w.strong_count() > 0);
+            all.push(Arc::downgrade(&copy));
+        }
         *lock(&copy.unmounted_boot) = lock(&ns.unmounted_boot).clone();
         NamespaceCopy { ns: copy, pairs }
     }

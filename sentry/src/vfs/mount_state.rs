@@ -462,7 +462,7 @@ impl Vfs {
             else {
                 continue;
             };
-            if e.mount.id == 1 {
+            if e.origin() == Some(b"/") {
                 if pivoted {
                     continue;
                 }

@@ -135,18 +135,12 @@ pub(crate) fn is_under(d: &Arc<Dentry>, top: &Arc<Dentry>) -> bool {
 }
 
 /// Whether `d` is on a mount detached by umount2(MNT_DETACH) (its path
-/// names nothing a restore could find): the top its names lead to is not
-/// `top`, the namespace's (after a pivot_root(2), boot's root may be the
-/// detached one).
-pub(crate) fn on_detached_mount(d: &Arc<Dentry>, top: &Arc<Dentry>) -> bool {
-    let mut cur = d.clone();
-    for _ in 0..super::resolve::PATH_MAX {
-        cur = match cur.parent().or_else(|| cur.mountpoint()) {
-            Some(p) => p,
-            None => break,
-        };
-    }
-    !Arc::ptr_eq(&cur, top) && !cur.is_unlinked() && !d.is_unlinked()
+/// names nothing a restore could find): the top its names lead to is none
+/// of `tops`, the saved namespaces' (after a pivot_root(2), boot's root
+/// may be the detached one).
+pub(crate) fn on_detached_mount(d: &Arc<Dentry>, tops: &[Arc<Dentry>]) -> bool {
+    let cur = super::mount_ns_state::top_of(d);
+    !tops.iter().any(|t| Arc::ptr_eq(&cur, t)) && !cur.is_unlinked() && !d.is_unlinked()
 }
 
 /// The root of the mount `d` is on (its own dentry tree's top).

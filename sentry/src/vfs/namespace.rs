@@ -277,6 +277,7 @@ pub fn build_with_setup(
         });
     }
     if let Some(s) = state {
+        vfs.keep_boot_tree();
         vfs.restore_mount_tree(&s.mounts, &|snap| {
             Tmpfs::restore(snap, clock.clone(), mf.clone())
         })?;

@@ -39,6 +39,11 @@ pub(crate) struct SandboxParts {
     /// A bundle's tmpfs mounts, in its config's order (saved with their
     /// contents), each with where boot mounted it.
     pub(crate) bundle_tmpfs: Vec<(Vec<u8>, Arc<Tmpfs>)>,
+    /// During a restore, a copy of boot's tree as built: the saved mount
+    /// namespaces beyond the first start from copies of it.
+    pub(crate) boot_tree: Option<Arc<super::mount_ns::MountNamespace>>,
+    /// During a restore, the saved namespaces beyond the first, restored.
+    pub(crate) restored_ns: Vec<Arc<super::mount_ns::MountNamespace>>,
 }
 
 /// The clock, memory file and process table a new tmpfs, procfs or sysfs
@@ -1188,9 +1193,9 @@ pub struct SaveCtx {
     pub(crate) tmpfs: Vec<(u8, Arc<super::tmpfs::TmpfsShared>)>,
     /// The internal mount memfds are named under, if one was made.
     pub(crate) memfd_mount: Option<u64>,
-    /// The top of the namespace's tree: a file whose names lead to
-    /// another top is on a detached mount (unchecked when None).
-    pub(crate) top: Option<Arc<super::dentry::Dentry>>,
+    /// The tops of the saved namespaces' trees: a file whose names lead
+    /// to another top is on a detached mount (unchecked when empty).
+    pub(crate) tops: Vec<Arc<super::dentry::Dentry>>,
 }
 
 /// The [`FileStateKind::Unlinked`] tag of a memfd.
@@ -1864,11 +1869,7 @@ fn saved_path(d: &Arc<super::dentry::Dentry>, ctx: &SaveCtx) -> Result<Vec<u8>, 
     if d.is_unlinked() {
         return Err(SaveError::Deleted(super::vfs::path_of(d)));
     }
-    if ctx
-        .top
-        .as_ref()
-        .is_some_and(|top| super::mount_tree::on_detached_mount(d, top))
-    {
+    if !ctx.tops.is_empty() && super::mount_tree::on_detached_mount(d, &ctx.tops) {
         return Err(SaveError::NotCheckpointable {
             file: super::vfs::path_of(d),
             why: "its mount was detached (umount2 with MNT_DETACH) or is another mount namespace's: no path reaches it",
@@ -2123,14 +2124,16 @@ impl Vfs {
         SaveCtx {
             tmpfs,
             memfd_mount: self.memfd_mount_id(),
-            top: Some(self.root()),
+            tops: vec![self.root()],
             ..SaveCtx::default()
         }
     }
 
-    /// Lets go of restored files with no name that no open file took.
+    /// Lets go of restored files with no name that no open file took (and
+    /// of the restore's list of namespaces).
     pub fn release_restored_orphans(&self) {
-        let parts = super::dentry::lock(&self.parts);
+        let mut parts = super::dentry::lock(&self.parts);
+        parts.restored_ns.clear();
         for fs in [&parts.upper, &parts.shm].into_iter().flatten() {
             fs.take_restored_orphans();
         }

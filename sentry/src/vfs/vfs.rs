@@ -34,6 +34,9 @@ pub struct Vfs {
     /// The namespace boot made; a task's own may be a copy of it
     /// (vfs/mount_ns.rs).
     pub(crate) init_ns: Arc<super::mount_ns::MountNamespace>,
+    /// Every namespace made (the live ones upgrade), for finding the one a
+    /// file's names lead to.
+    pub(crate) namespaces: Mutex<Vec<std::sync::Weak<super::mount_ns::MountNamespace>>>,
     pub(crate) next_mount: AtomicU64,
     /// Serialises renames, so that two renames never lock two directories
     /// in opposite orders and the ancestor check stays true until done.
@@ -67,8 +70,10 @@ impl Vfs {
         ));
         let root = Dentry::new_root(root, mount.clone());
         let first = super::mount_tree::MountEntry::boot(mount, root.clone(), b"/".to_vec());
+        let init_ns = super::mount_ns::MountNamespace::new(root, vec![first]);
         Vfs {
-            init_ns: super::mount_ns::MountNamespace::new(root, vec![first]),
+            namespaces: Mutex::new(vec![Arc::downgrade(&init_ns)]),
+            init_ns,
             next_mount: AtomicU64::new(2),
             rename_lock: Mutex::new(()),
             parts: Mutex::new(Default::default()),
