@@ -1,7 +1,8 @@
 //! mount(2), umount2(2), chroot(2) and pivot_root(2) inside the sandbox:
 //! the `mounts` guest compared with native Linux (run as root in a private
-//! mount namespace), busybox's `mount`/`umount`, and mount trees (one
-//! switched by pivot_root(2) too) that survive checkpoint and restore.
+//! mount namespace), busybox's `mount`/`umount`, mount namespaces, and
+//! mount trees (one switched by pivot_root(2), several namespaces) that
+//! survive checkpoint and restore.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -163,6 +163,12 @@ impl Vfs {
     /// copied before their children, each hung at the same name below its
     /// parent's copy.
     pub fn copy_ns(&self, ns: &Arc<MountNamespace>) -> NamespaceCopy {
+        self.copy_ns_as(ns, true)
+    }
+
+    /// [`Vfs::copy_ns`]; without `alias`, the file systems are not marked
+    /// as mounted twice (a copy kept aside, that nothing looks up in).
+    pub(crate) fn copy_ns_as(&self, ns: &Arc<MountNamespace>, alias: bool) -> NamespaceCopy {
         let top = ns.root();
         let mut entries: Vec<MountEntry> = lock(&ns.mounts)
             .iter()
@@ -170,16 +176,29 @@ impl Vfs {
             .cloned()
             .collect();
         entries.sort_by_key(|e| mount_depth(&e.root));
-        // Every copy's id first: a bind names its base mount by id.
+        // Every copy's id first: a bind names its base mount by id. A copy
+        // kept aside keeps the ids (it is never seen), so that it takes
+        // none a restore gives out.
         let ids: Vec<(u64, u64)> = entries
             .iter()
-            .map(|e| (e.mount.id, self.new_mount_id()))
+            .map(|e| {
+                let id = if alias {
+                    self.new_mount_id()
+                } else {
+                    e.mount.id
+                };
+                (e.mount.id, id)
+            })
             .collect();
         let mut pairs: Vec<(Arc<Dentry>, Arc<Dentry>)> = Vec::with_capacity(entries.len());
         let mut copies = Vec::with_capacity(entries.len());
         let mut new_top = None;
         for (e, &(_, id)) in entries.into_iter().zip(&ids) {
-            let mount = Arc::new(e.mount.bind(id, e.mount.flags()));
+            let mount = Arc::new(if alias {
+                e.mount.bind(id, e.mount.flags())
+            } else {
+                e.mount.twin(id, e.mount.flags())
+            });
             let root = Dentry::new_root(e.root.inode().clone(), mount.clone());
             if Arc::ptr_eq(&e.root, &top) {
                 new_top = Some(root.clone());

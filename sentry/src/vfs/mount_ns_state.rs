@@ -157,7 +157,9 @@ impl Vfs {
     /// Keeps a copy of boot's tree as built, before a restore changes it:
     /// the namespaces beyond the first are restored from copies of it.
     pub(crate) fn keep_boot_tree(&self) {
-        let copy = self.copy_ns(self.init_ns()).ns;
+        // Not marked aliased: most restores have one namespace, whose
+        // lookups would pay for revalidating what they cached.
+        let copy = self.copy_ns_as(self.init_ns(), false).ns;
         lock(&self.parts).boot_tree = Some(copy);
     }
 
