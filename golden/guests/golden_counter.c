@@ -510,8 +510,9 @@ struct v10 {
 
 static void v10_setup(struct v10 *v)
 {
-	/* Natively the mounts go into a namespace of the guest's own; in the
-	 * sandbox (where unshare is EPERM) they are the sandbox's. */
+	/* The mounts go into a namespace of the guest's own (in the sandbox
+	 * since real-guest-v14; before, unshare was EPERM there and they were
+	 * the sandbox's). */
 	if (unshare(CLONE_NEWNS) == 0)
 		CHECK(mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0);
 	snprintf(v->dir, sizeof v->dir, "/tmp/golden-mnt-%d", (int)getpid());

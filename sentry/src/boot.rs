@@ -366,6 +366,7 @@ fn new_process(
                 root,
                 cwd,
                 umask: 0o022,
+                mnt_ns: kernel.vfs.init_ns().clone(),
             })),
             image: ProcessImage {
                 exe: image.path,

@@ -1,7 +1,8 @@
 //! mount(2), umount2(2), chroot(2) and pivot_root(2) inside the sandbox:
 //! the `mounts` guest compared with native Linux (run as root in a private
-//! mount namespace), busybox's `mount`/`umount`, and a mount tree that
-//! survives checkpoint and restore.
+//! mount namespace), busybox's `mount`/`umount`, mount namespaces, and
+//! mount trees (one switched by pivot_root(2), several namespaces) that
+//! survive checkpoint and restore.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +49,32 @@ fn mount_umount_chroot_pivot_root_match_native() {
     assert!(out.contains("/marker: marker"), "{out}");
     assert!(out.contains("user mount tmpfs: EPERM"), "{out}");
     // The sandbox's host side stayed untouched: nothing was mounted there.
+    assert!(cryo_dir.0.read_dir().unwrap().next().is_none());
+}
+
+/// unshare(CLONE_NEWNS) and clone(CLONE_NEWNS): each namespace sees only
+/// its own mounts, /proc/PID/mountinfo and mounts show the process's own,
+/// the cwd moves into the copy; EPERM without CAP_SYS_ADMIN; as natively.
+#[test]
+fn mount_namespaces_match_native() {
+    let prog = guest("mount_ns", Libc::Glibc);
+    let native_dir = WorkDir::new("cryo-mntns-native");
+    let native = Invocation::new(&prog)
+        .args([native_dir.0.to_str().unwrap()])
+        .native_in_private_mount_ns();
+    let cryo_dir = WorkDir::new("cryo-mntns-cryo");
+    let mut cryo = Invocation::new(&prog)
+        .args([cryo_dir.0.to_str().unwrap()])
+        .cryo();
+    let text = String::from_utf8_lossy(&cryo.stdout)
+        .replace(cryo_dir.0.to_str().unwrap(), native_dir.0.to_str().unwrap());
+    cryo.stdout = text.into_bytes();
+    assert_same(&native, &cryo);
+    let out = native.stdout_str();
+    assert!(out.contains("first sees: first"), "{out}");
+    assert!(out.contains("parent sees: parent"), "{out}");
+    assert!(out.contains("parent still sees: parent"), "{out}");
+    assert!(out.contains("user unshare: EPERM"), "{out}");
     assert!(cryo_dir.0.read_dir().unwrap().next().is_none());
 }
 
@@ -140,4 +167,188 @@ fn mount_tree_survives_checkpoint_and_restore_twice() {
         };
         assert_eq!(tree(&lines[0]), tree(&before[0]), "{lines:?} vs {before:?}");
     }
+}
+
+/// The state a `ckpt_pivot` tick reports (after `tick N `).
+fn pivot_state(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("tick ")?;
+    Some(rest.split_once(' ')?.1)
+}
+
+/// A guest that switches its root as a container runtime does (a tmpfs
+/// with binds and a proc in it, pivot_root(2), the old root detached, its
+/// program exec'd again from the new root) and ticks: checkpointed, the statefile moved, restored twice; each copy
+/// sees the tree, files, cwd and chrooted child the native run sees.
+#[test]
+fn a_tree_switched_by_pivot_root_survives_checkpoint_and_restore_twice() {
+    let prog = guest("ckpt_pivot", Libc::Glibc);
+    let native_dir = WorkDir::new("cryo-pivot-native");
+    let native = Invocation::new(&prog)
+        .args([native_dir.0.to_str().unwrap(), "1"])
+        .native_in_private_mount_ns();
+    assert_eq!(native.code, 0, "native: {}", native.stderr_str());
+    let native_lines = native.stdout_str();
+    let want = native_lines
+        .lines()
+        .find_map(pivot_state)
+        .unwrap_or_else(|| panic!("native tick: {native_lines}"))
+        .to_string();
+    assert!(want.contains("/etc</,ro"), "{want}");
+    assert!(want.contains("/prog</,rw"), "{want}");
+    assert!(want.contains("old=ENOENT"), "{want}");
+
+    let scratch = Scratch::new("pivot-ckpt");
+    let img = scratch.path("img");
+    let cryo_dir = WorkDir::new("cryo-pivot-cryo");
+    let dir = cryo_dir.0.to_str().unwrap();
+    let mut a = Sandbox::run(&scratch.root(), "A", &prog, &[dir, "6"]).failing_on("FAIL");
+    a.wait_lines(3, Duration::from_secs(30));
+    let out = checkpoint(&scratch.root(), &img, "A", &[]);
+    assert_eq!(out.code, 0, "checkpoint: {}", out.stderr_str());
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        a.stderr_str()
+    );
+    let before = a.lines().to_vec();
+    assert_eq!(
+        before.first().and_then(|l| pivot_state(l)),
+        Some(want.as_str()),
+        "before the checkpoint, as natively: {before:?}"
+    );
+    let last: u32 = before
+        .iter()
+        .filter_map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
+        .max()
+        .expect("ticks before the checkpoint");
+    let moved = scratch.path("moved-img");
+    std::fs::rename(&img, &moved).expect("moving the statefile");
+    for id in ["B", "C"] {
+        let mut b = Sandbox::restore(&scratch.root(), &moved, id).failing_on("FAIL");
+        assert_eq!(
+            b.wait_exit(Duration::from_secs(30)),
+            0,
+            "restore {id}: {}",
+            b.stderr_str()
+        );
+        let lines = b.lines().to_vec();
+        assert!(
+            lines
+                .first()
+                .is_some_and(|l| l.starts_with(&format!("tick {} ", last + 1))),
+            "restore {id} goes on after tick {last}: {lines:?}"
+        );
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("done 0"),
+            "{lines:?}"
+        );
+        for l in lines.iter().filter_map(|l| pivot_state(l)) {
+            assert_eq!(l, want, "restore {id}");
+        }
+    }
+    // The host's side of the work directory stayed untouched.
+    assert!(cryo_dir.0.read_dir().unwrap().next().is_none());
+}
+
+/// Mount namespaces across checkpoint and restore: processes that all left
+/// boot's namespace (as under `unshare -m`: the program exec'd again in
+/// the copy, a tmpfs mounted only there), then ("two") a process left in
+/// boot's namespace beside them. Each is checkpointed, the statefile
+/// moved, restored twice; each copy sees, in each namespace, what the
+/// native run sees. A tmpfs mounted in both namespaces is refused by name,
+/// the sandbox running on.
+#[test]
+fn mount_namespaces_survive_checkpoint_and_restore_twice() {
+    let prog = guest("ckpt_mntns", Libc::Glibc);
+    let scratch = Scratch::new("mntns-ckpt");
+    for mode in ["one", "two"] {
+        let native_dir = WorkDir::new("cryo-mntns-ckpt-native");
+        let native = Invocation::new(&prog)
+            .args([mode, native_dir.0.to_str().unwrap(), "1"])
+            .native_in_private_mount_ns();
+        assert_eq!(native.code, 0, "native: {}", native.stderr_str());
+        let native_lines = native.stdout_str();
+        let want = native_lines
+            .lines()
+            .find_map(pivot_state)
+            .unwrap_or_else(|| panic!("native tick: {native_lines}"))
+            .to_string();
+        let first_ns = if mode == "one" { "-2" } else { "0" };
+        assert_eq!(
+            want,
+            format!("mine=1 child=1 child-cwd-is-m=1 file=in copy first-ns={first_ns}")
+        );
+
+        let img = scratch.path(&format!("img-{mode}"));
+        let cryo_dir = WorkDir::new("cryo-mntns-ckpt-cryo");
+        let dir = cryo_dir.0.to_str().unwrap();
+        let id = format!("A{mode}");
+        let mut a = Sandbox::run(&scratch.root(), &id, &prog, &[mode, dir, "6"]).failing_on("FAIL");
+        a.wait_lines(3, Duration::from_secs(30));
+        let out = checkpoint(&scratch.root(), &img, &id, &[]);
+        assert_eq!(out.code, 0, "checkpoint {mode}: {}", out.stderr_str());
+        assert_eq!(
+            a.wait_exit(Duration::from_secs(30)),
+            0,
+            "{}",
+            a.stderr_str()
+        );
+        let before = a.lines().to_vec();
+        assert_eq!(
+            before.first().and_then(|l| pivot_state(l)),
+            Some(want.as_str())
+        );
+        let last: u32 = before
+            .iter()
+            .filter_map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
+            .max()
+            .expect("ticks before the checkpoint");
+        let moved = scratch.path(&format!("moved-{mode}"));
+        std::fs::rename(&img, &moved).expect("moving the statefile");
+        for id in ["B", "C"] {
+            let id = format!("{id}{mode}");
+            let mut b = Sandbox::restore(&scratch.root(), &moved, &id).failing_on("FAIL");
+            assert_eq!(
+                b.wait_exit(Duration::from_secs(30)),
+                0,
+                "restore {id}: {}",
+                b.stderr_str()
+            );
+            let lines = b.lines().to_vec();
+            assert!(
+                lines
+                    .first()
+                    .is_some_and(|l| l.starts_with(&format!("tick {} ", last + 1))),
+                "restore {id} goes on after tick {last}: {lines:?}"
+            );
+            assert_eq!(lines.last().map(String::as_str), Some("done"), "{lines:?}");
+            for l in lines.iter().filter_map(|l| pivot_state(l)) {
+                assert_eq!(l, want, "restore {id}");
+            }
+        }
+        assert!(cryo_dir.0.read_dir().unwrap().next().is_none());
+    }
+
+    // A tmpfs both namespaces mount: refused naming it, nothing lost.
+    let img = scratch.path("img-shared");
+    let cryo_dir = WorkDir::new("cryo-mntns-ckpt-shared");
+    let dir = cryo_dir.0.to_str().unwrap();
+    let mut d = Sandbox::run(&scratch.root(), "D", &prog, &["shared", dir, "4"]).failing_on("FAIL");
+    d.wait_lines(2, Duration::from_secs(30));
+    let out = checkpoint(&scratch.root(), &img, "D", &[]);
+    assert_ne!(out.code, 0, "checkpoint of a tmpfs in two namespaces");
+    assert!(
+        out.stderr_str().contains("mounted in two mount namespaces"),
+        "{}",
+        out.stderr_str()
+    );
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        d.stderr_str()
+    );
+    assert_eq!(d.lines().last().map(String::as_str), Some("done"));
 }

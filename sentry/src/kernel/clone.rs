@@ -54,9 +54,11 @@ const KNOWN_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_DETACHED
     | libc::CLONE_UNTRACED
     | libc::CLONE_CHILD_SETTID
+    | libc::CLONE_NEWNS
     | 0xff) as u64;
 
-/// Namespaces cryo does not create inside the sandbox.
+/// Namespace flags: of these cryo makes only mount namespaces
+/// (CLONE_NEWNS) inside the sandbox.
 pub(super) const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWCGROUP
     | libc::CLONE_NEWUTS
@@ -112,8 +114,17 @@ impl Task {
     /// clone(2) and clone3: a new thread or process; its tid.
     pub fn clone_task(&mut self, args: CloneArgs) -> Result<i32, Errno> {
         let f = args.flags;
-        if f & NAMESPACE_FLAGS != 0 {
+        // Linux's copy_process: a new mount namespace cannot share an fs
+        // context; then the namespaces cryo makes none of are EPERM, and a
+        // mount namespace takes CAP_SYS_ADMIN.
+        if has(f, libc::CLONE_NEWNS) && has(f, libc::CLONE_FS) {
+            return Err(Errno::EINVAL);
+        }
+        if f & NAMESPACE_FLAGS & !(libc::CLONE_NEWNS as u64) != 0 {
             tracing::debug!(flags = format_args!("{f:#x}"), "clone of new namespaces");
+            return Err(Errno::EPERM);
+        }
+        if has(f, libc::CLONE_NEWNS) && !self.creds().capable(super::creds::CAP_SYS_ADMIN) {
             return Err(Errno::EPERM);
         }
         if f & !KNOWN_FLAGS != 0 {
@@ -336,7 +347,11 @@ impl Task {
         let fs = if has(f, libc::CLONE_FS) {
             self.tg.fs_ref()
         } else {
-            Arc::new(Mutex::new(self.tg.fs().lock().clone()))
+            let mut own = self.tg.fs().lock().clone();
+            if has(f, libc::CLONE_NEWNS) {
+                own.enter_copy_of_ns(&self.kernel.vfs);
+            }
+            Arc::new(Mutex::new(own))
         };
         let limits = self.limits().clone();
         let image = self.tg.image().clone();

@@ -319,8 +319,24 @@ impl ProcessInfo for LiveProcess {
         Some(self.kernel.upgrade()?.vfs.dentry_path(&root))
     }
     fn mountinfo_text(&self) -> Option<String> {
-        let root = self.tg.upgrade()?.fs().lock().root.clone();
-        Some(self.kernel.upgrade()?.vfs.mountinfo_text(&root))
+        let (root, ns) = {
+            let tg = self.tg.upgrade()?;
+            let fs = tg.fs();
+            let fs = fs.lock();
+            (fs.root.clone(), fs.mnt_ns.clone())
+        };
+        let vfs = &self.kernel.upgrade()?.vfs;
+        Some(vfs.in_ns(&ns, || vfs.mountinfo_text(&root)))
+    }
+    fn mounts_text(&self) -> Option<String> {
+        let (root, ns) = {
+            let tg = self.tg.upgrade()?;
+            let fs = tg.fs();
+            let fs = fs.lock();
+            (fs.root.clone(), fs.mnt_ns.clone())
+        };
+        let vfs = &self.kernel.upgrade()?.vfs;
+        Some(vfs.in_ns(&ns, || vfs.mounts_text(&root)))
     }
     fn fds(&self) -> Vec<i32> {
         self.with(|tg| tg.fds().lock().iter().map(|(fd, _)| fd).collect())

@@ -46,12 +46,32 @@ pub struct RestartSleep {
     pub rem: Option<u64>,
 }
 
-/// What CLONE_FS shares: the root, the working directory, the umask.
+/// What CLONE_FS shares: the root, the working directory, the umask, and
+/// the mount namespace they are in (Linux keeps that in the nsproxy, but
+/// unshare(CLONE_NEWNS) and clone(CLONE_NEWNS) refuse a shared fs_struct,
+/// so the processes sharing one are always in one namespace).
 #[derive(Clone)]
 pub struct FsContext {
     pub root: Arc<Dentry>,
     pub cwd: Arc<Dentry>,
     pub umask: u32,
+    pub mnt_ns: Arc<crate::vfs::mount_ns::MountNamespace>,
+}
+
+impl FsContext {
+    /// Moves into a copy of the namespace (copy_mnt_ns), the root and cwd
+    /// with it: each becomes the same name on the copy of its mount (one
+    /// that no name reaches any more stays where it is).
+    pub fn enter_copy_of_ns(&mut self, vfs: &crate::vfs::Vfs) {
+        let copy = vfs.copy_ns(&self.mnt_ns);
+        if let Some(root) = copy.map(&self.root) {
+            self.root = root;
+        }
+        if let Some(cwd) = copy.map(&self.cwd) {
+            self.cwd = cwd;
+        }
+        self.mnt_ns = copy.ns;
+    }
 }
 
 /// One application thread. What its process shares (address space,

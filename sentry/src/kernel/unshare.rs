@@ -1,8 +1,9 @@
 //! unshare(2) (Linux's ksys_unshare): a process stops sharing its
 //! descriptor table or fs context with the processes it was cloned with.
 //! What it cannot stop sharing (its threads, an address space or handlers
-//! another process holds) is EINVAL, as in Linux; namespaces are EPERM, as
-//! for clone, since cryo makes none inside the sandbox.
+//! another process holds) is EINVAL, as in Linux. A mount namespace of
+//! its own (CLONE_NEWNS) takes CAP_SYS_ADMIN; other namespaces are EPERM,
+//! as for clone, since cryo makes none inside the sandbox.
 
 use std::sync::{Arc, Mutex};
 
@@ -64,12 +65,22 @@ impl Task {
         if has(f, libc::CLONE_VM) && self.aspace_shared() {
             return Err(Errno::EINVAL);
         }
-        if f & NAMESPACE_FLAGS != 0 || has(f, CLONE_NEWTIME) {
+        if f & NAMESPACE_FLAGS & !(libc::CLONE_NEWNS as u64) != 0 || has(f, CLONE_NEWTIME) {
             tracing::debug!(flags = format_args!("{f:#x}"), "unshare of namespaces");
+            return Err(Errno::EPERM);
+        }
+        if has(f, libc::CLONE_NEWNS) && !self.creds().capable(super::creds::CAP_SYS_ADMIN) {
             return Err(Errno::EPERM);
         }
         if has(f, libc::CLONE_FS) {
             self.unshare_fs();
+        }
+        if has(f, libc::CLONE_NEWNS) {
+            let fs = self.tg.fs_ref();
+            let mut fs = super::thread_group::lock(&fs);
+            fs.enter_copy_of_ns(&self.kernel.vfs);
+            crate::vfs::mount_ns::note_current(&fs.mnt_ns);
+            crate::vfs::resolve::note_root(&fs.root);
         }
         if has(f, libc::CLONE_FILES) {
             self.unshare_files();

@@ -287,6 +287,15 @@ impl MemoryManager {
             .collect()
     }
 
+    /// Every file mapped, once per mapping.
+    pub fn mapped_files(&self) -> Vec<Arc<dyn MappableFile>> {
+        self.vmas
+            .values()
+            .filter(|v| v.kind != VmaKind::Vvar)
+            .filter_map(|v| Some(v.file.as_ref()?.file.clone()))
+            .collect()
+    }
+
     /// The address space's record; `fingerprint` names the current identity
     /// of a mapped file by its path in the container. Files with no name
     /// are left out of `files`: the caller lists their mappings in

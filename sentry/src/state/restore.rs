@@ -599,6 +599,10 @@ pub fn restore_container_held(
         &config,
         container.namespace,
     )?;
+    kernel
+        .vfs
+        .restore_other_namespaces(&rec.namespaces.others)
+        .map_err(RestoreError::File)?;
     if let Ok(mut uts) = kernel.uts.lock() {
         *uts = rec.kernel.uts.clone();
     }
@@ -646,7 +650,12 @@ pub fn restore_container_held(
     let mut late = Vec::new();
     use crate::vfs::state::{FileStateKind, OpenFileState};
     let reopen = |id: u64, f: &OpenFileState, ctx: &mut RestoreCtx, late: Option<&mut Vec<u64>>| {
-        let file = match (kernel.vfs.reopen(f, ctx), late) {
+        let ns = rec.namespaces.file_ns(id);
+        let reopened = kernel
+            .vfs
+            .in_restored_ns(ns, || kernel.vfs.reopen(f, ctx))
+            .and_then(|r| r);
+        let file = match (reopened, late) {
             (Ok(file), _) => file,
             (Err(_), Some(late)) if f.kind == FileStateKind::Synthetic => {
                 late.push(id);

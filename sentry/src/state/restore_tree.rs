@@ -47,7 +47,8 @@ struct MappedFiles {
 /// files (`files`), shared with the descriptors that hold them.
 fn mapped_files(
     kernel: &Kernel,
-    rec: &MmRecord,
+    (id, rec): (u64, &MmRecord),
+    namespaces: &crate::vfs::mount_ns_state::MountNamespacesRecord,
     files: &RestoredFiles,
 ) -> Result<MappedFiles, RestoreError> {
     let mut unnamed = HashMap::new();
@@ -81,7 +82,10 @@ fn mapped_files(
             fasync: Default::default(),
         };
         let mut none = RestoreCtx::new(&[], HashMap::new(), HostClock.now());
-        let file = kernel.vfs.reopen(&state, &mut none)?;
+        let ns = namespaces.mapped_ns(id, &f.path);
+        let file = kernel
+            .vfs
+            .in_restored_ns(ns, || kernel.vfs.reopen(&state, &mut none))??;
         let mappable = file.as_mappable().ok_or_else(|| {
             RestoreError::File(crate::vfs::state::VfsRestoreError::Invalid(format!(
                 "{} cannot be mapped",
@@ -138,12 +142,12 @@ fn build_mm(
 /// the first task of the address space.
 fn build_mm_on_thread(
     kernel: &Arc<Kernel>,
-    rec: &MmRecord,
+    (id, rec): (u64, &MmRecord),
+    namespaces: &crate::vfs::mount_ns_state::MountNamespacesRecord,
     layout: Layout,
-    others: usize,
-    files: &RestoredFiles,
+    (others, files): (usize, &RestoredFiles),
 ) -> Result<RestoredMm, RestoreError> {
-    let mapped = mapped_files(kernel, rec, files)?;
+    let mapped = mapped_files(kernel, (id, rec), namespaces, files)?;
     let (done_tx, done_rx) = mpsc::sync_channel(1);
     let (run_tx, run_rx) = mpsc::channel::<(Task, FpState)>();
     let kernel2 = kernel.clone();
@@ -225,7 +229,7 @@ pub(super) fn restore_processes(
             .ok_or_else(|| RestoreError::Invalid(format!("address space {id} is missing")))?;
         let others = task_counts.get(&id).copied().unwrap_or(1).saturating_sub(1);
         let restored = if p.record.tgid == 1 {
-            let mapped = mapped_files(kernel, mm_rec, files)?;
+            let mapped = mapped_files(kernel, (id, mm_rec), &rec.namespaces, files)?;
             let (mm, own, others) = build_mm(kernel, mm_rec, layout, &mapped, others)?;
             RestoredMm {
                 mm,
@@ -234,7 +238,13 @@ pub(super) fn restore_processes(
                 runner: None,
             }
         } else {
-            build_mm_on_thread(kernel, mm_rec, layout, others, files)?
+            build_mm_on_thread(
+                kernel,
+                (id, mm_rec),
+                &rec.namespaces,
+                layout,
+                (others, files),
+            )?
         };
         mms.insert(id, restored);
     }
@@ -250,7 +260,8 @@ pub(super) fn restore_processes(
         .iter()
         .filter(|p| p.record.fs_shared_with == 0)
     {
-        fs_contexts.insert(p.record.tgid, restore_fs(kernel, &p.record.fs)?);
+        let ns = rec.namespaces.member_ns(p.record.tgid);
+        fs_contexts.insert(p.record.tgid, restore_fs(kernel, &p.record.fs, ns)?);
     }
     let mut groups = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
@@ -379,21 +390,29 @@ impl HeldTree {
 fn restore_fs(
     kernel: &Arc<Kernel>,
     r: &crate::kernel::thread_group::FsContextRecord,
+    ns: u32,
 ) -> Result<Arc<Mutex<FsContext>>, RestoreError> {
-    let root_dir = kernel.vfs.root().clone();
-    let lookup = |path: &[u8]| {
-        kernel
-            .vfs
-            .lookup_dir(&root_dir, path)
-            .map_err(|errno| RestoreError::Cwd {
-                path: String::from_utf8_lossy(path).into_owned(),
-                errno,
-            })
-    };
+    let mnt_ns = kernel
+        .vfs
+        .restored_ns(ns)
+        .ok_or_else(|| RestoreError::Invalid(format!("mount namespace {ns} was not restored")))?;
+    let vfs = &kernel.vfs;
+    let (root, cwd) = vfs.in_ns(&mnt_ns, || {
+        let root_dir = vfs.root();
+        let lookup = |path: &[u8]| {
+            vfs.lookup_dir(&root_dir, path)
+                .map_err(|errno| RestoreError::Cwd {
+                    path: String::from_utf8_lossy(path).into_owned(),
+                    errno,
+                })
+        };
+        Ok::<_, RestoreError>((lookup(&r.root)?, lookup(&r.cwd)?))
+    })?;
     Ok(Arc::new(Mutex::new(FsContext {
-        root: lookup(&r.root)?,
-        cwd: lookup(&r.cwd)?,
+        root,
+        cwd,
         umask: r.umask,
+        mnt_ns,
     })))
 }
 

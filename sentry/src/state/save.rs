@@ -189,6 +189,59 @@ fn save_kernel(
     kernel: &Kernel,
     tasks: &BTreeMap<i32, TaskRecord>,
 ) -> Result<ObjectEncoder, CheckpointError> {
+    // The first namespace's tree is VfsState's, the others' are in
+    // vfs.MountNamespaces; every path is in the namespace that record says.
+    let spaces = mount_namespaces(kernel);
+    kernel
+        .vfs
+        .in_ns(&spaces[0], || save_kernel_in_ns(kernel, tasks, &spaces))
+}
+
+/// The mount namespaces the processes are in, in the order of the first
+/// process in each (init's first; boot's if there is no process), then
+/// those only a descriptor's or a mapping's file is in (a program still
+/// running from the namespace it left by unshare).
+fn mount_namespaces(kernel: &Kernel) -> Vec<Arc<crate::vfs::mount_ns::MountNamespace>> {
+    let mut spaces: Vec<Arc<crate::vfs::mount_ns::MountNamespace>> = Vec::new();
+    let mut add = |ns: Arc<crate::vfs::mount_ns::MountNamespace>| {
+        if !spaces.iter().any(|s| Arc::ptr_eq(s, &ns)) {
+            spaces.push(ns);
+        }
+    };
+    let groups = kernel.pids.thread_groups();
+    for tg in &groups {
+        add(tg.fs().lock().mnt_ns.clone());
+    }
+    if groups.is_empty() {
+        add(kernel.vfs.init_ns().clone());
+    }
+    let mut of_file = |d: Option<&Arc<crate::vfs::Dentry>>| {
+        if let Some(ns) = d.filter(|d| !d.is_unlinked()).and_then(|d| {
+            kernel
+                .vfs
+                .ns_with_top(&crate::vfs::mount_ns_state::top_of(d))
+        }) {
+            add(ns);
+        }
+    };
+    for tg in &groups {
+        if let Some(mm) = tg.mm_arc() {
+            for mapped in crate::kernel::thread_group::lock(&mm).mapped_files() {
+                of_file(mapped.open_file().as_ref().and_then(|f| f.dentry()));
+            }
+        }
+        for (_, f) in tg.fds().lock().iter() {
+            of_file(f.file.dentry());
+        }
+    }
+    spaces
+}
+
+fn save_kernel_in_ns(
+    kernel: &Kernel,
+    tasks: &BTreeMap<i32, TaskRecord>,
+    spaces: &[Arc<crate::vfs::mount_ns::MountNamespace>],
+) -> Result<ObjectEncoder, CheckpointError> {
     let mut objs = ObjectEncoder::new();
     objs.put(0, &kernel.save_record())?;
     objs.put(0, &kernel.proc_log().record())?;
@@ -200,30 +253,40 @@ fn save_kernel(
         },
     )?;
     let vfs = &kernel.vfs;
-    let root = vfs.root().clone();
-    let fingerprint = |name: &str| {
-        vfs.resolve(&root, name.as_bytes(), false)
-            .ok()
-            .and_then(|d| d.inode().fingerprint())
+    use crate::vfs::mount_ns_state::{ns_index, NsFile, NsMapped, NsMember};
+    let mut namespaces = crate::vfs::mount_ns_state::MountNamespacesRecord {
+        others: vfs.save_other_namespaces(spaces)?,
+        ..Default::default()
     };
+    let tops: Vec<_> = spaces.iter().map(|ns| ns.root()).collect();
     let mut mms = ObjectIds::<Mutex<MemoryManager>>::default();
     let mut fd_tables = ObjectIds::<Mutex<FdTable<Arc<OpenFile>>>>::default();
     let mut files = ObjectIds::<OpenFile>::default();
     let mut fs_owners: std::collections::HashMap<usize, i32> = Default::default();
     let mut ctx = vfs.save_ctx();
-    // A root or cwd on a detached mount has no path a restore could find.
+    ctx.tops = tops.clone();
+    // A root or cwd on a detached mount, or on another namespace's than
+    // the process's, has no path a restore could find.
     for tg in kernel.pids.thread_groups() {
-        let (root, cwd) = {
+        let (root, cwd, ns) = {
             let fs = tg.fs();
             let fs = fs.lock();
-            (fs.root.clone(), fs.cwd.clone())
+            (fs.root.clone(), fs.cwd.clone(), fs.mnt_ns.clone())
         };
-        if [root, cwd]
-            .iter()
-            .any(crate::vfs::mount_tree::on_detached_mount)
-        {
+        let own = spaces.iter().position(|s| Arc::ptr_eq(s, &ns)).unwrap_or(0) as u32;
+        if own != 0 {
+            namespaces.members.push(NsMember {
+                tgid: tg.tgid(),
+                ns: own,
+            });
+        }
+        if [root, cwd].iter().any(|d| {
+            !d.is_unlinked()
+                && !crate::vfs::mount_ns_state::top_of(d).is_unlinked()
+                && ns_index(spaces, d) != Some(own)
+        }) {
             return Err(crate::vfs::state::SaveError::MountTree(format!(
-                "process {}'s root or working directory is on a mount detached by umount2(MNT_DETACH)",
+                "process {}'s root or working directory is on a mount detached by umount2(MNT_DETACH), or another mount namespace's",
                 tg.tgid()
             ))
             .into());
@@ -236,6 +299,53 @@ fn save_kernel(
             let (id, new) = mms.id(&mm);
             if new {
                 let mm = crate::kernel::thread_group::lock(&mm);
+                // A file mapped from a mount detached since (the program
+                // of a process that pivot_root(2)ed and dropped its old
+                // root) has no path a restore could find.
+                let mut mapped_ns: Vec<(String, u32)> = Vec::new();
+                for mapped in mm.mapped_files() {
+                    let Some(d) = mapped.open_file().and_then(|f| f.dentry().cloned()) else {
+                        continue;
+                    };
+                    // One with no name left is saved by its open file;
+                    // one whose names lead to a removed directory keeps
+                    // the path it has.
+                    if d.is_unlinked() || crate::vfs::mount_ns_state::top_of(&d).is_unlinked() {
+                        continue;
+                    }
+                    let name = mapped.mapping_name();
+                    match ns_index(spaces, &d) {
+                        Some(0) => {}
+                        Some(n) => {
+                            if !mapped_ns.iter().any(|(p, _)| *p == name) {
+                                mapped_ns.push((name, n));
+                            }
+                        }
+                        None => {
+                            return Err(crate::vfs::state::SaveError::NotCheckpointable {
+                                file: format!("{name} (mapped by process {})", tg.tgid()),
+                                why: "mapped from a mount detached by umount2(MNT_DETACH): no path reaches it (exec a program again after pivot_root)",
+                            }
+                            .into());
+                        }
+                    }
+                }
+                let fingerprint = |name: &str| {
+                    let n = mapped_ns
+                        .iter()
+                        .find(|(p, _)| p == name)
+                        .map_or(0, |(_, n)| *n as usize);
+                    vfs.resolve(&tops[n], name.as_bytes(), false)
+                        .ok()
+                        .and_then(|d| d.inode().fingerprint())
+                };
+                for (path, ns) in &mapped_ns {
+                    namespaces.mapped.push(NsMapped {
+                        mm: id,
+                        path: path.clone(),
+                        ns: *ns,
+                    });
+                }
                 let mut rec = mm.save_record(&fingerprint);
                 // A file with no name has no path to re-open: the mapping
                 // names its open file, saved as descriptors' files are (its
@@ -333,6 +443,22 @@ fn save_kernel(
         objs.put(*id, &ep.record(&mut |f| files.find(f)))?;
     }
     save_locks(kernel, &files, &mut objs)?;
+    // Which namespace each open file's path is in (the first's unless
+    // listed).
+    for (i, f) in files.held.iter().enumerate() {
+        if let Some(n) = f
+            .dentry()
+            .filter(|d| !d.is_unlinked())
+            .and_then(|d| ns_index(spaces, d))
+            .filter(|&n| n != 0)
+        {
+            namespaces.files.push(NsFile {
+                file: i as u64 + 1,
+                ns: n,
+            });
+        }
+    }
+    objs.put(0, &namespaces)?;
     Ok(objs)
 }
 

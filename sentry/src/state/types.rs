@@ -35,4 +35,5 @@ pub fn visit_saved_types<V: TypeVisitor>(v: &mut V) {
     crate::net::inet::state::InetSocketRecord::visit(v);
     crate::net::inet::state::InetStackRecord::visit(v);
     crate::net::netlink::NetlinkSocketRecord::visit(v);
+    crate::vfs::mount_ns_state::MountNamespacesRecord::visit(v);
 }

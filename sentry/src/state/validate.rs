@@ -108,6 +108,9 @@ pub struct SavedKernel {
     /// The inet stack's own state (the defaults in statefiles from
     /// before it).
     pub inet_stack: crate::net::inet::state::InetStackRecord,
+    /// The mount namespaces beyond the first (none in statefiles from
+    /// before them).
+    pub namespaces: crate::vfs::mount_ns_state::MountNamespacesRecord,
     /// Netlink sockets (none in statefiles from before them).
     pub netlink_sockets: Vec<crate::net::netlink::NetlinkSocketRecord>,
     /// The process log (empty in statefiles from before it).
@@ -484,6 +487,7 @@ fn mm_backing(mm: &MmRecord, backing: &mut Vec<(u64, u64, usize)>) {
 /// (`upper.nodes[3].pages[0].offset`).
 fn check_tmpfs<'a>(
     vfs: &VfsState,
+    others: &crate::vfs::mount_ns_state::MountNamespacesRecord,
     memory: &MemoryFileRecord,
     mms: impl Iterator<Item = &'a MmRecord>,
 ) -> Result<(), InvalidRecord> {
@@ -516,7 +520,15 @@ fn check_tmpfs<'a>(
             tables.push((format!("mounts.made[{i}]"), t));
         }
     }
-    crate::vfs::mount_tree::check_mount_tree(&vfs.mounts)
+    // Another namespace's tmpfs mounts hold pages of the same memory.
+    for (n, tree) in others.others.iter().enumerate() {
+        for (i, m) in tree.made.iter().enumerate() {
+            if let crate::vfs::state::MountRecordKind::Tmpfs(t) = &m.kind {
+                tables.push((format!("namespaces.others[{n}].made[{i}]"), t));
+            }
+        }
+    }
+    crate::vfs::mount_state::check_mount_tree(&vfs.mounts)
         .map_err(|(field, why)| invalid("vfs.MountNamespace", 0, format!("mounts.{field}"), why))?;
     for (name, table) in tables {
         check_table(table, &mut pages).map_err(|e| {
@@ -759,7 +771,8 @@ pub fn load_saved_kernel<R: ReadAt>(
     }
     // The tmpfs tables: after the mappings, whose own memory no tmpfs file
     // may hold.
-    check_tmpfs(&vfs, &memory, mms.values())?;
+    let namespaces = load_namespaces(&objs, &tgids_of(&processes), &mms, &files)?;
+    check_tmpfs(&vfs, &namespaces, &memory, mms.values())?;
     let sockets = load_sockets(
         &objs,
         (&unix_ids, &socket_ids),
@@ -890,7 +903,53 @@ pub fn load_saved_kernel<R: ReadAt>(
         inet_stack,
         netlink_sockets,
         process_log,
+        namespaces,
     })
+}
+
+fn tgids_of(processes: &[ThreadGroupRecord]) -> Vec<i32> {
+    processes.iter().map(|p| p.tgid).collect()
+}
+
+/// The mount namespaces beyond the first, checked, naming only saved
+/// processes, address spaces and open files; none in statefiles from
+/// before them.
+fn load_namespaces(
+    objs: &Objects<'_>,
+    tgids: &[i32],
+    mms: &BTreeMap<u64, MmRecord>,
+    files: &BTreeMap<u64, OpenFileState>,
+) -> Result<crate::vfs::mount_ns_state::MountNamespacesRecord, LoadError> {
+    use crate::vfs::mount_ns_state::MountNamespacesRecord;
+    let what = "vfs.MountNamespaces";
+    let ids = objs.ids::<MountNamespacesRecord>();
+    if let Some(&id) = ids.iter().find(|&&id| id != 0) {
+        return Err(invalid(what, id, "id", "not the namespaces' (0)").into());
+    }
+    if ids.is_empty() {
+        return Ok(MountNamespacesRecord::default());
+    }
+    let r: MountNamespacesRecord = objs.get(0)?;
+    r.check()
+        .map_err(|(field, why)| invalid(what, 0, field, why))?;
+    for (i, m) in r.members.iter().enumerate() {
+        if !tgids.contains(&m.tgid) {
+            return Err(invalid(what, 0, format!("members[{i}].tgid"), "no saved process").into());
+        }
+    }
+    for (i, f) in r.files.iter().enumerate() {
+        if !files.contains_key(&f.file) {
+            return Err(invalid(what, 0, format!("files[{i}].file"), "no saved open file").into());
+        }
+    }
+    for (i, m) in r.mapped.iter().enumerate() {
+        if !mms.contains_key(&m.mm) {
+            return Err(
+                invalid(what, 0, format!("mapped[{i}].mm"), "no saved address space").into(),
+            );
+        }
+    }
+    Ok(r)
 }
 
 /// The kernel's process log, checked against its bounds; an empty one for

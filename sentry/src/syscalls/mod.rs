@@ -80,8 +80,14 @@ pub fn dispatch(task: &mut Task) {
         let c = task.creds();
         crate::vfs::perm::note_current(c.euid, c.egid, &c.groups, c.caps.effective);
     }
-    // Absolute paths start at this task's root (chroot(2)).
-    crate::vfs::resolve::note_root(&task.root());
+    // Absolute paths start at this task's root (chroot(2)), mounts are
+    // those of its namespace.
+    {
+        let fs = task.tg().fs();
+        let fs = fs.lock();
+        crate::vfs::resolve::note_root(&fs.root);
+        crate::vfs::mount_ns::note_current(&fs.mnt_ns);
+    }
     // A write(2) on a socket sends this task's credentials.
     crate::net::socket::note_current(crate::net::UCred {
         pid: task.tgid(),

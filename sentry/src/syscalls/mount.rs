@@ -1,8 +1,9 @@
 //! mount(2), umount2(2), chroot(2) and pivot_root(2) (Linux's
-//! fs/namespace.c and fs/open.c), over the mount tree in
-//! vfs/mount_tree.rs. cryo has one mount namespace with no peers, so the
-//! propagation flags (MS_SHARED, MS_PRIVATE, MS_SLAVE, MS_UNBINDABLE) are
-//! checked and accepted with nothing to propagate to.
+//! fs/namespace.c and fs/open.c), over the mount tree of the caller's
+//! namespace in vfs/mount_tree.rs. A namespace's copy (vfs/mount_ns.rs)
+//! has no peers, so the propagation flags (MS_SHARED, MS_PRIVATE,
+//! MS_SLAVE, MS_UNBINDABLE) are checked and accepted with nothing to
+//! propagate to.
 
 use std::sync::Arc;
 

@@ -67,6 +67,19 @@ impl Mount {
         }
     }
 
+    /// [`Mount::bind`] without marking the file system aliased yet: for a
+    /// copy kept aside, unused until a real copy is made from it (which
+    /// marks both).
+    pub(crate) fn twin(&self, id: u64, flags: u64) -> Mount {
+        Mount {
+            id,
+            fs_type: self.fs_type,
+            flags: AtomicU64::new(flags & MOUNT_FLAG_MASK),
+            dev: self.dev,
+            aliased: self.aliased.clone(),
+        }
+    }
+
     pub fn flags(&self) -> u64 {
         self.flags.load(Ordering::Relaxed)
     }

@@ -1,6 +1,7 @@
 //! The virtual file system (gVisor's pkg/sentry/vfs and fsimpl, simplified).
 //!
-//! A [`Vfs`] is a mount namespace: a tree of [`Dentry`]s, each naming an
+//! A [`Vfs`] holds the sandbox's mount namespaces (`mount_ns`), each a
+//! tree of [`Dentry`]s, each naming an
 //! [`Inode`] of some file system. The Sentry resolves every path itself
 //! (`..`, symlinks, mount crossings): file systems only look up single names.
 //! An open file is an [`OpenFile`] (gVisor's FileDescription) over the
@@ -23,6 +24,9 @@ pub mod inode;
 pub mod inotify;
 pub mod line_discipline;
 pub mod lock;
+pub mod mount_ns;
+pub mod mount_ns_state;
+pub mod mount_state;
 pub mod mount_tree;
 pub mod namespace;
 pub mod overlay;

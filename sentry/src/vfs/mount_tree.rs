@@ -1,4 +1,4 @@
-//! The mount tree of the sandbox's (single) mount namespace and what
+//! The mount tree of the calling task's mount namespace and what
 //! mount(2), umount2(2) and pivot_root(2) do to it (Linux's
 //! fs/namespace.c, gVisor's vfs/mount.go).
 //!
@@ -29,8 +29,24 @@ pub enum MountKind {
     /// A sysfs mount(2) made.
     Sysfs,
     /// A bind mount of `source` (a dentry of another mount's tree, held
-    /// weakly: a bind does not keep the mount it came from busy).
-    Bind { source: Weak<Dentry> },
+    /// weakly: a bind does not keep the mount it came from busy). `base`
+    /// and `within` say where that file lies as of the bind, for when
+    /// `source` is gone (its mount detached): a restore finds it there.
+    Bind {
+        source: Weak<Dentry>,
+        base: BindBase,
+        within: Vec<u8>,
+    },
+}
+
+/// The mount a bind mount's file lies on, never a bind mount itself: a
+/// bind of a bind is a bind of the same base further down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindBase {
+    /// The mount boot put at `origin`.
+    Boot { origin: Vec<u8> },
+    /// A tmpfs, procfs or sysfs mount(2) made: the mount's id.
+    Made { id: u64 },
 }
 
 #[derive(Clone)]
@@ -50,28 +66,32 @@ impl MountEntry {
     }
 
     /// Where boot put it, for one of boot's mounts.
-    fn origin(&self) -> Option<&[u8]> {
+    pub(crate) fn origin(&self) -> Option<&[u8]> {
         match &self.kind {
             MountKind::Boot { origin } => Some(origin),
             _ => None,
         }
     }
-
-    /// mountinfo's fourth field: the path of the mount's root in its file
-    /// system ("/" except for a bind mount of a subdirectory).
-    fn fs_root(&self) -> Vec<u8> {
-        match &self.kind {
-            MountKind::Bind { source } => source
-                .upgrade()
-                .map_or_else(|| b"/".to_vec(), |d| bind_root_path(&d)),
-            _ => b"/".to_vec(),
-        }
-    }
 }
 
-/// The path of `d` below the root of its own file system (not crossing
-/// mounts), for a bind mount's mountinfo root.
-fn bind_root_path(d: &Arc<Dentry>) -> Vec<u8> {
+/// `rel` (absolute) below `prefix` (absolute): `/a` and `/b` give `/a/b`.
+pub(crate) fn join_below(prefix: &[u8], rel: &[u8]) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    if out.ends_with(b"/") {
+        out.pop();
+    }
+    if rel != b"/" {
+        out.extend_from_slice(rel);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// The path of `d` below the root of its mount's own dentry tree (not
+/// crossing mounts).
+pub(crate) fn bind_root_path(d: &Arc<Dentry>) -> Vec<u8> {
     let mut names: Vec<Vec<u8>> = Vec::new();
     let mut cur = d.clone();
     for _ in 0..super::resolve::PATH_MAX {
@@ -115,17 +135,39 @@ pub(crate) fn is_under(d: &Arc<Dentry>, top: &Arc<Dentry>) -> bool {
 }
 
 /// Whether `d` is on a mount detached by umount2(MNT_DETACH) (its path
-/// names nothing a restore could find): the top its names lead to is the
-/// root of a mount other than the namespace's first.
-pub(crate) fn on_detached_mount(d: &Arc<Dentry>) -> bool {
+/// names nothing a restore could find): the top its names lead to is none
+/// of `tops`, the saved namespaces' (after a pivot_root(2), boot's root
+/// may be the detached one).
+pub(crate) fn on_detached_mount(d: &Arc<Dentry>, tops: &[Arc<Dentry>]) -> bool {
+    let cur = super::mount_ns_state::top_of(d);
+    !tops.iter().any(|t| Arc::ptr_eq(&cur, t)) && !cur.is_unlinked() && !d.is_unlinked()
+}
+
+/// The root of the mount `d` is on (its own dentry tree's top).
+pub(crate) fn mount_root_of(d: &Arc<Dentry>) -> Arc<Dentry> {
     let mut cur = d.clone();
     for _ in 0..super::resolve::PATH_MAX {
-        cur = match cur.parent().or_else(|| cur.mountpoint()) {
-            Some(p) => p,
+        match cur.parent() {
+            Some(p) => cur = p,
             None => break,
-        };
+        }
     }
-    cur.mount().id != 1 && !cur.is_unlinked() && !d.is_unlinked()
+    cur
+}
+
+/// How many mounts `root` (a mount's root) hangs below: 0 for the top or
+/// a detached mount.
+pub(crate) fn mount_depth(root: &Arc<Dentry>) -> usize {
+    let mut n = 0;
+    let mut cur = root.clone();
+    while let Some(mp) = cur.mountpoint() {
+        n += 1;
+        if n >= super::resolve::PATH_MAX {
+            break;
+        }
+        cur = mount_root_of(&mp);
+    }
+    n
 }
 
 /// The path of `d` as a process whose root is `root` sees it; None when
@@ -145,6 +187,27 @@ pub(crate) fn path_in_root(d: &Arc<Dentry>, root: &Arc<Dentry>) -> Option<Vec<u8
         }
     }
     None
+}
+
+/// The entry of a new bind mount of `source` with id `id`.
+pub(crate) fn bind_entry(
+    source: &Arc<Dentry>,
+    id: u64,
+    flags: u64,
+    base: BindBase,
+    within: Vec<u8>,
+) -> MountEntry {
+    let mount = Arc::new(source.mount().bind(id, flags));
+    let root = Dentry::new_root(source.inode().clone(), mount.clone());
+    MountEntry {
+        mount,
+        root,
+        kind: MountKind::Bind {
+            source: Arc::downgrade(source),
+            base,
+            within,
+        },
+    }
 }
 
 /// Flags of umount2(2).
@@ -179,21 +242,21 @@ impl Vfs {
             return Err(Errno::ENOENT);
         }
         at.set_mounted(&entry.root);
-        lock(&self.mounts).push(entry);
+        lock(&self.ns().mounts).push(entry);
         Ok(())
     }
 
     /// The entry whose root is `d`, if `d` is a mount's root.
     pub(crate) fn entry_of(&self, d: &Arc<Dentry>) -> Option<MountEntry> {
-        lock(&self.mounts)
+        lock(&self.ns().mounts)
             .iter()
             .find(|e| Arc::ptr_eq(&e.root, d))
             .cloned()
     }
 
     /// The entry of the mount `d` is on (None for a detached one).
-    fn entry_of_mount(&self, d: &Arc<Dentry>) -> Option<MountEntry> {
-        lock(&self.mounts)
+    pub(crate) fn entry_of_mount(&self, d: &Arc<Dentry>) -> Option<MountEntry> {
+        lock(&self.ns().mounts)
             .iter()
             .find(|e| Arc::ptr_eq(&e.mount, d.mount()))
             .cloned()
@@ -253,7 +316,7 @@ impl Vfs {
         // The mounts to copy with MS_REC, found before attaching: a bind
         // onto a directory below its source must not copy itself.
         let below: Vec<MountEntry> = if rec {
-            lock(&self.mounts)
+            lock(&self.ns().mounts)
                 .iter()
                 .filter(|e| {
                     e.root
@@ -295,20 +358,51 @@ impl Vfs {
         at: &Arc<Dentry>,
         flags: u64,
     ) -> Result<Arc<Dentry>, Errno> {
+        let (base, within) = self.bind_base(source).ok_or(Errno::EINVAL)?;
         let id = self.new_mount_id();
-        let mount = Arc::new(source.mount().bind(id, flags));
-        let root = Dentry::new_root(source.inode().clone(), mount.clone());
-        self.attach(
-            at,
-            MountEntry {
-                mount,
-                root: root.clone(),
-                kind: MountKind::Bind {
-                    source: Arc::downgrade(source),
-                },
-            },
-        )?;
+        let entry = bind_entry(source, id, flags, base, within);
+        let root = entry.root.clone();
+        self.attach(at, entry)?;
         Ok(root)
+    }
+
+    /// Where `source` lies: the base mount (not a bind) and the path below
+    /// its root. None when `source` is on no mount of the tree.
+    pub(crate) fn bind_base(&self, source: &Arc<Dentry>) -> Option<(BindBase, Vec<u8>)> {
+        let e = self.entry_of_mount(source)?;
+        let rel = bind_root_path(source);
+        Some(match &e.kind {
+            MountKind::Boot { origin } => (
+                BindBase::Boot {
+                    origin: origin.clone(),
+                },
+                rel,
+            ),
+            MountKind::Tmpfs(_) | MountKind::Proc | MountKind::Sysfs => {
+                (BindBase::Made { id: e.mount.id }, rel)
+            }
+            // A file of a bind mount lies that far below the bind's own
+            // place in its base (as of the bind: no recursion).
+            MountKind::Bind { base, within, .. } => (base.clone(), join_below(within, &rel)),
+        })
+    }
+
+    /// A bind mount's base and path now: from its source if that is still
+    /// on a mount of the tree (a rename since the bind shows), else as of
+    /// the bind.
+    pub(crate) fn bind_origin(&self, e: &MountEntry) -> (BindBase, Vec<u8>) {
+        let MountKind::Bind {
+            source,
+            base,
+            within,
+        } = &e.kind
+        else {
+            return (BindBase::Made { id: e.mount.id }, b"/".to_vec());
+        };
+        source
+            .upgrade()
+            .and_then(|src| self.bind_base(&src))
+            .unwrap_or_else(|| (base.clone(), within.clone()))
     }
 
     /// MS_REMOUNT: the mount whose root is `target` gets `flags`.
@@ -352,7 +446,7 @@ impl Vfs {
             return Err(Errno::EINVAL);
         };
         let detach = flags & MNT_DETACH != 0;
-        let below: Vec<MountEntry> = lock(&self.mounts)
+        let below: Vec<MountEntry> = lock(&self.ns().mounts)
             .iter()
             .filter(|x| {
                 !Arc::ptr_eq(&x.root, target)
@@ -370,11 +464,13 @@ impl Vfs {
         if let Some(above) = above {
             mp.set_mounted(&above);
         }
-        let mut unmounted = lock(&self.unmounted_boot);
+        let ns = self.ns();
+        let mut unmounted = lock(&ns.unmounted_boot);
         for x in std::iter::once(&e).chain(&below) {
             unmounted.extend(x.origin().map(<[u8]>::to_vec));
         }
-        let mut mounts = lock(&self.mounts);
+        let ns = self.ns();
+        let mut mounts = lock(&ns.mounts);
         mounts.retain(|x| {
             !Arc::ptr_eq(&x.root, target) && !below.iter().any(|b| Arc::ptr_eq(&b.root, &x.root))
         });
@@ -456,7 +552,8 @@ impl Vfs {
         }
         at.set_mounted(task_root);
         // Keep the list in an order where a parent comes first.
-        let mut mounts = lock(&self.mounts);
+        let ns = self.ns();
+        let mut mounts = lock(&ns.mounts);
         if let Some(i) = mounts.iter().position(|x| Arc::ptr_eq(&x.root, new_root)) {
             let e = mounts.remove(i);
             mounts.insert(0, e);
@@ -467,7 +564,7 @@ impl Vfs {
     /// The attached mounts a process whose root is `root` sees, in the
     /// order they were made: (entry, mount point path, parent mount id).
     fn visible(&self, root: &Arc<Dentry>) -> Vec<(MountEntry, Vec<u8>, u64)> {
-        let mounts = lock(&self.mounts).clone();
+        let mounts = lock(&self.ns().mounts).clone();
         let mut out = Vec::new();
         for e in mounts {
             let Some(path) = path_in_root(&e.root, root) else {
@@ -508,7 +605,7 @@ impl Vfs {
                 parent,
                 dev_major(dev),
                 dev_minor(dev),
-                escape(&e.fs_root()),
+                escape(&self.fs_root(&e)),
                 escape(&path),
                 mount_opts(e.mount.flags()),
                 e.mount.fs_type,
@@ -518,17 +615,18 @@ impl Vfs {
         s
     }
 
-    /// Every mount's root (the ones boot made included), for checkpoint.
-    pub(crate) fn mount_entries(&self) -> Vec<MountEntry> {
-        lock(&self.mounts).clone()
+    /// mountinfo's fourth field: the path of the mount's root in its file
+    /// system ("/" except for a bind mount of a subdirectory).
+    fn fs_root(&self, e: &MountEntry) -> Vec<u8> {
+        match &e.kind {
+            MountKind::Bind { .. } => self.bind_origin(e).1,
+            _ => b"/".to_vec(),
+        }
     }
 
-    /// Whether the top of the tree is still the root boot made.
-    pub(crate) fn root_is_boot_root(&self) -> bool {
-        let root = self.root();
-        lock(&self.mounts)
-            .first()
-            .is_some_and(|e| Arc::ptr_eq(&e.root, &root) && e.mount.id == 1)
+    /// Every mount's root (the ones boot made included), for checkpoint.
+    pub(crate) fn mount_entries(&self) -> Vec<MountEntry> {
+        lock(&self.ns().mounts).clone()
     }
 }
 
@@ -578,370 +676,4 @@ fn dev_major(dev: u64) -> u64 {
 
 fn dev_minor(dev: u64) -> u64 {
     ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
-}
-
-use super::state::{
-    BootMountRecord, MountRecord, MountRecordKind, MountTreeRecord, SaveError, VfsRestoreError,
-};
-
-/// Whether `path` is an absolute, plain path a record may hold: no `.`,
-/// `..` or empty names, no NUL, shorter than PATH_MAX.
-fn plain_path(path: &[u8]) -> Result<(), String> {
-    if !path.starts_with(b"/") {
-        return Err("not absolute".into());
-    }
-    if path.len() >= super::resolve::PATH_MAX {
-        return Err(format!("{} bytes, PATH_MAX or more", path.len()));
-    }
-    if path.contains(&0) {
-        return Err("holds a NUL byte".into());
-    }
-    if path.len() > 1
-        && path[1..]
-            .split(|&b| b == b'/')
-            .any(|n| n.is_empty() || n == b"." || n == b".." || n.len() > super::resolve::NAME_MAX)
-    {
-        return Err("holds an empty, `.`, `..` or over-long name".into());
-    }
-    Ok(())
-}
-
-/// Judges a saved mount tree before anything is built from it, naming the
-/// refused field (`made[2].path`).
-pub fn check_mount_tree(r: &MountTreeRecord) -> Result<(), (String, String)> {
-    let mut ids = std::collections::HashSet::new();
-    for (i, b) in r.boot.iter().enumerate() {
-        plain_path(&b.path).map_err(|w| (format!("boot[{i}].path"), w))?;
-        plain_path(&b.origin).map_err(|w| (format!("boot[{i}].origin"), w))?;
-        if b.flags & !MOUNT_FLAG_MASK != 0 {
-            return Err((format!("boot[{i}].flags"), format!("{:#x}", b.flags)));
-        }
-        if b.id == 0 || !ids.insert(b.id) {
-            return Err((
-                format!("boot[{i}].id"),
-                format!("{} zero or used twice", b.id),
-            ));
-        }
-    }
-    for (i, p) in r.unmounted.iter().enumerate() {
-        plain_path(p).map_err(|w| (format!("unmounted[{i}]"), w))?;
-    }
-    for (i, p) in r.bundle_tmpfs_at.iter().enumerate() {
-        plain_path(p).map_err(|w| (format!("bundle_tmpfs_at[{i}]"), w))?;
-    }
-    for (i, m) in r.made.iter().enumerate() {
-        plain_path(&m.path).map_err(|w| (format!("made[{i}].path"), w))?;
-        if m.flags & !MOUNT_FLAG_MASK != 0 {
-            return Err((format!("made[{i}].flags"), format!("{:#x}", m.flags)));
-        }
-        if m.id == 0 || m.id > u64::from(u32::MAX) || !ids.insert(m.id) {
-            return Err((
-                format!("made[{i}].id"),
-                format!("{} zero, too large or used twice", m.id),
-            ));
-        }
-        if let MountRecordKind::Bind { source } = &m.kind {
-            plain_path(source).map_err(|w| (format!("made[{i}].source"), w))?;
-        }
-    }
-    Ok(())
-}
-
-impl Vfs {
-    /// The mount tree's saved form: boot's mounts as they are now and the
-    /// ones made since, each by path.
-    pub(crate) fn save_mount_tree(&self) -> Result<MountTreeRecord, SaveError> {
-        if !self.root_is_boot_root() {
-            return Err(SaveError::MountTree(
-                "the root was changed by pivot_root(2); saving a pivoted tree is not supported"
-                    .into(),
-            ));
-        }
-        let top = self.root();
-        let path = |d: &Arc<Dentry>, what: &str| -> Result<Vec<u8>, SaveError> {
-            if !is_under(d, &top) {
-                return Err(SaveError::MountTree(format!(
-                    "{what} is not reachable from the root"
-                )));
-            }
-            let p = super::vfs::path_bytes(d);
-            plain_path(&p).map_err(|w| {
-                SaveError::MountTree(format!("{what} {:?}: {w}", String::from_utf8_lossy(&p)))
-            })?;
-            Ok(p)
-        };
-        let mut r = MountTreeRecord {
-            boot: Vec::new(),
-            made: Vec::new(),
-            recorded: true,
-            unmounted: lock(&self.unmounted_boot).clone(),
-            bundle_tmpfs_at: Vec::new(),
-            by_origin: true,
-        };
-        for e in self.mount_entries() {
-            let at = path(&e.root, &format!("mount {}", e.mount.id))?;
-            let flags = e.mount.flags();
-            let kind = match &e.kind {
-                MountKind::Boot { origin } => {
-                    r.boot.push(BootMountRecord {
-                        id: e.mount.id,
-                        origin: origin.clone(),
-                        path: at,
-                        flags,
-                    });
-                    continue;
-                }
-                MountKind::Tmpfs(t) => MountRecordKind::Tmpfs(t.snapshot()),
-                MountKind::Proc => MountRecordKind::Proc,
-                MountKind::Sysfs => MountRecordKind::Sysfs,
-                MountKind::Bind { source } => {
-                    let what = format!("the source of bind mount {}", e.mount.id);
-                    let src = source
-                        .upgrade()
-                        .ok_or_else(|| SaveError::MountTree(format!("{what} is gone")))?;
-                    MountRecordKind::Bind {
-                        source: path(&src, &what)?,
-                    }
-                }
-            };
-            r.made.push(MountRecord {
-                id: e.mount.id,
-                path: at,
-                flags,
-                kind,
-            });
-        }
-        Ok(r)
-    }
-
-    /// Brings boot's tree (just built) to the saved one: boot's mounts
-    /// unmounted, moved or remounted as saved, then the others made again
-    /// in their order, with their ids. `tmpfs` restores a saved tmpfs.
-    pub(crate) fn restore_mount_tree(
-        &self,
-        r: &MountTreeRecord,
-        tmpfs: &dyn Fn(&super::state::TmpfsSnapshot) -> Result<Arc<Tmpfs>, VfsRestoreError>,
-    ) -> Result<(), VfsRestoreError> {
-        if !r.recorded {
-            return Ok(());
-        }
-        check_mount_tree(r).map_err(|(field, why)| {
-            VfsRestoreError::Invalid(format!("mount tree {field}: {why}"))
-        })?;
-        let bad = |field: String, why: String| {
-            VfsRestoreError::Invalid(format!("mount tree {field}: {why}"))
-        };
-        let top = self.root();
-        let boot = self.mount_entries();
-        let matched = if r.by_origin {
-            self.unmount_as_saved(r, &boot)?
-        } else {
-            self.unmount_by_id(r, &boot)?
-        };
-        for (i, (b, e)) in r.boot.iter().zip(&matched).enumerate() {
-            e.mount.set_flags(b.flags);
-            if e.mount.id != 1 && super::vfs::path_bytes(&e.root) != b.path {
-                let at = self
-                    .mount_point(&top, &b.path)
-                    .map_err(|errno| bad(format!("boot[{i}].path"), errno.to_string()))?;
-                self.move_mount(&e.root, &at)
-                    .map_err(|errno| bad(format!("boot[{i}].path"), errno.to_string()))?;
-            }
-        }
-        // A new bundle with more mounts than the saved one may have given
-        // a made mount's id to one of boot's: the made one takes a new id
-        // (two mounts with one id would share a device number).
-        let mut highest = boot
-            .iter()
-            .map(|e| e.mount.id)
-            .chain(r.made.iter().map(|m| m.id))
-            .max()
-            .unwrap_or(1);
-        let boot_ids: Vec<u64> = self.mount_entries().iter().map(|e| e.mount.id).collect();
-        for (i, m) in r.made.iter().enumerate() {
-            let id = if boot_ids.contains(&m.id) {
-                highest += 1;
-                highest
-            } else {
-                m.id
-            };
-            let at = self
-                .mount_point(&top, &m.path)
-                .map_err(|errno| bad(format!("made[{i}].path"), errno.to_string()))?;
-            let made = match &m.kind {
-                MountRecordKind::Bind { source } => {
-                    let src = self
-                        .resolve(&top, source, false)
-                        .map_err(|errno| bad(format!("made[{i}].source"), errno.to_string()))?;
-                    if self.entry_of_mount(&src).is_none() {
-                        return Err(bad(
-                            format!("made[{i}].source"),
-                            "outside every mount".into(),
-                        ));
-                    }
-                    let mount = Arc::new(src.mount().bind(id, m.flags));
-                    let root = Dentry::new_root(src.inode().clone(), mount.clone());
-                    self.attach(
-                        &at,
-                        MountEntry {
-                            mount,
-                            root,
-                            kind: MountKind::Bind {
-                                source: Arc::downgrade(&src),
-                            },
-                        },
-                    )
-                }
-                MountRecordKind::Tmpfs(snap) => {
-                    let t = tmpfs(snap).map_err(|e| match e {
-                        VfsRestoreError::Tmpfs { field, why } => VfsRestoreError::Tmpfs {
-                            field: format!("mounts.made[{i}].{field}"),
-                            why,
-                        },
-                        other => other,
-                    })?;
-                    self.attach_new(
-                        &at,
-                        t.root(),
-                        MountKind::Tmpfs(t.clone()),
-                        "tmpfs",
-                        (id, m.flags),
-                    )
-                }
-                MountRecordKind::Proc => {
-                    let procs = self.mount_procs().ok_or_else(|| {
-                        bad(format!("made[{i}]"), "no process table to mount".into())
-                    })?;
-                    let inode = super::procfs::new_procfs(procs, String::new());
-                    self.attach_new(&at, inode, MountKind::Proc, "proc", (id, m.flags))
-                }
-                MountRecordKind::Sysfs => {
-                    let procs = self.mount_procs().ok_or_else(|| {
-                        bad(format!("made[{i}]"), "no process table to mount".into())
-                    })?;
-                    let inode = super::sysfs::new_sysfs(procs.cpus() as u32);
-                    self.attach_new(&at, inode, MountKind::Sysfs, "sysfs", (id, m.flags))
-                }
-            };
-            made.map_err(|errno| bad(format!("made[{i}].path"), errno.to_string()))?;
-        }
-        let next = &self.next_mount;
-        next.fetch_max(highest + 1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Unmounts the boot mounts the application had unmounted, found by
-    /// where boot put them (one the new bundle lacks is simply not
-    /// there), and pairs each saved boot mount with the new boot's mount
-    /// at its origin. Boot mounts of the new bundle the record does not
-    /// name stay: the new container's config asks for them.
-    fn unmount_as_saved(
-        &self,
-        r: &MountTreeRecord,
-        boot: &[MountEntry],
-    ) -> Result<Vec<MountEntry>, VfsRestoreError> {
-        let mounted = |e: &&MountEntry| self.entry_of(&e.root).is_some();
-        for (i, o) in r.unmounted.iter().enumerate().rev() {
-            // umount2(2) takes the topmost of mounts stacked at one place;
-            // one already gone went with a mount above it (MNT_DETACH).
-            let Some(e) = boot
-                .iter()
-                .rev()
-                .filter(mounted)
-                .find(|e| e.origin() == Some(o))
-            else {
-                continue;
-            };
-            if e.mount.id == 1 {
-                return Err(VfsRestoreError::Invalid(format!(
-                    "mount tree unmounted[{i}]: the root cannot be unmounted"
-                )));
-            }
-            self.umount(&e.root, MNT_DETACH, &|_| false)
-                .map_err(|errno| {
-                    VfsRestoreError::Invalid(format!("mount tree unmounted[{i}]: {errno}"))
-                })?;
-        }
-        let mut taken = vec![false; boot.len()];
-        let mut matched = Vec::with_capacity(r.boot.len());
-        for (i, b) in r.boot.iter().enumerate() {
-            let k = (0..boot.len())
-                .find(|&k| {
-                    !taken[k] && boot[k].origin() == Some(&b.origin[..]) && mounted(&&boot[k])
-                })
-                .ok_or_else(|| {
-                    VfsRestoreError::Invalid(format!(
-                        "mount tree boot[{i}].origin: the checkpoint had a mount at {}, the bundle mounts none there",
-                        String::from_utf8_lossy(&b.origin)
-                    ))
-                })?;
-            taken[k] = true;
-            matched.push(boot[k].clone());
-        }
-        Ok(matched)
-    }
-
-    /// A v1 record's way: boot's mounts named by id (it was restored only
-    /// into the bundle it was saved from), those it lacks unmounted.
-    fn unmount_by_id(
-        &self,
-        r: &MountTreeRecord,
-        boot: &[MountEntry],
-    ) -> Result<Vec<MountEntry>, VfsRestoreError> {
-        for e in boot.iter().rev() {
-            if e.mount.id != 1 && !r.boot.iter().any(|b| b.id == e.mount.id) {
-                self.umount(&e.root, MNT_DETACH, &|_| false)
-                    .map_err(|errno| {
-                        VfsRestoreError::Invalid(format!(
-                            "mount tree boot mount {}: {errno}",
-                            e.mount.id
-                        ))
-                    })?;
-            }
-        }
-        r.boot
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                boot.iter()
-                    .find(|e| e.mount.id == b.id)
-                    .cloned()
-                    .ok_or_else(|| {
-                        VfsRestoreError::Invalid(format!(
-                            "mount tree boot[{i}].id: no boot mount {}",
-                            b.id
-                        ))
-                    })
-            })
-            .collect()
-    }
-
-    /// The topmost dentry at `path` (a directory or file to mount on).
-    fn mount_point(&self, top: &Arc<Dentry>, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
-        let mut d = self.resolve(top, path, false)?;
-        while let Some(r) = d.mounted() {
-            d = r;
-        }
-        Ok(d)
-    }
-
-    fn attach_new(
-        &self,
-        at: &Arc<Dentry>,
-        inode: Arc<dyn Inode>,
-        kind: MountKind,
-        fs_type: &'static str,
-        (id, flags): (u64, u64),
-    ) -> Result<(), Errno> {
-        let mount = Arc::new(Mount::new(id, fs_type, flags, anon_dev(id)));
-        let root = Dentry::new_root(inode, mount.clone());
-        self.attach(at, MountEntry { mount, root, kind })
-    }
-
-    fn mount_procs(&self) -> Option<Arc<dyn super::procfs::ProcessTable>> {
-        lock(&self.parts)
-            .mount_ctx
-            .as_ref()
-            .map(|c| c.procs.clone())
-    }
 }

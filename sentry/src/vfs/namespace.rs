@@ -277,6 +277,7 @@ pub fn build_with_setup(
         });
     }
     if let Some(s) = state {
+        vfs.keep_boot_tree();
         vfs.restore_mount_tree(&s.mounts, &|snap| {
             Tmpfs::restore(snap, clock.clone(), mf.clone())
         })?;
@@ -365,7 +366,7 @@ impl<'a> SavedBundleTmpfs<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
     use super::*;
@@ -376,7 +377,7 @@ mod tests {
     use crate::vfs::state::{FileStateKind, RestoreCtx, SaveCtx};
     use crate::vfs::testing::{clone_memory, test_memory_file, FixedClock, LocalDirFs};
 
-    fn host() -> tempfile::TempDir {
+    pub(crate) fn host() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("etc")).unwrap();
         std::fs::write(d.path().join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
@@ -384,7 +385,7 @@ mod tests {
         d
     }
 
-    fn build_in(
+    pub(crate) fn build_in(
         dir: &std::path::Path,
         mf: Arc<MemoryFile>,
         state: Option<&VfsState>,
@@ -668,14 +669,14 @@ mod tests {
         )
     }
 
-    fn put(vfs: &Vfs, path: &[u8], data: &[u8]) {
+    pub(crate) fn put(vfs: &Vfs, path: &[u8], data: &[u8]) {
         let f = vfs
             .open_at(&vfs.root(), path, libc::O_CREAT | libc::O_WRONLY, 0o644)
             .unwrap();
         f.write(data, &Interrupt::new()).unwrap();
     }
 
-    fn get(vfs: &Vfs, path: &[u8]) -> Result<Vec<u8>, Errno> {
+    pub(crate) fn get(vfs: &Vfs, path: &[u8]) -> Result<Vec<u8>, Errno> {
         let f = vfs.open_at(&vfs.root(), path, libc::O_RDONLY, 0)?;
         let mut buf = [0u8; 64];
         let n = f.read(&mut buf, &Interrupt::new())?;
@@ -792,6 +793,57 @@ mod tests {
         );
     }
 
+    /// `made` as v1 and v2 records held it: binds by their source's path
+    /// in the namespace (mount_tree_vfs's one bind is of /mnt/t/d).
+    fn v1_made(made: &[crate::vfs::state::MountRecord]) -> Vec<crate::vfs::state::MountRecordV1> {
+        use crate::vfs::state::{MountRecordKind as K, MountRecordKindV1 as K1, MountRecordV1};
+        made.iter()
+            .map(|m| MountRecordV1 {
+                id: m.id,
+                path: m.path.clone(),
+                flags: m.flags,
+                kind: match &m.kind {
+                    K::Tmpfs(t) => K1::Tmpfs(t.clone()),
+                    K::Proc => K1::Proc,
+                    K::Sysfs => K1::Sysfs,
+                    K::Bind { source } => K1::Bind {
+                        source: source.clone(),
+                    },
+                    K::BindIn { .. } => K1::Bind {
+                        source: b"/mnt/t/d".to_vec(),
+                    },
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_v2_mount_tree_replays_in_the_order_made() {
+        use crate::vfs::state::{MountTreeRecord, MountTreeRecordV2};
+        let d = host();
+        let mf = test_memory_file();
+        let vfs = mount_tree_vfs(d.path(), mf.clone());
+        let now = vfs.save_state().unwrap();
+        let v2 = MountTreeRecordV2 {
+            boot: now.mounts.boot.clone(),
+            made: v1_made(&now.mounts.made),
+            recorded: true,
+            unmounted: now.mounts.unmounted.clone(),
+            bundle_tmpfs_at: now.mounts.bundle_tmpfs_at.clone(),
+            by_origin: true,
+        };
+        let migrated = VfsState {
+            mounts: MountTreeRecord::from(v2),
+            ..now.clone()
+        };
+        let vfs2 = build_in(d.path(), clone_memory(&mf), Some(&migrated)).unwrap();
+        let r2 = vfs2.root();
+        assert_eq!(vfs2.mountinfo_text(&r2), vfs.mountinfo_text(&vfs.root()));
+        assert_eq!(get(&vfs2, b"/b/f").unwrap(), b"kept");
+        // Saved again, the bind names its base.
+        assert_eq!(vfs2.save_state().unwrap().mounts, now.mounts);
+    }
+
     #[test]
     fn a_v1_mount_tree_names_boot_mounts_by_id() {
         use crate::vfs::state::{BootMountRecordV1, MountTreeRecord, MountTreeRecordV1};
@@ -812,7 +864,7 @@ mod tests {
                     flags: b.flags,
                 })
                 .collect(),
-            made: now.mounts.made.clone(),
+            made: v1_made(&now.mounts.made),
             recorded: true,
         };
         let migrated = VfsState {
@@ -888,7 +940,7 @@ mod tests {
 
     #[test]
     fn unsaveable_trees_are_refused_naming_why() {
-        use crate::vfs::state::{SaveCtx, SaveError};
+        use crate::vfs::state::SaveError;
         let d = host();
         let mf = test_memory_file();
         let vfs = mount_tree_vfs(d.path(), mf);
@@ -903,24 +955,16 @@ mod tests {
         assert_eq!(vfs.umount(&t, 0, &|_| false), Err(Errno::EBUSY));
         vfs.umount(&t, crate::vfs::mount_tree::MNT_DETACH, &|_| false)
             .unwrap();
-        match f.save(&mut SaveCtx::default()) {
+        match f.save(&mut vfs.save_ctx()) {
             Err(SaveError::NotCheckpointable { why, .. }) => assert!(why.contains("detached")),
             other => panic!("{other:?}"),
         }
-        // A pivoted root.
-        vfs.mkdir_at(&r, b"/p", 0o755).unwrap();
-        let p = vfs.resolve(&r, b"/p", true).unwrap();
-        let tmpfs = crate::vfs::mount_tree::NewFs::Tmpfs {
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            limits: crate::vfs::tmpfs::TmpfsLimits::UNLIMITED,
-        };
-        vfs.mount_new(&p, tmpfs, 0).unwrap();
-        let p = vfs.resolve(&r, b"/p", true).unwrap();
-        vfs.pivot_root(&r, &p, &p).unwrap();
+        // /b, a bind of a directory of that tmpfs, is all that is left of
+        // it: its files are saved nowhere.
         match vfs.save_state() {
-            Err(SaveError::MountTree(why)) => assert!(why.contains("pivot_root"), "{why}"),
+            Err(SaveError::MountTree(why)) => {
+                assert!(why.contains("no longer mounted"), "{why}")
+            }
             other => panic!("{other:?}"),
         }
     }

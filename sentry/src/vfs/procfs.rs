@@ -108,6 +108,10 @@ pub trait ProcessInfo: Send + Sync {
     fn mountinfo_text(&self) -> Option<String> {
         None
     }
+    /// /proc/<pid>/mounts: the same as /proc/mounts shows them.
+    fn mounts_text(&self) -> Option<String> {
+        None
+    }
     /// The open descriptors.
     fn fds(&self) -> Vec<i32> {
         Vec::new()
@@ -526,6 +530,13 @@ fn pid_dir(pid: i32, table: Arc<dyn ProcessTable>) -> Arc<dyn Inode> {
                 q.mountinfo_text()
                     .map(String::into_bytes)
                     .ok_or(Errno::ENOENT)
+            }),
+        ));
+        let q = p.clone();
+        v.push((
+            b"mounts".to_vec(),
+            file(pid_ino(pid, 15), move || {
+                q.mounts_text().map(String::into_bytes).ok_or(Errno::ENOENT)
             }),
         ));
         let q = p.clone();

@@ -39,6 +39,11 @@ pub(crate) struct SandboxParts {
     /// A bundle's tmpfs mounts, in its config's order (saved with their
     /// contents), each with where boot mounted it.
     pub(crate) bundle_tmpfs: Vec<(Vec<u8>, Arc<Tmpfs>)>,
+    /// During a restore, a copy of boot's tree as built: the saved mount
+    /// namespaces beyond the first start from copies of it.
+    pub(crate) boot_tree: Option<Arc<super::mount_ns::MountNamespace>>,
+    /// During a restore, the saved namespaces beyond the first, restored.
+    pub(crate) restored_ns: Vec<Arc<super::mount_ns::MountNamespace>>,
 }
 
 /// The clock, memory file and process table a new tmpfs, procfs or sysfs
@@ -273,6 +278,22 @@ statefile::versioned!(
     [TmpfsSnapshot, MountTreeRecordV1]
 );
 
+/// A [`VfsState`] as statefiles with `vfs.MountTree` v2 (and
+/// `vfs.MountKind` v1) hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VfsStateV2M2 {
+    pub upper: TmpfsSnapshot,
+    pub shm: TmpfsSnapshot,
+    pub bundle_tmpfs: Vec<TmpfsSnapshot>,
+    pub mounts: MountTreeRecordV2,
+}
+statefile::versioned!(
+    VfsStateV2M2,
+    "vfs.MountNamespace",
+    2,
+    [TmpfsSnapshot, MountTreeRecordV2]
+);
+
 impl VfsState {
     /// A v1 namespace had only boot's mounts, none of them changed, and
     /// its bundle tmpfs mounts (if any) were not saved: they restore
@@ -299,7 +320,8 @@ impl statefile::Savable for VfsState {
     /// Nodes saved at `vfs.TmpfsNode` v2 are decoded in that layout and
     /// migrated (F_SEAL_SEAL, what every tmpfs file then had); tables
     /// saved at `vfs.Tmpfs` v2 get the default limits; a v1 namespace gets
-    /// boot's mount tree; a v1 mount tree names boot's mounts by id.
+    /// boot's mount tree; a v1 mount tree names boot's mounts by id; a v2
+    /// one is boot's root at the top, its mounts placed in saved order.
     fn load(dec: &mut statefile::Decoder<'_>, version: u32) -> statefile::Result<Self> {
         if version == 1 && dec.types().get("vfs.TmpfsNode") == Some(2) {
             statefile::check_saved_versions::<VfsStateV1>(dec.types())?;
@@ -321,6 +343,16 @@ impl statefile::Savable for VfsState {
                 mounts: v.mounts.into(),
             });
         }
+        if dec.types().get("vfs.MountTree") == Some(2) {
+            statefile::check_saved_versions::<VfsStateV2M2>(dec.types())?;
+            let v: VfsStateV2M2 = dec.serde()?;
+            return Ok(VfsState {
+                upper: v.upper,
+                shm: v.shm,
+                bundle_tmpfs: v.bundle_tmpfs,
+                mounts: v.mounts.into(),
+            });
+        }
         statefile::check_saved_versions::<Self>(dec.types())?;
         dec.serde()
     }
@@ -331,13 +363,17 @@ impl statefile::Savable for VfsState {
 }
 
 /// The mount tree: what happened to boot's mounts, and every mount made
-/// since, in the order they were made (a restore replays them in it, so
-/// each mount point exists when its mount is made again; records name
-/// places by path, never by reference, so no cycle can be written).
+/// since (records name places by path or by index into these lists, never
+/// by reference, so no cycle can be written).
 ///
 /// Boot's mounts are named by where boot put them (`origin`), not by id: a
 /// restore's bundle may list the same mounts in another order (podman's
 /// `restore --import` writes a new config), so its ids differ.
+///
+/// A restore makes `root` the top of the tree (pivot_root(2) may have put
+/// a mount other than boot's root there), then puts every other mount at
+/// its path in the order `places` gives, in which a mount's parent always
+/// comes before it (since v3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountTreeRecord {
     /// Boot's mounts still mounted, with where they are and their flags
@@ -355,48 +391,122 @@ pub struct MountTreeRecord {
     /// Whether boot's mounts are named by origin (false: a v1 record,
     /// whose mounts are named by id and whose missing ones were unmounted).
     pub by_origin: bool,
+    /// The mount at the top of the tree (since v3).
+    pub root: MountRootRecord,
+    /// Every mount of `boot` and `made` but the top, parents first (since
+    /// v3).
+    pub places: Vec<MountPlace>,
 }
 statefile::versioned!(
     MountTreeRecord,
     "vfs.MountTree",
+    3,
+    [BootMountRecord, MountRecord, MountRootRecord, MountPlace]
+);
+
+/// Which mount is the top of the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountRootRecord {
+    /// Boot's root, as boot made it (no pivot_root, or one undone).
+    BootRoot,
+    /// `boot[i]`: one of boot's other mounts, pivot_root(2)ed into.
+    Boot(u32),
+    /// `made[i]`: a mount made since, pivot_root(2)ed into.
+    Made(u32),
+}
+statefile::versioned!(MountRootRecord, "vfs.MountRoot", 1);
+
+/// One mount of the record, by its index in `boot` or `made`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountPlace {
+    Boot(u32),
+    Made(u32),
+}
+statefile::versioned!(MountPlace, "vfs.MountPlace", 1);
+
+/// A [`MountTreeRecord`] as `vfs.MountTree` v2 held it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountTreeRecordV2 {
+    pub boot: Vec<BootMountRecord>,
+    pub made: Vec<MountRecordV1>,
+    pub recorded: bool,
+    pub unmounted: Vec<Vec<u8>>,
+    pub bundle_tmpfs_at: Vec<Vec<u8>>,
+    pub by_origin: bool,
+}
+statefile::versioned!(
+    MountTreeRecordV2,
+    "vfs.MountTree",
     2,
-    [BootMountRecord, MountRecord]
+    [BootMountRecord, MountRecordV1]
 );
 
 /// A [`MountTreeRecord`] as `vfs.MountTree` v1 held it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountTreeRecordV1 {
     pub boot: Vec<BootMountRecordV1>,
-    pub made: Vec<MountRecord>,
+    pub made: Vec<MountRecordV1>,
     pub recorded: bool,
 }
 statefile::versioned!(
     MountTreeRecordV1,
     "vfs.MountTree",
     1,
-    [BootMountRecordV1, MountRecord]
+    [BootMountRecordV1, MountRecordV1]
 );
+
+/// Where a v1 or v2 record's mounts go: boot's root on top, boot's other
+/// mounts moved first, then the made ones in the order they were made, as
+/// those versions were restored.
+fn places_in_order(boot: &[BootMountRecord], made: usize) -> Vec<MountPlace> {
+    let boot_places = (0..boot.len())
+        .filter(|&i| boot[i].origin != b"/" || boot[i].path != b"/")
+        .map(|i| MountPlace::Boot(i as u32));
+    boot_places
+        .chain((0..made).map(|i| MountPlace::Made(i as u32)))
+        .collect()
+}
+
+impl From<MountTreeRecordV2> for MountTreeRecord {
+    fn from(v2: MountTreeRecordV2) -> MountTreeRecord {
+        let places = places_in_order(&v2.boot, v2.made.len());
+        MountTreeRecord {
+            boot: v2.boot,
+            made: v2.made.into_iter().map(MountRecord::from).collect(),
+            recorded: v2.recorded,
+            unmounted: v2.unmounted,
+            bundle_tmpfs_at: v2.bundle_tmpfs_at,
+            by_origin: v2.by_origin,
+            root: MountRootRecord::BootRoot,
+            places,
+        }
+    }
+}
 
 impl From<MountTreeRecordV1> for MountTreeRecord {
     /// v1 was only ever restored into the bundle it was saved from, where
     /// ids name the same mounts; its mounts keep being matched by id.
     fn from(v1: MountTreeRecordV1) -> MountTreeRecord {
+        let boot: Vec<BootMountRecord> = v1
+            .boot
+            .into_iter()
+            .map(|b| BootMountRecord {
+                id: b.id,
+                origin: b.path.clone(),
+                path: b.path,
+                flags: b.flags,
+            })
+            .collect();
+        let places = places_in_order(&boot, v1.made.len());
         MountTreeRecord {
-            boot: v1
-                .boot
-                .into_iter()
-                .map(|b| BootMountRecord {
-                    id: b.id,
-                    origin: b.path.clone(),
-                    path: b.path,
-                    flags: b.flags,
-                })
-                .collect(),
-            made: v1.made,
+            boot,
+            made: v1.made.into_iter().map(MountRecord::from).collect(),
             recorded: v1.recorded,
             unmounted: Vec::new(),
             bundle_tmpfs_at: Vec::new(),
             by_origin: false,
+            root: MountRootRecord::BootRoot,
+            places,
         }
     }
 }
@@ -410,6 +520,8 @@ impl MountTreeRecord {
             unmounted: Vec::new(),
             bundle_tmpfs_at: Vec::new(),
             by_origin: true,
+            root: MountRootRecord::BootRoot,
+            places: Vec::new(),
         }
     }
 }
@@ -439,12 +551,38 @@ statefile::versioned!(BootMountRecordV1, "vfs.BootMount", 1);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountRecord {
     pub id: u64,
-    /// Its mount point, absolute in the namespace.
+    /// Its mount point, absolute in the namespace ("/" for the top).
     pub path: Vec<u8>,
     pub flags: u64,
     pub kind: MountRecordKind,
 }
 statefile::versioned!(MountRecord, "vfs.Mount", 1, [MountRecordKind]);
+
+/// A [`MountRecord`] whose kind is `vfs.MountKind` v1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecordV1 {
+    pub id: u64,
+    pub path: Vec<u8>,
+    pub flags: u64,
+    pub kind: MountRecordKindV1,
+}
+statefile::versioned!(MountRecordV1, "vfs.Mount", 1, [MountRecordKindV1]);
+
+impl From<MountRecordV1> for MountRecord {
+    fn from(m: MountRecordV1) -> MountRecord {
+        MountRecord {
+            id: m.id,
+            path: m.path,
+            flags: m.flags,
+            kind: match m.kind {
+                MountRecordKindV1::Tmpfs(t) => MountRecordKind::Tmpfs(t),
+                MountRecordKindV1::Proc => MountRecordKind::Proc,
+                MountRecordKindV1::Sysfs => MountRecordKind::Sysfs,
+                MountRecordKindV1::Bind { source } => MountRecordKind::Bind { source },
+            },
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountRecordKind {
@@ -453,12 +591,45 @@ pub enum MountRecordKind {
     Proc,
     Sysfs,
     /// A bind mount of the file or directory at `source` (absolute in the
-    /// namespace as it was when saved).
+    /// namespace as it was when saved), made when its place comes; only
+    /// v1 records hold it.
     Bind {
         source: Vec<u8>,
     },
+    /// A bind mount of the file or directory at `within` (absolute, below
+    /// the root of `base`'s own dentry tree, crossing no mount): found
+    /// whether or not `base` is still mounted anywhere (since v2).
+    BindIn {
+        base: BindBaseRecord,
+        within: Vec<u8>,
+    },
 }
-statefile::versioned!(MountRecordKind, "vfs.MountKind", 1, [TmpfsSnapshot]);
+statefile::versioned!(
+    MountRecordKind,
+    "vfs.MountKind",
+    2,
+    [TmpfsSnapshot, BindBaseRecord]
+);
+
+/// The mount a bind mount's file lies on: never itself a bind mount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BindBaseRecord {
+    /// The mount boot put at `origin`.
+    Boot { origin: Vec<u8> },
+    /// `made[index]`.
+    Made { index: u32 },
+}
+statefile::versioned!(BindBaseRecord, "vfs.BindBase", 1);
+
+/// A [`MountRecordKind`] as `vfs.MountKind` v1 held it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountRecordKindV1 {
+    Tmpfs(TmpfsSnapshot),
+    Proc,
+    Sysfs,
+    Bind { source: Vec<u8> },
+}
+statefile::versioned!(MountRecordKindV1, "vfs.MountKind", 1, [TmpfsSnapshot]);
 
 /// What an open file is, for re-opening it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1022,6 +1193,9 @@ pub struct SaveCtx {
     pub(crate) tmpfs: Vec<(u8, Arc<super::tmpfs::TmpfsShared>)>,
     /// The internal mount memfds are named under, if one was made.
     pub(crate) memfd_mount: Option<u64>,
+    /// The tops of the saved namespaces' trees: a file whose names lead
+    /// to another top is on a detached mount (unchecked when empty).
+    pub(crate) tops: Vec<Arc<super::dentry::Dentry>>,
 }
 
 /// The [`FileStateKind::Unlinked`] tag of a memfd.
@@ -1691,14 +1865,14 @@ fn kind_name(ft: u32) -> &'static str {
 /// by path, so a deleted file, or a path no restore could open, refuses
 /// the checkpoint now and keeps the sandbox running rather than writing a
 /// statefile no restore could load.
-fn saved_path(d: &Arc<super::dentry::Dentry>) -> Result<Vec<u8>, SaveError> {
+fn saved_path(d: &Arc<super::dentry::Dentry>, ctx: &SaveCtx) -> Result<Vec<u8>, SaveError> {
     if d.is_unlinked() {
         return Err(SaveError::Deleted(super::vfs::path_of(d)));
     }
-    if super::mount_tree::on_detached_mount(d) {
+    if !ctx.tops.is_empty() && super::mount_tree::on_detached_mount(d, &ctx.tops) {
         return Err(SaveError::NotCheckpointable {
             file: super::vfs::path_of(d),
-            why: "its mount was detached (umount2 with MNT_DETACH): no path reaches it",
+            why: "its mount was detached (umount2 with MNT_DETACH) or is another mount namespace's: no path reaches it",
         });
     }
     let path = super::vfs::path_bytes(d);
@@ -1751,7 +1925,7 @@ impl OpenFile {
                 // access mode (O_RDWR for both ends) is in `flags`.
                 let d = self.dentry().ok_or(SaveError::Unsupported(self.kind()))?;
                 return Ok(OpenFileState {
-                    path: saved_path(d)?,
+                    path: saved_path(d, ctx)?,
                     ..stream(kind)
                 });
             }
@@ -1820,7 +1994,7 @@ impl OpenFile {
                 });
             }
         }
-        let path = saved_path(d)?;
+        let path = saved_path(d, ctx)?;
         let kind = match (self.kind(), d.file_type()) {
             (_, libc::S_IFDIR) => FileStateKind::Directory,
             (_, libc::S_IFLNK) => FileStateKind::Symlink,
@@ -1950,13 +2124,16 @@ impl Vfs {
         SaveCtx {
             tmpfs,
             memfd_mount: self.memfd_mount_id(),
+            tops: vec![self.root()],
             ..SaveCtx::default()
         }
     }
 
-    /// Lets go of restored files with no name that no open file took.
+    /// Lets go of restored files with no name that no open file took (and
+    /// of the restore's list of namespaces).
     pub fn release_restored_orphans(&self) {
-        let parts = super::dentry::lock(&self.parts);
+        let mut parts = super::dentry::lock(&self.parts);
+        parts.restored_ns.clear();
         for fs in [&parts.upper, &parts.shm].into_iter().flatten() {
             fs.take_restored_orphans();
         }

@@ -31,22 +31,21 @@ impl MountOpts {
 }
 
 pub struct Vfs {
-    /// The top of the mount tree (a pivot_root changes it).
-    root: Mutex<Arc<Dentry>>,
+    /// The namespace boot made; a task's own may be a copy of it
+    /// (vfs/mount_ns.rs).
+    pub(crate) init_ns: Arc<super::mount_ns::MountNamespace>,
+    /// Every namespace made (the live ones upgrade), for finding the one a
+    /// file's names lead to.
+    pub(crate) namespaces: Mutex<Vec<std::sync::Weak<super::mount_ns::MountNamespace>>>,
     pub(crate) next_mount: AtomicU64,
     /// Serialises renames, so that two renames never lock two directories
     /// in opposite orders and the ancestor check stays true until done.
     rename_lock: Mutex<()>,
-    /// Every attached mount, in the order they were made.
-    pub(crate) mounts: Mutex<Vec<super::mount_tree::MountEntry>>,
     pub(crate) parts: Mutex<super::state::SandboxParts>,
     /// The root of the internal mount memfds are named under (Linux's
     /// shm_mnt): /dev/shm's tmpfs mounted nowhere, so a memfd's path is
     /// "/memfd:NAME" and no lookup finds it. Made on first use.
     memfd_root: Mutex<Option<Arc<Dentry>>>,
-    /// Where boot had put the boot mounts umount2(2) took away, in the
-    /// order they went (a restore unmounts the new boot's at those places).
-    pub(crate) unmounted_boot: Mutex<Vec<Vec<u8>>>,
 }
 
 /// Linux's MFD_NAME_MAX_LEN: NAME_MAX minus the "memfd:" prefix.
@@ -70,18 +69,15 @@ impl Vfs {
             makedev(ANON_MAJOR, 1),
         ));
         let root = Dentry::new_root(root, mount.clone());
+        let first = super::mount_tree::MountEntry::boot(mount, root.clone(), b"/".to_vec());
+        let init_ns = super::mount_ns::MountNamespace::new(root, vec![first]);
         Vfs {
-            root: Mutex::new(root.clone()),
+            namespaces: Mutex::new(vec![Arc::downgrade(&init_ns)]),
+            init_ns,
             next_mount: AtomicU64::new(2),
             rename_lock: Mutex::new(()),
-            mounts: Mutex::new(vec![super::mount_tree::MountEntry::boot(
-                mount,
-                root,
-                b"/".to_vec(),
-            )]),
             parts: Mutex::new(Default::default()),
             memfd_root: Mutex::new(None),
-            unmounted_boot: Mutex::new(Vec::new()),
         }
     }
 
@@ -138,13 +134,14 @@ impl Vfs {
         Ok(OpenFile::new(Some(d), inode, ops, flags))
     }
 
-    /// The top of the mount tree (a task's own root may be below it).
+    /// The top of the current namespace's mount tree (a task's own root
+    /// may be below it).
     pub fn root(&self) -> Arc<Dentry> {
-        lock(&self.root).clone()
+        self.ns().root()
     }
 
     pub(crate) fn set_root(&self, root: Arc<Dentry>) {
-        *lock(&self.root) = root;
+        *lock(&self.ns().root) = root;
     }
 
     /// Mounts the file system rooted at `inode` on the directory `path`
