@@ -129,8 +129,28 @@ fn mount_tree_survives_checkpoint_and_restore_twice() {
     let prog = guest("ckpt_mounts", Libc::Glibc);
     let img = scratch.path("img");
     let mut a = Sandbox::run(&scratch.root(), "A", &prog, &["6"]).failing_on("FAIL");
+    let (before, last) = checkpointed(&mut a, &scratch.root(), &img, "A");
+    for id in ["B", "C"] {
+        let lines = restored_run(&scratch.root(), &img, id, last, "done");
+        // Every tick saw the same tree as the ticks before the checkpoint.
+        let tree = |l: &String| {
+            l.split_once(' ')
+                .map(|x| x.1.split_once(' ').map(|y| y.1.to_string()))
+        };
+        assert_eq!(tree(&lines[0]), tree(&before[0]), "{lines:?} vs {before:?}");
+    }
+}
+
+/// Checkpoints running sandbox `a` (id `id`) into `img` and waits for it
+/// to end as a checkpoint ends it; its lines and the last `tick N` in them.
+fn checkpointed(
+    a: &mut Sandbox,
+    root: &std::path::Path,
+    img: &std::path::Path,
+    id: &str,
+) -> (Vec<String>, u32) {
     a.wait_lines(3, Duration::from_secs(30));
-    let out = checkpoint(&scratch.root(), &img, "A", &[]);
+    let out = checkpoint(root, img, id, &[]);
     assert_eq!(out.code, 0, "checkpoint: {}", out.stderr_str());
     assert_eq!(
         a.wait_exit(Duration::from_secs(30)),
@@ -139,34 +159,39 @@ fn mount_tree_survives_checkpoint_and_restore_twice() {
         a.stderr_str()
     );
     let before = a.lines().to_vec();
-    let last: u32 = before
+    let last = before
         .iter()
         .filter_map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
         .max()
         .expect("ticks before the checkpoint");
-    for id in ["B", "C"] {
-        let mut b = Sandbox::restore(&scratch.root(), &img, id).failing_on("FAIL");
-        assert_eq!(
-            b.wait_exit(Duration::from_secs(30)),
-            0,
-            "restore {id}: {}",
-            b.stderr_str()
-        );
-        let lines = b.lines().to_vec();
-        assert!(
-            lines
-                .first()
-                .is_some_and(|l| l.starts_with(&format!("tick {} ", last + 1))),
-            "restore {id} goes on after tick {last}: {lines:?}"
-        );
-        assert_eq!(lines.last().map(String::as_str), Some("done"), "{lines:?}");
-        // Every tick saw the same tree as the ticks before the checkpoint.
-        let tree = |l: &String| {
-            l.split_once(' ')
-                .map(|x| x.1.split_once(' ').map(|y| y.1.to_string()))
-        };
-        assert_eq!(tree(&lines[0]), tree(&before[0]), "{lines:?} vs {before:?}");
-    }
+    (before, last)
+}
+
+/// Restores `img` as sandbox `id` and runs it to its end: exit 0, going on
+/// at the tick after `last` and ending with `done`; its lines.
+fn restored_run(
+    root: &std::path::Path,
+    img: &std::path::Path,
+    id: &str,
+    last: u32,
+    done: &str,
+) -> Vec<String> {
+    let mut b = Sandbox::restore(root, img, id).failing_on("FAIL");
+    assert_eq!(
+        b.wait_exit(Duration::from_secs(30)),
+        0,
+        "restore {id}: {}",
+        b.stderr_str()
+    );
+    let lines = b.lines().to_vec();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with(&format!("tick {} ", last + 1))),
+        "restore {id} goes on after tick {last}: {lines:?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some(done), "{lines:?}");
+    lines
 }
 
 /// The state a `ckpt_pivot` tick reports (after `tick N `).
@@ -202,48 +227,16 @@ fn a_tree_switched_by_pivot_root_survives_checkpoint_and_restore_twice() {
     let cryo_dir = WorkDir::new("cryo-pivot-cryo");
     let dir = cryo_dir.0.to_str().unwrap();
     let mut a = Sandbox::run(&scratch.root(), "A", &prog, &[dir, "6"]).failing_on("FAIL");
-    a.wait_lines(3, Duration::from_secs(30));
-    let out = checkpoint(&scratch.root(), &img, "A", &[]);
-    assert_eq!(out.code, 0, "checkpoint: {}", out.stderr_str());
-    assert_eq!(
-        a.wait_exit(Duration::from_secs(30)),
-        0,
-        "{}",
-        a.stderr_str()
-    );
-    let before = a.lines().to_vec();
+    let (before, last) = checkpointed(&mut a, &scratch.root(), &img, "A");
     assert_eq!(
         before.first().and_then(|l| pivot_state(l)),
         Some(want.as_str()),
         "before the checkpoint, as natively: {before:?}"
     );
-    let last: u32 = before
-        .iter()
-        .filter_map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
-        .max()
-        .expect("ticks before the checkpoint");
     let moved = scratch.path("moved-img");
     std::fs::rename(&img, &moved).expect("moving the statefile");
     for id in ["B", "C"] {
-        let mut b = Sandbox::restore(&scratch.root(), &moved, id).failing_on("FAIL");
-        assert_eq!(
-            b.wait_exit(Duration::from_secs(30)),
-            0,
-            "restore {id}: {}",
-            b.stderr_str()
-        );
-        let lines = b.lines().to_vec();
-        assert!(
-            lines
-                .first()
-                .is_some_and(|l| l.starts_with(&format!("tick {} ", last + 1))),
-            "restore {id} goes on after tick {last}: {lines:?}"
-        );
-        assert_eq!(
-            lines.last().map(String::as_str),
-            Some("done 0"),
-            "{lines:?}"
-        );
+        let lines = restored_run(&scratch.root(), &moved, id, last, "done 0");
         for l in lines.iter().filter_map(|l| pivot_state(l)) {
             assert_eq!(l, want, "restore {id}");
         }
@@ -286,44 +279,16 @@ fn mount_namespaces_survive_checkpoint_and_restore_twice() {
         let dir = cryo_dir.0.to_str().unwrap();
         let id = format!("A{mode}");
         let mut a = Sandbox::run(&scratch.root(), &id, &prog, &[mode, dir, "6"]).failing_on("FAIL");
-        a.wait_lines(3, Duration::from_secs(30));
-        let out = checkpoint(&scratch.root(), &img, &id, &[]);
-        assert_eq!(out.code, 0, "checkpoint {mode}: {}", out.stderr_str());
-        assert_eq!(
-            a.wait_exit(Duration::from_secs(30)),
-            0,
-            "{}",
-            a.stderr_str()
-        );
-        let before = a.lines().to_vec();
+        let (before, last) = checkpointed(&mut a, &scratch.root(), &img, &id);
         assert_eq!(
             before.first().and_then(|l| pivot_state(l)),
             Some(want.as_str())
         );
-        let last: u32 = before
-            .iter()
-            .filter_map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
-            .max()
-            .expect("ticks before the checkpoint");
         let moved = scratch.path(&format!("moved-{mode}"));
         std::fs::rename(&img, &moved).expect("moving the statefile");
         for id in ["B", "C"] {
             let id = format!("{id}{mode}");
-            let mut b = Sandbox::restore(&scratch.root(), &moved, &id).failing_on("FAIL");
-            assert_eq!(
-                b.wait_exit(Duration::from_secs(30)),
-                0,
-                "restore {id}: {}",
-                b.stderr_str()
-            );
-            let lines = b.lines().to_vec();
-            assert!(
-                lines
-                    .first()
-                    .is_some_and(|l| l.starts_with(&format!("tick {} ", last + 1))),
-                "restore {id} goes on after tick {last}: {lines:?}"
-            );
-            assert_eq!(lines.last().map(String::as_str), Some("done"), "{lines:?}");
+            let lines = restored_run(&scratch.root(), &moved, &id, last, "done");
             for l in lines.iter().filter_map(|l| pivot_state(l)) {
                 assert_eq!(l, want, "restore {id}");
             }

@@ -38,6 +38,22 @@ impl LiveProcess {
     fn with<T: Default>(&self, f: impl FnOnce(&ThreadGroup) -> T) -> T {
         self.tg.upgrade().map(|tg| f(&tg)).unwrap_or_default()
     }
+
+    /// A mount table's text as the process sees it: from its root, in its
+    /// mount namespace.
+    fn in_own_mount_ns(
+        &self,
+        text: impl FnOnce(&crate::vfs::Vfs, &Arc<crate::vfs::Dentry>) -> String,
+    ) -> Option<String> {
+        let (root, ns) = {
+            let tg = self.tg.upgrade()?;
+            let fs = tg.fs();
+            let fs = fs.lock();
+            (fs.root.clone(), fs.mnt_ns.clone())
+        };
+        let vfs = &self.kernel.upgrade()?.vfs;
+        Some(vfs.in_ns(&ns, || text(vfs, &root)))
+    }
 }
 
 impl LiveProcess {
@@ -319,24 +335,10 @@ impl ProcessInfo for LiveProcess {
         Some(self.kernel.upgrade()?.vfs.dentry_path(&root))
     }
     fn mountinfo_text(&self) -> Option<String> {
-        let (root, ns) = {
-            let tg = self.tg.upgrade()?;
-            let fs = tg.fs();
-            let fs = fs.lock();
-            (fs.root.clone(), fs.mnt_ns.clone())
-        };
-        let vfs = &self.kernel.upgrade()?.vfs;
-        Some(vfs.in_ns(&ns, || vfs.mountinfo_text(&root)))
+        self.in_own_mount_ns(crate::vfs::Vfs::mountinfo_text)
     }
     fn mounts_text(&self) -> Option<String> {
-        let (root, ns) = {
-            let tg = self.tg.upgrade()?;
-            let fs = tg.fs();
-            let fs = fs.lock();
-            (fs.root.clone(), fs.mnt_ns.clone())
-        };
-        let vfs = &self.kernel.upgrade()?.vfs;
-        Some(vfs.in_ns(&ns, || vfs.mounts_text(&root)))
+        self.in_own_mount_ns(crate::vfs::Vfs::mounts_text)
     }
     fn fds(&self) -> Vec<i32> {
         self.with(|tg| tg.fds().lock().iter().map(|(fd, _)| fd).collect())
