@@ -538,7 +538,7 @@ impl MemoryManager {
                 break; // The file shrank under us: the rest stays zero.
             }
             let n = n.min(want);
-            self.mf.write_at(mf_off + done, &buf[..n])?;
+            self.mf.write_bulk(mf_off + done, &buf[..n])?;
             done += n as u64;
         }
         Ok(())
