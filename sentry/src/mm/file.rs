@@ -63,6 +63,13 @@ pub trait MappableFile: Send + Sync {
     fn fault_in(&self, _offset: u64) -> Result<(), Errno> {
         Ok(())
     }
+
+    /// Whether nothing in the sandbox can change the file's bytes (a host
+    /// file on a read-only gofer mount): a private mapping's copy of them
+    /// then stays the file's bytes for as long as it is never written.
+    fn contents_fixed(&self) -> bool {
+        false
+    }
 }
 
 /// Opens a file by its path in the container: how the loader reaches

@@ -538,7 +538,7 @@ impl MemoryManager {
                 break; // The file shrank under us: the rest stays zero.
             }
             let n = n.min(want);
-            self.mf.write_at(mf_off + done, &buf[..n])?;
+            self.mf.write_bulk(mf_off + done, &buf[..n])?;
             done += n as u64;
         }
         Ok(())
@@ -649,6 +649,12 @@ impl MemoryManager {
                 return Ok(start);
             }
         }
+        if self.reuse_file_copy(&v)? {
+            let start = v.start;
+            self.vmas.insert(v);
+            self.sync_host(start, start, start + len, false, false)?;
+            return Ok(start);
+        }
         let mf_off = self.mf.allocate(len)?;
         if let Some(fb) = &v.file {
             if let Err(e) = self.fill_from_file(fb.file.as_ref(), fb.offset, mf_off, len) {
@@ -678,6 +684,65 @@ impl MemoryManager {
             return Err(e);
         }
         Ok(start)
+    }
+
+    /// Whether the private file mapping `v` can take over the backing of
+    /// the mappings it replaces instead of a fresh copy of the file: they
+    /// are private mappings of the same file at the same offsets, never
+    /// writable (so their pages are still the file's bytes), of a file the
+    /// sandbox cannot change. This is how ld.so maps a library: the whole
+    /// file read-only first, then each segment over it with MAP_FIXED at
+    /// its own offset; without this each segment copied the file again.
+    /// When it can, the old VMAs are removed (their pieces stay, with any
+    /// pages past the file's end still without access) and the caller
+    /// inserts `v` and sets the host protections; pages shared with a
+    /// forked child become copy-on-write there if `v` is writable.
+    fn reuse_file_copy(&mut self, v: &Vma) -> Result<bool, Errno> {
+        let Some(fb) = v.file.as_ref() else {
+            return Ok(false);
+        };
+        if v.shared
+            || !fb.file.contents_fixed()
+            || !self.unloaded.is_empty()
+            || !self.frozen.is_empty()
+        {
+            return Ok(false);
+        }
+        let id = fb.file.identity();
+        let mut pos = v.start;
+        while pos < v.end {
+            let Some(old) = self.vma_at(pos) else {
+                return Ok(false);
+            };
+            let same = !old.shared
+                && !old.direct
+                && !old.ever_writable
+                && !old.growsdown
+                && old.kind == VmaKind::Normal
+                && old.file_offset_of(pos) == v.file_offset_of(pos)
+                && old
+                    .file
+                    .as_ref()
+                    .is_some_and(|f| f.file.identity() == id && f.file.contents_fixed());
+            if !same {
+                return Ok(false);
+            }
+            pos = old.end;
+        }
+        if self
+            .pmas
+            .pieces(v.start, v.end)
+            .iter()
+            .map(Piece::len)
+            .sum::<u64>()
+            != v.len()
+        {
+            return Ok(false);
+        }
+        for start in self.isolate(v.start, v.end) {
+            self.vmas.remove(start);
+        }
+        Ok(true)
     }
 
     /// Grows the VMA starting at `start` upward by `delta` bytes (the range

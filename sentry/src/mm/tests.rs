@@ -74,6 +74,8 @@ impl AddressSpace for FakeAddressSpace {
 pub(crate) struct MemFile {
     pub name: String,
     pub data: Mutex<Vec<u8>>,
+    /// What `contents_fixed` says (a host file on a read-only mount).
+    pub fixed: bool,
 }
 
 impl MemFile {
@@ -81,6 +83,16 @@ impl MemFile {
         Arc::new(MemFile {
             name: name.to_string(),
             data: Mutex::new(data),
+            fixed: false,
+        })
+    }
+
+    /// A file whose bytes nothing in the sandbox can change.
+    pub fn fixed(name: &str, data: Vec<u8>) -> Arc<MemFile> {
+        Arc::new(MemFile {
+            name: name.to_string(),
+            data: Mutex::new(data),
+            fixed: true,
         })
     }
 }
@@ -111,6 +123,10 @@ impl MappableFile for MemFile {
 
     fn identity(&self) -> usize {
         self as *const Self as *const () as usize
+    }
+
+    fn contents_fixed(&self) -> bool {
+        self.fixed
     }
 }
 
@@ -603,6 +619,59 @@ fn private_file_mapping_copies_and_never_writes_back() {
     assert_eq!(mm.read_bytes::<5>(b).unwrap(), *b"page2");
     assert!(mm.maps_text().contains("00001000 00:00 0"));
     assert!(mm.maps_text().contains("/bin/prog"));
+    check_consistent(&mm, &pages);
+}
+
+/// ld.so's way of mapping a library (the whole file read-only, then each
+/// segment over it at its own offset) reuses the first copy for a file the
+/// sandbox cannot change; a writable segment's pages that a forked child
+/// shares stay copy-on-write, and a file that can change is copied again.
+#[test]
+fn private_segment_over_whole_file_mapping_reuses_its_copy() {
+    let mf = Arc::new(MemoryFile::new(1 << 32).unwrap());
+    let (mut mm, pages) = new_mm_with(mf.clone());
+    let content: Vec<u8> = (0..4 * P).map(|i| (i / P) as u8 + b'a').collect();
+    let f: Arc<dyn MappableFile> = MemFile::fixed("/lib/libx.so", content.clone());
+    let a = mm
+        .mmap(0, 4 * P, R, c::MAP_PRIVATE, mfile(f.clone(), 0))
+        .unwrap();
+    let (child, cpages) = fork_child(&mut mm);
+    let first = host_off(&pages, a + 2 * P);
+    let fixed = c::MAP_PRIVATE | c::MAP_FIXED;
+    mm.mmap(a + P, 2 * P, RW, fixed, mfile(f.clone(), P))
+        .unwrap();
+    assert_eq!(host_off(&pages, a + 2 * P), first, "copied the file again");
+    assert_eq!(mf.refcount(first), 2, "still shared with the child");
+    assert_eq!(mm.read_bytes::<1>(a + 2 * P).unwrap(), *b"c");
+    assert!(
+        mm.maps_text().contains("rw-p 00001000"),
+        "{}",
+        mm.maps_text()
+    );
+    // Shared with the child: the first write copies.
+    assert!(!host_prot(&pages, a + P).write);
+    app_write(&mut mm, &pages, a + P, b"PARENT").unwrap();
+    assert_eq!(mm.read_bytes::<6>(a + P).unwrap(), *b"PARENT");
+    assert_eq!(child.read_bytes::<1>(a + P).unwrap(), *b"b");
+    check_mapped(&mm, &pages);
+    check_mapped(&child, &cpages);
+    drop(child);
+    check_consistent(&mm, &pages);
+    // Written, or at another offset: a copy of the file's bytes again.
+    mm.mmap(a + P, P, R, fixed, mfile(f.clone(), P)).unwrap();
+    assert_eq!(mm.read_bytes::<1>(a + P).unwrap(), *b"b");
+    let before = host_off(&pages, a + 3 * P);
+    mm.mmap(a + 3 * P, P, R, fixed, mfile(f, 0)).unwrap();
+    assert_eq!(mm.read_bytes::<1>(a + 3 * P).unwrap(), *b"a");
+    assert_ne!(host_off(&pages, a + 3 * P), before);
+    // A file the sandbox can change is copied at each mapping.
+    let g: Arc<dyn MappableFile> = MemFile::new("/tmp/lib", content);
+    let b = mm
+        .mmap(0, 4 * P, R, c::MAP_PRIVATE, mfile(g.clone(), 0))
+        .unwrap();
+    let before = host_off(&pages, b + P);
+    mm.mmap(b + P, P, R, fixed, mfile(g, P)).unwrap();
+    assert_ne!(host_off(&pages, b + P), before);
     check_consistent(&mm, &pages);
 }
 

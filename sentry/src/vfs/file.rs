@@ -917,6 +917,14 @@ impl MappableFile for FileMapping {
             None => Ok(()),
         }
     }
+
+    fn contents_fixed(&self) -> bool {
+        self.file
+            .ops
+            .as_any()
+            .downcast_ref::<super::gofer_fs::HostFileOps>()
+            .is_some_and(|h| h.contents_fixed())
+    }
 }
 
 impl FileMapping {

@@ -869,6 +869,7 @@ impl Inode for GoferInode {
                     fd: Arc::new(self.fs.open_write(self.node()?, flags)?),
                     size: self.stat.size,
                     writable: true,
+                    fixed: false,
                 })),
                 _ => Err(Errno::ENXIO),
             };
@@ -881,6 +882,7 @@ impl Inode for GoferInode {
                     fd,
                     size: self.stat.size,
                     writable: false,
+                    fixed: !self.fs.writable(),
                 }))
             }
             // Host devices, fifos and sockets are not reachable through the
@@ -1009,6 +1011,15 @@ pub struct HostFileOps {
     size: u64,
     /// Opened for writing on a writable gofer (a rw bind mount).
     writable: bool,
+    /// On a read-only gofer: nothing in the sandbox can change its bytes.
+    fixed: bool,
+}
+
+impl HostFileOps {
+    /// Whether nothing in the sandbox can change the file's bytes.
+    pub fn contents_fixed(&self) -> bool {
+        self.fixed
+    }
 }
 
 impl FileOps for HostFileOps {
