@@ -197,7 +197,10 @@ impl Task {
                 self.tg.end_exec();
                 return false;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            // Woken at each thread's end; the timeout only bounds a wait
+            // for a group whose end another path decides.
+            self.tg
+                .wait_until_sole_task(std::time::Duration::from_millis(10));
         }
         self.tg.end_exec();
         let tgid = self.tgid();

@@ -593,8 +593,9 @@ impl ThreadGroup {
                 let final_status = st.leader.unwrap_or(status);
                 st.status.get_or_insert(final_status);
                 self.exiting.store(true, Ordering::Release);
-                self.done.notify_all();
             }
+            // Every end: an exec waits for all but one, `wait` for none.
+            self.done.notify_all();
             st.members.is_empty()
         };
         self.thread_exit_queue
@@ -604,6 +605,17 @@ impl ThreadGroup {
 
     /// Waits up to `timeout` for every task to have exited; the group's
     /// status once they have.
+    /// Waits up to `timeout` until at most one task is left (the one that
+    /// execs) or the group is ending; whether one is left.
+    pub fn wait_until_sole_task(&self, timeout: Duration) -> bool {
+        let st = self.state();
+        let (st, _) = self
+            .done
+            .wait_timeout_while(st, timeout, |s| s.members.len() > 1 && s.status.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        st.members.len() <= 1
+    }
+
     pub fn wait(&self, timeout: Duration) -> Option<ExitStatus> {
         let st = self.state();
         let (st, _) = self
