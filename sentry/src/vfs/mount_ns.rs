@@ -242,17 +242,11 @@ mod tests {
     use super::*;
     use crate::errno::Errno;
     use crate::vfs::mount_tree::NewFs;
-    use crate::vfs::namespace::tests::{build_in, get, host, put};
+    use crate::vfs::namespace::tests::{build_in, get, host, put, tmpfs_of_mode};
     use crate::vfs::testing::test_memory_file;
-    use crate::vfs::tmpfs::TmpfsLimits;
 
     fn tmpfs() -> NewFs {
-        NewFs::Tmpfs {
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            limits: TmpfsLimits::UNLIMITED,
-        }
+        tmpfs_of_mode(0o755)
     }
 
     #[test]

@@ -674,18 +674,12 @@ fn walk_within(root: &Arc<Dentry>, path: &[u8]) -> Result<Arc<Dentry>, Errno> {
 mod tests {
     use super::*;
     use crate::vfs::mount_tree::NewFs;
-    use crate::vfs::namespace::tests::{build_in, get, host, put};
+    use crate::vfs::namespace::tests::{build_in, get, host, put, tmpfs_of_mode};
     use crate::vfs::state::{MountPlace, VfsState};
     use crate::vfs::testing::{clone_memory, test_memory_file};
-    use crate::vfs::tmpfs::TmpfsLimits;
 
     fn tmpfs() -> NewFs {
-        NewFs::Tmpfs {
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            limits: TmpfsLimits::UNLIMITED,
-        }
+        tmpfs_of_mode(0o755)
     }
 
     /// The dentry a mount(2) or umount2(2) of `path` acts on.

@@ -377,6 +377,16 @@ pub(crate) mod tests {
     use crate::vfs::state::{FileStateKind, RestoreCtx, SaveCtx};
     use crate::vfs::testing::{clone_memory, test_memory_file, FixedClock, LocalDirFs};
 
+    /// An unlimited tmpfs owned by root with `mode`, for mount(2) in tests.
+    pub(crate) fn tmpfs_of_mode(mode: u32) -> crate::vfs::mount_tree::NewFs {
+        crate::vfs::mount_tree::NewFs::Tmpfs {
+            mode,
+            uid: 0,
+            gid: 0,
+            limits: crate::vfs::tmpfs::TmpfsLimits::UNLIMITED,
+        }
+    }
+
     pub(crate) fn host() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("etc")).unwrap();
@@ -562,20 +572,13 @@ pub(crate) mod tests {
     }
 
     fn mount_tree_vfs(d: &std::path::Path, mf: Arc<MemoryFile>) -> Vfs {
-        use crate::vfs::mount_tree::NewFs;
         let vfs = build_in(d, mf, None).unwrap();
         let r = vfs.root();
         vfs.mkdir_at(&r, b"/mnt", 0o755).unwrap();
         vfs.mkdir_at(&r, b"/mnt/t", 0o755).unwrap();
         vfs.mkdir_at(&r, b"/b", 0o755).unwrap();
         let at = vfs.resolve(&r, b"/mnt/t", true).unwrap();
-        let tmpfs = NewFs::Tmpfs {
-            mode: 0o750,
-            uid: 0,
-            gid: 0,
-            limits: crate::vfs::tmpfs::TmpfsLimits::UNLIMITED,
-        };
-        vfs.mount_new(&at, tmpfs, 0).unwrap();
+        vfs.mount_new(&at, tmpfs_of_mode(0o750), 0).unwrap();
         vfs.mkdir_at(&r, b"/mnt/t/d", 0o755).unwrap();
         let f = vfs
             .open_at(&r, b"/mnt/t/d/f", libc::O_CREAT | libc::O_WRONLY, 0o644)
@@ -709,13 +712,7 @@ pub(crate) mod tests {
         vfs.move_mount(&t2, &moved).unwrap();
         vfs.mkdir_at(&r, b"/own", 0o755).unwrap();
         let own = vfs.resolve(&r, b"/own", true).unwrap();
-        let new = crate::vfs::mount_tree::NewFs::Tmpfs {
-            mode: 0o700,
-            uid: 0,
-            gid: 0,
-            limits: crate::vfs::tmpfs::TmpfsLimits::UNLIMITED,
-        };
-        vfs.mount_new(&own, new, 0).unwrap();
+        vfs.mount_new(&own, tmpfs_of_mode(0o700), 0).unwrap();
         put(&vfs, b"/own/f", b"own");
         let before = mount_points(&vfs);
         let state = vfs.save_state().unwrap();
