@@ -35,18 +35,6 @@ static int count(const char *file)
 	return n;
 }
 
-static void read_text(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY);
-	if (fd < 0) {
-		snprintf(buf, len, "%s", errname(errno));
-		return;
-	}
-	ssize_t n = read(fd, buf, len - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = 0;
-}
-
 static pid_t waiter(int *release)
 {
 	int go[2];
@@ -80,7 +68,7 @@ static int ticking(const char *mode, int ticks, pid_t stay)
 		snprintf(path, sizeof path, "/proc/%d/cwd", child);
 		ssize_t n = readlink(path, cwd, sizeof cwd - 1);
 		cwd[n > 0 ? n : 0] = 0;
-		read_text("file", file, sizeof file);
+		read_file_text("file", file, sizeof file);
 		int first_ns = -2;
 		if (stay > 0) {
 			snprintf(path, sizeof path, "/proc/%d/mountinfo", stay);

@@ -40,16 +40,10 @@ static int write_file(const char *path, const char *text)
 	return r;
 }
 
+/* Its first line only. */
 static void read_text(const char *path, char *buf, size_t len)
 {
-	int fd = open(path, O_RDONLY);
-	if (fd < 0) {
-		snprintf(buf, len, "%s", errname(errno));
-		return;
-	}
-	ssize_t n = read(fd, buf, len - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = 0;
+	read_file_text(path, buf, len);
 	buf[strcspn(buf, "\n")] = 0;
 }
 

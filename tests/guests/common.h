@@ -9,6 +9,7 @@
 #define CRYO_GUEST_COMMON_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,5 +115,19 @@ static inline unsigned long long fnv1a(unsigned long long h, const void *p, size
 	return h;
 }
 #define FNV_INIT 14695981039346656037ULL
+
+/* The start of the file at `path` as a string in `buf` (at most len - 1
+ * bytes), or its open error's name. */
+static inline void read_file_text(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0) {
+		snprintf(buf, len, "%s", errname(errno));
+		return;
+	}
+	ssize_t n = read(fd, buf, len - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+}
 
 #endif

@@ -27,18 +27,6 @@ static const char *p(const char *rel)
 	return buf[n];
 }
 
-static void read_text(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY);
-	if (fd < 0) {
-		snprintf(buf, len, "%s", errname(errno));
-		return;
-	}
-	ssize_t n = read(fd, buf, len - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = 0;
-}
-
 static int write_file(const char *path, const char *text)
 {
 	int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
@@ -107,7 +95,7 @@ int main(int argc, char **argv)
 		send_byte(to_parent[1]);
 		wait_byte(to_child[0]);
 		char who[32];
-		read_text(p("m/who"), who, sizeof who);
+		read_file_text(p("m/who"), who, sizeof who);
 		printf("first sees: %s\n", who);
 		counts("first", getpid());
 		fflush(stdout);
@@ -125,7 +113,7 @@ int main(int argc, char **argv)
 	printf("parent mount: %s\n", errname(r ? errno : 0));
 	write_file("m/who", "parent");
 	char who[32];
-	read_text(p("m/who"), who, sizeof who);
+	read_file_text(p("m/who"), who, sizeof who);
 	printf("parent sees: %s\n", who);
 	counts("parent", getpid());
 	counts("parent reads first's", first);
@@ -137,10 +125,10 @@ int main(int argc, char **argv)
 	pid_t cloned = syscall(SYS_clone, CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0);
 	if (cloned == 0) {
 		char w[32];
-		read_text(p("m/who"), w, sizeof w);
+		read_file_text(p("m/who"), w, sizeof w);
 		printf("cloned sees: %s\n", w);
 		printf("cloned umount: %s\n", errname(umount2(p("m"), 0) ? errno : 0));
-		read_text(p("m/who"), w, sizeof w);
+		read_file_text(p("m/who"), w, sizeof w);
 		printf("cloned then sees: %s\n", w);
 		counts("cloned", getpid());
 		fflush(stdout);
@@ -151,7 +139,7 @@ int main(int argc, char **argv)
 		printf("clone NEWNS: %s\n", errname(errno));
 	else
 		waitpid(cloned, &st, 0);
-	read_text(p("m/who"), who, sizeof who);
+	read_file_text(p("m/who"), who, sizeof who);
 	printf("parent still sees: %s\n", who);
 	printf("clone NEWNS|FS: %s\n",
 	       errname(syscall(SYS_clone, CLONE_NEWNS | CLONE_FS | SIGCHLD, 0, 0, 0, 0) < 0 ? errno
