@@ -484,3 +484,38 @@ fn a_signal_pending_on_the_process_is_restored_and_delivered_once() {
     std::fs::rename(&img, &moved).unwrap();
     run.restores_go_on(&s.root(), &moved, &["B", "C"], tick_of, EXIT);
 }
+
+/// A pidfd of one thread (PIDFD_THREAD) is not saved yet: the checkpoint
+/// is refused naming it, no statefile is left and the program goes on.
+#[test]
+fn a_thread_pidfd_refuses_the_checkpoint_by_name() {
+    let s = Scratch::new("cryo-thread-pidfd-");
+    let prog = r#"
+import os, threading, time
+t = threading.Thread(target=lambda: time.sleep(600), daemon=True)
+t.start()
+fd = os.pidfd_open(t.native_id, os.O_EXCL)
+for i in range(600):
+    print("tick", i, flush=True)
+    time.sleep(0.1)
+"#;
+    let mut a = Sandbox::run(
+        &s.root(),
+        "A",
+        std::path::Path::new("/usr/bin/python3"),
+        &["-c", prog],
+    );
+    a.wait_lines(2, Duration::from_secs(20));
+    let img = s.path("img");
+    let out = cryo_tests::sandbox::checkpoint(&s.root(), &img, "A", &[]);
+    assert_ne!(out.code, 0, "the checkpoint was taken");
+    let err = out.stderr_str();
+    assert!(err.contains("PIDFD_THREAD"), "{err}");
+    assert!(
+        !img.join(cryo_tests::sandbox::STATEFILE).exists(),
+        "a statefile was left"
+    );
+    let had = a.lines().len();
+    a.wait_lines(had + 2, Duration::from_secs(20));
+    assert!(a.is_running(), "the program did not go on");
+}
